@@ -1,0 +1,1 @@
+"""Command line: the composition root. Only this layer reads options, files and the environment."""

@@ -1,0 +1,119 @@
+"""The one exception tree of alliance-psi.
+
+Our exception hierarchy::
+
+    AlliancePsiError
+    ├── InvalidIdentifier       a raw identifier failed normalization (row, field, type, reason)
+    ├── CryptoError
+    │   ├── MalformedElement    bytes that are not a canonical, non-identity group element
+    │   ├── MalformedScalar     bytes that are not a canonical, non-zero scalar
+    │   ├── InvalidLabel        a sealed label failed to open (every cause, one error)
+    │   └── InvalidSignature    a signature did not verify
+    └── ConfigurationError      a suite, key share or option that cannot be used
+
+Context is keyword-only. Messages never contain a raw identifier in full: ``InvalidIdentifier``
+shows at most a truncated prefix, and it is an error of the member node, which must not send it
+over the network (the gRPC status mapping replaces its text).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlliancePsiError",
+    "ConfigurationError",
+    "CryptoError",
+    "InvalidIdentifier",
+    "InvalidLabel",
+    "InvalidSignature",
+    "MalformedElement",
+    "MalformedScalar",
+    "truncate_value",
+]
+
+_SHOWN_CHARS = 6
+
+
+def truncate_value(value: str, shown: int = _SHOWN_CHARS) -> str:
+    """Return a prefix of ``value`` fit for a local error message: enough to find the row, not the value."""
+    value = value.replace("\n", " ").replace("\r", " ")
+    if len(value) <= shown:
+        return value
+    return value[:shown] + "…"
+
+
+class AlliancePsiError(Exception):
+    """Base of every error alliance-psi raises on purpose."""
+
+
+class InvalidIdentifier(AlliancePsiError, ValueError):
+    """A raw identifier could not be normalized.
+
+    ``row`` (1-based line of the source file) and ``field`` are set by importers; ``type`` and
+    ``reason`` by the normalizer. The value appears only truncated.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        type: str,
+        value: str | None = None,
+        row: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.type = type
+        self.value_hint = truncate_value(value) if value is not None else None
+        self.row = row
+        self.field = field
+        super().__init__(self._message())
+
+    def at(self, *, row: int | None = None, field: str | None = None) -> InvalidIdentifier:
+        """Return a copy that also names where the value came from."""
+        located = InvalidIdentifier.__new__(InvalidIdentifier)
+        located.reason, located.type, located.value_hint = self.reason, self.type, self.value_hint
+        located.row = row if row is not None else self.row
+        located.field = field if field is not None else self.field
+        Exception.__init__(located, located._message())
+        return located
+
+    def _message(self) -> str:
+        where = []
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.field is not None:
+            where.append(f"field {self.field!r}")
+        prefix = (", ".join(where) + ": ") if where else ""
+        shown = f" {self.value_hint!r}" if self.value_hint else ""
+        return f"{prefix}invalid {self.type}{shown}: {self.reason}"
+
+
+class CryptoError(AlliancePsiError):
+    """A cryptographic input or check failed."""
+
+
+class MalformedElement(CryptoError, ValueError):
+    """Bytes that do not encode a canonical, non-identity element of the suite's group."""
+
+
+class MalformedScalar(CryptoError, ValueError):
+    """Bytes that do not encode a canonical, non-zero scalar of the suite's group."""
+
+
+class InvalidLabel(CryptoError):
+    """A sealed label could not be opened.
+
+    Raised for every cause (wrong key, wrong context, tampering, bad padding, bad version), with
+    the same message, so the holder of a sealed label learns nothing about which check failed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("sealed label could not be opened")
+
+
+class InvalidSignature(CryptoError):
+    """A signature did not verify against the expected public key."""
+
+
+class ConfigurationError(AlliancePsiError, ValueError):
+    """A configuration value (suite, key share, option) that cannot be used."""
