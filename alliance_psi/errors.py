@@ -8,6 +8,7 @@ Our exception hierarchy::
     │   ├── MalformedElement    bytes that are not a canonical, non-identity group element
     │   ├── MalformedScalar     bytes that are not a canonical, non-zero scalar
     │   ├── InvalidLabel        a sealed label failed to open (every cause, one error)
+    │   ├── LabelTooLarge       a label plaintext does not fit the fixed padded size
     │   └── InvalidSignature    a signature did not verify
     └── ConfigurationError      a suite, key share or option that cannot be used
 
@@ -25,6 +26,7 @@ __all__ = [
     "InvalidIdentifier",
     "InvalidLabel",
     "InvalidSignature",
+    "LabelTooLarge",
     "MalformedElement",
     "MalformedScalar",
     "truncate_value",
@@ -109,6 +111,10 @@ class InvalidLabel(CryptoError):
 
     def __init__(self) -> None:
         super().__init__("sealed label could not be opened")
+
+
+class LabelTooLarge(CryptoError, ValueError):
+    """A label plaintext does not fit the fixed padded size (an error of the sealing member)."""
 
 
 class InvalidSignature(CryptoError):

@@ -1,0 +1,103 @@
+"""Sealed labels: what a member says about an identifier, readable only by other holders of it.
+
+A label is sealed with ChaCha20-Poly1305 under the label key derived from the identifier's OPRF
+output, so only a member holding the same identifier can open it. The plaintext is padded to a
+fixed size so that the coordinator, which stores sealed labels, learns nothing from their length.
+
+Wire format (version 1), always ``SEALED_LABEL_BYTES`` long::
+
+    0x01 || nonce (12) || ChaCha20-Poly1305(key, nonce, pad(plaintext), aad)
+    pad(p) = I2OSP(len(p), 2) || p || zeros, to PADDED_PLAINTEXT_BYTES
+    aad    = "alliance-psi/v1 label" || I2OSP(len(round_id), 2) || round_id || match_token
+
+The associated data binds a label to its round and token: the coordinator cannot replay a
+label from an earlier round (say, one the member has since withdrawn) into a later result.
+Every failure to open raises the same ``InvalidLabel``, so a peer learns nothing about which
+check failed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from alliance_psi.crypto.derive import LABEL_KEY_BYTES, MATCH_TOKEN_BYTES
+from alliance_psi.errors import InvalidLabel, LabelTooLarge
+
+__all__ = [
+    "MAX_LABEL_PLAINTEXT_BYTES",
+    "PADDED_PLAINTEXT_BYTES",
+    "SEALED_LABEL_BYTES",
+    "LabelContext",
+    "open_label",
+    "seal_label",
+]
+
+VERSION = 0x01
+NONCE_BYTES = 12
+TAG_BYTES = 16
+PADDED_PLAINTEXT_BYTES = 256
+MAX_LABEL_PLAINTEXT_BYTES = PADDED_PLAINTEXT_BYTES - 2
+SEALED_LABEL_BYTES = 1 + NONCE_BYTES + PADDED_PLAINTEXT_BYTES + TAG_BYTES
+_AAD_PREFIX = b"alliance-psi/v1 label"
+
+
+@dataclass(frozen=True, slots=True)
+class LabelContext:
+    """What a sealed label is bound to: the round it was submitted to and its match token."""
+
+    round_id: str
+    match_token: bytes
+
+    def associated_data(self) -> bytes:
+        """The AEAD associated data for this context."""
+        round_id = self.round_id.encode("utf-8")
+        if len(self.match_token) != MATCH_TOKEN_BYTES:
+            raise ValueError(f"match token must be {MATCH_TOKEN_BYTES} bytes")
+        return _AAD_PREFIX + len(round_id).to_bytes(2, "big") + round_id + self.match_token
+
+
+def _pad(plaintext: bytes) -> bytes:
+    if len(plaintext) > MAX_LABEL_PLAINTEXT_BYTES:
+        raise LabelTooLarge(
+            f"label is {len(plaintext)} bytes; at most {MAX_LABEL_PLAINTEXT_BYTES} fit the padded size"
+        )
+    return len(plaintext).to_bytes(2, "big") + plaintext + bytes(MAX_LABEL_PLAINTEXT_BYTES - len(plaintext))
+
+
+def _seal_with_nonce(label_key: bytes, plaintext: bytes, context: LabelContext, nonce: bytes) -> bytes:
+    # Private seam for committed vectors; seal_label draws the nonce itself.
+    if len(label_key) != LABEL_KEY_BYTES:
+        raise ValueError(f"label key must be {LABEL_KEY_BYTES} bytes")
+    sealed = ChaCha20Poly1305(label_key).encrypt(nonce, _pad(plaintext), context.associated_data())
+    return bytes([VERSION]) + nonce + sealed
+
+
+def seal_label(label_key: bytes, plaintext: bytes, context: LabelContext) -> bytes:
+    """Seal ``plaintext`` (at most ``MAX_LABEL_PLAINTEXT_BYTES``) for the holders of one identifier.
+
+    Returns exactly ``SEALED_LABEL_BYTES`` bytes. Raises ``LabelTooLarge`` if it does not fit.
+    A fresh random 96-bit nonce is drawn per seal; one label key seals at most one label per
+    member per round, far below the nonce-collision bound.
+    """
+    return _seal_with_nonce(label_key, plaintext, context, os.urandom(NONCE_BYTES))
+
+
+def open_label(label_key: bytes, sealed: bytes, context: LabelContext) -> bytes:
+    """Open a sealed label; raise ``InvalidLabel`` for every kind of failure."""
+    if len(sealed) != SEALED_LABEL_BYTES or sealed[0] != VERSION or len(label_key) != LABEL_KEY_BYTES:
+        raise InvalidLabel()
+    nonce, body = sealed[1 : 1 + NONCE_BYTES], sealed[1 + NONCE_BYTES :]
+    try:
+        padded = ChaCha20Poly1305(label_key).decrypt(nonce, body, context.associated_data())
+    except (InvalidTag, ValueError):
+        raise InvalidLabel() from None
+    length = int.from_bytes(padded[:2], "big")
+    # The padding is authenticated, but a sealer that wrote a bad length or non-zero padding is
+    # refused all the same: one canonical plaintext per label.
+    if length > MAX_LABEL_PLAINTEXT_BYTES or any(padded[2 + length :]):
+        raise InvalidLabel()
+    return padded[2 : 2 + length]

@@ -1,0 +1,65 @@
+"""Generate tests/vectors/alliance/derive_and_labels.json with an independent implementation.
+
+As pyca does for its custom vectors: the values are computed here from ``cryptography``'s HKDF
+and AEAD primitives and the byte layout written out by hand from the format description, never
+by calling ``alliance_psi``. The tests check ``alliance_psi`` against the committed JSON.
+Run: ``.venv/bin/python scripts/gen_alliance_vectors.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
+OUT = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "alliance" / "derive_and_labels.json"
+
+
+def hkdf_expand(prk: bytes, info: bytes, length: int) -> bytes:
+    return HKDFExpand(algorithm=hashes.SHA512(), length=length, info=info).derive(prk)
+
+
+def seal(key: bytes, nonce: bytes, plaintext: bytes, round_id: str, token: bytes) -> bytes:
+    padded = len(plaintext).to_bytes(2, "big") + plaintext
+    padded += bytes(256 - len(padded))
+    rid = round_id.encode("utf-8")
+    aad = b"alliance-psi/v1 label" + len(rid).to_bytes(2, "big") + rid + token
+    return b"\x01" + nonce + ChaCha20Poly1305(key).encrypt(nonce, padded, aad)
+
+
+def main() -> None:
+    vectors = []
+    cases = [
+        ("phone", "{\"c\":\"proxy_rights_defense\",\"s\":\"level1\"}", "round-2026-11"),
+        ("id_card", "", "r1"),
+        ("uscc", "{\"c\":\"loan_intermediary\",\"n\":\"马上消费金融\"}", "圆桌-第3轮"),
+    ]
+    for i, (name, label, round_id) in enumerate(cases):
+        oprf_output = hashlib.sha512(f"alliance-psi vector {i} {name}".encode()).digest()
+        token = hkdf_expand(oprf_output, b"alliance-psi/v1 match-token", 16)
+        label_key = hkdf_expand(oprf_output, b"alliance-psi/v1 label-key", 32)
+        nonce = hashlib.sha256(f"nonce {i}".encode()).digest()[:12]
+        sealed = seal(label_key, nonce, label.encode("utf-8"), round_id, token)
+        vectors.append(
+            {
+                "oprf_output": oprf_output.hex(),
+                "match_token": token.hex(),
+                "label_key": label_key.hex(),
+                "round_id": round_id,
+                "label_plaintext": label.encode("utf-8").hex(),
+                "nonce": nonce.hex(),
+                "sealed_label": sealed.hex(),
+            }
+        )
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"generator": "scripts/gen_alliance_vectors.py", "vectors": vectors}
+    OUT.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {len(vectors)} vectors to {OUT}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Match token and label key derivation, and sealed labels: committed vectors and every way to fail."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from alliance_psi.crypto.derive import INFO_LABEL_KEY, INFO_MATCH_TOKEN, derive
+from alliance_psi.crypto.labels import (
+    MAX_LABEL_PLAINTEXT_BYTES,
+    SEALED_LABEL_BYTES,
+    LabelContext,
+    _seal_with_nonce,
+    open_label,
+    seal_label,
+)
+from alliance_psi.errors import InvalidLabel, LabelTooLarge
+from tests.helpers.vectors import load_json
+
+VECTORS = load_json("alliance/derive_and_labels.json")["vectors"]
+IDS = [v["round_id"] for v in VECTORS]
+
+
+def test_vectors_present() -> None:
+    assert len(VECTORS) == 3
+
+
+@pytest.mark.parametrize("v", VECTORS, ids=IDS)
+def test_derive_vectors(v: dict[str, str]) -> None:
+    d = derive(bytes.fromhex(v["oprf_output"]))
+    assert d.match_token == bytes.fromhex(v["match_token"])
+    assert d.label_key == bytes.fromhex(v["label_key"])
+
+
+@pytest.mark.parametrize("v", VECTORS, ids=IDS)
+def test_seal_vectors(v: dict[str, str]) -> None:
+    context = LabelContext(v["round_id"], bytes.fromhex(v["match_token"]))
+    key = bytes.fromhex(v["label_key"])
+    sealed = _seal_with_nonce(key, bytes.fromhex(v["label_plaintext"]), context, bytes.fromhex(v["nonce"]))
+    assert sealed == bytes.fromhex(v["sealed_label"])
+    assert open_label(key, sealed, context) == bytes.fromhex(v["label_plaintext"])
+
+
+@settings(max_examples=50)
+@given(st.binary(min_size=64, max_size=64))
+def test_derive_is_hkdf_expand(y: bytes) -> None:
+    d = derive(y)
+    assert d.match_token == HKDFExpand(hashes.SHA512(), 16, INFO_MATCH_TOKEN).derive(y)
+    assert d.label_key == HKDFExpand(hashes.SHA512(), 32, INFO_LABEL_KEY).derive(y)
+    assert d.label_key[:16] != d.match_token
+    assert "label_key" in repr(d) and d.label_key.hex() not in repr(d)
+
+
+KEY = bytes(range(32))
+CONTEXT = LabelContext("round-1", bytes(range(16)))
+
+
+@pytest.mark.parametrize("size", [0, 1, 100, MAX_LABEL_PLAINTEXT_BYTES])
+def test_sealed_size_is_fixed(size: int) -> None:
+    sealed = seal_label(KEY, b"x" * size, CONTEXT)
+    assert len(sealed) == SEALED_LABEL_BYTES
+    assert open_label(KEY, sealed, CONTEXT) == b"x" * size
+
+
+def test_two_seals_differ() -> None:
+    assert seal_label(KEY, b"same", CONTEXT) != seal_label(KEY, b"same", CONTEXT)
+
+
+def test_too_large_label_rejected() -> None:
+    with pytest.raises(LabelTooLarge, match=f"at most {MAX_LABEL_PLAINTEXT_BYTES}"):
+        seal_label(KEY, b"x" * (MAX_LABEL_PLAINTEXT_BYTES + 1), CONTEXT)
+
+
+def _flip(data: bytes, index: int) -> bytes:
+    mutable = bytearray(data)
+    mutable[index] ^= 0x01
+    return bytes(mutable)
+
+
+SEALED = seal_label(KEY, b'{"c":"wool_party"}', CONTEXT)
+FAILURES = {
+    "wrong key": (bytes(32), SEALED, CONTEXT),
+    "wrong round": (KEY, SEALED, LabelContext("round-2", CONTEXT.match_token)),
+    "wrong token": (KEY, SEALED, LabelContext("round-1", bytes(16))),
+    "flipped version": (KEY, _flip(SEALED, 0), CONTEXT),
+    "flipped nonce": (KEY, _flip(SEALED, 3), CONTEXT),
+    "flipped ciphertext": (KEY, _flip(SEALED, 40), CONTEXT),
+    "flipped tag": (KEY, _flip(SEALED, len(SEALED) - 1), CONTEXT),
+    "truncated": (KEY, SEALED[:-1], CONTEXT),
+    "extended": (KEY, SEALED + b"\x00", CONTEXT),
+    "empty": (KEY, b"", CONTEXT),
+    "short key": (KEY[:16], SEALED, CONTEXT),
+}
+
+
+@pytest.mark.parametrize("key, sealed, context", list(FAILURES.values()), ids=list(FAILURES))
+def test_every_failure_is_the_same_error(key: bytes, sealed: bytes, context: LabelContext) -> None:
+    with pytest.raises(InvalidLabel) as info:
+        open_label(key, sealed, context)
+    assert str(info.value) == "sealed label could not be opened"
+
+
+def test_bad_padding_rejected_even_when_authentic() -> None:
+    # A sealer that writes a length larger than the padded size is refused.
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    nonce = bytes(12)
+    padded = (300).to_bytes(2, "big") + bytes(254)
+    body = ChaCha20Poly1305(KEY).encrypt(nonce, padded, CONTEXT.associated_data())
+    with pytest.raises(InvalidLabel):
+        open_label(KEY, b"\x01" + nonce + body, CONTEXT)
+    padded = (1).to_bytes(2, "big") + b"a" + b"\x00" * 252 + b"\x01"
+    body = ChaCha20Poly1305(KEY).encrypt(nonce, padded, CONTEXT.associated_data())
+    with pytest.raises(InvalidLabel):
+        open_label(KEY, b"\x01" + nonce + body, CONTEXT)
