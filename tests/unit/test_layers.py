@@ -1,0 +1,35 @@
+"""Each layer imports only the layers below it (STYLE guideline 2), and exports what it says."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+FORBIDDEN = ["grpc", "sqlalchemy", "click", "rich"]
+PURE_LAYERS = ["alliance_psi.identifiers", "alliance_psi.crypto", "alliance_psi.errors"]
+
+
+@pytest.mark.parametrize("layer", PURE_LAYERS)
+def test_pure_layers_import_no_framework(layer: str) -> None:
+    code = (
+        "import importlib, json, pkgutil, sys\n"
+        f"pkg = importlib.import_module({layer!r})\n"
+        "for m in pkgutil.walk_packages(getattr(pkg, '__path__', []), pkg.__name__ + '.'):\n"
+        "    importlib.import_module(m.name)\n"
+        f"print(json.dumps(sorted(n for n in {FORBIDDEN!r} if n in sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+@pytest.mark.parametrize("layer", PURE_LAYERS + ["alliance_psi"])
+def test_exported_members(layer: str) -> None:
+    module = importlib.import_module(layer)
+    exported = module.__all__
+    assert len(exported) == len(set(exported)), f"{layer}.__all__ repeats a name"
+    for name in exported:
+        assert hasattr(module, name), f"{layer}.__all__ names {name!r}, which it lacks"
