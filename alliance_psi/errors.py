@@ -10,7 +10,19 @@ Our exception hierarchy::
     │   ├── InvalidLabel        a sealed label failed to open (every cause, one error)
     │   ├── LabelTooLarge       a label plaintext does not fit the fixed padded size
     │   └── InvalidSignature    a signature did not verify
-    └── ConfigurationError      a suite, key share or option that cannot be used
+    ├── ConfigurationError      a suite, key share, certificate or option that cannot be used
+    ├── RequestError            a request a peer sent that cannot be served (crosses the network)
+    │   ├── InvalidRequest      a malformed or out-of-range field          → INVALID_ARGUMENT
+    │   ├── NotAuthenticated    no, foreign, revoked or unparsable cert    → UNAUTHENTICATED
+    │   ├── NotAuthorized       authenticated, but not allowed to do this  → PERMISSION_DENIED
+    │   ├── NotFound            no such round, result or submission        → NOT_FOUND
+    │   ├── QuotaExceeded       the member's evaluation quota is spent     → RESOURCE_EXHAUSTED
+    │   ├── RoundClosed         the round no longer takes submissions      → FAILED_PRECONDITION
+    │   ├── WrongEpoch          a request for another key epoch            → FAILED_PRECONDITION
+    │   └── Conflict            a chunk or commit that contradicts a stored one → ALREADY_EXISTS
+    ├── PeerUnavailable         a custodian or coordinator cannot be reached (client side)
+    └── StorageError
+        └── AuditLogBroken      the hash chain does not verify (names the first bad entry)
 
 Context is keyword-only. Messages never contain a raw identifier in full: ``InvalidIdentifier``
 shows at most a truncated prefix, and it is an error of the member node, which must not send it
@@ -21,14 +33,26 @@ from __future__ import annotations
 
 __all__ = [
     "AlliancePsiError",
+    "AuditLogBroken",
     "ConfigurationError",
+    "Conflict",
     "CryptoError",
     "InvalidIdentifier",
     "InvalidLabel",
     "InvalidSignature",
     "LabelTooLarge",
+    "InvalidRequest",
     "MalformedElement",
     "MalformedScalar",
+    "NotAuthenticated",
+    "NotAuthorized",
+    "NotFound",
+    "PeerUnavailable",
+    "QuotaExceeded",
+    "RequestError",
+    "RoundClosed",
+    "StorageError",
+    "WrongEpoch",
     "truncate_value",
 ]
 
@@ -123,3 +147,60 @@ class InvalidSignature(CryptoError):
 
 class ConfigurationError(AlliancePsiError, ValueError):
     """A configuration value (suite, key share, option) that cannot be used."""
+
+
+class RequestError(AlliancePsiError):
+    """A peer's request that cannot be served. Its message crosses the network: never put an
+    identifier, a label or a secret in it."""
+
+
+class InvalidRequest(RequestError, ValueError):
+    """A malformed or out-of-range request field."""
+
+
+class NotAuthenticated(RequestError):
+    """The peer presented no usable certificate of the alliance CA (or a revoked one)."""
+
+
+class NotAuthorized(RequestError):
+    """The peer is authenticated but its role or identity does not allow this."""
+
+
+class NotFound(RequestError):
+    """No such round, submission or result (for this peer)."""
+
+
+class QuotaExceeded(RequestError):
+    """The member's evaluation quota for the key epoch would be exceeded."""
+
+    def __init__(self, message: str, *, member_id: str, quota: int, used: int, requested: int) -> None:
+        self.member_id, self.quota, self.used, self.requested = member_id, quota, used, requested
+        super().__init__(message)
+
+
+class RoundClosed(RequestError):
+    """The round is past the state that allows this request (for example, submitting when closed)."""
+
+
+class WrongEpoch(RequestError):
+    """The request names a key epoch this party does not serve."""
+
+
+class Conflict(RequestError):
+    """The request contradicts what is already stored (a chunk resent with other content, a second commit)."""
+
+
+class PeerUnavailable(AlliancePsiError):
+    """A custodian or the coordinator could not be reached after retries (raised on the client side)."""
+
+
+class StorageError(AlliancePsiError):
+    """The database refused or lost something."""
+
+
+class AuditLogBroken(StorageError):
+    """The audit log's hash chain does not verify; ``seq`` is the first entry that fails."""
+
+    def __init__(self, message: str, *, seq: int) -> None:
+        self.seq = seq
+        super().__init__(message)

@@ -1,0 +1,116 @@
+"""The domain of a matching round, as plain frozen dataclasses shared by every layer above.
+
+No grpc, no SQL. ``storage`` persists these, ``services`` converts them to and from protobuf
+through ``protocol.messages``, and the role classes (``custodian``, ``coordinator``, ``member``)
+take and return them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+__all__ = [
+    "MIN_THRESHOLD",
+    "Identity",
+    "MatchedToken",
+    "MemberResult",
+    "Role",
+    "Round",
+    "RoundState",
+    "SubmissionState",
+    "SubmissionStatus",
+]
+
+MIN_THRESHOLD = 2
+
+
+class Role(enum.StrEnum):
+    """What a certificate lets its holder do. The role comes from the certificate, never a request."""
+
+    MEMBER = "member"
+    CUSTODIAN = "custodian"
+    COORDINATOR = "coordinator"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """An authenticated peer: its id and role, both read from its client certificate."""
+
+    name: str
+    role: Role
+
+
+class RoundState(enum.StrEnum):
+    """A round goes open → closed → matched, never back."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+    MATCHED = "matched"
+
+
+class SubmissionState(enum.StrEnum):
+    """A member's submission is invisible to matching until committed."""
+
+    NONE = "none"
+    STAGING = "staging"
+    COMMITTED = "committed"
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """A matching round, as the admin created it and as it stands."""
+
+    round_id: str
+    name: str
+    threshold: int
+    key_epoch: str
+    deadline: datetime
+    allowed_types: tuple[str, ...]
+    invited: tuple[str, ...] | None  # None means every member of the alliance.
+    share_labels: bool
+    state: RoundState = RoundState.OPEN
+    created_by: str = ""
+    created_at: datetime | None = None
+    closed_at: datetime | None = None
+    close_reason: str = ""
+    matched_at: datetime | None = None
+
+    def invites(self, member_id: str) -> bool:
+        """Whether ``member_id`` may submit to this round."""
+        return self.invited is None or member_id in self.invited
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionStatus:
+    """Where a member's submission to a round stands: what a resuming member asks for."""
+
+    round_id: str
+    member_id: str
+    state: SubmissionState
+    chunks: tuple[int, ...] = ()
+    item_count: int = 0
+    digest: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class MatchedToken:
+    """One of a member's tokens that at least ``threshold`` members hold."""
+
+    match_token: bytes
+    holder_count: int
+    peer_labels: tuple[bytes, ...] = ()  # Sealed labels of the other holders, in no meaningful order.
+
+
+@dataclass(frozen=True, slots=True)
+class MemberResult:
+    """A member's result for a round: only its own matched tokens."""
+
+    round_id: str
+    member_id: str
+    key_epoch: str
+    threshold: int
+    submitted_count: int
+    matches: tuple[MatchedToken, ...] = field(default=())
