@@ -1,0 +1,78 @@
+"""IMEIs (15 digits, Luhn) and vendor device ids (UUID form or 16-hex Android ID)."""
+
+from __future__ import annotations
+
+import pytest
+
+from alliance_psi.identifiers import normalize
+
+IMEI_VALID = {
+    "plain": ("490154203237518", "490154203237518"),
+    "grouped_with_dashes": ("49-015420-323751-8", "490154203237518"),
+    "grouped_with_spaces": ("35 209900 176148 1", "352099001761481"),
+}
+
+IMEI_INVALID = {
+    "fourteen_digits_not_completed": ("49015420323751", "wrong length: expected 15 digits, got 14"),
+    "sixteen_digits_imeisv": ("4901542032375186", "wrong length: expected 15 digits, got 16"),
+    "bad_check_digit": ("490154203237519", "bad check digit"),
+    "letters": ("49015420323751A", "expected digits only"),
+    "all_zero_placeholder": ("000000000000000", "all-zero imei"),
+}
+
+IDFA = "6d92078a-8246-4ba4-ae5b-76104861e7dc"
+
+SAME_IDFA = {
+    "canonical": IDFA,
+    "upper_case": IDFA.upper(),
+    "without_dashes": IDFA.replace("-", ""),
+    "upper_without_dashes": IDFA.replace("-", "").upper(),
+}
+
+DEVICE_ID_VALID = {
+    "android_id": ("9774D56D682E549C", "9774d56d682e549c"),
+    "oaid_uuid": ("A1B2C3D4-0000-1111-2222-333344445555", "a1b2c3d4-0000-1111-2222-333344445555"),
+}
+
+NOT_A_DEVICE_ID = "not a uuid or 16-hex-digit device id"
+
+DEVICE_ID_INVALID = {
+    "all_zero_idfa": ("00000000-0000-0000-0000-000000000000", "all-zero advertising id"),
+    "all_zero_idfa_without_dashes": ("0" * 32, "all-zero advertising id"),
+    "all_zero_android_id": ("0" * 16, "all-zero device id"),
+    "braces": ("{" + IDFA + "}", NOT_A_DEVICE_ID),
+    "urn_prefix": ("urn:uuid:" + IDFA, NOT_A_DEVICE_ID),
+    "misplaced_dashes": ("6d92-078a8246-4ba4-ae5b-76104861e7dc", NOT_A_DEVICE_ID),
+    "too_short": (IDFA[:-1], NOT_A_DEVICE_ID),
+    "non_hex": ("g" * 16, NOT_A_DEVICE_ID),
+    "fifteen_hex": ("9774d56d682e549", NOT_A_DEVICE_ID),
+}
+
+
+@pytest.mark.parametrize(("raw", "canonical"), IMEI_VALID.values(), ids=IMEI_VALID.keys())
+def test_imei_valid(raw: str, canonical: str) -> None:
+    assert normalize("imei", raw).canonical == canonical
+
+
+@pytest.mark.parametrize(("raw", "reason"), IMEI_INVALID.values(), ids=IMEI_INVALID.keys())
+def test_imei_invalid(rejects, raw: str, reason: str) -> None:
+    rejects("imei", raw, reason)
+
+
+@pytest.mark.parametrize("raw", SAME_IDFA.values(), ids=SAME_IDFA.keys())
+def test_uuid_spellings_give_one_canonical(raw: str) -> None:
+    assert normalize("device_id", raw).canonical == IDFA
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"), DEVICE_ID_VALID.values(), ids=DEVICE_ID_VALID.keys()
+)
+def test_device_id_valid(raw: str, canonical: str) -> None:
+    assert normalize("device_id", raw).canonical == canonical
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"), DEVICE_ID_INVALID.values(), ids=DEVICE_ID_INVALID.keys()
+)
+def test_device_id_invalid(rejects, raw: str, reason: str) -> None:
+    rejects("device_id", raw, reason)

@@ -1,0 +1,62 @@
+"""Phone numbers: E.164, mainland mobile numbers only for +86."""
+
+from __future__ import annotations
+
+import pytest
+
+from alliance_psi.identifiers import normalize
+
+MOBILE = "+8613800138000"
+
+SAME_MOBILE = {
+    "national": "13800138000",
+    "plus_86_with_dashes": "+86 138-0013-8000",
+    "idd_00_86": "008613800138000",
+    "bare_86_prefix": "8613800138000",
+    "full_width_digits": "１３８００１３８０００",
+    "full_width_plus_and_ideographic_space": "＋８６\u3000１３８ ００１３ ８０００",
+    "dots_and_parentheses": "(138) 0013.8000",
+    "surrounding_whitespace": "\t 13800138000 \r\n",
+    "zero_width_space_inside": "1380013\u200b8000",
+    "byte_order_mark": "\ufeff13800138000",
+}
+
+VALID = {
+    "mainland_199": ("+86 199 1234 5678", "+8619912345678"),
+    "mainland_170_virtual_operator": ("17012345678", "+8617012345678"),
+    "hong_kong_mobile": ("+852 9123 4567", "+85291234567"),
+    "us_number": ("+1 650-253-0000", "+16502530000"),
+    "uk_landline_with_plus": ("+44 20 7946 0958", "+442079460958"),
+    "uk_landline_with_idd": ("0044 20 7946 0958", "+442079460958"),
+}
+
+INVALID = {
+    "letters": ("1380013800a", "letters or symbols in phone number"),
+    "extension": ("+86 138 0013 8000 ext 12", "letters or symbols in phone number"),
+    "vanity": ("+1 800 FLOWERS", "letters or symbols in phone number"),
+    "plus_in_middle": ("138+0013+8000", "letters or symbols in phone number"),
+    "beijing_landline": ("010-12345678", "not a mainland mobile number"),
+    "beijing_landline_plus86": ("+86 10 1234 5678", "not a mainland mobile number"),
+    "ten_digits": ("1380013800", "not a mainland mobile number"),
+    "not_a_mobile_prefix": ("23800138000", "not a mainland mobile number"),
+    # A US number without "+" is read as Chinese (a Guangzhou landline), never as American.
+    "us_number_without_plus": ("2025550123", "not a mainland mobile number"),
+    "invalid_foreign": ("+1 650 253 000", "not a valid phone number"),
+    "unknown_country_code": ("+999 1234", "not a phone number"),
+    "one_digit": ("1", "not a phone number"),
+}
+
+
+@pytest.mark.parametrize("raw", SAME_MOBILE.values(), ids=SAME_MOBILE.keys())
+def test_equivalent_spellings_give_one_canonical(raw: str) -> None:
+    assert normalize("phone", raw).canonical == MOBILE
+
+
+@pytest.mark.parametrize(("raw", "canonical"), VALID.values(), ids=VALID.keys())
+def test_valid(raw: str, canonical: str) -> None:
+    assert normalize("phone", raw).canonical == canonical
+
+
+@pytest.mark.parametrize(("raw", "reason"), INVALID.values(), ids=INVALID.keys())
+def test_invalid(rejects, raw: str, reason: str) -> None:
+    rejects("phone", raw, reason)
