@@ -19,9 +19,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test,bench]'
-	$(PY) bench/oprf_throughput.py $(BENCH_ARGS)
+BENCH_VENV := .venv-bench
+
+$(BENCH_VENV)/.installed:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet 'openmined-psi==2.0.6'
+	touch $@
+
+bench: $(STAMP) $(BENCH_VENV)/.installed
+	$(PY) bench/oprf_throughput.py --openmined-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,7 +1,7 @@
 """Member- and custodian-side OPRF throughput, against OpenMined PSI's client, on the same items.
 
 Usage:  .venv/bin/python bench/oprf_throughput.py [--n 100000] [--workers 2] [--memory]
-(`make bench` installs the optional `openmined-psi` dependency and runs this.)
+(`make bench` makes .venv-bench with `openmined-psi` and runs this.)
 
 Member side = HashToGroup + blind, then unblind + Finalize + derive (token and label key), the
 whole of a member's crypto per identifier, streamed in batches over a process pool.
@@ -65,21 +65,13 @@ def ours(xs: list[bytes], workers: int) -> dict[str, float]:
     return {"blind_s": t_blind, "custodian_s": t_eval, "finalize_derive_s": t_final, "member_s": t_blind + t_final}
 
 
-def openmined(xs: list[bytes]) -> dict[str, float] | None:
-    try:
-        import private_set_intersection.python as psi
-    except ImportError:
+def openmined(n: int, python: str | None) -> dict[str, float] | None:
+    """OpenMined PSI's client in its own interpreter (its protobuf pin conflicts with ours)."""
+    if not python or not os.path.exists(python):
         return None
-    client_items = [x.decode() for x in xs]
-    server_items = [x.decode() for x in items(len(xs), offset=len(xs) // 10)]  # 90% overlap
-    client = psi.client.CreateWithNewKey(True)
-    server = psi.server.CreateWithNewKey(True)
-    t_request, request = timed(lambda: client.CreateRequest(client_items))
-    setup = server.CreateSetupMessage(1e-9, len(client_items), server_items, psi.DataStructure.RAW)
-    response = server.ProcessRequest(request)
-    t_intersect, found = timed(lambda: client.GetIntersection(setup, response))
-    return {"request_s": t_request, "intersection_s": t_intersect, "client_s": t_request + t_intersect,
-            "found": float(len(found))}
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openmined_client.py")
+    out = subprocess.run([python, script, str(n)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
 
 
 def memory_probe(n: int) -> int:
@@ -115,6 +107,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS when streaming 50k vs 400k")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    parser.add_argument("--openmined-python", default=".venv-bench/bin/python",
+                        help="interpreter with openmined-psi installed (made by `make bench`)")
     args = parser.parse_args()
 
     xs = items(args.n)
@@ -122,7 +116,7 @@ def main() -> None:
     mine = ours(xs, args.workers)
     single = ours(xs[: max(args.n // 10, BATCH)], 1)
     scale = args.n / max(args.n // 10, BATCH)
-    om = openmined(xs)
+    om = openmined(args.n, args.openmined_python)
 
     per = lambda seconds: seconds / args.n * 1e6  # noqa: E731 - microseconds per identifier
     print(f"alliance-psi member side, {args.workers} workers: {mine['member_s']:.2f} s "
@@ -134,7 +128,7 @@ def main() -> None:
           f"({per(mine['custodian_s']):.1f} us/element); 1 worker: {per(single['custodian_s'] * scale):.1f} us/element")
     result = {"n": args.n, "workers": args.workers, "ours": mine, "ours_single_scaled": {k: v * scale for k, v in single.items()}}
     if om is None:
-        print("openmined-psi not installed: `make bench` installs it (pip install -e '.[bench]')")
+        print("OpenMined PSI not run: `make bench` makes .venv-bench with openmined-psi")
     else:
         print(f"OpenMined PSI client (CreateRequest + GetIntersection): {om['client_s']:.2f} s "
               f"({per(om['client_s']):.1f} us/id)  [request {om['request_s']:.2f} s, intersection {om['intersection_s']:.2f} s]")

@@ -1,0 +1,97 @@
+"""Ed25519 signatures for results and reports, with a context string per kind of document.
+
+The coordinator signs; members and third parties verify with the public key that ships with
+the alliance configuration. ``verify`` raises, it never returns a bool. Each signature covers
+``"alliance-psi/v1 " || context || 0x00 || message`` so that a signature over one kind of
+document can never be presented as another kind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidSignature as _CryptographyInvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from alliance_psi.errors import ConfigurationError, InvalidSignature
+
+__all__ = ["SigningKey", "key_id", "load_public_key", "verify"]
+
+_PREFIX = b"alliance-psi/v1 "
+
+
+def _framed(context: str, message: bytes) -> bytes:
+    return _PREFIX + context.encode("ascii") + b"\x00" + message
+
+
+def key_id(public_key: bytes) -> str:
+    """A short public name for a signing key: the first 8 bytes of SHA-256 of the raw key, in hex."""
+    return hashlib.sha256(public_key).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """The coordinator's Ed25519 signing key. Never leaves the coordinator; ``repr`` hides it."""
+
+    _private: Ed25519PrivateKey = field(repr=False)
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_pem(cls, pem: bytes) -> SigningKey:
+        """Load a PKCS#8 PEM key; raises ``ConfigurationError`` if it is not an Ed25519 private key."""
+        try:
+            key = serialization.load_pem_private_key(pem, password=None)
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(f"not a PEM private key: {exc}") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ConfigurationError("signing key must be Ed25519")
+        return cls(key)
+
+    def to_pem(self) -> bytes:
+        return self._private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    @property
+    def public_key(self) -> bytes:
+        """The raw 32-byte public key, as it ships in the alliance configuration."""
+        return self._private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    @property
+    def key_id(self) -> str:
+        return key_id(self.public_key)
+
+    def sign(self, context: str, message: bytes) -> bytes:
+        """Sign ``message`` as a document of kind ``context`` (e.g. ``"result"``, ``"report"``)."""
+        return self._private.sign(_framed(context, message))
+
+
+def load_public_key(data: bytes) -> bytes:
+    """Accept a raw 32-byte key, its hex form, or a PEM SubjectPublicKeyInfo; return the raw key."""
+    text = data.strip()
+    if text.startswith(b"-----BEGIN"):
+        key = serialization.load_pem_public_key(text)
+        if not isinstance(key, Ed25519PublicKey):
+            raise ConfigurationError("public key must be Ed25519")
+        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    if len(text) == 64:
+        try:
+            return bytes.fromhex(text.decode("ascii"))
+        except ValueError:
+            pass
+    if len(data) == 32:
+        return data
+    raise ConfigurationError("public key must be 32 raw bytes, 64 hex characters or a PEM Ed25519 key")
+
+
+def verify(public_key: bytes, context: str, message: bytes, signature: bytes) -> None:
+    """Raise ``InvalidSignature`` unless ``signature`` is the key's signature of this document."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, _framed(context, message))
+    except (_CryptographyInvalidSignature, ValueError):
+        raise InvalidSignature(f"signature does not verify against key {key_id(public_key)}") from None

@@ -1,0 +1,39 @@
+"""The protocol layer: the roles of a matching round and their messages; no grpc, no SQL.
+
+``model`` (domain dataclasses), ``custodian`` / ``coordinator`` (the roles), ``submission``
+(digests), ``result_codec`` (canonical signed results), ``ports`` (what the roles need from
+storage) and ``messages`` (the only module that touches the generated protobuf code).
+"""
+
+from alliance_psi.protocol.coordinator import Chunk, CoordinatorRole, RoundSpec
+from alliance_psi.protocol.custodian import CustodianRole
+from alliance_psi.protocol.model import (
+    Identity,
+    MatchedToken,
+    MemberResult,
+    Role,
+    Round,
+    RoundState,
+    SubmissionState,
+    SubmissionStatus,
+)
+from alliance_psi.protocol.result_codec import decode_result, encode_result, open_result, sign_result
+
+__all__ = [
+    "Chunk",
+    "CoordinatorRole",
+    "CustodianRole",
+    "Identity",
+    "MatchedToken",
+    "MemberResult",
+    "Role",
+    "Round",
+    "RoundSpec",
+    "RoundState",
+    "SubmissionState",
+    "SubmissionStatus",
+    "decode_result",
+    "encode_result",
+    "open_result",
+    "sign_result",
+]

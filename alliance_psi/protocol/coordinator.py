@@ -1,0 +1,302 @@
+"""The coordinator's role (DESIGN.md, protocol steps 6 and 7), free of transport and SQL.
+
+Rounds go open → closed → matched. A round closes at its deadline, when every invited member
+has committed, or when an admin closes it; matching follows in its own transaction, so a
+coordinator that dies between the two finishes the job on restart (``tick``). A member's
+submission is invisible to matching until committed, and an uncommitted one is discarded when
+the round closes. Each committed member gets a signed result holding only its own matched
+tokens. Every state change is appended to the audit log (ids and counts, never tokens).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from alliance_psi.crypto.signing import SigningKey
+from alliance_psi.errors import InvalidRequest, NotAuthorized, NotFound, RoundClosed
+from alliance_psi.protocol.model import (
+    MIN_THRESHOLD,
+    Identity,
+    MatchedToken,
+    MemberResult,
+    Role,
+    Round,
+    RoundState,
+    SubmissionStatus,
+)
+from alliance_psi.protocol.ports import CoordinatorTx, CoordinatorUnitOfWork
+from alliance_psi.protocol.result_codec import sign_result
+from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS, check_item, chunk_digest
+
+__all__ = ["Chunk", "CoordinatorRole", "RoundSpec"]
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_MAX_CHUNK_INDEX = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class RoundSpec:
+    """What an admin asks for when creating a round."""
+
+    name: str
+    threshold: int
+    key_epoch: str
+    deadline: datetime
+    allowed_types: tuple[str, ...]
+    invited: tuple[str, ...] | None
+    share_labels: bool
+    round_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One chunk of a member's submission, as received."""
+
+    round_id: str
+    chunk_index: int
+    items: tuple[tuple[bytes, bytes | None], ...]
+    chunk_digest: bytes
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class CoordinatorRole:
+    """Rounds, submissions, matching and signed results over a unit of work."""
+
+    def __init__(
+        self,
+        uow: CoordinatorUnitOfWork,
+        signing_key: SigningKey,
+        *,
+        known_types: Collection[str],
+        name: str = "coordinator",
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.uow, self.key, self.known_types, self.name, self.clock = uow, signing_key, frozenset(known_types), name, clock
+
+    # Rounds ------------------------------------------------------------------------------
+
+    def create_round(self, caller: Identity, spec: RoundSpec) -> Round:
+        """Admin only. Raises ``InvalidRequest`` naming the bad field, ``Conflict`` for a taken id."""
+        _require(caller, Role.ADMIN, "create rounds")
+        now = self.clock()
+        self._check_spec(spec, now)
+        round_id = spec.round_id or f"r-{now:%Y%m%d}-{secrets.token_hex(3)}"
+        new = Round(round_id=round_id, name=spec.name, threshold=spec.threshold, key_epoch=spec.key_epoch,
+                    deadline=spec.deadline, allowed_types=tuple(spec.allowed_types), invited=spec.invited,
+                    share_labels=spec.share_labels, state=RoundState.OPEN, created_by=caller.name, created_at=now)
+        with self.uow() as tx:
+            tx.repo.create_round(new)
+            tx.audit.append(actor=caller.name, action="round.create", at=now, detail={
+                "round_id": round_id, "threshold": spec.threshold, "key_epoch": spec.key_epoch,
+                "invited": list(spec.invited) if spec.invited is not None else None,
+                "share_labels": spec.share_labels, "deadline": spec.deadline.isoformat()})
+        return new
+
+    def _check_spec(self, spec: RoundSpec, now: datetime) -> None:
+        if spec.round_id and not _ID.match(spec.round_id):
+            raise InvalidRequest("round_id: use 1-64 letters, digits, '.', '_' or '-'")
+        if not spec.name.strip() or len(spec.name) > 200:
+            raise InvalidRequest("name: must be 1 to 200 characters")
+        if spec.threshold < MIN_THRESHOLD:
+            raise InvalidRequest(f"threshold: must be at least {MIN_THRESHOLD}, got {spec.threshold}")
+        if not spec.key_epoch or not _ID.match(spec.key_epoch):
+            raise InvalidRequest("key_epoch: use 1-64 letters, digits, '.', '_' or '-'")
+        if spec.deadline.tzinfo is None or spec.deadline <= now:
+            raise InvalidRequest("deadline: must be a time in the future")
+        unknown = sorted(set(spec.allowed_types) - self.known_types)
+        if not spec.allowed_types or unknown:
+            raise InvalidRequest(f"allowed_types: unknown or empty {unknown}; known: {sorted(self.known_types)}")
+        if spec.invited is not None:
+            bad = [m for m in spec.invited if not _ID.match(m)]
+            if bad or len(set(spec.invited)) < max(spec.threshold, 1):
+                raise InvalidRequest(
+                    f"invited: need at least {spec.threshold} distinct valid member ids" + (f", bad: {bad[:5]}" if bad else "")
+                )
+
+    def get_round(self, caller: Identity, round_id: str) -> tuple[Round, int]:
+        """The round and how many members committed; members see only rounds that invite them."""
+        with self.uow() as tx:
+            found = self._visible_round(tx, caller, round_id)
+            return found, len(tx.repo.committed_members(round_id))
+
+    def list_rounds(self, caller: Identity, state: RoundState | None = None) -> list[tuple[Round, int]]:
+        with self.uow() as tx:
+            rounds = [r for r in tx.repo.list_rounds(state) if caller.role is Role.ADMIN or r.invites(caller.name)]
+            return [(r, len(tx.repo.committed_members(r.round_id))) for r in rounds]
+
+    def close_round(self, caller: Identity, round_id: str, reason: str = "") -> Round:
+        """Admin only: close an open round now, then match it."""
+        _require(caller, Role.ADMIN, "close rounds")
+        with self.uow() as tx:
+            current = tx.repo.get_round(round_id)
+        if current.state is not RoundState.OPEN:
+            raise RoundClosed(f"round {round_id} is already {current.state}")
+        self._close(round_id, reason or f"closed by {caller.name}", actor=caller.name)
+        self._match(round_id)
+        with self.uow() as tx:
+            return tx.repo.get_round(round_id)
+
+    def tick(self) -> list[str]:
+        """Close rounds past their deadline and match closed rounds; return the round ids touched."""
+        now = self.clock()
+        with self.uow() as tx:
+            due = [r.round_id for r in tx.repo.list_rounds(RoundState.OPEN) if r.deadline <= now]
+        for round_id in due:
+            self._close(round_id, "deadline reached", actor=self.name)
+        with self.uow() as tx:
+            closed = [r.round_id for r in tx.repo.list_rounds(RoundState.CLOSED)]
+        for round_id in closed:
+            self._match(round_id)
+        return sorted(set(due) | set(closed))
+
+    def _close(self, round_id: str, reason: str, *, actor: str) -> None:
+        now = self.clock()
+        with self.uow() as tx:
+            if tx.repo.transition_round(round_id, RoundState.OPEN, RoundState.CLOSED, at=now, reason=reason):
+                discarded = tx.repo.discard_uncommitted(round_id)
+                tx.audit.append(actor=actor, action="round.close", at=now, detail={
+                    "round_id": round_id, "reason": reason, "discarded_uncommitted_items": discarded})
+
+    # Submissions -------------------------------------------------------------------------
+
+    def _open_round_for(self, tx: CoordinatorTx, caller: Identity, round_id: str) -> Round:
+        _require(caller, Role.MEMBER, "submit")
+        found = self._visible_round(tx, caller, round_id)
+        if found.state is not RoundState.OPEN:
+            raise RoundClosed(f"round {round_id} is {found.state}: it takes no more submissions")
+        if self.clock() >= found.deadline:
+            raise RoundClosed(f"round {round_id} passed its deadline: it takes no more submissions")
+        return found
+
+    def upload_chunk(self, caller: Identity, chunk: Chunk) -> bool:
+        """Stage one chunk; return False if the identical chunk was already stored.
+
+        Raises ``InvalidRequest`` (bad index, size, item or digest), ``RoundClosed``,
+        ``NotAuthorized`` (not invited) and ``Conflict`` (other content for a stored index,
+        a token already submitted, or a committed submission).
+        """
+        if not 0 <= chunk.chunk_index < _MAX_CHUNK_INDEX:
+            raise InvalidRequest(f"chunk_index: must be 0 to {_MAX_CHUNK_INDEX - 1}")
+        if not 1 <= len(chunk.items) <= MAX_CHUNK_ITEMS:
+            raise InvalidRequest(f"chunk {chunk.chunk_index}: must hold 1 to {MAX_CHUNK_ITEMS} items, got {len(chunk.items)}")
+        for position, (token, label) in enumerate(chunk.items):
+            try:
+                check_item(token, label)
+            except InvalidRequest as exc:
+                raise InvalidRequest(f"chunk {chunk.chunk_index}, item {position}: {exc}") from None
+        if chunk_digest(chunk.items) != chunk.chunk_digest:
+            raise InvalidRequest(f"chunk {chunk.chunk_index}: digest does not match its items")
+        now = self.clock()
+        with self.uow() as tx:
+            found = self._open_round_for(tx, caller, chunk.round_id)
+            if not found.share_labels and any(label for _, label in chunk.items):
+                raise InvalidRequest(f"round {chunk.round_id} does not share labels; send tokens only")
+            stored = tx.repo.stage_chunk(chunk.round_id, caller.name, chunk.chunk_index, chunk.items,
+                                         chunk.chunk_digest, at=now)
+            if stored:
+                tx.audit.append(actor=caller.name, action="submission.chunk", at=now, detail={
+                    "round_id": chunk.round_id, "chunk_index": chunk.chunk_index, "items": len(chunk.items)})
+            return stored
+
+    def submission_status(self, caller: Identity, round_id: str) -> SubmissionStatus:
+        _require(caller, Role.MEMBER, "submit")
+        with self.uow() as tx:
+            self._visible_round(tx, caller, round_id)
+            return tx.repo.submission_status(round_id, caller.name)
+
+    def commit(self, caller: Identity, round_id: str, item_count: int, digest: bytes) -> SubmissionStatus:
+        """Make the caller's staged submission visible to matching, if count and digest agree."""
+        if len(digest) != 32:
+            raise InvalidRequest("digest: must be 32 bytes (SHA-256)")
+        now = self.clock()
+        with self.uow() as tx:
+            found = self._open_round_for(tx, caller, round_id)
+            status = tx.repo.commit_submission(round_id, caller.name, item_count=item_count, digest=digest, at=now)
+            tx.audit.append(actor=caller.name, action="submission.commit", at=now, detail={
+                "round_id": round_id, "items": item_count, "digest": digest.hex()})
+            everyone_in = found.invited is not None and set(found.invited) <= set(tx.repo.committed_members(round_id))
+        if everyone_in:
+            self._close(round_id, "all invited members committed", actor=self.name)
+            self._match(round_id)
+        return status
+
+    # Matching and results ----------------------------------------------------------------
+
+    def _match(self, round_id: str) -> None:
+        now = self.clock()
+        with self.uow() as tx:
+            found = tx.repo.get_round(round_id)
+            if found.state is not RoundState.CLOSED:
+                return
+            members = tx.repo.committed_members(round_id)
+            matches: dict[str, list[MatchedToken]] = {m: [] for m in members}
+            matched_tokens = 0
+            for group in _groups(tx.repo.match(round_id, found.threshold)):
+                matched_tokens += 1
+                for member, _ in group.holders:
+                    peers = tuple(lbl for m, lbl in group.holders if m != member and lbl) if found.share_labels else ()
+                    matches[member].append(MatchedToken(group.token, group.count, peers))
+            for member in members:
+                result = MemberResult(round_id, member, found.key_epoch, found.threshold,
+                                      tx.repo.submitted_count(round_id, member), tuple(matches[member]))
+                payload, signature = sign_result(self.key, result)
+                tx.repo.store_result(round_id, member, payload, signature, at=now)
+                tx.audit.append(actor=self.name, action="result.issue", at=now, detail={
+                    "round_id": round_id, "member_id": member, "matches": len(result.matches),
+                    "payload_sha256": hashlib.sha256(payload).hexdigest()})
+            tx.repo.transition_round(round_id, RoundState.CLOSED, RoundState.MATCHED, at=now)
+            tx.audit.append(actor=self.name, action="round.matched", at=now, detail={
+                "round_id": round_id, "members": len(members), "matched_tokens": matched_tokens})
+
+    def get_result(self, caller: Identity, round_id: str) -> tuple[bytes, bytes]:
+        """The caller's own signed result. ``NotFound`` before matching or without a commit."""
+        _require(caller, Role.MEMBER, "fetch results")
+        with self.uow() as tx:
+            found = self._visible_round(tx, caller, round_id)
+            if found.state is not RoundState.MATCHED:
+                raise NotFound(f"round {round_id} is {found.state}: no results yet")
+            return tx.repo.get_result(round_id, caller.name)
+
+    @staticmethod
+    def _visible_round(tx: CoordinatorTx, caller: Identity, round_id: str) -> Round:
+        found = tx.repo.get_round(round_id)
+        if caller.role is not Role.ADMIN and not found.invites(caller.name):
+            raise NotAuthorized(f"member {caller.name} is not invited to round {round_id}")
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    token: bytes
+    count: int
+    holders: tuple[tuple[str, bytes | None], ...]
+
+
+def _groups(rows: Iterator[tuple[bytes, str, bytes | None, int]]) -> Iterator[_Group]:
+    """Group the repository's token-ordered match rows by token."""
+    token: bytes | None = None
+    count = 0
+    holders: list[tuple[str, bytes | None]] = []
+    for row_token, member, label, holder_count in rows:
+        if row_token != token and token is not None:
+            yield _Group(token, count, tuple(holders))
+            holders = []
+        token, count = row_token, holder_count
+        holders.append((member, label))
+    if token is not None:
+        yield _Group(token, count, tuple(holders))
+
+
+def _require(caller: Identity, role: Role, action: str) -> None:
+    if caller.role is not role:
+        raise NotAuthorized(f"role {caller.role} may not {action}")
+
+

@@ -1,0 +1,61 @@
+"""What the roles need from storage, as structural types; ``storage`` provides the real ones.
+
+The roles never import SQLAlchemy: the services layer hands them a unit of work that opens a
+transaction and yields repositories bound to it (cosmicpython's unit of work, with explicit
+commit on a clean exit and rollback otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from alliance_psi.protocol.model import Round, RoundState, SubmissionStatus
+
+__all__ = ["AuditSink", "CoordinatorRepo", "CoordinatorTx", "CoordinatorUnitOfWork", "QuotaLedger"]
+
+
+class AuditSink(Protocol):
+    def append(self, *, actor: str, action: str, detail: Mapping[str, Any], at: datetime) -> int: ...
+
+
+class QuotaLedger(Protocol):
+    """Reserves evaluations against a member's quota (and records them) in one transaction."""
+
+    def reserve(self, key_epoch: str, member_id: str, count: int, quota: int) -> int: ...
+
+    def used(self, key_epoch: str, member_id: str) -> int: ...
+
+
+class CoordinatorRepo(Protocol):
+    def create_round(self, round: Round) -> None: ...
+    def get_round(self, round_id: str) -> Round: ...
+    def list_rounds(self, state: RoundState | None = None) -> list[Round]: ...
+    def transition_round(
+        self, round_id: str, from_state: RoundState, to_state: RoundState, *, at: datetime, reason: str = ""
+    ) -> bool: ...
+    def stage_chunk(
+        self, round_id: str, member_id: str, chunk_index: int,
+        items: Sequence[tuple[bytes, bytes | None]], chunk_digest: bytes, *, at: datetime,
+    ) -> bool: ...
+    def submission_status(self, round_id: str, member_id: str) -> SubmissionStatus: ...
+    def commit_submission(
+        self, round_id: str, member_id: str, *, item_count: int, digest: bytes, at: datetime
+    ) -> SubmissionStatus: ...
+    def discard_uncommitted(self, round_id: str) -> int: ...
+    def committed_members(self, round_id: str) -> list[str]: ...
+    def match(self, round_id: str, threshold: int) -> Iterator[tuple[bytes, str, bytes | None, int]]: ...
+    def submitted_count(self, round_id: str, member_id: str) -> int: ...
+    def store_result(self, round_id: str, member_id: str, payload: bytes, signature: bytes, *, at: datetime) -> None: ...
+    def get_result(self, round_id: str, member_id: str) -> tuple[bytes, bytes]: ...
+
+
+class CoordinatorTx(Protocol):
+    repo: CoordinatorRepo
+    audit: AuditSink
+
+
+class CoordinatorUnitOfWork(Protocol):
+    def __call__(self) -> AbstractContextManager[CoordinatorTx]: ...
