@@ -1,0 +1,85 @@
+"""Typed configuration, one frozen dataclass per concern (STYLE guideline 11).
+
+Only ``alliance_psi.cli`` builds these, from options, files and the environment; library code takes
+them as arguments and never reads ``os.environ``. Each class documents its usage in a table.
+
+Sections, in order: TLS. The per-role configs (member, custodian, coordinator) follow it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alliance_psi.errors import ConfigurationError
+
+__all__ = ["TlsConfig", "TlsMaterial"]
+
+_PEM_MARKER = b"-----BEGIN "
+
+
+# TLS ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TlsMaterial:
+    """The PEM bytes a party needs for mutual TLS, as read from disk.
+
+    ``key`` is the party's private key: it never leaves the process and its ``repr`` never shows it.
+    ``crl`` is the alliance CA's revocation list, which servers use to refuse revoked peers.
+    """
+
+    ca_cert: bytes
+    cert: bytes
+    key: bytes = field(repr=False)
+    crl: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """Where a party's mutual-TLS files are. Every party (member, custodian, coordinator) has one.
+
+    Usage::
+
+        TlsConfig(ca_cert=Path("pki/ca.pem"), cert=Path("pki/bank-a.pem"), key=Path("pki/bank-a.key"))
+                                        # A member node: trusts only the alliance CA, proves it is bank-a.
+        TlsConfig(ca_cert=…, cert=…, key=…, crl=Path("pki/crl.pem"))
+                                        # A server that also refuses the certificates the CRL lists.
+        TlsConfig(…).load()             # -> TlsMaterial with the bytes; raises ConfigurationError
+                                        #    naming the option and the file that is missing or unreadable.
+
+    ``cert`` and ``key`` are written by ``alliance-psi pki issue``; ``ca.pem`` and ``crl.pem`` by
+    ``alliance-psi pki init-ca`` and ``alliance-psi pki revoke``.
+    """
+
+    ca_cert: Path
+    cert: Path
+    key: Path
+    crl: Path | None = None
+
+    def load(self) -> TlsMaterial:
+        """Read every file now, so a bad path fails at start-up rather than at the first handshake.
+
+        Raises:
+            ConfigurationError: a file is missing, unreadable or not PEM; the message names the
+                option (``ca_cert``, ``cert``, ``key``, ``crl``) and the path.
+        """
+        return TlsMaterial(
+            ca_cert=_read_pem("ca_cert", self.ca_cert),
+            cert=_read_pem("cert", self.cert),
+            key=_read_pem("key", self.key),
+            crl=_read_pem("crl", self.crl) if self.crl is not None else None,
+        )
+
+
+def _read_pem(option: str, path: Path) -> bytes:
+    """Read one PEM file for TLS option ``option``, or raise naming the option and the path."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigurationError(f"TLS option {option!r}: file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigurationError(f"TLS option {option!r}: cannot read {path}: {exc.strerror}") from None
+    if _PEM_MARKER not in data:
+        raise ConfigurationError(f"TLS option {option!r}: {path} is not a PEM file")
+    return data

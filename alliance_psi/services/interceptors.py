@@ -1,0 +1,151 @@
+"""The identity interceptor: every call is authenticated and authorized before its handler runs.
+
+The TLS handshake has already verified the peer's certificate against the alliance CA and its
+validity dates (``services.tls``). This interceptor then, for every call:
+
+1. reads the verified peer certificate from the call's auth context (none: UNAUTHENTICATED);
+2. reads the identity ``urn:alliance-psi:<role>:<name>`` from it (missing or bad: UNAUTHENTICATED);
+3. refuses a certificate whose serial the CRL lists (UNAUTHENTICATED, "certificate revoked");
+4. refuses a method the policy does not name, or names without the caller's role
+   (PERMISSION_DENIED). The gRPC health and reflection services are open to any authenticated peer.
+
+Handlers then call ``identity_of(context)`` for the caller: identity is never read from a request.
+Refusal messages name the reason and the method, never request data.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from alliance_psi.errors import ConfigurationError, NotAuthenticated
+from alliance_psi.protocol.model import Identity, Role
+from alliance_psi.services.pki import identity_from_pem, serial_of
+
+__all__ = ["OPEN_SERVICE_PREFIXES", "IdentityInterceptor", "identity_of"]
+
+# Services any authenticated peer may call, whatever the policy says.
+OPEN_SERVICE_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+_FULL_METHOD = re.compile(r"/[A-Za-z_][A-Za-z0-9_.]*/[A-Za-z_][A-Za-z0-9_]*")
+_PEER_CERT_KEY = "x509_pem_cert"
+_CACHED_PEERS = 1024
+
+Behavior = Callable[[Any, grpc.ServicerContext], Any]
+
+# Each kind of handler: which attribute holds its behavior, and how to build one of that kind.
+_HANDLER_KINDS: dict[tuple[bool, bool], tuple[str, Callable[..., grpc.RpcMethodHandler]]] = {
+    (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Peer:
+    identity: Identity
+    serial: int
+
+
+@functools.lru_cache(maxsize=_CACHED_PEERS)
+def _peer_from_pem(cert_pem: bytes) -> _Peer:
+    """Parse a peer certificate once; calls on one connection present the same bytes."""
+    return _Peer(identity=identity_from_pem(cert_pem), serial=serial_of(cert_pem))
+
+
+def _peer_of(context: grpc.ServicerContext) -> _Peer:
+    certs = context.auth_context().get(_PEER_CERT_KEY)
+    if not certs:
+        raise NotAuthenticated("no client certificate")
+    return _peer_from_pem(certs[0])
+
+
+def identity_of(context: grpc.ServicerContext) -> Identity:
+    """The caller of the current call, from its TLS certificate (never from the request).
+
+    Call it in handlers behind ``IdentityInterceptor``, which has already refused revoked
+    certificates and roles the policy does not allow.
+
+    Raises:
+        NotAuthenticated: the call carries no certificate with an alliance identity.
+    """
+    return _peer_of(context).identity
+
+
+class IdentityInterceptor(grpc.ServerInterceptor):
+    """Authenticate every call from its peer certificate and authorize it by role.
+
+    ``policy`` maps full method names (``/alliance_psi.v1.Coordinator/CreateRound``) to the roles
+    allowed to call them; a method it does not name is refused (fail closed). ``revoked_serials``
+    are the serials of the alliance CRL (``services.tls.revoked_serials``).
+
+    Raises:
+        ConfigurationError: a policy key is not a full method name, or a role is unknown.
+    """
+
+    def __init__(self, policy: Mapping[str, frozenset[Role]], *, revoked_serials: frozenset[int] = frozenset()) -> None:
+        self._policy = {method: _checked_roles(method, roles) for method, roles in policy.items()}
+        self._revoked = frozenset(revoked_serials)
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None  # No such method: gRPC answers UNIMPLEMENTED.
+        return _guarded(handler, functools.partial(self._admit, handler_call_details.method))
+
+    def _admit(self, method: str, context: grpc.ServicerContext) -> None:
+        """Return if the caller may call ``method``; otherwise abort the call (which raises)."""
+        try:
+            peer = _peer_of(context)
+        except NotAuthenticated as exc:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        if peer.serial in self._revoked:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "certificate revoked")
+        if method.startswith(OPEN_SERVICE_PREFIXES):
+            return
+        short_name = method.rsplit("/", 1)[-1]
+        allowed = self._policy.get(method)
+        if allowed is None:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"method {short_name} is not in the access policy")
+        if peer.identity.role not in allowed:
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, f"role {peer.identity.role.value} may not call {short_name}"
+            )
+
+
+def _checked_roles(method: str, roles: frozenset[Role]) -> frozenset[Role]:
+    if _FULL_METHOD.fullmatch(method) is None:
+        raise ConfigurationError(f"access policy key {method!r} is not a full method name like /pkg.Service/Method")
+    try:
+        return frozenset(Role(role) for role in roles)
+    except ValueError as exc:
+        raise ConfigurationError(f"access policy for {method}: {exc}") from None
+
+
+def _guarded(handler: grpc.RpcMethodHandler, admit: Callable[[grpc.ServicerContext], None]) -> grpc.RpcMethodHandler:
+    """A handler of the same kind that runs ``admit`` before the real behavior sees the call."""
+    attribute, make = _HANDLER_KINDS[(bool(handler.request_streaming), bool(handler.response_streaming))]
+    behavior: Behavior = getattr(handler, attribute)
+
+    def guarded(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
+        admit(context)
+        return behavior(request_or_iterator, context)
+
+    return make(
+        guarded,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )

@@ -1,0 +1,370 @@
+"""The alliance PKI: one CA issues every party's certificate, and the certificate is the identity.
+
+A certificate names its holder in one SAN URI, ``urn:alliance-psi:<role>:<name>`` (for example
+``urn:alliance-psi:member:bank-a``), and the hosts it serves as DNS/IP SANs. Servers read the
+identity from the verified peer certificate (``services.interceptors``), never from a request.
+The CA signs a CRL; servers refuse the serials it lists.
+
+Keys are ECDSA P-256. Private keys are written with mode 0600 and never printed (their ``repr``
+hides them). This module imports no grpc: it is plain X.509 with ``cryptography``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from alliance_psi.errors import ConfigurationError, NotAuthenticated
+from alliance_psi.protocol.model import Identity, Role
+
+__all__ = [
+    "CA_CERT_FILE", "CA_KEY_FILE", "CRL_FILE", "IDENTITY_URI_PREFIX", "CertificateAuthority", "IssuedCertificate",
+    "identity_from_pem", "init_ca", "issue", "load_ca", "load_crl_serials", "revoke", "serial_issued_by",
+    "serial_of", "validate_name", "write_ca", "write_crl", "write_issued",
+]  # fmt: skip
+
+IDENTITY_URI_PREFIX = "urn:alliance-psi:"
+CA_CERT_FILE, CA_KEY_FILE, CRL_FILE = "ca.pem", "ca.key", "crl.pem"
+
+_NAME_RULE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}"
+_NAME = re.compile(_NAME_RULE)
+_DNS_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME = re.compile(rf"(?=.{{1,253}}\Z){_DNS_LABEL}(\.{_DNS_LABEL})*")
+# Certificates start slightly in the past so a peer whose clock is a little behind accepts them.
+_CLOCK_SKEW = dt.timedelta(minutes=5)
+_CRL_VALIDITY = dt.timedelta(days=365)
+_ROLES = frozenset(role.value for role in Role)
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateAuthority:
+    """The alliance CA: its certificate and its private key (PEM). DO NOT SHARE ``key_pem``."""
+
+    cert_pem: bytes
+    key_pem: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCertificate:
+    """A party's certificate and private key (PEM), and the certificate's serial for revocation."""
+
+    cert_pem: bytes
+    key_pem: bytes = field(repr=False)
+    serial: int
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` if it is a valid party name (also a safe file name), else raise ConfigurationError."""
+    if not isinstance(name, str) or _NAME.fullmatch(name) is None:
+        raise ConfigurationError(
+            f"invalid name {name!r}: must match {_NAME_RULE} (a letter or digit, then up to 62 "
+            "letters, digits, '.', '_' or '-')"
+        )
+    return name
+
+
+def init_ca(alliance_name: str, *, valid_days: int = 3650) -> CertificateAuthority:
+    """Create a fresh alliance CA (self-signed, may sign leaf certificates only: pathlen 0).
+
+    Raises:
+        ConfigurationError: ``alliance_name`` is empty or ``valid_days`` is not positive.
+    """
+    if not alliance_name.strip():
+        raise ConfigurationError("alliance name must not be empty")
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = _common_name(f"{alliance_name} alliance CA")
+    cert = (
+        _builder(subject, subject, key, x509.random_serial_number(), _validity(None, valid_days), ca=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return CertificateAuthority(cert_pem=_cert_pem(cert), key_pem=_key_pem(key))
+
+
+def issue(
+    ca: CertificateAuthority,
+    *,
+    role: Role,
+    name: str,
+    hosts: Sequence[str] = ("localhost", "127.0.0.1"),
+    valid_days: int = 365,
+    not_before: dt.datetime | None = None,
+) -> IssuedCertificate:
+    """Issue a certificate naming ``role``/``name`` (SAN URI) and serving ``hosts`` (DNS/IP SANs).
+
+    The certificate is good for both server and client authentication, since custodians and the
+    coordinator are also clients of one another. ``not_before`` (default: now) and ``valid_days``
+    let a test make an expired certificate.
+
+    Raises:
+        ConfigurationError: a bad name, role, host or validity.
+    """
+    if role not in _ROLES:
+        raise ConfigurationError(f"unknown role {role!r}: must be one of {', '.join(sorted(_ROLES))}")
+    validate_name(name)
+    ca_cert, ca_key = _load_ca_objects(ca)
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(f"{IDENTITY_URI_PREFIX}{Role(role).value}:{name}")]
+    sans += [_host_name(host) for host in hosts]
+    serial = x509.random_serial_number()
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    cert = (
+        _builder(_common_name(name), ca_cert.subject, key, serial, _validity(not_before, valid_days), ca=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return IssuedCertificate(cert_pem=_cert_pem(cert), key_pem=_key_pem(key), serial=serial)
+
+
+def identity_from_pem(cert_pem: bytes) -> Identity:
+    """Read the identity from a certificate's one ``urn:alliance-psi:<role>:<name>`` SAN URI.
+
+    This parses only; it does not verify the chain. Call it on a certificate the TLS handshake has
+    already verified against the alliance CA.
+
+    Raises:
+        NotAuthenticated: not a certificate, no identity URI, more than one, or a bad role or name.
+    """
+    cert = _parse_cert(cert_pem, error=NotAuthenticated)
+    try:
+        uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.UniformResourceIdentifier
+        )
+    except x509.ExtensionNotFound:
+        uris = []
+    ours = [uri for uri in uris if uri.startswith(IDENTITY_URI_PREFIX)]
+    if len(ours) != 1:
+        raise NotAuthenticated(f"certificate must carry exactly one {IDENTITY_URI_PREFIX} identity, found {len(ours)}")
+    role, _, name = ours[0].removeprefix(IDENTITY_URI_PREFIX).partition(":")
+    if role not in _ROLES or _NAME.fullmatch(name) is None:
+        raise NotAuthenticated("certificate identity is malformed or names an unknown role")
+    return Identity(name=name, role=Role(role))
+
+
+def serial_of(cert_pem: bytes) -> int:
+    """The serial number of a certificate (what a CRL lists). Raises NotAuthenticated if not a certificate."""
+    return _parse_cert(cert_pem, error=NotAuthenticated).serial_number
+
+
+def serial_issued_by(cert_pem: bytes, ca_cert_pem: bytes) -> int:
+    """The serial of a certificate that ``ca_cert_pem`` signed; ConfigurationError if another CA did."""
+    cert = _parse_cert(cert_pem, error=ConfigurationError)
+    try:
+        cert.verify_directly_issued_by(_parse_cert(ca_cert_pem, error=ConfigurationError))
+    except (ValueError, TypeError, InvalidSignature):
+        raise ConfigurationError(f"certificate serial {cert.serial_number:#x} was not issued by this CA") from None
+    return cert.serial_number
+
+
+def revoke(ca: CertificateAuthority, serials: Iterable[int], *, existing_crl_pem: bytes | None = None) -> bytes:
+    """Return a CRL (PEM) signed by ``ca`` that lists ``serials`` and every entry of ``existing_crl_pem``.
+
+    Raises:
+        ConfigurationError: the existing CRL is not a CRL or not signed by ``ca``.
+    """
+    ca_cert, ca_key = _load_ca_objects(ca)
+    now = dt.datetime.now(dt.timezone.utc)
+    entries: dict[int, x509.RevokedCertificate] = {}
+    if existing_crl_pem is not None:
+        entries = {entry.serial_number: entry for entry in _verified_crl(existing_crl_pem, ca_cert)}
+    for serial in serials:
+        if serial not in entries:
+            entries[serial] = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+    builder = x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+    builder = builder.last_update(now).next_update(now + _CRL_VALIDITY)
+    for entry in sorted(entries.values(), key=lambda e: e.serial_number):
+        builder = builder.add_revoked_certificate(entry)
+    return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def load_crl_serials(crl_pem: bytes, ca_cert_pem: bytes) -> frozenset[int]:
+    """The serials a CRL revokes, after checking that the alliance CA signed it.
+
+    Raises:
+        ConfigurationError: not a CRL, or not signed by the CA (a forged CRL could un-revoke a peer).
+    """
+    ca_cert = _parse_cert(ca_cert_pem, error=ConfigurationError)
+    return frozenset(entry.serial_number for entry in _verified_crl(crl_pem, ca_cert))
+
+
+# Files ----------------------------------------------------------------------------------------
+
+
+def write_ca(ca: CertificateAuthority, directory: Path | str, *, force: bool = False) -> tuple[Path, Path]:
+    """Write ``ca.pem`` and ``ca.key`` (mode 0600) atomically; refuse to overwrite unless ``force``."""
+    return _write_pair(Path(directory), "ca", ca.cert_pem, ca.key_pem, force=force)
+
+
+def write_issued(
+    cert: IssuedCertificate, directory: Path | str, name: str, *, force: bool = False
+) -> tuple[Path, Path]:
+    """Write ``NAME.pem`` and ``NAME.key`` (mode 0600) atomically; refuse to overwrite unless ``force``."""
+    return _write_pair(Path(directory), validate_name(name), cert.cert_pem, cert.key_pem, force=force)
+
+
+def write_crl(crl_pem: bytes, path: Path | str) -> Path:
+    """Write (or atomically replace) a CRL file."""
+    path = Path(path)
+    _write_atomic(path, crl_pem, private=False, force=True)
+    return path
+
+
+def load_ca(directory: Path | str) -> CertificateAuthority:
+    """Read ``ca.pem`` and ``ca.key`` from ``directory`` and check they belong together.
+
+    Raises:
+        ConfigurationError: a file is missing or unreadable, or the key does not match the certificate.
+    """
+    directory = Path(directory)
+    pems = []
+    for file_name in (CA_CERT_FILE, CA_KEY_FILE):
+        path = directory / file_name
+        try:
+            pems.append(path.read_bytes())
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read CA file {path}: {exc.strerror}") from None
+    ca = CertificateAuthority(cert_pem=pems[0], key_pem=pems[1])
+    _load_ca_objects(ca)
+    return ca
+
+
+def _write_pair(directory: Path, stem: str, cert_pem: bytes, key_pem: bytes, *, force: bool) -> tuple[Path, Path]:
+    cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}.key"
+    # Check both first, so a refusal never leaves one half of the pair written.
+    for path in (cert_path, key_path):
+        if path.exists() and not force:
+            raise _already_exists(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_atomic(key_path, key_pem, private=True, force=force)
+    _write_atomic(cert_path, cert_pem, private=False, force=force)
+    return cert_path, key_path
+
+
+def _write_atomic(path: Path, data: bytes, *, private: bool, force: bool) -> None:
+    """Write via a temporary file in the same directory, then rename; the target is never half-written."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), 0o600 if private else 0o644)
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        if force:
+            os.replace(tmp, path)
+        else:
+            # A hard link fails if the target appeared meanwhile, so an existing file is never clobbered.
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise _already_exists(path) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _already_exists(path: Path) -> ConfigurationError:
+    return ConfigurationError(f"{path} already exists (use --force / force=True to replace it)")
+
+
+# Helpers --------------------------------------------------------------------------------------
+
+
+def _validity(not_before: dt.datetime | None, valid_days: int) -> tuple[dt.datetime, dt.datetime]:
+    if valid_days < 1:
+        raise ConfigurationError(f"validity must be at least 1 day, got {valid_days}")
+    start = not_before if not_before is not None else dt.datetime.now(dt.timezone.utc) - _CLOCK_SKEW
+    return start, start + dt.timedelta(days=valid_days)
+
+
+def _common_name(name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+
+
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    serial: int,
+    validity: tuple[dt.datetime, dt.datetime],
+    *,
+    ca: bool,
+) -> x509.CertificateBuilder:
+    """What CA and leaf certificates share: names, key, validity, and the CA/leaf constraints."""
+    usage = x509.KeyUsage(
+        digital_signature=not ca, key_cert_sign=ca, crl_sign=ca, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, encipher_only=False, decipher_only=False,
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(validity[0])
+        .not_valid_after(validity[1])
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+        .add_extension(usage, critical=True)
+    )
+
+
+def _host_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if _DNS_NAME.fullmatch(host) is None:
+        raise ConfigurationError(f"host {host!r} is neither an IP address nor a DNS name")
+    return x509.DNSName(host.lower())
+
+
+def _parse_cert(pem: bytes, *, error: type[Exception]) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except (ValueError, TypeError):
+        raise error("not a PEM X.509 certificate") from None
+
+
+def _load_ca_objects(ca: CertificateAuthority) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    cert = _parse_cert(ca.cert_pem, error=ConfigurationError)
+    try:
+        key = serialization.load_pem_private_key(ca.key_pem, password=None)
+    except (ValueError, TypeError):
+        raise ConfigurationError("CA key is not an unencrypted PEM private key") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != cert.public_key():
+        raise ConfigurationError("CA key does not match the CA certificate")
+    return cert, key
+
+
+def _verified_crl(crl_pem: bytes, ca_cert: x509.Certificate) -> x509.CertificateRevocationList:
+    try:
+        crl = x509.load_pem_x509_crl(crl_pem)
+    except ValueError:
+        raise ConfigurationError("not a PEM certificate revocation list") from None
+    public_key = ca_cert.public_key()
+    signed = isinstance(public_key, ec.EllipticCurvePublicKey) and crl.is_signature_valid(public_key)
+    if crl.issuer != ca_cert.subject or not signed:
+        raise ConfigurationError("CRL is not signed by the alliance CA")
+    return crl
+
+
+def _cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    encoding, private_format = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
+    return key.private_bytes(encoding, private_format, serialization.NoEncryption())
