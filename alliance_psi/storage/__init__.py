@@ -1,0 +1,33 @@
+"""Storage over SQLAlchemy Core: SQLite by default, PostgreSQL with the same code and tests.
+
+Each role has one repository taking a ``Connection``; the caller owns the transaction::
+
+    engine = make_engine("sqlite:///coordinator.db")
+    create_schema(engine)
+    with engine.begin() as conn:          # Commits on success, rolls back on any error.
+        CoordinatorRepository(conn).create_round(round)
+        AuditLog(conn).append(actor="admin", action="round.create", detail={"round_id": …}, at=now)
+
+Raw identifiers are stored only by ``MemberRepository`` on the member's own node. The
+coordinator stores tokens, sealed labels and counts; the audit log stores counts and ids only.
+"""
+
+from __future__ import annotations
+
+from alliance_psi.storage.audit_log import GENESIS_HASH, AuditLog
+from alliance_psi.storage.coordinator_repo import CoordinatorRepository
+from alliance_psi.storage.custodian_repo import QuotaRepository
+from alliance_psi.storage.engine import create_schema, make_engine
+from alliance_psi.storage.member_repo import MemberRepository
+from alliance_psi.storage.schema import metadata
+
+__all__ = [
+    "GENESIS_HASH",
+    "AuditLog",
+    "CoordinatorRepository",
+    "MemberRepository",
+    "QuotaRepository",
+    "create_schema",
+    "make_engine",
+    "metadata",
+]

@@ -1,0 +1,74 @@
+"""Small helpers the repositories share: dialect-neutral upserts, batching, streaming, JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import islice
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Executable, Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Result
+
+__all__ = [
+    "IN_BATCH",
+    "STREAM_BATCH",
+    "batched",
+    "canonical_json",
+    "insert_if_absent",
+    "insert_ignoring",
+    "stream",
+]
+
+T = TypeVar("T")
+
+# Bound parameters per IN (...) list: far below SQLite's and PostgreSQL's limits.
+IN_BATCH = 500
+# Rows fetched per round trip when streaming large results.
+STREAM_BATCH = 10_000
+
+
+def insert_ignoring(conn: Connection, table: Table, *, conflict_on: Sequence[str] | None = None) -> Any:
+    """Return ``INSERT … ON CONFLICT DO NOTHING`` for the connection's backend.
+
+    Unlike catching an IntegrityError, this leaves a PostgreSQL transaction usable, and a
+    concurrent insert of the same key waits for the other transaction instead of failing.
+    """
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=conflict_on)
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=conflict_on)
+    raise NotImplementedError(f"unsupported database backend {dialect!r}")
+
+
+def insert_if_absent(conn: Connection, table: Table, values: Mapping[str, Any]) -> bool:
+    """Insert one row unless its key exists; return whether it was inserted.
+
+    RETURNING tells, where INSERT's rowcount is not reported by every driver.
+    """
+    key = next(iter(table.primary_key.columns))
+    statement = insert_ignoring(conn, table).values(**values).returning(key)
+    return conn.execute(statement).first() is not None
+
+
+def batched(items: Iterable[T], size: int = IN_BATCH) -> Iterator[list[T]]:
+    """Yield lists of at most ``size`` items, in order."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def stream(conn: Connection, statement: Executable, params: Mapping[str, Any] | None = None) -> Result[Any]:
+    """Execute ``statement`` fetching rows in batches (a server-side cursor on PostgreSQL).
+
+    The options apply to this statement only, never to the caller's connection. The result must
+    be consumed before the transaction ends.
+    """
+    return conn.execute(statement, params or {}, execution_options={"yield_per": STREAM_BATCH})
+
+
+def canonical_json(value: Any) -> str:
+    """Serialize ``value`` as canonical JSON: sorted keys, no spaces, UTF-8 text, no NaN."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -1,0 +1,247 @@
+"""The coordinator's repository: rounds, submissions, matching and signed results.
+
+The coordinator stores match tokens, sealed labels, counts and digests, never an identifier.
+Every method runs in the caller's transaction (``with engine.begin() as conn:``); nothing here
+commits. Error messages may cross the network, so none shows a token or a label.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row, Select, and_, func, select, update
+
+from alliance_psi.errors import Conflict, InvalidRequest, NotFound
+from alliance_psi.protocol.model import Round, RoundState, SubmissionState
+from alliance_psi.storage._common import insert_if_absent, stream
+from alliance_psi.storage._submissions import SubmissionStore
+from alliance_psi.storage.schema import results, rounds, submissions, submitted_tokens
+
+__all__ = ["CoordinatorRepository"]
+
+# A round only moves forward; each move stamps its own column.
+_TRANSITIONS = {
+    (RoundState.OPEN, RoundState.CLOSED): "closed_at",
+    (RoundState.CLOSED, RoundState.MATCHED): "matched_at",
+}
+
+
+class CoordinatorRepository(SubmissionStore):
+    """Rounds, submissions (see ``SubmissionStore``), matching and results, over one connection.
+
+    Usage::
+
+        with engine.begin() as conn:
+            repo = CoordinatorRepository(conn)
+            repo.stage_chunk(round_id, member_id, 0, items, digest, at=now)
+    """
+
+    # Rounds.
+
+    def create_round(self, round: Round) -> None:
+        """Store a new round; ``created_at`` defaults to now.
+
+        Raises:
+            Conflict: a round with this id exists.
+        """
+        values = {
+            "round_id": round.round_id,
+            "name": round.name,
+            "threshold": round.threshold,
+            "key_epoch": round.key_epoch,
+            "deadline": round.deadline,
+            "allowed_types": json.dumps(list(round.allowed_types)),
+            "invited": None if round.invited is None else json.dumps(list(round.invited)),
+            "share_labels": round.share_labels,
+            "state": round.state.value,
+            "created_by": round.created_by,
+            "created_at": round.created_at or datetime.now(UTC),
+            "closed_at": round.closed_at,
+            "close_reason": round.close_reason,
+            "matched_at": round.matched_at,
+        }
+        if not insert_if_absent(self._conn, rounds, values):
+            raise Conflict(f"round {round.round_id} already exists")
+
+    def get_round(self, round_id: str) -> Round:
+        """Return the round.
+
+        Raises:
+            NotFound: no such round.
+        """
+        row = self._conn.execute(select(rounds).where(rounds.c.round_id == round_id)).one_or_none()
+        if row is None:
+            raise NotFound(f"no round {round_id}")
+        return _round_from_row(row)
+
+    def list_rounds(self, state: RoundState | None = None) -> list[Round]:
+        """Return every round, or those in ``state``, oldest first."""
+        query = select(rounds).order_by(rounds.c.created_at, rounds.c.round_id)
+        if state is not None:
+            query = query.where(rounds.c.state == state.value)
+        return [_round_from_row(row) for row in self._conn.execute(query)]
+
+    def transition_round(
+        self, round_id: str, from_state: RoundState, to_state: RoundState, *, at: datetime, reason: str = ""
+    ) -> bool:
+        """Move a round from ``from_state`` to ``to_state`` if it is still in ``from_state``.
+
+        A compare-and-set: returns False, changing nothing, when the round has already moved.
+        Closing records ``at`` and ``reason``; matching records ``at``.
+
+        Raises:
+            InvalidRequest: the move is not open → closed or closed → matched.
+            NotFound: no such round.
+        """
+        stamp = _TRANSITIONS.get((from_state, to_state))
+        if stamp is None:
+            raise InvalidRequest(f"a round cannot go from {from_state} to {to_state}")
+        values: dict[str, Any] = {"state": to_state.value, stamp: at}
+        if to_state == RoundState.CLOSED:
+            values["close_reason"] = reason
+        moved = self._conn.execute(
+            update(rounds).where(rounds.c.round_id == round_id, rounds.c.state == from_state.value).values(**values)
+        )
+        if moved.rowcount == 1:
+            return True
+        self.get_round(round_id)  # Raises NotFound if the round does not exist at all.
+        return False
+
+    # Matching.
+
+    def match(self, round_id: str, threshold: int) -> Iterator[tuple[bytes, str, bytes | None, int]]:
+        """Yield (match_token, member_id, sealed_label, holder_count) for every holder of every
+        token that at least ``threshold`` committed members hold, ordered by token then member.
+
+        Staged submissions are invisible. Grouping happens in the database and rows are
+        streamed: consume the iterator inside the caller's transaction.
+
+        Raises:
+            InvalidRequest: ``threshold`` is below 1.
+        """
+        if threshold < 1:
+            raise InvalidRequest("threshold must be at least 1")
+        held = _held_tokens(round_id, threshold).subquery("held")
+        tokens = submitted_tokens
+        statement = (
+            select(tokens.c.match_token, tokens.c.member_id, tokens.c.sealed_label, held.c.holders)
+            .select_from(tokens.join(submissions, _committed()).join(held, held.c.match_token == tokens.c.match_token))
+            .where(tokens.c.round_id == round_id)
+            .order_by(tokens.c.match_token, tokens.c.member_id)
+        )
+        result = stream(self._conn, statement)
+        try:
+            for row in result:
+                yield row.match_token, row.member_id, row.sealed_label, row.holders
+        finally:
+            result.close()
+
+    def aggregate(self, round_id: str) -> dict[str, Any]:
+        """Return the operator's view of a round: sizes and counts only, never a token.
+
+        ``{"round_id": …, "submissions": {member_id: {"state": …, "item_count": …}},
+        "committed_members": n, "matches_by_holder_count": {holders: tokens}}`` where the last
+        counts the tokens held by exactly ``holders`` >= 2 committed members.
+        """
+        members: dict[str, dict[str, Any]] = {}
+        for row in self._conn.execute(
+            select(submissions.c.member_id, submissions.c.state).where(submissions.c.round_id == round_id)
+        ):
+            members[row.member_id] = {"state": row.state, "item_count": 0}
+        for member_id, count in self._conn.execute(
+            select(submitted_tokens.c.member_id, func.count())
+            .where(submitted_tokens.c.round_id == round_id)
+            .group_by(submitted_tokens.c.member_id)
+        ):
+            members[member_id]["item_count"] = count
+        held = _held_tokens(round_id, 2).subquery("held")
+        by_holders = {
+            holders: count
+            for holders, count in self._conn.execute(
+                select(held.c.holders, func.count()).group_by(held.c.holders).order_by(held.c.holders)
+            )
+        }
+        return {
+            "round_id": round_id,
+            "submissions": dict(sorted(members.items())),
+            "committed_members": sum(1 for m in members.values() if m["state"] == SubmissionState.COMMITTED),
+            "matches_by_holder_count": by_holders,
+        }
+
+    # Results.
+
+    def store_result(self, round_id: str, member_id: str, payload: bytes, signature: bytes, *, at: datetime) -> None:
+        """Store a member's signed result; storing the same payload again changes nothing.
+
+        Raises:
+            Conflict: a different result is already stored for this member and round.
+        """
+        values = {
+            "round_id": round_id,
+            "member_id": member_id,
+            "payload": payload,
+            "signature": signature,
+            "created_at": at,
+        }
+        if insert_if_absent(self._conn, results, values):
+            return
+        stored, _ = self.get_result(round_id, member_id)
+        if stored != payload:
+            raise Conflict(f"a different result is already stored for {member_id} in round {round_id}")
+
+    def get_result(self, round_id: str, member_id: str) -> tuple[bytes, bytes]:
+        """Return (payload, signature) of a member's result.
+
+        Raises:
+            NotFound: no result for this member in this round.
+        """
+        row = self._conn.execute(
+            select(results.c.payload, results.c.signature).where(
+                results.c.round_id == round_id, results.c.member_id == member_id
+            )
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"no result for {member_id} in round {round_id}")
+        return row.payload, row.signature
+
+
+def _committed() -> Any:
+    return and_(
+        submissions.c.round_id == submitted_tokens.c.round_id,
+        submissions.c.member_id == submitted_tokens.c.member_id,
+        submissions.c.state == SubmissionState.COMMITTED.value,
+    )
+
+
+def _held_tokens(round_id: str, threshold: int) -> Select[Any]:
+    # Each member holds a token at most once (it is part of the primary key), so COUNT(*)
+    # counts distinct committed holders.
+    return (
+        select(submitted_tokens.c.match_token, func.count().label("holders"))
+        .select_from(submitted_tokens.join(submissions, _committed()))
+        .where(submitted_tokens.c.round_id == round_id)
+        .group_by(submitted_tokens.c.match_token)
+        .having(func.count() >= threshold)
+    )
+
+
+def _round_from_row(row: Row[Any]) -> Round:
+    return Round(
+        round_id=row.round_id,
+        name=row.name,
+        threshold=row.threshold,
+        key_epoch=row.key_epoch,
+        deadline=row.deadline,
+        allowed_types=tuple(json.loads(row.allowed_types)),
+        invited=None if row.invited is None else tuple(json.loads(row.invited)),
+        share_labels=bool(row.share_labels),
+        state=RoundState(row.state),
+        created_by=row.created_by,
+        created_at=row.created_at,
+        closed_at=row.closed_at,
+        close_reason=row.close_reason,
+        matched_at=row.matched_at,
+    )

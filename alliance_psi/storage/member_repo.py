@@ -1,0 +1,240 @@
+"""The member node's repository: its own identifiers and their cached tokens per key epoch.
+
+Raw identifiers live only here, in the member's own database, and never leave the node.
+Withdrawn and expired identifiers are deleted, not flagged, and their cached tokens go with them
+(a foreign-key cascade; ``make_engine`` turns foreign keys on for SQLite).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
+
+from alliance_psi.errors import InvalidRequest
+from alliance_psi.storage._common import batched, insert_ignoring, stream
+from alliance_psi.storage.schema import HASH_SIZE, TOKEN_SIZE, identifiers, token_cache
+
+__all__ = ["MemberRepository"]
+
+# What an import may set on an identifier, besides its (type, canonical) key.
+_DESCRIPTIVE = ("category", "severity", "first_seen", "case_ref", "note", "expires_at")
+_OPTIONAL_TEXT = ("case_ref", "note")
+
+IdentifierRef = tuple[int, str, str]
+# (type, canonical, category, severity, first_seen, case_ref)
+IdentifierLabel = tuple[str, str, str, str, date | None, str]
+# (id, match_token, label_key, category, severity, first_seen, case_ref)
+SubmissionRow = tuple[int, bytes, bytes, str, str, date | None, str]
+
+
+class MemberRepository:
+    """A member node's identifiers and token cache, over the caller's connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def upsert_identifiers(
+        self, rows: Iterable[Mapping[str, Any] | Any], *, at: datetime | None = None
+    ) -> tuple[int, int]:
+        """Insert identifiers, or refresh the descriptive fields of those already stored.
+
+        Each row is a mapping or a dataclass with ``type``, ``canonical``, ``category``,
+        ``severity`` and optionally ``first_seen``, ``case_ref``, ``note``, ``expires_at``. A
+        (type, canonical) pair already stored, or repeated in ``rows`` (the last one wins), counts
+        as a duplicate; its category, severity, dates and notes are updated, its id and cached
+        tokens kept. Returns (inserted, duplicates).
+        """
+        imported_at = at or datetime.now(UTC)
+        unique: dict[tuple[str, str], dict[str, Any]] = {}
+        total = 0
+        for row in rows:
+            values = _identifier_values(row)
+            unique[(values["type"], values["canonical"])] = values
+            total += 1
+        if not unique:
+            return 0, 0
+        inserted_keys: set[tuple[str, str]] = set()
+        insert = insert_ignoring(self._conn, identifiers, conflict_on=["type", "canonical"])
+        for batch in batched(unique.values()):
+            returned = self._conn.execute(
+                insert.returning(identifiers.c.type, identifiers.c.canonical),
+                [{**values, "imported_at": imported_at} for values in batch],
+            )
+            inserted_keys.update((r.type, r.canonical) for r in returned)
+        refreshed = [
+            {"k_type": type_, "k_canonical": canonical, **{name: values[name] for name in _DESCRIPTIVE}}
+            for (type_, canonical), values in unique.items()
+            if (type_, canonical) not in inserted_keys
+        ]
+        if refreshed:
+            self._conn.execute(
+                update(identifiers)
+                .where(identifiers.c.type == bindparam("k_type"), identifiers.c.canonical == bindparam("k_canonical"))
+                .values({name: bindparam(name) for name in _DESCRIPTIVE}),
+                refreshed,
+            )
+        return len(inserted_keys), total - len(inserted_keys)
+
+    def withdraw(self, type: str, canonical: str) -> bool:
+        """Delete an identifier and its cached tokens; False if it was not stored."""
+        deleted = self._conn.execute(
+            delete(identifiers).where(identifiers.c.type == type, identifiers.c.canonical == canonical)
+        )
+        return deleted.rowcount == 1
+
+    def purge_expired(self, now: datetime) -> int:
+        """Delete every identifier whose ``expires_at`` is at or before ``now``, with its tokens.
+
+        Returns how many identifiers were deleted.
+        """
+        deleted = self._conn.execute(
+            delete(identifiers).where(identifiers.c.expires_at.is_not(None), identifiers.c.expires_at <= now)
+        )
+        return deleted.rowcount
+
+    def iter_identifiers(self, types: Collection[str] | None = None) -> Iterator[IdentifierRef]:
+        """Yield (id, type, canonical) of every identifier, or those of ``types``, by id."""
+        query = select(identifiers.c.id, identifiers.c.type, identifiers.c.canonical).order_by(identifiers.c.id)
+        if types is not None:
+            query = query.where(identifiers.c.type.in_(list(types)))
+        yield from _tuples(stream(self._conn, query))
+
+    def missing_token_ids(self, key_epoch: str, types: Collection[str] | None = None) -> Iterator[IdentifierRef]:
+        """Yield (id, type, canonical) of identifiers with no cached token for ``key_epoch``.
+
+        These are the only identifiers that still cost OPRF evaluations in this epoch.
+        """
+        cached = and_(token_cache.c.identifier_id == identifiers.c.id, token_cache.c.key_epoch == key_epoch)
+        query = (
+            select(identifiers.c.id, identifiers.c.type, identifiers.c.canonical)
+            .select_from(identifiers.outerjoin(token_cache, cached))
+            .where(token_cache.c.identifier_id.is_(None))
+            .order_by(identifiers.c.id)
+        )
+        if types is not None:
+            query = query.where(identifiers.c.type.in_(list(types)))
+        yield from _tuples(stream(self._conn, query))
+
+    def cache_tokens(self, key_epoch: str, rows: Sequence[tuple[int, bytes, bytes]]) -> None:
+        """Store (identifier id, match token, label key) for ``key_epoch``; already cached ids are kept.
+
+        Raises:
+            InvalidRequest: a token is not 16 bytes or a label key not 32 bytes.
+        """
+        if not rows:
+            return
+        for _, token, label_key in rows:
+            if len(token) != TOKEN_SIZE or len(label_key) != HASH_SIZE:
+                raise InvalidRequest(f"a cached token is {TOKEN_SIZE} bytes and a label key {HASH_SIZE}")
+        self._conn.execute(
+            insert_ignoring(self._conn, token_cache),
+            [
+                {"key_epoch": key_epoch, "identifier_id": id_, "match_token": token, "label_key": label_key}
+                for id_, token, label_key in rows
+            ],
+        )
+
+    def cached_tokens(self, key_epoch: str, ids: Iterable[int]) -> dict[int, tuple[bytes, bytes]]:
+        """Return {identifier id: (match token, label key)} for the ids cached in ``key_epoch``."""
+        found: dict[int, tuple[bytes, bytes]] = {}
+        columns = token_cache.c
+        for batch in batched(ids):
+            query = select(columns.identifier_id, columns.match_token, columns.label_key).where(
+                columns.key_epoch == key_epoch, columns.identifier_id.in_(batch)
+            )
+            found.update({row.identifier_id: (row.match_token, row.label_key) for row in self._conn.execute(query)})
+        return found
+
+    def identifiers_for_tokens(self, key_epoch: str, tokens: Iterable[bytes]) -> dict[bytes, IdentifierLabel]:
+        """Map matched tokens back to the member's own identifiers.
+
+        Returns {match token: (type, canonical, category, severity, first_seen, case_ref)} for the
+        tokens cached in ``key_epoch``; other tokens are left out.
+        """
+        found: dict[bytes, IdentifierLabel] = {}
+        ids = identifiers.c
+        for batch in batched(tokens):
+            query = (
+                select(
+                    token_cache.c.match_token,
+                    *(ids.type, ids.canonical, ids.category, ids.severity, ids.first_seen, ids.case_ref),
+                )
+                .select_from(token_cache.join(identifiers, token_cache.c.identifier_id == ids.id))
+                .where(token_cache.c.key_epoch == key_epoch, token_cache.c.match_token.in_(batch))
+            )
+            found.update({row[0]: tuple(row[1:]) for row in self._conn.execute(query)})  # type: ignore[misc]
+        return found
+
+    def iter_submission_rows(self, key_epoch: str, types: Collection[str] | None = None) -> Iterator[SubmissionRow]:
+        """Yield (id, match token, label key, category, severity, first_seen, case_ref) for every
+        identifier of ``types`` with a token cached in ``key_epoch``, ordered by match token.
+
+        The order depends only on the set of tokens, so a resumed submission rebuilds the same
+        chunks, and it says nothing about when identifiers were imported.
+        """
+        ids = identifiers.c
+        query = (
+            select(
+                ids.id,
+                token_cache.c.match_token,
+                token_cache.c.label_key,
+                *(ids.category, ids.severity, ids.first_seen, ids.case_ref),
+            )
+            .select_from(identifiers.join(token_cache, token_cache.c.identifier_id == ids.id))
+            .where(token_cache.c.key_epoch == key_epoch)
+            .order_by(token_cache.c.match_token)
+        )
+        if types is not None:
+            query = query.where(ids.type.in_(list(types)))
+        result = stream(self._conn, query)
+        try:
+            for row in result:
+                yield tuple(row)  # type: ignore[misc]
+        finally:
+            result.close()
+
+    def label_keys_for_tokens(self, key_epoch: str, tokens: Iterable[bytes]) -> dict[bytes, bytes]:
+        """Return {match token: label key} for the tokens cached in ``key_epoch``; others are left out."""
+        found: dict[bytes, bytes] = {}
+        columns = token_cache.c
+        for batch in batched(tokens):
+            query = select(columns.match_token, columns.label_key).where(
+                columns.key_epoch == key_epoch, columns.match_token.in_(batch)
+            )
+            found.update({row.match_token: row.label_key for row in self._conn.execute(query)})
+        return found
+
+    def count(self) -> int:
+        """Return how many identifiers are stored."""
+        return self._conn.execute(select(func.count()).select_from(identifiers)).scalar_one()
+
+
+def _identifier_values(row: Mapping[str, Any] | Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(row) and not isinstance(row, type):
+        source: Mapping[str, Any] = dataclasses.asdict(row)
+    elif isinstance(row, Mapping):
+        source = row
+    else:
+        raise TypeError(f"an identifier row must be a mapping or a dataclass, not {type(row).__name__}")
+    try:
+        values = {"type": source["type"], "canonical": source["canonical"]}
+        values.update({name: source[name] for name in ("category", "severity")})
+    except KeyError as exc:
+        raise InvalidRequest(f"an identifier row needs {exc.args[0]!r}") from None
+    for name in ("first_seen", "expires_at"):
+        values[name] = source.get(name)
+    for name in _OPTIONAL_TEXT:
+        values[name] = source.get(name) or ""
+    return values
+
+
+def _tuples(result: Any) -> Iterator[IdentifierRef]:
+    try:
+        for row in result:
+            yield row[0], row[1], row[2]
+    finally:
+        result.close()

@@ -1,0 +1,223 @@
+"""Every table of alliance-psi, in one ``MetaData``, as SQLAlchemy Core ``Table`` objects.
+
+The same schema serves SQLite (member nodes, small coordinators) and PostgreSQL (coordinators at
+scale); each role uses only its own tables. Bytes are ``LargeBinary`` (BLOB / bytea). Times are
+``UTCDateTime``: callers pass timezone-aware datetimes and always get UTC-aware ones back, on
+both backends.
+
+Nothing here stores a raw identifier except the member node's own ``identifiers`` table, which
+never leaves the node. The coordinator's tables hold only match tokens, sealed labels, counts and
+digests; the audit log holds counts and ids only (see ``audit_log``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "HASH_SIZE",
+    "TOKEN_SIZE",
+    "UTCDateTime",
+    "audit_log",
+    "identifiers",
+    "metadata",
+    "quota_usage",
+    "results",
+    "rounds",
+    "submission_chunks",
+    "submissions",
+    "submitted_tokens",
+    "token_cache",
+]
+
+TOKEN_SIZE = 16
+HASH_SIZE = 32
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A ``timestamptz`` that refuses naive datetimes and always returns UTC-aware ones.
+
+    PostgreSQL keeps the instant and returns it in the session's zone; SQLite keeps a string
+    without a zone, so values are stored as naive UTC there and the zone is put back on read.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime: pass a timezone-aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _length_is(column: str, size: int) -> CheckConstraint:
+    # length() counts bytes of a BLOB in SQLite and of a bytea in PostgreSQL.
+    return CheckConstraint(f"length({column}) = {size}")
+
+
+metadata = MetaData()
+
+# Coordinator: rounds, submissions in chunks, the tokens themselves, and signed results.
+
+rounds = Table(
+    "rounds",
+    metadata,
+    Column("round_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("threshold", Integer, nullable=False),
+    Column("key_epoch", Text, nullable=False),
+    Column("deadline", UTCDateTime, nullable=False),
+    Column("allowed_types", Text, nullable=False),  # A JSON list of identifier types.
+    Column("invited", Text, nullable=True),  # A JSON list of member ids; NULL means every member.
+    Column("share_labels", Boolean, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime, nullable=True),
+    Column("close_reason", Text, nullable=False, default=""),
+    Column("matched_at", UTCDateTime, nullable=True),
+    Index("ix_rounds_state", "state"),
+)
+
+submissions = Table(
+    "submissions",
+    metadata,
+    Column("round_id", Text, ForeignKey("rounds.round_id"), primary_key=True),
+    Column("member_id", Text, primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("item_count", BigInteger, nullable=False, default=0),
+    Column("digest", LargeBinary, nullable=True),
+    Column("committed_at", UTCDateTime, nullable=True),
+)
+
+_submission_fk = ("submissions.round_id", "submissions.member_id")
+
+submission_chunks = Table(
+    "submission_chunks",
+    metadata,
+    Column("round_id", Text, primary_key=True),
+    Column("member_id", Text, primary_key=True),
+    Column("chunk_index", Integer, primary_key=True),
+    Column("item_count", Integer, nullable=False),
+    Column("chunk_digest", LargeBinary(HASH_SIZE), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    ForeignKeyConstraint(["round_id", "member_id"], _submission_fk),
+    _length_is("chunk_digest", HASH_SIZE),
+)
+
+submitted_tokens = Table(
+    "submitted_tokens",
+    metadata,
+    Column("round_id", Text, primary_key=True),
+    Column("member_id", Text, primary_key=True),
+    Column("match_token", LargeBinary(TOKEN_SIZE), primary_key=True),
+    Column("chunk_index", Integer, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("sealed_label", LargeBinary, nullable=True),
+    ForeignKeyConstraint(["round_id", "member_id"], _submission_fk),
+    Index("ix_submitted_tokens_round_token", "round_id", "match_token"),
+    _length_is("match_token", TOKEN_SIZE),
+)
+
+results = Table(
+    "results",
+    metadata,
+    Column("round_id", Text, ForeignKey("rounds.round_id"), primary_key=True),
+    Column("member_id", Text, primary_key=True),
+    Column("payload", LargeBinary, nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Custodian: how many elements each member had evaluated, per key epoch.
+
+quota_usage = Table(
+    "quota_usage",
+    metadata,
+    Column("key_epoch", Text, primary_key=True),
+    Column("member_id", Text, primary_key=True),
+    Column("used", BigInteger, nullable=False),
+    CheckConstraint("used >= 0", name="ck_quota_usage_used"),
+)
+
+# Coordinator and custodian: the hash-chained audit log (counts and ids only, never identifiers).
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("detail", Text, nullable=False),  # Canonical JSON.
+    Column("prev_hash", LargeBinary(HASH_SIZE), nullable=False),
+    Column("entry_hash", LargeBinary(HASH_SIZE), nullable=False),
+)
+
+# Member node: its own identifiers (never leave the node) and their tokens per key epoch.
+
+identifiers = Table(
+    "identifiers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("type", Text, nullable=False),
+    Column("canonical", Text, nullable=False),
+    Column("category", Text, nullable=False),
+    Column("severity", Text, nullable=False),
+    Column("first_seen", Date, nullable=True),
+    Column("case_ref", Text, nullable=False, default=""),
+    Column("note", Text, nullable=False, default=""),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("imported_at", UTCDateTime, nullable=False),
+    UniqueConstraint("type", "canonical", name="uq_identifiers_type_canonical"),
+    Index("ix_identifiers_expires_at", "expires_at"),
+)
+
+token_cache = Table(
+    "token_cache",
+    metadata,
+    Column("key_epoch", Text, primary_key=True),
+    Column(
+        "identifier_id",
+        Integer,
+        ForeignKey("identifiers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("match_token", LargeBinary(TOKEN_SIZE), nullable=False),
+    Column("label_key", LargeBinary(HASH_SIZE), nullable=False),
+    Index("ix_token_cache_epoch_token", "key_epoch", "match_token"),
+    # The cascade from identifiers looks rows up by identifier id alone.
+    Index("ix_token_cache_identifier", "identifier_id"),
+    _length_is("match_token", TOKEN_SIZE),
+    _length_is("label_key", HASH_SIZE),
+)

@@ -1,0 +1,122 @@
+"""Grouping across members: exactly the planted overlaps, with the right holder counts."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from sqlalchemy import Engine
+
+from alliance_psi.errors import InvalidRequest
+from alliance_psi.protocol.submission import chunk_digest
+from alliance_psi.storage import CoordinatorRepository
+
+from .support import NOW, items, label, make_round, token
+
+MEMBERS = ("alpha", "beta", "gamma")
+CHUNK = 250
+
+
+def planted_names() -> dict[str, list[str]]:
+    """Each member's names: its own ones plus overlaps planted with the others."""
+    shared = {
+        ("alpha", "beta", "gamma"): [f"all-{i}" for i in range(7)],
+        ("alpha", "beta"): [f"ab-{i}" for i in range(11)],
+        ("beta", "gamma"): [f"bc-{i}" for i in range(5)],
+        ("alpha", "gamma"): [f"ac-{i}" for i in range(3)],
+    }
+    names = {member: [f"{member}-own-{i}" for i in range(600)] for member in MEMBERS}
+    for holders, group in shared.items():
+        for member in holders:
+            names[member].extend(group)
+    # Interleave the planted names with the member's own ones, as real data would be.
+    return {member: sorted(group, key=lambda n: token(n)) for member, group in names.items()}
+
+
+@pytest.fixture
+def submitted(engine: Engine) -> dict[str, list[str]]:
+    names = planted_names()
+    with engine.begin() as conn:
+        repo = CoordinatorRepository(conn)
+        repo.create_round(make_round("r1"))
+        for member, member_names in names.items():
+            whole = items(member, member_names)
+            chunks = [whole[i : i + CHUNK] for i in range(0, len(whole), CHUNK)]
+            for index, chunk in enumerate(chunks):
+                repo.stage_chunk("r1", member, index, chunk, chunk_digest(chunk), at=NOW)
+            repo.commit_submission("r1", member, item_count=len(whole), digest=chunk_digest(whole), at=NOW)
+    return names
+
+
+@pytest.mark.parametrize("threshold", [2, 3])
+def test_match_returns_exactly_the_planted_tokens(
+    engine: Engine, submitted: dict[str, list[str]], threshold: int
+) -> None:
+    # The expectation, built with Python sets alone.
+    holders: dict[str, set[str]] = {}
+    for member, names in submitted.items():
+        for name in names:
+            holders.setdefault(name, set()).add(member)
+    expected = sorted(
+        (token(name), member, label(member, name), len(members))
+        for name, members in holders.items()
+        if len(members) >= threshold
+        for member in members
+    )
+    with engine.begin() as conn:
+        rows = list(CoordinatorRepository(conn).match("r1", threshold))
+    assert rows == expected
+    assert len(rows) == (7 * 3 + (11 + 5 + 3) * 2 if threshold == 2 else 7 * 3)
+
+
+def test_aggregate_has_sizes_and_counts_only(engine: Engine, submitted: dict[str, list[str]]) -> None:
+    with engine.begin() as conn:
+        report = CoordinatorRepository(conn).aggregate("r1")
+    assert report == {
+        "round_id": "r1",
+        "submissions": {m: {"state": "committed", "item_count": len(submitted[m])} for m in MEMBERS},
+        "committed_members": 3,
+        "matches_by_holder_count": {2: 11 + 5 + 3, 3: 7},
+    }
+    assert Counter(type(v) for v in report["matches_by_holder_count"]) == Counter({int: 2})
+
+
+def test_match_threshold_must_be_positive(engine: Engine) -> None:
+    with engine.begin() as conn, pytest.raises(InvalidRequest):
+        list(CoordinatorRepository(conn).match("r1", 0))
+
+
+def test_members_submitting_at_once(engine: Engine) -> None:
+    """Four members stage and commit concurrently, each on its own connection."""
+    import threading
+
+    members = [f"m{i}" for i in range(4)]
+    errors: list[BaseException] = []
+    with engine.begin() as conn:
+        CoordinatorRepository(conn).create_round(make_round("r1"))
+
+    def member(name: str) -> None:
+        try:
+            whole = items(name, ["shared-1", "shared-2"] + [f"{name}-{i}" for i in range(40)])
+            chunks = [whole[i : i + 10] for i in range(0, len(whole), 10)]
+            for index, chunk in enumerate(chunks):
+                with engine.begin() as conn:
+                    CoordinatorRepository(conn).stage_chunk("r1", name, index, chunk, chunk_digest(chunk), at=NOW)
+            with engine.begin() as conn:
+                CoordinatorRepository(conn).commit_submission(
+                    "r1", name, item_count=len(whole), digest=chunk_digest(whole), at=NOW
+                )
+        except BaseException as exc:  # Reported by the main thread.
+            errors.append(exc)
+
+    threads = [threading.Thread(target=member, args=(name,)) for name in members]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    with engine.begin() as conn:
+        rows = list(CoordinatorRepository(conn).match("r1", 4))
+    assert sorted((t, m, h) for t, m, _, h in rows) == sorted(
+        (token(n), m, 4) for n in ("shared-1", "shared-2") for m in members
+    )

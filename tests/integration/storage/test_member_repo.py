@@ -1,0 +1,175 @@
+"""The member node's identifiers and token cache: upserts, withdrawal, expiry, cache misses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from alliance_psi.storage import MemberRepository
+from alliance_psi.storage.schema import token_cache
+
+from .support import NOW, token
+
+EPOCH = "2025-03"
+
+
+@dataclass(frozen=True)
+class Row:
+    type: str
+    canonical: str
+    category: str = "anti_collection"
+    severity: str = "level1"
+    first_seen: date | None = None
+    case_ref: str = ""
+    note: str = ""
+    expires_at: datetime | None = None
+
+
+def phone(n: int, **fields: object) -> dict[str, object]:
+    return {
+        "type": "phone",
+        "canonical": f"+86138000{n:05d}",
+        "category": "proxy_rights_defense",
+        "severity": "level2",
+        **fields,
+    }
+
+
+def ids_by_canonical(engine: Engine) -> dict[str, int]:
+    with engine.begin() as conn:
+        return {canonical: id_ for id_, _, canonical in MemberRepository(conn).iter_identifiers()}
+
+
+def test_upsert_counts_inserts_and_duplicates(engine: Engine) -> None:
+    with engine.begin() as conn:
+        repo = MemberRepository(conn)
+        assert repo.upsert_identifiers([phone(1), phone(2), phone(1), Row("email", "a@example.com")], at=NOW) == (3, 1)
+        assert repo.upsert_identifiers([phone(2, category="wool_party", case_ref="C-9"), phone(3)], at=NOW) == (1, 1)
+        assert repo.count() == 4
+        assert repo.upsert_identifiers([]) == (0, 0)
+    ids = ids_by_canonical(engine)
+    with engine.begin() as conn:
+        repo = MemberRepository(conn)
+        repo.cache_tokens(EPOCH, [(ids["+8613800000002"], token("p2"), bytes(32))])
+        # A duplicate refreshes the descriptive fields and keeps the id.
+        found = repo.identifiers_for_tokens(EPOCH, [token("p2"), token("unknown")])
+    assert found == {token("p2"): ("phone", "+8613800000002", "wool_party", "level2", None, "C-9")}
+
+
+def test_iter_identifiers_filters_by_type(engine: Engine) -> None:
+    with engine.begin() as conn:
+        repo = MemberRepository(conn)
+        repo.upsert_identifiers([phone(1), Row("email", "a@example.com"), phone(2)], at=NOW)
+        assert [c for _, _, c in repo.iter_identifiers(["email"])] == ["a@example.com"]
+        assert [t for _, t, _ in repo.iter_identifiers()] == ["phone", "email", "phone"]
+
+
+def test_withdraw_cascades_to_the_token_cache(engine: Engine) -> None:
+    with engine.begin() as conn:
+        MemberRepository(conn).upsert_identifiers([phone(1), phone(2)], at=NOW)
+    ids = ids_by_canonical(engine)
+    with engine.begin() as conn:
+        repo = MemberRepository(conn)
+        repo.cache_tokens(
+            EPOCH, [(ids["+8613800000001"], token("p1"), bytes(32)), (ids["+8613800000002"], token("p2"), bytes(32))]
+        )
+        repo.cache_tokens("2025-04", [(ids["+8613800000001"], token("p1-next"), bytes(32))])
+    with engine.begin() as conn:
+        repo = MemberRepository(conn)
+        assert repo.withdraw("phone", "+8613800000001") is True
+        assert repo.withdraw("phone", "+8613800000001") is False
+        remaining = conn.execute(select(token_cache.c.identifier_id, token_cache.c.key_epoch)).all()
+        assert remaining == [(ids["+8613800000002"], EPOCH)]
+        assert repo.identifiers_for_tokens(EPOCH, [token("p1")]) == {}
+        assert repo.count() == 1
+
+
+def test_purge_expired(engine: Engine) -> None:
+    rows = [
+        phone(1, expires_at=NOW - timedelta(days=1)),
+        phone(2, expires_at=NOW),
+        phone(3, expires_at=NOW + timedelta(seconds=1)),
+        phone(4),
+    ]
+    with engine.begin() as conn:
+        MemberRepository(conn).upsert_identifiers(rows, at=NOW)
+    ids = ids_by_canonical(engine)
+    with engine.begin() as conn:
+        repo = MemberRepository(conn)
+        repo.cache_tokens(EPOCH, [(ids["+8613800000001"], token("p1"), bytes(32))])
+        assert repo.purge_expired(NOW) == 2
+        assert sorted(c for _, _, c in repo.iter_identifiers()) == ["+8613800000003", "+8613800000004"]
+        assert conn.execute(select(func.count()).select_from(token_cache)).scalar_one() == 0
+
+
+def test_missing_token_ids_is_what_still_costs_crypto(engine: Engine) -> None:
+    with engine.begin() as conn:
+        MemberRepository(conn).upsert_identifiers([phone(1), phone(2), Row("email", "a@example.com"), phone(3)], at=NOW)
+    ids = ids_by_canonical(engine)
+    with engine.begin() as conn:
+        repo = MemberRepository(conn)
+        assert [c for _, _, c in repo.missing_token_ids(EPOCH)] == list(ids)
+        repo.cache_tokens(
+            EPOCH, [(ids["+8613800000001"], token("p1"), b"k" * 32), (ids["a@example.com"], token("e"), b"l" * 32)]
+        )
+        repo.cache_tokens(EPOCH, [(ids["+8613800000001"], token("p1"), b"k" * 32)])  # A retried batch is harmless.
+        assert list(repo.missing_token_ids(EPOCH)) == [
+            (ids["+8613800000002"], "phone", "+8613800000002"),
+            (ids["+8613800000003"], "phone", "+8613800000003"),
+        ]
+        assert list(repo.missing_token_ids(EPOCH, ["email"])) == []
+        # A new epoch makes every cached token useless.
+        assert len(list(repo.missing_token_ids("2025-04"))) == 4
+        assert repo.cached_tokens(EPOCH, [ids["+8613800000001"], ids["+8613800000002"]]) == {
+            ids["+8613800000001"]: (token("p1"), b"k" * 32)
+        }
+
+
+def test_cached_tokens_and_reverse_lookup_in_batches(engine: Engine) -> None:
+    count = 1200  # More than one IN (...) batch.
+    with engine.begin() as conn:
+        repo = MemberRepository(conn)
+        repo.upsert_identifiers([phone(n, first_seen=date(2024, 1, 1)) for n in range(count)], at=NOW)
+        ids = [id_ for id_, _, _ in repo.iter_identifiers()]
+        repo.cache_tokens(EPOCH, [(id_, token(str(id_)), bytes(32)) for id_ in ids])
+        assert len(repo.cached_tokens(EPOCH, ids)) == count
+        found = repo.identifiers_for_tokens(EPOCH, [token(str(id_)) for id_ in ids])
+    assert len(found) == count
+    assert found[token(str(ids[5]))] == (
+        "phone",
+        "+8613800000005",
+        "proxy_rights_defense",
+        "level2",
+        date(2024, 1, 1),
+        "",
+    )
+
+
+def test_malformed_cache_rows_are_refused(engine: Engine) -> None:
+    from alliance_psi.errors import InvalidRequest
+
+    with engine.begin() as conn, pytest.raises(InvalidRequest):
+        MemberRepository(conn).cache_tokens(EPOCH, [(1, b"short", bytes(32))])
+
+
+def test_submission_rows_and_label_keys(engine: Engine) -> None:
+    with engine.begin() as conn:
+        repo = MemberRepository(conn)
+        repo.upsert_identifiers([phone(n, first_seen=date(2024, 5, n + 1), case_ref=f"C{n}") for n in range(5)], at=NOW)
+        repo.upsert_identifiers([Row("email", "a@example.com")], at=NOW)
+        ids = {canonical: id_ for id_, _, canonical in repo.iter_identifiers()}
+        cached = {canonical: (token(canonical), bytes([n]) * 32) for n, canonical in enumerate(ids)}
+        # One phone stays uncached: it is not submitted until it has a token.
+        repo.cache_tokens(EPOCH, [(ids[c], t, k) for c, (t, k) in cached.items() if c != "+8613800000004"])
+        rows = list(repo.iter_submission_rows(EPOCH, ["phone"]))
+        keys = repo.label_keys_for_tokens(EPOCH, [token("+8613800000001"), token("a@example.com"), token("nope")])
+    expected = sorted(
+        (ids[c], t, k, "proxy_rights_defense", "level2", date(2024, 5, n + 1), f"C{n}")
+        for n, (c, (t, k)) in enumerate(cached.items())
+        if c.startswith("+86") and c != "+8613800000004"
+    )
+    assert rows == sorted(expected, key=lambda row: row[1])
+    assert keys == {t: k for c, (t, k) in cached.items() if c in ("+8613800000001", "a@example.com")}

@@ -1,0 +1,97 @@
+"""Rounds (create, get, list, compare-and-set transitions) and signed results."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine
+
+from alliance_psi.errors import Conflict, InvalidRequest, NotFound
+from alliance_psi.protocol.model import RoundState
+from alliance_psi.storage import CoordinatorRepository
+
+from .support import NOW, make_round
+
+
+def test_create_get_list(engine: Engine) -> None:
+    first = make_round("r1")
+    second = replace(make_round("r2", created_at=NOW + timedelta(minutes=1)), invited=None, share_labels=False)
+    with engine.begin() as conn:
+        repo = CoordinatorRepository(conn)
+        repo.create_round(first)
+        repo.create_round(second)
+    with engine.begin() as conn:
+        repo = CoordinatorRepository(conn)
+        assert repo.get_round("r1") == first
+        assert repo.get_round("r2") == second
+        assert repo.list_rounds() == [first, second]
+        assert repo.list_rounds(RoundState.OPEN) == [first, second]
+        assert repo.list_rounds(RoundState.CLOSED) == []
+
+
+def test_duplicate_round_is_a_conflict(engine: Engine) -> None:
+    with engine.begin() as conn:
+        CoordinatorRepository(conn).create_round(make_round("r1"))
+    with pytest.raises(Conflict, match="round r1 already exists"), engine.begin() as conn:
+        CoordinatorRepository(conn).create_round(replace(make_round("r1"), name="other"))
+    with engine.begin() as conn:
+        assert CoordinatorRepository(conn).get_round("r1").name == "round r1"
+
+
+def test_unknown_round(engine: Engine) -> None:
+    with engine.begin() as conn:
+        repo = CoordinatorRepository(conn)
+        with pytest.raises(NotFound, match="no round nope"):
+            repo.get_round("nope")
+        with pytest.raises(NotFound):
+            repo.transition_round("nope", RoundState.OPEN, RoundState.CLOSED, at=NOW)
+
+
+def test_transition_is_compare_and_set(engine: Engine) -> None:
+    closed_at, matched_at = NOW + timedelta(hours=1), NOW + timedelta(hours=2)
+    with engine.begin() as conn:
+        repo = CoordinatorRepository(conn)
+        repo.create_round(make_round("r1"))
+        assert repo.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=closed_at, reason="deadline")
+        # The state moved: a second close (say, from a racing deadline timer) does nothing.
+        assert not repo.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=matched_at, reason="admin")
+        assert repo.transition_round("r1", RoundState.CLOSED, RoundState.MATCHED, at=matched_at)
+        assert not repo.transition_round("r1", RoundState.CLOSED, RoundState.MATCHED, at=NOW)
+    with engine.begin() as conn:
+        stored = CoordinatorRepository(conn).get_round("r1")
+    assert (stored.state, stored.closed_at, stored.close_reason, stored.matched_at) == (
+        RoundState.MATCHED,
+        closed_at,
+        "deadline",
+        matched_at,
+    )
+
+
+@pytest.mark.parametrize(
+    ("from_state", "to_state"),
+    [
+        (RoundState.CLOSED, RoundState.OPEN),
+        (RoundState.OPEN, RoundState.MATCHED),
+        (RoundState.MATCHED, RoundState.CLOSED),
+    ],
+)
+def test_backward_or_skipping_transitions_are_refused(
+    engine: Engine, from_state: RoundState, to_state: RoundState
+) -> None:
+    with engine.begin() as conn, pytest.raises(InvalidRequest):
+        CoordinatorRepository(conn).transition_round("r1", from_state, to_state, at=NOW)
+
+
+def test_results_store_get_idempotent_and_conflict(engine: Engine) -> None:
+    with engine.begin() as conn:
+        repo = CoordinatorRepository(conn)
+        repo.create_round(make_round("r1"))
+        repo.store_result("r1", "alpha", b"payload", b"sig", at=NOW)
+        repo.store_result("r1", "alpha", b"payload", b"sig", at=NOW)
+        assert repo.get_result("r1", "alpha") == (b"payload", b"sig")
+        with pytest.raises(Conflict):
+            repo.store_result("r1", "alpha", b"other payload", b"sig2", at=NOW)
+        with pytest.raises(NotFound):
+            repo.get_result("r1", "beta")
