@@ -3,7 +3,7 @@
 Only ``alliance_psi.cli`` builds these, from options, files and the environment; library code takes
 them as arguments and never reads ``os.environ``. Each class documents its usage in a table.
 
-Sections, in order: TLS. The per-role configs (member, custodian, coordinator) follow it.
+Sections, in order: TLS, then the per-role configs (custodian, coordinator, member).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from alliance_psi.errors import ConfigurationError
 
-__all__ = ["TlsConfig", "TlsMaterial"]
+__all__ = ["CoordinatorConfig", "CustodianConfig", "MemberConfig", "TlsConfig", "TlsMaterial"]
 
 _PEM_MARKER = b"-----BEGIN "
 
@@ -83,3 +83,80 @@ def _read_pem(option: str, path: Path) -> bytes:
     if _PEM_MARKER not in data:
         raise ConfigurationError(f"TLS option {option!r}: {path} is not a PEM file")
     return data
+
+
+# Roles ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CustodianConfig:
+    """A key custodian.
+
+    Usage::
+
+        CustodianConfig(name="custodian-1", listen="127.0.0.1:7101", tls=TlsConfig(…),
+                        key_share=Path("custodian/epoch-2026q4.share"),
+                        database="sqlite:///custodian/quota.db",
+                        quota_per_member=2_000_000)   # elements a member may have evaluated per epoch
+
+    The key share file is written by ``alliance-psi custodian init-share``; keep it 0600 and
+    back it up: losing it ends the epoch (every member recomputes its tokens under a new one).
+    """
+
+    name: str
+    listen: str
+    tls: TlsConfig
+    key_share: Path
+    database: str
+    quota_per_member: int = 2_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorConfig:
+    """The alliance operator's coordinator.
+
+    Usage::
+
+        CoordinatorConfig(name="coordinator", listen="127.0.0.1:7100", tls=TlsConfig(…),
+                          signing_key=Path("coordinator/signing.key"),   # Ed25519, signs results
+                          database="sqlite:///coordinator/coordinator.db")  # or postgresql+psycopg://…
+        CoordinatorConfig(…, tick_seconds=0.5)   # how often deadlines and pending matches are checked
+    """
+
+    name: str
+    listen: str
+    tls: TlsConfig
+    signing_key: Path
+    database: str
+    tick_seconds: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class MemberConfig:
+    """A member node.
+
+    Usage::
+
+        MemberConfig(member_id="bank-a", database="sqlite:///node/bank-a.db", tls=TlsConfig(…),
+                     coordinator="127.0.0.1:7100",
+                     custodians=("127.0.0.1:7101", "127.0.0.1:7102"),   # evaluated in this order
+                     coordinator_public_key=Path("alliance/coordinator.pub"),
+                     data_dir=Path("node"))          # holds the node's own secrets (label nonce key)
+        MemberConfig(…, display_name="某某银行")      # named in shared labels; None stays anonymous
+        MemberConfig(…, workers=2, batch_size=1024)  # crypto processes and identifiers per batch
+
+    ``member_id`` must equal the name in the node's certificate; the coordinator and custodians
+    identify the node by its certificate alone.
+    """
+
+    member_id: str
+    database: str
+    tls: TlsConfig
+    coordinator: str
+    custodians: tuple[str, ...]
+    coordinator_public_key: Path
+    data_dir: Path
+    display_name: str | None = None
+    workers: int | None = None
+    batch_size: int = 1024
+    chunk_size: int = 4096

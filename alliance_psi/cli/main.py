@@ -35,5 +35,16 @@ def selfcheck() -> None:
     console.print(f"all {len(results)} checks passed")
 
 
+def _register() -> None:
+    from alliance_psi.cli.coordinator import coordinator_group
+    from alliance_psi.cli.custodian import custodian_group
+    from alliance_psi.cli.pki import pki_group
+
+    for group in (pki_group, custodian_group, coordinator_group):
+        main.add_command(group)
+
+
+_register()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

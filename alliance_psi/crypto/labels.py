@@ -18,6 +18,7 @@ check failed.
 
 from __future__ import annotations
 
+import hmac
 import os
 from dataclasses import dataclass
 
@@ -43,6 +44,7 @@ PADDED_PLAINTEXT_BYTES = 256
 MAX_LABEL_PLAINTEXT_BYTES = PADDED_PLAINTEXT_BYTES - 2
 SEALED_LABEL_BYTES = 1 + NONCE_BYTES + PADDED_PLAINTEXT_BYTES + TAG_BYTES
 _AAD_PREFIX = b"alliance-psi/v1 label"
+_NONCE_PREFIX = b"alliance-psi/v1 label-nonce"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +78,24 @@ def _seal_with_nonce(label_key: bytes, plaintext: bytes, context: LabelContext, 
     return bytes([VERSION]) + nonce + sealed
 
 
-def seal_label(label_key: bytes, plaintext: bytes, context: LabelContext) -> bytes:
+def seal_label(
+    label_key: bytes, plaintext: bytes, context: LabelContext, *, nonce_key: bytes | None = None
+) -> bytes:
     """Seal ``plaintext`` (at most ``MAX_LABEL_PLAINTEXT_BYTES``) for the holders of one identifier.
 
     Returns exactly ``SEALED_LABEL_BYTES`` bytes. Raises ``LabelTooLarge`` if it does not fit.
-    A fresh random 96-bit nonce is drawn per seal; one label key seals at most one label per
-    member per round, far below the nonce-collision bound.
+
+    Without ``nonce_key`` the 96-bit nonce is random. With it (a secret of the sealing member,
+    never shared) the nonce is synthetic, ``HMAC-SHA256(nonce_key, aad || plaintext)[:12]``, so a
+    member that resends a chunk after a dropped connection produces the same bytes, while a
+    changed label gets a different nonce (no nonce reuse under the shared label key) and two
+    members sealing the same plaintext still produce unrelated ciphertexts.
     """
-    return _seal_with_nonce(label_key, plaintext, context, os.urandom(NONCE_BYTES))
+    if nonce_key is None:
+        nonce = os.urandom(NONCE_BYTES)
+    else:
+        nonce = hmac.digest(nonce_key, _NONCE_PREFIX + context.associated_data() + plaintext, "sha256")[:NONCE_BYTES]
+    return _seal_with_nonce(label_key, plaintext, context, nonce)
 
 
 def open_label(label_key: bytes, sealed: bytes, context: LabelContext) -> bytes:

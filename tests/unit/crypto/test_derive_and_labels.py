@@ -116,3 +116,12 @@ def test_bad_padding_rejected_even_when_authentic() -> None:
     body = ChaCha20Poly1305(KEY).encrypt(nonce, padded, CONTEXT.associated_data())
     with pytest.raises(InvalidLabel):
         open_label(KEY, b"\x01" + nonce + body, CONTEXT)
+
+
+def test_synthetic_nonce_is_stable_per_member_and_plaintext() -> None:
+    member_a, member_b = b"a" * 32, b"b" * 32
+    first = seal_label(KEY, b"same", CONTEXT, nonce_key=member_a)
+    assert seal_label(KEY, b"same", CONTEXT, nonce_key=member_a) == first
+    assert seal_label(KEY, b"same", CONTEXT, nonce_key=member_b)[1:13] != first[1:13]
+    assert seal_label(KEY, b"other", CONTEXT, nonce_key=member_a)[1:13] != first[1:13]
+    assert open_label(KEY, first, CONTEXT) == b"same"

@@ -1,0 +1,41 @@
+"""Options shared by the role commands, and the one place CLI errors become messages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from alliance_psi.config import TlsConfig
+from alliance_psi.errors import AlliancePsiError
+
+F = TypeVar("F", bound=Callable[..., Any])
+_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+def tls_options(function: F) -> F:
+    """``--ca``, ``--cert``, ``--key`` and ``--crl``: this party's mutual-TLS files."""
+    for option in reversed([
+        click.option("--ca", "ca_cert", type=_FILE, required=True, help="The alliance CA certificate (ca.pem)."),
+        click.option("--cert", type=_FILE, required=True, help="This party's certificate (NAME.pem)."),
+        click.option("--key", type=_FILE, required=True, help="This party's private key (NAME.key)."),
+        click.option("--crl", type=_FILE, default=None, help="The alliance CRL; servers refuse revoked peers."),
+    ]):
+        function = option(function)
+    return function
+
+
+def tls_config(ca_cert: Path, cert: Path, key: Path, crl: Path | None) -> TlsConfig:
+    return TlsConfig(ca_cert=ca_cert, cert=cert, key=key, crl=crl)
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """Turn any alliance-psi error into a one-line CLI error (exit code 1) with its exact reason."""
+    try:
+        yield
+    except AlliancePsiError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -1,0 +1,184 @@
+"""``alliance-psi coordinator``: the alliance operator's coordinator and its admin commands."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from alliance_psi.cli._options import reported, tls_config, tls_options
+from alliance_psi.config import CoordinatorConfig
+from alliance_psi.crypto.signing import SigningKey
+from alliance_psi.errors import ConfigurationError
+
+__all__ = ["coordinator_group"]
+
+
+@click.group("coordinator")
+def coordinator_group() -> None:
+    """Run the coordinator, and administer rounds as the alliance operator."""
+
+
+@coordinator_group.command("keygen")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory for signing.key (0600) and signing.pub (ships with the alliance configuration).")
+@click.option("--force", is_flag=True, help="Overwrite existing keys.")
+def keygen(out: Path, force: bool) -> None:
+    """Create the coordinator's Ed25519 result-signing key."""
+    with reported():
+        key_path, pub_path = out / "signing.key", out / "signing.pub"
+        if (key_path.exists() or pub_path.exists()) and not force:
+            raise ConfigurationError(f"{key_path} exists; pass --force to replace it (old results stay verifiable only with the old key)")
+        out.mkdir(parents=True, exist_ok=True)
+        key = SigningKey.generate()
+        fd = os.open(key_path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key.to_pem())
+        os.replace(key_path.with_suffix(".tmp"), key_path)
+        pub_path.write_text(key.public_key.hex() + "\n")
+    click.echo(f"wrote {key_path} and {pub_path} (key id {key.key_id})")
+
+
+@coordinator_group.command("serve")
+@click.option("--name", default="coordinator", show_default=True, help="This coordinator's name (as in its certificate).")
+@click.option("--listen", default="127.0.0.1:7100", show_default=True, help="Address to listen on (port 0: any).")
+@tls_options
+@click.option("--signing-key", type=click.Path(dir_okay=False, path_type=Path), required=True, help="signing.key from keygen.")
+@click.option("--database", required=True, help="sqlite:///coordinator.db or postgresql+psycopg://user@host/db.")
+@click.option("--tick", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
+              help="Seconds between deadline and pending-match checks.")
+def serve(name: str, listen: str, ca_cert: Path, cert: Path, key: Path, crl: Path | None, signing_key: Path,
+          database: str, tick: float) -> None:
+    """Serve rounds, submissions and signed results over mutual TLS until SIGTERM or Ctrl-C."""
+    config = CoordinatorConfig(name=name, listen=listen, tls=tls_config(ca_cert, cert, key, crl),
+                               signing_key=signing_key, database=database, tick_seconds=tick)
+    with reported():
+        _serve(config)
+
+
+def _serve(config: CoordinatorConfig) -> None:
+    from alliance_psi.identifiers import IdentifierType
+    from alliance_psi.protocol.coordinator import CoordinatorRole
+    from alliance_psi.services.coordinator import Ticker, coordinator_registration, sql_unit_of_work
+    from alliance_psi.services.server import run_server
+    from alliance_psi.storage import create_schema, make_engine
+
+    try:
+        key = SigningKey.from_pem(config.signing_key.read_bytes())
+    except OSError as exc:
+        raise ConfigurationError(f"signing key {config.signing_key}: {exc.strerror}") from None
+    engine = make_engine(config.database)
+    create_schema(engine)
+    role = CoordinatorRole(sql_unit_of_work(engine), key, known_types=[t.value for t in IdentifierType], name=config.name)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with run_server([coordinator_registration(role)], address=config.listen, tls=config.tls.load()) as port, \
+            Ticker(role, config.tick_seconds):
+        click.echo(f"coordinator {config.name} (signing key {key.key_id}) serving on port {port}", err=True)
+        stop.wait()
+
+
+@coordinator_group.command("audit-verify")
+@click.option("--database", required=True, help="The coordinator's (or a custodian's) database URL.")
+def audit_verify(database: str) -> None:
+    """Replay the hash-chained audit log; name the first broken entry if any."""
+    from alliance_psi.storage import AuditLog, make_engine
+
+    with reported():
+        engine = make_engine(database)
+        with engine.connect() as conn:
+            count = AuditLog(conn).verify()
+    click.echo(f"audit log intact: {count} entries verified")
+
+
+# Rounds (admin client) -------------------------------------------------------------------------
+
+
+def _admin_client(address: str, ca_cert: Path, cert: Path, key: Path, crl: Path | None):  # type: ignore[no-untyped-def]
+    from alliance_psi.services.clients import CoordinatorClient
+
+    return CoordinatorClient(address, tls_config(ca_cert, cert, key, crl).load())
+
+
+@coordinator_group.group("round")
+def round_group() -> None:
+    """Create, list, show and close rounds (needs an admin certificate)."""
+
+
+_address = click.option("--coordinator", "address", default="127.0.0.1:7100", show_default=True, help="Coordinator address.")
+
+
+@round_group.command("create")
+@_address
+@tls_options
+@click.option("--name", required=True, help="What the round is for.")
+@click.option("--threshold", type=click.IntRange(min=2), default=2, show_default=True, help="Members that must hold a token.")
+@click.option("--epoch", required=True, help="Key epoch the custodians serve.")
+@click.option("--types", default="phone,id_card,bank_card,uscc", show_default=True, help="Comma-separated identifier types.")
+@click.option("--invite", default="", help="Comma-separated member ids (default: every member).")
+@click.option("--deadline-minutes", type=click.IntRange(min=1), default=60, show_default=True, help="Closes after this long.")
+@click.option("--share-labels/--no-share-labels", default=True, show_default=True, help="Pass members' sealed labels to co-holders.")
+@click.option("--id", "round_id", default="", help="Round id (generated when empty).")
+def round_create(address: str, ca_cert: Path, cert: Path, key: Path, crl: Path | None, name: str, threshold: int,
+                 epoch: str, types: str, invite: str, deadline_minutes: int, share_labels: bool, round_id: str) -> None:
+    """Open a round."""
+    from alliance_psi.protocol.coordinator import RoundSpec
+
+    spec = RoundSpec(name=name, threshold=threshold, key_epoch=epoch,
+                     deadline=datetime.now(UTC) + timedelta(minutes=deadline_minutes),
+                     allowed_types=tuple(t.strip() for t in types.split(",") if t.strip()),
+                     invited=tuple(m.strip() for m in invite.split(",") if m.strip()) or None,
+                     share_labels=share_labels, round_id=round_id)
+    with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
+        created = client.create_round(spec)
+    click.echo(created.round_id)
+
+
+def _round_table(rounds) -> Table:  # type: ignore[no-untyped-def]
+    table = Table()
+    for column in ("round", "name", "state", "t", "epoch", "committed", "deadline (UTC)"):
+        table.add_column(column)
+    for r, committed in rounds:
+        table.add_row(r.round_id, r.name, r.state.value, str(r.threshold), r.key_epoch, str(committed),
+                      f"{r.deadline:%Y-%m-%d %H:%M}")
+    return table
+
+
+@round_group.command("list")
+@_address
+@tls_options
+def round_list(address: str, ca_cert: Path, cert: Path, key: Path, crl: Path | None) -> None:
+    """List rounds."""
+    with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
+        rounds = client.list_rounds()
+    Console().print(_round_table(rounds))
+
+
+@round_group.command("show")
+@_address
+@tls_options
+@click.argument("round_id")
+def round_show(address: str, ca_cert: Path, cert: Path, key: Path, crl: Path | None, round_id: str) -> None:
+    """Show one round."""
+    with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
+        found = client.get_round(round_id)
+    Console().print(_round_table([found]))
+
+
+@round_group.command("close")
+@_address
+@tls_options
+@click.argument("round_id")
+@click.option("--reason", default="", help="Recorded in the audit log.")
+def round_close(address: str, ca_cert: Path, cert: Path, key: Path, crl: Path | None, round_id: str, reason: str) -> None:
+    """Close an open round now; matching follows."""
+    with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
+        closed = client.close_round(round_id, reason)
+    click.echo(f"round {closed.round_id} is {closed.state.value}")

@@ -1,0 +1,82 @@
+"""``alliance-psi custodian``: hold one key share per epoch and evaluate members' blinded elements."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from alliance_psi.cli._options import reported, tls_config, tls_options
+from alliance_psi.config import CustodianConfig
+from alliance_psi.crypto.key_shares import KeyShare
+from alliance_psi.errors import ConfigurationError
+
+__all__ = ["custodian_group"]
+
+
+@click.group("custodian")
+def custodian_group() -> None:
+    """Run a key custodian (holds one OPRF key share per epoch)."""
+
+
+@custodian_group.command("init-share")
+@click.option("--epoch", required=True, help="Key epoch name, e.g. 2026q4.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Key share file to write.")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init_share(epoch: str, out: Path, force: bool) -> None:
+    """Draw a fresh random key share for EPOCH and write it with mode 0600."""
+    with reported():
+        share = KeyShare.generate(epoch)
+        if out.exists() and not force:
+            raise ConfigurationError(f"{out} exists; pass --force to replace it (the old epoch's tokens die with it)")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(share.to_bytes())
+        os.replace(tmp, out)
+    click.echo(f"wrote key share for epoch {epoch} to {out}")
+
+
+def _serve(config: CustodianConfig) -> None:
+    from alliance_psi.crypto.selfcheck import run_selfcheck
+    from alliance_psi.protocol.custodian import CustodianRole
+    from alliance_psi.services.custodian import SqlQuotaLedger, custodian_registration
+    from alliance_psi.services.server import run_server
+    from alliance_psi.storage import create_schema, make_engine
+
+    run_selfcheck()
+    try:
+        share = KeyShare.from_bytes(config.key_share.read_bytes())
+    except OSError as exc:
+        raise ConfigurationError(f"key share {config.key_share}: {exc.strerror}") from None
+    engine = make_engine(config.database)
+    create_schema(engine)
+    role = CustodianRole(config.name, share, quota_per_member=config.quota_per_member,
+                         ledger=SqlQuotaLedger(engine, config.name))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with run_server([custodian_registration(role)], address=config.listen, tls=config.tls.load()) as port:
+        click.echo(f"custodian {config.name} serving key epoch {share.epoch} on port {port}", err=True)
+        stop.wait()
+
+
+@custodian_group.command("serve")
+@click.option("--name", required=True, help="This custodian's name (as in its certificate).")
+@click.option("--listen", default="127.0.0.1:7101", show_default=True, help="Address to listen on (port 0: any).")
+@tls_options
+@click.option("--key-share", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Key share file.")
+@click.option("--database", required=True, help="Quota database URL, e.g. sqlite:///custodian.db.")
+@click.option("--quota", type=click.IntRange(min=1), default=2_000_000, show_default=True,
+              help="Elements each member may have evaluated per key epoch.")
+def serve(name: str, listen: str, ca_cert: Path, cert: Path, key: Path, crl: Path | None, key_share: Path,
+          database: str, quota: int) -> None:
+    """Serve OPRF evaluations over mutual TLS until SIGTERM or Ctrl-C."""
+    config = CustodianConfig(name=name, listen=listen, tls=tls_config(ca_cert, cert, key, crl),
+                             key_share=key_share, database=database, quota_per_member=quota)
+    with reported():
+        _serve(config)

@@ -1,0 +1,134 @@
+"""Conversions between the generated protobuf messages and the domain dataclasses.
+
+The only module that imports ``_pb`` message classes (the services layer imports the generated
+gRPC stubs to register servicers). Inbound conversions check what protobuf cannot express
+(required fields, sizes) and raise ``InvalidRequest`` naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from alliance_psi.errors import InvalidRequest
+from alliance_psi.protocol._pb import coordinator_pb2 as pb_coordinator
+from alliance_psi.protocol._pb import custodian_pb2 as pb_custodian
+from alliance_psi.protocol.coordinator import Chunk, RoundSpec
+from alliance_psi.protocol.custodian import EpochStatus
+from alliance_psi.protocol.model import Round, RoundState, SubmissionState, SubmissionStatus
+
+__all__ = [
+    "chunk_from_pb",
+    "chunk_to_pb",
+    "epoch_from_pb",
+    "epoch_to_pb",
+    "evaluate_request",
+    "pb_coordinator",
+    "pb_custodian",
+    "round_from_pb",
+    "round_spec_from_pb",
+    "round_spec_to_pb",
+    "round_to_pb",
+    "status_from_pb",
+    "status_to_pb",
+]
+
+
+def _ts(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value.astimezone(UTC))
+    return ts
+
+
+def _dt(message: object, field: str) -> datetime | None:
+    if not message.HasField(field):  # type: ignore[attr-defined]
+        return None
+    return getattr(message, field).ToDatetime(tzinfo=UTC)
+
+
+def round_to_pb(r: Round, committed_count: int) -> pb_coordinator.RoundInfo:
+    return pb_coordinator.RoundInfo(
+        round_id=r.round_id, name=r.name, threshold=r.threshold, key_epoch=r.key_epoch, deadline=_ts(r.deadline),
+        allowed_types=list(r.allowed_types), invited=list(r.invited or ()), invite_all=r.invited is None,
+        share_labels=r.share_labels, state=r.state.value, created_by=r.created_by, created_at=_ts(r.created_at),
+        closed_at=_ts(r.closed_at), close_reason=r.close_reason, matched_at=_ts(r.matched_at),
+        committed_count=committed_count,
+    )
+
+
+def round_from_pb(m: pb_coordinator.RoundInfo) -> tuple[Round, int]:
+    deadline = _dt(m, "deadline")
+    if deadline is None:
+        raise InvalidRequest("deadline: required")
+    r = Round(
+        round_id=m.round_id, name=m.name, threshold=m.threshold, key_epoch=m.key_epoch, deadline=deadline,
+        allowed_types=tuple(m.allowed_types), invited=None if m.invite_all else tuple(m.invited),
+        share_labels=m.share_labels, state=RoundState(m.state), created_by=m.created_by,
+        created_at=_dt(m, "created_at"), closed_at=_dt(m, "closed_at"), close_reason=m.close_reason,
+        matched_at=_dt(m, "matched_at"),
+    )
+    return r, m.committed_count
+
+
+def round_spec_to_pb(spec: RoundSpec) -> pb_coordinator.CreateRoundRequest:
+    return pb_coordinator.CreateRoundRequest(
+        round_id=spec.round_id, name=spec.name, threshold=spec.threshold, key_epoch=spec.key_epoch,
+        deadline=_ts(spec.deadline), allowed_types=list(spec.allowed_types), invited=list(spec.invited or ()),
+        share_labels=spec.share_labels,
+    )
+
+
+def round_spec_from_pb(m: pb_coordinator.CreateRoundRequest) -> RoundSpec:
+    deadline = _dt(m, "deadline")
+    if deadline is None:
+        raise InvalidRequest("deadline: required")
+    return RoundSpec(
+        name=m.name, threshold=m.threshold, key_epoch=m.key_epoch, deadline=deadline,
+        allowed_types=tuple(m.allowed_types), invited=tuple(m.invited) or None, share_labels=m.share_labels,
+        round_id=m.round_id,
+    )
+
+
+def chunk_to_pb(chunk: Chunk) -> pb_coordinator.SubmissionChunk:
+    return pb_coordinator.SubmissionChunk(
+        round_id=chunk.round_id, chunk_index=chunk.chunk_index, chunk_digest=chunk.chunk_digest,
+        items=[pb_coordinator.SubmittedToken(match_token=t, sealed_label=lbl or b"") for t, lbl in chunk.items],
+    )
+
+
+def chunk_from_pb(m: pb_coordinator.SubmissionChunk) -> Chunk:
+    if not m.round_id:
+        raise InvalidRequest("round_id: required")
+    return Chunk(
+        round_id=m.round_id, chunk_index=m.chunk_index, chunk_digest=m.chunk_digest,
+        items=tuple((item.match_token, item.sealed_label or None) for item in m.items),
+    )
+
+
+def status_to_pb(s: SubmissionStatus) -> pb_coordinator.SubmissionInfo:
+    return pb_coordinator.SubmissionInfo(
+        round_id=s.round_id, state=s.state.value, chunks=list(s.chunks), item_count=s.item_count, digest=s.digest
+    )
+
+
+def status_from_pb(m: pb_coordinator.SubmissionInfo, member_id: str) -> SubmissionStatus:
+    return SubmissionStatus(
+        round_id=m.round_id, member_id=member_id, state=SubmissionState(m.state), chunks=tuple(m.chunks),
+        item_count=m.item_count, digest=m.digest,
+    )
+
+
+def epoch_to_pb(s: EpochStatus) -> pb_custodian.EpochInfo:
+    return pb_custodian.EpochInfo(key_epoch=s.key_epoch, suite=s.suite, quota=s.quota, used=s.used, custodian=s.custodian)
+
+
+def epoch_from_pb(m: pb_custodian.EpochInfo) -> EpochStatus:
+    return EpochStatus(m.key_epoch, m.suite, m.quota, m.used, m.custodian)
+
+
+def evaluate_request(key_epoch: str, elements: Sequence[bytes], batch_id: int = 0) -> pb_custodian.EvaluateRequest:
+    return pb_custodian.EvaluateRequest(key_epoch=key_epoch, elements=list(elements), batch_id=batch_id)

@@ -1,0 +1,139 @@
+"""The coordinator's gRPC servicer and its storage wiring: decode, call ``CoordinatorRole``, encode."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+from sqlalchemy import Engine
+
+from alliance_psi.errors import InvalidRequest
+from alliance_psi.protocol import messages
+from alliance_psi.protocol._pb import coordinator_pb2_grpc
+from alliance_psi.protocol.coordinator import CoordinatorRole
+from alliance_psi.protocol.messages import pb_coordinator
+from alliance_psi.protocol.model import Role, RoundState
+from alliance_psi.services.interceptors import identity_of
+from alliance_psi.services.server import Registration, guarded
+from alliance_psi.storage import AuditLog, CoordinatorRepository
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CoordinatorServicer", "Ticker", "coordinator_registration", "sql_unit_of_work"]
+
+SERVICE = "alliance_psi.v1.Coordinator"
+_ADMIN = frozenset({Role.ADMIN})
+_MEMBER = frozenset({Role.MEMBER})
+_ANYONE = frozenset({Role.ADMIN, Role.MEMBER})
+
+
+@dataclass
+class _Tx:
+    repo: CoordinatorRepository
+    audit: AuditLog
+
+
+def sql_unit_of_work(engine: Engine):  # type: ignore[no-untyped-def]
+    """A unit of work over ``engine``: one transaction, committed on a clean exit only."""
+
+    @contextlib.contextmanager
+    def uow() -> Iterator[_Tx]:
+        with engine.begin() as conn:
+            yield _Tx(CoordinatorRepository(conn), AuditLog(conn))
+
+    return uow
+
+
+class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
+    def __init__(self, role: CoordinatorRole) -> None:
+        self.role = role
+
+    def CreateRound(self, request, context):  # type: ignore[no-untyped-def]
+        with guarded(context):
+            created = self.role.create_round(identity_of(context), messages.round_spec_from_pb(request))
+            return messages.round_to_pb(created, 0)
+
+    def CloseRound(self, request, context):  # type: ignore[no-untyped-def]
+        with guarded(context):
+            closed = self.role.close_round(identity_of(context), request.round_id, request.reason)
+            _, committed = self.role.get_round(identity_of(context), closed.round_id)
+            return messages.round_to_pb(closed, committed)
+
+    def GetRound(self, request, context):  # type: ignore[no-untyped-def]
+        with guarded(context):
+            return messages.round_to_pb(*self.role.get_round(identity_of(context), request.round_id))
+
+    def ListRounds(self, request, context):  # type: ignore[no-untyped-def]
+        with guarded(context):
+            try:
+                state = RoundState(request.state) if request.state else None
+            except ValueError:
+                raise InvalidRequest(f"state: one of {[s.value for s in RoundState]}") from None
+            rounds = self.role.list_rounds(identity_of(context), state)
+            return pb_coordinator.ListRoundsResponse(rounds=[messages.round_to_pb(r, n) for r, n in rounds])
+
+    def UploadChunks(self, request_iterator, context):  # type: ignore[no-untyped-def]
+        with guarded(context):
+            caller = identity_of(context)
+            stored = duplicate = 0
+            for request in request_iterator:
+                if self.role.upload_chunk(caller, messages.chunk_from_pb(request)):
+                    stored += 1
+                else:
+                    duplicate += 1
+            return pb_coordinator.UploadSummary(chunks_stored=stored, chunks_already_stored=duplicate)
+
+    def GetSubmission(self, request, context):  # type: ignore[no-untyped-def]
+        with guarded(context):
+            return messages.status_to_pb(self.role.submission_status(identity_of(context), request.round_id))
+
+    def CommitSubmission(self, request, context):  # type: ignore[no-untyped-def]
+        with guarded(context):
+            status = self.role.commit(identity_of(context), request.round_id, request.item_count, request.digest)
+            return messages.status_to_pb(status)
+
+    def GetResult(self, request, context):  # type: ignore[no-untyped-def]
+        with guarded(context):
+            payload, signature = self.role.get_result(identity_of(context), request.round_id)
+            return pb_coordinator.SignedResult(payload=payload, signature=signature, key_id=self.role.key.key_id)
+
+
+def coordinator_registration(role: CoordinatorRole) -> Registration:
+    return (
+        coordinator_pb2_grpc.add_CoordinatorServicer_to_server,
+        CoordinatorServicer(role),
+        SERVICE,
+        {
+            "CreateRound": _ADMIN, "CloseRound": _ADMIN, "GetRound": _ANYONE, "ListRounds": _ANYONE,
+            "UploadChunks": _MEMBER, "GetSubmission": _MEMBER, "CommitSubmission": _MEMBER, "GetResult": _MEMBER,
+        },
+    )
+
+
+class Ticker:
+    """Calls ``role.tick()`` every ``interval`` seconds on a daemon thread (deadlines, crash recovery)."""
+
+    def __init__(self, role: CoordinatorRole, interval: float = 1.0) -> None:
+        self.role, self.interval = role, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="coordinator-ticker", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.role.tick()
+            except Exception:  # noqa: BLE001 - keep ticking; the next tick retries the same work
+                log.exception("coordinator tick failed")
+
+    def __enter__(self) -> Ticker:
+        self.role.tick()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

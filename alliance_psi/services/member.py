@@ -1,0 +1,202 @@
+"""The member node's side of a round (DESIGN.md steps 2 to 8) over the real custodians and coordinator.
+
+``MemberNode.join`` runs the member's part to the end: tokens for new identifiers only (the cache
+holds the rest), through every custodian in turn; the submission in resumable, idempotent chunks
+with a count and digest; the signed result, verified before use; matched tokens mapped back to
+the member's own identifiers and the peers' labels opened. Raw identifiers and label keys never
+leave this process and its database; the coordinator sees tokens and sealed labels only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from alliance_psi.crypto.labels import LabelContext, open_label, seal_label
+from alliance_psi.crypto.parallel import ProcessMap, chunked, tokenize
+from alliance_psi.errors import InvalidLabel, NotFound, RoundClosed, WrongEpoch
+from alliance_psi.identifiers.types import Identifier, IdentifierType
+from alliance_psi.protocol.coordinator import Chunk
+from alliance_psi.protocol.lead_label import LeadLabel
+from alliance_psi.protocol.model import MemberResult, Round, RoundState, SubmissionState
+from alliance_psi.protocol.result_codec import open_result
+from alliance_psi.protocol.submission import SubmissionDigest, chunk_digest
+from alliance_psi.services.clients import CoordinatorClient, CustodianChain
+from alliance_psi.storage import MemberRepository
+
+__all__ = ["JoinOutcome", "Lead", "MemberNode", "Progress"]
+
+# A progress callback: (stage, done, total or None).
+Progress = Callable[[str, int, int | None], None]
+
+
+def _no_progress(stage: str, done: int, total: int | None) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Lead:
+    """One of the member's own identifiers that at least ``threshold`` members hold."""
+
+    type: str
+    canonical: str
+    category: str
+    severity: str
+    case_ref: str
+    holder_count: int
+    peer_labels: tuple[LeadLabel, ...]
+    unreadable_labels: int
+
+    def __repr__(self) -> str:
+        return f"Lead(type={self.type}, holders={self.holder_count}, canonical=<{len(self.canonical)} chars>)"
+
+
+@dataclass(frozen=True, slots=True)
+class JoinOutcome:
+    round: Round
+    tokens_computed: int
+    submitted: int
+    result: MemberResult
+    leads: tuple[Lead, ...]
+    result_payload: bytes
+    result_signature: bytes
+
+
+class MemberNode:
+    """One member's node: its database, its custodian chain and its coordinator client."""
+
+    def __init__(
+        self,
+        *,
+        member_id: str,
+        engine: Engine,
+        coordinator: CoordinatorClient,
+        custodians: CustodianChain,
+        coordinator_key: bytes,
+        nonce_key: bytes,
+        display_name: str | None = None,
+        workers: int | None = None,
+        batch_size: int = 1024,
+        chunk_size: int = 4096,
+        progress: Progress = _no_progress,
+    ) -> None:
+        self.member_id, self.engine = member_id, engine
+        self.coordinator, self.custodians, self.coordinator_key = coordinator, custodians, coordinator_key
+        self.nonce_key, self.display_name = nonce_key, display_name
+        self.workers, self.batch_size, self.chunk_size, self.progress = workers, batch_size, chunk_size, progress
+
+    # Step 2-5: tokens for identifiers not yet cached in this epoch ------------------------------
+
+    def tokenize(self, key_epoch: str, types: Collection[str]) -> int:
+        """Compute and cache tokens for every identifier of ``types`` lacking one; return how many."""
+        with self._reading() as conn:
+            pending = [(i, t, c) for i, t, c in MemberRepository(conn).missing_token_ids(key_epoch, types)]
+        if not pending:
+            return 0
+        inputs = (Identifier(IdentifierType(t), c).oprf_input() for _, t, c in pending)
+        ids = iter(pending)
+        done = 0
+        with ProcessMap(self.workers if len(pending) > self.batch_size else 1) as pool:
+            for batch, derived in tokenize(inputs, self.custodians, pool=pool, batch_size=self.batch_size):
+                rows = [(next(ids)[0], token, key) for token, key in zip(derived.match_tokens, derived.label_keys)]
+                with self.engine.begin() as conn:
+                    MemberRepository(conn).cache_tokens(key_epoch, rows)
+                done += len(batch)
+                self.progress("tokenize", done, len(pending))
+        return done
+
+    # Step 6: the submission, resumable ---------------------------------------------------------
+
+    def _reading(self):  # type: ignore[no-untyped-def]
+        # A read that does not take SQLite's write lock for the length of a network upload.
+        return self.engine.execution_options(sqlite_begin="DEFERRED").connect()
+
+    def _chunks(self, round: Round, stored: Collection[int], digest: SubmissionDigest) -> Iterator[Chunk]:
+        with self._reading() as conn:
+            rows = MemberRepository(conn).iter_submission_rows(round.key_epoch, round.allowed_types)
+            for index, batch in enumerate(chunked(rows, self.chunk_size)):
+                items = tuple((row[1], self._sealed(round, row)) for row in batch)
+                digest.update(items)
+                if index not in stored:
+                    yield Chunk(round.round_id, index, items, chunk_digest(items))
+                self.progress("submit", digest.count, None)
+
+    def _sealed(self, round: Round, row: tuple) -> bytes | None:  # type: ignore[type-arg]
+        if not round.share_labels:
+            return None
+        _, token, label_key, category, severity, first_seen, case_ref = row
+        label = LeadLabel(category or "other", severity or None, first_seen, case_ref or None, self.display_name)
+        return seal_label(label_key, label.encode(), LabelContext(round.round_id, token), nonce_key=self.nonce_key)
+
+    def submit(self, round: Round) -> int:
+        """Upload what the coordinator lacks and commit; return the number of items committed."""
+        status = self.coordinator.submission_status(round.round_id, self.member_id)
+        if status.state is SubmissionState.COMMITTED:
+            return status.item_count
+        digest = SubmissionDigest()
+        self.coordinator.upload_chunks(self._chunks(round, set(status.chunks), digest))
+        committed = self.coordinator.commit(round.round_id, self.member_id, digest.count, digest.digest())
+        return committed.item_count
+
+    # Steps 7-8: the signed result, mapped back to identifiers -----------------------------------
+
+    def fetch_result(self, round_id: str, *, wait: float = 0.0, poll: float = 0.5) -> tuple[MemberResult, bytes, bytes]:
+        """The verified result; waits up to ``wait`` seconds for the round to be matched."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                payload, signature = self.coordinator.get_result(round_id)
+                break
+            except NotFound:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(poll)
+        result = open_result(self.coordinator_key, payload, signature, round_id=round_id, member_id=self.member_id)
+        return result, payload, signature
+
+    def leads(self, result: MemberResult) -> list[Lead]:
+        """Map matched tokens to own identifiers and open the peers' labels."""
+        tokens = [m.match_token for m in result.matches]
+        with self._reading() as conn:
+            repo = MemberRepository(conn)
+            own = repo.identifiers_for_tokens(result.key_epoch, tokens)
+            keys = repo.label_keys_for_tokens(result.key_epoch, tokens)
+        found = []
+        for match in result.matches:
+            if match.match_token not in own:
+                continue  # Withdrawn since submitting: it must not reappear in a report.
+            type_, canonical, category, severity, _, case_ref = own[match.match_token]
+            labels, unreadable = [], 0
+            context = LabelContext(result.round_id, match.match_token)
+            for sealed in match.peer_labels:
+                try:
+                    labels.append(LeadLabel.decode(open_label(keys[match.match_token], sealed, context)))
+                except InvalidLabel:
+                    unreadable += 1
+            found.append(Lead(type_, canonical, category, severity, case_ref, match.holder_count, tuple(labels), unreadable))
+        severity_rank = {"level1": 0, "level2": 1}
+        found.sort(key=lambda lead: (-lead.holder_count, severity_rank.get(lead.severity, 2), lead.type))
+        return found
+
+    # The whole of it ---------------------------------------------------------------------------
+
+    def join(self, round_id: str, *, wait: float = 300.0) -> JoinOutcome:
+        """Run this member's part of ``round_id`` to the end (or until ``wait`` seconds pass)."""
+        round, _ = self.coordinator.get_round(round_id)
+        served = {client.epoch().key_epoch for client in self.custodians.clients}
+        if served != {round.key_epoch}:
+            raise WrongEpoch(f"round {round_id} uses key epoch {round.key_epoch!r}; custodians serve {sorted(served)}")
+        status = self.coordinator.submission_status(round_id, self.member_id)
+        computed = submitted = 0
+        if round.state is RoundState.OPEN and status.state is not SubmissionState.COMMITTED:
+            computed = self.tokenize(round.key_epoch, round.allowed_types)
+            submitted = self.submit(round)
+        elif status.state is SubmissionState.COMMITTED:
+            submitted = status.item_count
+        else:
+            raise RoundClosed(f"round {round_id} is {round.state} and this member did not commit")
+        result, payload, signature = self.fetch_result(round_id, wait=wait)
+        return JoinOutcome(round, computed, submitted, result, tuple(self.leads(result)), payload, signature)

@@ -1,0 +1,136 @@
+"""An alliance on loopback for service tests: custodians and a coordinator serving over real mTLS,
+member nodes with their own SQLite databases, and planted overlapping blacklists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from alliance_psi.crypto.key_shares import KeyShare
+from alliance_psi.crypto.signing import SigningKey
+from alliance_psi.identifiers import IdentifierType, normalize
+from alliance_psi.protocol.coordinator import CoordinatorRole, RoundSpec
+from alliance_psi.protocol.custodian import CustodianRole
+from alliance_psi.services.clients import CoordinatorClient, CustodianChain, CustodianClient, RetryPolicy
+from alliance_psi.services.coordinator import coordinator_registration, sql_unit_of_work
+from alliance_psi.services.custodian import SqlQuotaLedger, custodian_registration
+from alliance_psi.services.member import MemberNode
+from alliance_psi.services.server import run_server
+from alliance_psi.storage import MemberRepository, create_schema, make_engine
+
+EPOCH = "epoch-test"
+MEMBERS = ("bank-a", "bank-b", "bank-c")
+CATEGORIES = ("wool_party", "loan_intermediary", "proxy_rights_defense")
+
+
+def sqlite_engine(path: Path) -> Engine:
+    engine = make_engine(f"sqlite:///{path}")
+    create_schema(engine)
+    return engine
+
+
+def phone(i: int) -> str:
+    return normalize("phone", f"139{i:08d}").canonical
+
+
+@dataclass
+class Planted:
+    """Which identifiers each member holds, built so every overlap pattern occurs."""
+
+    holdings: dict[str, set[str]] = field(default_factory=dict)
+
+    @classmethod
+    def make(cls, size: int = 40) -> Planted:
+        a, b, c = (set() for _ in range(3))
+        n = 0
+        for pattern, count in (("ab", 5), ("bc", 4), ("ac", 3), ("abc", 6), ("a", size), ("b", size), ("c", size)):
+            for _ in range(count):
+                value = phone(n)
+                n += 1
+                for letter, holder in zip("abc", (a, b, c)):
+                    if letter in pattern:
+                        holder.add(value)
+        return cls({"bank-a": a, "bank-b": b, "bank-c": c})
+
+    def expected(self, member: str, threshold: int) -> dict[str, int]:
+        """{identifier: holder count} of the member's identifiers held by >= threshold members."""
+        counts = {v: sum(v in held for held in self.holdings.values()) for v in self.holdings[member]}
+        return {v: n for v, n in counts.items() if n >= threshold}
+
+
+def load(engine: Engine, values: Sequence[str], category: str) -> None:
+    with engine.begin() as conn:
+        MemberRepository(conn).upsert_identifiers(
+            [{"type": IdentifierType.PHONE.value, "canonical": v, "category": category, "severity": "level1",
+              "case_ref": f"CASE-{i}"} for i, v in enumerate(sorted(values))]
+        )
+
+
+@dataclass
+class Alliance:
+    tmp: Path
+    pki: object
+    coordinator_engine: Engine
+    coordinator_role: CoordinatorRole
+    coordinator_address: str
+    custodian_addresses: list[str]
+    signing_key: SigningKey
+    member_engines: dict[str, Engine]
+
+    def admin(self) -> CoordinatorClient:
+        return CoordinatorClient(self.coordinator_address, self.pki.material("admin"))  # type: ignore[attr-defined]
+
+    def node(self, member: str, *, retry: RetryPolicy | None = None, display_name: str | None = None) -> MemberNode:
+        tls = self.pki.material(member)  # type: ignore[attr-defined]
+        chain = CustodianChain([CustodianClient(a, tls, retry) for a in self.custodian_addresses], EPOCH)
+        return MemberNode(member_id=member, engine=self.member_engines[member],
+                          coordinator=CoordinatorClient(self.coordinator_address, tls, retry), custodians=chain,
+                          coordinator_key=self.signing_key.public_key, nonce_key=secrets.token_bytes(32),
+                          display_name=display_name, workers=1, batch_size=64, chunk_size=25)
+
+    def spec(self, threshold: int, **overrides: object) -> RoundSpec:
+        return round_spec(threshold, **overrides)
+
+
+def round_spec(threshold: int, **overrides: object) -> RoundSpec:
+    """A round for the three test members over phone numbers, closing in ten minutes."""
+    fields = dict(name="test round", threshold=threshold, key_epoch=EPOCH,
+                  deadline=datetime.now(UTC) + timedelta(minutes=10), allowed_types=("phone",),
+                  invited=MEMBERS, share_labels=True)
+    fields.update(overrides)
+    return RoundSpec(**fields)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def running_alliance(
+    tmp: Path, pki: object, *, coordinator_engine: Engine | None = None, custodians: int = 2,
+    quota: int = 100_000, planted: Planted | None = None,
+) -> Iterator[Alliance]:
+    planted = planted or Planted.make()
+    signing_key = SigningKey.generate()
+    coordinator_engine = coordinator_engine or sqlite_engine(tmp / "coordinator.db")
+    role = CoordinatorRole(sql_unit_of_work(coordinator_engine), signing_key,
+                           known_types=[t.value for t in IdentifierType])
+    with contextlib.ExitStack() as stack:
+        addresses = []
+        for i in range(custodians):
+            share = KeyShare.generate(EPOCH)
+            ledger = SqlQuotaLedger(sqlite_engine(tmp / f"custodian-{i}.db"), "custodian-1")
+            custodian = CustodianRole("custodian-1", share, quota_per_member=quota, ledger=ledger)
+            port = stack.enter_context(run_server([custodian_registration(custodian)], address="127.0.0.1:0",
+                                                  tls=pki.material("custodian-1")))  # type: ignore[attr-defined]
+            addresses.append(f"127.0.0.1:{port}")
+        port = stack.enter_context(run_server([coordinator_registration(role)], address="127.0.0.1:0",
+                                              tls=pki.material("coordinator")))  # type: ignore[attr-defined]
+        engines = {}
+        for i, member in enumerate(MEMBERS):
+            engines[member] = sqlite_engine(tmp / f"{member}.db")
+            load(engines[member], sorted(planted.holdings[member]), CATEGORIES[i])
+        yield Alliance(tmp, pki, coordinator_engine, role, f"127.0.0.1:{port}", addresses, signing_key, engines)
