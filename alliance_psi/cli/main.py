@@ -36,11 +36,13 @@ def selfcheck() -> None:
 
 
 def _register() -> None:
+    from alliance_psi.cli import node_import, node_report, node_round  # noqa: F401 - they attach to node_group
     from alliance_psi.cli.coordinator import coordinator_group
     from alliance_psi.cli.custodian import custodian_group
+    from alliance_psi.cli.node import node_group
     from alliance_psi.cli.pki import pki_group
 
-    for group in (pki_group, custodian_group, coordinator_group):
+    for group in (pki_group, custodian_group, coordinator_group, node_group):
         main.add_command(group)
 
 

@@ -10,24 +10,25 @@ leave this process and its database; the coordinator sees tokens and sealed labe
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from alliance_psi.crypto.labels import LabelContext, open_label, seal_label
+from alliance_psi.crypto.labels import LabelContext, seal_label
 from alliance_psi.crypto.parallel import ProcessMap, chunked, tokenize
-from alliance_psi.errors import InvalidLabel, NotFound, RoundClosed, WrongEpoch
+from alliance_psi.errors import NotFound, RoundClosed, WrongEpoch
 from alliance_psi.identifiers.types import Identifier, IdentifierType
 from alliance_psi.protocol.coordinator import Chunk
-from alliance_psi.protocol.lead_label import LeadLabel
+from alliance_psi.protocol.leads import Lead, LeadLabel, build_leads
 from alliance_psi.protocol.model import MemberResult, Round, RoundState, SubmissionState
 from alliance_psi.protocol.result_codec import open_result
 from alliance_psi.protocol.submission import SubmissionDigest, chunk_digest
 from alliance_psi.services.clients import CoordinatorClient, CustodianChain
 from alliance_psi.storage import MemberRepository
 
-__all__ = ["JoinOutcome", "Lead", "MemberNode", "Progress"]
+__all__ = ["JoinOutcome", "MemberNode", "Progress"]
 
 # A progress callback: (stage, done, total or None).
 Progress = Callable[[str, int, int | None], None]
@@ -35,23 +36,6 @@ Progress = Callable[[str, int, int | None], None]
 
 def _no_progress(stage: str, done: int, total: int | None) -> None:
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class Lead:
-    """One of the member's own identifiers that at least ``threshold`` members hold."""
-
-    type: str
-    canonical: str
-    category: str
-    severity: str
-    case_ref: str
-    holder_count: int
-    peer_labels: tuple[LeadLabel, ...]
-    unreadable_labels: int
-
-    def __repr__(self) -> str:
-        return f"Lead(type={self.type}, holders={self.holder_count}, canonical=<{len(self.canonical)} chars>)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,28 +142,13 @@ class MemberNode:
         return result, payload, signature
 
     def leads(self, result: MemberResult) -> list[Lead]:
-        """Map matched tokens to own identifiers and open the peers' labels."""
+        """Map matched tokens to own identifiers and open the peers' labels (``protocol.leads``)."""
         tokens = [m.match_token for m in result.matches]
         with self._reading() as conn:
             repo = MemberRepository(conn)
             own = repo.identifiers_for_tokens(result.key_epoch, tokens)
             keys = repo.label_keys_for_tokens(result.key_epoch, tokens)
-        found = []
-        for match in result.matches:
-            if match.match_token not in own:
-                continue  # Withdrawn since submitting: it must not reappear in a report.
-            type_, canonical, category, severity, _, case_ref = own[match.match_token]
-            labels, unreadable = [], 0
-            context = LabelContext(result.round_id, match.match_token)
-            for sealed in match.peer_labels:
-                try:
-                    labels.append(LeadLabel.decode(open_label(keys[match.match_token], sealed, context)))
-                except InvalidLabel:
-                    unreadable += 1
-            found.append(Lead(type_, canonical, category, severity, case_ref, match.holder_count, tuple(labels), unreadable))
-        severity_rank = {"level1": 0, "level2": 1}
-        found.sort(key=lambda lead: (-lead.holder_count, severity_rank.get(lead.severity, 2), lead.type))
-        return found
+        return build_leads(result, own, keys)
 
     # The whole of it ---------------------------------------------------------------------------
 
@@ -199,4 +168,7 @@ class MemberNode:
         else:
             raise RoundClosed(f"round {round_id} is {round.state} and this member did not commit")
         result, payload, signature = self.fetch_result(round_id, wait=wait)
+        with self.engine.begin() as conn:
+            MemberRepository(conn).save_result(round_id, key_epoch=round.key_epoch, round_name=round.name,
+                                               payload=payload, signature=signature, at=datetime.now(UTC))
         return JoinOutcome(round, computed, submitted, result, tuple(self.leads(result)), payload, signature)

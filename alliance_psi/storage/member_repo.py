@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
-from alliance_psi.errors import InvalidRequest
+from alliance_psi.errors import InvalidRequest, NotFound
 from alliance_psi.storage._common import batched, insert_ignoring, stream
-from alliance_psi.storage.schema import HASH_SIZE, TOKEN_SIZE, identifiers, token_cache
+from alliance_psi.storage.schema import HASH_SIZE, TOKEN_SIZE, identifiers, member_results, token_cache
 
 __all__ = ["MemberRepository"]
 
@@ -207,6 +207,27 @@ class MemberRepository:
             )
             found.update({row.match_token: row.label_key for row in self._conn.execute(query)})
         return found
+
+    def save_result(
+        self, round_id: str, *, key_epoch: str, round_name: str, payload: bytes, signature: bytes, at: datetime
+    ) -> None:
+        """Keep a verified signed result (replacing an earlier copy of the same round's result)."""
+        self._conn.execute(delete(member_results).where(member_results.c.round_id == round_id))
+        self._conn.execute(member_results.insert().values(
+            round_id=round_id, key_epoch=key_epoch, round_name=round_name, payload=payload, signature=signature,
+            fetched_at=at))
+
+    def get_result(self, round_id: str) -> tuple[str, str, bytes, bytes, datetime]:
+        """(key_epoch, round_name, payload, signature, fetched_at) of a kept result; ``NotFound`` if none."""
+        row = self._conn.execute(select(member_results).where(member_results.c.round_id == round_id)).first()
+        if row is None:
+            raise NotFound(f"no result kept for round {round_id}: run `alliance-psi node join {round_id}` first")
+        return row.key_epoch, row.round_name, row.payload, row.signature, row.fetched_at
+
+    def list_results(self) -> list[tuple[str, str, datetime]]:
+        """(round_id, round_name, fetched_at) of every kept result, newest first."""
+        query = select(member_results.c.round_id, member_results.c.round_name, member_results.c.fetched_at)
+        return [tuple(row) for row in self._conn.execute(query.order_by(member_results.c.fetched_at.desc()))]  # type: ignore[misc]
 
     def count(self) -> int:
         """Return how many identifiers are stored."""

@@ -221,3 +221,15 @@ token_cache = Table(
     _length_is("match_token", TOKEN_SIZE),
     _length_is("label_key", HASH_SIZE),
 )
+
+# The member node's verified results, kept so reports can be rebuilt and re-verified later.
+member_results = Table(
+    "member_results",
+    metadata,
+    Column("round_id", Text, primary_key=True),
+    Column("key_epoch", Text, nullable=False),
+    Column("round_name", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+    Column("fetched_at", UTCDateTime(), nullable=False),
+)

@@ -197,3 +197,20 @@ def test_a_peer_that_is_down_gives_a_clear_error_not_a_hang(tmp_path: Path, pki)
     client = CoordinatorClient("127.0.0.1:1", pki.material("bank-a"), quick)
     with pytest.raises(PeerUnavailable, match="coordinator at 127.0.0.1:1 is unreachable after 2 attempts"):
         client.get_round("r")
+
+
+def test_a_joined_round_keeps_its_verified_result(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    from alliance_psi.protocol.result_codec import decode_result
+    from alliance_psi.storage import MemberRepository
+
+    with running_alliance(tmp_path, pki) as alliance:
+        round_ = alliance.admin().create_round(alliance.spec(2))
+        outcomes = join_all(alliance, round_.round_id)
+        with alliance.member_engines["bank-a"].connect() as conn:
+            repo = MemberRepository(conn)
+            epoch, name, payload, signature, _ = repo.get_result(round_.round_id)
+            assert (epoch, name) == (EPOCH, "test round")
+            assert decode_result(payload) == outcomes["bank-a"].result
+            assert [r[0] for r in repo.list_results()] == [round_.round_id]
+            with pytest.raises(NotFound, match="node join other"):
+                repo.get_result("other")

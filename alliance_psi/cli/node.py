@@ -1,0 +1,91 @@
+"""``alliance-psi node``: the member node (compliance team's side).
+
+Every option can come from a TOML file (``--config node.toml``, a ``[node]`` table whose keys are
+the option names with ``_`` for ``-``), from an ``ALLIANCE_PSI_NODE_<OPTION>`` environment
+variable, or from the command line; later ones win. Commands live in ``node_*`` modules and
+attach themselves to ``node_group``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from alliance_psi.config import MemberConfig, TlsConfig
+
+__all__ = ["database_option", "member_config", "network_options", "node_group"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_FILE = click.Path(dir_okay=False, path_type=Path)
+_ENV = "ALLIANCE_PSI_NODE_"
+
+
+def load_toml_table(path: Path, table: str) -> dict[str, Any]:
+    """The ``[table]`` of a TOML file, keys with ``-`` as ``_``; ``click.BadParameter`` naming what is wrong."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--config") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise click.BadParameter(f"{path} is not valid TOML: {exc}", param_hint="--config") from None
+    section = data.get(table)
+    if not isinstance(section, dict):
+        raise click.BadParameter(f"{path} has no [{table}] table", param_hint="--config")
+    return {key.replace("-", "_"): value for key, value in section.items()}
+
+
+@click.group("node")
+@click.option("--config", type=_FILE, default=None, envvar=_ENV + "CONFIG",
+              help="TOML file with a [node] table of option values (overridden by env vars and options).")
+@click.pass_context
+def node_group(ctx: click.Context, config: Path | None) -> None:
+    """Run a member node: import blacklists, join rounds, read results and write reports."""
+    if config is not None:
+        values = load_toml_table(config, "node")
+        ctx.default_map = {name: values for name in node_group.commands}
+
+
+def _option(name: str, **kwargs: Any) -> Callable[[F], F]:
+    env = _ENV + name.lstrip("-").replace("-", "_").upper()
+    return click.option(name, envvar=env, show_envvar=True, **kwargs)
+
+
+def database_option(function: F) -> F:
+    """``--database``: the node's own database, where raw identifiers stay."""
+    return _option("--database", required=True, help="This node's database URL, e.g. sqlite:///node/bank-a.db.")(function)
+
+
+def network_options(function: F) -> F:
+    """Everything a command that talks to the alliance needs."""
+    options = [
+        _option("--member-id", required=True, help="This member's id (the name in its certificate)."),
+        _option("--ca", "ca_cert", type=_FILE, required=True, help="The alliance CA certificate."),
+        _option("--cert", type=_FILE, required=True, help="This node's certificate."),
+        _option("--key", type=_FILE, required=True, help="This node's private key."),
+        _option("--coordinator", required=True, help="Coordinator address, host:port."),
+        _option("--custodian", "custodians", multiple=True, required=True,
+                help="Custodian address, host:port; repeat in chain order (env: space-separated)."),
+        _option("--coordinator-key", type=_FILE, required=True, help="The coordinator's public signing key (signing.pub)."),
+        _option("--data-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+                help="Directory for this node's own secrets."),
+        _option("--display-name", default=None, help="Name shown to co-holders in shared labels (default: anonymous)."),
+        _option("--workers", type=click.IntRange(min=1), default=None, help="Crypto worker processes (default: all cores)."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def member_config(database: str, **options: Any) -> MemberConfig:
+    """A ``MemberConfig`` from the parsed ``database_option`` and ``network_options`` values."""
+    return MemberConfig(
+        member_id=options["member_id"], database=database,
+        tls=TlsConfig(ca_cert=options["ca_cert"], cert=options["cert"], key=options["key"]),
+        coordinator=options["coordinator"], custodians=tuple(options["custodians"]),
+        coordinator_public_key=options["coordinator_key"], data_dir=options["data_dir"],
+        display_name=options.get("display_name"), workers=options.get("workers"),
+    )

@@ -1,0 +1,115 @@
+"""Leads: a member's matched identifiers with what the peers said about them.
+
+``LeadLabel`` is the plaintext of a sealed label, encoded as compact JSON with short keys so that
+a label with a long case reference and a Chinese member name still fits the fixed padded size;
+decoding is strict. ``build_leads`` maps a verified result back to the member's own identifiers
+and opens the peers' labels. Leads hold raw identifiers: they exist only on the member node.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+
+from collections.abc import Mapping
+
+from alliance_psi.crypto.labels import LabelContext, open_label
+from alliance_psi.errors import InvalidLabel
+from alliance_psi.protocol.model import MemberResult
+
+__all__ = ["CATEGORIES", "SEVERITIES", "Lead", "LeadLabel", "OwnIdentifier", "build_leads"]
+
+CATEGORIES = (
+    "proxy_rights_defense", "anti_collection", "malicious_complaint", "professional_complainant",
+    "loan_intermediary", "wool_party", "money_laundering", "telecom_fraud", "account_rental", "other",
+)
+SEVERITIES = ("level1", "level2")
+_KEYS = {"c": "category", "s": "severity", "f": "first_seen", "r": "case_ref", "m": "member"}
+
+
+@dataclass(frozen=True, slots=True)
+class LeadLabel:
+    """A member's label for one identifier; ``member`` is set only if the member chose to be named."""
+
+    category: str
+    severity: str | None = None
+    first_seen: date | None = None
+    case_ref: str | None = None
+    member: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.category not in CATEGORIES:
+            raise ValueError(f"category {self.category!r}: one of {', '.join(CATEGORIES)}")
+        if self.severity is not None and self.severity not in SEVERITIES:
+            raise ValueError(f"severity {self.severity!r}: one of {', '.join(SEVERITIES)}")
+
+    def encode(self) -> bytes:
+        fields = {"c": self.category, "s": self.severity, "f": self.first_seen.isoformat() if self.first_seen else None,
+                  "r": self.case_ref, "m": self.member}
+        compact = {k: v for k, v in fields.items() if v is not None}
+        return json.dumps(compact, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def decode(cls, data: bytes) -> LeadLabel:
+        """Parse a peer's label; raise ``InvalidLabel`` for anything else."""
+        try:
+            raw = json.loads(data.decode("utf-8"))
+            if not isinstance(raw, dict) or not set(raw) <= set(_KEYS) or "c" not in raw:
+                raise ValueError("unexpected shape")
+            if not all(isinstance(v, str) for v in raw.values()):
+                raise ValueError("unexpected value")
+            first_seen = date.fromisoformat(raw["f"]) if "f" in raw else None
+            return cls(raw["c"], raw.get("s"), first_seen, raw.get("r"), raw.get("m"))
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidLabel() from None
+
+
+# (type, canonical, category, severity, first_seen, case_ref), as the member's database holds it.
+OwnIdentifier = tuple[str, str, str, str, date | None, str]
+_SEVERITY_RANK = {"level1": 0, "level2": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class Lead:
+    """One of the member's own identifiers that at least ``threshold`` members hold."""
+
+    type: str
+    canonical: str
+    category: str
+    severity: str
+    case_ref: str
+    first_seen: date | None
+    holder_count: int
+    match_token: bytes
+    peer_labels: tuple[LeadLabel, ...]
+    unreadable_labels: int
+
+    def __repr__(self) -> str:
+        return f"Lead(type={self.type}, holders={self.holder_count}, canonical=<{len(self.canonical)} chars>)"
+
+
+def build_leads(
+    result: MemberResult, own: Mapping[bytes, OwnIdentifier], label_keys: Mapping[bytes, bytes]
+) -> list[Lead]:
+    """Leads for ``result``, sorted by holder count (most first), then severity, then type.
+
+    Tokens missing from ``own`` are skipped: an identifier withdrawn since the submission must not
+    reappear in a report. A peer label that cannot be opened or parsed is counted, not shown.
+    """
+    found = []
+    for match in result.matches:
+        if match.match_token not in own:
+            continue
+        type_, canonical, category, severity, first_seen, case_ref = own[match.match_token]
+        labels, unreadable = [], 0
+        context = LabelContext(result.round_id, match.match_token)
+        for sealed in match.peer_labels:
+            try:
+                labels.append(LeadLabel.decode(open_label(label_keys[match.match_token], sealed, context)))
+            except (InvalidLabel, KeyError):
+                unreadable += 1
+        found.append(Lead(type_, canonical, category, severity, case_ref, first_seen, match.holder_count,
+                          match.match_token, tuple(labels), unreadable))
+    found.sort(key=lambda lead: (-lead.holder_count, _SEVERITY_RANK.get(lead.severity, 2), lead.type, lead.canonical))
+    return found
