@@ -79,3 +79,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         engine.dispose()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+# The alliance PKI (one CA, certificates for the usual parties) is shared by every suite.
+from tests.integration.services.conftest import pki  # noqa: E402, F401

@@ -12,7 +12,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.integration.services.conftest import pki  # noqa: F401 - the shared session fixture
 
 _PORT = re.compile(r"serving.* on port (\d+)")
 
@@ -66,5 +65,5 @@ class ServerProcess:
                 self.kill()
 
 
-def tls_args(pki_dir: Path, name: str) -> list[str]:  # noqa: F811
+def tls_args(pki_dir: Path, name: str) -> list[str]:
     return ["--ca", str(pki_dir / "ca.pem"), "--cert", str(pki_dir / f"{name}.pem"), "--key", str(pki_dir / f"{name}.key")]

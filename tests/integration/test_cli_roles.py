@@ -1,0 +1,97 @@
+"""The custodian and coordinator commands: exit codes, exact messages, and bad input."""
+
+from __future__ import annotations
+
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import update
+
+from alliance_psi.cli.main import main
+from alliance_psi.crypto.key_shares import KeyShare
+from alliance_psi.storage import AuditLog, create_schema, make_engine
+from alliance_psi.storage.schema import audit_log
+
+
+def run(*args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, list(args))
+
+
+def test_init_share_writes_a_private_file_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    share = tmp_path / "c1" / "epoch.share"
+    result = run("custodian", "init-share", "--epoch", "2026q4", "--out", str(share))
+    assert result.exit_code == 0 and result.output == f"wrote key share for epoch 2026q4 to {share}\n"
+    assert stat.S_IMODE(share.stat().st_mode) == 0o600
+    assert KeyShare.from_bytes(share.read_bytes()).epoch == "2026q4"
+    again = run("custodian", "init-share", "--epoch", "2026q4", "--out", str(share))
+    assert again.exit_code == 1 and "exists; pass --force" in again.output
+    assert run("custodian", "init-share", "--epoch", "x", "--out", str(share), "--force").exit_code == 0
+
+
+def test_keygen_writes_key_and_public_key(tmp_path: Path) -> None:
+    result = run("coordinator", "keygen", "--out", str(tmp_path / "keys"))
+    assert result.exit_code == 0 and "key id" in result.output
+    assert stat.S_IMODE((tmp_path / "keys" / "signing.key").stat().st_mode) == 0o600
+    assert len(bytes.fromhex((tmp_path / "keys" / "signing.pub").read_text().strip())) == 32
+    assert run("coordinator", "keygen", "--out", str(tmp_path / "keys")).exit_code == 1
+
+
+def test_serve_refuses_bad_files_with_the_reason(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    tls = ["--ca", str(pki.directory / "ca.pem"), "--cert", str(pki.directory / "custodian-1.pem"),
+           "--key", str(pki.directory / "custodian-1.key")]
+    missing = run("custodian", "serve", "--name", "custodian-1", *tls, "--key-share", str(tmp_path / "none"),
+                  "--database", f"sqlite:///{tmp_path / 'q.db'}")
+    assert missing.exit_code == 1 and f"key share {tmp_path / 'none'}: No such file or directory" in missing.output
+    (tmp_path / "bad.share").write_bytes(b"not a share")
+    bad = run("custodian", "serve", "--name", "custodian-1", *tls, "--key-share", str(tmp_path / "bad.share"),
+              "--database", f"sqlite:///{tmp_path / 'q.db'}")
+    assert bad.exit_code == 1 and "not an alliance-psi key share" in bad.output
+    (tmp_path / "signing.key").write_text("nonsense")
+    coordinator = run("coordinator", "serve", *tls, "--signing-key", str(tmp_path / "signing.key"),
+                      "--database", f"sqlite:///{tmp_path / 'c.db'}")
+    assert coordinator.exit_code == 1 and "not a PEM private key" in coordinator.output
+    nokey = run("custodian", "serve", "--name", "c", "--ca", str(tmp_path / "nope.pem"), "--cert", str(tmp_path / "a"),
+                "--key", str(tmp_path / "b"), "--key-share", str(tmp_path / "bad.share"), "--database", "sqlite://")
+    assert nokey.exit_code == 1
+
+
+def test_audit_verify_names_the_first_broken_entry(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    engine = make_engine(url)
+    create_schema(engine)
+    with engine.begin() as conn:
+        log = AuditLog(conn)
+        for i in range(5):
+            log.append(actor="admin", action="round.create", detail={"round_id": f"r{i}"}, at=datetime.now(UTC))
+    ok = run("coordinator", "audit-verify", "--database", url)
+    assert ok.exit_code == 0 and ok.output == "audit log intact: 5 entries verified\n"
+    with engine.begin() as conn:
+        conn.execute(update(audit_log).where(audit_log.c.seq == 3).values(detail='{"round_id":"forged"}'))
+    broken = run("coordinator", "audit-verify", "--database", url)
+    assert broken.exit_code == 1 and "seq 3" in broken.output
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["coordinator", "round", "create", "--name", "x", "--epoch", "e", "--threshold", "1"], "1 is not in the range x>=2"),
+        (["custodian", "serve", "--name", "c"], "Missing option '--ca'"),
+        (["coordinator", "round", "close"], "Missing argument 'ROUND_ID'"),
+    ],
+)
+def test_usage_errors(args: list[str], message: str, pki) -> None:  # type: ignore[no-untyped-def]
+    tls = ["--ca", str(pki.directory / "ca.pem"), "--cert", str(pki.directory / "admin.pem"),
+           "--key", str(pki.directory / "admin.key")]
+    result = run(*args, *(tls if "threshold" in args else []))
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_admin_commands_against_a_coordinator_that_is_down(pki) -> None:  # type: ignore[no-untyped-def]
+    tls = ["--ca", str(pki.directory / "ca.pem"), "--cert", str(pki.directory / "admin.pem"),
+           "--key", str(pki.directory / "admin.key")]
+    result = run("coordinator", "round", "list", "--coordinator", "127.0.0.1:1", *tls)
+    assert result.exit_code == 1 and "coordinator at 127.0.0.1:1 is unreachable" in result.output
