@@ -42,7 +42,9 @@ def _register() -> None:
     from alliance_psi.cli.node import node_group
     from alliance_psi.cli.pki import pki_group
 
-    for group in (pki_group, custodian_group, coordinator_group, node_group):
+    from alliance_psi.cli.demo import demo
+
+    for group in (pki_group, custodian_group, coordinator_group, node_group, demo):
         main.add_command(group)
 
 

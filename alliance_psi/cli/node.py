@@ -22,6 +22,7 @@ __all__ = ["database_option", "member_config", "network_options", "node_group"]
 F = TypeVar("F", bound=Callable[..., Any])
 _FILE = click.Path(dir_okay=False, path_type=Path)
 _ENV = "ALLIANCE_PSI_NODE_"
+_TOML_ALIASES = {"ca": "ca_cert", "custodian": "custodians"}
 
 
 def load_toml_table(path: Path, table: str) -> dict[str, Any]:
@@ -46,12 +47,17 @@ def node_group(ctx: click.Context, config: Path | None) -> None:
     """Run a member node: import blacklists, join rounds, read results and write reports."""
     if config is not None:
         values = load_toml_table(config, "node")
+        # TOML keys are the option names; two options keep a different name in Python.
+        for option, parameter in _TOML_ALIASES.items():
+            if option in values:
+                values[parameter] = values.pop(option)
         ctx.default_map = {name: values for name in node_group.commands}
 
 
-def _option(name: str, **kwargs: Any) -> Callable[[F], F]:
+def _option(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
+    """An option that also reads ``ALLIANCE_PSI_NODE_<NAME>`` (and the TOML file, via the group)."""
     env = _ENV + name.lstrip("-").replace("-", "_").upper()
-    return click.option(name, envvar=env, show_envvar=True, **kwargs)
+    return click.option(name, *decls, envvar=env, show_envvar=True, **kwargs)
 
 
 def database_option(function: F) -> F:

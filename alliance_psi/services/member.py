@@ -9,26 +9,31 @@ leave this process and its database; the coordinator sees tokens and sealed labe
 
 from __future__ import annotations
 
+import os
+import secrets
 import time
 from datetime import UTC, datetime
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine
 
 from alliance_psi.crypto.labels import LabelContext, seal_label
 from alliance_psi.crypto.parallel import ProcessMap, chunked, tokenize
-from alliance_psi.errors import NotFound, RoundClosed, WrongEpoch
+from alliance_psi.config import MemberConfig
+from alliance_psi.crypto.signing import load_public_key
+from alliance_psi.errors import ConfigurationError, NotFound, RoundClosed, WrongEpoch
 from alliance_psi.identifiers.types import Identifier, IdentifierType
 from alliance_psi.protocol.coordinator import Chunk
 from alliance_psi.protocol.leads import Lead, LeadLabel, build_leads
 from alliance_psi.protocol.model import MemberResult, Round, RoundState, SubmissionState
 from alliance_psi.protocol.result_codec import open_result
 from alliance_psi.protocol.submission import SubmissionDigest, chunk_digest
-from alliance_psi.services.clients import CoordinatorClient, CustodianChain
-from alliance_psi.storage import MemberRepository
+from alliance_psi.services.clients import CoordinatorClient, CustodianChain, CustodianClient
+from alliance_psi.storage import MemberRepository, create_schema, make_engine
 
-__all__ = ["JoinOutcome", "MemberNode", "Progress"]
+__all__ = ["JoinOutcome", "MemberNode", "Progress", "load_nonce_key"]
 
 # A progress callback: (stage, done, total or None).
 Progress = Callable[[str, int, int | None], None]
@@ -47,6 +52,20 @@ class JoinOutcome:
     leads: tuple[Lead, ...]
     result_payload: bytes
     result_signature: bytes
+
+
+def load_nonce_key(data_dir: Path) -> bytes:
+    """The node's label-nonce key (see ``seal_label``), created 0600 on first use. Never leaves the node."""
+    path = data_dir / "label-nonce.key"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_bytes(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+        return key
 
 
 class MemberNode:
@@ -71,6 +90,27 @@ class MemberNode:
         self.coordinator, self.custodians, self.coordinator_key = coordinator, custodians, coordinator_key
         self.nonce_key, self.display_name = nonce_key, display_name
         self.workers, self.batch_size, self.chunk_size, self.progress = workers, batch_size, chunk_size, progress
+
+    @classmethod
+    def from_config(cls, config: MemberConfig, *, progress: Progress = _no_progress) -> MemberNode:
+        """Connect to the alliance as ``config`` says (reads the TLS files and keys now)."""
+        tls = config.tls.load()
+        engine = make_engine(config.database)
+        create_schema(engine)
+        try:
+            coordinator_key = load_public_key(config.coordinator_public_key.read_bytes())
+        except OSError as exc:
+            raise ConfigurationError(f"coordinator key {config.coordinator_public_key}: {exc.strerror}") from None
+        chain = CustodianChain([CustodianClient(address, tls) for address in config.custodians], "")
+        return cls(member_id=config.member_id, engine=engine, coordinator=CoordinatorClient(config.coordinator, tls),
+                   custodians=chain, coordinator_key=coordinator_key, nonce_key=load_nonce_key(config.data_dir),
+                   display_name=config.display_name, workers=config.workers, batch_size=config.batch_size,
+                   chunk_size=config.chunk_size, progress=progress)
+
+    def close(self) -> None:
+        self.coordinator.close()
+        self.custodians.close()
+        self.engine.dispose()
 
     # Step 2-5: tokens for identifiers not yet cached in this epoch ------------------------------
 
@@ -141,6 +181,14 @@ class MemberNode:
         result = open_result(self.coordinator_key, payload, signature, round_id=round_id, member_id=self.member_id)
         return result, payload, signature
 
+    def fetch_and_keep(self, round: Round, *, wait: float = 0.0) -> tuple[MemberResult, bytes, bytes]:
+        """Fetch and verify the result, then keep it in the node's database for reports."""
+        result, payload, signature = self.fetch_result(round.round_id, wait=wait)
+        with self.engine.begin() as conn:
+            MemberRepository(conn).save_result(round.round_id, key_epoch=round.key_epoch, round_name=round.name,
+                                               payload=payload, signature=signature, at=datetime.now(UTC))
+        return result, payload, signature
+
     def leads(self, result: MemberResult) -> list[Lead]:
         """Map matched tokens to own identifiers and open the peers' labels (``protocol.leads``)."""
         tokens = [m.match_token for m in result.matches]
@@ -155,6 +203,7 @@ class MemberNode:
     def join(self, round_id: str, *, wait: float = 300.0) -> JoinOutcome:
         """Run this member's part of ``round_id`` to the end (or until ``wait`` seconds pass)."""
         round, _ = self.coordinator.get_round(round_id)
+        self.custodians.key_epoch = round.key_epoch
         served = {client.epoch().key_epoch for client in self.custodians.clients}
         if served != {round.key_epoch}:
             raise WrongEpoch(f"round {round_id} uses key epoch {round.key_epoch!r}; custodians serve {sorted(served)}")
@@ -167,8 +216,5 @@ class MemberNode:
             submitted = status.item_count
         else:
             raise RoundClosed(f"round {round_id} is {round.state} and this member did not commit")
-        result, payload, signature = self.fetch_result(round_id, wait=wait)
-        with self.engine.begin() as conn:
-            MemberRepository(conn).save_result(round_id, key_epoch=round.key_epoch, round_name=round.name,
-                                               payload=payload, signature=signature, at=datetime.now(UTC))
+        result, payload, signature = self.fetch_and_keep(round, wait=wait)
         return JoinOutcome(round, computed, submitted, result, tuple(self.leads(result)), payload, signature)
