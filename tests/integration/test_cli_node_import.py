@@ -1,0 +1,253 @@
+"""``alliance-psi node import | withdraw | purge-expired | status`` against a real SQLite file."""
+
+from __future__ import annotations
+
+import csv
+import random
+import re
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from alliance_psi.cli.main import main
+from alliance_psi.identifiers.synthetic import blacklist_rows
+from alliance_psi.storage import MemberRepository, create_schema, make_engine
+from alliance_psi.storage.schema import token_cache
+
+HEADER = ["type", "value", "category", "severity", "first_seen", "case_ref", "note", "expires_at"]
+VALID = [
+    ["phone", "13800138000", "wool_party", "level1", "2024-03-01", "ZJ-2026-000001", "", ""],
+    ["phone", "13800138001", "", "", "", "", "", ""],
+    ["id_card", "11010519491231002X", "anti_collection", "level2", "", "", "", "2099-01-01"],
+    ["phone", "+86 138 0013 8000", "wool_party", "level1", "2024-03-01", "ZJ-2026-000001", "", ""],
+]
+REJECTED = [
+    ["phone", "1380013800", "", "", "", "", "", ""],
+    ["bank_card", "6228480402564890019", "", "", "", "", "", ""],
+    ["phone", "13800138002", "fraud", "", "", "", "", ""],
+]
+EXPIRED = [["phone", "13900139000", "", "", "", "", "", "2020-01-01"]]
+FIGURE = re.compile(r"^\s*(rows read|imported|duplicates|rejected|expired \(purged\)|withdrawn|not found|invalid)"
+                    r"\s+(\d+)\s*$", re.MULTILINE)
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), env={"COLUMNS": "200", **(env or {})})
+
+
+def figures(result: Result) -> dict[str, int]:
+    return {name: int(count) for name, count in FIGURE.findall(result.stdout)}
+
+
+def write_csv(path: Path, rows: list[list[str]], header: list[str] = HEADER) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([header, *rows])
+    return path
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'node.db'}"
+
+
+def stored(url: str) -> int:
+    engine = make_engine(url)
+    create_schema(engine)
+    try:
+        with engine.begin() as conn:
+            return MemberRepository(conn).count()
+    finally:
+        engine.dispose()
+
+
+def assert_no_raw_values(result: Result) -> None:
+    # Reasons quote at most six characters of a value; nothing else shows any.
+    assert not re.search(r"\d{7,}", result.output), result.output
+
+
+def test_import_summary_rejects_file_and_purge(tmp_path: Path, db: str) -> None:
+    source = write_csv(tmp_path / "list.csv", VALID[:2] + REJECTED[:1] + VALID[2:] + REJECTED[1:] + EXPIRED)
+    result = run("node", "import", str(source), "--database", db)
+    assert result.exit_code == 0, result.output
+    assert figures(result) == {"rows read": 8, "imported": 4, "duplicates": 1, "rejected": 3, "expired (purged)": 1}
+    assert stored(db) == 3
+    assert "rejected rows (all)" in result.stdout
+    assert re.search(r"^\s*4\s+value\s+invalid phone '138001…': not a mainland mobile number\s*$", result.stdout, re.M)
+    assert re.search(r"^\s*7\s+value\s+invalid bank_card '622848…': bad check digit\s*$", result.stdout, re.M)
+    assert re.search(r"^\s*8\s+category\s+unknown category 'fraud'; allowed: proxy_rights_defense,", result.stdout, re.M)
+    rejects = tmp_path / "list.csv.rejects.csv"
+    assert f"rejected rows written to {rejects}" in result.stdout
+    content = rejects.read_bytes()
+    assert content.startswith(b"\xef\xbb\xbf")
+    lines = list(csv.reader(content.decode("utf-8-sig").splitlines()))
+    assert lines[0] == ["row", "field", "reason", *HEADER]
+    assert lines[1:] == [
+        ["4", "value", "invalid phone '138001…': not a mainland mobile number", *REJECTED[0]],
+        ["7", "value", "invalid bank_card '622848…': bad check digit", *REJECTED[1]],
+        ["8", "category", lines[3][2], *REJECTED[2]],
+    ]
+    assert_no_raw_values(result)
+
+
+def test_reimport_changes_nothing(tmp_path: Path, db: str) -> None:
+    source = write_csv(tmp_path / "list.csv", VALID)
+    assert figures(run("node", "import", str(source), "--database", db))["imported"] == 3
+    again = run("node", "import", str(source), "--database", db)
+    assert again.exit_code == 0
+    assert figures(again) == {"rows read": 4, "imported": 0, "duplicates": 4, "rejected": 0, "expired (purged)": 0}
+    assert stored(db) == 3
+    assert not (tmp_path / "list.csv.rejects.csv").exists()
+
+
+def test_strict_mode_imports_nothing(tmp_path: Path, db: str) -> None:
+    source = write_csv(tmp_path / "list.csv", VALID + REJECTED[:2])
+    rejects = tmp_path / "out" / "bad.csv"
+    rejects.parent.mkdir()
+    result = run("node", "import", str(source), "--strict", "--rejects", str(rejects), "--database", db)
+    assert result.exit_code == 1
+    assert "Error: strict mode: 2 rows rejected, nothing imported" in result.stderr
+    assert figures(result)["imported"] == 0 and figures(result)["rejected"] == 2
+    assert stored(db) == 0
+    assert len(rejects.read_text(encoding="utf-8-sig").splitlines()) == 3
+
+
+def test_a_file_with_no_valid_row_fails(tmp_path: Path, db: str) -> None:
+    result = run("node", "import", str(write_csv(tmp_path / "list.csv", REJECTED)), "--database", db)
+    assert result.exit_code == 1 and "Error: no row could be imported" in result.stderr
+    assert_no_raw_values(result)
+
+
+def test_type_option_and_usage_errors(tmp_path: Path, db: str) -> None:
+    phones = tmp_path / "phones.csv"
+    phones.write_text("13800138000\n13800138001\n", encoding="utf-8")
+    result = run("node", "import", str(phones), "--type", "phone", "--database", db)
+    assert result.exit_code == 0 and figures(result)["imported"] == 2
+    bad_type = run("node", "import", str(phones), "--type", "pager", "--database", db)
+    assert bad_type.exit_code == 2
+    assert "Invalid value for '--type': 'pager' is not one of 'phone', 'id_card', 'bank_card'" in bad_type.stderr
+    missing = run("node", "import", str(tmp_path / "none.csv"), "--database", db)
+    assert missing.exit_code == 2 and "'FILE': File" in missing.stderr and "does not exist" in missing.stderr
+    no_database = run("node", "import", str(phones))
+    assert no_database.exit_code == 2 and "Missing option '--database'" in no_database.stderr
+
+
+def test_file_errors_are_one_line(tmp_path: Path, db: str) -> None:
+    source = write_csv(tmp_path / "list.csv", [["13800138000"]], header=["value"])
+    result = run("node", "import", str(source), "--database", db)
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {source}: missing required column 'type'; columns found: value\n"
+
+
+def test_database_from_toml_config_and_environment(tmp_path: Path, db: str) -> None:
+    source = write_csv(tmp_path / "list.csv", VALID[:1])
+    config = tmp_path / "node.toml"
+    config.write_text(f'[node]\ndatabase = "{db}"\n', encoding="utf-8")
+    from_toml = run("node", "--config", str(config), "import", str(source))
+    assert from_toml.exit_code == 0, from_toml.output
+    assert stored(db) == 1
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    from_env = run("node", "import", str(source), env={"ALLIANCE_PSI_NODE_DATABASE": other})
+    assert from_env.exit_code == 0, from_env.output
+    assert stored(other) == 1
+
+
+def test_a_crash_mid_import_leaves_the_database_unchanged(tmp_path: Path, db: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run("node", "import", str(write_csv(tmp_path / "first.csv", VALID)), "--database", db).exit_code == 0
+    rows = blacklist_rows(random.Random(9), 2500)
+    source = write_csv(tmp_path / "big.csv", [[row.get(name, "") for name in HEADER] for row in rows])
+    original = MemberRepository.upsert_identifiers
+    calls: list[int] = []
+
+    def fail_after_the_first_batch(self: MemberRepository, rows: Any, **kwargs: Any) -> tuple[int, int]:
+        # Only the failure is simulated: the first batch really is written, inside the transaction.
+        calls.append(1)
+        if len(calls) > 1:
+            raise OperationalError("INSERT INTO identifiers …", {"canonical": "+8613800138000"},
+                                   sqlite3.OperationalError("disk I/O error"))
+        return original(self, rows, **kwargs)
+
+    monkeypatch.setattr(MemberRepository, "upsert_identifiers", fail_after_the_first_batch)
+    result = run("node", "import", str(source), "--database", db)
+    assert result.exit_code == 1 and result.stderr == "Error: database error: disk I/O error\n"
+    assert len(calls) == 2
+    assert stored(db) == 3
+    assert_no_raw_values(result)
+
+
+def import_and_cache(tmp_path: Path, db: str) -> int:
+    """Import VALID and cache a token for the first phone; return that identifier's id."""
+    assert run("node", "import", str(write_csv(tmp_path / "list.csv", VALID)), "--database", db).exit_code == 0
+    engine = make_engine(db)
+    with engine.begin() as conn:
+        repo = MemberRepository(conn)
+        ids = {canonical: id_ for id_, _, canonical in repo.iter_identifiers()}
+        repo.cache_tokens("2026q1", [(ids["+8613800138000"], bytes(16), bytes(32))])
+    engine.dispose()
+    return ids["+8613800138000"]
+
+
+def cached(db: str, identifier_id: int) -> int:
+    engine = make_engine(db)
+    with engine.begin() as conn:
+        count = conn.execute(select(func.count()).select_from(token_cache)
+                             .where(token_cache.c.identifier_id == identifier_id)).scalar_one()
+    engine.dispose()
+    return count
+
+
+def test_withdraw_values_deletes_identifiers_and_cached_tokens(tmp_path: Path, db: str) -> None:
+    identifier_id = import_and_cache(tmp_path, db)
+    assert cached(db, identifier_id) == 1
+    result = run("node", "withdraw", "--database", db, "--type", "phone", "138-0013-8000", "13900139000", "1380013800")
+    assert result.exit_code == 0, result.output
+    assert figures(result) == {"withdrawn": 1, "not found": 1, "invalid": 1}
+    assert "not found: rows 2" in result.stdout
+    assert re.search(r"^\s*3\s+value\s+invalid phone '138001…': not a mainland mobile number\s*$", result.stdout, re.M)
+    assert stored(db) == 2 and cached(db, identifier_id) == 0
+    assert_no_raw_values(result)
+
+
+def test_withdraw_from_a_file(tmp_path: Path, db: str) -> None:
+    import_and_cache(tmp_path, db)
+    source = tmp_path / "withdraw.csv"
+    source.write_text("value,category\n13800138000,not a category\n13800138001,\n13700137000,\n", encoding="utf-8")
+    result = run("node", "withdraw", "--database", db, "--type", "phone", "--file", str(source))
+    assert result.exit_code == 0, result.output
+    assert figures(result) == {"withdrawn": 2, "not found": 1, "invalid": 0}
+    assert "not found: rows 4" in result.stdout
+    assert stored(db) == 1
+
+
+def test_withdraw_usage_errors(db: str) -> None:
+    neither = run("node", "withdraw", "--database", db)
+    assert neither.exit_code == 2 and "give either --type T VALUE... or --file FILE" in neither.stderr
+    untyped = run("node", "withdraw", "--database", db, "13800138000")
+    assert untyped.exit_code == 2 and "VALUE arguments need --type" in untyped.stderr
+    invalid_only = run("node", "withdraw", "--database", db, "--type", "phone", "12")
+    assert invalid_only.exit_code == 1 and "Error: no valid value to withdraw" in invalid_only.stderr
+
+
+def test_purge_expired_and_status(tmp_path: Path, db: str) -> None:
+    import_and_cache(tmp_path, db)
+    engine = make_engine(db)
+    with engine.begin() as conn:
+        MemberRepository(conn).upsert_identifiers([{
+            "type": "qq", "canonical": "10001", "category": "other", "severity": "",
+            "expires_at": datetime.now(UTC) - timedelta(minutes=1)}])
+    engine.dispose()
+    status = run("node", "status", "--database", db)
+    assert status.exit_code == 0
+    counts = re.findall(r"^\s*(\w+)\s+(\w*)\s+(\d+)\s*$", status.stdout, re.M)
+    assert counts == [("id_card", "anti_collection", "1"), ("phone", "other", "1"), ("phone", "wool_party", "1"),
+                      ("qq", "other", "1"), ("total", "", "4")]
+    assert_no_raw_values(status)
+    purged = run("node", "purge-expired", "--database", db)
+    assert purged.exit_code == 0 and purged.stdout == "purged 1 expired identifiers\n"
+    assert stored(db) == 3

@@ -1,0 +1,296 @@
+"""Blacklist files: formats, encodings, headers, every kind of rejection, and streaming."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+
+from alliance_psi.identifiers import normalize
+from alliance_psi.identifiers.importer import (
+    CHINA_TIME,
+    ImportFileError,
+    ImportRecord,
+    Rejection,
+    count_rows,
+    read_blacklist,
+)
+
+HEADER = "type,value,category,severity,first_seen,case_ref,note,expires_at\n"
+PHONE = "+8613800138000"
+CATEGORIES = ("proxy_rights_defense, anti_collection, malicious_complaint, professional_complainant, "
+              "loan_intermediary, wool_party, money_laundering, telecom_fraud, account_rental, other")
+
+
+def write(tmp_path: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def read(path: Path, **options: Any) -> list[ImportRecord | Rejection]:
+    return list(read_blacklist(path, **options))
+
+
+def record(row: int, type_: str, canonical: str, **fields: Any) -> ImportRecord:
+    values = {"category": "other", "severity": None, "first_seen": None, "case_ref": None, "note": None,
+              "expires_at": None} | fields
+    return ImportRecord(row=row, type=type_, canonical=canonical, **values)
+
+
+def rejections(items: list[ImportRecord | Rejection]) -> list[tuple[int, str, str]]:
+    return [(item.row, item.field, item.reason) for item in items if isinstance(item, Rejection)]
+
+
+# Formats and encodings ------------------------------------------------------------------------
+
+
+def test_csv_utf8_with_every_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "list.csv", HEADER + "phone,138 0013 8000,wool_party,LEVEL1,2024-03-01,ZJ-2026-000123,"
+                 "seen twice,2030-01-01\n")
+    assert read(path) == [record(2, "phone", PHONE, category="wool_party", severity="level1",
+                                 first_seen=date(2024, 3, 1), case_ref="ZJ-2026-000123", note="seen twice",
+                                 expires_at=datetime(2030, 1, 1, tzinfo=CHINA_TIME))]
+
+
+def test_csv_utf8_with_bom(tmp_path: Path) -> None:
+    path = write(tmp_path, "list.csv", "\ufeffType , VALUE\nphone,13800138000\n")
+    assert read(path) == [record(2, "phone", PHONE)]
+
+
+def test_csv_gb18030_with_chinese_headers_and_org_names(tmp_path: Path) -> None:
+    text = ("类型,号码,类别,级别,首次发现,案件编号,备注,过期时间\n"
+            "org_name,深圳市某某贷款咨询有限公司,贷款中介,二级,2025-01-02,粤-2025-7,冒充银行放贷,\n"
+            "uscc,91440300708461136T,反催收,,,,腾讯（深圳）代理,\n")
+    path = write(tmp_path, "名单.csv", text, "gb18030")
+    assert read(path) == [
+        record(2, "org_name", normalize("org_name", "深圳市某某贷款咨询有限公司").canonical,
+               category="loan_intermediary", severity="level2", first_seen=date(2025, 1, 2), case_ref="粤-2025-7",
+               note="冒充银行放贷"),
+        record(3, "uscc", "91440300708461136T", category="anti_collection", note="腾讯（深圳）代理"),
+    ]
+
+
+def test_jsonl_with_aliases_numbers_and_bad_lines(tmp_path: Path) -> None:
+    lines = [
+        json.dumps({"类型": "phone", "值": 13800138000, "级别": "level2"}, ensure_ascii=False),
+        "",
+        "{not json",
+        json.dumps(["phone", "13800138000"]),
+        json.dumps({"type": "phone", "value": "13800138000", "VALUE": "13800138001"}),
+        json.dumps({"type": "bank_card", "value": "6228480402564890018", "extra": [1, 2]}),
+    ]
+    items = read(write(tmp_path, "list.ndjson", "\n".join(lines) + "\n"))
+    assert items[0] == record(1, "phone", PHONE, severity="level2")
+    assert rejections(items) == [
+        (3, "row", "not valid JSON: Expecting property name enclosed in double quotes at column 2"),
+        (4, "row", "not a JSON object"),
+        (5, "row", "two keys give 'value'"),
+    ]
+    assert items[1].raw == {"line": "{not json"}  # type: ignore[union-attr]
+    assert items[-1] == record(6, "bank_card", "6228480402564890018")
+
+
+def test_xlsx_cells_numbers_and_dates(tmp_path: Path) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(["类型", "值", "首次发现", "到期"])
+    sheet.append(["phone", 13800138000, datetime(2024, 5, 6), datetime(2030, 1, 2, 9, 30)])
+    sheet.append([])
+    sheet.append(["id_card", 1.10105194912310e17, None, None])
+    sheet.append(["id_card", "11010519491231002x", date(2024, 5, 6), None])
+    path = tmp_path / "list.xlsx"
+    workbook.save(path)
+    assert read(path) == [
+        record(2, "phone", PHONE, first_seen=date(2024, 5, 6), expires_at=datetime(2030, 1, 2, 9, 30, tzinfo=CHINA_TIME)),
+        Rejection(4, "value", "number in scientific notation: Excel kept only 15 digits; store the column as text",
+                  {"类型": "id_card", "值": "1.10105194912310e+17", "首次发现": "", "到期": ""}),
+        record(5, "id_card", "11010519491231002X", first_seen=date(2024, 5, 6)),
+    ]
+    assert count_rows(path) == 5
+
+
+def test_not_a_workbook(tmp_path: Path) -> None:
+    with pytest.raises(ImportFileError, match=r"list\.xlsx: not an Excel \.xlsx workbook \(BadZipFile\)"):
+        read(write(tmp_path, "list.xlsx", "type,value\n"))
+
+
+def test_unsupported_extension(tmp_path: Path) -> None:
+    with pytest.raises(ImportFileError, match=r"unsupported file type '\.txt'; use \.csv, \.jsonl, \.ndjson or \.xlsx"):
+        read_blacklist(tmp_path / "list.txt")
+
+
+def test_byte_invalid_in_every_encoding_names_the_offset(tmp_path: Path) -> None:
+    path = write(tmp_path, "list.csv", "type,value\n")
+    path.write_bytes(path.read_bytes() + b"phone,1380\xff0138000\n")
+    with pytest.raises(ImportFileError) as info:
+        read(path)
+    assert str(info.value) == f"{path}: byte 0xff at offset 21 is not valid UTF-8 or GB18030; save the file as CSV UTF-8"
+
+
+def test_encoding_never_switches_mid_file(tmp_path: Path) -> None:
+    # UTF-8 at the start decides; a GB18030 byte past the decision window is an error, not mojibake.
+    head = (HEADER.replace(",expires_at", "") + "phone,13800138000,other,,,,张三\n").encode("utf-8")
+    filler = b"phone,13800138001,other,,,,\n" * 6000
+    path = tmp_path / "list.csv"
+    path.write_bytes(head + filler + "phone,13800138002,other,,,,李四\n".encode("gb18030"))
+    with pytest.raises(ImportFileError) as info:
+        read(path)
+    offset = len(head) + len(filler) + len("phone,13800138002,other,,,,")
+    assert str(info.value) == f"{path}: byte 0xc0 at offset {offset} is not valid UTF-8, the encoding of the file's start"
+
+
+def test_line_endings_and_multiline_cells_keep_row_numbers(tmp_path: Path) -> None:
+    text = 'type,value,note\r"phone",13800138000,"two\r\nlines"\r\rphone,13800138001,\r'
+    items = read(write(tmp_path, "list.csv", text))
+    assert [(item.row, item.note) for item in items] == [(2, "two\r\nlines"), (5, None)]  # type: ignore[union-attr]
+
+
+# Headers and --type -------------------------------------------------------------------------
+
+
+def test_missing_required_column_names_the_columns_found(tmp_path: Path) -> None:
+    path = write(tmp_path, "list.csv", "Value,Category,13800138000\n13800138001,other,\n")
+    with pytest.raises(ImportFileError) as info:
+        read(path)
+    assert str(info.value) == f"{path}: missing required column 'type'; columns found: Value, Category, '138001…'"
+
+
+def test_empty_file_without_type(tmp_path: Path) -> None:
+    with pytest.raises(ImportFileError, match="the file is empty"):
+        read(write(tmp_path, "list.csv", "\n\n"))
+    assert read(write(tmp_path, "list.csv", ""), default_type="phone") == []
+
+
+@pytest.mark.parametrize("header", ["value\n", "号码\n", ""], ids=["value", "chinese", "no_header"])
+def test_type_option_with_a_single_column(tmp_path: Path, header: str) -> None:
+    path = write(tmp_path, "phones.csv", header + "13800138000\n13800138001\n")
+    first = 2 if header else 1
+    assert read(path, default_type="phone") == [
+        record(first, "phone", PHONE), record(first + 1, "phone", "+8613800138001")]
+
+
+def test_type_option_with_an_unknown_single_header(tmp_path: Path) -> None:
+    path = write(tmp_path, "phones.csv", "手机号\n13800138000\n")
+    with pytest.raises(ImportFileError, match="missing required column 'value'; columns found: '手机号'$"):
+        read(path, default_type="phone")
+
+
+def test_type_column_wins_over_the_type_option(tmp_path: Path) -> None:
+    path = write(tmp_path, "list.csv", "type,value\nqq,10001\n,13800138000\n")
+    assert read(path, default_type="phone") == [record(2, "qq", "10001"), record(3, "phone", PHONE)]
+
+
+def test_unknown_default_type() -> None:
+    with pytest.raises(ValueError, match="'pager' is not a valid IdentifierType"):
+        read_blacklist("list.csv", default_type="pager")
+
+
+# Rejections: one per invalid row, its first problem, exact row/field/reason -----------------------
+
+
+def test_every_kind_of_rejection(tmp_path: Path) -> None:
+    rows = [
+        "phone,13800138000,,,,,,",
+        "phone,1380013800,,,,,,",
+        ",13800138000,,,,,,",
+        "pager,13800138000,,,,,,",
+        "phone,,,,,,,",
+        "phone,13800138001,fraud,,,,,",
+        "phone,13800138002,,level3,,,,",
+        "phone,13800138003,,,2024/03/01,,,",
+        "phone,13800138004,,,2024-02-30,,,",
+        "phone,13800138005,,,,,,next year",
+        "phone,13800138006,,,,案件编号" + "很长" * 11 + ",,",
+        "id_card,1.10105E+17,,,,,,",
+        "phone,13800138007,,,,,,,extra",
+    ]
+    items = read(write(tmp_path, "list.csv", HEADER + "\n".join(rows) + "\n"))
+    assert rejections(items) == [
+        (3, "value", "invalid phone '138001…': not a mainland mobile number"),
+        (4, "type", "required"),
+        (5, "type", "unknown type 'pager'; known types: phone, id_card, bank_card, bank_account, uscc, email, ip, "
+                    "imei, device_id, wechat_id, qq, alipay_account, org_name, domain"),
+        (6, "value", "required"),
+        (7, "category", f"unknown category 'fraud'; allowed: {CATEGORIES}"),
+        (8, "severity", "unknown severity 'level3'; allowed: level1, level2"),
+        (9, "first_seen", "expected YYYY-MM-DD"),
+        (10, "first_seen", "expected YYYY-MM-DD"),
+        (11, "expires_at", "expected YYYY-MM-DD or YYYY-MM-DD HH:MM[:SS][+HH:MM]"),
+        (12, "case_ref", "too long: at most 64 bytes (UTF-8), to fit the shared label"),
+        (13, "value", "number in scientific notation: Excel kept only 15 digits; store the column as text"),
+        (14, "row", "1 cell(s) beyond the header's 8 columns"),
+    ]
+    assert items[0] == record(2, "phone", PHONE)
+    assert items[1].raw == dict(zip(HEADER.strip().split(","), ["phone", "1380013800", "", "", "", "", "", ""]))  # type: ignore[union-attr]
+
+
+def test_duplicates_are_not_rejections(tmp_path: Path) -> None:
+    items = read(write(tmp_path, "list.csv", "type,value\nphone,13800138000\nphone,+86 138-0013-8000\n"))
+    assert items == [record(2, "phone", PHONE), record(3, "phone", PHONE)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2030-01-01", datetime(2029, 12, 31, 16, tzinfo=UTC)),
+        ("2030-01-01 08:00", datetime(2030, 1, 1, 0, tzinfo=UTC)),
+        ("2030-01-01T08:00:00Z", datetime(2030, 1, 1, 8, tzinfo=UTC)),
+        ("2030-01-01T08:00:00+09:00", datetime(2029, 12, 31, 23, tzinfo=UTC)),
+    ],
+)
+def test_expiry_without_a_zone_is_china_time(tmp_path: Path, text: str, expected: datetime) -> None:
+    (item,) = read(write(tmp_path, "list.csv", f"type,value,expires_at\nphone,13800138000,{text}\n"))
+    assert item.expires_at == expected  # type: ignore[union-attr]
+    assert CHINA_TIME.utcoffset(None) == timedelta(hours=8) and isinstance(CHINA_TIME, timezone)
+
+
+def test_identifiers_only_ignores_the_labels(tmp_path: Path) -> None:
+    path = write(tmp_path, "list.csv", "type,value,category\nphone,13800138000,nonsense\n")
+    assert read(path, identifiers_only=True) == [record(2, "phone", PHONE)]
+
+
+def test_reprs_never_show_a_whole_value(tmp_path: Path) -> None:
+    items = read(write(tmp_path, "list.csv", "type,value\nphone,13800138000\nphone,13900139000x\n"))
+    shown = repr(items)
+    assert "'+86138…'" in shown and "'139001…'" in shown
+    assert "13800138000" not in shown and "13900139000" not in shown
+
+
+# Streaming -----------------------------------------------------------------------------------
+
+
+class CountingReader(io.BufferedReader):
+    """A binary file that counts the bytes handed out."""
+
+    bytes_read = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        CountingReader.bytes_read += len(data)
+        return data
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "gb18030"])
+def test_first_record_comes_before_the_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     encoding: str) -> None:
+    note = "备注" if encoding == "gb18030" else "note"
+    path = write(tmp_path, "big.csv", f"type,value,{note}\n" + "phone,13800138000,\n" * 200_000, encoding)
+    monkeypatch.setattr(Path, "open", lambda self, mode="r": CountingReader(io.FileIO(self, mode)))
+    CountingReader.bytes_read = 0
+    items = read_blacklist(path)
+    assert inspect.isgenerator(items)
+    assert next(items) == record(2, "phone", PHONE)
+    assert CountingReader.bytes_read <= 2 * 64 * 1024 < path.stat().st_size // 20
+
+
+def test_count_rows_counts_lines(tmp_path: Path) -> None:
+    assert count_rows(write(tmp_path, "a.csv", "type,value\nphone,1\nphone,2")) == 3
+    assert count_rows(write(tmp_path, "b.csv", "type,value\r\nphone,1\r\n")) == 2
+    assert count_rows(write(tmp_path, "c.jsonl", "")) == 0
