@@ -1,1 +1,197 @@
-"""Filled in by its own change."""
+"""``alliance-psi node report`` and ``node results``: a kept result, verified again, as leads.
+
+Both verify the kept signed result with the coordinator key again before showing anything: the
+node's database may have changed since the result was fetched, and a report must never show a
+lead the coordinator did not sign for this member and round.
+
+Security: reports hold raw identifiers. ``node report`` writes them only to a file its owner
+alone can read (mode 0600), atomically, so a reader never sees half a report; ``node results``
+prints values masked to their last four characters, since console output can end up in logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from alliance_psi.cli._options import reported
+from alliance_psi.cli.node import F, _option, database_option, node_group
+from alliance_psi.cli.reports import console_safe, holders_text, read_public_key
+from alliance_psi.crypto.signing import key_id
+from alliance_psi.errors import ConfigurationError, InvalidSignature, StorageError
+from alliance_psi.protocol.leads import build_leads
+from alliance_psi.protocol.result_codec import open_result
+from alliance_psi.reports import LeadReport, build_report, render_csv, render_html, render_json
+
+if TYPE_CHECKING:
+    from alliance_psi.storage import MemberRepository
+
+__all__ = ["load_report", "mask", "write_private"]
+
+_FORMATS: dict[str, Callable[[LeadReport], bytes]] = {"html": render_html, "csv": render_csv, "json": render_json}
+_FILE = click.Path(dir_okay=False, path_type=Path)
+_SHOWN = 4
+
+
+def mask(value: str) -> str:
+    """``value`` for the console: its last four characters behind ``****``.
+
+    Values shorter than eight characters are hidden whole: four would be half of them.
+    """
+    return "****" + value[-_SHOWN:] if len(value) >= 2 * _SHOWN else "*" * 2 * _SHOWN
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically with mode 0600: a temporary file in the same directory, then a rename.
+
+    Readers see the old file or the whole new one, never a part; the file is never readable by
+    others, not even while it is written. Raises ``ConfigurationError`` naming the path if it
+    cannot be written.
+    """
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # mkstemp already does; say it where it matters.
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        if isinstance(exc, OSError):
+            raise ConfigurationError(f"cannot write {path}: {exc.strerror}") from None
+        raise
+
+
+@contextlib.contextmanager
+def _member_repository(database: str) -> Iterator[MemberRepository]:
+    # Read-only: SQLite need not take the write lock that other node commands take.
+    from sqlalchemy.exc import DBAPIError
+
+    from alliance_psi.storage import MemberRepository, make_engine
+
+    engine = make_engine(database).execution_options(sqlite_begin="DEFERRED")
+    try:
+        with engine.connect() as conn:
+            yield MemberRepository(conn)
+    except DBAPIError as exc:
+        raise StorageError(f"cannot read the node database: {exc.orig}") from None
+    finally:
+        engine.dispose()
+
+
+def load_report(database: str, round_id: str, *, member_id: str, public_key: bytes) -> tuple[LeadReport, int]:
+    """The report for a kept result, verified again; also how many signed matches have no own identifier.
+
+    Raises:
+        NotFound: no result is kept for ``round_id``.
+        InvalidSignature: the kept result does not verify, is for another member or round, or its
+            stored key epoch differs from the signed one.
+        StorageError: the database cannot be read.
+    """
+    with _member_repository(database) as repo:
+        key_epoch, round_name, payload, signature, _ = repo.get_result(round_id)
+        result = open_result(public_key, payload, signature, round_id=round_id, member_id=member_id)
+        if result.key_epoch != key_epoch:
+            raise InvalidSignature(
+                f"kept result is filed under key epoch {key_epoch!r}, signed for {result.key_epoch!r}")
+        tokens = [match.match_token for match in result.matches]
+        own = repo.identifiers_for_tokens(result.key_epoch, tokens)
+        label_keys = repo.label_keys_for_tokens(result.key_epoch, tokens)
+    leads = build_leads(result, own, label_keys)
+    report = build_report(member_id=member_id, round_name=round_name, result=result, leads=leads, payload=payload,
+                          signature=signature, key_id=key_id(public_key))
+    return report, len(result.matches) - len(leads)
+
+
+def _identity_options(*, required: bool) -> Callable[[F], F]:
+    def decorate(function: F) -> F:
+        function = _option("--coordinator-key", type=_FILE, required=required,
+                           help="The coordinator's public signing key (signing.pub); results are verified again.",
+                           )(function)
+        return _option("--member-id", required=required,
+                       help="This member's id (the name in its certificate).")(function)
+    return decorate
+
+
+@node_group.command("report")
+@click.argument("round_id")
+@click.option("--format", "output_format", type=click.Choice(sorted(_FORMATS)), required=True, help="Report format.")
+@click.option("-o", "--output", type=_FILE, required=True, help="File to write (mode 0600: it holds raw identifiers).")
+@database_option
+@_identity_options(required=True)
+def report_command(round_id: str, output_format: str, output: Path, database: str, member_id: str,
+                   coordinator_key: Path) -> None:
+    """Write the investigators' report for a round to a private file.
+
+    HTML for reading, CSV for Excel, JSON for machines and for `alliance-psi report verify`.
+    """
+    with reported():
+        report, withdrawn = load_report(database, round_id, member_id=member_id,
+                                        public_key=read_public_key(coordinator_key))
+        write_private(output, _FORMATS[output_format](report))
+    holders = holders_text(report.by_holder_count())
+    skipped = f", {withdrawn} withdrawn identifiers left out" if withdrawn else ""
+    click.echo(console_safe(
+        f"wrote {output} ({output_format}, mode 0600): {len(report.leads)} leads in round {report.round_id} "
+        f"({report.round_name}), holders {holders}{skipped}; verified with coordinator key {report.key_id}"))
+
+
+def _leads_table(report: LeadReport) -> Table:
+    title = f"round {report.round_id} ({report.round_name}): {len(report.leads)} leads, threshold {report.threshold}"
+    table = Table(title=Text(console_safe(title)))
+    for column in ("type", "value", "holders", "category", "peer categories"):
+        table.add_column(column, justify="right" if column == "holders" else "left", no_wrap=column == "value")
+    for lead in report.leads:
+        peers = ", ".join(sorted({label.category for label in lead.peer_labels}))
+        if lead.unreadable_labels:
+            peers += f"{', ' if peers else ''}{lead.unreadable_labels} unreadable"
+        cells = (lead.type, mask(lead.canonical), str(lead.holder_count), lead.category, peers or "-")
+        table.add_row(*(Text(console_safe(cell)) for cell in cells))
+    return table
+
+
+def _results_table(rows: list[tuple[str, str, datetime]]) -> Table:
+    table = Table(title="kept results")
+    for column in ("round", "name", "fetched"):
+        table.add_column(column)
+    for round_id, name, fetched_at in rows:
+        fetched = fetched_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+        table.add_row(Text(console_safe(round_id)), Text(console_safe(name)), fetched)
+    return table
+
+
+@node_group.command("results")
+@click.argument("round_id", required=False)
+@database_option
+@_identity_options(required=False)
+def results_command(
+    round_id: str | None, database: str, member_id: str | None, coordinator_key: Path | None
+) -> None:
+    """List kept results, or show a round's leads with values masked (open the report for full values)."""
+    console = Console()
+    with reported():
+        if round_id is None:
+            with _member_repository(database) as repo:
+                rows = repo.list_results()
+            console.print(_results_table(rows) if rows else "no results kept yet")
+            return
+        if member_id is None or coordinator_key is None:
+            raise click.UsageError("--member-id and --coordinator-key are needed to show a round's leads")
+        public_key = read_public_key(coordinator_key)
+        report, _ = load_report(database, round_id, member_id=member_id, public_key=public_key)
+    console.print(_leads_table(report))

@@ -1,0 +1,164 @@
+"""The investigator's lead report: one member's leads for one round, with the signed evidence.
+
+A ``LeadReport`` holds raw identifiers. It exists only on the member node and in the files the
+node writes for its investigators (mode 0600); nothing here prints or logs an identifier, and
+``repr`` shows counts only.
+
+The evidence is the coordinator's signed result exactly as the node received it (payload and
+signature) with the id of the coordinator key. It proves which match tokens matched and how many
+members hold each; it cannot prove which raw identifier a token stands for, since only a holder
+of that identifier can compute its token.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+
+from alliance_psi.protocol.leads import Lead, LeadLabel
+from alliance_psi.protocol.model import MemberResult
+
+__all__ = [
+    "CATEGORY_NAMES",
+    "REPORT_FORMAT",
+    "REPORT_FORMAT_VERSION",
+    "SEVERITY_NAMES",
+    "TYPE_NAMES",
+    "LeadReport",
+    "build_report",
+    "lead_sort_key",
+]
+
+REPORT_FORMAT = "alliance-psi/lead-report"
+REPORT_FORMAT_VERSION = 1
+
+# Display names for investigators (DESIGN, "Lead categories" and "Identifier types").
+CATEGORY_NAMES = {
+    "proxy_rights_defense": "代理维权",
+    "anti_collection": "反催收",
+    "malicious_complaint": "恶意投诉",
+    "professional_complainant": "职业投诉人",
+    "loan_intermediary": "贷款中介",
+    "wool_party": "羊毛党",
+    "money_laundering": "洗钱",
+    "telecom_fraud": "电信诈骗",
+    "account_rental": "账户出租出借",
+    "other": "其他",
+}
+SEVERITY_NAMES = {"level1": "一级", "level2": "二级"}
+TYPE_NAMES = {
+    "phone": "手机号", "id_card": "身份证号", "bank_card": "银行卡号", "bank_account": "银行账号",
+    "uscc": "统一社会信用代码", "email": "电子邮箱", "ip": "IP 地址", "imei": "IMEI", "device_id": "设备号",
+    "wechat_id": "微信号", "qq": "QQ 号", "alipay_account": "支付宝账号", "org_name": "机构名称", "domain": "域名",
+}
+_SEVERITY_RANK = {"level1": 0, "level2": 1}
+
+
+def lead_sort_key(lead: Lead) -> tuple[int, int, str, str]:
+    """Most holders first, then level1 before level2 before anything else, then type and value."""
+    return (-lead.holder_count, _SEVERITY_RANK.get(lead.severity, 2), lead.type, lead.canonical)
+
+
+def _peer_sort_key(label: LeadLabel) -> tuple[int, str, str, date, str]:
+    # Sealed labels arrive in ciphertext order, which means nothing; show them in a stable one.
+    return (_SEVERITY_RANK.get(label.severity or "", 2), label.category, label.member or "",
+            label.first_seen or date.min, label.case_ref or "")
+
+
+@dataclass(frozen=True, slots=True)
+class LeadReport:
+    """A member's leads for one round, sorted by ``lead_sort_key``, with the signed evidence.
+
+    ``generated_at`` is timezone-aware UTC. ``payload`` and ``signature`` are the coordinator's
+    signed result as received; ``key_id`` names the coordinator key that verified it.
+    """
+
+    format_version: int
+    generated_at: datetime
+    member_id: str
+    round_id: str
+    round_name: str
+    key_epoch: str
+    threshold: int
+    submitted_count: int
+    leads: tuple[Lead, ...]
+    payload: bytes = field(repr=False)
+    signature: bytes = field(repr=False)
+    key_id: str
+
+    def __repr__(self) -> str:
+        return f"LeadReport(round={self.round_id}, member={self.member_id}, leads={len(self.leads)})"
+
+    def by_category(self) -> dict[str, int]:
+        """Leads per own category, most first (ties by name)."""
+        return _ranked(lead.category for lead in self.leads)
+
+    def by_holder_count(self) -> dict[int, int]:
+        """Leads per holder count, highest holder count first."""
+        counts = Counter(lead.holder_count for lead in self.leads)
+        return dict(sorted(counts.items(), reverse=True))
+
+    def by_peer_category(self) -> dict[str, int]:
+        """For each category a peer used, how many leads at least one peer labelled with it."""
+        return _ranked(category for lead in self.leads for category in {label.category for label in lead.peer_labels})
+
+    def by_severity(self) -> dict[str, int]:
+        """Leads per own severity, level1 first."""
+        counts = Counter(lead.severity for lead in self.leads)
+        return dict(sorted(counts.items(), key=lambda item: (_SEVERITY_RANK.get(item[0], 2), item[0])))
+
+
+def _ranked(values: Iterable[str]) -> dict[str, int]:
+    counts = Counter(values)
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def build_report(
+    *,
+    member_id: str,
+    round_name: str,
+    result: MemberResult,
+    leads: Iterable[Lead],
+    payload: bytes,
+    signature: bytes,
+    key_id: str,
+    generated_at: datetime | None = None,
+) -> LeadReport:
+    """Assemble a report from a verified result (``open_result``) and its leads (``build_leads``).
+
+    The caller must have verified ``payload`` and ``signature`` with the coordinator key
+    ``key_id``; ``result`` is what that payload decodes to. Leads are sorted by ``lead_sort_key``
+    and each lead's peer labels by severity, category and member. ``generated_at`` defaults to
+    now and is converted to UTC.
+
+    Raises:
+        ValueError: ``result`` is another member's, ``generated_at`` is naive, or a lead's token is
+            not among the result's matches (or its holder count differs).
+    """
+    if result.member_id != member_id:
+        raise ValueError(f"result is for member {result.member_id!r}, not {member_id!r}")
+    at = generated_at or datetime.now(UTC)
+    if at.tzinfo is None:
+        raise ValueError("generated_at must be timezone-aware")
+    signed = {match.match_token: match.holder_count for match in result.matches}
+    ordered = tuple(sorted((replace(lead, peer_labels=tuple(sorted(lead.peer_labels, key=_peer_sort_key)))
+                            for lead in leads), key=lead_sort_key))
+    for lead in ordered:
+        if signed.get(lead.match_token) != lead.holder_count:
+            raise ValueError(f"a {lead.type} lead does not match the result it is reported with")
+    return LeadReport(
+        format_version=REPORT_FORMAT_VERSION,
+        generated_at=at.astimezone(UTC),
+        member_id=member_id,
+        round_id=result.round_id,
+        round_name=round_name,
+        key_epoch=result.key_epoch,
+        threshold=result.threshold,
+        submitted_count=result.submitted_count,
+        leads=ordered,
+        payload=payload,
+        signature=signature,
+        key_id=key_id,
+    )

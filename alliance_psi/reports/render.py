@@ -1,0 +1,141 @@
+"""Machine-readable renderings of a lead report: JSON (verifiable) and CSV (for Excel).
+
+Both hold raw identifiers: the caller writes them to files readable by their owner only (0600)
+and never prints them. ``report_document`` is the one description of a report as plain data; the
+JSON file is exactly that document, the HTML page embeds it, and ``verify_report_json`` reads it.
+
+CSV cells come from the member's database and from peers' labels, so they are untrusted: a cell
+that a spreadsheet would run as a formula (it starts with ``= + - @``, a tab or a carriage
+return) gets a leading single quote.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import unicodedata
+from typing import Any
+
+from alliance_psi.protocol.leads import Lead, LeadLabel
+from alliance_psi.reports.model import REPORT_FORMAT, LeadReport
+
+__all__ = ["CSV_COLUMNS", "describe_peer", "display_text", "render_csv", "render_json", "report_document"]
+
+CSV_COLUMNS = (
+    "# 序号",
+    "identifier_type 类型",
+    "value 标识值",
+    "holder_count 持有机构数",
+    "category 本行类别",
+    "severity 等级",
+    "case_ref 案件编号",
+    "first_seen 首次发现",
+    "peer_labels 同业标签",
+    "unreadable_peer_labels 无法解读的同业标签",
+    "match_token 匹配令牌",
+)
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def display_text(value: object) -> str:
+    """``value`` as text to show a person, with every control or format character replaced by U+FFFD.
+
+    That removes terminal escape sequences, bidi overrides (which can show a number reversed) and
+    zero-width characters from untrusted text before a page or a console shows it. The JSON and
+    CSV files keep values as they are.
+    """
+    text = "" if value is None else str(value)
+    return "".join("\ufffd" if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in text)
+
+
+def _peer(label: LeadLabel) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "category": label.category,
+        "severity": label.severity,
+        "first_seen": label.first_seen.isoformat() if label.first_seen else None,
+        "case_ref": label.case_ref,
+    }
+    if label.member:
+        data["member"] = label.member
+    return data
+
+
+def _lead(lead: Lead) -> dict[str, Any]:
+    return {
+        "type": lead.type,
+        "value": lead.canonical,
+        "category": lead.category,
+        "severity": lead.severity or None,
+        "case_ref": lead.case_ref or None,
+        "first_seen": lead.first_seen.isoformat() if lead.first_seen else None,
+        "holder_count": lead.holder_count,
+        "match_token": lead.match_token.hex(),
+        "peer_labels": [_peer(label) for label in lead.peer_labels],
+        "unreadable_peer_labels": lead.unreadable_labels,
+    }
+
+
+def report_document(report: LeadReport) -> dict[str, Any]:
+    """The report as JSON-ready data: metadata, summary, leads in report order, and evidence."""
+    return {
+        "format": REPORT_FORMAT,
+        "format_version": report.format_version,
+        "generated_at": report.generated_at.isoformat().replace("+00:00", "Z"),
+        "member_id": report.member_id,
+        "round_id": report.round_id,
+        "round_name": report.round_name,
+        "key_epoch": report.key_epoch,
+        "threshold": report.threshold,
+        "submitted_count": report.submitted_count,
+        "summary": {
+            "leads": len(report.leads),
+            "by_category": report.by_category(),
+            "by_holder_count": {str(k): v for k, v in report.by_holder_count().items()},
+            "by_peer_category": report.by_peer_category(),
+            "by_severity": report.by_severity(),
+        },
+        "leads": [_lead(lead) for lead in report.leads],
+        "evidence": {
+            "payload_b64": base64.b64encode(report.payload).decode("ascii"),
+            "signature_b64": base64.b64encode(report.signature).decode("ascii"),
+            "key_id": report.key_id,
+        },
+    }
+
+
+def render_json(report: LeadReport) -> bytes:
+    """The verifiable JSON report: UTF-8, keys sorted, non-ASCII text kept as is, newline-terminated."""
+    text = json.dumps(report_document(report), ensure_ascii=False, sort_keys=True, indent=2)
+    return (text + "\n").encode("utf-8")
+
+
+def describe_peer(label: LeadLabel) -> str:
+    """One peer label in one line: ``category/severity (member)``, parts present only when set."""
+    text = label.category + (f"/{label.severity}" if label.severity else "")
+    return text + (f" ({label.member})" if label.member else "")
+
+
+def _neutralized(value: object) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def render_csv(report: LeadReport) -> bytes:
+    """One row per lead under a bilingual header; UTF-8 with BOM (Excel reads Chinese), CRLF endings.
+
+    Every cell is neutralized against formula injection (see the module docstring).
+    """
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for number, lead in enumerate(report.leads, start=1):
+        row = (
+            number, lead.type, lead.canonical, lead.holder_count, lead.category, lead.severity, lead.case_ref,
+            lead.first_seen.isoformat() if lead.first_seen else "",
+            "; ".join(describe_peer(label) for label in lead.peer_labels),
+            lead.unreadable_labels, lead.match_token.hex(),
+        )
+        writer.writerow([_neutralized(cell) for cell in row])
+    return out.getvalue().encode("utf-8-sig")

@@ -1,0 +1,112 @@
+"""A real signed result with real sealed peer labels, and the report built from it.
+
+Shared by the report unit tests, the Chromium test and the CLI tests. Tokens and label keys are
+derived from names (no OPRF needed): ``build_leads`` opens the sealed labels for real.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from alliance_psi.crypto.labels import LabelContext, seal_label
+from alliance_psi.crypto.signing import SigningKey
+from alliance_psi.protocol.leads import Lead, LeadLabel, build_leads
+from alliance_psi.protocol.model import MatchedToken, MemberResult
+from alliance_psi.protocol.result_codec import open_result, sign_result
+from alliance_psi.reports import LeadReport, build_report
+
+KEY = SigningKey.generate()
+ROUND_ID = "r-2025q2"
+ROUND_NAME = "2025 年第二季度联盟对碰"
+MEMBER_ID = "bank-a"
+KEY_EPOCH = "2025-06"
+THRESHOLD = 2
+SUBMITTED = 1200
+GENERATED_AT = datetime(2025, 6, 30, 8, 15, tzinfo=UTC)
+XSS = "<script>alert(1)</script>"
+FORMULA = "=cmd|' /C calc'!A0"
+
+
+@dataclass(frozen=True)
+class Planted:
+    """One of the member's identifiers that matched, and what the other holders said."""
+
+    type: str
+    canonical: str
+    category: str
+    severity: str
+    holders: int
+    peers: tuple[LeadLabel, ...] = ()
+    unreadable: int = 0
+    case_ref: str = ""
+    first_seen: date | None = None
+    extra_labels: tuple[bytes, ...] = field(default=())
+
+    @property
+    def token(self) -> bytes:
+        return hashlib.sha256(f"token:{self.type}:{self.canonical}".encode()).digest()[:16]
+
+    @property
+    def label_key(self) -> bytes:
+        return hashlib.sha256(f"label-key:{self.type}:{self.canonical}".encode()).digest()
+
+    def own(self) -> tuple[str, str, str, str, date | None, str]:
+        return (self.type, self.canonical, self.category, self.severity, self.first_seen, self.case_ref)
+
+
+PLANTED = (
+    Planted("phone", "+8613800138000", "proxy_rights_defense", "level1", 4, (
+        LeadLabel("proxy_rights_defense", "level1", date(2025, 3, 2), "ZS-2025-0311", "某银行"),
+        LeadLabel("malicious_complaint", "level2"),
+        LeadLabel("proxy_rights_defense", "level1", date(2025, 4, 18)),
+    ), case_ref="AJ-2025-0042", first_seen=date(2025, 2, 14)),
+    Planted("id_card", "11010519491231002X", "anti_collection", "level1", 3, (
+        LeadLabel("anti_collection", "level1", None, None, "城商行联合体"),
+        LeadLabel("anti_collection", "level2"),
+    ), first_seen=date(2024, 11, 5)),
+    Planted("bank_card", "6222020200112233445", "loan_intermediary", "level2", 3, (
+        LeadLabel("wool_party", "level1", None, None, "某银行"), LeadLabel("loan_intermediary"),
+    ), case_ref="AJ-2025-0077"),
+    Planted("org_name", "上海某某金融信息服务有限公司", "loan_intermediary", "level1", 2, (
+        LeadLabel("loan_intermediary", "level1", date(2025, 1, 9), "沪-2025-17"),
+    )),
+    Planted("qq", "12345678", "wool_party", "level2", 2, (
+        LeadLabel("wool_party", None, None, XSS, "某行</td><img src=x onerror=alert(2)>"),
+    )),
+    Planted("wechat_id", FORMULA, "other", "level2", 2, (), unreadable=1),
+    Planted("email", "agent.wq@example.com", "professional_complainant", "level1", 2, (
+        LeadLabel("professional_complainant", "level1", date(2025, 5, 20)),
+    )),
+)
+
+
+def sealed_labels(planted: Planted, round_id: str) -> tuple[bytes, ...]:
+    context = LabelContext(round_id, planted.token)
+    sealed = [seal_label(planted.label_key, label.encode(), context) for label in planted.peers]
+    sealed += [seal_label(bytes(32), b'{"c":"other"}', context) for _ in range(planted.unreadable)]
+    return tuple(sealed) + planted.extra_labels
+
+
+def member_result(planted: tuple[Planted, ...] = PLANTED, *, round_id: str = ROUND_ID,
+                  member_id: str = MEMBER_ID) -> MemberResult:
+    matches = tuple(MatchedToken(p.token, p.holders, sealed_labels(p, round_id)) for p in planted)
+    return MemberResult(round_id, member_id, KEY_EPOCH, THRESHOLD, SUBMITTED, matches)
+
+
+def signed(result: MemberResult, key: SigningKey = KEY) -> tuple[bytes, bytes]:
+    return sign_result(key, result)
+
+
+def leads_for(result: MemberResult, planted: tuple[Planted, ...] = PLANTED) -> list[Lead]:
+    own = {p.token: p.own() for p in planted}
+    return build_leads(result, own, {p.token: p.label_key for p in planted})
+
+
+def make_report(planted: tuple[Planted, ...] = PLANTED, *, key: SigningKey = KEY, round_id: str = ROUND_ID,
+                member_id: str = MEMBER_ID) -> LeadReport:
+    payload, signature = signed(member_result(planted, round_id=round_id, member_id=member_id), key)
+    result = open_result(key.public_key, payload, signature, round_id=round_id, member_id=member_id)
+    return build_report(member_id=member_id, round_name=ROUND_NAME, result=result, leads=leads_for(result, planted),
+                        payload=payload, signature=signature, key_id=key.key_id, generated_at=GENERATED_AT)
