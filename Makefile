@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/alliance-psi demo
 
 test: $(STAMP)
+	bash scripts/ensure_chromium.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 BENCH_VENV := .venv-bench

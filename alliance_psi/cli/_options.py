@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from alliance_psi.config import TlsConfig
 from alliance_psi.errors import AlliancePsiError
@@ -34,8 +35,15 @@ def tls_config(ca_cert: Path, cert: Path, key: Path, crl: Path | None) -> TlsCon
 
 @contextmanager
 def reported() -> Iterator[None]:
-    """Turn any alliance-psi error into a one-line CLI error (exit code 1) with its exact reason."""
+    """Turn any alliance-psi error into a one-line CLI error (exit code 1) with its exact reason.
+
+    A database error shows the driver's first line only: SQLAlchemy's own message (and a
+    PostgreSQL DETAIL line) may quote the statement's values, which can be raw identifiers.
+    """
     try:
         yield
     except AlliancePsiError as exc:
         raise click.ClickException(str(exc)) from None
+    except SQLAlchemyError as exc:
+        cause = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()
+        raise click.ClickException(f"database error: {cause[0] if cause else type(exc).__name__}") from None

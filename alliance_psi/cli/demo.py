@@ -60,7 +60,8 @@ def _plant(
         group = rng.sample(members, rng.randint(2, len(members)))
         holders[_canonical(row)] = len(group)
         for member in group:
-            lists[member].append({**row, "category": rng.choice(CATEGORIES)})
+            case_ref = f"{member.split('-')[-1].upper()}-{rng.randint(2024, 2026)}-{rng.randint(0, 999_999):06d}"
+            lists[member].append({**row, "category": rng.choice(CATEGORIES), "case_ref": case_ref})
     for i, member in enumerate(members):
         lists[member].extend(universe[shared + i * size : shared + (i + 1) * size])
         rng.shuffle(lists[member])
@@ -182,7 +183,7 @@ def _demo(members_count: int, size: int, threshold: int, shared: int, out: Path,
             if proc.returncode != 0:
                 raise AlliancePsiError(f"{member}: join failed:\n{(stderr or stdout).strip()[-2000:]}")
         table = Table(title=f"demo round {round_id} (threshold {threshold})")
-        for column in ("member", "identifiers", "leads found", "planted", "by holder count", "report"):
+        for column in ("member", "identifiers", "leads found", "planted", "by holder count", "check"):
             table.add_column(column)
         failures = []
         for member in members:
@@ -199,12 +200,13 @@ def _demo(members_count: int, size: int, threshold: int, shared: int, out: Path,
             holders = Counter(found.values())
             table.add_row(member, f"{len(lists[member]):,}", f"{len(found):,}", f"{len(expected):,}",
                           ", ".join(f"{n}: {c}" for n, c in sorted(holders.items(), reverse=True)),
-                          f"{home / 'report.html'}" + ("" if ok else "  [red]MISMATCH[/red]"))
+                          "[green]ok[/green]" if ok else "[red]MISMATCH[/red]")
         console.print(table)
     if failures:
         raise AlliancePsiError(f"found != planted for {', '.join(failures)}")
-    console.print(f"[green]found == planted for every member[/green] in {time.monotonic() - started:.1f} s; "
-                  f"open {out / members[0] / 'report.html'}")
+    console.print(f"[green]found == planted for every member[/green] in {time.monotonic() - started:.1f} s")
+    for member in members:
+        console.print(f"  {member}: {out / member / 'report.html'}  (also report.json, node.toml, node.db)")
 
 
 def _material(pki_dir: Path, name: str):  # type: ignore[no-untyped-def]

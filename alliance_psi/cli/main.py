@@ -43,8 +43,9 @@ def _register() -> None:
     from alliance_psi.cli.pki import pki_group
 
     from alliance_psi.cli.demo import demo
+    from alliance_psi.cli.reports import report_group  # Also attaches `coordinator report`.
 
-    for group in (pki_group, custodian_group, coordinator_group, node_group, demo):
+    for group in (pki_group, custodian_group, coordinator_group, node_group, report_group, demo):
         main.add_command(group)
 
 

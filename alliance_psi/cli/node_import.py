@@ -78,7 +78,7 @@ def import_file(file: Path, type_: str | None, strict: bool, rejects_path: Path 
     rejects_path = rejects_path or file.with_name(file.name + ".rejects.csv")
     if rejects_path.resolve() == file.resolve():
         raise click.UsageError("--rejects must not be the input file")
-    with reported(), _database_errors():
+    with reported():
         with _engine(database) as engine:
             tally = _import(engine, file, type_, strict, rejects_path)
     _print_summary(f"import {file.name}", tally)
@@ -148,7 +148,7 @@ def withdraw(type_: str | None, file: Path | None, values: tuple[str, ...], data
         raise click.UsageError("VALUE arguments need --type")
     tally = _Tally({"withdrawn": 0, "not found": 0, "invalid": 0})
     not_found: list[int] = []
-    with reported(), _database_errors():
+    with reported():
         items = (read_blacklist(file, default_type=type_, identifiers_only=True) if file is not None
                  else _arguments(type_ or "", values))
         with _engine(database) as engine, engine.begin() as conn:
@@ -184,7 +184,7 @@ def _arguments(type_: str, values: Iterable[str]) -> Iterator[ImportRecord | Rej
 @database_option
 def purge_expired(database: str) -> None:
     """Delete the identifiers whose expiry time has passed, with their cached tokens."""
-    with reported(), _database_errors():
+    with reported():
         with _engine(database) as engine, engine.begin() as conn:
             purged = MemberRepository(conn).purge_expired(datetime.now(UTC))
     click.echo(f"purged {purged} expired identifiers")
@@ -199,7 +199,7 @@ def status(database: str) -> None:
         .group_by(identifiers.c.type, identifiers.c.category)
         .order_by(identifiers.c.type, identifiers.c.category)
     )
-    with reported(), _database_errors():
+    with reported():
         with _engine(database) as engine, engine.execution_options(sqlite_begin="DEFERRED").connect() as conn:
             counts = [tuple(row) for row in conn.execute(query)]
     table = Table(title="identifiers on this node", box=box.SIMPLE)
@@ -223,17 +223,6 @@ def _engine(database: str) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
-
-
-@contextmanager
-def _database_errors() -> Iterator[None]:
-    """Report a database error as ``StorageError`` with the driver's first line only: SQLAlchemy's
-    own message (and a PostgreSQL DETAIL line) may quote the statement's values."""
-    try:
-        yield
-    except SQLAlchemyError as exc:
-        cause = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()
-        raise StorageError(f"database error: {cause[0] if cause else type(exc).__name__}") from None
 
 
 @contextmanager

@@ -49,7 +49,7 @@ from zipfile import BadZipFile
 from alliance_psi.errors import AlliancePsiError, InvalidIdentifier, truncate_value
 from alliance_psi.identifiers.registry import normalize
 from alliance_psi.identifiers.types import Identifier, IdentifierType
-from alliance_psi.protocol.leads import CATEGORIES, SEVERITIES
+from alliance_psi.identifiers.categories import CATEGORIES, SEVERITIES
 
 __all__ = [
     "CHINA_TIME", "COLUMN_ALIASES", "FIELDS", "ImportFileError", "ImportRecord", "Rejection", "count_rows",

@@ -16,15 +16,11 @@ from collections.abc import Mapping
 
 from alliance_psi.crypto.labels import LabelContext, open_label
 from alliance_psi.errors import InvalidLabel
+from alliance_psi.identifiers.categories import CATEGORIES, SEVERITIES
 from alliance_psi.protocol.model import MemberResult
 
 __all__ = ["CATEGORIES", "SEVERITIES", "Lead", "LeadLabel", "OwnIdentifier", "build_leads"]
 
-CATEGORIES = (
-    "proxy_rights_defense", "anti_collection", "malicious_complaint", "professional_complainant",
-    "loan_intermediary", "wool_party", "money_laundering", "telecom_fraud", "account_rental", "other",
-)
-SEVERITIES = ("level1", "level2")
 _KEYS = {"c": "category", "s": "severity", "f": "first_seen", "r": "case_ref", "m": "member"}
 
 

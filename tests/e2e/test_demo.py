@@ -1,0 +1,41 @@
+"""``alliance-psi demo``: the whole alliance as separate processes, checked against what it planted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from alliance_psi.cli._processes import cli_command
+from alliance_psi.cli.main import main
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def test_demo_finds_exactly_what_it_planted(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    done = subprocess.run(cli_command("demo", "--members", "3", "--size", "80", "--out", str(out)),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "found == planted for every member" in done.stdout
+    for member in ("bank-a", "bank-b", "cfc-c"):
+        html = (out / member / "report.html").read_text(encoding="utf-8")
+        assert "<table" in html and "http://" not in html
+        report = json.loads((out / member / "report.json").read_text(encoding="utf-8"))
+        assert report["member_id"] == member and report["leads"]
+        verify = subprocess.run(cli_command("report", "verify", str(out / member / "report.json"),
+                                            "--coordinator-key", str(out / "alliance" / "signing.pub")),
+                                capture_output=True, text=True)
+        assert verify.returncode == 0 and verify.stdout.startswith("valid"), verify.stdout + verify.stderr
+    # The GB18030 file with Chinese headers was imported without rejections.
+    assert not list((out / "bank-b").glob("*.rejects.csv"))
+
+
+def test_demo_refuses_a_threshold_above_the_member_count(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["demo", "--members", "3", "--threshold", "4", "--out", str(tmp_path / "d")])
+    assert result.exit_code == 2
+    assert "threshold 4 exceeds the 3 members" in result.output
+    assert not (tmp_path / "d").exists()
