@@ -13,11 +13,9 @@ from __future__ import annotations
 import csv
 import json
 import random
-import shutil
 import subprocess
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +24,11 @@ from rich.console import Console
 from rich.table import Table
 
 from alliance_psi.cli._options import reported
-from alliance_psi.cli._processes import ServerProcess, cli_command, tls_args
+from alliance_psi.cli._local_alliance import local_alliance
 from alliance_psi.errors import AlliancePsiError
 
 __all__ = ["demo"]
 
-EPOCH = "demo-epoch"
 MEMBER_NAMES = ("bank-a", "bank-b", "cfc-c", "bank-d", "cfc-e", "bank-f", "bank-g", "cfc-h", "bank-i", "bank-j")
 DISPLAY = {"bank-a": "甲银行", "bank-b": "乙银行", "cfc-c": "丙消费金融"}
 _CN_HEADERS = {"type": "类型", "value": "值", "category": "类别", "severity": "级别", "first_seen": "首次发现", "case_ref": "案件编号"}
@@ -90,23 +87,6 @@ def _write_blacklist(path: Path, rows: list[dict[str, Any]], style: int) -> Path
     return path
 
 
-def _run(args: list[str], what: str) -> str:
-    done = subprocess.run(cli_command(*args), capture_output=True, text=True)
-    if done.returncode != 0:
-        raise AlliancePsiError(f"{what} failed:\n{(done.stderr or done.stdout).strip()[-2000:]}")
-    return done.stdout
-
-
-def _node_toml(path: Path, values: dict[str, Any]) -> None:
-    lines = ["[node]"]
-    for key, value in values.items():
-        if isinstance(value, list):
-            lines.append(f"{key} = [{', '.join(json.dumps(v) for v in value)}]")
-        else:
-            lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
 @click.command("demo")
 @click.option("--members", type=click.IntRange(2, len(MEMBER_NAMES)), default=3, show_default=True, help="Member nodes.")
 @click.option("--size", type=click.IntRange(min=10), default=2000, show_default=True, help="Identifiers per member.")
@@ -124,59 +104,23 @@ def demo(members: int, size: int, threshold: int, shared: int | None, out: Path,
 
 
 def _demo(members_count: int, size: int, threshold: int, shared: int, out: Path, seed: int) -> None:
-    from alliance_psi.crypto.key_shares import KeyShare
-    from alliance_psi.crypto.signing import SigningKey
-    from alliance_psi.protocol.coordinator import RoundSpec
-    from alliance_psi.protocol.model import Role
-    from alliance_psi.services import pki
-    from alliance_psi.services.clients import CoordinatorClient
-
     console = Console()
     started = time.monotonic()
     members = list(MEMBER_NAMES[:members_count])
-    if out.exists():
-        shutil.rmtree(out)
-    pki_dir = out / "alliance" / "pki"
-    ca = pki.init_ca("Demo")
-    pki.write_ca(ca, pki_dir)
-    for role, name in [(Role.COORDINATOR, "coordinator"), (Role.CUSTODIAN, "custodian-1"), (Role.ADMIN, "operator")] + [
-            (Role.MEMBER, m) for m in members]:
-        pki.write_issued(pki.issue(ca, role=role, name=name), pki_dir, name)
-    signing = SigningKey.generate()
-    (out / "alliance" / "signing.key").write_bytes(signing.to_pem())
-    (out / "alliance" / "signing.pub").write_text(signing.public_key.hex() + "\n")
-    (out / "alliance" / "custodian.share").write_bytes(KeyShare.generate(EPOCH).to_bytes())
-    console.print(f"[bold]alliance[/bold]: CA, certificates for {len(members)} members, coordinator, custodian, operator")
-
     rng = random.Random(seed)
     lists, planted = _plant(rng, members, size, shared)
-    with ServerProcess(["custodian", "serve", "--name", "custodian-1", "--listen", "127.0.0.1:0",
-                        *tls_args(pki_dir, "custodian-1"), "--key-share", str(out / "alliance" / "custodian.share"),
-                        "--database", f"sqlite:///{out / 'alliance' / 'custodian.db'}"]) as custodian, \
-         ServerProcess(["coordinator", "serve", "--listen", "127.0.0.1:0", *tls_args(pki_dir, "coordinator"),
-                        "--signing-key", str(out / "alliance" / "signing.key"),
-                        "--database", f"sqlite:///{out / 'alliance' / 'coordinator.db'}", "--tick", "0.5"]) as coordinator:
-        console.print(f"[bold]servers[/bold]: coordinator on {coordinator.address}, custodian on {custodian.address}")
+    with local_alliance(out, members, display_names=DISPLAY) as alliance:
+        console.print(f"[bold]alliance[/bold]: CA and certificates for {len(members)} members, the operator, a coordinator "
+                      f"on {alliance.coordinator.address} and an independent custodian on {alliance.custodian.address}")
         for i, member in enumerate(members):
-            home = out / member
-            home.mkdir(parents=True)
-            blacklist = _write_blacklist(home / "blacklist", lists[member], i)
-            _node_toml(home / "node.toml", {
-                "database": f"sqlite:///{home / 'node.db'}", "member-id": member, "ca": str(pki_dir / "ca.pem"),
-                "cert": str(pki_dir / f"{member}.pem"), "key": str(pki_dir / f"{member}.key"),
-                "coordinator": coordinator.address, "custodian": [custodian.address],
-                "coordinator-key": str(out / "alliance" / "signing.pub"), "data-dir": str(home / "secrets"),
-                **({"display-name": DISPLAY[member]} if member in DISPLAY else {})})
-            _run(["node", "--config", str(home / "node.toml"), "import", str(blacklist)], f"{member}: import")
+            blacklist = _write_blacklist(alliance.home(member) / "blacklist", lists[member], i)
+            alliance.run_node(member, "import", str(blacklist))
         console.print(f"[bold]blacklists[/bold]: {size} identifiers per member + {shared} planted shared leads "
-                      f"(CSV UTF-8, CSV GB18030, JSONL)")
-        with CoordinatorClient(coordinator.address, _material(pki_dir, "operator")) as admin:
-            round_id = admin.create_round(RoundSpec(
-                name="演示轮次 demo round", threshold=threshold, key_epoch=EPOCH,
-                deadline=datetime.now(UTC) + timedelta(minutes=30), allowed_types=("phone", "id_card", "bank_card", "uscc"),
-                invited=tuple(members), share_labels=True)).round_id
+                      f"(CSV UTF-8, CSV GB18030, JSONL), imported by each member's node")
+        round_id = alliance.create_round(name="演示轮次 demo round", threshold=threshold,
+                                         types=("phone", "id_card", "bank_card", "uscc"))
         console.print(f"[bold]round[/bold] {round_id}: threshold {threshold}, {len(members)} members invited")
-        joins = [subprocess.Popen(cli_command("node", "--config", str(out / m / "node.toml"), "join", round_id, "--wait", "300"),
+        joins = [subprocess.Popen(alliance.node_command(m, "join", round_id, "--wait", "300"),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for m in members]
         for member, proc in zip(members, joins):
             stdout, stderr = proc.communicate(timeout=900)
@@ -187,10 +131,9 @@ def _demo(members_count: int, size: int, threshold: int, shared: int, out: Path,
             table.add_column(column)
         failures = []
         for member in members:
-            home = out / member
+            home = alliance.home(member)
             for fmt in ("html", "json"):
-                _run(["node", "--config", str(home / "node.toml"), "report", round_id, "--format", fmt,
-                      "-o", str(home / f"report.{fmt}")], f"{member}: report")
+                alliance.run_node(member, "report", round_id, "--format", fmt, "-o", str(home / f"report.{fmt}"))
             found = _found(home / "report.json")
             held = {_canonical(row) for row in lists[member]}
             expected = {v: n for v, n in planted.items() if n >= threshold and v in held}
@@ -207,12 +150,6 @@ def _demo(members_count: int, size: int, threshold: int, shared: int, out: Path,
     console.print(f"[green]found == planted for every member[/green] in {time.monotonic() - started:.1f} s")
     for member in members:
         console.print(f"  {member}: {out / member / 'report.html'}  (also report.json, node.toml, node.db)")
-
-
-def _material(pki_dir: Path, name: str):  # type: ignore[no-untyped-def]
-    from alliance_psi.config import TlsConfig
-
-    return TlsConfig(ca_cert=pki_dir / "ca.pem", cert=pki_dir / f"{name}.pem", key=pki_dir / f"{name}.key").load()
 
 
 def _found(report_json: Path) -> dict[str, int]:

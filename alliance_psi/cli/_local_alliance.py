@@ -1,0 +1,122 @@
+"""A throwaway alliance on this machine, for the demo and the benchmarks.
+
+``LocalAlliance`` writes a CA and certificates, the coordinator's signing key and one custodian
+key share under a directory, starts the coordinator and the custodian as separate server
+processes on loopback ports, writes one ``node.toml`` per member, and stops the servers on exit.
+Members then run as their own ``alliance-psi node`` processes (``node_command``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from alliance_psi.cli._processes import ServerProcess, cli_command, tls_args
+from alliance_psi.errors import AlliancePsiError
+
+__all__ = ["EPOCH", "LocalAlliance", "local_alliance"]
+
+EPOCH = "demo-epoch"
+
+
+@dataclass
+class LocalAlliance:
+    """A running local alliance: where its files are and where its servers listen."""
+
+    root: Path
+    members: list[str]
+    coordinator: ServerProcess
+    custodian: ServerProcess
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.root / "alliance" / "pki"
+
+    def home(self, member: str) -> Path:
+        return self.root / member
+
+    def node_command(self, member: str, *args: str) -> list[str]:
+        """The argv of ``alliance-psi node --config <member's node.toml> ARGS``."""
+        return cli_command("node", "--config", str(self.home(member) / "node.toml"), *args)
+
+    def run_node(self, member: str, *args: str) -> str:
+        """Run a node command to completion; raise with its stderr if it fails."""
+        done = subprocess.run(self.node_command(member, *args), capture_output=True, text=True)
+        if done.returncode != 0:
+            raise AlliancePsiError(f"{member}: node {args[0]} failed:\n{(done.stderr or done.stdout).strip()[-2000:]}")
+        return done.stdout
+
+    def create_round(self, *, name: str, threshold: int, types: Sequence[str], share_labels: bool = True) -> str:
+        """Open a round inviting every member, as the operator; return its id."""
+        from alliance_psi.config import TlsConfig
+        from alliance_psi.protocol.coordinator import RoundSpec
+        from alliance_psi.services.clients import CoordinatorClient
+
+        tls = TlsConfig(ca_cert=self.pki_dir / "ca.pem", cert=self.pki_dir / "operator.pem",
+                        key=self.pki_dir / "operator.key").load()
+        spec = RoundSpec(name=name, threshold=threshold, key_epoch=EPOCH, deadline=datetime.now(UTC) + timedelta(hours=2),
+                         allowed_types=tuple(types), invited=tuple(self.members), share_labels=share_labels)
+        with CoordinatorClient(self.coordinator.address, tls) as admin:
+            return admin.create_round(spec).round_id
+
+
+def _write_keys(root: Path, members: Sequence[str]) -> None:
+    from alliance_psi.crypto.key_shares import KeyShare
+    from alliance_psi.crypto.signing import SigningKey
+    from alliance_psi.protocol.model import Role
+    from alliance_psi.services import pki
+
+    pki_dir = root / "alliance" / "pki"
+    ca = pki.init_ca("Local")
+    pki.write_ca(ca, pki_dir)
+    parties = [(Role.COORDINATOR, "coordinator"), (Role.CUSTODIAN, "custodian-1"), (Role.ADMIN, "operator")]
+    for role, name in parties + [(Role.MEMBER, m) for m in members]:
+        pki.write_issued(pki.issue(ca, role=role, name=name), pki_dir, name)
+    signing = SigningKey.generate()
+    (root / "alliance" / "signing.key").write_bytes(signing.to_pem())
+    (root / "alliance" / "signing.pub").write_text(signing.public_key.hex() + "\n")
+    (root / "alliance" / "custodian.share").write_bytes(KeyShare.generate(EPOCH).to_bytes())
+
+
+def _write_node_toml(path: Path, values: dict[str, Any]) -> None:
+    lines = ["[node]"]
+    for key, value in values.items():
+        rendered = f"[{', '.join(json.dumps(v) for v in value)}]" if isinstance(value, list) else json.dumps(value, ensure_ascii=False)
+        lines.append(f"{key} = {rendered}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@contextlib.contextmanager
+def local_alliance(
+    root: Path, members: Sequence[str], *, display_names: dict[str, str] | None = None, quota: int = 50_000_000
+) -> Iterator[LocalAlliance]:
+    """Create (replacing ``root``) and run a local alliance; stop its servers on exit."""
+    if root.exists():
+        shutil.rmtree(root)
+    (root / "alliance").mkdir(parents=True)
+    _write_keys(root, members)
+    alliance_dir = root / "alliance"
+    pki_dir = alliance_dir / "pki"
+    with ServerProcess(["custodian", "serve", "--name", "custodian-1", "--listen", "127.0.0.1:0",
+                        *tls_args(pki_dir, "custodian-1"), "--key-share", str(alliance_dir / "custodian.share"),
+                        "--database", f"sqlite:///{alliance_dir / 'custodian.db'}", "--quota", str(quota)]) as custodian, \
+         ServerProcess(["coordinator", "serve", "--listen", "127.0.0.1:0", *tls_args(pki_dir, "coordinator"),
+                        "--signing-key", str(alliance_dir / "signing.key"),
+                        "--database", f"sqlite:///{alliance_dir / 'coordinator.db'}", "--tick", "0.2"]) as coordinator:
+        for member in members:
+            home = root / member
+            home.mkdir(parents=True)
+            _write_node_toml(home / "node.toml", {
+                "database": f"sqlite:///{home / 'node.db'}", "member-id": member, "ca": str(pki_dir / "ca.pem"),
+                "cert": str(pki_dir / f"{member}.pem"), "key": str(pki_dir / f"{member}.key"),
+                "coordinator": coordinator.address, "custodian": [custodian.address],
+                "coordinator-key": str(alliance_dir / "signing.pub"), "data-dir": str(home / "secrets"),
+                **({"display-name": display_names[member]} if display_names and member in display_names else {})})
+        yield LocalAlliance(root, list(members), coordinator, custodian)
