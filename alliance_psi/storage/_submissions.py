@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from alliance_psi.errors import Conflict, InvalidRequest, NotFound, RoundClosed
 from alliance_psi.protocol.model import RoundState, SubmissionState, SubmissionStatus
 from alliance_psi.protocol.submission import SubmissionDigest
-from alliance_psi.storage._common import insert_ignoring, stream
+from alliance_psi.storage._common import bulk_insert, insert_ignoring, stream
 from alliance_psi.storage.schema import (
     HASH_SIZE,
     TOKEN_SIZE,
@@ -111,19 +111,13 @@ class SubmissionStore:
                         received_at=at,
                     )
                 )
-                if items:
-                    rows = [
-                        {
-                            "round_id": round_id,
-                            "member_id": member_id,
-                            "match_token": token,
-                            "chunk_index": chunk_index,
-                            "position": position,
-                            "sealed_label": label,
-                        }
-                        for position, (token, label) in enumerate(items)
-                    ]
-                    self._conn.execute(submitted_tokens.insert(), rows)
+                bulk_insert(
+                    self._conn,
+                    submitted_tokens,
+                    ("round_id", "member_id", "match_token", "chunk_index", "position", "sealed_label"),
+                    [(round_id, member_id, token, chunk_index, position, label)
+                     for position, (token, label) in enumerate(items)],
+                )
         except IntegrityError:
             # The chunk index was free (checked under the submission's lock), so the only key
             # left to collide is a token this member already sent in another chunk.

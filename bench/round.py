@@ -1,0 +1,144 @@
+"""A full round on the real stack (coordinator, custodian and member nodes as processes, mTLS on
+loopback), from cold token cache and then warm, against OpenMined PSI on the same two sets.
+
+Usage:
+    .venv/bin/python bench/round.py                              # 2 members x 100,000, 10,000 shared
+    .venv/bin/python bench/round.py --members 5 --size 10000     # one row of the scaling table
+    .venv/bin/python bench/round.py --scaling                    # members 2,5,10 x 10k,100k
+(`make bench` makes .venv-bench with openmined-psi for the comparison.)
+
+Prints wall time, identifiers/s, peak RSS of every process and bytes over loopback, for the cold
+round and for a warm round after 1% new identifiers per member.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from alliance_psi.cli._local_alliance import LocalAlliance, local_alliance  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+
+
+def phones(start: int, count: int) -> list[str]:
+    return [f"+86138{i:08d}" for i in range(start, start + count)]
+
+
+def write_csv(path: Path, values: list[str]) -> Path:
+    path.write_text("type,value,category\n" + "".join(f"phone,{v},wool_party\n" for v in values), encoding="utf-8")
+    return path
+
+
+def loopback_bytes() -> int:
+    for line in Path("/proc/net/dev").read_text().splitlines():
+        if line.strip().startswith("lo:"):
+            return int(line.split(":", 1)[1].split()[8])  # Transmitted bytes.
+    return 0
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def run_round(alliance: LocalAlliance, *, share_labels: bool) -> dict[str, float]:
+    """One round, every member joining at once as its own process; wall time and resources."""
+    round_id = alliance.create_round(name="bench", threshold=2, types=("phone",), share_labels=share_labels)
+    sent = loopback_bytes()
+    start = time.perf_counter()
+    procs = {m: subprocess.Popen(alliance.node_command(m, "join", round_id, "--wait", "600"),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for m in alliance.members}
+    member_rss = {}
+    for member, proc in procs.items():
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        stdout, stderr = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
+        if proc.returncode != 0:
+            raise SystemExit(f"{member} failed:\n{stderr[-2000:]}")
+        member_rss[member] = usage.ru_maxrss
+        leads = [line for line in stdout.splitlines() if line.strip().startswith("│ leads")]
+        member_rss[member + ":leads"] = int(leads[0].split("│")[2].strip().replace(",", "")) if leads else -1
+    return {"wall_s": time.perf_counter() - start, "loopback_mib": (loopback_bytes() - sent) / 2**20,
+            **{f"rss_mib:{k}": v / 1024 for k, v in member_rss.items() if ":" not in k},
+            **{f"leads:{k.split(':')[0]}": v for k, v in member_rss.items() if ":" in k}}
+
+
+def bench(members: int, size: int, shared: int, *, share_labels: bool, out: Path) -> dict[str, object]:
+    names = [f"m{i}" for i in range(members)]
+    with local_alliance(out, names) as alliance:
+        start = time.perf_counter()
+        for i, member in enumerate(names):
+            # Member i holds [i*size - i*shared, ...): neighbours share `shared` identifiers.
+            values = phones(i * (size - shared), size)
+            alliance.run_node(member, "import", str(write_csv(alliance.home(member) / "list.csv", values)))
+        imported = time.perf_counter() - start
+        cold = run_round(alliance, share_labels=share_labels)
+        for i, member in enumerate(names):
+            new = phones(10**7 + i * size, max(size // 100, 1))
+            alliance.run_node(member, "import", str(write_csv(alliance.home(member) / "new.csv", new)))
+        warm = run_round(alliance, share_labels=share_labels)
+        servers = {"coordinator": peak_rss_kib(alliance.coordinator.proc.pid) / 1024,
+                   "custodian": peak_rss_kib(alliance.custodian.proc.pid) / 1024}
+    return {"members": members, "size": size, "shared": shared, "share_labels": share_labels,
+            "import_s": imported, "cold": cold, "warm": warm, "server_rss_mib": servers}
+
+
+def openmined(size: int, shared: int, python: str) -> dict[str, float] | None:
+    if not os.path.exists(python):
+        return None
+    out = subprocess.run([python, str(ROOT / "openmined_client.py"), str(size), "--full", str(shared)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def report(result: dict[str, object], om: dict[str, float] | None) -> None:
+    cold, warm = result["cold"], result["warm"]  # type: ignore[index]
+    n = int(result["members"]) * int(result["size"])  # type: ignore[call-overload]
+    print(f"{result['members']} members x {result['size']:,} identifiers ({result['shared']:,} shared with each neighbour), "
+          f"labels {'shared' if result['share_labels'] else 'not shared'}; import {result['import_s']:.1f} s")
+    for name, figures in (("cold", cold), ("warm (1% new)", warm)):
+        rss = ", ".join(f"{k.split(':')[1]} {v:.0f}" for k, v in figures.items() if k.startswith("rss_mib"))  # type: ignore[union-attr]
+        leads = ", ".join(f"{k.split(':')[1]} {v}" for k, v in figures.items() if k.startswith("leads"))  # type: ignore[union-attr]
+        print(f"  {name}: {figures['wall_s']:.2f} s, {n / figures['wall_s']:,.0f} identifiers/s, "  # type: ignore[index]
+              f"loopback {figures['loopback_mib']:.1f} MiB; member peak RSS MiB: {rss}; leads: {leads}")  # type: ignore[index]
+    print(f"  servers peak RSS MiB: {result['server_rss_mib']}")
+    print(f"  warm speed-up: {cold['wall_s'] / warm['wall_s']:.1f}x (target >= 20x)")  # type: ignore[index]
+    if om:
+        ratio = cold["wall_s"] / om["total_s"]  # type: ignore[index]
+        print(f"  OpenMined PSI, same two sets, in-process: {om['total_s']:.2f} s "
+              f"(client request {om['request_s']:.2f}, server setup {om['setup_s']:.2f}, process {om['process_s']:.2f}, "
+              f"intersection {om['intersection_s']:.2f}); found {om['found']:,}")
+        print(f"  ratio alliance-psi cold round / OpenMined = {ratio:.2f} (goal <= 0.5, close at <= 1.0)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=2)
+    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--shared", type=int, default=None, help="default: size/10")
+    parser.add_argument("--no-labels", action="store_true", help="rounds that share no labels (tokens only)")
+    parser.add_argument("--scaling", action="store_true", help="members 2,5,10 x 10k,100k (slow)")
+    parser.add_argument("--openmined-python", default=".venv-bench/bin/python")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/alliance-psi-bench"))
+    args = parser.parse_args()
+    rows = [(m, s) for s in (10_000, 100_000) for m in (2, 5, 10)] if args.scaling else [(args.members, args.size)]
+    for members, size in rows:
+        shared = args.shared if args.shared is not None else size // 10
+        result = bench(members, size, shared, share_labels=not args.no_labels, out=args.out)
+        om = openmined(size, shared, args.openmined_python) if members == 2 else None
+        report(result, om)
+        print(json.dumps({"result": result, "openmined": om}))
+
+
+if __name__ == "__main__":
+    main()
