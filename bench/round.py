@@ -51,10 +51,18 @@ def peak_rss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_round(alliance: LocalAlliance, *, share_labels: bool) -> dict[str, float]:
     """One round, every member joining at once as its own process; wall time and resources."""
     round_id = alliance.create_round(name="bench", threshold=2, types=("phone",), share_labels=share_labels)
     sent = loopback_bytes()
+    servers = {"coordinator": alliance.coordinator.proc.pid, "custodian": alliance.custodian.proc.pid}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in servers.items()}
     start = time.perf_counter()
     procs = {m: subprocess.Popen(alliance.node_command(m, "join", round_id, "--wait", "600"),
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for m in alliance.members}
@@ -66,11 +74,17 @@ def run_round(alliance: LocalAlliance, *, share_labels: bool) -> dict[str, float
         if proc.returncode != 0:
             raise SystemExit(f"{member} failed:\n{stderr[-2000:]}")
         member_rss[member] = usage.ru_maxrss
+        member_rss[member + ":cpu"] = usage.ru_utime + usage.ru_stime
         leads = [line for line in stdout.splitlines() if line.strip().startswith("│ leads")]
+        phases = [line.split("│")[1:3] for line in stdout.splitlines() if "│ seconds:" in line]
+        print(f"    {member}: " + ", ".join(f"{k.strip().removeprefix('seconds: ')} {v.strip()} s" for k, v in phases))
         member_rss[member + ":leads"] = int(leads[0].split("│")[2].strip().replace(",", "")) if leads else -1
-    return {"wall_s": time.perf_counter() - start, "loopback_mib": (loopback_bytes() - sent) / 2**20,
+    wall = time.perf_counter() - start
+    return {"wall_s": wall, "loopback_mib": (loopback_bytes() - sent) / 2**20,
             **{f"rss_mib:{k}": v / 1024 for k, v in member_rss.items() if ":" not in k},
-            **{f"leads:{k.split(':')[0]}": v for k, v in member_rss.items() if ":" in k}}
+            **{f"leads:{k.split(':')[0]}": v for k, v in member_rss.items() if k.endswith(":leads")},
+            **{f"cpu_s:{k.split(':')[0]}": v for k, v in member_rss.items() if k.endswith(":cpu")},
+            **{f"cpu_s:{name}": cpu_seconds(pid) - cpu_before[name] for name, pid in servers.items()}}
 
 
 def bench(members: int, size: int, shared: int, *, share_labels: bool, out: Path) -> dict[str, object]:
@@ -109,8 +123,11 @@ def report(result: dict[str, object], om: dict[str, float] | None) -> None:
     for name, figures in (("cold", cold), ("warm (1% new)", warm)):
         rss = ", ".join(f"{k.split(':')[1]} {v:.0f}" for k, v in figures.items() if k.startswith("rss_mib"))  # type: ignore[union-attr]
         leads = ", ".join(f"{k.split(':')[1]} {v}" for k, v in figures.items() if k.startswith("leads"))  # type: ignore[union-attr]
+        cpu = {k.split(":")[1]: v for k, v in figures.items() if k.startswith("cpu_s")}  # type: ignore[union-attr]
         print(f"  {name}: {figures['wall_s']:.2f} s, {n / figures['wall_s']:,.0f} identifiers/s, "  # type: ignore[index]
               f"loopback {figures['loopback_mib']:.1f} MiB; member peak RSS MiB: {rss}; leads: {leads}")  # type: ignore[index]
+        print(f"    CPU seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+              + f"; total {sum(cpu.values()):.1f} of {2 * figures['wall_s']:.1f} available on 2 cores")  # type: ignore[index]
     print(f"  servers peak RSS MiB: {result['server_rss_mib']}")
     print(f"  warm speed-up: {cold['wall_s'] / warm['wall_s']:.1f}x (target >= 20x)")  # type: ignore[index]
     if om:

@@ -73,6 +73,7 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
             ("new tokens computed", f"{outcome.tokens_computed:,}"), ("items submitted", f"{outcome.submitted:,}"),
             ("leads", f"{len(outcome.leads):,}")]
     rows += [(f"  held by {n} members", f"{count:,}") for n, count in sorted(holders.items(), reverse=True)]
+    rows += [(f"seconds: {stage}", f"{value:.2f}") for stage, value in outcome.seconds.items()]
     Console().print(_summary("round joined; result verified", rows))
     click.echo(f"write the investigator report with: alliance-psi node report {round_id} --format html -o FILE")
 

@@ -72,9 +72,9 @@ def _unblind(suite: Suite, blind: bytes, evaluated_elements: Sequence[bytes], co
     if len(evaluated_elements) != count:
         raise MalformedElement(f"expected {count} evaluated elements, got {len(evaluated_elements)}")
     r_inv = suite.scalar_inverse(blind)
-    check, mult = suite.deserialize_element, suite.scalar_mult
+    mult = suite.scalar_mult_checked
     # N = G.ScalarInverse(blind) * evaluatedElement, once per element with one inversion.
-    return [mult(r_inv, check(e)) for e in evaluated_elements]
+    return [mult(r_inv, e) for e in evaluated_elements]
 
 
 def finalize_batch(

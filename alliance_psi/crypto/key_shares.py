@@ -66,9 +66,8 @@ class KeyShare:
         Raises ``MalformedElement`` on the first element that is not a canonical, non-identity
         element; nothing is returned for a batch that holds one.
         """
-        suite = self.suite
-        check, mult, sk = suite.deserialize_element, suite.scalar_mult, self.scalar
-        return [mult(sk, check(element)) for element in blinded_elements]
+        mult, sk = self.suite.scalar_mult_checked, self.scalar
+        return [mult(sk, element) for element in blinded_elements]
 
     def to_bytes(self) -> bytes:
         """Versioned encoding: magic, suite id, epoch, scalar. Secret: store it with 0600 rights."""

@@ -13,7 +13,7 @@ import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -89,34 +89,50 @@ def tokenize(
     batch_size: int = DEFAULT_BATCH_SIZE,
     suite_id: str = RISTRETTO255_SHA512.identifier,
     window: int | None = None,
+    evaluations_in_flight: int = 2,
 ) -> Iterator[tuple[list[bytes], DerivedBatch]]:
     """Yield ``(batch_inputs, DerivedBatch)`` for ``inputs`` in order.
 
-    ``evaluate`` receives one batch of blinded elements and must return the evaluated elements
-    in the same order (the custodian chain). Errors from any stage propagate to the caller.
+    Three stages overlap: ``blind_batch`` in the worker processes, ``evaluate`` (the custodian
+    chain, at most ``evaluations_in_flight`` calls at once, from threads: it waits on the network)
+    and ``finalize_and_derive_batch`` in the workers. At most ``window`` batches are in flight, so
+    memory does not grow with the input. ``evaluate`` receives one batch of blinded elements and
+    returns the evaluated elements in the same order. The first error of any stage propagates.
     Inputs within one batch must be distinct (see ``blind_batch``).
     """
-    window = window or 2 * pool.workers + 1
+    window = window or 2 * pool.workers + evaluations_in_flight + 1
     batches = chunked(inputs, batch_size)
-    blinding: deque[tuple[list[bytes], Future[Any]]] = deque()
-    finalizing: deque[tuple[list[bytes], Future[DerivedBatch]]] = deque()
+    # Each entry: [batch inputs, stage, future]; stages advance blind -> evaluate -> finalize.
+    pending: deque[list[Any]] = deque()
     exhausted = False
-    while True:
-        while not exhausted and len(blinding) + len(finalizing) < window:
-            batch = next(batches, None)
-            if batch is None:
-                exhausted = True
-            else:
-                blinding.append((batch, pool.submit(blind_batch, batch, suite_id=suite_id)))
-        if finalizing and (finalizing[0][1].done() or not blinding):
-            batch, done = finalizing.popleft()
-            yield batch, done.result()
-        elif blinding:
-            batch, blinded_future = blinding.popleft()
-            blinded = blinded_future.result()
-            evaluated = evaluate(blinded.blinded_elements)
-            finalizing.append(
-                (batch, pool.submit(finalize_and_derive_batch, batch, blinded.blind, evaluated, suite_id=suite_id))
-            )
-        else:
-            return
+    with ThreadPoolExecutor(max(1, evaluations_in_flight), thread_name_prefix="evaluate") as network:
+        while True:
+            while not exhausted and len(pending) < window:
+                batch = next(batches, None)
+                if batch is None:
+                    exhausted = True
+                else:
+                    pending.append([batch, "blind", pool.submit(blind_batch, batch, suite_id=suite_id)])
+            if not pending:
+                return
+            for entry in pending:
+                batch, stage, future = entry
+                if not future.done():
+                    continue
+                if stage == "blind":
+                    blinded = future.result()
+                    entry[1:] = ["evaluate", network.submit(_evaluated, evaluate, blinded)]
+                elif stage == "evaluate":
+                    blind, evaluated = future.result()
+                    entry[1:] = ["finalize", pool.submit(finalize_and_derive_batch, batch, blind, evaluated,
+                                                         suite_id=suite_id)]
+            head = pending[0]
+            if head[1] == "finalize" and head[2].done():
+                pending.popleft()
+                yield head[0], head[2].result()
+                continue
+            wait([entry[2] for entry in pending], return_when=FIRST_COMPLETED)
+
+
+def _evaluated(evaluate: Evaluate, blinded: Any) -> tuple[bytes, Sequence[bytes]]:
+    return blinded.blind, evaluate(blinded.blinded_elements)

@@ -52,6 +52,7 @@ class JoinOutcome:
     leads: tuple[Lead, ...]
     result_payload: bytes
     result_signature: bytes
+    seconds: dict[str, float]
 
 
 def load_nonce_key(data_dir: Path) -> bytes:
@@ -209,12 +210,19 @@ class MemberNode:
             raise WrongEpoch(f"round {round_id} uses key epoch {round.key_epoch!r}; custodians serve {sorted(served)}")
         status = self.coordinator.submission_status(round_id, self.member_id)
         computed = submitted = 0
+        seconds: dict[str, float] = {}
+        clock = time.perf_counter()
         if round.state is RoundState.OPEN and status.state is not SubmissionState.COMMITTED:
             computed = self.tokenize(round.key_epoch, round.allowed_types)
+            seconds["tokenize"], clock = time.perf_counter() - clock, time.perf_counter()
             submitted = self.submit(round)
+            seconds["submit"], clock = time.perf_counter() - clock, time.perf_counter()
         elif status.state is SubmissionState.COMMITTED:
             submitted = status.item_count
         else:
             raise RoundClosed(f"round {round_id} is {round.state} and this member did not commit")
         result, payload, signature = self.fetch_and_keep(round, wait=wait)
-        return JoinOutcome(round, computed, submitted, result, tuple(self.leads(result)), payload, signature)
+        seconds["wait for result"], clock = time.perf_counter() - clock, time.perf_counter()
+        leads = tuple(self.leads(result))
+        seconds["open leads"] = time.perf_counter() - clock
+        return JoinOutcome(round, computed, submitted, result, leads, payload, signature, seconds)

@@ -75,7 +75,7 @@ def test_tokenize_streams_in_order(workers: int) -> None:
     assert [x for batch, _ in results for x in batch] == xs
     tokens = [t for _, derived in results for t in derived.match_tokens]
     assert tokens == [derive(oprf.evaluate(KEY, x)).match_token for x in xs]
-    assert calls == [64] * 10 + [60]
+    assert sorted(calls) == [60] + [64] * 10  # Evaluations may overlap, so any order.
 
 
 def test_tokenize_propagates_custodian_errors() -> None:

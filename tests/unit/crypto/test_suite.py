@@ -124,3 +124,24 @@ def test_top_bit_set_rejected(k: int) -> None:
     encoding[31] |= 0x80
     with pytest.raises(MalformedElement):
         SUITE.deserialize_element(bytes(encoding))
+
+
+@pytest.mark.parametrize(
+    "case", RFC9496["invalid_encodings"], ids=[f"{c['reason']}-{c['encoding'][:8]}" for c in RFC9496["invalid_encodings"]]
+)
+def test_checked_multiplication_refuses_what_decoding_refuses(case: dict[str, str]) -> None:
+    with pytest.raises(MalformedElement, match="not a canonical ristretto255 encoding"):
+        SUITE.scalar_mult_checked(scalar(7), bytes.fromhex(case["encoding"]))
+
+
+def test_checked_multiplication_on_valid_identity_and_aliases() -> None:
+    base = bytes.fromhex(RFC9496["multiples_of_generator"][1])
+    assert SUITE.scalar_mult_checked(scalar(3), base) == bytes.fromhex(RFC9496["multiples_of_generator"][3])
+    with pytest.raises(MalformedElement, match="identity"):
+        SUITE.scalar_mult_checked(scalar(3), bytes(32))
+    alias = bytearray(base)
+    alias[31] |= 0x80
+    with pytest.raises(MalformedElement, match="not a canonical"):
+        SUITE.scalar_mult_checked(scalar(3), bytes(alias))
+    with pytest.raises(MalformedElement, match="must be 32 bytes"):
+        SUITE.scalar_mult_checked(scalar(3), base[:31])
