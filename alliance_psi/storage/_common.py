@@ -54,18 +54,23 @@ def insert_if_absent(conn: Connection, table: Table, values: Mapping[str, Any]) 
     return conn.execute(statement).first() is not None
 
 
-def bulk_insert(conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def bulk_insert(
+    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, ignore_existing: bool = False
+) -> None:
     """Insert many rows of plain values (str, int, bytes, None) with the driver's executemany.
 
     SQLAlchemy's own executemany processes every parameter of every row in Python, which costs
-    more than SQLite's insert itself for the coordinator's hundreds of thousands of tokens. Only
-    for columns whose values need no type conversion; the statement names the table's columns.
+    more than SQLite's insert itself for hundreds of thousands of tokens. Only for columns whose
+    values need no type conversion; the statement names the table's columns. With
+    ``ignore_existing``, rows whose key exists are skipped (``ON CONFLICT DO NOTHING``, which
+    SQLite and PostgreSQL both understand).
     """
     if not rows:
         return
     names = ", ".join(table.c[name].name for name in columns)
     marks = ", ".join(["?" if conn.dialect.paramstyle == "qmark" else "%s"] * len(columns))
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", list(map(tuple, rows)))
+    conflict = " ON CONFLICT DO NOTHING" if ignore_existing else ""
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks}){conflict}", list(map(tuple, rows)))
 
 
 def batched(items: Iterable[T], size: int = IN_BATCH) -> Iterator[list[T]]:

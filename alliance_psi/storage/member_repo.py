@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
 from alliance_psi.errors import InvalidRequest, NotFound
-from alliance_psi.storage._common import batched, insert_ignoring, stream
+from alliance_psi.storage._common import batched, bulk_insert, insert_ignoring, stream
 from alliance_psi.storage.schema import HASH_SIZE, TOKEN_SIZE, identifiers, member_results, token_cache
 
 __all__ = ["MemberRepository"]
@@ -130,13 +130,8 @@ class MemberRepository:
         for _, token, label_key in rows:
             if len(token) != TOKEN_SIZE or len(label_key) != HASH_SIZE:
                 raise InvalidRequest(f"a cached token is {TOKEN_SIZE} bytes and a label key {HASH_SIZE}")
-        self._conn.execute(
-            insert_ignoring(self._conn, token_cache),
-            [
-                {"key_epoch": key_epoch, "identifier_id": id_, "match_token": token, "label_key": label_key}
-                for id_, token, label_key in rows
-            ],
-        )
+        bulk_insert(self._conn, token_cache, ("key_epoch", "identifier_id", "match_token", "label_key"),
+                    [(key_epoch, id_, token, label_key) for id_, token, label_key in rows], ignore_existing=True)
 
     def cached_tokens(self, key_epoch: str, ids: Iterable[int]) -> dict[int, tuple[bytes, bytes]]:
         """Return {identifier id: (match token, label key)} for the ids cached in ``key_epoch``."""
