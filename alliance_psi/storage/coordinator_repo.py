@@ -16,7 +16,7 @@ from sqlalchemy import Row, Select, and_, func, select, update
 
 from alliance_psi.errors import Conflict, InvalidRequest, NotFound
 from alliance_psi.protocol.model import Round, RoundState, SubmissionState
-from alliance_psi.storage._common import insert_if_absent, stream
+from alliance_psi.storage._common import batched, insert_if_absent, stream
 from alliance_psi.storage._submissions import SubmissionStore
 from alliance_psi.storage.schema import results, rounds, submissions, submitted_tokens
 
@@ -124,20 +124,30 @@ class CoordinatorRepository(SubmissionStore):
         """
         if threshold < 1:
             raise InvalidRequest("threshold must be at least 1")
-        held = _held_tokens(round_id, threshold).subquery("held")
-        tokens = submitted_tokens
-        statement = (
-            select(tokens.c.match_token, tokens.c.member_id, tokens.c.sealed_label, held.c.holders)
-            .select_from(tokens.join(submissions, _committed()).join(held, held.c.match_token == tokens.c.match_token))
-            .where(tokens.c.round_id == round_id)
-            .order_by(tokens.c.match_token, tokens.c.member_id)
-        )
-        result = stream(self._conn, statement)
-        try:
-            for row in result:
-                yield row.match_token, row.member_id, row.sealed_label, row.holders
-        finally:
-            result.close()
+        members = self.committed_members(round_id)
+        if not members:
+            return
+        # Step 1 counts holders per token from the covering index alone; step 2 reads the rows
+        # of the held tokens only (a small fraction), batch by batch in token order.
+        staging = self._conn.execute(
+            select(func.count()).select_from(submissions)
+            .where(submissions.c.round_id == round_id, submissions.c.state != SubmissionState.COMMITTED.value)
+        ).scalar_one()
+        # Once a round is closed its staged rows are gone, and every row counts without a filter.
+        counted = members if staging else None
+        held = self._conn.execute(
+            _held_tokens(round_id, counted, threshold).order_by(submitted_tokens.c.match_token)
+        ).all()
+        tokens = submitted_tokens.c
+        for batch in batched(held):
+            counts = dict(batch)  # type: ignore[arg-type]
+            query = select(tokens.match_token, tokens.member_id, tokens.sealed_label).where(
+                tokens.round_id == round_id, tokens.match_token.in_(list(counts)))
+            if counted is not None:
+                query = query.where(tokens.member_id.in_(counted))
+            rows = self._conn.execute(query.order_by(tokens.match_token, tokens.member_id))
+            for token, member, label in rows:
+                yield token, member, label, counts[token]
 
     def aggregate(self, round_id: str) -> dict[str, Any]:
         """Return the operator's view of a round: sizes and counts only, never a token.
@@ -157,7 +167,7 @@ class CoordinatorRepository(SubmissionStore):
             .group_by(submitted_tokens.c.member_id)
         ):
             members[member_id]["item_count"] = count
-        held = _held_tokens(round_id, 2).subquery("held")
+        held = _held_tokens(round_id, self.committed_members(round_id), 2).subquery("held")
         by_holders = {
             holders: count
             for holders, count in self._conn.execute(
@@ -208,24 +218,16 @@ class CoordinatorRepository(SubmissionStore):
         return row.payload, row.signature
 
 
-def _committed() -> Any:
-    return and_(
-        submissions.c.round_id == submitted_tokens.c.round_id,
-        submissions.c.member_id == submitted_tokens.c.member_id,
-        submissions.c.state == SubmissionState.COMMITTED.value,
-    )
-
-
-def _held_tokens(round_id: str, threshold: int) -> Select[Any]:
+def _held_tokens(round_id: str, members: list[str] | None, threshold: int) -> Select[Any]:
     # Each member holds a token at most once (it is part of the primary key), so COUNT(*)
-    # counts distinct committed holders.
-    return (
-        select(submitted_tokens.c.match_token, func.count().label("holders"))
-        .select_from(submitted_tokens.join(submissions, _committed()))
-        .where(submitted_tokens.c.round_id == round_id)
-        .group_by(submitted_tokens.c.match_token)
-        .having(func.count() >= threshold)
-    )
+    # counts distinct holders. Filtering on the committed members' ids (rather than joining
+    # their submissions) keeps this an index-only scan of (round, token, member); ``None`` means
+    # every row belongs to a committed member.
+    tokens = submitted_tokens.c
+    query = select(tokens.match_token, func.count().label("holders")).where(tokens.round_id == round_id)
+    if members is not None:
+        query = query.where(tokens.member_id.in_(members))
+    return query.group_by(tokens.match_token).having(func.count() >= threshold)
 
 
 def _round_from_row(row: Row[Any]) -> Round:

@@ -145,7 +145,8 @@ submitted_tokens = Table(
     Column("position", Integer, nullable=False),
     Column("sealed_label", LargeBinary, nullable=True),
     ForeignKeyConstraint(["round_id", "member_id"], _submission_fk),
-    Index("ix_submitted_tokens_round_token", "round_id", "match_token"),
+    # Covering for matching: counting holders per token is an index-only scan.
+    Index("ix_submitted_tokens_round_token_member", "round_id", "match_token", "member_id"),
     _length_is("match_token", TOKEN_SIZE),
 )
 
