@@ -126,7 +126,7 @@ def report(result: dict[str, object], om: dict[str, float] | None) -> None:
         cpu = {k.split(":")[1]: v for k, v in figures.items() if k.startswith("cpu_s")}  # type: ignore[union-attr]
         print(f"  {name}: {figures['wall_s']:.2f} s, {n / figures['wall_s']:,.0f} identifiers/s, "  # type: ignore[index]
               f"loopback {figures['loopback_mib']:.1f} MiB; member peak RSS MiB: {rss}; leads: {leads}")  # type: ignore[index]
-        print(f"    CPU seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+        print("    CPU seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
               + f"; total {sum(cpu.values()):.1f} of {2 * figures['wall_s']:.1f} available on 2 cores")  # type: ignore[index]
     print(f"  servers peak RSS MiB: {result['server_rss_mib']}")
     print(f"  warm speed-up: {cold['wall_s'] / warm['wall_s']:.1f}x (target >= 20x)")  # type: ignore[index]

@@ -30,11 +30,10 @@ from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from alliance_psi.cli._options import reported
 from alliance_psi.cli.node import database_option, node_group
-from alliance_psi.errors import InvalidIdentifier, StorageError
+from alliance_psi.errors import InvalidIdentifier
 from alliance_psi.identifiers import IdentifierType, normalize
 from alliance_psi.identifiers.importer import ImportRecord, Rejection, count_rows, read_blacklist
 from alliance_psi.storage import MemberRepository, create_schema, make_engine

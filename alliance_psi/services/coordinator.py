@@ -8,7 +8,6 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import grpc
 from sqlalchemy import Engine
 
 from alliance_psi.errors import InvalidRequest

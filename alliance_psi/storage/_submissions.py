@@ -24,6 +24,7 @@ from alliance_psi.storage.schema import (
     submission_chunks,
     submissions,
     submitted_tokens,
+    token_holders,
 )
 
 __all__ = ["SubmissionStore"]
@@ -44,6 +45,11 @@ def _check_items(items: Sequence[Item]) -> None:
         if token in seen:
             raise Conflict("duplicate token in submission")
         seen.add(token)
+
+
+def _mark(conn: Connection) -> str:
+    """The driver's placeholder for a positional parameter."""
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
 
 
 def _missing_chunks_message(present: Sequence[int]) -> str | None:
@@ -204,7 +210,19 @@ class SubmissionStore:
                 state=SubmissionState.COMMITTED.value, item_count=actual_count, digest=actual_digest, committed_at=at
             )
         )
+        self._count_holders(round_id, member_id)
         return self.submission_status(round_id, member_id)
+
+    def _count_holders(self, round_id: str, member_id: str) -> None:
+        # One statement inside the database adds the member's tokens to the round's holder
+        # counts (SQLite and PostgreSQL both take INSERT ... SELECT ... ON CONFLICT DO UPDATE).
+        self._conn.exec_driver_sql(
+            f"INSERT INTO {token_holders.name} (round_id, match_token, holders) "
+            f"SELECT round_id, match_token, 1 FROM {submitted_tokens.name} WHERE round_id = {_mark(self._conn)} "
+            f"AND member_id = {_mark(self._conn)} "
+            f"ON CONFLICT (round_id, match_token) DO UPDATE SET holders = {token_holders.name}.holders + 1",
+            (round_id, member_id),
+        )
 
     def discard_uncommitted(self, round_id: str) -> int:
         """Delete every uncommitted submission of a round with its chunks and tokens.

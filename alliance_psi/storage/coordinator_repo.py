@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, func, select, update
+from sqlalchemy import Row, func, select, update
 
 from alliance_psi.errors import Conflict, InvalidRequest, NotFound
 from alliance_psi.protocol.model import Round, RoundState, SubmissionState
-from alliance_psi.storage._common import batched, insert_if_absent, stream
+from alliance_psi.storage._common import batched, insert_if_absent
 from alliance_psi.storage._submissions import SubmissionStore
-from alliance_psi.storage.schema import results, rounds, submissions, submitted_tokens
+from alliance_psi.storage.schema import results, rounds, submissions, submitted_tokens, token_holders
 
 __all__ = ["CoordinatorRepository"]
 
@@ -116,8 +116,8 @@ class CoordinatorRepository(SubmissionStore):
         """Yield (match_token, member_id, sealed_label, holder_count) for every holder of every
         token that at least ``threshold`` committed members hold, ordered by token then member.
 
-        Staged submissions are invisible. Grouping happens in the database and rows are
-        streamed: consume the iterator inside the caller's transaction.
+        Staged submissions are invisible: holder counts grow only when a submission commits.
+        Consume the iterator inside the caller's transaction.
 
         Raises:
             InvalidRequest: ``threshold`` is below 1.
@@ -127,25 +127,22 @@ class CoordinatorRepository(SubmissionStore):
         members = self.committed_members(round_id)
         if not members:
             return
-        # Step 1 counts holders per token from the covering index alone; step 2 reads the rows
-        # of the held tokens only (a small fraction), batch by batch in token order.
-        staging = self._conn.execute(
-            select(func.count()).select_from(submissions)
-            .where(submissions.c.round_id == round_id, submissions.c.state != SubmissionState.COMMITTED.value)
-        ).scalar_one()
-        # Once a round is closed its staged rows are gone, and every row counts without a filter.
-        counted = members if staging else None
+        # Holder counts were maintained as each submission committed (committed ones only): read
+        # the tokens at or above the threshold, then their rows, batch by batch in token order.
+        counted = token_holders.c
         held = self._conn.execute(
-            _held_tokens(round_id, counted, threshold).order_by(submitted_tokens.c.match_token)
+            select(counted.match_token, counted.holders)
+            .where(counted.round_id == round_id, counted.holders >= threshold)
+            .order_by(counted.match_token)
         ).all()
         tokens = submitted_tokens.c
         for batch in batched(held):
             counts = dict(batch)  # type: ignore[arg-type]
-            query = select(tokens.match_token, tokens.member_id, tokens.sealed_label).where(
-                tokens.round_id == round_id, tokens.match_token.in_(list(counts)))
-            if counted is not None:
-                query = query.where(tokens.member_id.in_(counted))
-            rows = self._conn.execute(query.order_by(tokens.match_token, tokens.member_id))
+            rows = self._conn.execute(
+                select(tokens.match_token, tokens.member_id, tokens.sealed_label)
+                .where(tokens.round_id == round_id, tokens.match_token.in_(list(counts)), tokens.member_id.in_(members))
+                .order_by(tokens.match_token, tokens.member_id)
+            )
             for token, member, label in rows:
                 yield token, member, label, counts[token]
 
@@ -167,11 +164,14 @@ class CoordinatorRepository(SubmissionStore):
             .group_by(submitted_tokens.c.member_id)
         ):
             members[member_id]["item_count"] = count
-        held = _held_tokens(round_id, self.committed_members(round_id), 2).subquery("held")
+        counted = token_holders.c
         by_holders = {
             holders: count
             for holders, count in self._conn.execute(
-                select(held.c.holders, func.count()).group_by(held.c.holders).order_by(held.c.holders)
+                select(counted.holders, func.count())
+                .where(counted.round_id == round_id, counted.holders >= 2)
+                .group_by(counted.holders)
+                .order_by(counted.holders)
             )
         }
         return {
@@ -216,18 +216,6 @@ class CoordinatorRepository(SubmissionStore):
         if row is None:
             raise NotFound(f"no result for {member_id} in round {round_id}")
         return row.payload, row.signature
-
-
-def _held_tokens(round_id: str, members: list[str] | None, threshold: int) -> Select[Any]:
-    # Each member holds a token at most once (it is part of the primary key), so COUNT(*)
-    # counts distinct holders. Filtering on the committed members' ids (rather than joining
-    # their submissions) keeps this an index-only scan of (round, token, member); ``None`` means
-    # every row belongs to a committed member.
-    tokens = submitted_tokens.c
-    query = select(tokens.match_token, func.count().label("holders")).where(tokens.round_id == round_id)
-    if members is not None:
-        query = query.where(tokens.member_id.in_(members))
-    return query.group_by(tokens.match_token).having(func.count() >= threshold)
 
 
 def _round_from_row(row: Row[Any]) -> Round:

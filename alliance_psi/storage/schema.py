@@ -150,6 +150,18 @@ submitted_tokens = Table(
     _length_is("match_token", TOKEN_SIZE),
 )
 
+# How many committed members hold each token of a round, maintained as each submission commits,
+# so that matching reads only the tokens at or above the threshold.
+token_holders = Table(
+    "token_holders",
+    metadata,
+    Column("round_id", Text, ForeignKey("rounds.round_id"), primary_key=True),
+    Column("match_token", LargeBinary(TOKEN_SIZE), primary_key=True),
+    Column("holders", Integer, nullable=False),
+    Index("ix_token_holders_round_holders", "round_id", "holders"),
+    _length_is("match_token", TOKEN_SIZE),
+)
+
 results = Table(
     "results",
     metadata,
