@@ -10,10 +10,8 @@ Contract of ``read_blacklist(path, *, default_type=None)``:
   takes it, so a ``value`` column is enough, or no header at all: a first row of one cell that is
   not a column name and normalizes as ``default_type`` is data.
 - CSV and JSONL text is UTF-8, UTF-8 with a BOM, or GB18030 (Excel on Chinese Windows), chosen
-  deterministically: a BOM means UTF-8; otherwise ASCII (the same in all three) passes through and
-  the 64 KiB from the first non-ASCII byte decide, UTF-8 first. A byte no candidate accepts there,
-  or that the chosen one rejects later, is an ``ImportFileError`` naming the file and the byte
-  offset: the encoding never switches mid-file, which would turn text into mojibake silently.
+  deterministically and never switched mid-file (the contract is in ``_textfile``); a byte that
+  does not decode is an ``ImportFileError`` naming the file and the byte offset.
 - Yields, in file order, an ``ImportRecord`` per valid row and a ``Rejection`` (its first problem)
   per invalid one, numbered as a person sees the file: the header is row 1 of a CSV or sheet, JSONL
   rows are line numbers. A type cell wins over ``default_type``. Category defaults to ``other``;
@@ -32,7 +30,6 @@ original cells for the node's own rejects file and is left out of ``repr``.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import dataclasses
 import json
@@ -43,10 +40,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from itertools import chain
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 from zipfile import BadZipFile
 
-from alliance_psi.errors import AlliancePsiError, InvalidIdentifier, truncate_value
+from alliance_psi.errors import InvalidIdentifier, truncate_value
+from alliance_psi.identifiers._textfile import ImportFileError, count_lines, opened, text_lines
 from alliance_psi.identifiers.registry import normalize
 from alliance_psi.identifiers.types import Identifier, IdentifierType
 from alliance_psi.identifiers.categories import CATEGORIES, SEVERITIES
@@ -75,14 +73,6 @@ _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z
 # Excel keeps 15 significant digits and shows longer numbers like this: the digits are lost.
 _SCIENTIFIC = re.compile(r"\d(\.\d+)?[eE]\+?\d+", re.ASCII)
 _EXACT_FLOAT_LIMIT = 1e15
-_CHUNK = 64 * 1024
-_ASCII = re.compile(rb"[\x00-\x7f]*")
-_LINE_END = re.compile(r"\r\n|\r|\n")
-
-
-class ImportFileError(AlliancePsiError):
-    """The file as a whole cannot be read: unreadable, wrong format or encoding, or a header
-    without a required column. Names the file; shows no identifier beyond a truncated prefix."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -158,11 +148,7 @@ def count_rows(path: str | Path) -> int | None:
     if path.suffix.lower() == ".xlsx":
         with _workbook(path) as workbook:
             return workbook.active.max_row
-    newlines, returns, last = 0, 0, b"\n"
-    with _opened(path) as raw:
-        while chunk := raw.read(_CHUNK):
-            newlines, returns, last = newlines + chunk.count(b"\n"), returns + chunk.count(b"\r"), chunk[-1:]
-    return max(newlines, returns) + (last not in (b"\n", b"\r"))
+    return count_lines(path)
 
 
 def _validated(rows: Iterator[_Row | Rejection], default_type: str | None, only_ids: bool) -> Iterator[
@@ -313,8 +299,8 @@ def _field_of(name: str) -> str | None:
 
 
 def _csv_rows(path: Path, default_type: str | None) -> Iterator[_Row | Rejection]:
-    with _opened(path) as raw:
-        yield from _tabular(_numbered(csv.reader(_lines(_decoded(raw, path))), path), path, default_type)
+    with text_lines(path) as lines:
+        yield from _tabular(_numbered(csv.reader(lines), path), path, default_type)
 
 
 def _numbered(reader: Any, path: Path) -> Iterator[tuple[int, list[Any]]]:
@@ -335,8 +321,8 @@ def _xlsx_rows(path: Path, default_type: str | None) -> Iterator[_Row | Rejectio
 
 
 def _jsonl_rows(path: Path, _default_type: str | None) -> Iterator[_Row | Rejection]:
-    with _opened(path) as raw:
-        for number, line in enumerate(_lines(_decoded(raw, path)), 1):
+    with text_lines(path) as lines:
+        for number, line in enumerate(lines, 1):
             if line.strip():
                 yield _json_row(number, line)
 
@@ -363,18 +349,7 @@ _READERS: dict[str, Callable[[Path, str | None], Iterator[_Row | Rejection]]] = 
 }
 
 
-# Files, workbooks and text decoding. ---------------------------------------------------------
-
-
-@contextmanager
-def _opened(path: Path) -> Iterator[BinaryIO]:
-    """``open(path, "rb")``, with ``OSError`` as ``ImportFileError``."""
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise ImportFileError(f"cannot read {path}: {exc.strerror}") from None
-    with handle:
-        yield handle
+# Workbooks (``_textfile`` reads the text of CSV and JSONL files). ----------------------------
 
 
 @contextmanager
@@ -383,7 +358,7 @@ def _workbook(path: Path) -> Iterator[Any]:
     import openpyxl  # Only .xlsx files need it.
     from openpyxl.utils.exceptions import InvalidFileException
 
-    with _opened(path) as handle:
+    with opened(path) as handle:
         try:
             workbook = openpyxl.load_workbook(handle, read_only=True, data_only=True)
         except (InvalidFileException, BadZipFile, KeyError, OSError, ValueError) as exc:
@@ -393,60 +368,3 @@ def _workbook(path: Path) -> Iterator[Any]:
         finally:
             workbook.close()
 
-
-def _decoded(raw: BinaryIO, path: Path) -> Iterator[str]:
-    """Yield the text of ``raw`` in chunks, in the encoding the module docstring says."""
-    data, offset = raw.read(_CHUNK), 0
-    if data.startswith(codecs.BOM_UTF8):
-        encoding, data, offset = "utf-8", data[len(codecs.BOM_UTF8):], len(codecs.BOM_UTF8)
-    else:
-        while data and (ascii_end := _ASCII.match(data).end()) == len(data):  # type: ignore[union-attr]
-            yield data.decode("ascii")
-            offset, data = offset + len(data), raw.read(_CHUNK)
-        if not data:
-            return
-        yield data[:ascii_end].decode("ascii")
-        offset, data = offset + ascii_end, data[ascii_end:]
-        while len(data) < _CHUNK and (more := raw.read(_CHUNK)):
-            data += more
-        encoding = _choose_encoding(data, offset, len(data) < _CHUNK, path)
-    decoder = codecs.getincrementaldecoder(encoding)("strict")
-    while True:
-        pending = len(decoder.getstate()[0])
-        try:
-            yield decoder.decode(data, final=not data)
-        except UnicodeDecodeError as exc:
-            raise ImportFileError(f"{path}: byte {exc.object[exc.start]:#04x} at offset {offset - pending + exc.start} "
-                                  f"is not valid {encoding.upper()}, the encoding of the file's start") from None
-        if not data:
-            return
-        offset, data = offset + len(data), raw.read(_CHUNK)
-
-
-def _choose_encoding(window: bytes, offset: int, final: bool, path: Path) -> str:
-    failed_at = []
-    for encoding in ("utf-8", "gb18030"):
-        try:
-            codecs.getincrementaldecoder(encoding)("strict").decode(window, final=final)
-            return encoding
-        except UnicodeDecodeError as exc:
-            failed_at.append(exc.start)
-    at = max(failed_at)  # Where the last candidate gave up.
-    raise ImportFileError(f"{path}: byte {window[at]:#04x} at offset {offset + at} is not valid UTF-8 or GB18030; "
-                          "save the file as CSV UTF-8")
-
-
-def _lines(chunks: Iterable[str]) -> Iterator[str]:
-    """Split text into lines ending in ``\\r\\n``, ``\\r`` or ``\\n`` (kept), across chunk borders."""
-    pending = ""
-    for chunk in chunks:
-        pending += chunk
-        start = 0
-        for match in _LINE_END.finditer(pending):
-            if match.end() == len(pending) and match.group() == "\r":
-                break  # A "\n" may follow in the next chunk.
-            yield pending[start:match.end()]
-            start = match.end()
-        pending = pending[start:]
-    if pending:
-        yield pending

@@ -6,19 +6,17 @@ identity from the verified peer certificate (``services.interceptors``), never f
 The CA signs a CRL; servers refuse the serials it lists.
 
 Keys are ECDSA P-256. Private keys are written with mode 0600 and never printed (their ``repr``
-hides them). This module imports no grpc: it is plain X.509 with ``cryptography``.
+hides them). This module imports no grpc: it is plain X.509 with ``cryptography``. The files
+(``write_ca``, ``load_ca`` and the rest) live in ``services.pki_files`` and are re-exported here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -28,6 +26,15 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from alliance_psi.errors import ConfigurationError, NotAuthenticated
 from alliance_psi.protocol.model import Identity, Role
+from alliance_psi.services.pki_files import (
+    CA_CERT_FILE,
+    CA_KEY_FILE,
+    CRL_FILE,
+    load_ca,
+    write_ca,
+    write_crl,
+    write_issued,
+)
 
 __all__ = [
     "CA_CERT_FILE", "CA_KEY_FILE", "CRL_FILE", "IDENTITY_URI_PREFIX", "CertificateAuthority", "IssuedCertificate",
@@ -36,7 +43,6 @@ __all__ = [
 ]  # fmt: skip
 
 IDENTITY_URI_PREFIX = "urn:alliance-psi:"
-CA_CERT_FILE, CA_KEY_FILE, CRL_FILE = "ca.pem", "ca.key", "crl.pem"
 
 _NAME_RULE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}"
 _NAME = re.compile(_NAME_RULE)
@@ -199,85 +205,6 @@ def load_crl_serials(crl_pem: bytes, ca_cert_pem: bytes) -> frozenset[int]:
     """
     ca_cert = _parse_cert(ca_cert_pem, error=ConfigurationError)
     return frozenset(entry.serial_number for entry in _verified_crl(crl_pem, ca_cert))
-
-
-# Files ----------------------------------------------------------------------------------------
-
-
-def write_ca(ca: CertificateAuthority, directory: Path | str, *, force: bool = False) -> tuple[Path, Path]:
-    """Write ``ca.pem`` and ``ca.key`` (mode 0600) atomically; refuse to overwrite unless ``force``."""
-    return _write_pair(Path(directory), "ca", ca.cert_pem, ca.key_pem, force=force)
-
-
-def write_issued(
-    cert: IssuedCertificate, directory: Path | str, name: str, *, force: bool = False
-) -> tuple[Path, Path]:
-    """Write ``NAME.pem`` and ``NAME.key`` (mode 0600) atomically; refuse to overwrite unless ``force``."""
-    return _write_pair(Path(directory), validate_name(name), cert.cert_pem, cert.key_pem, force=force)
-
-
-def write_crl(crl_pem: bytes, path: Path | str) -> Path:
-    """Write (or atomically replace) a CRL file."""
-    path = Path(path)
-    _write_atomic(path, crl_pem, private=False, force=True)
-    return path
-
-
-def load_ca(directory: Path | str) -> CertificateAuthority:
-    """Read ``ca.pem`` and ``ca.key`` from ``directory`` and check they belong together.
-
-    Raises:
-        ConfigurationError: a file is missing or unreadable, or the key does not match the certificate.
-    """
-    directory = Path(directory)
-    pems = []
-    for file_name in (CA_CERT_FILE, CA_KEY_FILE):
-        path = directory / file_name
-        try:
-            pems.append(path.read_bytes())
-        except OSError as exc:
-            raise ConfigurationError(f"cannot read CA file {path}: {exc.strerror}") from None
-    ca = CertificateAuthority(cert_pem=pems[0], key_pem=pems[1])
-    _load_ca_objects(ca)
-    return ca
-
-
-def _write_pair(directory: Path, stem: str, cert_pem: bytes, key_pem: bytes, *, force: bool) -> tuple[Path, Path]:
-    cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}.key"
-    # Check both first, so a refusal never leaves one half of the pair written.
-    for path in (cert_path, key_path):
-        if path.exists() and not force:
-            raise _already_exists(path)
-    directory.mkdir(parents=True, exist_ok=True)
-    _write_atomic(key_path, key_pem, private=True, force=force)
-    _write_atomic(cert_path, cert_pem, private=False, force=force)
-    return cert_path, key_path
-
-
-def _write_atomic(path: Path, data: bytes, *, private: bool, force: bool) -> None:
-    """Write via a temporary file in the same directory, then rename; the target is never half-written."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            os.fchmod(out.fileno(), 0o600 if private else 0o644)
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        if force:
-            os.replace(tmp, path)
-        else:
-            # A hard link fails if the target appeared meanwhile, so an existing file is never clobbered.
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise _already_exists(path) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _already_exists(path: Path) -> ConfigurationError:
-    return ConfigurationError(f"{path} already exists (use --force / force=True to replace it)")
 
 
 # Helpers --------------------------------------------------------------------------------------
