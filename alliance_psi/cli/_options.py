@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+import signal
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +33,14 @@ def tls_options(function: F) -> F:
 
 def tls_config(ca_cert: Path, cert: Path, key: Path, crl: Path | None) -> TlsConfig:
     return TlsConfig(ca_cert=ca_cert, cert=cert, key=key, crl=crl)
+
+
+def wait_for_stop_signal() -> None:
+    """Block until SIGTERM or SIGINT (Ctrl-C): how a server command runs until told to stop."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
 
 
 @contextmanager

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +9,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from alliance_psi.cli._options import reported, tls_config, tls_options
+from alliance_psi._files import write_file_atomic
+from alliance_psi.cli._options import reported, tls_config, tls_options, wait_for_stop_signal
 from alliance_psi.config import CoordinatorConfig
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.errors import ConfigurationError
@@ -37,11 +35,8 @@ def keygen(out: Path, force: bool) -> None:
             raise ConfigurationError(f"{key_path} exists; pass --force to replace it (old results stay verifiable only with the old key)")
         out.mkdir(parents=True, exist_ok=True)
         key = SigningKey.generate()
-        fd = os.open(key_path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(key.to_pem())
-        os.replace(key_path.with_suffix(".tmp"), key_path)
-        pub_path.write_text(key.public_key.hex() + "\n")
+        write_file_atomic(key_path, key.to_pem())
+        write_file_atomic(pub_path, (key.public_key.hex() + "\n").encode(), private=False)
     click.echo(f"wrote {key_path} and {pub_path} (key id {key.key_id})")
 
 
@@ -76,13 +71,10 @@ def _serve(config: CoordinatorConfig) -> None:
     engine = make_engine(config.database)
     create_schema(engine)
     role = CoordinatorRole(sql_unit_of_work(engine), key, known_types=[t.value for t in IdentifierType], name=config.name)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     with run_server([coordinator_registration(role)], address=config.listen, tls=config.tls.load()) as port, \
             Ticker(role, config.tick_seconds):
         click.echo(f"coordinator {config.name} (signing key {key.key_id}) serving on port {port}", err=True)
-        stop.wait()
+        wait_for_stop_signal()
 
 
 @coordinator_group.command("audit-verify")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
 from pathlib import Path
 
 import click
 
-from alliance_psi.cli._options import reported, tls_config, tls_options
+from alliance_psi._files import write_file_atomic
+from alliance_psi.cli._options import reported, tls_config, tls_options, wait_for_stop_signal
 from alliance_psi.config import CustodianConfig
 from alliance_psi.crypto.key_shares import KeyShare
 from alliance_psi.errors import ConfigurationError
@@ -33,11 +31,7 @@ def init_share(epoch: str, out: Path, force: bool) -> None:
         if out.exists() and not force:
             raise ConfigurationError(f"{out} exists; pass --force to replace it (the old epoch's tokens die with it)")
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(share.to_bytes())
-        os.replace(tmp, out)
+        write_file_atomic(out, share.to_bytes())
     click.echo(f"wrote key share for epoch {epoch} to {out}")
 
 
@@ -57,12 +51,9 @@ def _serve(config: CustodianConfig) -> None:
     create_schema(engine)
     role = CustodianRole(config.name, share, quota_per_member=config.quota_per_member,
                          ledger=SqlQuotaLedger(engine, config.name))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     with run_server([custodian_registration(role)], address=config.listen, tls=config.tls.load()) as port:
         click.echo(f"custodian {config.name} serving key epoch {share.epoch} on port {port}", err=True)
-        stop.wait()
+        wait_for_stop_signal()
 
 
 @custodian_group.command("serve")

@@ -12,8 +12,6 @@ prints values masked to their last four characters, since console output can end
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -24,11 +22,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from alliance_psi._files import write_file_atomic
 from alliance_psi.cli._options import reported
 from alliance_psi.cli.node import F, _option, database_option, node_group
 from alliance_psi.cli.reports import console_safe, holders_text, read_public_key
 from alliance_psi.crypto.signing import key_id
-from alliance_psi.errors import ConfigurationError, InvalidSignature, StorageError
+from alliance_psi.errors import InvalidSignature, StorageError
 from alliance_psi.protocol.leads import build_leads
 from alliance_psi.protocol.result_codec import open_result
 from alliance_psi.reports import LeadReport, build_report, render_csv, render_html, render_json
@@ -36,7 +35,7 @@ from alliance_psi.reports import LeadReport, build_report, render_csv, render_ht
 if TYPE_CHECKING:
     from alliance_psi.storage import MemberRepository
 
-__all__ = ["load_report", "mask", "write_private"]
+__all__ = ["load_report", "mask"]
 
 _FORMATS: dict[str, Callable[[LeadReport], bytes]] = {"html": render_html, "csv": render_csv, "json": render_json}
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -49,32 +48,6 @@ def mask(value: str) -> str:
     Values shorter than eight characters are hidden whole: four would be half of them.
     """
     return "****" + value[-_SHOWN:] if len(value) >= 2 * _SHOWN else "*" * 2 * _SHOWN
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically with mode 0600: a temporary file in the same directory, then a rename.
-
-    Readers see the old file or the whole new one, never a part; the file is never readable by
-    others, not even while it is written. Raises ``ConfigurationError`` naming the path if it
-    cannot be written.
-    """
-    try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o600)  # mkstemp already does; say it where it matters.
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        if isinstance(exc, OSError):
-            raise ConfigurationError(f"cannot write {path}: {exc.strerror}") from None
-        raise
 
 
 @contextlib.contextmanager
@@ -143,7 +116,7 @@ def report_command(round_id: str, output_format: str, output: Path, database: st
     with reported():
         report, withdrawn = load_report(database, round_id, member_id=member_id,
                                         public_key=read_public_key(coordinator_key))
-        write_private(output, _FORMATS[output_format](report))
+        write_file_atomic(output, _FORMATS[output_format](report))
     holders = holders_text(report.by_holder_count())
     skipped = f", {withdrawn} withdrawn identifiers left out" if withdrawn else ""
     click.echo(console_safe(

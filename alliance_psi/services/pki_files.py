@@ -7,11 +7,10 @@ overwritten unless the caller forces it. ``services.pki`` re-exports every name 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from alliance_psi._files import already_exists, write_file_atomic
 from alliance_psi.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -40,7 +39,7 @@ def write_issued(
 def write_crl(crl_pem: bytes, path: Path | str) -> Path:
     """Write (or atomically replace) a CRL file."""
     path = Path(path)
-    _write_atomic(path, crl_pem, private=False, force=True)
+    write_file_atomic(path, crl_pem, private=False, replace=True)
     return path
 
 
@@ -70,34 +69,8 @@ def _write_pair(directory: Path, stem: str, cert_pem: bytes, key_pem: bytes, *, 
     # Check both first, so a refusal never leaves one half of the pair written.
     for path in (cert_path, key_path):
         if path.exists() and not force:
-            raise _already_exists(path)
+            raise already_exists(path)
     directory.mkdir(parents=True, exist_ok=True)
-    _write_atomic(key_path, key_pem, private=True, force=force)
-    _write_atomic(cert_path, cert_pem, private=False, force=force)
+    write_file_atomic(key_path, key_pem, private=True, replace=force)
+    write_file_atomic(cert_path, cert_pem, private=False, replace=force)
     return cert_path, key_path
-
-
-def _write_atomic(path: Path, data: bytes, *, private: bool, force: bool) -> None:
-    """Write via a temporary file in the same directory, then rename; the target is never half-written."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            os.fchmod(out.fileno(), 0o600 if private else 0o644)
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        if force:
-            os.replace(tmp, path)
-        else:
-            # A hard link fails if the target appeared meanwhile, so an existing file is never clobbered.
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise _already_exists(path) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _already_exists(path: Path) -> ConfigurationError:
-    return ConfigurationError(f"{path} already exists (use --force / force=True to replace it)")
