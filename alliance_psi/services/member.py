@@ -9,7 +9,7 @@ leave this process and its database; the coordinator sees tokens and sealed labe
 
 from __future__ import annotations
 
-import os
+import contextlib
 import secrets
 import time
 from datetime import UTC, datetime
@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 
 from alliance_psi.crypto.labels import LabelContext, seal_label
 from alliance_psi.crypto.parallel import ProcessMap, chunked, tokenize
+from alliance_psi._files import write_file_atomic
 from alliance_psi.config import MemberConfig
 from alliance_psi.crypto.signing import load_public_key
 from alliance_psi.errors import ConfigurationError, NotFound, RoundClosed, WrongEpoch
@@ -58,15 +59,14 @@ class JoinOutcome:
 def load_nonce_key(data_dir: Path) -> bytes:
     """The node's label-nonce key (see ``seal_label``), created 0600 on first use. Never leaves the node."""
     path = data_dir / "label-nonce.key"
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_bytes(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(key)
-        return key
+        with contextlib.suppress(ConfigurationError):  # Another process created it first: use theirs.
+            write_file_atomic(path, secrets.token_bytes(32), replace=False)
+    key = path.read_bytes()
+    if len(key) != 32:
+        raise ConfigurationError(f"{path} is not a label nonce key (expected 32 bytes, found {len(key)})")
+    return key
 
 
 class MemberNode:

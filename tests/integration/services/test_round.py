@@ -214,3 +214,17 @@ def test_a_joined_round_keeps_its_verified_result(tmp_path: Path, pki) -> None: 
             assert [r[0] for r in repo.list_results()] == [round_.round_id]
             with pytest.raises(NotFound, match="node join other"):
                 repo.get_result("other")
+
+
+def test_the_label_nonce_key_is_created_once_and_checked(tmp_path: Path) -> None:
+    import stat
+
+    from alliance_psi.errors import ConfigurationError
+    from alliance_psi.services.member import load_nonce_key
+
+    first = load_nonce_key(tmp_path / "secrets")
+    assert load_nonce_key(tmp_path / "secrets") == first and len(first) == 32
+    assert stat.S_IMODE((tmp_path / "secrets" / "label-nonce.key").stat().st_mode) == 0o600
+    (tmp_path / "secrets" / "label-nonce.key").write_bytes(b"short")
+    with pytest.raises(ConfigurationError, match="expected 32 bytes, found 5"):
+        load_nonce_key(tmp_path / "secrets")
