@@ -121,7 +121,7 @@ def report_command(round_id: str, output_format: str, output: Path, database: st
     skipped = f", {withdrawn} withdrawn identifiers left out" if withdrawn else ""
     click.echo(console_safe(
         f"wrote {output} ({output_format}, mode 0600): {len(report.leads)} leads in round {report.round_id} "
-        f"({report.round_name}), holders {holders}{skipped}; verified with coordinator key {report.key_id}"))
+        f"({report.round_name}), leads {holders}{skipped}; verified with coordinator key {report.key_id}"))
 
 
 def _leads_table(report: LeadReport) -> Table:

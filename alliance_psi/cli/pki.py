@@ -60,8 +60,11 @@ def pki_group() -> None:
 def init_ca(out: Path, name: str, days: int, force: bool) -> None:
     """Create a new alliance CA in OUT."""
     with _reported():
-        cert_path, key_path = pki.write_ca(pki.init_ca(name, valid_days=days), out, force=force)
-    click.echo(f"wrote {cert_path} and {key_path}")
+        ca = pki.init_ca(name, valid_days=days)
+        cert_path, key_path = pki.write_ca(ca, out, force=force)
+        # An empty CRL from the start, so servers can always be given --crl.
+        crl_path = pki.write_crl(pki.revoke(ca, []), out / pki.CRL_FILE)
+    click.echo(f"wrote {cert_path}, {key_path} and {crl_path}")
 
 
 @pki_group.command("issue")

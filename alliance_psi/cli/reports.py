@@ -48,8 +48,8 @@ def read_public_key(path: Path) -> bytes:
 
 
 def holders_text(counts: dict[int, int]) -> str:
-    """Counts by holder count in one line: ``4→1, 3→2, 2→4`` (or ``none``)."""
-    return ", ".join(f"{holders}→{count}" for holders, count in counts.items()) or "none"
+    """Leads by holder count in one line: ``1 held by 4, 2 held by 3, 4 held by 2`` (or ``none``)."""
+    return ", ".join(f"{count} held by {holders}" for holders, count in counts.items()) or "none"
 
 
 @click.group("report")
@@ -75,7 +75,7 @@ def verify_command(report_file: Path, coordinator_key: Path) -> None:
     omitted = f" ({checked.omitted} not listed)" if checked.omitted else ""
     click.echo(console_safe(
         f"valid: {checked.leads} leads of {checked.signed_matches} signed matches{omitted} in round {checked.round_id} "
-        f"({checked.round_name}) for member {checked.member_id}; holders {holders_text(checked.by_holder_count)}; "
+        f"({checked.round_name}) for member {checked.member_id}; leads {holders_text(checked.by_holder_count)}; "
         f"threshold {checked.threshold}, key epoch {checked.key_epoch}, coordinator key {checked.key_id}"))
 
 

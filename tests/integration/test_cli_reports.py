@@ -28,7 +28,7 @@ from tests.unit.reports.support import (
 )
 
 NOW = datetime(2025, 7, 1, 9, 30, tzinfo=UTC)
-HOLDERS = "holders 4→1, 3→2, 2→4"
+HOLDERS = "leads 1 held by 4, 2 held by 3, 4 held by 2"
 RUNNER = CliRunner(env={"COLUMNS": "200"})
 
 

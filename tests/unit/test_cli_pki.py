@@ -22,8 +22,15 @@ def ca_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "ca"
     result = run("init-ca", "--out", directory, "--name", "Rivers")
     assert result.exit_code == 0, result.output
-    assert result.output == f"wrote {directory / 'ca.pem'} and {directory / 'ca.key'}\n"
+    assert result.output == f"wrote {directory / 'ca.pem'}, {directory / 'ca.key'} and {directory / 'crl.pem'}\n"
+    # An empty CRL signed by the CA exists from the start, so servers can always take --crl.
+    ca = pki.load_ca(directory)
+    assert pki.load_crl_serials((directory / "crl.pem").read_bytes(), ca.cert_pem) == frozenset()
     return directory
+
+
+def _default_crl_serials(ca_dir: Path) -> frozenset[int]:
+    return pki.load_crl_serials((ca_dir / "crl.pem").read_bytes(), pki.load_ca(ca_dir).cert_pem)
 
 
 def issue(ca_dir: Path, out: Path, name: str, *extra: str) -> Result:
@@ -123,7 +130,7 @@ def test_revoke_to_another_crl_file(ca_dir: Path, tmp_path: Path) -> None:
     result = run("revoke", "--ca-dir", ca_dir, "--crl", tmp_path / "elsewhere.pem", tmp_path / "bank-a.pem")
     assert result.exit_code == 0, result.output
     assert result.output == f"revoked 1 certificate(s); {tmp_path / 'elsewhere.pem'} lists 1\n"
-    assert not (ca_dir / "crl.pem").exists()
+    assert _default_crl_serials(ca_dir) == frozenset()  # The CA's own CRL is untouched.
 
 
 def test_revoke_refuses_a_certificate_of_another_ca(ca_dir: Path, tmp_path: Path) -> None:
@@ -134,7 +141,7 @@ def test_revoke_refuses_a_certificate_of_another_ca(ca_dir: Path, tmp_path: Path
     result = run("revoke", "--ca-dir", ca_dir, tmp_path / "bank-x.pem")
     assert result.exit_code == 1
     assert result.output == f"Error: {tmp_path / 'bank-x.pem'}: certificate serial {serial:#x} was not issued by this CA\n"
-    assert not (ca_dir / "crl.pem").exists()
+    assert _default_crl_serials(ca_dir) == frozenset()  # The CA's own CRL is untouched.
 
 
 def test_revoke_refuses_a_crl_of_another_ca(ca_dir: Path, tmp_path: Path) -> None:
