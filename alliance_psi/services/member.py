@@ -12,26 +12,37 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from datetime import UTC, datetime
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
 
-from alliance_psi.crypto.labels import LabelContext, seal_label
-from alliance_psi.crypto.parallel import ProcessMap, chunked, tokenize
 from alliance_psi._files import write_file_atomic
 from alliance_psi.config import MemberConfig
+from alliance_psi.crypto.labels import LabelContext, seal_label
+from alliance_psi.crypto.parallel import ProcessMap, chunked, tokenize
 from alliance_psi.crypto.signing import load_public_key
 from alliance_psi.errors import ConfigurationError, NotFound, RoundClosed, WrongEpoch
 from alliance_psi.identifiers.types import Identifier, IdentifierType
 from alliance_psi.protocol.coordinator import Chunk
 from alliance_psi.protocol.leads import Lead, LeadLabel, build_leads
-from alliance_psi.protocol.model import MemberResult, Round, RoundState, SubmissionState
+from alliance_psi.protocol.model import (
+    MemberResult,
+    Role,
+    Round,
+    RoundState,
+    SubmissionState,
+)
 from alliance_psi.protocol.result_codec import open_result
 from alliance_psi.protocol.submission import SubmissionDigest, chunk_digest
-from alliance_psi.services.clients import CoordinatorClient, CustodianChain, CustodianClient
+from alliance_psi.services.clients import (
+    CoordinatorClient,
+    CustodianChain,
+    CustodianClient,
+)
+from alliance_psi.services.pki import identity_from_pem
 from alliance_psi.storage import MemberRepository, create_schema, make_engine
 
 __all__ = ["JoinOutcome", "MemberNode", "Progress", "load_nonce_key"]
@@ -96,6 +107,13 @@ class MemberNode:
     def from_config(cls, config: MemberConfig, *, progress: Progress = _no_progress) -> MemberNode:
         """Connect to the alliance as ``config`` says (reads the TLS files and keys now)."""
         tls = config.tls.load()
+        # The alliance knows this node by its certificate alone: a different member id here would
+        # only surface later, as a result "for another member".
+        identity = identity_from_pem(tls.cert)
+        if identity.role is not Role.MEMBER or identity.name != config.member_id:
+            raise ConfigurationError(
+                f"member-id {config.member_id!r} does not match the certificate {config.tls.cert}, "
+                f"which names {identity.role} {identity.name!r}")
         engine = make_engine(config.database)
         create_schema(engine)
         try:
@@ -221,7 +239,11 @@ class MemberNode:
             submitted = status.item_count
         else:
             raise RoundClosed(f"round {round_id} is {round.state} and this member did not commit")
-        result, payload, signature = self.fetch_and_keep(round, wait=wait)
+        try:
+            result, payload, signature = self.fetch_and_keep(round, wait=wait)
+        except NotFound as exc:
+            raise NotFound(f"{exc}; this member's {submitted:,} items are committed: fetch the result later with "
+                           f"`alliance-psi node fetch {round_id}`") from None
         seconds["wait for result"], clock = time.perf_counter() - clock, time.perf_counter()
         leads = tuple(self.leads(result))
         seconds["open leads"] = time.perf_counter() - clock

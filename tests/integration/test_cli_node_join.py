@@ -1,0 +1,75 @@
+"""``alliance-psi node join`` and ``node fetch`` against real servers, with a TOML configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from alliance_psi.cli.main import main
+from alliance_psi.services.pki import CA_CERT_FILE
+from tests.integration.services.harness import running_alliance
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def write_toml(path: Path, pki, alliance, member: str, **overrides: str) -> Path:  # type: ignore[no-untyped-def]
+    key = path.parent / "signing.pub"
+    key.write_text(alliance.signing_key.public_key.hex() + "\n")
+    values = {
+        "database": f"sqlite:///{alliance.tmp / f'{member}.db'}", "member-id": member,
+        "ca": str(pki.directory / CA_CERT_FILE), "cert": str(pki.directory / f"{member}.pem"),
+        "key": str(pki.directory / f"{member}.key"), "coordinator": alliance.coordinator_address,
+        "coordinator-key": str(key), "data-dir": str(path.parent / f"{member}-secrets"), **overrides,
+    }
+    custodians = ", ".join(f'"{a}"' for a in alliance.custodian_addresses)
+    lines = ["[node]", f"custodian = [{custodians}]"] + [f'{k} = "{v}"' for k, v in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_join_runs_the_round_and_fetch_keeps_the_result(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    with running_alliance(tmp_path, pki) as alliance:
+        round_id = alliance.admin().create_round(alliance.spec(2, invited=("bank-a", "bank-b"))).round_id
+        config_b = write_toml(tmp_path / "b.toml", pki, alliance, "bank-b")
+        runner = CliRunner()
+        # bank-b submits but does not wait; bank-a's commit closes the round; bank-b fetches later.
+        first = runner.invoke(main, ["node", "--config", str(config_b), "join", round_id, "--wait", "0"])
+        assert first.exit_code == 1 and f"round {round_id} is open: no results yet" in first.output
+        assert f"items are committed: fetch the result later with `alliance-psi node fetch {round_id}`" in first.output
+        config_a = write_toml(tmp_path / "a.toml", pki, alliance, "bank-a")
+        joined = runner.invoke(main, ["node", "--config", str(config_a), "join", round_id, "--wait", "30"])
+        assert joined.exit_code == 0, joined.output
+        assert "round joined; result verified" in joined.output and "held by 2 members" in joined.output
+        fetched = runner.invoke(main, ["node", "--config", str(config_b), "fetch", round_id])
+        assert fetched.exit_code == 0, fetched.output
+        assert fetched.output.startswith(f"result for round {round_id} verified and kept: ")
+
+
+def test_join_refuses_a_member_id_that_is_not_the_certificate(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    with running_alliance(tmp_path, pki, custodians=1) as alliance:
+        config = write_toml(tmp_path / "a.toml", pki, alliance, "bank-a", **{"member-id": "bank-b"})
+        result = CliRunner().invoke(main, ["node", "--config", str(config), "join", "r-1"])
+        assert result.exit_code == 1
+        assert "member-id 'bank-b' does not match the certificate" in result.output
+        assert "which names member 'bank-a'" in result.output
+
+
+def test_join_reports_unknown_rounds_and_unreachable_peers(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    with running_alliance(tmp_path, pki, custodians=1) as alliance:
+        config = write_toml(tmp_path / "a.toml", pki, alliance, "bank-a")
+        unknown = CliRunner().invoke(main, ["node", "--config", str(config), "join", "no-such-round"])
+        assert unknown.exit_code == 1 and "no-such-round" in unknown.output
+        down = write_toml(tmp_path / "down.toml", pki, alliance, "bank-a", coordinator="127.0.0.1:1")
+    result = CliRunner().invoke(main, ["node", "--config", str(down), "join", "r-1", "--wait", "0"])
+    assert result.exit_code == 1 and "coordinator at 127.0.0.1:1 is unreachable" in result.output
+
+
+def test_join_needs_its_options(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["node", "join", "r-1"], env={"ALLIANCE_PSI_NODE_DATABASE": "sqlite://"})
+    assert result.exit_code == 2 and "Missing option '--member-id'" in result.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[node\n")
+    result = CliRunner().invoke(main, ["node", "--config", str(bad), "join", "r-1"])
+    assert result.exit_code == 2 and "is not valid TOML" in result.output
