@@ -95,3 +95,30 @@ def test_admin_commands_against_a_coordinator_that_is_down(pki) -> None:  # type
            "--key", str(pki.directory / "admin.key")]
     result = run("coordinator", "round", "list", "--coordinator", "127.0.0.1:1", *tls)
     assert result.exit_code == 1 and "coordinator at 127.0.0.1:1 is unreachable" in result.output
+
+
+def test_operator_round_commands(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    from tests.integration.services.harness import running_alliance
+
+    tls = ["--ca", str(pki.directory / "ca.pem"), "--cert", str(pki.directory / "admin.pem"),
+           "--key", str(pki.directory / "admin.key")]
+    with running_alliance(tmp_path, pki, custodians=1) as alliance:
+        target = ["--coordinator", alliance.coordinator_address, *tls]
+        created = run("coordinator", "round", "create", *target, "--name", "November leads", "--epoch", "epoch-test",
+                      "--threshold", "3", "--invite", "bank-a,bank-b,bank-c", "--id", "nov-1")
+        assert created.exit_code == 0 and created.output == "nov-1\n", created.output
+        listed = run("coordinator", "round", "list", *target)
+        assert listed.exit_code == 0 and "nov-1" in listed.output and "November leads" in listed.output
+        shown = run("coordinator", "round", "show", "nov-1", *target)
+        assert shown.exit_code == 0 and "open" in shown.output
+        closed = run("coordinator", "round", "close", "nov-1", *target, "--reason", "test")
+        assert closed.exit_code == 0 and closed.output == "round nov-1 is matched\n"
+        again = run("coordinator", "round", "close", "nov-1", *target)
+        assert again.exit_code == 1 and "round nov-1 is already matched" in again.output
+        duplicate = run("coordinator", "round", "create", *target, "--name", "x", "--epoch", "epoch-test", "--id", "nov-1")
+        assert duplicate.exit_code == 1
+        member = ["--ca", str(pki.directory / "ca.pem"), "--cert", str(pki.directory / "bank-a.pem"),
+                  "--key", str(pki.directory / "bank-a.key")]
+        refused = run("coordinator", "round", "create", "--coordinator", alliance.coordinator_address, *member,
+                      "--name", "x", "--epoch", "epoch-test")
+        assert refused.exit_code == 1 and "role member may not call CreateRound" in refused.output
