@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from alliance_psi.protocol.model import Round
@@ -40,3 +42,23 @@ def make_round(round_id: str = "r1", *, threshold: int = 2, created_at: datetime
         created_by="admin",
         created_at=created_at,
     )
+
+
+def run_concurrently(count: int, work: Callable[[int], None]) -> None:
+    """Run ``work(0) … work(count - 1)`` on as many threads, released together; fail with any error."""
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def worker(slot: int) -> None:
+        try:
+            barrier.wait()
+            work(slot)
+        except BaseException as exc:  # Reported by the main thread.
+            errors.append(exc)
+
+    pool = [threading.Thread(target=worker, args=(slot,)) for slot in range(count)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(timeout=60)
+    assert not errors, errors

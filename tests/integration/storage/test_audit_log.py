@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -12,7 +11,7 @@ from alliance_psi.errors import AuditLogBroken
 from alliance_psi.storage import GENESIS_HASH, AuditLog
 from alliance_psi.storage.schema import audit_log
 
-from .support import NOW
+from .support import NOW, run_concurrently
 
 
 def append(engine: Engine, n: int) -> list[int]:
@@ -82,25 +81,14 @@ def test_deleted_entry_is_reported_as_a_gap(engine: Engine) -> None:
 
 def test_concurrent_appends_make_one_chain(engine: Engine) -> None:
     threads, per_thread = 4, 15
-    errors: list[BaseException] = []
     seqs: list[int] = []
-    barrier = threading.Barrier(threads)
 
-    def worker(slot: int) -> None:
-        try:
-            barrier.wait()
-            for i in range(per_thread):
-                with engine.begin() as conn:
-                    seqs.append(AuditLog(conn).append(actor=f"worker-{slot}", action="tick", detail={"i": i}, at=NOW))
-        except BaseException as exc:  # Reported by the main thread.
-            errors.append(exc)
+    def work(slot: int) -> None:
+        for i in range(per_thread):
+            with engine.begin() as conn:
+                seqs.append(AuditLog(conn).append(actor=f"worker-{slot}", action="tick", detail={"i": i}, at=NOW))
 
-    pool = [threading.Thread(target=worker, args=(slot,)) for slot in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join(timeout=60)
-    assert not errors, errors
+    run_concurrently(threads, work)
     assert sorted(seqs) == list(range(1, threads * per_thread + 1))
     assert verify(engine) == threads * per_thread
 

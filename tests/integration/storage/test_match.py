@@ -11,7 +11,7 @@ from alliance_psi.errors import InvalidRequest
 from alliance_psi.protocol.submission import chunk_digest
 from alliance_psi.storage import CoordinatorRepository
 
-from .support import NOW, items, label, make_round, token
+from .support import NOW, items, label, make_round, run_concurrently, token
 
 MEMBERS = ("alpha", "beta", "gamma")
 CHUNK = 250
@@ -88,33 +88,23 @@ def test_match_threshold_must_be_positive(engine: Engine) -> None:
 
 def test_members_submitting_at_once(engine: Engine) -> None:
     """Four members stage and commit concurrently, each on its own connection."""
-    import threading
-
     members = [f"m{i}" for i in range(4)]
-    errors: list[BaseException] = []
     with engine.begin() as conn:
         CoordinatorRepository(conn).create_round(make_round("r1"))
 
-    def member(name: str) -> None:
-        try:
-            whole = items(name, ["shared-1", "shared-2"] + [f"{name}-{i}" for i in range(40)])
-            chunks = [whole[i : i + 10] for i in range(0, len(whole), 10)]
-            for index, chunk in enumerate(chunks):
-                with engine.begin() as conn:
-                    CoordinatorRepository(conn).stage_chunk("r1", name, index, chunk, chunk_digest(chunk), at=NOW)
+    def member(slot: int) -> None:
+        name = members[slot]
+        whole = items(name, ["shared-1", "shared-2"] + [f"{name}-{i}" for i in range(40)])
+        chunks = [whole[i : i + 10] for i in range(0, len(whole), 10)]
+        for index, chunk in enumerate(chunks):
             with engine.begin() as conn:
-                CoordinatorRepository(conn).commit_submission(
-                    "r1", name, item_count=len(whole), digest=chunk_digest(whole), at=NOW
-                )
-        except BaseException as exc:  # Reported by the main thread.
-            errors.append(exc)
+                CoordinatorRepository(conn).stage_chunk("r1", name, index, chunk, chunk_digest(chunk), at=NOW)
+        with engine.begin() as conn:
+            CoordinatorRepository(conn).commit_submission(
+                "r1", name, item_count=len(whole), digest=chunk_digest(whole), at=NOW
+            )
 
-    threads = [threading.Thread(target=member, args=(name,)) for name in members]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
+    run_concurrently(len(members), member)
     with engine.begin() as conn:
         rows = list(CoordinatorRepository(conn).match("r1", 4))
     assert sorted((t, m, h) for t, m, _, h in rows) == sorted(

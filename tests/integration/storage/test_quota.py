@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from sqlalchemy import Engine
 
 from alliance_psi.errors import InvalidRequest, QuotaExceeded
 from alliance_psi.storage import QuotaRepository
+
+from .support import run_concurrently
 
 
 def reserve(engine: Engine, count: int, quota: int, *, member: str = "alpha", epoch: str = "E1") -> int:
@@ -49,27 +49,16 @@ def test_concurrent_reservations_never_exceed_the_quota(engine: Engine) -> None:
     quota, threads, attempts, step = 60, 4, 25, 1
     granted = [0] * threads
     refused = [0] * threads
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(threads)
 
-    def worker(slot: int) -> None:
-        try:
-            barrier.wait()
-            for _ in range(attempts):
-                try:
-                    reserve(engine, step, quota, member="racer")
-                    granted[slot] += step
-                except QuotaExceeded:
-                    refused[slot] += 1
-        except BaseException as exc:  # Reported by the main thread.
-            errors.append(exc)
+    def work(slot: int) -> None:
+        for _ in range(attempts):
+            try:
+                reserve(engine, step, quota, member="racer")
+                granted[slot] += step
+            except QuotaExceeded:
+                refused[slot] += 1
 
-    pool = [threading.Thread(target=worker, args=(slot,)) for slot in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join(timeout=60)
-    assert not errors, errors
+    run_concurrently(threads, work)
     assert sum(granted) == quota
     assert sum(refused) == threads * attempts - quota
     with engine.begin() as conn:
