@@ -231,6 +231,8 @@ class MemberNode:
         seconds: dict[str, float] = {}
         clock = time.perf_counter()
         if round.state is RoundState.OPEN and status.state is not SubmissionState.COMMITTED:
+            if datetime.now(UTC) >= round.deadline:  # A courtesy: the coordinator enforces it anyway.
+                raise RoundClosed(f"round {round_id} passed its deadline: it takes no more submissions")
             computed = self.tokenize(round.key_epoch, round.allowed_types)
             seconds["tokenize"], clock = time.perf_counter() - clock, time.perf_counter()
             submitted = self.submit(round)

@@ -228,3 +228,30 @@ def test_the_label_nonce_key_is_created_once_and_checked(tmp_path: Path) -> None
     (tmp_path / "secrets" / "label-nonce.key").write_bytes(b"short")
     with pytest.raises(ConfigurationError, match="expected 32 bytes, found 5"):
         load_nonce_key(tmp_path / "secrets")
+
+
+def test_a_round_closes_at_its_deadline_and_refuses_late_submissions(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    planted = Planted.make()
+    with running_alliance(tmp_path, pki, planted=planted) as alliance:
+        deadline = datetime.now(UTC) + timedelta(seconds=3)
+        round_ = alliance.admin().create_round(alliance.spec(2, deadline=deadline))
+        for member in ("bank-a", "bank-b"):  # bank-c, also invited, never shows up.
+            node = alliance.node(member)
+            node.tokenize(EPOCH, ["phone"])
+            node.submit(node.coordinator.get_round(round_.round_id)[0])
+        assert alliance.coordinator_role.tick() == []  # Not yet due.
+        time.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 0.2)
+        late = alliance.node("bank-c")
+        with pytest.raises(RoundClosed, match="passed its deadline"):
+            late.join(round_.round_id, wait=0)
+        assert alliance.coordinator_role.tick() == [round_.round_id]
+        final, committed = alliance.admin().get_round(round_.round_id)
+        assert final.state is RoundState.MATCHED and final.close_reason == "deadline reached" and committed == 2
+        two = {m: planted.holdings[m] for m in ("bank-a", "bank-b")}
+        result, _, _ = alliance.node("bank-a").fetch_result(round_.round_id)
+        leads = alliance.node("bank-a").leads(result)
+        assert {lead.canonical for lead in leads} == two["bank-a"] & two["bank-b"]
+        assert {lead.holder_count for lead in leads} == {2}
