@@ -105,9 +105,8 @@ def blind_evaluate(sk: bytes, blinded_element: bytes, *, suite: Suite = RISTRETT
     ``blinded_element`` comes from another party: raises ``MalformedElement`` if it is not a
     canonical non-identity element. The key ``sk`` is trusted (the caller loaded and checked it).
     """
-    suite.deserialize_element(blinded_element)
-    # evaluatedElement = skS * blindedElement
-    return suite.scalar_mult(sk, blinded_element)
+    # evaluatedElement = skS * blindedElement (the element is checked as it is decoded)
+    return suite.scalar_mult_checked(sk, blinded_element)
 
 
 def _finalize_hash(input: bytes, element: bytes, suite: Suite) -> bytes:
@@ -126,9 +125,8 @@ def finalize(
     ``evaluated_element`` comes from the last custodian: raises ``MalformedElement`` if invalid.
     """
     _check_input(input)
-    suite.deserialize_element(evaluated_element)
-    # N = G.ScalarInverse(blind) * evaluatedElement
-    unblinded = suite.scalar_mult(suite.scalar_inverse(blind), evaluated_element)
+    # N = G.ScalarInverse(blind) * evaluatedElement (the element is checked as it is decoded)
+    unblinded = suite.scalar_mult_checked(suite.scalar_inverse(blind), evaluated_element)
     return _finalize_hash(bytes(input), unblinded, suite)
 
 

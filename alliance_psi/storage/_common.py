@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import islice
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Executable, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Result
+
+from alliance_psi.crypto.parallel import chunked
 
 __all__ = [
     "IN_BATCH",
@@ -74,10 +75,8 @@ def bulk_insert(
 
 
 def batched(items: Iterable[T], size: int = IN_BATCH) -> Iterator[list[T]]:
-    """Yield lists of at most ``size`` items, in order."""
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
+    """Yield lists of at most ``size`` items, in order (``IN_BATCH`` by default)."""
+    return chunked(items, size)
 
 
 def stream(conn: Connection, statement: Executable, params: Mapping[str, Any] | None = None) -> Result[Any]:
