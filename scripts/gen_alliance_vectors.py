@@ -23,33 +23,33 @@ def hkdf_expand(prk: bytes, info: bytes, length: int) -> bytes:
     return HKDFExpand(algorithm=hashes.SHA512(), length=length, info=info).derive(prk)
 
 
-def seal(key: bytes, nonce: bytes, plaintext: bytes, round_id: str, token: bytes) -> bytes:
+def seal(key: bytes, nonce: bytes, plaintext: bytes, key_epoch: str, token: bytes) -> bytes:
     padded = len(plaintext).to_bytes(2, "big") + plaintext
     padded += bytes(256 - len(padded))
-    rid = round_id.encode("utf-8")
-    aad = b"alliance-psi/v1 label" + len(rid).to_bytes(2, "big") + rid + token
+    epoch = key_epoch.encode("utf-8")
+    aad = b"alliance-psi/v1 label" + len(epoch).to_bytes(2, "big") + epoch + token
     return b"\x01" + nonce + ChaCha20Poly1305(key).encrypt(nonce, padded, aad)
 
 
 def main() -> None:
     vectors = []
     cases = [
-        ("phone", "{\"c\":\"proxy_rights_defense\",\"s\":\"level1\"}", "round-2026-11"),
-        ("id_card", "", "r1"),
-        ("uscc", "{\"c\":\"loan_intermediary\",\"n\":\"马上消费金融\"}", "圆桌-第3轮"),
+        ("phone", "{\"c\":\"proxy_rights_defense\",\"s\":\"level1\"}", "epoch-2026-q4"),
+        ("id_card", "", "e1"),
+        ("uscc", "{\"c\":\"loan_intermediary\",\"n\":\"马上消费金融\"}", "密钥-第3期"),
     ]
-    for i, (name, label, round_id) in enumerate(cases):
+    for i, (name, label, key_epoch) in enumerate(cases):
         oprf_output = hashlib.sha512(f"alliance-psi vector {i} {name}".encode()).digest()
         token = hkdf_expand(oprf_output, b"alliance-psi/v1 match-token", 16)
         label_key = hkdf_expand(oprf_output, b"alliance-psi/v1 label-key", 32)
         nonce = hashlib.sha256(f"nonce {i}".encode()).digest()[:12]
-        sealed = seal(label_key, nonce, label.encode("utf-8"), round_id, token)
+        sealed = seal(label_key, nonce, label.encode("utf-8"), key_epoch, token)
         vectors.append(
             {
                 "oprf_output": oprf_output.hex(),
                 "match_token": token.hex(),
                 "label_key": label_key.hex(),
-                "round_id": round_id,
+                "key_epoch": key_epoch,
                 "label_plaintext": label.encode("utf-8").hex(),
                 "nonce": nonce.hex(),
                 "sealed_label": sealed.hex(),

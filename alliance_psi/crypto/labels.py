@@ -8,10 +8,12 @@ Wire format (version 1), always ``SEALED_LABEL_BYTES`` long::
 
     0x01 || nonce (12) || ChaCha20-Poly1305(key, nonce, pad(plaintext), aad)
     pad(p) = I2OSP(len(p), 2) || p || zeros, to PADDED_PLAINTEXT_BYTES
-    aad    = "alliance-psi/v1 label" || I2OSP(len(round_id), 2) || round_id || match_token
+    aad    = "alliance-psi/v1 label" || I2OSP(len(key_epoch), 2) || key_epoch || match_token
 
-The associated data binds a label to its round and token: the coordinator cannot replay a
-label from an earlier round (say, one the member has since withdrawn) into a later result.
+The associated data binds a label to its key epoch and token. A label stays at the coordinator
+from round to round within the epoch (submissions are deltas), so it is bound to the epoch, not
+to one round: a withdrawn identifier's label is deleted by the member's next delta, and rotating
+the epoch makes every old label unusable, as it does old tokens.
 Every failure to open raises the same ``InvalidLabel``, so a peer learns nothing about which
 check failed.
 """
@@ -49,17 +51,17 @@ _NONCE_PREFIX = b"alliance-psi/v1 label-nonce"
 
 @dataclass(frozen=True, slots=True)
 class LabelContext:
-    """What a sealed label is bound to: the round it was submitted to and its match token."""
+    """What a sealed label is bound to: the key epoch its token belongs to and the token."""
 
-    round_id: str
+    key_epoch: str
     match_token: bytes
 
     def associated_data(self) -> bytes:
         """The AEAD associated data for this context."""
-        round_id = self.round_id.encode("utf-8")
+        key_epoch = self.key_epoch.encode("utf-8")
         if len(self.match_token) != MATCH_TOKEN_BYTES:
             raise ValueError(f"match token must be {MATCH_TOKEN_BYTES} bytes")
-        return _AAD_PREFIX + len(round_id).to_bytes(2, "big") + round_id + self.match_token
+        return _AAD_PREFIX + len(key_epoch).to_bytes(2, "big") + key_epoch + self.match_token
 
 
 def _pad(plaintext: bytes) -> bytes:

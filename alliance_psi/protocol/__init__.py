@@ -5,7 +5,7 @@
 storage) and ``messages`` (the only module that touches the generated protobuf code).
 """
 
-from alliance_psi.protocol.coordinator import Chunk, CoordinatorRole, RoundSpec
+from alliance_psi.protocol.coordinator import Chunk, Commit, CoordinatorRole, RoundSpec
 from alliance_psi.protocol.custodian import CustodianRole
 from alliance_psi.protocol.model import (
     Identity,
@@ -21,6 +21,7 @@ from alliance_psi.protocol.result_codec import decode_result, encode_result, ope
 
 __all__ = [
     "Chunk",
+    "Commit",
     "CoordinatorRole",
     "CustodianRole",
     "Identity",

@@ -33,7 +33,7 @@ from alliance_psi.protocol.ports import CoordinatorTx, CoordinatorUnitOfWork
 from alliance_psi.protocol.result_codec import sign_result
 from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS, check_item, chunk_digest
 
-__all__ = ["Chunk", "CoordinatorRole", "RoundSpec"]
+__all__ = ["Chunk", "Commit", "CoordinatorRole", "RoundSpec"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _MAX_CHUNK_INDEX = 1_000_000
@@ -55,12 +55,29 @@ class RoundSpec:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """One chunk of a member's submission, as received."""
+    """One chunk of a member's delta, as received: items put (token, sealed label) and tokens removed."""
 
     round_id: str
     chunk_index: int
     items: tuple[tuple[bytes, bytes | None], ...]
     chunk_digest: bytes
+    removals: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """A member's commit: its delta's count and digest, and the set it expects to result.
+
+    ``replace`` says the delta is the member's whole set (its first submission in a scope, or
+    after its record of the set disagreed with the coordinator's).
+    """
+
+    round_id: str
+    item_count: int
+    digest: bytes
+    set_count: int
+    set_digest: bytes
+    replace: bool
 
 
 def _utcnow() -> datetime:
@@ -185,14 +202,21 @@ class CoordinatorRole:
         """
         if not 0 <= chunk.chunk_index < _MAX_CHUNK_INDEX:
             raise InvalidRequest(f"chunk_index: must be 0 to {_MAX_CHUNK_INDEX - 1}")
-        if not 1 <= len(chunk.items) <= MAX_CHUNK_ITEMS:
-            raise InvalidRequest(f"chunk {chunk.chunk_index}: must hold 1 to {MAX_CHUNK_ITEMS} items, got {len(chunk.items)}")
+        size = len(chunk.items) + len(chunk.removals)
+        if not 1 <= size <= MAX_CHUNK_ITEMS:
+            raise InvalidRequest(f"chunk {chunk.chunk_index}: must hold 1 to {MAX_CHUNK_ITEMS} items and removals, "
+                                 f"got {size}")
         for position, (token, label) in enumerate(chunk.items):
             try:
                 check_item(token, label)
             except InvalidRequest as exc:
                 raise InvalidRequest(f"chunk {chunk.chunk_index}, item {position}: {exc}") from None
-        if chunk_digest(chunk.items) != chunk.chunk_digest:
+        for position, token in enumerate(chunk.removals):
+            try:
+                check_item(token, None)
+            except InvalidRequest as exc:
+                raise InvalidRequest(f"chunk {chunk.chunk_index}, removal {position}: {exc}") from None
+        if chunk_digest(chunk.items, chunk.removals) != chunk.chunk_digest:
             raise InvalidRequest(f"chunk {chunk.chunk_index}: digest does not match its items")
         now = self.clock()
         with self.uow() as tx:
@@ -200,10 +224,11 @@ class CoordinatorRole:
             if not found.share_labels and any(label for _, label in chunk.items):
                 raise InvalidRequest(f"round {chunk.round_id} does not share labels; send tokens only")
             stored = tx.repo.stage_chunk(chunk.round_id, caller.name, chunk.chunk_index, chunk.items,
-                                         chunk.chunk_digest, at=now)
+                                         chunk.chunk_digest, at=now, removals=chunk.removals)
             if stored:
                 tx.audit.append(actor=caller.name, action="submission.chunk", at=now, detail={
-                    "round_id": chunk.round_id, "chunk_index": chunk.chunk_index, "items": len(chunk.items)})
+                    "round_id": chunk.round_id, "chunk_index": chunk.chunk_index, "items": len(chunk.items),
+                    "removals": len(chunk.removals)})
             return stored
 
     def submission_status(self, caller: Identity, round_id: str) -> SubmissionStatus:
@@ -212,16 +237,23 @@ class CoordinatorRole:
             self._visible_round(tx, caller, round_id)
             return tx.repo.submission_status(round_id, caller.name)
 
-    def commit(self, caller: Identity, round_id: str, item_count: int, digest: bytes) -> SubmissionStatus:
-        """Make the caller's staged submission visible to matching, if count and digest agree."""
-        if len(digest) != 32:
+    def commit(self, caller: Identity, commit: Commit) -> SubmissionStatus:
+        """Apply the caller's staged delta to its standing set and make it count in the round,
+        if the delta's count and digest and the resulting set's count and digest all agree."""
+        if len(commit.digest) != 32:
             raise InvalidRequest("digest: must be 32 bytes (SHA-256)")
+        if len(commit.set_digest) != 32:
+            raise InvalidRequest("set_digest: must be 32 bytes (SHA-256)")
+        round_id = commit.round_id
         now = self.clock()
         with self.uow() as tx:
             found = self._open_round_for(tx, caller, round_id)
-            status = tx.repo.commit_submission(round_id, caller.name, item_count=item_count, digest=digest, at=now)
+            status = tx.repo.commit_submission(
+                round_id, caller.name, item_count=commit.item_count, digest=commit.digest, at=now,
+                replace=commit.replace, set_count=commit.set_count, set_digest=commit.set_digest)
             tx.audit.append(actor=caller.name, action="submission.commit", at=now, detail={
-                "round_id": round_id, "items": item_count, "digest": digest.hex()})
+                "round_id": round_id, "items": commit.item_count, "digest": commit.digest.hex(),
+                "replace": commit.replace, "set_count": commit.set_count, "set_digest": commit.set_digest.hex()})
             everyone_in = found.invited is not None and set(found.invited) <= set(tx.repo.committed_members(round_id))
         if everyone_in:
             self._close(round_id, "all invited members committed", actor=self.name)
@@ -252,6 +284,7 @@ class CoordinatorRole:
                 tx.audit.append(actor=self.name, action="result.issue", at=now, detail={
                     "round_id": round_id, "member_id": member, "matches": len(result.matches),
                     "payload_sha256": hashlib.sha256(payload).hexdigest()})
+            tx.repo.record_holder_counts(round_id)
             tx.repo.transition_round(round_id, RoundState.CLOSED, RoundState.MATCHED, at=now)
             tx.audit.append(actor=self.name, action="round.matched", at=now, detail={
                 "round_id": round_id, "members": len(members), "matched_tokens": matched_tokens})

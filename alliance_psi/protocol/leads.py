@@ -99,7 +99,7 @@ def build_leads(
             continue
         type_, canonical, category, severity, first_seen, case_ref = own[match.match_token]
         labels, unreadable = [], 0
-        context = LabelContext(result.round_id, match.match_token)
+        context = LabelContext(result.key_epoch, match.match_token)
         for sealed in match.peer_labels:
             try:
                 labels.append(LeadLabel.decode(open_label(label_keys[match.match_token], sealed, context)))

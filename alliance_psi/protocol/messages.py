@@ -15,13 +15,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from alliance_psi.errors import InvalidRequest
 from alliance_psi.protocol._pb import coordinator_pb2 as pb_coordinator
 from alliance_psi.protocol._pb import custodian_pb2 as pb_custodian
-from alliance_psi.protocol.coordinator import Chunk, RoundSpec
+from alliance_psi.protocol.coordinator import Chunk, Commit, RoundSpec
 from alliance_psi.protocol.custodian import EpochStatus
 from alliance_psi.protocol.model import Round, RoundState, SubmissionState, SubmissionStatus
 
 __all__ = [
     "chunk_from_pb",
     "chunk_to_pb",
+    "commit_from_pb",
+    "commit_to_pb",
     "epoch_from_pb",
     "epoch_to_pb",
     "evaluate_request",
@@ -97,6 +99,7 @@ def chunk_to_pb(chunk: Chunk) -> pb_coordinator.SubmissionChunk:
     return pb_coordinator.SubmissionChunk(
         round_id=chunk.round_id, chunk_index=chunk.chunk_index, chunk_digest=chunk.chunk_digest,
         items=[pb_coordinator.SubmittedToken(match_token=t, sealed_label=lbl or b"") for t, lbl in chunk.items],
+        removed_tokens=list(chunk.removals),
     )
 
 
@@ -106,19 +109,35 @@ def chunk_from_pb(m: pb_coordinator.SubmissionChunk) -> Chunk:
     return Chunk(
         round_id=m.round_id, chunk_index=m.chunk_index, chunk_digest=m.chunk_digest,
         items=tuple((item.match_token, item.sealed_label or None) for item in m.items),
+        removals=tuple(m.removed_tokens),
     )
+
+
+def commit_to_pb(c: Commit) -> pb_coordinator.CommitSubmissionRequest:
+    return pb_coordinator.CommitSubmissionRequest(
+        round_id=c.round_id, item_count=c.item_count, digest=c.digest, replace=c.replace, set_count=c.set_count,
+        set_digest=c.set_digest,
+    )
+
+
+def commit_from_pb(m: pb_coordinator.CommitSubmissionRequest) -> Commit:
+    if not m.round_id:
+        raise InvalidRequest("round_id: required")
+    return Commit(round_id=m.round_id, item_count=m.item_count, digest=m.digest, set_count=m.set_count,
+                  set_digest=m.set_digest, replace=m.replace)
 
 
 def status_to_pb(s: SubmissionStatus) -> pb_coordinator.SubmissionInfo:
     return pb_coordinator.SubmissionInfo(
-        round_id=s.round_id, state=s.state.value, chunks=list(s.chunks), item_count=s.item_count, digest=s.digest
+        round_id=s.round_id, state=s.state.value, chunks=list(s.chunks), item_count=s.item_count, digest=s.digest,
+        set_count=s.set_count, set_digest=s.set_digest,
     )
 
 
 def status_from_pb(m: pb_coordinator.SubmissionInfo, member_id: str) -> SubmissionStatus:
     return SubmissionStatus(
         round_id=m.round_id, member_id=member_id, state=SubmissionState(m.state), chunks=tuple(m.chunks),
-        item_count=m.item_count, digest=m.digest,
+        item_count=m.item_count, digest=m.digest, set_count=m.set_count, set_digest=m.set_digest,
     )
 
 

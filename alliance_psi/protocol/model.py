@@ -82,6 +82,17 @@ class Round:
         """Whether ``member_id`` may submit to this round."""
         return self.invited is None or member_id in self.invited
 
+    @property
+    def set_scope(self) -> str:
+        """Which standing member sets the round matches over.
+
+        The coordinator keeps each member's submitted set per scope (key epoch, identifier types,
+        label sharing) from round to round, and a submission is a delta against it. Rounds of one
+        scope run one after another; rounds of different scopes do not touch each other's sets.
+        """
+        kind = "labels" if self.share_labels else "tokens"
+        return f"{self.key_epoch}/{','.join(sorted(self.allowed_types))}/{kind}"
+
 
 @dataclass(frozen=True, slots=True)
 class SubmissionStatus:
@@ -91,8 +102,10 @@ class SubmissionStatus:
     member_id: str
     state: SubmissionState
     chunks: tuple[int, ...] = ()
-    item_count: int = 0
-    digest: bytes = b""
+    item_count: int = 0  # Items of this round's delta (staged so far, or committed).
+    digest: bytes = b""  # The delta's digest, once committed.
+    set_count: int = 0  # The member's standing set in the round's scope, as the coordinator holds it.
+    set_digest: bytes = b""  # ``submission.set_digest`` of that set.
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,20 @@
-"""Digests over a submission's items, computed the same way by the member and the coordinator.
+"""Digests over a submission, computed the same way by the member and the coordinator.
 
-An item is ``match_token || I2OSP(len(sealed_label), 2) || sealed_label`` (label empty when
-the member shares none). A chunk digest is SHA-256 over its items in order; the submission
-digest is SHA-256 over every item of chunks 0, 1, 2, ... in order. The coordinator commits a
-submission only if its own count and digest equal the member's: nothing lost, nothing added.
+A submission is a **delta** against the member's set for the round's scope (see
+``model.Round.set_scope``): items to put (a token and its sealed label, added or replacing the
+label) and tokens to remove. A member with no set yet, or whose record of its set disagrees with
+the coordinator's, sends its whole set with ``replace``.
+
+- An item put is ``match_token || I2OSP(len(sealed_label), 2) || sealed_label`` (label empty when
+  the member shares none); a removal is ``match_token || 0xFFFF`` (no real label is that long).
+- A chunk digest is SHA-256 over the chunk's puts, then its removals, in order; the submission
+  digest is SHA-256 over the items of chunks 0, 1, 2, ... in the same order.
+- The **set digest** names what the coordinator holds for the member after the commit: SHA-256
+  over ``"alliance-psi/v1 set"`` then, for each token in byte order, ``token || label_digest``
+  where ``label_digest`` is the first 16 bytes of SHA-256(sealed label), or 16 zero bytes.
+
+The coordinator commits only if its own delta count and digest, and the resulting set's count
+and digest, equal the member's: nothing lost, nothing added, no drift between rounds.
 """
 
 from __future__ import annotations
@@ -15,9 +26,27 @@ from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
 from alliance_psi.crypto.labels import SEALED_LABEL_BYTES
 from alliance_psi.errors import InvalidRequest
 
-__all__ = ["MAX_CHUNK_ITEMS", "SubmissionDigest", "chunk_digest", "check_item", "item_bytes"]
+__all__ = [
+    "LABEL_DIGEST_BYTES",
+    "MAX_CHUNK_ITEMS",
+    "NO_LABEL_DIGEST",
+    "SetDigest",
+    "SubmissionDigest",
+    "check_item",
+    "chunk_digest",
+    "item_bytes",
+    "label_digest",
+    "removal_bytes",
+    "set_digest",
+]
 
 MAX_CHUNK_ITEMS = 8192
+LABEL_DIGEST_BYTES = 16
+NO_LABEL_DIGEST = bytes(LABEL_DIGEST_BYTES)
+_REMOVED = b"\xff\xff"
+_SET_PREFIX = b"alliance-psi/v1 set"
+
+Item = tuple[bytes, bytes | None]
 
 
 def check_item(match_token: bytes, sealed_label: bytes | None) -> None:
@@ -29,17 +58,56 @@ def check_item(match_token: bytes, sealed_label: bytes | None) -> None:
 
 
 def item_bytes(match_token: bytes, sealed_label: bytes | None) -> bytes:
-    """The digested form of one item."""
+    """The digested form of one item put."""
     label = sealed_label or b""
     return match_token + len(label).to_bytes(2, "big") + label
 
 
-def chunk_digest(items: Iterable[tuple[bytes, bytes | None]]) -> bytes:
-    """SHA-256 over a chunk's items in order."""
+def removal_bytes(match_token: bytes) -> bytes:
+    """The digested form of one removal."""
+    return match_token + _REMOVED
+
+
+def chunk_digest(items: Iterable[Item], removals: Iterable[bytes] = ()) -> bytes:
+    """SHA-256 over a chunk's puts, then its removals, in order."""
     h = hashlib.sha256()
     for token, label in items:
         h.update(item_bytes(token, label))
+    for token in removals:
+        h.update(removal_bytes(token))
     return h.digest()
+
+
+def label_digest(sealed_label: bytes | None) -> bytes:
+    """What the set digest keeps of a label: 16 bytes of its SHA-256, or zeros for none."""
+    return hashlib.sha256(sealed_label).digest()[:LABEL_DIGEST_BYTES] if sealed_label else NO_LABEL_DIGEST
+
+
+class SetDigest:
+    """Incremental ``set_digest``: feed (token, label digest) in strictly increasing token order."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256(_SET_PREFIX)
+        self._last = b""
+        self.count = 0
+
+    def update(self, token: bytes, digest: bytes) -> None:
+        if token <= self._last:
+            raise ValueError("set entries must be unique and in token order")
+        self._hash.update(token + digest)
+        self._last = token
+        self.count += 1
+
+    def digest(self) -> bytes:
+        return self._hash.digest()
+
+
+def set_digest(entries: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """SHA-256 over a set of (token, label digest); ``entries`` must come in token byte order."""
+    digest = SetDigest()
+    for token, label in entries:
+        digest.update(token, label)
+    return digest.digest()
 
 
 class SubmissionDigest:
@@ -49,9 +117,12 @@ class SubmissionDigest:
         self._hash = hashlib.sha256()
         self.count = 0
 
-    def update(self, items: Iterable[tuple[bytes, bytes | None]]) -> None:
+    def update(self, items: Iterable[Item], removals: Iterable[bytes] = ()) -> None:
         for token, label in items:
             self._hash.update(item_bytes(token, label))
+            self.count += 1
+        for token in removals:
+            self._hash.update(removal_bytes(token))
             self.count += 1
 
     def digest(self) -> bytes:

@@ -134,8 +134,8 @@ class CoordinatorClient(_Client):
         request = pb_coordinator.GetSubmissionRequest(round_id=round_id)
         return messages.status_from_pb(self.retry.call(self.peer, lambda t: self.stub.GetSubmission(request, timeout=t)), member_id)
 
-    def commit(self, round_id: str, member_id: str, item_count: int, digest: bytes) -> SubmissionStatus:
-        request = pb_coordinator.CommitSubmissionRequest(round_id=round_id, item_count=item_count, digest=digest)
+    def commit(self, commit: Commit, member_id: str) -> SubmissionStatus:
+        request = messages.commit_to_pb(commit)
         return messages.status_from_pb(self.retry.call(self.peer, lambda t: self.stub.CommitSubmission(request, timeout=t)), member_id)
 
     def get_result(self, round_id: str) -> tuple[bytes, bytes]:

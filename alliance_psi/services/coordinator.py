@@ -92,7 +92,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
     def CommitSubmission(self, request, context):  # type: ignore[no-untyped-def]
         with guarded(context):
-            status = self.role.commit(identity_of(context), request.round_id, request.item_count, request.digest)
+            status = self.role.commit(identity_of(context), messages.commit_from_pb(request))
             return messages.status_to_pb(status)
 
     def GetResult(self, request, context):  # type: ignore[no-untyped-def]

@@ -10,10 +10,12 @@ leave this process and its database; the coordinator sees tokens and sealed labe
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,11 +24,12 @@ from sqlalchemy import Engine
 from alliance_psi._files import write_file_atomic
 from alliance_psi.config import MemberConfig
 from alliance_psi.crypto.labels import LabelContext, seal_label
-from alliance_psi.crypto.parallel import ProcessMap, chunked, tokenize
+from alliance_psi.crypto.parallel import ProcessMap, tokenize
 from alliance_psi.crypto.signing import load_public_key
 from alliance_psi.errors import ConfigurationError, NotFound, RoundClosed, WrongEpoch
 from alliance_psi.identifiers.types import Identifier, IdentifierType
-from alliance_psi.protocol.coordinator import Chunk
+from alliance_psi.protocol.coordinator import Chunk, Commit
+from alliance_psi.protocol.delta import KEEP, PUT, merge_delta
 from alliance_psi.protocol.leads import Lead, LeadLabel, build_leads
 from alliance_psi.protocol.model import (
     MemberResult,
@@ -34,9 +37,16 @@ from alliance_psi.protocol.model import (
     Round,
     RoundState,
     SubmissionState,
+    SubmissionStatus,
 )
 from alliance_psi.protocol.result_codec import open_result
-from alliance_psi.protocol.submission import SubmissionDigest, chunk_digest
+from alliance_psi.protocol.submission import (
+    NO_LABEL_DIGEST,
+    SetDigest,
+    SubmissionDigest,
+    chunk_digest,
+    label_digest,
+)
 from alliance_psi.services.clients import (
     CoordinatorClient,
     CustodianChain,
@@ -45,7 +55,7 @@ from alliance_psi.services.clients import (
 from alliance_psi.services.pki import identity_from_pem
 from alliance_psi.storage import MemberRepository, create_schema, make_engine
 
-__all__ = ["JoinOutcome", "MemberNode", "Progress", "load_nonce_key"]
+__all__ = ["JoinOutcome", "MemberNode", "Progress", "Submitted", "load_nonce_key"]
 
 # A progress callback: (stage, done, total or None).
 Progress = Callable[[str, int, int | None], None]
@@ -53,6 +63,22 @@ Progress = Callable[[str, int, int | None], None]
 
 def _no_progress(stage: str, done: int, total: int | None) -> None:
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What a member's commit amounted to."""
+
+    set_count: int  # Tokens the coordinator holds for the member in the round's scope.
+    delta_count: int  # Items and removals sent in this round.
+    replaced: bool  # The whole set was sent (first round of the scope, or a record that disagreed).
+
+
+@dataclass(slots=True)
+class _Plan:
+    replace: bool
+    delta: SubmissionDigest = field(default_factory=SubmissionDigest)
+    result: SetDigest = field(default_factory=SetDigest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +91,8 @@ class JoinOutcome:
     result_payload: bytes
     result_signature: bytes
     seconds: dict[str, float]
+    delta_count: int = 0  # Items and removals sent this round (the rest was already held).
+    replaced: bool = False  # Whether the whole set was sent.
 
 
 def load_nonce_key(data_dir: Path) -> bytes:
@@ -157,32 +185,95 @@ class MemberNode:
         # A read that does not take SQLite's write lock for the length of a network upload.
         return self.engine.execution_options(sqlite_begin="DEFERRED").connect()
 
-    def _chunks(self, round: Round, stored: Collection[int], digest: SubmissionDigest) -> Iterator[Chunk]:
-        with self._reading() as conn:
-            rows = MemberRepository(conn).iter_submission_rows(round.key_epoch, round.allowed_types)
-            for index, batch in enumerate(chunked(rows, self.chunk_size)):
-                items = tuple((row[1], self._sealed(round, row)) for row in batch)
-                digest.update(items)
-                if index not in stored:
-                    yield Chunk(round.round_id, index, items, chunk_digest(items))
-                self.progress("submit", digest.count, None)
+    def _fingerprint(self, round: Round, row: tuple) -> bytes:  # type: ignore[type-arg]
+        # What the label would say, hashed: a changed category, date, case or display name puts
+        # the token again with a new label; an unchanged one costs no sealing.
+        if not round.share_labels:
+            return b""
+        _, _, _, category, severity, first_seen, case_ref = row
+        fields = repr((category, severity, str(first_seen), case_ref, self.display_name)).encode("utf-8")
+        return hashlib.blake2b(fields, digest_size=16).digest()
 
     def _sealed(self, round: Round, row: tuple) -> bytes | None:  # type: ignore[type-arg]
         if not round.share_labels:
             return None
         _, token, label_key, category, severity, first_seen, case_ref = row
         label = LeadLabel(category or "other", severity or None, first_seen, case_ref or None, self.display_name)
-        return seal_label(label_key, label.encode(), LabelContext(round.round_id, token), nonce_key=self.nonce_key)
+        return seal_label(label_key, label.encode(), LabelContext(round.key_epoch, token), nonce_key=self.nonce_key)
 
-    def submit(self, round: Round) -> int:
-        """Upload what the coordinator lacks and commit; return the number of items committed."""
+    def _known_matches(self, scope: str, status: SubmissionStatus) -> bool:
+        """Whether this node's record of its set equals what the coordinator holds."""
+        if not status.set_digest:
+            return False
+        digest = SetDigest()
+        with self._reading() as conn:
+            for token, label, _ in MemberRepository(conn).iter_submitted(scope):
+                digest.update(token, label)
+        return digest.count == status.set_count and hmac.compare_digest(digest.digest(), status.set_digest)
+
+    def _delta_chunks(self, round: Round, stored: Collection[int], plan: _Plan) -> Iterator[Chunk]:
+        scope = round.set_scope
+        with self.engine.begin() as conn:
+            MemberRepository(conn).clear_pending(scope)
+        with self._reading() as wanted_conn, self._reading() as known_conn:
+            desired = ((row[1], self._fingerprint(round, row), row) for row in
+                       MemberRepository(wanted_conn).iter_submission_rows(round.key_epoch, round.allowed_types))
+            known = iter(()) if plan.replace else MemberRepository(known_conn).iter_submitted(scope)
+            items: list[tuple[bytes, bytes | None]] = []
+            removals: list[bytes] = []
+            pending: list[tuple[bytes, bool, bytes, bytes]] = []
+            index = 0
+
+            def flush() -> Chunk | None:
+                nonlocal index, items, removals, pending
+                chunk = None
+                plan.delta.update(items, removals)
+                if index not in stored:
+                    chunk = Chunk(round.round_id, index, tuple(items), chunk_digest(items, removals), tuple(removals))
+                with self.engine.begin() as conn:
+                    MemberRepository(conn).add_pending(scope, pending)
+                index, items, removals, pending = index + 1, [], [], []
+                self.progress("submit", plan.delta.count, None)
+                return chunk
+
+            for kind, token, value in merge_delta(desired, known):
+                if kind == KEEP:
+                    plan.result.update(token, value)
+                    continue
+                if kind == PUT:
+                    fingerprint, row = value
+                    sealed = self._sealed(round, row)
+                    digest = label_digest(sealed)
+                    items.append((token, sealed))
+                    pending.append((token, False, digest, fingerprint))
+                    plan.result.update(token, digest)
+                else:
+                    removals.append(token)
+                    pending.append((token, True, NO_LABEL_DIGEST, b""))
+                if len(items) + len(removals) >= self.chunk_size and (chunk := flush()):
+                    yield chunk
+            if (items or removals) and (chunk := flush()):
+                yield chunk
+
+    def submit(self, round: Round) -> Submitted:
+        """Send what the coordinator lacks of this node's set for the round and commit it.
+
+        From the second round of a scope on, only the delta goes (new and changed items, removed
+        tokens); the whole set goes when the coordinator holds none for this node or its copy
+        differs from this node's record. Resumable: a retry rebuilds the same chunks and sends
+        those the coordinator lacks.
+        """
         status = self.coordinator.submission_status(round.round_id, self.member_id)
         if status.state is SubmissionState.COMMITTED:
-            return status.item_count
-        digest = SubmissionDigest()
-        self.coordinator.upload_chunks(self._chunks(round, set(status.chunks), digest))
-        committed = self.coordinator.commit(round.round_id, self.member_id, digest.count, digest.digest())
-        return committed.item_count
+            return Submitted(status.set_count, status.item_count, replaced=False)
+        plan = _Plan(replace=not self._known_matches(round.set_scope, status))
+        self.coordinator.upload_chunks(self._delta_chunks(round, set(status.chunks), plan))
+        commit = Commit(round.round_id, plan.delta.count, plan.delta.digest(), plan.result.count, plan.result.digest(),
+                        plan.replace)
+        committed = self.coordinator.commit(commit, self.member_id)
+        with self.engine.begin() as conn:
+            MemberRepository(conn).apply_pending(round.set_scope, replace=plan.replace)
+        return Submitted(committed.set_count, committed.item_count, plan.replace)
 
     # Steps 7-8: the signed result, mapped back to identifiers -----------------------------------
 
@@ -227,7 +318,8 @@ class MemberNode:
         if served != {round.key_epoch}:
             raise WrongEpoch(f"round {round_id} uses key epoch {round.key_epoch!r}; custodians serve {sorted(served)}")
         status = self.coordinator.submission_status(round_id, self.member_id)
-        computed = submitted = 0
+        computed = submitted = delta = 0
+        replaced = False
         seconds: dict[str, float] = {}
         clock = time.perf_counter()
         if round.state is RoundState.OPEN and status.state is not SubmissionState.COMMITTED:
@@ -235,10 +327,11 @@ class MemberNode:
                 raise RoundClosed(f"round {round_id} passed its deadline: it takes no more submissions")
             computed = self.tokenize(round.key_epoch, round.allowed_types)
             seconds["tokenize"], clock = time.perf_counter() - clock, time.perf_counter()
-            submitted = self.submit(round)
+            sent = self.submit(round)
+            submitted, delta, replaced = sent.set_count, sent.delta_count, sent.replaced
             seconds["submit"], clock = time.perf_counter() - clock, time.perf_counter()
         elif status.state is SubmissionState.COMMITTED:
-            submitted = status.item_count
+            submitted, delta = status.set_count, status.item_count
         else:
             raise RoundClosed(f"round {round_id} is {round.state} and this member did not commit")
         try:
@@ -249,4 +342,4 @@ class MemberNode:
         seconds["wait for result"], clock = time.perf_counter() - clock, time.perf_counter()
         leads = tuple(self.leads(result))
         seconds["open leads"] = time.perf_counter() - clock
-        return JoinOutcome(round, computed, submitted, result, leads, payload, signature, seconds)
+        return JoinOutcome(round, computed, submitted, result, leads, payload, signature, seconds, delta, replaced)

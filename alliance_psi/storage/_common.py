@@ -20,6 +20,7 @@ __all__ = [
     "canonical_json",
     "insert_if_absent",
     "insert_ignoring",
+    "placeholder",
     "stream",
 ]
 
@@ -55,6 +56,11 @@ def insert_if_absent(conn: Connection, table: Table, values: Mapping[str, Any]) 
     return conn.execute(statement).first() is not None
 
 
+def placeholder(conn: Connection) -> str:
+    """The driver's placeholder for a positional parameter in raw SQL (``?`` or ``%s``)."""
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
 def bulk_insert(
     conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, ignore_existing: bool = False
 ) -> None:
@@ -69,7 +75,7 @@ def bulk_insert(
     if not rows:
         return
     names = ", ".join(table.c[name].name for name in columns)
-    marks = ", ".join(["?" if conn.dialect.paramstyle == "qmark" else "%s"] * len(columns))
+    marks = ", ".join([placeholder(conn)] * len(columns))
     conflict = " ON CONFLICT DO NOTHING" if ignore_existing else ""
     conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks}){conflict}", list(map(tuple, rows)))
 

@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from itertools import groupby
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from alliance_psi.errors import Conflict, InvalidRequest, NotFound
 from alliance_psi.protocol.model import Round, RoundState, SubmissionState
 from alliance_psi.storage._common import batched, insert_if_absent
 from alliance_psi.storage._submissions import SubmissionStore
-from alliance_psi.storage.schema import results, rounds, submissions, submitted_tokens, token_holders
+from alliance_psi.storage.schema import member_sets, results, rounds, set_holders, submissions, submitted_tokens
 
 __all__ = ["CoordinatorRepository"]
+
+# Rounds of one scope run one after another: at most one of them is open or closed at a time.
+_UNFINISHED = (RoundState.OPEN.value, RoundState.CLOSED.value)
 
 # A round only moves forward; each move stamps its own column.
 _TRANSITIONS = {
@@ -62,9 +67,21 @@ class CoordinatorRepository(SubmissionStore):
             "closed_at": round.closed_at,
             "close_reason": round.close_reason,
             "matched_at": round.matched_at,
+            "set_scope": round.set_scope,
         }
-        if not insert_if_absent(self._conn, rounds, values):
+        if self._conn.execute(select(rounds.c.round_id).where(rounds.c.round_id == round.round_id)).first():
             raise Conflict(f"round {round.round_id} already exists")
+        unfinished = self._conn.execute(
+            select(rounds.c.round_id).where(rounds.c.set_scope == round.set_scope, rounds.c.state.in_(_UNFINISHED))
+        ).scalar()
+        if unfinished is not None:
+            raise Conflict(f"round {unfinished} over the same key epoch, types and label sharing is not matched yet; "
+                           "close it first (rounds of one scope run one after another)")
+        try:
+            with self._conn.begin_nested():
+                self._conn.execute(rounds.insert().values(values))
+        except IntegrityError:  # A concurrent creation won the race (the partial unique index).
+            raise Conflict(f"round {round.round_id} or another unfinished round of its scope already exists") from None
 
     def get_round(self, round_id: str) -> Round:
         """Return the round.
@@ -114,10 +131,13 @@ class CoordinatorRepository(SubmissionStore):
 
     def match(self, round_id: str, threshold: int) -> Iterator[tuple[bytes, str, bytes | None, int]]:
         """Yield (match_token, member_id, sealed_label, holder_count) for every holder of every
-        token that at least ``threshold`` committed members hold, ordered by token then member.
+        token that at least ``threshold`` of the round's committed members hold, ordered by token
+        then member.
 
-        Staged submissions are invisible: holder counts grow only when a submission commits.
-        Consume the iterator inside the caller's transaction.
+        The round matches over the standing sets of its scope, counting only the members that
+        committed to it; their sets cannot have changed since, because the next round of the
+        scope cannot open before this one is matched. Staged deltas are invisible. Consume the
+        iterator inside the caller's transaction.
 
         Raises:
             InvalidRequest: ``threshold`` is below 1.
@@ -125,60 +145,77 @@ class CoordinatorRepository(SubmissionStore):
         if threshold < 1:
             raise InvalidRequest("threshold must be at least 1")
         members = self.committed_members(round_id)
-        if not members:
+        if len(members) < threshold:
             return
-        # Holder counts were maintained as each submission committed (committed ones only): read
-        # the tokens at or above the threshold, then their rows, batch by batch in token order.
-        counted = token_holders.c
-        held = self._conn.execute(
-            select(counted.match_token, counted.holders)
-            .where(counted.round_id == round_id, counted.holders >= threshold)
+        scope = self.set_scope(round_id)
+        # Holder counts over every standing set of the scope are kept as deltas commit. They are
+        # an upper bound of the counts among this round's members, so the tokens at or above
+        # the threshold are the only candidates; their rows give the exact count.
+        counted = set_holders.c
+        candidates = self._conn.execute(
+            select(counted.match_token)
+            .where(counted.set_scope == scope, counted.holders >= threshold)
             .order_by(counted.match_token)
-        ).all()
-        tokens = submitted_tokens.c
-        for batch in batched(held):
-            counts = dict(batch)  # type: ignore[arg-type]
+        ).scalars().all()
+        held = member_sets.c
+        for batch in batched(candidates):
             rows = self._conn.execute(
-                select(tokens.match_token, tokens.member_id, tokens.sealed_label)
-                .where(tokens.round_id == round_id, tokens.match_token.in_(list(counts)), tokens.member_id.in_(members))
-                .order_by(tokens.match_token, tokens.member_id)
-            )
-            for token, member, label in rows:
-                yield token, member, label, counts[token]
+                select(held.match_token, held.member_id, held.sealed_label)
+                .where(held.set_scope == scope, held.match_token.in_(batch), held.member_id.in_(members))
+                .order_by(held.match_token, held.member_id)
+            ).all()
+            for _, group in groupby(rows, key=lambda row: row[0]):
+                holders = list(group)
+                if len(holders) >= threshold:
+                    for token, member, label in holders:
+                        yield token, member, label, len(holders)
+
+    def holder_counts(self, round_id: str) -> dict[int, int]:
+        """{holders: tokens} over the round's committed members, for every holder count >= 2.
+
+        Exact while the round is unfinished; ``record_holder_counts`` keeps it when it is matched,
+        since its members' sets may change in the next round of the scope.
+        """
+        counts: dict[int, int] = {}
+        for _, rows in groupby(self.match(round_id, 2), key=lambda row: row[0]):
+            holders = next(rows)[3]
+            counts[holders] = counts.get(holders, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def record_holder_counts(self, round_id: str) -> None:
+        """Keep ``holder_counts`` of a round being matched, for the operator's aggregate view."""
+        counts = self.holder_counts(round_id)
+        self._conn.execute(update(rounds).where(rounds.c.round_id == round_id).values(
+            match_counts=json.dumps({str(k): v for k, v in counts.items()})))
 
     def aggregate(self, round_id: str) -> dict[str, Any]:
         """Return the operator's view of a round: sizes and counts only, never a token.
 
-        ``{"round_id": …, "submissions": {member_id: {"state": …, "item_count": …}},
-        "committed_members": n, "matches_by_holder_count": {holders: tokens}}`` where the last
-        counts the tokens held by exactly ``holders`` >= 2 committed members.
+        ``{"round_id": …, "submissions": {member_id: {"state": …, "item_count": …, "set_count": …}},
+        "committed_members": n, "matches_by_holder_count": {holders: tokens}}``: ``item_count``
+        is the size of the member's delta, ``set_count`` that of its set once committed, and the
+        last counts, once the round is matched, the tokens held by exactly ``holders`` of its
+        committed members.
         """
         members: dict[str, dict[str, Any]] = {}
         for row in self._conn.execute(
-            select(submissions.c.member_id, submissions.c.state).where(submissions.c.round_id == round_id)
+            select(submissions.c.member_id, submissions.c.state, submissions.c.item_count, submissions.c.set_count)
+            .where(submissions.c.round_id == round_id)
         ):
-            members[row.member_id] = {"state": row.state, "item_count": 0}
+            members[row.member_id] = {"state": row.state, "item_count": row.item_count, "set_count": row.set_count}
         for member_id, count in self._conn.execute(
             select(submitted_tokens.c.member_id, func.count())
             .where(submitted_tokens.c.round_id == round_id)
             .group_by(submitted_tokens.c.member_id)
         ):
-            members[member_id]["item_count"] = count
-        counted = token_holders.c
-        by_holders = {
-            holders: count
-            for holders, count in self._conn.execute(
-                select(counted.holders, func.count())
-                .where(counted.round_id == round_id, counted.holders >= 2)
-                .group_by(counted.holders)
-                .order_by(counted.holders)
-            )
-        }
+            members[member_id]["item_count"] = count  # Still staging: what is staged so far.
+        stored = self._conn.execute(select(rounds.c.match_counts).where(rounds.c.round_id == round_id)).scalar()
         return {
             "round_id": round_id,
             "submissions": dict(sorted(members.items())),
             "committed_members": sum(1 for m in members.values() if m["state"] == SubmissionState.COMMITTED),
-            "matches_by_holder_count": by_holders,
+            "matches_by_holder_count": ({int(k): v for k, v in json.loads(stored).items()} if stored is not None
+                                        else self.holder_counts(round_id)),
         }
 
     # Results.

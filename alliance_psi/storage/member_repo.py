@@ -15,8 +15,16 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
 from alliance_psi.errors import InvalidRequest, NotFound
-from alliance_psi.storage._common import batched, bulk_insert, insert_ignoring, stream
-from alliance_psi.storage.schema import HASH_SIZE, TOKEN_SIZE, identifiers, member_results, token_cache
+from alliance_psi.storage._common import batched, bulk_insert, insert_ignoring, placeholder, stream
+from alliance_psi.storage.schema import (
+    HASH_SIZE,
+    TOKEN_SIZE,
+    identifiers,
+    member_pending,
+    member_results,
+    member_submitted,
+    token_cache,
+)
 
 __all__ = ["MemberRepository"]
 
@@ -202,6 +210,48 @@ class MemberRepository:
             )
             found.update({row.match_token: row.label_key for row in self._conn.execute(query)})
         return found
+
+    # What the coordinator holds of this node's set, per scope (see ``Round.set_scope``).
+
+    def iter_submitted(self, set_scope: str) -> Iterator[tuple[bytes, bytes, bytes]]:
+        """Yield (match token, label digest, label fingerprint) of the set this node last committed
+        in ``set_scope``, ordered by match token."""
+        rows = member_submitted.c
+        result = stream(self._conn, select(rows.match_token, rows.label_digest, rows.label_fingerprint)
+                        .where(rows.set_scope == set_scope).order_by(rows.match_token))
+        try:
+            for row in result:
+                yield tuple(row)  # type: ignore[misc]
+        finally:
+            result.close()
+
+    def clear_pending(self, set_scope: str) -> None:
+        """Forget a delta being built for ``set_scope`` (a new attempt rebuilds it)."""
+        self._conn.execute(delete(member_pending).where(member_pending.c.set_scope == set_scope))
+
+    def add_pending(self, set_scope: str, rows: Sequence[tuple[bytes, bool, bytes, bytes]]) -> None:
+        """Record (match token, removed, label digest, label fingerprint) of a delta being sent."""
+        bulk_insert(self._conn, member_pending,
+                    ("set_scope", "match_token", "removed", "label_digest", "label_fingerprint"),
+                    [(set_scope, token, removed, digest, fingerprint) for token, removed, digest, fingerprint in rows])
+
+    def apply_pending(self, set_scope: str, *, replace: bool) -> None:
+        """Fold the committed delta into the record of the set, then forget it.
+
+        Call only once the coordinator has committed the delta: the record must describe what
+        the coordinator holds, or the next round sends the whole set again.
+        """
+        m = placeholder(self._conn)
+        sql = self._conn.exec_driver_sql
+        if replace:
+            self._conn.execute(delete(member_submitted).where(member_submitted.c.set_scope == set_scope))
+        sql(f"DELETE FROM {member_submitted.name} WHERE set_scope = {m} AND match_token IN "
+            f"(SELECT match_token FROM {member_pending.name} WHERE set_scope = {m} AND removed)", (set_scope, set_scope))
+        sql(f"INSERT INTO {member_submitted.name} (set_scope, match_token, label_digest, label_fingerprint) "
+            f"SELECT set_scope, match_token, label_digest, label_fingerprint FROM {member_pending.name} "
+            f"WHERE set_scope = {m} AND NOT removed ON CONFLICT (set_scope, match_token) DO UPDATE "
+            f"SET label_digest = excluded.label_digest, label_fingerprint = excluded.label_fingerprint", (set_scope,))
+        self.clear_pending(set_scope)
 
     def save_result(
         self, round_id: str, *, key_epoch: str, round_name: str, payload: bytes, signature: bytes, at: datetime

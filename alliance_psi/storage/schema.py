@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -40,10 +41,15 @@ __all__ = [
     "UTCDateTime",
     "audit_log",
     "identifiers",
+    "member_pending",
+    "member_set_state",
+    "member_sets",
+    "member_submitted",
     "metadata",
     "quota_usage",
     "results",
     "rounds",
+    "set_holders",
     "submission_chunks",
     "submissions",
     "submitted_tokens",
@@ -52,6 +58,7 @@ __all__ = [
 
 TOKEN_SIZE = 16
 HASH_SIZE = 32
+LABEL_DIGEST_SIZE = 16
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -106,7 +113,13 @@ rounds = Table(
     Column("closed_at", UTCDateTime, nullable=True),
     Column("close_reason", Text, nullable=False, default=""),
     Column("matched_at", UTCDateTime, nullable=True),
+    Column("set_scope", Text, nullable=False),  # Round.set_scope: which standing sets it matches.
+    Column("match_counts", Text, nullable=True),  # JSON {holders: tokens}, set when matched.
     Index("ix_rounds_state", "state"),
+    Index("ix_rounds_scope_state", "set_scope", "state"),
+    # Rounds of one scope run one after another (their matching reads the standing sets).
+    Index("uq_rounds_unfinished_scope", "set_scope", unique=True,
+          sqlite_where=text("state IN ('open', 'closed')"), postgresql_where=text("state IN ('open', 'closed')")),
 )
 
 submissions = Table(
@@ -117,6 +130,8 @@ submissions = Table(
     Column("state", Text, nullable=False),
     Column("item_count", BigInteger, nullable=False, default=0),
     Column("digest", LargeBinary, nullable=True),
+    Column("replaces_set", Boolean, nullable=False, default=False),  # The delta replaced the whole set.
+    Column("set_count", BigInteger, nullable=True),  # The standing set after this commit.
     Column("committed_at", UTCDateTime, nullable=True),
 )
 
@@ -135,6 +150,8 @@ submission_chunks = Table(
     _length_is("chunk_digest", HASH_SIZE),
 )
 
+# This round's delta, staged chunk by chunk: items put (with their label) and tokens removed. On
+# commit it is applied to the member's standing set (``member_sets``) and deleted.
 submitted_tokens = Table(
     "submitted_tokens",
     metadata,
@@ -143,22 +160,50 @@ submitted_tokens = Table(
     Column("match_token", LargeBinary(TOKEN_SIZE), primary_key=True),
     Column("chunk_index", Integer, nullable=False),
     Column("position", Integer, nullable=False),
+    Column("removed", Boolean, nullable=False, default=False),
     Column("sealed_label", LargeBinary, nullable=True),
+    Column("label_digest", LargeBinary(LABEL_DIGEST_SIZE), nullable=False),
     ForeignKeyConstraint(["round_id", "member_id"], _submission_fk),
-    # Covering for matching: counting holders per token is an index-only scan.
-    Index("ix_submitted_tokens_round_token_member", "round_id", "match_token", "member_id"),
     _length_is("match_token", TOKEN_SIZE),
 )
 
-# How many committed members hold each token of a round, maintained as each submission commits,
-# so that matching reads only the tokens at or above the threshold.
-token_holders = Table(
-    "token_holders",
+# Each member's standing set per scope (key epoch, identifier types, label sharing; see
+# ``Round.set_scope``): what its committed deltas add up to. Rounds match over these sets.
+member_sets = Table(
+    "member_sets",
     metadata,
-    Column("round_id", Text, ForeignKey("rounds.round_id"), primary_key=True),
+    Column("set_scope", Text, primary_key=True),
+    Column("member_id", Text, primary_key=True),
+    Column("match_token", LargeBinary(TOKEN_SIZE), primary_key=True),
+    Column("sealed_label", LargeBinary, nullable=True),
+    Column("label_digest", LargeBinary(LABEL_DIGEST_SIZE), nullable=False),
+    # Matching reads the holders of the tokens at or above the threshold.
+    Index("ix_member_sets_scope_token_member", "set_scope", "match_token", "member_id"),
+    _length_is("match_token", TOKEN_SIZE),
+)
+
+# The count and digest (``protocol.submission.set_digest``) of each member's standing set, as of
+# its last commit, so that a member can check its own record before sending a delta.
+member_set_state = Table(
+    "member_set_state",
+    metadata,
+    Column("set_scope", Text, primary_key=True),
+    Column("member_id", Text, primary_key=True),
+    Column("item_count", BigInteger, nullable=False),
+    Column("digest", LargeBinary(HASH_SIZE), nullable=False),
+    Column("round_id", Text, nullable=False),  # The round whose commit made it so.
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# How many members' standing sets hold each token of a scope, maintained as each delta commits,
+# so that matching reads only the tokens at or above the threshold.
+set_holders = Table(
+    "set_holders",
+    metadata,
+    Column("set_scope", Text, primary_key=True),
     Column("match_token", LargeBinary(TOKEN_SIZE), primary_key=True),
     Column("holders", Integer, nullable=False),
-    Index("ix_token_holders_round_holders", "round_id", "holders"),
+    Index("ix_set_holders_scope_holders", "set_scope", "holders"),
     _length_is("match_token", TOKEN_SIZE),
 )
 
@@ -233,6 +278,33 @@ token_cache = Table(
     Index("ix_token_cache_identifier", "identifier_id"),
     _length_is("match_token", TOKEN_SIZE),
     _length_is("label_key", HASH_SIZE),
+)
+
+# What the member node last committed to the coordinator's standing set, per scope: the token,
+# the digest of the sealed label sent with it, and a fingerprint of the label's plaintext fields
+# (to notice a changed label without sealing it again). It outlives a withdrawn identifier until
+# the next delta has removed the token at the coordinator.
+member_submitted = Table(
+    "member_submitted",
+    metadata,
+    Column("set_scope", Text, primary_key=True),
+    Column("match_token", LargeBinary(TOKEN_SIZE), primary_key=True),
+    Column("label_digest", LargeBinary(LABEL_DIGEST_SIZE), nullable=False),
+    Column("label_fingerprint", LargeBinary, nullable=False),
+    _length_is("match_token", TOKEN_SIZE),
+)
+
+# The delta a member node is sending for a round, written as its chunks are built and folded
+# into ``member_submitted`` once the coordinator has committed it.
+member_pending = Table(
+    "member_pending",
+    metadata,
+    Column("set_scope", Text, primary_key=True),
+    Column("match_token", LargeBinary(TOKEN_SIZE), primary_key=True),
+    Column("removed", Boolean, nullable=False),
+    Column("label_digest", LargeBinary(LABEL_DIGEST_SIZE), nullable=False),
+    Column("label_fingerprint", LargeBinary, nullable=False),
+    _length_is("match_token", TOKEN_SIZE),
 )
 
 # The member node's verified results, kept so reports can be rebuilt and re-verified later.

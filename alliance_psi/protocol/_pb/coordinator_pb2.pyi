@@ -101,16 +101,18 @@ class SubmittedToken(_message.Message):
     def __init__(self, match_token: _Optional[bytes] = ..., sealed_label: _Optional[bytes] = ...) -> None: ...
 
 class SubmissionChunk(_message.Message):
-    __slots__ = ("round_id", "chunk_index", "items", "chunk_digest")
+    __slots__ = ("round_id", "chunk_index", "items", "chunk_digest", "removed_tokens")
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     CHUNK_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     chunk_index: int
     items: _containers.RepeatedCompositeFieldContainer[SubmittedToken]
     chunk_digest: bytes
-    def __init__(self, round_id: _Optional[str] = ..., chunk_index: _Optional[int] = ..., items: _Optional[_Iterable[_Union[SubmittedToken, _Mapping]]] = ..., chunk_digest: _Optional[bytes] = ...) -> None: ...
+    removed_tokens: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, round_id: _Optional[str] = ..., chunk_index: _Optional[int] = ..., items: _Optional[_Iterable[_Union[SubmittedToken, _Mapping]]] = ..., chunk_digest: _Optional[bytes] = ..., removed_tokens: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class UploadSummary(_message.Message):
     __slots__ = ("chunks_stored", "chunks_already_stored")
@@ -127,28 +129,38 @@ class GetSubmissionRequest(_message.Message):
     def __init__(self, round_id: _Optional[str] = ...) -> None: ...
 
 class SubmissionInfo(_message.Message):
-    __slots__ = ("round_id", "state", "chunks", "item_count", "digest")
+    __slots__ = ("round_id", "state", "chunks", "item_count", "digest", "set_count", "set_digest")
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     ITEM_COUNT_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SET_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SET_DIGEST_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     state: str
     chunks: _containers.RepeatedScalarFieldContainer[int]
     item_count: int
     digest: bytes
-    def __init__(self, round_id: _Optional[str] = ..., state: _Optional[str] = ..., chunks: _Optional[_Iterable[int]] = ..., item_count: _Optional[int] = ..., digest: _Optional[bytes] = ...) -> None: ...
+    set_count: int
+    set_digest: bytes
+    def __init__(self, round_id: _Optional[str] = ..., state: _Optional[str] = ..., chunks: _Optional[_Iterable[int]] = ..., item_count: _Optional[int] = ..., digest: _Optional[bytes] = ..., set_count: _Optional[int] = ..., set_digest: _Optional[bytes] = ...) -> None: ...
 
 class CommitSubmissionRequest(_message.Message):
-    __slots__ = ("round_id", "item_count", "digest")
+    __slots__ = ("round_id", "item_count", "digest", "replace", "set_count", "set_digest")
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_COUNT_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    SET_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SET_DIGEST_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     item_count: int
     digest: bytes
-    def __init__(self, round_id: _Optional[str] = ..., item_count: _Optional[int] = ..., digest: _Optional[bytes] = ...) -> None: ...
+    replace: bool
+    set_count: int
+    set_digest: bytes
+    def __init__(self, round_id: _Optional[str] = ..., item_count: _Optional[int] = ..., digest: _Optional[bytes] = ..., replace: _Optional[bool] = ..., set_count: _Optional[int] = ..., set_digest: _Optional[bytes] = ...) -> None: ...
 
 class GetResultRequest(_message.Message):
     __slots__ = ("round_id",)

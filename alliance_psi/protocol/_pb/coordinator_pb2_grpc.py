@@ -107,21 +107,24 @@ class CoordinatorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UploadChunks(self, request_iterator, context):
-        """Member: streams chunks of its submission. Resending a stored chunk is harmless, so a
-        member whose connection dropped resends from the first chunk GetSubmission lacks.
+        """Member: streams chunks of its submission, a delta against its standing set for the round's
+        scope (key epoch, types, label sharing). Resending a stored chunk is harmless, so a member
+        whose connection dropped resends from the first chunk GetSubmission lacks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetSubmission(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Member: where its submission stands, and the count and digest of its standing set.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CommitSubmission(self, request, context):
-        """Member: makes its submission visible to matching, checked against a count and digest.
+        """Member: applies its delta to its standing set and makes it count in the round, checked
+        against the delta's count and digest and the resulting set's count and digest.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -74,7 +74,8 @@ def test_aggregate_has_sizes_and_counts_only(engine: Engine, submitted: dict[str
         report = CoordinatorRepository(conn).aggregate("r1")
     assert report == {
         "round_id": "r1",
-        "submissions": {m: {"state": "committed", "item_count": len(submitted[m])} for m in MEMBERS},
+        "submissions": {m: {"state": "committed", "item_count": len(submitted[m]), "set_count": len(submitted[m])}
+                        for m in MEMBERS},
         "committed_members": 3,
         "matches_by_holder_count": {2: 11 + 5 + 3, 3: 7},
     }

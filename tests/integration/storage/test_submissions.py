@@ -11,7 +11,7 @@ from alliance_psi.errors import Conflict, InvalidRequest, NotFound, RoundClosed
 from alliance_psi.protocol.model import RoundState, SubmissionState
 from alliance_psi.protocol.submission import chunk_digest
 from alliance_psi.storage import CoordinatorRepository
-from alliance_psi.storage.schema import submission_chunks, submissions, submitted_tokens
+from alliance_psi.storage.schema import member_sets, submission_chunks, submissions, submitted_tokens
 
 from .support import NOW, Item, items, make_round, token
 
@@ -188,7 +188,9 @@ def test_discard_uncommitted_leaves_nothing(round_engine: Engine) -> None:
         assert repo.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW, reason="deadline")
         assert repo.discard_uncommitted("r1") == 4  # Items of beta (3) and gamma (1).
     with round_engine.begin() as conn:
-        for table in (submissions, submission_chunks, submitted_tokens):
+        for table in (submissions, submission_chunks, member_sets):
             members = conn.execute(select(table.c.member_id).distinct()).scalars().all()
             assert members == ["alpha"], table.name
+        # alpha's delta was applied to its standing set at commit: no staged rows remain.
+        assert conn.execute(select(func.count()).select_from(submitted_tokens)).scalar_one() == 0
         assert CoordinatorRepository(conn).submission_status("r1", "beta").state == SubmissionState.NONE

@@ -21,7 +21,7 @@ from alliance_psi.errors import InvalidLabel, LabelTooLarge
 from tests.helpers.vectors import load_json
 
 VECTORS = load_json("alliance/derive_and_labels.json")["vectors"]
-IDS = [v["round_id"] for v in VECTORS]
+IDS = [v["key_epoch"] for v in VECTORS]
 
 
 def test_vectors_present() -> None:
@@ -37,7 +37,7 @@ def test_derive_vectors(v: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("v", VECTORS, ids=IDS)
 def test_seal_vectors(v: dict[str, str]) -> None:
-    context = LabelContext(v["round_id"], bytes.fromhex(v["match_token"]))
+    context = LabelContext(v["key_epoch"], bytes.fromhex(v["match_token"]))
     key = bytes.fromhex(v["label_key"])
     sealed = _seal_with_nonce(key, bytes.fromhex(v["label_plaintext"]), context, bytes.fromhex(v["nonce"]))
     assert sealed == bytes.fromhex(v["sealed_label"])
@@ -55,7 +55,7 @@ def test_derive_is_hkdf_expand(y: bytes) -> None:
 
 
 KEY = bytes(range(32))
-CONTEXT = LabelContext("round-1", bytes(range(16)))
+CONTEXT = LabelContext("epoch-1", bytes(range(16)))
 
 
 @pytest.mark.parametrize("size", [0, 1, 100, MAX_LABEL_PLAINTEXT_BYTES])
@@ -83,8 +83,8 @@ def _flip(data: bytes, index: int) -> bytes:
 SEALED = seal_label(KEY, b'{"c":"wool_party"}', CONTEXT)
 FAILURES = {
     "wrong key": (bytes(32), SEALED, CONTEXT),
-    "wrong round": (KEY, SEALED, LabelContext("round-2", CONTEXT.match_token)),
-    "wrong token": (KEY, SEALED, LabelContext("round-1", bytes(16))),
+    "wrong epoch": (KEY, SEALED, LabelContext("epoch-2", CONTEXT.match_token)),
+    "wrong token": (KEY, SEALED, LabelContext("epoch-1", bytes(16))),
     "flipped version": (KEY, _flip(SEALED, 0), CONTEXT),
     "flipped nonce": (KEY, _flip(SEALED, 3), CONTEXT),
     "flipped ciphertext": (KEY, _flip(SEALED, 40), CONTEXT),

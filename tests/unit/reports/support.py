@@ -82,8 +82,8 @@ PLANTED = (
 )
 
 
-def sealed_labels(planted: Planted, round_id: str) -> tuple[bytes, ...]:
-    context = LabelContext(round_id, planted.token)
+def sealed_labels(planted: Planted, key_epoch: str = KEY_EPOCH) -> tuple[bytes, ...]:
+    context = LabelContext(key_epoch, planted.token)
     sealed = [seal_label(planted.label_key, label.encode(), context) for label in planted.peers]
     sealed += [seal_label(bytes(32), b'{"c":"other"}', context) for _ in range(planted.unreadable)]
     return tuple(sealed) + planted.extra_labels
@@ -91,7 +91,7 @@ def sealed_labels(planted: Planted, round_id: str) -> tuple[bytes, ...]:
 
 def member_result(planted: tuple[Planted, ...] = PLANTED, *, round_id: str = ROUND_ID,
                   member_id: str = MEMBER_ID) -> MemberResult:
-    matches = tuple(MatchedToken(p.token, p.holders, sealed_labels(p, round_id)) for p in planted)
+    matches = tuple(MatchedToken(p.token, p.holders, sealed_labels(p)) for p in planted)
     return MemberResult(round_id, member_id, KEY_EPOCH, THRESHOLD, SUBMITTED, matches)
 
 
