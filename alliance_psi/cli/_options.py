@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 import signal
+import sys
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
-from alliance_psi.config import TlsConfig
 from alliance_psi.errors import AlliancePsiError
+
+if TYPE_CHECKING:
+    from alliance_psi.config import TlsConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -32,6 +34,8 @@ def tls_options(function: F) -> F:
 
 
 def tls_config(ca_cert: Path, cert: Path, key: Path, crl: Path | None) -> TlsConfig:
+    from alliance_psi.config import TlsConfig
+
     return TlsConfig(ca_cert=ca_cert, cert=cert, key=key, crl=crl)
 
 
@@ -54,6 +58,15 @@ def reported() -> Iterator[None]:
         yield
     except AlliancePsiError as exc:
         raise click.ClickException(str(exc)) from None
-    except SQLAlchemyError as exc:
+    except Exception as exc:
+        if not _is_database_error(exc):
+            raise
         cause = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()
         raise click.ClickException(f"database error: {cause[0] if cause else type(exc).__name__}") from None
+
+
+def _is_database_error(exc: Exception) -> bool:
+    """Whether ``exc`` is a ``SQLAlchemyError``, without importing SQLAlchemy (slow) for commands
+    that use no database: if ``sqlalchemy.exc`` was never imported, no such error exists."""
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    return sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.SQLAlchemyError)

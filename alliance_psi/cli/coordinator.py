@@ -4,21 +4,24 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from alliance_psi._files import write_file_atomic
+from alliance_psi.cli._lazy import LazyGroup
 from alliance_psi.cli._options import reported, tls_config, tls_options, wait_for_stop_signal
 from alliance_psi.config import CoordinatorConfig
-from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 __all__ = ["coordinator_group"]
 
 
-@click.group("coordinator")
+# `coordinator report` lives with `report verify` and attaches itself to this group when imported.
+@click.group("coordinator", cls=LazyGroup, lazy_commands={"report": "alliance_psi.cli.reports:coordinator_report"})
 def coordinator_group() -> None:
     """Run the coordinator, and administer rounds as the alliance operator."""
 
@@ -29,6 +32,8 @@ def coordinator_group() -> None:
 @click.option("--force", is_flag=True, help="Overwrite existing keys.")
 def keygen(out: Path, force: bool) -> None:
     """Create the coordinator's Ed25519 result-signing key."""
+    from alliance_psi.crypto.signing import SigningKey
+
     with reported():
         key_path, pub_path = out / "signing.key", out / "signing.pub"
         if (key_path.exists() or pub_path.exists()) and not force:
@@ -58,6 +63,7 @@ def serve(name: str, listen: str, ca_cert: Path, cert: Path, key: Path, crl: Pat
 
 
 def _serve(config: CoordinatorConfig) -> None:
+    from alliance_psi.crypto.signing import SigningKey
     from alliance_psi.identifiers import IdentifierType
     from alliance_psi.protocol.coordinator import CoordinatorRole
     from alliance_psi.services.coordinator import Ticker, coordinator_registration, sql_unit_of_work
@@ -134,6 +140,8 @@ def round_create(address: str, ca_cert: Path, cert: Path, key: Path, crl: Path |
 
 
 def _round_table(rounds) -> Table:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
     table = Table()
     for column in ("round", "name", "state", "t", "epoch", "committed", "deadline (UTC)"):
         table.add_column(column)
@@ -148,6 +156,8 @@ def _round_table(rounds) -> Table:  # type: ignore[no-untyped-def]
 @tls_options
 def round_list(address: str, ca_cert: Path, cert: Path, key: Path, crl: Path | None) -> None:
     """List rounds."""
+    from rich.console import Console
+
     with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
         rounds = client.list_rounds()
     Console().print(_round_table(rounds))
@@ -159,6 +169,8 @@ def round_list(address: str, ca_cert: Path, cert: Path, key: Path, crl: Path | N
 @click.argument("round_id")
 def round_show(address: str, ca_cert: Path, cert: Path, key: Path, crl: Path | None, round_id: str) -> None:
     """Show one round."""
+    from rich.console import Console
+
     with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
         found = client.get_round(round_id)
     Console().print(_round_table([found]))

@@ -9,7 +9,6 @@ import click
 from alliance_psi._files import write_file_atomic
 from alliance_psi.cli._options import reported, tls_config, tls_options, wait_for_stop_signal
 from alliance_psi.config import CustodianConfig
-from alliance_psi.crypto.key_shares import KeyShare
 from alliance_psi.errors import ConfigurationError
 
 __all__ = ["custodian_group"]
@@ -26,6 +25,8 @@ def custodian_group() -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init_share(epoch: str, out: Path, force: bool) -> None:
     """Draw a fresh random key share for EPOCH and write it with mode 0600."""
+    from alliance_psi.crypto.key_shares import KeyShare
+
     with reported():
         share = KeyShare.generate(epoch)
         if out.exists() and not force:
@@ -36,6 +37,7 @@ def init_share(epoch: str, out: Path, force: bool) -> None:
 
 
 def _serve(config: CustodianConfig) -> None:
+    from alliance_psi.crypto.key_shares import KeyShare
     from alliance_psi.crypto.selfcheck import run_selfcheck
     from alliance_psi.protocol.custodian import CustodianRole
     from alliance_psi.services.custodian import SqlQuotaLedger, custodian_registration

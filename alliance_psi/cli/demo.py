@@ -20,11 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from alliance_psi.cli._options import reported
-from alliance_psi.cli._local_alliance import local_alliance
 from alliance_psi.errors import AlliancePsiError
 
 __all__ = ["demo"]
@@ -104,6 +101,11 @@ def demo(members: int, size: int, threshold: int, shared: int | None, out: Path,
 
 
 def _demo(members_count: int, size: int, threshold: int, shared: int, out: Path, seed: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from alliance_psi.cli._local_alliance import local_alliance
+
     console = Console()
     started = time.monotonic()
     members = list(MEMBER_NAMES[:members_count])

@@ -1,16 +1,30 @@
-"""The ``alliance-psi`` command."""
+"""The ``alliance-psi`` command.
+
+Each role's commands live in their own module, imported only when one of them is used (see
+``alliance_psi.cli._lazy``): a member node running ``node join`` never loads the importer's
+normalizers, the report renderers or the servers' code.
+"""
 
 from __future__ import annotations
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from alliance_psi import __version__
-from alliance_psi.errors import CryptoError
+from alliance_psi.cli._lazy import LazyGroup
+
+# Name -> "module:attribute"; `node` and `coordinator` are lazy groups too (alliance_psi.cli.node,
+# alliance_psi.cli.coordinator), whose commands come from further modules.
+COMMANDS = {
+    "pki": "alliance_psi.cli.pki:pki_group",
+    "custodian": "alliance_psi.cli.custodian:custodian_group",
+    "coordinator": "alliance_psi.cli.coordinator:coordinator_group",
+    "node": "alliance_psi.cli.node:node_group",
+    "report": "alliance_psi.cli.reports:report_group",
+    "demo": "alliance_psi.cli.demo:demo",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="alliance-psi")
 def main() -> None:
     """alliance-psi: privacy-preserving lead matching for anti-fraud alliances."""
@@ -19,7 +33,11 @@ def main() -> None:
 @main.command()
 def selfcheck() -> None:
     """Check this machine's crypto against RFC 9497 known answers before using it."""
+    from rich.console import Console
+    from rich.table import Table
+
     from alliance_psi.crypto.selfcheck import run_selfcheck
+    from alliance_psi.errors import CryptoError
 
     console = Console()
     try:
@@ -34,22 +52,6 @@ def selfcheck() -> None:
     console.print(table)
     console.print(f"all {len(results)} checks passed")
 
-
-def _register() -> None:
-    from alliance_psi.cli import node_import, node_report, node_round  # noqa: F401 - they attach to node_group
-    from alliance_psi.cli.coordinator import coordinator_group
-    from alliance_psi.cli.custodian import custodian_group
-    from alliance_psi.cli.node import node_group
-    from alliance_psi.cli.pki import pki_group
-
-    from alliance_psi.cli.demo import demo
-    from alliance_psi.cli.reports import report_group  # Also attaches `coordinator report`.
-
-    for group in (pki_group, custodian_group, coordinator_group, node_group, report_group, demo):
-        main.add_command(group)
-
-
-_register()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

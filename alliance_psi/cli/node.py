@@ -3,19 +3,22 @@
 Every option can come from a TOML file (``--config node.toml``, a ``[node]`` table whose keys are
 the option names with ``_`` for ``-``), from an ``ALLIANCE_PSI_NODE_<OPTION>`` environment
 variable, or from the command line; later ones win. Commands live in ``node_*`` modules and
-attach themselves to ``node_group``.
+attach themselves to ``node_group``, which imports a module only when one of its commands is
+used (``_COMMANDS``): ``node join`` starts without the importer's normalizers or the renderers.
 """
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from alliance_psi.config import MemberConfig, TlsConfig
+from alliance_psi.cli._lazy import LazyGroup
+
+if TYPE_CHECKING:
+    from alliance_psi.config import MemberConfig
 
 __all__ = ["database_option", "member_config", "network_options", "node_group"]
 
@@ -23,10 +26,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 _FILE = click.Path(dir_okay=False, path_type=Path)
 _ENV = "ALLIANCE_PSI_NODE_"
 _TOML_ALIASES = {"ca": "ca_cert", "custodian": "custodians"}
+# Each command's module, imported when the command is used; the modules attach their commands.
+_COMMANDS = {
+    "import": "alliance_psi.cli.node_import:import_file",
+    "withdraw": "alliance_psi.cli.node_import:withdraw",
+    "purge-expired": "alliance_psi.cli.node_import:purge_expired",
+    "status": "alliance_psi.cli.node_import:status",
+    "join": "alliance_psi.cli.node_round:join",
+    "fetch": "alliance_psi.cli.node_round:fetch",
+    "report": "alliance_psi.cli.node_report:report_command",
+    "results": "alliance_psi.cli.node_report:results_command",
+}
 
 
 def load_toml_table(path: Path, table: str) -> dict[str, Any]:
     """The ``[table]`` of a TOML file, keys with ``-`` as ``_``; ``click.BadParameter`` naming what is wrong."""
+    import tomllib
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -39,7 +55,7 @@ def load_toml_table(path: Path, table: str) -> dict[str, Any]:
     return {key.replace("-", "_"): value for key, value in section.items()}
 
 
-@click.group("node")
+@click.group("node", cls=LazyGroup, lazy_commands=_COMMANDS)
 @click.option("--config", type=_FILE, default=None, envvar=_ENV + "CONFIG",
               help="TOML file with a [node] table of option values (overridden by env vars and options).")
 @click.pass_context
@@ -51,7 +67,7 @@ def node_group(ctx: click.Context, config: Path | None) -> None:
         for option, parameter in _TOML_ALIASES.items():
             if option in values:
                 values[parameter] = values.pop(option)
-        ctx.default_map = {name: values for name in node_group.commands}
+        ctx.default_map = {name: values for name in node_group.list_commands(ctx)}
 
 
 def _option(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
@@ -88,6 +104,8 @@ def network_options(function: F) -> F:
 
 def member_config(database: str, **options: Any) -> MemberConfig:
     """A ``MemberConfig`` from the parsed ``database_option`` and ``network_options`` values."""
+    from alliance_psi.config import MemberConfig, TlsConfig
+
     return MemberConfig(
         member_id=options["member_id"], database=database,
         tls=TlsConfig(ca_cert=options["ca_cert"], cert=options["cert"], key=options["key"]),

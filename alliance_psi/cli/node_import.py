@@ -18,26 +18,25 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import islice
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
-from rich import box
-from rich.console import Console
-from rich.progress import MofNCompleteColumn, Progress
-from rich.table import Table
-from rich.text import Text
-from sqlalchemy import Engine, func, select
 
 from alliance_psi.cli._options import reported
 from alliance_psi.cli.node import database_option, node_group
 from alliance_psi.errors import InvalidIdentifier
-from alliance_psi.identifiers import IdentifierType, normalize
-from alliance_psi.identifiers.importer import ImportRecord, Rejection, count_rows, read_blacklist
-from alliance_psi.storage import MemberRepository, create_schema, make_engine
-from alliance_psi.storage.schema import identifiers
+from alliance_psi.identifiers import IdentifierType
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from alliance_psi.identifiers.importer import ImportRecord, Rejection
+
+# The importer (with the normalizers it loads), SQLAlchemy, the storage layer and rich are
+# imported by the functions that use them, so that only the command that runs pays for them.
 
 __all__ = ["import_file", "purge_expired", "status", "withdraw"]
 
@@ -91,6 +90,9 @@ def import_file(file: Path, type_: str | None, strict: bool, rejects_path: Path 
 
 def _import(engine: Engine, file: Path, type_: str | None, strict: bool, rejects_path: Path) -> _Tally:
     """Stream ``file`` into the database in one transaction (rolled back in strict mode with rejections)."""
+    from alliance_psi.identifiers.importer import Rejection, count_rows, read_blacklist
+    from alliance_psi.storage import MemberRepository
+
     now = datetime.now(UTC)
     figures = {"rows read": 0, "imported": 0, "duplicates": 0, "rejected": 0, "expired (purged)": 0}
     tally = _Tally(figures)
@@ -141,6 +143,9 @@ def withdraw(type_: str | None, file: Path | None, values: tuple[str, ...], data
     One transaction. Reports how many were withdrawn, not found, or invalid (with the row, or the
     VALUE's position, and the reason). Exit code 1 only if no value was valid.
     """
+    from alliance_psi.identifiers.importer import Rejection, read_blacklist
+    from alliance_psi.storage import MemberRepository
+
     if bool(values) == (file is not None):
         raise click.UsageError("give either --type T VALUE... or --file FILE")
     if values and type_ is None:
@@ -170,6 +175,9 @@ def withdraw(type_: str | None, file: Path | None, values: tuple[str, ...], data
 
 def _arguments(type_: str, values: Iterable[str]) -> Iterator[ImportRecord | Rejection]:
     """Normalize VALUE arguments, numbered by position, as the importer does rows."""
+    from alliance_psi.identifiers import normalize
+    from alliance_psi.identifiers.importer import ImportRecord, Rejection
+
     for position, value in enumerate(values, 1):
         try:
             canonical = normalize(type_, value).canonical
@@ -183,6 +191,8 @@ def _arguments(type_: str, values: Iterable[str]) -> Iterator[ImportRecord | Rej
 @database_option
 def purge_expired(database: str) -> None:
     """Delete the identifiers whose expiry time has passed, with their cached tokens."""
+    from alliance_psi.storage import MemberRepository
+
     with reported():
         with _engine(database) as engine, engine.begin() as conn:
             purged = MemberRepository(conn).purge_expired(datetime.now(UTC))
@@ -193,6 +203,14 @@ def purge_expired(database: str) -> None:
 @database_option
 def status(database: str) -> None:
     """Count this node's identifiers by type and category (never showing a value)."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+    from sqlalchemy import func, select
+
+    from alliance_psi.storage.schema import identifiers
+
     query = (
         select(identifiers.c.type, identifiers.c.category, func.count())
         .group_by(identifiers.c.type, identifiers.c.category)
@@ -216,6 +234,8 @@ def status(database: str) -> None:
 @contextmanager
 def _engine(database: str) -> Iterator[Engine]:
     """An engine on the node's database, with the schema created if missing."""
+    from alliance_psi.storage import create_schema, make_engine
+
     engine = make_engine(database)
     try:
         create_schema(engine)
@@ -227,6 +247,9 @@ def _engine(database: str) -> Iterator[Engine]:
 @contextmanager
 def _progress(total: int | None) -> Iterator[Callable[[int], None]]:
     """A transient progress bar on stderr, shown only on a terminal; yields ``advance(row)``."""
+    from rich.console import Console
+    from rich.progress import MofNCompleteColumn, Progress
+
     console = Console(stderr=True)
     columns = (*Progress.get_default_columns(), MofNCompleteColumn())
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
@@ -262,6 +285,11 @@ class _RejectsFile:
 
 def _print_summary(title: str, tally: _Tally, *, problems: str = "rejected rows") -> None:
     """Print the figures, then the first rejections (row, field, reason; never a whole value)."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     console = Console()
     table = Table(title=title, box=box.SIMPLE, show_header=False)
     table.add_column("figure")

@@ -18,26 +18,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from alliance_psi._files import write_file_atomic
 from alliance_psi.cli._options import reported
 from alliance_psi.cli.node import F, _option, database_option, node_group
 from alliance_psi.cli.reports import console_safe, holders_text, read_public_key
-from alliance_psi.crypto.signing import key_id
 from alliance_psi.errors import InvalidSignature, StorageError
-from alliance_psi.protocol.leads import build_leads
-from alliance_psi.protocol.result_codec import open_result
-from alliance_psi.reports import LeadReport, build_report, render_csv, render_html, render_json
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
+    from alliance_psi.reports import LeadReport
     from alliance_psi.storage import MemberRepository
+
+# The protocol, crypto, report and rich modules are imported by the functions that use them, so
+# that only the command that runs pays for them.
 
 __all__ = ["load_report", "mask"]
 
-_FORMATS: dict[str, Callable[[LeadReport], bytes]] = {"html": render_html, "csv": render_csv, "json": render_json}
+_FORMATS = ("csv", "html", "json")
 _FILE = click.Path(dir_okay=False, path_type=Path)
 _SHOWN = 4
 
@@ -76,6 +75,11 @@ def load_report(database: str, round_id: str, *, member_id: str, public_key: byt
             stored key epoch differs from the signed one.
         StorageError: the database cannot be read.
     """
+    from alliance_psi.crypto.signing import key_id
+    from alliance_psi.protocol.leads import build_leads
+    from alliance_psi.protocol.result_codec import open_result
+    from alliance_psi.reports import build_report
+
     with _member_repository(database) as repo:
         key_epoch, round_name, payload, signature, _ = repo.get_result(round_id)
         result = open_result(public_key, payload, signature, round_id=round_id, member_id=member_id)
@@ -103,7 +107,7 @@ def _identity_options(*, required: bool) -> Callable[[F], F]:
 
 @node_group.command("report")
 @click.argument("round_id")
-@click.option("--format", "output_format", type=click.Choice(sorted(_FORMATS)), required=True, help="Report format.")
+@click.option("--format", "output_format", type=click.Choice(_FORMATS), required=True, help="Report format.")
 @click.option("-o", "--output", type=_FILE, required=True, help="File to write (mode 0600: it holds raw identifiers).")
 @database_option
 @_identity_options(required=True)
@@ -116,7 +120,7 @@ def report_command(round_id: str, output_format: str, output: Path, database: st
     with reported():
         report, withdrawn = load_report(database, round_id, member_id=member_id,
                                         public_key=read_public_key(coordinator_key))
-        write_file_atomic(output, _FORMATS[output_format](report))
+        write_file_atomic(output, _render(output_format, report))
     holders = holders_text(report.by_holder_count())
     skipped = f", {withdrawn} withdrawn identifiers left out" if withdrawn else ""
     click.echo(console_safe(
@@ -124,7 +128,18 @@ def report_command(round_id: str, output_format: str, output: Path, database: st
         f"({report.round_name}), leads {holders}{skipped}; verified with coordinator key {report.key_id}"))
 
 
+def _render(output_format: str, report: LeadReport) -> bytes:
+    """``report`` as a file in ``output_format`` (one of ``_FORMATS``)."""
+    from alliance_psi.reports import render_csv, render_html, render_json
+
+    renderers: dict[str, Callable[[LeadReport], bytes]] = {"html": render_html, "csv": render_csv, "json": render_json}
+    return renderers[output_format](report)
+
+
 def _leads_table(report: LeadReport) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     title = f"round {report.round_id} ({report.round_name}): {len(report.leads)} leads, threshold {report.threshold}"
     table = Table(title=Text(console_safe(title)))
     for column in ("type", "value", "holders", "category", "peer categories"):
@@ -139,6 +154,9 @@ def _leads_table(report: LeadReport) -> Table:
 
 
 def _results_table(rows: list[tuple[str, str, datetime]]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title="kept results")
     for column in ("round", "name", "fetched"):
         table.add_column(column)
@@ -156,6 +174,8 @@ def results_command(
     round_id: str | None, database: str, member_id: str | None, coordinator_key: Path | None
 ) -> None:
     """List kept results, or show a round's leads with values masked (open the report for full values)."""
+    from rich.console import Console
+
     console = Console()
     with reported():
         if round_id is None:

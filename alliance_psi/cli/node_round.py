@@ -6,15 +6,15 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from alliance_psi.cli._options import reported
 from alliance_psi.cli.node import database_option, member_config, network_options, node_group
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 __all__ = ["fetch", "join"]
 
@@ -27,6 +27,9 @@ def _progress() -> Iterator[Any]:
     if not sys.stderr.isatty():
         yield lambda stage, done, total: None
         return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as progress:
         tasks: dict[str, Any] = {}
@@ -40,6 +43,8 @@ def _progress() -> Iterator[Any]:
 
 
 def _summary(title: str, rows: list[tuple[str, str]]) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
@@ -56,6 +61,8 @@ def _summary(title: str, rows: list[tuple[str, str]]) -> Table:
               help="Seconds to wait for the round to be matched after submitting.")
 def join(round_id: str, database: str, wait: float, **options: Any) -> None:
     """Run this member's part of ROUND_ID to the end: tokens, submission, verified result."""
+    from rich.console import Console
+
     from alliance_psi.services.member import MemberNode
 
     config = member_config(database, **options)

@@ -16,13 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from alliance_psi.cli._options import reported
 from alliance_psi.cli.coordinator import coordinator_group
-from alliance_psi.crypto.signing import load_public_key
 from alliance_psi.errors import ConfigurationError
 
 __all__ = ["console_safe", "holders_text", "read_public_key", "report_group"]
@@ -39,6 +35,8 @@ def console_safe(text: str) -> str:
 
 def read_public_key(path: Path) -> bytes:
     """The coordinator's raw public key from a file (hex, raw or PEM); ``ConfigurationError`` naming the file."""
+    from alliance_psi.crypto.signing import load_public_key
+
     try:
         return load_public_key(path.read_bytes())
     except OSError as exc:
@@ -101,6 +99,10 @@ def _aggregate(database: str, round_id: str) -> dict[str, Any]:
 
 
 def _print_aggregate(view: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     console = Console()
     console.print(Text(console_safe(
         f"round {view['round_id']} ({view['name']}): {view['state']}, threshold {view['threshold']}, "
