@@ -109,10 +109,11 @@ def _print_aggregate(view: dict[str, Any]) -> None:
         f"key epoch {view['key_epoch']}; {view['committed_members']} members committed, "
         f"{view['matches_at_threshold']} tokens held by at least {view['threshold']} members")))
     members = Table(title="submissions")
-    for column in ("member", "state", "items"):
-        members.add_column(column, justify="right" if column == "items" else "left")
+    for column in ("member", "state", "sent this round", "set size"):
+        members.add_column(column, justify="left" if column in ("member", "state") else "right")
     for member, entry in view["submissions"].items():
-        members.add_row(Text(console_safe(member)), Text(entry["state"]), str(entry["item_count"]))
+        size = "" if entry.get("set_count") is None else str(entry["set_count"])
+        members.add_row(Text(console_safe(member)), Text(entry["state"]), str(entry["item_count"]), size)
     matches = Table(title="matches")
     matches.add_column("holders", justify="right")
     matches.add_column("tokens", justify="right")

@@ -225,8 +225,8 @@ def test_coordinator_report_shows_counts_and_never_a_token(tmp_path: Path) -> No
     assert json.loads(as_json.output) == {
         "round_id": "r1", "name": "第一轮", "state": "open", "threshold": 2, "key_epoch": KEY_EPOCH,
         "committed_members": 2, "matches_at_threshold": 2, "matches_by_holder_count": {"2": 2},
-        "submissions": {"bank-a": {"state": "committed", "item_count": 4},
-                        "bank-b": {"state": "committed", "item_count": 4}},
+        "submissions": {"bank-a": {"state": "committed", "item_count": 4, "set_count": 4},
+                        "bank-b": {"state": "committed", "item_count": 4, "set_count": 4}},
     }
     for output in (table.output, as_json.output):
         for token in [t for owned in tokens.values() for t in owned]:

@@ -21,10 +21,10 @@ from alliance_psi.errors import (
     RoundClosed,
     WrongEpoch,
 )
-from alliance_psi.protocol.coordinator import Chunk
+from alliance_psi.protocol.coordinator import Chunk, Commit
 from alliance_psi.protocol.model import RoundState, SubmissionState
 from alliance_psi.protocol.result_codec import open_result
-from alliance_psi.protocol.submission import chunk_digest
+from alliance_psi.protocol.submission import SubmissionDigest, chunk_digest, label_digest, set_digest
 from alliance_psi.services.clients import CoordinatorClient, CustodianClient, RetryPolicy
 from tests.integration.services.harness import CATEGORIES, EPOCH, MEMBERS, Planted, running_alliance
 
@@ -156,14 +156,17 @@ def test_chunks_are_idempotent_ordered_freely_and_checked(tmp_path: Path, pki) -
         status = client.submission_status(round_.round_id, "bank-a")
         assert status.chunks == (0, 1, 2) and status.state is SubmissionState.STAGING
         with pytest.raises(Conflict, match="count"):
-            client.commit(round_.round_id, "bank-a", 8, bytes(32))
+            client.commit(Commit(round_.round_id, 8, bytes(32), 8, bytes(32), replace=True), "bank-a")
         assert client.submission_status(round_.round_id, "bank-a").state is SubmissionState.STAGING
-        from alliance_psi.protocol.submission import SubmissionDigest
-
         digest = SubmissionDigest()
         for c in chunks:
             digest.update(c.items)
-        committed = client.commit(round_.round_id, "bank-a", digest.count, digest.digest())
+        whole = set_digest(sorted((t, label_digest(lbl)) for c in chunks for t, lbl in c.items))
+        with pytest.raises(InvalidRequest, match="set_digest: must be 32 bytes"):
+            client.commit(Commit(round_.round_id, digest.count, digest.digest(), 9, b"", replace=True), "bank-a")
+        with pytest.raises(Conflict, match="set digest mismatch"):
+            client.commit(Commit(round_.round_id, digest.count, digest.digest(), 9, bytes(32), replace=True), "bank-a")
+        committed = client.commit(Commit(round_.round_id, digest.count, digest.digest(), 9, whole, replace=True), "bank-a")
         assert committed.state is SubmissionState.COMMITTED and committed.item_count == 9
         with pytest.raises(Conflict, match="already committed"):
             client.upload_chunks([chunk(6, 60)])
