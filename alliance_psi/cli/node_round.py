@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["fetch", "join"]
 
-_STAGES = {"tokenize": "identifiers tokenized", "submit": "items submitted"}
+_STAGES = {"tokenize": "identifiers tokenized", "submit": "changes sent"}
 
 
 @contextmanager
@@ -77,7 +77,8 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
             node.close()
     holders = Counter(lead.holder_count for lead in outcome.leads)
     rows = [("round", f"{outcome.round.round_id} ({outcome.round.name})"), ("threshold", str(outcome.round.threshold)),
-            ("new tokens computed", f"{outcome.tokens_computed:,}"), ("items submitted", f"{outcome.submitted:,}"),
+            ("new tokens computed", f"{outcome.tokens_computed:,}"), ("items in the matched set", f"{outcome.submitted:,}"),
+            ("sent this round", f"{outcome.delta_count:,}" + (" (whole set)" if outcome.replaced else " (changes only)")),
             ("leads", f"{len(outcome.leads):,}")]
     rows += [(f"  held by {n} members", f"{count:,}") for n, count in sorted(holders.items(), reverse=True)]
     rows += [(f"seconds: {stage}", f"{value:.2f}") for stage, value in outcome.seconds.items()]
