@@ -45,9 +45,9 @@ from zipfile import BadZipFile
 
 from alliance_psi.errors import InvalidIdentifier, truncate_value
 from alliance_psi.identifiers._textfile import ImportFileError, count_lines, opened, text_lines
+from alliance_psi.identifiers.categories import CATEGORIES, SEVERITIES
 from alliance_psi.identifiers.registry import normalize
 from alliance_psi.identifiers.types import Identifier, IdentifierType
-from alliance_psi.identifiers.categories import CATEGORIES, SEVERITIES
 
 __all__ = [
     "CHINA_TIME", "COLUMN_ALIASES", "FIELDS", "ImportFileError", "ImportRecord", "Rejection", "count_rows",

@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 
 from alliance_psi.identifiers._checksum import luhn_valid
+from alliance_psi.identifiers.categories import CATEGORIES
 from alliance_psi.identifiers.id_card import check_character as id_card_check
 from alliance_psi.identifiers.uscc import check_character as uscc_check
-from alliance_psi.identifiers.categories import CATEGORIES
 
 __all__ = ["bank_cards", "blacklist_rows", "credit_codes", "mobile_numbers", "org_code_check", "resident_ids"]
 

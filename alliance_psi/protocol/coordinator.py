@@ -62,6 +62,7 @@ class Chunk:
     items: tuple[tuple[bytes, bytes | None], ...]
     chunk_digest: bytes
     removals: tuple[bytes, ...] = ()
+    replace: bool = True  # Part of the member's whole set (False: of a delta against its standing set).
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +225,7 @@ class CoordinatorRole:
             if not found.share_labels and any(label for _, label in chunk.items):
                 raise InvalidRequest(f"round {chunk.round_id} does not share labels; send tokens only")
             stored = tx.repo.stage_chunk(chunk.round_id, caller.name, chunk.chunk_index, chunk.items,
-                                         chunk.chunk_digest, at=now, removals=chunk.removals)
+                                         chunk.chunk_digest, at=now, removals=chunk.removals, replace=chunk.replace)
             if stored:
                 tx.audit.append(actor=caller.name, action="submission.chunk", at=now, detail={
                     "round_id": chunk.round_id, "chunk_index": chunk.chunk_index, "items": len(chunk.items),

@@ -9,10 +9,9 @@ and opens the peers' labels. Leads hold raw identifiers: they exist only on the 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-
-from collections.abc import Mapping
 
 from alliance_psi.crypto.labels import LabelContext, open_label
 from alliance_psi.errors import InvalidLabel

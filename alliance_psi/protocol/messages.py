@@ -99,7 +99,7 @@ def chunk_to_pb(chunk: Chunk) -> pb_coordinator.SubmissionChunk:
     return pb_coordinator.SubmissionChunk(
         round_id=chunk.round_id, chunk_index=chunk.chunk_index, chunk_digest=chunk.chunk_digest,
         items=[pb_coordinator.SubmittedToken(match_token=t, sealed_label=lbl or b"") for t, lbl in chunk.items],
-        removed_tokens=list(chunk.removals),
+        removed_tokens=list(chunk.removals), delta=not chunk.replace,
     )
 
 
@@ -109,13 +109,13 @@ def chunk_from_pb(m: pb_coordinator.SubmissionChunk) -> Chunk:
     return Chunk(
         round_id=m.round_id, chunk_index=m.chunk_index, chunk_digest=m.chunk_digest,
         items=tuple((item.match_token, item.sealed_label or None) for item in m.items),
-        removals=tuple(m.removed_tokens),
+        removals=tuple(m.removed_tokens), replace=not m.delta,
     )
 
 
 def commit_to_pb(c: Commit) -> pb_coordinator.CommitSubmissionRequest:
     return pb_coordinator.CommitSubmissionRequest(
-        round_id=c.round_id, item_count=c.item_count, digest=c.digest, replace=c.replace, set_count=c.set_count,
+        round_id=c.round_id, item_count=c.item_count, digest=c.digest, delta=not c.replace, set_count=c.set_count,
         set_digest=c.set_digest,
     )
 
@@ -124,7 +124,7 @@ def commit_from_pb(m: pb_coordinator.CommitSubmissionRequest) -> Commit:
     if not m.round_id:
         raise InvalidRequest("round_id: required")
     return Commit(round_id=m.round_id, item_count=m.item_count, digest=m.digest, set_count=m.set_count,
-                  set_digest=m.set_digest, replace=m.replace)
+                  set_digest=m.set_digest, replace=not m.delta)
 
 
 def status_to_pb(s: SubmissionStatus) -> pb_coordinator.SubmissionInfo:

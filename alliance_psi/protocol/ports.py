@@ -39,7 +39,7 @@ class CoordinatorRepo(Protocol):
     def stage_chunk(
         self, round_id: str, member_id: str, chunk_index: int,
         items: Sequence[tuple[bytes, bytes | None]], chunk_digest: bytes, *, at: datetime,
-        removals: Sequence[bytes] = (),
+        removals: Sequence[bytes] = (), replace: bool = True,
     ) -> bool: ...
     def submission_status(self, round_id: str, member_id: str) -> SubmissionStatus: ...
     def commit_submission(

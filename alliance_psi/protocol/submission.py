@@ -8,7 +8,8 @@ the coordinator's, sends its whole set with ``replace``.
 - An item put is ``match_token || I2OSP(len(sealed_label), 2) || sealed_label`` (label empty when
   the member shares none); a removal is ``match_token || 0xFFFF`` (no real label is that long).
 - A chunk digest is SHA-256 over the chunk's puts, then its removals, in order; the submission
-  digest is SHA-256 over the items of chunks 0, 1, 2, ... in the same order.
+  digest is SHA-256 over the chunk digests of chunks 0, 1, 2, ... (each chunk's digest is checked
+  against its items when it arrives, so the commit need not read the items again).
 - The **set digest** names what the coordinator holds for the member after the commit: SHA-256
   over ``"alliance-psi/v1 set"`` then, for each token in byte order, ``token || label_digest``
   where ``label_digest`` is the first 16 bytes of SHA-256(sealed label), or 16 zero bytes.
@@ -20,7 +21,7 @@ and digest, equal the member's: nothing lost, nothing added, no drift between ro
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
 from alliance_psi.crypto.labels import SEALED_LABEL_BYTES
@@ -111,19 +112,22 @@ def set_digest(entries: Iterable[tuple[bytes, bytes]]) -> bytes:
 
 
 class SubmissionDigest:
-    """Incremental digest of a whole submission; feed chunks in index order."""
+    """Incremental digest of a whole submission; feed it each chunk, in index order."""
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
         self.count = 0
 
-    def update(self, items: Iterable[Item], removals: Iterable[bytes] = ()) -> None:
-        for token, label in items:
-            self._hash.update(item_bytes(token, label))
-            self.count += 1
-        for token in removals:
-            self._hash.update(removal_bytes(token))
-            self.count += 1
+    def update(self, items: Sequence[Item], removals: Sequence[bytes] = ()) -> bytes:
+        """Add one chunk; return its chunk digest."""
+        digest = chunk_digest(items, removals)
+        self.add_chunk(digest, len(items) + len(removals))
+        return digest
+
+    def add_chunk(self, digest: bytes, size: int) -> None:
+        """Add one chunk by its (already checked) digest and number of items."""
+        self._hash.update(digest)
+        self.count += size
 
     def digest(self) -> bytes:
         return self._hash.digest()

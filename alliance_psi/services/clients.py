@@ -17,7 +17,7 @@ from alliance_psi.config import TlsMaterial
 from alliance_psi.errors import PeerUnavailable
 from alliance_psi.protocol import messages
 from alliance_psi.protocol._pb import coordinator_pb2_grpc, custodian_pb2_grpc
-from alliance_psi.protocol.coordinator import Chunk, RoundSpec
+from alliance_psi.protocol.coordinator import Chunk, Commit, RoundSpec
 from alliance_psi.protocol.custodian import EpochStatus
 from alliance_psi.protocol.messages import pb_coordinator, pb_custodian
 from alliance_psi.protocol.model import Round, RoundState, SubmissionStatus

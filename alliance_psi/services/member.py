@@ -44,7 +44,6 @@ from alliance_psi.protocol.submission import (
     NO_LABEL_DIGEST,
     SetDigest,
     SubmissionDigest,
-    chunk_digest,
     label_digest,
 )
 from alliance_psi.services.clients import (
@@ -227,9 +226,9 @@ class MemberNode:
             def flush() -> Chunk | None:
                 nonlocal index, items, removals, pending
                 chunk = None
-                plan.delta.update(items, removals)
+                digest = plan.delta.update(items, removals)
                 if index not in stored:
-                    chunk = Chunk(round.round_id, index, tuple(items), chunk_digest(items, removals), tuple(removals))
+                    chunk = Chunk(round.round_id, index, tuple(items), digest, tuple(removals), plan.replace)
                 with self.engine.begin() as conn:
                     MemberRepository(conn).add_pending(scope, pending)
                 index, items, removals, pending = index + 1, [], [], []

@@ -1,11 +1,13 @@
 """The coordinator's submissions: staging a round's delta in chunks and committing it.
 
-A submission is a delta against the member's standing set for the round's scope
-(``Round.set_scope``): tokens put (added, or their label replaced) and tokens removed, or, with
-``replace``, the whole set anew. It is staged in ``submitted_tokens``, invisible to matching;
-the commit checks it against the member's count and digest, applies it to ``member_sets`` and
-the holder counts of the scope, checks the resulting set against the member's set count and
-digest, and deletes the staged rows. Any failed check rolls the whole commit back.
+A submission is either the member's whole set for the round's scope (``Round.set_scope``), or a
+delta against its standing set: tokens put (added, or their label replaced) and tokens removed.
+A whole set is written straight into ``member_sets`` under a new set id, which nothing reads
+until the commit points the member at it (so a first submission is written once, not staged and
+copied); a delta is staged in ``submitted_tokens`` and applied at commit. The commit checks the
+count and digest (over the chunk digests, each checked against its items on arrival), updates
+the holder counts of the scope, and checks the resulting set against the member's set count and
+digest. Any failed check rolls the whole commit back.
 
 ``CoordinatorRepository`` inherits these methods; they live apart to keep each module short.
 Error messages cross the network, so they name chunk indices and counts, never a token or label.
@@ -23,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from alliance_psi.errors import Conflict, InvalidRequest, NotFound, RoundClosed
 from alliance_psi.protocol.model import RoundState, SubmissionState, SubmissionStatus
 from alliance_psi.protocol.submission import NO_LABEL_DIGEST, SetDigest, SubmissionDigest, label_digest
-from alliance_psi.storage._common import bulk_insert, insert_ignoring, placeholder, stream
+from alliance_psi.storage._common import bulk_insert, insert_ignoring, placeholder
 from alliance_psi.storage.schema import (
     HASH_SIZE,
     TOKEN_SIZE,
@@ -81,26 +83,34 @@ class SubmissionStore:
         *,
         at: datetime,
         removals: Sequence[bytes] = (),
+        replace: bool = True,
     ) -> bool:
-        """Store one chunk of a member's delta (items put, then tokens removed), all or nothing.
+        """Store one chunk of a member's submission (items put, then tokens removed), all or nothing.
 
-        ``chunk_digest`` must be computed by the caller from the chunk's content (with
-        ``protocol.submission.chunk_digest``); it is what makes a resend recognisable. Returns
-        False, and changes nothing, if the same chunk (same index, same digest) is stored.
+        ``replace`` says whether the submission is the member's whole set or a delta; every chunk
+        and the commit of one submission must say the same. ``chunk_digest`` must be computed by
+        the caller from the chunk's content (with ``protocol.submission.chunk_digest``); it is
+        what makes a resend recognisable. Returns False, and changes nothing, if the same chunk
+        (same index, same digest) is stored.
 
         Raises:
             NotFound: no such round.
             RoundClosed: the round is no longer open.
             Conflict: the member already committed; the index is stored with another digest;
-                a token repeats within the chunk or one stored in another chunk.
+                a token repeats within the chunk or one stored in another chunk; the chunk is
+                a whole set in a delta submission or the other way round, or removes tokens
+                from a whole set.
             InvalidRequest: a negative index, a digest that is not 32 bytes, a token that is
                 not 16 bytes or a label over 65535 bytes.
         """
         if chunk_index < 0 or len(chunk_digest) != HASH_SIZE:
             raise InvalidRequest("a chunk needs an index >= 0 and a 32-byte digest")
         _check_items(items, removals)
+        if replace and removals:
+            raise Conflict("a submission that replaces the whole set cannot remove tokens")
         self._require_open(round_id)
-        if self._lock_submission(round_id, member_id) == SubmissionState.COMMITTED:
+        state = self._lock_submission(round_id, member_id, replace)
+        if state == SubmissionState.COMMITTED:
             raise Conflict("submission already committed")
         key = self._key(submission_chunks, round_id, member_id)
         stored = self._conn.execute(
@@ -117,22 +127,21 @@ class SubmissionStore:
                         round_id=round_id,
                         member_id=member_id,
                         chunk_index=chunk_index,
-                        item_count=len(items),
+                        item_count=len(items) + len(removals),
                         chunk_digest=chunk_digest,
                         received_at=at,
                     )
                 )
-                puts = [(round_id, member_id, token, chunk_index, position, False, label, label_digest(label))
-                        for position, (token, label) in enumerate(items)]
-                removed = [(round_id, member_id, token, chunk_index, len(items) + position, True, None, NO_LABEL_DIGEST)
-                           for position, token in enumerate(removals)]
-                bulk_insert(
-                    self._conn,
-                    submitted_tokens,
-                    ("round_id", "member_id", "match_token", "chunk_index", "position", "removed", "sealed_label",
-                     "label_digest"),
-                    puts + removed,
-                )
+                if replace:
+                    scope, set_id = self.set_scope(round_id), _set_id(member_id, round_id)
+                    bulk_insert(self._conn, member_sets, ("set_scope", "set_id", "match_token", "sealed_label",
+                                                          "label_digest"),
+                                [(scope, set_id, token, label, label_digest(label)) for token, label in items])
+                else:
+                    puts = [(round_id, member_id, token, False, label, label_digest(label)) for token, label in items]
+                    removed = [(round_id, member_id, token, True, None, NO_LABEL_DIGEST) for token in removals]
+                    bulk_insert(self._conn, submitted_tokens, ("round_id", "member_id", "match_token", "removed",
+                                                               "sealed_label", "label_digest"), puts + removed)
         except IntegrityError:
             # The chunk index was free (checked under the submission's lock), so the only key
             # left to collide is a token this member already sent in another chunk.
@@ -218,7 +227,7 @@ class SubmissionStore:
         is_open = self._lock_round(round_id) == RoundState.OPEN
         # Only an open round gets a submission row; a closed one may still answer a retried commit.
         if is_open:
-            self._lock_submission(round_id, member_id)
+            self._lock_submission(round_id, member_id, replace)
         stored = self._conn.execute(
             select(submissions.c.state, submissions.c.item_count, submissions.c.digest).where(key)
         ).one_or_none()
@@ -228,23 +237,32 @@ class SubmissionStore:
             raise Conflict("submission already committed with a different count or digest")
         if not is_open:
             raise RoundClosed(f"round {round_id} is no longer open")
-        present = (
-            self._conn.execute(
-                select(submission_chunks.c.chunk_index).where(self._key(submission_chunks, round_id, member_id))
-            )
-            .scalars()
-            .all()
-        )
-        if missing := _missing_chunks_message(present):
+        if self._submission_mode(round_id, member_id) != replace:
+            raise Conflict(_mode_message(not replace))
+        chunks = self._conn.execute(
+            select(submission_chunks.c.chunk_index, submission_chunks.c.item_count, submission_chunks.c.chunk_digest)
+            .where(self._key(submission_chunks, round_id, member_id))
+            .order_by(submission_chunks.c.chunk_index)
+        ).all()
+        if missing := _missing_chunks_message([c.chunk_index for c in chunks]):
             raise Conflict(missing)
-        actual_count, actual_digest = self._recompute(round_id, member_id)
+        recomputed = SubmissionDigest()
+        for chunk in chunks:
+            recomputed.add_chunk(chunk.chunk_digest, chunk.item_count)
+        actual_count, actual_digest = recomputed.count, recomputed.digest()
         if actual_count != item_count:
             raise Conflict(f"item count mismatch: commit says {item_count}, {actual_count} stored")
         if not hmac.compare_digest(actual_digest, digest):
             raise Conflict(f"digest mismatch over the {actual_count} stored items")
         scope = self.set_scope(round_id)
-        self._apply_delta(round_id, member_id, scope, replace=replace)
-        new_count, new_digest = self._standing_digest(scope, member_id)
+        current = self._current_set_id(scope, member_id)
+        if replace:
+            set_id = _set_id(member_id, round_id)
+            self._replace_set(scope, current, set_id)
+        else:
+            set_id = current or _set_id(member_id, round_id)
+            self._apply_delta(round_id, member_id, scope, set_id)
+        new_count, new_digest = self._standing_digest(scope, set_id)
         if set_count is not None and set_count != new_count:
             raise Conflict(f"set count mismatch: commit says {set_count}, the set would hold {new_count}; "
                            "send the whole set with replace")
@@ -262,62 +280,74 @@ class SubmissionStore:
         self._conn.execute(delete(member_set_state).where(
             member_set_state.c.set_scope == scope, member_set_state.c.member_id == member_id))
         self._conn.execute(member_set_state.insert().values(
-            set_scope=scope, member_id=member_id, item_count=new_count, digest=new_digest, round_id=round_id,
-            updated_at=at))
+            set_scope=scope, member_id=member_id, set_id=set_id, item_count=new_count, digest=new_digest,
+            round_id=round_id, updated_at=at))
         self._conn.execute(delete(submitted_tokens).where(self._key(submitted_tokens, round_id, member_id)))
         return self.submission_status(round_id, member_id)
 
-    def _apply_delta(self, round_id: str, member_id: str, scope: str, *, replace: bool) -> None:
+    def _current_set_id(self, scope: str, member_id: str) -> str | None:
+        return self._conn.execute(select(member_set_state.c.set_id).where(
+            member_set_state.c.set_scope == scope, member_set_state.c.member_id == member_id)).scalar_one_or_none()
+
+    def _replace_set(self, scope: str, old: str | None, new: str) -> None:
         # Statements run inside the database (SQLite and PostgreSQL both take these forms, with
-        # INSERT ... SELECT ... ON CONFLICT DO UPDATE), so a delta costs no per-row round trips.
+        # INSERT ... SELECT ... ON CONFLICT DO UPDATE), so a set costs no per-row round trips.
+        m = placeholder(self._conn)
+        sql = self._conn.exec_driver_sql
+        if old is not None:
+            self._leave(scope, f"SELECT match_token FROM {member_sets.name} WHERE set_scope = {m} AND set_id = {m}",
+                        (scope, old))
+            sql(f"DELETE FROM {member_sets.name} WHERE set_scope = {m} AND set_id = {m}", (scope, old))
+        sql(f"INSERT INTO {set_holders.name} (set_scope, match_token, holders) "
+            f"SELECT set_scope, match_token, 1 FROM {member_sets.name} WHERE set_scope = {m} AND set_id = {m} "
+            f"ORDER BY match_token "
+            f"ON CONFLICT (set_scope, match_token) DO UPDATE SET holders = {set_holders.name}.holders + 1",
+            (scope, new))
+
+    def _leave(self, scope: str, tokens: str, args: tuple[str, ...]) -> None:
+        """Take one holder off each of ``tokens`` (a subquery) and drop the counts that reach 0."""
+        m = placeholder(self._conn)
+        sql = self._conn.exec_driver_sql
+        sql(f"UPDATE {set_holders.name} SET holders = holders - 1 WHERE set_scope = {m} AND match_token IN ({tokens})",
+            (scope, *args))
+        sql(f"DELETE FROM {set_holders.name} WHERE set_scope = {m} AND holders <= 0", (scope,))
+
+    def _apply_delta(self, round_id: str, member_id: str, scope: str, set_id: str) -> None:
         m = placeholder(self._conn)
         staged = f"FROM {submitted_tokens.name} s WHERE s.round_id = {m} AND s.member_id = {m}"
-        in_set = f"SELECT 1 FROM {member_sets.name} ms WHERE ms.set_scope = {m} AND ms.member_id = {m} " \
+        in_set = f"SELECT 1 FROM {member_sets.name} ms WHERE ms.set_scope = {m} AND ms.set_id = {m} " \
                  "AND ms.match_token = s.match_token"
         sql = self._conn.exec_driver_sql
-        if replace:
-            if sql(f"SELECT count(*) {staged} AND s.removed", (round_id, member_id)).scalar_one():
-                raise Conflict("a submission that replaces the whole set cannot remove tokens")
-            leaving = f"SELECT match_token FROM {member_sets.name} WHERE set_scope = {m} AND member_id = {m}"
-            leaving_args: tuple[str, ...] = (scope, member_id)
-        else:
-            absent = sql(f"SELECT count(*) {staged} AND s.removed AND NOT EXISTS ({in_set})",
-                         (round_id, member_id, scope, member_id)).scalar_one()
-            if absent:
-                raise Conflict(f"{absent} removed tokens are not in the member's set")
-            leaving = f"SELECT s.match_token {staged} AND s.removed"
-            leaving_args = (round_id, member_id)
-        sql(f"UPDATE {set_holders.name} SET holders = holders - 1 WHERE set_scope = {m} AND match_token IN ({leaving})",
-            (scope, *leaving_args))
-        sql(f"DELETE FROM {member_sets.name} WHERE set_scope = {m} AND member_id = {m} AND match_token IN ({leaving})",
-            (scope, member_id, *leaving_args))
-        sql(f"DELETE FROM {set_holders.name} WHERE set_scope = {m} AND holders <= 0", (scope,))
+        absent = sql(f"SELECT count(*) {staged} AND s.removed AND NOT EXISTS ({in_set})",
+                     (round_id, member_id, scope, set_id)).scalar_one()
+        if absent:
+            raise Conflict(f"{absent} removed tokens are not in the member's set")
+        removed = f"SELECT s.match_token {staged} AND s.removed"
+        self._leave(scope, removed, (round_id, member_id))
+        sql(f"DELETE FROM {member_sets.name} WHERE set_scope = {m} AND set_id = {m} AND match_token IN ({removed})",
+            (scope, set_id, round_id, member_id))
         # Tokens new to the set gain a holder; tokens already in it only get their label replaced.
         sql(f"INSERT INTO {set_holders.name} (set_scope, match_token, holders) "
             f"SELECT {m}, s.match_token, 1 {staged} AND NOT s.removed AND NOT EXISTS ({in_set}) "
             f"ORDER BY s.match_token "
             f"ON CONFLICT (set_scope, match_token) DO UPDATE SET holders = {set_holders.name}.holders + 1",
-            (scope, round_id, member_id, scope, member_id))
-        sql(f"INSERT INTO {member_sets.name} (set_scope, member_id, match_token, sealed_label, label_digest) "
-            f"SELECT {m}, s.member_id, s.match_token, s.sealed_label, s.label_digest {staged} AND NOT s.removed "
+            (scope, round_id, member_id, scope, set_id))
+        sql(f"INSERT INTO {member_sets.name} (set_scope, set_id, match_token, sealed_label, label_digest) "
+            f"SELECT {m}, {m}, s.match_token, s.sealed_label, s.label_digest {staged} AND NOT s.removed "
             f"ORDER BY s.match_token "
-            f"ON CONFLICT (set_scope, member_id, match_token) DO UPDATE "
+            f"ON CONFLICT (set_scope, set_id, match_token) DO UPDATE "
             f"SET sealed_label = excluded.sealed_label, label_digest = excluded.label_digest",
-            (scope, round_id, member_id))
+            (scope, set_id, round_id, member_id))
 
-    def _standing_digest(self, scope: str, member_id: str) -> tuple[int, bytes]:
-        result = stream(
-            self._conn,
-            select(member_sets.c.match_token, member_sets.c.label_digest)
-            .where(member_sets.c.set_scope == scope, member_sets.c.member_id == member_id)
-            .order_by(member_sets.c.match_token),
-        )
+    def _standing_digest(self, scope: str, set_id: str) -> tuple[int, bytes]:
+        # The driver's own cursor: no per-row type processing over a whole set.
+        m = placeholder(self._conn)
+        rows = self._conn.exec_driver_sql(
+            f"SELECT match_token, label_digest FROM {member_sets.name} WHERE set_scope = {m} AND set_id = {m} "
+            "ORDER BY match_token", (scope, set_id))
         digest = SetDigest()
-        try:
-            for token, label in result:
-                digest.update(token, label)
-        finally:
-            result.close()
+        for token, label in rows:
+            digest.update(bytes(token), bytes(label))
         return digest.count, digest.digest()
 
     def discard_uncommitted(self, round_id: str) -> int:
@@ -329,12 +359,18 @@ class SubmissionStore:
         staging = select(submissions.c.member_id).where(
             submissions.c.round_id == round_id, submissions.c.state == SubmissionState.STAGING.value
         )
+        members = self._conn.execute(staging).scalars().all()
+        scope = self.set_scope(round_id)
+        # Whole sets written for this round that never became a member's set.
+        discarded = self._conn.execute(delete(member_sets).where(
+            member_sets.c.set_scope == scope, member_sets.c.set_id.in_([_set_id(m, round_id) for m in members]))
+        ).rowcount
         # Children first: the foreign keys point from tokens and chunks to submissions.
         deleted = [
             self._conn.execute(delete(table).where(table.c.round_id == round_id, table.c.member_id.in_(staging)))
             for table in (submitted_tokens, submission_chunks, submissions)
         ]
-        return deleted[0].rowcount
+        return discarded + deleted[0].rowcount
 
     def committed_members(self, round_id: str) -> list[str]:
         """Return the ids of the members that committed to the round, sorted."""
@@ -355,7 +391,8 @@ class SubmissionStore:
         if row is not None and row.state == SubmissionState.COMMITTED:
             return row.set_count or 0
         return self._conn.execute(
-            select(func.count()).select_from(submitted_tokens).where(self._key(submitted_tokens, round_id, member_id))
+            select(func.coalesce(func.sum(submission_chunks.c.item_count), 0))
+            .where(self._key(submission_chunks, round_id, member_id))
         ).scalar_one()
 
     # Helpers.
@@ -378,32 +415,34 @@ class SubmissionStore:
         if self._lock_round(round_id) != RoundState.OPEN:
             raise RoundClosed(f"round {round_id} is no longer open")
 
-    def _lock_submission(self, round_id: str, member_id: str) -> SubmissionState:
+    def _lock_submission(self, round_id: str, member_id: str, replace: bool = True) -> SubmissionState:
         # Create the row if needed, then lock it: a member's chunks and commit are serialized.
+        # The first chunk (or an empty commit) fixes whether the submission is a whole set.
         self._conn.execute(
             insert_ignoring(self._conn, submissions).values(
-                round_id=round_id, member_id=member_id, state=SubmissionState.STAGING.value, item_count=0
+                round_id=round_id, member_id=member_id, state=SubmissionState.STAGING.value, item_count=0,
+                replaces_set=replace,
             )
         )
-        state = self._conn.execute(
-            select(submissions.c.state).where(self._key(submissions, round_id, member_id)).with_for_update()
-        ).scalar_one()
-        return SubmissionState(state)
+        row = self._conn.execute(
+            select(submissions.c.state, submissions.c.replaces_set)
+            .where(self._key(submissions, round_id, member_id)).with_for_update()
+        ).one()
+        state = SubmissionState(row.state)
+        if state == SubmissionState.STAGING and bool(row.replaces_set) != replace:
+            raise Conflict(_mode_message(bool(row.replaces_set)))
+        return state
 
-    def _recompute(self, round_id: str, member_id: str) -> tuple[int, bytes]:
-        result = stream(
-            self._conn,
-            select(submitted_tokens.c.match_token, submitted_tokens.c.sealed_label, submitted_tokens.c.removed)
-            .where(self._key(submitted_tokens, round_id, member_id))
-            .order_by(submitted_tokens.c.chunk_index, submitted_tokens.c.position),
-        )
-        digest = SubmissionDigest()
-        try:
-            for token, label, removed in result:
-                if removed:
-                    digest.update((), (token,))
-                else:
-                    digest.update(((token, label),))
-        finally:
-            result.close()
-        return digest.count, digest.digest()
+    def _submission_mode(self, round_id: str, member_id: str) -> bool:
+        return bool(self._conn.execute(
+            select(submissions.c.replaces_set).where(self._key(submissions, round_id, member_id))).scalar_one())
+
+
+def _set_id(member_id: str, round_id: str) -> str:
+    """The id of the set a member's whole-set submission to a round writes."""
+    return f"{member_id}@{round_id}"
+
+
+def _mode_message(started_whole: bool) -> str:
+    started, other = ("its whole set", "a delta") if started_whole else ("a delta", "a whole set")
+    return f"this submission was started as {started}; it cannot continue as {other}"

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from itertools import groupby
 from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any
 
 from sqlalchemy import Row, func, select, update
@@ -20,7 +20,15 @@ from alliance_psi.errors import Conflict, InvalidRequest, NotFound
 from alliance_psi.protocol.model import Round, RoundState, SubmissionState
 from alliance_psi.storage._common import batched, insert_if_absent
 from alliance_psi.storage._submissions import SubmissionStore
-from alliance_psi.storage.schema import member_sets, results, rounds, set_holders, submissions, submitted_tokens
+from alliance_psi.storage.schema import (
+    member_set_state,
+    member_sets,
+    results,
+    rounds,
+    set_holders,
+    submission_chunks,
+    submissions,
+)
 
 __all__ = ["CoordinatorRepository"]
 
@@ -157,17 +165,21 @@ class CoordinatorRepository(SubmissionStore):
             .where(counted.set_scope == scope, counted.holders >= threshold)
             .order_by(counted.match_token)
         ).scalars().all()
+        state = member_set_state.c
+        owners = dict(self._conn.execute(
+            select(state.set_id, state.member_id).where(state.set_scope == scope, state.member_id.in_(members))
+        ).all())
         held = member_sets.c
         for batch in batched(candidates):
             rows = self._conn.execute(
-                select(held.match_token, held.member_id, held.sealed_label)
-                .where(held.set_scope == scope, held.match_token.in_(batch), held.member_id.in_(members))
-                .order_by(held.match_token, held.member_id)
+                select(held.match_token, held.set_id, held.sealed_label)
+                .where(held.set_scope == scope, held.match_token.in_(batch), held.set_id.in_(list(owners)))
+                .order_by(held.match_token)
             ).all()
-            for _, group in groupby(rows, key=lambda row: row[0]):
-                holders = list(group)
+            for token, group in groupby(rows, key=lambda row: row[0]):
+                holders = sorted((owners[set_id], label) for _, set_id, label in group)
                 if len(holders) >= threshold:
-                    for token, member, label in holders:
+                    for member, label in holders:
                         yield token, member, label, len(holders)
 
     def holder_counts(self, round_id: str) -> dict[int, int]:
@@ -204,11 +216,12 @@ class CoordinatorRepository(SubmissionStore):
         ):
             members[row.member_id] = {"state": row.state, "item_count": row.item_count, "set_count": row.set_count}
         for member_id, count in self._conn.execute(
-            select(submitted_tokens.c.member_id, func.count())
-            .where(submitted_tokens.c.round_id == round_id)
-            .group_by(submitted_tokens.c.member_id)
+            select(submission_chunks.c.member_id, func.sum(submission_chunks.c.item_count))
+            .where(submission_chunks.c.round_id == round_id)
+            .group_by(submission_chunks.c.member_id)
         ):
-            members[member_id]["item_count"] = count  # Still staging: what is staged so far.
+            if members[member_id]["state"] != SubmissionState.COMMITTED:
+                members[member_id]["item_count"] = count  # Still staging: what is staged so far.
         stored = self._conn.execute(select(rounds.c.match_counts).where(rounds.c.round_id == round_id)).scalar()
         return {
             "round_id": round_id,

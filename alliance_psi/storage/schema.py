@@ -150,16 +150,14 @@ submission_chunks = Table(
     _length_is("chunk_digest", HASH_SIZE),
 )
 
-# This round's delta, staged chunk by chunk: items put (with their label) and tokens removed. On
-# commit it is applied to the member's standing set (``member_sets``) and deleted.
+# A round's delta submission, staged chunk by chunk: items put (with their label) and tokens
+# removed. On commit it is applied to the member's standing set (``member_sets``) and deleted.
 submitted_tokens = Table(
     "submitted_tokens",
     metadata,
     Column("round_id", Text, primary_key=True),
     Column("member_id", Text, primary_key=True),
     Column("match_token", LargeBinary(TOKEN_SIZE), primary_key=True),
-    Column("chunk_index", Integer, nullable=False),
-    Column("position", Integer, nullable=False),
     Column("removed", Boolean, nullable=False, default=False),
     Column("sealed_label", LargeBinary, nullable=True),
     Column("label_digest", LargeBinary(LABEL_DIGEST_SIZE), nullable=False),
@@ -167,28 +165,31 @@ submitted_tokens = Table(
     _length_is("match_token", TOKEN_SIZE),
 )
 
-# Each member's standing set per scope (key epoch, identifier types, label sharing; see
-# ``Round.set_scope``): what its committed deltas add up to. Rounds match over these sets.
+# Members' sets per scope (key epoch, identifier types, label sharing; see ``Round.set_scope``).
+# A whole-set submission writes a new set id ("member@round"); ``member_set_state`` says which
+# set is each member's standing one, and deltas are applied to it. Rounds match over these sets.
 member_sets = Table(
     "member_sets",
     metadata,
     Column("set_scope", Text, primary_key=True),
-    Column("member_id", Text, primary_key=True),
+    Column("set_id", Text, primary_key=True),
     Column("match_token", LargeBinary(TOKEN_SIZE), primary_key=True),
     Column("sealed_label", LargeBinary, nullable=True),
     Column("label_digest", LargeBinary(LABEL_DIGEST_SIZE), nullable=False),
     # Matching reads the holders of the tokens at or above the threshold.
-    Index("ix_member_sets_scope_token_member", "set_scope", "match_token", "member_id"),
+    Index("ix_member_sets_scope_token_set", "set_scope", "match_token", "set_id"),
     _length_is("match_token", TOKEN_SIZE),
 )
 
-# The count and digest (``protocol.submission.set_digest``) of each member's standing set, as of
-# its last commit, so that a member can check its own record before sending a delta.
+# Each member's standing set per scope, with its count and digest
+# (``protocol.submission.set_digest``) as of its last commit, so that a member can check its own
+# record before sending a delta.
 member_set_state = Table(
     "member_set_state",
     metadata,
     Column("set_scope", Text, primary_key=True),
     Column("member_id", Text, primary_key=True),
+    Column("set_id", Text, nullable=False),
     Column("item_count", BigInteger, nullable=False),
     Column("digest", LargeBinary(HASH_SIZE), nullable=False),
     Column("round_id", Text, nullable=False),  # The round whose commit made it so.

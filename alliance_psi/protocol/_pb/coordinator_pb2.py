@@ -10,6 +10,7 @@ from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
+
 _runtime_version.ValidateProtobufRuntimeVersion(
     _runtime_version.Domain.PUBLIC,
     7,
@@ -23,10 +24,9 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!alliance_psi/v1/coordinator.proto\x12\x0f\x61lliance_psi.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x03\n\tRoundInfo\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tthreshold\x18\x03 \x01(\r\x12\x11\n\tkey_epoch\x18\x04 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rallowed_types\x18\x06 \x03(\t\x12\x0f\n\x07invited\x18\x07 \x03(\t\x12\x12\n\ninvite_all\x18\x08 \x01(\x08\x12\x14\n\x0cshare_labels\x18\t \x01(\x08\x12\r\n\x05state\x18\n \x01(\t\x12\x12\n\ncreated_by\x18\x0b \x01(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63lose_reason\x18\x0e \x01(\t\x12.\n\nmatched_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63ommitted_count\x18\x10 \x01(\r\"\xc6\x01\n\x12\x43reateRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tthreshold\x18\x03 \x01(\r\x12\x11\n\tkey_epoch\x18\x04 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rallowed_types\x18\x06 \x03(\t\x12\x0f\n\x07invited\x18\x07 \x03(\t\x12\x14\n\x0cshare_labels\x18\x08 \x01(\x08\"5\n\x11\x43loseRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"#\n\x0fGetRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"\"\n\x11ListRoundsRequest\x12\r\n\x05state\x18\x01 \x01(\t\"@\n\x12ListRoundsResponse\x12*\n\x06rounds\x18\x01 \x03(\x0b\x32\x1a.alliance_psi.v1.RoundInfo\";\n\x0eSubmittedToken\x12\x13\n\x0bmatch_token\x18\x01 \x01(\x0c\x12\x14\n\x0csealed_label\x18\x02 \x01(\x0c\"\x96\x01\n\x0fSubmissionChunk\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63hunk_index\x18\x02 \x01(\r\x12.\n\x05items\x18\x03 \x03(\x0b\x32\x1f.alliance_psi.v1.SubmittedToken\x12\x14\n\x0c\x63hunk_digest\x18\x04 \x01(\x0c\x12\x16\n\x0eremoved_tokens\x18\x05 \x03(\x0c\"E\n\rUploadSummary\x12\x15\n\rchunks_stored\x18\x01 \x01(\r\x12\x1d\n\x15\x63hunks_already_stored\x18\x02 \x01(\r\"(\n\x14GetSubmissionRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"\x8c\x01\n\x0eSubmissionInfo\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x03 \x03(\r\x12\x12\n\nitem_count\x18\x04 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x05 \x01(\x0c\x12\x11\n\tset_count\x18\x06 \x01(\x04\x12\x12\n\nset_digest\x18\x07 \x01(\x0c\"\x87\x01\n\x17\x43ommitSubmissionRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x12\n\nitem_count\x18\x02 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x03 \x01(\x0c\x12\x0f\n\x07replace\x18\x04 \x01(\x08\x12\x11\n\tset_count\x18\x05 \x01(\x04\x12\x12\n\nset_digest\x18\x06 \x01(\x0c\"$\n\x10GetResultRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"B\n\x0cSignedResult\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t2\xa7\x05\n\x0b\x43oordinator\x12N\n\x0b\x43reateRound\x12#.alliance_psi.v1.CreateRoundRequest\x1a\x1a.alliance_psi.v1.RoundInfo\x12L\n\nCloseRound\x12\".alliance_psi.v1.CloseRoundRequest\x1a\x1a.alliance_psi.v1.RoundInfo\x12H\n\x08GetRound\x12 .alliance_psi.v1.GetRoundRequest\x1a\x1a.alliance_psi.v1.RoundInfo\x12U\n\nListRounds\x12\".alliance_psi.v1.ListRoundsRequest\x1a#.alliance_psi.v1.ListRoundsResponse\x12R\n\x0cUploadChunks\x12 .alliance_psi.v1.SubmissionChunk\x1a\x1e.alliance_psi.v1.UploadSummary(\x01\x12W\n\rGetSubmission\x12%.alliance_psi.v1.GetSubmissionRequest\x1a\x1f.alliance_psi.v1.SubmissionInfo\x12]\n\x10\x43ommitSubmission\x12(.alliance_psi.v1.CommitSubmissionRequest\x1a\x1f.alliance_psi.v1.SubmissionInfo\x12M\n\tGetResult\x12!.alliance_psi.v1.GetResultRequest\x1a\x1d.alliance_psi.v1.SignedResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!alliance_psi/v1/coordinator.proto\x12\x0f\x61lliance_psi.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x03\n\tRoundInfo\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tthreshold\x18\x03 \x01(\r\x12\x11\n\tkey_epoch\x18\x04 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rallowed_types\x18\x06 \x03(\t\x12\x0f\n\x07invited\x18\x07 \x03(\t\x12\x12\n\ninvite_all\x18\x08 \x01(\x08\x12\x14\n\x0cshare_labels\x18\t \x01(\x08\x12\r\n\x05state\x18\n \x01(\t\x12\x12\n\ncreated_by\x18\x0b \x01(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63lose_reason\x18\x0e \x01(\t\x12.\n\nmatched_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63ommitted_count\x18\x10 \x01(\r\"\xc6\x01\n\x12\x43reateRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tthreshold\x18\x03 \x01(\r\x12\x11\n\tkey_epoch\x18\x04 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rallowed_types\x18\x06 \x03(\t\x12\x0f\n\x07invited\x18\x07 \x03(\t\x12\x14\n\x0cshare_labels\x18\x08 \x01(\x08\"5\n\x11\x43loseRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"#\n\x0fGetRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"\"\n\x11ListRoundsRequest\x12\r\n\x05state\x18\x01 \x01(\t\"@\n\x12ListRoundsResponse\x12*\n\x06rounds\x18\x01 \x03(\x0b\x32\x1a.alliance_psi.v1.RoundInfo\";\n\x0eSubmittedToken\x12\x13\n\x0bmatch_token\x18\x01 \x01(\x0c\x12\x14\n\x0csealed_label\x18\x02 \x01(\x0c\"\xa5\x01\n\x0fSubmissionChunk\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63hunk_index\x18\x02 \x01(\r\x12.\n\x05items\x18\x03 \x03(\x0b\x32\x1f.alliance_psi.v1.SubmittedToken\x12\x14\n\x0c\x63hunk_digest\x18\x04 \x01(\x0c\x12\x16\n\x0eremoved_tokens\x18\x05 \x03(\x0c\x12\r\n\x05\x64\x65lta\x18\x06 \x01(\x08\"E\n\rUploadSummary\x12\x15\n\rchunks_stored\x18\x01 \x01(\r\x12\x1d\n\x15\x63hunks_already_stored\x18\x02 \x01(\r\"(\n\x14GetSubmissionRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"\x8c\x01\n\x0eSubmissionInfo\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x03 \x03(\r\x12\x12\n\nitem_count\x18\x04 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x05 \x01(\x0c\x12\x11\n\tset_count\x18\x06 \x01(\x04\x12\x12\n\nset_digest\x18\x07 \x01(\x0c\"\x85\x01\n\x17\x43ommitSubmissionRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x12\n\nitem_count\x18\x02 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x03 \x01(\x0c\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\x08\x12\x11\n\tset_count\x18\x05 \x01(\x04\x12\x12\n\nset_digest\x18\x06 \x01(\x0c\"$\n\x10GetResultRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"B\n\x0cSignedResult\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t2\xa7\x05\n\x0b\x43oordinator\x12N\n\x0b\x43reateRound\x12#.alliance_psi.v1.CreateRoundRequest\x1a\x1a.alliance_psi.v1.RoundInfo\x12L\n\nCloseRound\x12\".alliance_psi.v1.CloseRoundRequest\x1a\x1a.alliance_psi.v1.RoundInfo\x12H\n\x08GetRound\x12 .alliance_psi.v1.GetRoundRequest\x1a\x1a.alliance_psi.v1.RoundInfo\x12U\n\nListRounds\x12\".alliance_psi.v1.ListRoundsRequest\x1a#.alliance_psi.v1.ListRoundsResponse\x12R\n\x0cUploadChunks\x12 .alliance_psi.v1.SubmissionChunk\x1a\x1e.alliance_psi.v1.UploadSummary(\x01\x12W\n\rGetSubmission\x12%.alliance_psi.v1.GetSubmissionRequest\x1a\x1f.alliance_psi.v1.SubmissionInfo\x12]\n\x10\x43ommitSubmission\x12(.alliance_psi.v1.CommitSubmissionRequest\x1a\x1f.alliance_psi.v1.SubmissionInfo\x12M\n\tGetResult\x12!.alliance_psi.v1.GetResultRequest\x1a\x1d.alliance_psi.v1.SignedResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,19 +48,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITTEDTOKEN']._serialized_start=919
   _globals['_SUBMITTEDTOKEN']._serialized_end=978
   _globals['_SUBMISSIONCHUNK']._serialized_start=981
-  _globals['_SUBMISSIONCHUNK']._serialized_end=1131
-  _globals['_UPLOADSUMMARY']._serialized_start=1133
-  _globals['_UPLOADSUMMARY']._serialized_end=1202
-  _globals['_GETSUBMISSIONREQUEST']._serialized_start=1204
-  _globals['_GETSUBMISSIONREQUEST']._serialized_end=1244
-  _globals['_SUBMISSIONINFO']._serialized_start=1247
-  _globals['_SUBMISSIONINFO']._serialized_end=1387
-  _globals['_COMMITSUBMISSIONREQUEST']._serialized_start=1390
-  _globals['_COMMITSUBMISSIONREQUEST']._serialized_end=1525
-  _globals['_GETRESULTREQUEST']._serialized_start=1527
-  _globals['_GETRESULTREQUEST']._serialized_end=1563
-  _globals['_SIGNEDRESULT']._serialized_start=1565
-  _globals['_SIGNEDRESULT']._serialized_end=1631
-  _globals['_COORDINATOR']._serialized_start=1634
-  _globals['_COORDINATOR']._serialized_end=2313
+  _globals['_SUBMISSIONCHUNK']._serialized_end=1146
+  _globals['_UPLOADSUMMARY']._serialized_start=1148
+  _globals['_UPLOADSUMMARY']._serialized_end=1217
+  _globals['_GETSUBMISSIONREQUEST']._serialized_start=1219
+  _globals['_GETSUBMISSIONREQUEST']._serialized_end=1259
+  _globals['_SUBMISSIONINFO']._serialized_start=1262
+  _globals['_SUBMISSIONINFO']._serialized_end=1402
+  _globals['_COMMITSUBMISSIONREQUEST']._serialized_start=1405
+  _globals['_COMMITSUBMISSIONREQUEST']._serialized_end=1538
+  _globals['_GETRESULTREQUEST']._serialized_start=1540
+  _globals['_GETRESULTREQUEST']._serialized_end=1576
+  _globals['_SIGNEDRESULT']._serialized_start=1578
+  _globals['_SIGNEDRESULT']._serialized_end=1644
+  _globals['_COORDINATOR']._serialized_start=1647
+  _globals['_COORDINATOR']._serialized_end=2326
 # @@protoc_insertion_point(module_scope)

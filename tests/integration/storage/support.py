@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from alliance_psi.protocol.model import Round
+from alliance_psi.protocol.submission import SubmissionDigest
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 LABEL_SIZE = 64
@@ -27,6 +28,14 @@ def label(member: str, name: str) -> bytes:
 
 def items(member: str, names: list[str]) -> list[Item]:
     return [(token(n), label(member, n)) for n in names]
+
+
+def submission_digest(chunks: list[list[Item]]) -> bytes:
+    """What a member commits with: the digest over its chunks, in index order."""
+    digest = SubmissionDigest()
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.digest()
 
 
 def make_round(round_id: str = "r1", *, threshold: int = 2, created_at: datetime = NOW) -> Round:

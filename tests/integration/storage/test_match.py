@@ -11,7 +11,7 @@ from alliance_psi.errors import InvalidRequest
 from alliance_psi.protocol.submission import chunk_digest
 from alliance_psi.storage import CoordinatorRepository
 
-from .support import NOW, items, label, make_round, run_concurrently, token
+from .support import NOW, items, label, make_round, run_concurrently, submission_digest, token
 
 MEMBERS = ("alpha", "beta", "gamma")
 CHUNK = 250
@@ -44,7 +44,7 @@ def submitted(engine: Engine) -> dict[str, list[str]]:
             chunks = [whole[i : i + CHUNK] for i in range(0, len(whole), CHUNK)]
             for index, chunk in enumerate(chunks):
                 repo.stage_chunk("r1", member, index, chunk, chunk_digest(chunk), at=NOW)
-            repo.commit_submission("r1", member, item_count=len(whole), digest=chunk_digest(whole), at=NOW)
+            repo.commit_submission("r1", member, item_count=len(whole), digest=submission_digest(chunks), at=NOW)
     return names
 
 
@@ -102,7 +102,7 @@ def test_members_submitting_at_once(engine: Engine) -> None:
                 CoordinatorRepository(conn).stage_chunk("r1", name, index, chunk, chunk_digest(chunk), at=NOW)
         with engine.begin() as conn:
             CoordinatorRepository(conn).commit_submission(
-                "r1", name, item_count=len(whole), digest=chunk_digest(whole), at=NOW
+                "r1", name, item_count=len(whole), digest=submission_digest(chunks), at=NOW
             )
 
     run_concurrently(len(members), member)

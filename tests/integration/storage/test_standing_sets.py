@@ -23,9 +23,11 @@ def send(engine: Engine, round_id: str, member: str, puts: list[Item], removals:
     with engine.begin() as conn:
         repo = CoordinatorRepository(conn)
         if puts or removals:
-            repo.stage_chunk(round_id, member, 0, puts, chunk_digest(puts, removals), at=NOW, removals=removals)
+            repo.stage_chunk(round_id, member, 0, puts, chunk_digest(puts, removals), at=NOW, removals=removals,
+                             replace=replace)
     delta = SubmissionDigest()
-    delta.update(puts, removals)
+    if puts or removals:
+        delta.update(puts, removals)
     set_count = set_digest_ = None
     if expect is not None:
         set_count = len(expect)
@@ -97,7 +99,7 @@ def test_replace_drops_the_standing_set(first_round: Engine) -> None:
     open_round(first_round, "r2")
     send(first_round, "r2", "alpha", items("alpha", ["x"]), replace=True, expect={token("x"): label("alpha", "x")})
     with first_round.begin() as conn:
-        tokens = conn.execute(select(member_sets.c.match_token).where(member_sets.c.member_id == "alpha")).scalars()
+        tokens = conn.execute(select(member_sets.c.match_token).where(member_sets.c.set_id == "alpha@r2")).scalars()
         assert list(tokens) == [token("x")]
         holders = dict(conn.execute(select(set_holders.c.match_token, set_holders.c.holders)).all())
     assert token("c") not in holders and holders[token("a")] == 1  # Only beta holds a now.
@@ -109,7 +111,7 @@ def test_removing_a_token_not_held_changes_nothing(first_round: Engine) -> None:
         send(first_round, "r2", "alpha", [], [token("zz")], replace=False)
     with first_round.begin() as conn:
         assert conn.execute(select(func.count()).select_from(member_sets)
-                            .where(member_sets.c.member_id == "alpha")).scalar_one() == 3
+                            .where(member_sets.c.set_id == "alpha@r1")).scalar_one() == 3
 
 
 def test_a_set_digest_that_disagrees_rolls_the_commit_back(first_round: Engine) -> None:
@@ -124,7 +126,7 @@ def test_a_set_digest_that_disagrees_rolls_the_commit_back(first_round: Engine) 
         repo = CoordinatorRepository(conn)
         status = repo.submission_status("r2", "alpha")
         assert (status.state, status.set_count) == ("staging", 3)
-        alphas = select(member_sets.c.match_token).where(member_sets.c.member_id == "alpha")
+        alphas = select(member_sets.c.match_token).where(member_sets.c.set_id == "alpha@r1")
         assert token("d") not in conn.execute(alphas).scalars().all()
 
 
@@ -132,6 +134,32 @@ def test_a_replacing_submission_cannot_remove(first_round: Engine) -> None:
     open_round(first_round, "r2")
     with pytest.raises(Conflict, match="cannot remove"):
         send(first_round, "r2", "alpha", [], [token("a")], replace=True)
+
+
+def test_a_submission_keeps_the_kind_it_started_as(first_round: Engine) -> None:
+    open_round(first_round, "r2")
+    with first_round.begin() as conn:
+        delta = items("alpha", ["d"])
+        CoordinatorRepository(conn).stage_chunk("r2", "alpha", 0, delta, chunk_digest(delta), at=NOW, replace=False)
+    whole = items("alpha", ["e"])
+    with pytest.raises(Conflict, match="started as a delta; it cannot continue as a whole set"), first_round.begin() as conn:
+        CoordinatorRepository(conn).stage_chunk("r2", "alpha", 1, whole, chunk_digest(whole), at=NOW, replace=True)
+    with pytest.raises(Conflict, match="started as a delta"):
+        send(first_round, "r2", "alpha", [], replace=True)
+
+
+def test_an_uncommitted_whole_set_is_discarded_at_close(first_round: Engine) -> None:
+    open_round(first_round, "r2")
+    whole = items("alpha", ["p", "q"])
+    with first_round.begin() as conn:
+        CoordinatorRepository(conn).stage_chunk("r2", "alpha", 0, whole, chunk_digest(whole), at=NOW)
+    with first_round.begin() as conn:
+        repo = CoordinatorRepository(conn)
+        assert repo.transition_round("r2", RoundState.OPEN, RoundState.CLOSED, at=NOW)
+        assert repo.discard_uncommitted("r2") == 2
+        assert conn.execute(select(func.count()).select_from(member_sets)
+                            .where(member_sets.c.set_id == "alpha@r2")).scalar_one() == 0
+        assert repo.submission_status("r2", "alpha").set_count == 3  # The standing set is untouched.
 
 
 def test_status_reports_the_standing_set(first_round: Engine) -> None:

@@ -13,7 +13,7 @@ from alliance_psi.protocol.submission import chunk_digest
 from alliance_psi.storage import CoordinatorRepository
 from alliance_psi.storage.schema import member_sets, submission_chunks, submissions, submitted_tokens
 
-from .support import NOW, Item, items, make_round, token
+from .support import NOW, Item, items, make_round, submission_digest, token
 
 
 @pytest.fixture
@@ -29,17 +29,19 @@ def stage(engine: Engine, member: str, index: int, chunk: list[Item], *, round_i
         return CoordinatorRepository(conn).stage_chunk(round_id, member, index, chunk, chunk_digest(chunk), at=NOW)
 
 
-def commit(engine: Engine, member: str, whole: list[Item], *, count: int | None = None):  # type: ignore[no-untyped-def]
+def commit(engine: Engine, member: str, chunks: list[list[Item]], *, count: int | None = None):  # type: ignore[no-untyped-def]
+    size = sum(len(chunk) for chunk in chunks)
     with engine.begin() as conn:
         return CoordinatorRepository(conn).commit_submission(
-            "r1", member, item_count=len(whole) if count is None else count, digest=chunk_digest(whole), at=NOW
+            "r1", member, item_count=size if count is None else count, digest=submission_digest(chunks), at=NOW
         )
 
 
 def token_rows(engine: Engine, member: str) -> int:
+    """Tokens of the member's whole-set submission to r1 written so far."""
     with engine.begin() as conn:
         return conn.execute(
-            select(func.count()).select_from(submitted_tokens).where(submitted_tokens.c.member_id == member)
+            select(func.count()).select_from(member_sets).where(member_sets.c.set_id == f"{member}@r1")
         ).scalar_one()
 
 
@@ -96,13 +98,13 @@ def test_out_of_order_chunks_commit(round_engine: Engine) -> None:
     chunks = [items("alpha", ["a", "b"]), items("alpha", ["c"]), [(token("d"), None), (token("e"), b"")]]
     for index in (2, 0, 1):
         stage(round_engine, "alpha", index, chunks[index])
-    whole = [item for chunk in chunks for item in chunk]
-    status = commit(round_engine, "alpha", whole)
+    status = commit(round_engine, "alpha", chunks)
     assert (status.state, status.chunks, status.item_count) == (SubmissionState.COMMITTED, (0, 1, 2), 5)
-    # The digest is SHA-256 over token || I2OSP(len(label), 2) || label, in chunk order.
-    expected = hashlib.sha256(
-        b"".join(t + len(lab or b"").to_bytes(2, "big") + (lab or b"") for t, lab in whole)
-    ).digest()
+    # The digest is SHA-256 over the chunk digests in index order, each SHA-256 over
+    # token || I2OSP(len(label), 2) || label for its items in order.
+    expected = hashlib.sha256(b"".join(
+        hashlib.sha256(b"".join(t + len(lab or b"").to_bytes(2, "big") + (lab or b"") for t, lab in chunk)).digest()
+        for chunk in chunks)).digest()
     assert status.digest == expected
 
 
@@ -123,9 +125,9 @@ def test_commit_count_and_digest_mismatch(round_engine: Engine) -> None:
     whole = items("alpha", ["a", "b", "c"])
     stage(round_engine, "alpha", 0, whole)
     with pytest.raises(Conflict, match="item count mismatch: commit says 4, 3 stored"):
-        commit(round_engine, "alpha", whole, count=4)
+        commit(round_engine, "alpha", [whole], count=4)
     with pytest.raises(Conflict, match="digest mismatch") as info:
-        commit(round_engine, "alpha", list(reversed(whole)))
+        commit(round_engine, "alpha", [list(reversed(whole))])
     assert whole[0][0].hex() not in str(info.value)
     with round_engine.begin() as conn:
         assert CoordinatorRepository(conn).submission_status("r1", "alpha").state == SubmissionState.STAGING
@@ -134,10 +136,10 @@ def test_commit_count_and_digest_mismatch(round_engine: Engine) -> None:
 def test_double_commit_is_idempotent_and_a_different_one_conflicts(round_engine: Engine) -> None:
     whole = items("alpha", ["a", "b"])
     stage(round_engine, "alpha", 0, whole)
-    first = commit(round_engine, "alpha", whole)
-    assert commit(round_engine, "alpha", whole) == first
+    first = commit(round_engine, "alpha", [whole])
+    assert commit(round_engine, "alpha", [whole]) == first
     with pytest.raises(Conflict, match="already committed"):
-        commit(round_engine, "alpha", whole[:1])
+        commit(round_engine, "alpha", [whole[:1]])
     with pytest.raises(Conflict, match="^submission already committed$"):
         stage(round_engine, "alpha", 1, items("alpha", ["c"]))
 
@@ -150,10 +152,10 @@ def test_empty_submission_commits(round_engine: Engine) -> None:
 def test_closed_round_refuses_chunks_but_answers_a_retried_commit(round_engine: Engine) -> None:
     whole = items("alpha", ["a"])
     stage(round_engine, "alpha", 0, whole)
-    first = commit(round_engine, "alpha", whole)
+    first = commit(round_engine, "alpha", [whole])
     with round_engine.begin() as conn:
         CoordinatorRepository(conn).transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW)
-    assert commit(round_engine, "alpha", whole) == first
+    assert commit(round_engine, "alpha", [whole]) == first
     with pytest.raises(RoundClosed):
         stage(round_engine, "beta", 0, items("beta", ["a"]))
     with pytest.raises(RoundClosed):
@@ -164,11 +166,11 @@ def test_staging_is_invisible_to_match_until_committed(round_engine: Engine) -> 
     alpha, beta = items("alpha", ["a", "b"]), items("beta", ["a", "c"])
     stage(round_engine, "alpha", 0, alpha)
     stage(round_engine, "beta", 0, beta)
-    commit(round_engine, "alpha", alpha)
+    commit(round_engine, "alpha", [alpha])
     with round_engine.begin() as conn:
         assert list(CoordinatorRepository(conn).match("r1", 2)) == []
         assert CoordinatorRepository(conn).committed_members("r1") == ["alpha"]
-    commit(round_engine, "beta", beta)
+    commit(round_engine, "beta", [beta])
     with round_engine.begin() as conn:
         repo = CoordinatorRepository(conn)
         assert [(t, m, h) for t, m, _, h in repo.match("r1", 2)] == [(token("a"), "alpha", 2), (token("a"), "beta", 2)]
@@ -179,7 +181,7 @@ def test_staging_is_invisible_to_match_until_committed(round_engine: Engine) -> 
 def test_discard_uncommitted_leaves_nothing(round_engine: Engine) -> None:
     alpha = items("alpha", ["a"])
     stage(round_engine, "alpha", 0, alpha)
-    commit(round_engine, "alpha", alpha)
+    commit(round_engine, "alpha", [alpha])
     stage(round_engine, "beta", 0, items("beta", ["a", "b"]))
     stage(round_engine, "beta", 1, items("beta", ["c"]))
     stage(round_engine, "gamma", 0, items("gamma", ["d"]))
@@ -188,9 +190,10 @@ def test_discard_uncommitted_leaves_nothing(round_engine: Engine) -> None:
         assert repo.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW, reason="deadline")
         assert repo.discard_uncommitted("r1") == 4  # Items of beta (3) and gamma (1).
     with round_engine.begin() as conn:
-        for table in (submissions, submission_chunks, member_sets):
+        for table in (submissions, submission_chunks):
             members = conn.execute(select(table.c.member_id).distinct()).scalars().all()
             assert members == ["alpha"], table.name
+        assert conn.execute(select(member_sets.c.set_id).distinct()).scalars().all() == ["alpha@r1"]
         # alpha's delta was applied to its standing set at commit: no staged rows remain.
         assert conn.execute(select(func.count()).select_from(submitted_tokens)).scalar_one() == 0
         assert CoordinatorRepository(conn).submission_status("r1", "beta").state == SubmissionState.NONE
