@@ -272,7 +272,13 @@ class CoordinatorRole:
             members = tx.repo.committed_members(round_id)
             matches: dict[str, list[MatchedToken]] = {m: [] for m in members}
             matched_tokens = 0
-            for group in _groups(tx.repo.match(round_id, found.threshold)):
+            # One pass over every token two or more members hold: the operator's holder counts
+            # come from all of them, the results from those at the threshold.
+            by_holders: dict[int, int] = {}
+            for group in _groups(tx.repo.match(round_id, 2, labels=found.share_labels)):
+                by_holders[group.count] = by_holders.get(group.count, 0) + 1
+                if group.count < found.threshold:
+                    continue
                 matched_tokens += 1
                 for member, _ in group.holders:
                     peers = tuple(lbl for m, lbl in group.holders if m != member and lbl) if found.share_labels else ()
@@ -285,7 +291,7 @@ class CoordinatorRole:
                 tx.audit.append(actor=self.name, action="result.issue", at=now, detail={
                     "round_id": round_id, "member_id": member, "matches": len(result.matches),
                     "payload_sha256": hashlib.sha256(payload).hexdigest()})
-            tx.repo.record_holder_counts(round_id)
+            tx.repo.record_holder_counts(round_id, dict(sorted(by_holders.items())))
             tx.repo.transition_round(round_id, RoundState.CLOSED, RoundState.MATCHED, at=now)
             tx.audit.append(actor=self.name, action="round.matched", at=now, detail={
                 "round_id": round_id, "members": len(members), "matched_tokens": matched_tokens})

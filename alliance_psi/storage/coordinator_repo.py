@@ -11,9 +11,10 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, func, null, select, update
 from sqlalchemy.exc import IntegrityError
 
 from alliance_psi.errors import Conflict, InvalidRequest, NotFound
@@ -137,10 +138,13 @@ class CoordinatorRepository(SubmissionStore):
 
     # Matching.
 
-    def match(self, round_id: str, threshold: int) -> Iterator[tuple[bytes, str, bytes | None, int]]:
+    def match(
+        self, round_id: str, threshold: int, *, labels: bool = True
+    ) -> Iterator[tuple[bytes, str, bytes | None, int]]:
         """Yield (match_token, member_id, sealed_label, holder_count) for every holder of every
         token that at least ``threshold`` of the round's committed members hold, ordered by token
-        then member.
+        (the holders of a token in a fixed order, so matching again gives the same results). With
+        ``labels`` False the label is None and no label is read.
 
         The round matches over the standing sets of its scope, counting only the members that
         committed to it; their sets cannot have changed since, because the next round of the
@@ -170,17 +174,19 @@ class CoordinatorRepository(SubmissionStore):
             select(state.set_id, state.member_id).where(state.set_scope == scope, state.member_id.in_(members))
         ).all())
         held = member_sets.c
+        # Without labels the (scope, token, set) index answers alone, without reading the table.
+        columns = (held.match_token, held.set_id, held.sealed_label if labels else null())
         for batch in batched(candidates):
             rows = self._conn.execute(
-                select(held.match_token, held.set_id, held.sealed_label)
+                select(*columns)
                 .where(held.set_scope == scope, held.match_token.in_(batch), held.set_id.in_(list(owners)))
-                .order_by(held.match_token)
+                .order_by(held.match_token, held.set_id)
             ).all()
-            for token, group in groupby(rows, key=lambda row: row[0]):
-                holders = sorted((owners[set_id], label) for _, set_id, label in group)
+            for token, group in groupby(rows, key=itemgetter(0)):
+                holders = list(group)
                 if len(holders) >= threshold:
-                    for member, label in holders:
-                        yield token, member, label, len(holders)
+                    for _, set_id, label in holders:
+                        yield token, owners[set_id], label, len(holders)
 
     def holder_counts(self, round_id: str) -> dict[int, int]:
         """{holders: tokens} over the round's committed members, for every holder count >= 2.
@@ -194,9 +200,8 @@ class CoordinatorRepository(SubmissionStore):
             counts[holders] = counts.get(holders, 0) + 1
         return dict(sorted(counts.items()))
 
-    def record_holder_counts(self, round_id: str) -> None:
+    def record_holder_counts(self, round_id: str, counts: dict[int, int]) -> None:
         """Keep ``holder_counts`` of a round being matched, for the operator's aggregate view."""
-        counts = self.holder_counts(round_id)
         self._conn.execute(update(rounds).where(rounds.c.round_id == round_id).values(
             match_counts=json.dumps({str(k): v for k, v in counts.items()})))
 

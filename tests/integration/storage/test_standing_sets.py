@@ -42,7 +42,7 @@ def finish(engine: Engine, round_id: str) -> None:
     with engine.begin() as conn:
         repo = CoordinatorRepository(conn)
         assert repo.transition_round(round_id, RoundState.OPEN, RoundState.CLOSED, at=NOW)
-        repo.record_holder_counts(round_id)
+        repo.record_holder_counts(round_id, repo.holder_counts(round_id))
         assert repo.transition_round(round_id, RoundState.CLOSED, RoundState.MATCHED, at=NOW)
 
 
