@@ -45,6 +45,7 @@ TAG_BYTES = 16
 PADDED_PLAINTEXT_BYTES = 256
 MAX_LABEL_PLAINTEXT_BYTES = PADDED_PLAINTEXT_BYTES - 2
 SEALED_LABEL_BYTES = 1 + NONCE_BYTES + PADDED_PLAINTEXT_BYTES + TAG_BYTES
+_VERSION_BYTE = bytes([VERSION])
 _AAD_PREFIX = b"alliance-psi/v1 label"
 _NONCE_PREFIX = b"alliance-psi/v1 label-nonce"
 
@@ -74,10 +75,13 @@ def _pad(plaintext: bytes) -> bytes:
 
 def _seal_with_nonce(label_key: bytes, plaintext: bytes, context: LabelContext, nonce: bytes) -> bytes:
     # Private seam for committed vectors; seal_label draws the nonce itself.
+    return _seal(label_key, plaintext, context.associated_data(), nonce)
+
+
+def _seal(label_key: bytes, plaintext: bytes, aad: bytes, nonce: bytes) -> bytes:
     if len(label_key) != LABEL_KEY_BYTES:
         raise ValueError(f"label key must be {LABEL_KEY_BYTES} bytes")
-    sealed = ChaCha20Poly1305(label_key).encrypt(nonce, _pad(plaintext), context.associated_data())
-    return bytes([VERSION]) + nonce + sealed
+    return _VERSION_BYTE + nonce + ChaCha20Poly1305(label_key).encrypt(nonce, _pad(plaintext), aad)
 
 
 def seal_label(
@@ -93,11 +97,12 @@ def seal_label(
     changed label gets a different nonce (no nonce reuse under the shared label key) and two
     members sealing the same plaintext still produce unrelated ciphertexts.
     """
+    aad = context.associated_data()
     if nonce_key is None:
         nonce = os.urandom(NONCE_BYTES)
     else:
-        nonce = hmac.digest(nonce_key, _NONCE_PREFIX + context.associated_data() + plaintext, "sha256")[:NONCE_BYTES]
-    return _seal_with_nonce(label_key, plaintext, context, nonce)
+        nonce = hmac.digest(nonce_key, _NONCE_PREFIX + aad + plaintext, "sha256")[:NONCE_BYTES]
+    return _seal(label_key, plaintext, aad, nonce)
 
 
 def open_label(label_key: bytes, sealed: bytes, context: LabelContext) -> bytes:

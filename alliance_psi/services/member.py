@@ -10,13 +10,14 @@ leave this process and its database; the coordinator sees tokens and sealed labe
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -107,6 +108,15 @@ def load_nonce_key(data_dir: Path) -> bytes:
     return key
 
 
+@functools.lru_cache(maxsize=65536)
+def _encoded_label(category: str, severity: str, first_seen: date | None, case_ref: str,
+                   display_name: str | None) -> tuple[bytes, bytes]:
+    # Many identifiers share a label (same category, severity, date and case): encode it once.
+    label = LeadLabel(category or "other", severity or None, first_seen, case_ref or None, display_name)
+    plaintext = label.encode()
+    return plaintext, hashlib.blake2b(plaintext, digest_size=16).digest()
+
+
 class MemberNode:
     """One member's node: its database, its custodian chain and its coordinator client."""
 
@@ -184,21 +194,23 @@ class MemberNode:
         # A read that does not take SQLite's write lock for the length of a network upload.
         return self.engine.execution_options(sqlite_begin="DEFERRED").connect()
 
-    def _fingerprint(self, round: Round, row: tuple) -> bytes:  # type: ignore[type-arg]
-        # What the label would say, hashed: a changed category, date, case or display name puts
-        # the token again with a new label; an unchanged one costs no sealing.
-        if not round.share_labels:
-            return b""
-        _, _, _, category, severity, first_seen, case_ref = row
-        fields = repr((category, severity, str(first_seen), case_ref, self.display_name)).encode("utf-8")
-        return hashlib.blake2b(fields, digest_size=16).digest()
+    def _label(self, round: Round, row: tuple) -> tuple[bytes, bytes]:  # type: ignore[type-arg]
+        """(plaintext, fingerprint) of the label this node would seal for ``row``; empty without labels.
 
-    def _sealed(self, round: Round, row: tuple) -> bytes | None:  # type: ignore[type-arg]
+        The fingerprint (a hash of the plaintext) is what the node records per committed token:
+        a changed category, date, case or display name puts the token again with a new label,
+        an unchanged one costs no sealing.
+        """
+        if not round.share_labels:
+            return b"", b""
+        _, _, _, category, severity, first_seen, case_ref = row
+        return _encoded_label(category, severity, first_seen, case_ref, self.display_name)
+
+    def _sealed(self, round: Round, row: tuple, plaintext: bytes) -> bytes | None:  # type: ignore[type-arg]
         if not round.share_labels:
             return None
-        _, token, label_key, category, severity, first_seen, case_ref = row
-        label = LeadLabel(category or "other", severity or None, first_seen, case_ref or None, self.display_name)
-        return seal_label(label_key, label.encode(), LabelContext(round.key_epoch, token), nonce_key=self.nonce_key)
+        _, token, label_key, *_ = row
+        return seal_label(label_key, plaintext, LabelContext(round.key_epoch, token), nonce_key=self.nonce_key)
 
     def _known_matches(self, scope: str, status: SubmissionStatus) -> bool:
         """Whether this node's record of its set equals what the coordinator holds."""
@@ -215,8 +227,8 @@ class MemberNode:
         with self.engine.begin() as conn:
             MemberRepository(conn).clear_pending(scope)
         with self._reading() as wanted_conn, self._reading() as known_conn:
-            desired = ((row[1], self._fingerprint(round, row), row) for row in
-                       MemberRepository(wanted_conn).iter_submission_rows(round.key_epoch, round.allowed_types))
+            rows = MemberRepository(wanted_conn).iter_submission_rows(round.key_epoch, round.allowed_types)
+            desired = ((row[1], label[1], (label[0], row)) for row in rows for label in (self._label(round, row),))
             known = iter(()) if plan.replace else MemberRepository(known_conn).iter_submitted(scope)
             items: list[tuple[bytes, bytes | None]] = []
             removals: list[bytes] = []
@@ -240,8 +252,8 @@ class MemberNode:
                     plan.result.update(token, value)
                     continue
                 if kind == PUT:
-                    fingerprint, row = value
-                    sealed = self._sealed(round, row)
+                    fingerprint, (plaintext, row) = value
+                    sealed = self._sealed(round, row, plaintext)
                     digest = label_digest(sealed)
                     items.append((token, sealed))
                     pending.append((token, False, digest, fingerprint))
