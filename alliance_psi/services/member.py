@@ -27,7 +27,7 @@ from alliance_psi.config import MemberConfig
 from alliance_psi.crypto.labels import LabelContext, seal_label
 from alliance_psi.crypto.parallel import ProcessMap, tokenize
 from alliance_psi.crypto.signing import load_public_key
-from alliance_psi.errors import ConfigurationError, NotFound, RoundClosed, WrongEpoch
+from alliance_psi.errors import ConfigurationError, Conflict, NotFound, RoundClosed, WrongEpoch
 from alliance_psi.identifiers.types import Identifier, IdentifierType
 from alliance_psi.protocol.coordinator import Chunk, Commit
 from alliance_psi.protocol.delta import KEEP, PUT, merge_delta
@@ -216,11 +216,9 @@ class MemberNode:
         """Whether this node's record of its set equals what the coordinator holds."""
         if not status.set_digest:
             return False
-        digest = SetDigest()
         with self._reading() as conn:
-            for token, label, _ in MemberRepository(conn).iter_submitted(scope):
-                digest.update(token, label)
-        return digest.count == status.set_count and hmac.compare_digest(digest.digest(), status.set_digest)
+            known = MemberRepository(conn).submitted_state(scope)
+        return known is not None and known[0] == status.set_count and hmac.compare_digest(known[1], status.set_digest)
 
     def _delta_chunks(self, round: Round, stored: Collection[int], plan: _Plan) -> Iterator[Chunk]:
         scope = round.set_scope
@@ -281,9 +279,20 @@ class MemberNode:
         self.coordinator.upload_chunks(self._delta_chunks(round, set(status.chunks), plan))
         commit = Commit(round.round_id, plan.delta.count, plan.delta.digest(), plan.result.count, plan.result.digest(),
                         plan.replace)
-        committed = self.coordinator.commit(commit, self.member_id)
+        try:
+            committed = self.coordinator.commit(commit, self.member_id)
+        except Conflict as exc:
+            if "set count mismatch" not in str(exc) and "set digest mismatch" not in str(exc):
+                raise
+            # This node's record disagrees with what the coordinator holds: forget it, so the
+            # next round sends the whole set.
+            with self.engine.begin() as conn:
+                MemberRepository(conn).forget_submitted(round.set_scope)
+            raise Conflict(f"{exc}; this node's record of what it sent is reset and its next round sends "
+                           "the whole set") from None
         with self.engine.begin() as conn:
-            MemberRepository(conn).apply_pending(round.set_scope, replace=plan.replace)
+            MemberRepository(conn).apply_pending(round.set_scope, replace=plan.replace, count=plan.result.count,
+                                                 digest=plan.result.digest())
         return Submitted(committed.set_count, committed.item_count, plan.replace)
 
     # Steps 7-8: the signed result, mapped back to identifiers -----------------------------------

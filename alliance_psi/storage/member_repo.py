@@ -23,6 +23,7 @@ from alliance_psi.storage.schema import (
     member_pending,
     member_results,
     member_submitted,
+    member_submitted_state,
     token_cache,
 )
 
@@ -216,14 +217,27 @@ class MemberRepository:
     def iter_submitted(self, set_scope: str) -> Iterator[tuple[bytes, bytes, bytes]]:
         """Yield (match token, label digest, label fingerprint) of the set this node last committed
         in ``set_scope``, ordered by match token."""
-        rows = member_submitted.c
-        result = stream(self._conn, select(rows.match_token, rows.label_digest, rows.label_fingerprint)
-                        .where(rows.set_scope == set_scope).order_by(rows.match_token))
+        # The driver's own cursor: three byte strings per row need no type processing.
+        m = placeholder(self._conn)
+        result = self._conn.exec_driver_sql(
+            f"SELECT match_token, label_digest, label_fingerprint FROM {member_submitted.name} "
+            f"WHERE set_scope = {m} ORDER BY match_token", (set_scope,))
         try:
-            for row in result:
-                yield tuple(row)  # type: ignore[misc]
+            for token, digest, fingerprint in result:
+                yield bytes(token), bytes(digest), bytes(fingerprint)
         finally:
             result.close()
+
+    def submitted_state(self, set_scope: str) -> tuple[int, bytes] | None:
+        """(count, set digest) of the record for ``set_scope``, or None if there is none."""
+        row = self._conn.execute(select(member_submitted_state.c.item_count, member_submitted_state.c.digest)
+                                 .where(member_submitted_state.c.set_scope == set_scope)).one_or_none()
+        return None if row is None else (row.item_count, row.digest)
+
+    def forget_submitted(self, set_scope: str) -> None:
+        """Drop the record for ``set_scope``: the next submission sends the whole set."""
+        for table in (member_submitted, member_submitted_state, member_pending):
+            self._conn.execute(delete(table).where(table.c.set_scope == set_scope))
 
     def clear_pending(self, set_scope: str) -> None:
         """Forget a delta being built for ``set_scope`` (a new attempt rebuilds it)."""
@@ -235,8 +249,9 @@ class MemberRepository:
                     ("set_scope", "match_token", "removed", "label_digest", "label_fingerprint"),
                     [(set_scope, token, removed, digest, fingerprint) for token, removed, digest, fingerprint in rows])
 
-    def apply_pending(self, set_scope: str, *, replace: bool) -> None:
-        """Fold the committed delta into the record of the set, then forget it.
+    def apply_pending(self, set_scope: str, *, replace: bool, count: int, digest: bytes) -> None:
+        """Fold the committed delta into the record of the set, then forget it; ``count`` and
+        ``digest`` are the resulting set's, as the coordinator confirmed them.
 
         Call only once the coordinator has committed the delta: the record must describe what
         the coordinator holds, or the next round sends the whole set again.
@@ -252,6 +267,8 @@ class MemberRepository:
             f"WHERE set_scope = {m} AND NOT removed ON CONFLICT (set_scope, match_token) DO UPDATE "
             f"SET label_digest = excluded.label_digest, label_fingerprint = excluded.label_fingerprint", (set_scope,))
         self.clear_pending(set_scope)
+        self._conn.execute(delete(member_submitted_state).where(member_submitted_state.c.set_scope == set_scope))
+        self._conn.execute(member_submitted_state.insert().values(set_scope=set_scope, item_count=count, digest=digest))
 
     def save_result(
         self, round_id: str, *, key_epoch: str, round_name: str, payload: bytes, signature: bytes, at: datetime

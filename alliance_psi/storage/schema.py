@@ -45,6 +45,7 @@ __all__ = [
     "member_set_state",
     "member_sets",
     "member_submitted",
+    "member_submitted_state",
     "metadata",
     "quota_usage",
     "results",
@@ -293,6 +294,16 @@ member_submitted = Table(
     Column("label_digest", LargeBinary(LABEL_DIGEST_SIZE), nullable=False),
     Column("label_fingerprint", LargeBinary, nullable=False),
     _length_is("match_token", TOKEN_SIZE),
+)
+
+# The count and set digest of ``member_submitted`` per scope, written with it in one transaction,
+# so that a node compares its record with the coordinator's without reading the whole record.
+member_submitted_state = Table(
+    "member_submitted_state",
+    metadata,
+    Column("set_scope", Text, primary_key=True),
+    Column("item_count", BigInteger, nullable=False),
+    Column("digest", LargeBinary(HASH_SIZE), nullable=False),
 )
 
 # The delta a member node is sending for a round, written as its chunks are built and folded

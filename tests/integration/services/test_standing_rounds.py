@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import select, update
 
 from alliance_psi.errors import Conflict
 from alliance_psi.storage import MemberRepository
@@ -63,17 +64,42 @@ def test_a_changed_label_is_sent_again_and_peers_read_the_new_one(tmp_path: Path
         assert "wool_party" not in {label.category for label in lead.peer_labels}
 
 
-def test_a_record_that_disagrees_with_the_coordinator_sends_the_whole_set(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
-    """A node restored from an old backup, say: it no longer knows what it committed."""
+def test_a_node_restored_from_an_old_backup_sends_the_whole_set(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    planted = Planted.make()
+    with running_alliance(tmp_path, pki, planted=planted) as alliance:
+        join_all(alliance, alliance.admin().create_round(alliance.spec(2)).round_id)
+        database = tmp_path / "bank-c.db"
+        backup = tmp_path / "bank-c.backup.db"
+        with sqlite3.connect(database) as live, sqlite3.connect(backup) as copy:
+            live.backup(copy)
+        load(alliance.member_engines["bank-c"], [phone(80_000)], "wool_party")
+        planted.holdings["bank-c"].add(phone(80_000))
+        join_all(alliance, alliance.admin().create_round(alliance.spec(2)).round_id)
+        alliance.member_engines["bank-c"].dispose()
+        with sqlite3.connect(backup) as copy, sqlite3.connect(database) as live:
+            copy.backup(live)  # The node's record is one round behind the coordinator now.
+        planted.holdings["bank-c"].discard(phone(80_000))
+        outcome = join_all(alliance, alliance.admin().create_round(alliance.spec(2)).round_id)
+        assert outcome["bank-c"].replaced and outcome["bank-c"].delta_count == len(planted.holdings["bank-c"])
+        assert not outcome["bank-a"].replaced and outcome["bank-a"].delta_count == 0
+        for member in MEMBERS:
+            assert leads(outcome[member]) == planted.expected(member, 2)
+
+
+def test_a_corrupted_record_is_caught_at_commit_and_reset(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
     planted = Planted.make()
     with running_alliance(tmp_path, pki, planted=planted) as alliance:
         join_all(alliance, alliance.admin().create_round(alliance.spec(2)).round_id)
         with alliance.member_engines["bank-c"].begin() as conn:
-            forgotten = conn.execute(select(member_submitted.c.match_token).limit(3)).scalars().all()
-            conn.execute(delete(member_submitted).where(member_submitted.c.match_token.in_(forgotten)))
+            first = conn.execute(select(member_submitted.c.match_token).limit(1)).scalar_one()
+            conn.execute(update(member_submitted).where(member_submitted.c.match_token == first)
+                         .values(label_digest=bytes(16)))
+        round_id = alliance.admin().create_round(alliance.spec(2)).round_id
+        with pytest.raises(Conflict, match="set digest mismatch.*next round sends the whole set"):
+            alliance.node("bank-c").join(round_id, wait=5)
+        alliance.admin().close_round(round_id)
         outcome = join_all(alliance, alliance.admin().create_round(alliance.spec(2)).round_id)
-        assert outcome["bank-c"].replaced and outcome["bank-c"].delta_count == len(planted.holdings["bank-c"])
-        assert not outcome["bank-a"].replaced
+        assert outcome["bank-c"].replaced and not outcome["bank-a"].replaced
         for member in MEMBERS:
             assert leads(outcome[member]) == planted.expected(member, 2)
 
