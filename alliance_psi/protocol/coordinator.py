@@ -4,7 +4,9 @@ Rounds go open → closed → matched. A round closes at its deadline, when ever
 has committed, or when an admin closes it; matching follows in its own transaction, so a
 coordinator that dies between the two finishes the job on restart (``tick``). A member's
 submission is invisible to matching until committed, and an uncommitted one is discarded when
-the round closes. Each committed member gets a signed result holding only its own matched
+the round closes. Submissions build standing sets per scope (``Round.set_scope``): the first is
+the member's whole set, later ones are deltas, and a round matches over the sets of the members
+that committed to it, so rounds of one scope run one after another. Each committed member gets a signed result holding only its own matched
 tokens. Every state change is appended to the audit log (ids and counts, never tokens).
 """
 
