@@ -190,6 +190,10 @@ class Conflict(RequestError):
     """The request contradicts what is already stored (a chunk resent with other content, a second commit)."""
 
 
+class SetMismatch(Conflict):
+    """A commit expects a member set other than the one its delta would leave at the coordinator."""
+
+
 class PeerUnavailable(AlliancePsiError):
     """A custodian or the coordinator could not be reached after retries (raised on the client side)."""
 

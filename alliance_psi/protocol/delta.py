@@ -37,12 +37,10 @@ def merge_delta(
     h = _next(held)
     last_w = last_h = b""
     while w[0] != _END or h[0] != _END:
-        if w[0] != _END:
-            if w[0] <= last_w:
-                raise ValueError("desired tokens must be unique and in order")
-        if h[0] != _END:
-            if h[0] <= last_h:
-                raise ValueError("known tokens must be unique and in order")
+        if w[0] != _END and w[0] <= last_w:
+            raise ValueError("desired tokens must be unique and in order")
+        if h[0] != _END and h[0] <= last_h:
+            raise ValueError("known tokens must be unique and in order")
         if w[0] < h[0]:
             yield PUT, w[0], (w[1], w[2])
             last_w, w = w[0], _next(wanted)

@@ -27,7 +27,7 @@ from alliance_psi.config import MemberConfig
 from alliance_psi.crypto.labels import LabelContext, seal_label
 from alliance_psi.crypto.parallel import ProcessMap, tokenize
 from alliance_psi.crypto.signing import load_public_key
-from alliance_psi.errors import ConfigurationError, Conflict, NotFound, RoundClosed, WrongEpoch
+from alliance_psi.errors import ConfigurationError, NotFound, RoundClosed, SetMismatch, WrongEpoch
 from alliance_psi.identifiers.types import Identifier, IdentifierType
 from alliance_psi.protocol.coordinator import Chunk, Commit
 from alliance_psi.protocol.delta import KEEP, PUT, merge_delta
@@ -206,6 +206,12 @@ class MemberNode:
         _, _, _, category, severity, first_seen, case_ref = row
         return _encoded_label(category, severity, first_seen, case_ref, self.display_name)
 
+    def _wanted(self, round: Round, rows: Iterator[tuple]) -> Iterator[tuple[bytes, bytes, tuple]]:  # type: ignore[type-arg]
+        """``merge_delta``'s wanted side: (token, label fingerprint, (label plaintext, row))."""
+        for row in rows:
+            plaintext, fingerprint = self._label(round, row)
+            yield row[1], fingerprint, (plaintext, row)
+
     def _sealed(self, round: Round, row: tuple, plaintext: bytes) -> bytes | None:  # type: ignore[type-arg]
         if not round.share_labels:
             return None
@@ -225,8 +231,8 @@ class MemberNode:
         with self.engine.begin() as conn:
             MemberRepository(conn).clear_pending(scope)
         with self._reading() as wanted_conn, self._reading() as known_conn:
-            rows = MemberRepository(wanted_conn).iter_submission_rows(round.key_epoch, round.allowed_types)
-            desired = ((row[1], label[1], (label[0], row)) for row in rows for label in (self._label(round, row),))
+            desired = self._wanted(round, MemberRepository(wanted_conn).iter_submission_rows(
+                round.key_epoch, round.allowed_types))
             known = iter(()) if plan.replace else MemberRepository(known_conn).iter_submitted(scope)
             items: list[tuple[bytes, bytes | None]] = []
             removals: list[bytes] = []
@@ -281,15 +287,13 @@ class MemberNode:
                         plan.replace)
         try:
             committed = self.coordinator.commit(commit, self.member_id)
-        except Conflict as exc:
-            if "set count mismatch" not in str(exc) and "set digest mismatch" not in str(exc):
-                raise
+        except SetMismatch as exc:
             # This node's record disagrees with what the coordinator holds: forget it, so the
             # next round sends the whole set.
             with self.engine.begin() as conn:
                 MemberRepository(conn).forget_submitted(round.set_scope)
-            raise Conflict(f"{exc}; this node's record of what it sent is reset and its next round sends "
-                           "the whole set") from None
+            raise SetMismatch(f"{exc}; this node's record of what it sent is reset and its next round sends "
+                              "the whole set") from None
         with self.engine.begin() as conn:
             MemberRepository(conn).apply_pending(round.set_scope, replace=plan.replace, count=plan.result.count,
                                                  digest=plan.result.digest())

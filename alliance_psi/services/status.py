@@ -32,6 +32,7 @@ STATUS_OF: tuple[tuple[type[errors.AlliancePsiError], grpc.StatusCode], ...] = (
     (errors.QuotaExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.RoundClosed, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.WrongEpoch, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.SetMismatch, grpc.StatusCode.ABORTED),
     (errors.Conflict, grpc.StatusCode.ALREADY_EXISTS),
     (errors.MalformedElement, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.MalformedScalar, grpc.StatusCode.INVALID_ARGUMENT),
@@ -60,6 +61,7 @@ _ERROR_OF: dict[grpc.StatusCode, type[errors.AlliancePsiError]] = {
     grpc.StatusCode.NOT_FOUND: errors.NotFound,
     grpc.StatusCode.FAILED_PRECONDITION: errors.RoundClosed,
     grpc.StatusCode.ALREADY_EXISTS: errors.Conflict,
+    grpc.StatusCode.ABORTED: errors.SetMismatch,
     grpc.StatusCode.UNAVAILABLE: errors.PeerUnavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: errors.PeerUnavailable,
 }

@@ -22,7 +22,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Connection, Table, and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from alliance_psi.errors import Conflict, InvalidRequest, NotFound, RoundClosed
+from alliance_psi.errors import Conflict, InvalidRequest, NotFound, RoundClosed, SetMismatch
 from alliance_psi.protocol.model import RoundState, SubmissionState, SubmissionStatus
 from alliance_psi.protocol.submission import NO_LABEL_DIGEST, SetDigest, SubmissionDigest, label_digest
 from alliance_psi.storage._common import bulk_insert, insert_ignoring, placeholder
@@ -237,8 +237,6 @@ class SubmissionStore:
             raise Conflict("submission already committed with a different count or digest")
         if not is_open:
             raise RoundClosed(f"round {round_id} is no longer open")
-        if self._submission_mode(round_id, member_id) != replace:
-            raise Conflict(_mode_message(not replace))
         chunks = self._conn.execute(
             select(submission_chunks.c.chunk_index, submission_chunks.c.item_count, submission_chunks.c.chunk_digest)
             .where(self._key(submission_chunks, round_id, member_id))
@@ -264,10 +262,10 @@ class SubmissionStore:
             self._apply_delta(round_id, member_id, scope, set_id)
         new_count, new_digest = self._standing_digest(scope, set_id)
         if set_count is not None and set_count != new_count:
-            raise Conflict(f"set count mismatch: commit says {set_count}, the set would hold {new_count}; "
+            raise SetMismatch(f"set count mismatch: commit says {set_count}, the set would hold {new_count}; "
                            "send the whole set with replace")
         if set_digest is not None and not hmac.compare_digest(new_digest, set_digest):
-            raise Conflict(f"set digest mismatch over the {new_count} tokens the set would hold; "
+            raise SetMismatch(f"set digest mismatch over the {new_count} tokens the set would hold; "
                            "send the whole set with replace")
         self._conn.execute(
             update(submissions)
@@ -432,10 +430,6 @@ class SubmissionStore:
         if state == SubmissionState.STAGING and bool(row.replaces_set) != replace:
             raise Conflict(_mode_message(bool(row.replaces_set)))
         return state
-
-    def _submission_mode(self, round_id: str, member_id: str) -> bool:
-        return bool(self._conn.execute(
-            select(submissions.c.replaces_set).where(self._key(submissions, round_id, member_id))).scalar_one())
 
 
 def _set_id(member_id: str, round_id: str) -> str:

@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
+from alliance_psi.cli._processes import ServerProcess, tls_args
 from alliance_psi.cli.main import main
 from alliance_psi.services.clients import CoordinatorClient, CustodianChain, CustodianClient, RetryPolicy
 from alliance_psi.services.member import MemberNode
-from alliance_psi.cli._processes import ServerProcess, tls_args
 from tests.integration.services.harness import CATEGORIES, EPOCH, MEMBERS, Planted, load, round_spec, sqlite_engine
 
 pytestmark = pytest.mark.timeout(300)

@@ -24,7 +24,14 @@ from alliance_psi.protocol.model import Round
 from alliance_psi.protocol.submission import SubmissionDigest, chunk_digest
 from alliance_psi.storage import CoordinatorRepository, MemberRepository, create_schema, make_engine
 from tests.unit.reports.support import (
-    KEY, KEY_EPOCH, MEMBER_ID, PLANTED, ROUND_ID, ROUND_NAME, member_result, signed,
+    KEY,
+    KEY_EPOCH,
+    MEMBER_ID,
+    PLANTED,
+    ROUND_ID,
+    ROUND_NAME,
+    member_result,
+    signed,
 )
 
 NOW = datetime(2025, 7, 1, 9, 30, tzinfo=UTC)
