@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean sysdeps
+.PHONY: demo test lint bench clean sysdeps
 
 $(STAMP): pyproject.toml scripts/ensure_sysdeps.sh
 	bash scripts/ensure_sysdeps.sh
@@ -19,6 +19,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/ensure_chromium.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff (lint and format) over everything, mypy --strict over the package.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check alliance_psi tests bench scripts
+	$(VENV)/bin/ruff format --check alliance_psi tests bench scripts
+	$(VENV)/bin/mypy
 
 BENCH_VENV := .venv-bench
 

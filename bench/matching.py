@@ -20,13 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from alliance_psi.crypto.signing import SigningKey  # noqa: E402
-from alliance_psi.crypto.labels import SEALED_LABEL_BYTES  # noqa: E402
-from alliance_psi.protocol.coordinator import Chunk, Commit, CoordinatorRole, RoundSpec  # noqa: E402
-from alliance_psi.protocol.model import Identity, Role  # noqa: E402
-from alliance_psi.protocol.submission import SetDigest, SubmissionDigest, chunk_digest, label_digest  # noqa: E402
-from alliance_psi.services.coordinator import sql_unit_of_work  # noqa: E402
-from alliance_psi.storage import create_schema, make_engine  # noqa: E402
+from alliance_psi.crypto.labels import SEALED_LABEL_BYTES
+from alliance_psi.crypto.signing import SigningKey
+from alliance_psi.protocol.coordinator import Chunk, Commit, CoordinatorRole, RoundSpec
+from alliance_psi.protocol.model import Identity, Role
+from alliance_psi.protocol.submission import SetDigest, SubmissionDigest, chunk_digest, label_digest
+from alliance_psi.services.coordinator import sql_unit_of_work
+from alliance_psi.storage import create_schema, make_engine
 
 CHUNK = 8192
 
@@ -44,22 +44,24 @@ def main() -> None:
     create_schema(engine)
     members = [f"m{i}" for i in range(args.members)]
     role = CoordinatorRole(sql_unit_of_work(engine), SigningKey.generate(), known_types=["phone"])
-    created = role.create_round(Identity("admin", Role.ADMIN), RoundSpec(
-        "bench", 2, "e", datetime.now(UTC) + timedelta(hours=2), ("phone",), None, args.labels))
+    created = role.create_round(
+        Identity("admin", Role.ADMIN),
+        RoundSpec("bench", 2, "e", datetime.now(UTC) + timedelta(hours=2), ("phone",), None, args.labels),
+    )
     shared = [os.urandom(16) for _ in range(int(args.per_member * args.shared_fraction))]
     staged = committed = 0.0
-    for i, member in enumerate(members):
+    for _i, member in enumerate(members):
         # Every member holds the shared tokens (so each matches with holder count = members)
         # and the rest of its own.
         tokens = sorted(shared + [os.urandom(16) for _ in range(args.per_member - len(shared))])
         labels = [os.urandom(SEALED_LABEL_BYTES) if args.labels else None for _ in tokens]
         digest, whole = SubmissionDigest(), SetDigest()
-        for token, label in zip(tokens, labels):
+        for token, label in zip(tokens, labels, strict=False):
             whole.update(token, label_digest(label))
         caller = Identity(member, Role.MEMBER)
         start = time.perf_counter()
         for index in range(0, len(tokens), CHUNK):
-            items = tuple(zip(tokens[index : index + CHUNK], labels[index : index + CHUNK]))
+            items = tuple(zip(tokens[index : index + CHUNK], labels[index : index + CHUNK], strict=False))
             digest.update(items)
             role.upload_chunk(caller, Chunk(created.round_id, index // CHUNK, items, chunk_digest(items)))
         staged += time.perf_counter() - start
@@ -68,16 +70,22 @@ def main() -> None:
         committed += time.perf_counter() - start
     total = args.members * args.per_member
     start = time.perf_counter()
-    role._close(created.round_id, "bench", actor="bench")  # noqa: SLF001 - timing the steps apart
+    role._close(created.round_id, "bench", actor="bench")
     closed = time.perf_counter() - start
     start = time.perf_counter()
-    role._match(created.round_id)  # noqa: SLF001
+    role._match(created.round_id)
     matched = time.perf_counter() - start
-    print(f"{args.members} members x {args.per_member:,} tokens ({len(shared):,} shared by all) on {engine.dialect.name}")
-    print(f"staging: {staged:.2f} s ({staged / total * 1e6:.1f} us/token); committing: {committed:.2f} s "
-          f"({committed / total * 1e6:.1f} us/token); closing: {closed:.2f} s")
-    print(f"matching step (group in SQL, build, sign and store {args.members} results): {matched:.2f} s "
-          f"({total / matched:,.0f} submitted tokens/s; target >= 1,000,000)")
+    print(
+        f"{args.members} members x {args.per_member:,} tokens ({len(shared):,} shared by all) on {engine.dialect.name}"
+    )
+    print(
+        f"staging: {staged:.2f} s ({staged / total * 1e6:.1f} us/token); committing: {committed:.2f} s "
+        f"({committed / total * 1e6:.1f} us/token); closing: {closed:.2f} s"
+    )
+    print(
+        f"matching step (group in SQL, build, sign and store {args.members} results): {matched:.2f} s "
+        f"({total / matched:,.0f} submitted tokens/s; target >= 1,000,000)"
+    )
 
 
 if __name__ == "__main__":

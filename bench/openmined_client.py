@@ -15,7 +15,7 @@ import private_set_intersection.python as psi
 
 
 def items(n: int, offset: int = 0) -> list[str]:
-    return ["phone\x00+86138%08d" % (i + offset) for i in range(n)]
+    return [f"phone\x00+86138{i + offset:08d}" for i in range(n)]
 
 
 # bench/round.py gives its members canonical phone numbers "+86138%08d"; OpenMined hashes the
@@ -39,12 +39,24 @@ def main() -> None:
     client = psi.client.CreateWithNewKey(True)
     server = psi.server.CreateWithNewKey(True)
     t_request, request = timed(lambda: client.CreateRequest(client_items))
-    t_setup, setup = timed(lambda: server.CreateSetupMessage(1e-9, len(client_items), server_items, psi.DataStructure.RAW))
+    t_setup, setup = timed(
+        lambda: server.CreateSetupMessage(1e-9, len(client_items), server_items, psi.DataStructure.RAW)
+    )
     t_process, response = timed(lambda: server.ProcessRequest(request))
     t_intersect, found = timed(lambda: client.GetIntersection(setup, response))
-    print(json.dumps({"request_s": t_request, "setup_s": t_setup, "process_s": t_process,
-                      "intersection_s": t_intersect, "client_s": t_request + t_intersect,
-                      "total_s": t_request + t_setup + t_process + t_intersect, "found": len(found)}))
+    print(
+        json.dumps(
+            {
+                "request_s": t_request,
+                "setup_s": t_setup,
+                "process_s": t_process,
+                "intersection_s": t_intersect,
+                "client_s": t_request + t_intersect,
+                "total_s": t_request + t_setup + t_process + t_intersect,
+                "found": len(found),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def ours(xs: list[bytes], workers: int) -> dict[str, float]:
         def finalize_all() -> list[object]:
             futures = [
                 pool.submit(finalize_and_derive_batch, x, b.blind, e)
-                for x, b, e in zip(batches, blinded, evaluated)  # type: ignore[call-overload]
+                for x, b, e in zip(batches, blinded, evaluated, strict=False)  # type: ignore[call-overload]
             ]
             return [f.result() for f in futures]
 
@@ -82,8 +82,13 @@ def memory_probe(n: int) -> int:
         f"stream_only({n})\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     return int(out.stdout.split()[-1])
 
 
@@ -107,8 +112,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS when streaming 50k vs 400k")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
-    parser.add_argument("--openmined-python", default=".venv-bench/bin/python",
-                        help="interpreter with openmined-psi installed (made by `make bench`)")
+    parser.add_argument(
+        "--openmined-python",
+        default=".venv-bench/bin/python",
+        help="interpreter with openmined-psi installed (made by `make bench`)",
+    )
     args = parser.parse_args()
 
     xs = items(args.n)
@@ -119,26 +127,43 @@ def main() -> None:
     om = openmined(args.n, args.openmined_python)
 
     per = lambda seconds: seconds / args.n * 1e6  # noqa: E731 - microseconds per identifier
-    print(f"alliance-psi member side, {args.workers} workers: {mine['member_s']:.2f} s "
-          f"({per(mine['member_s']):.1f} us/id, {args.n / mine['member_s']:,.0f} ids/s)"
-          f"  [blind {mine['blind_s']:.2f} s, finalize+derive {mine['finalize_derive_s']:.2f} s]")
-    print(f"alliance-psi member side, 1 worker (on n/10, scaled): {single['member_s'] * scale:.2f} s "
-          f"({per(single['member_s'] * scale):.1f} us/id)")
-    print(f"alliance-psi custodian side, one share, {args.workers} workers: {mine['custodian_s']:.2f} s "
-          f"({per(mine['custodian_s']):.1f} us/element); 1 worker: {per(single['custodian_s'] * scale):.1f} us/element")
-    result = {"n": args.n, "workers": args.workers, "ours": mine, "ours_single_scaled": {k: v * scale for k, v in single.items()}}
+    print(
+        f"alliance-psi member side, {args.workers} workers: {mine['member_s']:.2f} s "
+        f"({per(mine['member_s']):.1f} us/id, {args.n / mine['member_s']:,.0f} ids/s)"
+        f"  [blind {mine['blind_s']:.2f} s, finalize+derive {mine['finalize_derive_s']:.2f} s]"
+    )
+    print(
+        f"alliance-psi member side, 1 worker (on n/10, scaled): {single['member_s'] * scale:.2f} s "
+        f"({per(single['member_s'] * scale):.1f} us/id)"
+    )
+    print(
+        f"alliance-psi custodian side, one share, {args.workers} workers: {mine['custodian_s']:.2f} s "
+        f"({per(mine['custodian_s']):.1f} us/element); 1 worker: {per(single['custodian_s'] * scale):.1f} us/element"
+    )
+    result = {
+        "n": args.n,
+        "workers": args.workers,
+        "ours": mine,
+        "ours_single_scaled": {k: v * scale for k, v in single.items()},
+    }
     if om is None:
         print("OpenMined PSI not run: `make bench` makes .venv-bench with openmined-psi")
     else:
-        print(f"OpenMined PSI client (CreateRequest + GetIntersection): {om['client_s']:.2f} s "
-              f"({per(om['client_s']):.1f} us/id)  [request {om['request_s']:.2f} s, intersection {om['intersection_s']:.2f} s]")
+        print(
+            f"OpenMined PSI client (CreateRequest + GetIntersection): {om['client_s']:.2f} s "
+            f"({per(om['client_s']):.1f} us/id)  [request {om['request_s']:.2f} s, intersection {om['intersection_s']:.2f} s]"
+        )
         ratio = mine["member_s"] / om["client_s"]
-        print(f"ratio alliance-psi member / OpenMined client = {ratio:.2f}  (target <= 1.0: {'met' if ratio <= 1.0 else 'NOT met'})")
+        print(
+            f"ratio alliance-psi member / OpenMined client = {ratio:.2f}  (target <= 1.0: {'met' if ratio <= 1.0 else 'NOT met'})"
+        )
         result["openmined"] = om
         result["ratio"] = ratio
     if args.memory:
         small, large = memory_probe(50_000), memory_probe(400_000)
-        print(f"peak RSS streaming 50,000: {small / 1024:.1f} MiB; 400,000: {large / 1024:.1f} MiB (x{large / small:.2f} for 8x the input)")
+        print(
+            f"peak RSS streaming 50,000: {small / 1024:.1f} MiB; 400,000: {large / 1024:.1f} MiB (x{large / small:.2f} for 8x the input)"
+        )
         result["rss_kib"] = {"50000": small, "400000": large}
     if args.json:
         print(json.dumps(result, indent=1))

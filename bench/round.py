@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from alliance_psi.cli._local_alliance import LocalAlliance, local_alliance  # noqa: E402
+from alliance_psi.cli._local_alliance import LocalAlliance, local_alliance
 
 ROOT = Path(__file__).resolve().parent
 
@@ -64,8 +64,15 @@ def run_round(alliance: LocalAlliance, *, share_labels: bool) -> dict[str, float
     servers = {"coordinator": alliance.coordinator.proc.pid, "custodian": alliance.custodian.proc.pid}
     cpu_before = {name: cpu_seconds(pid) for name, pid in servers.items()}
     start = time.perf_counter()
-    procs = {m: subprocess.Popen(alliance.node_command(m, "join", round_id, "--wait", "600"),
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for m in alliance.members}
+    procs = {
+        m: subprocess.Popen(
+            alliance.node_command(m, "join", round_id, "--wait", "600"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for m in alliance.members
+    }
     member_rss = {}
     for member, proc in procs.items():
         _, status, usage = os.wait4(proc.pid, 0)
@@ -80,11 +87,14 @@ def run_round(alliance: LocalAlliance, *, share_labels: bool) -> dict[str, float
         print(f"    {member}: " + ", ".join(f"{k.strip().removeprefix('seconds: ')} {v.strip()} s" for k, v in phases))
         member_rss[member + ":leads"] = int(leads[0].split("│")[2].strip().replace(",", "")) if leads else -1
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "loopback_mib": (loopback_bytes() - sent) / 2**20,
-            **{f"rss_mib:{k}": v / 1024 for k, v in member_rss.items() if ":" not in k},
-            **{f"leads:{k.split(':')[0]}": v for k, v in member_rss.items() if k.endswith(":leads")},
-            **{f"cpu_s:{k.split(':')[0]}": v for k, v in member_rss.items() if k.endswith(":cpu")},
-            **{f"cpu_s:{name}": cpu_seconds(pid) - cpu_before[name] for name, pid in servers.items()}}
+    return {
+        "wall_s": wall,
+        "loopback_mib": (loopback_bytes() - sent) / 2**20,
+        **{f"rss_mib:{k}": v / 1024 for k, v in member_rss.items() if ":" not in k},
+        **{f"leads:{k.split(':')[0]}": v for k, v in member_rss.items() if k.endswith(":leads")},
+        **{f"cpu_s:{k.split(':')[0]}": v for k, v in member_rss.items() if k.endswith(":cpu")},
+        **{f"cpu_s:{name}": cpu_seconds(pid) - cpu_before[name] for name, pid in servers.items()},
+    }
 
 
 def bench(members: int, size: int, shared: int, *, share_labels: bool, out: Path) -> dict[str, object]:
@@ -101,40 +111,63 @@ def bench(members: int, size: int, shared: int, *, share_labels: bool, out: Path
             new = phones(10**7 + i * size, max(size // 100, 1))
             alliance.run_node(member, "import", str(write_csv(alliance.home(member) / "new.csv", new)))
         warm = run_round(alliance, share_labels=share_labels)
-        servers = {"coordinator": peak_rss_kib(alliance.coordinator.proc.pid) / 1024,
-                   "custodian": peak_rss_kib(alliance.custodian.proc.pid) / 1024}
-    return {"members": members, "size": size, "shared": shared, "share_labels": share_labels,
-            "import_s": imported, "cold": cold, "warm": warm, "server_rss_mib": servers}
+        servers = {
+            "coordinator": peak_rss_kib(alliance.coordinator.proc.pid) / 1024,
+            "custodian": peak_rss_kib(alliance.custodian.proc.pid) / 1024,
+        }
+    return {
+        "members": members,
+        "size": size,
+        "shared": shared,
+        "share_labels": share_labels,
+        "import_s": imported,
+        "cold": cold,
+        "warm": warm,
+        "server_rss_mib": servers,
+    }
 
 
 def openmined(size: int, shared: int, python: str) -> dict[str, float] | None:
     if not os.path.exists(python):
         return None
-    out = subprocess.run([python, str(ROOT / "openmined_client.py"), str(size), "--full", str(shared)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [python, str(ROOT / "openmined_client.py"), str(size), "--full", str(shared)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
 def report(result: dict[str, object], om: dict[str, float] | None) -> None:
     cold, warm = result["cold"], result["warm"]  # type: ignore[index]
     n = int(result["members"]) * int(result["size"])  # type: ignore[call-overload]
-    print(f"{result['members']} members x {result['size']:,} identifiers ({result['shared']:,} shared with each neighbour), "
-          f"labels {'shared' if result['share_labels'] else 'not shared'}; import {result['import_s']:.1f} s")
+    print(
+        f"{result['members']} members x {result['size']:,} identifiers ({result['shared']:,} shared with each neighbour), "
+        f"labels {'shared' if result['share_labels'] else 'not shared'}; import {result['import_s']:.1f} s"
+    )
     for name, figures in (("cold", cold), ("warm (1% new)", warm)):
         rss = ", ".join(f"{k.split(':')[1]} {v:.0f}" for k, v in figures.items() if k.startswith("rss_mib"))  # type: ignore[union-attr]
         leads = ", ".join(f"{k.split(':')[1]} {v}" for k, v in figures.items() if k.startswith("leads"))  # type: ignore[union-attr]
         cpu = {k.split(":")[1]: v for k, v in figures.items() if k.startswith("cpu_s")}  # type: ignore[union-attr]
-        print(f"  {name}: {figures['wall_s']:.2f} s, {n / figures['wall_s']:,.0f} identifiers/s, "  # type: ignore[index]
-              f"loopback {figures['loopback_mib']:.1f} MiB; member peak RSS MiB: {rss}; leads: {leads}")  # type: ignore[index]
-        print("    CPU seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
-              + f"; total {sum(cpu.values()):.1f} of {2 * figures['wall_s']:.1f} available on 2 cores")  # type: ignore[index]
+        print(
+            f"  {name}: {figures['wall_s']:.2f} s, {n / figures['wall_s']:,.0f} identifiers/s, "  # type: ignore[index]
+            f"loopback {figures['loopback_mib']:.1f} MiB; member peak RSS MiB: {rss}; leads: {leads}"
+        )  # type: ignore[index]
+        print(
+            "    CPU seconds: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+            + f"; total {sum(cpu.values()):.1f} of {2 * figures['wall_s']:.1f} available on 2 cores"
+        )  # type: ignore[index]
     print(f"  servers peak RSS MiB: {result['server_rss_mib']}")
     print(f"  warm speed-up: {cold['wall_s'] / warm['wall_s']:.1f}x (target >= 20x)")  # type: ignore[index]
     if om:
         ratio = cold["wall_s"] / om["total_s"]  # type: ignore[index]
-        print(f"  OpenMined PSI, same two sets, in-process: {om['total_s']:.2f} s "
-              f"(client request {om['request_s']:.2f}, server setup {om['setup_s']:.2f}, process {om['process_s']:.2f}, "
-              f"intersection {om['intersection_s']:.2f}); found {om['found']:,}")
+        print(
+            f"  OpenMined PSI, same two sets, in-process: {om['total_s']:.2f} s "
+            f"(client request {om['request_s']:.2f}, server setup {om['setup_s']:.2f}, process {om['process_s']:.2f}, "
+            f"intersection {om['intersection_s']:.2f}); found {om['found']:,}"
+        )
         print(f"  ratio alliance-psi cold round / OpenMined = {ratio:.2f} (goal <= 0.5, close at <= 1.0)")
 
 

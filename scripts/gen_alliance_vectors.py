@@ -34,9 +34,9 @@ def seal(key: bytes, nonce: bytes, plaintext: bytes, key_epoch: str, token: byte
 def main() -> None:
     vectors = []
     cases = [
-        ("phone", "{\"c\":\"proxy_rights_defense\",\"s\":\"level1\"}", "epoch-2026-q4"),
+        ("phone", '{"c":"proxy_rights_defense","s":"level1"}', "epoch-2026-q4"),
         ("id_card", "", "e1"),
-        ("uscc", "{\"c\":\"loan_intermediary\",\"n\":\"马上消费金融\"}", "密钥-第3期"),
+        ("uscc", '{"c":"loan_intermediary","n":"马上消费金融"}', "密钥-第3期"),
     ]
     for i, (name, label, key_epoch) in enumerate(cases):
         oprf_output = hashlib.sha512(f"alliance-psi vector {i} {name}".encode()).digest()

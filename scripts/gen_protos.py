@@ -26,8 +26,15 @@ def generate(out: Path) -> None:
     try:
         protos = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
         include = str(Path(protoc.__file__).parent / "_proto")
-        args = ["", f"-I{PROTOS}", f"-I{include}", f"--python_out={staging}", f"--pyi_out={staging}",
-                f"--grpc_python_out={staging}", *protos]
+        args = [
+            "",
+            f"-I{PROTOS}",
+            f"-I{include}",
+            f"--python_out={staging}",
+            f"--pyi_out={staging}",
+            f"--grpc_python_out={staging}",
+            *protos,
+        ]
         if protoc.main(args) != 0:
             raise SystemExit("protoc failed")
         out.mkdir(parents=True, exist_ok=True)

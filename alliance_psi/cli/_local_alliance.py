@@ -48,7 +48,7 @@ class LocalAlliance:
 
     def run_node(self, member: str, *args: str) -> str:
         """Run a node command to completion; raise with its stderr if it fails."""
-        done = subprocess.run(self.node_command(member, *args), capture_output=True, text=True)
+        done = subprocess.run(self.node_command(member, *args), capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise AlliancePsiError(f"{member}: node {args[0]} failed:\n{(done.stderr or done.stdout).strip()[-2000:]}")
         return done.stdout
@@ -59,10 +59,18 @@ class LocalAlliance:
         from alliance_psi.protocol.coordinator import RoundSpec
         from alliance_psi.services.clients import CoordinatorClient
 
-        tls = TlsConfig(ca_cert=self.pki_dir / "ca.pem", cert=self.pki_dir / "operator.pem",
-                        key=self.pki_dir / "operator.key").load()
-        spec = RoundSpec(name=name, threshold=threshold, key_epoch=EPOCH, deadline=datetime.now(UTC) + timedelta(hours=2),
-                         allowed_types=tuple(types), invited=tuple(self.members), share_labels=share_labels)
+        tls = TlsConfig(
+            ca_cert=self.pki_dir / "ca.pem", cert=self.pki_dir / "operator.pem", key=self.pki_dir / "operator.key"
+        ).load()
+        spec = RoundSpec(
+            name=name,
+            threshold=threshold,
+            key_epoch=EPOCH,
+            deadline=datetime.now(UTC) + timedelta(hours=2),
+            allowed_types=tuple(types),
+            invited=tuple(self.members),
+            share_labels=share_labels,
+        )
         with CoordinatorClient(self.coordinator.address, tls) as admin:
             return admin.create_round(spec).round_id
 
@@ -88,7 +96,11 @@ def _write_keys(root: Path, members: Sequence[str]) -> None:
 def _write_node_toml(path: Path, values: dict[str, Any]) -> None:
     lines = ["[node]"]
     for key, value in values.items():
-        rendered = f"[{', '.join(json.dumps(v) for v in value)}]" if isinstance(value, list) else json.dumps(value, ensure_ascii=False)
+        rendered = (
+            f"[{', '.join(json.dumps(v) for v in value)}]"
+            if isinstance(value, list)
+            else json.dumps(value, ensure_ascii=False)
+        )
         lines.append(f"{key} = {rendered}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -104,19 +116,56 @@ def local_alliance(
     _write_keys(root, members)
     alliance_dir = root / "alliance"
     pki_dir = alliance_dir / "pki"
-    with ServerProcess(["custodian", "serve", "--name", "custodian-1", "--listen", "127.0.0.1:0",
-                        *tls_args(pki_dir, "custodian-1"), "--key-share", str(alliance_dir / "custodian.share"),
-                        "--database", f"sqlite:///{alliance_dir / 'custodian.db'}", "--quota", str(quota)]) as custodian, \
-         ServerProcess(["coordinator", "serve", "--listen", "127.0.0.1:0", *tls_args(pki_dir, "coordinator"),
-                        "--signing-key", str(alliance_dir / "signing.key"),
-                        "--database", f"sqlite:///{alliance_dir / 'coordinator.db'}", "--tick", "0.2"]) as coordinator:
+    with (
+        ServerProcess(
+            [
+                "custodian",
+                "serve",
+                "--name",
+                "custodian-1",
+                "--listen",
+                "127.0.0.1:0",
+                *tls_args(pki_dir, "custodian-1"),
+                "--key-share",
+                str(alliance_dir / "custodian.share"),
+                "--database",
+                f"sqlite:///{alliance_dir / 'custodian.db'}",
+                "--quota",
+                str(quota),
+            ]
+        ) as custodian,
+        ServerProcess(
+            [
+                "coordinator",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                *tls_args(pki_dir, "coordinator"),
+                "--signing-key",
+                str(alliance_dir / "signing.key"),
+                "--database",
+                f"sqlite:///{alliance_dir / 'coordinator.db'}",
+                "--tick",
+                "0.2",
+            ]
+        ) as coordinator,
+    ):
         for member in members:
             home = root / member
             home.mkdir(parents=True)
-            _write_node_toml(home / "node.toml", {
-                "database": f"sqlite:///{home / 'node.db'}", "member-id": member, "ca": str(pki_dir / "ca.pem"),
-                "cert": str(pki_dir / f"{member}.pem"), "key": str(pki_dir / f"{member}.key"),
-                "coordinator": coordinator.address, "custodian": [custodian.address],
-                "coordinator-key": str(alliance_dir / "signing.pub"), "data-dir": str(home / "secrets"),
-                **({"display-name": display_names[member]} if display_names and member in display_names else {})})
+            _write_node_toml(
+                home / "node.toml",
+                {
+                    "database": f"sqlite:///{home / 'node.db'}",
+                    "member-id": member,
+                    "ca": str(pki_dir / "ca.pem"),
+                    "cert": str(pki_dir / f"{member}.pem"),
+                    "key": str(pki_dir / f"{member}.key"),
+                    "coordinator": coordinator.address,
+                    "custodian": [custodian.address],
+                    "coordinator-key": str(alliance_dir / "signing.pub"),
+                    "data-dir": str(home / "secrets"),
+                    **({"display-name": display_names[member]} if display_names and member in display_names else {}),
+                },
+            )
         yield LocalAlliance(root, list(members), coordinator, custodian)

@@ -23,12 +23,14 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
 
 def tls_options(function: F) -> F:
     """``--ca``, ``--cert``, ``--key`` and ``--crl``: this party's mutual-TLS files."""
-    for option in reversed([
-        click.option("--ca", "ca_cert", type=_FILE, required=True, help="The alliance CA certificate (ca.pem)."),
-        click.option("--cert", type=_FILE, required=True, help="This party's certificate (NAME.pem)."),
-        click.option("--key", type=_FILE, required=True, help="This party's private key (NAME.key)."),
-        click.option("--crl", type=_FILE, default=None, help="The alliance CRL; servers refuse revoked peers."),
-    ]):
+    for option in reversed(
+        [
+            click.option("--ca", "ca_cert", type=_FILE, required=True, help="The alliance CA certificate (ca.pem)."),
+            click.option("--cert", type=_FILE, required=True, help="This party's certificate (NAME.pem)."),
+            click.option("--key", type=_FILE, required=True, help="This party's private key (NAME.key)."),
+            click.option("--crl", type=_FILE, default=None, help="The alliance CRL; servers refuse revoked peers."),
+        ]
+    ):
         function = option(function)
     return function
 

@@ -30,7 +30,14 @@ def cli_command(*args: str) -> list[str]:
 
 def tls_args(pki_dir: Path, name: str) -> list[str]:
     """``--ca/--cert/--key`` for party ``name`` in an ``alliance-psi pki`` directory."""
-    return ["--ca", str(pki_dir / "ca.pem"), "--cert", str(pki_dir / f"{name}.pem"), "--key", str(pki_dir / f"{name}.key")]
+    return [
+        "--ca",
+        str(pki_dir / "ca.pem"),
+        "--cert",
+        str(pki_dir / f"{name}.pem"),
+        "--key",
+        str(pki_dir / f"{name}.key"),
+    ]
 
 
 class ServerProcess:
@@ -38,8 +45,9 @@ class ServerProcess:
 
     def __init__(self, args: Sequence[str], *, timeout: float = 60) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(cli_command(*args), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     text=True, env=env)
+        self.proc = subprocess.Popen(
+            cli_command(*args), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
+        )
         self.lines: list[str] = []
         self.port = self._wait_for_port(timeout)
         threading.Thread(target=self._drain, daemon=True).start()

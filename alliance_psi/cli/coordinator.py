@@ -27,8 +27,12 @@ def coordinator_group() -> None:
 
 
 @coordinator_group.command("keygen")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Directory for signing.key (0600) and signing.pub (ships with the alliance configuration).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory for signing.key (0600) and signing.pub (ships with the alliance configuration).",
+)
 @click.option("--force", is_flag=True, help="Overwrite existing keys.")
 def keygen(out: Path, force: bool) -> None:
     """Create the coordinator's Ed25519 result-signing key."""
@@ -37,7 +41,9 @@ def keygen(out: Path, force: bool) -> None:
     with reported():
         key_path, pub_path = out / "signing.key", out / "signing.pub"
         if (key_path.exists() or pub_path.exists()) and not force:
-            raise ConfigurationError(f"{key_path} exists; pass --force to replace it (old results stay verifiable only with the old key)")
+            raise ConfigurationError(
+                f"{key_path} exists; pass --force to replace it (old results stay verifiable only with the old key)"
+            )
         out.mkdir(parents=True, exist_ok=True)
         key = SigningKey.generate()
         write_file_atomic(key_path, key.to_pem())
@@ -46,18 +52,42 @@ def keygen(out: Path, force: bool) -> None:
 
 
 @coordinator_group.command("serve")
-@click.option("--name", default="coordinator", show_default=True, help="This coordinator's name (as in its certificate).")
+@click.option(
+    "--name", default="coordinator", show_default=True, help="This coordinator's name (as in its certificate)."
+)
 @click.option("--listen", default="127.0.0.1:7100", show_default=True, help="Address to listen on (port 0: any).")
 @tls_options
-@click.option("--signing-key", type=click.Path(dir_okay=False, path_type=Path), required=True, help="signing.key from keygen.")
+@click.option(
+    "--signing-key", type=click.Path(dir_okay=False, path_type=Path), required=True, help="signing.key from keygen."
+)
 @click.option("--database", required=True, help="sqlite:///coordinator.db or postgresql+psycopg://user@host/db.")
-@click.option("--tick", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
-              help="Seconds between deadline and pending-match checks.")
-def serve(name: str, listen: str, ca_cert: Path, cert: Path, key: Path, crl: Path | None, signing_key: Path,
-          database: str, tick: float) -> None:
+@click.option(
+    "--tick",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    help="Seconds between deadline and pending-match checks.",
+)
+def serve(
+    name: str,
+    listen: str,
+    ca_cert: Path,
+    cert: Path,
+    key: Path,
+    crl: Path | None,
+    signing_key: Path,
+    database: str,
+    tick: float,
+) -> None:
     """Serve rounds, submissions and signed results over mutual TLS until SIGTERM or Ctrl-C."""
-    config = CoordinatorConfig(name=name, listen=listen, tls=tls_config(ca_cert, cert, key, crl),
-                               signing_key=signing_key, database=database, tick_seconds=tick)
+    config = CoordinatorConfig(
+        name=name,
+        listen=listen,
+        tls=tls_config(ca_cert, cert, key, crl),
+        signing_key=signing_key,
+        database=database,
+        tick_seconds=tick,
+    )
     with reported():
         _serve(config)
 
@@ -76,9 +106,13 @@ def _serve(config: CoordinatorConfig) -> None:
         raise ConfigurationError(f"signing key {config.signing_key}: {exc.strerror}") from None
     engine = make_engine(config.database)
     create_schema(engine)
-    role = CoordinatorRole(sql_unit_of_work(engine), key, known_types=[t.value for t in IdentifierType], name=config.name)
-    with run_server([coordinator_registration(role)], address=config.listen, tls=config.tls.load()) as port, \
-            Ticker(role, config.tick_seconds):
+    role = CoordinatorRole(
+        sql_unit_of_work(engine), key, known_types=[t.value for t in IdentifierType], name=config.name
+    )
+    with (
+        run_server([coordinator_registration(role)], address=config.listen, tls=config.tls.load()) as port,
+        Ticker(role, config.tick_seconds),
+    ):
         click.echo(f"coordinator {config.name} (signing key {key.key_id}) serving on port {port}", err=True)
         wait_for_stop_signal()
 
@@ -110,30 +144,61 @@ def round_group() -> None:
     """Create, list, show and close rounds (needs an admin certificate)."""
 
 
-_address = click.option("--coordinator", "address", default="127.0.0.1:7100", show_default=True, help="Coordinator address.")
+_address = click.option(
+    "--coordinator", "address", default="127.0.0.1:7100", show_default=True, help="Coordinator address."
+)
 
 
 @round_group.command("create")
 @_address
 @tls_options
 @click.option("--name", required=True, help="What the round is for.")
-@click.option("--threshold", type=click.IntRange(min=2), default=2, show_default=True, help="Members that must hold a token.")
+@click.option(
+    "--threshold", type=click.IntRange(min=2), default=2, show_default=True, help="Members that must hold a token."
+)
 @click.option("--epoch", required=True, help="Key epoch the custodians serve.")
-@click.option("--types", default="phone,id_card,bank_card,uscc", show_default=True, help="Comma-separated identifier types.")
+@click.option(
+    "--types", default="phone,id_card,bank_card,uscc", show_default=True, help="Comma-separated identifier types."
+)
 @click.option("--invite", default="", help="Comma-separated member ids (default: every member).")
-@click.option("--deadline-minutes", type=click.IntRange(min=1), default=60, show_default=True, help="Closes after this long.")
-@click.option("--share-labels/--no-share-labels", default=True, show_default=True, help="Pass members' sealed labels to co-holders.")
+@click.option(
+    "--deadline-minutes", type=click.IntRange(min=1), default=60, show_default=True, help="Closes after this long."
+)
+@click.option(
+    "--share-labels/--no-share-labels",
+    default=True,
+    show_default=True,
+    help="Pass members' sealed labels to co-holders.",
+)
 @click.option("--id", "round_id", default="", help="Round id (generated when empty).")
-def round_create(address: str, ca_cert: Path, cert: Path, key: Path, crl: Path | None, name: str, threshold: int,
-                 epoch: str, types: str, invite: str, deadline_minutes: int, share_labels: bool, round_id: str) -> None:
+def round_create(
+    address: str,
+    ca_cert: Path,
+    cert: Path,
+    key: Path,
+    crl: Path | None,
+    name: str,
+    threshold: int,
+    epoch: str,
+    types: str,
+    invite: str,
+    deadline_minutes: int,
+    share_labels: bool,
+    round_id: str,
+) -> None:
     """Open a round."""
     from alliance_psi.protocol.coordinator import RoundSpec
 
-    spec = RoundSpec(name=name, threshold=threshold, key_epoch=epoch,
-                     deadline=datetime.now(UTC) + timedelta(minutes=deadline_minutes),
-                     allowed_types=tuple(t.strip() for t in types.split(",") if t.strip()),
-                     invited=tuple(m.strip() for m in invite.split(",") if m.strip()) or None,
-                     share_labels=share_labels, round_id=round_id)
+    spec = RoundSpec(
+        name=name,
+        threshold=threshold,
+        key_epoch=epoch,
+        deadline=datetime.now(UTC) + timedelta(minutes=deadline_minutes),
+        allowed_types=tuple(t.strip() for t in types.split(",") if t.strip()),
+        invited=tuple(m.strip() for m in invite.split(",") if m.strip()) or None,
+        share_labels=share_labels,
+        round_id=round_id,
+    )
     with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
         created = client.create_round(spec)
     click.echo(created.round_id)
@@ -146,8 +211,15 @@ def _round_table(rounds) -> Table:  # type: ignore[no-untyped-def]
     for column in ("round", "name", "state", "t", "epoch", "committed", "deadline (UTC)"):
         table.add_column(column)
     for r, committed in rounds:
-        table.add_row(r.round_id, r.name, r.state.value, str(r.threshold), r.key_epoch, str(committed),
-                      f"{r.deadline:%Y-%m-%d %H:%M}")
+        table.add_row(
+            r.round_id,
+            r.name,
+            r.state.value,
+            str(r.threshold),
+            r.key_epoch,
+            str(committed),
+            f"{r.deadline:%Y-%m-%d %H:%M}",
+        )
     return table
 
 
@@ -181,7 +253,9 @@ def round_show(address: str, ca_cert: Path, cert: Path, key: Path, crl: Path | N
 @tls_options
 @click.argument("round_id")
 @click.option("--reason", default="", help="Recorded in the audit log.")
-def round_close(address: str, ca_cert: Path, cert: Path, key: Path, crl: Path | None, round_id: str, reason: str) -> None:
+def round_close(
+    address: str, ca_cert: Path, cert: Path, key: Path, crl: Path | None, round_id: str, reason: str
+) -> None:
     """Close an open round now; matching follows."""
     with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
         closed = client.close_round(round_id, reason)

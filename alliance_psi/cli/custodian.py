@@ -51,8 +51,9 @@ def _serve(config: CustodianConfig) -> None:
         raise ConfigurationError(f"key share {config.key_share}: {exc.strerror}") from None
     engine = make_engine(config.database)
     create_schema(engine)
-    role = CustodianRole(config.name, share, quota_per_member=config.quota_per_member,
-                         ledger=SqlQuotaLedger(engine, config.name))
+    role = CustodianRole(
+        config.name, share, quota_per_member=config.quota_per_member, ledger=SqlQuotaLedger(engine, config.name)
+    )
     with run_server([custodian_registration(role)], address=config.listen, tls=config.tls.load()) as port:
         click.echo(f"custodian {config.name} serving key epoch {share.epoch} on port {port}", err=True)
         wait_for_stop_signal()
@@ -64,12 +65,32 @@ def _serve(config: CustodianConfig) -> None:
 @tls_options
 @click.option("--key-share", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Key share file.")
 @click.option("--database", required=True, help="Quota database URL, e.g. sqlite:///custodian.db.")
-@click.option("--quota", type=click.IntRange(min=1), default=2_000_000, show_default=True,
-              help="Elements each member may have evaluated per key epoch.")
-def serve(name: str, listen: str, ca_cert: Path, cert: Path, key: Path, crl: Path | None, key_share: Path,
-          database: str, quota: int) -> None:
+@click.option(
+    "--quota",
+    type=click.IntRange(min=1),
+    default=2_000_000,
+    show_default=True,
+    help="Elements each member may have evaluated per key epoch.",
+)
+def serve(
+    name: str,
+    listen: str,
+    ca_cert: Path,
+    cert: Path,
+    key: Path,
+    crl: Path | None,
+    key_share: Path,
+    database: str,
+    quota: int,
+) -> None:
     """Serve OPRF evaluations over mutual TLS until SIGTERM or Ctrl-C."""
-    config = CustodianConfig(name=name, listen=listen, tls=tls_config(ca_cert, cert, key, crl),
-                             key_share=key_share, database=database, quota_per_member=quota)
+    config = CustodianConfig(
+        name=name,
+        listen=listen,
+        tls=tls_config(ca_cert, cert, key, crl),
+        key_share=key_share,
+        database=database,
+        quota_per_member=quota,
+    )
     with reported():
         _serve(config)

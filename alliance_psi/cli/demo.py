@@ -28,7 +28,14 @@ __all__ = ["demo"]
 
 MEMBER_NAMES = ("bank-a", "bank-b", "cfc-c", "bank-d", "cfc-e", "bank-f", "bank-g", "cfc-h", "bank-i", "bank-j")
 DISPLAY = {"bank-a": "甲银行", "bank-b": "乙银行", "cfc-c": "丙消费金融"}
-_CN_HEADERS = {"type": "类型", "value": "值", "category": "类别", "severity": "级别", "first_seen": "首次发现", "case_ref": "案件编号"}
+_CN_HEADERS = {
+    "type": "类型",
+    "value": "值",
+    "category": "类别",
+    "severity": "级别",
+    "first_seen": "首次发现",
+    "case_ref": "案件编号",
+}
 
 
 def _canonical(row: dict[str, Any]) -> str:
@@ -67,9 +74,9 @@ def _write_blacklist(path: Path, rows: list[dict[str, Any]], style: int) -> Path
     if style % 3 == 1:  # GB18030 with Chinese headers, as Excel saves a CSV on Chinese Windows.
         path = path.with_suffix(".csv")
         with path.open("w", encoding="gb18030", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow([_CN_HEADERS[f] for f in fields])
-            writer.writerows([[str(row.get(f) or "") for f in fields] for row in rows])
+            plain = csv.writer(handle)
+            plain.writerow([_CN_HEADERS[f] for f in fields])
+            plain.writerows([[str(row.get(f) or "") for f in fields] for row in rows])
     elif style % 3 == 2:
         path = path.with_suffix(".jsonl")
         with path.open("w", encoding="utf-8") as handle:
@@ -85,12 +92,23 @@ def _write_blacklist(path: Path, rows: list[dict[str, Any]], style: int) -> Path
 
 
 @click.command("demo")
-@click.option("--members", type=click.IntRange(2, len(MEMBER_NAMES)), default=3, show_default=True, help="Member nodes.")
+@click.option(
+    "--members", type=click.IntRange(2, len(MEMBER_NAMES)), default=3, show_default=True, help="Member nodes."
+)
 @click.option("--size", type=click.IntRange(min=10), default=2000, show_default=True, help="Identifiers per member.")
-@click.option("--threshold", type=click.IntRange(min=2), default=2, show_default=True, help="Holders needed for a lead.")
-@click.option("--shared", type=click.IntRange(min=1), default=None, help="Planted shared identifiers (default: size/10).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"), show_default=True,
-              help="Where the throwaway alliance and the reports go (replaced on each run).")
+@click.option(
+    "--threshold", type=click.IntRange(min=2), default=2, show_default=True, help="Holders needed for a lead."
+)
+@click.option(
+    "--shared", type=click.IntRange(min=1), default=None, help="Planted shared identifiers (default: size/10)."
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-output"),
+    show_default=True,
+    help="Where the throwaway alliance and the reports go (replaced on each run).",
+)
 @click.option("--seed", type=int, default=20261123, show_default=True, help="Seed of the synthetic blacklists.")
 def demo(members: int, size: int, threshold: int, shared: int | None, out: Path, seed: int) -> None:
     """Run a whole alliance on this machine and check that every planted lead is found."""
@@ -112,19 +130,31 @@ def _demo(members_count: int, size: int, threshold: int, shared: int, out: Path,
     rng = random.Random(seed)
     lists, planted = _plant(rng, members, size, shared)
     with local_alliance(out, members, display_names=DISPLAY) as alliance:
-        console.print(f"[bold]alliance[/bold]: CA and certificates for {len(members)} members, the operator, a coordinator "
-                      f"on {alliance.coordinator.address} and an independent custodian on {alliance.custodian.address}")
+        console.print(
+            f"[bold]alliance[/bold]: CA and certificates for {len(members)} members, the operator, a coordinator "
+            f"on {alliance.coordinator.address} and an independent custodian on {alliance.custodian.address}"
+        )
         for i, member in enumerate(members):
             blacklist = _write_blacklist(alliance.home(member) / "blacklist", lists[member], i)
             alliance.run_node(member, "import", str(blacklist))
-        console.print(f"[bold]blacklists[/bold]: {size} identifiers per member + {shared} planted shared leads "
-                      f"(CSV UTF-8, CSV GB18030, JSONL), imported by each member's node")
-        round_id = alliance.create_round(name="演示轮次 demo round", threshold=threshold,
-                                         types=("phone", "id_card", "bank_card", "uscc"))
+        console.print(
+            f"[bold]blacklists[/bold]: {size} identifiers per member + {shared} planted shared leads "
+            f"(CSV UTF-8, CSV GB18030, JSONL), imported by each member's node"
+        )
+        round_id = alliance.create_round(
+            name="演示轮次 demo round", threshold=threshold, types=("phone", "id_card", "bank_card", "uscc")
+        )
         console.print(f"[bold]round[/bold] {round_id}: threshold {threshold}, {len(members)} members invited")
-        joins = [subprocess.Popen(alliance.node_command(m, "join", round_id, "--wait", "300"),
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for m in members]
-        for member, proc in zip(members, joins):
+        joins = [
+            subprocess.Popen(
+                alliance.node_command(m, "join", round_id, "--wait", "300"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for m in members
+        ]
+        for member, proc in zip(members, joins, strict=False):
             stdout, stderr = proc.communicate(timeout=900)
             if proc.returncode != 0:
                 raise AlliancePsiError(f"{member}: join failed:\n{(stderr or stdout).strip()[-2000:]}")
@@ -143,9 +173,14 @@ def _demo(members_count: int, size: int, threshold: int, shared: int, out: Path,
             if not ok:
                 failures.append(member)
             holders = Counter(found.values())
-            table.add_row(member, f"{len(lists[member]):,}", f"{len(found):,}", f"{len(expected):,}",
-                          ", ".join(f"{n}: {c}" for n, c in sorted(holders.items(), reverse=True)),
-                          "[green]ok[/green]" if ok else "[red]MISMATCH[/red]")
+            table.add_row(
+                member,
+                f"{len(lists[member]):,}",
+                f"{len(found):,}",
+                f"{len(expected):,}",
+                ", ".join(f"{n}: {c}" for n, c in sorted(holders.items(), reverse=True)),
+                "[green]ok[/green]" if ok else "[red]MISMATCH[/red]",
+            )
         console.print(table)
     if failures:
         raise AlliancePsiError(f"found != planted for {', '.join(failures)}")

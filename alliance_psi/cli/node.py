@@ -56,8 +56,13 @@ def load_toml_table(path: Path, table: str) -> dict[str, Any]:
 
 
 @click.group("node", cls=LazyGroup, lazy_commands=_COMMANDS)
-@click.option("--config", type=_FILE, default=None, envvar=_ENV + "CONFIG",
-              help="TOML file with a [node] table of option values (overridden by env vars and options).")
+@click.option(
+    "--config",
+    type=_FILE,
+    default=None,
+    envvar=_ENV + "CONFIG",
+    help="TOML file with a [node] table of option values (overridden by env vars and options).",
+)
 @click.pass_context
 def node_group(ctx: click.Context, config: Path | None) -> None:
     """Run a member node: import blacklists, join rounds, read results and write reports."""
@@ -67,7 +72,7 @@ def node_group(ctx: click.Context, config: Path | None) -> None:
         for option, parameter in _TOML_ALIASES.items():
             if option in values:
                 values[parameter] = values.pop(option)
-        ctx.default_map = {name: values for name in node_group.list_commands(ctx)}
+        ctx.default_map = dict.fromkeys(node_group.list_commands(ctx), values)
 
 
 def _option(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
@@ -78,7 +83,9 @@ def _option(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
 
 def database_option(function: F) -> F:
     """``--database``: the node's own database, where raw identifiers stay."""
-    return _option("--database", required=True, help="This node's database URL, e.g. sqlite:///node/bank-a.db.")(function)
+    return _option("--database", required=True, help="This node's database URL, e.g. sqlite:///node/bank-a.db.")(
+        function
+    )
 
 
 def network_options(function: F) -> F:
@@ -89,13 +96,26 @@ def network_options(function: F) -> F:
         _option("--cert", type=_FILE, required=True, help="This node's certificate."),
         _option("--key", type=_FILE, required=True, help="This node's private key."),
         _option("--coordinator", required=True, help="Coordinator address, host:port."),
-        _option("--custodian", "custodians", multiple=True, required=True,
-                help="Custodian address, host:port; repeat in chain order (env: space-separated)."),
-        _option("--coordinator-key", type=_FILE, required=True, help="The coordinator's public signing key (signing.pub)."),
-        _option("--data-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-                help="Directory for this node's own secrets."),
+        _option(
+            "--custodian",
+            "custodians",
+            multiple=True,
+            required=True,
+            help="Custodian address, host:port; repeat in chain order (env: space-separated).",
+        ),
+        _option(
+            "--coordinator-key", type=_FILE, required=True, help="The coordinator's public signing key (signing.pub)."
+        ),
+        _option(
+            "--data-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            required=True,
+            help="Directory for this node's own secrets.",
+        ),
         _option("--display-name", default=None, help="Name shown to co-holders in shared labels (default: anonymous)."),
-        _option("--workers", type=click.IntRange(min=1), default=None, help="Crypto worker processes (default: all cores)."),
+        _option(
+            "--workers", type=click.IntRange(min=1), default=None, help="Crypto worker processes (default: all cores)."
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -107,9 +127,13 @@ def member_config(database: str, **options: Any) -> MemberConfig:
     from alliance_psi.config import MemberConfig, TlsConfig
 
     return MemberConfig(
-        member_id=options["member_id"], database=database,
+        member_id=options["member_id"],
+        database=database,
         tls=TlsConfig(ca_cert=options["ca_cert"], cert=options["cert"], key=options["key"]),
-        coordinator=options["coordinator"], custodians=tuple(options["custodians"]),
-        coordinator_public_key=options["coordinator_key"], data_dir=options["data_dir"],
-        display_name=options.get("display_name"), workers=options.get("workers"),
+        coordinator=options["coordinator"],
+        custodians=tuple(options["custodians"]),
+        coordinator_public_key=options["coordinator_key"],
+        data_dir=options["data_dir"],
+        display_name=options.get("display_name"),
+        workers=options.get("workers"),
     )

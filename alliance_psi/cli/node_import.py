@@ -62,10 +62,17 @@ class _Tally:
 
 @node_group.command("import")
 @click.argument("file", type=_EXISTING_FILE)
-@click.option("--type", "type_", type=_TYPE, default=None, help="Type of rows without one (then a value column suffices).")
+@click.option(
+    "--type", "type_", type=_TYPE, default=None, help="Type of rows without one (then a value column suffices)."
+)
 @click.option("--strict", is_flag=True, help="Import nothing if any row is rejected (exit code 1).")
-@click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="CSV file for rejected rows (UTF-8 with BOM). [default: FILE.rejects.csv]")
+@click.option(
+    "--rejects",
+    "rejects_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV file for rejected rows (UTF-8 with BOM). [default: FILE.rejects.csv]",
+)
 @database_option
 def import_file(file: Path, type_: str | None, strict: bool, rejects_path: Path | None, database: str) -> None:
     """Import the blacklist FILE (.csv, .jsonl, .ndjson, .xlsx): every valid row in one transaction.
@@ -113,8 +120,13 @@ def _import(engine: Engine, file: Path, type_: str | None, strict: bool, rejects
                 else:
                     records.append(_stored(item))
             inserted, duplicates = repo.upsert_identifiers(records, at=now)
-            figures.update({"rows read": figures["rows read"] + len(batch), "imported": figures["imported"] + inserted,
-                            "duplicates": figures["duplicates"] + duplicates})
+            figures.update(
+                {
+                    "rows read": figures["rows read"] + len(batch),
+                    "imported": figures["imported"] + inserted,
+                    "duplicates": figures["duplicates"] + duplicates,
+                }
+            )
             advance(batch[-1].row)
         figures.update({"rejected": tally.rejected, "expired (purged)": repo.purge_expired(now)})
         if strict and tally.rejected:
@@ -126,15 +138,24 @@ def _import(engine: Engine, file: Path, type_: str | None, strict: bool, rejects
 def _stored(record: ImportRecord) -> dict[str, Any]:
     """The repository row for a record (the database keeps an absent severity as "")."""
     return {
-        "type": record.type, "canonical": record.canonical, "category": record.category,
-        "severity": record.severity or "", "first_seen": record.first_seen, "case_ref": record.case_ref,
-        "note": record.note, "expires_at": record.expires_at,
+        "type": record.type,
+        "canonical": record.canonical,
+        "category": record.category,
+        "severity": record.severity or "",
+        "first_seen": record.first_seen,
+        "case_ref": record.case_ref,
+        "note": record.note,
+        "expires_at": record.expires_at,
     }
 
 
 @node_group.command("withdraw")
-@click.option("--type", "type_", type=_TYPE, default=None, help="Type of the VALUE arguments (or of --file rows without one).")
-@click.option("--file", "file", type=_EXISTING_FILE, default=None, help="Blacklist file of the identifiers to withdraw.")
+@click.option(
+    "--type", "type_", type=_TYPE, default=None, help="Type of the VALUE arguments (or of --file rows without one)."
+)
+@click.option(
+    "--file", "file", type=_EXISTING_FILE, default=None, help="Blacklist file of the identifiers to withdraw."
+)
 @click.argument("values", metavar="[VALUE]...", nargs=-1)
 @database_option
 def withdraw(type_: str | None, file: Path | None, values: tuple[str, ...], database: str) -> None:
@@ -153,8 +174,11 @@ def withdraw(type_: str | None, file: Path | None, values: tuple[str, ...], data
     tally = _Tally({"withdrawn": 0, "not found": 0, "invalid": 0})
     not_found: list[int] = []
     with reported():
-        items = (read_blacklist(file, default_type=type_, identifiers_only=True) if file is not None
-                 else _arguments(type_ or "", values))
+        items = (
+            read_blacklist(file, default_type=type_, identifiers_only=True)
+            if file is not None
+            else _arguments(type_ or "", values)
+        )
         with _engine(database) as engine, engine.begin() as conn:
             repo = MemberRepository(conn)
             for item in items:
@@ -272,7 +296,7 @@ class _RejectsFile:
     def write(self, rejection: Rejection) -> None:
         if self._handle is None:
             descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            self._handle = open(descriptor, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115 (closed on exit)
+            self._handle = open(descriptor, "w", encoding="utf-8-sig", newline="")
             self._columns = list(rejection.raw)
             csv.writer(self._handle).writerow(["row", "field", "reason", *self._columns])
         cells = [rejection.raw.get(column, "") for column in self._columns]

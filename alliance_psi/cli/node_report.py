@@ -85,23 +85,36 @@ def load_report(database: str, round_id: str, *, member_id: str, public_key: byt
         result = open_result(public_key, payload, signature, round_id=round_id, member_id=member_id)
         if result.key_epoch != key_epoch:
             raise InvalidSignature(
-                f"kept result is filed under key epoch {key_epoch!r}, signed for {result.key_epoch!r}")
+                f"kept result is filed under key epoch {key_epoch!r}, signed for {result.key_epoch!r}"
+            )
         tokens = [match.match_token for match in result.matches]
         own = repo.identifiers_for_tokens(result.key_epoch, tokens)
         label_keys = repo.label_keys_for_tokens(result.key_epoch, tokens)
     leads = build_leads(result, own, label_keys)
-    report = build_report(member_id=member_id, round_name=round_name, result=result, leads=leads, payload=payload,
-                          signature=signature, key_id=key_id(public_key))
+    report = build_report(
+        member_id=member_id,
+        round_name=round_name,
+        result=result,
+        leads=leads,
+        payload=payload,
+        signature=signature,
+        key_id=key_id(public_key),
+    )
     return report, len(result.matches) - len(leads)
 
 
 def _identity_options(*, required: bool) -> Callable[[F], F]:
     def decorate(function: F) -> F:
-        function = _option("--coordinator-key", type=_FILE, required=required,
-                           help="The coordinator's public signing key (signing.pub); results are verified again.",
-                           )(function)
-        return _option("--member-id", required=required,
-                       help="This member's id (the name in its certificate).")(function)
+        function = _option(
+            "--coordinator-key",
+            type=_FILE,
+            required=required,
+            help="The coordinator's public signing key (signing.pub); results are verified again.",
+        )(function)
+        return _option("--member-id", required=required, help="This member's id (the name in its certificate).")(
+            function
+        )
+
     return decorate
 
 
@@ -111,21 +124,26 @@ def _identity_options(*, required: bool) -> Callable[[F], F]:
 @click.option("-o", "--output", type=_FILE, required=True, help="File to write (mode 0600: it holds raw identifiers).")
 @database_option
 @_identity_options(required=True)
-def report_command(round_id: str, output_format: str, output: Path, database: str, member_id: str,
-                   coordinator_key: Path) -> None:
+def report_command(
+    round_id: str, output_format: str, output: Path, database: str, member_id: str, coordinator_key: Path
+) -> None:
     """Write the investigators' report for a round to a private file.
 
     HTML for reading, CSV for Excel, JSON for machines and for `alliance-psi report verify`.
     """
     with reported():
-        report, withdrawn = load_report(database, round_id, member_id=member_id,
-                                        public_key=read_public_key(coordinator_key))
+        report, withdrawn = load_report(
+            database, round_id, member_id=member_id, public_key=read_public_key(coordinator_key)
+        )
         write_file_atomic(output, _render(output_format, report))
     holders = holders_text(report.by_holder_count())
     skipped = f", {withdrawn} withdrawn identifiers left out" if withdrawn else ""
-    click.echo(console_safe(
-        f"wrote {output} ({output_format}, mode 0600): {len(report.leads)} leads in round {report.round_id} "
-        f"({report.round_name}), leads {holders}{skipped}; verified with coordinator key {report.key_id}"))
+    click.echo(
+        console_safe(
+            f"wrote {output} ({output_format}, mode 0600): {len(report.leads)} leads in round {report.round_id} "
+            f"({report.round_name}), leads {holders}{skipped}; verified with coordinator key {report.key_id}"
+        )
+    )
 
 
 def _render(output_format: str, report: LeadReport) -> bytes:
@@ -170,9 +188,7 @@ def _results_table(rows: list[tuple[str, str, datetime]]) -> Table:
 @click.argument("round_id", required=False)
 @database_option
 @_identity_options(required=False)
-def results_command(
-    round_id: str | None, database: str, member_id: str | None, coordinator_key: Path | None
-) -> None:
+def results_command(round_id: str | None, database: str, member_id: str | None, coordinator_key: Path | None) -> None:
     """List kept results, or show a round's leads with values masked (open the report for full values)."""
     from rich.console import Console
 

@@ -30,8 +30,14 @@ def _progress() -> Iterator[Any]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
         tasks: dict[str, Any] = {}
 
         def update(stage: str, done: int, total: int | None) -> None:
@@ -57,8 +63,13 @@ def _summary(title: str, rows: list[tuple[str, str]]) -> Table:
 @click.argument("round_id")
 @database_option
 @network_options
-@click.option("--wait", type=click.FloatRange(min=0), default=600, show_default=True,
-              help="Seconds to wait for the round to be matched after submitting.")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=600,
+    show_default=True,
+    help="Seconds to wait for the round to be matched after submitting.",
+)
 def join(round_id: str, database: str, wait: float, **options: Any) -> None:
     """Run this member's part of ROUND_ID to the end: tokens, submission, verified result."""
     from rich.console import Console
@@ -67,8 +78,11 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
 
     config = member_config(database, **options)
     if len(config.custodians) < 2:
-        click.echo("warning: one key custodian: that custodian together with the coordinator could test guesses of "
-                   "low-entropy identifiers; production alliances run two or more independent custodians", err=True)
+        click.echo(
+            "warning: one key custodian: that custodian together with the coordinator could test guesses of "
+            "low-entropy identifiers; production alliances run two or more independent custodians",
+            err=True,
+        )
     with reported(), _progress() as progress:
         node = MemberNode.from_config(config, progress=progress)
         try:
@@ -76,10 +90,14 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
         finally:
             node.close()
     holders = Counter(lead.holder_count for lead in outcome.leads)
-    rows = [("round", f"{outcome.round.round_id} ({outcome.round.name})"), ("threshold", str(outcome.round.threshold)),
-            ("new tokens computed", f"{outcome.tokens_computed:,}"), ("items in the matched set", f"{outcome.submitted:,}"),
-            ("sent this round", f"{outcome.delta_count:,}" + (" (whole set)" if outcome.replaced else " (changes only)")),
-            ("leads", f"{len(outcome.leads):,}")]
+    rows = [
+        ("round", f"{outcome.round.round_id} ({outcome.round.name})"),
+        ("threshold", str(outcome.round.threshold)),
+        ("new tokens computed", f"{outcome.tokens_computed:,}"),
+        ("items in the matched set", f"{outcome.submitted:,}"),
+        ("sent this round", f"{outcome.delta_count:,}" + (" (whole set)" if outcome.replaced else " (changes only)")),
+        ("leads", f"{len(outcome.leads):,}"),
+    ]
     rows += [(f"  held by {n} members", f"{count:,}") for n, count in sorted(holders.items(), reverse=True)]
     rows += [(f"seconds: {stage}", f"{value:.2f}") for stage, value in outcome.seconds.items()]
     Console().print(_summary("round joined; result verified", rows))
@@ -90,7 +108,9 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
 @click.argument("round_id")
 @database_option
 @network_options
-@click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, help="Seconds to wait for matching.")
+@click.option(
+    "--wait", type=click.FloatRange(min=0), default=0, show_default=True, help="Seconds to wait for matching."
+)
 def fetch(round_id: str, database: str, wait: float, **options: Any) -> None:
     """Fetch, verify and keep this member's result for ROUND_ID (after a join that stopped waiting)."""
     from alliance_psi.services.member import MemberNode

@@ -72,8 +72,12 @@ def init_ca(out: Path, name: str, days: int, force: bool) -> None:
 @click.option("--role", type=click.Choice([role.value for role in Role]), required=True, help="The holder's role.")
 @click.option("--name", "name", required=True, callback=_valid_name, help="Member or party id (also the file name).")
 @click.option("--out", "out", type=_DIRECTORY, required=True, help="Directory for NAME.pem and NAME.key.")
-@click.option("--host", "hosts", multiple=True, help="DNS name or IP the holder serves at (repeatable). "
-              "[default: localhost, 127.0.0.1]")
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    help="DNS name or IP the holder serves at (repeatable). [default: localhost, 127.0.0.1]",
+)
 @click.option("--days", type=_DAYS, default=365, show_default=True, help="Validity in days.")
 @click.option("--force", is_flag=True, help="Overwrite existing NAME.pem/NAME.key.")
 def issue(ca_dir: Path, role: str, name: str, out: Path, hosts: tuple[str, ...], days: int, force: bool) -> None:
@@ -87,10 +91,20 @@ def issue(ca_dir: Path, role: str, name: str, out: Path, hosts: tuple[str, ...],
 
 @pki_group.command("revoke")
 @click.option("--ca-dir", type=_DIRECTORY, required=True, help="Directory with ca.pem and ca.key.")
-@click.option("--crl", "crl_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="CRL to update and write. [default: CA_DIR/crl.pem]")
-@click.argument("cert_pems", metavar="CERT_PEM...", nargs=-1, required=True,
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--crl",
+    "crl_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CRL to update and write. [default: CA_DIR/crl.pem]",
+)
+@click.argument(
+    "cert_pems",
+    metavar="CERT_PEM...",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
 def revoke(ca_dir: Path, crl_path: Path | None, cert_pems: tuple[Path, ...]) -> None:
     """Revoke the certificates in CERT_PEM files; servers refuse them once they load the new CRL."""
     crl_path = crl_path if crl_path is not None else ca_dir / pki.CRL_FILE

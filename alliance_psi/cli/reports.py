@@ -57,8 +57,14 @@ def report_group() -> None:
 
 @report_group.command("verify")
 @click.argument("report_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--coordinator-key", type=_FILE, required=True, envvar="ALLIANCE_PSI_REPORT_COORDINATOR_KEY",
-              show_envvar=True, help="The coordinator's public signing key (signing.pub).")
+@click.option(
+    "--coordinator-key",
+    type=_FILE,
+    required=True,
+    envvar="ALLIANCE_PSI_REPORT_COORDINATOR_KEY",
+    show_envvar=True,
+    help="The coordinator's public signing key (signing.pub).",
+)
 def verify_command(report_file: Path, coordinator_key: Path) -> None:
     """Check a JSON lead report: its signature, and that every lead is in the signed result."""
     from alliance_psi.reports import verify_report_json
@@ -71,10 +77,13 @@ def verify_command(report_file: Path, coordinator_key: Path) -> None:
             raise ConfigurationError(f"{report_file}: {exc.strerror}") from None
         checked = verify_report_json(data, public_key)
     omitted = f" ({checked.omitted} not listed)" if checked.omitted else ""
-    click.echo(console_safe(
-        f"valid: {checked.leads} leads of {checked.signed_matches} signed matches{omitted} in round {checked.round_id} "
-        f"({checked.round_name}) for member {checked.member_id}; leads {holders_text(checked.by_holder_count)}; "
-        f"threshold {checked.threshold}, key epoch {checked.key_epoch}, coordinator key {checked.key_id}"))
+    click.echo(
+        console_safe(
+            f"valid: {checked.leads} leads of {checked.signed_matches} signed matches{omitted} in round {checked.round_id} "
+            f"({checked.round_name}) for member {checked.member_id}; leads {holders_text(checked.by_holder_count)}; "
+            f"threshold {checked.threshold}, key epoch {checked.key_epoch}, coordinator key {checked.key_id}"
+        )
+    )
 
 
 def _aggregate(database: str, round_id: str) -> dict[str, Any]:
@@ -90,8 +99,12 @@ def _aggregate(database: str, round_id: str) -> dict[str, Any]:
         engine.dispose()
     by_holders = {int(holders): count for holders, count in aggregate["matches_by_holder_count"].items()}
     return {
-        "round_id": round.round_id, "name": round.name, "state": str(round.state), "threshold": round.threshold,
-        "key_epoch": round.key_epoch, "committed_members": aggregate["committed_members"],
+        "round_id": round.round_id,
+        "name": round.name,
+        "state": str(round.state),
+        "threshold": round.threshold,
+        "key_epoch": round.key_epoch,
+        "committed_members": aggregate["committed_members"],
         "submissions": aggregate["submissions"],
         "matches_by_holder_count": {str(holders): count for holders, count in sorted(by_holders.items())},
         "matches_at_threshold": sum(count for holders, count in by_holders.items() if holders >= round.threshold),
@@ -104,10 +117,15 @@ def _print_aggregate(view: dict[str, Any]) -> None:
     from rich.text import Text
 
     console = Console()
-    console.print(Text(console_safe(
-        f"round {view['round_id']} ({view['name']}): {view['state']}, threshold {view['threshold']}, "
-        f"key epoch {view['key_epoch']}; {view['committed_members']} members committed, "
-        f"{view['matches_at_threshold']} tokens held by at least {view['threshold']} members")))
+    console.print(
+        Text(
+            console_safe(
+                f"round {view['round_id']} ({view['name']}): {view['state']}, threshold {view['threshold']}, "
+                f"key epoch {view['key_epoch']}; {view['committed_members']} members committed, "
+                f"{view['matches_at_threshold']} tokens held by at least {view['threshold']} members"
+            )
+        )
+    )
     members = Table(title="submissions")
     for column in ("member", "state", "sent this round", "set size"):
         members.add_column(column, justify="left" if column in ("member", "state") else "right")
@@ -126,8 +144,14 @@ def _print_aggregate(view: dict[str, Any]) -> None:
 @coordinator_group.command("report")
 @click.argument("round_id")
 @click.option("--database", required=True, help="The coordinator's database URL.")
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="table for people, json for scripts.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json for scripts.",
+)
 def coordinator_report(round_id: str, database: str, output_format: str) -> None:
     """Aggregate view of a round for the operator: sizes and counts only, never a token."""
     with reported():

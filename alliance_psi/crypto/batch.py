@@ -90,7 +90,7 @@ def finalize_batch(
     """
     suite = get_suite(suite_id)
     unblinded = _unblind(suite, blind, evaluated_elements, len(inputs))
-    return [finalize_unblinded(x, n, suite=suite) for x, n in zip(inputs, unblinded)]
+    return [finalize_unblinded(x, n, suite=suite) for x, n in zip(inputs, unblinded, strict=False)]
 
 
 def finalize_and_derive_batch(

@@ -52,7 +52,7 @@ class XmdExpander:
         # b_1 = H(b_0 || I2OSP(1, 1) || DST_prime)
         b_i = self._new(b_0 + b"\x01" + dst_prime).digest()
         if ell == 1:
-            return b_i[:len_in_bytes]
+            return bytes(b_i[:len_in_bytes])
         blocks = [b_i]
         b0_int = int.from_bytes(b_0, "big")
         for i in range(2, ell + 1):

@@ -67,9 +67,7 @@ class LabelContext:
 
 def _pad(plaintext: bytes) -> bytes:
     if len(plaintext) > MAX_LABEL_PLAINTEXT_BYTES:
-        raise LabelTooLarge(
-            f"label is {len(plaintext)} bytes; at most {MAX_LABEL_PLAINTEXT_BYTES} fit the padded size"
-        )
+        raise LabelTooLarge(f"label is {len(plaintext)} bytes; at most {MAX_LABEL_PLAINTEXT_BYTES} fit the padded size")
     return len(plaintext).to_bytes(2, "big") + plaintext + bytes(MAX_LABEL_PLAINTEXT_BYTES - len(plaintext))
 
 
@@ -84,9 +82,7 @@ def _seal(label_key: bytes, plaintext: bytes, aad: bytes, nonce: bytes) -> bytes
     return _VERSION_BYTE + nonce + ChaCha20Poly1305(label_key).encrypt(nonce, _pad(plaintext), aad)
 
 
-def seal_label(
-    label_key: bytes, plaintext: bytes, context: LabelContext, *, nonce_key: bytes | None = None
-) -> bytes:
+def seal_label(label_key: bytes, plaintext: bytes, context: LabelContext, *, nonce_key: bytes | None = None) -> bytes:
     """Seal ``plaintext`` (at most ``MAX_LABEL_PLAINTEXT_BYTES``) for the holders of one identifier.
 
     Returns exactly ``SEALED_LABEL_BYTES`` bytes. Raises ``LabelTooLarge`` if it does not fit.

@@ -112,14 +112,10 @@ def blind_evaluate(sk: bytes, blinded_element: bytes, *, suite: Suite = RISTRETT
 def _finalize_hash(input: bytes, element: bytes, suite: Suite) -> bytes:
     # hashInput = I2OSP(len(input), 2) || input ||
     #             I2OSP(len(unblindedElement), 2) || unblindedElement || "Finalize"
-    return suite.hash(
-        len(input).to_bytes(2, "big") + input + len(element).to_bytes(2, "big") + element + STR_FINALIZE
-    )
+    return suite.hash(len(input).to_bytes(2, "big") + input + len(element).to_bytes(2, "big") + element + STR_FINALIZE)
 
 
-def finalize(
-    input: bytes, blind: bytes, evaluated_element: bytes, *, suite: Suite = RISTRETTO255_SHA512
-) -> bytes:
+def finalize(input: bytes, blind: bytes, evaluated_element: bytes, *, suite: Suite = RISTRETTO255_SHA512) -> bytes:
     """RFC 9497 ``Finalize(input, blind, evaluatedElement)``: return the ``Nh``-byte OPRF output.
 
     ``evaluated_element`` comes from the last custodian: raises ``MalformedElement`` if invalid.

@@ -124,8 +124,10 @@ def tokenize(
                     entry[1:] = ["evaluate", network.submit(_evaluated, evaluate, blinded)]
                 elif stage == "evaluate":
                     blind, evaluated = future.result()
-                    entry[1:] = ["finalize", pool.submit(finalize_and_derive_batch, batch, blind, evaluated,
-                                                         suite_id=suite_id)]
+                    entry[1:] = [
+                        "finalize",
+                        pool.submit(finalize_and_derive_batch, batch, blind, evaluated, suite_id=suite_id),
+                    ]
             head = pending[0]
             if head[1] == "finalize" and head[2].done():
                 pending.popleft()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import hmac
+from typing import cast
 
 import pysodium
 
@@ -120,7 +121,7 @@ class Ristretto255Sha512(Suite):
         # hash_to_ristretto255(msg): uniform_bytes = expand_message(msg, DST, 64);
         # P = ristretto255_map(uniform_bytes)
         uniform = self._h2g.expand(msg, 64)
-        return pysodium.crypto_core_ristretto255_from_hash(uniform)
+        return cast(bytes, pysodium.crypto_core_ristretto255_from_hash(uniform))
 
     def hash_to_scalar(self, msg: bytes, dst: bytes) -> bytes:
         # uniform_bytes = expand_message_xmd(msg, DST, 64), read as a 512-bit little-endian
@@ -128,7 +129,7 @@ class Ristretto255Sha512(Suite):
         expander = self._h2s.get(dst)
         if expander is None:
             expander = self._h2s.setdefault(dst, XmdExpander(dst, "sha512"))
-        return pysodium.crypto_core_ristretto255_scalar_reduce(expander.expand(msg, 64))
+        return cast(bytes, pysodium.crypto_core_ristretto255_scalar_reduce(expander.expand(msg, 64)))
 
     def deserialize_element(self, buf: bytes) -> bytes:
         if not isinstance(buf, (bytes, bytearray)) or len(buf) != self.Ne:
@@ -161,7 +162,7 @@ class Ristretto255Sha512(Suite):
         try:
             # libsodium decodes the element (rejecting invalid encodings) and fails when the
             # product is the identity, which covers an identity input too.
-            return pysodium.crypto_scalarmult_ristretto255(scalar, element)
+            return cast(bytes, pysodium.crypto_scalarmult_ristretto255(scalar, element))
         except ValueError:
             self.deserialize_element(element)
             raise MalformedElement("product is the identity element") from None
@@ -173,27 +174,27 @@ class Ristretto255Sha512(Suite):
         # libsodium 1.0.18 ignores, are checked here. On failure, deserialize_element says why.
         if isinstance(element, bytes) and len(element) == 32 and not element[31] & 0x80:
             try:
-                return pysodium.crypto_scalarmult_ristretto255(scalar, element)
+                return cast(bytes, pysodium.crypto_scalarmult_ristretto255(scalar, element))
             except ValueError:
                 pass
         self.deserialize_element(element)
         raise MalformedElement("product is the identity element")
 
     def scalar_mult_base(self, scalar: bytes) -> bytes:
-        return pysodium.crypto_scalarmult_ristretto255_base(scalar)
+        return cast(bytes, pysodium.crypto_scalarmult_ristretto255_base(scalar))
 
     def scalar_inverse(self, scalar: bytes) -> bytes:
         try:
-            return pysodium.crypto_core_ristretto255_scalar_invert(scalar)
+            return cast(bytes, pysodium.crypto_core_ristretto255_scalar_invert(scalar))
         except ValueError:
             raise MalformedScalar("zero scalar has no inverse") from None
 
     def scalar_mul(self, a: bytes, b: bytes) -> bytes:
-        return pysodium.crypto_core_ristretto255_scalar_mul(a, b)
+        return cast(bytes, pysodium.crypto_core_ristretto255_scalar_mul(a, b))
 
     def random_scalar(self) -> bytes:
         # libsodium draws uniformly from ]0, L[.
-        return pysodium.crypto_core_ristretto255_scalar_random()
+        return cast(bytes, pysodium.crypto_core_ristretto255_scalar_random())
 
 
 RISTRETTO255_SHA512 = Ristretto255Sha512()

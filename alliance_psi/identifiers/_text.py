@@ -72,9 +72,7 @@ def clean(raw: str, type_: IdentifierType) -> str:
 
 def remove_separators(text: str, extra: str = "") -> str:
     """Remove whitespace, dashes (Unicode Pd) and the characters in ``extra`` from ``text``."""
-    return "".join(
-        ch for ch in text if not (ch.isspace() or ch in extra or unicodedata.category(ch) == "Pd")
-    )
+    return "".join(ch for ch in text if not (ch.isspace() or ch in extra or unicodedata.category(ch) == "Pd"))
 
 
 def is_ascii_digits(text: str) -> bool:
@@ -83,9 +81,7 @@ def is_ascii_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
-def digit_string(
-    raw: str, type_: IdentifierType, lengths: range, *, separators: bool = True
-) -> str:
+def digit_string(raw: str, type_: IdentifierType, lengths: range, *, separators: bool = True) -> str:
     """Return the ASCII digits of ``raw`` after ``clean`` (and ``remove_separators`` unless
     ``separators`` is false), checking that their count is in ``lengths``.
 

@@ -62,7 +62,7 @@ def _decoded(raw: BinaryIO, path: Path) -> Iterator[str]:
     """Yield the text of ``raw`` in chunks, in the encoding the module docstring says."""
     data, offset = raw.read(_CHUNK), 0
     if data.startswith(codecs.BOM_UTF8):
-        encoding, data, offset = "utf-8", data[len(codecs.BOM_UTF8):], len(codecs.BOM_UTF8)
+        encoding, data, offset = "utf-8", data[len(codecs.BOM_UTF8) :], len(codecs.BOM_UTF8)
     else:
         while data and (ascii_end := _ASCII.match(data).end()) == len(data):  # type: ignore[union-attr]
             yield data.decode("ascii")
@@ -80,8 +80,10 @@ def _decoded(raw: BinaryIO, path: Path) -> Iterator[str]:
         try:
             yield decoder.decode(data, final=not data)
         except UnicodeDecodeError as exc:
-            raise ImportFileError(f"{path}: byte {exc.object[exc.start]:#04x} at offset {offset - pending + exc.start} "
-                                  f"is not valid {encoding.upper()}, the encoding of the file's start") from None
+            raise ImportFileError(
+                f"{path}: byte {exc.object[exc.start]:#04x} at offset {offset - pending + exc.start} "
+                f"is not valid {encoding.upper()}, the encoding of the file's start"
+            ) from None
         if not data:
             return
         offset, data = offset + len(data), raw.read(_CHUNK)
@@ -96,8 +98,10 @@ def _choose_encoding(window: bytes, offset: int, final: bool, path: Path) -> str
         except UnicodeDecodeError as exc:
             failed_at.append(exc.start)
     at = max(failed_at)  # Where the last candidate gave up.
-    raise ImportFileError(f"{path}: byte {window[at]:#04x} at offset {offset + at} is not valid UTF-8 or GB18030; "
-                          "save the file as CSV UTF-8")
+    raise ImportFileError(
+        f"{path}: byte {window[at]:#04x} at offset {offset + at} is not valid UTF-8 or GB18030; "
+        "save the file as CSV UTF-8"
+    )
 
 
 def _lines(chunks: Iterable[str]) -> Iterator[str]:
@@ -109,7 +113,7 @@ def _lines(chunks: Iterable[str]) -> Iterator[str]:
         for match in _LINE_END.finditer(pending):
             if match.end() == len(pending) and match.group() == "\r":
                 break  # A "\n" may follow in the next chunk.
-            yield pending[start:match.end()]
+            yield pending[start : match.end()]
             start = match.end()
         pending = pending[start:]
     if pending:

@@ -50,19 +50,49 @@ from alliance_psi.identifiers.registry import normalize
 from alliance_psi.identifiers.types import Identifier, IdentifierType
 
 __all__ = [
-    "CHINA_TIME", "COLUMN_ALIASES", "FIELDS", "ImportFileError", "ImportRecord", "Rejection", "count_rows",
+    "CHINA_TIME",
+    "COLUMN_ALIASES",
+    "FIELDS",
+    "ImportFileError",
+    "ImportRecord",
+    "Rejection",
+    "count_rows",
     "read_blacklist",
 ]
 
 FIELDS = ("type", "value", "category", "severity", "first_seen", "case_ref", "note", "expires_at")
 COLUMN_ALIASES = {name: name for name in FIELDS} | {
-    "类型": "type", "值": "value", "号码": "value", "类别": "category", "级别": "severity", "严重程度": "severity",
-    "首次发现": "first_seen", "案件编号": "case_ref", "备注": "note", "到期": "expires_at", "过期时间": "expires_at",
+    "类型": "type",
+    "值": "value",
+    "号码": "value",
+    "类别": "category",
+    "级别": "severity",
+    "严重程度": "severity",
+    "首次发现": "first_seen",
+    "案件编号": "case_ref",
+    "备注": "note",
+    "到期": "expires_at",
+    "过期时间": "expires_at",
 }
 # The Chinese names of the lead categories (DESIGN, "Lead categories") and of the severity levels.
-_CATEGORY_ALIASES = {name: name for name in CATEGORIES} | dict(zip(
-    ("代理维权", "反催收", "恶意投诉", "职业投诉人", "贷款中介", "羊毛党", "洗钱", "电信诈骗", "账户出租出借", "其他"),
-    CATEGORIES, strict=True))
+_CATEGORY_ALIASES = {name: name for name in CATEGORIES} | dict(
+    zip(
+        (
+            "代理维权",
+            "反催收",
+            "恶意投诉",
+            "职业投诉人",
+            "贷款中介",
+            "羊毛党",
+            "洗钱",
+            "电信诈骗",
+            "账户出租出借",
+            "其他",
+        ),
+        CATEGORIES,
+        strict=True,
+    )
+)
 _SEVERITY_ALIASES = {name: name for name in SEVERITIES} | {"一级": "level1", "二级": "level2"}
 _TYPES = frozenset(member.value for member in IdentifierType)
 CHINA_TIME = timezone(timedelta(hours=8), "Asia/Shanghai")
@@ -147,12 +177,13 @@ def count_rows(path: str | Path) -> int | None:
     path = Path(path)
     if path.suffix.lower() == ".xlsx":
         with _workbook(path) as workbook:
-            return workbook.active.max_row
+            return int(workbook.active.max_row)
     return count_lines(path)
 
 
-def _validated(rows: Iterator[_Row | Rejection], default_type: str | None, only_ids: bool) -> Iterator[
-        ImportRecord | Rejection]:
+def _validated(
+    rows: Iterator[_Row | Rejection], default_type: str | None, only_ids: bool
+) -> Iterator[ImportRecord | Rejection]:
     for row in rows:
         if isinstance(row, Rejection):
             yield row
@@ -183,10 +214,14 @@ def _record(row: _Row, default_type: str | None, only_ids: bool) -> ImportRecord
     if len(text["case_ref"].encode("utf-8")) > _MAX_CASE_REF_BYTES:
         raise _Reject("case_ref", f"too long: at most {_MAX_CASE_REF_BYTES} bytes (UTF-8), to fit the shared label")
     return ImportRecord(
-        row=row.row, type=type_name, canonical=canonical,
+        row=row.row,
+        type=type_name,
+        canonical=canonical,
         category=_choice(text["category"], "category", _CATEGORY_ALIASES, CATEGORIES) or "other",
         severity=_choice(text["severity"], "severity", _SEVERITY_ALIASES, SEVERITIES),
-        first_seen=_date(text["first_seen"]), case_ref=text["case_ref"] or None, note=text["note"] or None,
+        first_seen=_date(text["first_seen"]),
+        case_ref=text["case_ref"] or None,
+        note=text["note"] or None,
         expires_at=_expiry(text["expires_at"]),
     )
 
@@ -216,7 +251,10 @@ def _choice(text: str, name: str, aliases: Mapping[str, str], allowed: Iterable[
 
 def _date(text: str) -> date | None:
     try:
-        return date.fromisoformat(text) if _DATE.fullmatch(text) else _empty(text)
+        if _DATE.fullmatch(text):
+            return date.fromisoformat(text)
+        _empty(text)
+        return None
     except ValueError:
         raise _Reject("first_seen", "expected YYYY-MM-DD") from None
 
@@ -228,7 +266,8 @@ def _expiry(text: str) -> datetime | None:
         elif _DATETIME.fullmatch(text):
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         else:
-            return _empty(text)
+            _empty(text)
+            return None
     except ValueError:
         raise _Reject("expires_at", "expected YYYY-MM-DD or YYYY-MM-DD HH:MM[:SS][+HH:MM]") from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=CHINA_TIME)
@@ -261,8 +300,8 @@ def _tabular(rows: Iterator[tuple[int, list[Any]]], path: Path, default_type: st
     header = [name or f"column {index}" for index, name in enumerate(shown, 1)]
     fields = _header_fields(header, path, default_type)
     for number, shown, cells in non_blank:
-        raw = dict(zip(header, shown + [""] * (len(header) - len(shown))))
-        if extra := sum(1 for cell in shown[len(header):] if cell):
+        raw = dict(zip(header, shown + [""] * (len(header) - len(shown)), strict=False))
+        if extra := sum(1 for cell in shown[len(header) :] if cell):
             yield Rejection(number, "row", f"{extra} cell(s) beyond the header's {len(header)} columns", raw)
         else:
             yield _Row(number, {name: cells[index] for index, name in fields.items() if index < len(cells)}, raw)
@@ -345,7 +384,10 @@ def _json_row(number: int, line: str) -> _Row | Rejection:
 
 
 _READERS: dict[str, Callable[[Path, str | None], Iterator[_Row | Rejection]]] = {
-    ".csv": _csv_rows, ".jsonl": _jsonl_rows, ".ndjson": _jsonl_rows, ".xlsx": _xlsx_rows,
+    ".csv": _csv_rows,
+    ".jsonl": _jsonl_rows,
+    ".ndjson": _jsonl_rows,
+    ".xlsx": _xlsx_rows,
 }
 
 
@@ -367,4 +409,3 @@ def _workbook(path: Path) -> Iterator[Any]:
             yield workbook
         finally:
             workbook.close()
-

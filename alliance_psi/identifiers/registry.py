@@ -49,7 +49,7 @@ NORMALIZERS: Mapping[IdentifierType, Callable[[str], str]] = types.MappingProxyT
 )
 
 
-def normalize(type: str | IdentifierType, raw: str) -> Identifier:  # noqa: A002 (API name)
+def normalize(type: str | IdentifierType, raw: str) -> Identifier:
     """Normalize ``raw`` as an identifier of ``type`` (an ``IdentifierType`` or its value).
 
     Raises ``InvalidIdentifier`` for an unknown type (the reason lists the known ones) and for

@@ -33,8 +33,17 @@ __all__ = ["bank_cards", "blacklist_rows", "credit_codes", "mobile_numbers", "or
 # 174 (satellite and emergency services) and 179 are left out: most of their numbers are not
 # mobile numbers, and our normalizer rejects them.
 _MOBILE_PREFIXES = (
-    *range(130, 140), 145, 147, *range(150, 154), *range(155, 160), 166,
-    *range(170, 174), *range(175, 179), *range(180, 190), 198, 199,
+    *range(130, 140),
+    145,
+    147,
+    *range(150, 154),
+    *range(155, 160),
+    166,
+    *range(170, 174),
+    *range(175, 179),
+    *range(180, 190),
+    198,
+    199,
 )
 # Dongcheng (Beijing), Xuhui (Shanghai), Nanshan (Shenzhen), Wuhou (Chengdu), Xihu (Hangzhou),
 # Tianhe (Guangzhou), Jiang'an (Wuhan), Yanta (Xi'an), Heping (Tianjin), Gulou (Nanjing).
@@ -42,8 +51,16 @@ _REGIONS = ("110101", "310104", "440305", "510107", "330106", "440106", "420102"
 _BIRTH_START, _BIRTH_DAYS = date(1950, 1, 1), (date(2004, 12, 31) - date(1950, 1, 1)).days + 1
 # Common BINs of Chinese banks (ABC, CCB, ICBC, CMB, BOC, BOCOM), with the card length each issues.
 _CARD_BINS = (
-    ("622848", 19), ("621700", 19), ("622202", 19), ("621226", 19), ("622588", 16),
-    ("622700", 19), ("621661", 19), ("622262", 19), ("625965", 16), ("436742", 16),
+    ("622848", 19),
+    ("621700", 19),
+    ("622202", 19),
+    ("621226", 19),
+    ("622588", 16),
+    ("622700", 19),
+    ("621661", 19),
+    ("622262", 19),
+    ("625965", 16),
+    ("436742", 16),
 )
 # GB 11714-1997: weights of the 8 body characters; check = 11 - (sum mod 11), 10 -> X, 11 -> 0.
 _ORG_CODE_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
@@ -100,7 +117,10 @@ def bank_cards(rng: random.Random, n: int) -> list[str]:
 
 
 _GENERATORS: dict[str, Callable[[random.Random, int], list[str]]] = {
-    "phone": mobile_numbers, "id_card": resident_ids, "bank_card": bank_cards, "uscc": credit_codes,
+    "phone": mobile_numbers,
+    "id_card": resident_ids,
+    "bank_card": bank_cards,
+    "uscc": credit_codes,
 }
 
 
@@ -111,17 +131,23 @@ def blacklist_rows(rng: random.Random, n: int, *, categories: Sequence[str] = CA
     ``level2`` or empty), ``first_seen`` (``YYYY-MM-DD``, 2023-2025) and ``case_ref``
     (like ``ZJ-2026-000123``, the year of the case following the first sighting).
     """
-    names, weights = zip(*_TYPE_WEIGHTS, strict=True)
+    names = [name for name, _ in _TYPE_WEIGHTS]
+    weights = [weight for _, weight in _TYPE_WEIGHTS]
     types = rng.choices(names, weights=weights, k=n)
     values = {name: iter(_GENERATORS[name](rng, types.count(name))) for name in names}
-    rows = []
+    rows: list[dict[str, str]] = []
     for type_ in types:
         first_seen = _FIRST_SEEN_START + timedelta(days=rng.randrange(_FIRST_SEEN_DAYS))
-        rows.append({
-            "type": type_, "value": next(values[type_]), "category": rng.choice(categories),
-            "severity": rng.choice(_SEVERITIES), "first_seen": first_seen.isoformat(),
-            "case_ref": f"ZJ-{first_seen.year + 1}-{rng.randrange(1, 10**6):06d}",
-        })
+        rows.append(
+            {
+                "type": type_,
+                "value": next(values[type_]),
+                "category": rng.choice(categories),
+                "severity": rng.choice(_SEVERITIES),
+                "first_seen": first_seen.isoformat(),
+                "case_ref": f"ZJ-{first_seen.year + 1}-{rng.randrange(1, 10**6):06d}",
+            }
+        )
     return rows
 
 

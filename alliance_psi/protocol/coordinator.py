@@ -99,7 +99,13 @@ class CoordinatorRole:
         name: str = "coordinator",
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        self.uow, self.key, self.known_types, self.name, self.clock = uow, signing_key, frozenset(known_types), name, clock
+        self.uow, self.key, self.known_types, self.name, self.clock = (
+            uow,
+            signing_key,
+            frozenset(known_types),
+            name,
+            clock,
+        )
 
     # Rounds ------------------------------------------------------------------------------
 
@@ -109,15 +115,34 @@ class CoordinatorRole:
         now = self.clock()
         self._check_spec(spec, now)
         round_id = spec.round_id or f"r-{now:%Y%m%d}-{secrets.token_hex(3)}"
-        new = Round(round_id=round_id, name=spec.name, threshold=spec.threshold, key_epoch=spec.key_epoch,
-                    deadline=spec.deadline, allowed_types=tuple(spec.allowed_types), invited=spec.invited,
-                    share_labels=spec.share_labels, state=RoundState.OPEN, created_by=caller.name, created_at=now)
+        new = Round(
+            round_id=round_id,
+            name=spec.name,
+            threshold=spec.threshold,
+            key_epoch=spec.key_epoch,
+            deadline=spec.deadline,
+            allowed_types=tuple(spec.allowed_types),
+            invited=spec.invited,
+            share_labels=spec.share_labels,
+            state=RoundState.OPEN,
+            created_by=caller.name,
+            created_at=now,
+        )
         with self.uow() as tx:
             tx.repo.create_round(new)
-            tx.audit.append(actor=caller.name, action="round.create", at=now, detail={
-                "round_id": round_id, "threshold": spec.threshold, "key_epoch": spec.key_epoch,
-                "invited": list(spec.invited) if spec.invited is not None else None,
-                "share_labels": spec.share_labels, "deadline": spec.deadline.isoformat()})
+            tx.audit.append(
+                actor=caller.name,
+                action="round.create",
+                at=now,
+                detail={
+                    "round_id": round_id,
+                    "threshold": spec.threshold,
+                    "key_epoch": spec.key_epoch,
+                    "invited": list(spec.invited) if spec.invited is not None else None,
+                    "share_labels": spec.share_labels,
+                    "deadline": spec.deadline.isoformat(),
+                },
+            )
         return new
 
     def _check_spec(self, spec: RoundSpec, now: datetime) -> None:
@@ -138,7 +163,8 @@ class CoordinatorRole:
             bad = [m for m in spec.invited if not _ID.match(m)]
             if bad or len(set(spec.invited)) < max(spec.threshold, 1):
                 raise InvalidRequest(
-                    f"invited: need at least {spec.threshold} distinct valid member ids" + (f", bad: {bad[:5]}" if bad else "")
+                    f"invited: need at least {spec.threshold} distinct valid member ids"
+                    + (f", bad: {bad[:5]}" if bad else "")
                 )
 
     def get_round(self, caller: Identity, round_id: str) -> tuple[Round, int]:
@@ -182,8 +208,12 @@ class CoordinatorRole:
         with self.uow() as tx:
             if tx.repo.transition_round(round_id, RoundState.OPEN, RoundState.CLOSED, at=now, reason=reason):
                 discarded = tx.repo.discard_uncommitted(round_id)
-                tx.audit.append(actor=actor, action="round.close", at=now, detail={
-                    "round_id": round_id, "reason": reason, "discarded_uncommitted_items": discarded})
+                tx.audit.append(
+                    actor=actor,
+                    action="round.close",
+                    at=now,
+                    detail={"round_id": round_id, "reason": reason, "discarded_uncommitted_items": discarded},
+                )
 
     # Submissions -------------------------------------------------------------------------
 
@@ -207,8 +237,9 @@ class CoordinatorRole:
             raise InvalidRequest(f"chunk_index: must be 0 to {_MAX_CHUNK_INDEX - 1}")
         size = len(chunk.items) + len(chunk.removals)
         if not 1 <= size <= MAX_CHUNK_ITEMS:
-            raise InvalidRequest(f"chunk {chunk.chunk_index}: must hold 1 to {MAX_CHUNK_ITEMS} items and removals, "
-                                 f"got {size}")
+            raise InvalidRequest(
+                f"chunk {chunk.chunk_index}: must hold 1 to {MAX_CHUNK_ITEMS} items and removals, got {size}"
+            )
         for position, (token, label) in enumerate(chunk.items):
             try:
                 check_item(token, label)
@@ -226,12 +257,28 @@ class CoordinatorRole:
             found = self._open_round_for(tx, caller, chunk.round_id)
             if not found.share_labels and any(label for _, label in chunk.items):
                 raise InvalidRequest(f"round {chunk.round_id} does not share labels; send tokens only")
-            stored = tx.repo.stage_chunk(chunk.round_id, caller.name, chunk.chunk_index, chunk.items,
-                                         chunk.chunk_digest, at=now, removals=chunk.removals, replace=chunk.replace)
+            stored = tx.repo.stage_chunk(
+                chunk.round_id,
+                caller.name,
+                chunk.chunk_index,
+                chunk.items,
+                chunk.chunk_digest,
+                at=now,
+                removals=chunk.removals,
+                replace=chunk.replace,
+            )
             if stored:
-                tx.audit.append(actor=caller.name, action="submission.chunk", at=now, detail={
-                    "round_id": chunk.round_id, "chunk_index": chunk.chunk_index, "items": len(chunk.items),
-                    "removals": len(chunk.removals)})
+                tx.audit.append(
+                    actor=caller.name,
+                    action="submission.chunk",
+                    at=now,
+                    detail={
+                        "round_id": chunk.round_id,
+                        "chunk_index": chunk.chunk_index,
+                        "items": len(chunk.items),
+                        "removals": len(chunk.removals),
+                    },
+                )
             return stored
 
     def submission_status(self, caller: Identity, round_id: str) -> SubmissionStatus:
@@ -252,11 +299,28 @@ class CoordinatorRole:
         with self.uow() as tx:
             found = self._open_round_for(tx, caller, round_id)
             status = tx.repo.commit_submission(
-                round_id, caller.name, item_count=commit.item_count, digest=commit.digest, at=now,
-                replace=commit.replace, set_count=commit.set_count, set_digest=commit.set_digest)
-            tx.audit.append(actor=caller.name, action="submission.commit", at=now, detail={
-                "round_id": round_id, "items": commit.item_count, "digest": commit.digest.hex(),
-                "replace": commit.replace, "set_count": commit.set_count, "set_digest": commit.set_digest.hex()})
+                round_id,
+                caller.name,
+                item_count=commit.item_count,
+                digest=commit.digest,
+                at=now,
+                replace=commit.replace,
+                set_count=commit.set_count,
+                set_digest=commit.set_digest,
+            )
+            tx.audit.append(
+                actor=caller.name,
+                action="submission.commit",
+                at=now,
+                detail={
+                    "round_id": round_id,
+                    "items": commit.item_count,
+                    "digest": commit.digest.hex(),
+                    "replace": commit.replace,
+                    "set_count": commit.set_count,
+                    "set_digest": commit.set_digest.hex(),
+                },
+            )
             everyone_in = found.invited is not None and set(found.invited) <= set(tx.repo.committed_members(round_id))
         if everyone_in:
             self._close(round_id, "all invited members committed", actor=self.name)
@@ -286,17 +350,35 @@ class CoordinatorRole:
                     peers = tuple(lbl for m, lbl in group.holders if m != member and lbl) if found.share_labels else ()
                     matches[member].append(MatchedToken(group.token, group.count, peers))
             for member in members:
-                result = MemberResult(round_id, member, found.key_epoch, found.threshold,
-                                      tx.repo.submitted_count(round_id, member), tuple(matches[member]))
+                result = MemberResult(
+                    round_id,
+                    member,
+                    found.key_epoch,
+                    found.threshold,
+                    tx.repo.submitted_count(round_id, member),
+                    tuple(matches[member]),
+                )
                 payload, signature = sign_result(self.key, result)
                 tx.repo.store_result(round_id, member, payload, signature, at=now)
-                tx.audit.append(actor=self.name, action="result.issue", at=now, detail={
-                    "round_id": round_id, "member_id": member, "matches": len(result.matches),
-                    "payload_sha256": hashlib.sha256(payload).hexdigest()})
+                tx.audit.append(
+                    actor=self.name,
+                    action="result.issue",
+                    at=now,
+                    detail={
+                        "round_id": round_id,
+                        "member_id": member,
+                        "matches": len(result.matches),
+                        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+                    },
+                )
             tx.repo.record_holder_counts(round_id, dict(sorted(by_holders.items())))
             tx.repo.transition_round(round_id, RoundState.CLOSED, RoundState.MATCHED, at=now)
-            tx.audit.append(actor=self.name, action="round.matched", at=now, detail={
-                "round_id": round_id, "members": len(members), "matched_tokens": matched_tokens})
+            tx.audit.append(
+                actor=self.name,
+                action="round.matched",
+                at=now,
+                detail={"round_id": round_id, "members": len(members), "matched_tokens": matched_tokens},
+            )
 
     def get_result(self, caller: Identity, round_id: str) -> tuple[bytes, bytes]:
         """The caller's own signed result. ``NotFound`` before matching or without a commit."""
@@ -340,5 +422,3 @@ def _groups(rows: Iterator[tuple[bytes, str, bytes | None, int]]) -> Iterator[_G
 def _require(caller: Identity, role: Role, action: str) -> None:
     if caller.role is not role:
         raise NotAuthorized(f"role {caller.role} may not {action}")
-
-

@@ -40,8 +40,13 @@ class LeadLabel:
             raise ValueError(f"severity {self.severity!r}: one of {', '.join(SEVERITIES)}")
 
     def encode(self) -> bytes:
-        fields = {"c": self.category, "s": self.severity, "f": self.first_seen.isoformat() if self.first_seen else None,
-                  "r": self.case_ref, "m": self.member}
+        fields = {
+            "c": self.category,
+            "s": self.severity,
+            "f": self.first_seen.isoformat() if self.first_seen else None,
+            "r": self.case_ref,
+            "m": self.member,
+        }
         compact = {k: v for k, v in fields.items() if v is not None}
         return json.dumps(compact, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
@@ -104,7 +109,19 @@ def build_leads(
                 labels.append(LeadLabel.decode(open_label(label_keys[match.match_token], sealed, context)))
             except (InvalidLabel, KeyError):
                 unreadable += 1
-        found.append(Lead(type_, canonical, category, severity, case_ref, first_seen, match.holder_count,
-                          match.match_token, tuple(labels), unreadable))
+        found.append(
+            Lead(
+                type_,
+                canonical,
+                category,
+                severity,
+                case_ref,
+                first_seen,
+                match.holder_count,
+                match.match_token,
+                tuple(labels),
+                unreadable,
+            )
+        )
     found.sort(key=lambda lead: (-lead.holder_count, _SEVERITY_RANK.get(lead.severity, 2), lead.type, lead.canonical))
     return found

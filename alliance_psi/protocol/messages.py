@@ -49,15 +49,27 @@ def _ts(value: datetime | None) -> Timestamp | None:
 def _dt(message: object, field: str) -> datetime | None:
     if not message.HasField(field):  # type: ignore[attr-defined]
         return None
-    return getattr(message, field).ToDatetime(tzinfo=UTC)
+    value: datetime = getattr(message, field).ToDatetime(tzinfo=UTC)
+    return value
 
 
 def round_to_pb(r: Round, committed_count: int) -> pb_coordinator.RoundInfo:
     return pb_coordinator.RoundInfo(
-        round_id=r.round_id, name=r.name, threshold=r.threshold, key_epoch=r.key_epoch, deadline=_ts(r.deadline),
-        allowed_types=list(r.allowed_types), invited=list(r.invited or ()), invite_all=r.invited is None,
-        share_labels=r.share_labels, state=r.state.value, created_by=r.created_by, created_at=_ts(r.created_at),
-        closed_at=_ts(r.closed_at), close_reason=r.close_reason, matched_at=_ts(r.matched_at),
+        round_id=r.round_id,
+        name=r.name,
+        threshold=r.threshold,
+        key_epoch=r.key_epoch,
+        deadline=_ts(r.deadline),
+        allowed_types=list(r.allowed_types),
+        invited=list(r.invited or ()),
+        invite_all=r.invited is None,
+        share_labels=r.share_labels,
+        state=r.state.value,
+        created_by=r.created_by,
+        created_at=_ts(r.created_at),
+        closed_at=_ts(r.closed_at),
+        close_reason=r.close_reason,
+        matched_at=_ts(r.matched_at),
         committed_count=committed_count,
     )
 
@@ -67,10 +79,19 @@ def round_from_pb(m: pb_coordinator.RoundInfo) -> tuple[Round, int]:
     if deadline is None:
         raise InvalidRequest("deadline: required")
     r = Round(
-        round_id=m.round_id, name=m.name, threshold=m.threshold, key_epoch=m.key_epoch, deadline=deadline,
-        allowed_types=tuple(m.allowed_types), invited=None if m.invite_all else tuple(m.invited),
-        share_labels=m.share_labels, state=RoundState(m.state), created_by=m.created_by,
-        created_at=_dt(m, "created_at"), closed_at=_dt(m, "closed_at"), close_reason=m.close_reason,
+        round_id=m.round_id,
+        name=m.name,
+        threshold=m.threshold,
+        key_epoch=m.key_epoch,
+        deadline=deadline,
+        allowed_types=tuple(m.allowed_types),
+        invited=None if m.invite_all else tuple(m.invited),
+        share_labels=m.share_labels,
+        state=RoundState(m.state),
+        created_by=m.created_by,
+        created_at=_dt(m, "created_at"),
+        closed_at=_dt(m, "closed_at"),
+        close_reason=m.close_reason,
         matched_at=_dt(m, "matched_at"),
     )
     return r, m.committed_count
@@ -78,8 +99,13 @@ def round_from_pb(m: pb_coordinator.RoundInfo) -> tuple[Round, int]:
 
 def round_spec_to_pb(spec: RoundSpec) -> pb_coordinator.CreateRoundRequest:
     return pb_coordinator.CreateRoundRequest(
-        round_id=spec.round_id, name=spec.name, threshold=spec.threshold, key_epoch=spec.key_epoch,
-        deadline=_ts(spec.deadline), allowed_types=list(spec.allowed_types), invited=list(spec.invited or ()),
+        round_id=spec.round_id,
+        name=spec.name,
+        threshold=spec.threshold,
+        key_epoch=spec.key_epoch,
+        deadline=_ts(spec.deadline),
+        allowed_types=list(spec.allowed_types),
+        invited=list(spec.invited or ()),
         share_labels=spec.share_labels,
     )
 
@@ -89,17 +115,25 @@ def round_spec_from_pb(m: pb_coordinator.CreateRoundRequest) -> RoundSpec:
     if deadline is None:
         raise InvalidRequest("deadline: required")
     return RoundSpec(
-        name=m.name, threshold=m.threshold, key_epoch=m.key_epoch, deadline=deadline,
-        allowed_types=tuple(m.allowed_types), invited=tuple(m.invited) or None, share_labels=m.share_labels,
+        name=m.name,
+        threshold=m.threshold,
+        key_epoch=m.key_epoch,
+        deadline=deadline,
+        allowed_types=tuple(m.allowed_types),
+        invited=tuple(m.invited) or None,
+        share_labels=m.share_labels,
         round_id=m.round_id,
     )
 
 
 def chunk_to_pb(chunk: Chunk) -> pb_coordinator.SubmissionChunk:
     return pb_coordinator.SubmissionChunk(
-        round_id=chunk.round_id, chunk_index=chunk.chunk_index, chunk_digest=chunk.chunk_digest,
+        round_id=chunk.round_id,
+        chunk_index=chunk.chunk_index,
+        chunk_digest=chunk.chunk_digest,
         items=[pb_coordinator.SubmittedToken(match_token=t, sealed_label=lbl or b"") for t, lbl in chunk.items],
-        removed_tokens=list(chunk.removals), delta=not chunk.replace,
+        removed_tokens=list(chunk.removals),
+        delta=not chunk.replace,
     )
 
 
@@ -107,15 +141,22 @@ def chunk_from_pb(m: pb_coordinator.SubmissionChunk) -> Chunk:
     if not m.round_id:
         raise InvalidRequest("round_id: required")
     return Chunk(
-        round_id=m.round_id, chunk_index=m.chunk_index, chunk_digest=m.chunk_digest,
+        round_id=m.round_id,
+        chunk_index=m.chunk_index,
+        chunk_digest=m.chunk_digest,
         items=tuple((item.match_token, item.sealed_label or None) for item in m.items),
-        removals=tuple(m.removed_tokens), replace=not m.delta,
+        removals=tuple(m.removed_tokens),
+        replace=not m.delta,
     )
 
 
 def commit_to_pb(c: Commit) -> pb_coordinator.CommitSubmissionRequest:
     return pb_coordinator.CommitSubmissionRequest(
-        round_id=c.round_id, item_count=c.item_count, digest=c.digest, delta=not c.replace, set_count=c.set_count,
+        round_id=c.round_id,
+        item_count=c.item_count,
+        digest=c.digest,
+        delta=not c.replace,
+        set_count=c.set_count,
         set_digest=c.set_digest,
     )
 
@@ -123,26 +164,45 @@ def commit_to_pb(c: Commit) -> pb_coordinator.CommitSubmissionRequest:
 def commit_from_pb(m: pb_coordinator.CommitSubmissionRequest) -> Commit:
     if not m.round_id:
         raise InvalidRequest("round_id: required")
-    return Commit(round_id=m.round_id, item_count=m.item_count, digest=m.digest, set_count=m.set_count,
-                  set_digest=m.set_digest, replace=not m.delta)
+    return Commit(
+        round_id=m.round_id,
+        item_count=m.item_count,
+        digest=m.digest,
+        set_count=m.set_count,
+        set_digest=m.set_digest,
+        replace=not m.delta,
+    )
 
 
 def status_to_pb(s: SubmissionStatus) -> pb_coordinator.SubmissionInfo:
     return pb_coordinator.SubmissionInfo(
-        round_id=s.round_id, state=s.state.value, chunks=list(s.chunks), item_count=s.item_count, digest=s.digest,
-        set_count=s.set_count, set_digest=s.set_digest,
+        round_id=s.round_id,
+        state=s.state.value,
+        chunks=list(s.chunks),
+        item_count=s.item_count,
+        digest=s.digest,
+        set_count=s.set_count,
+        set_digest=s.set_digest,
     )
 
 
 def status_from_pb(m: pb_coordinator.SubmissionInfo, member_id: str) -> SubmissionStatus:
     return SubmissionStatus(
-        round_id=m.round_id, member_id=member_id, state=SubmissionState(m.state), chunks=tuple(m.chunks),
-        item_count=m.item_count, digest=m.digest, set_count=m.set_count, set_digest=m.set_digest,
+        round_id=m.round_id,
+        member_id=member_id,
+        state=SubmissionState(m.state),
+        chunks=tuple(m.chunks),
+        item_count=m.item_count,
+        digest=m.digest,
+        set_count=m.set_count,
+        set_digest=m.set_digest,
     )
 
 
 def epoch_to_pb(s: EpochStatus) -> pb_custodian.EpochInfo:
-    return pb_custodian.EpochInfo(key_epoch=s.key_epoch, suite=s.suite, quota=s.quota, used=s.used, custodian=s.custodian)
+    return pb_custodian.EpochInfo(
+        key_epoch=s.key_epoch, suite=s.suite, quota=s.quota, used=s.used, custodian=s.custodian
+    )
 
 
 def epoch_from_pb(m: pb_custodian.EpochInfo) -> EpochStatus:

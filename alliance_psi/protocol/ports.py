@@ -37,14 +37,29 @@ class CoordinatorRepo(Protocol):
         self, round_id: str, from_state: RoundState, to_state: RoundState, *, at: datetime, reason: str = ""
     ) -> bool: ...
     def stage_chunk(
-        self, round_id: str, member_id: str, chunk_index: int,
-        items: Sequence[tuple[bytes, bytes | None]], chunk_digest: bytes, *, at: datetime,
-        removals: Sequence[bytes] = (), replace: bool = True,
+        self,
+        round_id: str,
+        member_id: str,
+        chunk_index: int,
+        items: Sequence[tuple[bytes, bytes | None]],
+        chunk_digest: bytes,
+        *,
+        at: datetime,
+        removals: Sequence[bytes] = (),
+        replace: bool = True,
     ) -> bool: ...
     def submission_status(self, round_id: str, member_id: str) -> SubmissionStatus: ...
     def commit_submission(
-        self, round_id: str, member_id: str, *, item_count: int, digest: bytes, at: datetime,
-        replace: bool = True, set_count: int | None = None, set_digest: bytes | None = None,
+        self,
+        round_id: str,
+        member_id: str,
+        *,
+        item_count: int,
+        digest: bytes,
+        at: datetime,
+        replace: bool = True,
+        set_count: int | None = None,
+        set_digest: bytes | None = None,
     ) -> SubmissionStatus: ...
     def record_holder_counts(self, round_id: str, counts: dict[int, int]) -> None: ...
     def discard_uncommitted(self, round_id: str) -> int: ...
@@ -53,7 +68,9 @@ class CoordinatorRepo(Protocol):
         self, round_id: str, threshold: int, *, labels: bool = True
     ) -> Iterator[tuple[bytes, str, bytes | None, int]]: ...
     def submitted_count(self, round_id: str, member_id: str) -> int: ...
-    def store_result(self, round_id: str, member_id: str, payload: bytes, signature: bytes, *, at: datetime) -> None: ...
+    def store_result(
+        self, round_id: str, member_id: str, payload: bytes, signature: bytes, *, at: datetime
+    ) -> None: ...
     def get_result(self, round_id: str, member_id: str) -> tuple[bytes, bytes]: ...
 
 

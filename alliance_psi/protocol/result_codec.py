@@ -35,9 +35,15 @@ def _lp(text: str) -> bytes:
 
 def encode_result(result: MemberResult) -> bytes:
     """The canonical bytes of ``result`` (matches and labels sorted here, whatever their order)."""
-    parts = [_MAGIC, _lp(result.round_id), _lp(result.member_id), _lp(result.key_epoch),
-             result.threshold.to_bytes(2, "big"), result.submitted_count.to_bytes(8, "big"),
-             len(result.matches).to_bytes(4, "big")]
+    parts = [
+        _MAGIC,
+        _lp(result.round_id),
+        _lp(result.member_id),
+        _lp(result.key_epoch),
+        result.threshold.to_bytes(2, "big"),
+        result.submitted_count.to_bytes(8, "big"),
+        len(result.matches).to_bytes(4, "big"),
+    ]
     for match in sorted(result.matches, key=lambda m: m.match_token):
         parts += [match.match_token, match.holder_count.to_bytes(4, "big"), len(match.peer_labels).to_bytes(2, "big")]
         for label in sorted(match.peer_labels):
@@ -90,9 +96,7 @@ def sign_result(key: SigningKey, result: MemberResult) -> tuple[bytes, bytes]:
     return payload, key.sign(RESULT_CONTEXT, payload)
 
 
-def open_result(
-    public_key: bytes, payload: bytes, signature: bytes, *, round_id: str, member_id: str
-) -> MemberResult:
+def open_result(public_key: bytes, payload: bytes, signature: bytes, *, round_id: str, member_id: str) -> MemberResult:
     """Verify, parse and check a result meant for ``member_id`` in ``round_id``.
 
     Raises ``InvalidSignature`` if the signature does not verify or the result is for another

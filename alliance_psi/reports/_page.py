@@ -9,8 +9,10 @@ from __future__ import annotations
 
 __all__ = ["SCRIPT", "STYLE"]
 
-_SANS = ('system-ui,-apple-system,"Segoe UI","PingFang SC","Hiragino Sans GB","Microsoft YaHei",'
-         '"Noto Sans CJK SC","Source Han Sans SC","WenQuanYi Micro Hei",sans-serif')
+_SANS = (
+    'system-ui,-apple-system,"Segoe UI","PingFang SC","Hiragino Sans GB","Microsoft YaHei",'
+    '"Noto Sans CJK SC","Source Han Sans SC","WenQuanYi Micro Hei",sans-serif'
+)
 _MONO = 'ui-monospace,"SFMono-Regular",Menlo,Consolas,"Noto Sans Mono CJK SC","WenQuanYi Micro Hei Mono",monospace'
 
 STYLE = (

@@ -49,9 +49,20 @@ CATEGORY_NAMES = {
 }
 SEVERITY_NAMES = {"level1": "一级", "level2": "二级"}
 TYPE_NAMES = {
-    "phone": "手机号", "id_card": "身份证号", "bank_card": "银行卡号", "bank_account": "银行账号",
-    "uscc": "统一社会信用代码", "email": "电子邮箱", "ip": "IP 地址", "imei": "IMEI", "device_id": "设备号",
-    "wechat_id": "微信号", "qq": "QQ 号", "alipay_account": "支付宝账号", "org_name": "机构名称", "domain": "域名",
+    "phone": "手机号",
+    "id_card": "身份证号",
+    "bank_card": "银行卡号",
+    "bank_account": "银行账号",
+    "uscc": "统一社会信用代码",
+    "email": "电子邮箱",
+    "ip": "IP 地址",
+    "imei": "IMEI",
+    "device_id": "设备号",
+    "wechat_id": "微信号",
+    "qq": "QQ 号",
+    "alipay_account": "支付宝账号",
+    "org_name": "机构名称",
+    "domain": "域名",
 }
 _SEVERITY_RANK = {"level1": 0, "level2": 1}
 
@@ -63,8 +74,13 @@ def lead_sort_key(lead: Lead) -> tuple[int, int, str, str]:
 
 def _peer_sort_key(label: LeadLabel) -> tuple[int, str, str, date, str]:
     # Sealed labels arrive in ciphertext order, which means nothing; show them in a stable one.
-    return (_SEVERITY_RANK.get(label.severity or "", 2), label.category, label.member or "",
-            label.first_seen or date.min, label.case_ref or "")
+    return (
+        _SEVERITY_RANK.get(label.severity or "", 2),
+        label.category,
+        label.member or "",
+        label.first_seen or date.min,
+        label.case_ref or "",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +159,12 @@ def build_report(
     if at.tzinfo is None:
         raise ValueError("generated_at must be timezone-aware")
     signed = {match.match_token: match.holder_count for match in result.matches}
-    ordered = tuple(sorted((replace(lead, peer_labels=tuple(sorted(lead.peer_labels, key=_peer_sort_key)))
-                            for lead in leads), key=lead_sort_key))
+    ordered = tuple(
+        sorted(
+            (replace(lead, peer_labels=tuple(sorted(lead.peer_labels, key=_peer_sort_key))) for lead in leads),
+            key=lead_sort_key,
+        )
+    )
     for lead in ordered:
         if signed.get(lead.match_token) != lead.holder_count:
             raise ValueError(f"a {lead.type} lead does not match the result it is reported with")

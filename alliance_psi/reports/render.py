@@ -132,10 +132,17 @@ def render_csv(report: LeadReport) -> bytes:
     writer.writerow(CSV_COLUMNS)
     for number, lead in enumerate(report.leads, start=1):
         row = (
-            number, lead.type, lead.canonical, lead.holder_count, lead.category, lead.severity, lead.case_ref,
+            number,
+            lead.type,
+            lead.canonical,
+            lead.holder_count,
+            lead.category,
+            lead.severity,
+            lead.case_ref,
             lead.first_seen.isoformat() if lead.first_seen else "",
             "; ".join(describe_peer(label) for label in lead.peer_labels),
-            lead.unreadable_labels, lead.match_token.hex(),
+            lead.unreadable_labels,
+            lead.match_token.hex(),
         )
         writer.writerow([_neutralized(cell) for cell in row])
     return out.getvalue().encode("utf-8-sig")

@@ -30,8 +30,17 @@ __all__ = ["render_html"]
 _CHART_WIDTH, _LABEL_WIDTH, _ROW_HEIGHT, _BAR_HEIGHT = 360, 100, 28, 16
 _DASH = '<span class="muted">—</span>'
 _NOWRAP_CHARS = 24  # Values up to this long (phones, ID and card numbers) stay on one line.
-_HEAD = ("#", "类型 Type", "标识值 Value", "持有机构 Holders", "本行类别 Category", "等级 Severity",
-         "案件编号 Case ref", "首次发现 First seen", "同业标签 Peer labels")
+_HEAD = (
+    "#",
+    "类型 Type",
+    "标识值 Value",
+    "持有机构 Holders",
+    "本行类别 Category",
+    "等级 Severity",
+    "案件编号 Case ref",
+    "首次发现 First seen",
+    "同业标签 Peer labels",
+)
 
 
 def _e(value: object) -> str:
@@ -59,8 +68,12 @@ def bar_chart(rows: Sequence[tuple[str, int]], *, title: str) -> str:
     top = max(value for _, value in rows) or 1
     span = _CHART_WIDTH - _LABEL_WIDTH - 36  # Room is left for the value after the longest bar.
     height = len(rows) * _ROW_HEIGHT + 8
-    parts = [f'<svg class="chart" viewBox="0 0 {_CHART_WIDTH} {height}" width="{_CHART_WIDTH}" height="{height}" '
-             f'role="img" aria-label="{_e(title)}"><title>{_e(title)}</title>']
+    parts = [
+        (
+            f'<svg class="chart" viewBox="0 0 {_CHART_WIDTH} {height}" width="{_CHART_WIDTH}" height="{height}" '
+            f'role="img" aria-label="{_e(title)}"><title>{_e(title)}</title>'
+        )
+    ]
     for index, (label, value) in enumerate(rows):
         y = 4 + index * _ROW_HEIGHT
         middle = y + _ROW_HEIGHT / 2
@@ -114,31 +127,45 @@ def _card(value: object, label: str) -> str:
 
 def _summary(report: LeadReport) -> str:
     top = max((lead.holder_count for lead in report.leads), default=0)
-    cards = "".join((
-        _card(len(report.leads), "线索 Leads"), _card(report.by_severity().get("level1", 0), "一级 Level 1"),
-        _card(top or "—", "最多持有机构 Most holders"), _card(report.submitted_count, "本行提交 Submitted"),
-        _card(f"≥ {report.threshold}", "门限 Threshold"),
-    ))
+    cards = "".join(
+        (
+            _card(len(report.leads), "线索 Leads"),
+            _card(report.by_severity().get("level1", 0), "一级 Level 1"),
+            _card(top or "—", "最多持有机构 Most holders"),
+            _card(report.submitted_count, "本行提交 Submitted"),
+            _card(f"≥ {report.threshold}", "门限 Threshold"),
+        )
+    )
     charts = [
         ("按本行类别 · By own category", [(CATEGORY_NAMES.get(k, k), v) for k, v in report.by_category().items()]),
         ("按持有机构数 · By holder count", [(f"{k} 家机构", v) for k, v in report.by_holder_count().items()]),
-        ("同业标签类别 · Peer categories", [(CATEGORY_NAMES.get(k, k), v) for k, v in report.by_peer_category().items()]),
+        (
+            "同业标签类别 · Peer categories",
+            [(CATEGORY_NAMES.get(k, k), v) for k, v in report.by_peer_category().items()],
+        ),
     ]
-    figures = "".join(f'<figure class="panel"><figcaption>{_e(title)}</figcaption>{bar_chart(rows, title=title)}'
-                      "</figure>" for title, rows in charts)
+    figures = "".join(
+        f'<figure class="panel"><figcaption>{_e(title)}</figcaption>{bar_chart(rows, title=title)}</figure>'
+        for title, rows in charts
+    )
     return f'<section class="cards" id="summary">{cards}</section><section class="charts">{figures}</section>'
 
 
 def _header(report: LeadReport) -> str:
-    facts = [("轮次 Round", report.round_id), ("本机构 Member", report.member_id),
-             ("密钥周期 Key epoch", report.key_epoch),
-             ("生成时间 Generated", report.generated_at.strftime("%Y-%m-%d %H:%M UTC")),
-             ("协调方签名密钥 Signed by", report.key_id)]
+    facts = [
+        ("轮次 Round", report.round_id),
+        ("本机构 Member", report.member_id),
+        ("密钥周期 Key epoch", report.key_epoch),
+        ("生成时间 Generated", report.generated_at.strftime("%Y-%m-%d %H:%M UTC")),
+        ("协调方签名密钥 Signed by", report.key_id),
+    ]
     meta = "".join(f"<div><dt>{label}</dt><dd>{_e(value)}</dd></div>" for label, value in facts)
-    return ('<header class="top"><div class="inner"><div class="eyebrow">反欺诈联盟 · 线索对碰报告 Lead report</div>'
-            f'<h1>{_e(report.round_name)}</h1><dl class="meta">{meta}</dl>'
-            '<p class="notice">内部资料：含原始标识，仅限调查人员使用，请勿外传。'
-            "Confidential: contains raw identifiers.</p></div></header>")
+    return (
+        '<header class="top"><div class="inner"><div class="eyebrow">反欺诈联盟 · 线索对碰报告 Lead report</div>'
+        f'<h1>{_e(report.round_name)}</h1><dl class="meta">{meta}</dl>'
+        '<p class="notice">内部资料：含原始标识，仅限调查人员使用，请勿外传。'
+        "Confidential: contains raw identifiers.</p></div></header>"
+    )
 
 
 def _leads(report: LeadReport) -> str:
@@ -148,11 +175,13 @@ def _leads(report: LeadReport) -> str:
         rows = f'<tr class="none"><td colspan="{len(_HEAD)}">本轮没有线索 No leads in this round</td></tr>'
     # Each heading is "中文 English": Chinese on top, English below it in small type.
     head = "".join(f'<th>{zh}<span class="en">{en}</span></th>' for zh, _, en in (h.partition(" ") for h in _HEAD))
-    return ('<section class="panel leads"><div class="toolbar"><h2>线索明细 Leads</h2>'
-            '<input id="q" type="search" autocomplete="off" placeholder="搜索标识、类别、机构… Search" '
-            f'aria-label="搜索 Search"><span id="shown" class="muted">共 {len(report.leads)} 条</span></div>'
-            f'<div class="scroll"><table id="leads"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
-            "</div></section>")
+    return (
+        '<section class="panel leads"><div class="toolbar"><h2>线索明细 Leads</h2>'
+        '<input id="q" type="search" autocomplete="off" placeholder="搜索标识、类别、机构… Search" '
+        f'aria-label="搜索 Search"><span id="shown" class="muted">共 {len(report.leads)} 条</span></div>'
+        f'<div class="scroll"><table id="leads"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+        "</div></section>"
+    )
 
 
 def _embedded_json(report: LeadReport) -> str:
@@ -164,8 +193,10 @@ def _embedded_json(report: LeadReport) -> str:
 
 def render_html(report: LeadReport) -> bytes:
     """The whole report as one UTF-8 HTML page (see the module docstring for its security properties)."""
-    policy = (f"default-src 'none'; style-src {_csp_hash(STYLE)}; script-src {_csp_hash(SCRIPT)}; "
-              "img-src 'none'; connect-src 'none'; base-uri 'none'; form-action 'none'")
+    policy = (
+        f"default-src 'none'; style-src {_csp_hash(STYLE)}; script-src {_csp_hash(SCRIPT)}; "
+        "img-src 'none'; connect-src 'none'; base-uri 'none'; form-action 'none'"
+    )
     page = (
         '<!DOCTYPE html>\n<html lang="zh-CN"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{policy}"><meta name="referrer" content="no-referrer">'

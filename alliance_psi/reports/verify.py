@@ -110,8 +110,7 @@ def _parse(data: bytes) -> dict[str, Any]:
         raise ReportMismatch(f"not a lead report: 'format' is not {REPORT_FORMAT!r}")
     version = doc.get("format_version")
     if version != REPORT_FORMAT_VERSION or isinstance(version, bool):
-        raise ReportMismatch(
-            f"unknown report format version {version!r} (this verifier knows {REPORT_FORMAT_VERSION})")
+        raise ReportMismatch(f"unknown report format version {version!r} (this verifier knows {REPORT_FORMAT_VERSION})")
     return doc
 
 
@@ -120,7 +119,8 @@ def _signed_result(doc: dict[str, Any], public_key: bytes) -> tuple[MemberResult
     payload, signature = _b64(evidence, "payload_b64"), _b64(evidence, "signature_b64")
     if len(signature) != _SIGNATURE_BYTES:
         raise ReportMismatch(
-            f"evidence signature is {len(signature)} bytes; an Ed25519 signature is {_SIGNATURE_BYTES}")
+            f"evidence signature is {len(signature)} bytes; an Ed25519 signature is {_SIGNATURE_BYTES}"
+        )
     round_id, member_id = _field(doc, "round_id", str, "report"), _field(doc, "member_id", str, "report")
     try:
         result = open_result(public_key, payload, signature, round_id=round_id, member_id=member_id)
@@ -140,9 +140,13 @@ def _peer(obj: Any, where: str) -> LeadLabel:
     if not isinstance(obj, dict):
         raise ReportMismatch(f"{where}: must be an object")
     try:
-        return LeadLabel(_field(obj, "category", str, where), _field(obj, "severity", str, where, optional=True),
-                         _date(obj, "first_seen", where), _field(obj, "case_ref", str, where, optional=True),
-                         _field(obj, "member", str, where, optional=True))
+        return LeadLabel(
+            _field(obj, "category", str, where),
+            _field(obj, "severity", str, where, optional=True),
+            _date(obj, "first_seen", where),
+            _field(obj, "case_ref", str, where, optional=True),
+            _field(obj, "member", str, where, optional=True),
+        )
     except ValueError as exc:
         raise ReportMismatch(f"{where}: {exc}") from None
 
@@ -168,17 +172,30 @@ def _lead(obj: Any, number: int, signed: dict[bytes, MatchedToken], seen: dict[b
     holders = _field(obj, "holder_count", int, where)
     if holders != match.holder_count:
         raise ReportMismatch(
-            f"{where}: holder_count {holders} in the report, {match.holder_count} in the signed result")
+            f"{where}: holder_count {holders} in the report, {match.holder_count} in the signed result"
+        )
     labels = _field(obj, "peer_labels", list, where)
     peers = [_peer(item, f"{where} peer label {i}") for i, item in enumerate(labels, 1)]
     unreadable = _field(obj, "unreadable_peer_labels", int, where)
     if unreadable < 0 or len(peers) + unreadable > len(match.peer_labels):
-        raise ReportMismatch(f"{where}: {len(peers) + unreadable} peer labels in the report, "
-                             f"{len(match.peer_labels)} in the signed result")
+        raise ReportMismatch(
+            f"{where}: {len(peers) + unreadable} peer labels in the report, "
+            f"{len(match.peer_labels)} in the signed result"
+        )
     severity = _field(obj, "severity", str, where, optional=True) or ""
     case_ref = _field(obj, "case_ref", str, where, optional=True) or ""
-    return Lead(kind, _field(obj, "value", str, where), _field(obj, "category", str, where), severity, case_ref,
-                _date(obj, "first_seen", where), holders, token, tuple(peers), unreadable)
+    return Lead(
+        kind,
+        _field(obj, "value", str, where),
+        _field(obj, "category", str, where),
+        severity,
+        case_ref,
+        _date(obj, "first_seen", where),
+        holders,
+        token,
+        tuple(peers),
+        unreadable,
+    )
 
 
 def _compare_summary(claimed: dict[str, Any], expected: dict[str, Any], path: str = "summary") -> None:
@@ -206,13 +223,26 @@ def verify_report_json(data: bytes, public_key: bytes) -> VerifiedReport:
     leads = [_lead(obj, number, signed, seen) for number, obj in enumerate(_field(doc, "leads", list, "report"), 1)]
     generated_at = _time(_field(doc, "generated_at", str, "report"))
     rebuilt: LeadReport = build_report(
-        member_id=result.member_id, round_name=_field(doc, "round_name", str, "report"), result=result, leads=leads,
-        payload=payload, signature=signature, key_id=key_id(public_key), generated_at=generated_at)
+        member_id=result.member_id,
+        round_name=_field(doc, "round_name", str, "report"),
+        result=result,
+        leads=leads,
+        payload=payload,
+        signature=signature,
+        key_id=key_id(public_key),
+        generated_at=generated_at,
+    )
     summary, expected = _field(doc, "summary", dict, "report"), report_document(rebuilt)["summary"]
     _compare_summary(summary, expected)
     return VerifiedReport(
-        round_id=result.round_id, round_name=rebuilt.round_name, member_id=result.member_id,
-        key_epoch=result.key_epoch, threshold=result.threshold, key_id=key_id(public_key),
-        generated_at=rebuilt.generated_at, leads=len(leads), signed_matches=len(result.matches),
+        round_id=result.round_id,
+        round_name=rebuilt.round_name,
+        member_id=result.member_id,
+        key_epoch=result.key_epoch,
+        threshold=result.threshold,
+        key_id=key_id(public_key),
+        generated_at=rebuilt.generated_at,
+        leads=len(leads),
+        signed_matches=len(result.matches),
         by_holder_count=rebuilt.by_holder_count(),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import Self, TypeVar
 
 import grpc
 
@@ -60,7 +60,7 @@ class _Client:
     def close(self) -> None:
         self.channel.close()
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -107,7 +107,9 @@ class CoordinatorClient(_Client):
 
     def create_round(self, spec: RoundSpec) -> Round:
         request = messages.round_spec_to_pb(spec)
-        return messages.round_from_pb(self.retry.call(self.peer, lambda t: self.stub.CreateRound(request, timeout=t)))[0]
+        return messages.round_from_pb(self.retry.call(self.peer, lambda t: self.stub.CreateRound(request, timeout=t)))[
+            0
+        ]
 
     def close_round(self, round_id: str, reason: str = "") -> Round:
         request = pb_coordinator.CloseRoundRequest(round_id=round_id, reason=reason)
@@ -132,11 +134,15 @@ class CoordinatorClient(_Client):
 
     def submission_status(self, round_id: str, member_id: str) -> SubmissionStatus:
         request = pb_coordinator.GetSubmissionRequest(round_id=round_id)
-        return messages.status_from_pb(self.retry.call(self.peer, lambda t: self.stub.GetSubmission(request, timeout=t)), member_id)
+        return messages.status_from_pb(
+            self.retry.call(self.peer, lambda t: self.stub.GetSubmission(request, timeout=t)), member_id
+        )
 
     def commit(self, commit: Commit, member_id: str) -> SubmissionStatus:
         request = messages.commit_to_pb(commit)
-        return messages.status_from_pb(self.retry.call(self.peer, lambda t: self.stub.CommitSubmission(request, timeout=t)), member_id)
+        return messages.status_from_pb(
+            self.retry.call(self.peer, lambda t: self.stub.CommitSubmission(request, timeout=t)), member_id
+        )
 
     def get_result(self, round_id: str) -> tuple[bytes, bytes]:
         request = pb_coordinator.GetResultRequest(round_id=round_id)

@@ -107,8 +107,14 @@ def coordinator_registration(role: CoordinatorRole) -> Registration:
         CoordinatorServicer(role),
         SERVICE,
         {
-            "CreateRound": _ADMIN, "CloseRound": _ADMIN, "GetRound": _ANYONE, "ListRounds": _ANYONE,
-            "UploadChunks": _MEMBER, "GetSubmission": _MEMBER, "CommitSubmission": _MEMBER, "GetResult": _MEMBER,
+            "CreateRound": _ADMIN,
+            "CloseRound": _ADMIN,
+            "GetRound": _ANYONE,
+            "ListRounds": _ANYONE,
+            "UploadChunks": _MEMBER,
+            "GetSubmission": _MEMBER,
+            "CommitSubmission": _MEMBER,
+            "GetResult": _MEMBER,
         },
     )
 
@@ -125,7 +131,7 @@ class Ticker:
         while not self._stop.wait(self.interval):
             try:
                 self.role.tick()
-            except Exception:  # noqa: BLE001 - keep ticking; the next tick retries the same work
+            except Exception:
                 log.exception("coordinator tick failed")
 
     def __enter__(self) -> Ticker:

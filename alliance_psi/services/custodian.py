@@ -32,8 +32,12 @@ class SqlQuotaLedger:
     def reserve(self, key_epoch: str, member_id: str, count: int, quota: int) -> int:
         with self.engine.begin() as conn:
             used = QuotaRepository(conn).reserve(key_epoch, member_id, count, quota)
-            AuditLog(conn).append(actor=member_id, action="evaluate", at=datetime.now(UTC),
-                                  detail={"key_epoch": key_epoch, "elements": count, "used": used})
+            AuditLog(conn).append(
+                actor=member_id,
+                action="evaluate",
+                at=datetime.now(UTC),
+                detail={"key_epoch": key_epoch, "elements": count, "used": used},
+            )
             return used
 
     def used(self, key_epoch: str, member_id: str) -> int:
@@ -49,11 +53,17 @@ class OprfEvaluatorServicer(custodian_pb2_grpc.OprfEvaluatorServicer):
         with guarded(context):
             return messages.epoch_to_pb(self.role.epoch_status(identity_of(context)))
 
-    def _evaluate(self, request: pb_custodian.EvaluateRequest, context: grpc.ServicerContext) -> pb_custodian.EvaluateResponse:
+    def _evaluate(
+        self, request: pb_custodian.EvaluateRequest, context: grpc.ServicerContext
+    ) -> pb_custodian.EvaluateResponse:
         evaluation = self.role.evaluate(identity_of(context), request.key_epoch, list(request.elements))
-        return pb_custodian.EvaluateResponse(batch_id=request.batch_id, elements=evaluation.elements, used=evaluation.used)
+        return pb_custodian.EvaluateResponse(
+            batch_id=request.batch_id, elements=evaluation.elements, used=evaluation.used
+        )
 
-    def Evaluate(self, request: pb_custodian.EvaluateRequest, context: grpc.ServicerContext) -> pb_custodian.EvaluateResponse:
+    def Evaluate(
+        self, request: pb_custodian.EvaluateRequest, context: grpc.ServicerContext
+    ) -> pb_custodian.EvaluateResponse:
         with guarded(context):
             return self._evaluate(request, context)
 

@@ -42,7 +42,7 @@ _CACHED_PEERS = 1024
 Behavior = Callable[[Any, grpc.ServicerContext], Any]
 
 # Each kind of handler: which attribute holds its behavior, and how to build one of that kind.
-_HANDLER_KINDS: dict[tuple[bool, bool], tuple[str, Callable[..., grpc.RpcMethodHandler]]] = {
+_HANDLER_KINDS: dict[tuple[bool, bool], tuple[str, Callable[..., grpc.RpcMethodHandler[Any, Any]]]] = {
     (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
     (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
     (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
@@ -81,7 +81,7 @@ def identity_of(context: grpc.ServicerContext) -> Identity:
     return _peer_of(context).identity
 
 
-class IdentityInterceptor(grpc.ServerInterceptor):
+class IdentityInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     """Authenticate every call from its peer certificate and authorize it by role.
 
     ``policy`` maps full method names (``/alliance_psi.v1.Coordinator/CreateRound``) to the roles
@@ -98,9 +98,9 @@ class IdentityInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(handler_call_details)
         if handler is None:
             return None  # No such method: gRPC answers UNIMPLEMENTED.
@@ -135,7 +135,9 @@ def _checked_roles(method: str, roles: frozenset[Role]) -> frozenset[Role]:
         raise ConfigurationError(f"access policy for {method}: {exc}") from None
 
 
-def _guarded(handler: grpc.RpcMethodHandler, admit: Callable[[grpc.ServicerContext], None]) -> grpc.RpcMethodHandler:
+def _guarded(
+    handler: grpc.RpcMethodHandler[Any, Any], admit: Callable[[grpc.ServicerContext], None]
+) -> grpc.RpcMethodHandler[Any, Any]:
     """A handler of the same kind that runs ``admit`` before the real behavior sees the call."""
     attribute, make = _HANDLER_KINDS[(bool(handler.request_streaming), bool(handler.response_streaming))]
     behavior: Behavior = getattr(handler, attribute)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from alliance_psi._files import write_file_atomic
 from alliance_psi.config import MemberConfig
@@ -109,8 +109,9 @@ def load_nonce_key(data_dir: Path) -> bytes:
 
 
 @functools.lru_cache(maxsize=65536)
-def _encoded_label(category: str, severity: str, first_seen: date | None, case_ref: str,
-                   display_name: str | None) -> tuple[bytes, bytes]:
+def _encoded_label(
+    category: str, severity: str, first_seen: date | None, case_ref: str, display_name: str | None
+) -> tuple[bytes, bytes]:
     # Many identifiers share a label (same category, severity, date and case): encode it once.
     label = LeadLabel(category or "other", severity or None, first_seen, case_ref or None, display_name)
     plaintext = label.encode()
@@ -150,7 +151,8 @@ class MemberNode:
         if identity.role is not Role.MEMBER or identity.name != config.member_id:
             raise ConfigurationError(
                 f"member-id {config.member_id!r} does not match the certificate {config.tls.cert}, "
-                f"which names {identity.role} {identity.name!r}")
+                f"which names {identity.role} {identity.name!r}"
+            )
         engine = make_engine(config.database)
         create_schema(engine)
         try:
@@ -158,10 +160,19 @@ class MemberNode:
         except OSError as exc:
             raise ConfigurationError(f"coordinator key {config.coordinator_public_key}: {exc.strerror}") from None
         chain = CustodianChain([CustodianClient(address, tls) for address in config.custodians], "")
-        return cls(member_id=config.member_id, engine=engine, coordinator=CoordinatorClient(config.coordinator, tls),
-                   custodians=chain, coordinator_key=coordinator_key, nonce_key=load_nonce_key(config.data_dir),
-                   display_name=config.display_name, workers=config.workers, batch_size=config.batch_size,
-                   chunk_size=config.chunk_size, progress=progress)
+        return cls(
+            member_id=config.member_id,
+            engine=engine,
+            coordinator=CoordinatorClient(config.coordinator, tls),
+            custodians=chain,
+            coordinator_key=coordinator_key,
+            nonce_key=load_nonce_key(config.data_dir),
+            display_name=config.display_name,
+            workers=config.workers,
+            batch_size=config.batch_size,
+            chunk_size=config.chunk_size,
+            progress=progress,
+        )
 
     def close(self) -> None:
         self.coordinator.close()
@@ -181,7 +192,10 @@ class MemberNode:
         done = 0
         with ProcessMap(self.workers if len(pending) > self.batch_size else 1) as pool:
             for batch, derived in tokenize(inputs, self.custodians, pool=pool, batch_size=self.batch_size):
-                rows = [(next(ids)[0], token, key) for token, key in zip(derived.match_tokens, derived.label_keys)]
+                rows = [
+                    (next(ids)[0], token, key)
+                    for token, key in zip(derived.match_tokens, derived.label_keys, strict=False)
+                ]
                 with self.engine.begin() as conn:
                     MemberRepository(conn).cache_tokens(key_epoch, rows)
                 done += len(batch)
@@ -190,7 +204,7 @@ class MemberNode:
 
     # Step 6: the submission, resumable ---------------------------------------------------------
 
-    def _reading(self):  # type: ignore[no-untyped-def]
+    def _reading(self) -> Connection:
         # A read that does not take SQLite's write lock for the length of a network upload.
         return self.engine.execution_options(sqlite_begin="DEFERRED").connect()
 
@@ -231,8 +245,9 @@ class MemberNode:
         with self.engine.begin() as conn:
             MemberRepository(conn).clear_pending(scope)
         with self._reading() as wanted_conn, self._reading() as known_conn:
-            desired = self._wanted(round, MemberRepository(wanted_conn).iter_submission_rows(
-                round.key_epoch, round.allowed_types))
+            desired = self._wanted(
+                round, MemberRepository(wanted_conn).iter_submission_rows(round.key_epoch, round.allowed_types)
+            )
             known = iter(()) if plan.replace else MemberRepository(known_conn).iter_submitted(scope)
             items: list[tuple[bytes, bytes | None]] = []
             removals: list[bytes] = []
@@ -283,8 +298,9 @@ class MemberNode:
             return Submitted(status.set_count, status.item_count, replaced=False)
         plan = _Plan(replace=not self._known_matches(round.set_scope, status))
         self.coordinator.upload_chunks(self._delta_chunks(round, set(status.chunks), plan))
-        commit = Commit(round.round_id, plan.delta.count, plan.delta.digest(), plan.result.count, plan.result.digest(),
-                        plan.replace)
+        commit = Commit(
+            round.round_id, plan.delta.count, plan.delta.digest(), plan.result.count, plan.result.digest(), plan.replace
+        )
         try:
             committed = self.coordinator.commit(commit, self.member_id)
         except SetMismatch as exc:
@@ -292,11 +308,13 @@ class MemberNode:
             # next round sends the whole set.
             with self.engine.begin() as conn:
                 MemberRepository(conn).forget_submitted(round.set_scope)
-            raise SetMismatch(f"{exc}; this node's record of what it sent is reset and its next round sends "
-                              "the whole set") from None
+            raise SetMismatch(
+                f"{exc}; this node's record of what it sent is reset and its next round sends the whole set"
+            ) from None
         with self.engine.begin() as conn:
-            MemberRepository(conn).apply_pending(round.set_scope, replace=plan.replace, count=plan.result.count,
-                                                 digest=plan.result.digest())
+            MemberRepository(conn).apply_pending(
+                round.set_scope, replace=plan.replace, count=plan.result.count, digest=plan.result.digest()
+            )
         return Submitted(committed.set_count, committed.item_count, plan.replace)
 
     # Steps 7-8: the signed result, mapped back to identifiers -----------------------------------
@@ -319,8 +337,14 @@ class MemberNode:
         """Fetch and verify the result, then keep it in the node's database for reports."""
         result, payload, signature = self.fetch_result(round.round_id, wait=wait)
         with self.engine.begin() as conn:
-            MemberRepository(conn).save_result(round.round_id, key_epoch=round.key_epoch, round_name=round.name,
-                                               payload=payload, signature=signature, at=datetime.now(UTC))
+            MemberRepository(conn).save_result(
+                round.round_id,
+                key_epoch=round.key_epoch,
+                round_name=round.name,
+                payload=payload,
+                signature=signature,
+                at=datetime.now(UTC),
+            )
         return result, payload, signature
 
     def leads(self, result: MemberResult) -> list[Lead]:
@@ -361,8 +385,10 @@ class MemberNode:
         try:
             result, payload, signature = self.fetch_and_keep(round, wait=wait)
         except NotFound as exc:
-            raise NotFound(f"{exc}; this member's {submitted:,} items are committed: fetch the result later with "
-                           f"`alliance-psi node fetch {round_id}`") from None
+            raise NotFound(
+                f"{exc}; this member's {submitted:,} items are committed: fetch the result later with "
+                f"`alliance-psi node fetch {round_id}`"
+            ) from None
         seconds["wait for result"], clock = time.perf_counter() - clock, time.perf_counter()
         leads = tuple(self.leads(result))
         seconds["open leads"] = time.perf_counter() - clock

@@ -183,7 +183,7 @@ def revoke(ca: CertificateAuthority, serials: Iterable[int], *, existing_crl_pem
         ConfigurationError: the existing CRL is not a CRL or not signed by ``ca``.
     """
     ca_cert, ca_key = _load_ca_objects(ca)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     entries: dict[int, x509.RevokedCertificate] = {}
     if existing_crl_pem is not None:
         entries = {entry.serial_number: entry for entry in _verified_crl(existing_crl_pem, ca_cert)}
@@ -213,7 +213,7 @@ def load_crl_serials(crl_pem: bytes, ca_cert_pem: bytes) -> frozenset[int]:
 def _validity(not_before: dt.datetime | None, valid_days: int) -> tuple[dt.datetime, dt.datetime]:
     if valid_days < 1:
         raise ConfigurationError(f"validity must be at least 1 day, got {valid_days}")
-    start = not_before if not_before is not None else dt.datetime.now(dt.timezone.utc) - _CLOCK_SKEW
+    start = not_before if not_before is not None else dt.datetime.now(dt.UTC) - _CLOCK_SKEW
     return start, start + dt.timedelta(days=valid_days)
 
 
@@ -232,8 +232,15 @@ def _builder(
 ) -> x509.CertificateBuilder:
     """What CA and leaf certificates share: names, key, validity, and the CA/leaf constraints."""
     usage = x509.KeyUsage(
-        digital_signature=not ca, key_cert_sign=ca, crl_sign=ca, content_commitment=False, key_encipherment=False,
-        data_encipherment=False, key_agreement=False, encipher_only=False, decipher_only=False,
+        digital_signature=not ca,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        encipher_only=False,
+        decipher_only=False,
     )
     return (
         x509.CertificateBuilder()

@@ -82,9 +82,16 @@ def abort(context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
         log.error("internal error in %s", type(exc).__name__, exc_info=exc)
     if isinstance(exc, errors.QuotaExceeded):
         detail = any_pb2.Any()
-        detail.Pack(error_details_pb2.QuotaFailure(violations=[error_details_pb2.QuotaFailure.Violation(
-            subject=f"member:{exc.member_id}",
-            description=f"quota {exc.quota}, used {exc.used}, requested {exc.requested}")]))
+        detail.Pack(
+            error_details_pb2.QuotaFailure(
+                violations=[
+                    error_details_pb2.QuotaFailure.Violation(
+                        subject=f"member:{exc.member_id}",
+                        description=f"quota {exc.quota}, used {exc.used}, requested {exc.requested}",
+                    )
+                ]
+            )
+        )
         status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=message, details=[detail])
         context.abort_with_status(rpc_status.to_status(status))
     context.abort(code, message)

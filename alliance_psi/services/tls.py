@@ -38,15 +38,17 @@ _MESSAGE_SIZE_OPTIONS: tuple[tuple[str, Any], ...] = (
 )
 # Clients ping every 30 s during calls (not when idle) so a dead peer is noticed within 40 s,
 # even on a long submission stream behind a NAT that forgets quiet connections.
-CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = _MESSAGE_SIZE_OPTIONS + (
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
+CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
+    *_MESSAGE_SIZE_OPTIONS,
+    ("grpc.keepalive_time_ms", 30000),
+    ("grpc.keepalive_timeout_ms", 10000),
     ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.http2.max_pings_without_data", 0),
 )
 # Servers accept those pings (the default would answer them with GOAWAY "too_many_pings").
-SERVER_OPTIONS: tuple[tuple[str, Any], ...] = _MESSAGE_SIZE_OPTIONS + (
-    ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
+SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (
+    *_MESSAGE_SIZE_OPTIONS,
+    ("grpc.http2.min_ping_interval_without_data_ms", 20000),
     ("grpc.keepalive_permit_without_calls", 0),
 )
 
@@ -73,9 +75,7 @@ def channel_credentials(material: TlsMaterial) -> grpc.ChannelCredentials:
     )
 
 
-def secure_channel(
-    target: str, material: TlsMaterial, *, options: Sequence[tuple[str, Any]] = ()
-) -> grpc.Channel:
+def secure_channel(target: str, material: TlsMaterial, *, options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
     """A mutual-TLS channel to ``target`` (``host:port``) with the alliance defaults.
 
     ``options`` override ``CHANNEL_OPTIONS`` key by key. The server's certificate must name

@@ -14,9 +14,9 @@ from alliance_psi.crypto.parallel import chunked
 
 __all__ = [
     "IN_BATCH",
-    "bulk_insert",
     "STREAM_BATCH",
     "batched",
+    "bulk_insert",
     "canonical_json",
     "insert_if_absent",
     "insert_ignoring",
@@ -62,7 +62,12 @@ def placeholder(conn: Connection) -> str:
 
 
 def bulk_insert(
-    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, ignore_existing: bool = False
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    ignore_existing: bool = False,
 ) -> None:
     """Insert many rows of plain values (str, int, bytes, None) with the driver's executemany.
 

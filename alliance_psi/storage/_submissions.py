@@ -134,14 +134,21 @@ class SubmissionStore:
                 )
                 if replace:
                     scope, set_id = self.set_scope(round_id), _set_id(member_id, round_id)
-                    bulk_insert(self._conn, member_sets, ("set_scope", "set_id", "match_token", "sealed_label",
-                                                          "label_digest"),
-                                [(scope, set_id, token, label, label_digest(label)) for token, label in items])
+                    bulk_insert(
+                        self._conn,
+                        member_sets,
+                        ("set_scope", "set_id", "match_token", "sealed_label", "label_digest"),
+                        [(scope, set_id, token, label, label_digest(label)) for token, label in items],
+                    )
                 else:
                     puts = [(round_id, member_id, token, False, label, label_digest(label)) for token, label in items]
                     removed = [(round_id, member_id, token, True, None, NO_LABEL_DIGEST) for token in removals]
-                    bulk_insert(self._conn, submitted_tokens, ("round_id", "member_id", "match_token", "removed",
-                                                               "sealed_label", "label_digest"), puts + removed)
+                    bulk_insert(
+                        self._conn,
+                        submitted_tokens,
+                        ("round_id", "member_id", "match_token", "removed", "sealed_label", "label_digest"),
+                        [*puts, *removed],
+                    )
         except IntegrityError:
             # The chunk index was free (checked under the submission's lock), so the only key
             # left to collide is a token this member already sent in another chunk.
@@ -158,7 +165,8 @@ class SubmissionStore:
         scope = self.set_scope(round_id)
         standing = self._conn.execute(
             select(member_set_state.c.item_count, member_set_state.c.digest).where(
-                member_set_state.c.set_scope == scope, member_set_state.c.member_id == member_id)
+                member_set_state.c.set_scope == scope, member_set_state.c.member_id == member_id
+            )
         ).one_or_none()
         set_count, set_digest_ = (standing.item_count, standing.digest) if standing else (0, b"")
         row = self._conn.execute(
@@ -167,8 +175,9 @@ class SubmissionStore:
             )
         ).one_or_none()
         if row is None:
-            return SubmissionStatus(round_id, member_id, SubmissionState.NONE, set_count=set_count,
-                                    set_digest=set_digest_)
+            return SubmissionStatus(
+                round_id, member_id, SubmissionState.NONE, set_count=set_count, set_digest=set_digest_
+            )
         chunks = self._conn.execute(
             select(submission_chunks.c.chunk_index, submission_chunks.c.item_count)
             .where(self._key(submission_chunks, round_id, member_id))
@@ -192,7 +201,7 @@ class SubmissionStore:
         scope = self._conn.execute(select(rounds.c.set_scope).where(rounds.c.round_id == round_id)).scalar_one_or_none()
         if scope is None:
             raise NotFound(f"no round {round_id}")
-        return scope
+        return str(scope)
 
     def commit_submission(
         self,
@@ -262,30 +271,51 @@ class SubmissionStore:
             self._apply_delta(round_id, member_id, scope, set_id)
         new_count, new_digest = self._standing_digest(scope, set_id)
         if set_count is not None and set_count != new_count:
-            raise SetMismatch(f"set count mismatch: commit says {set_count}, the set would hold {new_count}; "
-                           "send the whole set with replace")
+            raise SetMismatch(
+                f"set count mismatch: commit says {set_count}, the set would hold {new_count}; "
+                "send the whole set with replace"
+            )
         if set_digest is not None and not hmac.compare_digest(new_digest, set_digest):
-            raise SetMismatch(f"set digest mismatch over the {new_count} tokens the set would hold; "
-                           "send the whole set with replace")
+            raise SetMismatch(
+                f"set digest mismatch over the {new_count} tokens the set would hold; send the whole set with replace"
+            )
         self._conn.execute(
             update(submissions)
             .where(key)
             .values(
-                state=SubmissionState.COMMITTED.value, item_count=actual_count, digest=actual_digest, committed_at=at,
-                replaces_set=replace, set_count=new_count,
+                state=SubmissionState.COMMITTED.value,
+                item_count=actual_count,
+                digest=actual_digest,
+                committed_at=at,
+                replaces_set=replace,
+                set_count=new_count,
             )
         )
-        self._conn.execute(delete(member_set_state).where(
-            member_set_state.c.set_scope == scope, member_set_state.c.member_id == member_id))
-        self._conn.execute(member_set_state.insert().values(
-            set_scope=scope, member_id=member_id, set_id=set_id, item_count=new_count, digest=new_digest,
-            round_id=round_id, updated_at=at))
+        self._conn.execute(
+            delete(member_set_state).where(
+                member_set_state.c.set_scope == scope, member_set_state.c.member_id == member_id
+            )
+        )
+        self._conn.execute(
+            member_set_state.insert().values(
+                set_scope=scope,
+                member_id=member_id,
+                set_id=set_id,
+                item_count=new_count,
+                digest=new_digest,
+                round_id=round_id,
+                updated_at=at,
+            )
+        )
         self._conn.execute(delete(submitted_tokens).where(self._key(submitted_tokens, round_id, member_id)))
         return self.submission_status(round_id, member_id)
 
     def _current_set_id(self, scope: str, member_id: str) -> str | None:
-        return self._conn.execute(select(member_set_state.c.set_id).where(
-            member_set_state.c.set_scope == scope, member_set_state.c.member_id == member_id)).scalar_one_or_none()
+        return self._conn.execute(
+            select(member_set_state.c.set_id).where(
+                member_set_state.c.set_scope == scope, member_set_state.c.member_id == member_id
+            )
+        ).scalar_one_or_none()
 
     def _replace_set(self, scope: str, old: str | None, new: str) -> None:
         # Statements run inside the database (SQLite and PostgreSQL both take these forms, with
@@ -293,56 +323,74 @@ class SubmissionStore:
         m = placeholder(self._conn)
         sql = self._conn.exec_driver_sql
         if old is not None:
-            self._leave(scope, f"SELECT match_token FROM {member_sets.name} WHERE set_scope = {m} AND set_id = {m}",
-                        (scope, old))
+            self._leave(
+                scope,
+                f"SELECT match_token FROM {member_sets.name} WHERE set_scope = {m} AND set_id = {m}",
+                (scope, old),
+            )
             sql(f"DELETE FROM {member_sets.name} WHERE set_scope = {m} AND set_id = {m}", (scope, old))
-        sql(f"INSERT INTO {set_holders.name} (set_scope, match_token, holders) "
+        sql(
+            f"INSERT INTO {set_holders.name} (set_scope, match_token, holders) "
             f"SELECT set_scope, match_token, 1 FROM {member_sets.name} WHERE set_scope = {m} AND set_id = {m} "
             f"ORDER BY match_token "
             f"ON CONFLICT (set_scope, match_token) DO UPDATE SET holders = {set_holders.name}.holders + 1",
-            (scope, new))
+            (scope, new),
+        )
 
     def _leave(self, scope: str, tokens: str, args: tuple[str, ...]) -> None:
         """Take one holder off each of ``tokens`` (a subquery) and drop the counts that reach 0."""
         m = placeholder(self._conn)
         sql = self._conn.exec_driver_sql
-        sql(f"UPDATE {set_holders.name} SET holders = holders - 1 WHERE set_scope = {m} AND match_token IN ({tokens})",
-            (scope, *args))
+        sql(
+            f"UPDATE {set_holders.name} SET holders = holders - 1 WHERE set_scope = {m} AND match_token IN ({tokens})",
+            (scope, *args),
+        )
         sql(f"DELETE FROM {set_holders.name} WHERE set_scope = {m} AND holders <= 0", (scope,))
 
     def _apply_delta(self, round_id: str, member_id: str, scope: str, set_id: str) -> None:
         m = placeholder(self._conn)
         staged = f"FROM {submitted_tokens.name} s WHERE s.round_id = {m} AND s.member_id = {m}"
-        in_set = f"SELECT 1 FROM {member_sets.name} ms WHERE ms.set_scope = {m} AND ms.set_id = {m} " \
-                 "AND ms.match_token = s.match_token"
+        in_set = (
+            f"SELECT 1 FROM {member_sets.name} ms WHERE ms.set_scope = {m} AND ms.set_id = {m} "
+            "AND ms.match_token = s.match_token"
+        )
         sql = self._conn.exec_driver_sql
-        absent = sql(f"SELECT count(*) {staged} AND s.removed AND NOT EXISTS ({in_set})",
-                     (round_id, member_id, scope, set_id)).scalar_one()
+        absent = sql(
+            f"SELECT count(*) {staged} AND s.removed AND NOT EXISTS ({in_set})", (round_id, member_id, scope, set_id)
+        ).scalar_one()
         if absent:
             raise Conflict(f"{absent} removed tokens are not in the member's set")
         removed = f"SELECT s.match_token {staged} AND s.removed"
         self._leave(scope, removed, (round_id, member_id))
-        sql(f"DELETE FROM {member_sets.name} WHERE set_scope = {m} AND set_id = {m} AND match_token IN ({removed})",
-            (scope, set_id, round_id, member_id))
+        sql(
+            f"DELETE FROM {member_sets.name} WHERE set_scope = {m} AND set_id = {m} AND match_token IN ({removed})",
+            (scope, set_id, round_id, member_id),
+        )
         # Tokens new to the set gain a holder; tokens already in it only get their label replaced.
-        sql(f"INSERT INTO {set_holders.name} (set_scope, match_token, holders) "
+        sql(
+            f"INSERT INTO {set_holders.name} (set_scope, match_token, holders) "
             f"SELECT {m}, s.match_token, 1 {staged} AND NOT s.removed AND NOT EXISTS ({in_set}) "
             f"ORDER BY s.match_token "
             f"ON CONFLICT (set_scope, match_token) DO UPDATE SET holders = {set_holders.name}.holders + 1",
-            (scope, round_id, member_id, scope, set_id))
-        sql(f"INSERT INTO {member_sets.name} (set_scope, set_id, match_token, sealed_label, label_digest) "
+            (scope, round_id, member_id, scope, set_id),
+        )
+        sql(
+            f"INSERT INTO {member_sets.name} (set_scope, set_id, match_token, sealed_label, label_digest) "
             f"SELECT {m}, {m}, s.match_token, s.sealed_label, s.label_digest {staged} AND NOT s.removed "
             f"ORDER BY s.match_token "
             f"ON CONFLICT (set_scope, set_id, match_token) DO UPDATE "
             f"SET sealed_label = excluded.sealed_label, label_digest = excluded.label_digest",
-            (scope, set_id, round_id, member_id))
+            (scope, set_id, round_id, member_id),
+        )
 
     def _standing_digest(self, scope: str, set_id: str) -> tuple[int, bytes]:
         # The driver's own cursor: no per-row type processing over a whole set.
         m = placeholder(self._conn)
         rows = self._conn.exec_driver_sql(
             f"SELECT match_token, label_digest FROM {member_sets.name} WHERE set_scope = {m} AND set_id = {m} "
-            "ORDER BY match_token", (scope, set_id))
+            "ORDER BY match_token",
+            (scope, set_id),
+        )
         digest = SetDigest()
         for token, label in rows:
             digest.update(bytes(token), bytes(label))
@@ -360,8 +408,10 @@ class SubmissionStore:
         members = self._conn.execute(staging).scalars().all()
         scope = self.set_scope(round_id)
         # Whole sets written for this round that never became a member's set.
-        discarded = self._conn.execute(delete(member_sets).where(
-            member_sets.c.set_scope == scope, member_sets.c.set_id.in_([_set_id(m, round_id) for m in members]))
+        discarded = self._conn.execute(
+            delete(member_sets).where(
+                member_sets.c.set_scope == scope, member_sets.c.set_id.in_([_set_id(m, round_id) for m in members])
+            )
         ).rowcount
         # Children first: the foreign keys point from tokens and chunks to submissions.
         deleted = [
@@ -388,10 +438,12 @@ class SubmissionStore:
         ).one_or_none()
         if row is not None and row.state == SubmissionState.COMMITTED:
             return row.set_count or 0
-        return self._conn.execute(
-            select(func.coalesce(func.sum(submission_chunks.c.item_count), 0))
-            .where(self._key(submission_chunks, round_id, member_id))
+        staged: int = self._conn.execute(
+            select(func.coalesce(func.sum(submission_chunks.c.item_count), 0)).where(
+                self._key(submission_chunks, round_id, member_id)
+            )
         ).scalar_one()
+        return staged
 
     # Helpers.
 
@@ -418,13 +470,17 @@ class SubmissionStore:
         # The first chunk (or an empty commit) fixes whether the submission is a whole set.
         self._conn.execute(
             insert_ignoring(self._conn, submissions).values(
-                round_id=round_id, member_id=member_id, state=SubmissionState.STAGING.value, item_count=0,
+                round_id=round_id,
+                member_id=member_id,
+                state=SubmissionState.STAGING.value,
+                item_count=0,
                 replaces_set=replace,
             )
         )
         row = self._conn.execute(
             select(submissions.c.state, submissions.c.replaces_set)
-            .where(self._key(submissions, round_id, member_id)).with_for_update()
+            .where(self._key(submissions, round_id, member_id))
+            .with_for_update()
         ).one()
         state = SubmissionState(row.state)
         if state == SubmissionState.STAGING and bool(row.replaces_set) != replace:

@@ -84,8 +84,10 @@ class CoordinatorRepository(SubmissionStore):
             select(rounds.c.round_id).where(rounds.c.set_scope == round.set_scope, rounds.c.state.in_(_UNFINISHED))
         ).scalar()
         if unfinished is not None:
-            raise Conflict(f"round {unfinished} over the same key epoch, types and label sharing is not matched yet; "
-                           "close it first (rounds of one scope run one after another)")
+            raise Conflict(
+                f"round {unfinished} over the same key epoch, types and label sharing is not matched yet; "
+                "close it first (rounds of one scope run one after another)"
+            )
         try:
             with self._conn.begin_nested():
                 self._conn.execute(rounds.insert().values(values))
@@ -164,15 +166,21 @@ class CoordinatorRepository(SubmissionStore):
         # an upper bound of the counts among this round's members, so the tokens at or above
         # the threshold are the only candidates; their rows give the exact count.
         counted = set_holders.c
-        candidates = self._conn.execute(
-            select(counted.match_token)
-            .where(counted.set_scope == scope, counted.holders >= threshold)
-            .order_by(counted.match_token)
-        ).scalars().all()
+        candidates = (
+            self._conn.execute(
+                select(counted.match_token)
+                .where(counted.set_scope == scope, counted.holders >= threshold)
+                .order_by(counted.match_token)
+            )
+            .scalars()
+            .all()
+        )
         state = member_set_state.c
-        owners = dict(self._conn.execute(
-            select(state.set_id, state.member_id).where(state.set_scope == scope, state.member_id.in_(members))
-        ).all())
+        owners = dict(
+            self._conn.execute(
+                select(state.set_id, state.member_id).where(state.set_scope == scope, state.member_id.in_(members))
+            ).all()
+        )
         held = member_sets.c
         # Without labels the (scope, token, set) index answers alone, without reading the table.
         columns = (held.match_token, held.set_id, held.sealed_label if labels else null())
@@ -202,8 +210,11 @@ class CoordinatorRepository(SubmissionStore):
 
     def record_holder_counts(self, round_id: str, counts: dict[int, int]) -> None:
         """Keep ``holder_counts`` of a round being matched, for the operator's aggregate view."""
-        self._conn.execute(update(rounds).where(rounds.c.round_id == round_id).values(
-            match_counts=json.dumps({str(k): v for k, v in counts.items()})))
+        self._conn.execute(
+            update(rounds)
+            .where(rounds.c.round_id == round_id)
+            .values(match_counts=json.dumps({str(k): v for k, v in counts.items()}))
+        )
 
     def aggregate(self, round_id: str) -> dict[str, Any]:
         """Return the operator's view of a round: sizes and counts only, never a token.
@@ -216,8 +227,9 @@ class CoordinatorRepository(SubmissionStore):
         """
         members: dict[str, dict[str, Any]] = {}
         for row in self._conn.execute(
-            select(submissions.c.member_id, submissions.c.state, submissions.c.item_count, submissions.c.set_count)
-            .where(submissions.c.round_id == round_id)
+            select(
+                submissions.c.member_id, submissions.c.state, submissions.c.item_count, submissions.c.set_count
+            ).where(submissions.c.round_id == round_id)
         ):
             members[row.member_id] = {"state": row.state, "item_count": row.item_count, "set_count": row.set_count}
         for member_id, count in self._conn.execute(
@@ -232,8 +244,11 @@ class CoordinatorRepository(SubmissionStore):
             "round_id": round_id,
             "submissions": dict(sorted(members.items())),
             "committed_members": sum(1 for m in members.values() if m["state"] == SubmissionState.COMMITTED),
-            "matches_by_holder_count": ({int(k): v for k, v in json.loads(stored).items()} if stored is not None
-                                        else self.holder_counts(round_id)),
+            "matches_by_holder_count": (
+                {int(k): v for k, v in json.loads(stored).items()}
+                if stored is not None
+                else self.holder_counts(round_id)
+            ),
         }
 
     # Results.

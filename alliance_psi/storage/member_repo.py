@@ -139,8 +139,13 @@ class MemberRepository:
         for _, token, label_key in rows:
             if len(token) != TOKEN_SIZE or len(label_key) != HASH_SIZE:
                 raise InvalidRequest(f"a cached token is {TOKEN_SIZE} bytes and a label key {HASH_SIZE}")
-        bulk_insert(self._conn, token_cache, ("key_epoch", "identifier_id", "match_token", "label_key"),
-                    [(key_epoch, id_, token, label_key) for id_, token, label_key in rows], ignore_existing=True)
+        bulk_insert(
+            self._conn,
+            token_cache,
+            ("key_epoch", "identifier_id", "match_token", "label_key"),
+            [(key_epoch, id_, token, label_key) for id_, token, label_key in rows],
+            ignore_existing=True,
+        )
 
     def cached_tokens(self, key_epoch: str, ids: Iterable[int]) -> dict[int, tuple[bytes, bytes]]:
         """Return {identifier id: (match token, label key)} for the ids cached in ``key_epoch``."""
@@ -170,7 +175,7 @@ class MemberRepository:
                 .select_from(token_cache.join(identifiers, token_cache.c.identifier_id == ids.id))
                 .where(token_cache.c.key_epoch == key_epoch, token_cache.c.match_token.in_(batch))
             )
-            found.update({row[0]: tuple(row[1:]) for row in self._conn.execute(query)})  # type: ignore[misc]
+            found.update({row[0]: tuple(row[1:]) for row in self._conn.execute(query)})
         return found
 
     def iter_submission_rows(self, key_epoch: str, types: Collection[str] | None = None) -> Iterator[SubmissionRow]:
@@ -197,7 +202,7 @@ class MemberRepository:
         result = stream(self._conn, query)
         try:
             for row in result:
-                yield tuple(row)  # type: ignore[misc]
+                yield tuple(row)
         finally:
             result.close()
 
@@ -221,7 +226,9 @@ class MemberRepository:
         m = placeholder(self._conn)
         result = self._conn.exec_driver_sql(
             f"SELECT match_token, label_digest, label_fingerprint FROM {member_submitted.name} "
-            f"WHERE set_scope = {m} ORDER BY match_token", (set_scope,))
+            f"WHERE set_scope = {m} ORDER BY match_token",
+            (set_scope,),
+        )
         try:
             for token, digest, fingerprint in result:
                 yield bytes(token), bytes(digest), bytes(fingerprint)
@@ -230,8 +237,11 @@ class MemberRepository:
 
     def submitted_state(self, set_scope: str) -> tuple[int, bytes] | None:
         """(count, set digest) of the record for ``set_scope``, or None if there is none."""
-        row = self._conn.execute(select(member_submitted_state.c.item_count, member_submitted_state.c.digest)
-                                 .where(member_submitted_state.c.set_scope == set_scope)).one_or_none()
+        row = self._conn.execute(
+            select(member_submitted_state.c.item_count, member_submitted_state.c.digest).where(
+                member_submitted_state.c.set_scope == set_scope
+            )
+        ).one_or_none()
         return None if row is None else (row.item_count, row.digest)
 
     def forget_submitted(self, set_scope: str) -> None:
@@ -245,9 +255,12 @@ class MemberRepository:
 
     def add_pending(self, set_scope: str, rows: Sequence[tuple[bytes, bool, bytes, bytes]]) -> None:
         """Record (match token, removed, label digest, label fingerprint) of a delta being sent."""
-        bulk_insert(self._conn, member_pending,
-                    ("set_scope", "match_token", "removed", "label_digest", "label_fingerprint"),
-                    [(set_scope, token, removed, digest, fingerprint) for token, removed, digest, fingerprint in rows])
+        bulk_insert(
+            self._conn,
+            member_pending,
+            ("set_scope", "match_token", "removed", "label_digest", "label_fingerprint"),
+            [(set_scope, token, removed, digest, fingerprint) for token, removed, digest, fingerprint in rows],
+        )
 
     def apply_pending(self, set_scope: str, *, replace: bool, count: int, digest: bytes) -> None:
         """Fold the committed delta into the record of the set, then forget it; ``count`` and
@@ -260,12 +273,18 @@ class MemberRepository:
         sql = self._conn.exec_driver_sql
         if replace:
             self._conn.execute(delete(member_submitted).where(member_submitted.c.set_scope == set_scope))
-        sql(f"DELETE FROM {member_submitted.name} WHERE set_scope = {m} AND match_token IN "
-            f"(SELECT match_token FROM {member_pending.name} WHERE set_scope = {m} AND removed)", (set_scope, set_scope))
-        sql(f"INSERT INTO {member_submitted.name} (set_scope, match_token, label_digest, label_fingerprint) "
+        sql(
+            f"DELETE FROM {member_submitted.name} WHERE set_scope = {m} AND match_token IN "
+            f"(SELECT match_token FROM {member_pending.name} WHERE set_scope = {m} AND removed)",
+            (set_scope, set_scope),
+        )
+        sql(
+            f"INSERT INTO {member_submitted.name} (set_scope, match_token, label_digest, label_fingerprint) "
             f"SELECT set_scope, match_token, label_digest, label_fingerprint FROM {member_pending.name} "
             f"WHERE set_scope = {m} AND NOT removed ON CONFLICT (set_scope, match_token) DO UPDATE "
-            f"SET label_digest = excluded.label_digest, label_fingerprint = excluded.label_fingerprint", (set_scope,))
+            f"SET label_digest = excluded.label_digest, label_fingerprint = excluded.label_fingerprint",
+            (set_scope,),
+        )
         self.clear_pending(set_scope)
         self._conn.execute(delete(member_submitted_state).where(member_submitted_state.c.set_scope == set_scope))
         self._conn.execute(member_submitted_state.insert().values(set_scope=set_scope, item_count=count, digest=digest))
@@ -275,9 +294,16 @@ class MemberRepository:
     ) -> None:
         """Keep a verified signed result (replacing an earlier copy of the same round's result)."""
         self._conn.execute(delete(member_results).where(member_results.c.round_id == round_id))
-        self._conn.execute(member_results.insert().values(
-            round_id=round_id, key_epoch=key_epoch, round_name=round_name, payload=payload, signature=signature,
-            fetched_at=at))
+        self._conn.execute(
+            member_results.insert().values(
+                round_id=round_id,
+                key_epoch=key_epoch,
+                round_name=round_name,
+                payload=payload,
+                signature=signature,
+                fetched_at=at,
+            )
+        )
 
     def get_result(self, round_id: str) -> tuple[str, str, bytes, bytes, datetime]:
         """(key_epoch, round_name, payload, signature, fetched_at) of a kept result; ``NotFound`` if none."""
@@ -289,7 +315,7 @@ class MemberRepository:
     def list_results(self) -> list[tuple[str, str, datetime]]:
         """(round_id, round_name, fetched_at) of every kept result, newest first."""
         query = select(member_results.c.round_id, member_results.c.round_name, member_results.c.fetched_at)
-        return [tuple(row) for row in self._conn.execute(query.order_by(member_results.c.fetched_at.desc()))]  # type: ignore[misc]
+        return [tuple(row) for row in self._conn.execute(query.order_by(member_results.c.fetched_at.desc()))]
 
     def count(self) -> int:
         """Return how many identifiers are stored."""

@@ -119,8 +119,13 @@ rounds = Table(
     Index("ix_rounds_state", "state"),
     Index("ix_rounds_scope_state", "set_scope", "state"),
     # Rounds of one scope run one after another (their matching reads the standing sets).
-    Index("uq_rounds_unfinished_scope", "set_scope", unique=True,
-          sqlite_where=text("state IN ('open', 'closed')"), postgresql_where=text("state IN ('open', 'closed')")),
+    Index(
+        "uq_rounds_unfinished_scope",
+        "set_scope",
+        unique=True,
+        sqlite_where=text("state IN ('open', 'closed')"),
+        postgresql_where=text("state IN ('open', 'closed')"),
+    ),
 )
 
 submissions = Table(

@@ -36,13 +36,41 @@ def coordinator_db(request: pytest.FixtureRequest, tmp_path: Path):  # type: ign
 
 def test_round_survives_a_coordinator_crash(tmp_path: Path, pki, coordinator_db: str) -> None:  # type: ignore[no-untyped-def]
     assert CliRunner().invoke(main, ["coordinator", "keygen", "--out", str(tmp_path / "keys")]).exit_code == 0
-    assert CliRunner().invoke(main, ["custodian", "init-share", "--epoch", EPOCH, "--out", str(tmp_path / "share")]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(main, ["custodian", "init-share", "--epoch", EPOCH, "--out", str(tmp_path / "share")])
+        .exit_code
+        == 0
+    )
     public_key = bytes.fromhex((tmp_path / "keys" / "signing.pub").read_text().strip())
-    coordinator_cmd = ["coordinator", "serve", "--listen", "127.0.0.1:0", *tls_args(pki.directory, "coordinator"),
-                       "--signing-key", str(tmp_path / "keys" / "signing.key"), "--database", coordinator_db, "--tick", "0.2"]
-    custodian = ServerProcess(["custodian", "serve", "--name", "custodian-1", "--listen", "127.0.0.1:0",
-                               *tls_args(pki.directory, "custodian-1"), "--key-share", str(tmp_path / "share"),
-                               "--database", f"sqlite:///{tmp_path / 'custodian.db'}"])
+    coordinator_cmd = [
+        "coordinator",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        *tls_args(pki.directory, "coordinator"),
+        "--signing-key",
+        str(tmp_path / "keys" / "signing.key"),
+        "--database",
+        coordinator_db,
+        "--tick",
+        "0.2",
+    ]
+    custodian = ServerProcess(
+        [
+            "custodian",
+            "serve",
+            "--name",
+            "custodian-1",
+            "--listen",
+            "127.0.0.1:0",
+            *tls_args(pki.directory, "custodian-1"),
+            "--key-share",
+            str(tmp_path / "share"),
+            "--database",
+            f"sqlite:///{tmp_path / 'custodian.db'}",
+        ]
+    )
     coordinator = ServerProcess(coordinator_cmd)
     planted = Planted.make()
     engines = {}
@@ -53,10 +81,17 @@ def test_round_survives_a_coordinator_crash(tmp_path: Path, pki, coordinator_db:
     def node(member: str, address: str) -> MemberNode:
         tls = pki.material(member)
         retry = RetryPolicy(attempts=3, base=0.1, timeout=30)
-        return MemberNode(member_id=member, engine=engines[member], coordinator=CoordinatorClient(address, tls, retry),
-                          custodians=CustodianChain([CustodianClient(custodian.address, tls, retry)], EPOCH),
-                          coordinator_key=public_key, nonce_key=secrets.token_bytes(32), workers=1, batch_size=50,
-                          chunk_size=20)
+        return MemberNode(
+            member_id=member,
+            engine=engines[member],
+            coordinator=CoordinatorClient(address, tls, retry),
+            custodians=CustodianChain([CustodianClient(custodian.address, tls, retry)], EPOCH),
+            coordinator_key=public_key,
+            nonce_key=secrets.token_bytes(32),
+            workers=1,
+            batch_size=50,
+            chunk_size=20,
+        )
 
     try:
         spec = round_spec(2)

@@ -33,8 +33,11 @@ REJECTED = [
     ["phone", "13800138002", "fraud", "", "", "", "", ""],
 ]
 EXPIRED = [["phone", "13900139000", "", "", "", "", "", "2020-01-01"]]
-FIGURE = re.compile(r"^\s*(rows read|imported|duplicates|rejected|expired \(purged\)|withdrawn|not found|invalid)"
-                    r"\s+(\d+)\s*$", re.MULTILINE)
+FIGURE = re.compile(
+    r"^\s*(rows read|imported|duplicates|rejected|expired \(purged\)|withdrawn|not found|invalid)"
+    r"\s+(\d+)\s*$",
+    re.MULTILINE,
+)
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> Result:
@@ -80,7 +83,9 @@ def test_import_summary_rejects_file_and_purge(tmp_path: Path, db: str) -> None:
     assert "rejected rows (all)" in result.stdout
     assert re.search(r"^\s*4\s+value\s+invalid phone '138001…': not a mainland mobile number\s*$", result.stdout, re.M)
     assert re.search(r"^\s*7\s+value\s+invalid bank_card '622848…': bad check digit\s*$", result.stdout, re.M)
-    assert re.search(r"^\s*8\s+category\s+unknown category 'fraud'; allowed: proxy_rights_defense,", result.stdout, re.M)
+    assert re.search(
+        r"^\s*8\s+category\s+unknown category 'fraud'; allowed: proxy_rights_defense,", result.stdout, re.M
+    )
     rejects = tmp_path / "list.csv.rejects.csv"
     assert f"rejected rows written to {rejects}" in result.stdout
     content = rejects.read_bytes()
@@ -157,8 +162,9 @@ def test_database_from_toml_config_and_environment(tmp_path: Path, db: str) -> N
     assert stored(other) == 1
 
 
-def test_a_crash_mid_import_leaves_the_database_unchanged(tmp_path: Path, db: str,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_mid_import_leaves_the_database_unchanged(
+    tmp_path: Path, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert run("node", "import", str(write_csv(tmp_path / "first.csv", VALID)), "--database", db).exit_code == 0
     rows = blacklist_rows(random.Random(9), 2500)
     source = write_csv(tmp_path / "big.csv", [[row.get(name, "") for name in HEADER] for row in rows])
@@ -169,8 +175,9 @@ def test_a_crash_mid_import_leaves_the_database_unchanged(tmp_path: Path, db: st
         # Only the failure is simulated: the first batch really is written, inside the transaction.
         calls.append(1)
         if len(calls) > 1:
-            raise OperationalError("INSERT INTO identifiers …", {"canonical": "+8613800138000"},
-                                   sqlite3.OperationalError("disk I/O error"))
+            raise OperationalError(
+                "INSERT INTO identifiers …", {"canonical": "+8613800138000"}, sqlite3.OperationalError("disk I/O error")
+            )
         return original(self, rows, **kwargs)
 
     monkeypatch.setattr(MemberRepository, "upsert_identifiers", fail_after_the_first_batch)
@@ -196,8 +203,9 @@ def import_and_cache(tmp_path: Path, db: str) -> int:
 def cached(db: str, identifier_id: int) -> int:
     engine = make_engine(db)
     with engine.begin() as conn:
-        count = conn.execute(select(func.count()).select_from(token_cache)
-                             .where(token_cache.c.identifier_id == identifier_id)).scalar_one()
+        count = conn.execute(
+            select(func.count()).select_from(token_cache).where(token_cache.c.identifier_id == identifier_id)
+        ).scalar_one()
     engine.dispose()
     return count
 
@@ -238,15 +246,28 @@ def test_purge_expired_and_status(tmp_path: Path, db: str) -> None:
     import_and_cache(tmp_path, db)
     engine = make_engine(db)
     with engine.begin() as conn:
-        MemberRepository(conn).upsert_identifiers([{
-            "type": "qq", "canonical": "10001", "category": "other", "severity": "",
-            "expires_at": datetime.now(UTC) - timedelta(minutes=1)}])
+        MemberRepository(conn).upsert_identifiers(
+            [
+                {
+                    "type": "qq",
+                    "canonical": "10001",
+                    "category": "other",
+                    "severity": "",
+                    "expires_at": datetime.now(UTC) - timedelta(minutes=1),
+                }
+            ]
+        )
     engine.dispose()
     status = run("node", "status", "--database", db)
     assert status.exit_code == 0
     counts = re.findall(r"^\s*(\w+)\s+(\w*)\s+(\d+)\s*$", status.stdout, re.M)
-    assert counts == [("id_card", "anti_collection", "1"), ("phone", "other", "1"), ("phone", "wool_party", "1"),
-                      ("qq", "other", "1"), ("total", "", "4")]
+    assert counts == [
+        ("id_card", "anti_collection", "1"),
+        ("phone", "other", "1"),
+        ("phone", "wool_party", "1"),
+        ("qq", "other", "1"),
+        ("total", "", "4"),
+    ]
     assert_no_raw_values(status)
     purged = run("node", "purge-expired", "--database", db)
     assert purged.exit_code == 0 and purged.stdout == "purged 1 expired identifiers\n"

@@ -18,10 +18,15 @@ def write_toml(path: Path, pki, alliance, member: str, **overrides: str) -> Path
     key = path.parent / "signing.pub"
     key.write_text(alliance.signing_key.public_key.hex() + "\n")
     values = {
-        "database": f"sqlite:///{alliance.tmp / f'{member}.db'}", "member-id": member,
-        "ca": str(pki.directory / CA_CERT_FILE), "cert": str(pki.directory / f"{member}.pem"),
-        "key": str(pki.directory / f"{member}.key"), "coordinator": alliance.coordinator_address,
-        "coordinator-key": str(key), "data-dir": str(path.parent / f"{member}-secrets"), **overrides,
+        "database": f"sqlite:///{alliance.tmp / f'{member}.db'}",
+        "member-id": member,
+        "ca": str(pki.directory / CA_CERT_FILE),
+        "cert": str(pki.directory / f"{member}.pem"),
+        "key": str(pki.directory / f"{member}.key"),
+        "coordinator": alliance.coordinator_address,
+        "coordinator-key": str(key),
+        "data-dir": str(path.parent / f"{member}-secrets"),
+        **overrides,
     }
     custodians = ", ".join(f'"{a}"' for a in alliance.custodian_addresses)
     lines = ["[node]", f"custodian = [{custodians}]"] + [f'{k} = "{v}"' for k, v in values.items()]

@@ -47,14 +47,26 @@ def node(tmp_path: Path) -> dict[str, str]:
     create_schema(engine)
     with engine.begin() as conn:
         repo = MemberRepository(conn)
-        repo.upsert_identifiers([{"type": p.type, "canonical": p.canonical, "category": p.category,
-                                  "severity": p.severity, "first_seen": p.first_seen, "case_ref": p.case_ref}
-                                 for p in PLANTED], at=NOW)
+        repo.upsert_identifiers(
+            [
+                {
+                    "type": p.type,
+                    "canonical": p.canonical,
+                    "category": p.category,
+                    "severity": p.severity,
+                    "first_seen": p.first_seen,
+                    "case_ref": p.case_ref,
+                }
+                for p in PLANTED
+            ],
+            at=NOW,
+        )
         ids = {(type_, canonical): id_ for id_, type_, canonical in repo.iter_identifiers()}
         repo.cache_tokens(KEY_EPOCH, [(ids[(p.type, p.canonical)], p.token, p.label_key) for p in PLANTED])
         payload, signature = signed(member_result())
-        repo.save_result(ROUND_ID, key_epoch=KEY_EPOCH, round_name=ROUND_NAME, payload=payload, signature=signature,
-                         at=NOW)
+        repo.save_result(
+            ROUND_ID, key_epoch=KEY_EPOCH, round_name=ROUND_NAME, payload=payload, signature=signature, at=NOW
+        )
     engine.dispose()
     key_file = tmp_path / "signing.pub"
     key_file.write_text(KEY.public_key.hex() + "\n")
@@ -62,9 +74,24 @@ def node(tmp_path: Path) -> dict[str, str]:
 
 
 def report(node: dict[str, str], output: Path, fmt: str, *extra: str) -> Result:
-    return RUNNER.invoke(node_group, ["report", ROUND_ID, "--format", fmt, "-o", str(output), "--database",
-                                      node["database"], "--member-id", MEMBER_ID, "--coordinator-key", node["key"],
-                                      *extra])
+    return RUNNER.invoke(
+        node_group,
+        [
+            "report",
+            ROUND_ID,
+            "--format",
+            fmt,
+            "-o",
+            str(output),
+            "--database",
+            node["database"],
+            "--member-id",
+            MEMBER_ID,
+            "--coordinator-key",
+            node["key"],
+            *extra,
+        ],
+    )
 
 
 def verify(path: Path, key: str) -> Result:
@@ -78,12 +105,16 @@ def test_node_report_writes_a_private_file_atomically(node: dict[str, str], tmp_
     output.chmod(0o644)
     result = report(node, output, fmt)
     assert result.exit_code == 0, result.output
-    assert result.output == (f"wrote {output} ({fmt}, mode 0600): 7 leads in round {ROUND_ID} ({ROUND_NAME}), "
-                             f"{HOLDERS}; verified with coordinator key {KEY.key_id}\n")
+    assert result.output == (
+        f"wrote {output} ({fmt}, mode 0600): 7 leads in round {ROUND_ID} ({ROUND_NAME}), "
+        f"{HOLDERS}; verified with coordinator key {KEY.key_id}\n"
+    )
     assert stat.S_IMODE(output.stat().st_mode) == 0o600
-    assert "+8613800138000".encode() in output.read_bytes()
+    assert b"+8613800138000" in output.read_bytes()
     assert {p.name for p in tmp_path.iterdir()} - {"node.db", "node.db-shm", "node.db-wal"} == {
-        "signing.pub", f"leads.{fmt}"}  # No temporary file left behind.
+        "signing.pub",
+        f"leads.{fmt}",
+    }  # No temporary file left behind.
 
 
 def test_the_json_report_verifies_and_a_tampered_one_names_the_mismatch(node: dict[str, str], tmp_path: Path) -> None:
@@ -91,8 +122,10 @@ def test_the_json_report_verifies_and_a_tampered_one_names_the_mismatch(node: di
     assert report(node, output, "json").exit_code == 0
     valid = verify(output, node["key"])
     assert valid.exit_code == 0, valid.output
-    assert valid.output == (f"valid: 7 leads of 7 signed matches in round {ROUND_ID} ({ROUND_NAME}) for member "
-                            f"{MEMBER_ID}; {HOLDERS}; threshold 2, key epoch {KEY_EPOCH}, coordinator key {KEY.key_id}\n")
+    assert valid.output == (
+        f"valid: 7 leads of 7 signed matches in round {ROUND_ID} ({ROUND_NAME}) for member "
+        f"{MEMBER_ID}; {HOLDERS}; threshold 2, key epoch {KEY_EPOCH}, coordinator key {KEY.key_id}\n"
+    )
     doc = json.loads(output.read_bytes())
     doc["leads"][1]["holder_count"] = 4
     tampered = tmp_path / "tampered.json"
@@ -119,44 +152,85 @@ def test_a_withdrawn_identifier_is_left_out_and_the_report_still_verifies(node: 
     assert "valid: 6 leads of 7 signed matches (1 not listed)" in verify(output, node["key"]).output
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--member-id", "bank-b"],
-     f"Error: result is for round '{ROUND_ID}' and member '{MEMBER_ID}', expected '{ROUND_ID}' and 'bank-b'\n"),
-])
-def test_a_result_kept_for_another_member_is_refused(node: dict[str, str], tmp_path: Path, args: list[str],
-                                                     message: str) -> None:
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--member-id", "bank-b"],
+            f"Error: result is for round '{ROUND_ID}' and member '{MEMBER_ID}', expected '{ROUND_ID}' and 'bank-b'\n",
+        ),
+    ],
+)
+def test_a_result_kept_for_another_member_is_refused(
+    node: dict[str, str], tmp_path: Path, args: list[str], message: str
+) -> None:
     result = report(node, tmp_path / "x.html", "html", *args)
     assert (result.exit_code, result.output) == (1, message)
     assert not (tmp_path / "x.html").exists()
 
 
-def test_node_report_refuses_a_wrong_key_an_unknown_round_and_a_missing_directory(node: dict[str, str],
-                                                                                  tmp_path: Path) -> None:
+def test_node_report_refuses_a_wrong_key_an_unknown_round_and_a_missing_directory(
+    node: dict[str, str], tmp_path: Path
+) -> None:
     other = SigningKey.generate()
     (tmp_path / "other.pub").write_text(other.public_key.hex())
     wrong = report(node, tmp_path / "x.html", "html", "--coordinator-key", str(tmp_path / "other.pub"))
     assert (wrong.exit_code, wrong.output) == (1, f"Error: signature does not verify against key {other.key_id}\n")
-    unknown = RUNNER.invoke(node_group, ["report", "r-nope", "--format", "csv", "-o", str(tmp_path / "x.csv"),
-                                         "--database", node["database"], "--member-id", MEMBER_ID,
-                                         "--coordinator-key", node["key"]])
+    unknown = RUNNER.invoke(
+        node_group,
+        [
+            "report",
+            "r-nope",
+            "--format",
+            "csv",
+            "-o",
+            str(tmp_path / "x.csv"),
+            "--database",
+            node["database"],
+            "--member-id",
+            MEMBER_ID,
+            "--coordinator-key",
+            node["key"],
+        ],
+    )
     assert (unknown.exit_code, unknown.output) == (
-        1, "Error: no result kept for round r-nope: run `alliance-psi node join r-nope` first\n")
+        1,
+        "Error: no result kept for round r-nope: run `alliance-psi node join r-nope` first\n",
+    )
     missing = report(node, tmp_path / "no" / "x.csv", "csv")
-    assert (missing.exit_code, missing.output) == (1, f"Error: cannot write {tmp_path / 'no' / 'x.csv'}: "
-                                                      "No such file or directory\n")
+    assert (missing.exit_code, missing.output) == (
+        1,
+        f"Error: cannot write {tmp_path / 'no' / 'x.csv'}: No such file or directory\n",
+    )
     assert not list(tmp_path.glob("*.html"))
 
 
 def test_node_report_takes_its_identity_from_the_environment(node: dict[str, str], tmp_path: Path) -> None:
-    env = {"ALLIANCE_PSI_NODE_MEMBER_ID": MEMBER_ID, "ALLIANCE_PSI_NODE_COORDINATOR_KEY": node["key"],
-           "ALLIANCE_PSI_NODE_DATABASE": node["database"]}
-    result = RUNNER.invoke(node_group, ["report", ROUND_ID, "--format", "json", "-o", str(tmp_path / "r.json")], env=env)
+    env = {
+        "ALLIANCE_PSI_NODE_MEMBER_ID": MEMBER_ID,
+        "ALLIANCE_PSI_NODE_COORDINATOR_KEY": node["key"],
+        "ALLIANCE_PSI_NODE_DATABASE": node["database"],
+    }
+    result = RUNNER.invoke(
+        node_group, ["report", ROUND_ID, "--format", "json", "-o", str(tmp_path / "r.json")], env=env
+    )
     assert result.exit_code == 0, result.output
 
 
 def test_node_results_masks_values_and_lists_kept_results(node: dict[str, str]) -> None:
-    leads = RUNNER.invoke(node_group, ["results", ROUND_ID, "--database", node["database"], "--member-id", MEMBER_ID,
-                                       "--coordinator-key", node["key"]])
+    leads = RUNNER.invoke(
+        node_group,
+        [
+            "results",
+            ROUND_ID,
+            "--database",
+            node["database"],
+            "--member-id",
+            MEMBER_ID,
+            "--coordinator-key",
+            node["key"],
+        ],
+    )
     assert leads.exit_code == 0, leads.output
     for planted in PLANTED:
         assert planted.canonical not in leads.output
@@ -177,8 +251,9 @@ def _keep_again(node: dict[str, str], *, key_epoch: str = KEY_EPOCH, round_name:
     engine = make_engine(node["database"])
     payload, signature = signed(member_result())
     with engine.begin() as conn:
-        MemberRepository(conn).save_result(ROUND_ID, key_epoch=key_epoch, round_name=round_name, payload=payload,
-                                           signature=signature, at=NOW)
+        MemberRepository(conn).save_result(
+            ROUND_ID, key_epoch=key_epoch, round_name=round_name, payload=payload, signature=signature, at=NOW
+        )
     engine.dispose()
 
 
@@ -186,15 +261,30 @@ def test_a_kept_result_filed_under_another_epoch_is_refused(node: dict[str, str]
     _keep_again(node, key_epoch="2024-01")
     result = report(node, tmp_path / "x.json", "json")
     assert (result.exit_code, result.output) == (
-        1, "Error: kept result is filed under key epoch '2024-01', signed for '2025-06'\n")
+        1,
+        "Error: kept result is filed under key epoch '2024-01', signed for '2025-06'\n",
+    )
 
 
 def test_console_output_cannot_carry_escape_sequences_or_markup(node: dict[str, str], tmp_path: Path) -> None:
     _keep_again(node, round_name="季度\x1b[2J[bold red]x[/bold red]\u202e")
-    outputs = [RUNNER.invoke(node_group, ["results", "--database", node["database"]]).output,
-               RUNNER.invoke(node_group, ["results", ROUND_ID, "--database", node["database"], "--member-id",
-                                          MEMBER_ID, "--coordinator-key", node["key"]]).output,
-               report(node, tmp_path / "x.html", "html").output]
+    outputs = [
+        RUNNER.invoke(node_group, ["results", "--database", node["database"]]).output,
+        RUNNER.invoke(
+            node_group,
+            [
+                "results",
+                ROUND_ID,
+                "--database",
+                node["database"],
+                "--member-id",
+                MEMBER_ID,
+                "--coordinator-key",
+                node["key"],
+            ],
+        ).output,
+        report(node, tmp_path / "x.html", "html").output,
+    ]
     for output in outputs:
         assert "\x1b" not in output and "\u202e" not in output
         assert "季度\ufffd[2J[bold red]x[/bold red]\ufffd" in output
@@ -210,30 +300,53 @@ def test_coordinator_report_shows_counts_and_never_a_token(tmp_path: Path) -> No
     engine = make_engine(url)
     create_schema(engine)
     shared = [bytes([i]) * 16 for i in range(1, 4)]
-    tokens = {"bank-a": shared + [_token("a", 9)], "bank-b": shared[:2] + [_token("b", 8), _token("b", 7)]}
+    tokens = {"bank-a": [*shared, _token("a", 9)], "bank-b": [*shared[:2], _token("b", 8), _token("b", 7)]}
     with engine.begin() as conn:
         repo = CoordinatorRepository(conn)
-        repo.create_round(Round("r1", "第一轮", 2, KEY_EPOCH, NOW + timedelta(days=1), ("phone",), None, True,
-                                created_by="admin", created_at=NOW))
+        repo.create_round(
+            Round(
+                "r1",
+                "第一轮",
+                2,
+                KEY_EPOCH,
+                NOW + timedelta(days=1),
+                ("phone",),
+                None,
+                True,
+                created_by="admin",
+                created_at=NOW,
+            )
+        )
         for member, owned in tokens.items():
             items = [(token, b"L" * 8) for token in sorted(owned)]
             digest = SubmissionDigest()
             for index in range(0, len(items), 2):
-                chunk = items[index:index + 2]
+                chunk = items[index : index + 2]
                 repo.stage_chunk("r1", member, index // 2, chunk, chunk_digest(chunk), at=NOW)
                 digest.update(chunk)
             repo.commit_submission("r1", member, item_count=digest.count, digest=digest.digest(), at=NOW)
     engine.dispose()
     table = RUNNER.invoke(coordinator_group, ["report", "r1", "--database", url])
     assert table.exit_code == 0, table.output
-    assert "round r1 (第一轮): open, threshold 2, key epoch 2025-06; 2 members committed, 2 tokens held by at least 2 members" in table.output
+    assert (
+        "round r1 (第一轮): open, threshold 2, key epoch 2025-06; 2 members committed, 2 tokens held by at least 2 members"
+        in table.output
+    )
     as_json = RUNNER.invoke(coordinator_group, ["report", "r1", "--database", url, "--format", "json"])
     assert as_json.exit_code == 0, as_json.output
     assert json.loads(as_json.output) == {
-        "round_id": "r1", "name": "第一轮", "state": "open", "threshold": 2, "key_epoch": KEY_EPOCH,
-        "committed_members": 2, "matches_at_threshold": 2, "matches_by_holder_count": {"2": 2},
-        "submissions": {"bank-a": {"state": "committed", "item_count": 4, "set_count": 4},
-                        "bank-b": {"state": "committed", "item_count": 4, "set_count": 4}},
+        "round_id": "r1",
+        "name": "第一轮",
+        "state": "open",
+        "threshold": 2,
+        "key_epoch": KEY_EPOCH,
+        "committed_members": 2,
+        "matches_at_threshold": 2,
+        "matches_by_holder_count": {"2": 2},
+        "submissions": {
+            "bank-a": {"state": "committed", "item_count": 4, "set_count": 4},
+            "bank-b": {"state": "committed", "item_count": 4, "set_count": 4},
+        },
     }
     for output in (table.output, as_json.output):
         for token in [t for owned in tokens.values() for t in owned]:

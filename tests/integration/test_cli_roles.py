@@ -40,21 +40,66 @@ def test_keygen_writes_key_and_public_key(tmp_path: Path) -> None:
 
 
 def test_serve_refuses_bad_files_with_the_reason(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
-    tls = ["--ca", str(pki.directory / "ca.pem"), "--cert", str(pki.directory / "custodian-1.pem"),
-           "--key", str(pki.directory / "custodian-1.key")]
-    missing = run("custodian", "serve", "--name", "custodian-1", *tls, "--key-share", str(tmp_path / "none"),
-                  "--database", f"sqlite:///{tmp_path / 'q.db'}")
+    tls = [
+        "--ca",
+        str(pki.directory / "ca.pem"),
+        "--cert",
+        str(pki.directory / "custodian-1.pem"),
+        "--key",
+        str(pki.directory / "custodian-1.key"),
+    ]
+    missing = run(
+        "custodian",
+        "serve",
+        "--name",
+        "custodian-1",
+        *tls,
+        "--key-share",
+        str(tmp_path / "none"),
+        "--database",
+        f"sqlite:///{tmp_path / 'q.db'}",
+    )
     assert missing.exit_code == 1 and f"key share {tmp_path / 'none'}: No such file or directory" in missing.output
     (tmp_path / "bad.share").write_bytes(b"not a share")
-    bad = run("custodian", "serve", "--name", "custodian-1", *tls, "--key-share", str(tmp_path / "bad.share"),
-              "--database", f"sqlite:///{tmp_path / 'q.db'}")
+    bad = run(
+        "custodian",
+        "serve",
+        "--name",
+        "custodian-1",
+        *tls,
+        "--key-share",
+        str(tmp_path / "bad.share"),
+        "--database",
+        f"sqlite:///{tmp_path / 'q.db'}",
+    )
     assert bad.exit_code == 1 and "not an alliance-psi key share" in bad.output
     (tmp_path / "signing.key").write_text("nonsense")
-    coordinator = run("coordinator", "serve", *tls, "--signing-key", str(tmp_path / "signing.key"),
-                      "--database", f"sqlite:///{tmp_path / 'c.db'}")
+    coordinator = run(
+        "coordinator",
+        "serve",
+        *tls,
+        "--signing-key",
+        str(tmp_path / "signing.key"),
+        "--database",
+        f"sqlite:///{tmp_path / 'c.db'}",
+    )
     assert coordinator.exit_code == 1 and "not a PEM private key" in coordinator.output
-    nokey = run("custodian", "serve", "--name", "c", "--ca", str(tmp_path / "nope.pem"), "--cert", str(tmp_path / "a"),
-                "--key", str(tmp_path / "b"), "--key-share", str(tmp_path / "bad.share"), "--database", "sqlite://")
+    nokey = run(
+        "custodian",
+        "serve",
+        "--name",
+        "c",
+        "--ca",
+        str(tmp_path / "nope.pem"),
+        "--cert",
+        str(tmp_path / "a"),
+        "--key",
+        str(tmp_path / "b"),
+        "--key-share",
+        str(tmp_path / "bad.share"),
+        "--database",
+        "sqlite://",
+    )
     assert nokey.exit_code == 1
 
 
@@ -78,21 +123,36 @@ def test_audit_verify_names_the_first_broken_entry(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["coordinator", "round", "create", "--name", "x", "--epoch", "e", "--threshold", "1"], "1 is not in the range x>=2"),
+        (
+            ["coordinator", "round", "create", "--name", "x", "--epoch", "e", "--threshold", "1"],
+            "1 is not in the range x>=2",
+        ),
         (["custodian", "serve", "--name", "c"], "Missing option '--ca'"),
         (["coordinator", "round", "close"], "Missing argument 'ROUND_ID'"),
     ],
 )
 def test_usage_errors(args: list[str], message: str, pki) -> None:  # type: ignore[no-untyped-def]
-    tls = ["--ca", str(pki.directory / "ca.pem"), "--cert", str(pki.directory / "admin.pem"),
-           "--key", str(pki.directory / "admin.key")]
+    tls = [
+        "--ca",
+        str(pki.directory / "ca.pem"),
+        "--cert",
+        str(pki.directory / "admin.pem"),
+        "--key",
+        str(pki.directory / "admin.key"),
+    ]
     result = run(*args, *(tls if "threshold" in args else []))
     assert result.exit_code == 2 and message in result.output
 
 
 def test_admin_commands_against_a_coordinator_that_is_down(pki) -> None:  # type: ignore[no-untyped-def]
-    tls = ["--ca", str(pki.directory / "ca.pem"), "--cert", str(pki.directory / "admin.pem"),
-           "--key", str(pki.directory / "admin.key")]
+    tls = [
+        "--ca",
+        str(pki.directory / "ca.pem"),
+        "--cert",
+        str(pki.directory / "admin.pem"),
+        "--key",
+        str(pki.directory / "admin.key"),
+    ]
     result = run("coordinator", "round", "list", "--coordinator", "127.0.0.1:1", *tls)
     assert result.exit_code == 1 and "coordinator at 127.0.0.1:1 is unreachable" in result.output
 
@@ -100,12 +160,32 @@ def test_admin_commands_against_a_coordinator_that_is_down(pki) -> None:  # type
 def test_operator_round_commands(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
     from tests.integration.services.harness import running_alliance
 
-    tls = ["--ca", str(pki.directory / "ca.pem"), "--cert", str(pki.directory / "admin.pem"),
-           "--key", str(pki.directory / "admin.key")]
+    tls = [
+        "--ca",
+        str(pki.directory / "ca.pem"),
+        "--cert",
+        str(pki.directory / "admin.pem"),
+        "--key",
+        str(pki.directory / "admin.key"),
+    ]
     with running_alliance(tmp_path, pki, custodians=1) as alliance:
         target = ["--coordinator", alliance.coordinator_address, *tls]
-        created = run("coordinator", "round", "create", *target, "--name", "November leads", "--epoch", "epoch-test",
-                      "--threshold", "3", "--invite", "bank-a,bank-b,bank-c", "--id", "nov-1")
+        created = run(
+            "coordinator",
+            "round",
+            "create",
+            *target,
+            "--name",
+            "November leads",
+            "--epoch",
+            "epoch-test",
+            "--threshold",
+            "3",
+            "--invite",
+            "bank-a,bank-b,bank-c",
+            "--id",
+            "nov-1",
+        )
         assert created.exit_code == 0 and created.output == "nov-1\n", created.output
         listed = run("coordinator", "round", "list", *target)
         assert listed.exit_code == 0 and "nov-1" in listed.output and "November leads" in listed.output
@@ -115,10 +195,28 @@ def test_operator_round_commands(tmp_path: Path, pki) -> None:  # type: ignore[n
         assert closed.exit_code == 0 and closed.output == "round nov-1 is matched\n"
         again = run("coordinator", "round", "close", "nov-1", *target)
         assert again.exit_code == 1 and "round nov-1 is already matched" in again.output
-        duplicate = run("coordinator", "round", "create", *target, "--name", "x", "--epoch", "epoch-test", "--id", "nov-1")
+        duplicate = run(
+            "coordinator", "round", "create", *target, "--name", "x", "--epoch", "epoch-test", "--id", "nov-1"
+        )
         assert duplicate.exit_code == 1
-        member = ["--ca", str(pki.directory / "ca.pem"), "--cert", str(pki.directory / "bank-a.pem"),
-                  "--key", str(pki.directory / "bank-a.key")]
-        refused = run("coordinator", "round", "create", "--coordinator", alliance.coordinator_address, *member,
-                      "--name", "x", "--epoch", "epoch-test")
+        member = [
+            "--ca",
+            str(pki.directory / "ca.pem"),
+            "--cert",
+            str(pki.directory / "bank-a.pem"),
+            "--key",
+            str(pki.directory / "bank-a.key"),
+        ]
+        refused = run(
+            "coordinator",
+            "round",
+            "create",
+            "--coordinator",
+            alliance.coordinator_address,
+            *member,
+            "--name",
+            "x",
+            "--epoch",
+            "epoch-test",
+        )
         assert refused.exit_code == 1 and "role member may not call CreateRound" in refused.output

@@ -17,9 +17,17 @@ from alliance_psi.reports import render_html
 from tests.unit.reports.support import make_report
 
 CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--virtual-time-budget=2000")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=2000",
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +40,13 @@ def report_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def chromium(profile: Path, url: str, *args: str) -> str:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure_chromium.sh (as root) first", pytrace=False)
-    done = subprocess.run([str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", *args, url],
-                          capture_output=True, text=True, timeout=90, check=False)
+    done = subprocess.run(
+        [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", *args, url],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
@@ -83,9 +96,14 @@ def test_the_page_renders_the_summary_and_every_row(report_file: Path, tmp_path:
     assert "<script>alert(1)</script>" not in dom
 
 
-@pytest.mark.parametrize("term, visible", [("某银行", ["+8613800138000", "6222020200112233445"]),
-                                           ("WECHAT_ID", ["=cmd|' /C calc'!A0"]),
-                                           ("贷款中介 一级", ["6222020200112233445", "上海某某金融信息服务有限公司"])])
+@pytest.mark.parametrize(
+    "term, visible",
+    [
+        ("某银行", ["+8613800138000", "6222020200112233445"]),
+        ("WECHAT_ID", ["=cmd|' /C calc'!A0"]),
+        ("贷款中介 一级", ["6222020200112233445", "上海某某金融信息服务有限公司"]),
+    ],
+)
 def test_a_search_from_the_url_hides_the_rows_that_do_not_match(
     report_file: Path, tmp_path: Path, term: str, visible: list[str]
 ) -> None:

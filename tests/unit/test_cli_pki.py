@@ -51,13 +51,29 @@ def test_init_ca_writes_a_ca_and_refuses_to_overwrite_it(ca_dir: Path) -> None:
 def test_issue_writes_a_certificate_with_the_identity_and_hosts(ca_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bank-a"
     result = run(
-        "issue", "--ca-dir", ca_dir, "--role", "custodian", "--name", "cust-1", "--out", out,
-        "--host", "custodian.example", "--host", "10.1.2.3", "--days", "30",
+        "issue",
+        "--ca-dir",
+        ca_dir,
+        "--role",
+        "custodian",
+        "--name",
+        "cust-1",
+        "--out",
+        out,
+        "--host",
+        "custodian.example",
+        "--host",
+        "10.1.2.3",
+        "--days",
+        "30",
     )
     assert result.exit_code == 0, result.output
     cert_pem = (out / "cust-1.pem").read_bytes()
     serial = pki.serial_of(cert_pem)
-    assert result.output == f"issued custodian cust-1 (serial {serial:#x}): {out / 'cust-1.pem'} and {out / 'cust-1.key'}\n"
+    assert (
+        result.output
+        == f"issued custodian cust-1 (serial {serial:#x}): {out / 'cust-1.pem'} and {out / 'cust-1.key'}\n"
+    )
     assert pki.identity_from_pem(cert_pem) == Identity(name="cust-1", role=Role.CUSTODIAN)
     san = x509.load_pem_x509_certificate(cert_pem).extensions.get_extension_for_class(x509.SubjectAlternativeName)
     assert san.value.get_values_for_type(x509.DNSName) == ["custodian.example"]
@@ -69,7 +85,9 @@ def test_issue_refuses_to_overwrite_without_force(ca_dir: Path, tmp_path: Path) 
     first = (tmp_path / "bank-a.pem").read_bytes()
     result = issue(ca_dir, tmp_path, "bank-a")
     assert result.exit_code == 1
-    assert result.output == f"Error: {tmp_path / 'bank-a.pem'} already exists (use --force / force=True to replace it)\n"
+    assert (
+        result.output == f"Error: {tmp_path / 'bank-a.pem'} already exists (use --force / force=True to replace it)\n"
+    )
     assert (tmp_path / "bank-a.pem").read_bytes() == first
     assert issue(ca_dir, tmp_path, "bank-a", "--force").exit_code == 0
     assert (tmp_path / "bank-a.pem").read_bytes() != first
@@ -103,7 +121,10 @@ def test_issue_rejects_a_bad_host(ca_dir: Path, tmp_path: Path) -> None:
 def test_issue_names_the_missing_ca_file(tmp_path: Path) -> None:
     result = issue(tmp_path / "no-such-dir", tmp_path / "out", "bank-a")
     assert result.exit_code == 1
-    assert result.output == f"Error: cannot read CA file {tmp_path / 'no-such-dir' / 'ca.pem'}: No such file or directory\n"
+    assert (
+        result.output
+        == f"Error: cannot read CA file {tmp_path / 'no-such-dir' / 'ca.pem'}: No such file or directory\n"
+    )
 
 
 def test_issue_rejects_zero_days(ca_dir: Path, tmp_path: Path) -> None:
@@ -140,7 +161,9 @@ def test_revoke_refuses_a_certificate_of_another_ca(ca_dir: Path, tmp_path: Path
     serial = pki.serial_of((tmp_path / "bank-x.pem").read_bytes())
     result = run("revoke", "--ca-dir", ca_dir, tmp_path / "bank-x.pem")
     assert result.exit_code == 1
-    assert result.output == f"Error: {tmp_path / 'bank-x.pem'}: certificate serial {serial:#x} was not issued by this CA\n"
+    assert (
+        result.output == f"Error: {tmp_path / 'bank-x.pem'}: certificate serial {serial:#x} was not issued by this CA\n"
+    )
     assert _default_crl_serials(ca_dir) == frozenset()  # The CA's own CRL is untouched.
 
 

@@ -21,14 +21,29 @@ from alliance_psi.cli.main import main
 
 # What `node join` must not import before it runs: (prefixes of) module names.
 NOT_FOR_JOIN = [
-    "openpyxl", "phonenumbers", "opencc", "email_validator", "idna",  # The importer and its normalizers.
-    "alliance_psi.identifiers.registry", "alliance_psi.identifiers.importer",
-    "alliance_psi.reports", "jinja2",  # The report renderers.
-    "sqlalchemy", "alliance_psi.storage",  # Loaded by the member node itself, once join runs.
-    "grpc", "cryptography", "alliance_psi.services", "alliance_psi.protocol", "alliance_psi.crypto",
+    "openpyxl",
+    "phonenumbers",
+    "opencc",
+    "email_validator",
+    "idna",  # The importer and its normalizers.
+    "alliance_psi.identifiers.registry",
+    "alliance_psi.identifiers.importer",
+    "alliance_psi.reports",
+    "jinja2",  # The report renderers.
+    "sqlalchemy",
+    "alliance_psi.storage",  # Loaded by the member node itself, once join runs.
+    "grpc",
+    "cryptography",
+    "alliance_psi.services",
+    "alliance_psi.protocol",
+    "alliance_psi.crypto",
     "rich",  # Only for join's progress bar and summary.
-    "alliance_psi.cli.node_import", "alliance_psi.cli.node_report", "alliance_psi.cli.reports",
-    "alliance_psi.cli.pki", "alliance_psi.cli.custodian", "alliance_psi.cli.demo",
+    "alliance_psi.cli.node_import",
+    "alliance_psi.cli.node_report",
+    "alliance_psi.cli.reports",
+    "alliance_psi.cli.pki",
+    "alliance_psi.cli.custodian",
+    "alliance_psi.cli.demo",
 ]
 
 
@@ -40,7 +55,7 @@ def _loaded_after(code: str) -> list[str]:
         f"banned = {NOT_FOR_JOIN!r}\n"
         "print(json.dumps(sorted({b for b in banned for m in sys.modules if m == b or m.startswith(b + '.')})))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -98,7 +113,7 @@ def test_every_command_module_attaches_what_its_group_declares() -> None:
         "    'mismatched': sorted(n for n in group.lazy_commands if group.load(n) is not group.commands.get(n)),\n"
         "} for name, group in groups.items()}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     for name, view in json.loads(done.stdout).items():
         assert view["registered"] == view["declared"], name
@@ -134,7 +149,9 @@ def test_reported_turns_a_database_error_into_its_first_line() -> None:
     from sqlalchemy.exc import OperationalError
 
     with pytest.raises(click.ClickException) as info, reported():
-        raise OperationalError("INSERT ...", {"value": "13800138000"}, Exception("disk I/O error\nDETAIL: (13800138000)"))
+        raise OperationalError(
+            "INSERT ...", {"value": "13800138000"}, Exception("disk I/O error\nDETAIL: (13800138000)")
+        )
     assert info.value.message == "database error: disk I/O error"
 
 

@@ -37,7 +37,7 @@ def test_layers_import_only_what_is_below(layer: str) -> None:
     assert json.loads(out.stdout) == []
 
 
-@pytest.mark.parametrize("layer", PURE_LAYERS + ["alliance_psi"])
+@pytest.mark.parametrize("layer", [*PURE_LAYERS, "alliance_psi"])
 def test_exported_members(layer: str) -> None:
     module = importlib.import_module(layer)
     exported = module.__all__

@@ -54,7 +54,7 @@ class Planted:
             for _ in range(count):
                 value = phone(n)
                 n += 1
-                for letter, holder in zip("abc", (a, b, c)):
+                for letter, holder in zip("abc", (a, b, c), strict=False):
                     if letter in pattern:
                         holder.add(value)
         return cls({"bank-a": a, "bank-b": b, "bank-c": c})
@@ -68,8 +68,16 @@ class Planted:
 def load(engine: Engine, values: Sequence[str], category: str) -> None:
     with engine.begin() as conn:
         MemberRepository(conn).upsert_identifiers(
-            [{"type": IdentifierType.PHONE.value, "canonical": v, "category": category, "severity": "level1",
-              "case_ref": f"CASE-{i}"} for i, v in enumerate(sorted(values))]
+            [
+                {
+                    "type": IdentifierType.PHONE.value,
+                    "canonical": v,
+                    "category": category,
+                    "severity": "level1",
+                    "case_ref": f"CASE-{i}",
+                }
+                for i, v in enumerate(sorted(values))
+            ]
         )
 
 
@@ -90,10 +98,18 @@ class Alliance:
     def node(self, member: str, *, retry: RetryPolicy | None = None, display_name: str | None = None) -> MemberNode:
         tls = self.pki.material(member)  # type: ignore[attr-defined]
         chain = CustodianChain([CustodianClient(a, tls, retry) for a in self.custodian_addresses], EPOCH)
-        return MemberNode(member_id=member, engine=self.member_engines[member],
-                          coordinator=CoordinatorClient(self.coordinator_address, tls, retry), custodians=chain,
-                          coordinator_key=self.signing_key.public_key, nonce_key=secrets.token_bytes(32),
-                          display_name=display_name, workers=1, batch_size=64, chunk_size=25)
+        return MemberNode(
+            member_id=member,
+            engine=self.member_engines[member],
+            coordinator=CoordinatorClient(self.coordinator_address, tls, retry),
+            custodians=chain,
+            coordinator_key=self.signing_key.public_key,
+            nonce_key=secrets.token_bytes(32),
+            display_name=display_name,
+            workers=1,
+            batch_size=64,
+            chunk_size=25,
+        )
 
     def spec(self, threshold: int, **overrides: object) -> RoundSpec:
         return round_spec(threshold, **overrides)
@@ -101,34 +117,48 @@ class Alliance:
 
 def round_spec(threshold: int, **overrides: object) -> RoundSpec:
     """A round for the three test members over phone numbers, closing in ten minutes."""
-    fields = dict(name="test round", threshold=threshold, key_epoch=EPOCH,
-                  deadline=datetime.now(UTC) + timedelta(minutes=10), allowed_types=("phone",),
-                  invited=MEMBERS, share_labels=True)
+    fields = {
+        "name": "test round",
+        "threshold": threshold,
+        "key_epoch": EPOCH,
+        "deadline": datetime.now(UTC) + timedelta(minutes=10),
+        "allowed_types": ("phone",),
+        "invited": MEMBERS,
+        "share_labels": True,
+    }
     fields.update(overrides)
     return RoundSpec(**fields)  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager
 def running_alliance(
-    tmp: Path, pki: object, *, coordinator_engine: Engine | None = None, custodians: int = 2,
-    quota: int = 100_000, planted: Planted | None = None,
+    tmp: Path,
+    pki: object,
+    *,
+    coordinator_engine: Engine | None = None,
+    custodians: int = 2,
+    quota: int = 100_000,
+    planted: Planted | None = None,
 ) -> Iterator[Alliance]:
     planted = planted or Planted.make()
     signing_key = SigningKey.generate()
     coordinator_engine = coordinator_engine or sqlite_engine(tmp / "coordinator.db")
-    role = CoordinatorRole(sql_unit_of_work(coordinator_engine), signing_key,
-                           known_types=[t.value for t in IdentifierType])
+    role = CoordinatorRole(
+        sql_unit_of_work(coordinator_engine), signing_key, known_types=[t.value for t in IdentifierType]
+    )
     with contextlib.ExitStack() as stack:
         addresses = []
         for i in range(custodians):
             share = KeyShare.generate(EPOCH)
             ledger = SqlQuotaLedger(sqlite_engine(tmp / f"custodian-{i}.db"), "custodian-1")
             custodian = CustodianRole("custodian-1", share, quota_per_member=quota, ledger=ledger)
-            port = stack.enter_context(run_server([custodian_registration(custodian)], address="127.0.0.1:0",
-                                                  tls=pki.material("custodian-1")))  # type: ignore[attr-defined]
+            port = stack.enter_context(
+                run_server([custodian_registration(custodian)], address="127.0.0.1:0", tls=pki.material("custodian-1"))
+            )  # type: ignore[attr-defined]
             addresses.append(f"127.0.0.1:{port}")
-        port = stack.enter_context(run_server([coordinator_registration(role)], address="127.0.0.1:0",
-                                              tls=pki.material("coordinator")))  # type: ignore[attr-defined]
+        port = stack.enter_context(
+            run_server([coordinator_registration(role)], address="127.0.0.1:0", tls=pki.material("coordinator"))
+        )  # type: ignore[attr-defined]
         engines = {}
         for i, member in enumerate(MEMBERS):
             engines[member] = sqlite_engine(tmp / f"{member}.db")

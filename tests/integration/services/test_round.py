@@ -50,7 +50,11 @@ def test_every_planted_lead_is_found_and_nothing_else(tmp_path: Path, pki, thres
             for lead in outcome.leads:
                 assert lead.category == CATEGORIES[index] and lead.unreadable_labels == 0
                 assert len(lead.peer_labels) == lead.holder_count - 1
-                peers = {CATEGORIES[i] for i, m in enumerate(MEMBERS) if m != member and lead.canonical in planted.holdings[m]}
+                peers = {
+                    CATEGORIES[i]
+                    for i, m in enumerate(MEMBERS)
+                    if m != member and lead.canonical in planted.holdings[m]
+                }
                 assert {label.category for label in lead.peer_labels} == peers
         final, committed = alliance.admin().get_round(round_.round_id)
         assert final.state is RoundState.MATCHED and committed == 3
@@ -86,7 +90,9 @@ def test_roles_and_identities_are_enforced(tmp_path: Path, pki) -> None:  # type
             outsider.get_result(round_.round_id)
         payload, signature = member.get_result(round_.round_id)
         with pytest.raises(InvalidSignature, match="expected"):
-            open_result(alliance.signing_key.public_key, payload, signature, round_id=round_.round_id, member_id="bank-b")
+            open_result(
+                alliance.signing_key.public_key, payload, signature, round_id=round_.round_id, member_id="bank-b"
+            )
         custodian_as_admin = CoordinatorClient(alliance.coordinator_address, pki.material("custodian-1"))
         with pytest.raises(NotAuthorized):
             custodian_as_admin.list_rounds()
@@ -136,8 +142,10 @@ def test_chunks_are_idempotent_ordered_freely_and_checked(tmp_path: Path, pki) -
         client = CoordinatorClient(alliance.coordinator_address, pki.material("bank-a"))
 
         def chunk(index: int, start: int, labels: bool = True) -> Chunk:
-            items = tuple(((start + i).to_bytes(16, "big"), bytes([index]) * SEALED_LABEL_BYTES if labels else None)
-                          for i in range(3))
+            items = tuple(
+                ((start + i).to_bytes(16, "big"), bytes([index]) * SEALED_LABEL_BYTES if labels else None)
+                for i in range(3)
+            )
             return Chunk(round_.round_id, index, items, chunk_digest(items))
 
         chunks = [chunk(0, 0), chunk(1, 10), chunk(2, 20)]
@@ -166,7 +174,9 @@ def test_chunks_are_idempotent_ordered_freely_and_checked(tmp_path: Path, pki) -
             client.commit(Commit(round_.round_id, digest.count, digest.digest(), 9, b"", replace=True), "bank-a")
         with pytest.raises(Conflict, match="set digest mismatch"):
             client.commit(Commit(round_.round_id, digest.count, digest.digest(), 9, bytes(32), replace=True), "bank-a")
-        committed = client.commit(Commit(round_.round_id, digest.count, digest.digest(), 9, whole, replace=True), "bank-a")
+        committed = client.commit(
+            Commit(round_.round_id, digest.count, digest.digest(), 9, whole, replace=True), "bank-a"
+        )
         assert committed.state is SubmissionState.COMMITTED and committed.item_count == 9
         with pytest.raises(Conflict, match="already committed"):
             client.upload_chunks([chunk(6, 60)])
@@ -211,7 +221,7 @@ def test_a_joined_round_keeps_its_verified_result(tmp_path: Path, pki) -> None: 
         outcomes = join_all(alliance, round_.round_id)
         with alliance.member_engines["bank-a"].connect() as conn:
             repo = MemberRepository(conn)
-            epoch, name, payload, signature, _ = repo.get_result(round_.round_id)
+            epoch, name, payload, _signature, _ = repo.get_result(round_.round_id)
             assert (epoch, name) == (EPOCH, "test round")
             assert decode_result(payload) == outcomes["bank-a"].result
             assert [r[0] for r in repo.list_results()] == [round_.round_id]

@@ -18,14 +18,18 @@ pytestmark = pytest.mark.timeout(120)
 
 def test_health_and_reflection_answer_authenticated_peers(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
     with running_alliance(tmp_path, pki, custodians=1) as alliance:
-        for address, service in ((alliance.coordinator_address, "alliance_psi.v1.Coordinator"),
-                                 (alliance.custodian_addresses[0], "alliance_psi.v1.OprfEvaluator")):
+        for address, service in (
+            (alliance.coordinator_address, "alliance_psi.v1.Coordinator"),
+            (alliance.custodian_addresses[0], "alliance_psi.v1.OprfEvaluator"),
+        ):
             with secure_channel(address, pki.material("bank-a")) as channel:
                 health = health_pb2_grpc.HealthStub(channel)
                 reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
                 assert reply.status == health_pb2.HealthCheckResponse.SERVING
                 reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-                responses = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
+                responses = reflection.ServerReflectionInfo(
+                    iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10
+                )
                 names = {s.name for r in responses for s in r.list_services_response.service}
                 assert service in names and "grpc.health.v1.Health" in names
 
@@ -38,9 +42,11 @@ def test_an_oversized_message_is_refused_before_any_handler(tmp_path: Path, pki)
         assert huge.ByteSize() > MAX_MESSAGE_BYTES
         options = [("grpc.max_send_message_length", 2 * MAX_MESSAGE_BYTES)]
         with secure_channel(alliance.coordinator_address, pki.material("bank-a"), options=options) as channel:
-            stub = channel.stream_unary("/alliance_psi.v1.Coordinator/UploadChunks",
-                                        request_serializer=pb_coordinator.SubmissionChunk.SerializeToString,
-                                        response_deserializer=pb_coordinator.UploadSummary.FromString)
+            stub = channel.stream_unary(
+                "/alliance_psi.v1.Coordinator/UploadChunks",
+                request_serializer=pb_coordinator.SubmissionChunk.SerializeToString,
+                response_deserializer=pb_coordinator.UploadSummary.FromString,
+            )
             with pytest.raises(grpc.RpcError) as refused:
                 stub(iter([huge]), timeout=60)
         assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -44,7 +44,10 @@ def test_later_rounds_send_only_what_changed(tmp_path: Path, pki) -> None:  # ty
             planted.holdings[member].add(new)
         third = join_all(alliance, alliance.admin().create_round(alliance.spec(2)).round_id)
         assert {m: (o.delta_count, o.tokens_computed, o.replaced) for m, o in third.items()} == {
-            "bank-a": (2, 1, False), "bank-b": (1, 1, False), "bank-c": (0, 0, False)}
+            "bank-a": (2, 1, False),
+            "bank-b": (1, 1, False),
+            "bank-c": (0, 0, False),
+        }
         for member, outcome in third.items():
             assert leads(outcome) == planted.expected(member, 2)
             assert outcome.submitted == len(planted.holdings[member])
@@ -92,8 +95,9 @@ def test_a_corrupted_record_is_caught_at_commit_and_reset(tmp_path: Path, pki) -
         join_all(alliance, alliance.admin().create_round(alliance.spec(2)).round_id)
         with alliance.member_engines["bank-c"].begin() as conn:
             first = conn.execute(select(member_submitted.c.match_token).limit(1)).scalar_one()
-            conn.execute(update(member_submitted).where(member_submitted.c.match_token == first)
-                         .values(label_digest=bytes(16)))
+            conn.execute(
+                update(member_submitted).where(member_submitted.c.match_token == first).values(label_digest=bytes(16))
+            )
         round_id = alliance.admin().create_round(alliance.spec(2)).round_id
         with pytest.raises(Conflict, match="set digest mismatch.*next round sends the whole set"):
             alliance.node("bank-c").join(round_id, wait=5)

@@ -216,7 +216,7 @@ def test_client_certificate_of_another_ca_is_refused(pki: AlliancePki) -> None:
 
 
 def test_expired_client_certificate_is_refused(pki: AlliancePki) -> None:
-    long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
     expired = pki.issue(Role.MEMBER, "bank-expired", valid_days=1, not_before=long_ago)
     _assert_refused_before_any_handler(pki.material("coordinator"), _credentials(pki.ca.cert_pem, expired))
 
@@ -285,11 +285,15 @@ def _cert_with_uris(ca: pki_module.CertificateAuthority, uris: list[str]) -> byt
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
     ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     builder = (
-        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
-        .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
     )
     if uris:
         names = [x509.UniformResourceIdentifier(uri) for uri in uris]
@@ -333,7 +337,9 @@ def test_unknown_role_is_refused(pki: AlliancePki) -> None:
 
 
 def test_longest_name_and_custom_hosts_are_accepted(pki: AlliancePki) -> None:
-    issued = pki_module.issue(pki.ca, role=Role.CUSTODIAN, name="c" * 63, hosts=["custodian.example", "10.0.0.7", "::1"])
+    issued = pki_module.issue(
+        pki.ca, role=Role.CUSTODIAN, name="c" * 63, hosts=["custodian.example", "10.0.0.7", "::1"]
+    )
     assert pki_module.identity_from_pem(issued.cert_pem) == Identity(name="c" * 63, role=Role.CUSTODIAN)
     with pytest.raises(ConfigurationError, match="host 'bad host' is neither an IP address nor a DNS name"):
         pki_module.issue(pki.ca, role=Role.CUSTODIAN, name="c", hosts=["bad host"])

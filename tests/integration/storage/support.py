@@ -62,7 +62,7 @@ def run_concurrently(count: int, work: Callable[[int], None]) -> None:
         try:
             barrier.wait()
             work(slot)
-        except BaseException as exc:  # Reported by the main thread.
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread.
             errors.append(exc)
 
     pool = [threading.Thread(target=worker, args=(slot,)) for slot in range(count)]

@@ -30,7 +30,7 @@ def planted_names() -> dict[str, list[str]]:
         for member in holders:
             names[member].extend(group)
     # Interleave the planted names with the member's own ones, as real data would be.
-    return {member: sorted(group, key=lambda n: token(n)) for member, group in names.items()}
+    return {member: sorted(group, key=token) for member, group in names.items()}
 
 
 @pytest.fixture
@@ -74,8 +74,9 @@ def test_aggregate_has_sizes_and_counts_only(engine: Engine, submitted: dict[str
         report = CoordinatorRepository(conn).aggregate("r1")
     assert report == {
         "round_id": "r1",
-        "submissions": {m: {"state": "committed", "item_count": len(submitted[m]), "set_count": len(submitted[m])}
-                        for m in MEMBERS},
+        "submissions": {
+            m: {"state": "committed", "item_count": len(submitted[m]), "set_count": len(submitted[m])} for m in MEMBERS
+        },
         "committed_members": 3,
         "matches_by_holder_count": {2: 11 + 5 + 3, 3: 7},
     }

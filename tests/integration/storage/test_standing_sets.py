@@ -16,15 +16,24 @@ from alliance_psi.storage.schema import member_sets, set_holders, submitted_toke
 from .support import NOW, Item, items, label, make_round, token
 
 
-def send(engine: Engine, round_id: str, member: str, puts: list[Item], removals: list[bytes] = (),  # type: ignore[assignment]
-         *, replace: bool, expect: dict[bytes, bytes | None] | None = None):  # type: ignore[no-untyped-def]
+def send(
+    engine: Engine,
+    round_id: str,
+    member: str,
+    puts: list[Item],
+    removals: list[bytes] = (),  # type: ignore[assignment]
+    *,
+    replace: bool,
+    expect: dict[bytes, bytes | None] | None = None,
+):  # type: ignore[no-untyped-def]
     """Stage one chunk and commit it, with the set digest the member expects (``expect``)."""
     removals = list(removals)
     with engine.begin() as conn:
         repo = CoordinatorRepository(conn)
         if puts or removals:
-            repo.stage_chunk(round_id, member, 0, puts, chunk_digest(puts, removals), at=NOW, removals=removals,
-                             replace=replace)
+            repo.stage_chunk(
+                round_id, member, 0, puts, chunk_digest(puts, removals), at=NOW, removals=removals, replace=replace
+            )
     delta = SubmissionDigest()
     if puts or removals:
         delta.update(puts, removals)
@@ -34,8 +43,15 @@ def send(engine: Engine, round_id: str, member: str, puts: list[Item], removals:
         set_digest_ = set_digest((t, label_digest(lbl)) for t, lbl in sorted(expect.items()))
     with engine.begin() as conn:
         return CoordinatorRepository(conn).commit_submission(
-            round_id, member, item_count=delta.count, digest=delta.digest(), at=NOW, replace=replace,
-            set_count=set_count, set_digest=set_digest_)
+            round_id,
+            member,
+            item_count=delta.count,
+            digest=delta.digest(),
+            at=NOW,
+            replace=replace,
+            set_count=set_count,
+            set_digest=set_digest_,
+        )
 
 
 def finish(engine: Engine, round_id: str) -> None:
@@ -63,7 +79,8 @@ def first_round(engine: Engine) -> Engine:
     send(engine, "r1", "alpha", items("alpha", ["a", "b", "c"]), replace=True)
     send(engine, "r1", "beta", items("beta", ["a", "b", "d"]), replace=True)
     assert [(t, m) for t, m, _, _ in matched(engine, "r1")] == [
-        (t, m) for t in sorted([token("a"), token("b")]) for m in ("alpha", "beta")]
+        (t, m) for t in sorted([token("a"), token("b")]) for m in ("alpha", "beta")
+    ]
     finish(engine, "r1")
     return engine
 
@@ -73,8 +90,15 @@ def test_a_delta_changes_only_what_it_names(first_round: Engine) -> None:
     # alpha withdraws b, adds d and relabels a; beta sends nothing new.
     new_label = label("alpha", "a-corrected")
     expect = {token("a"): new_label, token("c"): label("alpha", "c"), token("d"): label("alpha", "d")}
-    status = send(first_round, "r2", "alpha", [(token("a"), new_label), *items("alpha", ["d"])], [token("b")],
-                  replace=False, expect=expect)
+    status = send(
+        first_round,
+        "r2",
+        "alpha",
+        [(token("a"), new_label), *items("alpha", ["d"])],
+        [token("b")],
+        replace=False,
+        expect=expect,
+    )
     assert (status.item_count, status.set_count) == (3, 3)
     send(first_round, "r2", "beta", [], replace=False)
     rows = matched(first_round, "r2")
@@ -110,8 +134,12 @@ def test_removing_a_token_not_held_changes_nothing(first_round: Engine) -> None:
     with pytest.raises(Conflict, match="1 removed tokens are not in the member's set"):
         send(first_round, "r2", "alpha", [], [token("zz")], replace=False)
     with first_round.begin() as conn:
-        assert conn.execute(select(func.count()).select_from(member_sets)
-                            .where(member_sets.c.set_id == "alpha@r1")).scalar_one() == 3
+        assert (
+            conn.execute(
+                select(func.count()).select_from(member_sets).where(member_sets.c.set_id == "alpha@r1")
+            ).scalar_one()
+            == 3
+        )
 
 
 def test_a_set_digest_that_disagrees_rolls_the_commit_back(first_round: Engine) -> None:
@@ -142,7 +170,10 @@ def test_a_submission_keeps_the_kind_it_started_as(first_round: Engine) -> None:
         delta = items("alpha", ["d"])
         CoordinatorRepository(conn).stage_chunk("r2", "alpha", 0, delta, chunk_digest(delta), at=NOW, replace=False)
     whole = items("alpha", ["e"])
-    with pytest.raises(Conflict, match="started as a delta; it cannot continue as a whole set"), first_round.begin() as conn:
+    with (
+        pytest.raises(Conflict, match="started as a delta; it cannot continue as a whole set"),
+        first_round.begin() as conn,
+    ):
         CoordinatorRepository(conn).stage_chunk("r2", "alpha", 1, whole, chunk_digest(whole), at=NOW, replace=True)
     with pytest.raises(Conflict, match="started as a delta"):
         send(first_round, "r2", "alpha", [], replace=True)
@@ -157,8 +188,12 @@ def test_an_uncommitted_whole_set_is_discarded_at_close(first_round: Engine) -> 
         repo = CoordinatorRepository(conn)
         assert repo.transition_round("r2", RoundState.OPEN, RoundState.CLOSED, at=NOW)
         assert repo.discard_uncommitted("r2") == 2
-        assert conn.execute(select(func.count()).select_from(member_sets)
-                            .where(member_sets.c.set_id == "alpha@r2")).scalar_one() == 0
+        assert (
+            conn.execute(
+                select(func.count()).select_from(member_sets).where(member_sets.c.set_id == "alpha@r2")
+            ).scalar_one()
+            == 0
+        )
         assert repo.submission_status("r2", "alpha").set_count == 3  # The standing set is untouched.
 
 

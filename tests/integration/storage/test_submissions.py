@@ -102,9 +102,12 @@ def test_out_of_order_chunks_commit(round_engine: Engine) -> None:
     assert (status.state, status.chunks, status.item_count) == (SubmissionState.COMMITTED, (0, 1, 2), 5)
     # The digest is SHA-256 over the chunk digests in index order, each SHA-256 over
     # token || I2OSP(len(label), 2) || label for its items in order.
-    expected = hashlib.sha256(b"".join(
-        hashlib.sha256(b"".join(t + len(lab or b"").to_bytes(2, "big") + (lab or b"") for t, lab in chunk)).digest()
-        for chunk in chunks)).digest()
+    expected = hashlib.sha256(
+        b"".join(
+            hashlib.sha256(b"".join(t + len(lab or b"").to_bytes(2, "big") + (lab or b"") for t, lab in chunk)).digest()
+            for chunk in chunks
+        )
+    ).digest()
     assert status.digest == expected
 
 

@@ -42,7 +42,9 @@ def test_identity_is_rejected() -> None:
 
 
 @pytest.mark.parametrize(
-    "case", RFC9496["invalid_encodings"], ids=[f"{c['reason']}-{c['encoding'][:8]}" for c in RFC9496["invalid_encodings"]]
+    "case",
+    RFC9496["invalid_encodings"],
+    ids=[f"{c['reason']}-{c['encoding'][:8]}" for c in RFC9496["invalid_encodings"]],
 )
 def test_invalid_encodings_rejected(case: dict[str, str]) -> None:
     encoding = bytes.fromhex(case["encoding"])
@@ -127,7 +129,9 @@ def test_top_bit_set_rejected(k: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "case", RFC9496["invalid_encodings"], ids=[f"{c['reason']}-{c['encoding'][:8]}" for c in RFC9496["invalid_encodings"]]
+    "case",
+    RFC9496["invalid_encodings"],
+    ids=[f"{c['reason']}-{c['encoding'][:8]}" for c in RFC9496["invalid_encodings"]],
 )
 def test_checked_multiplication_refuses_what_decoding_refuses(case: dict[str, str]) -> None:
     with pytest.raises(MalformedElement, match="not a canonical ristretto255 encoding"):

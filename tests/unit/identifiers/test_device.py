@@ -64,15 +64,11 @@ def test_uuid_spellings_give_one_canonical(raw: str) -> None:
     assert normalize("device_id", raw).canonical == IDFA
 
 
-@pytest.mark.parametrize(
-    ("raw", "canonical"), DEVICE_ID_VALID.values(), ids=DEVICE_ID_VALID.keys()
-)
+@pytest.mark.parametrize(("raw", "canonical"), DEVICE_ID_VALID.values(), ids=DEVICE_ID_VALID.keys())
 def test_device_id_valid(raw: str, canonical: str) -> None:
     assert normalize("device_id", raw).canonical == canonical
 
 
-@pytest.mark.parametrize(
-    ("raw", "reason"), DEVICE_ID_INVALID.values(), ids=DEVICE_ID_INVALID.keys()
-)
+@pytest.mark.parametrize(("raw", "reason"), DEVICE_ID_INVALID.values(), ids=DEVICE_ID_INVALID.keys())
 def test_device_id_invalid(rejects, raw: str, reason: str) -> None:
     rejects("device_id", raw, reason)

@@ -86,9 +86,7 @@ ATOMS = st.from_regex(r"[A-Za-z0-9_+-]{1,8}", fullmatch=True)
 # One inner hyphen at most: IDNA 2008 (and so email-validator) rejects "--" in positions 3-4.
 LABELS = st.from_regex(r"[a-z0-9]{1,5}(-[a-z0-9]{1,5})?", fullmatch=True)
 TLDS = st.sampled_from(["com", "cn", "net", "org", "com.cn"])
-DOMAINS = st.builds(
-    lambda labels, tld: ".".join([*labels, tld]), st.lists(LABELS, min_size=1, max_size=3), TLDS
-)
+DOMAINS = st.builds(lambda labels, tld: ".".join([*labels, tld]), st.lists(LABELS, min_size=1, max_size=3), TLDS)
 EMAILS = st.builds(
     lambda atoms, domain: ".".join(atoms) + "@" + domain,
     st.lists(ATOMS, min_size=1, max_size=3),
@@ -97,9 +95,7 @@ EMAILS = st.builds(
 CJK = st.characters(min_codepoint=0x4E00, max_codepoint=0x9FA5)
 CJK_LABELS = st.text(CJK, min_size=1, max_size=5)
 VENDOR_UUIDS = st.uuids().filter(lambda u: u.int != 0)
-ANDROID_IDS = st.text("0123456789abcdefABCDEF", min_size=16, max_size=16).filter(
-    lambda h: h.strip("0")
-)
+ANDROID_IDS = st.text("0123456789abcdefABCDEF", min_size=16, max_size=16).filter(lambda h: h.strip("0"))
 ORG_NAME_CHARS = st.one_of(
     CJK,
     st.sampled_from("馬上消費金融銀行臺灣廣東貸款諮詢 ·()（）【】-—,.，。、&"),
@@ -115,9 +111,7 @@ VALID_RAW: dict[IdentifierType, st.SearchStrategy[str]] = {
     IdentifierType.EMAIL: EMAILS,
     IdentifierType.IP: st.ip_addresses().map(str),
     IdentifierType.IMEI: IMEIS,
-    IdentifierType.DEVICE_ID: st.one_of(
-        VENDOR_UUIDS.map(str), VENDOR_UUIDS.map(lambda u: u.hex), ANDROID_IDS
-    ),
+    IdentifierType.DEVICE_ID: st.one_of(VENDOR_UUIDS.map(str), VENDOR_UUIDS.map(lambda u: u.hex), ANDROID_IDS),
     IdentifierType.WECHAT_ID: st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{5,19}", fullmatch=True),
     IdentifierType.QQ: st.integers(10_000, 99_999_999_999).map(str),
     IdentifierType.ALIPAY_ACCOUNT: st.one_of(MAINLAND_MOBILES, EMAILS),
@@ -136,9 +130,7 @@ def test_every_type_has_a_strategy() -> None:
 @pytest.mark.parametrize("type_", list(IdentifierType), ids=str)
 @EXAMPLES
 @given(data=st.data())
-def test_normalization_is_idempotent_on_valid_values(
-    type_: IdentifierType, data: st.DataObject
-) -> None:
+def test_normalization_is_idempotent_on_valid_values(type_: IdentifierType, data: st.DataObject) -> None:
     raw = data.draw(VALID_RAW[type_])
     try:
         canonical = normalize(type_, raw).canonical
@@ -228,9 +220,7 @@ TYPES = st.sampled_from(list(IdentifierType))
     types=st.lists(TYPES, min_size=2, max_size=2, unique=True),
     canonical=st.text().filter(lambda text: "\x00" not in text),
 )
-def test_same_canonical_under_two_types_never_collides(
-    types: list[IdentifierType], canonical: str
-) -> None:
+def test_same_canonical_under_two_types_never_collides(types: list[IdentifierType], canonical: str) -> None:
     first, second = (Identifier(type_, canonical) for type_ in types)
     assert first.oprf_input() != second.oprf_input()
 

@@ -106,7 +106,5 @@ def test_layer_imports_no_crypto_io_or_transport() -> None:
         "             'alliance_psi.crypto', 'alliance_psi.cli')\n"
         "print(sorted(m for m in sys.modules for f in forbidden if (m + '.').startswith(f + '.')))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
-    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert result.stdout.strip() == "[]"

@@ -24,8 +24,10 @@ from alliance_psi.identifiers.importer import (
 
 HEADER = "type,value,category,severity,first_seen,case_ref,note,expires_at\n"
 PHONE = "+8613800138000"
-CATEGORIES = ("proxy_rights_defense, anti_collection, malicious_complaint, professional_complainant, "
-              "loan_intermediary, wool_party, money_laundering, telecom_fraud, account_rental, other")
+CATEGORIES = (
+    "proxy_rights_defense, anti_collection, malicious_complaint, professional_complainant, "
+    "loan_intermediary, wool_party, money_laundering, telecom_fraud, account_rental, other"
+)
 
 
 def write(tmp_path: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
@@ -39,8 +41,14 @@ def read(path: Path, **options: Any) -> list[ImportRecord | Rejection]:
 
 
 def record(row: int, type_: str, canonical: str, **fields: Any) -> ImportRecord:
-    values = {"category": "other", "severity": None, "first_seen": None, "case_ref": None, "note": None,
-              "expires_at": None} | fields
+    values = {
+        "category": "other",
+        "severity": None,
+        "first_seen": None,
+        "case_ref": None,
+        "note": None,
+        "expires_at": None,
+    } | fields
     return ImportRecord(row=row, type=type_, canonical=canonical, **values)
 
 
@@ -52,11 +60,24 @@ def rejections(items: list[ImportRecord | Rejection]) -> list[tuple[int, str, st
 
 
 def test_csv_utf8_with_every_column(tmp_path: Path) -> None:
-    path = write(tmp_path, "list.csv", HEADER + "phone,138 0013 8000,wool_party,LEVEL1,2024-03-01,ZJ-2026-000123,"
-                 "seen twice,2030-01-01\n")
-    assert read(path) == [record(2, "phone", PHONE, category="wool_party", severity="level1",
-                                 first_seen=date(2024, 3, 1), case_ref="ZJ-2026-000123", note="seen twice",
-                                 expires_at=datetime(2030, 1, 1, tzinfo=CHINA_TIME))]
+    path = write(
+        tmp_path,
+        "list.csv",
+        HEADER + "phone,138 0013 8000,wool_party,LEVEL1,2024-03-01,ZJ-2026-000123,seen twice,2030-01-01\n",
+    )
+    assert read(path) == [
+        record(
+            2,
+            "phone",
+            PHONE,
+            category="wool_party",
+            severity="level1",
+            first_seen=date(2024, 3, 1),
+            case_ref="ZJ-2026-000123",
+            note="seen twice",
+            expires_at=datetime(2030, 1, 1, tzinfo=CHINA_TIME),
+        )
+    ]
 
 
 def test_csv_utf8_with_bom(tmp_path: Path) -> None:
@@ -65,14 +86,23 @@ def test_csv_utf8_with_bom(tmp_path: Path) -> None:
 
 
 def test_csv_gb18030_with_chinese_headers_and_org_names(tmp_path: Path) -> None:
-    text = ("类型,号码,类别,级别,首次发现,案件编号,备注,过期时间\n"
-            "org_name,深圳市某某贷款咨询有限公司,贷款中介,二级,2025-01-02,粤-2025-7,冒充银行放贷,\n"
-            "uscc,91440300708461136T,反催收,,,,腾讯（深圳）代理,\n")
+    text = (
+        "类型,号码,类别,级别,首次发现,案件编号,备注,过期时间\n"
+        "org_name,深圳市某某贷款咨询有限公司,贷款中介,二级,2025-01-02,粤-2025-7,冒充银行放贷,\n"
+        "uscc,91440300708461136T,反催收,,,,腾讯（深圳）代理,\n"
+    )
     path = write(tmp_path, "名单.csv", text, "gb18030")
     assert read(path) == [
-        record(2, "org_name", normalize("org_name", "深圳市某某贷款咨询有限公司").canonical,
-               category="loan_intermediary", severity="level2", first_seen=date(2025, 1, 2), case_ref="粤-2025-7",
-               note="冒充银行放贷"),
+        record(
+            2,
+            "org_name",
+            normalize("org_name", "深圳市某某贷款咨询有限公司").canonical,
+            category="loan_intermediary",
+            severity="level2",
+            first_seen=date(2025, 1, 2),
+            case_ref="粤-2025-7",
+            note="冒充银行放贷",
+        ),
         record(3, "uscc", "91440300708461136T", category="anti_collection", note="腾讯（深圳）代理"),
     ]
 
@@ -108,9 +138,15 @@ def test_xlsx_cells_numbers_and_dates(tmp_path: Path) -> None:
     path = tmp_path / "list.xlsx"
     workbook.save(path)
     assert read(path) == [
-        record(2, "phone", PHONE, first_seen=date(2024, 5, 6), expires_at=datetime(2030, 1, 2, 9, 30, tzinfo=CHINA_TIME)),
-        Rejection(4, "value", "number in scientific notation: Excel kept only 15 digits; store the column as text",
-                  {"类型": "id_card", "值": "1.10105194912310e+17", "首次发现": "", "到期": ""}),
+        record(
+            2, "phone", PHONE, first_seen=date(2024, 5, 6), expires_at=datetime(2030, 1, 2, 9, 30, tzinfo=CHINA_TIME)
+        ),
+        Rejection(
+            4,
+            "value",
+            "number in scientific notation: Excel kept only 15 digits; store the column as text",
+            {"类型": "id_card", "值": "1.10105194912310e+17", "首次发现": "", "到期": ""},
+        ),
         record(5, "id_card", "11010519491231002X", first_seen=date(2024, 5, 6)),
     ]
     assert count_rows(path) == 5
@@ -131,7 +167,9 @@ def test_byte_invalid_in_every_encoding_names_the_offset(tmp_path: Path) -> None
     path.write_bytes(path.read_bytes() + b"phone,1380\xff0138000\n")
     with pytest.raises(ImportFileError) as info:
         read(path)
-    assert str(info.value) == f"{path}: byte 0xff at offset 21 is not valid UTF-8 or GB18030; save the file as CSV UTF-8"
+    assert (
+        str(info.value) == f"{path}: byte 0xff at offset 21 is not valid UTF-8 or GB18030; save the file as CSV UTF-8"
+    )
 
 
 def test_encoding_never_switches_mid_file(tmp_path: Path) -> None:
@@ -143,7 +181,9 @@ def test_encoding_never_switches_mid_file(tmp_path: Path) -> None:
     with pytest.raises(ImportFileError) as info:
         read(path)
     offset = len(head) + len(filler) + len("phone,13800138002,other,,,,")
-    assert str(info.value) == f"{path}: byte 0xc0 at offset {offset} is not valid UTF-8, the encoding of the file's start"
+    assert (
+        str(info.value) == f"{path}: byte 0xc0 at offset {offset} is not valid UTF-8, the encoding of the file's start"
+    )
 
 
 def test_line_endings_and_multiline_cells_keep_row_numbers(tmp_path: Path) -> None:
@@ -173,7 +213,9 @@ def test_type_option_with_a_single_column(tmp_path: Path, header: str) -> None:
     path = write(tmp_path, "phones.csv", header + "13800138000\n13800138001\n")
     first = 2 if header else 1
     assert read(path, default_type="phone") == [
-        record(first, "phone", PHONE), record(first + 1, "phone", "+8613800138001")]
+        record(first, "phone", PHONE),
+        record(first + 1, "phone", "+8613800138001"),
+    ]
 
 
 def test_type_option_with_an_unknown_single_header(tmp_path: Path) -> None:
@@ -215,8 +257,14 @@ def test_every_kind_of_rejection(tmp_path: Path) -> None:
     assert rejections(items) == [
         (3, "value", "invalid phone '138001…': not a mainland mobile number"),
         (4, "type", "required"),
-        (5, "type", "unknown type 'pager'; known types: phone, id_card, bank_card, bank_account, uscc, email, ip, "
-                    "imei, device_id, wechat_id, qq, alipay_account, org_name, domain"),
+        (
+            5,
+            "type",
+            (
+                "unknown type 'pager'; known types: phone, id_card, bank_card, bank_account, uscc, email, ip, "
+                "imei, device_id, wechat_id, qq, alipay_account, org_name, domain"
+            ),
+        ),
         (6, "value", "required"),
         (7, "category", f"unknown category 'fraud'; allowed: {CATEGORIES}"),
         (8, "severity", "unknown severity 'level3'; allowed: level1, level2"),
@@ -228,7 +276,9 @@ def test_every_kind_of_rejection(tmp_path: Path) -> None:
         (14, "row", "1 cell(s) beyond the header's 8 columns"),
     ]
     assert items[0] == record(2, "phone", PHONE)
-    assert items[1].raw == dict(zip(HEADER.strip().split(","), ["phone", "1380013800", "", "", "", "", "", ""]))  # type: ignore[union-attr]
+    assert items[1].raw == dict(
+        zip(HEADER.strip().split(","), ["phone", "1380013800", "", "", "", "", "", ""], strict=False)
+    )  # type: ignore[union-attr]
 
 
 def test_duplicates_are_not_rejections(tmp_path: Path) -> None:
@@ -278,8 +328,9 @@ class CountingReader(io.BufferedReader):
 
 
 @pytest.mark.parametrize("encoding", ["ascii", "gb18030"])
-def test_first_record_comes_before_the_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     encoding: str) -> None:
+def test_first_record_comes_before_the_file_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoding: str
+) -> None:
     note = "备注" if encoding == "gb18030" else "note"
     path = write(tmp_path, "big.csv", f"type,value,{note}\n" + "phone,13800138000,\n" * 200_000, encoding)
     monkeypatch.setattr(Path, "open", lambda self, mode="r": CountingReader(io.FileIO(self, mode)))

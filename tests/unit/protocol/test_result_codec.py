@@ -15,8 +15,14 @@ KEY = SigningKey.generate()
 
 
 def result(**overrides) -> MemberResult:  # type: ignore[no-untyped-def]
-    fields = dict(round_id="r-1", member_id="bank-a", key_epoch="e1", threshold=2, submitted_count=3,
-                  matches=(MatchedToken(b"\x02" * 16, 3, (b"L2", b"L1")), MatchedToken(b"\x01" * 16, 2, ())))
+    fields = {
+        "round_id": "r-1",
+        "member_id": "bank-a",
+        "key_epoch": "e1",
+        "threshold": 2,
+        "submitted_count": 3,
+        "matches": (MatchedToken(b"\x02" * 16, 3, (b"L2", b"L1")), MatchedToken(b"\x01" * 16, 2, ())),
+    }
     fields.update(overrides)
     return MemberResult(**fields)  # type: ignore[arg-type]
 
@@ -36,8 +42,11 @@ labels = st.lists(st.binary(min_size=0, max_size=40), max_size=3)
 
 
 @settings(max_examples=60)
-@given(st.dictionaries(tokens, st.tuples(st.integers(2, 50), labels), max_size=8),
-       st.text(min_size=1, max_size=20), st.integers(0, 2**40))
+@given(
+    st.dictionaries(tokens, st.tuples(st.integers(2, 50), labels), max_size=8),
+    st.text(min_size=1, max_size=20),
+    st.integers(0, 2**40),
+)
 def test_round_trip(entries, round_id, submitted) -> None:  # type: ignore[no-untyped-def]
     matches = tuple(MatchedToken(t, c, tuple(sorted(ls))) for t, (c, ls) in sorted(entries.items()))
     original = result(round_id=round_id, submitted_count=submitted, matches=matches)

@@ -57,28 +57,69 @@ class Planted:
 
 
 PLANTED = (
-    Planted("phone", "+8613800138000", "proxy_rights_defense", "level1", 4, (
-        LeadLabel("proxy_rights_defense", "level1", date(2025, 3, 2), "ZS-2025-0311", "某银行"),
-        LeadLabel("malicious_complaint", "level2"),
-        LeadLabel("proxy_rights_defense", "level1", date(2025, 4, 18)),
-    ), case_ref="AJ-2025-0042", first_seen=date(2025, 2, 14)),
-    Planted("id_card", "11010519491231002X", "anti_collection", "level1", 3, (
-        LeadLabel("anti_collection", "level1", None, None, "城商行联合体"),
-        LeadLabel("anti_collection", "level2"),
-    ), first_seen=date(2024, 11, 5)),
-    Planted("bank_card", "6222020200112233445", "loan_intermediary", "level2", 3, (
-        LeadLabel("wool_party", "level1", None, None, "某银行"), LeadLabel("loan_intermediary"),
-    ), case_ref="AJ-2025-0077"),
-    Planted("org_name", "上海某某金融信息服务有限公司", "loan_intermediary", "level1", 2, (
-        LeadLabel("loan_intermediary", "level1", date(2025, 1, 9), "沪-2025-17"),
-    )),
-    Planted("qq", "12345678", "wool_party", "level2", 2, (
-        LeadLabel("wool_party", None, None, XSS, "某行</td><img src=x onerror=alert(2)>"),
-    )),
+    Planted(
+        "phone",
+        "+8613800138000",
+        "proxy_rights_defense",
+        "level1",
+        4,
+        (
+            LeadLabel("proxy_rights_defense", "level1", date(2025, 3, 2), "ZS-2025-0311", "某银行"),
+            LeadLabel("malicious_complaint", "level2"),
+            LeadLabel("proxy_rights_defense", "level1", date(2025, 4, 18)),
+        ),
+        case_ref="AJ-2025-0042",
+        first_seen=date(2025, 2, 14),
+    ),
+    Planted(
+        "id_card",
+        "11010519491231002X",
+        "anti_collection",
+        "level1",
+        3,
+        (
+            LeadLabel("anti_collection", "level1", None, None, "城商行联合体"),
+            LeadLabel("anti_collection", "level2"),
+        ),
+        first_seen=date(2024, 11, 5),
+    ),
+    Planted(
+        "bank_card",
+        "6222020200112233445",
+        "loan_intermediary",
+        "level2",
+        3,
+        (
+            LeadLabel("wool_party", "level1", None, None, "某银行"),
+            LeadLabel("loan_intermediary"),
+        ),
+        case_ref="AJ-2025-0077",
+    ),
+    Planted(
+        "org_name",
+        "上海某某金融信息服务有限公司",
+        "loan_intermediary",
+        "level1",
+        2,
+        (LeadLabel("loan_intermediary", "level1", date(2025, 1, 9), "沪-2025-17"),),
+    ),
+    Planted(
+        "qq",
+        "12345678",
+        "wool_party",
+        "level2",
+        2,
+        (LeadLabel("wool_party", None, None, XSS, "某行</td><img src=x onerror=alert(2)>"),),
+    ),
     Planted("wechat_id", FORMULA, "other", "level2", 2, (), unreadable=1),
-    Planted("email", "agent.wq@example.com", "professional_complainant", "level1", 2, (
-        LeadLabel("professional_complainant", "level1", date(2025, 5, 20)),
-    )),
+    Planted(
+        "email",
+        "agent.wq@example.com",
+        "professional_complainant",
+        "level1",
+        2,
+        (LeadLabel("professional_complainant", "level1", date(2025, 5, 20)),),
+    ),
 )
 
 
@@ -89,8 +130,9 @@ def sealed_labels(planted: Planted, key_epoch: str = KEY_EPOCH) -> tuple[bytes, 
     return tuple(sealed) + planted.extra_labels
 
 
-def member_result(planted: tuple[Planted, ...] = PLANTED, *, round_id: str = ROUND_ID,
-                  member_id: str = MEMBER_ID) -> MemberResult:
+def member_result(
+    planted: tuple[Planted, ...] = PLANTED, *, round_id: str = ROUND_ID, member_id: str = MEMBER_ID
+) -> MemberResult:
     matches = tuple(MatchedToken(p.token, p.holders, sealed_labels(p)) for p in planted)
     return MemberResult(round_id, member_id, KEY_EPOCH, THRESHOLD, SUBMITTED, matches)
 
@@ -104,9 +146,22 @@ def leads_for(result: MemberResult, planted: tuple[Planted, ...] = PLANTED) -> l
     return build_leads(result, own, {p.token: p.label_key for p in planted})
 
 
-def make_report(planted: tuple[Planted, ...] = PLANTED, *, key: SigningKey = KEY, round_id: str = ROUND_ID,
-                member_id: str = MEMBER_ID) -> LeadReport:
+def make_report(
+    planted: tuple[Planted, ...] = PLANTED,
+    *,
+    key: SigningKey = KEY,
+    round_id: str = ROUND_ID,
+    member_id: str = MEMBER_ID,
+) -> LeadReport:
     payload, signature = signed(member_result(planted, round_id=round_id, member_id=member_id), key)
     result = open_result(key.public_key, payload, signature, round_id=round_id, member_id=member_id)
-    return build_report(member_id=member_id, round_name=ROUND_NAME, result=result, leads=leads_for(result, planted),
-                        payload=payload, signature=signature, key_id=key.key_id, generated_at=GENERATED_AT)
+    return build_report(
+        member_id=member_id,
+        round_name=ROUND_NAME,
+        result=result,
+        leads=leads_for(result, planted),
+        payload=payload,
+        signature=signature,
+        key_id=key.key_id,
+        generated_at=GENERATED_AT,
+    )

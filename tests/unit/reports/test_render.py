@@ -35,30 +35,51 @@ REPORT = make_report()
 
 def test_summaries_count_own_categories_holders_and_peer_categories() -> None:
     assert REPORT.by_holder_count() == {4: 1, 3: 2, 2: 4}
-    assert REPORT.by_category() == {"loan_intermediary": 2, "anti_collection": 1, "other": 1,
-                                    "professional_complainant": 1, "proxy_rights_defense": 1, "wool_party": 1}
+    assert REPORT.by_category() == {
+        "loan_intermediary": 2,
+        "anti_collection": 1,
+        "other": 1,
+        "professional_complainant": 1,
+        "proxy_rights_defense": 1,
+        "wool_party": 1,
+    }
     # Per lead, each category a peer used counts once (the phone has two proxy_rights_defense labels).
-    assert REPORT.by_peer_category() == {"loan_intermediary": 2, "wool_party": 2, "anti_collection": 1,
-                                         "malicious_complaint": 1, "professional_complainant": 1,
-                                         "proxy_rights_defense": 1}
+    assert REPORT.by_peer_category() == {
+        "loan_intermediary": 2,
+        "wool_party": 2,
+        "anti_collection": 1,
+        "malicious_complaint": 1,
+        "professional_complainant": 1,
+        "proxy_rights_defense": 1,
+    }
     assert REPORT.by_severity() == {"level1": 4, "level2": 3}
     assert repr(REPORT) == "LeadReport(round=r-2025q2, member=bank-a, leads=7)"
 
 
 def test_leads_are_sorted_by_holders_then_severity() -> None:
     assert [(lead.type, lead.holder_count, lead.severity) for lead in REPORT.leads] == [
-        ("phone", 4, "level1"), ("id_card", 3, "level1"), ("bank_card", 3, "level2"), ("email", 2, "level1"),
-        ("org_name", 2, "level1"), ("qq", 2, "level2"), ("wechat_id", 2, "level2")]
+        ("phone", 4, "level1"),
+        ("id_card", 3, "level1"),
+        ("bank_card", 3, "level2"),
+        ("email", 2, "level1"),
+        ("org_name", 2, "level1"),
+        ("qq", 2, "level2"),
+        ("wechat_id", 2, "level2"),
+    ]
 
 
 def test_build_report_refuses_leads_that_are_not_in_the_result() -> None:
     result = member_result()
     leads = leads_for(result)
     with pytest.raises(ValueError, match="result is for member 'bank-a', not 'bank-b'"):
-        build_report(member_id="bank-b", round_name="x", result=result, leads=leads, payload=b"", signature=b"", key_id="k")
+        build_report(
+            member_id="bank-b", round_name="x", result=result, leads=leads, payload=b"", signature=b"", key_id="k"
+        )
     forged = [dataclasses.replace(leads[0], holder_count=9)]
     with pytest.raises(ValueError, match="a phone lead does not match the result it is reported with"):
-        build_report(member_id="bank-a", round_name="x", result=result, leads=forged, payload=b"", signature=b"", key_id="k")
+        build_report(
+            member_id="bank-a", round_name="x", result=result, leads=forged, payload=b"", signature=b"", key_id="k"
+        )
 
 
 def test_json_holds_every_field_exactly() -> None:
@@ -67,27 +88,52 @@ def test_json_holds_every_field_exactly() -> None:
     assert ROUND_NAME.encode() in data  # UTF-8, not \u escapes.
     assert list(doc) == sorted(doc)
     assert {k: v for k, v in doc.items() if k not in ("leads", "evidence")} == {
-        "format": "alliance-psi/lead-report", "format_version": 1, "generated_at": "2025-06-30T08:15:00Z",
-        "member_id": "bank-a", "round_id": "r-2025q2", "round_name": ROUND_NAME, "key_epoch": "2025-06",
-        "threshold": 2, "submitted_count": 1200,
-        "summary": {"leads": 7, "by_category": REPORT.by_category(), "by_holder_count": {"4": 1, "3": 2, "2": 4},
-                    "by_peer_category": REPORT.by_peer_category(), "by_severity": {"level1": 4, "level2": 3}},
+        "format": "alliance-psi/lead-report",
+        "format_version": 1,
+        "generated_at": "2025-06-30T08:15:00Z",
+        "member_id": "bank-a",
+        "round_id": "r-2025q2",
+        "round_name": ROUND_NAME,
+        "key_epoch": "2025-06",
+        "threshold": 2,
+        "submitted_count": 1200,
+        "summary": {
+            "leads": 7,
+            "by_category": REPORT.by_category(),
+            "by_holder_count": {"4": 1, "3": 2, "2": 4},
+            "by_peer_category": REPORT.by_peer_category(),
+            "by_severity": {"level1": 4, "level2": 3},
+        },
     }
     phone = PLANTED[0]
     assert doc["leads"][0] == {
-        "type": "phone", "value": "+8613800138000", "category": "proxy_rights_defense", "severity": "level1",
-        "case_ref": "AJ-2025-0042", "first_seen": "2025-02-14", "holder_count": 4, "match_token": phone.token.hex(),
+        "type": "phone",
+        "value": "+8613800138000",
+        "category": "proxy_rights_defense",
+        "severity": "level1",
+        "case_ref": "AJ-2025-0042",
+        "first_seen": "2025-02-14",
+        "holder_count": 4,
+        "match_token": phone.token.hex(),
         "unreadable_peer_labels": 0,
         "peer_labels": [
             {"category": "proxy_rights_defense", "severity": "level1", "first_seen": "2025-04-18", "case_ref": None},
-            {"category": "proxy_rights_defense", "severity": "level1", "first_seen": "2025-03-02",
-             "case_ref": "ZS-2025-0311", "member": "某银行"},
+            {
+                "category": "proxy_rights_defense",
+                "severity": "level1",
+                "first_seen": "2025-03-02",
+                "case_ref": "ZS-2025-0311",
+                "member": "某银行",
+            },
             {"category": "malicious_complaint", "severity": "level2", "first_seen": None, "case_ref": None},
         ],
     }
     assert doc["leads"][6]["value"] == FORMULA and doc["leads"][6]["unreadable_peer_labels"] == 1
-    assert doc["evidence"] == {"payload_b64": base64.b64encode(REPORT.payload).decode(),
-                               "signature_b64": base64.b64encode(REPORT.signature).decode(), "key_id": KEY.key_id}
+    assert doc["evidence"] == {
+        "payload_b64": base64.b64encode(REPORT.payload).decode(),
+        "signature_b64": base64.b64encode(REPORT.signature).decode(),
+        "key_id": KEY.key_id,
+    }
 
 
 def _csv_rows(data: bytes) -> list[list[str]]:
@@ -150,12 +196,14 @@ def test_html_is_self_contained() -> None:
     for needle in (b"http://", b"https://", b"src=", b"href=", b"url(", b"@import"):
         assert needle not in page
     assert page.startswith(b'<!DOCTYPE html>\n<html lang="zh-CN">')
-    assert "Microsoft YaHei".encode() in page and "Noto Sans CJK SC".encode() in page
+    assert b"Microsoft YaHei" in page and b"Noto Sans CJK SC" in page
 
 
 def test_html_content_security_policy_allows_only_its_own_style_and_script() -> None:
     parsed = _parse(render_html(REPORT))
-    policy = next(a["content"] for t, a in parsed.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")
+    policy = next(
+        a["content"] for t, a in parsed.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"
+    )
     digest = lambda text: base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()  # noqa: E731
     assert policy is not None and policy.startswith("default-src 'none';")
     assert f"script-src 'sha256-{digest(SCRIPT)}'" in policy and f"style-src 'sha256-{digest(STYLE)}'" in policy
@@ -165,7 +213,7 @@ def test_html_content_security_policy_allows_only_its_own_style_and_script() -> 
 def test_html_escapes_hostile_labels_and_embeds_the_data_losslessly() -> None:
     page = render_html(REPORT)
     assert XSS.encode() not in page and b"</td><img" not in page and b"<img" not in page
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;".encode() in page
+    assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in page
     parsed = _parse(page)
     assert [a for t, a in parsed.tags if t == "script"] == [{"type": "application/json", "id": "report-data"}, {}]
     assert not [t for t, a in parsed.tags if t in ("img", "iframe", "object", "embed", "link", "a", "form")]
@@ -177,14 +225,18 @@ def test_html_escapes_hostile_labels_and_embeds_the_data_losslessly() -> None:
 
 def test_html_shows_the_summary_and_a_sorted_static_table() -> None:
     page = render_html(REPORT).decode("utf-8")
-    for card in ('<div class="card-value">7</div>', '<div class="card-value">4</div>',
-                 '<div class="card-value">1200</div>', '<div class="card-value">≥ 2</div>'):
+    for card in (
+        '<div class="card-value">7</div>',
+        '<div class="card-value">4</div>',
+        '<div class="card-value">1200</div>',
+        '<div class="card-value">≥ 2</div>',
+    ):
         assert card in page
     assert page.count("<svg ") == 3 and "4 家机构" in page and "贷款中介" in page
     values = [lead.canonical for lead in REPORT.leads]
     positions = [page.index(f">{v}</td>") for v in values if v != FORMULA]
     assert positions == sorted(positions)
-    assert page.count("<tr><td class=\"num\">") == 7
+    assert page.count('<tr><td class="num">') == 7
 
 
 def test_html_of_an_empty_report_says_so() -> None:
