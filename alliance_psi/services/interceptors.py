@@ -7,7 +7,9 @@ validity dates (``services.tls``). This interceptor then, for every call:
 2. reads the identity ``urn:alliance-psi:<role>:<name>`` from it (missing or bad: UNAUTHENTICATED);
 3. refuses a certificate whose serial the CRL lists (UNAUTHENTICATED, "certificate revoked");
 4. refuses a method the policy does not name, or names without the caller's role
-   (PERMISSION_DENIED). The gRPC health and reflection services are open to any authenticated peer.
+   (PERMISSION_DENIED). The gRPC health and reflection services are open to any authenticated peer;
+5. runs the server's own ``PeerCheck``s (for example its enrolment list, which pins each member's
+   public key), which refuse by raising ``NotAuthenticated`` or ``NotAuthorized``.
 
 Handlers then call ``identity_of(context)`` for the caller: identity is never read from a request.
 Refusal messages name the reason and the method, never request data.
@@ -17,17 +19,17 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
-from alliance_psi.errors import ConfigurationError, NotAuthenticated
+from alliance_psi.errors import ConfigurationError, NotAuthenticated, NotAuthorized
 from alliance_psi.protocol.model import Identity, Role
-from alliance_psi.services.pki import identity_from_pem, serial_of
+from alliance_psi.services.pki import identity_from_pem, serial_of, spki_sha256
 
-__all__ = ["OPEN_SERVICE_PREFIXES", "IdentityInterceptor", "identity_of"]
+__all__ = ["OPEN_SERVICE_PREFIXES", "IdentityInterceptor", "Peer", "PeerCheck", "identity_of", "peer_of"]
 
 # Services any authenticated peer may call, whatever the policy says.
 OPEN_SERVICE_PREFIXES = (
@@ -51,18 +53,36 @@ _HANDLER_KINDS: dict[tuple[bool, bool], tuple[str, Callable[..., grpc.RpcMethodH
 
 
 @dataclass(frozen=True, slots=True)
-class _Peer:
+class Peer:
+    """The verified caller: its identity, certificate serial and public-key pin.
+
+    ``spki_sha256`` is SHA-256 over the certificate's DER SubjectPublicKeyInfo: what an
+    enrolment list pins, so a certificate re-issued under the same name with another key (by
+    whoever holds the CA) is a different peer.
+    """
+
     identity: Identity
     serial: int
+    spki_sha256: bytes
+
+
+# A server's own admission rule, run after revocation and the role policy: refuse by raising
+# NotAuthenticated or NotAuthorized (the message crosses the network; never put request data in it).
+PeerCheck = Callable[[Peer, str], None]
 
 
 @functools.lru_cache(maxsize=_CACHED_PEERS)
-def _peer_from_pem(cert_pem: bytes) -> _Peer:
+def _peer_from_pem(cert_pem: bytes) -> Peer:
     """Parse a peer certificate once; calls on one connection present the same bytes."""
-    return _Peer(identity=identity_from_pem(cert_pem), serial=serial_of(cert_pem))
+    return Peer(identity=identity_from_pem(cert_pem), serial=serial_of(cert_pem), spki_sha256=spki_sha256(cert_pem))
 
 
-def _peer_of(context: grpc.ServicerContext) -> _Peer:
+def peer_of(context: grpc.ServicerContext) -> Peer:
+    """The caller of the current call, from its verified TLS certificate.
+
+    Raises:
+        NotAuthenticated: the call carries no certificate with an alliance identity.
+    """
     certs = context.auth_context().get(_PEER_CERT_KEY)
     if not certs:
         raise NotAuthenticated("no client certificate")
@@ -78,7 +98,7 @@ def identity_of(context: grpc.ServicerContext) -> Identity:
     Raises:
         NotAuthenticated: the call carries no certificate with an alliance identity.
     """
-    return _peer_of(context).identity
+    return peer_of(context).identity
 
 
 class IdentityInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
@@ -86,15 +106,23 @@ class IdentityInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
 
     ``policy`` maps full method names (``/alliance_psi.v1.Coordinator/CreateRound``) to the roles
     allowed to call them; a method it does not name is refused (fail closed). ``revoked_serials``
-    are the serials of the alliance CRL (``services.tls.revoked_serials``).
+    are the serials of the alliance CRL (``services.tls.revoked_serials``). ``checks`` run last, in
+    order, for every method outside ``OPEN_SERVICE_PREFIXES``.
 
     Raises:
         ConfigurationError: a policy key is not a full method name, or a role is unknown.
     """
 
-    def __init__(self, policy: Mapping[str, frozenset[Role]], *, revoked_serials: frozenset[int] = frozenset()) -> None:
+    def __init__(
+        self,
+        policy: Mapping[str, frozenset[Role]],
+        *,
+        revoked_serials: frozenset[int] = frozenset(),
+        checks: Sequence[PeerCheck] = (),
+    ) -> None:
         self._policy = {method: _checked_roles(method, roles) for method, roles in policy.items()}
         self._revoked = frozenset(revoked_serials)
+        self._checks = tuple(checks)
 
     def intercept_service(
         self,
@@ -109,7 +137,7 @@ class IdentityInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     def _admit(self, method: str, context: grpc.ServicerContext) -> None:
         """Return if the caller may call ``method``; otherwise abort the call (which raises)."""
         try:
-            peer = _peer_of(context)
+            peer = peer_of(context)
         except NotAuthenticated as exc:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         if peer.serial in self._revoked:
@@ -124,6 +152,13 @@ class IdentityInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             context.abort(
                 grpc.StatusCode.PERMISSION_DENIED, f"role {peer.identity.role.value} may not call {short_name}"
             )
+        for check in self._checks:
+            try:
+                check(peer, method)
+            except NotAuthenticated as exc:
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            except NotAuthorized as exc:
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
 
 
 def _checked_roles(method: str, roles: frozenset[Role]) -> frozenset[Role]:

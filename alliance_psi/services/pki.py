@@ -13,6 +13,7 @@ hides them). This module imports no grpc: it is plain X.509 with ``cryptography`
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -39,7 +40,7 @@ from alliance_psi.services.pki_files import (
 __all__ = [
     "CA_CERT_FILE", "CA_KEY_FILE", "CRL_FILE", "IDENTITY_URI_PREFIX", "CertificateAuthority", "IssuedCertificate",
     "identity_from_pem", "init_ca", "issue", "load_ca", "load_crl_serials", "revoke", "serial_issued_by",
-    "serial_of", "validate_name", "write_ca", "write_crl", "write_issued",
+    "serial_of", "spki_sha256", "validate_name", "write_ca", "write_crl", "write_issued",
 ]  # fmt: skip
 
 IDENTITY_URI_PREFIX = "urn:alliance-psi:"
@@ -159,6 +160,16 @@ def identity_from_pem(cert_pem: bytes) -> Identity:
     if role not in _ROLES or _NAME.fullmatch(name) is None:
         raise NotAuthenticated("certificate identity is malformed or names an unknown role")
     return Identity(name=name, role=Role(role))
+
+
+def spki_sha256(cert_pem: bytes) -> bytes:
+    """SHA-256 of the certificate's DER SubjectPublicKeyInfo: the key pin an enrolment list keeps.
+
+    Raises NotAuthenticated if not a certificate.
+    """
+    cert = _parse_cert(cert_pem, error=NotAuthenticated)
+    der = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).digest()
 
 
 def serial_of(cert_pem: bytes) -> int:

@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from alliance_psi.config import TlsMaterial
 from alliance_psi.errors import AlliancePsiError
 from alliance_psi.protocol.model import Role
-from alliance_psi.services.interceptors import IdentityInterceptor
+from alliance_psi.services.interceptors import IdentityInterceptor, PeerCheck
 from alliance_psi.services.status import abort
 from alliance_psi.services.tls import SERVER_OPTIONS, revoked_serials, server_credentials
 
@@ -51,15 +51,20 @@ def run_server(
     address: str,
     tls: TlsMaterial,
     max_workers: int = 16,
+    checks: Sequence[PeerCheck] = (),
 ) -> Iterator[int]:
-    """Serve ``registrations`` on ``address`` over mutual TLS; yield the bound port."""
+    """Serve ``registrations`` on ``address`` over mutual TLS; yield the bound port.
+
+    ``checks`` are the server's own admission rules (``IdentityInterceptor``), such as its
+    enrolment list.
+    """
     policy: dict[str, frozenset[Role]] = {}
     for _, _, service, methods in registrations:
         for method, roles in methods.items():
             policy[f"/{service}/{method}"] = roles
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
-        interceptors=[IdentityInterceptor(policy, revoked_serials=revoked_serials(tls))],
+        interceptors=[IdentityInterceptor(policy, revoked_serials=revoked_serials(tls), checks=checks)],
         options=list(SERVER_OPTIONS),
     )
     health_servicer = health.HealthServicer()
