@@ -1,4 +1,4 @@
-"""The alliance's lead categories and severities (DESIGN.md, "Lead categories").
+"""The alliance's lead categories and severities (docs/design.md, "Lead categories").
 
 Severity follows the industry's two levels of abnormal rights-defence: ``level1`` and ``level2``.
 """

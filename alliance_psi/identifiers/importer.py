@@ -74,7 +74,7 @@ COLUMN_ALIASES = {name: name for name in FIELDS} | {
     "到期": "expires_at",
     "过期时间": "expires_at",
 }
-# The Chinese names of the lead categories (DESIGN, "Lead categories") and of the severity levels.
+# The Chinese names of the lead categories (docs/design.md, "Lead categories") and of the severity levels.
 _CATEGORY_ALIASES = {name: name for name in CATEGORIES} | dict(
     zip(
         (

@@ -1,7 +1,7 @@
 """Identifier types and the normalized identifier value.
 
 Contract: an ``Identifier`` holds a type and the canonical string its normalizer produced.
-``oprf_input()`` is ``type || 0x00 || canonical`` (DESIGN, protocol step 1). No type name
+``oprf_input()`` is ``type || 0x00 || canonical`` (docs/design.md, protocol step 1). No type name
 contains a NUL byte, so the input is injective in ``(type, canonical)``: equal values of
 different types never match.
 
@@ -23,7 +23,7 @@ _REPR_SHOWN_CHARS = 6
 
 
 class IdentifierType(enum.StrEnum):
-    """The identifier types of the first set (DESIGN, "Identifier types")."""
+    """The identifier types of the first set (docs/design.md, "Identifier types")."""
 
     PHONE = "phone"
     ID_CARD = "id_card"

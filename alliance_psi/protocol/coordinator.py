@@ -1,4 +1,4 @@
-"""The coordinator's role (DESIGN.md, protocol steps 6 and 7), free of transport and SQL.
+"""The coordinator's role (docs/design.md, protocol steps 6 and 7), free of transport and SQL.
 
 Rounds go open → closed → matched. A round closes at its deadline, when every invited member
 has committed, or when an admin closes it; matching follows in its own transaction, so a

@@ -1,4 +1,4 @@
-"""The key custodian's role (DESIGN.md, protocol step 3), free of transport and storage.
+"""The key custodian's role (docs/design.md, protocol step 3), free of transport and storage.
 
 A custodian multiplies blinded elements by its key share for one epoch. It refuses malformed,
 non-canonical and identity elements, requests for another epoch, and members whose quota for

@@ -34,7 +34,7 @@ __all__ = [
 REPORT_FORMAT = "alliance-psi/lead-report"
 REPORT_FORMAT_VERSION = 1
 
-# Display names for investigators (DESIGN, "Lead categories" and "Identifier types").
+# Display names for investigators (docs/design.md, "Lead categories" and "Identifier types").
 CATEGORY_NAMES = {
     "proxy_rights_defense": "代理维权",
     "anti_collection": "反催收",

@@ -84,7 +84,7 @@ class CustodianClient(_Client):
 
 
 class CustodianChain:
-    """Evaluates blinded elements through every custodian in turn (DESIGN.md step 3)."""
+    """Evaluates blinded elements through every custodian in turn (docs/design.md, protocol step 3)."""
 
     def __init__(self, clients: Sequence[CustodianClient], key_epoch: str) -> None:
         self.clients, self.key_epoch = list(clients), key_epoch

@@ -1,4 +1,4 @@
-"""The member node's side of a round (DESIGN.md steps 2 to 8) over the real custodians and coordinator.
+"""The member node's side of a round (docs/design.md, protocol steps 2 to 8) over the real custodians and coordinator.
 
 ``MemberNode.join`` runs the member's part to the end: tokens for new identifiers only (the cache
 holds the rest), through every custodian in turn; the submission in resumable, idempotent chunks
