@@ -51,6 +51,7 @@ __all__ = [
     "QuotaExceeded",
     "RequestError",
     "RoundClosed",
+    "SetMismatch",
     "StorageError",
     "WrongEpoch",
     "truncate_value",

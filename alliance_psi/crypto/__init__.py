@@ -15,7 +15,6 @@ from alliance_psi.crypto.parallel import ProcessMap, tokenize
 from alliance_psi.crypto.suite import RISTRETTO255_SHA512, Suite, get_suite
 
 __all__ = [
-    "RISTRETTO255_SHA512",
     "BlindResult",
     "BlindedBatch",
     "Derived",
@@ -23,6 +22,7 @@ __all__ = [
     "KeyShare",
     "LabelContext",
     "ProcessMap",
+    "RISTRETTO255_SHA512",
     "Suite",
     "blind",
     "blind_batch",

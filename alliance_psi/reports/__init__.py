@@ -15,9 +15,9 @@ from alliance_psi.reports.render_html import render_html
 from alliance_psi.reports.verify import ReportMismatch, VerifiedReport, verify_report_json
 
 __all__ = [
+    "LeadReport",
     "REPORT_FORMAT",
     "REPORT_FORMAT_VERSION",
-    "LeadReport",
     "ReportMismatch",
     "VerifiedReport",
     "build_report",

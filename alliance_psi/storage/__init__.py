@@ -22,9 +22,9 @@ from alliance_psi.storage.member_repo import MemberRepository
 from alliance_psi.storage.schema import metadata
 
 __all__ = [
-    "GENESIS_HASH",
     "AuditLog",
     "CoordinatorRepository",
+    "GENESIS_HASH",
     "MemberRepository",
     "QuotaRepository",
     "create_schema",

@@ -259,7 +259,16 @@ def test_a_round_closes_at_its_deadline_and_refuses_late_submissions(tmp_path: P
         time.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 0.2)
         late = alliance.node("bank-c")
         with pytest.raises(RoundClosed, match="passed its deadline"):
-            late.join(round_.round_id, wait=0)
+            late.join(round_.round_id, wait=0)  # The node's own courtesy check: no crypto spent.
+        # The coordinator's check, with no client check in the way: a late member that ignores its
+        # node's advice and calls the coordinator directly, before the ticker has closed the round.
+        items = ((bytes(16), None),)
+        raw = CoordinatorClient(alliance.coordinator_address, pki.material("bank-c"))
+        with pytest.raises(RoundClosed, match=f"round {round_.round_id} passed its deadline"):
+            raw.upload_chunks([Chunk(round_.round_id, 0, items, chunk_digest(items))])
+        with pytest.raises(RoundClosed, match=f"round {round_.round_id} passed its deadline"):
+            raw.commit(Commit(round_.round_id, 0, bytes(32), 0, bytes(32), replace=True), "bank-c")
+        assert alliance.admin().get_round(round_.round_id)[0].state is RoundState.OPEN  # Still open: no tick yet.
         assert alliance.coordinator_role.tick() == [round_.round_id]
         final, committed = alliance.admin().get_round(round_.round_id)
         assert final.state is RoundState.MATCHED and final.close_reason == "deadline reached" and committed == 2
