@@ -4,13 +4,15 @@ Our exception hierarchy::
 
     AlliancePsiError
     ├── InvalidIdentifier       a raw identifier failed normalization (row, field, type, reason)
+    ├── ImportFileError         a blacklist file that cannot be read as a whole (format, encoding, header)
     ├── CryptoError
     │   ├── MalformedElement    bytes that are not a canonical, non-identity group element
     │   ├── MalformedScalar     bytes that are not a canonical, non-zero scalar
     │   ├── InvalidLabel        a sealed label failed to open (every cause, one error)
     │   ├── LabelTooLarge       a label plaintext does not fit the fixed padded size
     │   └── InvalidSignature    a signature did not verify
-    ├── ConfigurationError      a suite, key share, certificate or option that cannot be used
+    │       └── ReportMismatch  a lead report that does not match its signed evidence
+    ├── ConfigurationError      a suite, key share, certificate, key file or option that cannot be used
     ├── RequestError            a request a peer sent that cannot be served (crosses the network)
     │   ├── InvalidRequest      a malformed or out-of-range field          → INVALID_ARGUMENT
     │   ├── NotAuthenticated    no, foreign, revoked or unparsable cert    → UNAUTHENTICATED
@@ -20,11 +22,14 @@ Our exception hierarchy::
     │   ├── RoundClosed         the round no longer takes submissions      → FAILED_PRECONDITION
     │   ├── WrongEpoch          a request for another key epoch            → FAILED_PRECONDITION
     │   └── Conflict            a chunk or commit that contradicts a stored one → ALREADY_EXISTS
+    │       └── SetMismatch     the commit's expected set is not the one the coordinator holds → ABORTED
     ├── PeerUnavailable         a custodian or coordinator cannot be reached (client side)
     └── StorageError
         └── AuditLogBroken      the hash chain does not verify (names the first bad entry)
 
-Context is keyword-only. Messages never contain a raw identifier in full: ``InvalidIdentifier``
+Every error alliance-psi raises on purpose is in this module (a test walks the package for
+subclasses defined elsewhere), and ``services.status`` maps each class to one gRPC status. Context
+is keyword-only. Messages never contain a raw identifier in full: ``InvalidIdentifier``
 shows at most a truncated prefix, and it is an error of the member node, which must not send it
 over the network (the gRPC status mapping replaces its text).
 """
@@ -37,6 +42,7 @@ __all__ = [
     "ConfigurationError",
     "Conflict",
     "CryptoError",
+    "ImportFileError",
     "InvalidIdentifier",
     "InvalidLabel",
     "InvalidRequest",
@@ -49,6 +55,7 @@ __all__ = [
     "NotFound",
     "PeerUnavailable",
     "QuotaExceeded",
+    "ReportMismatch",
     "RequestError",
     "RoundClosed",
     "SetMismatch",
@@ -115,6 +122,11 @@ class InvalidIdentifier(AlliancePsiError, ValueError):
         return f"{prefix}invalid {self.type}{shown}: {self.reason}"
 
 
+class ImportFileError(AlliancePsiError):
+    """The file as a whole cannot be read: unreadable, wrong format or encoding, or a header
+    without a required column. Names the file; shows no identifier beyond a truncated prefix."""
+
+
 class CryptoError(AlliancePsiError):
     """A cryptographic input or check failed."""
 
@@ -144,6 +156,10 @@ class LabelTooLarge(CryptoError, ValueError):
 
 class InvalidSignature(CryptoError):
     """A signature did not verify against the expected public key."""
+
+
+class ReportMismatch(InvalidSignature):
+    """A report that does not match its signed evidence, or cannot be checked; the message says what."""
 
 
 class ConfigurationError(AlliancePsiError, ValueError):

@@ -12,6 +12,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature as _CryptographyInvalidSignature
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -72,10 +73,19 @@ class SigningKey:
 
 
 def load_public_key(data: bytes) -> bytes:
-    """Accept a raw 32-byte key, its hex form, or a PEM SubjectPublicKeyInfo; return the raw key."""
+    """Accept a raw 32-byte key, its hex form, or a PEM SubjectPublicKeyInfo; return the raw key.
+
+    Raises ``ConfigurationError`` saying what is wrong for anything else, a damaged PEM included.
+    """
     text = data.strip()
     if text.startswith(b"-----BEGIN"):
-        key = serialization.load_pem_public_key(text)
+        try:
+            key = serialization.load_pem_public_key(text)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise ConfigurationError(
+                "public key file is not a readable PEM public key (damaged, truncated, or a private key): "
+                "use the signing.pub that `alliance-psi coordinator keygen` wrote"
+            ) from None
         if not isinstance(key, Ed25519PublicKey):
             raise ConfigurationError("public key must be Ed25519")
         return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)

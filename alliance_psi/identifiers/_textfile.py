@@ -17,18 +17,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from alliance_psi.errors import AlliancePsiError
+from alliance_psi.errors import ImportFileError
 
-__all__ = ["ImportFileError", "count_lines", "opened", "text_lines"]
+__all__ = ["count_lines", "opened", "text_lines"]
 
 _CHUNK = 64 * 1024
 _ASCII = re.compile(rb"[\x00-\x7f]*")
 _LINE_END = re.compile(r"\r\n|\r|\n")
-
-
-class ImportFileError(AlliancePsiError):
-    """The file as a whole cannot be read: unreadable, wrong format or encoding, or a header
-    without a required column. Names the file; shows no identifier beyond a truncated prefix."""
 
 
 @contextmanager

@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any
 from zipfile import BadZipFile
 
-from alliance_psi.errors import InvalidIdentifier, truncate_value
-from alliance_psi.identifiers._textfile import ImportFileError, count_lines, opened, text_lines
+from alliance_psi.errors import ImportFileError, InvalidIdentifier, truncate_value
+from alliance_psi.identifiers._textfile import count_lines, opened, text_lines
 from alliance_psi.identifiers.categories import CATEGORIES, SEVERITIES
 from alliance_psi.identifiers.registry import normalize
 from alliance_psi.identifiers.types import Identifier, IdentifierType

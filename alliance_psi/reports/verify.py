@@ -24,7 +24,7 @@ from typing import Any
 
 from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
 from alliance_psi.crypto.signing import key_id
-from alliance_psi.errors import InvalidRequest, InvalidSignature
+from alliance_psi.errors import InvalidRequest, InvalidSignature, ReportMismatch
 from alliance_psi.protocol.leads import Lead, LeadLabel
 from alliance_psi.protocol.model import MatchedToken, MemberResult
 from alliance_psi.protocol.result_codec import open_result
@@ -35,10 +35,6 @@ __all__ = ["ReportMismatch", "VerifiedReport", "verify_report_json"]
 
 _SIGNATURE_BYTES = 64
 _KINDS: dict[type, str] = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
-
-
-class ReportMismatch(InvalidSignature):
-    """A report that does not match its signed evidence, or cannot be checked; the message says what."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 
 import grpc
 import pytest
 
+import alliance_psi
 from alliance_psi import errors
-from alliance_psi.services.status import STATUS_OF, from_rpc_error, status_for
+from alliance_psi.services.status import STATUS_OF, from_rpc_error, reason_of, status_for
 
 ALL_ERRORS = [cls for _, cls in inspect.getmembers(errors, inspect.isclass) if issubclass(cls, errors.AlliancePsiError)]
 
@@ -18,6 +21,31 @@ def test_every_error_class_is_mapped_explicitly() -> None:
     unmapped = sorted(cls.__name__ for cls in ALL_ERRORS if cls not in mapped)
     if unmapped:
         pytest.fail(f"Unmapped alliance-psi errors: {unmapped}")
+
+
+def _subclasses(cls: type) -> set[type]:
+    found = set(cls.__subclasses__())
+    for sub in list(found):
+        found |= _subclasses(sub)
+    return found
+
+
+def test_every_error_lives_in_the_one_tree() -> None:
+    # A class defined anywhere else would escape the mapping test above.
+    for module in pkgutil.walk_packages(alliance_psi.__path__, "alliance_psi."):
+        importlib.import_module(module.name)
+    outside = sorted(
+        f"{cls.__module__}.{cls.__qualname__}"
+        for cls in _subclasses(errors.AlliancePsiError)
+        if cls.__module__ != "alliance_psi.errors"
+    )
+    assert outside == []
+
+
+def test_reasons_are_the_class_names_in_upper_snake_case() -> None:
+    assert reason_of(errors.WrongEpoch) == "WRONG_EPOCH"
+    assert reason_of(errors.AuditLogBroken) == "AUDIT_LOG_BROKEN"
+    assert len({reason_of(cls) for cls in ALL_ERRORS}) == len(ALL_ERRORS)
 
 
 def test_specific_classes_come_before_their_bases() -> None:
@@ -72,7 +100,8 @@ class _FakeRpcError(grpc.RpcError):
     [
         (grpc.StatusCode.PERMISSION_DENIED, "no", errors.NotAuthorized),
         (grpc.StatusCode.RESOURCE_EXHAUSTED, "quota", errors.QuotaExceeded),
-        (grpc.StatusCode.FAILED_PRECONDITION, "serves key epoch 'a'", errors.WrongEpoch),
+        # Without an ErrorInfo the code alone decides; the text never does.
+        (grpc.StatusCode.FAILED_PRECONDITION, "serves key epoch 'a'", errors.RoundClosed),
         (grpc.StatusCode.FAILED_PRECONDITION, "round is closed", errors.RoundClosed),
         (grpc.StatusCode.UNAVAILABLE, "down", errors.PeerUnavailable),
         (grpc.StatusCode.DATA_LOSS, "broken", errors.AlliancePsiError),

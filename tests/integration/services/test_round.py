@@ -101,8 +101,15 @@ def test_roles_and_identities_are_enforced(tmp_path: Path, pki) -> None:  # type
 def test_quota_is_enforced_per_member(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
     with running_alliance(tmp_path, pki, quota=30) as alliance:
         round_ = alliance.admin().create_round(alliance.spec(2))
-        with pytest.raises(QuotaExceeded, match="quota exceeded"):
+        with pytest.raises(QuotaExceeded, match="quota exceeded") as refused:
             alliance.node("bank-a").join(round_.round_id, wait=1)
+        held = len(Planted.make().holdings["bank-a"])  # One batch: every identifier at once.
+        assert (refused.value.member_id, refused.value.quota, refused.value.used, refused.value.requested) == (
+            "bank-a",
+            30,
+            0,
+            held,
+        )
         client = CustodianClient(alliance.custodian_addresses[0], pki.material("bank-b"))
         elements = [blind(b"x%d" % i).blinded_element for i in range(31)]
         with pytest.raises(grpc.RpcError) as raw:
