@@ -8,6 +8,7 @@ started the PostgreSQL tests fail with the script's error: they are never skippe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -57,11 +58,19 @@ def pg_admin_engine() -> Iterator[Any]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """An engine with the whole schema created, on each backend in turn."""
+    with backend_engine(request.param, request, tmp_path) as engine:
+        yield engine
+
+
+@contextlib.contextmanager
+def backend_engine(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """What the ``engine`` fixture yields for ``backend`` ("sqlite" or "postgresql"), for a fixture
+    that adds backends of its own (as the port contract tests add the in-memory fakes)."""
     from sqlalchemy import text
 
     from alliance_psi.storage import create_schema, make_engine
 
-    if request.param == "sqlite":
+    if backend == "sqlite":
         engine = make_engine(f"sqlite:///{tmp_path / 'test.db'}")
         create_schema(engine)
         yield engine

@@ -12,11 +12,12 @@ tokens. Every state change is appended to the audit log (ids and counts, never t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from alliance_psi.crypto.signing import SigningKey
@@ -168,15 +169,20 @@ class CoordinatorRole:
                 )
 
     def get_round(self, caller: Identity, round_id: str) -> tuple[Round, int]:
-        """The round and how many members committed; members see only rounds that invite them."""
+        """The round and how many members committed, as the caller may see them (``_seen_by``).
+
+        Raises ``NotFound`` alike for no such round and for a round that does not invite the
+        calling member.
+        """
         with self.uow() as tx:
             found = self._visible_round(tx, caller, round_id)
-            return found, len(tx.repo.committed_members(round_id))
+            return _seen_by(caller, found, functools.partial(_committed_count, tx, round_id))
 
     def list_rounds(self, caller: Identity, state: RoundState | None = None) -> list[tuple[Round, int]]:
+        """Every round for an admin; for a member, the rounds that invite it, as it may see them."""
         with self.uow() as tx:
             rounds = [r for r in tx.repo.list_rounds(state) if caller.role is Role.ADMIN or r.invites(caller.name)]
-            return [(r, len(tx.repo.committed_members(r.round_id))) for r in rounds]
+            return [_seen_by(caller, r, functools.partial(_committed_count, tx, r.round_id)) for r in rounds]
 
     def close_round(self, caller: Identity, round_id: str, reason: str = "") -> Round:
         """Admin only: close an open round now, then match it."""
@@ -391,10 +397,29 @@ class CoordinatorRole:
 
     @staticmethod
     def _visible_round(tx: CoordinatorTx, caller: Identity, round_id: str) -> Round:
-        found = tx.repo.get_round(round_id)
+        """The round, if the caller may see it. A member gets the repository's own ``NotFound``
+        for a round that does not invite it, so it cannot tell another members' round from none."""
+        try:
+            found = tx.repo.get_round(round_id)
+        except NotFound:
+            raise NotFound(f"no round {round_id}") from None
         if caller.role is not Role.ADMIN and not found.invites(caller.name):
-            raise NotAuthorized(f"member {caller.name} is not invited to round {round_id}")
+            raise NotFound(f"no round {round_id}")
         return found
+
+
+def _committed_count(tx: CoordinatorTx, round_id: str) -> int:
+    return len(tx.repo.committed_members(round_id))
+
+
+def _seen_by(caller: Identity, found: Round, committed: Callable[[], int]) -> tuple[Round, int]:
+    """What ``caller`` may know of a round: everything for an admin; for a member, what its node
+    needs to take part (epoch, types, label sharing, threshold, deadline, state), with itself as
+    the only invitee, no creator and no count of the members that committed, so no other
+    member's name or progress."""
+    if caller.role is Role.ADMIN:
+        return found, committed()
+    return replace(found, invited=(caller.name,), created_by=""), 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,11 +83,21 @@ def test_roles_and_identities_are_enforced(tmp_path: Path, pki) -> None:  # type
             member.create_round(alliance.spec(2))
         round_ = alliance.admin().create_round(alliance.spec(2, invited=("bank-a", "bank-b")))
         outsider = CoordinatorClient(alliance.coordinator_address, pki.material("bank-c"))
-        with pytest.raises(NotAuthorized, match="bank-c is not invited"):
+        # Another members' round and no round at all get the same answer: code and message.
+        with pytest.raises(NotFound) as not_invited:
             outsider.get_round(round_.round_id)
+        with pytest.raises(NotFound) as missing:
+            outsider.get_round("r-no-such-round")
+        assert str(not_invited.value) == str(missing.value).replace("r-no-such-round", round_.round_id)
+        assert outsider.list_rounds() == []
         join_all(alliance, round_.round_id, members=("bank-a", "bank-b"))
-        with pytest.raises(NotAuthorized):
+        with pytest.raises(NotFound, match=f"no round {round_.round_id}"):
             outsider.get_result(round_.round_id)
+        # An invited member sees what its node needs, without the invite list or others' progress.
+        seen, committed = member.get_round(round_.round_id)
+        assert (seen.invited, seen.created_by, committed) == (("bank-a",), "", 0)
+        assert (seen.key_epoch, seen.allowed_types, seen.share_labels) == (EPOCH, ("phone",), True)
+        assert alliance.admin().get_round(round_.round_id)[0].invited == ("bank-a", "bank-b")
         payload, signature = member.get_result(round_.round_id)
         with pytest.raises(InvalidSignature, match="expected"):
             open_result(

@@ -1,0 +1,370 @@
+"""In-memory implementations of the roles' ports (``alliance_psi.protocol.ports``), for fast tests.
+
+Like httpx's ``MockTransport``: the same contract as the storage adapters, in dicts, so the
+coordinator's and custodian's rules can be tested in microseconds with a clock the test moves.
+They stand beside the real-storage tests, never instead: ``tests/integration/storage/
+test_port_contract.py`` runs one contract over these fakes and over SQLite and PostgreSQL, so a
+fake that drifts from the real repository fails there.
+
+Usage::
+
+    clock = FakeClock()
+    uow = MemoryUnitOfWork()
+    role = CoordinatorRole(uow, SigningKey.generate(), known_types=["phone"], clock=clock)
+    clock.advance(hours=2)
+    role.tick()
+    uow.audit.actions()  # ["round.create", ..., "round.matched"]
+
+A unit of work snapshots the whole state on entry and puts it back if the block raises, so a
+refused commit leaves nothing behind, as a rolled-back transaction does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hmac
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
+from alliance_psi.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded, RoundClosed, SetMismatch
+from alliance_psi.protocol.model import Round, RoundState, SubmissionState, SubmissionStatus
+from alliance_psi.protocol.submission import SetDigest, SubmissionDigest, label_digest
+
+__all__ = ["FakeClock", "MemoryAudit", "MemoryCoordinatorRepo", "MemoryQuotaLedger", "MemoryUnitOfWork"]
+
+Item = tuple[bytes, bytes | None]
+_TRANSITIONS = {(RoundState.OPEN, RoundState.CLOSED), (RoundState.CLOSED, RoundState.MATCHED)}
+
+
+class FakeClock:
+    """A clock that moves only when told to; call it for the time."""
+
+    def __init__(self, start: datetime = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@dataclass
+class MemoryAudit:
+    """An ``AuditSink`` that keeps entries in a list (no hash chain: that is storage's job)."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    def append(self, *, actor: str, action: str, detail: Mapping[str, Any], at: datetime) -> int:
+        self.entries.append({"seq": len(self.entries) + 1, "actor": actor, "action": action, "detail": dict(detail)})
+        return len(self.entries)
+
+    def actions(self) -> list[str]:
+        return [entry["action"] for entry in self.entries]
+
+
+@dataclass
+class _Submission:
+    replace: bool
+    state: SubmissionState = SubmissionState.STAGING
+    chunks: dict[int, tuple[bytes, int]] = field(default_factory=dict)  # index -> (digest, items)
+    puts: dict[bytes, bytes | None] = field(default_factory=dict)
+    removals: set[bytes] = field(default_factory=set)
+    item_count: int = 0
+    digest: bytes = b""
+    set_count: int = 0
+
+
+@dataclass
+class _State:
+    rounds: dict[str, Round] = field(default_factory=dict)
+    submissions: dict[tuple[str, str], _Submission] = field(default_factory=dict)
+    sets: dict[tuple[str, str], dict[bytes, bytes | None]] = field(default_factory=dict)  # (scope, member)
+    set_state: dict[tuple[str, str], tuple[int, bytes]] = field(default_factory=dict)
+    results: dict[tuple[str, str], tuple[bytes, bytes]] = field(default_factory=dict)
+    holder_counts: dict[str, dict[int, int]] = field(default_factory=dict)
+
+
+class MemoryCoordinatorRepo:
+    """A ``CoordinatorRepo`` over dicts, with the storage adapter's checks and errors."""
+
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    # Rounds.
+
+    def create_round(self, round: Round) -> None:
+        if round.round_id in self._s.rounds:
+            raise Conflict(f"round {round.round_id} already exists")
+        for other in self._s.rounds.values():
+            if other.set_scope == round.set_scope and other.state is not RoundState.MATCHED:
+                raise Conflict(
+                    f"round {other.round_id} over the same key epoch, types and label sharing is not matched yet"
+                )
+        self._s.rounds[round.round_id] = round
+
+    def get_round(self, round_id: str) -> Round:
+        if round_id not in self._s.rounds:
+            raise NotFound(f"no round {round_id}")
+        return self._s.rounds[round_id]
+
+    def list_rounds(self, state: RoundState | None = None) -> list[Round]:
+        found = [r for r in self._s.rounds.values() if state is None or r.state is state]
+        return sorted(found, key=lambda r: (r.created_at or datetime.min.replace(tzinfo=UTC), r.round_id))
+
+    def transition_round(
+        self, round_id: str, from_state: RoundState, to_state: RoundState, *, at: datetime, reason: str = ""
+    ) -> bool:
+        if (from_state, to_state) not in _TRANSITIONS:
+            raise InvalidRequest(f"a round cannot go from {from_state} to {to_state}")
+        current = self.get_round(round_id)
+        if current.state is not from_state:
+            return False
+        if to_state is RoundState.CLOSED:
+            moved = replace(current, state=to_state, closed_at=at, close_reason=reason)
+        else:
+            moved = replace(current, state=to_state, matched_at=at)
+        self._s.rounds[round_id] = moved
+        return True
+
+    # Submissions.
+
+    def _lock(self, round_id: str, member_id: str, replace_set: bool) -> _Submission:
+        key = (round_id, member_id)
+        submission = self._s.submissions.setdefault(key, _Submission(replace_set))
+        if submission.state is SubmissionState.STAGING and submission.replace != replace_set:
+            started, other = ("its whole set", "a delta") if submission.replace else ("a delta", "a whole set")
+            raise Conflict(f"this submission was started as {started}; it cannot continue as {other}")
+        return submission
+
+    def stage_chunk(
+        self,
+        round_id: str,
+        member_id: str,
+        chunk_index: int,
+        items: Sequence[Item],
+        chunk_digest: bytes,
+        *,
+        at: datetime,
+        removals: Sequence[bytes] = (),
+        replace: bool = True,
+    ) -> bool:
+        if chunk_index < 0 or len(chunk_digest) != 32:
+            raise InvalidRequest("a chunk needs an index >= 0 and a 32-byte digest")
+        tokens = [token for token, _ in items] + list(removals)
+        if any(len(token) != MATCH_TOKEN_BYTES for token in tokens):
+            raise InvalidRequest(f"a match token must be {MATCH_TOKEN_BYTES} bytes")
+        if len(set(tokens)) != len(tokens):
+            raise Conflict("duplicate token in submission")
+        if replace and removals:
+            raise Conflict("a submission that replaces the whole set cannot remove tokens")
+        if self.get_round(round_id).state is not RoundState.OPEN:
+            raise RoundClosed(f"round {round_id} is no longer open")
+        submission = self._lock(round_id, member_id, replace)
+        if submission.state is SubmissionState.COMMITTED:
+            raise Conflict("submission already committed")
+        if chunk_index in submission.chunks:
+            if hmac.compare_digest(submission.chunks[chunk_index][0], chunk_digest):
+                return False
+            raise Conflict(f"chunk {chunk_index} already stored with different content")
+        if any(token in submission.puts or token in submission.removals for token in tokens):
+            raise Conflict("duplicate token in submission")
+        submission.chunks[chunk_index] = (chunk_digest, len(tokens))
+        submission.puts.update(items)
+        submission.removals.update(removals)
+        return True
+
+    def submission_status(self, round_id: str, member_id: str) -> SubmissionStatus:
+        scope = self.get_round(round_id).set_scope
+        set_count, set_digest = self._s.set_state.get((scope, member_id), (0, b""))
+        submission = self._s.submissions.get((round_id, member_id))
+        if submission is None:
+            return SubmissionStatus(
+                round_id, member_id, SubmissionState.NONE, set_count=set_count, set_digest=set_digest
+            )
+        committed = submission.state is SubmissionState.COMMITTED
+        return SubmissionStatus(
+            round_id,
+            member_id,
+            submission.state,
+            chunks=tuple(sorted(submission.chunks)),
+            item_count=submission.item_count if committed else sum(n for _, n in submission.chunks.values()),
+            digest=submission.digest if committed else b"",
+            set_count=set_count,
+            set_digest=set_digest,
+        )
+
+    def commit_submission(
+        self,
+        round_id: str,
+        member_id: str,
+        *,
+        item_count: int,
+        digest: bytes,
+        at: datetime,
+        replace: bool = True,
+        set_count: int | None = None,
+        set_digest: bytes | None = None,
+    ) -> SubmissionStatus:
+        found = self.get_round(round_id)
+        stored = self._s.submissions.get((round_id, member_id))
+        if stored is not None and stored.state is SubmissionState.COMMITTED:
+            if stored.item_count == item_count and hmac.compare_digest(stored.digest, digest):
+                return self.submission_status(round_id, member_id)
+            raise Conflict("submission already committed with a different count or digest")
+        if found.state is not RoundState.OPEN:
+            raise RoundClosed(f"round {round_id} is no longer open")
+        submission = self._lock(round_id, member_id, replace)
+        indices = sorted(submission.chunks)
+        missing = sorted(set(range(indices[-1] + 1)) - set(indices)) if indices else []
+        if missing:
+            raise Conflict("missing chunks: " + ", ".join(str(i) for i in missing))
+        recomputed = SubmissionDigest()
+        for index in indices:
+            recomputed.add_chunk(*submission.chunks[index])
+        if recomputed.count != item_count:
+            raise Conflict(f"item count mismatch: commit says {item_count}, {recomputed.count} stored")
+        if not hmac.compare_digest(recomputed.digest(), digest):
+            raise Conflict(f"digest mismatch over the {recomputed.count} stored items")
+        key = (found.set_scope, member_id)
+        standing = {} if replace else dict(self._s.sets.get(key, {}))
+        absent = [token for token in submission.removals if token not in standing]
+        if absent:
+            raise Conflict(f"{len(absent)} removed tokens are not in the member's set")
+        for token in submission.removals:
+            del standing[token]
+        standing.update(submission.puts)
+        summary = SetDigest()
+        for token in sorted(standing):
+            summary.update(token, label_digest(standing[token]))
+        if set_count is not None and set_count != summary.count:
+            raise SetMismatch(f"set count mismatch: commit says {set_count}, the set would hold {summary.count}")
+        if set_digest is not None and not hmac.compare_digest(summary.digest(), set_digest):
+            raise SetMismatch(f"set digest mismatch over the {summary.count} tokens the set would hold")
+        self._s.sets[key] = standing
+        self._s.set_state[key] = (summary.count, summary.digest())
+        submission.state, submission.item_count, submission.digest = SubmissionState.COMMITTED, item_count, digest
+        submission.set_count, submission.puts, submission.removals = summary.count, {}, set()
+        return self.submission_status(round_id, member_id)
+
+    def record_holder_counts(self, round_id: str, counts: dict[int, int]) -> None:
+        self._s.holder_counts[round_id] = dict(counts)
+
+    def discard_uncommitted(self, round_id: str) -> int:
+        staging = [
+            key for key, s in self._s.submissions.items() if key[0] == round_id and s.state is SubmissionState.STAGING
+        ]
+        discarded = 0
+        for key in staging:
+            submission = self._s.submissions.pop(key)
+            discarded += len(submission.puts) + len(submission.removals)
+        return discarded
+
+    def committed_members(self, round_id: str) -> list[str]:
+        return sorted(
+            member
+            for (rid, member), s in self._s.submissions.items()
+            if rid == round_id and s.state is SubmissionState.COMMITTED
+        )
+
+    def match(
+        self, round_id: str, threshold: int, *, labels: bool = True
+    ) -> Iterator[tuple[bytes, str, bytes | None, int]]:
+        if threshold < 1:
+            raise InvalidRequest("threshold must be at least 1")
+        scope = self.get_round(round_id).set_scope
+        holders: dict[bytes, list[tuple[str, bytes | None]]] = {}
+        for member in self.committed_members(round_id):
+            for token, label in self._s.sets.get((scope, member), {}).items():
+                holders.setdefault(token, []).append((member, label if labels else None))
+        for token in sorted(holders):
+            if len(holders[token]) >= threshold:
+                for member, label in holders[token]:
+                    yield token, member, label, len(holders[token])
+
+    def submitted_count(self, round_id: str, member_id: str) -> int:
+        submission = self._s.submissions.get((round_id, member_id))
+        if submission is None:
+            return 0
+        if submission.state is SubmissionState.COMMITTED:
+            return submission.set_count
+        return sum(n for _, n in submission.chunks.values())
+
+    # Results.
+
+    def store_result(self, round_id: str, member_id: str, payload: bytes, signature: bytes, *, at: datetime) -> None:
+        stored = self._s.results.setdefault((round_id, member_id), (payload, signature))
+        if stored[0] != payload:
+            raise Conflict(f"a different result is already stored for {member_id} in round {round_id}")
+
+    def get_result(self, round_id: str, member_id: str) -> tuple[bytes, bytes]:
+        if (round_id, member_id) not in self._s.results:
+            raise NotFound(f"no result for {member_id} in round {round_id}")
+        return self._s.results[(round_id, member_id)]
+
+
+@dataclass
+class _Tx:
+    repo: MemoryCoordinatorRepo
+    audit: MemoryAudit
+
+
+class MemoryUnitOfWork:
+    """A ``CoordinatorUnitOfWork``: ``with uow() as tx`` commits on a clean exit, else rolls back."""
+
+    def __init__(self) -> None:
+        self.state = _State()
+        self.audit = MemoryAudit()
+        self.transactions = 0
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[_Tx]:
+        saved = copy.deepcopy((self.state, self.audit.entries))
+        try:
+            yield _Tx(MemoryCoordinatorRepo(self.state), self.audit)
+        except BaseException:
+            self.state, self.audit.entries = saved
+            raise
+        self.transactions += 1
+
+    @property
+    def repo(self) -> MemoryCoordinatorRepo:
+        """The repository outside any transaction, for a test to look at the state."""
+        return MemoryCoordinatorRepo(self.state)
+
+
+class MemoryQuotaLedger:
+    """A ``QuotaLedger``: a reservation fits the quota entirely or is refused, counting nothing."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        self.audit = MemoryAudit()
+
+    def reserve(self, key_epoch: str, member_id: str, count: int, quota: int) -> int:
+        if count < 0 or quota < 0:
+            raise InvalidRequest("an evaluation count and a quota cannot be negative")
+        used = self.counts.get((key_epoch, member_id), 0)
+        if used + count > quota:
+            raise QuotaExceeded(
+                f"evaluation quota exceeded for key epoch {key_epoch}: {used} of {quota} used, {count} requested",
+                member_id=member_id,
+                quota=quota,
+                used=used,
+                requested=count,
+            )
+        self.counts[(key_epoch, member_id)] = used + count
+        self.audit.append(
+            actor=member_id,
+            action="evaluate",
+            at=datetime.now(UTC),
+            detail={"key_epoch": key_epoch, "elements": count, "used": used + count},
+        )
+        return used + count
+
+    def used(self, key_epoch: str, member_id: str) -> int:
+        return self.counts.get((key_epoch, member_id), 0)

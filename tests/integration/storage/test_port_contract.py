@@ -1,0 +1,315 @@
+"""One contract for the roles' ports, run over the in-memory fakes and over SQLite and PostgreSQL.
+
+The fakes (``tests/helpers/memory_ports.py``) make the role tests fast; this file keeps them
+honest: every behaviour the roles rely on is checked here on all three, so a fake that drifts
+from the storage adapters fails beside the adapter it imitates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from alliance_psi.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded, RoundClosed, SetMismatch
+from alliance_psi.protocol.model import Round, RoundState, SubmissionState
+from alliance_psi.protocol.submission import SubmissionDigest, chunk_digest, label_digest, set_digest
+from alliance_psi.services.coordinator import sql_unit_of_work
+from alliance_psi.services.custodian import SqlQuotaLedger
+from tests.conftest import backend_engine
+from tests.helpers.memory_ports import MemoryQuotaLedger, MemoryUnitOfWork
+
+NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+UnitOfWork = Callable[[], AbstractContextManager[Any]]
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine | None]:
+    """None for the in-memory fakes, else an engine with the schema (as the ``engine`` fixture)."""
+    if request.param == "memory":
+        yield None
+        return
+    with backend_engine(request.param, request, tmp_path) as engine:
+        yield engine
+
+
+@pytest.fixture
+def uow(backend: Engine | None) -> UnitOfWork:
+    return MemoryUnitOfWork() if backend is None else sql_unit_of_work(backend)
+
+
+@pytest.fixture
+def ledger(backend: Engine | None) -> Any:
+    return MemoryQuotaLedger() if backend is None else SqlQuotaLedger(backend, "custodian-1")
+
+
+def a_round(round_id: str = "r1", *, types: tuple[str, ...] = ("phone",), labels: bool = True) -> Round:
+    return Round(
+        round_id=round_id,
+        name="contract",
+        threshold=2,
+        key_epoch="e1",
+        deadline=NOW + timedelta(hours=1),
+        allowed_types=types,
+        invited=None,
+        share_labels=labels,
+        created_by="operator",
+        created_at=NOW,
+    )
+
+
+def token(n: int) -> bytes:
+    return n.to_bytes(16, "big")
+
+
+def label(n: int) -> bytes:
+    return bytes([n]) * 285
+
+
+def stage(
+    uow: UnitOfWork, round_id: str, member: str, index: int, items: Any, removals: Any = (), *, replace: bool = True
+) -> bool:
+    with uow() as tx:
+        return bool(
+            tx.repo.stage_chunk(
+                round_id,
+                member,
+                index,
+                items,
+                chunk_digest(items, removals),
+                at=NOW,
+                removals=removals,
+                replace=replace,
+            )
+        )
+
+
+def commit_whole(uow: UnitOfWork, round_id: str, member: str, numbers: list[int]) -> Any:
+    items = [(token(n), label(n)) for n in sorted(numbers)]
+    if items:
+        stage(uow, round_id, member, 0, items)
+    digest = SubmissionDigest()
+    if items:
+        digest.update(items)
+    whole = set_digest((t, label_digest(lbl)) for t, lbl in items)
+    with uow() as tx:
+        return tx.repo.commit_submission(
+            round_id,
+            member,
+            item_count=digest.count,
+            digest=digest.digest(),
+            at=NOW,
+            set_count=len(items),
+            set_digest=whole,
+        )
+
+
+def test_rounds(uow: UnitOfWork) -> None:
+    with uow() as tx:
+        tx.repo.create_round(a_round("r1"))
+        tx.repo.create_round(a_round("r2", types=("id_card",)))
+    with pytest.raises(Conflict, match="already exists"), uow() as tx:
+        tx.repo.create_round(a_round("r1", types=("email",)))
+    with pytest.raises(Conflict, match="not matched yet"), uow() as tx:
+        tx.repo.create_round(a_round("r3"))
+    with pytest.raises(NotFound, match="no round r9"), uow() as tx:
+        tx.repo.get_round("r9")
+    with uow() as tx:
+        assert [r.round_id for r in tx.repo.list_rounds()] == ["r1", "r2"]
+        assert tx.repo.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW, reason="why")
+        assert not tx.repo.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW)
+        assert [r.round_id for r in tx.repo.list_rounds(RoundState.OPEN)] == ["r2"]
+        closed = tx.repo.get_round("r1")
+        assert (closed.state, closed.close_reason, closed.closed_at) == (RoundState.CLOSED, "why", NOW)
+    with pytest.raises(InvalidRequest), uow() as tx:
+        tx.repo.transition_round("r1", RoundState.MATCHED, RoundState.OPEN, at=NOW)
+    with pytest.raises(NotFound), uow() as tx:
+        tx.repo.transition_round("r9", RoundState.OPEN, RoundState.CLOSED, at=NOW)
+
+
+def test_staging_and_committing(uow: UnitOfWork) -> None:
+    with uow() as tx:
+        tx.repo.create_round(a_round())
+    first, second = [(token(1), label(1)), (token(2), label(2))], [(token(3), None)]
+    assert stage(uow, "r1", "bank-a", 0, first)
+    assert not stage(uow, "r1", "bank-a", 0, first)  # The same chunk again changes nothing.
+    with pytest.raises(Conflict, match="chunk 0 already stored with different content"):
+        stage(uow, "r1", "bank-a", 0, second)
+    with pytest.raises(Conflict, match="duplicate token"):
+        stage(uow, "r1", "bank-a", 1, [(token(2), None)])
+    with pytest.raises(Conflict, match="cannot remove tokens"):
+        stage(uow, "r1", "bank-a", 1, [], [token(9)])
+    with pytest.raises(Conflict, match="started as its whole set"):
+        stage(uow, "r1", "bank-a", 1, second, replace=False)
+    assert stage(uow, "r1", "bank-a", 2, second)
+    with uow() as tx:
+        status = tx.repo.submission_status("r1", "bank-a")
+        assert (status.state, status.chunks, status.item_count) == (SubmissionState.STAGING, (0, 2), 3)
+        assert tx.repo.submitted_count("r1", "bank-a") == 3
+    digest = SubmissionDigest()
+    for items in (first, second):
+        digest.update(items)
+    with pytest.raises(Conflict, match="missing chunks: 1"), uow() as tx:
+        tx.repo.commit_submission("r1", "bank-a", item_count=3, digest=digest.digest(), at=NOW)
+    assert stage(uow, "r1", "bank-a", 1, [(token(4), None)])
+    digest = SubmissionDigest()
+    for items in (first, [(token(4), None)], second):
+        digest.update(items)
+    with pytest.raises(Conflict, match="item count mismatch"), uow() as tx:
+        tx.repo.commit_submission("r1", "bank-a", item_count=5, digest=digest.digest(), at=NOW)
+    with pytest.raises(Conflict, match="digest mismatch"), uow() as tx:
+        tx.repo.commit_submission("r1", "bank-a", item_count=4, digest=bytes(32), at=NOW)
+    with pytest.raises(SetMismatch, match="set count mismatch"), uow() as tx:
+        tx.repo.commit_submission("r1", "bank-a", item_count=4, digest=digest.digest(), at=NOW, set_count=3)
+    whole = set_digest(sorted((t, label_digest(lbl)) for t, lbl in [*first, (token(4), None), *second]))
+    with uow() as tx:
+        committed = tx.repo.commit_submission(
+            "r1", "bank-a", item_count=4, digest=digest.digest(), at=NOW, set_count=4, set_digest=whole
+        )
+    assert (committed.state, committed.item_count, committed.set_count, committed.set_digest) == (
+        SubmissionState.COMMITTED,
+        4,
+        4,
+        whole,
+    )
+    with uow() as tx:
+        again = tx.repo.commit_submission("r1", "bank-a", item_count=4, digest=digest.digest(), at=NOW)
+        assert again == committed and tx.repo.committed_members("r1") == ["bank-a"]
+        assert tx.repo.submitted_count("r1", "bank-a") == 4
+    with pytest.raises(Conflict, match="already committed"), uow() as tx:
+        tx.repo.commit_submission("r1", "bank-a", item_count=0, digest=bytes(32), at=NOW)
+    with pytest.raises(Conflict, match="already committed"):
+        stage(uow, "r1", "bank-a", 3, [(token(5), None)])
+
+
+def test_a_refused_commit_leaves_the_staged_submission(uow: UnitOfWork) -> None:
+    with uow() as tx:
+        tx.repo.create_round(a_round())
+    items = [(token(1), None)]
+    stage(uow, "r1", "bank-a", 0, items)
+    with pytest.raises(SetMismatch), uow() as tx:
+        tx.repo.commit_submission("r1", "bank-a", item_count=1, digest=_digest(items), at=NOW, set_digest=bytes(32))
+    with uow() as tx:
+        status = tx.repo.submission_status("r1", "bank-a")
+        assert (status.state, status.set_count, status.set_digest) == (SubmissionState.STAGING, 0, b"")
+
+
+def _digest(items: Any) -> bytes:
+    digest = SubmissionDigest()
+    digest.update(items)
+    return digest.digest()
+
+
+def test_deltas_against_the_standing_set(uow: UnitOfWork) -> None:
+    with uow() as tx:
+        tx.repo.create_round(a_round("r1"))
+    commit_whole(uow, "r1", "bank-a", [1, 2, 3])
+    with uow() as tx:
+        tx.repo.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW)
+        tx.repo.transition_round("r1", RoundState.CLOSED, RoundState.MATCHED, at=NOW)
+        tx.repo.create_round(a_round("r2"))
+        assert tx.repo.submission_status("r2", "bank-a").set_count == 3
+    puts, removals = [(token(2), label(20)), (token(4), label(4))], [token(3)]
+    assert stage(uow, "r2", "bank-a", 0, puts, removals, replace=False)
+    with pytest.raises(Conflict, match="started as a delta"):
+        stage(uow, "r2", "bank-a", 1, [(token(5), None)])
+    expected = set_digest(sorted((token(n), label_digest(label(m))) for n, m in ((1, 1), (2, 20), (4, 4))))
+    with uow() as tx:
+        status = tx.repo.commit_submission(
+            "r2",
+            "bank-a",
+            item_count=3,
+            digest=_digest_with(puts, removals),
+            at=NOW,
+            replace=False,
+            set_count=3,
+            set_digest=expected,
+        )
+    assert (status.set_count, status.set_digest) == (3, expected)
+
+
+def test_removing_a_token_the_set_lacks_is_refused(uow: UnitOfWork) -> None:
+    with uow() as tx:
+        tx.repo.create_round(a_round("r1"))
+    commit_whole(uow, "r1", "bank-a", [1])
+    with uow() as tx:
+        tx.repo.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW)
+        tx.repo.transition_round("r1", RoundState.CLOSED, RoundState.MATCHED, at=NOW)
+        tx.repo.create_round(a_round("r2"))
+    stage(uow, "r2", "bank-a", 0, [], [token(7)], replace=False)
+    with pytest.raises(Conflict, match="1 removed tokens are not in the member's set"), uow() as tx:
+        tx.repo.commit_submission(
+            "r2", "bank-a", item_count=1, digest=_digest_with([], [token(7)]), at=NOW, replace=False
+        )
+
+
+def _digest_with(items: Any, removals: Any) -> bytes:
+    digest = SubmissionDigest()
+    digest.update(items, removals)
+    return digest.digest()
+
+
+def test_matching_counts_committed_members_only(uow: UnitOfWork) -> None:
+    with uow() as tx:
+        tx.repo.create_round(a_round())
+    commit_whole(uow, "r1", "bank-a", [1, 2, 3])
+    commit_whole(uow, "r1", "bank-b", [2, 3])
+    commit_whole(uow, "r1", "bank-c", [3])
+    stage(uow, "r1", "bank-d", 0, [(token(1), None)])  # Staged, never committed: invisible.
+    with uow() as tx:
+        rows = sorted(tx.repo.match("r1", 2))
+        assert rows == sorted(
+            [
+                (token(2), "bank-a", label(2), 2),
+                (token(2), "bank-b", label(2), 2),
+                (token(3), "bank-a", label(3), 3),
+                (token(3), "bank-b", label(3), 3),
+                (token(3), "bank-c", label(3), 3),
+            ]
+        )
+        assert sorted(tx.repo.match("r1", 3, labels=False)) == [
+            (token(3), m, None, 3) for m in ("bank-a", "bank-b", "bank-c")
+        ]
+        assert list(tx.repo.match("r1", 4)) == []
+    with pytest.raises(InvalidRequest), uow() as tx:
+        list(tx.repo.match("r1", 0))
+    with uow() as tx:
+        tx.repo.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW)
+        assert tx.repo.discard_uncommitted("r1") == 1
+        assert tx.repo.submission_status("r1", "bank-d").state is SubmissionState.NONE
+    with pytest.raises(RoundClosed):
+        stage(uow, "r1", "bank-d", 0, [(token(1), None)])
+
+
+def test_results(uow: UnitOfWork) -> None:
+    with uow() as tx:
+        tx.repo.create_round(a_round())
+        tx.repo.store_result("r1", "bank-a", b"payload", b"sig", at=NOW)
+        tx.repo.store_result("r1", "bank-a", b"payload", b"sig", at=NOW)  # The same again: nothing changes.
+        assert tx.repo.get_result("r1", "bank-a") == (b"payload", b"sig")
+    with pytest.raises(Conflict), uow() as tx:
+        tx.repo.store_result("r1", "bank-a", b"other", b"sig", at=NOW)
+    with pytest.raises(NotFound, match="no result for bank-b in round r1"), uow() as tx:
+        tx.repo.get_result("r1", "bank-b")
+
+
+def test_quota_ledger(ledger: Any) -> None:
+    assert ledger.used("e1", "bank-a") == 0
+    assert ledger.reserve("e1", "bank-a", 6, 10) == 6
+    with pytest.raises(QuotaExceeded) as refused:
+        ledger.reserve("e1", "bank-a", 5, 10)
+    assert (refused.value.member_id, refused.value.quota, refused.value.used, refused.value.requested) == (
+        "bank-a",
+        10,
+        6,
+        5,
+    )
+    assert ledger.reserve("e1", "bank-a", 4, 10) == 10
+    assert (ledger.used("e1", "bank-a"), ledger.used("e2", "bank-a"), ledger.used("e1", "bank-b")) == (10, 0, 0)
+    with pytest.raises(InvalidRequest):
+        ledger.reserve("e1", "bank-b", -1, 10)

@@ -1,0 +1,100 @@
+"""The custodian's rules over an in-memory quota ledger: epochs, batches, elements, roles, quota."""
+
+from __future__ import annotations
+
+import pytest
+
+from alliance_psi.crypto.key_shares import KeyShare
+from alliance_psi.crypto.oprf import blind, evaluate, finalize
+from alliance_psi.errors import InvalidRequest, MalformedElement, NotAuthorized, QuotaExceeded, WrongEpoch
+from alliance_psi.protocol.custodian import MAX_EVALUATE_BATCH, CustodianRole
+from alliance_psi.protocol.model import Identity, Role
+from tests.helpers.memory_ports import MemoryQuotaLedger
+
+A, B = Identity("bank-a", Role.MEMBER), Identity("bank-b", Role.MEMBER)
+SHARE = KeyShare.generate("e1")
+
+
+@pytest.fixture
+def ledger() -> MemoryQuotaLedger:
+    return MemoryQuotaLedger()
+
+
+@pytest.fixture
+def custodian(ledger: MemoryQuotaLedger) -> CustodianRole:
+    return CustodianRole("custodian-1", SHARE, quota_per_member=10, ledger=ledger)
+
+
+def elements(n: int, start: int = 0) -> list[bytes]:
+    return [blind(b"id %d" % i).blinded_element for i in range(start, start + n)]
+
+
+def test_evaluation_applies_the_share_and_counts_it(custodian: CustodianRole) -> None:
+    identifier = b"phone:+8613800138000"
+    blinded = blind(identifier)
+    evaluation = custodian.evaluate(A, "e1", [blinded.blinded_element])
+    assert evaluation.used == 1
+    # One custodian holds the whole key here: unblinded, it is RFC 9497's OPRF under the share.
+    assert finalize(identifier, blinded.blind, evaluation.elements[0]) == evaluate(SHARE.scalar, identifier)
+
+
+def test_quota_is_per_member_and_a_refused_batch_counts_nothing(
+    custodian: CustodianRole, ledger: MemoryQuotaLedger
+) -> None:
+    assert custodian.evaluate(A, "e1", elements(6)).used == 6
+    with pytest.raises(QuotaExceeded) as refused:
+        custodian.evaluate(A, "e1", elements(5, 6))
+    assert (refused.value.member_id, refused.value.quota, refused.value.used, refused.value.requested) == (
+        "bank-a",
+        10,
+        6,
+        5,
+    )
+    assert custodian.epoch_status(A).used == 6
+    assert custodian.evaluate(A, "e1", elements(4, 6)).used == 10  # Exactly the quota fits.
+    assert custodian.evaluate(B, "e1", elements(10)).used == 10  # Another member's quota is its own.
+    assert [entry["detail"]["used"] for entry in ledger.audit.entries] == [6, 10, 10]
+
+
+def test_a_malformed_element_refuses_the_batch_and_counts_nothing(custodian: CustodianRole) -> None:
+    for bad in (bytes(32), b"\xff" * 32, b"\x01" * 31):
+        with pytest.raises(MalformedElement):
+            custodian.evaluate(A, "e1", [*elements(2), bad])
+    assert custodian.epoch_status(A).used == 0
+
+
+def test_wrong_epoch_empty_and_oversized_batches_are_refused(custodian: CustodianRole) -> None:
+    with pytest.raises(WrongEpoch, match="serves key epoch 'e1', not 'e2'"):
+        custodian.evaluate(A, "e2", elements(1))
+    with pytest.raises(InvalidRequest, match="empty batch"):
+        custodian.evaluate(A, "e1", [])
+    one = elements(1)
+    with pytest.raises(InvalidRequest, match=f"at most {MAX_EVALUATE_BATCH}"):
+        custodian.evaluate(A, "e1", one * (MAX_EVALUATE_BATCH + 1))
+    assert custodian.epoch_status(A).used == 0
+
+
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.CUSTODIAN, Role.COORDINATOR])
+def test_only_members_have_elements_evaluated(custodian: CustodianRole, role: Role) -> None:
+    with pytest.raises(NotAuthorized):
+        custodian.evaluate(Identity("x", role), "e1", elements(1))
+    with pytest.raises(NotAuthorized):
+        custodian.epoch_status(Identity("x", role))
+
+
+def test_epoch_status_tells_a_member_its_own_quota(custodian: CustodianRole) -> None:
+    custodian.evaluate(A, "e1", elements(3))
+    status = custodian.epoch_status(A)
+    assert (status.key_epoch, status.suite, status.quota, status.used, status.custodian) == (
+        "e1",
+        SHARE.suite_id,
+        10,
+        3,
+        "custodian-1",
+    )
+    assert custodian.epoch_status(B).used == 0
+
+
+def test_a_quota_below_one_is_refused() -> None:
+    with pytest.raises(InvalidRequest, match="at least 1"):
+        CustodianRole("c", SHARE, quota_per_member=0, ledger=MemoryQuotaLedger())
