@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alliance_psi.defaults import BATCH_SIZE, CHUNK_SIZE, QUOTA_PER_MEMBER, TICK_SECONDS
 from alliance_psi.errors import ConfigurationError
 
 __all__ = ["CoordinatorConfig", "CustodianConfig", "MemberConfig", "TlsConfig", "TlsMaterial"]
@@ -108,7 +109,7 @@ class CustodianConfig:
     tls: TlsConfig
     key_share: Path
     database: str
-    quota_per_member: int = 2_000_000
+    quota_per_member: int = QUOTA_PER_MEMBER
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +129,7 @@ class CoordinatorConfig:
     tls: TlsConfig
     signing_key: Path
     database: str
-    tick_seconds: float = 1.0
+    tick_seconds: float = TICK_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,5 +159,5 @@ class MemberConfig:
     data_dir: Path
     display_name: str | None = None
     workers: int | None = None
-    batch_size: int = 1024
-    chunk_size: int = 4096
+    batch_size: int = BATCH_SIZE
+    chunk_size: int = CHUNK_SIZE

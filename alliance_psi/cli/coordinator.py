@@ -12,6 +12,7 @@ from alliance_psi._files import write_file_atomic
 from alliance_psi.cli._lazy import LazyGroup
 from alliance_psi.cli._options import reported, tls_config, tls_options, wait_for_stop_signal
 from alliance_psi.config import CoordinatorConfig
+from alliance_psi.defaults import TICK_SECONDS
 from alliance_psi.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def keygen(out: Path, force: bool) -> None:
 @click.option(
     "--tick",
     type=click.FloatRange(min=0.05),
-    default=1.0,
+    default=TICK_SECONDS,
     show_default=True,
     help="Seconds between deadline and pending-match checks.",
 )

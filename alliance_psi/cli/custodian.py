@@ -9,6 +9,7 @@ import click
 from alliance_psi._files import write_file_atomic
 from alliance_psi.cli._options import reported, tls_config, tls_options, wait_for_stop_signal
 from alliance_psi.config import CustodianConfig
+from alliance_psi.defaults import QUOTA_PER_MEMBER
 from alliance_psi.errors import ConfigurationError
 
 __all__ = ["custodian_group"]
@@ -68,7 +69,7 @@ def _serve(config: CustodianConfig) -> None:
 @click.option(
     "--quota",
     type=click.IntRange(min=1),
-    default=2_000_000,
+    default=QUOTA_PER_MEMBER,
     show_default=True,
     help="Elements each member may have evaluated per key epoch.",
 )

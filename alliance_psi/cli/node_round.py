@@ -12,6 +12,7 @@ import click
 
 from alliance_psi.cli._options import reported
 from alliance_psi.cli.node import database_option, member_config, network_options, node_group
+from alliance_psi.defaults import JOIN_WAIT_SECONDS
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -66,7 +67,7 @@ def _summary(title: str, rows: list[tuple[str, str]]) -> Table:
 @click.option(
     "--wait",
     type=click.FloatRange(min=0),
-    default=600,
+    default=JOIN_WAIT_SECONDS,
     show_default=True,
     help="Seconds to wait for the round to be matched after submitting.",
 )

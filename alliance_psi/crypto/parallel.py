@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 
 from alliance_psi.crypto.batch import DerivedBatch, blind_batch, finalize_and_derive_batch
 from alliance_psi.crypto.suite import RISTRETTO255_SHA512
+from alliance_psi.defaults import BATCH_SIZE
 
-__all__ = ["DEFAULT_BATCH_SIZE", "ProcessMap", "chunked", "tokenize"]
+__all__ = ["ProcessMap", "chunked", "tokenize"]
 
 T = TypeVar("T")
-DEFAULT_BATCH_SIZE = 1024
 Evaluate = Callable[[Sequence[bytes]], Sequence[bytes]]
 
 
@@ -86,7 +86,7 @@ def tokenize(
     evaluate: Evaluate,
     *,
     pool: ProcessMap,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int = BATCH_SIZE,
     suite_id: str = RISTRETTO255_SHA512.identifier,
     window: int | None = None,
     evaluations_in_flight: int = 2,

@@ -45,7 +45,7 @@ from zipfile import BadZipFile
 
 from alliance_psi.errors import ImportFileError, InvalidIdentifier, truncate_value
 from alliance_psi.identifiers._textfile import count_lines, opened, text_lines
-from alliance_psi.identifiers.categories import CATEGORIES, SEVERITIES
+from alliance_psi.identifiers.categories import CATEGORIES, CATEGORY_NAMES, SEVERITIES, SEVERITY_NAMES
 from alliance_psi.identifiers.registry import normalize
 from alliance_psi.identifiers.types import Identifier, IdentifierType
 
@@ -74,26 +74,9 @@ COLUMN_ALIASES = {name: name for name in FIELDS} | {
     "到期": "expires_at",
     "过期时间": "expires_at",
 }
-# The Chinese names of the lead categories (docs/design.md, "Lead categories") and of the severity levels.
-_CATEGORY_ALIASES = {name: name for name in CATEGORIES} | dict(
-    zip(
-        (
-            "代理维权",
-            "反催收",
-            "恶意投诉",
-            "职业投诉人",
-            "贷款中介",
-            "羊毛党",
-            "洗钱",
-            "电信诈骗",
-            "账户出租出借",
-            "其他",
-        ),
-        CATEGORIES,
-        strict=True,
-    )
-)
-_SEVERITY_ALIASES = {name: name for name in SEVERITIES} | {"一级": "level1", "二级": "level2"}
+# The categories and severities by code or by Chinese name (identifiers.categories).
+_CATEGORY_ALIASES = {name: name for name in CATEGORIES} | {zh: name for name, zh in CATEGORY_NAMES.items()}
+_SEVERITY_ALIASES = {name: name for name in SEVERITIES} | {zh: name for name, zh in SEVERITY_NAMES.items()}
 _TYPES = frozenset(member.value for member in IdentifierType)
 CHINA_TIME = timezone(timedelta(hours=8), "Asia/Shanghai")
 # A shared label has a fixed padded size (crypto.labels) that the case reference shares with the rest.

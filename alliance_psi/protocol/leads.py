@@ -15,10 +15,10 @@ from datetime import date
 
 from alliance_psi.crypto.labels import LabelContext, open_label
 from alliance_psi.errors import InvalidLabel
-from alliance_psi.identifiers.categories import CATEGORIES, SEVERITIES
+from alliance_psi.identifiers.categories import CATEGORIES, SEVERITIES, severity_rank
 from alliance_psi.protocol.model import MemberResult
 
-__all__ = ["CATEGORIES", "SEVERITIES", "Lead", "LeadLabel", "OwnIdentifier", "build_leads"]
+__all__ = ["CATEGORIES", "SEVERITIES", "Lead", "LeadLabel", "OwnIdentifier", "build_leads", "lead_sort_key"]
 
 _KEYS = {"c": "category", "s": "severity", "f": "first_seen", "r": "case_ref", "m": "member"}
 
@@ -67,7 +67,6 @@ class LeadLabel:
 
 # (type, canonical, category, severity, first_seen, case_ref), as the member's database holds it.
 OwnIdentifier = tuple[str, str, str, str, date | None, str]
-_SEVERITY_RANK = {"level1": 0, "level2": 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +91,7 @@ class Lead:
 def build_leads(
     result: MemberResult, own: Mapping[bytes, OwnIdentifier], label_keys: Mapping[bytes, bytes]
 ) -> list[Lead]:
-    """Leads for ``result``, sorted by holder count (most first), then severity, then type.
+    """Leads for ``result``, in ``lead_sort_key`` order: holder count (most first), severity, type.
 
     Tokens missing from ``own`` are skipped: an identifier withdrawn since the submission must not
     reappear in a report. A peer label that cannot be opened or parsed is counted, not shown.
@@ -123,5 +122,10 @@ def build_leads(
                 unreadable,
             )
         )
-    found.sort(key=lambda lead: (-lead.holder_count, _SEVERITY_RANK.get(lead.severity, 2), lead.type, lead.canonical))
+    found.sort(key=lead_sort_key)
     return found
+
+
+def lead_sort_key(lead: Lead) -> tuple[int, int, str, str]:
+    """Most holders first, then level1 before level2 before anything else, then type and value."""
+    return (-lead.holder_count, severity_rank(lead.severity), lead.type, lead.canonical)

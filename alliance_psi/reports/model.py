@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
-from alliance_psi.protocol.leads import Lead, LeadLabel
+from alliance_psi.identifiers.categories import CATEGORY_NAMES, SEVERITY_NAMES, severity_rank
+from alliance_psi.protocol.leads import Lead, LeadLabel, lead_sort_key
 from alliance_psi.protocol.model import MemberResult
 
 __all__ = [
@@ -34,20 +35,8 @@ __all__ = [
 REPORT_FORMAT = "alliance-psi/lead-report"
 REPORT_FORMAT_VERSION = 1
 
-# Display names for investigators (docs/design.md, "Lead categories" and "Identifier types").
-CATEGORY_NAMES = {
-    "proxy_rights_defense": "代理维权",
-    "anti_collection": "反催收",
-    "malicious_complaint": "恶意投诉",
-    "professional_complainant": "职业投诉人",
-    "loan_intermediary": "贷款中介",
-    "wool_party": "羊毛党",
-    "money_laundering": "洗钱",
-    "telecom_fraud": "电信诈骗",
-    "account_rental": "账户出租出借",
-    "other": "其他",
-}
-SEVERITY_NAMES = {"level1": "一级", "level2": "二级"}
+# Display names for investigators (docs/design.md, "Identifier types"); the categories' and
+# severities' come from identifiers.categories.
 TYPE_NAMES = {
     "phone": "手机号",
     "id_card": "身份证号",
@@ -64,18 +53,12 @@ TYPE_NAMES = {
     "org_name": "机构名称",
     "domain": "域名",
 }
-_SEVERITY_RANK = {"level1": 0, "level2": 1}
-
-
-def lead_sort_key(lead: Lead) -> tuple[int, int, str, str]:
-    """Most holders first, then level1 before level2 before anything else, then type and value."""
-    return (-lead.holder_count, _SEVERITY_RANK.get(lead.severity, 2), lead.type, lead.canonical)
 
 
 def _peer_sort_key(label: LeadLabel) -> tuple[int, str, str, date, str]:
     # Sealed labels arrive in ciphertext order, which means nothing; show them in a stable one.
     return (
-        _SEVERITY_RANK.get(label.severity or "", 2),
+        severity_rank(label.severity),
         label.category,
         label.member or "",
         label.first_seen or date.min,
@@ -123,7 +106,7 @@ class LeadReport:
     def by_severity(self) -> dict[str, int]:
         """Leads per own severity, level1 first."""
         counts = Counter(lead.severity for lead in self.leads)
-        return dict(sorted(counts.items(), key=lambda item: (_SEVERITY_RANK.get(item[0], 2), item[0])))
+        return dict(sorted(counts.items(), key=lambda item: (severity_rank(item[0]), item[0])))
 
 
 def _ranked(values: Iterable[str]) -> dict[str, int]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from alliance_psi.defaults import TICK_SECONDS
 from alliance_psi.errors import InvalidRequest
 from alliance_psi.protocol import messages
 from alliance_psi.protocol._pb import coordinator_pb2_grpc
@@ -122,7 +123,7 @@ def coordinator_registration(role: CoordinatorRole) -> Registration:
 class Ticker:
     """Calls ``role.tick()`` every ``interval`` seconds on a daemon thread (deadlines, crash recovery)."""
 
-    def __init__(self, role: CoordinatorRole, interval: float = 1.0) -> None:
+    def __init__(self, role: CoordinatorRole, interval: float = TICK_SECONDS) -> None:
         self.role, self.interval = role, interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="coordinator-ticker", daemon=True)

@@ -22,13 +22,13 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Connection, Table, and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
 from alliance_psi.errors import Conflict, InvalidRequest, NotFound, RoundClosed, SetMismatch
 from alliance_psi.protocol.model import RoundState, SubmissionState, SubmissionStatus
 from alliance_psi.protocol.submission import NO_LABEL_DIGEST, SetDigest, SubmissionDigest, label_digest
 from alliance_psi.storage._common import bulk_insert, insert_ignoring, placeholder
 from alliance_psi.storage.schema import (
     HASH_SIZE,
-    TOKEN_SIZE,
     member_set_state,
     member_sets,
     rounds,
@@ -49,8 +49,8 @@ _MISSING_SHOWN = 10
 def _check_items(items: Sequence[Item], removals: Sequence[bytes]) -> None:
     seen: set[bytes] = set()
     for token, label in [*items, *((t, None) for t in removals)]:
-        if len(token) != TOKEN_SIZE:
-            raise InvalidRequest(f"a match token must be {TOKEN_SIZE} bytes")
+        if len(token) != MATCH_TOKEN_BYTES:
+            raise InvalidRequest(f"a match token must be {MATCH_TOKEN_BYTES} bytes")
         if label is not None and len(label) > _MAX_LABEL:
             raise InvalidRequest(f"a sealed label must be at most {_MAX_LABEL} bytes")
         if token in seen:

@@ -14,11 +14,10 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
+from alliance_psi.crypto.derive import LABEL_KEY_BYTES, MATCH_TOKEN_BYTES
 from alliance_psi.errors import InvalidRequest, NotFound
 from alliance_psi.storage._common import batched, bulk_insert, insert_ignoring, placeholder, stream
 from alliance_psi.storage.schema import (
-    HASH_SIZE,
-    TOKEN_SIZE,
     identifiers,
     member_pending,
     member_results,
@@ -137,8 +136,8 @@ class MemberRepository:
         if not rows:
             return
         for _, token, label_key in rows:
-            if len(token) != TOKEN_SIZE or len(label_key) != HASH_SIZE:
-                raise InvalidRequest(f"a cached token is {TOKEN_SIZE} bytes and a label key {HASH_SIZE}")
+            if len(token) != MATCH_TOKEN_BYTES or len(label_key) != LABEL_KEY_BYTES:
+                raise InvalidRequest(f"a cached token is {MATCH_TOKEN_BYTES} bytes and a label key {LABEL_KEY_BYTES}")
         bulk_insert(
             self._conn,
             token_cache,

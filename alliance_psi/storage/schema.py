@@ -35,9 +35,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from alliance_psi.crypto.derive import LABEL_KEY_BYTES, MATCH_TOKEN_BYTES
+from alliance_psi.protocol.submission import LABEL_DIGEST_BYTES
+
 __all__ = [
     "HASH_SIZE",
-    "TOKEN_SIZE",
     "UTCDateTime",
     "audit_log",
     "identifiers",
@@ -57,9 +59,9 @@ __all__ = [
     "token_cache",
 ]
 
-TOKEN_SIZE = 16
+# SHA-256 digests and hash-chain links. Token, label key and label digest sizes are the
+# protocol's own (crypto.derive, protocol.submission), imported, never restated.
 HASH_SIZE = 32
-LABEL_DIGEST_SIZE = 16
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -163,12 +165,12 @@ submitted_tokens = Table(
     metadata,
     Column("round_id", Text, primary_key=True),
     Column("member_id", Text, primary_key=True),
-    Column("match_token", LargeBinary(TOKEN_SIZE), primary_key=True),
+    Column("match_token", LargeBinary(MATCH_TOKEN_BYTES), primary_key=True),
     Column("removed", Boolean, nullable=False, default=False),
     Column("sealed_label", LargeBinary, nullable=True),
-    Column("label_digest", LargeBinary(LABEL_DIGEST_SIZE), nullable=False),
+    Column("label_digest", LargeBinary(LABEL_DIGEST_BYTES), nullable=False),
     ForeignKeyConstraint(["round_id", "member_id"], _submission_fk),
-    _length_is("match_token", TOKEN_SIZE),
+    _length_is("match_token", MATCH_TOKEN_BYTES),
 )
 
 # Members' sets per scope (key epoch, identifier types, label sharing; see ``Round.set_scope``).
@@ -179,12 +181,12 @@ member_sets = Table(
     metadata,
     Column("set_scope", Text, primary_key=True),
     Column("set_id", Text, primary_key=True),
-    Column("match_token", LargeBinary(TOKEN_SIZE), primary_key=True),
+    Column("match_token", LargeBinary(MATCH_TOKEN_BYTES), primary_key=True),
     Column("sealed_label", LargeBinary, nullable=True),
-    Column("label_digest", LargeBinary(LABEL_DIGEST_SIZE), nullable=False),
+    Column("label_digest", LargeBinary(LABEL_DIGEST_BYTES), nullable=False),
     # Matching reads the holders of the tokens at or above the threshold.
     Index("ix_member_sets_scope_token_set", "set_scope", "match_token", "set_id"),
-    _length_is("match_token", TOKEN_SIZE),
+    _length_is("match_token", MATCH_TOKEN_BYTES),
 )
 
 # Each member's standing set per scope, with its count and digest
@@ -208,10 +210,10 @@ set_holders = Table(
     "set_holders",
     metadata,
     Column("set_scope", Text, primary_key=True),
-    Column("match_token", LargeBinary(TOKEN_SIZE), primary_key=True),
+    Column("match_token", LargeBinary(MATCH_TOKEN_BYTES), primary_key=True),
     Column("holders", Integer, nullable=False),
     Index("ix_set_holders_scope_holders", "set_scope", "holders"),
-    _length_is("match_token", TOKEN_SIZE),
+    _length_is("match_token", MATCH_TOKEN_BYTES),
 )
 
 results = Table(
@@ -278,13 +280,13 @@ token_cache = Table(
         ForeignKey("identifiers.id", ondelete="CASCADE"),
         primary_key=True,
     ),
-    Column("match_token", LargeBinary(TOKEN_SIZE), nullable=False),
-    Column("label_key", LargeBinary(HASH_SIZE), nullable=False),
+    Column("match_token", LargeBinary(MATCH_TOKEN_BYTES), nullable=False),
+    Column("label_key", LargeBinary(LABEL_KEY_BYTES), nullable=False),
     Index("ix_token_cache_epoch_token", "key_epoch", "match_token"),
     # The cascade from identifiers looks rows up by identifier id alone.
     Index("ix_token_cache_identifier", "identifier_id"),
-    _length_is("match_token", TOKEN_SIZE),
-    _length_is("label_key", HASH_SIZE),
+    _length_is("match_token", MATCH_TOKEN_BYTES),
+    _length_is("label_key", LABEL_KEY_BYTES),
 )
 
 # What the member node last committed to the coordinator's standing set, per scope: the token,
@@ -295,10 +297,10 @@ member_submitted = Table(
     "member_submitted",
     metadata,
     Column("set_scope", Text, primary_key=True),
-    Column("match_token", LargeBinary(TOKEN_SIZE), primary_key=True),
-    Column("label_digest", LargeBinary(LABEL_DIGEST_SIZE), nullable=False),
+    Column("match_token", LargeBinary(MATCH_TOKEN_BYTES), primary_key=True),
+    Column("label_digest", LargeBinary(LABEL_DIGEST_BYTES), nullable=False),
     Column("label_fingerprint", LargeBinary, nullable=False),
-    _length_is("match_token", TOKEN_SIZE),
+    _length_is("match_token", MATCH_TOKEN_BYTES),
 )
 
 # The count and set digest of ``member_submitted`` per scope, written with it in one transaction,
@@ -317,11 +319,11 @@ member_pending = Table(
     "member_pending",
     metadata,
     Column("set_scope", Text, primary_key=True),
-    Column("match_token", LargeBinary(TOKEN_SIZE), primary_key=True),
+    Column("match_token", LargeBinary(MATCH_TOKEN_BYTES), primary_key=True),
     Column("removed", Boolean, nullable=False),
-    Column("label_digest", LargeBinary(LABEL_DIGEST_SIZE), nullable=False),
+    Column("label_digest", LargeBinary(LABEL_DIGEST_BYTES), nullable=False),
     Column("label_fingerprint", LargeBinary, nullable=False),
-    _length_is("match_token", TOKEN_SIZE),
+    _length_is("match_token", MATCH_TOKEN_BYTES),
 )
 
 # The member node's verified results, kept so reports can be rebuilt and re-verified later.

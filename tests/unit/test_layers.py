@@ -1,11 +1,11 @@
 """Each layer imports only the layers below it (STYLE guideline 2), and exports exactly what it says.
 
 The order is the README's: identifiers → crypto → protocol → storage → services → reports → cli,
-over a base of ``errors``, ``config`` and ``_files`` that every layer may use and that imports
-only ``errors``. ``upward_imports`` reads every module's import statements (also those inside
-functions and ``TYPE_CHECKING`` blocks, which the lazy CLI uses), so an import the tests never
-execute is still checked; a subprocess test checks third-party packages that must stay out.
-"""
+over a base of ``errors``, ``defaults``, ``config`` and ``_files`` that every layer may use and
+in which each module imports only those listed before it. ``upward_imports`` reads every
+module's import statements (also those inside functions and ``TYPE_CHECKING`` blocks, which the
+lazy CLI uses), so an import the tests never execute is still checked; a subprocess test checks
+third-party packages that must stay out."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import alliance_psi
 
 PACKAGE = Path(alliance_psi.__file__).resolve().parent
 LAYERS = ("identifiers", "crypto", "protocol", "storage", "services", "reports", "cli")
-BASE = ("errors", "config", "_files")  # Importable by every layer; they import only errors.
+BASE = ("errors", "defaults", "config", "_files")  # Each imports only those before it.
 
 
 def _layer_of(module: str) -> str:
@@ -41,8 +41,10 @@ def _rank(layer: str) -> int:
 
 def _allowed(importer: str, imported: str) -> bool:
     source, target = _layer_of(importer), _layer_of(imported)
-    if source in BASE or source == "__init__":
-        return target == "errors" or imported == "alliance_psi"
+    if source == "__init__":
+        return False
+    if source in BASE:  # Only base modules listed before it.
+        return target in BASE[: BASE.index(source)]
     return _rank(target) <= _rank(source)
 
 
@@ -100,6 +102,8 @@ def package_copy(tmp_path: Path) -> Path:
         ("reports/model.py", "from alliance_psi.cli import main", "alliance_psi.cli"),
         ("errors.py", "from alliance_psi.identifiers import types", "alliance_psi.identifiers"),
         ("config.py", "from alliance_psi import _files", "alliance_psi._files"),
+        ("defaults.py", "from alliance_psi.config import MemberConfig", "alliance_psi.config"),
+        ("__init__.py", "from alliance_psi import errors", "alliance_psi.errors"),
         ("crypto/derive.py", "from ..protocol import model", "alliance_psi.protocol"),
     ],
 )
@@ -168,6 +172,7 @@ def public_names(module: types.ModuleType) -> list[str]:
 EXPORTING = [
     "alliance_psi",
     "alliance_psi.errors",
+    "alliance_psi.defaults",
     "alliance_psi.identifiers",
     "alliance_psi.crypto",
     "alliance_psi.protocol",
