@@ -4,6 +4,10 @@ Both verify the kept signed result with the coordinator key again before showing
 node's database may have changed since the result was fetched, and a report must never show a
 lead the coordinator did not sign for this member and round.
 
+The JSON report is the evidence: the node signs all of it with its alliance certificate's key
+(``--cert``/``--key``, the node's TLS files) for ``alliance-psi report verify``. HTML and CSV are
+for reading; they are not signed and say that the JSON report is the evidence.
+
 Security: reports hold raw identifiers. ``node report`` writes them only to a file its owner
 alone can read (mode 0600), atomically, so a reader never sees half a report; ``node results``
 prints values masked to their last four characters, since console output can end up in logs.
@@ -23,12 +27,12 @@ from alliance_psi._files import write_file_atomic
 from alliance_psi.cli._options import reported
 from alliance_psi.cli.node import F, _option, database_option, node_group
 from alliance_psi.cli.reports import console_safe, holders_text, read_public_key
-from alliance_psi.errors import InvalidSignature, StorageError
+from alliance_psi.errors import ConfigurationError, InvalidSignature, StorageError
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from alliance_psi.reports import LeadReport
+    from alliance_psi.reports import LeadReport, ReportSigner
     from alliance_psi.storage import MemberRepository
 
 # The protocol, crypto, report and rich modules are imported by the functions that use them, so
@@ -118,39 +122,70 @@ def _identity_options(*, required: bool) -> Callable[[F], F]:
     return decorate
 
 
+def _signer(member_id: str, cert: Path | None, key: Path | None) -> ReportSigner:
+    """The node's certificate and key for signing a JSON report; errors name the option and file."""
+    from alliance_psi.reports import ReportSigner
+
+    if cert is None or key is None:
+        raise click.UsageError("a JSON report is signed by the node: give --cert and --key (the node's TLS files)")
+    files = {}
+    for option, path in (("--cert", cert), ("--key", key)):
+        try:
+            files[option] = path.read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(f"{option} {path}: {exc.strerror}") from None
+    return ReportSigner.load(files["--cert"], files["--key"], member_id=member_id)
+
+
 @node_group.command("report")
 @click.argument("round_id")
 @click.option("--format", "output_format", type=click.Choice(_FORMATS), required=True, help="Report format.")
 @click.option("-o", "--output", type=_FILE, required=True, help="File to write (mode 0600: it holds raw identifiers).")
 @database_option
 @_identity_options(required=True)
+@_option("--cert", type=_FILE, default=None, help="This node's certificate: signs JSON reports.")
+@_option("--key", type=_FILE, default=None, help="This node's private key: signs JSON reports.")
 def report_command(
-    round_id: str, output_format: str, output: Path, database: str, member_id: str, coordinator_key: Path
+    round_id: str,
+    output_format: str,
+    output: Path,
+    database: str,
+    member_id: str,
+    coordinator_key: Path,
+    cert: Path | None,
+    key: Path | None,
 ) -> None:
     """Write the investigators' report for a round to a private file.
 
-    HTML for reading, CSV for Excel, JSON for machines and for `alliance-psi report verify`.
+    HTML for reading, CSV for Excel, JSON (signed by this node) for machines and as the evidence
+    `alliance-psi report verify` checks.
     """
     with reported():
+        signer = _signer(member_id, cert, key) if output_format == "json" else None
         report, withdrawn = load_report(
             database, round_id, member_id=member_id, public_key=read_public_key(coordinator_key)
         )
-        write_file_atomic(output, _render(output_format, report))
+        write_file_atomic(output, _render(output_format, report, signer))
     holders = holders_text(report.by_holder_count())
     skipped = f", {withdrawn} withdrawn identifiers left out" if withdrawn else ""
+    evidence = (
+        f"; signed by member {signer.member_id}'s node" if signer else "; not evidence: only a JSON report is signed"
+    )
     click.echo(
         console_safe(
             f"wrote {output} ({output_format}, mode 0600): {len(report.leads)} leads in round {report.round_id} "
-            f"({report.round_name}), leads {holders}{skipped}; verified with coordinator key {report.key_id}"
+            f"({report.round_name}), leads {holders}{skipped}; verified with coordinator key {report.key_id}{evidence}"
         )
     )
 
 
-def _render(output_format: str, report: LeadReport) -> bytes:
-    """``report`` as a file in ``output_format`` (one of ``_FORMATS``)."""
-    from alliance_psi.reports import render_csv, render_html, render_json
+def _render(output_format: str, report: LeadReport, signer: ReportSigner | None) -> bytes:
+    """``report`` as a file in ``output_format`` (one of ``_FORMATS``); JSON is signed by ``signer``."""
+    from alliance_psi.reports import render_csv, render_html, render_signed_json
 
-    renderers: dict[str, Callable[[LeadReport], bytes]] = {"html": render_html, "csv": render_csv, "json": render_json}
+    if output_format == "json" and signer is not None:
+        return render_signed_json(report, signer)
+    renderers: dict[str, Callable[[LeadReport], bytes]] = {"html": render_html, "csv": render_csv}
     return renderers[output_format](report)
 
 

@@ -1,7 +1,10 @@
 """``alliance-psi report verify`` and ``alliance-psi coordinator report``.
 
-``report verify`` lets anyone holding the coordinator's public key check a JSON lead report; it
-prints ``valid: …`` or exits 1 with the exact mismatch. ``coordinator report`` is the alliance
+``report verify`` lets anyone holding the alliance CA certificate and the coordinator's public key
+check a JSON lead report: the member node's signature over every field and the coordinator's over
+the result. It prints ``valid: …`` with what each signature covers and what they do not prove, or
+exits 1 with the exact mismatch. ``--online`` also re-derives every lead's match token through the
+custodians, with a member node's certificate (costing that member's quota). ``coordinator report`` is the alliance
 operator's aggregate view of a round: participants, submission sizes and matches by holder
 count, never a token, a label or an identifier. It attaches itself to ``coordinator_group``.
 
@@ -13,13 +16,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from alliance_psi.cli._options import reported
 from alliance_psi.cli.coordinator import coordinator_group
 from alliance_psi.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from alliance_psi.reports import VerifiedReport
 
 __all__ = ["console_safe", "holders_text", "read_public_key", "report_group"]
 
@@ -55,8 +61,24 @@ def report_group() -> None:
     """Check investigator reports against the coordinator's signature."""
 
 
+def _read(option: str, path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"{option} {path}: {exc.strerror}") from None
+
+
 @report_group.command("verify")
 @click.argument("report_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--ca",
+    "ca_cert",
+    type=_FILE,
+    required=True,
+    envvar="ALLIANCE_PSI_REPORT_CA",
+    show_envvar=True,
+    help="The alliance CA certificate (ca.pem): the member's signing certificate must chain to it.",
+)
 @click.option(
     "--coordinator-key",
     type=_FILE,
@@ -65,25 +87,94 @@ def report_group() -> None:
     show_envvar=True,
     help="The coordinator's public signing key (signing.pub).",
 )
-def verify_command(report_file: Path, coordinator_key: Path) -> None:
-    """Check a JSON lead report: its signature, and that every lead is in the signed result."""
+@click.option(
+    "--crl",
+    type=_FILE,
+    default=None,
+    envvar="ALLIANCE_PSI_REPORT_CRL",
+    show_envvar=True,
+    help="The alliance CRL: a report signed with a revoked certificate fails.",
+)
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also re-derive every lead's match token through the custodians (needs --config; costs quota).",
+)
+@click.option(
+    "--config",
+    "node_config",
+    type=_FILE,
+    default=None,
+    help="With --online: a member node's node.toml (its cert, key and custodians are used).",
+)
+def verify_command(
+    report_file: Path, ca_cert: Path, coordinator_key: Path, crl: Path | None, online: bool, node_config: Path | None
+) -> None:
+    """Check a JSON lead report: the member node's and the coordinator's signatures, and every lead."""
     from alliance_psi.reports import verify_report_json
 
+    if node_config is not None and not online:
+        raise click.UsageError("--config is only used with --online")
+    if online and node_config is None:
+        raise click.UsageError("--online needs --config: a member node's node.toml (certificate, key, custodians)")
     with reported():
         public_key = read_public_key(coordinator_key)
-        try:
-            data = report_file.read_bytes()
-        except OSError as exc:
-            raise ConfigurationError(f"{report_file}: {exc.strerror}") from None
-        checked = verify_report_json(data, public_key)
+        ca_pem = _read("--ca", ca_cert)
+        crl_pem = _read("--crl", crl) if crl is not None else None
+        checked = verify_report_json(_read("report", report_file), public_key, ca_cert_pem=ca_pem, crl_pem=crl_pem)
+        rederived = _rederive(checked, node_config, ca_cert) if node_config is not None else None
     omitted = f" ({checked.omitted} not listed)" if checked.omitted else ""
-    click.echo(
-        console_safe(
-            f"valid: {checked.leads} leads of {checked.signed_matches} signed matches{omitted} in round {checked.round_id} "
-            f"({checked.round_name}) for member {checked.member_id}; leads {holders_text(checked.by_holder_count)}; "
-            f"threshold {checked.threshold}, key epoch {checked.key_epoch}, coordinator key {checked.key_id}"
-        )
+    valid = (
+        f"valid: {checked.leads} leads of {checked.signed_matches} signed matches{omitted} in round {checked.round_id} "
+        f"({checked.round_name}) for member {checked.member_id}; leads {holders_text(checked.by_holder_count)}; "
+        f"threshold {checked.threshold}, key epoch {checked.key_epoch}"
     )
+    lines = [valid, *checked.coverage(rederived=rederived is not None)]
+    if rederived is not None:
+        lines.append(rederived)
+    for line in lines:
+        click.echo(console_safe(line))
+
+
+def _rederive(checked: VerifiedReport, node_config: Path, ca_cert: Path) -> str:
+    """Re-derive the report's tokens with the node of ``node_config``; the line saying so, and what it cost."""
+    from alliance_psi.cli.node import load_toml_table
+    from alliance_psi.config import TlsConfig
+    from alliance_psi.protocol.model import Role
+    from alliance_psi.reports import ReportMismatch, check_rederived
+    from alliance_psi.services.pki import identity_from_pem
+    from alliance_psi.services.rederive import rederive_tokens
+
+    values = load_toml_table(node_config, "node")
+    custodians = values.get("custodian")
+    if not isinstance(custodians, list) or not custodians or not all(isinstance(c, str) for c in custodians):
+        raise ConfigurationError(f"{node_config}: 'custodian' must be a list of custodian addresses")
+    for name in ("cert", "key"):
+        if not isinstance(values.get(name), str):
+            raise ConfigurationError(f"{node_config}: {name!r} must be the path of the node's TLS {name}")
+    tls = TlsConfig(ca_cert=ca_cert, cert=Path(values["cert"]), key=Path(values["key"])).load()
+    identity = identity_from_pem(tls.cert)
+    if identity.role is not Role.MEMBER:
+        raise ConfigurationError(
+            f"--online needs a member certificate; {values['cert']} names {identity.role} {identity.name}"
+        )
+    unknown = [token.where for token in checked.tokens if token.type not in _types()]
+    if unknown:
+        raise ReportMismatch(f"{'; '.join(unknown)}: not an identifier type, so its token cannot be re-derived")
+    identifiers = {(token.type, token.value) for token in checked.tokens}
+    derived = rederive_tokens(tls, custodians, checked.key_epoch, identifiers)
+    check_rederived(checked, derived)
+    return (
+        f"online: every lead's identifier derives its match token in the signed result (re-derived through "
+        f"{len(custodians)} custodians as member {identity.name}, using {len(identifiers)} evaluations of its "
+        "quota at each)"
+    )
+
+
+def _types() -> frozenset[str]:
+    from alliance_psi.identifiers.types import IdentifierType
+
+    return frozenset(kind.value for kind in IdentifierType)
 
 
 def _aggregate(database: str, round_id: str) -> dict[str, Any]:

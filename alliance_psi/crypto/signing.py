@@ -1,9 +1,16 @@
-"""Ed25519 signatures for results and reports, with a context string per kind of document.
+"""Signatures over alliance documents, with a context string per kind of document.
 
-The coordinator signs; members and third parties verify with the public key that ships with
-the alliance configuration. ``verify`` raises, it never returns a bool. Each signature covers
+Two signers. The coordinator signs results with its Ed25519 ``SigningKey``; members and third
+parties verify with the public key that ships with the alliance configuration. A member node
+signs its lead reports with ``CertificateKey``, the ECDSA P-256 private key of its own alliance
+certificate (the key its mutual-TLS connections already prove it holds, pinned by enrolment),
+so a verifier needs no key beyond the alliance CA.
+
+``verify`` and ``verify_ecdsa`` raise, they never return a bool. Each signature covers
 ``"alliance-psi/v1 " || context || 0x00 || message`` so that a signature over one kind of
-document can never be presented as another kind.
+document can never be presented as another kind. That prefix also keeps the certificate key's
+two uses apart: a TLS 1.3 CertificateVerify signs a message starting with 64 spaces and a TLS 1.2
+one the handshake messages (starting with a ClientHello, type 0x01); ours start with ``a``.
 """
 
 from __future__ import annotations
@@ -13,12 +20,13 @@ from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature as _CryptographyInvalidSignature
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from alliance_psi.errors import ConfigurationError, InvalidSignature
 
-__all__ = ["SigningKey", "key_id", "load_public_key", "verify"]
+__all__ = ["CertificateKey", "SigningKey", "key_id", "load_public_key", "verify", "verify_ecdsa"]
 
 _PREFIX = b"alliance-psi/v1 "
 
@@ -105,3 +113,53 @@ def verify(public_key: bytes, context: str, message: bytes, signature: bytes) ->
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, _framed(context, message))
     except (_CryptographyInvalidSignature, ValueError):
         raise InvalidSignature(f"signature does not verify against key {key_id(public_key)}") from None
+
+
+@dataclass(frozen=True)
+class CertificateKey:
+    """A party's ECDSA P-256 certificate key, signing documents (SHA-256, DER signatures).
+
+    Never leaves its node; ``repr`` hides it. ECDSA signatures are randomized: signing the same
+    document twice gives two different signatures, both valid.
+    """
+
+    _private: ec.EllipticCurvePrivateKey = field(repr=False)
+
+    @classmethod
+    def from_pem(cls, pem: bytes) -> CertificateKey:
+        """Load an unencrypted PEM private key; ``ConfigurationError`` unless it is ECDSA P-256."""
+        try:
+            key = serialization.load_pem_private_key(pem, password=None)
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(f"not an unencrypted PEM private key: {exc}") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+            raise ConfigurationError("certificate key must be ECDSA P-256")
+        return cls(key)
+
+    @property
+    def public_key_der(self) -> bytes:
+        """The DER SubjectPublicKeyInfo of the key (what its certificate carries)."""
+        return self._private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def sign(self, context: str, message: bytes) -> bytes:
+        """Sign ``message`` as a document of kind ``context``; return the DER ECDSA signature."""
+        return self._private.sign(_framed(context, message), ec.ECDSA(hashes.SHA256()))
+
+
+def verify_ecdsa(public_key_der: bytes, context: str, message: bytes, signature: bytes) -> None:
+    """Raise ``InvalidSignature`` unless ``signature`` is a ``CertificateKey`` signature of this document.
+
+    ``public_key_der`` is a DER SubjectPublicKeyInfo; any key but ECDSA P-256 is refused.
+    """
+    try:
+        key = serialization.load_der_public_key(public_key_der)
+    except (ValueError, TypeError):
+        raise InvalidSignature("not a DER public key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise InvalidSignature("the signing key is not ECDSA P-256")
+    try:
+        key.verify(signature, _framed(context, message), ec.ECDSA(hashes.SHA256()))
+    except _CryptographyInvalidSignature:
+        raise InvalidSignature("ECDSA signature does not verify") from None

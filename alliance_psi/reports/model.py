@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 REPORT_FORMAT = "alliance-psi/lead-report"
-REPORT_FORMAT_VERSION = 1
+REPORT_FORMAT_VERSION = 2  # 2: signed by the member node (reports.signing).
 
 # Display names for investigators (docs/design.md, "Identifier types"); the categories' and
 # severities' come from identifiers.categories.

@@ -1,26 +1,39 @@
-"""Checking a JSON lead report against the coordinator's signature, for anyone with the public key.
+"""Checking a JSON lead report, for anyone with the alliance CA and the coordinator's public key.
 
-What a valid report proves: the coordinator (the holder of the key) issued the embedded result
-for this member and round, and every lead listed is one of that result's matches with the signed
-holder count; the round, member, key epoch, threshold and submission size are the signed ones;
-the summary agrees with the listed leads. What it cannot prove: that a lead's raw value and own
-category are the member's record behind its token, or what peer labels said (only a holder of
-the identifier can check those), nor the round name and generation time, which are not signed.
+Two signatures, checked in this order, and what each covers:
+
+- The member node's (``reports.signature_check``): ECDSA P-256 with the key of its alliance member
+  certificate, embedded in the report, over every field of the report: each lead's identifier
+  value and type, own category, severity, case reference and first-seen date, the peers' labels
+  as the node opened them (names included), every count, the round, the times and the
+  coordinator's evidence. It proves which member vouches for the report, and that nobody changed
+  any of it since; it cannot prove that member told the truth.
+- The coordinator's (Ed25519, over the result it issued to that member for that round): each
+  listed lead's match token, holder count and sealed peer labels, the threshold, key epoch and
+  submission size. It proves what matched; it says nothing of which identifier a token stands for.
+
+What a valid report does NOT prove: that a lead's identifier value is the one its token was
+derived from (only the member node says so; ``check_rederived`` after a re-derivation through
+the custodians proves it), what the sealed peer labels say or who sealed them (only holders of
+the identifier can open them), that the generation time is true (it is the node's claim), nor
+that the signing key is the one the coordinator enrolled (the signed result has no key pin yet).
 A report may list fewer leads than the result has matches (identifiers withdrawn since the
 round are left out); ``VerifiedReport.omitted`` counts them.
 
 Fail closed: every problem raises ``ReportMismatch`` (an ``InvalidSignature``) whose message
-names exactly what does not match; there is no boolean to forget to check.
+names exactly what does not match (the lead and the field); there is no boolean to forget.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
 from alliance_psi.crypto.signing import key_id
@@ -30,11 +43,29 @@ from alliance_psi.protocol.model import MatchedToken, MemberResult
 from alliance_psi.protocol.result_codec import open_result
 from alliance_psi.reports.model import REPORT_FORMAT, REPORT_FORMAT_VERSION, LeadReport, build_report
 from alliance_psi.reports.render import report_document
+from alliance_psi.reports.signature_check import MemberSigner, check_member_signature
 
-__all__ = ["ReportMismatch", "VerifiedReport", "verify_report_json"]
+__all__ = ["ReportMismatch", "ReportedToken", "VerifiedReport", "check_rederived", "verify_report_json"]
 
 _SIGNATURE_BYTES = 64
 _KINDS: dict[type, str] = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class ReportedToken:
+    """A lead's identifier and the match token the report attaches to it (``repr`` hides the value)."""
+
+    number: int
+    type: str
+    value: str
+    match_token: bytes
+
+    def __repr__(self) -> str:
+        return f"ReportedToken(lead={self.number}, type={self.type})"
+
+    @property
+    def where(self) -> str:
+        return f"lead {self.number} ({self.type})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +82,46 @@ class VerifiedReport:
     leads: int
     signed_matches: int
     by_holder_count: dict[int, int]
+    signer: MemberSigner
+    tokens: tuple[ReportedToken, ...] = field(repr=False)
 
     @property
     def omitted(self) -> int:
         """Signed matches the report does not list."""
         return self.signed_matches - self.leads
+
+    def coverage(self, *, rederived: bool = False) -> list[str]:
+        """What each signature covers and what the report does not prove, one line each, for people.
+
+        ``rederived``: the tokens were re-derived from the identifiers (``check_rederived`` passed).
+        """
+        signer, member = self.signer, self.member_id
+        revocation = "not revoked per the CRL" if signer.revocation_checked else "revocation NOT checked (no CRL given)"
+        member_line = (
+            f"member signature: member {signer.member_id}'s node, certificate serial {signer.serial:#x} "
+            f"(key pin sha256:{signer.key_pin.hex()}), issued by the alliance CA, valid at "
+            f"{signer.signed_at:%Y-%m-%dT%H:%M:%SZ} (the signing time the node states), {revocation}; "
+            "it covers every field: each lead's identifier value and type, own category, severity, case "
+            "reference and first-seen date, the peers' labels as the node opened them (names included), "
+            "the counts, the round, the times and the coordinator's evidence"
+        )
+        coordinator_line = (
+            f"coordinator signature: key {self.key_id}, over the result for member {member} in round "
+            f"{self.round_id}: each lead's match token, holder count and sealed peer labels, and the threshold, "
+            "key epoch and submission size"
+        )
+        unproven = [
+            "what the sealed peer labels say and who sealed them (only holders of the identifier can open them)",
+            "that the generation time is true",
+            "nor that this signing key is the one the coordinator enrolled for the member",
+        ]
+        if not rederived:
+            unproven.insert(
+                0,
+                f"that each identifier value is the one its match token was derived from (only member {member}'s "
+                "node says so; --online re-derives the tokens)",
+            )
+        return [member_line, coordinator_line, "not proven: " + ", ".join(unproven)]
 
 
 def _field(obj: dict[str, Any], name: str, kind: type, where: str, *, optional: bool = False) -> Any:
@@ -94,9 +160,23 @@ def _b64(evidence: dict[str, Any], name: str) -> bytes:
         raise ReportMismatch(f"evidence: {name} is not base64") from None
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Two readers of one file must see the same values: a repeated key could be read either way.
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ReportMismatch(f"not a lead report: key {key!r} appears twice in one object")
+        obj[key] = value
+    return obj
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ReportMismatch(f"not a lead report: {name} is not a JSON number")
+
+
 def _parse(data: bytes) -> dict[str, Any]:
     try:
-        doc = json.loads(data.decode("utf-8"))
+        doc = json.loads(data.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except UnicodeDecodeError:
         raise ReportMismatch("not a lead report: not UTF-8") from None
     except json.JSONDecodeError as exc:
@@ -105,6 +185,11 @@ def _parse(data: bytes) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("format") != REPORT_FORMAT:
         raise ReportMismatch(f"not a lead report: 'format' is not {REPORT_FORMAT!r}")
     version = doc.get("format_version")
+    if version == 1:
+        raise ReportMismatch(
+            "report format version 1 has no member signature (it was written before reports were signed): "
+            "write the report again with `alliance-psi node report ROUND --format json`"
+        )
     if version != REPORT_FORMAT_VERSION or isinstance(version, bool):
         raise ReportMismatch(f"unknown report format version {version!r} (this verifier knows {REPORT_FORMAT_VERSION})")
     return doc
@@ -204,15 +289,24 @@ def _compare_summary(claimed: dict[str, Any], expected: dict[str, Any], path: st
             raise ReportMismatch(f"{where} {mine!r} in the report, {theirs!r} from its leads")
 
 
-def verify_report_json(data: bytes, public_key: bytes) -> VerifiedReport:
-    """Check a JSON report (``render_json``) against the coordinator's raw Ed25519 ``public_key``.
+def verify_report_json(
+    data: bytes, public_key: bytes, *, ca_cert_pem: bytes, crl_pem: bytes | None = None
+) -> VerifiedReport:
+    """Check a signed JSON report (``render_signed_json``): the member node's signature under the
+    alliance CA ``ca_cert_pem`` (and ``crl_pem``), then the coordinator's with its raw Ed25519
+    ``public_key``.
 
     Raises:
-        ReportMismatch: the report is not a known report format, its signature does not verify, its
-            result is for another round or member, or anything it states differs from the signed
-            result or from its own leads; the message names the field and both values.
+        ReportMismatch: the report is not a known report format; the member signature is missing,
+            does not verify, its certificate is not a valid, unrevoked member certificate of the
+            alliance CA naming the report's member, or a field differs from what it signed; the
+            coordinator's signature does not verify, its result is for another round or member,
+            or anything the report states differs from the signed result or from its own leads.
+            The message names the lead and the field (and both values where it knows them).
+        ConfigurationError: the CA certificate or the CRL cannot be used.
     """
     doc = _parse(data)
+    signer = check_member_signature(doc, ca_cert_pem=ca_cert_pem, crl_pem=crl_pem)
     result, payload, signature = _signed_result(doc, public_key)
     signed = {match.match_token: match for match in result.matches}
     seen: dict[bytes, int] = {}
@@ -241,4 +335,33 @@ def verify_report_json(data: bytes, public_key: bytes) -> VerifiedReport:
         leads=len(leads),
         signed_matches=len(result.matches),
         by_holder_count=rebuilt.by_holder_count(),
+        signer=signer,
+        tokens=tuple(
+            ReportedToken(number, lead.type, lead.canonical, lead.match_token) for number, lead in enumerate(leads, 1)
+        ),
     )
+
+
+def check_rederived(report: VerifiedReport, derived: Mapping[tuple[str, str], bytes]) -> None:
+    """Check that each lead's identifier derives the match token the report attaches to it.
+
+    ``derived`` maps ``(type, value)`` to the token the custodians derive from it now (under the
+    report's key epoch). This is what the member's signature alone cannot show: that the node
+    attached each signed token to the identifier it came from.
+
+    Raises:
+        ReportMismatch: a lead's identifier derives another token (naming each such lead), or was
+            not derived at all.
+    """
+    problems = []
+    for token in report.tokens:
+        again = derived.get((token.type, token.value))
+        if again is None:
+            problems.append(f"{token.where}: its identifier was not re-derived")
+        elif not hmac.compare_digest(again, token.match_token):
+            problems.append(
+                f"{token.where}: its value derives another match token than the one in the signed result "
+                "(the token belongs to another identifier)"
+            )
+    if problems:
+        raise ReportMismatch("; ".join(problems))
