@@ -203,9 +203,11 @@ def render_html(report: LeadReport) -> bytes:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>线索对碰报告 · {_e(report.round_name)}</title><style>{STYLE}</style></head><body>"
         f"{_header(report)}<main>{_summary(report)}{_leads(report)}"
-        f"<footer><p>签名证据 Evidence: 协调方密钥 {_e(report.key_id)} 对本行结果的签名随 JSON 报告提供，"
-        "用 <code>alliance-psi report verify</code> 校验。The coordinator's signature over this result ships "
-        "with the JSON report; check it with <code>alliance-psi report verify</code>.</p></footer></main>"
+        "<footer><p>本页不是证据。证据是本行节点签名的 JSON 报告：节点对其全部内容签名，并附协调方密钥 "
+        f"{_e(report.key_id)} 对结果的签名，用 <code>alliance-psi report verify</code> 校验。"
+        "This page is not evidence. The evidence is the JSON report: this member's node signs all of it, and it "
+        f"carries coordinator key {_e(report.key_id)}'s signature over the result; check it with "
+        "<code>alliance-psi report verify</code>.</p></footer></main>"
         f'<script type="application/json" id="report-data">{_embedded_json(report)}</script>'
         f"<script>{SCRIPT}</script></body></html>\n"
     )

@@ -122,7 +122,7 @@ def signed_bytes(block: dict[str, Any]) -> bytes:
 
 
 def _utc(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return at.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,21 @@
 """The report commands end to end on real SQLite databases: exit codes, exact messages, file modes.
 
 The member database holds real identifiers, cached tokens and a signed result with sealed peer
-labels (``tests.unit.reports.support``); the coordinator database holds two members' committed
-submissions. Commands are invoked through their groups, as ``alliance-psi`` wires them.
+labels (``tests.unit.reports.support``, whose CA issued bank-a's and bank-b's certificates); the
+coordinator database holds two members' committed submissions. Commands are invoked through their
+groups, as ``alliance-psi`` wires them. ``report verify --online`` runs against a real alliance:
+custodians over real mutual TLS (``tests.integration.services.harness``).
 """
 
 from __future__ import annotations
 
 import json
 import stat
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -22,8 +27,12 @@ from alliance_psi.cli.reports import report_group
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.protocol.model import Round
 from alliance_psi.protocol.submission import SubmissionDigest, chunk_digest
+from alliance_psi.services import pki as pki_module
+from alliance_psi.services.pki import spki_sha256
 from alliance_psi.storage import CoordinatorRepository, MemberRepository, create_schema, make_engine
 from tests.unit.reports.support import (
+    CA,
+    CERTS,
     KEY,
     KEY_EPOCH,
     MEMBER_ID,
@@ -70,7 +79,20 @@ def node(tmp_path: Path) -> dict[str, str]:
     engine.dispose()
     key_file = tmp_path / "signing.pub"
     key_file.write_text(KEY.public_key.hex() + "\n")
-    return {"database": url, "key": str(key_file), "dir": str(tmp_path)}
+    pki_dir = tmp_path / "pki"
+    pki_dir.mkdir()
+    (pki_dir / "ca.pem").write_bytes(CA.cert_pem)
+    for name, issued in CERTS.items():
+        (pki_dir / f"{name}.pem").write_bytes(issued.cert_pem)
+        (pki_dir / f"{name}.key").write_bytes(issued.key_pem)
+    return {
+        "database": url,
+        "key": str(key_file),
+        "dir": str(tmp_path),
+        "ca": str(pki_dir / "ca.pem"),
+        "cert": str(pki_dir / "bank-a.pem"),
+        "tls_key": str(pki_dir / "bank-a.key"),
+    }
 
 
 def report(node: dict[str, str], output: Path, fmt: str, *extra: str) -> Result:
@@ -89,13 +111,19 @@ def report(node: dict[str, str], output: Path, fmt: str, *extra: str) -> Result:
             MEMBER_ID,
             "--coordinator-key",
             node["key"],
+            "--cert",
+            node["cert"],
+            "--key",
+            node["tls_key"],
             *extra,
         ],
     )
 
 
-def verify(path: Path, key: str) -> Result:
-    return RUNNER.invoke(report_group, ["verify", str(path), "--coordinator-key", key])
+def verify(path: Path, node: dict[str, str], *extra: str, key: str | None = None) -> Result:
+    return RUNNER.invoke(
+        report_group, ["verify", str(path), "--ca", node["ca"], "--coordinator-key", key or node["key"], *extra]
+    )
 
 
 @pytest.mark.parametrize("fmt", ["html", "csv", "json"])
@@ -105,38 +133,156 @@ def test_node_report_writes_a_private_file_atomically(node: dict[str, str], tmp_
     output.chmod(0o644)
     result = report(node, output, fmt)
     assert result.exit_code == 0, result.output
+    evidence = "signed by member bank-a's node" if fmt == "json" else "not evidence: only a JSON report is signed"
     assert result.output == (
         f"wrote {output} ({fmt}, mode 0600): 7 leads in round {ROUND_ID} ({ROUND_NAME}), "
-        f"{HOLDERS}; verified with coordinator key {KEY.key_id}\n"
+        f"{HOLDERS}; verified with coordinator key {KEY.key_id}; {evidence}\n"
     )
     assert stat.S_IMODE(output.stat().st_mode) == 0o600
     assert b"+8613800138000" in output.read_bytes()
     assert {p.name for p in tmp_path.iterdir()} - {"node.db", "node.db-shm", "node.db-wal"} == {
         "signing.pub",
+        "pki",
         f"leads.{fmt}",
     }  # No temporary file left behind.
 
 
-def test_the_json_report_verifies_and_a_tampered_one_names_the_mismatch(node: dict[str, str], tmp_path: Path) -> None:
+def _coverage(crl: str, *, rederived: bool = False) -> str:
+    pin = spki_sha256(CERTS["bank-a"].cert_pem).hex()
+    serial = CERTS["bank-a"].serial
+    unproven = (
+        ""
+        if rederived
+        else "that each identifier value is the one its match token was derived from (only member bank-a's node "
+        "says so; --online re-derives the tokens), "
+    )
+    return (
+        f"member signature: member bank-a's node, certificate serial {serial:#x} (key pin sha256:{pin}), issued by "
+        f"the alliance CA, valid at SIGNED_AT (the signing time the node states), {crl}; it covers every field: "
+        "each lead's identifier value and type, own category, severity, case reference and first-seen date, the "
+        "peers' labels as the node opened them (names included), the counts, the round, the times and the "
+        "coordinator's evidence\n"
+        f"coordinator signature: key {KEY.key_id}, over the result for member bank-a in round {ROUND_ID}: each "
+        "lead's match token, holder count and sealed peer labels, and the threshold, key epoch and submission size\n"
+        f"not proven: {unproven}what the sealed peer labels say and who sealed them (only holders of the identifier "
+        "can open them), that the generation time is true, nor that this signing key is the one the coordinator "
+        "enrolled for the member\n"
+    )
+
+
+def _signed_at(path: Path) -> str:
+    return json.loads(path.read_bytes())["member_signature"]["signed_at"]
+
+
+def test_the_json_report_verifies_and_says_what_each_signature_covers(node: dict[str, str], tmp_path: Path) -> None:
     output = tmp_path / "leads.json"
     assert report(node, output, "json").exit_code == 0
-    valid = verify(output, node["key"])
+    valid = verify(output, node)
     assert valid.exit_code == 0, valid.output
     assert valid.output == (
         f"valid: 7 leads of 7 signed matches in round {ROUND_ID} ({ROUND_NAME}) for member "
-        f"{MEMBER_ID}; {HOLDERS}; threshold 2, key epoch {KEY_EPOCH}, coordinator key {KEY.key_id}\n"
+        f"{MEMBER_ID}; {HOLDERS}; threshold 2, key epoch {KEY_EPOCH}\n"
+        + _coverage("revocation NOT checked (no CRL given)").replace("SIGNED_AT", _signed_at(output))
     )
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(pki_module.revoke(CA, [CERTS["bank-b"].serial]))
+    checked = verify(output, node, "--crl", str(crl))
+    assert checked.exit_code == 0, checked.output
+    assert "not revoked per the CRL; it covers every field" in checked.output
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d["leads"][0].update(value="+8613900139000"), "lead 1 (phone): value differs"),
+        (lambda d: d["leads"][1].update(type="bank_card"), "lead 2 (bank_card): type differs"),
+        (lambda d: d["leads"][0].update(case_ref="AJ-2025-9999"), "lead 1 (phone): case_ref differs"),
+        (
+            lambda d: d["leads"][0]["peer_labels"][1].update(member="假银行"),
+            "lead 1 (phone): peer_labels[1].member differs",
+        ),
+        (lambda d: d["leads"][1].update(holder_count=4), "lead 2 (id_card): holder_count differs"),
+    ],
+    ids=["value", "type", "case reference", "peer member name", "holder count"],
+)
+def test_a_tampered_json_report_names_the_lead_and_field(
+    node: dict[str, str], tmp_path: Path, change: Callable[[dict[str, Any]], object], message: str
+) -> None:
+    output = tmp_path / "leads.json"
+    assert report(node, output, "json").exit_code == 0
     doc = json.loads(output.read_bytes())
-    doc["leads"][1]["holder_count"] = 4
+    change(doc)
     tampered = tmp_path / "tampered.json"
     tampered.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
-    refused = verify(tampered, node["key"])
-    assert refused.exit_code == 1
-    assert refused.output == "Error: lead 2 (id_card): holder_count 4 in the report, 3 in the signed result\n"
+    refused = verify(tampered, node)
+    assert (refused.exit_code, refused.output) == (1, f"Error: {message} from what member bank-a signed\n")
+
+
+def test_report_verify_refuses_a_wrong_key_a_revoked_signer_and_bad_options(
+    node: dict[str, str], tmp_path: Path
+) -> None:
+    output = tmp_path / "leads.json"
+    assert report(node, output, "json").exit_code == 0
     other = tmp_path / "other.pub"
     other.write_text(SigningKey.generate().public_key.hex())
-    wrong_key = verify(output, str(other))
+    wrong_key = verify(output, node, key=str(other))
     assert wrong_key.exit_code == 1 and wrong_key.output.startswith("Error: signature does not verify against key ")
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(pki_module.revoke(CA, [CERTS["bank-a"].serial]))
+    revoked = verify(output, node, "--crl", str(crl))
+    assert (revoked.exit_code, revoked.output) == (
+        1,
+        (
+            f"Error: the report's signing certificate (member bank-a, serial {CERTS['bank-a'].serial:#x}) is revoked "
+            "by the CRL\n"
+        ),
+    )
+    other_ca = tmp_path / "other-ca.pem"
+    other_ca.write_bytes(pki_module.init_ca("Other").cert_pem)
+    foreign = RUNNER.invoke(
+        report_group, ["verify", str(output), "--ca", str(other_ca), "--coordinator-key", node["key"]]
+    )
+    assert (foreign.exit_code, foreign.output) == (
+        1,
+        (
+            f"Error: the report's signing certificate (member bank-a, serial {CERTS['bank-a'].serial:#x}) was not "
+            "issued by the alliance CA\n"
+        ),
+    )
+    missing_ca = RUNNER.invoke(
+        report_group, ["verify", str(output), "--ca", str(tmp_path / "nope.pem"), "--coordinator-key", node["key"]]
+    )
+    assert (missing_ca.exit_code, missing_ca.output) == (
+        1,
+        f"Error: --ca {tmp_path / 'nope.pem'}: No such file or directory\n",
+    )
+    offline_config = verify(output, node, "--config", str(tmp_path / "node.toml"))
+    assert offline_config.exit_code == 2 and "--config is only used with --online" in offline_config.output
+    no_config = verify(output, node, "--online")
+    assert no_config.exit_code == 2 and "--online needs --config" in no_config.output
+
+
+def test_a_json_report_needs_the_nodes_own_certificate_and_key(node: dict[str, str], tmp_path: Path) -> None:
+    output = tmp_path / "leads.json"
+    unsigned = RUNNER.invoke(
+        node_group,
+        ["report", ROUND_ID, "--format", "json", "-o", str(output), "--database", node["database"],
+         "--member-id", MEMBER_ID, "--coordinator-key", node["key"]],
+    )  # fmt: skip
+    assert unsigned.exit_code == 2
+    assert "a JSON report is signed by the node: give --cert and --key (the node's TLS files)" in unsigned.output
+    pki_dir = Path(node["ca"]).parent
+    other = report(node, output, "json", "--cert", str(pki_dir / "bank-b.pem"), "--key", str(pki_dir / "bank-b.key"))
+    assert (other.exit_code, other.output) == (
+        1,
+        "Error: cannot sign member 'bank-a''s report: the certificate names member 'bank-b'\n",
+    )
+    mismatched = report(node, output, "json", "--key", str(pki_dir / "bank-b.key"))
+    assert (mismatched.exit_code, mismatched.output) == (
+        1,
+        "Error: the private key is not the key of the certificate\n",
+    )
+    assert not output.exists()
 
 
 def test_a_withdrawn_identifier_is_left_out_and_the_report_still_verifies(node: dict[str, str], tmp_path: Path) -> None:
@@ -149,7 +295,7 @@ def test_a_withdrawn_identifier_is_left_out_and_the_report_still_verifies(node: 
     assert result.exit_code == 0, result.output
     assert "6 leads" in result.output and "1 withdrawn identifiers left out" in result.output
     assert "12345678" not in output.read_text(encoding="utf-8")
-    assert "valid: 6 leads of 7 signed matches (1 not listed)" in verify(output, node["key"]).output
+    assert "valid: 6 leads of 7 signed matches (1 not listed)" in verify(output, node).output
 
 
 @pytest.mark.parametrize(
@@ -210,6 +356,8 @@ def test_node_report_takes_its_identity_from_the_environment(node: dict[str, str
         "ALLIANCE_PSI_NODE_MEMBER_ID": MEMBER_ID,
         "ALLIANCE_PSI_NODE_COORDINATOR_KEY": node["key"],
         "ALLIANCE_PSI_NODE_DATABASE": node["database"],
+        "ALLIANCE_PSI_NODE_CERT": node["cert"],
+        "ALLIANCE_PSI_NODE_KEY": node["tls_key"],
     }
     result = RUNNER.invoke(
         node_group, ["report", ROUND_ID, "--format", "json", "-o", str(tmp_path / "r.json")], env=env
@@ -354,3 +502,78 @@ def test_coordinator_report_shows_counts_and_never_a_token(tmp_path: Path) -> No
             assert repr(token)[2:-1] not in output
     missing = RUNNER.invoke(coordinator_group, ["report", "r9", "--database", url])
     assert (missing.exit_code, missing.output) == (1, "Error: no round r9\n")
+
+
+@pytest.mark.timeout(180)
+def test_online_verification_catches_a_token_a_dishonest_node_attached_to_another_identifier(
+    tmp_path: Path,
+    pki: Any,
+) -> None:
+    from alliance_psi.reports import ReportSigner, sign_document
+    from alliance_psi.services.custodian import SqlQuotaLedger
+    from tests.integration.services.harness import EPOCH, Planted, running_alliance
+
+    planted = Planted.make()
+    bank_a, bank_b = pki.tls_config("bank-a"), pki.tls_config("bank-b")
+    with running_alliance(tmp_path, pki, planted=planted) as alliance:
+        round_id = alliance.admin().create_round(alliance.spec(2)).round_id
+        with ThreadPoolExecutor(3) as pool:
+            for joined in [
+                pool.submit(alliance.node(m).join, round_id, wait=60) for m in ("bank-a", "bank-b", "bank-c")
+            ]:
+                joined.result()
+        key_file = tmp_path / "signing.pub"
+        key_file.write_text(alliance.signing_key.public_key.hex())
+        honest = tmp_path / "honest.json"
+        written = RUNNER.invoke(
+            node_group,
+            ["report", round_id, "--format", "json", "-o", str(honest), "--database", f"sqlite:///{tmp_path / 'bank-a.db'}",
+             "--member-id", "bank-a", "--coordinator-key", str(key_file), "--cert", str(bank_a.cert), "--key", str(bank_a.key)],
+        )  # fmt: skip
+        assert written.exit_code == 0, written.output
+        node_toml = tmp_path / "bank-b.toml"
+        custodians = ", ".join(f'"{address}"' for address in alliance.custodian_addresses)
+        node_toml.write_text(f'[node]\ncert = "{bank_b.cert}"\nkey = "{bank_b.key}"\ncustodian = [{custodians}]\n')
+
+        def verify_online(path: Path, *extra: str) -> Result:
+            args = ["verify", str(path), "--ca", str(bank_a.ca_cert), "--coordinator-key", str(key_file), *extra]
+            return RUNNER.invoke(report_group, args)
+
+        ledgers = [
+            SqlQuotaLedger(make_engine(f"sqlite:///{tmp_path / f'custodian-{i}.db'}"), "custodian-1") for i in range(2)
+        ]
+        before = [ledger.used(EPOCH, "bank-b") for ledger in ledgers]
+        checked = verify_online(honest, "--online", "--config", str(node_toml))
+        assert checked.exit_code == 0, checked.output
+        leads = json.loads(honest.read_bytes())["leads"]
+        assert len(leads) == len(planted.expected("bank-a", 2)) > 2
+        assert checked.output.endswith(
+            "online: every lead's identifier derives its match token in the signed result (re-derived through 2 "
+            f"custodians as member bank-b, using {len(leads)} evaluations of its quota at each)\n"
+        )
+        assert "only member bank-a's node says so" not in checked.output
+        assert [ledger.used(EPOCH, "bank-b") - used for ledger, used in zip(ledgers, before, strict=True)] == [
+            len(leads),
+            len(leads),
+        ]
+
+        # bank-a's own node attaches the first lead's signed token to another of its identifiers and signs.
+        doc = json.loads(honest.read_bytes())
+        del doc["member_signature"]
+        other = sorted(planted.holdings["bank-a"] - {lead["value"] for lead in leads})[0]
+        doc["leads"][0]["value"] = other
+        signer = ReportSigner.load(bank_a.cert.read_bytes(), bank_a.key.read_bytes(), member_id="bank-a")
+        forged = tmp_path / "forged.json"
+        forged.write_text(json.dumps(sign_document(doc, signer, signed_at=datetime.now(UTC)), ensure_ascii=False))
+        offline = verify_online(forged)
+        assert offline.exit_code == 0, offline.output  # Both signatures hold: only --online can tell.
+        caught = verify_online(forged, "--online", "--config", str(node_toml))
+        assert (caught.exit_code, caught.output) == (
+            1,
+            (
+                "Error: lead 1 (phone): its value derives another match token than the one in the signed result "
+                "(the token belongs to another identifier)\n"
+            ),
+        )
+        for ledger in ledgers:
+            ledger.engine.dispose()

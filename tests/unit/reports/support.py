@@ -1,7 +1,8 @@
 """A real signed result with real sealed peer labels, and the report built from it.
 
 Shared by the report unit tests, the Chromium test and the CLI tests. Tokens and label keys are
-derived from names (no OPRF needed): ``build_leads`` opens the sealed labels for real.
+derived from names (no OPRF needed): ``build_leads`` opens the sealed labels for real. ``CA``
+issued member certificates to ``bank-a`` and ``bank-b``; ``SIGNER`` is bank-a's node signing.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from datetime import UTC, date, datetime
 from alliance_psi.crypto.labels import LabelContext, seal_label
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.protocol.leads import Lead, LeadLabel, build_leads
-from alliance_psi.protocol.model import MatchedToken, MemberResult
+from alliance_psi.protocol.model import MatchedToken, MemberResult, Role
 from alliance_psi.protocol.result_codec import open_result, sign_result
-from alliance_psi.reports import LeadReport, build_report
+from alliance_psi.reports import LeadReport, ReportSigner, build_report, render_signed_json
+from alliance_psi.services import pki
 
 KEY = SigningKey.generate()
 ROUND_ID = "r-2025q2"
@@ -26,6 +28,11 @@ THRESHOLD = 2
 SUBMITTED = 1200
 GENERATED_AT = datetime(2025, 6, 30, 8, 15, tzinfo=UTC)
 XSS = "<script>alert(1)</script>"
+CA = pki.init_ca("Report tests")
+CERTS = {name: pki.issue(CA, role=Role.MEMBER, name=name) for name in ("bank-a", "bank-b")}
+
+
+SIGNER = ReportSigner.load(CERTS["bank-a"].cert_pem, CERTS["bank-a"].key_pem, member_id=MEMBER_ID)
 FORMULA = "=cmd|' /C calc'!A0"
 
 
@@ -165,3 +172,8 @@ def make_report(
         key_id=key.key_id,
         generated_at=GENERATED_AT,
     )
+
+
+def signed_json(report: LeadReport, by: ReportSigner = SIGNER) -> bytes:
+    """``report`` as the JSON file its member node writes."""
+    return render_signed_json(report, by)

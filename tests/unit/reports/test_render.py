@@ -89,7 +89,7 @@ def test_json_holds_every_field_exactly() -> None:
     assert list(doc) == sorted(doc)
     assert {k: v for k, v in doc.items() if k not in ("leads", "evidence")} == {
         "format": "alliance-psi/lead-report",
-        "format_version": 1,
+        "format_version": 2,
         "generated_at": "2025-06-30T08:15:00Z",
         "member_id": "bank-a",
         "round_id": "r-2025q2",

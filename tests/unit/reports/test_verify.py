@@ -1,4 +1,11 @@
-"""Verifying a JSON report: a valid one passes; each tampering fails with its exact reason."""
+"""Verifying a JSON report: a valid one passes; each forgery fails with its exact reason.
+
+Two kinds of forger. Whoever copies a report (an outsider) can change any byte but cannot sign
+as the member: the member signature names what changed. A dishonest member node can sign
+anything: the coordinator's signature still binds tokens, counts and sealed labels, and only
+``--online`` (``check_rederived``, end to end in tests/integration/test_cli_reports.py) binds
+identifiers to tokens.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +13,87 @@ import base64
 import copy
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from alliance_psi.crypto.signing import SigningKey, key_id
-from alliance_psi.errors import InvalidSignature
-from alliance_psi.reports import ReportMismatch, VerifiedReport, render_json, verify_report_json
-from tests.unit.reports.support import KEY, PLANTED, ROUND_NAME, make_report, member_result, signed
+from alliance_psi.crypto.signing import CertificateKey, SigningKey, key_id
+from alliance_psi.errors import ConfigurationError, InvalidSignature
+from alliance_psi.protocol.model import Role
+from alliance_psi.reports import (
+    ReportMismatch,
+    ReportSigner,
+    VerifiedReport,
+    check_rederived,
+    render_json,
+    sign_document,
+    verify_report_json,
+)
+from alliance_psi.services import pki
+from alliance_psi.services.pki import spki_sha256
+from tests.unit.reports.support import (
+    CA,
+    CERTS,
+    KEY,
+    MEMBER_ID,
+    PLANTED,
+    ROUND_NAME,
+    SIGNER,
+    make_report,
+    member_result,
+    signed,
+    signed_json,
+)
 
 REPORT = make_report()
-DOC = json.loads(render_json(REPORT))
+SIGNED = signed_json(REPORT)
+DOC = json.loads(SIGNED)
 OTHER_KEY = SigningKey.generate()
+SERIAL_A, SERIAL_B = CERTS["bank-a"].serial, CERTS["bank-b"].serial
 
 
-def _tampered(change: Callable[[dict[str, Any]], object]) -> bytes:
-    doc = copy.deepcopy(DOC)
-    change(doc)
+def verify(data: bytes, *, crl: bytes | None = None, ca: bytes = CA.cert_pem) -> VerifiedReport:
+    return verify_report_json(data, KEY.public_key, ca_cert_pem=ca, crl_pem=crl)
+
+
+def _dump(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, ensure_ascii=False).encode("utf-8")
 
 
+def outsider(change: Callable[[dict[str, Any]], object]) -> bytes:
+    """The signed report, changed by someone who cannot sign as the member."""
+    doc = copy.deepcopy(DOC)
+    change(doc)
+    return _dump(doc)
+
+
+def resigned(change: Callable[[dict[str, Any]], object], by: ReportSigner = SIGNER) -> bytes:
+    """The report, changed and signed again by ``by`` (the member node itself, by default)."""
+    doc = copy.deepcopy(DOC)
+    del doc["member_signature"]
+    change(doc)
+    return _dump(sign_document(doc, by, signed_at=datetime.now(UTC)))
+
+
+def as_member(cert: pki.IssuedCertificate, member_id: str = MEMBER_ID) -> ReportSigner:
+    """A node signing with ``cert`` as if it were ``member_id`` (what ``ReportSigner.load`` refuses)."""
+    return ReportSigner(member_id, cert.cert_pem, CertificateKey.from_pem(cert.key_pem))
+
+
+def _set(path: str, value: object) -> Callable[[dict[str, Any]], None]:
+    def change(doc: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        target: Any = doc
+        for part in parents:
+            target = target[int(part)] if part.isdigit() else target[part]
+        target[int(last) if last.isdigit() else last] = value
+
+    return change
+
+
 def test_a_valid_report_passes() -> None:
-    checked = verify_report_json(render_json(REPORT), KEY.public_key)
-    assert isinstance(checked, VerifiedReport)
+    checked = verify(SIGNED)
     assert (checked.round_id, checked.round_name, checked.member_id, checked.key_epoch) == (
         "r-2025q2",
         ROUND_NAME,
@@ -43,29 +108,216 @@ def test_a_valid_report_passes() -> None:
         0,
     )
     assert checked.by_holder_count == {4: 1, 3: 2, 2: 4}
+    signer = checked.signer
+    assert (signer.member_id, signer.serial, signer.key_pin, signer.revocation_checked) == (
+        "bank-a",
+        SERIAL_A,
+        spki_sha256(CERTS["bank-a"].cert_pem),
+        False,
+    )
+    assert [(t.number, t.type, t.value, t.match_token) for t in checked.tokens] == [
+        (n, lead["type"], lead["value"], bytes.fromhex(lead["match_token"])) for n, lead in enumerate(DOC["leads"], 1)
+    ]
+    assert "+8613800138000" not in repr(checked)
+
+
+def test_the_signature_covers_values_not_layout() -> None:
+    # Another JSON writer (ASCII escapes, other key order, no indentation) keeps the signature valid.
+    rewritten = json.dumps(json.loads(SIGNED), ensure_ascii=True, sort_keys=False, separators=(",", ":"))
+    assert verify(rewritten.encode("ascii")).leads == 7
+
+
+def test_a_crl_that_does_not_list_the_signer_passes_and_says_it_was_checked() -> None:
+    crl = pki.revoke(CA, [SERIAL_B])
+    assert verify(SIGNED, crl=crl).signer.revocation_checked
 
 
 def test_a_report_may_leave_out_withdrawn_identifiers_if_its_summary_agrees() -> None:
     # The member withdrew the QQ number after the round: the signed result still has it.
-    result = member_result()
-    payload, signature = signed(result)
-    withdrawn = make_report(tuple(p for p in PLANTED if p.type != "qq"))
-    doc = json.loads(render_json(withdrawn))
-    doc["evidence"]["payload_b64"] = base64.b64encode(payload).decode()
-    doc["evidence"]["signature_b64"] = base64.b64encode(signature).decode()
-    checked = verify_report_json(json.dumps(doc).encode(), KEY.public_key)
+    payload, signature = signed(member_result())
+    withdrawn = json.loads(signed_json(make_report(tuple(p for p in PLANTED if p.type != "qq"))))
+    del withdrawn["member_signature"]
+    withdrawn["evidence"]["payload_b64"] = base64.b64encode(payload).decode()
+    withdrawn["evidence"]["signature_b64"] = base64.b64encode(signature).decode()
+    checked = verify(_dump(sign_document(withdrawn, SIGNER, signed_at=datetime.now(UTC))))
     assert (checked.leads, checked.signed_matches, checked.omitted) == (6, 7, 1)
 
 
-def _set(path: str, value: object) -> Callable[[dict[str, Any]], None]:
-    def change(doc: dict[str, Any]) -> None:
-        *parents, last = path.split(".")
-        target: Any = doc
-        for part in parents:
-            target = target[int(part)] if part.isdigit() else target[part]
-        target[int(last) if last.isdigit() else last] = value
+def _swap_values(doc: dict[str, Any]) -> None:
+    first, second = doc["leads"][0], doc["leads"][1]
+    first["value"], second["value"] = second["value"], first["value"]
 
-    return change
+
+def _swap_certificate(doc: dict[str, Any]) -> None:
+    doc["member_signature"]["certificate_pem"] = CERTS["bank-b"].cert_pem.decode()
+
+
+def _add_lead(doc: dict[str, Any]) -> None:
+    doc["leads"].append({**doc["leads"][0], "value": "+8613900139000"})
+
+
+def _swap_leads(doc: dict[str, Any]) -> None:
+    doc["leads"][0], doc["leads"][1] = doc["leads"][1], doc["leads"][0]
+
+
+SIGNED_BY_A = "from what member bank-a signed"
+# What someone who copies the report may change: every field is covered by the member signature.
+OUTSIDER_FORGERIES = {
+    "identifier value": (_set("leads.0.value", "+8613900139000"), f"lead 1 (phone): value differs {SIGNED_BY_A}"),
+    "identifier type": (_set("leads.1.type", "bank_card"), f"lead 2 (bank_card): type differs {SIGNED_BY_A}"),
+    "values swapped between two leads": (
+        _swap_values,
+        f"lead 1 (phone): value differs {SIGNED_BY_A}; lead 2 (id_card): value differs {SIGNED_BY_A}",
+    ),
+    "own case reference": (_set("leads.0.case_ref", "AJ-2025-0043"), f"lead 1 (phone): case_ref differs {SIGNED_BY_A}"),
+    "peer member name": (
+        _set("leads.0.peer_labels.1.member", "另一家银行"),
+        f"lead 1 (phone): peer_labels[1].member differs {SIGNED_BY_A}",
+    ),
+    "peer member name added": (
+        _set("leads.0.peer_labels.0.member", "另一家银行"),
+        f"lead 1 (phone): peer_labels differs {SIGNED_BY_A}",
+    ),
+    "holder count": (_set("leads.1.holder_count", 4), f"lead 2 (id_card): holder_count differs {SIGNED_BY_A}"),
+    "two fields of one lead": (
+        lambda d: d["leads"][2].update(category="telecom_fraud", severity="level1"),
+        f"lead 3 (bank_card): category, severity differ {SIGNED_BY_A}",
+    ),
+    "field added to a lead": (
+        _set("leads.3.note", "checked"),
+        f"lead 4 (email): note (not signed) differs {SIGNED_BY_A}",
+    ),
+    "field removed from a lead": (
+        lambda d: d["leads"][3].pop("first_seen"),
+        f"lead 4 (email): first_seen (removed) differs {SIGNED_BY_A}",
+    ),
+    "lead added": (_add_lead, "the report lists 8 leads, member bank-a signed 7; lead 8 (phone) is not one it signed"),
+    "lead dropped": (
+        lambda d: d["leads"].pop(2),
+        "the report lists 6 leads, member bank-a signed 7; signed lead 3 is missing",
+    ),
+    "leads reordered": (_swap_leads, "lead 1 (id_card) was signed as lead 2; lead 2 (phone) was signed as lead 1"),
+    "round name": (_set("round_name", "另一轮"), f"report: round_name differs {SIGNED_BY_A}"),
+    "generation time": (_set("generated_at", "2025-07-30T08:15:00Z"), f"report: generated_at differs {SIGNED_BY_A}"),
+    "summary": (
+        lambda d: d["summary"]["by_holder_count"].update({"2": 5}),
+        f"report: summary.by_holder_count.2 differs {SIGNED_BY_A}",
+    ),
+    "certificate swapped for another member's": (
+        _swap_certificate,
+        (
+            f"member signature does not verify with the embedded certificate (member bank-b, serial {SERIAL_B:#x}): "
+            "the certificate or the signature block changed after signing"
+        ),
+    ),
+    "signing time": (
+        _set("member_signature.signed_at", "2025-01-01T00:00:00Z"),
+        (
+            f"member signature does not verify with the embedded certificate (member bank-a, serial {SERIAL_A:#x}): "
+            "the certificate or the signature block changed after signing"
+        ),
+    ),
+    "signature removed": (
+        lambda d: d.pop("member_signature"),
+        "report: no member signature (field 'member_signature'): its member node did not sign it",
+    ),
+    "certificate not PEM": (
+        _set("member_signature.certificate_pem", "x"),
+        "member signature: certificate_pem is not a PEM X.509 certificate",
+    ),
+    "signature not base64": (
+        _set("member_signature.signature_b64", "!!"),
+        "member signature: signature_b64 is not base64",
+    ),
+    "other algorithm": (
+        _set("member_signature.algorithm", "none"),
+        "member signature: algorithm 'none' is not 'ECDSA-P256-SHA256'",
+    ),
+    "unknown version": (_set("format_version", 3), "unknown report format version 3 (this verifier knows 2)"),
+    "unsigned version 1": (
+        _set("format_version", 1),
+        (
+            "report format version 1 has no member signature (it was written before reports were signed): "
+            "write the report again with `alliance-psi node report ROUND --format json`"
+        ),
+    ),
+    "other format": (_set("format", "something-else"), "not a lead report: 'format' is not 'alliance-psi/lead-report'"),
+}
+
+
+@pytest.mark.parametrize("change, message", list(OUTSIDER_FORGERIES.values()), ids=list(OUTSIDER_FORGERIES))
+def test_each_outsider_forgery_fails_naming_what_changed(
+    change: Callable[[dict[str, Any]], object], message: str
+) -> None:
+    with pytest.raises(ReportMismatch) as raised:
+        verify(outsider(change))
+    assert str(raised.value) == message
+
+
+def test_a_report_resigned_by_another_member_fails() -> None:
+    with pytest.raises(ReportMismatch) as raised:
+        verify(resigned(lambda d: None, by=as_member(CERTS["bank-b"])))
+    assert str(raised.value) == "the report is member 'bank-a''s, but member bank-b signed it"
+
+
+def test_a_report_claimed_by_the_member_that_signs_it_fails_on_the_coordinators_signature() -> None:
+    with pytest.raises(ReportMismatch) as raised:
+        verify(resigned(_set("member_id", "bank-b"), by=as_member(CERTS["bank-b"], "bank-b")))
+    assert str(raised.value) == ("result is for round 'r-2025q2' and member 'bank-a', expected 'r-2025q2' and 'bank-b'")
+
+
+def test_a_signer_from_another_ca_fails() -> None:
+    forger_ca = pki.init_ca("Forger")
+    forged = pki.issue(forger_ca, role=Role.MEMBER, name=MEMBER_ID)
+    with pytest.raises(ReportMismatch) as raised:
+        verify(resigned(lambda d: None, by=as_member(forged)))
+    assert str(raised.value) == (
+        f"the report's signing certificate (member bank-a, serial {forged.serial:#x}) was not issued by the alliance CA"
+    )
+
+
+def test_a_certificate_of_another_role_fails() -> None:
+    admin = pki.issue(CA, role=Role.ADMIN, name="operator")
+    with pytest.raises(ReportMismatch) as raised:
+        verify(resigned(lambda d: None, by=as_member(admin)))
+    assert (
+        str(raised.value)
+        == f"the report's signing certificate (admin operator, serial {admin.serial:#x}) is not a member's"
+    )
+
+
+def test_a_revoked_certificate_fails_whatever_the_signing_time() -> None:
+    crl = pki.revoke(CA, [SERIAL_A])
+    with pytest.raises(ReportMismatch) as raised:
+        verify(SIGNED, crl=crl)
+    assert str(raised.value) == (
+        f"the report's signing certificate (member bank-a, serial {SERIAL_A:#x}) is revoked by the CRL"
+    )
+
+
+def test_a_crl_the_ca_did_not_sign_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="CRL is not signed by the alliance CA"):
+        verify(SIGNED, crl=pki.revoke(pki.init_ca("Forger"), []))
+
+
+def test_a_certificate_not_valid_at_the_signing_time_fails() -> None:
+    long_ago = datetime(2024, 1, 1, tzinfo=UTC)
+    expired = pki.issue(CA, role=Role.MEMBER, name=MEMBER_ID, not_before=long_ago, valid_days=1)
+    with pytest.raises(ReportMismatch) as raised:
+        verify(resigned(lambda d: None, by=as_member(expired)))
+    assert str(raised.value).startswith(
+        f"the report's signing certificate (member bank-a, serial {expired.serial:#x}) was not valid when the report "
+        "says it was signed, "
+    )
+    assert str(raised.value).endswith("(valid 2024-01-01 to 2024-01-02)")
+
+
+def test_a_report_signed_before_its_certificate_was_valid_fails() -> None:
+    doc = copy.deepcopy(DOC)
+    del doc["member_signature"]
+    early = _dump(sign_document(doc, SIGNER, signed_at=datetime.now(UTC) - timedelta(days=2)))
+    with pytest.raises(ReportMismatch, match="was not valid when the report says it was signed"):
+        verify(early)
 
 
 def _other_members_evidence(doc: dict[str, Any]) -> None:
@@ -87,7 +339,8 @@ def _extra_peer_label(doc: dict[str, Any]) -> None:
 
 
 BAD_KEY = f"signature does not verify against key {KEY.key_id}"
-TAMPERINGS = {
+# What the member node itself may sign: the coordinator's signature still binds these.
+MEMBER_FORGERIES = {
     "holder count": (
         _set("leads.1.holder_count", 4),
         "lead 2 (id_card): holder_count 4 in the report, 3 in the signed result",
@@ -106,18 +359,10 @@ TAMPERINGS = {
         "summary by_category['loan_intermediary'] 2 in the report, 1 from its leads",
     ),
     "summary count": (_set("summary.leads", 99), "summary leads 99 in the report, 7 from its leads"),
-    "summary holders": (
-        lambda d: d["summary"]["by_holder_count"].update({"2": 5}),
-        "summary by_holder_count['2'] 5 in the report, 4 from its leads",
-    ),
     "extra peer label": (_extra_peer_label, "lead 4 (email): 2 peer labels in the report, 1 in the signed result"),
     "round id": (
         _set("round_id", "r-other"),
         "result is for round 'r-2025q2' and member 'bank-a', expected 'r-other' and 'bank-a'",
-    ),
-    "member id": (
-        _set("member_id", "bank-b"),
-        "result is for round 'r-2025q2' and member 'bank-a', expected 'r-2025q2' and 'bank-b'",
     ),
     "other member's result": (
         _other_members_evidence,
@@ -138,8 +383,6 @@ TAMPERINGS = {
         _set("evidence.key_id", "00" * 8),
         f"evidence names key {'00' * 8}, but the signature verifies with key {KEY.key_id}",
     ),
-    "unknown version": (_set("format_version", 2), "unknown report format version 2 (this verifier knows 1)"),
-    "other format": (_set("format", "something-else"), "not a lead report: 'format' is not 'alliance-psi/lead-report'"),
     "missing field": (lambda d: d.pop("threshold"), "report: field 'threshold' is missing"),
     "wrong type": (_set("leads.0.holder_count", "4"), "lead 1 (phone): field 'holder_count' must be an integer"),
     "bad peer category": (
@@ -157,17 +400,27 @@ TAMPERINGS = {
 }
 
 
-@pytest.mark.parametrize("change, message", list(TAMPERINGS.values()), ids=list(TAMPERINGS))
-def test_each_tampering_fails_with_its_exact_reason(change: Callable[[dict[str, Any]], object], message: str) -> None:
+@pytest.mark.parametrize("change, message", list(MEMBER_FORGERIES.values()), ids=list(MEMBER_FORGERIES))
+def test_each_forgery_the_member_signs_fails_on_the_coordinators_signature(
+    change: Callable[[dict[str, Any]], object], message: str
+) -> None:
     with pytest.raises(ReportMismatch) as raised:
-        verify_report_json(_tampered(change), KEY.public_key)
+        verify(resigned(change))
     assert str(raised.value) == message
 
 
-def test_a_report_checked_with_the_wrong_key_fails() -> None:
+def test_a_report_checked_with_the_wrong_coordinator_key_fails() -> None:
     with pytest.raises(InvalidSignature) as raised:
-        verify_report_json(render_json(REPORT), OTHER_KEY.public_key)
+        verify_report_json(SIGNED, OTHER_KEY.public_key, ca_cert_pem=CA.cert_pem)
     assert str(raised.value) == f"signature does not verify against key {key_id(OTHER_KEY.public_key)}"
+
+
+def test_the_unsigned_rendering_is_not_evidence() -> None:
+    with pytest.raises(ReportMismatch) as raised:
+        verify(render_json(REPORT))
+    assert (
+        str(raised.value) == "report: no member signature (field 'member_signature'): its member node did not sign it"
+    )
 
 
 @pytest.mark.parametrize(
@@ -176,9 +429,47 @@ def test_a_report_checked_with_the_wrong_key_fails() -> None:
         (b"", "not a lead report: invalid JSON (Expecting value at line 1 column 1)"),
         (b"\xff\xfe", "not a lead report: not UTF-8"),
         (b"[1, 2]", "not a lead report: 'format' is not 'alliance-psi/lead-report'"),
+        (b'{"format": 1, "format": 2}', "not a lead report: key 'format' appears twice in one object"),
+        (b'{"format": NaN}', "not a lead report: NaN is not a JSON number"),
     ],
 )
 def test_what_is_not_a_report_is_refused(data: bytes, message: str) -> None:
     with pytest.raises(ReportMismatch) as raised:
-        verify_report_json(data, KEY.public_key)
+        verify(data)
     assert str(raised.value) == message
+
+
+def test_a_repeated_key_inside_a_lead_is_refused() -> None:
+    # Two JSON readers could see two different values: one the signature covers, one it does not.
+    text = SIGNED.decode("utf-8").replace('"value": "+8613800138000"', '"value": "+8613800138000", "value": "x"', 1)
+    with pytest.raises(ReportMismatch, match="key 'value' appears twice in one object"):
+        verify(text.encode("utf-8"))
+
+
+def test_rederived_tokens_must_equal_the_reported_ones() -> None:
+    checked = verify(SIGNED)
+    derived = {(t.type, t.value): t.match_token for t in checked.tokens}
+    check_rederived(checked, derived)
+    first, second = checked.tokens[0], checked.tokens[1]
+    derived[(first.type, first.value)], derived[(second.type, second.value)] = second.match_token, first.match_token
+    with pytest.raises(ReportMismatch) as raised:
+        check_rederived(checked, derived)
+    wrong = "its value derives another match token than the one in the signed result (the token belongs to another identifier)"
+    assert str(raised.value) == f"lead 1 (phone): {wrong}; lead 2 (id_card): {wrong}"
+    del derived[(first.type, first.value)]
+    with pytest.raises(ReportMismatch, match=r"^lead 1 \(phone\): its identifier was not re-derived;"):
+        check_rederived(checked, derived)
+
+
+def test_the_signer_must_hold_the_members_certificate_and_its_key() -> None:
+    bank_a, bank_b = CERTS["bank-a"], CERTS["bank-b"]
+    with pytest.raises(ConfigurationError) as raised:
+        ReportSigner.load(bank_b.cert_pem, bank_b.key_pem, member_id=MEMBER_ID)
+    assert str(raised.value) == "cannot sign member 'bank-a''s report: the certificate names member 'bank-b'"
+    with pytest.raises(ConfigurationError) as raised:
+        ReportSigner.load(bank_a.cert_pem, bank_b.key_pem, member_id=MEMBER_ID)
+    assert str(raised.value) == "the private key is not the key of the certificate"
+    with pytest.raises(ConfigurationError, match="certificate key must be ECDSA P-256"):
+        ReportSigner.load(bank_a.cert_pem, KEY.to_pem(), member_id=MEMBER_ID)
+    with pytest.raises(ValueError, match="a report of member 'bank-b' cannot be signed as 'bank-a'"):
+        sign_document({**DOC, "member_id": "bank-b"}, SIGNER, signed_at=datetime.now(UTC))
