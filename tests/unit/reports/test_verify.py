@@ -17,6 +17,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from alliance_psi.crypto.signing import CertificateKey, SigningKey, key_id
 from alliance_psi.errors import ConfigurationError, InvalidSignature
@@ -283,6 +286,44 @@ def test_a_certificate_of_another_role_fails() -> None:
     assert (
         str(raised.value)
         == f"the report's signing certificate (admin operator, serial {admin.serial:#x}) is not a member's"
+    )
+
+
+def test_a_member_certificate_without_client_use_fails() -> None:
+    # Issued by the alliance CA with a member identity, but for code signing only: not a member's
+    # certificate profile, so the path validation of pyca/cryptography refuses it.
+    ca_cert = x509.load_pem_x509_certificate(CA.cert_pem)
+    ca_key = serialization.load_pem_private_key(CA.key_pem, password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, MEMBER_ID)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(f"urn:alliance-psi:member:{MEMBER_ID}")]),
+            critical=False,
+        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    signer = ReportSigner(MEMBER_ID, pem, CertificateKey.from_pem(key_pem))
+    with pytest.raises(ReportMismatch) as raised:
+        verify(resigned(lambda d: None, by=signer))
+    assert str(raised.value).startswith(
+        f"the report's signing certificate (member bank-a, serial {cert.serial_number:#x}) is not an alliance "
+        "client certificate: "
     )
 
 
