@@ -36,6 +36,8 @@ def test_demo_finds_exactly_what_it_planted(tmp_path: Path) -> None:
                 "report",
                 "verify",
                 str(out / member / "report.json"),
+                "--ca",
+                str(out / "alliance" / "pki" / "ca.pem"),
                 "--coordinator-key",
                 str(out / "alliance" / "signing.pub"),
             ),
