@@ -143,10 +143,11 @@ def _check_chain(cert: x509.Certificate, who: str, ca_cert_pem: bytes, at: dt.da
         ) from None
 
 
-def _part_problems(part: dict[str, Any], signed_entry: str, names: list[str]) -> list[str]:
-    """What differs between ``part`` and its signed entry: [] if nothing, else the fields' paths."""
+def _part_problems(part: dict[str, Any], signed_entry: str, names: list[str], part_digest: str) -> list[str]:
+    """What differs between ``part`` (whose ``digest`` is given) and its signed entry: [] if nothing,
+    else the fields' paths."""
     signed_digest, *groups = signed_entry.split(".")
-    if digest(part) == signed_digest:
+    if part_digest == signed_digest:
         return []
     if len(groups) != len(names):
         return ["its signed entry, which is malformed"]
@@ -186,8 +187,8 @@ def _lead_problems(leads: list[dict[str, Any]], signed: list[str], names: list[s
             f"{_where(n, lead)} was signed as lead {signed_as[d]}" for n, (lead, d) in numbered if signed_as[d] != n
         ]
     problems = []
-    for number, (lead, signed_entry) in enumerate(zip(leads, signed, strict=True), 1):
-        changed = _part_problems(lead, signed_entry, names)
+    for (number, (lead, lead_digest)), signed_entry in zip(numbered, signed, strict=True):
+        changed = _part_problems(lead, signed_entry, names, lead_digest)
         if changed:
             problems.append(_changed(_where(number, lead), changed, member))
     return problems
@@ -205,7 +206,7 @@ def _compare(doc: dict[str, Any], block: dict[str, Any], member: str) -> None:
         raise ReportMismatch("report: field 'leads' must be a list of objects")
     rest = {key: value for key, value in doc.items() if key not in ("leads", SIGNATURE_FIELD)}
     signed_report = _block_field(block, "report", str)
-    changed = _part_problems(rest, signed_report, _strings(block, "report_fields"))
+    changed = _part_problems(rest, signed_report, _strings(block, "report_fields"), digest(rest))
     problems = [_changed("report", changed, member)] if changed else []
     problems += _lead_problems(leads, _strings(block, "leads"), _strings(block, "lead_fields"), member)
     if problems:
