@@ -23,6 +23,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from alliance_psi.errors import ConfigurationError, InvalidSignature
 
@@ -33,6 +34,13 @@ _PREFIX = b"alliance-psi/v1 "
 
 def _framed(context: str, message: bytes) -> bytes:
     return _PREFIX + context.encode("ascii") + b"\x00" + message
+
+
+def _private_key(pem: bytes) -> PrivateKeyTypes:
+    try:
+        return serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"not a PEM private key: {exc}") from None
 
 
 def key_id(public_key: bytes) -> str:
@@ -53,10 +61,7 @@ class SigningKey:
     @classmethod
     def from_pem(cls, pem: bytes) -> SigningKey:
         """Load a PKCS#8 PEM key; raises ``ConfigurationError`` if it is not an Ed25519 private key."""
-        try:
-            key = serialization.load_pem_private_key(pem, password=None)
-        except (ValueError, TypeError) as exc:
-            raise ConfigurationError(f"not a PEM private key: {exc}") from None
+        key = _private_key(pem)
         if not isinstance(key, Ed25519PrivateKey):
             raise ConfigurationError("signing key must be Ed25519")
         return cls(key)
@@ -128,10 +133,7 @@ class CertificateKey:
     @classmethod
     def from_pem(cls, pem: bytes) -> CertificateKey:
         """Load an unencrypted PEM private key; ``ConfigurationError`` unless it is ECDSA P-256."""
-        try:
-            key = serialization.load_pem_private_key(pem, password=None)
-        except (ValueError, TypeError) as exc:
-            raise ConfigurationError(f"not an unencrypted PEM private key: {exc}") from None
+        key = _private_key(pem)
         if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
             raise ConfigurationError("certificate key must be ECDSA P-256")
         return cls(key)
