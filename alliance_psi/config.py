@@ -10,11 +10,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alliance_psi.defaults import BATCH_SIZE, CHUNK_SIZE, QUOTA_PER_MEMBER, TICK_SECONDS
 from alliance_psi.errors import ConfigurationError
 
-__all__ = ["CoordinatorConfig", "CustodianConfig", "MemberConfig", "TlsConfig", "TlsMaterial"]
+if TYPE_CHECKING:
+    from alliance_psi.protocol.model import Identity, Role
+
+__all__ = [
+    "DEFAULT_COORDINATOR_NAME",
+    "CoordinatorConfig",
+    "CustodianConfig",
+    "MemberConfig",
+    "PeerEndpoint",
+    "TlsConfig",
+    "TlsMaterial",
+]
+
+# The coordinator's name (in its certificate) unless configured otherwise, on both sides.
+DEFAULT_COORDINATOR_NAME = "coordinator"
 
 _PEM_MARKER = b"-----BEGIN "
 
@@ -46,8 +61,10 @@ class TlsConfig:
                                         # A member node: trusts only the alliance CA, proves it is bank-a.
         TlsConfig(ca_cert=…, cert=…, key=…, crl=Path("pki/crl.pem"))
                                         # A server that also refuses the certificates the CRL lists.
-        TlsConfig(…).load()             # -> TlsMaterial with the bytes; raises ConfigurationError
-                                        #    naming the option and the file that is missing or unreadable.
+        TlsConfig(…).load()             # -> TlsMaterial with the bytes, checked; raises ConfigurationError
+                                        #    naming the option, the file, the cause and the fix.
+        TlsConfig(…).load(role=Role.CUSTODIAN, name="custodian-1")
+                                        # Also refuses another party's certificate.
 
     ``cert`` and ``key`` are written by ``alliance-psi pki issue``; ``ca.pem`` and ``crl.pem`` by
     ``alliance-psi pki init-ca`` and ``alliance-psi pki revoke``.
@@ -58,19 +75,29 @@ class TlsConfig:
     key: Path
     crl: Path | None = None
 
-    def load(self) -> TlsMaterial:
-        """Read every file now, so a bad path fails at start-up rather than at the first handshake.
+    def load(self, *, role: Role | None = None, name: str | None = None) -> TlsMaterial:
+        """Read every file now and check them, so a mistake fails at start-up, not at a handshake.
+
+        ``role`` and ``name`` are the identity the command needs (``None``: any).
 
         Raises:
-            ConfigurationError: a file is missing, unreadable or not PEM; the message names the
-                option (``ca_cert``, ``cert``, ``key``, ``crl``) and the path.
+            ConfigurationError: naming the option (``ca_cert``, ``cert``, ``key``, ``crl``), the
+                path, the cause and the fix: a file missing, unreadable or not PEM; a key that
+                is not the certificate's; a certificate the CA in ``ca_cert`` did not issue,
+                expired or not yet valid; another role or name than ``role`` and ``name``.
         """
-        return TlsMaterial(
+        # The checks parse X.509 (cryptography), which commands that never load TLS need not import.
+        from alliance_psi.services.cert_checks import MaterialLabels, check_own_certificate
+
+        material = TlsMaterial(
             ca_cert=_read_pem("ca_cert", self.ca_cert),
             cert=_read_pem("cert", self.cert),
             key=_read_pem("key", self.key),
             crl=_read_pem("crl", self.crl) if self.crl is not None else None,
         )
+        labels = MaterialLabels(ca_cert=str(self.ca_cert), cert=str(self.cert), key=str(self.key))
+        check_own_certificate(material, role=role, name=name, labels=labels)
+        return material
 
 
 def _read_pem(option: str, path: Path) -> bytes:
@@ -84,6 +111,31 @@ def _read_pem(option: str, path: Path) -> bytes:
     if _PEM_MARKER not in data:
         raise ConfigurationError(f"TLS option {option!r}: {path} is not a PEM file")
     return data
+
+
+@dataclass(frozen=True, slots=True)
+class PeerEndpoint:
+    """A server a client dials: the name its certificate must carry, and where it listens.
+
+    Usage::
+
+        PeerEndpoint(name="custodian-1", address="127.0.0.1:7101")
+                                        # Dial 127.0.0.1:7101; accept only custodian-1's certificate.
+        PeerEndpoint(name="coordinator", address="coord.example:7100")
+
+    The address only says where to connect; who answers is checked by name (with the role the
+    client expects), so a wrong address fails the handshake instead of reaching another party.
+    ``cli`` parses ``NAME@HOST:PORT`` and TOML tables into these.
+    """
+
+    name: str
+    address: str
+
+    def identity(self, role: Role) -> Identity:
+        """The identity the server's certificate must carry when it serves as ``role``."""
+        from alliance_psi.protocol.model import Identity
+
+        return Identity(name=self.name, role=role)
 
 
 # Roles ----------------------------------------------------------------------------------------
@@ -139,22 +191,25 @@ class MemberConfig:
     Usage::
 
         MemberConfig(member_id="bank-a", database="sqlite:///node/bank-a.db", tls=TlsConfig(…),
-                     coordinator="127.0.0.1:7100",
-                     custodians=("127.0.0.1:7101", "127.0.0.1:7102"),   # evaluated in this order
+                     coordinator=PeerEndpoint("coordinator", "127.0.0.1:7100"),
+                     custodians=(PeerEndpoint("custodian-1", "127.0.0.1:7101"),    # evaluated
+                                 PeerEndpoint("custodian-2", "127.0.0.1:7102")),   # in this order
                      coordinator_public_key=Path("alliance/coordinator.pub"),
                      data_dir=Path("node"))          # holds the node's own secrets (label nonce key)
         MemberConfig(…, display_name="某某银行")      # named in shared labels; None stays anonymous
         MemberConfig(…, workers=2, batch_size=1024)  # crypto processes and identifiers per batch
 
     ``member_id`` must equal the name in the node's certificate; the coordinator and custodians
-    identify the node by its certificate alone.
+    identify the node by its certificate alone, and the node accepts only the coordinator and the
+    custodians named here (by their certificates). A custodian's key-share commitment is not pinned
+    yet: custodians publish none until threshold custody adds them.
     """
 
     member_id: str
     database: str
     tls: TlsConfig
-    coordinator: str
-    custodians: tuple[str, ...]
+    coordinator: PeerEndpoint
+    custodians: tuple[PeerEndpoint, ...]
     coordinator_public_key: Path
     data_dir: Path
     display_name: str | None = None

@@ -24,6 +24,7 @@ Our exception hierarchy::
     │   └── Conflict            a chunk or commit that contradicts a stored one → ALREADY_EXISTS
     │       └── SetMismatch     the commit's expected set is not the one the coordinator holds → ABORTED
     ├── PeerUnavailable         a custodian or coordinator cannot be reached (client side)
+    │   └── HandshakeFailed     what answers there is not the configured server (or refuses us)
     └── StorageError
         └── AuditLogBroken      the hash chain does not verify (names the first bad entry)
 
@@ -42,6 +43,7 @@ __all__ = [
     "ConfigurationError",
     "Conflict",
     "CryptoError",
+    "HandshakeFailed",
     "ImportFileError",
     "InvalidIdentifier",
     "InvalidLabel",
@@ -213,6 +215,12 @@ class SetMismatch(Conflict):
 
 class PeerUnavailable(AlliancePsiError):
     """A custodian or the coordinator could not be reached after retries (raised on the client side)."""
+
+
+class HandshakeFailed(PeerUnavailable):
+    """The TLS handshake with a custodian or the coordinator failed in a way retrying cannot fix:
+    the server there is another party, its certificate is of another CA, expired or for clients
+    only (raised on the client side; the message names the cause and the fix)."""
 
 
 class StorageError(AlliancePsiError):

@@ -57,11 +57,12 @@ class LocalAlliance:
         """Open a round inviting every member, as the operator; return its id."""
         from alliance_psi.config import TlsConfig
         from alliance_psi.protocol.coordinator import RoundSpec
+        from alliance_psi.protocol.model import Role
         from alliance_psi.services.clients import CoordinatorClient
 
         tls = TlsConfig(
             ca_cert=self.pki_dir / "ca.pem", cert=self.pki_dir / "operator.pem", key=self.pki_dir / "operator.key"
-        ).load()
+        ).load(role=Role.ADMIN)
         spec = RoundSpec(
             name=name,
             threshold=threshold,
@@ -162,7 +163,7 @@ def local_alliance(
                     "cert": str(pki_dir / f"{member}.pem"),
                     "key": str(pki_dir / f"{member}.key"),
                     "coordinator": coordinator.address,
-                    "custodian": [custodian.address],
+                    "custodian": [f"custodian-1@{custodian.address}"],
                     "coordinator-key": str(alliance_dir / "signing.pub"),
                     "data-dir": str(home / "secrets"),
                     **({"display-name": display_names[member]} if display_names and member in display_names else {}),

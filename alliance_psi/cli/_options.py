@@ -15,7 +15,7 @@ import click
 from alliance_psi.errors import AlliancePsiError
 
 if TYPE_CHECKING:
-    from alliance_psi.config import TlsConfig
+    from alliance_psi.config import PeerEndpoint, TlsConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -39,6 +39,55 @@ def tls_config(ca_cert: Path, cert: Path, key: Path, crl: Path | None) -> TlsCon
     from alliance_psi.config import TlsConfig
 
     return TlsConfig(ca_cert=ca_cert, cert=cert, key=key, crl=crl)
+
+
+class PeerAddress(click.ParamType["PeerEndpoint", Any]):
+    """A server to dial, ``NAME@HOST:PORT`` or a TOML table ``{name = "NAME", address = "HOST:PORT"}``.
+
+    ``NAME`` is the name in the server's certificate: the client accepts no other. Without a
+    ``default_name`` the name is required (custodians: the client must know which one it reaches);
+    with one, a bare ``HOST:PORT`` means that name (the coordinator is ``coordinator``).
+    """
+
+    name = "NAME@HOST:PORT"
+
+    def __init__(self, role: str, default_name: str | None = None) -> None:
+        self.role, self.default_name = role, default_name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> PeerEndpoint:
+        from alliance_psi.config import PeerEndpoint
+        from alliance_psi.errors import ConfigurationError
+        from alliance_psi.protocol.model import Role
+        from alliance_psi.services.pki import validate_server_name
+        from alliance_psi.services.tls_diagnosis import split_address
+
+        if isinstance(value, PeerEndpoint):
+            return value
+        if isinstance(value, dict):
+            if set(value) != {"name", "address"} or not all(isinstance(v, str) for v in value.values()):
+                self.fail(f"{self.role} {value!r}: a table needs exactly the text keys name and address", param, ctx)
+            name, address, shown = value["name"], value["address"], f"{value['name']}@{value['address']}"
+        elif isinstance(value, str):
+            name, at, address = value.rpartition("@")
+            shown = value
+            if not at:
+                if self.default_name is None:
+                    self.fail(
+                        f"{self.role} {value!r} has no name: write NAME@HOST:PORT with the name in the "
+                        f"{self.role}'s certificate, e.g. {self.role}-1@{value} (the node accepts only that "
+                        f"{self.role})",
+                        param,
+                        ctx,
+                    )
+                name = self.default_name
+        else:
+            self.fail(f"{self.role} {value!r}: expected NAME@HOST:PORT or a table with name and address", param, ctx)
+        try:
+            validate_server_name(Role(self.role), name)
+            split_address(address)
+        except (ConfigurationError, ValueError) as exc:
+            self.fail(f"{self.role} {shown!r}: {exc}", param, ctx)
+        return PeerEndpoint(name=name, address=address)
 
 
 def wait_for_stop_signal() -> None:

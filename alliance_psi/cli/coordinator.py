@@ -10,8 +10,8 @@ import click
 
 from alliance_psi._files import write_file_atomic
 from alliance_psi.cli._lazy import LazyGroup
-from alliance_psi.cli._options import reported, tls_config, tls_options, wait_for_stop_signal
-from alliance_psi.config import CoordinatorConfig
+from alliance_psi.cli._options import PeerAddress, reported, tls_config, tls_options, wait_for_stop_signal
+from alliance_psi.config import DEFAULT_COORDINATOR_NAME, CoordinatorConfig, PeerEndpoint
 from alliance_psi.defaults import TICK_SECONDS
 from alliance_psi.errors import ConfigurationError
 
@@ -54,7 +54,7 @@ def keygen(out: Path, force: bool) -> None:
 
 @coordinator_group.command("serve")
 @click.option(
-    "--name", default="coordinator", show_default=True, help="This coordinator's name (as in its certificate)."
+    "--name", default=DEFAULT_COORDINATOR_NAME, show_default=True, help="This coordinator's name (in its certificate)."
 )
 @click.option("--listen", default="127.0.0.1:7100", show_default=True, help="Address to listen on (port 0: any).")
 @tls_options
@@ -97,10 +97,13 @@ def _serve(config: CoordinatorConfig) -> None:
     from alliance_psi.crypto.signing import SigningKey
     from alliance_psi.identifiers import IdentifierType
     from alliance_psi.protocol.coordinator import CoordinatorRole
+    from alliance_psi.protocol.model import Role
     from alliance_psi.services.coordinator import Ticker, coordinator_registration, sql_unit_of_work
     from alliance_psi.services.server import run_server
     from alliance_psi.storage import create_schema, make_engine
 
+    # TLS first: a wrong certificate is refused before any database is created.
+    tls = config.tls.load(role=Role.COORDINATOR, name=config.name)
     try:
         key = SigningKey.from_pem(config.signing_key.read_bytes())
     except OSError as exc:
@@ -111,7 +114,7 @@ def _serve(config: CoordinatorConfig) -> None:
         sql_unit_of_work(engine), key, known_types=[t.value for t in IdentifierType], name=config.name
     )
     with (
-        run_server([coordinator_registration(role)], address=config.listen, tls=config.tls.load()) as port,
+        run_server([coordinator_registration(role)], address=config.listen, tls=tls) as port,
         Ticker(role, config.tick_seconds),
     ):
         click.echo(f"coordinator {config.name} (signing key {key.key_id}) serving on port {port}", err=True)
@@ -134,10 +137,12 @@ def audit_verify(database: str) -> None:
 # Rounds (admin client) -------------------------------------------------------------------------
 
 
-def _admin_client(address: str, ca_cert: Path, cert: Path, key: Path, crl: Path | None):  # type: ignore[no-untyped-def]
+def _admin_client(coordinator: PeerEndpoint, ca_cert: Path, cert: Path, key: Path, crl: Path | None):  # type: ignore[no-untyped-def]
+    from alliance_psi.protocol.model import Role
     from alliance_psi.services.clients import CoordinatorClient
 
-    return CoordinatorClient(address, tls_config(ca_cert, cert, key, crl).load())
+    tls = tls_config(ca_cert, cert, key, crl).load(role=Role.ADMIN)
+    return CoordinatorClient(coordinator.address, tls, name=coordinator.name)
 
 
 @coordinator_group.group("round")
@@ -146,7 +151,12 @@ def round_group() -> None:
 
 
 _address = click.option(
-    "--coordinator", "address", default="127.0.0.1:7100", show_default=True, help="Coordinator address."
+    "--coordinator",
+    "address",
+    type=PeerAddress("coordinator", default_name=DEFAULT_COORDINATOR_NAME),
+    default="127.0.0.1:7100",
+    show_default=True,
+    help="The coordinator, [NAME@]HOST:PORT; NAME (default: coordinator) is the name in its certificate.",
 )
 
 
@@ -173,7 +183,7 @@ _address = click.option(
 )
 @click.option("--id", "round_id", default="", help="Round id (generated when empty).")
 def round_create(
-    address: str,
+    address: PeerEndpoint,
     ca_cert: Path,
     cert: Path,
     key: Path,
@@ -227,7 +237,7 @@ def _round_table(rounds) -> Table:  # type: ignore[no-untyped-def]
 @round_group.command("list")
 @_address
 @tls_options
-def round_list(address: str, ca_cert: Path, cert: Path, key: Path, crl: Path | None) -> None:
+def round_list(address: PeerEndpoint, ca_cert: Path, cert: Path, key: Path, crl: Path | None) -> None:
     """List rounds."""
     from rich.console import Console
 
@@ -240,7 +250,7 @@ def round_list(address: str, ca_cert: Path, cert: Path, key: Path, crl: Path | N
 @_address
 @tls_options
 @click.argument("round_id")
-def round_show(address: str, ca_cert: Path, cert: Path, key: Path, crl: Path | None, round_id: str) -> None:
+def round_show(address: PeerEndpoint, ca_cert: Path, cert: Path, key: Path, crl: Path | None, round_id: str) -> None:
     """Show one round."""
     from rich.console import Console
 
@@ -255,7 +265,7 @@ def round_show(address: str, ca_cert: Path, cert: Path, key: Path, crl: Path | N
 @click.argument("round_id")
 @click.option("--reason", default="", help="Recorded in the audit log.")
 def round_close(
-    address: str, ca_cert: Path, cert: Path, key: Path, crl: Path | None, round_id: str, reason: str
+    address: PeerEndpoint, ca_cert: Path, cert: Path, key: Path, crl: Path | None, round_id: str, reason: str
 ) -> None:
     """Close an open round now; matching follows."""
     with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:

@@ -41,11 +41,14 @@ def _serve(config: CustodianConfig) -> None:
     from alliance_psi.crypto.key_shares import KeyShare
     from alliance_psi.crypto.selfcheck import run_selfcheck
     from alliance_psi.protocol.custodian import CustodianRole
+    from alliance_psi.protocol.model import Role
     from alliance_psi.services.custodian import SqlQuotaLedger, custodian_registration
     from alliance_psi.services.server import run_server
     from alliance_psi.storage import create_schema, make_engine
 
     run_selfcheck()
+    # TLS first: a wrong certificate is refused before any database is created.
+    tls = config.tls.load(role=Role.CUSTODIAN, name=config.name)
     try:
         share = KeyShare.from_bytes(config.key_share.read_bytes())
     except OSError as exc:
@@ -55,7 +58,7 @@ def _serve(config: CustodianConfig) -> None:
     role = CustodianRole(
         config.name, share, quota_per_member=config.quota_per_member, ledger=SqlQuotaLedger(engine, config.name)
     )
-    with run_server([custodian_registration(role)], address=config.listen, tls=config.tls.load()) as port:
+    with run_server([custodian_registration(role)], address=config.listen, tls=tls) as port:
         click.echo(f"custodian {config.name} serving key epoch {share.epoch} on port {port}", err=True)
         wait_for_stop_signal()
 

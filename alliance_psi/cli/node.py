@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from alliance_psi.cli._lazy import LazyGroup
+from alliance_psi.cli._options import PeerAddress
+from alliance_psi.config import DEFAULT_COORDINATOR_NAME
 
 if TYPE_CHECKING:
     from alliance_psi.config import MemberConfig
@@ -95,13 +97,20 @@ def network_options(function: F) -> F:
         _option("--ca", "ca_cert", type=_FILE, required=True, help="The alliance CA certificate."),
         _option("--cert", type=_FILE, required=True, help="This node's certificate."),
         _option("--key", type=_FILE, required=True, help="This node's private key."),
-        _option("--coordinator", required=True, help="Coordinator address, host:port."),
+        _option(
+            "--coordinator",
+            type=PeerAddress("coordinator", default_name=DEFAULT_COORDINATOR_NAME),
+            required=True,
+            help="The coordinator, [NAME@]HOST:PORT; NAME (default: coordinator) is the name in its certificate.",
+        ),
         _option(
             "--custodian",
             "custodians",
+            type=PeerAddress("custodian"),
             multiple=True,
             required=True,
-            help="Custodian address, host:port; repeat in chain order (env: space-separated).",
+            help="A custodian, NAME@HOST:PORT with the name in its certificate; repeat in chain order "
+            "(env: space-separated).",
         ),
         _option(
             "--coordinator-key", type=_FILE, required=True, help="The coordinator's public signing key (signing.pub)."
@@ -131,7 +140,7 @@ def member_config(database: str, **options: Any) -> MemberConfig:
         database=database,
         tls=TlsConfig(ca_cert=options["ca_cert"], cert=options["cert"], key=options["key"]),
         coordinator=options["coordinator"],
-        custodians=tuple(options["custodians"]),
+        custodians=tuple(options["custodians"]),  # PeerEndpoints, parsed by PeerAddress.
         coordinator_public_key=options["coordinator_key"],
         data_dir=options["data_dir"],
         display_name=options.get("display_name"),

@@ -76,17 +76,27 @@ def init_ca(out: Path, name: str, days: int, force: bool) -> None:
     "--host",
     "hosts",
     multiple=True,
-    help="DNS name or IP the holder serves at (repeatable). [default: localhost, 127.0.0.1]",
+    help="Coordinator or custodian only: a DNS name or IP it serves at, for tools other than alliance-psi "
+    "(repeatable). alliance-psi clients check the identity name instead, whatever address they dial.",
 )
 @click.option("--days", type=_DAYS, default=365, show_default=True, help="Validity in days.")
 @click.option("--force", is_flag=True, help="Overwrite existing NAME.pem/NAME.key.")
 def issue(ca_dir: Path, role: str, name: str, out: Path, hosts: tuple[str, ...], days: int, force: bool) -> None:
-    """Issue a certificate for NAME with ROLE, signed by the CA in CA_DIR."""
+    """Issue a certificate for NAME with ROLE, signed by the CA in CA_DIR.
+
+    Coordinator and custodian certificates serve (and are clients too); clients accept them only
+    as the party they name, by the identity name NAME.ROLE.alliance-psi.internal. Member and admin
+    certificates are for clients only. A server's NAME is one lowercase DNS label.
+    """
     with _reported():
         ca = pki.load_ca(ca_dir)
-        issued = pki.issue(ca, role=Role(role), name=name, hosts=hosts or ("localhost", "127.0.0.1"), valid_days=days)
+        issued = pki.issue(ca, role=Role(role), name=name, hosts=hosts, valid_days=days)
         cert_path, key_path = pki.write_issued(issued, out, name, force=force)
     click.echo(f"issued {role} {name} (serial {issued.serial:#x}): {cert_path} and {key_path}")
+    if Role(role) in pki.SERVER_ROLES:
+        click.echo(f"clients verify it as {pki.identity_dns_name(Role(role), name)}, whatever address they dial")
+    else:
+        click.echo("for clients only: it cannot serve")
 
 
 @pki_group.command("revoke")

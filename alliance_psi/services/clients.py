@@ -1,8 +1,16 @@
-"""Clients of the custodians and the coordinator, with retries and clear failures.
+"""Clients of the custodians and the coordinator, with retries and failures that say what to fix.
 
-Transient failures (UNAVAILABLE, DEADLINE_EXCEEDED) are retried with exponential backoff; a peer
-that stays down becomes ``PeerUnavailable`` naming it, after a bounded time, never a hang. Every
-other status comes back as the typed error of ``services.status``.
+Each client is built for one named server (``custodian-1``, ``coordinator``) and its channel
+accepts only that server's certificate (``services.tls``): another custodian, the coordinator at
+a custodian's address, or a member's certificate is refused by the handshake.
+
+Transient failures (UNAVAILABLE, DEADLINE_EXCEEDED) are retried with exponential backoff. After
+each, ``services.tls_diagnosis`` looks at what answers at the address: a certificate that is not
+the configured server's fails at once as ``HandshakeFailed`` naming the cause and the fix (another
+party, another CA, expired, for clients only); a peer that stays down becomes ``PeerUnavailable``
+saying why (connection refused, timeout), after a bounded time, never a hang. A server that
+refuses our certificate as revoked says so, and the error says to ask for a new one. Every other
+status comes back as the typed error of ``services.status``.
 """
 
 from __future__ import annotations
@@ -12,17 +20,22 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Self, TypeVar
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
-from alliance_psi.config import TlsMaterial
-from alliance_psi.errors import PeerUnavailable
+from alliance_psi.config import DEFAULT_COORDINATOR_NAME, TlsMaterial
+from alliance_psi.errors import AlliancePsiError, HandshakeFailed, NotAuthenticated, PeerUnavailable
 from alliance_psi.protocol import messages
 from alliance_psi.protocol._pb import coordinator_pb2_grpc, custodian_pb2_grpc
 from alliance_psi.protocol.coordinator import Chunk, Commit, RoundSpec
 from alliance_psi.protocol.custodian import EpochStatus
 from alliance_psi.protocol.messages import pb_coordinator, pb_custodian
-from alliance_psi.protocol.model import Round, RoundState, SubmissionStatus
+from alliance_psi.protocol.model import Identity, Role, Round, RoundState, SubmissionStatus
+from alliance_psi.services.cert_checks import party_label
+from alliance_psi.services.interceptors import REVOKED_REASON
 from alliance_psi.services.status import from_rpc_error
 from alliance_psi.services.tls import secure_channel
+from alliance_psi.services.tls_diagnosis import Diagnosis, diagnose
 
 __all__ = ["CoordinatorClient", "CustodianChain", "CustodianClient", "RetryPolicy"]
 
@@ -36,26 +49,73 @@ class RetryPolicy:
     def __init__(self, attempts: int = 4, base: float = 0.2, timeout: float = 60.0) -> None:
         self.attempts, self.base, self.timeout = attempts, base, timeout
 
-    def call(self, peer: str, fn: Callable[[float], T]) -> T:
+    def call(self, peer: str, fn: Callable[[float], T], *, explain: Callable[[], Diagnosis | None] | None = None) -> T:
+        """Call ``fn(timeout)``, retrying transient failures; ``explain`` says why one happened.
+
+        Raises:
+            HandshakeFailed: ``explain`` found a lasting cause (the server's certificate).
+            PeerUnavailable: still failing after ``attempts``, with the last cause found.
+            AlliancePsiError: the typed error of any other status (``services.status``).
+        """
         last: grpc.RpcError | None = None
+        diagnosis: Diagnosis | None = None
         for attempt in range(self.attempts):
             try:
                 return fn(self.timeout)
             except grpc.RpcError as err:
                 if err.code() not in _TRANSIENT:
-                    raise from_rpc_error(err, peer=peer) from None
+                    raise _typed_error(err, peer) from None
                 last = err
+                diagnosis = explain() if explain is not None else None
+                if diagnosis is not None and diagnosis.lasting:
+                    raise HandshakeFailed(f"cannot trust {peer}: {diagnosis.cause}") from None
                 if attempt + 1 < self.attempts:
                     time.sleep(self.base * 4**attempt)
-        detail = last.details() if last is not None else ""
-        raise PeerUnavailable(f"{peer} is unreachable after {self.attempts} attempts: {detail}")
+        if diagnosis is not None:
+            cause = diagnosis.cause
+        else:
+            cause = (last.details() or "") if last is not None else ""
+            if explain is not None:
+                cause = f"its certificate checks out, yet the connection failed ({cause})"
+        raise PeerUnavailable(f"{peer} is unreachable after {self.attempts} attempts: {cause}")
+
+
+def _typed_error(err: grpc.RpcError, peer: str) -> AlliancePsiError:
+    """The typed error of a non-transient status; a revoked certificate of ours says what to do."""
+    if err.code() is grpc.StatusCode.UNAUTHENTICATED and _reason(err) == REVOKED_REASON:
+        return NotAuthenticated(
+            f"{peer} refused our certificate: the alliance CA revoked it; "
+            "ask the alliance operator for a new certificate (alliance-psi pki issue)"
+        )
+    return from_rpc_error(err, peer=peer)
+
+
+def _reason(err: grpc.RpcError) -> str:
+    """The ``google.rpc.ErrorInfo`` reason a server attached to a status, or ``""``."""
+    status = rpc_status.from_call(err) if isinstance(err, grpc.Call) else None
+    if status is None:
+        return ""
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info.reason
+    return ""
 
 
 class _Client:
-    def __init__(self, target: str, tls: TlsMaterial, retry: RetryPolicy | None = None, *, what: str) -> None:
-        self.target, self.peer = target, f"{what} at {target}"
+    def __init__(self, target: str, tls: TlsMaterial, retry: RetryPolicy | None, *, server: Identity) -> None:
+        self.target, self.server, self.peer = target, server, f"{party_label(server)} at {target}"
         self.retry = retry or RetryPolicy()
-        self.channel = secure_channel(target, tls)
+        self.channel = secure_channel(target, tls, server=server)
+        self._tls = tls
+
+    def _call(self, fn: Callable[[float], T]) -> T:
+        """``fn(timeout)`` under the retry policy, with failures explained."""
+        return self.retry.call(self.peer, fn, explain=self.explain)
+
+    def explain(self) -> Diagnosis | None:
+        """What is wrong with the server at this client's address, if anything (after a failure)."""
+        return diagnose(self.target, server=self.server, tls=self._tls)
 
     def close(self) -> None:
         self.channel.close()
@@ -68,18 +128,20 @@ class _Client:
 
 
 class CustodianClient(_Client):
-    def __init__(self, target: str, tls: TlsMaterial, retry: RetryPolicy | None = None) -> None:
-        super().__init__(target, tls, retry, what="custodian")
+    """A client of custodian ``name`` at ``target``: no other party's certificate is accepted."""
+
+    def __init__(self, target: str, tls: TlsMaterial, retry: RetryPolicy | None = None, *, name: str) -> None:
+        super().__init__(target, tls, retry, server=Identity(name=name, role=Role.CUSTODIAN))
         self.stub = custodian_pb2_grpc.OprfEvaluatorStub(self.channel)
 
     def epoch(self) -> EpochStatus:
         return messages.epoch_from_pb(
-            self.retry.call(self.peer, lambda t: self.stub.GetEpoch(pb_custodian.GetEpochRequest(), timeout=t))
+            self._call(lambda t: self.stub.GetEpoch(pb_custodian.GetEpochRequest(), timeout=t))
         )
 
     def evaluate(self, key_epoch: str, elements: Sequence[bytes]) -> list[bytes]:
         request = messages.evaluate_request(key_epoch, elements)
-        response = self.retry.call(self.peer, lambda t: self.stub.Evaluate(request, timeout=t))
+        response = self._call(lambda t: self.stub.Evaluate(request, timeout=t))
         return list(response.elements)
 
 
@@ -101,27 +163,29 @@ class CustodianChain:
 
 
 class CoordinatorClient(_Client):
-    def __init__(self, target: str, tls: TlsMaterial, retry: RetryPolicy | None = None) -> None:
-        super().__init__(target, tls, retry, what="coordinator")
+    """A client of the coordinator ``name`` (``coordinator`` unless its certificate says otherwise)."""
+
+    def __init__(
+        self, target: str, tls: TlsMaterial, retry: RetryPolicy | None = None, *, name: str = DEFAULT_COORDINATOR_NAME
+    ) -> None:
+        super().__init__(target, tls, retry, server=Identity(name=name, role=Role.COORDINATOR))
         self.stub = coordinator_pb2_grpc.CoordinatorStub(self.channel)
 
     def create_round(self, spec: RoundSpec) -> Round:
         request = messages.round_spec_to_pb(spec)
-        return messages.round_from_pb(self.retry.call(self.peer, lambda t: self.stub.CreateRound(request, timeout=t)))[
-            0
-        ]
+        return messages.round_from_pb(self._call(lambda t: self.stub.CreateRound(request, timeout=t)))[0]
 
     def close_round(self, round_id: str, reason: str = "") -> Round:
         request = pb_coordinator.CloseRoundRequest(round_id=round_id, reason=reason)
-        return messages.round_from_pb(self.retry.call(self.peer, lambda t: self.stub.CloseRound(request, timeout=t)))[0]
+        return messages.round_from_pb(self._call(lambda t: self.stub.CloseRound(request, timeout=t)))[0]
 
     def get_round(self, round_id: str) -> tuple[Round, int]:
         request = pb_coordinator.GetRoundRequest(round_id=round_id)
-        return messages.round_from_pb(self.retry.call(self.peer, lambda t: self.stub.GetRound(request, timeout=t)))
+        return messages.round_from_pb(self._call(lambda t: self.stub.GetRound(request, timeout=t)))
 
     def list_rounds(self, state: RoundState | None = None) -> list[tuple[Round, int]]:
         request = pb_coordinator.ListRoundsRequest(state=state.value if state else "")
-        response = self.retry.call(self.peer, lambda t: self.stub.ListRounds(request, timeout=t))
+        response = self._call(lambda t: self.stub.ListRounds(request, timeout=t))
         return [messages.round_from_pb(r) for r in response.rounds]
 
     def upload_chunks(self, chunks: Iterable[Chunk]) -> tuple[int, int]:
@@ -129,22 +193,18 @@ class CoordinatorClient(_Client):
         try:
             summary = self.stub.UploadChunks((messages.chunk_to_pb(c) for c in chunks), timeout=self.retry.timeout * 10)
         except grpc.RpcError as err:
-            raise from_rpc_error(err, peer=self.peer) from None
+            raise _typed_error(err, self.peer) from None
         return summary.chunks_stored, summary.chunks_already_stored
 
     def submission_status(self, round_id: str, member_id: str) -> SubmissionStatus:
         request = pb_coordinator.GetSubmissionRequest(round_id=round_id)
-        return messages.status_from_pb(
-            self.retry.call(self.peer, lambda t: self.stub.GetSubmission(request, timeout=t)), member_id
-        )
+        return messages.status_from_pb(self._call(lambda t: self.stub.GetSubmission(request, timeout=t)), member_id)
 
     def commit(self, commit: Commit, member_id: str) -> SubmissionStatus:
         request = messages.commit_to_pb(commit)
-        return messages.status_from_pb(
-            self.retry.call(self.peer, lambda t: self.stub.CommitSubmission(request, timeout=t)), member_id
-        )
+        return messages.status_from_pb(self._call(lambda t: self.stub.CommitSubmission(request, timeout=t)), member_id)
 
     def get_result(self, round_id: str) -> tuple[bytes, bytes]:
         request = pb_coordinator.GetResultRequest(round_id=round_id)
-        response = self.retry.call(self.peer, lambda t: self.stub.GetResult(request, timeout=t))
+        response = self._call(lambda t: self.stub.GetResult(request, timeout=t))
         return response.payload, response.signature

@@ -52,7 +52,6 @@ from alliance_psi.services.clients import (
     CustodianChain,
     CustodianClient,
 )
-from alliance_psi.services.pki import identity_from_pem
 from alliance_psi.storage import MemberRepository, create_schema, make_engine
 
 __all__ = ["JoinOutcome", "MemberNode", "Progress", "Submitted", "load_nonce_key"]
@@ -144,26 +143,20 @@ class MemberNode:
     @classmethod
     def from_config(cls, config: MemberConfig, *, progress: Progress = _no_progress) -> MemberNode:
         """Connect to the alliance as ``config`` says (reads the TLS files and keys now)."""
-        tls = config.tls.load()
         # The alliance knows this node by its certificate alone: a different member id here would
         # only surface later, as a result "for another member".
-        identity = identity_from_pem(tls.cert)
-        if identity.role is not Role.MEMBER or identity.name != config.member_id:
-            raise ConfigurationError(
-                f"member-id {config.member_id!r} does not match the certificate {config.tls.cert}, "
-                f"which names {identity.role} {identity.name!r}"
-            )
+        tls = config.tls.load(role=Role.MEMBER, name=config.member_id)
         engine = make_engine(config.database)
         create_schema(engine)
         try:
             coordinator_key = load_public_key(config.coordinator_public_key.read_bytes())
         except OSError as exc:
             raise ConfigurationError(f"coordinator key {config.coordinator_public_key}: {exc.strerror}") from None
-        chain = CustodianChain([CustodianClient(address, tls) for address in config.custodians], "")
+        chain = CustodianChain([CustodianClient(c.address, tls, name=c.name) for c in config.custodians], "")
         return cls(
             member_id=config.member_id,
             engine=engine,
-            coordinator=CoordinatorClient(config.coordinator, tls),
+            coordinator=CoordinatorClient(config.coordinator.address, tls, name=config.coordinator.name),
             custodians=chain,
             coordinator_key=coordinator_key,
             nonce_key=load_nonce_key(config.data_dir),

@@ -1,9 +1,27 @@
 """The alliance PKI: one CA issues every party's certificate, and the certificate is the identity.
 
 A certificate names its holder in one SAN URI, ``urn:alliance-psi:<role>:<name>`` (for example
-``urn:alliance-psi:member:bank-a``), and the hosts it serves as DNS/IP SANs. Servers read the
-identity from the verified peer certificate (``services.interceptors``), never from a request.
-The CA signs a CRL; servers refuse the serials it lists.
+``urn:alliance-psi:member:bank-a``). Servers read the identity from the verified peer certificate
+(``services.interceptors``), never from a request. The CA signs a CRL; servers refuse the serials
+it lists.
+
+Certificates are for clients only or for servers too:
+
+=============================  =======================  =========================================
+role                           extended key usage       DNS SANs
+=============================  =======================  =========================================
+member, admin                  clientAuth               none (``--host`` is refused)
+coordinator, custodian         serverAuth, clientAuth   ``<name>.<role>.alliance-psi.internal``,
+                                                        then any ``--host`` names and IPs
+=============================  =======================  =========================================
+
+The first DNS SAN of a server is its *identity name* (``identity_dns_name``). Alliance clients dial
+any address but check the server's certificate against that name (``services.tls``), so the TLS
+handshake itself refuses a server that is not the configured party. ``.internal`` is reserved by
+ICANN for private use and is never delegated in the public DNS; the name is never resolved, and no
+``--host`` may fall under ``alliance-psi.internal``, so only the identity puts a name there. A
+server's name is therefore one lowercase DNS label (``validate_server_name``): names that differ
+only in case would otherwise share one identity name.
 
 Keys are ECDSA P-256. Private keys are written with mode 0600 and never printed (their ``repr``
 hides them). This module imports no grpc: it is plain X.509 with ``cryptography``. The files
@@ -38,17 +56,23 @@ from alliance_psi.services.pki_files import (
 )
 
 __all__ = [
-    "CA_CERT_FILE", "CA_KEY_FILE", "CRL_FILE", "IDENTITY_URI_PREFIX", "CertificateAuthority", "IssuedCertificate",
-    "identity_from_pem", "init_ca", "issue", "load_ca", "load_crl_serials", "revoke", "serial_issued_by",
-    "serial_of", "spki_sha256", "validate_name", "write_ca", "write_crl", "write_issued",
+    "CA_CERT_FILE", "CA_KEY_FILE", "CRL_FILE", "IDENTITY_DNS_SUFFIX", "IDENTITY_URI_PREFIX", "SERVER_ROLES",
+    "CertificateAuthority", "IssuedCertificate", "identity_dns_name", "identity_from_pem", "init_ca", "issue",
+    "load_ca", "load_crl_serials", "revoke", "serial_issued_by", "serial_of", "spki_sha256", "validate_name",
+    "validate_server_name", "write_ca", "write_crl", "write_issued",
 ]  # fmt: skip
 
 IDENTITY_URI_PREFIX = "urn:alliance-psi:"
+IDENTITY_DNS_SUFFIX = "alliance-psi.internal"
+# The roles that serve: their certificates carry serverAuth and an identity name.
+SERVER_ROLES = frozenset({Role.COORDINATOR, Role.CUSTODIAN})
 
 _NAME_RULE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}"
 _NAME = re.compile(_NAME_RULE)
 _DNS_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DNS_NAME = re.compile(rf"(?=.{{1,253}}\Z){_DNS_LABEL}(\.{_DNS_LABEL})*")
+_SERVER_NAME_RULE = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_SERVER_NAME = re.compile(_SERVER_NAME_RULE)
 # Certificates start slightly in the past so a peer whose clock is a little behind accepts them.
 _CLOCK_SKEW = dt.timedelta(minutes=5)
 _CRL_VALIDITY = dt.timedelta(days=365)
@@ -82,6 +106,32 @@ def validate_name(name: str) -> str:
     return name
 
 
+def validate_server_name(role: Role, name: str) -> str:
+    """Return ``name`` if a coordinator or custodian may carry it, else raise ConfigurationError.
+
+    A server's name is part of its identity name, so it must be one lowercase DNS label.
+    """
+    if not isinstance(name, str) or _SERVER_NAME.fullmatch(name) is None:
+        raise ConfigurationError(
+            f"invalid {Role(role).value} name {name!r}: a server's name is also its TLS name, so it must match "
+            f"{_SERVER_NAME_RULE} (lowercase letters, digits and '-', not first or last, at most 63)"
+        )
+    return name
+
+
+def identity_dns_name(role: Role, name: str) -> str:
+    """The name a server's certificate carries for ``role``/``name`` and clients verify it by.
+
+    ``identity_dns_name(Role.CUSTODIAN, "custodian-1") == "custodian-1.custodian.alliance-psi.internal"``.
+
+    Raises:
+        ConfigurationError: ``role`` does not serve, or ``name`` is not a valid server name.
+    """
+    if role not in SERVER_ROLES:
+        raise ConfigurationError(f"role {Role(role).value} does not serve: only coordinators and custodians do")
+    return f"{validate_server_name(role, name)}.{Role(role).value}.{IDENTITY_DNS_SUFFIX}"
+
+
 def init_ca(alliance_name: str, *, valid_days: int = 3650) -> CertificateAuthority:
     """Create a fresh alliance CA (self-signed, may sign leaf certificates only: pathlen 0).
 
@@ -105,28 +155,39 @@ def issue(
     *,
     role: Role,
     name: str,
-    hosts: Sequence[str] = ("localhost", "127.0.0.1"),
+    hosts: Sequence[str] = (),
     valid_days: int = 365,
     not_before: dt.datetime | None = None,
 ) -> IssuedCertificate:
-    """Issue a certificate naming ``role``/``name`` (SAN URI) and serving ``hosts`` (DNS/IP SANs).
+    """Issue a certificate naming ``role``/``name`` (SAN URI).
 
-    The certificate is good for both server and client authentication, since custodians and the
-    coordinator are also clients of one another. ``not_before`` (default: now) and ``valid_days``
-    let a test make an expired certificate.
+    Coordinator and custodian certificates serve and are clients too (serverAuth and clientAuth):
+    they carry the identity name clients verify (``identity_dns_name``) and then ``hosts`` as
+    DNS/IP SANs, for tools other than alliance clients. Member and admin certificates are for
+    clients only (clientAuth): a server presenting one is refused by every client, and ``hosts``
+    must be empty. ``not_before`` (default: now) and ``valid_days`` let a test make an expired
+    certificate.
 
     Raises:
-        ConfigurationError: a bad name, role, host or validity.
+        ConfigurationError: a bad name, role, host or validity, or hosts for a client-only role.
     """
     if role not in _ROLES:
         raise ConfigurationError(f"unknown role {role!r}: must be one of {', '.join(sorted(_ROLES))}")
+    role = Role(role)
     validate_name(name)
+    sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(f"{IDENTITY_URI_PREFIX}{role.value}:{name}")]
+    if role in SERVER_ROLES:
+        sans += [x509.DNSName(identity_dns_name(role, name)), *(_host_name(host) for host in hosts)]
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    elif hosts:
+        raise ConfigurationError(
+            f"{role.value} certificates are for clients only: they serve no host, so give no hosts"
+        )
+    else:
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
     ca_cert, ca_key = _load_ca_objects(ca)
     key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(f"{IDENTITY_URI_PREFIX}{Role(role).value}:{name}")]
-    sans += [_host_name(host) for host in hosts]
     serial = x509.random_serial_number()
-    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     cert = (
         _builder(_common_name(name), ca_cert.subject, key, serial, _validity(not_before, valid_days), ca=False)
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
@@ -273,7 +334,10 @@ def _host_name(host: str) -> x509.GeneralName:
         pass
     if _DNS_NAME.fullmatch(host) is None:
         raise ConfigurationError(f"host {host!r} is neither an IP address nor a DNS name")
-    return x509.DNSName(host.lower())
+    host = host.lower()
+    if host == IDENTITY_DNS_SUFFIX or host.endswith("." + IDENTITY_DNS_SUFFIX):
+        raise ConfigurationError(f"host {host!r} is under {IDENTITY_DNS_SUFFIX}, which only identity names may use")
+    return x509.DNSName(host)
 
 
 def _parse_cert(pem: bytes, *, error: type[Exception]) -> x509.Certificate:

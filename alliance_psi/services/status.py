@@ -54,6 +54,7 @@ STATUS_OF: tuple[tuple[type[errors.AlliancePsiError], grpc.StatusCode], ...] = (
     (errors.ReportMismatch, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.InvalidSignature, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.ConfigurationError, grpc.StatusCode.INTERNAL),
+    (errors.HandshakeFailed, grpc.StatusCode.UNAVAILABLE),
     (errors.PeerUnavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.AuditLogBroken, grpc.StatusCode.DATA_LOSS),
     (errors.StorageError, grpc.StatusCode.INTERNAL),

@@ -6,8 +6,34 @@ certificate of the alliance CA, or with an expired one, never reaches a handler.
 checked after the handshake by ``services.interceptors.IdentityInterceptor`` (gRPC's Python API
 cannot load a CRL), with the serials from ``revoked_serials``.
 
-Channels verify the server's name against the certificate's DNS/IP SANs: ``pki.issue`` puts
-``localhost`` and ``127.0.0.1`` in by default, so dialing either works without a name override.
+Clients pin each server's role and name. ``secure_channel`` takes the identity the server must
+have (``Identity(name="custodian-1", role=Role.CUSTODIAN)``) and sets gRPC's
+``grpc.ssl_target_name_override`` to its identity name, ``custodian-1.custodian.alliance-psi.internal``
+(``pki.identity_dns_name``), which only that party's certificate carries. The handshake itself
+then refuses any other certificate of the CA: another custodian's, the coordinator's, a member's
+(no identity name, and no serverAuth usage either). Which address was dialed no longer matters,
+so ``127.0.0.1`` reaches a server whose certificate was issued for ``coord.example``.
+
+Why the TLS name, and not another check:
+
+- gRPC Python has no client-side callback to inspect the server's certificate, and a client call
+  has no auth context, so a check after the handshake is not available;
+- a second, separate handshake (Python ``ssl``) to look at the certificate is a different
+  connection: a server could answer it correctly and the real one falsely, and gRPC reconnects
+  on its own. It is only used to *explain* a failure (``services.tls_diagnosis``);
+- asking the server who it is over RPC proves nothing;
+- a CA per role would separate roles but not custodian-1 from custodian-2;
+- the name override is checked in the handshake of every connection and reconnection of the
+  channel, costs nothing, and fails closed. gRPC core's header says the option "should be used
+  for testing only", since it usually papers over a host-name mismatch; here it replaces the host
+  name with a stronger name to check, the identity, which the CA puts only in that party's
+  certificate (``pki.issue`` refuses any other name under ``alliance-psi.internal``).
+
+The name override also sets TLS SNI and the default ``:authority`` to the identity name; servers
+ignore both. A custodian's public commitment to its key share is not pinned: custodians publish
+none today; threshold custody (Pedersen VSS) adds commitments, and with them that pin.
+Whoever holds the CA can still mint a certificate under any name: pinning names stops mistakes
+and other parties, not the CA holder (enrolment lists pin members' keys for that).
 """
 
 from __future__ import annotations
@@ -18,7 +44,9 @@ from typing import Any
 import grpc
 
 from alliance_psi.config import TlsMaterial
-from alliance_psi.services.pki import load_crl_serials
+from alliance_psi.protocol.model import Identity
+from alliance_psi.services.cert_checks import check_server_certificate
+from alliance_psi.services.pki import identity_dns_name, load_crl_serials
 
 __all__ = [
     "CHANNEL_OPTIONS",
@@ -58,7 +86,12 @@ def server_credentials(material: TlsMaterial) -> grpc.ServerCredentials:
 
     The handshake fails (the client sees UNAVAILABLE) for no certificate, a certificate of another
     CA, or an expired one. Revoked certificates are refused by the identity interceptor.
+
+    Raises:
+        ConfigurationError: the server's own certificate would be refused by every client (one for
+            clients only, or without its identity name), so the server does not start.
     """
+    check_server_certificate(material.cert)
     return grpc.ssl_server_credentials(
         [(material.key, material.cert)],
         root_certificates=material.ca_cert,
@@ -75,15 +108,21 @@ def channel_credentials(material: TlsMaterial) -> grpc.ChannelCredentials:
     )
 
 
-def secure_channel(target: str, material: TlsMaterial, *, options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
-    """A mutual-TLS channel to ``target`` (``host:port``) with the alliance defaults.
+def secure_channel(
+    target: str, material: TlsMaterial, *, server: Identity, options: Sequence[tuple[str, Any]] = ()
+) -> grpc.Channel:
+    """A mutual-TLS channel to ``target`` (``host:port``) that accepts only ``server``'s certificate.
 
-    ``options`` override ``CHANNEL_OPTIONS`` key by key. The server's certificate must name
-    ``host`` (DNS or IP SAN); to dial an address the certificate does not name (a load balancer),
-    pass ``("grpc.ssl_target_name_override", "<name in the certificate>")`` explicitly.
+    The handshake refuses a server whose certificate the alliance CA did not issue, that lacks the
+    serverAuth usage, or that does not carry ``server``'s identity name (another party). ``options``
+    override ``CHANNEL_OPTIONS`` key by key, except the name override, which is always ``server``'s.
+
+    Raises:
+        ConfigurationError: ``server`` is not a coordinator or custodian with a valid server name.
     """
     merged = dict(CHANNEL_OPTIONS)
     merged.update(options)
+    merged["grpc.ssl_target_name_override"] = identity_dns_name(server.role, server.name)
     return grpc.secure_channel(target, channel_credentials(material), options=list(merged.items()))
 
 

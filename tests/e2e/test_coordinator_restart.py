@@ -85,7 +85,7 @@ def test_round_survives_a_coordinator_crash(tmp_path: Path, pki, coordinator_db:
             member_id=member,
             engine=engines[member],
             coordinator=CoordinatorClient(address, tls, retry),
-            custodians=CustodianChain([CustodianClient(custodian.address, tls, retry)], EPOCH),
+            custodians=CustodianChain([CustodianClient(custodian.address, tls, retry, name="custodian-1")], EPOCH),
             coordinator_key=public_key,
             nonce_key=secrets.token_bytes(32),
             workers=1,

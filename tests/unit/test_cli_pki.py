@@ -73,10 +73,14 @@ def test_issue_writes_a_certificate_with_the_identity_and_hosts(ca_dir: Path, tm
     assert (
         result.output
         == f"issued custodian cust-1 (serial {serial:#x}): {out / 'cust-1.pem'} and {out / 'cust-1.key'}\n"
+        "clients verify it as cust-1.custodian.alliance-psi.internal, whatever address they dial\n"
     )
     assert pki.identity_from_pem(cert_pem) == Identity(name="cust-1", role=Role.CUSTODIAN)
     san = x509.load_pem_x509_certificate(cert_pem).extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    assert san.value.get_values_for_type(x509.DNSName) == ["custodian.example"]
+    assert san.value.get_values_for_type(x509.DNSName) == [
+        "cust-1.custodian.alliance-psi.internal",
+        "custodian.example",
+    ]
     assert [str(ip) for ip in san.value.get_values_for_type(x509.IPAddress)] == ["10.1.2.3"]
 
 
@@ -112,10 +116,52 @@ def test_issue_rejects_a_bad_name(ca_dir: Path, tmp_path: Path, name: str) -> No
     assert list(tmp_path.iterdir()) == [ca_dir]
 
 
-def test_issue_rejects_a_bad_host(ca_dir: Path, tmp_path: Path) -> None:
-    result = issue(ca_dir, tmp_path / "out", "bank-a", "--host", "not a host")
+def test_issue_writes_a_client_only_member_certificate(ca_dir: Path, tmp_path: Path) -> None:
+    result = issue(ca_dir, tmp_path, "bank-a")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "for clients only: it cannot serve"
+
+
+@pytest.mark.parametrize(
+    ("role", "name", "host", "message"),
+    [
+        ("custodian", "cust-1", "not a host", "host 'not a host' is neither an IP address nor a DNS name"),
+        (
+            "coordinator",
+            "coordinator",
+            "custodian-1.custodian.alliance-psi.internal",
+            "host 'custodian-1.custodian.alliance-psi.internal' is under alliance-psi.internal, "
+            "which only identity names may use",
+        ),
+        (
+            "member",
+            "bank-a",
+            "bank.example",
+            "member certificates are for clients only: they serve no host, so give no hosts",
+        ),
+        (
+            "admin",
+            "operator",
+            "127.0.0.1",
+            "admin certificates are for clients only: they serve no host, so give no hosts",
+        ),
+        (
+            "custodian",
+            "Custodian_1",
+            "10.0.0.1",
+            "invalid custodian name 'Custodian_1': a server's name is also its TLS name, so it must match "
+            "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])? (lowercase letters, digits and '-', not first or last, at most 63)",
+        ),
+    ],
+    ids=["not-a-host", "identity-suffix", "member", "admin", "server-name"],
+)
+def test_issue_rejects_a_bad_host_or_server_name(
+    ca_dir: Path, tmp_path: Path, role: str, name: str, host: str, message: str
+) -> None:
+    result = run("issue", "--ca-dir", ca_dir, "--role", role, "--name", name, "--out", tmp_path / "out", "--host", host)
     assert result.exit_code == 1
-    assert result.output == "Error: host 'not a host' is neither an IP address nor a DNS name\n"
+    assert result.output == f"Error: {message}\n"
+    assert not (tmp_path / "out").exists()
 
 
 def test_issue_names_the_missing_ca_file(tmp_path: Path) -> None:

@@ -30,6 +30,11 @@ MEMBERS = ("bank-a", "bank-b", "bank-c")
 CATEGORIES = ("wool_party", "loan_intermediary", "proxy_rights_defense")
 
 
+def custodian_name(i: int) -> str:
+    """The name (and certificate) of the harness's custodian number ``i``, from 0: custodian-1, custodian-2."""
+    return f"custodian-{i + 1}"
+
+
 def sqlite_engine(path: Path) -> Engine:
     engine = make_engine(f"sqlite:///{path}")
     create_schema(engine)
@@ -97,7 +102,10 @@ class Alliance:
 
     def node(self, member: str, *, retry: RetryPolicy | None = None, display_name: str | None = None) -> MemberNode:
         tls = self.pki.material(member)  # type: ignore[attr-defined]
-        chain = CustodianChain([CustodianClient(a, tls, retry) for a in self.custodian_addresses], EPOCH)
+        chain = CustodianChain(
+            [CustodianClient(a, tls, retry, name=custodian_name(i)) for i, a in enumerate(self.custodian_addresses)],
+            EPOCH,
+        )
         return MemberNode(
             member_id=member,
             engine=self.member_engines[member],
@@ -149,11 +157,12 @@ def running_alliance(
     with contextlib.ExitStack() as stack:
         addresses = []
         for i in range(custodians):
+            name = custodian_name(i)
             share = KeyShare.generate(EPOCH)
-            ledger = SqlQuotaLedger(sqlite_engine(tmp / f"custodian-{i}.db"), "custodian-1")
-            custodian = CustodianRole("custodian-1", share, quota_per_member=quota, ledger=ledger)
+            ledger = SqlQuotaLedger(sqlite_engine(tmp / f"{name}.db"), name)
+            custodian = CustodianRole(name, share, quota_per_member=quota, ledger=ledger)
             port = stack.enter_context(
-                run_server([custodian_registration(custodian)], address="127.0.0.1:0", tls=pki.material("custodian-1"))
+                run_server([custodian_registration(custodian)], address="127.0.0.1:0", tls=pki.material(name))
             )  # type: ignore[attr-defined]
             addresses.append(f"127.0.0.1:{port}")
         port = stack.enter_context(

@@ -120,7 +120,7 @@ def test_quota_is_enforced_per_member(tmp_path: Path, pki) -> None:  # type: ign
             0,
             held,
         )
-        client = CustodianClient(alliance.custodian_addresses[0], pki.material("bank-b"))
+        client = CustodianClient(alliance.custodian_addresses[0], pki.material("bank-b"), name="custodian-1")
         elements = [blind(b"x%d" % i).blinded_element for i in range(31)]
         with pytest.raises(grpc.RpcError) as raw:
             client.stub.Evaluate(client_request(elements), timeout=10)
@@ -137,7 +137,7 @@ def client_request(elements, epoch: str = EPOCH):  # type: ignore[no-untyped-def
 
 def test_custodian_rejects_bad_elements_and_wrong_epoch(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
     with running_alliance(tmp_path, pki, custodians=1) as alliance:
-        client = CustodianClient(alliance.custodian_addresses[0], pki.material("bank-a"))
+        client = CustodianClient(alliance.custodian_addresses[0], pki.material("bank-a"), name="custodian-1")
         good = blind(b"x").blinded_element
         with pytest.raises(InvalidRequest, match="identity element"):
             client.evaluate(EPOCH, [good, bytes(32)])

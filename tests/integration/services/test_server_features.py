@@ -10,19 +10,22 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from alliance_psi.protocol.messages import pb_coordinator
+from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.services.tls import MAX_MESSAGE_BYTES, secure_channel
 from tests.integration.services.harness import running_alliance
 
 pytestmark = pytest.mark.timeout(120)
+COORDINATOR = Identity(name="coordinator", role=Role.COORDINATOR)
+CUSTODIAN_1 = Identity(name="custodian-1", role=Role.CUSTODIAN)
 
 
 def test_health_and_reflection_answer_authenticated_peers(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
     with running_alliance(tmp_path, pki, custodians=1) as alliance:
-        for address, service in (
-            (alliance.coordinator_address, "alliance_psi.v1.Coordinator"),
-            (alliance.custodian_addresses[0], "alliance_psi.v1.OprfEvaluator"),
+        for address, server, service in (
+            (alliance.coordinator_address, COORDINATOR, "alliance_psi.v1.Coordinator"),
+            (alliance.custodian_addresses[0], CUSTODIAN_1, "alliance_psi.v1.OprfEvaluator"),
         ):
-            with secure_channel(address, pki.material("bank-a")) as channel:
+            with secure_channel(address, pki.material("bank-a"), server=server) as channel:
                 health = health_pb2_grpc.HealthStub(channel)
                 reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
                 assert reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -41,7 +44,9 @@ def test_an_oversized_message_is_refused_before_any_handler(tmp_path: Path, pki)
         huge = pb_coordinator.SubmissionChunk(round_id=round_.round_id, chunk_index=0, items=[item] * 70)
         assert huge.ByteSize() > MAX_MESSAGE_BYTES
         options = [("grpc.max_send_message_length", 2 * MAX_MESSAGE_BYTES)]
-        with secure_channel(alliance.coordinator_address, pki.material("bank-a"), options=options) as channel:
+        with secure_channel(
+            alliance.coordinator_address, pki.material("bank-a"), server=COORDINATOR, options=options
+        ) as channel:
             stub = channel.stream_unary(
                 "/alliance_psi.v1.Coordinator/UploadChunks",
                 request_serializer=pb_coordinator.SubmissionChunk.SerializeToString,

@@ -24,7 +24,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from alliance_psi.config import TlsConfig, TlsMaterial
 from alliance_psi.errors import ConfigurationError, NotAuthenticated
@@ -51,6 +51,7 @@ POLICY = {
     **{f"/{SERVICE}/{admin_method(kind)}": frozenset({Role.ADMIN}) for kind in KINDS},
     # "/test.Echo/Unlisted" is served but deliberately absent from the policy.
 }
+COORDINATOR = Identity(name="coordinator", role=Role.COORDINATOR)
 REFUSED_BEFORE_HANDLER = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED}
 
 
@@ -135,9 +136,9 @@ def rpc_error(channel: grpc.Channel, method: str, kind: str = "unary_unary") -> 
 
 def test_member_is_identified_from_its_certificate(pki: AlliancePki) -> None:
     with run_echo_server(pki.material("coordinator")) as (port, calls):
-        with secure_channel(f"127.0.0.1:{port}", pki.material("bank-a")) as channel:
+        with secure_channel(f"127.0.0.1:{port}", pki.material("bank-a"), server=COORDINATOR) as channel:
             assert call(channel, "Who") == [b"member:bank-a"]
-        with secure_channel(f"localhost:{port}", pki.material("custodian-1")) as channel:
+        with secure_channel(f"localhost:{port}", pki.material("custodian-1"), server=COORDINATOR) as channel:
             assert call(channel, "Who") == [b"custodian:custodian-1"]
     assert calls["Who"] == 2
 
@@ -153,19 +154,19 @@ def test_member_is_identified_from_its_certificate(pki: AlliancePki) -> None:
 )
 def test_every_handler_kind_is_guarded(pki: AlliancePki, kind: str, admin_sees: list[bytes]) -> None:
     with run_echo_server(pki.material("coordinator")) as (port, calls):
-        with secure_channel(f"127.0.0.1:{port}", pki.material("bank-b")) as channel:
+        with secure_channel(f"127.0.0.1:{port}", pki.material("bank-b"), server=COORDINATOR) as channel:
             error = rpc_error(channel, admin_method(kind), kind)
         assert error.code() == grpc.StatusCode.PERMISSION_DENIED
         assert error.details() == f"role member may not call {admin_method(kind)}"
         assert calls[admin_method(kind)] == 0
-        with secure_channel(f"127.0.0.1:{port}", pki.material("admin")) as channel:
+        with secure_channel(f"127.0.0.1:{port}", pki.material("admin"), server=COORDINATOR) as channel:
             assert call(channel, admin_method(kind), kind) == admin_sees
         assert calls[admin_method(kind)] == 1
 
 
 def test_method_missing_from_the_policy_is_refused(pki: AlliancePki) -> None:
     with run_echo_server(pki.material("coordinator")) as (port, calls):
-        with secure_channel(f"127.0.0.1:{port}", pki.material("admin")) as channel:
+        with secure_channel(f"127.0.0.1:{port}", pki.material("admin"), server=COORDINATOR) as channel:
             error = rpc_error(channel, "Unlisted")
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     assert error.details() == "method Unlisted is not in the access policy"
@@ -174,7 +175,7 @@ def test_method_missing_from_the_policy_is_refused(pki: AlliancePki) -> None:
 
 def test_health_service_is_open_to_any_authenticated_peer(pki: AlliancePki) -> None:
     with run_echo_server(pki.material("coordinator")) as (port, calls):
-        with secure_channel(f"127.0.0.1:{port}", pki.material("bank-c")) as channel:
+        with secure_channel(f"127.0.0.1:{port}", pki.material("bank-c"), server=COORDINATOR) as channel:
             assert call(channel, "/grpc.health.v1.Health/Check") == [b"member:bank-c"]
     assert calls["Check"] == 1
 
@@ -183,9 +184,9 @@ def test_revoked_certificate_is_unauthenticated(pki: AlliancePki) -> None:
     pki.issue(Role.MEMBER, "bank-revoked")
     server = pki.material("coordinator", crl=pki.revoke("bank-revoked"))
     with run_echo_server(server) as (port, calls):
-        with secure_channel(f"127.0.0.1:{port}", pki.material("bank-revoked")) as channel:
+        with secure_channel(f"127.0.0.1:{port}", pki.material("bank-revoked"), server=COORDINATOR) as channel:
             error = rpc_error(channel, "Who")
-        with secure_channel(f"127.0.0.1:{port}", pki.material("bank-a")) as channel:
+        with secure_channel(f"127.0.0.1:{port}", pki.material("bank-a"), server=COORDINATOR) as channel:
             assert call(channel, "Who") == [b"member:bank-a"]
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     assert error.details() == "certificate revoked"
@@ -256,18 +257,34 @@ def test_pki_and_config_import_no_grpc(module: str) -> None:
 # The PKI itself ------------------------------------------------------------------------------
 
 
-def test_issued_certificate_carries_identity_hosts_and_usages(pki: AlliancePki) -> None:
-    issued = pki.issued["bank-a"]
-    assert pki_module.identity_from_pem(issued.cert_pem) == Identity(name="bank-a", role=Role.MEMBER)
+def _usages(cert: x509.Certificate) -> list[x509.ObjectIdentifier]:
+    return list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+
+
+@pytest.mark.parametrize(("role", "name"), [(Role.MEMBER, "bank-a"), (Role.ADMIN, "admin")])
+def test_member_and_admin_certificates_are_for_clients_only(pki: AlliancePki, role: Role, name: str) -> None:
+    issued = pki.issued[name]
+    assert pki_module.identity_from_pem(issued.cert_pem) == Identity(name=name, role=role)
     cert = x509.load_pem_x509_certificate(issued.cert_pem)
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert san.get_values_for_type(x509.UniformResourceIdentifier) == ["urn:alliance-psi:member:bank-a"]
-    assert san.get_values_for_type(x509.DNSName) == ["localhost"]
-    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
-    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "bank-a"
+    assert list(san) == [x509.UniformResourceIdentifier(f"urn:alliance-psi:{role.value}:{name}")]
+    assert _usages(cert) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == name
     assert cert.serial_number == issued.serial
     cert.verify_directly_issued_by(x509.load_pem_x509_certificate(pki.ca.cert_pem))
     assert "key_pem" not in repr(issued) and "PRIVATE" not in repr(pki.ca)
+
+
+@pytest.mark.parametrize(("role", "name"), [(Role.COORDINATOR, "coordinator"), (Role.CUSTODIAN, "custodian-1")])
+def test_server_certificates_serve_as_their_identity_name(pki: AlliancePki, role: Role, name: str) -> None:
+    cert = x509.load_pem_x509_certificate(pki.issued[name].cert_pem)
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert list(san) == [
+        x509.UniformResourceIdentifier(f"urn:alliance-psi:{role.value}:{name}"),
+        x509.DNSName(f"{name}.{role.value}.alliance-psi.internal"),
+    ]
+    assert pki_module.identity_dns_name(role, name) == f"{name}.{role.value}.alliance-psi.internal"
+    assert _usages(cert) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
 
 
 def test_ca_certificate_is_a_leaf_only_ca() -> None:
@@ -338,11 +355,41 @@ def test_unknown_role_is_refused(pki: AlliancePki) -> None:
 
 def test_longest_name_and_custom_hosts_are_accepted(pki: AlliancePki) -> None:
     issued = pki_module.issue(
-        pki.ca, role=Role.CUSTODIAN, name="c" * 63, hosts=["custodian.example", "10.0.0.7", "::1"]
+        pki.ca, role=Role.CUSTODIAN, name="c" * 63, hosts=["Custodian.Example", "10.0.0.7", "::1"]
     )
     assert pki_module.identity_from_pem(issued.cert_pem) == Identity(name="c" * 63, role=Role.CUSTODIAN)
+    san = x509.load_pem_x509_certificate(issued.cert_pem).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    assert san.value.get_values_for_type(x509.DNSName) == [
+        f"{'c' * 63}.custodian.alliance-psi.internal",
+        "custodian.example",
+    ]
+    assert [str(ip) for ip in san.value.get_values_for_type(x509.IPAddress)] == ["10.0.0.7", "::1"]
     with pytest.raises(ConfigurationError, match="host 'bad host' is neither an IP address nor a DNS name"):
         pki_module.issue(pki.ca, role=Role.CUSTODIAN, name="c", hosts=["bad host"])
+
+
+@pytest.mark.parametrize(
+    "host", ["alliance-psi.internal", "bank-b.member.alliance-psi.internal", "X.Custodian.Alliance-PSI.Internal"]
+)
+def test_no_host_may_take_an_identity_name(pki: AlliancePki, host: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        pki_module.issue(pki.ca, role=Role.CUSTODIAN, name="custodian-9", hosts=[host])
+    assert str(info.value) == f"host {host.lower()!r} is under alliance-psi.internal, which only identity names may use"
+
+
+@pytest.mark.parametrize("name", ["Custodian-1", "custodian_1", "custodian.1", "c-"])
+def test_a_server_name_must_be_one_lowercase_dns_label(pki: AlliancePki, name: str) -> None:
+    # Names differing only in case, or with dots, would share or split one identity name.
+    with pytest.raises(ConfigurationError) as info:
+        pki_module.issue(pki.ca, role=Role.CUSTODIAN, name=name)
+    assert str(info.value) == (
+        f"invalid custodian name {name!r}: a server's name is also its TLS name, so it must match "
+        "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])? (lowercase letters, digits and '-', not first or last, at most 63)"
+    )
+    # Client-only roles keep the wider rule: they have no identity name.
+    assert pki_module.identity_from_pem(pki_module.issue(pki.ca, role=Role.MEMBER, name=name).cert_pem).name == name
 
 
 def test_crl_lists_the_union_and_is_checked_against_the_ca(pki: AlliancePki) -> None:

@@ -1,0 +1,236 @@
+"""What a party checks about a certificate before relying on it, with the fix for each problem.
+
+Three moments, three functions:
+
+- ``check_own_certificate``: a party loading its own TLS files (``TlsConfig.load``) learns at once
+  that its key is not its certificate's, that the certificate is of another CA than its
+  ``ca.pem``, expired or not yet valid, or is another party's, instead of failing a handshake later;
+- ``check_server_certificate``: a server refuses to start with a certificate no client accepts
+  (one for clients only, or one without its identity name);
+- ``server_certificate_problem``: after a failed handshake, a client explains what is wrong with
+  the certificate the server presented (``services.tls_diagnosis``).
+
+None of these decides whom to trust: the TLS handshake does that (BoringSSL inside gRPC, against
+the alliance CA and the server's identity name, see ``services.tls``). These only turn its refusals
+and a party's own mistakes into sentences that name the cause and the fix.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from alliance_psi.config import DEFAULT_COORDINATOR_NAME, TlsMaterial
+from alliance_psi.errors import ConfigurationError, NotAuthenticated
+from alliance_psi.protocol.model import Identity, Role
+from alliance_psi.services.pki import SERVER_ROLES, _parse_cert, identity_dns_name, identity_from_pem
+
+__all__ = [
+    "MaterialLabels",
+    "check_own_certificate",
+    "check_server_certificate",
+    "party_label",
+    "server_certificate_problem",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class MaterialLabels:
+    """How messages name the three files of a party's TLS material (``TlsConfig`` gives the paths)."""
+
+    ca_cert: str = "the CA certificate"
+    cert: str = "the certificate"
+    key: str = "the key"
+
+
+def check_own_certificate(
+    material: TlsMaterial,
+    *,
+    role: Role | None = None,
+    name: str | None = None,
+    labels: MaterialLabels = MaterialLabels(),
+    now: dt.datetime | None = None,
+) -> Identity:
+    """Check a party's own certificate and key before any connection; return its identity.
+
+    ``role`` and ``name``, when given, are what the command needs (a member node needs its own
+    member certificate; ``custodian serve --name custodian-1`` needs custodian-1's).
+
+    Raises:
+        ConfigurationError: the first problem, naming the option, the file, the cause and the fix:
+            unparsable files; a key that is not the certificate's; a certificate the CA in
+            ``ca_cert`` did not issue; one expired or not yet valid; no alliance identity; another
+            role or name than the command needs.
+    """
+    ca_cert = _parse_cert(material.ca_cert, error=ConfigurationError)
+    cert = _parse_cert(material.cert, error=ConfigurationError)
+    try:
+        key = serialization.load_pem_private_key(material.key, password=None)
+    except (ValueError, TypeError):
+        raise ConfigurationError(f"TLS option 'key': {labels.key} is not an unencrypted PEM private key") from None
+    if _spki(key.public_key()) != _spki(cert.public_key()):
+        raise ConfigurationError(
+            f"TLS option 'key': {labels.key} is not the private key of {labels.cert} (their public keys differ): "
+            "give the .key file that alliance-psi pki issue wrote with that certificate"
+        )
+    if not _issued_by(cert, ca_cert):
+        raise ConfigurationError(
+            f"TLS option 'cert': {labels.cert} was not issued by the CA in {labels.ca_cert} "
+            f"(its issuer is {cert.issuer.rfc4514_string()!r}): give the alliance's ca.pem, "
+            "or a certificate its operator issued"
+        )
+    now = now or dt.datetime.now(dt.UTC)
+    if now < cert.not_valid_before_utc:
+        raise ConfigurationError(
+            f"TLS option 'cert': {labels.cert} is not valid before {_shown(cert.not_valid_before_utc)}: "
+            "check this machine's clock"
+        )
+    if now > cert.not_valid_after_utc:
+        raise ConfigurationError(
+            f"TLS option 'cert': {labels.cert} expired on {_shown(cert.not_valid_after_utc)}: "
+            "ask the alliance operator for a new one (alliance-psi pki issue)"
+        )
+    try:
+        identity = identity_from_pem(material.cert)
+    except NotAuthenticated as exc:
+        raise ConfigurationError(
+            f"TLS option 'cert': {labels.cert}: {exc}: use a certificate of alliance-psi pki issue"
+        ) from None
+    if (role is not None and identity.role is not role) or (name is not None and identity.name != name):
+        wanted_role = role or identity.role
+        needed = (
+            f"the certificate of {party_label(Identity(name=name, role=wanted_role))}"
+            if name is not None
+            else f"a {wanted_role.value} certificate"
+        )
+        raise ConfigurationError(
+            f"TLS option 'cert': {labels.cert} is the certificate of {party_label(identity)}; this command needs {needed}"
+        )
+    return identity
+
+
+def check_server_certificate(cert_pem: bytes) -> Identity:
+    """Check that a server may serve with ``cert_pem``: clients would refuse it otherwise.
+
+    Raises:
+        ConfigurationError: not a coordinator or custodian certificate, no serverAuth usage, or no
+            identity name (a certificate issued before identity names existed).
+    """
+    cert = _parse_cert(cert_pem, error=ConfigurationError)
+    try:
+        identity = identity_from_pem(cert_pem)
+    except NotAuthenticated as exc:
+        raise ConfigurationError(f"this server's certificate cannot serve: {exc}") from None
+    reissue = f"alliance-psi pki issue --role {identity.role.value} --name {identity.name} --force"
+    if identity.role not in SERVER_ROLES:
+        raise ConfigurationError(
+            f"this server's certificate is of {party_label(identity)}, which is for clients only: "
+            "serve with a coordinator or custodian certificate"
+        )
+    if not _serves(cert):
+        raise ConfigurationError(
+            f"this server's certificate ({party_label(identity)}) lacks the serverAuth usage, so every client would "
+            f"refuse it: reissue it with {reissue}"
+        )
+    expected = identity_dns_name(identity.role, identity.name)
+    if expected not in _dns_names(cert):
+        raise ConfigurationError(
+            f"this server's certificate ({party_label(identity)}) lacks its identity name {expected}, which clients "
+            f"verify (it was issued by an older alliance-psi): reissue it with {reissue}"
+        )
+    return identity
+
+
+def server_certificate_problem(
+    cert_pem: bytes, *, ca_cert_pem: bytes, expected: Identity, now: dt.datetime | None = None
+) -> str | None:
+    """Why a client expecting ``expected`` refuses the server certificate ``cert_pem``, or None.
+
+    The sentence starts with "it" (the server), names the cause and the fix. The identity of a
+    certificate that the alliance CA did not issue is never shown: anyone can write one.
+    """
+    try:
+        cert = _parse_cert(cert_pem, error=ConfigurationError)
+        ca_cert = _parse_cert(ca_cert_pem, error=ConfigurationError)
+    except ConfigurationError:
+        return "it presents no readable certificate: check the address"
+    if not _issued_by(cert, ca_cert):
+        return (
+            f"its certificate is not from the alliance CA in our ca.pem (its issuer is "
+            f"{cert.issuer.rfc4514_string()!r}): check the address, and that both sides use the alliance's ca.pem"
+        )
+    try:
+        identity = identity_from_pem(cert_pem)
+    except NotAuthenticated:
+        return "its certificate carries no alliance identity: check the address"
+    if identity != expected:
+        return (
+            f"it is {party_label(identity)}, not {party_label(expected)}: check the address configured for "
+            f"{party_label(expected)} (NAME@HOST:PORT)"
+        )
+    now = now or dt.datetime.now(dt.UTC)
+    if now < cert.not_valid_before_utc:
+        return f"its certificate is not valid before {_shown(cert.not_valid_before_utc)}: check both machines' clocks"
+    if now > cert.not_valid_after_utc:
+        return f"its certificate expired on {_shown(cert.not_valid_after_utc)}: its operator must have it reissued"
+    reissue = f"alliance-psi pki issue --role {identity.role.value} --name {identity.name} --force"
+    if not _serves(cert):
+        return f"its certificate is for clients only (no serverAuth usage): its operator must reissue it with {reissue}"
+    if expected.role in SERVER_ROLES and identity_dns_name(expected.role, expected.name) not in _dns_names(cert):
+        return (
+            f"its certificate lacks the identity name {identity_dns_name(expected.role, expected.name)}, which "
+            f"clients verify (it was issued by an older alliance-psi): its operator must reissue it with {reissue}"
+        )
+    return None
+
+
+def party_label(identity: Identity) -> str:
+    """``member bank-a``; the coordinator called ``coordinator`` is just ``the coordinator``."""
+    if identity.role is Role.COORDINATOR and identity.name == DEFAULT_COORDINATOR_NAME:
+        return "the coordinator"
+    return f"{identity.role.value} {identity.name}"
+
+
+# Helpers --------------------------------------------------------------------------------------
+
+
+def _spki(public_key: object) -> bytes:
+    encode = getattr(public_key, "public_bytes", None)
+    if encode is None:
+        return b""
+    der: bytes = encode(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return der
+
+
+def _issued_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _shown(moment: dt.datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def _serves(cert: x509.Certificate) -> bool:
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return True  # No extended key usage: any usage (RFC 5280 4.2.1.12).
+    return ExtendedKeyUsageOID.SERVER_AUTH in usages
+
+
+def _dns_names(cert: x509.Certificate) -> list[str]:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName
+        )
+    except x509.ExtensionNotFound:
+        return []
