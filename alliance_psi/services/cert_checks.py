@@ -106,7 +106,7 @@ def check_own_certificate(
         needed = (
             f"the certificate of {party_label(Identity(name=name, role=wanted_role))}"
             if name is not None
-            else f"a {wanted_role.value} certificate"
+            else f"{'an' if wanted_role is Role.ADMIN else 'a'} {wanted_role.value} certificate"
         )
         raise ConfigurationError(
             f"TLS option 'cert': {labels.cert} is the certificate of {party_label(identity)}; this command needs {needed}"
