@@ -35,7 +35,7 @@ from alliance_psi.services.cert_checks import party_label
 from alliance_psi.services.interceptors import REVOKED_REASON
 from alliance_psi.services.status import from_rpc_error
 from alliance_psi.services.tls import secure_channel
-from alliance_psi.services.tls_diagnosis import Diagnosis, diagnose
+from alliance_psi.services.tls_diagnosis import DIAGNOSIS_TIMEOUT, Diagnosis, diagnose
 
 __all__ = ["CoordinatorClient", "CustodianChain", "CustodianClient", "RetryPolicy"]
 
@@ -77,7 +77,8 @@ class RetryPolicy:
             cause = (last.details() or "") if last is not None else ""
             if explain is not None:
                 cause = f"its certificate checks out, yet the connection failed ({cause})"
-        raise PeerUnavailable(f"{peer} is unreachable after {self.attempts} attempts: {cause}")
+        attempts = f"{self.attempts} attempt" + ("s" if self.attempts > 1 else "")
+        raise PeerUnavailable(f"{peer} is unreachable after {attempts}: {cause}")
 
 
 def _typed_error(err: grpc.RpcError, peer: str) -> AlliancePsiError:
@@ -115,7 +116,8 @@ class _Client:
 
     def explain(self) -> Diagnosis | None:
         """What is wrong with the server at this client's address, if anything (after a failure)."""
-        return diagnose(self.target, server=self.server, tls=self._tls)
+        timeout = min(self.retry.timeout, DIAGNOSIS_TIMEOUT)
+        return diagnose(self.target, server=self.server, tls=self._tls, timeout=timeout)
 
     def close(self) -> None:
         self.channel.close()

@@ -25,7 +25,7 @@ from alliance_psi.protocol.model import Identity
 from alliance_psi.services.cert_checks import server_certificate_problem
 from alliance_psi.services.pki import identity_dns_name
 
-__all__ = ["Diagnosis", "diagnose", "split_address"]
+__all__ = ["DIAGNOSIS_TIMEOUT", "Diagnosis", "diagnose", "split_address"]
 
 DIAGNOSIS_TIMEOUT = 5.0
 
@@ -88,6 +88,12 @@ def diagnose(
     try:
         with context.wrap_socket(raw, server_hostname=identity_dns_name(server.role, server.name)) as conn:
             der = conn.getpeercert(binary_form=True)
+    except TimeoutError:
+        return Diagnosis(
+            f"no TLS answer within {timeout:g} s (timeout): check that the address is the {server.role.value}'s "
+            "port, and whether that server is overloaded",
+            lasting=False,
+        )
     except (ssl.SSLError, OSError) as exc:
         reason = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
         return Diagnosis(

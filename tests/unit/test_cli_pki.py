@@ -130,8 +130,10 @@ def test_issue_writes_a_client_only_member_certificate(ca_dir: Path, tmp_path: P
             "coordinator",
             "coordinator",
             "custodian-1.custodian.alliance-psi.internal",
-            "host 'custodian-1.custodian.alliance-psi.internal' is under alliance-psi.internal, "
-            "which only identity names may use",
+            (
+                "host 'custodian-1.custodian.alliance-psi.internal' is under alliance-psi.internal, "
+                "which only identity names may use"
+            ),
         ),
         (
             "member",
@@ -149,8 +151,10 @@ def test_issue_writes_a_client_only_member_certificate(ca_dir: Path, tmp_path: P
             "custodian",
             "Custodian_1",
             "10.0.0.1",
-            "invalid custodian name 'Custodian_1': a server's name is also its TLS name, so it must match "
-            "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])? (lowercase letters, digits and '-', not first or last, at most 63)",
+            (
+                "invalid custodian name 'Custodian_1': a server's name is also its TLS name, so it must match "
+                "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])? (lowercase letters, digits and '-', not first or last, at most 63)"
+            ),
         ),
     ],
     ids=["not-a-host", "identity-suffix", "member", "admin", "server-name"],
