@@ -2,7 +2,8 @@
 
 ``impostor_server`` serves the real coordinator or custodian service over TLS with any certificate
 and key, without ``run_server``'s own checks (an impostor does not run them), and counts the calls
-that reach it. ``forge_certificate`` signs what an old, buggy or hostile issuer could sign.
+that reach it. ``refusal`` has bank-a's client call one and returns why it refused.
+``forge_certificate`` signs what an old, buggy or hostile issuer could sign.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,13 +26,17 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from alliance_psi.config import TlsMaterial
 from alliance_psi.crypto.key_shares import KeyShare
 from alliance_psi.crypto.signing import SigningKey
+from alliance_psi.errors import HandshakeFailed
 from alliance_psi.identifiers import IdentifierType
 from alliance_psi.protocol.coordinator import CoordinatorRole
 from alliance_psi.protocol.custodian import CustodianRole
+from alliance_psi.protocol.model import Role
+from alliance_psi.services.clients import CoordinatorClient, CustodianClient, RetryPolicy
 from alliance_psi.services.coordinator import coordinator_registration, sql_unit_of_work
 from alliance_psi.services.custodian import SqlQuotaLedger, custodian_registration
 from alliance_psi.services.pki import CertificateAuthority, IssuedCertificate
 from alliance_psi.services.server import Registration
+from tests.integration.services.conftest import AlliancePki
 from tests.integration.services.harness import EPOCH, sqlite_engine
 
 SERVER_USAGES = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
@@ -87,6 +93,28 @@ def impostor_server(service: Registration, cert: IssuedCertificate, ca_cert: byt
         yield impostor
     finally:
         server.stop(0)
+
+
+def refusal(tmp: Path, pki: AlliancePki, cert: IssuedCertificate, *, serving: Role) -> tuple[str, str]:
+    """bank-a's client of custodian-1 (or of the coordinator) calls an impostor serving with ``cert``.
+
+    Returns the impostor's address and the message of the ``HandshakeFailed`` the client raised;
+    fails the test if the call got through or any call reached the impostor.
+    """
+    custodian = serving is Role.CUSTODIAN
+    service = custodian_service(tmp) if custodian else coordinator_service(tmp)
+    retry = RetryPolicy(attempts=1, timeout=10)
+    with impostor_server(service, cert, pki.ca.cert_pem) as impostor:
+        if custodian:
+            with CustodianClient(impostor.address, pki.material("bank-a"), retry, name="custodian-1") as client:
+                with pytest.raises(HandshakeFailed) as refused:
+                    client.epoch()
+        else:
+            with CoordinatorClient(impostor.address, pki.material("bank-a"), retry) as coordinator:
+                with pytest.raises(HandshakeFailed) as refused:
+                    coordinator.get_round("r-1")
+    assert impostor.calls == 0
+    return impostor.address, str(refused.value)
 
 
 def forge_certificate(

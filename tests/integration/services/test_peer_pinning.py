@@ -24,8 +24,8 @@ from tests.integration.services.impostors import (
     coordinator_service,
     custodian_service,
     forge_certificate,
-    impostor_server,
     material,
+    refusal,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -34,27 +34,19 @@ CUSTODIAN_1_NAME = "custodian-1.custodian.alliance-psi.internal"
 
 
 def test_a_custodian_serving_another_members_certificate_is_refused(tmp_path: Path, pki: AlliancePki) -> None:
-    with impostor_server(custodian_service(tmp_path), pki.issued["bank-b"], pki.ca.cert_pem) as impostor:
-        client = CustodianClient(impostor.address, pki.material("bank-a"), ONE_TRY, name="custodian-1")
-        with client, pytest.raises(HandshakeFailed) as refused:
-            client.evaluate("epoch-test", [])
-    assert str(refused.value) == (
-        f"cannot trust custodian custodian-1 at {impostor.address}: it is member bank-b, not custodian "
+    address, message = refusal(tmp_path, pki, pki.issued["bank-b"], serving=Role.CUSTODIAN)
+    assert message == (
+        f"cannot trust custodian custodian-1 at {address}: it is member bank-b, not custodian "
         "custodian-1: check the address configured for custodian custodian-1 (NAME@HOST:PORT)"
     )
-    assert impostor.calls == 0
 
 
 def test_a_coordinator_serving_a_custodians_certificate_is_refused(tmp_path: Path, pki: AlliancePki) -> None:
-    with impostor_server(coordinator_service(tmp_path), pki.issued["custodian-1"], pki.ca.cert_pem) as impostor:
-        with CoordinatorClient(impostor.address, pki.material("bank-a"), ONE_TRY) as client:
-            with pytest.raises(HandshakeFailed) as refused:
-                client.get_round("r-1")
-    assert str(refused.value) == (
-        f"cannot trust the coordinator at {impostor.address}: it is custodian custodian-1, not the coordinator: "
+    address, message = refusal(tmp_path, pki, pki.issued["custodian-1"], serving=Role.COORDINATOR)
+    assert message == (
+        f"cannot trust the coordinator at {address}: it is custodian custodian-1, not the coordinator: "
         "check the address configured for the coordinator (NAME@HOST:PORT)"
     )
-    assert impostor.calls == 0
 
 
 def test_custodian_2_is_refused_where_custodian_1_was_configured(tmp_path: Path, pki: AlliancePki) -> None:
@@ -79,16 +71,12 @@ def test_a_client_only_certificate_with_the_right_name_is_refused(tmp_path: Path
         dns_names=[CUSTODIAN_1_NAME],
         usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
     )
-    with impostor_server(custodian_service(tmp_path), client_only, pki.ca.cert_pem) as impostor:
-        with CustodianClient(impostor.address, pki.material("bank-a"), ONE_TRY, name="custodian-1") as client:
-            with pytest.raises(HandshakeFailed) as refused:
-                client.epoch()
-    assert str(refused.value) == (
-        f"cannot trust custodian custodian-1 at {impostor.address}: its certificate is for clients only (no "
+    address, message = refusal(tmp_path, pki, client_only, serving=Role.CUSTODIAN)
+    assert message == (
+        f"cannot trust custodian custodian-1 at {address}: its certificate is for clients only (no "
         "serverAuth usage): its operator must reissue it with alliance-psi pki issue --role custodian "
         "--name custodian-1 --force"
     )
-    assert impostor.calls == 0
 
 
 def test_a_server_certificate_issued_before_identity_names_is_refused(tmp_path: Path, pki: AlliancePki) -> None:
@@ -96,16 +84,12 @@ def test_a_server_certificate_issued_before_identity_names_is_refused(tmp_path: 
     old = forge_certificate(
         pki.ca, uri="urn:alliance-psi:custodian:custodian-1", dns_names=["localhost"], ips=["127.0.0.1"]
     )
-    with impostor_server(custodian_service(tmp_path), old, pki.ca.cert_pem) as impostor:
-        with CustodianClient(impostor.address, pki.material("bank-a"), ONE_TRY, name="custodian-1") as client:
-            with pytest.raises(HandshakeFailed) as refused:
-                client.epoch()
-    assert str(refused.value) == (
-        f"cannot trust custodian custodian-1 at {impostor.address}: its certificate lacks the identity name "
+    address, message = refusal(tmp_path, pki, old, serving=Role.CUSTODIAN)
+    assert message == (
+        f"cannot trust custodian custodian-1 at {address}: its certificate lacks the identity name "
         f"{CUSTODIAN_1_NAME}, which clients verify (it was issued by an older alliance-psi): its operator must "
         "reissue it with alliance-psi pki issue --role custodian --name custodian-1 --force"
     )
-    assert impostor.calls == 0
 
 
 @pytest.mark.parametrize(
