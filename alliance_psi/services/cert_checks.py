@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from alliance_psi.config import DEFAULT_COORDINATOR_NAME, TlsMaterial
@@ -67,8 +68,8 @@ def check_own_certificate(
             ``ca_cert`` did not issue; one expired or not yet valid; no alliance identity; another
             role or name than the command needs.
     """
-    ca_cert = _parse_cert(material.ca_cert, error=ConfigurationError)
-    cert = _parse_cert(material.cert, error=ConfigurationError)
+    ca_cert = _own_cert(material.ca_cert, "ca_cert", labels.ca_cert)
+    cert = _own_cert(material.cert, "cert", labels.cert)
     try:
         key = serialization.load_pem_private_key(material.key, password=None)
     except (ValueError, TypeError):
@@ -199,12 +200,15 @@ def party_label(identity: Identity) -> str:
 # Helpers --------------------------------------------------------------------------------------
 
 
-def _spki(public_key: object) -> bytes:
-    encode = getattr(public_key, "public_bytes", None)
-    if encode is None:
-        return b""
-    der: bytes = encode(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return der
+def _own_cert(pem: bytes, option: str, label: str) -> x509.Certificate:
+    try:
+        return _parse_cert(pem, error=ConfigurationError)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"TLS option {option!r}: {label} is {exc}") from None
+
+
+def _spki(public_key: PublicKeyTypes) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _issued_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:

@@ -67,6 +67,22 @@ def test_a_key_that_is_not_the_certificates_is_refused_at_load(files: Path, pki:
     )
 
 
+@pytest.mark.parametrize(
+    ("spoiled", "message"),
+    [
+        ("ca.pem", "TLS option 'ca_cert': {path} is not a PEM X.509 certificate"),
+        ("bank-a.pem", "TLS option 'cert': {path} is not a PEM X.509 certificate"),
+        ("bank-a.key", "TLS option 'key': {path} is not an unencrypted PEM private key"),
+    ],
+)
+def test_a_file_that_is_not_what_its_option_needs_is_named(
+    files: Path, pki: AlliancePki, spoiled: str, message: str
+) -> None:
+    config = write(files, "bank-a", pki.issued["bank-a"])
+    (files / spoiled).write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    assert load_error(config) == message.format(path=files / spoiled)
+
+
 def test_a_certificate_of_another_ca_is_refused_at_load(files: Path) -> None:
     foreign = pki_module.issue(pki_module.init_ca("Other"), role=Role.MEMBER, name="bank-a")
     assert load_error(write(files, "bank-a", foreign)) == (
