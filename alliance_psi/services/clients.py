@@ -76,7 +76,10 @@ class RetryPolicy:
         else:
             cause = (last.details() or "") if last is not None else ""
             if explain is not None:
-                cause = f"its certificate checks out, yet the connection failed ({cause})"
+                cause = (
+                    "its certificate checks out, yet the connection failed: it may refuse ours (it must trust the "
+                    f"alliance's ca.pem) or be restarting; gRPC said: {cause}"
+                )
         attempts = f"{self.attempts} attempt" + ("s" if self.attempts > 1 else "")
         raise PeerUnavailable(f"{peer} is unreachable after {attempts}: {cause}")
 

@@ -24,7 +24,13 @@ from alliance_psi.services import pki as pki_module
 from alliance_psi.services.clients import CoordinatorClient, CustodianClient, RetryPolicy
 from alliance_psi.services.server import run_server
 from tests.integration.services.conftest import AlliancePki
-from tests.integration.services.impostors import coordinator_service, material, refusal
+from tests.integration.services.impostors import (
+    coordinator_service,
+    custodian_service,
+    impostor_server,
+    material,
+    refusal,
+)
 
 pytestmark = pytest.mark.timeout(120)
 ONE_TRY = RetryPolicy(attempts=1, timeout=10)
@@ -167,6 +173,22 @@ def test_an_expired_server_certificate_is_named(tmp_path: Path, pki: AlliancePki
         f"cannot trust the coordinator at {address}: its certificate expired on "
         f"{shown(LONG_AGO + dt.timedelta(days=1))}: its operator must have it reissued"
     )
+
+
+def test_a_server_that_refuses_our_certificate_is_told_from_a_bad_one(tmp_path: Path, pki: AlliancePki) -> None:
+    # custodian-1's own certificate, but it trusts another CA, so it refuses every member of ours.
+    other_ca = pki_module.init_ca("Other").cert_pem
+    with impostor_server(custodian_service(tmp_path), pki.issued["custodian-1"], other_ca) as server:
+        with CustodianClient(server.address, pki.material("bank-a"), ONE_TRY, name="custodian-1") as client:
+            with pytest.raises(PeerUnavailable) as refused:
+                client.epoch()
+    assert type(refused.value) is PeerUnavailable
+    said, _, grpc_said = str(refused.value).partition("; gRPC said: ")
+    assert said == (
+        f"custodian custodian-1 at {server.address} is unreachable after 1 attempt: its certificate checks out, "
+        "yet the connection failed: it may refuse ours (it must trust the alliance's ca.pem) or be restarting"
+    )
+    assert grpc_said  # gRPC's own words follow, whatever this version of gRPC says.
 
 
 def test_our_revoked_certificate_is_named_with_the_fix(tmp_path: Path, pki: AlliancePki) -> None:
