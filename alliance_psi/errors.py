@@ -16,6 +16,7 @@ Our exception hierarchy::
     ├── RequestError            a request a peer sent that cannot be served (crosses the network)
     │   ├── InvalidRequest      a malformed or out-of-range field          → INVALID_ARGUMENT
     │   ├── NotAuthenticated    no, foreign, revoked or unparsable cert    → UNAUTHENTICATED
+    │   │   └── CertificateRevoked  the alliance CRL lists the caller's certificate → UNAUTHENTICATED
     │   ├── NotAuthorized       authenticated, but not allowed to do this  → PERMISSION_DENIED
     │   ├── NotFound            no such round, result or submission        → NOT_FOUND
     │   ├── QuotaExceeded       the member's evaluation quota is spent     → RESOURCE_EXHAUSTED
@@ -40,6 +41,7 @@ from __future__ import annotations
 __all__ = [
     "AlliancePsiError",
     "AuditLogBroken",
+    "CertificateRevoked",
     "ConfigurationError",
     "Conflict",
     "CryptoError",
@@ -179,6 +181,10 @@ class InvalidRequest(RequestError, ValueError):
 
 class NotAuthenticated(RequestError):
     """The peer presented no usable certificate of the alliance CA (or a revoked one)."""
+
+
+class CertificateRevoked(NotAuthenticated):
+    """The alliance CA revoked the peer's certificate (its CRL lists the serial)."""
 
 
 class NotAuthorized(RequestError):

@@ -20,11 +20,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Self, TypeVar
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from alliance_psi.config import DEFAULT_COORDINATOR_NAME, TlsMaterial
-from alliance_psi.errors import AlliancePsiError, HandshakeFailed, NotAuthenticated, PeerUnavailable
+from alliance_psi.errors import AlliancePsiError, CertificateRevoked, HandshakeFailed, PeerUnavailable
 from alliance_psi.protocol import messages
 from alliance_psi.protocol._pb import coordinator_pb2_grpc, custodian_pb2_grpc
 from alliance_psi.protocol.coordinator import Chunk, Commit, RoundSpec
@@ -32,7 +30,6 @@ from alliance_psi.protocol.custodian import EpochStatus
 from alliance_psi.protocol.messages import pb_coordinator, pb_custodian
 from alliance_psi.protocol.model import Identity, Role, Round, RoundState, SubmissionStatus
 from alliance_psi.services.cert_checks import party_label
-from alliance_psi.services.interceptors import REVOKED_REASON
 from alliance_psi.services.status import from_rpc_error
 from alliance_psi.services.tls import secure_channel
 from alliance_psi.services.tls_diagnosis import DIAGNOSIS_TIMEOUT, Diagnosis, diagnose
@@ -86,24 +83,13 @@ class RetryPolicy:
 
 def _typed_error(err: grpc.RpcError, peer: str) -> AlliancePsiError:
     """The typed error of a non-transient status; a revoked certificate of ours says what to do."""
-    if err.code() is grpc.StatusCode.UNAUTHENTICATED and _reason(err) == REVOKED_REASON:
-        return NotAuthenticated(
+    typed = from_rpc_error(err, peer=peer)
+    if isinstance(typed, CertificateRevoked):
+        return CertificateRevoked(
             f"{peer} refused our certificate: the alliance CA revoked it; "
             "ask the alliance operator for a new certificate (alliance-psi pki issue)"
         )
-    return from_rpc_error(err, peer=peer)
-
-
-def _reason(err: grpc.RpcError) -> str:
-    """The ``google.rpc.ErrorInfo`` reason a server attached to a status, or ``""``."""
-    status = rpc_status.from_call(err) if isinstance(err, grpc.Call) else None
-    if status is None:
-        return ""
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info.reason
-    return ""
+    return typed
 
 
 class _Client:

@@ -24,23 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
-from alliance_psi.errors import ConfigurationError, NotAuthenticated, NotAuthorized
+from alliance_psi.errors import CertificateRevoked, ConfigurationError, NotAuthenticated, NotAuthorized
 from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.services.pki import identity_from_pem, serial_of, spki_sha256
+from alliance_psi.services.status import abort
 
-__all__ = [
-    "OPEN_SERVICE_PREFIXES",
-    "REVOKED_REASON",
-    "IdentityInterceptor",
-    "Peer",
-    "PeerCheck",
-    "identity_of",
-    "peer_of",
-]
+__all__ = ["OPEN_SERVICE_PREFIXES", "IdentityInterceptor", "Peer", "PeerCheck", "identity_of", "peer_of"]
 
 # Services any authenticated peer may call, whatever the policy says.
 OPEN_SERVICE_PREFIXES = (
@@ -49,8 +39,6 @@ OPEN_SERVICE_PREFIXES = (
     "/grpc.reflection.v1.ServerReflection/",
 )
 _FULL_METHOD = re.compile(r"/[A-Za-z_][A-Za-z0-9_.]*/[A-Za-z_][A-Za-z0-9_]*")
-# The google.rpc.ErrorInfo reason of a refusal for revocation, so clients need not match the text.
-REVOKED_REASON = "CERTIFICATE_REVOKED"
 _PEER_CERT_KEY = "x509_pem_cert"
 _CACHED_PEERS = 1024
 
@@ -154,7 +142,7 @@ class IdentityInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         except NotAuthenticated as exc:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         if peer.serial in self._revoked:
-            _abort_revoked(context)
+            abort(context, CertificateRevoked("certificate revoked"))  # Typed, so the client can say what to do.
         if method.startswith(OPEN_SERVICE_PREFIXES):
             return
         short_name = method.rsplit("/", 1)[-1]
@@ -172,14 +160,6 @@ class IdentityInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
             except NotAuthorized as exc:
                 context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
-
-
-def _abort_revoked(context: grpc.ServicerContext) -> None:
-    """UNAUTHENTICATED "certificate revoked", with ``REVOKED_REASON`` as an ErrorInfo detail."""
-    info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason=REVOKED_REASON, domain="alliance-psi"))
-    status = status_pb2.Status(code=code_pb2.UNAUTHENTICATED, message="certificate revoked", details=[info])
-    context.abort_with_status(rpc_status.to_status(status))
 
 
 def _checked_roles(method: str, roles: frozenset[Role]) -> frozenset[Role]:

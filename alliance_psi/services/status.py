@@ -37,6 +37,7 @@ _MEMBER_SUBJECT = "member:"
 # Most specific classes first: the first isinstance match wins.
 STATUS_OF: tuple[tuple[type[errors.AlliancePsiError], grpc.StatusCode], ...] = (
     (errors.InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.CertificateRevoked, grpc.StatusCode.UNAUTHENTICATED),
     (errors.NotAuthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (errors.NotAuthorized, grpc.StatusCode.PERMISSION_DENIED),
     (errors.NotFound, grpc.StatusCode.NOT_FOUND),

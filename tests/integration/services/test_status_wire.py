@@ -14,6 +14,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from alliance_psi import errors
+from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.services.status import DOMAIN, abort, from_rpc_error
 from alliance_psi.services.tls import secure_channel, server_credentials
 
@@ -41,7 +42,7 @@ def failing_server(pki, fail: Callable[[grpc.ServicerContext], None]) -> Iterato
 
 
 def call(pki, address: str) -> errors.AlliancePsiError:  # type: ignore[no-untyped-def]
-    with secure_channel(address, pki.material("bank-a")) as channel:
+    with secure_channel(address, pki.material("bank-a"), server=Identity("coordinator", Role.COORDINATOR)) as channel:
         with pytest.raises(grpc.RpcError) as raised:
             channel.unary_unary(_METHOD)(b"", timeout=10)
     return from_rpc_error(raised.value, peer="coordinator at test")
@@ -55,6 +56,7 @@ def raising(exc: BaseException) -> Callable[[grpc.ServicerContext], None]:
     "exc",
     [
         errors.InvalidRequest("bad field"),
+        errors.CertificateRevoked("certificate revoked"),
         errors.NotAuthorized("no"),
         errors.NotFound("no such round"),
         errors.RoundClosed("round r1 is closed"),

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from alliance_psi.cli.main import main
 from alliance_psi.config import TlsConfig
-from alliance_psi.errors import ConfigurationError, NotAuthenticated, PeerUnavailable
+from alliance_psi.errors import CertificateRevoked, ConfigurationError, PeerUnavailable
 from alliance_psi.protocol.model import Role
 from alliance_psi.services import pki as pki_module
 from alliance_psi.services.clients import CoordinatorClient, CustodianClient, RetryPolicy
@@ -197,7 +197,7 @@ def test_our_revoked_certificate_is_named_with_the_fix(tmp_path: Path, pki: Alli
     server = material(pki.ca, pki.issued["coordinator"], crl=crl)
     with run_server([coordinator_service(tmp_path)], address="127.0.0.1:0", tls=server) as port:
         with CoordinatorClient(f"127.0.0.1:{port}", material(pki.ca, revoked), ONE_TRY) as client:
-            with pytest.raises(NotAuthenticated) as refused:
+            with pytest.raises(CertificateRevoked) as refused:
                 client.get_round("r-1")
     assert str(refused.value) == (
         f"the coordinator at 127.0.0.1:{port} refused our certificate: the alliance CA revoked it; "
