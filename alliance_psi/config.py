@@ -10,13 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from alliance_psi.defaults import BATCH_SIZE, CHUNK_SIZE, QUOTA_PER_MEMBER, TICK_SECONDS
 from alliance_psi.errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from alliance_psi.protocol.model import Identity, Role
 
 __all__ = [
     "DEFAULT_COORDINATOR_NAME",
@@ -61,10 +57,10 @@ class TlsConfig:
                                         # A member node: trusts only the alliance CA, proves it is bank-a.
         TlsConfig(ca_cert=…, cert=…, key=…, crl=Path("pki/crl.pem"))
                                         # A server that also refuses the certificates the CRL lists.
-        TlsConfig(…).load()             # -> TlsMaterial with the bytes, checked; raises ConfigurationError
-                                        #    naming the option, the file, the cause and the fix.
-        TlsConfig(…).load(role=Role.CUSTODIAN, name="custodian-1")
-                                        # Also refuses another party's certificate.
+        TlsConfig(…).load()             # -> TlsMaterial with the bytes; raises ConfigurationError
+                                        #    naming the option and the file that is missing or unreadable.
+        load_tls(TlsConfig(…), role=Role.CUSTODIAN, name="custodian-1")
+                                        # services.cert_checks: read and check (key, CA, validity, identity).
 
     ``cert`` and ``key`` are written by ``alliance-psi pki issue``; ``ca.pem`` and ``crl.pem`` by
     ``alliance-psi pki init-ca`` and ``alliance-psi pki revoke``.
@@ -75,29 +71,21 @@ class TlsConfig:
     key: Path
     crl: Path | None = None
 
-    def load(self, *, role: Role | None = None, name: str | None = None) -> TlsMaterial:
-        """Read every file now and check them, so a mistake fails at start-up, not at a handshake.
+    def load(self) -> TlsMaterial:
+        """Read every file now, so a bad path fails at start-up rather than at the first handshake.
 
-        ``role`` and ``name`` are the identity the command needs (``None``: any).
+        Commands use ``services.cert_checks.load_tls``, which also checks what the files hold.
 
         Raises:
-            ConfigurationError: naming the option (``ca_cert``, ``cert``, ``key``, ``crl``), the
-                path, the cause and the fix: a file missing, unreadable or not PEM; a key that
-                is not the certificate's; a certificate the CA in ``ca_cert`` did not issue,
-                expired or not yet valid; another role or name than ``role`` and ``name``.
+            ConfigurationError: a file is missing, unreadable or not PEM; the message names the
+                option (``ca_cert``, ``cert``, ``key``, ``crl``) and the path.
         """
-        # The checks parse X.509 (cryptography), which commands that never load TLS need not import.
-        from alliance_psi.services.cert_checks import MaterialLabels, check_own_certificate
-
-        material = TlsMaterial(
+        return TlsMaterial(
             ca_cert=_read_pem("ca_cert", self.ca_cert),
             cert=_read_pem("cert", self.cert),
             key=_read_pem("key", self.key),
             crl=_read_pem("crl", self.crl) if self.crl is not None else None,
         )
-        labels = MaterialLabels(ca_cert=str(self.ca_cert), cert=str(self.cert), key=str(self.key))
-        check_own_certificate(material, role=role, name=name, labels=labels)
-        return material
 
 
 def _read_pem(option: str, path: Path) -> bytes:
@@ -130,12 +118,6 @@ class PeerEndpoint:
 
     name: str
     address: str
-
-    def identity(self, role: Role) -> Identity:
-        """The identity the server's certificate must carry when it serves as ``role``."""
-        from alliance_psi.protocol.model import Identity
-
-        return Identity(name=self.name, role=role)
 
 
 # Roles ----------------------------------------------------------------------------------------

@@ -58,11 +58,13 @@ class LocalAlliance:
         from alliance_psi.config import TlsConfig
         from alliance_psi.protocol.coordinator import RoundSpec
         from alliance_psi.protocol.model import Role
+        from alliance_psi.services.cert_checks import load_tls
         from alliance_psi.services.clients import CoordinatorClient
 
-        tls = TlsConfig(
+        config = TlsConfig(
             ca_cert=self.pki_dir / "ca.pem", cert=self.pki_dir / "operator.pem", key=self.pki_dir / "operator.key"
-        ).load(role=Role.ADMIN)
+        )
+        tls = load_tls(config, role=Role.ADMIN)
         spec = RoundSpec(
             name=name,
             threshold=threshold,

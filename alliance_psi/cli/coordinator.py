@@ -98,12 +98,13 @@ def _serve(config: CoordinatorConfig) -> None:
     from alliance_psi.identifiers import IdentifierType
     from alliance_psi.protocol.coordinator import CoordinatorRole
     from alliance_psi.protocol.model import Role
+    from alliance_psi.services.cert_checks import load_tls
     from alliance_psi.services.coordinator import Ticker, coordinator_registration, sql_unit_of_work
     from alliance_psi.services.server import run_server
     from alliance_psi.storage import create_schema, make_engine
 
     # TLS first: a wrong certificate is refused before any database is created.
-    tls = config.tls.load(role=Role.COORDINATOR, name=config.name)
+    tls = load_tls(config.tls, role=Role.COORDINATOR, name=config.name)
     try:
         key = SigningKey.from_pem(config.signing_key.read_bytes())
     except OSError as exc:
@@ -139,9 +140,10 @@ def audit_verify(database: str) -> None:
 
 def _admin_client(coordinator: PeerEndpoint, ca_cert: Path, cert: Path, key: Path, crl: Path | None):  # type: ignore[no-untyped-def]
     from alliance_psi.protocol.model import Role
+    from alliance_psi.services.cert_checks import load_tls
     from alliance_psi.services.clients import CoordinatorClient
 
-    tls = tls_config(ca_cert, cert, key, crl).load(role=Role.ADMIN)
+    tls = load_tls(tls_config(ca_cert, cert, key, crl), role=Role.ADMIN)
     return CoordinatorClient(coordinator.address, tls, name=coordinator.name)
 
 

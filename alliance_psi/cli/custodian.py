@@ -42,13 +42,14 @@ def _serve(config: CustodianConfig) -> None:
     from alliance_psi.crypto.selfcheck import run_selfcheck
     from alliance_psi.protocol.custodian import CustodianRole
     from alliance_psi.protocol.model import Role
+    from alliance_psi.services.cert_checks import load_tls
     from alliance_psi.services.custodian import SqlQuotaLedger, custodian_registration
     from alliance_psi.services.server import run_server
     from alliance_psi.storage import create_schema, make_engine
 
     run_selfcheck()
     # TLS first: a wrong certificate is refused before any database is created.
-    tls = config.tls.load(role=Role.CUSTODIAN, name=config.name)
+    tls = load_tls(config.tls, role=Role.CUSTODIAN, name=config.name)
     try:
         share = KeyShare.from_bytes(config.key_share.read_bytes())
     except OSError as exc:

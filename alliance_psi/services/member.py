@@ -47,6 +47,7 @@ from alliance_psi.protocol.submission import (
     SubmissionDigest,
     label_digest,
 )
+from alliance_psi.services.cert_checks import load_tls
 from alliance_psi.services.clients import (
     CoordinatorClient,
     CustodianChain,
@@ -145,7 +146,7 @@ class MemberNode:
         """Connect to the alliance as ``config`` says (reads the TLS files and keys now)."""
         # The alliance knows this node by its certificate alone: a different member id here would
         # only surface later, as a result "for another member".
-        tls = config.tls.load(role=Role.MEMBER, name=config.member_id)
+        tls = load_tls(config.tls, role=Role.MEMBER, name=config.member_id)
         engine = make_engine(config.database)
         create_schema(engine)
         try:

@@ -24,7 +24,7 @@ def node_toml(tmp_path: Path, pki, coordinator_key: Path) -> Path:  # type: igno
         "data-dir": str(tmp_path / "secrets"),
     }
     path = tmp_path / "node.toml"
-    lines = ["[node]", 'custodian = ["127.0.0.1:2"]'] + [f'{k} = "{v}"' for k, v in values.items()]
+    lines = ["[node]", 'custodian = ["custodian-1@127.0.0.1:2"]'] + [f'{k} = "{v}"' for k, v in values.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -21,6 +21,7 @@ from alliance_psi.config import TlsConfig
 from alliance_psi.errors import CertificateRevoked, ConfigurationError, PeerUnavailable
 from alliance_psi.protocol.model import Role
 from alliance_psi.services import pki as pki_module
+from alliance_psi.services.cert_checks import load_tls
 from alliance_psi.services.clients import CoordinatorClient, CustodianClient, RetryPolicy
 from alliance_psi.services.server import run_server
 from tests.integration.services.conftest import AlliancePki
@@ -50,7 +51,7 @@ def write(directory: Path, name: str, issued: pki_module.IssuedCertificate) -> T
 def load_error(config: TlsConfig, *, role: Role | None = None, name: str | None = None) -> str:
     """The message of the ConfigurationError that loading ``config`` raises."""
     with pytest.raises(ConfigurationError) as refused:
-        config.load(role=role, name=name)
+        load_tls(config, role=role, name=name)
     return str(refused.value)
 
 
