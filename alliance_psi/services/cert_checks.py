@@ -2,9 +2,10 @@
 
 Three moments, three functions:
 
-- ``check_own_certificate``: a party loading its own TLS files (``TlsConfig.load``) learns at once
-  that its key is not its certificate's, that the certificate is of another CA than its
-  ``ca.pem``, expired or not yet valid, or is another party's, instead of failing a handshake later;
+- ``load_tls`` (``check_own_certificate``): a party loading its own TLS files learns at once that
+  its key is not its certificate's, that the certificate is of another CA than its ``ca.pem``,
+  expired or not yet valid, or is another party's, instead of failing a handshake later. (It is
+  not ``TlsConfig.load``: the base layer ``config`` imports no X.509 code.)
 - ``check_server_certificate``: a server refuses to start with a certificate no client accepts
   (one for clients only, or one without its identity name);
 - ``server_certificate_problem``: after a failed handshake, a client explains what is wrong with
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from alliance_psi.config import DEFAULT_COORDINATOR_NAME, TlsMaterial
+from alliance_psi.config import DEFAULT_COORDINATOR_NAME, TlsConfig, TlsMaterial
 from alliance_psi.errors import ConfigurationError, NotAuthenticated
 from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.services.pki import SERVER_ROLES, _parse_cert, identity_dns_name, identity_from_pem
@@ -34,6 +35,7 @@ from alliance_psi.services.pki import SERVER_ROLES, _parse_cert, identity_dns_na
 __all__ = [
     "MaterialLabels",
     "check_own_certificate",
+    "load_tls",
     "check_server_certificate",
     "party_label",
     "server_certificate_problem",
@@ -47,6 +49,21 @@ class MaterialLabels:
     ca_cert: str = "the CA certificate"
     cert: str = "the certificate"
     key: str = "the key"
+
+
+def load_tls(config: TlsConfig, *, role: Role | None = None, name: str | None = None) -> TlsMaterial:
+    """Read a party's TLS files (``TlsConfig.load``) and check them (``check_own_certificate``).
+
+    What every command that connects or serves uses: a mistake fails at start-up, naming the
+    option, the path, the cause and the fix, not at the first handshake.
+
+    Raises:
+        ConfigurationError: as ``TlsConfig.load`` and ``check_own_certificate``.
+    """
+    material = config.load()
+    labels = MaterialLabels(ca_cert=str(config.ca_cert), cert=str(config.cert), key=str(config.key))
+    check_own_certificate(material, role=role, name=name, labels=labels)
+    return material
 
 
 def check_own_certificate(
