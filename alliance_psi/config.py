@@ -15,7 +15,6 @@ from alliance_psi.defaults import BATCH_SIZE, CHUNK_SIZE, QUOTA_PER_MEMBER, TICK
 from alliance_psi.errors import ConfigurationError
 
 __all__ = [
-    "DEFAULT_COORDINATOR_NAME",
     "CoordinatorConfig",
     "CustodianConfig",
     "MemberConfig",
@@ -24,8 +23,6 @@ __all__ = [
     "TlsMaterial",
 ]
 
-# The coordinator's name (in its certificate) unless configured otherwise, on both sides.
-DEFAULT_COORDINATOR_NAME = "coordinator"
 
 _PEM_MARKER = b"-----BEGIN "
 

@@ -7,7 +7,7 @@ config (``alliance_psi.config``) carries these as field defaults and the CLI sho
 
 from __future__ import annotations
 
-__all__ = ["BATCH_SIZE", "CHUNK_SIZE", "JOIN_WAIT_SECONDS", "QUOTA_PER_MEMBER", "TICK_SECONDS"]
+__all__ = ["BATCH_SIZE", "CHUNK_SIZE", "COORDINATOR_NAME", "JOIN_WAIT_SECONDS", "QUOTA_PER_MEMBER", "TICK_SECONDS"]
 
 BATCH_SIZE = 1024
 """Identifiers a member node blinds and sends to the custodians per call."""
@@ -23,3 +23,6 @@ TICK_SECONDS = 1.0
 
 JOIN_WAIT_SECONDS = 600.0
 """How long ``node join`` waits for its round to be matched after committing."""
+
+COORDINATOR_NAME = "coordinator"
+"""The coordinator's name in its certificate, and the name clients expect when given none."""

@@ -11,8 +11,8 @@ import click
 from alliance_psi._files import write_file_atomic
 from alliance_psi.cli._lazy import LazyGroup
 from alliance_psi.cli._options import PeerAddress, reported, tls_config, tls_options, wait_for_stop_signal
-from alliance_psi.config import DEFAULT_COORDINATOR_NAME, CoordinatorConfig, PeerEndpoint
-from alliance_psi.defaults import TICK_SECONDS
+from alliance_psi.config import CoordinatorConfig, PeerEndpoint
+from alliance_psi.defaults import COORDINATOR_NAME, TICK_SECONDS
 from alliance_psi.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def keygen(out: Path, force: bool) -> None:
 
 @coordinator_group.command("serve")
 @click.option(
-    "--name", default=DEFAULT_COORDINATOR_NAME, show_default=True, help="This coordinator's name (in its certificate)."
+    "--name", default=COORDINATOR_NAME, show_default=True, help="This coordinator's name (in its certificate)."
 )
 @click.option("--listen", default="127.0.0.1:7100", show_default=True, help="Address to listen on (port 0: any).")
 @tls_options
@@ -155,7 +155,7 @@ def round_group() -> None:
 _address = click.option(
     "--coordinator",
     "address",
-    type=PeerAddress("coordinator", default_name=DEFAULT_COORDINATOR_NAME),
+    type=PeerAddress("coordinator", default_name=COORDINATOR_NAME),
     default="127.0.0.1:7100",
     show_default=True,
     help="The coordinator, [NAME@]HOST:PORT; NAME (default: coordinator) is the name in its certificate.",

@@ -17,7 +17,7 @@ import click
 
 from alliance_psi.cli._lazy import LazyGroup
 from alliance_psi.cli._options import PeerAddress
-from alliance_psi.config import DEFAULT_COORDINATOR_NAME
+from alliance_psi.defaults import COORDINATOR_NAME
 
 if TYPE_CHECKING:
     from alliance_psi.config import MemberConfig
@@ -99,7 +99,7 @@ def network_options(function: F) -> F:
         _option("--key", type=_FILE, required=True, help="This node's private key."),
         _option(
             "--coordinator",
-            type=PeerAddress("coordinator", default_name=DEFAULT_COORDINATOR_NAME),
+            type=PeerAddress("coordinator", default_name=COORDINATOR_NAME),
             required=True,
             help="The coordinator, [NAME@]HOST:PORT; NAME (default: coordinator) is the name in its certificate.",
         ),

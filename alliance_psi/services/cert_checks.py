@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from alliance_psi.config import DEFAULT_COORDINATOR_NAME, TlsConfig, TlsMaterial
+from alliance_psi.config import TlsConfig, TlsMaterial
+from alliance_psi.defaults import COORDINATOR_NAME
 from alliance_psi.errors import ConfigurationError, NotAuthenticated
 from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.services.pki import SERVER_ROLES, _parse_cert, identity_dns_name, identity_from_pem
@@ -209,7 +210,7 @@ def server_certificate_problem(
 
 def party_label(identity: Identity) -> str:
     """``member bank-a``; the coordinator called ``coordinator`` is just ``the coordinator``."""
-    if identity.role is Role.COORDINATOR and identity.name == DEFAULT_COORDINATOR_NAME:
+    if identity.role is Role.COORDINATOR and identity.name == COORDINATOR_NAME:
         return "the coordinator"
     return f"{identity.role.value} {identity.name}"
 

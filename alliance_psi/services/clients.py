@@ -21,7 +21,8 @@ from typing import Self, TypeVar
 
 import grpc
 
-from alliance_psi.config import DEFAULT_COORDINATOR_NAME, TlsMaterial
+from alliance_psi.config import TlsMaterial
+from alliance_psi.defaults import COORDINATOR_NAME
 from alliance_psi.errors import AlliancePsiError, CertificateRevoked, HandshakeFailed, PeerUnavailable
 from alliance_psi.protocol import messages
 from alliance_psi.protocol._pb import coordinator_pb2_grpc, custodian_pb2_grpc
@@ -157,7 +158,7 @@ class CoordinatorClient(_Client):
     """A client of the coordinator ``name`` (``coordinator`` unless its certificate says otherwise)."""
 
     def __init__(
-        self, target: str, tls: TlsMaterial, retry: RetryPolicy | None = None, *, name: str = DEFAULT_COORDINATOR_NAME
+        self, target: str, tls: TlsMaterial, retry: RetryPolicy | None = None, *, name: str = COORDINATOR_NAME
     ) -> None:
         super().__init__(target, tls, retry, server=Identity(name=name, role=Role.COORDINATOR))
         self.stub = coordinator_pb2_grpc.CoordinatorStub(self.channel)
