@@ -138,6 +138,7 @@ def verify_command(
 
 def _rederive(checked: VerifiedReport, node_config: Path, ca_cert: Path) -> str:
     """Re-derive the report's tokens with the node of ``node_config``; the line saying so, and what it cost."""
+    from alliance_psi.cli._options import PeerAddress
     from alliance_psi.cli.node import load_toml_table
     from alliance_psi.config import TlsConfig
     from alliance_psi.protocol.model import Role
@@ -146,9 +147,13 @@ def _rederive(checked: VerifiedReport, node_config: Path, ca_cert: Path) -> str:
     from alliance_psi.services.rederive import rederive_tokens
 
     values = load_toml_table(node_config, "node")
-    custodians = values.get("custodian")
-    if not isinstance(custodians, list) or not custodians or not all(isinstance(c, str) for c in custodians):
-        raise ConfigurationError(f"{node_config}: 'custodian' must be a list of custodian addresses")
+    listed = values.get("custodian")
+    if not isinstance(listed, list) or not listed:
+        raise ConfigurationError(f"{node_config}: 'custodian' must be a list of custodians, NAME@HOST:PORT")
+    try:
+        custodians = [PeerAddress("custodian").convert(value, None, None) for value in listed]
+    except click.BadParameter as exc:
+        raise ConfigurationError(f"{node_config}: {exc.message}") from None
     for name in ("cert", "key"):
         if not isinstance(values.get(name), str):
             raise ConfigurationError(f"{node_config}: {name!r} must be the path of the node's TLS {name}")

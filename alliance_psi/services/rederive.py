@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from alliance_psi.config import TlsMaterial
+from alliance_psi.config import PeerEndpoint, TlsMaterial
 from alliance_psi.crypto.parallel import ProcessMap, tokenize
 from alliance_psi.identifiers.types import Identifier, IdentifierType
 from alliance_psi.services.clients import CustodianChain, CustodianClient
@@ -21,7 +21,7 @@ __all__ = ["rederive_tokens"]
 
 
 def rederive_tokens(
-    tls: TlsMaterial, custodians: Sequence[str], key_epoch: str, identifiers: Iterable[tuple[str, str]]
+    tls: TlsMaterial, custodians: Sequence[PeerEndpoint], key_epoch: str, identifiers: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], bytes]:
     """The match token of each distinct ``(type, canonical value)`` under ``key_epoch``, through ``custodians`` in order.
 
@@ -34,7 +34,7 @@ def rederive_tokens(
     """
     distinct = sorted(set(identifiers))
     inputs = [Identifier(IdentifierType(kind), value).oprf_input() for kind, value in distinct]
-    chain = CustodianChain([CustodianClient(address, tls) for address in custodians], key_epoch)
+    chain = CustodianChain([CustodianClient(c.address, tls, name=c.name) for c in custodians], key_epoch)
     try:
         with ProcessMap(1) as pool:
             tokens = [token for _, derived in tokenize(inputs, chain, pool=pool) for token in derived.match_tokens]

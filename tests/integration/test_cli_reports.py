@@ -511,7 +511,7 @@ def test_online_verification_catches_a_token_a_dishonest_node_attached_to_anothe
 ) -> None:
     from alliance_psi.reports import ReportSigner, sign_document
     from alliance_psi.services.custodian import SqlQuotaLedger
-    from tests.integration.services.harness import EPOCH, Planted, running_alliance
+    from tests.integration.services.harness import EPOCH, Planted, custodian_name, running_alliance
 
     planted = Planted.make()
     bank_a, bank_b = pki.tls_config("bank-a"), pki.tls_config("bank-b")
@@ -532,7 +532,7 @@ def test_online_verification_catches_a_token_a_dishonest_node_attached_to_anothe
         )  # fmt: skip
         assert written.exit_code == 0, written.output
         node_toml = tmp_path / "bank-b.toml"
-        custodians = ", ".join(f'"{address}"' for address in alliance.custodian_addresses)
+        custodians = ", ".join(f'"{custodian_name(i)}@{a}"' for i, a in enumerate(alliance.custodian_addresses))
         node_toml.write_text(f'[node]\ncert = "{bank_b.cert}"\nkey = "{bank_b.key}"\ncustodian = [{custodians}]\n')
 
         def verify_online(path: Path, *extra: str) -> Result:
@@ -540,7 +540,8 @@ def test_online_verification_catches_a_token_a_dishonest_node_attached_to_anothe
             return RUNNER.invoke(report_group, args)
 
         ledgers = [
-            SqlQuotaLedger(make_engine(f"sqlite:///{tmp_path / f'custodian-{i}.db'}"), "custodian-1") for i in range(2)
+            SqlQuotaLedger(make_engine(f"sqlite:///{tmp_path / f'{custodian_name(i)}.db'}"), custodian_name(i))
+            for i in range(2)
         ]
         before = [ledger.used(EPOCH, "bank-b") for ledger in ledgers]
         checked = verify_online(honest, "--online", "--config", str(node_toml))
