@@ -25,7 +25,7 @@ from alliance_psi.cli.coordinator import coordinator_group
 from alliance_psi.cli.node import node_group
 from alliance_psi.cli.reports import report_group
 from alliance_psi.crypto.signing import SigningKey
-from alliance_psi.protocol.model import Round
+from alliance_psi.protocol.model import Role, Round
 from alliance_psi.protocol.submission import SubmissionDigest, chunk_digest
 from alliance_psi.services import pki as pki_module
 from alliance_psi.services.pki import spki_sha256
@@ -578,3 +578,29 @@ def test_online_verification_catches_a_token_a_dishonest_node_attached_to_anothe
         )
         for ledger in ledgers:
             ledger.engine.dispose()
+
+
+def test_report_verify_online_refuses_a_node_config_it_cannot_use(node: dict[str, str], tmp_path: Path) -> None:
+    # Refused before any custodian is called: nothing is charged.
+    output = tmp_path / "leads.json"
+    assert report(node, output, "json").exit_code == 0
+    pki_dir = Path(node["ca"]).parent
+    admin = pki_module.issue(CA, role=Role.ADMIN, name="operator")
+    (pki_dir / "operator.pem").write_bytes(admin.cert_pem)
+    (pki_dir / "operator.key").write_bytes(admin.key_pem)
+    cases = {
+        "": f"Error: {tmp_path / 'node.toml'}: 'custodian' must be a list of custodians, NAME@HOST:PORT\n",
+        'custodian = ["custodian-1@127.0.0.1:9"]\nkey = "x"\n': (
+            f"Error: {tmp_path / 'node.toml'}: 'cert' must be the path of the node's TLS cert\n"
+        ),
+        f'custodian = ["custodian-1@127.0.0.1:9"]\ncert = "{pki_dir / "operator.pem"}"\nkey = "{pki_dir / "operator.key"}"\n': (
+            f"Error: --online needs a member certificate; {pki_dir / 'operator.pem'} names admin operator\n"
+        ),
+        f'custodian = ["custodian-1@127.0.0.1:9"]\ncert = "{tmp_path / "none.pem"}"\nkey = "{node["tls_key"]}"\n': (
+            f"Error: TLS option 'cert': file not found: {tmp_path / 'none.pem'}\n"
+        ),
+    }
+    for table, message in cases.items():
+        (tmp_path / "node.toml").write_text("[node]\n" + table)
+        refused = verify(output, node, "--online", "--config", str(tmp_path / "node.toml"))
+        assert (refused.exit_code, refused.output) == (1, message)
