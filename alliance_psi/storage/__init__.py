@@ -10,20 +10,25 @@ Each role has one repository taking a ``Connection``; the caller owns the transa
 
 Raw identifiers are stored only by ``MemberRepository`` on the member's own node. The
 coordinator stores tokens, sealed labels and counts; the audit log stores counts and ids only.
+The coordinator and each custodian keep their own enrolment list (``EnrolmentRepository``).
 """
 
 from __future__ import annotations
 
 from alliance_psi.storage.audit_log import GENESIS_HASH, AuditLog
 from alliance_psi.storage.coordinator_repo import CoordinatorRepository
-from alliance_psi.storage.custodian_repo import QuotaRepository
+from alliance_psi.storage.custodian_repo import Charge, QuotaRepository
 from alliance_psi.storage.engine import create_schema, make_engine
+from alliance_psi.storage.enrolment_repo import Enrolment, EnrolmentRepository
 from alliance_psi.storage.member_repo import MemberRepository
 from alliance_psi.storage.schema import metadata
 
 __all__ = [
     "AuditLog",
+    "Charge",
     "CoordinatorRepository",
+    "Enrolment",
+    "EnrolmentRepository",
     "GENESIS_HASH",
     "MemberRepository",
     "QuotaRepository",

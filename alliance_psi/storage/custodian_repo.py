@@ -2,18 +2,32 @@
 
 The counters are what stops a member from probing candidate identifiers: a reservation either
 fits the quota entirely or is refused, atomically, however many custodian processes share the
-database.
+database. Each charged batch is remembered by its digest, so that a batch sent again (a retry,
+or a resumed join re-sending byte-identical blinded elements) is not charged twice.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select, update
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, delete, select, update
 
 from alliance_psi.errors import InvalidRequest, QuotaExceeded
-from alliance_psi.storage._common import insert_ignoring
-from alliance_psi.storage.schema import quota_usage
+from alliance_psi.storage._common import insert_if_absent, insert_ignoring
+from alliance_psi.storage.schema import HASH_SIZE, charged_batches, quota_usage
 
-__all__ = ["QuotaRepository"]
+__all__ = ["Charge", "QuotaRepository"]
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """The outcome of charging one batch."""
+
+    used: int
+    """The member's usage in the key epoch afterwards."""
+    charged: bool
+    """False when the same batch had been charged before: it cost nothing this time."""
 
 
 class QuotaRepository:
@@ -54,12 +68,82 @@ class QuotaRepository:
             )
         return new_used
 
+    def charge_batch(
+        self, key_epoch: str, member_id: str, batch_digest: bytes, count: int, quota: int, *, at: datetime
+    ) -> Charge:
+        """Charge a batch of ``count`` elements to the member's quota, once per ``batch_digest``.
+
+        A batch whose digest was charged before in this key epoch for this member costs nothing
+        (its elements are byte-identical, so evaluating them again tells the member nothing new).
+        Otherwise it is charged as ``reserve`` does. Two callers charging the same batch at once
+        charge it once: the digest is the primary key.
+
+        Raises:
+            QuotaExceeded: the batch does not fit; the caller must roll its transaction back,
+                which also forgets the digest recorded here.
+            InvalidRequest: the digest is not 32 bytes, or a negative count or quota.
+        """
+        if len(batch_digest) != HASH_SIZE:
+            raise InvalidRequest(f"a batch digest is {HASH_SIZE} bytes")
+        row = {
+            "key_epoch": key_epoch,
+            "member_id": member_id,
+            "batch_digest": batch_digest,
+            "elements": count,
+            "charged_at": at,
+        }
+        if not insert_if_absent(self._conn, charged_batches, row):
+            return Charge(self.used(key_epoch, member_id), charged=False)
+        return Charge(self.reserve(key_epoch, member_id, count, quota), charged=True)
+
+    def refund_batch(self, key_epoch: str, member_id: str, batch_digest: bytes) -> int | None:
+        """Undo ``charge_batch`` for a batch that was not evaluated; return the usage, or None.
+
+        None means no such charge was recorded (it was refunded already, or never made), and
+        nothing changed.
+        """
+        elements = self._conn.execute(
+            delete(charged_batches)
+            .where(
+                charged_batches.c.key_epoch == key_epoch,
+                charged_batches.c.member_id == member_id,
+                charged_batches.c.batch_digest == batch_digest,
+            )
+            .returning(charged_batches.c.elements)
+        ).scalar_one_or_none()
+        if elements is None:
+            return None
+        used: int = self._conn.execute(
+            update(quota_usage)
+            .where(
+                quota_usage.c.key_epoch == key_epoch,
+                quota_usage.c.member_id == member_id,
+                quota_usage.c.used >= elements,
+            )
+            .values(used=quota_usage.c.used - elements)
+            .returning(quota_usage.c.used)
+        ).scalar_one()
+        return used
+
+    def latest_epoch(self) -> str | None:
+        """The key epoch of the most recently charged batch (None before the first)."""
+        return self._conn.execute(
+            select(charged_batches.c.key_epoch).order_by(charged_batches.c.charged_at.desc()).limit(1)
+        ).scalar_one_or_none()
+
     def used(self, key_epoch: str, member_id: str) -> int:
         """Return how many evaluations the member has reserved in the key epoch (0 if none)."""
         used = self._conn.execute(
             select(quota_usage.c.used).where(quota_usage.c.key_epoch == key_epoch, quota_usage.c.member_id == member_id)
         ).scalar_one_or_none()
         return used or 0
+
+    def usage(self, key_epoch: str) -> dict[str, int]:
+        """{member id: evaluations reserved} in the key epoch."""
+        rows = self._conn.execute(
+            select(quota_usage.c.member_id, quota_usage.c.used).where(quota_usage.c.key_epoch == key_epoch)
+        )
+        return {row.member_id: row.used for row in rows}
 
     def _add_within_quota(self, key_epoch: str, member_id: str, count: int, quota: int) -> int | None:
         # On PostgreSQL a concurrent UPDATE of the row makes this one wait, then re-check its

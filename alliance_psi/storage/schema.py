@@ -42,6 +42,8 @@ __all__ = [
     "HASH_SIZE",
     "UTCDateTime",
     "audit_log",
+    "charged_batches",
+    "enrolments",
     "identifiers",
     "member_pending",
     "member_set_state",
@@ -235,6 +237,36 @@ quota_usage = Table(
     Column("member_id", Text, primary_key=True),
     Column("used", BigInteger, nullable=False),
     CheckConstraint("used >= 0", name="ck_quota_usage_used"),
+)
+
+# Custodian: the batches already charged to each member's quota per key epoch, by the SHA-256 of
+# the batch's blinded elements, so a batch a member re-sends (a retry, or a join resumed after an
+# interruption: the node's blinds are deterministic) is evaluated again without a second charge.
+charged_batches = Table(
+    "charged_batches",
+    metadata,
+    Column("key_epoch", Text, primary_key=True),
+    Column("member_id", Text, primary_key=True),
+    Column("batch_digest", LargeBinary(HASH_SIZE), primary_key=True),
+    Column("elements", Integer, nullable=False),
+    Column("charged_at", UTCDateTime, nullable=False),
+    _length_is("batch_digest", HASH_SIZE),
+)
+
+# Coordinator and custodian: the parties this server's own operator enrolled, each pinned by the
+# SHA-256 of its certificate's SubjectPublicKeyInfo. A certificate of the alliance CA alone does
+# not admit a member (or, at the coordinator, an admin): its name must be here with this key.
+enrolments = Table(
+    "enrolments",
+    metadata,
+    Column("role", Text, primary_key=True),
+    Column("name", Text, primary_key=True),
+    Column("key_pin", LargeBinary(HASH_SIZE), nullable=False),
+    Column("quota", BigInteger, nullable=True),  # Custodian: this member's quota; NULL is the default.
+    Column("display_name", Text, nullable=True),  # Coordinator: the member's name for people.
+    Column("added_at", UTCDateTime, nullable=False),
+    _length_is("key_pin", HASH_SIZE),
+    CheckConstraint("quota IS NULL OR quota >= 1", name="ck_enrolments_quota"),
 )
 
 # Coordinator and custodian: the hash-chained audit log (counts and ids only, never identifiers).

@@ -1,4 +1,4 @@
-"""Evaluation quotas: reserve up to the limit, refuse beyond it, even under concurrency."""
+"""Evaluation quotas: reserve up to the limit, refuse beyond it, even under concurrency; charge a batch once."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import Engine
 
 from alliance_psi.errors import InvalidRequest, QuotaExceeded
-from alliance_psi.storage import QuotaRepository
+from alliance_psi.storage import Charge, QuotaRepository
 
-from .support import run_concurrently
+from .support import NOW, run_concurrently
 
 
 def reserve(engine: Engine, count: int, quota: int, *, member: str = "alpha", epoch: str = "E1") -> int:
@@ -63,3 +63,59 @@ def test_concurrent_reservations_never_exceed_the_quota(engine: Engine) -> None:
     assert sum(refused) == threads * attempts - quota
     with engine.begin() as conn:
         assert QuotaRepository(conn).used("E1", "racer") == quota
+
+
+def charge(
+    engine: Engine, digest: bytes, count: int, quota: int, *, member: str = "alpha", epoch: str = "E1"
+) -> Charge:
+    with engine.begin() as conn:
+        return QuotaRepository(conn).charge_batch(epoch, member, digest, count, quota, at=NOW)
+
+
+def test_a_batch_is_charged_once_however_often_it_is_sent(engine: Engine) -> None:
+    first, second = b"\x01" * 32, b"\x02" * 32
+    assert charge(engine, first, 10, 100) == Charge(used=10, charged=True)
+    assert charge(engine, first, 10, 100) == Charge(used=10, charged=False)
+    assert charge(engine, second, 10, 100) == Charge(used=20, charged=True)
+    # Another member, or another epoch, sending the same bytes is charged: digests count apart.
+    assert charge(engine, first, 10, 100, member="beta") == Charge(used=10, charged=True)
+    assert charge(engine, first, 10, 100, epoch="E2") == Charge(used=10, charged=True)
+    with engine.begin() as conn:
+        assert QuotaRepository(conn).usage("E1") == {"alpha": 20, "beta": 10}
+        assert QuotaRepository(conn).latest_epoch() in {"E1", "E2"}
+
+
+def test_a_batch_over_quota_is_refused_and_leaves_no_charge_behind(engine: Engine) -> None:
+    digest = b"\x03" * 32
+    charge(engine, b"\x04" * 32, 95, 100)
+    with pytest.raises(QuotaExceeded, match="95 of 100 used, 10 requested"):
+        charge(engine, digest, 10, 100)
+    # The refused batch was not remembered: once the quota allows it, it is charged in full.
+    assert charge(engine, digest, 10, 200) == Charge(used=105, charged=True)
+
+
+def test_a_refund_undoes_one_charge_only(engine: Engine) -> None:
+    digest = b"\x05" * 32
+    charge(engine, b"\x06" * 32, 7, 100)
+    charge(engine, digest, 10, 100)
+    with engine.begin() as conn:
+        assert QuotaRepository(conn).refund_batch("E1", "alpha", digest) == 7
+    with engine.begin() as conn:
+        assert QuotaRepository(conn).refund_batch("E1", "alpha", digest) is None
+        assert QuotaRepository(conn).used("E1", "alpha") == 7
+    # Refunded, it is charged again when sent again.
+    assert charge(engine, digest, 10, 100) == Charge(used=17, charged=True)
+
+
+def test_a_batch_digest_must_be_32_bytes(engine: Engine) -> None:
+    with pytest.raises(InvalidRequest, match="32 bytes"):
+        charge(engine, b"short", 1, 10)
+
+
+def test_concurrent_charges_of_one_batch_charge_it_once(engine: Engine) -> None:
+    digest = b"\x07" * 32
+    outcomes: list[Charge] = []
+    run_concurrently(4, lambda _: outcomes.append(charge(engine, digest, 50, 1000)))
+    assert sorted(o.charged for o in outcomes) == [False, False, False, True]
+    with engine.begin() as conn:
+        assert QuotaRepository(conn).used("E1", "alpha") == 50
