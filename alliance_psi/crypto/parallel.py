@@ -90,6 +90,8 @@ def tokenize(
     suite_id: str = RISTRETTO255_SHA512.identifier,
     window: int | None = None,
     evaluations_in_flight: int = 2,
+    blind_key: bytes | None = None,
+    blind_context: bytes = b"",
 ) -> Iterator[tuple[list[bytes], DerivedBatch]]:
     """Yield ``(batch_inputs, DerivedBatch)`` for ``inputs`` in order.
 
@@ -98,7 +100,9 @@ def tokenize(
     and ``finalize_and_derive_batch`` in the workers. At most ``window`` batches are in flight, so
     memory does not grow with the input. ``evaluate`` receives one batch of blinded elements and
     returns the evaluated elements in the same order. The first error of any stage propagates.
-    Inputs within one batch must be distinct (see ``blind_batch``).
+    Inputs within one batch must be distinct (see ``blind_batch``). With ``blind_key`` each
+    batch's blind is derived from it, ``blind_context`` and the batch (``derive_batch_blind``), so
+    the same inputs in the same batches give byte-identical requests; otherwise blinds are fresh.
     """
     window = window or 2 * pool.workers + evaluations_in_flight + 1
     batches = chunked(inputs, batch_size)
@@ -112,7 +116,15 @@ def tokenize(
                 if batch is None:
                     exhausted = True
                 else:
-                    pending.append([batch, "blind", pool.submit(blind_batch, batch, suite_id=suite_id)])
+                    pending.append(
+                        [
+                            batch,
+                            "blind",
+                            pool.submit(
+                                blind_batch, batch, blind_key=blind_key, context=blind_context, suite_id=suite_id
+                            ),
+                        ]
+                    )
             if not pending:
                 return
             for entry in pending:

@@ -3,22 +3,28 @@
 A custodian multiplies blinded elements by its key share for one epoch. It refuses malformed,
 non-canonical and identity elements, requests for another epoch, and members whose quota for
 the epoch is spent: the quota is the alliance's defence against a member probing candidate
-identifiers. It learns only how many elements each member had evaluated.
+identifiers. It learns only how many elements each member had evaluated, and which batches a
+member sent again (a byte-identical batch, as a resumed join sends, is not charged twice).
+
+Which members may call at all is the server's enrolment list, checked before any request
+reaches this role (``services.enrolment``); their quotas come from the same list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from alliance_psi.crypto.key_shares import KeyShare
-from alliance_psi.errors import InvalidRequest, NotAuthorized, WrongEpoch
+from alliance_psi.errors import InvalidRequest, MalformedElement, NotAuthorized, WrongEpoch
 from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.protocol.ports import QuotaLedger
 
-__all__ = ["MAX_EVALUATE_BATCH", "CustodianRole", "EpochStatus", "Evaluation"]
+__all__ = ["MAX_EVALUATE_BATCH", "CustodianRole", "EpochStatus", "Evaluation", "batch_digest"]
 
 MAX_EVALUATE_BATCH = 8192
+_BATCH_DIGEST_TAG = b"alliance-psi/v1 evaluate batch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,31 +42,66 @@ class Evaluation:
     used: int
 
 
-class CustodianRole:
-    """One custodian serving one key epoch with a per-member quota."""
+def batch_digest(elements: Sequence[bytes]) -> bytes:
+    """SHA-256 naming a batch of fixed-size elements: equal only for byte-identical batches."""
+    digest = hashlib.sha256(_BATCH_DIGEST_TAG + len(elements).to_bytes(4, "big"))
+    for element in elements:
+        digest.update(element)
+    return digest.digest()
 
-    def __init__(self, name: str, share: KeyShare, *, quota_per_member: int, ledger: QuotaLedger) -> None:
+
+def _no_override(member_id: str) -> int | None:
+    return None
+
+
+class CustodianRole:
+    """One custodian serving one key epoch with a per-member quota.
+
+    ``quota_per_member`` is the default; ``quota_of(member_id)`` may name a member's own quota
+    (the enrolment list's override), or None for the default.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        share: KeyShare,
+        *,
+        quota_per_member: int,
+        ledger: QuotaLedger,
+        quota_of: Callable[[str], int | None] = _no_override,
+    ) -> None:
         if quota_per_member < 1:
             raise InvalidRequest("quota per member must be at least 1")
         self.name, self.share, self.quota, self.ledger = name, share, quota_per_member, ledger
+        self._quota_of = quota_of
 
     @staticmethod
     def _require_member(caller: Identity) -> None:
         if caller.role is not Role.MEMBER:
             raise NotAuthorized(f"role {caller.role} may not have elements evaluated")
 
+    def quota_for(self, member_id: str) -> int:
+        """The member's quota per key epoch: its own if the enrolment list sets one, else the default."""
+        own = self._quota_of(member_id)
+        return self.quota if own is None else own
+
     def epoch_status(self, caller: Identity) -> EpochStatus:
         """The served epoch and suite, and the caller's quota."""
         self._require_member(caller)
         used = self.ledger.used(self.share.epoch, caller.name)
-        return EpochStatus(self.share.epoch, self.share.suite_id, self.quota, used, self.name)
+        return EpochStatus(self.share.epoch, self.share.suite_id, self.quota_for(caller.name), used, self.name)
 
     def evaluate(self, caller: Identity, key_epoch: str, elements: Sequence[bytes]) -> Evaluation:
-        """Apply the share to ``elements``, all checked, and charge them to the caller's quota.
+        """Charge ``elements`` to the caller's quota, then apply the share to them, all checked.
 
-        Raises ``WrongEpoch``, ``InvalidRequest`` (empty or oversized batch),
-        ``MalformedElement`` (first bad element; nothing is evaluated or counted) and
-        ``QuotaExceeded`` (nothing is evaluated or counted).
+        The quota is reserved before any element is decoded or multiplied, so a batch over quota
+        costs the custodian a digest and one database transaction, no group operation. A batch
+        byte-identical to one charged before (in this epoch, for this member) is evaluated again
+        without a second charge: the member learns nothing it was not told already.
+
+        Raises ``WrongEpoch``, ``InvalidRequest`` (empty or oversized batch), ``QuotaExceeded``
+        (nothing is evaluated or counted) and ``MalformedElement`` (the first bad element;
+        nothing is returned and the charge is refunded).
         """
         self._require_member(caller)
         if key_epoch != self.share.epoch:
@@ -69,8 +110,17 @@ class CustodianRole:
             raise InvalidRequest("empty batch")
         if len(elements) > MAX_EVALUATE_BATCH:
             raise InvalidRequest(f"batch of {len(elements)} elements; at most {MAX_EVALUATE_BATCH}")
-        # Evaluating first checks every element; the result is only released once the quota
-        # reservation succeeds, so a refused batch reveals nothing and counts nothing.
-        evaluated = self.share.blind_evaluate(elements)
-        used = self.ledger.reserve(self.share.epoch, caller.name, len(elements), self.quota)
-        return Evaluation(evaluated, used)
+        size = self.share.suite.Ne
+        for index, element in enumerate(elements):
+            if len(element) != size:
+                raise MalformedElement(f"element {index} must be {size} bytes, not {len(element)}")
+        digest = batch_digest(elements)
+        charge = self.ledger.charge(self.share.epoch, caller.name, digest, len(elements), self.quota_for(caller.name))
+        try:
+            evaluated = self.share.blind_evaluate(elements)
+        except Exception as exc:
+            if charge.charged:
+                reason = "malformed element" if isinstance(exc, MalformedElement) else "evaluation failed"
+                self.ledger.refund(self.share.epoch, caller.name, digest, reason)
+            raise
+        return Evaluation(evaluated, charge.used)

@@ -9,22 +9,40 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from alliance_psi.protocol.model import Round, RoundState, SubmissionStatus
 
-__all__ = ["AuditSink", "CoordinatorRepo", "CoordinatorTx", "CoordinatorUnitOfWork", "QuotaLedger"]
+__all__ = ["AuditSink", "Charge", "CoordinatorRepo", "CoordinatorTx", "CoordinatorUnitOfWork", "QuotaLedger"]
 
 
 class AuditSink(Protocol):
     def append(self, *, actor: str, action: str, detail: Mapping[str, Any], at: datetime) -> int: ...
 
 
-class QuotaLedger(Protocol):
-    """Reserves evaluations against a member's quota (and records them) in one transaction."""
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """The outcome of charging one batch of evaluations."""
 
-    def reserve(self, key_epoch: str, member_id: str, count: int, quota: int) -> int: ...
+    used: int
+    """The member's usage in the key epoch afterwards."""
+    charged: bool
+    """False when the same batch had been charged before: it cost nothing this time."""
+
+
+class QuotaLedger(Protocol):
+    """Charges batches of evaluations to a member's quota, and records them, one transaction each.
+
+    ``charge`` counts a batch once per ``batch_digest`` (a byte-identical batch sent again costs
+    nothing) and raises ``QuotaExceeded`` when it does not fit, recording nothing; ``refund``
+    takes back the charge of a batch that was then not evaluated.
+    """
+
+    def charge(self, key_epoch: str, member_id: str, batch_digest: bytes, count: int, quota: int) -> Charge: ...
+
+    def refund(self, key_epoch: str, member_id: str, batch_digest: bytes, reason: str) -> None: ...
 
     def used(self, key_epoch: str, member_id: str) -> int: ...
 

@@ -8,11 +8,13 @@ from datetime import UTC, datetime
 import grpc
 from sqlalchemy import Engine
 
+from alliance_psi.errors import QuotaExceeded
 from alliance_psi.protocol import messages
 from alliance_psi.protocol._pb import custodian_pb2_grpc
 from alliance_psi.protocol.custodian import CustodianRole
 from alliance_psi.protocol.messages import pb_custodian
 from alliance_psi.protocol.model import Role
+from alliance_psi.protocol.ports import Charge
 from alliance_psi.services.interceptors import identity_of
 from alliance_psi.services.server import Registration, guarded
 from alliance_psi.storage import AuditLog, QuotaRepository
@@ -24,21 +26,54 @@ _MEMBERS = frozenset({Role.MEMBER})
 
 
 class SqlQuotaLedger:
-    """Quota reservations and their audit entries, in one transaction per batch."""
+    """Quota charges and their audit entries, in one transaction per batch.
+
+    Every batch leaves an audit entry: ``evaluate`` (with ``charged`` 0 for a batch sent again),
+    ``evaluate.refused`` (over quota, in a transaction of its own since the charge rolled back)
+    or ``evaluate.refund`` (charged, then not evaluated). Counts and digests only.
+    """
 
     def __init__(self, engine: Engine, custodian: str) -> None:
         self.engine, self.custodian = engine, custodian
 
-    def reserve(self, key_epoch: str, member_id: str, count: int, quota: int) -> int:
+    def charge(self, key_epoch: str, member_id: str, batch_digest: bytes, count: int, quota: int) -> Charge:
+        now = datetime.now(UTC)
+        try:
+            with self.engine.begin() as conn:
+                charge = QuotaRepository(conn).charge_batch(key_epoch, member_id, batch_digest, count, quota, at=now)
+                AuditLog(conn).append(
+                    actor=member_id,
+                    action="evaluate",
+                    at=now,
+                    detail={
+                        "key_epoch": key_epoch,
+                        "elements": count,
+                        "charged": count if charge.charged else 0,
+                        "used": charge.used,
+                        "batch": batch_digest.hex(),
+                    },
+                )
+                return charge
+        except QuotaExceeded as exc:
+            with self.engine.begin() as conn:
+                AuditLog(conn).append(
+                    actor=member_id,
+                    action="evaluate.refused",
+                    at=now,
+                    detail={"key_epoch": key_epoch, "requested": count, "used": exc.used, "quota": quota},
+                )
+            raise
+
+    def refund(self, key_epoch: str, member_id: str, batch_digest: bytes, reason: str) -> None:
         with self.engine.begin() as conn:
-            used = QuotaRepository(conn).reserve(key_epoch, member_id, count, quota)
-            AuditLog(conn).append(
-                actor=member_id,
-                action="evaluate",
-                at=datetime.now(UTC),
-                detail={"key_epoch": key_epoch, "elements": count, "used": used},
-            )
-            return used
+            used = QuotaRepository(conn).refund_batch(key_epoch, member_id, batch_digest)
+            if used is not None:
+                AuditLog(conn).append(
+                    actor=member_id,
+                    action="evaluate.refund",
+                    at=datetime.now(UTC),
+                    detail={"key_epoch": key_epoch, "used": used, "batch": batch_digest.hex(), "reason": reason},
+                )
 
     def used(self, key_epoch: str, member_id: str) -> int:
         with self.engine.connect() as conn:

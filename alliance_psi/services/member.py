@@ -55,7 +55,7 @@ from alliance_psi.services.clients import (
 )
 from alliance_psi.storage import MemberRepository, create_schema, make_engine
 
-__all__ = ["JoinOutcome", "MemberNode", "Progress", "Submitted", "load_nonce_key"]
+__all__ = ["JoinOutcome", "MemberNode", "Progress", "Submitted", "load_blind_key", "load_nonce_key"]
 
 # A progress callback: (stage, done, total or None).
 Progress = Callable[[str, int, int | None], None]
@@ -95,17 +95,31 @@ class JoinOutcome:
     replaced: bool = False  # Whether the whole set was sent.
 
 
-def load_nonce_key(data_dir: Path) -> bytes:
-    """The node's label-nonce key (see ``seal_label``), created 0600 on first use. Never leaves the node."""
-    path = data_dir / "label-nonce.key"
+def _node_secret(path: Path, what: str) -> bytes:
+    """A 32-byte secret of the node at ``path``, created 0600 on first use. Never leaves the node."""
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(ConfigurationError):  # Another process created it first: use theirs.
             write_file_atomic(path, secrets.token_bytes(32), replace=False)
     key = path.read_bytes()
     if len(key) != 32:
-        raise ConfigurationError(f"{path} is not a label nonce key (expected 32 bytes, found {len(key)})")
+        raise ConfigurationError(f"{path} is not a {what} (expected 32 bytes, found {len(key)})")
     return key
+
+
+def load_nonce_key(data_dir: Path) -> bytes:
+    """The node's label-nonce key (see ``seal_label``), created 0600 on first use. Never leaves the node."""
+    return _node_secret(data_dir / "label-nonce.key", "label nonce key")
+
+
+def load_blind_key(data_dir: Path) -> bytes:
+    """The node's blind key (see ``crypto.batch.derive_batch_blind``), created 0600 on first use.
+
+    It makes the node's blinded batches repeatable, so a join resumed after an interruption
+    re-sends byte-identical batches and the custodians do not charge them twice. Never leaves
+    the node; losing it costs only that (new blinds, batches charged again once).
+    """
+    return _node_secret(data_dir / "blind.key", "blind key")
 
 
 @functools.lru_cache(maxsize=65536)
@@ -135,10 +149,13 @@ class MemberNode:
         batch_size: int = 1024,
         chunk_size: int = 4096,
         progress: Progress = _no_progress,
+        blind_key: bytes | None = None,
     ) -> None:
+        """``blind_key`` (``load_blind_key``) makes blinds repeatable; without one they are fresh,
+        and a batch sent again after an interruption is charged again by the custodians."""
         self.member_id, self.engine = member_id, engine
         self.coordinator, self.custodians, self.coordinator_key = coordinator, custodians, coordinator_key
-        self.nonce_key, self.display_name = nonce_key, display_name
+        self.nonce_key, self.blind_key, self.display_name = nonce_key, blind_key, display_name
         self.workers, self.batch_size, self.chunk_size, self.progress = workers, batch_size, chunk_size, progress
 
     @classmethod
@@ -161,6 +178,7 @@ class MemberNode:
             custodians=chain,
             coordinator_key=coordinator_key,
             nonce_key=load_nonce_key(config.data_dir),
+            blind_key=load_blind_key(config.data_dir),
             display_name=config.display_name,
             workers=config.workers,
             batch_size=config.batch_size,
@@ -176,7 +194,12 @@ class MemberNode:
     # Step 2-5: tokens for identifiers not yet cached in this epoch ------------------------------
 
     def tokenize(self, key_epoch: str, types: Collection[str]) -> int:
-        """Compute and cache tokens for every identifier of ``types`` lacking one; return how many."""
+        """Compute and cache tokens for every identifier of ``types`` lacking one; return how many.
+
+        Identifiers go in id order and batches are cached whole, in order, so a run interrupted
+        and started again forms the same batches for what is left; with a blind key they are
+        byte-identical and the custodians charge none of them twice.
+        """
         with self._reading() as conn:
             pending = [(i, t, c) for i, t, c in MemberRepository(conn).missing_token_ids(key_epoch, types)]
         if not pending:
@@ -185,7 +208,14 @@ class MemberNode:
         ids = iter(pending)
         done = 0
         with ProcessMap(self.workers if len(pending) > self.batch_size else 1) as pool:
-            for batch, derived in tokenize(inputs, self.custodians, pool=pool, batch_size=self.batch_size):
+            for batch, derived in tokenize(
+                inputs,
+                self.custodians,
+                pool=pool,
+                batch_size=self.batch_size,
+                blind_key=self.blind_key,
+                blind_context=key_epoch.encode("utf-8"),
+            ):
                 rows = [
                     (next(ids)[0], token, key)
                     for token, key in zip(derived.match_tokens, derived.label_keys, strict=False)

@@ -8,26 +8,16 @@ or a resumed join re-sending byte-identical blinded elements) is not charged twi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, delete, select, update
 
 from alliance_psi.errors import InvalidRequest, QuotaExceeded
+from alliance_psi.protocol.ports import Charge
 from alliance_psi.storage._common import insert_if_absent, insert_ignoring
 from alliance_psi.storage.schema import HASH_SIZE, charged_batches, quota_usage
 
 __all__ = ["Charge", "QuotaRepository"]
-
-
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """The outcome of charging one batch."""
-
-    used: int
-    """The member's usage in the key epoch afterwards."""
-    charged: bool
-    """False when the same batch had been charged before: it cost nothing this time."""
 
 
 class QuotaRepository:

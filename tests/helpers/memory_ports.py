@@ -32,6 +32,7 @@ from typing import Any
 from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
 from alliance_psi.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded, RoundClosed, SetMismatch
 from alliance_psi.protocol.model import Round, RoundState, SubmissionState, SubmissionStatus
+from alliance_psi.protocol.ports import Charge
 from alliance_psi.protocol.submission import SetDigest, SubmissionDigest, label_digest
 
 __all__ = ["FakeClock", "MemoryAudit", "MemoryCoordinatorRepo", "MemoryQuotaLedger", "MemoryUnitOfWork"]
@@ -339,32 +340,70 @@ class MemoryUnitOfWork:
 
 
 class MemoryQuotaLedger:
-    """A ``QuotaLedger``: a reservation fits the quota entirely or is refused, counting nothing."""
+    """A ``QuotaLedger``: a batch is charged once per digest, entirely or not at all, and refundable.
+
+    ``charges`` counts the ``charge`` calls, so a test can tell a batch was charged before any
+    work on it.
+    """
 
     def __init__(self) -> None:
         self.counts: dict[tuple[str, str], int] = {}
+        self.batches: dict[tuple[str, str, bytes], int] = {}
+        self.charges = 0
         self.audit = MemoryAudit()
 
-    def reserve(self, key_epoch: str, member_id: str, count: int, quota: int) -> int:
+    def charge(self, key_epoch: str, member_id: str, batch_digest: bytes, count: int, quota: int) -> Charge:
+        self.charges += 1
         if count < 0 or quota < 0:
             raise InvalidRequest("an evaluation count and a quota cannot be negative")
+        if len(batch_digest) != 32:
+            raise InvalidRequest("a batch digest is 32 bytes")
         used = self.counts.get((key_epoch, member_id), 0)
-        if used + count > quota:
-            raise QuotaExceeded(
-                f"evaluation quota exceeded for key epoch {key_epoch}: {used} of {quota} used, {count} requested",
-                member_id=member_id,
-                quota=quota,
-                used=used,
-                requested=count,
-            )
-        self.counts[(key_epoch, member_id)] = used + count
+        charged = (key_epoch, member_id, batch_digest) not in self.batches
+        if charged:
+            if used + count > quota:
+                self.audit.append(
+                    actor=member_id,
+                    action="evaluate.refused",
+                    at=datetime.now(UTC),
+                    detail={"key_epoch": key_epoch, "requested": count, "used": used, "quota": quota},
+                )
+                raise QuotaExceeded(
+                    f"evaluation quota exceeded for key epoch {key_epoch}: {used} of {quota} used, {count} requested",
+                    member_id=member_id,
+                    quota=quota,
+                    used=used,
+                    requested=count,
+                )
+            used += count
+            self.counts[(key_epoch, member_id)] = used
+            self.batches[(key_epoch, member_id, batch_digest)] = count
         self.audit.append(
             actor=member_id,
             action="evaluate",
             at=datetime.now(UTC),
-            detail={"key_epoch": key_epoch, "elements": count, "used": used + count},
+            detail={
+                "key_epoch": key_epoch,
+                "elements": count,
+                "charged": count if charged else 0,
+                "used": used,
+                "batch": batch_digest.hex(),
+            },
         )
-        return used + count
+        return Charge(used, charged)
+
+    def refund(self, key_epoch: str, member_id: str, batch_digest: bytes, reason: str) -> None:
+        count = self.batches.pop((key_epoch, member_id, batch_digest), None)
+        if count is None:
+            return
+        used = self.counts[(key_epoch, member_id)] - count
+        self.counts[(key_epoch, member_id)] = used
+        self.audit.append(
+            actor=member_id,
+            action="evaluate.refund",
+            at=datetime.now(UTC),
+            detail={"key_epoch": key_epoch, "used": used, "batch": batch_digest.hex(), "reason": reason},
+        )
 
     def used(self, key_epoch: str, member_id: str) -> int:
         return self.counts.get((key_epoch, member_id), 0)

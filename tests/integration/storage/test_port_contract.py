@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from alliance_psi.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded, RoundClosed, SetMismatch
 from alliance_psi.protocol.model import Round, RoundState, SubmissionState
+from alliance_psi.protocol.ports import Charge
 from alliance_psi.protocol.submission import SubmissionDigest, chunk_digest, label_digest, set_digest
 from alliance_psi.services.coordinator import sql_unit_of_work
 from alliance_psi.services.custodian import SqlQuotaLedger
@@ -299,17 +300,26 @@ def test_results(uow: UnitOfWork) -> None:
 
 
 def test_quota_ledger(ledger: Any) -> None:
+    first, second, third = b"\x01" * 32, b"\x02" * 32, b"\x03" * 32
     assert ledger.used("e1", "bank-a") == 0
-    assert ledger.reserve("e1", "bank-a", 6, 10) == 6
+    assert ledger.charge("e1", "bank-a", first, 6, 10) == Charge(6, True)
+    assert ledger.charge("e1", "bank-a", first, 6, 10) == Charge(6, False)  # The same batch again: free.
     with pytest.raises(QuotaExceeded) as refused:
-        ledger.reserve("e1", "bank-a", 5, 10)
+        ledger.charge("e1", "bank-a", second, 5, 10)
     assert (refused.value.member_id, refused.value.quota, refused.value.used, refused.value.requested) == (
         "bank-a",
         10,
         6,
         5,
     )
-    assert ledger.reserve("e1", "bank-a", 4, 10) == 10
+    assert ledger.charge("e1", "bank-a", second, 4, 10) == Charge(10, True)  # Refused, it was not remembered.
     assert (ledger.used("e1", "bank-a"), ledger.used("e2", "bank-a"), ledger.used("e1", "bank-b")) == (10, 0, 0)
+    ledger.refund("e1", "bank-a", second, "malformed element")
+    ledger.refund("e1", "bank-a", second, "malformed element")  # Once only.
+    ledger.refund("e1", "bank-a", third, "malformed element")  # Never charged: nothing happens.
+    assert ledger.used("e1", "bank-a") == 6
+    assert ledger.charge("e1", "bank-a", second, 4, 10) == Charge(10, True)  # Refunded: charged when sent again.
     with pytest.raises(InvalidRequest):
-        ledger.reserve("e1", "bank-b", -1, 10)
+        ledger.charge("e1", "bank-b", third, -1, 10)
+    with pytest.raises(InvalidRequest):
+        ledger.charge("e1", "bank-b", b"short", 1, 10)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from alliance_psi.crypto import oprf
-from alliance_psi.crypto.batch import blind_batch, finalize_and_derive_batch, finalize_batch
+from alliance_psi.crypto.batch import blind_batch, derive_batch_blind, finalize_and_derive_batch, finalize_batch
 from alliance_psi.crypto.derive import derive
 from alliance_psi.crypto.key_shares import KeyShare, combine_shares_for_testing
 from alliance_psi.crypto.parallel import ProcessMap, chunked, tokenize
@@ -111,3 +111,36 @@ def test_chunked() -> None:
 def test_zero_blind_refused() -> None:
     with pytest.raises(CryptoError, match="zero scalar"):
         blind_batch([b"a"], bytes(32))
+
+
+def test_keyed_blinds_repeat_a_batch_exactly_and_nothing_else() -> None:
+    key, other_key = b"\x11" * 32, b"\x22" * 32
+    xs = inputs(8)
+    first = blind_batch(xs, blind_key=key, context=b"2026q4")
+    assert blind_batch(xs, blind_key=key, context=b"2026q4") == first  # A re-sent batch is byte-identical.
+    # Another key, epoch, order or one input more or less: another blind, no element in common.
+    for other in (
+        blind_batch(xs, blind_key=other_key, context=b"2026q4"),
+        blind_batch(xs, blind_key=key, context=b"2027q1"),
+        blind_batch(xs[::-1], blind_key=key, context=b"2026q4"),
+        blind_batch(xs[:-1], blind_key=key, context=b"2026q4"),
+    ):
+        assert other.blind != first.blind
+        assert not set(other.blinded_elements) & set(first.blinded_elements)
+    # And it is a correct blind: the OPRF output is the unkeyed one.
+    assert finalize_batch(xs, first.blind, custodians(first.blinded_elements)) == [oprf.evaluate(KEY, x) for x in xs]
+    with pytest.raises(ValueError, match="32 bytes"):
+        derive_batch_blind(b"short", b"", xs)
+
+
+def test_tokenize_with_a_blind_key_sends_the_same_requests_twice() -> None:
+    sent: list[list[bytes]] = [[], []]
+    for run in (0, 1):
+
+        def evaluate(elements, run=run):  # type: ignore[no-untyped-def]
+            sent[run].extend(elements)
+            return custodians(elements)
+
+        with ProcessMap(1) as pool:
+            list(tokenize(iter(inputs(30)), evaluate, pool=pool, batch_size=8, blind_key=b"\x33" * 32))
+    assert sent[0] == sent[1] and len(sent[0]) == 30

@@ -53,14 +53,43 @@ def test_quota_is_per_member_and_a_refused_batch_counts_nothing(
     assert custodian.epoch_status(A).used == 6
     assert custodian.evaluate(A, "e1", elements(4, 6)).used == 10  # Exactly the quota fits.
     assert custodian.evaluate(B, "e1", elements(10)).used == 10  # Another member's quota is its own.
-    assert [entry["detail"]["used"] for entry in ledger.audit.entries] == [6, 10, 10]
+    assert [entry["detail"]["used"] for entry in ledger.audit.entries if entry["action"] == "evaluate"] == [6, 10, 10]
 
 
-def test_a_malformed_element_refuses_the_batch_and_counts_nothing(custodian: CustodianRole) -> None:
+def test_a_malformed_element_refuses_the_batch_and_counts_nothing(
+    custodian: CustodianRole, ledger: MemoryQuotaLedger
+) -> None:
     for bad in (bytes(32), b"\xff" * 32, b"\x01" * 31):
         with pytest.raises(MalformedElement):
             custodian.evaluate(A, "e1", [*elements(2), bad])
     assert custodian.epoch_status(A).used == 0
+    # A 31-byte element is refused before the charge; the two undecodable ones were charged, then refunded.
+    assert [e["action"] for e in ledger.audit.entries] == ["evaluate", "evaluate.refund"] * 2
+
+
+def test_the_quota_is_charged_before_any_element_is_read(custodian: CustodianRole, ledger: MemoryQuotaLedger) -> None:
+    custodian.evaluate(A, "e1", elements(6))
+    # Undecodable elements over quota: the refusal is the quota's, so none of them was decoded.
+    with pytest.raises(QuotaExceeded):
+        custodian.evaluate(A, "e1", [b"\xff" * 32] * 5)
+    assert ledger.charges == 2 and custodian.epoch_status(A).used == 6
+
+
+def test_a_batch_sent_again_is_evaluated_again_without_a_second_charge(custodian: CustodianRole) -> None:
+    batch = elements(6)
+    first = custodian.evaluate(A, "e1", batch)
+    again = custodian.evaluate(A, "e1", batch)
+    assert (again.elements, again.used) == (first.elements, 6)
+    with pytest.raises(QuotaExceeded):  # A different batch is charged: 6 + 6 > 10.
+        custodian.evaluate(A, "e1", batch[::-1])
+
+
+def test_an_enrolled_member_may_have_its_own_quota(ledger: MemoryQuotaLedger) -> None:
+    own = {"bank-b": 3}
+    custodian = CustodianRole("c", SHARE, quota_per_member=10, ledger=ledger, quota_of=own.get)
+    assert (custodian.epoch_status(A).quota, custodian.epoch_status(B).quota) == (10, 3)
+    with pytest.raises(QuotaExceeded, match="0 of 3 used, 4 requested"):
+        custodian.evaluate(B, "e1", elements(4))
 
 
 def test_wrong_epoch_empty_and_oversized_batches_are_refused(custodian: CustodianRole) -> None:
