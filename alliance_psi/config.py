@@ -11,7 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alliance_psi.defaults import BATCH_SIZE, CHUNK_SIZE, QUOTA_PER_MEMBER, TICK_SECONDS
+from alliance_psi.defaults import (
+    BATCH_SIZE,
+    CHUNK_SIZE,
+    ENROLMENT_REFRESH_SECONDS,
+    QUOTA_PER_MEMBER,
+    TICK_SECONDS,
+)
 from alliance_psi.errors import ConfigurationError
 
 __all__ = [
@@ -129,10 +135,14 @@ class CustodianConfig:
         CustodianConfig(name="custodian-1", listen="127.0.0.1:7101", tls=TlsConfig(…),
                         key_share=Path("custodian/epoch-2026q4.share"),
                         database="sqlite:///custodian/quota.db",
-                        quota_per_member=2_000_000)   # elements a member may have evaluated per epoch
+                        quota_per_member=2_000_000)   # default elements per member per epoch
+        CustodianConfig(…, enrolment_refresh_seconds=1.0)    # how stale the enrolment list may be
 
     The key share file is written by ``alliance-psi custodian init-share``; keep it 0600 and
     back it up: losing it ends the epoch (every member recomputes its tokens under a new one).
+    Only members enrolled in ``database`` by this custodian's operator
+    (``alliance-psi custodian member add``) are served; a member's own quota there overrides
+    ``quota_per_member``.
     """
 
     name: str
@@ -141,6 +151,7 @@ class CustodianConfig:
     key_share: Path
     database: str
     quota_per_member: int = QUOTA_PER_MEMBER
+    enrolment_refresh_seconds: float = ENROLMENT_REFRESH_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +164,10 @@ class CoordinatorConfig:
                           signing_key=Path("coordinator/signing.key"),   # Ed25519, signs results
                           database="sqlite:///coordinator/coordinator.db")  # or postgresql+psycopg://…
         CoordinatorConfig(…, tick_seconds=0.5)   # how often deadlines and pending matches are checked
+        CoordinatorConfig(…, enrolment_refresh_seconds=1.0)  # how stale the enrolment list may be
+
+    Only members and admins enrolled in ``database`` by the coordinator's operator
+    (``alliance-psi coordinator member add`` / ``admin add``) are served.
     """
 
     name: str
@@ -161,6 +176,7 @@ class CoordinatorConfig:
     signing_key: Path
     database: str
     tick_seconds: float = TICK_SECONDS
+    enrolment_refresh_seconds: float = ENROLMENT_REFRESH_SECONDS
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,15 @@ config (``alliance_psi.config``) carries these as field defaults and the CLI sho
 
 from __future__ import annotations
 
-__all__ = ["BATCH_SIZE", "CHUNK_SIZE", "COORDINATOR_NAME", "JOIN_WAIT_SECONDS", "QUOTA_PER_MEMBER", "TICK_SECONDS"]
+__all__ = [
+    "BATCH_SIZE",
+    "CHUNK_SIZE",
+    "COORDINATOR_NAME",
+    "ENROLMENT_REFRESH_SECONDS",
+    "JOIN_WAIT_SECONDS",
+    "QUOTA_PER_MEMBER",
+    "TICK_SECONDS",
+]
 
 BATCH_SIZE = 1024
 """Identifiers a member node blinds and sends to the custodians per call."""
@@ -26,3 +34,6 @@ JOIN_WAIT_SECONDS = 600.0
 
 COORDINATOR_NAME = "coordinator"
 """The coordinator's name in its certificate, and the name clients expect when given none."""
+
+ENROLMENT_REFRESH_SECONDS = 1.0
+"""How stale a server's in-memory copy of its enrolment list may get before it re-reads it."""

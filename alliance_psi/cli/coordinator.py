@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from alliance_psi._files import write_file_atomic
+from alliance_psi.cli._enrolment import enrolment_group
 from alliance_psi.cli._lazy import LazyGroup
 from alliance_psi.cli._options import PeerAddress, reported, tls_config, tls_options, wait_for_stop_signal
 from alliance_psi.config import CoordinatorConfig, PeerEndpoint
@@ -25,6 +26,10 @@ __all__ = ["coordinator_group"]
 @click.group("coordinator", cls=LazyGroup, lazy_commands={"report": "alliance_psi.cli.reports:coordinator_report"})
 def coordinator_group() -> None:
     """Run the coordinator, and administer rounds as the alliance operator."""
+
+
+coordinator_group.add_command(enrolment_group("member", server="coordinator", role="member", with_display_name=True))
+coordinator_group.add_command(enrolment_group("admin", server="coordinator", role="admin"))
 
 
 @coordinator_group.command("keygen")
@@ -80,7 +85,9 @@ def serve(
     database: str,
     tick: float,
 ) -> None:
-    """Serve rounds, submissions and signed results over mutual TLS until SIGTERM or Ctrl-C."""
+    """Serve rounds, submissions and signed results over mutual TLS until SIGTERM or Ctrl-C.
+
+    Only members and admins enrolled by `coordinator member add` / `admin add` are served."""
     config = CoordinatorConfig(
         name=name,
         listen=listen,
@@ -100,6 +107,7 @@ def _serve(config: CoordinatorConfig) -> None:
     from alliance_psi.protocol.model import Role
     from alliance_psi.services.cert_checks import load_tls
     from alliance_psi.services.coordinator import Ticker, coordinator_registration, sql_unit_of_work
+    from alliance_psi.services.enrolment import enrolment_gate
     from alliance_psi.services.server import run_server
     from alliance_psi.storage import create_schema, make_engine
 
@@ -114,10 +122,24 @@ def _serve(config: CoordinatorConfig) -> None:
     role = CoordinatorRole(
         sql_unit_of_work(engine), key, known_types=[t.value for t in IdentifierType], name=config.name
     )
+    roster, check = enrolment_gate(
+        engine,
+        server="coordinator",
+        roles=frozenset({Role.MEMBER, Role.ADMIN}),
+        refresh=config.enrolment_refresh_seconds,
+    )
     with (
-        run_server([coordinator_registration(role)], address=config.listen, tls=tls) as port,
+        run_server([coordinator_registration(role)], address=config.listen, tls=tls, checks=[check]) as port,
         Ticker(role, config.tick_seconds),
     ):
+        members, admins = roster.count(Role.MEMBER), roster.count(Role.ADMIN)
+        click.echo(f"coordinator {config.name}: {members} member(s) and {admins} admin(s) enrolled", err=True)
+        if not admins:
+            click.echo(
+                "warning: no admin is enrolled, so no round can be created; enrol the operator's certificate "
+                "with `alliance-psi coordinator admin add --cert operator.pem --database …` (no restart needed)",
+                err=True,
+            )
         click.echo(f"coordinator {config.name} (signing key {key.key_id}) serving on port {port}", err=True)
         wait_for_stop_signal()
 

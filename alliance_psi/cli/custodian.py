@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from alliance_psi._files import write_file_atomic
+from alliance_psi.cli._enrolment import enrolment_group
 from alliance_psi.cli._options import reported, tls_config, tls_options, wait_for_stop_signal
 from alliance_psi.config import CustodianConfig
 from alliance_psi.defaults import QUOTA_PER_MEMBER
@@ -18,6 +19,9 @@ __all__ = ["custodian_group"]
 @click.group("custodian")
 def custodian_group() -> None:
     """Run a key custodian (holds one OPRF key share per epoch)."""
+
+
+custodian_group.add_command(enrolment_group("member", server="custodian", role="member", with_quota=True))
 
 
 @custodian_group.command("init-share")
@@ -44,6 +48,7 @@ def _serve(config: CustodianConfig) -> None:
     from alliance_psi.protocol.model import Role
     from alliance_psi.services.cert_checks import load_tls
     from alliance_psi.services.custodian import SqlQuotaLedger, custodian_registration
+    from alliance_psi.services.enrolment import enrolment_gate
     from alliance_psi.services.server import run_server
     from alliance_psi.storage import create_schema, make_engine
 
@@ -56,10 +61,25 @@ def _serve(config: CustodianConfig) -> None:
         raise ConfigurationError(f"key share {config.key_share}: {exc.strerror}") from None
     engine = make_engine(config.database)
     create_schema(engine)
-    role = CustodianRole(
-        config.name, share, quota_per_member=config.quota_per_member, ledger=SqlQuotaLedger(engine, config.name)
+    roster, check = enrolment_gate(
+        engine, server="custodian", roles=frozenset({Role.MEMBER}), refresh=config.enrolment_refresh_seconds
     )
-    with run_server([custodian_registration(role)], address=config.listen, tls=tls) as port:
+    role = CustodianRole(
+        config.name,
+        share,
+        quota_per_member=config.quota_per_member,
+        ledger=SqlQuotaLedger(engine, config.name),
+        quota_of=roster.quota_of,
+    )
+    with run_server([custodian_registration(role)], address=config.listen, tls=tls, checks=[check]) as port:
+        enrolled = roster.count(Role.MEMBER)
+        click.echo(f"custodian {config.name}: {enrolled} member(s) enrolled", err=True)
+        if not enrolled:
+            click.echo(
+                "warning: no member is enrolled, so every evaluation is refused; enrol members with "
+                "`alliance-psi custodian member add --cert MEMBER.pem --database …` (no restart needed)",
+                err=True,
+            )
         click.echo(f"custodian {config.name} serving key epoch {share.epoch} on port {port}", err=True)
         wait_for_stop_signal()
 
@@ -75,7 +95,7 @@ def _serve(config: CustodianConfig) -> None:
     type=click.IntRange(min=1),
     default=QUOTA_PER_MEMBER,
     show_default=True,
-    help="Elements each member may have evaluated per key epoch.",
+    help="Elements each member may have evaluated per key epoch (`member add --quota` overrides it per member).",
 )
 def serve(
     name: str,
@@ -88,7 +108,7 @@ def serve(
     database: str,
     quota: int,
 ) -> None:
-    """Serve OPRF evaluations over mutual TLS until SIGTERM or Ctrl-C."""
+    """Serve OPRF evaluations over mutual TLS until SIGTERM or Ctrl-C, to enrolled members only."""
     config = CustodianConfig(
         name=name,
         listen=listen,

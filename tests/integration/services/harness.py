@@ -1,5 +1,8 @@
 """An alliance on loopback for service tests: custodians and a coordinator serving over real mTLS,
 member nodes with their own SQLite databases, and planted overlapping blacklists.
+
+Every server serves only the parties enrolled in its own database, as in production: the three
+members everywhere, and the ``admin`` certificate at the coordinator.
 """
 
 from __future__ import annotations
@@ -18,15 +21,18 @@ from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.identifiers import IdentifierType, normalize
 from alliance_psi.protocol.coordinator import CoordinatorRole, RoundSpec
 from alliance_psi.protocol.custodian import CustodianRole
+from alliance_psi.protocol.model import Role
 from alliance_psi.services.clients import CoordinatorClient, CustodianChain, CustodianClient, RetryPolicy
 from alliance_psi.services.coordinator import coordinator_registration, sql_unit_of_work
 from alliance_psi.services.custodian import SqlQuotaLedger, custodian_registration
+from alliance_psi.services.enrolment import enrol, enrolment_gate
 from alliance_psi.services.member import MemberNode
 from alliance_psi.services.server import run_server
 from alliance_psi.storage import MemberRepository, create_schema, make_engine
 
 EPOCH = "epoch-test"
 MEMBERS = ("bank-a", "bank-b", "bank-c")
+ENROLMENT_REFRESH = 0.2  # Seconds: how soon a server sees an enrolment change.
 CATEGORIES = ("wool_party", "loan_intermediary", "proxy_rights_defense")
 
 
@@ -96,6 +102,7 @@ class Alliance:
     custodian_addresses: list[str]
     signing_key: SigningKey
     member_engines: dict[str, Engine]
+    custodian_engines: list[Engine] = field(default_factory=list)
 
     def admin(self) -> CoordinatorClient:
         return CoordinatorClient(self.coordinator_address, self.pki.material("admin"))  # type: ignore[attr-defined]
@@ -138,6 +145,12 @@ def round_spec(threshold: int, **overrides: object) -> RoundSpec:
     return RoundSpec(**fields)  # type: ignore[arg-type]
 
 
+def enrol_all(engine: Engine, pki: object, names: Sequence[str], role: Role = Role.MEMBER) -> None:
+    """Enrol the named parties' certificates from the test PKI in a server's database."""
+    for name in names:
+        enrol(engine, pki.issued[name].cert_pem, role=role)  # type: ignore[attr-defined]
+
+
 @contextlib.contextmanager
 def running_alliance(
     tmp: Path,
@@ -154,22 +167,45 @@ def running_alliance(
     role = CoordinatorRole(
         sql_unit_of_work(coordinator_engine), signing_key, known_types=[t.value for t in IdentifierType]
     )
+    enrol_all(coordinator_engine, pki, MEMBERS)
+    enrol_all(coordinator_engine, pki, ["admin"], Role.ADMIN)
+    _, coordinator_check = enrolment_gate(
+        coordinator_engine, server="coordinator", roles=frozenset({Role.MEMBER, Role.ADMIN}), refresh=ENROLMENT_REFRESH
+    )
     with contextlib.ExitStack() as stack:
-        addresses = []
+        addresses, custodian_engines = [], []
         for i in range(custodians):
             name = custodian_name(i)
             share = KeyShare.generate(EPOCH)
-            ledger = SqlQuotaLedger(sqlite_engine(tmp / f"{name}.db"), name)
-            custodian = CustodianRole(name, share, quota_per_member=quota, ledger=ledger)
+            engine = sqlite_engine(tmp / f"{name}.db")
+            enrol_all(engine, pki, MEMBERS)
+            roster, check = enrolment_gate(
+                engine, server="custodian", roles=frozenset({Role.MEMBER}), refresh=ENROLMENT_REFRESH
+            )
+            ledger = SqlQuotaLedger(engine, name)
+            custodian = CustodianRole(name, share, quota_per_member=quota, ledger=ledger, quota_of=roster.quota_of)
             port = stack.enter_context(
-                run_server([custodian_registration(custodian)], address="127.0.0.1:0", tls=pki.material(name))
-            )  # type: ignore[attr-defined]
+                run_server(
+                    [custodian_registration(custodian)],
+                    address="127.0.0.1:0",
+                    tls=pki.material(name),  # type: ignore[attr-defined]
+                    checks=[check],
+                )
+            )
             addresses.append(f"127.0.0.1:{port}")
+            custodian_engines.append(engine)
         port = stack.enter_context(
-            run_server([coordinator_registration(role)], address="127.0.0.1:0", tls=pki.material("coordinator"))
-        )  # type: ignore[attr-defined]
+            run_server(
+                [coordinator_registration(role)],
+                address="127.0.0.1:0",
+                tls=pki.material("coordinator"),  # type: ignore[attr-defined]
+                checks=[coordinator_check],
+            )
+        )
         engines = {}
         for i, member in enumerate(MEMBERS):
             engines[member] = sqlite_engine(tmp / f"{member}.db")
             load(engines[member], sorted(planted.holdings[member]), CATEGORIES[i])
-        yield Alliance(tmp, pki, coordinator_engine, role, f"127.0.0.1:{port}", addresses, signing_key, engines)
+        yield Alliance(
+            tmp, pki, coordinator_engine, role, f"127.0.0.1:{port}", addresses, signing_key, engines, custodian_engines
+        )
