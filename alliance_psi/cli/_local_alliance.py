@@ -1,8 +1,10 @@
 """A throwaway alliance on this machine, for the demo and the benchmarks.
 
 ``LocalAlliance`` writes a CA and certificates, the coordinator's signing key and one custodian
-key share under a directory, starts the coordinator and the custodian as separate server
-processes on loopback ports, writes one ``node.toml`` per member, and stops the servers on exit.
+key share under a directory, enrols the members (and the operator, as admin) in each server's
+own database as each server's operator would, starts the coordinator and the custodian as
+separate server processes on loopback ports, writes one ``node.toml`` per member, and stops
+the servers on exit.
 Members then run as their own ``alliance-psi node`` processes (``node_command``).
 """
 
@@ -96,6 +98,22 @@ def _write_keys(root: Path, members: Sequence[str]) -> None:
     (root / "alliance" / "custodian.share").write_bytes(KeyShare.generate(EPOCH).to_bytes())
 
 
+def _enrol(database: Path, pki_dir: Path, members: Sequence[str], *, admins: Sequence[str] = ()) -> None:
+    """Enrol ``members`` (and ``admins``) by their certificates' keys in one server's database."""
+    from alliance_psi.protocol.model import Role
+    from alliance_psi.services.enrolment import enrol
+    from alliance_psi.storage import create_schema, make_engine
+
+    engine = make_engine(f"sqlite:///{database}")
+    try:
+        create_schema(engine)
+        for role, names in ((Role.MEMBER, members), (Role.ADMIN, admins)):
+            for name in names:
+                enrol(engine, (pki_dir / f"{name}.pem").read_bytes(), role=role)
+    finally:
+        engine.dispose()
+
+
 def _write_node_toml(path: Path, values: dict[str, Any]) -> None:
     lines = ["[node]"]
     for key, value in values.items():
@@ -119,6 +137,8 @@ def local_alliance(
     _write_keys(root, members)
     alliance_dir = root / "alliance"
     pki_dir = alliance_dir / "pki"
+    _enrol(alliance_dir / "custodian.db", pki_dir, members)
+    _enrol(alliance_dir / "coordinator.db", pki_dir, members, admins=["operator"])
     with (
         ServerProcess(
             [

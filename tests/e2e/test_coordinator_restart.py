@@ -56,6 +56,17 @@ def test_round_survives_a_coordinator_crash(tmp_path: Path, pki, coordinator_db:
         "--tick",
         "0.2",
     ]
+    custodian_db = f"sqlite:///{tmp_path / 'custodian.db'}"
+    for member in MEMBERS:  # Each server's operator enrols the members (and admins) it serves.
+        cert = str(pki.directory / f"{member}.pem")
+        for server, database in (("custodian", custodian_db), ("coordinator", coordinator_db)):
+            enrolled = CliRunner().invoke(main, [server, "member", "add", "--cert", cert, "--database", database])
+            assert enrolled.exit_code == 0, enrolled.output
+    admin_cert = str(pki.directory / "admin.pem")
+    enrolled = CliRunner().invoke(
+        main, ["coordinator", "admin", "add", "--cert", admin_cert, "--database", coordinator_db]
+    )
+    assert enrolled.exit_code == 0, enrolled.output
     custodian = ServerProcess(
         [
             "custodian",
@@ -68,7 +79,7 @@ def test_round_survives_a_coordinator_crash(tmp_path: Path, pki, coordinator_db:
             "--key-share",
             str(tmp_path / "share"),
             "--database",
-            f"sqlite:///{tmp_path / 'custodian.db'}",
+            custodian_db,
         ]
     )
     coordinator = ServerProcess(coordinator_cmd)

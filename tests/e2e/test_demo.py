@@ -48,6 +48,16 @@ def test_demo_finds_exactly_what_it_planted(tmp_path: Path) -> None:
         assert verify.returncode == 0 and verify.stdout.startswith("valid"), verify.stdout + verify.stderr
     # The GB18030 file with Chinese headers was imported without rejections.
     assert not list((out / "bank-b").glob("*.rejects.csv"))
+    # Each server served the members its own operator enrolled, by key (the operator as admin too).
+    for server, group, names in (
+        ("custodian", "member", ["bank-a", "bank-b", "cfc-c"]),
+        ("coordinator", "member", ["bank-a", "bank-b", "cfc-c"]),
+        ("coordinator", "admin", ["operator"]),
+    ):
+        database = f"sqlite:///{out / 'alliance' / f'{server}.db'}"
+        listed = CliRunner().invoke(main, [server, group, "list", "--database", database])
+        assert listed.exit_code == 0, listed.output
+        assert [line.split()[0] for line in listed.output.splitlines()[1:]] == names
 
 
 def test_demo_refuses_a_threshold_above_the_member_count(tmp_path: Path) -> None:
