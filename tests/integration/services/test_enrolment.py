@@ -16,10 +16,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from sqlalchemy import Engine, event, select
 
+from alliance_psi.cli.main import main
 from alliance_psi.config import TlsMaterial
 from alliance_psi.crypto.oprf import blind
 from alliance_psi.errors import NotAuthenticated, NotAuthorized, QuotaExceeded
@@ -27,7 +29,7 @@ from alliance_psi.protocol.coordinator import Chunk, Commit
 from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.services import pki as pki_module
 from alliance_psi.services.clients import CoordinatorClient, CustodianClient
-from alliance_psi.services.enrolment import EnrolmentCheck, EnrolmentRoster, enrol, unenrol
+from alliance_psi.services.enrolment import EnrolmentCheck, EnrolmentRoster, enrol
 from alliance_psi.services.interceptors import Peer
 from alliance_psi.storage import QuotaRepository
 from alliance_psi.storage.schema import audit_log
@@ -174,9 +176,11 @@ def test_the_coordinator_serves_only_its_enrolled_members_and_admins(tmp_path: P
 
 
 def test_enrolment_changes_reach_a_running_server(tmp_path: Path, pki: AlliancePki) -> None:
+    """The custodian's operator runs `custodian member remove|add` on its database while it serves."""
+    database = f"sqlite:///{tmp_path / 'custodian-0.db'}"
+    cert = str(pki.directory / "bank-c.pem")
     with running_alliance(tmp_path, pki, custodians=1) as alliance:
-        custodian, engine = alliance.custodian_addresses[0], alliance.custodian_engines[0]
-        with CustodianClient(custodian, pki.material("bank-c")) as client:
+        with CustodianClient(alliance.custodian_addresses[0], pki.material("bank-c")) as client:
             assert client.epoch().quota == 100_000
 
             def refused() -> bool:
@@ -186,9 +190,13 @@ def test_enrolment_changes_reach_a_running_server(tmp_path: Path, pki: AllianceP
                     return True
                 return False
 
-            assert unenrol(engine, Role.MEMBER, "bank-c")
+            removed = CliRunner().invoke(main, ["custodian", "member", "remove", "bank-c", "--database", database])
+            assert removed.exit_code == 0, removed.output
             eventually(refused, "bank-c refused after its removal")
-            enrol(engine, pki.issued["bank-c"].cert_pem, role=Role.MEMBER, quota=3)
+            added = CliRunner().invoke(
+                main, ["custodian", "member", "add", "--cert", cert, "--quota", "3", "--database", database]
+            )
+            assert added.exit_code == 0, added.output
             eventually(lambda: not refused(), "bank-c served again after its enrolment")
             assert client.epoch().quota == 3  # Its own quota, not the server's default.
             with pytest.raises(QuotaExceeded, match="0 of 3 used, 5 requested"):
