@@ -1,0 +1,97 @@
+"""The custodian charges before it computes, refunds what it could not evaluate, and charges a batch once.
+
+Issue 9 §7: the custodian computed a batch before checking the quota, and an interrupted join was
+charged twice. These run against a real custodian over mutual TLS. "Nothing was computed" is
+shown without timing: a batch of elements the custodian could not even decode is answered
+RESOURCE_EXHAUSTED, not INVALID_ARGUMENT, so the quota check came before any element was read.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import grpc
+import pytest
+from sqlalchemy import Engine, select
+
+from alliance_psi.crypto.oprf import blind
+from alliance_psi.errors import InvalidRequest
+from alliance_psi.services.clients import CustodianClient
+from alliance_psi.storage import QuotaRepository
+from alliance_psi.storage.schema import audit_log
+from tests.integration.services.conftest import AlliancePki
+from tests.integration.services.harness import EPOCH, running_alliance
+
+pytestmark = pytest.mark.timeout(120)
+
+GOOD = [blind(b"phone\x00+8613700000%03d" % i).blinded_element for i in range(6)]
+UNDECODABLE = b"\xff" * 32  # 32 bytes, but not a canonical ristretto255 encoding.
+
+
+def audit(engine: Engine) -> list[tuple[str, dict[str, object]]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(audit_log.c.action, audit_log.c.detail).order_by(audit_log.c.seq))
+        return [(r.action, json.loads(r.detail)) for r in rows if r.action.startswith("evaluate")]
+
+
+def used(engine: Engine, member: str = "bank-a") -> int:
+    with engine.connect() as conn:
+        return QuotaRepository(conn).used(EPOCH, member)
+
+
+def evaluate_raw(client: CustodianClient, elements: list[bytes]) -> grpc.StatusCode:
+    from alliance_psi.protocol.messages import evaluate_request
+
+    try:
+        client.stub.Evaluate(evaluate_request(EPOCH, elements), timeout=10)
+    except grpc.RpcError as err:
+        return err.code()  # type: ignore[no-any-return]
+    return grpc.StatusCode.OK
+
+
+def test_a_batch_over_quota_is_refused_before_any_element_is_read(tmp_path: Path, pki: AlliancePki) -> None:
+    with running_alliance(tmp_path, pki, custodians=1, quota=10) as alliance:
+        engine = alliance.custodian_engines[0]
+        with CustodianClient(alliance.custodian_addresses[0], pki.material("bank-a")) as client:
+            client.evaluate(EPOCH, GOOD)  # 6 of 10.
+            # Five elements that cannot be decoded: a custodian that computed first would say
+            # INVALID_ARGUMENT; one that reserves first refuses on quota and reads none of them.
+            assert evaluate_raw(client, [UNDECODABLE] * 5) is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert used(engine) == 6
+        assert [action for action, _ in audit(engine)] == ["evaluate", "evaluate.refused"]
+        assert audit(engine)[-1][1] == {"key_epoch": EPOCH, "requested": 5, "used": 6, "quota": 10}
+
+
+def test_a_malformed_element_refunds_the_batch(tmp_path: Path, pki: AlliancePki) -> None:
+    with running_alliance(tmp_path, pki, custodians=1, quota=10) as alliance:
+        engine = alliance.custodian_engines[0]
+        with CustodianClient(alliance.custodian_addresses[0], pki.material("bank-a")) as client:
+            with pytest.raises(InvalidRequest, match="not a canonical ristretto255 encoding"):
+                client.evaluate(EPOCH, [*GOOD[:5], UNDECODABLE])
+            assert used(engine) == 0  # Charged, then refunded: nothing was returned.
+            # The corrected batch is charged in full, and it fits in the quota the refund gave back.
+            assert len(client.evaluate(EPOCH, GOOD)) == 6
+        assert used(engine) == 6
+        actions = [(action, detail.get("used")) for action, detail in audit(engine)]
+        assert actions == [("evaluate", 6), ("evaluate.refund", 0), ("evaluate", 6)]
+        assert audit(engine)[1][1]["reason"] == "malformed element"
+
+
+def test_a_batch_sent_again_is_evaluated_again_and_charged_once(tmp_path: Path, pki: AlliancePki) -> None:
+    with running_alliance(tmp_path, pki, custodians=1, quota=10) as alliance:
+        engine = alliance.custodian_engines[0]
+        with (
+            CustodianClient(alliance.custodian_addresses[0], pki.material("bank-a")) as a,
+            CustodianClient(alliance.custodian_addresses[0], pki.material("bank-b")) as b,
+        ):
+            first = a.evaluate(EPOCH, GOOD)
+            assert a.evaluate(EPOCH, GOOD) == first  # A retry, or a resumed join: the same answer, free.
+            assert a.evaluate(EPOCH, GOOD) == first
+            assert a.epoch().used == 6
+            # Another order is another batch; so is the same batch from another member.
+            a.evaluate(EPOCH, GOOD[:3][::-1])
+            b.evaluate(EPOCH, GOOD)
+        assert (used(engine, "bank-a"), used(engine, "bank-b")) == (9, 6)
+        charged = [detail["charged"] for action, detail in audit(engine) if action == "evaluate"]
+        assert charged == [6, 0, 0, 3, 6]
