@@ -8,6 +8,7 @@ holds the alliance CA can issue a certificate for any name.
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -154,6 +155,12 @@ def enrolment_group(
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
     """Plain aligned columns: key pins stay whole and copyable at any terminal width."""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    widths = [max(_width(cell) for cell in column) for column in zip(header, *rows, strict=True)]
     for row in [header, *rows]:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        cells = (cell + " " * (width - _width(cell)) for cell, width in zip(row, widths, strict=True))
+        click.echo("  ".join(cells).rstrip())
+
+
+def _width(text: str) -> int:
+    """Terminal columns of ``text``: Chinese (East Asian wide) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
