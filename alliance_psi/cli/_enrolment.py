@@ -19,7 +19,9 @@ from alliance_psi.cli._options import reported
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-__all__ = ["enrolment_group"]
+    from alliance_psi.services.enrolment import EnrolmentRoster
+
+__all__ = ["echo_enrolment", "enrolment_group"]
 
 _DATABASE_HELP = "This server's database URL (as given to its serve command)."
 
@@ -151,6 +153,21 @@ def enrolment_group(
     usage_help = ", quota, usage in a key epoch" if with_quota else ""
     group.command("list", help=f"List the enrolled {role}s: name, key pin{usage_help}, when added.")(list_)
     return group
+
+
+def echo_enrolment(
+    roster: EnrolmentRoster, server: str, name: str, *, roles: tuple[str, ...], needed: str, without: str
+) -> None:
+    """Say at start-up how many parties of ``roles`` are enrolled; warn if none of ``needed`` is."""
+    from alliance_psi.protocol.model import Role
+
+    counts = " and ".join(f"{roster.count(Role(role))} {role}(s)" for role in roles)
+    click.echo(f"{server} {name}: {counts} enrolled", err=True)
+    if not roster.count(Role(needed)):
+        command = f"alliance-psi {server} {needed} add --cert {needed.upper()}.pem --database …"
+        click.echo(
+            f"warning: no {needed} is enrolled, so {without}; enrol with `{command}` (no restart needed)", err=True
+        )
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:

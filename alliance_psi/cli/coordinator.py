@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from alliance_psi._files import write_file_atomic
-from alliance_psi.cli._enrolment import enrolment_group
+from alliance_psi.cli._enrolment import echo_enrolment, enrolment_group
 from alliance_psi.cli._lazy import LazyGroup
 from alliance_psi.cli._options import PeerAddress, reported, tls_config, tls_options, wait_for_stop_signal
 from alliance_psi.config import CoordinatorConfig, PeerEndpoint
@@ -132,14 +132,14 @@ def _serve(config: CoordinatorConfig) -> None:
         run_server([coordinator_registration(role)], address=config.listen, tls=tls, checks=[check]) as port,
         Ticker(role, config.tick_seconds),
     ):
-        members, admins = roster.count(Role.MEMBER), roster.count(Role.ADMIN)
-        click.echo(f"coordinator {config.name}: {members} member(s) and {admins} admin(s) enrolled", err=True)
-        if not admins:
-            click.echo(
-                "warning: no admin is enrolled, so no round can be created; enrol the operator's certificate "
-                "with `alliance-psi coordinator admin add --cert operator.pem --database …` (no restart needed)",
-                err=True,
-            )
+        echo_enrolment(
+            roster,
+            "coordinator",
+            config.name,
+            roles=("member", "admin"),
+            needed="admin",
+            without="no round can be created",
+        )
         click.echo(f"coordinator {config.name} (signing key {key.key_id}) serving on port {port}", err=True)
         wait_for_stop_signal()
 

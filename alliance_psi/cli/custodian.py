@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from alliance_psi._files import write_file_atomic
-from alliance_psi.cli._enrolment import enrolment_group
+from alliance_psi.cli._enrolment import echo_enrolment, enrolment_group
 from alliance_psi.cli._options import reported, tls_config, tls_options, wait_for_stop_signal
 from alliance_psi.config import CustodianConfig
 from alliance_psi.defaults import QUOTA_PER_MEMBER
@@ -72,14 +72,9 @@ def _serve(config: CustodianConfig) -> None:
         quota_of=roster.quota_of,
     )
     with run_server([custodian_registration(role)], address=config.listen, tls=tls, checks=[check]) as port:
-        enrolled = roster.count(Role.MEMBER)
-        click.echo(f"custodian {config.name}: {enrolled} member(s) enrolled", err=True)
-        if not enrolled:
-            click.echo(
-                "warning: no member is enrolled, so every evaluation is refused; enrol members with "
-                "`alliance-psi custodian member add --cert MEMBER.pem --database …` (no restart needed)",
-                err=True,
-            )
+        echo_enrolment(
+            roster, "custodian", config.name, roles=("member",), needed="member", without="every call is refused"
+        )
         click.echo(f"custodian {config.name} serving key epoch {share.epoch} on port {port}", err=True)
         wait_for_stop_signal()
 

@@ -142,3 +142,28 @@ def test_coordinator_members_with_display_names_and_admins(tmp_path: Path, pki: 
     admins = run("coordinator", "admin", "list", "--database", db).output.splitlines()
     assert [row.split()[:2] for row in admins[1:]] == [["admin", pin(pki, "admin")]]
     assert run("coordinator", "admin", "list", "--epoch", "x", "--database", db).exit_code == 2  # No usage here.
+
+
+def test_a_server_with_nobody_enrolled_says_so_at_start(tmp_path: Path, pki: AlliancePki) -> None:
+    from alliance_psi.cli._processes import ServerProcess, tls_args
+
+    assert run("custodian", "init-share", "--epoch", "e1", "--out", str(tmp_path / "share")).exit_code == 0
+    args = ["--key-share", str(tmp_path / "share"), "--database", f"sqlite:///{tmp_path / 'c.db'}"]
+    with ServerProcess(
+        [
+            "custodian",
+            "serve",
+            "--name",
+            "custodian-1",
+            "--listen",
+            "127.0.0.1:0",
+            *tls_args(pki.directory, "custodian-1"),
+            *args,
+        ]
+    ) as server:
+        lines = "".join(server.lines)
+    assert "custodian custodian-1: 0 member(s) enrolled" in lines
+    assert (
+        "warning: no member is enrolled, so every call is refused; enrol with "
+        "`alliance-psi custodian member add --cert MEMBER.pem --database …` (no restart needed)"
+    ) in lines
