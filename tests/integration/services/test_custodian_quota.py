@@ -21,8 +21,9 @@ from alliance_psi.services.clients import CustodianClient
 from alliance_psi.storage import QuotaRepository
 from alliance_psi.storage.schema import audit_log
 from tests.integration.services.conftest import AlliancePki
-from tests.integration.services.harness import EPOCH, running_alliance
+from tests.integration.services.harness import EPOCH, custodian_name, running_alliance
 
+CUSTODIAN = custodian_name(0)
 pytestmark = pytest.mark.timeout(120)
 
 GOOD = [blind(b"phone\x00+8613700000%03d" % i).blinded_element for i in range(6)]
@@ -53,7 +54,7 @@ def evaluate_raw(client: CustodianClient, elements: list[bytes]) -> grpc.StatusC
 def test_a_batch_over_quota_is_refused_before_any_element_is_read(tmp_path: Path, pki: AlliancePki) -> None:
     with running_alliance(tmp_path, pki, custodians=1, quota=10) as alliance:
         engine = alliance.custodian_engines[0]
-        with CustodianClient(alliance.custodian_addresses[0], pki.material("bank-a")) as client:
+        with CustodianClient(alliance.custodian_addresses[0], pki.material("bank-a"), name=CUSTODIAN) as client:
             client.evaluate(EPOCH, GOOD)  # 6 of 10.
             # Five elements that cannot be decoded: a custodian that computed first would say
             # INVALID_ARGUMENT; one that reserves first refuses on quota and reads none of them.
@@ -66,7 +67,7 @@ def test_a_batch_over_quota_is_refused_before_any_element_is_read(tmp_path: Path
 def test_a_malformed_element_refunds_the_batch(tmp_path: Path, pki: AlliancePki) -> None:
     with running_alliance(tmp_path, pki, custodians=1, quota=10) as alliance:
         engine = alliance.custodian_engines[0]
-        with CustodianClient(alliance.custodian_addresses[0], pki.material("bank-a")) as client:
+        with CustodianClient(alliance.custodian_addresses[0], pki.material("bank-a"), name=CUSTODIAN) as client:
             with pytest.raises(InvalidRequest, match="not a canonical ristretto255 encoding"):
                 client.evaluate(EPOCH, [*GOOD[:5], UNDECODABLE])
             assert used(engine) == 0  # Charged, then refunded: nothing was returned.
@@ -82,8 +83,8 @@ def test_a_batch_sent_again_is_evaluated_again_and_charged_once(tmp_path: Path, 
     with running_alliance(tmp_path, pki, custodians=1, quota=10) as alliance:
         engine = alliance.custodian_engines[0]
         with (
-            CustodianClient(alliance.custodian_addresses[0], pki.material("bank-a")) as a,
-            CustodianClient(alliance.custodian_addresses[0], pki.material("bank-b")) as b,
+            CustodianClient(alliance.custodian_addresses[0], pki.material("bank-a"), name=CUSTODIAN) as a,
+            CustodianClient(alliance.custodian_addresses[0], pki.material("bank-b"), name=CUSTODIAN) as b,
         ):
             first = a.evaluate(EPOCH, GOOD)
             assert a.evaluate(EPOCH, GOOD) == first  # A retry, or a resumed join: the same answer, free.

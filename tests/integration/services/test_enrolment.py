@@ -34,8 +34,9 @@ from alliance_psi.services.interceptors import Peer
 from alliance_psi.storage import QuotaRepository
 from alliance_psi.storage.schema import audit_log
 from tests.integration.services.conftest import AlliancePki
-from tests.integration.services.harness import EPOCH, running_alliance
+from tests.integration.services.harness import EPOCH, custodian_name, running_alliance
 
+CUSTODIAN = custodian_name(0)
 pytestmark = pytest.mark.timeout(180)
 
 ELEMENTS = [blind(b"phone\x00+8613900000%03d" % i).blinded_element for i in range(5)]
@@ -93,7 +94,7 @@ def test_members_the_operator_mints_are_refused_at_an_independent_custodian(tmp_
         # The operator, holding the CA, mints three members nobody enrolled at this custodian.
         minted = [pki_module.issue(pki.ca, role=Role.MEMBER, name=f"shadow-{i}") for i in range(3)]
         for i, cert in enumerate(minted):
-            client = CustodianClient(custodian, material(pki, cert.cert_pem, cert.key_pem))
+            client = CustodianClient(custodian, material(pki, cert.cert_pem, cert.key_pem), name=CUSTODIAN)
             with pytest.raises(NotAuthorized, match=f"member shadow-{i} is not enrolled at this custodian$"):
                 client.evaluate(EPOCH, ELEMENTS)
             # Even malformed elements get the refusal, not INVALID_ARGUMENT: nothing was decoded.
@@ -105,14 +106,14 @@ def test_members_the_operator_mints_are_refused_at_an_independent_custodian(tmp_
             client.close()
         # An enrolled member's name re-issued by the CA holder over a key of its own choosing.
         forged = pki_module.issue(pki.ca, role=Role.MEMBER, name="bank-a")
-        with CustodianClient(custodian, material(pki, forged.cert_pem, forged.key_pem)) as client:
+        with CustodianClient(custodian, material(pki, forged.cert_pem, forged.key_pem), name=CUSTODIAN) as client:
             with pytest.raises(NotAuthenticated, match="key does not match the enrolled key of member bank-a"):
                 client.evaluate(EPOCH, ELEMENTS)
 
         # Nothing was evaluated or charged for any of them; the enrolled member keeps working.
         assert usage(engine) == {}
         assert audit_entries(engine, "evaluate") == []
-        with CustodianClient(custodian, pki.material("bank-a")) as client:
+        with CustodianClient(custodian, pki.material("bank-a"), name=CUSTODIAN) as client:
             assert len(client.evaluate(EPOCH, ELEMENTS)) == len(ELEMENTS)
         assert usage(engine) == {"bank-a": len(ELEMENTS)}
 
@@ -133,7 +134,10 @@ def test_quota_belongs_to_the_enrolled_member_not_to_a_certificate(tmp_path: Pat
     with running_alliance(tmp_path, pki, custodians=1, quota=8) as alliance:
         custodian, engine = alliance.custodian_addresses[0], alliance.custodian_engines[0]
         renewed = material(pki, reissued_with_same_key(pki, "bank-b"), pki.issued["bank-b"].key_pem)
-        with CustodianClient(custodian, pki.material("bank-b")) as old, CustodianClient(custodian, renewed) as new:
+        with (
+            CustodianClient(custodian, pki.material("bank-b"), name=CUSTODIAN) as old,
+            CustodianClient(custodian, renewed, name=CUSTODIAN) as new,
+        ):
             old.evaluate(EPOCH, ELEMENTS)  # 5 of 8.
             assert new.epoch().used == len(ELEMENTS)  # Same name, same key: the same member and quota.
             with pytest.raises(QuotaExceeded, match="5 of 8 used, 4 requested"):
@@ -177,10 +181,10 @@ def test_the_coordinator_serves_only_its_enrolled_members_and_admins(tmp_path: P
 
 def test_enrolment_changes_reach_a_running_server(tmp_path: Path, pki: AlliancePki) -> None:
     """The custodian's operator runs `custodian member remove|add` on its database while it serves."""
-    database = f"sqlite:///{tmp_path / 'custodian-0.db'}"
     cert = str(pki.directory / "bank-c.pem")
     with running_alliance(tmp_path, pki, custodians=1) as alliance:
-        with CustodianClient(alliance.custodian_addresses[0], pki.material("bank-c")) as client:
+        database = alliance.custodian_engines[0].url.render_as_string(hide_password=False)
+        with CustodianClient(alliance.custodian_addresses[0], pki.material("bank-c"), name=CUSTODIAN) as client:
             assert client.epoch().quota == 100_000
 
             def refused() -> bool:
