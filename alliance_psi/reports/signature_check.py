@@ -240,7 +240,10 @@ def check_member_signature(doc: dict[str, Any], *, ca_cert_pem: bytes, crl_pem: 
     revoked = load_crl_serials(crl_pem, ca_cert_pem) if crl_pem is not None else frozenset()
     if cert.serial_number in revoked:
         raise ReportMismatch(f"the report's signing certificate ({who}) is revoked by the CRL")
-    _compare(doc, block, identity.name)
+    try:
+        _compare(doc, block, identity.name)
+    except ValueError as exc:  # An infinite number or a lone surrogate: nothing can have signed it.
+        raise ReportMismatch(f"not a lead report: it holds a value RFC 8785 cannot encode ({exc})") from None
     if doc.get("member_id") != identity.name:
         raise ReportMismatch(f"the report is member {doc.get('member_id')!r}'s, but member {identity.name} signed it")
     return MemberSigner(

@@ -480,6 +480,22 @@ def test_what_is_not_a_report_is_refused(data: bytes, message: str) -> None:
     assert str(raised.value) == message
 
 
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ('"value": "+8613800138000"', '"value": "\\ud800"', "input contains non-UTF-8 codepoints"),
+        ('"holder_count": 4', '"holder_count": 1e400', "inf is not representable in JCS"),
+    ],
+    ids=["lone surrogate", "infinite number"],
+)
+def test_a_value_no_signature_can_cover_is_refused(old: str, new: str, message: str) -> None:
+    text = SIGNED.decode("utf-8")
+    assert old in text
+    with pytest.raises(ReportMismatch) as raised:
+        verify(text.replace(old, new, 1).encode("utf-8"))
+    assert str(raised.value) == f"not a lead report: it holds a value RFC 8785 cannot encode ({message})"
+
+
 def test_a_repeated_key_inside_a_lead_is_refused() -> None:
     # Two JSON readers could see two different values: one the signature covers, one it does not.
     text = SIGNED.decode("utf-8").replace('"value": "+8613800138000"', '"value": "+8613800138000", "value": "x"', 1)
