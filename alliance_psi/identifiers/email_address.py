@@ -6,6 +6,10 @@ parts are accepted; quoted local parts, IP-literal domains and display names are
 canonical form is the validator's normalized form (NFC, domain lower-cased and IDNA-mapped; a
 punycode domain is shown as Unicode) with the local part lower-cased as well (and kept in NFC).
 
+Addresses under a reserved name (``…@example.com``, ``…@foo.test``: ``placeholders.RESERVED_DOMAINS``)
+are made up and rejected with that reason; email-validator would reject some of them (``.test``,
+``.localhost``) only as invalid, and accepts ``example.com``.
+
 Lower-casing the local part is a deliberate choice: RFC 5321 lets a mailbox be case-sensitive,
 but the providers that dominate our data (QQ, 163/126, Sina, Aliyun, Gmail, Outlook) treat it
 case-insensitively, and two members who wrote ``ZhangSan@qq.com`` and ``zhangsan@qq.com`` mean
@@ -19,6 +23,7 @@ import unicodedata
 from email_validator import EmailNotValidError, validate_email
 
 from alliance_psi.identifiers._text import clean, invalid
+from alliance_psi.identifiers.placeholders import reserved_domain, reserved_reason
 from alliance_psi.identifiers.types import IdentifierType
 
 __all__ = ["normalize_email"]
@@ -29,10 +34,13 @@ _TYPE = IdentifierType.EMAIL
 def normalize_email(raw: str) -> str:
     """Return the canonical email address.
 
-    Raises ``InvalidIdentifier`` ("not a valid email address", or a shared pre-cleaning reason).
-    The validator's own message is not passed on, as it may quote parts of the value.
+    Raises ``InvalidIdentifier`` ("reserved name …", "not a valid email address", or a shared
+    pre-cleaning reason). The validator's own message is not passed on, as it may quote parts of
+    the value.
     """
     text = clean(raw, _TYPE)
+    if (name := reserved_domain(text.rpartition("@")[2].lower().removesuffix("."))) is not None:
+        raise invalid(_TYPE, reserved_reason(name), raw)
     try:
         result = validate_email(
             text,

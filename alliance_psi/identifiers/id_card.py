@@ -7,6 +7,9 @@ Contract of ``normalize_id_card(raw)``:
 - 18 characters: 6-digit region code (first digit 1-8), birth date ``YYYYMMDD`` that is a real
   calendar date, 3-digit sequence, and the ISO 7064 MOD 11-2 check character (``0``-``9`` or
   ``X``). A wrong check character is rejected, never corrected.
+- The birth date lies between 1900-01-01 and today (China time, UTC+8): a birth in 2099 or 1800
+  is a made-up or mistyped number (placeholders such as ``…20990101…`` pass every other check).
+  Reading today's date is this module's only dependency on the outside world.
 - 15 digits (legacy numbers issued before 1999) are upgraded: ``19`` is inserted before the
   6-digit ``YYMMDD`` birth date and the check character is computed, so a legacy number and its
   18-digit upgrade normalize to the same canonical value.
@@ -23,7 +26,7 @@ from alliance_psi.identifiers._text import (
     remove_separators,
     wrong_length,
 )
-from alliance_psi.identifiers.types import IdentifierType
+from alliance_psi.identifiers.types import CHINA_TIME, IdentifierType
 
 __all__ = ["check_character", "normalize_id_card"]
 
@@ -32,7 +35,7 @@ _LEGACY_LENGTH = 15
 _LENGTH = 18
 _LEGACY_CENTURY = "19"
 _VALID_REGION_FIRST_DIGITS = "12345678"
-_MIN_BIRTH_YEAR = 1800
+_EARLIEST_BIRTH = datetime.date(1900, 1, 1)
 
 # ISO 7064 MOD 11-2: the weight of position i (1-based, 17 positions) is 2^(18 - i) mod 11.
 _WEIGHTS = tuple(pow(2, 17 - index, 11) for index in range(17))
@@ -50,7 +53,8 @@ def normalize_id_card(raw: str) -> str:
     """Return the 18-character resident ID number, upgrading 15-digit legacy numbers.
 
     Raises ``InvalidIdentifier`` ("wrong length: …", "expected digits …", "invalid region code",
-    "invalid birth date", "bad check character", or a shared pre-cleaning reason).
+    "invalid birth date", "birth date before 1900", "birth date in the future", "bad check
+    character", or a shared pre-cleaning reason).
     """
     text = remove_separators(clean(raw, _TYPE)).upper()
     if len(text) == _LEGACY_LENGTH:
@@ -88,8 +92,10 @@ def _check_region(body: str, raw: str) -> None:
 def _check_birth_date(yyyymmdd: str, raw: str) -> None:
     year, month, day = int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:])
     try:
-        datetime.date(year, month, day)
+        born = datetime.date(year, month, day)
     except ValueError:
         raise invalid(_TYPE, "invalid birth date", raw) from None
-    if year < _MIN_BIRTH_YEAR:
-        raise invalid(_TYPE, "invalid birth date", raw)
+    if born < _EARLIEST_BIRTH:
+        raise invalid(_TYPE, "birth date before 1900", raw)
+    if born > datetime.datetime.now(CHINA_TIME).date():
+        raise invalid(_TYPE, "birth date in the future", raw)

@@ -37,7 +37,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ from alliance_psi.errors import ImportFileError, InvalidIdentifier, truncate_val
 from alliance_psi.identifiers._textfile import count_lines, opened, text_lines
 from alliance_psi.identifiers.categories import CATEGORIES, CATEGORY_NAMES, SEVERITIES, SEVERITY_NAMES
 from alliance_psi.identifiers.registry import normalize
-from alliance_psi.identifiers.types import Identifier, IdentifierType
+from alliance_psi.identifiers.types import CHINA_TIME, Identifier, IdentifierType
 
 __all__ = [
     "CHINA_TIME",
@@ -78,7 +78,6 @@ COLUMN_ALIASES = {name: name for name in FIELDS} | {
 _CATEGORY_ALIASES = {name: name for name in CATEGORIES} | {zh: name for name, zh in CATEGORY_NAMES.items()}
 _SEVERITY_ALIASES = {name: name for name in SEVERITIES} | {zh: name for name, zh in SEVERITY_NAMES.items()}
 _TYPES = frozenset(member.value for member in IdentifierType)
-CHINA_TIME = timezone(timedelta(hours=8), "Asia/Shanghai")
 # A shared label has a fixed padded size (crypto.labels) that the case reference shares with the rest.
 _MAX_CASE_REF_BYTES = 64
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import timedelta, timezone
 
 from alliance_psi.errors import truncate_value
 
-__all__ = ["Identifier", "IdentifierType"]
+__all__ = ["CHINA_TIME", "Identifier", "IdentifierType"]
 
 _REPR_SHOWN_CHARS = 6
+# The time zone in which dates without one are read: birth dates in ID numbers, expiry dates in
+# blacklist files (Asia/Shanghai is UTC+8 all year; China has no daylight saving time).
+CHINA_TIME = timezone(timedelta(hours=8), "Asia/Shanghai")
 
 
 class IdentifierType(enum.StrEnum):

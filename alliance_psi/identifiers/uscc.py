@@ -3,12 +3,14 @@
 Contract of ``normalize_uscc(raw)``: 18 characters from the alphabet
 ``0123456789ABCDEFGHJKLMNPQRTUWXY`` (no I, O, S, V, Z), upper-cased, with spaces and dashes
 between characters ignored. The 18th character is the GB 32100 check character; a wrong one is
-rejected, never corrected.
+rejected, never corrected. One character repeated (``000000000000000000`` has a valid check
+character) is a placeholder and rejected.
 """
 
 from __future__ import annotations
 
 from alliance_psi.identifiers._text import clean, invalid, remove_separators, wrong_length
+from alliance_psi.identifiers.placeholders import REPEATED_CHARACTER, one_repeated_character
 from alliance_psi.identifiers.types import IdentifierType
 
 __all__ = ["check_character", "normalize_uscc"]
@@ -34,7 +36,8 @@ def normalize_uscc(raw: str) -> str:
     """Return the upper-case unified social credit code.
 
     Raises ``InvalidIdentifier`` ("wrong length: …", "character outside the uscc alphabet",
-    "bad check character", or a shared pre-cleaning reason).
+    "placeholder: one character repeated", "bad check character", or a shared pre-cleaning
+    reason).
     """
     code = remove_separators(clean(raw, _TYPE)).upper()
     if len(code) != _LENGTH:
@@ -42,6 +45,8 @@ def normalize_uscc(raw: str) -> str:
     if any(char not in _ALPHABET for char in code):
         reason = "character outside the uscc alphabet (0-9, A-Y without I O S V Z)"
         raise invalid(_TYPE, reason, raw)
+    if one_repeated_character(code):
+        raise invalid(_TYPE, REPEATED_CHARACTER, raw)
     if code[-1] != check_character(code[:-1]):
         raise invalid(_TYPE, "bad check character", raw)
     return code

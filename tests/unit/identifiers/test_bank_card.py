@@ -6,6 +6,8 @@ import pytest
 
 from alliance_psi.identifiers import normalize
 
+REPEATED = "placeholder: one character repeated"
+
 CARD_VALID = {
     "visa_test_card_grouped": ("4111 1111 1111 1111", "4111111111111111"),
     "visa_test_card_dashes": ("4111-1111-1111-1111", "4111111111111111"),
@@ -22,12 +24,15 @@ CARD_INVALID = {
     "twenty_digits": ("41111111111111111113", "wrong length: expected 12-19 digits, got 20"),
     "letter": ("4111a11111111111", "expected digits only"),
     "arabic_indic_digits": ("٤١١١١١١١١١١١١١١١", "expected digits only"),
+    # All zeros passes the Luhn check: the placeholder of a mandatory card field.
+    "all_zero": ("0000 0000 0000 0000", REPEATED),
+    "one_digit_repeated": ("5" * 16, REPEATED),
 }
 
 ACCOUNT_VALID = {
     "grouped": ("6222 0000 1234", "622200001234"),
     "leading_zero_kept": ("0123456", "0123456"),
-    "thirty_two_digits": ("1" * 32, "1" * 32),
+    "thirty_two_digits": ("12" * 16, "12" * 16),
     "no_checksum_needed": ("4111111111111112", "4111111111111112"),
 }
 
@@ -35,6 +40,8 @@ ACCOUNT_INVALID = {
     "five_digits": ("12345", "wrong length: expected 6-32 digits, got 5"),
     "thirty_three_digits": ("1" * 33, "wrong length: expected 6-32 digits, got 33"),
     "letters": ("12-34-56-AB", "expected digits only"),
+    "all_zero": ("000000", REPEATED),
+    "one_digit_repeated": ("9999 9999 9999", REPEATED),
 }
 
 

@@ -6,6 +6,8 @@ import pytest
 
 from alliance_psi.identifiers import normalize
 
+REPEATED = "placeholder: one character repeated"
+
 IMEI_VALID = {
     "plain": ("490154203237518", "490154203237518"),
     "grouped_with_dashes": ("49-015420-323751-8", "490154203237518"),
@@ -17,7 +19,8 @@ IMEI_INVALID = {
     "sixteen_digits_imeisv": ("4901542032375186", "wrong length: expected 15 digits, got 16"),
     "bad_check_digit": ("490154203237519", "bad check digit"),
     "letters": ("49015420323751A", "expected digits only"),
-    "all_zero_placeholder": ("000000000000000", "all-zero imei"),
+    "all_zero_placeholder": ("000000000000000", REPEATED),
+    "one_digit_repeated": ("5" * 15, REPEATED),
 }
 
 IDFA = "6d92078a-8246-4ba4-ae5b-76104861e7dc"
@@ -37,9 +40,11 @@ DEVICE_ID_VALID = {
 NOT_A_DEVICE_ID = "not a uuid or 16-hex-digit device id"
 
 DEVICE_ID_INVALID = {
-    "all_zero_idfa": ("00000000-0000-0000-0000-000000000000", "all-zero advertising id"),
-    "all_zero_idfa_without_dashes": ("0" * 32, "all-zero advertising id"),
-    "all_zero_android_id": ("0" * 16, "all-zero device id"),
+    "all_zero_idfa": ("00000000-0000-0000-0000-000000000000", REPEATED),
+    "all_zero_idfa_without_dashes": ("0" * 32, REPEATED),
+    "all_f_uuid": ("FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF", REPEATED),
+    "all_zero_android_id": ("0" * 16, REPEATED),
+    "all_f_android_id": ("f" * 16, REPEATED),
     "braces": ("{" + IDFA + "}", NOT_A_DEVICE_ID),
     "urn_prefix": ("urn:uuid:" + IDFA, NOT_A_DEVICE_ID),
     "misplaced_dashes": ("6d92-078a8246-4ba4-ae5b-76104861e7dc", NOT_A_DEVICE_ID),

@@ -22,11 +22,18 @@ VALID = {
 
 INVALID = {
     "no_at_sign": ("zhangsan", "not a valid email address"),
-    "single_label_domain": ("a@localhost", "not a valid email address"),
+    "single_label_domain": ("a@qq", "not a valid email address"),
     "double_dot": ("a..b@qq.com", "not a valid email address"),
     "display_name": ("Zhang <a@qq.com>", "not a valid email address"),
     "quoted_local_part": ('"a b"@qq.com', "not a valid email address"),
     "two_at_signs": ("a@b@qq.com", "not a valid email address"),
+    # Reserved names are made up: they never belong to anybody (RFC 2606, 6761).
+    "example_com": ("zhangsan@example.com", "reserved name 'example.com': it belongs to nobody"),
+    "under_example_org": ("a@mail.EXAMPLE.org", "reserved name 'example.org': it belongs to nobody"),
+    "example_net_full_width": ("a＠example．net", "reserved name 'example.net': it belongs to nobody"),
+    "test_tld": ("a@shop.test", "reserved name 'test': it belongs to nobody"),
+    "invalid_tld": ("a@b.invalid", "reserved name 'invalid': it belongs to nobody"),
+    "localhost": ("root@localhost", "reserved name 'localhost': it belongs to nobody"),
 }
 
 

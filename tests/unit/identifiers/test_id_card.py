@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
 
+from alliance_psi.errors import InvalidIdentifier
 from alliance_psi.identifiers import normalize
+from alliance_psi.identifiers.id_card import check_character
+from alliance_psi.identifiers.types import CHINA_TIME
+
+
+def with_check(body: str) -> str:
+    return body + check_character(body)
+
 
 # The worked example of GB 11643-1999.
 ID = "11010519491231002X"
@@ -19,7 +29,8 @@ SAME_ID = {
 }
 
 VALID = {
-    "digit_check_character": ("440524188001010014", "440524188001010014"),
+    "digit_check_character": ("440524198001010013", "440524198001010013"),
+    "born_1900": (with_check("11010519000101001"), with_check("11010519000101001")),
     "leap_day": ("110105200002290013", "110105200002290013"),
     "legacy_upgrade_digit_check": ("440524800101001", "440524198001010013"),
 }
@@ -43,7 +54,10 @@ INVALID = {
     "february_30": ("11010519490230002X", "invalid birth date"),
     "month_13": ("11010519491331002X", "invalid birth date"),
     "not_a_leap_year": ("11010519000229002X", "invalid birth date"),
-    "year_1700": ("11010517000101002X", "invalid birth date"),
+    "year_1700": ("11010517000101002X", "birth date before 1900"),
+    "year_1800": (with_check("11010518000101002"), "birth date before 1900"),
+    "last_day_of_1899": (with_check("11010518991231002"), "birth date before 1900"),
+    "year_2099": (with_check("11010520990101002"), "birth date in the future"),
     "legacy_bad_date": ("110105490230002", "invalid birth date"),
     "region_starts_with_9": ("91010519491231002X", "invalid region code"),
     "region_starts_with_0": ("01010519491231002X", "invalid region code"),
@@ -63,3 +77,12 @@ def test_valid(raw: str, canonical: str) -> None:
 @pytest.mark.parametrize(("raw", "reason"), INVALID.values(), ids=INVALID.keys())
 def test_invalid(rejects, raw: str, reason: str) -> None:
     rejects("id_card", raw, reason)
+
+
+def test_birth_dates_run_up_to_today_in_china() -> None:
+    today = datetime.now(CHINA_TIME).date()
+    assert normalize("id_card", with_check(f"110105{today:%Y%m%d}001")).canonical.startswith("110105")
+    # The day after tomorrow: still in the future if midnight passes while the test runs.
+    later = today + timedelta(days=2)
+    with pytest.raises(InvalidIdentifier, match="birth date in the future"):
+        normalize("id_card", with_check(f"110105{later:%Y%m%d}001"))

@@ -78,10 +78,21 @@ MAINLAND_MOBILES = st.builds(
 )
 PHONE_SPELLINGS = st.sampled_from(["{}", "+86{}", "+86 {}", "0086{}", "86{}", " {} ", "+86-{}"])
 SEPARATED = st.sampled_from(["", " ", "-"])
-LUHN_CARDS = digits(11, 18).map(lambda payload: payload + ref_luhn_digit(payload))
-USCC_CODES = st.text(USCC_ALPHABET, min_size=17, max_size=17).map(lambda b: b + ref_gb32100(b))
+
+
+def not_one_repeated_character(text: str) -> bool:
+    """Values of one character repeated are placeholders, which every numeric type rejects."""
+    return len(set(text.lower().replace("-", ""))) > 1
+
+
+LUHN_CARDS = digits(11, 18).map(lambda payload: payload + ref_luhn_digit(payload)).filter(not_one_repeated_character)
+USCC_CODES = (
+    st.text(USCC_ALPHABET, min_size=17, max_size=17)
+    .map(lambda b: b + ref_gb32100(b))
+    .filter(not_one_repeated_character)
+)
 ID_CARDS = id_card_bodies().map(lambda body: body + ref_iso7064_mod11_2(body))
-IMEIS = digits(14).filter(lambda p: p.strip("0")).map(lambda p: p + ref_luhn_digit(p))
+IMEIS = digits(14).map(lambda p: p + ref_luhn_digit(p)).filter(not_one_repeated_character)
 ATOMS = st.from_regex(r"[A-Za-z0-9_+-]{1,8}", fullmatch=True)
 # One inner hyphen at most: IDNA 2008 (and so email-validator) rejects "--" in positions 3-4.
 LABELS = st.from_regex(r"[a-z0-9]{1,5}(-[a-z0-9]{1,5})?", fullmatch=True)
@@ -94,8 +105,18 @@ EMAILS = st.builds(
 )
 CJK = st.characters(min_codepoint=0x4E00, max_codepoint=0x9FA5)
 CJK_LABELS = st.text(CJK, min_size=1, max_size=5)
-VENDOR_UUIDS = st.uuids().filter(lambda u: u.int != 0)
-ANDROID_IDS = st.text("0123456789abcdefABCDEF", min_size=16, max_size=16).filter(lambda h: h.strip("0"))
+VENDOR_UUIDS = st.uuids().filter(lambda u: not_one_repeated_character(u.hex))
+ANDROID_IDS = st.text("0123456789abcdefABCDEF", min_size=16, max_size=16).filter(not_one_repeated_character)
+
+
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Globally routable (an IPv4-mapped address by its IPv4 address): the only addresses accepted."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+PUBLIC_IPS = st.ip_addresses().filter(is_public)
 ORG_NAME_CHARS = st.one_of(
     CJK,
     st.sampled_from("馬上消費金融銀行臺灣廣東貸款諮詢 ·()（）【】-—,.，。、&"),
@@ -106,10 +127,10 @@ VALID_RAW: dict[IdentifierType, st.SearchStrategy[str]] = {
     IdentifierType.PHONE: st.builds(str.format, PHONE_SPELLINGS, MAINLAND_MOBILES),
     IdentifierType.ID_CARD: ID_CARDS,
     IdentifierType.BANK_CARD: LUHN_CARDS,
-    IdentifierType.BANK_ACCOUNT: digits(6, 32),
+    IdentifierType.BANK_ACCOUNT: digits(6, 32).filter(not_one_repeated_character),
     IdentifierType.USCC: USCC_CODES,
     IdentifierType.EMAIL: EMAILS,
-    IdentifierType.IP: st.ip_addresses().map(str),
+    IdentifierType.IP: PUBLIC_IPS.map(str),
     IdentifierType.IMEI: IMEIS,
     IdentifierType.DEVICE_ID: st.one_of(VENDOR_UUIDS.map(str), VENDOR_UUIDS.map(lambda u: u.hex), ANDROID_IDS),
     IdentifierType.WECHAT_ID: st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{5,19}", fullmatch=True),
@@ -135,7 +156,8 @@ def test_normalization_is_idempotent_on_valid_values(type_: IdentifierType, data
     try:
         canonical = normalize(type_, raw).canonical
     except InvalidIdentifier:
-        # Only organization names are drawn freely enough to include invalid ones (too short).
+        # Only organization names are drawn freely enough to include invalid ones (too short,
+        # one character repeated).
         assert type_ is IdentifierType.ORG_NAME
         return
     assert normalize(type_, canonical).canonical == canonical
@@ -196,7 +218,7 @@ def test_bank_card_groups_of_four_agree(card: str, separator: str) -> None:
 
 
 @EXAMPLES
-@given(address=st.ip_addresses())
+@given(address=PUBLIC_IPS)
 def test_ip_canonical_is_the_same_address(
     address: ipaddress.IPv4Address | ipaddress.IPv6Address,
 ) -> None:
@@ -241,3 +263,16 @@ def test_oprf_inputs_equal_only_for_equal_identifiers(
 ) -> None:
     same_input = Identifier(*first).oprf_input() == Identifier(*second).oprf_input()
     assert same_input == (first == second)
+
+
+@EXAMPLES
+@given(address=st.ip_addresses())
+def test_an_address_is_accepted_exactly_when_it_is_public(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> None:
+    try:
+        normalize("ip", str(address))
+    except InvalidIdentifier as error:
+        assert not is_public(address) and error.reason.startswith("not a public address: ")
+    else:
+        assert is_public(address)

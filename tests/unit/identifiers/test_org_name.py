@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from alliance_psi.errors import InvalidIdentifier
 from alliance_psi.identifiers import normalize
+from alliance_psi.identifiers.placeholders import ORG_NAME_PLACEHOLDERS
 
 NAME = "马上消费金融股份有限公司"
 
@@ -32,6 +34,26 @@ INVALID = {
     "only_punctuation": ("·—。", "empty after folding"),
     "one_character": ("公", "too short: fewer than 2 characters after folding"),
     "one_character_with_punctuation": ("（公）", "too short: fewer than 2 characters after folding"),
+    "repeated_letter": ("XXX", "placeholder: one character repeated"),
+    "repeated_digit": ("0000", "placeholder: one character repeated"),
+    "dash": ("-", "empty after folding"),
+}
+
+PLACEHOLDER_SPELLINGS = {
+    "n_a": "N/A",
+    "n_a_lower_dotted": "n.a.",
+    "na": "NA",
+    "null": "NULL",
+    "none": "None",
+    "unknown_spaced": " Unknown ",
+    "wu": "无",
+    "zanwu": "暂无",
+    "weizhi_in_brackets": "（未知）",
+    "buxiang": "不详",
+    "buxiang_traditional": "不詳",
+    "full_width_na": "Ｎ／Ａ",
+    "moumou_company": "某某公司",
+    "suffix_alone": "有限公司",
 }
 
 
@@ -62,3 +84,20 @@ def test_folding_reaches_a_fixed_point_with_combining_marks() -> None:
     canonical = normalize("org_name", "公司T¨").canonical
     assert canonical == "公司\u1e97"
     assert normalize("org_name", canonical).canonical == canonical
+
+
+@pytest.mark.parametrize("raw", PLACEHOLDER_SPELLINGS.values(), ids=PLACEHOLDER_SPELLINGS.keys())
+def test_placeholders_are_rejected_after_folding(rejects, raw: str) -> None:
+    rejects("org_name", raw, "placeholder, not a name")
+
+
+@pytest.mark.parametrize("name", ORG_NAME_PLACEHOLDERS)
+def test_every_listed_placeholder_is_rejected(name: str) -> None:
+    with pytest.raises(InvalidIdentifier, match="placeholder"):
+        normalize("org_name", name)
+
+
+def test_names_containing_a_placeholder_word_are_kept() -> None:
+    assert normalize("org_name", "深圳市某某贷款咨询有限公司").canonical == "深圳市某某贷款咨询有限公司"
+    assert normalize("org_name", "无锡银行").canonical == "无锡银行"
+    assert normalize("org_name", "NA Capital Ltd").canonical == "nacapitalltd"

@@ -33,6 +33,8 @@ INVALID = {
     "letter_o": ("91350100O000100Y43", ALPHABET_REASON),
     "letter_z": ("9135010ZM000100Y43", ALPHABET_REASON),
     "punctuation": ("91350100M000100Y4.", ALPHABET_REASON),
+    # All zeros has a valid check character (0).
+    "all_zero": ("0" * 18, "placeholder: one character repeated"),
 }
 
 
