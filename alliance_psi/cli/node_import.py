@@ -206,7 +206,7 @@ def _arguments(type_: str, values: Iterable[str]) -> Iterator[ImportRecord | Rej
         try:
             canonical = normalize(type_, value).canonical
         except InvalidIdentifier as error:
-            yield Rejection(position, "value", str(error), {})
+            yield Rejection(position, "value", str(error), {}, f"invalid {error.type}: {error.reason}")
             continue
         yield ImportRecord(position, type_, canonical, "other", None, None, None, None, None)
 

@@ -34,6 +34,7 @@ import csv
 import dataclasses
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from alliance_psi.identifiers._textfile import count_lines, opened, text_lines
 from alliance_psi.identifiers.categories import CATEGORIES, CATEGORY_NAMES, SEVERITIES, SEVERITY_NAMES
 from alliance_psi.identifiers.registry import normalize
 from alliance_psi.identifiers.types import CHINA_TIME, Identifier, IdentifierType
+from alliance_psi.identifiers.types import identifier_type as named_type
 
 __all__ = [
     "CHINA_TIME",
@@ -77,7 +79,16 @@ COLUMN_ALIASES = {name: name for name in FIELDS} | {
 # The categories and severities by code or by Chinese name (identifiers.categories).
 _CATEGORY_ALIASES = {name: name for name in CATEGORIES} | {zh: name for name, zh in CATEGORY_NAMES.items()}
 _SEVERITY_ALIASES = {name: name for name in SEVERITIES} | {zh: name for name, zh in SEVERITY_NAMES.items()}
-_TYPES = frozenset(member.value for member in IdentifierType)
+# Control characters are C0 and C1 (Unicode Cc); surrogates (Cs) are what a JSON "\\ud800" decodes
+# to. Notes keep tabs and line breaks (\t \n \r); labels may hold no bidirectional control either.
+_SURROGATES = r"\ud800-\udfff"
+_BIDI_CONTROLS = r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_FORBIDDEN_IN_LABELS = re.compile(rf"[\x00-\x1f\x7f-\x9f{_SURROGATES}{_BIDI_CONTROLS}]")
+_FORBIDDEN_IN = {
+    "value": re.compile(rf"[\x00-\x1f\x7f-\x9f{_SURROGATES}]"),
+    "note": re.compile(rf"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_SURROGATES}{_BIDI_CONTROLS}]"),
+}
+_CHARACTER_KINDS = {"Cc": "control character", "Cs": "unpaired surrogate"}
 # A shared label has a fixed padded size (crypto.labels) that the case reference shares with the rest.
 _MAX_CASE_REF_BYTES = 64
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
@@ -114,12 +125,22 @@ class ImportRecord:
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """An invalid row: where (``row``, ``field``), why, and its original cells (``raw``, every
-    rejection of a file with the same keys: the CSV or sheet header, ``value``, or JSONL ``line``)."""
+    rejection of a file with the same keys: the CSV or sheet header, ``value``, or JSONL ``line``).
+
+    ``kind`` is the reason without any part of a value or position (``invalid phone: not a mainland
+    mobile number``, ``unknown category``), to count rejections by reason; empty when the reason
+    itself is that (``kind_of_reason`` gives either)."""
 
     row: int
     field: str
     reason: str
     raw: dict[str, str] = dataclasses.field(repr=False)
+    kind: str = ""
+
+    @property
+    def kind_of_reason(self) -> str:
+        """The reason as counted: ``kind``, or ``reason`` when that quotes nothing."""
+        return self.kind or self.reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +151,9 @@ class _Row:
 
 
 class _Reject(Exception):
-    def __init__(self, field_name: str, reason: str) -> None:
+    def __init__(self, field_name: str, reason: str, kind: str = "") -> None:
         super().__init__(reason)
-        self.field, self.reason = field_name, reason
+        self.field, self.reason, self.kind = field_name, reason, kind
 
 
 def read_blacklist(
@@ -173,24 +194,27 @@ def _validated(
         try:
             yield _record(row, default_type, only_ids)
         except _Reject as problem:
-            yield Rejection(row.row, problem.field, problem.reason, row.raw)
+            yield Rejection(row.row, problem.field, problem.reason, row.raw, problem.kind)
 
 
 def _record(row: _Row, default_type: str | None, only_ids: bool) -> ImportRecord:
     text = {name: _text(row.cells.get(name)) for name in FIELDS}
-    type_name = text["type"].lower() or default_type
-    if not type_name:
+    _check_characters(text, ("type", "value") if only_ids else FIELDS)
+    identifier_type = named_type(text["type"] or default_type or "")
+    if identifier_type is None and not text["type"]:
         raise _Reject("type", "required")
-    if type_name not in _TYPES:
-        raise _Reject("type", f"unknown type {truncate_value(type_name)!r}; known types: {', '.join(IdentifierType)}")
+    if identifier_type is None:
+        known = f"known types: {', '.join(IdentifierType)} (or their Chinese names, docs/file-format.md)"
+        raise _Reject("type", f"unknown type {truncate_value(text['type'])!r}; {known}", "unknown type")
+    type_name = identifier_type.value
     if not text["value"]:
         raise _Reject("value", "required")
     if _SCIENTIFIC.fullmatch(text["value"]):
         raise _Reject("value", "number in scientific notation: Excel kept only 15 digits; store the column as text")
     try:
-        canonical = normalize(type_name, text["value"]).canonical
+        canonical = normalize(identifier_type, text["value"]).canonical
     except InvalidIdentifier as error:
-        raise _Reject("value", str(error)) from None
+        raise _Reject("value", str(error), f"invalid {error.type}: {error.reason}") from None
     if only_ids:
         return ImportRecord(row.row, type_name, canonical, "other", None, None, None, None, None)
     if len(text["case_ref"].encode("utf-8")) > _MAX_CASE_REF_BYTES:
@@ -227,8 +251,25 @@ def _choice(text: str, name: str, aliases: Mapping[str, str], allowed: Iterable[
     if not text:
         return None
     if (chosen := aliases.get(text.lower())) is None:
-        raise _Reject(name, f"unknown {name} {truncate_value(text)!r}; allowed: {', '.join(allowed)}")
+        raise _Reject(
+            name, f"unknown {name} {truncate_value(text)!r}; allowed: {', '.join(allowed)}", f"unknown {name}"
+        )
     return chosen
+
+
+def _check_characters(text: Mapping[str, str], names: Iterable[str]) -> None:
+    """Reject a control character (or an unpaired surrogate, which JSON can spell) in any field.
+
+    Notes may hold tabs and line breaks; values may hold invisible format characters, which
+    normalization removes (phone numbers copied from a phone come wrapped in bidi marks); the
+    other fields, which peers read in shared labels, may hold no bidirectional control either.
+    """
+    for name in names:
+        pattern = _FORBIDDEN_IN.get(name, _FORBIDDEN_IN_LABELS)
+        if match := pattern.search(text[name]):
+            char = match.group()
+            kind = _CHARACTER_KINDS.get(unicodedata.category(char), "bidirectional control character")
+            raise _Reject(name, f"{kind} U+{ord(char):04X}", kind)
 
 
 def _date(text: str) -> date | None:
@@ -284,7 +325,8 @@ def _tabular(rows: Iterator[tuple[int, list[Any]]], path: Path, default_type: st
     for number, shown, cells in non_blank:
         raw = dict(zip(header, shown + [""] * (len(header) - len(shown)), strict=False))
         if extra := sum(1 for cell in shown[len(header) :] if cell):
-            yield Rejection(number, "row", f"{extra} cell(s) beyond the header's {len(header)} columns", raw)
+            reason = f"{extra} cell(s) beyond the header's {len(header)} columns"
+            yield Rejection(number, "row", reason, raw, "cells beyond the header")
         else:
             yield _Row(number, {name: cells[index] for index, name in fields.items() if index < len(cells)}, raw)
 
@@ -353,7 +395,7 @@ def _json_row(number: int, line: str) -> _Row | Rejection:
     try:
         item = json.loads(line)
     except json.JSONDecodeError as exc:
-        return Rejection(number, "row", f"not valid JSON: {exc.msg} at column {exc.colno}", original)
+        return Rejection(number, "row", f"not valid JSON: {exc.msg} at column {exc.colno}", original, "not valid JSON")
     if not isinstance(item, dict):
         return Rejection(number, "row", "not a JSON object", original)
     cells: dict[str, object] = {}

@@ -8,6 +8,7 @@ import pytest
 
 import alliance_psi.identifiers as identifiers
 from alliance_psi.identifiers import Identifier, IdentifierType
+from alliance_psi.identifiers.types import TYPE_ALIASES, identifier_type
 
 EXPECTED_VALUES = {
     "PHONE": "phone",
@@ -81,3 +82,28 @@ def test_identifier_requires_an_identifier_type() -> None:
         Identifier("phone", "+8613800138000")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         Identifier(IdentifierType.PHONE, b"+8613800138000")  # type: ignore[arg-type]
+
+
+def test_every_type_has_chinese_names_that_name_no_other_type() -> None:
+    assert set(TYPE_ALIASES) == set(IdentifierType)
+    names = [name.lower() for aliases in TYPE_ALIASES.values() for name in aliases]
+    names += [member.value for member in IdentifierType]
+    assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("phone", IdentifierType.PHONE),
+        (" PHONE ", IdentifierType.PHONE),
+        ("手机号", IdentifierType.PHONE),
+        ("身份证", IdentifierType.ID_CARD),
+        ("ip地址", IdentifierType.IP),
+        ("ＱＱ号", IdentifierType.QQ),
+        ("IMEI号", IdentifierType.IMEI),
+        ("座机", None),
+        ("", None),
+    ],
+)
+def test_identifier_type_by_name(name: str, expected: IdentifierType | None) -> None:
+    assert identifier_type(name) is expected

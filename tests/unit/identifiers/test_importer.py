@@ -262,7 +262,8 @@ def test_every_kind_of_rejection(tmp_path: Path) -> None:
             "type",
             (
                 "unknown type 'pager'; known types: phone, id_card, bank_card, bank_account, uscc, email, ip, "
-                "imei, device_id, wechat_id, qq, alipay_account, org_name, domain"
+                "imei, device_id, wechat_id, qq, alipay_account, org_name, domain "
+                "(or their Chinese names, docs/file-format.md)"
             ),
         ),
         (6, "value", "required"),
@@ -275,10 +276,92 @@ def test_every_kind_of_rejection(tmp_path: Path) -> None:
         (13, "value", "number in scientific notation: Excel kept only 15 digits; store the column as text"),
         (14, "row", "1 cell(s) beyond the header's 8 columns"),
     ]
+    # Counted by kind: nothing of a value, a position or a length.
+    assert [item.kind_of_reason for item in items if isinstance(item, Rejection)] == [
+        "invalid phone: not a mainland mobile number",
+        "required",
+        "unknown type",
+        "required",
+        "unknown category",
+        "unknown severity",
+        "expected YYYY-MM-DD",
+        "expected YYYY-MM-DD",
+        "expected YYYY-MM-DD or YYYY-MM-DD HH:MM[:SS][+HH:MM]",
+        "too long: at most 64 bytes (UTF-8), to fit the shared label",
+        "number in scientific notation: Excel kept only 15 digits; store the column as text",
+        "cells beyond the header",
+    ]
     assert items[0] == record(2, "phone", PHONE)
     assert items[1].raw == dict(
         zip(HEADER.strip().split(","), ["phone", "1380013800", "", "", "", "", "", ""], strict=False)
     )  # type: ignore[union-attr]
+
+
+def test_chinese_type_names(tmp_path: Path) -> None:
+    rows = [
+        "手机号,13800138000",
+        "手机号码,13800138001",
+        " 身份证号 ,11010519491231002X",
+        "ＱＱ号,10001",
+        "ip地址,114.114.114.114",
+        "IP地址,114.114.114.115",
+        "统一社会信用代码,91440300708461136T",
+        "机构名称,马上消费金融股份有限公司",
+        "邮箱,zhangsan@qq.com",
+        "座机,01012345678",
+    ]
+    items = read(write(tmp_path, "list.csv", "类型,号码\n" + "\n".join(rows) + "\n"))
+    assert [(item.row, item.type) for item in items if isinstance(item, ImportRecord)] == [
+        (2, "phone"),
+        (3, "phone"),
+        (4, "id_card"),
+        (5, "qq"),
+        (6, "ip"),
+        (7, "ip"),
+        (8, "uscc"),
+        (9, "org_name"),
+        (10, "email"),
+    ]
+    assert rejections(items)[0][:2] == (11, "type")
+    assert rejections(items)[0][2].startswith("unknown type '座机'; known types: phone,")
+
+
+@pytest.mark.parametrize(
+    "field", ["type", "value", "category", "severity", "first_seen", "case_ref", "note", "expires_at"]
+)
+@pytest.mark.parametrize("char", ["\x00", "\x07", "\x1b", "\x7f", "\x85", "\x9b"], ids=repr)
+def test_a_control_character_in_any_field_is_rejected_with_the_field_named(
+    tmp_path: Path, field: str, char: str
+) -> None:
+    good = {"type": "phone", "value": "13800138000", "category": "wool_party", "severity": "level1"}
+    good |= {"first_seen": "2024-01-02", "case_ref": "ZJ-1", "note": "a note", "expires_at": "2030-01-01"}
+    cells = good | {field: good[field][:2] + char + good[field][2:]}
+    items = read(write(tmp_path, "list.jsonl", json.dumps(good) + "\n" + json.dumps(cells) + "\n"))
+    assert isinstance(items[0], ImportRecord)
+    assert rejections(items) == [(2, field, f"control character U+{ord(char):04X}")]
+    assert items[1].kind_of_reason == "control character"  # type: ignore[union-attr]
+
+
+def test_notes_keep_line_breaks_and_tabs_and_values_keep_bidi_marks(tmp_path: Path) -> None:
+    lines = [
+        {"type": "phone", "value": "\u202d138 0013 8000\u202c", "note": "line one\r\nline\ttwo"},
+        {"type": "phone", "value": "13800138001", "case_ref": "ZJ-\u202e1002"},
+        {"type": "phone", "value": "13800138002", "note": "\u2066spoof\u2069"},
+        {"type": "phone", "value": "13800138003", "case_ref": "ZJ-\ud800"},
+        {"type": "phone", "value": "13800138004", "category": "wool_party\t"},
+        {"type": "phone", "value": "138\t00138005"},
+    ]
+    text = "".join(json.dumps(line) + "\n" for line in lines)
+    items = read(write(tmp_path, "list.jsonl", text))
+    assert items[0] == record(1, "phone", PHONE, note="line one\r\nline\ttwo")
+    assert rejections(items) == [
+        (2, "case_ref", "bidirectional control character U+202E"),
+        (3, "note", "bidirectional control character U+2066"),
+        (4, "case_ref", "unpaired surrogate U+D800"),
+        (6, "value", "control character U+0009"),
+    ]
+    # Surrounding whitespace (a trailing tab) is not part of a cell.
+    assert items[4] == record(5, "phone", "+8613800138004", category="wool_party")
 
 
 def test_duplicates_are_not_rejections(tmp_path: Path) -> None:
