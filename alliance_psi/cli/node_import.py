@@ -1,9 +1,12 @@
 """``alliance-psi node import | withdraw | purge-expired | status``: the node's own blacklist.
 
-``import`` streams a blacklist file (``alliance_psi.identifiers.importer``) into the node's
-database in one transaction: every valid row or none. Rejected rows go to a rejects file next to
-the input. ``withdraw`` and ``purge-expired`` delete identifiers (never flag them), and their
-cached tokens with them. ``status`` counts what the node holds.
+``import`` streams a blacklist file (``alliance_psi.identifiers.importer``; the format is in
+docs/file-format.md) into the node's database in one transaction: every valid row or none. The
+file's encoding is decided over the whole file first and printed. Rejected rows go to a rejects
+file next to the input, the first ``REJECTS_KEPT`` of them, with a count per reason on the console;
+a file whose first ``WRONG_FILE_ROWS`` rows are nearly all rejected is taken for the wrong file
+and nothing is imported. ``withdraw`` and ``purge-expired`` delete identifiers (never flag them),
+and their cached tokens with them. ``status`` counts what the node holds.
 
 Security: raw identifiers stay on the node, in its database and its rejects file (created with
 mode 0600). The console shows counts, rows, fields and reasons, which quote a value only as a
@@ -15,6 +18,9 @@ from __future__ import annotations
 
 import csv
 import os
+import tempfile
+import textwrap
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,38 +35,113 @@ from alliance_psi.cli._options import reported
 from alliance_psi.cli.node import database_option, node_group
 from alliance_psi.errors import InvalidIdentifier
 from alliance_psi.identifiers import IdentifierType
+from alliance_psi.identifiers.categories import CATEGORIES, SEVERITIES
+from alliance_psi.identifiers.types import TYPE_ALIASES
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from alliance_psi.identifiers.importer import ImportRecord, Rejection
+    from alliance_psi.identifiers.importer import BlacklistFile, ImportRecord, Rejection
 
 # The importer (with the normalizers it loads), SQLAlchemy, the storage layer and rich are
 # imported by the functions that use them, so that only the command that runs pays for them.
 
-__all__ = ["import_file", "purge_expired", "status", "withdraw"]
+__all__ = ["REJECTS_KEPT", "WRONG_FILE_ROWS", "WRONG_FILE_VALID", "import_file", "purge_expired", "status", "withdraw"]
 
+# The rejects file keeps the first rejected rows only: a wrong file would otherwise write a copy of
+# itself (a 50 MB junk file wrote 180 MB of rejects). The console counts every one, by reason.
+REJECTS_KEPT = 10_000
+# A file whose first WRONG_FILE_ROWS data rows hold at most WRONG_FILE_VALID valid ones is not a
+# blacklist (another export, the wrong column, the wrong encoding given): the import stops there.
+WRONG_FILE_ROWS = 1_000
+WRONG_FILE_VALID = 10
 _BATCH = 1000
 _SHOWN_PROBLEMS = 10
+_SHOWN_REASONS = 20
 _EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 _TYPE = click.Choice([member.value for member in IdentifierType])
 
 
 @dataclass
 class _Tally:
-    """What a command did, for its summary; ``problems`` keeps only the first few rejections."""
+    """What a command did, for its summary; ``problems`` keeps only the first few rejections,
+    ``reasons`` counts every one by field and kind of reason (never a value)."""
 
     figures: dict[str, int]
     rejected: int = 0
     problems: list[Rejection] = field(default_factory=list)
+    reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
+    stopped: bool = False
 
     def reject(self, rejection: Rejection) -> None:
         self.rejected += 1
+        self.reasons[rejection.field, rejection.kind_of_reason] += 1
         if len(self.problems) < _SHOWN_PROBLEMS:
             self.problems.append(rejection)
 
 
-@node_group.command("import")
+def _encoding_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--encoding",
+        default=None,
+        callback=_text_codec,
+        help="Encoding of a CSV or JSONL file (any Python codec, e.g. big5); overrides detection.",
+    )(function)
+
+
+def _text_codec(_ctx: click.Context, _param: click.Parameter, name: str | None) -> str | None:
+    """Check that ``name`` is a Python text codec, so a typo is a usage error before any work."""
+    from alliance_psi.identifiers.importer import ImportFileError, text_codec
+
+    if name is None:
+        return None
+    try:
+        text_codec(name)
+    except ImportFileError as error:
+        raise click.BadParameter(str(error)) from None
+    return name
+
+
+def _import_help() -> str:
+    """``node import --help``: the file format in brief, from the tables the importer uses."""
+    columns = {
+        "type": f"{', '.join(IdentifierType)}; or a Chinese name: "
+        + ", ".join(aliases[0] for aliases in TYPE_ALIASES.values()),
+        "value": "the identifier as written (keep long numbers as text in Excel)",
+        "category": f"{', '.join(CATEGORIES)} (or 代理维权, 反催收, ...); default other",
+        "severity": f"{', '.join(SEVERITIES)} (or 一级, 二级); optional",
+        "first_seen": "YYYY-MM-DD; optional",
+        "case_ref": "at most 64 bytes, shared with matching peers; optional",
+        "note": "kept on this node only; optional",
+        "expires_at": "YYYY-MM-DD or YYYY-MM-DD HH:MM[+08:00], China time without a zone; optional",
+    }
+    table = "\n".join(
+        textwrap.fill(text, 96, initial_indent=f"  {name:<12}", subsequent_indent=" " * 14)
+        for name, text in columns.items()
+    )
+    return f"""Import the blacklist FILE (.csv, .jsonl, .ndjson, .xlsx): every valid row in one transaction.
+
+\b
+Columns (a header row; Chinese headers such as 类型 and 号码 work too):
+{table}
+
+CSV and JSONL text is UTF-8 (with or without BOM) or GB18030, decided over the whole file and
+printed; Big5, mixed encodings and undecodable bytes are refused with line and offset unless
+--encoding names the codec. Placeholders are rejected (org names such as N/A or 未知, one digit
+repeated, ID cards born before 1900 or in the future, non-public IPs, example.com, ...), and so
+are control characters in any field. Rejected rows go to the rejects file, the first
+{REJECTS_KEPT:,} of them, with a count per reason on screen. If at most {WRONG_FILE_VALID} of the
+first {WRONG_FILE_ROWS:,} rows are valid, the import stops: nothing is imported.
+
+The whole format, with an example file: docs/file-format.md.
+
+Exit code 0 if rows were imported or all were already present, even with some rejected rows; 1 if
+no row was valid, the file was taken for a wrong one, or with --strict if any row was rejected
+(then nothing is imported).
+"""
+
+
+@node_group.command("import", help=_import_help())
 @click.argument("file", type=_EXISTING_FILE)
 @click.option(
     "--type", "type_", type=_TYPE, default=None, help="Type of rows without one (then a value column suffices)."
@@ -73,39 +154,50 @@ class _Tally:
     default=None,
     help="CSV file for rejected rows (UTF-8 with BOM). [default: FILE.rejects.csv]",
 )
+@_encoding_option
 @database_option
-def import_file(file: Path, type_: str | None, strict: bool, rejects_path: Path | None, database: str) -> None:
-    """Import the blacklist FILE (.csv, .jsonl, .ndjson, .xlsx): every valid row in one transaction.
-
-    Exit code 0 if rows were imported or all were already present, even with some rejected rows;
-    1 if no row was valid, or with --strict if any row was rejected (then nothing is imported).
-    """
+def import_file(
+    file: Path, type_: str | None, strict: bool, rejects_path: Path | None, encoding: str | None, database: str
+) -> None:
     rejects_path = rejects_path or file.with_name(file.name + ".rejects.csv")
     if rejects_path.resolve() == file.resolve():
         raise click.UsageError("--rejects must not be the input file")
+    from alliance_psi.identifiers.importer import BlacklistFile
+
     with reported():
+        blacklist = BlacklistFile(file, encoding=encoding)
+        _print_encoding(blacklist)
         with _engine(database) as engine:
-            tally = _import(engine, file, type_, strict, rejects_path)
+            tally = _import(engine, blacklist, type_, strict, rejects_path)
     _print_summary(f"import {file.name}", tally)
-    if tally.rejected:
+    if tally.rejected > REJECTS_KEPT:
+        click.echo(f"first {REJECTS_KEPT:,} of {tally.rejected:,} rejected rows written to {rejects_path} (capped)")
+    elif tally.rejected:
         click.echo(f"rejected rows written to {rejects_path}")
+    if tally.stopped:
+        (field_name, kind), _ = tally.reasons.most_common(1)[0]
+        raise click.ClickException(
+            f"stopped after {WRONG_FILE_ROWS:,} rows, {tally.rejected:,} of them rejected (most often {field_name}: "
+            f"{kind}): is this the right file (and the right --type or --encoding)? Nothing imported"
+        )
     if strict and tally.rejected:
         raise click.ClickException(f"strict mode: {tally.rejected} rows rejected, nothing imported")
     if tally.figures["rows read"] and not (tally.figures["imported"] or tally.figures["duplicates"]):
         raise click.ClickException("no row could be imported")
 
 
-def _import(engine: Engine, file: Path, type_: str | None, strict: bool, rejects_path: Path) -> _Tally:
-    """Stream ``file`` into the database in one transaction (rolled back in strict mode with rejections)."""
-    from alliance_psi.identifiers.importer import Rejection, count_rows, read_blacklist
+def _import(engine: Engine, blacklist: BlacklistFile, type_: str | None, strict: bool, rejects_path: Path) -> _Tally:
+    """Stream the file into the database in one transaction, rolled back in strict mode with
+    rejections and when the file looks like a wrong one (see ``WRONG_FILE_ROWS``)."""
+    from alliance_psi.identifiers.importer import Rejection
     from alliance_psi.storage import MemberRepository
 
     now = datetime.now(UTC)
     figures = {"rows read": 0, "imported": 0, "duplicates": 0, "rejected": 0, "expired (purged)": 0}
     tally = _Tally(figures)
-    items = read_blacklist(file, default_type=type_)
+    items = blacklist.read(default_type=type_)
     with (
-        _progress(count_rows(file)) as advance,
+        _progress(blacklist.rows) as advance,
         _RejectsFile(rejects_path) as rejects,
         engine.connect() as conn,
         conn.begin() as transaction,
@@ -128,11 +220,21 @@ def _import(engine: Engine, file: Path, type_: str | None, strict: bool, rejects
                 }
             )
             advance(batch[-1].row)
+            if figures["rows read"] == WRONG_FILE_ROWS and figures["rows read"] - tally.rejected <= WRONG_FILE_VALID:
+                tally.stopped = True
+                break
         figures.update({"rejected": tally.rejected, "expired (purged)": repo.purge_expired(now)})
-        if strict and tally.rejected:
+        if tally.stopped or (strict and tally.rejected):
             transaction.rollback()
             figures.update({"imported": 0, "duplicates": 0, "expired (purged)": 0})
     return tally
+
+
+def _print_encoding(blacklist: BlacklistFile) -> None:
+    """Say which encoding a text file is read in, and whether it was detected or given."""
+    if blacklist.encoding is not None:
+        how = "detected" if blacklist.encoding.detected else "as given"
+        click.echo(f"{blacklist.path.name}: encoding {blacklist.encoding.name} ({how})")
 
 
 def _stored(record: ImportRecord) -> dict[str, Any]:
@@ -157,14 +259,17 @@ def _stored(record: ImportRecord) -> dict[str, Any]:
     "--file", "file", type=_EXISTING_FILE, default=None, help="Blacklist file of the identifiers to withdraw."
 )
 @click.argument("values", metavar="[VALUE]...", nargs=-1)
+@_encoding_option
 @database_option
-def withdraw(type_: str | None, file: Path | None, values: tuple[str, ...], database: str) -> None:
+def withdraw(
+    type_: str | None, file: Path | None, values: tuple[str, ...], encoding: str | None, database: str
+) -> None:
     """Delete identifiers and their cached tokens: --type T VALUE..., or the rows of --file FILE.
 
     One transaction. Reports how many were withdrawn, not found, or invalid (with the row, or the
     VALUE's position, and the reason). Exit code 1 only if no value was valid.
     """
-    from alliance_psi.identifiers.importer import Rejection, read_blacklist
+    from alliance_psi.identifiers.importer import BlacklistFile, Rejection
     from alliance_psi.storage import MemberRepository
 
     if bool(values) == (file is not None):
@@ -174,11 +279,12 @@ def withdraw(type_: str | None, file: Path | None, values: tuple[str, ...], data
     tally = _Tally({"withdrawn": 0, "not found": 0, "invalid": 0})
     not_found: list[int] = []
     with reported():
-        items = (
-            read_blacklist(file, default_type=type_, identifiers_only=True)
-            if file is not None
-            else _arguments(type_ or "", values)
-        )
+        if file is not None:
+            blacklist = BlacklistFile(file, encoding=encoding)
+            _print_encoding(blacklist)
+            items = blacklist.read(default_type=type_, identifiers_only=True)
+        else:
+            items = _arguments(type_ or "", values)
         with _engine(database) as engine, engine.begin() as conn:
             repo = MemberRepository(conn)
             for item in items:
@@ -283,28 +389,44 @@ def _progress(total: int | None) -> Iterator[Callable[[int], None]]:
 
 class _RejectsFile:
     """Rejected rows as CSV in UTF-8 with a BOM (so Excel opens it): row, field, reason, then the
-    original cells. Created at the first rejection with mode 0600, as it holds raw identifiers."""
+    original cells; the first ``REJECTS_KEPT`` of them, then, if there were more, a last row that
+    says how many were left out. Holds raw identifiers, so it is created with mode 0600; it is
+    written beside its place and moved there only when the command ends without an error, so a
+    failed import leaves no half-written rejects file (and an earlier one stays as it was)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._handle: TextIO | None = None
+        self._temporary = ""
         self._columns: list[str] = []
+        self._rejected = 0
 
     def __enter__(self) -> _RejectsFile:
         return self
 
     def write(self, rejection: Rejection) -> None:
+        self._rejected += 1
+        if self._rejected > REJECTS_KEPT:
+            return
         if self._handle is None:
-            descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            descriptor, self._temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
             self._handle = open(descriptor, "w", encoding="utf-8-sig", newline="")
             self._columns = list(rejection.raw)
             csv.writer(self._handle).writerow(["row", "field", "reason", *self._columns])
         cells = [rejection.raw.get(column, "") for column in self._columns]
         csv.writer(self._handle).writerow([rejection.row, rejection.field, rejection.reason, *cells])
 
-    def __exit__(self, *_: object) -> None:
-        if self._handle is not None:
-            self._handle.close()
+    def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
+        if self._handle is None:
+            return
+        if self._rejected > REJECTS_KEPT:
+            left_out = f"{self._rejected - REJECTS_KEPT:,} more rejected rows not written (capped at {REJECTS_KEPT:,})"
+            csv.writer(self._handle).writerow(["…", "", left_out])
+        self._handle.close()
+        if error_type is None:
+            os.replace(self._temporary, self.path)
+        else:
+            os.unlink(self._temporary)
 
 
 def _print_summary(title: str, tally: _Tally, *, problems: str = "rejected rows") -> None:
@@ -323,6 +445,16 @@ def _print_summary(title: str, tally: _Tally, *, problems: str = "rejected rows"
     console.print(table)
     if not tally.problems:
         return
+    if len(tally.reasons) > 1 or tally.rejected > len(tally.problems):
+        by_reason = Table(title="rejected rows by reason", box=box.SIMPLE)
+        for name, justify in (("field", "left"), ("reason", "left"), ("rows", "right")):
+            by_reason.add_column(name, justify=justify)  # type: ignore[arg-type]
+        for (field_name, kind), count in tally.reasons.most_common(_SHOWN_REASONS):
+            by_reason.add_row(Text(field_name), Text(kind), f"{count:,}")
+        if len(tally.reasons) > _SHOWN_REASONS:
+            others = sum(count for _, count in tally.reasons.most_common()[_SHOWN_REASONS:])
+            by_reason.add_row("", f"{len(tally.reasons) - _SHOWN_REASONS} other reasons", f"{others:,}")
+        console.print(by_reason)
     shown = f"first {len(tally.problems)} of {tally.rejected}" if tally.rejected > len(tally.problems) else "all"
     listing = Table(title=f"{problems} ({shown})", box=box.SIMPLE)
     for name in ("row", "field", "reason"):

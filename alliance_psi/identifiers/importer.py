@@ -1,22 +1,26 @@
 """Reading a member's blacklist file into validated records, one row at a time.
 
-Contract of ``read_blacklist(path, *, default_type=None)``:
+The format is documented for members in docs/file-format.md; this is its contract.
 
-- Formats by extension: ``.csv``, ``.jsonl``/``.ndjson`` (a JSON object per line), ``.xlsx`` (the
-  active sheet, formulas as their cached values). Columns, matched case-insensitively without
-  surrounding spaces: ``type`` and ``value`` are required, the other ``FIELDS`` optional, the
-  Chinese headers of ``COLUMN_ALIASES`` accepted, other columns ignored. The first non-blank row of
-  a CSV or sheet is the header; blank rows are skipped. With ``default_type`` a row without a type
-  takes it, so a ``value`` column is enough, or no header at all: a first row of one cell that is
-  not a column name and normalizes as ``default_type`` is data.
-- CSV and JSONL text is UTF-8, UTF-8 with a BOM, or GB18030 (Excel on Chinese Windows), chosen
-  deterministically and never switched mid-file (the contract is in ``_textfile``); a byte that
-  does not decode is an ``ImportFileError`` naming the file and the byte offset.
-- Yields, in file order, an ``ImportRecord`` per valid row and a ``Rejection`` (its first problem)
-  per invalid one, numbered as a person sees the file: the header is row 1 of a CSV or sheet, JSONL
-  rows are line numbers. A type cell wins over ``default_type``. Category defaults to ``other``;
-  severity is ``level1``, ``level2`` or empty (both also by their Chinese names); ``first_seen``
-  is ``YYYY-MM-DD``; ``expires_at`` is a date (its midnight) or an ISO date-time, read as
+- ``BlacklistFile(path, encoding=None)`` checks the file as a whole first. Formats by extension:
+  ``.csv``, ``.jsonl``/``.ndjson`` (a JSON object per line), ``.xlsx`` (the active sheet, formulas
+  as their cached values). CSV and JSONL text is decided over every byte (``_textfile``): UTF-8
+  (with or without a BOM), GB18030 (Excel on Chinese Windows), or the codec given; a Big5 file, a
+  file mixing encodings, or one that decodes in none is an ``ImportFileError`` naming the line and
+  byte offset.
+- Columns, matched case-insensitively without surrounding spaces: ``type`` and ``value`` are
+  required, the other ``FIELDS`` optional, the Chinese headers of ``COLUMN_ALIASES`` accepted,
+  other columns ignored. The first non-blank row of a CSV or sheet is the header; blank rows are
+  skipped. With ``default_type`` a row without a type takes it, so a ``value`` column is enough, or
+  no header at all: a first row of one cell that is not a column name and normalizes as
+  ``default_type`` is data.
+- ``read()`` yields, in file order, an ``ImportRecord`` per valid row and a ``Rejection`` (its
+  first problem) per invalid one, numbered as a person sees the file: the header is row 1 of a CSV
+  or sheet, JSONL rows are line numbers. A control character in any field (tabs and line breaks
+  allowed in notes) rejects the row, naming the field. A type cell (a type name or one of its
+  Chinese ``TYPE_ALIASES``) wins over ``default_type``. Category defaults to ``other``; severity is
+  ``level1``, ``level2`` or empty (both also by their Chinese names); ``first_seen`` is
+  ``YYYY-MM-DD``; ``expires_at`` is a date (its midnight) or an ISO date-time, read as
   Asia/Shanghai time (UTC+8; China has no DST) when it has no zone; ``case_ref`` has at most 64
   UTF-8 bytes, to fit the shared label. Also rejected: a value in scientific notation (Excel kept
   only 15 of its digits) and a row with cells beyond the header. Repeated identifiers are not
@@ -25,60 +29,45 @@ Contract of ``read_blacklist(path, *, default_type=None)``:
 
 Security: raw identifiers stay on the node. Reasons quote a value only as a short truncated prefix
 (as ``InvalidIdentifier`` does), and so does a record's ``repr``; ``Rejection.raw`` holds the
-original cells for the node's own rejects file and is left out of ``repr``.
+original cells for the node's own rejects file and is left out of ``repr``. No reason quotes a
+cell with a control character: those are rejected first.
 """
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import json
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from itertools import chain
 from pathlib import Path
-from typing import Any
-from zipfile import BadZipFile
 
 from alliance_psi.errors import ImportFileError, InvalidIdentifier, truncate_value
-from alliance_psi.identifiers._textfile import count_lines, opened, text_lines
+from alliance_psi.identifiers._formats import TEXT_READERS, sheet_rows, xlsx_rows
+from alliance_psi.identifiers._rows import COLUMN_ALIASES, FIELDS, Rejection, Row, cell_text
+from alliance_psi.identifiers._textfile import TextEncoding, survey, text_codec
 from alliance_psi.identifiers.categories import CATEGORIES, CATEGORY_NAMES, SEVERITIES, SEVERITY_NAMES
 from alliance_psi.identifiers.registry import normalize
 from alliance_psi.identifiers.types import CHINA_TIME, Identifier, IdentifierType
 from alliance_psi.identifiers.types import identifier_type as named_type
 
 __all__ = [
+    "BlacklistFile",
     "CHINA_TIME",
     "COLUMN_ALIASES",
     "FIELDS",
     "ImportFileError",
     "ImportRecord",
     "Rejection",
-    "count_rows",
+    "TextEncoding",
     "read_blacklist",
+    "text_codec",
 ]
 
-FIELDS = ("type", "value", "category", "severity", "first_seen", "case_ref", "note", "expires_at")
-COLUMN_ALIASES = {name: name for name in FIELDS} | {
-    "类型": "type",
-    "值": "value",
-    "号码": "value",
-    "类别": "category",
-    "级别": "severity",
-    "严重程度": "severity",
-    "首次发现": "first_seen",
-    "案件编号": "case_ref",
-    "备注": "note",
-    "到期": "expires_at",
-    "过期时间": "expires_at",
-}
 # The categories and severities by code or by Chinese name (identifiers.categories).
 _CATEGORY_ALIASES = {name: name for name in CATEGORIES} | {zh: name for name, zh in CATEGORY_NAMES.items()}
 _SEVERITY_ALIASES = {name: name for name in SEVERITIES} | {zh: name for name, zh in SEVERITY_NAMES.items()}
+_FORMATS = ".csv, .jsonl, .ndjson or .xlsx"
 # Control characters are C0 and C1 (Unicode Cc); surrogates (Cs) are what a JSON "\\ud800" decodes
 # to. Notes keep tabs and line breaks (\t \n \r); labels may hold no bidirectional control either.
 _SURROGATES = r"\ud800-\udfff"
@@ -95,7 +84,6 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?", re.ASCII)
 # Excel keeps 15 significant digits and shows longer numbers like this: the digits are lost.
 _SCIENTIFIC = re.compile(r"\d(\.\d+)?[eE]\+?\d+", re.ASCII)
-_EXACT_FLOAT_LIMIT = 1e15
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -122,70 +110,68 @@ class ImportRecord:
         return f"ImportRecord(row={self.row}, {self.identifier!r}, category={self.category}, severity={self.severity})"
 
 
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """An invalid row: where (``row``, ``field``), why, and its original cells (``raw``, every
-    rejection of a file with the same keys: the CSV or sheet header, ``value``, or JSONL ``line``).
-
-    ``kind`` is the reason without any part of a value or position (``invalid phone: not a mainland
-    mobile number``, ``unknown category``), to count rejections by reason; empty when the reason
-    itself is that (``kind_of_reason`` gives either)."""
-
-    row: int
-    field: str
-    reason: str
-    raw: dict[str, str] = dataclasses.field(repr=False)
-    kind: str = ""
-
-    @property
-    def kind_of_reason(self) -> str:
-        """The reason as counted: ``kind``, or ``reason`` when that quotes nothing."""
-        return self.kind or self.reason
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    row: int
-    cells: Mapping[str, object]  # Field name -> the cell as read (text, number, date or None).
-    raw: dict[str, str]
-
-
 class _Reject(Exception):
     def __init__(self, field_name: str, reason: str, kind: str = "") -> None:
         super().__init__(reason)
         self.field, self.reason, self.kind = field_name, reason, kind
 
 
-def read_blacklist(
-    path: str | Path, *, default_type: str | None = None, identifiers_only: bool = False
-) -> Iterator[ImportRecord | Rejection]:
-    """Yield an ``ImportRecord`` or a ``Rejection`` for every data row of ``path`` (see the module).
+class BlacklistFile:
+    """A member's blacklist file, checked as a whole before any row is read: its format (by
+    extension) and, for CSV and JSONL, its text encoding, decided over every byte (``_textfile``).
 
-    ``identifiers_only`` (for withdrawals) checks only type and value; records get category ``other``.
-
-    Raises ``ImportFileError`` (at once for an unsupported extension, else while iterating) and
-    ``ValueError`` at once for an unknown ``default_type``.
+    ``encoding`` names a Python codec to read a text file in instead of detecting it. Raises
+    ``ImportFileError`` for an unsupported extension, an encoding given for a workbook, and every
+    refusal of ``_textfile.survey``.
     """
-    path = Path(path)
-    default_type = IdentifierType(default_type).value if default_type is not None else None
-    reader = _READERS.get(path.suffix.lower())
-    if reader is None:
-        raise ImportFileError(f"{path}: unsupported file type {path.suffix!r}; use .csv, .jsonl, .ndjson or .xlsx")
-    return _validated(reader(path, default_type), default_type, identifiers_only)
+
+    def __init__(self, path: str | Path, *, encoding: str | None = None) -> None:
+        self.path = Path(path)
+        self._format = self.path.suffix.lower()
+        if self._format != ".xlsx" and self._format not in TEXT_READERS:
+            raise ImportFileError(f"{path}: unsupported file type {self.path.suffix!r}; use {_FORMATS}")
+        if self._format == ".xlsx" and encoding is not None:
+            raise ImportFileError(f"{path}: an encoding applies to CSV and JSONL text, not to .xlsx workbooks")
+        #: The text encoding the file is read in; None for a workbook.
+        self.encoding: TextEncoding | None = None if self._format == ".xlsx" else survey(self.path, encoding)
+
+    @property
+    def rows(self) -> int:
+        """The lines of a text file or the rows of a sheet, header included: an upper bound of the
+        data rows, for a progress bar."""
+        return self.encoding.lines if self.encoding is not None else sheet_rows(self.path)
+
+    def read(
+        self, *, default_type: str | None = None, identifiers_only: bool = False
+    ) -> Iterator[ImportRecord | Rejection]:
+        """Yield an ``ImportRecord`` or a ``Rejection`` for every data row (see the module).
+
+        ``identifiers_only`` (for withdrawals) checks only type and value; records get category
+        ``other``. Raises ``ValueError`` at once for an unknown ``default_type``, and
+        ``ImportFileError`` while iterating for a file that cannot be read as a whole (no header).
+        """
+        default_type = IdentifierType(default_type).value if default_type is not None else None
+        if self.encoding is None:
+            rows = xlsx_rows(self.path, default_type)
+        else:
+            rows = TEXT_READERS[self._format](self.path, self.encoding, default_type)
+        return _validated(rows, default_type, identifiers_only)
 
 
-def count_rows(path: str | Path) -> int | None:
-    """Return the lines (CSV, JSONL) or sheet rows (XLSX, from its dimension), header included, or
-    None if unknown: a cheap upper bound for a progress bar, not a validation."""
-    path = Path(path)
-    if path.suffix.lower() == ".xlsx":
-        with _workbook(path) as workbook:
-            return int(workbook.active.max_row)
-    return count_lines(path)
+def read_blacklist(
+    path: str | Path, *, default_type: str | None = None, identifiers_only: bool = False, encoding: str | None = None
+) -> Iterator[ImportRecord | Rejection]:
+    """``BlacklistFile(path, encoding=encoding).read(...)``: the rows of ``path``, validated.
+
+    Raises ``ValueError`` for an unknown ``default_type`` before the file is read.
+    """
+    if default_type is not None:
+        IdentifierType(default_type)
+    return BlacklistFile(path, encoding=encoding).read(default_type=default_type, identifiers_only=identifiers_only)
 
 
 def _validated(
-    rows: Iterator[_Row | Rejection], default_type: str | None, only_ids: bool
+    rows: Iterator[Row | Rejection], default_type: str | None, only_ids: bool
 ) -> Iterator[ImportRecord | Rejection]:
     for row in rows:
         if isinstance(row, Rejection):
@@ -197,8 +183,8 @@ def _validated(
             yield Rejection(row.row, problem.field, problem.reason, row.raw, problem.kind)
 
 
-def _record(row: _Row, default_type: str | None, only_ids: bool) -> ImportRecord:
-    text = {name: _text(row.cells.get(name)) for name in FIELDS}
+def _record(row: Row, default_type: str | None, only_ids: bool) -> ImportRecord:
+    text = {name: cell_text(row.cells.get(name)) for name in FIELDS}
     _check_characters(text, ("type", "value") if only_ids else FIELDS)
     identifier_type = named_type(text["type"] or default_type or "")
     if identifier_type is None and not text["type"]:
@@ -230,21 +216,6 @@ def _record(row: _Row, default_type: str | None, only_ids: bool) -> ImportRecord
         note=text["note"] or None,
         expires_at=_expiry(text["expires_at"]),
     )
-
-
-def _text(cell: object) -> str:
-    """Return a cell as stripped text; a number Excel may have rounded comes out in scientific notation."""
-    if cell is None:
-        return ""
-    if isinstance(cell, datetime):
-        return cell.date().isoformat() if cell.time() == time() else cell.isoformat(sep=" ")
-    if isinstance(cell, date):
-        return cell.isoformat()
-    if isinstance(cell, float) and cell.is_integer() and abs(cell) < _EXACT_FLOAT_LIMIT:
-        return str(int(cell))
-    if isinstance(cell, float) and abs(cell) >= _EXACT_FLOAT_LIMIT:
-        return f"{cell:.14e}"
-    return str(cell).strip()
 
 
 def _choice(text: str, name: str, aliases: Mapping[str, str], allowed: Iterable[str]) -> str | None:
@@ -300,136 +271,3 @@ def _empty(text: str) -> None:
     """None for an empty optional cell; ``ValueError`` for text in no accepted form."""
     if text:
         raise ValueError("not an accepted form")
-
-
-# Formats: each yields _Row (or Rejection) objects numbered as in the file. -------------------
-
-
-def _tabular(rows: Iterator[tuple[int, list[Any]]], path: Path, default_type: str | None) -> Iterator[_Row | Rejection]:
-    """Map the first non-blank row (the header) to fields, then yield each non-blank row under it."""
-    shown_rows = ((number, [_text(cell) for cell in cells], cells) for number, cells in rows)
-    non_blank = (shown_row for shown_row in shown_rows if any(shown_row[1]))
-    if (first := next(non_blank, None)) is None:
-        if default_type is None:
-            raise ImportFileError(f"{path}: the file is empty (no header row)")
-        return
-    if default_type is not None and _is_bare_value(first[1], default_type):
-        for number, shown, cells in chain([first], non_blank):
-            yield _Row(number, {"value": cells[0]}, {"value": shown[0]})
-        return
-    shown = first[1]
-    while not shown[-1]:
-        shown.pop()
-    header = [name or f"column {index}" for index, name in enumerate(shown, 1)]
-    fields = _header_fields(header, path, default_type)
-    for number, shown, cells in non_blank:
-        raw = dict(zip(header, shown + [""] * (len(header) - len(shown)), strict=False))
-        if extra := sum(1 for cell in shown[len(header) :] if cell):
-            reason = f"{extra} cell(s) beyond the header's {len(header)} columns"
-            yield Rejection(number, "row", reason, raw, "cells beyond the header")
-        else:
-            yield _Row(number, {name: cells[index] for index, name in fields.items() if index < len(cells)}, raw)
-
-
-def _is_bare_value(shown: list[str], default_type: str) -> bool:
-    """Whether a first row is one value of ``default_type`` in the first column, not a header."""
-    if not shown[0] or any(shown[1:]) or _field_of(shown[0]) is not None:
-        return False
-    try:
-        normalize(default_type, shown[0])
-    except InvalidIdentifier:
-        return False
-    return True
-
-
-def _header_fields(header: list[str], path: Path, default_type: str | None) -> dict[int, str]:
-    fields: dict[int, str] = {}
-    for index, name in enumerate(header):
-        if (field_name := _field_of(name)) in fields.values():
-            raise ImportFileError(f"{path}: two columns give {field_name!r}")
-        if field_name is not None:
-            fields[index] = field_name
-    for required in ("value",) if default_type else ("type", "value"):
-        if required not in fields.values():
-            # A header without the column may be a first data row: unknown names are shown truncated.
-            found = ", ".join(name if _field_of(name) else repr(truncate_value(name)) for name in header)
-            raise ImportFileError(f"{path}: missing required column {required!r}; columns found: {found}")
-    return fields
-
-
-def _field_of(name: str) -> str | None:
-    return COLUMN_ALIASES.get(name.strip().lower())
-
-
-def _csv_rows(path: Path, default_type: str | None) -> Iterator[_Row | Rejection]:
-    with text_lines(path) as lines:
-        yield from _tabular(_numbered(csv.reader(lines), path), path, default_type)
-
-
-def _numbered(reader: Any, path: Path) -> Iterator[tuple[int, list[Any]]]:
-    """Yield each CSV record with the line it starts on (a quoted cell may span lines)."""
-    start = 1
-    try:
-        for cells in reader:
-            yield start, cells
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        raise ImportFileError(f"{path}: line {reader.line_num}: {exc}") from None
-
-
-def _xlsx_rows(path: Path, default_type: str | None) -> Iterator[_Row | Rejection]:
-    with _workbook(path) as workbook:
-        rows = workbook.active.iter_rows(values_only=True)
-        yield from _tabular(((number, list(cells)) for number, cells in enumerate(rows, 1)), path, default_type)
-
-
-def _jsonl_rows(path: Path, _default_type: str | None) -> Iterator[_Row | Rejection]:
-    with text_lines(path) as lines:
-        for number, line in enumerate(lines, 1):
-            if line.strip():
-                yield _json_row(number, line)
-
-
-def _json_row(number: int, line: str) -> _Row | Rejection:
-    original = {"line": line.rstrip("\r\n")}
-    try:
-        item = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return Rejection(number, "row", f"not valid JSON: {exc.msg} at column {exc.colno}", original, "not valid JSON")
-    if not isinstance(item, dict):
-        return Rejection(number, "row", "not a JSON object", original)
-    cells: dict[str, object] = {}
-    for key, value in item.items():
-        if (name := _field_of(key)) in cells:
-            return Rejection(number, "row", f"two keys give {name!r}", original)
-        if name is not None:
-            cells[name] = value
-    return _Row(number, cells, original)
-
-
-_READERS: dict[str, Callable[[Path, str | None], Iterator[_Row | Rejection]]] = {
-    ".csv": _csv_rows,
-    ".jsonl": _jsonl_rows,
-    ".ndjson": _jsonl_rows,
-    ".xlsx": _xlsx_rows,
-}
-
-
-# Workbooks (``_textfile`` reads the text of CSV and JSONL files). ----------------------------
-
-
-@contextmanager
-def _workbook(path: Path) -> Iterator[Any]:
-    """The openpyxl workbook at ``path``, read-only, closed on exit."""
-    import openpyxl  # Only .xlsx files need it.
-    from openpyxl.utils.exceptions import InvalidFileException
-
-    with opened(path) as handle:
-        try:
-            workbook = openpyxl.load_workbook(handle, read_only=True, data_only=True)
-        except (InvalidFileException, BadZipFile, KeyError, OSError, ValueError) as exc:
-            raise ImportFileError(f"{path}: not an Excel .xlsx workbook ({type(exc).__name__})") from None
-        try:
-            yield workbook
-        finally:
-            workbook.close()

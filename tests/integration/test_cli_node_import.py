@@ -272,3 +272,113 @@ def test_purge_expired_and_status(tmp_path: Path, db: str) -> None:
     purged = run("node", "purge-expired", "--database", db)
     assert purged.exit_code == 0 and purged.stdout == "purged 1 expired identifiers\n"
     assert stored(db) == 3
+
+
+# Encodings, the rejects file's cap, wrong files ------------------------------------------------
+
+
+def test_the_encoding_is_printed_and_can_be_named(tmp_path: Path, db: str) -> None:
+    gb = tmp_path / "gb.csv"
+    gb.write_bytes("类型,号码,备注\n手机号,13800138000,冒充银行放贷\n".encode("gb18030"))
+    result = run("node", "import", str(gb), "--database", db)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("gb.csv: encoding GB18030 (detected)\n")
+    big5 = tmp_path / "big5.csv"
+    big5.write_bytes("type,value,note\norg_name,馬上消費金融股份有限公司,冒充銀行放貸\n".encode("big5"))
+    refused = run("node", "import", str(big5), "--database", db)
+    assert refused.exit_code == 1 and refused.stderr.startswith(f"Error: {big5}: looks like Big5 (traditional Chinese)")
+    assert stored(db) == 1
+    named = run("node", "import", str(big5), "--encoding", "big5", "--database", db)
+    assert named.exit_code == 0, named.output
+    assert named.stdout.startswith("big5.csv: encoding Big5 (as given)\n") and stored(db) == 2
+    unknown = run("node", "import", str(big5), "--encoding", "klingon", "--database", db)
+    assert unknown.exit_code == 2 and "Invalid value for '--encoding': unknown encoding 'klingon'" in unknown.stderr
+
+
+def test_a_mixed_file_is_refused_with_its_line_and_offset_and_imports_nothing(tmp_path: Path, db: str) -> None:
+    head = "type,value,note\nphone,13800138000,张三\n".encode()
+    source = tmp_path / "mixed.csv"
+    source.write_bytes(head + "phone,13800138001,李四\n".encode("gb18030") + "phone,13800138002,王五\n".encode())
+    result = run("node", "import", str(source), "--database", db)
+    assert result.exit_code == 1
+    offset = len(head) + len("phone,13800138001,")
+    assert result.stderr == (
+        f"Error: {source}: mixed encodings: the file is UTF-8 Chinese, but byte 0xc0 at line 3, offset {offset} "
+        "is not UTF-8 (a row saved in another encoding?); save the whole file as CSV UTF-8\n"
+    )
+    assert stored(db) == 0 and not (tmp_path / "mixed.csv.rejects.csv").exists()
+
+
+def test_the_rejects_file_keeps_the_first_rows_and_the_console_counts_every_reason(tmp_path: Path, db: str) -> None:
+    valid = [["phone", f"1380013{n:04d}", "", "", "", "", "", ""] for n in range(100)]
+    bad_types = [["pager", str(n), "", "", "", "", "", ""] for n in range(6000)]
+    bad_categories = [["qq", str(10_000 + n), "fraud", "", "", "", "", ""] for n in range(4500)]
+    source = write_csv(tmp_path / "list.csv", valid + bad_types + bad_categories)
+    result = run("node", "import", str(source), "--database", db)
+    assert result.exit_code == 0, result.output
+    assert figures(result) == {
+        "rows read": 10_600,
+        "imported": 100,
+        "duplicates": 0,
+        "rejected": 10_500,
+        "expired (purged)": 0,
+    }
+    rejects = tmp_path / "list.csv.rejects.csv"
+    assert f"first 10,000 of 10,500 rejected rows written to {rejects} (capped)" in result.stdout
+    assert re.search(r"^\s*type\s+unknown type\s+6,000\s*$", result.stdout, re.M)
+    assert re.search(r"^\s*category\s+unknown category\s+4,500\s*$", result.stdout, re.M)
+    lines = list(csv.reader(rejects.read_text(encoding="utf-8-sig").splitlines()))
+    assert len(lines) == 1 + 10_000 + 1
+    assert lines[10_000][:2] == [str(1 + 100 + 6000 + 4000), "category"]  # The 10,000th rejected row.
+    assert lines[-1] == ["…", "", "500 more rejected rows not written (capped at 10,000)"]
+    assert rejects.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_file_of_nearly_all_bad_rows_stops_early_and_imports_nothing(tmp_path: Path, db: str) -> None:
+    valid = [["phone", f"1380013{n:04d}", "", "", "", "", "", ""] for n in range(10)]
+    junk = [["phone", f"hello {n}", "", "", "", "", "", ""] for n in range(5000)]
+    source = write_csv(tmp_path / "list.csv", valid + junk)
+    result = run("node", "import", str(source), "--database", db)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: stopped after 1,000 rows, 990 of them rejected (most often value: invalid phone: letters or "
+        "symbols in phone number): is this the right file (and the right --type or --encoding)? Nothing imported\n"
+    )
+    assert figures(result)["rows read"] == 1000 and figures(result)["imported"] == 0
+    assert stored(db) == 0
+    assert len((tmp_path / "list.csv.rejects.csv").read_text(encoding="utf-8-sig").splitlines()) == 1 + 990
+    # Eleven valid rows in the first thousand: a dirty file, not a wrong one.
+    source = write_csv(tmp_path / "list.csv", [*valid, ["phone", "13900139000", "", "", "", "", "", ""], *junk])
+    result = run("node", "import", str(source), "--database", db)
+    assert result.exit_code == 0, result.output
+    assert figures(result) == {
+        "rows read": 5011,
+        "imported": 11,
+        "duplicates": 0,
+        "rejected": 5000,
+        "expired (purged)": 0,
+    }
+
+
+def test_a_failed_import_leaves_no_rejects_file(tmp_path: Path, db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = blacklist_rows(random.Random(9), 1500)
+    bad = [["phone", "1380013800", "", "", "", "", "", ""]]
+    source = write_csv(tmp_path / "big.csv", bad + [[row.get(name, "") for name in HEADER] for row in rows])
+    rejects = tmp_path / "big.csv.rejects.csv"
+    rejects.write_text("from an earlier run\n", encoding="utf-8")
+
+    def fail(self: MemberRepository, rows: Any, **kwargs: Any) -> tuple[int, int]:
+        raise OperationalError("INSERT …", {}, sqlite3.OperationalError("disk I/O error"))
+
+    monkeypatch.setattr(MemberRepository, "upsert_identifiers", fail)
+    result = run("node", "import", str(source), "--database", db)
+    assert result.exit_code == 1 and result.stderr == "Error: database error: disk I/O error\n"
+    assert rejects.read_text(encoding="utf-8") == "from an earlier run\n"
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".big.csv")] == []
+
+
+def test_import_help_summarises_the_format_and_points_to_the_document() -> None:
+    result = run("node", "import", "--help")
+    assert result.exit_code == 0
+    for text in ("docs/file-format.md", "手机号", "proxy_rights_defense", "GB18030", "--encoding", "10,000", "类型"):
+        assert text in result.stdout, text

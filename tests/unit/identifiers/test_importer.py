@@ -7,7 +7,7 @@ import io
 import json
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import openpyxl
 import pytest
@@ -15,10 +15,10 @@ import pytest
 from alliance_psi.identifiers import normalize
 from alliance_psi.identifiers.importer import (
     CHINA_TIME,
+    BlacklistFile,
     ImportFileError,
     ImportRecord,
     Rejection,
-    count_rows,
     read_blacklist,
 )
 
@@ -149,7 +149,7 @@ def test_xlsx_cells_numbers_and_dates(tmp_path: Path) -> None:
         ),
         record(5, "id_card", "11010519491231002X", first_seen=date(2024, 5, 6)),
     ]
-    assert count_rows(path) == 5
+    assert BlacklistFile(path).rows == 5
 
 
 def test_not_a_workbook(tmp_path: Path) -> None:
@@ -160,30 +160,6 @@ def test_not_a_workbook(tmp_path: Path) -> None:
 def test_unsupported_extension(tmp_path: Path) -> None:
     with pytest.raises(ImportFileError, match=r"unsupported file type '\.txt'; use \.csv, \.jsonl, \.ndjson or \.xlsx"):
         read_blacklist(tmp_path / "list.txt")
-
-
-def test_byte_invalid_in_every_encoding_names_the_offset(tmp_path: Path) -> None:
-    path = write(tmp_path, "list.csv", "type,value\n")
-    path.write_bytes(path.read_bytes() + b"phone,1380\xff0138000\n")
-    with pytest.raises(ImportFileError) as info:
-        read(path)
-    assert (
-        str(info.value) == f"{path}: byte 0xff at offset 21 is not valid UTF-8 or GB18030; save the file as CSV UTF-8"
-    )
-
-
-def test_encoding_never_switches_mid_file(tmp_path: Path) -> None:
-    # UTF-8 at the start decides; a GB18030 byte past the decision window is an error, not mojibake.
-    head = (HEADER.replace(",expires_at", "") + "phone,13800138000,other,,,,张三\n").encode("utf-8")
-    filler = b"phone,13800138001,other,,,,\n" * 6000
-    path = tmp_path / "list.csv"
-    path.write_bytes(head + filler + "phone,13800138002,other,,,,李四\n".encode("gb18030"))
-    with pytest.raises(ImportFileError) as info:
-        read(path)
-    offset = len(head) + len(filler) + len("phone,13800138002,other,,,,")
-    assert (
-        str(info.value) == f"{path}: byte 0xc0 at offset {offset} is not valid UTF-8, the encoding of the file's start"
-    )
 
 
 def test_line_endings_and_multiline_cells_keep_row_numbers(tmp_path: Path) -> None:
@@ -400,31 +376,36 @@ def test_reprs_never_show_a_whole_value(tmp_path: Path) -> None:
 
 
 class CountingReader(io.BufferedReader):
-    """A binary file that counts the bytes handed out."""
+    """A binary file that notes the size of every read."""
 
-    bytes_read = 0
+    sizes: ClassVar[list[int]] = []
 
     def read(self, size: int | None = -1) -> bytes:
         data = super().read(size)
-        CountingReader.bytes_read += len(data)
+        CountingReader.sizes.append(len(data))
         return data
 
 
 @pytest.mark.parametrize("encoding", ["ascii", "gb18030"])
-def test_first_record_comes_before_the_file_is_read(
+def test_the_file_is_read_in_chunks_once_to_decide_then_streamed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoding: str
 ) -> None:
     note = "备注" if encoding == "gb18030" else "note"
     path = write(tmp_path, "big.csv", f"type,value,{note}\n" + "phone,13800138000,\n" * 200_000, encoding)
+    reads: list[int] = []
     monkeypatch.setattr(Path, "open", lambda self, mode="r": CountingReader(io.FileIO(self, mode)))
-    CountingReader.bytes_read = 0
-    items = read_blacklist(path)
+    CountingReader.sizes = reads
+    blacklist = BlacklistFile(path)
+    size = path.stat().st_size
+    assert sum(reads) == size and max(reads) <= 64 * 1024  # One pass, in chunks: never the whole file.
+    items = blacklist.read()
     assert inspect.isgenerator(items)
     assert next(items) == record(2, "phone", PHONE)
-    assert CountingReader.bytes_read <= 2 * 64 * 1024 < path.stat().st_size // 20
+    assert sum(reads) - size <= 2 * 64 * 1024 < size // 20  # Rows stream from the second pass.
 
 
-def test_count_rows_counts_lines(tmp_path: Path) -> None:
-    assert count_rows(write(tmp_path, "a.csv", "type,value\nphone,1\nphone,2")) == 3
-    assert count_rows(write(tmp_path, "b.csv", "type,value\r\nphone,1\r\n")) == 2
-    assert count_rows(write(tmp_path, "c.jsonl", "")) == 0
+def test_rows_counts_lines(tmp_path: Path) -> None:
+    assert BlacklistFile(write(tmp_path, "a.csv", "type,value\nphone,1\nphone,2")).rows == 3
+    assert BlacklistFile(write(tmp_path, "b.csv", "type,value\r\nphone,1\r\n")).rows == 2
+    assert BlacklistFile(write(tmp_path, "c.csv", "type,value\rphone,1\r\nphone,2\n\n")).rows == 4
+    assert BlacklistFile(write(tmp_path, "d.jsonl", "")).rows == 0
