@@ -16,6 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from alliance_psi.cli.main import main
+from alliance_psi.cli.node_import import REJECTS_KEPT, WRONG_FILE_ROWS, WRONG_FILE_VALID
+from alliance_psi.identifiers import IdentifierType
 from alliance_psi.identifiers.synthetic import blacklist_rows
 from alliance_psi.storage import MemberRepository, create_schema, make_engine
 from alliance_psi.storage.schema import token_cache
@@ -382,3 +384,22 @@ def test_import_help_summarises_the_format_and_points_to_the_document() -> None:
     assert result.exit_code == 0
     for text in ("docs/file-format.md", "手机号", "proxy_rights_defense", "GB18030", "--encoding", "10,000", "类型"):
         assert text in result.stdout, text
+
+
+def test_the_documented_example_file_imports_every_row(tmp_path: Path, db: str) -> None:
+    example = Path(__file__).parents[2] / "docs" / "examples" / "blacklist.csv"
+    result = run("node", "import", str(example), "--rejects", str(tmp_path / "rejects.csv"), "--database", db)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("blacklist.csv: encoding UTF-8 with BOM (detected)\n")
+    # One row spells an earlier phone number another way: a duplicate, not a second identifier.
+    assert figures(result) == {"rows read": 17, "imported": 16, "duplicates": 1, "rejected": 0, "expired (purged)": 0}
+    status = run("node", "status", "--database", db)
+    types = {type_ for type_, _, _ in re.findall(r"^\s*(\w+)\s+(\w+)\s+(\d+)\s*$", status.stdout, re.M)}
+    assert types == {member.value for member in IdentifierType}
+    assert not (tmp_path / "rejects.csv").exists()
+
+
+def test_the_documented_limits_are_the_code_s() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "file-format.md").read_text(encoding="utf-8")
+    assert f"first **{REJECTS_KEPT:,}** rejected rows" in doc
+    assert f"first **{WRONG_FILE_ROWS:,}** rows hold at most **{WRONG_FILE_VALID}** valid ones" in doc
