@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from alliance_psi.identifiers.importer import BlacklistFile, ImportFileError  # noqa: E402
-from tests.unit.identifiers import encoding_samples  # noqa: E402
+from alliance_psi.identifiers.importer import BlacklistFile, ImportFileError
+from tests.unit.identifiers import encoding_samples
 
 KINDS = {
     "utf-8": "utf-8",
