@@ -35,7 +35,7 @@ from alliance_psi.cli._options import reported
 from alliance_psi.cli.node import database_option, node_group
 from alliance_psi.errors import InvalidIdentifier
 from alliance_psi.identifiers import IdentifierType
-from alliance_psi.identifiers.categories import CATEGORIES, SEVERITIES
+from alliance_psi.identifiers.categories import CATEGORY_NAMES, SEVERITY_NAMES
 from alliance_psi.identifiers.types import TYPE_ALIASES
 
 if TYPE_CHECKING:
@@ -108,8 +108,9 @@ def _import_help() -> str:
         "type": f"{', '.join(IdentifierType)}; or a Chinese name: "
         + ", ".join(aliases[0] for aliases in TYPE_ALIASES.values()),
         "value": "the identifier as written (keep long numbers as text in Excel)",
-        "category": f"{', '.join(CATEGORIES)} (or 代理维权, 反催收, ...); default other",
-        "severity": f"{', '.join(SEVERITIES)} (or 一级, 二级); optional",
+        "category": f"{', '.join(CATEGORY_NAMES)} (or {', '.join(list(CATEGORY_NAMES.values())[:2])}, ...); "
+        "default other",
+        "severity": f"{', '.join(SEVERITY_NAMES)} (or {', '.join(SEVERITY_NAMES.values())}); optional",
         "first_seen": "YYYY-MM-DD; optional",
         "case_ref": "at most 64 bytes, shared with matching peers; optional",
         "note": "kept on this node only; optional",

@@ -279,6 +279,24 @@ def test_purge_expired_and_status(tmp_path: Path, db: str) -> None:
 # Encodings, the rejects file's cap, wrong files ------------------------------------------------
 
 
+def row(type_: str, value: str, category: str = "") -> list[str]:
+    return [type_, value, category, "", "", "", "", ""]
+
+
+def phones(n: int) -> list[list[str]]:
+    return [row("phone", f"1380013{index:04d}") for index in range(n)]
+
+
+def summary(*, read: int, imported: int, rejected: int, duplicates: int = 0) -> dict[str, int]:
+    return {
+        "rows read": read,
+        "imported": imported,
+        "duplicates": duplicates,
+        "rejected": rejected,
+        "expired (purged)": 0,
+    }
+
+
 def test_the_encoding_is_printed_and_can_be_named(tmp_path: Path, db: str) -> None:
     gb = tmp_path / "gb.csv"
     gb.write_bytes("类型,号码,备注\n手机号,13800138000,冒充银行放贷\n".encode("gb18030"))
@@ -312,19 +330,12 @@ def test_a_mixed_file_is_refused_with_its_line_and_offset_and_imports_nothing(tm
 
 
 def test_the_rejects_file_keeps_the_first_rows_and_the_console_counts_every_reason(tmp_path: Path, db: str) -> None:
-    valid = [["phone", f"1380013{n:04d}", "", "", "", "", "", ""] for n in range(100)]
-    bad_types = [["pager", str(n), "", "", "", "", "", ""] for n in range(6000)]
-    bad_categories = [["qq", str(10_000 + n), "fraud", "", "", "", "", ""] for n in range(4500)]
-    source = write_csv(tmp_path / "list.csv", valid + bad_types + bad_categories)
+    bad_types = [row("pager", str(n)) for n in range(6000)]
+    bad_categories = [row("qq", str(10_000 + n), "fraud") for n in range(4500)]
+    source = write_csv(tmp_path / "list.csv", phones(100) + bad_types + bad_categories)
     result = run("node", "import", str(source), "--database", db)
     assert result.exit_code == 0, result.output
-    assert figures(result) == {
-        "rows read": 10_600,
-        "imported": 100,
-        "duplicates": 0,
-        "rejected": 10_500,
-        "expired (purged)": 0,
-    }
+    assert figures(result) == summary(read=10_600, imported=100, rejected=10_500)
     rejects = tmp_path / "list.csv.rejects.csv"
     assert f"first 10,000 of 10,500 rejected rows written to {rejects} (capped)" in result.stdout
     assert re.search(r"^\s*type\s+unknown type\s+6,000\s*$", result.stdout, re.M)
@@ -337,9 +348,8 @@ def test_the_rejects_file_keeps_the_first_rows_and_the_console_counts_every_reas
 
 
 def test_a_file_of_nearly_all_bad_rows_stops_early_and_imports_nothing(tmp_path: Path, db: str) -> None:
-    valid = [["phone", f"1380013{n:04d}", "", "", "", "", "", ""] for n in range(10)]
-    junk = [["phone", f"hello {n}", "", "", "", "", "", ""] for n in range(5000)]
-    source = write_csv(tmp_path / "list.csv", valid + junk)
+    junk = [row("phone", f"hello {n}") for n in range(5000)]
+    source = write_csv(tmp_path / "list.csv", phones(10) + junk)
     result = run("node", "import", str(source), "--database", db)
     assert result.exit_code == 1
     assert result.stderr == (
@@ -350,16 +360,10 @@ def test_a_file_of_nearly_all_bad_rows_stops_early_and_imports_nothing(tmp_path:
     assert stored(db) == 0
     assert len((tmp_path / "list.csv.rejects.csv").read_text(encoding="utf-8-sig").splitlines()) == 1 + 990
     # Eleven valid rows in the first thousand: a dirty file, not a wrong one.
-    source = write_csv(tmp_path / "list.csv", [*valid, ["phone", "13900139000", "", "", "", "", "", ""], *junk])
+    source = write_csv(tmp_path / "list.csv", [*phones(10), row("phone", "13900139000"), *junk])
     result = run("node", "import", str(source), "--database", db)
     assert result.exit_code == 0, result.output
-    assert figures(result) == {
-        "rows read": 5011,
-        "imported": 11,
-        "duplicates": 0,
-        "rejected": 5000,
-        "expired (purged)": 0,
-    }
+    assert figures(result) == summary(read=5011, imported=11, rejected=5000)
 
 
 def test_a_failed_import_leaves_no_rejects_file(tmp_path: Path, db: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -392,7 +396,7 @@ def test_the_documented_example_file_imports_every_row(tmp_path: Path, db: str) 
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("blacklist.csv: encoding UTF-8 with BOM (detected)\n")
     # One row spells an earlier phone number another way: a duplicate, not a second identifier.
-    assert figures(result) == {"rows read": 17, "imported": 16, "duplicates": 1, "rejected": 0, "expired (purged)": 0}
+    assert figures(result) == summary(read=17, imported=16, rejected=0, duplicates=1)
     status = run("node", "status", "--database", db)
     types = {type_ for type_, _, _ in re.findall(r"^\s*(\w+)\s+(\w+)\s+(\d+)\s*$", status.stdout, re.M)}
     assert types == {member.value for member in IdentifierType}
