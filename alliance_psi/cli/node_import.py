@@ -197,6 +197,7 @@ def _import(engine: Engine, blacklist: BlacklistFile, type_: str | None, strict:
     figures = {"rows read": 0, "imported": 0, "duplicates": 0, "rejected": 0, "expired (purged)": 0}
     tally = _Tally(figures)
     items = blacklist.read(default_type=type_)
+    judged = False  # Whether the first WRONG_FILE_ROWS rows were looked at as a whole.
     with (
         _progress(blacklist.rows) as advance,
         _RejectsFile(rejects_path) as rejects,
@@ -221,14 +222,21 @@ def _import(engine: Engine, blacklist: BlacklistFile, type_: str | None, strict:
                 }
             )
             advance(batch[-1].row)
-            if figures["rows read"] == WRONG_FILE_ROWS and figures["rows read"] - tally.rejected <= WRONG_FILE_VALID:
-                tally.stopped = True
-                break
+            if not judged and figures["rows read"] >= WRONG_FILE_ROWS:
+                judged, tally.stopped = True, _looks_wrong(figures["rows read"], tally.rejected)
+                if tally.stopped:
+                    break
         figures.update({"rejected": tally.rejected, "expired (purged)": repo.purge_expired(now)})
         if tally.stopped or (strict and tally.rejected):
             transaction.rollback()
             figures.update({"imported": 0, "duplicates": 0, "expired (purged)": 0})
     return tally
+
+
+def _looks_wrong(rows: int, rejected: int) -> bool:
+    """Whether ``rows`` rows read (``WRONG_FILE_ROWS``, or the batch that reached it) with
+    ``rejected`` of them rejected hold too few valid ones for a blacklist."""
+    return rows - rejected <= WRONG_FILE_VALID * rows // WRONG_FILE_ROWS
 
 
 def _print_encoding(blacklist: BlacklistFile) -> None:
