@@ -15,6 +15,8 @@ import random
 
 import opencc
 
+from alliance_psi.identifiers.categories import CATEGORY_NAMES
+
 CITIES = "北京 上海 广州 深圳 杭州 成都 武汉 西安 天津 南京 重庆 长沙 郑州 济南 青岛 厦门 福州 合肥 昆明 苏州 东莞 佛山".split()
 TRADE_NAMES = "鑫源 恒达 宏图 金盛 华信 汇通 诚信 众联 安心 顺达 博远 盛世 瑞丰 聚财 融汇 宝鼎 普惠 钱袋 易贷 乐享 维权 公道".split()
 BUSINESSES = "贷款咨询 信息咨询 网络科技 法律咨询 商务咨询 金融服务 投资管理 企业管理 财务顾问 征信修复 债务重组 融资担保".split()
@@ -37,18 +39,7 @@ NOTES = (
 )
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN_NAMES = "伟 芳 娜 敏 静 丽 强 磊 军 洋 勇 艳 杰 涛 明 超 建国 志强 海燕 晓明".split()
-CATEGORIES = (
-    "代理维权",
-    "反催收",
-    "恶意投诉",
-    "职业投诉人",
-    "贷款中介",
-    "羊毛党",
-    "洗钱",
-    "电信诈骗",
-    "账户出租出借",
-    "其他",
-)
+CATEGORIES = tuple(CATEGORY_NAMES.values())
 PROVINCES = "粤京沪浙川鄂陕津苏渝湘豫鲁"
 HEADER = ("type", "value", "category", "severity", "first_seen", "case_ref", "note")
 
