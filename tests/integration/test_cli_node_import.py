@@ -407,3 +407,15 @@ def test_the_documented_limits_are_the_code_s() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "file-format.md").read_text(encoding="utf-8")
     assert f"first **{REJECTS_KEPT:,}** rejected rows" in doc
     assert f"first **{WRONG_FILE_ROWS:,}** rows hold at most **{WRONG_FILE_VALID}** valid ones" in doc
+
+
+def test_withdraw_reads_a_file_in_the_encoding_named(tmp_path: Path, db: str) -> None:
+    big5 = tmp_path / "withdraw.csv"
+    big5.write_bytes("type,value,note\norg_name,馬上消費金融股份有限公司,撤回\n".encode("big5"))
+    assert run("node", "import", str(big5), "--encoding", "big5", "--database", db).exit_code == 0
+    refused = run("node", "withdraw", "--file", str(big5), "--database", db)
+    assert refused.exit_code == 1 and "looks like Big5" in refused.stderr and stored(db) == 1
+    result = run("node", "withdraw", "--file", str(big5), "--encoding", "big5", "--database", db)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("withdraw.csv: encoding Big5 (as given)\n")
+    assert figures(result) == {"withdrawn": 1, "not found": 0, "invalid": 0} and stored(db) == 0
