@@ -40,7 +40,9 @@ def _naming(path: Path) -> Iterator[None]:
         raise ConfigurationError(f"{path}: {exc}") from None
 
 
-def _valid_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+def _valid_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
     try:
         return pki.validate_name(value)
     except ConfigurationError as exc:
@@ -69,9 +71,15 @@ def init_ca(out: Path, name: str, days: int, force: bool) -> None:
 
 @pki_group.command("issue")
 @click.option("--ca-dir", type=_DIRECTORY, required=True, help="Directory with ca.pem and ca.key.")
-@click.option("--role", type=click.Choice([role.value for role in Role]), required=True, help="The holder's role.")
-@click.option("--name", "name", required=True, callback=_valid_name, help="Member or party id (also the file name).")
-@click.option("--out", "out", type=_DIRECTORY, required=True, help="Directory for NAME.pem and NAME.key.")
+@click.option(
+    "--csr",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A request from `pki request`: certify its key, named as it asks (no --role/--name; no key written).",
+)
+@click.option("--role", type=click.Choice([role.value for role in Role]), default=None, help="The holder's role.")
+@click.option("--name", "name", default=None, callback=_valid_name, help="Member or party id (also the file name).")
+@click.option("--out", "out", type=_DIRECTORY, required=True, help="Directory for NAME.pem (and NAME.key).")
 @click.option(
     "--host",
     "hosts",
@@ -81,22 +89,91 @@ def init_ca(out: Path, name: str, days: int, force: bool) -> None:
 )
 @click.option("--days", type=_DAYS, default=365, show_default=True, help="Validity in days.")
 @click.option("--force", is_flag=True, help="Overwrite existing NAME.pem/NAME.key.")
-def issue(ca_dir: Path, role: str, name: str, out: Path, hosts: tuple[str, ...], days: int, force: bool) -> None:
-    """Issue a certificate for NAME with ROLE, signed by the CA in CA_DIR.
+def issue(
+    ca_dir: Path,
+    csr: Path | None,
+    role: str | None,
+    name: str | None,
+    out: Path,
+    hosts: tuple[str, ...],
+    days: int,
+    force: bool,
+) -> None:
+    """Issue a certificate for NAME with ROLE (or for a request, --csr), signed by the CA in CA_DIR.
 
     Coordinator and custodian certificates serve (and are clients too); clients accept them only
     as the party they name, by the identity name NAME.ROLE.alliance-psi.internal. Member and admin
-    certificates are for clients only. A server's NAME is one lowercase DNS label.
+    certificates are for clients only. A server's NAME is one lowercase DNS label. Without --csr
+    the key is made here, so the CA holder holds it too: members should send a request instead.
     """
+    if csr is not None and (role or name):
+        raise click.UsageError("--csr names the role and name itself: give no --role or --name with it")
+    if csr is None and not (role and name):
+        raise click.UsageError("give --role and --name, or --csr")
     with _reported():
         ca = pki.load_ca(ca_dir)
+        if csr is not None:
+            _issue_for_request(ca, csr, out, hosts, days, force)
+            return
+        assert role is not None and name is not None
         issued = pki.issue(ca, role=Role(role), name=name, hosts=hosts, valid_days=days)
         cert_path, key_path = pki.write_issued(issued, out, name, force=force)
     click.echo(f"issued {role} {name} (serial {issued.serial:#x}): {cert_path} and {key_path}")
-    if Role(role) in pki.SERVER_ROLES:
-        click.echo(f"clients verify it as {pki.identity_dns_name(Role(role), name)}, whatever address they dial")
+    _say_usage(Role(role), name)
+
+
+def _issue_for_request(
+    ca: pki.CertificateAuthority, csr: Path, out: Path, hosts: tuple[str, ...], days: int, force: bool
+) -> None:
+    from alliance_psi._files import write_file_atomic
+    from alliance_psi.services.pki_requests import issue_for_request
+
+    with _naming(csr):
+        try:
+            request = csr.read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(exc.strerror or "cannot read") from None
+        identity, cert_pem, serial = issue_for_request(ca, request, hosts=hosts, valid_days=days)
+    out.mkdir(parents=True, exist_ok=True)
+    cert_path = write_file_atomic(out / f"{identity.name}.pem", cert_pem, private=False, replace=force)
+    click.echo(
+        f"issued {identity.role.value} {identity.name} (serial {serial:#x}) for its own key: {cert_path} "
+        f"(key pin {pki.spki_sha256(cert_pem).hex()})"
+    )
+    _say_usage(identity.role, identity.name)
+
+
+def _say_usage(role: Role, name: str) -> None:
+    if role in pki.SERVER_ROLES:
+        click.echo(f"clients verify it as {pki.identity_dns_name(role, name)}, whatever address they dial")
     else:
         click.echo("for clients only: it cannot serve")
+
+
+@pki_group.command("request")
+@click.option("--role", type=click.Choice([role.value for role in Role]), required=True, help="Your role.")
+@click.option("--name", "name", required=True, callback=_valid_name, help="Your member or party id.")
+@click.option("--out", "out", type=_DIRECTORY, required=True, help="Directory for NAME.key (0600) and NAME.csr.")
+@click.option("--force", is_flag=True, help="Overwrite existing NAME.key/NAME.csr.")
+def request(role: str, name: str, out: Path, force: bool) -> None:
+    """Make your own key and a certificate request for the CA: the key never leaves this machine.
+
+    Send NAME.csr to the alliance operator (`pki issue --csr`), and the printed key pin to each
+    server's operator, who enrols you by it.
+    """
+    from alliance_psi._files import write_file_atomic
+    from alliance_psi.services.pki_requests import make_request
+
+    with _reported():
+        made = make_request(Role(role), name)
+        out.mkdir(parents=True, exist_ok=True)
+        csr_path = out / f"{name}.csr"
+        if csr_path.exists() and not force:
+            raise ConfigurationError(f"{csr_path} exists; pass --force to replace it")
+        key_path = write_file_atomic(out / f"{name}.key", made.key_pem, private=True, replace=force)
+        write_file_atomic(csr_path, made.csr_pem, private=False, replace=True)
+    click.echo(f"wrote {key_path} (keep it here) and {csr_path} (send it to the alliance operator)")
+    click.echo(f"key pin (SHA-256 of your public key): {made.key_pin.hex()}")
 
 
 @pki_group.command("revoke")

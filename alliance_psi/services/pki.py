@@ -58,8 +58,8 @@ from alliance_psi.services.pki_files import (
 __all__ = [
     "CA_CERT_FILE", "CA_KEY_FILE", "CRL_FILE", "IDENTITY_DNS_SUFFIX", "IDENTITY_URI_PREFIX", "SERVER_ROLES",
     "CertificateAuthority", "IssuedCertificate", "identity_dns_name", "identity_from_pem", "init_ca", "issue",
-    "load_ca", "load_crl_serials", "revoke", "serial_issued_by", "serial_of", "spki_sha256", "validate_name",
-    "validate_server_name", "write_ca", "write_crl", "write_issued",
+    "issue_for_key", "load_ca", "load_crl_serials", "revoke", "serial_issued_by", "serial_of", "spki_sha256",
+    "validate_name", "validate_server_name", "write_ca", "write_crl", "write_issued",
 ]  # fmt: skip
 
 IDENTITY_URI_PREFIX = "urn:alliance-psi:"
@@ -143,7 +143,7 @@ def init_ca(alliance_name: str, *, valid_days: int = 3650) -> CertificateAuthori
     key = ec.generate_private_key(ec.SECP256R1())
     subject = _common_name(f"{alliance_name} alliance CA")
     cert = (
-        _builder(subject, subject, key, x509.random_serial_number(), _validity(None, valid_days), ca=True)
+        _builder(subject, subject, key.public_key(), x509.random_serial_number(), _validity(None, valid_days), ca=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -159,7 +159,29 @@ def issue(
     valid_days: int = 365,
     not_before: dt.datetime | None = None,
 ) -> IssuedCertificate:
-    """Issue a certificate naming ``role``/``name`` (SAN URI).
+    """Make a key and issue a certificate for it naming ``role``/``name`` (``issue_for_key``).
+
+    The CA holder then holds the key too: for a party whose key others pin (a member, at each
+    server's enrolment list) prefer ``services.pki_requests``, where the key never leaves its owner.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert_pem, serial = issue_for_key(
+        ca, key.public_key(), role=role, name=name, hosts=hosts, valid_days=valid_days, not_before=not_before
+    )
+    return IssuedCertificate(cert_pem=cert_pem, key_pem=_key_pem(key), serial=serial)
+
+
+def issue_for_key(
+    ca: CertificateAuthority,
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    role: Role,
+    name: str,
+    hosts: Sequence[str] = (),
+    valid_days: int = 365,
+    not_before: dt.datetime | None = None,
+) -> tuple[bytes, int]:
+    """Issue a certificate over ``public_key`` naming ``role``/``name`` (SAN URI); return (PEM, serial).
 
     Coordinator and custodian certificates serve and are clients too (serverAuth and clientAuth):
     they carry the identity name clients verify (``identity_dns_name``) and then ``hosts`` as
@@ -186,16 +208,15 @@ def issue(
     else:
         usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
     ca_cert, ca_key = _load_ca_objects(ca)
-    key = ec.generate_private_key(ec.SECP256R1())
     serial = x509.random_serial_number()
     cert = (
-        _builder(_common_name(name), ca_cert.subject, key, serial, _validity(not_before, valid_days), ca=False)
+        _builder(_common_name(name), ca_cert.subject, public_key, serial, _validity(not_before, valid_days), ca=False)
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    return IssuedCertificate(cert_pem=_cert_pem(cert), key_pem=_key_pem(key), serial=serial)
+    return _cert_pem(cert), serial
 
 
 def identity_from_pem(cert_pem: bytes) -> Identity:
@@ -296,7 +317,7 @@ def _common_name(name: str) -> x509.Name:
 def _builder(
     subject: x509.Name,
     issuer: x509.Name,
-    key: ec.EllipticCurvePrivateKey,
+    public_key: ec.EllipticCurvePublicKey,
     serial: int,
     validity: tuple[dt.datetime, dt.datetime],
     *,
@@ -318,7 +339,7 @@ def _builder(
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(serial)
         .not_valid_before(validity[0])
         .not_valid_after(validity[1])

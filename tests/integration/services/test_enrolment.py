@@ -8,7 +8,6 @@ over real mutual TLS against the harness's servers, each with its own enrolment 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 from collections.abc import Callable
@@ -18,7 +17,7 @@ import grpc
 import pytest
 from click.testing import CliRunner
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Engine, event, select
 
 from alliance_psi.cli.main import main
@@ -60,23 +59,11 @@ def material(pki: AlliancePki, cert_pem: bytes, key_pem: bytes) -> TlsMaterial:
 def reissued_with_same_key(pki: AlliancePki, name: str) -> bytes:
     """What the CA holder can do: a fresh certificate (new serial) for ``name`` over its old key."""
     old = x509.load_pem_x509_certificate(pki.issued[name].cert_pem)
-    ca_cert = x509.load_pem_x509_certificate(pki.ca.cert_pem)
-    ca_key = serialization.load_pem_private_key(pki.ca.key_pem, password=None)
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(old.subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(old.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30))
-    )
-    for extension in old.extensions:
-        builder = builder.add_extension(extension.value, extension.critical)
-    cert = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
-    assert cert.serial_number != old.serial_number
-    return cert.public_bytes(serialization.Encoding.PEM)
+    public_key = old.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    cert_pem, serial = pki_module.issue_for_key(pki.ca, public_key, role=Role.MEMBER, name=name, valid_days=30)
+    assert serial != old.serial_number
+    return cert_pem
 
 
 def eventually(condition: Callable[[], bool], what: str, *, limit: float = 15.0) -> None:
