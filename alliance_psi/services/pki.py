@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from alliance_psi.errors import ConfigurationError, NotAuthenticated
+from alliance_psi.errors import AlliancePsiError, ConfigurationError, NotAuthenticated
 from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.services.pki_files import (
     CA_CERT_FILE,
@@ -57,8 +57,8 @@ from alliance_psi.services.pki_files import (
 
 __all__ = [
     "CA_CERT_FILE", "CA_KEY_FILE", "CRL_FILE", "IDENTITY_DNS_SUFFIX", "IDENTITY_URI_PREFIX", "SERVER_ROLES",
-    "CertificateAuthority", "IssuedCertificate", "identity_dns_name", "identity_from_pem", "init_ca", "issue",
-    "issue_for_key", "load_ca", "load_crl_serials", "revoke", "serial_issued_by", "serial_of", "spki_sha256",
+    "CertificateAuthority", "IssuedCertificate", "identity_dns_name", "identity_from_pem", "identity_in", "init_ca",
+    "issue", "issue_for_key", "load_ca", "load_crl_serials", "revoke", "serial_issued_by", "serial_of", "spki_sha256",
     "validate_name", "validate_server_name", "write_ca", "write_crl", "write_issued",
 ]  # fmt: skip
 
@@ -229,18 +229,27 @@ def identity_from_pem(cert_pem: bytes) -> Identity:
         NotAuthenticated: not a certificate, no identity URI, more than one, or a bad role or name.
     """
     cert = _parse_cert(cert_pem, error=NotAuthenticated)
+    return identity_in(cert.extensions, what="certificate", error=NotAuthenticated)
+
+
+def identity_in(extensions: x509.Extensions, *, what: str, error: type[AlliancePsiError]) -> Identity:
+    """The one ``urn:alliance-psi:<role>:<name>`` SAN URI of a certificate's (or request's) extensions.
+
+    Raises:
+        error: no identity URI, more than one, or a bad role or name; the message starts with ``what``.
+    """
     try:
-        uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        uris = extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
             x509.UniformResourceIdentifier
         )
     except x509.ExtensionNotFound:
         uris = []
     ours = [uri for uri in uris if uri.startswith(IDENTITY_URI_PREFIX)]
     if len(ours) != 1:
-        raise NotAuthenticated(f"certificate must carry exactly one {IDENTITY_URI_PREFIX} identity, found {len(ours)}")
+        raise error(f"{what} must carry exactly one {IDENTITY_URI_PREFIX} identity, found {len(ours)}")
     role, _, name = ours[0].removeprefix(IDENTITY_URI_PREFIX).partition(":")
     if role not in _ROLES or _NAME.fullmatch(name) is None:
-        raise NotAuthenticated("certificate identity is malformed or names an unknown role")
+        raise error(f"{what} identity is malformed or names an unknown role")
     return Identity(name=name, role=Role(role))
 
 

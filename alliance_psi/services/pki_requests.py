@@ -25,7 +25,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from alliance_psi.errors import ConfigurationError
 from alliance_psi.protocol.model import Identity, Role
-from alliance_psi.services.pki import IDENTITY_URI_PREFIX, CertificateAuthority, issue_for_key, validate_name
+from alliance_psi.services.pki import (
+    IDENTITY_URI_PREFIX,
+    CertificateAuthority,
+    identity_in,
+    issue_for_key,
+    validate_name,
+)
 
 __all__ = ["CertificateRequest", "issue_for_request", "key_pin", "make_request", "read_request"]
 
@@ -74,7 +80,7 @@ def read_request(csr_pem: bytes) -> tuple[Identity, ec.EllipticCurvePublicKey]:
 
     Raises:
         ConfigurationError: not a PEM request, a bad signature, a key other than P-256, or not
-            exactly one valid ``urn:alliance-psi:<role>:<name>`` URI.
+            exactly one valid ``urn:alliance-psi:<role>:<name>`` URI (``pki.identity_in``).
     """
     try:
         csr = x509.load_pem_x509_csr(csr_pem)
@@ -85,18 +91,7 @@ def read_request(csr_pem: bytes) -> tuple[Identity, ec.EllipticCurvePublicKey]:
     public_key = csr.public_key()
     if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(public_key.curve, ec.SECP256R1):
         raise ConfigurationError("the request's key is not an ECDSA P-256 key")
-    try:
-        sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        uris = sans.get_values_for_type(x509.UniformResourceIdentifier)
-    except x509.ExtensionNotFound:
-        uris = []
-    identities = [u for u in uris if u.startswith(IDENTITY_URI_PREFIX)]
-    if len(identities) != 1:
-        raise ConfigurationError(f"the request names {len(identities)} alliance identities; it must name one")
-    role, _, name = identities[0].removeprefix(IDENTITY_URI_PREFIX).partition(":")
-    if role not in {r.value for r in Role}:
-        raise ConfigurationError(f"the request names an unknown role {role!r}")
-    return Identity(name=validate_name(name), role=Role(role)), public_key
+    return identity_in(csr.extensions, what="the request", error=ConfigurationError), public_key
 
 
 def issue_for_request(

@@ -82,7 +82,7 @@ def test_bad_requests_and_usage_are_refused(tmp_path: Path, pki: AlliancePki) ->
     (tmp_path / "forged.csr").write_bytes(forged)
     for name, message in (
         ("junk.csr", "not a PEM certificate request"),
-        ("none.csr", "the request names 0 alliance identities; it must name one"),
+        ("none.csr", "the request must carry exactly one urn:alliance-psi: identity, found 0"),
         ("forged.csr", "the request's signature does not verify"),
         ("missing.csr", "No such file or directory"),
     ):
