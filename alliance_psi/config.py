@@ -3,7 +3,7 @@
 Only ``alliance_psi.cli`` builds these, from options, files and the environment; library code takes
 them as arguments and never reads ``os.environ``. Each class documents its usage in a table.
 
-Sections, in order: TLS, then the per-role configs (custodian, coordinator, member).
+Sections, in order: TLS, server limits, then the per-role configs (custodian, coordinator, member).
 """
 
 from __future__ import annotations
@@ -11,10 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alliance_psi import defaults
 from alliance_psi.defaults import (
     BATCH_SIZE,
     CHUNK_SIZE,
     ENROLMENT_REFRESH_SECONDS,
+    MAX_ROUND_ITEMS,
+    MAX_SET_ITEMS,
     QUOTA_PER_MEMBER,
     TICK_SECONDS,
 )
@@ -25,6 +28,7 @@ __all__ = [
     "CustodianConfig",
     "MemberConfig",
     "PeerEndpoint",
+    "ServerLimits",
     "TlsConfig",
     "TlsMaterial",
 ]
@@ -123,6 +127,57 @@ class PeerEndpoint:
     address: str
 
 
+# Server limits --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """What one peer, and every peer together, may hold of a server (coordinator or custodian).
+
+    A peer is a certificate identity (``member:bank-a``), whatever connections it opens. Calls over
+    a limit are refused with RESOURCE_EXHAUSTED naming the limit, logged and audited.
+
+    Usage::
+
+        ServerLimits()                              # the defaults below (docs/operations.md, "Limits")
+        ServerLimits(max_calls=64)                  # calls in progress in total (one worker thread each)
+        ServerLimits(max_calls_per_peer=8)          # calls in progress per peer, streams included
+        ServerLimits(max_streams_per_peer=4)        # streaming calls in progress per peer
+        ServerLimits(calls_per_second_per_peer=50)  # sustained rate per peer; bursts up to twice that
+        ServerLimits(stream_idle_seconds=60)        # a call that waits this long on its peer is ended
+        ServerLimits(connection_idle_seconds=300)   # a connection without calls is closed after this
+        ServerLimits(connection_age_seconds=3600,   # every connection is closed after this long;
+                     connection_age_grace_seconds=600)  # calls on it get this long to finish
+        ServerLimits(shutdown_grace_seconds=5)      # on SIGTERM, running calls get this long; the
+                                                    # process exits within twice this plus 1 s
+        ServerLimits(crl_reload_seconds=30)         # how often the CRL file is checked for changes
+
+    Raises:
+        ConfigurationError: a value is not positive, or a per-peer limit is above the total.
+    """
+
+    max_calls: int = defaults.MAX_CALLS
+    max_calls_per_peer: int = defaults.MAX_CALLS_PER_PEER
+    max_streams_per_peer: int = defaults.MAX_STREAMS_PER_PEER
+    calls_per_second_per_peer: float = defaults.CALLS_PER_SECOND_PER_PEER
+    stream_idle_seconds: float = defaults.STREAM_IDLE_SECONDS
+    connection_idle_seconds: float = defaults.CONNECTION_IDLE_SECONDS
+    connection_age_seconds: float = defaults.CONNECTION_AGE_SECONDS
+    connection_age_grace_seconds: float = defaults.CONNECTION_AGE_GRACE_SECONDS
+    shutdown_grace_seconds: float = defaults.SHUTDOWN_GRACE_SECONDS
+    crl_reload_seconds: float = defaults.CRL_RELOAD_SECONDS
+
+    def __post_init__(self) -> None:
+        for name in self.__slots__:
+            if not getattr(self, name) > 0:
+                raise ConfigurationError(f"server limit {name} must be positive, got {getattr(self, name)}")
+        if not self.max_streams_per_peer <= self.max_calls_per_peer <= self.max_calls:
+            raise ConfigurationError(
+                "server limits: need max_streams_per_peer <= max_calls_per_peer <= max_calls, got "
+                f"{self.max_streams_per_peer}, {self.max_calls_per_peer} and {self.max_calls}"
+            )
+
+
 # Roles ----------------------------------------------------------------------------------------
 
 
@@ -137,6 +192,7 @@ class CustodianConfig:
                         database="sqlite:///custodian/quota.db",
                         quota_per_member=2_000_000)   # default elements per member per epoch
         CustodianConfig(…, enrolment_refresh_seconds=1.0)    # how stale the enrolment list may be
+        CustodianConfig(…, limits=ServerLimits(max_calls_per_peer=4))   # see ServerLimits
 
     The key share file is written by ``alliance-psi custodian init-share``; keep it 0600 and
     back it up: losing it ends the epoch (every member recomputes its tokens under a new one).
@@ -152,6 +208,7 @@ class CustodianConfig:
     database: str
     quota_per_member: int = QUOTA_PER_MEMBER
     enrolment_refresh_seconds: float = ENROLMENT_REFRESH_SECONDS
+    limits: ServerLimits = ServerLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,9 +222,14 @@ class CoordinatorConfig:
                           database="sqlite:///coordinator/coordinator.db")  # or postgresql+psycopg://…
         CoordinatorConfig(…, tick_seconds=0.5)   # how often deadlines and pending matches are checked
         CoordinatorConfig(…, enrolment_refresh_seconds=1.0)  # how stale the enrolment list may be
+        CoordinatorConfig(…, max_set_items=5_000_000,    # tokens a member's standing set may hold per scope
+                          max_round_items=2_000_000)     # items and removals a member's delta may hold per round
+        CoordinatorConfig(…, limits=ServerLimits(max_calls=128))   # see ServerLimits
 
     Only members and admins enrolled in ``database`` by the coordinator's operator
-    (``alliance-psi coordinator member add`` / ``admin add``) are served.
+    (``alliance-psi coordinator member add`` / ``admin add``) are served. A submission over
+    ``max_set_items`` or ``max_round_items`` is refused (RESOURCE_EXHAUSTED, naming the limit)
+    and leaves the member's set as it was.
     """
 
     name: str
@@ -177,6 +239,9 @@ class CoordinatorConfig:
     database: str
     tick_seconds: float = TICK_SECONDS
     enrolment_refresh_seconds: float = ENROLMENT_REFRESH_SECONDS
+    max_set_items: int = MAX_SET_ITEMS
+    max_round_items: int = MAX_ROUND_ITEMS
+    limits: ServerLimits = ServerLimits()
 
 
 @dataclass(frozen=True, slots=True)

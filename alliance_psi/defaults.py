@@ -9,11 +9,23 @@ from __future__ import annotations
 
 __all__ = [
     "BATCH_SIZE",
+    "CALLS_PER_SECOND_PER_PEER",
     "CHUNK_SIZE",
+    "CONNECTION_AGE_GRACE_SECONDS",
+    "CONNECTION_AGE_SECONDS",
+    "CONNECTION_IDLE_SECONDS",
     "COORDINATOR_NAME",
+    "CRL_RELOAD_SECONDS",
     "ENROLMENT_REFRESH_SECONDS",
     "JOIN_WAIT_SECONDS",
+    "MAX_CALLS",
+    "MAX_CALLS_PER_PEER",
+    "MAX_ROUND_ITEMS",
+    "MAX_SET_ITEMS",
+    "MAX_STREAMS_PER_PEER",
     "QUOTA_PER_MEMBER",
+    "SHUTDOWN_GRACE_SECONDS",
+    "STREAM_IDLE_SECONDS",
     "TICK_SECONDS",
 ]
 
@@ -37,3 +49,41 @@ COORDINATOR_NAME = "coordinator"
 
 ENROLMENT_REFRESH_SECONDS = 1.0
 """How stale a server's in-memory copy of its enrolment list may get before it re-reads it."""
+
+MAX_SET_ITEMS = 5_000_000
+"""Tokens one member's standing set may hold per scope at the coordinator."""
+
+MAX_ROUND_ITEMS = 2_000_000
+"""Items and removals one member's delta may hold per round (a whole set: ``MAX_SET_ITEMS``)."""
+
+# Server limits (``config.ServerLimits``; docs/operations.md, "Limits").
+
+MAX_CALLS = 64
+"""Calls a server runs at once, in total."""
+
+MAX_CALLS_PER_PEER = 8
+"""Calls one peer (certificate identity) may have in progress at once, streams included."""
+
+MAX_STREAMS_PER_PEER = 4
+"""Streaming calls one peer may have in progress at once."""
+
+CALLS_PER_SECOND_PER_PEER = 50.0
+"""Calls one peer may start per second, in bursts of up to twice that."""
+
+STREAM_IDLE_SECONDS = 60.0
+"""How long a call may wait on its peer (a request that does not come, a response not read)."""
+
+CONNECTION_IDLE_SECONDS = 300.0
+"""How long a connection without calls stays open."""
+
+CONNECTION_AGE_SECONDS = 3600.0
+"""How long any connection stays open; its calls then get ``CONNECTION_AGE_GRACE_SECONDS``."""
+
+CONNECTION_AGE_GRACE_SECONDS = 600.0
+"""How long the calls of a connection past its age may still run."""
+
+SHUTDOWN_GRACE_SECONDS = 5.0
+"""How long running calls get on SIGTERM; the process exits within twice that plus 1 s."""
+
+CRL_RELOAD_SECONDS = 30.0
+"""How often a server checks its CRL file for changes."""

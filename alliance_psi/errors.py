@@ -19,7 +19,8 @@ Our exception hierarchy::
     │   │   └── CertificateRevoked  the alliance CRL lists the caller's certificate → UNAUTHENTICATED
     │   ├── NotAuthorized       authenticated, but not allowed to do this  → PERMISSION_DENIED
     │   ├── NotFound            no such round, result or submission        → NOT_FOUND
-    │   ├── QuotaExceeded       the member's evaluation quota is spent     → RESOURCE_EXHAUSTED
+    │   ├── LimitExceeded       over a server limit (size, calls, items)   → RESOURCE_EXHAUSTED
+    │   │   └── QuotaExceeded   the member's evaluation quota is spent     → RESOURCE_EXHAUSTED
     │   ├── RoundClosed         the round no longer takes submissions      → FAILED_PRECONDITION
     │   ├── WrongEpoch          a request for another key epoch            → FAILED_PRECONDITION
     │   └── Conflict            a chunk or commit that contradicts a stored one → ALREADY_EXISTS
@@ -52,6 +53,7 @@ __all__ = [
     "InvalidRequest",
     "InvalidSignature",
     "LabelTooLarge",
+    "LimitExceeded",
     "MalformedElement",
     "MalformedScalar",
     "NotAuthenticated",
@@ -195,7 +197,12 @@ class NotFound(RequestError):
     """No such round, submission or result (for this peer)."""
 
 
-class QuotaExceeded(RequestError):
+class LimitExceeded(RequestError):
+    """A request over one of the server's limits: message size, concurrent calls, calls per
+    second, items per round or per set. The message names the limit."""
+
+
+class QuotaExceeded(LimitExceeded):
     """The member's evaluation quota for the key epoch would be exceeded."""
 
     def __init__(self, message: str, *, member_id: str, quota: int, used: int, requested: int) -> None:

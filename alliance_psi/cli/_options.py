@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -12,10 +13,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from alliance_psi import defaults
 from alliance_psi.errors import AlliancePsiError
 
 if TYPE_CHECKING:
-    from alliance_psi.config import PeerEndpoint, TlsConfig
+    from alliance_psi.config import PeerEndpoint, ServerLimits, TlsConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -90,12 +92,84 @@ class PeerAddress(click.ParamType["PeerEndpoint", Any]):
         return PeerEndpoint(name=name, address=address)
 
 
-def wait_for_stop_signal() -> None:
-    """Block until SIGTERM or SIGINT (Ctrl-C): how a server command runs until told to stop."""
+_POSITIVE = click.FloatRange(min=0, min_open=True)
+_AT_LEAST_ONE = click.IntRange(min=1)
+
+# The ServerLimits a server command takes as options: default and help (docs/operations.md, "Limits").
+_SERVER_LIMIT_OPTIONS: dict[str, tuple[int | float, str]] = {
+    "max_calls": (defaults.MAX_CALLS, "Calls in progress in total."),
+    "max_calls_per_peer": (defaults.MAX_CALLS_PER_PEER, "Calls in progress per peer (certificate identity)."),
+    "max_streams_per_peer": (defaults.MAX_STREAMS_PER_PEER, "Streaming calls in progress per peer."),
+    "calls_per_second_per_peer": (
+        defaults.CALLS_PER_SECOND_PER_PEER,
+        "Calls a peer may start per second (bursts up to twice that).",
+    ),
+    "stream_idle_seconds": (
+        defaults.STREAM_IDLE_SECONDS,
+        "A call waiting this long on its peer (no request, or a response not read) is ended.",
+    ),
+    "shutdown_grace_seconds": (
+        defaults.SHUTDOWN_GRACE_SECONDS,
+        "On SIGTERM, running calls get this long; the process exits within twice this plus 1 s.",
+    ),
+    "crl_reload_seconds": (
+        defaults.CRL_RELOAD_SECONDS,
+        "How often the --crl file is checked for changes (SIGHUP reloads it at once).",
+    ),
+}
+
+
+def server_limit_options(function: F) -> F:
+    """The ``ServerLimits`` a server command takes (defaults and meaning in docs/operations.md)."""
+    for name, (default, help_text) in reversed(_SERVER_LIMIT_OPTIONS.items()):
+        function = click.option(
+            "--" + name.replace("_", "-"),
+            type=_AT_LEAST_ONE if isinstance(default, int) else _POSITIVE,
+            default=default,
+            show_default=True,
+            help=help_text,
+        )(function)
+    return function
+
+
+def server_limits(**options: Any) -> ServerLimits:
+    """``ServerLimits`` from the options of ``server_limit_options`` (others are ignored).
+
+    Raises:
+        click.ClickException: the limits contradict each other (a per-peer limit above the total).
+    """
+    from alliance_psi.config import ServerLimits
+
+    names = set(ServerLimits.__slots__)
+    try:
+        return ServerLimits(**{name: value for name, value in options.items() if name in names})
+    except AlliancePsiError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def wait_for_stop_signal(*, on_hangup: Callable[[], object] | None = None, exit_within: float | None = None) -> None:
+    """Block until SIGTERM or SIGINT (Ctrl-C): how a server command runs until told to stop.
+
+    ``on_hangup`` runs on SIGHUP (a server reloads its CRL). With ``exit_within``, the process
+    exits with status 1 that many seconds after the signal if it has not exited by then, whatever
+    holds it (a call stuck where cancelling cannot reach it): the shutdown is bounded.
+    """
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if on_hangup is not None:
+        signal.signal(signal.SIGHUP, lambda *_: on_hangup())
     stop.wait()
+    if exit_within is not None:
+        deadline = threading.Timer(exit_within, _exit_now, args=(exit_within,))
+        deadline.daemon = True
+        deadline.start()
+
+
+def _exit_now(after: float) -> None:
+    sys.stderr.write(f"error: still running {after:g} s after the stop signal; exiting without waiting further\n")
+    sys.stderr.flush()
+    os._exit(1)
 
 
 @contextmanager

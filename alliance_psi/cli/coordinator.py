@@ -11,9 +11,16 @@ import click
 from alliance_psi._files import write_file_atomic
 from alliance_psi.cli._enrolment import echo_enrolment, enrolment_group
 from alliance_psi.cli._lazy import LazyGroup
-from alliance_psi.cli._options import PeerAddress, reported, tls_config, tls_options, wait_for_stop_signal
+from alliance_psi.cli._options import (
+    PeerAddress,
+    reported,
+    server_limit_options,
+    server_limits,
+    tls_config,
+    tls_options,
+)
 from alliance_psi.config import CoordinatorConfig, PeerEndpoint
-from alliance_psi.defaults import COORDINATOR_NAME, TICK_SECONDS
+from alliance_psi.defaults import COORDINATOR_NAME, MAX_ROUND_ITEMS, MAX_SET_ITEMS, TICK_SECONDS
 from alliance_psi.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -74,6 +81,21 @@ def keygen(out: Path, force: bool) -> None:
     show_default=True,
     help="Seconds between deadline and pending-match checks.",
 )
+@click.option(
+    "--max-set-items",
+    type=click.IntRange(min=1),
+    default=MAX_SET_ITEMS,
+    show_default=True,
+    help="Tokens a member's standing set may hold per scope.",
+)
+@click.option(
+    "--max-round-items",
+    type=click.IntRange(min=1),
+    default=MAX_ROUND_ITEMS,
+    show_default=True,
+    help="Items and removals a member's delta may hold per round.",
+)
+@server_limit_options
 def serve(
     name: str,
     listen: str,
@@ -84,10 +106,15 @@ def serve(
     signing_key: Path,
     database: str,
     tick: float,
+    max_set_items: int,
+    max_round_items: int,
+    **limits: float,
 ) -> None:
     """Serve rounds, submissions and signed results over mutual TLS until SIGTERM or Ctrl-C.
 
-    Only members and admins enrolled by `coordinator member add` / `admin add` are served."""
+    Only members and admins enrolled by `coordinator member add` / `admin add` are served. SIGHUP
+    reloads the CRL. Limits and their defaults: docs/operations.md, "Limits".
+    """
     config = CoordinatorConfig(
         name=name,
         listen=listen,
@@ -95,24 +122,26 @@ def serve(
         signing_key=signing_key,
         database=database,
         tick_seconds=tick,
+        max_set_items=max_set_items,
+        max_round_items=max_round_items,
+        limits=server_limits(**limits),
     )
     with reported():
         _serve(config)
 
 
 def _serve(config: CoordinatorConfig) -> None:
+    from alliance_psi.cli._serving import serve_until_stopped, server_tls
     from alliance_psi.crypto.signing import SigningKey
     from alliance_psi.identifiers import IdentifierType
     from alliance_psi.protocol.coordinator import CoordinatorRole
     from alliance_psi.protocol.model import Role
-    from alliance_psi.services.cert_checks import load_tls
     from alliance_psi.services.coordinator import Ticker, coordinator_registration, sql_unit_of_work
     from alliance_psi.services.enrolment import enrolment_gate
-    from alliance_psi.services.server import run_server
     from alliance_psi.storage import create_schema, make_engine
 
-    # TLS first: a wrong certificate is refused before any database is created.
-    tls = load_tls(config.tls, role=Role.COORDINATOR, name=config.name)
+    # TLS first: a wrong certificate or CRL is refused before any database is created.
+    tls, revocations = server_tls(config.tls, role=Role.COORDINATOR, name=config.name)
     try:
         key = SigningKey.from_pem(config.signing_key.read_bytes())
     except OSError as exc:
@@ -120,7 +149,12 @@ def _serve(config: CoordinatorConfig) -> None:
     engine = make_engine(config.database)
     create_schema(engine)
     role = CoordinatorRole(
-        sql_unit_of_work(engine), key, known_types=[t.value for t in IdentifierType], name=config.name
+        sql_unit_of_work(engine),
+        key,
+        known_types=[t.value for t in IdentifierType],
+        name=config.name,
+        max_set_items=config.max_set_items,
+        max_round_items=config.max_round_items,
     )
     roster, check = enrolment_gate(
         engine,
@@ -128,10 +162,8 @@ def _serve(config: CoordinatorConfig) -> None:
         roles=frozenset({Role.MEMBER, Role.ADMIN}),
         refresh=config.enrolment_refresh_seconds,
     )
-    with (
-        run_server([coordinator_registration(role)], address=config.listen, tls=tls, checks=[check]) as port,
-        Ticker(role, config.tick_seconds),
-    ):
+
+    def started(port: int) -> None:
         echo_enrolment(
             roster,
             "coordinator",
@@ -141,7 +173,18 @@ def _serve(config: CoordinatorConfig) -> None:
             without="no round can be created",
         )
         click.echo(f"coordinator {config.name} (signing key {key.key_id}) serving on port {port}", err=True)
-        wait_for_stop_signal()
+
+    serve_until_stopped(
+        [coordinator_registration(role)],
+        listen=config.listen,
+        tls=tls,
+        revocations=revocations,
+        checks=[check],
+        limits=config.limits,
+        engine=engine,
+        started=started,
+        companions=[Ticker(role, config.tick_seconds)],
+    )
 
 
 @coordinator_group.command("audit-verify")

@@ -8,7 +8,7 @@ import click
 
 from alliance_psi._files import write_file_atomic
 from alliance_psi.cli._enrolment import echo_enrolment, enrolment_group
-from alliance_psi.cli._options import reported, tls_config, tls_options, wait_for_stop_signal
+from alliance_psi.cli._options import reported, server_limit_options, server_limits, tls_config, tls_options
 from alliance_psi.config import CustodianConfig
 from alliance_psi.defaults import QUOTA_PER_MEMBER
 from alliance_psi.errors import ConfigurationError
@@ -42,19 +42,18 @@ def init_share(epoch: str, out: Path, force: bool) -> None:
 
 
 def _serve(config: CustodianConfig) -> None:
+    from alliance_psi.cli._serving import serve_until_stopped, server_tls
     from alliance_psi.crypto.key_shares import KeyShare
     from alliance_psi.crypto.selfcheck import run_selfcheck
     from alliance_psi.protocol.custodian import CustodianRole
     from alliance_psi.protocol.model import Role
-    from alliance_psi.services.cert_checks import load_tls
     from alliance_psi.services.custodian import SqlQuotaLedger, custodian_registration
     from alliance_psi.services.enrolment import enrolment_gate
-    from alliance_psi.services.server import run_server
     from alliance_psi.storage import create_schema, make_engine
 
     run_selfcheck()
     # TLS first: a wrong certificate is refused before any database is created.
-    tls = load_tls(config.tls, role=Role.CUSTODIAN, name=config.name)
+    tls, revocations = server_tls(config.tls, role=Role.CUSTODIAN, name=config.name)
     try:
         share = KeyShare.from_bytes(config.key_share.read_bytes())
     except OSError as exc:
@@ -71,12 +70,23 @@ def _serve(config: CustodianConfig) -> None:
         ledger=SqlQuotaLedger(engine, config.name),
         quota_of=roster.quota_of,
     )
-    with run_server([custodian_registration(role)], address=config.listen, tls=tls, checks=[check]) as port:
+
+    def started(port: int) -> None:
         echo_enrolment(
             roster, "custodian", config.name, roles=("member",), needed="member", without="every call is refused"
         )
         click.echo(f"custodian {config.name} serving key epoch {share.epoch} on port {port}", err=True)
-        wait_for_stop_signal()
+
+    serve_until_stopped(
+        [custodian_registration(role)],
+        listen=config.listen,
+        tls=tls,
+        revocations=revocations,
+        checks=[check],
+        limits=config.limits,
+        engine=engine,
+        started=started,
+    )
 
 
 @custodian_group.command("serve")
@@ -92,6 +102,7 @@ def _serve(config: CustodianConfig) -> None:
     show_default=True,
     help="Elements each member may have evaluated per key epoch (`member add --quota` overrides it per member).",
 )
+@server_limit_options
 def serve(
     name: str,
     listen: str,
@@ -102,8 +113,12 @@ def serve(
     key_share: Path,
     database: str,
     quota: int,
+    **limits: float,
 ) -> None:
-    """Serve OPRF evaluations over mutual TLS until SIGTERM or Ctrl-C, to enrolled members only."""
+    """Serve OPRF evaluations over mutual TLS until SIGTERM or Ctrl-C, to enrolled members only.
+
+    SIGHUP reloads the CRL. Limits and their defaults: docs/operations.md, "Limits".
+    """
     config = CustodianConfig(
         name=name,
         listen=listen,
@@ -111,6 +126,7 @@ def serve(
         key_share=key_share,
         database=database,
         quota_per_member=quota,
+        limits=server_limits(**limits),
     )
     with reported():
         _serve(config)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from alliance_psi.crypto.signing import SigningKey
-from alliance_psi.errors import InvalidRequest, NotAuthorized, NotFound, RoundClosed
+from alliance_psi.errors import ConfigurationError, InvalidRequest, NotAuthorized, NotFound, RoundClosed
 from alliance_psi.protocol.model import (
     MIN_THRESHOLD,
     Identity,
@@ -36,9 +36,10 @@ from alliance_psi.protocol.ports import CoordinatorTx, CoordinatorUnitOfWork
 from alliance_psi.protocol.result_codec import sign_result
 from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS, check_item, chunk_digest
 
-__all__ = ["Chunk", "Commit", "CoordinatorRole", "RoundSpec"]
+__all__ = ["MAX_ID_CHARS", "Chunk", "Commit", "CoordinatorRole", "RoundSpec"]
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MAX_ID_CHARS = 64  # Round ids, key epochs and member ids.
+_ID = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_ID_CHARS - 1}}}$")
 _MAX_CHUNK_INDEX = 1_000_000
 
 
@@ -89,7 +90,13 @@ def _utcnow() -> datetime:
 
 
 class CoordinatorRole:
-    """Rounds, submissions, matching and signed results over a unit of work."""
+    """Rounds, submissions, matching and signed results over a unit of work.
+
+    Per member, a standing set holds at most ``max_set_items`` tokens per scope, and a delta at
+    most ``max_round_items`` items and removals per round (a whole set, ``max_set_items``);
+    beyond, the chunk or the commit is refused with ``LimitExceeded`` and nothing of it is kept.
+    None means no limit; a deployed coordinator gets its limits from ``CoordinatorConfig``.
+    """
 
     def __init__(
         self,
@@ -99,6 +106,8 @@ class CoordinatorRole:
         known_types: Collection[str],
         name: str = "coordinator",
         clock: Callable[[], datetime] = _utcnow,
+        max_set_items: int | None = None,
+        max_round_items: int | None = None,
     ) -> None:
         self.uow, self.key, self.known_types, self.name, self.clock = (
             uow,
@@ -107,6 +116,9 @@ class CoordinatorRole:
             name,
             clock,
         )
+        if (max_set_items is not None and max_set_items < 1) or (max_round_items is not None and max_round_items < 1):
+            raise ConfigurationError("max_set_items and max_round_items must be at least 1")
+        self.max_set_items, self.max_round_items = max_set_items, max_round_items
 
     # Rounds ------------------------------------------------------------------------------
 
@@ -236,8 +248,9 @@ class CoordinatorRole:
         """Stage one chunk; return False if the identical chunk was already stored.
 
         Raises ``InvalidRequest`` (bad index, size, item or digest), ``RoundClosed``,
-        ``NotAuthorized`` (not invited) and ``Conflict`` (other content for a stored index,
-        a token already submitted, or a committed submission).
+        ``NotAuthorized`` (not invited), ``Conflict`` (other content for a stored index,
+        a token already submitted, or a committed submission) and ``LimitExceeded`` (over
+        ``max_round_items``, or ``max_set_items`` for a whole set).
         """
         if not 0 <= chunk.chunk_index < _MAX_CHUNK_INDEX:
             raise InvalidRequest(f"chunk_index: must be 0 to {_MAX_CHUNK_INDEX - 1}")
@@ -272,6 +285,7 @@ class CoordinatorRole:
                 at=now,
                 removals=chunk.removals,
                 replace=chunk.replace,
+                max_items=self.max_set_items if chunk.replace else self.max_round_items,
             )
             if stored:
                 tx.audit.append(
@@ -313,6 +327,7 @@ class CoordinatorRole:
                 replace=commit.replace,
                 set_count=commit.set_count,
                 set_digest=commit.set_digest,
+                max_set_items=self.max_set_items,
             )
             tx.audit.append(
                 actor=caller.name,

@@ -2,7 +2,13 @@
 
 The only module that imports ``_pb`` message classes (the services layer imports the generated
 gRPC stubs to register servicers). Inbound conversions check what protobuf cannot express
-(required fields, sizes) and raise ``InvalidRequest`` naming the field.
+(required fields, sizes) and raise ``InvalidRequest`` naming the field; they check the count of
+a repeated field before turning its elements into Python objects.
+
+The largest legal requests are computed here from the item sizes (one source of truth): a
+submission chunk of ``MAX_CHUNK_ITEMS`` tokens with sealed labels (``CHUNK_REQUEST``, about
+2.5 MB) and an evaluation batch of ``MAX_EVALUATE_BATCH`` elements (``EVALUATE_REQUEST``).
+Servers refuse anything larger before decoding it (``protocol.wire``).
 """
 
 from __future__ import annotations
@@ -12,20 +18,30 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
+from alliance_psi.crypto.labels import SEALED_LABEL_BYTES
+from alliance_psi.crypto.suite import RISTRETTO255_SHA512
 from alliance_psi.errors import InvalidRequest
 from alliance_psi.protocol._pb import coordinator_pb2 as pb_coordinator
 from alliance_psi.protocol._pb import custodian_pb2 as pb_custodian
-from alliance_psi.protocol.coordinator import Chunk, Commit, RoundSpec
-from alliance_psi.protocol.custodian import EpochStatus
+from alliance_psi.protocol.coordinator import MAX_ID_CHARS, Chunk, Commit, RoundSpec
+from alliance_psi.protocol.custodian import MAX_EVALUATE_BATCH, EpochStatus
 from alliance_psi.protocol.model import Round, RoundState, SubmissionState, SubmissionStatus
+from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS
+from alliance_psi.protocol.wire import WireLimit, field_bytes
 
 __all__ = [
+    "CHUNK_REQUEST",
+    "ELEMENT_BYTES",
+    "EVALUATE_REQUEST",
+    "EVALUATE_RESPONSE_BYTES",
     "chunk_from_pb",
     "chunk_to_pb",
     "commit_from_pb",
     "commit_to_pb",
     "epoch_from_pb",
     "epoch_to_pb",
+    "evaluate_from_pb",
     "evaluate_request",
     "pb_coordinator",
     "pb_custodian",
@@ -36,6 +52,31 @@ __all__ = [
     "status_from_pb",
     "status_to_pb",
 ]
+
+# Upper bounds of scalar fields on the wire: a key byte and the longest varint of the type.
+_UINT32_FIELD = 1 + 5
+_UINT64_FIELD = 1 + 10
+_BOOL_FIELD = 1 + 1
+ELEMENT_BYTES = RISTRETTO255_SHA512.Ne
+
+# SubmissionChunk: round_id, chunk_index, MAX_CHUNK_ITEMS items (each a SubmittedToken with a
+# token and a sealed label, the largest entry; a removal is a bare token), chunk_digest, delta.
+_LARGEST_ITEM = field_bytes(field_bytes(MATCH_TOKEN_BYTES) + field_bytes(SEALED_LABEL_BYTES))
+CHUNK_REQUEST = WireLimit(
+    max_bytes=field_bytes(MAX_ID_CHARS)
+    + _UINT32_FIELD
+    + MAX_CHUNK_ITEMS * _LARGEST_ITEM
+    + field_bytes(32)
+    + _BOOL_FIELD,
+    max_fields=MAX_CHUNK_ITEMS + 4,
+)
+# EvaluateRequest: key_epoch, MAX_EVALUATE_BATCH elements, batch_id.
+EVALUATE_REQUEST = WireLimit(
+    max_bytes=field_bytes(MAX_ID_CHARS) + MAX_EVALUATE_BATCH * field_bytes(ELEMENT_BYTES) + _UINT64_FIELD,
+    max_fields=MAX_EVALUATE_BATCH + 2,
+)
+# EvaluateResponse: batch_id, the evaluated elements, used.
+EVALUATE_RESPONSE_BYTES = _UINT64_FIELD + MAX_EVALUATE_BATCH * field_bytes(ELEMENT_BYTES) + _UINT64_FIELD
 
 
 def _ts(value: datetime | None) -> Timestamp | None:
@@ -138,8 +179,12 @@ def chunk_to_pb(chunk: Chunk) -> pb_coordinator.SubmissionChunk:
 
 
 def chunk_from_pb(m: pb_coordinator.SubmissionChunk) -> Chunk:
+    """The chunk, once its size is checked (before its items become Python objects)."""
     if not m.round_id:
         raise InvalidRequest("round_id: required")
+    size = len(m.items) + len(m.removed_tokens)
+    if size > MAX_CHUNK_ITEMS:
+        raise InvalidRequest(f"chunk {m.chunk_index}: must hold 1 to {MAX_CHUNK_ITEMS} items and removals, got {size}")
     return Chunk(
         round_id=m.round_id,
         chunk_index=m.chunk_index,
@@ -211,3 +256,22 @@ def epoch_from_pb(m: pb_custodian.EpochInfo) -> EpochStatus:
 
 def evaluate_request(key_epoch: str, elements: Sequence[bytes], batch_id: int = 0) -> pb_custodian.EvaluateRequest:
     return pb_custodian.EvaluateRequest(key_epoch=key_epoch, elements=list(elements), batch_id=batch_id)
+
+
+def evaluate_from_pb(m: pb_custodian.EvaluateRequest) -> list[bytes]:
+    """The batch's elements, once their count and sizes are checked (before they become a list).
+
+    Raises ``InvalidRequest`` for an empty batch, more than ``MAX_EVALUATE_BATCH`` elements, or an
+    element that is not ``ELEMENT_BYTES`` long (the custodian then checks that each is a valid
+    group element).
+    """
+    count = len(m.elements)
+    if not count:
+        raise InvalidRequest("empty batch")
+    if count > MAX_EVALUATE_BATCH:
+        raise InvalidRequest(f"batch of {count} elements; at most {MAX_EVALUATE_BATCH}")
+    elements = list(m.elements)
+    for position, element in enumerate(elements):
+        if len(element) != ELEMENT_BYTES:
+            raise InvalidRequest(f"element {position}: must be {ELEMENT_BYTES} bytes, got {len(element)}")
+    return elements

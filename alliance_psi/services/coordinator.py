@@ -103,7 +103,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
 
 def coordinator_registration(role: CoordinatorRole) -> Registration:
-    return (
+    return Registration(
         coordinator_pb2_grpc.add_CoordinatorServicer_to_server,
         CoordinatorServicer(role),
         SERVICE,
@@ -117,6 +117,7 @@ def coordinator_registration(role: CoordinatorRole) -> Registration:
             "CommitSubmission": _MEMBER,
             "GetResult": _MEMBER,
         },
+        request_limits={"UploadChunks": messages.CHUNK_REQUEST},
     )
 
 

@@ -91,7 +91,7 @@ class OprfEvaluatorServicer(custodian_pb2_grpc.OprfEvaluatorServicer):
     def _evaluate(
         self, request: pb_custodian.EvaluateRequest, context: grpc.ServicerContext
     ) -> pb_custodian.EvaluateResponse:
-        evaluation = self.role.evaluate(identity_of(context), request.key_epoch, list(request.elements))
+        evaluation = self.role.evaluate(identity_of(context), request.key_epoch, messages.evaluate_from_pb(request))
         return pb_custodian.EvaluateResponse(
             batch_id=request.batch_id, elements=evaluation.elements, used=evaluation.used
         )
@@ -111,9 +111,10 @@ class OprfEvaluatorServicer(custodian_pb2_grpc.OprfEvaluatorServicer):
 
 
 def custodian_registration(role: CustodianRole) -> Registration:
-    return (
+    return Registration(
         custodian_pb2_grpc.add_OprfEvaluatorServicer_to_server,
         OprfEvaluatorServicer(role),
         SERVICE,
         {"GetEpoch": _MEMBERS, "Evaluate": _MEMBERS, "EvaluateStream": _MEMBERS},
+        request_limits={"Evaluate": messages.EVALUATE_REQUEST, "EvaluateStream": messages.EVALUATE_REQUEST},
     )

@@ -42,6 +42,7 @@ STATUS_OF: tuple[tuple[type[errors.AlliancePsiError], grpc.StatusCode], ...] = (
     (errors.NotAuthorized, grpc.StatusCode.PERMISSION_DENIED),
     (errors.NotFound, grpc.StatusCode.NOT_FOUND),
     (errors.QuotaExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.RoundClosed, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.WrongEpoch, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.SetMismatch, grpc.StatusCode.ABORTED),
@@ -191,7 +192,9 @@ def from_rpc_error(err: grpc.RpcError, *, peer: str) -> errors.AlliancePsiError:
     message = f"{peer}: {details}"
     info, quota = _details_of(err)
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return _quota_exceeded(message, info, quota)
+        if quota is not None or (info is not None and info.reason == reason_of(errors.QuotaExceeded)):
+            return _quota_exceeded(message, info, quota)
+        return errors.LimitExceeded(message)  # A server limit, ours or gRPC's own (message size).
     named = _REQUEST_ERROR_OF_REASON.get(info.reason) if info is not None else None
     if named is not None and _code_of(named) is code:
         return named(message)

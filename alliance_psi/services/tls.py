@@ -43,42 +43,68 @@ from typing import Any
 
 import grpc
 
-from alliance_psi.config import TlsMaterial
+from alliance_psi.config import ServerLimits, TlsMaterial
+from alliance_psi.protocol.messages import CHUNK_REQUEST, EVALUATE_REQUEST
 from alliance_psi.protocol.model import Identity
+from alliance_psi.protocol.wire import SMALL_REQUEST
 from alliance_psi.services.cert_checks import check_server_certificate
 from alliance_psi.services.pki import identity_dns_name, load_crl_serials
 
 __all__ = [
     "CHANNEL_OPTIONS",
-    "MAX_MESSAGE_BYTES",
+    "MAX_REQUEST_BYTES",
+    "MAX_RESPONSE_BYTES",
     "SERVER_OPTIONS",
     "channel_credentials",
     "revoked_serials",
     "secure_channel",
     "server_credentials",
+    "server_options",
 ]
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# The largest legal request (a full submission chunk, about 2.5 MB): servers receive and clients
+# send nothing larger. Each method's own limit (``protocol.wire.WireLimit``) is checked as well.
+MAX_REQUEST_BYTES = max(CHUNK_REQUEST.max_bytes, EVALUATE_REQUEST.max_bytes, SMALL_REQUEST.max_bytes)
+# The largest response: a member's whole signed result travels in one GetResult response.
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
-_MESSAGE_SIZE_OPTIONS: tuple[tuple[str, Any], ...] = (
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-)
 # Clients ping every 30 s during calls (not when idle) so a dead peer is noticed within 40 s,
 # even on a long submission stream behind a NAT that forgets quiet connections.
 CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
-    *_MESSAGE_SIZE_OPTIONS,
+    ("grpc.max_send_message_length", MAX_REQUEST_BYTES),
+    ("grpc.max_receive_message_length", MAX_RESPONSE_BYTES),
     ("grpc.keepalive_time_ms", 30000),
     ("grpc.keepalive_timeout_ms", 10000),
     ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.http2.max_pings_without_data", 0),
 )
-# Servers accept those pings (the default would answer them with GOAWAY "too_many_pings").
+# Servers accept those pings (the default would answer them with GOAWAY "too_many_pings") but no
+# more often than every 20 s (a third ping too early closes the connection), ping their own peers
+# every 60 s and drop one that does not answer within 20 s, and never share a port with another
+# process (``so_reuseport`` off: a second server on the port fails to start).
 SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (
-    *_MESSAGE_SIZE_OPTIONS,
+    ("grpc.max_send_message_length", MAX_RESPONSE_BYTES),
+    ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
     ("grpc.http2.min_ping_interval_without_data_ms", 20000),
+    ("grpc.http2.max_ping_strikes", 2),
     ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.keepalive_time_ms", 60000),
+    ("grpc.keepalive_timeout_ms", 20000),
+    ("grpc.so_reuseport", 0),
 )
+# HTTP/2 streams one connection may hold open; per-peer call limits answer well before this.
+_STREAMS_PER_CONNECTION = 100
+
+
+def server_options(limits: ServerLimits) -> list[tuple[str, Any]]:
+    """``SERVER_OPTIONS`` plus the connection limits of ``limits`` (idle, age, grace)."""
+    return [
+        *SERVER_OPTIONS,
+        ("grpc.max_concurrent_streams", _STREAMS_PER_CONNECTION),
+        ("grpc.max_connection_idle_ms", int(limits.connection_idle_seconds * 1000)),
+        ("grpc.max_connection_age_ms", int(limits.connection_age_seconds * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(limits.connection_age_grace_seconds * 1000)),
+    ]
 
 
 def server_credentials(material: TlsMaterial) -> grpc.ServerCredentials:

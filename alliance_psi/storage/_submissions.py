@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, Connection, Table, and_, delete, func, sel
 from sqlalchemy.exc import IntegrityError
 
 from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
-from alliance_psi.errors import Conflict, InvalidRequest, NotFound, RoundClosed, SetMismatch
+from alliance_psi.errors import Conflict, InvalidRequest, LimitExceeded, NotFound, RoundClosed, SetMismatch
 from alliance_psi.protocol.model import RoundState, SubmissionState, SubmissionStatus
 from alliance_psi.protocol.submission import NO_LABEL_DIGEST, SetDigest, SubmissionDigest, label_digest
 from alliance_psi.storage._common import bulk_insert, insert_ignoring, placeholder
@@ -84,6 +84,7 @@ class SubmissionStore:
         at: datetime,
         removals: Sequence[bytes] = (),
         replace: bool = True,
+        max_items: int | None = None,
     ) -> bool:
         """Store one chunk of a member's submission (items put, then tokens removed), all or nothing.
 
@@ -91,7 +92,9 @@ class SubmissionStore:
         and the commit of one submission must say the same. ``chunk_digest`` must be computed by
         the caller from the chunk's content (with ``protocol.submission.chunk_digest``); it is
         what makes a resend recognisable. Returns False, and changes nothing, if the same chunk
-        (same index, same digest) is stored.
+        (same index, same digest) is stored. ``max_items`` bounds the items and removals of the
+        whole submission (counted under the submission's lock, so concurrent uploads of one
+        member cannot pass it together).
 
         Raises:
             NotFound: no such round.
@@ -102,6 +105,7 @@ class SubmissionStore:
                 from a whole set.
             InvalidRequest: a negative index, a digest that is not 32 bytes, a token that is
                 not 16 bytes or a label over 65535 bytes.
+            LimitExceeded: the chunk would take the submission over ``max_items``; nothing is stored.
         """
         if chunk_index < 0 or len(chunk_digest) != HASH_SIZE:
             raise InvalidRequest("a chunk needs an index >= 0 and a 32-byte digest")
@@ -120,6 +124,14 @@ class SubmissionStore:
             if hmac.compare_digest(stored, chunk_digest):
                 return False
             raise Conflict(f"chunk {chunk_index} already stored with different content")
+        if max_items is not None:
+            staged = self._staged_count(round_id, member_id)
+            if staged + len(items) + len(removals) > max_items:
+                what = "a whole set" if replace else "a delta"
+                raise LimitExceeded(
+                    f"chunk {chunk_index}: {what} may hold at most {max_items} items and removals per member and "
+                    f"round; {staged} are staged and this chunk adds {len(items) + len(removals)}"
+                )
         try:
             with self._conn.begin_nested():
                 self._conn.execute(
@@ -214,6 +226,7 @@ class SubmissionStore:
         replace: bool = True,
         set_count: int | None = None,
         set_digest: bytes | None = None,
+        max_set_items: int | None = None,
     ) -> SubmissionStatus:
         """Commit a member's staged delta, after checking it against its count and digest.
 
@@ -231,6 +244,8 @@ class SubmissionStore:
                 not match what is stored; a removal names a token the set does not hold; the
                 resulting set differs from the member's count or digest; or the member already
                 committed something else. Nothing is applied then.
+            LimitExceeded: the resulting set would hold more than ``max_set_items`` tokens;
+                nothing is applied.
         """
         key = self._key(submissions, round_id, member_id)
         is_open = self._lock_round(round_id) == RoundState.OPEN
@@ -270,6 +285,11 @@ class SubmissionStore:
             set_id = current or _set_id(member_id, round_id)
             self._apply_delta(round_id, member_id, scope, set_id)
         new_count, new_digest = self._standing_digest(scope, set_id)
+        if max_set_items is not None and new_count > max_set_items:
+            raise LimitExceeded(
+                f"the member's set would hold {new_count} tokens, over the limit of {max_set_items} per member "
+                "and scope; withdraw identifiers, or ask the operator to raise --max-set-items"
+            )
         if set_count is not None and set_count != new_count:
             raise SetMismatch(
                 f"set count mismatch: commit says {set_count}, the set would hold {new_count}; "
@@ -438,6 +458,9 @@ class SubmissionStore:
         ).one_or_none()
         if row is not None and row.state == SubmissionState.COMMITTED:
             return row.set_count or 0
+        return self._staged_count(round_id, member_id)
+
+    def _staged_count(self, round_id: str, member_id: str) -> int:
         staged: int = self._conn.execute(
             select(func.coalesce(func.sum(submission_chunks.c.item_count), 0)).where(
                 self._key(submission_chunks, round_id, member_id)

@@ -30,7 +30,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
-from alliance_psi.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded, RoundClosed, SetMismatch
+from alliance_psi.errors import (
+    Conflict,
+    InvalidRequest,
+    LimitExceeded,
+    NotFound,
+    QuotaExceeded,
+    RoundClosed,
+    SetMismatch,
+)
 from alliance_psi.protocol.model import Round, RoundState, SubmissionState, SubmissionStatus
 from alliance_psi.protocol.ports import Charge
 from alliance_psi.protocol.submission import SetDigest, SubmissionDigest, label_digest
@@ -154,6 +162,7 @@ class MemoryCoordinatorRepo:
         at: datetime,
         removals: Sequence[bytes] = (),
         replace: bool = True,
+        max_items: int | None = None,
     ) -> bool:
         if chunk_index < 0 or len(chunk_digest) != 32:
             raise InvalidRequest("a chunk needs an index >= 0 and a 32-byte digest")
@@ -175,6 +184,13 @@ class MemoryCoordinatorRepo:
             raise Conflict(f"chunk {chunk_index} already stored with different content")
         if any(token in submission.puts or token in submission.removals for token in tokens):
             raise Conflict("duplicate token in submission")
+        staged = sum(n for _, n in submission.chunks.values())
+        if max_items is not None and staged + len(tokens) > max_items:
+            what = "a whole set" if replace else "a delta"
+            raise LimitExceeded(
+                f"chunk {chunk_index}: {what} may hold at most {max_items} items and removals per member and "
+                f"round; {staged} are staged and this chunk adds {len(tokens)}"
+            )
         submission.chunks[chunk_index] = (chunk_digest, len(tokens))
         submission.puts.update(items)
         submission.removals.update(removals)
@@ -211,6 +227,7 @@ class MemoryCoordinatorRepo:
         replace: bool = True,
         set_count: int | None = None,
         set_digest: bytes | None = None,
+        max_set_items: int | None = None,
     ) -> SubmissionStatus:
         found = self.get_round(round_id)
         stored = self._s.submissions.get((round_id, member_id))
@@ -243,6 +260,11 @@ class MemoryCoordinatorRepo:
         summary = SetDigest()
         for token in sorted(standing):
             summary.update(token, label_digest(standing[token]))
+        if max_set_items is not None and summary.count > max_set_items:
+            raise LimitExceeded(
+                f"the member's set would hold {summary.count} tokens, over the limit of {max_set_items} per member "
+                "and scope; withdraw identifiers, or ask the operator to raise --max-set-items"
+            )
         if set_count is not None and set_count != summary.count:
             raise SetMismatch(f"set count mismatch: commit says {set_count}, the set would hold {summary.count}")
         if set_digest is not None and not hmac.compare_digest(summary.digest(), set_digest):

@@ -99,8 +99,8 @@ class _FakeRpcError(grpc.RpcError):
     "code, details, expected",
     [
         (grpc.StatusCode.PERMISSION_DENIED, "no", errors.NotAuthorized),
-        (grpc.StatusCode.RESOURCE_EXHAUSTED, "quota", errors.QuotaExceeded),
         # Without an ErrorInfo the code alone decides; the text never does.
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "quota", errors.LimitExceeded),
         (grpc.StatusCode.FAILED_PRECONDITION, "serves key epoch 'a'", errors.RoundClosed),
         (grpc.StatusCode.FAILED_PRECONDITION, "round is closed", errors.RoundClosed),
         (grpc.StatusCode.UNAVAILABLE, "down", errors.PeerUnavailable),

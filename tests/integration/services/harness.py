@@ -16,24 +16,36 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from alliance_psi.config import ServerLimits
 from alliance_psi.crypto.key_shares import KeyShare
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.identifiers import IdentifierType, normalize
 from alliance_psi.protocol.coordinator import CoordinatorRole, RoundSpec
 from alliance_psi.protocol.custodian import CustodianRole
-from alliance_psi.protocol.model import Role
+from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.services.clients import CoordinatorClient, CustodianChain, CustodianClient, RetryPolicy
 from alliance_psi.services.coordinator import coordinator_registration, sql_unit_of_work
 from alliance_psi.services.custodian import SqlQuotaLedger, custodian_registration
 from alliance_psi.services.enrolment import enrol, enrolment_gate
+from alliance_psi.services.interceptors import PeerCheck
 from alliance_psi.services.member import MemberNode
-from alliance_psi.services.server import run_server
+from alliance_psi.services.refusals import sql_audit_writer
+from alliance_psi.services.server import Registration, run_server
 from alliance_psi.storage import MemberRepository, create_schema, make_engine
 
 EPOCH = "epoch-test"
 MEMBERS = ("bank-a", "bank-b", "bank-c")
 ENROLMENT_REFRESH = 0.2  # Seconds: how soon a server sees an enrolment change.
 CATEGORIES = ("wool_party", "loan_intermediary", "proxy_rights_defense")
+
+
+COORDINATOR = Identity(name="coordinator", role=Role.COORDINATOR)
+"""Who a channel to the harness's (or a test process's) coordinator must reach."""
+
+
+def custodian(i: int = 0) -> Identity:
+    """Who a channel to the harness's custodian number ``i`` must reach."""
+    return Identity(name=custodian_name(i), role=Role.CUSTODIAN)
 
 
 def custodian_name(i: int) -> str:
@@ -160,12 +172,23 @@ def running_alliance(
     custodians: int = 2,
     quota: int = 100_000,
     planted: Planted | None = None,
+    limits: ServerLimits | None = None,
+    max_set_items: int | None = None,
+    max_round_items: int | None = None,
+    crl: bytes | None = None,
 ) -> Iterator[Alliance]:
+    """Custodians and a coordinator serving on loopback within ``limits`` and refusing the
+    certificates ``crl`` revokes; refused calls are audited in each server's database."""
     planted = planted or Planted.make()
+    limits = limits or ServerLimits()
     signing_key = SigningKey.generate()
     coordinator_engine = coordinator_engine or sqlite_engine(tmp / "coordinator.db")
     role = CoordinatorRole(
-        sql_unit_of_work(coordinator_engine), signing_key, known_types=[t.value for t in IdentifierType]
+        sql_unit_of_work(coordinator_engine),
+        signing_key,
+        known_types=[t.value for t in IdentifierType],
+        max_set_items=max_set_items,
+        max_round_items=max_round_items,
     )
     enrol_all(coordinator_engine, pki, MEMBERS)
     enrol_all(coordinator_engine, pki, ["admin"], Role.ADMIN)
@@ -173,39 +196,36 @@ def running_alliance(
         coordinator_engine, server="coordinator", roles=frozenset({Role.MEMBER, Role.ADMIN}), refresh=ENROLMENT_REFRESH
     )
     with contextlib.ExitStack() as stack:
+
+        def serve(registration: Registration, party: str, engine: Engine, check: PeerCheck) -> str:
+            tls = pki.material(party, crl=crl)  # type: ignore[attr-defined]
+            audit = sql_audit_writer(engine)
+            server = run_server(
+                [registration], address="127.0.0.1:0", tls=tls, checks=[check], limits=limits, audit=audit
+            )
+            return f"127.0.0.1:{stack.enter_context(server)}"
+
         addresses, custodian_engines = [], []
         for i in range(custodians):
             name = custodian_name(i)
-            share = KeyShare.generate(EPOCH)
             engine = sqlite_engine(tmp / f"{name}.db")
             enrol_all(engine, pki, MEMBERS)
             roster, check = enrolment_gate(
                 engine, server="custodian", roles=frozenset({Role.MEMBER}), refresh=ENROLMENT_REFRESH
             )
             ledger = SqlQuotaLedger(engine, name)
-            custodian = CustodianRole(name, share, quota_per_member=quota, ledger=ledger, quota_of=roster.quota_of)
-            port = stack.enter_context(
-                run_server(
-                    [custodian_registration(custodian)],
-                    address="127.0.0.1:0",
-                    tls=pki.material(name),  # type: ignore[attr-defined]
-                    checks=[check],
-                )
+            custodian = CustodianRole(
+                name, KeyShare.generate(EPOCH), quota_per_member=quota, ledger=ledger, quota_of=roster.quota_of
             )
-            addresses.append(f"127.0.0.1:{port}")
+            addresses.append(serve(custodian_registration(custodian), name, engine, check))
             custodian_engines.append(engine)
-        port = stack.enter_context(
-            run_server(
-                [coordinator_registration(role)],
-                address="127.0.0.1:0",
-                tls=pki.material("coordinator"),  # type: ignore[attr-defined]
-                checks=[coordinator_check],
-            )
+        coordinator_address = serve(
+            coordinator_registration(role), "coordinator", coordinator_engine, coordinator_check
         )
         engines = {}
         for i, member in enumerate(MEMBERS):
             engines[member] = sqlite_engine(tmp / f"{member}.db")
             load(engines[member], sorted(planted.holdings[member]), CATEGORIES[i])
         yield Alliance(
-            tmp, pki, coordinator_engine, role, f"127.0.0.1:{port}", addresses, signing_key, engines, custodian_engines
+            tmp, pki, coordinator_engine, role, coordinator_address, addresses, signing_key, engines, custodian_engines
         )

@@ -82,8 +82,7 @@ def material(ca: CertificateAuthority, cert: IssuedCertificate, crl: bytes | Non
 def impostor_server(service: Registration, cert: IssuedCertificate, ca_cert: bytes) -> Iterator[Impostor]:
     """Serve ``service`` on 127.0.0.1:0 with ``cert``, requiring client certificates of ``ca_cert``."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), interceptors=[_Counting(impostor := Impostor(""))])
-    add, servicer, _, _ = service
-    add(servicer, server)
+    service.add(service.servicer, server)
     credentials = grpc.ssl_server_credentials(
         [(cert.key_pem, cert.cert_pem)], root_certificates=ca_cert, require_client_auth=True
     )

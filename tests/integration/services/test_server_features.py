@@ -11,7 +11,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from alliance_psi.protocol.messages import pb_coordinator
 from alliance_psi.protocol.model import Identity, Role
-from alliance_psi.services.tls import MAX_MESSAGE_BYTES, secure_channel
+from alliance_psi.services.tls import MAX_REQUEST_BYTES, secure_channel
 from tests.integration.services.harness import running_alliance
 
 pytestmark = pytest.mark.timeout(120)
@@ -42,8 +42,8 @@ def test_an_oversized_message_is_refused_before_any_handler(tmp_path: Path, pki)
         round_ = alliance.admin().create_round(alliance.spec(2))
         item = pb_coordinator.SubmittedToken(match_token=b"\x01" * 16, sealed_label=b"\x02" * 1_000_000)
         huge = pb_coordinator.SubmissionChunk(round_id=round_.round_id, chunk_index=0, items=[item] * 70)
-        assert huge.ByteSize() > MAX_MESSAGE_BYTES
-        options = [("grpc.max_send_message_length", 2 * MAX_MESSAGE_BYTES)]
+        assert huge.ByteSize() > MAX_REQUEST_BYTES
+        options = [("grpc.max_send_message_length", 2 * MAX_REQUEST_BYTES)]
         with secure_channel(
             alliance.coordinator_address, pki.material("bank-a"), server=COORDINATOR, options=options
         ) as channel:

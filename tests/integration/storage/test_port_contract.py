@@ -16,7 +16,15 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from alliance_psi.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded, RoundClosed, SetMismatch
+from alliance_psi.errors import (
+    Conflict,
+    InvalidRequest,
+    LimitExceeded,
+    NotFound,
+    QuotaExceeded,
+    RoundClosed,
+    SetMismatch,
+)
 from alliance_psi.protocol.model import Round, RoundState, SubmissionState
 from alliance_psi.protocol.ports import Charge
 from alliance_psi.protocol.submission import SubmissionDigest, chunk_digest, label_digest, set_digest
@@ -73,7 +81,15 @@ def label(n: int) -> bytes:
 
 
 def stage(
-    uow: UnitOfWork, round_id: str, member: str, index: int, items: Any, removals: Any = (), *, replace: bool = True
+    uow: UnitOfWork,
+    round_id: str,
+    member: str,
+    index: int,
+    items: Any,
+    removals: Any = (),
+    *,
+    replace: bool = True,
+    max_items: int | None = None,
 ) -> bool:
     with uow() as tx:
         return bool(
@@ -86,6 +102,7 @@ def stage(
                 at=NOW,
                 removals=removals,
                 replace=replace,
+                max_items=max_items,
             )
         )
 
@@ -247,6 +264,39 @@ def test_removing_a_token_the_set_lacks_is_refused(uow: UnitOfWork) -> None:
         tx.repo.commit_submission(
             "r2", "bank-a", item_count=1, digest=_digest_with([], [token(7)]), at=NOW, replace=False
         )
+
+
+def test_item_limits_per_member_leave_nothing_half_done(uow: UnitOfWork) -> None:
+    with uow() as tx:
+        tx.repo.create_round(a_round("r1"))
+    assert stage(uow, "r1", "bank-a", 0, [(token(1), None), (token(2), None)], max_items=3)
+    with pytest.raises(
+        LimitExceeded,
+        match="chunk 1: a whole set may hold at most 3 items and removals per member and round; "
+        "2 are staged and this chunk adds 2",
+    ):
+        stage(uow, "r1", "bank-a", 1, [(token(3), None), (token(4), None)], max_items=3)
+    with uow() as tx:
+        status = tx.repo.submission_status("r1", "bank-a")
+        assert (status.chunks, status.item_count) == ((0,), 2)  # Nothing of the refused chunk.
+    with uow() as tx:
+        tx.repo.discard_uncommitted("r1")
+    committed = commit_whole(uow, "r1", "bank-a", [1, 2])
+    with uow() as tx:
+        tx.repo.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW)
+        tx.repo.transition_round("r1", RoundState.CLOSED, RoundState.MATCHED, at=NOW)
+        tx.repo.create_round(a_round("r2"))
+    puts = [(token(3), None), (token(4), None)]
+    stage(uow, "r2", "bank-a", 0, puts, replace=False, max_items=2)
+    with pytest.raises(LimitExceeded, match="the member's set would hold 4 tokens, over the limit of 3"), uow() as tx:
+        tx.repo.commit_submission(
+            "r2", "bank-a", item_count=2, digest=_digest_with(puts, []), at=NOW, replace=False, max_set_items=3
+        )
+    with uow() as tx:
+        status = tx.repo.submission_status("r2", "bank-a")
+        assert status.state is SubmissionState.STAGING
+        assert (status.set_count, status.set_digest) == (committed.set_count, committed.set_digest)
+        assert list(tx.repo.match("r1", 1)) == [(token(n), "bank-a", label(n), 1) for n in (1, 2)]
 
 
 def _digest_with(items: Any, removals: Any) -> bytes:

@@ -1,0 +1,102 @@
+"""Request limits on the wire: the largest legal requests, computed once, and the field count
+checked on raw bytes before anything is decoded."""
+
+from __future__ import annotations
+
+import pytest
+
+from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
+from alliance_psi.crypto.labels import SEALED_LABEL_BYTES
+from alliance_psi.errors import InvalidRequest, LimitExceeded
+from alliance_psi.protocol import messages
+from alliance_psi.protocol.coordinator import MAX_ID_CHARS
+from alliance_psi.protocol.custodian import MAX_EVALUATE_BATCH
+from alliance_psi.protocol.messages import pb_coordinator, pb_custodian
+from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS
+from alliance_psi.protocol.wire import SMALL_REQUEST, WireLimit, check_wire
+
+UINT32_MAX, UINT64_MAX = 2**32 - 1, 2**64 - 1
+
+
+def largest_chunk() -> pb_coordinator.SubmissionChunk:
+    item = pb_coordinator.SubmittedToken(
+        match_token=b"\xff" * MATCH_TOKEN_BYTES, sealed_label=b"\xff" * SEALED_LABEL_BYTES
+    )
+    return pb_coordinator.SubmissionChunk(
+        round_id="r" * MAX_ID_CHARS,
+        chunk_index=UINT32_MAX,
+        items=[item] * MAX_CHUNK_ITEMS,
+        chunk_digest=b"\xff" * 32,
+        delta=True,
+    )
+
+
+def test_the_chunk_limit_is_exactly_the_largest_legal_chunk() -> None:
+    chunk = largest_chunk()
+    assert chunk.ByteSize() == messages.CHUNK_REQUEST.max_bytes
+    assert 2_400_000 < messages.CHUNK_REQUEST.max_bytes < 2_600_000  # "A full chunk is about 2.5 MB."
+    check_wire(chunk.SerializeToString(), messages.CHUNK_REQUEST, what="UploadChunks")
+
+
+def test_the_evaluate_limits_are_exactly_the_largest_legal_batch() -> None:
+    request = pb_custodian.EvaluateRequest(
+        key_epoch="e" * MAX_ID_CHARS,
+        elements=[b"\xff" * messages.ELEMENT_BYTES] * MAX_EVALUATE_BATCH,
+        batch_id=UINT64_MAX,
+    )
+    assert request.ByteSize() == messages.EVALUATE_REQUEST.max_bytes
+    check_wire(request.SerializeToString(), messages.EVALUATE_REQUEST, what="Evaluate")
+    response = pb_custodian.EvaluateResponse(
+        batch_id=UINT64_MAX, elements=[b"\xff" * messages.ELEMENT_BYTES] * MAX_EVALUATE_BATCH, used=UINT64_MAX
+    )
+    assert response.ByteSize() == messages.EVALUATE_RESPONSE_BYTES
+
+
+def test_a_chunk_of_empty_items_is_refused_by_its_field_count() -> None:
+    # A round id and 8196 empty items: 16 KB, small, but one field more than a chunk may hold.
+    empties = pb_coordinator.SubmissionChunk(
+        round_id="r1", items=[pb_coordinator.SubmittedToken()] * (MAX_CHUNK_ITEMS + 4)
+    ).SerializeToString()
+    with pytest.raises(LimitExceeded, match="UploadChunks: a request of more than 8196 fields is over the limit"):
+        check_wire(empties, messages.CHUNK_REQUEST, what="UploadChunks")
+
+
+def test_one_byte_over_the_limit_is_refused() -> None:
+    with pytest.raises(LimitExceeded, match="GetRound: a request of 65537 bytes is over the limit of 65536"):
+        check_wire(b"\x00" * (SMALL_REQUEST.max_bytes + 1), SMALL_REQUEST, what="GetRound")
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"\x1a\x05ab", "truncated"),  # A length past the end.
+        (b"\x08\xff\xff", "truncated"),  # A varint that never ends.
+        (b"\x0b" * 20, "wire type 3"),  # Groups: not used by any alliance-psi message.
+        (b"\x08" + b"\xff" * 11 + b"\x01", "longer than 10 bytes"),
+    ],
+)
+def test_broken_wire_format_is_an_invalid_request(data: bytes, reason: str) -> None:
+    with pytest.raises(InvalidRequest, match=reason):
+        check_wire(data, WireLimit(max_bytes=100, max_fields=1), what="M")
+
+
+def test_short_requests_are_not_walked() -> None:
+    # Too short to hold more than max_fields fields: accepted as is (the decoder judges the rest).
+    check_wire(b"\x0b\x0b", WireLimit(max_bytes=100, max_fields=1), what="M")
+
+
+def test_chunk_from_pb_counts_before_it_builds_tuples() -> None:
+    m = pb_coordinator.SubmissionChunk(round_id="r1", removed_tokens=[b"t" * 16] * (MAX_CHUNK_ITEMS + 1))
+    with pytest.raises(InvalidRequest, match="must hold 1 to 8192 items and removals, got 8193"):
+        messages.chunk_from_pb(m)
+
+
+def test_evaluate_from_pb_checks_count_and_element_sizes() -> None:
+    with pytest.raises(InvalidRequest, match="empty batch"):
+        messages.evaluate_from_pb(pb_custodian.EvaluateRequest(key_epoch="e"))
+    with pytest.raises(InvalidRequest, match="batch of 8193 elements; at most 8192"):
+        messages.evaluate_from_pb(
+            pb_custodian.EvaluateRequest(key_epoch="e", elements=[b""] * (MAX_EVALUATE_BATCH + 1))
+        )
+    with pytest.raises(InvalidRequest, match="element 1: must be 32 bytes, got 0"):
+        messages.evaluate_from_pb(pb_custodian.EvaluateRequest(key_epoch="e", elements=[b"x" * 32, b""]))
