@@ -13,7 +13,6 @@ from alliance_psi.cli.main import main
 from tests.integration.services.conftest import AlliancePki
 from tests.integration.services.harness import EPOCH
 
-
 ENROLLED = ("bank-a", "bank-b", "bank-c")
 
 
