@@ -3,13 +3,16 @@
 Only ``alliance_psi.cli`` builds these, from options, files and the environment; library code takes
 them as arguments and never reads ``os.environ``. Each class documents its usage in a table.
 
-Sections, in order: TLS, server limits, then the per-role configs (custodian, coordinator, member).
+Sections, in order: TLS, server limits, then the per-role configs (custodian, coordinator, member),
+then the member node's settings file (``node.toml``), read by ``read_node_file``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from alliance_psi import defaults
 from alliance_psi.defaults import (
@@ -27,12 +30,15 @@ __all__ = [
     "CoordinatorConfig",
     "CustodianConfig",
     "MemberConfig",
+    "NODE_FILE_PATHS",
     "PeerEndpoint",
     "ServerLimits",
     "TlsConfig",
     "TlsMaterial",
+    "read_node_file",
+    "resolve_database_url",
+    "sqlite_file",
 ]
-
 
 _PEM_MARKER = b"-----BEGIN "
 
@@ -276,3 +282,78 @@ class MemberConfig:
     workers: int | None = None
     batch_size: int = BATCH_SIZE
     chunk_size: int = CHUNK_SIZE
+
+
+# The member node's settings file -------------------------------------------------------------
+
+# Keys of node.toml that hold a file or folder; relative ones are relative to the file's folder.
+NODE_FILE_PATHS = ("ca", "cert", "key", "coordinator-key", "data-dir")
+_SQLITE_FILE_URL = re.compile(r"(?P<scheme>sqlite(?:\+\w+)?:///)(?P<path>[^?]*)(?P<query>\?.*)?\Z", re.DOTALL)
+
+
+def read_node_file(path: Path) -> dict[str, Any]:
+    """The ``[node]`` table of a member node's settings file, with its relative paths resolved.
+
+    Usage::
+
+        read_node_file(Path("bank-a/node.toml"))
+            # -> {"database": "sqlite:////srv/bank-a/bank-a.db", "member-id": "bank-a",
+            #     "ca": "/srv/bank-a/ca.pem", ...}: keys as written, values as TOML gives them
+
+    The paths of ``NODE_FILE_PATHS`` and the file of a ``sqlite:///`` database URL are resolved
+    against the folder that holds the file, not the current directory, so the file means the same
+    whichever folder a command runs in. Other values are returned as they are; the CLI checks them.
+
+    Raises:
+        ConfigurationError: the file cannot be read or is not TOML, it has no ``[node]`` table, or a
+            path or the database is not a string; the message names the file and the key.
+    """
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path} is not valid TOML: {exc}") from None
+    table = data.get("node")
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"{path} has no [node] table")
+    folder = path.expanduser().resolve().parent
+    values = dict(table)
+    for key in (*NODE_FILE_PATHS, "database"):
+        if key in values and not isinstance(values[key], str):
+            raise ConfigurationError(f"{path}: {key} must be a string, not {type(values[key]).__name__}")
+    for key in NODE_FILE_PATHS:
+        if key in values:
+            values[key] = str(folder / Path(values[key]).expanduser())
+    if "database" in values:
+        values["database"] = resolve_database_url(values["database"], folder)
+    return values
+
+
+def resolve_database_url(url: str, folder: Path) -> str:
+    """``url`` with a relative SQLite file path made absolute against ``folder``; other URLs unchanged.
+
+    ``sqlite:///node.db`` names ``folder/node.db``; ``sqlite:////abs/node.db``, in-memory SQLite
+    (``sqlite://``, ``sqlite:///:memory:``), ``file:`` URIs and PostgreSQL URLs are left as they are.
+    """
+    file = sqlite_file(url)
+    if file is None or file.is_absolute():
+        return url
+    found = _SQLITE_FILE_URL.match(url)
+    assert found is not None  # sqlite_file matched it.
+    return f"{found['scheme']}{folder / file}{found['query'] or ''}"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a ``sqlite:///FILE`` URL names (relative as written, ``~`` expanded); None for any other URL.
+
+    In-memory SQLite (``sqlite://``, ``sqlite:///:memory:``) and ``file:`` URIs name no file here.
+    """
+    found = _SQLITE_FILE_URL.match(url)
+    if found is None or found["path"] in ("", ":memory:") or found["path"].startswith("file:"):
+        return None
+    return Path(found["path"]).expanduser()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from alliance_psi._files import write_file_atomic
+from alliance_psi._plural import plural
 from alliance_psi.cli._enrolment import echo_enrolment, enrolment_group
 from alliance_psi.cli._lazy import LazyGroup
 from alliance_psi.cli._options import (
@@ -24,7 +25,7 @@ from alliance_psi.defaults import COORDINATOR_NAME, MAX_ROUND_ITEMS, MAX_SET_ITE
 from alliance_psi.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from rich.table import Table
+    from alliance_psi.protocol.model import Round
 
 __all__ = ["coordinator_group"]
 
@@ -282,35 +283,70 @@ def round_create(
     click.echo(created.round_id)
 
 
-def _round_table(rounds) -> Table:  # type: ignore[no-untyped-def]
-    from rich.table import Table
+def _committed(round_: Round, committed: int) -> str:
+    """``2 of 3 invited`` or, for a round open to every member, ``2``."""
+    return f"{committed} of {len(round_.invited)} invited" if round_.invited is not None else str(committed)
 
-    table = Table()
-    for column in ("round", "name", "state", "t", "epoch", "committed", "deadline (UTC)"):
-        table.add_column(column)
-    for r, committed in rounds:
-        table.add_row(
-            r.round_id,
-            r.name,
-            r.state.value,
-            str(r.threshold),
-            r.key_epoch,
-            str(committed),
-            f"{r.deadline:%Y-%m-%d %H:%M}",
+
+def _round_listing(rounds: list[tuple[Round, int]]) -> str:
+    """Rounds one a line, in columns that never cut a round id (``cli._columns``)."""
+    from alliance_psi.cli._columns import columns
+    from alliance_psi.cli.reports import console_safe
+
+    header = ("round", "state", "t", "epoch", "types", "labels", "committed", "deadline (UTC)", "name")
+    rows = [
+        tuple(
+            console_safe(cell)
+            for cell in (
+                r.round_id,
+                r.state.value,
+                str(r.threshold),
+                r.key_epoch,
+                ",".join(r.allowed_types),
+                "shared" if r.share_labels else "not shared",
+                _committed(r, committed),
+                f"{r.deadline:%Y-%m-%d %H:%M}",
+                r.name,
+            )
         )
-    return table
+        for r, committed in rounds
+    ]
+    return columns(header, rows)
+
+
+def _round_lines(round_: Round, committed: int) -> list[tuple[str, str]]:
+    """Everything about one round, one fact a line: the types it matches, who is invited, label sharing."""
+    at = "%Y-%m-%d %H:%M:%S UTC"
+    lines = [
+        ("round", round_.round_id),
+        ("name", round_.name),
+        ("state", round_.state.value + (f" ({round_.close_reason})" if round_.close_reason else "")),
+        ("threshold", f"{round_.threshold} members"),
+        ("key epoch", round_.key_epoch),
+        ("types", ", ".join(round_.allowed_types)),
+        ("invited", ", ".join(round_.invited) if round_.invited is not None else "every member"),
+        ("labels", "shared with co-holders" if round_.share_labels else "not shared (tokens only)"),
+        ("committed", plural(committed, "member")),
+        ("deadline", f"{round_.deadline:{at}}"),
+    ]
+    if round_.created_at is not None:
+        lines.append(
+            ("created", f"{round_.created_at:{at}}" + (f" by {round_.created_by}" if round_.created_by else ""))
+        )
+    lines += [
+        (name, f"{when:{at}}") for name, when in (("closed", round_.closed_at), ("matched", round_.matched_at)) if when
+    ]
+    return lines
 
 
 @round_group.command("list")
 @_address
 @tls_options
 def round_list(address: PeerEndpoint, ca_cert: Path, cert: Path, key: Path, crl: Path | None) -> None:
-    """List rounds."""
-    from rich.console import Console
-
+    """List rounds: state, threshold, epoch, types, label sharing, commitments, deadline, name."""
     with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
         rounds = client.list_rounds()
-    Console().print(_round_table(rounds))
+    click.echo(_round_listing(rounds) if rounds else "no rounds yet")
 
 
 @round_group.command("show")
@@ -318,12 +354,15 @@ def round_list(address: PeerEndpoint, ca_cert: Path, cert: Path, key: Path, crl:
 @tls_options
 @click.argument("round_id")
 def round_show(address: PeerEndpoint, ca_cert: Path, cert: Path, key: Path, crl: Path | None, round_id: str) -> None:
-    """Show one round."""
-    from rich.console import Console
+    """Show one round: its types, invitees, label sharing, state and commitments."""
+    from alliance_psi.cli.reports import console_safe
 
     with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
-        found = client.get_round(round_id)
-    Console().print(_round_table([found]))
+        found, committed = client.get_round(round_id)
+    lines = _round_lines(found, committed)
+    width = max(len(name) for name, _ in lines)
+    for name, value in lines:
+        click.echo(f"{name:<{width}}  {console_safe(value)}")
 
 
 @round_group.command("close")

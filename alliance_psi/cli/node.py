@@ -1,15 +1,21 @@
 """``alliance-psi node``: the member node (compliance team's side).
 
 Every option can come from a TOML file (``--config node.toml``, a ``[node]`` table whose keys are
-the option names with ``_`` for ``-``), from an ``ALLIANCE_PSI_NODE_<OPTION>`` environment
-variable, or from the command line; later ones win. Commands live in ``node_*`` modules and
-attach themselves to ``node_group``, which imports a module only when one of its commands is
-used (``_COMMANDS``): ``node join`` starts without the importer's normalizers or the renderers.
+the option names; see ``alliance_psi.config.read_node_file``), from an ``ALLIANCE_PSI_NODE_<OPTION>``
+environment variable, or from the command line; later ones win. ``--config`` goes before or after
+the command's name (``node --config node.toml import FILE`` or ``node import FILE --config
+node.toml``); relative paths in the file are relative to the file's folder. Only ``node import``
+creates the node's database; every other command refuses a missing one (``open_node_database``).
+
+Commands live in ``node_*`` modules and attach themselves to ``node_group``, which imports a module
+only when one of its commands is used (``_COMMANDS``): ``node join`` starts without the importer's
+normalizers or the renderers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,11 +24,14 @@ import click
 from alliance_psi.cli._lazy import LazyGroup
 from alliance_psi.cli._options import PeerAddress
 from alliance_psi.defaults import COORDINATOR_NAME
+from alliance_psi.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from alliance_psi.config import MemberConfig
 
-__all__ = ["database_option", "member_config", "network_options", "node_group"]
+__all__ = ["database_option", "member_config", "network_options", "node_group", "open_node_database"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -41,23 +50,52 @@ _COMMANDS = {
 }
 
 
-def load_toml_table(path: Path, table: str) -> dict[str, Any]:
-    """The ``[table]`` of a TOML file, keys with ``-`` as ``_``; ``click.BadParameter`` naming what is wrong."""
-    import tomllib
+def _node_defaults(path: Path) -> dict[str, Any]:
+    """Option defaults from node.toml: parameter names as keys, relative paths resolved."""
+    from alliance_psi.config import read_node_file
 
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--config") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise click.BadParameter(f"{path} is not valid TOML: {exc}", param_hint="--config") from None
-    section = data.get(table)
-    if not isinstance(section, dict):
-        raise click.BadParameter(f"{path} has no [{table}] table", param_hint="--config")
-    return {key.replace("-", "_"): value for key, value in section.items()}
+        values = {key.replace("-", "_"): value for key, value in read_node_file(path).items()}
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--config") from None
+    # TOML keys are the option names; two options keep a different name in Python.
+    for option, parameter in _TOML_ALIASES.items():
+        if option in values:
+            values[parameter] = values.pop(option)
+    return values
 
 
-@click.group("node", cls=LazyGroup, lazy_commands=_COMMANDS)
+def _config_after_command(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
+    # Eager, so the file's values are defaults before any other option of the command is read;
+    # a file given here wins over one given before the command's name.
+    if value is not None:
+        ctx.default_map = {**(ctx.default_map or {}), **_node_defaults(value)}
+    return value
+
+
+class _NodeCommand(click.Command):
+    """A node command: it also takes ``--config`` after its name."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(
+            click.Option(
+                ["--config"],
+                type=_FILE,
+                default=None,
+                is_eager=True,
+                expose_value=False,
+                callback=_config_after_command,
+                help="TOML file with a [node] table of option values (also accepted before the command's name).",
+            )
+        )
+
+
+class _NodeGroup(LazyGroup):
+    command_class = _NodeCommand
+
+
+@click.group("node", cls=_NodeGroup, lazy_commands=_COMMANDS)
 @click.option(
     "--config",
     type=_FILE,
@@ -69,12 +107,7 @@ def load_toml_table(path: Path, table: str) -> dict[str, Any]:
 def node_group(ctx: click.Context, config: Path | None) -> None:
     """Run a member node: import blacklists, join rounds, read results and write reports."""
     if config is not None:
-        values = load_toml_table(config, "node")
-        # TOML keys are the option names; two options keep a different name in Python.
-        for option, parameter in _TOML_ALIASES.items():
-            if option in values:
-                values[parameter] = values.pop(option)
-        ctx.default_map = dict.fromkeys(node_group.list_commands(ctx), values)
+        ctx.default_map = dict.fromkeys(node_group.list_commands(ctx), _node_defaults(config))
 
 
 def _option(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
@@ -146,3 +179,34 @@ def member_config(database: str, **options: Any) -> MemberConfig:
         display_name=options.get("display_name"),
         workers=options.get("workers"),
     )
+
+
+@contextmanager
+def open_node_database(database: str, *, create: bool = False, read_only: bool = False) -> Iterator[Engine]:
+    """An engine on the node's database; only with ``create`` (``node import``) may it be new.
+
+    A database that exists gets any table a newer version added. ``read_only`` lets SQLite read
+    without taking the write lock.
+
+    Raises:
+        ConfigurationError: without ``create``, the database does not exist or holds no node
+            tables; the message says where it looked and that ``node import`` creates it.
+    """
+    from sqlalchemy import inspect
+
+    from alliance_psi.config import sqlite_file
+    from alliance_psi.storage import create_schema, make_engine
+
+    missing = "`alliance-psi node import FILE` creates it (no other node command does)"
+    file = sqlite_file(database)
+    if not create and file is not None and not file.exists():
+        raise ConfigurationError(f"no node database at {file.resolve()}: {missing}")
+    engine = make_engine(database)
+    try:
+        if not create and not inspect(engine).has_table("identifiers"):
+            shown = engine.url.render_as_string(hide_password=True)
+            raise ConfigurationError(f"{shown} holds no node database: {missing}")
+        create_schema(engine)
+        yield engine.execution_options(sqlite_begin="DEFERRED") if read_only else engine
+    finally:
+        engine.dispose()

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from alliance_psi.cli._options import reported
-from alliance_psi.cli.node import database_option, node_group
+from alliance_psi.cli.node import database_option, node_group, open_node_database
 from alliance_psi.errors import InvalidIdentifier
 from alliance_psi.identifiers import IdentifierType
 from alliance_psi.identifiers.categories import CATEGORY_NAMES, SEVERITY_NAMES
@@ -168,7 +168,7 @@ def import_file(
     with reported():
         blacklist = BlacklistFile(file, encoding=encoding)
         _print_encoding(blacklist)
-        with _engine(database) as engine:
+        with open_node_database(database, create=True) as engine:
             tally = _import(engine, blacklist, type_, strict, rejects_path)
     _print_summary(f"import {file.name}", tally)
     if tally.rejected > REJECTS_KEPT:
@@ -294,7 +294,7 @@ def withdraw(
             items = blacklist.read(default_type=type_, identifiers_only=True)
         else:
             items = _arguments(type_ or "", values)
-        with _engine(database) as engine, engine.begin() as conn:
+        with open_node_database(database) as engine, engine.begin() as conn:
             repo = MemberRepository(conn)
             for item in items:
                 if isinstance(item, Rejection):
@@ -333,7 +333,7 @@ def purge_expired(database: str) -> None:
     from alliance_psi.storage import MemberRepository
 
     with reported():
-        with _engine(database) as engine, engine.begin() as conn:
+        with open_node_database(database) as engine, engine.begin() as conn:
             purged = MemberRepository(conn).purge_expired(datetime.now(UTC))
     click.echo(f"purged {purged} expired identifiers")
 
@@ -346,18 +346,12 @@ def status(database: str) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
-    from sqlalchemy import func, select
 
-    from alliance_psi.storage.schema import identifiers
+    from alliance_psi.storage import MemberRepository
 
-    query = (
-        select(identifiers.c.type, identifiers.c.category, func.count())
-        .group_by(identifiers.c.type, identifiers.c.category)
-        .order_by(identifiers.c.type, identifiers.c.category)
-    )
     with reported():
-        with _engine(database) as engine, engine.execution_options(sqlite_begin="DEFERRED").connect() as conn:
-            counts = [tuple(row) for row in conn.execute(query)]
+        with open_node_database(database, read_only=True) as engine, engine.connect() as conn:
+            counts = MemberRepository(conn).counts()
     table = Table(title="identifiers on this node", box=box.SIMPLE)
     for name, justify in (("type", "left"), ("category", "left"), ("count", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
@@ -368,19 +362,6 @@ def status(database: str) -> None:
 
 
 # Shared pieces. ------------------------------------------------------------------------------
-
-
-@contextmanager
-def _engine(database: str) -> Iterator[Engine]:
-    """An engine on the node's database, with the schema created if missing."""
-    from alliance_psi.storage import create_schema, make_engine
-
-    engine = make_engine(database)
-    try:
-        create_schema(engine)
-        yield engine
-    finally:
-        engine.dispose()
 
 
 @contextmanager

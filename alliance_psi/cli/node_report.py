@@ -25,7 +25,7 @@ import click
 
 from alliance_psi._files import write_file_atomic
 from alliance_psi.cli._options import reported
-from alliance_psi.cli.node import F, _option, database_option, node_group
+from alliance_psi.cli.node import F, _option, database_option, node_group, open_node_database
 from alliance_psi.cli.reports import console_safe, holders_text, read_public_key
 from alliance_psi.errors import ConfigurationError, InvalidSignature, StorageError
 
@@ -58,16 +58,14 @@ def _member_repository(database: str) -> Iterator[MemberRepository]:
     # Read-only: SQLite need not take the write lock that other node commands take.
     from sqlalchemy.exc import DBAPIError
 
-    from alliance_psi.storage import MemberRepository, make_engine
+    from alliance_psi.storage import MemberRepository
 
-    engine = make_engine(database).execution_options(sqlite_begin="DEFERRED")
-    try:
-        with engine.connect() as conn:
-            yield MemberRepository(conn)
-    except DBAPIError as exc:
-        raise StorageError(f"cannot read the node database: {exc.orig}") from None
-    finally:
-        engine.dispose()
+    with open_node_database(database, read_only=True) as engine:
+        try:
+            with engine.connect() as conn:
+                yield MemberRepository(conn)
+        except DBAPIError as exc:
+            raise StorageError(f"cannot read the node database: {exc.orig}") from None
 
 
 def load_report(database: str, round_id: str, *, member_id: str, public_key: bytes) -> tuple[LeadReport, int]:
@@ -206,17 +204,15 @@ def _leads_table(report: LeadReport) -> Table:
     return table
 
 
-def _results_table(rows: list[tuple[str, str, datetime]]) -> Table:
-    from rich.table import Table
-    from rich.text import Text
+def _results_listing(rows: list[tuple[str, str, datetime]]) -> str:
+    """Kept results one a line, in columns that never cut a round id (``cli._columns``)."""
+    from alliance_psi.cli._columns import columns
 
-    table = Table(title="kept results")
-    for column in ("round", "name", "fetched"):
-        table.add_column(column)
-    for round_id, name, fetched_at in rows:
-        fetched = fetched_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
-        table.add_row(Text(console_safe(round_id)), Text(console_safe(name)), fetched)
-    return table
+    cells = [
+        (console_safe(round_id), fetched_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip(), console_safe(name))
+        for round_id, name, fetched_at in rows
+    ]
+    return columns(("round", "fetched", "name"), cells)
 
 
 @node_group.command("results")
@@ -232,7 +228,7 @@ def results_command(round_id: str | None, database: str, member_id: str | None, 
         if round_id is None:
             with _member_repository(database) as repo:
                 rows = repo.list_results()
-            console.print(_results_table(rows) if rows else "no results kept yet")
+            click.echo(_results_listing(rows) if rows else "no results kept yet")
             return
         if member_id is None or coordinator_key is None:
             raise click.UsageError("--member-id and --coordinator-key are needed to show a round's leads")

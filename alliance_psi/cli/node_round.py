@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from alliance_psi._plural import plural
 from alliance_psi.cli._options import reported
-from alliance_psi.cli.node import database_option, member_config, network_options, node_group
+from alliance_psi.cli.node import database_option, member_config, network_options, node_group, open_node_database
 from alliance_psi.defaults import JOIN_WAIT_SECONDS
 
 if TYPE_CHECKING:
@@ -50,14 +51,38 @@ def _progress() -> Iterator[Any]:
 
 
 def _summary(title: str, rows: list[tuple[str, str]]) -> Table:
+    """A two-column table; text from the coordinator (round names) is made console-safe, never markup."""
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, show_header=False)
+    from alliance_psi.cli.reports import console_safe
+
+    table = Table(title=Text(title), show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(Text(key), Text(console_safe(value)))
     return table
+
+
+def _held_by_type(database: str) -> dict[str, int]:
+    """How many identifiers the node holds of each type; refuses a missing node database."""
+    from alliance_psi.storage import MemberRepository
+
+    held: Counter[str] = Counter()
+    with open_node_database(database, read_only=True) as engine, engine.connect() as conn:
+        for type_, _, count in MemberRepository(conn).counts():
+            held[type_] += count
+    return dict(held)
+
+
+def left_out_text(held: dict[str, int], allowed_types: tuple[str, ...]) -> str | None:
+    """``2 identifiers left out by the round's types (email: 1, qq: 1)``, or None if none were."""
+    left = {type_: count for type_, count in sorted(held.items()) if type_ not in allowed_types}
+    if not left:
+        return None
+    by_type = ", ".join(f"{type_}: {count:,}" for type_, count in left.items())
+    return f"{plural(sum(left.values()), 'identifier')} left out by the round's types ({by_type})"
 
 
 @node_group.command("join")
@@ -69,10 +94,14 @@ def _summary(title: str, rows: list[tuple[str, str]]) -> Table:
     type=click.FloatRange(min=0),
     default=JOIN_WAIT_SECONDS,
     show_default=True,
-    help="Seconds to wait for the round to be matched after submitting.",
+    help="Seconds to wait for the round to be matched after submitting (0: do not wait).",
 )
 def join(round_id: str, database: str, wait: float, **options: Any) -> None:
-    """Run this member's part of ROUND_ID to the end: tokens, submission, verified result."""
+    """Run this member's part of ROUND_ID to the end: tokens, submission, verified result.
+
+    Exit code 0 once this member's items are committed, with the verified result, or without it
+    if the round is not matched within --wait seconds (then `node fetch` gets it later).
+    """
     from rich.console import Console
 
     from alliance_psi.services.member import MemberNode
@@ -84,25 +113,41 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
             "low-entropy identifiers; production alliances run two or more independent custodians",
             err=True,
         )
-    with reported(), _progress() as progress:
-        node = MemberNode.from_config(config, progress=progress)
-        try:
-            outcome = node.join(round_id, wait=wait)
-        finally:
-            node.close()
-    holders = Counter(lead.holder_count for lead in outcome.leads)
+    with reported():
+        held = _held_by_type(database)
+        with _progress() as progress:
+            node = MemberNode.from_config(config, progress=progress)
+            try:
+                outcome = node.join(round_id, wait=wait)
+            finally:
+                node.close()
     rows = [
         ("round", f"{outcome.round.round_id} ({outcome.round.name})"),
         ("threshold", str(outcome.round.threshold)),
+        ("types matched", ", ".join(outcome.round.allowed_types)),
         ("new tokens computed", f"{outcome.tokens_computed:,}"),
         ("items in the matched set", f"{outcome.submitted:,}"),
         ("sent this round", f"{outcome.delta_count:,}" + (" (whole set)" if outcome.replaced else " (changes only)")),
-        ("leads", f"{len(outcome.leads):,}"),
     ]
-    rows += [(f"  held by {n} members", f"{count:,}") for n, count in sorted(holders.items(), reverse=True)]
+    if outcome.result is not None:
+        holders = Counter(lead.holder_count for lead in outcome.leads)
+        rows.append(("leads", f"{len(outcome.leads):,}"))
+        rows += [(f"  held by {n} members", f"{count:,}") for n, count in sorted(holders.items(), reverse=True)]
     rows += [(f"seconds: {stage}", f"{value:.2f}") for stage, value in outcome.seconds.items()]
-    Console().print(_summary("round joined; result verified", rows))
-    click.echo(f"write the investigator report with: alliance-psi node report {round_id} --format html -o FILE")
+    title = "round joined; result verified" if outcome.result is not None else "round joined; items committed"
+    Console().print(_summary(title, rows))
+    if left_out := left_out_text(held, outcome.round.allowed_types):
+        click.echo(left_out)
+    if outcome.result is None:
+        click.echo(
+            f"the result is not ready yet: round {round_id} is matched once it closes; fetch the result with "
+            f"`alliance-psi node fetch {round_id} --wait SECONDS`"
+        )
+        return
+    click.echo(
+        f"{plural(len(outcome.leads), 'lead')}; write the investigator report with: "
+        f"alliance-psi node report {round_id} --format html -o FILE"
+    )
 
 
 @node_group.command("fetch")
@@ -117,10 +162,15 @@ def fetch(round_id: str, database: str, wait: float, **options: Any) -> None:
     from alliance_psi.services.member import MemberNode
 
     with reported():
+        with open_node_database(database):
+            pass
         node = MemberNode.from_config(member_config(database, **options))
         try:
             round_, _ = node.coordinator.get_round(round_id)
             result, _, _ = node.fetch_and_keep(round_, wait=wait)
         finally:
             node.close()
-    click.echo(f"result for round {round_id} verified and kept: {len(result.matches)} matched tokens")
+    click.echo(
+        f"result for round {round_id} verified and kept: {plural(len(result.matches), 'matched token')}; "
+        f"write the investigator report with: alliance-psi node report {round_id} --format html -o FILE"
+    )

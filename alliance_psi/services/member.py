@@ -83,10 +83,12 @@ class _Plan:
 
 @dataclass(frozen=True, slots=True)
 class JoinOutcome:
+    """What ``MemberNode.join`` did; ``result`` is None (no leads) if the round was not matched in time."""
+
     round: Round
     tokens_computed: int
     submitted: int
-    result: MemberResult
+    result: MemberResult | None
     leads: tuple[Lead, ...]
     result_payload: bytes
     result_signature: bytes
@@ -383,7 +385,11 @@ class MemberNode:
     # The whole of it ---------------------------------------------------------------------------
 
     def join(self, round_id: str, *, wait: float = 300.0) -> JoinOutcome:
-        """Run this member's part of ``round_id`` to the end (or until ``wait`` seconds pass)."""
+        """Run this member's part of ``round_id`` to the end (or until ``wait`` seconds pass).
+
+        If the round is not matched within ``wait`` seconds of this member's commit, the outcome
+        has no result: the items are committed and ``fetch_and_keep`` gets the result later.
+        """
         round, _ = self.coordinator.get_round(round_id)
         self.custodians.key_epoch = round.key_epoch
         served = {client.epoch().key_epoch for client in self.custodians.clients}
@@ -408,11 +414,10 @@ class MemberNode:
             raise RoundClosed(f"round {round_id} is {round.state} and this member did not commit")
         try:
             result, payload, signature = self.fetch_and_keep(round, wait=wait)
-        except NotFound as exc:
-            raise NotFound(
-                f"{exc}; this member's {submitted:,} items are committed: fetch the result later with "
-                f"`alliance-psi node fetch {round_id}`"
-            ) from None
+        except NotFound:
+            # Committed, but not matched yet: not an error; the result is fetched later.
+            seconds["wait for result"] = time.perf_counter() - clock
+            return JoinOutcome(round, computed, submitted, None, (), b"", b"", seconds, delta, replaced)
         seconds["wait for result"], clock = time.perf_counter() - clock, time.perf_counter()
         leads = tuple(self.leads(result))
         seconds["open leads"] = time.perf_counter() - clock

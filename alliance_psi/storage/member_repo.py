@@ -320,6 +320,15 @@ class MemberRepository:
         """Return how many identifiers are stored."""
         return self._conn.execute(select(func.count()).select_from(identifiers)).scalar_one()
 
+    def counts(self) -> list[tuple[str, str, int]]:
+        """Return (type, category, how many identifiers) for every type and category held, in order."""
+        query = (
+            select(identifiers.c.type, identifiers.c.category, func.count())
+            .group_by(identifiers.c.type, identifiers.c.category)
+            .order_by(identifiers.c.type, identifiers.c.category)
+        )
+        return [(type_, category, count) for type_, category, count in self._conn.execute(query)]
+
 
 def _identifier_values(row: Mapping[str, Any] | Any) -> dict[str, Any]:
     if dataclasses.is_dataclass(row) and not isinstance(row, type):

@@ -235,7 +235,8 @@ def test_withdraw_from_a_file(tmp_path: Path, db: str) -> None:
     assert stored(db) == 1
 
 
-def test_withdraw_usage_errors(db: str) -> None:
+def test_withdraw_usage_errors(tmp_path: Path, db: str) -> None:
+    assert run("node", "import", str(write_csv(tmp_path / "in.csv", VALID[:1])), "--database", db).exit_code == 0
     neither = run("node", "withdraw", "--database", db)
     assert neither.exit_code == 2 and "give either --type T VALUE... or --file FILE" in neither.stderr
     untyped = run("node", "withdraw", "--database", db, "13800138000")

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from alliance_psi.cli.main import main
 from alliance_psi.services.pki import CA_CERT_FILE
+from alliance_psi.storage import MemberRepository
 from tests.integration.services.harness import custodian_name, running_alliance
 
 pytestmark = pytest.mark.timeout(180)
@@ -40,13 +41,24 @@ def test_join_runs_the_round_and_fetch_keeps_the_result(tmp_path: Path, pki) -> 
         config_b = write_toml(tmp_path / "b.toml", pki, alliance, "bank-b")
         runner = CliRunner()
         # bank-b submits but does not wait; bank-a's commit closes the round; bank-b fetches later.
-        first = runner.invoke(main, ["node", "--config", str(config_b), "join", round_id, "--wait", "0"])
-        assert first.exit_code == 1 and f"round {round_id} is open: no results yet" in first.output
-        assert f"items are committed: fetch the result later with `alliance-psi node fetch {round_id}`" in first.output
+        first = runner.invoke(main, ["node", "join", round_id, "--config", str(config_b), "--wait", "0"])
+        assert first.exit_code == 0, first.output
+        assert "round joined; items committed" in first.output and "Error" not in first.output
+        assert first.output.endswith(
+            f"the result is not ready yet: round {round_id} is matched once it closes; fetch the result with "
+            f"`alliance-psi node fetch {round_id} --wait SECONDS`\n"
+        )
         config_a = write_toml(tmp_path / "a.toml", pki, alliance, "bank-a")
+        with alliance.member_engines["bank-a"].begin() as conn:  # Types the round does not match.
+            MemberRepository(conn).upsert_identifiers(
+                {"type": type_, "canonical": value, "category": "other", "severity": ""}
+                for type_, value in (("email", "a@example.com"), ("qq", "10001"), ("qq", "10002"))
+            )
         joined = runner.invoke(main, ["node", "--config", str(config_a), "join", round_id, "--wait", "30"])
         assert joined.exit_code == 0, joined.output
         assert "round joined; result verified" in joined.output and "held by 2 members" in joined.output
+        assert "3 identifiers left out by the round's types (email: 1, qq: 2)\n" in joined.output
+        assert "left out" not in first.output
         fetched = runner.invoke(main, ["node", "--config", str(config_b), "fetch", round_id])
         assert fetched.exit_code == 0, fetched.output
         assert fetched.output.startswith(f"result for round {round_id} verified and kept: ")

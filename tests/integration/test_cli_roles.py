@@ -184,14 +184,54 @@ def test_operator_round_commands(tmp_path: Path, pki) -> None:  # type: ignore[n
             "3",
             "--invite",
             "bank-a,bank-b,bank-c",
+            "--types",
+            "phone,email",
             "--id",
             "nov-1",
         )
         assert created.exit_code == 0 and created.output == "nov-1\n", created.output
+        long_id = "2026-11-proxy-rights-defence-guangdong-and-shenzhen-branches-xyz"  # 64: the longest
+        other = ["--name", "Long", "--epoch", "epoch-other", "--id", long_id, "--no-share-labels"]
+        assert run("coordinator", "round", "create", *target, *other).exit_code == 0
         listed = run("coordinator", "round", "list", *target)
         assert listed.exit_code == 0 and "nov-1" in listed.output and "November leads" in listed.output
+        lines = listed.output.splitlines()  # Whole, in an 80-column console.
+        assert lines[0].split() == [
+            "round",
+            "state",
+            "t",
+            "epoch",
+            "types",
+            "labels",
+            "committed",
+            "deadline",
+            "(UTC)",
+            "name",
+        ]
+        assert lines[1].split()[:7] == ["nov-1", "open", "3", "epoch-test", "phone,email", "shared", "0"]
+        assert lines[2].split()[:8] == [
+            long_id,
+            "open",
+            "2",
+            "epoch-other",
+            "phone,id_card,bank_card,uscc",
+            "not",
+            "shared",
+            "0",
+        ]
         shown = run("coordinator", "round", "show", "nov-1", *target)
-        assert shown.exit_code == 0 and "open" in shown.output
+        assert shown.exit_code == 0
+        facts = dict(line.split(None, 1) for line in shown.output.replace("key epoch", "key-epoch").splitlines())
+        assert facts["round"] == "nov-1" and facts["state"] == "open" and facts["key-epoch"] == "epoch-test"
+        assert facts["types"] == "phone, email" and facts["invited"] == "bank-a, bank-b, bank-c"
+        assert facts["labels"] == "shared with co-holders" and facts["committed"] == "0 members"
+        assert facts["threshold"] == "3 members"
+        shown_long = run("coordinator", "round", "show", long_id, *target)
+        assert f"round      {long_id}\n" in shown_long.output
+        assert (
+            "invited    every member\n" in shown_long.output
+            and "labels     not shared (tokens only)\n" in shown_long.output
+        )
         closed = run("coordinator", "round", "close", "nov-1", *target, "--reason", "test")
         assert closed.exit_code == 0 and closed.output == "round nov-1 is matched\n"
         again = run("coordinator", "round", "close", "nov-1", *target)

@@ -35,3 +35,23 @@ def test_unknown_command() -> None:
     result = CliRunner().invoke(main, ["frobnicate"])
     assert result.exit_code == 2
     assert "No such command 'frobnicate'" in result.output
+
+
+def test_columns_never_cut_a_cell_and_align_chinese_by_display_width() -> None:
+    from alliance_psi.cli._columns import columns
+
+    long_id = "r" * 64
+    text = columns(("name", "round"), [("季度", long_id), ("ab", "r-1"), ("two\nlines", "r-2")])
+    assert text.splitlines() == [
+        "name       round",
+        "季度       " + long_id,
+        "ab         r-1",
+        "two lines  r-2",
+    ]
+
+
+def test_plural() -> None:
+    from alliance_psi._plural import plural
+
+    assert [plural(n, "lead") for n in (0, 1, 2, 1234)] == ["0 leads", "1 lead", "2 leads", "1,234 leads"]
+    assert plural(1, "entry", "entries") == "1 entry" and plural(3, "entry", "entries") == "3 entries"

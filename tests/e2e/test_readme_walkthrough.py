@@ -1,0 +1,264 @@
+"""The README's production walkthrough, run as written, in order, to a verified report.
+
+Every fenced block of the README's "A real deployment, by role" section is used, in order, in an
+empty folder: a ```sh block's commands run in bash with this package's ``alliance-psi`` first on
+PATH (a command ending in ``\\`` continues on the next line; lines starting with ``#`` are
+comments); a ``serve`` command runs in the background, as its own process, until the test ends;
+any other block (```toml, ```csv) is written to the file named by the last ```path```: just before it.
+
+Substituted, and nothing else:
+
+- ports 7100 to 7102: a server's ``--listen HOST:71xx`` becomes ``--listen 127.0.0.1:0`` (loopback,
+  a free port the kernel picks), and every later ``NAME:71xx`` gets the port that server reported;
+- host names ``*.example``, in addresses and in ``--host``, become ``localhost``, which resolves on
+  loopback.
+
+The README's own words are the test's input: a command that fails, a file that is not where a
+later command looks, or an address no server listens on fails this test with the command and its
+output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(600)
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+SECTION = "## A real deployment, by role"
+_BLOCK = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
+_FILE_NAME = re.compile(r"`([^`\s]+)`[^`]*:\s*\Z")
+_LISTEN = re.compile(r"--listen \S+:(71\d\d)\b")
+_ADDRESS = re.compile(r"\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.example:(71\d\d)\b")
+_HOST = re.compile(r"--host [A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.example\b")
+_PORT = re.compile(r"serving.* on port (\d+)")
+
+
+@dataclass(frozen=True)
+class Step:
+    """A command to run, or a file to write."""
+
+    text: str
+    file: str | None = None
+
+
+def walkthrough(readme: str) -> list[Step]:
+    """The section's blocks as steps, in order."""
+    start = readme.index(SECTION)
+    end = readme.find("\n## ", start + len(SECTION))
+    section = readme[start : end if end != -1 else len(readme)]
+    steps: list[Step] = []
+    previous_end = 0
+    for block in _BLOCK.finditer(section):
+        language, body = block.group(1), block.group(2)
+        before = section[previous_end : block.start()].rstrip()
+        previous_end = block.end()
+        if language == "sh":
+            steps += [Step(command) for command in commands(body)]
+            continue
+        named = _FILE_NAME.search(before)
+        assert named, f"the ```{language} block after {before[-80:]!r} does not follow a sentence naming its file"
+        steps.append(Step(body, file=named.group(1)))
+    return steps
+
+
+def commands(body: str) -> Iterator[str]:
+    """The commands of a shell block: continuation lines joined, blank and comment lines left out."""
+    pending = ""
+    for raw in body.splitlines():
+        line = f"{pending} {raw.strip()}" if pending else raw.strip()
+        pending = ""
+        if line.endswith("\\"):
+            pending = line[:-1].rstrip()
+            continue
+        if line and not line.startswith("#"):
+            yield line
+    assert not pending, f"a shell block ends in a continuation: {pending!r}"
+
+
+@dataclass
+class Server:
+    """A ``serve`` command running in the background in its own process group."""
+
+    command: str
+    proc: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+
+    def wait_for_port(self, timeout: float = 120) -> int:
+        assert self.proc.stderr is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            if found := _PORT.search(line):
+                threading.Thread(target=self._drain, daemon=True).start()
+                return int(found.group(1))
+        self.stop()
+        pytest.fail(f"`{self.command}` did not start:\n{''.join(self.lines[-30:])}", pytrace=False)
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=15)
+
+
+class Walkthrough:
+    """Runs steps in ``folder`` with the substitutions of the module docstring."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.ports: dict[str, int] = {}
+        self.servers: list[Server] = []
+        self.outputs: list[tuple[str, str]] = []
+        bin_dir = Path(sys.executable).parent
+        assert (bin_dir / "alliance-psi").exists(), f"no alliance-psi next to {sys.executable}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ALLIANCE_PSI_")}
+        self.env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", "PYTHONUNBUFFERED": "1"}
+
+    def substitute(self, text: str) -> str:
+        def address(found: re.Match[str]) -> str:
+            port = found.group(1)
+            assert port in self.ports, f"{found.group(0)} is used before any server listens on port {port}"
+            return f"localhost:{self.ports[port]}"
+
+        return _HOST.sub("--host localhost", _ADDRESS.sub(address, text))
+
+    def run(self, step: Step) -> None:
+        if step.file is not None:
+            path = self.folder / step.file
+            assert path.parent.is_dir(), f"{step.file}: the walkthrough has not created {path.parent.name}/ yet"
+            path.write_text(self.substitute(step.text), encoding="utf-8")
+            return
+        listen = _LISTEN.search(step.text)
+        if listen and re.match(r"alliance-psi \S+ serve\b", step.text):
+            self.serve(step.text, listen.group(1))
+            return
+        command = self.substitute(step.text)
+        done = subprocess.run(
+            ["bash", "-c", command],
+            check=False,
+            cwd=self.folder,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, (
+            f"README command failed (exit {done.returncode}):\n  {step.text}\nran as:\n  {command}\n"
+            f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}\n" + self.server_logs()
+        )
+        self.outputs.append((step.text, done.stdout + done.stderr))
+
+    def serve(self, command: str, readme_port: str) -> None:
+        command = self.substitute(_LISTEN.sub("--listen 127.0.0.1:0", command))
+        proc = subprocess.Popen(
+            ["bash", "-c", "exec " + command],
+            cwd=self.folder,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        server = Server(command, proc)
+        self.servers.append(server)
+        self.ports[readme_port] = server.wait_for_port()
+
+    def output(self, prefix: str) -> str:
+        """The output of the one command that starts with ``prefix``."""
+        found = [out for command, out in self.outputs if command.startswith(prefix)]
+        assert len(found) == 1, f"{len(found)} README commands start with {prefix!r}"
+        return found[0]
+
+    def server_logs(self) -> str:
+        return "".join(f"--- {s.command}\n{''.join(s.lines[-15:])}" for s in self.servers)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+def test_the_readme_walkthrough_runs_as_written_to_a_verified_report(tmp_path: Path) -> None:
+    steps = walkthrough(README.read_text(encoding="utf-8"))
+    assert sum(step.file is None for step in steps) >= 20 and any(step.file for step in steps)
+    folder = tmp_path / "alliance"
+    folder.mkdir()
+    run = Walkthrough(folder)
+    try:
+        for step in steps:
+            run.run(step)
+        # bank-a did not wait for the round: that is not an error, and it is told how to go on.
+        joined_a = run.output("alliance-psi node join 2026-11 --config bank-a/node.toml")
+        assert "result is not ready yet" in joined_a and "alliance-psi node fetch 2026-11" in joined_a
+        # The round's types leave bank-a's QQ number out, and join says so.
+        assert "1 identifier left out by the round's types (qq: 1)" in joined_a
+        assert "3 leads" in run.output("alliance-psi node join 2026-11 --config bank-b/node.toml")
+        verified = run.output("alliance-psi report verify bank-a/leads.json")
+        assert verified.startswith("valid: 3 leads of 3 signed matches in round 2026-11")
+        shown = run.output("alliance-psi coordinator round show 2026-11")
+        for fact in (
+            "types +phone, id_card, bank_card, uscc, email, org_name",
+            "invited +bank-a, bank-b",
+            "labels +shared",
+        ):
+            assert re.search(f"^{fact}", shown, re.MULTILINE), shown
+    finally:
+        run.stop()
+    report = json.loads((folder / "bank-a" / "leads.json").read_text(encoding="utf-8"))
+    assert {(lead["type"], lead["value"]) for lead in report["leads"]} == {
+        ("phone", "+8613800138000"),
+        ("id_card", "11010519491231002X"),
+        ("org_name", "深圳市某某法律咨询有限公司"),
+    }
+    assert all(lead["holder_count"] == 2 for lead in report["leads"])
+    assert (folder / "bank-a" / "leads.html").stat().st_size > 0
+    # node.toml's relative paths resolved against its own folder, wherever the command ran.
+    assert (folder / "bank-a" / "bank-a.db").exists() and (folder / "bank-a" / "secrets").is_dir()
+    assert not (folder / "bank-a.db").exists() and not (folder / "secrets").exists()
+
+
+def test_the_walkthrough_parser_reads_commands_files_and_continuations() -> None:
+    readme = (
+        "intro\n## A real deployment, by role\n\n```sh\nalliance-psi a \\\n    --b c   # note\n# only a comment\n"
+        "alliance-psi d\n```\n\nthe settings, in `x/node.toml`:\n\n```toml\n[node]\n```\n\n## Next\n```sh\nlater\n```\n"
+    )
+    assert walkthrough(readme) == [
+        Step("alliance-psi a --b c   # note"),
+        Step("alliance-psi d"),
+        Step("[node]\n", file="x/node.toml"),
+    ]
+    with pytest.raises(AssertionError, match="does not follow a sentence naming its file"):
+        walkthrough("## A real deployment, by role\nno name here\n```toml\n[node]\n```\n")
+
+
+def test_substitution_refuses_an_address_no_server_listens_on(tmp_path: Path) -> None:
+    run = Walkthrough(tmp_path)
+    run.ports["7100"] = 40123
+    assert run.substitute('coordinator = "coord.example:7100" --host coord.example') == (
+        'coordinator = "localhost:40123" --host localhost'
+    )
+    with pytest.raises(AssertionError, match="custodian-2.example:7102 is used before any server listens"):
+        run.substitute("custodian-2.example:7102")

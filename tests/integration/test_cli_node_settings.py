@@ -1,0 +1,198 @@
+"""node.toml as a newcomer writes it: ``--config`` before or after the command, paths relative to
+the file, and a node database that only ``node import`` may create (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import inspect, text
+
+from alliance_psi.cli.main import main
+from alliance_psi.cli.node import node_group
+from alliance_psi.config import read_node_file, resolve_database_url
+from alliance_psi.crypto.signing import SigningKey
+from alliance_psi.errors import ConfigurationError
+
+NODE_COMMANDS = sorted(node_group.list_commands(None))  # type: ignore[arg-type]
+# Enough for every node command to reach its database; nothing here is ever dialled.
+NETWORK = """member-id = "bank-a"
+ca = "ca.pem"
+cert = "bank-a.pem"
+key = "bank-a.key"
+coordinator = "localhost:1"
+custodian = ["localhost:2", "localhost:3"]
+coordinator-key = "signing.pub"
+data-dir = "secrets"
+"""
+# Each node command with the arguments it needs to get as far as its database.
+ARGUMENTS = {
+    "fetch": ["r-1"],
+    "import": ["blacklist.csv"],
+    "join": ["r-1"],
+    "purge-expired": [],
+    "report": ["r-1", "--format", "json", "-o", "out.json"],
+    "results": [],
+    "status": [],
+    "withdraw": ["--type", "phone", "13800138000"],
+}
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), env={"COLUMNS": "200"})
+
+
+@pytest.fixture
+def node_folder(tmp_path: Path, pki) -> Path:  # type: ignore[no-untyped-def]
+    """bank-a/ with node.toml (database and paths relative to it), its files and a blacklist, like the README's."""
+    folder = tmp_path / "bank-a"
+    folder.mkdir()
+    for name in ("ca.pem", "bank-a.pem", "bank-a.key"):
+        shutil.copy(pki.directory / name, folder / name)
+    (folder / "node.toml").write_text(f'[node]\ndatabase = "sqlite:///bank-a.db"\n{NETWORK}', encoding="utf-8")
+    (folder / "blacklist.csv").write_text("type,value\nphone,138 0013 8000\nqq,12345678\n", encoding="utf-8")
+    (folder / "signing.pub").write_text(SigningKey.generate().public_key.hex() + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The current directory: another folder than the one node.toml is in."""
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    return other
+
+
+def test_every_node_command_is_covered() -> None:
+    assert NODE_COMMANDS == sorted(ARGUMENTS)
+
+
+@pytest.mark.parametrize("command", NODE_COMMANDS)
+def test_config_is_read_before_and_after_the_command_name(command: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[node\n", encoding="utf-8")
+    for args in (["node", "--config", str(bad), command], ["node", command, "--config", str(bad)]):
+        result = run(*args, *ARGUMENTS[command])
+        assert result.exit_code == 2 and f"{bad} is not valid TOML" in result.output, (args, result.output)
+
+
+def test_import_with_config_after_the_command_uses_the_files_folder(node_folder: Path, elsewhere: Path) -> None:
+    imported = run("node", "import", str(node_folder / "blacklist.csv"), "--config", str(node_folder / "node.toml"))
+    assert imported.exit_code == 0, imported.output
+    assert (node_folder / "bank-a.db").exists() and not (elsewhere / "bank-a.db").exists()
+    toml = str(node_folder / "node.toml")
+    for args in (["node", "status", "--config", toml], ["node", "--config", toml, "status"]):
+        status = run(*args)
+        assert status.exit_code == 0, status.output
+        assert re.search(r"^\s*total\s+2\s*$", status.output, re.MULTILINE), status.output
+
+
+def test_a_config_after_the_command_wins_over_one_before_it(node_folder: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.toml"
+    other.write_text('[node]\ndatabase = "sqlite:///other.db"\n', encoding="utf-8")
+    toml = str(node_folder / "node.toml")
+    result = run("node", "--config", toml, "import", str(node_folder / "blacklist.csv"), "--config", str(other))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "other.db").exists() and not (node_folder / "bank-a.db").exists()
+
+
+@pytest.mark.parametrize("command", [c for c in NODE_COMMANDS if c != "import"])
+def test_only_import_creates_the_node_database(command: str, node_folder: Path, elsewhere: Path) -> None:
+    result = run("node", command, *ARGUMENTS[command], "--config", str(node_folder / "node.toml"))
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(
+        f"Error: no node database at {node_folder / 'bank-a.db'}: `alliance-psi node import FILE` creates it "
+        "(no other node command does)"
+    ), result.output
+    assert not (node_folder / "bank-a.db").exists() and not (node_folder / "secrets").exists()
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.fixture
+def empty_postgres(pg_admin_engine) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A PostgreSQL database with no tables, its URL carrying a password that must never be shown."""
+    name = f"node_{uuid.uuid4().hex[:12]}"
+    with pg_admin_engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = pg_admin_engine.url.set(database=name)
+    yield url.render_as_string(hide_password=False)
+    with pg_admin_engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_only_import_creates_the_node_tables_on_postgresql(empty_postgres: str, tmp_path: Path) -> None:
+    from alliance_psi.storage import make_engine
+
+    refused = run("node", "status", "--database", empty_postgres)
+    assert refused.exit_code == 1 and "holds no node database: `alliance-psi node import FILE` creates it" in (
+        refused.output
+    )
+    engine = make_engine(empty_postgres)
+    try:
+        assert inspect(engine).get_table_names() == []
+        password = engine.url.password
+        assert not password or str(password) not in refused.output
+        source = tmp_path / "blacklist.csv"
+        source.write_text("type,value\nphone,13800138000\n", encoding="utf-8")
+        assert run("node", "import", str(source), "--database", empty_postgres).exit_code == 0
+        assert "identifiers" in inspect(engine).get_table_names()
+        assert run("node", "status", "--database", empty_postgres).exit_code == 0
+    finally:
+        engine.dispose()
+
+
+def test_read_node_file_resolves_paths_against_its_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "node"
+    folder.mkdir()
+    settings = folder / "node.toml"
+    settings.write_text(
+        '[node]\ndatabase = "sqlite:///db/bank-a.db?timeout=5"\nca = "/etc/alliance/ca.pem"\n'
+        'cert = "pki/bank-a.pem"\ndata-dir = "."\nmember-id = "pki/not-a-path"\n',
+        encoding="utf-8",
+    )
+    values = read_node_file(Path(str(settings)))
+    assert values == {
+        "database": f"sqlite:///{folder}/db/bank-a.db?timeout=5",
+        "ca": "/etc/alliance/ca.pem",
+        "cert": str(folder / "pki" / "bank-a.pem"),
+        "data-dir": str(folder),
+        "member-id": "pki/not-a-path",
+    }
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite://",
+        "sqlite:///:memory:",
+        "sqlite:////srv/node/bank-a.db",
+        "postgresql+psycopg://alliance:secret@db.internal/alliance",
+        "sqlite:///file:bank-a.db?mode=ro&uri=true",
+    ],
+)
+def test_database_urls_that_name_no_relative_file_stay_as_written(url: str, tmp_path: Path) -> None:
+    assert resolve_database_url(url, tmp_path) == url
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("[node\n", "is not valid TOML"),
+        ("[other]\n", "has no [node] table"),
+        ("[node]\ncert = 5\n", "cert must be a string, not int"),
+        ('[node]\ndatabase = ["sqlite:///x.db"]\n', "database must be a string, not list"),
+    ],
+)
+def test_read_node_file_names_what_is_wrong(content: str, message: str, tmp_path: Path) -> None:
+    settings = tmp_path / "node.toml"
+    settings.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=f"^{settings}.*{message.replace('[', '.').replace(']', '.')}"):
+        read_node_file(settings)
+    with pytest.raises(ConfigurationError, match="cannot read"):
+        read_node_file(tmp_path / "missing.toml")
