@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from alliance_psi.cli.main import main
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.services.pki import CA_CERT_FILE
+from alliance_psi.storage import create_schema, make_engine
 
 
 def node_toml(tmp_path: Path, pki, coordinator_key: Path) -> Path:  # type: ignore[no-untyped-def]
@@ -23,6 +24,9 @@ def node_toml(tmp_path: Path, pki, coordinator_key: Path) -> Path:  # type: igno
         "coordinator-key": str(coordinator_key),
         "data-dir": str(tmp_path / "secrets"),
     }
+    engine = make_engine(values["database"])  # An imported node: only `node import` creates its database.
+    create_schema(engine)
+    engine.dispose()
     path = tmp_path / "node.toml"
     lines = ["[node]", 'custodian = ["custodian-1@127.0.0.1:2"]'] + [f'{k} = "{v}"' for k, v in values.items()]
     path.write_text("\n".join(lines) + "\n")
