@@ -139,14 +139,13 @@ def verify_command(
 def _rederive(checked: VerifiedReport, node_config: Path, ca_cert: Path) -> str:
     """Re-derive the report's tokens with the node of ``node_config``; the line saying so, and what it cost."""
     from alliance_psi.cli._options import PeerAddress
-    from alliance_psi.cli.node import load_toml_table
-    from alliance_psi.config import TlsConfig
+    from alliance_psi.config import TlsConfig, read_node_file
     from alliance_psi.protocol.model import Role
     from alliance_psi.reports import ReportMismatch, check_rederived
     from alliance_psi.services.pki import identity_from_pem
     from alliance_psi.services.rederive import rederive_tokens
 
-    values = load_toml_table(node_config, "node")
+    values = read_node_file(node_config)  # Relative paths in it are relative to its folder.
     listed = values.get("custodian")
     if not isinstance(listed, list) or not listed:
         raise ConfigurationError(f"{node_config}: 'custodian' must be a list of custodians, NAME@HOST:PORT")
