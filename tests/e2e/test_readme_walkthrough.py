@@ -10,8 +10,8 @@ Substituted, and nothing else:
 
 - ports 7100 to 7102: a server's ``--listen HOST:71xx`` becomes ``--listen 127.0.0.1:0`` (loopback,
   a free port the kernel picks), and every later ``NAME:71xx`` gets the port that server reported;
-- host names ``*.example``, in addresses and in ``--host``, become ``localhost``, which resolves on
-  loopback.
+- host names ``*.example`` in addresses become ``localhost``, which resolves on loopback (clients
+  check a server's identity name, not the name they dial, so certificates need no change).
 
 The README's own words are the test's input: a command that fails, a file that is not where a
 later command looks, or an address no server listens on fails this test with the command and its
@@ -42,7 +42,6 @@ _BLOCK = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
 _FILE_NAME = re.compile(r"`([^`\s]+)`[^`]*:\s*\Z")
 _LISTEN = re.compile(r"--listen \S+:(71\d\d)\b")
 _ADDRESS = re.compile(r"\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.example:(71\d\d)\b")
-_HOST = re.compile(r"--host [A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.example\b")
 _PORT = re.compile(r"serving.* on port (\d+)")
 
 
@@ -144,7 +143,7 @@ class Walkthrough:
             assert port in self.ports, f"{found.group(0)} is used before any server listens on port {port}"
             return f"localhost:{self.ports[port]}"
 
-        return _HOST.sub("--host localhost", _ADDRESS.sub(address, text))
+        return _ADDRESS.sub(address, text)
 
     def run(self, step: Step) -> None:
         if step.file is not None:
@@ -258,7 +257,7 @@ def test_substitution_refuses_an_address_no_server_listens_on(tmp_path: Path) ->
     run = Walkthrough(tmp_path)
     run.ports["7100"] = 40123
     assert run.substitute('coordinator = "coord.example:7100" --host coord.example') == (
-        'coordinator = "localhost:40123" --host localhost'
+        'coordinator = "localhost:40123" --host coord.example'
     )
     with pytest.raises(AssertionError, match="custodian-2.example:7102 is used before any server listens"):
         run.substitute("custodian-2.example:7102")

@@ -26,7 +26,7 @@ ca = "ca.pem"
 cert = "bank-a.pem"
 key = "bank-a.key"
 coordinator = "localhost:1"
-custodian = ["localhost:2", "localhost:3"]
+custodian = ["custodian-1@localhost:2", "custodian-2@localhost:3"]
 coordinator-key = "signing.pub"
 data-dir = "secrets"
 """
