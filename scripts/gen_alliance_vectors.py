@@ -9,6 +9,7 @@ Run: ``.venv/bin/python scripts/gen_alliance_vectors.py``.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from pathlib import Path
 
@@ -23,12 +24,49 @@ def hkdf_expand(prk: bytes, info: bytes, length: int) -> bytes:
     return HKDFExpand(algorithm=hashes.SHA512(), length=length, info=info).derive(prk)
 
 
+def aad_of(key_epoch: str, token: bytes) -> bytes:
+    epoch = key_epoch.encode("utf-8")
+    return b"alliance-psi/v1 label" + len(epoch).to_bytes(2, "big") + epoch + token
+
+
 def seal(key: bytes, nonce: bytes, plaintext: bytes, key_epoch: str, token: bytes) -> bytes:
     padded = len(plaintext).to_bytes(2, "big") + plaintext
     padded += bytes(256 - len(padded))
-    epoch = key_epoch.encode("utf-8")
-    aad = b"alliance-psi/v1 label" + len(epoch).to_bytes(2, "big") + epoch + token
-    return b"\x01" + nonce + ChaCha20Poly1305(key).encrypt(nonce, padded, aad)
+    return b"\x01" + nonce + ChaCha20Poly1305(key).encrypt(nonce, padded, aad_of(key_epoch, token))
+
+
+def synthetic_nonce(nonce_key: bytes, scope: str, key_epoch: str, token: bytes, plaintext: bytes) -> bytes:
+    # HMAC-SHA256(nonce_key, "alliance-psi/v1 label-nonce" || I2OSP(len(scope), 2) || scope || aad || plaintext)[:12]
+    encoded = scope.encode("utf-8")
+    message = b"alliance-psi/v1 label-nonce" + len(encoded).to_bytes(2, "big") + encoded
+    return hmac.new(nonce_key, message + aad_of(key_epoch, token) + plaintext, hashlib.sha256).digest()[:12]
+
+
+def synthetic_vectors(first: dict[str, str]) -> list[dict[str, str]]:
+    """The first vector's label sealed by one member in two scopes of its epoch, and by another member."""
+    label_key, token = bytes.fromhex(first["label_key"]), bytes.fromhex(first["match_token"])
+    plaintext, key_epoch = bytes.fromhex(first["label_plaintext"]), first["key_epoch"]
+    out = []
+    for member, scope in (
+        ("bank-a", f"{key_epoch}/phone/labels"),
+        ("bank-a", f"{key_epoch}/id_card,phone/labels"),
+        ("bank-b", f"{key_epoch}/phone/labels"),
+    ):
+        nonce_key = hashlib.sha256(f"nonce key of {member}".encode()).digest()
+        nonce = synthetic_nonce(nonce_key, scope, key_epoch, token, plaintext)
+        out.append(
+            {
+                "nonce_key": nonce_key.hex(),
+                "scope": scope,
+                "label_key": first["label_key"],
+                "key_epoch": key_epoch,
+                "match_token": first["match_token"],
+                "label_plaintext": first["label_plaintext"],
+                "nonce": nonce.hex(),
+                "sealed_label": seal(label_key, nonce, plaintext, key_epoch, token).hex(),
+            }
+        )
+    return out
 
 
 def main() -> None:
@@ -56,9 +94,13 @@ def main() -> None:
             }
         )
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"generator": "scripts/gen_alliance_vectors.py", "vectors": vectors}
+    doc = {
+        "generator": "scripts/gen_alliance_vectors.py",
+        "vectors": vectors,
+        "synthetic_nonces": synthetic_vectors(vectors[0]),
+    }
     OUT.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {len(vectors)} vectors to {OUT}")
+    print(f"wrote {len(vectors)} vectors and {len(doc['synthetic_nonces'])} synthetic-nonce vectors to {OUT}")
 
 
 if __name__ == "__main__":

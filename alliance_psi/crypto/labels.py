@@ -14,6 +14,16 @@ The associated data binds a label to its key epoch and token. A label stays at t
 from round to round within the epoch (submissions are deltas), so it is bound to the epoch, not
 to one round: a withdrawn identifier's label is deleted by the member's next delta, and rotating
 the epoch makes every old label unusable, as it does old tokens.
+
+A member node seals with a synthetic nonce (``seal_label``'s ``nonce_key``) bound to the scope
+the label is submitted in (``Round.set_scope``)::
+
+    nonce = HMAC-SHA256(nonce_key, "alliance-psi/v1 label-nonce" || I2OSP(len(scope), 2) || scope
+                                   || aad || plaintext)[:12]
+
+so a resent chunk gives the same bytes, while the same label of the same identifier in two
+scopes of an epoch gives unrelated bytes: the coordinator, which keeps both, cannot see they are
+equal. The scope goes into the nonce only, not the associated data, so opening needs no scope.
 Every failure to open raises the same ``InvalidLabel``, so a peer learns nothing about which
 check failed.
 """
@@ -82,22 +92,34 @@ def _seal(label_key: bytes, plaintext: bytes, aad: bytes, nonce: bytes) -> bytes
     return _VERSION_BYTE + nonce + ChaCha20Poly1305(label_key).encrypt(nonce, _pad(plaintext), aad)
 
 
-def seal_label(label_key: bytes, plaintext: bytes, context: LabelContext, *, nonce_key: bytes | None = None) -> bytes:
+def seal_label(
+    label_key: bytes,
+    plaintext: bytes,
+    context: LabelContext,
+    *,
+    nonce_key: bytes | None = None,
+    scope: str | None = None,
+) -> bytes:
     """Seal ``plaintext`` (at most ``MAX_LABEL_PLAINTEXT_BYTES``) for the holders of one identifier.
 
     Returns exactly ``SEALED_LABEL_BYTES`` bytes. Raises ``LabelTooLarge`` if it does not fit.
 
     Without ``nonce_key`` the 96-bit nonce is random. With it (a secret of the sealing member,
-    never shared) the nonce is synthetic, ``HMAC-SHA256(nonce_key, aad || plaintext)[:12]``, so a
-    member that resends a chunk after a dropped connection produces the same bytes, while a
-    changed label gets a different nonce (no nonce reuse under the shared label key) and two
-    members sealing the same plaintext still produce unrelated ciphertexts.
+    never shared) the nonce is synthetic (see the module docstring) over the ``scope`` the label
+    is submitted in, the context and the plaintext: a member that resends a chunk after a dropped
+    connection produces the same bytes, while a changed label, another scope or another member
+    gets a different nonce (no nonce reuse under the shared label key) and unrelated ciphertext.
+    Raises ``ValueError`` for a ``nonce_key`` without a ``scope``.
     """
     aad = context.associated_data()
     if nonce_key is None:
         nonce = os.urandom(NONCE_BYTES)
+    elif scope is None:
+        raise ValueError("a synthetic nonce needs the scope the label is submitted in")
     else:
-        nonce = hmac.digest(nonce_key, _NONCE_PREFIX + aad + plaintext, "sha256")[:NONCE_BYTES]
+        encoded = scope.encode("utf-8")
+        message = _NONCE_PREFIX + len(encoded).to_bytes(2, "big") + encoded + aad + plaintext
+        nonce = hmac.digest(nonce_key, message, "sha256")[:NONCE_BYTES]
     return _seal(label_key, plaintext, aad, nonce)
 
 

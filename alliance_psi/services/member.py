@@ -256,7 +256,8 @@ class MemberNode:
         if not round.share_labels:
             return None
         _, token, label_key, *_ = row
-        return seal_label(label_key, plaintext, LabelContext(round.key_epoch, token), nonce_key=self.nonce_key)
+        context = LabelContext(round.key_epoch, token)
+        return seal_label(label_key, plaintext, context, nonce_key=self.nonce_key, scope=round.set_scope)
 
     def _known_matches(self, scope: str, status: SubmissionStatus) -> bool:
         """Whether this node's record of its set equals what the coordinator holds."""

@@ -118,10 +118,42 @@ def test_bad_padding_rejected_even_when_authentic() -> None:
         open_label(KEY, b"\x01" + nonce + body, CONTEXT)
 
 
-def test_synthetic_nonce_is_stable_per_member_and_plaintext() -> None:
+def test_synthetic_nonce_is_stable_per_member_scope_and_plaintext() -> None:
     member_a, member_b = b"a" * 32, b"b" * 32
-    first = seal_label(KEY, b"same", CONTEXT, nonce_key=member_a)
-    assert seal_label(KEY, b"same", CONTEXT, nonce_key=member_a) == first
-    assert seal_label(KEY, b"same", CONTEXT, nonce_key=member_b)[1:13] != first[1:13]
-    assert seal_label(KEY, b"other", CONTEXT, nonce_key=member_a)[1:13] != first[1:13]
+    first = seal_label(KEY, b"same", CONTEXT, nonce_key=member_a, scope="epoch-1/phone/labels")
+    assert seal_label(KEY, b"same", CONTEXT, nonce_key=member_a, scope="epoch-1/phone/labels") == first
+    assert seal_label(KEY, b"same", CONTEXT, nonce_key=member_b, scope="epoch-1/phone/labels")[1:13] != first[1:13]
+    assert seal_label(KEY, b"other", CONTEXT, nonce_key=member_a, scope="epoch-1/phone/labels")[1:13] != first[1:13]
+    assert seal_label(KEY, b"same", CONTEXT, nonce_key=member_a, scope="epoch-1/email/labels")[1:13] != first[1:13]
     assert open_label(KEY, first, CONTEXT) == b"same"
+
+
+def test_a_synthetic_nonce_needs_the_scope() -> None:
+    with pytest.raises(ValueError, match="scope"):
+        seal_label(KEY, b"same", CONTEXT, nonce_key=b"a" * 32)
+
+
+SYNTHETIC = load_json("alliance/derive_and_labels.json")["synthetic_nonces"]
+
+
+def test_synthetic_nonce_vectors_present() -> None:
+    assert len(SYNTHETIC) == 3
+
+
+@pytest.mark.parametrize("v", SYNTHETIC, ids=[f"{v['nonce_key'][:6]}-{v['scope']}" for v in SYNTHETIC])
+def test_synthetic_nonce_vectors(v: dict[str, str]) -> None:
+    context = LabelContext(v["key_epoch"], bytes.fromhex(v["match_token"]))
+    key, plaintext = bytes.fromhex(v["label_key"]), bytes.fromhex(v["label_plaintext"])
+    sealed = seal_label(key, plaintext, context, nonce_key=bytes.fromhex(v["nonce_key"]), scope=v["scope"])
+    assert sealed[1:13] == bytes.fromhex(v["nonce"])
+    assert sealed == bytes.fromhex(v["sealed_label"])
+    assert open_label(key, sealed, context) == plaintext
+
+
+def test_the_same_label_in_two_scopes_looks_unrelated_to_the_coordinator() -> None:
+    # One member, one identifier, one label, two scopes of the epoch: the coordinator, which keeps
+    # both, cannot tell they are equal; nor can it tell two members' equal labels apart from others.
+    in_phone, in_both, other_member = (bytes.fromhex(v["sealed_label"]) for v in SYNTHETIC)
+    assert in_phone != in_both and in_phone != other_member
+    assert sum(x == y for x, y in zip(in_phone[1:], in_both[1:], strict=True)) < SEALED_LABEL_BYTES // 16
+    assert len(in_phone) == len(in_both) == SEALED_LABEL_BYTES
