@@ -1,18 +1,21 @@
-"""Writing a file so that nobody ever sees half of it, and secrets are never readable by others.
+"""Writing a file so that nobody ever sees half of it, and reading secrets only others cannot read.
 
-Used for key shares, signing keys, TLS keys and certificates, CRLs and investigator reports.
+``write_file_atomic`` writes key shares, signing keys, TLS keys and certificates, CRLs and
+investigator reports; ``read_secret`` reads back the private keys, key shares, signing key,
+label-nonce key and CA key, refusing any that group or others may open.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 from alliance_psi.errors import ConfigurationError
 
-__all__ = ["already_exists", "write_file_atomic"]
+__all__ = ["already_exists", "read_secret", "write_file_atomic"]
 
 
 def already_exists(path: Path) -> ConfigurationError:
@@ -52,3 +55,25 @@ def write_file_atomic(path: Path, data: bytes, *, private: bool = True, replace:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
     return path
+
+
+def read_secret(path: Path, *, what: str) -> bytes:
+    """Read a secret file (a private key, key share, signing key or label-nonce key) that only its
+    owner may open, as ssh does with private keys; a drop-in for ``path.read_bytes()``.
+
+    The mode is checked on the opened file (a symbolic link is followed to it), so the check and
+    the read see the same file. Raises ``OSError`` as ``open`` does (callers name the file in
+    their own words), and ``ConfigurationError`` naming ``what`` and the path, with the ``chmod``
+    that fixes it, for a file its group or others may read, write or run, or not a regular file.
+    """
+    path = Path(path)
+    with path.open("rb") as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise ConfigurationError(f"{what} {path} is not a regular file")
+        if mode & 0o077:
+            raise ConfigurationError(
+                f"{what} {path} is open to group or others (mode {stat.S_IMODE(mode):04o}) and holds a secret: "
+                f"run `chmod 600 {path}`"
+            )
+        return handle.read()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from alliance_psi import defaults
+from alliance_psi._files import read_secret
 from alliance_psi.defaults import (
     BATCH_SIZE,
     CHUNK_SIZE,
@@ -96,15 +97,18 @@ class TlsConfig:
         return TlsMaterial(
             ca_cert=_read_pem("ca_cert", self.ca_cert),
             cert=_read_pem("cert", self.cert),
-            key=_read_pem("key", self.key),
+            key=_read_pem("key", self.key, secret=True),
             crl=_read_pem("crl", self.crl) if self.crl is not None else None,
         )
 
 
-def _read_pem(option: str, path: Path) -> bytes:
-    """Read one PEM file for TLS option ``option``, or raise naming the option and the path."""
+def _read_pem(option: str, path: Path, *, secret: bool = False) -> bytes:
+    """Read one PEM file for TLS option ``option``, or raise naming the option and the path.
+
+    A ``secret`` one (the private key) is refused if group or others may open it.
+    """
     try:
-        data = Path(path).read_bytes()
+        data = read_secret(path, what=f"TLS option {option!r}:") if secret else Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigurationError(f"TLS option {option!r}: file not found: {path}") from None
     except OSError as exc:

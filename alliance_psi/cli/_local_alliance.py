@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from alliance_psi._files import write_file_atomic
 from alliance_psi.cli._processes import ServerProcess, cli_command, tls_args
 from alliance_psi.errors import AlliancePsiError
 
@@ -93,9 +94,9 @@ def _write_keys(root: Path, members: Sequence[str]) -> None:
     for role, name in parties + [(Role.MEMBER, m) for m in members]:
         pki.write_issued(pki.issue(ca, role=role, name=name), pki_dir, name)
     signing = SigningKey.generate()
-    (root / "alliance" / "signing.key").write_bytes(signing.to_pem())
+    write_file_atomic(root / "alliance" / "signing.key", signing.to_pem())
     (root / "alliance" / "signing.pub").write_text(signing.public_key.hex() + "\n")
-    (root / "alliance" / "custodian.share").write_bytes(KeyShare.generate(EPOCH).to_bytes())
+    write_file_atomic(root / "alliance" / "custodian.share", KeyShare.generate(EPOCH).to_bytes())
 
 
 def _enrol(database: Path, pki_dir: Path, members: Sequence[str], *, admins: Sequence[str] = ()) -> None:

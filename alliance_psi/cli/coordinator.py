@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from alliance_psi._files import write_file_atomic
+from alliance_psi._files import read_secret, write_file_atomic
 from alliance_psi._plural import plural
 from alliance_psi.cli._enrolment import echo_enrolment, enrolment_group
 from alliance_psi.cli._lazy import LazyGroup
@@ -144,7 +144,7 @@ def _serve(config: CoordinatorConfig) -> None:
     # TLS first: a wrong certificate or CRL is refused before any database is created.
     tls, revocations = server_tls(config.tls, role=Role.COORDINATOR, name=config.name)
     try:
-        key = SigningKey.from_pem(config.signing_key.read_bytes())
+        key = SigningKey.from_pem(read_secret(config.signing_key, what="signing key"))
     except OSError as exc:
         raise ConfigurationError(f"signing key {config.signing_key}: {exc.strerror}") from None
     engine = make_engine(config.database)

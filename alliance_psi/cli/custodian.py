@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from alliance_psi._files import write_file_atomic
+from alliance_psi._files import read_secret, write_file_atomic
 from alliance_psi.cli._enrolment import echo_enrolment, enrolment_group
 from alliance_psi.cli._options import reported, server_limit_options, server_limits, tls_config, tls_options
 from alliance_psi.config import CustodianConfig
@@ -55,7 +55,7 @@ def _serve(config: CustodianConfig) -> None:
     # TLS first: a wrong certificate is refused before any database is created.
     tls, revocations = server_tls(config.tls, role=Role.CUSTODIAN, name=config.name)
     try:
-        share = KeyShare.from_bytes(config.key_share.read_bytes())
+        share = KeyShare.from_bytes(read_secret(config.key_share, what="key share"))
     except OSError as exc:
         raise ConfigurationError(f"key share {config.key_share}: {exc.strerror}") from None
     engine = make_engine(config.database)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine
 
-from alliance_psi._files import write_file_atomic
+from alliance_psi._files import read_secret, write_file_atomic
 from alliance_psi.config import MemberConfig
 from alliance_psi.crypto.labels import LabelContext, seal_label
 from alliance_psi.crypto.parallel import ProcessMap, tokenize
@@ -103,7 +103,7 @@ def _node_secret(path: Path, what: str) -> bytes:
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(ConfigurationError):  # Another process created it first: use theirs.
             write_file_atomic(path, secrets.token_bytes(32), replace=False)
-    key = path.read_bytes()
+    key = read_secret(path, what="label nonce key")
     if len(key) != 32:
         raise ConfigurationError(f"{path} is not a {what} (expected 32 bytes, found {len(key)})")
     return key

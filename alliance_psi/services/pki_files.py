@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alliance_psi._files import already_exists, write_file_atomic
+from alliance_psi._files import already_exists, read_secret, write_file_atomic
 from alliance_psi.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def load_ca(directory: Path | str) -> CertificateAuthority:
     for file_name in (CA_CERT_FILE, CA_KEY_FILE):
         path = directory / file_name
         try:
-            pems.append(path.read_bytes())
+            pems.append(read_secret(path, what="CA key") if file_name == CA_KEY_FILE else path.read_bytes())
         except OSError as exc:
             raise ConfigurationError(f"cannot read CA file {path}: {exc.strerror}") from None
     ca = CertificateAuthority(cert_pem=pems[0], key_pem=pems[1])

@@ -1,15 +1,23 @@
 """Building an engine: SQLite (the default) or PostgreSQL, with the same schema and code.
 
 ``make_engine`` is a function, never an import side effect. On SQLite it turns on WAL,
-``synchronous=NORMAL``, foreign keys (the member node's token cache cascades on withdrawal) and a
-30 s busy timeout, and it makes every transaction a write transaction (``BEGIN IMMEDIATE``), so
-that read-then-write sequences such as a quota reservation or an audit-log append are
-serialized by SQLite itself instead of failing with "database is locked" on upgrade. A
-read-only caller may opt out with ``engine.execution_options(sqlite_begin="DEFERRED")``.
+``synchronous=NORMAL``, foreign keys (the member node's token cache cascades on withdrawal), a
+30 s busy timeout and ``secure_delete`` (a withdrawn identifier's bytes are overwritten, not
+left in the file's free space), and it makes every transaction a write transaction
+(``BEGIN IMMEDIATE``), so that read-then-write sequences such as a quota reservation or an
+audit-log append are serialized by SQLite itself instead of failing with "database is locked"
+on upgrade. A read-only caller may opt out with
+``engine.execution_options(sqlite_begin="DEFERRED")``.
+
+A SQLite database file is created with mode 0600 before SQLite opens it (SQLite gives its -wal,
+-shm and -journal files the database file's mode), and an existing one, with those files, loses
+any group and others' access: the member node's holds raw identifiers and label keys.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +33,7 @@ __all__ = ["create_schema", "make_engine"]
 _BUSY_TIMEOUT_MS = 30_000
 _SQLITE_BEGIN_MODES = {"DEFERRED", "IMMEDIATE", "EXCLUSIVE"}
 _PG_DRIVER = "postgresql+psycopg"
+_SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 def make_engine(url: str) -> Engine:
@@ -60,6 +69,8 @@ def _sqlite_engine(url: URL) -> Engine:
         directory = Path(database).expanduser().resolve().parent
         if not directory.is_dir():
             raise StorageError(f"cannot open SQLite database {database}: directory {directory} does not exist")
+        if not database.startswith("file:"):  # A URI filename: SQLite's own syntax, opened as given.
+            _make_private(Path(database))
     engine = create_engine(url, connect_args={"check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -73,6 +84,7 @@ def _sqlite_engine(url: URL) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA secure_delete=ON")
         finally:
             cursor.close()
 
@@ -84,3 +96,29 @@ def _sqlite_engine(url: URL) -> Engine:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _make_private(path: Path) -> None:
+    """Create ``path`` 0600 if it does not exist; take group and others' access from it and its side files.
+
+    Raises:
+        StorageError: a file exists that this process may not change the mode of.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # Let SQLite report what is wrong with the path, in its words.
+    for candidate in (path, *(path.with_name(path.name + suffix) for suffix in _SQLITE_SIDE_FILES)):
+        try:
+            mode = stat.S_IMODE(candidate.stat().st_mode)
+            if mode & 0o077:
+                os.chmod(candidate, mode & 0o700)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise StorageError(
+                f"SQLite file {candidate} is open to group or others and its mode cannot be changed "
+                f"({exc.strerror}): run `chmod 600 {candidate}` as its owner"
+            ) from None

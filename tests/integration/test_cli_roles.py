@@ -61,6 +61,7 @@ def test_serve_refuses_bad_files_with_the_reason(tmp_path: Path, pki) -> None:  
     )
     assert missing.exit_code == 1 and f"key share {tmp_path / 'none'}: No such file or directory" in missing.output
     (tmp_path / "bad.share").write_bytes(b"not a share")
+    (tmp_path / "bad.share").chmod(0o600)  # A secret file: anything looser is refused before reading.
     bad = run(
         "custodian",
         "serve",
@@ -75,6 +76,7 @@ def test_serve_refuses_bad_files_with_the_reason(tmp_path: Path, pki) -> None:  
     assert bad.exit_code == 1 and "not an alliance-psi key share" in bad.output
     (tmp_path / "signing.key").write_text("nonsense")
     coordinator_tls = [arg.replace("custodian-1.", "coordinator.") for arg in tls]
+    (tmp_path / "signing.key").chmod(0o600)
     coordinator = run(
         "coordinator",
         "serve",

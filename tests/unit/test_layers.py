@@ -1,7 +1,7 @@
 """Each layer imports only the layers below it (STYLE guideline 2), and exports exactly what it says.
 
 The order is the README's: identifiers → crypto → protocol → storage → services → reports → cli,
-over a base of ``errors``, ``defaults``, ``config`` and ``_files`` that every layer may use and
+over a base of ``errors``, ``defaults``, ``_files`` and ``config`` that every layer may use and
 in which each module imports only those listed before it. ``upward_imports`` reads every
 module's import statements (also those inside functions and ``TYPE_CHECKING`` blocks, which the
 lazy CLI uses), so an import the tests never execute is still checked; a subprocess test checks
@@ -24,7 +24,7 @@ import alliance_psi
 
 PACKAGE = Path(alliance_psi.__file__).resolve().parent
 LAYERS = ("identifiers", "crypto", "protocol", "storage", "services", "reports", "cli")
-BASE = ("errors", "defaults", "config", "_files")  # Each imports only those before it.
+BASE = ("errors", "defaults", "_files", "config")  # Each imports only those before it.
 
 
 def _layer_of(module: str) -> str:
@@ -101,7 +101,7 @@ def package_copy(tmp_path: Path) -> Path:
         ("services/status.py", "from alliance_psi.reports.verify import ReportMismatch", "alliance_psi.reports.verify"),
         ("reports/model.py", "from alliance_psi.cli import main", "alliance_psi.cli"),
         ("errors.py", "from alliance_psi.identifiers import types", "alliance_psi.identifiers"),
-        ("config.py", "from alliance_psi import _files", "alliance_psi._files"),
+        ("_files.py", "from alliance_psi import config", "alliance_psi.config"),
         ("defaults.py", "from alliance_psi.config import MemberConfig", "alliance_psi.config"),
         ("__init__.py", "from alliance_psi import errors", "alliance_psi.errors"),
         ("crypto/derive.py", "from ..protocol import model", "alliance_psi.protocol"),

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import stat
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, create_engine, event, select, text
 
 from alliance_psi.errors import ConfigurationError, StorageError
-from alliance_psi.storage import create_schema, make_engine
+from alliance_psi.storage import MemberRepository, create_schema, make_engine
 from alliance_psi.storage.schema import audit_log
 
 
@@ -38,6 +40,7 @@ def test_sqlite_pragmas(tmp_path: Path) -> None:
         assert conn.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30_000
+        assert conn.execute(text("PRAGMA secure_delete")).scalar() == 1
     engine.dispose()
 
 
@@ -78,3 +81,76 @@ def test_naive_datetimes_are_refused(engine: Engine) -> None:
                 entry_hash=bytes(32),
             )
         )
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_sqlite_files_are_created_private(tmp_path: Path) -> None:
+    path = tmp_path / "node.db"
+    engine = make_engine(f"sqlite:///{path}")
+    create_schema(engine)
+    with engine.connect() as conn:  # Open while the WAL and shared-memory files exist.
+        conn.execute(text("SELECT 1"))
+        files = sorted(p.name for p in tmp_path.iterdir())
+        assert files == ["node.db", "node.db-shm", "node.db-wal"]
+        assert {name: _mode(tmp_path / name) for name in files} == dict.fromkeys(files, 0o600)
+    engine.dispose()
+
+
+def test_an_existing_database_open_to_others_is_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "node.db"
+    engine = make_engine(f"sqlite:///{path}")
+    create_schema(engine)
+    engine.dispose()
+    for name in ("node.db", "node.db-wal", "node.db-journal"):
+        (tmp_path / name).touch()
+        (tmp_path / name).chmod(0o644)
+    make_engine(f"sqlite:///{path}").dispose()
+    assert {name: _mode(tmp_path / name) for name in ("node.db", "node.db-wal", "node.db-journal")} == {
+        "node.db": 0o600,
+        "node.db-wal": 0o600,
+        "node.db-journal": 0o600,
+    }
+
+
+def _secure_delete_off_by_default(engine: Engine) -> None:
+    # As on an SQLite built without SQLITE_SECURE_DELETE (this one may have it on already): the
+    # listener runs first on every new connection, before make_engine's own settings.
+    def off(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA secure_delete=OFF")
+
+    event.listen(engine, "connect", off, insert=True)
+
+
+def _file_after_withdrawal(engine: Engine, path: Path, kept: str, withdrawn: str) -> bytes:
+    create_schema(engine)
+    rows = [{"type": "phone", "canonical": v, "category": "other", "severity": ""} for v in (kept, withdrawn)]
+    with engine.begin() as conn:
+        MemberRepository(conn).upsert_identifiers(rows)
+    with engine.begin() as conn:
+        assert MemberRepository(conn).withdraw("phone", withdrawn)
+    engine.dispose()  # The last connection checkpoints the WAL into the file and removes it.
+    return path.read_bytes()
+
+
+# Distinctive values, so that finding them in the file cannot be chance.
+KEPT, WITHDRAWN = "+8613900000001", "+8613955501234"
+
+
+def test_a_withdrawn_identifier_leaves_no_bytes_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "node.db"
+    engine = make_engine(f"sqlite:///{path}")
+    _secure_delete_off_by_default(engine)
+    data = _file_after_withdrawal(engine, path, KEPT, WITHDRAWN)
+    assert KEPT.encode() in data
+    assert WITHDRAWN.encode() not in data
+
+
+def test_without_secure_delete_the_withdrawn_bytes_stay(tmp_path: Path) -> None:
+    # The control: the check above finds a deleted value when nothing overwrites it.
+    path = tmp_path / "plain.db"
+    engine = create_engine(f"sqlite:///{path}")
+    _secure_delete_off_by_default(engine)
+    assert WITHDRAWN.encode() in _file_after_withdrawal(engine, path, KEPT, WITHDRAWN)
