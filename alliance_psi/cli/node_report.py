@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from alliance_psi._files import write_file_atomic
+from alliance_psi._files import read_secret, write_file_atomic
 from alliance_psi.cli._options import reported
 from alliance_psi.cli.node import F, _option, database_option, node_group, open_node_database
 from alliance_psi.cli.reports import console_safe, holders_text, read_public_key
@@ -129,7 +129,7 @@ def _signer(member_id: str, cert: Path | None, key: Path | None) -> ReportSigner
     files = {}
     for option, path in (("--cert", cert), ("--key", key)):
         try:
-            files[option] = path.read_bytes()
+            files[option] = read_secret(path, what=option) if option == "--key" else path.read_bytes()
         except OSError as exc:
             raise ConfigurationError(f"{option} {path}: {exc.strerror}") from None
     return ReportSigner.load(files["--cert"], files["--key"], member_id=member_id)

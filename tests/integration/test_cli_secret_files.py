@@ -84,6 +84,18 @@ def test_node_join_refuses_a_tls_key_others_can_read(tmp_path: Path, pki) -> Non
     assert result.exit_code == 1 and refusal("TLS option 'key':", key) in result.output
 
 
+def test_node_report_refuses_a_signing_tls_key_others_can_read(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    key = tmp_path / "bank-a.key"
+    key.write_bytes((pki.directory / "bank-a.key").read_bytes())
+    public = tmp_path / "signing.pub"
+    public.write_text(SigningKey.generate().public_key.hex())
+    config = node_toml(tmp_path, pki, public, key=str(open_to_others(key)))
+    out = tmp_path / "leads.json"
+    result = run("node", "--config", str(config), "report", "r-1", "--format", "json", "-o", str(out))
+    assert result.exit_code == 1 and refusal("--key", key) in result.output
+    assert not out.exists()
+
+
 def test_node_join_refuses_a_label_nonce_key_others_can_read(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
     nonce_key = tmp_path / "secrets" / "label-nonce.key"
     nonce_key.parent.mkdir()
