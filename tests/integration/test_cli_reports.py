@@ -85,6 +85,7 @@ def node(tmp_path: Path) -> dict[str, str]:
     for name, issued in CERTS.items():
         (pki_dir / f"{name}.pem").write_bytes(issued.cert_pem)
         (pki_dir / f"{name}.key").write_bytes(issued.key_pem)
+        (pki_dir / f"{name}.key").chmod(0o600)  # A private key: commands refuse one others may read.
     return {
         "database": url,
         "key": str(key_file),
