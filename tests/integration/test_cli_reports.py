@@ -589,6 +589,7 @@ def test_report_verify_online_refuses_a_node_config_it_cannot_use(node: dict[str
     admin = pki_module.issue(CA, role=Role.ADMIN, name="operator")
     (pki_dir / "operator.pem").write_bytes(admin.cert_pem)
     (pki_dir / "operator.key").write_bytes(admin.key_pem)
+    (pki_dir / "operator.key").chmod(0o600)
     cases = {
         "": f"Error: {tmp_path / 'node.toml'}: 'custodian' must be a list of custodians, NAME@HOST:PORT\n",
         'custodian = ["custodian-1@127.0.0.1:9"]\nkey = "x"\n': (
