@@ -74,22 +74,23 @@ def refusal(what: str, path: Path) -> str:
     return f"Error: {what} {path} is open to group or others (mode 0644) and holds a secret: run `chmod 600 {path}`"
 
 
-def test_node_join_refuses_a_tls_key_others_can_read(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+def node_with_a_key_others_can_read(tmp_path: Path, pki) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+    """A node.toml whose TLS key is a copy of bank-a's, mode 0644; and that key."""
     key = tmp_path / "bank-a.key"
     key.write_bytes((pki.directory / "bank-a.key").read_bytes())
     public = tmp_path / "signing.pub"
     public.write_text(SigningKey.generate().public_key.hex())
-    config = node_toml(tmp_path, pki, public, key=str(open_to_others(key)))
+    return node_toml(tmp_path, pki, public, key=str(open_to_others(key))), key
+
+
+def test_node_join_refuses_a_tls_key_others_can_read(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    config, key = node_with_a_key_others_can_read(tmp_path, pki)
     result = run("node", "--config", str(config), "join", "r-1")
     assert result.exit_code == 1 and refusal("TLS option 'key':", key) in result.output
 
 
 def test_node_report_refuses_a_signing_tls_key_others_can_read(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
-    key = tmp_path / "bank-a.key"
-    key.write_bytes((pki.directory / "bank-a.key").read_bytes())
-    public = tmp_path / "signing.pub"
-    public.write_text(SigningKey.generate().public_key.hex())
-    config = node_toml(tmp_path, pki, public, key=str(open_to_others(key)))
+    config, key = node_with_a_key_others_can_read(tmp_path, pki)
     out = tmp_path / "leads.json"
     result = run("node", "--config", str(config), "report", "r-1", "--format", "json", "-o", str(out))
     assert result.exit_code == 1 and refusal("--key", key) in result.output
