@@ -10,8 +10,11 @@ Our exception hierarchy::
     │   ├── MalformedScalar     bytes that are not a canonical, non-zero scalar
     │   ├── InvalidLabel        a sealed label failed to open (every cause, one error)
     │   ├── LabelTooLarge       a label plaintext does not fit the fixed padded size
+    │   ├── InvalidProof        a Merkle inclusion or consistency proof did not verify
     │   └── InvalidSignature    a signature did not verify
-    │       └── ReportMismatch  a lead report that does not match its signed evidence
+    │       ├── ReportMismatch  a lead report that does not match its signed evidence
+    │       ├── ResultMismatch  a result whose leaves or log entry do not match its signed header
+    │       └── LogInconsistent the coordinator's audit log contradicts a checkpoint it signed
     ├── ConfigurationError      a suite, key share, certificate, key file or option that cannot be used
     ├── RequestError            a request a peer sent that cannot be served (crosses the network)
     │   ├── InvalidRequest      a malformed or out-of-range field          → INVALID_ARGUMENT
@@ -50,10 +53,12 @@ __all__ = [
     "ImportFileError",
     "InvalidIdentifier",
     "InvalidLabel",
+    "InvalidProof",
     "InvalidRequest",
     "InvalidSignature",
     "LabelTooLarge",
     "LimitExceeded",
+    "LogInconsistent",
     "MalformedElement",
     "MalformedScalar",
     "NotAuthenticated",
@@ -63,6 +68,7 @@ __all__ = [
     "QuotaExceeded",
     "ReportMismatch",
     "RequestError",
+    "ResultMismatch",
     "RoundClosed",
     "SetMismatch",
     "StorageError",
@@ -160,12 +166,32 @@ class LabelTooLarge(CryptoError, ValueError):
     """A label plaintext does not fit the fixed padded size (an error of the sealing member)."""
 
 
+class InvalidProof(CryptoError):
+    """A Merkle inclusion or consistency proof did not verify (RFC 9162, section 2.1)."""
+
+
 class InvalidSignature(CryptoError):
     """A signature did not verify against the expected public key."""
 
 
 class ReportMismatch(InvalidSignature):
     """A report that does not match its signed evidence, or cannot be checked; the message says what."""
+
+
+class ResultMismatch(InvalidSignature):
+    """A result whose leaves, or whose audit-log entry, do not add up to its signed header.
+
+    The member refuses the whole result and keeps nothing of it.
+    """
+
+
+class LogInconsistent(InvalidSignature):
+    """The coordinator's audit log contradicts a checkpoint it signed earlier (rewritten, truncated
+    or forked). ``evidence`` names the file the member node kept for an outsider to check, if any."""
+
+    def __init__(self, message: str, *, evidence: str | None = None) -> None:
+        self.evidence = evidence
+        super().__init__(message)
 
 
 class ConfigurationError(AlliancePsiError, ValueError):
