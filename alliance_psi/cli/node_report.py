@@ -31,9 +31,9 @@ from alliance_psi.errors import ConfigurationError, InvalidSignature, StorageErr
 
 if TYPE_CHECKING:
     from rich.table import Table
+    from sqlalchemy import Connection
 
     from alliance_psi.reports import LeadReport, ReportSigner
-    from alliance_psi.storage import MemberRepository
 
 # The protocol, crypto, report and rich modules are imported by the functions that use them, so
 # that only the command that runs pays for them.
@@ -54,16 +54,14 @@ def mask(value: str) -> str:
 
 
 @contextlib.contextmanager
-def _member_repository(database: str) -> Iterator[MemberRepository]:
+def _member_connection(database: str) -> Iterator[Connection]:
     # Read-only: SQLite need not take the write lock that other node commands take.
     from sqlalchemy.exc import DBAPIError
-
-    from alliance_psi.storage import MemberRepository
 
     with open_node_database(database, read_only=True) as engine:
         try:
             with engine.connect() as conn:
-                yield MemberRepository(conn)
+                yield conn
         except DBAPIError as exc:
             raise StorageError(f"cannot read the node database: {exc.orig}") from None
 
@@ -71,36 +69,46 @@ def _member_repository(database: str) -> Iterator[MemberRepository]:
 def load_report(database: str, round_id: str, *, member_id: str, public_key: bytes) -> tuple[LeadReport, int]:
     """The report for a kept result, verified again; also how many signed matches have no own identifier.
 
+    The signed header and every kept leaf are checked again (the Merkle root over the leaves is
+    recomputed), and each lead gets its leaf's inclusion proof.
+
     Raises:
         NotFound: no result is kept for ``round_id``.
-        InvalidSignature: the kept result does not verify, is for another member or round, or its
-            stored key epoch differs from the signed one.
+        InvalidSignature: the kept result does not verify (``ResultMismatch`` for its leaves), is
+            for another member or round, or its stored key epoch differs from the signed one.
         StorageError: the database cannot be read.
     """
     from alliance_psi.crypto.signing import key_id
     from alliance_psi.protocol.leads import build_leads
-    from alliance_psi.protocol.result_codec import open_result
+    from alliance_psi.protocol.result_codec import lead_proofs, reopen_result
     from alliance_psi.reports import build_report
+    from alliance_psi.storage import KeptResults, MemberRepository
 
-    with _member_repository(database) as repo:
-        key_epoch, round_name, payload, signature, _ = repo.get_result(round_id)
-        result = open_result(public_key, payload, signature, round_id=round_id, member_id=member_id)
+    with _member_connection(database) as conn:
+        kept = KeptResults(conn)
+        key_epoch, round_name, header, signature, _ = kept.get_result(round_id)
+        leaves = list(kept.iter_leaves(round_id))
+        result = reopen_result(public_key, header, signature, leaves, round_id=round_id, member_id=member_id)
         if result.key_epoch != key_epoch:
             raise InvalidSignature(
                 f"kept result is filed under key epoch {key_epoch!r}, signed for {result.key_epoch!r}"
             )
         tokens = [match.match_token for match in result.matches]
+        repo = MemberRepository(conn)
         own = repo.identifiers_for_tokens(result.key_epoch, tokens)
         label_keys = repo.label_keys_for_tokens(result.key_epoch, tokens)
     leads = build_leads(result, own, label_keys)
+    index_of = {match.match_token: i for i, match in enumerate(result.matches)}
+    proofs = lead_proofs(leaves, (index_of[lead.match_token] for lead in leads))
     report = build_report(
         member_id=member_id,
         round_name=round_name,
         result=result,
         leads=leads,
-        payload=payload,
+        header=header,
         signature=signature,
         key_id=key_id(public_key),
+        proofs={token: proofs[i] for token, i in index_of.items() if i in proofs},
     )
     return report, len(result.matches) - len(leads)
 
@@ -226,8 +234,10 @@ def results_command(round_id: str | None, database: str, member_id: str | None, 
     console = Console()
     with reported():
         if round_id is None:
-            with _member_repository(database) as repo:
-                rows = repo.list_results()
+            from alliance_psi.storage import KeptResults
+
+            with _member_connection(database) as conn:
+                rows = KeptResults(conn).list_results()
             click.echo(_results_listing(rows) if rows else "no results kept yet")
             return
         if member_id is None or coordinator_key is None:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["fetch", "join"]
 
-_STAGES = {"tokenize": "identifiers tokenized", "submit": "changes sent"}
+_STAGES = {"tokenize": "identifiers tokenized", "submit": "changes sent", "fetch": "result leaves verified"}
 
 
 @contextmanager
@@ -167,10 +167,10 @@ def fetch(round_id: str, database: str, wait: float, **options: Any) -> None:
         node = MemberNode.from_config(member_config(database, **options))
         try:
             round_, _ = node.coordinator.get_round(round_id)
-            result, _, _ = node.fetch_and_keep(round_, wait=wait)
+            header = node.fetch_and_keep(round_, wait=wait)
         finally:
             node.close()
     click.echo(
-        f"result for round {round_id} verified and kept: {plural(len(result.matches), 'matched token')}; "
+        f"result for round {round_id} verified and kept: {plural(header.match_count, 'matched token')}; "
         f"write the investigator report with: alliance-psi node report {round_id} --format html -o FILE"
     )

@@ -1,7 +1,7 @@
 """The protocol layer: the roles of a matching round and their messages; no grpc, no SQL.
 
 ``model`` (domain dataclasses), ``custodian`` / ``coordinator`` (the roles), ``submission``
-(digests), ``result_codec`` (canonical signed results), ``ports`` (what the roles need from
+(digests), ``result_codec`` (signed result headers over Merkle trees of leaves), ``ports`` (what the roles need from
 storage) and ``messages`` (the only module that touches the generated protobuf code).
 """
 
@@ -11,13 +11,14 @@ from alliance_psi.protocol.model import (
     Identity,
     MatchedToken,
     MemberResult,
+    PeerLabel,
     Role,
     Round,
     RoundState,
     SubmissionState,
     SubmissionStatus,
 )
-from alliance_psi.protocol.result_codec import decode_result, encode_result, open_result, sign_result
+from alliance_psi.protocol.result_codec import ResultHeader, open_header, sign_header, verify_lead
 
 __all__ = [
     "Chunk",
@@ -27,14 +28,15 @@ __all__ = [
     "Identity",
     "MatchedToken",
     "MemberResult",
+    "PeerLabel",
+    "ResultHeader",
     "Role",
     "Round",
     "RoundSpec",
     "RoundState",
     "SubmissionState",
     "SubmissionStatus",
-    "decode_result",
-    "encode_result",
-    "open_result",
-    "sign_result",
+    "open_header",
+    "sign_header",
+    "verify_lead",
 ]

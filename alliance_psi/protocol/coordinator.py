@@ -7,13 +7,13 @@ submission is invisible to matching until committed, and an uncommitted one is d
 the round closes. Submissions build standing sets per scope (``Round.set_scope``): the first is
 the member's whole set, later ones are deltas, and a round matches over the sets of the members
 that committed to it, so rounds of one scope run one after another. Each committed member gets a signed result holding only its own matched
-tokens. Every state change is appended to the audit log (ids and counts, never tokens).
+tokens, as a signed header over a Merkle tree of leaves stored a page at a time
+(``result_codec``). Every state change is appended to the audit log (ids and counts, never tokens).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 import secrets
 from collections.abc import Callable, Collection, Iterator
@@ -26,14 +26,21 @@ from alliance_psi.protocol.model import (
     MIN_THRESHOLD,
     Identity,
     MatchedToken,
-    MemberResult,
+    PeerLabel,
     Role,
     Round,
     RoundState,
     SubmissionStatus,
 )
 from alliance_psi.protocol.ports import CoordinatorTx, CoordinatorUnitOfWork
-from alliance_psi.protocol.result_codec import sign_result
+from alliance_psi.protocol.result_codec import (
+    PAGE_BYTES,
+    LeafPage,
+    ResultBuilder,
+    ResultHeader,
+    SignedResultHeader,
+    sign_header,
+)
 from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS, check_item, chunk_digest
 
 __all__ = ["MAX_ID_CHARS", "Chunk", "Commit", "CoordinatorRole", "RoundSpec"]
@@ -108,6 +115,7 @@ class CoordinatorRole:
         clock: Callable[[], datetime] = _utcnow,
         max_set_items: int | None = None,
         max_round_items: int | None = None,
+        result_page_bytes: int = PAGE_BYTES,
     ) -> None:
         self.uow, self.key, self.known_types, self.name, self.clock = (
             uow,
@@ -119,6 +127,7 @@ class CoordinatorRole:
         if (max_set_items is not None and max_set_items < 1) or (max_round_items is not None and max_round_items < 1):
             raise ConfigurationError("max_set_items and max_round_items must be at least 1")
         self.max_set_items, self.max_round_items = max_set_items, max_round_items
+        self.result_page_bytes = result_page_bytes
 
     # Rounds ------------------------------------------------------------------------------
 
@@ -354,13 +363,18 @@ class CoordinatorRole:
         now = self.clock()
         with self.uow() as tx:
             found = tx.repo.get_round(round_id)
-            if found.state is not RoundState.CLOSED:
+            # The compare-and-set comes first: a concurrent matcher of the same round waits on it
+            # (PostgreSQL's row lock, SQLite's write lock) and then finds the round matched.
+            if found.state is not RoundState.CLOSED or not tx.repo.transition_round(
+                round_id, RoundState.CLOSED, RoundState.MATCHED, at=now
+            ):
                 return
             members = tx.repo.committed_members(round_id)
-            matches: dict[str, list[MatchedToken]] = {m: [] for m in members}
+            results = {m: ResultBuilder(self.result_page_bytes) for m in members}
             matched_tokens = 0
             # One pass over every token two or more members hold: the operator's holder counts
-            # come from all of them, the results from those at the threshold.
+            # come from all of them, the results from those at the threshold. Each member's
+            # leaves go to the database a page at a time, never all in memory.
             by_holders: dict[int, int] = {}
             for group in _groups(tx.repo.match(round_id, 2, labels=found.share_labels)):
                 by_holders[group.count] = by_holders.get(group.count, 0) + 1
@@ -368,19 +382,30 @@ class CoordinatorRole:
                     continue
                 matched_tokens += 1
                 for member, _ in group.holders:
-                    peers = tuple(lbl for m, lbl in group.holders if m != member and lbl) if found.share_labels else ()
-                    matches[member].append(MatchedToken(group.token, group.count, peers))
+                    peers = (
+                        tuple(PeerLabel(lbl) for m, lbl in group.holders if m != member and lbl)
+                        if found.share_labels
+                        else ()
+                    )
+                    page = results[member].add(MatchedToken(group.token, group.count, peers))
+                    if page is not None:
+                        tx.repo.store_result_page(round_id, member, page.page_index, page.first_leaf, page.leaves)
             for member in members:
-                result = MemberResult(
+                builder = results[member]
+                last = builder.finish()
+                if last is not None:
+                    tx.repo.store_result_page(round_id, member, last.page_index, last.first_leaf, last.leaves)
+                header = ResultHeader(
                     round_id,
                     member,
                     found.key_epoch,
                     found.threshold,
                     tx.repo.submitted_count(round_id, member),
-                    tuple(matches[member]),
+                    builder.count,
+                    builder.root(),
                 )
-                payload, signature = sign_result(self.key, result)
-                tx.repo.store_result(round_id, member, payload, signature, at=now)
+                signed = sign_header(self.key, header)
+                tx.repo.store_result(round_id, member, signed.header, signed.signature, builder.pages, at=now)
                 tx.audit.append(
                     actor=self.name,
                     action="result.issue",
@@ -388,12 +413,11 @@ class CoordinatorRole:
                     detail={
                         "round_id": round_id,
                         "member_id": member,
-                        "matches": len(result.matches),
-                        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+                        "matches": builder.count,
+                        "root": header.root.hex(),
                     },
                 )
             tx.repo.record_holder_counts(round_id, dict(sorted(by_holders.items())))
-            tx.repo.transition_round(round_id, RoundState.CLOSED, RoundState.MATCHED, at=now)
             tx.audit.append(
                 actor=self.name,
                 action="round.matched",
@@ -401,14 +425,26 @@ class CoordinatorRole:
                 detail={"round_id": round_id, "members": len(members), "matched_tokens": matched_tokens},
             )
 
-    def get_result(self, caller: Identity, round_id: str) -> tuple[bytes, bytes]:
-        """The caller's own signed result. ``NotFound`` before matching or without a commit."""
+    def get_result(self, caller: Identity, round_id: str) -> tuple[SignedResultHeader, Iterator[LeafPage]]:
+        """The caller's own signed result header, and its pages of leaves to read one by one.
+
+        Each page is read in its own short transaction when the iterator reaches it, so serving
+        a result of any size holds one page in memory. ``NotFound`` before matching or without
+        a commit; checked before this returns.
+        """
         _require(caller, Role.MEMBER, "fetch results")
         with self.uow() as tx:
             found = self._visible_round(tx, caller, round_id)
             if found.state is not RoundState.MATCHED:
                 raise NotFound(f"round {round_id} is {found.state}: no results yet")
-            return tx.repo.get_result(round_id, caller.name)
+            header, signature, pages = tx.repo.get_result(round_id, caller.name)
+        return SignedResultHeader(header, signature, self.key.key_id), self._pages(round_id, caller.name, pages)
+
+    def _pages(self, round_id: str, member_id: str, count: int) -> Iterator[LeafPage]:
+        for index in range(count):
+            with self.uow() as tx:
+                first, leaves = tx.repo.get_result_page(round_id, member_id, index)
+            yield LeafPage(index, first, leaves)
 
     @staticmethod
     def _visible_round(tx: CoordinatorTx, caller: Identity, round_id: str) -> Round:

@@ -103,9 +103,9 @@ def build_leads(
         type_, canonical, category, severity, first_seen, case_ref = own[match.match_token]
         labels, unreadable = [], 0
         context = LabelContext(result.key_epoch, match.match_token)
-        for sealed in match.peer_labels:
+        for peer in match.peer_labels:
             try:
-                labels.append(LeadLabel.decode(open_label(label_keys[match.match_token], sealed, context)))
+                labels.append(LeadLabel.decode(open_label(label_keys[match.match_token], peer.sealed, context)))
             except (InvalidLabel, KeyError):
                 unreadable += 1
         found.append(

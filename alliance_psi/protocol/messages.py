@@ -27,6 +27,7 @@ from alliance_psi.protocol._pb import custodian_pb2 as pb_custodian
 from alliance_psi.protocol.coordinator import MAX_ID_CHARS, Chunk, Commit, RoundSpec
 from alliance_psi.protocol.custodian import MAX_EVALUATE_BATCH, EpochStatus
 from alliance_psi.protocol.model import Round, RoundState, SubmissionState, SubmissionStatus
+from alliance_psi.protocol.result_codec import LeafPage, SignedResultHeader
 from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS
 from alliance_psi.protocol.wire import WireLimit, field_bytes
 
@@ -45,6 +46,8 @@ __all__ = [
     "evaluate_request",
     "pb_coordinator",
     "pb_custodian",
+    "result_part_from_pb",
+    "result_part_to_pb",
     "round_from_pb",
     "round_spec_from_pb",
     "round_spec_to_pb",
@@ -275,3 +278,23 @@ def evaluate_from_pb(m: pb_custodian.EvaluateRequest) -> list[bytes]:
         if len(element) != ELEMENT_BYTES:
             raise InvalidRequest(f"element {position}: must be {ELEMENT_BYTES} bytes, got {len(element)}")
     return elements
+
+
+def result_part_to_pb(part: SignedResultHeader | LeafPage) -> pb_coordinator.ResultPart:
+    if isinstance(part, SignedResultHeader):
+        return pb_coordinator.ResultPart(
+            header=pb_coordinator.SignedResultHeader(header=part.header, signature=part.signature, key_id=part.key_id)
+        )
+    return pb_coordinator.ResultPart(
+        page=pb_coordinator.LeafPage(page_index=part.page_index, first_leaf=part.first_leaf, leaves=list(part.leaves))
+    )
+
+
+def result_part_from_pb(m: pb_coordinator.ResultPart) -> SignedResultHeader | LeafPage:
+    """One message of a result stream; ``InvalidRequest`` if it is neither a header nor a page."""
+    kind = m.WhichOneof("part")
+    if kind == "header":
+        return SignedResultHeader(m.header.header, m.header.signature, m.header.key_id)
+    if kind == "page":
+        return LeafPage(m.page.page_index, m.page.first_leaf, tuple(m.page.leaves))
+    raise InvalidRequest("result stream: a message that is neither a header nor a page")

@@ -16,6 +16,7 @@ __all__ = [
     "Identity",
     "MatchedToken",
     "MemberResult",
+    "PeerLabel",
     "Role",
     "Round",
     "RoundState",
@@ -109,12 +110,21 @@ class SubmissionStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerLabel:
+    """Another holder's sealed label, and which enrolled member sealed it if that member chose
+    to be named (``sealer``, as the coordinator attests it; None: not named)."""
+
+    sealed: bytes
+    sealer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MatchedToken:
     """One of a member's tokens that at least ``threshold`` members hold."""
 
     match_token: bytes
     holder_count: int
-    peer_labels: tuple[bytes, ...] = ()  # Sealed labels of the other holders, in no meaningful order.
+    peer_labels: tuple[PeerLabel, ...] = ()  # The other holders' labels, in no meaningful order.
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,63 +1,131 @@
-"""The canonical encoding of a member's result, and its signature.
+"""A member's result as a Merkle tree: a small signed header and one leaf per matched token.
 
-One byte string per result, the same for equal results, so that a signature over it means one
-thing. Version 1::
+A result can hold a million matched tokens with peer labels (hundreds of MB), so it is never one
+message nor one signature over one blob. The coordinator signs a **header** that commits to the
+**leaves** through their RFC 9162 Merkle tree head (``crypto.merkle``); the leaves travel in
+pages after the header, and the member recomputes the root over every page before it keeps
+anything. One lead is provable to an outsider with only the coordinator's public key: the signed
+header, its leaf and the leaf's inclusion proof (``verify_lead``).
 
-    "APSI-RESULT" 0x01
-    lp(round_id) lp(member_id) lp(key_epoch)          lp(s) = I2OSP(len(s), 2) || s (UTF-8)
-    I2OSP(threshold, 2) I2OSP(submitted_count, 8) I2OSP(len(matches), 4)
-    per match, in increasing token order:
-        match_token (16) I2OSP(holder_count, 4) I2OSP(len(labels), 2)
-        per label, in increasing byte order: I2OSP(len(label), 2) || label
+Canonical encodings (one byte string per value, so a signature means one thing), version 2::
 
-``open_result`` verifies the signature before it parses anything and checks that the result is
-for the round and member the caller expects: a member never acts on a result it cannot prove
-the coordinator issued for it.
+    header = "APSI-RESULT" 0x02
+             lp(round_id) lp(member_id) lp(key_epoch)          lp(s) = I2OSP(len(s), 2) || s (UTF-8)
+             I2OSP(threshold, 2) I2OSP(submitted_count, 8) I2OSP(match_count, 8)
+             root (32)                                         MTH over the leaves, in token order
+    leaf   = match_token (16) I2OSP(holder_count, 4) I2OSP(len(labels), 2)
+             per peer label, in increasing (sealed, sealer) order:
+                 I2OSP(len(sealed), 2) || sealed || lp(sealer)    sealer "": not named
+
+Leaves are in strictly increasing token order; leaf ``i`` is leaf ``i`` of the tree. The
+header's signature uses the context ``"result"`` (``crypto.signing``).
+
+Every check raises: ``InvalidSignature`` for a header that does not verify or is for someone
+else, ``InvalidRequest`` for bytes that are not canonical, ``ResultMismatch`` for leaves that
+do not add up to the signed header.
 """
 
 from __future__ import annotations
 
-from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
-from alliance_psi.crypto.signing import SigningKey, verify
-from alliance_psi.errors import InvalidRequest, InvalidSignature
-from alliance_psi.protocol.model import MatchedToken, MemberResult
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
 
-__all__ = ["RESULT_CONTEXT", "decode_result", "encode_result", "open_result", "sign_result"]
+from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
+from alliance_psi.crypto.merkle import HASH_BYTES, MemoryTree, TreeBuilder, leaf_hash, verify_inclusion
+from alliance_psi.crypto.signing import SigningKey, verify
+from alliance_psi.errors import InvalidProof, InvalidRequest, InvalidSignature, ResultMismatch
+from alliance_psi.protocol.model import MatchedToken, MemberResult, PeerLabel
+
+__all__ = [
+    "PAGE_BYTES",
+    "RESULT_CONTEXT",
+    "RESULT_FORMAT_VERSION",
+    "LeafPage",
+    "LeafProof",
+    "LeafVerifier",
+    "ResultBuilder",
+    "ResultHeader",
+    "SignedResultHeader",
+    "check_leaf",
+    "decode_header",
+    "decode_leaf",
+    "encode_header",
+    "encode_leaf",
+    "lead_proofs",
+    "open_header",
+    "reopen_result",
+    "result_tree",
+    "sign_header",
+    "verify_lead",
+]
 
 RESULT_CONTEXT = "result"
-_MAGIC = b"APSI-RESULT\x01"
+RESULT_FORMAT_VERSION = 2
+_MAGIC = b"APSI-RESULT"
+_HEADER_PREFIX = _MAGIC + bytes([RESULT_FORMAT_VERSION])
+# A page of leaves stays far below any gRPC message limit: 256 KiB of leaves, or one leaf if a
+# single leaf is larger (a token held by about 900 members, each with a label).
+PAGE_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ResultHeader:
+    """What the coordinator signs for one member's result (see the module docstring)."""
+
+    round_id: str
+    member_id: str
+    key_epoch: str
+    threshold: int
+    submitted_count: int
+    match_count: int
+    root: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SignedResultHeader:
+    """The header as sent: its canonical bytes, the coordinator's signature and key id."""
+
+    header: bytes
+    signature: bytes
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeafPage:
+    """Consecutive leaves of a result (canonical bytes), the first being leaf ``first_leaf``."""
+
+    page_index: int
+    first_leaf: int
+    leaves: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LeafProof:
+    """One leaf with its index and RFC 9162 inclusion proof in the result's tree."""
+
+    index: int
+    leaf: bytes
+    proof: tuple[bytes, ...]
 
 
 def _lp(text: str) -> bytes:
     data = text.encode("utf-8")
+    if len(data) > 0xFFFF:
+        raise ValueError("text longer than 65535 bytes")
     return len(data).to_bytes(2, "big") + data
 
 
-def encode_result(result: MemberResult) -> bytes:
-    """The canonical bytes of ``result`` (matches and labels sorted here, whatever their order)."""
-    parts = [
-        _MAGIC,
-        _lp(result.round_id),
-        _lp(result.member_id),
-        _lp(result.key_epoch),
-        result.threshold.to_bytes(2, "big"),
-        result.submitted_count.to_bytes(8, "big"),
-        len(result.matches).to_bytes(4, "big"),
-    ]
-    for match in sorted(result.matches, key=lambda m: m.match_token):
-        parts += [match.match_token, match.holder_count.to_bytes(4, "big"), len(match.peer_labels).to_bytes(2, "big")]
-        for label in sorted(match.peer_labels):
-            parts += [len(label).to_bytes(2, "big"), label]
-    return b"".join(parts)
-
-
 class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
+    def __init__(self, data: bytes, what: str) -> None:
+        self.data, self.pos, self.what = data, 0, what
+
+    def fail(self, reason: str) -> InvalidRequest:
+        return InvalidRequest(f"malformed result {self.what}: {reason}")
 
     def take(self, n: int) -> bytes:
         if self.pos + n > len(self.data):
-            raise InvalidRequest("malformed result payload: truncated")
+            raise self.fail("truncated")
         chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk
@@ -69,44 +137,271 @@ class _Reader:
         try:
             return self.take(self.int(2)).decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidRequest("malformed result payload: bad UTF-8") from None
+            raise self.fail("bad UTF-8") from None
+
+    def end(self) -> None:
+        if self.pos != len(self.data):
+            raise self.fail("not in canonical form")
 
 
-def decode_result(payload: bytes) -> MemberResult:
-    """Parse canonical bytes; raise ``InvalidRequest`` if they are not exactly that."""
-    reader = _Reader(payload)
-    if reader.take(len(_MAGIC)) != _MAGIC:
-        raise InvalidRequest("malformed result payload: unknown format or version")
+# Headers -----------------------------------------------------------------------------------------
+
+
+def encode_header(header: ResultHeader) -> bytes:
+    """The canonical bytes of ``header``."""
+    if len(header.root) != HASH_BYTES:
+        raise ValueError("root must be 32 bytes")
+    return b"".join(
+        [
+            _HEADER_PREFIX,
+            _lp(header.round_id),
+            _lp(header.member_id),
+            _lp(header.key_epoch),
+            header.threshold.to_bytes(2, "big"),
+            header.submitted_count.to_bytes(8, "big"),
+            header.match_count.to_bytes(8, "big"),
+            header.root,
+        ]
+    )
+
+
+def decode_header(data: bytes) -> ResultHeader:
+    """Parse canonical header bytes; raise ``InvalidRequest`` if they are anything else."""
+    reader = _Reader(data, "header")
+    if reader.take(len(_MAGIC)) != _MAGIC or reader.int(1) != RESULT_FORMAT_VERSION:
+        raise reader.fail(f"unknown format or version (this node reads version {RESULT_FORMAT_VERSION})")
     round_id, member_id, key_epoch = reader.text(), reader.text(), reader.text()
-    threshold, submitted, count = reader.int(2), reader.int(8), reader.int(4)
-    matches = []
-    for _ in range(count):
-        token, holders = reader.take(MATCH_TOKEN_BYTES), reader.int(4)
-        labels = tuple(reader.take(reader.int(2)) for _ in range(reader.int(2)))
-        matches.append(MatchedToken(token, holders, labels))
-    result = MemberResult(round_id, member_id, key_epoch, threshold, submitted, tuple(matches))
-    if reader.pos != len(payload) or encode_result(result) != payload:
-        raise InvalidRequest("malformed result payload: not in canonical form")
-    return result
+    header = ResultHeader(
+        round_id, member_id, key_epoch, reader.int(2), reader.int(8), reader.int(8), reader.take(HASH_BYTES)
+    )
+    reader.end()
+    return header
 
 
-def sign_result(key: SigningKey, result: MemberResult) -> tuple[bytes, bytes]:
-    """Return ``(payload, signature)`` for ``result``."""
-    payload = encode_result(result)
-    return payload, key.sign(RESULT_CONTEXT, payload)
+def sign_header(key: SigningKey, header: ResultHeader) -> SignedResultHeader:
+    """Encode and sign ``header`` with the coordinator's key."""
+    data = encode_header(header)
+    return SignedResultHeader(data, key.sign(RESULT_CONTEXT, data), key.key_id)
 
 
-def open_result(public_key: bytes, payload: bytes, signature: bytes, *, round_id: str, member_id: str) -> MemberResult:
-    """Verify, parse and check a result meant for ``member_id`` in ``round_id``.
+def open_header(
+    public_key: bytes, data: bytes, signature: bytes, *, round_id: str | None = None, member_id: str | None = None
+) -> ResultHeader:
+    """Verify, parse and check a signed header (meant for ``member_id`` in ``round_id`` when given).
 
-    Raises ``InvalidSignature`` if the signature does not verify or the result is for another
-    round or member, and ``InvalidRequest`` if a signed payload is malformed.
+    The signature is checked before anything is parsed. Raises ``InvalidSignature`` if it does
+    not verify or the header is for another round or member, and ``InvalidRequest`` if signed
+    bytes are malformed.
     """
-    verify(public_key, RESULT_CONTEXT, payload, signature)
-    result = decode_result(payload)
-    if result.round_id != round_id or result.member_id != member_id:
+    verify(public_key, RESULT_CONTEXT, data, signature)
+    header = decode_header(data)
+    if (round_id is not None and header.round_id != round_id) or (
+        member_id is not None and header.member_id != member_id
+    ):
         raise InvalidSignature(
-            f"result is for round {result.round_id!r} and member {result.member_id!r}, "
+            f"result is for round {header.round_id!r} and member {header.member_id!r}, "
             f"expected {round_id!r} and {member_id!r}"
         )
-    return result
+    return header
+
+
+# Leaves ------------------------------------------------------------------------------------------
+
+
+def _label_key(label: PeerLabel) -> tuple[bytes, str]:
+    return (label.sealed, label.sealer or "")
+
+
+def encode_leaf(match: MatchedToken) -> bytes:
+    """The canonical bytes of one matched token (labels sorted here, whatever their order)."""
+    if len(match.match_token) != MATCH_TOKEN_BYTES:
+        raise ValueError(f"match token must be {MATCH_TOKEN_BYTES} bytes")
+    parts = [match.match_token, match.holder_count.to_bytes(4, "big"), len(match.peer_labels).to_bytes(2, "big")]
+    for label in sorted(match.peer_labels, key=_label_key):
+        parts += [len(label.sealed).to_bytes(2, "big"), label.sealed, _lp(label.sealer or "")]
+    return b"".join(parts)
+
+
+def decode_leaf(data: bytes) -> MatchedToken:
+    """Parse canonical leaf bytes; raise ``InvalidRequest`` if they are anything else."""
+    reader = _Reader(data, "leaf")
+    token, holders = reader.take(MATCH_TOKEN_BYTES), reader.int(4)
+    labels = []
+    for _ in range(reader.int(2)):
+        sealed = reader.take(reader.int(2))
+        labels.append(PeerLabel(sealed, reader.text() or None))
+    reader.end()
+    if any(_label_key(a) > _label_key(b) for a, b in pairwise(labels)):
+        raise reader.fail("peer labels not in canonical order")
+    return MatchedToken(token, holders, tuple(labels))
+
+
+class ResultBuilder:
+    """The coordinator's side: matches in increasing token order in, pages and the root out.
+
+    ``add`` returns a page each time one is full (at most ``page_bytes`` of leaves, or a single
+    larger leaf), ``finish`` the last one; ``root`` is the Merkle tree head over every leaf.
+    Memory stays one page plus O(log n) hashes.
+    """
+
+    def __init__(self, page_bytes: int = PAGE_BYTES) -> None:
+        self.page_bytes = page_bytes
+        self._tree = TreeBuilder()
+        self._page: list[bytes] = []
+        self._page_size = self._page_first = self.pages = 0
+
+    @property
+    def count(self) -> int:
+        return self._tree.size
+
+    def add(self, match: MatchedToken) -> LeafPage | None:
+        leaf = encode_leaf(match)
+        full = self._cut() if self._page and self._page_size + len(leaf) > self.page_bytes else None
+        self._tree.append(leaf_hash(leaf))
+        self._page.append(leaf)
+        self._page_size += len(leaf)
+        return full
+
+    def finish(self) -> LeafPage | None:
+        return self._cut() if self._page else None
+
+    def root(self) -> bytes:
+        return self._tree.root()
+
+    def _cut(self) -> LeafPage:
+        page = LeafPage(self.pages, self._page_first, tuple(self._page))
+        self.pages += 1
+        self._page_first += len(self._page)
+        self._page, self._page_size = [], 0
+        return page
+
+
+class LeafVerifier:
+    """Checks a result's leaves, page after page, against its verified header.
+
+    Feed every page in order (``add``), then call ``finish``: it raises ``ResultMismatch`` unless
+    the leaves are exactly ``match_count`` canonical leaves in strictly increasing token order
+    whose Merkle tree head is the signed root. Memory stays O(log n) whatever the result's size.
+    """
+
+    def __init__(self, header: ResultHeader) -> None:
+        self.header = header
+        self._tree = TreeBuilder()
+        self._last_token = b""
+        self._next_page = 0
+
+    @property
+    def count(self) -> int:
+        """Leaves checked so far."""
+        return self._tree.size
+
+    def add(self, page: LeafPage) -> list[MatchedToken]:
+        """Check one page; return its matches (decoded). Raises ``ResultMismatch``."""
+        if page.page_index != self._next_page or page.first_leaf != self._tree.size:
+            raise ResultMismatch(
+                f"result page {page.page_index} starting at leaf {page.first_leaf} arrived out of order "
+                f"(expected page {self._next_page} at leaf {self._tree.size})"
+            )
+        if not page.leaves:
+            raise ResultMismatch(f"result page {page.page_index} is empty")
+        self._next_page += 1
+        matches = []
+        for leaf in page.leaves:
+            if self._tree.size >= self.header.match_count:
+                raise ResultMismatch(f"result has more leaves than the {self.header.match_count} signed")
+            try:
+                match = decode_leaf(leaf)
+            except InvalidRequest as exc:
+                raise ResultMismatch(f"result leaf {self._tree.size}: {exc}") from None
+            if match.match_token <= self._last_token:
+                raise ResultMismatch(f"result leaf {self._tree.size}: tokens not in strictly increasing order")
+            self._last_token = match.match_token
+            self._tree.append(leaf_hash(leaf))
+            matches.append(match)
+        return matches
+
+    def finish(self) -> None:
+        """Raise ``ResultMismatch`` unless every signed leaf arrived and they make the signed root."""
+        if self._tree.size != self.header.match_count:
+            raise ResultMismatch(f"result has {self._tree.size} leaves, the signed header {self.header.match_count}")
+        if self._tree.root() != self.header.root:
+            raise ResultMismatch("result leaves do not make the signed Merkle root")
+
+
+def result_tree(result: MemberResult) -> tuple[ResultHeader, tuple[bytes, ...]]:
+    """The header (unsigned) and the leaves, in order, of a result held in memory."""
+    builder = ResultBuilder()
+    matches = sorted(result.matches, key=lambda m: m.match_token)
+    leaves = tuple(encode_leaf(match) for match in matches)
+    for match in matches:
+        builder.add(match)
+    header = ResultHeader(
+        result.round_id,
+        result.member_id,
+        result.key_epoch,
+        result.threshold,
+        result.submitted_count,
+        builder.count,
+        builder.root(),
+    )
+    return header, leaves
+
+
+def reopen_result(
+    public_key: bytes, header: bytes, signature: bytes, leaves: Iterable[bytes], *, round_id: str, member_id: str
+) -> MemberResult:
+    """Verify a kept result again, header and every leaf, and return it whole.
+
+    Raises ``InvalidSignature`` (header), ``ResultMismatch`` (leaves), ``InvalidRequest``.
+    """
+    opened = open_header(public_key, header, signature, round_id=round_id, member_id=member_id)
+    verifier, kept = LeafVerifier(opened), tuple(leaves)
+    matches = verifier.add(LeafPage(0, 0, kept)) if kept else []
+    verifier.finish()
+    return MemberResult(
+        opened.round_id, opened.member_id, opened.key_epoch, opened.threshold, opened.submitted_count, tuple(matches)
+    )
+
+
+# One lead, provable to an outsider -----------------------------------------------------------------
+
+
+def lead_proofs(leaves: Sequence[bytes], wanted: Iterable[int]) -> dict[int, LeafProof]:
+    """Inclusion proofs for the leaves at the ``wanted`` indices of a result's leaves (all of them,
+    in order, as kept by the member). Memory is about two hashes per leaf."""
+    tree = MemoryTree([leaf_hash(leaf) for leaf in leaves])
+    return {i: LeafProof(i, leaves[i], tuple(tree.inclusion_proof(i))) for i in wanted}
+
+
+def check_leaf(header: ResultHeader, lead: LeafProof) -> MatchedToken:
+    """The match of ``lead`` if its inclusion proof leads to the (verified) header's root.
+
+    Raises ``ResultMismatch`` if it does not, ``InvalidRequest`` if the leaf is malformed.
+    """
+    match = decode_leaf(lead.leaf)
+    try:
+        verify_inclusion(leaf_hash(lead.leaf), lead.index, header.match_count, lead.proof, header.root)
+    except InvalidProof as exc:
+        raise ResultMismatch(f"leaf {lead.index} is not in the signed result: {exc}") from None
+    return match
+
+
+def verify_lead(
+    public_key: bytes,
+    header: bytes,
+    signature: bytes,
+    lead: LeafProof,
+    *,
+    round_id: str | None = None,
+    member_id: str | None = None,
+) -> tuple[ResultHeader, MatchedToken]:
+    """Check one lead with the coordinator's public key alone: the signed header, the lead's leaf
+    and its inclusion proof. Returns the header and the leaf's match.
+
+    What it proves: the coordinator signed a result for this member and round in which this
+    token matched with this holder count and these sealed peer labels (with their attested
+    sealers). Raises ``InvalidSignature`` (header), ``ResultMismatch`` (leaf not in the signed
+    tree) or ``InvalidRequest`` (malformed bytes).
+    """
+    opened = open_header(public_key, header, signature, round_id=round_id, member_id=member_id)
+    return opened, check_leaf(opened, lead)

@@ -4,22 +4,25 @@ A ``LeadReport`` holds raw identifiers. It exists only on the member node and in
 node writes for its investigators (mode 0600); nothing here prints or logs an identifier, and
 ``repr`` shows counts only.
 
-The evidence is the coordinator's signed result exactly as the node received it (payload and
-signature) with the id of the coordinator key. It proves which match tokens matched and how many
-members hold each; it cannot prove which raw identifier a token stands for, since only a holder
-of that identifier can compute its token.
+The evidence is the coordinator's signed result header exactly as the node received it (header
+and signature, with the id of the coordinator key) and, for each lead, its leaf of the result's
+Merkle tree with the leaf's inclusion proof (``protocol.result_codec.verify_lead``). It proves
+which match tokens matched, how many members hold each and which sealed labels the peers gave;
+it cannot prove which raw identifier a token stands for, since only a holder of that identifier
+can compute its token.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
 from alliance_psi.identifiers.categories import CATEGORY_NAMES, SEVERITY_NAMES, severity_rank
 from alliance_psi.protocol.leads import Lead, LeadLabel, lead_sort_key
 from alliance_psi.protocol.model import MemberResult
+from alliance_psi.protocol.result_codec import LeafProof
 
 __all__ = [
     "CATEGORY_NAMES",
@@ -33,7 +36,7 @@ __all__ = [
 ]
 
 REPORT_FORMAT = "alliance-psi/lead-report"
-REPORT_FORMAT_VERSION = 2  # 2: signed by the member node (reports.signing).
+REPORT_FORMAT_VERSION = 3  # 2: signed by the member node (reports.signing); 3: per-lead Merkle proofs.
 
 # Display names for investigators (docs/design.md, "Identifier types"); the categories' and
 # severities' come from identifiers.categories.
@@ -70,8 +73,9 @@ def _peer_sort_key(label: LeadLabel) -> tuple[int, str, str, date, str]:
 class LeadReport:
     """A member's leads for one round, sorted by ``lead_sort_key``, with the signed evidence.
 
-    ``generated_at`` is timezone-aware UTC. ``payload`` and ``signature`` are the coordinator's
-    signed result as received; ``key_id`` names the coordinator key that verified it.
+    ``generated_at`` is timezone-aware UTC. ``header`` and ``signature`` are the coordinator's
+    signed result header as received; ``key_id`` names the coordinator key that verified it;
+    ``proofs`` holds each lead's leaf and inclusion proof, by match token.
     """
 
     format_version: int
@@ -83,9 +87,10 @@ class LeadReport:
     threshold: int
     submitted_count: int
     leads: tuple[Lead, ...]
-    payload: bytes = field(repr=False)
+    header: bytes = field(repr=False)
     signature: bytes = field(repr=False)
     key_id: str
+    proofs: Mapping[bytes, LeafProof] = field(repr=False)
 
     def __repr__(self) -> str:
         return f"LeadReport(round={self.round_id}, member={self.member_id}, leads={len(self.leads)})"
@@ -120,21 +125,23 @@ def build_report(
     round_name: str,
     result: MemberResult,
     leads: Iterable[Lead],
-    payload: bytes,
+    header: bytes,
     signature: bytes,
     key_id: str,
+    proofs: Mapping[bytes, LeafProof],
     generated_at: datetime | None = None,
 ) -> LeadReport:
-    """Assemble a report from a verified result (``open_result``) and its leads (``build_leads``).
+    """Assemble a report from a verified result (``reopen_result``) and its leads (``build_leads``).
 
-    The caller must have verified ``payload`` and ``signature`` with the coordinator key
-    ``key_id``; ``result`` is what that payload decodes to. Leads are sorted by ``lead_sort_key``
-    and each lead's peer labels by severity, category and member. ``generated_at`` defaults to
-    now and is converted to UTC.
+    The caller must have verified ``header``, ``signature`` and the result's leaves with the
+    coordinator key ``key_id``; ``result`` is what they decode to, and ``proofs`` has the leaf
+    and inclusion proof of at least every lead's token (``lead_proofs``). Leads are sorted by
+    ``lead_sort_key`` and each lead's peer labels by severity, category and member.
+    ``generated_at`` defaults to now and is converted to UTC.
 
     Raises:
         ValueError: ``result`` is another member's, ``generated_at`` is naive, or a lead's token is
-            not among the result's matches (or its holder count differs).
+            not among the result's matches (or its holder count differs, or it has no proof).
     """
     if result.member_id != member_id:
         raise ValueError(f"result is for member {result.member_id!r}, not {member_id!r}")
@@ -151,6 +158,8 @@ def build_report(
     for lead in ordered:
         if signed.get(lead.match_token) != lead.holder_count:
             raise ValueError(f"a {lead.type} lead does not match the result it is reported with")
+        if lead.match_token not in proofs:
+            raise ValueError(f"a {lead.type} lead has no inclusion proof")
     return LeadReport(
         format_version=REPORT_FORMAT_VERSION,
         generated_at=at.astimezone(UTC),
@@ -161,7 +170,8 @@ def build_report(
         threshold=result.threshold,
         submitted_count=result.submitted_count,
         leads=ordered,
-        payload=payload,
+        header=header,
         signature=signature,
         key_id=key_id,
+        proofs={lead.match_token: proofs[lead.match_token] for lead in ordered},
     )

@@ -19,6 +19,7 @@ import unicodedata
 from typing import Any
 
 from alliance_psi.protocol.leads import Lead, LeadLabel
+from alliance_psi.protocol.result_codec import LeafProof
 from alliance_psi.reports.model import REPORT_FORMAT, LeadReport
 
 __all__ = ["CSV_COLUMNS", "describe_peer", "display_text", "render_csv", "render_json", "report_document"]
@@ -62,7 +63,11 @@ def _peer(label: LeadLabel) -> dict[str, Any]:
     return data
 
 
-def _lead(lead: Lead) -> dict[str, Any]:
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _lead(lead: Lead, proof: LeafProof) -> dict[str, Any]:
     return {
         "type": lead.type,
         "value": lead.canonical,
@@ -74,6 +79,11 @@ def _lead(lead: Lead) -> dict[str, Any]:
         "match_token": lead.match_token.hex(),
         "peer_labels": [_peer(label) for label in lead.peer_labels],
         "unreadable_peer_labels": lead.unreadable_labels,
+        "proof": {
+            "leaf_index": proof.index,
+            "leaf_b64": _b64(proof.leaf),
+            "inclusion_path_b64": [_b64(node) for node in proof.proof],
+        },
     }
 
 
@@ -96,10 +106,10 @@ def report_document(report: LeadReport) -> dict[str, Any]:
             "by_peer_category": report.by_peer_category(),
             "by_severity": report.by_severity(),
         },
-        "leads": [_lead(lead) for lead in report.leads],
+        "leads": [_lead(lead, report.proofs[lead.match_token]) for lead in report.leads],
         "evidence": {
-            "payload_b64": base64.b64encode(report.payload).decode("ascii"),
-            "signature_b64": base64.b64encode(report.signature).decode("ascii"),
+            "header_b64": _b64(report.header),
+            "signature_b64": _b64(report.signature),
             "key_id": report.key_id,
         },
     }

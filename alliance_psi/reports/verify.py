@@ -8,9 +8,11 @@ Two signatures, checked in this order, and what each covers:
   as the node opened them (names included), every count, the round, the times and the
   coordinator's evidence. It proves which member vouches for the report, and that nobody changed
   any of it since; it cannot prove that member told the truth.
-- The coordinator's (Ed25519, over the result it issued to that member for that round): each
-  listed lead's match token, holder count and sealed peer labels, the threshold, key epoch and
-  submission size. It proves what matched; it says nothing of which identifier a token stands for.
+- The coordinator's (Ed25519, over the header of the result it issued to that member for that
+  round: the threshold, key epoch, submission size, number of matches and the Merkle root of
+  the result's leaves). Each listed lead carries its leaf (match token, holder count, sealed peer
+  labels) and inclusion proof, checked against that root (``result_codec.check_leaf``). It
+  proves what matched; it says nothing of which identifier a token stands for.
 
 What a valid report does NOT prove: that a lead's identifier value is the one its token was
 derived from (only the member node says so; ``check_rederived`` after a re-derivation through
@@ -37,10 +39,10 @@ from typing import Any, NoReturn
 
 from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
 from alliance_psi.crypto.signing import key_id
-from alliance_psi.errors import InvalidRequest, InvalidSignature, ReportMismatch
+from alliance_psi.errors import InvalidRequest, InvalidSignature, ReportMismatch, ResultMismatch
 from alliance_psi.protocol.leads import Lead, LeadLabel
 from alliance_psi.protocol.model import MatchedToken, MemberResult
-from alliance_psi.protocol.result_codec import open_result
+from alliance_psi.protocol.result_codec import LeafProof, ResultHeader, check_leaf, open_header
 from alliance_psi.reports.model import REPORT_FORMAT, REPORT_FORMAT_VERSION, LeadReport, build_report
 from alliance_psi.reports.render import report_document
 from alliance_psi.reports.signature_check import MemberSigner, check_member_signature
@@ -190,31 +192,55 @@ def _parse(data: bytes) -> dict[str, Any]:
             "report format version 1 has no member signature (it was written before reports were signed): "
             "write the report again with `alliance-psi node report ROUND --format json`"
         )
+    if version == 2:
+        raise ReportMismatch(
+            "report format version 2 carries the coordinator's whole result as one signed blob; this verifier "
+            "checks results as signed Merkle trees: write the report again with "
+            "`alliance-psi node report ROUND --format json`"
+        )
     if version != REPORT_FORMAT_VERSION or isinstance(version, bool):
         raise ReportMismatch(f"unknown report format version {version!r} (this verifier knows {REPORT_FORMAT_VERSION})")
     return doc
 
 
-def _signed_result(doc: dict[str, Any], public_key: bytes) -> tuple[MemberResult, bytes, bytes]:
+def _signed_header(doc: dict[str, Any], public_key: bytes) -> tuple[ResultHeader, bytes, bytes]:
     evidence = _field(doc, "evidence", dict, "report")
-    payload, signature = _b64(evidence, "payload_b64"), _b64(evidence, "signature_b64")
+    header, signature = _b64(evidence, "header_b64"), _b64(evidence, "signature_b64")
     if len(signature) != _SIGNATURE_BYTES:
         raise ReportMismatch(
             f"evidence signature is {len(signature)} bytes; an Ed25519 signature is {_SIGNATURE_BYTES}"
         )
     round_id, member_id = _field(doc, "round_id", str, "report"), _field(doc, "member_id", str, "report")
     try:
-        result = open_result(public_key, payload, signature, round_id=round_id, member_id=member_id)
+        opened = open_header(public_key, header, signature, round_id=round_id, member_id=member_id)
     except (InvalidSignature, InvalidRequest) as exc:
         raise ReportMismatch(str(exc)) from None
     named = _field(evidence, "key_id", str, "evidence")
     if named != key_id(public_key):
         raise ReportMismatch(f"evidence names key {named}, but the signature verifies with key {key_id(public_key)}")
     for name, kind in (("key_epoch", str), ("threshold", int), ("submitted_count", int)):
-        claimed, signed = _field(doc, name, kind, "report"), getattr(result, name)
+        claimed, signed = _field(doc, name, kind, "report"), getattr(opened, name)
         if claimed != signed:
             raise ReportMismatch(f"{name} {claimed!r} in the report, {signed!r} in the signed result")
-    return result, payload, signature
+    return opened, header, signature
+
+
+def _proof(obj: dict[str, Any], where: str, header: ResultHeader) -> tuple[LeafProof, MatchedToken]:
+    proof = _field(obj, "proof", dict, where)
+    index = _field(proof, "leaf_index", int, f"{where} proof")
+    path = _field(proof, "inclusion_path_b64", list, f"{where} proof")
+    try:
+        leaf = base64.b64decode(_field(proof, "leaf_b64", str, f"{where} proof"), validate=True)
+        nodes = tuple(base64.b64decode(node, validate=True) for node in path if isinstance(node, str))
+    except binascii.Error:
+        raise ReportMismatch(f"{where}: proof is not base64") from None
+    if len(nodes) != len(path):
+        raise ReportMismatch(f"{where}: proof inclusion path must be a list of strings")
+    lead = LeafProof(index, leaf, nodes)
+    try:
+        return lead, check_leaf(header, lead)
+    except (ResultMismatch, InvalidRequest) as exc:
+        raise ReportMismatch(f"{where}: not in the signed result ({exc})") from None
 
 
 def _peer(obj: Any, where: str) -> LeadLabel:
@@ -232,7 +258,7 @@ def _peer(obj: Any, where: str) -> LeadLabel:
         raise ReportMismatch(f"{where}: {exc}") from None
 
 
-def _lead(obj: Any, number: int, signed: dict[bytes, MatchedToken], seen: dict[bytes, int]) -> Lead:
+def _lead(obj: Any, number: int, header: ResultHeader, seen: dict[bytes, int]) -> tuple[Lead, LeafProof, MatchedToken]:
     if not isinstance(obj, dict):
         raise ReportMismatch(f"lead {number}: must be an object")
     where = f"lead {number} ({obj.get('type')})" if isinstance(obj.get("type"), str) else f"lead {number}"
@@ -247,9 +273,9 @@ def _lead(obj: Any, number: int, signed: dict[bytes, MatchedToken], seen: dict[b
     if token in seen:
         raise ReportMismatch(f"{where}: match token repeats lead {seen[token]}")
     seen[token] = number
-    match = signed.get(token)
-    if match is None:
-        raise ReportMismatch(f"{where}: match token not in the signed result")
+    proof, match = _proof(obj, where, header)
+    if match.match_token != token:
+        raise ReportMismatch(f"{where}: match token not in the signed result (its proof is for another token)")
     holders = _field(obj, "holder_count", int, where)
     if holders != match.holder_count:
         raise ReportMismatch(
@@ -265,7 +291,7 @@ def _lead(obj: Any, number: int, signed: dict[bytes, MatchedToken], seen: dict[b
         )
     severity = _field(obj, "severity", str, where, optional=True) or ""
     case_ref = _field(obj, "case_ref", str, where, optional=True) or ""
-    return Lead(
+    lead = Lead(
         kind,
         _field(obj, "value", str, where),
         _field(obj, "category", str, where),
@@ -277,6 +303,7 @@ def _lead(obj: Any, number: int, signed: dict[bytes, MatchedToken], seen: dict[b
         tuple(peers),
         unreadable,
     )
+    return lead, proof, match
 
 
 def _compare_summary(claimed: dict[str, Any], expected: dict[str, Any], path: str = "summary") -> None:
@@ -307,19 +334,28 @@ def verify_report_json(
     """
     doc = _parse(data)
     signer = check_member_signature(doc, ca_cert_pem=ca_cert_pem, crl_pem=crl_pem)
-    result, payload, signature = _signed_result(doc, public_key)
-    signed = {match.match_token: match for match in result.matches}
+    header, header_bytes, signature = _signed_header(doc, public_key)
     seen: dict[bytes, int] = {}
-    leads = [_lead(obj, number, signed, seen) for number, obj in enumerate(_field(doc, "leads", list, "report"), 1)]
+    checked = [_lead(obj, number, header, seen) for number, obj in enumerate(_field(doc, "leads", list, "report"), 1)]
+    leads = [lead for lead, _, _ in checked]
+    result = MemberResult(
+        header.round_id,
+        header.member_id,
+        header.key_epoch,
+        header.threshold,
+        header.submitted_count,
+        tuple(match for _, _, match in checked),
+    )
     generated_at = _time(_field(doc, "generated_at", str, "report"))
     rebuilt: LeadReport = build_report(
         member_id=result.member_id,
         round_name=_field(doc, "round_name", str, "report"),
         result=result,
         leads=leads,
-        payload=payload,
+        header=header_bytes,
         signature=signature,
         key_id=key_id(public_key),
+        proofs={lead.match_token: proof for lead, proof, _ in checked},
         generated_at=generated_at,
     )
     summary, expected = _field(doc, "summary", dict, "report"), report_document(rebuilt)["summary"]
@@ -333,7 +369,7 @@ def verify_report_json(
         key_id=key_id(public_key),
         generated_at=rebuilt.generated_at,
         leads=len(leads),
-        signed_matches=len(result.matches),
+        signed_matches=header.match_count,
         by_holder_count=rebuilt.by_holder_count(),
         signer=signer,
         tokens=tuple(

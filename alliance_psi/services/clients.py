@@ -16,7 +16,7 @@ status comes back as the typed error of ``services.status``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Self, TypeVar
 
 import grpc
@@ -30,6 +30,7 @@ from alliance_psi.protocol.coordinator import Chunk, Commit, RoundSpec
 from alliance_psi.protocol.custodian import EpochStatus
 from alliance_psi.protocol.messages import pb_coordinator, pb_custodian
 from alliance_psi.protocol.model import Identity, Role, Round, RoundState, SubmissionStatus
+from alliance_psi.protocol.result_codec import LeafPage, SignedResultHeader
 from alliance_psi.services.cert_checks import party_label
 from alliance_psi.services.status import from_rpc_error
 from alliance_psi.services.tls import secure_channel
@@ -196,7 +197,18 @@ class CoordinatorClient(_Client):
         request = messages.commit_to_pb(commit)
         return messages.status_from_pb(self._call(lambda t: self.stub.CommitSubmission(request, timeout=t)), member_id)
 
-    def get_result(self, round_id: str) -> tuple[bytes, bytes]:
+    def get_result(self, round_id: str) -> Generator[SignedResultHeader | LeafPage, None, None]:
+        """Stream the caller's result: its signed header, then its pages in order.
+
+        Not retried (a broken stream is fetched again from the start); each message arrives as
+        it is read. Raises the typed error of the status, ``NotFound`` before matching.
+        """
         request = pb_coordinator.GetResultRequest(round_id=round_id)
-        response = self._call(lambda t: self.stub.GetResult(request, timeout=t))
-        return response.payload, response.signature
+        stream = self.stub.GetResult(request, timeout=self.retry.timeout * 10)
+        try:
+            for part in stream:
+                yield messages.result_part_from_pb(part)
+        except grpc.RpcError as err:
+            raise _typed_error(err, self.peer) from None
+        finally:
+            stream.cancel()

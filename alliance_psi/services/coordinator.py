@@ -97,9 +97,13 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             return messages.status_to_pb(status)
 
     def GetResult(self, request, context):  # type: ignore[no-untyped-def]
+        # A server stream: the header, then the result's pages read from the database one at a
+        # time, so the coordinator's memory stays flat whatever the result's size.
         with guarded(context):
-            payload, signature = self.role.get_result(identity_of(context), request.round_id)
-            return pb_coordinator.SignedResult(payload=payload, signature=signature, key_id=self.role.key.key_id)
+            header, pages = self.role.get_result(identity_of(context), request.round_id)
+            yield messages.result_part_to_pb(header)
+            for page in pages:
+                yield messages.result_part_to_pb(page)
 
 
 def coordinator_registration(role: CoordinatorRole) -> Registration:

@@ -27,7 +27,7 @@ from alliance_psi.config import MemberConfig
 from alliance_psi.crypto.labels import LabelContext, seal_label
 from alliance_psi.crypto.parallel import ProcessMap, tokenize
 from alliance_psi.crypto.signing import load_public_key
-from alliance_psi.errors import ConfigurationError, NotFound, RoundClosed, SetMismatch, WrongEpoch
+from alliance_psi.errors import ConfigurationError, NotFound, ResultMismatch, RoundClosed, SetMismatch, WrongEpoch
 from alliance_psi.identifiers.types import Identifier, IdentifierType
 from alliance_psi.protocol.coordinator import Chunk, Commit
 from alliance_psi.protocol.delta import KEEP, PUT, merge_delta
@@ -40,7 +40,15 @@ from alliance_psi.protocol.model import (
     SubmissionState,
     SubmissionStatus,
 )
-from alliance_psi.protocol.result_codec import open_result
+from alliance_psi.protocol.result_codec import (
+    LeafPage,
+    LeafVerifier,
+    ResultHeader,
+    SignedResultHeader,
+    decode_header,
+    decode_leaf,
+    open_header,
+)
 from alliance_psi.protocol.submission import (
     NO_LABEL_DIGEST,
     SetDigest,
@@ -53,7 +61,7 @@ from alliance_psi.services.clients import (
     CustodianChain,
     CustodianClient,
 )
-from alliance_psi.storage import MemberRepository, create_schema, make_engine
+from alliance_psi.storage import KeptResults, MemberRepository, create_schema, make_engine
 
 __all__ = ["JoinOutcome", "MemberNode", "Progress", "Submitted", "load_blind_key", "load_nonce_key"]
 
@@ -88,10 +96,8 @@ class JoinOutcome:
     round: Round
     tokens_computed: int
     submitted: int
-    result: MemberResult | None
+    result: ResultHeader | None  # The signed header of the verified, kept result; None before matching.
     leads: tuple[Lead, ...]
-    result_payload: bytes
-    result_signature: bytes
     seconds: dict[str, float]
     delta_count: int = 0  # Items and removals sent this round (the rest was already held).
     replaced: bool = False  # Whether the whole set was sent.
@@ -346,33 +352,81 @@ class MemberNode:
 
     # Steps 7-8: the signed result, mapped back to identifiers -----------------------------------
 
-    def fetch_result(self, round_id: str, *, wait: float = 0.0, poll: float = 0.5) -> tuple[MemberResult, bytes, bytes]:
-        """The verified result; waits up to ``wait`` seconds for the round to be matched."""
+    def fetch_result(
+        self, round_id: str, *, round_name: str = "", wait: float = 0.0, poll: float = 0.5
+    ) -> ResultHeader:
+        """Fetch, verify and keep this member's result; waits up to ``wait`` seconds for matching.
+
+        The header's signature is checked first, then every page of leaves as it streams in; the
+        leaves go to the node's database in the same transaction, which commits only if they are
+        exactly the signed leaves (count, order, Merkle root). A result that fails leaves nothing
+        kept. Raises ``InvalidSignature`` (header), ``ResultMismatch`` (leaves) or ``NotFound``.
+        """
         deadline = time.monotonic() + wait
         while True:
             try:
-                payload, signature = self.coordinator.get_result(round_id)
-                break
+                return self._fetch_and_keep(round_id, round_name)
             except NotFound:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(poll)
-        result = open_result(self.coordinator_key, payload, signature, round_id=round_id, member_id=self.member_id)
-        return result, payload, signature
 
-    def fetch_and_keep(self, round: Round, *, wait: float = 0.0) -> tuple[MemberResult, bytes, bytes]:
-        """Fetch and verify the result, then keep it in the node's database for reports."""
-        result, payload, signature = self.fetch_result(round.round_id, wait=wait)
-        with self.engine.begin() as conn:
-            MemberRepository(conn).save_result(
-                round.round_id,
-                key_epoch=round.key_epoch,
-                round_name=round.name,
-                payload=payload,
-                signature=signature,
-                at=datetime.now(UTC),
-            )
-        return result, payload, signature
+    def _fetch_and_keep(self, round_id: str, round_name: str) -> ResultHeader:
+        with contextlib.closing(self.coordinator.get_result(round_id)) as parts:
+            return self._verify_and_keep(round_id, round_name, parts)
+
+    def _verify_and_keep(
+        self, round_id: str, round_name: str, parts: Iterator[SignedResultHeader | LeafPage]
+    ) -> ResultHeader:
+        first = next(parts, None)
+        if not isinstance(first, SignedResultHeader):
+            raise ResultMismatch(f"the coordinator's result for round {round_id} does not start with a signed header")
+        header = open_header(
+            self.coordinator_key, first.header, first.signature, round_id=round_id, member_id=self.member_id
+        )
+        leaves = LeafVerifier(header)
+        try:
+            with self.engine.begin() as conn:
+                kept = KeptResults(conn)
+                kept.save_header(
+                    round_id,
+                    key_epoch=header.key_epoch,
+                    round_name=round_name,
+                    header=first.header,
+                    signature=first.signature,
+                    at=datetime.now(UTC),
+                )
+                for part in parts:
+                    if not isinstance(part, LeafPage):
+                        raise ResultMismatch(f"the coordinator's result for round {round_id} has a second header")
+                    matches = leaves.add(part)
+                    kept.add_leaves(
+                        round_id,
+                        [
+                            (part.first_leaf + i, match.match_token, leaf)
+                            for i, (match, leaf) in enumerate(zip(matches, part.leaves, strict=True))
+                        ],
+                    )
+                    self.progress("fetch", leaves.count, header.match_count)
+                leaves.finish()
+        except ResultMismatch as exc:
+            raise ResultMismatch(f"round {round_id}: {exc}; the result is refused and nothing of it kept") from None
+        return header
+
+    def fetch_and_keep(self, round: Round, *, wait: float = 0.0) -> ResultHeader:
+        """``fetch_result`` for ``round``, kept under its name for reports."""
+        return self.fetch_result(round.round_id, round_name=round.name, wait=wait)
+
+    def kept_result(self, round_id: str) -> MemberResult:
+        """A kept result, read back from the node's database (verified when it was fetched)."""
+        with self._reading() as conn:
+            kept = KeptResults(conn)
+            _, _, data, _, _ = kept.get_result(round_id)
+            header = decode_header(data)
+            matches = tuple(decode_leaf(leaf) for leaf in kept.iter_leaves(round_id))
+        return MemberResult(
+            header.round_id, header.member_id, header.key_epoch, header.threshold, header.submitted_count, matches
+        )
 
     def leads(self, result: MemberResult) -> list[Lead]:
         """Map matched tokens to own identifiers and open the peers' labels (``protocol.leads``)."""
@@ -414,12 +468,12 @@ class MemberNode:
         else:
             raise RoundClosed(f"round {round_id} is {round.state} and this member did not commit")
         try:
-            result, payload, signature = self.fetch_and_keep(round, wait=wait)
+            header = self.fetch_and_keep(round, wait=wait)
         except NotFound:
             # Committed, but not matched yet: not an error; the result is fetched later.
             seconds["wait for result"] = time.perf_counter() - clock
-            return JoinOutcome(round, computed, submitted, None, (), b"", b"", seconds, delta, replaced)
+            return JoinOutcome(round, computed, submitted, None, (), seconds, delta, replaced)
         seconds["wait for result"], clock = time.perf_counter() - clock, time.perf_counter()
-        leads = tuple(self.leads(result))
+        leads = tuple(self.leads(self.kept_result(round_id)))
         seconds["open leads"] = time.perf_counter() - clock
-        return JoinOutcome(round, computed, submitted, result, leads, payload, signature, seconds, delta, replaced)
+        return JoinOutcome(round, computed, submitted, header, leads, seconds, delta, replaced)

@@ -20,6 +20,7 @@ from alliance_psi.storage.coordinator_repo import CoordinatorRepository
 from alliance_psi.storage.custodian_repo import Charge, QuotaRepository
 from alliance_psi.storage.engine import create_schema, make_engine
 from alliance_psi.storage.enrolment_repo import Enrolment, EnrolmentRepository
+from alliance_psi.storage.kept_results import KeptResults
 from alliance_psi.storage.member_repo import MemberRepository
 from alliance_psi.storage.schema import metadata
 
@@ -30,6 +31,7 @@ __all__ = [
     "Enrolment",
     "EnrolmentRepository",
     "GENESIS_HASH",
+    "KeptResults",
     "MemberRepository",
     "QuotaRepository",
     "create_schema",

@@ -8,7 +8,7 @@ commits. Error messages may cross the network, so none shows a token or a label.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import groupby
 from operator import itemgetter
@@ -17,14 +17,15 @@ from typing import Any
 from sqlalchemy import Row, func, null, select, update
 from sqlalchemy.exc import IntegrityError
 
-from alliance_psi.errors import Conflict, InvalidRequest, NotFound
+from alliance_psi.errors import Conflict, InvalidRequest, NotFound, StorageError
 from alliance_psi.protocol.model import Round, RoundState, SubmissionState
 from alliance_psi.storage._common import batched, insert_if_absent
 from alliance_psi.storage._submissions import SubmissionStore
 from alliance_psi.storage.schema import (
     member_set_state,
     member_sets,
-    results,
+    result_headers,
+    result_pages,
     rounds,
     set_holders,
     submission_chunks,
@@ -253,39 +254,85 @@ class CoordinatorRepository(SubmissionStore):
 
     # Results.
 
-    def store_result(self, round_id: str, member_id: str, payload: bytes, signature: bytes, *, at: datetime) -> None:
-        """Store a member's signed result; storing the same payload again changes nothing.
+    def store_result(
+        self, round_id: str, member_id: str, header: bytes, signature: bytes, pages: int, *, at: datetime
+    ) -> None:
+        """Store a member's signed result header and how many pages of leaves it has.
 
         Raises:
-            Conflict: a different result is already stored for this member and round.
+            Conflict: a result is already stored for this member and round.
         """
         values = {
             "round_id": round_id,
             "member_id": member_id,
-            "payload": payload,
+            "header": header,
             "signature": signature,
+            "page_count": pages,
             "created_at": at,
         }
-        if insert_if_absent(self._conn, results, values):
-            return
-        stored, _ = self.get_result(round_id, member_id)
-        if stored != payload:
-            raise Conflict(f"a different result is already stored for {member_id} in round {round_id}")
+        if not insert_if_absent(self._conn, result_headers, values):
+            raise Conflict(f"a result is already stored for {member_id} in round {round_id}")
 
-    def get_result(self, round_id: str, member_id: str) -> tuple[bytes, bytes]:
-        """Return (payload, signature) of a member's result.
+    def store_result_page(
+        self, round_id: str, member_id: str, page_index: int, first_leaf: int, leaves: Sequence[bytes]
+    ) -> None:
+        """Store one page of a member's result leaves (canonical leaf bytes, in index order).
+
+        Raises:
+            Conflict: this page is already stored.
+        """
+        values = {
+            "round_id": round_id,
+            "member_id": member_id,
+            "page_index": page_index,
+            "first_leaf": first_leaf,
+            "leaf_count": len(leaves),
+            "leaves": b"".join(len(leaf).to_bytes(4, "big") + leaf for leaf in leaves),
+        }
+        if not insert_if_absent(self._conn, result_pages, values):
+            raise Conflict(f"page {page_index} of the result for {member_id} in round {round_id} is already stored")
+
+    def get_result(self, round_id: str, member_id: str) -> tuple[bytes, bytes, int]:
+        """Return (header, signature, page count) of a member's result.
 
         Raises:
             NotFound: no result for this member in this round.
         """
         row = self._conn.execute(
-            select(results.c.payload, results.c.signature).where(
-                results.c.round_id == round_id, results.c.member_id == member_id
+            select(result_headers.c.header, result_headers.c.signature, result_headers.c.page_count).where(
+                result_headers.c.round_id == round_id, result_headers.c.member_id == member_id
             )
         ).one_or_none()
         if row is None:
             raise NotFound(f"no result for {member_id} in round {round_id}")
-        return row.payload, row.signature
+        return row.header, row.signature, row.page_count
+
+    def get_result_page(self, round_id: str, member_id: str, page_index: int) -> tuple[int, tuple[bytes, ...]]:
+        """Return (first leaf index, leaves) of one page of a member's result.
+
+        Raises:
+            NotFound: no such page.
+        """
+        page = result_pages.c
+        row = self._conn.execute(
+            select(page.first_leaf, page.leaf_count, page.leaves).where(
+                page.round_id == round_id, page.member_id == member_id, page.page_index == page_index
+            )
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"no page {page_index} of the result for {member_id} in round {round_id}")
+        return row.first_leaf, _split_leaves(row.leaves, row.leaf_count)
+
+
+def _split_leaves(data: bytes, count: int) -> tuple[bytes, ...]:
+    leaves, pos = [], 0
+    for _ in range(count):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        leaves.append(data[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    if pos != len(data) or any(len(leaf) == 0 for leaf in leaves):
+        raise StorageError("a stored result page is corrupt")
+    return tuple(leaves)
 
 
 def _round_from_row(row: Row[Any]) -> Round:

@@ -15,12 +15,11 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
 from alliance_psi.crypto.derive import LABEL_KEY_BYTES, MATCH_TOKEN_BYTES
-from alliance_psi.errors import InvalidRequest, NotFound
+from alliance_psi.errors import InvalidRequest
 from alliance_psi.storage._common import batched, bulk_insert, insert_ignoring, placeholder, stream
 from alliance_psi.storage.schema import (
     identifiers,
     member_pending,
-    member_results,
     member_submitted,
     member_submitted_state,
     token_cache,
@@ -287,34 +286,6 @@ class MemberRepository:
         self.clear_pending(set_scope)
         self._conn.execute(delete(member_submitted_state).where(member_submitted_state.c.set_scope == set_scope))
         self._conn.execute(member_submitted_state.insert().values(set_scope=set_scope, item_count=count, digest=digest))
-
-    def save_result(
-        self, round_id: str, *, key_epoch: str, round_name: str, payload: bytes, signature: bytes, at: datetime
-    ) -> None:
-        """Keep a verified signed result (replacing an earlier copy of the same round's result)."""
-        self._conn.execute(delete(member_results).where(member_results.c.round_id == round_id))
-        self._conn.execute(
-            member_results.insert().values(
-                round_id=round_id,
-                key_epoch=key_epoch,
-                round_name=round_name,
-                payload=payload,
-                signature=signature,
-                fetched_at=at,
-            )
-        )
-
-    def get_result(self, round_id: str) -> tuple[str, str, bytes, bytes, datetime]:
-        """(key_epoch, round_name, payload, signature, fetched_at) of a kept result; ``NotFound`` if none."""
-        row = self._conn.execute(select(member_results).where(member_results.c.round_id == round_id)).first()
-        if row is None:
-            raise NotFound(f"no result kept for round {round_id}: run `alliance-psi node join {round_id}` first")
-        return row.key_epoch, row.round_name, row.payload, row.signature, row.fetched_at
-
-    def list_results(self) -> list[tuple[str, str, datetime]]:
-        """(round_id, round_name, fetched_at) of every kept result, newest first."""
-        query = select(member_results.c.round_id, member_results.c.round_name, member_results.c.fetched_at)
-        return [tuple(row) for row in self._conn.execute(query.order_by(member_results.c.fetched_at.desc()))]
 
     def count(self) -> int:
         """Return how many identifiers are stored."""

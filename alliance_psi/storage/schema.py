@@ -46,13 +46,16 @@ __all__ = [
     "enrolments",
     "identifiers",
     "member_pending",
+    "member_result_headers",
+    "member_result_leaves",
     "member_set_state",
     "member_sets",
     "member_submitted",
     "member_submitted_state",
     "metadata",
     "quota_usage",
-    "results",
+    "result_headers",
+    "result_pages",
     "rounds",
     "set_holders",
     "submission_chunks",
@@ -218,14 +221,28 @@ set_holders = Table(
     _length_is("match_token", MATCH_TOKEN_BYTES),
 )
 
-results = Table(
-    "results",
+# Each committed member's signed result: the header (``protocol.result_codec``) and its leaves
+# in pages of at most ``result_codec.PAGE_BYTES``, so that no result is ever one huge blob.
+result_headers = Table(
+    "result_headers",
     metadata,
     Column("round_id", Text, ForeignKey("rounds.round_id"), primary_key=True),
     Column("member_id", Text, primary_key=True),
-    Column("payload", LargeBinary, nullable=False),
+    Column("header", LargeBinary, nullable=False),
     Column("signature", LargeBinary, nullable=False),
+    Column("page_count", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+result_pages = Table(
+    "result_pages",
+    metadata,
+    Column("round_id", Text, primary_key=True),
+    Column("member_id", Text, primary_key=True),
+    Column("page_index", Integer, primary_key=True),
+    Column("first_leaf", BigInteger, nullable=False),
+    Column("leaf_count", Integer, nullable=False),
+    Column("leaves", LargeBinary, nullable=False),  # Each leaf as I2OSP(len, 4) || leaf.
 )
 
 # Custodian: how many elements each member had evaluated, per key epoch.
@@ -358,14 +375,25 @@ member_pending = Table(
     _length_is("match_token", MATCH_TOKEN_BYTES),
 )
 
-# The member node's verified results, kept so reports can be rebuilt and re-verified later.
-member_results = Table(
-    "member_results",
+# The member node's verified results, kept so reports can be rebuilt and re-verified later: the
+# signed header as received, and every leaf in index order (the node recomputes the root).
+member_result_headers = Table(
+    "member_result_headers",
     metadata,
     Column("round_id", Text, primary_key=True),
     Column("key_epoch", Text, nullable=False),
     Column("round_name", Text, nullable=False),
-    Column("payload", LargeBinary, nullable=False),
+    Column("header", LargeBinary, nullable=False),
     Column("signature", LargeBinary, nullable=False),
     Column("fetched_at", UTCDateTime(), nullable=False),
+)
+
+member_result_leaves = Table(
+    "member_result_leaves",
+    metadata,
+    Column("round_id", Text, primary_key=True),
+    Column("leaf_index", BigInteger, primary_key=True),
+    Column("match_token", LargeBinary(MATCH_TOKEN_BYTES), nullable=False),
+    Column("leaf", LargeBinary, nullable=False),
+    _length_is("match_token", MATCH_TOKEN_BYTES),
 )

@@ -95,7 +95,8 @@ class _State:
     submissions: dict[tuple[str, str], _Submission] = field(default_factory=dict)
     sets: dict[tuple[str, str], dict[bytes, bytes | None]] = field(default_factory=dict)  # (scope, member)
     set_state: dict[tuple[str, str], tuple[int, bytes]] = field(default_factory=dict)
-    results: dict[tuple[str, str], tuple[bytes, bytes]] = field(default_factory=dict)
+    results: dict[tuple[str, str], tuple[bytes, bytes, int]] = field(default_factory=dict)
+    result_pages: dict[tuple[str, str, int], tuple[int, tuple[bytes, ...]]] = field(default_factory=dict)
     holder_counts: dict[str, dict[int, int]] = field(default_factory=dict)
 
 
@@ -320,15 +321,29 @@ class MemoryCoordinatorRepo:
 
     # Results.
 
-    def store_result(self, round_id: str, member_id: str, payload: bytes, signature: bytes, *, at: datetime) -> None:
-        stored = self._s.results.setdefault((round_id, member_id), (payload, signature))
-        if stored[0] != payload:
-            raise Conflict(f"a different result is already stored for {member_id} in round {round_id}")
+    def store_result(
+        self, round_id: str, member_id: str, header: bytes, signature: bytes, pages: int, *, at: datetime
+    ) -> None:
+        if (round_id, member_id) in self._s.results:
+            raise Conflict(f"a result is already stored for {member_id} in round {round_id}")
+        self._s.results[(round_id, member_id)] = (header, signature, pages)
 
-    def get_result(self, round_id: str, member_id: str) -> tuple[bytes, bytes]:
+    def store_result_page(
+        self, round_id: str, member_id: str, page_index: int, first_leaf: int, leaves: Sequence[bytes]
+    ) -> None:
+        if (round_id, member_id, page_index) in self._s.result_pages:
+            raise Conflict(f"page {page_index} of the result for {member_id} in round {round_id} is already stored")
+        self._s.result_pages[(round_id, member_id, page_index)] = (first_leaf, tuple(leaves))
+
+    def get_result(self, round_id: str, member_id: str) -> tuple[bytes, bytes, int]:
         if (round_id, member_id) not in self._s.results:
             raise NotFound(f"no result for {member_id} in round {round_id}")
         return self._s.results[(round_id, member_id)]
+
+    def get_result_page(self, round_id: str, member_id: str, page_index: int) -> tuple[int, tuple[bytes, ...]]:
+        if (round_id, member_id, page_index) not in self._s.result_pages:
+            raise NotFound(f"no page {page_index} of the result for {member_id} in round {round_id}")
+        return self._s.result_pages[(round_id, member_id, page_index)]
 
 
 @dataclass

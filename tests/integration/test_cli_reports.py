@@ -39,8 +39,8 @@ from tests.unit.reports.support import (
     PLANTED,
     ROUND_ID,
     ROUND_NAME,
+    keep,
     member_result,
-    signed,
 )
 
 NOW = datetime(2025, 7, 1, 9, 30, tzinfo=UTC)
@@ -72,10 +72,7 @@ def node(tmp_path: Path) -> dict[str, str]:
         )
         ids = {(type_, canonical): id_ for id_, type_, canonical in repo.iter_identifiers()}
         repo.cache_tokens(KEY_EPOCH, [(ids[(p.type, p.canonical)], p.token, p.label_key) for p in PLANTED])
-        payload, signature = signed(member_result())
-        repo.save_result(
-            ROUND_ID, key_epoch=KEY_EPOCH, round_name=ROUND_NAME, payload=payload, signature=signature, at=NOW
-        )
+        keep(conn, member_result(), at=NOW)
     engine.dispose()
     key_file = tmp_path / "signing.pub"
     key_file.write_text(KEY.public_key.hex() + "\n")
@@ -396,13 +393,10 @@ def test_node_results_masks_values_and_lists_kept_results(node: dict[str, str]) 
 
 
 def _keep_again(node: dict[str, str], *, key_epoch: str = KEY_EPOCH, round_name: str = ROUND_NAME) -> None:
-    # The stored key epoch and round name sit beside the signed payload, outside the signature.
+    # The stored key epoch and round name sit beside the signed header, outside the signature.
     engine = make_engine(node["database"])
-    payload, signature = signed(member_result())
     with engine.begin() as conn:
-        MemberRepository(conn).save_result(
-            ROUND_ID, key_epoch=key_epoch, round_name=round_name, payload=payload, signature=signature, at=NOW
-        )
+        keep(conn, member_result(), key_epoch=key_epoch, round_name=round_name, at=NOW)
     engine.dispose()
 
 
@@ -606,3 +600,25 @@ def test_report_verify_online_refuses_a_node_config_it_cannot_use(node: dict[str
         (tmp_path / "node.toml").write_text("[node]\n" + table)
         refused = verify(output, node, "--online", "--config", str(tmp_path / "node.toml"))
         assert (refused.exit_code, refused.output) == (1, message)
+
+
+def test_a_kept_leaf_edited_in_the_database_is_refused(node: dict[str, str], tmp_path: Path) -> None:
+    # Someone with the node's database raises a lead's holder count: the Merkle root no longer
+    # matches the coordinator's signed header, so no report is written.
+    from sqlalchemy import select, update
+
+    from alliance_psi.protocol.model import MatchedToken
+    from alliance_psi.protocol.result_codec import decode_leaf, encode_leaf
+    from alliance_psi.storage.schema import member_result_leaves as leaves
+
+    engine = make_engine(node["database"])
+    with engine.begin() as conn:
+        index, leaf = conn.execute(select(leaves.c.leaf_index, leaves.c.leaf).limit(1)).one()
+        match = decode_leaf(leaf)
+        raised = encode_leaf(MatchedToken(match.match_token, match.holder_count + 1, match.peer_labels))
+        conn.execute(update(leaves).where(leaves.c.leaf_index == index).values(leaf=raised))
+    engine.dispose()
+    output = tmp_path / "x.json"
+    result = report(node, output, "json")
+    assert (result.exit_code, result.output) == (1, "Error: result leaves do not make the signed Merkle root\n")
+    assert not output.exists()

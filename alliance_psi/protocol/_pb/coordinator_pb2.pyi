@@ -170,12 +170,30 @@ class GetResultRequest(_message.Message):
     round_id: str
     def __init__(self, round_id: _Optional[str] = ...) -> None: ...
 
-class SignedResult(_message.Message):
-    __slots__ = ("payload", "signature", "key_id")
-    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+class ResultPart(_message.Message):
+    __slots__ = ("header", "page")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    header: SignedResultHeader
+    page: LeafPage
+    def __init__(self, header: _Optional[_Union[SignedResultHeader, _Mapping]] = ..., page: _Optional[_Union[LeafPage, _Mapping]] = ...) -> None: ...
+
+class SignedResultHeader(_message.Message):
+    __slots__ = ("header", "signature", "key_id")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
-    payload: bytes
+    header: bytes
     signature: bytes
     key_id: str
-    def __init__(self, payload: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, header: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
+
+class LeafPage(_message.Message):
+    __slots__ = ("page_index", "first_leaf", "leaves")
+    PAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    FIRST_LEAF_FIELD_NUMBER: _ClassVar[int]
+    LEAVES_FIELD_NUMBER: _ClassVar[int]
+    page_index: int
+    first_leaf: int
+    leaves: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, page_index: _Optional[int] = ..., first_leaf: _Optional[int] = ..., leaves: _Optional[_Iterable[bytes]] = ...) -> None: ...

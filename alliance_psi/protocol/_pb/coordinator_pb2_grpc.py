@@ -70,10 +70,10 @@ class CoordinatorStub:
                 request_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.CommitSubmissionRequest.SerializeToString,
                 response_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.SubmissionInfo.FromString,
                 _registered_method=True)
-        self.GetResult = channel.unary_unary(
+        self.GetResult = channel.unary_stream(
                 '/alliance_psi.v1.Coordinator/GetResult',
                 request_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.GetResultRequest.SerializeToString,
-                response_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.SignedResult.FromString,
+                response_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.ResultPart.FromString,
                 _registered_method=True)
 
 
@@ -131,7 +131,9 @@ class CoordinatorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetResult(self, request, context):
-        """Member: its own signed result, once the round is matched. NOT_FOUND before that.
+        """Member: its own signed result, once the round is matched: the signed header first, then its
+        leaves in pages, in leaf order (protocol/result_codec.py). Every message stays far below
+        1 MB whatever the result's size. NOT_FOUND before matching.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -175,10 +177,10 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     request_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.CommitSubmissionRequest.FromString,
                     response_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.SubmissionInfo.SerializeToString,
             ),
-            'GetResult': grpc.unary_unary_rpc_method_handler(
+            'GetResult': grpc.unary_stream_rpc_method_handler(
                     servicer.GetResult,
                     request_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.GetResultRequest.FromString,
-                    response_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.SignedResult.SerializeToString,
+                    response_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.ResultPart.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -391,12 +393,12 @@ class Coordinator:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
+        return grpc.experimental.unary_stream(
             request,
             target,
             '/alliance_psi.v1.Coordinator/GetResult',
             alliance__psi_dot_v1_dot_coordinator__pb2.GetResultRequest.SerializeToString,
-            alliance__psi_dot_v1_dot_coordinator__pb2.SignedResult.FromString,
+            alliance__psi_dot_v1_dot_coordinator__pb2.ResultPart.FromString,
             options,
             channel_credentials,
             insecure,

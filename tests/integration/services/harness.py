@@ -176,6 +176,7 @@ def running_alliance(
     max_set_items: int | None = None,
     max_round_items: int | None = None,
     crl: bytes | None = None,
+    result_page_bytes: int | None = None,
 ) -> Iterator[Alliance]:
     """Custodians and a coordinator serving on loopback within ``limits`` and refusing the
     certificates ``crl`` revokes; refused calls are audited in each server's database."""
@@ -189,6 +190,7 @@ def running_alliance(
         known_types=[t.value for t in IdentifierType],
         max_set_items=max_set_items,
         max_round_items=max_round_items,
+        **({"result_page_bytes": result_page_bytes} if result_page_bytes else {}),
     )
     enrol_all(coordinator_engine, pki, MEMBERS)
     enrol_all(coordinator_engine, pki, ["admin"], Role.ADMIN)

@@ -23,7 +23,7 @@ from alliance_psi.errors import (
 )
 from alliance_psi.protocol.coordinator import Chunk, Commit
 from alliance_psi.protocol.model import RoundState, SubmissionState
-from alliance_psi.protocol.result_codec import open_result
+from alliance_psi.protocol.result_codec import SignedResultHeader, open_header
 from alliance_psi.protocol.submission import SubmissionDigest, chunk_digest, label_digest, set_digest
 from alliance_psi.services.clients import CoordinatorClient, CustodianClient, RetryPolicy
 from tests.integration.services.harness import CATEGORIES, EPOCH, MEMBERS, Planted, running_alliance
@@ -92,16 +92,21 @@ def test_roles_and_identities_are_enforced(tmp_path: Path, pki) -> None:  # type
         assert outsider.list_rounds() == []
         join_all(alliance, round_.round_id, members=("bank-a", "bank-b"))
         with pytest.raises(NotFound, match=f"no round {round_.round_id}"):
-            outsider.get_result(round_.round_id)
+            next(outsider.get_result(round_.round_id))
         # An invited member sees what its node needs, without the invite list or others' progress.
         seen, committed = member.get_round(round_.round_id)
         assert (seen.invited, seen.created_by, committed) == (("bank-a",), "", 0)
         assert (seen.key_epoch, seen.allowed_types, seen.share_labels) == (EPOCH, ("phone",), True)
         assert alliance.admin().get_round(round_.round_id)[0].invited == ("bank-a", "bank-b")
-        payload, signature = member.get_result(round_.round_id)
+        signed = next(member.get_result(round_.round_id))
+        assert isinstance(signed, SignedResultHeader)
         with pytest.raises(InvalidSignature, match="expected"):
-            open_result(
-                alliance.signing_key.public_key, payload, signature, round_id=round_.round_id, member_id="bank-b"
+            open_header(
+                alliance.signing_key.public_key,
+                signed.header,
+                signed.signature,
+                round_id=round_.round_id,
+                member_id="bank-b",
             )
         custodian_as_admin = CoordinatorClient(alliance.coordinator_address, pki.material("custodian-1"))
         with pytest.raises(NotAuthorized):
@@ -206,7 +211,7 @@ def test_chunks_are_idempotent_ordered_freely_and_checked(tmp_path: Path, pki) -
         with pytest.raises(RoundClosed, match="takes no more submissions"):
             other.upload_chunks([chunk(1, 10)])
         with pytest.raises(NotFound):
-            other.get_result(round_.round_id)
+            next(other.get_result(round_.round_id))
 
 
 def test_round_creation_is_validated(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
@@ -230,20 +235,29 @@ def test_a_peer_that_is_down_gives_a_clear_error_not_a_hang(tmp_path: Path, pki)
 
 
 def test_a_joined_round_keeps_its_verified_result(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
-    from alliance_psi.protocol.result_codec import decode_result
-    from alliance_psi.storage import MemberRepository
+    from alliance_psi.protocol.result_codec import decode_header, reopen_result
+    from alliance_psi.storage import KeptResults
 
     with running_alliance(tmp_path, pki) as alliance:
         round_ = alliance.admin().create_round(alliance.spec(2))
         outcomes = join_all(alliance, round_.round_id)
         with alliance.member_engines["bank-a"].connect() as conn:
-            repo = MemberRepository(conn)
-            epoch, name, payload, _signature, _ = repo.get_result(round_.round_id)
+            kept = KeptResults(conn)
+            epoch, name, header, signature, _ = kept.get_result(round_.round_id)
             assert (epoch, name) == (EPOCH, "test round")
-            assert decode_result(payload) == outcomes["bank-a"].result
-            assert [r[0] for r in repo.list_results()] == [round_.round_id]
+            assert decode_header(header) == outcomes["bank-a"].result
+            whole = reopen_result(
+                alliance.signing_key.public_key,
+                header,
+                signature,
+                kept.iter_leaves(round_.round_id),
+                round_id=round_.round_id,
+                member_id="bank-a",
+            )
+            assert {m.match_token for m in whole.matches} == {lead.match_token for lead in outcomes["bank-a"].leads}
+            assert [r[0] for r in kept.list_results()] == [round_.round_id]
             with pytest.raises(NotFound, match="node join other"):
-                repo.get_result("other")
+                kept.get_result("other")
 
 
 def test_the_label_nonce_key_is_created_once_and_checked(tmp_path: Path) -> None:
@@ -290,7 +304,8 @@ def test_a_round_closes_at_its_deadline_and_refuses_late_submissions(tmp_path: P
         final, committed = alliance.admin().get_round(round_.round_id)
         assert final.state is RoundState.MATCHED and final.close_reason == "deadline reached" and committed == 2
         two = {m: planted.holdings[m] for m in ("bank-a", "bank-b")}
-        result, _, _ = alliance.node("bank-a").fetch_result(round_.round_id)
-        leads = alliance.node("bank-a").leads(result)
+        node = alliance.node("bank-a")
+        node.fetch_result(round_.round_id)
+        leads = node.leads(node.kept_result(round_.round_id))
         assert {lead.canonical for lead in leads} == two["bank-a"] & two["bank-b"]
         assert {lead.holder_count for lead in leads} == {2}

@@ -340,13 +340,19 @@ def test_matching_counts_committed_members_only(uow: UnitOfWork) -> None:
 def test_results(uow: UnitOfWork) -> None:
     with uow() as tx:
         tx.repo.create_round(a_round())
-        tx.repo.store_result("r1", "bank-a", b"payload", b"sig", at=NOW)
-        tx.repo.store_result("r1", "bank-a", b"payload", b"sig", at=NOW)  # The same again: nothing changes.
-        assert tx.repo.get_result("r1", "bank-a") == (b"payload", b"sig")
+        tx.repo.store_result_page("r1", "bank-a", 0, 0, [b"leaf-0", b"leaf-1"])
+        tx.repo.store_result_page("r1", "bank-a", 1, 2, [b"leaf-2"])
+        tx.repo.store_result("r1", "bank-a", b"header", b"sig", 2, at=NOW)
+        assert tx.repo.get_result("r1", "bank-a") == (b"header", b"sig", 2)
+        assert tx.repo.get_result_page("r1", "bank-a", 1) == (2, (b"leaf-2",))
     with pytest.raises(Conflict), uow() as tx:
-        tx.repo.store_result("r1", "bank-a", b"other", b"sig", at=NOW)
+        tx.repo.store_result("r1", "bank-a", b"other", b"sig", 2, at=NOW)
+    with pytest.raises(Conflict), uow() as tx:
+        tx.repo.store_result_page("r1", "bank-a", 0, 0, [b"other"])
     with pytest.raises(NotFound, match="no result for bank-b in round r1"), uow() as tx:
         tx.repo.get_result("r1", "bank-b")
+    with pytest.raises(NotFound, match="no page 2 of the result for bank-a in round r1"), uow() as tx:
+        tx.repo.get_result_page("r1", "bank-a", 2)
 
 
 def test_quota_ledger(ledger: Any) -> None:

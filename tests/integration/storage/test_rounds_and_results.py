@@ -1,4 +1,4 @@
-"""Rounds (create, get, list, compare-and-set transitions) and signed results."""
+"""Rounds (create, get, list, compare-and-set transitions) and signed results stored in pages."""
 
 from __future__ import annotations
 
@@ -84,14 +84,40 @@ def test_backward_or_skipping_transitions_are_refused(
         CoordinatorRepository(conn).transition_round("r1", from_state, to_state, at=NOW)
 
 
-def test_results_store_get_idempotent_and_conflict(engine: Engine) -> None:
+def test_results_are_a_header_and_pages(engine: Engine) -> None:
     with engine.begin() as conn:
         repo = CoordinatorRepository(conn)
         repo.create_round(make_round("r1"))
-        repo.store_result("r1", "alpha", b"payload", b"sig", at=NOW)
-        repo.store_result("r1", "alpha", b"payload", b"sig", at=NOW)
-        assert repo.get_result("r1", "alpha") == (b"payload", b"sig")
-        with pytest.raises(Conflict):
-            repo.store_result("r1", "alpha", b"other payload", b"sig2", at=NOW)
-        with pytest.raises(NotFound):
-            repo.get_result("r1", "beta")
+        repo.store_result_page("r1", "alpha", 0, 0, [b"leaf-0", b"leaf-1"])
+        repo.store_result_page("r1", "alpha", 1, 2, [b"leaf-2" * 1000])
+        repo.store_result("r1", "alpha", b"header", b"sig", 2, at=NOW)
+        repo.store_result("r1", "beta", b"empty", b"sig", 0, at=NOW)
+    with engine.begin() as conn:
+        repo = CoordinatorRepository(conn)
+        assert repo.get_result("r1", "alpha") == (b"header", b"sig", 2)
+        assert repo.get_result_page("r1", "alpha", 0) == (0, (b"leaf-0", b"leaf-1"))
+        assert repo.get_result_page("r1", "alpha", 1) == (2, (b"leaf-2" * 1000,))
+        assert repo.get_result("r1", "beta") == (b"empty", b"sig", 0)
+        with pytest.raises(Conflict, match="a result is already stored for alpha in round r1"):
+            repo.store_result("r1", "alpha", b"other", b"sig2", 2, at=NOW)
+        with pytest.raises(Conflict, match="page 0 of the result for alpha in round r1 is already stored"):
+            repo.store_result_page("r1", "alpha", 0, 0, [b"other"])
+        with pytest.raises(NotFound, match="no result for gamma in round r1"):
+            repo.get_result("r1", "gamma")
+        with pytest.raises(NotFound, match="no page 2 of the result for alpha"):
+            repo.get_result_page("r1", "alpha", 2)
+
+
+def test_a_corrupt_page_is_an_error_not_a_short_result(engine: Engine) -> None:
+    from sqlalchemy import update
+
+    from alliance_psi.errors import StorageError
+    from alliance_psi.storage.schema import result_pages
+
+    with engine.begin() as conn:
+        repo = CoordinatorRepository(conn)
+        repo.create_round(make_round("r1"))
+        repo.store_result_page("r1", "alpha", 0, 0, [b"leaf-0", b"leaf-1"])
+        conn.execute(update(result_pages).values(leaves=b"\x00\x00\x00\x06leaf-0\x00\x00"))
+        with pytest.raises(StorageError, match="a stored result page is corrupt"):
+            repo.get_result_page("r1", "alpha", 0)

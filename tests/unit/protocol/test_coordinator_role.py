@@ -14,8 +14,8 @@ from alliance_psi.crypto.labels import SEALED_LABEL_BYTES
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.errors import Conflict, InvalidRequest, NotAuthorized, NotFound, RoundClosed, SetMismatch
 from alliance_psi.protocol.coordinator import Chunk, Commit, CoordinatorRole, RoundSpec
-from alliance_psi.protocol.model import Identity, Role, RoundState, SubmissionState
-from alliance_psi.protocol.result_codec import open_result
+from alliance_psi.protocol.model import Identity, MemberResult, Role, RoundState, SubmissionState
+from alliance_psi.protocol.result_codec import reopen_result
 from alliance_psi.protocol.submission import SubmissionDigest, label_digest, set_digest
 from tests.helpers.memory_ports import FakeClock, MemoryUnitOfWork
 
@@ -71,10 +71,17 @@ def submit(role: CoordinatorRole, member: Identity, round_id: str, tokens: list[
     role.commit(member, Commit(round_id, digest.count, digest.digest(), len(items), whole, replace=True))
 
 
+def result_of(role: CoordinatorRole, member: Identity, round_id: str) -> MemberResult:
+    """The member's signed result, every page checked against the signed root."""
+    header, pages = role.get_result(member, round_id)
+    leaves = [leaf for page in pages for leaf in page.leaves]
+    return reopen_result(
+        KEY.public_key, header.header, header.signature, leaves, round_id=round_id, member_id=member.name
+    )
+
+
 def matches(role: CoordinatorRole, member: Identity, round_id: str) -> dict[int, int]:
-    payload, signature = role.get_result(member, round_id)
-    result = open_result(KEY.public_key, payload, signature, round_id=round_id, member_id=member.name)
-    return {int.from_bytes(m.match_token, "big"): m.holder_count for m in result.matches}
+    return {int.from_bytes(m.match_token, "big"): m.holder_count for m in result_of(role, member, round_id).matches}
 
 
 # Closing ---------------------------------------------------------------------------------------
@@ -181,9 +188,8 @@ def test_peers_labels_travel_and_own_labels_do_not(role: CoordinatorRole, clock:
     round_id = role.create_round(ADMIN, spec(clock)).round_id
     for member, held in HOLDINGS.items():
         submit(role, member, round_id, held)
-    payload, signature = role.get_result(A, round_id)
-    result = open_result(KEY.public_key, payload, signature, round_id=round_id, member_id="bank-a")
-    by_token = {int.from_bytes(m.match_token, "big"): set(m.peer_labels) for m in result.matches}
+    result = result_of(role, A, round_id)
+    by_token = {int.from_bytes(m.match_token, "big"): {p.sealed for p in m.peer_labels} for m in result.matches}
     assert by_token[3] == {label(B, 3), label(C, 3)}
     assert by_token[4] == {label(C, 4)}
 
@@ -196,8 +202,7 @@ def test_a_round_without_labels_refuses_them_and_returns_none(role: CoordinatorR
     submit(role, A, round_id, [1, 2], labels=False)
     submit(role, B, round_id, [1], labels=False)
     submit(role, C, round_id, [1], labels=False)
-    payload, signature = role.get_result(A, round_id)
-    result = open_result(KEY.public_key, payload, signature, round_id=round_id, member_id="bank-a")
+    result = result_of(role, A, round_id)
     assert [(m.holder_count, m.peer_labels) for m in result.matches] == [(3, ())]
 
 

@@ -1,17 +1,36 @@
-"""Signed results: canonical bytes, strict parsing, and every way a result can be refused."""
+"""Signed results as Merkle trees: canonical headers and leaves, strict parsing, streamed checks of
+every page, one lead proven alone, and every way a result can be refused."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alliance_psi.crypto.signing import SigningKey, load_public_key, verify
-from alliance_psi.errors import ConfigurationError, InvalidRequest, InvalidSignature
-from alliance_psi.protocol.model import MatchedToken, MemberResult
-from alliance_psi.protocol.result_codec import decode_result, encode_result, open_result, sign_result
+from alliance_psi.errors import ConfigurationError, InvalidRequest, InvalidSignature, ResultMismatch
+from alliance_psi.protocol.model import MatchedToken, MemberResult, PeerLabel
+from alliance_psi.protocol.result_codec import (
+    LeafPage,
+    LeafProof,
+    LeafVerifier,
+    ResultBuilder,
+    decode_header,
+    decode_leaf,
+    encode_header,
+    encode_leaf,
+    lead_proofs,
+    open_header,
+    reopen_result,
+    result_tree,
+    sign_header,
+    verify_lead,
+)
 
 KEY = SigningKey.generate()
+A, B = b"\x01" * 16, b"\x02" * 16
 
 
 def result(**overrides) -> MemberResult:  # type: ignore[no-untyped-def]
@@ -21,36 +40,66 @@ def result(**overrides) -> MemberResult:  # type: ignore[no-untyped-def]
         "key_epoch": "e1",
         "threshold": 2,
         "submitted_count": 3,
-        "matches": (MatchedToken(b"\x02" * 16, 3, (b"L2", b"L1")), MatchedToken(b"\x01" * 16, 2, ())),
+        "matches": (
+            MatchedToken(B, 3, (PeerLabel(b"L2", "bank-c"), PeerLabel(b"L1"))),
+            MatchedToken(A, 2, ()),
+        ),
     }
     fields.update(overrides)
     return MemberResult(**fields)  # type: ignore[arg-type]
 
 
-def test_encoding_is_canonical_whatever_the_order() -> None:
-    a = result()
-    b = result(matches=tuple(reversed(a.matches)))
-    c = result(matches=(MatchedToken(b"\x02" * 16, 3, (b"L1", b"L2")), MatchedToken(b"\x01" * 16, 2, ())))
-    assert encode_result(a) == encode_result(b) == encode_result(c)
-    decoded = decode_result(encode_result(a))
-    assert [m.match_token for m in decoded.matches] == [b"\x01" * 16, b"\x02" * 16]
-    assert decoded.matches[1].peer_labels == (b"L1", b"L2")
+def signed(r: MemberResult | None = None) -> tuple[bytes, bytes, tuple[bytes, ...]]:
+    header, leaves = result_tree(r or result())
+    s = sign_header(KEY, header)
+    return s.header, s.signature, leaves
+
+
+def test_leaves_are_canonical_whatever_the_order() -> None:
+    labels = (PeerLabel(b"L2", "bank-c"), PeerLabel(b"L1"))
+    one, other = MatchedToken(B, 3, labels), MatchedToken(B, 3, tuple(reversed(labels)))
+    assert encode_leaf(one) == encode_leaf(other)
+    assert decode_leaf(encode_leaf(one)).peer_labels == (PeerLabel(b"L1"), PeerLabel(b"L2", "bank-c"))
+    # Tokens in order, whatever the order of the matches in memory.
+    assert result_tree(result()) == result_tree(result(matches=tuple(reversed(result().matches))))
+    assert [decode_leaf(leaf).match_token for leaf in result_tree(result())[1]] == [A, B]
 
 
 tokens = st.binary(min_size=16, max_size=16)
-labels = st.lists(st.binary(min_size=0, max_size=40), max_size=3)
-
-
-@settings(max_examples=60)
-@given(
-    st.dictionaries(tokens, st.tuples(st.integers(2, 50), labels), max_size=8),
-    st.text(min_size=1, max_size=20),
-    st.integers(0, 2**40),
+labels = st.lists(
+    st.tuples(st.binary(min_size=0, max_size=40), st.sampled_from([None, "bank-b", "某银行"])), max_size=3
 )
-def test_round_trip(entries, round_id, submitted) -> None:  # type: ignore[no-untyped-def]
-    matches = tuple(MatchedToken(t, c, tuple(sorted(ls))) for t, (c, ls) in sorted(entries.items()))
-    original = result(round_id=round_id, submitted_count=submitted, matches=matches)
-    assert decode_result(encode_result(original)) == original
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(tokens, st.tuples(st.integers(2, 50), labels), max_size=8), st.integers(0, 2**40))
+def test_round_trip_and_streamed_check(entries, submitted) -> None:  # type: ignore[no-untyped-def]
+    matches = tuple(
+        MatchedToken(t, c, tuple(sorted((PeerLabel(s, n) for s, n in ls), key=lambda p: (p.sealed, p.sealer or ""))))
+        for t, (c, ls) in sorted(entries.items())
+    )
+    original = result(submitted_count=submitted, matches=matches)
+    header, leaves = result_tree(original)
+    assert decode_header(encode_header(header)) == header
+    assert tuple(decode_leaf(leaf) for leaf in leaves) == matches
+    assert reopen_result(KEY.public_key, *signed(original)[:2], leaves, round_id="r-1", member_id="bank-a") == original
+
+
+def test_pages_stay_small_and_check_out() -> None:
+    many = tuple(MatchedToken(i.to_bytes(16, "big"), 2, (PeerLabel(bytes(285)),)) for i in range(3000))
+    builder, pages = ResultBuilder(page_bytes=64 * 1024), []
+    for match in many:
+        if (page := builder.add(match)) is not None:
+            pages.append(page)
+    pages.append(builder.finish())
+    header, _ = result_tree(result(matches=many))
+    assert builder.root() == header.root and builder.count == 3000
+    assert len(pages) > 10 and all(sum(len(leaf) for leaf in p.leaves) <= 64 * 1024 for p in pages if p)
+    verifier = LeafVerifier(header)
+    for page in pages:
+        assert page is not None
+        verifier.add(page)
+    verifier.finish()
 
 
 @pytest.mark.parametrize(
@@ -58,35 +107,82 @@ def test_round_trip(entries, round_id, submitted) -> None:  # type: ignore[no-un
     [
         (lambda p: p[:-1], "truncated"),
         (lambda p: p + b"\x00", "not in canonical form"),
-        (lambda p: b"APSI-RESULT\x02" + p[12:], "unknown format or version"),
+        (lambda p: b"APSI-RESULT\x01" + p[12:], "unknown format or version"),
         (lambda p: b"", "truncated"),
     ],
-    ids=["truncated", "trailing", "version", "empty"],
+    ids=["truncated", "trailing", "old-version", "empty"],
 )
-def test_malformed_payloads_refused(mutate, reason) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_headers_refused(mutate, reason) -> None:  # type: ignore[no-untyped-def]
+    header, _ = result_tree(result())
     with pytest.raises(InvalidRequest, match=reason):
-        decode_result(mutate(encode_result(result())))
+        decode_header(mutate(encode_header(header)))
 
 
-def test_unsorted_payload_is_not_canonical() -> None:
-    # Swap two matches by hand: a payload listing tokens out of order must be refused.
-    two = encode_result(result())
-    first, second = two.find(b"\x01" * 16), two.find(b"\x02" * 16)
-    swapped = two[:first] + two[second:] + two[first:second]
-    with pytest.raises(InvalidRequest, match="canonical"):
-        decode_result(swapped)
+def test_unsorted_labels_are_not_canonical() -> None:
+    leaf = encode_leaf(MatchedToken(A, 3, (PeerLabel(b"L1"), PeerLabel(b"L2"))))
+    first, second = leaf.find(b"L1") - 2, leaf.find(b"L2") - 2
+    swapped = leaf[:first] + leaf[second:] + leaf[first:second]
+    with pytest.raises(InvalidRequest, match="canonical order"):
+        decode_leaf(swapped)
 
 
-def test_open_result_verifies_then_checks_who_it_is_for() -> None:
-    payload, signature = sign_result(KEY, result())
-    assert open_result(KEY.public_key, payload, signature, round_id="r-1", member_id="bank-a") == decode_result(payload)
+def test_open_header_verifies_then_checks_who_it_is_for() -> None:
+    header, signature, _ = signed()
+    assert open_header(KEY.public_key, header, signature, round_id="r-1", member_id="bank-a") == decode_header(header)
     with pytest.raises(InvalidSignature, match="expected 'r-1' and 'bank-b'"):
-        open_result(KEY.public_key, payload, signature, round_id="r-1", member_id="bank-b")
+        open_header(KEY.public_key, header, signature, round_id="r-1", member_id="bank-b")
     with pytest.raises(InvalidSignature, match="does not verify"):
-        open_result(SigningKey.generate().public_key, payload, signature, round_id="r-1", member_id="bank-a")
-    tampered = payload[:-1] + bytes([payload[-1] ^ 1])
+        open_header(SigningKey.generate().public_key, header, signature, round_id="r-1", member_id="bank-a")
+    tampered = header[:-1] + bytes([header[-1] ^ 1])
     with pytest.raises(InvalidSignature):
-        open_result(KEY.public_key, tampered, signature, round_id="r-1", member_id="bank-a")
+        open_header(KEY.public_key, tampered, signature, round_id="r-1", member_id="bank-a")
+
+
+def _verify(header_bytes: bytes, pages: list[LeafPage]) -> None:
+    verifier = LeafVerifier(decode_header(header_bytes))
+    for page in pages:
+        verifier.add(page)
+    verifier.finish()
+
+
+def test_leaves_that_do_not_make_the_signed_root_are_refused() -> None:
+    header, _, leaves = signed()
+    _verify(header, [LeafPage(0, 0, leaves)])
+    edited = encode_leaf(MatchedToken(B, 4, decode_leaf(leaves[1]).peer_labels))  # A holder count raised.
+    with pytest.raises(ResultMismatch, match="do not make the signed Merkle root"):
+        _verify(header, [LeafPage(0, 0, (leaves[0], edited))])
+    dropped = encode_leaf(MatchedToken(B, 3, decode_leaf(leaves[1]).peer_labels[:1]))  # A peer label removed.
+    with pytest.raises(ResultMismatch, match="Merkle root"):
+        _verify(header, [LeafPage(0, 0, (leaves[0], dropped))])
+    with pytest.raises(ResultMismatch, match="1 leaves, the signed header 2"):
+        _verify(header, [LeafPage(0, 0, leaves[:1])])
+    with pytest.raises(ResultMismatch, match="more leaves than the 2 signed"):
+        _verify(header, [LeafPage(0, 0, (*leaves, encode_leaf(MatchedToken(b"\x03" * 16, 2))))])
+    with pytest.raises(ResultMismatch, match="strictly increasing"):
+        _verify(header, [LeafPage(0, 0, tuple(reversed(leaves)))])
+    with pytest.raises(ResultMismatch, match="out of order"):
+        _verify(header, [LeafPage(1, 0, leaves)])
+    with pytest.raises(ResultMismatch, match="out of order"):
+        _verify(header, [LeafPage(0, 0, leaves[:1]), LeafPage(1, 0, leaves[1:])])
+    with pytest.raises(ResultMismatch, match="leaf 0: malformed"):
+        _verify(header, [LeafPage(0, 0, (b"junk",))])
+
+
+def test_one_lead_is_provable_alone() -> None:
+    many = tuple(MatchedToken(i.to_bytes(16, "big"), 2 + i % 3, (PeerLabel(bytes([i])),)) for i in range(37))
+    header, signature, leaves = signed(result(matches=many))
+    proofs = lead_proofs(leaves, [0, 17, 36])
+    opened, match = verify_lead(KEY.public_key, header, signature, proofs[17], round_id="r-1", member_id="bank-a")
+    assert match == many[17] and opened.match_count == 37
+    with pytest.raises(ResultMismatch, match="leaf 17 is not in the signed result"):
+        verify_lead(KEY.public_key, header, signature, replace(proofs[17], leaf=leaves[18]))
+    with pytest.raises(ResultMismatch):
+        verify_lead(KEY.public_key, header, signature, replace(proofs[17], index=16))
+    with pytest.raises(InvalidSignature, match="expected 'r-1' and 'bank-b'"):
+        verify_lead(KEY.public_key, header, signature, proofs[0], round_id="r-1", member_id="bank-b")
+    forged = LeafProof(0, encode_leaf(MatchedToken(b"\xff" * 16, 9)), proofs[0].proof)
+    with pytest.raises(ResultMismatch):
+        verify_lead(KEY.public_key, header, signature, forged)
 
 
 def test_signature_is_bound_to_its_context() -> None:

@@ -1,4 +1,4 @@
-"""A real signed result with real sealed peer labels, and the report built from it.
+"""A real signed result (header and Merkle leaves) with real sealed peer labels, and its report.
 
 Shared by the report unit tests, the Chromium test and the CLI tests. Tokens and label keys are
 derived from names (no OPRF needed): ``build_leads`` opens the sealed labels for real. ``CA``
@@ -11,13 +11,16 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
+from sqlalchemy import Connection
+
 from alliance_psi.crypto.labels import LabelContext, seal_label
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.protocol.leads import Lead, LeadLabel, build_leads
-from alliance_psi.protocol.model import MatchedToken, MemberResult, Role
-from alliance_psi.protocol.result_codec import open_result, sign_result
+from alliance_psi.protocol.model import MatchedToken, MemberResult, PeerLabel, Role
+from alliance_psi.protocol.result_codec import lead_proofs, reopen_result, result_tree, sign_header
 from alliance_psi.reports import LeadReport, ReportSigner, build_report, render_signed_json
 from alliance_psi.services import pki
+from alliance_psi.storage import KeptResults
 
 KEY = SigningKey.generate()
 ROUND_ID = "r-2025q2"
@@ -130,11 +133,11 @@ PLANTED = (
 )
 
 
-def sealed_labels(planted: Planted, key_epoch: str = KEY_EPOCH) -> tuple[bytes, ...]:
+def sealed_labels(planted: Planted, key_epoch: str = KEY_EPOCH) -> tuple[PeerLabel, ...]:
     context = LabelContext(key_epoch, planted.token)
     sealed = [seal_label(planted.label_key, label.encode(), context) for label in planted.peers]
     sealed += [seal_label(bytes(32), b'{"c":"other"}', context) for _ in range(planted.unreadable)]
-    return tuple(sealed) + planted.extra_labels
+    return tuple(PeerLabel(label) for label in (*sealed, *planted.extra_labels))
 
 
 def member_result(
@@ -145,7 +148,26 @@ def member_result(
 
 
 def signed(result: MemberResult, key: SigningKey = KEY) -> tuple[bytes, bytes]:
-    return sign_result(key, result)
+    """The signed header of ``result``: (header, signature)."""
+    header, _ = result_tree(result)
+    signed_header = sign_header(key, header)
+    return signed_header.header, signed_header.signature
+
+
+def leaves_of(result: MemberResult) -> tuple[bytes, ...]:
+    return result_tree(result)[1]
+
+
+def keep(
+    conn: Connection, result: MemberResult, *, key_epoch: str = KEY_EPOCH, round_name: str = ROUND_NAME, at: datetime
+) -> None:
+    """Keep ``result`` signed in a member database, as ``MemberNode.fetch_result`` does."""
+    header, signature = signed(result)
+    kept = KeptResults(conn)
+    kept.save_header(
+        result.round_id, key_epoch=key_epoch, round_name=round_name, header=header, signature=signature, at=at
+    )
+    kept.add_leaves(result.round_id, [(i, leaf[:16], leaf) for i, leaf in enumerate(leaves_of(result))])
 
 
 def leads_for(result: MemberResult, planted: tuple[Planted, ...] = PLANTED) -> list[Lead]:
@@ -160,16 +182,20 @@ def make_report(
     round_id: str = ROUND_ID,
     member_id: str = MEMBER_ID,
 ) -> LeadReport:
-    payload, signature = signed(member_result(planted, round_id=round_id, member_id=member_id), key)
-    result = open_result(key.public_key, payload, signature, round_id=round_id, member_id=member_id)
+    whole = member_result(planted, round_id=round_id, member_id=member_id)
+    header, signature = signed(whole, key)
+    leaves = leaves_of(whole)
+    result = reopen_result(key.public_key, header, signature, leaves, round_id=round_id, member_id=member_id)
+    proofs = lead_proofs(leaves, range(len(leaves)))
     return build_report(
         member_id=member_id,
         round_name=ROUND_NAME,
         result=result,
         leads=leads_for(result, planted),
-        payload=payload,
+        header=header,
         signature=signature,
         key_id=key.key_id,
+        proofs={match.match_token: proofs[i] for i, match in enumerate(result.matches)},
         generated_at=GENERATED_AT,
     )
 

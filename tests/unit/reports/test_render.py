@@ -71,15 +71,14 @@ def test_leads_are_sorted_by_holders_then_severity() -> None:
 def test_build_report_refuses_leads_that_are_not_in_the_result() -> None:
     result = member_result()
     leads = leads_for(result)
+    common = {"round_name": "x", "result": result, "header": b"", "signature": b"", "key_id": "k", "proofs": {}}
     with pytest.raises(ValueError, match="result is for member 'bank-a', not 'bank-b'"):
-        build_report(
-            member_id="bank-b", round_name="x", result=result, leads=leads, payload=b"", signature=b"", key_id="k"
-        )
+        build_report(member_id="bank-b", leads=leads, **common)  # type: ignore[arg-type]
     forged = [dataclasses.replace(leads[0], holder_count=9)]
     with pytest.raises(ValueError, match="a phone lead does not match the result it is reported with"):
-        build_report(
-            member_id="bank-a", round_name="x", result=result, leads=forged, payload=b"", signature=b"", key_id="k"
-        )
+        build_report(member_id="bank-a", leads=forged, **common)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="a phone lead has no inclusion proof"):
+        build_report(member_id="bank-a", leads=leads[:1], **common)  # type: ignore[arg-type]
 
 
 def test_json_holds_every_field_exactly() -> None:
@@ -89,7 +88,7 @@ def test_json_holds_every_field_exactly() -> None:
     assert list(doc) == sorted(doc)
     assert {k: v for k, v in doc.items() if k not in ("leads", "evidence")} == {
         "format": "alliance-psi/lead-report",
-        "format_version": 2,
+        "format_version": 3,
         "generated_at": "2025-06-30T08:15:00Z",
         "member_id": "bank-a",
         "round_id": "r-2025q2",
@@ -106,6 +105,7 @@ def test_json_holds_every_field_exactly() -> None:
         },
     }
     phone = PLANTED[0]
+    proof = REPORT.proofs[phone.token]
     assert doc["leads"][0] == {
         "type": "phone",
         "value": "+8613800138000",
@@ -127,10 +127,15 @@ def test_json_holds_every_field_exactly() -> None:
             },
             {"category": "malicious_complaint", "severity": "level2", "first_seen": None, "case_ref": None},
         ],
+        "proof": {
+            "leaf_index": proof.index,
+            "leaf_b64": base64.b64encode(proof.leaf).decode(),
+            "inclusion_path_b64": [base64.b64encode(node).decode() for node in proof.proof],
+        },
     }
     assert doc["leads"][6]["value"] == FORMULA and doc["leads"][6]["unreadable_peer_labels"] == 1
     assert doc["evidence"] == {
-        "payload_b64": base64.b64encode(REPORT.payload).decode(),
+        "header_b64": base64.b64encode(REPORT.header).decode(),
         "signature_b64": base64.b64encode(REPORT.signature).decode(),
         "key_id": KEY.key_id,
     }

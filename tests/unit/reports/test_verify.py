@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from alliance_psi.crypto.signing import CertificateKey, SigningKey, key_id
 from alliance_psi.errors import ConfigurationError, InvalidSignature
-from alliance_psi.protocol.model import Role
+from alliance_psi.protocol.model import MatchedToken, Role
+from alliance_psi.protocol.result_codec import decode_leaf, encode_leaf
 from alliance_psi.reports import (
     ReportMismatch,
     ReportSigner,
@@ -136,13 +137,15 @@ def test_a_crl_that_does_not_list_the_signer_passes_and_says_it_was_checked() ->
 
 
 def test_a_report_may_leave_out_withdrawn_identifiers_if_its_summary_agrees() -> None:
-    # The member withdrew the QQ number after the round: the signed result still has it.
-    payload, signature = signed(member_result())
-    withdrawn = json.loads(signed_json(make_report(tuple(p for p in PLANTED if p.type != "qq"))))
-    del withdrawn["member_signature"]
-    withdrawn["evidence"]["payload_b64"] = base64.b64encode(payload).decode()
-    withdrawn["evidence"]["signature_b64"] = base64.b64encode(signature).decode()
-    checked = verify(_dump(sign_document(withdrawn, SIGNER, signed_at=datetime.now(UTC))))
+    # The member withdrew the QQ number after the round: the signed result still has it, and the
+    # report proves its six other leads against the result's root.
+    summary = json.loads(signed_json(make_report(tuple(p for p in PLANTED if p.type != "qq"))))["summary"]
+
+    def withdraw(doc: dict[str, Any]) -> None:
+        doc["leads"] = [lead for lead in doc["leads"] if lead["type"] != "qq"]
+        doc["summary"] = summary
+
+    checked = verify(resigned(withdraw))
     assert (checked.leads, checked.signed_matches, checked.omitted) == (6, 7, 1)
 
 
@@ -236,7 +239,15 @@ OUTSIDER_FORGERIES = {
         _set("member_signature.algorithm", "none"),
         "member signature: algorithm 'none' is not 'ECDSA-P256-SHA256'",
     ),
-    "unknown version": (_set("format_version", 3), "unknown report format version 3 (this verifier knows 2)"),
+    "unknown version": (_set("format_version", 4), "unknown report format version 4 (this verifier knows 3)"),
+    "whole-result version 2": (
+        _set("format_version", 2),
+        (
+            "report format version 2 carries the coordinator's whole result as one signed blob; this verifier "
+            "checks results as signed Merkle trees: write the report again with "
+            "`alliance-psi node report ROUND --format json`"
+        ),
+    ),
     "unsigned version 1": (
         _set("format_version", 1),
         (
@@ -362,15 +373,37 @@ def test_a_report_signed_before_its_certificate_was_valid_fails() -> None:
 
 
 def _other_members_evidence(doc: dict[str, Any]) -> None:
-    payload, signature = signed(member_result(member_id="bank-b"))
-    doc["evidence"]["payload_b64"] = base64.b64encode(payload).decode()
+    header, signature = signed(member_result(member_id="bank-b"))
+    doc["evidence"]["header_b64"] = base64.b64encode(header).decode()
     doc["evidence"]["signature_b64"] = base64.b64encode(signature).decode()
 
 
-def _flip_payload_byte(doc: dict[str, Any]) -> None:
-    payload = bytearray(base64.b64decode(doc["evidence"]["payload_b64"]))
-    payload[-1] ^= 1
-    doc["evidence"]["payload_b64"] = base64.b64encode(bytes(payload)).decode()
+def _flip_header_byte(doc: dict[str, Any]) -> None:
+    header = bytearray(base64.b64decode(doc["evidence"]["header_b64"]))
+    header[-1] ^= 1
+    doc["evidence"]["header_b64"] = base64.b64encode(bytes(header)).decode()
+
+
+def _proof_of_lead(number: int) -> Callable[[dict[str, Any]], None]:
+    """Give lead 1 the proof (leaf and path) of another lead."""
+
+    def change(doc: dict[str, Any]) -> None:
+        doc["leads"][0]["proof"] = copy.deepcopy(doc["leads"][number - 1]["proof"])
+
+    return change
+
+
+def _forged_leaf(doc: dict[str, Any]) -> None:
+    # A leaf with a raised holder count, and the lead's report raised to match: the proof fails.
+    proof = doc["leads"][0]["proof"]
+    leaf = decode_leaf(base64.b64decode(proof["leaf_b64"]))
+    forged = encode_leaf(MatchedToken(leaf.match_token, 5, leaf.peer_labels))
+    proof["leaf_b64"] = base64.b64encode(forged).decode()
+    doc["leads"][0]["holder_count"] = 5
+
+
+def _shortened_path(doc: dict[str, Any]) -> None:
+    doc["leads"][1]["proof"]["inclusion_path_b64"].pop()
 
 
 def _extra_peer_label(doc: dict[str, Any]) -> None:
@@ -388,7 +421,32 @@ MEMBER_FORGERIES = {
     ),
     "lead with a fake token": (
         lambda d: d["leads"].append({**d["leads"][0], "match_token": "ab" * 16}),
-        "lead 8 (phone): match token not in the signed result",
+        "lead 8 (phone): match token not in the signed result (its proof is for another token)",
+    ),
+    "another lead's proof": (
+        _proof_of_lead(2),
+        "lead 1 (phone): match token not in the signed result (its proof is for another token)",
+    ),
+    "forged leaf": (
+        _forged_leaf,
+        (
+            "lead 1 (phone): not in the signed result (leaf 6 is not in the signed result: "
+            "inclusion proof: does not lead to the signed root)"
+        ),
+    ),
+    "shortened inclusion path": (
+        _shortened_path,
+        (
+            "lead 2 (id_card): not in the signed result (leaf 3 is not in the signed result: "
+            "inclusion proof: shorter than the path to the root)"
+        ),
+    ),
+    "moved leaf index": (
+        _set("leads.2.proof.leaf_index", 2),
+        (
+            "lead 3 (bank_card): not in the signed result (leaf 2 is not in the signed result: "
+            "inclusion proof: does not lead to the signed root)"
+        ),
     ),
     "repeated lead": (lambda d: d["leads"].append(d["leads"][0]), "lead 8 (phone): match token repeats lead 1"),
     "token not hex": (
@@ -412,7 +470,7 @@ MEMBER_FORGERIES = {
     "threshold": (_set("threshold", 3), "threshold 3 in the report, 2 in the signed result"),
     "key epoch": (_set("key_epoch", "2025-07"), "key_epoch '2025-07' in the report, '2025-06' in the signed result"),
     "submitted count": (_set("submitted_count", 10), "submitted_count 10 in the report, 1200 in the signed result"),
-    "payload byte": (_flip_payload_byte, BAD_KEY),
+    "header byte": (_flip_header_byte, BAD_KEY),
     "truncated signature": (
         lambda d: d["evidence"].update(
             signature_b64=base64.b64encode(base64.b64decode(d["evidence"]["signature_b64"])[:-1]).decode()
