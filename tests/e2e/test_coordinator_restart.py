@@ -15,6 +15,7 @@ from alliance_psi.cli._processes import ServerProcess, tls_args
 from alliance_psi.cli.main import main
 from alliance_psi.services.clients import CoordinatorClient, CustodianChain, CustodianClient, RetryPolicy
 from alliance_psi.services.member import MemberNode
+from tests.e2e.support import coordinator_command, coordinator_keys, enrol
 from tests.integration.services.harness import CATEGORIES, EPOCH, MEMBERS, Planted, load, round_spec, sqlite_engine
 
 pytestmark = pytest.mark.timeout(300)
@@ -35,38 +36,18 @@ def coordinator_db(request: pytest.FixtureRequest, tmp_path: Path):  # type: ign
 
 
 def test_round_survives_a_coordinator_crash(tmp_path: Path, pki, coordinator_db: str) -> None:  # type: ignore[no-untyped-def]
-    assert CliRunner().invoke(main, ["coordinator", "keygen", "--out", str(tmp_path / "keys")]).exit_code == 0
+    public_key = coordinator_keys(tmp_path / "keys")
     assert (
         CliRunner()
         .invoke(main, ["custodian", "init-share", "--epoch", EPOCH, "--out", str(tmp_path / "share")])
         .exit_code
         == 0
     )
-    public_key = bytes.fromhex((tmp_path / "keys" / "signing.pub").read_text().strip())
-    coordinator_cmd = [
-        "coordinator",
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        *tls_args(pki.directory, "coordinator"),
-        "--signing-key",
-        str(tmp_path / "keys" / "signing.key"),
-        "--database",
-        coordinator_db,
-        "--tick",
-        "0.2",
-    ]
+    coordinator_cmd = coordinator_command(pki.directory, tmp_path / "keys", coordinator_db, "--tick", "0.2")
     custodian_db = f"sqlite:///{tmp_path / 'custodian.db'}"
-    for member in MEMBERS:  # Each server's operator enrols the members (and admins) it serves.
-        cert = str(pki.directory / f"{member}.pem")
-        for server, database in (("custodian", custodian_db), ("coordinator", coordinator_db)):
-            enrolled = CliRunner().invoke(main, [server, "member", "add", "--cert", cert, "--database", database])
-            assert enrolled.exit_code == 0, enrolled.output
-    admin_cert = str(pki.directory / "admin.pem")
-    enrolled = CliRunner().invoke(
-        main, ["coordinator", "admin", "add", "--cert", admin_cert, "--database", coordinator_db]
-    )
-    assert enrolled.exit_code == 0, enrolled.output
+    # Each server's operator enrols the members (and admins) it serves.
+    enrol("custodian", custodian_db, pki.directory, *MEMBERS)
+    enrol("coordinator", coordinator_db, pki.directory, *MEMBERS, admin="admin")
     custodian = ServerProcess(
         [
             "custodian",

@@ -17,10 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from alliance_psi.cli._processes import ServerProcess, tls_args
-from alliance_psi.cli.main import main
+from alliance_psi.cli._processes import ServerProcess
 from alliance_psi.crypto.labels import SEALED_LABEL_BYTES
 from alliance_psi.protocol.coordinator import Chunk, Commit, RoundSpec
 from alliance_psi.protocol.result_codec import PAGE_BYTES
@@ -28,6 +26,7 @@ from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS, SetDigest, Submiss
 from alliance_psi.services.clients import CoordinatorClient, CustodianChain, RetryPolicy
 from alliance_psi.services.member import MemberNode
 from alliance_psi.storage import KeptResults
+from tests.e2e.support import coordinator_command, coordinator_keys, enrol
 from tests.integration.services.harness import sqlite_engine
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
@@ -80,21 +79,10 @@ class _Sampler(threading.Thread):
 
 
 def test_a_million_matched_tokens_stream_with_flat_coordinator_memory(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
-    assert CliRunner().invoke(main, ["coordinator", "keygen", "--out", str(tmp_path / "keys")]).exit_code == 0
-    public_key = bytes.fromhex((tmp_path / "keys" / "signing.pub").read_text().strip())
-    coordinator = ServerProcess(
-        [
-            "coordinator",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            *tls_args(pki.directory, "coordinator"),
-            "--signing-key",
-            str(tmp_path / "keys" / "signing.key"),
-            "--database",
-            f"sqlite:///{tmp_path / 'coordinator.db'}",
-        ]
-    )
+    public_key = coordinator_keys(tmp_path / "keys")
+    database = f"sqlite:///{tmp_path / 'coordinator.db'}"
+    enrol("coordinator", database, pki.directory, "bank-a", "bank-b", admin="admin")
+    coordinator = ServerProcess(coordinator_command(pki.directory, tmp_path / "keys", database))
     figures: dict[str, float] = {}
     try:
         admin = CoordinatorClient(coordinator.address, pki.material("admin"), PATIENT)
