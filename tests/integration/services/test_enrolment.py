@@ -141,13 +141,13 @@ def test_the_coordinator_serves_only_its_enrolled_members_and_admins(tmp_path: P
             with pytest.raises(NotAuthorized, match="member shadow-c is not enrolled at this coordinator$"):
                 client.upload_chunks([chunk])
             with pytest.raises(NotAuthorized, match="not enrolled at this coordinator"):
-                client.get_result(round_.round_id)
+                next(client.get_result(round_.round_id))
             with pytest.raises(NotAuthorized, match="not enrolled at this coordinator"):
                 client.commit(Commit(round_.round_id, 1, b"\x00" * 32, 1, b"\x00" * 32, True), "shadow-c")
         forged = pki_module.issue(pki.ca, role=Role.MEMBER, name="bank-c")
         with CoordinatorClient(alliance.coordinator_address, material(pki, forged.cert_pem, forged.key_pem)) as client:
             with pytest.raises(NotAuthenticated, match="key does not match the enrolled key of member bank-c"):
-                client.get_result(round_.round_id)
+                next(client.get_result(round_.round_id))
         rogue_admin = pki_module.issue(pki.ca, role=Role.ADMIN, name="admin-2")
         with CoordinatorClient(
             alliance.coordinator_address, material(pki, rogue_admin.cert_pem, rogue_admin.key_pem)
