@@ -27,7 +27,9 @@ def test_one_members_labels_in_two_scopes_are_fresh(tmp_path: Path, pki) -> None
             for node in nodes.values():
                 node.tokenize("epoch-test", ["phone"])
                 node.submit(node.coordinator.get_round(round_id)[0])
-        outcomes = {r: nodes["bank-a"].leads(nodes["bank-a"].fetch_result(r, wait=30)[0]) for r in rounds}
+        for r in rounds:
+            nodes["bank-a"].fetch_result(r, wait=30)
+        outcomes = {r: nodes["bank-a"].leads(nodes["bank-a"].kept_result(r)) for r in rounds}
         with alliance.coordinator_engine.connect() as conn:
             rows = conn.execute(select(member_sets.c.set_scope, member_sets.c.match_token, member_sets.c.sealed_label))
             by_scope: dict[str, dict[bytes, list[bytes]]] = {}
