@@ -35,7 +35,7 @@ from alliance_psi.storage import MemberRepository, create_schema, make_engine
 
 EPOCH = "epoch-test"
 MEMBERS = ("bank-a", "bank-b", "bank-c")
-ENROLMENT_REFRESH = 0.2  # Seconds: how soon a server sees an enrolment change.
+ENROLMENT_REFRESH = 0.0  # Every call reads the list: a test that enrols a party and calls at once is served.
 CATEGORIES = ("wool_party", "loan_intermediary", "proxy_rights_defense")
 
 
