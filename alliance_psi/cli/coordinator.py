@@ -198,7 +198,7 @@ def audit_verify(database: str) -> None:
         engine = make_engine(database)
         with engine.connect() as conn:
             count = AuditLog(conn).verify()
-    click.echo(f"audit log intact: {count} entries verified")
+    click.echo(f"audit log intact: {plural(count, 'entry', 'entries')} verified")
 
 
 # Rounds (admin client) -------------------------------------------------------------------------
@@ -321,7 +321,7 @@ def _round_lines(round_: Round, committed: int) -> list[tuple[str, str]]:
         ("round", round_.round_id),
         ("name", round_.name),
         ("state", round_.state.value + (f" ({round_.close_reason})" if round_.close_reason else "")),
-        ("threshold", f"{round_.threshold} members"),
+        ("threshold", plural(round_.threshold, "member")),
         ("key epoch", round_.key_epoch),
         ("types", ", ".join(round_.allowed_types)),
         ("invited", ", ".join(round_.invited) if round_.invited is not None else "every member"),

@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from alliance_psi._plural import plural
 from alliance_psi.cli._options import reported
 from alliance_psi.errors import AlliancePsiError
 
@@ -140,7 +141,7 @@ def _demo(members_count: int, size: int, threshold: int, shared: int, out: Path,
             blacklist = _write_blacklist(alliance.home(member) / "blacklist", lists[member], i)
             alliance.run_node(member, "import", str(blacklist))
         console.print(
-            f"[bold]blacklists[/bold]: {size} identifiers per member + {shared} planted shared leads "
+            f"[bold]blacklists[/bold]: {plural(size, 'identifier')} per member + {plural(shared, 'planted shared lead')} "
             f"(CSV UTF-8, CSV GB18030, JSONL), imported by each member's node"
         )
         round_id = alliance.create_round(

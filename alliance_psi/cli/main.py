@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from alliance_psi import __version__
+from alliance_psi._plural import plural
 from alliance_psi.cli._lazy import LazyGroup
 
 # Name -> "module:attribute"; `node` and `coordinator` are lazy groups too (alliance_psi.cli.node,
@@ -50,7 +51,7 @@ def selfcheck() -> None:
     for result in results:
         table.add_row(result.name, "[green]pass[/green]")
     console.print(table)
-    console.print(f"all {len(results)} checks passed")
+    console.print(f"all {plural(len(results), 'check')} passed")
 
 
 if __name__ == "__main__":  # pragma: no cover

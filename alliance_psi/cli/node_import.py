@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
+from alliance_psi._plural import plural
 from alliance_psi.cli._options import reported
 from alliance_psi.cli.node import database_option, node_group, open_node_database
 from alliance_psi.errors import InvalidIdentifier
@@ -182,7 +183,7 @@ def import_file(
             f"{kind}): is this the right file (and the right --type or --encoding)? Nothing imported"
         )
     if strict and tally.rejected:
-        raise click.ClickException(f"strict mode: {tally.rejected} rows rejected, nothing imported")
+        raise click.ClickException(f"strict mode: {plural(tally.rejected, 'row')} rejected, nothing imported")
     if tally.figures["rows read"] and not (tally.figures["imported"] or tally.figures["duplicates"]):
         raise click.ClickException("no row could be imported")
 
@@ -257,6 +258,7 @@ def _stored(record: ImportRecord) -> dict[str, Any]:
         "case_ref": record.case_ref,
         "note": record.note,
         "expires_at": record.expires_at,
+        "spelling": record.spelling,
     }
 
 
@@ -307,7 +309,7 @@ def withdraw(
     _print_summary("withdraw", tally, problems="invalid values")
     if not_found:
         rows = ", ".join(map(str, not_found[:_SHOWN_PROBLEMS])) + (", …" if len(not_found) > _SHOWN_PROBLEMS else "")
-        click.echo(f"not found: rows {rows}")
+        click.echo(f"not found: {'row' if len(not_found) == 1 else 'rows'} {rows}")
     if tally.rejected and not (tally.figures["withdrawn"] or not_found):
         raise click.ClickException("no valid value to withdraw")
 
@@ -335,7 +337,7 @@ def purge_expired(database: str) -> None:
     with reported():
         with open_node_database(database) as engine, engine.begin() as conn:
             purged = MemberRepository(conn).purge_expired(datetime.now(UTC))
-    click.echo(f"purged {purged} expired identifiers")
+    click.echo(f"purged {plural(purged, 'expired identifier')}")
 
 
 @node_group.command("status")

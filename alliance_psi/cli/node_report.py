@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import click
 
 from alliance_psi._files import read_secret, write_file_atomic
+from alliance_psi._plural import plural
 from alliance_psi.cli._options import reported
 from alliance_psi.cli.node import F, _option, database_option, node_group, open_node_database
 from alliance_psi.cli.reports import console_safe, holders_text, read_public_key
@@ -173,13 +174,13 @@ def report_command(
         )
         write_file_atomic(output, _render(output_format, report, signer))
     holders = holders_text(report.by_holder_count())
-    skipped = f", {withdrawn} withdrawn identifiers left out" if withdrawn else ""
+    skipped = f", {plural(withdrawn, 'withdrawn identifier')} left out" if withdrawn else ""
     evidence = (
         f"; signed by member {signer.member_id}'s node" if signer else "; not evidence: only a JSON report is signed"
     )
     click.echo(
         console_safe(
-            f"wrote {output} ({output_format}, mode 0600): {len(report.leads)} leads in round {report.round_id} "
+            f"wrote {output} ({output_format}, mode 0600): {plural(len(report.leads), 'lead')} in round {report.round_id} "
             f"({report.round_name}), leads {holders}{skipped}; verified with coordinator key {report.key_id}{evidence}"
         )
     )
@@ -199,7 +200,10 @@ def _leads_table(report: LeadReport) -> Table:
     from rich.table import Table
     from rich.text import Text
 
-    title = f"round {report.round_id} ({report.round_name}): {len(report.leads)} leads, threshold {report.threshold}"
+    title = (
+        f"round {report.round_id} ({report.round_name}): {plural(len(report.leads), 'lead')}, "
+        f"threshold {report.threshold}"
+    )
     table = Table(title=Text(console_safe(title)))
     for column in ("type", "value", "holders", "category", "peer categories"):
         table.add_column(column, justify="right" if column == "holders" else "left", no_wrap=column == "value")

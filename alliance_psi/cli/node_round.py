@@ -132,7 +132,9 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
     if outcome.result is not None:
         holders = Counter(lead.holder_count for lead in outcome.leads)
         rows.append(("leads", f"{len(outcome.leads):,}"))
-        rows += [(f"  held by {n} members", f"{count:,}") for n, count in sorted(holders.items(), reverse=True)]
+        rows += [
+            (f"  held by {plural(n, 'member')}", f"{count:,}") for n, count in sorted(holders.items(), reverse=True)
+        ]
     rows += [(f"seconds: {stage}", f"{value:.2f}") for stage, value in outcome.seconds.items()]
     title = "round joined; result verified" if outcome.result is not None else "round joined; items committed"
     Console().print(_summary(title, rows))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from alliance_psi._plural import plural
 from alliance_psi.errors import ConfigurationError
 from alliance_psi.protocol.model import Role
 from alliance_psi.services import pki
@@ -206,4 +207,4 @@ def revoke(ca_dir: Path, crl_path: Path | None, cert_pems: tuple[Path, ...]) -> 
             crl_pem = pki.revoke(ca, serials, existing_crl_pem=existing)
         pki.write_crl(crl_pem, crl_path)
         listed = len(pki.load_crl_serials(crl_pem, ca.cert_pem))
-    click.echo(f"revoked {len(serials)} certificate(s); {crl_path} lists {listed}")
+    click.echo(f"revoked {plural(len(serials), 'certificate')}; {crl_path} lists {listed}")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from alliance_psi._plural import plural
 from alliance_psi.cli._options import reported
 from alliance_psi.cli.coordinator import coordinator_group
 from alliance_psi.errors import ConfigurationError
@@ -125,7 +126,8 @@ def verify_command(
         rederived = _rederive(checked, node_config, ca_cert) if node_config is not None else None
     omitted = f" ({checked.omitted} not listed)" if checked.omitted else ""
     valid = (
-        f"valid: {checked.leads} leads of {checked.signed_matches} signed matches{omitted} in round {checked.round_id} "
+        f"valid: {plural(checked.leads, 'lead')} of {plural(checked.signed_matches, 'signed match', 'signed matches')}"
+        f"{omitted} in round {checked.round_id} "
         f"({checked.round_name}) for member {checked.member_id}; leads {holders_text(checked.by_holder_count)}; "
         f"threshold {checked.threshold}, key epoch {checked.key_epoch}"
     )
@@ -170,7 +172,8 @@ def _rederive(checked: VerifiedReport, node_config: Path, ca_cert: Path) -> str:
     check_rederived(checked, derived)
     return (
         f"online: every lead's identifier derives its match token in the signed result (re-derived through "
-        f"{len(custodians)} custodians as member {identity.name}, using {len(identifiers)} evaluations of its "
+        f"{plural(len(custodians), 'custodian')} as member {identity.name}, using "
+        f"{plural(len(identifiers), 'evaluation')} of its "
         "quota at each)"
     )
 
@@ -216,8 +219,8 @@ def _print_aggregate(view: dict[str, Any]) -> None:
         Text(
             console_safe(
                 f"round {view['round_id']} ({view['name']}): {view['state']}, threshold {view['threshold']}, "
-                f"key epoch {view['key_epoch']}; {view['committed_members']} members committed, "
-                f"{view['matches_at_threshold']} tokens held by at least {view['threshold']} members"
+                f"key epoch {view['key_epoch']}; {plural(view['committed_members'], 'member')} committed, "
+                f"{plural(view['matches_at_threshold'], 'token')} held by at least {plural(view['threshold'], 'member')}"
             )
         )
     )

@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 
@@ -99,6 +99,9 @@ class ImportRecord:
     case_ref: str | None
     note: str | None
     expires_at: datetime | None
+    # The value as the member wrote it (stripped), kept on the node for its reports; not part of a
+    # record's identity: the same identifier and label, however spelled, are equal records.
+    spelling: str = field(default="", compare=False)
 
     @property
     def identifier(self) -> Identifier:
@@ -215,6 +218,7 @@ def _record(row: Row, default_type: str | None, only_ids: bool) -> ImportRecord:
         case_ref=text["case_ref"] or None,
         note=text["note"] or None,
         expires_at=_expiry(text["expires_at"]),
+        spelling=text["value"],
     )
 
 

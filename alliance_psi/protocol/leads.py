@@ -65,13 +65,18 @@ class LeadLabel:
             raise InvalidLabel() from None
 
 
-# (type, canonical, category, severity, first_seen, case_ref), as the member's database holds it.
-OwnIdentifier = tuple[str, str, str, str, date | None, str]
+# (type, canonical, category, severity, first_seen, case_ref, spelling), as the member's database
+# holds it; spelling is the value as the member wrote it ("" if not kept).
+OwnIdentifier = tuple[str, str, str, str, date | None, str, str]
 
 
 @dataclass(frozen=True, slots=True)
 class Lead:
-    """One of the member's own identifiers that at least ``threshold`` members hold."""
+    """One of the member's own identifiers that at least ``threshold`` members hold.
+
+    ``canonical`` is the normalized value (what the token was derived from); ``spelling`` is the
+    member's own writing of it ("138 0013 8000"), kept on the node for its investigators, or "".
+    """
 
     type: str
     canonical: str
@@ -83,6 +88,7 @@ class Lead:
     match_token: bytes
     peer_labels: tuple[LeadLabel, ...]
     unreadable_labels: int
+    spelling: str = ""
 
     def __repr__(self) -> str:
         return f"Lead(type={self.type}, holders={self.holder_count}, canonical=<{len(self.canonical)} chars>)"
@@ -100,7 +106,7 @@ def build_leads(
     for match in result.matches:
         if match.match_token not in own:
             continue
-        type_, canonical, category, severity, first_seen, case_ref = own[match.match_token]
+        type_, canonical, category, severity, first_seen, case_ref, spelling = own[match.match_token]
         labels, unreadable = [], 0
         context = LabelContext(result.key_epoch, match.match_token)
         for peer in match.peer_labels:
@@ -120,6 +126,7 @@ def build_leads(
                 match.match_token,
                 tuple(labels),
                 unreadable,
+                spelling,
             )
         )
     found.sort(key=lead_sort_key)

@@ -4,9 +4,14 @@ Both hold raw identifiers: the caller writes them to files readable by their own
 and never prints them. ``report_document`` is the one description of a report as plain data; the
 JSON file is exactly that document, the HTML page embeds it, and ``verify_report_json`` reads it.
 
-CSV cells come from the member's database and from peers' labels, so they are untrusted: a cell
-that a spreadsheet would run as a formula (it starts with ``= + - @``, a tab or a carriage
-return) gets a leading single quote.
+CSV cells come from the member's database and from peers' labels, so they are untrusted. Excel,
+LibreOffice and Google Sheets read a cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a
+carriage return as a formula, which can call functions (``=HYPERLINK(…)``, DDE) or compute
+(``-2025-17``, ``+86 138 0013 8000``). Such a cell gets a leading single quote, which makes it
+text. A plain number (an optional sign, digits, an optional decimal part) is left alone although
+it may start with ``+`` or ``-``: a spreadsheet reads it as that number, which calls and computes
+nothing, so an E.164 phone number (``+8613800138000``) stays exactly as it is, without a quote
+that Excel would show. Every other cell is written as it is.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import base64
 import csv
 import io
 import json
+import re
 import unicodedata
 from typing import Any
 
@@ -22,12 +28,13 @@ from alliance_psi.protocol.leads import Lead, LeadLabel
 from alliance_psi.protocol.result_codec import LeafProof
 from alliance_psi.reports.model import REPORT_FORMAT, LeadReport
 
-__all__ = ["CSV_COLUMNS", "describe_peer", "display_text", "render_csv", "render_json", "report_document"]
+__all__ = ["CSV_COLUMNS", "csv_cell", "describe_peer", "display_text", "render_csv", "render_json", "report_document"]
 
 CSV_COLUMNS = (
     "# 序号",
     "identifier_type 类型",
     "value 标识值",
+    "spelling 本行原文",
     "holder_count 持有机构数",
     "category 本行类别",
     "severity 等级",
@@ -38,6 +45,7 @@ CSV_COLUMNS = (
     "match_token 匹配令牌",
 )
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
 
 
 def display_text(value: object) -> str:
@@ -71,6 +79,7 @@ def _lead(lead: Lead, proof: LeafProof) -> dict[str, Any]:
     return {
         "type": lead.type,
         "value": lead.canonical,
+        "spelling": lead.spelling or None,
         "category": lead.category,
         "severity": lead.severity or None,
         "case_ref": lead.case_ref or None,
@@ -127,9 +136,14 @@ def describe_peer(label: LeadLabel) -> str:
     return text + (f" ({label.member})" if label.member else "")
 
 
-def _neutralized(value: object) -> str:
+def csv_cell(value: object) -> str:
+    """``value`` as a CSV cell a spreadsheet reads as text or as a plain number, never as a formula.
+
+    A quote goes before a cell that starts with a formula character, unless it is a plain number
+    (see the module docstring): ``=1+2`` becomes ``'=1+2``, ``+8613800138000`` stays as it is.
+    """
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    return "'" + text if text.startswith(_FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(text) else text
 
 
 def render_csv(report: LeadReport) -> bytes:
@@ -145,6 +159,7 @@ def render_csv(report: LeadReport) -> bytes:
             number,
             lead.type,
             lead.canonical,
+            lead.spelling,
             lead.holder_count,
             lead.category,
             lead.severity,
@@ -154,5 +169,5 @@ def render_csv(report: LeadReport) -> bytes:
             lead.unreadable_labels,
             lead.match_token.hex(),
         )
-        writer.writerow([_neutralized(cell) for cell in row])
+        writer.writerow([csv_cell(cell) for cell in row])
     return out.getvalue().encode("utf-8-sig")

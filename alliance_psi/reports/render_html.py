@@ -113,12 +113,20 @@ def _row(number: int, lead: Lead, top: int) -> str:
     return (
         f'<tr><td class="num">{number}</td>'
         f'<td>{_e(TYPE_NAMES.get(lead.type, lead.type))}<span class="code">{_e(lead.type)}</span></td>'
-        f'<td class="{"value long" if len(lead.canonical) > _NOWRAP_CHARS else "value"}">{_e(lead.canonical)}</td>'
+        f'<td class="{"value long" if len(lead.canonical) > _NOWRAP_CHARS else "value"}">'
+        f'<span class="normalized">{_e(lead.canonical)}</span>{_spelling(lead)}</td>'
         f'<td class="num"><span class="holders {heat}">{lead.holder_count}</span></td>'
         f"<td>{_category(lead.category)}</td><td>{_severity(lead.severity)}</td>"
         f'<td class="ref">{_e(lead.case_ref) or _DASH}</td><td class="date">{first_seen}</td>'
         f'<td class="peers-cell">{_peers(lead)}</td></tr>'
     )
+
+
+def _spelling(lead: Lead) -> str:
+    """The member's own writing of the value, under the normalized one, when it differs."""
+    if not lead.spelling or lead.spelling == lead.canonical:
+        return ""
+    return f'<span class="spelling" title="本行原文 As written in the imported file">原文 {_e(lead.spelling)}</span>'
 
 
 def _card(value: object, label: str) -> str:

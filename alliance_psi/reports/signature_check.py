@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidSignature as _CryptographyInvalidSign
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from alliance_psi._plural import plural
 from alliance_psi.crypto.signing import verify_ecdsa
 from alliance_psi.errors import ConfigurationError, InvalidSignature, NotAuthenticated, ReportMismatch
 from alliance_psi.protocol.model import Identity, Role
@@ -181,7 +182,11 @@ def _lead_problems(leads: list[dict[str, Any]], signed: list[str], names: list[s
         listed = set(found)
         added = [f"{_where(n, lead)} is not one it signed" for n, (lead, d) in numbered if d not in signed_as]
         missing = [f"signed lead {number} is missing" for d, number in signed_as.items() if d not in listed]
-        return [f"the report lists {len(leads)} leads, member {member} signed {len(signed)}", *added, *missing]
+        return [
+            f"the report lists {plural(len(leads), 'lead')}, member {member} signed {len(signed)}",
+            *added,
+            *missing,
+        ]
     if sorted(found) == sorted(signed_as) and found != list(signed_as):
         return [
             f"{_where(n, lead)} was signed as lead {signed_as[d]}" for n, (lead, d) in numbered if signed_as[d] != n

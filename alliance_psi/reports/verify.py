@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NoReturn
 
+from alliance_psi._plural import plural
 from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
 from alliance_psi.crypto.signing import key_id
 from alliance_psi.errors import InvalidRequest, InvalidSignature, ReportMismatch, ResultMismatch
@@ -286,11 +287,12 @@ def _lead(obj: Any, number: int, header: ResultHeader, seen: dict[bytes, int]) -
     unreadable = _field(obj, "unreadable_peer_labels", int, where)
     if unreadable < 0 or len(peers) + unreadable > len(match.peer_labels):
         raise ReportMismatch(
-            f"{where}: {len(peers) + unreadable} peer labels in the report, "
+            f"{where}: {plural(len(peers) + unreadable, 'peer label')} in the report, "
             f"{len(match.peer_labels)} in the signed result"
         )
     severity = _field(obj, "severity", str, where, optional=True) or ""
     case_ref = _field(obj, "case_ref", str, where, optional=True) or ""
+    spelling = _field(obj, "spelling", str, where, optional=True) or ""
     lead = Lead(
         kind,
         _field(obj, "value", str, where),
@@ -302,6 +304,7 @@ def _lead(obj: Any, number: int, header: ResultHeader, seen: dict[bytes, int]) -
         token,
         tuple(peers),
         unreadable,
+        spelling,
     )
     return lead, proof, match
 

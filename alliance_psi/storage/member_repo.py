@@ -12,12 +12,13 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Text, and_, bindparam, cast, delete, func, insert, select, update
 
 from alliance_psi.crypto.derive import LABEL_KEY_BYTES, MATCH_TOKEN_BYTES
 from alliance_psi.errors import InvalidRequest
 from alliance_psi.storage._common import batched, bulk_insert, insert_ignoring, placeholder, stream
 from alliance_psi.storage.schema import (
+    identifier_spellings,
     identifiers,
     member_pending,
     member_submitted,
@@ -32,8 +33,8 @@ _DESCRIPTIVE = ("category", "severity", "first_seen", "case_ref", "note", "expir
 _OPTIONAL_TEXT = ("case_ref", "note")
 
 IdentifierRef = tuple[int, str, str]
-# (type, canonical, category, severity, first_seen, case_ref)
-IdentifierLabel = tuple[str, str, str, str, date | None, str]
+# (type, canonical, category, severity, first_seen, case_ref, spelling)
+IdentifierLabel = tuple[str, str, str, str, date | None, str, str]
 # (id, match_token, label_key, category, severity, first_seen, case_ref)
 SubmissionRow = tuple[int, bytes, bytes, str, str, date | None, str]
 
@@ -50,25 +51,30 @@ class MemberRepository:
         """Insert identifiers, or refresh the descriptive fields of those already stored.
 
         Each row is a mapping or a dataclass with ``type``, ``canonical``, ``category``,
-        ``severity`` and optionally ``first_seen``, ``case_ref``, ``note``, ``expires_at``. A
-        (type, canonical) pair already stored, or repeated in ``rows`` (the last one wins), counts
-        as a duplicate; its category, severity, dates and notes are updated, its id and cached
-        tokens kept. Returns (inserted, duplicates).
+        ``severity`` and optionally ``first_seen``, ``case_ref``, ``note``, ``expires_at`` and
+        ``spelling`` (the value as the member wrote it, kept for its reports). A (type, canonical)
+        pair already stored, or repeated in ``rows`` (the last one wins), counts as a duplicate; its
+        category, severity, dates, notes and spelling (if the row has one) are updated, its id and
+        cached tokens kept. Returns (inserted, duplicates).
         """
         imported_at = at or datetime.now(UTC)
         unique: dict[tuple[str, str], dict[str, Any]] = {}
+        spellings: dict[tuple[str, str], str] = {}
         total = 0
         for row in rows:
             values = _identifier_values(row)
-            unique[(values["type"], values["canonical"])] = values
+            key = (values["type"], values["canonical"])
+            unique[key] = values
+            if spelling := _spelling(row):
+                spellings[key] = spelling
             total += 1
         if not unique:
             return 0, 0
         inserted_keys: set[tuple[str, str]] = set()
-        insert = insert_ignoring(self._conn, identifiers, conflict_on=["type", "canonical"])
+        inserting = insert_ignoring(self._conn, identifiers, conflict_on=["type", "canonical"])
         for batch in batched(unique.values()):
             returned = self._conn.execute(
-                insert.returning(identifiers.c.type, identifiers.c.canonical),
+                inserting.returning(identifiers.c.type, identifiers.c.canonical),
                 [{**values, "imported_at": imported_at} for values in batch],
             )
             inserted_keys.update((r.type, r.canonical) for r in returned)
@@ -84,7 +90,19 @@ class MemberRepository:
                 .values({name: bindparam(name) for name in _DESCRIPTIVE}),
                 refreshed,
             )
+        self._spell([{"k_type": t, "k_canonical": c, "k_spelling": s} for (t, c), s in spellings.items()])
         return len(inserted_keys), total - len(inserted_keys)
+
+    def _spell(self, rows: list[dict[str, str]]) -> None:
+        """Replace the spelling of each (k_type, k_canonical) with k_spelling."""
+        if not rows:
+            return
+        keyed = and_(identifiers.c.type == bindparam("k_type"), identifiers.c.canonical == bindparam("k_canonical"))
+        spelled = identifier_spellings.c.identifier_id == select(identifiers.c.id).where(keyed).scalar_subquery()
+        keys = [{"k_type": row["k_type"], "k_canonical": row["k_canonical"]} for row in rows]
+        self._conn.execute(delete(identifier_spellings).where(spelled), keys)
+        written = select(identifiers.c.id, cast(bindparam("k_spelling", type_=Text), Text)).where(keyed)
+        self._conn.execute(insert(identifier_spellings).from_select(["identifier_id", "spelling"], written), rows)
 
     def withdraw(self, type: str, canonical: str) -> bool:
         """Delete an identifier and its cached tokens; False if it was not stored."""
@@ -159,18 +177,25 @@ class MemberRepository:
     def identifiers_for_tokens(self, key_epoch: str, tokens: Iterable[bytes]) -> dict[bytes, IdentifierLabel]:
         """Map matched tokens back to the member's own identifiers.
 
-        Returns {match token: (type, canonical, category, severity, first_seen, case_ref)} for the
-        tokens cached in ``key_epoch``; other tokens are left out.
+        Returns {match token: (type, canonical, category, severity, first_seen, case_ref, spelling)}
+        for the tokens cached in ``key_epoch``; other tokens are left out. ``spelling`` is "" for
+        an identifier stored without one.
         """
         found: dict[bytes, IdentifierLabel] = {}
         ids = identifiers.c
+        spelled = identifier_spellings.c
         for batch in batched(tokens):
             query = (
                 select(
                     token_cache.c.match_token,
                     *(ids.type, ids.canonical, ids.category, ids.severity, ids.first_seen, ids.case_ref),
+                    func.coalesce(spelled.spelling, ""),
                 )
-                .select_from(token_cache.join(identifiers, token_cache.c.identifier_id == ids.id))
+                .select_from(
+                    token_cache.join(identifiers, token_cache.c.identifier_id == ids.id).outerjoin(
+                        identifier_spellings, spelled.identifier_id == ids.id
+                    )
+                )
                 .where(token_cache.c.key_epoch == key_epoch, token_cache.c.match_token.in_(batch))
             )
             found.update({row[0]: tuple(row[1:]) for row in self._conn.execute(query)})
@@ -318,6 +343,12 @@ def _identifier_values(row: Mapping[str, Any] | Any) -> dict[str, Any]:
     for name in _OPTIONAL_TEXT:
         values[name] = source.get(name) or ""
     return values
+
+
+def _spelling(row: Mapping[str, Any] | Any) -> str:
+    """The row's ``spelling`` (a mapping key or a dataclass field), or "" without one."""
+    value = row.get("spelling") if isinstance(row, Mapping) else getattr(row, "spelling", None)
+    return value if isinstance(value, str) else ""
 
 
 def _tuples(result: Any) -> Iterator[IdentifierRef]:

@@ -44,6 +44,7 @@ __all__ = [
     "audit_log",
     "charged_batches",
     "enrolments",
+    "identifier_spellings",
     "identifiers",
     "member_pending",
     "member_result_headers",
@@ -317,6 +318,16 @@ identifiers = Table(
     Column("imported_at", UTCDateTime, nullable=False),
     UniqueConstraint("type", "canonical", name="uq_identifiers_type_canonical"),
     Index("ix_identifiers_expires_at", "expires_at"),
+)
+
+# Each identifier as the member spelled it in the file it imported ("138 0013 8000"), for its own
+# reports. A table of its own, so that a node database made before it gains it by create_schema;
+# it goes with its identifier (cascade) and, like it, never leaves the node.
+identifier_spellings = Table(
+    "identifier_spellings",
+    metadata,
+    Column("identifier_id", Integer, ForeignKey("identifiers.id", ondelete="CASCADE"), primary_key=True),
+    Column("spelling", Text, nullable=False),
 )
 
 token_cache = Table(

@@ -20,6 +20,7 @@ output.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -227,12 +228,17 @@ def test_the_readme_walkthrough_runs_as_written_to_a_verified_report(tmp_path: P
     finally:
         run.stop()
     report = json.loads((folder / "bank-a" / "leads.json").read_text(encoding="utf-8"))
-    assert {(lead["type"], lead["value"]) for lead in report["leads"]} == {
-        ("phone", "+8613800138000"),
-        ("id_card", "11010519491231002X"),
-        ("org_name", "深圳市某某法律咨询有限公司"),
+    spelled = {(lead["type"], lead["value"]): lead["spelling"] for lead in report["leads"]}
+    assert spelled == {  # Normalized, and as bank-a wrote it.
+        ("phone", "+8613800138000"): "138 0013 8000",
+        ("id_card", "11010519491231002X"): "11010519491231002x",
+        ("org_name", "深圳市某某法律咨询有限公司"): "深圳市某某法律諮詢有限公司",
     }
     assert all(lead["holder_count"] == 2 for lead in report["leads"])
+    # The CSV for Excel, read back: the same values and spellings, nothing neutralised that needs no quote.
+    with (folder / "bank-a" / "leads.csv").open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert {(row[1], row[2], row[3]) for row in rows[1:]} == {(t, v, s) for (t, v), s in spelled.items()}
     assert (folder / "bank-a" / "leads.html").stat().st_size > 0
     # node.toml's relative paths resolved against its own folder, wherever the command ran.
     assert (folder / "bank-a" / "bank-a.db").exists() and (folder / "bank-a" / "secrets").is_dir()

@@ -218,7 +218,7 @@ def test_withdraw_values_deletes_identifiers_and_cached_tokens(tmp_path: Path, d
     result = run("node", "withdraw", "--database", db, "--type", "phone", "138-0013-8000", "13900139000", "1380013800")
     assert result.exit_code == 0, result.output
     assert figures(result) == {"withdrawn": 1, "not found": 1, "invalid": 1}
-    assert "not found: rows 2" in result.stdout
+    assert "not found: row 2" in result.stdout
     assert re.search(r"^\s*3\s+value\s+invalid phone '138001…': not a mainland mobile number\s*$", result.stdout, re.M)
     assert stored(db) == 2 and cached(db, identifier_id) == 0
     assert_no_raw_values(result)
@@ -231,7 +231,7 @@ def test_withdraw_from_a_file(tmp_path: Path, db: str) -> None:
     result = run("node", "withdraw", "--database", db, "--type", "phone", "--file", str(source))
     assert result.exit_code == 0, result.output
     assert figures(result) == {"withdrawn": 2, "not found": 1, "invalid": 0}
-    assert "not found: rows 4" in result.stdout
+    assert "not found: row 4" in result.stdout
     assert stored(db) == 1
 
 
@@ -273,7 +273,7 @@ def test_purge_expired_and_status(tmp_path: Path, db: str) -> None:
     ]
     assert_no_raw_values(status)
     purged = run("node", "purge-expired", "--database", db)
-    assert purged.exit_code == 0 and purged.stdout == "purged 1 expired identifiers\n"
+    assert purged.exit_code == 0 and purged.stdout == "purged 1 expired identifier\n"
     assert stored(db) == 3
 
 

@@ -30,6 +30,7 @@ from alliance_psi.protocol.submission import SubmissionDigest, chunk_digest
 from alliance_psi.services import pki as pki_module
 from alliance_psi.services.pki import spki_sha256
 from alliance_psi.storage import CoordinatorRepository, MemberRepository, create_schema, make_engine
+from alliance_psi.storage.schema import identifier_spellings
 from tests.unit.reports.support import (
     CA,
     CERTS,
@@ -65,6 +66,7 @@ def node(tmp_path: Path) -> dict[str, str]:
                     "severity": p.severity,
                     "first_seen": p.first_seen,
                     "case_ref": p.case_ref,
+                    "spelling": p.spelling,
                 }
                 for p in PLANTED
             ],
@@ -138,6 +140,7 @@ def test_node_report_writes_a_private_file_atomically(node: dict[str, str], tmp_
     )
     assert stat.S_IMODE(output.stat().st_mode) == 0o600
     assert b"+8613800138000" in output.read_bytes()
+    assert b"+86 138-0013-8000" in output.read_bytes()  # The member's own spelling, beside it.
     assert {p.name for p in tmp_path.iterdir()} - {"node.db", "node.db-shm", "node.db-wal"} == {
         "signing.pub",
         "pki",
@@ -200,8 +203,9 @@ def test_the_json_report_verifies_and_says_what_each_signature_covers(node: dict
             "lead 1 (phone): peer_labels[1].member differs",
         ),
         (lambda d: d["leads"][1].update(holder_count=4), "lead 2 (id_card): holder_count differs"),
+        (lambda d: d["leads"][1].update(spelling="11010519491231002X"), "lead 2 (id_card): spelling differs"),
     ],
-    ids=["value", "type", "case reference", "peer member name", "holder count"],
+    ids=["value", "type", "case reference", "peer member name", "holder count", "spelling"],
 )
 def test_a_tampered_json_report_names_the_lead_and_field(
     node: dict[str, str], tmp_path: Path, change: Callable[[dict[str, Any]], object], message: str
@@ -291,9 +295,34 @@ def test_a_withdrawn_identifier_is_left_out_and_the_report_still_verifies(node: 
     output = tmp_path / "leads.json"
     result = report(node, output, "json")
     assert result.exit_code == 0, result.output
-    assert "6 leads" in result.output and "1 withdrawn identifiers left out" in result.output
+    assert "6 leads" in result.output and "1 withdrawn identifier left out" in result.output
     assert "12345678" not in output.read_text(encoding="utf-8")
     assert "valid: 6 leads of 7 signed matches (1 not listed)" in verify(output, node).output
+
+
+def test_counts_of_one_are_singular(node: dict[str, str], tmp_path: Path) -> None:
+    engine = make_engine(node["database"])
+    with engine.begin() as conn:
+        for planted in PLANTED[1:]:
+            assert MemberRepository(conn).withdraw(planted.type, planted.canonical)
+    engine.dispose()
+    output = tmp_path / "leads.json"
+    result = report(node, output, "json")
+    assert result.exit_code == 0, result.output
+    assert f": 1 lead in round {ROUND_ID} " in result.output and ", 6 withdrawn identifiers left out;" in result.output
+    assert verify(output, node).output.startswith("valid: 1 lead of 7 signed matches (6 not listed) in round")
+
+
+def test_a_node_database_made_before_spellings_were_kept_still_reports(node: dict[str, str], tmp_path: Path) -> None:
+    engine = make_engine(node["database"])
+    identifier_spellings.drop(engine)
+    engine.dispose()
+    output = tmp_path / "leads.json"
+    result = report(node, output, "json")
+    assert result.exit_code == 0, result.output
+    leads = json.loads(output.read_text(encoding="utf-8"))["leads"]
+    assert len(leads) == 7 and {lead["spelling"] for lead in leads} == {None}
+    assert verify(output, node).exit_code == 0
 
 
 @pytest.mark.parametrize(

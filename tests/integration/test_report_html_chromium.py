@@ -86,20 +86,25 @@ def _rows(dom: str) -> _Rows:
     return parser
 
 
+PHONE_CELL = "+8613800138000原文 +86 138-0013-8000"
+
+
 def test_the_page_renders_the_summary_and_every_row(report_file: Path, tmp_path: Path) -> None:
     dom = chromium(tmp_path / "profile", report_file.as_uri(), "--dump-dom")
     assert '<div class="card-value">7</div>' in dom and '<div class="card-value">1200</div>' in dom
     assert dom.count("<svg ") == 3 and "4 家机构" in dom
     parsed = _rows(dom)
     assert len(parsed.rows) == 7 and not any(hidden for hidden, _ in parsed.rows)
-    assert parsed.rows[0][1][:4] == ["1", "手机号phone", "+8613800138000", "4"] and parsed.shown == "共 7 条"
+    # The normalized value, and under it the member's own spelling.
+    assert parsed.rows[0][1][:4] == ["1", "手机号phone", PHONE_CELL, "4"] and parsed.shown == "共 7 条"
     assert "<script>alert(1)</script>" not in dom
 
 
 @pytest.mark.parametrize(
     "term, visible",
     [
-        ("某银行", ["+8613800138000", "6222020200112233445"]),
+        ("某银行", [PHONE_CELL, "6222020200112233445"]),
+        ("138-0013", [PHONE_CELL]),  # The member's own spelling is searchable too.
         ("WECHAT_ID", ["=cmd|' /C calc'!A0"]),
         ("贷款中介 一级", ["6222020200112233445", "上海某某金融信息服务有限公司"]),
     ],

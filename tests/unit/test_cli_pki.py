@@ -188,9 +188,9 @@ def test_revoke_writes_and_then_extends_the_crl(ca_dir: Path, tmp_path: Path) ->
         assert issue(ca_dir, tmp_path, name).exit_code == 0
     result = run("revoke", "--ca-dir", ca_dir, tmp_path / "bank-a.pem", tmp_path / "bank-b.pem")
     assert result.exit_code == 0, result.output
-    assert result.output == f"revoked 2 certificate(s); {ca_dir / 'crl.pem'} lists 2\n"
+    assert result.output == f"revoked 2 certificates; {ca_dir / 'crl.pem'} lists 2\n"
     result = run("revoke", "--ca-dir", ca_dir, tmp_path / "bank-c.pem")
-    assert result.output == f"revoked 1 certificate(s); {ca_dir / 'crl.pem'} lists 3\n"
+    assert result.output == f"revoked 1 certificate; {ca_dir / 'crl.pem'} lists 3\n"
     ca = pki.load_ca(ca_dir)
     expected = {pki.serial_of((tmp_path / f"{name}.pem").read_bytes()) for name in ("bank-a", "bank-b", "bank-c")}
     assert pki.load_crl_serials((ca_dir / "crl.pem").read_bytes(), ca.cert_pem) == expected
@@ -200,7 +200,7 @@ def test_revoke_to_another_crl_file(ca_dir: Path, tmp_path: Path) -> None:
     assert issue(ca_dir, tmp_path, "bank-a").exit_code == 0
     result = run("revoke", "--ca-dir", ca_dir, "--crl", tmp_path / "elsewhere.pem", tmp_path / "bank-a.pem")
     assert result.exit_code == 0, result.output
-    assert result.output == f"revoked 1 certificate(s); {tmp_path / 'elsewhere.pem'} lists 1\n"
+    assert result.output == f"revoked 1 certificate; {tmp_path / 'elsewhere.pem'} lists 1\n"
     assert _default_crl_serials(ca_dir) == frozenset()  # The CA's own CRL is untouched.
 
 

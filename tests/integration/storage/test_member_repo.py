@@ -56,7 +56,7 @@ def test_upsert_counts_inserts_and_duplicates(engine: Engine) -> None:
         repo.cache_tokens(EPOCH, [(ids["+8613800000002"], token("p2"), bytes(32))])
         # A duplicate refreshes the descriptive fields and keeps the id.
         found = repo.identifiers_for_tokens(EPOCH, [token("p2"), token("unknown")])
-    assert found == {token("p2"): ("phone", "+8613800000002", "wool_party", "level2", None, "C-9")}
+    assert found == {token("p2"): ("phone", "+8613800000002", "wool_party", "level2", None, "C-9", "")}
 
 
 def test_iter_identifiers_filters_by_type(engine: Engine) -> None:
@@ -144,6 +144,7 @@ def test_cached_tokens_and_reverse_lookup_in_batches(engine: Engine) -> None:
         "proxy_rights_defense",
         "level2",
         date(2024, 1, 1),
+        "",
         "",
     )
 

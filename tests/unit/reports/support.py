@@ -53,6 +53,7 @@ class Planted:
     case_ref: str = ""
     first_seen: date | None = None
     extra_labels: tuple[bytes, ...] = field(default=())
+    spelling: str = ""
 
     @property
     def token(self) -> bytes:
@@ -62,8 +63,8 @@ class Planted:
     def label_key(self) -> bytes:
         return hashlib.sha256(f"label-key:{self.type}:{self.canonical}".encode()).digest()
 
-    def own(self) -> tuple[str, str, str, str, date | None, str]:
-        return (self.type, self.canonical, self.category, self.severity, self.first_seen, self.case_ref)
+    def own(self) -> tuple[str, str, str, str, date | None, str, str]:
+        return (self.type, self.canonical, self.category, self.severity, self.first_seen, self.case_ref, self.spelling)
 
 
 PLANTED = (
@@ -80,6 +81,7 @@ PLANTED = (
         ),
         case_ref="AJ-2025-0042",
         first_seen=date(2025, 2, 14),
+        spelling="+86 138-0013-8000",
     ),
     Planted(
         "id_card",
@@ -92,6 +94,7 @@ PLANTED = (
             LeadLabel("anti_collection", "level2"),
         ),
         first_seen=date(2024, 11, 5),
+        spelling="11010519491231002x",
     ),
     Planted(
         "bank_card",

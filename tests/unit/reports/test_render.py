@@ -16,7 +16,7 @@ import pytest
 from alliance_psi.protocol.leads import LeadLabel
 from alliance_psi.reports import build_report, render_csv, render_html, render_json, report_document
 from alliance_psi.reports._page import SCRIPT, STYLE
-from alliance_psi.reports.render import CSV_COLUMNS
+from alliance_psi.reports.render import CSV_COLUMNS, csv_cell
 from tests.unit.reports.support import (
     FORMULA,
     GENERATED_AT,
@@ -109,6 +109,7 @@ def test_json_holds_every_field_exactly() -> None:
     assert doc["leads"][0] == {
         "type": "phone",
         "value": "+8613800138000",
+        "spelling": "+86 138-0013-8000",
         "category": "proxy_rights_defense",
         "severity": "level1",
         "case_ref": "AJ-2025-0042",
@@ -134,6 +135,7 @@ def test_json_holds_every_field_exactly() -> None:
         },
     }
     assert doc["leads"][6]["value"] == FORMULA and doc["leads"][6]["unreadable_peer_labels"] == 1
+    assert doc["leads"][6]["spelling"] is None  # Stored without one: no spelling, not the value again.
     assert doc["evidence"] == {
         "header_b64": base64.b64encode(REPORT.header).decode(),
         "signature_b64": base64.b64encode(REPORT.signature).decode(),
@@ -151,19 +153,59 @@ def test_csv_is_excel_ready_utf8_with_bom_and_crlf() -> None:
     assert data.count(b"\r\n") == len(REPORT.leads) + 1 and b"\n" not in data.replace(b"\r\n", b"")
     rows = _csv_rows(data)
     assert rows[0] == list(CSV_COLUMNS) and rows[0][1] == "identifier_type 类型"
+    assert rows[0][2:4] == ["value 标识值", "spelling 本行原文"]
     by_type = {row[1]: row for row in rows[1:]}
-    assert by_type["org_name"][2] == "上海某某金融信息服务有限公司"
-    assert by_type["bank_card"][8] == "wool_party/level1 (某银行); loan_intermediary"
-    assert by_type["id_card"][3:8] == ["3", "anti_collection", "level1", "", "2024-11-05"]
-    assert by_type["bank_card"][10] == PLANTED[2].token.hex()
+    assert by_type["org_name"][2:4] == ["上海某某金融信息服务有限公司", ""]
+    assert by_type["bank_card"][9] == "wool_party/level1 (某银行); loan_intermediary"
+    assert by_type["id_card"][2:9] == [
+        "11010519491231002X",
+        "11010519491231002x",
+        "3",
+        "anti_collection",
+        "level1",
+        "",
+        "2024-11-05",
+    ]
+    assert by_type["bank_card"][11] == PLANTED[2].token.hex()
 
 
-@pytest.mark.parametrize("case_ref", ["=1+1", "+86 138", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"])
-def test_csv_neutralizes_formula_like_cells(case_ref: str) -> None:
-    report = make_report((dataclasses.replace(PLANTED[3], case_ref=case_ref),))
-    assert _csv_rows(render_csv(report))[1][6] == "'" + case_ref
-    formula_row = _csv_rows(render_csv(REPORT))[7]
-    assert formula_row[2] == "'" + FORMULA and formula_row[1] == "wechat_id"
+# (cell as stored, cell as written to the CSV): a quote exactly where a spreadsheet would see a formula.
+CSV_CELLS = [
+    ("=1+1", "'=1+1"),
+    ('=HYPERLINK("http://x","y")', '\'=HYPERLINK("http://x","y")'),
+    ("@SUM(A1)", "'@SUM(A1)"),
+    ("\tcmd", "'\tcmd"),
+    ("\rcmd", "'\rcmd"),
+    ("-2+3", "'-2+3"),
+    ("-2025-17", "'-2025-17"),  # Excel would compute -2042.
+    ("+86 138-0013-8000", "'+86 138-0013-8000"),  # A phone written with spaces and dashes computes too.
+    ("+86", "+86"),  # A plain number: read as the number, runs nothing.
+    ("+8613800138000", "+8613800138000"),  # E.164, as the normalized phone value is: no visible quote.
+    ("-5", "-5"),
+    ("-1.5", "-1.5"),
+    ("+", "'+"),
+    ("-", "'-"),
+    ("+1e5", "'+1e5"),
+    ("+١٢٣", "'+١٢٣"),  # Digits of another script are not a plain number.
+    ("13800138000", "13800138000"),
+    ("AJ-2025-0042", "AJ-2025-0042"),
+    (" =1+1", " =1+1"),
+    ("", ""),
+]
+
+
+@pytest.mark.parametrize("stored, written", CSV_CELLS, ids=[repr(s) for s, _ in CSV_CELLS])
+def test_csv_neutralizes_a_cell_only_where_it_begins_with_a_formula_character(stored: str, written: str) -> None:
+    assert csv_cell(stored) == written
+    # Read back from the rendered file, as the member's case reference and as its spelling.
+    row = _csv_rows(render_csv(make_report((dataclasses.replace(PLANTED[3], case_ref=stored, spelling=stored),))))[1]
+    assert (row[3], row[7]) == (written, written)
+
+
+def test_csv_keeps_the_normalized_phone_as_it_is_and_quotes_what_would_run() -> None:
+    rows = {row[1]: row for row in _csv_rows(render_csv(REPORT))[1:]}
+    assert rows["phone"][2:4] == ["+8613800138000", "'+86 138-0013-8000"]
+    assert rows["wechat_id"][2] == "'" + FORMULA
 
 
 class _Page(HTMLParser):
@@ -239,9 +281,21 @@ def test_html_shows_the_summary_and_a_sorted_static_table() -> None:
         assert card in page
     assert page.count("<svg ") == 3 and "4 家机构" in page and "贷款中介" in page
     values = [lead.canonical for lead in REPORT.leads]
-    positions = [page.index(f">{v}</td>") for v in values if v != FORMULA]
+    positions = [page.index(f'<span class="normalized">{v}</span>') for v in values if v != FORMULA]
     assert positions == sorted(positions)
     assert page.count('<tr><td class="num">') == 7
+
+
+def test_html_shows_the_members_own_spelling_under_the_normalized_value() -> None:
+    page = render_html(REPORT).decode("utf-8")
+    assert (
+        '<span class="normalized">+8613800138000</span><span class="spelling" title="本行原文 As written in the '
+        'imported file">原文 +86 138-0013-8000</span></td>'
+    ) in page
+    assert "原文 11010519491231002x" in page
+    assert page.count('class="spelling"') == 2  # Leads stored without a spelling show none.
+    same = make_report((dataclasses.replace(PLANTED[0], spelling="+8613800138000"),))
+    assert 'class="spelling"' not in render_html(same).decode("utf-8")  # Nothing to add when it is the same.
 
 
 def test_html_of_an_empty_report_says_so() -> None:
