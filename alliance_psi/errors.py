@@ -187,9 +187,10 @@ class ResultMismatch(InvalidSignature):
 
 class LogInconsistent(InvalidSignature):
     """The coordinator's audit log contradicts a checkpoint it signed earlier (rewritten, truncated
-    or forked). ``evidence`` names the file the member node kept for an outsider to check, if any."""
+    or forked). ``evidence``, when set, holds the signed documents that show it to an outsider
+    (a ``protocol.checkpoints.Evidence``)."""
 
-    def __init__(self, message: str, *, evidence: str | None = None) -> None:
+    def __init__(self, message: str, *, evidence: object | None = None) -> None:
         self.evidence = evidence
         super().__init__(message)
 

@@ -189,16 +189,69 @@ def _serve(config: CoordinatorConfig) -> None:
 
 
 @coordinator_group.command("audit-verify")
-@click.option("--database", required=True, help="The coordinator's (or a custodian's) database URL.")
-def audit_verify(database: str) -> None:
-    """Replay the hash-chained audit log; name the first broken entry if any."""
+@click.option("--database", default=None, help="The coordinator's (or a custodian's) database URL.")
+@click.option(
+    "--checkpoints",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Checkpoints a member exported (node checkpoints-export): the log must still make each one.",
+)
+@click.option(
+    "--coordinator-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The coordinator's public signing key (signing.pub), to check --checkpoints.",
+)
+def audit_verify(database: str | None, checkpoints: Path | None, coordinator_key: Path | None) -> None:
+    """Check the audit log's Merkle tree, and its consistency with checkpoints members kept.
+
+    With --database: every entry against its leaf hash and every stored node against the tree.
+    With --checkpoints (and --coordinator-key): every checkpoint's signature, every piece of
+    evidence in the file, and, with --database too, that the log still makes each checkpoint's
+    root (an operator who rewrote the log and recomputed every hash fails only this check).
+    """
     from alliance_psi.storage import AuditLog, make_engine
 
+    if database is None and checkpoints is None:
+        raise click.UsageError("give --database, --checkpoints, or both")
+    if checkpoints is not None and coordinator_key is None:
+        raise click.UsageError("--checkpoints needs --coordinator-key")
     with reported():
-        engine = make_engine(database)
-        with engine.connect() as conn:
-            count = AuditLog(conn).verify()
-    click.echo(f"audit log intact: {plural(count, 'entry', 'entries')} verified")
+        heads = _checked_checkpoints(checkpoints, coordinator_key) if checkpoints and coordinator_key else []
+        if database is not None:
+            engine = make_engine(database).execution_options(sqlite_begin="DEFERRED")
+            try:
+                with engine.connect() as conn:
+                    count = AuditLog(conn).verify(heads)
+            finally:
+                engine.dispose()
+            against = f", consistent with {plural(len(heads), 'checkpoint')} from {checkpoints}" if checkpoints else ""
+            click.echo(f"audit log intact: {plural(count, 'entry', 'entries')} verified{against}")
+
+
+def _checked_checkpoints(path: Path, key_path: Path) -> list[tuple[int, bytes]]:
+    """(size, root) of each checkpoint in an export file, all signatures checked; evidence checked too.
+
+    Raises ``LogInconsistent`` if the file holds evidence that proves the log inconsistent.
+    """
+    from alliance_psi.cli.reports import read_public_key
+    from alliance_psi.errors import LogInconsistent
+    from alliance_psi.protocol.checkpoints import check_evidence, open_checkpoint
+    from alliance_psi.protocol.log_evidence import read_document
+
+    key = read_public_key(key_path)
+    try:
+        signed, evidence = read_document(path.read_bytes())
+    except OSError as exc:
+        raise ConfigurationError(f"{path}: {exc.strerror}") from None
+    heads = [open_checkpoint(key, checkpoint) for checkpoint in signed]
+    click.echo(
+        f"{path}: {plural(len(heads), 'checkpoint')} signed by coordinator key {heads[0].key_id if heads else '-'}"
+    )
+    proven = [f"evidence {i} ({found.kind}): {check_evidence(key, found)}" for i, found in enumerate(evidence, 1)]
+    if proven:
+        raise LogInconsistent("; ".join(proven))
+    return [(head.tree_size, head.root) for head in heads]
 
 
 # Rounds (admin client) -------------------------------------------------------------------------

@@ -47,6 +47,8 @@ _COMMANDS = {
     "fetch": "alliance_psi.cli.node_round:fetch",
     "report": "alliance_psi.cli.node_report:report_command",
     "results": "alliance_psi.cli.node_report:results_command",
+    "checkpoints-export": "alliance_psi.cli.node_log:checkpoints_export",
+    "checkpoints-check": "alliance_psi.cli.node_log:checkpoints_check",
 }
 
 

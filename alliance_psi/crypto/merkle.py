@@ -253,9 +253,11 @@ class TreeBuilder:
     "compact range" of the tree), so ``root()`` is available after any number of leaves.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_node: Callable[[int, int, bytes], None] | None = None) -> None:
+        """``on_node(level, index, hash)`` is called for each complete interior subtree as it closes."""
         self._size = 0
         self._stack: list[tuple[int, bytes]] = []  # (level, hash), levels strictly decreasing.
+        self._on_node = on_node
 
     @property
     def size(self) -> int:
@@ -263,13 +265,15 @@ class TreeBuilder:
 
     def append(self, leaf: bytes) -> int:
         """Append the leaf hash ``leaf``; return its index."""
-        level, current = 0, leaf
+        level, current, index = 0, leaf, self._size
         while self._stack and self._stack[-1][0] == level:
             _, left = self._stack.pop()
             current, level = node_hash(left, current), level + 1
+            if self._on_node is not None:
+                self._on_node(level, index >> level, current)
         self._stack.append((level, current))
         self._size += 1
-        return self._size - 1
+        return index
 
     def extend(self, leaves: Iterable[bytes]) -> None:
         for leaf in leaves:

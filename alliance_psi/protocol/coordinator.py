@@ -22,11 +22,12 @@ from datetime import UTC, datetime
 
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.errors import ConfigurationError, InvalidRequest, NotAuthorized, NotFound, RoundClosed
+from alliance_psi.protocol.audit import AuditRole
+from alliance_psi.protocol.checkpoints import decode_checkpoint
+from alliance_psi.protocol.matching import issue_results
 from alliance_psi.protocol.model import (
     MIN_THRESHOLD,
     Identity,
-    MatchedToken,
-    PeerLabel,
     Role,
     Round,
     RoundState,
@@ -36,10 +37,8 @@ from alliance_psi.protocol.ports import CoordinatorTx, CoordinatorUnitOfWork
 from alliance_psi.protocol.result_codec import (
     PAGE_BYTES,
     LeafPage,
-    ResultBuilder,
-    ResultHeader,
     SignedResultHeader,
-    sign_header,
+    decode_header,
 )
 from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS, check_item, chunk_digest
 
@@ -128,6 +127,7 @@ class CoordinatorRole:
             raise ConfigurationError("max_set_items and max_round_items must be at least 1")
         self.max_set_items, self.max_round_items = max_set_items, max_round_items
         self.result_page_bytes = result_page_bytes
+        self.audit = AuditRole(uow, signing_key, name=name, clock=clock)
 
     # Rounds ------------------------------------------------------------------------------
 
@@ -369,76 +369,28 @@ class CoordinatorRole:
                 round_id, RoundState.CLOSED, RoundState.MATCHED, at=now
             ):
                 return
-            members = tx.repo.committed_members(round_id)
-            results = {m: ResultBuilder(self.result_page_bytes) for m in members}
-            matched_tokens = 0
-            # One pass over every token two or more members hold: the operator's holder counts
-            # come from all of them, the results from those at the threshold. Each member's
-            # leaves go to the database a page at a time, never all in memory.
-            by_holders: dict[int, int] = {}
-            for group in _groups(tx.repo.match(round_id, 2, labels=found.share_labels)):
-                by_holders[group.count] = by_holders.get(group.count, 0) + 1
-                if group.count < found.threshold:
-                    continue
-                matched_tokens += 1
-                for member, _ in group.holders:
-                    peers = (
-                        tuple(PeerLabel(lbl) for m, lbl in group.holders if m != member and lbl)
-                        if found.share_labels
-                        else ()
-                    )
-                    page = results[member].add(MatchedToken(group.token, group.count, peers))
-                    if page is not None:
-                        tx.repo.store_result_page(round_id, member, page.page_index, page.first_leaf, page.leaves)
-            for member in members:
-                builder = results[member]
-                last = builder.finish()
-                if last is not None:
-                    tx.repo.store_result_page(round_id, member, last.page_index, last.first_leaf, last.leaves)
-                header = ResultHeader(
-                    round_id,
-                    member,
-                    found.key_epoch,
-                    found.threshold,
-                    tx.repo.submitted_count(round_id, member),
-                    builder.count,
-                    builder.root(),
-                )
-                signed = sign_header(self.key, header)
-                tx.repo.store_result(round_id, member, signed.header, signed.signature, builder.pages, at=now)
-                tx.audit.append(
-                    actor=self.name,
-                    action="result.issue",
-                    at=now,
-                    detail={
-                        "round_id": round_id,
-                        "member_id": member,
-                        "matches": builder.count,
-                        "root": header.root.hex(),
-                    },
-                )
-            tx.repo.record_holder_counts(round_id, dict(sorted(by_holders.items())))
-            tx.audit.append(
-                actor=self.name,
-                action="round.matched",
-                at=now,
-                detail={"round_id": round_id, "members": len(members), "matched_tokens": matched_tokens},
-            )
+            issue_results(tx, found, self.key, issuer=self.name, at=now, page_bytes=self.result_page_bytes)
 
     def get_result(self, caller: Identity, round_id: str) -> tuple[SignedResultHeader, Iterator[LeafPage]]:
         """The caller's own signed result header, and its pages of leaves to read one by one.
 
-        Each page is read in its own short transaction when the iterator reaches it, so serving
-        a result of any size holds one page in memory. ``NotFound`` before matching or without
-        a commit; checked before this returns.
+        The header comes with the audit-log entry that issued the result and that entry's
+        inclusion proof in the header's checkpoint. Each page is read in its own short
+        transaction when the iterator reaches it, so serving a result of any size holds one page
+        in memory. ``NotFound`` before matching or without a commit; checked before this returns.
         """
         _require(caller, Role.MEMBER, "fetch results")
         with self.uow() as tx:
             found = self._visible_round(tx, caller, round_id)
             if found.state is not RoundState.MATCHED:
                 raise NotFound(f"round {round_id} is {found.state}: no results yet")
-            header, signature, pages = tx.repo.get_result(round_id, caller.name)
-        return SignedResultHeader(header, signature, self.key.key_id), self._pages(round_id, caller.name, pages)
+            data, signature, pages = tx.repo.get_result(round_id, caller.name)
+            header = decode_header(data)
+            size = decode_checkpoint(header.checkpoint.body).tree_size
+            entry = tx.audit.leaf(header.audit_index)
+            proof = tuple(tx.audit.inclusion_proof(header.audit_index, size))
+        signed = SignedResultHeader(data, signature, self.key.key_id, entry, proof)
+        return signed, self._pages(round_id, caller.name, pages)
 
     def _pages(self, round_id: str, member_id: str, count: int) -> Iterator[LeafPage]:
         for index in range(count):
@@ -471,28 +423,6 @@ def _seen_by(caller: Identity, found: Round, committed: Callable[[], int]) -> tu
     if caller.role is Role.ADMIN:
         return found, committed()
     return replace(found, invited=(caller.name,), created_by=""), 0
-
-
-@dataclass(frozen=True, slots=True)
-class _Group:
-    token: bytes
-    count: int
-    holders: tuple[tuple[str, bytes | None], ...]
-
-
-def _groups(rows: Iterator[tuple[bytes, str, bytes | None, int]]) -> Iterator[_Group]:
-    """Group the repository's token-ordered match rows by token."""
-    token: bytes | None = None
-    count = 0
-    holders: list[tuple[str, bytes | None]] = []
-    for row_token, member, label, holder_count in rows:
-        if row_token != token and token is not None:
-            yield _Group(token, count, tuple(holders))
-            holders = []
-        token, count = row_token, holder_count
-        holders.append((member, label))
-    if token is not None:
-        yield _Group(token, count, tuple(holders))
 
 
 def _require(caller: Identity, role: Role, action: str) -> None:

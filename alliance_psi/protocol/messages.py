@@ -24,6 +24,7 @@ from alliance_psi.crypto.suite import RISTRETTO255_SHA512
 from alliance_psi.errors import InvalidRequest
 from alliance_psi.protocol._pb import coordinator_pb2 as pb_coordinator
 from alliance_psi.protocol._pb import custodian_pb2 as pb_custodian
+from alliance_psi.protocol.checkpoints import SignedCheckpoint, SignedStatement
 from alliance_psi.protocol.coordinator import MAX_ID_CHARS, Chunk, Commit, RoundSpec
 from alliance_psi.protocol.custodian import MAX_EVALUATE_BATCH, EpochStatus
 from alliance_psi.protocol.model import Round, RoundState, SubmissionState, SubmissionStatus
@@ -36,6 +37,8 @@ __all__ = [
     "ELEMENT_BYTES",
     "EVALUATE_REQUEST",
     "EVALUATE_RESPONSE_BYTES",
+    "checkpoint_from_pb",
+    "checkpoint_to_pb",
     "chunk_from_pb",
     "chunk_to_pb",
     "commit_from_pb",
@@ -44,6 +47,8 @@ __all__ = [
     "epoch_to_pb",
     "evaluate_from_pb",
     "evaluate_request",
+    "inclusion_from_pb",
+    "inclusion_to_pb",
     "pb_coordinator",
     "pb_custodian",
     "result_part_from_pb",
@@ -52,6 +57,8 @@ __all__ = [
     "round_spec_from_pb",
     "round_spec_to_pb",
     "round_to_pb",
+    "statement_from_pb",
+    "statement_to_pb",
     "status_from_pb",
     "status_to_pb",
 ]
@@ -283,7 +290,13 @@ def evaluate_from_pb(m: pb_custodian.EvaluateRequest) -> list[bytes]:
 def result_part_to_pb(part: SignedResultHeader | LeafPage) -> pb_coordinator.ResultPart:
     if isinstance(part, SignedResultHeader):
         return pb_coordinator.ResultPart(
-            header=pb_coordinator.SignedResultHeader(header=part.header, signature=part.signature, key_id=part.key_id)
+            header=pb_coordinator.SignedResultHeader(
+                header=part.header,
+                signature=part.signature,
+                key_id=part.key_id,
+                audit_entry=part.audit_entry,
+                audit_proof=list(part.audit_proof),
+            )
         )
     return pb_coordinator.ResultPart(
         page=pb_coordinator.LeafPage(page_index=part.page_index, first_leaf=part.first_leaf, leaves=list(part.leaves))
@@ -294,7 +307,32 @@ def result_part_from_pb(m: pb_coordinator.ResultPart) -> SignedResultHeader | Le
     """One message of a result stream; ``InvalidRequest`` if it is neither a header nor a page."""
     kind = m.WhichOneof("part")
     if kind == "header":
-        return SignedResultHeader(m.header.header, m.header.signature, m.header.key_id)
+        h = m.header
+        return SignedResultHeader(h.header, h.signature, h.key_id, h.audit_entry, tuple(h.audit_proof))
     if kind == "page":
         return LeafPage(m.page.page_index, m.page.first_leaf, tuple(m.page.leaves))
     raise InvalidRequest("result stream: a message that is neither a header nor a page")
+
+
+def checkpoint_to_pb(c: SignedCheckpoint) -> pb_coordinator.SignedCheckpoint:
+    return pb_coordinator.SignedCheckpoint(body=c.body, signature=c.signature)
+
+
+def checkpoint_from_pb(m: pb_coordinator.SignedCheckpoint) -> SignedCheckpoint:
+    return SignedCheckpoint(m.body, m.signature)
+
+
+def statement_to_pb(s: SignedStatement) -> pb_coordinator.SignedConsistency:
+    return pb_coordinator.SignedConsistency(body=s.body, signature=s.signature)
+
+
+def statement_from_pb(m: pb_coordinator.SignedConsistency) -> SignedStatement:
+    return SignedStatement(m.body, m.signature)
+
+
+def inclusion_to_pb(entry: bytes, proof: Sequence[bytes]) -> pb_coordinator.AuditInclusion:
+    return pb_coordinator.AuditInclusion(entry=entry, proof=list(proof))
+
+
+def inclusion_from_pb(m: pb_coordinator.AuditInclusion) -> tuple[bytes, tuple[bytes, ...]]:
+    return m.entry, tuple(m.proof)

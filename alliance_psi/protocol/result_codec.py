@@ -7,18 +7,26 @@ pages after the header, and the member recomputes the root over every page befor
 anything. One lead is provable to an outsider with only the coordinator's public key: the signed
 header, its leaf and the leaf's inclusion proof (``verify_lead``).
 
-Canonical encodings (one byte string per value, so a signature means one thing), version 2::
+Canonical encodings (one byte string per value, so a signature means one thing), version 3::
 
-    header = "APSI-RESULT" 0x02
+    header = "APSI-RESULT" 0x03
              lp(round_id) lp(member_id) lp(key_epoch)          lp(s) = I2OSP(len(s), 2) || s (UTF-8)
              I2OSP(threshold, 2) I2OSP(submitted_count, 8) I2OSP(match_count, 8)
              root (32)                                         MTH over the leaves, in token order
+             lp(checkpoint) checkpoint_signature (64)          the audit log's signed head after matching
+             I2OSP(audit_index, 8)                             the log entry that issued this result
     leaf   = match_token (16) I2OSP(holder_count, 4) I2OSP(len(labels), 2)
              per peer label, in increasing (sealed, sealer) order:
                  I2OSP(len(sealed), 2) || sealed || lp(sealer)    sealer "": not named
 
 Leaves are in strictly increasing token order; leaf ``i`` is leaf ``i`` of the tree. The
 header's signature uses the context ``"result"`` (``crypto.signing``).
+
+Results are checked against the audit log: the coordinator's ``result.issue`` entry for the
+result (leaf ``audit_index`` of the log) holds its root and count, and the header carries the
+checkpoint (``protocol.checkpoints``) in which that entry is included. The entry and its
+inclusion proof travel beside the header (``SignedResultHeader``); ``check_issue_entry`` checks
+them, so a result the log does not record is refused.
 
 Every check raises: ``InvalidSignature`` for a header that does not verify or is for someone
 else, ``InvalidRequest`` for bytes that are not canonical, ``ResultMismatch`` for leaves that
@@ -27,6 +35,7 @@ do not add up to the signed header.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -35,6 +44,8 @@ from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
 from alliance_psi.crypto.merkle import HASH_BYTES, MemoryTree, TreeBuilder, leaf_hash, verify_inclusion
 from alliance_psi.crypto.signing import SigningKey, verify
 from alliance_psi.errors import InvalidProof, InvalidRequest, InvalidSignature, ResultMismatch
+from alliance_psi.protocol._codec import Reader, lp
+from alliance_psi.protocol.checkpoints import SignedCheckpoint, decode_checkpoint, open_checkpoint
 from alliance_psi.protocol.model import MatchedToken, MemberResult, PeerLabel
 
 __all__ = [
@@ -47,6 +58,7 @@ __all__ = [
     "ResultBuilder",
     "ResultHeader",
     "SignedResultHeader",
+    "check_issue_entry",
     "check_leaf",
     "decode_header",
     "decode_leaf",
@@ -61,7 +73,8 @@ __all__ = [
 ]
 
 RESULT_CONTEXT = "result"
-RESULT_FORMAT_VERSION = 2
+_SIGNATURE_BYTES = 64
+RESULT_FORMAT_VERSION = 3
 _MAGIC = b"APSI-RESULT"
 _HEADER_PREFIX = _MAGIC + bytes([RESULT_FORMAT_VERSION])
 # A page of leaves stays far below any gRPC message limit: 256 KiB of leaves, or one leaf if a
@@ -80,15 +93,20 @@ class ResultHeader:
     submitted_count: int
     match_count: int
     root: bytes
+    checkpoint: SignedCheckpoint
+    audit_index: int
 
 
 @dataclass(frozen=True, slots=True)
 class SignedResultHeader:
-    """The header as sent: its canonical bytes, the coordinator's signature and key id."""
+    """The header as sent: its canonical bytes, the coordinator's signature and key id, and the
+    audit-log entry that issued the result with its inclusion proof in the header's checkpoint."""
 
     header: bytes
     signature: bytes
     key_id: str
+    audit_entry: bytes = b""
+    audit_proof: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,41 +127,6 @@ class LeafProof:
     proof: tuple[bytes, ...]
 
 
-def _lp(text: str) -> bytes:
-    data = text.encode("utf-8")
-    if len(data) > 0xFFFF:
-        raise ValueError("text longer than 65535 bytes")
-    return len(data).to_bytes(2, "big") + data
-
-
-class _Reader:
-    def __init__(self, data: bytes, what: str) -> None:
-        self.data, self.pos, self.what = data, 0, what
-
-    def fail(self, reason: str) -> InvalidRequest:
-        return InvalidRequest(f"malformed result {self.what}: {reason}")
-
-    def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise self.fail("truncated")
-        chunk = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return chunk
-
-    def int(self, n: int) -> int:
-        return int.from_bytes(self.take(n), "big")
-
-    def text(self) -> str:
-        try:
-            return self.take(self.int(2)).decode("utf-8")
-        except UnicodeDecodeError:
-            raise self.fail("bad UTF-8") from None
-
-    def end(self) -> None:
-        if self.pos != len(self.data):
-            raise self.fail("not in canonical form")
-
-
 # Headers -----------------------------------------------------------------------------------------
 
 
@@ -154,26 +137,30 @@ def encode_header(header: ResultHeader) -> bytes:
     return b"".join(
         [
             _HEADER_PREFIX,
-            _lp(header.round_id),
-            _lp(header.member_id),
-            _lp(header.key_epoch),
+            lp(header.round_id),
+            lp(header.member_id),
+            lp(header.key_epoch),
             header.threshold.to_bytes(2, "big"),
             header.submitted_count.to_bytes(8, "big"),
             header.match_count.to_bytes(8, "big"),
             header.root,
+            len(header.checkpoint.body).to_bytes(2, "big"),
+            header.checkpoint.body,
+            header.checkpoint.signature,
+            header.audit_index.to_bytes(8, "big"),
         ]
     )
 
 
 def decode_header(data: bytes) -> ResultHeader:
     """Parse canonical header bytes; raise ``InvalidRequest`` if they are anything else."""
-    reader = _Reader(data, "header")
+    reader = Reader(data, "result header")
     if reader.take(len(_MAGIC)) != _MAGIC or reader.int(1) != RESULT_FORMAT_VERSION:
         raise reader.fail(f"unknown format or version (this node reads version {RESULT_FORMAT_VERSION})")
     round_id, member_id, key_epoch = reader.text(), reader.text(), reader.text()
-    header = ResultHeader(
-        round_id, member_id, key_epoch, reader.int(2), reader.int(8), reader.int(8), reader.take(HASH_BYTES)
-    )
+    threshold, submitted, count, root = reader.int(2), reader.int(8), reader.int(8), reader.take(HASH_BYTES)
+    checkpoint = SignedCheckpoint(reader.take(reader.int(2)), reader.take(_SIGNATURE_BYTES))
+    header = ResultHeader(round_id, member_id, key_epoch, threshold, submitted, count, root, checkpoint, reader.int(8))
     reader.end()
     return header
 
@@ -189,12 +176,13 @@ def open_header(
 ) -> ResultHeader:
     """Verify, parse and check a signed header (meant for ``member_id`` in ``round_id`` when given).
 
-    The signature is checked before anything is parsed. Raises ``InvalidSignature`` if it does
-    not verify or the header is for another round or member, and ``InvalidRequest`` if signed
-    bytes are malformed.
+    The signature is checked before anything is parsed, then the embedded checkpoint's. Raises
+    ``InvalidSignature`` if either does not verify or the header is for another round or
+    member, and ``InvalidRequest`` if signed bytes are malformed.
     """
     verify(public_key, RESULT_CONTEXT, data, signature)
     header = decode_header(data)
+    open_checkpoint(public_key, header.checkpoint)
     if (round_id is not None and header.round_id != round_id) or (
         member_id is not None and header.member_id != member_id
     ):
@@ -218,13 +206,13 @@ def encode_leaf(match: MatchedToken) -> bytes:
         raise ValueError(f"match token must be {MATCH_TOKEN_BYTES} bytes")
     parts = [match.match_token, match.holder_count.to_bytes(4, "big"), len(match.peer_labels).to_bytes(2, "big")]
     for label in sorted(match.peer_labels, key=_label_key):
-        parts += [len(label.sealed).to_bytes(2, "big"), label.sealed, _lp(label.sealer or "")]
+        parts += [len(label.sealed).to_bytes(2, "big"), label.sealed, lp(label.sealer or "")]
     return b"".join(parts)
 
 
 def decode_leaf(data: bytes) -> MatchedToken:
     """Parse canonical leaf bytes; raise ``InvalidRequest`` if they are anything else."""
-    reader = _Reader(data, "leaf")
+    reader = Reader(data, "result leaf")
     token, holders = reader.take(MATCH_TOKEN_BYTES), reader.int(4)
     labels = []
     for _ in range(reader.int(2)):
@@ -328,7 +316,9 @@ class LeafVerifier:
             raise ResultMismatch("result leaves do not make the signed Merkle root")
 
 
-def result_tree(result: MemberResult) -> tuple[ResultHeader, tuple[bytes, ...]]:
+def result_tree(
+    result: MemberResult, *, checkpoint: SignedCheckpoint, audit_index: int
+) -> tuple[ResultHeader, tuple[bytes, ...]]:
     """The header (unsigned) and the leaves, in order, of a result held in memory."""
     builder = ResultBuilder()
     matches = sorted(result.matches, key=lambda m: m.match_token)
@@ -343,6 +333,8 @@ def result_tree(result: MemberResult) -> tuple[ResultHeader, tuple[bytes, ...]]:
         result.submitted_count,
         builder.count,
         builder.root(),
+        checkpoint,
+        audit_index,
     )
     return header, leaves
 
@@ -371,6 +363,30 @@ def lead_proofs(leaves: Sequence[bytes], wanted: Iterable[int]) -> dict[int, Lea
     in order, as kept by the member). Memory is about two hashes per leaf."""
     tree = MemoryTree([leaf_hash(leaf) for leaf in leaves])
     return {i: LeafProof(i, leaves[i], tuple(tree.inclusion_proof(i))) for i in wanted}
+
+
+def check_issue_entry(header: ResultHeader, entry: bytes, proof: Sequence[bytes]) -> None:
+    """Check that the audit log records this result: ``entry`` is leaf ``header.audit_index`` of
+    the log in the header's checkpoint, and it is the ``result.issue`` entry for this round,
+    member, count and root. The header must be verified (``open_header``).
+
+    Raises:
+        ResultMismatch: the entry is not in the checkpoint, or records another result.
+    """
+    checkpoint = decode_checkpoint(header.checkpoint.body)
+    try:
+        verify_inclusion(leaf_hash(entry), header.audit_index, checkpoint.tree_size, proof, checkpoint.root)
+    except InvalidProof as exc:
+        raise ResultMismatch(f"the result's audit-log entry is not in the signed checkpoint: {exc}") from None
+    try:
+        recorded = json.loads(entry.decode("utf-8"))
+        detail = recorded["detail"]
+        fields = (recorded["action"], detail["round_id"], detail["member_id"], detail["matches"], detail["root"])
+    except (ValueError, KeyError, TypeError):
+        raise ResultMismatch("the result's audit-log entry is not a result.issue entry") from None
+    expected = ("result.issue", header.round_id, header.member_id, header.match_count, header.root.hex())
+    if fields != expected:
+        raise ResultMismatch("the result's audit-log entry records another result than the signed header")
 
 
 def check_leaf(header: ResultHeader, lead: LeafProof) -> MatchedToken:

@@ -26,6 +26,7 @@ from alliance_psi.defaults import COORDINATOR_NAME
 from alliance_psi.errors import AlliancePsiError, CertificateRevoked, HandshakeFailed, PeerUnavailable
 from alliance_psi.protocol import messages
 from alliance_psi.protocol._pb import coordinator_pb2_grpc, custodian_pb2_grpc
+from alliance_psi.protocol.checkpoints import SignedCheckpoint, SignedStatement
 from alliance_psi.protocol.coordinator import Chunk, Commit, RoundSpec
 from alliance_psi.protocol.custodian import EpochStatus
 from alliance_psi.protocol.messages import pb_coordinator, pb_custodian
@@ -212,3 +213,24 @@ class CoordinatorClient(_Client):
             raise _typed_error(err, self.peer) from None
         finally:
             stream.cancel()
+
+    def checkpoint(self) -> SignedCheckpoint:
+        """The audit log's signed head now."""
+        request = pb_coordinator.GetCheckpointRequest()
+        return messages.checkpoint_from_pb(
+            self.retry.call(self.peer, lambda t: self.stub.GetCheckpoint(request, timeout=t))
+        )
+
+    def consistency(self, first: int, second: int) -> SignedStatement:
+        """The coordinator's signed statement that its log's first ``second`` entries extend its first ``first``."""
+        request = pb_coordinator.GetConsistencyProofRequest(first_size=first, second_size=second)
+        return messages.statement_from_pb(
+            self.retry.call(self.peer, lambda t: self.stub.GetConsistencyProof(request, timeout=t))
+        )
+
+    def inclusion(self, index: int, tree_size: int) -> tuple[bytes, tuple[bytes, ...]]:
+        """Audit-log entry ``index`` and its inclusion proof in the first ``tree_size`` entries."""
+        request = pb_coordinator.GetInclusionProofRequest(index=index, tree_size=tree_size)
+        return messages.inclusion_from_pb(
+            self.retry.call(self.peer, lambda t: self.stub.GetInclusionProof(request, timeout=t))
+        )

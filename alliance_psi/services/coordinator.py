@@ -105,6 +105,20 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             for page in pages:
                 yield messages.result_part_to_pb(page)
 
+    def GetCheckpoint(self, request, context):  # type: ignore[no-untyped-def]
+        with guarded(context):
+            return messages.checkpoint_to_pb(self.role.audit.checkpoint(identity_of(context)))
+
+    def GetConsistencyProof(self, request, context):  # type: ignore[no-untyped-def]
+        with guarded(context):
+            statement = self.role.audit.consistency(identity_of(context), request.first_size, request.second_size)
+            return messages.statement_to_pb(statement)
+
+    def GetInclusionProof(self, request, context):  # type: ignore[no-untyped-def]
+        with guarded(context):
+            entry, proof = self.role.audit.inclusion(identity_of(context), request.index, request.tree_size)
+            return messages.inclusion_to_pb(entry, proof)
+
 
 def coordinator_registration(role: CoordinatorRole) -> Registration:
     return Registration(
@@ -120,6 +134,9 @@ def coordinator_registration(role: CoordinatorRole) -> Registration:
             "GetSubmission": _MEMBER,
             "CommitSubmission": _MEMBER,
             "GetResult": _MEMBER,
+            "GetCheckpoint": _ANYONE,
+            "GetConsistencyProof": _ANYONE,
+            "GetInclusionProof": _ANYONE,
         },
         request_limits={"UploadChunks": messages.CHUNK_REQUEST},
     )

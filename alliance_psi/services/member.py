@@ -27,8 +27,16 @@ from alliance_psi.config import MemberConfig
 from alliance_psi.crypto.labels import LabelContext, seal_label
 from alliance_psi.crypto.parallel import ProcessMap, tokenize
 from alliance_psi.crypto.signing import load_public_key
-from alliance_psi.errors import ConfigurationError, NotFound, ResultMismatch, RoundClosed, SetMismatch, WrongEpoch
+from alliance_psi.errors import (
+    ConfigurationError,
+    NotFound,
+    ResultMismatch,
+    RoundClosed,
+    SetMismatch,
+    WrongEpoch,
+)
 from alliance_psi.identifiers.types import Identifier, IdentifierType
+from alliance_psi.protocol.checkpoints import Checkpoint
 from alliance_psi.protocol.coordinator import Chunk, Commit
 from alliance_psi.protocol.delta import KEEP, PUT, merge_delta
 from alliance_psi.protocol.leads import Lead, LeadLabel, build_leads
@@ -45,6 +53,7 @@ from alliance_psi.protocol.result_codec import (
     LeafVerifier,
     ResultHeader,
     SignedResultHeader,
+    check_issue_entry,
     decode_header,
     decode_leaf,
     open_header,
@@ -61,6 +70,7 @@ from alliance_psi.services.clients import (
     CustodianChain,
     CustodianClient,
 )
+from alliance_psi.services.log_witness import LogWitness
 from alliance_psi.storage import KeptResults, MemberRepository, create_schema, make_engine
 
 __all__ = ["JoinOutcome", "MemberNode", "Progress", "Submitted", "load_blind_key", "load_nonce_key"]
@@ -164,6 +174,7 @@ class MemberNode:
         self.member_id, self.engine = member_id, engine
         self.coordinator, self.custodians, self.coordinator_key = coordinator, custodians, coordinator_key
         self.nonce_key, self.blind_key, self.display_name = nonce_key, blind_key, display_name
+        self.log = LogWitness(engine, coordinator, coordinator_key)
         self.workers, self.batch_size, self.chunk_size, self.progress = workers, batch_size, chunk_size, progress
 
     @classmethod
@@ -357,11 +368,15 @@ class MemberNode:
     ) -> ResultHeader:
         """Fetch, verify and keep this member's result; waits up to ``wait`` seconds for matching.
 
-        The header's signature is checked first, then every page of leaves as it streams in; the
-        leaves go to the node's database in the same transaction, which commits only if they are
-        exactly the signed leaves (count, order, Merkle root). A result that fails leaves nothing
-        kept. Raises ``InvalidSignature`` (header), ``ResultMismatch`` (leaves) or ``NotFound``.
+        First the coordinator's audit log is checked against the checkpoints this node kept
+        (``check_log``). Then the header's signature, and that the log's ``result.issue`` entry
+        for it is in the header's checkpoint, which is itself checked against the kept ones; then
+        every page of leaves as it streams in. The leaves go to the node's database in the same
+        transaction, which commits only if they are exactly the signed leaves (count, order,
+        Merkle root). A result that fails leaves nothing kept. Raises ``InvalidSignature``
+        (header), ``ResultMismatch`` (leaves or log entry), ``LogInconsistent`` or ``NotFound``.
         """
+        self.check_log()
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -384,6 +399,8 @@ class MemberNode:
         header = open_header(
             self.coordinator_key, first.header, first.signature, round_id=round_id, member_id=self.member_id
         )
+        check_issue_entry(header, first.audit_entry, first.audit_proof)
+        self.log.witness(header.checkpoint)
         leaves = LeafVerifier(header)
         try:
             with self.engine.begin() as conn:
@@ -437,6 +454,12 @@ class MemberNode:
             keys = repo.label_keys_for_tokens(result.key_epoch, tokens)
         return build_leads(result, own, keys)
 
+    # The coordinator's audit log -----------------------------------------------------------------
+
+    def check_log(self) -> Checkpoint:
+        """Fetch the coordinator's signed checkpoint now and check it against the kept ones (``LogWitness``)."""
+        return self.log.witness(self.coordinator.checkpoint())
+
     # The whole of it ---------------------------------------------------------------------------
 
     def join(self, round_id: str, *, wait: float = 300.0) -> JoinOutcome:
@@ -444,7 +467,10 @@ class MemberNode:
 
         If the round is not matched within ``wait`` seconds of this member's commit, the outcome
         has no result: the items are committed and ``fetch_and_keep`` gets the result later.
+        The coordinator's audit log is checked first (``check_log``): a member does not submit to
+        a coordinator whose log contradicts what it saw before.
         """
+        self.check_log()
         round, _ = self.coordinator.get_round(round_id)
         self.custodians.key_epoch = round.key_epoch
         served = {client.epoch().key_epoch for client in self.custodians.clients}

@@ -65,8 +65,7 @@ __all__ = [
 # The largest legal request (a full submission chunk, about 2.5 MB): servers receive and clients
 # send nothing larger. Each method's own limit (``protocol.wire.WireLimit``) is checked as well.
 MAX_REQUEST_BYTES = max(CHUNK_REQUEST.max_bytes, EVALUATE_REQUEST.max_bytes, SMALL_REQUEST.max_bytes)
-# The largest response servers send and clients accept. Results come in pages of about 256 KiB
-# (``protocol.result_codec.PAGE_BYTES``); this bounds the rest (a long ListRounds) generously.
+# The largest response: a member's whole signed result travels in one GetResult response.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 # Clients ping every 30 s during calls (not when idle) so a dead peer is noticed within 40 s,

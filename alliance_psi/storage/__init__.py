@@ -15,7 +15,8 @@ The coordinator and each custodian keep their own enrolment list (``EnrolmentRep
 
 from __future__ import annotations
 
-from alliance_psi.storage.audit_log import GENESIS_HASH, AuditLog
+from alliance_psi.storage.audit_log import AuditEntry, AuditLog
+from alliance_psi.storage.checkpoint_store import CheckpointStore
 from alliance_psi.storage.coordinator_repo import CoordinatorRepository
 from alliance_psi.storage.custodian_repo import Charge, QuotaRepository
 from alliance_psi.storage.engine import create_schema, make_engine
@@ -25,12 +26,13 @@ from alliance_psi.storage.member_repo import MemberRepository
 from alliance_psi.storage.schema import metadata
 
 __all__ = [
+    "AuditEntry",
     "AuditLog",
     "Charge",
+    "CheckpointStore",
     "CoordinatorRepository",
     "Enrolment",
     "EnrolmentRepository",
-    "GENESIS_HASH",
     "KeptResults",
     "MemberRepository",
     "QuotaRepository",

@@ -1,67 +1,102 @@
-"""The hash-chained audit log of the coordinator and the custodians.
+"""The audit log of the coordinator and the custodians, as an RFC 9162 Merkle tree.
 
-Each entry commits to the one before it::
+Entry ``i`` (``seq = i + 1``) is leaf ``i`` of the tree; its leaf bytes are canonical JSON::
 
-    entry_hash = SHA-256( prev_hash || canonical )
-    canonical  = JSON of {"seq", "at" (ISO-8601 UTC), "actor", "action", "detail"},
-                 sorted keys, separators (",", ":"), UTF-8, no ASCII escaping
+    {"action", "actor", "at" (ISO-8601 UTC, microseconds), "detail", "nonce" (16 random bytes, hex), "seq"}
+    sorted keys, separators (",", ":"), UTF-8, no ASCII escaping
 
-and the first entry's ``prev_hash`` is 32 zero bytes. ``verify`` replays the chain, so an
-edited, inserted or deleted entry is found by its seq. Deleting the newest entries leaves a
-valid shorter chain: keep ``head()`` somewhere else (a signed report, another party's log) to
-detect that.
+and the tree is ``crypto.merkle``'s (leaf hash ``H(0x00 || leaf)``, node ``H(0x01 || l || r)``).
+A head (size, root) commits to every entry; an inclusion proof shows one entry is in it; a
+consistency proof shows a later head extends an earlier one. The coordinator signs heads as
+checkpoints (``protocol.checkpoints``) and members keep them, so an entry edited with every hash
+recomputed, a truncated tail or a log forked between members contradicts a checkpoint someone
+outside holds. ``verify`` checks the database on its own: each leaf hash against its entry, each
+stored node against its children, and the prefix roots of any checkpoints given.
 
-The contract for ``detail``: counts, sizes, round and member ids, key epochs, digests as hex;
-**never an identifier, a match token, a label or a secret**. The log is shown to operators and
-verifiers, and it outlives the rounds it describes.
+The nonce keeps the leaf hashes that proofs reveal from being tested against guesses of an
+entry's (low-entropy) content. Stored: the entries with their leaf hashes (level 0) and the
+hash of every complete subtree above them (``audit_nodes``), so proofs read O(log² n) rows.
+
+The contract for ``detail``: counts, sizes, round and member ids, key epochs, digests and roots
+as hex; **never an identifier, a match token, a label or a secret**. The log is shown to
+operators and verifiers, and it outlives the rounds it describes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
-from collections.abc import Mapping
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, tuple_
 
-from alliance_psi.errors import AuditLogBroken
-from alliance_psi.storage._common import canonical_json, stream
-from alliance_psi.storage.schema import HASH_SIZE, audit_log
+from alliance_psi.crypto.merkle import (
+    EMPTY_ROOT,
+    TreeBuilder,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    node_hash,
+    subtree_hash,
+)
+from alliance_psi.errors import AuditLogBroken, NotFound
+from alliance_psi.storage._common import IN_BATCH, canonical_json, stream
+from alliance_psi.storage.schema import audit_log, audit_nodes
 
-__all__ = ["GENESIS_HASH", "AuditLog"]
+__all__ = ["AuditEntry", "AuditLog", "entry_bytes"]
 
-GENESIS_HASH = bytes(HASH_SIZE)
 # One PostgreSQL advisory lock key for every appender to the log (any fixed 64-bit number).
 _PG_LOCK_KEY = int.from_bytes(hashlib.sha256(b"alliance_psi.audit_log").digest()[:8], "big", signed=True)
+NONCE_BYTES = 16
 
 
-def _entry_hash(prev_hash: bytes, seq: int, at: datetime, actor: str, action: str, detail: Any) -> bytes:
-    canonical = canonical_json(
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One entry as stored; ``leaf`` is its canonical bytes, leaf ``seq - 1`` of the tree."""
+
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    detail: Any
+    nonce: bytes
+
+    @property
+    def leaf(self) -> bytes:
+        return entry_bytes(self.seq, self.at, self.actor, self.action, self.detail, self.nonce)
+
+
+def entry_bytes(seq: int, at: datetime, actor: str, action: str, detail: Any, nonce: bytes) -> bytes:
+    """The canonical bytes of an entry (its Merkle leaf)."""
+    return canonical_json(
         {
             "seq": seq,
             "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
             "actor": actor,
             "action": action,
             "detail": detail,
+            "nonce": nonce.hex(),
         }
-    )
-    return hashlib.sha256(prev_hash + canonical.encode("utf-8")).digest()
+    ).encode("utf-8")
 
 
 class AuditLog:
-    """Append to and verify the audit log, in the caller's transaction."""
+    """Append to, prove from and verify the audit log, in the caller's transaction."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
+    # Appending ------------------------------------------------------------------------------
+
     def append(self, *, actor: str, action: str, detail: Mapping[str, Any], at: datetime) -> int:
-        """Append an entry and return its seq (1 for the first entry).
+        """Append an entry and return its seq (1 for the first entry; leaf ``seq - 1``).
 
         ``detail`` holds counts and ids only, never an identifier, token, label or secret.
-        Concurrent appends never fork the chain: on PostgreSQL they queue on a transaction-level
+        Concurrent appends never fork the tree: on PostgreSQL they queue on a transaction-level
         advisory lock; on SQLite the write transaction (``BEGIN IMMEDIATE`` from ``make_engine``)
         already runs alone. Either way ``seq`` is the primary key, so two entries can never
         claim the same place.
@@ -75,58 +110,199 @@ class AuditLog:
         detail_text = canonical_json(dict(detail))
         if self._conn.dialect.name == "postgresql":
             self._conn.execute(select(func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
-        seq, prev_hash = self.head()
-        seq += 1
+        index = self.size()
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        leaf = leaf_hash(entry_bytes(index + 1, at, actor, action, json.loads(detail_text), nonce))
         self._conn.execute(
             audit_log.insert().values(
-                seq=seq,
-                at=at,
-                actor=actor,
-                action=action,
-                detail=detail_text,
-                prev_hash=prev_hash,
-                entry_hash=_entry_hash(prev_hash, seq, at, actor, action, json.loads(detail_text)),
+                seq=index + 1, at=at, actor=actor, action=action, detail=detail_text, nonce=nonce, leaf_hash=leaf
             )
         )
-        return seq
+        # Every complete subtree the new leaf closes: while it is a right child, hash it with its
+        # left sibling (already stored) one level up.
+        level, position, current, parents = 0, index, leaf, []
+        while position & 1:
+            current = node_hash(self.node(level, position - 1), current)
+            level, position = level + 1, position >> 1
+            parents.append({"level": level, "idx": position, "hash": current})
+        if parents:
+            self._conn.execute(audit_nodes.insert(), parents)
+        return index + 1
+
+    # Reading and proving ---------------------------------------------------------------------
+
+    def size(self) -> int:
+        """How many entries the log holds."""
+        return int(self._conn.execute(select(func.coalesce(func.max(audit_log.c.seq), 0))).scalar_one())
+
+    def node(self, level: int, index: int) -> bytes:
+        """The ``crypto.merkle.NodeSource`` of the log: a leaf hash (level 0) or a stored node."""
+        if level == 0:
+            found = self._conn.execute(select(audit_log.c.leaf_hash).where(audit_log.c.seq == index + 1)).scalar()
+        else:
+            found = self._conn.execute(
+                select(audit_nodes.c.hash).where(audit_nodes.c.level == level, audit_nodes.c.idx == index)
+            ).scalar()
+        if found is None:
+            raise AuditLogBroken(f"audit log broken: node ({level}, {index}) is missing", seq=(index << level) + 1)
+        return bytes(found)
+
+    def root(self, size: int | None = None) -> bytes:
+        """The Merkle tree head over the first ``size`` entries (all of them by default)."""
+        size = self.size() if size is None else size
+        self._check_size(size)
+        return subtree_hash(self.node, 0, size) if size else EMPTY_ROOT
 
     def head(self) -> tuple[int, bytes]:
-        """Return (seq, entry_hash) of the newest entry, or (0, GENESIS_HASH) if the log is empty."""
-        last = self._conn.execute(
-            select(audit_log.c.seq, audit_log.c.entry_hash).order_by(audit_log.c.seq.desc()).limit(1)
-        ).one_or_none()
-        return (0, GENESIS_HASH) if last is None else (last.seq, last.entry_hash)
+        """(size, root) of the whole log: what a checkpoint signs."""
+        size = self.size()
+        return size, self.root(size)
 
-    def verify(self) -> int:
-        """Replay the whole chain and return the number of entries.
+    def entry(self, index: int) -> AuditEntry:
+        """Leaf ``index`` (entry ``seq = index + 1``); ``NotFound`` if the log has no such entry."""
+        row = self._conn.execute(select(audit_log).where(audit_log.c.seq == index + 1)).one_or_none()
+        if row is None:
+            raise NotFound(f"the audit log has no entry {index}")
+        return AuditEntry(row.seq, row.at, row.actor, row.action, json.loads(row.detail), bytes(row.nonce))
+
+    def leaf(self, index: int) -> bytes:
+        """The canonical bytes of entry ``index`` (its Merkle leaf); ``NotFound`` if none."""
+        return self.entry(index).leaf
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """RFC 9162 inclusion proof of leaf ``index`` in the tree of the first ``size`` entries.
 
         Raises:
-            AuditLogBroken: with ``seq`` set to the first entry that fails: a gap in seq (that
-                entry is missing), a ``prev_hash`` that does not link to the entry before, or an
-                ``entry_hash`` that does not match the entry's content.
+            NotFound: ``size`` is beyond the log, or ``index`` not below ``size``.
         """
-        expected_seq, prev_hash = 1, GENESIS_HASH
+        self._check_size(size)
+        if not 0 <= index < size:
+            raise NotFound(f"the audit log's first {size} entries have no entry {index}")
+        return inclusion_proof(index, size, self.node)
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        """RFC 9162 consistency proof from the first ``first`` entries to the first ``second``.
+
+        Raises:
+            NotFound: ``second`` is beyond the log, or not ``0 < first <= second``.
+        """
+        self._check_size(second)
+        if not 0 < first <= second:
+            raise NotFound(f"no consistency proof from {first} to {second} entries")
+        return consistency_proof(first, second, self.node)
+
+    def _check_size(self, size: int) -> None:
+        held = self.size()
+        if not 0 <= size <= held:
+            raise NotFound(f"the audit log holds {held} entries, not {size}")
+
+    # Verifying --------------------------------------------------------------------------------
+
+    def verify(self, checkpoints: Iterable[tuple[int, bytes]] = ()) -> int:
+        """Replay the whole log and return the number of entries.
+
+        Checks each entry's leaf hash against its content, each stored node against the tree
+        the entries make, and, for each ``(size, root)`` in ``checkpoints`` (heads someone else
+        was shown), that the first ``size`` entries make that root. An operator who rewrote the
+        log and recomputed every hash passes the first two checks; only the third, with heads
+        kept outside the operator's reach, catches that.
+
+        Raises:
+            AuditLogBroken: with ``seq`` set to the first entry that fails (a gap in seq, an
+                entry whose content does not give its leaf hash, a node that does not match,
+                or the last entry of a checkpoint whose root the log no longer gives).
+        """
+        wanted: dict[int, list[bytes]] = {}
+        for size, root in checkpoints:
+            wanted.setdefault(size, []).append(root)
+        tree = _NodeCheck(self._conn)
         result = stream(self._conn, select(audit_log).order_by(audit_log.c.seq))
         try:
             for row in result:
-                if row.seq != expected_seq:
+                if row.seq != tree.size + 1:
                     raise AuditLogBroken(
-                        f"audit log broken at seq {expected_seq}: gap in seq (next entry is {row.seq})",
-                        seq=expected_seq,
+                        f"audit log broken at seq {tree.size + 1}: gap in seq (next entry is {row.seq})",
+                        seq=tree.size + 1,
                     )
-                if not hmac.compare_digest(row.prev_hash, prev_hash):
-                    raise AuditLogBroken(f"audit log broken at seq {row.seq}: prev link mismatch", seq=row.seq)
                 try:
                     detail = json.loads(row.detail)
                 except ValueError:
                     raise AuditLogBroken(
                         f"audit log broken at seq {row.seq}: detail is not JSON", seq=row.seq
                     ) from None
-                computed = _entry_hash(prev_hash, row.seq, row.at, row.actor, row.action, detail)
-                if not hmac.compare_digest(computed, row.entry_hash):
-                    raise AuditLogBroken(f"audit log broken at seq {row.seq}: hash mismatch", seq=row.seq)
-                prev_hash = row.entry_hash
-                expected_seq += 1
+                computed = leaf_hash(entry_bytes(row.seq, row.at, row.actor, row.action, detail, bytes(row.nonce)))
+                if computed != bytes(row.leaf_hash):
+                    raise AuditLogBroken(
+                        f"audit log broken at seq {row.seq}: entry does not match its leaf hash", seq=row.seq
+                    )
+                tree.append(computed)
+                for root in wanted.pop(tree.size, ()):
+                    if tree.root() != root:
+                        raise AuditLogBroken(
+                            f"audit log broken: its first {tree.size} entries do not make the root of a "
+                            f"checkpoint for {tree.size} entries (an entry up to seq {tree.size} was changed)",
+                            seq=tree.size,
+                        )
         finally:
             result.close()
-        return expected_seq - 1
+        tree.finish()
+        if wanted:
+            size = min(wanted)
+            raise AuditLogBroken(
+                f"audit log broken: it holds {tree.size} entries, but a checkpoint was signed for {size} "
+                "(its tail was removed)",
+                seq=tree.size + 1,
+            )
+        return tree.size
+
+
+class _NodeCheck:
+    """Rebuilds the tree leaf by leaf and compares each interior node with the stored one, in batches."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._pending: dict[tuple[int, int], bytes] = {}
+        self._tree = TreeBuilder(on_node=lambda level, index, digest: self._pending.__setitem__((level, index), digest))
+        self.nodes = 0
+
+    @property
+    def size(self) -> int:
+        return self._tree.size
+
+    def root(self) -> bytes:
+        return self._tree.root()
+
+    def append(self, leaf: bytes) -> None:
+        self._tree.append(leaf)
+        if len(self._pending) >= IN_BATCH:
+            self._compare()
+
+    def _compare(self) -> None:
+        if not self._pending:
+            return
+        keys = list(self._pending)
+        node = audit_nodes.c
+        stored = {
+            (level, idx): bytes(digest)
+            for level, idx, digest in self._conn.execute(
+                select(node.level, node.idx, node.hash).where(tuple_(node.level, node.idx).in_(keys))
+            )
+        }
+        for (level, idx), expected in sorted(self._pending.items()):
+            if stored.get((level, idx)) != expected:
+                first, last = (idx << level) + 1, (idx + 1) << level
+                raise AuditLogBroken(
+                    f"audit log broken: stored node ({level}, {idx}) does not match entries {first} to {last}",
+                    seq=first,
+                )
+        self.nodes += len(keys)
+        self._pending.clear()
+
+    def finish(self) -> None:
+        self._compare()
+        stored = int(self._conn.execute(select(func.count()).select_from(audit_nodes)).scalar_one())
+        if stored != self.nodes:
+            raise AuditLogBroken(
+                f"audit log broken: {stored} stored nodes, but {self.size} entries make {self.nodes}",
+                seq=self.size,
+            )

@@ -21,7 +21,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -58,7 +58,22 @@ def make_engine(url: str) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create every missing table and index; running it again changes nothing."""
+    """Create every missing table and index; running it again changes nothing.
+
+    Raises:
+        StorageError: a table exists with other columns than this version's (a database made by
+            an older alliance-psi): nothing is changed, and the message names the table.
+    """
+    existing = inspect(engine)
+    for table in metadata.sorted_tables:
+        if existing.has_table(table.name):
+            found = {column["name"] for column in existing.get_columns(table.name)}
+            missing = sorted(set(table.columns.keys()) - found)
+            if missing:
+                raise StorageError(
+                    f"the database's table {table.name} lacks columns {missing}: it was made by another "
+                    "version of alliance-psi; keep it for the record and start this version on a new database"
+                )
     metadata.create_all(engine, checkfirst=True)
 
 

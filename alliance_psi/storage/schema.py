@@ -42,10 +42,13 @@ __all__ = [
     "HASH_SIZE",
     "UTCDateTime",
     "audit_log",
+    "audit_nodes",
     "charged_batches",
     "enrolments",
     "identifier_spellings",
     "identifiers",
+    "member_checkpoints",
+    "member_log_evidence",
     "member_pending",
     "member_result_headers",
     "member_result_leaves",
@@ -287,7 +290,9 @@ enrolments = Table(
     CheckConstraint("quota IS NULL OR quota >= 1", name="ck_enrolments_quota"),
 )
 
-# Coordinator and custodian: the hash-chained audit log (counts and ids only, never identifiers).
+# Coordinator and custodian: the audit log, an RFC 9162 Merkle tree (counts and ids only, never
+# identifiers). Entry ``seq`` is leaf ``seq - 1``; ``audit_nodes`` holds every complete subtree
+# above the leaves, so that proofs need O(log² n) reads (see ``audit_log``).
 
 audit_log = Table(
     "audit_log",
@@ -297,8 +302,18 @@ audit_log = Table(
     Column("actor", Text, nullable=False),
     Column("action", Text, nullable=False),
     Column("detail", Text, nullable=False),  # Canonical JSON.
-    Column("prev_hash", LargeBinary(HASH_SIZE), nullable=False),
-    Column("entry_hash", LargeBinary(HASH_SIZE), nullable=False),
+    Column("nonce", LargeBinary(16), nullable=False),  # Salts the leaf hash against guesses.
+    Column("leaf_hash", LargeBinary(HASH_SIZE), nullable=False),
+    _length_is("leaf_hash", HASH_SIZE),
+)
+
+audit_nodes = Table(
+    "audit_nodes",
+    metadata,
+    Column("level", Integer, primary_key=True),  # 1 and up: the subtree of 2**level entries ...
+    Column("idx", BigInteger, primary_key=True),  # ... whose first entry is leaf idx * 2**level.
+    Column("hash", LargeBinary(HASH_SIZE), nullable=False),
+    _length_is("hash", HASH_SIZE),
 )
 
 # Member node: its own identifiers (never leave the node) and their tokens per key epoch.
@@ -407,4 +422,25 @@ member_result_leaves = Table(
     Column("match_token", LargeBinary(MATCH_TOKEN_BYTES), nullable=False),
     Column("leaf", LargeBinary, nullable=False),
     _length_is("match_token", MATCH_TOKEN_BYTES),
+)
+
+# Every checkpoint of the coordinator's audit log this member node has seen (verified and
+# consistent with the others), and the evidence it kept when the log contradicted one.
+member_checkpoints = Table(
+    "member_checkpoints",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True),
+    Column("root", LargeBinary(HASH_SIZE), primary_key=True),
+    Column("body", LargeBinary, nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+    Column("seen_at", UTCDateTime(), nullable=False),
+)
+
+member_log_evidence = Table(
+    "member_log_evidence",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", Text, nullable=False),
+    Column("document", Text, nullable=False),  # protocol.log_evidence JSON of the signed documents.
+    Column("detected_at", UTCDateTime(), nullable=False),
 )

@@ -24,12 +24,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import hmac
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
+from alliance_psi.crypto.merkle import MemoryTree, leaf_hash
 from alliance_psi.errors import (
     Conflict,
     InvalidRequest,
@@ -65,7 +67,8 @@ class FakeClock:
 
 @dataclass
 class MemoryAudit:
-    """An ``AuditSink`` that keeps entries in a list (no hash chain: that is storage's job)."""
+    """An ``AuditSink`` that keeps entries in a list, with the RFC 9162 tree over their canonical
+    JSON built in memory (storage keeps the nodes in its database instead)."""
 
     entries: list[dict[str, Any]] = field(default_factory=list)
 
@@ -75,6 +78,32 @@ class MemoryAudit:
 
     def actions(self) -> list[str]:
         return [entry["action"] for entry in self.entries]
+
+    def leaf(self, index: int) -> bytes:
+        if not 0 <= index < len(self.entries):
+            raise NotFound(f"the audit log has no entry {index}")
+        return json.dumps(self.entries[index], sort_keys=True, separators=(",", ":")).encode()
+
+    def _tree(self, size: int) -> MemoryTree:
+        if not 0 <= size <= len(self.entries):
+            raise NotFound(f"the audit log holds {len(self.entries)} entries, not {size}")
+        return MemoryTree([leaf_hash(self.leaf(i)) for i in range(size)])
+
+    def head(self) -> tuple[int, bytes]:
+        return len(self.entries), self._tree(len(self.entries)).root()
+
+    def root(self, size: int | None = None) -> bytes:
+        return self._tree(len(self.entries) if size is None else size).root()
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        if not 0 <= index < size:
+            raise NotFound(f"the audit log's first {size} entries have no entry {index}")
+        return self._tree(size).inclusion_proof(index)
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        if not 0 < first <= second:
+            raise NotFound(f"no consistency proof from {first} to {second} entries")
+        return self._tree(second).consistency_proof(first)
 
 
 @dataclass

@@ -32,6 +32,8 @@ data-dir = "secrets"
 """
 # Each node command with the arguments it needs to get as far as its database.
 ARGUMENTS = {
+    "checkpoints-check": ["checkpoints.json"],
+    "checkpoints-export": ["-o", "checkpoints.json"],
     "fetch": ["r-1"],
     "import": ["blacklist.csv"],
     "join": ["r-1"],

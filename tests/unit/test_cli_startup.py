@@ -142,7 +142,18 @@ def test_node_help_lists_every_node_command() -> None:
     assert result.exit_code == 0, result.output
     commands = result.output.split("Commands:\n", 1)[1]
     listed = [line.split()[0] for line in commands.splitlines() if line.strip()]
-    assert listed == ["fetch", "import", "join", "purge-expired", "report", "results", "status", "withdraw"]
+    assert listed == [
+        "checkpoints-check",
+        "checkpoints-export",
+        "fetch",
+        "import",
+        "join",
+        "purge-expired",
+        "report",
+        "results",
+        "status",
+        "withdraw",
+    ]
 
 
 def test_reported_turns_a_database_error_into_its_first_line() -> None:

@@ -179,14 +179,18 @@ class ResultPart(_message.Message):
     def __init__(self, header: _Optional[_Union[SignedResultHeader, _Mapping]] = ..., page: _Optional[_Union[LeafPage, _Mapping]] = ...) -> None: ...
 
 class SignedResultHeader(_message.Message):
-    __slots__ = ("header", "signature", "key_id")
+    __slots__ = ("header", "signature", "key_id", "audit_entry", "audit_proof")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_ENTRY_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_PROOF_FIELD_NUMBER: _ClassVar[int]
     header: bytes
     signature: bytes
     key_id: str
-    def __init__(self, header: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
+    audit_entry: bytes
+    audit_proof: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, header: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ..., audit_entry: _Optional[bytes] = ..., audit_proof: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class LeafPage(_message.Message):
     __slots__ = ("page_index", "first_leaf", "leaves")
@@ -197,3 +201,47 @@ class LeafPage(_message.Message):
     first_leaf: int
     leaves: _containers.RepeatedScalarFieldContainer[bytes]
     def __init__(self, page_index: _Optional[int] = ..., first_leaf: _Optional[int] = ..., leaves: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class GetCheckpointRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SignedCheckpoint(_message.Message):
+    __slots__ = ("body", "signature")
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    body: bytes
+    signature: bytes
+    def __init__(self, body: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class GetConsistencyProofRequest(_message.Message):
+    __slots__ = ("first_size", "second_size")
+    FIRST_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SECOND_SIZE_FIELD_NUMBER: _ClassVar[int]
+    first_size: int
+    second_size: int
+    def __init__(self, first_size: _Optional[int] = ..., second_size: _Optional[int] = ...) -> None: ...
+
+class SignedConsistency(_message.Message):
+    __slots__ = ("body", "signature")
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    body: bytes
+    signature: bytes
+    def __init__(self, body: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class GetInclusionProofRequest(_message.Message):
+    __slots__ = ("index", "tree_size")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    tree_size: int
+    def __init__(self, index: _Optional[int] = ..., tree_size: _Optional[int] = ...) -> None: ...
+
+class AuditInclusion(_message.Message):
+    __slots__ = ("entry", "proof")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    entry: bytes
+    proof: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, entry: _Optional[bytes] = ..., proof: _Optional[_Iterable[bytes]] = ...) -> None: ...

@@ -75,6 +75,21 @@ class CoordinatorStub:
                 request_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.GetResultRequest.SerializeToString,
                 response_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.ResultPart.FromString,
                 _registered_method=True)
+        self.GetCheckpoint = channel.unary_unary(
+                '/alliance_psi.v1.Coordinator/GetCheckpoint',
+                request_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.GetCheckpointRequest.SerializeToString,
+                response_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.SignedCheckpoint.FromString,
+                _registered_method=True)
+        self.GetConsistencyProof = channel.unary_unary(
+                '/alliance_psi.v1.Coordinator/GetConsistencyProof',
+                request_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.GetConsistencyProofRequest.SerializeToString,
+                response_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.SignedConsistency.FromString,
+                _registered_method=True)
+        self.GetInclusionProof = channel.unary_unary(
+                '/alliance_psi.v1.Coordinator/GetInclusionProof',
+                request_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.GetInclusionProofRequest.SerializeToString,
+                response_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.AuditInclusion.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -139,6 +154,29 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCheckpoint(self, request, context):
+        """The audit log, an RFC 9162 Merkle tree (protocol/checkpoints.py). Members and admins.
+        Its head now, signed: a member keeps every checkpoint it sees.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsistencyProof(self, request, context):
+        """A signed statement that the log's first second_size entries extend its first first_size.
+        NOT_FOUND if second_size is beyond the log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInclusionProof(self, request, context):
+        """One entry and its inclusion proof; members get only the entries about themselves.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -181,6 +219,21 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.GetResult,
                     request_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.GetResultRequest.FromString,
                     response_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.ResultPart.SerializeToString,
+            ),
+            'GetCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCheckpoint,
+                    request_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.GetCheckpointRequest.FromString,
+                    response_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.SignedCheckpoint.SerializeToString,
+            ),
+            'GetConsistencyProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsistencyProof,
+                    request_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.GetConsistencyProofRequest.FromString,
+                    response_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.SignedConsistency.SerializeToString,
+            ),
+            'GetInclusionProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInclusionProof,
+                    request_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.GetInclusionProofRequest.FromString,
+                    response_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.AuditInclusion.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -399,6 +452,87 @@ class Coordinator:
             '/alliance_psi.v1.Coordinator/GetResult',
             alliance__psi_dot_v1_dot_coordinator__pb2.GetResultRequest.SerializeToString,
             alliance__psi_dot_v1_dot_coordinator__pb2.ResultPart.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alliance_psi.v1.Coordinator/GetCheckpoint',
+            alliance__psi_dot_v1_dot_coordinator__pb2.GetCheckpointRequest.SerializeToString,
+            alliance__psi_dot_v1_dot_coordinator__pb2.SignedCheckpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsistencyProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alliance_psi.v1.Coordinator/GetConsistencyProof',
+            alliance__psi_dot_v1_dot_coordinator__pb2.GetConsistencyProofRequest.SerializeToString,
+            alliance__psi_dot_v1_dot_coordinator__pb2.SignedConsistency.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInclusionProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alliance_psi.v1.Coordinator/GetInclusionProof',
+            alliance__psi_dot_v1_dot_coordinator__pb2.GetInclusionProofRequest.SerializeToString,
+            alliance__psi_dot_v1_dot_coordinator__pb2.AuditInclusion.FromString,
             options,
             channel_credentials,
             insecure,

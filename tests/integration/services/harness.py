@@ -35,7 +35,7 @@ from alliance_psi.storage import MemberRepository, create_schema, make_engine
 
 EPOCH = "epoch-test"
 MEMBERS = ("bank-a", "bank-b", "bank-c")
-ENROLMENT_REFRESH = 0.0  # Every call reads the list: a test that enrols a party and calls at once is served.
+ENROLMENT_REFRESH = 0.2  # Seconds: how soon a server sees an enrolment change.
 CATEGORIES = ("wool_party", "loan_intermediary", "proxy_rights_defense")
 
 
@@ -231,3 +231,19 @@ def running_alliance(
         yield Alliance(
             tmp, pki, coordinator_engine, role, coordinator_address, addresses, signing_key, engines, custodian_engines
         )
+
+
+@contextlib.contextmanager
+def second_coordinator(alliance: Alliance, engine: Engine) -> Iterator[str]:
+    """Another coordinator server with the alliance coordinator's signing key over ``engine`` (say,
+    a copy of its database): what an operator who shows two members two logs would run. Yields
+    its address."""
+    role = CoordinatorRole(
+        sql_unit_of_work(engine), alliance.signing_key, known_types=[t.value for t in IdentifierType]
+    )
+    _, check = enrolment_gate(
+        engine, server="coordinator", roles=frozenset({Role.MEMBER, Role.ADMIN}), refresh=ENROLMENT_REFRESH
+    )
+    tls = alliance.pki.material("coordinator")  # type: ignore[attr-defined]
+    with run_server([coordinator_registration(role)], address="127.0.0.1:0", tls=tls, checks=[check]) as port:
+        yield f"127.0.0.1:{port}"

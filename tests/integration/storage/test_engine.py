@@ -48,11 +48,27 @@ def test_create_schema_again_keeps_every_row(engine: Engine) -> None:
     create_schema(engine)
     entry = {"seq": 1, "at": datetime.now(UTC), "actor": "a", "action": "b", "detail": "{}"}
     with engine.begin() as conn:
-        conn.execute(audit_log.insert().values(**entry, prev_hash=bytes(32), entry_hash=bytes(32)))
+        conn.execute(audit_log.insert().values(**entry, nonce=bytes(16), leaf_hash=bytes(32)))
     create_schema(engine)  # A restarted server runs it again over a database in use.
     with engine.connect() as conn:
         rows = conn.execute(select(audit_log.c.seq, audit_log.c.actor, audit_log.c.action)).all()
     assert [tuple(row) for row in rows] == [(1, "a", "b")]
+
+
+def test_a_database_of_another_version_is_refused_untouched(tmp_path: Path) -> None:
+    # An audit log made by the hash-chain version: this version's Merkle log cannot append to it.
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = make_engine(url)
+    with old.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE audit_log (seq BIGINT PRIMARY KEY, at TIMESTAMP, actor TEXT, action TEXT, "
+            "detail TEXT, prev_hash BLOB, entry_hash BLOB)"
+        )
+    with pytest.raises(StorageError, match=r"table audit_log lacks columns \['leaf_hash', 'nonce'\]"):
+        create_schema(old)
+    with old.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE type = 'table'").scalar() == 1
+    old.dispose()
 
 
 def test_datetimes_come_back_utc_aware(engine: Engine) -> None:
@@ -60,7 +76,7 @@ def test_datetimes_come_back_utc_aware(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(
             audit_log.insert().values(
-                seq=1, at=east8, actor="a", action="b", detail="{}", prev_hash=bytes(32), entry_hash=bytes(32)
+                seq=1, at=east8, actor="a", action="b", detail="{}", nonce=bytes(16), leaf_hash=bytes(32)
             )
         )
         stored = conn.execute(select(audit_log.c.at)).scalar_one()
@@ -77,8 +93,8 @@ def test_naive_datetimes_are_refused(engine: Engine) -> None:
                 actor="a",
                 action="b",
                 detail="{}",
-                prev_hash=bytes(32),
-                entry_hash=bytes(32),
+                nonce=bytes(16),
+                leaf_hash=bytes(32),
             )
         )
 

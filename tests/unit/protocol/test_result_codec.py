@@ -3,20 +3,26 @@ every page, one lead proven alone, and every way a result can be refused."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from alliance_psi.crypto.merkle import MemoryTree, leaf_hash
 from alliance_psi.crypto.signing import SigningKey, load_public_key, verify
 from alliance_psi.errors import ConfigurationError, InvalidRequest, InvalidSignature, ResultMismatch
+from alliance_psi.protocol.checkpoints import SignedCheckpoint, sign_checkpoint
 from alliance_psi.protocol.model import MatchedToken, MemberResult, PeerLabel
 from alliance_psi.protocol.result_codec import (
     LeafPage,
     LeafProof,
     LeafVerifier,
     ResultBuilder,
+    ResultHeader,
+    check_issue_entry,
     decode_header,
     decode_leaf,
     encode_header,
@@ -31,6 +37,16 @@ from alliance_psi.protocol.result_codec import (
 
 KEY = SigningKey.generate()
 A, B = b"\x01" * 16, b"\x02" * 16
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+# The audit log a coordinator signed after matching: entry 1 issued bank-a's result (see
+# ``test_the_result_is_checked_against_its_audit_log_entry``; elsewhere only the signature counts).
+CHECKPOINT = sign_checkpoint(KEY, "coordinator", 3, bytes(32), T0)
+
+
+def tree(
+    r: MemberResult, checkpoint: SignedCheckpoint = CHECKPOINT, audit_index: int = 1
+) -> tuple[ResultHeader, tuple[bytes, ...]]:
+    return result_tree(r, checkpoint=checkpoint, audit_index=audit_index)
 
 
 def result(**overrides) -> MemberResult:  # type: ignore[no-untyped-def]
@@ -50,7 +66,7 @@ def result(**overrides) -> MemberResult:  # type: ignore[no-untyped-def]
 
 
 def signed(r: MemberResult | None = None) -> tuple[bytes, bytes, tuple[bytes, ...]]:
-    header, leaves = result_tree(r or result())
+    header, leaves = tree(r or result())
     s = sign_header(KEY, header)
     return s.header, s.signature, leaves
 
@@ -61,8 +77,8 @@ def test_leaves_are_canonical_whatever_the_order() -> None:
     assert encode_leaf(one) == encode_leaf(other)
     assert decode_leaf(encode_leaf(one)).peer_labels == (PeerLabel(b"L1"), PeerLabel(b"L2", "bank-c"))
     # Tokens in order, whatever the order of the matches in memory.
-    assert result_tree(result()) == result_tree(result(matches=tuple(reversed(result().matches))))
-    assert [decode_leaf(leaf).match_token for leaf in result_tree(result())[1]] == [A, B]
+    assert tree(result()) == tree(result(matches=tuple(reversed(result().matches))))
+    assert [decode_leaf(leaf).match_token for leaf in tree(result())[1]] == [A, B]
 
 
 tokens = st.binary(min_size=16, max_size=16)
@@ -79,7 +95,7 @@ def test_round_trip_and_streamed_check(entries, submitted) -> None:  # type: ign
         for t, (c, ls) in sorted(entries.items())
     )
     original = result(submitted_count=submitted, matches=matches)
-    header, leaves = result_tree(original)
+    header, leaves = tree(original)
     assert decode_header(encode_header(header)) == header
     assert tuple(decode_leaf(leaf) for leaf in leaves) == matches
     assert reopen_result(KEY.public_key, *signed(original)[:2], leaves, round_id="r-1", member_id="bank-a") == original
@@ -92,7 +108,7 @@ def test_pages_stay_small_and_check_out() -> None:
         if (page := builder.add(match)) is not None:
             pages.append(page)
     pages.append(builder.finish())
-    header, _ = result_tree(result(matches=many))
+    header, _ = tree(result(matches=many))
     assert builder.root() == header.root and builder.count == 3000
     assert len(pages) > 10 and all(sum(len(leaf) for leaf in p.leaves) <= 64 * 1024 for p in pages if p)
     verifier = LeafVerifier(header)
@@ -107,13 +123,13 @@ def test_pages_stay_small_and_check_out() -> None:
     [
         (lambda p: p[:-1], "truncated"),
         (lambda p: p + b"\x00", "not in canonical form"),
-        (lambda p: b"APSI-RESULT\x01" + p[12:], "unknown format or version"),
+        (lambda p: b"APSI-RESULT\x02" + p[12:], "unknown format or version"),
         (lambda p: b"", "truncated"),
     ],
     ids=["truncated", "trailing", "old-version", "empty"],
 )
 def test_malformed_headers_refused(mutate, reason) -> None:  # type: ignore[no-untyped-def]
-    header, _ = result_tree(result())
+    header, _ = tree(result())
     with pytest.raises(InvalidRequest, match=reason):
         decode_header(mutate(encode_header(header)))
 
@@ -183,6 +199,48 @@ def test_one_lead_is_provable_alone() -> None:
     forged = LeafProof(0, encode_leaf(MatchedToken(b"\xff" * 16, 9)), proofs[0].proof)
     with pytest.raises(ResultMismatch):
         verify_lead(KEY.public_key, header, signature, forged)
+
+
+def _entry(member: str, root: bytes, matches: int, action: str = "result.issue") -> bytes:
+    detail = {"round_id": "r-1", "member_id": member, "matches": matches, "root": root.hex()}
+    return json.dumps({"action": action, "detail": detail, "seq": 2}).encode()
+
+
+def test_the_result_is_checked_against_its_audit_log_entry() -> None:
+    header, _ = tree(result())
+    log = [leaf_hash(b"round.create"), None, leaf_hash(b"round.matched")]
+
+    def signed_log(entry: bytes) -> tuple[ResultHeader, list[bytes]]:
+        leaves = [leaf_hash(entry) if leaf is None else leaf for leaf in log]
+        log_tree = MemoryTree(leaves)
+        checkpoint = sign_checkpoint(KEY, "coordinator", 3, log_tree.root(), T0)
+        opened = decode_header(sign_header(KEY, replace(header, checkpoint=checkpoint)).header)
+        return opened, log_tree.inclusion_proof(1)
+
+    honest = _entry("bank-a", header.root, 2)
+    opened, proof = signed_log(honest)
+    check_issue_entry(opened, honest, proof)
+    with pytest.raises(ResultMismatch, match="not in the signed checkpoint"):
+        check_issue_entry(opened, _entry("bank-a", header.root, 3), proof)  # Not the entry the log holds.
+    for other in (_entry("bank-b", header.root, 2), _entry("bank-a", bytes(32), 2), _entry("bank-a", header.root, 5)):
+        logged, other_proof = signed_log(other)  # In the log, but for another result.
+        with pytest.raises(ResultMismatch, match="records another result than the signed header"):
+            check_issue_entry(logged, other, other_proof)
+    not_issue = _entry("bank-a", header.root, 2, action="round.create")
+    logged, other_proof = signed_log(not_issue)
+    with pytest.raises(ResultMismatch, match="records another result"):
+        check_issue_entry(logged, not_issue, other_proof)
+    garbage = b"not json"
+    logged, other_proof = signed_log(garbage)
+    with pytest.raises(ResultMismatch, match="is not a result.issue entry"):
+        check_issue_entry(logged, garbage, other_proof)
+
+
+def test_a_header_whose_checkpoint_another_key_signed_is_refused() -> None:
+    header, _ = tree(result(), checkpoint=sign_checkpoint(SigningKey.generate(), "coordinator", 3, bytes(32), T0))
+    signed_header = sign_header(KEY, header)
+    with pytest.raises(InvalidSignature):
+        open_header(KEY.public_key, signed_header.header, signed_header.signature)
 
 
 def test_signature_is_bound_to_its_context() -> None:

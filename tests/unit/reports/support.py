@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 
 from alliance_psi.crypto.labels import LabelContext, seal_label
 from alliance_psi.crypto.signing import SigningKey
+from alliance_psi.protocol.checkpoints import SignedCheckpoint, sign_checkpoint
 from alliance_psi.protocol.leads import Lead, LeadLabel, build_leads
 from alliance_psi.protocol.model import MatchedToken, MemberResult, PeerLabel, Role
 from alliance_psi.protocol.result_codec import lead_proofs, reopen_result, result_tree, sign_header
@@ -152,13 +153,18 @@ def member_result(
 
 def signed(result: MemberResult, key: SigningKey = KEY) -> tuple[bytes, bytes]:
     """The signed header of ``result``: (header, signature)."""
-    header, _ = result_tree(result)
+    header, _ = result_tree(result, checkpoint=checkpoint(key), audit_index=0)
     signed_header = sign_header(key, header)
     return signed_header.header, signed_header.signature
 
 
+def checkpoint(key: SigningKey = KEY) -> SignedCheckpoint:
+    """A checkpoint of the coordinator's audit log, as result headers carry one."""
+    return sign_checkpoint(key, "coordinator", 1, bytes(32), GENERATED_AT)
+
+
 def leaves_of(result: MemberResult) -> tuple[bytes, ...]:
-    return result_tree(result)[1]
+    return result_tree(result, checkpoint=checkpoint(KEY), audit_index=0)[1]
 
 
 def keep(

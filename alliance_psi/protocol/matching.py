@@ -1,0 +1,105 @@
+"""Matching a closed round and issuing every committed member's signed result (DESIGN.md step 7).
+
+One pass over the tokens two or more of the round's members hold, in token order: the operator's
+holder counts come from all of them, each member's result from those at the threshold. Each
+member's leaves go to the database a page at a time (``result_codec.ResultBuilder``), never all
+in memory. Then, in the same transaction:
+
+1. each result is recorded in the audit log (``result.issue``: round, member, count, root);
+2. ``round.matched`` is appended, and the log's head is signed as a checkpoint;
+3. each member's header is signed, carrying that checkpoint and the index of its own entry.
+
+So every result a member accepts is provably in the log the coordinator signed, and a result
+issued behind the log's back (or a log rewritten afterwards) contradicts a signed document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from alliance_psi.crypto.signing import SigningKey
+from alliance_psi.protocol.checkpoints import sign_checkpoint
+from alliance_psi.protocol.model import MatchedToken, PeerLabel, Round
+from alliance_psi.protocol.ports import CoordinatorTx
+from alliance_psi.protocol.result_codec import ResultBuilder, ResultHeader, sign_header
+
+__all__ = ["issue_results"]
+
+
+def issue_results(
+    tx: CoordinatorTx, found: Round, key: SigningKey, *, issuer: str, at: datetime, page_bytes: int
+) -> None:
+    """Match ``found`` and store every committed member's signed result, in ``tx``."""
+    round_id = found.round_id
+    members = tx.repo.committed_members(round_id)
+    results = {m: ResultBuilder(page_bytes) for m in members}
+    matched_tokens = 0
+    by_holders: dict[int, int] = {}
+    for group in _groups(tx.repo.match(round_id, 2, labels=found.share_labels)):
+        by_holders[group.count] = by_holders.get(group.count, 0) + 1
+        if group.count < found.threshold:
+            continue
+        matched_tokens += 1
+        for member, _ in group.holders:
+            peers = (
+                tuple(PeerLabel(lbl) for m, lbl in group.holders if m != member and lbl) if found.share_labels else ()
+            )
+            page = results[member].add(MatchedToken(group.token, group.count, peers))
+            if page is not None:
+                tx.repo.store_result_page(round_id, member, page.page_index, page.first_leaf, page.leaves)
+    issued: dict[str, int] = {}
+    for member in members:
+        builder = results[member]
+        last = builder.finish()
+        if last is not None:
+            tx.repo.store_result_page(round_id, member, last.page_index, last.first_leaf, last.leaves)
+        detail = {"round_id": round_id, "member_id": member, "matches": builder.count, "root": builder.root().hex()}
+        issued[member] = tx.audit.append(actor=issuer, action="result.issue", at=at, detail=detail) - 1
+    tx.repo.record_holder_counts(round_id, dict(sorted(by_holders.items())))
+    tx.audit.append(
+        actor=issuer,
+        action="round.matched",
+        at=at,
+        detail={"round_id": round_id, "members": len(members), "matched_tokens": matched_tokens},
+    )
+    size, root = tx.audit.head()
+    checkpoint = sign_checkpoint(key, issuer, size, root, at)
+    for member in members:
+        builder = results[member]
+        header = ResultHeader(
+            round_id,
+            member,
+            found.key_epoch,
+            found.threshold,
+            tx.repo.submitted_count(round_id, member),
+            builder.count,
+            builder.root(),
+            checkpoint,
+            issued[member],
+        )
+        signed = sign_header(key, header)
+        tx.repo.store_result(round_id, member, signed.header, signed.signature, builder.pages, at=at)
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    token: bytes
+    count: int
+    holders: tuple[tuple[str, bytes | None], ...]
+
+
+def _groups(rows: Iterator[tuple[bytes, str, bytes | None, int]]) -> Iterator[_Group]:
+    """Group the repository's token-ordered match rows by token."""
+    token: bytes | None = None
+    count = 0
+    holders: list[tuple[str, bytes | None]] = []
+    for row_token, member, label, holder_count in rows:
+        if row_token != token and token is not None:
+            yield _Group(token, count, tuple(holders))
+            holders = []
+        token, count = row_token, holder_count
+        holders.append((member, label))
+    if token is not None:
+        yield _Group(token, count, tuple(holders))
