@@ -7,6 +7,7 @@ kept would let it act as the member wherever the member is enrolled.
 from __future__ import annotations
 
 import stat
+import time
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -22,7 +23,7 @@ from alliance_psi.services import pki as pki_module
 from alliance_psi.services.clients import CustodianClient
 from alliance_psi.services.enrolment import enrol
 from tests.integration.services.conftest import AlliancePki
-from tests.integration.services.harness import EPOCH, custodian_name, running_alliance
+from tests.integration.services.harness import ENROLMENT_REFRESH, EPOCH, custodian_name, running_alliance
 
 
 def run(*args: str):  # type: ignore[no-untyped-def]
@@ -50,6 +51,7 @@ def test_a_member_requests_and_the_ca_certifies_its_key_only(tmp_path: Path, pki
     # The member, with its own key and the certificate, is served where it is enrolled.
     with running_alliance(tmp_path, pki, custodians=1) as alliance:
         enrol(alliance.custodian_engines[0], cert_pem, role=Role.MEMBER)
+        time.sleep(ENROLMENT_REFRESH * 1.5)  # The server re-reads its list on the first call after this.
         tls = TlsMaterial(ca_cert=pki.ca.cert_pem, cert=cert_pem, key=key_path.read_bytes())
         with CustodianClient(alliance.custodian_addresses[0], tls, name=custodian_name(0)) as client:
             assert len(client.evaluate(EPOCH, [blind(b"x").blinded_element])) == 1
