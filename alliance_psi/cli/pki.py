@@ -14,7 +14,7 @@ import click
 
 from alliance_psi._plural import plural
 from alliance_psi.errors import ConfigurationError
-from alliance_psi.protocol.model import Role
+from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.services import pki
 
 __all__ = ["pki_group"]
@@ -72,14 +72,20 @@ def init_ca(out: Path, name: str, days: int, force: bool) -> None:
 
 @pki_group.command("issue")
 @click.option("--ca-dir", type=_DIRECTORY, required=True, help="Directory with ca.pem and ca.key.")
+@click.option("--role", type=click.Choice([role.value for role in Role]), required=True, help="The holder's role.")
+@click.option("--name", "name", required=True, callback=_valid_name, help="Member or party id (also the file name).")
 @click.option(
     "--csr",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="A request from `pki request`: certify its key, named as it asks (no --role/--name; no key written).",
+    help="A request from `pki request`: certify its key (no key written), if it names exactly --role and --name.",
 )
-@click.option("--role", type=click.Choice([role.value for role in Role]), default=None, help="The holder's role.")
-@click.option("--name", "name", default=None, callback=_valid_name, help="Member or party id (also the file name).")
+@click.option(
+    "--allow-server",
+    is_flag=True,
+    help="With --csr: certify a coordinator or custodian request (a server certificate; only for that "
+    "party's own request).",
+)
 @click.option("--out", "out", type=_DIRECTORY, required=True, help="Directory for NAME.pem (and NAME.key).")
 @click.option(
     "--host",
@@ -92,49 +98,66 @@ def init_ca(out: Path, name: str, days: int, force: bool) -> None:
 @click.option("--force", is_flag=True, help="Overwrite existing NAME.pem/NAME.key.")
 def issue(
     ca_dir: Path,
+    role: str,
+    name: str,
     csr: Path | None,
-    role: str | None,
-    name: str | None,
+    allow_server: bool,
     out: Path,
     hosts: tuple[str, ...],
     days: int,
     force: bool,
 ) -> None:
-    """Issue a certificate for NAME with ROLE (or for a request, --csr), signed by the CA in CA_DIR.
+    """Issue a certificate for NAME with ROLE, signed by the CA in CA_DIR (for a request: --csr).
 
     Coordinator and custodian certificates serve (and are clients too); clients accept them only
     as the party they name, by the identity name NAME.ROLE.alliance-psi.internal. Member and admin
     certificates are for clients only. A server's NAME is one lowercase DNS label. Without --csr
     the key is made here, so the CA holder holds it too: members should send a request instead.
+
+    The applicant writes its request, so the role and name are yours to give: a request naming
+    another identity is refused, and so is a coordinator or custodian request without
+    --allow-server (its holder could serve as that party to every member).
     """
-    if csr is not None and (role or name):
-        raise click.UsageError("--csr names the role and name itself: give no --role or --name with it")
-    if csr is None and not (role and name):
-        raise click.UsageError("give --role and --name, or --csr")
+    if allow_server and csr is None:
+        raise click.UsageError("--allow-server is for --csr requests only")
+    identity = Identity(name=name, role=Role(role))
     with _reported():
         ca = pki.load_ca(ca_dir)
         if csr is not None:
-            _issue_for_request(ca, csr, out, hosts, days, force)
+            _issue_for_request(ca, csr, identity, allow_server, out, hosts, days, force)
             return
-        assert role is not None and name is not None
-        issued = pki.issue(ca, role=Role(role), name=name, hosts=hosts, valid_days=days)
+        issued = pki.issue(ca, role=identity.role, name=name, hosts=hosts, valid_days=days)
         cert_path, key_path = pki.write_issued(issued, out, name, force=force)
     click.echo(f"issued {role} {name} (serial {issued.serial:#x}): {cert_path} and {key_path}")
-    _say_usage(Role(role), name)
+    _say_usage(identity.role, name)
 
 
 def _issue_for_request(
-    ca: pki.CertificateAuthority, csr: Path, out: Path, hosts: tuple[str, ...], days: int, force: bool
+    ca: pki.CertificateAuthority,
+    csr: Path,
+    identity: Identity,
+    allow_server: bool,
+    out: Path,
+    hosts: tuple[str, ...],
+    days: int,
+    force: bool,
 ) -> None:
     from alliance_psi._files import write_file_atomic
-    from alliance_psi.services.pki_requests import issue_for_request
+    from alliance_psi.services.pki_requests import check_request, key_pin
 
     with _naming(csr):
         try:
             request = csr.read_bytes()
         except OSError as exc:
             raise ConfigurationError(exc.strerror or "cannot read") from None
-        identity, cert_pem, serial = issue_for_request(ca, request, hosts=hosts, valid_days=days)
+        # What is about to be certified, before it is: the operator sees the key it vouches for.
+        public_key = check_request(request, identity, allow_server=allow_server)
+        click.echo(
+            f"certifying {identity.role.value} {identity.name} for the key of {csr} (key pin {key_pin(public_key).hex()})"
+        )
+        cert_pem, serial = pki.issue_for_key(
+            ca, public_key, role=identity.role, name=identity.name, hosts=hosts, valid_days=days
+        )
     out.mkdir(parents=True, exist_ok=True)
     cert_path = write_file_atomic(out / f"{identity.name}.pem", cert_pem, private=False, replace=force)
     click.echo(
@@ -159,8 +182,8 @@ def _say_usage(role: Role, name: str) -> None:
 def request(role: str, name: str, out: Path, force: bool) -> None:
     """Make your own key and a certificate request for the CA: the key never leaves this machine.
 
-    Send NAME.csr to the alliance operator (`pki issue --csr`), and the printed key pin to each
-    server's operator, who enrols you by it.
+    Send NAME.csr to the alliance operator (`pki issue --csr NAME.csr --role ROLE --name NAME`),
+    and the printed key pin to each server's operator, who enrols you by it.
     """
     from alliance_psi._files import write_file_atomic
     from alliance_psi.services.pki_requests import make_request

@@ -6,12 +6,17 @@ keeps a copy can act as that member wherever it is enrolled, within its quota. W
 the key never leaves the member::
 
     member:    alliance-psi pki request --role member --name bank-a --out pki/   # bank-a.key (0600), bank-a.csr
-    operator:  alliance-psi pki issue --ca-dir ca/ --csr pki/bank-a.csr --out pki/   # bank-a.pem
+    operator:  alliance-psi pki issue --ca-dir ca/ --csr pki/bank-a.csr --role member --name bank-a --out pki/
 
 The request is signed with its own key (proof of possession) and names its holder as the
-certificate will (``urn:alliance-psi:<role>:<name>``); the CA checks both, and what else a
-certificate of that role carries (usages, identity name) comes from ``pki.issue_for_key`` alone,
-never from the request.
+certificate will (``urn:alliance-psi:<role>:<name>``). A request is written by the applicant, so
+the identity in it is a claim, never the decision: the CA operator names the role and name it
+certifies (``expected``), and a request that names another is refused, naming both. A request
+for a server role (coordinator, custodian) is refused unless the operator allows it explicitly:
+such a certificate lets its holder serve as that party to every member, so the file an applicant
+sends as its membership request must never be able to turn into one. What else a certificate of
+that role carries (usages, identity name) comes from ``pki.issue_for_key`` alone, never from the
+request.
 """
 
 from __future__ import annotations
@@ -27,13 +32,13 @@ from alliance_psi.errors import ConfigurationError
 from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.services.pki import (
     IDENTITY_URI_PREFIX,
+    SERVER_ROLES,
     CertificateAuthority,
     identity_in,
-    issue_for_key,
     validate_name,
 )
 
-__all__ = ["CertificateRequest", "issue_for_request", "key_pin", "make_request", "read_request"]
+__all__ = ["CertificateRequest", "check_request", "key_pin", "make_request", "read_request"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,16 +99,29 @@ def read_request(csr_pem: bytes) -> tuple[Identity, ec.EllipticCurvePublicKey]:
     return identity_in(csr.extensions, what="the request", error=ConfigurationError), public_key
 
 
-def issue_for_request(
-    ca: CertificateAuthority, csr_pem: bytes, *, hosts: tuple[str, ...] = (), valid_days: int = 365
-) -> tuple[Identity, bytes, int]:
-    """Issue the certificate a request asks for, over its key; return (identity, PEM, serial).
+def check_request(
+    csr_pem: bytes, expected: Identity, *, allow_server: bool = False
+) -> ec.EllipticCurvePublicKey:
+    """The request's key, once the request is found to ask for exactly ``expected``.
 
     Raises:
-        ConfigurationError: a bad request (``read_request``), or what ``pki.issue_for_key`` refuses.
+        ConfigurationError: a bad request (``read_request``); a request naming another identity
+            than ``expected`` (the message names both); a server role (``pki.SERVER_ROLES``)
+            without ``allow_server``.
     """
-    identity, public_key = read_request(csr_pem)
-    cert_pem, serial = issue_for_key(
-        ca, public_key, role=identity.role, name=identity.name, hosts=hosts, valid_days=valid_days
-    )
-    return identity, cert_pem, serial
+    claimed, public_key = read_request(csr_pem)
+    if claimed != expected:
+        raise ConfigurationError(
+            f"the request names {_spelled(claimed)}, not {_spelled(expected)}: refused "
+            "(ask the applicant for a request of its own identity)"
+        )
+    if expected.role in SERVER_ROLES and not allow_server:
+        raise ConfigurationError(
+            f"the request is for a server, {_spelled(expected)}: its holder could serve as that party to "
+            "every member; pass --allow-server only for that party's own request"
+        )
+    return public_key
+
+
+def _spelled(identity: Identity) -> str:
+    return f"{identity.role.value}:{identity.name}"

@@ -39,8 +39,13 @@ def test_a_member_requests_and_the_ca_certifies_its_key_only(tmp_path: Path, pki
     assert requested.output.startswith(f"wrote {key_path} (keep it here) and {csr_path} (send it to the alliance")
     pin = requested.output.splitlines()[-1].removeprefix("key pin (SHA-256 of your public key): ")
 
-    certified = run("pki", "issue", "--ca-dir", str(pki.directory), "--csr", str(csr_path), "--out", str(issued))
+    certified = run(
+        "pki", "issue", "--ca-dir", str(pki.directory), "--csr", str(csr_path),
+        "--role", "member", "--name", "bank-q", "--out", str(issued),
+    )  # fmt: skip
     assert certified.exit_code == 0, certified.output
+    # What is about to be certified is said before it is.
+    assert certified.output.startswith(f"certifying member bank-q for the key of {csr_path} (key pin {pin})\n")
     cert_pem = (issued / "bank-q.pem").read_bytes()
     assert list(issued.iterdir()) == [issued / "bank-q.pem"]  # No key at the CA.
     assert f"(key pin {pin})" in certified.output and "for clients only" in certified.output
@@ -61,10 +66,12 @@ def test_bad_requests_and_usage_are_refused(tmp_path: Path, pki: AlliancePki) ->
     ca = ["pki", "issue", "--ca-dir", str(pki.directory), "--out", str(tmp_path / "out")]
     assert run("pki", "request", "--role", "member", "--name", "bank-r", "--out", str(tmp_path)).exit_code == 0
     csr = str(tmp_path / "bank-r.csr")
-    both = run(*ca, "--csr", csr, "--role", "member")
-    assert both.exit_code == 2 and "--csr names the role and name itself" in both.output
-    neither = run(*ca, "--role", "member")
-    assert neither.exit_code == 2 and "give --role and --name, or --csr" in neither.output
+    # The role and name are the operator's to give, with a request as without one.
+    for missing, given in (("--role", ("--name", "bank-r")), ("--name", ("--role", "member"))):
+        result = run(*ca, "--csr", csr, *given)
+        assert result.exit_code == 2 and f"Missing option '{missing}'" in result.output, result.output
+    stray = run(*ca, "--role", "member", "--name", "bank-r", "--allow-server")
+    assert stray.exit_code == 2 and "--allow-server is for --csr requests only" in stray.output
     again = run("pki", "request", "--role", "member", "--name", "bank-r", "--out", str(tmp_path))
     assert again.exit_code == 1 and "exists; pass --force" in again.output
 
@@ -88,6 +95,39 @@ def test_bad_requests_and_usage_are_refused(tmp_path: Path, pki: AlliancePki) ->
         ("forged.csr", "the request's signature does not verify"),
         ("missing.csr", "No such file or directory"),
     ):
-        result = run(*ca, "--csr", str(tmp_path / name))
+        result = run(*ca, "--csr", str(tmp_path / name), "--role", "member", "--name", "bank-s")
         assert result.exit_code == 1 and f"{tmp_path / name}: {message}" in result.output, result.output
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_request_is_certified_only_as_the_identity_the_operator_names(tmp_path: Path, pki: AlliancePki) -> None:
+    """An applicant's request names whom it likes; the CA issues only the role and name its operator gives.
+
+    The attack (adversary b7): applicant bank-c makes a request for custodian:custodian-2, renames
+    the files bank-c.*, and the operator certifies "bank-c's request". A custodian-2 server
+    certificate for the applicant's key would let it serve as custodian-2 to every member.
+    """
+    applicant, issued = tmp_path / "bank-c", tmp_path / "issued"
+    ca = ["pki", "issue", "--ca-dir", str(pki.directory), "--out", str(issued)]
+    for role, name in (("custodian", "custodian-2"), ("member", "bank-a"), ("admin", "bank-c")):
+        made = run("pki", "request", "--role", role, "--name", name, "--out", str(applicant), "--force")
+        assert made.exit_code == 0, made.output
+        (applicant / f"{name}.csr").replace(applicant / "bank-c.csr")
+        refused = run(*ca, "--csr", str(applicant / "bank-c.csr"), "--role", "member", "--name", "bank-c")
+        assert refused.exit_code == 1, refused.output
+        assert (
+            f"{applicant / 'bank-c.csr'}: the request names {role}:{name}, not member:bank-c: refused" in refused.output
+        )
+        assert not issued.exists() or not list(issued.iterdir())
+
+    # A server's own request, named exactly: refused unless the operator says it is for a server.
+    assert run("pki", "request", "--role", "custodian", "--name", "custodian-9", "--out", str(tmp_path)).exit_code == 0
+    server = [*ca, "--csr", str(tmp_path / "custodian-9.csr"), "--role", "custodian", "--name", "custodian-9"]
+    refused = run(*server)
+    assert refused.exit_code == 1 and "the request is for a server, custodian:custodian-9" in refused.output
+    assert "--allow-server" in refused.output and not issued.exists()
+    allowed = run(*server, "--allow-server")
+    assert allowed.exit_code == 0, allowed.output
+    assert "clients verify it as custodian-9.custodian.alliance-psi.internal" in allowed.output
+    cert_pem = (issued / "custodian-9.pem").read_bytes()
+    assert pki_module.identity_from_pem(cert_pem) == Identity(name="custodian-9", role=Role.CUSTODIAN)
