@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 import tempfile
 import textwrap
 from collections import Counter
@@ -263,8 +264,13 @@ def _stored(record: ImportRecord) -> dict[str, Any]:
 
 
 @node_group.command("withdraw")
+@click.option("--type", "type_", type=_TYPE, default=None, help="Type of the values (or of --file rows without one).")
 @click.option(
-    "--type", "type_", type=_TYPE, default=None, help="Type of the VALUE arguments (or of --file rows without one)."
+    "--stdin",
+    "from_stdin",
+    is_flag=True,
+    help="Read the values from standard input, one per line (with --type; in --encoding, default utf-8): "
+    "typed, pasted or redirected (< FILE), they stay out of `ps` and shell history.",
 )
 @click.option(
     "--file", "file", type=_EXISTING_FILE, default=None, help="Blacklist file of the identifiers to withdraw."
@@ -273,20 +279,29 @@ def _stored(record: ImportRecord) -> dict[str, Any]:
 @_encoding_option
 @database_option
 def withdraw(
-    type_: str | None, file: Path | None, values: tuple[str, ...], encoding: str | None, database: str
+    type_: str | None,
+    from_stdin: bool,
+    file: Path | None,
+    values: tuple[str, ...],
+    encoding: str | None,
+    database: str,
 ) -> None:
-    """Delete identifiers and their cached tokens: --type T VALUE..., or the rows of --file FILE.
+    """Delete identifiers and their cached tokens: --type T --stdin, the rows of --file FILE, or --type T VALUE...
 
-    One transaction. Reports how many were withdrawn, not found, or invalid (with the row, or the
-    VALUE's position, and the reason). Exit code 1 only if no value was valid.
+    One transaction. Reports how many were withdrawn, not found, or invalid (with the row, line or
+    VALUE's position, and the reason). Exit code 1 only if no value was valid. A VALUE argument is
+    seen by every user of the machine (`ps`) and kept in shell history, so the command warns: give
+    raw identifiers on standard input (--stdin) or in a file (--file) instead.
     """
     from alliance_psi.identifiers.importer import BlacklistFile, Rejection
     from alliance_psi.storage import MemberRepository
 
-    if bool(values) == (file is not None):
-        raise click.UsageError("give either --type T VALUE... or --file FILE")
-    if values and type_ is None:
-        raise click.UsageError("VALUE arguments need --type")
+    if sum((bool(values), file is not None, from_stdin)) != 1:
+        raise click.UsageError("give one of --type T --stdin, --file FILE or --type T VALUE...")
+    if (values or from_stdin) and type_ is None:
+        raise click.UsageError(f"{'VALUE arguments need' if values else '--stdin needs'} --type")
+    if values:
+        click.echo(_VISIBLE_VALUES_WARNING, err=True)
     tally = _Tally({"withdrawn": 0, "not found": 0, "invalid": 0})
     not_found: list[int] = []
     with reported():
@@ -294,8 +309,10 @@ def withdraw(
             blacklist = BlacklistFile(file, encoding=encoding)
             _print_encoding(blacklist)
             items = blacklist.read(default_type=type_, identifiers_only=True)
+        elif from_stdin:
+            items = _arguments(type_ or "", _stdin_lines(type_ or "", encoding or "utf-8"))
         else:
-            items = _arguments(type_ or "", values)
+            items = _arguments(type_ or "", enumerate(values, 1))
         with open_node_database(database) as engine, engine.begin() as conn:
             repo = MemberRepository(conn)
             for item in items:
@@ -314,12 +331,47 @@ def withdraw(
         raise click.ClickException("no valid value to withdraw")
 
 
-def _arguments(type_: str, values: Iterable[str]) -> Iterator[ImportRecord | Rejection]:
-    """Normalize VALUE arguments, numbered by position, as the importer does rows."""
+_VISIBLE_VALUES_WARNING = (
+    "warning: VALUE arguments are visible to every user of this machine (ps) and kept in your shell history; "
+    "give raw identifiers with --stdin (one per line) or --file instead"
+)
+
+
+def _stdin_lines(type_: str, encoding: str) -> Iterator[tuple[int, str]]:
+    """Standard input's non-blank lines, numbered from 1, decoded in ``encoding`` (a BOM dropped).
+
+    Raises ``ImportFileError`` naming the line that does not decode (never its bytes).
+    """
+    import codecs
+
+    from alliance_psi.errors import ImportFileError
+
+    stream = sys.stdin.buffer
+    if stream.isatty():
+        click.echo(f"reading {type_} values, one per line; end with Ctrl-D", err=True)
+    decode = codecs.getincrementaldecoder(encoding)()
+    number = 0
+    for number, raw in enumerate(stream, 1):
+        try:
+            line = decode.decode(raw).rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise ImportFileError(f"standard input: line {number} is not {encoding} text") from None
+        if number == 1:
+            line = line.removeprefix("\ufeff")
+        if line.strip():
+            yield number, line
+    try:
+        decode.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise ImportFileError(f"standard input: line {number} is not {encoding} text") from None
+
+
+def _arguments(type_: str, values: Iterable[tuple[int, str]]) -> Iterator[ImportRecord | Rejection]:
+    """Normalize numbered values (VALUE arguments, lines of standard input), as the importer does rows."""
     from alliance_psi.identifiers import normalize
     from alliance_psi.identifiers.importer import ImportRecord, Rejection
 
-    for position, value in enumerate(values, 1):
+    for position, value in values:
         try:
             canonical = normalize(type_, value).canonical
         except InvalidIdentifier as error:

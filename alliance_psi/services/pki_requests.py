@@ -33,7 +33,6 @@ from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.services.pki import (
     IDENTITY_URI_PREFIX,
     SERVER_ROLES,
-    CertificateAuthority,
     identity_in,
     validate_name,
 )
@@ -99,9 +98,7 @@ def read_request(csr_pem: bytes) -> tuple[Identity, ec.EllipticCurvePublicKey]:
     return identity_in(csr.extensions, what="the request", error=ConfigurationError), public_key
 
 
-def check_request(
-    csr_pem: bytes, expected: Identity, *, allow_server: bool = False
-) -> ec.EllipticCurvePublicKey:
+def check_request(csr_pem: bytes, expected: Identity, *, allow_server: bool = False) -> ec.EllipticCurvePublicKey:
     """The request's key, once the request is found to ask for exactly ``expected``.
 
     Raises:

@@ -42,8 +42,8 @@ FIGURE = re.compile(
 )
 
 
-def run(*args: str, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(main, list(args), env={"COLUMNS": "200", **(env or {})})
+def run(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), input=stdin, env={"COLUMNS": "200", **(env or {})})
 
 
 def figures(result: Result) -> dict[str, int]:
@@ -222,6 +222,35 @@ def test_withdraw_values_deletes_identifiers_and_cached_tokens(tmp_path: Path, d
     assert re.search(r"^\s*3\s+value\s+invalid phone '138001…': not a mainland mobile number\s*$", result.stdout, re.M)
     assert stored(db) == 2 and cached(db, identifier_id) == 0
     assert_no_raw_values(result)
+    # Values on the command line are seen by `ps` and kept in shell history: the command says so.
+    assert result.stderr.startswith("warning: VALUE arguments are visible to every user of this machine (ps)")
+    assert "--stdin" in result.stderr
+
+
+def test_withdraw_reads_values_from_standard_input(tmp_path: Path, db: str) -> None:
+    """``--stdin`` keeps raw identifiers off the command line: one value a line, numbered by line."""
+    identifier_id = import_and_cache(tmp_path, db)
+    lines = "\ufeff138-0013-8000\r\n\n  \n13900139000\n1380013800\n+86 138 0013 8001"  # No final line break.
+    result = run("node", "withdraw", "--database", db, "--type", "phone", "--stdin", stdin=lines.encode())
+    assert result.exit_code == 0, result.output
+    assert figures(result) == {"withdrawn": 2, "not found": 1, "invalid": 1}
+    assert "not found: row 4" in result.stdout
+    assert re.search(r"^\s*5\s+value\s+invalid phone '138001…': not a mainland mobile number\s*$", result.stdout, re.M)
+    assert stored(db) == 1 and cached(db, identifier_id) == 0
+    assert "warning" not in result.stderr
+    assert_no_raw_values(result)
+
+    gb18030 = run(
+        "node", "withdraw", "--database", db, "--type", "org_name", "--stdin", "--encoding", "gb18030",
+        stdin="某某科技有限公司\n".encode("gb18030"),
+    )  # fmt: skip
+    assert gb18030.exit_code == 0 and figures(gb18030)["not found"] == 1, gb18030.output
+    # Input that does not decode is refused whole, by line, quoting no byte; nothing is withdrawn.
+    undecodable = run(
+        "node", "withdraw", "--database", db, "--type", "id_card", "--stdin", stdin=b"11010519491231002X\n\xff\xfe1\n"
+    )
+    assert undecodable.exit_code == 1 and "standard input: line 2 is not utf-8 text" in undecodable.stderr
+    assert stored(db) == 1
 
 
 def test_withdraw_from_a_file(tmp_path: Path, db: str) -> None:
@@ -237,10 +266,15 @@ def test_withdraw_from_a_file(tmp_path: Path, db: str) -> None:
 
 def test_withdraw_usage_errors(tmp_path: Path, db: str) -> None:
     assert run("node", "import", str(write_csv(tmp_path / "in.csv", VALID[:1])), "--database", db).exit_code == 0
+    one_of = "give one of --type T --stdin, --file FILE or --type T VALUE..."
     neither = run("node", "withdraw", "--database", db)
-    assert neither.exit_code == 2 and "give either --type T VALUE... or --file FILE" in neither.stderr
+    assert neither.exit_code == 2 and one_of in neither.stderr
+    both = run("node", "withdraw", "--database", db, "--type", "phone", "--stdin", "13800138000")
+    assert both.exit_code == 2 and one_of in both.stderr
     untyped = run("node", "withdraw", "--database", db, "13800138000")
     assert untyped.exit_code == 2 and "VALUE arguments need --type" in untyped.stderr
+    untyped_stdin = run("node", "withdraw", "--database", db, "--stdin", stdin=b"13800138000\n")
+    assert untyped_stdin.exit_code == 2 and "--stdin needs --type" in untyped_stdin.stderr
     invalid_only = run("node", "withdraw", "--database", db, "--type", "phone", "12")
     assert invalid_only.exit_code == 1 and "Error: no valid value to withdraw" in invalid_only.stderr
 
