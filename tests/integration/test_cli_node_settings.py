@@ -41,7 +41,7 @@ ARGUMENTS = {
     "report": ["r-1", "--format", "json", "-o", "out.json"],
     "results": [],
     "status": [],
-    "withdraw": ["--type", "phone", "13800138000"],
+    "withdraw": ["--type", "phone", "--stdin"],
 }
 
 
