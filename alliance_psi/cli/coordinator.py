@@ -149,6 +149,12 @@ def _serve(config: CoordinatorConfig) -> None:
         raise ConfigurationError(f"signing key {config.signing_key}: {exc.strerror}") from None
     engine = make_engine(config.database)
     create_schema(engine)
+    roster, check = enrolment_gate(
+        engine,
+        server="coordinator",
+        roles=frozenset({Role.MEMBER, Role.ADMIN}),
+        refresh=config.enrolment_refresh_seconds,
+    )
     role = CoordinatorRole(
         sql_unit_of_work(engine),
         key,
@@ -156,12 +162,7 @@ def _serve(config: CoordinatorConfig) -> None:
         name=config.name,
         max_set_items=config.max_set_items,
         max_round_items=config.max_round_items,
-    )
-    roster, check = enrolment_gate(
-        engine,
-        server="coordinator",
-        roles=frozenset({Role.MEMBER, Role.ADMIN}),
-        refresh=config.enrolment_refresh_seconds,
+        key_pins=roster.key_pin_of,  # Each result names the member's enrolled key (reports check it).
     )
 
     def started(port: int) -> None:

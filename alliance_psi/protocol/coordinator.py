@@ -102,6 +102,9 @@ class CoordinatorRole:
     most ``max_round_items`` items and removals per round (a whole set, ``max_set_items``);
     beyond, the chunk or the commit is refused with ``LimitExceeded`` and nothing of it is kept.
     None means no limit; a deployed coordinator gets its limits from ``CoordinatorConfig``.
+
+    ``key_pins`` gives the key pin the coordinator enrolled for a member (None: not enrolled);
+    each result header names it, so a report signed with another key fails verification.
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class CoordinatorRole:
         max_set_items: int | None = None,
         max_round_items: int | None = None,
         result_page_bytes: int = PAGE_BYTES,
+        key_pins: Callable[[str], bytes | None] = lambda member_id: None,
     ) -> None:
         self.uow, self.key, self.known_types, self.name, self.clock = (
             uow,
@@ -126,7 +130,7 @@ class CoordinatorRole:
         if (max_set_items is not None and max_set_items < 1) or (max_round_items is not None and max_round_items < 1):
             raise ConfigurationError("max_set_items and max_round_items must be at least 1")
         self.max_set_items, self.max_round_items = max_set_items, max_round_items
-        self.result_page_bytes = result_page_bytes
+        self.result_page_bytes, self.key_pins = result_page_bytes, key_pins
         self.audit = AuditRole(uow, signing_key, name=name, clock=clock)
 
     # Rounds ------------------------------------------------------------------------------
@@ -369,7 +373,15 @@ class CoordinatorRole:
                 round_id, RoundState.CLOSED, RoundState.MATCHED, at=now
             ):
                 return
-            issue_results(tx, found, self.key, issuer=self.name, at=now, page_bytes=self.result_page_bytes)
+            issue_results(
+                tx,
+                found,
+                self.key,
+                issuer=self.name,
+                at=now,
+                page_bytes=self.result_page_bytes,
+                key_pins=self.key_pins,
+            )
 
     def get_result(self, caller: Identity, round_id: str) -> tuple[SignedResultHeader, Iterator[LeafPage]]:
         """The caller's own signed result header, and its pages of leaves to read one by one.

@@ -15,7 +15,7 @@ issued behind the log's back (or a log rewritten afterwards) contradicts a signe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,9 +29,17 @@ __all__ = ["issue_results"]
 
 
 def issue_results(
-    tx: CoordinatorTx, found: Round, key: SigningKey, *, issuer: str, at: datetime, page_bytes: int
+    tx: CoordinatorTx,
+    found: Round,
+    key: SigningKey,
+    *,
+    issuer: str,
+    at: datetime,
+    page_bytes: int,
+    key_pins: Callable[[str], bytes | None] = lambda member_id: None,
 ) -> None:
-    """Match ``found`` and store every committed member's signed result, in ``tx``."""
+    """Match ``found`` and store every committed member's signed result, in ``tx``; each header
+    names the key pin ``key_pins`` gives for its member (the coordinator's enrolled key, or none)."""
     round_id = found.round_id
     members = tx.repo.committed_members(round_id)
     results = {m: ResultBuilder(page_bytes) for m in members}
@@ -78,6 +86,7 @@ def issue_results(
             builder.root(),
             checkpoint,
             issued[member],
+            key_pins(member) or b"",
         )
         signed = sign_header(key, header)
         tx.repo.store_result(round_id, member, signed.header, signed.signature, builder.pages, at=at)

@@ -7,20 +7,25 @@ pages after the header, and the member recomputes the root over every page befor
 anything. One lead is provable to an outsider with only the coordinator's public key: the signed
 header, its leaf and the leaf's inclusion proof (``verify_lead``).
 
-Canonical encodings (one byte string per value, so a signature means one thing), version 3::
+Canonical encodings (one byte string per value, so a signature means one thing), version 4::
 
-    header = "APSI-RESULT" 0x03
+    header = "APSI-RESULT" 0x04
              lp(round_id) lp(member_id) lp(key_epoch)          lp(s) = I2OSP(len(s), 2) || s (UTF-8)
              I2OSP(threshold, 2) I2OSP(submitted_count, 8) I2OSP(match_count, 8)
              root (32)                                         MTH over the leaves, in token order
              lp(checkpoint) checkpoint_signature (64)          the audit log's signed head after matching
              I2OSP(audit_index, 8)                             the log entry that issued this result
+             I2OSP(len(pin), 1) || pin                         the member's enrolled key pin (32), or none (0)
     leaf   = match_token (16) I2OSP(holder_count, 4) I2OSP(len(labels), 2)
              per peer label, in increasing (sealed, sealer) order:
                  I2OSP(len(sealed), 2) || sealed || lp(sealer)    sealer "": not named
 
 Leaves are in strictly increasing token order; leaf ``i`` is leaf ``i`` of the tree. The
-header's signature uses the context ``"result"`` (``crypto.signing``).
+header's signature uses the context ``"result"`` (``crypto.signing``). The key pin is the SHA-256
+of the SubjectPublicKeyInfo the coordinator enrolled for the member when it signed
+(``services.pki.spki_sha256``): it binds the result to the key the member's reports are signed
+with, so a certificate the CA holder minted for the member's name with another key cannot sign a
+report that verifies against this result.
 
 Results are checked against the audit log: the coordinator's ``result.issue`` entry for the
 result (leaf ``audit_index`` of the log) holds its root and count, and the header carries the
@@ -49,6 +54,7 @@ from alliance_psi.protocol.checkpoints import SignedCheckpoint, decode_checkpoin
 from alliance_psi.protocol.model import MatchedToken, MemberResult, PeerLabel
 
 __all__ = [
+    "KEY_PIN_BYTES",
     "PAGE_BYTES",
     "RESULT_CONTEXT",
     "RESULT_FORMAT_VERSION",
@@ -74,12 +80,13 @@ __all__ = [
 
 RESULT_CONTEXT = "result"
 _SIGNATURE_BYTES = 64
-RESULT_FORMAT_VERSION = 3
+RESULT_FORMAT_VERSION = 4  # 3: the audit log's checkpoint; 4: the member's key pin.
 _MAGIC = b"APSI-RESULT"
 _HEADER_PREFIX = _MAGIC + bytes([RESULT_FORMAT_VERSION])
 # A page of leaves stays far below any gRPC message limit: 256 KiB of leaves, or one leaf if a
 # single leaf is larger (a token held by about 900 members, each with a label).
 PAGE_BYTES = 256 * 1024
+KEY_PIN_BYTES = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +102,7 @@ class ResultHeader:
     root: bytes
     checkpoint: SignedCheckpoint
     audit_index: int
+    member_key_pin: bytes = b""  # SHA-256 of the member's enrolled SPKI, or b"" if it has none.
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +142,8 @@ def encode_header(header: ResultHeader) -> bytes:
     """The canonical bytes of ``header``."""
     if len(header.root) != HASH_BYTES:
         raise ValueError("root must be 32 bytes")
+    if len(header.member_key_pin) not in (0, KEY_PIN_BYTES):
+        raise ValueError(f"a member key pin is {KEY_PIN_BYTES} bytes (or none)")
     return b"".join(
         [
             _HEADER_PREFIX,
@@ -148,6 +158,8 @@ def encode_header(header: ResultHeader) -> bytes:
             header.checkpoint.body,
             header.checkpoint.signature,
             header.audit_index.to_bytes(8, "big"),
+            len(header.member_key_pin).to_bytes(1, "big"),
+            header.member_key_pin,
         ]
     )
 
@@ -160,7 +172,13 @@ def decode_header(data: bytes) -> ResultHeader:
     round_id, member_id, key_epoch = reader.text(), reader.text(), reader.text()
     threshold, submitted, count, root = reader.int(2), reader.int(8), reader.int(8), reader.take(HASH_BYTES)
     checkpoint = SignedCheckpoint(reader.take(reader.int(2)), reader.take(_SIGNATURE_BYTES))
-    header = ResultHeader(round_id, member_id, key_epoch, threshold, submitted, count, root, checkpoint, reader.int(8))
+    audit_index, pin_length = reader.int(8), reader.int(1)
+    if pin_length not in (0, KEY_PIN_BYTES):
+        raise reader.fail(f"a member key pin is {KEY_PIN_BYTES} bytes or none, not {pin_length}")
+    pin = reader.take(pin_length)
+    header = ResultHeader(
+        round_id, member_id, key_epoch, threshold, submitted, count, root, checkpoint, audit_index, pin
+    )
     reader.end()
     return header
 
@@ -317,9 +335,9 @@ class LeafVerifier:
 
 
 def result_tree(
-    result: MemberResult, *, checkpoint: SignedCheckpoint, audit_index: int
+    result: MemberResult, *, checkpoint: SignedCheckpoint, audit_index: int, member_key_pin: bytes = b""
 ) -> tuple[ResultHeader, tuple[bytes, ...]]:
-    """The header (unsigned) and the leaves, in order, of a result held in memory."""
+    """The header (unsigned, naming ``member_key_pin``) and the leaves, in order, of a result held in memory."""
     builder = ResultBuilder()
     matches = sorted(result.matches, key=lambda m: m.match_token)
     leaves = tuple(encode_leaf(match) for match in matches)
@@ -335,6 +353,7 @@ def result_tree(
         builder.root(),
         checkpoint,
         audit_index,
+        member_key_pin,
     )
     return header, leaves
 

@@ -9,16 +9,19 @@ Two signatures, checked in this order, and what each covers:
   coordinator's evidence. It proves which member vouches for the report, and that nobody changed
   any of it since; it cannot prove that member told the truth.
 - The coordinator's (Ed25519, over the header of the result it issued to that member for that
-  round: the threshold, key epoch, submission size, number of matches and the Merkle root of
-  the result's leaves). Each listed lead carries its leaf (match token, holder count, sealed peer
-  labels) and inclusion proof, checked against that root (``result_codec.check_leaf``). It
-  proves what matched; it says nothing of which identifier a token stands for.
+  round: the threshold, key epoch, submission size, number of matches, the Merkle root of the
+  result's leaves and the key pin it enrolled for the member). Each listed lead carries its leaf
+  (match token, holder count, sealed peer labels) and inclusion proof, checked against that root
+  (``result_codec.check_leaf``). It proves what matched; it says nothing of which identifier a
+  token stands for. When the header names a key pin, the member's signing certificate must
+  carry that key: a certificate the CA holder minted for the member's name with another key
+  fails (``VerifiedReport.key_enrolled``).
 
 What a valid report does NOT prove: that a lead's identifier value is the one its token was
 derived from (only the member node says so; ``check_rederived`` after a re-derivation through
 the custodians proves it), what the sealed peer labels say or who sealed them (only holders of
-the identifier can open them), that the generation time is true (it is the node's claim), nor
-that the signing key is the one the coordinator enrolled (the signed result has no key pin yet).
+the identifier can open them), that the generation time is true (it is the node's claim), nor,
+when the header names no key pin, that the signing key is the one the coordinator enrolled.
 A report may list fewer leads than the result has matches (identifiers withdrawn since the
 round are left out); ``VerifiedReport.omitted`` counts them.
 
@@ -86,6 +89,7 @@ class VerifiedReport:
     signed_matches: int
     by_holder_count: dict[int, int]
     signer: MemberSigner
+    key_enrolled: bool  # The signed result names the member's enrolled key pin, and it is the signer's.
     tokens: tuple[ReportedToken, ...] = field(repr=False)
 
     @property
@@ -100,23 +104,24 @@ class VerifiedReport:
         """
         signer, member = self.signer, self.member_id
         revocation = "not revoked per the CRL" if signer.revocation_checked else "revocation NOT checked (no CRL given)"
+        enrolled = ", the key the coordinator enrolled for the member" if self.key_enrolled else ""
         member_line = (
             f"member signature: member {signer.member_id}'s node, certificate serial {signer.serial:#x} "
-            f"(key pin sha256:{signer.key_pin.hex()}), issued by the alliance CA, valid at "
+            f"(key pin sha256:{signer.key_pin.hex()}{enrolled}), issued by the alliance CA, valid at "
             f"{signer.signed_at:%Y-%m-%dT%H:%M:%SZ} (the signing time the node states), {revocation}; "
             "it covers every field: each lead's identifier value and type, own category, severity, case "
             "reference and first-seen date, the peers' labels as the node opened them (names included), "
             "the counts, the round, the times and the coordinator's evidence"
         )
+        pin = ", the member's enrolled key pin" if self.key_enrolled else ""
         coordinator_line = (
-            f"coordinator signature: key {self.key_id}, over the result for member {member} in round "
-            f"{self.round_id}: each lead's match token, holder count and sealed peer labels, and the threshold, "
-            "key epoch and submission size"
+            f"coordinator signature: key {self.key_id}, over the header of the result for member {member} in round "
+            f"{self.round_id} (threshold, key epoch, submission size, number of matches, Merkle root{pin}); each "
+            "lead's leaf (match token, holder count, sealed peer labels) is in it by its inclusion proof"
         )
         unproven = [
             "what the sealed peer labels say and who sealed them (only holders of the identifier can open them)",
             "that the generation time is true",
-            "nor that this signing key is the one the coordinator enrolled for the member",
         ]
         if not rederived:
             unproven.insert(
@@ -124,7 +129,9 @@ class VerifiedReport:
                 f"that each identifier value is the one its match token was derived from (only member {member}'s "
                 "node says so; --online re-derives the tokens)",
             )
-        return [member_line, coordinator_line, "not proven: " + ", ".join(unproven)]
+        if not self.key_enrolled:
+            unproven.append("that this signing key is the one the coordinator enrolled (the result names no key)")
+        return [member_line, coordinator_line, "not proven: " + "; ".join(unproven)]
 
 
 def _field(obj: dict[str, Any], name: str, kind: type, where: str, *, optional: bool = False) -> Any:
@@ -338,6 +345,11 @@ def verify_report_json(
     doc = _parse(data)
     signer = check_member_signature(doc, ca_cert_pem=ca_cert_pem, crl_pem=crl_pem)
     header, header_bytes, signature = _signed_header(doc, public_key)
+    if header.member_key_pin and not hmac.compare_digest(header.member_key_pin, signer.key_pin):
+        raise ReportMismatch(
+            f"the report is signed with key sha256:{signer.key_pin.hex()}, but the coordinator's result names "
+            f"member {header.member_id}'s enrolled key sha256:{header.member_key_pin.hex()}"
+        )
     seen: dict[bytes, int] = {}
     checked = [_lead(obj, number, header, seen) for number, obj in enumerate(_field(doc, "leads", list, "report"), 1)]
     leads = [lead for lead, _, _ in checked]
@@ -375,6 +387,7 @@ def verify_report_json(
         signed_matches=header.match_count,
         by_holder_count=rebuilt.by_holder_count(),
         signer=signer,
+        key_enrolled=bool(header.member_key_pin),
         tokens=tuple(
             ReportedToken(number, lead.type, lead.canonical, lead.match_token) for number, lead in enumerate(leads, 1)
         ),

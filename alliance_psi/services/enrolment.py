@@ -94,6 +94,11 @@ class EnrolmentRoster:
         """The enrolment of ``role``/``name``, or None."""
         return self._fresh().get((role, name))
 
+    def key_pin_of(self, member_id: str) -> bytes | None:
+        """The key pin enrolled for member ``member_id``, or None if it is not enrolled."""
+        entry = self.find(Role.MEMBER, member_id)
+        return entry.key_pin if entry else None
+
     def quota_of(self, member_id: str) -> int | None:
         """The member's own quota, or None for the server's default (or if not enrolled)."""
         enrolment = self.find(Role.MEMBER, member_id)

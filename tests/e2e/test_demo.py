@@ -46,6 +46,8 @@ def test_demo_finds_exactly_what_it_planted(tmp_path: Path) -> None:
             text=True,
         )
         assert verify.returncode == 0 and verify.stdout.startswith("valid"), verify.stdout + verify.stderr
+        # The coordinator enrolled each member's key and names it in the signed result.
+        assert "the key the coordinator enrolled for the member" in verify.stdout
     # The GB18030 file with Chinese headers was imported without rejections.
     assert not list((out / "bank-b").glob("*.rejects.csv"))
     # Each server served the members its own operator enrolled, by key (the operator as admin too).

@@ -155,19 +155,19 @@ def _coverage(crl: str, *, rederived: bool = False) -> str:
         ""
         if rederived
         else "that each identifier value is the one its match token was derived from (only member bank-a's node "
-        "says so; --online re-derives the tokens), "
+        "says so; --online re-derives the tokens); "
     )
     return (
-        f"member signature: member bank-a's node, certificate serial {serial:#x} (key pin sha256:{pin}), issued by "
-        f"the alliance CA, valid at SIGNED_AT (the signing time the node states), {crl}; it covers every field: "
-        "each lead's identifier value and type, own category, severity, case reference and first-seen date, the "
-        "peers' labels as the node opened them (names included), the counts, the round, the times and the "
-        "coordinator's evidence\n"
-        f"coordinator signature: key {KEY.key_id}, over the result for member bank-a in round {ROUND_ID}: each "
-        "lead's match token, holder count and sealed peer labels, and the threshold, key epoch and submission size\n"
+        f"member signature: member bank-a's node, certificate serial {serial:#x} (key pin sha256:{pin}, the key the "
+        "coordinator enrolled for the member), issued by the alliance CA, valid at SIGNED_AT (the signing time the "
+        f"node states), {crl}; it covers every field: each lead's identifier value and type, own category, severity, "
+        "case reference and first-seen date, the peers' labels as the node opened them (names included), the "
+        "counts, the round, the times and the coordinator's evidence\n"
+        f"coordinator signature: key {KEY.key_id}, over the header of the result for member bank-a in round "
+        f"{ROUND_ID} (threshold, key epoch, submission size, number of matches, Merkle root, the member's enrolled "
+        "key pin); each lead's leaf (match token, holder count, sealed peer labels) is in it by its inclusion proof\n"
         f"not proven: {unproven}what the sealed peer labels say and who sealed them (only holders of the identifier "
-        "can open them), that the generation time is true, nor that this signing key is the one the coordinator "
-        "enrolled for the member\n"
+        "can open them); that the generation time is true\n"
     )
 
 
@@ -577,6 +577,9 @@ def test_online_verification_catches_a_token_a_dishonest_node_attached_to_anothe
             f"custodians as member bank-b, using {len(leads)} evaluations of its quota at each)\n"
         )
         assert "only member bank-a's node says so" not in checked.output
+        # The coordinator's signed result names the key bank-a enrolled there, and the report's key is it.
+        pin = spki_sha256(pki.issued["bank-a"].cert_pem).hex()
+        assert f"(key pin sha256:{pin}, the key the coordinator enrolled for the member)" in checked.output
         assert [ledger.used(EPOCH, "bank-b") - used for ledger, used in zip(ledgers, before, strict=True)] == [
             len(leads),
             len(leads),

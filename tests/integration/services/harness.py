@@ -184,18 +184,19 @@ def running_alliance(
     limits = limits or ServerLimits()
     signing_key = SigningKey.generate()
     coordinator_engine = coordinator_engine or sqlite_engine(tmp / "coordinator.db")
+    enrol_all(coordinator_engine, pki, MEMBERS)
+    enrol_all(coordinator_engine, pki, ["admin"], Role.ADMIN)
+    coordinator_roster, coordinator_check = enrolment_gate(
+        coordinator_engine, server="coordinator", roles=frozenset({Role.MEMBER, Role.ADMIN}), refresh=ENROLMENT_REFRESH
+    )
     role = CoordinatorRole(
         sql_unit_of_work(coordinator_engine),
         signing_key,
         known_types=[t.value for t in IdentifierType],
         max_set_items=max_set_items,
         max_round_items=max_round_items,
+        key_pins=coordinator_roster.key_pin_of,
         **({"result_page_bytes": result_page_bytes} if result_page_bytes else {}),
-    )
-    enrol_all(coordinator_engine, pki, MEMBERS)
-    enrol_all(coordinator_engine, pki, ["admin"], Role.ADMIN)
-    _, coordinator_check = enrolment_gate(
-        coordinator_engine, server="coordinator", roles=frozenset({Role.MEMBER, Role.ADMIN}), refresh=ENROLMENT_REFRESH
     )
     with contextlib.ExitStack() as stack:
 

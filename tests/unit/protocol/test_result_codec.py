@@ -123,7 +123,7 @@ def test_pages_stay_small_and_check_out() -> None:
     [
         (lambda p: p[:-1], "truncated"),
         (lambda p: p + b"\x00", "not in canonical form"),
-        (lambda p: b"APSI-RESULT\x02" + p[12:], "unknown format or version"),
+        (lambda p: b"APSI-RESULT\x03" + p[12:], "unknown format or version"),
         (lambda p: b"", "truncated"),
     ],
     ids=["truncated", "trailing", "old-version", "empty"],
@@ -132,6 +132,19 @@ def test_malformed_headers_refused(mutate, reason) -> None:  # type: ignore[no-u
     header, _ = tree(result())
     with pytest.raises(InvalidRequest, match=reason):
         decode_header(mutate(encode_header(header)))
+
+
+def test_the_header_names_the_members_key_pin_or_none() -> None:
+    pin = bytes(range(32))
+    header, _ = result_tree(result(), checkpoint=CHECKPOINT, audit_index=1, member_key_pin=pin)
+    assert decode_header(encode_header(header)).member_key_pin == pin
+    assert decode_header(encode_header(replace(header, member_key_pin=b""))).member_key_pin == b""
+    with pytest.raises(ValueError, match="a member key pin is 32 bytes"):
+        encode_header(replace(header, member_key_pin=b"short"))
+    # The pin's length byte says 5: no such pin (the rest would otherwise parse as 4 trailing bytes).
+    data = encode_header(replace(header, member_key_pin=b""))
+    with pytest.raises(InvalidRequest, match="a member key pin is 32 bytes or none, not 5"):
+        decode_header(data[:-1] + b"\x05" + b"abcde")
 
 
 def test_unsorted_labels_are_not_canonical() -> None:

@@ -21,6 +21,7 @@ from alliance_psi.protocol.model import MatchedToken, MemberResult, PeerLabel, R
 from alliance_psi.protocol.result_codec import lead_proofs, reopen_result, result_tree, sign_header
 from alliance_psi.reports import LeadReport, ReportSigner, build_report, render_signed_json
 from alliance_psi.services import pki
+from alliance_psi.services.pki import spki_sha256
 from alliance_psi.storage import KeptResults
 
 KEY = SigningKey.generate()
@@ -36,6 +37,7 @@ CA = pki.init_ca("Report tests")
 CERTS = {name: pki.issue(CA, role=Role.MEMBER, name=name) for name in ("bank-a", "bank-b")}
 
 
+PINS = {name: spki_sha256(issued.cert_pem) for name, issued in CERTS.items()}
 SIGNER = ReportSigner.load(CERTS["bank-a"].cert_pem, CERTS["bank-a"].key_pem, member_id=MEMBER_ID)
 FORMULA = "=cmd|' /C calc'!A0"
 
@@ -151,9 +153,11 @@ def member_result(
     return MemberResult(round_id, member_id, KEY_EPOCH, THRESHOLD, SUBMITTED, matches)
 
 
-def signed(result: MemberResult, key: SigningKey = KEY) -> tuple[bytes, bytes]:
-    """The signed header of ``result``: (header, signature)."""
-    header, _ = result_tree(result, checkpoint=checkpoint(key), audit_index=0)
+def signed(result: MemberResult, key: SigningKey = KEY, *, member_key_pin: bytes | None = None) -> tuple[bytes, bytes]:
+    """The signed header of ``result``: (header, signature). It names the member's enrolled key pin
+    (its certificate's from ``CERTS``, as a coordinator with an enrolment list does) unless told otherwise."""
+    pin = PINS.get(result.member_id, b"") if member_key_pin is None else member_key_pin
+    header, _ = result_tree(result, checkpoint=checkpoint(key), audit_index=0, member_key_pin=pin)
     signed_header = sign_header(key, header)
     return signed_header.header, signed_header.signature
 
@@ -190,9 +194,10 @@ def make_report(
     key: SigningKey = KEY,
     round_id: str = ROUND_ID,
     member_id: str = MEMBER_ID,
+    member_key_pin: bytes | None = None,
 ) -> LeadReport:
     whole = member_result(planted, round_id=round_id, member_id=member_id)
-    header, signature = signed(whole, key)
+    header, signature = signed(whole, key, member_key_pin=member_key_pin)
     leaves = leaves_of(whole)
     result = reopen_result(key.public_key, header, signature, leaves, round_id=round_id, member_id=member_id)
     proofs = lead_proofs(leaves, range(len(leaves)))

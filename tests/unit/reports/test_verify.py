@@ -119,6 +119,7 @@ def test_a_valid_report_passes() -> None:
         spki_sha256(CERTS["bank-a"].cert_pem),
         False,
     )
+    assert checked.key_enrolled  # The signed result names bank-a's key, and bank-a's node signed with it.
     assert [(t.number, t.type, t.value, t.match_token) for t in checked.tokens] == [
         (n, lead["type"], lead["value"], bytes.fromhex(lead["match_token"])) for n, lead in enumerate(DOC["leads"], 1)
     ]
@@ -278,6 +279,27 @@ def test_a_report_claimed_by_the_member_that_signs_it_fails_on_the_coordinators_
     with pytest.raises(ReportMismatch) as raised:
         verify(resigned(_set("member_id", "bank-b"), by=as_member(CERTS["bank-b"], "bank-b")))
     assert str(raised.value) == ("result is for round 'r-2025q2' and member 'bank-a', expected 'r-2025q2' and 'bank-b'")
+
+
+def test_a_certificate_the_ca_holder_minted_for_the_member_fails_on_the_enrolled_key() -> None:
+    # The CA holder issues another bank-a certificate with its own key: the certificate is valid,
+    # but the coordinator's signed result names the key bank-a enrolled.
+    minted = pki.issue(CA, role=Role.MEMBER, name=MEMBER_ID)
+    with pytest.raises(ReportMismatch) as raised:
+        verify(resigned(lambda d: None, by=as_member(minted)))
+    assert str(raised.value) == (
+        f"the report is signed with key sha256:{spki_sha256(minted.cert_pem).hex()}, but the coordinator's result "
+        f"names member bank-a's enrolled key sha256:{spki_sha256(CERTS['bank-a'].cert_pem).hex()}"
+    )
+
+
+def test_a_result_that_names_no_key_leaves_the_key_unproven() -> None:
+    checked = verify(signed_json(make_report(member_key_pin=b"")))
+    assert not checked.key_enrolled
+    assert checked.coverage()[-1].endswith(
+        "; that this signing key is the one the coordinator enrolled (the result names no key)"
+    )
+    assert "enrolled" not in checked.coverage()[0] + checked.coverage()[1]
 
 
 def test_a_signer_from_another_ca_fails() -> None:
