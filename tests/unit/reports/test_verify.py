@@ -176,6 +176,7 @@ OUTSIDER_FORGERIES = {
         _swap_values,
         f"lead 1 (phone): value differs {SIGNED_BY_A}; lead 2 (id_card): value differs {SIGNED_BY_A}",
     ),
+    "own spelling": (_set("leads.0.spelling", "138 0013 8001"), f"lead 1 (phone): spelling differs {SIGNED_BY_A}"),
     "own case reference": (_set("leads.0.case_ref", "AJ-2025-0043"), f"lead 1 (phone): case_ref differs {SIGNED_BY_A}"),
     "peer member name": (
         _set("leads.0.peer_labels.1.member", "另一家银行"),
