@@ -266,7 +266,10 @@ class MemberConfig:
                                  PeerEndpoint("custodian-2", "127.0.0.1:7102")),   # in this order
                      coordinator_public_key=Path("alliance/coordinator.pub"),
                      data_dir=Path("node"))          # holds the node's own secrets (label nonce key)
-        MemberConfig(…, display_name="某某银行")      # named in shared labels; None stays anonymous
+        MemberConfig(…, share_name=True)             # co-holders of its labels see its name, attested by
+                                                     # the coordinator (its enrolled display name)
+        MemberConfig(…, display_name="某某银行")      # the same, as older configs say it (the name itself
+                                                     # is no longer sent); neither: anonymous
         MemberConfig(…, workers=2, batch_size=1024)  # crypto processes and identifiers per batch
 
     ``member_id`` must equal the name in the node's certificate; the coordinator and custodians
@@ -283,6 +286,7 @@ class MemberConfig:
     coordinator_public_key: Path
     data_dir: Path
     display_name: str | None = None
+    share_name: bool | None = None  # None: named when display_name is set.
     workers: int | None = None
     batch_size: int = BATCH_SIZE
     chunk_size: int = CHUNK_SIZE

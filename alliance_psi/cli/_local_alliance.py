@@ -99,8 +99,16 @@ def _write_keys(root: Path, members: Sequence[str]) -> None:
     write_file_atomic(root / "alliance" / "custodian.share", KeyShare.generate(EPOCH).to_bytes())
 
 
-def _enrol(database: Path, pki_dir: Path, members: Sequence[str], *, admins: Sequence[str] = ()) -> None:
-    """Enrol ``members`` (and ``admins``) by their certificates' keys in one server's database."""
+def _enrol(
+    database: Path,
+    pki_dir: Path,
+    members: Sequence[str],
+    *,
+    admins: Sequence[str] = (),
+    display_names: dict[str, str] | None = None,
+) -> None:
+    """Enrol ``members`` (and ``admins``) by their certificates' keys in one server's database,
+    with the ``display_names`` co-holders see (at the coordinator)."""
     from alliance_psi.protocol.model import Role
     from alliance_psi.services.enrolment import enrol
     from alliance_psi.storage import create_schema, make_engine
@@ -110,7 +118,8 @@ def _enrol(database: Path, pki_dir: Path, members: Sequence[str], *, admins: Seq
         create_schema(engine)
         for role, names in ((Role.MEMBER, members), (Role.ADMIN, admins)):
             for name in names:
-                enrol(engine, (pki_dir / f"{name}.pem").read_bytes(), role=role)
+                shown = (display_names or {}).get(name) if role is Role.MEMBER else None
+                enrol(engine, (pki_dir / f"{name}.pem").read_bytes(), role=role, display_name=shown)
     finally:
         engine.dispose()
 
@@ -139,7 +148,7 @@ def local_alliance(
     alliance_dir = root / "alliance"
     pki_dir = alliance_dir / "pki"
     _enrol(alliance_dir / "custodian.db", pki_dir, members)
-    _enrol(alliance_dir / "coordinator.db", pki_dir, members, admins=["operator"])
+    _enrol(alliance_dir / "coordinator.db", pki_dir, members, admins=["operator"], display_names=display_names)
     with (
         ServerProcess(
             [

@@ -156,7 +156,18 @@ def network_options(function: F) -> F:
             required=True,
             help="Directory for this node's own secrets.",
         ),
-        _option("--display-name", default=None, help="Name shown to co-holders in shared labels (default: anonymous)."),
+        _option(
+            "--display-name",
+            default=None,
+            help="Set to be named to co-holders of your labels (the name they see is the one the coordinator "
+            "enrolled you with); see --share-name.",
+        ),
+        _option(
+            "--share-name/--no-share-name",
+            default=None,
+            help="Be named to co-holders of your labels, attested by the coordinator (default: only with "
+            "--display-name).",
+        ),
         _option(
             "--workers", type=click.IntRange(min=1), default=None, help="Crypto worker processes (default: all cores)."
         ),
@@ -179,6 +190,7 @@ def member_config(database: str, **options: Any) -> MemberConfig:
         coordinator_public_key=options["coordinator_key"],
         data_dir=options["data_dir"],
         display_name=options.get("display_name"),
+        share_name=options.get("share_name"),
         workers=options.get("workers"),
     )
 

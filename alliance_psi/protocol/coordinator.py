@@ -80,7 +80,9 @@ class Commit:
     """A member's commit: its delta's count and digest, and the set it expects to result.
 
     ``replace`` says the delta is the member's whole set (its first submission in a scope, or
-    after its record of the set disagreed with the coordinator's).
+    after its record of the set disagreed with the coordinator's). ``share_name``: the member
+    chose to be named to the co-holders of its labels; the coordinator then attests, in their
+    results, that this enrolled member sealed them (``PeerLabel.sealer``).
     """
 
     round_id: str
@@ -89,6 +91,7 @@ class Commit:
     set_count: int
     set_digest: bytes
     replace: bool
+    share_name: bool = False
 
 
 def _utcnow() -> datetime:
@@ -342,6 +345,7 @@ class CoordinatorRole:
                 set_digest=commit.set_digest,
                 max_set_items=self.max_set_items,
             )
+            tx.repo.record_share_name(round_id, caller.name, commit.share_name)
             tx.audit.append(
                 actor=caller.name,
                 action="submission.commit",
@@ -353,6 +357,7 @@ class CoordinatorRole:
                     "replace": commit.replace,
                     "set_count": commit.set_count,
                     "set_digest": commit.set_digest.hex(),
+                    "share_name": commit.share_name,
                 },
             )
             everyone_in = found.invited is not None and set(found.invited) <= set(tx.repo.committed_members(round_id))

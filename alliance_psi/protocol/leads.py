@@ -1,8 +1,9 @@
 """Leads: a member's matched identifiers with what the peers said about them.
 
 ``LeadLabel`` is the plaintext of a sealed label, encoded as compact JSON with short keys so that
-a label with a long case reference and a Chinese member name still fits the fixed padded size;
-decoding is strict. ``build_leads`` maps a verified result back to the member's own identifiers
+a label with a long case reference still fits the fixed padded size; decoding is strict. The
+name of the member behind a peer's label is never the label's own claim: it is the sealer the
+coordinator attests in the signed result, for members that chose to be named. ``build_leads`` maps a verified result back to the member's own identifiers
 and opens the peers' labels. Leads hold raw identifiers: they exist only on the member node.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from alliance_psi.crypto.labels import LabelContext, open_label
@@ -25,7 +26,13 @@ _KEYS = {"c": "category", "s": "severity", "f": "first_seen", "r": "case_ref", "
 
 @dataclass(frozen=True, slots=True)
 class LeadLabel:
-    """A member's label for one identifier; ``member`` is set only if the member chose to be named."""
+    """A member's label for one identifier.
+
+    ``member`` is the name of the member that sealed it, as the coordinator attests it
+    (``PeerLabel.sealer``: set only if that member chose to be named). A name inside the label's
+    plaintext is the sealer's own claim: ``decode`` drops it (labels sealed before attestation
+    carried one), so no member can pose as another by writing a name into its label.
+    """
 
     category: str
     severity: str | None = None
@@ -60,7 +67,7 @@ class LeadLabel:
             if not all(isinstance(v, str) for v in raw.values()):
                 raise ValueError("unexpected value")
             first_seen = date.fromisoformat(raw["f"]) if "f" in raw else None
-            return cls(raw["c"], raw.get("s"), first_seen, raw.get("r"), raw.get("m"))
+            return cls(raw["c"], raw.get("s"), first_seen, raw.get("r"))  # A self-declared "m" is dropped.
         except (ValueError, UnicodeDecodeError):
             raise InvalidLabel() from None
 
@@ -111,7 +118,8 @@ def build_leads(
         context = LabelContext(result.key_epoch, match.match_token)
         for peer in match.peer_labels:
             try:
-                labels.append(LeadLabel.decode(open_label(label_keys[match.match_token], peer.sealed, context)))
+                opened = LeadLabel.decode(open_label(label_keys[match.match_token], peer.sealed, context))
+                labels.append(replace(opened, member=peer.sealer))  # The coordinator's attestation.
             except (InvalidLabel, KeyError):
                 unreadable += 1
         found.append(

@@ -1,7 +1,10 @@
 """Matching a closed round and issuing every committed member's signed result (DESIGN.md step 7).
 
 One pass over the tokens two or more of the round's members hold, in token order: the operator's
-holder counts come from all of them, each member's result from those at the threshold. Each
+holder counts come from all of them, each member's result from those at the threshold. Each peer
+label carries its attested sealer when that member chose to be named in the round (its enrolled
+display name, or its member id): the coordinator, which knows who sent each label, vouches for it
+under its signature, so a member cannot pose as another by writing a name into its label. Each
 member's leaves go to the database a page at a time (``result_codec.ResultBuilder``), never all
 in memory. Then, in the same transaction:
 
@@ -42,6 +45,7 @@ def issue_results(
     names the key pin ``key_pins`` gives for its member (the coordinator's enrolled key, or none)."""
     round_id = found.round_id
     members = tx.repo.committed_members(round_id)
+    sealers = tx.repo.sealer_names(round_id) if found.share_labels else {}
     results = {m: ResultBuilder(page_bytes) for m in members}
     matched_tokens = 0
     by_holders: dict[int, int] = {}
@@ -52,7 +56,9 @@ def issue_results(
         matched_tokens += 1
         for member, _ in group.holders:
             peers = (
-                tuple(PeerLabel(lbl) for m, lbl in group.holders if m != member and lbl) if found.share_labels else ()
+                tuple(PeerLabel(lbl, sealers.get(m)) for m, lbl in group.holders if m != member and lbl)
+                if found.share_labels
+                else ()
             )
             page = results[member].add(MatchedToken(group.token, group.count, peers))
             if page is not None:

@@ -213,6 +213,7 @@ def commit_to_pb(c: Commit) -> pb_coordinator.CommitSubmissionRequest:
         delta=not c.replace,
         set_count=c.set_count,
         set_digest=c.set_digest,
+        share_name=c.share_name,
     )
 
 
@@ -226,6 +227,7 @@ def commit_from_pb(m: pb_coordinator.CommitSubmissionRequest) -> Commit:
         set_count=m.set_count,
         set_digest=m.set_digest,
         replace=not m.delta,
+        share_name=m.share_name,
     )
 
 

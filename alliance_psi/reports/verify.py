@@ -35,6 +35,7 @@ import base64
 import binascii
 import hmac
 import json
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -297,6 +298,7 @@ def _lead(obj: Any, number: int, header: ResultHeader, seen: dict[bytes, int]) -
             f"{where}: {plural(len(peers) + unreadable, 'peer label')} in the report, "
             f"{len(match.peer_labels)} in the signed result"
         )
+    _check_named_peers(peers, match, where)
     severity = _field(obj, "severity", str, where, optional=True) or ""
     case_ref = _field(obj, "case_ref", str, where, optional=True) or ""
     spelling = _field(obj, "spelling", str, where, optional=True) or ""
@@ -314,6 +316,20 @@ def _lead(obj: Any, number: int, header: ResultHeader, seen: dict[bytes, int]) -
         spelling,
     )
     return lead, proof, match
+
+
+def _check_named_peers(peers: list[LeadLabel], match: MatchedToken, where: str) -> None:
+    """A peer label may name only a member the coordinator attests as a sealer of this lead's labels."""
+    attested = Counter(peer.sealer for peer in match.peer_labels if peer.sealer)
+    for number, peer in enumerate(peers, 1):
+        if peer.member is None:
+            continue
+        if attested[peer.member] < 1:
+            raise ReportMismatch(
+                f"{where} peer label {number}: names member {peer.member!r}, whom the signed result does not "
+                "attest as a sealer of this lead's labels"
+            )
+        attested[peer.member] -= 1
 
 
 def _compare_summary(claimed: dict[str, Any], expected: dict[str, Any], path: str = "summary") -> None:

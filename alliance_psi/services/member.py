@@ -141,11 +141,10 @@ def load_blind_key(data_dir: Path) -> bytes:
 
 
 @functools.lru_cache(maxsize=65536)
-def _encoded_label(
-    category: str, severity: str, first_seen: date | None, case_ref: str, display_name: str | None
-) -> tuple[bytes, bytes]:
+def _encoded_label(category: str, severity: str, first_seen: date | None, case_ref: str) -> tuple[bytes, bytes]:
     # Many identifiers share a label (same category, severity, date and case): encode it once.
-    label = LeadLabel(category or "other", severity or None, first_seen, case_ref or None, display_name)
+    # No name inside: co-holders see the name the coordinator attests (``share_name``), if any.
+    label = LeadLabel(category or "other", severity or None, first_seen, case_ref or None)
     plaintext = label.encode()
     return plaintext, hashlib.blake2b(plaintext, digest_size=16).digest()
 
@@ -162,7 +161,7 @@ class MemberNode:
         custodians: CustodianChain,
         coordinator_key: bytes,
         nonce_key: bytes,
-        display_name: str | None = None,
+        share_name: bool = False,
         workers: int | None = None,
         batch_size: int = 1024,
         chunk_size: int = 4096,
@@ -170,10 +169,12 @@ class MemberNode:
         blind_key: bytes | None = None,
     ) -> None:
         """``blind_key`` (``load_blind_key``) makes blinds repeatable; without one they are fresh,
-        and a batch sent again after an interruption is charged again by the custodians."""
+        and a batch sent again after an interruption is charged again by the custodians.
+        ``share_name``: the coordinator names this member (as it enrolled it) to the co-holders of
+        its labels; labels themselves never carry a name."""
         self.member_id, self.engine = member_id, engine
         self.coordinator, self.custodians, self.coordinator_key = coordinator, custodians, coordinator_key
-        self.nonce_key, self.blind_key, self.display_name = nonce_key, blind_key, display_name
+        self.nonce_key, self.blind_key, self.share_name = nonce_key, blind_key, share_name
         self.log = LogWitness(engine, coordinator, coordinator_key)
         self.workers, self.batch_size, self.chunk_size, self.progress = workers, batch_size, chunk_size, progress
 
@@ -198,7 +199,7 @@ class MemberNode:
             coordinator_key=coordinator_key,
             nonce_key=load_nonce_key(config.data_dir),
             blind_key=load_blind_key(config.data_dir),
-            display_name=config.display_name,
+            share_name=config.share_name if config.share_name is not None else config.display_name is not None,
             workers=config.workers,
             batch_size=config.batch_size,
             chunk_size=config.chunk_size,
@@ -261,7 +262,7 @@ class MemberNode:
         if not round.share_labels:
             return b"", b""
         _, _, _, category, severity, first_seen, case_ref = row
-        return _encoded_label(category, severity, first_seen, case_ref, self.display_name)
+        return _encoded_label(category, severity, first_seen, case_ref)
 
     def _wanted(self, round: Round, rows: Iterator[tuple]) -> Iterator[tuple[bytes, bytes, tuple]]:  # type: ignore[type-arg]
         """``merge_delta``'s wanted side: (token, label fingerprint, (label plaintext, row))."""
@@ -343,7 +344,13 @@ class MemberNode:
         plan = _Plan(replace=not self._known_matches(round.set_scope, status))
         self.coordinator.upload_chunks(self._delta_chunks(round, set(status.chunks), plan))
         commit = Commit(
-            round.round_id, plan.delta.count, plan.delta.digest(), plan.result.count, plan.result.digest(), plan.replace
+            round.round_id,
+            plan.delta.count,
+            plan.delta.digest(),
+            plan.result.count,
+            plan.result.digest(),
+            plan.replace,
+            share_name=self.share_name,
         )
         try:
             committed = self.coordinator.commit(commit, self.member_id)

@@ -18,10 +18,11 @@ from sqlalchemy import Row, func, null, select, update
 from sqlalchemy.exc import IntegrityError
 
 from alliance_psi.errors import Conflict, InvalidRequest, NotFound, StorageError
-from alliance_psi.protocol.model import Round, RoundState, SubmissionState
+from alliance_psi.protocol.model import Role, Round, RoundState, SubmissionState
 from alliance_psi.storage._common import batched, insert_if_absent
 from alliance_psi.storage._submissions import SubmissionStore
 from alliance_psi.storage.schema import (
+    enrolments,
     member_set_state,
     member_sets,
     result_headers,
@@ -251,6 +252,36 @@ class CoordinatorRepository(SubmissionStore):
                 else self.holder_counts(round_id)
             ),
         }
+
+    # Names the members chose to give their co-holders.
+
+    def record_share_name(self, round_id: str, member_id: str, share: bool) -> None:
+        """Record whether the member chose to be named, in this round, to the co-holders of its labels."""
+        self._conn.execute(
+            update(submissions)
+            .where(submissions.c.round_id == round_id, submissions.c.member_id == member_id)
+            .values(share_name=share)
+        )
+
+    def sealer_names(self, round_id: str) -> dict[str, str]:
+        """{member id: name} of the round's committed members that chose to be named: the display
+        name its operator enrolled it with (``coordinator member add --display-name``), or else
+        its member id, the name in its certificate. Members that did not choose are absent."""
+        enrolled = enrolments.c
+        rows = self._conn.execute(
+            select(submissions.c.member_id, enrolled.display_name)
+            .select_from(
+                submissions.outerjoin(
+                    enrolments, (enrolled.role == Role.MEMBER.value) & (enrolled.name == submissions.c.member_id)
+                )
+            )
+            .where(
+                submissions.c.round_id == round_id,
+                submissions.c.state == SubmissionState.COMMITTED.value,
+                submissions.c.share_name.is_(True),
+            )
+        )
+        return {member: display or member for member, display in rows}
 
     # Results.
 

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -150,6 +151,8 @@ submissions = Table(
     Column("replaces_set", Boolean, nullable=False, default=False),  # The delta replaced the whole set.
     Column("set_count", BigInteger, nullable=True),  # The standing set after this commit.
     Column("committed_at", UTCDateTime, nullable=True),
+    # The member chose to be named to the co-holders of its labels in this round's results.
+    Column("share_name", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 _submission_fk = ("submissions.round_id", "submissions.member_id")

@@ -116,6 +116,7 @@ class _Submission:
     item_count: int = 0
     digest: bytes = b""
     set_count: int = 0
+    share_name: bool = False
 
 
 @dataclass
@@ -347,6 +348,21 @@ class MemoryCoordinatorRepo:
         if submission.state is SubmissionState.COMMITTED:
             return submission.set_count
         return sum(n for _, n in submission.chunks.values())
+
+    # Names.
+
+    def record_share_name(self, round_id: str, member_id: str, share: bool) -> None:
+        submission = self._s.submissions.get((round_id, member_id))
+        if submission is not None:
+            submission.share_name = share
+
+    def sealer_names(self, round_id: str) -> dict[str, str]:
+        # No enrolment list here: a member that chose to be named is named by its id.
+        return {
+            member: member
+            for (rid, member), submission in self._s.submissions.items()
+            if rid == round_id and submission.state is SubmissionState.COMMITTED and submission.share_name
+        }
 
     # Results.
 

@@ -149,20 +149,22 @@ class SubmissionInfo(_message.Message):
     def __init__(self, round_id: _Optional[str] = ..., state: _Optional[str] = ..., chunks: _Optional[_Iterable[int]] = ..., item_count: _Optional[int] = ..., digest: _Optional[bytes] = ..., set_count: _Optional[int] = ..., set_digest: _Optional[bytes] = ...) -> None: ...
 
 class CommitSubmissionRequest(_message.Message):
-    __slots__ = ("round_id", "item_count", "digest", "delta", "set_count", "set_digest")
+    __slots__ = ("round_id", "item_count", "digest", "delta", "set_count", "set_digest", "share_name")
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_COUNT_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
     SET_COUNT_FIELD_NUMBER: _ClassVar[int]
     SET_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SHARE_NAME_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     item_count: int
     digest: bytes
     delta: bool
     set_count: int
     set_digest: bytes
-    def __init__(self, round_id: _Optional[str] = ..., item_count: _Optional[int] = ..., digest: _Optional[bytes] = ..., delta: _Optional[bool] = ..., set_count: _Optional[int] = ..., set_digest: _Optional[bytes] = ...) -> None: ...
+    share_name: bool
+    def __init__(self, round_id: _Optional[str] = ..., item_count: _Optional[int] = ..., digest: _Optional[bytes] = ..., delta: _Optional[bool] = ..., set_count: _Optional[int] = ..., set_digest: _Optional[bytes] = ..., share_name: _Optional[bool] = ...) -> None: ...
 
 class GetResultRequest(_message.Message):
     __slots__ = ("round_id",)

@@ -119,7 +119,7 @@ class Alliance:
     def admin(self) -> CoordinatorClient:
         return CoordinatorClient(self.coordinator_address, self.pki.material("admin"))  # type: ignore[attr-defined]
 
-    def node(self, member: str, *, retry: RetryPolicy | None = None, display_name: str | None = None) -> MemberNode:
+    def node(self, member: str, *, retry: RetryPolicy | None = None, share_name: bool = False) -> MemberNode:
         tls = self.pki.material(member)  # type: ignore[attr-defined]
         chain = CustodianChain(
             [CustodianClient(a, tls, retry, name=custodian_name(i)) for i, a in enumerate(self.custodian_addresses)],
@@ -132,7 +132,7 @@ class Alliance:
             custodians=chain,
             coordinator_key=self.signing_key.public_key,
             nonce_key=secrets.token_bytes(32),
-            display_name=display_name,
+            share_name=share_name,
             workers=1,
             batch_size=64,
             chunk_size=25,

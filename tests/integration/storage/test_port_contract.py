@@ -379,3 +379,19 @@ def test_quota_ledger(ledger: Any) -> None:
         ledger.charge("e1", "bank-b", third, -1, 10)
     with pytest.raises(InvalidRequest):
         ledger.charge("e1", "bank-b", b"short", 1, 10)
+
+
+def test_names_of_the_members_that_chose_to_be_named(uow: UnitOfWork) -> None:
+    with uow() as tx:
+        tx.repo.create_round(a_round())
+    for member, numbers in (("bank-a", [1, 2]), ("bank-b", [2]), ("bank-c", [2])):
+        commit_whole(uow, "r1", member, numbers)
+    stage(uow, "r1", "bank-d", 0, [(token(9), label(9))])  # Staged only: never named.
+    with uow() as tx:
+        tx.repo.record_share_name("r1", "bank-a", True)
+        tx.repo.record_share_name("r1", "bank-c", True)
+        tx.repo.record_share_name("r1", "bank-c", False)  # Its last commit's choice counts.
+        tx.repo.record_share_name("r1", "bank-d", True)
+        # No display names enrolled here: a member is named by its id (the coordinator's
+        # enrolment list supplies display names; see test_attested_names).
+        assert tx.repo.sealer_names("r1") == {"bank-a": "bank-a"}

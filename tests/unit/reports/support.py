@@ -8,7 +8,7 @@ issued member certificates to ``bank-a`` and ``bank-b``; ``SIGNER`` is bank-a's 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Connection
@@ -141,9 +141,13 @@ PLANTED = (
 
 def sealed_labels(planted: Planted, key_epoch: str = KEY_EPOCH) -> tuple[PeerLabel, ...]:
     context = LabelContext(key_epoch, planted.token)
-    sealed = [seal_label(planted.label_key, label.encode(), context) for label in planted.peers]
-    sealed += [seal_label(bytes(32), b'{"c":"other"}', context) for _ in range(planted.unreadable)]
-    return tuple(PeerLabel(label) for label in (*sealed, *planted.extra_labels))
+    # Labels carry no name: the coordinator attests the sealer of those whose member chose to be named.
+    named = [
+        PeerLabel(seal_label(planted.label_key, replace(label, member=None).encode(), context), label.member)
+        for label in planted.peers
+    ]
+    unreadable = [PeerLabel(seal_label(bytes(32), b'{"c":"other"}', context)) for _ in range(planted.unreadable)]
+    return (*named, *unreadable, *(PeerLabel(label) for label in planted.extra_labels))
 
 
 def member_result(

@@ -481,6 +481,20 @@ MEMBER_FORGERIES = {
         "summary by_category['loan_intermediary'] 2 in the report, 1 from its leads",
     ),
     "summary count": (_set("summary.leads", 99), "summary leads 99 in the report, 7 from its leads"),
+    "peer named by the member": (
+        _set("leads.0.peer_labels.0.member", "城商行联合体"),
+        (
+            "lead 1 (phone) peer label 1: names member '城商行联合体', whom the signed result does not attest as "
+            "a sealer of this lead's labels"
+        ),
+    ),
+    "peer renamed by the member": (
+        _set("leads.0.peer_labels.1.member", "另一家银行"),
+        (
+            "lead 1 (phone) peer label 2: names member '另一家银行', whom the signed result does not attest as "
+            "a sealer of this lead's labels"
+        ),
+    ),
     "extra peer label": (_extra_peer_label, "lead 4 (email): 2 peer labels in the report, 1 in the signed result"),
     "round id": (
         _set("round_id", "r-other"),
