@@ -435,11 +435,13 @@ def _committed_count(tx: CoordinatorTx, round_id: str) -> int:
 def _seen_by(caller: Identity, found: Round, committed: Callable[[], int]) -> tuple[Round, int]:
     """What ``caller`` may know of a round: everything for an admin; for a member, what its node
     needs to take part (epoch, types, label sharing, threshold, deadline, state), with itself as
-    the only invitee, no creator and no count of the members that committed, so no other
-    member's name or progress."""
+    the only invitee, no creator, no count of the members that committed, and no reason or time
+    of closing or matching: "all invited members committed" would tell every invitee's progress
+    and when, "closed by NAME" the admin's name. The state alone says what the node must do."""
     if caller.role is Role.ADMIN:
         return found, committed()
-    return replace(found, invited=(caller.name,), created_by=""), 0
+    neutral = replace(found, invited=(caller.name,), created_by="", close_reason="", closed_at=None, matched_at=None)
+    return neutral, 0
 
 
 def _require(caller: Identity, role: Role, action: str) -> None:

@@ -97,7 +97,17 @@ def test_roles_and_identities_are_enforced(tmp_path: Path, pki) -> None:  # type
         seen, committed = member.get_round(round_.round_id)
         assert (seen.invited, seen.created_by, committed) == (("bank-a",), "", 0)
         assert (seen.key_epoch, seen.allowed_types, seen.share_labels) == (EPOCH, ("phone",), True)
-        assert alliance.admin().get_round(round_.round_id)[0].invited == ("bank-a", "bank-b")
+        # Nor why or when the round closed: every invitee committing, or the admin who closed it.
+        assert (seen.state, seen.close_reason, seen.closed_at, seen.matched_at) == (RoundState.MATCHED, "", None, None)
+        admin_view = alliance.admin().get_round(round_.round_id)[0]
+        assert (admin_view.invited, admin_view.close_reason) == (("bank-a", "bank-b"), "all invited members committed")
+        assert admin_view.closed_at is not None and admin_view.matched_at is not None
+        closed = alliance.admin().create_round(alliance.spec(2, invited=("bank-a", "bank-b")))
+        alliance.admin().close_round(closed.round_id)
+        assert alliance.admin().get_round(closed.round_id)[0].close_reason == "closed by admin"
+        for listed, _ in member.list_rounds():
+            assert (listed.close_reason, listed.closed_at, listed.matched_at) == ("", None, None)
+        assert {listed.round_id for listed, _ in member.list_rounds()} == {round_.round_id, closed.round_id}
         signed = next(member.get_result(round_.round_id))
         assert isinstance(signed, SignedResultHeader)
         with pytest.raises(InvalidSignature, match="expected"):
