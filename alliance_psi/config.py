@@ -153,6 +153,8 @@ class ServerLimits:
         ServerLimits(max_calls=64)                  # calls in progress in total (one worker thread each)
         ServerLimits(max_calls_per_peer=8)          # calls in progress per peer, streams included
         ServerLimits(max_streams_per_peer=4)        # streaming calls in progress per peer
+        ServerLimits(max_open_calls=8)              # health and reflection calls in progress, in
+                                                    # total, apart from max_calls (2 per peer)
         ServerLimits(calls_per_second_per_peer=50)  # sustained rate per peer; bursts up to twice that
         ServerLimits(stream_idle_seconds=60)        # a call that waits this long on its peer is ended
         ServerLimits(connection_idle_seconds=300)   # a connection without calls is closed after this
@@ -169,6 +171,7 @@ class ServerLimits:
     max_calls: int = defaults.MAX_CALLS
     max_calls_per_peer: int = defaults.MAX_CALLS_PER_PEER
     max_streams_per_peer: int = defaults.MAX_STREAMS_PER_PEER
+    max_open_calls: int = defaults.MAX_OPEN_CALLS
     calls_per_second_per_peer: float = defaults.CALLS_PER_SECOND_PER_PEER
     stream_idle_seconds: float = defaults.STREAM_IDLE_SECONDS
     connection_idle_seconds: float = defaults.CONNECTION_IDLE_SECONDS

@@ -20,9 +20,11 @@ __all__ = [
     "JOIN_WAIT_SECONDS",
     "MAX_CALLS",
     "MAX_CALLS_PER_PEER",
+    "MAX_OPEN_CALLS",
     "MAX_ROUND_ITEMS",
     "MAX_SET_ITEMS",
     "MAX_STREAMS_PER_PEER",
+    "OPEN_CALLS_PER_PEER",
     "QUOTA_PER_MEMBER",
     "SHUTDOWN_GRACE_SECONDS",
     "STREAM_IDLE_SECONDS",
@@ -66,6 +68,12 @@ MAX_CALLS_PER_PEER = 8
 
 MAX_STREAMS_PER_PEER = 4
 """Streaming calls one peer may have in progress at once."""
+
+MAX_OPEN_CALLS = 8
+"""Calls to the health and reflection services in progress at once, in total, apart from ``MAX_CALLS``."""
+
+OPEN_CALLS_PER_PEER = 2
+"""Calls to the health and reflection services one peer may have in progress at once."""
 
 CALLS_PER_SECOND_PER_PEER = 50.0
 """Calls one peer may start per second, in bursts of up to twice that."""

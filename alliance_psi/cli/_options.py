@@ -100,6 +100,10 @@ _SERVER_LIMIT_OPTIONS: dict[str, tuple[int | float, str]] = {
     "max_calls": (defaults.MAX_CALLS, "Calls in progress in total."),
     "max_calls_per_peer": (defaults.MAX_CALLS_PER_PEER, "Calls in progress per peer (certificate identity)."),
     "max_streams_per_peer": (defaults.MAX_STREAMS_PER_PEER, "Streaming calls in progress per peer."),
+    "max_open_calls": (
+        defaults.MAX_OPEN_CALLS,
+        f"Health and reflection calls in progress, apart from --max-calls ({defaults.OPEN_CALLS_PER_PEER} per peer).",
+    ),
     "calls_per_second_per_peer": (
         defaults.CALLS_PER_SECOND_PER_PEER,
         "Calls a peer may start per second (bursts up to twice that).",

@@ -14,6 +14,12 @@ before the call is admitted. A guarded call then:
 4. runs the original behavior with the decoded request, or a lazily decoded iterator for a
    client stream; a server stream's responses are watched too (a peer that stops reading).
 
+Every message after the first request, in either direction, first asks the call's ``recheck``
+(revocation and the server's checks again, answered from memory): a stream opened before its
+peer's certificate was revoked, or before the member was removed from the enrolment list, ends
+at its next message with the status that refuses the peer. (The server's housekeeping also ends
+such calls while they wait: ``IdleReaper.end_fallen``.)
+
 A request over its limit ends the call with RESOURCE_EXHAUSTED, an undecodable one with
 INVALID_ARGUMENT; neither message quotes the request.
 """
@@ -46,6 +52,10 @@ _BEHAVIOR = {
 }
 
 
+def _stands() -> None:
+    pass
+
+
 class _NoWatch:
     def waiting(self) -> None:
         pass
@@ -62,12 +72,17 @@ class AdmittedCall:
     """A call the interceptor admitted: who made it, and what to do when it ends.
 
     ``on_end`` runs once, when gRPC reports the call over (``end``), with the call's request
-    refusal if its request was refused (``refuse_request``), else None.
+    refusal if its request was refused (``refuse_request``), else None. ``recheck`` raises the
+    ``RequestError`` that would refuse the peer now (revoked, no longer enrolled), else returns.
+    ``producing_waits`` says the behavior's wait for its next response is a wait on events the
+    peer asked to hear about (a health ``Watch``), which the reaper counts as idle.
     """
 
     method: str
     peer: Peer
     on_end: Callable[[AdmittedCall, RequestError | None], None]
+    recheck: Callable[[], None] = _stands
+    producing_waits: bool = False
     watch: IdleWatch | _NoWatch = field(default_factory=_NoWatch)
     refused_request: RequestError | None = None
     _ended: threading.Event = field(default_factory=threading.Event)
@@ -120,7 +135,9 @@ def _decoded(
     limit: WireLimit,
     what: str,
 ) -> Iterator[Any]:
-    """Each request, read while watched, checked against ``limit`` on its bytes, then decoded."""
+    """Each request, read while watched, its peer rechecked (after the first), checked against
+    ``limit`` on its bytes, then decoded."""
+    first = True
     while True:
         call.watch.waiting()
         try:
@@ -130,6 +147,9 @@ def _decoded(
         finally:
             call.watch.working()
         try:
+            if not first:
+                call.recheck()
+            first = False
             check_wire(data, limit, what=what)
             if decode is None:
                 yield data
@@ -145,11 +165,29 @@ def _decoded(
 
 
 def _responses(responses: Iterator[Any], call: AdmittedCall, context: grpc.ServicerContext) -> Iterator[Any]:
-    """The behavior's responses; the time the peer takes to read each one is watched."""
+    """The behavior's responses, each sent only if the peer still stands; the time the peer takes
+    to read each one is watched (and the time the behavior waits for it, if ``producing_waits``)."""
     try:
-        for response in responses:
+        for response in _produced(responses, call):
+            call.recheck()
             call.watch.waiting()
             yield response
             call.watch.working()
     except RequestError as exc:
         abort(context, exc)
+
+
+def _produced(responses: Iterator[Any], call: AdmittedCall) -> Iterator[Any]:
+    if not call.producing_waits:
+        yield from responses
+        return
+    iterator = iter(responses)
+    while True:
+        call.watch.waiting()
+        try:
+            response = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            call.watch.working()
+        yield response

@@ -7,7 +7,9 @@ reads a request, so a member holding streams open spends its own slots, not the 
 
 ``IdleReaper`` ends calls that wait on their peer longer than ``stream_idle_seconds``: a stream
 whose client sends nothing, a unary call whose request never comes, a server stream whose client
-stops reading. The peer sees DEADLINE_EXCEEDED naming the idle time.
+stops reading, a health ``Watch`` with no change to send. The peer sees DEADLINE_EXCEEDED naming
+the idle time. It also ends every open call whose peer no longer stands (``end_fallen``): a
+certificate revoked, or a member removed from the enrolment list, while its stream is open.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from dataclasses import dataclass, field
 import grpc
 
 from alliance_psi.config import ServerLimits
-from alliance_psi.errors import LimitExceeded
+from alliance_psi.errors import LimitExceeded, RequestError
+from alliance_psi.services.status import status_for
 
 __all__ = ["CallLimiter", "IdleReaper", "IdleWatch"]
 
@@ -41,10 +44,14 @@ class _PeerCalls:
 
 
 class CallLimiter:
-    """Admits a call, or refuses it naming the limit; ``acquire`` returns the call's release."""
+    """Admits a call, or refuses it naming the limit; ``acquire`` returns the call's release.
 
-    def __init__(self, limits: ServerLimits) -> None:
-        self.limits = limits
+    ``busy`` names what is full when the total is reached (``server busy``; a server keeps a
+    second limiter for its health and reflection services, apart from its own calls).
+    """
+
+    def __init__(self, limits: ServerLimits, *, busy: str = "server busy") -> None:
+        self.limits, self._busy = limits, busy
         self._lock = threading.Lock()
         self._total = 0
         self._peers: dict[str, _PeerCalls] = {}
@@ -71,7 +78,7 @@ class CallLimiter:
                     f"too many calls from {peer}: at most {limits.calls_per_second_per_peer:g} per second"
                 )
             if self._total >= limits.max_calls:
-                raise LimitExceeded(f"server busy: {limits.max_calls} calls in progress, the limit; try again later")
+                raise LimitExceeded(f"{self._busy}: {limits.max_calls} calls in progress, the limit; try again later")
             if state.calls >= limits.max_calls_per_peer:
                 raise LimitExceeded(
                     f"too many calls in progress from {peer}: at most {limits.max_calls_per_peer} at a time"
@@ -123,16 +130,27 @@ class IdleWatch:
         self._reaper._forget(self._key)
 
 
+# Raises the RequestError that would refuse the call's peer now (revoked, no longer enrolled).
+Standing = Callable[[], None]
+
+
+def _stands() -> None:
+    pass
+
+
 @dataclass
 class _Watched:
     context: grpc.ServicerContext
     what: str
+    standing: Standing
+    idle_message: str
     since: float | None = None
 
 
 class IdleReaper:
-    """Ends calls that have waited on their peer for longer than ``idle_seconds``; ``reap`` runs
-    from the server's housekeeping thread, about once a second."""
+    """Ends calls that have waited on their peer for longer than ``idle_seconds``, and calls whose
+    peer no longer stands; ``reap`` and ``end_fallen`` run from the server's housekeeping thread,
+    about once a second."""
 
     def __init__(self, idle_seconds: float) -> None:
         self.idle_seconds = idle_seconds
@@ -140,11 +158,24 @@ class IdleReaper:
         self._calls: dict[int, _Watched] = {}
         self._keys = itertools.count()
 
-    def watch(self, context: grpc.ServicerContext, what: str) -> IdleWatch:
-        """Start watching a call (``what`` names it in the log: method and peer)."""
+    def watch(
+        self,
+        context: grpc.ServicerContext,
+        what: str,
+        *,
+        standing: Standing = _stands,
+        idle_message: str | None = None,
+    ) -> IdleWatch:
+        """Start watching a call (``what`` names it in the log: method and peer).
+
+        ``standing()`` raises the ``RequestError`` that refuses the call's peer now, if it no
+        longer may call (``end_fallen``); ``idle_message`` replaces the message an idle call
+        ends with.
+        """
         key = next(self._keys)
+        message = idle_message or f"the server ended this call: it waited on its peer for over {self.idle_seconds:g} s"
         with self._lock:
-            self._calls[key] = _Watched(context, what)
+            self._calls[key] = _Watched(context, what, standing, message)
         return IdleWatch(self, key)
 
     def reap(self) -> int:
@@ -155,8 +186,32 @@ class IdleReaper:
             ended = [self._calls.pop(key) for key in idle]
         for call in ended:
             log.warning("ended %s: it waited on its peer for over %g s", call.what, self.idle_seconds)
-            _end(call.context, f"the server ended this call: it waited on its peer for over {self.idle_seconds:g} s")
+            _end(call.context, grpc.StatusCode.DEADLINE_EXCEEDED, call.idle_message)
         return len(ended)
+
+    def end_fallen(self) -> int:
+        """End every call whose peer no longer stands, with the status that refuses it; return how many.
+
+        What a revocation (CRL reload, SIGHUP) or a ``member remove`` does to the calls already
+        open: a stream is not served a moment longer than this sweep takes to notice (the checks
+        answer from memory, so the sweep costs a few lookups per open call).
+        """
+        with self._lock:
+            calls = list(self._calls.items())
+        fallen: list[tuple[_Watched, RequestError]] = []
+        for key, call in calls:
+            try:
+                call.standing()
+            except RequestError as exc:
+                fallen.append((call, exc))
+                self._forget(key)
+            except Exception:
+                log.exception("cannot recheck %s; it goes on until its next message is checked", call.what)
+        for call, refusal in fallen:
+            code, message = status_for(refusal)
+            log.warning("ended %s: %s", call.what, message)
+            _end(call.context, code, message)
+        return len(fallen)
 
     def _mark(self, key: int, since: float | None) -> None:
         with self._lock:
@@ -169,8 +224,8 @@ class IdleReaper:
             self._calls.pop(key, None)
 
 
-def _end(context: grpc.ServicerContext, message: str) -> None:
-    """End a call from another thread than its handler's, with DEADLINE_EXCEEDED and ``message``.
+def _end(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> None:
+    """End a call from another thread than its handler's, with ``code`` and ``message``.
 
     grpcio's public ``cancel()`` gives the peer a bare CANCELLED. The call object behind grpcio's
     servicer context can cancel with a status, so it is used when present (grpcio 1.x); the
@@ -178,6 +233,6 @@ def _end(context: grpc.ServicerContext, message: str) -> None:
     """
     call = getattr(getattr(context, "_rpc_event", None), "call", None)
     try:
-        call.cancel(grpc.StatusCode.DEADLINE_EXCEEDED.value[0], message)  # type: ignore[union-attr]
+        call.cancel(code.value[0], message)  # type: ignore[union-attr]
     except Exception:  # noqa: BLE001 - any failure of the private path falls back to the public one
         context.cancel()  # type: ignore[no-untyped-call]

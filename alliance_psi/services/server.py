@@ -4,10 +4,14 @@
 port), starts, yields the bound port and stops on exit. ``guarded`` turns our typed errors into
 gRPC statuses at the one boundary where that happens.
 
-A server runs at most ``ServerLimits.max_calls`` calls at once, each on its own worker thread,
-plus a few threads kept for refusing calls over the limits (grpcio refuses beyond those with
-RESOURCE_EXHAUSTED before any handler). A housekeeping thread ends idle calls, writes refused
-calls to the audit log and reloads a changed CRL. Stopping gives running calls
+A server runs at most ``ServerLimits.max_calls`` calls of its own services at once, each on its
+own worker thread, ``max_open_calls`` health and reflection calls apart from those (so probes
+and watches never take a member's slot), plus a few threads kept for refusing calls over the
+limits (grpcio refuses beyond those with RESOURCE_EXHAUSTED before any handler). Health and
+reflection answer the parties the server serves and the server's own certificate and key (a
+probe run beside the server; ``IdentityInterceptor``). A housekeeping thread ends idle calls and
+calls whose peer was revoked or removed from the enrolment list since they opened, writes
+refused calls to the audit log and reloads a changed CRL. Stopping gives running calls
 ``shutdown_grace_seconds``, cancels the rest, and waits as long again at most: a call stuck
 where cancelling cannot reach it is logged and left behind (the CLI then exits regardless).
 """
@@ -15,6 +19,7 @@ where cancelling cannot reach it is logged and left behind (the CLI then exits r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,10 +31,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from alliance_psi.config import ServerLimits, TlsMaterial
+from alliance_psi.defaults import OPEN_CALLS_PER_PEER
 from alliance_psi.errors import AlliancePsiError, ConfigurationError
 from alliance_psi.protocol.model import Role
 from alliance_psi.protocol.wire import WireLimit
-from alliance_psi.services.interceptors import IdentityInterceptor, PeerCheck
+from alliance_psi.services.interceptors import IdentityInterceptor, PeerCheck, peer_from_pem
 from alliance_psi.services.limits import CallLimiter, IdleReaper
 from alliance_psi.services.refusals import AuditWriter, RefusalLog
 from alliance_psi.services.revocation import RevocationList
@@ -103,16 +109,22 @@ def run_server(
             request_limits[f"/{registration.service}/{method}"] = limit
     revoked = revocations if revocations is not None else RevocationList(revoked_serials(tls))
     reaper, refusals = IdleReaper(limits.stream_idle_seconds), RefusalLog(audit)
+    per_peer = min(OPEN_CALLS_PER_PEER, limits.max_open_calls)
+    open_limits = dataclasses.replace(
+        limits, max_calls=limits.max_open_calls, max_calls_per_peer=per_peer, max_streams_per_peer=per_peer
+    )
     interceptor = IdentityInterceptor(
         policy,
         revoked_serials=revoked,
         checks=checks,
         limiter=CallLimiter(limits),
+        open_limiter=CallLimiter(open_limits, busy="health and reflection busy"),
         reaper=reaper,
         refusals=refusals,
         request_limits=request_limits,
+        monitor=peer_from_pem(tls.cert),
     )
-    threads = limits.max_calls + _REFUSING_THREADS
+    threads = limits.max_calls + limits.max_open_calls + _REFUSING_THREADS
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc-call"),
         interceptors=[interceptor],
@@ -137,6 +149,7 @@ def run_server(
         while not stop.wait(_HOUSEKEEPING_SECONDS):
             try:
                 reaper.reap()
+                reaper.end_fallen()
                 refusals.flush()
                 next_crl_check -= _HOUSEKEEPING_SECONDS
                 if next_crl_check <= 0:

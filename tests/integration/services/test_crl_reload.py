@@ -30,7 +30,7 @@ REVOKED = (grpc.StatusCode.UNAUTHENTICATED, "certificate revoked")
 
 
 def health(address: str, pki: AlliancePki, name: str) -> tuple[grpc.StatusCode, str]:
-    """How the server answers a health check from ``name`` (any authenticated peer may ask)."""
+    """How the server answers a health check from ``name`` (a party it serves may ask)."""
     with secure_channel(address, pki.material(name), server=COORDINATOR) as channel:
         try:
             health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
@@ -66,7 +66,9 @@ def test_a_certificate_revoked_while_serving_is_refused_within_the_interval(tmp_
     early, later, other = members(pki, "crl-poll", 3)
     crl = tmp_path / "crl.pem"
     revoke(pki, crl, early)
-    with coordinator_process(tmp_path, pki, "--crl", str(crl), "--crl-reload-seconds", "1") as server:
+    with coordinator_process(
+        tmp_path, pki, "--crl", str(crl), "--crl-reload-seconds", "1", enrolled=(early, later, other)
+    ) as server:
         assert health(server.address, pki, early) == REVOKED
         assert health(server.address, pki, later) == (grpc.StatusCode.OK, "")
         revoke(pki, crl, later)
@@ -85,7 +87,9 @@ def test_sighup_reloads_the_crl_at_once(tmp_path: Path, pki: AlliancePki) -> Non
     early, later = members(pki, "crl-hup", 2)
     crl = tmp_path / "crl.pem"
     revoke(pki, crl, early)
-    with coordinator_process(tmp_path, pki, "--crl", str(crl), "--crl-reload-seconds", "3600") as server:
+    with coordinator_process(
+        tmp_path, pki, "--crl", str(crl), "--crl-reload-seconds", "3600", enrolled=(early, later)
+    ) as server:
         assert health(server.address, pki, later) == (grpc.StatusCode.OK, "")
         revoke(pki, crl, later)
         server.proc.send_signal(signal.SIGHUP)

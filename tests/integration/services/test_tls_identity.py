@@ -12,10 +12,11 @@ import collections
 import contextlib
 import datetime as dt
 import os
+import queue
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Container, Iterator, Sequence
 from concurrent import futures
 from pathlib import Path
 
@@ -27,10 +28,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from alliance_psi.config import TlsConfig, TlsMaterial
-from alliance_psi.errors import ConfigurationError, NotAuthenticated
+from alliance_psi.errors import ConfigurationError, NotAuthenticated, NotAuthorized
 from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.services import pki as pki_module
-from alliance_psi.services.interceptors import IdentityInterceptor, identity_of
+from alliance_psi.services.interceptors import IdentityInterceptor, Peer, PeerCheck, identity_of
 from alliance_psi.services.tls import SERVER_OPTIONS, revoked_serials, secure_channel, server_credentials
 from tests.integration.services.conftest import AlliancePki
 
@@ -61,8 +62,16 @@ def _who(context: grpc.ServicerContext) -> bytes:
 
 
 @contextlib.contextmanager
-def run_echo_server(material: TlsMaterial, *, insecure: bool = False) -> Iterator[tuple[int, collections.Counter[str]]]:
-    """Serve ``test.Echo`` behind the identity interceptor on 127.0.0.1:0; yield (port, calls)."""
+def run_echo_server(
+    material: TlsMaterial,
+    *,
+    insecure: bool = False,
+    revoked: Container[int] | None = None,
+    checks: Sequence[PeerCheck] = (),
+) -> Iterator[tuple[int, collections.Counter[str]]]:
+    """Serve ``test.Echo`` behind the identity interceptor on 127.0.0.1:0; yield (port, calls).
+
+    ``revoked`` (the CRL in ``material`` if None) and ``checks`` may change while it serves."""
     calls: collections.Counter[str] = collections.Counter()
 
     def counted(name: str, kind: str = "unary_unary") -> grpc.RpcMethodHandler:
@@ -96,7 +105,13 @@ def run_echo_server(material: TlsMaterial, *, insecure: bool = False) -> Iterato
     handlers.update({admin_method(kind): counted(admin_method(kind), kind) for kind in KINDS})
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=2),
-        interceptors=[IdentityInterceptor(POLICY, revoked_serials=revoked_serials(material))],
+        interceptors=[
+            IdentityInterceptor(
+                POLICY,
+                revoked_serials=revoked_serials(material) if revoked is None else revoked,
+                checks=checks,
+            )
+        ],
         options=SERVER_OPTIONS,
     )
     server.add_generic_rpc_handlers(
@@ -173,7 +188,7 @@ def test_method_missing_from_the_policy_is_refused(pki: AlliancePki) -> None:
     assert calls["Unlisted"] == 0
 
 
-def test_health_service_is_open_to_any_authenticated_peer(pki: AlliancePki) -> None:
+def test_health_service_is_open_to_a_role_the_server_serves(pki: AlliancePki) -> None:
     with run_echo_server(pki.material("coordinator")) as (port, calls):
         with secure_channel(f"127.0.0.1:{port}", pki.material("bank-c"), server=COORDINATOR) as channel:
             assert call(channel, "/grpc.health.v1.Health/Check") == [b"member:bank-c"]
@@ -191,6 +206,43 @@ def test_revoked_certificate_is_unauthenticated(pki: AlliancePki) -> None:
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     assert error.details() == "certificate revoked"
     assert calls["Who"] == 1
+
+
+@pytest.mark.parametrize("change", ["revoked", "no longer passes the server's check"])
+def test_every_message_of_an_open_stream_rechecks_its_peer(pki: AlliancePki, change: str) -> None:
+    """A stream admitted before its peer was revoked (or fell out of the server's own check, such
+    as its enrolment list) is refused at its next message: the server has no reaper here, so
+    only the per-message check can refuse it."""
+    revoked: set[int] = set()
+    fallen: set[str] = set()
+
+    def enrolled(peer: Peer, method: str) -> None:
+        if peer.identity.name in fallen:
+            raise NotAuthorized(f"{peer.identity.name} is not enrolled")
+
+    requests: queue.Queue[bytes | None] = queue.Queue()
+    with run_echo_server(pki.material("coordinator"), revoked=revoked, checks=[enrolled]) as (port, calls):
+        with secure_channel(f"127.0.0.1:{port}", pki.material("admin"), server=COORDINATOR) as channel:
+            stream = channel.stream_stream(f"/{SERVICE}/{admin_method('stream_stream')}")(
+                iter(requests.get, None), timeout=30
+            )
+            requests.put(b"r1")
+            assert next(stream) == b"admin:admin/r1"
+            if change == "revoked":
+                revoked.add(pki.issued["admin"].serial)
+            else:
+                fallen.add("admin")
+            requests.put(b"r2")
+            with pytest.raises(grpc.RpcError) as refused:
+                next(stream)
+            requests.put(None)
+    expected = (
+        (grpc.StatusCode.UNAUTHENTICATED, "certificate revoked")
+        if change == "revoked"
+        else (grpc.StatusCode.PERMISSION_DENIED, "admin is not enrolled")
+    )
+    assert (refused.value.code(), refused.value.details()) == expected
+    assert calls[admin_method("stream_stream")] == 1
 
 
 def _assert_refused_before_any_handler(server: TlsMaterial, credentials: grpc.ChannelCredentials) -> None:
