@@ -65,7 +65,7 @@ class Stream:
     def ended(self) -> grpc.RpcError:
         """Wait (a bound for a busy machine, not a timing claim) until the server ends the call."""
         deadline = time.monotonic() + 60
-        while self.call.code() is None:  # type: ignore[attr-defined]
+        while self.call.code() is None:
             assert time.monotonic() < deadline, "the stream was not ended"
             time.sleep(0.1)
         return self.call  # type: ignore[return-value]

@@ -19,7 +19,7 @@ COORDINATOR = Identity(name="coordinator", role=Role.COORDINATOR)
 CUSTODIAN_1 = Identity(name="custodian-1", role=Role.CUSTODIAN)
 
 
-def test_health_and_reflection_answer_authenticated_peers(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+def test_health_and_reflection_answer_enrolled_members(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
     with running_alliance(tmp_path, pki, custodians=1) as alliance:
         for address, server, service in (
             (alliance.coordinator_address, COORDINATOR, "alliance_psi.v1.Coordinator"),
