@@ -33,6 +33,7 @@ __all__ = [
     "MemberConfig",
     "NODE_FILE_PATHS",
     "PeerEndpoint",
+    "peer_text_parts",
     "ServerLimits",
     "TlsConfig",
     "TlsMaterial",
@@ -53,12 +54,16 @@ class TlsMaterial:
 
     ``key`` is the party's private key: it never leaves the process and its ``repr`` never shows it.
     ``crl`` is the alliance CA's revocation list, which servers use to refuse revoked peers.
+    ``own_ca`` is the CA that issued ``cert`` when that is not the alliance CA: an independent
+    custodian's own CA, which members pin for it (``ca_cert`` still decides which clients a server
+    trusts).
     """
 
     ca_cert: bytes
     cert: bytes
     key: bytes = field(repr=False)
     crl: bytes | None = None
+    own_ca: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,19 +76,25 @@ class TlsConfig:
                                         # A member node: trusts only the alliance CA, proves it is bank-a.
         TlsConfig(ca_cert=…, cert=…, key=…, crl=Path("pki/crl.pem"))
                                         # A server that also refuses the certificates the CRL lists.
+        TlsConfig(ca_cert=Path("ca/ca.pem"), cert=Path("custodian-2/custodian-2.pem"), key=…,
+                  own_ca=Path("custodian-2-ca/ca.pem"))
+                                        # An independent custodian: trusts members of the alliance CA,
+                                        # serves a certificate of its own CA, which members pin for it.
         TlsConfig(…).load()             # -> TlsMaterial with the bytes; raises ConfigurationError
                                         #    naming the option and the file that is missing or unreadable.
         load_tls(TlsConfig(…), role=Role.CUSTODIAN, name="custodian-1")
                                         # services.cert_checks: read and check (key, CA, validity, identity).
 
     ``cert`` and ``key`` are written by ``alliance-psi pki issue``; ``ca.pem`` and ``crl.pem`` by
-    ``alliance-psi pki init-ca`` and ``alliance-psi pki revoke``.
+    ``alliance-psi pki init-ca`` and ``alliance-psi pki revoke``. An independent custodian's
+    ``own_ca`` is its own ``pki init-ca``'s ``ca.pem``, and ``cert`` is issued by that CA.
     """
 
     ca_cert: Path
     cert: Path
     key: Path
     crl: Path | None = None
+    own_ca: Path | None = None
 
     def load(self) -> TlsMaterial:
         """Read every file now, so a bad path fails at start-up rather than at the first handshake.
@@ -92,13 +103,14 @@ class TlsConfig:
 
         Raises:
             ConfigurationError: a file is missing, unreadable or not PEM; the message names the
-                option (``ca_cert``, ``cert``, ``key``, ``crl``) and the path.
+                option (``ca_cert``, ``cert``, ``key``, ``crl``, ``own_ca``) and the path.
         """
         return TlsMaterial(
             ca_cert=_read_pem("ca_cert", self.ca_cert),
             cert=_read_pem("cert", self.cert),
             key=_read_pem("key", self.key, secret=True),
             crl=_read_pem("crl", self.crl) if self.crl is not None else None,
+            own_ca=_read_pem("own_ca", self.own_ca) if self.own_ca is not None else None,
         )
 
 
@@ -120,21 +132,43 @@ def _read_pem(option: str, path: Path, *, secret: bool = False) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class PeerEndpoint:
-    """A server a client dials: the name its certificate must carry, and where it listens.
+    """A server a client dials: the name its certificate must carry, where it listens, and (for an
+    independent custodian) the one CA its certificate must come from.
 
     Usage::
 
         PeerEndpoint(name="custodian-1", address="127.0.0.1:7101")
-                                        # Dial 127.0.0.1:7101; accept only custodian-1's certificate.
+                                        # Dial 127.0.0.1:7101; accept only custodian-1's certificate,
+                                        # issued by the alliance CA.
+        PeerEndpoint(name="custodian-2", address="custodian-2.example:7102",
+                     ca=Path("custodian-2-ca.pem"))
+                                        # Accept only custodian-2's certificate, issued by custodian-2's
+                                        # own CA: one the alliance CA issues for that name is refused.
         PeerEndpoint(name="coordinator", address="coord.example:7100")
 
     The address only says where to connect; who answers is checked by name (with the role the
     client expects), so a wrong address fails the handshake instead of reaching another party.
-    ``cli`` parses ``NAME@HOST:PORT`` and TOML tables into these.
+    ``ca`` is the trust anchor of that one channel, in place of the alliance CA: whoever holds the
+    alliance CA can issue a certificate under any name, but not one of another institution's CA.
+    ``cli`` parses ``NAME@HOST:PORT[,ca=FILE]`` and TOML tables into these.
     """
 
     name: str
     address: str
+    ca: Path | None = None
+
+
+def peer_text_parts(text: str) -> tuple[str, dict[str, str]]:
+    """``NAME@HOST:PORT`` and the options after it: ``"c-2@h:7102,ca=c2.pem"`` -> ``("c-2@h:7102", {"ca": "c2.pem"})``.
+
+    The only option is ``ca``, always last, so its file may contain commas. Values are not checked
+    here (``cli`` does); an option without ``=`` comes back under its own text with value ``""``.
+    """
+    peer, sep, rest = text.partition(",")
+    if not sep:
+        return peer, {}
+    key, _, value = rest.partition("=")
+    return peer, {key.strip(): value}
 
 
 # Server limits --------------------------------------------------------------------------------
@@ -311,7 +345,8 @@ def read_node_file(path: Path) -> dict[str, Any]:
             # -> {"database": "sqlite:////srv/bank-a/bank-a.db", "member-id": "bank-a",
             #     "ca": "/srv/bank-a/ca.pem", ...}: keys as written, values as TOML gives them
 
-    The paths of ``NODE_FILE_PATHS`` and the file of a ``sqlite:///`` database URL are resolved
+    The paths of ``NODE_FILE_PATHS``, each custodian's ``ca`` (``{ name = …, ca = "c2.pem" }`` or
+    ``"NAME@HOST:PORT,ca=c2.pem"``) and the file of a ``sqlite:///`` database URL are resolved
     against the folder that holds the file, not the current directory, so the file means the same
     whichever folder a command runs in. Other values are returned as they are; the CLI checks them.
 
@@ -342,7 +377,20 @@ def read_node_file(path: Path) -> dict[str, Any]:
             values[key] = str(folder / Path(values[key]).expanduser())
     if "database" in values:
         values["database"] = resolve_database_url(values["database"], folder)
+    if isinstance(values.get("custodian"), list):
+        values["custodian"] = [_anchor_resolved(entry, folder) for entry in values["custodian"]]
     return values
+
+
+def _anchor_resolved(entry: Any, folder: Path) -> Any:
+    """A custodian entry of node.toml with its ``ca`` file made absolute against ``folder``."""
+    if isinstance(entry, dict) and isinstance(entry.get("ca"), str):
+        return {**entry, "ca": str(folder / Path(entry["ca"]).expanduser())}
+    if isinstance(entry, str):
+        peer, options = peer_text_parts(entry)
+        if options.get("ca"):
+            return f"{peer},ca={folder / Path(options['ca']).expanduser()}"
+    return entry
 
 
 def resolve_database_url(url: str, folder: Path) -> str:

@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -37,10 +37,10 @@ def tls_options(function: F) -> F:
     return function
 
 
-def tls_config(ca_cert: Path, cert: Path, key: Path, crl: Path | None) -> TlsConfig:
+def tls_config(ca_cert: Path, cert: Path, key: Path, crl: Path | None, own_ca: Path | None = None) -> TlsConfig:
     from alliance_psi.config import TlsConfig
 
-    return TlsConfig(ca_cert=ca_cert, cert=cert, key=key, crl=crl)
+    return TlsConfig(ca_cert=ca_cert, cert=cert, key=key, crl=crl, own_ca=own_ca)
 
 
 class PeerAddress(click.ParamType["PeerEndpoint", Any]):
@@ -49,15 +49,20 @@ class PeerAddress(click.ParamType["PeerEndpoint", Any]):
     ``NAME`` is the name in the server's certificate: the client accepts no other. Without a
     ``default_name`` the name is required (custodians: the client must know which one it reaches);
     with one, a bare ``HOST:PORT`` means that name (the coordinator is ``coordinator``).
+
+    A custodian run by another institution than the alliance operator also names its own CA, the
+    only one its certificate is then accepted from: ``NAME@HOST:PORT,ca=FILE`` or the table's
+    ``ca = "FILE"`` (``config.PeerEndpoint``). The coordinator takes no ``ca``: it is the
+    operator's, anchored in the alliance CA.
     """
 
-    name = "NAME@HOST:PORT"
+    name = "NAME@HOST:PORT[,ca=FILE]"
 
     def __init__(self, role: str, default_name: str | None = None) -> None:
         self.role, self.default_name = role, default_name
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> PeerEndpoint:
-        from alliance_psi.config import PeerEndpoint
+        from alliance_psi.config import PeerEndpoint, peer_text_parts
         from alliance_psi.errors import ConfigurationError
         from alliance_psi.protocol.model import Role
         from alliance_psi.services.pki import validate_server_name
@@ -65,31 +70,65 @@ class PeerAddress(click.ParamType["PeerEndpoint", Any]):
 
         if isinstance(value, PeerEndpoint):
             return value
+        pinnable = Role(self.role) is Role.CUSTODIAN
+        keys = "name, address and optionally ca" if pinnable else "name and address"
         if isinstance(value, dict):
-            if set(value) != {"name", "address"} or not all(isinstance(v, str) for v in value.values()):
-                self.fail(f"{self.role} {value!r}: a table needs exactly the text keys name and address", param, ctx)
+            if not {"name", "address"} <= set(value) <= {"name", "address", *(["ca"] if pinnable else [])} or not all(
+                isinstance(v, str) for v in value.values()
+            ):
+                self.fail(f"{self.role} {value!r}: a table needs exactly the text keys {keys}", param, ctx)
             name, address, shown = value["name"], value["address"], f"{value['name']}@{value['address']}"
+            options = {"ca": value["ca"]} if "ca" in value else {}
         elif isinstance(value, str):
-            name, at, address = value.rpartition("@")
             shown = value
+            peer, options = peer_text_parts(value)
+            name, at, address = peer.rpartition("@")
             if not at:
                 if self.default_name is None:
                     self.fail(
                         f"{self.role} {value!r} has no name: write NAME@HOST:PORT with the name in the "
-                        f"{self.role}'s certificate, e.g. {self.role}-1@{value} (the node accepts only that "
+                        f"{self.role}'s certificate, e.g. {self.role}-1@{peer} (the node accepts only that "
                         f"{self.role})",
                         param,
                         ctx,
                     )
                 name = self.default_name
         else:
-            self.fail(f"{self.role} {value!r}: expected NAME@HOST:PORT or a table with name and address", param, ctx)
+            self.fail(f"{self.role} {value!r}: expected NAME@HOST:PORT or a table with {keys}", param, ctx)
+        if options and (not pinnable or set(options) != {"ca"} or not options["ca"]):
+            allowed = "only ca=FILE (its own CA)" if pinnable else "nothing (it is anchored in the alliance CA)"
+            self.fail(f"{self.role} {shown!r}: after the address a {self.role} takes {allowed}", param, ctx)
         try:
             validate_server_name(Role(self.role), name)
             split_address(address)
         except (ConfigurationError, ValueError) as exc:
             self.fail(f"{self.role} {shown!r}: {exc}", param, ctx)
-        return PeerEndpoint(name=name, address=address)
+        ca = Path(options["ca"]).expanduser() if options else None
+        return PeerEndpoint(name=name, address=address, ca=ca)
+
+
+def custodian_trust_warnings(custodians: Sequence[PeerEndpoint]) -> list[str]:
+    """What a member node says at start about its custodians, before it dials any (empty: nothing).
+
+    One custodian is one key holder (it and the coordinator could test guesses); custodians none
+    of which is pinned to its own CA could all be run by whoever holds the alliance CA, under
+    their names (``services.anchors``).
+    """
+    warnings = []
+    if len(custodians) < 2:
+        warnings.append(
+            "warning: one key custodian: that custodian together with the coordinator could test guesses of "
+            "low-entropy identifiers; production alliances run two or more independent custodians"
+        )
+    if custodians and all(custodian.ca is None for custodian in custodians):
+        names = ", ".join(custodian.name for custodian in custodians)
+        warnings.append(
+            f"warning: no custodian is pinned to its own CA ({names}: trusted on the alliance CA's word): whoever "
+            "holds the alliance CA could issue certificates under their names, run them all itself and, holding "
+            "every key share, test guesses of low-entropy identifiers; pin a custodian run by another institution "
+            'to that institution\'s CA (ca = "FILE" in its custodian entry; docs/operations.md)'
+        )
+    return warnings
 
 
 _POSITIVE = click.FloatRange(min=0, min_open=True)

@@ -75,6 +75,7 @@ def _serve(config: CustodianConfig) -> None:
         echo_enrolment(
             roster, "custodian", config.name, roles=("member",), needed="member", without="every call is refused"
         )
+        click.echo(_anchor_line(config, tls.own_ca), err=True)
         click.echo(f"custodian {config.name} serving key epoch {share.epoch} on port {port}", err=True)
 
     serve_until_stopped(
@@ -89,10 +90,34 @@ def _serve(config: CustodianConfig) -> None:
     )
 
 
+def _anchor_line(config: CustodianConfig, own_ca: bytes | None) -> str:
+    """Which CA members must pin for this custodian, with its fingerprint to compare out of band."""
+    from alliance_psi.services.anchors import fingerprint
+
+    if own_ca is None:
+        return (
+            f"custodian {config.name}'s certificate is from the alliance CA: members cannot tell it from one the CA "
+            "holder issues under the same name; a custodian run by another institution serves a certificate of its "
+            "own CA (--own-ca), which members pin (docs/operations.md)"
+        )
+    return (
+        f"custodian {config.name}'s certificate is from its own CA {config.tls.own_ca} (SHA-256 fingerprint "
+        f"{fingerprint(own_ca)}): members pin that file for {config.name} (ca = ...), after comparing the fingerprint"
+    )
+
+
 @custodian_group.command("serve")
 @click.option("--name", required=True, help="This custodian's name (as in its certificate).")
 @click.option("--listen", default="127.0.0.1:7101", show_default=True, help="Address to listen on (port 0: any).")
 @tls_options
+@click.option(
+    "--own-ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The CA that issued --cert when it is this custodian's own (members pin it for this custodian; a "
+    "custodian run by another institution than the operator has one). --ca still says which members' "
+    "certificates it trusts. Default: --cert comes from the alliance CA.",
+)
 @click.option("--key-share", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Key share file.")
 @click.option("--database", required=True, help="Quota database URL, e.g. sqlite:///custodian.db.")
 @click.option(
@@ -110,6 +135,7 @@ def serve(
     cert: Path,
     key: Path,
     crl: Path | None,
+    own_ca: Path | None,
     key_share: Path,
     database: str,
     quota: int,
@@ -117,12 +143,15 @@ def serve(
 ) -> None:
     """Serve OPRF evaluations over mutual TLS until SIGTERM or Ctrl-C, to enrolled members only.
 
+    Members' certificates are checked against --ca (the alliance CA) and the enrolment list; this
+    custodian's own certificate comes from --own-ca if given (its institution's CA, which members
+    pin so that the alliance CA holder cannot pose as this custodian), else from the alliance CA.
     SIGHUP reloads the CRL. Limits and their defaults: docs/operations.md, "Limits".
     """
     config = CustodianConfig(
         name=name,
         listen=listen,
-        tls=tls_config(ca_cert, cert, key, crl),
+        tls=tls_config(ca_cert, cert, key, crl, own_ca),
         key_share=key_share,
         database=database,
         quota_per_member=quota,

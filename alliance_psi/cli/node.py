@@ -144,7 +144,8 @@ def network_options(function: F) -> F:
             type=PeerAddress("custodian"),
             multiple=True,
             required=True,
-            help="A custodian, NAME@HOST:PORT with the name in its certificate; repeat in chain order "
+            help="A custodian, NAME@HOST:PORT with the name in its certificate, then ,ca=FILE if it is pinned to "
+            "its own CA (one run by another institution than the operator); repeat in chain order "
             "(env: space-separated).",
         ),
         _option(

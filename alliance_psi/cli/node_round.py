@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from alliance_psi._plural import plural
-from alliance_psi.cli._options import reported
+from alliance_psi.cli._options import custodian_trust_warnings, reported
 from alliance_psi.cli.node import database_option, member_config, network_options, node_group, open_node_database
 from alliance_psi.defaults import JOIN_WAIT_SECONDS
 
@@ -107,12 +107,8 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
     from alliance_psi.services.member import MemberNode
 
     config = member_config(database, **options)
-    if len(config.custodians) < 2:
-        click.echo(
-            "warning: one key custodian: that custodian together with the coordinator could test guesses of "
-            "low-entropy identifiers; production alliances run two or more independent custodians",
-            err=True,
-        )
+    for warning in custodian_trust_warnings(config.custodians):
+        click.echo(warning, err=True)
     with reported():
         held = _held_by_type(database)
         with _progress() as progress:

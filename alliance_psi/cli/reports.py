@@ -140,7 +140,7 @@ def verify_command(
 
 def _rederive(checked: VerifiedReport, node_config: Path, ca_cert: Path) -> str:
     """Re-derive the report's tokens with the node of ``node_config``; the line saying so, and what it cost."""
-    from alliance_psi.cli._options import PeerAddress
+    from alliance_psi.cli._options import PeerAddress, custodian_trust_warnings
     from alliance_psi.config import TlsConfig, read_node_file
     from alliance_psi.protocol.model import Role
     from alliance_psi.reports import ReportMismatch, check_rederived
@@ -150,7 +150,9 @@ def _rederive(checked: VerifiedReport, node_config: Path, ca_cert: Path) -> str:
     values = read_node_file(node_config)  # Relative paths in it are relative to its folder.
     listed = values.get("custodian")
     if not isinstance(listed, list) or not listed:
-        raise ConfigurationError(f"{node_config}: 'custodian' must be a list of custodians, NAME@HOST:PORT")
+        raise ConfigurationError(
+            f"{node_config}: 'custodian' must be a list of custodians, NAME@HOST:PORT[,ca=FILE] or tables"
+        )
     try:
         custodians = [PeerAddress("custodian").convert(value, None, None) for value in listed]
     except click.BadParameter as exc:
@@ -168,6 +170,8 @@ def _rederive(checked: VerifiedReport, node_config: Path, ca_cert: Path) -> str:
     if unknown:
         raise ReportMismatch(f"{'; '.join(unknown)}: not an identifier type, so its token cannot be re-derived")
     identifiers = {(token.type, token.value) for token in checked.tokens}
+    for warning in custodian_trust_warnings(custodians):
+        click.echo(warning, err=True)
     derived = rederive_tokens(tls, custodians, checked.key_epoch, identifiers)
     check_rederived(checked, derived)
     return (

@@ -22,7 +22,6 @@ import datetime as dt
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -31,6 +30,7 @@ from alliance_psi.config import TlsConfig, TlsMaterial
 from alliance_psi.defaults import COORDINATOR_NAME
 from alliance_psi.errors import ConfigurationError, NotAuthenticated
 from alliance_psi.protocol.model import Identity, Role
+from alliance_psi.services.anchors import TrustAnchor, issued_by
 from alliance_psi.services.pki import SERVER_ROLES, _parse_cert, identity_dns_name, identity_from_pem
 
 __all__ = [
@@ -50,6 +50,7 @@ class MaterialLabels:
     ca_cert: str = "the CA certificate"
     cert: str = "the certificate"
     key: str = "the key"
+    own_ca: str = "the custodian's own CA certificate"
 
 
 def load_tls(config: TlsConfig, *, role: Role | None = None, name: str | None = None) -> TlsMaterial:
@@ -62,7 +63,9 @@ def load_tls(config: TlsConfig, *, role: Role | None = None, name: str | None = 
         ConfigurationError: as ``TlsConfig.load`` and ``check_own_certificate``.
     """
     material = config.load()
-    labels = MaterialLabels(ca_cert=str(config.ca_cert), cert=str(config.cert), key=str(config.key))
+    labels = MaterialLabels(
+        ca_cert=str(config.ca_cert), cert=str(config.cert), key=str(config.key), own_ca=str(config.own_ca)
+    )
     check_own_certificate(material, role=role, name=name, labels=labels)
     return material
 
@@ -78,15 +81,27 @@ def check_own_certificate(
     """Check a party's own certificate and key before any connection; return its identity.
 
     ``role`` and ``name``, when given, are what the command needs (a member node needs its own
-    member certificate; ``custodian serve --name custodian-1`` needs custodian-1's).
+    member certificate; ``custodian serve --name custodian-1`` needs custodian-1's). With
+    ``material.own_ca`` (an independent custodian) the certificate must come from that CA instead
+    of the alliance CA, which then only says whom the server trusts as clients.
 
     Raises:
         ConfigurationError: the first problem, naming the option, the file, the cause and the fix:
-            unparsable files; a key that is not the certificate's; a certificate the CA in
-            ``ca_cert`` did not issue; one expired or not yet valid; no alliance identity; another
-            role or name than the command needs.
+            unparsable files; ``own_ca`` that is the alliance CA itself; a key that is not the
+            certificate's; a certificate the CA in ``ca_cert`` (or ``own_ca``) did not issue; one
+            expired or not yet valid; no alliance identity; another role or name than the command
+            needs.
     """
     ca_cert = _own_cert(material.ca_cert, "ca_cert", labels.ca_cert)
+    issuer, issuer_option, issuer_label = ca_cert, "ca_cert", labels.ca_cert
+    if material.own_ca is not None:
+        issuer_option, issuer_label = "own_ca", labels.own_ca
+        issuer = _own_cert(material.own_ca, issuer_option, issuer_label)
+        if issuer == ca_cert:
+            raise ConfigurationError(
+                f"TLS option 'own_ca': {labels.own_ca} is the alliance CA ({labels.ca_cert}) itself: give this "
+                "custodian's own CA (its `alliance-psi pki init-ca`), or leave own_ca out"
+            )
     cert = _own_cert(material.cert, "cert", labels.cert)
     try:
         key = serialization.load_pem_private_key(material.key, password=None)
@@ -97,11 +112,17 @@ def check_own_certificate(
             f"TLS option 'key': {labels.key} is not the private key of {labels.cert} (their public keys differ): "
             "give the .key file that alliance-psi pki issue wrote with that certificate"
         )
-    if not _issued_by(cert, ca_cert):
+    if not issued_by(cert, issuer):
+        fix = (
+            "give this custodian's own ca.pem, or a certificate that CA issued"
+            if issuer_option == "own_ca"
+            else "give the alliance's ca.pem, or a certificate its operator issued"
+        )
+        if issuer_option == "ca_cert" and role is Role.CUSTODIAN:
+            fix += " (a custodian serving a certificate of its own CA names that CA with --own-ca)"
         raise ConfigurationError(
-            f"TLS option 'cert': {labels.cert} was not issued by the CA in {labels.ca_cert} "
-            f"(its issuer is {cert.issuer.rfc4514_string()!r}): give the alliance's ca.pem, "
-            "or a certificate its operator issued"
+            f"TLS option 'cert': {labels.cert} was not issued by the CA in {issuer_label} "
+            f"(its issuer is {cert.issuer.rfc4514_string()!r}): {fix}"
         )
     now = now or dt.datetime.now(dt.UTC)
     if now < cert.not_valid_before_utc:
@@ -166,22 +187,38 @@ def check_server_certificate(cert_pem: bytes) -> Identity:
 
 
 def server_certificate_problem(
-    cert_pem: bytes, *, ca_cert_pem: bytes, expected: Identity, now: dt.datetime | None = None
+    cert_pem: bytes,
+    *,
+    ca_cert_pem: bytes,
+    expected: Identity,
+    anchor: TrustAnchor | None = None,
+    now: dt.datetime | None = None,
 ) -> str | None:
     """Why a client expecting ``expected`` refuses the server certificate ``cert_pem``, or None.
 
-    The sentence starts with "it" (the server), names the cause and the fix. The identity of a
-    certificate that the alliance CA did not issue is never shown: anyone can write one.
+    With ``anchor`` (an independent custodian's own CA) the certificate must come from that CA; one
+    from the alliance CA is named as what it may be, an impostor made by the CA holder. The sentence
+    starts with "it" (the server), names the cause and the fix. The identity of a certificate that
+    the trusted CA did not issue is never shown: anyone can write one.
     """
     try:
         cert = _parse_cert(cert_pem, error=ConfigurationError)
         ca_cert = _parse_cert(ca_cert_pem, error=ConfigurationError)
     except ConfigurationError:
         return "it presents no readable certificate: check the address"
-    if not _issued_by(cert, ca_cert):
+    if anchor is not None:
+        if not issued_by(cert, _parse_cert(anchor.cert_pem, error=ConfigurationError)):
+            return _not_from_anchor(cert, ca_cert, anchor, expected)
+    elif not issued_by(cert, ca_cert):
+        own = (
+            f"; if {party_label(expected)} serves a certificate of its own CA, pin that CA for it (ca=FILE)"
+            if expected.role is Role.CUSTODIAN
+            else ""
+        )
         return (
             f"its certificate is not from the alliance CA in our ca.pem (its issuer is "
             f"{cert.issuer.rfc4514_string()!r}): check the address, and that both sides use the alliance's ca.pem"
+            + own
         )
     try:
         identity = identity_from_pem(cert_pem)
@@ -208,6 +245,21 @@ def server_certificate_problem(
     return None
 
 
+def _not_from_anchor(cert: x509.Certificate, ca_cert: x509.Certificate, anchor: TrustAnchor, expected: Identity) -> str:
+    """Why a certificate is refused that the CA pinned for ``expected`` did not issue."""
+    pinned = f"the CA we pin for {party_label(expected)} ({anchor.source})"
+    if issued_by(cert, ca_cert):
+        return (
+            f"its certificate is from the alliance CA, not from {pinned}: whoever holds the alliance CA can issue "
+            f"one under any name, so this may be an impostor run by the CA holder; do not use this address, and "
+            f"check it with {party_label(expected)}'s operator out of band"
+        )
+    return (
+        f"its certificate is not from {pinned} (its issuer is {cert.issuer.rfc4514_string()!r}): check the address, "
+        f"and the pinned file with {party_label(expected)}'s operator out of band"
+    )
+
+
 def party_label(identity: Identity) -> str:
     """``member bank-a``; the coordinator called ``coordinator`` is just ``the coordinator``."""
     if identity.role is Role.COORDINATOR and identity.name == COORDINATOR_NAME:
@@ -227,14 +279,6 @@ def _own_cert(pem: bytes, option: str, label: str) -> x509.Certificate:
 
 def _spki(public_key: PublicKeyTypes) -> bytes:
     return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def _issued_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(ca_cert)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
 
 
 def _shown(moment: dt.datetime) -> str:

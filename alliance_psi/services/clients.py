@@ -2,7 +2,9 @@
 
 Each client is built for one named server (``custodian-1``, ``coordinator``) and its channel
 accepts only that server's certificate (``services.tls``): another custodian, the coordinator at
-a custodian's address, or a member's certificate is refused by the handshake.
+a custodian's address, or a member's certificate is refused by the handshake. A custodian
+configured with its own CA (``PeerEndpoint.ca``, ``services.anchors``) is accepted only with a
+certificate of that CA: one the alliance CA issued under its name is refused.
 
 Transient failures (UNAVAILABLE, DEADLINE_EXCEEDED) are retried with exponential backoff. After
 each, ``services.tls_diagnosis`` looks at what answers at the address: a certificate that is not
@@ -21,7 +23,7 @@ from typing import Self, TypeVar
 
 import grpc
 
-from alliance_psi.config import TlsMaterial
+from alliance_psi.config import PeerEndpoint, TlsMaterial
 from alliance_psi.defaults import COORDINATOR_NAME
 from alliance_psi.errors import AlliancePsiError, CertificateRevoked, HandshakeFailed, PeerUnavailable
 from alliance_psi.protocol import messages
@@ -32,12 +34,13 @@ from alliance_psi.protocol.custodian import EpochStatus
 from alliance_psi.protocol.messages import pb_coordinator, pb_custodian
 from alliance_psi.protocol.model import Identity, Role, Round, RoundState, SubmissionStatus
 from alliance_psi.protocol.result_codec import LeafPage, SignedResultHeader
+from alliance_psi.services.anchors import TrustAnchor, load_anchor
 from alliance_psi.services.cert_checks import party_label
 from alliance_psi.services.status import from_rpc_error
 from alliance_psi.services.tls import secure_channel
 from alliance_psi.services.tls_diagnosis import DIAGNOSIS_TIMEOUT, Diagnosis, diagnose
 
-__all__ = ["CoordinatorClient", "CustodianChain", "CustodianClient", "RetryPolicy"]
+__all__ = ["CoordinatorClient", "CustodianChain", "CustodianClient", "RetryPolicy", "custodian_clients"]
 
 T = TypeVar("T")
 _TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
@@ -96,11 +99,13 @@ def _typed_error(err: grpc.RpcError, peer: str) -> AlliancePsiError:
 
 
 class _Client:
-    def __init__(self, target: str, tls: TlsMaterial, retry: RetryPolicy | None, *, server: Identity) -> None:
+    def __init__(
+        self, target: str, tls: TlsMaterial, retry: RetryPolicy | None, *, server: Identity, anchor: TrustAnchor | None
+    ) -> None:
         self.target, self.server, self.peer = target, server, f"{party_label(server)} at {target}"
         self.retry = retry or RetryPolicy()
-        self.channel = secure_channel(target, tls, server=server)
-        self._tls = tls
+        self.channel = secure_channel(target, tls, server=server, anchor=anchor)
+        self._tls, self._anchor = tls, anchor
 
     def _call(self, fn: Callable[[float], T]) -> T:
         """``fn(timeout)`` under the retry policy, with failures explained."""
@@ -109,7 +114,7 @@ class _Client:
     def explain(self) -> Diagnosis | None:
         """What is wrong with the server at this client's address, if anything (after a failure)."""
         timeout = min(self.retry.timeout, DIAGNOSIS_TIMEOUT)
-        return diagnose(self.target, server=self.server, tls=self._tls, timeout=timeout)
+        return diagnose(self.target, server=self.server, tls=self._tls, anchor=self._anchor, timeout=timeout)
 
     def close(self) -> None:
         self.channel.close()
@@ -122,10 +127,22 @@ class _Client:
 
 
 class CustodianClient(_Client):
-    """A client of custodian ``name`` at ``target``: no other party's certificate is accepted."""
+    """A client of custodian ``name`` at ``target``: no other party's certificate is accepted.
 
-    def __init__(self, target: str, tls: TlsMaterial, retry: RetryPolicy | None = None, *, name: str) -> None:
-        super().__init__(target, tls, retry, server=Identity(name=name, role=Role.CUSTODIAN))
+    With ``anchor`` (the custodian's own CA) only a certificate of that CA is: not one the
+    alliance CA issued under the same name.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        tls: TlsMaterial,
+        retry: RetryPolicy | None = None,
+        *,
+        name: str,
+        anchor: TrustAnchor | None = None,
+    ) -> None:
+        super().__init__(target, tls, retry, server=Identity(name=name, role=Role.CUSTODIAN), anchor=anchor)
         self.stub = custodian_pb2_grpc.OprfEvaluatorStub(self.channel)
 
     def epoch(self) -> EpochStatus:
@@ -137,6 +154,25 @@ class CustodianClient(_Client):
         request = messages.evaluate_request(key_epoch, elements)
         response = self._call(lambda t: self.stub.Evaluate(request, timeout=t))
         return list(response.elements)
+
+
+def custodian_clients(
+    custodians: Sequence[PeerEndpoint], tls: TlsMaterial, retry: RetryPolicy | None = None
+) -> list[CustodianClient]:
+    """Clients of ``custodians``, in order, each trusting its own CA (``PeerEndpoint.ca``) if it has one.
+
+    Every pinned CA is read and checked before any client is made, so a bad file fails at start-up.
+
+    Raises:
+        ConfigurationError: a pinned CA file is wrong (``services.anchors.load_anchor``).
+    """
+    anchors = [
+        load_anchor(c.ca, custodian=c.name, alliance_ca=tls.ca_cert) if c.ca is not None else None for c in custodians
+    ]
+    return [
+        CustodianClient(c.address, tls, retry, name=c.name, anchor=anchor)
+        for c, anchor in zip(custodians, anchors, strict=True)
+    ]
 
 
 class CustodianChain:
@@ -162,7 +198,7 @@ class CoordinatorClient(_Client):
     def __init__(
         self, target: str, tls: TlsMaterial, retry: RetryPolicy | None = None, *, name: str = COORDINATOR_NAME
     ) -> None:
-        super().__init__(target, tls, retry, server=Identity(name=name, role=Role.COORDINATOR))
+        super().__init__(target, tls, retry, server=Identity(name=name, role=Role.COORDINATOR), anchor=None)
         self.stub = coordinator_pb2_grpc.CoordinatorStub(self.channel)
 
     def create_round(self, spec: RoundSpec) -> Round:

@@ -65,11 +65,7 @@ from alliance_psi.protocol.submission import (
     label_digest,
 )
 from alliance_psi.services.cert_checks import load_tls
-from alliance_psi.services.clients import (
-    CoordinatorClient,
-    CustodianChain,
-    CustodianClient,
-)
+from alliance_psi.services.clients import CoordinatorClient, CustodianChain, custodian_clients
 from alliance_psi.services.log_witness import LogWitness
 from alliance_psi.storage import KeptResults, MemberRepository, create_schema, make_engine
 
@@ -184,13 +180,13 @@ class MemberNode:
         # The alliance knows this node by its certificate alone: a different member id here would
         # only surface later, as a result "for another member".
         tls = load_tls(config.tls, role=Role.MEMBER, name=config.member_id)
+        chain = CustodianChain(custodian_clients(config.custodians, tls), "")  # Checks pinned CAs first.
         engine = make_engine(config.database)
         create_schema(engine)
         try:
             coordinator_key = load_public_key(config.coordinator_public_key.read_bytes())
         except OSError as exc:
             raise ConfigurationError(f"coordinator key {config.coordinator_public_key}: {exc.strerror}") from None
-        chain = CustodianChain([CustodianClient(c.address, tls, name=c.name) for c in config.custodians], "")
         return cls(
             member_id=config.member_id,
             engine=engine,

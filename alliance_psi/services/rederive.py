@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from alliance_psi.config import PeerEndpoint, TlsMaterial
 from alliance_psi.crypto.parallel import ProcessMap, tokenize
 from alliance_psi.identifiers.types import Identifier, IdentifierType
-from alliance_psi.services.clients import CustodianChain, CustodianClient
+from alliance_psi.services.clients import CustodianChain, custodian_clients
 
 __all__ = ["rederive_tokens"]
 
@@ -26,15 +26,16 @@ def rederive_tokens(
     """The match token of each distinct ``(type, canonical value)`` under ``key_epoch``, through ``custodians`` in order.
 
     Costs one evaluation per distinct identifier at every custodian, charged to the member that
-    ``tls`` names.
+    ``tls`` names. A custodian with its own CA (``PeerEndpoint.ca``) is trusted only under it.
 
     Raises:
         ValueError: an identifier type that does not exist.
+        ConfigurationError: a custodian's pinned CA file is wrong.
         QuotaExceeded, WrongEpoch, NotAuthenticated, NotAuthorized, PeerUnavailable: from the custodians.
     """
     distinct = sorted(set(identifiers))
     inputs = [Identifier(IdentifierType(kind), value).oprf_input() for kind, value in distinct]
-    chain = CustodianChain([CustodianClient(c.address, tls, name=c.name) for c in custodians], key_epoch)
+    chain = CustodianChain(custodian_clients(custodians, tls), key_epoch)
     try:
         with ProcessMap(1) as pool:
             tokens = [token for _, derived in tokenize(inputs, chain, pool=pool) for token in derived.match_tokens]

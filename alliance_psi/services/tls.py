@@ -32,8 +32,14 @@ Why the TLS name, and not another check:
 The name override also sets TLS SNI and the default ``:authority`` to the identity name; servers
 ignore both. A custodian's public commitment to its key share is not pinned: custodians publish
 none today; threshold custody (Pedersen VSS) adds commitments, and with them that pin.
-Whoever holds the CA can still mint a certificate under any name: pinning names stops mistakes
-and other parties, not the CA holder (enrolment lists pin members' keys for that).
+
+Whoever holds the alliance CA can mint a certificate under any name: pinning names stops mistakes
+and other parties, not the CA holder (enrolment lists pin members' keys for that). Against the CA
+holder posing as an independent custodian, a channel may trust another anchor instead of the
+alliance CA: that custodian's own CA (``services.anchors``), given to ``secure_channel`` as
+``anchor``. gRPC's ``root_certificates`` are per channel credentials, so the handshake of that
+channel, and only that one, refuses every certificate the alliance CA issued. Servers keep
+verifying their clients against the alliance CA whatever CA issued their own certificate.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from alliance_psi.config import ServerLimits, TlsMaterial
 from alliance_psi.protocol.messages import CHUNK_REQUEST, EVALUATE_REQUEST
 from alliance_psi.protocol.model import Identity
 from alliance_psi.protocol.wire import SMALL_REQUEST
+from alliance_psi.services.anchors import TrustAnchor
 from alliance_psi.services.cert_checks import check_server_certificate
 from alliance_psi.services.pki import identity_dns_name, load_crl_serials
 
@@ -111,7 +118,9 @@ def server_credentials(material: TlsMaterial) -> grpc.ServerCredentials:
     """Server credentials that require a client certificate signed by the alliance CA.
 
     The handshake fails (the client sees UNAVAILABLE) for no certificate, a certificate of another
-    CA, or an expired one. Revoked certificates are refused by the identity interceptor.
+    CA, or an expired one. Revoked certificates are refused by the identity interceptor. The
+    server's own certificate may come from another CA (``material.own_ca``, an independent
+    custodian's): clients are still verified against ``material.ca_cert`` only.
 
     Raises:
         ConfigurationError: the server's own certificate would be refused by every client (one for
@@ -125,23 +134,31 @@ def server_credentials(material: TlsMaterial) -> grpc.ServerCredentials:
     )
 
 
-def channel_credentials(material: TlsMaterial) -> grpc.ChannelCredentials:
-    """Channel credentials that present this party's certificate and trust only the alliance CA."""
+def channel_credentials(material: TlsMaterial, anchor: TrustAnchor | None = None) -> grpc.ChannelCredentials:
+    """Channel credentials that present this party's certificate and trust only one CA: ``anchor``
+    if given (an independent custodian's own CA), else the alliance CA."""
     return grpc.ssl_channel_credentials(
-        root_certificates=material.ca_cert,
+        root_certificates=anchor.cert_pem if anchor is not None else material.ca_cert,
         private_key=material.key,
         certificate_chain=material.cert,
     )
 
 
 def secure_channel(
-    target: str, material: TlsMaterial, *, server: Identity, options: Sequence[tuple[str, Any]] = ()
+    target: str,
+    material: TlsMaterial,
+    *,
+    server: Identity,
+    anchor: TrustAnchor | None = None,
+    options: Sequence[tuple[str, Any]] = (),
 ) -> grpc.Channel:
     """A mutual-TLS channel to ``target`` (``host:port``) that accepts only ``server``'s certificate.
 
-    The handshake refuses a server whose certificate the alliance CA did not issue, that lacks the
-    serverAuth usage, or that does not carry ``server``'s identity name (another party). ``options``
-    override ``CHANNEL_OPTIONS`` key by key, except the name override, which is always ``server``'s.
+    The handshake refuses a server whose certificate the trusted CA did not issue, that lacks the
+    serverAuth usage, or that does not carry ``server``'s identity name (another party). The trusted
+    CA is ``anchor`` when given (the alliance CA is then not trusted on this channel: a certificate
+    it issued under ``server``'s name is refused), else the alliance CA. ``options`` override
+    ``CHANNEL_OPTIONS`` key by key, except the name override, which is always ``server``'s.
 
     Raises:
         ConfigurationError: ``server`` is not a coordinator or custodian with a valid server name.
@@ -149,7 +166,7 @@ def secure_channel(
     merged = dict(CHANNEL_OPTIONS)
     merged.update(options)
     merged["grpc.ssl_target_name_override"] = identity_dns_name(server.role, server.name)
-    return grpc.secure_channel(target, channel_credentials(material), options=list(merged.items()))
+    return grpc.secure_channel(target, channel_credentials(material, anchor), options=list(merged.items()))
 
 
 def revoked_serials(material: TlsMaterial) -> frozenset[int]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from alliance_psi.config import TlsMaterial
 from alliance_psi.protocol.model import Identity
+from alliance_psi.services.anchors import TrustAnchor
 from alliance_psi.services.cert_checks import server_certificate_problem
 from alliance_psi.services.pki import identity_dns_name
 
@@ -53,9 +54,15 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 def diagnose(
-    address: str, *, server: Identity, tls: TlsMaterial, timeout: float = DIAGNOSIS_TIMEOUT
+    address: str,
+    *,
+    server: Identity,
+    tls: TlsMaterial,
+    anchor: TrustAnchor | None = None,
+    timeout: float = DIAGNOSIS_TIMEOUT,
 ) -> Diagnosis | None:
-    """Connect to ``address`` as a client expecting ``server``; say what is wrong, or None.
+    """Connect to ``address`` as a client expecting ``server`` (from ``anchor``'s CA if given); say
+    what is wrong, or None.
 
     None means the server's certificate would be accepted: the failure was elsewhere (the server
     refused ours, or it was transient).
@@ -106,5 +113,5 @@ def diagnose(
     if not der:
         return Diagnosis("it presents no certificate: check the address", lasting=True)
     cert_pem = ssl.DER_cert_to_PEM_cert(der).encode()
-    problem = server_certificate_problem(cert_pem, ca_cert_pem=tls.ca_cert, expected=server)
+    problem = server_certificate_problem(cert_pem, ca_cert_pem=tls.ca_cert, expected=server, anchor=anchor)
     return Diagnosis(problem, lasting=True) if problem is not None else None

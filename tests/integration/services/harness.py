@@ -2,28 +2,31 @@
 member nodes with their own SQLite databases, and planted overlapping blacklists.
 
 Every server serves only the parties enrolled in its own database, as in production: the three
-members everywhere, and the ``admin`` certificate at the coordinator.
+members everywhere, and the ``admin`` certificate at the coordinator. A custodian named in
+``own_cas`` is run by another institution: it serves a certificate of its own CA, and the harness's
+member nodes pin that CA for it (``Alliance.custodian_cas``), as the README's custodian-2.
 """
 
 from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine
 
-from alliance_psi.config import ServerLimits
+from alliance_psi.config import PeerEndpoint, ServerLimits, TlsMaterial
 from alliance_psi.crypto.key_shares import KeyShare
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.identifiers import IdentifierType, normalize
 from alliance_psi.protocol.coordinator import CoordinatorRole, RoundSpec
 from alliance_psi.protocol.custodian import CustodianRole
 from alliance_psi.protocol.model import Identity, Role
-from alliance_psi.services.clients import CoordinatorClient, CustodianChain, CustodianClient, RetryPolicy
+from alliance_psi.services import pki as pki_module
+from alliance_psi.services.clients import CoordinatorClient, CustodianChain, RetryPolicy, custodian_clients
 from alliance_psi.services.coordinator import coordinator_registration, sql_unit_of_work
 from alliance_psi.services.custodian import SqlQuotaLedger, custodian_registration
 from alliance_psi.services.enrolment import enrol, enrolment_gate
@@ -115,16 +118,22 @@ class Alliance:
     signing_key: SigningKey
     member_engines: dict[str, Engine]
     custodian_engines: list[Engine] = field(default_factory=list)
+    custodian_cas: dict[str, Path] = field(default_factory=dict)
+    """The CA file each independent custodian's operator hands members (by custodian name)."""
+
+    def custodians(self) -> list[PeerEndpoint]:
+        """The custodians as a member configures them: each independent one pinned to its own CA."""
+        return [
+            PeerEndpoint(name=custodian_name(i), address=a, ca=self.custodian_cas.get(custodian_name(i)))
+            for i, a in enumerate(self.custodian_addresses)
+        ]
 
     def admin(self) -> CoordinatorClient:
         return CoordinatorClient(self.coordinator_address, self.pki.material("admin"))  # type: ignore[attr-defined]
 
     def node(self, member: str, *, retry: RetryPolicy | None = None, share_name: bool = False) -> MemberNode:
         tls = self.pki.material(member)  # type: ignore[attr-defined]
-        chain = CustodianChain(
-            [CustodianClient(a, tls, retry, name=custodian_name(i)) for i, a in enumerate(self.custodian_addresses)],
-            EPOCH,
-        )
+        chain = CustodianChain(custodian_clients(self.custodians(), tls, retry), EPOCH)
         return MemberNode(
             member_id=member,
             engine=self.member_engines[member],
@@ -177,9 +186,12 @@ def running_alliance(
     max_round_items: int | None = None,
     crl: bytes | None = None,
     result_page_bytes: int | None = None,
+    own_cas: Mapping[str, pki_module.CertificateAuthority] | None = None,
 ) -> Iterator[Alliance]:
     """Custodians and a coordinator serving on loopback within ``limits`` and refusing the
-    certificates ``crl`` revokes; refused calls are audited in each server's database."""
+    certificates ``crl`` revokes; refused calls are audited in each server's database. A custodian
+    named in ``own_cas`` serves a certificate of that CA (and still trusts members of the alliance
+    CA); its CA certificate is written to ``tmp/NAME-ca.pem`` for members to pin."""
     planted = planted or Planted.make()
     limits = limits or ServerLimits()
     signing_key = SigningKey.generate()
@@ -198,10 +210,18 @@ def running_alliance(
         key_pins=coordinator_roster.key_pin_of,
         **({"result_page_bytes": result_page_bytes} if result_page_bytes else {}),
     )
+    own_tls: dict[str, TlsMaterial] = {}
+    custodian_cas: dict[str, Path] = {}
+    for name, own_ca in (own_cas or {}).items():
+        served = pki_module.issue(own_ca, role=Role.CUSTODIAN, name=name)
+        alliance_ca = pki.ca.cert_pem  # type: ignore[attr-defined]
+        own_tls[name] = TlsMaterial(alliance_ca, served.cert_pem, served.key_pem, crl=crl, own_ca=own_ca.cert_pem)
+        custodian_cas[name] = tmp / f"{name}-ca.pem"
+        custodian_cas[name].write_bytes(own_ca.cert_pem)
     with contextlib.ExitStack() as stack:
 
         def serve(registration: Registration, party: str, engine: Engine, check: PeerCheck) -> str:
-            tls = pki.material(party, crl=crl)  # type: ignore[attr-defined]
+            tls = own_tls[party] if party in own_tls else pki.material(party, crl=crl)  # type: ignore[attr-defined]
             audit = sql_audit_writer(engine)
             server = run_server(
                 [registration], address="127.0.0.1:0", tls=tls, checks=[check], limits=limits, audit=audit
@@ -230,7 +250,16 @@ def running_alliance(
             engines[member] = sqlite_engine(tmp / f"{member}.db")
             load(engines[member], sorted(planted.holdings[member]), CATEGORIES[i])
         yield Alliance(
-            tmp, pki, coordinator_engine, role, coordinator_address, addresses, signing_key, engines, custodian_engines
+            tmp,
+            pki,
+            coordinator_engine,
+            role,
+            coordinator_address,
+            addresses,
+            signing_key,
+            engines,
+            custodian_engines,
+            custodian_cas,
         )
 
 

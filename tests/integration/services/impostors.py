@@ -57,10 +57,10 @@ class _Counting(grpc.ServerInterceptor):  # type: ignore[type-arg]
         return continuation(details)
 
 
-def custodian_service(tmp: Path) -> Registration:
-    """The real custodian service with a fresh key share and quota database."""
-    ledger = SqlQuotaLedger(sqlite_engine(tmp / "impostor-quota.db"), "custodian-1")
-    role = CustodianRole("custodian-1", KeyShare.generate(EPOCH), quota_per_member=1000, ledger=ledger)
+def custodian_service(tmp: Path, name: str = "custodian-1") -> Registration:
+    """The real custodian service, as custodian ``name``, with a fresh key share and quota database."""
+    ledger = SqlQuotaLedger(sqlite_engine(tmp / "impostor-quota.db"), name)
+    role = CustodianRole(name, KeyShare.generate(EPOCH), quota_per_member=1000, ledger=ledger)
     return custodian_registration(role)
 
 

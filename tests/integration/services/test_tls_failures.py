@@ -163,7 +163,7 @@ def test_a_server_certificate_of_another_ca_is_named(tmp_path: Path, pki: Allian
     assert message == (
         f"cannot trust custodian custodian-1 at {address}: its certificate is not from the alliance CA in "
         "our ca.pem (its issuer is 'CN=Other alliance CA'): check the address, and that both sides use the "
-        "alliance's ca.pem"
+        "alliance's ca.pem; if custodian custodian-1 serves a certificate of its own CA, pin that CA for it (ca=FILE)"
     )
 
 
