@@ -107,10 +107,10 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
     from alliance_psi.services.member import MemberNode
 
     config = member_config(database, **options)
-    for warning in custodian_trust_warnings(config.custodians):
-        click.echo(warning, err=True)
     with reported():
         held = _held_by_type(database)
+        for warning in custodian_trust_warnings(config.custodians):  # Before any custodian is dialled.
+            click.echo(warning, err=True)
         with _progress() as progress:
             node = MemberNode.from_config(config, progress=progress)
             try:

@@ -217,8 +217,7 @@ def server_certificate_problem(
         )
         return (
             f"its certificate is not from the alliance CA in our ca.pem (its issuer is "
-            f"{cert.issuer.rfc4514_string()!r}): check the address, and that both sides use the alliance's ca.pem"
-            + own
+            f"{cert.issuer.rfc4514_string()!r}): check the address, and that both sides use the alliance's ca.pem" + own
         )
     try:
         identity = identity_from_pem(cert_pem)

@@ -168,6 +168,21 @@ def test_read_node_file_resolves_paths_against_its_folder(tmp_path: Path) -> Non
     }
 
 
+def test_read_node_file_resolves_each_custodians_ca_against_its_folder(tmp_path: Path) -> None:
+    settings = tmp_path / "node.toml"
+    settings.write_text(
+        '[node]\ncustodian = ["custodian-1@h:1", "custodian-2@h:2,ca=c2/ca.pem", '
+        '{ name = "custodian-3", address = "h:3", ca = "/etc/c3.pem" }, { name = "custodian-4", address = "h:4" }]\n',
+        encoding="utf-8",
+    )
+    assert read_node_file(settings)["custodian"] == [
+        "custodian-1@h:1",
+        f"custodian-2@h:2,ca={tmp_path / 'c2' / 'ca.pem'}",
+        {"name": "custodian-3", "address": "h:3", "ca": "/etc/c3.pem"},
+        {"name": "custodian-4", "address": "h:4"},
+    ]
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -539,7 +539,8 @@ def test_online_verification_catches_a_token_a_dishonest_node_attached_to_anothe
 
     planted = Planted.make()
     bank_a, bank_b = pki.tls_config("bank-a"), pki.tls_config("bank-b")
-    with running_alliance(tmp_path, pki, planted=planted) as alliance:
+    own_ca = {"custodian-2": pki_module.init_ca("Custodian Two institution")}  # Pinned by bank-b's node.toml.
+    with running_alliance(tmp_path, pki, planted=planted, own_cas=own_ca) as alliance:
         round_id = alliance.admin().create_round(alliance.spec(2)).round_id
         with ThreadPoolExecutor(3) as pool:
             for joined in [
@@ -556,7 +557,10 @@ def test_online_verification_catches_a_token_a_dishonest_node_attached_to_anothe
         )  # fmt: skip
         assert written.exit_code == 0, written.output
         node_toml = tmp_path / "bank-b.toml"
-        custodians = ", ".join(f'"{custodian_name(i)}@{a}"' for i, a in enumerate(alliance.custodian_addresses))
+        first, second = alliance.custodian_addresses
+        custodians = (
+            f'"{custodian_name(0)}@{first}", "{custodian_name(1)}@{second},ca={alliance.custodian_cas["custodian-2"]}"'
+        )
         node_toml.write_text(f'[node]\ncert = "{bank_b.cert}"\nkey = "{bank_b.key}"\ncustodian = [{custodians}]\n')
 
         def verify_online(path: Path, *extra: str) -> Result:
@@ -617,7 +621,10 @@ def test_report_verify_online_refuses_a_node_config_it_cannot_use(node: dict[str
     (pki_dir / "operator.key").write_bytes(admin.key_pem)
     (pki_dir / "operator.key").chmod(0o600)
     cases = {
-        "": f"Error: {tmp_path / 'node.toml'}: 'custodian' must be a list of custodians, NAME@HOST:PORT\n",
+        "": (
+            f"Error: {tmp_path / 'node.toml'}: 'custodian' must be a list of custodians, NAME@HOST:PORT[,ca=FILE] or "
+            "tables\n"
+        ),
         'custodian = ["custodian-1@127.0.0.1:9"]\nkey = "x"\n': (
             f"Error: {tmp_path / 'node.toml'}: 'cert' must be the path of the node's TLS cert\n"
         ),
