@@ -1,7 +1,8 @@
 """A throwaway alliance on this machine, for the demo and the benchmarks.
 
 ``LocalAlliance`` writes a CA and certificates, the coordinator's signing key and one custodian
-key share under a directory, enrols the members (and the operator, as admin) in each server's
+key share under a directory (the custodian, as an independent one would, certifies itself with a
+CA of its own, which every member's ``node.toml`` pins for it), enrols the members (and the operator, as admin) in each server's
 own database as each server's operator would, starts the coordinator and the custodian as
 separate server processes on loopback ports, writes one ``node.toml`` per member, and stops
 the servers on exit.
@@ -90,9 +91,15 @@ def _write_keys(root: Path, members: Sequence[str]) -> None:
     pki_dir = root / "alliance" / "pki"
     ca = pki.init_ca("Local")
     pki.write_ca(ca, pki_dir)
-    parties = [(Role.COORDINATOR, "coordinator"), (Role.CUSTODIAN, "custodian-1"), (Role.ADMIN, "operator")]
+    parties = [(Role.COORDINATOR, "coordinator"), (Role.ADMIN, "operator")]
     for role, name in parties + [(Role.MEMBER, m) for m in members]:
         pki.write_issued(pki.issue(ca, role=role, name=name), pki_dir, name)
+    # The custodian is another institution's: its certificate comes from its own CA, not the alliance's.
+    custodian_ca = pki.init_ca("Local custodian-1")
+    pki.write_ca(custodian_ca, root / "custodian" / "ca")
+    pki.write_issued(
+        pki.issue(custodian_ca, role=Role.CUSTODIAN, name="custodian-1"), root / "custodian", "custodian-1"
+    )
     signing = SigningKey.generate()
     write_file_atomic(root / "alliance" / "signing.key", signing.to_pem())
     (root / "alliance" / "signing.pub").write_text(signing.public_key.hex() + "\n")
@@ -147,6 +154,7 @@ def local_alliance(
     _write_keys(root, members)
     alliance_dir = root / "alliance"
     pki_dir = alliance_dir / "pki"
+    custodian_dir = root / "custodian"
     _enrol(alliance_dir / "custodian.db", pki_dir, members)
     _enrol(alliance_dir / "coordinator.db", pki_dir, members, admins=["operator"], display_names=display_names)
     with (
@@ -158,7 +166,8 @@ def local_alliance(
                 "custodian-1",
                 "--listen",
                 "127.0.0.1:0",
-                *tls_args(pki_dir, "custodian-1"),
+                *("--ca", str(pki_dir / "ca.pem"), "--own-ca", str(custodian_dir / "ca" / "ca.pem")),
+                *("--cert", str(custodian_dir / "custodian-1.pem"), "--key", str(custodian_dir / "custodian-1.key")),
                 "--key-share",
                 str(alliance_dir / "custodian.share"),
                 "--database",
@@ -195,7 +204,7 @@ def local_alliance(
                     "cert": str(pki_dir / f"{member}.pem"),
                     "key": str(pki_dir / f"{member}.key"),
                     "coordinator": coordinator.address,
-                    "custodian": [f"custodian-1@{custodian.address}"],
+                    "custodian": [f"custodian-1@{custodian.address},ca={custodian_dir / 'ca' / 'ca.pem'}"],
                     "coordinator-key": str(alliance_dir / "signing.pub"),
                     "data-dir": str(home / "secrets"),
                     **({"display-name": display_names[member]} if display_names and member in display_names else {}),

@@ -1,8 +1,9 @@
 """``alliance-psi demo``: a throwaway alliance on this machine, end to end, checked.
 
-It creates a CA and certificates, a coordinator and an independent custodian as separate server
-processes on loopback ports (each serving only the members enrolled in its own database), and
-member nodes as separate processes with their own databases.
+It creates a CA and certificates, a coordinator and an independent custodian (certified by a CA
+of its own, which every member pins for it) as separate server processes on loopback ports (each
+serving only the members enrolled in its own database), and member nodes as separate processes
+with their own databases.
 Each member imports a synthetic blacklist (valid mobile numbers, resident IDs, bank cards and
 credit codes; one file in GB18030 as Excel writes it on Chinese Windows) with planted shared
 leads, joins one round, and writes its HTML and JSON reports. The demo then checks, from the
@@ -134,7 +135,8 @@ def _demo(members_count: int, size: int, threshold: int, shared: int, out: Path,
     with local_alliance(out, members, display_names=DISPLAY) as alliance:
         console.print(
             f"[bold]alliance[/bold]: CA and certificates for {len(members)} members, the operator, a coordinator "
-            f"on {alliance.coordinator.address} and an independent custodian on {alliance.custodian.address}; "
+            f"on {alliance.coordinator.address} and an independent custodian on {alliance.custodian.address} "
+            "(certified by its own CA, which every member pins); "
             f"each server serves only the {len(members)} members its own operator enrolled by key"
         )
         for i, member in enumerate(members):

@@ -16,6 +16,7 @@ from alliance_psi._plural import plural
 from alliance_psi.errors import ConfigurationError
 from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.services import pki
+from alliance_psi.services.anchors import fingerprint
 
 __all__ = ["pki_group"]
 
@@ -61,13 +62,17 @@ def pki_group() -> None:
 @click.option("--days", type=_DAYS, default=3650, show_default=True, help="Validity in days.")
 @click.option("--force", is_flag=True, help="Overwrite an existing CA (every issued certificate becomes useless).")
 def init_ca(out: Path, name: str, days: int, force: bool) -> None:
-    """Create a new alliance CA in OUT."""
+    """Create a new CA in OUT: the alliance's, or an independent custodian's own (members pin it for that custodian)."""
     with _reported():
         ca = pki.init_ca(name, valid_days=days)
         cert_path, key_path = pki.write_ca(ca, out, force=force)
         # An empty CRL from the start, so servers can always be given --crl.
         crl_path = pki.write_crl(pki.revoke(ca, []), out / pki.CRL_FILE)
     click.echo(f"wrote {cert_path}, {key_path} and {crl_path}")
+    click.echo(
+        f"SHA-256 fingerprint of {cert_path.name}: {fingerprint(ca.cert_pem)} (whoever is handed {cert_path.name} "
+        "compares it with this, read out over another channel)"
+    )
 
 
 @pki_group.command("issue")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,12 @@ def test_demo_finds_exactly_what_it_planted(tmp_path: Path) -> None:
         assert verify.returncode == 0 and verify.stdout.startswith("valid"), verify.stdout + verify.stderr
         # The coordinator enrolled each member's key and names it in the signed result.
         assert "the key the coordinator enrolled for the member" in verify.stdout
+    # The custodian is certified by its own CA, and every member pins that CA for it.
+    for member in ("bank-a", "bank-b", "cfc-c"):
+        (custodian,) = tomllib.loads((out / member / "node.toml").read_text(encoding="utf-8"))["node"]["custodian"]
+        assert custodian.startswith("custodian-1@127.0.0.1:")
+        assert custodian.endswith(f",ca={out / 'custodian' / 'ca' / 'ca.pem'}")
+    assert not (out / "alliance" / "pki" / "custodian-1.pem").exists()
     # The GB18030 file with Chinese headers was imported without rejections.
     assert not list((out / "bank-b").glob("*.rejects.csv"))
     # Each server served the members its own operator enrolled, by key (the operator as admin too).

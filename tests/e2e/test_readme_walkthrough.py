@@ -215,7 +215,12 @@ def test_the_readme_walkthrough_runs_as_written_to_a_verified_report(tmp_path: P
         assert "result is not ready yet" in joined_a and "alliance-psi node fetch 2026-11" in joined_a
         # The round's types leave bank-a's QQ number out, and join says so.
         assert "1 identifier left out by the round's types (qq: 1)" in joined_a
-        assert "3 leads" in run.output("alliance-psi node join 2026-11 --config bank-b/node.toml")
+        joined_b = run.output("alliance-psi node join 2026-11 --config bank-b/node.toml")
+        assert "3 leads" in joined_b
+        # custodian-2 is pinned to its own CA in both forms of node.toml, so neither node warns.
+        assert "no custodian is pinned" not in joined_a + joined_b
+        custodian_2 = next(s for s in run.servers if "--name custodian-2" in s.command)
+        assert any("custodian custodian-2's certificate is from its own CA" in line for line in custodian_2.lines)
         verified = run.output("alliance-psi report verify bank-a/leads.json")
         assert verified.startswith("valid: 3 leads of 3 signed matches in round 2026-11")
         shown = run.output("alliance-psi coordinator round show 2026-11")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from cryptography import x509
 from alliance_psi.cli.pki import pki_group
 from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.services import pki
+from alliance_psi.services.anchors import fingerprint
 
 
 def run(*args: str | Path) -> Result:
@@ -22,9 +24,14 @@ def ca_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "ca"
     result = run("init-ca", "--out", directory, "--name", "Rivers")
     assert result.exit_code == 0, result.output
-    assert result.output == f"wrote {directory / 'ca.pem'}, {directory / 'ca.key'} and {directory / 'crl.pem'}\n"
-    # An empty CRL signed by the CA exists from the start, so servers can always take --crl.
     ca = pki.load_ca(directory)
+    assert result.output == (
+        f"wrote {directory / 'ca.pem'}, {directory / 'ca.key'} and {directory / 'crl.pem'}\n"
+        f"SHA-256 fingerprint of ca.pem: {fingerprint(ca.cert_pem)} (whoever is handed ca.pem compares it with this, "
+        "read out over another channel)\n"
+    )
+    assert re.fullmatch(r"([0-9A-F]{2}:){31}[0-9A-F]{2}", fingerprint(ca.cert_pem))
+    # An empty CRL signed by the CA exists from the start, so servers can always take --crl.
     assert pki.load_crl_serials((directory / "crl.pem").read_bytes(), ca.cert_pem) == frozenset()
     return directory
 
