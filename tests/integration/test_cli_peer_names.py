@@ -148,9 +148,9 @@ def test_bad_server_names_and_addresses_are_refused(pki: Any, option: str, value
     [
         (
             {"name": "custodian-1"},
-            "custodian {'name': 'custodian-1'}: a table needs exactly the text keys name and address",
+            "custodian {'name': 'custodian-1'}: a table needs exactly the text keys name, address and optionally ca",
         ),
-        (42, "custodian 42: expected NAME@HOST:PORT or a table with name and address"),
+        (42, "custodian 42: expected NAME@HOST:PORT or a table with name, address and optionally ca"),
     ],
 )
 def test_bad_toml_values_are_refused(pki: Any, value: object, message: str) -> None:
