@@ -147,7 +147,12 @@ def _write_node_toml(path: Path, values: dict[str, Any]) -> None:
 def local_alliance(
     root: Path, members: Sequence[str], *, display_names: dict[str, str] | None = None, quota: int = 50_000_000
 ) -> Iterator[LocalAlliance]:
-    """Create (replacing ``root``) and run a local alliance; stop its servers on exit."""
+    """Create (replacing ``root``) and run a local alliance; stop its servers on exit.
+
+    Every path written into the members' node.toml is absolute: a node resolves relative paths
+    against its file's folder, not against where the demo runs.
+    """
+    root = root.resolve()
     if root.exists():
         shutil.rmtree(root)
     (root / "alliance").mkdir(parents=True)

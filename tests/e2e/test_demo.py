@@ -17,9 +17,10 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def test_demo_finds_exactly_what_it_planted(tmp_path: Path) -> None:
-    out = tmp_path / "demo"
+    out = tmp_path / "demo-output"  # The default, relative to where `make demo` runs.
     done = subprocess.run(
-        cli_command("demo", "--members", "3", "--size", "80", "--out", str(out)),
+        cli_command("demo", "--members", "3", "--size", "80"),
+        cwd=tmp_path,
         capture_output=True,
         check=False,
         text=True,
