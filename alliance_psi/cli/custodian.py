@@ -77,6 +77,7 @@ def _serve(config: CustodianConfig) -> None:
         )
         click.echo(_anchor_line(config, tls.own_ca), err=True)
         click.echo(f"custodian {config.name} serving key epoch {share.epoch} on port {port}", err=True)
+        click.echo(SHARE_HOLDER_NOTE.format(name=config.name, epoch=share.epoch), err=True)
 
     serve_until_stopped(
         [custodian_registration(role)],
@@ -88,6 +89,15 @@ def _serve(config: CustodianConfig) -> None:
         engine=engine,
         started=started,
     )
+
+
+# Said at every start: the custodian cannot count the alliance's custodians, but its operator must know
+# what one share is worth (docs/design.md, "What each party learns", Collusion).
+SHARE_HOLDER_NOTE = (
+    "note: custodian {name} holds one key share of epoch {epoch}: this custodian and the coordinator together "
+    "can test guesses of low-entropy identifiers unless the alliance runs at least one other custodian, run by "
+    "another institution than the CA holder, whose share they do not hold (docs/design.md#what-each-party-learns)"
+)
 
 
 def _anchor_line(config: CustodianConfig, own_ca: bytes | None) -> str:

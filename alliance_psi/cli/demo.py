@@ -126,6 +126,8 @@ def _demo(members_count: int, size: int, threshold: int, shared: int, out: Path,
     from rich.table import Table
 
     from alliance_psi.cli._local_alliance import local_alliance
+    from alliance_psi.cli._options import custodian_trust_warnings
+    from alliance_psi.config import PeerEndpoint
 
     console = Console()
     started = time.monotonic()
@@ -139,6 +141,9 @@ def _demo(members_count: int, size: int, threshold: int, shared: int, out: Path,
             "(certified by its own CA, which every member pins); "
             f"each server serves only the {len(members)} members its own operator enrolled by key"
         )
+        anchor = out.resolve() / "custodian" / "ca" / "ca.pem"
+        for warning in custodian_trust_warnings([PeerEndpoint("custodian-1", alliance.custodian.address, ca=anchor)]):
+            console.print(f"[yellow]{warning}[/yellow] (a demo; docs/design.md#what-each-party-learns)")
         for i, member in enumerate(members):
             blacklist = _write_blacklist(alliance.home(member) / "blacklist", lists[member], i)
             alliance.run_node(member, "import", str(blacklist))

@@ -28,6 +28,8 @@ def test_demo_finds_exactly_what_it_planted(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "found == planted for every member" in done.stdout
+    # One custodian is one key holder: the demo says so, as a node's join would.
+    assert "warning: one key custodian:" in " ".join(done.stdout.split())
     for member in ("bank-a", "bank-b", "cfc-c"):
         html = (out / member / "report.html").read_text(encoding="utf-8")
         assert "<table" in html and "http://" not in html

@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 
 from alliance_psi._files import write_file_atomic
 from alliance_psi.cli._processes import ServerProcess
+from alliance_psi.cli.custodian import SHARE_HOLDER_NOTE
 from alliance_psi.cli.main import main
 from alliance_psi.config import PeerEndpoint, TlsMaterial
 from alliance_psi.crypto.key_shares import KeyShare
@@ -79,6 +80,8 @@ def test_custodian_serve_with_its_own_ca_serves_pinned_members_of_the_alliance_c
             f"custodian custodian-2's certificate is from its own CA {anchor} (SHA-256 fingerprint {fingerprint}): "
             "members pin that file for custodian-2 (ca = ...), after comparing the fingerprint\n"
         ) in server.lines
+        # Its operator hears what one share is worth at every start (issue 9 §7).
+        assert SHARE_HOLDER_NOTE.format(name="custodian-2", epoch="2026q4") + "\n" in server.lines
         (pinned,) = custodian_clients([PeerEndpoint("custodian-2", server.address, ca=anchor)], pki.material("bank-a"))
         with pinned:
             assert pinned.epoch().key_epoch == "2026q4"
