@@ -59,13 +59,10 @@ def checkpoints_check(file: Path, database: str, **options: Any) -> None:
             checkpoints, _ = read_document(file.read_bytes())
         except OSError as exc:
             raise ConfigurationError(f"{file}: {exc.strerror}") from None
-        node = MemberNode.from_config(member_config(database, **options))
-        try:
-            node.check_log()
+        with MemberNode.from_config(member_config(database, **options)) as node:
+            node.role.check_log()
             for signed in checkpoints:
-                node.log.witness(signed)
-        finally:
-            node.close()
+                node.role.log.witness(signed)
     click.echo(
         f"{file}: {plural(len(checkpoints), 'checkpoint')} consistent with this node's view of the coordinator's log"
     )

@@ -112,11 +112,8 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
         for warning in custodian_trust_warnings(config.custodians):  # Before any custodian is dialled.
             click.echo(warning, err=True)
         with _progress() as progress:
-            node = MemberNode.from_config(config, progress=progress)
-            try:
-                outcome = node.join(round_id, wait=wait)
-            finally:
-                node.close()
+            with MemberNode.from_config(config, progress=progress) as node:
+                outcome = node.role.join(round_id, wait=wait)
     rows = [
         ("round", f"{outcome.round.round_id} ({outcome.round.name})"),
         ("threshold", str(outcome.round.threshold)),
@@ -162,12 +159,9 @@ def fetch(round_id: str, database: str, wait: float, **options: Any) -> None:
     with reported():
         with open_node_database(database):
             pass
-        node = MemberNode.from_config(member_config(database, **options))
-        try:
+        with MemberNode.from_config(member_config(database, **options)) as node:
             round_, _ = node.coordinator.get_round(round_id)
-            header = node.fetch_and_keep(round_, wait=wait)
-        finally:
-            node.close()
+            header = node.role.fetch_and_keep(round_, wait=wait)
     click.echo(
         f"result for round {round_id} verified and kept: {plural(header.match_count, 'matched token')}; "
         f"write the investigator report with: alliance-psi node report {round_id} --format html -o FILE"

@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date
+from typing import NamedTuple
 
 from alliance_psi.crypto.labels import LabelContext, open_label
 from alliance_psi.errors import InvalidLabel
@@ -72,9 +73,19 @@ class LeadLabel:
             raise InvalidLabel() from None
 
 
-# (type, canonical, category, severity, first_seen, case_ref, spelling), as the member's database
-# holds it; spelling is the value as the member wrote it ("" if not kept).
-OwnIdentifier = tuple[str, str, str, str, date | None, str, str]
+class OwnIdentifier(NamedTuple):
+    """One of the member's own identifiers with its label's fields, as the node database holds it.
+
+    ``spelling`` is the value as the member wrote it ("" if not kept).
+    """
+
+    type: str
+    canonical: str
+    category: str
+    severity: str
+    first_seen: date | None
+    case_ref: str
+    spelling: str = ""
 
 
 @dataclass(frozen=True, slots=True)

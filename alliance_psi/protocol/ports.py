@@ -1,21 +1,53 @@
-"""What the roles need from storage, as structural types; ``storage`` provides the real ones.
+"""What the roles need from storage and from their peers, as structural types.
 
-The roles never import SQLAlchemy: the services layer hands them a unit of work that opens a
-transaction and yields repositories bound to it (cosmicpython's unit of work, with explicit
-commit on a clean exit and rollback otherwise).
+The roles never import SQLAlchemy or grpc: the services layer hands them a unit of work that
+opens a transaction and yields repositories bound to it (cosmicpython's unit of work, with
+explicit commit on a clean exit and rollback otherwise), and for the member role the clients of
+the custodians and the coordinator. ``storage`` and ``services.clients`` provide the real ones;
+``tests/helpers/memory_ports.py`` in-memory ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from alliance_psi.protocol.checkpoints import Evidence, SignedCheckpoint, SignedStatement
+from alliance_psi.protocol.leads import OwnIdentifier
 from alliance_psi.protocol.model import Round, RoundState, SubmissionStatus
+from alliance_psi.protocol.node_rows import (
+    CachedToken,
+    IdentifierRef,
+    KeptHeader,
+    KeptLeaf,
+    PendingChange,
+    SetRecord,
+    SubmissionRow,
+    SubmittedToken,
+)
+from alliance_psi.protocol.result_codec import LeafPage, SignedResultHeader
 
-__all__ = ["AuditSink", "Charge", "CoordinatorRepo", "CoordinatorTx", "CoordinatorUnitOfWork", "QuotaLedger"]
+if TYPE_CHECKING:  # ``protocol.coordinator`` imports this module.
+    from alliance_psi.protocol.coordinator import Chunk, Commit
+
+__all__ = [
+    "AuditSink",
+    "Charge",
+    "CheckpointsRepo",
+    "CoordinatorCalls",
+    "CoordinatorRepo",
+    "CoordinatorTx",
+    "CoordinatorUnitOfWork",
+    "Evaluator",
+    "KeptResultsRepo",
+    "NodeRepo",
+    "NodeTx",
+    "NodeUnitOfWork",
+    "QuotaLedger",
+]
 
 
 class AuditSink(Protocol):
@@ -114,3 +146,99 @@ class CoordinatorTx(Protocol):
 
 class CoordinatorUnitOfWork(Protocol):
     def __call__(self) -> AbstractContextManager[CoordinatorTx]: ...
+
+
+# The member node ------------------------------------------------------------------------------
+
+
+class NodeRepo(Protocol):
+    """The node's identifiers, their cached tokens per key epoch, and its record of what it sent
+    per scope (``storage.MemberRepository``). Raw identifiers never leave it but to the member role."""
+
+    def missing_token_ids(self, key_epoch: str, types: Collection[str] | None = None) -> Iterator[IdentifierRef]: ...
+    def cache_tokens(self, key_epoch: str, rows: Sequence[CachedToken]) -> None: ...
+    def iter_submission_rows(self, key_epoch: str, types: Collection[str] | None = None) -> Iterator[SubmissionRow]: ...
+    def identifiers_for_tokens(self, key_epoch: str, tokens: Iterable[bytes]) -> dict[bytes, OwnIdentifier]: ...
+    def label_keys_for_tokens(self, key_epoch: str, tokens: Iterable[bytes]) -> dict[bytes, bytes]: ...
+    def iter_submitted(self, set_scope: str) -> Iterator[SubmittedToken]: ...
+    def submitted_state(self, set_scope: str) -> SetRecord | None: ...
+    def forget_submitted(self, set_scope: str) -> None: ...
+    def clear_pending(self, set_scope: str) -> None: ...
+    def add_pending(self, set_scope: str, rows: Sequence[PendingChange]) -> None: ...
+    def apply_pending(self, set_scope: str, *, replace: bool, count: int, digest: bytes) -> None: ...
+
+
+class KeptResultsRepo(Protocol):
+    """The node's verified results, kept for reports (``storage.KeptResults``)."""
+
+    def save_header(
+        self, round_id: str, *, key_epoch: str, round_name: str, header: bytes, signature: bytes, at: datetime
+    ) -> None: ...
+    def add_leaves(self, round_id: str, rows: Sequence[KeptLeaf]) -> None: ...
+    def get_result(self, round_id: str) -> KeptHeader: ...
+    def iter_leaves(self, round_id: str) -> Iterator[bytes]: ...
+
+
+class CheckpointsRepo(Protocol):
+    """The coordinator's log checkpoints the node accepted, and evidence of an inconsistent log
+    (``storage.CheckpointStore``)."""
+
+    def add(self, signed: SignedCheckpoint, *, at: datetime) -> bool: ...
+    def largest(self) -> SignedCheckpoint | None: ...
+    def add_evidence(self, evidence: Evidence, *, at: datetime) -> None: ...
+
+
+class NodeTx(Protocol):
+    """The repositories of one transaction on the node's database."""
+
+    @property
+    def repo(self) -> NodeRepo: ...
+    @property
+    def results(self) -> KeptResultsRepo: ...
+    @property
+    def checkpoints(self) -> CheckpointsRepo: ...
+
+
+class NodeUnitOfWork(Protocol):
+    """The member node's database, a transaction at a time.
+
+    ``writing()`` is one transaction, committed on a clean exit and rolled back otherwise.
+    ``reading()`` reads without taking the write lock (a long read, such as a set streamed
+    while its chunks upload, must not block the node's writes) and commits nothing. Several may
+    be open at once, each with its own connection.
+    """
+
+    def reading(self) -> AbstractContextManager[NodeTx]: ...
+    def writing(self) -> AbstractContextManager[NodeTx]: ...
+
+
+class Evaluator(Protocol):
+    """The key custodians, in the member's configured order (``services.clients.CustodianChain``)."""
+
+    def key_epochs(self) -> list[str]:
+        """The key epoch each custodian serves now, in order."""
+        ...
+
+    def evaluate(self, key_epoch: str, elements: Sequence[bytes]) -> list[bytes]:
+        """Blinded elements evaluated under ``key_epoch`` by every custodian in turn, in order.
+
+        Raises what a custodian raises: ``WrongEpoch``, ``QuotaExceeded``, ``MalformedElement``,
+        ``PeerUnavailable`` and the rest of ``services.status``.
+        """
+        ...
+
+
+class CoordinatorCalls(Protocol):
+    """The calls a member node makes to the coordinator (``services.clients.CoordinatorClient``).
+
+    The coordinator knows the caller by its certificate; ``member_id`` only names the caller in
+    the statuses returned.
+    """
+
+    def get_round(self, round_id: str) -> tuple[Round, int]: ...
+    def submission_status(self, round_id: str, member_id: str) -> SubmissionStatus: ...
+    def upload_chunks(self, chunks: Iterable[Chunk]) -> tuple[int, int]: ...
+    def commit(self, commit: Commit, member_id: str) -> SubmissionStatus: ...
+    def get_result(self, round_id: str) -> Generator[SignedResultHeader | LeafPage, None, None]: ...
+    def checkpoint(self) -> SignedCheckpoint: ...
+    def consistency(self, first: int, second: int) -> SignedStatement: ...

@@ -176,15 +176,24 @@ def custodian_clients(
 
 
 class CustodianChain:
-    """Evaluates blinded elements through every custodian in turn (docs/design.md, protocol step 3)."""
+    """The custodians, evaluating blinded elements each in turn (docs/design.md, protocol step 3).
 
-    def __init__(self, clients: Sequence[CustodianClient], key_epoch: str) -> None:
-        self.clients, self.key_epoch = list(clients), key_epoch
+    The member role's ``Evaluator``: the key epoch is named on every call, so one chain serves
+    a round of any epoch and nothing about it changes after construction.
+    """
 
-    def __call__(self, elements: Sequence[bytes]) -> list[bytes]:
+    def __init__(self, clients: Sequence[CustodianClient]) -> None:
+        self.clients = tuple(clients)
+
+    def key_epochs(self) -> list[str]:
+        """The key epoch each custodian serves now, in order (one call to each)."""
+        return [client.epoch().key_epoch for client in self.clients]
+
+    def evaluate(self, key_epoch: str, elements: Sequence[bytes]) -> list[bytes]:
+        """``elements`` evaluated under ``key_epoch`` by every custodian in turn."""
         current = list(elements)
         for client in self.clients:
-            current = client.evaluate(self.key_epoch, current)
+            current = client.evaluate(key_epoch, current)
         return current
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ Nothing is cached or stored.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 from alliance_psi.config import PeerEndpoint, TlsMaterial
@@ -35,10 +36,11 @@ def rederive_tokens(
     """
     distinct = sorted(set(identifiers))
     inputs = [Identifier(IdentifierType(kind), value).oprf_input() for kind, value in distinct]
-    chain = CustodianChain(custodian_clients(custodians, tls), key_epoch)
+    chain = CustodianChain(custodian_clients(custodians, tls))
+    evaluate = functools.partial(chain.evaluate, key_epoch)
     try:
         with ProcessMap(1) as pool:
-            tokens = [token for _, derived in tokenize(inputs, chain, pool=pool) for token in derived.match_tokens]
+            tokens = [token for _, derived in tokenize(inputs, evaluate, pool=pool) for token in derived.match_tokens]
     finally:
         chain.close()
     return dict(zip(distinct, tokens, strict=True))

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import Connection, delete, func, select
 
 from alliance_psi.errors import NotFound
+from alliance_psi.protocol.node_rows import KeptHeader, KeptLeaf
 from alliance_psi.storage._common import bulk_insert, stream
 from alliance_psi.storage.schema import member_result_headers, member_result_leaves
 
@@ -20,7 +21,7 @@ __all__ = ["KeptResults"]
 
 
 class KeptResults:
-    """Kept results over the caller's connection.
+    """Kept results over the caller's connection (``ports.KeptResultsRepo``).
 
     Usage::
 
@@ -50,8 +51,8 @@ class KeptResults:
             )
         )
 
-    def add_leaves(self, round_id: str, rows: Sequence[tuple[int, bytes, bytes]]) -> None:
-        """Keep leaves as (leaf index, match token, canonical leaf bytes)."""
+    def add_leaves(self, round_id: str, rows: Sequence[KeptLeaf]) -> None:
+        """Keep leaves (leaf index, match token, canonical leaf bytes)."""
         bulk_insert(
             self._conn,
             member_result_leaves,
@@ -59,14 +60,14 @@ class KeptResults:
             [(round_id, index, token, leaf) for index, token, leaf in rows],
         )
 
-    def get_result(self, round_id: str) -> tuple[str, str, bytes, bytes, datetime]:
-        """(key_epoch, round_name, header, signature, fetched_at) of a kept result; ``NotFound`` if none."""
+    def get_result(self, round_id: str) -> KeptHeader:
+        """The signed header of a kept result; ``NotFound`` if none."""
         row = self._conn.execute(
             select(member_result_headers).where(member_result_headers.c.round_id == round_id)
         ).first()
         if row is None:
             raise NotFound(f"no result kept for round {round_id}: run `alliance-psi node join {round_id}` first")
-        return row.key_epoch, row.round_name, row.header, row.signature, row.fetched_at
+        return KeptHeader(row.key_epoch, row.round_name, row.header, row.signature, row.fetched_at)
 
     def iter_leaves(self, round_id: str) -> Iterator[bytes]:
         """Every kept leaf of the round's result, in index order (streamed)."""

@@ -8,14 +8,24 @@ Withdrawn and expired identifiers are deleted, not flagged, and their cached tok
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Text, and_, bindparam, cast, delete, func, insert, select, update
 
 from alliance_psi.crypto.derive import LABEL_KEY_BYTES, MATCH_TOKEN_BYTES
 from alliance_psi.errors import InvalidRequest
+from alliance_psi.protocol.leads import OwnIdentifier
+from alliance_psi.protocol.node_rows import (
+    CachedToken,
+    IdentifierRef,
+    PendingChange,
+    SetRecord,
+    SubmissionRow,
+    SubmittedToken,
+)
 from alliance_psi.storage._common import batched, bulk_insert, insert_ignoring, placeholder, stream
 from alliance_psi.storage.schema import (
     identifier_spellings,
@@ -32,15 +42,17 @@ __all__ = ["MemberRepository"]
 _DESCRIPTIVE = ("category", "severity", "first_seen", "case_ref", "note", "expires_at")
 _OPTIONAL_TEXT = ("case_ref", "note")
 
-IdentifierRef = tuple[int, str, str]
-# (type, canonical, category, severity, first_seen, case_ref, spelling)
-IdentifierLabel = tuple[str, str, str, str, date | None, str, str]
-# (id, match_token, label_key, category, severity, first_seen, case_ref)
-SubmissionRow = tuple[int, bytes, bytes, str, str, date | None, str]
+# The rows a submission streams, one per token: ``tuple.__new__`` builds the same named tuple as
+# its class would, without the Python-level constructor (``_make``) per row.
+_submission_row = functools.partial(tuple.__new__, SubmissionRow)
+_submitted_token = functools.partial(tuple.__new__, SubmittedToken)
 
 
 class MemberRepository:
-    """A member node's identifiers and token cache, over the caller's connection."""
+    """A member node's identifiers and token cache, over the caller's connection (``ports.NodeRepo``).
+
+    Rows come back as the named tuples of ``protocol.node_rows``.
+    """
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
@@ -122,14 +134,14 @@ class MemberRepository:
         return deleted.rowcount
 
     def iter_identifiers(self, types: Collection[str] | None = None) -> Iterator[IdentifierRef]:
-        """Yield (id, type, canonical) of every identifier, or those of ``types``, by id."""
+        """Yield every identifier, or those of ``types``, by id."""
         query = select(identifiers.c.id, identifiers.c.type, identifiers.c.canonical).order_by(identifiers.c.id)
         if types is not None:
             query = query.where(identifiers.c.type.in_(list(types)))
         yield from _tuples(stream(self._conn, query))
 
     def missing_token_ids(self, key_epoch: str, types: Collection[str] | None = None) -> Iterator[IdentifierRef]:
-        """Yield (id, type, canonical) of identifiers with no cached token for ``key_epoch``.
+        """Yield the identifiers with no cached token for ``key_epoch``, by id.
 
         These are the only identifiers that still cost OPRF evaluations in this epoch.
         """
@@ -144,8 +156,8 @@ class MemberRepository:
             query = query.where(identifiers.c.type.in_(list(types)))
         yield from _tuples(stream(self._conn, query))
 
-    def cache_tokens(self, key_epoch: str, rows: Sequence[tuple[int, bytes, bytes]]) -> None:
-        """Store (identifier id, match token, label key) for ``key_epoch``; already cached ids are kept.
+    def cache_tokens(self, key_epoch: str, rows: Sequence[CachedToken]) -> None:
+        """Store tokens for ``key_epoch``; already cached ids are kept.
 
         Raises:
             InvalidRequest: a token is not 16 bytes or a label key not 32 bytes.
@@ -174,14 +186,13 @@ class MemberRepository:
             found.update({row.identifier_id: (row.match_token, row.label_key) for row in self._conn.execute(query)})
         return found
 
-    def identifiers_for_tokens(self, key_epoch: str, tokens: Iterable[bytes]) -> dict[bytes, IdentifierLabel]:
+    def identifiers_for_tokens(self, key_epoch: str, tokens: Iterable[bytes]) -> dict[bytes, OwnIdentifier]:
         """Map matched tokens back to the member's own identifiers.
 
-        Returns {match token: (type, canonical, category, severity, first_seen, case_ref, spelling)}
-        for the tokens cached in ``key_epoch``; other tokens are left out. ``spelling`` is "" for
-        an identifier stored without one.
+        Returns {match token: identifier} for the tokens cached in ``key_epoch``; other tokens
+        are left out. ``spelling`` is "" for an identifier stored without one.
         """
-        found: dict[bytes, IdentifierLabel] = {}
+        found: dict[bytes, OwnIdentifier] = {}
         ids = identifiers.c
         spelled = identifier_spellings.c
         for batch in batched(tokens):
@@ -198,12 +209,12 @@ class MemberRepository:
                 )
                 .where(token_cache.c.key_epoch == key_epoch, token_cache.c.match_token.in_(batch))
             )
-            found.update({row[0]: tuple(row[1:]) for row in self._conn.execute(query)})
+            found.update({row[0]: OwnIdentifier._make(row[1:]) for row in self._conn.execute(query)})
         return found
 
     def iter_submission_rows(self, key_epoch: str, types: Collection[str] | None = None) -> Iterator[SubmissionRow]:
-        """Yield (id, match token, label key, category, severity, first_seen, case_ref) for every
-        identifier of ``types`` with a token cached in ``key_epoch``, ordered by match token.
+        """Yield every identifier of ``types`` with a token cached in ``key_epoch``, with its
+        token, label key and label fields, ordered by match token.
 
         The order depends only on the set of tokens, so a resumed submission rebuilds the same
         chunks, and it says nothing about when identifiers were imported.
@@ -224,8 +235,7 @@ class MemberRepository:
             query = query.where(ids.type.in_(list(types)))
         result = stream(self._conn, query)
         try:
-            for row in result:
-                yield tuple(row)
+            yield from map(_submission_row, result)
         finally:
             result.close()
 
@@ -242,10 +252,10 @@ class MemberRepository:
 
     # What the coordinator holds of this node's set, per scope (see ``Round.set_scope``).
 
-    def iter_submitted(self, set_scope: str) -> Iterator[tuple[bytes, bytes, bytes]]:
-        """Yield (match token, label digest, label fingerprint) of the set this node last committed
-        in ``set_scope``, ordered by match token."""
-        # The driver's own cursor: three byte strings per row need no type processing.
+    def iter_submitted(self, set_scope: str) -> Iterator[SubmittedToken]:
+        """Yield the tokens of the set this node last committed in ``set_scope``, ordered by match token."""
+        # The driver's own cursor: three byte strings per row need no type processing (both
+        # drivers ``make_engine`` allows, sqlite3 and psycopg 3, return bytes for these columns).
         m = placeholder(self._conn)
         result = self._conn.exec_driver_sql(
             f"SELECT match_token, label_digest, label_fingerprint FROM {member_submitted.name} "
@@ -253,19 +263,18 @@ class MemberRepository:
             (set_scope,),
         )
         try:
-            for token, digest, fingerprint in result:
-                yield bytes(token), bytes(digest), bytes(fingerprint)
+            yield from map(_submitted_token, result)
         finally:
             result.close()
 
-    def submitted_state(self, set_scope: str) -> tuple[int, bytes] | None:
-        """(count, set digest) of the record for ``set_scope``, or None if there is none."""
+    def submitted_state(self, set_scope: str) -> SetRecord | None:
+        """The count and set digest of the record for ``set_scope``, or None if there is none."""
         row = self._conn.execute(
             select(member_submitted_state.c.item_count, member_submitted_state.c.digest).where(
                 member_submitted_state.c.set_scope == set_scope
             )
         ).one_or_none()
-        return None if row is None else (row.item_count, row.digest)
+        return None if row is None else SetRecord(row.item_count, row.digest)
 
     def forget_submitted(self, set_scope: str) -> None:
         """Drop the record for ``set_scope``: the next submission sends the whole set."""
@@ -276,8 +285,8 @@ class MemberRepository:
         """Forget a delta being built for ``set_scope`` (a new attempt rebuilds it)."""
         self._conn.execute(delete(member_pending).where(member_pending.c.set_scope == set_scope))
 
-    def add_pending(self, set_scope: str, rows: Sequence[tuple[bytes, bool, bytes, bytes]]) -> None:
-        """Record (match token, removed, label digest, label fingerprint) of a delta being sent."""
+    def add_pending(self, set_scope: str, rows: Sequence[PendingChange]) -> None:
+        """Record the items and removals of a delta being sent."""
         bulk_insert(
             self._conn,
             member_pending,
@@ -354,6 +363,6 @@ def _spelling(row: Mapping[str, Any] | Any) -> str:
 def _tuples(result: Any) -> Iterator[IdentifierRef]:
     try:
         for row in result:
-            yield row[0], row[1], row[2]
+            yield IdentifierRef(row[0], row[1], row[2])
     finally:
         result.close()

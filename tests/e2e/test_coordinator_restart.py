@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from alliance_psi.cli._processes import ServerProcess, tls_args
 from alliance_psi.cli.main import main
+from alliance_psi.protocol.member import MemberRole
 from alliance_psi.services.clients import CoordinatorClient, CustodianChain, CustodianClient, RetryPolicy
 from alliance_psi.services.member import MemberNode
 from tests.e2e.support import coordinator_command, coordinator_keys, enrol
@@ -70,20 +71,20 @@ def test_round_survives_a_coordinator_crash(tmp_path: Path, pki, coordinator_db:
         engines[member] = sqlite_engine(tmp_path / f"{member}.db")
         load(engines[member], sorted(planted.holdings[member]), CATEGORIES[i])
 
-    def node(member: str, address: str) -> MemberNode:
+    def node(member: str, address: str) -> MemberRole:
         tls = pki.material(member)
         retry = RetryPolicy(attempts=3, base=0.1, timeout=30)
         return MemberNode(
             member_id=member,
             engine=engines[member],
             coordinator=CoordinatorClient(address, tls, retry),
-            custodians=CustodianChain([CustodianClient(custodian.address, tls, retry, name="custodian-1")], EPOCH),
+            custodians=CustodianChain([CustodianClient(custodian.address, tls, retry, name="custodian-1")]),
             coordinator_key=public_key,
             nonce_key=secrets.token_bytes(32),
             workers=1,
             batch_size=50,
             chunk_size=20,
-        )
+        ).role
 
     try:
         spec = round_spec(2)

@@ -106,7 +106,7 @@ def test_a_million_matched_tokens_stream_with_flat_coordinator_memory(tmp_path: 
             member_id="bank-a",
             engine=sqlite_engine(tmp_path / "bank-a.db"),
             coordinator=CoordinatorClient(coordinator.address, pki.material("bank-a"), PATIENT),
-            custodians=CustodianChain([], "epoch-big"),
+            custodians=CustodianChain([]),
             coordinator_key=public_key,
             nonce_key=bytes(32),
         )
@@ -115,7 +115,7 @@ def test_a_million_matched_tokens_stream_with_flat_coordinator_memory(tmp_path: 
         sampler.start()
         clock = time.perf_counter()
         try:
-            header = node.fetch_result(round_id, round_name=spec.name)
+            header = node.role.fetch_result(round_id, round_name=spec.name)
         finally:
             sampler.stop()
         figures["fetch, verify and keep, s"] = time.perf_counter() - clock

@@ -24,6 +24,7 @@ from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.identifiers import IdentifierType, normalize
 from alliance_psi.protocol.coordinator import CoordinatorRole, RoundSpec
 from alliance_psi.protocol.custodian import CustodianRole
+from alliance_psi.protocol.member import MemberRole
 from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.services import pki as pki_module
 from alliance_psi.services.clients import CoordinatorClient, CustodianChain, RetryPolicy, custodian_clients
@@ -131,9 +132,10 @@ class Alliance:
     def admin(self) -> CoordinatorClient:
         return CoordinatorClient(self.coordinator_address, self.pki.material("admin"))  # type: ignore[attr-defined]
 
-    def node(self, member: str, *, retry: RetryPolicy | None = None, share_name: bool = False) -> MemberNode:
+    def node(self, member: str, *, retry: RetryPolicy | None = None, share_name: bool = False) -> MemberRole:
+        """``member``'s role over its database and real clients of the running servers."""
         tls = self.pki.material(member)  # type: ignore[attr-defined]
-        chain = CustodianChain(custodian_clients(self.custodians(), tls, retry), EPOCH)
+        chain = CustodianChain(custodian_clients(self.custodians(), tls, retry))
         return MemberNode(
             member_id=member,
             engine=self.member_engines[member],
@@ -145,7 +147,7 @@ class Alliance:
             workers=1,
             batch_size=64,
             chunk_size=25,
-        )
+        ).role
 
     def spec(self, threshold: int, **overrides: object) -> RoundSpec:
         return round_spec(threshold, **overrides)

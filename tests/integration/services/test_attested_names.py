@@ -11,23 +11,30 @@ from pathlib import Path
 import pytest
 
 from alliance_psi.protocol.leads import LeadLabel
+from alliance_psi.protocol.member_delta import LabelSealer, RoundLabels
 from alliance_psi.protocol.model import Role, Round
+from alliance_psi.protocol.node_rows import SubmissionRow
 from alliance_psi.protocol.result_codec import decode_leaf
 from alliance_psi.services.enrolment import enrol
-from alliance_psi.services.member import MemberNode
 from alliance_psi.storage import KeptResults
 from tests.integration.services.harness import Planted, running_alliance
 
 pytestmark = pytest.mark.timeout(180)
 
 
-class Impostor(MemberNode):
-    """A member node that writes another member's name into every label it seals."""
+class ImpostorLabels(RoundLabels):
+    """A member node's labels with another member's name written into every one it seals."""
 
-    def _label(self, round: Round, row: tuple) -> tuple[bytes, bytes]:  # type: ignore[type-arg]
-        _, _, _, category, severity, first_seen, case_ref = row
-        plaintext = LeadLabel(category, severity or None, first_seen, case_ref or None, "甲银行").encode()
+    def label(self, row: SubmissionRow) -> tuple[bytes, bytes]:
+        plaintext = LeadLabel(
+            row.category, row.severity or None, row.first_seen, row.case_ref or None, "甲银行"
+        ).encode()
         return plaintext, hashlib.blake2b(plaintext, digest_size=16).digest()
+
+
+class Impostor(LabelSealer):
+    def for_round(self, round: Round) -> RoundLabels:
+        return ImpostorLabels(round.share_labels, round.key_epoch, round.set_scope, self.nonce_key)
 
 
 def test_peers_are_named_as_the_coordinator_attests_and_only_if_they_chose(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
@@ -41,7 +48,7 @@ def test_peers_are_named_as_the_coordinator_attests_and_only_if_they_chose(tmp_p
             "bank-b": alliance.node("bank-b"),  # Anonymous, and it claims to be 甲银行 in its labels.
             "bank-c": alliance.node("bank-c", share_name=True),
         }
-        nodes["bank-b"].__class__ = Impostor
+        nodes["bank-b"].labels = Impostor(nodes["bank-b"].labels.nonce_key)
         with ThreadPoolExecutor(3) as pool:
             outcomes = {
                 m: f.result() for m, f in {m: pool.submit(n.join, round_id, wait=60) for m, n in nodes.items()}.items()

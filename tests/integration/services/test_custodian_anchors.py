@@ -71,7 +71,7 @@ def test_the_operators_custodian_2_is_refused_by_a_node_that_pins_custodian_2s_o
             node = MemberNode.from_config(member_config(alliance, pki, "bank-a", [custodian_1, handed]))
             try:
                 with pytest.raises(HandshakeFailed) as refused:
-                    node.join(round_id, wait=0)
+                    node.role.join(round_id, wait=0)
             finally:
                 node.close()
             assert operators.calls == 1  # Not one call of bank-a's reached it.
@@ -94,7 +94,7 @@ def test_the_real_custodian_2_serves_nodes_that_pin_its_own_ca(
         nodes = {m: MemberNode.from_config(member_config(alliance, pki, m, custodians)) for m in ("bank-a", "bank-b")}
         try:
             with ThreadPoolExecutor(2) as pool:
-                joined = {m: pool.submit(node.join, round_id, wait=60) for m, node in nodes.items()}
+                joined = {m: pool.submit(node.role.join, round_id, wait=60) for m, node in nodes.items()}
                 outcomes = {m: future.result() for m, future in joined.items()}
         finally:
             for node in nodes.values():

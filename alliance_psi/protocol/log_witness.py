@@ -10,9 +10,8 @@ members) the node refuses to go on and keeps the signed documents that show it, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-
-from sqlalchemy import Engine
 
 from alliance_psi.errors import InvalidRequest, LogInconsistent, NotFound
 from alliance_psi.protocol.checkpoints import (
@@ -23,17 +22,27 @@ from alliance_psi.protocol.checkpoints import (
     check_against,
     open_checkpoint,
 )
-from alliance_psi.services.clients import CoordinatorClient
-from alliance_psi.storage import CheckpointStore
+from alliance_psi.protocol.ports import CoordinatorCalls, NodeUnitOfWork
 
 __all__ = ["LogWitness"]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class LogWitness:
     """Checks and keeps checkpoints of the coordinator's log in the member node's database."""
 
-    def __init__(self, engine: Engine, coordinator: CoordinatorClient, coordinator_key: bytes) -> None:
-        self.engine, self.coordinator, self.coordinator_key = engine, coordinator, coordinator_key
+    def __init__(
+        self,
+        uow: NodeUnitOfWork,
+        coordinator: CoordinatorCalls,
+        coordinator_key: bytes,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.uow, self.coordinator, self.coordinator_key, self.clock = uow, coordinator, coordinator_key, clock
 
     def witness(self, signed: SignedCheckpoint) -> Checkpoint:
         """Check a checkpoint of the coordinator's audit log and keep it.
@@ -49,23 +58,22 @@ class LogWitness:
                 it, when there are any, are kept in the node database.
         """
         head = open_checkpoint(self.coordinator_key, signed)
-        reading = self.engine.execution_options(sqlite_begin="DEFERRED")
-        with reading.connect() as conn:
-            known = CheckpointStore(conn).largest()
+        with self.uow.reading() as tx:
+            known = tx.checkpoints.largest()
         if known is not None:
             try:
                 check_against(self.coordinator_key, known, signed, self._consistency)
             except LogInconsistent as exc:
                 evidence = exc.evidence if isinstance(exc.evidence, Evidence) else None
                 if evidence is not None:
-                    with self.engine.begin() as conn:
-                        CheckpointStore(conn).add_evidence(evidence, at=datetime.now(UTC))
+                    with self.uow.writing() as tx:
+                        tx.checkpoints.add_evidence(evidence, at=self.clock())
                 kept = "; the signed evidence is kept (alliance-psi node checkpoints-export)" if evidence else ""
                 raise LogInconsistent(
                     f"the coordinator's audit log is inconsistent: {exc}{kept}", evidence=evidence
                 ) from None
-        with self.engine.begin() as conn:
-            CheckpointStore(conn).add(signed, at=datetime.now(UTC))
+        with self.uow.writing() as tx:
+            tx.checkpoints.add(signed, at=self.clock())
         return head
 
     def _consistency(self, first: int, second: int) -> SignedStatement | None:

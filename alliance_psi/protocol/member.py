@@ -1,0 +1,344 @@
+"""The member's role (docs/design.md, protocol steps 2 to 8), free of transport and SQL.
+
+``MemberRole.join`` runs the member's part of a round to the end: tokens for new identifiers
+only (the node's cache holds the rest), through every custodian in turn; the submission, a delta
+against what the coordinator holds, in resumable, idempotent chunks with a count and digest
+(``member_delta``); the signed result, verified before anything of it is kept; matched tokens
+mapped back to the member's own identifiers and the peers' labels opened (``leads``).
+
+It works over three ports (``protocol.ports``): the node's database (``NodeUnitOfWork``), the
+custodians (``Evaluator``) and the coordinator (``CoordinatorCalls``); ``services.member`` wires
+the real ones. Raw identifiers and label keys never leave the node's database and this role;
+the custodians see blinded elements, the coordinator tokens and sealed labels only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hmac
+import time
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from alliance_psi.crypto.parallel import ProcessMap, tokenize
+from alliance_psi.defaults import BATCH_SIZE, CHUNK_SIZE
+from alliance_psi.errors import NotFound, ResultMismatch, RoundClosed, SetMismatch, WrongEpoch
+from alliance_psi.identifiers.types import Identifier, IdentifierType
+from alliance_psi.protocol.checkpoints import Checkpoint
+from alliance_psi.protocol.leads import Lead, build_leads
+from alliance_psi.protocol.log_witness import LogWitness
+from alliance_psi.protocol.member_delta import DeltaPlan, LabelSealer, Progress, no_progress
+from alliance_psi.protocol.model import MemberResult, Round, RoundState, SubmissionState, SubmissionStatus
+from alliance_psi.protocol.node_rows import CachedToken, KeptLeaf
+from alliance_psi.protocol.ports import CoordinatorCalls, Evaluator, NodeUnitOfWork
+from alliance_psi.protocol.result_codec import (
+    LeafPage,
+    LeafVerifier,
+    ResultHeader,
+    SignedResultHeader,
+    check_issue_entry,
+    decode_header,
+    decode_leaf,
+    open_header,
+)
+
+__all__ = ["JoinOutcome", "MemberRole", "Progress", "Submitted"]
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What a member's commit amounted to."""
+
+    set_count: int  # Tokens the coordinator holds for the member in the round's scope.
+    delta_count: int  # Items and removals sent in this round.
+    replaced: bool  # The whole set was sent (first round of the scope, or a record that disagreed).
+
+
+@dataclass(frozen=True, slots=True)
+class JoinOutcome:
+    """What ``MemberRole.join`` did; ``result`` is None (no leads) if the round was not matched in time."""
+
+    round: Round
+    tokens_computed: int
+    submitted: int
+    result: ResultHeader | None  # The signed header of the verified, kept result; None before matching.
+    leads: tuple[Lead, ...]
+    seconds: dict[str, float]
+    delta_count: int = 0  # Items and removals sent this round (the rest was already held).
+    replaced: bool = False  # Whether the whole set was sent.
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class MemberRole:
+    """One member's part in rounds, over its node database, its custodians and its coordinator.
+
+    ``coordinator_key`` is the coordinator's public key: every result is checked against it.
+    ``nonce_key`` makes sealed labels repeatable (``seal_label``); ``blind_key`` makes blinded
+    batches repeatable, so a batch sent again after an interruption is not charged again by the
+    custodians (without one, blinds are fresh). Both are secrets that never leave the node.
+    ``share_name``: the coordinator names this member (as it enrolled it) to the co-holders of
+    its labels; labels themselves never carry a name.
+    """
+
+    def __init__(
+        self,
+        *,
+        member_id: str,
+        uow: NodeUnitOfWork,
+        evaluator: Evaluator,
+        coordinator: CoordinatorCalls,
+        coordinator_key: bytes,
+        nonce_key: bytes,
+        blind_key: bytes | None = None,
+        share_name: bool = False,
+        workers: int | None = None,
+        batch_size: int = BATCH_SIZE,
+        chunk_size: int = CHUNK_SIZE,
+        progress: Progress = no_progress,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.member_id, self.uow, self.evaluator, self.coordinator = member_id, uow, evaluator, coordinator
+        self.coordinator_key, self.blind_key = coordinator_key, blind_key
+        self.labels, self.share_name = LabelSealer(nonce_key), share_name
+        self.log = LogWitness(uow, coordinator, coordinator_key, clock=clock)
+        self.workers, self.batch_size, self.chunk_size = workers, batch_size, chunk_size
+        self.progress, self.clock = progress, clock
+
+    # Steps 2-5: tokens for identifiers not yet cached in this epoch ------------------------------
+
+    def tokenize(self, key_epoch: str, types: Collection[str]) -> int:
+        """Compute and cache tokens for every identifier of ``types`` lacking one; return how many.
+
+        Identifiers go in id order and batches are cached whole, in order, so a run interrupted
+        and started again forms the same batches for what is left; with a blind key they are
+        byte-identical and the custodians charge none of them twice.
+        """
+        with self.uow.reading() as tx:
+            pending = list(tx.repo.missing_token_ids(key_epoch, types))
+        if not pending:
+            return 0
+        inputs = (Identifier(IdentifierType(ref.type), ref.canonical).oprf_input() for ref in pending)
+        ids = iter(pending)
+        done = 0
+        with ProcessMap(self.workers if len(pending) > self.batch_size else 1) as pool:
+            for batch, derived in tokenize(
+                inputs,
+                functools.partial(self.evaluator.evaluate, key_epoch),
+                pool=pool,
+                batch_size=self.batch_size,
+                blind_key=self.blind_key,
+                blind_context=key_epoch.encode("utf-8"),
+            ):
+                rows = [
+                    CachedToken(next(ids).id, token, key)
+                    for token, key in zip(derived.match_tokens, derived.label_keys, strict=False)
+                ]
+                with self.uow.writing() as tx:
+                    tx.repo.cache_tokens(key_epoch, rows)
+                done += len(batch)
+                self.progress("tokenize", done, len(pending))
+        return done
+
+    # Step 6: the submission, resumable ---------------------------------------------------------
+
+    def submit(self, round: Round) -> Submitted:
+        """Send what the coordinator lacks of this node's set for the round and commit it.
+
+        From the second round of a scope on, only the delta goes (new and changed items, removed
+        tokens); the whole set goes when the coordinator holds none for this node or its copy
+        differs from this node's record. Resumable: a retry rebuilds the same chunks and sends
+        those the coordinator lacks.
+
+        Raises ``SetMismatch`` when the set the commit would leave differs from this node's
+        record (the record is then forgotten, so the next round sends the whole set), and what
+        the coordinator raises (``RoundClosed``, ``LimitExceeded``, ``Conflict``, ...).
+        """
+        status = self.coordinator.submission_status(round.round_id, self.member_id)
+        if status.state is SubmissionState.COMMITTED:
+            return Submitted(status.set_count, status.item_count, replaced=False)
+        plan = DeltaPlan(replace=not self._record_matches(round.set_scope, status))
+        self.coordinator.upload_chunks(
+            plan.chunks(
+                round,
+                uow=self.uow,
+                labels=self.labels,
+                stored=set(status.chunks),
+                chunk_size=self.chunk_size,
+                progress=self.progress,
+            )
+        )
+        try:
+            committed = self.coordinator.commit(plan.commit(round.round_id, share_name=self.share_name), self.member_id)
+        except SetMismatch as exc:
+            # This node's record disagrees with what the coordinator holds: forget it, so the
+            # next round sends the whole set.
+            with self.uow.writing() as tx:
+                tx.repo.forget_submitted(round.set_scope)
+            raise SetMismatch(
+                f"{exc}; this node's record of what it sent is reset and its next round sends the whole set"
+            ) from None
+        with self.uow.writing() as tx:
+            tx.repo.apply_pending(
+                round.set_scope, replace=plan.replace, count=plan.result.count, digest=plan.result.digest()
+            )
+        return Submitted(committed.set_count, committed.item_count, plan.replace)
+
+    def _record_matches(self, scope: str, status: SubmissionStatus) -> bool:
+        """Whether this node's record of its set equals what the coordinator holds."""
+        if not status.set_digest:
+            return False
+        with self.uow.reading() as tx:
+            known = tx.repo.submitted_state(scope)
+        return (
+            known is not None
+            and known.item_count == status.set_count
+            and hmac.compare_digest(known.digest, status.set_digest)
+        )
+
+    # Steps 7-8: the signed result, mapped back to identifiers -----------------------------------
+
+    def fetch_result(
+        self, round_id: str, *, round_name: str = "", wait: float = 0.0, poll: float = 0.5
+    ) -> ResultHeader:
+        """Fetch, verify and keep this member's result; waits up to ``wait`` seconds for matching.
+
+        First the coordinator's audit log is checked against the checkpoints this node kept
+        (``check_log``). Then the header's signature, and that the log's ``result.issue`` entry
+        for it is in the header's checkpoint, which is itself checked against the kept ones; then
+        every page of leaves as it streams in. The leaves go to the node's database in the same
+        transaction, which commits only if they are exactly the signed leaves (count, order,
+        Merkle root). A result that fails leaves nothing kept. Raises ``InvalidSignature``
+        (header), ``ResultMismatch`` (leaves or log entry), ``LogInconsistent`` or ``NotFound``.
+        """
+        self.check_log()
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                with contextlib.closing(self.coordinator.get_result(round_id)) as parts:
+                    return self._verify_and_keep(round_id, round_name, parts)
+            except NotFound:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(poll)
+
+    def _verify_and_keep(
+        self, round_id: str, round_name: str, parts: Iterator[SignedResultHeader | LeafPage]
+    ) -> ResultHeader:
+        first = next(parts, None)
+        if not isinstance(first, SignedResultHeader):
+            raise ResultMismatch(f"the coordinator's result for round {round_id} does not start with a signed header")
+        header = open_header(
+            self.coordinator_key, first.header, first.signature, round_id=round_id, member_id=self.member_id
+        )
+        check_issue_entry(header, first.audit_entry, first.audit_proof)
+        self.log.witness(header.checkpoint)
+        leaves = LeafVerifier(header)
+        try:
+            with self.uow.writing() as tx:
+                tx.results.save_header(
+                    round_id,
+                    key_epoch=header.key_epoch,
+                    round_name=round_name,
+                    header=first.header,
+                    signature=first.signature,
+                    at=self.clock(),
+                )
+                for part in parts:
+                    if not isinstance(part, LeafPage):
+                        raise ResultMismatch(f"the coordinator's result for round {round_id} has a second header")
+                    matches = leaves.add(part)
+                    tx.results.add_leaves(
+                        round_id,
+                        [
+                            KeptLeaf(part.first_leaf + i, match.match_token, leaf)
+                            for i, (match, leaf) in enumerate(zip(matches, part.leaves, strict=True))
+                        ],
+                    )
+                    self.progress("fetch", leaves.count, header.match_count)
+                leaves.finish()
+        except ResultMismatch as exc:
+            raise ResultMismatch(f"round {round_id}: {exc}; the result is refused and nothing of it kept") from None
+        return header
+
+    def fetch_and_keep(self, round: Round, *, wait: float = 0.0) -> ResultHeader:
+        """``fetch_result`` for ``round``, kept under its name for reports."""
+        return self.fetch_result(round.round_id, round_name=round.name, wait=wait)
+
+    def kept_result(self, round_id: str) -> MemberResult:
+        """A kept result, read back from the node's database (verified when it was fetched).
+
+        Raises ``NotFound`` when no result is kept for the round.
+        """
+        with self.uow.reading() as tx:
+            header = decode_header(tx.results.get_result(round_id).header)
+            matches = tuple(decode_leaf(leaf) for leaf in tx.results.iter_leaves(round_id))
+        return MemberResult(
+            header.round_id, header.member_id, header.key_epoch, header.threshold, header.submitted_count, matches
+        )
+
+    def leads(self, result: MemberResult) -> list[Lead]:
+        """Map matched tokens to own identifiers and open the peers' labels (``protocol.leads``)."""
+        tokens = [m.match_token for m in result.matches]
+        with self.uow.reading() as tx:
+            own = tx.repo.identifiers_for_tokens(result.key_epoch, tokens)
+            keys = tx.repo.label_keys_for_tokens(result.key_epoch, tokens)
+        return build_leads(result, own, keys)
+
+    # The coordinator's audit log ---------------------------------------------------------------
+
+    def check_log(self) -> Checkpoint:
+        """Fetch the coordinator's signed checkpoint now and check it against the kept ones (``LogWitness``)."""
+        return self.log.witness(self.coordinator.checkpoint())
+
+    # The whole of it ---------------------------------------------------------------------------
+
+    def join(self, round_id: str, *, wait: float = 300.0) -> JoinOutcome:
+        """Run this member's part of ``round_id`` to the end (or until ``wait`` seconds pass).
+
+        If the round is not matched within ``wait`` seconds of this member's commit, the outcome
+        has no result: the items are committed and ``fetch_and_keep`` gets the result later.
+
+        The coordinator's audit log is checked first (``check_log``): a member does not submit to
+        a coordinator whose log contradicts what it saw before.
+
+        Raises ``LogInconsistent`` (see ``check_log``), ``WrongEpoch`` when a custodian serves
+        another key epoch than the round's, ``RoundClosed`` when the round takes no more
+        submissions and this member did not commit, and what ``submit`` and ``fetch_result`` raise.
+        """
+        self.check_log()
+        round, _ = self.coordinator.get_round(round_id)
+        served = set(self.evaluator.key_epochs())
+        if served != {round.key_epoch}:
+            raise WrongEpoch(f"round {round_id} uses key epoch {round.key_epoch!r}; custodians serve {sorted(served)}")
+        status = self.coordinator.submission_status(round_id, self.member_id)
+        computed = submitted = delta = 0
+        replaced = False
+        seconds: dict[str, float] = {}
+        clock = time.perf_counter()
+        if round.state is RoundState.OPEN and status.state is not SubmissionState.COMMITTED:
+            if self.clock() >= round.deadline:  # A courtesy: the coordinator enforces it anyway.
+                raise RoundClosed(f"round {round_id} passed its deadline: it takes no more submissions")
+            computed = self.tokenize(round.key_epoch, round.allowed_types)
+            seconds["tokenize"], clock = time.perf_counter() - clock, time.perf_counter()
+            sent = self.submit(round)
+            submitted, delta, replaced = sent.set_count, sent.delta_count, sent.replaced
+            seconds["submit"], clock = time.perf_counter() - clock, time.perf_counter()
+        elif status.state is SubmissionState.COMMITTED:
+            submitted, delta = status.set_count, status.item_count
+        else:
+            raise RoundClosed(f"round {round_id} is {round.state} and this member did not commit")
+        try:
+            header = self.fetch_and_keep(round, wait=wait)
+        except NotFound:
+            # Committed, but not matched yet: not an error; the result is fetched later.
+            seconds["wait for result"] = time.perf_counter() - clock
+            return JoinOutcome(round, computed, submitted, None, (), seconds, delta, replaced)
+        seconds["wait for result"], clock = time.perf_counter() - clock, time.perf_counter()
+        leads = tuple(self.leads(self.kept_result(round_id)))
+        seconds["open leads"] = time.perf_counter() - clock
+        return JoinOutcome(round, computed, submitted, header, leads, seconds, delta, replaced)

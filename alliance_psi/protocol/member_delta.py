@@ -1,0 +1,204 @@
+"""The member's submission for one round: the delta against its record, in chunks, and its digests.
+
+From the second round of a scope on, a node sends only what changed since its last commit
+(``delta.merge_delta`` of the set it wants matched against its record of the set it sent):
+items new or whose label changed, and tokens withdrawn. The first time, or when its record
+disagrees with the coordinator's, it sends its whole set (``replace``). While the chunks are
+built, the node records what they change (its *pending* rows); only once the coordinator has
+committed them does the record take them in (``NodeRepo.apply_pending``).
+
+The chunks depend only on the node's data: a retry rebuilds the same ones, and those the
+coordinator already holds are skipped. Label keys and plaintexts never leave this module but
+sealed (``crypto.labels.seal_label``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+
+from alliance_psi.crypto.labels import LabelContext, seal_label
+from alliance_psi.protocol.coordinator import Chunk, Commit
+from alliance_psi.protocol.delta import KEEP, PUT, merge_delta
+from alliance_psi.protocol.leads import LeadLabel
+from alliance_psi.protocol.model import Round
+from alliance_psi.protocol.node_rows import PendingChange, SubmissionRow
+from alliance_psi.protocol.ports import NodeUnitOfWork
+from alliance_psi.protocol.submission import NO_LABEL_DIGEST, SetDigest, SubmissionDigest, label_digest
+
+__all__ = ["DeltaPlan", "LabelSealer", "Progress", "RoundLabels", "no_progress"]
+
+_new_row = tuple.__new__
+
+# A progress callback: (stage, done, total or None).
+Progress = Callable[[str, int, int | None], None]
+
+
+def no_progress(stage: str, done: int, total: int | None) -> None:
+    """A ``Progress`` that shows nothing."""
+    return None
+
+
+@functools.lru_cache(maxsize=65536)
+def _encoded_label(category: str, severity: str, first_seen: date | None, case_ref: str) -> tuple[bytes, bytes]:
+    # Many identifiers share a label (same category, severity, date and case): encode it once.
+    # No name inside: co-holders see the name the coordinator attests (``share_name``), if any.
+    label = LeadLabel(category or "other", severity or None, first_seen, case_ref or None)
+    plaintext = label.encode()
+    return plaintext, hashlib.blake2b(plaintext, digest_size=16).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSealer:
+    """Seals the node's labels with ``nonce_key`` (never leaves the node). Labels carry no name."""
+
+    nonce_key: bytes
+
+    def for_round(self, round: Round) -> RoundLabels:
+        """The labels of ``round``'s submission (none, when the round shares no labels)."""
+        return RoundLabels(round.share_labels, round.key_epoch, round.set_scope, self.nonce_key)
+
+
+@dataclass(frozen=True, slots=True)
+class RoundLabels:
+    """``LabelSealer`` for one round: its label sharing, key epoch and scope, looked up once."""
+
+    share: bool
+    key_epoch: str
+    scope: str
+    nonce_key: bytes
+
+    def label(self, row: SubmissionRow) -> tuple[bytes, bytes]:
+        """(plaintext, fingerprint) of the label this node would seal for ``row``; empty without labels.
+
+        The fingerprint (a hash of the plaintext) is what the node records per committed token:
+        a changed category, severity, date or case puts the token again with a new label,
+        an unchanged one costs no sealing.
+        """
+        if not self.share:
+            return b"", b""
+        return _encoded_label(row.category, row.severity, row.first_seen, row.case_ref)
+
+    def seal(self, row: SubmissionRow, plaintext: bytes) -> bytes | None:
+        """The sealed label for ``row`` in the round's scope, or None when the round shares none."""
+        if not self.share:
+            return None
+        context = LabelContext(self.key_epoch, row.match_token)
+        return seal_label(row.label_key, plaintext, context, nonce_key=self.nonce_key, scope=self.scope)
+
+
+@dataclass(slots=True)
+class DeltaPlan:
+    """One attempt at a round's submission: whether it is the whole set, and the digests of what
+    the chunks sent (``delta``) and of the set they leave at the coordinator (``result``)."""
+
+    replace: bool
+    delta: SubmissionDigest = field(default_factory=SubmissionDigest)
+    result: SetDigest = field(default_factory=SetDigest)
+
+    def commit(self, round_id: str, *, share_name: bool = False) -> Commit:
+        """The commit of the chunks built so far (call once they are all built); ``share_name``
+        asks the coordinator to name this member to the co-holders of its labels."""
+        return Commit(
+            round_id,
+            self.delta.count,
+            self.delta.digest(),
+            self.result.count,
+            self.result.digest(),
+            self.replace,
+            share_name=share_name,
+        )
+
+    def chunks(
+        self,
+        round: Round,
+        *,
+        uow: NodeUnitOfWork,
+        labels: LabelSealer,
+        stored: Collection[int],
+        chunk_size: int,
+        progress: Progress = no_progress,
+    ) -> Iterator[Chunk]:
+        """Build the chunks of the round's delta in token order, yielding those not in ``stored``.
+
+        Every chunk, sent or skipped, goes into the plan's digests and into the node's pending
+        rows (one transaction per chunk), so the plan describes the whole submission however
+        many chunks the coordinator already held.
+        """
+        scope, sealer = round.set_scope, labels.for_round(round)
+        with uow.writing() as tx:
+            tx.repo.clear_pending(scope)
+        with uow.reading() as wanted_tx, uow.reading() as known_tx:
+            wanted = _wanted(sealer, wanted_tx.repo.iter_submission_rows(round.key_epoch, round.allowed_types))
+            known = iter(()) if self.replace else known_tx.repo.iter_submitted(scope)
+            chunk = _ChunkBuilder(round.round_id, self.replace)
+            keep = self.result.update
+            for kind, token, value in merge_delta(wanted, known):
+                if kind == KEEP:
+                    keep(token, value)
+                    continue
+                if kind == PUT:
+                    fingerprint, (plaintext, row) = value
+                    sealed = sealer.seal(row, plaintext)
+                    digest = label_digest(sealed)
+                    chunk.put(token, sealed, digest, fingerprint)
+                    self.result.update(token, digest)
+                else:
+                    chunk.remove(token)
+                if chunk.size >= chunk_size and (built := self._flush(chunk, scope, uow, stored, progress)):
+                    yield built
+            if chunk.size and (built := self._flush(chunk, scope, uow, stored, progress)):
+                yield built
+
+    def _flush(
+        self, chunk: _ChunkBuilder, scope: str, uow: NodeUnitOfWork, stored: Collection[int], progress: Progress
+    ) -> Chunk | None:
+        """Digest and record the chunk being built; return it unless the coordinator holds it."""
+        digest = self.delta.update(chunk.items, chunk.removals)
+        built = chunk.build(digest) if chunk.index not in stored else None
+        with uow.writing() as tx:
+            tx.repo.add_pending(scope, chunk.pending)
+        chunk.next()
+        progress("submit", self.delta.count, None)
+        return built
+
+
+def _wanted(
+    labels: RoundLabels, rows: Iterable[SubmissionRow]
+) -> Iterator[tuple[bytes, bytes, tuple[bytes, SubmissionRow]]]:
+    """``merge_delta``'s wanted side: (token, label fingerprint, (label plaintext, row))."""
+    for row in rows:
+        plaintext, fingerprint = labels.label(row)
+        yield row.match_token, fingerprint, (plaintext, row)
+
+
+class _ChunkBuilder:
+    """The items, removals and pending rows of the chunk being built, and its index."""
+
+    def __init__(self, round_id: str, replace: bool) -> None:
+        self.round_id, self.replace, self.index, self.size = round_id, replace, 0, 0
+        self.items: list[tuple[bytes, bytes | None]] = []
+        self.removals: list[bytes] = []
+        self.pending: list[PendingChange] = []
+
+    def next(self) -> None:
+        """Start the next chunk."""
+        self.index, self.size = self.index + 1, 0
+        self.items, self.removals, self.pending = [], [], []
+
+    def put(self, token: bytes, sealed: bytes | None, label_digest: bytes, fingerprint: bytes) -> None:
+        self.items.append((token, sealed))
+        # The tuple ``PendingChange(...)`` makes, without its Python-level __new__ (once per token).
+        self.pending.append(_new_row(PendingChange, (token, False, label_digest, fingerprint)))
+        self.size += 1
+
+    def remove(self, token: bytes) -> None:
+        self.removals.append(token)
+        self.pending.append(_new_row(PendingChange, (token, True, NO_LABEL_DIGEST, b"")))
+        self.size += 1
+
+    def build(self, digest: bytes) -> Chunk:
+        return Chunk(self.round_id, self.index, tuple(self.items), digest, tuple(self.removals), self.replace)

@@ -1,0 +1,205 @@
+"""One contract for the member node's ports, run over the in-memory fakes and over SQLite and PostgreSQL.
+
+``tests/helpers/memory_node.py`` makes the member role's tests fast; this file keeps it honest:
+what the role relies on of its node database is checked here on all three backends, so a fake
+that drifts from ``MemberRepository`` and ``KeptResults`` fails beside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from alliance_psi.errors import InvalidRequest, NotFound
+from alliance_psi.protocol.leads import OwnIdentifier
+from alliance_psi.protocol.node_rows import (
+    CachedToken,
+    IdentifierRef,
+    KeptHeader,
+    KeptLeaf,
+    PendingChange,
+    SetRecord,
+    SubmissionRow,
+    SubmittedToken,
+)
+from alliance_psi.services.member import SqlNodeUnitOfWork
+from tests.conftest import backend_engine
+from tests.helpers.memory_node import MemoryNodeUnitOfWork
+
+NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+EPOCH, SCOPE = "e1", "e1/phone/labels"
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def uow(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    if request.param == "memory":
+        yield MemoryNodeUnitOfWork()
+        return
+    engine: Engine
+    with backend_engine(request.param, request, tmp_path) as engine:
+        yield SqlNodeUnitOfWork(engine)
+
+
+def token(n: int) -> bytes:
+    return n.to_bytes(16, "big")
+
+
+def key(n: int) -> bytes:
+    return bytes([n]) * 32
+
+
+def phone(n: int) -> str:
+    return f"+86138{n:08d}"
+
+
+def imported(uow: Any, *numbers: int, category: str = "wool_party", types: str = "phone") -> dict[str, int]:
+    """Import phones (or ``types``) and return {canonical: id}."""
+    rows = [
+        {"type": types, "canonical": phone(n), "category": category, "severity": "level1", "case_ref": f"C-{n}"}
+        for n in numbers
+    ]
+    with uow.writing() as tx:
+        tx.repo.upsert_identifiers(rows, at=NOW)
+    with uow.reading() as tx:
+        return {ref.canonical: ref.id for ref in tx.repo.missing_token_ids(EPOCH)}
+
+
+def test_missing_tokens_come_by_id_and_cached_ones_are_kept(uow: Any) -> None:
+    ids = imported(uow, 3, 1, 2)
+    imported(uow, 9, types="email")
+    with uow.reading() as tx:
+        missing = list(tx.repo.missing_token_ids(EPOCH, ["phone"]))
+    assert missing == sorted(missing) and {ref.canonical for ref in missing} == {phone(1), phone(2), phone(3)}
+    assert all(isinstance(ref, IdentifierRef) for ref in missing)
+    with uow.writing() as tx:
+        tx.repo.cache_tokens(EPOCH, [CachedToken(ids[phone(1)], token(1), key(1))])
+        tx.repo.cache_tokens(EPOCH, [CachedToken(ids[phone(1)], token(7), key(7))])  # A retried batch: kept as first.
+    with uow.reading() as tx:
+        assert [ref.canonical for ref in tx.repo.missing_token_ids(EPOCH, ["phone"])] == [phone(3), phone(2)]
+        assert len(list(tx.repo.missing_token_ids("e2", ["phone"]))) == 3
+        assert tx.repo.label_keys_for_tokens(EPOCH, [token(1), token(7)]) == {token(1): key(1)}
+
+
+def test_a_bad_token_is_refused_and_the_transaction_leaves_nothing(uow: Any) -> None:
+    ids = imported(uow, 1, 2)
+    with pytest.raises(InvalidRequest), uow.writing() as tx:
+        tx.repo.cache_tokens(EPOCH, [CachedToken(ids[phone(1)], token(1), key(1))])
+        tx.repo.cache_tokens(EPOCH, [CachedToken(ids[phone(2)], b"short", key(2))])
+    with uow.reading() as tx:
+        assert len(list(tx.repo.missing_token_ids(EPOCH))) == 2
+
+
+def test_submission_rows_come_in_token_order_and_map_back_until_withdrawn(uow: Any) -> None:
+    ids = imported(uow, 1, 2, 3)
+    imported(uow, 4, types="email")
+    with uow.writing() as tx:
+        tx.repo.cache_tokens(EPOCH, [CachedToken(ids[phone(n)], token(10 - n), key(n)) for n in (1, 2, 3)])
+    with uow.reading() as tx:
+        rows = list(tx.repo.iter_submission_rows(EPOCH, ["phone"]))
+        own = tx.repo.identifiers_for_tokens(EPOCH, [token(9), token(42)])
+    assert rows == [
+        SubmissionRow(ids[phone(n)], token(10 - n), key(n), "wool_party", "level1", None, f"C-{n}") for n in (3, 2, 1)
+    ]
+    assert own == {token(9): OwnIdentifier("phone", phone(1), "wool_party", "level1", None, "C-1", "")}
+    with uow.writing() as tx:
+        tx.repo.upsert_identifiers(
+            [
+                {
+                    "type": "phone",
+                    "canonical": phone(1),
+                    "category": "other",
+                    "severity": "level1",
+                    "spelling": "138 0000 0001",
+                }
+            ]
+        )
+    imported(uow, 1, category="money_laundering")  # Relabelled: the id, token and spelling stay.
+    with uow.writing() as tx:
+        assert tx.repo.withdraw("phone", phone(2))
+    with uow.reading() as tx:
+        assert [(row.match_token, row.category) for row in tx.repo.iter_submission_rows(EPOCH, ["phone"])] == [
+            (token(7), "wool_party"),
+            (token(9), "money_laundering"),
+        ]
+        assert tx.repo.identifiers_for_tokens(EPOCH, [token(8)]) == {}
+        assert tx.repo.identifiers_for_tokens(EPOCH, [token(9)])[token(9)].spelling == "138 0000 0001"
+        assert tx.repo.label_keys_for_tokens(EPOCH, [token(8)]) == {}
+
+
+def _changes(*changes: tuple[int, bool, int]) -> list[PendingChange]:
+    return [PendingChange(token(n), removed, bytes([d]) * 16, b"f" * d) for n, removed, d in changes]
+
+
+def test_the_record_takes_in_a_committed_delta_and_is_forgotten_whole(uow: Any) -> None:
+    with uow.writing() as tx:
+        tx.repo.add_pending(SCOPE, _changes((1, False, 1), (2, False, 2)))
+        tx.repo.apply_pending(SCOPE, replace=True, count=2, digest=b"d" * 32)
+    with uow.writing() as tx:
+        tx.repo.add_pending(SCOPE, _changes((3, False, 3)))
+        tx.repo.clear_pending(SCOPE)  # A new attempt rebuilds its delta.
+        tx.repo.add_pending(SCOPE, _changes((1, True, 0), (2, False, 5), (4, False, 4)))
+        tx.repo.apply_pending(SCOPE, replace=False, count=2, digest=b"e" * 32)
+    with uow.reading() as tx:
+        assert list(tx.repo.iter_submitted(SCOPE)) == [
+            SubmittedToken(token(2), bytes([5]) * 16, b"f" * 5),
+            SubmittedToken(token(4), bytes([4]) * 16, b"f" * 4),
+        ]
+        assert all(type(value) is bytes for row in tx.repo.iter_submitted(SCOPE) for value in row)
+        assert tx.repo.submitted_state(SCOPE) == SetRecord(2, b"e" * 32)
+        assert tx.repo.submitted_state("other") is None
+    with uow.writing() as tx:
+        tx.repo.add_pending(SCOPE, _changes((6, False, 6)))
+        tx.repo.apply_pending(SCOPE, replace=True, count=1, digest=b"f" * 32)  # The whole set again.
+    with uow.reading() as tx:
+        assert [row.match_token for row in tx.repo.iter_submitted(SCOPE)] == [token(6)]
+    with uow.writing() as tx:
+        tx.repo.add_pending(SCOPE, _changes((7, False, 7)))
+        tx.repo.forget_submitted(SCOPE)
+        tx.repo.apply_pending(SCOPE, replace=False, count=0, digest=b"g" * 32)  # Nothing pending survived.
+    with uow.reading() as tx:
+        assert list(tx.repo.iter_submitted(SCOPE)) == []
+
+
+def test_a_kept_result_is_all_there_or_not_at_all(uow: Any) -> None:
+    with pytest.raises(RuntimeError), uow.writing() as tx:
+        tx.results.save_header("r1", key_epoch=EPOCH, round_name="first", header=b"h0", signature=b"s0", at=NOW)
+        tx.results.add_leaves("r1", [KeptLeaf(0, token(1), b"leaf-0")])
+        raise RuntimeError("a page failed its check")
+    with uow.reading() as tx, pytest.raises(NotFound, match="no result kept for round r1"):
+        tx.results.get_result("r1")
+    for header in (b"h1", b"h2"):  # Fetched again: the second copy replaces the first, leaves and all.
+        with uow.writing() as tx:
+            tx.results.save_header("r1", key_epoch=EPOCH, round_name="named", header=header, signature=b"s", at=NOW)
+            tx.results.add_leaves("r1", [KeptLeaf(1, token(2), header + b"-1"), KeptLeaf(0, token(1), header + b"-0")])
+    with uow.reading() as tx:
+        kept = tx.results.get_result("r1")
+        assert (kept.key_epoch, kept.round_name, kept.header, kept.signature) == (EPOCH, "named", b"h2", b"s")
+        assert isinstance(kept, KeptHeader) and kept.fetched_at == NOW
+        assert list(tx.results.iter_leaves("r1")) == [b"h2-0", b"h2-1"]
+
+
+def test_cached_first_seen_dates_come_back_as_dates(uow: Any) -> None:
+    with uow.writing() as tx:
+        tx.repo.upsert_identifiers(
+            [
+                {
+                    "type": "phone",
+                    "canonical": phone(1),
+                    "category": "other",
+                    "severity": "level2",
+                    "first_seen": date(2025, 3, 1),
+                }
+            ]
+        )
+    with uow.reading() as tx:
+        (ref,) = tx.repo.missing_token_ids(EPOCH)
+    with uow.writing() as tx:
+        tx.repo.cache_tokens(EPOCH, [CachedToken(ref.id, token(1), key(1))])
+    with uow.reading() as tx:
+        (row,) = tx.repo.iter_submission_rows(EPOCH)
+    assert (row.first_seen, row.severity, row.case_ref) == (date(2025, 3, 1), "level2", "")
