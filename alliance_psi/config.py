@@ -20,6 +20,8 @@ from alliance_psi.defaults import (
     BATCH_SIZE,
     CHUNK_SIZE,
     ENROLMENT_REFRESH_SECONDS,
+    FREE_RESENT_PER_MEMBER,
+    KEPT_ANSWERS_PER_MEMBER,
     MAX_ROUND_ITEMS,
     MAX_SET_ITEMS,
     QUOTA_PER_MEMBER,
@@ -238,6 +240,8 @@ class CustodianConfig:
                         key_share=Path("custodian/epoch-2026q4.share"),
                         database="sqlite:///custodian/quota.db",
                         quota_per_member=2_000_000)   # default elements per member per epoch
+        CustodianConfig(…, kept_answers_per_member=32_768,   # answers kept to answer a re-sent batch
+                        free_resent_per_member=65_536)   # re-sent elements evaluated again free per epoch
         CustodianConfig(…, enrolment_refresh_seconds=1.0)    # how stale the enrolment list may be
         CustodianConfig(…, limits=ServerLimits(max_calls_per_peer=4))   # see ServerLimits
 
@@ -256,6 +260,8 @@ class CustodianConfig:
     quota_per_member: int = QUOTA_PER_MEMBER
     enrolment_refresh_seconds: float = ENROLMENT_REFRESH_SECONDS
     limits: ServerLimits = ServerLimits()
+    kept_answers_per_member: int = KEPT_ANSWERS_PER_MEMBER
+    free_resent_per_member: int = FREE_RESENT_PER_MEMBER
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,9 @@ __all__ = [
     "COORDINATOR_NAME",
     "CRL_RELOAD_SECONDS",
     "ENROLMENT_REFRESH_SECONDS",
+    "FREE_RESENT_PER_MEMBER",
     "JOIN_WAIT_SECONDS",
+    "KEPT_ANSWERS_PER_MEMBER",
     "MAX_CALLS",
     "MAX_CALLS_PER_PEER",
     "MAX_OPEN_CALLS",
@@ -39,6 +41,14 @@ CHUNK_SIZE = 4096
 
 QUOTA_PER_MEMBER = 2_000_000
 """Elements a custodian evaluates for one member per key epoch."""
+
+KEPT_ANSWERS_PER_MEMBER = 32_768
+"""Elements of its latest answers a custodian keeps in memory per member (32 bytes each), to answer
+a batch sent again without evaluating it."""
+
+FREE_RESENT_PER_MEMBER = 65_536
+"""Elements of batches sent again, not in the kept answers, that a custodian evaluates again free
+per member per key epoch; beyond, a batch sent again is charged as a new one."""
 
 TICK_SECONDS = 1.0
 """How often the coordinator closes rounds past their deadline and matches closed ones."""

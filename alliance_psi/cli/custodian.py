@@ -69,6 +69,8 @@ def _serve(config: CustodianConfig) -> None:
         quota_per_member=config.quota_per_member,
         ledger=SqlQuotaLedger(engine, config.name),
         quota_of=roster.quota_of,
+        kept_answers_per_member=config.kept_answers_per_member,
+        free_resent_per_member=config.free_resent_per_member,
     )
 
     def started(port: int) -> None:

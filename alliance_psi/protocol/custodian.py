@@ -6,6 +6,11 @@ the epoch is spent: the quota is the alliance's defence against a member probing
 identifiers. It learns only how many elements each member had evaluated, and which batches a
 member sent again (a byte-identical batch, as a resumed join sends, is not charged twice).
 
+A batch sent again is answered from the custodian's memory of its latest answers to that member
+(``RecentAnswers``) when it is there, with no group operation; otherwise it is evaluated again,
+free within the ledger's bound on re-sent elements per member and epoch, then charged. So
+re-sending one batch on every call slot does not buy a member the custodian's cores for free.
+
 Which members may call at all is the server's enrolment list, checked before any request
 reaches this role (``services.enrolment``); their quotas come from the same list.
 """
@@ -17,9 +22,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from alliance_psi.crypto.key_shares import KeyShare
+from alliance_psi.defaults import FREE_RESENT_PER_MEMBER, KEPT_ANSWERS_PER_MEMBER
 from alliance_psi.errors import InvalidRequest, MalformedElement, NotAuthorized, WrongEpoch
 from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.protocol.ports import QuotaLedger
+from alliance_psi.protocol.recent_answers import RecentAnswers
 
 __all__ = ["MAX_EVALUATE_BATCH", "CustodianRole", "EpochStatus", "Evaluation", "batch_digest"]
 
@@ -58,7 +65,10 @@ class CustodianRole:
     """One custodian serving one key epoch with a per-member quota.
 
     ``quota_per_member`` is the default; ``quota_of(member_id)`` may name a member's own quota
-    (the enrolment list's override), or None for the default.
+    (the enrolment list's override), or None for the default. ``kept_answers_per_member`` bounds
+    the elements of its latest answers kept per member to answer re-sends without computing;
+    ``free_resent_per_member`` bounds the elements of re-sent batches evaluated again free per
+    member and epoch.
     """
 
     def __init__(
@@ -69,11 +79,17 @@ class CustodianRole:
         quota_per_member: int,
         ledger: QuotaLedger,
         quota_of: Callable[[str], int | None] = _no_override,
+        kept_answers_per_member: int = KEPT_ANSWERS_PER_MEMBER,
+        free_resent_per_member: int = FREE_RESENT_PER_MEMBER,
     ) -> None:
         if quota_per_member < 1:
             raise InvalidRequest("quota per member must be at least 1")
+        if kept_answers_per_member < 0 or free_resent_per_member < 0:
+            raise InvalidRequest("the answers kept and the free re-sent elements per member cannot be negative")
         self.name, self.share, self.quota, self.ledger = name, share, quota_per_member, ledger
         self._quota_of = quota_of
+        self.answers = RecentAnswers(kept_answers_per_member)
+        self.free_resent = free_resent_per_member
 
     @staticmethod
     def _require_member(caller: Identity) -> None:
@@ -96,8 +112,11 @@ class CustodianRole:
 
         The quota is reserved before any element is decoded or multiplied, so a batch over quota
         costs the custodian a digest and one database transaction, no group operation. A batch
-        byte-identical to one charged before (in this epoch, for this member) is evaluated again
-        without a second charge: the member learns nothing it was not told already.
+        byte-identical to one answered before (in this epoch, for this member) gets the same
+        answer without a second charge: the member learns nothing it was not told already. It
+        comes from the kept answers when they hold it (no group operation, no transaction);
+        otherwise it is evaluated again, free within ``free_resent_per_member`` re-sent elements
+        per epoch and charged as a new batch beyond.
 
         Raises ``WrongEpoch``, ``InvalidRequest`` (empty or oversized batch), ``QuotaExceeded``
         (nothing is evaluated or counted) and ``MalformedElement`` (the first bad element;
@@ -115,7 +134,12 @@ class CustodianRole:
             if len(element) != size:
                 raise MalformedElement(f"element {index} must be {size} bytes, not {len(element)}")
         digest = batch_digest(elements)
-        charge = self.ledger.charge(self.share.epoch, caller.name, digest, len(elements), self.quota_for(caller.name))
+        kept = self.answers.get(caller.name, digest)
+        if kept is not None:
+            return Evaluation(kept, self.ledger.used(self.share.epoch, caller.name))
+        charge = self.ledger.charge(
+            self.share.epoch, caller.name, digest, len(elements), self.quota_for(caller.name), self.free_resent
+        )
         try:
             evaluated = self.share.blind_evaluate(elements)
         except Exception as exc:
@@ -123,4 +147,5 @@ class CustodianRole:
                 reason = "malformed element" if isinstance(exc, MalformedElement) else "evaluation failed"
                 self.ledger.refund(self.share.epoch, caller.name, digest, reason)
             raise
+        self.answers.put(caller.name, digest, evaluated)
         return Evaluation(evaluated, charge.used)

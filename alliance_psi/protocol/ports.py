@@ -74,12 +74,15 @@ class Charge:
 class QuotaLedger(Protocol):
     """Charges batches of evaluations to a member's quota, and records them, one transaction each.
 
-    ``charge`` counts a batch once per ``batch_digest`` (a byte-identical batch sent again costs
-    nothing) and raises ``QuotaExceeded`` when it does not fit, recording nothing; ``refund``
-    takes back the charge of a batch that was then not evaluated.
+    ``charge`` counts a batch once per ``batch_digest``: a byte-identical batch sent again costs
+    nothing while the member's re-sent elements in the epoch stay within ``free_resent``, and is
+    charged as a new batch beyond. It raises ``QuotaExceeded`` when a charge does not fit,
+    recording nothing; ``refund`` takes back the charge of a batch that was then not evaluated.
     """
 
-    def charge(self, key_epoch: str, member_id: str, batch_digest: bytes, count: int, quota: int) -> Charge: ...
+    def charge(
+        self, key_epoch: str, member_id: str, batch_digest: bytes, count: int, quota: int, free_resent: int
+    ) -> Charge: ...
 
     def refund(self, key_epoch: str, member_id: str, batch_digest: bytes, reason: str) -> None: ...
 

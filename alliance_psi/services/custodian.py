@@ -36,11 +36,15 @@ class SqlQuotaLedger:
     def __init__(self, engine: Engine, custodian: str) -> None:
         self.engine, self.custodian = engine, custodian
 
-    def charge(self, key_epoch: str, member_id: str, batch_digest: bytes, count: int, quota: int) -> Charge:
+    def charge(
+        self, key_epoch: str, member_id: str, batch_digest: bytes, count: int, quota: int, free_resent: int
+    ) -> Charge:
         now = datetime.now(UTC)
         try:
             with self.engine.begin() as conn:
-                charge = QuotaRepository(conn).charge_batch(key_epoch, member_id, batch_digest, count, quota, at=now)
+                charge = QuotaRepository(conn).charge_batch(
+                    key_epoch, member_id, batch_digest, count, quota, at=now, free_resent=free_resent
+                )
                 AuditLog(conn).append(
                     actor=member_id,
                     action="evaluate",
@@ -76,7 +80,8 @@ class SqlQuotaLedger:
                 )
 
     def used(self, key_epoch: str, member_id: str) -> int:
-        with self.engine.connect() as conn:
+        # A read: on SQLite it need not wait for, nor hold, the write lock.
+        with self.engine.execution_options(sqlite_begin="DEFERRED").connect() as conn:
             return QuotaRepository(conn).used(key_epoch, member_id)
 
 

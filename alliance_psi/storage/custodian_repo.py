@@ -59,14 +59,25 @@ class QuotaRepository:
         return new_used
 
     def charge_batch(
-        self, key_epoch: str, member_id: str, batch_digest: bytes, count: int, quota: int, *, at: datetime
+        self,
+        key_epoch: str,
+        member_id: str,
+        batch_digest: bytes,
+        count: int,
+        quota: int,
+        *,
+        at: datetime,
+        free_resent: int,
     ) -> Charge:
         """Charge a batch of ``count`` elements to the member's quota, once per ``batch_digest``.
 
-        A batch whose digest was charged before in this key epoch for this member costs nothing
-        (its elements are byte-identical, so evaluating them again tells the member nothing new).
-        Otherwise it is charged as ``reserve`` does. Two callers charging the same batch at once
-        charge it once: the digest is the primary key.
+        A batch whose digest was charged before in this key epoch for this member is a re-send:
+        it costs nothing while the member's free re-sent elements in the epoch stay within
+        ``free_resent`` (evaluating byte-identical elements again tells the member nothing new,
+        and a resumed join re-sends what it lost), and beyond that it is charged as a new batch,
+        so re-sending is never unbounded free work for the custodian. Otherwise it is charged as
+        ``reserve`` does. Two callers charging the same new batch at once charge it once: the
+        digest is the primary key.
 
         Raises:
             QuotaExceeded: the batch does not fit; the caller must roll its transaction back,
@@ -82,8 +93,20 @@ class QuotaRepository:
             "elements": count,
             "charged_at": at,
         }
-        if not insert_if_absent(self._conn, charged_batches, row):
-            return Charge(self.used(key_epoch, member_id), charged=False)
+        if insert_if_absent(self._conn, charged_batches, row):
+            return Charge(self.reserve(key_epoch, member_id, count, quota), charged=True)
+        free: int | None = self._conn.execute(
+            update(quota_usage)
+            .where(
+                quota_usage.c.key_epoch == key_epoch,
+                quota_usage.c.member_id == member_id,
+                quota_usage.c.resent_free + count <= free_resent,
+            )
+            .values(resent_free=quota_usage.c.resent_free + count)
+            .returning(quota_usage.c.used)
+        ).scalar_one_or_none()
+        if free is not None:
+            return Charge(free, charged=False)
         return Charge(self.reserve(key_epoch, member_id, count, quota), charged=True)
 
     def refund_batch(self, key_epoch: str, member_id: str, batch_digest: bytes) -> int | None:

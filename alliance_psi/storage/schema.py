@@ -260,12 +260,15 @@ quota_usage = Table(
     Column("key_epoch", Text, primary_key=True),
     Column("member_id", Text, primary_key=True),
     Column("used", BigInteger, nullable=False),
+    # Elements of batches sent again that were evaluated again without a charge (``charge_batch``).
+    Column("resent_free", BigInteger, nullable=False, server_default=text("0")),
     CheckConstraint("used >= 0", name="ck_quota_usage_used"),
 )
 
 # Custodian: the batches already charged to each member's quota per key epoch, by the SHA-256 of
 # the batch's blinded elements, so a batch a member re-sends (a retry, or a join resumed after an
-# interruption: the node's blinds are deterministic) is evaluated again without a second charge.
+# interruption: the node's blinds are deterministic) is evaluated again without a second charge,
+# up to ``quota_usage.resent_free`` elements per member and epoch.
 charged_batches = Table(
     "charged_batches",
     metadata,

@@ -424,6 +424,9 @@ class MemoryUnitOfWork:
 class MemoryQuotaLedger:
     """A ``QuotaLedger``: a batch is charged once per digest, entirely or not at all, and refundable.
 
+    A batch sent again is free while the member's re-sent elements stay within ``free_resent``,
+    and charged again beyond.
+
     ``charges`` counts the ``charge`` calls, so a test can tell a batch was charged before any
     work on it.
     """
@@ -431,10 +434,13 @@ class MemoryQuotaLedger:
     def __init__(self) -> None:
         self.counts: dict[tuple[str, str], int] = {}
         self.batches: dict[tuple[str, str, bytes], int] = {}
+        self.resent: dict[tuple[str, str], int] = {}
         self.charges = 0
         self.audit = MemoryAudit()
 
-    def charge(self, key_epoch: str, member_id: str, batch_digest: bytes, count: int, quota: int) -> Charge:
+    def charge(
+        self, key_epoch: str, member_id: str, batch_digest: bytes, count: int, quota: int, free_resent: int
+    ) -> Charge:
         self.charges += 1
         if count < 0 or quota < 0:
             raise InvalidRequest("an evaluation count and a quota cannot be negative")
@@ -442,6 +448,11 @@ class MemoryQuotaLedger:
             raise InvalidRequest("a batch digest is 32 bytes")
         used = self.counts.get((key_epoch, member_id), 0)
         charged = (key_epoch, member_id, batch_digest) not in self.batches
+        resent = self.resent.get((key_epoch, member_id), 0)
+        if not charged and resent + count <= free_resent:
+            self.resent[(key_epoch, member_id)] = resent + count
+        else:
+            charged = True
         if charged:
             if used + count > quota:
                 self.audit.append(

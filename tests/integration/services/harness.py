@@ -189,11 +189,13 @@ def running_alliance(
     crl: bytes | None = None,
     result_page_bytes: int | None = None,
     own_cas: Mapping[str, pki_module.CertificateAuthority] | None = None,
+    custodian_options: Mapping[str, int] | None = None,
 ) -> Iterator[Alliance]:
     """Custodians and a coordinator serving on loopback within ``limits`` and refusing the
     certificates ``crl`` revokes; refused calls are audited in each server's database. A custodian
     named in ``own_cas`` serves a certificate of that CA (and still trusts members of the alliance
-    CA); its CA certificate is written to ``tmp/NAME-ca.pem`` for members to pin."""
+    CA); its CA certificate is written to ``tmp/NAME-ca.pem`` for members to pin. ``custodian_options``
+    are passed to every ``CustodianRole`` (``kept_answers_per_member``, ``free_resent_per_member``)."""
     planted = planted or Planted.make()
     limits = limits or ServerLimits()
     signing_key = SigningKey.generate()
@@ -240,7 +242,12 @@ def running_alliance(
             )
             ledger = SqlQuotaLedger(engine, name)
             custodian = CustodianRole(
-                name, KeyShare.generate(EPOCH), quota_per_member=quota, ledger=ledger, quota_of=roster.quota_of
+                name,
+                KeyShare.generate(EPOCH),
+                quota_per_member=quota,
+                ledger=ledger,
+                quota_of=roster.quota_of,
+                **(custodian_options or {}),
             )
             addresses.append(serve(custodian_registration(custodian), name, engine, check))
             custodian_engines.append(engine)

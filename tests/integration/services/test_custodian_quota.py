@@ -9,6 +9,7 @@ RESOURCE_EXHAUSTED, not INVALID_ARGUMENT, so the quota check came before any ele
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import grpc
@@ -79,7 +80,7 @@ def test_a_malformed_element_refunds_the_batch(tmp_path: Path, pki: AlliancePki)
         assert audit(engine)[1][1]["reason"] == "malformed element"
 
 
-def test_a_batch_sent_again_is_evaluated_again_and_charged_once(tmp_path: Path, pki: AlliancePki) -> None:
+def test_a_batch_sent_again_gets_the_same_answer_and_is_charged_once(tmp_path: Path, pki: AlliancePki) -> None:
     with running_alliance(tmp_path, pki, custodians=1, quota=10) as alliance:
         engine = alliance.custodian_engines[0]
         with (
@@ -94,5 +95,52 @@ def test_a_batch_sent_again_is_evaluated_again_and_charged_once(tmp_path: Path, 
             a.evaluate(EPOCH, GOOD[:3][::-1])
             b.evaluate(EPOCH, GOOD)
         assert (used(engine, "bank-a"), used(engine, "bank-b")) == (9, 6)
+        # The re-sends were answered from the custodian's kept answers: no charge, no transaction.
         charged = [detail["charged"] for action, detail in audit(engine) if action == "evaluate"]
-        assert charged == [6, 0, 0, 3, 6]
+        assert charged == [6, 3, 6]
+
+
+def test_re_sending_one_batch_on_every_slot_costs_the_custodian_no_evaluation(tmp_path: Path, pki: AlliancePki) -> None:
+    """Adversary finding 9: bank-a re-sends one batch on all its call slots, for free, while
+    bank-b works. Every re-send is answered from the kept answers (no evaluation, no charge,
+    no audit entry), and bank-b's evaluations all complete."""
+    hostile = [blind(b"phone\x00+8613900%06d" % i).blinded_element for i in range(1024)]
+    with running_alliance(tmp_path, pki, custodians=1, quota=100_000) as alliance:
+        engine, address = alliance.custodian_engines[0], alliance.custodian_addresses[0]
+        with (
+            CustodianClient(address, pki.material("bank-a"), name=CUSTODIAN) as a,
+            CustodianClient(address, pki.material("bank-b"), name=CUSTODIAN) as b,
+        ):
+            first = a.evaluate(EPOCH, hostile)
+            answers: list[bool] = []
+
+            def resend() -> None:
+                for _ in range(10):
+                    answers.append(a.evaluate(EPOCH, hostile) == first)
+
+            threads = [threading.Thread(target=resend) for _ in range(7)]  # 7 of bank-a's 8 slots.
+            for thread in threads:
+                thread.start()
+            victim = [b.evaluate(EPOCH, GOOD[i : i + 1] + GOOD[:i]) for i in range(6)]
+            for thread in threads:
+                thread.join()
+        assert answers == [True] * 70
+        assert [len(answer) for answer in victim] == [1, 2, 3, 4, 5, 6]
+        assert (used(engine, "bank-a"), used(engine, "bank-b")) == (1024, 21)
+        evaluated = [(entry["elements"], entry["charged"]) for action, entry in audit(engine) if action == "evaluate"]
+        assert sorted(evaluated) == sorted([(1024, 1024), *((n, n) for n in range(1, 7))])
+
+
+def test_re_sends_evaluated_again_are_free_up_to_the_bound_then_charged(tmp_path: Path, pki: AlliancePki) -> None:
+    """Without kept answers (a restarted custodian, or answers dropped from memory) a re-send is
+    computed again: free for 12 elements per member and epoch here, then charged as a new batch."""
+    bounds = {"kept_answers_per_member": 0, "free_resent_per_member": 12}
+    with running_alliance(tmp_path, pki, custodians=1, quota=20, custodian_options=bounds) as alliance:
+        engine = alliance.custodian_engines[0]
+        with CustodianClient(alliance.custodian_addresses[0], pki.material("bank-a"), name=CUSTODIAN) as a:
+            first = a.evaluate(EPOCH, GOOD)
+            assert [a.evaluate(EPOCH, GOOD) for _ in range(4)] == [first] * 4
+            assert evaluate_raw(a, GOOD) is grpc.StatusCode.RESOURCE_EXHAUSTED  # 18 + 6 > 20.
+        assert used(engine) == 18
+        charged = [detail["charged"] for action, detail in audit(engine) if action == "evaluate"]
+        assert charged == [6, 0, 0, 6, 6]

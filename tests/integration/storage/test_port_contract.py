@@ -358,27 +358,36 @@ def test_results(uow: UnitOfWork) -> None:
 def test_quota_ledger(ledger: Any) -> None:
     first, second, third = b"\x01" * 32, b"\x02" * 32, b"\x03" * 32
     assert ledger.used("e1", "bank-a") == 0
-    assert ledger.charge("e1", "bank-a", first, 6, 10) == Charge(6, True)
-    assert ledger.charge("e1", "bank-a", first, 6, 10) == Charge(6, False)  # The same batch again: free.
+    assert ledger.charge("e1", "bank-a", first, 6, 10, 6) == Charge(6, True)
+    assert ledger.charge("e1", "bank-a", first, 6, 10, 6) == Charge(6, False)  # The same batch again: free.
     with pytest.raises(QuotaExceeded) as refused:
-        ledger.charge("e1", "bank-a", second, 5, 10)
+        ledger.charge("e1", "bank-a", second, 5, 10, 6)
     assert (refused.value.member_id, refused.value.quota, refused.value.used, refused.value.requested) == (
         "bank-a",
         10,
         6,
         5,
     )
-    assert ledger.charge("e1", "bank-a", second, 4, 10) == Charge(10, True)  # Refused, it was not remembered.
+    assert ledger.charge("e1", "bank-a", second, 4, 10, 6) == Charge(10, True)  # Refused, it was not remembered.
     assert (ledger.used("e1", "bank-a"), ledger.used("e2", "bank-a"), ledger.used("e1", "bank-b")) == (10, 0, 0)
     ledger.refund("e1", "bank-a", second, "malformed element")
     ledger.refund("e1", "bank-a", second, "malformed element")  # Once only.
     ledger.refund("e1", "bank-a", third, "malformed element")  # Never charged: nothing happens.
     assert ledger.used("e1", "bank-a") == 6
-    assert ledger.charge("e1", "bank-a", second, 4, 10) == Charge(10, True)  # Refunded: charged when sent again.
+    assert ledger.charge("e1", "bank-a", second, 4, 10, 6) == Charge(10, True)  # Refunded: charged when sent again.
+    # Re-sent elements are free up to the member's bound per epoch (5 here), then charged anew.
+    assert ledger.charge("e1", "bank-c", first, 3, 9, 5) == Charge(3, True)
+    assert ledger.charge("e1", "bank-c", first, 3, 9, 5) == Charge(3, False)  # 3 of 5 free.
+    assert ledger.charge("e1", "bank-c", first, 3, 9, 5) == Charge(6, True)  # 6 > 5: charged.
+    assert ledger.charge("e1", "bank-c", first, 3, 9, 5) == Charge(9, True)
+    with pytest.raises(QuotaExceeded):  # A charged re-send needs the quota like any batch.
+        ledger.charge("e1", "bank-c", first, 3, 9, 5)
+    assert ledger.charge("e2", "bank-c", first, 3, 9, 5) == Charge(3, True)  # Bounds count per epoch.
+    assert ledger.charge("e2", "bank-c", first, 3, 9, 5) == Charge(3, False)
     with pytest.raises(InvalidRequest):
-        ledger.charge("e1", "bank-b", third, -1, 10)
+        ledger.charge("e1", "bank-b", third, -1, 10, 6)
     with pytest.raises(InvalidRequest):
-        ledger.charge("e1", "bank-b", b"short", 1, 10)
+        ledger.charge("e1", "bank-b", b"short", 1, 10, 6)
 
 
 def test_names_of_the_members_that_chose_to_be_named(uow: UnitOfWork) -> None:

@@ -66,10 +66,17 @@ def test_concurrent_reservations_never_exceed_the_quota(engine: Engine) -> None:
 
 
 def charge(
-    engine: Engine, digest: bytes, count: int, quota: int, *, member: str = "alpha", epoch: str = "E1"
+    engine: Engine,
+    digest: bytes,
+    count: int,
+    quota: int,
+    *,
+    member: str = "alpha",
+    epoch: str = "E1",
+    free_resent: int = 1000,
 ) -> Charge:
     with engine.begin() as conn:
-        return QuotaRepository(conn).charge_batch(epoch, member, digest, count, quota, at=NOW)
+        return QuotaRepository(conn).charge_batch(epoch, member, digest, count, quota, at=NOW, free_resent=free_resent)
 
 
 def test_a_batch_is_charged_once_however_often_it_is_sent(engine: Engine) -> None:
@@ -83,6 +90,19 @@ def test_a_batch_is_charged_once_however_often_it_is_sent(engine: Engine) -> Non
     with engine.begin() as conn:
         assert QuotaRepository(conn).usage("E1") == {"alpha": 20, "beta": 10}
         assert QuotaRepository(conn).latest_epoch() in {"E1", "E2"}
+
+
+def test_re_sent_elements_are_free_up_to_the_bound_then_charged(engine: Engine) -> None:
+    digest = b"\x07" * 32
+    assert charge(engine, digest, 10, 100, free_resent=25) == Charge(used=10, charged=True)
+    assert charge(engine, digest, 10, 100, free_resent=25) == Charge(used=10, charged=False)
+    assert charge(engine, digest, 10, 100, free_resent=25) == Charge(used=10, charged=False)
+    # 30 re-sent elements would pass the bound of 25: this re-send is charged like a new batch.
+    assert charge(engine, digest, 10, 100, free_resent=25) == Charge(used=20, charged=True)
+    assert charge(engine, digest, 10, 100, free_resent=25) == Charge(used=30, charged=True)
+    # Another member's re-sends count apart.
+    assert charge(engine, digest, 10, 100, member="beta", free_resent=25) == Charge(used=10, charged=True)
+    assert charge(engine, digest, 10, 100, member="beta", free_resent=25) == Charge(used=10, charged=False)
 
 
 def test_a_batch_over_quota_is_refused_and_leaves_no_charge_behind(engine: Engine) -> None:

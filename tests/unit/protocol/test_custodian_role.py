@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import ClassVar
+
 import pytest
 
 from alliance_psi.crypto.key_shares import KeyShare
 from alliance_psi.crypto.oprf import blind, evaluate, finalize
 from alliance_psi.errors import InvalidRequest, MalformedElement, NotAuthorized, QuotaExceeded, WrongEpoch
-from alliance_psi.protocol.custodian import MAX_EVALUATE_BATCH, CustodianRole
+from alliance_psi.protocol.custodian import MAX_EVALUATE_BATCH, CustodianRole, Evaluation
 from alliance_psi.protocol.model import Identity, Role
 from tests.helpers.memory_ports import MemoryQuotaLedger
 
@@ -82,6 +85,65 @@ def test_a_batch_sent_again_is_evaluated_again_without_a_second_charge(custodian
     assert (again.elements, again.used) == (first.elements, 6)
     with pytest.raises(QuotaExceeded):  # A different batch is charged: 6 + 6 > 10.
         custodian.evaluate(A, "e1", batch[::-1])
+
+
+class CountingShare(KeyShare):
+    """The real share, counting the elements it multiplies (in ``multiplied``, shared by all)."""
+
+    multiplied: ClassVar[list[int]] = []
+
+    def blind_evaluate(self, blinded: Sequence[bytes]) -> list[bytes]:
+        CountingShare.multiplied.append(len(blinded))
+        return KeyShare.blind_evaluate(self, blinded)
+
+
+def counting_custodian(ledger: MemoryQuotaLedger, *, kept: int, free: int, quota: int = 100) -> CustodianRole:
+    CountingShare.multiplied.clear()
+    share = CountingShare(epoch=SHARE.epoch, suite_id=SHARE.suite_id, scalar=SHARE.scalar)
+    return CustodianRole(
+        "c", share, quota_per_member=quota, ledger=ledger, kept_answers_per_member=kept, free_resent_per_member=free
+    )
+
+
+def test_a_batch_sent_again_is_answered_from_the_kept_answers_without_computing(ledger: MemoryQuotaLedger) -> None:
+    custodian = counting_custodian(ledger, kept=8, free=6)
+    batch = elements(6)
+    first = custodian.evaluate(A, "e1", batch)
+    for _ in range(50):  # A hostile member re-sending one batch: no multiplication, no charge.
+        assert custodian.evaluate(A, "e1", batch) == first
+    assert (CountingShare.multiplied, ledger.charges, custodian.epoch_status(A).used) == ([6], 1, 6)
+    # Kept per member: B sending the same bytes is B's own new batch, charged and computed.
+    assert custodian.evaluate(B, "e1", batch).used == 6
+    assert CountingShare.multiplied == [6, 6]
+    # A bounded memory: 6 + 6 > 8 drops A's older answer, least recently used first; sent
+    # again, it is computed again (a free re-send: 6 of the 6 free elements).
+    custodian.evaluate(A, "e1", elements(6, 6))
+    assert custodian.evaluate(A, "e1", batch) == Evaluation(first.elements, 12)
+    assert CountingShare.multiplied == [6, 6, 6, 6]
+
+
+def test_re_sends_the_memory_no_longer_holds_are_free_up_to_the_bound_then_charged(
+    ledger: MemoryQuotaLedger,
+) -> None:
+    custodian = counting_custodian(ledger, kept=0, free=12, quota=20)
+    batch = elements(6)
+    first = custodian.evaluate(A, "e1", batch)
+    # Nothing kept: each re-send is computed again; the first 12 re-sent elements are free.
+    assert [custodian.evaluate(A, "e1", batch).used for _ in range(2)] == [6, 6]
+    # Beyond the bound, a re-send is charged as a new batch, until the quota refuses it.
+    assert [custodian.evaluate(A, "e1", batch).used for _ in range(2)] == [12, 18]
+    with pytest.raises(QuotaExceeded):
+        custodian.evaluate(A, "e1", batch)
+    assert custodian.evaluate(A, "e1", batch[:1]).elements == first.elements[:1]  # 19 of 20.
+    assert CountingShare.multiplied == [6] * 5 + [1]
+    assert [e["detail"]["charged"] for e in ledger.audit.entries if e["action"] == "evaluate"] == [6, 0, 0, 6, 6, 1]
+
+
+def test_negative_bounds_are_refused() -> None:
+    with pytest.raises(InvalidRequest, match="cannot be negative"):
+        CustodianRole("c", SHARE, quota_per_member=1, ledger=MemoryQuotaLedger(), free_resent_per_member=-1)
+    with pytest.raises(InvalidRequest, match="cannot be negative"):
+        CustodianRole("c", SHARE, quota_per_member=1, ledger=MemoryQuotaLedger(), kept_answers_per_member=-1)
 
 
 def test_an_enrolled_member_may_have_its_own_quota(ledger: MemoryQuotaLedger) -> None:
