@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Column, Connection, delete, select, update
 
 from alliance_psi.errors import InvalidRequest, QuotaExceeded
 from alliance_psi.protocol.ports import Charge
@@ -40,13 +40,13 @@ class QuotaRepository:
         """
         if count < 0 or quota < 0:
             raise InvalidRequest("an evaluation count and a quota cannot be negative")
-        new_used = self._add_within_quota(key_epoch, member_id, count, quota)
+        new_used = self._add_within(quota_usage.c.used, key_epoch, member_id, count, quota)
         if new_used is None:
             # No row yet: create it at zero (a concurrent creator wins harmlessly), then retry.
             self._conn.execute(
                 insert_ignoring(self._conn, quota_usage).values(key_epoch=key_epoch, member_id=member_id, used=0)
             )
-            new_used = self._add_within_quota(key_epoch, member_id, count, quota)
+            new_used = self._add_within(quota_usage.c.used, key_epoch, member_id, count, quota)
         if new_used is None:
             used = self.used(key_epoch, member_id)
             raise QuotaExceeded(
@@ -95,16 +95,7 @@ class QuotaRepository:
         }
         if insert_if_absent(self._conn, charged_batches, row):
             return Charge(self.reserve(key_epoch, member_id, count, quota), charged=True)
-        free: int | None = self._conn.execute(
-            update(quota_usage)
-            .where(
-                quota_usage.c.key_epoch == key_epoch,
-                quota_usage.c.member_id == member_id,
-                quota_usage.c.resent_free + count <= free_resent,
-            )
-            .values(resent_free=quota_usage.c.resent_free + count)
-            .returning(quota_usage.c.used)
-        ).scalar_one_or_none()
+        free = self._add_within(quota_usage.c.resent_free, key_epoch, member_id, count, free_resent)
         if free is not None:
             return Charge(free, charged=False)
         return Charge(self.reserve(key_epoch, member_id, count, quota), charged=True)
@@ -158,16 +149,14 @@ class QuotaRepository:
         )
         return {row.member_id: row.used for row in rows}
 
-    def _add_within_quota(self, key_epoch: str, member_id: str, count: int, quota: int) -> int | None:
+    def _add_within(self, counter: Column[int], key_epoch: str, member_id: str, count: int, bound: int) -> int | None:
+        """Add ``count`` to the member's ``counter`` if it stays within ``bound``; return the usage, or None."""
         # On PostgreSQL a concurrent UPDATE of the row makes this one wait, then re-check its
         # WHERE clause against the committed value; SQLite runs write transactions one at a time.
-        return self._conn.execute(
+        used: int | None = self._conn.execute(
             update(quota_usage)
-            .where(
-                quota_usage.c.key_epoch == key_epoch,
-                quota_usage.c.member_id == member_id,
-                quota_usage.c.used + count <= quota,
-            )
-            .values(used=quota_usage.c.used + count)
+            .where(quota_usage.c.key_epoch == key_epoch, quota_usage.c.member_id == member_id, counter + count <= bound)
+            .values({counter: counter + count})
             .returning(quota_usage.c.used)
         ).scalar_one_or_none()
+        return used
