@@ -189,14 +189,14 @@ def _types() -> frozenset[str]:
 
 
 def _aggregate(database: str, round_id: str) -> dict[str, Any]:
-    from alliance_psi.storage import CoordinatorRepository, make_engine
+    from alliance_psi.storage import CoordinatorRepositories, make_engine
 
     engine = make_engine(database).execution_options(sqlite_begin="DEFERRED")
     try:
         with engine.connect() as conn:
-            repo = CoordinatorRepository(conn)
-            round = repo.get_round(round_id)
-            aggregate = repo.aggregate(round_id)
+            tx = CoordinatorRepositories(conn)
+            round = tx.rounds.get_round(round_id)
+            aggregate = tx.matching.aggregate(round_id)
     finally:
         engine.dispose()
     by_holders = {int(holders): count for holders, count in aggregate["matches_by_holder_count"].items()}

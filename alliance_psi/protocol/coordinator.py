@@ -158,7 +158,7 @@ class CoordinatorRole:
             created_at=now,
         )
         with self.uow() as tx:
-            tx.repo.create_round(new)
+            tx.rounds.create_round(new)
             tx.audit.append(
                 actor=caller.name,
                 action="round.create",
@@ -209,30 +209,30 @@ class CoordinatorRole:
     def list_rounds(self, caller: Identity, state: RoundState | None = None) -> list[tuple[Round, int]]:
         """Every round for an admin; for a member, the rounds that invite it, as it may see them."""
         with self.uow() as tx:
-            rounds = [r for r in tx.repo.list_rounds(state) if caller.role is Role.ADMIN or r.invites(caller.name)]
+            rounds = [r for r in tx.rounds.list_rounds(state) if caller.role is Role.ADMIN or r.invites(caller.name)]
             return [_seen_by(caller, r, functools.partial(_committed_count, tx, r.round_id)) for r in rounds]
 
     def close_round(self, caller: Identity, round_id: str, reason: str = "") -> Round:
         """Admin only: close an open round now, then match it."""
         _require(caller, Role.ADMIN, "close rounds")
         with self.uow() as tx:
-            current = tx.repo.get_round(round_id)
+            current = tx.rounds.get_round(round_id)
         if current.state is not RoundState.OPEN:
             raise RoundClosed(f"round {round_id} is already {current.state}")
         self._close(round_id, reason or f"closed by {caller.name}", actor=caller.name)
         self._match(round_id)
         with self.uow() as tx:
-            return tx.repo.get_round(round_id)
+            return tx.rounds.get_round(round_id)
 
     def tick(self) -> list[str]:
         """Close rounds past their deadline and match closed rounds; return the round ids touched."""
         now = self.clock()
         with self.uow() as tx:
-            due = [r.round_id for r in tx.repo.list_rounds(RoundState.OPEN) if r.deadline <= now]
+            due = [r.round_id for r in tx.rounds.list_rounds(RoundState.OPEN) if r.deadline <= now]
         for round_id in due:
             self._close(round_id, "deadline reached", actor=self.name)
         with self.uow() as tx:
-            closed = [r.round_id for r in tx.repo.list_rounds(RoundState.CLOSED)]
+            closed = [r.round_id for r in tx.rounds.list_rounds(RoundState.CLOSED)]
         for round_id in closed:
             self._match(round_id)
         return sorted(set(due) | set(closed))
@@ -240,8 +240,8 @@ class CoordinatorRole:
     def _close(self, round_id: str, reason: str, *, actor: str) -> None:
         now = self.clock()
         with self.uow() as tx:
-            if tx.repo.transition_round(round_id, RoundState.OPEN, RoundState.CLOSED, at=now, reason=reason):
-                discarded = tx.repo.discard_uncommitted(round_id)
+            if tx.rounds.transition_round(round_id, RoundState.OPEN, RoundState.CLOSED, at=now, reason=reason):
+                discarded = tx.submissions.discard_uncommitted(round_id)
                 tx.audit.append(
                     actor=actor,
                     action="round.close",
@@ -292,7 +292,7 @@ class CoordinatorRole:
             found = self._open_round_for(tx, caller, chunk.round_id)
             if not found.share_labels and any(label for _, label in chunk.items):
                 raise InvalidRequest(f"round {chunk.round_id} does not share labels; send tokens only")
-            stored = tx.repo.stage_chunk(
+            stored = tx.submissions.stage_chunk(
                 chunk.round_id,
                 caller.name,
                 chunk.chunk_index,
@@ -321,7 +321,7 @@ class CoordinatorRole:
         _require(caller, Role.MEMBER, "submit")
         with self.uow() as tx:
             self._visible_round(tx, caller, round_id)
-            return tx.repo.submission_status(round_id, caller.name)
+            return tx.submissions.submission_status(round_id, caller.name)
 
     def commit(self, caller: Identity, commit: Commit) -> SubmissionStatus:
         """Apply the caller's staged delta to its standing set and make it count in the round,
@@ -334,7 +334,7 @@ class CoordinatorRole:
         now = self.clock()
         with self.uow() as tx:
             found = self._open_round_for(tx, caller, round_id)
-            status = tx.repo.commit_submission(
+            status = tx.submissions.commit_submission(
                 round_id,
                 caller.name,
                 item_count=commit.item_count,
@@ -345,7 +345,7 @@ class CoordinatorRole:
                 set_digest=commit.set_digest,
                 max_set_items=self.max_set_items,
             )
-            tx.repo.record_share_name(round_id, caller.name, commit.share_name)
+            tx.submissions.record_share_name(round_id, caller.name, commit.share_name)
             tx.audit.append(
                 actor=caller.name,
                 action="submission.commit",
@@ -360,7 +360,9 @@ class CoordinatorRole:
                     "share_name": commit.share_name,
                 },
             )
-            everyone_in = found.invited is not None and set(found.invited) <= set(tx.repo.committed_members(round_id))
+            everyone_in = found.invited is not None and set(found.invited) <= set(
+                tx.submissions.committed_members(round_id)
+            )
         if everyone_in:
             self._close(round_id, "all invited members committed", actor=self.name)
             self._match(round_id)
@@ -371,10 +373,10 @@ class CoordinatorRole:
     def _match(self, round_id: str) -> None:
         now = self.clock()
         with self.uow() as tx:
-            found = tx.repo.get_round(round_id)
+            found = tx.rounds.get_round(round_id)
             # The compare-and-set comes first: a concurrent matcher of the same round waits on it
             # (PostgreSQL's row lock, SQLite's write lock) and then finds the round matched.
-            if found.state is not RoundState.CLOSED or not tx.repo.transition_round(
+            if found.state is not RoundState.CLOSED or not tx.rounds.transition_round(
                 round_id, RoundState.CLOSED, RoundState.MATCHED, at=now
             ):
                 return
@@ -401,7 +403,7 @@ class CoordinatorRole:
             found = self._visible_round(tx, caller, round_id)
             if found.state is not RoundState.MATCHED:
                 raise NotFound(f"round {round_id} is {found.state}: no results yet")
-            data, signature, pages = tx.repo.get_result(round_id, caller.name)
+            data, signature, pages = tx.results.get_result(round_id, caller.name)
             header = decode_header(data)
             size = decode_checkpoint(header.checkpoint.body).tree_size
             entry = tx.audit.leaf(header.audit_index)
@@ -412,7 +414,7 @@ class CoordinatorRole:
     def _pages(self, round_id: str, member_id: str, count: int) -> Iterator[LeafPage]:
         for index in range(count):
             with self.uow() as tx:
-                first, leaves = tx.repo.get_result_page(round_id, member_id, index)
+                first, leaves = tx.results.get_result_page(round_id, member_id, index)
             yield LeafPage(index, first, leaves)
 
     @staticmethod
@@ -420,7 +422,7 @@ class CoordinatorRole:
         """The round, if the caller may see it. A member gets the repository's own ``NotFound``
         for a round that does not invite it, so it cannot tell another members' round from none."""
         try:
-            found = tx.repo.get_round(round_id)
+            found = tx.rounds.get_round(round_id)
         except NotFound:
             raise NotFound(f"no round {round_id}") from None
         if caller.role is not Role.ADMIN and not found.invites(caller.name):
@@ -429,7 +431,7 @@ class CoordinatorRole:
 
 
 def _committed_count(tx: CoordinatorTx, round_id: str) -> int:
-    return len(tx.repo.committed_members(round_id))
+    return len(tx.submissions.committed_members(round_id))
 
 
 def _seen_by(caller: Identity, found: Round, committed: Callable[[], int]) -> tuple[Round, int]:

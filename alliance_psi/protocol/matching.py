@@ -44,12 +44,12 @@ def issue_results(
     """Match ``found`` and store every committed member's signed result, in ``tx``; each header
     names the key pin ``key_pins`` gives for its member (the coordinator's enrolled key, or none)."""
     round_id = found.round_id
-    members = tx.repo.committed_members(round_id)
-    sealers = tx.repo.sealer_names(round_id) if found.share_labels else {}
+    members = tx.submissions.committed_members(round_id)
+    sealers = tx.submissions.sealer_names(round_id) if found.share_labels else {}
     results = {m: ResultBuilder(page_bytes) for m in members}
     matched_tokens = 0
     by_holders: dict[int, int] = {}
-    for group in _groups(tx.repo.match(round_id, 2, labels=found.share_labels)):
+    for group in _groups(tx.matching.match(round_id, 2, labels=found.share_labels)):
         by_holders[group.count] = by_holders.get(group.count, 0) + 1
         if group.count < found.threshold:
             continue
@@ -62,16 +62,16 @@ def issue_results(
             )
             page = results[member].add(MatchedToken(group.token, group.count, peers))
             if page is not None:
-                tx.repo.store_result_page(round_id, member, page.page_index, page.first_leaf, page.leaves)
+                tx.results.store_result_page(round_id, member, page.page_index, page.first_leaf, page.leaves)
     issued: dict[str, int] = {}
     for member in members:
         builder = results[member]
         last = builder.finish()
         if last is not None:
-            tx.repo.store_result_page(round_id, member, last.page_index, last.first_leaf, last.leaves)
+            tx.results.store_result_page(round_id, member, last.page_index, last.first_leaf, last.leaves)
         detail = {"round_id": round_id, "member_id": member, "matches": builder.count, "root": builder.root().hex()}
         issued[member] = tx.audit.append(actor=issuer, action="result.issue", at=at, detail=detail) - 1
-    tx.repo.record_holder_counts(round_id, dict(sorted(by_holders.items())))
+    tx.matching.record_holder_counts(round_id, dict(sorted(by_holders.items())))
     tx.audit.append(
         actor=issuer,
         action="round.matched",
@@ -87,7 +87,7 @@ def issue_results(
             member,
             found.key_epoch,
             found.threshold,
-            tx.repo.submitted_count(round_id, member),
+            tx.submissions.submitted_count(round_id, member),
             builder.count,
             builder.root(),
             checkpoint,
@@ -95,7 +95,7 @@ def issue_results(
             key_pins(member) or b"",
         )
         signed = sign_header(key, header)
-        tx.repo.store_result(round_id, member, signed.header, signed.signature, builder.pages, at=at)
+        tx.results.store_result(round_id, member, signed.header, signed.signature, builder.pages, at=at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,15 +38,18 @@ __all__ = [
     "Charge",
     "CheckpointsRepo",
     "CoordinatorCalls",
-    "CoordinatorRepo",
     "CoordinatorTx",
     "CoordinatorUnitOfWork",
     "Evaluator",
     "KeptResultsRepo",
+    "MatchingRepo",
     "NodeRepo",
     "NodeTx",
     "NodeUnitOfWork",
     "QuotaLedger",
+    "ResultsRepo",
+    "RoundsRepo",
+    "SubmissionsRepo",
 ]
 
 
@@ -89,13 +92,21 @@ class QuotaLedger(Protocol):
     def used(self, key_epoch: str, member_id: str) -> int: ...
 
 
-class CoordinatorRepo(Protocol):
+class RoundsRepo(Protocol):
+    """The coordinator's rounds (``storage.RoundRepository``)."""
+
     def create_round(self, round: Round) -> None: ...
     def get_round(self, round_id: str) -> Round: ...
     def list_rounds(self, state: RoundState | None = None) -> list[Round]: ...
     def transition_round(
         self, round_id: str, from_state: RoundState, to_state: RoundState, *, at: datetime, reason: str = ""
     ) -> bool: ...
+
+
+class SubmissionsRepo(Protocol):
+    """Members' submissions: staged in chunks, committed into their standing sets
+    (``storage.SubmissionRepository``)."""
+
     def stage_chunk(
         self,
         round_id: str,
@@ -123,15 +134,25 @@ class CoordinatorRepo(Protocol):
         set_digest: bytes | None = None,
         max_set_items: int | None = None,
     ) -> SubmissionStatus: ...
-    def record_holder_counts(self, round_id: str, counts: dict[int, int]) -> None: ...
     def discard_uncommitted(self, round_id: str) -> int: ...
     def committed_members(self, round_id: str) -> list[str]: ...
-    def match(
-        self, round_id: str, threshold: int, *, labels: bool = True
-    ) -> Iterator[tuple[bytes, str, bytes | None, int]]: ...
     def submitted_count(self, round_id: str, member_id: str) -> int: ...
     def record_share_name(self, round_id: str, member_id: str, share: bool) -> None: ...
     def sealer_names(self, round_id: str) -> dict[str, str]: ...
+
+
+class MatchingRepo(Protocol):
+    """Matching over the standing sets of a round's committed members (``storage.MatchRepository``)."""
+
+    def match(
+        self, round_id: str, threshold: int, *, labels: bool = True
+    ) -> Iterator[tuple[bytes, str, bytes | None, int]]: ...
+    def record_holder_counts(self, round_id: str, counts: dict[int, int]) -> None: ...
+
+
+class ResultsRepo(Protocol):
+    """Signed result headers and their pages of leaves (``storage.ResultRepository``)."""
+
     def store_result(
         self, round_id: str, member_id: str, header: bytes, signature: bytes, pages: int, *, at: datetime
     ) -> None: ...
@@ -143,8 +164,18 @@ class CoordinatorRepo(Protocol):
 
 
 class CoordinatorTx(Protocol):
-    repo: CoordinatorRepo
-    audit: AuditSink
+    """The coordinator's repositories in one transaction (``storage.CoordinatorRepositories``)."""
+
+    @property
+    def rounds(self) -> RoundsRepo: ...
+    @property
+    def submissions(self) -> SubmissionsRepo: ...
+    @property
+    def matching(self) -> MatchingRepo: ...
+    @property
+    def results(self) -> ResultsRepo: ...
+    @property
+    def audit(self) -> AuditSink: ...
 
 
 class CoordinatorUnitOfWork(Protocol):

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
@@ -19,7 +18,7 @@ from alliance_psi.protocol.messages import pb_coordinator
 from alliance_psi.protocol.model import Role, RoundState
 from alliance_psi.services.interceptors import identity_of
 from alliance_psi.services.server import Registration, guarded
-from alliance_psi.storage import AuditLog, CoordinatorRepository
+from alliance_psi.storage import CoordinatorRepositories
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +30,13 @@ _MEMBER = frozenset({Role.MEMBER})
 _ANYONE = frozenset({Role.ADMIN, Role.MEMBER})
 
 
-@dataclass
-class _Tx:
-    repo: CoordinatorRepository
-    audit: AuditLog
-
-
 def sql_unit_of_work(engine: Engine):  # type: ignore[no-untyped-def]
     """A unit of work over ``engine``: one transaction, committed on a clean exit only."""
 
     @contextlib.contextmanager
-    def uow() -> Iterator[_Tx]:
+    def uow() -> Iterator[CoordinatorRepositories]:
         with engine.begin() as conn:
-            yield _Tx(CoordinatorRepository(conn), AuditLog(conn))
+            yield CoordinatorRepositories(conn)
 
     return uow
 

@@ -1,12 +1,13 @@
 """Storage over SQLAlchemy Core: SQLite by default, PostgreSQL with the same code and tests.
 
-Each role has one repository taking a ``Connection``; the caller owns the transaction::
+Each repository takes a ``Connection``; the caller owns the transaction::
 
     engine = make_engine("sqlite:///coordinator.db")
     create_schema(engine)
     with engine.begin() as conn:          # Commits on success, rolls back on any error.
-        CoordinatorRepository(conn).create_round(round)
-        AuditLog(conn).append(actor="admin", action="round.create", detail={"round_id": …}, at=now)
+        tx = CoordinatorRepositories(conn)  # The coordinator's: rounds, submissions, matching, ...
+        tx.rounds.create_round(round)
+        tx.audit.append(actor="admin", action="round.create", detail={"round_id": …}, at=now)
 
 Raw identifiers are stored only by ``MemberRepository`` on the member's own node. The
 coordinator stores tokens, sealed labels and counts; the audit log stores counts and ids only.
@@ -17,25 +18,33 @@ from __future__ import annotations
 
 from alliance_psi.storage.audit_log import AuditEntry, AuditLog
 from alliance_psi.storage.checkpoint_store import CheckpointStore
-from alliance_psi.storage.coordinator_repo import CoordinatorRepository
+from alliance_psi.storage.coordinator_repo import CoordinatorRepositories
 from alliance_psi.storage.custodian_repo import Charge, QuotaRepository
 from alliance_psi.storage.engine import create_schema, make_engine
 from alliance_psi.storage.enrolment_repo import Enrolment, EnrolmentRepository
 from alliance_psi.storage.kept_results import KeptResults
+from alliance_psi.storage.matching_repo import MatchRepository
 from alliance_psi.storage.member_repo import MemberRepository
+from alliance_psi.storage.results_repo import ResultRepository
+from alliance_psi.storage.rounds_repo import RoundRepository
 from alliance_psi.storage.schema import metadata
+from alliance_psi.storage.submissions_repo import SubmissionRepository
 
 __all__ = [
     "AuditEntry",
     "AuditLog",
     "Charge",
     "CheckpointStore",
-    "CoordinatorRepository",
+    "CoordinatorRepositories",
     "Enrolment",
     "EnrolmentRepository",
     "KeptResults",
+    "MatchRepository",
     "MemberRepository",
     "QuotaRepository",
+    "ResultRepository",
+    "RoundRepository",
+    "SubmissionRepository",
     "create_schema",
     "make_engine",
     "metadata",

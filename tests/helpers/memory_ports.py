@@ -45,7 +45,16 @@ from alliance_psi.protocol.model import Round, RoundState, SubmissionState, Subm
 from alliance_psi.protocol.ports import Charge
 from alliance_psi.protocol.submission import SetDigest, SubmissionDigest, label_digest
 
-__all__ = ["FakeClock", "MemoryAudit", "MemoryCoordinatorRepo", "MemoryQuotaLedger", "MemoryUnitOfWork"]
+__all__ = [
+    "FakeClock",
+    "MemoryAudit",
+    "MemoryMatching",
+    "MemoryQuotaLedger",
+    "MemoryResults",
+    "MemoryRounds",
+    "MemorySubmissions",
+    "MemoryUnitOfWork",
+]
 
 Item = tuple[bytes, bytes | None]
 _TRANSITIONS = {(RoundState.OPEN, RoundState.CLOSED), (RoundState.CLOSED, RoundState.MATCHED)}
@@ -130,13 +139,18 @@ class _State:
     holder_counts: dict[str, dict[int, int]] = field(default_factory=dict)
 
 
-class MemoryCoordinatorRepo:
-    """A ``CoordinatorRepo`` over dicts, with the storage adapter's checks and errors."""
-
+class _OverState:
     def __init__(self, state: _State) -> None:
         self._s = state
 
-    # Rounds.
+    def _round(self, round_id: str) -> Round:
+        if round_id not in self._s.rounds:
+            raise NotFound(f"no round {round_id}")
+        return self._s.rounds[round_id]
+
+
+class MemoryRounds(_OverState):
+    """A ``RoundsRepo`` over a dict, with the storage adapter's checks and errors."""
 
     def create_round(self, round: Round) -> None:
         if round.round_id in self._s.rounds:
@@ -149,9 +163,7 @@ class MemoryCoordinatorRepo:
         self._s.rounds[round.round_id] = round
 
     def get_round(self, round_id: str) -> Round:
-        if round_id not in self._s.rounds:
-            raise NotFound(f"no round {round_id}")
-        return self._s.rounds[round_id]
+        return self._round(round_id)
 
     def list_rounds(self, state: RoundState | None = None) -> list[Round]:
         found = [r for r in self._s.rounds.values() if state is None or r.state is state]
@@ -172,7 +184,9 @@ class MemoryCoordinatorRepo:
         self._s.rounds[round_id] = moved
         return True
 
-    # Submissions.
+
+class MemorySubmissions(_OverState):
+    """A ``SubmissionsRepo`` over dicts, with the storage adapter's checks and errors."""
 
     def _lock(self, round_id: str, member_id: str, replace_set: bool) -> _Submission:
         key = (round_id, member_id)
@@ -204,7 +218,7 @@ class MemoryCoordinatorRepo:
             raise Conflict("duplicate token in submission")
         if replace and removals:
             raise Conflict("a submission that replaces the whole set cannot remove tokens")
-        if self.get_round(round_id).state is not RoundState.OPEN:
+        if self._round(round_id).state is not RoundState.OPEN:
             raise RoundClosed(f"round {round_id} is no longer open")
         submission = self._lock(round_id, member_id, replace)
         if submission.state is SubmissionState.COMMITTED:
@@ -228,7 +242,7 @@ class MemoryCoordinatorRepo:
         return True
 
     def submission_status(self, round_id: str, member_id: str) -> SubmissionStatus:
-        scope = self.get_round(round_id).set_scope
+        scope = self._round(round_id).set_scope
         set_count, set_digest = self._s.set_state.get((scope, member_id), (0, b""))
         submission = self._s.submissions.get((round_id, member_id))
         if submission is None:
@@ -260,7 +274,7 @@ class MemoryCoordinatorRepo:
         set_digest: bytes | None = None,
         max_set_items: int | None = None,
     ) -> SubmissionStatus:
-        found = self.get_round(round_id)
+        found = self._round(round_id)
         stored = self._s.submissions.get((round_id, member_id))
         if stored is not None and stored.state is SubmissionState.COMMITTED:
             if stored.item_count == item_count and hmac.compare_digest(stored.digest, digest):
@@ -306,9 +320,6 @@ class MemoryCoordinatorRepo:
         submission.set_count, submission.puts, submission.removals = summary.count, {}, set()
         return self.submission_status(round_id, member_id)
 
-    def record_holder_counts(self, round_id: str, counts: dict[int, int]) -> None:
-        self._s.holder_counts[round_id] = dict(counts)
-
     def discard_uncommitted(self, round_id: str) -> int:
         staging = [
             key for key, s in self._s.submissions.items() if key[0] == round_id and s.state is SubmissionState.STAGING
@@ -325,21 +336,6 @@ class MemoryCoordinatorRepo:
             for (rid, member), s in self._s.submissions.items()
             if rid == round_id and s.state is SubmissionState.COMMITTED
         )
-
-    def match(
-        self, round_id: str, threshold: int, *, labels: bool = True
-    ) -> Iterator[tuple[bytes, str, bytes | None, int]]:
-        if threshold < 1:
-            raise InvalidRequest("threshold must be at least 1")
-        scope = self.get_round(round_id).set_scope
-        holders: dict[bytes, list[tuple[str, bytes | None]]] = {}
-        for member in self.committed_members(round_id):
-            for token, label in self._s.sets.get((scope, member), {}).items():
-                holders.setdefault(token, []).append((member, label if labels else None))
-        for token in sorted(holders):
-            if len(holders[token]) >= threshold:
-                for member, label in holders[token]:
-                    yield token, member, label, len(holders[token])
 
     def submitted_count(self, round_id: str, member_id: str) -> int:
         submission = self._s.submissions.get((round_id, member_id))
@@ -364,7 +360,31 @@ class MemoryCoordinatorRepo:
             if rid == round_id and submission.state is SubmissionState.COMMITTED and submission.share_name
         }
 
-    # Results.
+
+class MemoryMatching(_OverState):
+    """A ``MatchingRepo`` over the committed members' sets."""
+
+    def match(
+        self, round_id: str, threshold: int, *, labels: bool = True
+    ) -> Iterator[tuple[bytes, str, bytes | None, int]]:
+        if threshold < 1:
+            raise InvalidRequest("threshold must be at least 1")
+        scope = self._round(round_id).set_scope
+        holders: dict[bytes, list[tuple[str, bytes | None]]] = {}
+        for member in MemorySubmissions(self._s).committed_members(round_id):
+            for token, label in self._s.sets.get((scope, member), {}).items():
+                holders.setdefault(token, []).append((member, label if labels else None))
+        for token in sorted(holders):
+            if len(holders[token]) >= threshold:
+                for member, label in holders[token]:
+                    yield token, member, label, len(holders[token])
+
+    def record_holder_counts(self, round_id: str, counts: dict[int, int]) -> None:
+        self._s.holder_counts[round_id] = dict(counts)
+
+
+class MemoryResults(_OverState):
+    """A ``ResultsRepo`` over dicts."""
 
     def store_result(
         self, round_id: str, member_id: str, header: bytes, signature: bytes, pages: int, *, at: datetime
@@ -393,8 +413,15 @@ class MemoryCoordinatorRepo:
 
 @dataclass
 class _Tx:
-    repo: MemoryCoordinatorRepo
+    rounds: MemoryRounds
+    submissions: MemorySubmissions
+    matching: MemoryMatching
+    results: MemoryResults
     audit: MemoryAudit
+
+    @classmethod
+    def over(cls, state: _State, audit: MemoryAudit) -> _Tx:
+        return cls(MemoryRounds(state), MemorySubmissions(state), MemoryMatching(state), MemoryResults(state), audit)
 
 
 class MemoryUnitOfWork:
@@ -409,16 +436,16 @@ class MemoryUnitOfWork:
     def __call__(self) -> Iterator[_Tx]:
         saved = copy.deepcopy((self.state, self.audit.entries))
         try:
-            yield _Tx(MemoryCoordinatorRepo(self.state), self.audit)
+            yield _Tx.over(self.state, self.audit)
         except BaseException:
             self.state, self.audit.entries = saved
             raise
         self.transactions += 1
 
     @property
-    def repo(self) -> MemoryCoordinatorRepo:
-        """The repository outside any transaction, for a test to look at the state."""
-        return MemoryCoordinatorRepo(self.state)
+    def view(self) -> _Tx:
+        """The repositories outside any transaction, for a test to look at the state."""
+        return _Tx.over(self.state, self.audit)
 
 
 class MemoryQuotaLedger:

@@ -29,7 +29,7 @@ from alliance_psi.protocol.model import Role, Round
 from alliance_psi.protocol.submission import SubmissionDigest, chunk_digest
 from alliance_psi.services import pki as pki_module
 from alliance_psi.services.pki import spki_sha256
-from alliance_psi.storage import CoordinatorRepository, MemberRepository, create_schema, make_engine
+from alliance_psi.storage import CoordinatorRepositories, MemberRepository, create_schema, make_engine
 from alliance_psi.storage.schema import identifier_spellings
 from tests.unit.reports.support import (
     CA,
@@ -474,8 +474,8 @@ def test_coordinator_report_shows_counts_and_never_a_token(tmp_path: Path) -> No
     shared = [bytes([i]) * 16 for i in range(1, 4)]
     tokens = {"bank-a": [*shared, _token("a", 9)], "bank-b": [*shared[:2], _token("b", 8), _token("b", 7)]}
     with engine.begin() as conn:
-        repo = CoordinatorRepository(conn)
-        repo.create_round(
+        repo = CoordinatorRepositories(conn)
+        repo.rounds.create_round(
             Round(
                 "r1",
                 "第一轮",
@@ -494,9 +494,9 @@ def test_coordinator_report_shows_counts_and_never_a_token(tmp_path: Path) -> No
             digest = SubmissionDigest()
             for index in range(0, len(items), 2):
                 chunk = items[index : index + 2]
-                repo.stage_chunk("r1", member, index // 2, chunk, chunk_digest(chunk), at=NOW)
+                repo.submissions.stage_chunk("r1", member, index // 2, chunk, chunk_digest(chunk), at=NOW)
                 digest.update(chunk)
-            repo.commit_submission("r1", member, item_count=digest.count, digest=digest.digest(), at=NOW)
+            repo.submissions.commit_submission("r1", member, item_count=digest.count, digest=digest.digest(), at=NOW)
     engine.dispose()
     table = RUNNER.invoke(coordinator_group, ["report", "r1", "--database", url])
     assert table.exit_code == 0, table.output

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from alliance_psi.errors import InvalidSignature, NotFound, ResultMismatch
 from alliance_psi.protocol.model import MatchedToken
 from alliance_psi.protocol.result_codec import decode_leaf, encode_leaf
-from alliance_psi.storage import CoordinatorRepository, KeptResults
+from alliance_psi.storage import CoordinatorRepositories, KeptResults
 from alliance_psi.storage.schema import result_headers, result_pages
 from tests.integration.services.harness import EPOCH, MEMBERS, Planted, running_alliance
 
@@ -40,7 +40,7 @@ def pages_of(alliance, round_id: str, member: str) -> int:  # type: ignore[no-un
 def rewrite_page(alliance, round_id: str, member: str, index: int, change) -> None:  # type: ignore[no-untyped-def]
     """Replace page ``index`` of a stored result by ``change(leaves)``, as someone with the database could."""
     with alliance.coordinator_engine.begin() as conn:
-        _, leaves = CoordinatorRepository(conn).get_result_page(round_id, member, index)
+        _, leaves = CoordinatorRepositories(conn).results.get_result_page(round_id, member, index)
         new = change(list(leaves))
         conn.execute(
             update(result_pages)
@@ -120,7 +120,7 @@ def test_a_missing_last_page_or_another_members_header_is_refused(tmp_path: Path
         pages = pages_of(alliance, round_id, "bank-a")
         total = len(Planted.make().expected("bank-a", 2))
         with alliance.coordinator_engine.begin() as conn:
-            last = len(CoordinatorRepository(conn).get_result_page(round_id, "bank-a", pages - 1)[1])
+            last = len(CoordinatorRepositories(conn).results.get_result_page(round_id, "bank-a", pages - 1)[1])
             conn.execute(
                 update(result_headers)
                 .where(result_headers.c.round_id == round_id, result_headers.c.member_id == "bank-a")

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from alliance_psi.errors import InvalidRequest
 from alliance_psi.protocol.submission import chunk_digest
-from alliance_psi.storage import CoordinatorRepository
+from alliance_psi.storage import CoordinatorRepositories
 
 from .support import NOW, items, label, make_round, run_concurrently, submission_digest, token
 
@@ -37,14 +37,16 @@ def planted_names() -> dict[str, list[str]]:
 def submitted(engine: Engine) -> dict[str, list[str]]:
     names = planted_names()
     with engine.begin() as conn:
-        repo = CoordinatorRepository(conn)
-        repo.create_round(make_round("r1"))
+        repo = CoordinatorRepositories(conn)
+        repo.rounds.create_round(make_round("r1"))
         for member, member_names in names.items():
             whole = items(member, member_names)
             chunks = [whole[i : i + CHUNK] for i in range(0, len(whole), CHUNK)]
             for index, chunk in enumerate(chunks):
-                repo.stage_chunk("r1", member, index, chunk, chunk_digest(chunk), at=NOW)
-            repo.commit_submission("r1", member, item_count=len(whole), digest=submission_digest(chunks), at=NOW)
+                repo.submissions.stage_chunk("r1", member, index, chunk, chunk_digest(chunk), at=NOW)
+            repo.submissions.commit_submission(
+                "r1", member, item_count=len(whole), digest=submission_digest(chunks), at=NOW
+            )
     return names
 
 
@@ -64,14 +66,14 @@ def test_match_returns_exactly_the_planted_tokens(
         for member in members
     )
     with engine.begin() as conn:
-        rows = list(CoordinatorRepository(conn).match("r1", threshold))
+        rows = list(CoordinatorRepositories(conn).matching.match("r1", threshold))
     assert rows == expected
     assert len(rows) == (7 * 3 + (11 + 5 + 3) * 2 if threshold == 2 else 7 * 3)
 
 
 def test_aggregate_has_sizes_and_counts_only(engine: Engine, submitted: dict[str, list[str]]) -> None:
     with engine.begin() as conn:
-        report = CoordinatorRepository(conn).aggregate("r1")
+        report = CoordinatorRepositories(conn).matching.aggregate("r1")
     assert report == {
         "round_id": "r1",
         "submissions": {
@@ -85,14 +87,14 @@ def test_aggregate_has_sizes_and_counts_only(engine: Engine, submitted: dict[str
 
 def test_match_threshold_must_be_positive(engine: Engine) -> None:
     with engine.begin() as conn, pytest.raises(InvalidRequest):
-        list(CoordinatorRepository(conn).match("r1", 0))
+        list(CoordinatorRepositories(conn).matching.match("r1", 0))
 
 
 def test_members_submitting_at_once(engine: Engine) -> None:
     """Four members stage and commit concurrently, each on its own connection."""
     members = [f"m{i}" for i in range(4)]
     with engine.begin() as conn:
-        CoordinatorRepository(conn).create_round(make_round("r1"))
+        CoordinatorRepositories(conn).rounds.create_round(make_round("r1"))
 
     def member(slot: int) -> None:
         name = members[slot]
@@ -100,15 +102,17 @@ def test_members_submitting_at_once(engine: Engine) -> None:
         chunks = [whole[i : i + 10] for i in range(0, len(whole), 10)]
         for index, chunk in enumerate(chunks):
             with engine.begin() as conn:
-                CoordinatorRepository(conn).stage_chunk("r1", name, index, chunk, chunk_digest(chunk), at=NOW)
+                CoordinatorRepositories(conn).submissions.stage_chunk(
+                    "r1", name, index, chunk, chunk_digest(chunk), at=NOW
+                )
         with engine.begin() as conn:
-            CoordinatorRepository(conn).commit_submission(
+            CoordinatorRepositories(conn).submissions.commit_submission(
                 "r1", name, item_count=len(whole), digest=submission_digest(chunks), at=NOW
             )
 
     run_concurrently(len(members), member)
     with engine.begin() as conn:
-        rows = list(CoordinatorRepository(conn).match("r1", 4))
+        rows = list(CoordinatorRepositories(conn).matching.match("r1", 4))
     assert sorted((t, m, h) for t, m, _, h in rows) == sorted(
         (token(n), m, 4) for n in ("shared-1", "shared-2") for m in members
     )

@@ -93,7 +93,7 @@ def stage(
 ) -> bool:
     with uow() as tx:
         return bool(
-            tx.repo.stage_chunk(
+            tx.submissions.stage_chunk(
                 round_id,
                 member,
                 index,
@@ -116,7 +116,7 @@ def commit_whole(uow: UnitOfWork, round_id: str, member: str, numbers: list[int]
         digest.update(items)
     whole = set_digest((t, label_digest(lbl)) for t, lbl in items)
     with uow() as tx:
-        return tx.repo.commit_submission(
+        return tx.submissions.commit_submission(
             round_id,
             member,
             item_count=digest.count,
@@ -129,30 +129,30 @@ def commit_whole(uow: UnitOfWork, round_id: str, member: str, numbers: list[int]
 
 def test_rounds(uow: UnitOfWork) -> None:
     with uow() as tx:
-        tx.repo.create_round(a_round("r1"))
-        tx.repo.create_round(a_round("r2", types=("id_card",)))
+        tx.rounds.create_round(a_round("r1"))
+        tx.rounds.create_round(a_round("r2", types=("id_card",)))
     with pytest.raises(Conflict, match="already exists"), uow() as tx:
-        tx.repo.create_round(a_round("r1", types=("email",)))
+        tx.rounds.create_round(a_round("r1", types=("email",)))
     with pytest.raises(Conflict, match="not matched yet"), uow() as tx:
-        tx.repo.create_round(a_round("r3"))
+        tx.rounds.create_round(a_round("r3"))
     with pytest.raises(NotFound, match="no round r9"), uow() as tx:
-        tx.repo.get_round("r9")
+        tx.rounds.get_round("r9")
     with uow() as tx:
-        assert [r.round_id for r in tx.repo.list_rounds()] == ["r1", "r2"]
-        assert tx.repo.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW, reason="why")
-        assert not tx.repo.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW)
-        assert [r.round_id for r in tx.repo.list_rounds(RoundState.OPEN)] == ["r2"]
-        closed = tx.repo.get_round("r1")
+        assert [r.round_id for r in tx.rounds.list_rounds()] == ["r1", "r2"]
+        assert tx.rounds.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW, reason="why")
+        assert not tx.rounds.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW)
+        assert [r.round_id for r in tx.rounds.list_rounds(RoundState.OPEN)] == ["r2"]
+        closed = tx.rounds.get_round("r1")
         assert (closed.state, closed.close_reason, closed.closed_at) == (RoundState.CLOSED, "why", NOW)
     with pytest.raises(InvalidRequest), uow() as tx:
-        tx.repo.transition_round("r1", RoundState.MATCHED, RoundState.OPEN, at=NOW)
+        tx.rounds.transition_round("r1", RoundState.MATCHED, RoundState.OPEN, at=NOW)
     with pytest.raises(NotFound), uow() as tx:
-        tx.repo.transition_round("r9", RoundState.OPEN, RoundState.CLOSED, at=NOW)
+        tx.rounds.transition_round("r9", RoundState.OPEN, RoundState.CLOSED, at=NOW)
 
 
 def test_staging_and_committing(uow: UnitOfWork) -> None:
     with uow() as tx:
-        tx.repo.create_round(a_round())
+        tx.rounds.create_round(a_round())
     first, second = [(token(1), label(1)), (token(2), label(2))], [(token(3), None)]
     assert stage(uow, "r1", "bank-a", 0, first)
     assert not stage(uow, "r1", "bank-a", 0, first)  # The same chunk again changes nothing.
@@ -166,27 +166,27 @@ def test_staging_and_committing(uow: UnitOfWork) -> None:
         stage(uow, "r1", "bank-a", 1, second, replace=False)
     assert stage(uow, "r1", "bank-a", 2, second)
     with uow() as tx:
-        status = tx.repo.submission_status("r1", "bank-a")
+        status = tx.submissions.submission_status("r1", "bank-a")
         assert (status.state, status.chunks, status.item_count) == (SubmissionState.STAGING, (0, 2), 3)
-        assert tx.repo.submitted_count("r1", "bank-a") == 3
+        assert tx.submissions.submitted_count("r1", "bank-a") == 3
     digest = SubmissionDigest()
     for items in (first, second):
         digest.update(items)
     with pytest.raises(Conflict, match="missing chunks: 1"), uow() as tx:
-        tx.repo.commit_submission("r1", "bank-a", item_count=3, digest=digest.digest(), at=NOW)
+        tx.submissions.commit_submission("r1", "bank-a", item_count=3, digest=digest.digest(), at=NOW)
     assert stage(uow, "r1", "bank-a", 1, [(token(4), None)])
     digest = SubmissionDigest()
     for items in (first, [(token(4), None)], second):
         digest.update(items)
     with pytest.raises(Conflict, match="item count mismatch"), uow() as tx:
-        tx.repo.commit_submission("r1", "bank-a", item_count=5, digest=digest.digest(), at=NOW)
+        tx.submissions.commit_submission("r1", "bank-a", item_count=5, digest=digest.digest(), at=NOW)
     with pytest.raises(Conflict, match="digest mismatch"), uow() as tx:
-        tx.repo.commit_submission("r1", "bank-a", item_count=4, digest=bytes(32), at=NOW)
+        tx.submissions.commit_submission("r1", "bank-a", item_count=4, digest=bytes(32), at=NOW)
     with pytest.raises(SetMismatch, match="set count mismatch"), uow() as tx:
-        tx.repo.commit_submission("r1", "bank-a", item_count=4, digest=digest.digest(), at=NOW, set_count=3)
+        tx.submissions.commit_submission("r1", "bank-a", item_count=4, digest=digest.digest(), at=NOW, set_count=3)
     whole = set_digest(sorted((t, label_digest(lbl)) for t, lbl in [*first, (token(4), None), *second]))
     with uow() as tx:
-        committed = tx.repo.commit_submission(
+        committed = tx.submissions.commit_submission(
             "r1", "bank-a", item_count=4, digest=digest.digest(), at=NOW, set_count=4, set_digest=whole
         )
     assert (committed.state, committed.item_count, committed.set_count, committed.set_digest) == (
@@ -196,24 +196,26 @@ def test_staging_and_committing(uow: UnitOfWork) -> None:
         whole,
     )
     with uow() as tx:
-        again = tx.repo.commit_submission("r1", "bank-a", item_count=4, digest=digest.digest(), at=NOW)
-        assert again == committed and tx.repo.committed_members("r1") == ["bank-a"]
-        assert tx.repo.submitted_count("r1", "bank-a") == 4
+        again = tx.submissions.commit_submission("r1", "bank-a", item_count=4, digest=digest.digest(), at=NOW)
+        assert again == committed and tx.submissions.committed_members("r1") == ["bank-a"]
+        assert tx.submissions.submitted_count("r1", "bank-a") == 4
     with pytest.raises(Conflict, match="already committed"), uow() as tx:
-        tx.repo.commit_submission("r1", "bank-a", item_count=0, digest=bytes(32), at=NOW)
+        tx.submissions.commit_submission("r1", "bank-a", item_count=0, digest=bytes(32), at=NOW)
     with pytest.raises(Conflict, match="already committed"):
         stage(uow, "r1", "bank-a", 3, [(token(5), None)])
 
 
 def test_a_refused_commit_leaves_the_staged_submission(uow: UnitOfWork) -> None:
     with uow() as tx:
-        tx.repo.create_round(a_round())
+        tx.rounds.create_round(a_round())
     items = [(token(1), None)]
     stage(uow, "r1", "bank-a", 0, items)
     with pytest.raises(SetMismatch), uow() as tx:
-        tx.repo.commit_submission("r1", "bank-a", item_count=1, digest=_digest(items), at=NOW, set_digest=bytes(32))
+        tx.submissions.commit_submission(
+            "r1", "bank-a", item_count=1, digest=_digest(items), at=NOW, set_digest=bytes(32)
+        )
     with uow() as tx:
-        status = tx.repo.submission_status("r1", "bank-a")
+        status = tx.submissions.submission_status("r1", "bank-a")
         assert (status.state, status.set_count, status.set_digest) == (SubmissionState.STAGING, 0, b"")
 
 
@@ -225,20 +227,20 @@ def _digest(items: Any) -> bytes:
 
 def test_deltas_against_the_standing_set(uow: UnitOfWork) -> None:
     with uow() as tx:
-        tx.repo.create_round(a_round("r1"))
+        tx.rounds.create_round(a_round("r1"))
     commit_whole(uow, "r1", "bank-a", [1, 2, 3])
     with uow() as tx:
-        tx.repo.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW)
-        tx.repo.transition_round("r1", RoundState.CLOSED, RoundState.MATCHED, at=NOW)
-        tx.repo.create_round(a_round("r2"))
-        assert tx.repo.submission_status("r2", "bank-a").set_count == 3
+        tx.rounds.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW)
+        tx.rounds.transition_round("r1", RoundState.CLOSED, RoundState.MATCHED, at=NOW)
+        tx.rounds.create_round(a_round("r2"))
+        assert tx.submissions.submission_status("r2", "bank-a").set_count == 3
     puts, removals = [(token(2), label(20)), (token(4), label(4))], [token(3)]
     assert stage(uow, "r2", "bank-a", 0, puts, removals, replace=False)
     with pytest.raises(Conflict, match="started as a delta"):
         stage(uow, "r2", "bank-a", 1, [(token(5), None)])
     expected = set_digest(sorted((token(n), label_digest(label(m))) for n, m in ((1, 1), (2, 20), (4, 4))))
     with uow() as tx:
-        status = tx.repo.commit_submission(
+        status = tx.submissions.commit_submission(
             "r2",
             "bank-a",
             item_count=3,
@@ -253,22 +255,22 @@ def test_deltas_against_the_standing_set(uow: UnitOfWork) -> None:
 
 def test_removing_a_token_the_set_lacks_is_refused(uow: UnitOfWork) -> None:
     with uow() as tx:
-        tx.repo.create_round(a_round("r1"))
+        tx.rounds.create_round(a_round("r1"))
     commit_whole(uow, "r1", "bank-a", [1])
     with uow() as tx:
-        tx.repo.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW)
-        tx.repo.transition_round("r1", RoundState.CLOSED, RoundState.MATCHED, at=NOW)
-        tx.repo.create_round(a_round("r2"))
+        tx.rounds.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW)
+        tx.rounds.transition_round("r1", RoundState.CLOSED, RoundState.MATCHED, at=NOW)
+        tx.rounds.create_round(a_round("r2"))
     stage(uow, "r2", "bank-a", 0, [], [token(7)], replace=False)
     with pytest.raises(Conflict, match="1 removed tokens are not in the member's set"), uow() as tx:
-        tx.repo.commit_submission(
+        tx.submissions.commit_submission(
             "r2", "bank-a", item_count=1, digest=_digest_with([], [token(7)]), at=NOW, replace=False
         )
 
 
 def test_item_limits_per_member_leave_nothing_half_done(uow: UnitOfWork) -> None:
     with uow() as tx:
-        tx.repo.create_round(a_round("r1"))
+        tx.rounds.create_round(a_round("r1"))
     assert stage(uow, "r1", "bank-a", 0, [(token(1), None), (token(2), None)], max_items=3)
     with pytest.raises(
         LimitExceeded,
@@ -277,26 +279,26 @@ def test_item_limits_per_member_leave_nothing_half_done(uow: UnitOfWork) -> None
     ):
         stage(uow, "r1", "bank-a", 1, [(token(3), None), (token(4), None)], max_items=3)
     with uow() as tx:
-        status = tx.repo.submission_status("r1", "bank-a")
+        status = tx.submissions.submission_status("r1", "bank-a")
         assert (status.chunks, status.item_count) == ((0,), 2)  # Nothing of the refused chunk.
     with uow() as tx:
-        tx.repo.discard_uncommitted("r1")
+        tx.submissions.discard_uncommitted("r1")
     committed = commit_whole(uow, "r1", "bank-a", [1, 2])
     with uow() as tx:
-        tx.repo.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW)
-        tx.repo.transition_round("r1", RoundState.CLOSED, RoundState.MATCHED, at=NOW)
-        tx.repo.create_round(a_round("r2"))
+        tx.rounds.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW)
+        tx.rounds.transition_round("r1", RoundState.CLOSED, RoundState.MATCHED, at=NOW)
+        tx.rounds.create_round(a_round("r2"))
     puts = [(token(3), None), (token(4), None)]
     stage(uow, "r2", "bank-a", 0, puts, replace=False, max_items=2)
     with pytest.raises(LimitExceeded, match="the member's set would hold 4 tokens, over the limit of 3"), uow() as tx:
-        tx.repo.commit_submission(
+        tx.submissions.commit_submission(
             "r2", "bank-a", item_count=2, digest=_digest_with(puts, []), at=NOW, replace=False, max_set_items=3
         )
     with uow() as tx:
-        status = tx.repo.submission_status("r2", "bank-a")
+        status = tx.submissions.submission_status("r2", "bank-a")
         assert status.state is SubmissionState.STAGING
         assert (status.set_count, status.set_digest) == (committed.set_count, committed.set_digest)
-        assert list(tx.repo.match("r1", 1)) == [(token(n), "bank-a", label(n), 1) for n in (1, 2)]
+        assert list(tx.matching.match("r1", 1)) == [(token(n), "bank-a", label(n), 1) for n in (1, 2)]
 
 
 def _digest_with(items: Any, removals: Any) -> bytes:
@@ -307,13 +309,13 @@ def _digest_with(items: Any, removals: Any) -> bytes:
 
 def test_matching_counts_committed_members_only(uow: UnitOfWork) -> None:
     with uow() as tx:
-        tx.repo.create_round(a_round())
+        tx.rounds.create_round(a_round())
     commit_whole(uow, "r1", "bank-a", [1, 2, 3])
     commit_whole(uow, "r1", "bank-b", [2, 3])
     commit_whole(uow, "r1", "bank-c", [3])
     stage(uow, "r1", "bank-d", 0, [(token(1), None)])  # Staged, never committed: invisible.
     with uow() as tx:
-        rows = sorted(tx.repo.match("r1", 2))
+        rows = sorted(tx.matching.match("r1", 2))
         assert rows == sorted(
             [
                 (token(2), "bank-a", label(2), 2),
@@ -323,36 +325,36 @@ def test_matching_counts_committed_members_only(uow: UnitOfWork) -> None:
                 (token(3), "bank-c", label(3), 3),
             ]
         )
-        assert sorted(tx.repo.match("r1", 3, labels=False)) == [
+        assert sorted(tx.matching.match("r1", 3, labels=False)) == [
             (token(3), m, None, 3) for m in ("bank-a", "bank-b", "bank-c")
         ]
-        assert list(tx.repo.match("r1", 4)) == []
+        assert list(tx.matching.match("r1", 4)) == []
     with pytest.raises(InvalidRequest), uow() as tx:
-        list(tx.repo.match("r1", 0))
+        list(tx.matching.match("r1", 0))
     with uow() as tx:
-        tx.repo.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW)
-        assert tx.repo.discard_uncommitted("r1") == 1
-        assert tx.repo.submission_status("r1", "bank-d").state is SubmissionState.NONE
+        tx.rounds.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW)
+        assert tx.submissions.discard_uncommitted("r1") == 1
+        assert tx.submissions.submission_status("r1", "bank-d").state is SubmissionState.NONE
     with pytest.raises(RoundClosed):
         stage(uow, "r1", "bank-d", 0, [(token(1), None)])
 
 
 def test_results(uow: UnitOfWork) -> None:
     with uow() as tx:
-        tx.repo.create_round(a_round())
-        tx.repo.store_result_page("r1", "bank-a", 0, 0, [b"leaf-0", b"leaf-1"])
-        tx.repo.store_result_page("r1", "bank-a", 1, 2, [b"leaf-2"])
-        tx.repo.store_result("r1", "bank-a", b"header", b"sig", 2, at=NOW)
-        assert tx.repo.get_result("r1", "bank-a") == (b"header", b"sig", 2)
-        assert tx.repo.get_result_page("r1", "bank-a", 1) == (2, (b"leaf-2",))
+        tx.rounds.create_round(a_round())
+        tx.results.store_result_page("r1", "bank-a", 0, 0, [b"leaf-0", b"leaf-1"])
+        tx.results.store_result_page("r1", "bank-a", 1, 2, [b"leaf-2"])
+        tx.results.store_result("r1", "bank-a", b"header", b"sig", 2, at=NOW)
+        assert tx.results.get_result("r1", "bank-a") == (b"header", b"sig", 2)
+        assert tx.results.get_result_page("r1", "bank-a", 1) == (2, (b"leaf-2",))
     with pytest.raises(Conflict), uow() as tx:
-        tx.repo.store_result("r1", "bank-a", b"other", b"sig", 2, at=NOW)
+        tx.results.store_result("r1", "bank-a", b"other", b"sig", 2, at=NOW)
     with pytest.raises(Conflict), uow() as tx:
-        tx.repo.store_result_page("r1", "bank-a", 0, 0, [b"other"])
+        tx.results.store_result_page("r1", "bank-a", 0, 0, [b"other"])
     with pytest.raises(NotFound, match="no result for bank-b in round r1"), uow() as tx:
-        tx.repo.get_result("r1", "bank-b")
+        tx.results.get_result("r1", "bank-b")
     with pytest.raises(NotFound, match="no page 2 of the result for bank-a in round r1"), uow() as tx:
-        tx.repo.get_result_page("r1", "bank-a", 2)
+        tx.results.get_result_page("r1", "bank-a", 2)
 
 
 def test_quota_ledger(ledger: Any) -> None:
@@ -392,15 +394,15 @@ def test_quota_ledger(ledger: Any) -> None:
 
 def test_names_of_the_members_that_chose_to_be_named(uow: UnitOfWork) -> None:
     with uow() as tx:
-        tx.repo.create_round(a_round())
+        tx.rounds.create_round(a_round())
     for member, numbers in (("bank-a", [1, 2]), ("bank-b", [2]), ("bank-c", [2])):
         commit_whole(uow, "r1", member, numbers)
     stage(uow, "r1", "bank-d", 0, [(token(9), label(9))])  # Staged only: never named.
     with uow() as tx:
-        tx.repo.record_share_name("r1", "bank-a", True)
-        tx.repo.record_share_name("r1", "bank-c", True)
-        tx.repo.record_share_name("r1", "bank-c", False)  # Its last commit's choice counts.
-        tx.repo.record_share_name("r1", "bank-d", True)
+        tx.submissions.record_share_name("r1", "bank-a", True)
+        tx.submissions.record_share_name("r1", "bank-c", True)
+        tx.submissions.record_share_name("r1", "bank-c", False)  # Its last commit's choice counts.
+        tx.submissions.record_share_name("r1", "bank-d", True)
         # No display names enrolled here: a member is named by its id (the coordinator's
         # enrolment list supplies display names; see test_attested_names).
-        assert tx.repo.sealer_names("r1") == {"bank-a": "bank-a"}
+        assert tx.submissions.sealer_names("r1") == {"bank-a": "bank-a"}

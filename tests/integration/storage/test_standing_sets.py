@@ -10,7 +10,7 @@ from sqlalchemy import Engine, func, select
 from alliance_psi.errors import Conflict
 from alliance_psi.protocol.model import RoundState
 from alliance_psi.protocol.submission import SubmissionDigest, chunk_digest, label_digest, set_digest
-from alliance_psi.storage import CoordinatorRepository
+from alliance_psi.storage import CoordinatorRepositories
 from alliance_psi.storage.schema import member_sets, set_holders, submitted_tokens
 
 from .support import NOW, Item, items, label, make_round, token
@@ -29,9 +29,9 @@ def send(
     """Stage one chunk and commit it, with the set digest the member expects (``expect``)."""
     removals = list(removals)
     with engine.begin() as conn:
-        repo = CoordinatorRepository(conn)
+        repo = CoordinatorRepositories(conn)
         if puts or removals:
-            repo.stage_chunk(
+            repo.submissions.stage_chunk(
                 round_id, member, 0, puts, chunk_digest(puts, removals), at=NOW, removals=removals, replace=replace
             )
     delta = SubmissionDigest()
@@ -42,7 +42,7 @@ def send(
         set_count = len(expect)
         set_digest_ = set_digest((t, label_digest(lbl)) for t, lbl in sorted(expect.items()))
     with engine.begin() as conn:
-        return CoordinatorRepository(conn).commit_submission(
+        return CoordinatorRepositories(conn).submissions.commit_submission(
             round_id,
             member,
             item_count=delta.count,
@@ -56,20 +56,20 @@ def send(
 
 def finish(engine: Engine, round_id: str) -> None:
     with engine.begin() as conn:
-        repo = CoordinatorRepository(conn)
-        assert repo.transition_round(round_id, RoundState.OPEN, RoundState.CLOSED, at=NOW)
-        repo.record_holder_counts(round_id, repo.holder_counts(round_id))
-        assert repo.transition_round(round_id, RoundState.CLOSED, RoundState.MATCHED, at=NOW)
+        repo = CoordinatorRepositories(conn)
+        assert repo.rounds.transition_round(round_id, RoundState.OPEN, RoundState.CLOSED, at=NOW)
+        repo.matching.record_holder_counts(round_id, repo.matching.holder_counts(round_id))
+        assert repo.rounds.transition_round(round_id, RoundState.CLOSED, RoundState.MATCHED, at=NOW)
 
 
 def matched(engine: Engine, round_id: str, threshold: int = 2) -> list[tuple[bytes, str, bytes | None, int]]:
     with engine.begin() as conn:
-        return list(CoordinatorRepository(conn).match(round_id, threshold))
+        return list(CoordinatorRepositories(conn).matching.match(round_id, threshold))
 
 
 def open_round(engine: Engine, round_id: str) -> None:
     with engine.begin() as conn:
-        CoordinatorRepository(conn).create_round(make_round(round_id))
+        CoordinatorRepositories(conn).rounds.create_round(make_round(round_id))
 
 
 @pytest.fixture
@@ -116,7 +116,7 @@ def test_a_member_that_does_not_commit_does_not_count(first_round: Engine) -> No
     send(first_round, "r2", "alpha", [], replace=False)
     assert matched(first_round, "r2") == []
     with first_round.begin() as conn:
-        assert CoordinatorRepository(conn).holder_counts("r2") == {}
+        assert CoordinatorRepositories(conn).matching.holder_counts("r2") == {}
 
 
 def test_replace_drops_the_standing_set(first_round: Engine) -> None:
@@ -151,8 +151,8 @@ def test_a_set_digest_that_disagrees_rolls_the_commit_back(first_round: Engine) 
     with pytest.raises(Conflict, match="set digest mismatch over the 4 tokens"):
         send(first_round, "r2", "alpha", items("alpha", ["d"]), replace=False, expect=wrong)
     with first_round.begin() as conn:
-        repo = CoordinatorRepository(conn)
-        status = repo.submission_status("r2", "alpha")
+        repo = CoordinatorRepositories(conn)
+        status = repo.submissions.submission_status("r2", "alpha")
         assert (status.state, status.set_count) == ("staging", 3)
         alphas = select(member_sets.c.match_token).where(member_sets.c.set_id == "alpha@r1")
         assert token("d") not in conn.execute(alphas).scalars().all()
@@ -168,13 +168,17 @@ def test_a_submission_keeps_the_kind_it_started_as(first_round: Engine) -> None:
     open_round(first_round, "r2")
     with first_round.begin() as conn:
         delta = items("alpha", ["d"])
-        CoordinatorRepository(conn).stage_chunk("r2", "alpha", 0, delta, chunk_digest(delta), at=NOW, replace=False)
+        CoordinatorRepositories(conn).submissions.stage_chunk(
+            "r2", "alpha", 0, delta, chunk_digest(delta), at=NOW, replace=False
+        )
     whole = items("alpha", ["e"])
     with (
         pytest.raises(Conflict, match="started as a delta; it cannot continue as a whole set"),
         first_round.begin() as conn,
     ):
-        CoordinatorRepository(conn).stage_chunk("r2", "alpha", 1, whole, chunk_digest(whole), at=NOW, replace=True)
+        CoordinatorRepositories(conn).submissions.stage_chunk(
+            "r2", "alpha", 1, whole, chunk_digest(whole), at=NOW, replace=True
+        )
     with pytest.raises(Conflict, match="started as a delta"):
         send(first_round, "r2", "alpha", [], replace=True)
 
@@ -183,24 +187,24 @@ def test_an_uncommitted_whole_set_is_discarded_at_close(first_round: Engine) -> 
     open_round(first_round, "r2")
     whole = items("alpha", ["p", "q"])
     with first_round.begin() as conn:
-        CoordinatorRepository(conn).stage_chunk("r2", "alpha", 0, whole, chunk_digest(whole), at=NOW)
+        CoordinatorRepositories(conn).submissions.stage_chunk("r2", "alpha", 0, whole, chunk_digest(whole), at=NOW)
     with first_round.begin() as conn:
-        repo = CoordinatorRepository(conn)
-        assert repo.transition_round("r2", RoundState.OPEN, RoundState.CLOSED, at=NOW)
-        assert repo.discard_uncommitted("r2") == 2
+        repo = CoordinatorRepositories(conn)
+        assert repo.rounds.transition_round("r2", RoundState.OPEN, RoundState.CLOSED, at=NOW)
+        assert repo.submissions.discard_uncommitted("r2") == 2
         assert (
             conn.execute(
                 select(func.count()).select_from(member_sets).where(member_sets.c.set_id == "alpha@r2")
             ).scalar_one()
             == 0
         )
-        assert repo.submission_status("r2", "alpha").set_count == 3  # The standing set is untouched.
+        assert repo.submissions.submission_status("r2", "alpha").set_count == 3  # The standing set is untouched.
 
 
 def test_status_reports_the_standing_set(first_round: Engine) -> None:
     open_round(first_round, "r2")
     with first_round.begin() as conn:
-        status = CoordinatorRepository(conn).submission_status("r2", "alpha")
+        status = CoordinatorRepositories(conn).submissions.submission_status("r2", "alpha")
     expected = set_digest((token(n), label_digest(label("alpha", n))) for n in sorted(["a", "b", "c"], key=token))
     assert (status.state, status.set_count, status.set_digest) == ("none", 3, expected)
 
@@ -211,7 +215,7 @@ def test_one_unfinished_round_per_scope(first_round: Engine) -> None:
         open_round(first_round, "r3")
     # Another scope (another key epoch) is independent.
     with first_round.begin() as conn:
-        CoordinatorRepository(conn).create_round(evolve(make_round("r3"), key_epoch="2025-04"))
+        CoordinatorRepositories(conn).rounds.create_round(evolve(make_round("r3"), key_epoch="2025-04"))
     finish(first_round, "r2")
     open_round(first_round, "r4")
 
@@ -220,6 +224,6 @@ def test_holder_counts_are_kept_when_the_round_is_matched(first_round: Engine) -
     open_round(first_round, "r2")
     send(first_round, "r2", "alpha", [], [token("a")], replace=False)
     with first_round.begin() as conn:
-        repo = CoordinatorRepository(conn)
-        assert repo.aggregate("r1")["matches_by_holder_count"] == {2: 2}  # As matched, not as now.
-        assert repo.aggregate("r2")["matches_by_holder_count"] == {}
+        repo = CoordinatorRepositories(conn)
+        assert repo.matching.aggregate("r1")["matches_by_holder_count"] == {2: 2}  # As matched, not as now.
+        assert repo.matching.aggregate("r2")["matches_by_holder_count"] == {}

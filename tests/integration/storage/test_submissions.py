@@ -10,7 +10,7 @@ from sqlalchemy import Engine, func, select
 from alliance_psi.errors import Conflict, InvalidRequest, NotFound, RoundClosed
 from alliance_psi.protocol.model import RoundState, SubmissionState
 from alliance_psi.protocol.submission import chunk_digest
-from alliance_psi.storage import CoordinatorRepository
+from alliance_psi.storage import CoordinatorRepositories
 from alliance_psi.storage.schema import member_sets, submission_chunks, submissions, submitted_tokens
 
 from .support import NOW, Item, items, make_round, submission_digest, token
@@ -20,19 +20,21 @@ from .support import NOW, Item, items, make_round, submission_digest, token
 def round_engine(engine: Engine) -> Engine:
     """The engine, with open round r1."""
     with engine.begin() as conn:
-        CoordinatorRepository(conn).create_round(make_round("r1"))
+        CoordinatorRepositories(conn).rounds.create_round(make_round("r1"))
     return engine
 
 
 def stage(engine: Engine, member: str, index: int, chunk: list[Item], *, round_id: str = "r1") -> bool:
     with engine.begin() as conn:
-        return CoordinatorRepository(conn).stage_chunk(round_id, member, index, chunk, chunk_digest(chunk), at=NOW)
+        return CoordinatorRepositories(conn).submissions.stage_chunk(
+            round_id, member, index, chunk, chunk_digest(chunk), at=NOW
+        )
 
 
 def commit(engine: Engine, member: str, chunks: list[list[Item]], *, count: int | None = None):  # type: ignore[no-untyped-def]
     size = sum(len(chunk) for chunk in chunks)
     with engine.begin() as conn:
-        return CoordinatorRepository(conn).commit_submission(
+        return CoordinatorRepositories(conn).submissions.commit_submission(
             "r1", member, item_count=size if count is None else count, digest=submission_digest(chunks), at=NOW
         )
 
@@ -51,7 +53,7 @@ def test_resending_the_same_chunk_stores_one_copy(round_engine: Engine) -> None:
     assert stage(round_engine, "alpha", 0, chunk) is False
     assert token_rows(round_engine, "alpha") == 3
     with round_engine.begin() as conn:
-        status = CoordinatorRepository(conn).submission_status("r1", "alpha")
+        status = CoordinatorRepositories(conn).submissions.submission_status("r1", "alpha")
     assert (status.state, status.chunks, status.item_count, status.digest) == (SubmissionState.STAGING, (0,), 3, b"")
 
 
@@ -67,7 +69,7 @@ def test_duplicate_token_across_chunks_is_a_conflict_without_the_token(round_eng
     with pytest.raises(Conflict, match="^duplicate token in submission$"):
         stage(round_engine, "alpha", 1, items("alpha", ["c", "a"]))
     with round_engine.begin() as conn:
-        status = CoordinatorRepository(conn).submission_status("r1", "alpha")
+        status = CoordinatorRepositories(conn).submissions.submission_status("r1", "alpha")
     assert status.chunks == (0,)
     assert token_rows(round_engine, "alpha") == 2
     # The same token from another member is fine.
@@ -78,20 +80,20 @@ def test_duplicate_token_within_a_chunk_is_a_conflict(round_engine: Engine) -> N
     with pytest.raises(Conflict, match="^duplicate token in submission$"):
         stage(round_engine, "alpha", 0, items("alpha", ["a", "b", "a"]))
     with round_engine.begin() as conn:
-        assert CoordinatorRepository(conn).submission_status("r1", "alpha").state == SubmissionState.NONE
+        assert CoordinatorRepositories(conn).submissions.submission_status("r1", "alpha").state == SubmissionState.NONE
 
 
 def test_malformed_chunks_are_refused(round_engine: Engine) -> None:
     with round_engine.begin() as conn:
-        repo = CoordinatorRepository(conn)
+        repo = CoordinatorRepositories(conn)
         with pytest.raises(InvalidRequest):
-            repo.stage_chunk("r1", "alpha", 0, [(b"short", None)], bytes(32), at=NOW)
+            repo.submissions.stage_chunk("r1", "alpha", 0, [(b"short", None)], bytes(32), at=NOW)
         with pytest.raises(InvalidRequest):
-            repo.stage_chunk("r1", "alpha", -1, [], bytes(32), at=NOW)
+            repo.submissions.stage_chunk("r1", "alpha", -1, [], bytes(32), at=NOW)
         with pytest.raises(InvalidRequest):
-            repo.stage_chunk("r1", "alpha", 0, [], bytes(31), at=NOW)
+            repo.submissions.stage_chunk("r1", "alpha", 0, [], bytes(31), at=NOW)
         with pytest.raises(NotFound):
-            repo.stage_chunk("nope", "alpha", 0, [], bytes(32), at=NOW)
+            repo.submissions.stage_chunk("nope", "alpha", 0, [], bytes(32), at=NOW)
 
 
 def test_out_of_order_chunks_commit(round_engine: Engine) -> None:
@@ -133,7 +135,9 @@ def test_commit_count_and_digest_mismatch(round_engine: Engine) -> None:
         commit(round_engine, "alpha", [list(reversed(whole))])
     assert whole[0][0].hex() not in str(info.value)
     with round_engine.begin() as conn:
-        assert CoordinatorRepository(conn).submission_status("r1", "alpha").state == SubmissionState.STAGING
+        assert (
+            CoordinatorRepositories(conn).submissions.submission_status("r1", "alpha").state == SubmissionState.STAGING
+        )
 
 
 def test_double_commit_is_idempotent_and_a_different_one_conflicts(round_engine: Engine) -> None:
@@ -157,7 +161,7 @@ def test_closed_round_refuses_chunks_but_answers_a_retried_commit(round_engine: 
     stage(round_engine, "alpha", 0, whole)
     first = commit(round_engine, "alpha", [whole])
     with round_engine.begin() as conn:
-        CoordinatorRepository(conn).transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW)
+        CoordinatorRepositories(conn).rounds.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW)
     assert commit(round_engine, "alpha", [whole]) == first
     with pytest.raises(RoundClosed):
         stage(round_engine, "beta", 0, items("beta", ["a"]))
@@ -171,14 +175,17 @@ def test_staging_is_invisible_to_match_until_committed(round_engine: Engine) -> 
     stage(round_engine, "beta", 0, beta)
     commit(round_engine, "alpha", [alpha])
     with round_engine.begin() as conn:
-        assert list(CoordinatorRepository(conn).match("r1", 2)) == []
-        assert CoordinatorRepository(conn).committed_members("r1") == ["alpha"]
+        assert list(CoordinatorRepositories(conn).matching.match("r1", 2)) == []
+        assert CoordinatorRepositories(conn).submissions.committed_members("r1") == ["alpha"]
     commit(round_engine, "beta", [beta])
     with round_engine.begin() as conn:
-        repo = CoordinatorRepository(conn)
-        assert [(t, m, h) for t, m, _, h in repo.match("r1", 2)] == [(token("a"), "alpha", 2), (token("a"), "beta", 2)]
-        assert repo.committed_members("r1") == ["alpha", "beta"]
-        assert repo.submitted_count("r1", "beta") == 2
+        repo = CoordinatorRepositories(conn)
+        assert [(t, m, h) for t, m, _, h in repo.matching.match("r1", 2)] == [
+            (token("a"), "alpha", 2),
+            (token("a"), "beta", 2),
+        ]
+        assert repo.submissions.committed_members("r1") == ["alpha", "beta"]
+        assert repo.submissions.submitted_count("r1", "beta") == 2
 
 
 def test_discard_uncommitted_leaves_nothing(round_engine: Engine) -> None:
@@ -189,9 +196,9 @@ def test_discard_uncommitted_leaves_nothing(round_engine: Engine) -> None:
     stage(round_engine, "beta", 1, items("beta", ["c"]))
     stage(round_engine, "gamma", 0, items("gamma", ["d"]))
     with round_engine.begin() as conn:
-        repo = CoordinatorRepository(conn)
-        assert repo.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW, reason="deadline")
-        assert repo.discard_uncommitted("r1") == 4  # Items of beta (3) and gamma (1).
+        repo = CoordinatorRepositories(conn)
+        assert repo.rounds.transition_round("r1", RoundState.OPEN, RoundState.CLOSED, at=NOW, reason="deadline")
+        assert repo.submissions.discard_uncommitted("r1") == 4  # Items of beta (3) and gamma (1).
     with round_engine.begin() as conn:
         for table in (submissions, submission_chunks):
             members = conn.execute(select(table.c.member_id).distinct()).scalars().all()
@@ -199,4 +206,4 @@ def test_discard_uncommitted_leaves_nothing(round_engine: Engine) -> None:
         assert conn.execute(select(member_sets.c.set_id).distinct()).scalars().all() == ["alpha@r1"]
         # alpha's delta was applied to its standing set at commit: no staged rows remain.
         assert conn.execute(select(func.count()).select_from(submitted_tokens)).scalar_one() == 0
-        assert CoordinatorRepository(conn).submission_status("r1", "beta").state == SubmissionState.NONE
+        assert CoordinatorRepositories(conn).submissions.submission_status("r1", "beta").state == SubmissionState.NONE

@@ -9,8 +9,9 @@ count and digest (over the chunk digests, each checked against its items on arri
 the holder counts of the scope, and checks the resulting set against the member's set count and
 digest. Any failed check rolls the whole commit back.
 
-``CoordinatorRepository`` inherits these methods; they live apart to keep each module short.
-Error messages cross the network, so they name chunk indices and counts, never a token or label.
+``SubmissionRepository`` composes ``RoundRepository`` (the round's scope and its lock) and
+``StandingSets`` (the members' sets the commit changes). Error messages cross the network, so
+they name chunk indices and counts, never a token or label.
 """
 
 from __future__ import annotations
@@ -23,22 +24,22 @@ from sqlalchemy import ColumnElement, Connection, Table, and_, delete, func, sel
 from sqlalchemy.exc import IntegrityError
 
 from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
-from alliance_psi.errors import Conflict, InvalidRequest, LimitExceeded, NotFound, RoundClosed, SetMismatch
-from alliance_psi.protocol.model import RoundState, SubmissionState, SubmissionStatus
-from alliance_psi.protocol.submission import NO_LABEL_DIGEST, SetDigest, SubmissionDigest, label_digest
-from alliance_psi.storage._common import bulk_insert, insert_ignoring, placeholder
+from alliance_psi.errors import Conflict, InvalidRequest, LimitExceeded, RoundClosed, SetMismatch
+from alliance_psi.protocol.model import Role, RoundState, SubmissionState, SubmissionStatus
+from alliance_psi.protocol.submission import NO_LABEL_DIGEST, SubmissionDigest, label_digest
+from alliance_psi.storage._common import bulk_insert, insert_ignoring
+from alliance_psi.storage.rounds_repo import RoundRepository
 from alliance_psi.storage.schema import (
     HASH_SIZE,
-    member_set_state,
+    enrolments,
     member_sets,
-    rounds,
-    set_holders,
     submission_chunks,
     submissions,
     submitted_tokens,
 )
+from alliance_psi.storage.standing_sets import StandingSets
 
-__all__ = ["SubmissionStore"]
+__all__ = ["SubmissionRepository"]
 
 Item = tuple[bytes, bytes | None]
 
@@ -67,11 +68,13 @@ def _missing_chunks_message(present: Sequence[int]) -> str | None:
     return f"missing chunks: {shown}{more}"
 
 
-class SubmissionStore:
-    """Staging and committing of members' submissions (part of ``CoordinatorRepository``)."""
+class SubmissionRepository:
+    """Members' submissions to rounds over one connection: staged in chunks, committed into their
+    standing sets, discarded when a round closes without them; nothing here commits."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._rounds, self._sets = RoundRepository(conn), StandingSets(conn)
 
     def stage_chunk(
         self,
@@ -112,7 +115,7 @@ class SubmissionStore:
         _check_items(items, removals)
         if replace and removals:
             raise Conflict("a submission that replaces the whole set cannot remove tokens")
-        self._require_open(round_id)
+        self._rounds.require_open(round_id)
         state = self._lock_submission(round_id, member_id, replace)
         if state == SubmissionState.COMMITTED:
             raise Conflict("submission already committed")
@@ -145,7 +148,7 @@ class SubmissionStore:
                     )
                 )
                 if replace:
-                    scope, set_id = self.set_scope(round_id), _set_id(member_id, round_id)
+                    scope, set_id = self._rounds.set_scope(round_id), _set_id(member_id, round_id)
                     bulk_insert(
                         self._conn,
                         member_sets,
@@ -174,13 +177,7 @@ class SubmissionStore:
         ``set_count`` and ``set_digest`` describe the member's standing set in the round's scope
         as it is now (zero and empty if it has none): before its commit, what the delta applies to.
         """
-        scope = self.set_scope(round_id)
-        standing = self._conn.execute(
-            select(member_set_state.c.item_count, member_set_state.c.digest).where(
-                member_set_state.c.set_scope == scope, member_set_state.c.member_id == member_id
-            )
-        ).one_or_none()
-        set_count, set_digest_ = (standing.item_count, standing.digest) if standing else (0, b"")
+        set_count, set_digest_ = self._sets.standing(self._rounds.set_scope(round_id), member_id)
         row = self._conn.execute(
             select(submissions.c.state, submissions.c.item_count, submissions.c.digest).where(
                 self._key(submissions, round_id, member_id)
@@ -207,13 +204,6 @@ class SubmissionStore:
             set_count=set_count,
             set_digest=set_digest_,
         )
-
-    def set_scope(self, round_id: str) -> str:
-        """The round's ``set_scope``. Raises ``NotFound`` for no such round."""
-        scope = self._conn.execute(select(rounds.c.set_scope).where(rounds.c.round_id == round_id)).scalar_one_or_none()
-        if scope is None:
-            raise NotFound(f"no round {round_id}")
-        return str(scope)
 
     def commit_submission(
         self,
@@ -247,20 +237,45 @@ class SubmissionStore:
             LimitExceeded: the resulting set would hold more than ``max_set_items`` tokens;
                 nothing is applied.
         """
-        key = self._key(submissions, round_id, member_id)
-        is_open = self._lock_round(round_id) == RoundState.OPEN
+        is_open = self._rounds.lock(round_id) == RoundState.OPEN
         # Only an open round gets a submission row; a closed one may still answer a retried commit.
         if is_open:
             self._lock_submission(round_id, member_id, replace)
-        stored = self._conn.execute(
-            select(submissions.c.state, submissions.c.item_count, submissions.c.digest).where(key)
-        ).one_or_none()
-        if stored is not None and stored.state == SubmissionState.COMMITTED:
-            if stored.item_count == item_count and hmac.compare_digest(stored.digest, digest):
-                return self.submission_status(round_id, member_id)
-            raise Conflict("submission already committed with a different count or digest")
+        if self._committed_already(round_id, member_id, item_count, digest):
+            return self.submission_status(round_id, member_id)
         if not is_open:
             raise RoundClosed(f"round {round_id} is no longer open")
+        self._check_staged(round_id, member_id, item_count, digest)
+        scope = self._rounds.set_scope(round_id)
+        set_id = self._apply(round_id, member_id, scope, replace)
+        new_count, new_digest = self._sets.digest(scope, set_id)
+        _check_resulting_set(new_count, new_digest, set_count, set_digest, max_set_items)
+        self._mark_committed(round_id, member_id, item_count, digest, replace=replace, set_count=new_count, at=at)
+        self._sets.record(scope, member_id, set_id, new_count, new_digest, round_id=round_id, at=at)
+        self._conn.execute(delete(submitted_tokens).where(self._key(submitted_tokens, round_id, member_id)))
+        return self.submission_status(round_id, member_id)
+
+    # The steps of a commit.
+
+    def _committed_already(self, round_id: str, member_id: str, item_count: int, digest: bytes) -> bool:
+        """True if the member committed this very count and digest (a retried commit).
+
+        Raises ``Conflict`` if it committed something else."""
+        stored = self._conn.execute(
+            select(submissions.c.state, submissions.c.item_count, submissions.c.digest).where(
+                self._key(submissions, round_id, member_id)
+            )
+        ).one_or_none()
+        if stored is None or stored.state != SubmissionState.COMMITTED:
+            return False
+        if stored.item_count == item_count and hmac.compare_digest(stored.digest, digest):
+            return True
+        raise Conflict("submission already committed with a different count or digest")
+
+    def _check_staged(self, round_id: str, member_id: str, item_count: int, digest: bytes) -> None:
+        """Check that every chunk is staged and that their count and digest are the commit's.
+
+        Raises ``Conflict`` naming the missing chunks, or the count or digest that differs."""
         chunks = self._conn.execute(
             select(submission_chunks.c.chunk_index, submission_chunks.c.item_count, submission_chunks.c.chunk_digest)
             .where(self._key(submission_chunks, round_id, member_id))
@@ -271,150 +286,45 @@ class SubmissionStore:
         recomputed = SubmissionDigest()
         for chunk in chunks:
             recomputed.add_chunk(chunk.chunk_digest, chunk.item_count)
-        actual_count, actual_digest = recomputed.count, recomputed.digest()
-        if actual_count != item_count:
-            raise Conflict(f"item count mismatch: commit says {item_count}, {actual_count} stored")
-        if not hmac.compare_digest(actual_digest, digest):
-            raise Conflict(f"digest mismatch over the {actual_count} stored items")
-        scope = self.set_scope(round_id)
-        current = self._current_set_id(scope, member_id)
+        if recomputed.count != item_count:
+            raise Conflict(f"item count mismatch: commit says {item_count}, {recomputed.count} stored")
+        if not hmac.compare_digest(recomputed.digest(), digest):
+            raise Conflict(f"digest mismatch over the {recomputed.count} stored items")
+
+    def _apply(self, round_id: str, member_id: str, scope: str, replace: bool) -> str:
+        """Make the staged submission the member's set in ``scope``; return that set's id."""
+        current = self._sets.current_set_id(scope, member_id)
         if replace:
             set_id = _set_id(member_id, round_id)
-            self._replace_set(scope, current, set_id)
+            self._sets.replace(scope, current, set_id)
         else:
             set_id = current or _set_id(member_id, round_id)
-            self._apply_delta(round_id, member_id, scope, set_id)
-        new_count, new_digest = self._standing_digest(scope, set_id)
-        if max_set_items is not None and new_count > max_set_items:
-            raise LimitExceeded(
-                f"the member's set would hold {new_count} tokens, over the limit of {max_set_items} per member "
-                "and scope; withdraw identifiers, or ask the operator to raise --max-set-items"
-            )
-        if set_count is not None and set_count != new_count:
-            raise SetMismatch(
-                f"set count mismatch: commit says {set_count}, the set would hold {new_count}; "
-                "send the whole set with replace"
-            )
-        if set_digest is not None and not hmac.compare_digest(new_digest, set_digest):
-            raise SetMismatch(
-                f"set digest mismatch over the {new_count} tokens the set would hold; send the whole set with replace"
-            )
+            self._sets.apply_delta(round_id, member_id, scope, set_id)
+        return set_id
+
+    def _mark_committed(
+        self,
+        round_id: str,
+        member_id: str,
+        item_count: int,
+        digest: bytes,
+        *,
+        replace: bool,
+        set_count: int,
+        at: datetime,
+    ) -> None:
         self._conn.execute(
             update(submissions)
-            .where(key)
+            .where(self._key(submissions, round_id, member_id))
             .values(
                 state=SubmissionState.COMMITTED.value,
-                item_count=actual_count,
-                digest=actual_digest,
+                item_count=item_count,
+                digest=digest,
                 committed_at=at,
                 replaces_set=replace,
-                set_count=new_count,
+                set_count=set_count,
             )
         )
-        self._conn.execute(
-            delete(member_set_state).where(
-                member_set_state.c.set_scope == scope, member_set_state.c.member_id == member_id
-            )
-        )
-        self._conn.execute(
-            member_set_state.insert().values(
-                set_scope=scope,
-                member_id=member_id,
-                set_id=set_id,
-                item_count=new_count,
-                digest=new_digest,
-                round_id=round_id,
-                updated_at=at,
-            )
-        )
-        self._conn.execute(delete(submitted_tokens).where(self._key(submitted_tokens, round_id, member_id)))
-        return self.submission_status(round_id, member_id)
-
-    def _current_set_id(self, scope: str, member_id: str) -> str | None:
-        return self._conn.execute(
-            select(member_set_state.c.set_id).where(
-                member_set_state.c.set_scope == scope, member_set_state.c.member_id == member_id
-            )
-        ).scalar_one_or_none()
-
-    def _replace_set(self, scope: str, old: str | None, new: str) -> None:
-        # Statements run inside the database (SQLite and PostgreSQL both take these forms, with
-        # INSERT ... SELECT ... ON CONFLICT DO UPDATE), so a set costs no per-row round trips.
-        m = placeholder(self._conn)
-        sql = self._conn.exec_driver_sql
-        if old is not None:
-            self._leave(
-                scope,
-                f"SELECT match_token FROM {member_sets.name} WHERE set_scope = {m} AND set_id = {m}",
-                (scope, old),
-            )
-            sql(f"DELETE FROM {member_sets.name} WHERE set_scope = {m} AND set_id = {m}", (scope, old))
-        sql(
-            f"INSERT INTO {set_holders.name} (set_scope, match_token, holders) "
-            f"SELECT set_scope, match_token, 1 FROM {member_sets.name} WHERE set_scope = {m} AND set_id = {m} "
-            f"ORDER BY match_token "
-            f"ON CONFLICT (set_scope, match_token) DO UPDATE SET holders = {set_holders.name}.holders + 1",
-            (scope, new),
-        )
-
-    def _leave(self, scope: str, tokens: str, args: tuple[str, ...]) -> None:
-        """Take one holder off each of ``tokens`` (a subquery) and drop the counts that reach 0."""
-        m = placeholder(self._conn)
-        sql = self._conn.exec_driver_sql
-        sql(
-            f"UPDATE {set_holders.name} SET holders = holders - 1 WHERE set_scope = {m} AND match_token IN ({tokens})",
-            (scope, *args),
-        )
-        sql(f"DELETE FROM {set_holders.name} WHERE set_scope = {m} AND holders <= 0", (scope,))
-
-    def _apply_delta(self, round_id: str, member_id: str, scope: str, set_id: str) -> None:
-        m = placeholder(self._conn)
-        staged = f"FROM {submitted_tokens.name} s WHERE s.round_id = {m} AND s.member_id = {m}"
-        in_set = (
-            f"SELECT 1 FROM {member_sets.name} ms WHERE ms.set_scope = {m} AND ms.set_id = {m} "
-            "AND ms.match_token = s.match_token"
-        )
-        sql = self._conn.exec_driver_sql
-        absent = sql(
-            f"SELECT count(*) {staged} AND s.removed AND NOT EXISTS ({in_set})", (round_id, member_id, scope, set_id)
-        ).scalar_one()
-        if absent:
-            raise Conflict(f"{absent} removed tokens are not in the member's set")
-        removed = f"SELECT s.match_token {staged} AND s.removed"
-        self._leave(scope, removed, (round_id, member_id))
-        sql(
-            f"DELETE FROM {member_sets.name} WHERE set_scope = {m} AND set_id = {m} AND match_token IN ({removed})",
-            (scope, set_id, round_id, member_id),
-        )
-        # Tokens new to the set gain a holder; tokens already in it only get their label replaced.
-        sql(
-            f"INSERT INTO {set_holders.name} (set_scope, match_token, holders) "
-            f"SELECT {m}, s.match_token, 1 {staged} AND NOT s.removed AND NOT EXISTS ({in_set}) "
-            f"ORDER BY s.match_token "
-            f"ON CONFLICT (set_scope, match_token) DO UPDATE SET holders = {set_holders.name}.holders + 1",
-            (scope, round_id, member_id, scope, set_id),
-        )
-        sql(
-            f"INSERT INTO {member_sets.name} (set_scope, set_id, match_token, sealed_label, label_digest) "
-            f"SELECT {m}, {m}, s.match_token, s.sealed_label, s.label_digest {staged} AND NOT s.removed "
-            f"ORDER BY s.match_token "
-            f"ON CONFLICT (set_scope, set_id, match_token) DO UPDATE "
-            f"SET sealed_label = excluded.sealed_label, label_digest = excluded.label_digest",
-            (scope, set_id, round_id, member_id),
-        )
-
-    def _standing_digest(self, scope: str, set_id: str) -> tuple[int, bytes]:
-        # The driver's own cursor: no per-row type processing over a whole set.
-        m = placeholder(self._conn)
-        rows = self._conn.exec_driver_sql(
-            f"SELECT match_token, label_digest FROM {member_sets.name} WHERE set_scope = {m} AND set_id = {m} "
-            "ORDER BY match_token",
-            (scope, set_id),
-        )
-        digest = SetDigest()
-        for token, label in rows:
-            digest.update(bytes(token), bytes(label))
-        return digest.count, digest.digest()
 
     def discard_uncommitted(self, round_id: str) -> int:
         """Delete every uncommitted submission of a round with its chunks and tokens.
@@ -426,7 +336,7 @@ class SubmissionStore:
             submissions.c.round_id == round_id, submissions.c.state == SubmissionState.STAGING.value
         )
         members = self._conn.execute(staging).scalars().all()
-        scope = self.set_scope(round_id)
+        scope = self._rounds.set_scope(round_id)
         # Whole sets written for this round that never became a member's set.
         discarded = self._conn.execute(
             delete(member_sets).where(
@@ -460,6 +370,34 @@ class SubmissionStore:
             return row.set_count or 0
         return self._staged_count(round_id, member_id)
 
+    # Names the members chose to give their co-holders.
+
+    def record_share_name(self, round_id: str, member_id: str, share: bool) -> None:
+        """Record whether the member chose to be named, in this round, to the co-holders of its labels."""
+        self._conn.execute(
+            update(submissions).where(self._key(submissions, round_id, member_id)).values(share_name=share)
+        )
+
+    def sealer_names(self, round_id: str) -> dict[str, str]:
+        """{member id: name} of the round's committed members that chose to be named: the display
+        name its operator enrolled it with (``coordinator member add --display-name``), or else
+        its member id, the name in its certificate. Members that did not choose are absent."""
+        enrolled = enrolments.c
+        rows = self._conn.execute(
+            select(submissions.c.member_id, enrolled.display_name)
+            .select_from(
+                submissions.outerjoin(
+                    enrolments, (enrolled.role == Role.MEMBER.value) & (enrolled.name == submissions.c.member_id)
+                )
+            )
+            .where(
+                submissions.c.round_id == round_id,
+                submissions.c.state == SubmissionState.COMMITTED.value,
+                submissions.c.share_name.is_(True),
+            )
+        )
+        return {member: display or member for member, display in rows}
+
     def _staged_count(self, round_id: str, member_id: str) -> int:
         staged: int = self._conn.execute(
             select(func.coalesce(func.sum(submission_chunks.c.item_count), 0)).where(
@@ -473,20 +411,6 @@ class SubmissionStore:
     @staticmethod
     def _key(table: Table, round_id: str, member_id: str) -> ColumnElement[bool]:
         return and_(table.c.round_id == round_id, table.c.member_id == member_id)
-
-    def _lock_round(self, round_id: str) -> RoundState:
-        # A shared lock: a concurrent close (an UPDATE of this row) waits for this transaction,
-        # and this one waits for a close in progress, then sees the new state.
-        state = self._conn.execute(
-            select(rounds.c.state).where(rounds.c.round_id == round_id).with_for_update(read=True)
-        ).scalar_one_or_none()
-        if state is None:
-            raise NotFound(f"no round {round_id}")
-        return RoundState(state)
-
-    def _require_open(self, round_id: str) -> None:
-        if self._lock_round(round_id) != RoundState.OPEN:
-            raise RoundClosed(f"round {round_id} is no longer open")
 
     def _lock_submission(self, round_id: str, member_id: str, replace: bool = True) -> SubmissionState:
         # Create the row if needed, then lock it: a member's chunks and commit are serialized.
@@ -519,3 +443,23 @@ def _set_id(member_id: str, round_id: str) -> str:
 def _mode_message(started_whole: bool) -> str:
     started, other = ("its whole set", "a delta") if started_whole else ("a delta", "a whole set")
     return f"this submission was started as {started}; it cannot continue as {other}"
+
+
+def _check_resulting_set(
+    count: int, digest: bytes, set_count: int | None, set_digest: bytes | None, max_set_items: int | None
+) -> None:
+    """Check the member's set as the commit would leave it against its limit and the member's own
+    count and digest of it. Raises ``LimitExceeded`` or ``SetMismatch``."""
+    if max_set_items is not None and count > max_set_items:
+        raise LimitExceeded(
+            f"the member's set would hold {count} tokens, over the limit of {max_set_items} per member "
+            "and scope; withdraw identifiers, or ask the operator to raise --max-set-items"
+        )
+    if set_count is not None and set_count != count:
+        raise SetMismatch(
+            f"set count mismatch: commit says {set_count}, the set would hold {count}; send the whole set with replace"
+        )
+    if set_digest is not None and not hmac.compare_digest(digest, set_digest):
+        raise SetMismatch(
+            f"set digest mismatch over the {count} tokens the set would hold; send the whole set with replace"
+        )

@@ -1,0 +1,151 @@
+"""Matching a round: the tokens that at least the threshold of its committed members hold, with
+their holders and sealed labels, and the operator's aggregate view (counts only, never a token).
+
+Matching reads the standing sets of the round's scope (``StandingSets``), counting only the
+members that committed to the round (``SubmissionRepository``). Nothing here commits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from itertools import groupby
+from operator import itemgetter
+from typing import Any
+
+from sqlalchemy import Connection, func, null, select, update
+
+from alliance_psi.errors import InvalidRequest
+from alliance_psi.protocol.model import SubmissionState
+from alliance_psi.storage._common import batched
+from alliance_psi.storage.rounds_repo import RoundRepository
+from alliance_psi.storage.schema import (
+    member_set_state,
+    member_sets,
+    rounds,
+    set_holders,
+    submission_chunks,
+    submissions,
+)
+from alliance_psi.storage.submissions_repo import SubmissionRepository
+
+__all__ = ["MatchRepository"]
+
+
+class MatchRepository:
+    """Matching over the standing sets, and the counts kept of it, over one connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._rounds, self._submissions = RoundRepository(conn), SubmissionRepository(conn)
+
+    def match(
+        self, round_id: str, threshold: int, *, labels: bool = True
+    ) -> Iterator[tuple[bytes, str, bytes | None, int]]:
+        """Yield (match_token, member_id, sealed_label, holder_count) for every holder of every
+        token that at least ``threshold`` of the round's committed members hold, ordered by token
+        (the holders of a token in a fixed order, so matching again gives the same results). With
+        ``labels`` False the label is None and no label is read.
+
+        The round matches over the standing sets of its scope, counting only the members that
+        committed to it; their sets cannot have changed since, because the next round of the
+        scope cannot open before this one is matched. Staged deltas are invisible. Consume the
+        iterator inside the caller's transaction.
+
+        Raises:
+            InvalidRequest: ``threshold`` is below 1.
+        """
+        if threshold < 1:
+            raise InvalidRequest("threshold must be at least 1")
+        members = self._submissions.committed_members(round_id)
+        if len(members) < threshold:
+            return
+        scope = self._rounds.set_scope(round_id)
+        # Holder counts over every standing set of the scope are kept as deltas commit. They are
+        # an upper bound of the counts among this round's members, so the tokens at or above
+        # the threshold are the only candidates; their rows give the exact count.
+        counted = set_holders.c
+        candidates = (
+            self._conn.execute(
+                select(counted.match_token)
+                .where(counted.set_scope == scope, counted.holders >= threshold)
+                .order_by(counted.match_token)
+            )
+            .scalars()
+            .all()
+        )
+        state = member_set_state.c
+        owners = dict(
+            self._conn.execute(
+                select(state.set_id, state.member_id).where(state.set_scope == scope, state.member_id.in_(members))
+            ).all()
+        )
+        held = member_sets.c
+        # Without labels the (scope, token, set) index answers alone, without reading the table.
+        columns = (held.match_token, held.set_id, held.sealed_label if labels else null())
+        for batch in batched(candidates):
+            rows = self._conn.execute(
+                select(*columns)
+                .where(held.set_scope == scope, held.match_token.in_(batch), held.set_id.in_(list(owners)))
+                .order_by(held.match_token, held.set_id)
+            ).all()
+            for token, group in groupby(rows, key=itemgetter(0)):
+                holders = list(group)
+                if len(holders) >= threshold:
+                    for _, set_id, label in holders:
+                        yield token, owners[set_id], label, len(holders)
+
+    def holder_counts(self, round_id: str) -> dict[int, int]:
+        """{holders: tokens} over the round's committed members, for every holder count >= 2.
+
+        Exact while the round is unfinished; ``record_holder_counts`` keeps it when it is matched,
+        since its members' sets may change in the next round of the scope.
+        """
+        counts: dict[int, int] = {}
+        for _, rows in groupby(self.match(round_id, 2), key=lambda row: row[0]):
+            holders = next(rows)[3]
+            counts[holders] = counts.get(holders, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def record_holder_counts(self, round_id: str, counts: dict[int, int]) -> None:
+        """Keep ``holder_counts`` of a round being matched, for the operator's aggregate view."""
+        self._conn.execute(
+            update(rounds)
+            .where(rounds.c.round_id == round_id)
+            .values(match_counts=json.dumps({str(k): v for k, v in counts.items()}))
+        )
+
+    def aggregate(self, round_id: str) -> dict[str, Any]:
+        """Return the operator's view of a round: sizes and counts only, never a token.
+
+        ``{"round_id": …, "submissions": {member_id: {"state": …, "item_count": …, "set_count": …}},
+        "committed_members": n, "matches_by_holder_count": {holders: tokens}}``: ``item_count``
+        is the size of the member's delta, ``set_count`` that of its set once committed, and the
+        last counts, once the round is matched, the tokens held by exactly ``holders`` of its
+        committed members.
+        """
+        members: dict[str, dict[str, Any]] = {}
+        for row in self._conn.execute(
+            select(
+                submissions.c.member_id, submissions.c.state, submissions.c.item_count, submissions.c.set_count
+            ).where(submissions.c.round_id == round_id)
+        ):
+            members[row.member_id] = {"state": row.state, "item_count": row.item_count, "set_count": row.set_count}
+        for member_id, count in self._conn.execute(
+            select(submission_chunks.c.member_id, func.sum(submission_chunks.c.item_count))
+            .where(submission_chunks.c.round_id == round_id)
+            .group_by(submission_chunks.c.member_id)
+        ):
+            if members[member_id]["state"] != SubmissionState.COMMITTED:
+                members[member_id]["item_count"] = count  # Still staging: what is staged so far.
+        stored = self._conn.execute(select(rounds.c.match_counts).where(rounds.c.round_id == round_id)).scalar()
+        return {
+            "round_id": round_id,
+            "submissions": dict(sorted(members.items())),
+            "committed_members": sum(1 for m in members.values() if m["state"] == SubmissionState.COMMITTED),
+            "matches_by_holder_count": (
+                {int(k): v for k, v in json.loads(stored).items()}
+                if stored is not None
+                else self.holder_counts(round_id)
+            ),
+        }
