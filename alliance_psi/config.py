@@ -22,6 +22,7 @@ from alliance_psi.defaults import (
     ENROLMENT_REFRESH_SECONDS,
     FREE_RESENT_PER_MEMBER,
     KEPT_ANSWERS_PER_MEMBER,
+    MAX_REFUSED_CHUNKS,
     MAX_ROUND_ITEMS,
     MAX_SET_ITEMS,
     QUOTA_PER_MEMBER,
@@ -277,12 +278,15 @@ class CoordinatorConfig:
         CoordinatorConfig(…, enrolment_refresh_seconds=1.0)  # how stale the enrolment list may be
         CoordinatorConfig(…, max_set_items=5_000_000,    # tokens a member's standing set may hold per scope
                           max_round_items=2_000_000)     # items and removals a member's delta may hold per round
+        CoordinatorConfig(…, max_refused_chunks=16)   # chunks refused for their content per member and round
         CoordinatorConfig(…, limits=ServerLimits(max_calls=128))   # see ServerLimits
 
     Only members and admins enrolled in ``database`` by the coordinator's operator
     (``alliance-psi coordinator member add`` / ``admin add``) are served. A submission over
     ``max_set_items`` or ``max_round_items`` is refused (RESOURCE_EXHAUSTED, naming the limit)
-    and leaves the member's set as it was.
+    and leaves the member's set as it was. Past ``max_refused_chunks`` chunks refused for their
+    content (a repeated token, other content for a stored index), a member's further chunks to
+    that round are refused (RESOURCE_EXHAUSTED) before any transaction.
     """
 
     name: str
@@ -294,6 +298,7 @@ class CoordinatorConfig:
     enrolment_refresh_seconds: float = ENROLMENT_REFRESH_SECONDS
     max_set_items: int = MAX_SET_ITEMS
     max_round_items: int = MAX_ROUND_ITEMS
+    max_refused_chunks: int = MAX_REFUSED_CHUNKS
     limits: ServerLimits = ServerLimits()
 
 

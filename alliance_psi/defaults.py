@@ -23,6 +23,7 @@ __all__ = [
     "MAX_CALLS",
     "MAX_CALLS_PER_PEER",
     "MAX_OPEN_CALLS",
+    "MAX_REFUSED_CHUNKS",
     "MAX_ROUND_ITEMS",
     "MAX_SET_ITEMS",
     "MAX_STREAMS_PER_PEER",
@@ -67,6 +68,10 @@ MAX_SET_ITEMS = 5_000_000
 
 MAX_ROUND_ITEMS = 2_000_000
 """Items and removals one member's delta may hold per round (a whole set: ``MAX_SET_ITEMS``)."""
+
+MAX_REFUSED_CHUNKS = 16
+"""Chunks of one member the coordinator refuses for their content per round before it refuses the
+member's every further chunk to that round (a repeated token, other content for a stored index)."""
 
 # Server limits (``config.ServerLimits``; docs/operations.md, "Limits").
 

@@ -21,7 +21,7 @@ from alliance_psi.cli._options import (
     tls_options,
 )
 from alliance_psi.config import CoordinatorConfig, PeerEndpoint
-from alliance_psi.defaults import COORDINATOR_NAME, MAX_ROUND_ITEMS, MAX_SET_ITEMS, TICK_SECONDS
+from alliance_psi.defaults import COORDINATOR_NAME, MAX_REFUSED_CHUNKS, MAX_ROUND_ITEMS, MAX_SET_ITEMS, TICK_SECONDS
 from alliance_psi.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -96,6 +96,13 @@ def keygen(out: Path, force: bool) -> None:
     show_default=True,
     help="Items and removals a member's delta may hold per round.",
 )
+@click.option(
+    "--max-refused-chunks",
+    type=click.IntRange(min=1),
+    default=MAX_REFUSED_CHUNKS,
+    show_default=True,
+    help="Chunks of a member refused for their content per round before all its further chunks to it are.",
+)
 @server_limit_options
 def serve(
     name: str,
@@ -109,6 +116,7 @@ def serve(
     tick: float,
     max_set_items: int,
     max_round_items: int,
+    max_refused_chunks: int,
     **limits: float,
 ) -> None:
     """Serve rounds, submissions and signed results over mutual TLS until SIGTERM or Ctrl-C.
@@ -125,6 +133,7 @@ def serve(
         tick_seconds=tick,
         max_set_items=max_set_items,
         max_round_items=max_round_items,
+        max_refused_chunks=max_refused_chunks,
         limits=server_limits(**limits),
     )
     with reported():
@@ -162,6 +171,7 @@ def _serve(config: CoordinatorConfig) -> None:
         name=config.name,
         max_set_items=config.max_set_items,
         max_round_items=config.max_round_items,
+        max_refused_chunks=config.max_refused_chunks,
         key_pins=roster.key_pin_of,  # Each result names the member's enrolled key (reports check it).
     )
 

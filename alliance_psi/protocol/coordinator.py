@@ -21,9 +21,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from alliance_psi.crypto.signing import SigningKey
-from alliance_psi.errors import ConfigurationError, InvalidRequest, NotAuthorized, NotFound, RoundClosed
+from alliance_psi.defaults import MAX_REFUSED_CHUNKS
+from alliance_psi.errors import ConfigurationError, Conflict, InvalidRequest, NotAuthorized, NotFound, RoundClosed
 from alliance_psi.protocol.audit import AuditRole
 from alliance_psi.protocol.checkpoints import decode_checkpoint
+from alliance_psi.protocol.chunk_refusals import RefusedChunks
 from alliance_psi.protocol.matching import issue_results
 from alliance_psi.protocol.model import (
     MIN_THRESHOLD,
@@ -40,7 +42,7 @@ from alliance_psi.protocol.result_codec import (
     SignedResultHeader,
     decode_header,
 )
-from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS, check_item, chunk_digest
+from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS, check_item, check_no_repeats, chunk_digest
 
 __all__ = ["MAX_ID_CHARS", "Chunk", "Commit", "CoordinatorRole", "RoundSpec"]
 
@@ -104,7 +106,9 @@ class CoordinatorRole:
     Per member, a standing set holds at most ``max_set_items`` tokens per scope, and a delta at
     most ``max_round_items`` items and removals per round (a whole set, ``max_set_items``);
     beyond, the chunk or the commit is refused with ``LimitExceeded`` and nothing of it is kept.
-    None means no limit; a deployed coordinator gets its limits from ``CoordinatorConfig``.
+    None means no limit; a deployed coordinator gets its limits from ``CoordinatorConfig``. A
+    member's chunks refused for their content count against ``max_refused_chunks`` per round
+    (``RefusedChunks``); beyond, its chunks for that round are refused before any transaction.
 
     ``key_pins`` gives the key pin the coordinator enrolled for a member (None: not enrolled);
     each result header names it, so a report signed with another key fails verification.
@@ -122,6 +126,7 @@ class CoordinatorRole:
         max_round_items: int | None = None,
         result_page_bytes: int = PAGE_BYTES,
         key_pins: Callable[[str], bytes | None] = lambda member_id: None,
+        max_refused_chunks: int = MAX_REFUSED_CHUNKS,
     ) -> None:
         self.uow, self.key, self.known_types, self.name, self.clock = (
             uow,
@@ -134,6 +139,7 @@ class CoordinatorRole:
             raise ConfigurationError("max_set_items and max_round_items must be at least 1")
         self.max_set_items, self.max_round_items = max_set_items, max_round_items
         self.result_page_bytes, self.key_pins = result_page_bytes, key_pins
+        self.refused_chunks = RefusedChunks(max_refused_chunks)
         self.audit = AuditRole(uow, signing_key, name=name, clock=clock)
 
     # Rounds ------------------------------------------------------------------------------
@@ -263,11 +269,14 @@ class CoordinatorRole:
     def upload_chunk(self, caller: Identity, chunk: Chunk) -> bool:
         """Stage one chunk; return False if the identical chunk was already stored.
 
-        Raises ``InvalidRequest`` (bad index, size, item or digest), ``RoundClosed``,
-        ``NotAuthorized`` (not invited), ``Conflict`` (other content for a stored index,
-        a token already submitted, or a committed submission) and ``LimitExceeded`` (over
-        ``max_round_items``, or ``max_set_items`` for a whole set).
+        Raises ``InvalidRequest`` (bad index, size, item or digest; a token repeated within the
+        chunk or from another chunk, named by position), ``RoundClosed``, ``NotAuthorized`` (not
+        invited), ``Conflict`` (other content for a stored index, or a committed submission) and
+        ``LimitExceeded`` (over ``max_round_items``, or ``max_set_items`` for a whole set; or
+        the member's refused chunks for the round spent ``max_refused_chunks``). A chunk the
+        storage refuses for its content counts against that budget.
         """
+        self.refused_chunks.require_budget(chunk.round_id, caller.name)
         if not 0 <= chunk.chunk_index < _MAX_CHUNK_INDEX:
             raise InvalidRequest(f"chunk_index: must be 0 to {_MAX_CHUNK_INDEX - 1}")
         size = len(chunk.items) + len(chunk.removals)
@@ -285,6 +294,7 @@ class CoordinatorRole:
                 check_item(token, None)
             except InvalidRequest as exc:
                 raise InvalidRequest(f"chunk {chunk.chunk_index}, removal {position}: {exc}") from None
+        check_no_repeats(chunk.chunk_index, chunk.items, chunk.removals)
         if chunk_digest(chunk.items, chunk.removals) != chunk.chunk_digest:
             raise InvalidRequest(f"chunk {chunk.chunk_index}: digest does not match its items")
         now = self.clock()
@@ -292,17 +302,21 @@ class CoordinatorRole:
             found = self._open_round_for(tx, caller, chunk.round_id)
             if not found.share_labels and any(label for _, label in chunk.items):
                 raise InvalidRequest(f"round {chunk.round_id} does not share labels; send tokens only")
-            stored = tx.submissions.stage_chunk(
-                chunk.round_id,
-                caller.name,
-                chunk.chunk_index,
-                chunk.items,
-                chunk.chunk_digest,
-                at=now,
-                removals=chunk.removals,
-                replace=chunk.replace,
-                max_items=self.max_set_items if chunk.replace else self.max_round_items,
-            )
+            try:
+                stored = tx.submissions.stage_chunk(
+                    chunk.round_id,
+                    caller.name,
+                    chunk.chunk_index,
+                    chunk.items,
+                    chunk.chunk_digest,
+                    at=now,
+                    removals=chunk.removals,
+                    replace=chunk.replace,
+                    max_items=self.max_set_items if chunk.replace else self.max_round_items,
+                )
+            except (InvalidRequest, Conflict):
+                self.refused_chunks.count(chunk.round_id, caller.name)
+                raise
             if stored:
                 tx.audit.append(
                     actor=caller.name,

@@ -34,7 +34,9 @@ __all__ = [
     "SetDigest",
     "SubmissionDigest",
     "check_item",
+    "check_no_repeats",
     "chunk_digest",
+    "chunk_position",
     "item_bytes",
     "label_digest",
     "removal_bytes",
@@ -56,6 +58,28 @@ def check_item(match_token: bytes, sealed_label: bytes | None) -> None:
         raise InvalidRequest(f"match token must be {MATCH_TOKEN_BYTES} bytes, got {len(match_token)}")
     if sealed_label and len(sealed_label) != SEALED_LABEL_BYTES:
         raise InvalidRequest(f"sealed label must be empty or {SEALED_LABEL_BYTES} bytes, got {len(sealed_label)}")
+
+
+def _token_at(position: int, items: int) -> str:
+    return f"item {position}" if position < items else f"removal {position - items}"
+
+
+def chunk_position(chunk_index: int, position: int, items: int) -> str:
+    """Name the ``position``-th token of a chunk of ``items`` puts then removals, for an error.
+
+    Positions only: an error crosses the network and never carries a token.
+    """
+    return f"chunk {chunk_index}, {_token_at(position, items)}"
+
+
+def check_no_repeats(chunk_index: int, items: Sequence[Item], removals: Sequence[bytes]) -> None:
+    """Raise ``InvalidRequest`` naming the first token of a chunk that repeats an earlier one."""
+    seen: dict[bytes, int] = {}
+    for position, token in enumerate([*(t for t, _ in items), *removals]):
+        earlier = seen.setdefault(token, position)
+        if earlier != position:
+            where = chunk_position(chunk_index, position, len(items))
+            raise InvalidRequest(f"{where}: repeats the token of {_token_at(earlier, len(items))}")
 
 
 def item_bytes(match_token: bytes, sealed_label: bytes | None) -> bytes:

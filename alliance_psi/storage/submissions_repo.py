@@ -26,8 +26,14 @@ from sqlalchemy.exc import IntegrityError
 from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
 from alliance_psi.errors import Conflict, InvalidRequest, LimitExceeded, RoundClosed, SetMismatch
 from alliance_psi.protocol.model import Role, RoundState, SubmissionState, SubmissionStatus
-from alliance_psi.protocol.submission import NO_LABEL_DIGEST, SubmissionDigest, label_digest
-from alliance_psi.storage._common import bulk_insert, insert_ignoring
+from alliance_psi.protocol.submission import (
+    NO_LABEL_DIGEST,
+    SubmissionDigest,
+    check_no_repeats,
+    chunk_position,
+    label_digest,
+)
+from alliance_psi.storage._common import batched, bulk_insert, insert_ignoring, placeholder
 from alliance_psi.storage.rounds_repo import RoundRepository
 from alliance_psi.storage.schema import (
     HASH_SIZE,
@@ -47,16 +53,13 @@ _MAX_LABEL = 0xFFFF
 _MISSING_SHOWN = 10
 
 
-def _check_items(items: Sequence[Item], removals: Sequence[bytes]) -> None:
-    seen: set[bytes] = set()
+def _check_items(chunk_index: int, items: Sequence[Item], removals: Sequence[bytes]) -> None:
     for token, label in [*items, *((t, None) for t in removals)]:
         if len(token) != MATCH_TOKEN_BYTES:
             raise InvalidRequest(f"a match token must be {MATCH_TOKEN_BYTES} bytes")
         if label is not None and len(label) > _MAX_LABEL:
             raise InvalidRequest(f"a sealed label must be at most {_MAX_LABEL} bytes")
-        if token in seen:
-            raise Conflict("duplicate token in submission")
-        seen.add(token)
+    check_no_repeats(chunk_index, items, removals)
 
 
 def _missing_chunks_message(present: Sequence[int]) -> str | None:
@@ -103,16 +106,17 @@ class SubmissionRepository:
             NotFound: no such round.
             RoundClosed: the round is no longer open.
             Conflict: the member already committed; the index is stored with another digest;
-                a token repeats within the chunk or one stored in another chunk; the chunk is
-                a whole set in a delta submission or the other way round, or removes tokens
-                from a whole set.
+                the chunk is a whole set in a delta submission or the other way round, or
+                removes tokens from a whole set.
             InvalidRequest: a negative index, a digest that is not 32 bytes, a token that is
-                not 16 bytes or a label over 65535 bytes.
+                not 16 bytes or a label over 65535 bytes; a token that repeats one of the chunk
+                or one stored in another chunk (named by position, found before any row is
+                written: a chunk poisoned with one repeated token costs one indexed query).
             LimitExceeded: the chunk would take the submission over ``max_items``; nothing is stored.
         """
         if chunk_index < 0 or len(chunk_digest) != HASH_SIZE:
             raise InvalidRequest("a chunk needs an index >= 0 and a 32-byte digest")
-        _check_items(items, removals)
+        _check_items(chunk_index, items, removals)
         if replace and removals:
             raise Conflict("a submission that replaces the whole set cannot remove tokens")
         self._rounds.require_open(round_id)
@@ -135,6 +139,7 @@ class SubmissionRepository:
                     f"chunk {chunk_index}: {what} may hold at most {max_items} items and removals per member and "
                     f"round; {staged} are staged and this chunk adds {len(items) + len(removals)}"
                 )
+        self._refuse_stored_tokens(round_id, member_id, chunk_index, items, removals, replace)
         try:
             with self._conn.begin_nested():
                 self._conn.execute(
@@ -165,10 +170,40 @@ class SubmissionRepository:
                         [*puts, *removed],
                     )
         except IntegrityError:
-            # The chunk index was free (checked under the submission's lock), so the only key
-            # left to collide is a token this member already sent in another chunk.
-            raise Conflict("duplicate token in submission") from None
+            # Unreachable while the submission's lock holds (index and tokens were checked under it).
+            raise InvalidRequest(f"chunk {chunk_index}: a token this submission already holds") from None
         return True
+
+    def _refuse_stored_tokens(
+        self,
+        round_id: str,
+        member_id: str,
+        chunk_index: int,
+        items: Sequence[Item],
+        removals: Sequence[bytes],
+        replace: bool,
+    ) -> None:
+        # Lookups on the primary key of the rows the chunk would add, before any is written, in
+        # driver SQL (SQLAlchemy's expanding IN costs more in Python than the lookups themselves).
+        tokens = [*(token for token, _ in items), *removals]
+        m = placeholder(self._conn)
+        if replace:
+            mine = f"{member_sets.name} WHERE set_scope = {m} AND set_id = {m}"
+            key: tuple[str, str] = (self._rounds.set_scope(round_id), _set_id(member_id, round_id))
+        else:
+            mine = f"{submitted_tokens.name} WHERE round_id = {m} AND member_id = {m}"
+            key = (round_id, member_id)
+        stored: set[bytes] = set()
+        for batch in batched(tokens):
+            marks = ", ".join([m] * len(batch))
+            found = self._conn.exec_driver_sql(
+                f"SELECT match_token FROM {mine} AND match_token IN ({marks})", (*key, *batch)
+            )
+            stored.update(bytes(token) for (token,) in found)
+        if stored:
+            position = next(i for i, token in enumerate(tokens) if token in stored)
+            where = chunk_position(chunk_index, position, len(items))
+            raise InvalidRequest(f"{where}: a token this submission already holds from another chunk")
 
     def submission_status(self, round_id: str, member_id: str) -> SubmissionStatus:
         """Return where a member's submission stands; state NONE if nothing was staged.

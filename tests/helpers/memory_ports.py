@@ -43,7 +43,13 @@ from alliance_psi.errors import (
 )
 from alliance_psi.protocol.model import Round, RoundState, SubmissionState, SubmissionStatus
 from alliance_psi.protocol.ports import Charge
-from alliance_psi.protocol.submission import SetDigest, SubmissionDigest, label_digest
+from alliance_psi.protocol.submission import (
+    SetDigest,
+    SubmissionDigest,
+    check_no_repeats,
+    chunk_position,
+    label_digest,
+)
 
 __all__ = [
     "FakeClock",
@@ -214,8 +220,7 @@ class MemorySubmissions(_OverState):
         tokens = [token for token, _ in items] + list(removals)
         if any(len(token) != MATCH_TOKEN_BYTES for token in tokens):
             raise InvalidRequest(f"a match token must be {MATCH_TOKEN_BYTES} bytes")
-        if len(set(tokens)) != len(tokens):
-            raise Conflict("duplicate token in submission")
+        check_no_repeats(chunk_index, items, removals)
         if replace and removals:
             raise Conflict("a submission that replaces the whole set cannot remove tokens")
         if self._round(round_id).state is not RoundState.OPEN:
@@ -227,8 +232,6 @@ class MemorySubmissions(_OverState):
             if hmac.compare_digest(submission.chunks[chunk_index][0], chunk_digest):
                 return False
             raise Conflict(f"chunk {chunk_index} already stored with different content")
-        if any(token in submission.puts or token in submission.removals for token in tokens):
-            raise Conflict("duplicate token in submission")
         staged = sum(n for _, n in submission.chunks.values())
         if max_items is not None and staged + len(tokens) > max_items:
             what = "a whole set" if replace else "a delta"
@@ -236,6 +239,10 @@ class MemorySubmissions(_OverState):
                 f"chunk {chunk_index}: {what} may hold at most {max_items} items and removals per member and "
                 f"round; {staged} are staged and this chunk adds {len(tokens)}"
             )
+        held = [i for i, token in enumerate(tokens) if token in submission.puts or token in submission.removals]
+        if held:
+            where = chunk_position(chunk_index, held[0], len(items))
+            raise InvalidRequest(f"{where}: a token this submission already holds from another chunk")
         submission.chunks[chunk_index] = (chunk_digest, len(tokens))
         submission.puts.update(items)
         submission.removals.update(removals)
@@ -425,15 +432,19 @@ class _Tx:
 
 
 class MemoryUnitOfWork:
-    """A ``CoordinatorUnitOfWork``: ``with uow() as tx`` commits on a clean exit, else rolls back."""
+    """A ``CoordinatorUnitOfWork``: ``with uow() as tx`` commits on a clean exit, else rolls back.
+
+    ``transactions`` counts the commits, ``opened`` every transaction begun.
+    """
 
     def __init__(self) -> None:
         self.state = _State()
         self.audit = MemoryAudit()
-        self.transactions = 0
+        self.transactions = self.opened = 0
 
     @contextlib.contextmanager
     def __call__(self) -> Iterator[_Tx]:
+        self.opened += 1
         saved = copy.deepcopy((self.state, self.audit.entries))
         try:
             yield _Tx.over(self.state, self.audit)

@@ -186,6 +186,7 @@ def running_alliance(
     limits: ServerLimits | None = None,
     max_set_items: int | None = None,
     max_round_items: int | None = None,
+    max_refused_chunks: int | None = None,
     crl: bytes | None = None,
     result_page_bytes: int | None = None,
     own_cas: Mapping[str, pki_module.CertificateAuthority] | None = None,
@@ -211,6 +212,7 @@ def running_alliance(
         known_types=[t.value for t in IdentifierType],
         max_set_items=max_set_items,
         max_round_items=max_round_items,
+        **({"max_refused_chunks": max_refused_chunks} if max_refused_chunks else {}),
         key_pins=coordinator_roster.key_pin_of,
         **({"result_page_bytes": result_page_bytes} if result_page_bytes else {}),
     )

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from alliance_psi.errors import LimitExceeded
+from alliance_psi.crypto.labels import SEALED_LABEL_BYTES
+from alliance_psi.errors import InvalidRequest, LimitExceeded
+from alliance_psi.protocol.coordinator import Chunk
 from alliance_psi.protocol.model import RoundState, SubmissionState
+from alliance_psi.protocol.submission import chunk_digest
 from alliance_psi.services.clients import CoordinatorClient
 from tests.integration.services.harness import CATEGORIES, EPOCH, Planted, load, phone, running_alliance
 
@@ -79,3 +82,46 @@ def test_a_set_over_the_set_limit_is_refused_whole_or_by_delta(tmp_path: Path, p
         after = status(alliance, "bank-a", second.round_id)
         assert after.state is SubmissionState.STAGING  # The delta is staged, not applied.
         assert (after.set_count, after.set_digest) == (before.set_count, before.set_digest)
+
+
+def a_chunk(round_id: str, index: int, tokens: list[bytes]) -> Chunk:
+    items = tuple((token, bytes([index % 256]) * SEALED_LABEL_BYTES) for token in tokens)
+    return Chunk(round_id, index, items, chunk_digest(items))
+
+
+def test_poisoned_chunks_are_refused_by_position_and_spend_the_member_s_budget(  # type: ignore[no-untyped-def]
+    tmp_path: Path, pki, engine: Engine
+) -> None:
+    """Adversary finding 10: a chunk of fresh tokens whose last repeats one of an earlier chunk.
+    It is refused by position (never the token) before any row is written, and each refusal
+    costs bank-b: past its budget (3 here), its chunks to that round are refused before any
+    transaction, while bank-a submits to the same round and bank-b to another."""
+    planted = Planted.make()
+    with running_alliance(tmp_path, pki, coordinator_engine=engine, planted=planted, max_refused_chunks=3) as alliance:
+        round_id = alliance.admin().create_round(alliance.spec(2)).round_id
+        other = alliance.admin().create_round(alliance.spec(2, allowed_types=("email",))).round_id
+        hostile = CoordinatorClient(alliance.coordinator_address, pki.material("bank-b"))
+        repeated = (1).to_bytes(16, "big")
+        assert hostile.upload_chunks([a_chunk(round_id, 0, [repeated])]) == (1, 0)
+        poisoned = a_chunk(round_id, 1, [(2 + i).to_bytes(16, "big") for i in range(8191)] + [repeated])
+        for _ in range(3):
+            with pytest.raises(InvalidRequest) as refused:
+                hostile.upload_chunks([poisoned])
+            assert str(refused.value).endswith(
+                "chunk 1, item 8191: a token this submission already holds from another chunk"
+            )
+            assert repeated.hex() not in str(refused.value)
+        for chunk in (poisoned, a_chunk(round_id, 2, [(9_000_000).to_bytes(16, "big")])):
+            with pytest.raises(LimitExceeded) as spent:
+                hostile.upload_chunks([chunk])
+            assert str(spent.value).endswith(
+                f"round {round_id}: 3 chunks of this member were refused, at most 3 per member and round; "
+                "it may send no more chunks to this round"
+            )
+        assert (status(alliance, "bank-b", round_id).chunks, status(alliance, "bank-b", round_id).item_count) == (
+            (0,),
+            1,
+        )
+        # Others are not held up, and the budget is per round.
+        assert submit(alliance, "bank-a", round_id).set_count == len(planted.holdings["bank-a"])
+        assert hostile.upload_chunks([a_chunk(other, 0, [repeated])]) == (1, 0)

@@ -185,7 +185,7 @@ def test_chunks_are_idempotent_ordered_freely_and_checked(tmp_path: Path, pki) -
         assert client.upload_chunks([chunks[0], chunks[1]]) == (1, 1)  # Resent chunk 0 is harmless.
         with pytest.raises(Conflict, match="chunk 1"):
             client.upload_chunks([chunk(1, 40)])
-        with pytest.raises(Conflict, match="duplicate token"):
+        with pytest.raises(InvalidRequest, match="chunk 3, item 0: a token this submission already holds"):
             client.upload_chunks([chunk(3, 20)])
         bad = chunk(4, 50)
         with pytest.raises(InvalidRequest, match="digest does not match"):

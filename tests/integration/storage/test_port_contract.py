@@ -158,7 +158,7 @@ def test_staging_and_committing(uow: UnitOfWork) -> None:
     assert not stage(uow, "r1", "bank-a", 0, first)  # The same chunk again changes nothing.
     with pytest.raises(Conflict, match="chunk 0 already stored with different content"):
         stage(uow, "r1", "bank-a", 0, second)
-    with pytest.raises(Conflict, match="duplicate token"):
+    with pytest.raises(InvalidRequest, match="chunk 1, item 0: a token this submission already holds"):
         stage(uow, "r1", "bank-a", 1, [(token(2), None)])
     with pytest.raises(Conflict, match="cannot remove tokens"):
         stage(uow, "r1", "bank-a", 1, [], [token(9)])

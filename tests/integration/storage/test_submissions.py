@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 
 from alliance_psi.errors import Conflict, InvalidRequest, NotFound, RoundClosed
 from alliance_psi.protocol.model import RoundState, SubmissionState
@@ -64,9 +64,9 @@ def test_resending_a_chunk_with_other_content_is_a_conflict(round_engine: Engine
     assert token_rows(round_engine, "alpha") == 2
 
 
-def test_duplicate_token_across_chunks_is_a_conflict_without_the_token(round_engine: Engine) -> None:
+def test_duplicate_token_across_chunks_is_refused_by_position_without_the_token(round_engine: Engine) -> None:
     stage(round_engine, "alpha", 0, items("alpha", ["a", "b"]))
-    with pytest.raises(Conflict, match="^duplicate token in submission$"):
+    with pytest.raises(InvalidRequest, match="^chunk 1, item 1: a token this submission already holds from"):
         stage(round_engine, "alpha", 1, items("alpha", ["c", "a"]))
     with round_engine.begin() as conn:
         status = CoordinatorRepositories(conn).submissions.submission_status("r1", "alpha")
@@ -76,8 +76,49 @@ def test_duplicate_token_across_chunks_is_a_conflict_without_the_token(round_eng
     assert stage(round_engine, "beta", 0, items("beta", ["a"]))
 
 
-def test_duplicate_token_within_a_chunk_is_a_conflict(round_engine: Engine) -> None:
-    with pytest.raises(Conflict, match="^duplicate token in submission$"):
+def inserted_rows(engine: Engine) -> list[int]:
+    """A live count of the rows the engine is asked to insert into a submission's token tables."""
+    rows = [0]
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith(("INSERT INTO MEMBER_SETS", "INSERT INTO SUBMITTED_TOKENS")):
+            rows[0] += len(parameters) if executemany else 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    return rows
+
+
+@pytest.mark.parametrize("whole_set", [True, False], ids=["whole set", "delta"])
+def test_a_chunk_poisoned_with_a_stored_token_is_refused_before_any_row_is_written(
+    round_engine: Engine, whole_set: bool
+) -> None:
+    """Adversary finding 10: 8,191 fresh tokens and one from an earlier chunk. The chunk is refused
+    by position (never the token), before a single row of it is inserted, and keeps nothing."""
+    first = items("alpha", ["t"])
+    poisoned = items("alpha", [f"fresh {i}" for i in range(8191)]) + first
+    with round_engine.begin() as conn:
+        repo = CoordinatorRepositories(conn).submissions
+        assert repo.stage_chunk("r1", "alpha", 0, first, chunk_digest(first), at=NOW, replace=whole_set)
+    rows = inserted_rows(round_engine)
+    with pytest.raises(InvalidRequest) as refused, round_engine.begin() as conn:
+        repo = CoordinatorRepositories(conn).submissions
+        repo.stage_chunk("r1", "alpha", 1, poisoned, chunk_digest(poisoned), at=NOW, replace=whole_set)
+    assert str(refused.value) == "chunk 1, item 8191: a token this submission already holds from another chunk"
+    assert first[0][0].hex() not in str(refused.value) and rows == [0]
+    with round_engine.begin() as conn:
+        assert CoordinatorRepositories(conn).submissions.submission_status("r1", "alpha").chunks == (0,)
+    if not whole_set:  # A removal of a token the submission puts is the same repeat.
+        with pytest.raises(InvalidRequest, match="^chunk 2, removal 0: a token this submission already holds"):
+            with round_engine.begin() as conn:
+                digest = chunk_digest([], [first[0][0]])
+                CoordinatorRepositories(conn).submissions.stage_chunk(
+                    "r1", "alpha", 2, [], digest, at=NOW, removals=[first[0][0]], replace=False
+                )
+        assert rows == [0]
+
+
+def test_duplicate_token_within_a_chunk_is_refused_by_position(round_engine: Engine) -> None:
+    with pytest.raises(InvalidRequest, match="^chunk 0, item 2: repeats the token of item 0$"):
         stage(round_engine, "alpha", 0, items("alpha", ["a", "b", "a"]))
     with round_engine.begin() as conn:
         assert CoordinatorRepositories(conn).submissions.submission_status("r1", "alpha").state == SubmissionState.NONE

@@ -12,7 +12,16 @@ import pytest
 
 from alliance_psi.crypto.labels import SEALED_LABEL_BYTES
 from alliance_psi.crypto.signing import SigningKey
-from alliance_psi.errors import Conflict, InvalidRequest, NotAuthorized, NotFound, RoundClosed, SetMismatch
+from alliance_psi.errors import (
+    ConfigurationError,
+    Conflict,
+    InvalidRequest,
+    LimitExceeded,
+    NotAuthorized,
+    NotFound,
+    RoundClosed,
+    SetMismatch,
+)
 from alliance_psi.protocol.coordinator import Chunk, Commit, CoordinatorRole, RoundSpec
 from alliance_psi.protocol.model import Identity, MemberResult, Role, RoundState, SubmissionState
 from alliance_psi.protocol.result_codec import reopen_result
@@ -296,3 +305,46 @@ def test_members_may_not_do_admin_things_or_submit_as_admins(role: CoordinatorRo
         role.submission_status(ADMIN, round_id)
     with pytest.raises(NotAuthorized):
         role.get_result(Identity("custodian-1", Role.CUSTODIAN), round_id)
+
+
+def chunk_of(round_id: str, index: int, numbers: list[int], removals: tuple[int, ...] = ()) -> Chunk:
+    items = tuple((token(n), label(B, n)) for n in numbers)
+    removed = tuple(token(n) for n in removals)
+    return Chunk(round_id, index, items, SubmissionDigest().update(items, removed), removed, replace=not removals)
+
+
+def test_a_token_repeated_within_a_chunk_is_refused_by_position_before_any_transaction(
+    role: CoordinatorRole, uow: MemoryUnitOfWork, clock: FakeClock
+) -> None:
+    round_id = role.create_round(ADMIN, spec(clock)).round_id
+    before = uow.opened
+    with pytest.raises(InvalidRequest, match="^chunk 0, item 3: repeats the token of item 1$"):
+        role.upload_chunk(B, chunk_of(round_id, 0, [1, 2, 3, 2]))
+    with pytest.raises(InvalidRequest, match="^chunk 0, removal 0: repeats the token of item 0$"):
+        role.upload_chunk(B, chunk_of(round_id, 0, [1], removals=(1,)))
+    assert uow.opened == before
+
+
+def test_refused_chunks_spend_the_member_s_budget_per_round(uow: MemoryUnitOfWork, clock: FakeClock) -> None:
+    role = CoordinatorRole(uow, KEY, known_types=["phone", "id_card"], clock=clock, max_refused_chunks=2)
+    round_id = role.create_round(ADMIN, spec(clock)).round_id
+    other = role.create_round(ADMIN, spec(clock, allowed_types=("id_card",))).round_id
+    assert role.upload_chunk(B, chunk_of(round_id, 0, [1]))
+    with pytest.raises(InvalidRequest, match="^chunk 1, item 2: a token this submission already holds"):
+        role.upload_chunk(B, chunk_of(round_id, 1, [5, 6, 1]))
+    with pytest.raises(Conflict, match="chunk 0 already stored with different content"):
+        role.upload_chunk(B, chunk_of(round_id, 0, [7]))
+    before = uow.opened
+    with pytest.raises(LimitExceeded, match="2 chunks of this member were refused, at most 2 per member and round"):
+        role.upload_chunk(B, chunk_of(round_id, 1, [5, 6]))  # A good chunk, refused all the same,
+    assert uow.opened == before  # before any transaction.
+    assert role.upload_chunk(A, chunk_of(round_id, 0, [1]))  # Another member, the same round.
+    assert role.upload_chunk(B, chunk_of(other, 0, [1]))  # The same member, another round.
+    # A member not invited to a round spends nothing there: a refusal is counted only inside a
+    # round the member may submit to, so counts stay bounded by rounds times members.
+    private = role.create_round(ADMIN, spec(clock, share_labels=False, invited=("bank-a", "bank-c"))).round_id
+    for _ in range(3):
+        with pytest.raises(NotFound):
+            role.upload_chunk(B, chunk_of(private, 0, [1, 2]))
+    with pytest.raises(ConfigurationError, match="at least 1"):
+        CoordinatorRole(uow, KEY, known_types=["phone"], max_refused_chunks=0)
