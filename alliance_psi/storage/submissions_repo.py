@@ -110,8 +110,9 @@ class SubmissionRepository:
                 removes tokens from a whole set.
             InvalidRequest: a negative index, a digest that is not 32 bytes, a token that is
                 not 16 bytes or a label over 65535 bytes; a token that repeats one of the chunk
-                or one stored in another chunk (named by position, found before any row is
-                written: a chunk poisoned with one repeated token costs one indexed query).
+                or one stored in another chunk (named by position, found by primary-key
+                lookups before any row is written, so a chunk poisoned with one repeated token
+                costs lookups, not thousands of inserts rolled back).
             LimitExceeded: the chunk would take the submission over ``max_items``; nothing is stored.
         """
         if chunk_index < 0 or len(chunk_digest) != HASH_SIZE:
