@@ -190,6 +190,9 @@ def server_limits(**options: Any) -> ServerLimits:
         raise click.ClickException(str(exc)) from None
 
 
+_SIGNAL_POLL_SECONDS = 0.2
+
+
 def wait_for_stop_signal(*, on_hangup: Callable[[], object] | None = None, exit_within: float | None = None) -> None:
     """Block until SIGTERM or SIGINT (Ctrl-C): how a server command runs until told to stop.
 
@@ -202,7 +205,11 @@ def wait_for_stop_signal(*, on_hangup: Callable[[], object] | None = None, exit_
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     if on_hangup is not None:
         signal.signal(signal.SIGHUP, lambda *_: on_hangup())
-    stop.wait()
+    # Wake every 0.2 s rather than block: Linux may deliver the signal to another thread (gRPC's,
+    # the ticker's), and CPython runs Python handlers only in the main thread, between bytecodes;
+    # a main thread blocked in one long wait would never run them (seen under load: SIGTERM ignored).
+    while not stop.wait(_SIGNAL_POLL_SECONDS):
+        pass
     if exit_within is not None:
         deadline = threading.Timer(exit_within, _exit_now, args=(exit_within,))
         deadline.daemon = True
