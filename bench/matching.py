@@ -5,7 +5,7 @@ Usage: .venv/bin/python bench/matching.py [--members 10] [--per-member 100000] [
 Stages and commits the members' first (whole-set) submissions, timing staging and committing
 apart, then times the matching step of ``CoordinatorRole``: finding the tokens held by at least
 t members, building each member's result, signing it and storing it, and the state change.
-Prints submitted tokens per second. ``--labels`` sends a 285-byte sealed label with each token.
+Prints submitted tokens per second. ``--labels`` sends a 301-byte sealed label with each token.
 """
 
 from __future__ import annotations

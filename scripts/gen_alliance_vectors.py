@@ -24,22 +24,32 @@ def hkdf_expand(prk: bytes, info: bytes, length: int) -> bytes:
     return HKDFExpand(algorithm=hashes.SHA512(), length=length, info=info).derive(prk)
 
 
-def aad_of(key_epoch: str, token: bytes) -> bytes:
-    epoch = key_epoch.encode("utf-8")
-    return b"alliance-psi/v1 label" + len(epoch).to_bytes(2, "big") + epoch + token
+def lp(text: str) -> bytes:
+    encoded = text.encode("utf-8")
+    return len(encoded).to_bytes(2, "big") + encoded
 
 
-def seal(key: bytes, nonce: bytes, plaintext: bytes, key_epoch: str, token: bytes) -> bytes:
+def aad_of(key_epoch: str, token: bytes, scope: str, sealer: bytes) -> bytes:
+    # "alliance-psi/v2 label" || lp(key_epoch) || match_token || lp(scope) || sealer
+    return b"alliance-psi/v2 label" + lp(key_epoch) + token + lp(scope) + sealer
+
+
+def seal(key: bytes, sealer: bytes, nonce: bytes, plaintext: bytes, key_epoch: str, token: bytes, scope: str) -> bytes:
+    # 0x02 || sealer (16) || nonce (12) || ChaCha20-Poly1305(key, nonce, pad(plaintext), aad)
     padded = len(plaintext).to_bytes(2, "big") + plaintext
     padded += bytes(256 - len(padded))
-    return b"\x01" + nonce + ChaCha20Poly1305(key).encrypt(nonce, padded, aad_of(key_epoch, token))
+    aad = aad_of(key_epoch, token, scope, sealer)
+    return b"\x02" + sealer + nonce + ChaCha20Poly1305(key).encrypt(nonce, padded, aad)
 
 
-def synthetic_nonce(nonce_key: bytes, scope: str, key_epoch: str, token: bytes, plaintext: bytes) -> bytes:
-    # HMAC-SHA256(nonce_key, "alliance-psi/v1 label-nonce" || I2OSP(len(scope), 2) || scope || aad || plaintext)[:12]
-    encoded = scope.encode("utf-8")
-    message = b"alliance-psi/v1 label-nonce" + len(encoded).to_bytes(2, "big") + encoded
-    return hmac.new(nonce_key, message + aad_of(key_epoch, token) + plaintext, hashlib.sha256).digest()[:12]
+def pseudonym(sealer_key: bytes, scope: str, token: bytes) -> bytes:
+    # HMAC-SHA256(sealer_key, "alliance-psi/v2 label-sealer" || lp(scope) || match_token)[:16]
+    return hmac.new(sealer_key, b"alliance-psi/v2 label-sealer" + lp(scope) + token, hashlib.sha256).digest()[:16]
+
+
+def synthetic_nonce(sealer_key: bytes, aad: bytes, plaintext: bytes) -> bytes:
+    # HMAC-SHA256(sealer_key, "alliance-psi/v2 label-nonce" || aad || plaintext)[:12]
+    return hmac.new(sealer_key, b"alliance-psi/v2 label-nonce" + aad + plaintext, hashlib.sha256).digest()[:12]
 
 
 def synthetic_vectors(first: dict[str, str]) -> list[dict[str, str]]:
@@ -52,18 +62,20 @@ def synthetic_vectors(first: dict[str, str]) -> list[dict[str, str]]:
         ("bank-a", f"{key_epoch}/id_card,phone/labels"),
         ("bank-b", f"{key_epoch}/phone/labels"),
     ):
-        nonce_key = hashlib.sha256(f"nonce key of {member}".encode()).digest()
-        nonce = synthetic_nonce(nonce_key, scope, key_epoch, token, plaintext)
+        sealer_key = hashlib.sha256(f"nonce key of {member}".encode()).digest()
+        sealer = pseudonym(sealer_key, scope, token)
+        nonce = synthetic_nonce(sealer_key, aad_of(key_epoch, token, scope, sealer), plaintext)
         out.append(
             {
-                "nonce_key": nonce_key.hex(),
+                "sealer_key": sealer_key.hex(),
                 "scope": scope,
                 "label_key": first["label_key"],
                 "key_epoch": key_epoch,
                 "match_token": first["match_token"],
                 "label_plaintext": first["label_plaintext"],
+                "sealer": sealer.hex(),
                 "nonce": nonce.hex(),
-                "sealed_label": seal(label_key, nonce, plaintext, key_epoch, token).hex(),
+                "sealed_label": seal(label_key, sealer, nonce, plaintext, key_epoch, token, scope).hex(),
             }
         )
     return out
@@ -81,14 +93,18 @@ def main() -> None:
         token = hkdf_expand(oprf_output, b"alliance-psi/v1 match-token", 16)
         label_key = hkdf_expand(oprf_output, b"alliance-psi/v1 label-key", 32)
         nonce = hashlib.sha256(f"nonce {i}".encode()).digest()[:12]
-        sealed = seal(label_key, nonce, label.encode("utf-8"), key_epoch, token)
+        sealer = hashlib.sha256(f"sealer {i}".encode()).digest()[:16]
+        scope = f"{key_epoch}/{name}/labels"
+        sealed = seal(label_key, sealer, nonce, label.encode("utf-8"), key_epoch, token, scope)
         vectors.append(
             {
                 "oprf_output": oprf_output.hex(),
                 "match_token": token.hex(),
                 "label_key": label_key.hex(),
                 "key_epoch": key_epoch,
+                "scope": scope,
                 "label_plaintext": label.encode("utf-8").hex(),
+                "sealer": sealer.hex(),
                 "nonce": nonce.hex(),
                 "sealed_label": sealed.hex(),
             }

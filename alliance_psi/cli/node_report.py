@@ -67,11 +67,13 @@ def _member_connection(database: str) -> Iterator[Connection]:
             raise StorageError(f"cannot read the node database: {exc.orig}") from None
 
 
-def load_report(database: str, round_id: str, *, member_id: str, public_key: bytes) -> tuple[LeadReport, int]:
-    """The report for a kept result, verified again; also how many signed matches have no own identifier.
+def load_report(database: str, round_id: str, *, member_id: str, public_key: bytes) -> tuple[LeadReport, int, int]:
+    """The report for a kept result, verified again; also how many signed matches have no own
+    identifier, and how many the node refused as leads when it fetched the result.
 
     The signed header and every kept leaf are checked again (the Merkle root over the leaves is
-    recomputed), and each lead gets its leaf's inclusion proof.
+    recomputed), and each lead gets its leaf's inclusion proof. Matches whose peer labels did not
+    back their holder count (``protocol.leads.refuse_leads``) are not leads and not in the report.
 
     Raises:
         NotFound: no result is kept for ``round_id``.
@@ -98,7 +100,9 @@ def load_report(database: str, round_id: str, *, member_id: str, public_key: byt
         repo = MemberRepository(conn)
         own = repo.identifiers_for_tokens(result.key_epoch, tokens)
         label_keys = repo.label_keys_for_tokens(result.key_epoch, tokens)
-    leads = build_leads(result, own, label_keys)
+        checks = kept.get_checks(round_id)
+    refused = checks.refused_tokens()
+    leads = build_leads(result, own, label_keys, scope=checks.scope, refused=refused)
     index_of = {match.match_token: i for i, match in enumerate(result.matches)}
     proofs = lead_proofs(leaves, (index_of[lead.match_token] for lead in leads))
     report = build_report(
@@ -111,7 +115,7 @@ def load_report(database: str, round_id: str, *, member_id: str, public_key: byt
         key_id=key_id(public_key),
         proofs={token: proofs[i] for token, i in index_of.items() if i in proofs},
     )
-    return report, len(result.matches) - len(leads)
+    return report, len(result.matches) - len(leads) - len(refused), len(refused)
 
 
 def _identity_options(*, required: bool) -> Callable[[F], F]:
@@ -169,12 +173,14 @@ def report_command(
     """
     with reported():
         signer = _signer(member_id, cert, key) if output_format == "json" else None
-        report, withdrawn = load_report(
+        report, withdrawn, refused = load_report(
             database, round_id, member_id=member_id, public_key=read_public_key(coordinator_key)
         )
         write_file_atomic(output, _render(output_format, report, signer))
     holders = holders_text(report.by_holder_count())
     skipped = f", {plural(withdrawn, 'withdrawn identifier')} left out" if withdrawn else ""
+    if refused:
+        skipped += f", {plural(refused, 'refused lead')} left out (labels do not back the count; see `node fetch`)"
     evidence = (
         f"; signed by member {signer.member_id}'s node" if signer else "; not evidence: only a JSON report is signed"
     )
@@ -247,5 +253,5 @@ def results_command(round_id: str | None, database: str, member_id: str | None, 
         if member_id is None or coordinator_key is None:
             raise click.UsageError("--member-id and --coordinator-key are needed to show a round's leads")
         public_key = read_public_key(coordinator_key)
-        report, _ = load_report(database, round_id, member_id=member_id, public_key=public_key)
+        report, _, _ = load_report(database, round_id, member_id=member_id, public_key=public_key)
     console.print(_leads_table(report))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,8 @@ from alliance_psi.defaults import JOIN_WAIT_SECONDS
 
 if TYPE_CHECKING:
     from rich.table import Table
+
+    from alliance_psi.protocol.leads import RefusedLead
 
 __all__ = ["fetch", "join"]
 
@@ -128,11 +130,15 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
         rows += [
             (f"  held by {plural(n, 'member')}", f"{count:,}") for n, count in sorted(holders.items(), reverse=True)
         ]
+        if outcome.refused:
+            rows.append(("REFUSED: labels do not back the count", f"{len(outcome.refused):,}"))
     rows += [(f"seconds: {stage}", f"{value:.2f}") for stage, value in outcome.seconds.items()]
     title = "round joined; result verified" if outcome.result is not None else "round joined; items committed"
     Console().print(_summary(title, rows))
     if left_out := left_out_text(held, outcome.round.allowed_types):
         click.echo(left_out)
+    for line in refusal_lines(round_id, outcome.refused):
+        click.echo(line, err=True)
     if outcome.result is None:
         click.echo(
             f"the result is not ready yet: round {round_id} is matched once it closes; fetch the result with "
@@ -162,7 +168,31 @@ def fetch(round_id: str, database: str, wait: float, **options: Any) -> None:
         with MemberNode.from_config(member_config(database, **options)) as node:
             round_, _ = node.coordinator.get_round(round_id)
             header = node.role.fetch_and_keep(round_, wait=wait)
+            refused = node.role.lead_checks(round_id).refused
+    for line in refusal_lines(round_id, refused):
+        click.echo(line, err=True)
     click.echo(
         f"result for round {round_id} verified and kept: {plural(header.match_count, 'matched token')}; "
         f"write the investigator report with: alliance-psi node report {round_id} --format html -o FILE"
     )
+
+
+def refusal_lines(round_id: str, refused: Sequence[RefusedLead]) -> list[str]:
+    """What ``join`` and ``fetch`` say of the leads they refused (``protocol.leads.check_labels``):
+    each by its match token (never the identifier) with the reason, and where the evidence is."""
+    if not refused:
+        return []
+    heading = (
+        f"REFUSED {plural(len(refused), 'lead')} of round {round_id}: the coordinator signed a holder count "
+        "that the peers' sealed labels do not back (the coordinator lied, or a member holding the identifier "
+        "replayed or spoiled a label). They are not leads and are in no report. The coordinator's signed result, "
+        "these leaves included, is kept in this node's database as evidence for your security officer:"
+    )
+    return [
+        heading,
+        *(
+            f"  token {refusal.match_token.hex()} (held by {refusal.holder_count}, says the coordinator): "
+            f"{refusal.reason}"
+            for refusal in refused
+        ),
+    ]

@@ -4,28 +4,43 @@ A label is sealed with ChaCha20-Poly1305 under the label key derived from the id
 output, so only a member holding the same identifier can open it. The plaintext is padded to a
 fixed size so that the coordinator, which stores sealed labels, learns nothing from their length.
 
-Wire format (version 1), always ``SEALED_LABEL_BYTES`` long::
+Wire format (version 2), always ``SEALED_LABEL_BYTES`` long::
 
-    0x01 || nonce (12) || ChaCha20-Poly1305(key, nonce, pad(plaintext), aad)
+    0x02 || sealer (16) || nonce (12) || ChaCha20-Poly1305(key, nonce, pad(plaintext), aad)
     pad(p) = I2OSP(len(p), 2) || p || zeros, to PADDED_PLAINTEXT_BYTES
-    aad    = "alliance-psi/v1 label" || I2OSP(len(key_epoch), 2) || key_epoch || match_token
+    aad    = "alliance-psi/v2 label" || lp(key_epoch) || match_token || lp(scope) || sealer
+    lp(s)  = I2OSP(len(s), 2) || s (UTF-8)
 
-The associated data binds a label to its key epoch and token. A label stays at the coordinator
-from round to round within the epoch (submissions are deltas), so it is bound to the epoch, not
-to one round: a withdrawn identifier's label is deleted by the member's next delta, and rotating
-the epoch makes every old label unusable, as it does old tokens.
+The associated data binds a label to its key epoch, its token and the **scope** it was submitted
+in (``Round.set_scope``: key epoch, identifier types, label sharing). A label stays at the
+coordinator from round to round within its scope (submissions are deltas), so it is bound to the
+scope, not to one round: a label cannot be replayed into another scope (it does not open there),
+a withdrawn identifier's label is deleted by the member's next delta, and rotating the epoch
+makes every old label unusable, as it does old tokens.
 
-A member node seals with a synthetic nonce (``seal_label``'s ``nonce_key``) bound to the scope
-the label is submitted in (``Round.set_scope``)::
+``sealer`` is the sealing member's **pseudonym for this token in this scope**, in the clear
+beside the ciphertext and authenticated as part of the associated data::
 
-    nonce = HMAC-SHA256(nonce_key, "alliance-psi/v1 label-nonce" || I2OSP(len(scope), 2) || scope
-                                   || aad || plaintext)[:12]
+    sealer = HMAC-SHA256(sealer_key, "alliance-psi/v2 label-sealer" || lp(scope) || match_token)[:16]
+
+``sealer_key`` is a secret of the sealing member node (its label-nonce key), never shared. Two
+labels of one honest sealer for one token and scope carry the same pseudonym, so a reader can
+tell duplicates apart from labels of distinct members, and a member recognises its own label
+(it recomputes its pseudonym) however the bytes around it were changed: changing the pseudonym
+breaks the tag. Pseudonyms of one member for different tokens or scopes are unrelated, so they
+do not say who sealed, nor link one member's labels across tokens. A member that holds the label
+key can seal under any pseudonym it likes: pseudonyms tell honest sealers apart, they do not
+count members (docs/design.md).
+
+A member node seals with a synthetic nonce over the same key::
+
+    nonce = HMAC-SHA256(sealer_key, "alliance-psi/v2 label-nonce" || aad || plaintext)[:12]
 
 so a resent chunk gives the same bytes, while the same label of the same identifier in two
-scopes of an epoch gives unrelated bytes: the coordinator, which keeps both, cannot see they are
-equal. The scope goes into the nonce only, not the associated data, so opening needs no scope.
-Every failure to open raises the same ``InvalidLabel``, so a peer learns nothing about which
-check failed.
+scopes of an epoch gives unrelated bytes (the scope is in the associated data, and so in the
+nonce and the pseudonym): the coordinator, which keeps both, cannot see they are equal. Without a
+``sealer_key`` (tests, the self-check) nonce and pseudonym are random. Every failure to open
+raises the same ``InvalidLabel``, so a peer learns nothing about which check failed.
 """
 
 from __future__ import annotations
@@ -41,38 +56,72 @@ from alliance_psi.crypto.derive import LABEL_KEY_BYTES, MATCH_TOKEN_BYTES
 from alliance_psi.errors import InvalidLabel, LabelTooLarge
 
 __all__ = [
+    "LABEL_VERSION",
     "MAX_LABEL_PLAINTEXT_BYTES",
     "PADDED_PLAINTEXT_BYTES",
     "SEALED_LABEL_BYTES",
+    "SEALER_BYTES",
     "LabelContext",
+    "OpenedLabel",
     "open_label",
     "seal_label",
+    "sealer_pseudonym",
 ]
 
-VERSION = 0x01
+LABEL_VERSION = 0x02
+SEALER_BYTES = 16
 NONCE_BYTES = 12
 TAG_BYTES = 16
 PADDED_PLAINTEXT_BYTES = 256
 MAX_LABEL_PLAINTEXT_BYTES = PADDED_PLAINTEXT_BYTES - 2
-SEALED_LABEL_BYTES = 1 + NONCE_BYTES + PADDED_PLAINTEXT_BYTES + TAG_BYTES
-_VERSION_BYTE = bytes([VERSION])
-_AAD_PREFIX = b"alliance-psi/v1 label"
-_NONCE_PREFIX = b"alliance-psi/v1 label-nonce"
+SEALED_LABEL_BYTES = 1 + SEALER_BYTES + NONCE_BYTES + PADDED_PLAINTEXT_BYTES + TAG_BYTES
+_VERSION_BYTE = bytes([LABEL_VERSION])
+_AAD_PREFIX = b"alliance-psi/v2 label"
+_SEALER_PREFIX = b"alliance-psi/v2 label-sealer"
+_NONCE_PREFIX = b"alliance-psi/v2 label-nonce"
+_NONCE_AT = 1 + SEALER_BYTES
+_BODY_AT = _NONCE_AT + NONCE_BYTES
+
+
+def _lp(text: str) -> bytes:
+    encoded = text.encode("utf-8")
+    return len(encoded).to_bytes(2, "big") + encoded
 
 
 @dataclass(frozen=True, slots=True)
 class LabelContext:
-    """What a sealed label is bound to: the key epoch its token belongs to and the token."""
+    """What a sealed label is bound to: the key epoch, the token, and the scope it is submitted in
+    (``Round.set_scope``); a label opens only in the context it was sealed in."""
 
     key_epoch: str
     match_token: bytes
+    scope: str
 
-    def associated_data(self) -> bytes:
-        """The AEAD associated data for this context."""
-        key_epoch = self.key_epoch.encode("utf-8")
+    def __post_init__(self) -> None:
         if len(self.match_token) != MATCH_TOKEN_BYTES:
             raise ValueError(f"match token must be {MATCH_TOKEN_BYTES} bytes")
-        return _AAD_PREFIX + len(key_epoch).to_bytes(2, "big") + key_epoch + self.match_token
+
+    def associated_data(self, sealer: bytes) -> bytes:
+        """The AEAD associated data for this context and ``sealer``'s pseudonym."""
+        return _AAD_PREFIX + _lp(self.key_epoch) + self.match_token + _lp(self.scope) + sealer
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedLabel:
+    """An opened label: its plaintext and the sealer's pseudonym for the token (``sealer_pseudonym``)."""
+
+    plaintext: bytes
+    sealer: bytes
+
+
+def sealer_pseudonym(sealer_key: bytes, context: LabelContext) -> bytes:
+    """The pseudonym a member with ``sealer_key`` seals ``context``'s token under, in its scope.
+
+    Deterministic, so a member recognises its own label; unrelated across tokens and scopes, and
+    unlinkable to the member without ``sealer_key`` (HMAC-SHA256 as a PRF).
+    """
+    message = _SEALER_PREFIX + _lp(context.scope) + context.match_token
+    return hmac.digest(sealer_key, message, "sha256")[:SEALER_BYTES]
 
 
 def _pad(plaintext: bytes) -> bytes:
@@ -81,55 +130,44 @@ def _pad(plaintext: bytes) -> bytes:
     return len(plaintext).to_bytes(2, "big") + plaintext + bytes(MAX_LABEL_PLAINTEXT_BYTES - len(plaintext))
 
 
-def _seal_with_nonce(label_key: bytes, plaintext: bytes, context: LabelContext, nonce: bytes) -> bytes:
-    # Private seam for committed vectors; seal_label draws the nonce itself.
-    return _seal(label_key, plaintext, context.associated_data(), nonce)
-
-
-def _seal(label_key: bytes, plaintext: bytes, aad: bytes, nonce: bytes) -> bytes:
+def _seal_with_nonce(label_key: bytes, plaintext: bytes, context: LabelContext, sealer: bytes, nonce: bytes) -> bytes:
+    # Private seam for committed vectors; seal_label derives the sealer and nonce itself.
     if len(label_key) != LABEL_KEY_BYTES:
         raise ValueError(f"label key must be {LABEL_KEY_BYTES} bytes")
-    return _VERSION_BYTE + nonce + ChaCha20Poly1305(label_key).encrypt(nonce, _pad(plaintext), aad)
+    aad = context.associated_data(sealer)
+    return _VERSION_BYTE + sealer + nonce + ChaCha20Poly1305(label_key).encrypt(nonce, _pad(plaintext), aad)
 
 
-def seal_label(
-    label_key: bytes,
-    plaintext: bytes,
-    context: LabelContext,
-    *,
-    nonce_key: bytes | None = None,
-    scope: str | None = None,
-) -> bytes:
+def seal_label(label_key: bytes, plaintext: bytes, context: LabelContext, *, sealer_key: bytes | None = None) -> bytes:
     """Seal ``plaintext`` (at most ``MAX_LABEL_PLAINTEXT_BYTES``) for the holders of one identifier.
 
     Returns exactly ``SEALED_LABEL_BYTES`` bytes. Raises ``LabelTooLarge`` if it does not fit.
 
-    Without ``nonce_key`` the 96-bit nonce is random. With it (a secret of the sealing member,
-    never shared) the nonce is synthetic (see the module docstring) over the ``scope`` the label
-    is submitted in, the context and the plaintext: a member that resends a chunk after a dropped
-    connection produces the same bytes, while a changed label, another scope or another member
-    gets a different nonce (no nonce reuse under the shared label key) and unrelated ciphertext.
-    Raises ``ValueError`` for a ``nonce_key`` without a ``scope``.
+    With ``sealer_key`` (a secret of the sealing member, never shared) the pseudonym is
+    ``sealer_pseudonym`` and the nonce synthetic (see the module docstring): a member that resends
+    a chunk after a dropped connection produces the same bytes, while a changed label, another
+    scope or another member gets a different nonce (no nonce reuse under the shared label key)
+    and unrelated ciphertext. Without it both are random.
     """
-    aad = context.associated_data()
-    if nonce_key is None:
-        nonce = os.urandom(NONCE_BYTES)
-    elif scope is None:
-        raise ValueError("a synthetic nonce needs the scope the label is submitted in")
+    if sealer_key is None:
+        sealer, nonce = os.urandom(SEALER_BYTES), os.urandom(NONCE_BYTES)
     else:
-        encoded = scope.encode("utf-8")
-        message = _NONCE_PREFIX + len(encoded).to_bytes(2, "big") + encoded + aad + plaintext
-        nonce = hmac.digest(nonce_key, message, "sha256")[:NONCE_BYTES]
-    return _seal(label_key, plaintext, aad, nonce)
+        sealer = sealer_pseudonym(sealer_key, context)
+        message = _NONCE_PREFIX + context.associated_data(sealer) + plaintext
+        nonce = hmac.digest(sealer_key, message, "sha256")[:NONCE_BYTES]
+    return _seal_with_nonce(label_key, plaintext, context, sealer, nonce)
 
 
-def open_label(label_key: bytes, sealed: bytes, context: LabelContext) -> bytes:
-    """Open a sealed label; raise ``InvalidLabel`` for every kind of failure."""
-    if len(sealed) != SEALED_LABEL_BYTES or sealed[0] != VERSION or len(label_key) != LABEL_KEY_BYTES:
+def open_label(label_key: bytes, sealed: bytes, context: LabelContext) -> OpenedLabel:
+    """Open a sealed label sealed in ``context``; raise ``InvalidLabel`` for every kind of failure.
+
+    The returned sealer pseudonym is authenticated: it is the one the label was sealed under.
+    """
+    if len(sealed) != SEALED_LABEL_BYTES or sealed[0] != LABEL_VERSION or len(label_key) != LABEL_KEY_BYTES:
         raise InvalidLabel()
-    nonce, body = sealed[1 : 1 + NONCE_BYTES], sealed[1 + NONCE_BYTES :]
+    sealer, nonce, body = sealed[1:_NONCE_AT], sealed[_NONCE_AT:_BODY_AT], sealed[_BODY_AT:]
     try:
-        padded = ChaCha20Poly1305(label_key).decrypt(nonce, body, context.associated_data())
+        padded = ChaCha20Poly1305(label_key).decrypt(nonce, body, context.associated_data(sealer))
     except (InvalidTag, ValueError):
         raise InvalidLabel() from None
     length = int.from_bytes(padded[:2], "big")
@@ -137,4 +175,4 @@ def open_label(label_key: bytes, sealed: bytes, context: LabelContext) -> bytes:
     # refused all the same: one canonical plaintext per label.
     if length > MAX_LABEL_PLAINTEXT_BYTES or any(padded[2 + length :]):
         raise InvalidLabel()
-    return padded[2 : 2 + length]
+    return OpenedLabel(padded[2 : 2 + length], sealer)

@@ -61,9 +61,9 @@ def _split_key_agrees() -> bool:
 
 
 def _label_round_trip() -> bool:
-    context = LabelContext("selfcheck", bytes(16))
+    context = LabelContext("selfcheck", bytes(16), "selfcheck")
     key = bytes(range(32))
-    return open_label(key, seal_label(key, b"label", context), context) == b"label"
+    return open_label(key, seal_label(key, b"label", context), context).plaintext == b"label"
 
 
 def run_selfcheck() -> list[CheckResult]:

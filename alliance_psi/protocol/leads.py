@@ -5,12 +5,20 @@ a label with a long case reference still fits the fixed padded size; decoding is
 name of the member behind a peer's label is never the label's own claim: it is the sealer the
 coordinator attests in the signed result, for members that chose to be named. ``build_leads`` maps a verified result back to the member's own identifiers
 and opens the peers' labels. Leads hold raw identifiers: they exist only on the member node.
+
+In a round that shares labels, a holder count is not only the coordinator's word: each other
+holder sealed a label under the identifier's label key, which only holders know.
+``refuse_leads`` checks every matched token against its labels (``check_labels``) and names the
+leads whose labels do not back their holder count; ``build_leads`` leaves those out. A refused
+lead is not a lead: the coordinator, or a member that holds the identifier, lied about it
+(docs/design.md, "What the label checks prove").
 """
 
 from __future__ import annotations
 
+import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import NamedTuple
@@ -18,9 +26,21 @@ from typing import NamedTuple
 from alliance_psi.crypto.labels import LabelContext, open_label
 from alliance_psi.errors import InvalidLabel
 from alliance_psi.identifiers.categories import CATEGORIES, SEVERITIES, severity_rank
-from alliance_psi.protocol.model import MemberResult
+from alliance_psi.protocol.model import MatchedToken, MemberResult
 
-__all__ = ["CATEGORIES", "SEVERITIES", "Lead", "LeadLabel", "OwnIdentifier", "build_leads", "lead_sort_key"]
+__all__ = [
+    "CATEGORIES",
+    "SEVERITIES",
+    "Lead",
+    "LeadChecks",
+    "LeadLabel",
+    "OwnIdentifier",
+    "RefusedLead",
+    "build_leads",
+    "check_labels",
+    "lead_sort_key",
+    "refuse_leads",
+]
 
 _KEYS = {"c": "category", "s": "severity", "f": "first_seen", "r": "case_ref", "m": "member"}
 
@@ -112,25 +132,117 @@ class Lead:
         return f"Lead(type={self.type}, holders={self.holder_count}, canonical=<{len(self.canonical)} chars>)"
 
 
+@dataclass(frozen=True, slots=True)
+class RefusedLead:
+    """A matched token whose peer labels do not back its holder count (``check_labels``), and why.
+
+    ``reason`` names no identifier and no label: it may be shown and kept as it is.
+    """
+
+    match_token: bytes
+    holder_count: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeadChecks:
+    """What a member node concluded of a kept result when it fetched it.
+
+    ``scope`` is the scope the round's labels are sealed in (None: the round shares no labels,
+    and holder counts are the coordinator's word); ``refused`` the leads its labels do not back.
+    """
+
+    scope: str | None
+    refused: tuple[RefusedLead, ...] = ()
+
+    def refused_tokens(self) -> frozenset[bytes]:
+        return frozenset(refusal.match_token for refusal in self.refused)
+
+
+def check_labels(match: MatchedToken, label_key: bytes, context: LabelContext, own_sealer: bytes) -> str | None:
+    """Why ``match``'s peer labels do not back its holder count, or None when they do.
+
+    They do when at least ``holder_count - 1`` of them open under ``label_key`` in ``context``
+    (so each was sealed by someone who knows the key: a holder of the identifier, in this
+    scope), no two are identical or carry one sealer pseudonym, and none carries ``own_sealer``,
+    this member's own pseudonym for the token (its own label returned as a peer's). The own
+    pseudonym is compared in constant time.
+    """
+    sealers: list[bytes] = []
+    identical = len({peer.sealed for peer in match.peer_labels}) < len(match.peer_labels)
+    for peer in match.peer_labels:
+        try:
+            sealer = open_label(label_key, peer.sealed, context).sealer
+        except InvalidLabel:
+            continue
+        if hmac.compare_digest(sealer, own_sealer):
+            return "this member's own label is returned as a peer's (replayed by the coordinator or by a co-holder)"
+        sealers.append(sealer)
+    if identical:
+        return "two peer labels are identical (one label counted twice)"
+    if len(set(sealers)) < len(sealers):
+        return "two peer labels carry one sealer's pseudonym (one member counted twice)"
+    needed = match.holder_count - 1
+    if len(sealers) < needed:
+        return (
+            f"held by {match.holder_count} members says the coordinator, but only {len(sealers)} "
+            f"peer label{'' if len(sealers) == 1 else 's'} open under this identifier's key ({needed} needed)"
+        )
+    return None
+
+
+def refuse_leads(
+    matches: Iterable[MatchedToken],
+    label_keys: Mapping[bytes, bytes],
+    *,
+    key_epoch: str,
+    scope: str,
+    own_sealer: Callable[[LabelContext], bytes],
+) -> list[RefusedLead]:
+    """The ``matches`` of a label-sharing round in ``scope`` that ``check_labels`` refuses.
+
+    ``own_sealer`` gives this member's pseudonym for a context (``sealer_pseudonym`` with the
+    node's sealer key). Tokens without a label key on this node are skipped, as ``build_leads``
+    skips them. Takes the matches a page at a time as well as all at once.
+    """
+    refused = []
+    for match in matches:
+        if (key := label_keys.get(match.match_token)) is None:
+            continue
+        context = LabelContext(key_epoch, match.match_token, scope)
+        if (reason := check_labels(match, key, context, own_sealer(context))) is not None:
+            refused.append(RefusedLead(match.match_token, match.holder_count, reason))
+    return refused
+
+
 def build_leads(
-    result: MemberResult, own: Mapping[bytes, OwnIdentifier], label_keys: Mapping[bytes, bytes]
+    result: MemberResult,
+    own: Mapping[bytes, OwnIdentifier],
+    label_keys: Mapping[bytes, bytes],
+    *,
+    scope: str | None,
+    refused: Collection[bytes] = frozenset(),
 ) -> list[Lead]:
     """Leads for ``result``, in ``lead_sort_key`` order: holder count (most first), severity, type.
 
-    Tokens missing from ``own`` are skipped: an identifier withdrawn since the submission must not
-    reappear in a report. A peer label that cannot be opened or parsed is counted, not shown.
+    ``scope`` is the scope the round's labels were sealed in, or None for a round without labels.
+    Tokens in ``refused`` (``refuse_leads``) are left out: they are not leads. Tokens missing
+    from ``own`` are skipped: an identifier withdrawn since the submission must not reappear in
+    a report. A peer label that cannot be opened or parsed is counted, not shown.
     """
     found = []
     for match in result.matches:
-        if match.match_token not in own:
+        if match.match_token not in own or match.match_token in refused:
             continue
         type_, canonical, category, severity, first_seen, case_ref, spelling = own[match.match_token]
         labels, unreadable = [], 0
-        context = LabelContext(result.key_epoch, match.match_token)
         for peer in match.peer_labels:
             try:
-                opened = LeadLabel.decode(open_label(label_keys[match.match_token], peer.sealed, context))
-                labels.append(replace(opened, member=peer.sealer))  # The coordinator's attestation.
+                if scope is None:
+                    raise InvalidLabel()  # A round without labels: whatever is there cannot be one.
+                context = LabelContext(result.key_epoch, match.match_token, scope)
+                opened = open_label(label_keys[match.match_token], peer.sealed, context)
+                labels.append(replace(LeadLabel.decode(opened.plaintext), member=peer.sealer))  # Attested name.
             except (InvalidLabel, KeyError):
                 unreadable += 1
         found.append(

@@ -27,7 +27,7 @@ from alliance_psi.defaults import BATCH_SIZE, CHUNK_SIZE
 from alliance_psi.errors import NotFound, ResultMismatch, RoundClosed, SetMismatch, WrongEpoch
 from alliance_psi.identifiers.types import Identifier, IdentifierType
 from alliance_psi.protocol.checkpoints import Checkpoint
-from alliance_psi.protocol.leads import Lead, build_leads
+from alliance_psi.protocol.leads import Lead, LeadChecks, RefusedLead, build_leads, refuse_leads
 from alliance_psi.protocol.log_witness import LogWitness
 from alliance_psi.protocol.member_delta import DeltaPlan, LabelSealer, Progress, no_progress
 from alliance_psi.protocol.model import MemberResult, Round, RoundState, SubmissionState, SubmissionStatus
@@ -68,6 +68,7 @@ class JoinOutcome:
     seconds: dict[str, float]
     delta_count: int = 0  # Items and removals sent this round (the rest was already held).
     replaced: bool = False  # Whether the whole set was sent.
+    refused: tuple[RefusedLead, ...] = ()  # Matches whose peer labels do not back their count: not leads.
 
 
 def _utcnow() -> datetime:
@@ -186,6 +187,7 @@ class MemberRole:
             tx.repo.apply_pending(
                 round.set_scope, replace=plan.replace, count=plan.result.count, digest=plan.result.digest()
             )
+            tx.results.record_scope(round.round_id, round.set_scope, share_labels=round.share_labels)
         return Submitted(committed.set_count, committed.item_count, plan.replace)
 
     def _record_matches(self, scope: str, status: SubmissionStatus) -> bool:
@@ -203,7 +205,13 @@ class MemberRole:
     # Steps 7-8: the signed result, mapped back to identifiers -----------------------------------
 
     def fetch_result(
-        self, round_id: str, *, round_name: str = "", wait: float = 0.0, poll: float = 0.5
+        self,
+        round_id: str,
+        *,
+        round_name: str = "",
+        wait: float = 0.0,
+        poll: float = 0.5,
+        round: Round | None = None,
     ) -> ResultHeader:
         """Fetch, verify and keep this member's result; waits up to ``wait`` seconds for matching.
 
@@ -214,20 +222,42 @@ class MemberRole:
         transaction, which commits only if they are exactly the signed leaves (count, order,
         Merkle root). A result that fails leaves nothing kept. Raises ``InvalidSignature``
         (header), ``ResultMismatch`` (leaves or log entry), ``LogInconsistent`` or ``NotFound``.
+
+        In a round that shares labels, each matched token's peer labels are checked against its
+        holder count as the pages stream in (``leads.refuse_leads``), in the scope this node
+        recorded when it committed (else ``round``'s, or the coordinator's word for it); the
+        refused ones are kept with the result (``lead_checks``), which is kept whole: the
+        coordinator's signature over them is the evidence of what it claimed.
         """
         self.check_log()
+        scope = self._label_scope(round_id, round)
         deadline = time.monotonic() + wait
         while True:
             try:
                 with contextlib.closing(self.coordinator.get_result(round_id)) as parts:
-                    return self._verify_and_keep(round_id, round_name, parts)
+                    return self._verify_and_keep(round_id, round_name, scope, parts)
             except NotFound:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(poll)
 
+    def _label_scope(self, round_id: str, round: Round | None) -> tuple[str, bool]:
+        """(scope, share_labels) of ``round_id``: as this node recorded it when it committed, else as
+        the coordinator says (a node that committed elsewhere, or lost the commit's reply)."""
+        with self.uow.reading() as tx:
+            recorded = tx.results.recorded_scope(round_id)
+        if recorded is not None:
+            return recorded
+        if round is None:
+            round, _ = self.coordinator.get_round(round_id)
+        return round.set_scope, round.share_labels
+
     def _verify_and_keep(
-        self, round_id: str, round_name: str, parts: Iterator[SignedResultHeader | LeafPage]
+        self,
+        round_id: str,
+        round_name: str,
+        scope: tuple[str, bool],
+        parts: Iterator[SignedResultHeader | LeafPage],
     ) -> ResultHeader:
         first = next(parts, None)
         if not isinstance(first, SignedResultHeader):
@@ -238,6 +268,8 @@ class MemberRole:
         check_issue_entry(header, first.audit_entry, first.audit_proof)
         self.log.witness(header.checkpoint)
         leaves = LeafVerifier(header)
+        set_scope, share_labels = scope
+        refused: list[RefusedLead] = []
         try:
             with self.uow.writing() as tx:
                 tx.results.save_header(
@@ -252,6 +284,15 @@ class MemberRole:
                     if not isinstance(part, LeafPage):
                         raise ResultMismatch(f"the coordinator's result for round {round_id} has a second header")
                     matches = leaves.add(part)
+                    if share_labels:
+                        keys = tx.repo.label_keys_for_tokens(header.key_epoch, [m.match_token for m in matches])
+                        refused += refuse_leads(
+                            matches,
+                            keys,
+                            key_epoch=header.key_epoch,
+                            scope=set_scope,
+                            own_sealer=self.labels.own_pseudonym,
+                        )
                     tx.results.add_leaves(
                         round_id,
                         [
@@ -261,13 +302,15 @@ class MemberRole:
                     )
                     self.progress("fetch", leaves.count, header.match_count)
                 leaves.finish()
+                tx.results.record_scope(round_id, set_scope, share_labels=share_labels)
+                tx.results.save_refusals(round_id, refused)
         except ResultMismatch as exc:
             raise ResultMismatch(f"round {round_id}: {exc}; the result is refused and nothing of it kept") from None
         return header
 
     def fetch_and_keep(self, round: Round, *, wait: float = 0.0) -> ResultHeader:
         """``fetch_result`` for ``round``, kept under its name for reports."""
-        return self.fetch_result(round.round_id, round_name=round.name, wait=wait)
+        return self.fetch_result(round.round_id, round_name=round.name, wait=wait, round=round)
 
     def kept_result(self, round_id: str) -> MemberResult:
         """A kept result, read back from the node's database (verified when it was fetched).
@@ -282,12 +325,19 @@ class MemberRole:
         )
 
     def leads(self, result: MemberResult) -> list[Lead]:
-        """Map matched tokens to own identifiers and open the peers' labels (``protocol.leads``)."""
+        """Map matched tokens to own identifiers and open the peers' labels (``protocol.leads``);
+        the matches refused when the result was fetched (``lead_checks``) are not leads."""
         tokens = [m.match_token for m in result.matches]
         with self.uow.reading() as tx:
             own = tx.repo.identifiers_for_tokens(result.key_epoch, tokens)
             keys = tx.repo.label_keys_for_tokens(result.key_epoch, tokens)
-        return build_leads(result, own, keys)
+            checks = tx.results.get_checks(result.round_id)
+        return build_leads(result, own, keys, scope=checks.scope, refused=checks.refused_tokens())
+
+    def lead_checks(self, round_id: str) -> LeadChecks:
+        """The scope of ``round_id``'s labels and the matches of its kept result refused as leads."""
+        with self.uow.reading() as tx:
+            return tx.results.get_checks(round_id)
 
     # The coordinator's audit log ---------------------------------------------------------------
 
@@ -341,4 +391,5 @@ class MemberRole:
         seconds["wait for result"], clock = time.perf_counter() - clock, time.perf_counter()
         leads = tuple(self.leads(self.kept_result(round_id)))
         seconds["open leads"] = time.perf_counter() - clock
-        return JoinOutcome(round, computed, submitted, header, leads, seconds, delta, replaced)
+        refused = self.lead_checks(round_id).refused
+        return JoinOutcome(round, computed, submitted, header, leads, seconds, delta, replaced, refused)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
-from alliance_psi.crypto.labels import LabelContext, seal_label
+from alliance_psi.crypto.labels import LABEL_VERSION, LabelContext, seal_label, sealer_pseudonym
 from alliance_psi.protocol.coordinator import Chunk, Commit
 from alliance_psi.protocol.delta import KEEP, PUT, merge_delta
 from alliance_psi.protocol.leads import LeadLabel
@@ -46,20 +46,26 @@ def no_progress(stage: str, done: int, total: int | None) -> None:
 def _encoded_label(category: str, severity: str, first_seen: date | None, case_ref: str) -> tuple[bytes, bytes]:
     # Many identifiers share a label (same category, severity, date and case): encode it once.
     # No name inside: co-holders see the name the coordinator attests (``share_name``), if any.
+    # The fingerprint covers the label format too: a node re-seals every label once in a new format.
     label = LeadLabel(category or "other", severity or None, first_seen, case_ref or None)
     plaintext = label.encode()
-    return plaintext, hashlib.blake2b(plaintext, digest_size=16).digest()
+    return plaintext, hashlib.blake2b(bytes([LABEL_VERSION]) + plaintext, digest_size=16).digest()
 
 
 @dataclass(frozen=True, slots=True)
 class LabelSealer:
-    """Seals the node's labels with ``nonce_key`` (never leaves the node). Labels carry no name."""
+    """Seals the node's labels with ``nonce_key`` (never leaves the node), which gives each label its
+    synthetic nonce and its sealer pseudonym (``crypto.labels``). Labels carry no name."""
 
     nonce_key: bytes
 
     def for_round(self, round: Round) -> RoundLabels:
         """The labels of ``round``'s submission (none, when the round shares no labels)."""
         return RoundLabels(round.share_labels, round.key_epoch, round.set_scope, self.nonce_key)
+
+    def own_pseudonym(self, context: LabelContext) -> bytes:
+        """This node's sealer pseudonym for ``context``: what its own label for the token carries."""
+        return sealer_pseudonym(self.nonce_key, context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +92,8 @@ class RoundLabels:
         """The sealed label for ``row`` in the round's scope, or None when the round shares none."""
         if not self.share:
             return None
-        context = LabelContext(self.key_epoch, row.match_token)
-        return seal_label(row.label_key, plaintext, context, nonce_key=self.nonce_key, scope=self.scope)
+        context = LabelContext(self.key_epoch, row.match_token, self.scope)
+        return seal_label(row.label_key, plaintext, context, sealer_key=self.nonce_key)
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ a repeated field before turning its elements into Python objects.
 
 The largest legal requests are computed here from the item sizes (one source of truth): a
 submission chunk of ``MAX_CHUNK_ITEMS`` tokens with sealed labels (``CHUNK_REQUEST``, about
-2.5 MB) and an evaluation batch of ``MAX_EVALUATE_BATCH`` elements (``EVALUATE_REQUEST``).
+2.7 MB) and an evaluation batch of ``MAX_EVALUATE_BATCH`` elements (``EVALUATE_REQUEST``).
 Servers refuse anything larger before decoding it (``protocol.wire``).
 """
 

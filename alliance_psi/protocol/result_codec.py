@@ -84,7 +84,7 @@ RESULT_FORMAT_VERSION = 4  # 3: the audit log's checkpoint; 4: the member's key 
 _MAGIC = b"APSI-RESULT"
 _HEADER_PREFIX = _MAGIC + bytes([RESULT_FORMAT_VERSION])
 # A page of leaves stays far below any gRPC message limit: 256 KiB of leaves, or one leaf if a
-# single leaf is larger (a token held by about 900 members, each with a label).
+# single leaf is larger (a token held by about 850 members, each with a label).
 PAGE_BYTES = 256 * 1024
 KEY_PIN_BYTES = 32
 

@@ -69,7 +69,7 @@ __all__ = [
     "server_options",
 ]
 
-# The largest legal request (a full submission chunk, about 2.5 MB): servers receive and clients
+# The largest legal request (a full submission chunk, about 2.7 MB): servers receive and clients
 # send nothing larger. Each method's own limit (``protocol.wire.WireLimit``) is checked as well.
 MAX_REQUEST_BYTES = max(CHUNK_REQUEST.max_bytes, EVALUATE_REQUEST.max_bytes, SMALL_REQUEST.max_bytes)
 # The largest response: a member's whole signed result travels in one GetResult response.

@@ -10,12 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, delete, func, select, update
 
 from alliance_psi.errors import NotFound
+from alliance_psi.protocol.leads import LeadChecks, RefusedLead
 from alliance_psi.protocol.node_rows import KeptHeader, KeptLeaf
 from alliance_psi.storage._common import bulk_insert, stream
-from alliance_psi.storage.schema import member_result_headers, member_result_leaves
+from alliance_psi.storage.schema import (
+    member_refused_leads,
+    member_result_headers,
+    member_result_leaves,
+    member_round_scopes,
+)
 
 __all__ = ["KeptResults"]
 
@@ -37,8 +43,9 @@ class KeptResults:
     def save_header(
         self, round_id: str, *, key_epoch: str, round_name: str, header: bytes, signature: bytes, at: datetime
     ) -> None:
-        """Keep a verified signed header, replacing an earlier copy of the round's result and its leaves."""
-        self._conn.execute(delete(member_result_leaves).where(member_result_leaves.c.round_id == round_id))
+        """Keep a verified signed header, replacing an earlier copy of the round's result, its leaves and refusals."""
+        for table in (member_refused_leads, member_result_leaves):
+            self._conn.execute(delete(table).where(table.c.round_id == round_id))
         self._conn.execute(delete(member_result_headers).where(member_result_headers.c.round_id == round_id))
         self._conn.execute(
             member_result_headers.insert().values(
@@ -88,3 +95,43 @@ class KeptResults:
         kept = member_result_headers.c
         query = select(kept.round_id, kept.round_name, kept.fetched_at).order_by(kept.fetched_at.desc())
         return [(row.round_id, row.round_name, row.fetched_at) for row in self._conn.execute(query)]
+
+    def record_scope(self, round_id: str, set_scope: str, *, share_labels: bool) -> None:
+        """Record the scope this node committed to ``round_id`` in (its labels are sealed in it)."""
+        scopes = member_round_scopes.c
+        values = {"set_scope": set_scope, "share_labels": share_labels}
+        if not self._conn.execute(
+            update(member_round_scopes).where(scopes.round_id == round_id).values(values)
+        ).rowcount:
+            self._conn.execute(member_round_scopes.insert().values(round_id=round_id, **values))
+
+    def recorded_scope(self, round_id: str) -> tuple[str, bool] | None:
+        """(scope, share_labels) this node recorded for ``round_id`` (``record_scope``), or None."""
+        scopes = member_round_scopes.c
+        row = self._conn.execute(
+            select(scopes.set_scope, scopes.share_labels).where(scopes.round_id == round_id)
+        ).first()
+        return None if row is None else (row.set_scope, bool(row.share_labels))
+
+    def save_refusals(self, round_id: str, refused: Sequence[RefusedLead]) -> None:
+        """Keep the refused leads of the round's result (after ``save_header``, same transaction)."""
+        bulk_insert(
+            self._conn,
+            member_refused_leads,
+            ("round_id", "match_token", "holder_count", "reason"),
+            [(round_id, r.match_token, r.holder_count, r.reason) for r in refused],
+        )
+
+    def get_checks(self, round_id: str) -> LeadChecks:
+        """The scope the round's labels are sealed in (None: no labels, or no scope recorded, as for a
+        result kept before nodes checked labels, whose labels of an older format do not open) and
+        the refused leads of its kept result."""
+        recorded = self.recorded_scope(round_id)
+        scope = recorded[0] if recorded is not None and recorded[1] else None
+        refused = member_refused_leads.c
+        rows = self._conn.execute(
+            select(refused.match_token, refused.holder_count, refused.reason)
+            .where(refused.round_id == round_id)
+            .order_by(refused.match_token)
+        )
+        return LeadChecks(scope, tuple(RefusedLead(bytes(t), int(n), str(reason)) for t, n, reason in rows))

@@ -51,8 +51,10 @@ __all__ = [
     "member_checkpoints",
     "member_log_evidence",
     "member_pending",
+    "member_refused_leads",
     "member_result_headers",
     "member_result_leaves",
+    "member_round_scopes",
     "member_set_state",
     "member_sets",
     "member_submitted",
@@ -427,6 +429,29 @@ member_result_leaves = Table(
     Column("leaf_index", BigInteger, primary_key=True),
     Column("match_token", LargeBinary(MATCH_TOKEN_BYTES), nullable=False),
     Column("leaf", LargeBinary, nullable=False),
+    _length_is("match_token", MATCH_TOKEN_BYTES),
+)
+
+# The scope in which this member node committed to each round (written with the commit, so it is
+# the node's own record, not what the coordinator says later), and each matched token of a kept
+# result whose peer labels did not back its holder count (``protocol.leads.refuse_leads``), with
+# the reason, written with the result. The signed result itself stays in the tables above: the
+# evidence.
+member_round_scopes = Table(
+    "member_round_scopes",
+    metadata,
+    Column("round_id", Text, primary_key=True),
+    Column("set_scope", Text, nullable=False),
+    Column("share_labels", Boolean, nullable=False),
+)
+
+member_refused_leads = Table(
+    "member_refused_leads",
+    metadata,
+    Column("round_id", Text, primary_key=True),
+    Column("match_token", LargeBinary(MATCH_TOKEN_BYTES), primary_key=True),
+    Column("holder_count", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
     _length_is("match_token", MATCH_TOKEN_BYTES),
 )
 

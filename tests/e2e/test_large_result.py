@@ -2,7 +2,7 @@
 served by a real coordinator process over mutual TLS, streamed in pages, verified and kept by the
 member node, while the coordinator's memory stays flat.
 
-Two members submit the same 1,000,000 synthetic 16-byte tokens, each with its own 285-byte
+Two members submit the same 1,000,000 synthetic 16-byte tokens, each with its own 301-byte
 sealed label, straight through ``CoordinatorClient`` (no member crypto is needed for this).
 The figures (time and the coordinator's resident memory) are printed; run with ``-s`` to see them.
 """

@@ -32,7 +32,7 @@ from alliance_psi.protocol.audit import AuditRole
 from alliance_psi.protocol.checkpoints import Evidence, SignedCheckpoint, SignedStatement, decode_checkpoint
 from alliance_psi.protocol.coordinator import Chunk, Commit, CoordinatorRole
 from alliance_psi.protocol.custodian import CustodianRole
-from alliance_psi.protocol.leads import OwnIdentifier
+from alliance_psi.protocol.leads import LeadChecks, OwnIdentifier, RefusedLead
 from alliance_psi.protocol.model import Identity, Role, Round, SubmissionStatus
 from alliance_psi.protocol.node_rows import (
     CachedToken,
@@ -61,6 +61,8 @@ class _NodeState:
     leaves: dict[str, list[KeptLeaf]] = field(default_factory=dict)
     checkpoints: list[SignedCheckpoint] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
+    scopes: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    refused: dict[str, tuple[RefusedLead, ...]] = field(default_factory=dict)
 
 
 class MemoryNodeRepo:
@@ -176,6 +178,7 @@ class MemoryKeptResults:
     ) -> None:
         self._s.headers[round_id] = KeptHeader(key_epoch, round_name, header, signature, at)
         self._s.leaves[round_id] = []
+        self._s.refused[round_id] = ()
 
     def add_leaves(self, round_id: str, rows: Sequence[KeptLeaf]) -> None:
         self._s.leaves[round_id].extend(rows)
@@ -187,6 +190,20 @@ class MemoryKeptResults:
 
     def iter_leaves(self, round_id: str) -> Iterator[bytes]:
         yield from (row.leaf for row in sorted(self._s.leaves.get(round_id, [])))
+
+    def record_scope(self, round_id: str, set_scope: str, *, share_labels: bool) -> None:
+        self._s.scopes[round_id] = (set_scope, share_labels)
+
+    def recorded_scope(self, round_id: str) -> tuple[str, bool] | None:
+        return self._s.scopes.get(round_id)
+
+    def save_refusals(self, round_id: str, refused: Sequence[RefusedLead]) -> None:
+        self._s.refused[round_id] += tuple(refused)
+
+    def get_checks(self, round_id: str) -> LeadChecks:
+        scope, share = self._s.scopes.get(round_id, ("", False))
+        refused = sorted(self._s.refused.get(round_id, ()), key=lambda r: r.match_token)
+        return LeadChecks(scope if share else None, tuple(refused))
 
 
 class MemoryCheckpoints:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from alliance_psi.crypto.labels import SEALED_LABEL_BYTES
 from alliance_psi.errors import (
     Conflict,
     InvalidRequest,
@@ -77,7 +78,7 @@ def token(n: int) -> bytes:
 
 
 def label(n: int) -> bytes:
-    return bytes([n]) * 285
+    return bytes([n]) * SEALED_LABEL_BYTES
 
 
 def stage(

@@ -13,9 +13,11 @@ from alliance_psi.crypto.labels import (
     MAX_LABEL_PLAINTEXT_BYTES,
     SEALED_LABEL_BYTES,
     LabelContext,
+    OpenedLabel,
     _seal_with_nonce,
     open_label,
     seal_label,
+    sealer_pseudonym,
 )
 from alliance_psi.errors import InvalidLabel, LabelTooLarge
 from tests.helpers.vectors import load_json
@@ -37,11 +39,12 @@ def test_derive_vectors(v: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("v", VECTORS, ids=IDS)
 def test_seal_vectors(v: dict[str, str]) -> None:
-    context = LabelContext(v["key_epoch"], bytes.fromhex(v["match_token"]))
-    key = bytes.fromhex(v["label_key"])
-    sealed = _seal_with_nonce(key, bytes.fromhex(v["label_plaintext"]), context, bytes.fromhex(v["nonce"]))
+    context = LabelContext(v["key_epoch"], bytes.fromhex(v["match_token"]), v["scope"])
+    key, plaintext = bytes.fromhex(v["label_key"]), bytes.fromhex(v["label_plaintext"])
+    sealer, nonce = bytes.fromhex(v["sealer"]), bytes.fromhex(v["nonce"])
+    sealed = _seal_with_nonce(key, plaintext, context, sealer, nonce)
     assert sealed == bytes.fromhex(v["sealed_label"])
-    assert open_label(key, sealed, context) == bytes.fromhex(v["label_plaintext"])
+    assert open_label(key, sealed, context) == OpenedLabel(plaintext, sealer)
 
 
 @settings(max_examples=50)
@@ -55,14 +58,15 @@ def test_derive_is_hkdf_expand(y: bytes) -> None:
 
 
 KEY = bytes(range(32))
-CONTEXT = LabelContext("epoch-1", bytes(range(16)))
+SCOPE = "epoch-1/phone/labels"
+CONTEXT = LabelContext("epoch-1", bytes(range(16)), SCOPE)
 
 
 @pytest.mark.parametrize("size", [0, 1, 100, MAX_LABEL_PLAINTEXT_BYTES])
 def test_sealed_size_is_fixed(size: int) -> None:
     sealed = seal_label(KEY, b"x" * size, CONTEXT)
-    assert len(sealed) == SEALED_LABEL_BYTES
-    assert open_label(KEY, sealed, CONTEXT) == b"x" * size
+    assert len(sealed) == SEALED_LABEL_BYTES == 301
+    assert open_label(KEY, sealed, CONTEXT).plaintext == b"x" * size
 
 
 def test_two_seals_differ() -> None:
@@ -80,14 +84,17 @@ def _flip(data: bytes, index: int) -> bytes:
     return bytes(mutable)
 
 
-SEALED = seal_label(KEY, b'{"c":"wool_party"}', CONTEXT)
+SEALED = seal_label(KEY, b'{"c":"wool_party"}', CONTEXT, sealer_key=b"s" * 32)
 FAILURES = {
     "wrong key": (bytes(32), SEALED, CONTEXT),
-    "wrong epoch": (KEY, SEALED, LabelContext("epoch-2", CONTEXT.match_token)),
-    "wrong token": (KEY, SEALED, LabelContext("epoch-1", bytes(16))),
+    "wrong epoch": (KEY, SEALED, LabelContext("epoch-2", CONTEXT.match_token, SCOPE)),
+    "wrong token": (KEY, SEALED, LabelContext("epoch-1", bytes(16), SCOPE)),
+    "another scope": (KEY, SEALED, LabelContext("epoch-1", CONTEXT.match_token, "epoch-1/email,phone/labels")),
     "flipped version": (KEY, _flip(SEALED, 0), CONTEXT),
-    "flipped nonce": (KEY, _flip(SEALED, 3), CONTEXT),
-    "flipped ciphertext": (KEY, _flip(SEALED, 40), CONTEXT),
+    "version 1": (KEY, b"\x01" + SEALED[1:], CONTEXT),
+    "flipped sealer": (KEY, _flip(SEALED, 5), CONTEXT),
+    "flipped nonce": (KEY, _flip(SEALED, 20), CONTEXT),
+    "flipped ciphertext": (KEY, _flip(SEALED, 60), CONTEXT),
     "flipped tag": (KEY, _flip(SEALED, len(SEALED) - 1), CONTEXT),
     "truncated": (KEY, SEALED[:-1], CONTEXT),
     "extended": (KEY, SEALED + b"\x00", CONTEXT),
@@ -98,6 +105,7 @@ FAILURES = {
 
 @pytest.mark.parametrize("key, sealed, context", list(FAILURES.values()), ids=list(FAILURES))
 def test_every_failure_is_the_same_error(key: bytes, sealed: bytes, context: LabelContext) -> None:
+    assert open_label(KEY, SEALED, CONTEXT).plaintext == b'{"c":"wool_party"}'  # Only the change fails it.
     with pytest.raises(InvalidLabel) as info:
         open_label(key, sealed, context)
     assert str(info.value) == "sealed label could not be opened"
@@ -107,30 +115,41 @@ def test_bad_padding_rejected_even_when_authentic() -> None:
     # A sealer that writes a length larger than the padded size is refused.
     from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-    nonce = bytes(12)
+    nonce, sealer = bytes(12), bytes(16)
     padded = (300).to_bytes(2, "big") + bytes(254)
-    body = ChaCha20Poly1305(KEY).encrypt(nonce, padded, CONTEXT.associated_data())
+    body = ChaCha20Poly1305(KEY).encrypt(nonce, padded, CONTEXT.associated_data(sealer))
     with pytest.raises(InvalidLabel):
-        open_label(KEY, b"\x01" + nonce + body, CONTEXT)
+        open_label(KEY, b"\x02" + sealer + nonce + body, CONTEXT)
     padded = (1).to_bytes(2, "big") + b"a" + b"\x00" * 252 + b"\x01"
-    body = ChaCha20Poly1305(KEY).encrypt(nonce, padded, CONTEXT.associated_data())
+    body = ChaCha20Poly1305(KEY).encrypt(nonce, padded, CONTEXT.associated_data(sealer))
     with pytest.raises(InvalidLabel):
-        open_label(KEY, b"\x01" + nonce + body, CONTEXT)
+        open_label(KEY, b"\x02" + sealer + nonce + body, CONTEXT)
 
 
 def test_synthetic_nonce_is_stable_per_member_scope_and_plaintext() -> None:
     member_a, member_b = b"a" * 32, b"b" * 32
-    first = seal_label(KEY, b"same", CONTEXT, nonce_key=member_a, scope="epoch-1/phone/labels")
-    assert seal_label(KEY, b"same", CONTEXT, nonce_key=member_a, scope="epoch-1/phone/labels") == first
-    assert seal_label(KEY, b"same", CONTEXT, nonce_key=member_b, scope="epoch-1/phone/labels")[1:13] != first[1:13]
-    assert seal_label(KEY, b"other", CONTEXT, nonce_key=member_a, scope="epoch-1/phone/labels")[1:13] != first[1:13]
-    assert seal_label(KEY, b"same", CONTEXT, nonce_key=member_a, scope="epoch-1/email/labels")[1:13] != first[1:13]
-    assert open_label(KEY, first, CONTEXT) == b"same"
+    other_scope = LabelContext("epoch-1", CONTEXT.match_token, "epoch-1/email/labels")
+    first = seal_label(KEY, b"same", CONTEXT, sealer_key=member_a)
+    assert seal_label(KEY, b"same", CONTEXT, sealer_key=member_a) == first
+    assert seal_label(KEY, b"same", CONTEXT, sealer_key=member_b)[17:29] != first[17:29]
+    assert seal_label(KEY, b"other", CONTEXT, sealer_key=member_a)[17:29] != first[17:29]
+    assert seal_label(KEY, b"same", other_scope, sealer_key=member_a)[17:29] != first[17:29]
+    assert open_label(KEY, first, CONTEXT) == OpenedLabel(b"same", sealer_pseudonym(member_a, CONTEXT))
 
 
-def test_a_synthetic_nonce_needs_the_scope() -> None:
-    with pytest.raises(ValueError, match="scope"):
-        seal_label(KEY, b"same", CONTEXT, nonce_key=b"a" * 32)
+def test_the_sealer_pseudonym_is_one_per_member_token_and_scope() -> None:
+    # A member recognises its own label, and two labels of one honest sealer carry one pseudonym,
+    # whatever their plaintexts; other members, tokens and scopes give unrelated pseudonyms.
+    member_a, member_b = b"a" * 32, b"b" * 32
+    mine = sealer_pseudonym(member_a, CONTEXT)
+    assert open_label(KEY, seal_label(KEY, b"one", CONTEXT, sealer_key=member_a), CONTEXT).sealer == mine
+    assert open_label(KEY, seal_label(KEY, b"two", CONTEXT, sealer_key=member_a), CONTEXT).sealer == mine
+    others = {
+        sealer_pseudonym(member_b, CONTEXT),
+        sealer_pseudonym(member_a, LabelContext("epoch-1", bytes(16), SCOPE)),
+        sealer_pseudonym(member_a, LabelContext("epoch-1", CONTEXT.match_token, "epoch-1/email/labels")),
+    }
+    assert mine not in others and len(others) == 3 and len(mine) == 16
 
 
 SYNTHETIC = load_json("alliance/derive_and_labels.json")["synthetic_nonces"]
@@ -140,14 +159,14 @@ def test_synthetic_nonce_vectors_present() -> None:
     assert len(SYNTHETIC) == 3
 
 
-@pytest.mark.parametrize("v", SYNTHETIC, ids=[f"{v['nonce_key'][:6]}-{v['scope']}" for v in SYNTHETIC])
+@pytest.mark.parametrize("v", SYNTHETIC, ids=[f"{v['sealer_key'][:6]}-{v['scope']}" for v in SYNTHETIC])
 def test_synthetic_nonce_vectors(v: dict[str, str]) -> None:
-    context = LabelContext(v["key_epoch"], bytes.fromhex(v["match_token"]))
+    context = LabelContext(v["key_epoch"], bytes.fromhex(v["match_token"]), v["scope"])
     key, plaintext = bytes.fromhex(v["label_key"]), bytes.fromhex(v["label_plaintext"])
-    sealed = seal_label(key, plaintext, context, nonce_key=bytes.fromhex(v["nonce_key"]), scope=v["scope"])
-    assert sealed[1:13] == bytes.fromhex(v["nonce"])
+    sealed = seal_label(key, plaintext, context, sealer_key=bytes.fromhex(v["sealer_key"]))
+    assert sealed[1:17] == bytes.fromhex(v["sealer"]) and sealed[17:29] == bytes.fromhex(v["nonce"])
     assert sealed == bytes.fromhex(v["sealed_label"])
-    assert open_label(key, sealed, context) == plaintext
+    assert open_label(key, sealed, context) == OpenedLabel(plaintext, bytes.fromhex(v["sealer"]))
 
 
 def test_the_same_label_in_two_scopes_looks_unrelated_to_the_coordinator() -> None:

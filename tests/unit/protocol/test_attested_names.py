@@ -16,14 +16,14 @@ def test_a_name_written_into_a_label_is_dropped() -> None:
 
 
 def test_build_leads_names_each_peer_as_attested() -> None:
-    context = LabelContext("e1", TOKEN)
+    context = LabelContext("e1", TOKEN, "e1/phone/labels")
     claims = seal_label(KEY, LeadLabel("wool_party", member="甲银行").encode(), context)
     honest = seal_label(KEY, LeadLabel("anti_collection").encode(), context)
     result = MemberResult(
         "r-1", "bank-c", "e1", 2, 10, (MatchedToken(TOKEN, 3, (PeerLabel(claims), PeerLabel(honest, "乙银行"))),)
     )
     own = {TOKEN: ("phone", "+8613900139000", "other", "level1", None, "", "139 0013 9000")}
-    (lead,) = build_leads(result, own, {TOKEN: KEY})
+    (lead,) = build_leads(result, own, {TOKEN: KEY}, scope="e1/phone/labels")
     assert {(label.category, label.member) for label in lead.peer_labels} == {
         ("wool_party", None),  # It claimed 甲银行; the coordinator attests no one.
         ("anti_collection", "乙银行"),

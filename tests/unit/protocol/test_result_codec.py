@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from alliance_psi.crypto.labels import SEALED_LABEL_BYTES
 from alliance_psi.crypto.merkle import MemoryTree, leaf_hash
 from alliance_psi.crypto.signing import SigningKey, load_public_key, verify
 from alliance_psi.errors import ConfigurationError, InvalidRequest, InvalidSignature, ResultMismatch
@@ -102,7 +103,7 @@ def test_round_trip_and_streamed_check(entries, submitted) -> None:  # type: ign
 
 
 def test_pages_stay_small_and_check_out() -> None:
-    many = tuple(MatchedToken(i.to_bytes(16, "big"), 2, (PeerLabel(bytes(285)),)) for i in range(3000))
+    many = tuple(MatchedToken(i.to_bytes(16, "big"), 2, (PeerLabel(bytes(SEALED_LABEL_BYTES)),)) for i in range(3000))
     builder, pages = ResultBuilder(page_bytes=64 * 1024), []
     for match in many:
         if (page := builder.add(match)) is not None:

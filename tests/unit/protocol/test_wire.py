@@ -34,7 +34,7 @@ def largest_chunk() -> pb_coordinator.SubmissionChunk:
 def test_the_chunk_limit_is_exactly_the_largest_legal_chunk() -> None:
     chunk = largest_chunk()
     assert chunk.ByteSize() == messages.CHUNK_REQUEST.max_bytes
-    assert 2_400_000 < messages.CHUNK_REQUEST.max_bytes < 2_600_000  # "A full chunk is about 2.5 MB."
+    assert 2_600_000 < messages.CHUNK_REQUEST.max_bytes < 2_700_000  # "A full chunk is about 2.7 MB."
     check_wire(chunk.SerializeToString(), messages.CHUNK_REQUEST, what="UploadChunks")
 
 

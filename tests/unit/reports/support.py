@@ -29,6 +29,7 @@ ROUND_ID = "r-2025q2"
 ROUND_NAME = "2025 年第二季度联盟对碰"
 MEMBER_ID = "bank-a"
 KEY_EPOCH = "2025-06"
+SCOPE = f"{KEY_EPOCH}/bank_card,email,phone,qq,wechat_id/labels"  # The scope the planted labels are sealed in.
 THRESHOLD = 2
 SUBMITTED = 1200
 GENERATED_AT = datetime(2025, 6, 30, 8, 15, tzinfo=UTC)
@@ -140,7 +141,7 @@ PLANTED = (
 
 
 def sealed_labels(planted: Planted, key_epoch: str = KEY_EPOCH) -> tuple[PeerLabel, ...]:
-    context = LabelContext(key_epoch, planted.token)
+    context = LabelContext(key_epoch, planted.token, SCOPE)
     # Labels carry no name: the coordinator attests the sealer of those whose member chose to be named.
     named = [
         PeerLabel(seal_label(planted.label_key, replace(label, member=None).encode(), context), label.member)
@@ -185,11 +186,12 @@ def keep(
         result.round_id, key_epoch=key_epoch, round_name=round_name, header=header, signature=signature, at=at
     )
     kept.add_leaves(result.round_id, [(i, leaf[:16], leaf) for i, leaf in enumerate(leaves_of(result))])
+    kept.record_scope(result.round_id, SCOPE, share_labels=True)  # As the node records it when it commits.
 
 
 def leads_for(result: MemberResult, planted: tuple[Planted, ...] = PLANTED) -> list[Lead]:
     own = {p.token: p.own() for p in planted}
-    return build_leads(result, own, {p.token: p.label_key for p in planted})
+    return build_leads(result, own, {p.token: p.label_key for p in planted}, scope=SCOPE)
 
 
 def make_report(

@@ -1,0 +1,152 @@
+"""A coordinator that lies about holders, over real gRPC and mutual TLS (adversary finding 2).
+
+The operator holds the coordinator's database and signing key. Here it writes its database
+before matching, so the coordinator's own code signs, logs and serves a result that is
+consistent in every way a member can check (signature, Merkle root, audit log): it adds
+holders to tokens with labels that are bank-a's own, one peer's label twice, garbage, or a
+peer's label from another scope. bank-a's node must refuse each such lead, say why, keep the
+signed result, and still report every honest lead.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, insert, select, update
+
+from alliance_psi.crypto.labels import LABEL_VERSION, SEALED_LABEL_BYTES
+from alliance_psi.protocol.result_codec import decode_leaf
+from alliance_psi.protocol.submission import label_digest
+from alliance_psi.storage import KeptResults
+from alliance_psi.storage.schema import member_set_state, member_sets, set_holders
+from tests.integration.services.harness import EPOCH, MEMBERS, Planted, running_alliance
+
+pytestmark = pytest.mark.timeout(240)
+
+PHONES = "epoch-test/phone/labels"
+BOTH = "epoch-test/id_card,phone/labels"
+
+
+def standing_sets(conn: Connection, scope: str) -> dict[str, dict[bytes, bytes]]:
+    """{member: {token: sealed label}} of every member's standing set in ``scope``."""
+    owners = dict(
+        conn.execute(
+            select(member_set_state.c.set_id, member_set_state.c.member_id).where(member_set_state.c.set_scope == scope)
+        ).all()
+    )
+    held = member_sets.c
+    sets: dict[str, dict[bytes, bytes]] = {member: {} for member in owners.values()}
+    for set_id, token, label in conn.execute(
+        select(held.set_id, held.match_token, held.sealed_label).where(held.set_scope == scope)
+    ):
+        sets[owners[set_id]][bytes(token)] = bytes(label)
+    return sets
+
+
+def add_holder(conn: Connection, scope: str, member: str, token: bytes, label: bytes) -> None:
+    """Put ``token`` with ``label`` in ``member``'s standing set, as the operator could."""
+    set_id = conn.execute(
+        select(member_set_state.c.set_id).where(
+            member_set_state.c.set_scope == scope, member_set_state.c.member_id == member
+        )
+    ).scalar_one()
+    conn.execute(
+        insert(member_sets).values(
+            set_scope=scope, set_id=set_id, match_token=token, sealed_label=label, label_digest=label_digest(label)
+        )
+    )
+    counted = set_holders.c
+    bumped = conn.execute(
+        update(set_holders)
+        .where(counted.set_scope == scope, counted.match_token == token)
+        .values(holders=counted.holders + 1)
+    )
+    if bumped.rowcount == 0:
+        conn.execute(insert(set_holders).values(set_scope=scope, match_token=token, holders=1))
+
+
+def replace_label(conn: Connection, scope: str, member: str, token: bytes, label: bytes) -> None:
+    set_id = conn.execute(
+        select(member_set_state.c.set_id).where(
+            member_set_state.c.set_scope == scope, member_set_state.c.member_id == member
+        )
+    ).scalar_one()
+    held = member_sets.c
+    conn.execute(
+        update(member_sets)
+        .where(held.set_scope == scope, held.set_id == set_id, held.match_token == token)
+        .values(sealed_label=label, label_digest=label_digest(label))
+    )
+
+
+def test_leads_whose_labels_do_not_back_their_holder_count_are_refused(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    planted = Planted.make()
+    with running_alliance(tmp_path, pki, custodians=1, planted=planted) as alliance:
+        admin = alliance.admin()
+        # Every member may join (no invitation list): the rounds stay open until the operator closes them.
+        rounds = {
+            scope: admin.create_round(alliance.spec(2, invited=None, allowed_types=types)).round_id
+            for scope, types in ((PHONES, ("phone",)), (BOTH, ("phone", "id_card")))
+        }
+        nodes = {member: alliance.node(member) for member in MEMBERS}  # One node (and sealer key) each.
+        for round_id in rounds.values():
+            for node in nodes.values():
+                node.tokenize(EPOCH, ["phone"])
+                node.submit(node.coordinator.get_round(round_id)[0])
+
+        with alliance.coordinator_engine.begin() as conn:
+            sets, earlier = standing_sets(conn, BOTH), standing_sets(conn, PHONES)
+            a, b, c = (sets[m] for m in MEMBERS)
+            only_a = sorted(set(a) - set(b) - set(c))
+            ab = sorted(set(a) & set(b) - set(c))
+            forged = {"own": only_a[0], "own, once": only_a[1], "twice": ab[0], "garbage": ab[1], "replayed": ab[2]}
+            # bank-a's own label, returned as bank-b's and bank-c's: "a lead shared by 3 members".
+            add_holder(conn, BOTH, "bank-b", forged["own"], a[forged["own"]])
+            add_holder(conn, BOTH, "bank-c", forged["own"], a[forged["own"]])
+            add_holder(conn, BOTH, "bank-b", forged["own, once"], a[forged["own, once"]])
+            # bank-b's label counted twice: bank-c "holds" it with bank-b's label.
+            add_holder(conn, BOTH, "bank-c", forged["twice"], b[forged["twice"]])
+            # A third holder whose "label" opens under no key.
+            garbage = bytes([LABEL_VERSION]) + secrets.token_bytes(SEALED_LABEL_BYTES - 1)
+            add_holder(conn, BOTH, "bank-c", forged["garbage"], garbage)
+            # bank-b's label for the token from the phones-only scope, replayed in this one.
+            replace_label(conn, BOTH, "bank-b", forged["replayed"], earlier["bank-b"][forged["replayed"]])
+        for round_id in rounds.values():
+            admin.close_round(round_id, "forged")
+
+        node = nodes["bank-a"]
+        round_ = node.coordinator.get_round(rounds[BOTH])[0]
+        header = node.fetch_and_keep(round_, wait=30)
+        checks = node.lead_checks(rounds[BOTH])
+        leads = node.leads(node.kept_result(rounds[BOTH]))
+        # The honest round of the other scope: every lead stands, none refused.
+        node.fetch_and_keep(node.coordinator.get_round(rounds[PHONES])[0], wait=30)
+        honest_leads = node.leads(node.kept_result(rounds[PHONES]))
+        honest_checks = node.lead_checks(rounds[PHONES])
+        with alliance.member_engines["bank-a"].connect() as conn:
+            kept = {
+                decode_leaf(leaf).match_token: decode_leaf(leaf) for leaf in KeptResults(conn).iter_leaves(rounds[BOTH])
+            }
+
+    reasons = {refusal.match_token: refusal.reason for refusal in checks.refused}
+    assert checks.scope == BOTH and set(reasons) == set(forged.values())
+    assert "own label is returned as a peer's" in reasons[forged["own"]]
+    assert "own label is returned as a peer's" in reasons[forged["own, once"]]
+    assert "identical" in reasons[forged["twice"]]
+    assert reasons[forged["garbage"]] == (
+        "held by 3 members says the coordinator, but only 1 peer label open under this identifier's key (2 needed)"
+    )
+    assert "only 0 peer labels open" in reasons[forged["replayed"]]
+    # What the coordinator signed is kept whole, the refused leaves included: the evidence.
+    assert header.match_count == len(kept) and set(forged.values()) <= set(kept)
+    assert kept[forged["own"]].holder_count == 3
+    # Refused tokens are not leads; every honest lead of the round still is, with its true count.
+    expected = planted.expected("bank-a", 2)
+    by_token = {lead.match_token: lead for lead in leads}
+    assert not set(forged.values()) & set(by_token)
+    assert len(leads) == len(expected) - 3  # Three forged tokens were real leads: "twice", "garbage", "replayed".
+    assert all(expected[lead.canonical] == lead.holder_count and lead.unreadable_labels == 0 for lead in leads)
+    assert honest_checks.scope == PHONES and honest_checks.refused == ()
+    assert {lead.canonical: lead.holder_count for lead in honest_leads} == expected
