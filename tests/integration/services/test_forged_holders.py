@@ -150,3 +150,48 @@ def test_leads_whose_labels_do_not_back_their_holder_count_are_refused(tmp_path:
     assert all(expected[lead.canonical] == lead.holder_count and lead.unreadable_labels == 0 for lead in leads)
     assert honest_checks.scope == PHONES and honest_checks.refused == ()
     assert {lead.canonical: lead.holder_count for lead in honest_leads} == expected
+
+
+def test_join_fetch_and_report_say_what_was_refused(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from alliance_psi.cli.main import main
+    from alliance_psi.storage import MemberRepository
+    from tests.integration.test_cli_node_join import write_toml
+
+    with running_alliance(tmp_path, pki, custodians=1) as alliance:
+        admin = alliance.admin()
+        round_id = admin.create_round(alliance.spec(2, invited=None)).round_id
+        runner = CliRunner()
+        configs = {m: write_toml(tmp_path / f"{m}.toml", pki, alliance, m) for m in ("bank-a", "bank-b")}
+        for config in configs.values():
+            joined = runner.invoke(main, ["node", "--config", str(config), "join", round_id, "--wait", "0"])
+            assert joined.exit_code == 0, joined.output
+        with alliance.coordinator_engine.begin() as conn:
+            a, b = (standing_sets(conn, PHONES)[m] for m in ("bank-a", "bank-b"))
+            token = sorted(set(a) - set(b))[0]
+            add_holder(conn, PHONES, "bank-b", token, a[token])  # bank-a's own label as bank-b's.
+        admin.close_round(round_id, "forged")
+        with alliance.member_engines["bank-a"].connect() as conn:
+            value = MemberRepository(conn).identifiers_for_tokens(EPOCH, [token])[token][1]
+        fetched = runner.invoke(main, ["node", "--config", str(configs["bank-a"]), "fetch", round_id, "--wait", "30"])
+        rejoined = runner.invoke(main, ["node", "--config", str(configs["bank-a"]), "join", round_id, "--wait", "30"])
+        report = tmp_path / "report.csv"
+        reported = runner.invoke(
+            main, ["node", "--config", str(configs["bank-a"]), "report", round_id, "--format", "csv", "-o", str(report)]
+        )
+    assert fetched.exit_code == 0, fetched.output
+    assert f"REFUSED 1 lead of round {round_id}: the coordinator signed a holder count" in fetched.output
+    assert (
+        f"  token {token.hex()} (held by 2, says the coordinator): this member's own label is returned as a "
+        "peer's (replayed by the coordinator or by a co-holder)\n"
+    ) in fetched.output
+    assert value not in fetched.output  # Named by its token, never by the identifier.
+    assert rejoined.exit_code == 0, rejoined.output
+    assert "REFUSED: labels do not back the count" in rejoined.output
+    assert f"REFUSED 1 lead of round {round_id}" in rejoined.output and value not in rejoined.output
+    assert reported.exit_code == 0, reported.output
+    assert "1 refused lead left out (labels do not back the count; see `node fetch`)" in reported.output
+    assert value not in report.read_text(encoding="utf-8-sig") and "13900000000" in report.read_text(
+        encoding="utf-8-sig"
+    )
