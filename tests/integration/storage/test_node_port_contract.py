@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine
 
 from alliance_psi.errors import InvalidRequest, NotFound
-from alliance_psi.protocol.leads import OwnIdentifier
+from alliance_psi.protocol.leads import LeadChecks, OwnIdentifier, RefusedLead
 from alliance_psi.protocol.node_rows import (
     CachedToken,
     IdentifierRef,
@@ -181,6 +181,31 @@ def test_a_kept_result_is_all_there_or_not_at_all(uow: Any) -> None:
         assert (kept.key_epoch, kept.round_name, kept.header, kept.signature) == (EPOCH, "named", b"h2", b"s")
         assert isinstance(kept, KeptHeader) and kept.fetched_at == NOW
         assert list(tx.results.iter_leaves("r1")) == [b"h2-0", b"h2-1"]
+
+
+def test_the_scope_recorded_at_commit_outlives_fetches_and_refusals_do_not(uow: Any) -> None:
+    with uow.reading() as tx:
+        assert tx.results.recorded_scope("r1") is None and tx.results.get_checks("r1") == LeadChecks(None)
+    with uow.writing() as tx:
+        tx.results.record_scope("r1", "e1/phone/tokens", share_labels=False)
+        tx.results.record_scope("r1", SCOPE, share_labels=True)  # Recorded again: the last one holds.
+        tx.results.record_scope("r2", "e1/phone/tokens", share_labels=False)
+    refusals = [RefusedLead(token(2), 3, "two peer labels are identical"), RefusedLead(token(1), 2, "only 0")]
+    with pytest.raises(RuntimeError), uow.writing() as tx:
+        tx.results.save_header("r1", key_epoch=EPOCH, round_name="r", header=b"h0", signature=b"s", at=NOW)
+        tx.results.save_refusals("r1", refusals[:1])
+        raise RuntimeError("a page failed its check")
+    with uow.reading() as tx:
+        assert tx.results.get_checks("r1") == LeadChecks(SCOPE)
+    for kept in (refusals[:1], refusals):  # Fetched again: the second copy's refusals replace the first's.
+        with uow.writing() as tx:
+            tx.results.save_header("r1", key_epoch=EPOCH, round_name="r", header=b"h", signature=b"s", at=NOW)
+            tx.results.save_refusals("r1", kept)
+    with uow.reading() as tx:
+        assert tx.results.recorded_scope("r1") == (SCOPE, True)
+        assert tx.results.get_checks("r1") == LeadChecks(SCOPE, (refusals[1], refusals[0]))
+        assert tx.results.get_checks("r1").refused_tokens() == {token(1), token(2)}
+        assert tx.results.get_checks("r2") == LeadChecks(None)  # A round without labels: no scope to open them.
 
 
 def test_cached_first_seen_dates_come_back_as_dates(uow: Any) -> None:
