@@ -195,3 +195,42 @@ def test_join_fetch_and_report_say_what_was_refused(tmp_path: Path, pki) -> None
     assert value not in report.read_text(encoding="utf-8-sig") and "13900000000" in report.read_text(
         encoding="utf-8-sig"
     )
+
+
+def test_a_members_superseded_label_served_as_another_holders_is_refused(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    from alliance_psi.storage import MemberRepository
+
+    with running_alliance(tmp_path, pki, custodians=1) as alliance:
+        admin = alliance.admin()
+        nodes = {member: alliance.node(member) for member in MEMBERS}
+
+        def run_round(forge=None) -> str:  # type: ignore[no-untyped-def]
+            round_id = admin.create_round(alliance.spec(2, invited=None)).round_id
+            for node in nodes.values():
+                node.tokenize(EPOCH, ["phone"])
+                node.submit(node.coordinator.get_round(round_id)[0])
+            if forge is not None:
+                with alliance.coordinator_engine.begin() as conn:
+                    forge(conn)
+            admin.close_round(round_id, "forged" if forge else "")
+            nodes["bank-a"].fetch_and_keep(nodes["bank-a"].coordinator.get_round(round_id)[0], wait=30)
+            return round_id
+
+        run_round()
+        with alliance.coordinator_engine.connect() as conn:
+            sets = standing_sets(conn, PHONES)
+        token = sorted(set(sets["bank-a"]) & set(sets["bank-b"]) - set(sets["bank-c"]))[0]
+        superseded = sets["bank-b"][token]
+        # bank-b relabels the identifier; its next delta replaces the label at the coordinator...
+        with alliance.member_engines["bank-b"].begin() as conn:
+            value = MemberRepository(conn).identifiers_for_tokens(EPOCH, [token])[token][1]
+            MemberRepository(conn).upsert_identifiers(
+                [{"type": "phone", "canonical": value, "category": "money_laundering", "severity": "level1"}]
+            )
+        # ...which kept the old one, and serves it as bank-c's: same sealer, other bytes.
+        second = run_round(lambda conn: add_holder(conn, PHONES, "bank-c", token, superseded))
+        checks = nodes["bank-a"].lead_checks(second)
+        leads = nodes["bank-a"].leads(nodes["bank-a"].kept_result(second))
+    assert [(r.match_token, r.holder_count) for r in checks.refused] == [(token, 3)]
+    assert checks.refused[0].reason == "two peer labels carry one sealer's pseudonym (one member counted twice)"
+    assert token not in {lead.match_token for lead in leads} and leads

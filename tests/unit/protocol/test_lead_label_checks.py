@@ -91,3 +91,21 @@ def test_a_round_without_labels_takes_the_coordinators_count() -> None:
     result = MemberResult("r-1", "bank-a", EPOCH, 2, 10, (MatchedToken(TOKEN, 3),))
     (lead,) = build_leads(result, OWN, {TOKEN: KEY}, scope=None)
     assert lead.holder_count == 3 and lead.peer_labels == () and lead.unreadable_labels == 0
+
+
+def test_a_node_reseals_its_labels_in_a_new_format() -> None:
+    # The fingerprint a node records per committed label covers the format, so labels of an
+    # older format (no scope, no pseudonym) are put again, sealed anew, at the next round.
+    import hashlib
+
+    from alliance_psi.crypto.labels import LABEL_VERSION, open_label
+    from alliance_psi.protocol.member_delta import RoundLabels
+    from alliance_psi.protocol.node_rows import SubmissionRow
+
+    labels = RoundLabels(True, EPOCH, SCOPE, ME)
+    row = SubmissionRow(1, TOKEN, KEY, "wool_party", "level1", None, "")
+    plaintext, fingerprint = labels.label(row)
+    assert fingerprint == hashlib.blake2b(bytes([LABEL_VERSION]) + plaintext, digest_size=16).digest()
+    assert fingerprint != hashlib.blake2b(plaintext, digest_size=16).digest()  # What format 1 recorded.
+    sealed = labels.seal(row, plaintext)
+    assert sealed is not None and open_label(KEY, sealed, CONTEXT).sealer == sealer_pseudonym(ME, CONTEXT)
