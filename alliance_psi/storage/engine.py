@@ -21,9 +21,10 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Column, Engine, Table, create_engine, event, inspect
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
+from sqlalchemy.schema import CreateColumn
 
 from alliance_psi.errors import ConfigurationError, StorageError
 from alliance_psi.storage.schema import metadata
@@ -58,23 +59,39 @@ def make_engine(url: str) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create every missing table and index; running it again changes nothing.
+    """Create every missing table and index, and add missing columns that have a default; running
+    it again changes nothing.
+
+    An upgrade that only adds tables, or columns with a server default (or nullable ones), is
+    applied in place in one transaction, keeping every row (a member's kept results and
+    checkpoints, a custodian's quota counters, the coordinator's audit log).
 
     Raises:
-        StorageError: a table exists with other columns than this version's (a database made by
-            an older alliance-psi): nothing is changed, and the message names the table.
+        StorageError: a table lacks a column this version cannot add without a value for the rows
+            already there (a database made by an incompatible alliance-psi): nothing is changed,
+            and the message names the table and the columns.
     """
     existing = inspect(engine)
+    to_add: list[tuple[Table, Column[Any]]] = []
     for table in metadata.sorted_tables:
-        if existing.has_table(table.name):
-            found = {column["name"] for column in existing.get_columns(table.name)}
-            missing = sorted(set(table.columns.keys()) - found)
-            if missing:
-                raise StorageError(
-                    f"the database's table {table.name} lacks columns {missing}: it was made by another "
-                    "version of alliance-psi; keep it for the record and start this version on a new database"
-                )
-    metadata.create_all(engine, checkfirst=True)
+        if not existing.has_table(table.name):
+            continue
+        found = {column["name"] for column in existing.get_columns(table.name)}
+        missing = [table.columns[name] for name in table.columns.keys() if name not in found]
+        blocking = sorted(c.name for c in missing if not (c.nullable or c.server_default is not None))
+        if blocking:
+            raise StorageError(
+                f"the database's table {table.name} lacks columns {blocking} that this version cannot add "
+                "to existing rows: it was made by an incompatible version of alliance-psi; keep it for the "
+                "record and start this version on a new database (docs/operations.md, Upgrade)"
+            )
+        to_add.extend((table, column) for column in missing)
+    with engine.begin() as conn:
+        for table, column in to_add:
+            conn.exec_driver_sql(
+                f"ALTER TABLE {table.name} ADD COLUMN {CreateColumn(column).compile(dialect=engine.dialect)}"
+            )
+        metadata.create_all(conn, checkfirst=True)
 
 
 def _sqlite_engine(url: URL) -> Engine:

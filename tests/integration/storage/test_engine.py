@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine, event, select, text
 
 from alliance_psi.errors import ConfigurationError, StorageError
 from alliance_psi.storage import MemberRepository, create_schema, make_engine
-from alliance_psi.storage.schema import audit_log
+from alliance_psi.storage.schema import audit_log, quota_usage
 
 
 def test_sqlite_missing_directory_names_the_path(tmp_path: Path) -> None:
@@ -64,11 +64,27 @@ def test_a_database_of_another_version_is_refused_untouched(tmp_path: Path) -> N
             "CREATE TABLE audit_log (seq BIGINT PRIMARY KEY, at TIMESTAMP, actor TEXT, action TEXT, "
             "detail TEXT, prev_hash BLOB, entry_hash BLOB)"
         )
-    with pytest.raises(StorageError, match=r"table audit_log lacks columns \['leaf_hash', 'nonce'\]"):
+    with pytest.raises(
+        StorageError, match=r"table audit_log lacks columns \['leaf_hash', 'nonce'\] that this version cannot add"
+    ):
         create_schema(old)
     with old.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE type = 'table'").scalar() == 1
     old.dispose()
+
+
+def test_an_upgrade_that_adds_a_column_with_a_default_keeps_every_row(engine: Engine) -> None:
+    # A custodian database from before quota_usage.resent_free: its counters (the defence against
+    # probing) must survive the upgrade, and the new column starts at its default.
+    create_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(quota_usage.insert().values(member_id="bank-a", key_epoch="e1", used=7))
+        conn.exec_driver_sql("ALTER TABLE quota_usage DROP COLUMN resent_free")
+    create_schema(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(select(quota_usage.c.member_id, quota_usage.c.used, quota_usage.c.resent_free)).all()
+    assert [tuple(row) for row in rows] == [("bank-a", 7, 0)]
+    create_schema(engine)  # And again: nothing left to add.
 
 
 def test_datetimes_come_back_utc_aware(engine: Engine) -> None:
