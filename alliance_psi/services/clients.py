@@ -111,6 +111,14 @@ class _Client:
         """``fn(timeout)`` under the retry policy, with failures explained."""
         return self.retry.call(self.peer, fn, explain=self.explain)
 
+    def _failed(self, err: grpc.RpcError) -> AlliancePsiError:
+        """The error of a call that is not retried (a stream); a transient failure is explained too."""
+        if err.code() in _TRANSIENT:
+            diagnosis = self.explain()
+            if diagnosis is not None and diagnosis.lasting:
+                return HandshakeFailed(f"cannot trust {self.peer}: {diagnosis.cause}")
+        return _typed_error(err, self.peer)
+
     def explain(self) -> Diagnosis | None:
         """What is wrong with the server at this client's address, if anything (after a failure)."""
         timeout = min(self.retry.timeout, DIAGNOSIS_TIMEOUT)
@@ -232,7 +240,7 @@ class CoordinatorClient(_Client):
         try:
             summary = self.stub.UploadChunks((messages.chunk_to_pb(c) for c in chunks), timeout=self.retry.timeout * 10)
         except grpc.RpcError as err:
-            raise _typed_error(err, self.peer) from None
+            raise self._failed(err) from None
         return summary.chunks_stored, summary.chunks_already_stored
 
     def submission_status(self, round_id: str, member_id: str) -> SubmissionStatus:
@@ -255,7 +263,7 @@ class CoordinatorClient(_Client):
             for part in stream:
                 yield messages.result_part_from_pb(part)
         except grpc.RpcError as err:
-            raise _typed_error(err, self.peer) from None
+            raise self._failed(err) from None
         finally:
             stream.cancel()
 
@@ -263,19 +271,19 @@ class CoordinatorClient(_Client):
         """The audit log's signed head now."""
         request = pb_coordinator.GetCheckpointRequest()
         return messages.checkpoint_from_pb(
-            self.retry.call(self.peer, lambda t: self.stub.GetCheckpoint(request, timeout=t))
+            self._call(lambda t: self.stub.GetCheckpoint(request, timeout=t))
         )
 
     def consistency(self, first: int, second: int) -> SignedStatement:
         """The coordinator's signed statement that its log's first ``second`` entries extend its first ``first``."""
         request = pb_coordinator.GetConsistencyProofRequest(first_size=first, second_size=second)
         return messages.statement_from_pb(
-            self.retry.call(self.peer, lambda t: self.stub.GetConsistencyProof(request, timeout=t))
+            self._call(lambda t: self.stub.GetConsistencyProof(request, timeout=t))
         )
 
     def inclusion(self, index: int, tree_size: int) -> tuple[bytes, tuple[bytes, ...]]:
         """Audit-log entry ``index`` and its inclusion proof in the first ``tree_size`` entries."""
         request = pb_coordinator.GetInclusionProofRequest(index=index, tree_size=tree_size)
         return messages.inclusion_from_pb(
-            self.retry.call(self.peer, lambda t: self.stub.GetInclusionProof(request, timeout=t))
+            self._call(lambda t: self.stub.GetInclusionProof(request, timeout=t))
         )

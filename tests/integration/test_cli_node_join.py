@@ -85,6 +85,20 @@ def test_join_reports_unknown_rounds_and_unreachable_peers(tmp_path: Path, pki) 
     assert result.exit_code == 1 and "coordinator at 127.0.0.1:1 is unreachable" in result.output
 
 
+def test_join_names_a_custodian_given_as_the_coordinator(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    # A newcomer's slip: the coordinator's address is a custodian's port. The node says which
+    # party answers there and what to fix, not gRPC's "Hostname Verification Check failed".
+    with running_alliance(tmp_path, pki, custodians=1) as alliance:
+        (custodian,) = alliance.custodian_addresses
+        config = write_toml(tmp_path / "a.toml", pki, alliance, "bank-a", coordinator=custodian)
+        result = CliRunner().invoke(main, ["node", "--config", str(config), "join", "r-1", "--wait", "0"])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        f"Error: cannot trust the coordinator at {custodian}: it is custodian custodian-1, not the coordinator: "
+        "check the address configured for the coordinator (NAME@HOST:PORT)"
+    )
+
+
 def test_join_needs_its_options(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["node", "join", "r-1"], env={"ALLIANCE_PSI_NODE_DATABASE": "sqlite://"})
     assert result.exit_code == 2 and "Missing option '--member-id'" in result.output
