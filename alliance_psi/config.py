@@ -34,6 +34,7 @@ __all__ = [
     "CoordinatorConfig",
     "CustodianConfig",
     "MemberConfig",
+    "NODE_FILE_KEYS",
     "NODE_FILE_PATHS",
     "PeerEndpoint",
     "peer_text_parts",
@@ -342,6 +343,22 @@ class MemberConfig:
 
 # The member node's settings file -------------------------------------------------------------
 
+# The keys of node.toml's [node] table: the node commands' option names, as written on the
+# command line (tests/unit/test_node_file_keys.py holds them to the options). No other key is read.
+NODE_FILE_KEYS = (
+    "database",
+    "member-id",
+    "ca",
+    "cert",
+    "key",
+    "coordinator",
+    "custodian",
+    "coordinator-key",
+    "data-dir",
+    "display-name",
+    "share-name",
+    "workers",
+)
 # Keys of node.toml that hold a file or folder; relative ones are relative to the file's folder.
 NODE_FILE_PATHS = ("ca", "cert", "key", "coordinator-key", "data-dir")
 _SQLITE_FILE_URL = re.compile(r"(?P<scheme>sqlite(?:\+\w+)?:///)(?P<path>[^?]*)(?P<query>\?.*)?\Z", re.DOTALL)
@@ -361,23 +378,44 @@ def read_node_file(path: Path) -> dict[str, Any]:
     against the folder that holds the file, not the current directory, so the file means the same
     whichever folder a command runs in. Other values are returned as they are; the CLI checks them.
 
+    The file is read strictly: a key that is not one of ``NODE_FILE_KEYS`` (a typo, ``data_dir``
+    for ``data-dir``) is refused rather than ignored, since an ignored path would be taken from
+    elsewhere (a ``data_dir`` once made the node keep its secrets in the current directory). A
+    UTF-8 byte order mark, as some Windows editors save, is accepted.
+
     Raises:
-        ConfigurationError: the file cannot be read or is not TOML, it has no ``[node]`` table, or a
-            path or the database is not a string; the message names the file and the key.
+        ConfigurationError: the file cannot be read or is not TOML, it has no ``[node]`` table, it
+            has a key outside ``NODE_FILE_KEYS`` (the message suggests the closest one) or outside
+            the table, or a path or the database is not a string; the message names the file and
+            the key.
     """
     import tomllib
 
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        # utf-8-sig: a leading byte order mark is not TOML, but some editors save one.
+        data = tomllib.loads(raw.decode("utf-8-sig"))
     except OSError as exc:
         raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
-        raise ConfigurationError(f"{path} is not UTF-8 text") from None
+        utf16 = " (it starts with a UTF-16 byte order mark)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise ConfigurationError(f"{path} is not UTF-8 text{utf16}: save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path} is not valid TOML: {exc}") from None
+    for key in data:
+        if key != "node":
+            hint = "; did you mean [node]?" if _closest(key, ("node",)) else ""
+            raise ConfigurationError(
+                f"{path}: unknown key {key!r} outside [node]: every setting goes in the [node] table{hint}"
+            )
     table = data.get("node")
     if not isinstance(table, dict):
         raise ConfigurationError(f"{path} has no [node] table")
+    for key in table:
+        if key not in NODE_FILE_KEYS:
+            close = _closest(key, NODE_FILE_KEYS)
+            hint = f"did you mean {close!r}?" if close else f"the keys are {', '.join(NODE_FILE_KEYS)}"
+            raise ConfigurationError(f"{path}: unknown key {key!r} in [node]; {hint}")
     folder = path.expanduser().resolve().parent
     values = dict(table)
     for key in (*NODE_FILE_PATHS, "database"):
@@ -391,6 +429,17 @@ def read_node_file(path: Path) -> dict[str, Any]:
     if isinstance(values.get("custodian"), list):
         values["custodian"] = [_anchor_resolved(entry, folder) for entry in values["custodian"]]
     return values
+
+
+def _closest(key: str, valid: tuple[str, ...]) -> str | None:
+    """The valid key ``key`` most likely meant (``data-dir`` for ``data_dir`` or ``datadir``), or None."""
+    import difflib
+
+    hyphenated = key.lower().replace("_", "-")
+    if hyphenated in valid:
+        return hyphenated
+    close = difflib.get_close_matches(hyphenated, valid, n=1)
+    return close[0] if close else None
 
 
 def _anchor_resolved(entry: Any, folder: Path) -> Any:

@@ -9,13 +9,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import inspect, text
 
 from alliance_psi.cli.main import main
 from alliance_psi.cli.node import node_group
-from alliance_psi.config import read_node_file, resolve_database_url
+from alliance_psi.config import NODE_FILE_KEYS, read_node_file, resolve_database_url
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.errors import ConfigurationError
 
@@ -201,7 +202,8 @@ def test_database_urls_that_name_no_relative_file_stay_as_written(url: str, tmp_
     "content, message",
     [
         ("[node\n", "is not valid TOML"),
-        ("[other]\n", "has no [node] table"),
+        ("[other]\n", "unknown key 'other' outside [node]: every setting goes in the [node] table"),
+        ("node = 1\n", "has no [node] table"),
         ("[node]\ncert = 5\n", "cert must be a string, not int"),
         ('[node]\ndatabase = ["sqlite:///x.db"]\n', "database must be a string, not list"),
     ],
@@ -213,3 +215,85 @@ def test_read_node_file_names_what_is_wrong(content: str, message: str, tmp_path
         read_node_file(settings)
     with pytest.raises(ConfigurationError, match="cannot read"):
         read_node_file(tmp_path / "missing.toml")
+
+
+def test_node_file_keys_are_the_options_the_file_sets() -> None:
+    # Every option a node command reads from ALLIANCE_PSI_NODE_* is a key of node.toml, and no more.
+    ctx = click.Context(node_group)
+    options = {
+        param.opts[0].removeprefix("--")
+        for name in NODE_COMMANDS
+        for param in node_group.get_command(ctx, name).params  # type: ignore[union-attr]
+        if isinstance(param.envvar, str) and param.envvar.startswith("ALLIANCE_PSI_NODE_")
+    }
+    assert options == set(NODE_FILE_KEYS)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('databse = "sqlite:///x.db"', "unknown key 'databse' in [node]; did you mean 'database'?"),
+        ('memberid = "bank-a"', "unknown key 'memberid' in [node]; did you mean 'member-id'?"),
+        ('data_dir = "secrets"', "unknown key 'data_dir' in [node]; did you mean 'data-dir'?"),
+        ('coordinator_key = "signing.pub"', "unknown key 'coordinator_key' in [node]; did you mean 'coordinator-key'?"),
+        ("colour = 1", f"unknown key 'colour' in [node]; the keys are {', '.join(NODE_FILE_KEYS)}"),
+    ],
+)
+def test_an_unknown_key_is_refused_with_the_closest_and_nothing_is_created(
+    line: str, message: str, node_folder: Path, elsewhere: Path
+) -> None:
+    # Before, data_dir was taken as --data-dir but not resolved against the file's folder: the
+    # node made ./secrets in the current directory, apart from the rest of its state.
+    settings = node_folder / "node.toml"
+    settings.write_text(
+        f'[node]\ndatabase = "sqlite:///bank-a.db"\n{NETWORK.replace("data-dir", "# data-dir")}{line}\n',
+        encoding="utf-8",
+    )
+    before = sorted(node_folder.iterdir())
+    for args in (
+        ["node", "--config", str(settings), "import", str(node_folder / "blacklist.csv")],
+        ["node", "join", "r-1", "--config", str(settings)],
+    ):
+        result = run(*args)
+        assert result.exit_code == 2, result.output
+        assert f"Error: Invalid value for --config: {settings}: {message}" in " ".join(result.output.split()), result.output
+    assert sorted(node_folder.iterdir()) == before
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('database = "sqlite:///x.db"\n[node]\n', "unknown key 'database' outside [node]: every setting goes in"),
+        (
+            '[nodes]\ndatabase = "sqlite:///x.db"\n',
+            "unknown key 'nodes' outside [node]: every setting goes in the [node] table; did you mean [node]?",
+        ),
+    ],
+)
+def test_a_key_outside_the_node_table_is_refused(content: str, message: str, tmp_path: Path) -> None:
+    settings = tmp_path / "node.toml"
+    settings.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigurationError) as refused:
+        read_node_file(settings)
+    assert str(refused.value).startswith(f"{settings}: {message}")
+
+
+def test_a_node_file_saved_with_a_byte_order_mark_is_read(node_folder: Path, elsewhere: Path) -> None:
+    settings = node_folder / "node.toml"
+    settings.write_text(settings.read_text(encoding="utf-8"), encoding="utf-8-sig")  # As Notepad saves it.
+    assert settings.read_bytes().startswith(b"\xef\xbb\xbf")
+    imported = run("node", "import", str(node_folder / "blacklist.csv"), "--config", str(settings))
+    assert imported.exit_code == 0, imported.output
+    assert (node_folder / "bank-a.db").exists() and list(elsewhere.iterdir()) == []
+
+
+def test_a_utf16_node_file_is_refused_naming_its_byte_order_mark(tmp_path: Path) -> None:
+    settings = tmp_path / "node.toml"
+    settings.write_text('[node]\ndatabase = "sqlite:///x.db"\n', encoding="utf-16")
+    result = run("node", "status", "--config", str(settings))
+    assert result.exit_code == 2
+    assert f"{settings} is not UTF-8 text (it starts with a UTF-16 byte order mark): save it as UTF-8" in " ".join(
+        result.output.split()
+    ), result.output
+    assert list(tmp_path.iterdir()) == [settings]
