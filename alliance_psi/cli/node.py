@@ -31,12 +31,21 @@ if TYPE_CHECKING:
 
     from alliance_psi.config import MemberConfig
 
-__all__ = ["database_option", "member_config", "network_options", "node_group", "open_node_database"]
+__all__ = [
+    "database_option",
+    "member_config",
+    "network_options",
+    "node_command_text",
+    "node_group",
+    "open_node_database",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _FILE = click.Path(dir_okay=False, path_type=Path)
 _ENV = "ALLIANCE_PSI_NODE_"
 _TOML_ALIASES = {"ca": "ca_cert", "custodian": "custodians"}
+# ctx.meta key: the --config path as the user typed it, for the commands a node command suggests.
+_GIVEN_CONFIG = "alliance_psi.node.config"
 # Each command's module, imported when the command is used; the modules attach their commands.
 _COMMANDS = {
     "import": "alliance_psi.cli.node_import:import_file",
@@ -72,6 +81,7 @@ def _config_after_command(ctx: click.Context, _param: click.Parameter, value: Pa
     # a file given here wins over one given before the command's name.
     if value is not None:
         ctx.default_map = {**(ctx.default_map or {}), **_node_defaults(value)}
+        ctx.meta[_GIVEN_CONFIG] = value
     return value
 
 
@@ -110,6 +120,26 @@ def node_group(ctx: click.Context, config: Path | None) -> None:
     """Run a member node: import blacklists, join rounds, read results and write reports."""
     if config is not None:
         ctx.default_map = dict.fromkeys(node_group.list_commands(ctx), _node_defaults(config))
+        if ctx.get_parameter_source("config") is click.core.ParameterSource.COMMANDLINE:
+            ctx.meta[_GIVEN_CONFIG] = config  # From the environment, it applies to the suggestion too.
+
+
+def node_command_text(*words: str) -> str:
+    """The command line of a node command this one suggests, runnable as printed.
+
+    ``node_command_text("report", "2026-11", "--format", "html", "-o", "FILE")`` is
+    ``alliance-psi node report 2026-11 --config bank-a/node.toml --format html -o FILE`` when the
+    running command was given ``--config bank-a/node.toml``: without it the suggestion would fail
+    with a missing option. The path is the one the user typed (the suggestion runs from the same
+    folder) and every word is quoted for a POSIX shell. Outside a node command, no ``--config``.
+    """
+    import shlex
+
+    ctx = click.get_current_context(silent=True)
+    config = ctx.meta.get(_GIVEN_CONFIG) if ctx is not None else None
+    leading = next((i for i, word in enumerate(words) if word.startswith("-")), len(words))
+    given = ("--config", str(config)) if config is not None else ()
+    return shlex.join(("alliance-psi", "node", *words[:leading], *given, *words[leading:]))
 
 
 def _option(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
@@ -212,7 +242,7 @@ def open_node_database(database: str, *, create: bool = False, read_only: bool =
     from alliance_psi.config import sqlite_file
     from alliance_psi.storage import create_schema, make_engine
 
-    missing = "`alliance-psi node import FILE` creates it (no other node command does)"
+    missing = f"`{node_command_text('import', 'FILE')}` creates it (no other node command does)"
     file = sqlite_file(database)
     if not create and file is not None and not file.exists():
         raise ConfigurationError(f"no node database at {file.resolve()}: {missing}")

@@ -26,9 +26,9 @@ import click
 from alliance_psi._files import read_secret, write_file_atomic
 from alliance_psi._plural import plural
 from alliance_psi.cli._options import reported
-from alliance_psi.cli.node import F, _option, database_option, node_group, open_node_database
+from alliance_psi.cli.node import F, _option, database_option, node_command_text, node_group, open_node_database
 from alliance_psi.cli.reports import console_safe, holders_text, read_public_key
-from alliance_psi.errors import ConfigurationError, InvalidSignature, StorageError
+from alliance_psi.errors import ConfigurationError, InvalidSignature, NotFound, StorageError
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -89,7 +89,11 @@ def load_report(database: str, round_id: str, *, member_id: str, public_key: byt
 
     with _member_connection(database) as conn:
         kept = KeptResults(conn)
-        key_epoch, round_name, header, signature, _ = kept.get_result(round_id)
+        try:
+            key_epoch, round_name, header, signature, _ = kept.get_result(round_id)
+        except NotFound:
+            join = node_command_text("join", round_id)
+            raise NotFound(f"no result kept for round {round_id}: run `{join}` first") from None
         leaves = list(kept.iter_leaves(round_id))
         result = reopen_result(public_key, header, signature, leaves, round_id=round_id, member_id=member_id)
         if result.key_epoch != key_epoch:

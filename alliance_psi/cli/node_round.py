@@ -12,7 +12,14 @@ import click
 
 from alliance_psi._plural import plural
 from alliance_psi.cli._options import custodian_trust_warnings, reported
-from alliance_psi.cli.node import database_option, member_config, network_options, node_group, open_node_database
+from alliance_psi.cli.node import (
+    database_option,
+    member_config,
+    network_options,
+    node_command_text,
+    node_group,
+    open_node_database,
+)
 from alliance_psi.defaults import JOIN_WAIT_SECONDS
 
 if TYPE_CHECKING:
@@ -142,13 +149,10 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
     if outcome.result is None:
         click.echo(
             f"the result is not ready yet: round {round_id} is matched once it closes; fetch the result with "
-            f"`alliance-psi node fetch {round_id} --wait SECONDS`"
+            f"`{node_command_text('fetch', round_id, '--wait', 'SECONDS')}`"
         )
         return
-    click.echo(
-        f"{plural(len(outcome.leads), 'lead')}; write the investigator report with: "
-        f"alliance-psi node report {round_id} --format html -o FILE"
-    )
+    click.echo(f"{plural(len(outcome.leads), 'lead')}; write the investigator report with: {_report_hint(round_id)}")
 
 
 @node_group.command("fetch")
@@ -173,8 +177,12 @@ def fetch(round_id: str, database: str, wait: float, **options: Any) -> None:
         click.echo(line, err=True)
     click.echo(
         f"result for round {round_id} verified and kept: {plural(header.match_count, 'matched token')}; "
-        f"write the investigator report with: alliance-psi node report {round_id} --format html -o FILE"
+        f"write the investigator report with: {_report_hint(round_id)}"
     )
+
+
+def _report_hint(round_id: str) -> str:
+    return node_command_text("report", round_id, "--format", "html", "-o", "FILE")
 
 
 def refusal_lines(round_id: str, refused: Sequence[RefusedLead]) -> list[str]:

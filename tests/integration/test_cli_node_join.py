@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from alliance_psi.cli.main import main
 from alliance_psi.services.pki import CA_CERT_FILE
 from alliance_psi.storage import MemberRepository
+from tests.helpers.printed import quoted_commands, run_as_printed
 from tests.integration.services.harness import custodian_name, running_alliance
 
 pytestmark = pytest.mark.timeout(180)
@@ -44,9 +45,10 @@ def test_join_runs_the_round_and_fetch_keeps_the_result(tmp_path: Path, pki) -> 
         first = runner.invoke(main, ["node", "join", round_id, "--config", str(config_b), "--wait", "0"])
         assert first.exit_code == 0, first.output
         assert "round joined; items committed" in first.output and "Error" not in first.output
+        # Every command the node suggests carries the --config it was run with.
         assert first.output.endswith(
             f"the result is not ready yet: round {round_id} is matched once it closes; fetch the result with "
-            f"`alliance-psi node fetch {round_id} --wait SECONDS`\n"
+            f"`alliance-psi node fetch {round_id} --config {config_b} --wait SECONDS`\n"
         )
         config_a = write_toml(tmp_path / "a.toml", pki, alliance, "bank-a")
         with alliance.member_engines["bank-a"].begin() as conn:  # Types the round does not match.
@@ -59,9 +61,19 @@ def test_join_runs_the_round_and_fetch_keeps_the_result(tmp_path: Path, pki) -> 
         assert "round joined; result verified" in joined.output and "held by 2 members" in joined.output
         assert "3 identifiers left out by the round's types (email: 1, qq: 2)\n" in joined.output
         assert "left out" not in first.output
-        fetched = runner.invoke(main, ["node", "--config", str(config_b), "fetch", round_id])
+        assert joined.output.endswith(
+            f"write the investigator report with: alliance-psi node report {round_id} --config {config_a} "
+            "--format html -o FILE\n"
+        )
+        # bank-b runs the fetch it was told to, as printed, then the report fetch suggests.
+        (fetch,) = quoted_commands(first.output)
+        fetched = run_as_printed(fetch, SECONDS="30")
         assert fetched.exit_code == 0, fetched.output
         assert fetched.output.startswith(f"result for round {round_id} verified and kept: ")
+        (report,) = quoted_commands(fetched.output)
+        written = run_as_printed(report, FILE=str(tmp_path / "bank-b.html"))
+        assert written.exit_code == 0, written.output
+        assert written.output.startswith(f"wrote {tmp_path / 'bank-b.html'} (html, mode 0600): ")
 
 
 def test_join_refuses_a_member_id_that_is_not_the_certificate(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]

@@ -19,6 +19,7 @@ from alliance_psi.cli.node import node_group
 from alliance_psi.config import NODE_FILE_KEYS, read_node_file, resolve_database_url
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.errors import ConfigurationError
+from tests.helpers.printed import quoted_commands, run_as_printed
 
 NODE_COMMANDS = sorted(node_group.list_commands(None))  # type: ignore[arg-type]
 # Enough for every node command to reach its database; nothing here is ever dialled.
@@ -107,14 +108,20 @@ def test_a_config_after_the_command_wins_over_one_before_it(node_folder: Path, t
 
 @pytest.mark.parametrize("command", [c for c in NODE_COMMANDS if c != "import"])
 def test_only_import_creates_the_node_database(command: str, node_folder: Path, elsewhere: Path) -> None:
-    result = run("node", command, *ARGUMENTS[command], "--config", str(node_folder / "node.toml"))
+    given = f"../{node_folder.name}/node.toml"  # Relative to the current folder, as a user types it.
+    result = run("node", command, *ARGUMENTS[command], "--config", given)
     assert result.exit_code == 1, result.output
     assert result.output.startswith(
-        f"Error: no node database at {node_folder / 'bank-a.db'}: `alliance-psi node import FILE` creates it "
-        "(no other node command does)"
+        f"Error: no node database at {node_folder / 'bank-a.db'}: `alliance-psi node import FILE --config {given}` "
+        "creates it (no other node command does)"
     ), result.output
     assert not (node_folder / "bank-a.db").exists() and not (node_folder / "secrets").exists()
     assert list(elsewhere.iterdir()) == []
+    # The suggested command runs as printed.
+    (hint,) = quoted_commands(result.output)
+    imported = run_as_printed(hint, FILE=str(node_folder / "blacklist.csv"))
+    assert imported.exit_code == 0, imported.output
+    assert (node_folder / "bank-a.db").exists() and list(elsewhere.iterdir()) == []
 
 
 @pytest.fixture
@@ -256,7 +263,9 @@ def test_an_unknown_key_is_refused_with_the_closest_and_nothing_is_created(
     ):
         result = run(*args)
         assert result.exit_code == 2, result.output
-        assert f"Error: Invalid value for --config: {settings}: {message}" in " ".join(result.output.split()), result.output
+        assert f"Error: Invalid value for --config: {settings}: {message}" in " ".join(result.output.split()), (
+            result.output
+        )
     assert sorted(node_folder.iterdir()) == before
     assert list(elsewhere.iterdir()) == []
 
@@ -297,3 +306,21 @@ def test_a_utf16_node_file_is_refused_naming_its_byte_order_mark(tmp_path: Path)
         result.output.split()
     ), result.output
     assert list(tmp_path.iterdir()) == [settings]
+
+
+def test_report_of_a_round_not_joined_suggests_a_join_that_runs(node_folder: Path, elsewhere: Path) -> None:
+    given = f"../{node_folder.name}/node.toml"
+    assert run("node", "import", str(node_folder / "blacklist.csv"), "--config", given).exit_code == 0
+    result = run("node", "report", "r-nope", "--config", given, "--format", "html", "-o", "leads.html")
+    assert (result.exit_code, result.output) == (
+        1,
+        f"Error: no result kept for round r-nope: run `alliance-psi node join r-nope --config {given}` first\n",
+    )
+    # As printed, the join has every option it needs: it goes as far as the (absent) coordinator.
+    (join,) = quoted_commands(result.output)
+    joined = run_as_printed(join)
+    assert joined.exit_code == 1, joined.output
+    assert joined.output.splitlines()[-1].startswith(
+        "Error: the coordinator at localhost:1 is unreachable after 4 attempts: nothing accepts connections there"
+    ), joined.output
+    assert list(elsewhere.iterdir()) == []
