@@ -270,20 +270,14 @@ class CoordinatorClient(_Client):
     def checkpoint(self) -> SignedCheckpoint:
         """The audit log's signed head now."""
         request = pb_coordinator.GetCheckpointRequest()
-        return messages.checkpoint_from_pb(
-            self._call(lambda t: self.stub.GetCheckpoint(request, timeout=t))
-        )
+        return messages.checkpoint_from_pb(self._call(lambda t: self.stub.GetCheckpoint(request, timeout=t)))
 
     def consistency(self, first: int, second: int) -> SignedStatement:
         """The coordinator's signed statement that its log's first ``second`` entries extend its first ``first``."""
         request = pb_coordinator.GetConsistencyProofRequest(first_size=first, second_size=second)
-        return messages.statement_from_pb(
-            self._call(lambda t: self.stub.GetConsistencyProof(request, timeout=t))
-        )
+        return messages.statement_from_pb(self._call(lambda t: self.stub.GetConsistencyProof(request, timeout=t)))
 
     def inclusion(self, index: int, tree_size: int) -> tuple[bytes, tuple[bytes, ...]]:
         """Audit-log entry ``index`` and its inclusion proof in the first ``tree_size`` entries."""
         request = pb_coordinator.GetInclusionProofRequest(index=index, tree_size=tree_size)
-        return messages.inclusion_from_pb(
-            self._call(lambda t: self.stub.GetInclusionProof(request, timeout=t))
-        )
+        return messages.inclusion_from_pb(self._call(lambda t: self.stub.GetInclusionProof(request, timeout=t)))
