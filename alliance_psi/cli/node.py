@@ -1,8 +1,8 @@
 """``alliance-psi node``: the member node (compliance team's side).
 
 Every option can come from a TOML file (``--config node.toml``, a ``[node]`` table whose keys are
-the option names, no other key accepted; see ``alliance_psi.config.read_node_file``), from an ``ALLIANCE_PSI_NODE_<OPTION>``
-environment variable, or from the command line; later ones win. ``--config`` goes before or after
+the option names and nothing else; see ``alliance_psi.config.read_node_file``), from an
+``ALLIANCE_PSI_NODE_<OPTION>`` environment variable, or from the command line; later ones win. ``--config`` goes before or after
 the command's name (``node --config node.toml import FILE`` or ``node import FILE --config
 node.toml``); relative paths in the file are relative to the file's folder. Only ``node import``
 creates the node's database; every other command refuses a missing one (``open_node_database``).
