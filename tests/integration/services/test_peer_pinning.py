@@ -144,3 +144,28 @@ def test_the_dialed_host_name_no_longer_matters(tmp_path: Path, pki: AlliancePki
     with run_server([coordinator_service(tmp_path)], address="127.0.0.1:0", tls=material(pki.ca, coordinator)) as port:
         with CoordinatorClient(f"127.0.0.1:{port}", pki.material("admin"), ONE_TRY) as admin:
             assert admin.list_rounds() == []
+
+
+def test_every_coordinator_call_names_a_custodian_at_its_address(tmp_path: Path, pki: AlliancePki) -> None:
+    # The node's first call of a join is the audit log's checkpoint; the result is a stream. Each
+    # says which party answers at the address, not gRPC's "Hostname Verification Check failed".
+    with running_alliance(tmp_path, pki, custodians=1) as alliance:
+        (address,) = alliance.custodian_addresses
+        with CoordinatorClient(address, pki.material("bank-a"), ONE_TRY) as client:
+            calls = {
+                "checkpoint": client.checkpoint,
+                "consistency": lambda: client.consistency(1, 2),
+                "inclusion": lambda: client.inclusion(0, 1),
+                "get_result": lambda: next(client.get_result("r-1")),
+                "upload_chunks": lambda: client.upload_chunks(iter(())),
+            }
+            messages = {}
+            for name, call in calls.items():
+                with pytest.raises(HandshakeFailed) as refused:
+                    call()
+                messages[name] = str(refused.value)
+    expected = (
+        f"cannot trust the coordinator at {address}: it is custodian custodian-1, not the coordinator: "
+        "check the address configured for the coordinator (NAME@HOST:PORT)"
+    )
+    assert messages == dict.fromkeys(calls, expected)
