@@ -120,7 +120,9 @@ class CustodianRole:
 
         Raises ``WrongEpoch``, ``InvalidRequest`` (empty or oversized batch), ``QuotaExceeded``
         (nothing is evaluated or counted) and ``MalformedElement`` (the first bad element;
-        nothing is returned and the charge is refunded).
+        nothing is returned and the batch stays charged: the elements before it were multiplied,
+        and an honest node never sends one, so a refund would make a batch of fresh elements
+        ending in a bad one free CPU for its sender). Only an internal failure is refunded.
         """
         self._require_member(caller)
         if key_epoch != self.share.epoch:
@@ -143,9 +145,8 @@ class CustodianRole:
         try:
             evaluated = self.share.blind_evaluate(elements)
         except Exception as exc:
-            if charge.charged:
-                reason = "malformed element" if isinstance(exc, MalformedElement) else "evaluation failed"
-                self.ledger.refund(self.share.epoch, caller.name, digest, reason)
+            if charge.charged and not isinstance(exc, MalformedElement):
+                self.ledger.refund(self.share.epoch, caller.name, digest, "evaluation failed")
             raise
         self.answers.put(caller.name, digest, evaluated)
         return Evaluation(evaluated, charge.used)

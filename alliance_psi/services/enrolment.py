@@ -156,15 +156,6 @@ class EnrolmentCheck:
     def _refuse(self, peer: Peer, method: str, reason: str) -> None:
         identity = peer.identity
         short = method.rsplit("/", 1)[-1]
-        log.warning(
-            "refused %s %s (%s) calling %s: key %s, serial %x",
-            identity.role.value,
-            identity.name,
-            reason,
-            short,
-            peer.spki_sha256.hex(),
-            peer.serial,
-        )
         key = (identity.role, identity.name, peer.spki_sha256, reason)
         now = self._clock()
         with self._lock:
@@ -176,6 +167,18 @@ class EnrolmentCheck:
             if len(self._refusals) >= _MAX_REFUSERS:
                 self._refusals.clear()
             self._refusals[key] = _Refusals(audited_at=now)
+        # Logged as audited, once per party, key and reason per ``audit_every``: a refused caller
+        # looping on calls must not grow the server's log either.
+        log.warning(
+            "refused %s %s (%s) calling %s: key %s, serial %x (%d more refused since the last line)",
+            identity.role.value,
+            identity.name,
+            reason,
+            short,
+            peer.spki_sha256.hex(),
+            peer.serial,
+            repeated,
+        )
         try:
             with self._engine.begin() as conn:
                 AuditLog(conn).append(

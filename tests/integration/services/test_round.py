@@ -164,8 +164,10 @@ def test_custodian_rejects_bad_elements_and_wrong_epoch(tmp_path: Path, pki) -> 
             client.evaluate(EPOCH, [good] * 8193)
         with pytest.raises(WrongEpoch, match="serves key epoch 'epoch-test', not 'epoch-other'"):
             client.evaluate("epoch-other", [good])
-        assert client.epoch().used == 0  # Nothing refused was counted.
-        assert len(client.evaluate(EPOCH, [good])) == 1 and client.epoch().used == 1
+        # Refused before the charge: sizes, counts, epoch. The two undecodable batches were charged
+        # (2 + 1 elements): a malformed element is the sender's loss, not the custodian's.
+        assert client.epoch().used == 3
+        assert len(client.evaluate(EPOCH, [good])) == 1 and client.epoch().used == 4
 
 
 def test_chunks_are_idempotent_ordered_freely_and_checked(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]

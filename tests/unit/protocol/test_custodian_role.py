@@ -59,15 +59,16 @@ def test_quota_is_per_member_and_a_refused_batch_counts_nothing(
     assert [entry["detail"]["used"] for entry in ledger.audit.entries if entry["action"] == "evaluate"] == [6, 10, 10]
 
 
-def test_a_malformed_element_refuses_the_batch_and_counts_nothing(
+def test_a_malformed_element_refuses_the_batch_and_it_stays_charged(
     custodian: CustodianRole, ledger: MemoryQuotaLedger
 ) -> None:
     for bad in (bytes(32), b"\xff" * 32, b"\x01" * 31):
         with pytest.raises(MalformedElement):
             custodian.evaluate(A, "e1", [*elements(2), bad])
-    assert custodian.epoch_status(A).used == 0
-    # A 31-byte element is refused before the charge; the two undecodable ones were charged, then refunded.
-    assert [e["action"] for e in ledger.audit.entries] == ["evaluate", "evaluate.refund"] * 2
+    # A 31-byte element is refused before the charge; the two undecodable batches were multiplied up
+    # to their bad element and stay charged (no free CPU for a batch with a bad tail).
+    assert custodian.epoch_status(A).used == 6
+    assert [e["action"] for e in ledger.audit.entries] == ["evaluate"] * 2
 
 
 def test_the_quota_is_charged_before_any_element_is_read(custodian: CustodianRole, ledger: MemoryQuotaLedger) -> None:
