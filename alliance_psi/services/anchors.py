@@ -33,6 +33,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from alliance_psi.errors import ConfigurationError
 from alliance_psi.services.pki import _parse_cert
@@ -103,7 +104,8 @@ def load_anchor(path: Path, *, custodian: str, alliance_ca: bytes, now: dt.datet
         constraints = None
     if constraints is None or not constraints.ca or not issued_by(cert, cert):
         raise ConfigurationError(f"{where}: not a self-signed CA certificate: {own_ca}")
-    if cert == _parse_cert(alliance_ca, error=ConfigurationError):
+    # By key, not by certificate: the CA holder can re-sign its own key under a new serial or dates.
+    if _spki(cert) == _spki(_parse_cert(alliance_ca, error=ConfigurationError)):
         raise ConfigurationError(
             f"{where}: this is the alliance CA, which can issue a certificate under any name, so it pins "
             f"nothing: {own_ca}, or leave ca out if {custodian} is the alliance operator's"
@@ -115,3 +117,7 @@ def load_anchor(path: Path, *, custodian: str, alliance_ca: bytes, now: dt.datet
             f"check this machine's clock, or ask {custodian}'s operator for its current CA certificate"
         )
     return TrustAnchor(cert_pem=pem, source=str(path))
+
+
+def _spki(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)

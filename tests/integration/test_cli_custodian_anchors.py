@@ -213,12 +213,34 @@ def bad_anchor_files(folder: Path, pki: AlliancePki) -> dict[str, Path]:
     files = {
         "leaf": pki.issued["custodian-2"].cert_pem,
         "alliance": pki.ca.cert_pem,
+        "alliance-resigned": _resigned(pki.ca.cert_pem, pki.ca.key_pem),
         "expired": _expired_ca(dt.datetime(2020, 1, 1, tzinfo=dt.UTC)),
         "text": b"not a certificate\n",
     }
     for name, data in files.items():
         (folder / f"{name}.pem").write_bytes(data)
     return {name: folder / f"{name}.pem" for name in (*files, "missing")}
+
+
+def _resigned(cert_pem: bytes, key_pem: bytes) -> bytes:
+    """The alliance CA's own key and subject, self-signed again under a new serial (adversary a1c)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    again = (
+        x509.CertificateBuilder()
+        .subject_name(cert.subject)
+        .issuer_name(cert.subject)
+        .public_key(cert.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(cert.not_valid_before_utc)
+        .not_valid_after(cert.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    return again.public_bytes(serialization.Encoding.PEM)
 
 
 def _expired_ca(start: dt.datetime) -> bytes:
@@ -253,6 +275,10 @@ def test_node_join_names_a_bad_custodian_entry_before_dialling_anything(tmp_path
     loaded = {
         "leaf": f"not a self-signed CA certificate: {own_ca}",
         "alliance": (
+            "this is the alliance CA, which can issue a certificate under any name, so it pins nothing: "
+            f"{own_ca}, or leave ca out if custodian-2 is the alliance operator's"
+        ),
+        "alliance-resigned": (
             "this is the alliance CA, which can issue a certificate under any name, so it pins nothing: "
             f"{own_ca}, or leave ca out if custodian-2 is the alliance operator's"
         ),
