@@ -5,7 +5,8 @@ docs/file-format.md) into the node's database in one transaction: every valid ro
 file's encoding is decided over the whole file first and printed. Rejected rows go to a rejects
 file next to the input, the first ``REJECTS_KEPT`` of them, with a count per reason on the console;
 a file whose first ``WRONG_FILE_ROWS`` rows are nearly all rejected is taken for the wrong file
-and nothing is imported. ``withdraw`` and ``purge-expired`` delete identifiers (never flag them),
+and nothing is imported (nor a rejects file written); a file without data rows is refused before
+the database is created. ``withdraw`` and ``purge-expired`` delete identifiers (never flag them),
 and their cached tokens with them. ``status`` counts what the node holds.
 
 Security: raw identifiers stay on the node, in its database and its rejects file (created with
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -113,7 +114,7 @@ def _import_help() -> str:
         "category": f"{', '.join(CATEGORY_NAMES)} (or {', '.join(list(CATEGORY_NAMES.values())[:2])}, ...); "
         "default other",
         "severity": f"{', '.join(SEVERITY_NAMES)} (or {', '.join(SEVERITY_NAMES.values())}); optional",
-        "first_seen": "YYYY-MM-DD; optional",
+        "first_seen": "YYYY-MM-DD or YYYY/M/D; optional",
         "case_ref": "at most 64 bytes, shared with matching peers; optional",
         "note": "kept on this node only; optional",
         "expires_at": "YYYY-MM-DD or YYYY-MM-DD HH:MM[+08:00], China time without a zone; optional",
@@ -139,8 +140,8 @@ first {WRONG_FILE_ROWS:,} rows are valid, the import stops: nothing is imported.
 The whole format, with an example file: docs/file-format.md.
 
 Exit code 0 if rows were imported or all were already present, even with some rejected rows; 1 if
-no row was valid, the file was taken for a wrong one, or with --strict if any row was rejected
-(then nothing is imported).
+the file has no data rows, no row was valid, the file was taken for a wrong one (then no rejects
+file is written), or with --strict if any row was rejected (then nothing is imported).
 """
 
 
@@ -170,35 +171,51 @@ def import_file(
     with reported():
         blacklist = BlacklistFile(file, encoding=encoding)
         _print_encoding(blacklist)
+        items = blacklist.read(default_type=type_)
+        # A file without data rows is refused here, before the database is created.
+        first = next(items)
         with open_node_database(database, create=True) as engine:
-            tally = _import(engine, blacklist, type_, strict, rejects_path)
+            tally = _import(engine, blacklist, chain([first], items), strict, rejects_path)
     _print_summary(f"import {file.name}", tally)
-    if tally.rejected > REJECTS_KEPT:
-        click.echo(f"first {REJECTS_KEPT:,} of {tally.rejected:,} rejected rows written to {rejects_path} (capped)")
-    elif tally.rejected:
-        click.echo(f"rejected rows written to {rejects_path}")
     if tally.stopped:
         (field_name, kind), _ = tally.reasons.most_common(1)[0]
         raise click.ClickException(
             f"stopped after {WRONG_FILE_ROWS:,} rows, {tally.rejected:,} of them rejected (most often {field_name}: "
-            f"{kind}): is this the right file (and the right --type or --encoding)? Nothing imported"
+            f"{kind}): is this the right file (and the right --type or --encoding)? Nothing imported, and no "
+            "rejects file written"
         )
+    if tally.rejected > REJECTS_KEPT:
+        click.echo(f"first {REJECTS_KEPT:,} of {tally.rejected:,} rejected rows written to {rejects_path} (capped)")
+    elif tally.rejected:
+        click.echo(f"rejected rows written to {rejects_path}")
     if strict and tally.rejected:
-        raise click.ClickException(f"strict mode: {plural(tally.rejected, 'row')} rejected, nothing imported")
-    if tally.figures["rows read"] and not (tally.figures["imported"] or tally.figures["duplicates"]):
-        raise click.ClickException("no row could be imported")
+        raise click.ClickException(
+            f"strict mode: {plural(tally.rejected, 'row')} rejected, nothing imported; fix the rows listed in "
+            f"{rejects_path} and import again"
+        )
+    if not (tally.figures["imported"] or tally.figures["duplicates"]):
+        raise click.ClickException(
+            f"no row could be imported; the rejected rows, with their reasons, are listed in {rejects_path}"
+        )
 
 
-def _import(engine: Engine, blacklist: BlacklistFile, type_: str | None, strict: bool, rejects_path: Path) -> _Tally:
-    """Stream the file into the database in one transaction, rolled back in strict mode with
-    rejections and when the file looks like a wrong one (see ``WRONG_FILE_ROWS``)."""
+def _import(
+    engine: Engine,
+    blacklist: BlacklistFile,
+    items: Iterator[ImportRecord | Rejection],
+    strict: bool,
+    rejects_path: Path,
+) -> _Tally:
+    """Stream the file's ``items`` into the database in one transaction, rolled back in strict
+    mode with rejections and when the file looks like a wrong one (see ``WRONG_FILE_ROWS``); then
+    no rejects file is written either: nothing in it would help fix a wrong file, and it would be
+    one more copy of its raw values."""
     from alliance_psi.identifiers.importer import Rejection
     from alliance_psi.storage import MemberRepository
 
     now = datetime.now(UTC)
     figures = {"rows read": 0, "imported": 0, "duplicates": 0, "rejected": 0, "expired (purged)": 0}
     tally = _Tally(figures)
-    items = blacklist.read(default_type=type_)
     judged = False  # Whether the first WRONG_FILE_ROWS rows were looked at as a whole.
     with (
         _progress(blacklist.rows) as advance,
@@ -227,6 +244,7 @@ def _import(engine: Engine, blacklist: BlacklistFile, type_: str | None, strict:
             if not judged and figures["rows read"] >= WRONG_FILE_ROWS:
                 judged, tally.stopped = True, _looks_wrong(figures["rows read"], tally.rejected)
                 if tally.stopped:
+                    rejects.discard()
                     break
         figures.update({"rejected": tally.rejected, "expired (purged)": repo.purge_expired(now)})
         if tally.stopped or (strict and tally.rejected):
@@ -436,7 +454,8 @@ class _RejectsFile:
     original cells; the first ``REJECTS_KEPT`` of them, then, if there were more, a last row that
     says how many were left out. Holds raw identifiers, so it is created with mode 0600; it is
     written beside its place and moved there only when the command ends without an error, so a
-    failed import leaves no half-written rejects file (and an earlier one stays as it was)."""
+    failed import leaves no half-written rejects file (and an earlier one stays as it was), and
+    not at all once ``discard`` is called."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -444,6 +463,7 @@ class _RejectsFile:
         self._temporary = ""
         self._columns: list[str] = []
         self._rejected = 0
+        self._discarded = False
 
     def __enter__(self) -> _RejectsFile:
         return self
@@ -460,6 +480,10 @@ class _RejectsFile:
         cells = [rejection.raw.get(column, "") for column in self._columns]
         csv.writer(self._handle).writerow([rejection.row, rejection.field, rejection.reason, *cells])
 
+    def discard(self) -> None:
+        """Write nothing: what was written is deleted on exit, and further rows are not written."""
+        self._discarded = True
+
     def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
         if self._handle is None:
             return
@@ -467,7 +491,7 @@ class _RejectsFile:
             left_out = f"{self._rejected - REJECTS_KEPT:,} more rejected rows not written (capped at {REJECTS_KEPT:,})"
             csv.writer(self._handle).writerow(["…", "", left_out])
         self._handle.close()
-        if error_type is None:
+        if error_type is None and not self._discarded:
             os.replace(self._temporary, self.path)
         else:
             os.unlink(self._temporary)

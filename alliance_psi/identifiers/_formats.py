@@ -30,9 +30,7 @@ def _tabular(rows: Iterator[tuple[int, list[Any]]], path: Path, default_type: st
     shown_rows = ((number, [cell_text(cell) for cell in cells], cells) for number, cells in rows)
     non_blank = (shown_row for shown_row in shown_rows if any(shown_row[1]))
     if (first := next(non_blank, None)) is None:
-        if default_type is None:
-            raise ImportFileError(f"{path}: the file is empty (no header row)")
-        return
+        raise ImportFileError(f"{path}: the file is empty" + (" (no header row)" if default_type is None else ""))
     if default_type is not None and _is_bare_value(first[1], default_type):
         for number, shown, cells in chain([first], non_blank):
             yield Row(number, {"value": cells[0]}, {"value": shown[0]})

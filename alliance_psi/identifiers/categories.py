@@ -7,7 +7,7 @@ accepts them, reports show them) and the severity order (leads and reports sort 
 
 from __future__ import annotations
 
-__all__ = ["CATEGORIES", "CATEGORY_NAMES", "SEVERITIES", "SEVERITY_NAMES", "severity_rank"]
+__all__ = ["CATEGORIES", "CATEGORY_NAMES", "CATEGORY_VARIANTS", "SEVERITIES", "SEVERITY_NAMES", "severity_rank"]
 
 CATEGORY_NAMES = {
     "proxy_rights_defense": "代理维权",
@@ -21,6 +21,8 @@ CATEGORY_NAMES = {
     "account_rental": "账户出租出借",
     "other": "其他",
 }
+# Other Chinese spellings the importer accepts for a category (其它 and 其他 are both in common use).
+CATEGORY_VARIANTS = {"其它": "other"}
 CATEGORIES = tuple(CATEGORY_NAMES)
 # Gravest first: the order is the ranking.
 SEVERITY_NAMES = {"level1": "一级", "level2": "二级"}

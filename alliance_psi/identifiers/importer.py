@@ -19,11 +19,13 @@ The format is documented for members in docs/file-format.md; this is its contrac
   or sheet, JSONL rows are line numbers. A control character in any field (tabs and line breaks
   allowed in notes) rejects the row, naming the field. A type cell (a type name or one of its
   Chinese ``TYPE_ALIASES``) wins over ``default_type``. Category defaults to ``other``; severity is
-  ``level1``, ``level2`` or empty (both also by their Chinese names); ``first_seen`` is
-  ``YYYY-MM-DD``; ``expires_at`` is a date (its midnight) or an ISO date-time, read as
+  ``level1``, ``level2`` or empty (both also by their Chinese names; a category also by a
+  ``CATEGORY_VARIANTS`` spelling); ``first_seen`` is ``YYYY-MM-DD`` or ``YYYY/M/D`` (Excel's on
+  Chinese Windows); ``expires_at`` is such a date (its midnight) or an ISO date-time, read as
   Asia/Shanghai time (UTC+8; China has no DST) when it has no zone; ``case_ref`` has at most 64
-  UTF-8 bytes, to fit the shared label. Also rejected: a value in scientific notation (Excel kept
-  only 15 of its digits) and a row with cells beyond the header. Repeated identifiers are not
+  UTF-8 bytes, to fit the shared label. Also rejected: a value in scientific notation (digits
+  lost; the reason says how many), and a row with cells beyond the header; a whole number written
+  as a decimal (``13700137012.0``) that does not normalize is rejected as that. Repeated identifiers are not
   rejected: the repository counts them as duplicates.
 - Streams: memory stays constant whatever the file size (openpyxl runs read-only).
 
@@ -46,7 +48,13 @@ from alliance_psi.errors import ImportFileError, InvalidIdentifier, truncate_val
 from alliance_psi.identifiers._formats import TEXT_READERS, sheet_rows, xlsx_rows
 from alliance_psi.identifiers._rows import COLUMN_ALIASES, FIELDS, Rejection, Row, cell_text
 from alliance_psi.identifiers._textfile import TextEncoding, survey, text_codec
-from alliance_psi.identifiers.categories import CATEGORIES, CATEGORY_NAMES, SEVERITIES, SEVERITY_NAMES
+from alliance_psi.identifiers.categories import (
+    CATEGORIES,
+    CATEGORY_NAMES,
+    CATEGORY_VARIANTS,
+    SEVERITIES,
+    SEVERITY_NAMES,
+)
 from alliance_psi.identifiers.registry import normalize
 from alliance_psi.identifiers.types import CHINA_TIME, Identifier, IdentifierType
 from alliance_psi.identifiers.types import identifier_type as named_type
@@ -65,9 +73,13 @@ __all__ = [
 ]
 
 # The categories and severities by code or by Chinese name (identifiers.categories).
-_CATEGORY_ALIASES = {name: name for name in CATEGORIES} | {zh: name for name, zh in CATEGORY_NAMES.items()}
+_CATEGORY_ALIASES = (
+    {name: name for name in CATEGORIES} | {zh: name for name, zh in CATEGORY_NAMES.items()} | CATEGORY_VARIANTS
+)
 _SEVERITY_ALIASES = {name: name for name in SEVERITIES} | {zh: name for name, zh in SEVERITY_NAMES.items()}
 _FORMATS = ".csv, .jsonl, .ndjson or .xlsx"
+# Formats of one record a line, without a header.
+_LINE_FORMATS = (".jsonl", ".ndjson")
 # Control characters are C0 and C1 (Unicode Cc); surrogates (Cs) are what a JSON "\\ud800" decodes
 # to. Notes keep tabs and line breaks (\t \n \r); labels may hold no bidirectional control either.
 _SURROGATES = r"\ud800-\udfff"
@@ -81,9 +93,16 @@ _CHARACTER_KINDS = {"Cc": "control character", "Cs": "unpaired surrogate"}
 # A shared label has a fixed padded size (crypto.labels) that the case reference shares with the rest.
 _MAX_CASE_REF_BYTES = 64
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+# YYYY/M/D: how Excel on Chinese Windows writes a date cell to CSV (2026/10/1).
+_SLASHED_DATE = re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})", re.ASCII)
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?", re.ASCII)
-# Excel keeps 15 significant digits and shows longer numbers like this: the digits are lost.
-_SCIENTIFIC = re.compile(r"\d(\.\d+)?[eE]\+?\d+", re.ASCII)
+# A number cell shown in scientific notation (Excel does so for a number wider than its column, and
+# for any of more than 15 digits, of which it keeps 15): what was saved lost the other digits.
+_SCIENTIFIC = re.compile(r"\d(?:\.(\d+))?[eE]\+?(\d+)", re.ASCII)
+_EXCEL_DIGITS = 15
+# A whole number written as a float ("13700137012.0"): a number column exported by a program that
+# reads every number as floating point.
+_FLOAT_EXPORT = re.compile(r"\d+\.0+", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -151,14 +170,23 @@ class BlacklistFile:
 
         ``identifiers_only`` (for withdrawals) checks only type and value; records get category
         ``other``. Raises ``ValueError`` at once for an unknown ``default_type``, and
-        ``ImportFileError`` while iterating for a file that cannot be read as a whole (no header).
+        ``ImportFileError`` while iterating for a file that cannot be read as a whole (empty, no
+        header, or a header and no data row: taking the first item is enough to know).
         """
         default_type = IdentifierType(default_type).value if default_type is not None else None
         if self.encoding is None:
             rows = xlsx_rows(self.path, default_type)
         else:
             rows = TEXT_READERS[self._format](self.path, self.encoding, default_type)
-        return _validated(rows, default_type, identifiers_only)
+        return self._not_empty(_validated(rows, default_type, identifiers_only))
+
+    def _not_empty(self, items: Iterator[ImportRecord | Rejection]) -> Iterator[ImportRecord | Rejection]:
+        """``items``, or ``ImportFileError`` if there is none: a file without data rows is no blacklist."""
+        if (first := next(items, None)) is None:
+            shape = "no data rows (only blank lines)" if self._format in _LINE_FORMATS else "a header but no data rows"
+            raise ImportFileError(f"{self.path} has {shape}")
+        yield first
+        yield from items
 
 
 def read_blacklist(
@@ -198,11 +226,16 @@ def _record(row: Row, default_type: str | None, only_ids: bool) -> ImportRecord:
     type_name = identifier_type.value
     if not text["value"]:
         raise _Reject("value", "required")
-    if _SCIENTIFIC.fullmatch(text["value"]):
-        raise _Reject("value", "number in scientific notation: Excel kept only 15 digits; store the column as text")
+    if scientific := _SCIENTIFIC.fullmatch(text["value"]):
+        raise _Reject("value", _scientific_reason(scientific), "number in scientific notation")
     try:
         canonical = normalize(identifier_type, text["value"]).canonical
     except InvalidIdentifier as error:
+        if _FLOAT_EXPORT.fullmatch(text["value"]):
+            reason = "number written as a decimal ('.0' added): the column was exported as numbers; store it as text"
+            raise _Reject(
+                "value", f"invalid {error.type}: {reason}", f"invalid {error.type}: number with '.0'"
+            ) from None
         raise _Reject("value", str(error), f"invalid {error.type}: {error.reason}") from None
     if only_ids:
         return ImportRecord(row.row, type_name, canonical, "other", None, None, None, None, None)
@@ -222,14 +255,30 @@ def _record(row: Row, default_type: str | None, only_ids: bool) -> ImportRecord:
     )
 
 
+def _scientific_reason(match: re.Match[str]) -> str:
+    """Why a value in scientific notation is refused: how many digits it kept of how many (no digit quoted)."""
+    kept, digits = 1 + len(match.group(1) or ""), int(match.group(2)) + 1
+    if digits > _EXCEL_DIGITS:
+        lost = f"Excel keeps only {_EXCEL_DIGITS} digits of a number, and this one has {digits}"
+    else:
+        lost = f"it kept {kept} of the number's {digits} digits"
+    return f"number in scientific notation: {lost}; store the column as text"
+
+
 def _choice(text: str, name: str, aliases: Mapping[str, str], allowed: Iterable[str]) -> str | None:
     if not text:
         return None
     if (chosen := aliases.get(text.lower())) is None:
         raise _Reject(
-            name, f"unknown {name} {truncate_value(text)!r}; allowed: {', '.join(allowed)}", f"unknown {name}"
+            name, f"unknown {name} {truncate_value(text)!r}; allowed: {_allowed(aliases, allowed)}", f"unknown {name}"
         )
     return chosen
+
+
+def _allowed(aliases: Mapping[str, str], allowed: Iterable[str]) -> str:
+    """The allowed codes, each with its other names: ``level1 (一级), level2 (二级)``."""
+    names = {code: [alias for alias, named in aliases.items() if named == code and alias != code] for code in allowed}
+    return ", ".join(f"{code} ({', '.join(others)})" if others else code for code, others in names.items())
 
 
 def _check_characters(text: Mapping[str, str], names: Iterable[str]) -> None:
@@ -247,27 +296,36 @@ def _check_characters(text: Mapping[str, str], names: Iterable[str]) -> None:
             raise _Reject(name, f"{kind} U+{ord(char):04X}", kind)
 
 
+def _calendar_date(text: str) -> date | None:
+    """``YYYY-MM-DD`` or ``YYYY/M/D`` as a date; None for neither; ``ValueError`` for no such day."""
+    if _DATE.fullmatch(text):
+        return date.fromisoformat(text)
+    if slashed := _SLASHED_DATE.fullmatch(text):
+        return date(*map(int, slashed.groups()))
+    return None
+
+
 def _date(text: str) -> date | None:
     try:
-        if _DATE.fullmatch(text):
-            return date.fromisoformat(text)
+        if (day := _calendar_date(text)) is not None:
+            return day
         _empty(text)
         return None
     except ValueError:
-        raise _Reject("first_seen", "expected YYYY-MM-DD") from None
+        raise _Reject("first_seen", "expected YYYY-MM-DD (or YYYY/M/D)") from None
 
 
 def _expiry(text: str) -> datetime | None:
     try:
-        if _DATE.fullmatch(text):
-            moment = datetime.combine(date.fromisoformat(text), time())
+        if (day := _calendar_date(text)) is not None:
+            moment = datetime.combine(day, time())
         elif _DATETIME.fullmatch(text):
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         else:
             _empty(text)
             return None
     except ValueError:
-        raise _Reject("expires_at", "expected YYYY-MM-DD or YYYY-MM-DD HH:MM[:SS][+HH:MM]") from None
+        raise _Reject("expires_at", "expected YYYY-MM-DD (or YYYY/M/D) or YYYY-MM-DD HH:MM[:SS][+HH:MM]") from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=CHINA_TIME)
 
 

@@ -86,7 +86,7 @@ def test_import_summary_rejects_file_and_purge(tmp_path: Path, db: str) -> None:
     assert re.search(r"^\s*4\s+value\s+invalid phone '138001…': not a mainland mobile number\s*$", result.stdout, re.M)
     assert re.search(r"^\s*7\s+value\s+invalid bank_card '622848…': bad check digit\s*$", result.stdout, re.M)
     assert re.search(
-        r"^\s*8\s+category\s+unknown category 'fraud'; allowed: proxy_rights_defense,", result.stdout, re.M
+        r"^\s*8\s+category\s+unknown category 'fraud'; allowed: proxy_rights_defense \(代理维权\),", result.stdout, re.M
     )
     rejects = tmp_path / "list.csv.rejects.csv"
     assert f"rejected rows written to {rejects}" in result.stdout
@@ -118,7 +118,9 @@ def test_strict_mode_imports_nothing(tmp_path: Path, db: str) -> None:
     rejects.parent.mkdir()
     result = run("node", "import", str(source), "--strict", "--rejects", str(rejects), "--database", db)
     assert result.exit_code == 1
-    assert "Error: strict mode: 2 rows rejected, nothing imported" in result.stderr
+    assert result.stderr == (
+        f"Error: strict mode: 2 rows rejected, nothing imported; fix the rows listed in {rejects} and import again\n"
+    )
     assert figures(result)["imported"] == 0 and figures(result)["rejected"] == 2
     assert stored(db) == 0
     assert len(rejects.read_text(encoding="utf-8-sig").splitlines()) == 3
@@ -126,8 +128,21 @@ def test_strict_mode_imports_nothing(tmp_path: Path, db: str) -> None:
 
 def test_a_file_with_no_valid_row_fails(tmp_path: Path, db: str) -> None:
     result = run("node", "import", str(write_csv(tmp_path / "list.csv", REJECTED)), "--database", db)
-    assert result.exit_code == 1 and "Error: no row could be imported" in result.stderr
+    rejects = tmp_path / "list.csv.rejects.csv"
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"Error: no row could be imported; the rejected rows, with their reasons, are listed in {rejects}\n",
+    )
+    assert len(rejects.read_text(encoding="utf-8-sig").splitlines()) == 1 + len(REJECTED)
     assert_no_raw_values(result)
+
+
+def test_a_file_without_data_rows_fails_before_the_database_is_created(tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "hdronly.csv", [])
+    database = tmp_path / "new.db"
+    result = run("node", "import", str(source), "--database", f"sqlite:///{database}")
+    assert (result.exit_code, result.stderr) == (1, f"Error: {source} has a header but no data rows\n")
+    assert not database.exists() and not (tmp_path / "hdronly.csv.rejects.csv").exists()
 
 
 def test_type_option_and_usage_errors(tmp_path: Path, db: str) -> None:
@@ -389,11 +404,14 @@ def test_a_file_of_nearly_all_bad_rows_stops_early_and_imports_nothing(tmp_path:
     assert result.exit_code == 1
     assert result.stderr == (
         "Error: stopped after 1,000 rows, 990 of them rejected (most often value: invalid phone: letters or "
-        "symbols in phone number): is this the right file (and the right --type or --encoding)? Nothing imported\n"
+        "symbols in phone number): is this the right file (and the right --type or --encoding)? Nothing imported, "
+        "and no rejects file written\n"
     )
     assert figures(result)["rows read"] == 1000 and figures(result)["imported"] == 0
     assert stored(db) == 0
-    assert len((tmp_path / "list.csv.rejects.csv").read_text(encoding="utf-8-sig").splitlines()) == 1 + 990
+    # A wrong file's rejects would be a copy of its raw values that helps fix nothing: none is left.
+    assert "written to" not in result.stdout
+    assert [path.name for path in tmp_path.iterdir() if "list.csv" in path.name] == ["list.csv"]
     # Eleven valid rows in the first thousand: a dirty file, not a wrong one.
     source = write_csv(tmp_path / "list.csv", [*phones(10), row("phone", "13900139000"), *junk])
     result = run("node", "import", str(source), "--database", db)

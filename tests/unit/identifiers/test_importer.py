@@ -25,8 +25,9 @@ from alliance_psi.identifiers.importer import (
 HEADER = "type,value,category,severity,first_seen,case_ref,note,expires_at\n"
 PHONE = "+8613800138000"
 CATEGORIES = (
-    "proxy_rights_defense, anti_collection, malicious_complaint, professional_complainant, "
-    "loan_intermediary, wool_party, money_laundering, telecom_fraud, account_rental, other"
+    "proxy_rights_defense (代理维权), anti_collection (反催收), malicious_complaint (恶意投诉), "
+    "professional_complainant (职业投诉人), loan_intermediary (贷款中介), wool_party (羊毛党), "
+    "money_laundering (洗钱), telecom_fraud (电信诈骗), account_rental (账户出租出借), other (其他, 其它)"
 )
 
 
@@ -144,8 +145,10 @@ def test_xlsx_cells_numbers_and_dates(tmp_path: Path) -> None:
         Rejection(
             4,
             "value",
-            "number in scientific notation: Excel kept only 15 digits; store the column as text",
+            "number in scientific notation: Excel keeps only 15 digits of a number, and this one has 18; "
+            "store the column as text",
             {"类型": "id_card", "值": "1.10105194912310e+17", "首次发现": "", "到期": ""},
+            "number in scientific notation",
         ),
         record(5, "id_card", "11010519491231002X", first_seen=date(2024, 5, 6)),
     ]
@@ -181,7 +184,23 @@ def test_missing_required_column_names_the_columns_found(tmp_path: Path) -> None
 def test_empty_file_without_type(tmp_path: Path) -> None:
     with pytest.raises(ImportFileError, match="the file is empty"):
         read(write(tmp_path, "list.csv", "\n\n"))
-    assert read(write(tmp_path, "list.csv", ""), default_type="phone") == []
+    with pytest.raises(ImportFileError, match="the file is empty$"):
+        read(write(tmp_path, "list.csv", ""), default_type="phone")
+
+
+@pytest.mark.parametrize(
+    "name, text, shape",
+    [
+        ("list.csv", HEADER + "\n,,,\n", "a header but no data rows"),
+        ("list.csv", "value\n", "a header but no data rows"),
+        ("list.jsonl", "\n  \n", "no data rows (only blank lines)"),
+    ],
+)
+def test_a_file_without_data_rows_is_refused(tmp_path: Path, name: str, text: str, shape: str) -> None:
+    path = write(tmp_path, name, text)
+    with pytest.raises(ImportFileError) as raised:
+        read(path, default_type="phone")
+    assert str(raised.value) == f"{path} has {shape}"
 
 
 @pytest.mark.parametrize("header", ["value\n", "号码\n", ""], ids=["value", "chinese", "no_header"])
@@ -222,7 +241,7 @@ def test_every_kind_of_rejection(tmp_path: Path) -> None:
         "phone,,,,,,,",
         "phone,13800138001,fraud,,,,,",
         "phone,13800138002,,level3,,,,",
-        "phone,13800138003,,,2024/03/01,,,",
+        "phone,13800138003,,,01/03/2024,,,",
         "phone,13800138004,,,2024-02-30,,,",
         "phone,13800138005,,,,,,next year",
         "phone,13800138006,,,,案件编号" + "很长" * 11 + ",,",
@@ -244,12 +263,19 @@ def test_every_kind_of_rejection(tmp_path: Path) -> None:
         ),
         (6, "value", "required"),
         (7, "category", f"unknown category 'fraud'; allowed: {CATEGORIES}"),
-        (8, "severity", "unknown severity 'level3'; allowed: level1, level2"),
-        (9, "first_seen", "expected YYYY-MM-DD"),
-        (10, "first_seen", "expected YYYY-MM-DD"),
-        (11, "expires_at", "expected YYYY-MM-DD or YYYY-MM-DD HH:MM[:SS][+HH:MM]"),
+        (8, "severity", "unknown severity 'level3'; allowed: level1 (一级), level2 (二级)"),
+        (9, "first_seen", "expected YYYY-MM-DD (or YYYY/M/D)"),
+        (10, "first_seen", "expected YYYY-MM-DD (or YYYY/M/D)"),
+        (11, "expires_at", "expected YYYY-MM-DD (or YYYY/M/D) or YYYY-MM-DD HH:MM[:SS][+HH:MM]"),
         (12, "case_ref", "too long: at most 64 bytes (UTF-8), to fit the shared label"),
-        (13, "value", "number in scientific notation: Excel kept only 15 digits; store the column as text"),
+        (
+            13,
+            "value",
+            (
+                "number in scientific notation: Excel keeps only 15 digits of a number, and this one has 18; "
+                "store the column as text"
+            ),
+        ),
         (14, "row", "1 cell(s) beyond the header's 8 columns"),
     ]
     # Counted by kind: nothing of a value, a position or a length.
@@ -260,11 +286,11 @@ def test_every_kind_of_rejection(tmp_path: Path) -> None:
         "required",
         "unknown category",
         "unknown severity",
-        "expected YYYY-MM-DD",
-        "expected YYYY-MM-DD",
-        "expected YYYY-MM-DD or YYYY-MM-DD HH:MM[:SS][+HH:MM]",
+        "expected YYYY-MM-DD (or YYYY/M/D)",
+        "expected YYYY-MM-DD (or YYYY/M/D)",
+        "expected YYYY-MM-DD (or YYYY/M/D) or YYYY-MM-DD HH:MM[:SS][+HH:MM]",
         "too long: at most 64 bytes (UTF-8), to fit the shared label",
-        "number in scientific notation: Excel kept only 15 digits; store the column as text",
+        "number in scientific notation",
         "cells beyond the header",
     ]
     assert items[0] == record(2, "phone", PHONE)
@@ -409,3 +435,45 @@ def test_rows_counts_lines(tmp_path: Path) -> None:
     assert BlacklistFile(write(tmp_path, "b.csv", "type,value\r\nphone,1\r\n")).rows == 2
     assert BlacklistFile(write(tmp_path, "c.csv", "type,value\rphone,1\r\nphone,2\n\n")).rows == 4
     assert BlacklistFile(write(tmp_path, "d.jsonl", "")).rows == 0
+
+
+def test_excel_shapes_are_named_and_chinese_windows_dates_and_spellings_accepted(tmp_path: Path) -> None:
+    rows = [
+        "phone,13700137012.0,,,,,,",
+        "phone,1.38001E+10,,,,,,",
+        "phone,13800138000,其它,,2026/10/1,,,2027/1/2",
+        "phone,13800138001,,,2026/2/30,,,",
+        "qq,10001.0,,,,,,",
+    ]
+    items = read(write(tmp_path, "list.csv", HEADER + "\n".join(rows) + "\n"))
+    assert rejections(items) == [
+        (
+            2,
+            "value",
+            (
+                "invalid phone: number written as a decimal ('.0' added): the column was exported as numbers; "
+                "store it as text"
+            ),
+        ),
+        (3, "value", "number in scientific notation: it kept 6 of the number's 11 digits; store the column as text"),
+        (5, "first_seen", "expected YYYY-MM-DD (or YYYY/M/D)"),
+        (
+            6,
+            "value",
+            "invalid qq: number written as a decimal ('.0' added): the column was exported as numbers; store it as text",
+        ),
+    ]
+    assert items[2] == record(
+        4,
+        "phone",
+        PHONE,
+        category="other",
+        first_seen=date(2026, 10, 1),
+        expires_at=datetime(2027, 1, 2, tzinfo=CHINA_TIME),
+    )
+    assert [item.kind_of_reason for item in items if isinstance(item, Rejection)] == [
+        "invalid phone: number with '.0'",
+        "number in scientific notation",
+        "expected YYYY-MM-DD (or YYYY/M/D)",
+        "invalid qq: number with '.0'",
+    ]
