@@ -144,8 +144,17 @@ def sign_checkpoint(key: SigningKey, origin: str, tree_size: int, root: bytes, t
 
 
 def open_checkpoint(public_key: bytes, signed: SignedCheckpoint) -> Checkpoint:
-    """Verify and parse; ``InvalidSignature`` if the coordinator's key did not sign it."""
-    verify(public_key, CHECKPOINT_CONTEXT, signed.body, signed.signature)
+    """Verify and parse; ``InvalidSignature`` if the coordinator's key did not sign it, naming
+    the key the checkpoint says signed it when that is another (a hint only: unsigned bytes)."""
+    try:
+        verify(public_key, CHECKPOINT_CONTEXT, signed.body, signed.signature)
+    except InvalidSignature as exc:
+        try:
+            named = decode_checkpoint(signed.body).key_id
+        except InvalidRequest:
+            named = key_id(public_key)
+        hint = f"; the checkpoint names key {named}" if named != key_id(public_key) else ""
+        raise InvalidSignature(f"the coordinator's signature over its audit-log checkpoint: {exc}{hint}") from None
     checkpoint = decode_checkpoint(signed.body)
     if checkpoint.key_id != key_id(public_key):
         raise InvalidSignature(f"checkpoint names key {checkpoint.key_id}, signed by {key_id(public_key)}")

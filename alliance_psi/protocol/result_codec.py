@@ -198,7 +198,10 @@ def open_header(
     ``InvalidSignature`` if either does not verify or the header is for another round or
     member, and ``InvalidRequest`` if signed bytes are malformed.
     """
-    verify(public_key, RESULT_CONTEXT, data, signature)
+    try:
+        verify(public_key, RESULT_CONTEXT, data, signature)
+    except InvalidSignature as exc:
+        raise InvalidSignature(f"the coordinator's signature over the result header: {exc}") from None
     header = decode_header(data)
     open_checkpoint(public_key, header.checkpoint)
     if (round_id is not None and header.round_id != round_id) or (

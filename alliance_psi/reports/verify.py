@@ -56,6 +56,10 @@ __all__ = ["ReportMismatch", "ReportedToken", "VerifiedReport", "check_rederived
 
 _SIGNATURE_BYTES = 64
 _KINDS: dict[type, str] = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
+_ONLY_JSON = (
+    "Only the signed JSON report (`alliance-psi node report ROUND --format json`) can be verified: "
+    "the HTML and CSV reports are for reading, not evidence"
+)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -192,7 +196,7 @@ def _parse(data: bytes) -> dict[str, Any]:
         raise ReportMismatch("not a lead report: not UTF-8") from None
     except json.JSONDecodeError as exc:
         where = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-        raise ReportMismatch(f"not a lead report: invalid JSON ({where})") from None
+        raise ReportMismatch(f"not a lead report: invalid JSON ({where}). {_ONLY_JSON}") from None
     if not isinstance(doc, dict) or doc.get("format") != REPORT_FORMAT:
         raise ReportMismatch(f"not a lead report: 'format' is not {REPORT_FORMAT!r}")
     version = doc.get("format_version")
@@ -220,11 +224,20 @@ def _signed_header(doc: dict[str, Any], public_key: bytes) -> tuple[ResultHeader
             f"evidence signature is {len(signature)} bytes; an Ed25519 signature is {_SIGNATURE_BYTES}"
         )
     round_id, member_id = _field(doc, "round_id", str, "report"), _field(doc, "member_id", str, "report")
+    named = _field(evidence, "key_id", str, "evidence")
     try:
         opened = open_header(public_key, header, signature, round_id=round_id, member_id=member_id)
-    except (InvalidSignature, InvalidRequest) as exc:
+    except InvalidSignature as exc:
+        # The key the report names is a hint only (nothing signs it): the likely cause is the key given.
+        hint = (
+            f"; the report names coordinator key {named}: is --coordinator-key the signing.pub of this report's "
+            "alliance?"
+            if named != key_id(public_key)
+            else ""
+        )
+        raise ReportMismatch(f"{exc}{hint}") from None
+    except InvalidRequest as exc:
         raise ReportMismatch(str(exc)) from None
-    named = _field(evidence, "key_id", str, "evidence")
     if named != key_id(public_key):
         raise ReportMismatch(f"evidence names key {named}, but the signature verifies with key {key_id(public_key)}")
     for name, kind in (("key_epoch", str), ("threshold", int), ("submitted_count", int)):

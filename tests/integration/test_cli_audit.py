@@ -93,7 +93,13 @@ def test_bad_input_is_named(tmp_path: Path) -> None:
     other = SigningKey.generate()
     file.write_bytes(write_document([sign_checkpoint(other, "coordinator", *head(url, 2), NOW)], []))
     forged = run("coordinator", "audit-verify", "--checkpoints", str(file), "--coordinator-key", key_file(tmp_path))
-    assert (forged.exit_code, forged.output) == (1, f"Error: signature does not verify against key {KEY.key_id}\n")
+    assert (forged.exit_code, forged.output) == (
+        1,
+        (
+            "Error: the coordinator's signature over its audit-log checkpoint: signature does not verify against key "
+            f"{KEY.key_id}; the checkpoint names key {other.key_id}\n"
+        ),
+    )
     missing = run(
         "coordinator",
         "audit-verify",

@@ -118,3 +118,21 @@ def test_join_needs_its_options(tmp_path: Path) -> None:
     bad.write_text("[node\n")
     result = CliRunner().invoke(main, ["node", "--config", str(bad), "join", "r-1"])
     assert result.exit_code == 2 and "is not valid TOML" in result.output
+
+
+def test_join_with_another_coordinator_key_says_which_signature_and_which_key(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    from alliance_psi.crypto.signing import SigningKey
+
+    with running_alliance(tmp_path, pki, custodians=1) as alliance:
+        round_id = alliance.admin().create_round(alliance.spec(2, invited=("bank-a", "bank-b"))).round_id
+        other = SigningKey.generate()
+        (tmp_path / "other.pub").write_text(other.public_key.hex() + "\n")
+        config = write_toml(
+            tmp_path / "a.toml", pki, alliance, "bank-a", **{"coordinator-key": str(tmp_path / "other.pub")}
+        )
+        result = CliRunner().invoke(main, ["node", "--config", str(config), "join", round_id, "--wait", "0"])
+        assert result.exit_code == 1
+        assert result.output.splitlines()[-1] == (
+            "Error: the coordinator's signature over its audit-log checkpoint: signature does not verify against key "
+            f"{other.key_id}; the checkpoint names key {alliance.signing_key.key_id}"
+        )

@@ -225,10 +225,25 @@ def test_report_verify_refuses_a_wrong_key_a_revoked_signer_and_bad_options(
 ) -> None:
     output = tmp_path / "leads.json"
     assert report(node, output, "json").exit_code == 0
-    other = tmp_path / "other.pub"
-    other.write_text(SigningKey.generate().public_key.hex())
+    other, other_key = tmp_path / "other.pub", SigningKey.generate()
+    other.write_text(other_key.public_key.hex())
     wrong_key = verify(output, node, key=str(other))
-    assert wrong_key.exit_code == 1 and wrong_key.output.startswith("Error: signature does not verify against key ")
+    assert (wrong_key.exit_code, wrong_key.output) == (
+        1,
+        (
+            "Error: the coordinator's signature over the result header: signature does not verify against key "
+            f"{other_key.key_id}; the report names coordinator key {KEY.key_id}: is "
+            "--coordinator-key the signing.pub of this report's alliance?\n"
+        ),
+    )
+    html = tmp_path / "leads.html"
+    assert report(node, html, "html").exit_code == 0
+    as_html = verify(html, node)
+    assert as_html.exit_code == 1 and as_html.output.startswith("Error: not a lead report: invalid JSON (")
+    assert as_html.output.endswith(
+        "Only the signed JSON report (`alliance-psi node report ROUND --format json`) can be verified: the HTML and "
+        "CSV reports are for reading, not evidence\n"
+    )
     crl = tmp_path / "crl.pem"
     crl.write_bytes(pki_module.revoke(CA, [CERTS["bank-a"].serial]))
     revoked = verify(output, node, "--crl", str(crl))
@@ -348,7 +363,13 @@ def test_node_report_refuses_a_wrong_key_an_unknown_round_and_a_missing_director
     other = SigningKey.generate()
     (tmp_path / "other.pub").write_text(other.public_key.hex())
     wrong = report(node, tmp_path / "x.html", "html", "--coordinator-key", str(tmp_path / "other.pub"))
-    assert (wrong.exit_code, wrong.output) == (1, f"Error: signature does not verify against key {other.key_id}\n")
+    assert (wrong.exit_code, wrong.output) == (
+        1,
+        (
+            f"Error: the coordinator's signature over the result header: signature does not verify against key "
+            f"{other.key_id}\n"
+        ),
+    )
     unknown = RUNNER.invoke(
         node_group,
         [

@@ -435,7 +435,11 @@ def _extra_peer_label(doc: dict[str, Any]) -> None:
     )
 
 
-BAD_KEY = f"signature does not verify against key {KEY.key_id}"
+ONLY_JSON = (
+    "Only the signed JSON report (`alliance-psi node report ROUND --format json`) can be verified: the HTML and CSV "
+    "reports are for reading, not evidence"
+)
+BAD_KEY = f"the coordinator's signature over the result header: signature does not verify against key {KEY.key_id}"
 # What the member node itself may sign: the coordinator's signature still binds these.
 MEMBER_FORGERIES = {
     "holder count": (
@@ -548,7 +552,11 @@ def test_each_forgery_the_member_signs_fails_on_the_coordinators_signature(
 def test_a_report_checked_with_the_wrong_coordinator_key_fails() -> None:
     with pytest.raises(InvalidSignature) as raised:
         verify_report_json(SIGNED, OTHER_KEY.public_key, ca_cert_pem=CA.cert_pem)
-    assert str(raised.value) == f"signature does not verify against key {key_id(OTHER_KEY.public_key)}"
+    assert str(raised.value) == (
+        "the coordinator's signature over the result header: signature does not verify against key "
+        f"{key_id(OTHER_KEY.public_key)}; the report names coordinator key {KEY.key_id}: is --coordinator-key the "
+        "signing.pub of this report's alliance?"
+    )
 
 
 def test_the_unsigned_rendering_is_not_evidence() -> None:
@@ -562,7 +570,11 @@ def test_the_unsigned_rendering_is_not_evidence() -> None:
 @pytest.mark.parametrize(
     "data, message",
     [
-        (b"", "not a lead report: invalid JSON (Expecting value at line 1 column 1)"),
+        (b"", f"not a lead report: invalid JSON (Expecting value at line 1 column 1). {ONLY_JSON}"),
+        (
+            b"<!DOCTYPE html>\n<html>",
+            f"not a lead report: invalid JSON (Expecting value at line 1 column 1). {ONLY_JSON}",
+        ),
         (b"\xff\xfe", "not a lead report: not UTF-8"),
         (b"[1, 2]", "not a lead report: 'format' is not 'alliance-psi/lead-report'"),
         (b'{"format": 1, "format": 2}', "not a lead report: key 'format' appears twice in one object"),
