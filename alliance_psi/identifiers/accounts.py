@@ -4,7 +4,8 @@ Contract:
 
 - ``normalize_wechat_id(raw)``: 6-20 characters, starting with a letter, then letters, digits,
   ``_`` or ``-`` (WeChat's own rules); lower-cased, as WeChat ids are case-insensitive.
-- ``normalize_qq(raw)``: a QQ number, 5-11 digits without a leading zero.
+- ``normalize_qq(raw)``: a QQ number, 5-11 digits without a leading zero; not one digit repeated
+  or counting up or down (``123456``), nor Tencent's own ``QQ_PLACEHOLDERS`` (``10000``).
 - ``normalize_alipay_account(raw)``: an Alipay login is a phone number or an email address. A
   value containing ``@`` gets the ``email`` canonical form, anything else the ``phone`` one;
   errors keep the ``alipay_account`` type. The identifier keeps the ``alipay_account`` type, so
@@ -20,6 +21,7 @@ from alliance_psi.errors import InvalidIdentifier
 from alliance_psi.identifiers._text import clean, digit_string, invalid
 from alliance_psi.identifiers.email_address import normalize_email
 from alliance_psi.identifiers.phone import normalize_phone
+from alliance_psi.identifiers.placeholders import QQ_PLACEHOLDERS, digit_placeholder, listed
 from alliance_psi.identifiers.types import IdentifierType
 
 __all__ = ["normalize_alipay_account", "normalize_qq", "normalize_wechat_id"]
@@ -44,11 +46,13 @@ def normalize_qq(raw: str) -> str:
     """Return the QQ number.
 
     Raises ``InvalidIdentifier`` ("expected digits only", "wrong length: …", "leading zero",
-    or a shared pre-cleaning reason).
+    "placeholder: …", or a shared pre-cleaning reason).
     """
     digits = digit_string(raw, IdentifierType.QQ, _QQ_LENGTHS, separators=False)
     if digits.startswith("0"):
         raise invalid(IdentifierType.QQ, "leading zero", raw)
+    if reason := listed(QQ_PLACEHOLDERS, digits) or digit_placeholder(digits):
+        raise invalid(IdentifierType.QQ, reason, raw)
     return digits
 
 

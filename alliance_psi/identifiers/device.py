@@ -2,8 +2,9 @@
 
 Contract of ``normalize_imei(raw)``: 15 digits (spaces and dashes between them ignored) whose
 last digit is the Luhn check digit of the first 14 (3GPP TS 23.003). A 14-digit IMEI without
-its check digit is rejected rather than completed, and so is one digit repeated: all zeros is
-what emulators and restricted devices report.
+its check digit is rejected rather than completed, and so is one digit repeated (all zeros is
+what emulators and restricted devices report), digits counting up or down in the first 14
+(``12345678901234`` and its check digit), and the examples of ``IMEI_PLACEHOLDERS``.
 
 Contract of ``normalize_device_id(raw)``, for vendor ids:
 
@@ -22,7 +23,13 @@ import uuid
 
 from alliance_psi.identifiers._checksum import luhn_valid
 from alliance_psi.identifiers._text import clean, digit_string, invalid
-from alliance_psi.identifiers.placeholders import REPEATED_CHARACTER, one_repeated_character
+from alliance_psi.identifiers.placeholders import (
+    IMEI_PLACEHOLDERS,
+    REPEATED_CHARACTER,
+    digit_placeholder,
+    listed,
+    one_repeated_character,
+)
 from alliance_psi.identifiers.types import IdentifierType
 
 __all__ = ["normalize_device_id", "normalize_imei"]
@@ -35,15 +42,17 @@ _ANDROID_ID = re.compile(r"[0-9a-f]{16}")
 def normalize_imei(raw: str) -> str:
     """Return the 15 digits of an IMEI.
 
-    Raises ``InvalidIdentifier`` ("expected digits only", "wrong length: …", "placeholder: one
-    character repeated", "bad check digit", or a shared pre-cleaning reason).
+    Raises ``InvalidIdentifier`` ("expected digits only", "wrong length: …", "placeholder: …",
+    "bad check digit", or a shared pre-cleaning reason).
     """
     type_ = IdentifierType.IMEI
     digits = digit_string(raw, type_, _IMEI_LENGTHS)
-    if one_repeated_character(digits):
-        raise invalid(type_, REPEATED_CHARACTER, raw)
+    if reason := digit_placeholder(digits) or digit_placeholder(digits[:-1]):
+        raise invalid(type_, reason, raw)
     if not luhn_valid(digits):
         raise invalid(type_, "bad check digit", raw)
+    if reason := listed(IMEI_PLACEHOLDERS, digits):
+        raise invalid(type_, reason, raw)
     return digits
 
 

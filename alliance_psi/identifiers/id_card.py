@@ -10,6 +10,13 @@ Contract of ``normalize_id_card(raw)``:
 - The birth date lies between 1900-01-01 and today (China time, UTC+8): a birth in 2099 or 1800
   is a made-up or mistyped number (placeholders such as ``…20990101…`` pass every other check).
   Reading today's date is this module's only dependency on the outside world.
+- Placeholders are rejected (``placeholders``): a well-known example (``ID_CARD_PLACEHOLDERS``:
+  the worked example of the standard, ``11010519491231002X``); a number whose first 14 digits are
+  ``EXAMPLE_PREFIXES`` (Dongcheng, Beijing, born 1990-03-07 or 1990-01-01: the region and birth
+  date of the examples copied from page to page, ``110101199003077777``, and of ID generators'
+  defaults); one digit typed throughout (``111111111111111``, a valid legacy number); a sequence
+  code and check character that are one digit four times (``…19900307 7777``, about 1 real
+  number in 1,100).
 - 15 digits (legacy numbers issued before 1999) are upgraded: ``19`` is inserted before the
   6-digit ``YYMMDD`` birth date and the check character is computed, so a legacy number and its
   18-digit upgrade normalize to the same canonical value.
@@ -26,9 +33,16 @@ from alliance_psi.identifiers._text import (
     remove_separators,
     wrong_length,
 )
+from alliance_psi.identifiers.placeholders import ID_CARD_PLACEHOLDERS, REPEATED_CHARACTER, listed, one_repeated_character
 from alliance_psi.identifiers.types import CHINA_TIME, IdentifierType
 
-__all__ = ["check_character", "normalize_id_card"]
+__all__ = ["EXAMPLE_PREFIXES", "check_character", "normalize_id_card"]
+
+# Region and birth date of the documentation examples and generator defaults (see the module).
+EXAMPLE_PREFIXES = ("11010119900307", "11010119900101")
+_EXAMPLE = "placeholder: the region and birth date of the usual documentation example (110101 1990-03-07 or 1990-01-01)"
+_REPEATED_ENDING = "placeholder: sequence code and check character one digit four times"
+_ENDING = 4
 
 _TYPE = IdentifierType.ID_CARD
 _LEGACY_LENGTH = 15
@@ -54,7 +68,7 @@ def normalize_id_card(raw: str) -> str:
 
     Raises ``InvalidIdentifier`` ("wrong length: …", "expected digits …", "invalid region code",
     "invalid birth date", "birth date before 1900", "birth date in the future", "bad check
-    character", or a shared pre-cleaning reason).
+    character", "placeholder: …", or a shared pre-cleaning reason).
     """
     text = remove_separators(clean(raw, _TYPE)).upper()
     if len(text) == _LEGACY_LENGTH:
@@ -68,7 +82,22 @@ def normalize_id_card(raw: str) -> str:
     expected = check_character(body)
     if len(text) == _LENGTH and text[-1] != expected:
         raise invalid(_TYPE, "bad check character", raw)
+    if reason := _placeholder(text, body + expected):
+        raise invalid(_TYPE, reason, raw)
     return body + expected
+
+
+def _placeholder(typed: str, canonical: str) -> str | None:
+    """The reason the ID number (as ``typed``, and its 18-character ``canonical`` form) is a placeholder."""
+    if reason := listed(ID_CARD_PLACEHOLDERS, canonical):
+        return reason
+    if canonical.startswith(EXAMPLE_PREFIXES):
+        return _EXAMPLE
+    if one_repeated_character(typed):
+        return REPEATED_CHARACTER
+    if one_repeated_character(canonical[-_ENDING:]):
+        return _REPEATED_ENDING
+    return None
 
 
 def _legacy_body(text: str, raw: str) -> str:

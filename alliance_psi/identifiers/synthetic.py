@@ -3,7 +3,8 @@ normalizers, and drawn only from the caller's seeded ``random.Random``, so a see
 values on every machine.
 
 Contract: each function returns ``n`` distinct raw values (as a person would type them) that
-``alliance_psi.identifiers.normalize`` accepts for their type. They are made up: a value may by
+``alliance_psi.identifiers.normalize`` accepts for their type (a draw it refuses, such as a
+placeholder shape, is drawn again). They are made up: a value may by
 chance belong to a real person or company, so synthetic data is for test systems only, never to be
 matched against a real alliance.
 
@@ -23,9 +24,11 @@ import random
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 
+from alliance_psi.errors import InvalidIdentifier
 from alliance_psi.identifiers._checksum import luhn_valid
 from alliance_psi.identifiers.categories import CATEGORIES
 from alliance_psi.identifiers.id_card import check_character as id_card_check
+from alliance_psi.identifiers.registry import normalize
 from alliance_psi.identifiers.uscc import check_character as uscc_check
 
 __all__ = ["bank_cards", "blacklist_rows", "credit_codes", "mobile_numbers", "org_code_check", "resident_ids"]
@@ -72,7 +75,7 @@ _SEVERITIES = ("level1", "level2", "")
 
 def mobile_numbers(rng: random.Random, n: int) -> list[str]:
     """Return ``n`` distinct 11-digit mainland mobile numbers."""
-    return _distinct(rng, n, lambda r: f"{r.choice(_MOBILE_PREFIXES)}{r.randrange(10**8):08d}")
+    return _distinct(rng, n, "phone", lambda r: f"{r.choice(_MOBILE_PREFIXES)}{r.randrange(10**8):08d}")
 
 
 def resident_ids(rng: random.Random, n: int) -> list[str]:
@@ -83,7 +86,7 @@ def resident_ids(rng: random.Random, n: int) -> list[str]:
         body = f"{r.choice(_REGIONS)}{born:%Y%m%d}{r.randrange(1, 1000):03d}"
         return body + id_card_check(body)
 
-    return _distinct(rng, n, one)
+    return _distinct(rng, n, "id_card", one)
 
 
 def org_code_check(body: str) -> str:
@@ -101,7 +104,7 @@ def credit_codes(rng: random.Random, n: int) -> list[str]:
         body = f"91{r.choice(_REGIONS)}{org_body}{org_code_check(org_body)}"
         return body + uscc_check(body)
 
-    return _distinct(rng, n, one)
+    return _distinct(rng, n, "uscc", one)
 
 
 def bank_cards(rng: random.Random, n: int) -> list[str]:
@@ -113,7 +116,7 @@ def bank_cards(rng: random.Random, n: int) -> list[str]:
         # The one digit out of ten that completes a Luhn-valid number.
         return next(body + digit for digit in "0123456789" if luhn_valid(body + digit))
 
-    return _distinct(rng, n, one)
+    return _distinct(rng, n, "bank_card", one)
 
 
 _GENERATORS: dict[str, Callable[[random.Random, int], list[str]]] = {
@@ -151,9 +154,20 @@ def blacklist_rows(rng: random.Random, n: int, *, categories: Sequence[str] = CA
     return rows
 
 
-def _distinct(rng: random.Random, n: int, make: Callable[[random.Random], str]) -> list[str]:
-    """Draw with ``make`` until there are ``n`` distinct values, in the order first drawn."""
+def _distinct(rng: random.Random, n: int, type_: str, make: Callable[[random.Random], str]) -> list[str]:
+    """Draw with ``make`` until there are ``n`` distinct values of ``type_`` that ``normalize``
+    accepts, in the order first drawn."""
     seen: dict[str, None] = {}
     while len(seen) < n:
-        seen.setdefault(make(rng))
+        value = make(rng)
+        if _accepted(type_, value):
+            seen.setdefault(value)
     return list(seen)
+
+
+def _accepted(type_: str, value: str) -> bool:
+    try:
+        normalize(type_, value)
+    except InvalidIdentifier:
+        return False
+    return True
