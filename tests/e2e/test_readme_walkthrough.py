@@ -235,8 +235,8 @@ def test_the_readme_walkthrough_runs_as_written_to_a_verified_report(tmp_path: P
     report = json.loads((folder / "bank-a" / "leads.json").read_text(encoding="utf-8"))
     spelled = {(lead["type"], lead["value"]): lead["spelling"] for lead in report["leads"]}
     assert spelled == {  # Normalized, and as bank-a wrote it.
-        ("phone", "+8613800138000"): "138 0013 8000",
-        ("id_card", "11010519491231002X"): "11010519491231002x",
+        ("phone", "+8613915274680"): "139 1527 4680",
+        ("id_card", "44030519870614357X"): "44030519870614357x",
         ("org_name", "深圳市某某法律咨询有限公司"): "深圳市某某法律諮詢有限公司",
     }
     assert all(lead["holder_count"] == 2 for lead in report["leads"])

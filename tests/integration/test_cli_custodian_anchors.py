@@ -102,7 +102,7 @@ def test_custodian_serve_with_its_own_ca_serves_pinned_members_of_the_alliance_c
 
 
 def _element() -> bytes:
-    return blind(b"phone\x00+8613800138000").blinded_element
+    return blind(b"phone\x00+8613915274680").blinded_element
 
 
 @pytest.mark.parametrize(

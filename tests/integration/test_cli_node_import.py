@@ -24,17 +24,17 @@ from alliance_psi.storage.schema import token_cache
 
 HEADER = ["type", "value", "category", "severity", "first_seen", "case_ref", "note", "expires_at"]
 VALID = [
-    ["phone", "13800138000", "wool_party", "level1", "2024-03-01", "ZJ-2026-000001", "", ""],
+    ["phone", "13915274680", "wool_party", "level1", "2024-03-01", "ZJ-2026-000001", "", ""],
     ["phone", "13800138001", "", "", "", "", "", ""],
-    ["id_card", "11010519491231002X", "anti_collection", "level2", "", "", "", "2099-01-01"],
-    ["phone", "+86 138 0013 8000", "wool_party", "level1", "2024-03-01", "ZJ-2026-000001", "", ""],
+    ["id_card", "44030519870614357X", "anti_collection", "level2", "", "", "", "2099-01-01"],
+    ["phone", "+86 139 1527 4680", "wool_party", "level1", "2024-03-01", "ZJ-2026-000001", "", ""],
 ]
 REJECTED = [
     ["phone", "1380013800", "", "", "", "", "", ""],
     ["bank_card", "6228480402564890019", "", "", "", "", "", ""],
     ["phone", "13800138002", "fraud", "", "", "", "", ""],
 ]
-EXPIRED = [["phone", "13900139000", "", "", "", "", "", "2020-01-01"]]
+EXPIRED = [["phone", "13967021853", "", "", "", "", "", "2020-01-01"]]
 FIGURE = re.compile(
     r"^\s*(rows read|imported|duplicates|rejected|expired \(purged\)|withdrawn|not found|invalid)"
     r"\s+(\d+)\s*$",
@@ -147,7 +147,7 @@ def test_a_file_without_data_rows_fails_before_the_database_is_created(tmp_path:
 
 def test_type_option_and_usage_errors(tmp_path: Path, db: str) -> None:
     phones = tmp_path / "phones.csv"
-    phones.write_text("13800138000\n13800138001\n", encoding="utf-8")
+    phones.write_text("13915274680\n13800138001\n", encoding="utf-8")
     result = run("node", "import", str(phones), "--type", "phone", "--database", db)
     assert result.exit_code == 0 and figures(result)["imported"] == 2
     bad_type = run("node", "import", str(phones), "--type", "pager", "--database", db)
@@ -160,7 +160,7 @@ def test_type_option_and_usage_errors(tmp_path: Path, db: str) -> None:
 
 
 def test_file_errors_are_one_line(tmp_path: Path, db: str) -> None:
-    source = write_csv(tmp_path / "list.csv", [["13800138000"]], header=["value"])
+    source = write_csv(tmp_path / "list.csv", [["13915274680"]], header=["value"])
     result = run("node", "import", str(source), "--database", db)
     assert result.exit_code == 1
     assert result.stderr == f"Error: {source}: missing required column 'type'; columns found: value\n"
@@ -193,7 +193,7 @@ def test_a_crash_mid_import_leaves_the_database_unchanged(
         calls.append(1)
         if len(calls) > 1:
             raise OperationalError(
-                "INSERT INTO identifiers …", {"canonical": "+8613800138000"}, sqlite3.OperationalError("disk I/O error")
+                "INSERT INTO identifiers …", {"canonical": "+8613915274680"}, sqlite3.OperationalError("disk I/O error")
             )
         return original(self, rows, **kwargs)
 
@@ -212,9 +212,9 @@ def import_and_cache(tmp_path: Path, db: str) -> int:
     with engine.begin() as conn:
         repo = MemberRepository(conn)
         ids = {canonical: id_ for id_, _, canonical in repo.iter_identifiers()}
-        repo.cache_tokens("2026q1", [(ids["+8613800138000"], bytes(16), bytes(32))])
+        repo.cache_tokens("2026q1", [(ids["+8613915274680"], bytes(16), bytes(32))])
     engine.dispose()
-    return ids["+8613800138000"]
+    return ids["+8613915274680"]
 
 
 def cached(db: str, identifier_id: int) -> int:
@@ -230,7 +230,7 @@ def cached(db: str, identifier_id: int) -> int:
 def test_withdraw_values_deletes_identifiers_and_cached_tokens(tmp_path: Path, db: str) -> None:
     identifier_id = import_and_cache(tmp_path, db)
     assert cached(db, identifier_id) == 1
-    result = run("node", "withdraw", "--database", db, "--type", "phone", "138-0013-8000", "13900139000", "1380013800")
+    result = run("node", "withdraw", "--database", db, "--type", "phone", "139-1527-4680", "13967021853", "1380013800")
     assert result.exit_code == 0, result.output
     assert figures(result) == {"withdrawn": 1, "not found": 1, "invalid": 1}
     assert "not found: row 2" in result.stdout
@@ -245,7 +245,7 @@ def test_withdraw_values_deletes_identifiers_and_cached_tokens(tmp_path: Path, d
 def test_withdraw_reads_values_from_standard_input(tmp_path: Path, db: str) -> None:
     """``--stdin`` keeps raw identifiers off the command line: one value a line, numbered by line."""
     identifier_id = import_and_cache(tmp_path, db)
-    lines = "\ufeff138-0013-8000\r\n\n  \n13900139000\n1380013800\n+86 138 0013 8001"  # No final line break.
+    lines = "\ufeff139-1527-4680\r\n\n  \n13967021853\n1380013800\n+86 138 0013 8001"  # No final line break.
     result = run("node", "withdraw", "--database", db, "--type", "phone", "--stdin", stdin=lines.encode())
     assert result.exit_code == 0, result.output
     assert figures(result) == {"withdrawn": 2, "not found": 1, "invalid": 1}
@@ -262,7 +262,7 @@ def test_withdraw_reads_values_from_standard_input(tmp_path: Path, db: str) -> N
     assert gb18030.exit_code == 0 and figures(gb18030)["not found"] == 1, gb18030.output
     # Input that does not decode is refused whole, by line, quoting no byte; nothing is withdrawn.
     undecodable = run(
-        "node", "withdraw", "--database", db, "--type", "id_card", "--stdin", stdin=b"11010519491231002X\n\xff\xfe1\n"
+        "node", "withdraw", "--database", db, "--type", "id_card", "--stdin", stdin=b"44030519870614357X\n\xff\xfe1\n"
     )
     assert undecodable.exit_code == 1 and "standard input: line 2 is not utf-8 text" in undecodable.stderr
     assert stored(db) == 1
@@ -271,7 +271,7 @@ def test_withdraw_reads_values_from_standard_input(tmp_path: Path, db: str) -> N
 def test_withdraw_from_a_file(tmp_path: Path, db: str) -> None:
     import_and_cache(tmp_path, db)
     source = tmp_path / "withdraw.csv"
-    source.write_text("value,category\n13800138000,not a category\n13800138001,\n13700137000,\n", encoding="utf-8")
+    source.write_text("value,category\n13915274680,not a category\n13800138001,\n13758216094,\n", encoding="utf-8")
     result = run("node", "withdraw", "--database", db, "--type", "phone", "--file", str(source))
     assert result.exit_code == 0, result.output
     assert figures(result) == {"withdrawn": 2, "not found": 1, "invalid": 0}
@@ -284,11 +284,11 @@ def test_withdraw_usage_errors(tmp_path: Path, db: str) -> None:
     one_of = "give one of --type T --stdin, --file FILE or --type T VALUE..."
     neither = run("node", "withdraw", "--database", db)
     assert neither.exit_code == 2 and one_of in neither.stderr
-    both = run("node", "withdraw", "--database", db, "--type", "phone", "--stdin", "13800138000")
+    both = run("node", "withdraw", "--database", db, "--type", "phone", "--stdin", "13915274680")
     assert both.exit_code == 2 and one_of in both.stderr
-    untyped = run("node", "withdraw", "--database", db, "13800138000")
+    untyped = run("node", "withdraw", "--database", db, "13915274680")
     assert untyped.exit_code == 2 and "VALUE arguments need --type" in untyped.stderr
-    untyped_stdin = run("node", "withdraw", "--database", db, "--stdin", stdin=b"13800138000\n")
+    untyped_stdin = run("node", "withdraw", "--database", db, "--stdin", stdin=b"13915274680\n")
     assert untyped_stdin.exit_code == 2 and "--stdin needs --type" in untyped_stdin.stderr
     invalid_only = run("node", "withdraw", "--database", db, "--type", "phone", "12")
     assert invalid_only.exit_code == 1 and "Error: no valid value to withdraw" in invalid_only.stderr
@@ -349,7 +349,7 @@ def summary(*, read: int, imported: int, rejected: int, duplicates: int = 0) -> 
 
 def test_the_encoding_is_printed_and_can_be_named(tmp_path: Path, db: str) -> None:
     gb = tmp_path / "gb.csv"
-    gb.write_bytes("类型,号码,备注\n手机号,13800138000,冒充银行放贷\n".encode("gb18030"))
+    gb.write_bytes("类型,号码,备注\n手机号,13915274680,冒充银行放贷\n".encode("gb18030"))
     result = run("node", "import", str(gb), "--database", db)
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("gb.csv: encoding GB18030 (detected)\n")
@@ -366,7 +366,7 @@ def test_the_encoding_is_printed_and_can_be_named(tmp_path: Path, db: str) -> No
 
 
 def test_a_mixed_file_is_refused_with_its_line_and_offset_and_imports_nothing(tmp_path: Path, db: str) -> None:
-    head = "type,value,note\nphone,13800138000,张三\n".encode()
+    head = "type,value,note\nphone,13915274680,张三\n".encode()
     source = tmp_path / "mixed.csv"
     source.write_bytes(head + "phone,13800138001,李四\n".encode("gb18030") + "phone,13800138002,王五\n".encode())
     result = run("node", "import", str(source), "--database", db)
@@ -413,7 +413,7 @@ def test_a_file_of_nearly_all_bad_rows_stops_early_and_imports_nothing(tmp_path:
     assert "written to" not in result.stdout
     assert [path.name for path in tmp_path.iterdir() if "list.csv" in path.name] == ["list.csv"]
     # Eleven valid rows in the first thousand: a dirty file, not a wrong one.
-    source = write_csv(tmp_path / "list.csv", [*phones(10), row("phone", "13900139000"), *junk])
+    source = write_csv(tmp_path / "list.csv", [*phones(10), row("phone", "13967021853"), *junk])
     result = run("node", "import", str(source), "--database", db)
     assert result.exit_code == 0, result.output
     assert figures(result) == summary(read=5011, imported=11, rejected=5000)

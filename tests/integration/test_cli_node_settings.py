@@ -59,7 +59,7 @@ def node_folder(tmp_path: Path, pki) -> Path:  # type: ignore[no-untyped-def]
     for name in ("ca.pem", "bank-a.pem", "bank-a.key"):
         shutil.copy(pki.directory / name, folder / name)
     (folder / "node.toml").write_text(f'[node]\ndatabase = "sqlite:///bank-a.db"\n{NETWORK}', encoding="utf-8")
-    (folder / "blacklist.csv").write_text("type,value\nphone,138 0013 8000\nqq,12345678\n", encoding="utf-8")
+    (folder / "blacklist.csv").write_text("type,value\nphone,139 1527 4680\nqq,48213679\n", encoding="utf-8")
     (folder / "signing.pub").write_text(SigningKey.generate().public_key.hex() + "\n", encoding="utf-8")
     return folder
 
@@ -149,7 +149,7 @@ def test_only_import_creates_the_node_tables_on_postgresql(empty_postgres: str, 
         password = engine.url.password
         assert not password or str(password) not in refused.output
         source = tmp_path / "blacklist.csv"
-        source.write_text("type,value\nphone,13800138000\n", encoding="utf-8")
+        source.write_text("type,value\nphone,13915274680\n", encoding="utf-8")
         assert run("node", "import", str(source), "--database", empty_postgres).exit_code == 0
         assert "identifiers" in inspect(engine).get_table_names()
         assert run("node", "status", "--database", empty_postgres).exit_code == 0

@@ -139,8 +139,8 @@ def test_node_report_writes_a_private_file_atomically(node: dict[str, str], tmp_
         f"{HOLDERS}; verified with coordinator key {KEY.key_id}; {evidence}\n"
     )
     assert stat.S_IMODE(output.stat().st_mode) == 0o600
-    assert b"+8613800138000" in output.read_bytes()
-    assert b"+86 138-0013-8000" in output.read_bytes()  # The member's own spelling, beside it.
+    assert b"+8613915274680" in output.read_bytes()
+    assert b"+86 139-1527-4680" in output.read_bytes()  # The member's own spelling, beside it.
     assert {p.name for p in tmp_path.iterdir()} - {"node.db", "node.db-shm", "node.db-wal"} == {
         "signing.pub",
         "pki",
@@ -195,7 +195,7 @@ def test_the_json_report_verifies_and_says_what_each_signature_covers(node: dict
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda d: d["leads"][0].update(value="+8613900139000"), "lead 1 (phone): value differs"),
+        (lambda d: d["leads"][0].update(value="+8613967021853"), "lead 1 (phone): value differs"),
         (lambda d: d["leads"][1].update(type="bank_card"), "lead 2 (bank_card): type differs"),
         (lambda d: d["leads"][0].update(case_ref="AJ-2025-9999"), "lead 1 (phone): case_ref differs"),
         (
@@ -203,7 +203,7 @@ def test_the_json_report_verifies_and_says_what_each_signature_covers(node: dict
             "lead 1 (phone): peer_labels[1].member differs",
         ),
         (lambda d: d["leads"][1].update(holder_count=4), "lead 2 (id_card): holder_count differs"),
-        (lambda d: d["leads"][1].update(spelling="11010519491231002X"), "lead 2 (id_card): spelling differs"),
+        (lambda d: d["leads"][1].update(spelling="44030519870614357X"), "lead 2 (id_card): spelling differs"),
     ],
     ids=["value", "type", "case reference", "peer member name", "holder count", "spelling"],
 )
@@ -305,13 +305,13 @@ def test_a_json_report_needs_the_nodes_own_certificate_and_key(node: dict[str, s
 def test_a_withdrawn_identifier_is_left_out_and_the_report_still_verifies(node: dict[str, str], tmp_path: Path) -> None:
     engine = make_engine(node["database"])
     with engine.begin() as conn:
-        assert MemberRepository(conn).withdraw("qq", "12345678")
+        assert MemberRepository(conn).withdraw("qq", "48213679")
     engine.dispose()
     output = tmp_path / "leads.json"
     result = report(node, output, "json")
     assert result.exit_code == 0, result.output
     assert "6 leads" in result.output and "1 withdrawn identifier left out" in result.output
-    assert "12345678" not in output.read_text(encoding="utf-8")
+    assert "48213679" not in output.read_text(encoding="utf-8")
     assert "valid: 6 leads of 7 signed matches (1 not listed)" in verify(output, node).output
 
 
@@ -430,7 +430,7 @@ def test_node_results_masks_values_and_lists_kept_results(node: dict[str, str]) 
     assert leads.exit_code == 0, leads.output
     for planted in PLANTED:
         assert planted.canonical not in leads.output
-    for masked in ("****8000", "****002X", "****3445", "****5678", "****有限公司", "****.com", "****'!A0"):
+    for masked in ("****4680", "****357X", "****3445", "****3679", "****有限公司", "****.com", "****'!A0"):
         assert masked in leads.output
     assert "proxy_rights_defense" in leads.output and "malicious_complaint" in leads.output
     assert f"round {ROUND_ID} ({ROUND_NAME}): 7 leads, threshold 2" in leads.output

@@ -161,7 +161,7 @@ def test_reported_turns_a_database_error_into_its_first_line() -> None:
 
     with pytest.raises(click.ClickException) as info, reported():
         raise OperationalError(
-            "INSERT ...", {"value": "13800138000"}, Exception("disk I/O error\nDETAIL: (13800138000)")
+            "INSERT ...", {"value": "13915274680"}, Exception("disk I/O error\nDETAIL: (13915274680)")
         )
     assert info.value.message == "database error: disk I/O error"
 

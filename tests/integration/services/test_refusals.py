@@ -26,7 +26,7 @@ from tests.integration.services.harness import COORDINATOR, EPOCH, custodian, cu
 
 pytestmark = pytest.mark.timeout(180)
 
-MARKER = "13800138000"  # Looks like a phone number: request data that must never be logged.
+MARKER = "13915274680"  # Looks like a phone number: request data that must never be logged.
 
 
 def refusals(engine: Engine) -> list[tuple[str, dict[str, object]]]:

@@ -91,7 +91,7 @@ def test_the_quota_detail_becomes_the_error_fields(pki) -> None:  # type: ignore
 
 
 def test_internal_errors_carry_no_reason_and_no_text(pki) -> None:  # type: ignore[no-untyped-def]
-    leaky = errors.InvalidIdentifier("bad check digit", type="id_card", value="11010519491231002X")
+    leaky = errors.InvalidIdentifier("bad check digit", type="id_card", value="44030519870614357X")
     with failing_server(pki, raising(leaky)) as address:
         got = call(pki, address)
     assert type(got) is errors.InvalidRequest and str(got) == "coordinator at test: internal error"

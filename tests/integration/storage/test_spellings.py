@@ -32,23 +32,23 @@ def spellings(engine: Engine) -> dict[str, str]:
 def test_spellings_are_kept_refreshed_by_the_last_row_and_never_lost_to_a_row_without_one(engine: Engine) -> None:
     with engine.begin() as conn:
         repo = MemberRepository(conn)
-        repo.upsert_identifiers([row("+8613800138000", "138 0013 8000"), row("+8613900139000")], at=NOW)
-    assert spellings(engine) == {"+8613800138000": "138 0013 8000", "+8613900139000": ""}
+        repo.upsert_identifiers([row("+8613915274680", "139 1527 4680"), row("+8613967021853")], at=NOW)
+    assert spellings(engine) == {"+8613915274680": "139 1527 4680", "+8613967021853": ""}
     with engine.begin() as conn:
         repo = MemberRepository(conn)
         # Re-imported: the last spelling in a batch wins; a row without one keeps the stored one.
         assert repo.upsert_identifiers(
-            [row("+8613800138000", "+86 138-0013-8000"), row("+8613800138000", "+86 13800138000")], at=NOW
+            [row("+8613915274680", "+86 139-1527-4680"), row("+8613915274680", "+86 13915274680")], at=NOW
         ) == (0, 2)
-        repo.upsert_identifiers([row("+8613900139000", "139 0013 9000")], at=NOW)
-        repo.upsert_identifiers([row("+8613900139000")], at=NOW)
-    assert spellings(engine) == {"+8613800138000": "+86 13800138000", "+8613900139000": "139 0013 9000"}
+        repo.upsert_identifiers([row("+8613967021853", "139 6702 1853")], at=NOW)
+        repo.upsert_identifiers([row("+8613967021853")], at=NOW)
+    assert spellings(engine) == {"+8613915274680": "+86 13915274680", "+8613967021853": "139 6702 1853"}
 
 
 def test_a_spelling_goes_with_its_identifier(engine: Engine) -> None:
     with engine.begin() as conn:
         repo = MemberRepository(conn)
-        repo.upsert_identifiers([row("+8613800138000", "138 0013 8000"), row("+8613900139000", "139-0013-9000")])
-        assert repo.withdraw("phone", "+8613800138000")
+        repo.upsert_identifiers([row("+8613915274680", "139 1527 4680"), row("+8613967021853", "139-6702-1853")])
+        assert repo.withdraw("phone", "+8613915274680")
         assert conn.execute(select(func.count()).select_from(identifier_spellings)).scalar_one() == 1
-    assert spellings(engine) == {"+8613900139000": "139-0013-9000"}
+    assert spellings(engine) == {"+8613967021853": "139-6702-1853"}

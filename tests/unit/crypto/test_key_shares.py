@@ -10,7 +10,7 @@ from alliance_psi.crypto import oprf
 from alliance_psi.crypto.key_shares import KeyShare, combine_shares_for_testing
 from alliance_psi.errors import ConfigurationError, MalformedElement
 
-INPUTS = [b"phone\x00+8613800138000", b"id_card\x0011010519491231002X", b"\x00", b""]
+INPUTS = [b"phone\x00+8613915274680", b"id_card\x0044030519870614357X", b"\x00", b""]
 
 
 def chain(shares: list[KeyShare], element: bytes) -> bytes:

@@ -28,8 +28,8 @@ WECHAT_INVALID = {
 
 QQ_VALID = {
     "five_digits": ("10001", "10001"),
-    "eleven_digits": ("12345678901", "12345678901"),
-    "full_width": ("１２３４５６７８", "12345678"),
+    "eleven_digits": ("48213679105", "48213679105"),
+    "full_width": ("４８２１３６７９", "48213679"),
 }
 
 QQ_INVALID = {
@@ -38,12 +38,18 @@ QQ_INVALID = {
     "leading_zero": ("012345", "leading zero"),
     "inner_space": ("123 456", "expected digits only"),
     "letters": ("qq123456", "expected digits only"),
+    "tencent_system_account": (
+        "10000",
+        "placeholder: well-known system account (Tencent's own QQ number, which sends every user's system messages)",
+    ),
+    "counting": ("123456", "placeholder: digits counting up or down (1234…)"),
+    "one_digit_repeated": ("88888", "placeholder: one character repeated"),
 }
 
 ALIPAY_VALID = {
     "email": ("ZhangSan@QQ.com", "zhangsan@qq.com"),
-    "phone": ("138 0013 8000", "+8613800138000"),
-    "phone_with_country_code": ("+86 138-0013-8000", "+8613800138000"),
+    "phone": ("139 1527 4680", "+8613915274680"),
+    "phone_with_country_code": ("+86 139-1527-4680", "+8613915274680"),
     "full_width_email": ("ｚｓ＠１６３．ｃｏｍ", "zs@163.com"),
 }
 
@@ -51,6 +57,10 @@ ALIPAY_INVALID = {
     "bad_email": ("zhangsan@", "not a valid email address"),
     "landline": ("010-12345678", "not a mainland mobile number"),
     "name": ("zhangsan", "letters or symbols in phone number"),
+    "placeholder_phone": (
+        "13800138000",
+        "placeholder: well-known example mobile number (China Mobile's service number, on countless forms and docs)",
+    ),
 }
 
 
@@ -85,7 +95,7 @@ def test_alipay_invalid_keeps_its_type(rejects, raw: str, reason: str) -> None:
 
 
 def test_alipay_account_never_matches_the_same_phone() -> None:
-    alipay = normalize("alipay_account", "13800138000")
-    phone = normalize("phone", "13800138000")
+    alipay = normalize("alipay_account", "13915274680")
+    phone = normalize("phone", "13915274680")
     assert alipay.canonical == phone.canonical
     assert alipay.oprf_input() != phone.oprf_input()

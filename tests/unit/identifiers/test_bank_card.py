@@ -7,14 +7,14 @@ import pytest
 from alliance_psi.identifiers import normalize
 
 REPEATED = "placeholder: one character repeated"
+COUNTING = "placeholder: digits counting up or down (1234…)"
 
 CARD_VALID = {
-    "visa_test_card_grouped": ("4111 1111 1111 1111", "4111111111111111"),
-    "visa_test_card_dashes": ("4111-1111-1111-1111", "4111111111111111"),
-    "amex_15_digits": ("378282246310005", "378282246310005"),
-    "unionpay_16_digits": ("6200 0000 0000 0005", "6200000000000005"),
-    "unionpay_19_digits": ("6205500000000000004", "6205500000000000004"),
-    "full_width": ("６２０００００００００００００５", "6200000000000005"),
+    "grouped": ("6225 8812 3856 7902", "6225881238567902"),
+    "dashes": ("6225-8812-3856-7902", "6225881238567902"),
+    "amex_15_digits": ("377677204183651", "377677204183651"),
+    "unionpay_19_digits": ("6217008291046375219", "6217008291046375219"),
+    "full_width": ("６２２５８８１２３８５６７９０２", "6225881238567902"),
 }
 
 CARD_INVALID = {
@@ -27,11 +27,22 @@ CARD_INVALID = {
     # All zeros passes the Luhn check: the placeholder of a mandatory card field.
     "all_zero": ("0000 0000 0000 0000", REPEATED),
     "one_digit_repeated": ("5" * 16, REPEATED),
+    "counting": ("1234 5678 9012 3456", COUNTING),
+    # Published test cards (payment networks' and processors' test-card tables).
+    "visa_test_card": ("4111 1111 1111 1111", "placeholder: well-known test card (Visa)"),
+    "amex_test_card": ("378282246310005", "placeholder: well-known test card (American Express)"),
+    "unionpay_test_card": (
+        "6216 2610 0000 0000 018",
+        "placeholder: well-known test card (China UnionPay's merchant integration test card)",
+    ),
+    # A real issuer number (BIN) then zeros, completed with a valid check digit.
+    "zeros_after_the_bin": ("6222 0000 0000 0000 004", f"{REPEATED} after the issuer number"),
+    "counting_after_the_bin": ("6222 0212 3456 7890 128", f"{COUNTING} after the issuer number"),
 }
 
 ACCOUNT_VALID = {
     "grouped": ("6222 0000 1234", "622200001234"),
-    "leading_zero_kept": ("0123456", "0123456"),
+    "leading_zero_kept": ("0391827", "0391827"),
     "thirty_two_digits": ("12" * 16, "12" * 16),
     "no_checksum_needed": ("4111111111111112", "4111111111111112"),
 }
@@ -42,6 +53,8 @@ ACCOUNT_INVALID = {
     "letters": ("12-34-56-AB", "expected digits only"),
     "all_zero": ("000000", REPEATED),
     "one_digit_repeated": ("9999 9999 9999", REPEATED),
+    "counting_up": ("123456", COUNTING),
+    "counting_down_through_zero": ("3210 9876", COUNTING),
 }
 
 

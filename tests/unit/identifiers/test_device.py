@@ -9,18 +9,27 @@ from alliance_psi.identifiers import normalize
 REPEATED = "placeholder: one character repeated"
 
 IMEI_VALID = {
-    "plain": ("490154203237518", "490154203237518"),
-    "grouped_with_dashes": ("49-015420-323751-8", "490154203237518"),
-    "grouped_with_spaces": ("35 209900 176148 1", "352099001761481"),
+    "plain": ("868912045523815", "868912045523815"),
+    "grouped_with_dashes": ("86-891204-552381-5", "868912045523815"),
+    "grouped_with_spaces": ("35 218407 365928 2", "352184073659282"),
 }
 
 IMEI_INVALID = {
-    "fourteen_digits_not_completed": ("49015420323751", "wrong length: expected 15 digits, got 14"),
-    "sixteen_digits_imeisv": ("4901542032375186", "wrong length: expected 15 digits, got 16"),
-    "bad_check_digit": ("490154203237519", "bad check digit"),
+    "fourteen_digits_not_completed": ("86891204552381", "wrong length: expected 15 digits, got 14"),
+    "sixteen_digits_imeisv": ("8689120455238151", "wrong length: expected 15 digits, got 16"),
+    "bad_check_digit": ("868912045523816", "bad check digit"),
     "letters": ("49015420323751A", "expected digits only"),
     "all_zero_placeholder": ("000000000000000", REPEATED),
     "one_digit_repeated": ("5" * 15, REPEATED),
+    "counting_then_check_digit": ("123456789012347", "placeholder: digits counting up or down (1234…)"),
+    "wikipedia_example": (
+        "490154203237518",
+        "placeholder: well-known example IMEI (the check-digit example of the IMEI article and many docs)",
+    ),
+    "wikipedia_structure_example": (
+        "35-209900-176148-1",
+        "placeholder: well-known example IMEI (the structure example of the IMEI article: 35-209900-176148-1)",
+    ),
 }
 
 IDFA = "6d92078a-8246-4ba4-ae5b-76104861e7dc"

@@ -17,15 +17,15 @@ def with_check(body: str) -> str:
 
 
 # The worked example of GB 11643-1999.
-ID = "11010519491231002X"
+ID = "44030519870614357X"
 
 SAME_ID = {
     "canonical": ID,
-    "lower_case_x": "11010519491231002x",
-    "grouped_with_spaces": "110105 19491231 002X",
-    "grouped_with_dashes": "110105-19491231-002X",
-    "full_width": "１１０１０５１９４９１２３１００２Ｘ",
-    "legacy_15_digits": "110105491231002",
+    "lower_case_x": "44030519870614357x",
+    "grouped_with_spaces": "440305 19870614 357X",
+    "grouped_with_dashes": "440305-19870614-357X",
+    "full_width": "４４０３０５１９８７０６１４３５７Ｘ",
+    "legacy_15_digits": "440305870614357",
 }
 
 VALID = {
@@ -39,21 +39,21 @@ NOT_DIGITS = "expected 17 digits and a check character 0-9 or X"
 
 INVALID = {
     "seventeen_digits": (
-        "11010519491231002",
+        "44030519870614357",
         "wrong length: expected 18 characters (or 15 digits), got 17",
     ),
     "nineteen_chars": (
-        "11010519491231002X1",
+        "44030519870614357X1",
         "wrong length: expected 18 characters (or 15 digits), got 19",
     ),
-    "bad_check_character": ("110105194912310021", "bad check character"),
-    "bad_check_digit_instead_of_x": ("110105194912310020", "bad check character"),
-    "letter_check_character": ("11010519491231002Y", NOT_DIGITS),
+    "bad_check_character": ("440305198706143571", "bad check character"),
+    "bad_check_digit_instead_of_x": ("440305198706143570", "bad check character"),
+    "letter_check_character": ("44030519870614357Y", NOT_DIGITS),
     "letter_in_body": ("1101051949123A002X", NOT_DIGITS),
     "legacy_with_x": ("11010549123100X", "expected digits only in a 15-digit legacy number"),
-    "february_30": ("11010519490230002X", "invalid birth date"),
-    "month_13": ("11010519491331002X", "invalid birth date"),
-    "not_a_leap_year": ("11010519000229002X", "invalid birth date"),
+    "february_30": ("44030519870230357X", "invalid birth date"),
+    "month_13": ("44030519871331357X", "invalid birth date"),
+    "not_a_leap_year": ("44030519000229357X", "invalid birth date"),
     "year_1700": ("11010517000101002X", "birth date before 1900"),
     "year_1800": (with_check("11010518000101002"), "birth date before 1900"),
     "last_day_of_1899": (with_check("11010518991231002"), "birth date before 1900"),

@@ -22,13 +22,13 @@ SHARED_INVALID = {
     "inner_tab": ("abc\tdef", "control character in value"),
     "escape": ("abc\x1bdef", "control character in value"),
     "too_long": ("1" * 257, "value too long"),
-    "too_long_before_stripping": (" " * 250 + "13800138000", "value too long"),
+    "too_long_before_stripping": (" " * 250 + "13915274680", "value too long"),
 }
 
 # Invalid values long enough that showing them in full would leak them.
 LONG_INVALID = {
-    "phone": "+86 138 0013 8000 ext 1234",
-    "id_card": "110105194912310021",
+    "phone": "+86 139 1527 4680 ext 1234",
+    "id_card": "440305198706143571",
     "bank_card": "6222020200000000001",
     "bank_account": "1234567890123456789012345678901234",
     "uscc": "91350100M000100Y44",
@@ -54,9 +54,9 @@ def test_normalizers_are_read_only() -> None:
 
 
 def test_normalize_accepts_enum_or_value() -> None:
-    expected = Identifier(IdentifierType.PHONE, "+8613800138000")
-    assert normalize(IdentifierType.PHONE, "13800138000") == expected
-    assert normalize("phone", "13800138000") == expected
+    expected = Identifier(IdentifierType.PHONE, "+8613915274680")
+    assert normalize(IdentifierType.PHONE, "13915274680") == expected
+    assert normalize("phone", "13915274680") == expected
 
 
 def test_unknown_type_names_the_known_types() -> None:
@@ -75,7 +75,7 @@ def test_shared_checks_apply_to_every_type(rejects, type_: str, raw: str, reason
 @pytest.mark.parametrize("type_", ALL_TYPES)
 def test_non_text_value_is_rejected(type_: str) -> None:
     with pytest.raises(InvalidIdentifier, match="value is not text"):
-        normalize(type_, 13800138000)  # type: ignore[arg-type]
+        normalize(type_, 13915274680)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("type_", "raw"), LONG_INVALID.items(), ids=LONG_INVALID.keys())
@@ -88,10 +88,10 @@ def test_error_shows_only_a_prefix_of_the_value(type_: str, raw: str) -> None:
 
 
 def test_error_for_too_long_value_shows_only_a_prefix() -> None:
-    raw = "13800138000" * 30
+    raw = "13915274680" * 30
     with pytest.raises(InvalidIdentifier) as info:
         normalize("phone", raw)
-    assert str(info.value) == "invalid phone '138001…': value too long"
+    assert str(info.value) == "invalid phone '139152…': value too long"
 
 
 def test_layer_imports_no_crypto_io_or_transport() -> None:

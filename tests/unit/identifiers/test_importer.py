@@ -23,7 +23,7 @@ from alliance_psi.identifiers.importer import (
 )
 
 HEADER = "type,value,category,severity,first_seen,case_ref,note,expires_at\n"
-PHONE = "+8613800138000"
+PHONE = "+8613915274680"
 CATEGORIES = (
     "proxy_rights_defense (代理维权), anti_collection (反催收), malicious_complaint (恶意投诉), "
     "professional_complainant (职业投诉人), loan_intermediary (贷款中介), wool_party (羊毛党), "
@@ -64,7 +64,7 @@ def test_csv_utf8_with_every_column(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         "list.csv",
-        HEADER + "phone,138 0013 8000,wool_party,LEVEL1,2024-03-01,ZJ-2026-000123,seen twice,2030-01-01\n",
+        HEADER + "phone,139 1527 4680,wool_party,LEVEL1,2024-03-01,ZJ-2026-000123,seen twice,2030-01-01\n",
     )
     assert read(path) == [
         record(
@@ -82,7 +82,7 @@ def test_csv_utf8_with_every_column(tmp_path: Path) -> None:
 
 
 def test_csv_utf8_with_bom(tmp_path: Path) -> None:
-    path = write(tmp_path, "list.csv", "\ufeffType , VALUE\nphone,13800138000\n")
+    path = write(tmp_path, "list.csv", "\ufeffType , VALUE\nphone,13915274680\n")
     assert read(path) == [record(2, "phone", PHONE)]
 
 
@@ -110,11 +110,11 @@ def test_csv_gb18030_with_chinese_headers_and_org_names(tmp_path: Path) -> None:
 
 def test_jsonl_with_aliases_numbers_and_bad_lines(tmp_path: Path) -> None:
     lines = [
-        json.dumps({"类型": "phone", "值": 13800138000, "级别": "level2"}, ensure_ascii=False),
+        json.dumps({"类型": "phone", "值": 13915274680, "级别": "level2"}, ensure_ascii=False),
         "",
         "{not json",
-        json.dumps(["phone", "13800138000"]),
-        json.dumps({"type": "phone", "value": "13800138000", "VALUE": "13800138001"}),
+        json.dumps(["phone", "13915274680"]),
+        json.dumps({"type": "phone", "value": "13915274680", "VALUE": "13800138001"}),
         json.dumps({"type": "bank_card", "value": "6228480402564890018", "extra": [1, 2]}),
     ]
     items = read(write(tmp_path, "list.ndjson", "\n".join(lines) + "\n"))
@@ -132,10 +132,10 @@ def test_xlsx_cells_numbers_and_dates(tmp_path: Path) -> None:
     workbook = openpyxl.Workbook()
     sheet = workbook.active
     sheet.append(["类型", "值", "首次发现", "到期"])
-    sheet.append(["phone", 13800138000, datetime(2024, 5, 6), datetime(2030, 1, 2, 9, 30)])
+    sheet.append(["phone", 13915274680, datetime(2024, 5, 6), datetime(2030, 1, 2, 9, 30)])
     sheet.append([])
     sheet.append(["id_card", 1.10105194912310e17, None, None])
-    sheet.append(["id_card", "11010519491231002x", date(2024, 5, 6), None])
+    sheet.append(["id_card", "44030519870614357x", date(2024, 5, 6), None])
     path = tmp_path / "list.xlsx"
     workbook.save(path)
     assert read(path) == [
@@ -150,7 +150,7 @@ def test_xlsx_cells_numbers_and_dates(tmp_path: Path) -> None:
             {"类型": "id_card", "值": "1.10105194912310e+17", "首次发现": "", "到期": ""},
             "number in scientific notation",
         ),
-        record(5, "id_card", "11010519491231002X", first_seen=date(2024, 5, 6)),
+        record(5, "id_card", "44030519870614357X", first_seen=date(2024, 5, 6)),
     ]
     assert BlacklistFile(path).rows == 5
 
@@ -166,7 +166,7 @@ def test_unsupported_extension(tmp_path: Path) -> None:
 
 
 def test_line_endings_and_multiline_cells_keep_row_numbers(tmp_path: Path) -> None:
-    text = 'type,value,note\r"phone",13800138000,"two\r\nlines"\r\rphone,13800138001,\r'
+    text = 'type,value,note\r"phone",13915274680,"two\r\nlines"\r\rphone,13800138001,\r'
     items = read(write(tmp_path, "list.csv", text))
     assert [(item.row, item.note) for item in items] == [(2, "two\r\nlines"), (5, None)]  # type: ignore[union-attr]
 
@@ -175,10 +175,10 @@ def test_line_endings_and_multiline_cells_keep_row_numbers(tmp_path: Path) -> No
 
 
 def test_missing_required_column_names_the_columns_found(tmp_path: Path) -> None:
-    path = write(tmp_path, "list.csv", "Value,Category,13800138000\n13800138001,other,\n")
+    path = write(tmp_path, "list.csv", "Value,Category,13915274680\n13800138001,other,\n")
     with pytest.raises(ImportFileError) as info:
         read(path)
-    assert str(info.value) == f"{path}: missing required column 'type'; columns found: Value, Category, '138001…'"
+    assert str(info.value) == f"{path}: missing required column 'type'; columns found: Value, Category, '139152…'"
 
 
 def test_empty_file_without_type(tmp_path: Path) -> None:
@@ -205,7 +205,7 @@ def test_a_file_without_data_rows_is_refused(tmp_path: Path, name: str, text: st
 
 @pytest.mark.parametrize("header", ["value\n", "号码\n", ""], ids=["value", "chinese", "no_header"])
 def test_type_option_with_a_single_column(tmp_path: Path, header: str) -> None:
-    path = write(tmp_path, "phones.csv", header + "13800138000\n13800138001\n")
+    path = write(tmp_path, "phones.csv", header + "13915274680\n13800138001\n")
     first = 2 if header else 1
     assert read(path, default_type="phone") == [
         record(first, "phone", PHONE),
@@ -214,13 +214,13 @@ def test_type_option_with_a_single_column(tmp_path: Path, header: str) -> None:
 
 
 def test_type_option_with_an_unknown_single_header(tmp_path: Path) -> None:
-    path = write(tmp_path, "phones.csv", "手机号\n13800138000\n")
+    path = write(tmp_path, "phones.csv", "手机号\n13915274680\n")
     with pytest.raises(ImportFileError, match="missing required column 'value'; columns found: '手机号'$"):
         read(path, default_type="phone")
 
 
 def test_type_column_wins_over_the_type_option(tmp_path: Path) -> None:
-    path = write(tmp_path, "list.csv", "type,value\nqq,10001\n,13800138000\n")
+    path = write(tmp_path, "list.csv", "type,value\nqq,10001\n,13915274680\n")
     assert read(path, default_type="phone") == [record(2, "qq", "10001"), record(3, "phone", PHONE)]
 
 
@@ -234,10 +234,10 @@ def test_unknown_default_type() -> None:
 
 def test_every_kind_of_rejection(tmp_path: Path) -> None:
     rows = [
-        "phone,13800138000,,,,,,",
+        "phone,13915274680,,,,,,",
         "phone,1380013800,,,,,,",
-        ",13800138000,,,,,,",
-        "pager,13800138000,,,,,,",
+        ",13915274680,,,,,,",
+        "pager,13915274680,,,,,,",
         "phone,,,,,,,",
         "phone,13800138001,fraud,,,,,",
         "phone,13800138002,,level3,,,,",
@@ -301,9 +301,9 @@ def test_every_kind_of_rejection(tmp_path: Path) -> None:
 
 def test_chinese_type_names(tmp_path: Path) -> None:
     rows = [
-        "手机号,13800138000",
+        "手机号,13915274680",
         "手机号码,13800138001",
-        " 身份证号 ,11010519491231002X",
+        " 身份证号 ,44030519870614357X",
         "ＱＱ号,10001",
         "ip地址,114.114.114.114",
         "IP地址,114.114.114.115",
@@ -335,7 +335,7 @@ def test_chinese_type_names(tmp_path: Path) -> None:
 def test_a_control_character_in_any_field_is_rejected_with_the_field_named(
     tmp_path: Path, field: str, char: str
 ) -> None:
-    good = {"type": "phone", "value": "13800138000", "category": "wool_party", "severity": "level1"}
+    good = {"type": "phone", "value": "13915274680", "category": "wool_party", "severity": "level1"}
     good |= {"first_seen": "2024-01-02", "case_ref": "ZJ-1", "note": "a note", "expires_at": "2030-01-01"}
     cells = good | {field: good[field][:2] + char + good[field][2:]}
     items = read(write(tmp_path, "list.jsonl", json.dumps(good) + "\n" + json.dumps(cells) + "\n"))
@@ -346,7 +346,7 @@ def test_a_control_character_in_any_field_is_rejected_with_the_field_named(
 
 def test_notes_keep_line_breaks_and_tabs_and_values_keep_bidi_marks(tmp_path: Path) -> None:
     lines = [
-        {"type": "phone", "value": "\u202d138 0013 8000\u202c", "note": "line one\r\nline\ttwo"},
+        {"type": "phone", "value": "\u202d139 1527 4680\u202c", "note": "line one\r\nline\ttwo"},
         {"type": "phone", "value": "13800138001", "case_ref": "ZJ-\u202e1002"},
         {"type": "phone", "value": "13800138002", "note": "\u2066spoof\u2069"},
         {"type": "phone", "value": "13800138003", "case_ref": "ZJ-\ud800"},
@@ -367,7 +367,7 @@ def test_notes_keep_line_breaks_and_tabs_and_values_keep_bidi_marks(tmp_path: Pa
 
 
 def test_duplicates_are_not_rejections(tmp_path: Path) -> None:
-    items = read(write(tmp_path, "list.csv", "type,value\nphone,13800138000\nphone,+86 138-0013-8000\n"))
+    items = read(write(tmp_path, "list.csv", "type,value\nphone,13915274680\nphone,+86 139-1527-4680\n"))
     assert items == [record(2, "phone", PHONE), record(3, "phone", PHONE)]
 
 
@@ -381,21 +381,21 @@ def test_duplicates_are_not_rejections(tmp_path: Path) -> None:
     ],
 )
 def test_expiry_without_a_zone_is_china_time(tmp_path: Path, text: str, expected: datetime) -> None:
-    (item,) = read(write(tmp_path, "list.csv", f"type,value,expires_at\nphone,13800138000,{text}\n"))
+    (item,) = read(write(tmp_path, "list.csv", f"type,value,expires_at\nphone,13915274680,{text}\n"))
     assert item.expires_at == expected  # type: ignore[union-attr]
     assert CHINA_TIME.utcoffset(None) == timedelta(hours=8) and isinstance(CHINA_TIME, timezone)
 
 
 def test_identifiers_only_ignores_the_labels(tmp_path: Path) -> None:
-    path = write(tmp_path, "list.csv", "type,value,category\nphone,13800138000,nonsense\n")
+    path = write(tmp_path, "list.csv", "type,value,category\nphone,13915274680,nonsense\n")
     assert read(path, identifiers_only=True) == [record(2, "phone", PHONE)]
 
 
 def test_reprs_never_show_a_whole_value(tmp_path: Path) -> None:
-    items = read(write(tmp_path, "list.csv", "type,value\nphone,13800138000\nphone,13900139000x\n"))
+    items = read(write(tmp_path, "list.csv", "type,value\nphone,13915274680\nphone,13967021853x\n"))
     shown = repr(items)
-    assert "'+86138…'" in shown and "'139001…'" in shown
-    assert "13800138000" not in shown and "13900139000" not in shown
+    assert "'+86139…'" in shown and "'139670…'" in shown
+    assert "13915274680" not in shown and "13967021853" not in shown
 
 
 # Streaming -----------------------------------------------------------------------------------
@@ -417,7 +417,7 @@ def test_the_file_is_read_in_chunks_once_to_decide_then_streamed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoding: str
 ) -> None:
     note = "备注" if encoding == "gb18030" else "note"
-    path = write(tmp_path, "big.csv", f"type,value,{note}\n" + "phone,13800138000,\n" * 200_000, encoding)
+    path = write(tmp_path, "big.csv", f"type,value,{note}\n" + "phone,13915274680,\n" * 200_000, encoding)
     reads: list[int] = []
     monkeypatch.setattr(Path, "open", lambda self, mode="r": CountingReader(io.FileIO(self, mode)))
     CountingReader.sizes = reads

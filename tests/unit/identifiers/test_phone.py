@@ -6,24 +6,24 @@ import pytest
 
 from alliance_psi.identifiers import normalize
 
-MOBILE = "+8613800138000"
+MOBILE = "+8613915274680"
 
 SAME_MOBILE = {
-    "national": "13800138000",
-    "plus_86_with_dashes": "+86 138-0013-8000",
-    "idd_00_86": "008613800138000",
-    "bare_86_prefix": "8613800138000",
-    "full_width_digits": "１３８００１３８０００",
-    "full_width_plus_and_ideographic_space": "＋８６\u3000１３８ ００１３ ８０００",
-    "dots_and_parentheses": "(138) 0013.8000",
-    "surrounding_whitespace": "\t 13800138000 \r\n",
-    "zero_width_space_inside": "1380013\u200b8000",
-    "byte_order_mark": "\ufeff13800138000",
+    "national": "13915274680",
+    "plus_86_with_dashes": "+86 139-1527-4680",
+    "idd_00_86": "008613915274680",
+    "bare_86_prefix": "8613915274680",
+    "full_width_digits": "１３９１５２７４６８０",
+    "full_width_plus_and_ideographic_space": "＋８６\u3000１３９ １５２７ ４６８０",
+    "dots_and_parentheses": "(139) 1527.4680",
+    "surrounding_whitespace": "\t 13915274680 \r\n",
+    "zero_width_space_inside": "1391527\u200b4680",
+    "byte_order_mark": "\ufeff13915274680",
 }
 
 VALID = {
-    "mainland_199": ("+86 199 1234 5678", "+8619912345678"),
-    "mainland_170_virtual_operator": ("17012345678", "+8617012345678"),
+    "mainland_199": ("+86 199 1274 5638", "+8619912745638"),
+    "mainland_170_virtual_operator": ("17012745638", "+8617012745638"),
     "hong_kong_mobile": ("+852 9123 4567", "+85291234567"),
     "us_number": ("+1 650-253-0000", "+16502530000"),
     "uk_landline_with_plus": ("+44 20 7946 0958", "+442079460958"),
@@ -32,7 +32,7 @@ VALID = {
 
 INVALID = {
     "letters": ("1380013800a", "letters or symbols in phone number"),
-    "extension": ("+86 138 0013 8000 ext 12", "letters or symbols in phone number"),
+    "extension": ("+86 139 1527 4680 ext 12", "letters or symbols in phone number"),
     "vanity": ("+1 800 FLOWERS", "letters or symbols in phone number"),
     "plus_in_middle": ("138+0013+8000", "letters or symbols in phone number"),
     "beijing_landline": ("010-12345678", "not a mainland mobile number"),

@@ -37,19 +37,19 @@ def refusal(path: Path, given: str | None = None) -> str:
 
 
 def test_ascii_utf8_bom_and_gb18030(tmp_path: Path) -> None:
-    assert encoding_of(write(tmp_path, b"type,value\nphone,13800138000\n")) == ("ascii", "ASCII", True)
-    utf8 = write(tmp_path, "type,value,note\nphone,13800138000,张三\n".encode())
+    assert encoding_of(write(tmp_path, b"type,value\nphone,13915274680\n")) == ("ascii", "ASCII", True)
+    utf8 = write(tmp_path, "type,value,note\nphone,13915274680,张三\n".encode())
     assert encoding_of(utf8) == ("utf-8", "UTF-8", True)
-    bom = write(tmp_path, codecs.BOM_UTF8 + "类型,号码\nphone,13800138000\n".encode())
+    bom = write(tmp_path, codecs.BOM_UTF8 + "类型,号码\nphone,13915274680\n".encode())
     assert encoding_of(bom) == ("utf-8-sig", "UTF-8 with BOM", True)
-    gb = write(tmp_path, "类型,号码,备注\n手机号,13800138000,冒充银行放贷\n".encode("gb18030"))
+    gb = write(tmp_path, "类型,号码,备注\n手机号,13915274680,冒充银行放贷\n".encode("gb18030"))
     assert encoding_of(gb) == ("gb18030", "GB18030", True)
     assert [item.note for item in read_blacklist(gb)] == ["冒充银行放贷"]  # type: ignore[union-attr]
 
 
 def test_gb18030_whose_start_happens_to_be_valid_utf8(tmp_path: Path) -> None:
     # "洗钱" in GB18030 is CF B4 C7 AE, valid UTF-8 ("ϴǮ"): the first 64 KiB used to decide UTF-8.
-    first = b"type,value,category\n" + "phone,13800138000,洗钱\n".encode("gb18030") * 4000
+    first = b"type,value,category\n" + "phone,13915274680,洗钱\n".encode("gb18030") * 4000
     rest = "org_name,深圳市鑫源贷款咨询有限公司,贷款中介\n".encode("gb18030")
     path = write(tmp_path, first + rest)
     assert len(first) > 64 * 1024
@@ -66,7 +66,7 @@ def test_gb18030_whose_start_happens_to_be_valid_utf8(tmp_path: Path) -> None:
 
 
 def test_chinese_after_a_long_ascii_start(tmp_path: Path) -> None:
-    ascii_rows = b"phone,13800138000,\n" * 10_000
+    ascii_rows = b"phone,13915274680,\n" * 10_000
     path = write(tmp_path, b"type,value,note\n" + ascii_rows + "phone,13800138001,张三\n".encode("gb18030"))
     assert encoding_of(path)[0] == "gb18030"
     assert BlacklistFile(path).rows == 10_002
@@ -94,7 +94,7 @@ def test_big5_is_refused_or_read_as_big5_when_named(tmp_path: Path) -> None:
 
 
 def test_a_utf8_file_with_one_gb18030_row_is_refused_at_that_row(tmp_path: Path) -> None:
-    head = "type,value,note\nphone,13800138000,张三\n".encode() + b"phone,13800138001,\n" * 6000
+    head = "type,value,note\nphone,13915274680,张三\n".encode() + b"phone,13800138001,\n" * 6000
     bad_row = "phone,13800138002,李四\n".encode("gb18030")
     path = write(tmp_path, head + bad_row + "phone,13800138003,王五\n".encode())
     offset = len(head) + len("phone,13800138002,")
@@ -112,21 +112,21 @@ def test_a_byte_that_no_encoding_decodes(tmp_path: Path) -> None:
 
 
 def test_a_bad_byte_at_the_very_end_of_a_large_file_is_found_before_any_row(tmp_path: Path) -> None:
-    body = b"type,value,note\n" + "phone,13800138000,张三\n".encode() * 20_000
+    body = b"type,value,note\n" + "phone,13915274680,张三\n".encode() * 20_000
     path = write(tmp_path, body + b"phone,13800138001,\x80\n")
     message = refusal(path)
     assert f"byte 0x80 at line 20002, offset {len(body) + 18} is not UTF-8" in message
 
 
 def test_bom_then_bytes_that_are_not_utf8(tmp_path: Path) -> None:
-    path = write(tmp_path, codecs.BOM_UTF8 + b"type,value,note\nphone,13800138000," + "张三\n".encode("gb18030"))
+    path = write(tmp_path, codecs.BOM_UTF8 + b"type,value,note\nphone,13915274680," + "张三\n".encode("gb18030"))
     assert refusal(path) == (
         "byte 0xd5 at line 2, offset 37 is not valid UTF-8, though the file starts with a UTF-8 byte-order mark"
     )
 
 
 def test_utf16_is_refused_by_name(tmp_path: Path) -> None:
-    path = write(tmp_path, "type,value\nphone,13800138000\n".encode("utf-16"))
+    path = write(tmp_path, "type,value\nphone,13915274680\n".encode("utf-16"))
     assert refusal(path) == f"UTF-16 text (Excel's 'Unicode text'); {SAVE_AS}"
 
 
@@ -134,13 +134,13 @@ def test_utf16_is_refused_by_name(tmp_path: Path) -> None:
 
 
 def test_a_named_encoding_must_decode_every_byte(tmp_path: Path) -> None:
-    path = write(tmp_path, "type,value,note\nphone,13800138000,张三\n".encode("gb18030"))
+    path = write(tmp_path, "type,value,note\nphone,13915274680,张三\n".encode("gb18030"))
     assert refusal(path, "utf-8") == "byte 0xd5 at line 2, offset 34 is not valid utf-8 (the encoding given)"
     assert encoding_of(path, "GBK") == ("gbk", "gbk", False)
 
 
 def test_a_named_utf8_skips_the_bom(tmp_path: Path) -> None:
-    path = write(tmp_path, codecs.BOM_UTF8 + b"type,value\nphone,13800138000\n")
+    path = write(tmp_path, codecs.BOM_UTF8 + b"type,value\nphone,13915274680\n")
     assert encoding_of(path, "utf8") == ("utf-8-sig", "UTF-8 with BOM", False)
     assert len(list(read_blacklist(path, encoding="utf8"))) == 1
 
@@ -184,9 +184,9 @@ def test_generated_files(tmp_path: Path, kind: str, expected: str, rows: int) ->
 
 def test_a_line_too_long_to_sample_whole(tmp_path: Path) -> None:
     note = "，".join(["代理投诉收取高额费用"] * 600)  # 6,600 characters, 13 KB in GB18030
-    path = write(tmp_path, f"type,value,note\nphone,13800138000,{note}\n".encode("gb18030"))
+    path = write(tmp_path, f"type,value,note\nphone,13915274680,{note}\n".encode("gb18030"))
     assert encoding_of(path)[0] == "gb18030"
-    big5 = write(tmp_path, f"type,value,note\nphone,13800138000,{encoding_samples.traditional(note)}\n".encode("big5"))
+    big5 = write(tmp_path, f"type,value,note\nphone,13915274680,{encoding_samples.traditional(note)}\n".encode("big5"))
     assert refusal(big5).startswith("looks like Big5")
 
 

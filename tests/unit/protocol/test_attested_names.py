@@ -22,7 +22,7 @@ def test_build_leads_names_each_peer_as_attested() -> None:
     result = MemberResult(
         "r-1", "bank-c", "e1", 2, 10, (MatchedToken(TOKEN, 3, (PeerLabel(claims), PeerLabel(honest, "乙银行"))),)
     )
-    own = {TOKEN: ("phone", "+8613900139000", "other", "level1", None, "", "139 0013 9000")}
+    own = {TOKEN: ("phone", "+8613967021853", "other", "level1", None, "", "139 6702 1853")}
     (lead,) = build_leads(result, own, {TOKEN: KEY}, scope="e1/phone/labels")
     assert {(label.category, label.member) for label in lead.peer_labels} == {
         ("wool_party", None),  # It claimed 甲银行; the coordinator attests no one.

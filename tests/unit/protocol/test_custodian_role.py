@@ -33,7 +33,7 @@ def elements(n: int, start: int = 0) -> list[bytes]:
 
 
 def test_evaluation_applies_the_share_and_counts_it(custodian: CustodianRole) -> None:
-    identifier = b"phone:+8613800138000"
+    identifier = b"phone:+8613915274680"
     blinded = blind(identifier)
     evaluation = custodian.evaluate(A, "e1", [blinded.blinded_element])
     assert evaluation.used == 1

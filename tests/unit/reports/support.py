@@ -74,7 +74,7 @@ class Planted:
 PLANTED = (
     Planted(
         "phone",
-        "+8613800138000",
+        "+8613915274680",
         "proxy_rights_defense",
         "level1",
         4,
@@ -85,11 +85,11 @@ PLANTED = (
         ),
         case_ref="AJ-2025-0042",
         first_seen=date(2025, 2, 14),
-        spelling="+86 138-0013-8000",
+        spelling="+86 139-1527-4680",
     ),
     Planted(
         "id_card",
-        "11010519491231002X",
+        "44030519870614357X",
         "anti_collection",
         "level1",
         3,
@@ -98,7 +98,7 @@ PLANTED = (
             LeadLabel("anti_collection", "level2"),
         ),
         first_seen=date(2024, 11, 5),
-        spelling="11010519491231002x",
+        spelling="44030519870614357x",
     ),
     Planted(
         "bank_card",
@@ -122,7 +122,7 @@ PLANTED = (
     ),
     Planted(
         "qq",
-        "12345678",
+        "48213679",
         "wool_party",
         "level2",
         2,

@@ -108,8 +108,8 @@ def test_json_holds_every_field_exactly() -> None:
     proof = REPORT.proofs[phone.token]
     assert doc["leads"][0] == {
         "type": "phone",
-        "value": "+8613800138000",
-        "spelling": "+86 138-0013-8000",
+        "value": "+8613915274680",
+        "spelling": "+86 139-1527-4680",
         "category": "proxy_rights_defense",
         "severity": "level1",
         "case_ref": "AJ-2025-0042",
@@ -158,8 +158,8 @@ def test_csv_is_excel_ready_utf8_with_bom_and_crlf() -> None:
     assert by_type["org_name"][2:4] == ["上海某某金融信息服务有限公司", ""]
     assert by_type["bank_card"][9] == "wool_party/level1 (某银行); loan_intermediary"
     assert by_type["id_card"][2:9] == [
-        "11010519491231002X",
-        "11010519491231002x",
+        "44030519870614357X",
+        "44030519870614357x",
         "3",
         "anti_collection",
         "level1",
@@ -178,16 +178,16 @@ CSV_CELLS = [
     ("\rcmd", "'\rcmd"),
     ("-2+3", "'-2+3"),
     ("-2025-17", "'-2025-17"),  # Excel would compute -2042.
-    ("+86 138-0013-8000", "'+86 138-0013-8000"),  # A phone written with spaces and dashes computes too.
+    ("+86 139-1527-4680", "'+86 139-1527-4680"),  # A phone written with spaces and dashes computes too.
     ("+86", "+86"),  # A plain number: read as the number, runs nothing.
-    ("+8613800138000", "+8613800138000"),  # E.164, as the normalized phone value is: no visible quote.
+    ("+8613915274680", "+8613915274680"),  # E.164, as the normalized phone value is: no visible quote.
     ("-5", "-5"),
     ("-1.5", "-1.5"),
     ("+", "'+"),
     ("-", "'-"),
     ("+1e5", "'+1e5"),
     ("+١٢٣", "'+١٢٣"),  # Digits of another script are not a plain number.
-    ("13800138000", "13800138000"),
+    ("13915274680", "13915274680"),
     ("AJ-2025-0042", "AJ-2025-0042"),
     (" =1+1", " =1+1"),
     ("", ""),
@@ -204,7 +204,7 @@ def test_csv_neutralizes_a_cell_only_where_it_begins_with_a_formula_character(st
 
 def test_csv_keeps_the_normalized_phone_as_it_is_and_quotes_what_would_run() -> None:
     rows = {row[1]: row for row in _csv_rows(render_csv(REPORT))[1:]}
-    assert rows["phone"][2:4] == ["+8613800138000", "'+86 138-0013-8000"]
+    assert rows["phone"][2:4] == ["+8613915274680", "'+86 139-1527-4680"]
     assert rows["wechat_id"][2] == "'" + FORMULA
 
 
@@ -289,12 +289,12 @@ def test_html_shows_the_summary_and_a_sorted_static_table() -> None:
 def test_html_shows_the_members_own_spelling_under_the_normalized_value() -> None:
     page = render_html(REPORT).decode("utf-8")
     assert (
-        '<span class="normalized">+8613800138000</span><span class="spelling" title="本行原文 As written in the '
-        'imported file">原文 +86 138-0013-8000</span></td>'
+        '<span class="normalized">+8613915274680</span><span class="spelling" title="本行原文 As written in the '
+        'imported file">原文 +86 139-1527-4680</span></td>'
     ) in page
-    assert "原文 11010519491231002x" in page
+    assert "原文 44030519870614357x" in page
     assert page.count('class="spelling"') == 2  # Leads stored without a spelling show none.
-    same = make_report((dataclasses.replace(PLANTED[0], spelling="+8613800138000"),))
+    same = make_report((dataclasses.replace(PLANTED[0], spelling="+8613915274680"),))
     assert 'class="spelling"' not in render_html(same).decode("utf-8")  # Nothing to add when it is the same.
 
 

@@ -123,7 +123,7 @@ def test_a_valid_report_passes() -> None:
     assert [(t.number, t.type, t.value, t.match_token) for t in checked.tokens] == [
         (n, lead["type"], lead["value"], bytes.fromhex(lead["match_token"])) for n, lead in enumerate(DOC["leads"], 1)
     ]
-    assert "+8613800138000" not in repr(checked)
+    assert "+8613915274680" not in repr(checked)
 
 
 def test_the_signature_covers_values_not_layout() -> None:
@@ -160,7 +160,7 @@ def _swap_certificate(doc: dict[str, Any]) -> None:
 
 
 def _add_lead(doc: dict[str, Any]) -> None:
-    doc["leads"].append({**doc["leads"][0], "value": "+8613900139000"})
+    doc["leads"].append({**doc["leads"][0], "value": "+8613967021853"})
 
 
 def _swap_leads(doc: dict[str, Any]) -> None:
@@ -170,7 +170,7 @@ def _swap_leads(doc: dict[str, Any]) -> None:
 SIGNED_BY_A = "from what member bank-a signed"
 # What someone who copies the report may change: every field is covered by the member signature.
 OUTSIDER_FORGERIES = {
-    "identifier value": (_set("leads.0.value", "+8613900139000"), f"lead 1 (phone): value differs {SIGNED_BY_A}"),
+    "identifier value": (_set("leads.0.value", "+8613967021853"), f"lead 1 (phone): value differs {SIGNED_BY_A}"),
     "identifier type": (_set("leads.1.type", "bank_card"), f"lead 2 (bank_card): type differs {SIGNED_BY_A}"),
     "values swapped between two leads": (
         _swap_values,
@@ -590,7 +590,7 @@ def test_what_is_not_a_report_is_refused(data: bytes, message: str) -> None:
 @pytest.mark.parametrize(
     "old, new, message",
     [
-        ('"value": "+8613800138000"', '"value": "\\ud800"', "input contains non-UTF-8 codepoints"),
+        ('"value": "+8613915274680"', '"value": "\\ud800"', "input contains non-UTF-8 codepoints"),
         ('"holder_count": 4', '"holder_count": 1e400', "inf is not representable in JCS"),
     ],
     ids=["lone surrogate", "infinite number"],
@@ -605,7 +605,7 @@ def test_a_value_no_signature_can_cover_is_refused(old: str, new: str, message: 
 
 def test_a_repeated_key_inside_a_lead_is_refused() -> None:
     # Two JSON readers could see two different values: one the signature covers, one it does not.
-    text = SIGNED.decode("utf-8").replace('"value": "+8613800138000"', '"value": "+8613800138000", "value": "x"', 1)
+    text = SIGNED.decode("utf-8").replace('"value": "+8613915274680"', '"value": "+8613915274680", "value": "x"', 1)
     with pytest.raises(ReportMismatch, match="key 'value' appears twice in one object"):
         verify(text.encode("utf-8"))
 
