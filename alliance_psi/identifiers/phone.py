@@ -10,9 +10,9 @@ Contract of ``normalize_phone(raw)``:
 - A +86 number must be a valid mainland mobile number (libphonenumber type MOBILE or
   FIXED_LINE_OR_MOBILE); landlines and invalid numbers give "not a mainland mobile number".
 - A mainland number that is a placeholder is rejected (``placeholders``): a well-known example
-  (``PHONE_PLACEHOLDERS``: ``13915274680``); a subscriber number (the last 8 digits) with a run
+  (``PHONE_PLACEHOLDERS``: ``13800138000``); a subscriber number (the last 8 digits) with a run
   of 7 or more of one digit (``13888888888``, ``13900000001``) or counting up or down
-  (``13012345678``); the prefix echoed, ``139 1527 4680``, the shape of operators' service
+  (``13012345678``); the prefix echoed, ``138 0013 8000``, the shape of operators' service
   numbers. A real number of such a shape is refused too (about 3 in 10 million).
 - A number with another country code (written with ``+`` or ``00``) must be valid for that
   country and is kept in E.164.
@@ -40,7 +40,7 @@ _PREFIX_LENGTH = 3
 _LONGEST_RUN = 7
 _RUN = "placeholder: the last 8 digits hold one digit 7 or more times in a row"
 _SUBSCRIBER_COUNTING = "placeholder: the last 8 digits count up or down (…12345678)"
-_ECHO = "placeholder: the prefix echoed (like 139 1527 4680), the shape of operators' service numbers"
+_ECHO = "placeholder: the prefix echoed (like 138 0013 8000), the shape of operators' service numbers"
 
 
 def normalize_phone(raw: str) -> str:

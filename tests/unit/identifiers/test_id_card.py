@@ -32,9 +32,16 @@ VALID = {
     "digit_check_character": ("440524198001010013", "440524198001010013"),
     "born_1900": (with_check("11010519000101001"), with_check("11010519000101001")),
     "leap_day": ("110105200002290013", "110105200002290013"),
+    # Beside the placeholders: the examples' region born a day later, a sequence code ending in two 6s.
+    "near_the_example": (with_check("11010119900308777"), with_check("11010119900308777")),
+    "three_of_a_kind_ending": (with_check("44030519870614665"), with_check("44030519870614665")),
     "legacy_upgrade_digit_check": ("440524800101001", "440524198001010013"),
 }
 
+EXAMPLE_PREFIX = (
+    "placeholder: the region and birth date of the usual documentation example (110101 1990-03-07 or 1990-01-01)"
+)
+REPEATED_ENDING = "placeholder: sequence code and check character one digit four times"
 NOT_DIGITS = "expected 17 digits and a check character 0-9 or X"
 
 INVALID = {
@@ -61,6 +68,20 @@ INVALID = {
     "legacy_bad_date": ("110105490230002", "invalid birth date"),
     "region_starts_with_9": ("91010519491231002X", "invalid region code"),
     "region_starts_with_0": ("01010519491231002X", "invalid region code"),
+    # Placeholders (docs/file-format.md).
+    "standard_example": (
+        "11010519491231002X",
+        "placeholder: well-known example resident ID (the worked example of GB 11643-1999)",
+    ),
+    "standard_example_lower_x": (
+        "110105 19491231 002x",
+        "placeholder: well-known example resident ID (the worked example of GB 11643-1999)",
+    ),
+    "documentation_example": (with_check("11010119900307777"), EXAMPLE_PREFIX),
+    "documentation_example_other_sequence": (with_check("11010119900307391"), EXAMPLE_PREFIX),
+    "generator_default": (with_check("11010119900101123"), EXAMPLE_PREFIX),
+    "sequence_and_check_one_digit": ("440305198706146666", REPEATED_ENDING),
+    "legacy_one_digit": ("111111111111111", "placeholder: one character repeated"),
 }
 
 

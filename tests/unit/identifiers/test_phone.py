@@ -30,6 +30,11 @@ VALID = {
     "uk_landline_with_idd": ("0044 20 7946 0958", "+442079460958"),
 }
 
+EXAMPLE = "placeholder: well-known example mobile number (China Mobile's service number, on countless forms and docs)"
+RUN = "placeholder: the last 8 digits hold one digit 7 or more times in a row"
+COUNTING = "placeholder: the last 8 digits count up or down (…12345678)"
+ECHO = "placeholder: the prefix echoed (like 138 0013 8000), the shape of operators' service numbers"
+
 INVALID = {
     "letters": ("1380013800a", "letters or symbols in phone number"),
     "extension": ("+86 139 1527 4680 ext 12", "letters or symbols in phone number"),
@@ -44,7 +49,21 @@ INVALID = {
     "invalid_foreign": ("+1 650 253 000", "not a valid phone number"),
     "unknown_country_code": ("+999 1234", "not a phone number"),
     "one_digit": ("1", "not a phone number"),
+    # Placeholders (docs/file-format.md): the usual example, in any spelling, and filler shapes.
+    "china_mobile_example": ("13800138000", EXAMPLE),
+    "china_mobile_example_e164": ("+86 138-0013-8000", EXAMPLE),
+    "repeated_digits": ("13888888888", RUN),
+    "zeros": ("13000000000", RUN),
+    "zeros_then_one": ("139 0000 0001", RUN),
+    "counting_up": ("13012345678", COUNTING),
+    "counting_down": ("13987654321", COUNTING),
+    "counting_through_zero": ("18678901234", COUNTING),
+    "prefix_echoed": ("13900139000", ECHO),
+    "prefix_echoed_186": ("18600186000", ECHO),
 }
+
+# One run of 6 in the last 8 digits, or counting over 7 of them, is not a placeholder shape.
+NOT_PLACEHOLDERS = ("13988888801", "13901234569", "13900139001", "+1 650-253-0000")
 
 
 @pytest.mark.parametrize("raw", SAME_MOBILE.values(), ids=SAME_MOBILE.keys())
@@ -60,3 +79,8 @@ def test_valid(raw: str, canonical: str) -> None:
 @pytest.mark.parametrize(("raw", "reason"), INVALID.values(), ids=INVALID.keys())
 def test_invalid(rejects, raw: str, reason: str) -> None:
     rejects("phone", raw, reason)
+
+
+@pytest.mark.parametrize("raw", NOT_PLACEHOLDERS)
+def test_near_placeholders_are_accepted(raw: str) -> None:
+    assert normalize("phone", raw).canonical.startswith("+")

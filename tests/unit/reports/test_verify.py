@@ -464,7 +464,7 @@ MEMBER_FORGERIES = {
     "shortened inclusion path": (
         _shortened_path,
         (
-            "lead 2 (id_card): not in the signed result (leaf 3 is not in the signed result: "
+            "lead 2 (id_card): not in the signed result (leaf 1 is not in the signed result: "
             "inclusion proof: shorter than the path to the root)"
         ),
     ),
