@@ -10,7 +10,15 @@ import pytest
 from alliance_psi.identifiers import IdentifierType
 from alliance_psi.identifiers.categories import CATEGORIES
 from alliance_psi.identifiers.importer import COLUMN_ALIASES, ImportRecord, read_blacklist
-from alliance_psi.identifiers.placeholders import ORG_NAME_PLACEHOLDERS, RESERVED_DOMAINS
+from alliance_psi.identifiers.placeholders import (
+    BANK_CARD_PLACEHOLDERS,
+    ID_CARD_PLACEHOLDERS,
+    IMEI_PLACEHOLDERS,
+    ORG_NAME_PLACEHOLDERS,
+    PHONE_PLACEHOLDERS,
+    QQ_PLACEHOLDERS,
+    RESERVED_DOMAINS,
+)
 from alliance_psi.identifiers.types import TYPE_ALIASES
 
 DOC = (Path(__file__).parents[3] / "docs" / "file-format.md").read_text(encoding="utf-8")
@@ -50,7 +58,18 @@ def test_categories_and_their_chinese_names(tmp_path: Path) -> None:
     assert read == list(CATEGORIES)
 
 
-@pytest.mark.parametrize("name", [*ORG_NAME_PLACEHOLDERS, *RESERVED_DOMAINS])
+LISTED = [
+    *ORG_NAME_PLACEHOLDERS,
+    *RESERVED_DOMAINS,
+    *(phone.removeprefix("+86") for phone in PHONE_PLACEHOLDERS),
+    *ID_CARD_PLACEHOLDERS,
+    *BANK_CARD_PLACEHOLDERS,
+    *IMEI_PLACEHOLDERS,
+    *QQ_PLACEHOLDERS,
+]
+
+
+@pytest.mark.parametrize("name", LISTED)
 def test_every_placeholder_and_reserved_name_is_listed(name: str) -> None:
     listed = "".join(row[1] for row in table_rows(section("Types").split("### What each type rejects")[1]))
     assert f"`{name}`" in listed or f"`.{name}`" in listed
