@@ -33,7 +33,12 @@ from alliance_psi.identifiers._text import (
     remove_separators,
     wrong_length,
 )
-from alliance_psi.identifiers.placeholders import ID_CARD_PLACEHOLDERS, REPEATED_CHARACTER, listed, one_repeated_character
+from alliance_psi.identifiers.placeholders import (
+    ID_CARD_PLACEHOLDERS,
+    REPEATED_CHARACTER,
+    listed,
+    one_repeated_character,
+)
 from alliance_psi.identifiers.types import CHINA_TIME, IdentifierType
 
 __all__ = ["EXAMPLE_PREFIXES", "check_character", "normalize_id_card"]

@@ -23,9 +23,9 @@ The format is documented for members in docs/file-format.md; this is its contrac
   ``CATEGORY_VARIANTS`` spelling); ``first_seen`` is ``YYYY-MM-DD`` or ``YYYY/M/D`` (Excel's on
   Chinese Windows); ``expires_at`` is such a date (its midnight) or an ISO date-time, read as
   Asia/Shanghai time (UTC+8; China has no DST) when it has no zone; ``case_ref`` has at most 64
-  UTF-8 bytes, to fit the shared label. Also rejected: a value in scientific notation (digits
-  lost; the reason says how many), and a row with cells beyond the header; a whole number written
-  as a decimal (``13700137012.0``) that does not normalize is rejected as that. Repeated identifiers are not
+  UTF-8 bytes, to fit the shared label. Also rejected: a value Excel damaged (``_excel``: scientific
+  notation, a trailing ``.0``, digits rounded away after the 15th, a number cell that lost leading
+  zeros), never repaired, and a row with cells beyond the header. Repeated identifiers are not
   rejected: the repository counts them as duplicates.
 - Streams: memory stays constant whatever the file size (openpyxl runs read-only).
 
@@ -45,6 +45,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 
 from alliance_psi.errors import ImportFileError, InvalidIdentifier, truncate_value
+from alliance_psi.identifiers._excel import excel_damage
 from alliance_psi.identifiers._formats import TEXT_READERS, sheet_rows, xlsx_rows
 from alliance_psi.identifiers._rows import COLUMN_ALIASES, FIELDS, Rejection, Row, cell_text
 from alliance_psi.identifiers._textfile import TextEncoding, survey, text_codec
@@ -96,13 +97,6 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 # YYYY/M/D: how Excel on Chinese Windows writes a date cell to CSV (2026/10/1).
 _SLASHED_DATE = re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})", re.ASCII)
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?", re.ASCII)
-# A number cell shown in scientific notation (Excel does so for a number wider than its column, and
-# for any of more than 15 digits, of which it keeps 15): what was saved lost the other digits.
-_SCIENTIFIC = re.compile(r"\d(?:\.(\d+))?[eE]\+?(\d+)", re.ASCII)
-_EXCEL_DIGITS = 15
-# A whole number written as a float ("13700137012.0"): a number column exported by a program that
-# reads every number as floating point.
-_FLOAT_EXPORT = re.compile(r"\d+\.0+", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -226,16 +220,11 @@ def _record(row: Row, default_type: str | None, only_ids: bool) -> ImportRecord:
     type_name = identifier_type.value
     if not text["value"]:
         raise _Reject("value", "required")
-    if scientific := _SCIENTIFIC.fullmatch(text["value"]):
-        raise _Reject("value", _scientific_reason(scientific), "number in scientific notation")
+    if damage := excel_damage(identifier_type, row.cells.get("value"), text["value"]):
+        raise _Reject("value", *damage)
     try:
         canonical = normalize(identifier_type, text["value"]).canonical
     except InvalidIdentifier as error:
-        if _FLOAT_EXPORT.fullmatch(text["value"]):
-            reason = "number written as a decimal ('.0' added): the column was exported as numbers; store it as text"
-            raise _Reject(
-                "value", f"invalid {error.type}: {reason}", f"invalid {error.type}: number with '.0'"
-            ) from None
         raise _Reject("value", str(error), f"invalid {error.type}: {error.reason}") from None
     if only_ids:
         return ImportRecord(row.row, type_name, canonical, "other", None, None, None, None, None)
@@ -253,16 +242,6 @@ def _record(row: Row, default_type: str | None, only_ids: bool) -> ImportRecord:
         expires_at=_expiry(text["expires_at"]),
         spelling=text["value"],
     )
-
-
-def _scientific_reason(match: re.Match[str]) -> str:
-    """Why a value in scientific notation is refused: how many digits it kept of how many (no digit quoted)."""
-    kept, digits = 1 + len(match.group(1) or ""), int(match.group(2)) + 1
-    if digits > _EXCEL_DIGITS:
-        lost = f"Excel keeps only {_EXCEL_DIGITS} digits of a number, and this one has {digits}"
-    else:
-        lost = f"it kept {kept} of the number's {digits} digits"
-    return f"number in scientific notation: {lost}; store the column as text"
 
 
 def _choice(text: str, name: str, aliases: Mapping[str, str], allowed: Iterable[str]) -> str | None:

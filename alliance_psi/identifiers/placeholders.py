@@ -39,6 +39,8 @@ each rule in docs/file-format.md) and is refused with the rest: a missed lead co
 
 from __future__ import annotations
 
+import itertools
+
 __all__ = [
     "BANK_CARD_PLACEHOLDERS",
     "COUNTING",
@@ -168,7 +170,7 @@ def one_repeated_character(text: str) -> bool:
 def counting(digits: str) -> bool:
     """Return whether the ASCII ``digits`` (at least two) count up, or down, by one at each step,
     0 following 9 (``12345678``, ``87654321``, ``78901234``)."""
-    steps = {(int(b) - int(a)) % 10 for a, b in zip(digits, digits[1:], strict=False)}
+    steps = {(int(b) - int(a)) % 10 for a, b in itertools.pairwise(digits)}
     return len(digits) > 1 and steps in ({1}, {9})
 
 

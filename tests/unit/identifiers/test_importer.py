@@ -145,10 +145,10 @@ def test_xlsx_cells_numbers_and_dates(tmp_path: Path) -> None:
         Rejection(
             4,
             "value",
-            "number in scientific notation: Excel keeps only 15 digits of a number, and this one has 18; "
-            "store the column as text",
+            "'1.1010…' is a number cell: Excel keeps only 15 digits of a number and the rest are lost; "
+            "format the column as Text, paste the numbers again from the source system, and export again",
             {"类型": "id_card", "值": "1.10105194912310e+17", "首次发现": "", "到期": ""},
-            "number in scientific notation",
+            "Excel number cell, digits lost",
         ),
         record(5, "id_card", "44030519870614357X", first_seen=date(2024, 5, 6)),
     ]
@@ -272,8 +272,8 @@ def test_every_kind_of_rejection(tmp_path: Path) -> None:
             13,
             "value",
             (
-                "number in scientific notation: Excel keeps only 15 digits of a number, and this one has 18; "
-                "store the column as text"
+                "'1.1010…' looks like a number Excel rewrote in scientific notation, losing digits; "
+                "format the column as Text, paste the numbers again from the source system, and export again"
             ),
         ),
         (14, "row", "1 cell(s) beyond the header's 8 columns"),
@@ -290,7 +290,7 @@ def test_every_kind_of_rejection(tmp_path: Path) -> None:
         "expected YYYY-MM-DD (or YYYY/M/D)",
         "expected YYYY-MM-DD (or YYYY/M/D) or YYYY-MM-DD HH:MM[:SS][+HH:MM]",
         "too long: at most 64 bytes (UTF-8), to fit the shared label",
-        "number in scientific notation",
+        "Excel scientific notation",
         "cells beyond the header",
     ]
     assert items[0] == record(2, "phone", PHONE)
@@ -441,8 +441,8 @@ def test_excel_shapes_are_named_and_chinese_windows_dates_and_spellings_accepted
     rows = [
         "phone,13700137012.0,,,,,,",
         "phone,1.38001E+10,,,,,,",
-        "phone,13800138000,其它,,2026/10/1,,,2027/1/2",
-        "phone,13800138001,,,2026/2/30,,,",
+        "phone,13915274680,其它,,2026/10/1,,,2027/1/2",
+        "phone,13967021853,,,2026/2/30,,,",
         "qq,10001.0,,,,,,",
     ]
     items = read(write(tmp_path, "list.csv", HEADER + "\n".join(rows) + "\n"))
@@ -450,17 +450,21 @@ def test_excel_shapes_are_named_and_chinese_windows_dates_and_spellings_accepted
         (
             2,
             "value",
+            "'137001…' looks like a number Excel wrote with a decimal point ('.0'); format the column as Text and export again",
+        ),
+        (
+            3,
+            "value",
             (
-                "invalid phone: number written as a decimal ('.0' added): the column was exported as numbers; "
-                "store it as text"
+                "'1.3800…' looks like a number Excel rewrote in scientific notation, losing digits; format the column "
+                "as Text, paste the numbers again from the source system, and export again"
             ),
         ),
-        (3, "value", "number in scientific notation: it kept 6 of the number's 11 digits; store the column as text"),
         (5, "first_seen", "expected YYYY-MM-DD (or YYYY/M/D)"),
         (
             6,
             "value",
-            "invalid qq: number written as a decimal ('.0' added): the column was exported as numbers; store it as text",
+            "'10001.…' looks like a number Excel wrote with a decimal point ('.0'); format the column as Text and export again",
         ),
     ]
     assert items[2] == record(
@@ -472,8 +476,8 @@ def test_excel_shapes_are_named_and_chinese_windows_dates_and_spellings_accepted
         expires_at=datetime(2027, 1, 2, tzinfo=CHINA_TIME),
     )
     assert [item.kind_of_reason for item in items if isinstance(item, Rejection)] == [
-        "invalid phone: number with '.0'",
-        "number in scientific notation",
+        "Excel decimal point",
+        "Excel scientific notation",
         "expected YYYY-MM-DD (or YYYY/M/D)",
-        "invalid qq: number with '.0'",
+        "Excel decimal point",
     ]
