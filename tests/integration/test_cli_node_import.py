@@ -472,3 +472,35 @@ def test_withdraw_reads_a_file_in_the_encoding_named(tmp_path: Path, db: str) ->
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("withdraw.csv: encoding Big5 (as given)\n")
     assert figures(result) == {"withdrawn": 1, "not found": 0, "invalid": 0} and stored(db) == 0
+
+
+def test_placeholders_and_numbers_excel_damaged_are_refused_by_row(tmp_path: Path, db: str) -> None:
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(["类型", "号码"])
+    sheet.append(["手机号", "13800138000"])  # Row 2: the usual example number.
+    sheet.append(["手机号", 13888888888])
+    sheet.append(["银行卡号", "4111 1111 1111 1111"])
+    sheet.append(["身份证号", 440305198706143570])  # Row 5: a number cell, its last digits rounded away.
+    sheet.append(["手机号", "1.39153E+10"])
+    sheet.append(["手机号", 13915274680])  # Row 7: a whole phone number in a number cell is read.
+    sheet.append(["身份证号", "44030519870614357X"])
+    source = tmp_path / "list.xlsx"
+    workbook.save(source)
+    result = run("node", "import", str(source), "--database", db)
+    assert result.exit_code == 0, result.output
+    assert figures(result)["imported"] == 2
+    assert figures(result)["rejected"] == 5
+    assert stored(db) == 2
+    expected = {
+        2: r"invalid phone '138001…': placeholder: well-known example mobile number \(China Mobile's",
+        3: r"invalid phone '138888…': placeholder: the last 8 digits hold one digit 7 or more times",
+        4: r"invalid bank_card '4111 1…': placeholder: well-known test card \(Visa\)",
+        5: r"'4\.4030…' is a number cell: Excel keeps only 15 digits of a number and the rest are lost;",
+        6: r"'1\.3915…' looks like a number Excel rewrote in scientific notation, losing digits;",
+    }
+    for row, reason in expected.items():
+        assert re.search(rf"^\s*{row}\s+value\s+{reason}", result.stdout, re.M), result.stdout
+    assert_no_raw_values(result)
