@@ -381,7 +381,7 @@ def test_a_mixed_file_is_refused_with_its_line_and_offset_and_imports_nothing(tm
 
 def test_the_rejects_file_keeps_the_first_rows_and_the_console_counts_every_reason(tmp_path: Path, db: str) -> None:
     bad_types = [row("pager", str(n)) for n in range(6000)]
-    bad_categories = [row("qq", str(10_000 + n), "fraud") for n in range(4500)]
+    bad_categories = [row("qq", str(48_000_000 + n), "fraud") for n in range(4500)]
     source = write_csv(tmp_path / "list.csv", phones(100) + bad_types + bad_categories)
     result = run("node", "import", str(source), "--database", db)
     assert result.exit_code == 0, result.output
