@@ -267,6 +267,7 @@ class MemberRole:
         )
         check_issue_entry(header, first.audit_entry, first.audit_proof)
         self.log.witness(header.checkpoint)
+        self._refuse_a_second_result(round_id, first)
         leaves = LeafVerifier(header)
         set_scope, share_labels = scope
         refused: list[RefusedLead] = []
@@ -307,6 +308,26 @@ class MemberRole:
         except ResultMismatch as exc:
             raise ResultMismatch(f"round {round_id}: {exc}; the result is refused and nothing of it kept") from None
         return header
+
+    def _refuse_a_second_result(self, round_id: str, signed: SignedResultHeader) -> None:
+        """A coordinator issues one result per round and member. Another signed header for a round
+        whose result this node kept is equivocation: each is consistent with the log taken alone,
+        only the two together prove it. Keep the new one beside the kept one (which stays) and
+        refuse it (``ResultMismatch``)."""
+        with self.uow.reading() as tx:
+            try:
+                kept = tx.results.get_result(round_id)
+            except NotFound:
+                return
+        if kept.header == signed.header:
+            return  # The same result fetched again.
+        with self.uow.writing() as tx:
+            tx.results.keep_conflicting(round_id, header=signed.header, signature=signed.signature, at=self.clock())
+        raise ResultMismatch(
+            f"round {round_id}: the coordinator signed a second, different result for this member (the one kept "
+            f"was fetched {kept.fetched_at:%Y-%m-%d %H:%M} UTC); both signed headers are kept in the node database "
+            "(member_conflicting_results) as evidence that the coordinator equivocated; the kept result is unchanged"
+        )
 
     def fetch_and_keep(self, round: Round, *, wait: float = 0.0) -> ResultHeader:
         """``fetch_result`` for ``round``, kept under its name for reports."""

@@ -17,6 +17,7 @@ from alliance_psi.protocol.leads import LeadChecks, RefusedLead
 from alliance_psi.protocol.node_rows import KeptHeader, KeptLeaf
 from alliance_psi.storage._common import bulk_insert, stream
 from alliance_psi.storage.schema import (
+    member_conflicting_results,
     member_refused_leads,
     member_result_headers,
     member_result_leaves,
@@ -57,6 +58,26 @@ class KeptResults:
                 fetched_at=at,
             )
         )
+
+    def keep_conflicting(self, round_id: str, *, header: bytes, signature: bytes, at: datetime) -> None:
+        """Keep another signed header the coordinator gave for a round already kept (evidence of
+        equivocation; the kept result stays). Keeping the same one twice changes nothing."""
+        table = member_conflicting_results
+        seen = self._conn.execute(
+            select(table.c.round_id).where(table.c.round_id == round_id, table.c.header == header)
+        ).first()
+        if seen is None:
+            self._conn.execute(
+                table.insert().values(round_id=round_id, header=header, signature=signature, fetched_at=at)
+            )
+
+    def conflicting(self, round_id: str) -> list[tuple[bytes, bytes]]:
+        """The other signed headers (header, signature) the coordinator gave for the round, oldest first."""
+        table = member_conflicting_results
+        rows = self._conn.execute(
+            select(table.c.header, table.c.signature).where(table.c.round_id == round_id).order_by(table.c.fetched_at)
+        )
+        return [(row.header, row.signature) for row in rows]
 
     def add_leaves(self, round_id: str, rows: Sequence[KeptLeaf]) -> None:
         """Keep leaves (leaf index, match token, canonical leaf bytes)."""

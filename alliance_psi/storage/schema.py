@@ -51,6 +51,7 @@ __all__ = [
     "member_checkpoints",
     "member_log_evidence",
     "member_pending",
+    "member_conflicting_results",
     "member_refused_leads",
     "member_result_headers",
     "member_result_leaves",
@@ -453,6 +454,18 @@ member_refused_leads = Table(
     Column("holder_count", Integer, nullable=False),
     Column("reason", Text, nullable=False),
     _length_is("match_token", MATCH_TOKEN_BYTES),
+)
+
+# A second, different signed result the coordinator gave this member for a round it had kept a
+# result of: the two signed headers together prove the coordinator equivocated (the kept result is
+# not replaced). Kept for the member's security officer; never sent anywhere.
+member_conflicting_results = Table(
+    "member_conflicting_results",
+    metadata,
+    Column("round_id", Text, primary_key=True),
+    Column("header", LargeBinary, primary_key=True),
+    Column("signature", LargeBinary, nullable=False),
+    Column("fetched_at", UTCDateTime(), nullable=False),
 )
 
 # Every checkpoint of the coordinator's audit log this member node has seen (verified and

@@ -62,6 +62,7 @@ class _NodeState:
     checkpoints: list[SignedCheckpoint] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
     scopes: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    conflicting: dict[str, list[tuple[bytes, bytes]]] = field(default_factory=dict)
     refused: dict[str, tuple[RefusedLead, ...]] = field(default_factory=dict)
 
 
@@ -179,6 +180,14 @@ class MemoryKeptResults:
         self._s.headers[round_id] = KeptHeader(key_epoch, round_name, header, signature, at)
         self._s.leaves[round_id] = []
         self._s.refused[round_id] = ()
+
+    def keep_conflicting(self, round_id: str, *, header: bytes, signature: bytes, at: datetime) -> None:
+        kept = self._s.conflicting.setdefault(round_id, [])
+        if all(header != h for h, _ in kept):
+            kept.append((header, signature))
+
+    def conflicting(self, round_id: str) -> list[tuple[bytes, bytes]]:
+        return list(self._s.conflicting.get(round_id, []))
 
     def add_leaves(self, round_id: str, rows: Sequence[KeptLeaf]) -> None:
         self._s.leaves[round_id].extend(rows)

@@ -233,3 +233,69 @@ def test_a_members_superseded_label_served_as_another_holders_is_refused(tmp_pat
     assert [(r.match_token, r.holder_count) for r in checks.refused] == [(token, 3)]
     assert checks.refused[0].reason == "two peer labels carry one sealer's pseudonym (one member counted twice)"
     assert token not in {lead.match_token for lead in leads} and leads
+
+
+def test_a_second_signed_result_for_a_kept_round_is_refused_and_kept_as_evidence(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    # The operator issues bank-a's result again after bank-a kept one: each is consistent with the
+    # log taken alone (a new result.issue entry is appended, nothing rewritten), so only the two
+    # signed headers side by side prove it. The node must not replace what it kept (adversary round 2, #1).
+    from datetime import UTC, datetime
+
+    from sqlalchemy import delete
+
+    from alliance_psi.errors import ResultMismatch
+    from alliance_psi.protocol.matching import issue_results
+    from alliance_psi.services.coordinator import sql_unit_of_work
+    from alliance_psi.storage.schema import result_headers, result_pages
+
+    with running_alliance(tmp_path, pki, custodians=1) as alliance:
+        admin = alliance.admin()
+        round_id = admin.create_round(alliance.spec(2, invited=None)).round_id
+        nodes = {member: alliance.node(member) for member in ("bank-a", "bank-b")}
+        for node in nodes.values():
+            node.tokenize(EPOCH, ["phone"])
+            node.submit(node.coordinator.get_round(round_id)[0])
+        admin.close_round(round_id, "done")
+        node = nodes["bank-a"]
+        round_ = node.coordinator.get_round(round_id)[0]
+        first = node.fetch_and_keep(round_, wait=30)
+        kept_before = node.kept_result(round_id)
+        assert node.fetch_and_keep(round_, wait=30) == first  # The same result again is fine.
+
+        with alliance.coordinator_engine.begin() as conn:
+            for table in (result_pages, result_headers):
+                conn.execute(delete(table).where(table.c.round_id == round_id))
+            # One of bank-b's tokens leaves its set: bank-a's second result has a lead fewer.
+            sets = standing_sets(conn, PHONES)
+            dropped = sorted(set(sets["bank-a"]) & set(sets["bank-b"]))[0]
+            conn.execute(
+                delete(member_sets).where(
+                    member_sets.c.match_token == dropped,
+                    member_sets.c.label_digest == label_digest(sets["bank-b"][dropped]),
+                )
+            )
+        with sql_unit_of_work(alliance.coordinator_engine)() as tx:
+            issue_results(
+                tx,
+                tx.rounds.get_round(round_id),
+                alliance.signing_key,
+                issuer="coordinator",
+                at=datetime.now(UTC),
+                page_bytes=1 << 20,
+            )
+
+        with pytest.raises(ResultMismatch, match="the coordinator signed a second, different result for this member"):
+            node.fetch_and_keep(round_, wait=30)
+        assert node.kept_result(round_id) == kept_before  # Not replaced.
+        with alliance.member_engines["bank-a"].connect() as conn:
+            conflicting = KeptResults(conn).conflicting(round_id)
+            kept = KeptResults(conn).get_result(round_id)
+        assert len(conflicting) == 1 and conflicting[0][0] != kept.header
+        # Both are the coordinator's signatures over headers for this round and member: evidence an outsider checks.
+        from alliance_psi.protocol.result_codec import open_header
+
+        for header, signature in (conflicting[0], (kept.header, kept.signature)):
+            opened = open_header(
+                alliance.signing_key.public_key, header, signature, round_id=round_id, member_id="bank-a"
+            )
+            assert opened.round_id == round_id
