@@ -44,7 +44,8 @@ from typing import Any, NoReturn
 from alliance_psi._plural import plural
 from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
 from alliance_psi.crypto.signing import key_id
-from alliance_psi.errors import InvalidRequest, InvalidSignature, ReportMismatch, ResultMismatch
+from alliance_psi.errors import InvalidIdentifier, InvalidRequest, InvalidSignature, ReportMismatch, ResultMismatch
+from alliance_psi.identifiers import normalize
 from alliance_psi.protocol.leads import Lead, LeadLabel
 from alliance_psi.protocol.model import MatchedToken, MemberResult
 from alliance_psi.protocol.result_codec import LeafProof, ResultHeader, check_leaf, open_header
@@ -315,9 +316,11 @@ def _lead(obj: Any, number: int, header: ResultHeader, seen: dict[bytes, int]) -
     severity = _field(obj, "severity", str, where, optional=True) or ""
     case_ref = _field(obj, "case_ref", str, where, optional=True) or ""
     spelling = _field(obj, "spelling", str, where, optional=True) or ""
+    value = _field(obj, "value", str, where)
+    _check_spelling(kind, spelling, value, where)
     lead = Lead(
         kind,
-        _field(obj, "value", str, where),
+        value,
         _field(obj, "category", str, where),
         severity,
         case_ref,
@@ -329,6 +332,20 @@ def _lead(obj: Any, number: int, header: ResultHeader, seen: dict[bytes, int]) -
         spelling,
     )
     return lead, proof, match
+
+
+def _check_spelling(kind: str, spelling: str, value: str, where: str) -> None:
+    """The member's own spelling must be a way of writing the value: the coordinator's signature covers
+    the token, and the re-derivation (``--online``) the value, never the spelling, so a spelling that
+    names another person would otherwise pass both (no value is quoted in the message)."""
+    if not spelling:
+        return  # Kept before spellings were (and then shown as the value alone).
+    try:
+        canonical = normalize(kind, spelling).canonical
+    except InvalidIdentifier as exc:
+        raise ReportMismatch(f"{where}: spelling is not a valid {kind} ({exc.reason})") from None
+    if not hmac.compare_digest(canonical.encode("utf-8"), value.encode("utf-8")):
+        raise ReportMismatch(f"{where}: spelling is another {kind} than the value (it does not normalize to it)")
 
 
 def _check_named_peers(peers: list[LeadLabel], match: MatchedToken, where: str) -> None:

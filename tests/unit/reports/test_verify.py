@@ -282,6 +282,21 @@ def test_a_report_claimed_by_the_member_that_signs_it_fails_on_the_coordinators_
     assert str(raised.value) == ("result is for round 'r-2025q2' and member 'bank-a', expected 'r-2025q2' and 'bank-b'")
 
 
+@pytest.mark.parametrize(
+    ("spelling", "message"),
+    [
+        ("139 6702 1853", "lead 1 (phone): spelling is another phone than the value (it does not normalize to it)"),
+        ("not a phone", "lead 1 (phone): spelling is not a valid phone"),
+    ],
+)
+def test_a_spelling_that_is_not_the_value_fails_even_resigned_by_the_member(spelling: str, message: str) -> None:
+    # Nothing else covers the spelling (adversary round 2, #4): the member's own signature does, but the
+    # member (or whoever holds the CA and the coordinator key) could sign another person's number there.
+    with pytest.raises(ReportMismatch) as raised:
+        verify(resigned(_set("leads.0.spelling", spelling)))
+    assert str(raised.value).startswith(message)
+
+
 def test_a_certificate_the_ca_holder_minted_for_the_member_fails_on_the_enrolled_key() -> None:
     # The CA holder issues another bank-a certificate with its own key: the certificate is valid,
     # but the coordinator's signed result names the key bank-a enrolled.
