@@ -74,6 +74,17 @@ class RevocationList:
             self._stamp = stamp
             if serials == self._serials:
                 return False
+            if dropped := self._serials - serials:
+                # Revocation is never undone (`pki revoke` only adds), so a CRL that lists fewer of
+                # the serials in force is an older one put back, by mistake or to un-revoke someone.
+                log.error(
+                    "CRL %s not reloaded: it no longer revokes %d of the %d serials in force (an older CRL put "
+                    "back?); still refusing them all; restart the server to load a shorter list on purpose",
+                    self._path,
+                    len(dropped),
+                    len(self._serials),
+                )
+                return False
             self._serials = serials
         log.warning("CRL %s reloaded: %d revoked certificates", self._path, len(serials))
         return True

@@ -103,3 +103,26 @@ def test_a_server_does_not_start_with_an_invalid_crl(tmp_path: Path, pki: Allian
     with pytest.raises(AlliancePsiError) as failed:
         coordinator_process(tmp_path, pki, "--crl", str(crl))
     assert f"Error: CRL {crl}: not a PEM certificate revocation list" in str(failed.value)
+
+
+def test_an_older_crl_put_back_does_not_un_revoke(tmp_path: Path, pki: AlliancePki) -> None:
+    # Adversary round 2, #8: an older CRL, signed by the CA and copied in atomically, silently
+    # un-revoked the certificates revoked since. Revocation only grows; a shorter list is refused.
+    early, later = members(pki, "crl-old", 2)
+    crl, older = tmp_path / "crl.pem", tmp_path / "older.pem"
+    revoke(pki, crl, early)
+    older.write_bytes(crl.read_bytes())
+    with coordinator_process(
+        tmp_path, pki, "--crl", str(crl), "--crl-reload-seconds", "3600", enrolled=(early, later)
+    ) as server:
+        revoke(pki, crl, later)
+        server.proc.send_signal(signal.SIGHUP)
+        eventually(server.address, pki, later, REVOKED)
+        crl.write_bytes(older.read_bytes())  # Put the older CRL back.
+        server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while not any("no longer revokes 1 of the 2 serials in force" in line for line in server.lines):
+            assert time.monotonic() < deadline, server.lines[-5:]
+            time.sleep(0.2)
+        assert health(server.address, pki, later) == REVOKED
+        assert health(server.address, pki, early) == REVOKED
