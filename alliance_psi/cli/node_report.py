@@ -106,7 +106,7 @@ def load_report(database: str, round_id: str, *, member_id: str, public_key: byt
         label_keys = repo.label_keys_for_tokens(result.key_epoch, tokens)
         checks = kept.get_checks(round_id)
     refused = checks.refused_tokens()
-    leads = build_leads(result, own, label_keys, scope=checks.scope, refused=refused)
+    leads = build_leads(result, own, label_keys, scope=checks.scope, refused=refused, backed=checks.backed_counts())
     index_of = {match.match_token: i for i, match in enumerate(result.matches)}
     proofs = lead_proofs(leaves, (index_of[lead.match_token] for lead in leads))
     report = build_report(
@@ -221,7 +221,8 @@ def _leads_table(report: LeadReport) -> Table:
         peers = ", ".join(sorted({label.category for label in lead.peer_labels}))
         if lead.unreadable_labels:
             peers += f"{', ' if peers else ''}{lead.unreadable_labels} unreadable"
-        cells = (lead.type, mask(lead.canonical), str(lead.holder_count), lead.category, peers or "-")
+        holders = str(lead.holder_count) + ("" if lead.backed_count is None else f" (labels back {lead.backed_count})")
+        cells = (lead.type, mask(lead.canonical), holders, lead.category, peers or "-")
         table.add_row(*(Text(console_safe(cell)) for cell in cells))
     return table
 

@@ -137,8 +137,10 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
         rows += [
             (f"  held by {plural(n, 'member')}", f"{count:,}") for n, count in sorted(holders.items(), reverse=True)
         ]
-        if outcome.refused:
-            rows.append(("REFUSED: labels do not back the count", f"{len(outcome.refused):,}"))
+        if refused := [r for r in outcome.refused if not r.stands]:
+            rows.append(("REFUSED: labels do not back the count", f"{len(refused):,}"))
+        if short := [r for r in outcome.refused if r.stands]:
+            rows.append(("  of which labels back fewer holders", f"{len(short):,}"))
     rows += [(f"seconds: {stage}", f"{value:.2f}") for stage, value in outcome.seconds.items()]
     title = "round joined; result verified" if outcome.result is not None else "round joined; items committed"
     Console().print(_summary(title, rows))
@@ -185,22 +187,37 @@ def _report_hint(round_id: str) -> str:
     return node_command_text("report", round_id, "--format", "html", "-o", "FILE")
 
 
-def refusal_lines(round_id: str, refused: Sequence[RefusedLead]) -> list[str]:
-    """What ``join`` and ``fetch`` say of the leads they refused (``protocol.leads.check_labels``):
-    each by its match token (never the identifier) with the reason, and where the evidence is."""
-    if not refused:
-        return []
-    heading = (
-        f"REFUSED {plural(len(refused), 'lead')} of round {round_id}: the coordinator signed a holder count "
-        "that the peers' sealed labels do not back (the coordinator lied, or a member holding the identifier "
-        "replayed or spoiled a label). They are not leads and are in no report. The coordinator's signed result, "
-        "these leaves included, is kept in this node's database as evidence for your security officer:"
+def refusal_lines(round_id: str, findings: Sequence[RefusedLead]) -> list[str]:
+    """What ``join`` and ``fetch`` say of the matches whose labels fall short of their signed holder
+    count (``protocol.leads.check_labels``): each by its match token (never the identifier) with the
+    reason, and where the evidence is. Refused leads first, then leads that stand with fewer holders."""
+    refused = [finding for finding in findings if not finding.stands]
+    short = [finding for finding in findings if finding.stands]
+    evidence = (
+        "The coordinator's signed result, these leaves included, is kept in this node's database as evidence "
+        "for your security officer:"
     )
-    return [
-        heading,
-        *(
-            f"  token {refusal.match_token.hex()} (held by {refusal.holder_count}, says the coordinator): "
-            f"{refusal.reason}"
-            for refusal in refused
-        ),
-    ]
+    lines = []
+    if refused:
+        lines.append(
+            f"REFUSED {plural(len(refused), 'lead')} of round {round_id}: the coordinator signed a holder count "
+            "that the peers' sealed labels do not back up to the round's threshold (the coordinator lied, or a "
+            "member holding the identifier replayed or spoiled a label). They are not leads and are in no report. "
+            + evidence
+        )
+        lines += [_finding_line(finding) for finding in refused]
+    if short:
+        lines.append(
+            f"{plural(len(short), 'lead')} of round {round_id} "
+            f"{'stands' if len(short) == 1 else 'stand'} with fewer holders than the coordinator signed: the labels "
+            "that count reach the threshold, some others do not count (replayed, repeated or unreadable: a co-holder "
+            "or the coordinator spoiled them). Reports show both counts. " + evidence
+        )
+        lines += [_finding_line(finding) for finding in short]
+    return lines
+
+
+def _finding_line(finding: RefusedLead) -> str:
+    return (
+        f"  token {finding.match_token.hex()} (held by {finding.holder_count}, says the coordinator): {finding.reason}"
+    )

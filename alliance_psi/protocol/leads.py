@@ -8,10 +8,14 @@ and opens the peers' labels. Leads hold raw identifiers: they exist only on the 
 
 In a round that shares labels, a holder count is not only the coordinator's word: each other
 holder sealed a label under the identifier's label key, which only holders know.
-``refuse_leads`` checks every matched token against its labels (``check_labels``) and names the
-leads whose labels do not back their holder count; ``build_leads`` leaves those out. A refused
-lead is not a lead: the coordinator, or a member that holds the identifier, lied about it
-(docs/design.md, "What the label checks prove").
+``refuse_leads`` checks every matched token against its labels (``check_labels``): a label counts
+for one other holder when it opens under the key, does not carry this member's own sealer
+pseudonym, and no label counted before carries its pseudonym. A lead whose counted labels do not
+reach the round's threshold is refused (``build_leads`` leaves it out): the coordinator lied about
+it. A lead whose counted labels reach the threshold but not the signed holder count stands, with
+the count its labels back beside the coordinator's (``Lead.backed_count``): so a co-holder that
+replays another member's label, or the coordinator that adds one, can neither veto a lead that
+the threshold of holders backs nor inflate its count (docs/design.md, "What the label checks prove").
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ from alliance_psi.protocol.model import MatchedToken, MemberResult
 __all__ = [
     "CATEGORIES",
     "SEVERITIES",
+    "LabelBacking",
     "Lead",
     "LeadChecks",
     "LeadLabel",
     "OwnIdentifier",
     "RefusedLead",
+    "back_count",
     "build_leads",
     "check_labels",
     "lead_sort_key",
@@ -127,6 +133,9 @@ class Lead:
     peer_labels: tuple[LeadLabel, ...]
     unreadable_labels: int
     spelling: str = ""
+    # In a round with labels: how many holders its labels back (this member and the other holders
+    # whose labels count, ``check_labels``) when fewer than ``holder_count``; None when they back it all.
+    backed_count: int | None = None
 
     def __repr__(self) -> str:
         return f"Lead(type={self.type}, holders={self.holder_count}, canonical=<{len(self.canonical)} chars>)"
@@ -136,12 +145,17 @@ class Lead:
 class RefusedLead:
     """A matched token whose peer labels do not back its holder count (``check_labels``), and why.
 
-    ``reason`` names no identifier and no label: it may be shown and kept as it is.
+    ``backed_count`` is the number of holders the labels back (this member included). When it
+    reaches the round's threshold the lead ``stands`` (it is a lead, with that count beside the
+    signed one); otherwise it is refused. ``reason`` names no identifier and no label: it may be
+    shown and kept as it is.
     """
 
     match_token: bytes
     holder_count: int
     reason: str
+    backed_count: int = 0
+    stands: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,46 +163,95 @@ class LeadChecks:
     """What a member node concluded of a kept result when it fetched it.
 
     ``scope`` is the scope the round's labels are sealed in (None: the round shares no labels,
-    and holder counts are the coordinator's word); ``refused`` the leads its labels do not back.
+    and holder counts are the coordinator's word); ``refused`` the matches whose labels fall short
+    of their holder count: refused leads, and (``stands``) leads whose labels back fewer holders
+    than the coordinator says, but at least the threshold.
     """
 
     scope: str | None
     refused: tuple[RefusedLead, ...] = ()
 
     def refused_tokens(self) -> frozenset[bytes]:
-        return frozenset(refusal.match_token for refusal in self.refused)
+        """The matches that are not leads."""
+        return frozenset(refusal.match_token for refusal in self.refused if not refusal.stands)
+
+    def backed_counts(self) -> dict[bytes, int]:
+        """The leads that stand with fewer holders backed than signed: token -> backed count."""
+        return {
+            refusal.match_token: refusal.backed_count
+            for refusal in self.refused
+            if refusal.stands and refusal.backed_count < refusal.holder_count
+        }
 
 
-def check_labels(match: MatchedToken, label_key: bytes, context: LabelContext, own_sealer: bytes) -> str | None:
-    """Why ``match``'s peer labels do not back its holder count, or None when they do.
+@dataclass(frozen=True, slots=True)
+class LabelBacking:
+    """What ``match``'s peer labels back (``check_labels``).
 
-    They do when at least ``holder_count - 1`` of them open under ``label_key`` in ``context``
-    (so each was sealed by someone who knows the key: a holder of the identifier, in this
-    scope), no two are identical or carry one sealer pseudonym, and none carries ``own_sealer``,
-    this member's own pseudonym for the token (its own label returned as a peer's). The own
-    pseudonym is compared in constant time.
+    ``backed`` counts this member and each other holder whose label counts; ``flaws`` says, without
+    naming any identifier or label, why some labels were not counted.
     """
-    sealers: list[bytes] = []
-    identical = len({peer.sealed for peer in match.peer_labels}) < len(match.peer_labels)
+
+    backed: int
+    flaws: tuple[str, ...]
+
+
+def back_count(match: MatchedToken, label_key: bytes, context: LabelContext, own_sealer: bytes) -> LabelBacking:
+    """How many holders ``match``'s peer labels back, and why some were not counted.
+
+    A label counts for one other holder when it opens under ``label_key`` in ``context`` (it was
+    sealed by someone who knows the key: a holder of the identifier, in this scope), does not carry
+    ``own_sealer``, this member's own pseudonym for the token (its own label returned as a peer's),
+    and no label counted before carries its sealer pseudonym (one member counted twice, or one label
+    repeated). The own pseudonym is compared in constant time.
+    """
+    sealers: set[bytes] = set()
+    flaws: dict[str, None] = {}
     for peer in match.peer_labels:
         try:
             sealer = open_label(label_key, peer.sealed, context).sealer
         except InvalidLabel:
+            flaws["a peer label does not open under this identifier's key"] = None
             continue
         if hmac.compare_digest(sealer, own_sealer):
-            return "this member's own label is returned as a peer's (replayed by the coordinator or by a co-holder)"
-        sealers.append(sealer)
-    if identical:
-        return "two peer labels are identical (one label counted twice)"
-    if len(set(sealers)) < len(sealers):
-        return "two peer labels carry one sealer's pseudonym (one member counted twice)"
-    needed = match.holder_count - 1
-    if len(sealers) < needed:
-        return (
-            f"held by {match.holder_count} members says the coordinator, but only {len(sealers)} "
-            f"peer label{'' if len(sealers) == 1 else 's'} open under this identifier's key ({needed} needed)"
-        )
-    return None
+            flaws["this member's own label is returned as a peer's (replayed by the coordinator or by a co-holder)"] = (
+                None
+            )
+        elif sealer in sealers:
+            flaws["two peer labels carry one sealer's pseudonym (one member, or one label, counted twice)"] = None
+        else:
+            sealers.add(sealer)
+    return LabelBacking(1 + len(sealers), tuple(flaws))
+
+
+def check_labels(
+    match: MatchedToken, label_key: bytes, context: LabelContext, own_sealer: bytes, *, threshold: int
+) -> RefusedLead | None:
+    """``match`` as a refused lead (or one that stands, with what was wrong), or None when its peer
+    labels back its whole holder count and every one of them counts (``back_count``).
+
+    The lead stands when the holders its labels back reach ``threshold``, the round's: no co-holder
+    can veto another's lead by replaying a label, and no coordinator can raise a count past what
+    the labels back (the lead carries the backed count).
+    """
+    backing = back_count(match, label_key, context, own_sealer)
+    if backing.backed >= match.holder_count and not backing.flaws:
+        return None
+    backed = min(backing.backed, match.holder_count)
+    stands = backed >= threshold
+    counted = backing.backed - 1
+    said = (
+        f"held by {match.holder_count} members says the coordinator; {counted} peer "
+        f"label{'' if counted == 1 else 's'} count{'s' if counted == 1 else ''} under this identifier's key"
+    )
+    if backed >= match.holder_count:
+        verdict = f"they back all {match.holder_count} holders: the lead stands"
+    elif stands:
+        verdict = f"they back {backed} holders, at least the threshold {threshold}: a lead held by {backed}"
+    else:
+        verdict = f"{threshold - 1} needed for the threshold {threshold}: not a lead"
+    reason = "; ".join((said, *backing.flaws, verdict))
+    return RefusedLead(match.match_token, match.holder_count, reason, backed, stands)
 
 
 def refuse_leads(
@@ -197,22 +260,24 @@ def refuse_leads(
     *,
     key_epoch: str,
     scope: str,
+    threshold: int,
     own_sealer: Callable[[LabelContext], bytes],
 ) -> list[RefusedLead]:
-    """The ``matches`` of a label-sharing round in ``scope`` that ``check_labels`` refuses.
+    """The ``matches`` of a label-sharing round in ``scope`` whose labels fall short (``check_labels``):
+    refused leads, and leads that stand with fewer holders backed than signed.
 
     ``own_sealer`` gives this member's pseudonym for a context (``sealer_pseudonym`` with the
     node's sealer key). Tokens without a label key on this node are skipped, as ``build_leads``
     skips them. Takes the matches a page at a time as well as all at once.
     """
-    refused = []
+    found = []
     for match in matches:
         if (key := label_keys.get(match.match_token)) is None:
             continue
         context = LabelContext(key_epoch, match.match_token, scope)
-        if (reason := check_labels(match, key, context, own_sealer(context))) is not None:
-            refused.append(RefusedLead(match.match_token, match.holder_count, reason))
-    return refused
+        if (finding := check_labels(match, key, context, own_sealer(context), threshold=threshold)) is not None:
+            found.append(finding)
+    return found
 
 
 def build_leads(
@@ -222,11 +287,13 @@ def build_leads(
     *,
     scope: str | None,
     refused: Collection[bytes] = frozenset(),
+    backed: Mapping[bytes, int] | None = None,
 ) -> list[Lead]:
     """Leads for ``result``, in ``lead_sort_key`` order: holder count (most first), severity, type.
 
     ``scope`` is the scope the round's labels were sealed in, or None for a round without labels.
-    Tokens in ``refused`` (``refuse_leads``) are left out: they are not leads. Tokens missing
+    Tokens in ``refused`` (``LeadChecks.refused_tokens``) are left out: they are not leads; those in
+    ``backed`` (``LeadChecks.backed_counts``) carry the holder count their labels back. Tokens missing
     from ``own`` are skipped: an identifier withdrawn since the submission must not reappear in
     a report. A peer label that cannot be opened or parsed is counted, not shown.
     """
@@ -258,6 +325,7 @@ def build_leads(
                 tuple(labels),
                 unreadable,
                 spelling,
+                (backed or {}).get(match.match_token),
             )
         )
     found.sort(key=lead_sort_key)

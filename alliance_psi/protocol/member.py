@@ -68,7 +68,7 @@ class JoinOutcome:
     seconds: dict[str, float]
     delta_count: int = 0  # Items and removals sent this round (the rest was already held).
     replaced: bool = False  # Whether the whole set was sent.
-    refused: tuple[RefusedLead, ...] = ()  # Matches whose peer labels do not back their count: not leads.
+    refused: tuple[RefusedLead, ...] = ()  # Matches whose labels fall short of their count (``LeadChecks``).
 
 
 def _utcnow() -> datetime:
@@ -292,6 +292,7 @@ class MemberRole:
                             keys,
                             key_epoch=header.key_epoch,
                             scope=set_scope,
+                            threshold=header.threshold,
                             own_sealer=self.labels.own_pseudonym,
                         )
                     tx.results.add_leaves(
@@ -353,7 +354,9 @@ class MemberRole:
             own = tx.repo.identifiers_for_tokens(result.key_epoch, tokens)
             keys = tx.repo.label_keys_for_tokens(result.key_epoch, tokens)
             checks = tx.results.get_checks(result.round_id)
-        return build_leads(result, own, keys, scope=checks.scope, refused=checks.refused_tokens())
+        return build_leads(
+            result, own, keys, scope=checks.scope, refused=checks.refused_tokens(), backed=checks.backed_counts()
+        )
 
     def lead_checks(self, round_id: str) -> LeadChecks:
         """The scope of ``round_id``'s labels and the matches of its kept result refused as leads."""

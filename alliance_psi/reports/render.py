@@ -43,6 +43,7 @@ CSV_COLUMNS = (
     "peer_labels 同业标签",
     "unreadable_peer_labels 无法解读的同业标签",
     "match_token 匹配令牌",
+    "backed_count 标签印证机构数",
 )
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
@@ -76,6 +77,7 @@ def _b64(data: bytes) -> str:
 
 
 def _lead(lead: Lead, proof: LeafProof) -> dict[str, Any]:
+    backed = {} if lead.backed_count is None else {"backed_count": lead.backed_count}
     return {
         "type": lead.type,
         "value": lead.canonical,
@@ -88,6 +90,7 @@ def _lead(lead: Lead, proof: LeafProof) -> dict[str, Any]:
         "match_token": lead.match_token.hex(),
         "peer_labels": [_peer(label) for label in lead.peer_labels],
         "unreadable_peer_labels": lead.unreadable_labels,
+        **backed,  # Only when the labels back fewer holders than the signed count (protocol.leads).
         "proof": {
             "leaf_index": proof.index,
             "leaf_b64": _b64(proof.leaf),
@@ -168,6 +171,7 @@ def render_csv(report: LeadReport) -> bytes:
             "; ".join(describe_peer(label) for label in lead.peer_labels),
             lead.unreadable_labels,
             lead.match_token.hex(),
+            "" if lead.backed_count is None else lead.backed_count,
         )
         writer.writerow([csv_cell(cell) for cell in row])
     return out.getvalue().encode("utf-8-sig")

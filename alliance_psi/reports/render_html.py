@@ -115,11 +115,18 @@ def _row(number: int, lead: Lead, top: int) -> str:
         f'<td>{_e(TYPE_NAMES.get(lead.type, lead.type))}<span class="code">{_e(lead.type)}</span></td>'
         f'<td class="{"value long" if len(lead.canonical) > _NOWRAP_CHARS else "value"}">'
         f'<span class="normalized">{_e(lead.canonical)}</span>{_spelling(lead)}</td>'
-        f'<td class="num"><span class="holders {heat}">{lead.holder_count}</span></td>'
+        f'<td class="num"><span class="holders {heat}">{lead.holder_count}</span>{_backed(lead)}</td>'
         f"<td>{_category(lead.category)}</td><td>{_severity(lead.severity)}</td>"
         f'<td class="ref">{_e(lead.case_ref) or _DASH}</td><td class="date">{first_seen}</td>'
         f'<td class="peers-cell">{_peers(lead)}</td></tr>'
     )
+
+
+def _backed(lead: Lead) -> str:
+    """The holders the labels back, when fewer than the coordinator's signed count (``Lead.backed_count``)."""
+    if lead.backed_count is None:
+        return ""
+    return f'<span class="muted">标签印证 {lead.backed_count} 家 labels back {lead.backed_count}</span>'
 
 
 def _spelling(lead: Lead) -> str:

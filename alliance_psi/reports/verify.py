@@ -313,6 +313,12 @@ def _lead(obj: Any, number: int, header: ResultHeader, seen: dict[bytes, int]) -
             f"{len(match.peer_labels)} in the signed result"
         )
     _check_named_peers(peers, match, where)
+    backed = _field(obj, "backed_count", int, where, optional=True)
+    if backed is not None and not header.threshold <= backed < holders:
+        raise ReportMismatch(
+            f"{where}: backed_count {backed} must be at least the threshold {header.threshold} and below the "
+            f"holder count {holders} (a lead whose labels back fewer than the threshold is no lead)"
+        )
     severity = _field(obj, "severity", str, where, optional=True) or ""
     case_ref = _field(obj, "case_ref", str, where, optional=True) or ""
     spelling = _field(obj, "spelling", str, where, optional=True) or ""
@@ -330,6 +336,7 @@ def _lead(obj: Any, number: int, header: ResultHeader, seen: dict[bytes, int]) -
         tuple(peers),
         unreadable,
         spelling,
+        backed,
     )
     return lead, proof, match
 

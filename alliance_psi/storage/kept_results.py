@@ -139,8 +139,8 @@ class KeptResults:
         bulk_insert(
             self._conn,
             member_refused_leads,
-            ("round_id", "match_token", "holder_count", "reason"),
-            [(round_id, r.match_token, r.holder_count, r.reason) for r in refused],
+            ("round_id", "match_token", "holder_count", "reason", "backed_count", "stands"),
+            [(round_id, r.match_token, r.holder_count, r.reason, r.backed_count, r.stands) for r in refused],
         )
 
     def get_checks(self, round_id: str) -> LeadChecks:
@@ -151,8 +151,14 @@ class KeptResults:
         scope = recorded[0] if recorded is not None and recorded[1] else None
         refused = member_refused_leads.c
         rows = self._conn.execute(
-            select(refused.match_token, refused.holder_count, refused.reason)
+            select(refused.match_token, refused.holder_count, refused.reason, refused.backed_count, refused.stands)
             .where(refused.round_id == round_id)
             .order_by(refused.match_token)
         )
-        return LeadChecks(scope, tuple(RefusedLead(bytes(t), int(n), str(reason)) for t, n, reason in rows))
+        return LeadChecks(
+            scope,
+            tuple(
+                RefusedLead(bytes(t), int(n), str(reason), int(backed), bool(stands))
+                for t, n, reason, backed, stands in rows
+            ),
+        )

@@ -453,6 +453,10 @@ member_refused_leads = Table(
     Column("match_token", LargeBinary(MATCH_TOKEN_BYTES), primary_key=True),
     Column("holder_count", Integer, nullable=False),
     Column("reason", Text, nullable=False),
+    # How many holders the labels back; a lead whose backed count reaches the threshold stands
+    # (with that count), one that does not is refused. Rows kept before these columns: refused.
+    Column("backed_count", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("stands", Boolean, nullable=False, default=False, server_default=false()),
     _length_is("match_token", MATCH_TOKEN_BYTES),
 )
 

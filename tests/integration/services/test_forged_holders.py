@@ -4,8 +4,9 @@ The operator holds the coordinator's database and signing key. Here it writes it
 before matching, so the coordinator's own code signs, logs and serves a result that is
 consistent in every way a member can check (signature, Merkle root, audit log): it adds
 holders to tokens with labels that are bank-a's own, one peer's label twice, garbage, or a
-peer's label from another scope. bank-a's node must refuse each such lead, say why, keep the
-signed result, and still report every honest lead.
+peer's label from another scope. bank-a's node must refuse each lead whose counted labels do not
+reach the threshold, keep each that they do reach with the count they back (not the signed one),
+say why, keep the signed result, and still report every honest lead.
 """
 
 from __future__ import annotations
@@ -134,20 +135,30 @@ def test_leads_whose_labels_do_not_back_their_holder_count_are_refused(tmp_path:
     assert checks.scope == BOTH and set(reasons) == set(forged.values())
     assert "own label is returned as a peer's" in reasons[forged["own"]]
     assert "own label is returned as a peer's" in reasons[forged["own, once"]]
-    assert "identical" in reasons[forged["twice"]]
+    assert "counted twice" in reasons[forged["twice"]]
     assert reasons[forged["garbage"]] == (
-        "held by 3 members says the coordinator, but only 1 peer label open under this identifier's key (2 needed)"
+        "held by 3 members says the coordinator; 1 peer label counts under this identifier's key; "
+        "a peer label does not open under this identifier's key; "
+        "they back 2 holders, at least the threshold 2: a lead held by 2"
     )
-    assert "only 0 peer labels open" in reasons[forged["replayed"]]
+    assert "0 peer labels count" in reasons[forged["replayed"]]
+    # Refused: what no label backs up to the threshold. The others stand with the count labels back.
+    refused = {forged["own"], forged["own, once"], forged["replayed"]}
+    assert checks.refused_tokens() == refused
+    assert checks.backed_counts() == {forged["twice"]: 2, forged["garbage"]: 2}
     # What the coordinator signed is kept whole, the refused leaves included: the evidence.
     assert header.match_count == len(kept) and set(forged.values()) <= set(kept)
     assert kept[forged["own"]].holder_count == 3
     # Refused tokens are not leads; every honest lead of the round still is, with its true count.
     expected = planted.expected("bank-a", 2)
     by_token = {lead.match_token: lead for lead in leads}
-    assert not set(forged.values()) & set(by_token)
-    assert len(leads) == len(expected) - 3  # Three forged tokens were real leads: "twice", "garbage", "replayed".
-    assert all(expected[lead.canonical] == lead.holder_count and lead.unreadable_labels == 0 for lead in leads)
+    assert not refused & set(by_token)
+    assert len(leads) == len(expected) - 1  # One forged token was a real lead: "replayed" (bank-b's label spoiled).
+    for forged_lead in (by_token[forged["twice"]], by_token[forged["garbage"]]):
+        assert (forged_lead.holder_count, forged_lead.backed_count) == (3, expected[forged_lead.canonical])
+    honest = [lead for lead in leads if lead.backed_count is None]
+    assert len(honest) == len(leads) - 2
+    assert all(expected[lead.canonical] == lead.holder_count and lead.unreadable_labels == 0 for lead in honest)
     assert honest_checks.scope == PHONES and honest_checks.refused == ()
     assert {lead.canonical: lead.holder_count for lead in honest_leads} == expected
 
@@ -183,8 +194,9 @@ def test_join_fetch_and_report_say_what_was_refused(tmp_path: Path, pki) -> None
     assert fetched.exit_code == 0, fetched.output
     assert f"REFUSED 1 lead of round {round_id}: the coordinator signed a holder count" in fetched.output
     assert (
-        f"  token {token.hex()} (held by 2, says the coordinator): this member's own label is returned as a "
-        "peer's (replayed by the coordinator or by a co-holder)\n"
+        f"  token {token.hex()} (held by 2, says the coordinator): held by 2 members says the coordinator; "
+        "0 peer labels count under this identifier's key; this member's own label is returned as a peer's "
+        "(replayed by the coordinator or by a co-holder); 1 needed for the threshold 2: not a lead\n"
     ) in fetched.output
     assert value not in fetched.output  # Named by its token, never by the identifier.
     assert rejoined.exit_code == 0, rejoined.output
@@ -196,7 +208,7 @@ def test_join_fetch_and_report_say_what_was_refused(tmp_path: Path, pki) -> None
     assert value not in written and "\n1,phone,+86139" in written  # The other leads are still reported.
 
 
-def test_a_members_superseded_label_served_as_another_holders_is_refused(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+def test_a_members_superseded_label_served_as_another_holders_is_not_counted(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
     from alliance_psi.storage import MemberRepository
 
     with running_alliance(tmp_path, pki, custodians=1) as alliance:
@@ -230,9 +242,13 @@ def test_a_members_superseded_label_served_as_another_holders_is_refused(tmp_pat
         second = run_round(lambda conn: add_holder(conn, PHONES, "bank-c", token, superseded))
         checks = nodes["bank-a"].lead_checks(second)
         leads = nodes["bank-a"].leads(nodes["bank-a"].kept_result(second))
-    assert [(r.match_token, r.holder_count) for r in checks.refused] == [(token, 3)]
-    assert checks.refused[0].reason == "two peer labels carry one sealer's pseudonym (one member counted twice)"
-    assert token not in {lead.match_token for lead in leads} and leads
+    assert [(r.match_token, r.holder_count, r.backed_count, r.stands) for r in checks.refused] == [(token, 3, 2, True)]
+    assert "two peer labels carry one sealer's pseudonym (one member, or one label, counted twice)" in (
+        checks.refused[0].reason
+    )
+    # bank-a and bank-b hold it: a lead held by 2 (the threshold), not by the 3 the coordinator signed.
+    (lead,) = [lead for lead in leads if lead.match_token == token]
+    assert (lead.holder_count, lead.backed_count) == (3, 2)
 
 
 def test_a_second_signed_result_for_a_kept_round_is_refused_and_kept_as_evidence(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]

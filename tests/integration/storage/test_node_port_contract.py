@@ -190,7 +190,10 @@ def test_the_scope_recorded_at_commit_outlives_fetches_and_refusals_do_not(uow: 
         tx.results.record_scope("r1", "e1/phone/tokens", share_labels=False)
         tx.results.record_scope("r1", SCOPE, share_labels=True)  # Recorded again: the last one holds.
         tx.results.record_scope("r2", "e1/phone/tokens", share_labels=False)
-    refusals = [RefusedLead(token(2), 3, "two peer labels are identical"), RefusedLead(token(1), 2, "only 0")]
+    refusals = [
+        RefusedLead(token(2), 3, "two peer labels are identical", backed_count=2, stands=True),
+        RefusedLead(token(1), 2, "only 0", backed_count=1),
+    ]
     with pytest.raises(RuntimeError), uow.writing() as tx:
         tx.results.save_header("r1", key_epoch=EPOCH, round_name="r", header=b"h0", signature=b"s", at=NOW)
         tx.results.save_refusals("r1", refusals[:1])
@@ -204,7 +207,8 @@ def test_the_scope_recorded_at_commit_outlives_fetches_and_refusals_do_not(uow: 
     with uow.reading() as tx:
         assert tx.results.recorded_scope("r1") == (SCOPE, True)
         assert tx.results.get_checks("r1") == LeadChecks(SCOPE, (refusals[1], refusals[0]))
-        assert tx.results.get_checks("r1").refused_tokens() == {token(1), token(2)}
+        assert tx.results.get_checks("r1").refused_tokens() == {token(1)}  # token 2 stands, backed by 2 of 3.
+        assert tx.results.get_checks("r1").backed_counts() == {token(2): 2}
         assert tx.results.get_checks("r2") == LeadChecks(None)  # A round without labels: no scope to open them.
 
 

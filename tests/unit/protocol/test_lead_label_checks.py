@@ -8,7 +8,7 @@ that open, a label sealed in another scope. Labels are sealed for real with thre
 from __future__ import annotations
 
 from alliance_psi.crypto.labels import LabelContext, seal_label, sealer_pseudonym
-from alliance_psi.protocol.leads import LeadLabel, RefusedLead, build_leads, check_labels, refuse_leads
+from alliance_psi.protocol.leads import LeadChecks, LeadLabel, RefusedLead, build_leads, check_labels, refuse_leads
 from alliance_psi.protocol.model import MatchedToken, MemberResult, PeerLabel
 
 TOKEN, OTHER_TOKEN, KEY = b"\x07" * 16, b"\x08" * 16, b"\x09" * 32
@@ -22,8 +22,16 @@ def label(sealer_key: bytes | None, category: str = "wool_party", context: Label
     return PeerLabel(seal_label(KEY, LeadLabel(category).encode(), context, sealer_key=sealer_key))
 
 
-def verdict(holders: int, *peers: PeerLabel) -> str | None:
-    return check_labels(MatchedToken(TOKEN, holders, peers), KEY, CONTEXT, sealer_pseudonym(ME, CONTEXT))
+def check(holders: int, *peers: PeerLabel, threshold: int = 2) -> RefusedLead | None:
+    match = MatchedToken(TOKEN, holders, peers)
+    return check_labels(match, KEY, CONTEXT, sealer_pseudonym(ME, CONTEXT), threshold=threshold)
+
+
+def verdict(holders: int, *peers: PeerLabel, threshold: int | None = None) -> str | None:
+    """The reason of a finding, with the threshold at the holder count unless given (then every
+    shortfall is a refusal, as before leads could stand on fewer labels)."""
+    finding = check(holders, *peers, threshold=holders if threshold is None else threshold)
+    return None if finding is None else finding.reason
 
 
 def test_labels_of_distinct_holders_back_the_count() -> None:
@@ -36,13 +44,20 @@ def test_the_members_own_label_returned_as_a_peers_is_refused() -> None:
     mine = label(ME, "other")
     assert "own label" in (verdict(3, mine, mine) or "")
     assert "own label" in (verdict(2, mine) or "")
-    # Even beside enough honest labels: the coordinator (or a co-holder) replayed it.
-    assert "own label" in (verdict(3, label(BANK_B), label(BANK_C), mine) or "")
+    refused = check(2, mine)
+    assert refused is not None and not refused.stands and refused.backed_count == 1
+
+
+def test_a_replayed_own_label_beside_enough_honest_ones_is_named_but_the_lead_stands() -> None:
+    # The coordinator (or a co-holder) replayed it; the honest labels still back every holder.
+    finding = check(3, label(BANK_B), label(BANK_C), label(ME))
+    assert finding is not None and finding.stands and finding.backed_count == 3
+    assert "own label" in finding.reason and "back all 3" in finding.reason
 
 
 def test_one_label_twice_is_refused() -> None:
     twice = label(BANK_B)
-    assert "identical" in (verdict(3, twice, twice) or "")
+    assert "counted twice" in (verdict(3, twice, twice) or "")
 
 
 def test_one_sealer_twice_is_refused() -> None:
@@ -54,17 +69,62 @@ def test_too_few_labels_that_open_are_refused() -> None:
     garbage = PeerLabel(bytes([2]) + bytes(300))
     wrong_key = PeerLabel(seal_label(bytes(32), b'{"c":"other"}', CONTEXT))
     assert verdict(3, label(BANK_B), garbage) == (
-        "held by 3 members says the coordinator, but only 1 peer label open under this identifier's key (2 needed)"
+        "held by 3 members says the coordinator; 1 peer label counts under this identifier's key; "
+        "a peer label does not open under this identifier's key; 2 needed for the threshold 3: not a lead"
     )
-    assert "only 1 peer label" in (verdict(3, label(BANK_B), wrong_key) or "")
-    assert "only 0 peer labels" in (verdict(2) or "")
+    assert "1 peer label counts" in (verdict(3, label(BANK_B), wrong_key) or "")
+    assert "0 peer labels count" in (verdict(2) or "")
 
 
 def test_a_label_from_another_scope_does_not_open() -> None:
     elsewhere = LabelContext(EPOCH, TOKEN, "e1/email,phone/labels")
-    assert "only 1 peer label" in (verdict(3, label(BANK_B), label(BANK_C, context=elsewhere)) or "")
+    assert "1 peer label counts" in (verdict(3, label(BANK_B), label(BANK_C, context=elsewhere)) or "")
     other_token = LabelContext(EPOCH, OTHER_TOKEN, SCOPE)
-    assert "only 0 peer labels" in (verdict(2, label(BANK_C, context=other_token)) or "")
+    assert "0 peer labels count" in (verdict(2, label(BANK_C, context=other_token)) or "")
+
+
+def test_a_co_holder_replaying_a_label_cannot_veto_a_lead_the_threshold_backs() -> None:
+    # bank-b holds the identifier; it re-submits bank-a's label (its bytes, from its own result)
+    # as its own. bank-a sees its own label as bank-b's; bank-c sees bank-a's label twice. Both
+    # still have a lead: their own holding and one other holder's label reach the threshold 2.
+    a_label = label(ME)
+    at_a = check(3, a_label, label(BANK_C), threshold=2)
+    assert at_a is not None and at_a.stands and at_a.backed_count == 2 and "own label" in at_a.reason
+    c_context_check = check_labels(
+        MatchedToken(TOKEN, 3, (a_label, a_label)), KEY, CONTEXT, sealer_pseudonym(BANK_C, CONTEXT), threshold=2
+    )
+    assert c_context_check is not None and c_context_check.stands and c_context_check.backed_count == 2
+    # With a threshold of 3 the replay leaves too few labels: not a lead (the threshold is not met).
+    refused = check(3, a_label, label(BANK_C), threshold=3)
+    assert refused is not None and not refused.stands
+
+
+def test_the_coordinator_cannot_raise_a_count_past_what_the_labels_back() -> None:
+    garbage = PeerLabel(bytes([2]) + bytes(300))
+    inflated = check(5, label(BANK_B), garbage, garbage, garbage, threshold=2)
+    assert inflated is not None and inflated.stands and inflated.backed_count == 2
+    # An identifier only this member holds, signed as held by 3: nothing backs it.
+    alone = check(3, garbage, garbage, threshold=2)
+    assert alone is not None and not alone.stands and alone.backed_count == 1
+
+
+def test_a_standing_lead_carries_its_backed_count_into_the_leads() -> None:
+    garbage = PeerLabel(bytes([2]) + bytes(300))
+    result = MemberResult("r-1", "bank-a", EPOCH, 2, 10, (MatchedToken(TOKEN, 4, (label(BANK_B), garbage, garbage)),))
+    findings = refuse_leads(
+        result.matches,
+        {TOKEN: KEY},
+        key_epoch=EPOCH,
+        scope=SCOPE,
+        threshold=2,
+        own_sealer=lambda context: sealer_pseudonym(ME, context),
+    )
+    checks = LeadChecks(SCOPE, tuple(findings))
+    assert checks.refused_tokens() == frozenset() and checks.backed_counts() == {TOKEN: 2}
+    (lead,) = build_leads(
+        result, OWN, {TOKEN: KEY}, scope=SCOPE, refused=checks.refused_tokens(), backed=checks.backed_counts()
+    )
+    assert (lead.holder_count, lead.backed_count, lead.unreadable_labels) == (4, 2, 2)
 
 
 def test_refused_leads_are_named_and_left_out_of_the_leads() -> None:
@@ -77,7 +137,12 @@ def test_refused_leads_are_named_and_left_out_of_the_leads() -> None:
     own = {**OWN, OTHER_TOKEN: ("phone", "+8613900139001", "other", "level1", None, "", "")}
     keys = {TOKEN: KEY, OTHER_TOKEN: KEY}
     refused = refuse_leads(
-        result.matches, keys, key_epoch=EPOCH, scope=SCOPE, own_sealer=lambda context: sealer_pseudonym(ME, context)
+        result.matches,
+        keys,
+        key_epoch=EPOCH,
+        scope=SCOPE,
+        threshold=2,
+        own_sealer=lambda context: sealer_pseudonym(ME, context),
     )
     assert [(r.match_token, r.holder_count) for r in refused] == [(TOKEN, 3)]
     assert isinstance(refused[0], RefusedLead) and "own label" in refused[0].reason

@@ -318,3 +318,15 @@ def test_html_replaces_control_and_bidi_characters_in_untrusted_text() -> None:
     visible = page.split('<script type="application/json"')[0]
     assert "\u202e" not in visible and "\x1b" not in visible
     assert "\ufffd行银某 · \ufffd[2J" in visible
+
+
+def test_a_lead_standing_on_fewer_labels_shows_both_counts_in_every_format() -> None:
+    first = REPORT.leads[0]
+    short = dataclasses.replace(REPORT, leads=(dataclasses.replace(first, backed_count=3), *REPORT.leads[1:]))
+    leads = json.loads(render_json(short))["leads"]
+    assert (leads[0]["holder_count"], leads[0]["backed_count"]) == (4, 3)
+    assert all("backed_count" not in lead for lead in leads[1:])  # Only where the labels fall short.
+    rows = list(csv.reader(io.StringIO(render_csv(short).decode("utf-8-sig"))))
+    assert rows[0][-1] == "backed_count 标签印证机构数" and rows[1][-1] == "3" and rows[2][-1] == ""
+    assert "labels back 3" in render_html(short).decode()
+    assert "labels back" not in render_html(REPORT).decode()

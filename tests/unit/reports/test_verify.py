@@ -652,3 +652,19 @@ def test_the_signer_must_hold_the_members_certificate_and_its_key() -> None:
         ReportSigner.load(bank_a.cert_pem, KEY.to_pem(), member_id=MEMBER_ID)
     with pytest.raises(ValueError, match="a report of member 'bank-b' cannot be signed as 'bank-a'"):
         sign_document({**DOC, "member_id": "bank-b"}, SIGNER, signed_at=datetime.now(UTC))
+
+
+def test_a_lead_may_carry_the_holders_its_labels_back_within_the_threshold_and_the_signed_count() -> None:
+    # A lead whose counted labels back fewer holders than signed (protocol.leads.check_labels) stands with
+    # both counts; the member signs the backed one, the coordinator's signature covers the other.
+    checked = verify(resigned(_set("leads.0.backed_count", 3)))
+    assert checked.leads == 7
+    for backed in (1, 4, 5):  # Below the threshold (no lead), or not below the signed count of 4.
+        with pytest.raises(ReportMismatch) as raised:
+            verify(resigned(_set("leads.0.backed_count", backed)))
+        assert str(raised.value) == (
+            f"lead 1 (phone): backed_count {backed} must be at least the threshold 2 and below the holder count 4 "
+            "(a lead whose labels back fewer than the threshold is no lead)"
+        )
+    with pytest.raises(ReportMismatch, match="field 'backed_count' must be"):
+        verify(resigned(_set("leads.0.backed_count", "3")))
