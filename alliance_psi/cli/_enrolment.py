@@ -26,11 +26,33 @@ __all__ = ["echo_enrolment", "enrolment_group"]
 _DATABASE_HELP = "This server's database URL (as given to its serve command)."
 
 
-def _engine(database: str) -> Engine:
+def _engine(database: str, *, server: str, create: bool = False) -> Engine:
+    """An engine on the server's database with its tables. Only ``add`` (``create``) may start a
+    new SQLite file, and says so on stderr: a typo in ``--database`` must not enrol a member into a
+    database no server reads, nor list an empty one as if the server had no members.
+
+    Raises:
+        ConfigurationError: without ``create``, the SQLite file does not exist.
+    """
+    from alliance_psi.config import sqlite_file
+    from alliance_psi.errors import ConfigurationError
     from alliance_psi.storage import create_schema, make_engine
 
+    file = sqlite_file(database)
+    new = None if file is None or file.exists() else file.resolve()
+    if new is not None and not create:
+        raise ConfigurationError(
+            f"no database at {new}: give --database as this {server}'s serve command does "
+            "(`add` creates it before the first start)"
+        )
     engine = make_engine(database)
     create_schema(engine)
+    if new is not None:
+        click.echo(
+            f"note: created a new database at {new}; if this {server} already runs, check that its serve "
+            "command uses this --database",
+            err=True,
+        )
     return engine
 
 
@@ -64,7 +86,13 @@ def enrolment_group(
         with reported():
             pem = _read_cert(cert)
             try:
-                enrolment, new = enrol(_engine(database), pem, role=Role(role), quota=quota, display_name=display_name)
+                enrolment, new = enrol(
+                    _engine(database, server=server, create=True),
+                    pem,
+                    role=Role(role),
+                    quota=quota,
+                    display_name=display_name,
+                )
             except ConfigurationError as exc:
                 raise ConfigurationError(f"--cert {cert}: {exc}") from None
         details = ""
@@ -113,7 +141,7 @@ def enrolment_group(
         from alliance_psi.services.enrolment import unenrol
 
         with reported():
-            if not unenrol(_engine(database), Role(role), party):
+            if not unenrol(_engine(database, server=server), Role(role), party):
                 raise NotFound(f"{role} {party} is not enrolled at this {server}")
         click.echo(f"removed {role} {party} from this {server}")
 
@@ -122,7 +150,7 @@ def enrolment_group(
         from alliance_psi.storage import EnrolmentRepository, QuotaRepository
 
         with reported():
-            engine = _engine(database)
+            engine = _engine(database, server=server)
             with engine.connect() as conn:
                 enrolled = EnrolmentRepository(conn).list(Role(role))
                 usage_epoch = epoch or QuotaRepository(conn).latest_epoch()

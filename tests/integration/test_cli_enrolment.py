@@ -42,7 +42,7 @@ def test_custodian_member_add_list_remove(tmp_path: Path, pki: AlliancePki) -> N
     cert_a, cert_b = str(pki.directory / "bank-a.pem"), str(pki.directory / "bank-b.pem")
     added = run("custodian", "member", "add", "--cert", cert_a, "--database", db)
     assert added.exit_code == 0, added.output
-    assert added.output == (
+    assert added.stdout == (
         "enrolled member bank-a at this custodian, default quota\n"
         f"key pin (SHA-256 of its public key): {pin(pki, 'bank-a')}\n"
     )
@@ -124,7 +124,7 @@ def test_coordinator_members_with_display_names_and_admins(tmp_path: Path, pki: 
     db = f"sqlite:///{tmp_path / 'coordinator.db'}"
     cert_a = str(pki.directory / "bank-a.pem")
     added = run("coordinator", "member", "add", "--cert", cert_a, "--display-name", "某某银行", "--database", db)
-    assert added.exit_code == 0 and added.output.startswith(
+    assert added.exit_code == 0 and added.stdout.startswith(
         "enrolled member bank-a at this coordinator, shown as 某某银行\n"
     )
     bad_name = run("coordinator", "member", "add", "--cert", cert_a, "--display-name", "甲\x07", "--database", db)
@@ -167,3 +167,23 @@ def test_a_server_with_nobody_enrolled_says_so_at_start(tmp_path: Path, pki: All
         "warning: no member is enrolled, so every call is refused; enrol with "
         "`alliance-psi custodian member add --cert MEMBER.pem --database …` (no restart needed)"
     ) in lines
+
+
+@pytest.mark.parametrize("server", ["custodian", "coordinator"])
+def test_a_mistyped_database_is_refused_by_list_and_remove_and_named_by_add(
+    tmp_path: Path, pki: AlliancePki, server: str
+) -> None:
+    # A typo in --database must not list an empty server nor enrol into a file no server reads unnoticed.
+    real = tmp_path / "server.db"
+    assert run(server, "member", "add", "--cert", str(pki.directory / "bank-a.pem"), "--database", f"sqlite:///{real}")
+    typo = tmp_path / "sever.db"
+    for args in (("list",), ("remove", "bank-a")):
+        refused = run(server, "member", *args, "--database", f"sqlite:///{typo}")
+        assert refused.exit_code != 0
+        assert f"no database at {typo}: give --database as this {server}'s serve command does" in refused.output
+        assert not typo.exists()  # Nothing was created.
+    added = run(server, "member", "add", "--cert", str(pki.directory / "bank-b.pem"), "--database", f"sqlite:///{typo}")
+    assert added.exit_code == 0, added.output
+    assert f"note: created a new database at {typo}; if this {server} already runs" in added.output
+    again = run(server, "member", "add", "--cert", str(pki.directory / "bank-b.pem"), "--database", f"sqlite:///{typo}")
+    assert again.exit_code == 0 and "note: created" not in again.output  # Only when it was new.
