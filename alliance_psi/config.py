@@ -3,7 +3,7 @@
 Only ``alliance_psi.cli`` builds these, from options, files and the environment; library code takes
 them as arguments and never reads ``os.environ``. Each class documents its usage in a table.
 
-Sections, in order: TLS, server limits, then the per-role configs (custodian, coordinator, member),
+Sections, in order: TLS, server limits, monitoring, then the per-role configs (custodian, coordinator, member),
 then the member node's settings file (``node.toml``), read by ``read_node_file``.
 """
 
@@ -33,7 +33,10 @@ from alliance_psi.errors import ConfigurationError
 __all__ = [
     "CoordinatorConfig",
     "CustodianConfig",
+    "LOG_FORMATS",
+    "LOG_LEVELS",
     "MemberConfig",
+    "MonitoringConfig",
     "NODE_FILE_KEYS",
     "NODE_FILE_PATHS",
     "PeerEndpoint",
@@ -43,6 +46,7 @@ __all__ = [
     "TlsMaterial",
     "read_node_file",
     "resolve_database_url",
+    "split_listen",
     "sqlite_file",
 ]
 
@@ -229,6 +233,63 @@ class ServerLimits:
             )
 
 
+# Monitoring -----------------------------------------------------------------------------------
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True, slots=True)
+class MonitoringConfig:
+    """A server's plain HTTP port for metrics and health, and its logging.
+
+    Usage::
+
+        MonitoringConfig()                                  # no metrics port; logs as text, level info
+        MonitoringConfig(metrics_listen="127.0.0.1:9464")   # /metrics, /healthz, /readyz on that
+                                                            # address, plain HTTP (port 0: any free port)
+        MonitoringConfig(metrics_listen="0.0.0.0:9464")     # in a container, for probes and Prometheus;
+                                                            # reachable by whoever reaches the address
+        MonitoringConfig(log_level="debug", log_format="json")   # one JSON object per line
+
+    The port is off unless ``metrics_listen`` is given: several servers run on one machine (the
+    README's walkthrough), and a default port would make the second fail to start. It answers
+    without authentication (docs/operations.md, "Monitor"). ``log_level`` is alliance-psi's own
+    loggers' level; other libraries log warnings and errors only (SQLAlchemy at INFO and DEBUG
+    would log statements and rows).
+
+    Raises:
+        ConfigurationError: ``metrics_listen`` is not HOST:PORT (``split_listen``), or a level or
+            format is not in ``LOG_LEVELS`` or ``LOG_FORMATS``.
+    """
+
+    metrics_listen: str | None = None
+    log_level: str = "info"
+    log_format: str = "text"
+
+    def __post_init__(self) -> None:
+        if self.metrics_listen is not None:
+            split_listen(self.metrics_listen)
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigurationError(f"log level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigurationError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
+
+
+def split_listen(address: str) -> tuple[str, int]:
+    """An address to listen on, ``HOST:PORT`` (``[v6]:PORT`` for IPv6; port 0: any free port), as (host, port).
+
+    Raises:
+        ConfigurationError: ``address`` is not HOST:PORT with a port from 0 to 65535.
+    """
+    host, sep, port = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigurationError(f"{address!r} is not HOST:PORT (e.g. 127.0.0.1:9464; port 0 picks a free one)")
+    return host, int(port)
+
+
 # Roles ----------------------------------------------------------------------------------------
 
 
@@ -246,6 +307,7 @@ class CustodianConfig:
                         free_resent_per_member=65_536)   # re-sent elements evaluated again free per epoch
         CustodianConfig(…, enrolment_refresh_seconds=1.0)    # how stale the enrolment list may be
         CustodianConfig(…, limits=ServerLimits(max_calls_per_peer=4))   # see ServerLimits
+        CustodianConfig(…, monitoring=MonitoringConfig(metrics_listen="127.0.0.1:9465"))
 
     The key share file is written by ``alliance-psi custodian init-share``; keep it 0600 and
     back it up: losing it ends the epoch (every member recomputes its tokens under a new one).
@@ -264,6 +326,7 @@ class CustodianConfig:
     limits: ServerLimits = ServerLimits()
     kept_answers_per_member: int = KEPT_ANSWERS_PER_MEMBER
     free_resent_per_member: int = FREE_RESENT_PER_MEMBER
+    monitoring: MonitoringConfig = MonitoringConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +344,7 @@ class CoordinatorConfig:
                           max_round_items=2_000_000)     # items and removals a member's delta may hold per round
         CoordinatorConfig(…, max_refused_chunks=16)   # chunks refused for their content per member and round
         CoordinatorConfig(…, limits=ServerLimits(max_calls=128))   # see ServerLimits
+        CoordinatorConfig(…, monitoring=MonitoringConfig(metrics_listen="127.0.0.1:9464"))
 
     Only members and admins enrolled in ``database`` by the coordinator's operator
     (``alliance-psi coordinator member add`` / ``admin add``) are served. A submission over
@@ -301,6 +365,7 @@ class CoordinatorConfig:
     max_round_items: int = MAX_ROUND_ITEMS
     max_refused_chunks: int = MAX_REFUSED_CHUNKS
     limits: ServerLimits = ServerLimits()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ holds the alliance CA can issue a certificate for any name.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -184,18 +185,23 @@ def enrolment_group(
 
 
 def echo_enrolment(
-    roster: EnrolmentRoster, server: str, name: str, *, roles: tuple[str, ...], needed: str, without: str
+    roster: EnrolmentRoster,
+    server: str,
+    name: str,
+    *,
+    roles: tuple[str, ...],
+    needed: str,
+    without: str,
+    say: Callable[[str], None],
 ) -> None:
-    """Say at start-up how many parties of ``roles`` are enrolled; warn if none of ``needed`` is."""
+    """Say at start-up (``say``: a serve command's ``announce``) how many parties of ``roles`` are enrolled; warn if none of ``needed`` is."""
     from alliance_psi.protocol.model import Role
 
     counts = " and ".join(f"{roster.count(Role(role))} {role}(s)" for role in roles)
-    click.echo(f"{server} {name}: {counts} enrolled", err=True)
+    say(f"{server} {name}: {counts} enrolled")
     if not roster.count(Role(needed)):
         command = f"alliance-psi {server} {needed} add --cert {needed.upper()}.pem --database …"
-        click.echo(
-            f"warning: no {needed} is enrolled, so {without}; enrol with `{command}` (no restart needed)", err=True
-        )
+        say(f"warning: no {needed} is enrolled, so {without}; enrol with `{command}` (no restart needed)")
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:

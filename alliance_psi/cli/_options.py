@@ -17,7 +17,7 @@ from alliance_psi import defaults
 from alliance_psi.errors import AlliancePsiError
 
 if TYPE_CHECKING:
-    from alliance_psi.config import PeerEndpoint, ServerLimits, TlsConfig
+    from alliance_psi.config import MonitoringConfig, PeerEndpoint, ServerLimits, TlsConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -190,6 +190,57 @@ def server_limits(**options: Any) -> ServerLimits:
         raise click.ClickException(str(exc)) from None
 
 
+def monitoring_options(function: F) -> F:
+    """``--metrics-listen``, ``--log-level`` and ``--log-format``: a server's ``MonitoringConfig``."""
+    from alliance_psi.config import LOG_FORMATS, LOG_LEVELS
+
+    for option in reversed(
+        [
+            click.option(
+                "--metrics-listen",
+                metavar="HOST:PORT",
+                default=None,
+                help="Serve Prometheus /metrics and the /healthz and /readyz probes on this address, plain HTTP "
+                "without authentication (e.g. 127.0.0.1:9464; port 0: any). Default: off. docs/operations.md, Monitor.",
+            ),
+            click.option(
+                "--log-level",
+                type=click.Choice(LOG_LEVELS),
+                default="info",
+                show_default=True,
+                help="Level of alliance-psi's own log records (other libraries: warnings and errors only).",
+            ),
+            click.option(
+                "--log-format",
+                type=click.Choice(LOG_FORMATS),
+                default="text",
+                show_default=True,
+                help="Log records on stderr as text lines, or one JSON object per line.",
+            ),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+def monitoring_config(**options: Any) -> MonitoringConfig:
+    """``MonitoringConfig`` from the options of ``monitoring_options`` (others are ignored).
+
+    Raises:
+        click.BadParameter: ``--metrics-listen`` is not HOST:PORT.
+    """
+    from alliance_psi.config import MonitoringConfig
+
+    try:
+        return MonitoringConfig(
+            metrics_listen=options.get("metrics_listen"),
+            log_level=options.get("log_level", "info"),
+            log_format=options.get("log_format", "text"),
+        )
+    except AlliancePsiError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--metrics-listen'") from None
+
+
 _SIGNAL_POLL_SECONDS = 0.2
 
 
@@ -226,22 +277,18 @@ def _exit_now(after: float) -> None:
 def reported() -> Iterator[None]:
     """Turn any alliance-psi error into a one-line CLI error (exit code 1) with its exact reason.
 
-    A database error shows the driver's first line only: SQLAlchemy's own message (and a
-    PostgreSQL DETAIL line) may quote the statement's values, which can be raw identifiers.
+    A database error is described without its values (``cli._logging.describe_database_error``):
+    SQLAlchemy's own message and a PostgreSQL DETAIL line may quote the statement's values, which
+    can be raw identifiers.
     """
     try:
         yield
     except AlliancePsiError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:
-        if not _is_database_error(exc):
+        from alliance_psi.cli._logging import describe_database_error
+
+        described = describe_database_error(exc)
+        if described is None:
             raise
-        cause = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()
-        raise click.ClickException(f"database error: {cause[0] if cause else type(exc).__name__}") from None
-
-
-def _is_database_error(exc: Exception) -> bool:
-    """Whether ``exc`` is a ``SQLAlchemyError``, without importing SQLAlchemy (slow) for commands
-    that use no database: if ``sqlalchemy.exc`` was never imported, no such error exists."""
-    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
-    return sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.SQLAlchemyError)
+        raise click.ClickException(f"database error: {described}") from None

@@ -1,7 +1,8 @@
 """Role servers as child processes, for the demo and the end-to-end tests.
 
 A server prints ``... serving ... on port N`` on stderr once it listens; ``ServerProcess`` waits
-for that line, keeps the rest of stderr for error messages, and stops the child on exit.
+for that line, keeps the rest of stderr for error messages, and stops the child on exit. With
+``--metrics-listen``, the line before names the metrics port (``ServerProcess.metrics_port``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from alliance_psi.errors import AlliancePsiError
 __all__ = ["ServerProcess", "cli_command", "tls_args"]
 
 _PORT = re.compile(r"serving.* on port (\d+)")
+_METRICS_PORT = re.compile(r"metrics and health on http://\S+:(\d+)/metrics")
 
 
 def cli_command(*args: str) -> list[str]:
@@ -49,6 +51,7 @@ class ServerProcess:
             cli_command(*args), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
         )
         self.lines: list[str] = []
+        self.metrics_port: int | None = None
         self.port = self._wait_for_port(timeout)
         threading.Thread(target=self._drain, daemon=True).start()
 
@@ -60,6 +63,9 @@ class ServerProcess:
             if not line:
                 break
             self.lines.append(line)
+            metrics = _METRICS_PORT.search(line)
+            if metrics:
+                self.metrics_port = int(metrics.group(1))
             match = _PORT.search(line)
             if match:
                 return int(match.group(1))

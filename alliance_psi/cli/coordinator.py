@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +14,8 @@ from alliance_psi.cli._enrolment import echo_enrolment, enrolment_group
 from alliance_psi.cli._lazy import LazyGroup
 from alliance_psi.cli._options import (
     PeerAddress,
+    monitoring_config,
+    monitoring_options,
     reported,
     server_limit_options,
     server_limits,
@@ -25,6 +27,7 @@ from alliance_psi.defaults import COORDINATOR_NAME, MAX_REFUSED_CHUNKS, MAX_ROUN
 from alliance_psi.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from alliance_psi.cli._serving import Monitor
     from alliance_psi.protocol.model import Round
 
 __all__ = ["coordinator_group"]
@@ -104,6 +107,7 @@ def keygen(out: Path, force: bool) -> None:
     help="Chunks of a member refused for their content per round before all its further chunks to it are.",
 )
 @server_limit_options
+@monitoring_options
 def serve(
     name: str,
     listen: str,
@@ -117,12 +121,13 @@ def serve(
     max_set_items: int,
     max_round_items: int,
     max_refused_chunks: int,
-    **limits: float,
+    **options: Any,
 ) -> None:
     """Serve rounds, submissions and signed results over mutual TLS until SIGTERM or Ctrl-C.
 
     Only members and admins enrolled by `coordinator member add` / `admin add` are served. SIGHUP
-    reloads the CRL. Limits and their defaults: docs/operations.md, "Limits".
+    reloads the CRL. Limits and their defaults: docs/operations.md, "Limits"; the metrics port
+    and logging: docs/operations.md, "Monitor".
     """
     config = CoordinatorConfig(
         name=name,
@@ -134,13 +139,25 @@ def serve(
         max_set_items=max_set_items,
         max_round_items=max_round_items,
         max_refused_chunks=max_refused_chunks,
-        limits=server_limits(**limits),
+        limits=server_limits(**options),
+        monitoring=monitoring_config(**options),
     )
     with reported():
         _serve(config)
 
 
 def _serve(config: CoordinatorConfig) -> None:
+    from alliance_psi.cli._logging import configure_logging
+
+    configure_logging(config.monitoring)  # First: before anything loads that may log.
+    from alliance_psi.cli._serving import monitored
+
+    with monitored(config.monitoring, needs=("tls", "signing key", "database")) as monitor:
+        _serve_monitored(config, monitor)
+
+
+def _serve_monitored(config: CoordinatorConfig, monitor: Monitor) -> None:
+    from alliance_psi.cli._logging import announce
     from alliance_psi.cli._serving import serve_until_stopped, server_tls
     from alliance_psi.crypto.signing import SigningKey
     from alliance_psi.identifiers import IdentifierType
@@ -148,16 +165,21 @@ def _serve(config: CoordinatorConfig) -> None:
     from alliance_psi.protocol.model import Role
     from alliance_psi.services.coordinator import Ticker, coordinator_registration, sql_unit_of_work
     from alliance_psi.services.enrolment import enrolment_gate
+    from alliance_psi.services.state_metrics import CoordinatorStateCollector
     from alliance_psi.storage import create_schema, make_engine
 
     # TLS first: a wrong certificate or CRL is refused before any database is created.
     tls, revocations = server_tls(config.tls, role=Role.COORDINATOR, name=config.name)
+    monitor.tls_loaded(config.tls)
     try:
         key = SigningKey.from_pem(read_secret(config.signing_key, what="signing key"))
     except OSError as exc:
         raise ConfigurationError(f"signing key {config.signing_key}: {exc.strerror}") from None
+    monitor.readiness.met("signing key")
     engine = make_engine(config.database)
     create_schema(engine)
+    monitor.database_opened(engine)
+    monitor.metrics.add_collector(CoordinatorStateCollector(engine))
     roster, check = enrolment_gate(
         engine,
         server="coordinator",
@@ -183,11 +205,12 @@ def _serve(config: CoordinatorConfig) -> None:
             roles=("member", "admin"),
             needed="admin",
             without="no round can be created",
+            say=announce,
         )
-        click.echo(f"coordinator {config.name} (signing key {key.key_id}) serving on port {port}", err=True)
+        announce(f"coordinator {config.name} (signing key {key.key_id}) serving on port {port}")
 
     serve_until_stopped(
-        [coordinator_registration(role)],
+        [coordinator_registration(role, monitor.metrics)],
         listen=config.listen,
         tls=tls,
         revocations=revocations,
@@ -195,6 +218,7 @@ def _serve(config: CoordinatorConfig) -> None:
         limits=config.limits,
         engine=engine,
         started=started,
+        monitor=monitor,
         companions=[Ticker(role, config.tick_seconds)],
     )
 

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from alliance_psi._files import read_secret, write_file_atomic
 from alliance_psi.cli._enrolment import echo_enrolment, enrolment_group
-from alliance_psi.cli._options import reported, server_limit_options, server_limits, tls_config, tls_options
+from alliance_psi.cli._options import (
+    monitoring_config,
+    monitoring_options,
+    reported,
+    server_limit_options,
+    server_limits,
+    tls_config,
+    tls_options,
+)
 from alliance_psi.config import CustodianConfig
 from alliance_psi.defaults import QUOTA_PER_MEMBER
 from alliance_psi.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from alliance_psi.cli._serving import Monitor
 
 __all__ = ["custodian_group"]
 
@@ -42,6 +54,17 @@ def init_share(epoch: str, out: Path, force: bool) -> None:
 
 
 def _serve(config: CustodianConfig) -> None:
+    from alliance_psi.cli._logging import configure_logging
+
+    configure_logging(config.monitoring)  # First: before anything loads that may log.
+    from alliance_psi.cli._serving import monitored
+
+    with monitored(config.monitoring, needs=("tls", "key share", "database")) as monitor:
+        _serve_monitored(config, monitor)
+
+
+def _serve_monitored(config: CustodianConfig, monitor: Monitor) -> None:
+    from alliance_psi.cli._logging import announce
     from alliance_psi.cli._serving import serve_until_stopped, server_tls
     from alliance_psi.crypto.key_shares import KeyShare
     from alliance_psi.crypto.selfcheck import run_selfcheck
@@ -49,19 +72,32 @@ def _serve(config: CustodianConfig) -> None:
     from alliance_psi.protocol.model import Role
     from alliance_psi.services.custodian import SqlQuotaLedger, custodian_registration
     from alliance_psi.services.enrolment import enrolment_gate
+    from alliance_psi.services.state_metrics import CustodianStateCollector
     from alliance_psi.storage import create_schema, make_engine
 
     run_selfcheck()
     # TLS first: a wrong certificate is refused before any database is created.
     tls, revocations = server_tls(config.tls, role=Role.CUSTODIAN, name=config.name)
+    monitor.tls_loaded(config.tls)
     try:
         share = KeyShare.from_bytes(read_secret(config.key_share, what="key share"))
     except OSError as exc:
         raise ConfigurationError(f"key share {config.key_share}: {exc.strerror}") from None
+    monitor.readiness.met("key share")
     engine = make_engine(config.database)
     create_schema(engine)
+    monitor.database_opened(engine)
     roster, check = enrolment_gate(
         engine, server="custodian", roles=frozenset({Role.MEMBER}), refresh=config.enrolment_refresh_seconds
+    )
+    monitor.metrics.add_collector(
+        CustodianStateCollector(
+            engine,
+            key_epoch=share.epoch,
+            members=lambda: roster.names(Role.MEMBER),
+            quota_of=roster.quota_of,
+            default_quota=config.quota_per_member,
+        )
     )
     role = CustodianRole(
         config.name,
@@ -75,11 +111,17 @@ def _serve(config: CustodianConfig) -> None:
 
     def started(port: int) -> None:
         echo_enrolment(
-            roster, "custodian", config.name, roles=("member",), needed="member", without="every call is refused"
+            roster,
+            "custodian",
+            config.name,
+            roles=("member",),
+            needed="member",
+            without="every call is refused",
+            say=announce,
         )
-        click.echo(_anchor_line(config, tls.own_ca), err=True)
-        click.echo(f"custodian {config.name} serving key epoch {share.epoch} on port {port}", err=True)
-        click.echo(SHARE_HOLDER_NOTE.format(name=config.name, epoch=share.epoch), err=True)
+        announce(_anchor_line(config, tls.own_ca))
+        announce(f"custodian {config.name} serving key epoch {share.epoch} on port {port}")
+        announce(SHARE_HOLDER_NOTE.format(name=config.name, epoch=share.epoch))
 
     serve_until_stopped(
         [custodian_registration(role)],
@@ -90,6 +132,7 @@ def _serve(config: CustodianConfig) -> None:
         limits=config.limits,
         engine=engine,
         started=started,
+        monitor=monitor,
     )
 
 
@@ -140,6 +183,7 @@ def _anchor_line(config: CustodianConfig, own_ca: bytes | None) -> str:
     help="Elements each member may have evaluated per key epoch (`member add --quota` overrides it per member).",
 )
 @server_limit_options
+@monitoring_options
 def serve(
     name: str,
     listen: str,
@@ -151,14 +195,15 @@ def serve(
     key_share: Path,
     database: str,
     quota: int,
-    **limits: float,
+    **options: Any,
 ) -> None:
     """Serve OPRF evaluations over mutual TLS until SIGTERM or Ctrl-C, to enrolled members only.
 
     Members' certificates are checked against --ca (the alliance CA) and the enrolment list; this
     custodian's own certificate comes from --own-ca if given (its institution's CA, which members
     pin so that the alliance CA holder cannot pose as this custodian), else from the alliance CA.
-    SIGHUP reloads the CRL. Limits and their defaults: docs/operations.md, "Limits".
+    SIGHUP reloads the CRL. Limits and their defaults: docs/operations.md, "Limits"; the metrics
+    port and logging: docs/operations.md, "Monitor".
     """
     config = CustodianConfig(
         name=name,
@@ -167,7 +212,8 @@ def serve(
         key_share=key_share,
         database=database,
         quota_per_member=quota,
-        limits=server_limits(**limits),
+        limits=server_limits(**options),
+        monitoring=monitoring_config(**options),
     )
     with reported():
         _serve(config)

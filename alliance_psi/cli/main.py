@@ -7,6 +7,8 @@ normalizers, the report renderers or the servers' code.
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from alliance_psi import __version__
@@ -22,6 +24,7 @@ COMMANDS = {
     "node": "alliance_psi.cli.node:node_group",
     "report": "alliance_psi.cli.reports:report_group",
     "demo": "alliance_psi.cli.demo:demo",
+    "health": "alliance_psi.cli.health:health",
 }
 
 
@@ -29,6 +32,10 @@ COMMANDS = {
 @click.version_option(__version__, prog_name="alliance-psi")
 def main() -> None:
     """alliance-psi: privacy-preserving lead matching for anti-fraud alliances."""
+    # gRPC's C core prints an INFO line to stderr for every failed TLS handshake (any port scan);
+    # keep its errors only, unless the environment asks for more (GRPC_VERBOSITY=INFO). Set before
+    # gRPC loads: every command imports it lazily, after this.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
 @main.command()

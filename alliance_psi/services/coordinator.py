@@ -17,6 +17,7 @@ from alliance_psi.protocol.coordinator import CoordinatorRole
 from alliance_psi.protocol.messages import pb_coordinator
 from alliance_psi.protocol.model import Role, RoundState
 from alliance_psi.services.interceptors import identity_of
+from alliance_psi.services.metrics import Metrics
 from alliance_psi.services.server import Registration, guarded
 from alliance_psi.storage import CoordinatorRepositories
 
@@ -42,8 +43,8 @@ def sql_unit_of_work(engine: Engine):  # type: ignore[no-untyped-def]
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
-    def __init__(self, role: CoordinatorRole) -> None:
-        self.role = role
+    def __init__(self, role: CoordinatorRole, metrics: Metrics | None = None) -> None:
+        self.role, self.metrics = role, metrics
 
     def CreateRound(self, request, context):  # type: ignore[no-untyped-def]
         with guarded(context):
@@ -74,8 +75,11 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             caller = identity_of(context)
             stored = duplicate = 0
             for request in request_iterator:
-                if self.role.upload_chunk(caller, messages.chunk_from_pb(request)):
+                chunk = messages.chunk_from_pb(request)
+                if self.role.upload_chunk(caller, chunk):
                     stored += 1
+                    if self.metrics is not None:
+                        self.metrics.count_tokens_submitted(items=len(chunk.items), removals=len(chunk.removals))
                 else:
                     duplicate += 1
             return pb_coordinator.UploadSummary(chunks_stored=stored, chunks_already_stored=duplicate)
@@ -113,10 +117,11 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             return messages.inclusion_to_pb(entry, proof)
 
 
-def coordinator_registration(role: CoordinatorRole) -> Registration:
+def coordinator_registration(role: CoordinatorRole, metrics: Metrics | None = None) -> Registration:
+    """The coordinator's service for ``run_server``; ``metrics`` counts the tokens stored."""
     return Registration(
         coordinator_pb2_grpc.add_CoordinatorServicer_to_server,
-        CoordinatorServicer(role),
+        CoordinatorServicer(role, metrics),
         SERVICE,
         {
             "CreateRound": _ADMIN,

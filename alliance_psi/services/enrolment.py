@@ -108,6 +108,10 @@ class EnrolmentRoster:
         """How many parties of ``role`` are enrolled."""
         return sum(1 for r, _ in self._fresh() if r is role)
 
+    def names(self, role: Role) -> list[str]:
+        """The names of the enrolled parties of ``role``, sorted."""
+        return sorted(name for r, name in self._fresh() if r is role)
+
 
 @dataclass(slots=True)
 class _Refusals:

@@ -37,8 +37,10 @@ from alliance_psi.protocol.model import Role
 from alliance_psi.protocol.wire import WireLimit
 from alliance_psi.services.interceptors import IdentityInterceptor, PeerCheck, peer_from_pem
 from alliance_psi.services.limits import CallLimiter, IdleReaper
+from alliance_psi.services.metrics import Metrics
 from alliance_psi.services.refusals import AuditWriter, RefusalLog
 from alliance_psi.services.revocation import RevocationList
+from alliance_psi.services.rpc_metrics import RpcMetricsInterceptor
 from alliance_psi.services.status import abort
 from alliance_psi.services.tls import revoked_serials, server_credentials, server_options
 
@@ -88,13 +90,15 @@ def run_server(
     limits: ServerLimits = _DEFAULT_LIMITS,
     revocations: RevocationList | None = None,
     audit: AuditWriter | None = None,
+    metrics: Metrics | None = None,
 ) -> Iterator[int]:
     """Serve ``registrations`` on ``address`` over mutual TLS within ``limits``; yield the bound port.
 
     ``checks`` are the server's own admission rules (``IdentityInterceptor``), such as its
     enrolment list. ``revocations`` is the CRL to enforce and reload (``RevocationList.from_file``);
     without it, the CRL in ``tls`` is enforced as loaded. ``audit`` receives refused calls
-    (``services.refusals.sql_audit_writer``); they are logged either way.
+    (``services.refusals.sql_audit_writer``); they are logged either way. ``metrics`` counts
+    every call of a served method by status code, refused ones included (``services.rpc_metrics``).
 
     Raises:
         ConfigurationError: ``address`` cannot be bound (in use by another process: servers
@@ -127,7 +131,7 @@ def run_server(
     threads = limits.max_calls + limits.max_open_calls + _REFUSING_THREADS
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc-call"),
-        interceptors=[interceptor],
+        interceptors=[RpcMetricsInterceptor(metrics), interceptor] if metrics is not None else [interceptor],
         options=server_options(limits),
         maximum_concurrent_rpcs=threads,
     )

@@ -40,7 +40,9 @@ _SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 def make_engine(url: str) -> Engine:
     """Return an engine for ``url`` (``sqlite:///path`` or ``postgresql://…``).
 
-    PostgreSQL URLs without a driver, or naming ``psycopg``, use psycopg 3.
+    PostgreSQL URLs without a driver, or naming ``psycopg``, use psycopg 3. The engine hides
+    statement parameters (tokens, labels, on a member node raw identifiers) from its errors and
+    logs (``hide_parameters``).
 
     Raises:
         StorageError: the directory of a SQLite file does not exist.
@@ -54,7 +56,7 @@ def make_engine(url: str) -> Engine:
     if backend == "sqlite" and driver in ("", "pysqlite"):
         return _sqlite_engine(parsed)
     if backend in ("postgresql", "postgres") and driver in ("", "psycopg"):
-        return create_engine(parsed.set(drivername=_PG_DRIVER), pool_pre_ping=True)
+        return create_engine(parsed.set(drivername=_PG_DRIVER), pool_pre_ping=True, hide_parameters=True)
     raise ConfigurationError(f"unsupported database URL scheme {parsed.drivername!r}: use sqlite:/// or postgresql://")
 
 
@@ -103,7 +105,7 @@ def _sqlite_engine(url: URL) -> Engine:
             raise StorageError(f"cannot open SQLite database {database}: directory {directory} does not exist")
         if not database.startswith("file:"):  # A URI filename: SQLite's own syntax, opened as given.
             _make_private(Path(database))
-    engine = create_engine(url, connect_args={"check_same_thread": False})
+    engine = create_engine(url, connect_args={"check_same_thread": False}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
