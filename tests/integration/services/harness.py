@@ -33,6 +33,7 @@ from alliance_psi.services.custodian import SqlQuotaLedger, custodian_registrati
 from alliance_psi.services.enrolment import enrol, enrolment_gate
 from alliance_psi.services.interceptors import PeerCheck
 from alliance_psi.services.member import MemberNode
+from alliance_psi.services.metrics import Metrics
 from alliance_psi.services.refusals import sql_audit_writer
 from alliance_psi.services.server import Registration, run_server
 from alliance_psi.storage import MemberRepository, create_schema, make_engine
@@ -192,12 +193,14 @@ def running_alliance(
     result_page_bytes: int | None = None,
     own_cas: Mapping[str, pki_module.CertificateAuthority] | None = None,
     custodian_options: Mapping[str, int] | None = None,
+    metrics: Mapping[str, Metrics] | None = None,
 ) -> Iterator[Alliance]:
     """Custodians and a coordinator serving on loopback within ``limits`` and refusing the
     certificates ``crl`` revokes; refused calls are audited in each server's database. A custodian
     named in ``own_cas`` serves a certificate of that CA (and still trusts members of the alliance
     CA); its CA certificate is written to ``tmp/NAME-ca.pem`` for members to pin. ``custodian_options``
-    are passed to every ``CustodianRole`` (``kept_answers_per_member``, ``free_resent_per_member``)."""
+    are passed to every ``CustodianRole`` (``kept_answers_per_member``, ``free_resent_per_member``).
+    ``metrics`` (by server name: ``coordinator``, ``custodian-1``, …) count each server's calls."""
     planted = planted or Planted.make()
     limits = limits or ServerLimits()
     signing_key = SigningKey.generate()
@@ -231,7 +234,13 @@ def running_alliance(
             tls = own_tls[party] if party in own_tls else pki.material(party, crl=crl)  # type: ignore[attr-defined]
             audit = sql_audit_writer(engine)
             server = run_server(
-                [registration], address="127.0.0.1:0", tls=tls, checks=[check], limits=limits, audit=audit
+                [registration],
+                address="127.0.0.1:0",
+                tls=tls,
+                checks=[check],
+                limits=limits,
+                audit=audit,
+                metrics=(metrics or {}).get(party),
             )
             return f"127.0.0.1:{stack.enter_context(server)}"
 
@@ -255,7 +264,10 @@ def running_alliance(
             addresses.append(serve(custodian_registration(custodian), name, engine, check))
             custodian_engines.append(engine)
         coordinator_address = serve(
-            coordinator_registration(role), "coordinator", coordinator_engine, coordinator_check
+            coordinator_registration(role, (metrics or {}).get("coordinator")),
+            "coordinator",
+            coordinator_engine,
+            coordinator_check,
         )
         engines = {}
         for i, member in enumerate(MEMBERS):
