@@ -145,7 +145,9 @@ def run_server(
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     port = _bind(server, address, tls)
     server.start()
-    log.info("serving %s on port %d", ", ".join(names), port)
+    # Not "serving … on port N": that line is the serve command's, said once the server is ready
+    # (cli._processes waits for it).
+    log.info("listening on port %d for %s", port, ", ".join(names))
     stop = threading.Event()
 
     def housekeeping() -> None:

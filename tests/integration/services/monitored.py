@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -18,15 +17,15 @@ from typing import Any
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
-from alliance_psi.cli._processes import ServerProcess, tls_args
+from alliance_psi.cli._processes import ServerProcess
 from alliance_psi.cli.main import main
 from alliance_psi.config import PeerEndpoint
 from alliance_psi.protocol.member import JoinOutcome
 from alliance_psi.services.clients import CoordinatorClient, CustodianChain, custodian_clients
 from alliance_psi.services.member import MemberNode
 from tests.integration.services.conftest import AlliancePki
-from tests.integration.services.harness import CATEGORIES, EPOCH, MEMBERS, Planted, load, sqlite_engine
-from tests.integration.services.processes import enrol
+from tests.integration.services.harness import CATEGORIES, MEMBERS, Planted, load, sqlite_engine
+from tests.integration.services.processes import coordinator_process, custodian_process
 
 QUOTA = 50_000
 
@@ -82,69 +81,21 @@ def handled(samples: Samples, method: str, code: str = "OK") -> float:
     )
 
 
-def server_files(pki: AlliancePki, name: str, directory: Path) -> list[str]:
-    """``--ca/--cert/--key`` for ``name`` from copies in ``directory`` (a test may then break them)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for file in ("ca.pem", f"{name}.pem", f"{name}.key"):
-        shutil.copy2(pki.directory / file, directory / file)
-    return tls_args(directory, name)
-
-
 def coordinator_serve(tmp: Path, pki: AlliancePki, database: str, *options: str) -> ServerProcess:
-    """``coordinator serve`` with its metrics port on a free port, members and ``admin`` enrolled."""
-    keys = tmp / "keys"
-    if not (keys / "signing.key").exists():
-        assert CliRunner().invoke(main, ["coordinator", "keygen", "--out", str(keys)]).exit_code == 0
-    enrol("coordinator", database, pki, MEMBERS)
+    """``coordinator serve`` with its metrics port on a free port, members and ``admin`` enrolled,
+    its TLS files copied to ``tmp/tls``."""
+    tmp.mkdir(parents=True, exist_ok=True)
     admin = ["coordinator", "admin", "add", "--cert", str(pki.directory / "admin.pem"), "--database", database]
     assert CliRunner().invoke(main, admin).exit_code == 0
-    return ServerProcess(
-        [
-            "coordinator",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            *server_files(pki, "coordinator", tmp / "tls"),
-            "--signing-key",
-            str(keys / "signing.key"),
-            "--database",
-            database,
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--tick",
-            "0.2",
-            *options,
-        ]
-    )
+    monitoring = ("--metrics-listen", "127.0.0.1:0", "--tick", "0.2")
+    return coordinator_process(tmp, pki, *monitoring, *options, database=database, tls_dir=tmp / "tls")
 
 
 def custodian_serve(tmp: Path, pki: AlliancePki, *options: str) -> ServerProcess:
     """``custodian serve`` of key epoch ``EPOCH`` with its metrics port on a free port."""
     tmp.mkdir(parents=True, exist_ok=True)
-    share = tmp / "custodian.share"
-    assert CliRunner().invoke(main, ["custodian", "init-share", "--epoch", EPOCH, "--out", str(share)]).exit_code == 0
-    database = f"sqlite:///{tmp / 'custodian.db'}"
-    enrol("custodian", database, pki, MEMBERS)
-    return ServerProcess(
-        [
-            "custodian",
-            "serve",
-            "--name",
-            "custodian-1",
-            "--listen",
-            "127.0.0.1:0",
-            *server_files(pki, "custodian-1", tmp / "tls"),
-            "--key-share",
-            str(share),
-            "--database",
-            database,
-            "--quota",
-            str(QUOTA),
-            "--metrics-listen",
-            "127.0.0.1:0",
-            *options,
-        ]
-    )
+    monitoring = ("--quota", str(QUOTA), "--metrics-listen", "127.0.0.1:0")
+    return custodian_process(tmp, pki, *monitoring, *options, tls_dir=tmp / "tls")
 
 
 @dataclass

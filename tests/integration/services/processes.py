@@ -3,6 +3,7 @@ a process: its memory, its signals, its exit, its port."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,19 +25,32 @@ def enrol(server: str, database: str, pki: AlliancePki, members: Sequence[str]) 
         assert added.exit_code == 0, added.output
 
 
+def server_tls_args(pki: AlliancePki, name: str, tls_dir: Path | None) -> list[str]:
+    """``--ca/--cert/--key`` for ``name``: the PKI's files, or copies in ``tls_dir`` (a test may break them)."""
+    if tls_dir is None:
+        return tls_args(pki.directory, name)
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    for file in ("ca.pem", f"{name}.pem", f"{name}.key"):
+        shutil.copy2(pki.directory / file, tls_dir / file)
+    return tls_args(tls_dir, name)
+
+
 def coordinator_process(
     tmp_path: Path,
     pki: AlliancePki,
     *options: str,
     listen: str = "127.0.0.1:0",
     enrolled: Sequence[str] = ENROLLED,
+    database: str | None = None,
+    tls_dir: Path | None = None,
 ) -> ServerProcess:
-    """``coordinator serve`` on a fresh SQLite database in ``tmp_path`` with ``options`` added,
-    serving the ``enrolled`` members."""
+    """``coordinator serve`` on ``database`` (default: a fresh SQLite database in ``tmp_path``)
+    with ``options`` added, serving the ``enrolled`` members, its TLS files copied to ``tls_dir``
+    if given."""
     keys = tmp_path / "keys"
     if not (keys / "signing.key").exists():
         assert CliRunner().invoke(main, ["coordinator", "keygen", "--out", str(keys)]).exit_code == 0
-    database = f"sqlite:///{tmp_path / 'coordinator.db'}"
+    database = database or f"sqlite:///{tmp_path / 'coordinator.db'}"
     enrol("coordinator", database, pki, enrolled)
     return ServerProcess(
         [
@@ -44,7 +58,7 @@ def coordinator_process(
             "serve",
             "--listen",
             listen,
-            *tls_args(pki.directory, "coordinator"),
+            *server_tls_args(pki, "coordinator", tls_dir),
             "--signing-key",
             str(keys / "signing.key"),
             "--database",
@@ -55,10 +69,10 @@ def coordinator_process(
 
 
 def custodian_process(
-    tmp_path: Path, pki: AlliancePki, *options: str, enrolled: Sequence[str] = ENROLLED
+    tmp_path: Path, pki: AlliancePki, *options: str, enrolled: Sequence[str] = ENROLLED, tls_dir: Path | None = None
 ) -> ServerProcess:
     """``custodian serve`` for key epoch ``EPOCH`` on a fresh SQLite database in ``tmp_path``,
-    serving the ``enrolled`` members."""
+    serving the ``enrolled`` members, its TLS files copied to ``tls_dir`` if given."""
     share = tmp_path / "custodian.share"
     assert CliRunner().invoke(main, ["custodian", "init-share", "--epoch", EPOCH, "--out", str(share)]).exit_code == 0
     database = f"sqlite:///{tmp_path / 'custodian.db'}"
@@ -71,7 +85,7 @@ def custodian_process(
             "custodian-1",
             "--listen",
             "127.0.0.1:0",
-            *tls_args(pki.directory, "custodian-1"),
+            *server_tls_args(pki, "custodian-1", tls_dir),
             "--key-share",
             str(share),
             "--database",
