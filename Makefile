@@ -22,8 +22,8 @@ test: $(STAMP)
 
 # ruff (lint and format) over everything, mypy --strict over the package.
 lint: $(STAMP)
-	$(VENV)/bin/ruff check alliance_psi tests bench scripts
-	$(VENV)/bin/ruff format --check alliance_psi tests bench scripts
+	$(VENV)/bin/ruff check alliance_psi tests bench scripts deploy
+	$(VENV)/bin/ruff format --check alliance_psi tests bench scripts deploy
 	$(VENV)/bin/mypy
 
 BENCH_VENV := .venv-bench
