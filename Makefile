@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean sysdeps
+.PHONY: demo test lint bench clean sysdeps container-test
 
 $(STAMP): pyproject.toml scripts/ensure_sysdeps.sh
 	bash scripts/ensure_sysdeps.sh
@@ -25,6 +25,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check alliance_psi tests bench scripts deploy
 	$(VENV)/bin/ruff format --check alliance_psi tests bench scripts deploy
 	$(VENV)/bin/mypy
+
+# The image and docker-compose.yml run for real with podman: scripts/container_test.sh.
+container-test: $(STAMP)
+	bash scripts/container_test.sh
 
 BENCH_VENV := .venv-bench
 

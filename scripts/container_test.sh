@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# make container-test: the image and docker-compose.yml, run for real with podman.
+#
+#  1. Debian bookworm bases made with debootstrap and `podman import` (this machine has no image
+#     registry): one with Python 3.11, venv and libsodium for the image, one with PostgreSQL 15.
+#     Kept as tarballs in $ALLIANCE_PSI_CONTAINER_CACHE, so a second run skips debootstrap.
+#  2. A wheelhouse of every dependency (pip, before the build), then the image built from the
+#     Dockerfile with --network none: the build asks no index.
+#  3. docker-compose.yml under tests/container/compose.host-network.yml (every service on the host
+#     network, listening on 127.0.0.1 only), with podman-compose; waits for the init service and
+#     for every server's health check.
+#  4. A round end to end: the operator opens it, a blacklist file is dropped into each member's
+#     inbox, each node imports, joins, fetches and writes its reports; the leads of each member
+#     are checked against tests/container/inbox/expected-leads.json and each JSON report is
+#     verified with `report verify`.
+#  5. Everything torn down, volumes included, whatever happened.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV_BIN=$ROOT/.venv/bin
+export CONTAINERS_CONF=$ROOT/tests/container/containers.conf
+CACHE=${ALLIANCE_PSI_CONTAINER_CACHE:-/var/cache/alliance-psi/container-test}
+BASE=localhost/alliance-psi-base:bookworm
+PG_IMAGE=localhost/alliance-psi-test-postgres:bookworm
+export ALLIANCE_PSI_IMAGE=localhost/alliance-psi:test
+export ALLIANCE_PSI_BIND=127.0.0.1
+export ALLIANCE_PSI_ROUND=container-test-1
+PROJECT=alliance-psi-test
+MEMBERS=(bank-a bank-b bank-c)
+compose=("$VENV_BIN/podman-compose" -p "$PROJECT" -f docker-compose.yml -f tests/container/compose.host-network.yml)
+
+step() { printf '\n== [%3ss] %s\n' "$SECONDS" "$*"; }
+fail() { echo "container test FAILED: $*" >&2; exit 1; }
+container() { echo "${PROJECT}_$1_1"; }
+remove_volumes() {
+  podman volume ls --quiet | grep "^${PROJECT}_" | xargs --no-run-if-empty podman volume rm --force > /dev/null || true
+}
+
+step "system packages: podman, runc, debootstrap"
+bash scripts/ensure_sysdeps.sh container
+for port in 5432 7100 7101 7102; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    fail "port $port on 127.0.0.1 is taken: the host-network alliance needs it"
+  fi
+done
+
+step "base images (debootstrap --variant=minbase bookworm, podman import)"
+mkdir -p "$CACHE"
+if [ ! -s "$CACHE/base.tar" ] || [ ! -s "$CACHE/postgres.tar" ]; then
+  work=$(mktemp -d "$CACHE/rootfs.XXXXXX")
+  debootstrap --variant=minbase --include=python3,python3-venv,libsodium23 bookworm "$work/base" \
+    > "$CACHE/debootstrap.log" 2>&1 || { tail -20 "$CACHE/debootstrap.log"; fail "debootstrap"; }
+  cp -a "$work/base" "$work/postgres"
+  cp /etc/resolv.conf "$work/postgres/etc/resolv.conf"
+  chroot "$work/postgres" /bin/sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends postgresql-15' > "$CACHE/postgres.log" 2>&1 \
+    || { tail -20 "$CACHE/postgres.log"; fail "installing postgresql-15 in the PostgreSQL base"; }
+  for root in "$work/base" "$work/postgres"; do
+    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/cache/apt/*.bin "$root"/var/lib/apt/lists/* "$root"/usr/share/doc \
+      "$root"/usr/share/man "$root"/usr/share/locale "$root"/etc/resolv.conf
+  done
+  tar -C "$work/base" -cf "$CACHE/base.tar.part" . && mv "$CACHE/base.tar.part" "$CACHE/base.tar"
+  tar -C "$work/postgres" -cf "$CACHE/postgres.tar.part" . && mv "$CACHE/postgres.tar.part" "$CACHE/postgres.tar"
+  rm -rf "$work"
+  podman rmi --force "$BASE" "$PG_IMAGE" > /dev/null 2>&1 || true
+fi
+podman image exists "$BASE" || podman import --quiet "$CACHE/base.tar" "$BASE" > /dev/null
+podman image exists "$PG_IMAGE" || podman import --quiet "$CACHE/postgres.tar" "$PG_IMAGE" > /dev/null
+
+step "wheelhouse (pip wheel, before the build)"
+"$VENV_BIN/pip" wheel --quiet --wheel-dir wheelhouse . 'setuptools>=77' wheel 2>&1 | grep -v '^WARNING: Location' || true
+rm -f wheelhouse/alliance_psi-*.whl
+ls wheelhouse/*.whl > /dev/null
+
+step "image (podman build --network none --build-arg BASE=$BASE)"
+podman build --quiet --format docker --network none --build-arg "BASE=$BASE" --build-arg WHEELHOUSE=wheelhouse \
+  -t "$ALLIANCE_PSI_IMAGE" . > /dev/null
+size=$(podman image inspect --format '{{.Size}}' "$ALLIANCE_PSI_IMAGE")
+echo "image $ALLIANCE_PSI_IMAGE: $((size / 1000000)) MB ($size bytes)"
+podman run --rm --network none --entrypoint /bin/sh "$ALLIANCE_PSI_IMAGE" -c \
+  'echo "runs as uid $(id -u)"; test "$(id -u)" != 0; for c in cc gcc g++ clang; do ! command -v $c; done; alliance-psi --version' \
+  || fail "the image runs as root or has a compiler"
+
+teardown() {
+  local status=$?
+  step "teardown (podman-compose down --volumes)"
+  if [ "$status" -ne 0 ]; then
+    for service in postgres init coordinator custodian-1 custodian-2 "${MEMBERS[@]}"; do
+      echo "--- logs of $service (last 30 lines)"
+      podman logs --tail 30 "$(container "$service")" 2>&1 || true
+    done
+  fi
+  "${compose[@]}" down --volumes --timeout 10 > /dev/null 2>&1 || true
+  remove_volumes
+  echo "container test took ${SECONDS}s"
+  exit "$status"
+}
+trap teardown EXIT
+"${compose[@]}" down --volumes --timeout 5 > /dev/null 2>&1 || true
+remove_volumes
+
+step "the alliance: podman-compose up (host network, 127.0.0.1 only)"
+# podman 4.3 cannot wait for a dependency's health or exit (podman-compose ignores those conditions
+# there, and its --requires links fail to start once init has exited): start PostgreSQL and init,
+# wait for init to finish, then the rest, as depends_on says.
+"${compose[@]}" up -d --no-deps postgres init > "$CACHE/compose-up.log" 2>&1 \
+  || { cat "$CACHE/compose-up.log"; fail "compose up postgres init"; }
+init_status=$(podman wait "$(container init)")
+podman logs "$(container init)" 2>&1 | grep -E 'fingerprint|initialized' || true
+[ "$init_status" = 0 ] || { podman logs --tail 30 "$(container init)"; fail "init exited with $init_status"; }
+"${compose[@]}" up -d --no-deps >> "$CACHE/compose-up.log" 2>&1 || { cat "$CACHE/compose-up.log"; fail "compose up"; }
+
+step "waiting for every server's health check (the image's HEALTHCHECK, run by podman healthcheck run)"
+for server in coordinator custodian-1 custodian-2; do
+  for _ in $(seq 60); do
+    if podman healthcheck run "$(container "$server")" > /dev/null 2>&1; then
+      echo "$server: healthy"
+      continue 2
+    fi
+    sleep 1
+  done
+  fail "$server did not become healthy within a minute"
+done
+
+step "the operator opens round $ALLIANCE_PSI_ROUND (admin certificate, over mTLS)"
+"${compose[@]}" --profile tools run --rm --no-deps operator coordinator round create --coordinator coordinator:7100 \
+  --ca ca.pem --cert operator.pem --key operator.key --id "$ALLIANCE_PSI_ROUND" --name "container test" \
+  --threshold 2 --epoch local-epoch --types phone,id_card --invite bank-a,bank-b,bank-c --deadline-minutes 30
+
+step "a blacklist file dropped into each member's inbox"
+for member in "${MEMBERS[@]}"; do
+  # Written beside the inbox, then renamed into it: the node never sees half a file.
+  podman exec -i "$(container "$member")" /bin/sh -c \
+    'cat > incoming.part && mv incoming.part inbox/blacklist.csv' < "tests/container/inbox/$member.csv"
+done
+
+step "waiting for each member's verified result and reports"
+for member in "${MEMBERS[@]}"; do
+  for _ in $(seq 120); do
+    if podman exec "$(container "$member")" test -e "reports/$ALLIANCE_PSI_ROUND.json"; then
+      continue 2
+    fi
+    sleep 1
+  done
+  podman exec "$(container "$member")" /bin/sh -c 'ls -la inbox inbox/* reports; cat reports/*.log inbox/*/*.log' || true
+  fail "$member wrote no report within two minutes"
+done
+podman logs "$(container bank-a)" 2>&1 | tail -5
+
+step "the leads each member found"
+checked=0
+for member in "${MEMBERS[@]}"; do
+  podman exec "$(container "$member")" alliance-psi report verify "reports/$ALLIANCE_PSI_ROUND.json" \
+    --ca ca.pem --coordinator-key signing.pub > "$CACHE/verify-$member.txt" 2>&1 \
+    || { cat "$CACHE/verify-$member.txt"; fail "report verify refused $member's report"; }
+  podman exec "$(container "$member")" cat "reports/$ALLIANCE_PSI_ROUND.json" \
+    | "$VENV_BIN/python" tests/container/check_leads.py "$member" tests/container/inbox/expected-leads.json || fail "$member's leads"
+  echo "$member: JSON report verified ($(head -1 "$CACHE/verify-$member.txt"))"
+  checked=$((checked + 1))
+done
+
+echo
+echo "container test: $checked members' leads as expected; image $((size / 1000000)) MB"
