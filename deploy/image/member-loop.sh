@@ -1,5 +1,5 @@
 #!/bin/sh
-# A member node of docker-compose.yml, until `alliance-psi node run` exists: every
+# A member node in a container (docker-compose.yml, deploy/kubernetes), until `alliance-psi node run` exists: every
 # $ALLIANCE_PSI_INTERVAL seconds, import the files dropped in inbox/ (moved to inbox/done/ or
 # inbox/failed/, with the import's output beside them), join round $ALLIANCE_PSI_ROUND once it
 # exists, fetch its verified result once it is matched and write the reports to reports/.
