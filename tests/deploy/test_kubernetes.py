@@ -1,0 +1,121 @@
+"""deploy/kubernetes: every overlay renders and validates offline against the Kubernetes schemas,
+and keeps the promises deploy/README.md makes (restricted pods, limits, probes, network policies)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from tests.deploy.manifests import KUSTOMIZE, OVERLAYS, pod_specs, render
+
+KUBERNETES_VERSION = "1.33"  # The oldest release still supported upstream when this was written.
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def overlay(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
+    return request.param, render(KUSTOMIZE / "overlays" / request.param)
+
+
+def _validate(docs: list[dict[str, Any]]) -> list[str]:
+    problems = []
+    for doc in docs:
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            problems.append(f"{doc['kind']}/{doc['metadata']['name']}: {exc.message} at {list(exc.path)}")
+    return problems
+
+
+def test_every_manifest_validates_against_the_schemas(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    name, docs = overlay
+    kinds = {doc["kind"] for doc in docs}
+    assert {"Namespace", "Deployment", "StatefulSet", "Service", "NetworkPolicy", "ConfigMap"} <= kinds, kinds
+    assert _validate(docs) == [], name
+
+
+def test_validation_refuses_a_field_kubernetes_does_not_know(tmp_path: Path) -> None:
+    # The check above can fail: an overlay with a misspelt field renders, and is refused.
+    tree = tmp_path / "kubernetes"
+    shutil.copytree(KUSTOMIZE, tree)
+    patch = tree / "overlays" / "dev" / "small.yaml"
+    patch.write_text(patch.read_text(encoding="utf-8").replace("replicas: 1", "replicas: 1\n  replica: 1"))
+    docs = [d for d in render(tree / "overlays" / "dev") if d["metadata"]["name"] == "custodian-1"]
+    problems = _validate(docs)
+    assert len(problems) == 1 and problems[0].startswith("Deployment/custodian-1:"), problems
+    assert "replica" in problems[0]
+
+
+def _containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def test_every_pod_meets_the_restricted_pod_security_standard(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = overlay
+    namespaces = [doc for doc in docs if doc["kind"] == "Namespace"]
+    assert [ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] for ns in namespaces] == ["restricted"]
+    for workload, spec in pod_specs(docs):
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0, workload
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, workload
+        assert spec["automountServiceAccountToken"] is False, workload
+        assert not spec.get("hostNetwork") and not spec.get("hostPID"), workload
+        for container in _containers(spec):
+            context = container["securityContext"]
+            where = f"{workload} {container['name']}"
+            assert context["allowPrivilegeEscalation"] is False, where
+            assert context["capabilities"] == {"drop": ["ALL"]}, where
+            assert context["readOnlyRootFilesystem"] is True, where
+            assert "privileged" not in context, where
+
+
+def test_every_container_has_requests_and_limits_and_every_server_probes(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = overlay
+    for workload, spec in pod_specs(docs):
+        for container in _containers(spec):
+            resources = container["resources"]
+            assert set(resources) == {"requests", "limits"}, workload
+            assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"])
+        for container in spec["containers"]:
+            if container.get("ports") and container["ports"][0]["name"] == "grpc":
+                assert {"startupProbe", "livenessProbe", "readinessProbe"} <= set(container), workload
+
+
+def test_members_reach_only_the_coordinator_and_custodians(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = overlay
+    policies = {doc["metadata"]["name"]: doc["spec"] for doc in docs if doc["kind"] == "NetworkPolicy"}
+    assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    member = policies["member-egress"]
+    assert member["podSelector"] == {"matchLabels": {"alliance-psi/role": "member"}}
+    reached = {
+        (tuple(sorted(rule["to"][0]["podSelector"]["matchLabels"].items())), rule["ports"][0]["port"])
+        for rule in member["egress"]
+    }
+    assert reached == {
+        ((("app.kubernetes.io/name", "coordinator"),), 7100),
+        ((("app.kubernetes.io/component", "custodian"),), 7101),
+    }
+    # No other policy opens egress to member pods beyond name resolution.
+    for name, spec in policies.items():
+        if name not in ("member-egress", "dns", "default-deny") and "Egress" in spec["policyTypes"]:
+            assert spec["podSelector"] != {} and spec["podSelector"] != member["podSelector"], name
+
+
+def test_the_database_url_comes_from_a_secret_and_postgresql_only_in_dev(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    name, docs = overlay
+    workloads = dict(pod_specs(docs))
+    for workload in ("Deployment/coordinator", "Deployment/custodian-1"):
+        container = workloads[workload]["containers"][0]
+        assert "--database=$(DATABASE_URL)" in container["args"]
+        (env,) = [e for e in container["env"] if e["name"] == "DATABASE_URL"]
+        assert set(env["valueFrom"]) == {"secretKeyRef"}
+    assert ("StatefulSet/postgres" in workloads) is (name == "dev")
+    headless = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "custodian-1"]
+    assert headless[0]["spec"]["clusterIP"] == "None"
