@@ -75,16 +75,16 @@ def _words(text: str) -> list[str]:
     return words
 
 
-def _script_command_lines(path: Path) -> Iterator[tuple[str, list[str]]]:
-    """Each ``alliance-psi ...`` of a shell script (continuation lines joined), and each command the
-    container test has the compose file's ``operator`` service run."""
-    text = re.sub(r"\\\n\s*", " ", path.read_text(encoding="utf-8"))
+def _script_command_lines(path: Path, text: str | None = None) -> Iterator[tuple[str, list[str]]]:
+    """Each ``alliance-psi ...`` of a shell script (continuation lines joined), and each command it
+    has the compose file's ``operator`` service run."""
+    text = re.sub(r"\\\n\s*", " ", path.read_text(encoding="utf-8") if text is None else text)
     for number, line in enumerate(text.splitlines(), 1):
         if line.lstrip().startswith("#"):
             continue
         for match in re.finditer(r"(?:^|[\s;&|(])alliance-psi\s+(.*)", line):
             yield f"{path.relative_to(ROOT)}:{number}", _words(match.group(1))
-        operator = re.search(r" run --rm --no-deps operator (.*)", line)
+        operator = re.search(r" run --rm (?:--no-deps )?operator (.*)", line)
         if operator:
             yield f"{path.relative_to(ROOT)}:{number}", _words(operator.group(1))
 
@@ -101,6 +101,10 @@ def command_lines() -> Iterator[tuple[str, list[str]]]:
                     yield f"{overlay} {workload} {container['name']}", list(container["args"])
     for script in SCRIPTS:
         yield from _script_command_lines(script)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Run with containers") :]
+    blocks = re.findall(r"```sh\n(.*?)```", section[: section.index("\n## ", 1)], flags=re.DOTALL)
+    yield from _script_command_lines(ROOT / "README.md", "".join(blocks))
 
 
 LINES = list(command_lines())
@@ -108,7 +112,12 @@ LINES = list(command_lines())
 
 def test_the_deployment_files_run_commands() -> None:
     where = {place.split(":")[0].split(" service ")[0] for place, _ in LINES}
-    assert {"docker-compose.yml", "deploy/compose/init-alliance.sh", "deploy/image/member-loop.sh"} <= where
+    assert {
+        "docker-compose.yml",
+        "deploy/compose/init-alliance.sh",
+        "deploy/image/member-loop.sh",
+        "README.md",
+    } <= where
     assert any(place.startswith("production Deployment/custodian-1") for place, _ in LINES)
     assert len(LINES) >= 25, LINES
 
