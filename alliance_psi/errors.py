@@ -11,6 +11,7 @@ Our exception hierarchy::
     │   ├── InvalidLabel        a sealed label failed to open (every cause, one error)
     │   ├── LabelTooLarge       a label plaintext does not fit the fixed padded size
     │   ├── InvalidProof        a Merkle inclusion or consistency proof did not verify
+    │   ├── InvalidShare        a secret share that does not match its dealer's public commitments
     │   └── InvalidSignature    a signature did not verify
     │       ├── ReportMismatch  a lead report that does not match its signed evidence
     │       ├── ResultMismatch  a result whose leaves or log entry do not match its signed header
@@ -55,6 +56,7 @@ __all__ = [
     "InvalidLabel",
     "InvalidProof",
     "InvalidRequest",
+    "InvalidShare",
     "InvalidSignature",
     "LabelTooLarge",
     "LimitExceeded",
@@ -168,6 +170,10 @@ class LabelTooLarge(CryptoError, ValueError):
 
 class InvalidProof(CryptoError):
     """A Merkle inclusion or consistency proof did not verify (RFC 9162, section 2.1)."""
+
+
+class InvalidShare(CryptoError):
+    """A secret share that does not match its dealer's public commitments (key generation)."""
 
 
 class InvalidSignature(CryptoError):

@@ -58,6 +58,7 @@ STATUS_OF: tuple[tuple[type[errors.AlliancePsiError], grpc.StatusCode], ...] = (
     (errors.LogInconsistent, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.InvalidSignature, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.InvalidProof, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.InvalidShare, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.ConfigurationError, grpc.StatusCode.INTERNAL),
     (errors.HandshakeFailed, grpc.StatusCode.UNAVAILABLE),
     (errors.PeerUnavailable, grpc.StatusCode.UNAVAILABLE),
