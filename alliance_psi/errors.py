@@ -27,8 +27,10 @@ Our exception hierarchy::
     │   │   └── QuotaExceeded   the member's evaluation quota is spent     → RESOURCE_EXHAUSTED
     │   ├── RoundClosed         the round no longer takes submissions      → FAILED_PRECONDITION
     │   ├── WrongEpoch          a request for another key epoch            → FAILED_PRECONDITION
+    │   ├── CeremonyMismatch    a key-ceremony message of another ceremony → FAILED_PRECONDITION
     │   └── Conflict            a chunk or commit that contradicts a stored one → ALREADY_EXISTS
     │       └── SetMismatch     the commit's expected set is not the one the coordinator holds → ABORTED
+    ├── CeremonyFailed          a key ceremony that stopped without a key (names who and why)
     ├── PeerUnavailable         a custodian or coordinator cannot be reached (client side)
     │   └── HandshakeFailed     what answers there is not the configured server (or refuses us)
     └── StorageError
@@ -46,6 +48,8 @@ from __future__ import annotations
 __all__ = [
     "AlliancePsiError",
     "AuditLogBroken",
+    "CeremonyFailed",
+    "CeremonyMismatch",
     "CertificateRevoked",
     "ConfigurationError",
     "Conflict",
@@ -251,12 +255,21 @@ class WrongEpoch(RequestError):
     """The request names a key epoch this party does not serve."""
 
 
+class CeremonyMismatch(RequestError):
+    """A key-ceremony message for another ceremony: another epoch, threshold or set of custodians."""
+
+
 class Conflict(RequestError):
     """The request contradicts what is already stored (a chunk resent with other content, a second commit)."""
 
 
 class SetMismatch(Conflict):
     """A commit expects a member set other than the one its delta would leave at the coordinator."""
+
+
+class CeremonyFailed(AlliancePsiError):
+    """A key ceremony stopped without a key: a custodian missing, views that differ, too many faults.
+    The message names the custodians concerned; no custodian keeps a share of a failed ceremony."""
 
 
 class PeerUnavailable(AlliancePsiError):

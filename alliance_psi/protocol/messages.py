@@ -16,14 +16,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
 from alliance_psi.crypto.labels import SEALED_LABEL_BYTES
+from alliance_psi.crypto.pedersen import encode_scalar
 from alliance_psi.crypto.suite import RISTRETTO255_SHA512
 from alliance_psi.errors import InvalidRequest
 from alliance_psi.protocol._pb import coordinator_pb2 as pb_coordinator
 from alliance_psi.protocol._pb import custodian_pb2 as pb_custodian
+from alliance_psi.protocol._pb import key_ceremony_pb2 as pb_ceremony
+from alliance_psi.protocol.ceremony import Envelope, Payload, Signed, Stage, share_from_bytes
 from alliance_psi.protocol.checkpoints import SignedCheckpoint, SignedStatement
 from alliance_psi.protocol.coordinator import MAX_ID_CHARS, Chunk, Commit, RoundSpec
 from alliance_psi.protocol.custodian import MAX_EVALUATE_BATCH, EpochStatus
@@ -33,10 +37,14 @@ from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS
 from alliance_psi.protocol.wire import WireLimit, field_bytes
 
 __all__ = [
+    "CEREMONY_REQUEST",
     "CHUNK_REQUEST",
     "ELEMENT_BYTES",
     "EVALUATE_REQUEST",
     "EVALUATE_RESPONSE_BYTES",
+    "CeremonyCodec",
+    "ceremony_envelope_from_pb",
+    "ceremony_envelope_to_pb",
     "checkpoint_from_pb",
     "checkpoint_to_pb",
     "chunk_from_pb",
@@ -49,6 +57,7 @@ __all__ = [
     "evaluate_request",
     "inclusion_from_pb",
     "inclusion_to_pb",
+    "pb_ceremony",
     "pb_coordinator",
     "pb_custodian",
     "result_part_from_pb",
@@ -85,6 +94,9 @@ EVALUATE_REQUEST = WireLimit(
     max_bytes=field_bytes(MAX_ID_CHARS) + MAX_EVALUATE_BATCH * field_bytes(ELEMENT_BYTES) + _UINT64_FIELD,
     max_fields=MAX_EVALUATE_BATCH + 2,
 )
+# CeremonyEnvelope: the largest is a round-2 echo relaying one signed round-1 message per
+# custodian (each with its certificate); 512 KiB leaves room for 64 custodians' certificates.
+CEREMONY_REQUEST = WireLimit(max_bytes=512 * 1024)
 # EvaluateResponse: batch_id, the evaluated elements, used.
 EVALUATE_RESPONSE_BYTES = _UINT64_FIELD + MAX_EVALUATE_BATCH * field_bytes(ELEMENT_BYTES) + _UINT64_FIELD
 
@@ -338,3 +350,75 @@ def inclusion_to_pb(entry: bytes, proof: Sequence[bytes]) -> pb_coordinator.Audi
 
 def inclusion_from_pb(m: pb_coordinator.AuditInclusion) -> tuple[bytes, tuple[bytes, ...]]:
     return m.entry, tuple(m.proof)
+
+
+# Key ceremony (protocol.ceremony) ----------------------------------------------------------------
+
+
+def _signed_to_pb(s: Signed) -> pb_ceremony.SignedPayload:
+    return pb_ceremony.SignedPayload(payload=s.payload, signature=s.signature, certificate=s.certificate)
+
+
+def _signed_from_pb(m: pb_ceremony.SignedPayload) -> Signed:
+    return Signed(payload=m.payload, signature=m.signature, certificate=m.certificate)
+
+
+class CeremonyCodec:
+    """``protocol.ceremony.PayloadCodec``: a round's payload as the bytes its sender signs."""
+
+    def encode(self, payload: Payload) -> bytes:
+        return pb_ceremony.CeremonyPayload(
+            session=payload.session,
+            round=payload.stage.value,
+            commitments=list(payload.commitments),
+            relayed=[_signed_to_pb(s) for s in payload.relayed],
+            complaints=sorted(payload.complaints),
+            shares=[
+                pb_ceremony.RevealedShare(index=i, share=encode_scalar(s.value), blinding=encode_scalar(s.blinding))
+                for i, s in sorted(payload.shares.items())
+            ],
+            digest=payload.digest,
+            seen=list(payload.seen),
+        ).SerializeToString(deterministic=True)
+
+    def decode(self, data: bytes) -> Payload:
+        """Raises ``InvalidRequest`` for bytes that are not a payload, an unknown round or a bad share."""
+        m = pb_ceremony.CeremonyPayload()
+        try:
+            m.ParseFromString(data)
+        except DecodeError:
+            raise InvalidRequest("the signed message is not a key-ceremony payload") from None
+        try:
+            stage = Stage(m.round)
+        except ValueError:
+            raise InvalidRequest(f"round {m.round} is not a round of the key ceremony (1 to {len(Stage)})") from None
+        shares = {}
+        for item in m.shares:
+            if item.index in shares:
+                raise InvalidRequest(f"custodian index {item.index} appears twice among the shares")
+            shares[item.index] = share_from_bytes(item.share, item.blinding)
+        return Payload(
+            session=m.session,
+            stage=stage,
+            commitments=tuple(m.commitments),
+            relayed=tuple(_signed_from_pb(s) for s in m.relayed),
+            complaints=frozenset(m.complaints),
+            shares=shares,
+            digest=m.digest,
+            seen=tuple(m.seen),
+        )
+
+
+def ceremony_envelope_to_pb(e: Envelope) -> pb_ceremony.CeremonyEnvelope:
+    m = pb_ceremony.CeremonyEnvelope(session=e.session, message=_signed_to_pb(e.message))
+    if e.share is not None:
+        m.share, m.blinding = encode_scalar(e.share.value), encode_scalar(e.share.blinding)
+    return m
+
+
+def ceremony_envelope_from_pb(m: pb_ceremony.CeremonyEnvelope) -> Envelope:
+    """Raises ``InvalidRequest`` for a missing message or a malformed share."""
+    if not m.HasField("message"):
+        raise InvalidRequest("the envelope carries no message")
+    share = share_from_bytes(m.share, m.blinding) if m.share or m.blinding else None
+    return Envelope(session=m.session, message=_signed_from_pb(m.message), share=share)

@@ -1,0 +1,572 @@
+"""The custodians' key ceremony: ``crypto.dkg`` run over point-to-point messages, one custodian's role.
+
+The paper's protocol assumes a broadcast channel; custodians have mutual-TLS connections, one
+to each other. What each custodian *broadcasts* is therefore one message per round, the same for
+every peer and **signed** with its certificate key (``CeremonyCredentials``), delivered to each
+peer, and checked three ways:
+
+- a dealer could send different commitments to different peers. In round 2 every custodian
+  relays the signed round-1 messages it received; two different ones signed by the same dealer
+  prove it equivocated, and every custodian that sees both disqualifies it (``Fault.EQUIVOCATED``);
+  a relay cannot frame a dealer, since it cannot forge its signature;
+- a custodian could send different messages of a later round to different peers. In round 7
+  every custodian sends the digest of the outcome it computed and a digest of every message it
+  used; a custodian finishes only if every qualified custodian's digests equal its own, and
+  otherwise names the messages that differ and who received which;
+- a peer could deliver two different messages for one round to the same custodian: the second is
+  refused (``Conflict``) and the first kept.
+
+Rounds (``Stage``): 1 deal (commitments ``C_ik`` signed; the private share for the receiver
+travels beside it, unsigned, over the TLS connection to that receiver only), 2 echo (relayed
+round-1 messages and complaints), 3 answers to complaints, then QUAL is fixed; 4 Feldman
+coefficients ``A_ik``, 5 extraction complaints, 6 reconstruction shares, 7 confirmation. Every
+custodian must deliver rounds 1 to 3 and every qualified one rounds 4 to 7, before a deadline;
+otherwise the ceremony fails naming who is missing (a ceremony without broadcast cannot tell a
+silent custodian from a slow one, and a key whose shares some custodian lacks is no key).
+Messages of disqualified custodians after round 3 are ignored.
+
+What this cannot do without a broadcast channel: two or more colluding custodians (or one that
+sends different later-round messages) can make a ceremony fail; they cannot make honest
+custodians finish with shares of different keys, and a failed ceremony leaves no share anywhere.
+
+``KeyCeremony`` is thread-safe: the server thread ``deliver``s peers' messages while the driver
+(``services.key_ceremony``) ``wait``s and ``conclude``s each round.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from alliance_psi.crypto.dkg import (
+    Disqualified,
+    DkgOutcome,
+    DkgParameters,
+    DkgResult,
+    Fault,
+    Participant,
+    decode_commitments,
+    judge_extraction,
+    outcome,
+    qualify,
+    reconstruct,
+)
+from alliance_psi.crypto.pedersen import Commitments, PedersenShare, decode_scalar, encode_scalar
+from alliance_psi.crypto.suite import RISTRETTO255_SHA512
+from alliance_psi.errors import (
+    CeremonyFailed,
+    CeremonyMismatch,
+    Conflict,
+    CryptoError,
+    InvalidRequest,
+    InvalidSignature,
+    NotAuthenticated,
+    NotAuthorized,
+)
+
+__all__ = [
+    "SIGNING_CONTEXT",
+    "CeremonyCredentials",
+    "CeremonyPlan",
+    "CeremonyResult",
+    "Envelope",
+    "KeyCeremony",
+    "Payload",
+    "PayloadCodec",
+    "Signed",
+    "Stage",
+]
+
+SIGNING_CONTEXT = "key-ceremony"
+_SESSION_TAG = b"alliance-psi/v1 key ceremony session\x00"
+_OUTCOME_TAG = b"alliance-psi/v1 key ceremony outcome\x00"
+_NOTHING = bytes(32)
+
+
+class Stage(enum.IntEnum):
+    """The rounds of the ceremony, in order."""
+
+    DEAL = 1
+    ECHO = 2
+    ANSWER = 3
+    EXTRACT = 4
+    COMPLAIN = 5
+    REVEAL = 6
+    CONFIRM = 7
+
+
+@dataclass(frozen=True, slots=True)
+class CeremonyPlan:
+    """What every custodian of one ceremony must agree on: epoch, threshold τ and the custodians.
+
+    ``custodians`` are certificate names, sorted; custodian ``i`` (1-based position) gets share
+    index ``i``. ``session`` is a hash of all of it: a message of another plan is refused, naming
+    what differs.
+    """
+
+    epoch: str
+    threshold: int
+    custodians: tuple[str, ...]
+    suite_id: str = RISTRETTO255_SHA512.identifier
+
+    @classmethod
+    def create(cls, epoch: str, threshold: int, custodians: Iterable[str]) -> CeremonyPlan:
+        """The plan with ``custodians`` sorted. Raises ``ValueError`` naming what is wrong."""
+        names = sorted(custodians)
+        if len(set(names)) != len(names):
+            raise ValueError(f"a custodian is named twice: {', '.join(names)}")
+        if not epoch or len(epoch.encode("utf-8")) > 255:
+            raise ValueError("the key epoch must be 1 to 255 bytes of UTF-8")
+        DkgParameters(threshold, len(names))
+        return cls(epoch, threshold, tuple(names))
+
+    @property
+    def params(self) -> DkgParameters:
+        return DkgParameters(self.threshold, len(self.custodians))
+
+    @property
+    def session(self) -> bytes:
+        document = {
+            "epoch": self.epoch,
+            "suite": self.suite_id,
+            "threshold": self.threshold,
+            "custodians": self.custodians,
+        }
+        canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return hashlib.sha256(_SESSION_TAG + canonical).digest()
+
+    def index_of(self, name: str) -> int:
+        """The share index of custodian ``name``. Raises ``NotAuthorized`` if it is not in the plan."""
+        try:
+            return self.custodians.index(name) + 1
+        except ValueError:
+            raise NotAuthorized(f"custodian {name} is not in this ceremony ({self.describe()})") from None
+
+    def name_of(self, index: int) -> str:
+        return self.custodians[index - 1]
+
+    def names(self, indices: Iterable[int]) -> str:
+        """``"custodian-1, custodian-3"`` for indices."""
+        return ", ".join(self.name_of(i) for i in sorted(indices))
+
+    def describe(self) -> str:
+        return f"epoch {self.epoch}, threshold {self.threshold} of {len(self.custodians)}: {', '.join(self.custodians)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A payload, its signer's signature and the signer's certificate (PEM)."""
+
+    payload: bytes
+    signature: bytes
+    certificate: bytes
+
+
+class CeremonyCredentials(Protocol):
+    """This custodian's signing key and the peers' enrolled keys (``services.key_ceremony``)."""
+
+    def sign(self, payload: bytes) -> Signed:
+        """``payload`` signed by this custodian's certificate key, with its certificate."""
+
+    def signer_of(self, signed: Signed) -> str:
+        """The name of the custodian whose enrolled key signed ``signed``.
+
+        Raises:
+            InvalidSignature: the signature does not verify, or the certificate is not that of an
+                enrolled custodian with the enrolled key.
+        """
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """What a custodian signs in one round (the fields each round uses: module docstring)."""
+
+    session: bytes
+    stage: Stage
+    commitments: tuple[bytes, ...] = ()
+    relayed: tuple[Signed, ...] = ()
+    complaints: frozenset[int] = frozenset()
+    shares: Mapping[int, PedersenShare] = field(default_factory=dict, repr=False)
+    digest: bytes = b""
+    seen: tuple[bytes, ...] = ()
+
+
+class PayloadCodec(Protocol):
+    """Payload bytes as signed (``protocol.messages``: ``ceremony_payload_to_bytes`` / ``_from_bytes``)."""
+
+    def encode(self, payload: Payload) -> bytes: ...
+
+    def decode(self, data: bytes) -> Payload: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One delivery: the session, the sender's signed message and, in round 1, the receiver's share."""
+
+    session: bytes
+    message: Signed
+    share: PedersenShare | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CeremonyResult:
+    """One custodian's result: its share (secret) and the public outcome, with names."""
+
+    plan: CeremonyPlan
+    name: str
+    index: int
+    share: bytes = field(repr=False)
+    outcome: DkgOutcome
+    notes: tuple[str, ...] = ()
+
+    @property
+    def public_key(self) -> bytes:
+        return self.outcome.public_key
+
+    def disqualified(self) -> dict[str, str]:
+        """Each disqualified custodian's name and why, in words."""
+        return {
+            self.plan.name_of(i): describe_fault(self.plan, d) for i, d in sorted(self.outcome.disqualified.items())
+        }
+
+
+def describe_fault(plan: CeremonyPlan, d: Disqualified) -> str:
+    """A disqualification in words, naming the custodians concerned."""
+    if d.fault is Fault.TOO_MANY_COMPLAINTS:
+        return (
+            f"its shares to {plan.names(d.by)} failed its commitments ({len(d.by)} complaints, more than "
+            f"τ−1 = {plan.threshold - 1})"
+        )
+    if d.fault in (Fault.UNANSWERED_COMPLAINT, Fault.BAD_ANSWER):
+        return f"{d.fault.value} (from {plan.names(d.by)})"
+    return d.fault.value
+
+
+@dataclass(slots=True)
+class _Received:
+    signed: Signed
+    payload: Payload
+    share: PedersenShare | None
+
+
+class KeyCeremony:
+    """Custodian ``name``'s part in the ceremony ``plan`` (a ``crypto.dkg.Participant`` inside).
+
+    The driver calls, for each ``Stage`` in order: ``message(stage)`` (what to deliver to each
+    peer), ``wait(stage, deadline)`` and ``conclude(stage)``; then ``result()``. The server calls
+    ``deliver`` for each peer's envelope, with the caller's name from its certificate.
+    """
+
+    def __init__(
+        self,
+        plan: CeremonyPlan,
+        name: str,
+        credentials: CeremonyCredentials,
+        codec: PayloadCodec,
+        *,
+        participant: Participant | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.plan, self.name, self.index = plan, name, plan.index_of(name)
+        self.params = plan.params
+        self._credentials, self._codec, self._clock = credentials, codec, clock
+        self._participant = participant or Participant(self.params, self.index)
+        self._changed = threading.Condition()
+        self._inbox: dict[tuple[Stage, int], _Received] = {}
+        self._commitments: dict[int, Commitments] = {}
+        self._deal_payloads: dict[int, set[bytes]] = {}
+        self._complaints: dict[int, frozenset[int]] = {}
+        self._disqualified: dict[int, Disqualified] = {}
+        self._qualified: frozenset[int] = frozenset(self.params.indices)
+        self._to_rebuild: dict[int, frozenset[int]] = {}
+        self._extraction: dict[int, Commitments | None] = {}
+        self._result: DkgResult | None = None
+        self._notes: list[str] = []
+        self._failure: str | None = None
+        self._dealing = self._participant.deal()
+
+    # Server side ------------------------------------------------------------------------------
+
+    def deliver(self, caller: str, envelope: Envelope) -> Stage:
+        """Take ``caller``'s envelope (``caller`` from its TLS certificate); return its round.
+
+        Raises:
+            NotAuthorized: ``caller`` is not a custodian of this ceremony.
+            CeremonyMismatch: the envelope is for another ceremony.
+            NotAuthenticated: the message is signed by another custodian than the caller.
+            InvalidSignature, InvalidRequest: a bad signature or field (named).
+            Conflict: the caller delivered another message for this round before.
+        """
+        sender = self.plan.index_of(caller)
+        if envelope.session != self.plan.session:
+            raise CeremonyMismatch(
+                f"custodian {self.name} runs another ceremony ({self.plan.describe()}): check --epoch, "
+                "--threshold and the custodians given to each custodian"
+            )
+        signer = self._credentials.signer_of(envelope.message)
+        if signer != caller:
+            raise NotAuthenticated(f"the message is signed by {signer}, not by the caller {caller}")
+        payload = self._codec.decode(envelope.message.payload)
+        self._check_payload(payload, envelope)
+        self._store(sender, _Received(envelope.message, payload, envelope.share))
+        return payload.stage
+
+    def _check_payload(self, payload: Payload, envelope: Envelope) -> None:
+        if payload.session != self.plan.session:
+            raise CeremonyMismatch("the signed message names another ceremony than its envelope")
+        n = self.params.participants
+        if payload.stage is Stage.DEAL:
+            if envelope.share is None:
+                raise InvalidRequest("a round-1 message carries the receiver's share")
+            try:
+                decode_commitments(payload.commitments, self.params)
+            except CryptoError as exc:
+                raise InvalidRequest(f"round-1 commitments: {exc}") from None
+        elif envelope.share is not None:
+            raise InvalidRequest(f"only a round-1 message carries a share, not round {payload.stage.value}")
+        if payload.stage is Stage.EXTRACT and payload.commitments:
+            try:
+                decode_commitments(payload.commitments, self.params)
+            except CryptoError as exc:
+                raise InvalidRequest(f"round-4 coefficients: {exc}") from None
+        if len(payload.relayed) > n or any(not 1 <= i <= n for i in [*payload.complaints, *payload.shares]):
+            raise InvalidRequest(f"a custodian index out of 1..{n}, or more relayed messages than custodians")
+        if len(payload.seen) > len(Stage) * n:
+            raise InvalidRequest("more message digests than rounds times custodians")
+
+    def _store(self, sender: int, received: _Received) -> None:
+        key = (received.payload.stage, sender)
+        with self._changed:
+            kept = self._inbox.get(key)
+            if kept is not None:
+                if kept.signed.payload != received.signed.payload or kept.share != received.share:
+                    raise Conflict(f"you delivered another round-{key[0].value} message before; the first one stands")
+                return
+            self._inbox[key] = received
+            self._changed.notify_all()
+
+    # Driver side ------------------------------------------------------------------------------
+
+    def message(self, stage: Stage) -> dict[str, Envelope]:
+        """This custodian's envelope of ``stage`` for each peer; its own copy is delivered here."""
+        payload = self._payload(stage)
+        signed = self._credentials.sign(self._codec.encode(payload))
+        envelopes = {}
+        for j in self.params.indices:
+            share = self._dealing.shares[j] if stage is Stage.DEAL else None
+            envelope = Envelope(self.plan.session, signed, share)
+            if j == self.index:
+                self._store(j, _Received(signed, payload, share))
+            else:
+                envelopes[self.plan.name_of(j)] = envelope
+        return envelopes
+
+    def _payload(self, stage: Stage) -> Payload:
+        session = self.plan.session
+        p = self._participant
+        if stage is Stage.DEAL:
+            return Payload(session, stage, commitments=self._dealing.commitments)
+        if stage is Stage.ECHO:
+            relayed = tuple(self._inbox[(Stage.DEAL, i)].signed for i in self.params.indices)
+            return Payload(session, stage, relayed=relayed, complaints=p.complaints)
+        if stage is Stage.ANSWER:
+            complainers = [j for j, against in self._complaints.items() if self.index in against]
+            return Payload(session, stage, shares=p.answer(complainers))
+        if stage is Stage.EXTRACT:
+            coefficients = p.extraction() if self.index in self._qualified else ()
+            return Payload(session, stage, commitments=coefficients)
+        if stage is Stage.COMPLAIN:
+            return Payload(session, stage, shares=p.check_extraction(self._extraction))
+        if stage is Stage.REVEAL:
+            return Payload(session, stage, shares=p.reveal(d for d in self._to_rebuild if d != self.index))
+        digest, seen = self._confirmation()
+        return Payload(session, stage, digest=digest, seen=seen)
+
+    def required(self, stage: Stage) -> frozenset[int]:
+        """Whose message of ``stage`` this custodian waits for."""
+        return frozenset(self.params.indices) if stage <= Stage.ANSWER else self._qualified
+
+    def fail(self, reason: str) -> None:
+        """Stop the ceremony (a peer refused our message): ``wait`` raises ``CeremonyFailed(reason)``."""
+        with self._changed:
+            self._failure = self._failure or reason
+            self._changed.notify_all()
+
+    def wait(self, stage: Stage, deadline: float) -> None:
+        """Block until every required message of ``stage`` is here.
+
+        Raises:
+            CeremonyFailed: the deadline (``clock`` time) passed first, naming who is missing; or
+                ``fail`` was called.
+        """
+        required = self.required(stage)
+        with self._changed:
+            while True:
+                if self._failure is not None:
+                    raise CeremonyFailed(self._failure)
+                missing = [i for i in required if (stage, i) not in self._inbox]
+                if not missing:
+                    return
+                left = deadline - self._clock()
+                if left <= 0:
+                    raise CeremonyFailed(
+                        f"no round-{stage.value} message ({stage.name.lower()}) from {self.plan.names(missing)} "
+                        "before the deadline: start the ceremony again when every custodian runs it"
+                    )
+                self._changed.wait(timeout=min(left, 1.0))
+
+    def _received(self, stage: Stage) -> dict[int, Payload]:
+        with self._changed:
+            return {i: self._inbox[(stage, i)].payload for i in self.required(stage)}
+
+    def conclude(self, stage: Stage) -> None:
+        """Act on every required message of ``stage`` (after ``wait``)."""
+        received = self._received(stage)
+        if stage is Stage.DEAL:
+            for dealer, payload in received.items():
+                commitments = decode_commitments(payload.commitments, self.params)
+                self._commitments[dealer] = commitments
+                self._deal_payloads[dealer] = {self._inbox[(Stage.DEAL, dealer)].signed.payload}
+                self._participant.receive(dealer, commitments, self._inbox[(Stage.DEAL, dealer)].share)
+        elif stage is Stage.ECHO:
+            for echoer, payload in received.items():
+                self._complaints[echoer] = payload.complaints
+                self._take_relays(echoer, payload.relayed)
+        elif stage is Stage.ANSWER:
+            answers = {dealer: dict(payload.shares) for dealer, payload in received.items()}
+            equivocated = [d for d, seen in self._deal_payloads.items() if len(seen) > 1]
+            self._disqualified = qualify(
+                self.params, self._commitments, self._complaints, answers, equivocated=equivocated
+            )
+            self._qualified = frozenset(self.params.indices) - frozenset(self._disqualified)
+            if self.index in self._disqualified:
+                self._notes.append(f"this custodian was disqualified as a dealer: {self._fault(self.index)}")
+            try:
+                self._participant.adopt(self._disqualified, answers)
+            except CryptoError as exc:
+                raise CeremonyFailed(f"the custodians' views differ: {exc}") from None
+        elif stage is Stage.EXTRACT:
+            self._extraction = {
+                i: (decode_commitments(p.commitments, self.params) if p.commitments else None)
+                for i, p in received.items()
+            }
+        elif stage is Stage.COMPLAIN:
+            evidence = {i: dict(p.shares) for i, p in received.items()}
+            self._to_rebuild = judge_extraction(
+                self.params, self._qualified, self._commitments, self._extraction, evidence
+            )
+        elif stage is Stage.REVEAL:
+            self._finish({i: dict(p.shares) for i, p in received.items()})
+        else:
+            self._check_confirmations(received)
+
+    def _take_relays(self, echoer: int, relayed: Iterable[Signed]) -> None:
+        for signed in relayed:
+            try:
+                dealer = self.plan.index_of(self._credentials.signer_of(signed))
+                payload = self._codec.decode(signed.payload)
+            except (InvalidSignature, InvalidRequest, NotAuthorized):
+                self._notes.append(f"{self.plan.name_of(echoer)} relayed a message that is not validly signed")
+                continue
+            if payload.session == self.plan.session and payload.stage is Stage.DEAL:
+                self._deal_payloads.setdefault(dealer, set()).add(signed.payload)
+
+    def _finish(self, reveals: Mapping[int, Mapping[int, PedersenShare]]) -> None:
+        coefficients: dict[int, Commitments] = {}
+        for dealer in self._qualified:
+            published = self._extraction.get(dealer)
+            if dealer in self._to_rebuild or published is None:
+                shown = {j: s[dealer] for j, s in reveals.items() if j != dealer and dealer in s}
+                try:
+                    coefficients[dealer] = reconstruct(self.params, self._commitments[dealer], shown)
+                except CryptoError as exc:
+                    raise CeremonyFailed(
+                        f"cannot reconstruct {self.plan.name_of(dealer)}'s coefficients: {exc}"
+                    ) from None
+                self._notes.append(
+                    f"{self.plan.name_of(dealer)} published public coefficients that do not match its shares; "
+                    "they were reconstructed in the open (its contribution to the key is public, the others' are not)"
+                )
+            else:
+                coefficients[dealer] = published
+        try:
+            public = outcome(self.params, self._disqualified, coefficients, self._to_rebuild)
+            self._result = self._participant.result(public)
+        except CryptoError as exc:
+            raise CeremonyFailed(f"no key: {exc}") from None
+
+    def _confirmation(self) -> tuple[bytes, tuple[bytes, ...]]:
+        if self._result is None:
+            raise CeremonyFailed("round 7 before the outcome")
+        public = self._result.outcome
+        parts = [_OUTCOME_TAG, self.plan.session, bytes(sorted(public.qualified))]
+        for i, d in sorted(public.disqualified.items()):
+            parts += [bytes([i]), d.fault.value.encode(), bytes(sorted(d.by))]
+        parts += [bytes(sorted(public.reconstructed)), public.public_key]
+        parts += [public.verification_keys[m] for m in self.params.indices]
+        return hashlib.sha256(b"\x00".join(parts)).digest(), self._seen()
+
+    def _seen(self) -> tuple[bytes, ...]:
+        seen = []
+        for stage in list(Stage)[:-1]:
+            for i in self.params.indices:
+                if stage is Stage.DEAL:
+                    digest = hashlib.sha256(b"".join(sorted(self._deal_payloads.get(i, set())))).digest()
+                elif i in self.required(stage):
+                    digest = hashlib.sha256(self._inbox[(stage, i)].signed.payload).digest()
+                else:
+                    digest = _NOTHING
+                seen.append(digest)
+        return tuple(seen)
+
+    def _check_confirmations(self, received: Mapping[int, Payload]) -> None:
+        digest, seen = self._confirmation()
+        problems = []
+        for peer, payload in sorted(received.items()):
+            if payload.digest == digest and payload.seen == seen:
+                continue
+            differing = [
+                (Stage(1 + k // self.params.participants), 1 + k % self.params.participants)
+                for k, (ours, theirs) in enumerate(zip(seen, payload.seen, strict=False))
+                if ours != theirs
+            ]
+            if len(payload.seen) != len(seen) or not differing:
+                problems.append(f"{self.plan.name_of(peer)} computed another outcome")
+                continue
+            which = "; ".join(f"round {s.value} from {self.plan.name_of(i)}" for s, i in differing)
+            problems.append(f"{self.plan.name_of(peer)} received other messages than this custodian: {which}")
+        if problems:
+            raise CeremonyFailed(
+                "the custodians' views differ, so no share is kept: " + ". ".join(problems) + ". A custodian that "
+                "sends different messages to different peers is faulty; run the ceremony again without it"
+            )
+
+    def result(self) -> CeremonyResult:
+        """The finished ceremony's result (after round 7 is concluded)."""
+        if self._result is None:
+            raise CeremonyFailed("the ceremony has not finished")
+        return CeremonyResult(
+            self.plan,
+            self.name,
+            self.index,
+            encode_scalar(self._result.share),
+            self._result.outcome,
+            tuple(self._notes),
+        )
+
+    def _fault(self, index: int) -> str:
+        return describe_fault(self.plan, self._disqualified[index])
+
+
+def share_from_bytes(value: bytes, blinding: bytes) -> PedersenShare:
+    """A share as it arrived. Raises ``InvalidRequest`` for a scalar that is not canonical."""
+    try:
+        return PedersenShare(decode_scalar(value), decode_scalar(blinding))
+    except CryptoError as exc:
+        raise InvalidRequest(f"share: {exc}") from None

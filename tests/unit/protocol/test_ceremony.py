@@ -1,0 +1,222 @@
+"""The key ceremony's rounds among custodians in memory: broadcast emulated by signed messages.
+
+Signatures here are HMACs with a key per name (a fake of ``CeremonyCredentials``); the real
+certificate signatures are tested with real servers in tests/integration/services/test_key_ceremony.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+
+import pytest
+
+from alliance_psi.crypto.dkg import Disqualified, Fault, Participant
+from alliance_psi.crypto.pedersen import ORDER, PedersenShare, decode_scalar, lagrange_at_zero, mul_base
+from alliance_psi.errors import (
+    CeremonyFailed,
+    CeremonyMismatch,
+    Conflict,
+    InvalidRequest,
+    InvalidSignature,
+    NotAuthenticated,
+    NotAuthorized,
+)
+from alliance_psi.protocol.ceremony import CeremonyPlan, CeremonyResult, Envelope, KeyCeremony, Payload, Signed, Stage
+from alliance_psi.protocol.messages import CeremonyCodec
+
+NAMES = ("custodian-1", "custodian-2", "custodian-3")
+
+
+class HmacCredentials:
+    """Signs as ``name`` with a key derived from the name; the certificate field carries the name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @staticmethod
+    def _key(name: str) -> bytes:
+        return hashlib.sha256(b"test key " + name.encode()).digest()
+
+    def sign(self, payload: bytes) -> Signed:
+        return Signed(payload, hmac.digest(self._key(self.name), payload, "sha256"), self.name.encode())
+
+    def signer_of(self, signed: Signed) -> str:
+        name = signed.certificate.decode()
+        if not hmac.compare_digest(hmac.digest(self._key(name), signed.payload, "sha256"), signed.signature):
+            raise InvalidSignature("bad signature")
+        return name
+
+
+def ceremony(plan: CeremonyPlan, name: str, cls: type[KeyCeremony] = KeyCeremony) -> KeyCeremony:
+    return cls(plan, name, HmacCredentials(name), CeremonyCodec())
+
+
+def run(parties: list[KeyCeremony], *, until: Stage = Stage.CONFIRM) -> dict[str, CeremonyResult | Exception]:
+    """All rounds, everyone delivering to everyone; a party that fails stops there."""
+    outcome: dict[str, CeremonyResult | Exception] = {}
+    for stage in Stage:
+        if stage > until:
+            break
+        live = [p for p in parties if p.name not in outcome]
+        for sender in live:
+            for receiver_name, envelope in sender.message(stage).items():
+                receiver = next(p for p in parties if p.name == receiver_name)
+                receiver.deliver(sender.name, envelope)
+        for party in live:
+            try:
+                party.wait(stage, deadline=0)
+                party.conclude(stage)
+            except CeremonyFailed as exc:
+                outcome[party.name] = exc
+    for party in parties:
+        if party.name not in outcome:
+            outcome[party.name] = party.result()
+    return outcome
+
+
+def check_key(results: list[CeremonyResult], threshold: int) -> int:
+    keys = set()
+    for subset in itertools.combinations(results, threshold):
+        indices = [r.index for r in subset]
+        keys.add(sum(lagrange_at_zero(r.index, indices) * decode_scalar(r.share) for r in subset) % ORDER)
+    (key,) = keys
+    assert all(mul_base(key) == r.public_key for r in results)
+    return key
+
+
+def test_three_custodians_agree_on_one_key() -> None:
+    plan = CeremonyPlan.create("2026q4", 2, reversed(NAMES))
+    assert plan.custodians == NAMES and plan.index_of("custodian-2") == 2
+    results = run([ceremony(plan, n) for n in NAMES])
+    finished = [r for r in results.values() if isinstance(r, CeremonyResult)]
+    assert len(finished) == 3
+    check_key(finished, 2)
+    assert all(r.outcome == finished[0].outcome for r in finished)
+    assert all(not r.disqualified() and not r.notes for r in finished)
+
+
+class Equivocator(KeyCeremony):
+    """Deals custodian-1 shares of other polynomials, under commitments consistent with them."""
+
+    def message(self, stage: Stage) -> dict[str, Envelope]:
+        envelopes = super().message(stage)
+        if stage is Stage.DEAL:
+            other = Participant(self.params, self.index).deal()
+            payload = Payload(self.plan.session, Stage.DEAL, commitments=other.commitments)
+            signed = self._credentials.sign(self._codec.encode(payload))
+            envelopes["custodian-1"] = Envelope(self.plan.session, signed, other.shares[1])
+        return envelopes
+
+
+def test_a_dealer_sending_different_commitments_is_named_by_every_other_and_excluded() -> None:
+    plan = CeremonyPlan.create("e", 2, NAMES)
+    parties = [ceremony(plan, "custodian-1"), ceremony(plan, "custodian-2"), ceremony(plan, "custodian-3", Equivocator)]
+    results = run(parties)
+    honest = [results["custodian-1"], results["custodian-2"]]
+    assert all(isinstance(r, CeremonyResult) for r in honest)
+    for r in honest:
+        assert isinstance(r, CeremonyResult)
+        assert r.outcome.disqualified == {3: Disqualified(Fault.EQUIVOCATED)}
+        assert r.disqualified() == {"custodian-3": "sent different commitments to different custodians"}
+    check_key([r for r in honest if isinstance(r, CeremonyResult)], 2)
+
+
+class BadDealer(KeyCeremony):
+    """Deals every peer a share that fails its commitments."""
+
+    def message(self, stage: Stage) -> dict[str, Envelope]:
+        envelopes = super().message(stage)
+        if stage is Stage.DEAL:
+            for name, e in envelopes.items():
+                assert e.share is not None
+                envelopes[name] = Envelope(e.session, e.message, PedersenShare((e.share.value + 1) % ORDER, 0))
+        return envelopes
+
+
+def test_a_dealer_of_bad_shares_is_named_with_its_complainers() -> None:
+    plan = CeremonyPlan.create("e", 2, NAMES)
+    parties = [ceremony(plan, "custodian-1", BadDealer), ceremony(plan, "custodian-2"), ceremony(plan, "custodian-3")]
+    results = run(parties)
+    for name in ("custodian-2", "custodian-3"):
+        r = results[name]
+        assert isinstance(r, CeremonyResult)
+        assert r.disqualified() == {
+            "custodian-1": "its shares to custodian-2, custodian-3 failed its commitments (2 complaints, more than "
+            "τ−1 = 1)"
+        }
+    cheater = results["custodian-1"]
+    assert isinstance(cheater, CeremonyResult)
+    assert cheater.notes[0].startswith("this custodian was disqualified as a dealer")
+
+
+class LaterEquivocator(KeyCeremony):
+    """Sends custodian-1 another round-3 message (an extra answer) than the others."""
+
+    def message(self, stage: Stage) -> dict[str, Envelope]:
+        envelopes = super().message(stage)
+        if stage is Stage.ANSWER:
+            payload = Payload(self.plan.session, Stage.ANSWER, shares={2: PedersenShare(1, 1)})
+            envelopes["custodian-1"] = Envelope(self.plan.session, self._credentials.sign(self._codec.encode(payload)))
+        return envelopes
+
+
+def test_different_later_messages_to_different_custodians_stop_the_ceremony_naming_them() -> None:
+    plan = CeremonyPlan.create("e", 2, NAMES)
+    parties = [
+        ceremony(plan, "custodian-1"),
+        ceremony(plan, "custodian-2"),
+        ceremony(plan, "custodian-3", LaterEquivocator),
+    ]
+    results = run(parties)
+    failed = results["custodian-1"]
+    assert isinstance(failed, CeremonyFailed)
+    assert "custodian-2 received other messages than this custodian: round 3 from custodian-3" in str(failed)
+    assert isinstance(results["custodian-2"], CeremonyFailed)
+
+
+def test_a_missing_custodian_fails_the_round_naming_it() -> None:
+    plan = CeremonyPlan.create("e", 2, NAMES)
+    one, two = ceremony(plan, "custodian-1"), ceremony(plan, "custodian-2")
+    two.deliver("custodian-1", one.message(Stage.DEAL)["custodian-2"])
+    two.message(Stage.DEAL)
+    with pytest.raises(CeremonyFailed, match=r"no round-1 message \(deal\) from custodian-3 before the deadline"):
+        two.wait(Stage.DEAL, deadline=0)
+    two.fail("custodian-3 refused our message")
+    with pytest.raises(CeremonyFailed, match="custodian-3 refused"):
+        two.wait(Stage.DEAL, deadline=10**9)
+
+
+def test_deliveries_are_checked_before_they_are_kept() -> None:
+    plan = CeremonyPlan.create("e", 2, NAMES)
+    one, two = ceremony(plan, "custodian-1"), ceremony(plan, "custodian-2")
+    envelope = one.message(Stage.DEAL)["custodian-2"]
+    with pytest.raises(NotAuthorized, match="custodian-9 is not in this ceremony"):
+        two.deliver("custodian-9", envelope)
+    with pytest.raises(NotAuthenticated, match="signed by custodian-1, not by the caller custodian-3"):
+        two.deliver("custodian-3", envelope)
+    other = ceremony(CeremonyPlan.create("e", 3, NAMES), "custodian-2")
+    with pytest.raises(CeremonyMismatch, match="runs another ceremony .epoch e, threshold 3 of 3"):
+        other.deliver("custodian-1", envelope)
+    with pytest.raises(InvalidRequest, match="carries the receiver's share"):
+        two.deliver("custodian-1", Envelope(envelope.session, envelope.message))
+    forged = Signed(envelope.message.payload, b"x" * 32, envelope.message.certificate)
+    with pytest.raises(InvalidSignature):
+        two.deliver("custodian-1", Envelope(envelope.session, forged, envelope.share))
+    assert two.deliver("custodian-1", envelope) is Stage.DEAL
+    assert two.deliver("custodian-1", envelope) is Stage.DEAL  # A retry is welcome.
+    assert envelope.share is not None
+    changed = Envelope(envelope.session, envelope.message, PedersenShare(envelope.share.value ^ 1, 0))
+    with pytest.raises(Conflict, match="another round-1 message before"):
+        two.deliver("custodian-1", changed)
+
+
+def test_plans_refuse_bad_input() -> None:
+    with pytest.raises(ValueError, match="named twice"):
+        CeremonyPlan.create("e", 2, ["a", "a", "b"])
+    with pytest.raises(ValueError, match="threshold must be 1 to 2"):
+        CeremonyPlan.create("e", 3, ["a", "b"])
+    with pytest.raises(ValueError, match="epoch"):
+        CeremonyPlan.create("", 1, ["a", "b"])
+    assert CeremonyPlan.create("e", 2, NAMES).session != CeremonyPlan.create("f", 2, NAMES).session
