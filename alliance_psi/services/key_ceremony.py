@@ -56,6 +56,7 @@ from alliance_psi.services.anchors import TrustAnchor, load_anchor
 from alliance_psi.services.enrolment import EnrolmentRoster
 from alliance_psi.services.interceptors import Peer, PeerCheck, identity_of
 from alliance_psi.services.pki import identity_from_pem, spki_sha256
+from alliance_psi.services.refusals import AuditWriter
 from alliance_psi.services.server import Registration, guarded, run_server
 from alliance_psi.services.status import from_rpc_error
 from alliance_psi.services.tls import secure_channel
@@ -74,6 +75,13 @@ SERVICE = "alliance_psi.v1.KeyCeremony"
 _CUSTODIANS = frozenset({Role.CUSTODIAN})
 _TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 _CALL_SECONDS = 10.0
+# Peers start within seconds of each other: reconnect every second at most, not after gRPC's
+# default backoff (up to two minutes), which would hold a started ceremony back for nothing.
+_RECONNECT = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
 
 
 class CertificateCredentials:
@@ -168,7 +176,7 @@ class _Courier:
     ) -> None:
         self.peer, self._deadline, self._fail = peer, deadline, fail
         server = Identity(name=peer.name, role=Role.CUSTODIAN)
-        self._channel = secure_channel(peer.address, tls, server=server, anchor=anchor)
+        self._channel = secure_channel(peer.address, tls, server=server, anchor=anchor, options=_RECONNECT)
         self._stub = key_ceremony_pb2_grpc.KeyCeremonyStub(self._channel)
         self._queue: queue.Queue[pb_ceremony.CeremonyEnvelope | None] = queue.Queue()
         self.delivered: set[int] = set()
@@ -191,6 +199,8 @@ class _Courier:
                 return False
             try:
                 receipt = self._stub.Deliver(envelope, timeout=min(_CALL_SECONDS, left), wait_for_ready=False)
+            except ValueError:
+                return False  # The channel was closed: the ceremony is over (``close``).
             except grpc.RpcError as err:
                 if err.code() in _TRANSIENT:
                     time.sleep(min(pause, max(0.0, self._deadline - time.monotonic())))
@@ -228,12 +238,14 @@ def run_ceremony(
     limits: ServerLimits = _DEFAULT_LIMITS,
     started: Callable[[int], None] = lambda port: None,
     progress: Callable[[str], None] = lambda text: None,
+    audit: AuditWriter | None = None,
 ) -> CeremonyResult:
     """Serve ``ceremony`` on ``listen`` and run its rounds with ``peers`` (every other custodian of
     its plan); return this custodian's result.
 
     ``checks`` are the server's admission rules (its enrolment check); the plan's own check is
-    added. The server stops when this returns or raises.
+    added; ``audit`` receives refused calls (``services.refusals.sql_audit_writer``). The server
+    stops when this returns or raises.
 
     Raises:
         ConfigurationError: ``peers`` do not name exactly the plan's other custodians, a pinned CA
@@ -267,6 +279,7 @@ def run_ceremony(
         tls=server_tls,
         checks=[*checks, plan_check(plan)],
         limits=limits,
+        audit=audit,
     ) as port:
         started(port)
         couriers = {p.name: _Courier(p, tls, anchors[p.name], deadline, fail) for p in peers}
@@ -277,7 +290,7 @@ def run_ceremony(
                 round_end = deadline if stage is Stage.DEAL else min(deadline, time.monotonic() + times.round_seconds)
                 ceremony.wait(stage, round_end)
                 ceremony.conclude(stage)
-                progress(f"round {stage.value} ({stage.name.lower()}) done")
+                progress(f"round {stage.value} ({stage.name.lower()}) done at {time.monotonic() - start:.1f} s")
         finally:
             # Peers still need our last messages: deliver what is queued, within the deadline.
             for courier in couriers.values():

@@ -51,16 +51,27 @@ def custodians(pki: AlliancePki) -> tuple[str, ...]:
 
 
 class Custodian:
-    """One custodian of a ceremony: its enrolment database (the other custodians enrolled) and role."""
+    """One custodian of a ceremony: its enrolment database (the other custodians enrolled) and role.
 
-    def __init__(self, pki: AlliancePki, name: str, plan: CeremonyPlan, tmp_path: Path, cls: type[KeyCeremony]) -> None:
-        self.name, self.plan = name, plan
+    ``own`` holds the TLS material of custodians serving a certificate of their own CA."""
+
+    def __init__(
+        self,
+        pki: AlliancePki,
+        name: str,
+        plan: CeremonyPlan,
+        tmp_path: Path,
+        cls: type[KeyCeremony],
+        own: dict[str, TlsMaterial] | None = None,
+    ) -> None:
+        self.name, self.plan, own = name, plan, own or {}
         self.engine = sqlite_engine(tmp_path / f"{name}.db")
         for other in plan.custodians:
             if other != name:
-                enrol(self.engine, pki.issued[other].cert_pem, role=Role.CUSTODIAN)
+                cert = own[other].cert if other in own else pki.issued[other].cert_pem
+                enrol(self.engine, cert, role=Role.CUSTODIAN)
         self.roster, self.check = enrolment_gate(self.engine, server="custodian", roles=frozenset({Role.CUSTODIAN}))
-        self.tls = pki.material(name)
+        self.tls = own.get(name) or pki.material(name)
         self.role = cls(plan, name, CertificateCredentials(self.tls, self.roster), CeremonyCodec())
         self.outcome: CeremonyResult | Exception | None = None
 
@@ -72,12 +83,20 @@ def run_all(
     *,
     roles: dict[str, type[KeyCeremony]] | None = None,
     times: CeremonyTimes = TIMES,
+    own: dict[str, TlsMaterial] | None = None,
 ) -> dict[str, CeremonyResult | Exception]:
-    parties = [Custodian(pki, n, plan, tmp_path, (roles or {}).get(n, KeyCeremony)) for n in plan.custodians]
+    own = own or {}
+    parties = [Custodian(pki, n, plan, tmp_path, (roles or {}).get(n, KeyCeremony), own) for n in plan.custodians]
     ports = dict(zip(plan.custodians, free_ports(len(parties)), strict=True))
+    anchors = {}
+    for name, material in own.items():
+        anchors[name] = tmp_path / f"{name}-ca.pem"
+        anchors[name].write_bytes(material.own_ca or b"")
 
     def run(party: Custodian) -> None:
-        peers = [PeerEndpoint(n, f"127.0.0.1:{ports[n]}") for n in plan.custodians if n != party.name]
+        peers = [
+            PeerEndpoint(n, f"127.0.0.1:{ports[n]}", ca=anchors.get(n)) for n in plan.custodians if n != party.name
+        ]
         try:
             party.outcome = run_ceremony(
                 party.role,
@@ -123,6 +142,21 @@ def test_three_custodians_generate_one_key_over_mutual_tls(
         assert r.outcome == finished[0].outcome
         assert r.outcome.verification_keys[r.index] == mul_base(decode_scalar(r.share))
         assert not r.disqualified()
+
+
+def test_a_custodian_with_a_ca_of_its_own_takes_part(
+    pki: AlliancePki, custodians: tuple[str, ...], tmp_path: Path
+) -> None:
+    # dkg-3's institution serves a certificate of its own CA: the others dial it through that CA
+    # only, and its ceremony client certificate (of that CA) is admitted by its enrolled key.
+    own_ca = pki_module.init_ca("dkg-3's institution")
+    served = pki_module.issue(own_ca, role=Role.CUSTODIAN, name="dkg-3")
+    material = TlsMaterial(pki.ca.cert_pem, served.cert_pem, served.key_pem, own_ca=own_ca.cert_pem)
+    plan = CeremonyPlan.create("2026q4-own", 2, custodians)
+    results = run_all(pki, tmp_path, plan, own={"dkg-3": material})
+    finished = [r for r in results.values() if isinstance(r, CeremonyResult)]
+    assert len(finished) == 3, results
+    assert mul_base(the_key(finished, 2)) == finished[0].public_key
 
 
 class BadDealer(KeyCeremony):
