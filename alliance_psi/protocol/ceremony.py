@@ -35,21 +35,15 @@ custodians finish with shares of different keys, and a failed ceremony leaves no
 
 from __future__ import annotations
 
-import enum
 import hashlib
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
 from alliance_psi.crypto.dkg import (
     Disqualified,
-    DkgOutcome,
-    DkgParameters,
     DkgResult,
-    Fault,
     Participant,
     decode_commitments,
     judge_extraction,
@@ -57,8 +51,7 @@ from alliance_psi.crypto.dkg import (
     qualify,
     reconstruct,
 )
-from alliance_psi.crypto.pedersen import Commitments, PedersenShare, decode_scalar, encode_scalar
-from alliance_psi.crypto.suite import RISTRETTO255_SHA512
+from alliance_psi.crypto.pedersen import Commitments, PedersenShare, encode_scalar
 from alliance_psi.errors import (
     CeremonyFailed,
     CeremonyMismatch,
@@ -68,6 +61,19 @@ from alliance_psi.errors import (
     InvalidSignature,
     NotAuthenticated,
     NotAuthorized,
+)
+from alliance_psi.protocol.ceremony_model import (
+    OUTCOME_TAG,
+    SIGNING_CONTEXT,
+    CeremonyCredentials,
+    CeremonyPlan,
+    CeremonyResult,
+    Envelope,
+    Payload,
+    PayloadCodec,
+    Signed,
+    Stage,
+    describe_fault,
 )
 
 __all__ = [
@@ -83,169 +89,7 @@ __all__ = [
     "Stage",
 ]
 
-SIGNING_CONTEXT = "key-ceremony"
-_SESSION_TAG = b"alliance-psi/v1 key ceremony session\x00"
-_OUTCOME_TAG = b"alliance-psi/v1 key ceremony outcome\x00"
 _NOTHING = bytes(32)
-
-
-class Stage(enum.IntEnum):
-    """The rounds of the ceremony, in order."""
-
-    DEAL = 1
-    ECHO = 2
-    ANSWER = 3
-    EXTRACT = 4
-    COMPLAIN = 5
-    REVEAL = 6
-    CONFIRM = 7
-
-
-@dataclass(frozen=True, slots=True)
-class CeremonyPlan:
-    """What every custodian of one ceremony must agree on: epoch, threshold τ and the custodians.
-
-    ``custodians`` are certificate names, sorted; custodian ``i`` (1-based position) gets share
-    index ``i``. ``session`` is a hash of all of it: a message of another plan is refused, naming
-    what differs.
-    """
-
-    epoch: str
-    threshold: int
-    custodians: tuple[str, ...]
-    suite_id: str = RISTRETTO255_SHA512.identifier
-
-    @classmethod
-    def create(cls, epoch: str, threshold: int, custodians: Iterable[str]) -> CeremonyPlan:
-        """The plan with ``custodians`` sorted. Raises ``ValueError`` naming what is wrong."""
-        names = sorted(custodians)
-        if len(set(names)) != len(names):
-            raise ValueError(f"a custodian is named twice: {', '.join(names)}")
-        if not epoch or len(epoch.encode("utf-8")) > 255:
-            raise ValueError("the key epoch must be 1 to 255 bytes of UTF-8")
-        DkgParameters(threshold, len(names))
-        return cls(epoch, threshold, tuple(names))
-
-    @property
-    def params(self) -> DkgParameters:
-        return DkgParameters(self.threshold, len(self.custodians))
-
-    @property
-    def session(self) -> bytes:
-        document = {
-            "epoch": self.epoch,
-            "suite": self.suite_id,
-            "threshold": self.threshold,
-            "custodians": self.custodians,
-        }
-        canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        return hashlib.sha256(_SESSION_TAG + canonical).digest()
-
-    def index_of(self, name: str) -> int:
-        """The share index of custodian ``name``. Raises ``NotAuthorized`` if it is not in the plan."""
-        try:
-            return self.custodians.index(name) + 1
-        except ValueError:
-            raise NotAuthorized(f"custodian {name} is not in this ceremony ({self.describe()})") from None
-
-    def name_of(self, index: int) -> str:
-        return self.custodians[index - 1]
-
-    def names(self, indices: Iterable[int]) -> str:
-        """``"custodian-1, custodian-3"`` for indices."""
-        return ", ".join(self.name_of(i) for i in sorted(indices))
-
-    def describe(self) -> str:
-        return f"epoch {self.epoch}, threshold {self.threshold} of {len(self.custodians)}: {', '.join(self.custodians)}"
-
-
-@dataclass(frozen=True, slots=True)
-class Signed:
-    """A payload, its signer's signature and the signer's certificate (PEM)."""
-
-    payload: bytes
-    signature: bytes
-    certificate: bytes
-
-
-class CeremonyCredentials(Protocol):
-    """This custodian's signing key and the peers' enrolled keys (``services.key_ceremony``)."""
-
-    def sign(self, payload: bytes) -> Signed:
-        """``payload`` signed by this custodian's certificate key, with its certificate."""
-
-    def signer_of(self, signed: Signed) -> str:
-        """The name of the custodian whose enrolled key signed ``signed``.
-
-        Raises:
-            InvalidSignature: the signature does not verify, or the certificate is not that of an
-                enrolled custodian with the enrolled key.
-        """
-
-
-@dataclass(frozen=True, slots=True)
-class Payload:
-    """What a custodian signs in one round (the fields each round uses: module docstring)."""
-
-    session: bytes
-    stage: Stage
-    commitments: tuple[bytes, ...] = ()
-    relayed: tuple[Signed, ...] = ()
-    complaints: frozenset[int] = frozenset()
-    shares: Mapping[int, PedersenShare] = field(default_factory=dict, repr=False)
-    digest: bytes = b""
-    seen: tuple[bytes, ...] = ()
-
-
-class PayloadCodec(Protocol):
-    """Payload bytes as signed (``protocol.messages``: ``ceremony_payload_to_bytes`` / ``_from_bytes``)."""
-
-    def encode(self, payload: Payload) -> bytes: ...
-
-    def decode(self, data: bytes) -> Payload: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """One delivery: the session, the sender's signed message and, in round 1, the receiver's share."""
-
-    session: bytes
-    message: Signed
-    share: PedersenShare | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class CeremonyResult:
-    """One custodian's result: its share (secret) and the public outcome, with names."""
-
-    plan: CeremonyPlan
-    name: str
-    index: int
-    share: bytes = field(repr=False)
-    outcome: DkgOutcome
-    notes: tuple[str, ...] = ()
-
-    @property
-    def public_key(self) -> bytes:
-        return self.outcome.public_key
-
-    def disqualified(self) -> dict[str, str]:
-        """Each disqualified custodian's name and why, in words."""
-        return {
-            self.plan.name_of(i): describe_fault(self.plan, d) for i, d in sorted(self.outcome.disqualified.items())
-        }
-
-
-def describe_fault(plan: CeremonyPlan, d: Disqualified) -> str:
-    """A disqualification in words, naming the custodians concerned."""
-    if d.fault is Fault.TOO_MANY_COMPLAINTS:
-        return (
-            f"its shares to {plan.names(d.by)} failed its commitments ({len(d.by)} complaints, more than "
-            f"τ−1 = {plan.threshold - 1})"
-        )
-    if d.fault in (Fault.UNANSWERED_COMPLAINT, Fault.BAD_ANSWER):
-        return f"{d.fault.value} (from {plan.names(d.by)})"
-    return d.fault.value
 
 
 @dataclass(slots=True)
@@ -289,6 +133,7 @@ class KeyCeremony:
         self._result: DkgResult | None = None
         self._notes: list[str] = []
         self._failure: str | None = None
+        self._other_ceremony: set[str] = set()
         self._dealing = self._participant.deal()
 
     # Server side ------------------------------------------------------------------------------
@@ -305,6 +150,8 @@ class KeyCeremony:
         """
         sender = self.plan.index_of(caller)
         if envelope.session != self.plan.session:
+            with self._changed:
+                self._other_ceremony.add(caller)
             raise CeremonyMismatch(
                 f"custodian {self.name} runs another ceremony ({self.plan.describe()}): check --epoch, "
                 "--threshold and the custodians given to each custodian"
@@ -415,9 +262,16 @@ class KeyCeremony:
                     return
                 left = deadline - self._clock()
                 if left <= 0:
+                    others = sorted(self._other_ceremony)
+                    why = (
+                        f" ({', '.join(others)} sent messages of another ceremony: check the --epoch, --threshold "
+                        "and custodians each custodian was started with)"
+                        if others
+                        else ""
+                    )
                     raise CeremonyFailed(
                         f"no round-{stage.value} message ({stage.name.lower()}) from {self.plan.names(missing)} "
-                        "before the deadline: start the ceremony again when every custodian runs it"
+                        f"before the deadline{why}: start the ceremony again when every custodian runs it"
                     )
                 self._changed.wait(timeout=min(left, 1.0))
 
@@ -505,7 +359,7 @@ class KeyCeremony:
         if self._result is None:
             raise CeremonyFailed("round 7 before the outcome")
         public = self._result.outcome
-        parts = [_OUTCOME_TAG, self.plan.session, bytes(sorted(public.qualified))]
+        parts = [OUTCOME_TAG, self.plan.session, bytes(sorted(public.qualified))]
         for i, d in sorted(public.disqualified.items()):
             parts += [bytes([i]), d.fault.value.encode(), bytes(sorted(d.by))]
         parts += [bytes(sorted(public.reconstructed)), public.public_key]
@@ -562,11 +416,3 @@ class KeyCeremony:
 
     def _fault(self, index: int) -> str:
         return describe_fault(self.plan, self._disqualified[index])
-
-
-def share_from_bytes(value: bytes, blinding: bytes) -> PedersenShare:
-    """A share as it arrived. Raises ``InvalidRequest`` for a scalar that is not canonical."""
-    try:
-        return PedersenShare(decode_scalar(value), decode_scalar(blinding))
-    except CryptoError as exc:
-        raise InvalidRequest(f"share: {exc}") from None

@@ -27,7 +27,7 @@ from alliance_psi.errors import InvalidRequest
 from alliance_psi.protocol._pb import coordinator_pb2 as pb_coordinator
 from alliance_psi.protocol._pb import custodian_pb2 as pb_custodian
 from alliance_psi.protocol._pb import key_ceremony_pb2 as pb_ceremony
-from alliance_psi.protocol.ceremony import Envelope, Payload, Signed, Stage, share_from_bytes
+from alliance_psi.protocol.ceremony_model import Envelope, Payload, Signed, Stage, share_from_bytes
 from alliance_psi.protocol.checkpoints import SignedCheckpoint, SignedStatement
 from alliance_psi.protocol.coordinator import MAX_ID_CHARS, Chunk, Commit, RoundSpec
 from alliance_psi.protocol.custodian import MAX_EVALUATE_BATCH, EpochStatus

@@ -20,6 +20,7 @@ ceremony ends by ``deadline``, after which the server stops.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import queue
 import threading
@@ -54,7 +55,7 @@ from alliance_psi.protocol.messages import pb_ceremony
 from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.services.anchors import TrustAnchor, load_anchor
 from alliance_psi.services.enrolment import EnrolmentRoster
-from alliance_psi.services.interceptors import Peer, PeerCheck, identity_of
+from alliance_psi.services.interceptors import Peer, PeerCheck, peer_of
 from alliance_psi.services.pki import identity_from_pem, spki_sha256
 from alliance_psi.services.refusals import AuditWriter
 from alliance_psi.services.server import Registration, guarded, run_server
@@ -129,9 +130,20 @@ class KeyCeremonyServicer(key_ceremony_pb2_grpc.KeyCeremonyServicer):
         self, request: pb_ceremony.CeremonyEnvelope, context: grpc.ServicerContext
     ) -> pb_ceremony.CeremonyReceipt:
         with guarded(context):
-            caller = identity_of(context).name
-            stage = self.ceremony.deliver(caller, messages.ceremony_envelope_from_pb(request))
+            peer = peer_of(context)
+            # The signer must be the caller with the very key of its connection (enrolled, checked
+            # by the interceptor), not only a custodian of the same name.
+            if not hmac.compare_digest(_pin_of(request.message.certificate), peer.spki_sha256):
+                raise NotAuthenticated("the message is signed with another key than the caller's certificate")
+            stage = self.ceremony.deliver(peer.identity.name, messages.ceremony_envelope_from_pb(request))
             return pb_ceremony.CeremonyReceipt(round=stage.value)
+
+
+def _pin_of(certificate: bytes) -> bytes:
+    try:
+        return spki_sha256(certificate)
+    except NotAuthenticated:
+        return b""
 
 
 def ceremony_registration(ceremony: KeyCeremony) -> Registration:
@@ -180,6 +192,7 @@ class _Courier:
         self._stub = key_ceremony_pb2_grpc.KeyCeremonyStub(self._channel)
         self._queue: queue.Queue[pb_ceremony.CeremonyEnvelope | None] = queue.Queue()
         self.delivered: set[int] = set()
+        self._abandoned = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"ceremony-courier-{peer.name}", daemon=True)
         self._thread.start()
 
@@ -195,7 +208,7 @@ class _Courier:
         pause = 0.1
         while True:
             left = self._deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or self._abandoned.is_set():
                 return False
             try:
                 receipt = self._stub.Deliver(envelope, timeout=min(_CALL_SECONDS, left), wait_for_ready=False)
@@ -203,7 +216,7 @@ class _Courier:
                 return False  # The channel was closed: the ceremony is over (``close``).
             except grpc.RpcError as err:
                 if err.code() in _TRANSIENT:
-                    time.sleep(min(pause, max(0.0, self._deadline - time.monotonic())))
+                    self._abandoned.wait(min(pause, max(0.0, self._deadline - time.monotonic())))
                     pause = min(pause * 2, 2.0)
                     continue
                 typed = from_rpc_error(err, peer=f"custodian {self.peer.name}")
@@ -212,8 +225,11 @@ class _Courier:
             self.delivered.add(receipt.round)
             return True
 
-    def close(self, until: float) -> None:
-        """Finish delivering what is queued (until ``until``), then close the channel."""
+    def close(self, until: float, *, abandon: bool = False) -> None:
+        """Finish delivering what is queued (until ``until``; nothing more if ``abandon``: the
+        ceremony failed), then close the channel."""
+        if abandon:
+            self._abandoned.set()
         self._queue.put(None)
         self._thread.join(timeout=max(0.0, until - time.monotonic()))
         self._channel.close()
@@ -283,6 +299,7 @@ def run_ceremony(
     ) as port:
         started(port)
         couriers = {p.name: _Courier(p, tls, anchors[p.name], deadline, fail) for p in peers}
+        finished = False
         try:
             for stage in Stage:
                 for name, envelope in ceremony.message(stage).items():
@@ -291,10 +308,12 @@ def run_ceremony(
                 ceremony.wait(stage, round_end)
                 ceremony.conclude(stage)
                 progress(f"round {stage.value} ({stage.name.lower()}) done at {time.monotonic() - start:.1f} s")
+            finished = True
         finally:
-            # Peers still need our last messages: deliver what is queued, within the deadline.
+            # Peers still need our last messages: deliver what is queued, within the deadline
+            # (after a failure, nothing: they fail on their own).
             for courier in couriers.values():
-                courier.close(until=min(deadline, time.monotonic() + times.round_seconds))
+                courier.close(until=min(deadline, time.monotonic() + times.round_seconds), abandon=not finished)
         if failure:
             raise CeremonyFailed(failure[0])
         unconfirmed = sorted(name for name, c in couriers.items() if Stage.CONFIRM.value not in c.delivered)

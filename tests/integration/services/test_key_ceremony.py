@@ -221,6 +221,8 @@ def deliver_as(material: TlsMaterial, port: int, server: str, envelope: Envelope
         ("dkg-stranger", Role.CUSTODIAN, grpc.StatusCode.PERMISSION_DENIED, "custodian dkg-stranger is not enrolled"),
         ("dkg-2 (re-issued)", Role.CUSTODIAN, grpc.StatusCode.UNAUTHENTICATED, "does not match the enrolled key"),
         ("dkg-outsider", Role.CUSTODIAN, grpc.StatusCode.PERMISSION_DENIED, "dkg-outsider is not in this ceremony"),
+        # An enrolled custodian of the ceremony relaying another's signed message as its own.
+        ("dkg-3", None, grpc.StatusCode.UNAUTHENTICATED, "signed with another key than the caller's certificate"),
     ],
 )
 def test_a_peer_with_a_wrong_role_or_unenrolled_key_is_refused_before_decoding(
