@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Executable, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Result
+from sqlalchemy.exc import IntegrityError
 
 from alliance_psi.crypto.parallel import chunked
 
@@ -69,20 +70,47 @@ def bulk_insert(
     *,
     ignore_existing: bool = False,
 ) -> None:
-    """Insert many rows of plain values (str, int, bytes, None) with the driver's executemany.
+    """Insert many rows of plain values (str, int, bool, bytes, None): ``COPY … FROM STDIN`` on
+    PostgreSQL, the driver's executemany on SQLite.
 
     SQLAlchemy's own executemany processes every parameter of every row in Python, which costs
-    more than SQLite's insert itself for hundreds of thousands of tokens. Only for columns whose
+    more than the insert itself for hundreds of thousands of tokens. Only for columns whose
     values need no type conversion; the statement names the table's columns. With
     ``ignore_existing``, rows whose key exists are skipped (``ON CONFLICT DO NOTHING``, which
-    SQLite and PostgreSQL both understand).
+    SQLite and PostgreSQL both understand; COPY cannot skip, so PostgreSQL inserts then).
+
+    Raises:
+        sqlalchemy.exc.IntegrityError: without ``ignore_existing``, a row's key exists or a
+            constraint fails (from COPY too); run it in a savepoint to keep the transaction.
     """
     if not rows:
+        return
+    if conn.dialect.name == "postgresql" and not ignore_existing:
+        _copy_rows(conn, table, columns, rows)
         return
     names = ", ".join(table.c[name].name for name in columns)
     marks = ", ".join([placeholder(conn)] * len(columns))
     conflict = " ON CONFLICT DO NOTHING" if ignore_existing else ""
     conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks}){conflict}", list(map(tuple, rows)))
+
+
+def _copy_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """``COPY table (columns) FROM STDIN`` in PostgreSQL's binary format, through psycopg 3, in
+    the connection's transaction: one statement and one stream for all the rows."""
+    import psycopg  # Only a PostgreSQL connection gets here; member nodes on SQLite never load it.
+
+    names = ", ".join(table.c[name].name for name in columns)
+    types = [table.c[name].type.compile(dialect=conn.dialect).lower() for name in columns]
+    statement = f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)"
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.set_types(types)
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.IntegrityError as exc:
+        raise IntegrityError(statement, None, exc) from None
 
 
 def batched(items: Iterable[T], size: int = IN_BATCH) -> Iterator[list[T]]:

@@ -16,6 +16,7 @@ any group and others' access: the member node's holds raw identifiers and label 
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from pathlib import Path
@@ -27,10 +28,12 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.schema import CreateColumn
 
 from alliance_psi.errors import ConfigurationError, StorageError
+from alliance_psi.storage.partitions import ensure_partitions, partition_in_place, unpartitioned_token_tables
 from alliance_psi.storage.schema import metadata
 
 __all__ = ["create_schema", "make_engine"]
 
+_log = logging.getLogger(__name__)
 _BUSY_TIMEOUT_MS = 30_000
 _SQLITE_BEGIN_MODES = {"DEFERRED", "IMMEDIATE", "EXCLUSIVE"}
 _PG_DRIVER = "postgresql+psycopg"
@@ -66,7 +69,10 @@ def create_schema(engine: Engine) -> None:
 
     An upgrade that only adds tables, or columns with a server default (or nullable ones), is
     applied in place in one transaction, keeping every row (a member's kept results and
-    checkpoints, a custodian's quota counters, the coordinator's audit log).
+    checkpoints, a custodian's quota counters, the coordinator's audit log). On PostgreSQL the
+    coordinator's token tables are hash-partitioned by token (``storage.partitions``); a database
+    made before that has its plain token tables moved into partitioned ones in the same
+    transaction, every row kept (minutes for tens of millions of rows, logged).
 
     Raises:
         StorageError: a table lacks a column this version cannot add without a value for the rows
@@ -93,7 +99,11 @@ def create_schema(engine: Engine) -> None:
             conn.exec_driver_sql(
                 f"ALTER TABLE {table.name} ADD COLUMN {CreateColumn(column).compile(dialect=engine.dialect)}"
             )
+        for table in unpartitioned_token_tables(conn):
+            moved = partition_in_place(conn, table)
+            _log.warning("upgrade: table %s is now hash-partitioned by token (%d rows moved)", table.name, moved)
         metadata.create_all(conn, checkfirst=True)
+        ensure_partitions(conn)
 
 
 def _sqlite_engine(url: URL) -> Engine:
