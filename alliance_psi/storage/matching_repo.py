@@ -8,7 +8,7 @@ members that committed to the round (``SubmissionRepository``). Nothing here com
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
@@ -17,7 +17,7 @@ from sqlalchemy import Connection, func, null, select, update
 
 from alliance_psi.errors import InvalidRequest
 from alliance_psi.protocol.model import SubmissionState
-from alliance_psi.storage._common import batched
+from alliance_psi.storage._common import batched, stream
 from alliance_psi.storage.rounds_repo import RoundRepository
 from alliance_psi.storage.schema import (
     member_set_state,
@@ -61,39 +61,60 @@ class MatchRepository:
         if len(members) < threshold:
             return
         scope = self._rounds.set_scope(round_id)
-        # Holder counts over every standing set of the scope are kept as deltas commit. They are
-        # an upper bound of the counts among this round's members, so the tokens at or above
-        # the threshold are the only candidates; their rows give the exact count.
-        counted = set_holders.c
-        candidates = (
-            self._conn.execute(
-                select(counted.match_token)
-                .where(counted.set_scope == scope, counted.holders >= threshold)
-                .order_by(counted.match_token)
-            )
-            .scalars()
-            .all()
-        )
         state = member_set_state.c
         owners = dict(
             self._conn.execute(
                 select(state.set_id, state.member_id).where(state.set_scope == scope, state.member_id.in_(members))
             ).all()
         )
-        held = member_sets.c
-        # Without labels the (scope, token, set) index answers alone, without reading the table.
+        for token, group in groupby(self._candidate_rows(scope, threshold, list(owners), labels), key=itemgetter(0)):
+            holders = list(group)
+            if len(holders) >= threshold:
+                for _, set_id, label in holders:
+                    yield bytes(token), owners[set_id], label, len(holders)
+
+    def _candidate_rows(
+        self, scope: str, threshold: int, set_ids: list[str], labels: bool
+    ) -> Iterator[Sequence[Any]]:
+        """(token, set id, label) of the rounds' sets for every token whose holder count over the
+        scope is at least ``threshold``, ordered by token then set id, streamed.
+
+        Holder counts over every standing set of the scope are kept as deltas commit. They are an
+        upper bound of the counts among one round's members, so the tokens at or above the
+        threshold are the only candidates; their rows give the exact count. Without labels the
+        (scope, token, set) index answers alone, without reading the table.
+        """
+        held, counted = member_sets.c, set_holders.c
         columns = (held.match_token, held.set_id, held.sealed_label if labels else null())
-        for batch in batched(candidates):
-            rows = self._conn.execute(
+        if self._conn.dialect.name == "postgresql":
+            # One join, streamed from a server-side cursor: PostgreSQL plans it over the token
+            # partitions (and Citus pushes it down to co-located shards); statistics of the
+            # partitioned parents, which autovacuum never gathers, are refreshed first.
+            self._conn.exec_driver_sql(f"ANALYZE {set_holders.name}, {member_sets.name}")
+            joined = (
                 select(*columns)
-                .where(held.set_scope == scope, held.match_token.in_(batch), held.set_id.in_(list(owners)))
+                .select_from(
+                    set_holders.join(
+                        member_sets, (held.set_scope == counted.set_scope) & (held.match_token == counted.match_token)
+                    )
+                )
+                .where(counted.set_scope == scope, counted.holders >= threshold, held.set_id.in_(set_ids))
                 .order_by(held.match_token, held.set_id)
-            ).all()
-            for token, group in groupby(rows, key=itemgetter(0)):
-                holders = list(group)
-                if len(holders) >= threshold:
-                    for _, set_id, label in holders:
-                        yield token, owners[set_id], label, len(holders)
+            )
+            yield from stream(self._conn, joined)
+            return
+        # SQLite: the candidates, then their rows by primary-key lookups in batches.
+        candidates = self._conn.execute(
+            select(counted.match_token)
+            .where(counted.set_scope == scope, counted.holders >= threshold)
+            .order_by(counted.match_token)
+        ).scalars()
+        for batch in batched(candidates):
+            yield from self._conn.execute(
+                select(*columns)
+                .where(held.set_scope == scope, held.match_token.in_(batch), held.set_id.in_(set_ids))
+                .order_by(held.match_token, held.set_id)
+            )
 
     def holder_counts(self, round_id: str) -> dict[int, int]:
         """{holders: tokens} over the round's committed members, for every holder count >= 2.

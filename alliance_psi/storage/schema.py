@@ -77,7 +77,7 @@ __all__ = [
 # On PostgreSQL the coordinator's token tables (``TOKEN_TABLES``) are hash-partitioned by token
 # into this many partitions (``storage.partitions``); SQLite keeps them as plain tables.
 TOKEN_PARTITIONS = 16
-_BY_TOKEN = {"postgresql_partition_by": "HASH (match_token)"}
+_BY_TOKEN = "HASH (match_token)"
 
 # SHA-256 digests and hash-chain links. Token, label key and label digest sizes are the
 # protocol's own (crypto.derive, protocol.submission), imported, never restated.
@@ -193,7 +193,7 @@ submitted_tokens = Table(
     Column("label_digest", LargeBinary(LABEL_DIGEST_BYTES), nullable=False),
     ForeignKeyConstraint(["round_id", "member_id"], _submission_fk),
     _length_is("match_token", MATCH_TOKEN_BYTES),
-    **_BY_TOKEN,
+    postgresql_partition_by=_BY_TOKEN,
 )
 
 # Members' sets per scope (key epoch, identifier types, label sharing; see ``Round.set_scope``).
@@ -210,7 +210,7 @@ member_sets = Table(
     # Matching reads the holders of the tokens at or above the threshold.
     Index("ix_member_sets_scope_token_set", "set_scope", "match_token", "set_id"),
     _length_is("match_token", MATCH_TOKEN_BYTES),
-    **_BY_TOKEN,
+    postgresql_partition_by=_BY_TOKEN,
 )
 
 # Each member's standing set per scope, with its count and digest
@@ -238,7 +238,7 @@ set_holders = Table(
     Column("holders", Integer, nullable=False),
     Index("ix_set_holders_scope_holders", "set_scope", "holders"),
     _length_is("match_token", MATCH_TOKEN_BYTES),
-    **_BY_TOKEN,
+    postgresql_partition_by=_BY_TOKEN,
 )
 
 # Each committed member's signed result: the header (``protocol.result_codec``) and its leaves
