@@ -153,17 +153,30 @@ class PeerEndpoint:
                                         # Accept only custodian-2's certificate, issued by custodian-2's
                                         # own CA: one the alliance CA issues for that name is refused.
         PeerEndpoint(name="coordinator", address="coord.example:7100")
+        PeerEndpoint(name="custodian-1", address="10.0.0.5:7101", replicas=("10.0.0.6:7101",))
+                                        # Two processes of custodian-1 (one key share, one PostgreSQL
+                                        # quota store): calls go round-robin over both addresses.
 
     The address only says where to connect; who answers is checked by name (with the role the
     client expects), so a wrong address fails the handshake instead of reaching another party.
     ``ca`` is the trust anchor of that one channel, in place of the alliance CA: whoever holds the
     alliance CA can issue a certificate under any name, but not one of another institution's CA.
-    ``cli`` parses ``NAME@HOST:PORT[,ca=FILE]`` and TOML tables into these.
+    ``replicas`` are more addresses of the same server (custodian replicas: every one holds the
+    same certificate and key share and charges one quota store, docs/operations.md); the client
+    opens one channel over all of them and spreads its calls round-robin, each handshake checked
+    by name as for one address. ``cli`` parses ``NAME@HOST:PORT[+HOST:PORT…][,ca=FILE]`` and TOML
+    tables (``address`` a string or a list) into these.
     """
 
     name: str
     address: str
     ca: Path | None = None
+    replicas: tuple[str, ...] = ()
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Every address of this server: ``address`` first, then ``replicas``."""
+        return (self.address, *self.replicas)
 
 
 def peer_text_parts(text: str) -> tuple[str, dict[str, str]]:

@@ -54,9 +54,12 @@ class PeerAddress(click.ParamType["PeerEndpoint", Any]):
     only one its certificate is then accepted from: ``NAME@HOST:PORT,ca=FILE`` or the table's
     ``ca = "FILE"`` (``config.PeerEndpoint``). The coordinator takes no ``ca``: it is the
     operator's, anchored in the alliance CA.
+
+    A custodian run as several replicas gives every address: ``NAME@HOST:PORT+HOST:PORT`` or the
+    table's ``address = ["HOST:PORT", "HOST:PORT"]``; calls are spread round-robin over them.
     """
 
-    name = "NAME@HOST:PORT[,ca=FILE]"
+    name = "NAME@HOST:PORT[+HOST:PORT…][,ca=FILE]"
 
     def __init__(self, role: str, default_name: str | None = None) -> None:
         self.role, self.default_name = role, default_name
@@ -73,6 +76,9 @@ class PeerAddress(click.ParamType["PeerEndpoint", Any]):
         pinnable = Role(self.role) is Role.CUSTODIAN
         keys = "name, address and optionally ca" if pinnable else "name and address"
         if isinstance(value, dict):
+            listed = value.get("address")
+            if pinnable and isinstance(listed, list) and listed and all(isinstance(a, str) for a in listed):
+                value = {**value, "address": "+".join(listed)}  # Replicas: one address per entry.
             if not {"name", "address"} <= set(value) <= {"name", "address", *(["ca"] if pinnable else [])} or not all(
                 isinstance(v, str) for v in value.values()
             ):
@@ -98,13 +104,17 @@ class PeerAddress(click.ParamType["PeerEndpoint", Any]):
         if options and (not pinnable or set(options) != {"ca"} or not options["ca"]):
             allowed = "only ca=FILE (its own CA)" if pinnable else "nothing (it is anchored in the alliance CA)"
             self.fail(f"{self.role} {shown!r}: after the address a {self.role} takes {allowed}", param, ctx)
+        addresses = address.split("+") if pinnable else [address]
+        if len(set(addresses)) != len(addresses):
+            self.fail(f"{self.role} {shown!r}: an address is given twice", param, ctx)
         try:
             validate_server_name(Role(self.role), name)
-            split_address(address)
+            for one in addresses:
+                split_address(one)
         except (ConfigurationError, ValueError) as exc:
             self.fail(f"{self.role} {shown!r}: {exc}", param, ctx)
         ca = Path(options["ca"]).expanduser() if options else None
-        return PeerEndpoint(name=name, address=address, ca=ca)
+        return PeerEndpoint(name=name, address=addresses[0], ca=ca, replicas=tuple(addresses[1:]))
 
 
 def custodian_trust_warnings(custodians: Sequence[PeerEndpoint]) -> list[str]:

@@ -174,9 +174,9 @@ def network_options(function: F) -> F:
             type=PeerAddress("custodian"),
             multiple=True,
             required=True,
-            help="A custodian, NAME@HOST:PORT with the name in its certificate, then ,ca=FILE if it is pinned to "
-            "its own CA (one run by another institution than the operator); repeat in chain order "
-            "(env: space-separated).",
+            help="A custodian, NAME@HOST:PORT with the name in its certificate (its replicas' addresses after "
+            "+: NAME@HOST:PORT+HOST:PORT, called round-robin), then ,ca=FILE if it is pinned to its own CA (one "
+            "run by another institution than the operator); repeat in chain order (env: space-separated).",
         ),
         _option(
             "--coordinator-key", type=_FILE, required=True, help="The coordinator's public signing key (signing.pub)."

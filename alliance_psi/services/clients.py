@@ -36,6 +36,7 @@ from alliance_psi.protocol.model import Identity, Role, Round, RoundState, Submi
 from alliance_psi.protocol.result_codec import LeafPage, SignedResultHeader
 from alliance_psi.services.anchors import TrustAnchor, load_anchor
 from alliance_psi.services.cert_checks import party_label
+from alliance_psi.services.replicas import REPLICA_OPTIONS, replica_target
 from alliance_psi.services.status import from_rpc_error
 from alliance_psi.services.tls import secure_channel
 from alliance_psi.services.tls_diagnosis import DIAGNOSIS_TIMEOUT, Diagnosis, diagnose
@@ -100,11 +101,23 @@ def _typed_error(err: grpc.RpcError, peer: str) -> AlliancePsiError:
 
 class _Client:
     def __init__(
-        self, target: str, tls: TlsMaterial, retry: RetryPolicy | None, *, server: Identity, anchor: TrustAnchor | None
+        self,
+        target: str,
+        tls: TlsMaterial,
+        retry: RetryPolicy | None,
+        *,
+        server: Identity,
+        anchor: TrustAnchor | None,
+        replicas: Sequence[str] = (),
     ) -> None:
-        self.target, self.server, self.peer = target, server, f"{party_label(server)} at {target}"
+        # With replicas, one channel over every address, calls round-robin (``services.replicas``);
+        # a failure is explained at the first address.
+        shown = ", ".join((target, *replicas))
+        self.target, self.server, self.peer = target, server, f"{party_label(server)} at {shown}"
         self.retry = retry or RetryPolicy()
-        self.channel = secure_channel(target, tls, server=server, anchor=anchor)
+        options = REPLICA_OPTIONS if replicas else ()
+        channel_target = replica_target((target, *replicas))
+        self.channel = secure_channel(channel_target, tls, server=server, anchor=anchor, options=options)
         self._tls, self._anchor = tls, anchor
 
     def _call(self, fn: Callable[[float], T]) -> T:
@@ -138,7 +151,8 @@ class CustodianClient(_Client):
     """A client of custodian ``name`` at ``target``: no other party's certificate is accepted.
 
     With ``anchor`` (the custodian's own CA) only a certificate of that CA is: not one the
-    alliance CA issued under the same name.
+    alliance CA issued under the same name. With ``replicas`` (more addresses of the same
+    custodian) calls go round-robin over ``target`` and them (``services.replicas``).
     """
 
     def __init__(
@@ -149,8 +163,11 @@ class CustodianClient(_Client):
         *,
         name: str,
         anchor: TrustAnchor | None = None,
+        replicas: Sequence[str] = (),
     ) -> None:
-        super().__init__(target, tls, retry, server=Identity(name=name, role=Role.CUSTODIAN), anchor=anchor)
+        super().__init__(
+            target, tls, retry, server=Identity(name=name, role=Role.CUSTODIAN), anchor=anchor, replicas=replicas
+        )
         self.stub = custodian_pb2_grpc.OprfEvaluatorStub(self.channel)
 
     def epoch(self) -> EpochStatus:
@@ -178,7 +195,7 @@ def custodian_clients(
         load_anchor(c.ca, custodian=c.name, alliance_ca=tls.ca_cert) if c.ca is not None else None for c in custodians
     ]
     return [
-        CustodianClient(c.address, tls, retry, name=c.name, anchor=anchor)
+        CustodianClient(c.address, tls, retry, name=c.name, anchor=anchor, replicas=c.replicas)
         for c, anchor in zip(custodians, anchors, strict=True)
     ]
 
