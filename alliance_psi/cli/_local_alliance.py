@@ -38,6 +38,7 @@ class LocalAlliance:
     members: list[str]
     coordinator: ServerProcess
     custodian: ServerProcess
+    custodian_replicas: tuple[ServerProcess, ...] = ()  # More processes of custodian-1, if any.
 
     @property
     def pki_dir(self) -> Path:
@@ -107,7 +108,7 @@ def _write_keys(root: Path, members: Sequence[str]) -> None:
 
 
 def _enrol(
-    database: Path,
+    database: str,
     pki_dir: Path,
     members: Sequence[str],
     *,
@@ -120,7 +121,7 @@ def _enrol(
     from alliance_psi.services.enrolment import enrol
     from alliance_psi.storage import create_schema, make_engine
 
-    engine = make_engine(f"sqlite:///{database}")
+    engine = make_engine(database)
     try:
         create_schema(engine)
         for role, names in ((Role.MEMBER, members), (Role.ADMIN, admins)):
@@ -143,14 +144,45 @@ def _write_node_toml(path: Path, values: dict[str, Any]) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def _custodian_args(root: Path, database: str, quota: int) -> list[str]:
+    alliance_dir, custodian_dir, pki_dir = root / "alliance", root / "custodian", root / "alliance" / "pki"
+    return [
+        "custodian",
+        "serve",
+        "--name",
+        "custodian-1",
+        "--listen",
+        "127.0.0.1:0",
+        *("--ca", str(pki_dir / "ca.pem"), "--own-ca", str(custodian_dir / "ca" / "ca.pem")),
+        *("--cert", str(custodian_dir / "custodian-1.pem"), "--key", str(custodian_dir / "custodian-1.key")),
+        "--key-share",
+        str(alliance_dir / "custodian.share"),
+        "--database",
+        database,
+        "--quota",
+        str(quota),
+    ]
+
+
 @contextlib.contextmanager
 def local_alliance(
-    root: Path, members: Sequence[str], *, display_names: dict[str, str] | None = None, quota: int = 50_000_000
+    root: Path,
+    members: Sequence[str],
+    *,
+    display_names: dict[str, str] | None = None,
+    quota: int = 50_000_000,
+    coordinator_database: str | None = None,
+    custodian_database: str | None = None,
+    custodian_replicas: int = 1,
 ) -> Iterator[LocalAlliance]:
     """Create (replacing ``root``) and run a local alliance; stop its servers on exit.
 
     Every path written into the members' node.toml is absolute: a node resolves relative paths
-    against its file's folder, not against where the demo runs.
+    against its file's folder, not against where the demo runs. The coordinator's and the
+    custodian's databases are SQLite files under ``root`` unless URLs are given (an empty
+    PostgreSQL database each, for the benchmarks); ``custodian_replicas`` > 1 runs that many
+    processes of custodian-1 over one quota database (which must then be PostgreSQL), and every
+    member's node.toml names them all.
     """
     root = root.resolve()
     if root.exists():
@@ -160,43 +192,33 @@ def local_alliance(
     alliance_dir = root / "alliance"
     pki_dir = alliance_dir / "pki"
     custodian_dir = root / "custodian"
-    _enrol(alliance_dir / "custodian.db", pki_dir, members)
-    _enrol(alliance_dir / "coordinator.db", pki_dir, members, admins=["operator"], display_names=display_names)
-    with (
-        ServerProcess(
-            [
-                "custodian",
-                "serve",
-                "--name",
-                "custodian-1",
-                "--listen",
-                "127.0.0.1:0",
-                *("--ca", str(pki_dir / "ca.pem"), "--own-ca", str(custodian_dir / "ca" / "ca.pem")),
-                *("--cert", str(custodian_dir / "custodian-1.pem"), "--key", str(custodian_dir / "custodian-1.key")),
-                "--key-share",
-                str(alliance_dir / "custodian.share"),
-                "--database",
-                f"sqlite:///{alliance_dir / 'custodian.db'}",
-                "--quota",
-                str(quota),
-            ]
-        ) as custodian,
-        ServerProcess(
-            [
-                "coordinator",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                *tls_args(pki_dir, "coordinator"),
-                "--signing-key",
-                str(alliance_dir / "signing.key"),
-                "--database",
-                f"sqlite:///{alliance_dir / 'coordinator.db'}",
-                "--tick",
-                "0.2",
-            ]
-        ) as coordinator,
-    ):
+    custodian_db = custodian_database or f"sqlite:///{alliance_dir / 'custodian.db'}"
+    coordinator_db = coordinator_database or f"sqlite:///{alliance_dir / 'coordinator.db'}"
+    _enrol(custodian_db, pki_dir, members)
+    _enrol(coordinator_db, pki_dir, members, admins=["operator"], display_names=display_names)
+    with contextlib.ExitStack() as stack:
+        custodians = [
+            stack.enter_context(ServerProcess(_custodian_args(root, custodian_db, quota)))
+            for _ in range(max(custodian_replicas, 1))
+        ]
+        coordinator = stack.enter_context(
+            ServerProcess(
+                [
+                    "coordinator",
+                    "serve",
+                    "--listen",
+                    "127.0.0.1:0",
+                    *tls_args(pki_dir, "coordinator"),
+                    "--signing-key",
+                    str(alliance_dir / "signing.key"),
+                    "--database",
+                    coordinator_db,
+                    "--tick",
+                    "0.2",
+                ]
+            )
+        )
+        addresses = "+".join(c.address for c in custodians)
         for member in members:
             home = root / member
             home.mkdir(parents=True)
@@ -209,10 +231,10 @@ def local_alliance(
                     "cert": str(pki_dir / f"{member}.pem"),
                     "key": str(pki_dir / f"{member}.key"),
                     "coordinator": coordinator.address,
-                    "custodian": [f"custodian-1@{custodian.address},ca={custodian_dir / 'ca' / 'ca.pem'}"],
+                    "custodian": [f"custodian-1@{addresses},ca={custodian_dir / 'ca' / 'ca.pem'}"],
                     "coordinator-key": str(alliance_dir / "signing.pub"),
                     "data-dir": str(home / "secrets"),
                     **({"display-name": display_names[member]} if display_names and member in display_names else {}),
                 },
             )
-        yield LocalAlliance(root, list(members), coordinator, custodian)
+        yield LocalAlliance(root, list(members), coordinator, custodians[0], tuple(custodians[1:]))

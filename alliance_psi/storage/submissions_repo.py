@@ -19,6 +19,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Table, and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -194,13 +195,19 @@ class SubmissionRepository:
         else:
             mine = f"{submitted_tokens.name} WHERE round_id = {m} AND member_id = {m}"
             key = (round_id, member_id)
+        if self._conn.dialect.name == "postgresql":
+            # One lookup of the whole chunk, its tokens as one bytea[] parameter.
+            lookups: list[tuple[str, tuple[Any, ...]]] = [
+                (f"SELECT match_token FROM {mine} AND match_token = ANY(%s)", (*key, tokens))
+            ]
+        else:
+            lookups = [
+                (f"SELECT match_token FROM {mine} AND match_token IN ({', '.join([m] * len(batch))})", (*key, *batch))
+                for batch in batched(tokens)
+            ]
         stored: set[bytes] = set()
-        for batch in batched(tokens):
-            marks = ", ".join([m] * len(batch))
-            found = self._conn.exec_driver_sql(
-                f"SELECT match_token FROM {mine} AND match_token IN ({marks})", (*key, *batch)
-            )
-            stored.update(bytes(token) for (token,) in found)
+        for statement, parameters in lookups:
+            stored.update(bytes(token) for (token,) in self._conn.exec_driver_sql(statement, parameters))
         if stored:
             position = next(i for i, token in enumerate(tokens) if token in stored)
             where = chunk_position(chunk_index, position, len(items))
