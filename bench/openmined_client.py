@@ -1,6 +1,7 @@
 """OpenMined PSI's client side on the benchmark's items; run in .venv-bench, prints JSON timings.
 
 Usage: .venv-bench/bin/python bench/openmined_client.py N
+       .venv-bench/bin/python bench/openmined_client.py --pairs SETS.json   # every pair of the sets
 The items are made exactly as bench/oprf_throughput.py makes them (kept in sync by hand: it is
 two lines and this file must not import alliance_psi, whose protobuf differs).
 """
@@ -28,7 +29,29 @@ def timed(fn):  # type: ignore[no-untyped-def]
     return time.perf_counter() - start, result
 
 
+def pairwise(path: str) -> None:
+    """The whole two-party protocol for every pair of the sets in ``path`` (a JSON list of lists of
+    item strings), one pair after another; prints JSON: each pair's seconds and intersection size."""
+    with open(path, encoding="utf-8") as file:
+        sets = json.load(file)
+    runs = []
+    for i in range(len(sets)):
+        for j in range(i + 1, len(sets)):
+            client = psi.client.CreateWithNewKey(True)
+            server = psi.server.CreateWithNewKey(True)
+            start = time.perf_counter()
+            request = client.CreateRequest(sets[i])
+            setup = server.CreateSetupMessage(1e-9, len(sets[i]), sets[j], psi.DataStructure.RAW)
+            response = server.ProcessRequest(request)
+            found = client.GetIntersection(setup, response)
+            runs.append({"pair": [i, j], "seconds": time.perf_counter() - start, "found": len(found)})
+    print(json.dumps({"runs": runs, "total_s": sum(run["seconds"] for run in runs)}))
+
+
 def main() -> None:
+    if sys.argv[1] == "--pairs":
+        pairwise(sys.argv[2])
+        return
     n = int(sys.argv[1])
     full = "--full" in sys.argv
     # Client-side figures: 90% overlap, as bench/oprf_throughput.py. With --full SHARED, the
