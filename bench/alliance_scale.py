@@ -44,7 +44,6 @@ from alliance_psi.services.clients import CoordinatorClient
 from bench.coordinator_scale import database_size
 from bench.round import peak_rss_kib, write_csv
 
-
 _MATCHED = re.compile(r"verified and kept: ([\d,]+) matched token")
 
 
