@@ -196,9 +196,14 @@ class SubmissionRepository:
             mine = f"{submitted_tokens.name} WHERE round_id = {m} AND member_id = {m}"
             key = (round_id, member_id)
         if self._conn.dialect.name == "postgresql":
-            # One lookup of the whole chunk, its tokens as one bytea[] parameter.
+            # One lookup of the whole chunk, its tokens as one bytea[] parameter, within the range
+            # they span: a node sends its set in token order, so the range holds no earlier chunk's
+            # rows and the lookup reads next to nothing (without it, PostgreSQL reads the set so far).
             lookups: list[tuple[str, tuple[Any, ...]]] = [
-                (f"SELECT match_token FROM {mine} AND match_token = ANY(%s)", (*key, tokens))
+                (
+                    f"SELECT match_token FROM {mine} AND match_token BETWEEN %s AND %s AND match_token = ANY(%s)",
+                    (*key, min(tokens), max(tokens), tokens),
+                )
             ]
         else:
             lookups = [
