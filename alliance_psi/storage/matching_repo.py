@@ -73,9 +73,7 @@ class MatchRepository:
                 for _, set_id, label in holders:
                     yield bytes(token), owners[set_id], label, len(holders)
 
-    def _candidate_rows(
-        self, scope: str, threshold: int, set_ids: list[str], labels: bool
-    ) -> Iterator[Sequence[Any]]:
+    def _candidate_rows(self, scope: str, threshold: int, set_ids: list[str], labels: bool) -> Iterator[Sequence[Any]]:
         """(token, set id, label) of the rounds' sets for every token whose holder count over the
         scope is at least ``threshold``, ordered by token then set id, streamed.
 
