@@ -40,7 +40,7 @@ from alliance_psi.config import TlsConfig
 from alliance_psi.protocol.coordinator import RoundSpec
 from alliance_psi.protocol.model import Role
 from alliance_psi.services.cert_checks import load_tls
-from alliance_psi.services.clients import CoordinatorClient
+from alliance_psi.services.clients import CoordinatorClient, RetryPolicy
 from bench.coordinator_scale import database_size
 from bench.round import peak_rss_kib, write_csv
 
@@ -142,7 +142,8 @@ def main() -> None:
         admin_tls = load_tls(
             TlsConfig(ca_cert=pki / "ca.pem", cert=pki / "operator.pem", key=pki / "operator.key"), role=Role.ADMIN
         )
-        with CoordinatorClient(alliance.coordinator.address, admin_tls) as admin:
+        wait = RetryPolicy(attempts=1, timeout=4 * 3600)  # The close answers once matching is done.
+        with CoordinatorClient(alliance.coordinator.address, admin_tls, wait) as admin:
             spec = RoundSpec(
                 "scale", args.threshold, EPOCH, datetime.now(UTC) + timedelta(hours=12), ("phone",), None, True
             )

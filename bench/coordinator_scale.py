@@ -38,7 +38,7 @@ from alliance_psi.protocol.coordinator import Chunk, Commit, RoundSpec
 from alliance_psi.protocol.model import Role
 from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS, SetDigest, SubmissionDigest, chunk_digest, label_digest
 from alliance_psi.services.cert_checks import load_tls
-from alliance_psi.services.clients import CoordinatorClient
+from alliance_psi.services.clients import CoordinatorClient, RetryPolicy
 from alliance_psi.storage import make_engine
 
 POOL = 1_000_000
@@ -215,7 +215,9 @@ def main() -> None:
         admin_tls = load_tls(
             TlsConfig(ca_cert=pki / "ca.pem", cert=pki / "operator.pem", key=pki / "operator.key"), role=Role.ADMIN
         )
-        with CoordinatorClient(alliance.coordinator.address, admin_tls) as admin:
+        # The operator's close answers once matching is done: no retry, a deadline long enough for it.
+        wait = RetryPolicy(attempts=1, timeout=4 * 3600)
+        with CoordinatorClient(alliance.coordinator.address, admin_tls, wait) as admin:
             print(f"coordinator on {make_engine(args.database).dialect.name}, labels {'on' if args.labels else 'off'}")
             run_round(alliance, admin, members, range(args.first), tokens, args, sampler)
             if args.members > args.first:

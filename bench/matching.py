@@ -6,6 +6,9 @@ Stages and commits the members' first (whole-set) submissions, timing staging an
 apart, then times the matching step of ``CoordinatorRole``: finding the tokens held by at least
 t members, building each member's result, signing it and storing it, and the state change.
 Prints submitted tokens per second. ``--labels`` sends a 301-byte sealed label with each token.
+``--match-closed`` instead matches the closed rounds already in ``--database`` (one that
+bench/coordinator_scale.py filled), as a restarted coordinator would, timing each and printing
+this process's peak RSS.
 """
 
 from __future__ import annotations
@@ -38,7 +41,11 @@ def main() -> None:
     parser.add_argument("--shared-fraction", type=float, default=0.1)
     parser.add_argument("--database", default=None)
     parser.add_argument("--labels", action="store_true", help="a sealed label (random bytes) with every token")
+    parser.add_argument("--match-closed", action="store_true", help="match the closed rounds of --database")
     args = parser.parse_args()
+    if args.match_closed:
+        match_closed(args.database)
+        return
     url = args.database or f"sqlite:///{tempfile.mkdtemp()}/coordinator.db"
     engine = make_engine(url)
     create_schema(engine)
@@ -86,6 +93,34 @@ def main() -> None:
         f"matching step (group in SQL, build, sign and store {args.members} results): {matched:.2f} s "
         f"({total / matched:,.0f} submitted tokens/s; target >= 1,000,000)"
     )
+
+
+def match_closed(url: str) -> None:
+    """Match every closed round of ``url`` as ``CoordinatorRole.tick`` does after a restart; time each."""
+    from alliance_psi.protocol.model import RoundState
+
+    engine = make_engine(url)
+    role = CoordinatorRole(sql_unit_of_work(engine), SigningKey.generate(), known_types=["phone"])
+    with engine.connect() as conn:
+        closed = conn.exec_driver_sql("SELECT round_id FROM rounds WHERE state = 'closed'").scalars().all()
+        in_sets = conn.exec_driver_sql("SELECT coalesce(sum(item_count), 0) FROM member_set_state").scalar_one()
+    for round_id in closed:
+        start = time.perf_counter()
+        role._match(round_id)
+        matched = time.perf_counter() - start
+        found, _ = role.get_round(Identity("admin", Role.ADMIN), round_id)
+        assert found.state is RoundState.MATCHED
+        with engine.connect() as conn:
+            members = conn.exec_driver_sql(
+                "SELECT count(*) FROM submissions WHERE round_id = %s AND state = 'committed'", (round_id,)
+            ).scalar_one()
+            counts = conn.exec_driver_sql("SELECT match_counts FROM rounds WHERE round_id = %s", (round_id,)).scalar()
+        print(
+            f"round {round_id}: {members} members, {in_sets:,} tokens in the scope's sets on {engine.dialect.name}: "
+            f"matching step {matched:.1f} s ({in_sets / matched:,.0f} tokens/s); tokens by holder count {counts}"
+        )
+    peak = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
+    print(f"this process's peak RSS: {int(peak.split()[1]) / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":
