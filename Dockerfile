@@ -46,16 +46,17 @@ RUN if ! dpkg-query -W python3 libsodium23 >/dev/null 2>&1; then \
     && useradd --system --uid 10001 --gid alliance --home-dir /var/lib/alliance-psi --create-home \
        --shell /usr/sbin/nologin alliance
 COPY --from=builder /opt/alliance-psi /opt/alliance-psi
-COPY deploy/image/healthcheck.py deploy/image/member-loop.sh /opt/alliance-psi/
+COPY deploy/image/member-loop.sh /opt/alliance-psi/
 ENV PATH=/opt/alliance-psi/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    ALLIANCE_PSI_HEALTH_URL=""
 USER 10001:10001
 WORKDIR /var/lib/alliance-psi
-# Checks the server in this container the way docs/operations.md (Monitor) says: its own gRPC
-# health service, over mutual TLS with its own certificate. A container that sets no
-# ALLIANCE_PSI_HEALTH_ADDRESS (a member node, a one-shot command) has nothing to check.
-HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["/opt/alliance-psi/bin/python", "/opt/alliance-psi/healthcheck.py"]
+# The server's plain health port (`serve --metrics-listen`), so the check needs no certificate
+# for the mutual-TLS gRPC port: set ALLIANCE_PSI_HEALTH_URL to http://127.0.0.1:PORT/readyz. A
+# container that sets none (a member node, a one-shot command) has nothing to check.
+HEALTHCHECK --interval=10s --timeout=6s --start-period=20s --retries=3 \
+    CMD ["/bin/sh", "-c", "[ -z \"$ALLIANCE_PSI_HEALTH_URL\" ] || exec alliance-psi health --url \"$ALLIANCE_PSI_HEALTH_URL\""]
 ENTRYPOINT ["alliance-psi"]
 CMD ["--help"]

@@ -38,7 +38,7 @@ remove_volumes() {
 
 step "system packages: podman, runc, debootstrap"
 bash scripts/ensure_sysdeps.sh container
-for port in 5432 7100 7101 7102; do
+for port in 5432 7100 7101 7102 9464 9465 9466; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     fail "port $port on 127.0.0.1 is taken: the host-network alliance needs it"
   fi
@@ -110,7 +110,7 @@ podman logs "$(container init)" 2>&1 | grep -E 'fingerprint|initialized' || true
 [ "$init_status" = 0 ] || { podman logs --tail 30 "$(container init)"; fail "init exited with $init_status"; }
 "${compose[@]}" up -d --no-deps >> "$CACHE/compose-up.log" 2>&1 || { cat "$CACHE/compose-up.log"; fail "compose up"; }
 
-step "waiting for every server's health check (the image's HEALTHCHECK, run by podman healthcheck run)"
+step "waiting for every server's health check (the image's HEALTHCHECK: alliance-psi health on /readyz)"
 for server in coordinator custodian-1 custodian-2; do
   for _ in $(seq 60); do
     if podman healthcheck run "$(container "$server")" > /dev/null 2>&1; then
@@ -120,6 +120,18 @@ for server in coordinator custodian-1 custodian-2; do
     sleep 1
   done
   fail "$server did not become healthy within a minute"
+done
+
+step "each server's plain metrics port, where Prometheus (the metrics profile) scrapes it"
+for port in 9464 9465 9466; do
+  "$VENV_BIN/python" - "$port" <<'PY' || fail "no metrics on 127.0.0.1:$port"
+import sys, urllib.request
+port = sys.argv[1]
+with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+    text = answer.read().decode()
+assert "alliance_psi_build_info" in text, text[:500]
+print(f"127.0.0.1:{port}/metrics: {sum(1 for line in text.splitlines() if not line.startswith('#'))} samples")
+PY
 done
 
 step "the operator opens round $ALLIANCE_PSI_ROUND (admin certificate, over mTLS)"

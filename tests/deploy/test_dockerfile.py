@@ -50,6 +50,6 @@ def test_the_runtime_stage_is_non_root_without_compiler_and_runs_alliance_psi() 
     assert "COPY --from=builder /opt/alliance-psi /opt/alliance-psi" in runtime
     assert re.search(r"^USER 10001:10001$", runtime, flags=re.MULTILINE)
     assert 'ENTRYPOINT ["alliance-psi"]' in runtime
-    assert "HEALTHCHECK" in runtime
+    assert 'alliance-psi health --url \\"$ALLIANCE_PSI_HEALTH_URL\\"' in runtime
     installed = re.findall(r"apt-get install[^&]*", runtime)
     assert installed and all(not re.search(r"\b(gcc|g\+\+|build-essential|clang|python3-dev)\b", i) for i in installed)

@@ -81,9 +81,38 @@ def test_every_container_has_requests_and_limits_and_every_server_probes(
             resources = container["resources"]
             assert set(resources) == {"requests", "limits"}, workload
             assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"])
-        for container in spec["containers"]:
-            if container.get("ports") and container["ports"][0]["name"] == "grpc":
-                assert {"startupProbe", "livenessProbe", "readinessProbe"} <= set(container), workload
+
+
+def test_servers_probe_and_expose_the_plain_health_port_to_monitoring_only(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = overlay
+    servers = 0
+    for doc in docs:
+        if doc["kind"] != "Deployment" or doc["metadata"]["name"] not in ("coordinator", "custodian-1"):
+            continue
+        servers += 1
+        template = doc["spec"]["template"]
+        assert template["metadata"]["annotations"] == {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": "9464",
+            "prometheus.io/path": "/metrics",
+        }
+        (container,) = template["spec"]["containers"]
+        assert "--metrics-listen=0.0.0.0:9464" in container["args"]
+        assert {"name": "metrics", "containerPort": 9464} in container["ports"]
+        probes = {kind: container[kind]["httpGet"] for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
+        assert probes == {
+            "startupProbe": {"path": "/readyz", "port": "metrics"},
+            "livenessProbe": {"path": "/healthz", "port": "metrics"},
+            "readinessProbe": {"path": "/readyz", "port": "metrics"},
+        }
+    assert servers == 2
+    policies = {doc["metadata"]["name"]: doc["spec"] for doc in docs if doc["kind"] == "NetworkPolicy"}
+    (metrics,) = policies["metrics-ingress"]["ingress"]
+    assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    opened = [port["port"] for spec in policies.values() for rule in spec.get("ingress", []) for port in rule["ports"]]
+    assert opened.count(9464) == 1  # Only the policy above opens the unauthenticated port.
 
 
 def test_members_reach_only_the_coordinator_and_custodians(overlay: tuple[str, list[dict[str, Any]]]) -> None:
@@ -93,8 +122,9 @@ def test_members_reach_only_the_coordinator_and_custodians(overlay: tuple[str, l
     member = policies["member-egress"]
     assert member["podSelector"] == {"matchLabels": {"alliance-psi/role": "member"}}
     reached = {
-        (tuple(sorted(rule["to"][0]["podSelector"]["matchLabels"].items())), rule["ports"][0]["port"])
+        (tuple(sorted(rule["to"][0]["podSelector"]["matchLabels"].items())), port["port"])
         for rule in member["egress"]
+        for port in rule["ports"]
     }
     assert reached == {
         ((("app.kubernetes.io/name", "coordinator"),), 7100),
