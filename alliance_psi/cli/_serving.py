@@ -28,9 +28,10 @@ from alliance_psi.services.refusals import sql_audit_writer
 from alliance_psi.services.revocation import RevocationList
 from alliance_psi.services.server import Registration, run_server
 
-__all__ = ["Monitor", "monitored", "serve_until_stopped", "server_tls"]
+__all__ = ["GRPC", "Monitor", "monitored", "serve_until_stopped", "server_tls"]
 
-_SERVING = "grpc"
+GRPC = "grpc"
+"""The need ``serve_until_stopped`` meets once the gRPC server listens."""
 
 
 @dataclass(frozen=True)
@@ -51,13 +52,22 @@ class Monitor:
 
 @contextlib.contextmanager
 def monitored(config: MonitoringConfig, *, needs: Sequence[str]) -> Iterator[Monitor]:
-    """A ``Monitor`` whose readiness waits for ``needs`` (and the gRPC server); with
-    ``config.metrics_listen``, served there until the block ends.
+    """A ``Monitor`` whose readiness waits for ``needs``; with ``config.metrics_listen``, served
+    there until the block ends. Any long-running command can use it after ``configure_logging``::
+
+        with monitored(config.monitoring, needs=("database", "loop")) as monitor:
+            monitor.database_opened(engine)      # ready needs it, and checks it from now on
+            monitor.readiness.met("loop")        # a need without a check
+            monitor.metrics.count_import_rows(accepted=…, rejected=…)
+            …
+            monitor.readiness.stopping()         # at the stop signal
+
+    A server's ``needs`` include ``GRPC``, which ``serve_until_stopped`` meets.
 
     Raises:
         ConfigurationError: the metrics address is taken or not this machine's.
     """
-    monitor = Monitor(Metrics(), Readiness([*needs, _SERVING]))
+    monitor = Monitor(Metrics(), Readiness(needs))
     if config.metrics_listen is None:
         yield monitor
         return
@@ -118,7 +128,7 @@ def serve_until_stopped(
         )
         for companion in companions:
             stack.enter_context(companion)
-        monitor.readiness.met(_SERVING)  # Before saying so: whoever reads the line may probe at once.
+        monitor.readiness.met(GRPC)  # Before saying so: whoever reads the line may probe at once.
         started(port)
         wait_for_stop_signal(
             on_hangup=revocations.reload if revocations is not None else None,

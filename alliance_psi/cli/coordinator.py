@@ -150,9 +150,9 @@ def _serve(config: CoordinatorConfig) -> None:
     from alliance_psi.cli._logging import configure_logging
 
     configure_logging(config.monitoring)  # First: before anything loads that may log.
-    from alliance_psi.cli._serving import monitored
+    from alliance_psi.cli._serving import GRPC, monitored
 
-    with monitored(config.monitoring, needs=("tls", "signing key", "database")) as monitor:
+    with monitored(config.monitoring, needs=("tls", "signing key", "database", GRPC)) as monitor:
         _serve_monitored(config, monitor)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,9 @@ from sqlalchemy import text
 
 from alliance_psi.cli._processes import cli_command
 from alliance_psi.cli.main import main
+from alliance_psi.services.metrics import Metrics
+from alliance_psi.services.monitoring import serve_monitoring
+from alliance_psi.services.readiness import Readiness
 from tests.integration.services.conftest import AlliancePki
 from tests.integration.services.monitored import (
     coordinator_serve,
@@ -161,3 +166,24 @@ def test_bad_monitoring_options_are_refused_naming_the_option(
     refused = CliRunner().invoke(main, [*args, *required, option, value_])
     assert refused.exit_code == 2 and message in refused.output, refused.output
     assert not (tmp_path / "x.db").exists()
+
+
+def test_the_port_answers_only_get_and_head_on_its_three_paths() -> None:
+    readiness = Readiness(["database", "grpc"], min_interval=0)
+    with serve_monitoring("127.0.0.1:0", Metrics(process=False), readiness) as port:
+        assert get(port, "/readyz") == (503, "not ready: starting: waiting for database, grpc\n")
+        readiness.met("database")
+        readiness.met("grpc")
+        assert get(port, "/readyz") == (200, "ready\n")
+        head = urllib.request.Request(f"http://127.0.0.1:{port}/readyz", method="HEAD")
+        with urllib.request.urlopen(head, timeout=30) as answer:
+            assert answer.status == 200 and answer.read() == b""
+        post = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", data=b"x", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(post, timeout=30)
+        assert refused.value.code == 405 and refused.value.headers["Allow"] == "GET, HEAD"
+        assert get(port, "/metrics?name[]=alliance_psi_build_info")[1].startswith("# HELP alliance_psi_build_info")
+        readiness.stopping()
+        assert get(port, "/readyz") == (503, "not ready: stopping\n")
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
