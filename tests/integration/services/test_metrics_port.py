@@ -82,10 +82,14 @@ def test_a_round_moves_the_coordinators_and_the_custodians_metrics(tmp_path: Pat
             if name == "grpc_server_handled_total" and ("grpc_method", "UploadChunks") in labels
         )
 
-        quota_after = scrape(custodian)
-        for member in MEMBERS:
-            used = value(quota_after, "alliance_psi_quota_used", key_epoch="epoch-test", member=member)
-            assert used == len(holdings[member])
+        def all_used(samples: Samples) -> bool:
+            return all(
+                value(samples, "alliance_psi_quota_used", key_epoch="epoch-test", member=member)
+                == len(holdings[member])
+                for member in MEMBERS
+            )
+
+        quota_after = eventually(custodian, all_used, "every member's quota used")  # Read at most once a second.
         assert handled(quota_after, "EvaluateStream") + handled(quota_after, "Evaluate") >= 3
 
 
