@@ -32,6 +32,7 @@ from alliance_psi.protocol.model import (
     Identity,
     Role,
     Round,
+    RoundKind,
     RoundState,
     SubmissionStatus,
 )
@@ -63,6 +64,8 @@ class RoundSpec:
     invited: tuple[str, ...] | None
     share_labels: bool
     round_id: str = ""
+    kind: RoundKind = RoundKind.BATCH
+    min_interval_seconds: int = 0  # Continuous scopes only: release alerts at multiples of this.
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,7 @@ class Chunk:
     chunk_digest: bytes
     removals: tuple[bytes, ...] = ()
     replace: bool = True  # Part of the member's whole set (False: of a delta against its standing set).
+    sequence: int = 0  # Continuous scopes: the commit sequence of the delta (last committed + 1).
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,7 @@ class Commit:
     set_digest: bytes
     replace: bool
     share_name: bool = False
+    sequence: int = 0  # Continuous scopes: the commit sequence of the delta, as its chunks say.
 
 
 def _utcnow() -> datetime:
@@ -181,6 +186,8 @@ class CoordinatorRole:
         return new
 
     def _check_spec(self, spec: RoundSpec, now: datetime) -> None:
+        if spec.kind is not RoundKind.BATCH:
+            raise InvalidRequest("kind: this coordinator does not serve continuous scopes yet")
         if spec.round_id and not _ID.match(spec.round_id):
             raise InvalidRequest("round_id: use 1-64 letters, digits, '.', '_' or '-'")
         if not spec.name.strip() or len(spec.name) > 200:

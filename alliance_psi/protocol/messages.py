@@ -27,11 +27,12 @@ from alliance_psi.errors import InvalidRequest
 from alliance_psi.protocol._pb import coordinator_pb2 as pb_coordinator
 from alliance_psi.protocol._pb import custodian_pb2 as pb_custodian
 from alliance_psi.protocol._pb import key_ceremony_pb2 as pb_ceremony
+from alliance_psi.protocol.alerts import AlertBatch, SignedAlert
 from alliance_psi.protocol.ceremony_model import Envelope, Payload, Signed, Stage, share_from_bytes
 from alliance_psi.protocol.checkpoints import SignedCheckpoint, SignedStatement
 from alliance_psi.protocol.coordinator import MAX_ID_CHARS, Chunk, Commit, RoundSpec
 from alliance_psi.protocol.custodian import MAX_EVALUATE_BATCH, EpochStatus
-from alliance_psi.protocol.model import Round, RoundState, SubmissionState, SubmissionStatus
+from alliance_psi.protocol.model import NO_DEADLINE, Round, RoundKind, RoundState, SubmissionState, SubmissionStatus
 from alliance_psi.protocol.result_codec import LeafPage, SignedResultHeader
 from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS
 from alliance_psi.protocol.wire import WireLimit, field_bytes
@@ -39,10 +40,12 @@ from alliance_psi.protocol.wire import WireLimit, field_bytes
 __all__ = [
     "CEREMONY_REQUEST",
     "CHUNK_REQUEST",
+    "CeremonyCodec",
     "ELEMENT_BYTES",
     "EVALUATE_REQUEST",
     "EVALUATE_RESPONSE_BYTES",
-    "CeremonyCodec",
+    "alert_batch_from_pb",
+    "alert_batch_to_pb",
     "ceremony_envelope_from_pb",
     "ceremony_envelope_to_pb",
     "checkpoint_from_pb",
@@ -63,6 +66,7 @@ __all__ = [
     "result_part_from_pb",
     "result_part_to_pb",
     "round_from_pb",
+    "round_kind_from_pb",
     "round_spec_from_pb",
     "round_spec_to_pb",
     "round_to_pb",
@@ -79,15 +83,17 @@ _BOOL_FIELD = 1 + 1
 ELEMENT_BYTES = RISTRETTO255_SHA512.Ne
 
 # SubmissionChunk: round_id, chunk_index, MAX_CHUNK_ITEMS items (each a SubmittedToken with a
-# token and a sealed label, the largest entry; a removal is a bare token), chunk_digest, delta.
+# token and a sealed label, the largest entry; a removal is a bare token), chunk_digest, delta,
+# sequence.
 _LARGEST_ITEM = field_bytes(field_bytes(MATCH_TOKEN_BYTES) + field_bytes(SEALED_LABEL_BYTES))
 CHUNK_REQUEST = WireLimit(
     max_bytes=field_bytes(MAX_ID_CHARS)
     + _UINT32_FIELD
     + MAX_CHUNK_ITEMS * _LARGEST_ITEM
     + field_bytes(32)
-    + _BOOL_FIELD,
-    max_fields=MAX_CHUNK_ITEMS + 4,
+    + _BOOL_FIELD
+    + _UINT64_FIELD,
+    max_fields=MAX_CHUNK_ITEMS + 5,
 )
 # EvaluateRequest: key_epoch, MAX_EVALUATE_BATCH elements, batch_id.
 EVALUATE_REQUEST = WireLimit(
@@ -116,6 +122,14 @@ def _dt(message: object, field: str) -> datetime | None:
     return value
 
 
+def round_kind_from_pb(kind: str) -> RoundKind:
+    """The kind a request names: empty is a batch round (what every older client creates)."""
+    try:
+        return RoundKind(kind or RoundKind.BATCH.value)
+    except ValueError:
+        raise InvalidRequest(f"kind: one of {[k.value for k in RoundKind]}, not {kind[:40]!r}") from None
+
+
 def round_to_pb(r: Round, committed_count: int) -> pb_coordinator.RoundInfo:
     return pb_coordinator.RoundInfo(
         round_id=r.round_id,
@@ -134,6 +148,8 @@ def round_to_pb(r: Round, committed_count: int) -> pb_coordinator.RoundInfo:
         close_reason=r.close_reason,
         matched_at=_ts(r.matched_at),
         committed_count=committed_count,
+        kind=r.kind.value,
+        min_interval_seconds=r.min_interval_seconds,
     )
 
 
@@ -156,6 +172,8 @@ def round_from_pb(m: pb_coordinator.RoundInfo) -> tuple[Round, int]:
         closed_at=_dt(m, "closed_at"),
         close_reason=m.close_reason,
         matched_at=_dt(m, "matched_at"),
+        kind=round_kind_from_pb(m.kind),
+        min_interval_seconds=m.min_interval_seconds,
     )
     return r, m.committed_count
 
@@ -170,11 +188,17 @@ def round_spec_to_pb(spec: RoundSpec) -> pb_coordinator.CreateRoundRequest:
         allowed_types=list(spec.allowed_types),
         invited=list(spec.invited or ()),
         share_labels=spec.share_labels,
+        kind=spec.kind.value,
+        min_interval_seconds=spec.min_interval_seconds,
     )
 
 
 def round_spec_from_pb(m: pb_coordinator.CreateRoundRequest) -> RoundSpec:
+    """The spec; a continuous scope without a deadline runs until it is closed (``NO_DEADLINE``)."""
+    kind = round_kind_from_pb(m.kind)
     deadline = _dt(m, "deadline")
+    if deadline is None and kind is RoundKind.CONTINUOUS:
+        deadline = NO_DEADLINE
     if deadline is None:
         raise InvalidRequest("deadline: required")
     return RoundSpec(
@@ -186,6 +210,8 @@ def round_spec_from_pb(m: pb_coordinator.CreateRoundRequest) -> RoundSpec:
         invited=tuple(m.invited) or None,
         share_labels=m.share_labels,
         round_id=m.round_id,
+        kind=kind,
+        min_interval_seconds=m.min_interval_seconds,
     )
 
 
@@ -197,6 +223,7 @@ def chunk_to_pb(chunk: Chunk) -> pb_coordinator.SubmissionChunk:
         items=[pb_coordinator.SubmittedToken(match_token=t, sealed_label=lbl or b"") for t, lbl in chunk.items],
         removed_tokens=list(chunk.removals),
         delta=not chunk.replace,
+        sequence=chunk.sequence,
     )
 
 
@@ -214,6 +241,7 @@ def chunk_from_pb(m: pb_coordinator.SubmissionChunk) -> Chunk:
         items=tuple((item.match_token, item.sealed_label or None) for item in m.items),
         removals=tuple(m.removed_tokens),
         replace=not m.delta,
+        sequence=m.sequence,
     )
 
 
@@ -226,6 +254,7 @@ def commit_to_pb(c: Commit) -> pb_coordinator.CommitSubmissionRequest:
         set_count=c.set_count,
         set_digest=c.set_digest,
         share_name=c.share_name,
+        sequence=c.sequence,
     )
 
 
@@ -240,6 +269,7 @@ def commit_from_pb(m: pb_coordinator.CommitSubmissionRequest) -> Commit:
         set_digest=m.set_digest,
         replace=not m.delta,
         share_name=m.share_name,
+        sequence=m.sequence,
     )
 
 
@@ -252,6 +282,7 @@ def status_to_pb(s: SubmissionStatus) -> pb_coordinator.SubmissionInfo:
         digest=s.digest,
         set_count=s.set_count,
         set_digest=s.set_digest,
+        commit_sequence=s.commit_sequence,
     )
 
 
@@ -265,6 +296,7 @@ def status_from_pb(m: pb_coordinator.SubmissionInfo, member_id: str) -> Submissi
         digest=m.digest,
         set_count=m.set_count,
         set_digest=m.set_digest,
+        commit_sequence=m.commit_sequence,
     )
 
 
@@ -422,3 +454,20 @@ def ceremony_envelope_from_pb(m: pb_ceremony.CeremonyEnvelope) -> Envelope:
         raise InvalidRequest("the envelope carries no message")
     share = share_from_bytes(m.share, m.blinding) if m.share or m.blinding else None
     return Envelope(session=m.session, message=_signed_from_pb(m.message), share=share)
+
+
+def alert_batch_to_pb(batch: AlertBatch) -> pb_coordinator.AlertBatch:
+    return pb_coordinator.AlertBatch(
+        alerts=[
+            pb_coordinator.SignedAlert(alert=a.alert, signature=a.signature, key_id=a.key_id) for a in batch.alerts
+        ],
+        head_sequence=batch.head_sequence,
+        acked_sequence=batch.acked_sequence,
+    )
+
+
+def alert_batch_from_pb(m: pb_coordinator.AlertBatch) -> AlertBatch:
+    """A batch as received; each alert is still to be checked (``alerts.verify_alert``)."""
+    return AlertBatch(
+        tuple(SignedAlert(a.alert, a.signature, a.key_id) for a in m.alerts), m.head_sequence, m.acked_sequence
+    )

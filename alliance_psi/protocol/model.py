@@ -9,22 +9,27 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 __all__ = [
     "MIN_THRESHOLD",
+    "NO_DEADLINE",
     "Identity",
     "MatchedToken",
     "MemberResult",
     "PeerLabel",
     "Role",
     "Round",
+    "RoundKind",
     "RoundState",
     "SubmissionState",
     "SubmissionStatus",
 ]
 
 MIN_THRESHOLD = 2
+NO_DEADLINE = datetime(9999, 12, 31, tzinfo=UTC)
+"""The deadline of a continuous scope that runs until an admin closes it (the last instant a
+protobuf ``Timestamp`` holds, so it crosses the wire as any deadline does)."""
 
 
 class Role(enum.StrEnum):
@@ -50,6 +55,14 @@ class RoundState(enum.StrEnum):
     OPEN = "open"
     CLOSED = "closed"
     MATCHED = "matched"
+
+
+class RoundKind(enum.StrEnum):
+    """A batch round matches once, when it closes; a continuous scope matches each commit as it
+    happens (``protocol.continuous``) and alerts the holders, until it is closed."""
+
+    BATCH = "batch"
+    CONTINUOUS = "continuous"
 
 
 class SubmissionState(enum.StrEnum):
@@ -78,6 +91,13 @@ class Round:
     closed_at: datetime | None = None
     close_reason: str = ""
     matched_at: datetime | None = None
+    kind: RoundKind = RoundKind.BATCH
+    min_interval_seconds: int = 0  # Continuous: alerts are released at multiples of this after creation.
+
+    @property
+    def continuous(self) -> bool:
+        """Whether this is a continuous scope (matched at each commit) rather than a batch round."""
+        return self.kind is RoundKind.CONTINUOUS
 
     def invites(self, member_id: str) -> bool:
         """Whether ``member_id`` may submit to this round."""
@@ -90,9 +110,12 @@ class Round:
         The coordinator keeps each member's submitted set per scope (key epoch, identifier types,
         label sharing) from round to round, and a submission is a delta against it. Rounds of one
         scope run one after another; rounds of different scopes do not touch each other's sets.
+        A continuous scope keeps sets of its own (its id leads its scope): its holders are its
+        own invited members, and batch rounds of the same epoch and types go on beside it.
         """
         kind = "labels" if self.share_labels else "tokens"
-        return f"{self.key_epoch}/{','.join(sorted(self.allowed_types))}/{kind}"
+        scope = f"{self.key_epoch}/{','.join(sorted(self.allowed_types))}/{kind}"
+        return f"continuous:{self.round_id}/{scope}" if self.continuous else scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +130,7 @@ class SubmissionStatus:
     digest: bytes = b""  # The delta's digest, once committed.
     set_count: int = 0  # The member's standing set in the round's scope, as the coordinator holds it.
     set_digest: bytes = b""  # ``submission.set_digest`` of that set.
+    commit_sequence: int = 0  # Continuous scopes: the member's last committed delta (0: none yet).
 
 
 @dataclass(frozen=True, slots=True)

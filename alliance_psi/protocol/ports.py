@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from alliance_psi.protocol.alerts import AlertBatch
 from alliance_psi.protocol.checkpoints import Evidence, SignedCheckpoint, SignedStatement
 from alliance_psi.protocol.leads import LeadChecks, OwnIdentifier, RefusedLead
 from alliance_psi.protocol.model import Round, RoundState, SubmissionStatus
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # ``protocol.coordinator`` imports this module.
     from alliance_psi.protocol.coordinator import Chunk, Commit
 
 __all__ = [
+    "AlertCalls",
     "AuditSink",
     "Charge",
     "CheckpointsRepo",
@@ -282,3 +284,24 @@ class CoordinatorCalls(Protocol):
     def get_result(self, round_id: str) -> Generator[SignedResultHeader | LeafPage, None, None]: ...
     def checkpoint(self) -> SignedCheckpoint: ...
     def consistency(self, first: int, second: int) -> SignedStatement: ...
+
+
+class AlertCalls(Protocol):
+    """The calls a member node makes for its alerts (``services.clients.CoordinatorClient``).
+
+    The coordinator knows the caller by its certificate and sends it its own alerts only. Each
+    alert of a batch is still to be checked with ``protocol.alerts.verify_alert``; a node applies
+    them in sequence order and acknowledges what it applied. After any break it watches again
+    from its last acknowledged sequence + 1 (or the sequence after the last one it applied and
+    kept, if it keeps them before acknowledging): nothing is lost, nothing is applied twice.
+    """
+
+    def watch_alerts(
+        self, scope_id: str = "", from_sequence: int = 0, *, timeout: float | None = None
+    ) -> Generator[AlertBatch, None, None]:
+        """Batches of alerts as they are released, and heartbeats (empty batches)."""
+        ...
+
+    def ack_alerts(self, up_to_sequence: int) -> tuple[int, int]:
+        """Acknowledge up to ``up_to_sequence``; return (acknowledged, head)."""
+        ...

@@ -28,11 +28,12 @@ from alliance_psi.defaults import COORDINATOR_NAME
 from alliance_psi.errors import AlliancePsiError, CertificateRevoked, HandshakeFailed, PeerUnavailable
 from alliance_psi.protocol import messages
 from alliance_psi.protocol._pb import coordinator_pb2_grpc, custodian_pb2_grpc
+from alliance_psi.protocol.alerts import AlertBatch
 from alliance_psi.protocol.checkpoints import SignedCheckpoint, SignedStatement
 from alliance_psi.protocol.coordinator import Chunk, Commit, RoundSpec
 from alliance_psi.protocol.custodian import EpochStatus
 from alliance_psi.protocol.messages import pb_coordinator, pb_custodian
-from alliance_psi.protocol.model import Identity, Role, Round, RoundState, SubmissionStatus
+from alliance_psi.protocol.model import Identity, Role, Round, RoundKind, RoundState, SubmissionStatus
 from alliance_psi.protocol.result_codec import LeafPage, SignedResultHeader
 from alliance_psi.services.anchors import TrustAnchor, load_anchor
 from alliance_psi.services.cert_checks import party_label
@@ -247,8 +248,9 @@ class CoordinatorClient(_Client):
         request = pb_coordinator.GetRoundRequest(round_id=round_id)
         return messages.round_from_pb(self._call(lambda t: self.stub.GetRound(request, timeout=t)))
 
-    def list_rounds(self, state: RoundState | None = None) -> list[tuple[Round, int]]:
-        request = pb_coordinator.ListRoundsRequest(state=state.value if state else "")
+    def list_rounds(self, state: RoundState | None = None, kind: RoundKind | None = None) -> list[tuple[Round, int]]:
+        """Rounds in ``state`` of ``kind`` (None: any), as the caller may see them."""
+        request = pb_coordinator.ListRoundsRequest(state=state.value if state else "", kind=kind.value if kind else "")
         response = self._call(lambda t: self.stub.ListRounds(request, timeout=t))
         return [messages.round_from_pb(r) for r in response.rounds]
 
@@ -298,3 +300,39 @@ class CoordinatorClient(_Client):
         """Audit-log entry ``index`` and its inclusion proof in the first ``tree_size`` entries."""
         request = pb_coordinator.GetInclusionProofRequest(index=index, tree_size=tree_size)
         return messages.inclusion_from_pb(self._call(lambda t: self.stub.GetInclusionProof(request, timeout=t)))
+
+    # Continuous scopes: alerts -----------------------------------------------------------------
+
+    def watch_alerts(
+        self, scope_id: str = "", from_sequence: int = 0, *, timeout: float | None = None
+    ) -> Generator[AlertBatch, None, None]:
+        """Stream the caller's alerts (every scope, or ``scope_id``'s) from ``from_sequence`` (0: the
+        first after its last acknowledgement), each batch as the coordinator sends it, heartbeats
+        (batches without alerts) included. The stream lasts until ``timeout`` seconds (None: until
+        closed or broken); close the generator to end it.
+
+        Not retried: a broken stream raises the typed error of its status (``PeerUnavailable``
+        for a coordinator that went away) and the caller watches again from the sequence after
+        the last one it applied. Each alert is still to be checked with ``alerts.verify_alert``.
+        Raises ``NotFound`` for a scope that does not exist or does not invite the caller, and
+        ``InvalidRequest`` for a ``from_sequence`` at or below the acknowledged one or beyond
+        the next to come.
+        """
+        request = pb_coordinator.WatchAlertsRequest(scope_id=scope_id, from_sequence=from_sequence)
+        stream = self.stub.WatchAlerts(request, timeout=timeout)
+        try:
+            for batch in stream:
+                yield messages.alert_batch_from_pb(batch)
+        except grpc.RpcError as err:
+            raise self._failed(err) from None
+        finally:
+            stream.cancel()
+
+    def ack_alerts(self, up_to_sequence: int) -> tuple[int, int]:
+        """Acknowledge the caller's alerts up to ``up_to_sequence`` (in every scope): they are never
+        sent again. Returns (acknowledged, head): the member's last acknowledged and last released
+        sequence. Acknowledging less than before changes nothing (a retry is harmless);
+        ``InvalidRequest`` beyond the last alert released."""
+        request = pb_coordinator.AckAlertsRequest(up_to_sequence=up_to_sequence)
+        response = self._call(lambda t: self.stub.AckAlerts(request, timeout=t))
+        return response.acked_sequence, response.head_sequence

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RoundInfo(_message.Message):
-    __slots__ = ("round_id", "name", "threshold", "key_epoch", "deadline", "allowed_types", "invited", "invite_all", "share_labels", "state", "created_by", "created_at", "closed_at", "close_reason", "matched_at", "committed_count")
+    __slots__ = ("round_id", "name", "threshold", "key_epoch", "deadline", "allowed_types", "invited", "invite_all", "share_labels", "state", "created_by", "created_at", "closed_at", "close_reason", "matched_at", "committed_count", "kind", "min_interval_seconds")
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +28,8 @@ class RoundInfo(_message.Message):
     CLOSE_REASON_FIELD_NUMBER: _ClassVar[int]
     MATCHED_AT_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MIN_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     name: str
     threshold: int
@@ -44,10 +46,12 @@ class RoundInfo(_message.Message):
     close_reason: str
     matched_at: _timestamp_pb2.Timestamp
     committed_count: int
-    def __init__(self, round_id: _Optional[str] = ..., name: _Optional[str] = ..., threshold: _Optional[int] = ..., key_epoch: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allowed_types: _Optional[_Iterable[str]] = ..., invited: _Optional[_Iterable[str]] = ..., invite_all: _Optional[bool] = ..., share_labels: _Optional[bool] = ..., state: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., closed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., close_reason: _Optional[str] = ..., matched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., committed_count: _Optional[int] = ...) -> None: ...
+    kind: str
+    min_interval_seconds: int
+    def __init__(self, round_id: _Optional[str] = ..., name: _Optional[str] = ..., threshold: _Optional[int] = ..., key_epoch: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allowed_types: _Optional[_Iterable[str]] = ..., invited: _Optional[_Iterable[str]] = ..., invite_all: _Optional[bool] = ..., share_labels: _Optional[bool] = ..., state: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., closed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., close_reason: _Optional[str] = ..., matched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., committed_count: _Optional[int] = ..., kind: _Optional[str] = ..., min_interval_seconds: _Optional[int] = ...) -> None: ...
 
 class CreateRoundRequest(_message.Message):
-    __slots__ = ("round_id", "name", "threshold", "key_epoch", "deadline", "allowed_types", "invited", "share_labels")
+    __slots__ = ("round_id", "name", "threshold", "key_epoch", "deadline", "allowed_types", "invited", "share_labels", "kind", "min_interval_seconds")
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +60,8 @@ class CreateRoundRequest(_message.Message):
     ALLOWED_TYPES_FIELD_NUMBER: _ClassVar[int]
     INVITED_FIELD_NUMBER: _ClassVar[int]
     SHARE_LABELS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MIN_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     name: str
     threshold: int
@@ -64,7 +70,9 @@ class CreateRoundRequest(_message.Message):
     allowed_types: _containers.RepeatedScalarFieldContainer[str]
     invited: _containers.RepeatedScalarFieldContainer[str]
     share_labels: bool
-    def __init__(self, round_id: _Optional[str] = ..., name: _Optional[str] = ..., threshold: _Optional[int] = ..., key_epoch: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allowed_types: _Optional[_Iterable[str]] = ..., invited: _Optional[_Iterable[str]] = ..., share_labels: _Optional[bool] = ...) -> None: ...
+    kind: str
+    min_interval_seconds: int
+    def __init__(self, round_id: _Optional[str] = ..., name: _Optional[str] = ..., threshold: _Optional[int] = ..., key_epoch: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allowed_types: _Optional[_Iterable[str]] = ..., invited: _Optional[_Iterable[str]] = ..., share_labels: _Optional[bool] = ..., kind: _Optional[str] = ..., min_interval_seconds: _Optional[int] = ...) -> None: ...
 
 class CloseRoundRequest(_message.Message):
     __slots__ = ("round_id", "reason")
@@ -81,10 +89,12 @@ class GetRoundRequest(_message.Message):
     def __init__(self, round_id: _Optional[str] = ...) -> None: ...
 
 class ListRoundsRequest(_message.Message):
-    __slots__ = ("state",)
+    __slots__ = ("state", "kind")
     STATE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     state: str
-    def __init__(self, state: _Optional[str] = ...) -> None: ...
+    kind: str
+    def __init__(self, state: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
 
 class ListRoundsResponse(_message.Message):
     __slots__ = ("rounds",)
@@ -101,20 +111,22 @@ class SubmittedToken(_message.Message):
     def __init__(self, match_token: _Optional[bytes] = ..., sealed_label: _Optional[bytes] = ...) -> None: ...
 
 class SubmissionChunk(_message.Message):
-    __slots__ = ("round_id", "chunk_index", "items", "chunk_digest", "removed_tokens", "delta")
+    __slots__ = ("round_id", "chunk_index", "items", "chunk_digest", "removed_tokens", "delta", "sequence")
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     CHUNK_DIGEST_FIELD_NUMBER: _ClassVar[int]
     REMOVED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     chunk_index: int
     items: _containers.RepeatedCompositeFieldContainer[SubmittedToken]
     chunk_digest: bytes
     removed_tokens: _containers.RepeatedScalarFieldContainer[bytes]
     delta: bool
-    def __init__(self, round_id: _Optional[str] = ..., chunk_index: _Optional[int] = ..., items: _Optional[_Iterable[_Union[SubmittedToken, _Mapping]]] = ..., chunk_digest: _Optional[bytes] = ..., removed_tokens: _Optional[_Iterable[bytes]] = ..., delta: _Optional[bool] = ...) -> None: ...
+    sequence: int
+    def __init__(self, round_id: _Optional[str] = ..., chunk_index: _Optional[int] = ..., items: _Optional[_Iterable[_Union[SubmittedToken, _Mapping]]] = ..., chunk_digest: _Optional[bytes] = ..., removed_tokens: _Optional[_Iterable[bytes]] = ..., delta: _Optional[bool] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class UploadSummary(_message.Message):
     __slots__ = ("chunks_stored", "chunks_already_stored")
@@ -131,7 +143,7 @@ class GetSubmissionRequest(_message.Message):
     def __init__(self, round_id: _Optional[str] = ...) -> None: ...
 
 class SubmissionInfo(_message.Message):
-    __slots__ = ("round_id", "state", "chunks", "item_count", "digest", "set_count", "set_digest")
+    __slots__ = ("round_id", "state", "chunks", "item_count", "digest", "set_count", "set_digest", "commit_sequence")
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +151,7 @@ class SubmissionInfo(_message.Message):
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     SET_COUNT_FIELD_NUMBER: _ClassVar[int]
     SET_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     state: str
     chunks: _containers.RepeatedScalarFieldContainer[int]
@@ -146,10 +159,11 @@ class SubmissionInfo(_message.Message):
     digest: bytes
     set_count: int
     set_digest: bytes
-    def __init__(self, round_id: _Optional[str] = ..., state: _Optional[str] = ..., chunks: _Optional[_Iterable[int]] = ..., item_count: _Optional[int] = ..., digest: _Optional[bytes] = ..., set_count: _Optional[int] = ..., set_digest: _Optional[bytes] = ...) -> None: ...
+    commit_sequence: int
+    def __init__(self, round_id: _Optional[str] = ..., state: _Optional[str] = ..., chunks: _Optional[_Iterable[int]] = ..., item_count: _Optional[int] = ..., digest: _Optional[bytes] = ..., set_count: _Optional[int] = ..., set_digest: _Optional[bytes] = ..., commit_sequence: _Optional[int] = ...) -> None: ...
 
 class CommitSubmissionRequest(_message.Message):
-    __slots__ = ("round_id", "item_count", "digest", "delta", "set_count", "set_digest", "share_name")
+    __slots__ = ("round_id", "item_count", "digest", "delta", "set_count", "set_digest", "share_name", "sequence")
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_COUNT_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +171,7 @@ class CommitSubmissionRequest(_message.Message):
     SET_COUNT_FIELD_NUMBER: _ClassVar[int]
     SET_DIGEST_FIELD_NUMBER: _ClassVar[int]
     SHARE_NAME_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     item_count: int
     digest: bytes
@@ -164,7 +179,8 @@ class CommitSubmissionRequest(_message.Message):
     set_count: int
     set_digest: bytes
     share_name: bool
-    def __init__(self, round_id: _Optional[str] = ..., item_count: _Optional[int] = ..., digest: _Optional[bytes] = ..., delta: _Optional[bool] = ..., set_count: _Optional[int] = ..., set_digest: _Optional[bytes] = ..., share_name: _Optional[bool] = ...) -> None: ...
+    sequence: int
+    def __init__(self, round_id: _Optional[str] = ..., item_count: _Optional[int] = ..., digest: _Optional[bytes] = ..., delta: _Optional[bool] = ..., set_count: _Optional[int] = ..., set_digest: _Optional[bytes] = ..., share_name: _Optional[bool] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class GetResultRequest(_message.Message):
     __slots__ = ("round_id",)
@@ -247,3 +263,45 @@ class AuditInclusion(_message.Message):
     entry: bytes
     proof: _containers.RepeatedScalarFieldContainer[bytes]
     def __init__(self, entry: _Optional[bytes] = ..., proof: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class WatchAlertsRequest(_message.Message):
+    __slots__ = ("scope_id", "from_sequence")
+    SCOPE_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    scope_id: str
+    from_sequence: int
+    def __init__(self, scope_id: _Optional[str] = ..., from_sequence: _Optional[int] = ...) -> None: ...
+
+class SignedAlert(_message.Message):
+    __slots__ = ("alert", "signature", "key_id")
+    ALERT_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    alert: bytes
+    signature: bytes
+    key_id: str
+    def __init__(self, alert: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
+
+class AlertBatch(_message.Message):
+    __slots__ = ("alerts", "head_sequence", "acked_sequence")
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    HEAD_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ACKED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    alerts: _containers.RepeatedCompositeFieldContainer[SignedAlert]
+    head_sequence: int
+    acked_sequence: int
+    def __init__(self, alerts: _Optional[_Iterable[_Union[SignedAlert, _Mapping]]] = ..., head_sequence: _Optional[int] = ..., acked_sequence: _Optional[int] = ...) -> None: ...
+
+class AckAlertsRequest(_message.Message):
+    __slots__ = ("up_to_sequence",)
+    UP_TO_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    up_to_sequence: int
+    def __init__(self, up_to_sequence: _Optional[int] = ...) -> None: ...
+
+class AckAlertsResponse(_message.Message):
+    __slots__ = ("acked_sequence", "head_sequence")
+    ACKED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    acked_sequence: int
+    head_sequence: int
+    def __init__(self, acked_sequence: _Optional[int] = ..., head_sequence: _Optional[int] = ...) -> None: ...

@@ -90,6 +90,16 @@ class CoordinatorStub:
                 request_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.GetInclusionProofRequest.SerializeToString,
                 response_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.AuditInclusion.FromString,
                 _registered_method=True)
+        self.WatchAlerts = channel.unary_stream(
+                '/alliance_psi.v1.Coordinator/WatchAlerts',
+                request_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.WatchAlertsRequest.SerializeToString,
+                response_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.AlertBatch.FromString,
+                _registered_method=True)
+        self.AckAlerts = channel.unary_unary(
+                '/alliance_psi.v1.Coordinator/AckAlerts',
+                request_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.AckAlertsRequest.SerializeToString,
+                response_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.AckAlertsResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -177,6 +187,24 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchAlerts(self, request, context):
+        """Continuous scopes (protocol/alerts.py, docs/design.md "Continuous scopes and alerts").
+        Member: its own alerts, signed, in sequence order, from from_sequence (0: the first after its
+        last acknowledgement); the stream stays open and sends each alert as it is released, and an
+        empty batch now and then so that the member knows the stream is alive. A member sees only its
+        own alerts; a scope that does not invite it is NOT_FOUND, as a missing one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AckAlerts(self, request, context):
+        """Member: acknowledges its alerts up to a sequence (in every scope): they are never sent again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -234,6 +262,16 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.GetInclusionProof,
                     request_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.GetInclusionProofRequest.FromString,
                     response_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.AuditInclusion.SerializeToString,
+            ),
+            'WatchAlerts': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchAlerts,
+                    request_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.WatchAlertsRequest.FromString,
+                    response_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.AlertBatch.SerializeToString,
+            ),
+            'AckAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.AckAlerts,
+                    request_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.AckAlertsRequest.FromString,
+                    response_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.AckAlertsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -533,6 +571,60 @@ class Coordinator:
             '/alliance_psi.v1.Coordinator/GetInclusionProof',
             alliance__psi_dot_v1_dot_coordinator__pb2.GetInclusionProofRequest.SerializeToString,
             alliance__psi_dot_v1_dot_coordinator__pb2.AuditInclusion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/alliance_psi.v1.Coordinator/WatchAlerts',
+            alliance__psi_dot_v1_dot_coordinator__pb2.WatchAlertsRequest.SerializeToString,
+            alliance__psi_dot_v1_dot_coordinator__pb2.AlertBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AckAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alliance_psi.v1.Coordinator/AckAlerts',
+            alliance__psi_dot_v1_dot_coordinator__pb2.AckAlertsRequest.SerializeToString,
+            alliance__psi_dot_v1_dot_coordinator__pb2.AckAlertsResponse.FromString,
             options,
             channel_credentials,
             insecure,

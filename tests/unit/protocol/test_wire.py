@@ -28,6 +28,7 @@ def largest_chunk() -> pb_coordinator.SubmissionChunk:
         items=[item] * MAX_CHUNK_ITEMS,
         chunk_digest=b"\xff" * 32,
         delta=True,
+        sequence=UINT64_MAX,
     )
 
 
@@ -53,11 +54,11 @@ def test_the_evaluate_limits_are_exactly_the_largest_legal_batch() -> None:
 
 
 def test_a_chunk_of_empty_items_is_refused_by_its_field_count() -> None:
-    # A round id and 8196 empty items: 16 KB, small, but one field more than a chunk may hold.
+    # A round id and 8197 empty items: 16 KB, small, but one field more than a chunk may hold.
     empties = pb_coordinator.SubmissionChunk(
-        round_id="r1", items=[pb_coordinator.SubmittedToken()] * (MAX_CHUNK_ITEMS + 4)
+        round_id="r1", items=[pb_coordinator.SubmittedToken()] * (MAX_CHUNK_ITEMS + 5)
     ).SerializeToString()
-    with pytest.raises(LimitExceeded, match="UploadChunks: a request of more than 8196 fields is over the limit"):
+    with pytest.raises(LimitExceeded, match="UploadChunks: a request of more than 8197 fields is over the limit"):
         check_wire(empties, messages.CHUNK_REQUEST, what="UploadChunks")
 
 
