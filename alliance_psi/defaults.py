@@ -20,6 +20,7 @@ __all__ = [
     "FREE_RESENT_PER_MEMBER",
     "JOIN_WAIT_SECONDS",
     "KEPT_ANSWERS_PER_MEMBER",
+    "MAX_ALERT_BACKLOG",
     "MAX_CALLS",
     "MAX_CALLS_PER_PEER",
     "MAX_OPEN_CALLS",
@@ -68,6 +69,10 @@ MAX_SET_ITEMS = 5_000_000
 
 MAX_ROUND_ITEMS = 2_000_000
 """Items and removals one member's delta may hold per round (a whole set: ``MAX_SET_ITEMS``)."""
+
+MAX_ALERT_BACKLOG = 1_000_000
+"""Alerts of continuous scopes one member may leave unacknowledged at the coordinator; beyond, its
+alerts of a scope stop with an OVERFLOW alert until it acknowledges them all (then a RESYNC)."""
 
 MAX_REFUSED_CHUNKS = 16
 """Chunks of one member the coordinator refuses for their content per round before it refuses the

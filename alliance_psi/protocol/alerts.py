@@ -62,8 +62,11 @@ __all__ = [
     "AlertBatch",
     "AlertKind",
     "SignedAlert",
+    "StoredAlert",
     "decode_alert",
+    "decode_labels",
     "encode_alert",
+    "encode_labels",
     "sign_alert",
     "verify_alert",
 ]
@@ -124,6 +127,16 @@ class SignedAlert:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredAlert:
+    """A numbered, signed alert as the coordinator's outbox keeps it, with its scope."""
+
+    sequence: int
+    scope_id: str
+    alert: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class AlertBatch:
     """One message of a ``WatchAlerts`` stream: alerts in increasing sequence (none: a heartbeat),
     the member's last released sequence and its last acknowledged one when it was sent."""
@@ -135,6 +148,32 @@ class AlertBatch:
 
 def _label_key(label: PeerLabel) -> tuple[bytes, str]:
     return (label.sealed, label.sealer or "")
+
+
+def encode_labels(labels: tuple[PeerLabel, ...]) -> bytes:
+    """``I2OSP(len(labels), 2)`` then each label as in a result leaf, in canonical order."""
+    parts = [len(labels).to_bytes(2, "big")]
+    for label in sorted(labels, key=_label_key):
+        parts += [len(label.sealed).to_bytes(2, "big"), label.sealed, lp(label.sealer or "")]
+    return b"".join(parts)
+
+
+def _read_labels(reader: Reader) -> tuple[PeerLabel, ...]:
+    labels = []
+    for _ in range(reader.int(2)):
+        sealed = reader.take(reader.int(2))
+        labels.append(PeerLabel(sealed, reader.text() or None))
+    if any(_label_key(a) > _label_key(b) for a, b in pairwise(labels)):
+        raise reader.fail("peer labels not in canonical order")
+    return tuple(labels)
+
+
+def decode_labels(data: bytes) -> tuple[PeerLabel, ...]:
+    """The labels ``encode_labels`` wrote; ``InvalidRequest`` for anything else."""
+    reader = Reader(data, "peer labels")
+    labels = _read_labels(reader)
+    reader.end()
+    return labels
 
 
 def encode_alert(alert: Alert) -> bytes:
@@ -162,11 +201,10 @@ def encode_alert(alert: Alert) -> bytes:
         int(alert.released_at.timestamp()).to_bytes(8, "big"),
         alert.match_token,
         alert.holder_count.to_bytes(4, "big"),
-        len(alert.peer_labels).to_bytes(2, "big"),
+        encode_labels(alert.peer_labels),
+        len(alert.member_key_pin).to_bytes(1, "big"),
+        alert.member_key_pin,
     ]
-    for label in sorted(alert.peer_labels, key=_label_key):
-        parts += [len(label.sealed).to_bytes(2, "big"), label.sealed, lp(label.sealer or "")]
-    parts += [len(alert.member_key_pin).to_bytes(1, "big"), alert.member_key_pin]
     return b"".join(parts)
 
 
@@ -185,12 +223,7 @@ def decode_alert(data: bytes) -> Alert:
         raise reader.fail("sequence 0")
     released_at = datetime.fromtimestamp(reader.int(8), UTC)
     token, holders = reader.take(MATCH_TOKEN_BYTES), reader.int(4)
-    labels = []
-    for _ in range(reader.int(2)):
-        sealed = reader.take(reader.int(2))
-        labels.append(PeerLabel(sealed, reader.text() or None))
-    if any(_label_key(a) > _label_key(b) for a, b in pairwise(labels)):
-        raise reader.fail("peer labels not in canonical order")
+    labels = _read_labels(reader)
     pin_length = reader.int(1)
     if pin_length not in (0, KEY_PIN_BYTES):
         raise reader.fail(f"a member key pin is {KEY_PIN_BYTES} bytes or none, not {pin_length}")
@@ -198,9 +231,7 @@ def decode_alert(data: bytes) -> Alert:
     reader.end()
     if kind in _SCOPE_KINDS and (token != NO_TOKEN or labels):
         raise reader.fail(f"a {kind.name} alert names no token and no label")
-    return Alert(
-        scope_id, member_id, key_epoch, sequence, kind, threshold, released_at, token, holders, tuple(labels), pin
-    )
+    return Alert(scope_id, member_id, key_epoch, sequence, kind, threshold, released_at, token, holders, labels, pin)
 
 
 def sign_alert(key: SigningKey, alert: Alert) -> SignedAlert:

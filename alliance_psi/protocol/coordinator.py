@@ -21,8 +21,18 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from alliance_psi.crypto.signing import SigningKey
-from alliance_psi.defaults import MAX_REFUSED_CHUNKS
-from alliance_psi.errors import ConfigurationError, Conflict, InvalidRequest, NotAuthorized, NotFound, RoundClosed
+from alliance_psi.defaults import MAX_ALERT_BACKLOG, MAX_REFUSED_CHUNKS
+from alliance_psi.errors import (
+    ConfigurationError,
+    Conflict,
+    InvalidRequest,
+    LimitExceeded,
+    NotAuthorized,
+    NotFound,
+    RoundClosed,
+)
+from alliance_psi.protocol.alert_feed import AlertFeed, AlertSignal
+from alliance_psi.protocol.alert_outbox import AlertOutbox
 from alliance_psi.protocol.audit import AuditRole
 from alliance_psi.protocol.checkpoints import decode_checkpoint
 from alliance_psi.protocol.chunk_refusals import RefusedChunks
@@ -34,6 +44,7 @@ from alliance_psi.protocol.model import (
     Round,
     RoundKind,
     RoundState,
+    SubmissionState,
     SubmissionStatus,
 )
 from alliance_psi.protocol.ports import CoordinatorTx, CoordinatorUnitOfWork
@@ -45,9 +56,10 @@ from alliance_psi.protocol.result_codec import (
 )
 from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS, check_item, check_no_repeats, chunk_digest
 
-__all__ = ["MAX_ID_CHARS", "Chunk", "Commit", "CoordinatorRole", "RoundSpec"]
+__all__ = ["MAX_ID_CHARS", "MAX_INTERVAL_SECONDS", "Chunk", "Commit", "CoordinatorRole", "RoundSpec"]
 
 MAX_ID_CHARS = 64  # Round ids, key epochs and member ids.
+MAX_INTERVAL_SECONDS = 7 * 24 * 3600  # A continuous scope's minimum interval between alert releases.
 _ID = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_ID_CHARS - 1}}}$")
 _MAX_CHUNK_INDEX = 1_000_000
 
@@ -117,6 +129,12 @@ class CoordinatorRole:
 
     ``key_pins`` gives the key pin the coordinator enrolled for a member (None: not enrolled);
     each result header names it, so a report signed with another key fails verification.
+
+    Continuous scopes (``protocol.continuous``) match each commit at once into alerts
+    (``outbox``: at most ``max_alert_backlog`` unacknowledged per member) that members watch and
+    acknowledge (``feed``); ``alert_signal`` wakes the watches of this process, ``reader`` is a
+    unit of work for the watches' reads (one that takes no write lock), and ``alert_heartbeat``
+    and ``alert_poll`` are the feed's seconds between heartbeats and between reads of the outbox.
     """
 
     def __init__(
@@ -132,6 +150,11 @@ class CoordinatorRole:
         result_page_bytes: int = PAGE_BYTES,
         key_pins: Callable[[str], bytes | None] = lambda member_id: None,
         max_refused_chunks: int = MAX_REFUSED_CHUNKS,
+        max_alert_backlog: int = MAX_ALERT_BACKLOG,
+        alert_signal: AlertSignal | None = None,
+        reader: CoordinatorUnitOfWork | None = None,
+        alert_heartbeat: float = 15.0,
+        alert_poll: float = 2.0,
     ) -> None:
         self.uow, self.key, self.known_types, self.name, self.clock = (
             uow,
@@ -146,6 +169,19 @@ class CoordinatorRole:
         self.result_page_bytes, self.key_pins = result_page_bytes, key_pins
         self.refused_chunks = RefusedChunks(max_refused_chunks)
         self.audit = AuditRole(uow, signing_key, name=name, clock=clock)
+        if max_alert_backlog < 1:
+            raise ConfigurationError("max_alert_backlog must be at least 1")
+        self.outbox = AlertOutbox(signing_key, max_backlog=max_alert_backlog, key_pins=key_pins)
+        self.feed = AlertFeed(
+            uow,
+            self.outbox,
+            key_id=signing_key.key_id,
+            clock=clock,
+            reader=reader,
+            signal=alert_signal,
+            heartbeat_seconds=alert_heartbeat,
+            poll_seconds=alert_poll,
+        )
 
     # Rounds ------------------------------------------------------------------------------
 
@@ -167,6 +203,8 @@ class CoordinatorRole:
             state=RoundState.OPEN,
             created_by=caller.name,
             created_at=now,
+            kind=spec.kind,
+            min_interval_seconds=spec.min_interval_seconds,
         )
         with self.uow() as tx:
             tx.rounds.create_round(new)
@@ -181,13 +219,19 @@ class CoordinatorRole:
                     "invited": list(spec.invited) if spec.invited is not None else None,
                     "share_labels": spec.share_labels,
                     "deadline": spec.deadline.isoformat(),
+                    "kind": spec.kind.value,
+                    "min_interval_seconds": spec.min_interval_seconds,
                 },
             )
         return new
 
     def _check_spec(self, spec: RoundSpec, now: datetime) -> None:
-        if spec.kind is not RoundKind.BATCH:
-            raise InvalidRequest("kind: this coordinator does not serve continuous scopes yet")
+        if spec.kind is RoundKind.BATCH and spec.min_interval_seconds:
+            raise InvalidRequest("min_interval_seconds: only a continuous scope releases alerts at intervals")
+        if not 0 <= spec.min_interval_seconds <= MAX_INTERVAL_SECONDS:
+            raise InvalidRequest(
+                f"min_interval_seconds: must be 0 to {MAX_INTERVAL_SECONDS} (7 days), got {spec.min_interval_seconds}"
+            )
         if spec.round_id and not _ID.match(spec.round_id):
             raise InvalidRequest("round_id: use 1-64 letters, digits, '.', '_' or '-'")
         if not spec.name.strip() or len(spec.name) > 200:
@@ -219,10 +263,17 @@ class CoordinatorRole:
             found = self._visible_round(tx, caller, round_id)
             return _seen_by(caller, found, functools.partial(_committed_count, tx, round_id))
 
-    def list_rounds(self, caller: Identity, state: RoundState | None = None) -> list[tuple[Round, int]]:
-        """Every round for an admin; for a member, the rounds that invite it, as it may see them."""
+    def list_rounds(
+        self, caller: Identity, state: RoundState | None = None, kind: RoundKind | None = None
+    ) -> list[tuple[Round, int]]:
+        """Every round (of ``kind``, if given) for an admin; for a member, the rounds that invite
+        it, as it may see them."""
         with self.uow() as tx:
-            rounds = [r for r in tx.rounds.list_rounds(state) if caller.role is Role.ADMIN or r.invites(caller.name)]
+            rounds = [
+                r
+                for r in tx.rounds.list_rounds(state)
+                if (caller.role is Role.ADMIN or r.invites(caller.name)) and (kind is None or r.kind is kind)
+            ]
             return [_seen_by(caller, r, functools.partial(_committed_count, tx, r.round_id)) for r in rounds]
 
     def close_round(self, caller: Identity, round_id: str, reason: str = "") -> Round:
@@ -238,8 +289,10 @@ class CoordinatorRole:
             return tx.rounds.get_round(round_id)
 
     def tick(self) -> list[str]:
-        """Close rounds past their deadline and match closed rounds; return the round ids touched."""
+        """Close rounds past their deadline, match closed rounds and release the alerts of
+        continuous scopes whose interval boundary came; return the round ids closed or matched."""
         now = self.clock()
+        self.feed.signal.notify(self.outbox.release_due(self.uow, now))
         with self.uow() as tx:
             due = [r.round_id for r in tx.rounds.list_rounds(RoundState.OPEN) if r.deadline <= now]
         for round_id in due:
@@ -305,6 +358,14 @@ class CoordinatorRole:
         if chunk_digest(chunk.items, chunk.removals) != chunk.chunk_digest:
             raise InvalidRequest(f"chunk {chunk.chunk_index}: digest does not match its items")
         now = self.clock()
+        try:
+            return self._stage(caller, chunk, now)
+        except Conflict as exc:
+            if not self._discard_refused(caller, chunk.round_id, chunk.sequence):
+                raise
+            raise Conflict(f"{exc}; the staged delta is discarded: send it again from its first chunk") from None
+
+    def _stage(self, caller: Identity, chunk: Chunk, now: datetime) -> bool:
         with self.uow() as tx:
             found = self._open_round_for(tx, caller, chunk.round_id)
             if not found.share_labels and any(label for _, label in chunk.items):
@@ -320,6 +381,7 @@ class CoordinatorRole:
                     removals=chunk.removals,
                     replace=chunk.replace,
                     max_items=self.max_set_items if chunk.replace else self.max_round_items,
+                    sequence=chunk.sequence,
                 )
             except (InvalidRequest, Conflict):
                 self.refused_chunks.count(chunk.round_id, caller.name)
@@ -355,6 +417,10 @@ class CoordinatorRole:
         now = self.clock()
         with self.uow() as tx:
             found = self._open_round_for(tx, caller, round_id)
+        if found.continuous:
+            return self._commit_continuous(caller, commit, now)
+        with self.uow() as tx:
+            found = self._open_round_for(tx, caller, round_id)
             status = tx.submissions.commit_submission(
                 round_id,
                 caller.name,
@@ -388,6 +454,74 @@ class CoordinatorRole:
             self._close(round_id, "all invited members committed", actor=self.name)
             self._match(round_id)
         return status
+
+    def _commit_continuous(self, caller: Identity, commit: Commit, now: datetime) -> SubmissionStatus:
+        """Commit delta ``commit.sequence`` to a continuous scope and match it at once: its alerts
+        are written (or held until the scope's interval boundary) in the commit's transaction.
+
+        A commit refused for its staged content (count, digest, the set it would leave, a limit)
+        discards the staged delta, so that the member's next attempt starts from its first chunk.
+        """
+        try:
+            with self.uow() as tx:
+                found = self._open_round_for(tx, caller, commit.round_id)
+                status, changes = tx.submissions.commit_delta(
+                    commit.round_id,
+                    caller.name,
+                    sequence=commit.sequence,
+                    item_count=commit.item_count,
+                    digest=commit.digest,
+                    at=now,
+                    replace=commit.replace,
+                    set_count=commit.set_count,
+                    set_digest=commit.set_digest,
+                    max_set_items=self.max_set_items,
+                )
+                if changes is None:  # The same commit again: it changed nothing this time.
+                    return status
+                tx.submissions.record_share_name(commit.round_id, caller.name, commit.share_name)
+                tx.audit.append(
+                    actor=caller.name,
+                    action="submission.commit",
+                    at=now,
+                    detail={
+                        "round_id": commit.round_id,
+                        "sequence": commit.sequence,
+                        "items": commit.item_count,
+                        "digest": commit.digest.hex(),
+                        "replace": commit.replace,
+                        "set_count": commit.set_count,
+                        "set_digest": commit.set_digest.hex(),
+                        "share_name": commit.share_name,
+                    },
+                )
+                alerted = self.outbox.route(tx, found, self.outbox.drafts(tx, found, caller.name, changes), now)
+        except (Conflict, LimitExceeded) as exc:
+            if not self._discard_refused(caller, commit.round_id, commit.sequence):
+                raise
+            raise type(exc)(f"{exc}; the staged delta is discarded: send it again from its first chunk") from None
+        self.feed.signal.notify(alerted)
+        return status
+
+    def _discard_refused(self, caller: Identity, round_id: str, sequence: int) -> bool:
+        """After a chunk or commit of delta ``sequence`` to a continuous scope was refused for its
+        content, drop the caller's staged delta (its own, never committed); return whether it did.
+        Nothing is dropped for another sequence (a stale retry) or while chunks are missing below
+        the last one stored (an upload to resume)."""
+        with self.uow() as tx:
+            try:
+                found = tx.rounds.get_round(round_id)
+            except NotFound:
+                return False
+            if not found.continuous or found.state is not RoundState.OPEN:
+                return False
+            status = tx.submissions.submission_status(round_id, caller.name)
+            if status.state is not SubmissionState.STAGING or sequence != status.commit_sequence + 1:
+                return False
+            if list(status.chunks) != list(range(len(status.chunks))):
+                return False
+            tx.submissions.discard_staged(round_id, caller.name)
+            return True
 
     # Matching and results ----------------------------------------------------------------
 

@@ -31,8 +31,13 @@ _MEMBER = frozenset({Role.MEMBER})
 _ANYONE = frozenset({Role.ADMIN, Role.MEMBER})
 
 
-def sql_unit_of_work(engine: Engine):  # type: ignore[no-untyped-def]
-    """A unit of work over ``engine``: one transaction, committed on a clean exit only."""
+def sql_unit_of_work(engine: Engine, *, reading: bool = False):  # type: ignore[no-untyped-def]
+    """A unit of work over ``engine``: one transaction, committed on a clean exit only.
+
+    ``reading``: for reads only (the alert watches' polls); on SQLite it takes no write lock.
+    """
+    if reading:
+        engine = engine.execution_options(sqlite_begin="DEFERRED")
 
     @contextlib.contextmanager
     def uow() -> Iterator[CoordinatorRepositories]:
@@ -67,7 +72,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 state = RoundState(request.state) if request.state else None
             except ValueError:
                 raise InvalidRequest(f"state: one of {[s.value for s in RoundState]}") from None
-            rounds = self.role.list_rounds(identity_of(context), state)
+            kind = messages.round_kind_from_pb(request.kind) if request.kind else None
+            rounds = self.role.list_rounds(identity_of(context), state, kind)
             return pb_coordinator.ListRoundsResponse(rounds=[messages.round_to_pb(r, n) for r, n in rounds])
 
     def UploadChunks(self, request_iterator, context):  # type: ignore[no-untyped-def]
@@ -102,6 +108,20 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             for page in pages:
                 yield messages.result_part_to_pb(page)
 
+    def WatchAlerts(self, request, context):  # type: ignore[no-untyped-def]
+        # A long server stream: each page of alerts read in its own transaction as it is released,
+        # heartbeats between; it ends when the member cancels or its connection goes.
+        with guarded(context):
+            caller = identity_of(context)
+            after = self.role.feed.start(caller, request.scope_id, request.from_sequence)
+            for batch in self.role.feed.batches(caller, request.scope_id, after, active=context.is_active):
+                yield messages.alert_batch_to_pb(batch)
+
+    def AckAlerts(self, request, context):  # type: ignore[no-untyped-def]
+        with guarded(context):
+            acked, head = self.role.feed.ack(identity_of(context), request.up_to_sequence)
+            return pb_coordinator.AckAlertsResponse(acked_sequence=acked, head_sequence=head)
+
     def GetCheckpoint(self, request, context):  # type: ignore[no-untyped-def]
         with guarded(context):
             return messages.checkpoint_to_pb(self.role.audit.checkpoint(identity_of(context)))
@@ -135,6 +155,8 @@ def coordinator_registration(role: CoordinatorRole, metrics: Metrics | None = No
             "GetCheckpoint": _ANYONE,
             "GetConsistencyProof": _ANYONE,
             "GetInclusionProof": _ANYONE,
+            "WatchAlerts": _MEMBER,
+            "AckAlerts": _MEMBER,
         },
         request_limits={"UploadChunks": messages.CHUNK_REQUEST},
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection
 
+from alliance_psi.storage.alerts_repo import AlertRepository
 from alliance_psi.storage.audit_log import AuditLog
 from alliance_psi.storage.matching_repo import MatchRepository
 from alliance_psi.storage.results_repo import ResultRepository
@@ -24,12 +25,13 @@ __all__ = ["CoordinatorRepositories"]
 
 
 class CoordinatorRepositories:
-    """Rounds, submissions, matching, results and the audit log, over one connection
-    (``protocol.ports.CoordinatorTx``)."""
+    """Rounds, submissions, matching, results, the alert outbox and the audit log, over one
+    connection (``protocol.ports.CoordinatorTx``)."""
 
     def __init__(self, conn: Connection) -> None:
         self.rounds = RoundRepository(conn)
         self.submissions = SubmissionRepository(conn)
         self.matching = MatchRepository(conn)
         self.results = ResultRepository(conn)
+        self.alerts = AlertRepository(conn)
         self.audit = AuditLog(conn)

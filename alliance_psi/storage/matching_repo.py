@@ -8,7 +8,7 @@ members that committed to the round (``SubmissionRepository``). Nothing here com
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
@@ -113,6 +113,46 @@ class MatchRepository:
                 .where(held.set_scope == scope, held.match_token.in_(batch), held.set_id.in_(set_ids))
                 .order_by(held.match_token, held.set_id)
             )
+
+    def holders(self, scope: str, tokens: Iterable[bytes]) -> dict[bytes, list[tuple[str, bytes | None]]]:
+        """{token: [(member_id, sealed label), ...]} of every standing set of ``scope`` holding one of
+        ``tokens`` now, members in order (what a continuous scope's alerts carry). Whole sets staged
+        but not committed are not counted: only the sets ``member_set_state`` points at."""
+        held, state = member_sets.c, member_set_state.c
+        found: dict[bytes, list[tuple[str, bytes | None]]] = {}
+        for batch in batched(tokens):
+            rows = self._conn.execute(
+                select(held.match_token, state.member_id, held.sealed_label)
+                .select_from(
+                    member_sets.join(
+                        member_set_state, (state.set_scope == held.set_scope) & (state.set_id == held.set_id)
+                    )
+                )
+                .where(held.set_scope == scope, held.match_token.in_(batch))
+                .order_by(held.match_token, state.member_id)
+            )
+            for token, member, label in rows:
+                found.setdefault(bytes(token), []).append((member, bytes(label) if label is not None else None))
+        return found
+
+    def matched_of(self, scope: str, member_id: str, threshold: int) -> list[bytes]:
+        """The tokens of ``member_id``'s standing set in ``scope`` that at least ``threshold`` sets hold."""
+        held, state, counted = member_sets.c, member_set_state.c, set_holders.c
+        return [
+            bytes(token)
+            for token in self._conn.execute(
+                select(held.match_token)
+                .select_from(
+                    member_sets.join(
+                        member_set_state, (state.set_scope == held.set_scope) & (state.set_id == held.set_id)
+                    ).join(
+                        set_holders, (counted.set_scope == held.set_scope) & (counted.match_token == held.match_token)
+                    )
+                )
+                .where(held.set_scope == scope, state.member_id == member_id, counted.holders >= threshold)
+                .order_by(held.match_token)
+            ).scalars()
+        ]
 
     def holder_counts(self, round_id: str) -> dict[int, int]:
         """{holders: tokens} over the round's committed members, for every holder count >= 2.

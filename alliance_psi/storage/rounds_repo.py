@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Row, select, update
 from sqlalchemy.exc import IntegrityError
 
 from alliance_psi.errors import Conflict, InvalidRequest, NotFound, RoundClosed
-from alliance_psi.protocol.model import Round, RoundState
+from alliance_psi.protocol.model import Round, RoundKind, RoundState
 from alliance_psi.storage.schema import rounds
 
 __all__ = ["RoundRepository"]
@@ -58,6 +58,8 @@ class RoundRepository:
             "close_reason": round.close_reason,
             "matched_at": round.matched_at,
             "set_scope": round.set_scope,
+            "kind": round.kind.value,
+            "min_interval_seconds": round.min_interval_seconds,
         }
         if self._conn.execute(select(rounds.c.round_id).where(rounds.c.round_id == round.round_id)).first():
             raise Conflict(f"round {round.round_id} already exists")
@@ -126,14 +128,16 @@ class RoundRepository:
             raise NotFound(f"no round {round_id}")
         return str(scope)
 
-    def lock(self, round_id: str) -> RoundState:
+    def lock(self, round_id: str, *, exclusive: bool = False) -> RoundState:
         """The round's state, under a shared lock held to the end of the transaction.
 
         A concurrent close (an UPDATE of this row) waits for this transaction, and this one
-        waits for a close in progress, then sees the new state. Raises ``NotFound``.
+        waits for a close in progress, then sees the new state. ``exclusive`` takes the row
+        lock itself: the commits of a continuous scope run one at a time (each matches against
+        the holder counts the previous one left). Raises ``NotFound``.
         """
         state = self._conn.execute(
-            select(rounds.c.state).where(rounds.c.round_id == round_id).with_for_update(read=True)
+            select(rounds.c.state).where(rounds.c.round_id == round_id).with_for_update(read=not exclusive)
         ).scalar_one_or_none()
         if state is None:
             raise NotFound(f"no round {round_id}")
@@ -161,4 +165,6 @@ def _round_from_row(row: Row[Any]) -> Round:
         closed_at=row.closed_at,
         close_reason=row.close_reason,
         matched_at=row.matched_at,
+        kind=RoundKind(row.kind),
+        min_interval_seconds=row.min_interval_seconds,
     )

@@ -44,6 +44,10 @@ __all__ = [
     "TOKEN_PARTITIONS",
     "TOKEN_TABLES",
     "UTCDateTime",
+    "alert_members",
+    "alert_outbox",
+    "alert_overflows",
+    "alerts_pending",
     "audit_log",
     "audit_nodes",
     "charged_batches",
@@ -138,6 +142,10 @@ rounds = Table(
     Column("matched_at", UTCDateTime, nullable=True),
     Column("set_scope", Text, nullable=False),  # Round.set_scope: which standing sets it matches.
     Column("match_counts", Text, nullable=True),  # JSON {holders: tokens}, set when matched.
+    # "batch", or "continuous": a standing scope matched at each commit (``protocol.continuous``).
+    Column("kind", Text, nullable=False, server_default=text("'batch'")),
+    # Continuous: its alerts are released at multiples of this many seconds after creation.
+    Column("min_interval_seconds", Integer, nullable=False, server_default=text("0")),
     Index("ix_rounds_state", "state"),
     Index("ix_rounds_scope_state", "set_scope", "state"),
     # Rounds of one scope run one after another (their matching reads the standing sets).
@@ -163,6 +171,9 @@ submissions = Table(
     Column("committed_at", UTCDateTime, nullable=True),
     # The member chose to be named to the co-holders of its labels in this round's results.
     Column("share_name", Boolean, nullable=False, default=False, server_default=false()),
+    # Continuous scopes: how many deltas the member committed (its rows stay, one per member and
+    # scope; a new delta starts staging after each commit). Always 0 in a batch round.
+    Column("commit_seq", BigInteger, nullable=False, server_default=text("0")),
 )
 
 _submission_fk = ("submissions.round_id", "submissions.member_id")
@@ -268,6 +279,57 @@ result_pages = Table(
 # The tables that hold one row per token, partitioned by it on PostgreSQL: the unit a Citus
 # cluster distributes (docs/design.md, Scaling), every primary key and join includes the token.
 TOKEN_TABLES = (member_sets, set_holders, submitted_tokens)
+
+# Coordinator: the alert outbox of continuous scopes (``protocol.alerts``). Each member's alerts
+# are numbered 1, 2, 3, ... across its scopes; ``alert_members`` holds its last number given and
+# its last acknowledged, and its row is the lock that keeps the numbers gap-free under concurrent
+# commits. An alert is stored signed (``alert_outbox``); acknowledged ones are deleted. Alerts of a scope with a
+# minimum interval wait in ``alerts_pending`` (unnumbered, unsigned) until the interval boundary.
+# Tokens and sealed labels only, never an identifier.
+alert_members = Table(
+    "alert_members",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("last_sequence", BigInteger, nullable=False),
+    Column("acked_sequence", BigInteger, nullable=False),
+    CheckConstraint("acked_sequence <= last_sequence", name="ck_alert_members_acked"),
+)
+
+alert_outbox = Table(
+    "alert_outbox",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("sequence", BigInteger, primary_key=True),
+    Column("scope_id", Text, nullable=False),
+    Column("alert", LargeBinary, nullable=False),  # Canonical bytes (``alerts.encode_alert``).
+    Column("signature", LargeBinary, nullable=False),
+    Index("ix_alert_outbox_member_scope_sequence", "member_id", "scope_id", "sequence"),
+)
+
+alerts_pending = Table(
+    "alerts_pending",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scope_id", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("release_at", UTCDateTime, nullable=False),
+    Column("kind", Integer, nullable=False),
+    Column("match_token", LargeBinary(MATCH_TOKEN_BYTES), nullable=False),
+    Column("holder_count", Integer, nullable=False),
+    Column("labels", LargeBinary, nullable=False),  # ``alerts.encode_labels`` of the peer labels.
+    Index("ix_alerts_pending_release", "release_at"),
+    _length_is("match_token", MATCH_TOKEN_BYTES),
+)
+
+# The scopes in which a member's alerts stopped because it left too many unacknowledged (an
+# OVERFLOW alert told it so); once it acknowledges everything, a RESYNC replaces its state.
+alert_overflows = Table(
+    "alert_overflows",
+    metadata,
+    Column("member_id", Text, primary_key=True),
+    Column("scope_id", Text, primary_key=True),
+    Column("since_sequence", BigInteger, nullable=False),  # The OVERFLOW alert's sequence.
+)
 
 # Custodian: how many elements each member had evaluated, per key epoch.
 

@@ -9,16 +9,20 @@ here commits; ``SubmissionRepository.commit_submission`` calls these within its 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import Connection, delete, select
 
 from alliance_psi.errors import Conflict
 from alliance_psi.protocol.submission import SetDigest
-from alliance_psi.storage._common import placeholder
+from alliance_psi.storage._common import batched, placeholder
 from alliance_psi.storage.schema import member_set_state, member_sets, set_holders, submitted_tokens
 
-__all__ = ["StandingSets"]
+__all__ = ["LabelChange", "StandingSets"]
+
+LabelChange = tuple[bytes | None, bytes | None]
+"""A member's label digest of a token before and after a commit (None: not held)."""
 
 
 class StandingSets:
@@ -138,6 +142,67 @@ class StandingSets:
                 updated_at=at,
             )
         )
+
+    # What a commit changes, for continuous matching (``protocol.continuous``) --------------------
+
+    def delta_changes(self, round_id: str, member_id: str, scope: str, set_id: str | None) -> dict[bytes, LabelChange]:
+        """{token: (label digest before, after)} of the member's staged delta, read before it is
+        applied: tokens put that are new to set ``set_id`` or get another label (before None:
+        not held), and tokens removed that it holds (after None). Unchanged puts are left out."""
+        m = placeholder(self._conn)
+        sql = self._conn.exec_driver_sql
+        joined = (
+            f"FROM {submitted_tokens.name} s LEFT JOIN {member_sets.name} ms ON ms.set_scope = {m} "
+            f"AND ms.set_id = {m} AND ms.match_token = s.match_token WHERE s.round_id = {m} AND s.member_id = {m}"
+        )
+        args = (scope, set_id or "", round_id, member_id)
+        changes: dict[bytes, LabelChange] = {}
+        for token, old, new, removed in sql(
+            f"SELECT s.match_token, ms.label_digest, s.label_digest, s.removed {joined} "
+            "AND (ms.match_token IS NULL OR ms.label_digest <> s.label_digest OR s.removed)",
+            args,
+        ):
+            if removed and old is not None:
+                changes[bytes(token)] = (bytes(old), None)
+            elif not removed:
+                changes[bytes(token)] = (bytes(old) if old is not None else None, bytes(new))
+        return changes
+
+    def replace_changes(self, scope: str, old: str | None, new: str) -> dict[bytes, LabelChange]:
+        """{token: (label digest before, after)} between set ``old`` (None: none) and set ``new``."""
+        m = placeholder(self._conn)
+        sql = self._conn.exec_driver_sql
+        changes: dict[bytes, LabelChange] = {}
+        for token, before, after in sql(
+            f"SELECT n.match_token, o.label_digest, n.label_digest FROM {member_sets.name} n "
+            f"LEFT JOIN {member_sets.name} o ON o.set_scope = n.set_scope AND o.set_id = {m} "
+            f"AND o.match_token = n.match_token WHERE n.set_scope = {m} AND n.set_id = {m} "
+            "AND (o.match_token IS NULL OR o.label_digest <> n.label_digest)",
+            (old or "", scope, new),
+        ):
+            changes[bytes(token)] = (bytes(before) if before is not None else None, bytes(after))
+        if old is not None:
+            for token, before in sql(
+                f"SELECT o.match_token, o.label_digest FROM {member_sets.name} o WHERE o.set_scope = {m} "
+                f"AND o.set_id = {m} AND NOT EXISTS (SELECT 1 FROM {member_sets.name} n WHERE n.set_scope = {m} "
+                f"AND n.set_id = {m} AND n.match_token = o.match_token)",
+                (scope, old, scope, new),
+            ):
+                changes[bytes(token)] = (bytes(before), None)
+        return changes
+
+    def holder_counts(self, scope: str, tokens: Iterable[bytes]) -> dict[bytes, int]:
+        """{token: holders} in ``scope`` now, for ``tokens`` (a token nobody holds is absent)."""
+        counted = set_holders.c
+        found: dict[bytes, int] = {}
+        for batch in batched(tokens):
+            rows = self._conn.execute(
+                select(counted.match_token, counted.holders).where(
+                    counted.set_scope == scope, counted.match_token.in_(batch)
+                )
+            )
+            found.update((bytes(token), holders) for token, holders in rows)
+        return found
 
     def _leave(self, scope: str, tokens: str, args: tuple[str, ...]) -> None:
         """Take one holder off each of ``tokens`` (a subquery) and drop the counts that reach 0."""

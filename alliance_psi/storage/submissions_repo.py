@@ -21,11 +21,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Table, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, Connection, Table, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
 from alliance_psi.errors import Conflict, InvalidRequest, LimitExceeded, RoundClosed, SetMismatch
+from alliance_psi.protocol.continuous import TokenChange
 from alliance_psi.protocol.model import Role, RoundState, SubmissionState, SubmissionStatus
 from alliance_psi.protocol.submission import (
     NO_LABEL_DIGEST,
@@ -92,6 +93,7 @@ class SubmissionRepository:
         removals: Sequence[bytes] = (),
         replace: bool = True,
         max_items: int | None = None,
+        sequence: int = 0,
     ) -> bool:
         """Store one chunk of a member's submission (items put, then tokens removed), all or nothing.
 
@@ -115,6 +117,9 @@ class SubmissionRepository:
                 lookups before any row is written, so a chunk poisoned with one repeated token
                 costs lookups, not thousands of inserts rolled back).
             LimitExceeded: the chunk would take the submission over ``max_items``; nothing is stored.
+
+        In a continuous scope the chunk names its delta's ``sequence`` (the member's last committed
+        + 1; ``Conflict`` for any other), and the first chunk after a commit starts the next delta.
         """
         if chunk_index < 0 or len(chunk_digest) != HASH_SIZE:
             raise InvalidRequest("a chunk needs an index >= 0 and a 32-byte digest")
@@ -122,9 +127,12 @@ class SubmissionRepository:
         if replace and removals:
             raise Conflict("a submission that replaces the whole set cannot remove tokens")
         self._rounds.require_open(round_id)
-        state = self._lock_submission(round_id, member_id, replace)
-        if state == SubmissionState.COMMITTED:
-            raise Conflict("submission already committed")
+        if self._rounds.get_round(round_id).continuous:
+            self._open_delta(round_id, member_id, replace, sequence)
+        else:
+            sequence = 0
+            if self._lock_submission(round_id, member_id, replace) == SubmissionState.COMMITTED:
+                raise Conflict("submission already committed")
         key = self._key(submission_chunks, round_id, member_id)
         stored = self._conn.execute(
             select(submission_chunks.c.chunk_digest).where(key, submission_chunks.c.chunk_index == chunk_index)
@@ -141,7 +149,8 @@ class SubmissionRepository:
                     f"chunk {chunk_index}: {what} may hold at most {max_items} items and removals per member and "
                     f"round; {staged} are staged and this chunk adds {len(items) + len(removals)}"
                 )
-        self._refuse_stored_tokens(round_id, member_id, chunk_index, items, removals, replace)
+        set_id = _set_id(member_id, round_id, sequence)
+        self._refuse_stored_tokens(round_id, member_id, chunk_index, items, removals, set_id if replace else None)
         try:
             with self._conn.begin_nested():
                 self._conn.execute(
@@ -155,7 +164,7 @@ class SubmissionRepository:
                     )
                 )
                 if replace:
-                    scope, set_id = self._rounds.set_scope(round_id), _set_id(member_id, round_id)
+                    scope = self._rounds.set_scope(round_id)
                     bulk_insert(
                         self._conn,
                         member_sets,
@@ -183,15 +192,16 @@ class SubmissionRepository:
         chunk_index: int,
         items: Sequence[Item],
         removals: Sequence[bytes],
-        replace: bool,
+        whole_set: str | None,
     ) -> None:
         # Lookups on the primary key of the rows the chunk would add, before any is written, in
         # driver SQL (SQLAlchemy's expanding IN costs more in Python than the lookups themselves).
+        # ``whole_set``: the id of the whole set being written, or None for a delta.
         tokens = [*(token for token, _ in items), *removals]
         m = placeholder(self._conn)
-        if replace:
+        if whole_set is not None:
             mine = f"{member_sets.name} WHERE set_scope = {m} AND set_id = {m}"
-            key: tuple[str, str] = (self._rounds.set_scope(round_id), _set_id(member_id, round_id))
+            key: tuple[str, str] = (self._rounds.set_scope(round_id), whole_set)
         else:
             mine = f"{submitted_tokens.name} WHERE round_id = {m} AND member_id = {m}"
             key = (round_id, member_id)
@@ -227,7 +237,7 @@ class SubmissionRepository:
         """
         set_count, set_digest_ = self._sets.standing(self._rounds.set_scope(round_id), member_id)
         row = self._conn.execute(
-            select(submissions.c.state, submissions.c.item_count, submissions.c.digest).where(
+            select(submissions.c.state, submissions.c.item_count, submissions.c.digest, submissions.c.commit_seq).where(
                 self._key(submissions, round_id, member_id)
             )
         ).one_or_none()
@@ -251,6 +261,7 @@ class SubmissionRepository:
             digest=(row.digest or b"") if committed else b"",
             set_count=set_count,
             set_digest=set_digest_,
+            commit_sequence=row.commit_seq,
         )
 
     def commit_submission(
@@ -265,6 +276,7 @@ class SubmissionRepository:
         set_count: int | None = None,
         set_digest: bytes | None = None,
         max_set_items: int | None = None,
+        sequence: int = 0,
     ) -> SubmissionStatus:
         """Commit a member's staged delta, after checking it against its count and digest.
 
@@ -295,15 +307,119 @@ class SubmissionRepository:
             raise RoundClosed(f"round {round_id} is no longer open")
         self._check_staged(round_id, member_id, item_count, digest)
         scope = self._rounds.set_scope(round_id)
-        set_id = self._apply(round_id, member_id, scope, replace)
+        set_id = self._apply(round_id, member_id, scope, replace, sequence)
         new_count, new_digest = self._sets.digest(scope, set_id)
         _check_resulting_set(new_count, new_digest, set_count, set_digest, max_set_items)
-        self._mark_committed(round_id, member_id, item_count, digest, replace=replace, set_count=new_count, at=at)
+        self._mark_committed(
+            round_id, member_id, item_count, digest, replace=replace, set_count=new_count, at=at, sequence=sequence
+        )
         self._sets.record(scope, member_id, set_id, new_count, new_digest, round_id=round_id, at=at)
         self._conn.execute(delete(submitted_tokens).where(self._key(submitted_tokens, round_id, member_id)))
         return self.submission_status(round_id, member_id)
 
+    def commit_delta(
+        self,
+        round_id: str,
+        member_id: str,
+        *,
+        sequence: int,
+        item_count: int,
+        digest: bytes,
+        at: datetime,
+        replace: bool,
+        set_count: int,
+        set_digest: bytes,
+        max_set_items: int | None = None,
+    ) -> tuple[SubmissionStatus, list[TokenChange] | None]:
+        """Commit delta ``sequence`` of a member to a continuous scope, as ``commit_submission``
+        does, and return what it changed: each token the member joined, left or relabeled, with
+        its holder count after (``protocol.continuous.TokenChange``). A retried commit of the
+        delta already committed returns the status and None (nothing changed this time).
+
+        The scope's row is locked first: the commits of one scope run one at a time, so each
+        sees the holder counts the previous one left (what incremental matching needs).
+
+        Raises what ``commit_submission`` raises, and ``Conflict`` when ``sequence`` is not the
+        member's last committed delta + 1.
+        """
+        state = self._rounds.lock(round_id, exclusive=True)
+        row = self._conn.execute(
+            select(submissions.c.state, submissions.c.replaces_set, submissions.c.commit_seq).where(
+                self._key(submissions, round_id, member_id)
+            )
+        ).one_or_none()
+        last = row.commit_seq if row is not None else 0
+        if sequence == last and last and self._committed_already(round_id, member_id, item_count, digest):
+            return self.submission_status(round_id, member_id), None
+        if state != RoundState.OPEN:
+            raise RoundClosed(f"round {round_id} is no longer open")
+        self._open_delta(round_id, member_id, replace, sequence)
+        # What the delta changes is read before it is applied; the counts after.
+        scope = self._rounds.set_scope(round_id)
+        current = self._sets.current_set_id(scope, member_id)
+        if replace:
+            changed = self._sets.replace_changes(scope, current, _set_id(member_id, round_id, sequence))
+        else:
+            changed = self._sets.delta_changes(round_id, member_id, scope, current)
+        status = self.commit_submission(
+            round_id,
+            member_id,
+            item_count=item_count,
+            digest=digest,
+            at=at,
+            replace=replace,
+            set_count=set_count,
+            set_digest=set_digest,
+            max_set_items=max_set_items,
+            sequence=sequence,
+        )
+        counts = self._sets.holder_counts(scope, changed)
+        changes = [
+            TokenChange(token, before, after, counts.get(token, 0))
+            for token, (before, after) in sorted(changed.items())
+        ]
+        return status, changes
+
+    def discard_staged(self, round_id: str, member_id: str) -> None:
+        """Drop the member's staged (uncommitted) delta to a continuous scope, so that its next
+        attempt starts from nothing; its committed deltas stay. Nothing happens without one."""
+        self._discard(round_id, [member_id])
+
     # The steps of a commit.
+
+    def _open_delta(self, round_id: str, member_id: str, replace: bool, sequence: int) -> None:
+        """Lock the member's submission to a continuous scope and make delta ``sequence`` the one
+        staging: the first chunk (or empty commit) after a commit starts it, clearing the last
+        delta's chunks. Raises ``Conflict`` for another sequence, or the other mode (whole set or
+        delta) than the one the staging delta started with."""
+        self._conn.execute(
+            insert_ignoring(self._conn, submissions).values(
+                round_id=round_id,
+                member_id=member_id,
+                state=SubmissionState.STAGING.value,
+                item_count=0,
+                replaces_set=replace,
+                commit_seq=0,
+            )
+        )
+        row = self._conn.execute(
+            select(submissions.c.state, submissions.c.replaces_set, submissions.c.commit_seq)
+            .where(self._key(submissions, round_id, member_id))
+            .with_for_update()
+        ).one()
+        expected = row.commit_seq + 1
+        if sequence != expected:
+            done = " is already committed" if 0 < sequence <= row.commit_seq else ""
+            raise Conflict(f"delta {sequence}{done}: the next delta of this member to the scope is {expected}")
+        if row.state == SubmissionState.COMMITTED.value:
+            self._conn.execute(delete(submission_chunks).where(self._key(submission_chunks, round_id, member_id)))
+            self._conn.execute(
+                update(submissions)
+                .where(self._key(submissions, round_id, member_id))
+                .values(state=SubmissionState.STAGING.value, replaces_set=replace)
+            )
+        elif bool(row.replaces_set) != replace:
+            raise Conflict(_mode_message(bool(row.replaces_set)))
 
     def _committed_already(self, round_id: str, member_id: str, item_count: int, digest: bytes) -> bool:
         """True if the member committed this very count and digest (a retried commit).
@@ -339,14 +455,14 @@ class SubmissionRepository:
         if not hmac.compare_digest(recomputed.digest(), digest):
             raise Conflict(f"digest mismatch over the {recomputed.count} stored items")
 
-    def _apply(self, round_id: str, member_id: str, scope: str, replace: bool) -> str:
+    def _apply(self, round_id: str, member_id: str, scope: str, replace: bool, sequence: int = 0) -> str:
         """Make the staged submission the member's set in ``scope``; return that set's id."""
         current = self._sets.current_set_id(scope, member_id)
         if replace:
-            set_id = _set_id(member_id, round_id)
+            set_id = _set_id(member_id, round_id, sequence)
             self._sets.replace(scope, current, set_id)
         else:
-            set_id = current or _set_id(member_id, round_id)
+            set_id = current or _set_id(member_id, round_id, sequence)
             self._sets.apply_delta(round_id, member_id, scope, set_id)
         return set_id
 
@@ -360,6 +476,7 @@ class SubmissionRepository:
         replace: bool,
         set_count: int,
         at: datetime,
+        sequence: int = 0,
     ) -> None:
         self._conn.execute(
             update(submissions)
@@ -371,31 +488,51 @@ class SubmissionRepository:
                 committed_at=at,
                 replaces_set=replace,
                 set_count=set_count,
+                commit_seq=sequence,
             )
         )
 
     def discard_uncommitted(self, round_id: str) -> int:
         """Delete every uncommitted submission of a round with its chunks and tokens.
 
-        Used when a round closes, so that a submission that never committed leaves nothing.
+        Used when a round closes, so that a submission that never committed leaves nothing. In a
+        continuous scope a member's committed deltas stay: only the delta it was staging goes.
         Returns the number of staged items (tokens) discarded.
         """
         staging = select(submissions.c.member_id).where(
             submissions.c.round_id == round_id, submissions.c.state == SubmissionState.STAGING.value
         )
-        members = self._conn.execute(staging).scalars().all()
-        scope = self._rounds.set_scope(round_id)
-        # Whole sets written for this round that never became a member's set.
-        discarded = self._conn.execute(
-            delete(member_sets).where(
-                member_sets.c.set_scope == scope, member_sets.c.set_id.in_([_set_id(m, round_id) for m in members])
+        return self._discard(round_id, list(self._conn.execute(staging).scalars()))
+
+    def _discard(self, round_id: str, members: Sequence[str]) -> int:
+        """Discard the staged submissions of ``members`` to ``round_id`` (see ``discard_uncommitted``)."""
+        rows = self._conn.execute(
+            select(submissions.c.member_id, submissions.c.commit_seq).where(
+                submissions.c.round_id == round_id,
+                submissions.c.member_id.in_(members),
+                submissions.c.state == SubmissionState.STAGING.value,
             )
+        ).all()
+        if not rows:
+            return 0
+        continuous = self._rounds.get_round(round_id).continuous
+        scope, staging = self._rounds.set_scope(round_id), [m for m, _ in rows]
+        # Whole sets written for this round that never became a member's set.
+        written = [_set_id(m, round_id, seq + 1 if continuous else 0) for m, seq in rows]
+        discarded = self._conn.execute(
+            delete(member_sets).where(member_sets.c.set_scope == scope, member_sets.c.set_id.in_(written))
         ).rowcount
         # Children first: the foreign keys point from tokens and chunks to submissions.
         deleted = [
             self._conn.execute(delete(table).where(table.c.round_id == round_id, table.c.member_id.in_(staging)))
-            for table in (submitted_tokens, submission_chunks, submissions)
+            for table in (submitted_tokens, submission_chunks)
         ]
+        self._conn.execute(delete(submissions).where(self._key_in(round_id, staging), submissions.c.commit_seq == 0))
+        self._conn.execute(
+            update(submissions)
+            .where(self._key_in(round_id, staging), submissions.c.commit_seq > 0)
+            .values(state=SubmissionState.COMMITTED.value)
+        )
         return discarded + deleted[0].rowcount
 
     def committed_members(self, round_id: str) -> list[str]:
@@ -403,7 +540,7 @@ class SubmissionRepository:
         return list(
             self._conn.execute(
                 select(submissions.c.member_id)
-                .where(submissions.c.round_id == round_id, submissions.c.state == SubmissionState.COMMITTED.value)
+                .where(submissions.c.round_id == round_id, _has_committed())
                 .order_by(submissions.c.member_id)
             ).scalars()
         )
@@ -412,9 +549,11 @@ class SubmissionRepository:
         """How many tokens the member's set held when it committed to the round (staged items
         so far if it has not committed)."""
         row = self._conn.execute(
-            select(submissions.c.state, submissions.c.set_count).where(self._key(submissions, round_id, member_id))
+            select(submissions.c.state, submissions.c.set_count, submissions.c.commit_seq).where(
+                self._key(submissions, round_id, member_id)
+            )
         ).one_or_none()
-        if row is not None and row.state == SubmissionState.COMMITTED:
+        if row is not None and (row.state == SubmissionState.COMMITTED or row.commit_seq > 0):
             return row.set_count or 0
         return self._staged_count(round_id, member_id)
 
@@ -440,7 +579,7 @@ class SubmissionRepository:
             )
             .where(
                 submissions.c.round_id == round_id,
-                submissions.c.state == SubmissionState.COMMITTED.value,
+                _has_committed(),
                 submissions.c.share_name.is_(True),
             )
         )
@@ -459,6 +598,10 @@ class SubmissionRepository:
     @staticmethod
     def _key(table: Table, round_id: str, member_id: str) -> ColumnElement[bool]:
         return and_(table.c.round_id == round_id, table.c.member_id == member_id)
+
+    @staticmethod
+    def _key_in(round_id: str, members: Sequence[str]) -> ColumnElement[bool]:
+        return and_(submissions.c.round_id == round_id, submissions.c.member_id.in_(members))
 
     def _lock_submission(self, round_id: str, member_id: str, replace: bool = True) -> SubmissionState:
         # Create the row if needed, then lock it: a member's chunks and commit are serialized.
@@ -483,9 +626,15 @@ class SubmissionRepository:
         return state
 
 
-def _set_id(member_id: str, round_id: str) -> str:
-    """The id of the set a member's whole-set submission to a round writes."""
-    return f"{member_id}@{round_id}"
+def _set_id(member_id: str, round_id: str, sequence: int = 0) -> str:
+    """The id of the set a member's whole-set submission to a round writes (in a continuous
+    scope, each delta ``sequence`` that sends the whole set writes one of its own)."""
+    return f"{member_id}@{round_id}#{sequence}" if sequence else f"{member_id}@{round_id}"
+
+
+def _has_committed() -> ColumnElement[bool]:
+    """A submission that counts: committed, or (continuous) staging a delta after earlier commits."""
+    return or_(submissions.c.state == SubmissionState.COMMITTED.value, submissions.c.commit_seq > 0)
 
 
 def _mode_message(started_whole: bool) -> str:

@@ -194,12 +194,14 @@ def running_alliance(
     own_cas: Mapping[str, pki_module.CertificateAuthority] | None = None,
     custodian_options: Mapping[str, int] | None = None,
     metrics: Mapping[str, Metrics] | None = None,
+    coordinator_options: Mapping[str, object] | None = None,
 ) -> Iterator[Alliance]:
     """Custodians and a coordinator serving on loopback within ``limits`` and refusing the
     certificates ``crl`` revokes; refused calls are audited in each server's database. A custodian
     named in ``own_cas`` serves a certificate of that CA (and still trusts members of the alliance
     CA); its CA certificate is written to ``tmp/NAME-ca.pem`` for members to pin. ``custodian_options``
-    are passed to every ``CustodianRole`` (``kept_answers_per_member``, ``free_resent_per_member``).
+    are passed to every ``CustodianRole`` (``kept_answers_per_member``, ``free_resent_per_member``),
+    ``coordinator_options`` to the ``CoordinatorRole`` (``alert_heartbeat``, ``max_alert_backlog``, ...).
     ``metrics`` (by server name: ``coordinator``, ``custodian-1``, …) count each server's calls."""
     planted = planted or Planted.make()
     limits = limits or ServerLimits()
@@ -218,7 +220,9 @@ def running_alliance(
         max_round_items=max_round_items,
         **({"max_refused_chunks": max_refused_chunks} if max_refused_chunks else {}),
         key_pins=coordinator_roster.key_pin_of,
+        reader=sql_unit_of_work(coordinator_engine, reading=True),
         **({"result_page_bytes": result_page_bytes} if result_page_bytes else {}),
+        **(coordinator_options or {}),  # type: ignore[arg-type]
     )
     own_tls: dict[str, TlsMaterial] = {}
     custodian_cas: dict[str, Path] = {}

@@ -1,0 +1,292 @@
+"""Continuous scopes on SQLite and PostgreSQL: each commit matched at once into signed alerts.
+
+Each test drives the real ``CoordinatorRole`` over the real storage (the ``engine`` fixture runs it
+on both backends) with synthetic members' deltas (``tests.helpers.continuous``), and reads the
+outbox as a member node would: every alert is checked with ``verify_alert``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import Engine
+
+from alliance_psi.crypto.signing import SigningKey
+from alliance_psi.errors import Conflict, InvalidRequest, NotFound, SetMismatch
+from alliance_psi.protocol.alerts import NO_TOKEN, Alert, AlertKind, SignedAlert, verify_alert
+from alliance_psi.protocol.coordinator import Commit, CoordinatorRole, RoundSpec
+from alliance_psi.protocol.model import NO_DEADLINE, Identity, Role, RoundKind, RoundState
+from alliance_psi.services.coordinator import sql_unit_of_work
+from tests.helpers.continuous import DeltaSender, RoleCalls, label, token
+from tests.helpers.memory_ports import FakeClock
+
+ADMIN = Identity("admin", Role.ADMIN)
+MEMBERS = ("bank-a", "bank-b", "bank-c", "bank-d")
+PIN = bytes(range(32))
+
+
+@dataclass
+class Scope:
+    role: CoordinatorRole
+    key: SigningKey
+    clock: FakeClock
+    scope_id: str
+    senders: dict[str, DeltaSender]
+
+    def alerts(self, member: str) -> list[Alert]:
+        """Every alert of ``member`` still in the outbox, verified as its node would."""
+        with self.role.uow() as tx:
+            stored = tx.alerts.read(member, 0, max_alerts=10_000, max_bytes=10**9)
+        return [
+            verify_alert(
+                self.key.public_key,
+                SignedAlert(a.alert, a.signature, self.key.key_id),
+                member_id=member,
+                member_key_pin=PIN,
+            )
+            for a in stored
+        ]
+
+    def kinds(self, member: str) -> list[tuple[int, AlertKind, bytes, int]]:
+        return [(a.sequence, a.kind, a.match_token, a.holder_count) for a in self.alerts(member)]
+
+
+def make_scope(engine: Engine, threshold: int = 2, *, share_labels: bool = True, **options: object) -> Scope:
+    key, clock = SigningKey.generate(), FakeClock()
+    interval = int(options.pop("interval", 0))  # type: ignore[call-overload]
+    role = CoordinatorRole(
+        sql_unit_of_work(engine),
+        key,
+        known_types=["phone"],
+        clock=clock,
+        reader=sql_unit_of_work(engine, reading=True),
+        key_pins=lambda member: PIN,
+        **options,  # type: ignore[arg-type]
+    )
+    scope = role.create_round(
+        ADMIN,
+        RoundSpec(
+            "standing watch",
+            threshold,
+            "2026-01",
+            NO_DEADLINE,
+            ("phone",),
+            MEMBERS,
+            share_labels,
+            kind=RoundKind.CONTINUOUS,
+            min_interval_seconds=interval,
+        ),
+    )
+    senders = {m: DeltaSender(RoleCalls(role, m), m, scope.round_id) for m in MEMBERS}
+    return Scope(role, key, clock, scope.round_id, senders)
+
+
+@pytest.fixture
+def scope(engine: Engine) -> Iterator[Scope]:
+    yield make_scope(engine)
+
+
+T1, T2, T3 = token(1), token(2), token(3)
+
+
+def test_each_event_alerts_exactly_the_holders_it_concerns(scope: Scope) -> None:
+    a, b, c = (scope.senders[m] for m in MEMBERS[:3])
+    a.send({T1: label(1), T2: label(2)}, replace=True)
+    assert scope.kinds("bank-a") == []  # Alone on its tokens: nothing yet.
+
+    b.send({T1: label(11), T3: label(13)}, replace=True)  # T1 reaches the threshold.
+    assert scope.kinds("bank-a") == [(1, AlertKind.MATCH, T1, 2)]
+    assert scope.kinds("bank-b") == [(1, AlertKind.MATCH, T1, 2)]
+    assert [p.sealed for p in scope.alerts("bank-a")[0].peer_labels] == [label(11)]
+    assert [p.sealed for p in scope.alerts("bank-b")[0].peer_labels] == [label(1)]
+
+    c.send({T1: label(21)})  # Joins a matched token.
+    assert scope.kinds("bank-c") == [(1, AlertKind.MATCH, T1, 3)]
+    assert scope.kinds("bank-a")[-1] == (2, AlertKind.JOINED, T1, 3)
+    assert scope.kinds("bank-b")[-1] == (2, AlertKind.JOINED, T1, 3)
+    assert sorted(p.sealed for p in scope.alerts("bank-a")[-1].peer_labels) == sorted([label(11), label(21)])
+
+    b.send({T1: label(11, version=2)})  # Relabels.
+    assert scope.kinds("bank-a")[-1] == (3, AlertKind.RELABELED, T1, 3)
+    assert label(11, version=2) in [p.sealed for p in scope.alerts("bank-c")[-1].peer_labels]
+    assert len(scope.alerts("bank-b")) == 2  # Its own relabel tells it nothing.
+
+    c.send(removals=[T1])  # Withdrawn, still at the threshold.
+    assert scope.kinds("bank-a")[-1] == (4, AlertKind.WITHDRAWN, T1, 2)
+    assert scope.kinds("bank-b")[-1] == (3, AlertKind.WITHDRAWN, T1, 2)
+    assert len(scope.alerts("bank-c")) == 2  # The member that withdrew gets nothing.
+
+    b.send(removals=[T1])  # Below the threshold now: a retraction for the remaining holder.
+    assert scope.kinds("bank-a")[-1] == (5, AlertKind.RETRACTED, T1, 1)
+    assert [a.sequence for a in scope.alerts("bank-a")] == [1, 2, 3, 4, 5]
+    assert len(scope.alerts("bank-b")) == 3
+    assert scope.alerts("bank-d") == []  # Holds nothing, hears nothing.
+    assert {a.match_token for m in MEMBERS for a in scope.alerts(m)} == {T1}
+
+
+def test_an_alert_says_what_a_result_leaf_says(scope: Scope) -> None:
+    a, b = scope.senders["bank-a"], scope.senders["bank-b"]
+    b.share_name = True
+    a.send({T1: label(1)}, replace=True)
+    b.send({T1: label(2)}, replace=True)
+    alert = scope.alerts("bank-a")[0]
+    assert (alert.scope_id, alert.member_id, alert.key_epoch, alert.threshold) == (
+        scope.scope_id,
+        "bank-a",
+        "2026-01",
+        2,
+    )
+    assert [(p.sealed, p.sealer) for p in alert.peer_labels] == [(label(2), "bank-b")]  # Attested: chose to be named.
+    assert scope.alerts("bank-b")[0].peer_labels[0].sealer is None  # bank-a did not choose.
+    assert alert.member_key_pin == PIN and alert.released_at == scope.clock.now
+
+
+def test_a_scope_without_labels_alerts_with_counts_only(engine: Engine) -> None:
+    scope = make_scope(engine, share_labels=False)
+    scope.senders["bank-a"].send({T1: None}, replace=True)
+    scope.senders["bank-b"].send({T1: None}, replace=True)
+    assert [(a.kind, a.holder_count, a.peer_labels) for a in scope.alerts("bank-a")] == [(AlertKind.MATCH, 2, ())]
+
+
+def test_a_whole_set_sent_again_alerts_only_for_what_changed(scope: Scope) -> None:
+    a, b = scope.senders["bank-a"], scope.senders["bank-b"]
+    a.send({T1: label(1), T2: label(2)}, replace=True)
+    b.send({T1: label(11), T2: label(12)}, replace=True)
+    before = scope.kinds("bank-a")
+    b.send({T1: label(11), T3: label(13)}, replace=True)  # T2 left, T1 unchanged, T3 new.
+    assert scope.kinds("bank-a") == [*before, (3, AlertKind.RETRACTED, T2, 1)]
+    assert len(scope.alerts("bank-b")) == 2
+
+
+def test_a_retried_commit_alerts_nobody_twice(scope: Scope) -> None:
+    a, b = scope.senders["bank-a"], scope.senders["bank-b"]
+    a.send({T1: label(1)}, replace=True)
+    b.send({T1: label(2)}, replace=True)
+    status = b.calls.submission_status(scope.scope_id, "bank-b")  # type: ignore[attr-defined]
+    retried = Commit(
+        scope.scope_id, status.item_count, status.digest, status.set_count, status.set_digest, True, sequence=1
+    )
+    again = b.calls.commit(retried, "bank-b")  # type: ignore[attr-defined]
+    assert again.commit_sequence == 1
+    assert len(scope.alerts("bank-a")) == 1 and len(scope.alerts("bank-b")) == 1
+
+
+def test_a_stale_or_skipped_sequence_is_refused(scope: Scope) -> None:
+    a = scope.senders["bank-a"]
+    a.send({T1: label(1)}, replace=True)
+    a.sequence = 0  # A chunk of delta 1 again, after it was committed.
+    with pytest.raises(Conflict, match="delta 1 is already committed: the next delta of this member to the scope is 2"):
+        a.send({T2: label(2)})
+    a.sequence = 5
+    with pytest.raises(Conflict, match="delta 6: the next delta of this member to the scope is 2"):
+        a.send({T2: label(2)})
+
+
+def test_a_commit_refused_for_its_content_discards_the_staged_delta(scope: Scope) -> None:
+    a = scope.senders["bank-a"]
+    a.send({T1: label(1)}, replace=True)
+    a.send({T2: label(2)}, commit=False)
+    wrong = Commit(scope.scope_id, 1, b"\x00" * 32, 2, b"\x00" * 32, False, sequence=2)
+    with pytest.raises(Conflict, match="digest mismatch .*; the staged delta is discarded"):
+        a.calls.commit(wrong, "bank-a")  # type: ignore[attr-defined]
+    status = a.calls.submission_status(scope.scope_id, "bank-a")  # type: ignore[attr-defined]
+    assert (status.chunks, status.commit_sequence, status.set_count) == ((), 1, 1)
+    a.send({T2: label(2)})  # Sent again from its first chunk: it commits.
+    assert a.calls.submission_status(scope.scope_id, "bank-a").commit_sequence == 2  # type: ignore[attr-defined]
+
+
+def test_a_set_the_coordinator_does_not_hold_is_refused_and_nothing_alerts(scope: Scope) -> None:
+    a, b = scope.senders["bank-a"], scope.senders["bank-b"]
+    a.send({T1: label(1)}, replace=True)
+    b.held = {T2: label(2)}  # b believes it holds a set it never sent.
+    b.sequence = 0
+    with pytest.raises(SetMismatch):
+        b.send({T1: label(3)})
+    assert scope.alerts("bank-a") == [] and scope.alerts("bank-b") == []
+
+
+def test_alerts_of_a_scope_with_an_interval_wait_for_its_boundary(engine: Engine) -> None:
+    scope = make_scope(engine, interval=60)
+    created = scope.clock.now
+    scope.clock.advance(seconds=10)
+    scope.senders["bank-a"].send({T1: label(1)}, replace=True)
+    scope.senders["bank-b"].send({T1: label(2)}, replace=True)
+    assert scope.alerts("bank-a") == []  # Committed, matched, held.
+    scope.clock.advance(seconds=49)
+    scope.role.tick()
+    assert scope.alerts("bank-a") == []  # 59 s after creation: not yet.
+    scope.clock.advance(seconds=1)
+    scope.senders["bank-c"].send({T1: label(3)}, replace=True)  # On the boundary itself: released with it.
+    scope.role.tick()
+    released = scope.alerts("bank-a")
+    assert [(a.sequence, a.kind) for a in released] == [(1, AlertKind.MATCH), (2, AlertKind.JOINED)]
+    assert {a.released_at for a in released} == {created.replace(microsecond=0) + (scope.clock.now - created)}
+    scope.clock.advance(seconds=1)
+    scope.senders["bank-d"].send({T1: label(4)}, replace=True)
+    scope.role.tick()
+    assert len(scope.alerts("bank-a")) == 2  # The next boundary is 120 s after creation.
+    scope.clock.advance(seconds=59)
+    scope.role.tick()
+    assert [a.kind for a in scope.alerts("bank-a")] == [AlertKind.MATCH, AlertKind.JOINED, AlertKind.JOINED]
+
+
+def test_a_member_that_does_not_acknowledge_overflows_then_resyncs(engine: Engine) -> None:
+    scope = make_scope(engine, max_alert_backlog=2)
+    a, b, c = (scope.senders[m] for m in MEMBERS[:3])
+    a.send({T1: label(1), T2: label(2), T3: label(3)}, replace=True)
+    b.send({T1: label(11), T2: label(12)}, replace=True)  # Two alerts for bank-a: at its bound.
+    c.send({T3: label(23)}, replace=True)  # A third would pass it: OVERFLOW instead.
+    kinds = [a.kind for a in scope.alerts("bank-a")]
+    assert kinds == [AlertKind.MATCH, AlertKind.MATCH, AlertKind.OVERFLOW]
+    assert scope.alerts("bank-a")[-1].match_token == NO_TOKEN
+    c.send({T1: label(21)})  # Nothing more for bank-a in this scope until it catches up.
+    assert len(scope.alerts("bank-a")) == 3
+    member = Identity("bank-a", Role.MEMBER)
+    assert scope.role.feed.ack(member, 3) == (3, 7)  # A RESYNC and a SNAPSHOT of each of its 3 matched tokens.
+    resync = scope.alerts("bank-a")
+    assert [(x.sequence, x.kind) for x in resync] == [(4, AlertKind.RESYNC)] + [
+        (n, AlertKind.SNAPSHOT) for n in (5, 6, 7)
+    ]
+    assert resync[0].holder_count == 3
+    assert {x.match_token: x.holder_count for x in resync[1:]} == {T1: 3, T2: 2, T3: 2}
+
+
+def test_acknowledged_alerts_are_deleted_and_never_read_again(scope: Scope) -> None:
+    a, b = scope.senders["bank-a"], scope.senders["bank-b"]
+    a.send({T1: label(1), T2: label(2)}, replace=True)
+    b.send({T1: label(11), T2: label(12)}, replace=True)
+    member = Identity("bank-a", Role.MEMBER)
+    assert scope.role.feed.ack(member, 1) == (1, 2)
+    assert [x.sequence for x in scope.alerts("bank-a")] == [2]
+    assert scope.role.feed.ack(member, 0) == (1, 2)  # Less than before: nothing changes.
+    with pytest.raises(InvalidRequest, match="up_to_sequence: 3 is beyond the last alert, 2"):
+        scope.role.feed.ack(member, 3)
+    with pytest.raises(InvalidRequest, match="alerts up to 1 are acknowledged and never sent again; watch from 2"):
+        scope.role.feed.start(member, "", 1)
+    with pytest.raises(InvalidRequest, match="from_sequence: 4 is beyond the next alert to come, 3"):
+        scope.role.feed.start(member, "", 4)
+    assert scope.role.feed.start(member, "", 0) == 1
+    assert scope.role.feed.start(member, "", 3) == 2
+
+
+def test_a_scope_that_does_not_invite_the_member_is_not_found_as_a_missing_one(engine: Engine) -> None:
+    scope = make_scope(engine)
+    outsider = Identity("bank-z", Role.MEMBER)
+    with pytest.raises(NotFound) as missing:
+        scope.role.feed.start(outsider, "no-such-scope", 0)
+    with pytest.raises(NotFound) as not_invited:
+        scope.role.feed.start(outsider, scope.scope_id, 0)
+    assert str(missing.value).replace("no-such-scope", "X") == str(not_invited.value).replace(scope.scope_id, "X")
+
+
+def test_closing_a_scope_issues_final_results_over_the_standing_sets(scope: Scope) -> None:
+    a, b = scope.senders["bank-a"], scope.senders["bank-b"]
+    a.send({T1: label(1), T2: label(2)}, replace=True)
+    b.send({T1: label(11)}, replace=True)
+    b.send({T2: label(12)}, commit=False)  # Staged, never committed: dropped at closing.
+    closed = scope.role.close_round(ADMIN, scope.scope_id)
+    assert closed.state is RoundState.MATCHED
+    header, pages = scope.role.get_result(Identity("bank-b", Role.MEMBER), scope.scope_id)
+    assert header.header and len([leaf for page in pages for leaf in page.leaves]) == 1  # T1 only.
