@@ -22,6 +22,7 @@ from alliance_psi.defaults import (
     ENROLMENT_REFRESH_SECONDS,
     FREE_RESENT_PER_MEMBER,
     KEPT_ANSWERS_PER_MEMBER,
+    MAX_ALERT_BACKLOG,
     MAX_REFUSED_CHUNKS,
     MAX_ROUND_ITEMS,
     MAX_SET_ITEMS,
@@ -356,6 +357,7 @@ class CoordinatorConfig:
         CoordinatorConfig(…, max_set_items=5_000_000,    # tokens a member's standing set may hold per scope
                           max_round_items=2_000_000)     # items and removals a member's delta may hold per round
         CoordinatorConfig(…, max_refused_chunks=16)   # chunks refused for their content per member and round
+        CoordinatorConfig(…, max_alert_backlog=1_000_000)  # alerts a member may leave unacknowledged
         CoordinatorConfig(…, limits=ServerLimits(max_calls=128))   # see ServerLimits
         CoordinatorConfig(…, monitoring=MonitoringConfig(metrics_listen="127.0.0.1:9464"))
 
@@ -377,6 +379,7 @@ class CoordinatorConfig:
     max_set_items: int = MAX_SET_ITEMS
     max_round_items: int = MAX_ROUND_ITEMS
     max_refused_chunks: int = MAX_REFUSED_CHUNKS
+    max_alert_backlog: int = MAX_ALERT_BACKLOG
     limits: ServerLimits = ServerLimits()
     monitoring: MonitoringConfig = MonitoringConfig()
 

@@ -23,7 +23,14 @@ from alliance_psi.cli._options import (
     tls_options,
 )
 from alliance_psi.config import CoordinatorConfig, PeerEndpoint
-from alliance_psi.defaults import COORDINATOR_NAME, MAX_REFUSED_CHUNKS, MAX_ROUND_ITEMS, MAX_SET_ITEMS, TICK_SECONDS
+from alliance_psi.defaults import (
+    COORDINATOR_NAME,
+    MAX_ALERT_BACKLOG,
+    MAX_REFUSED_CHUNKS,
+    MAX_ROUND_ITEMS,
+    MAX_SET_ITEMS,
+    TICK_SECONDS,
+)
 from alliance_psi.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -106,6 +113,13 @@ def keygen(out: Path, force: bool) -> None:
     show_default=True,
     help="Chunks of a member refused for their content per round before all its further chunks to it are.",
 )
+@click.option(
+    "--max-alert-backlog",
+    type=click.IntRange(min=1),
+    default=MAX_ALERT_BACKLOG,
+    show_default=True,
+    help="Alerts of continuous scopes a member may leave unacknowledged (then OVERFLOW, and a RESYNC once it acks).",
+)
 @server_limit_options
 @monitoring_options
 def serve(
@@ -121,6 +135,7 @@ def serve(
     max_set_items: int,
     max_round_items: int,
     max_refused_chunks: int,
+    max_alert_backlog: int,
     **options: Any,
 ) -> None:
     """Serve rounds, submissions and signed results over mutual TLS until SIGTERM or Ctrl-C.
@@ -139,6 +154,7 @@ def serve(
         max_set_items=max_set_items,
         max_round_items=max_round_items,
         max_refused_chunks=max_refused_chunks,
+        max_alert_backlog=max_alert_backlog,
         limits=server_limits(**options),
         monitoring=monitoring_config(**options),
     )
@@ -194,7 +210,9 @@ def _serve_monitored(config: CoordinatorConfig, monitor: Monitor) -> None:
         max_set_items=config.max_set_items,
         max_round_items=config.max_round_items,
         max_refused_chunks=config.max_refused_chunks,
-        key_pins=roster.key_pin_of,  # Each result names the member's enrolled key (reports check it).
+        key_pins=roster.key_pin_of,  # Each result and alert names the member's enrolled key (reports check it).
+        max_alert_backlog=config.max_alert_backlog,
+        reader=sql_unit_of_work(engine, reading=True),  # Alert watches read without the write lock.
     )
 
     def started(port: int) -> None:
@@ -431,9 +449,13 @@ def _round_lines(round_: Round, committed: int) -> list[tuple[str, str]]:
 @_address
 @tls_options
 def round_list(address: PeerEndpoint, ca_cert: Path, cert: Path, key: Path, crl: Path | None) -> None:
-    """List rounds: state, threshold, epoch, types, label sharing, commitments, deadline, name."""
+    """List rounds: state, threshold, epoch, types, label sharing, commitments, deadline, name.
+
+    Continuous scopes are listed by `coordinator scope list`."""
+    from alliance_psi.protocol.model import RoundKind
+
     with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
-        rounds = client.list_rounds()
+        rounds = client.list_rounds(kind=RoundKind.BATCH)
     click.echo(_round_listing(rounds) if rounds else "no rounds yet")
 
 
@@ -465,3 +487,201 @@ def round_close(
     with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
         closed = client.close_round(round_id, reason)
     click.echo(f"round {closed.round_id} is {closed.state.value}")
+
+
+# Continuous scopes (admin client) ------------------------------------------------------------------
+
+_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _interval(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """``--min-interval``: seconds (``90``) or a number with s, m, h or d (``15m``), up to 7 days."""
+    from alliance_psi.protocol.coordinator import MAX_INTERVAL_SECONDS
+
+    text = value.strip().lower()
+    unit = _DURATION.get(text[-1:], 0) if text else 0
+    number = text[:-1] if unit else text
+    if not number.isdigit() or not number.isascii():
+        raise click.BadParameter(f"{value!r} is not a duration: give seconds (90) or a number with s, m, h or d (15m)")
+    seconds = int(number) * (unit or 1)
+    if seconds > MAX_INTERVAL_SECONDS:
+        raise click.BadParameter(f"{value} is longer than 7 days, the longest interval")
+    return seconds
+
+
+def _epoch(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from alliance_psi.protocol.coordinator import ID_PATTERN
+
+    if not ID_PATTERN.match(value):
+        raise click.BadParameter(
+            f"{value!r}: a key epoch is 1-64 letters, digits, '.', '_' or '-' (as the custodians name it)"
+        )
+    return value
+
+
+def _types(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    from alliance_psi.identifiers import IdentifierType
+
+    types = tuple(t.strip() for t in value.split(",") if t.strip())
+    known = [t.value for t in IdentifierType]
+    unknown = [t for t in types if t not in known]
+    if unknown or not types:
+        raise click.BadParameter(f"unknown types {unknown or '(none given)'}; known: {', '.join(known)}")
+    return types
+
+
+def _every(seconds: int) -> str:
+    """``at once``, or ``every 15 min`` (the largest unit that divides the interval)."""
+    if not seconds:
+        return "at once"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"every {seconds // size} {unit}"
+    return f"every {seconds} s"
+
+
+@coordinator_group.group("scope")
+def scope_group() -> None:
+    """Create, list, show and close continuous scopes (needs an admin certificate).
+
+    A continuous scope matches each member's delta as it commits and alerts the holders of the
+    tokens it changed (docs/operations.md, "Continuous scopes").
+    """
+
+
+@scope_group.command("create")
+@_address
+@tls_options
+@click.option("--name", required=True, help="What the scope watches for.")
+@click.option(
+    "--threshold", type=click.IntRange(min=2), default=2, show_default=True, help="Members that must hold a token."
+)
+@click.option("--epoch", required=True, callback=_epoch, help="Key epoch the custodians serve.")
+@click.option(
+    "--types",
+    default="phone,id_card,bank_card,uscc",
+    show_default=True,
+    callback=_types,
+    help="Comma-separated identifier types.",
+)
+@click.option("--invite", default="", help="Comma-separated member ids (default: every member).")
+@click.option(
+    "--share-labels/--no-share-labels",
+    default=True,
+    show_default=True,
+    help="Pass members' sealed labels to co-holders.",
+)
+@click.option(
+    "--min-interval",
+    default="0",
+    show_default=True,
+    callback=_interval,
+    help="Release alerts only at multiples of this after creation (90, 15m, 1h): blurs when a change happened.",
+)
+@click.option("--id", "scope_id", default="", help="Scope id (generated when empty).")
+def scope_create(
+    address: PeerEndpoint,
+    ca_cert: Path,
+    cert: Path,
+    key: Path,
+    crl: Path | None,
+    name: str,
+    threshold: int,
+    epoch: str,
+    types: tuple[str, ...],
+    invite: str,
+    share_labels: bool,
+    min_interval: int,
+    scope_id: str,
+) -> None:
+    """Open a standing continuous scope; it runs until `scope close`."""
+    from alliance_psi.protocol.coordinator import RoundSpec
+    from alliance_psi.protocol.model import NO_DEADLINE, RoundKind
+
+    spec = RoundSpec(
+        name=name,
+        threshold=threshold,
+        key_epoch=epoch,
+        deadline=NO_DEADLINE,
+        allowed_types=types,
+        invited=tuple(m.strip() for m in invite.split(",") if m.strip()) or None,
+        share_labels=share_labels,
+        round_id=scope_id,
+        kind=RoundKind.CONTINUOUS,
+        min_interval_seconds=min_interval,
+    )
+    with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
+        created = client.create_round(spec)
+    click.echo(created.round_id)
+
+
+@scope_group.command("list")
+@_address
+@tls_options
+def scope_list(address: PeerEndpoint, ca_cert: Path, cert: Path, key: Path, crl: Path | None) -> None:
+    """List continuous scopes: state, threshold, epoch, types, labels, alert interval, members, name."""
+    from alliance_psi.cli._columns import columns
+    from alliance_psi.cli.reports import console_safe
+    from alliance_psi.protocol.model import RoundKind
+
+    with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
+        scopes = client.list_rounds(kind=RoundKind.CONTINUOUS)
+    header = ("scope", "state", "t", "epoch", "types", "labels", "alerts", "committed", "name")
+    rows = [
+        tuple(
+            console_safe(cell)
+            for cell in (
+                s.round_id,
+                s.state.value,
+                str(s.threshold),
+                s.key_epoch,
+                ",".join(s.allowed_types),
+                "shared" if s.share_labels else "not shared",
+                _every(s.min_interval_seconds),
+                _committed(s, committed),
+                s.name,
+            )
+        )
+        for s, committed in scopes
+    ]
+    click.echo(columns(header, rows) if rows else "no continuous scopes yet")
+
+
+@scope_group.command("show")
+@_address
+@tls_options
+@click.argument("scope_id")
+def scope_show(address: PeerEndpoint, ca_cert: Path, cert: Path, key: Path, crl: Path | None, scope_id: str) -> None:
+    """Show one continuous scope: types, invitees, label sharing, alert interval, state, members."""
+    from alliance_psi.cli.reports import console_safe
+
+    with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
+        found, committed = client.get_round(scope_id)
+    if not found.continuous:
+        raise click.ClickException(f"{scope_id} is a batch round, not a continuous scope: see `coordinator round show`")
+    lines = [(("scope" if n == "round" else n), v) for n, v in _round_lines(found, committed) if n != "deadline"]
+    lines.insert(
+        8, ("alerts", _every(found.min_interval_seconds) + " (after creation)" * bool(found.min_interval_seconds))
+    )
+    width = max(len(name) for name, _ in lines)
+    for name, value in lines:
+        click.echo(f"{name:<{width}}  {console_safe(value)}")
+
+
+@scope_group.command("close")
+@_address
+@tls_options
+@click.argument("scope_id")
+@click.option("--reason", default="", help="Recorded in the audit log.")
+def scope_close(
+    address: PeerEndpoint, ca_cert: Path, cert: Path, key: Path, crl: Path | None, scope_id: str, reason: str
+) -> None:
+    """Close a continuous scope: no more deltas; each member's final result is issued over its set."""
+    with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
+        found, _ = client.get_round(scope_id)
+        if not found.continuous:
+            raise click.ClickException(
+                f"{scope_id} is a batch round, not a continuous scope: see `coordinator round close`"
+            )
+        closed = client.close_round(scope_id, reason)
+    click.echo(f"scope {closed.round_id} is closed; final results issued ({closed.state.value})")

@@ -56,11 +56,13 @@ from alliance_psi.protocol.result_codec import (
 )
 from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS, check_item, check_no_repeats, chunk_digest
 
-__all__ = ["MAX_ID_CHARS", "MAX_INTERVAL_SECONDS", "Chunk", "Commit", "CoordinatorRole", "RoundSpec"]
+__all__ = ["ID_PATTERN", "MAX_ID_CHARS", "MAX_INTERVAL_SECONDS", "Chunk", "Commit", "CoordinatorRole", "RoundSpec"]
 
 MAX_ID_CHARS = 64  # Round ids, key epochs and member ids.
 MAX_INTERVAL_SECONDS = 7 * 24 * 3600  # A continuous scope's minimum interval between alert releases.
-_ID = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_ID_CHARS - 1}}}$")
+ID_PATTERN = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_ID_CHARS - 1}}}$")
+"""What a round id, a key epoch or a member id looks like: 1-64 letters, digits, '.', '_' or '-'."""
+_ID = ID_PATTERN
 _MAX_CHUNK_INDEX = 1_000_000
 
 

@@ -1,0 +1,85 @@
+"""``coordinator scope create/list/show/close``: the operator's continuous scopes, and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from alliance_psi.cli.main import main
+from tests.integration.services.conftest import AlliancePki
+
+
+def run(*args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, list(args))
+
+
+def admin_tls(pki: AlliancePki) -> list[str]:
+    return [
+        "--ca",
+        str(pki.directory / "ca.pem"),
+        "--cert",
+        str(pki.directory / "admin.pem"),
+        "--key",
+        str(pki.directory / "admin.key"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--threshold", "1", "1 is not in the range x>=2"),
+        ("--epoch", "2026 Q1", "'2026 Q1': a key epoch is 1-64 letters, digits, '.', '_' or '-'"),
+        ("--types", "phone,fax", "unknown types ['fax']; known: phone,"),
+        ("--types", ",", "unknown types (none given)"),
+        ("--min-interval", "5x", "'5x' is not a duration: give seconds (90) or a number with s, m, h or d (15m)"),
+        ("--min-interval", "-5", "'-5' is not a duration"),
+        ("--min-interval", "8d", "8d is longer than 7 days, the longest interval"),
+    ],
+)
+def test_bad_input_is_refused_before_any_connection(option: str, value: str, message: str, pki: AlliancePki) -> None:
+    args = {"--name": "watch", "--epoch": "epoch-test", option: value}
+    flat = [part for pair in args.items() for part in pair]
+    result = run("coordinator", "scope", "create", "--coordinator", "127.0.0.1:1", *admin_tls(pki), *flat)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+
+
+def test_operator_scope_commands(tmp_path: Path, pki: AlliancePki) -> None:
+    from tests.integration.services.harness import running_alliance
+
+    with running_alliance(tmp_path, pki, custodians=1) as alliance:
+        target = ["--coordinator", alliance.coordinator_address, *admin_tls(pki)]
+        created = run(
+            "coordinator", "scope", "create", *target, "--name", "Mule accounts", "--epoch", "epoch-test",
+            "--threshold", "3", "--invite", "bank-a,bank-b,bank-c", "--types", "phone,bank_card",
+            "--min-interval", "15m", "--id", "mules",
+        )  # fmt: skip
+        assert created.exit_code == 0 and created.output == "mules\n", created.output
+        other = ["--name", "Open", "--epoch", "epoch-test", "--id", "open-watch", "--no-share-labels"]
+        assert run("coordinator", "scope", "create", *target, *other).exit_code == 0
+        assert run("coordinator", "round", "create", *target, "--name", "Batch", "--epoch", "epoch-test").exit_code == 0
+        listed = run("coordinator", "scope", "list", *target)
+        lines = listed.output.splitlines()
+        assert listed.exit_code == 0 and len(lines) == 3, listed.output  # The batch round is not a scope.
+        assert lines[0].split() == ["scope", "state", "t", "epoch", "types", "labels", "alerts", "committed", "name"]
+        assert lines[1].split() == ["mules", "open", "3", "epoch-test", "phone,bank_card", "shared", "every", "15", "min", "0", "of", "3", "invited", "Mule", "accounts"]  # fmt: skip
+        assert lines[2].split()[:8] == ["open-watch", "open", "2", "epoch-test", "phone,id_card,bank_card,uscc", "not", "shared", "at"]  # fmt: skip
+        rounds = run("coordinator", "round", "list", *target)
+        assert "mules" not in rounds.output and "Batch" in rounds.output
+        shown = run("coordinator", "scope", "show", "mules", *target)
+        facts = dict(line.split(None, 1) for line in shown.output.replace("key epoch", "key-epoch").splitlines())
+        assert shown.exit_code == 0 and facts["scope"] == "mules" and facts["state"] == "open"
+        assert facts["alerts"] == "every 15 min (after creation)" and facts["threshold"] == "3 members"
+        assert facts["types"] == "phone, bank_card" and facts["labels"] == "shared with co-holders"
+        assert "deadline" not in facts
+        missing = run("coordinator", "scope", "show", "no-such", *target)
+        assert missing.exit_code == 1 and "no round no-such" in missing.output
+        batch_id = rounds.output.splitlines()[1].split()[0]
+        not_a_scope = run("coordinator", "scope", "close", batch_id, *target)
+        assert not_a_scope.exit_code == 1 and "is a batch round, not a continuous scope" in not_a_scope.output
+        closed = run("coordinator", "scope", "close", "mules", *target, "--reason", "case closed")
+        assert closed.exit_code == 0 and closed.output == "scope mules is closed; final results issued (matched)\n"
+        again = run("coordinator", "scope", "close", "mules", *target)
+        assert again.exit_code == 1 and "round mules is already matched" in again.output
