@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import grpc
 
@@ -319,7 +319,9 @@ class CoordinatorClient(_Client):
         the next to come.
         """
         request = pb_coordinator.WatchAlertsRequest(scope_id=scope_id, from_sequence=from_sequence)
-        stream = self.stub.WatchAlerts(request, timeout=timeout)
+        return self._alert_batches(self.stub.WatchAlerts(request, timeout=timeout))  # The call starts now.
+
+    def _alert_batches(self, stream: Any) -> Generator[AlertBatch, None, None]:
         try:
             for batch in stream:
                 yield messages.alert_batch_from_pb(batch)

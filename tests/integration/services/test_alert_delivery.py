@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,11 +140,12 @@ def test_a_watch_waiting_for_alerts_is_not_idle_and_gets_the_next_alert(tmp_path
     # coordinator, so it stays, with no message on it until the next alert (no heartbeat).
     limits = ServerLimits(stream_idle_seconds=1.0)
     with alliance_with_scope(tmp_path, pki, limits=limits) as (alliance, scope_id), client(alliance, "bank-a") as a:
-        with contextlib.closing(a.watch_alerts()) as stream:
+        with contextlib.closing(a.watch_alerts()) as stream:  # The call is open from here.
             sender(alliance, scope_id, "bank-a").send({T1: label(1)}, replace=True)
             with client(alliance, "bank-c") as c:  # Other calls come and go while it waits.
-                for _ in range(40):
+                for _ in range(10):
                     c.list_rounds()
+            time.sleep(4 * limits.stream_idle_seconds)  # The reaper's chances (it looks every second).
             sender(alliance, scope_id, "bank-b").send({T1: label(11)}, replace=True)
             alerts, batches = read_alerts(alliance, stream, "bank-a", 1)
         assert [x.kind for x in alerts] == [AlertKind.MATCH] and len(batches) == 1
