@@ -394,12 +394,14 @@ def _committed(round_: Round, committed: int) -> str:
     return f"{committed} of {len(round_.invited)} invited" if round_.invited is not None else str(committed)
 
 
-def _round_listing(rounds: list[tuple[Round, int]]) -> str:
-    """Rounds one a line, in columns that never cut a round id (``cli._columns``)."""
+def _round_listing(rounds: list[tuple[Round, int]], *, scopes: bool = False) -> str:
+    """Rounds (or continuous ``scopes``, with their alert interval and no deadline) one a line, in
+    columns that never cut a round id (``cli._columns``)."""
     from alliance_psi.cli._columns import columns
     from alliance_psi.cli.reports import console_safe
 
-    header = ("round", "state", "t", "epoch", "types", "labels", "committed", "deadline (UTC)", "name")
+    kind = ("scope", "alerts") if scopes else ("round", "deadline (UTC)")
+    header = (kind[0], "state", "t", "epoch", "types", "labels", "committed", kind[1], "name")
     rows = [
         tuple(
             console_safe(cell)
@@ -411,7 +413,7 @@ def _round_listing(rounds: list[tuple[Round, int]]) -> str:
                 ",".join(r.allowed_types),
                 "shared" if r.share_labels else "not shared",
                 _committed(r, committed),
-                f"{r.deadline:%Y-%m-%d %H:%M}",
+                _every(r.min_interval_seconds) if scopes else f"{r.deadline:%Y-%m-%d %H:%M}",
                 r.name,
             )
         )
@@ -445,6 +447,15 @@ def _round_lines(round_: Round, committed: int) -> list[tuple[str, str]]:
     return lines
 
 
+def _echo_facts(lines: list[tuple[str, str]]) -> None:
+    """One fact a line, the names in a column."""
+    from alliance_psi.cli.reports import console_safe
+
+    width = max(len(name) for name, _ in lines)
+    for name, value in lines:
+        click.echo(f"{name:<{width}}  {console_safe(value)}")
+
+
 @round_group.command("list")
 @_address
 @tls_options
@@ -465,14 +476,10 @@ def round_list(address: PeerEndpoint, ca_cert: Path, cert: Path, key: Path, crl:
 @click.argument("round_id")
 def round_show(address: PeerEndpoint, ca_cert: Path, cert: Path, key: Path, crl: Path | None, round_id: str) -> None:
     """Show one round: its types, invitees, label sharing, state and commitments."""
-    from alliance_psi.cli.reports import console_safe
 
     with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
         found, committed = client.get_round(round_id)
-    lines = _round_lines(found, committed)
-    width = max(len(name) for name, _ in lines)
-    for name, value in lines:
-        click.echo(f"{name:<{width}}  {console_safe(value)}")
+    _echo_facts(_round_lines(found, committed))
 
 
 @round_group.command("close")
@@ -619,32 +626,12 @@ def scope_create(
 @_address
 @tls_options
 def scope_list(address: PeerEndpoint, ca_cert: Path, cert: Path, key: Path, crl: Path | None) -> None:
-    """List continuous scopes: state, threshold, epoch, types, labels, alert interval, members, name."""
-    from alliance_psi.cli._columns import columns
-    from alliance_psi.cli.reports import console_safe
+    """List continuous scopes: state, threshold, epoch, types, labels, members, alert interval, name."""
     from alliance_psi.protocol.model import RoundKind
 
     with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
         scopes = client.list_rounds(kind=RoundKind.CONTINUOUS)
-    header = ("scope", "state", "t", "epoch", "types", "labels", "alerts", "committed", "name")
-    rows = [
-        tuple(
-            console_safe(cell)
-            for cell in (
-                s.round_id,
-                s.state.value,
-                str(s.threshold),
-                s.key_epoch,
-                ",".join(s.allowed_types),
-                "shared" if s.share_labels else "not shared",
-                _every(s.min_interval_seconds),
-                _committed(s, committed),
-                s.name,
-            )
-        )
-        for s, committed in scopes
-    ]
-    click.echo(columns(header, rows) if rows else "no continuous scopes yet")
+    click.echo(_round_listing(scopes, scopes=True) if scopes else "no continuous scopes yet")
 
 
 @scope_group.command("show")
@@ -653,7 +640,6 @@ def scope_list(address: PeerEndpoint, ca_cert: Path, cert: Path, key: Path, crl:
 @click.argument("scope_id")
 def scope_show(address: PeerEndpoint, ca_cert: Path, cert: Path, key: Path, crl: Path | None, scope_id: str) -> None:
     """Show one continuous scope: types, invitees, label sharing, alert interval, state, members."""
-    from alliance_psi.cli.reports import console_safe
 
     with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
         found, committed = client.get_round(scope_id)
@@ -663,9 +649,7 @@ def scope_show(address: PeerEndpoint, ca_cert: Path, cert: Path, key: Path, crl:
     lines.insert(
         8, ("alerts", _every(found.min_interval_seconds) + " (after creation)" * bool(found.min_interval_seconds))
     )
-    width = max(len(name) for name, _ in lines)
-    for name, value in lines:
-        click.echo(f"{name:<{width}}  {console_safe(value)}")
+    _echo_facts(lines)
 
 
 @scope_group.command("close")

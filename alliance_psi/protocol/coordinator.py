@@ -44,7 +44,6 @@ from alliance_psi.protocol.model import (
     Round,
     RoundKind,
     RoundState,
-    SubmissionState,
     SubmissionStatus,
 )
 from alliance_psi.protocol.ports import CoordinatorTx, CoordinatorUnitOfWork
@@ -54,6 +53,7 @@ from alliance_psi.protocol.result_codec import (
     SignedResultHeader,
     decode_header,
 )
+from alliance_psi.protocol.scope_deltas import commit_and_match, commit_detail, discard_refused
 from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS, check_item, check_no_repeats, chunk_digest
 
 __all__ = ["ID_PATTERN", "MAX_ID_CHARS", "MAX_INTERVAL_SECONDS", "Chunk", "Commit", "CoordinatorRole", "RoundSpec"]
@@ -363,7 +363,7 @@ class CoordinatorRole:
         try:
             return self._stage(caller, chunk, now)
         except Conflict as exc:
-            if not self._discard_refused(caller, chunk.round_id, chunk.sequence):
+            if not discard_refused(self.uow, caller.name, chunk.round_id, chunk.sequence):
                 raise
             raise Conflict(f"{exc}; the staged delta is discarded: send it again from its first chunk") from None
 
@@ -435,20 +435,7 @@ class CoordinatorRole:
                 max_set_items=self.max_set_items,
             )
             tx.submissions.record_share_name(round_id, caller.name, commit.share_name)
-            tx.audit.append(
-                actor=caller.name,
-                action="submission.commit",
-                at=now,
-                detail={
-                    "round_id": round_id,
-                    "items": commit.item_count,
-                    "digest": commit.digest.hex(),
-                    "replace": commit.replace,
-                    "set_count": commit.set_count,
-                    "set_digest": commit.set_digest.hex(),
-                    "share_name": commit.share_name,
-                },
-            )
+            tx.audit.append(actor=caller.name, action="submission.commit", at=now, detail=commit_detail(commit))
             everyone_in = found.invited is not None and set(found.invited) <= set(
                 tx.submissions.committed_members(round_id)
             )
@@ -458,8 +445,7 @@ class CoordinatorRole:
         return status
 
     def _commit_continuous(self, caller: Identity, commit: Commit, now: datetime) -> SubmissionStatus:
-        """Commit delta ``commit.sequence`` to a continuous scope and match it at once: its alerts
-        are written (or held until the scope's interval boundary) in the commit's transaction.
+        """Commit delta ``commit.sequence`` to a continuous scope and match it at once (``scope_deltas``).
 
         A commit refused for its staged content (count, digest, the set it would leave, a limit)
         discards the staged delta, so that the member's next attempt starts from its first chunk.
@@ -467,63 +453,15 @@ class CoordinatorRole:
         try:
             with self.uow() as tx:
                 found = self._open_round_for(tx, caller, commit.round_id)
-                status, changes = tx.submissions.commit_delta(
-                    commit.round_id,
-                    caller.name,
-                    sequence=commit.sequence,
-                    item_count=commit.item_count,
-                    digest=commit.digest,
-                    at=now,
-                    replace=commit.replace,
-                    set_count=commit.set_count,
-                    set_digest=commit.set_digest,
-                    max_set_items=self.max_set_items,
+                status, alerted = commit_and_match(
+                    tx, found, caller.name, commit, outbox=self.outbox, now=now, max_set_items=self.max_set_items
                 )
-                if changes is None:  # The same commit again: it changed nothing this time.
-                    return status
-                tx.submissions.record_share_name(commit.round_id, caller.name, commit.share_name)
-                tx.audit.append(
-                    actor=caller.name,
-                    action="submission.commit",
-                    at=now,
-                    detail={
-                        "round_id": commit.round_id,
-                        "sequence": commit.sequence,
-                        "items": commit.item_count,
-                        "digest": commit.digest.hex(),
-                        "replace": commit.replace,
-                        "set_count": commit.set_count,
-                        "set_digest": commit.set_digest.hex(),
-                        "share_name": commit.share_name,
-                    },
-                )
-                alerted = self.outbox.route(tx, found, self.outbox.drafts(tx, found, caller.name, changes), now)
         except (Conflict, LimitExceeded) as exc:
-            if not self._discard_refused(caller, commit.round_id, commit.sequence):
+            if not discard_refused(self.uow, caller.name, commit.round_id, commit.sequence):
                 raise
             raise type(exc)(f"{exc}; the staged delta is discarded: send it again from its first chunk") from None
         self.feed.signal.notify(alerted)
         return status
-
-    def _discard_refused(self, caller: Identity, round_id: str, sequence: int) -> bool:
-        """After a chunk or commit of delta ``sequence`` to a continuous scope was refused for its
-        content, drop the caller's staged delta (its own, never committed); return whether it did.
-        Nothing is dropped for another sequence (a stale retry) or while chunks are missing below
-        the last one stored (an upload to resume)."""
-        with self.uow() as tx:
-            try:
-                found = tx.rounds.get_round(round_id)
-            except NotFound:
-                return False
-            if not found.continuous or found.state is not RoundState.OPEN:
-                return False
-            status = tx.submissions.submission_status(round_id, caller.name)
-            if status.state is not SubmissionState.STAGING or sequence != status.commit_sequence + 1:
-                return False
-            if list(status.chunks) != list(range(len(status.chunks))):
-                return False
-            tx.submissions.discard_staged(round_id, caller.name)
-            return True
 
     # Matching and results ----------------------------------------------------------------
 

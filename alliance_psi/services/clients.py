@@ -133,6 +133,17 @@ class _Client:
                 return HandshakeFailed(f"cannot trust {self.peer}: {diagnosis.cause}")
         return _typed_error(err, self.peer)
 
+    def _streamed(self, stream: Any, convert: Callable[[Any], T]) -> Generator[T, None, None]:
+        """A server stream's messages, converted, as they arrive; its failure as a typed error;
+        the call cancelled when the generator is closed."""
+        try:
+            for message in stream:
+                yield convert(message)
+        except grpc.RpcError as err:
+            raise self._failed(err) from None
+        finally:
+            stream.cancel()
+
     def explain(self) -> Diagnosis | None:
         """What is wrong with the server at this client's address, if anything (after a failure)."""
         timeout = min(self.retry.timeout, DIAGNOSIS_TIMEOUT)
@@ -277,14 +288,9 @@ class CoordinatorClient(_Client):
         it is read. Raises the typed error of the status, ``NotFound`` before matching.
         """
         request = pb_coordinator.GetResultRequest(round_id=round_id)
-        stream = self.stub.GetResult(request, timeout=self.retry.timeout * 10)
-        try:
-            for part in stream:
-                yield messages.result_part_from_pb(part)
-        except grpc.RpcError as err:
-            raise self._failed(err) from None
-        finally:
-            stream.cancel()
+        yield from self._streamed(
+            self.stub.GetResult(request, timeout=self.retry.timeout * 10), messages.result_part_from_pb
+        )
 
     def checkpoint(self) -> SignedCheckpoint:
         """The audit log's signed head now."""
@@ -319,16 +325,8 @@ class CoordinatorClient(_Client):
         the next to come.
         """
         request = pb_coordinator.WatchAlertsRequest(scope_id=scope_id, from_sequence=from_sequence)
-        return self._alert_batches(self.stub.WatchAlerts(request, timeout=timeout))  # The call starts now.
-
-    def _alert_batches(self, stream: Any) -> Generator[AlertBatch, None, None]:
-        try:
-            for batch in stream:
-                yield messages.alert_batch_from_pb(batch)
-        except grpc.RpcError as err:
-            raise self._failed(err) from None
-        finally:
-            stream.cancel()
+        # The call starts now, not when the first batch is read.
+        return self._streamed(self.stub.WatchAlerts(request, timeout=timeout), messages.alert_batch_from_pb)
 
     def ack_alerts(self, up_to_sequence: int) -> tuple[int, int]:
         """Acknowledge the caller's alerts up to ``up_to_sequence`` (in every scope): they are never

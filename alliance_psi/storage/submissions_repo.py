@@ -392,16 +392,7 @@ class SubmissionRepository:
         staging: the first chunk (or empty commit) after a commit starts it, clearing the last
         delta's chunks. Raises ``Conflict`` for another sequence, or the other mode (whole set or
         delta) than the one the staging delta started with."""
-        self._conn.execute(
-            insert_ignoring(self._conn, submissions).values(
-                round_id=round_id,
-                member_id=member_id,
-                state=SubmissionState.STAGING.value,
-                item_count=0,
-                replaces_set=replace,
-                commit_seq=0,
-            )
-        )
+        self._add_row(round_id, member_id, replace)
         row = self._conn.execute(
             select(submissions.c.state, submissions.c.replaces_set, submissions.c.commit_seq)
             .where(self._key(submissions, round_id, member_id))
@@ -603,9 +594,8 @@ class SubmissionRepository:
     def _key_in(round_id: str, members: Sequence[str]) -> ColumnElement[bool]:
         return and_(submissions.c.round_id == round_id, submissions.c.member_id.in_(members))
 
-    def _lock_submission(self, round_id: str, member_id: str, replace: bool = True) -> SubmissionState:
-        # Create the row if needed, then lock it: a member's chunks and commit are serialized.
-        # The first chunk (or an empty commit) fixes whether the submission is a whole set.
+    def _add_row(self, round_id: str, member_id: str, replace: bool) -> None:
+        """The member's submission row, staging, unless it has one."""
         self._conn.execute(
             insert_ignoring(self._conn, submissions).values(
                 round_id=round_id,
@@ -615,6 +605,11 @@ class SubmissionRepository:
                 replaces_set=replace,
             )
         )
+
+    def _lock_submission(self, round_id: str, member_id: str, replace: bool = True) -> SubmissionState:
+        # Create the row if needed, then lock it: a member's chunks and commit are serialized.
+        # The first chunk (or an empty commit) fixes whether the submission is a whole set.
+        self._add_row(round_id, member_id, replace)
         row = self._conn.execute(
             select(submissions.c.state, submissions.c.replaces_set)
             .where(self._key(submissions, round_id, member_id))

@@ -63,9 +63,9 @@ def test_operator_scope_commands(tmp_path: Path, pki: AlliancePki) -> None:
         listed = run("coordinator", "scope", "list", *target)
         lines = listed.output.splitlines()
         assert listed.exit_code == 0 and len(lines) == 3, listed.output  # The batch round is not a scope.
-        assert lines[0].split() == ["scope", "state", "t", "epoch", "types", "labels", "alerts", "committed", "name"]
-        assert lines[1].split() == ["mules", "open", "3", "epoch-test", "phone,bank_card", "shared", "every", "15", "min", "0", "of", "3", "invited", "Mule", "accounts"]  # fmt: skip
-        assert lines[2].split()[:8] == ["open-watch", "open", "2", "epoch-test", "phone,id_card,bank_card,uscc", "not", "shared", "at"]  # fmt: skip
+        assert lines[0].split() == ["scope", "state", "t", "epoch", "types", "labels", "committed", "alerts", "name"]
+        assert lines[1].split() == ["mules", "open", "3", "epoch-test", "phone,bank_card", "shared", "0", "of", "3", "invited", "every", "15", "min", "Mule", "accounts"]  # fmt: skip
+        assert lines[2].split()[:9] == ["open-watch", "open", "2", "epoch-test", "phone,id_card,bank_card,uscc", "not", "shared", "0", "at"]  # fmt: skip
         rounds = run("coordinator", "round", "list", *target)
         assert "mules" not in rounds.output and "Batch" in rounds.output
         shown = run("coordinator", "scope", "show", "mules", *target)
