@@ -214,6 +214,7 @@ class MemorySubmissions(_OverState):
         removals: Sequence[bytes] = (),
         replace: bool = True,
         max_items: int | None = None,
+        sequence: int = 0,  # Continuous scopes' commit sequence: these fakes serve batch rounds only.
     ) -> bool:
         if chunk_index < 0 or len(chunk_digest) != 32:
             raise InvalidRequest("a chunk needs an index >= 0 and a 32-byte digest")
@@ -418,6 +419,15 @@ class MemoryResults(_OverState):
         return self._s.result_pages[(round_id, member_id, page_index)]
 
 
+class MemoryAlerts:
+    """The alert outbox, as far as batch rounds touch it: these fakes serve no continuous scope, so
+    no alert is ever held (the coordinator's tick asks). Continuous scopes are tested on SQLite
+    and PostgreSQL (``tests/integration/storage/test_continuous_matching.py``)."""
+
+    def due_scopes(self, now: datetime) -> list[str]:
+        return []
+
+
 @dataclass
 class _Tx:
     rounds: MemoryRounds
@@ -425,6 +435,7 @@ class _Tx:
     matching: MemoryMatching
     results: MemoryResults
     audit: MemoryAudit
+    alerts: MemoryAlerts = field(default_factory=MemoryAlerts)
 
     @classmethod
     def over(cls, state: _State, audit: MemoryAudit) -> _Tx:
