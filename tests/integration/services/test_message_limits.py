@@ -61,7 +61,7 @@ def test_a_huge_or_overfull_chunk_leaves_the_coordinator_small(tmp_path: Path, p
         assert huge.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
         assert f"larger than max ({len(data)} vs. {MAX_REQUEST_BYTES})" in huge.details()
         assert refused.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert refused.details() == "UploadChunks: a request of more than 8196 fields is over the limit"
+        assert refused.details() == "UploadChunks: a request of more than 8197 fields is over the limit"
 
 
 def test_an_overfull_batch_leaves_the_custodian_small(tmp_path: Path, pki: AlliancePki) -> None:
