@@ -290,3 +290,36 @@ def test_closing_a_scope_issues_final_results_over_the_standing_sets(scope: Scop
     assert closed.state is RoundState.MATCHED
     header, pages = scope.role.get_result(Identity("bank-b", Role.MEMBER), scope.scope_id)
     assert header.header and len([leaf for page in pages for leaf in page.leaves]) == 1  # T1 only.
+
+
+def test_concurrent_commits_of_one_scope_number_every_members_alerts_without_gaps(engine: Engine) -> None:
+    # Four members add the same tokens at once, over separate connections: the scope's commits
+    # take turns, each seeing the counts the one before left, and every alert is numbered once.
+    import threading
+
+    scope = make_scope(engine)
+    tokens = {token(i): label(i) for i in range(40, 46)}
+    errors: list[BaseException] = []
+
+    def commit(member: str) -> None:
+        try:
+            scope.senders[member].send(tokens, replace=True)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=commit, args=(m,)) for m in MEMBERS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for member in MEMBERS:
+        alerts = scope.alerts(member)
+        assert [a.sequence for a in alerts] == list(range(1, len(alerts) + 1))
+        # Per token: one MATCH (when it reached 2, or when this member joined later), then a
+        # JOINED for each member that joined after this one.
+        for t in tokens:
+            mine = [(a.kind, a.holder_count) for a in alerts if a.match_token == t]
+            assert mine[0][0] is AlertKind.MATCH and all(kind is AlertKind.JOINED for kind, _ in mine[1:])
+            assert [count for _, count in mine] == list(range(mine[0][1], 5))
+    assert sum(len(scope.alerts(m)) for m in MEMBERS) == len(tokens) * (2 + 3 + 4)
