@@ -212,3 +212,7 @@ def test_alerts_come_in_bounded_pages(tmp_path: Path, pki: AlliancePki) -> None:
             alerts, batches = read_alerts(alliance, stream, "bank-a", 5)
         assert [x.sequence for x in alerts] == [1, 2, 3, 4, 5]
         assert [len(b.alerts) for b in batches] == [2, 2, 1]
+        alliance.coordinator_role.feed.page_bytes = 1  # Smaller than any alert: one a message.
+        with contextlib.closing(a.watch_alerts()) as stream:
+            alerts, batches = read_alerts(alliance, stream, "bank-a", 5)
+        assert [len(b.alerts) for b in batches] == [1, 1, 1, 1, 1]
