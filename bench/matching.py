@@ -103,7 +103,7 @@ def match_closed(url: str) -> None:
     role = CoordinatorRole(sql_unit_of_work(engine), SigningKey.generate(), known_types=["phone"])
     with engine.connect() as conn:
         closed = conn.exec_driver_sql("SELECT round_id FROM rounds WHERE state = 'closed'").scalars().all()
-        in_sets = conn.exec_driver_sql("SELECT coalesce(sum(item_count), 0) FROM member_set_state").scalar_one()
+        in_sets = int(conn.exec_driver_sql("SELECT coalesce(sum(item_count), 0) FROM member_set_state").scalar_one())
     for round_id in closed:
         start = time.perf_counter()
         role._match(round_id)
