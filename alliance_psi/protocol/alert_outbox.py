@@ -115,9 +115,13 @@ class AlertOutbox:
             self._store(tx, scope, member, tx.alerts.allocate(member, len(wanted)), wanted, at)
         return alerted
 
-    def release_due(self, uow: CoordinatorUnitOfWork, now: datetime) -> set[str]:
-        """Release every held alert due at ``now``, a scope per transaction; return the members alerted."""
-        with uow() as tx:
+    def release_due(
+        self, uow: CoordinatorUnitOfWork, now: datetime, *, reader: CoordinatorUnitOfWork | None = None
+    ) -> set[str]:
+        """Release every held alert due at ``now``, a scope per transaction; return the members
+        alerted. ``reader`` looks for due scopes first without taking the write lock (the tick
+        asks every second; most of the time there is nothing due)."""
+        with (reader or uow)() as tx:
             scopes = tx.alerts.due_scopes(now)
         alerted: set[str] = set()
         for scope_id in scopes:

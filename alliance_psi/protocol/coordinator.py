@@ -294,7 +294,7 @@ class CoordinatorRole:
         """Close rounds past their deadline, match closed rounds and release the alerts of
         continuous scopes whose interval boundary came; return the round ids closed or matched."""
         now = self.clock()
-        self.feed.signal.notify(self.outbox.release_due(self.uow, now))
+        self.feed.signal.notify(self.outbox.release_due(self.uow, now, reader=self.feed.reader))
         with self.uow() as tx:
             due = [r.round_id for r in tx.rounds.list_rounds(RoundState.OPEN) if r.deadline <= now]
         for round_id in due:
