@@ -10,7 +10,7 @@ Our exception hierarchy::
     │   ├── MalformedScalar     bytes that are not a canonical, non-zero scalar
     │   ├── InvalidLabel        a sealed label failed to open (every cause, one error)
     │   ├── LabelTooLarge       a label plaintext does not fit the fixed padded size
-    │   ├── InvalidProof        a Merkle inclusion or consistency proof did not verify
+    │   ├── InvalidProof        a Merkle inclusion or consistency proof, or a DLEQ proof, did not verify
     │   ├── InvalidShare        a secret share that does not match its dealer's public commitments
     │   └── InvalidSignature    a signature did not verify
     │       ├── ReportMismatch  a lead report that does not match its signed evidence
@@ -173,7 +173,8 @@ class LabelTooLarge(CryptoError, ValueError):
 
 
 class InvalidProof(CryptoError):
-    """A Merkle inclusion or consistency proof did not verify (RFC 9162, section 2.1)."""
+    """A Merkle inclusion or consistency proof (RFC 9162, section 2.1) or a custodian's DLEQ proof
+    (RFC 9497, section 2.2) did not verify."""
 
 
 class InvalidShare(CryptoError):

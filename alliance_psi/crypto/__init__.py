@@ -1,7 +1,8 @@
 """The crypto layer: bytes in, bytes out; no I/O, no network, no storage.
 
 RFC 9497 OPRF (``oprf``), RFC 9380 expansion (``h2c``), group suites (``suite``), custodian key
-shares (``key_shares``), token and label-key derivation (``derive``), sealed labels
+shares of the multiplicative chain (``key_shares``), Shamir-shared threshold keys (``threshold``,
+their files ``threshold_keys``), RFC 9497 batched DLEQ proofs (``dleq``), token and label-key derivation (``derive``), sealed labels
 (``labels``), batch forms (``batch``), the process-pool pipeline (``parallel``) and the
 known-answer self-check (``selfcheck``).
 """

@@ -96,6 +96,31 @@ class Suite(abc.ABC):
     def random_scalar(self) -> bytes:
         """Return a uniformly random non-zero scalar from the operating system's CSPRNG."""
 
+    @abc.abstractmethod
+    def scalar_add(self, a: bytes, b: bytes) -> bytes:
+        """Return ``a + b`` modulo the group order."""
+
+    @abc.abstractmethod
+    def scalar_sub(self, a: bytes, b: bytes) -> bytes:
+        """Return ``a - b`` modulo the group order."""
+
+    def scalar_from_int(self, value: int) -> bytes:
+        """The scalar ``value`` modulo the group order (small public integers: indexes, counters)."""
+        return (value % self.order).to_bytes(self.Ns, "little")
+
+    @property
+    @abc.abstractmethod
+    def order(self) -> int:
+        """The prime order of the group."""
+
+    @abc.abstractmethod
+    def element_add(self, a: bytes, b: bytes) -> bytes:
+        """Return ``a + b`` for two elements this process computed or already checked.
+
+        The sum may be the identity (all zeros for ristretto255): callers that must refuse it
+        check it (``deserialize_element``). Never call it on unchecked bytes from a peer.
+        """
+
 
 class Ristretto255Sha512(Suite):
     """OPRF(ristretto255, SHA-512), RFC 9497 section 4.1, over libsodium (through pysodium)."""
@@ -195,6 +220,21 @@ class Ristretto255Sha512(Suite):
     def random_scalar(self) -> bytes:
         # libsodium draws uniformly from ]0, L[.
         return cast(bytes, pysodium.crypto_core_ristretto255_scalar_random())
+
+    def scalar_add(self, a: bytes, b: bytes) -> bytes:
+        return cast(bytes, pysodium.crypto_core_ristretto255_scalar_add(a, b))
+
+    def scalar_sub(self, a: bytes, b: bytes) -> bytes:
+        return cast(bytes, pysodium.crypto_core_ristretto255_scalar_sub(a, b))
+
+    @property
+    def order(self) -> int:
+        return self._ORDER
+
+    def element_add(self, a: bytes, b: bytes) -> bytes:
+        # libsodium decodes both (its return code is not surfaced by pysodium), so the inputs
+        # must be elements this process made or checked; see the abstract method.
+        return cast(bytes, pysodium.crypto_core_ristretto255_add(a, b))
 
 
 RISTRETTO255_SHA512 = Ristretto255Sha512()
