@@ -322,8 +322,12 @@ class CustodianConfig:
         CustodianConfig(…, enrolment_refresh_seconds=1.0)    # how stale the enrolment list may be
         CustodianConfig(…, limits=ServerLimits(max_calls_per_peer=4))   # see ServerLimits
         CustodianConfig(…, monitoring=MonitoringConfig(metrics_listen="127.0.0.1:9465"))
+        CustodianConfig(…, key_share=Path("custodian-2/2026q4.share"),      # a threshold share, checked
+                        epoch_file=Path("custodian-2/2026q4-epoch.json"))  # against its K_i at start
 
-    The key share file is written by ``alliance-psi custodian init-share``; keep it 0600 and
+    A chain key share is written by ``alliance-psi custodian init-share``; a threshold share by the
+    key generation (or ``custodian deal``, for tests and demos), with the public epoch file it
+    must match (``epoch_file``, required for a threshold share). Keep a share 0600 and
     back it up: losing it ends the epoch (every member recomputes its tokens under a new one).
     Only members enrolled in ``database`` by this custodian's operator
     (``alliance-psi custodian member add``) are served; a member's own quota there overrides
@@ -341,6 +345,7 @@ class CustodianConfig:
     kept_answers_per_member: int = KEPT_ANSWERS_PER_MEMBER
     free_resent_per_member: int = FREE_RESENT_PER_MEMBER
     monitoring: MonitoringConfig = MonitoringConfig()
+    epoch_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ from alliance_psi.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from alliance_psi.cli._serving import Monitor
+    from alliance_psi.crypto.key_shares import KeyShare
+    from alliance_psi.crypto.threshold_keys import PublicEpoch, ThresholdShare
 
 __all__ = ["custodian_group"]
 
@@ -53,6 +55,138 @@ def init_share(epoch: str, out: Path, force: bool) -> None:
     click.echo(f"wrote key share for epoch {epoch} to {out}")
 
 
+# Printed by `custodian deal` before anything else, and by every custodian serving a dealt epoch.
+DEALER_WARNING = (
+    "DEALER MODE, for tests and demos only: this dealer drew epoch {epoch}'s whole key and could evaluate the "
+    "PRF alone (test guesses of every identifier); an alliance generates its epochs with the custodians' "
+    "distributed key generation"
+)
+
+
+def _server_name(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    from alliance_psi.protocol.model import Role
+    from alliance_psi.services.pki import validate_server_name
+
+    try:
+        return tuple(validate_server_name(Role.CUSTODIAN, value) for value in values)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@custodian_group.command("deal")
+@click.option("--epoch", required=True, help="Key epoch name, e.g. 2026q4.")
+@click.option("--threshold", type=click.IntRange(min=1), required=True, help="Custodians needed to evaluate (τ).")
+@click.option(
+    "--custodian",
+    "names",
+    multiple=True,
+    required=True,
+    callback=_server_name,
+    help="A custodian's certificate name; repeat in index order (the first is index 1).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for NAME.share (one per custodian, 0600) and epoch.json (the public epoch file).",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def deal(epoch: str, threshold: int, names: tuple[str, ...], out: Path, force: bool) -> None:
+    """DEALER MODE (tests and demos only): deal EPOCH's key as threshold shares, one per --custodian.
+
+    Writes OUT/NAME.share for each custodian (its share k_i, mode 0600: hand each to its custodian
+    only) and OUT/epoch.json, the public epoch file (K = k·G and each K_i = k_i·G) that every
+    custodian serves with and every member loads. The dealer knew the whole key: an alliance
+    generates its epochs with the distributed key generation instead.
+    """
+    from alliance_psi.crypto.threshold_keys import deal_epoch_for_testing
+
+    click.echo(DEALER_WARNING.format(epoch=epoch), err=True)
+    with reported():
+        if len(set(names)) != len(names):
+            raise ConfigurationError("each --custodian must be named once")
+        if threshold > len(names):
+            raise ConfigurationError(f"--threshold {threshold} is more than the {len(names)} custodians named")
+        targets = [out / f"{name}.share" for name in names] + [out / "epoch.json"]
+        existing = [str(path) for path in targets if path.exists()]
+        if existing and not force:
+            raise ConfigurationError(f"{', '.join(existing)} exist; pass --force to replace them")
+        shares, public = deal_epoch_for_testing(epoch, names, threshold=threshold)
+        out.mkdir(parents=True, exist_ok=True)
+        for share, name in zip(shares, names, strict=True):
+            write_file_atomic(out / f"{name}.share", share.to_bytes())
+        write_file_atomic(out / "epoch.json", public.to_bytes(), private=False)
+    click.echo(f"dealt epoch {epoch}: {threshold} of {len(names)} custodians")
+    for share, name in zip(shares, names, strict=True):
+        click.echo(f"  {name}: index {share.index}, share {out / f'{name}.share'}")
+    click.echo(f"public epoch file {out / 'epoch.json'}, fingerprint {public.fingerprint()}")
+
+
+@custodian_group.command("show-commitment")
+@click.option("--key-share", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Key share file.")
+@click.option(
+    "--epoch-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The public epoch file: also check the share against it and print its fingerprint.",
+)
+@click.option("--name", default=None, help="This custodian's name, checked against the epoch file.")
+def show_commitment(key_share: Path, epoch_file: Path | None, name: str | None) -> None:
+    """Print a threshold share's public commitment K_i = k_i·G (never the share), to compare with the
+    epoch file members load; with --epoch-file, check that they agree."""
+    from alliance_psi.services.epoch_files import load_public_epoch, load_threshold_share
+
+    with reported():
+        share = load_threshold_share(key_share)
+        click.echo(
+            f"epoch {share.epoch} ({share.suite_id}), custodian index {share.index}, {share.threshold} of {share.n}"
+        )
+        click.echo(f"commitment K_{share.index} = {share.commitment().hex()}")
+        if epoch_file is not None:
+            public = load_public_epoch(epoch_file)
+            holder = public.by_index(share.index).name
+            public.check_share(share, name if name is not None else holder)
+            click.echo(
+                f"matches {epoch_file} (custodian {holder}; origin {public.origin}; fingerprint {public.fingerprint()})"
+            )
+
+
+def _load_share(config: CustodianConfig) -> tuple[KeyShare | ThresholdShare, PublicEpoch | None]:
+    """The custodian's share and, for a threshold share, the public epoch file it was checked against.
+
+    Raises:
+        ConfigurationError: a file is unreadable or damaged; a threshold share without
+            ``--epoch-file`` or one that is not this custodian's entry in it (``PublicEpoch.check_share``);
+            a chain share with ``--epoch-file``.
+    """
+    from alliance_psi.crypto.key_shares import KeyShare
+    from alliance_psi.crypto.threshold_keys import is_threshold_share
+    from alliance_psi.services.epoch_files import load_public_epoch, load_threshold_share
+
+    try:
+        data = read_secret(config.key_share, what="key share")
+    except OSError as exc:
+        raise ConfigurationError(f"key share {config.key_share}: {exc.strerror}") from None
+    if not is_threshold_share(data):
+        if config.epoch_file is not None:
+            raise ConfigurationError(
+                f"{config.key_share} is a chain key share (init-share); --epoch-file is for a threshold share"
+            )
+        return KeyShare.from_bytes(data), None
+    share = load_threshold_share(config.key_share)
+    if config.epoch_file is None:
+        raise ConfigurationError(
+            f"{config.key_share} is threshold share {share.index} of epoch {share.epoch!r}: give the public epoch "
+            "file with --epoch-file, so that the share is checked against its commitment before serving"
+        )
+    public = load_public_epoch(config.epoch_file)
+    try:
+        public.check_share(share, config.name)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{config.key_share} against {config.epoch_file}: {exc}") from None
+    return share, public
+
+
 def _serve(config: CustodianConfig) -> None:
     from alliance_psi.cli._logging import configure_logging
 
@@ -66,8 +200,8 @@ def _serve(config: CustodianConfig) -> None:
 def _serve_monitored(config: CustodianConfig, monitor: Monitor) -> None:
     from alliance_psi.cli._logging import announce
     from alliance_psi.cli._serving import serve_until_stopped, server_tls
-    from alliance_psi.crypto.key_shares import KeyShare
     from alliance_psi.crypto.selfcheck import run_selfcheck
+    from alliance_psi.crypto.threshold_keys import ThresholdShare
     from alliance_psi.protocol.custodian import CustodianRole
     from alliance_psi.protocol.model import Role
     from alliance_psi.services.custodian import SqlQuotaLedger, custodian_registration
@@ -79,10 +213,7 @@ def _serve_monitored(config: CustodianConfig, monitor: Monitor) -> None:
     # TLS first: a wrong certificate is refused before any database is created.
     tls, revocations = server_tls(config.tls, role=Role.CUSTODIAN, name=config.name)
     monitor.tls_loaded(config.tls)
-    try:
-        share = KeyShare.from_bytes(read_secret(config.key_share, what="key share"))
-    except OSError as exc:
-        raise ConfigurationError(f"key share {config.key_share}: {exc.strerror}") from None
+    share, public = _load_share(config)  # A threshold share is checked against its K_i first.
     monitor.readiness.met("key share")
     engine = make_engine(config.database)
     create_schema(engine)
@@ -121,7 +252,21 @@ def _serve_monitored(config: CustodianConfig, monitor: Monitor) -> None:
         )
         announce(_anchor_line(config, tls.own_ca))
         announce(f"custodian {config.name} serving key epoch {share.epoch} on port {port}")
-        announce(SHARE_HOLDER_NOTE.format(name=config.name, epoch=share.epoch))
+        if public is None:
+            announce(SHARE_HOLDER_NOTE.format(name=config.name, epoch=share.epoch))
+            return
+        announce(
+            THRESHOLD_NOTE.format(
+                name=config.name,
+                epoch=public.epoch,
+                index=share.index if isinstance(share, ThresholdShare) else 0,
+                threshold=public.threshold,
+                n=public.n,
+                fingerprint=public.fingerprint(),
+            )
+        )
+        if public.origin == "dealer":
+            announce(DEALER_WARNING.format(epoch=public.epoch))
 
     serve_until_stopped(
         [custodian_registration(role)],
@@ -142,6 +287,14 @@ SHARE_HOLDER_NOTE = (
     "note: custodian {name} holds one key share of epoch {epoch}: this custodian and the coordinator together "
     "can test guesses of low-entropy identifiers unless the alliance runs at least one other custodian, run by "
     "another institution than the CA holder, whose share they do not hold (docs/design.md#what-each-party-learns)"
+)
+
+
+# Said at every start of a threshold custodian (docs/design.md, "Threshold custody").
+THRESHOLD_NOTE = (
+    "custodian {name} holds threshold share {index} of epoch {epoch} ({threshold} of {n}), checked against its "
+    "commitment in the public epoch file (fingerprint {fingerprint}: members compare it with theirs); any "
+    "{threshold} custodians together can test guesses, fewer cannot"
 )
 
 
@@ -174,6 +327,13 @@ def _anchor_line(config: CustodianConfig, own_ca: bytes | None) -> str:
     "certificates it trusts. Default: --cert comes from the alliance CA.",
 )
 @click.option("--key-share", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Key share file.")
+@click.option(
+    "--epoch-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The public epoch file of a threshold share (custodian deal, or the key generation): the share is "
+    "checked against this custodian's commitment in it before serving. Not for a chain share (init-share).",
+)
 @click.option("--database", required=True, help="Quota database URL, e.g. sqlite:///custodian.db.")
 @click.option(
     "--quota",
@@ -193,6 +353,7 @@ def serve(
     crl: Path | None,
     own_ca: Path | None,
     key_share: Path,
+    epoch_file: Path | None,
     database: str,
     quota: int,
     **options: Any,
@@ -210,6 +371,7 @@ def serve(
         listen=listen,
         tls=tls_config(ca_cert, cert, key, crl, own_ca),
         key_share=key_share,
+        epoch_file=epoch_file,
         database=database,
         quota_per_member=quota,
         limits=server_limits(**options),

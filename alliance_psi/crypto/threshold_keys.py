@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from alliance_psi.crypto.dleq import generate_proof
 from alliance_psi.crypto.suite import RISTRETTO255_SHA512, Suite, get_suite
 from alliance_psi.crypto.threshold import MAX_CUSTODIANS, deal_for_testing, fold, interpolate_elements
 from alliance_psi.errors import ConfigurationError, CryptoError
@@ -137,6 +138,29 @@ class ThresholdShare:
     def folded(self, subset: Sequence[int]) -> bytes:
         """``λ_i·k_i`` for ``subset`` (checked by the caller): the scalar one batch is multiplied by. Secret."""
         return fold(self.scalar, self.index, subset, suite=self.suite)
+
+    def blind_evaluate(
+        self, blinded_elements: Sequence[bytes], subset: Sequence[int], *, prove: bool = False
+    ) -> tuple[list[bytes], bytes]:
+        """``λ_i·k_i·B`` for every element ``B``, and with ``prove`` the batch's DLEQ proof (else ``b""``).
+
+        ``subset`` must be checked (``threshold.check_subset`` with this share's index). The proof
+        is RFC 9497 ``GenerateProof(λ_i·k_i, G, λ_i·K_i, B[], answers[])``: a member checks it with
+        the public ``K_i`` and the public ``λ_i``.
+
+        Raises ``MalformedElement`` on the first element that is not a canonical, non-identity
+        element; nothing is returned for a batch that holds one.
+        """
+        suite, scalar = self.suite, self.folded(subset)
+        mult = suite.scalar_mult_checked
+        evaluated = [mult(scalar, element) for element in blinded_elements]
+        if not prove:
+            return evaluated, b""
+        generator = suite.scalar_mult_base(suite.scalar_from_int(1))
+        proof = generate_proof(
+            scalar, generator, suite.scalar_mult_base(scalar), blinded_elements, evaluated, suite=suite
+        )
+        return evaluated, proof
 
     def to_bytes(self) -> bytes:
         """The share file's bytes. Secret: write them with mode 0600."""

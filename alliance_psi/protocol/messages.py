@@ -20,9 +20,11 @@ from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
+from alliance_psi.crypto.dleq import PROOF_BYTES
 from alliance_psi.crypto.labels import SEALED_LABEL_BYTES
 from alliance_psi.crypto.pedersen import encode_scalar
 from alliance_psi.crypto.suite import RISTRETTO255_SHA512
+from alliance_psi.crypto.threshold import MAX_CUSTODIANS
 from alliance_psi.errors import InvalidRequest
 from alliance_psi.protocol._pb import coordinator_pb2 as pb_coordinator
 from alliance_psi.protocol._pb import custodian_pb2 as pb_custodian
@@ -58,6 +60,7 @@ __all__ = [
     "epoch_to_pb",
     "evaluate_from_pb",
     "evaluate_request",
+    "evaluate_subset_from_pb",
     "inclusion_from_pb",
     "inclusion_to_pb",
     "pb_ceremony",
@@ -95,16 +98,23 @@ CHUNK_REQUEST = WireLimit(
     + _UINT64_FIELD,
     max_fields=MAX_CHUNK_ITEMS + 5,
 )
-# EvaluateRequest: key_epoch, MAX_EVALUATE_BATCH elements, batch_id.
+# EvaluateRequest: key_epoch, MAX_EVALUATE_BATCH elements, batch_id, a subset of at most
+# MAX_CUSTODIANS indexes (each its own field when not packed, the larger encoding), prove.
 EVALUATE_REQUEST = WireLimit(
-    max_bytes=field_bytes(MAX_ID_CHARS) + MAX_EVALUATE_BATCH * field_bytes(ELEMENT_BYTES) + _UINT64_FIELD,
-    max_fields=MAX_EVALUATE_BATCH + 2,
+    max_bytes=field_bytes(MAX_ID_CHARS)
+    + MAX_EVALUATE_BATCH * field_bytes(ELEMENT_BYTES)
+    + _UINT64_FIELD
+    + MAX_CUSTODIANS * _UINT32_FIELD
+    + _BOOL_FIELD,
+    max_fields=MAX_EVALUATE_BATCH + MAX_CUSTODIANS + 3,
+)
+# EvaluateResponse: batch_id, the evaluated elements, used, a proof.
+EVALUATE_RESPONSE_BYTES = (
+    _UINT64_FIELD + MAX_EVALUATE_BATCH * field_bytes(ELEMENT_BYTES) + _UINT64_FIELD + field_bytes(PROOF_BYTES)
 )
 # CeremonyEnvelope: the largest is a round-2 echo relaying one signed round-1 message per
 # custodian (each with its certificate); 512 KiB leaves room for 64 custodians' certificates.
 CEREMONY_REQUEST = WireLimit(max_bytes=512 * 1024)
-# EvaluateResponse: batch_id, the evaluated elements, used.
-EVALUATE_RESPONSE_BYTES = _UINT64_FIELD + MAX_EVALUATE_BATCH * field_bytes(ELEMENT_BYTES) + _UINT64_FIELD
 
 
 def _ts(value: datetime | None) -> Timestamp | None:
@@ -302,16 +312,40 @@ def status_from_pb(m: pb_coordinator.SubmissionInfo, member_id: str) -> Submissi
 
 def epoch_to_pb(s: EpochStatus) -> pb_custodian.EpochInfo:
     return pb_custodian.EpochInfo(
-        key_epoch=s.key_epoch, suite=s.suite, quota=s.quota, used=s.used, custodian=s.custodian
+        key_epoch=s.key_epoch,
+        suite=s.suite,
+        quota=s.quota,
+        used=s.used,
+        custodian=s.custodian,
+        index=s.index,
+        threshold=s.threshold,
+        custodian_count=s.custodian_count,
+        commitment=s.commitment,
     )
 
 
 def epoch_from_pb(m: pb_custodian.EpochInfo) -> EpochStatus:
-    return EpochStatus(m.key_epoch, m.suite, m.quota, m.used, m.custodian)
+    return EpochStatus(
+        m.key_epoch, m.suite, m.quota, m.used, m.custodian, m.index, m.threshold, m.custodian_count, m.commitment
+    )
 
 
-def evaluate_request(key_epoch: str, elements: Sequence[bytes], batch_id: int = 0) -> pb_custodian.EvaluateRequest:
-    return pb_custodian.EvaluateRequest(key_epoch=key_epoch, elements=list(elements), batch_id=batch_id)
+def evaluate_request(
+    key_epoch: str, elements: Sequence[bytes], batch_id: int = 0, *, subset: Sequence[int] = (), prove: bool = False
+) -> pb_custodian.EvaluateRequest:
+    return pb_custodian.EvaluateRequest(
+        key_epoch=key_epoch, elements=list(elements), batch_id=batch_id, subset=list(subset), prove=prove
+    )
+
+
+def evaluate_subset_from_pb(m: pb_custodian.EvaluateRequest) -> tuple[int, ...]:
+    """The subset a threshold request names, once its length is checked (the custodian checks the rest).
+
+    Raises ``InvalidRequest`` for more than ``MAX_CUSTODIANS`` indexes.
+    """
+    if len(m.subset) > MAX_CUSTODIANS:
+        raise InvalidRequest(f"a subset of {len(m.subset)} custodians; at most {MAX_CUSTODIANS}")
+    return tuple(m.subset)
 
 
 def evaluate_from_pb(m: pb_custodian.EvaluateRequest) -> list[bytes]:

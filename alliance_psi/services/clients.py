@@ -31,7 +31,7 @@ from alliance_psi.protocol._pb import coordinator_pb2_grpc, custodian_pb2_grpc
 from alliance_psi.protocol.alerts import AlertBatch
 from alliance_psi.protocol.checkpoints import SignedCheckpoint, SignedStatement
 from alliance_psi.protocol.coordinator import Chunk, Commit, RoundSpec
-from alliance_psi.protocol.custodian import EpochStatus
+from alliance_psi.protocol.custodian import EpochStatus, Evaluation
 from alliance_psi.protocol.messages import pb_coordinator, pb_custodian
 from alliance_psi.protocol.model import Identity, Role, Round, RoundKind, RoundState, SubmissionStatus
 from alliance_psi.protocol.result_codec import LeafPage, SignedResultHeader
@@ -191,6 +191,18 @@ class CustodianClient(_Client):
         request = messages.evaluate_request(key_epoch, elements)
         response = self._call(lambda t: self.stub.Evaluate(request, timeout=t))
         return list(response.elements)
+
+    def evaluate_folded(
+        self, key_epoch: str, elements: Sequence[bytes], *, subset: Sequence[int], prove: bool = False
+    ) -> Evaluation:
+        """A threshold custodian's ``λ_i·k_i·B`` for ``subset``, with its DLEQ proof if ``prove``.
+
+        The answer's elements are as received: the caller checks them (``deserialize_element``)
+        and the proof. Raises what ``evaluate`` raises.
+        """
+        request = messages.evaluate_request(key_epoch, elements, subset=subset, prove=prove)
+        response = self._call(lambda t: self.stub.Evaluate(request, timeout=t))
+        return Evaluation(list(response.elements), response.used, response.proof)
 
 
 def custodian_clients(

@@ -96,9 +96,15 @@ class OprfEvaluatorServicer(custodian_pb2_grpc.OprfEvaluatorServicer):
     def _evaluate(
         self, request: pb_custodian.EvaluateRequest, context: grpc.ServicerContext
     ) -> pb_custodian.EvaluateResponse:
-        evaluation = self.role.evaluate(identity_of(context), request.key_epoch, messages.evaluate_from_pb(request))
+        evaluation = self.role.evaluate(
+            identity_of(context),
+            request.key_epoch,
+            messages.evaluate_from_pb(request),
+            subset=messages.evaluate_subset_from_pb(request),
+            prove=request.prove,
+        )
         return pb_custodian.EvaluateResponse(
-            batch_id=request.batch_id, elements=evaluation.elements, used=evaluation.used
+            batch_id=request.batch_id, elements=evaluation.elements, used=evaluation.used, proof=evaluation.proof
         )
 
     def Evaluate(

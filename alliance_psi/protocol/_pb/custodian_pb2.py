@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61lliance_psi/v1/custodian.proto\x12\x0f\x61lliance_psi.v1\"\x11\n\x0fGetEpochRequest\"]\n\tEpochInfo\x12\x11\n\tkey_epoch\x18\x01 \x01(\t\x12\r\n\x05suite\x18\x02 \x01(\t\x12\r\n\x05quota\x18\x03 \x01(\x04\x12\x0c\n\x04used\x18\x04 \x01(\x04\x12\x11\n\tcustodian\x18\x05 \x01(\t\"H\n\x0f\x45valuateRequest\x12\x11\n\tkey_epoch\x18\x01 \x01(\t\x12\x10\n\x08\x65lements\x18\x02 \x03(\x0c\x12\x10\n\x08\x62\x61tch_id\x18\x03 \x01(\x04\"D\n\x10\x45valuateResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x10\n\x08\x65lements\x18\x02 \x03(\x0c\x12\x0c\n\x04used\x18\x03 \x01(\x04\x32\x85\x02\n\rOprfEvaluator\x12H\n\x08GetEpoch\x12 .alliance_psi.v1.GetEpochRequest\x1a\x1a.alliance_psi.v1.EpochInfo\x12O\n\x08\x45valuate\x12 .alliance_psi.v1.EvaluateRequest\x1a!.alliance_psi.v1.EvaluateResponse\x12Y\n\x0e\x45valuateStream\x12 .alliance_psi.v1.EvaluateRequest\x1a!.alliance_psi.v1.EvaluateResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61lliance_psi/v1/custodian.proto\x12\x0f\x61lliance_psi.v1\"\x11\n\x0fGetEpochRequest\"\xac\x01\n\tEpochInfo\x12\x11\n\tkey_epoch\x18\x01 \x01(\t\x12\r\n\x05suite\x18\x02 \x01(\t\x12\r\n\x05quota\x18\x03 \x01(\x04\x12\x0c\n\x04used\x18\x04 \x01(\x04\x12\x11\n\tcustodian\x18\x05 \x01(\t\x12\r\n\x05index\x18\x06 \x01(\r\x12\x11\n\tthreshold\x18\x07 \x01(\r\x12\x17\n\x0f\x63ustodian_count\x18\x08 \x01(\r\x12\x12\n\ncommitment\x18\t \x01(\x0c\"g\n\x0f\x45valuateRequest\x12\x11\n\tkey_epoch\x18\x01 \x01(\t\x12\x10\n\x08\x65lements\x18\x02 \x03(\x0c\x12\x10\n\x08\x62\x61tch_id\x18\x03 \x01(\x04\x12\x0e\n\x06subset\x18\x04 \x03(\r\x12\r\n\x05prove\x18\x05 \x01(\x08\"S\n\x10\x45valuateResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x10\n\x08\x65lements\x18\x02 \x03(\x0c\x12\x0c\n\x04used\x18\x03 \x01(\x04\x12\r\n\x05proof\x18\x04 \x01(\x0c\x32\x85\x02\n\rOprfEvaluator\x12H\n\x08GetEpoch\x12 .alliance_psi.v1.GetEpochRequest\x1a\x1a.alliance_psi.v1.EpochInfo\x12O\n\x08\x45valuate\x12 .alliance_psi.v1.EvaluateRequest\x1a!.alliance_psi.v1.EvaluateResponse\x12Y\n\x0e\x45valuateStream\x12 .alliance_psi.v1.EvaluateRequest\x1a!.alliance_psi.v1.EvaluateResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +34,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETEPOCHREQUEST']._serialized_start=52
   _globals['_GETEPOCHREQUEST']._serialized_end=69
-  _globals['_EPOCHINFO']._serialized_start=71
-  _globals['_EPOCHINFO']._serialized_end=164
-  _globals['_EVALUATEREQUEST']._serialized_start=166
-  _globals['_EVALUATEREQUEST']._serialized_end=238
-  _globals['_EVALUATERESPONSE']._serialized_start=240
-  _globals['_EVALUATERESPONSE']._serialized_end=308
-  _globals['_OPRFEVALUATOR']._serialized_start=311
-  _globals['_OPRFEVALUATOR']._serialized_end=572
+  _globals['_EPOCHINFO']._serialized_start=72
+  _globals['_EPOCHINFO']._serialized_end=244
+  _globals['_EVALUATEREQUEST']._serialized_start=246
+  _globals['_EVALUATEREQUEST']._serialized_end=349
+  _globals['_EVALUATERESPONSE']._serialized_start=351
+  _globals['_EVALUATERESPONSE']._serialized_end=434
+  _globals['_OPRFEVALUATOR']._serialized_start=437
+  _globals['_OPRFEVALUATOR']._serialized_end=698
 # @@protoc_insertion_point(module_scope)

@@ -12,35 +12,49 @@ class GetEpochRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class EpochInfo(_message.Message):
-    __slots__ = ("key_epoch", "suite", "quota", "used", "custodian")
+    __slots__ = ("key_epoch", "suite", "quota", "used", "custodian", "index", "threshold", "custodian_count", "commitment")
     KEY_EPOCH_FIELD_NUMBER: _ClassVar[int]
     SUITE_FIELD_NUMBER: _ClassVar[int]
     QUOTA_FIELD_NUMBER: _ClassVar[int]
     USED_FIELD_NUMBER: _ClassVar[int]
     CUSTODIAN_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    CUSTODIAN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    COMMITMENT_FIELD_NUMBER: _ClassVar[int]
     key_epoch: str
     suite: str
     quota: int
     used: int
     custodian: str
-    def __init__(self, key_epoch: _Optional[str] = ..., suite: _Optional[str] = ..., quota: _Optional[int] = ..., used: _Optional[int] = ..., custodian: _Optional[str] = ...) -> None: ...
+    index: int
+    threshold: int
+    custodian_count: int
+    commitment: bytes
+    def __init__(self, key_epoch: _Optional[str] = ..., suite: _Optional[str] = ..., quota: _Optional[int] = ..., used: _Optional[int] = ..., custodian: _Optional[str] = ..., index: _Optional[int] = ..., threshold: _Optional[int] = ..., custodian_count: _Optional[int] = ..., commitment: _Optional[bytes] = ...) -> None: ...
 
 class EvaluateRequest(_message.Message):
-    __slots__ = ("key_epoch", "elements", "batch_id")
+    __slots__ = ("key_epoch", "elements", "batch_id", "subset", "prove")
     KEY_EPOCH_FIELD_NUMBER: _ClassVar[int]
     ELEMENTS_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSET_FIELD_NUMBER: _ClassVar[int]
+    PROVE_FIELD_NUMBER: _ClassVar[int]
     key_epoch: str
     elements: _containers.RepeatedScalarFieldContainer[bytes]
     batch_id: int
-    def __init__(self, key_epoch: _Optional[str] = ..., elements: _Optional[_Iterable[bytes]] = ..., batch_id: _Optional[int] = ...) -> None: ...
+    subset: _containers.RepeatedScalarFieldContainer[int]
+    prove: bool
+    def __init__(self, key_epoch: _Optional[str] = ..., elements: _Optional[_Iterable[bytes]] = ..., batch_id: _Optional[int] = ..., subset: _Optional[_Iterable[int]] = ..., prove: _Optional[bool] = ...) -> None: ...
 
 class EvaluateResponse(_message.Message):
-    __slots__ = ("batch_id", "elements", "used")
+    __slots__ = ("batch_id", "elements", "used", "proof")
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     ELEMENTS_FIELD_NUMBER: _ClassVar[int]
     USED_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
     batch_id: int
     elements: _containers.RepeatedScalarFieldContainer[bytes]
     used: int
-    def __init__(self, batch_id: _Optional[int] = ..., elements: _Optional[_Iterable[bytes]] = ..., used: _Optional[int] = ...) -> None: ...
+    proof: bytes
+    def __init__(self, batch_id: _Optional[int] = ..., elements: _Optional[_Iterable[bytes]] = ..., used: _Optional[int] = ..., proof: _Optional[bytes] = ...) -> None: ...
