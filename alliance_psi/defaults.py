@@ -15,9 +15,11 @@ __all__ = [
     "CONNECTION_AGE_SECONDS",
     "CONNECTION_IDLE_SECONDS",
     "COORDINATOR_NAME",
+    "CUSTODIAN_DOWN_SECONDS",
     "CRL_RELOAD_SECONDS",
     "ENROLMENT_REFRESH_SECONDS",
     "FREE_RESENT_PER_MEMBER",
+    "HEDGE_AFTER_SECONDS",
     "JOIN_WAIT_SECONDS",
     "KEPT_ANSWERS_PER_MEMBER",
     "MAX_ALERT_BACKLOG",
@@ -32,6 +34,7 @@ __all__ = [
     "QUOTA_PER_MEMBER",
     "SHUTDOWN_GRACE_SECONDS",
     "STREAM_IDLE_SECONDS",
+    "THRESHOLD_SAMPLE",
     "TICK_SECONDS",
 ]
 
@@ -51,6 +54,16 @@ a batch sent again without evaluating it."""
 FREE_RESENT_PER_MEMBER = 65_536
 """Elements of batches sent again, not in the kept answers, that a custodian evaluates again free
 per member per key epoch; beyond, a batch sent again is charged as a new one."""
+
+HEDGE_AFTER_SECONDS = 2.0
+"""How long a member node waits on a threshold custodian's answer before asking a further one too."""
+
+CUSTODIAN_DOWN_SECONDS = 30.0
+"""How long a member node leaves a threshold custodian that could not be reached out of its first choice."""
+
+THRESHOLD_SAMPLE = 16
+"""Elements of each batch a member node also sends to one further threshold custodian in the
+``sample`` verification mode, to check that every subset of custodians gives the same answer."""
 
 TICK_SECONDS = 1.0
 """How often the coordinator closes rounds past their deadline and matches closed ones."""

@@ -31,9 +31,10 @@ from alliance_psi.protocol.node_rows import (
 )
 from alliance_psi.protocol.result_codec import LeafPage, SignedResultHeader
 
-if TYPE_CHECKING:  # ``protocol.coordinator`` imports this module.
+if TYPE_CHECKING:  # ``protocol.coordinator`` and ``protocol.custodian`` import this module.
     from alliance_psi.protocol.continuous import AlertDraft, TokenChange
     from alliance_psi.protocol.coordinator import Chunk, Commit
+    from alliance_psi.protocol.custodian import EpochStatus, Evaluation
 
 __all__ = [
     "AlertCalls",
@@ -44,6 +45,7 @@ __all__ = [
     "CoordinatorCalls",
     "CoordinatorTx",
     "CoordinatorUnitOfWork",
+    "CustodianCalls",
     "Evaluator",
     "KeptResultsRepo",
     "MatchingRepo",
@@ -292,6 +294,29 @@ class NodeUnitOfWork(Protocol):
 
     def reading(self) -> AbstractContextManager[NodeTx]: ...
     def writing(self) -> AbstractContextManager[NodeTx]: ...
+
+
+class CustodianCalls(Protocol):
+    """One threshold custodian as a member calls it (``services.clients.CustodianClient``).
+
+    ``name`` is the name in its certificate, which the client checks on every connection.
+    """
+
+    name: str
+
+    def epoch(self) -> EpochStatus:
+        """The epoch, share index and commitment it serves, and the caller's quota."""
+        ...
+
+    def evaluate_folded(
+        self, key_epoch: str, elements: Sequence[bytes], *, subset: Sequence[int], prove: bool = False
+    ) -> Evaluation:
+        """``λ_i·k_i·B`` for each element, for ``subset``; with ``prove`` its DLEQ proof. Unchecked.
+
+        Raises ``PeerUnavailable`` (after its retries), ``HandshakeFailed``, and the typed
+        refusals of ``services.status`` (``QuotaExceeded``, ``WrongEpoch``, ``InvalidRequest``...).
+        """
+        ...
 
 
 class Evaluator(Protocol):

@@ -180,6 +180,7 @@ class CustodianClient(_Client):
         super().__init__(
             target, tls, retry, server=Identity(name=name, role=Role.CUSTODIAN), anchor=anchor, replicas=replicas
         )
+        self.name = name
         self.stub = custodian_pb2_grpc.OprfEvaluatorStub(self.channel)
 
     def epoch(self) -> EpochStatus:

@@ -1,0 +1,456 @@
+"""The member's side of threshold custody: τ of n custodians at once, hedged, checked, combined.
+
+``ThresholdEvaluator`` is the member role's ``Evaluator`` for a threshold epoch (docs/design.md,
+"Threshold custody"). For each batch of blinded elements it asks ``τ`` custodians in parallel,
+naming that subset; each answers ``λ_i·k_i·B``; their sum is ``k·B``, which the member unblinds as
+before. A custodian that fails (after its client's retries with back-off) is replaced by a further
+one, and one that is slow (no answer after ``hedge_after`` seconds) gets a further one asked
+beside it: the first ``τ`` good answers win. An answer for another subset than the one finally
+used is converted with the public Lagrange coefficients (one scalar multiplication per element).
+Custodians that could not be reached are left out of the first choice for ``down_for`` seconds;
+custodians caught answering wrongly, or refusing for good (quota spent, not enrolled, another
+epoch), are excluded for the evaluator's life and named in every later error.
+
+Verification (``VerifyMode``):
+
+- ``proof``: each custodian proves its batch (RFC 9497 batched DLEQ proof against ``λ_i·K_i``,
+  with ``K_i`` from the public epoch file). Detects any wrong answer from any custodian, names it
+  at once. Costs the member two scalar multiplications per element per custodian.
+- ``sample`` (default): ``THRESHOLD_SAMPLE`` random elements of each batch also go to one further
+  custodian; the ``τ + 1`` answers for them must lie on one polynomial of degree ``τ − 1`` (every
+  ``τ``-subset gives the same value). A custodian that answers a fraction ``f`` of a batch wrongly
+  escapes with probability ``(1 − f)^sample`` per batch, provided it cannot tell the sampled
+  elements (they are the batch's own, in the same blinding) and does not collude with the further
+  custodian; a wrong share (``f = 1``) is caught on the first batch. On a disagreement every
+  custodian involved is asked again with proofs: whoever's proof fails, or whose proven answer
+  differs from its unproven one, is excluded and named, and the batch is evaluated again.
+- ``none``: no check (benchmarks only). A wrong answer gives wrong tokens, unnoticed.
+
+The sums are checked (no identity), every element received is checked as a group element, and a
+custodian is never asked by anything but its certificate name (the client's job).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from enum import StrEnum
+
+from alliance_psi.crypto.dleq import verify_proof
+from alliance_psi.crypto.threshold import combine, interpolate_elements, lagrange_coefficient
+from alliance_psi.crypto.threshold_keys import PublicEpoch
+from alliance_psi.defaults import CUSTODIAN_DOWN_SECONDS, HEDGE_AFTER_SECONDS, THRESHOLD_SAMPLE
+from alliance_psi.errors import (
+    AlliancePsiError,
+    ConfigurationError,
+    CryptoError,
+    HandshakeFailed,
+    InvalidProof,
+    MalformedElement,
+    PeerUnavailable,
+    RequestError,
+    WrongEpoch,
+)
+from alliance_psi.protocol.custodian import Evaluation
+from alliance_psi.protocol.ports import CustodianCalls
+
+__all__ = ["ThresholdEvaluator", "VerifyMode"]
+
+
+class VerifyMode(StrEnum):
+    """How a member checks its custodians' answers (see the module docstring)."""
+
+    SAMPLE = "sample"
+    PROOF = "proof"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One custodian's checked answer: ``elements[j] = λ_i^subset · k_i · B[j]``."""
+
+    index: int
+    subset: tuple[int, ...]
+    elements: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class _Sample:
+    """A sample of a batch asked of one further custodian, for ``subset``, at ``positions``."""
+
+    index: int
+    subset: tuple[int, ...]
+    positions: list[int]
+    elements: list[bytes]
+    future: Future[Evaluation]
+
+
+def _silent(message: str) -> None:
+    return None
+
+
+class ThresholdEvaluator:
+    """The member role's ``Evaluator`` over the custodians of one threshold epoch.
+
+    ``custodians`` are clients of the epoch's custodians in the member's order of preference
+    (each named as in ``public``; at least ``τ`` of them). ``report`` receives one line per event
+    a person should know of (a custodian down, slow, excluded), each once. Safe to call from
+    several threads at once (the member pipeline evaluates two batches at a time).
+
+    Raises (constructor):
+        ConfigurationError: a custodian that ``public`` does not name, one named twice, or fewer
+            than ``τ`` custodians.
+    """
+
+    def __init__(
+        self,
+        public: PublicEpoch,
+        custodians: Sequence[CustodianCalls],
+        *,
+        verify: VerifyMode = VerifyMode.SAMPLE,
+        sample_size: int = THRESHOLD_SAMPLE,
+        hedge_after: float = HEDGE_AFTER_SECONDS,
+        down_for: float = CUSTODIAN_DOWN_SECONDS,
+        report: Callable[[str], None] = _silent,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.public, self.verify, self.sample_size = public, VerifyMode(verify), sample_size
+        self.hedge_after, self.down_for, self.report, self.clock = hedge_after, down_for, report, clock
+        self.suite = public.suite
+        self._calls: dict[int, CustodianCalls] = {}
+        for client in custodians:
+            index = public.by_name(client.name).index
+            if index in self._calls:
+                raise ConfigurationError(f"custodian {client.name} is configured twice")
+            self._calls[index] = client
+        if len(self._calls) < public.threshold:
+            raise ConfigurationError(
+                f"epoch {public.epoch!r} needs {public.threshold} custodians; the node lists {len(self._calls)}"
+            )
+        self._order = list(self._calls)
+        self._lock = threading.Lock()
+        self._down_until: dict[int, float] = {}
+        self._excluded: dict[int, str] = {}
+        self._reported: set[str] = set()
+        self._pool = ThreadPoolExecutor(max_workers=4 * len(self._calls) + 2, thread_name_prefix="custodian")
+        self._random = secrets.SystemRandom()
+        self._generator = self.suite.scalar_mult_base(self.suite.scalar_from_int(1))
+
+    # Bookkeeping ---------------------------------------------------------------------------------
+
+    def _name(self, index: int) -> str:
+        return self.public.by_index(index).name
+
+    def _say(self, message: str) -> None:
+        with self._lock:
+            if message in self._reported:
+                return
+            self._reported.add(message)
+        self.report(message)
+
+    def _exclude(self, index: int, reason: str) -> None:
+        with self._lock:
+            self._excluded.setdefault(index, reason)
+        self._say(f"custodian {self._name(index)} excluded: {reason}")
+
+    def _mark_down(self, index: int, reason: str) -> None:
+        with self._lock:
+            self._down_until[index] = self.clock() + self.down_for
+        self._say(f"custodian {self._name(index)} is down, using the others: {reason}")
+
+    @property
+    def excluded(self) -> dict[str, str]:
+        """The custodians excluded so far, by name, with the reason."""
+        with self._lock:
+            return {self._name(i): reason for i, reason in self._excluded.items()}
+
+    def _candidates(self, avoid: set[int], *, down_too: bool = True) -> list[int]:
+        """Custodians to ask, best first: not excluded nor in ``avoid``; those marked down last
+        (or not at all, without ``down_too``)."""
+        now = self.clock()
+        with self._lock:
+            usable = [i for i in self._order if i not in avoid and i not in self._excluded]
+            up = [i for i in usable if self._down_until.get(i, 0.0) <= now]
+            return up + [i for i in usable if i not in up] if down_too else up
+
+    def _unavailable(self, failures: dict[int, str], answered: int) -> PeerUnavailable:
+        with self._lock:
+            causes = {**failures, **self._excluded}
+        named = "; ".join(f"{self._name(i)}: {causes[i]}" for i in sorted(causes))
+        return PeerUnavailable(
+            f"key epoch {self.public.epoch!r} needs {self.public.threshold} of its {self.public.n} custodians and "
+            f"only {answered} answered: {named or 'no other custodian is configured'}"
+        )
+
+    # The epoch -----------------------------------------------------------------------------------
+
+    def key_epochs(self) -> list[str]:
+        """``[epoch]`` once ``τ`` custodians serve the public file's epoch with their commitment in it.
+
+        Custodians serving another share (another ``K_i``, index or size) are excluded and named;
+        unreachable ones are marked down. When fewer than ``τ`` serve the epoch but others serve
+        another epoch, returns the epochs served (so the caller can name them).
+
+        Raises:
+            PeerUnavailable: fewer than ``τ`` custodians answer, naming each one that did not.
+        """
+        public = self.public
+        futures = {self._pool.submit(self._calls[i].epoch): i for i in self._candidates(set())}
+        failures: dict[int, str] = {}
+        good: list[int] = []
+        others: set[str] = set()
+        enough_at: float | None = None
+        pending = set(futures)
+        while pending:
+            timeout = None if enough_at is None else max(0.0, enough_at + self.hedge_after - self.clock())
+            done, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+            if not done:
+                break  # τ serve the epoch; the rest are slow and are left for later batches.
+            for future in done:
+                index = futures[future]
+                try:
+                    status = future.result()
+                except AlliancePsiError as exc:
+                    failures[index] = str(exc)
+                    self._mark_down(index, str(exc))
+                    continue
+                entry = public.by_index(index)
+                if status.key_epoch != public.epoch:
+                    failures[index] = f"serves key epoch {status.key_epoch!r}, not {public.epoch!r}"
+                    others.add(status.key_epoch)
+                    self._exclude(index, failures[index])
+                elif (status.index, status.threshold, status.custodian_count, status.commitment) != (
+                    entry.index,
+                    public.threshold,
+                    public.n,
+                    entry.commitment,
+                ):
+                    failures[index] = (
+                        f"serves share {status.index} of {status.threshold}-of-{status.custodian_count} with "
+                        f"another commitment than custodian {entry.index} of the public epoch file "
+                        f"(fingerprint {public.fingerprint()})"
+                    )
+                    self._exclude(index, failures[index])
+                else:
+                    good.append(index)
+            if len(good) >= public.threshold and enough_at is None:
+                enough_at = self.clock()
+        if len(good) >= public.threshold:
+            return [public.epoch]
+        if others:
+            return sorted(others)
+        raise self._unavailable(failures, len(good))
+
+    # Evaluation ----------------------------------------------------------------------------------
+
+    def evaluate(self, key_epoch: str, elements: Sequence[bytes]) -> list[bytes]:
+        """``k·B`` for each blinded element ``B``: ``τ`` custodians' folded answers, checked and added.
+
+        Raises:
+            WrongEpoch: ``key_epoch`` is not the public file's epoch.
+            PeerUnavailable: fewer than ``τ`` custodians gave a good answer; names each other one
+                with its reason (down, refused, excluded for a wrong answer).
+            MalformedElement: the answers add up to the identity (no honest set does).
+        """
+        if key_epoch != self.public.epoch:
+            raise WrongEpoch(f"the public epoch file is for key epoch {self.public.epoch!r}, not {key_epoch!r}")
+        batch = list(elements)
+        tau = self.public.threshold
+        for _ in range(len(self._calls) + 1):  # Each pass excludes a custodian or returns.
+            first = self._candidates(set())[:tau]
+            if len(first) < tau:
+                raise self._unavailable({}, 0)
+            sample = self._sample(batch, first) if self.verify is VerifyMode.SAMPLE else None
+            answers = self._gather(batch, first, prove=self.verify is VerifyMode.PROOF)
+            if sample is not None and not self._sample_agrees(batch, answers, sample):
+                continue
+            final = tuple(sorted(answers)[:tau])
+            return combine([self._converted(answers[i], final) for i in final], suite=self.suite)
+        raise CryptoError("custodians kept disagreeing after every faulty one was excluded")
+
+    def _ask(self, index: int, batch: Sequence[bytes], subset: tuple[int, ...], prove: bool) -> Future[Evaluation]:
+        client = self._calls[index]
+        return self._pool.submit(client.evaluate_folded, self.public.epoch, batch, subset=subset, prove=prove)
+
+    def _subset_with(self, index: int, keep: Sequence[int]) -> tuple[int, ...]:
+        """``index`` and the first others of ``keep``, then of all custodians: ``τ`` distinct indexes."""
+        chosen = [index]
+        for other in [*keep, *range(1, self.public.n + 1)]:
+            if len(chosen) == self.public.threshold:
+                break
+            if other not in chosen:
+                chosen.append(other)
+        return tuple(sorted(chosen))
+
+    def _checked(
+        self, index: int, subset: tuple[int, ...], batch: Sequence[bytes], got: Evaluation, prove: bool
+    ) -> _Answer:
+        """The answer with every element checked, and its proof if one was asked for.
+
+        Raises ``MalformedElement`` or ``InvalidProof`` naming what is wrong.
+        """
+        if len(got.elements) != len(batch):
+            raise MalformedElement(f"answered {len(got.elements)} elements for a batch of {len(batch)}")
+        elements = [self.suite.deserialize_element(e) for e in got.elements]
+        if prove:
+            folded_key = self.suite.scalar_mult(
+                lagrange_coefficient(index, subset, suite=self.suite), self.public.by_index(index).commitment
+            )
+            verify_proof(self._generator, folded_key, batch, elements, got.proof, suite=self.suite)
+        return _Answer(index, subset, elements)
+
+    def _gather(self, batch: Sequence[bytes], first: list[int], *, prove: bool) -> dict[int, _Answer]:
+        """Good answers of at least ``τ`` custodians for ``batch``, from ``first`` on, hedging and
+        replacing as needed."""
+        tau = self.public.threshold
+        answers: dict[int, _Answer] = {}
+        failures: dict[int, str] = {}
+        pending: dict[Future[Evaluation], tuple[int, tuple[int, ...]]] = {}
+        for index in first:
+            pending[self._ask(index, batch, tuple(sorted(first)), prove)] = (index, tuple(sorted(first)))
+
+        def launch(avoid_slow: int | None) -> bool:
+            asked = {i for i, _ in pending.values()} | set(answers) | set(failures)
+            spare = self._candidates(asked)
+            if not spare:
+                return False
+            keep = [*answers, *(i for i, _ in pending.values() if i != avoid_slow)]
+            subset = self._subset_with(spare[0], keep)
+            pending[self._ask(spare[0], batch, subset, prove)] = (spare[0], subset)
+            return True
+
+        while len(answers) < tau:
+            if len(answers) + len(pending) < tau and not launch(None) and not pending:
+                raise self._unavailable(failures, len(answers))
+            if not pending:
+                continue
+            done, _ = wait(list(pending), timeout=self.hedge_after, return_when=FIRST_COMPLETED)
+            if not done:
+                slow = [i for i, _ in pending.values()]
+                if launch(slow[0]):
+                    self._say(f"custodian {', '.join(self._name(i) for i in slow)} slow: asking another one too")
+                continue
+            for future in done:
+                index, subset = pending.pop(future)
+                try:
+                    answers[index] = self._checked(index, subset, batch, future.result(), prove)
+                except (HandshakeFailed, RequestError) as exc:
+                    failures[index] = str(exc)
+                    self._exclude(index, str(exc))
+                except PeerUnavailable as exc:
+                    failures[index] = str(exc)
+                    self._mark_down(index, str(exc))
+                except (MalformedElement, InvalidProof) as exc:
+                    failures[index] = f"its answer is wrong: {exc}"
+                    self._exclude(index, failures[index])
+        return answers
+
+    def _converted(self, answer: _Answer, final: tuple[int, ...]) -> list[bytes]:
+        """``answer`` for the subset ``final``: times ``λ_i^final / λ_i^subset`` if the subsets differ."""
+        if answer.subset == final:
+            return answer.elements
+        suite, i = self.suite, answer.index
+        factor = suite.scalar_mul(
+            lagrange_coefficient(i, final, suite=suite),
+            suite.scalar_inverse(lagrange_coefficient(i, answer.subset, suite=suite)),
+        )
+        return [suite.scalar_mult(factor, e) for e in answer.elements]
+
+    # The sample check ----------------------------------------------------------------------------
+
+    def _sample(self, batch: Sequence[bytes], first: list[int]) -> _Sample | None:
+        """Ask one custodian beyond ``first`` for a random sample of ``batch`` (None if there is none)."""
+        spare = self._candidates(set(first), down_too=False)
+        if not spare:
+            self._say(
+                f"the sample check is off while only {len(first)} custodians are reachable: the node needs "
+                f'{self.public.threshold + 1} for it (or verify = "proof")'
+            )
+            return None
+        extra = spare[0]
+        positions = sorted(self._random.sample(range(len(batch)), min(self.sample_size, len(batch))))
+        elements = [batch[p] for p in positions]
+        subset = self._subset_with(extra, first)
+        return _Sample(extra, subset, positions, elements, self._ask(extra, elements, subset, False))
+
+    def _unfolding(self, index: int, subset: tuple[int, ...]) -> bytes:
+        """``1 / λ_i^subset``: turns custodian ``index``'s answer ``λ_i·k_i·B`` into ``k_i·B``."""
+        return self.suite.scalar_inverse(lagrange_coefficient(index, subset, suite=self.suite))
+
+    def _sample_agrees(self, batch: list[bytes], answers: dict[int, _Answer], sample: _Sample) -> bool:
+        """Whether the further custodian's answers for the sample agree with ``answers``.
+
+        Returns True when they agree or when the further custodian gave no usable answer (said
+        once); False after a disagreement, once the custodians at fault are excluded.
+        """
+        extra = sample.index
+        if extra in answers:  # It replaced a custodian of the batch: no fresh voice for the sample.
+            return True
+        try:
+            got = sample.future.result(timeout=self.hedge_after)
+            checked = self._checked(extra, sample.subset, sample.elements, got, False)
+        except TimeoutError:
+            self._say(f"custodian {self._name(extra)} too slow for the sample check: a batch went unchecked")
+            return True
+        except PeerUnavailable as exc:
+            self._mark_down(extra, str(exc))
+            return True
+        except (RequestError, MalformedElement) as exc:
+            self._exclude(extra, f"refused or failed the sample check: {exc}")
+            return True
+        mult = self.suite.scalar_mult
+        voices = {
+            i: (self._unfolding(i, a.subset), [a.elements[p] for p in sample.positions]) for i, a in answers.items()
+        }
+        voices[extra] = (self._unfolding(extra, sample.subset), checked.elements)
+        base = sorted(answers)[: self.public.threshold]
+        for k in range(len(sample.positions)):
+            points = [(i, mult(voices[i][0], voices[i][1][k])) for i in base]
+            for j, (unfold, said) in voices.items():
+                if j not in base and interpolate_elements(points, j, suite=self.suite) != mult(unfold, said[k]):
+                    self._find_faulty(batch, answers, checked, sample.elements)
+                    return False
+        return True
+
+    def _find_faulty(
+        self, batch: list[bytes], answers: dict[int, _Answer], sample: _Answer, sampled: list[bytes]
+    ) -> None:
+        """After a disagreement: ask each custodian involved again, with a proof, and exclude the liars.
+
+        A custodian is at fault if its proof fails or its proven answer differs from what it said
+        without one. Raises ``CryptoError`` if no one is (the public file would be inconsistent,
+        which loading it refuses).
+        """
+        involved = [(a.index, a.subset, batch, a.elements) for a in answers.values()]
+        involved.append((sample.index, sample.subset, sampled, sample.elements))
+        futures = {
+            self._ask(i, elements, subset, True): (i, subset, elements, said) for i, subset, elements, said in involved
+        }
+        found, unknown = False, False
+        for future, (index, subset, elements, said) in futures.items():
+            try:
+                proven = self._checked(index, subset, elements, future.result(), True)
+            except (InvalidProof, MalformedElement) as exc:
+                self._exclude(index, f"its answers disagree with the other custodians' and its proof fails: {exc}")
+                found = True
+                continue
+            except AlliancePsiError as exc:
+                self._mark_down(index, str(exc))
+                unknown = True
+                continue
+            if proven.elements != said:
+                self._exclude(index, "it answered differently without a proof than with one (it evaluated wrongly)")
+                found = True
+        if not found and not unknown:
+            raise CryptoError(
+                "custodians' answers disagree, yet each proves its own: check the public epoch file "
+                f"(fingerprint {self.public.fingerprint()})"
+            )
+
+    def close(self) -> None:
+        """Stop waiting for calls still in flight (their clients are closed by their owner)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
