@@ -406,11 +406,18 @@ class MemberConfig:
         MemberConfig(…, display_name="某某银行")      # the same, as older configs say it (the name itself
                                                      # is no longer sent); neither: anonymous
         MemberConfig(…, workers=2, batch_size=1024)  # crypto processes and identifiers per batch
+        MemberConfig(…, custodians=(PeerEndpoint("custodian-1", …), PeerEndpoint("custodian-2", …),
+                                    PeerEndpoint("custodian-3", …)),
+                     epoch_file=Path("alliance/2026q4-epoch.json"))   # threshold custody: any τ of
+                                                     # the listed custodians, asked at once
+        MemberConfig(…, epoch_file=…, verify="proof")  # every answer proven (default "sample")
 
     ``member_id`` must equal the name in the node's certificate; the coordinator and custodians
     identify the node by its certificate alone, and the node accepts only the coordinator and the
-    custodians named here (by their certificates). A custodian's key-share commitment is not pinned
-    yet: custodians publish none until threshold custody adds them.
+    custodians named here (by their certificates). Without ``epoch_file`` the custodians form a
+    chain (each applies its share in turn, in the order listed); with one, the epoch is a threshold
+    epoch and each custodian's answers are checked against its commitment ``K_i`` in that file
+    (``protocol.threshold_evaluator``; ``verify`` is ``"sample"`` or ``"proof"``).
     """
 
     member_id: str
@@ -425,6 +432,8 @@ class MemberConfig:
     workers: int | None = None
     batch_size: int = BATCH_SIZE
     chunk_size: int = CHUNK_SIZE
+    epoch_file: Path | None = None
+    verify: str = "sample"
 
 
 # The member node's settings file -------------------------------------------------------------
@@ -444,9 +453,11 @@ NODE_FILE_KEYS = (
     "display-name",
     "share-name",
     "workers",
+    "epoch-file",
+    "verify",
 )
 # Keys of node.toml that hold a file or folder; relative ones are relative to the file's folder.
-NODE_FILE_PATHS = ("ca", "cert", "key", "coordinator-key", "data-dir")
+NODE_FILE_PATHS = ("ca", "cert", "key", "coordinator-key", "data-dir", "epoch-file")
 _SQLITE_FILE_URL = re.compile(r"(?P<scheme>sqlite(?:\+\w+)?:///)(?P<path>[^?]*)(?P<query>\?.*)?\Z", re.DOTALL)
 
 

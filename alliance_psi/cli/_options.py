@@ -18,6 +18,7 @@ from alliance_psi.errors import AlliancePsiError
 
 if TYPE_CHECKING:
     from alliance_psi.config import MonitoringConfig, PeerEndpoint, ServerLimits, TlsConfig
+    from alliance_psi.crypto.threshold_keys import PublicEpoch
 
 F = TypeVar("F", bound=Callable[..., Any])
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -117,14 +118,28 @@ class PeerAddress(click.ParamType["PeerEndpoint", Any]):
         return PeerEndpoint(name=name, address=addresses[0], ca=ca, replicas=tuple(addresses[1:]))
 
 
-def custodian_trust_warnings(custodians: Sequence[PeerEndpoint]) -> list[str]:
+def custodian_trust_warnings(custodians: Sequence[PeerEndpoint], *, public: PublicEpoch | None = None) -> list[str]:
     """What a member node says at start about its custodians, before it dials any (empty: nothing).
 
-    One custodian is one key holder (it and the coordinator could test guesses); custodians none
-    of which is pinned to its own CA could all be run by whoever holds the alliance CA, under
-    their names (``services.anchors``).
+    Chain custodians (``public`` is None): one custodian is one key holder (it and the coordinator
+    could test guesses); custodians none of which is pinned to its own CA could all be run by
+    whoever holds the alliance CA, under their names (``services.anchors``). A threshold epoch
+    (``public``): a threshold of one is one key holder, and a dealt epoch was known whole to its
+    dealer; impostors gain nothing there, since answers are checked against the epoch file.
     """
     warnings = []
+    if public is not None:
+        if public.threshold < 2:
+            warnings.append(
+                f"warning: key epoch {public.epoch} has a threshold of 1: any one of its custodians together with the "
+                "coordinator could test guesses of low-entropy identifiers"
+            )
+        if public.origin == "dealer":
+            warnings.append(
+                f"warning: key epoch {public.epoch} was dealt by one dealer, who knew the whole key (for tests and "
+                "demos only): an alliance generates its epochs with the custodians' key generation"
+            )
+        return warnings
     if len(custodians) < 2:
         warnings.append(
             "warning: one key custodian: that custodian together with the coordinator could test guesses of "

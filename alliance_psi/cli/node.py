@@ -176,7 +176,24 @@ def network_options(function: F) -> F:
             required=True,
             help="A custodian, NAME@HOST:PORT with the name in its certificate (its replicas' addresses after "
             "+: NAME@HOST:PORT+HOST:PORT, called round-robin), then ,ca=FILE if it is pinned to its own CA (one "
-            "run by another institution than the operator); repeat in chain order (env: space-separated).",
+            "run by another institution than the operator); repeat, in chain order without --epoch-file, in "
+            "order of preference with it (env: space-separated).",
+        ),
+        _option(
+            "--epoch-file",
+            type=_FILE,
+            default=None,
+            help="The public epoch file of a threshold epoch (K and each custodian's K_i): the node then asks any "
+            "threshold of the listed custodians at once and checks their answers. Without it, the custodians "
+            "form a chain.",
+        ),
+        _option(
+            "--verify",
+            type=click.Choice(["sample", "proof"]),
+            default="sample",
+            show_default=True,
+            help="With --epoch-file, how custodians' answers are checked: a proven random sample sent to one "
+            "further custodian, or a proof from every custodian for every batch (docs/design.md).",
         ),
         _option(
             "--coordinator-key", type=_FILE, required=True, help="The coordinator's public signing key (signing.pub)."
@@ -223,6 +240,8 @@ def member_config(database: str, **options: Any) -> MemberConfig:
         display_name=options.get("display_name"),
         share_name=options.get("share_name"),
         workers=options.get("workers"),
+        epoch_file=options.get("epoch_file"),
+        verify=options.get("verify") or "sample",
     )
 
 

@@ -94,6 +94,11 @@ def left_out_text(held: dict[str, int], allowed_types: tuple[str, ...]) -> str |
     return f"{plural(sum(left.values()), 'identifier')} left out by the round's types ({by_type})"
 
 
+def _custodian_event(message: str) -> None:
+    """A threshold custodian's event (down, slow, excluded), said as it happens."""
+    click.echo(f"warning: {message}", err=True)
+
+
 @node_group.command("join")
 @click.argument("round_id")
 @database_option
@@ -113,16 +118,20 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
     """
     from rich.console import Console
 
+    from alliance_psi.services.clients import ThresholdCustodians
+    from alliance_psi.services.epoch_files import load_public_epoch
     from alliance_psi.services.member import MemberNode
 
     config = member_config(database, **options)
     with reported():
         held = _held_by_type(database)
-        for warning in custodian_trust_warnings(config.custodians):  # Before any custodian is dialled.
+        public = load_public_epoch(config.epoch_file) if config.epoch_file is not None else None
+        for warning in custodian_trust_warnings(config.custodians, public=public):  # Before any custodian is dialled.
             click.echo(warning, err=True)
         with _progress() as progress:
-            with MemberNode.from_config(config, progress=progress) as node:
+            with MemberNode.from_config(config, progress=progress, report=_custodian_event) as node:
                 outcome = node.role.join(round_id, wait=wait)
+                excluded = node.custodians.excluded if isinstance(node.custodians, ThresholdCustodians) else {}
     rows = [
         ("round", f"{outcome.round.round_id} ({outcome.round.name})"),
         ("threshold", str(outcome.round.threshold)),
@@ -142,6 +151,7 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
         if short := [r for r in outcome.refused if r.stands]:
             rows.append(("  of which labels back fewer holders", f"{len(short):,}"))
     rows += [(f"seconds: {stage}", f"{value:.2f}") for stage, value in outcome.seconds.items()]
+    rows += [(f"custodian {name} EXCLUDED", reason) for name, reason in excluded.items()]
     title = "round joined; result verified" if outcome.result is not None else "round joined; items committed"
     Console().print(_summary(title, rows))
     if left_out := left_out_text(held, outcome.round.allowed_types):

@@ -17,13 +17,16 @@ Verification (``VerifyMode``):
   with ``K_i`` from the public epoch file). Detects any wrong answer from any custodian, names it
   at once. Costs the member two scalar multiplications per element per custodian.
 - ``sample`` (default): ``THRESHOLD_SAMPLE`` random elements of each batch also go to one further
-  custodian; the ``τ + 1`` answers for them must lie on one polynomial of degree ``τ − 1`` (every
-  ``τ``-subset gives the same value). A custodian that answers a fraction ``f`` of a batch wrongly
-  escapes with probability ``(1 − f)^sample`` per batch, provided it cannot tell the sampled
-  elements (they are the batch's own, in the same blinding) and does not collude with the further
-  custodian; a wrong share (``f = 1``) is caught on the first batch. On a disagreement every
-  custodian involved is asked again with proofs: whoever's proof fails, or whose proven answer
-  differs from its unproven one, is excluded and named, and the batch is evaluated again.
+  custodian, which proves its answers for them (a DLEQ proof over the sample: a few dozen scalar
+  multiplications per batch); the ``τ + 1`` answers for them must lie on one polynomial of degree
+  ``τ − 1`` (every ``τ``-subset gives the same value). A custodian that answers a fraction ``f`` of
+  a batch wrongly escapes with probability ``(1 − f)^sample`` per batch, unless the further
+  custodian colludes with it (the sampled elements are the batch's own, in the same blinding, so
+  the batch's custodians cannot tell them); a wrong share (``f = 1``), or an impostor without the
+  share, is caught on the first batch. On a disagreement every custodian involved is asked again
+  with proofs: whoever's proof fails, or whose proven answer differs from its unproven one, is
+  excluded and named, and the batch is evaluated again. While no further custodian is usable
+  (only ``τ`` left), batches are proven instead.
 - ``none``: no check (benchmarks only). A wrong answer gives wrong tokens, unnoticed.
 
 The sums are checked (no identity), every element received is checked as a group element, and a
@@ -265,7 +268,9 @@ class ThresholdEvaluator:
             if len(first) < tau:
                 raise self._unavailable({}, 0)
             sample = self._sample(batch, first) if self.verify is VerifyMode.SAMPLE else None
-            answers = self._gather(batch, first, prove=self.verify is VerifyMode.PROOF)
+            # Without a further custodian for the sample, the batch is proven instead.
+            prove = self.verify is VerifyMode.PROOF or (self.verify is VerifyMode.SAMPLE and sample is None)
+            answers = self._gather(batch, first, prove=prove)
             if sample is not None and not self._sample_agrees(batch, answers, sample):
                 continue
             final = tuple(sorted(answers)[:tau])
@@ -367,15 +372,15 @@ class ThresholdEvaluator:
         spare = self._candidates(set(first), down_too=False)
         if not spare:
             self._say(
-                f"the sample check is off while only {len(first)} custodians are reachable: the node needs "
-                f'{self.public.threshold + 1} for it (or verify = "proof")'
+                f"only {len(first)} custodians are usable, too few for the sample check: every batch is proven "
+                "until another one is back"
             )
             return None
         extra = spare[0]
         positions = sorted(self._random.sample(range(len(batch)), min(self.sample_size, len(batch))))
         elements = [batch[p] for p in positions]
         subset = self._subset_with(extra, first)
-        return _Sample(extra, subset, positions, elements, self._ask(extra, elements, subset, False))
+        return _Sample(extra, subset, positions, elements, self._ask(extra, elements, subset, True))
 
     def _unfolding(self, index: int, subset: tuple[int, ...]) -> bytes:
         """``1 / λ_i^subset``: turns custodian ``index``'s answer ``λ_i·k_i·B`` into ``k_i·B``."""
@@ -384,24 +389,28 @@ class ThresholdEvaluator:
     def _sample_agrees(self, batch: list[bytes], answers: dict[int, _Answer], sample: _Sample) -> bool:
         """Whether the further custodian's answers for the sample agree with ``answers``.
 
-        Returns True when they agree or when the further custodian gave no usable answer (said
-        once); False after a disagreement, once the custodians at fault are excluded.
+        Returns True when they agree or when the further custodian gave no answer (said once);
+        False after a disagreement or a wrong proof, once the custodians at fault are excluded.
         """
         extra = sample.index
         if extra in answers:  # It replaced a custodian of the batch: no fresh voice for the sample.
             return True
         try:
             got = sample.future.result(timeout=self.hedge_after)
-            checked = self._checked(extra, sample.subset, sample.elements, got, False)
+            checked = self._checked(extra, sample.subset, sample.elements, got, True)
         except TimeoutError:
             self._say(f"custodian {self._name(extra)} too slow for the sample check: a batch went unchecked")
             return True
         except PeerUnavailable as exc:
             self._mark_down(extra, str(exc))
             return True
-        except (RequestError, MalformedElement) as exc:
-            self._exclude(extra, f"refused or failed the sample check: {exc}")
+        except RequestError as exc:
+            self._exclude(extra, f"refused the sample check: {exc}")
             return True
+        except (MalformedElement, InvalidProof) as exc:
+            # Its own answer is wrong: the batch is asked again, with another custodian for the sample.
+            self._exclude(extra, f"its answer is wrong: {exc}")
+            return False
         mult = self.suite.scalar_mult
         voices = {
             i: (self._unfolding(i, a.subset), [a.elements[p] for p in sample.positions]) for i, a in answers.items()

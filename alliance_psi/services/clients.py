@@ -24,8 +24,15 @@ from typing import Any, Self, TypeVar
 import grpc
 
 from alliance_psi.config import PeerEndpoint, TlsMaterial
+from alliance_psi.crypto.threshold_keys import PublicEpoch
 from alliance_psi.defaults import COORDINATOR_NAME
-from alliance_psi.errors import AlliancePsiError, CertificateRevoked, HandshakeFailed, PeerUnavailable
+from alliance_psi.errors import (
+    AlliancePsiError,
+    CertificateRevoked,
+    ConfigurationError,
+    HandshakeFailed,
+    PeerUnavailable,
+)
 from alliance_psi.protocol import messages
 from alliance_psi.protocol._pb import coordinator_pb2_grpc, custodian_pb2_grpc
 from alliance_psi.protocol.alerts import AlertBatch
@@ -35,6 +42,7 @@ from alliance_psi.protocol.custodian import EpochStatus, Evaluation
 from alliance_psi.protocol.messages import pb_coordinator, pb_custodian
 from alliance_psi.protocol.model import Identity, Role, Round, RoundKind, RoundState, SubmissionStatus
 from alliance_psi.protocol.result_codec import LeafPage, SignedResultHeader
+from alliance_psi.protocol.threshold_evaluator import ThresholdEvaluator, VerifyMode
 from alliance_psi.services.anchors import TrustAnchor, load_anchor
 from alliance_psi.services.cert_checks import party_label
 from alliance_psi.services.replicas import REPLICA_OPTIONS, replica_target
@@ -42,7 +50,15 @@ from alliance_psi.services.status import from_rpc_error
 from alliance_psi.services.tls import secure_channel
 from alliance_psi.services.tls_diagnosis import DIAGNOSIS_TIMEOUT, Diagnosis, diagnose
 
-__all__ = ["CoordinatorClient", "CustodianChain", "CustodianClient", "RetryPolicy", "custodian_clients"]
+__all__ = [
+    "CoordinatorClient",
+    "CustodianChain",
+    "CustodianClient",
+    "RetryPolicy",
+    "ThresholdCustodians",
+    "custodian_clients",
+    "custodian_evaluator",
+]
 
 T = TypeVar("T")
 _TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
@@ -249,6 +265,54 @@ class CustodianChain:
     def close(self) -> None:
         for client in self.clients:
             client.close()
+
+
+class ThresholdCustodians(ThresholdEvaluator):
+    """``protocol.threshold_evaluator.ThresholdEvaluator`` over mTLS clients, which ``close`` closes."""
+
+    def __init__(self, public: PublicEpoch, clients: Sequence[CustodianClient], **options: Any) -> None:
+        super().__init__(public, clients, **options)
+        self.clients = tuple(clients)
+
+    def close(self) -> None:
+        super().close()
+        for client in self.clients:
+            client.close()
+
+
+# A threshold node tries each custodian fewer times than a chain node: it has others to turn to
+# (0.2 s and 0.8 s apart, then it is marked down and another one is asked).
+THRESHOLD_RETRY = RetryPolicy(attempts=3)
+
+
+def custodian_evaluator(
+    custodians: Sequence[PeerEndpoint],
+    tls: TlsMaterial,
+    *,
+    public: PublicEpoch | None = None,
+    verify: str = "sample",
+    report: Callable[[str], None] | None = None,
+    retry: RetryPolicy | None = None,
+) -> CustodianChain | ThresholdCustodians:
+    """The member's custodians: a chain in the order given, or with ``public`` any ``τ`` of them at once.
+
+    Raises:
+        ConfigurationError: a pinned CA file is wrong, ``verify`` is not a mode, or (threshold) a
+            custodian the epoch file does not name, or fewer than ``τ`` of them.
+    """
+    if public is None:
+        return CustodianChain(custodian_clients(custodians, tls, retry))
+    try:
+        mode = VerifyMode(verify)
+    except ValueError:
+        raise ConfigurationError(f"verify must be sample or proof, not {verify!r}") from None
+    clients = custodian_clients(custodians, tls, retry or THRESHOLD_RETRY)
+    try:
+        return ThresholdCustodians(public, clients, verify=mode, **({"report": report} if report else {}))
+    except ConfigurationError:
+        for client in clients:
+            client.close()
+        raise
 
 
 class CoordinatorClient(_Client):

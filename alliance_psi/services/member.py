@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -26,7 +26,8 @@ from alliance_psi.protocol.member import MemberRole
 from alliance_psi.protocol.member_delta import Progress, no_progress
 from alliance_psi.protocol.model import Role
 from alliance_psi.services.cert_checks import load_tls
-from alliance_psi.services.clients import CoordinatorClient, CustodianChain, custodian_clients
+from alliance_psi.services.clients import CoordinatorClient, CustodianChain, ThresholdCustodians, custodian_evaluator
+from alliance_psi.services.epoch_files import load_public_epoch
 from alliance_psi.storage import CheckpointStore, KeptResults, MemberRepository, create_schema, make_engine
 
 __all__ = ["MemberNode", "SqlNodeUnitOfWork", "load_blind_key", "load_nonce_key"]
@@ -89,7 +90,7 @@ class SqlNodeUnitOfWork:
 
 
 class MemberNode:
-    """One member's node: ``role`` (``MemberRole``) over its database, custodian chain and coordinator client.
+    """One member's node: ``role`` (``MemberRole``) over its database, custodians and coordinator client.
 
     Owns what it was given: ``close`` (or leaving its ``with`` block) closes the clients and
     disposes of the engine.
@@ -101,7 +102,7 @@ class MemberNode:
         member_id: str,
         engine: Engine,
         coordinator: CoordinatorClient,
-        custodians: CustodianChain,
+        custodians: CustodianChain | ThresholdCustodians,
         coordinator_key: bytes,
         nonce_key: bytes,
         share_name: bool = False,
@@ -132,12 +133,20 @@ class MemberNode:
         )
 
     @classmethod
-    def from_config(cls, config: MemberConfig, *, progress: Progress = no_progress) -> MemberNode:
-        """Connect to the alliance as ``config`` says (reads the TLS files and keys now)."""
+    def from_config(
+        cls, config: MemberConfig, *, progress: Progress = no_progress, report: Callable[[str], None] | None = None
+    ) -> MemberNode:
+        """Connect to the alliance as ``config`` says (reads the TLS files, keys and epoch file now).
+
+        ``report`` receives the threshold custodians' events a person should see (one down, slow,
+        excluded for a wrong answer), once each.
+        """
         # The alliance knows this node by its certificate alone: a different member id here would
         # only surface later, as a result "for another member".
         tls = load_tls(config.tls, role=Role.MEMBER, name=config.member_id)
-        chain = CustodianChain(custodian_clients(config.custodians, tls))  # Checks pinned CAs first.
+        public = load_public_epoch(config.epoch_file) if config.epoch_file is not None else None
+        # Checks pinned CAs first, and for a threshold epoch that the epoch file names every custodian.
+        chain = custodian_evaluator(config.custodians, tls, public=public, verify=config.verify, report=report)
         engine = make_engine(config.database)
         create_schema(engine)
         try:

@@ -29,6 +29,7 @@ STANDARD_PARTIES: tuple[tuple[Role, str], ...] = (
     (Role.COORDINATOR, "coordinator"),
     (Role.CUSTODIAN, "custodian-1"),
     (Role.CUSTODIAN, "custodian-2"),
+    (Role.CUSTODIAN, "custodian-3"),
     (Role.MEMBER, "bank-a"),
     (Role.MEMBER, "bank-b"),
     (Role.MEMBER, "bank-c"),
@@ -74,7 +75,7 @@ class AlliancePki:
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> AlliancePki:
-    """A CA with certificates for coordinator, custodian-1 and -2, bank-a/b/c (members) and admin."""
+    """A CA with certificates for coordinator, custodian-1 to -3, bank-a/b/c (members) and admin."""
     directory = tmp_path_factory.mktemp("alliance-pki")
     ca = pki_module.init_ca("Test")
     pki_module.write_ca(ca, directory)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,13 +21,15 @@ from sqlalchemy import Engine
 from alliance_psi.config import PeerEndpoint, ServerLimits, TlsMaterial
 from alliance_psi.crypto.key_shares import KeyShare
 from alliance_psi.crypto.signing import SigningKey
+from alliance_psi.crypto.suite import RISTRETTO255_SHA512
+from alliance_psi.crypto.threshold_keys import PublicEpoch, ThresholdShare, deal_epoch_for_testing
 from alliance_psi.identifiers import IdentifierType, normalize
 from alliance_psi.protocol.coordinator import CoordinatorRole, RoundSpec
 from alliance_psi.protocol.custodian import CustodianRole
 from alliance_psi.protocol.member import MemberRole
 from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.services import pki as pki_module
-from alliance_psi.services.clients import CoordinatorClient, CustodianChain, RetryPolicy, custodian_clients
+from alliance_psi.services.clients import CoordinatorClient, RetryPolicy, custodian_evaluator
 from alliance_psi.services.coordinator import coordinator_registration, sql_unit_of_work
 from alliance_psi.services.custodian import SqlQuotaLedger, custodian_registration
 from alliance_psi.services.enrolment import enrol, enrolment_gate
@@ -123,6 +125,14 @@ class Alliance:
     custodian_engines: list[Engine] = field(default_factory=list)
     custodian_cas: dict[str, Path] = field(default_factory=dict)
     """The CA file each independent custodian's operator hands members (by custodian name)."""
+    public: PublicEpoch | None = None
+    """A threshold epoch's public file (``running_alliance(threshold=…)``), written to ``epoch_file``."""
+    key: bytes | None = None
+    """The dealt epoch key, for tests that compare with the single-key OPRF (threshold only)."""
+
+    @property
+    def epoch_file(self) -> Path:
+        return self.tmp / "epoch.json"
 
     def custodians(self) -> list[PeerEndpoint]:
         """The custodians as a member configures them: each independent one pinned to its own CA."""
@@ -134,10 +144,13 @@ class Alliance:
     def admin(self) -> CoordinatorClient:
         return CoordinatorClient(self.coordinator_address, self.pki.material("admin"))  # type: ignore[attr-defined]
 
-    def node(self, member: str, *, retry: RetryPolicy | None = None, share_name: bool = False) -> MemberRole:
-        """``member``'s role over its database and real clients of the running servers."""
+    def node(
+        self, member: str, *, retry: RetryPolicy | None = None, share_name: bool = False, verify: str = "sample"
+    ) -> MemberRole:
+        """``member``'s role over its database and real clients of the running servers (the custodians
+        as a chain, or any ``τ`` of them for a threshold alliance, checked as ``verify`` says)."""
         tls = self.pki.material(member)  # type: ignore[attr-defined]
-        chain = CustodianChain(custodian_clients(self.custodians(), tls, retry))
+        chain = custodian_evaluator(self.custodians(), tls, public=self.public, verify=verify, retry=retry)
         return MemberNode(
             member_id=member,
             engine=self.member_engines[member],
@@ -195,6 +208,8 @@ def running_alliance(
     custodian_options: Mapping[str, int] | None = None,
     metrics: Mapping[str, Metrics] | None = None,
     coordinator_options: Mapping[str, object] | None = None,
+    threshold: int | None = None,
+    altered: Mapping[str, Callable[[ThresholdShare], ThresholdShare]] | None = None,
 ) -> Iterator[Alliance]:
     """Custodians and a coordinator serving on loopback within ``limits`` and refusing the
     certificates ``crl`` revokes; refused calls are audited in each server's database. A custodian
@@ -202,7 +217,10 @@ def running_alliance(
     CA); its CA certificate is written to ``tmp/NAME-ca.pem`` for members to pin. ``custodian_options``
     are passed to every ``CustodianRole`` (``kept_answers_per_member``, ``free_resent_per_member``),
     ``coordinator_options`` to the ``CoordinatorRole`` (``alert_heartbeat``, ``max_alert_backlog``, ...).
-    ``metrics`` (by server name: ``coordinator``, ``custodian-1``, …) count each server's calls."""
+    ``metrics`` (by server name: ``coordinator``, ``custodian-1``, …) count each server's calls.
+    With ``threshold``, the custodians hold a dealt threshold epoch (``threshold`` of ``custodians``)
+    whose public file is ``Alliance.epoch_file``; ``altered`` maps a custodian's name to what it
+    serves instead of its dealt share (a test's corrupted share, made from the dealt one)."""
     planted = planted or Planted.make()
     limits = limits or ServerLimits()
     signing_key = SigningKey.generate()
@@ -248,6 +266,16 @@ def running_alliance(
             )
             return f"127.0.0.1:{stack.enter_context(server)}"
 
+        key = public = None
+        dealt: dict[str, ThresholdShare] = {}
+        if threshold is not None:
+            key = RISTRETTO255_SHA512.random_scalar()
+            names = [custodian_name(i) for i in range(custodians)]
+            dealt_shares, public = deal_epoch_for_testing(EPOCH, names, threshold=threshold, key=key)
+            dealt = dict(zip(names, dealt_shares, strict=True))
+            for name, alter in (altered or {}).items():
+                dealt[name] = alter(dealt[name])
+            (tmp / "epoch.json").write_bytes(public.to_bytes())
         addresses, custodian_engines = [], []
         for i in range(custodians):
             name = custodian_name(i)
@@ -259,7 +287,7 @@ def running_alliance(
             ledger = SqlQuotaLedger(engine, name)
             custodian = CustodianRole(
                 name,
-                KeyShare.generate(EPOCH),
+                dealt[name] if dealt else KeyShare.generate(EPOCH),
                 quota_per_member=quota,
                 ledger=ledger,
                 quota_of=roster.quota_of,
@@ -288,6 +316,8 @@ def running_alliance(
             engines,
             custodian_engines,
             custodian_cas,
+            public,
+            key,
         )
 
 

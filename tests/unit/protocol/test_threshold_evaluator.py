@@ -98,9 +98,9 @@ def test_outputs_equal_the_single_key_oprf(mode: VerifyMode, tau: int, n: int) -
     assert tokens(evaluator) == [oprf.evaluate(key, x) for x in INPUTS]
     asked = [c for c in custodians if any(size == len(INPUTS) for size, _, _ in c.calls)]
     assert len(asked) == tau  # τ full batches, in parallel; the sample is small.
-    assert all(prove is (mode is VerifyMode.PROOF) for c in custodians for _, _, prove in c.calls)
-    if mode is VerifyMode.SAMPLE and n > tau:
-        assert [size for c in custodians for size, _, _ in c.calls if size != len(INPUTS)] == [16]
+    assert all(prove is (mode is VerifyMode.PROOF) for c in custodians for size, _, prove in c.calls if size == 40)
+    if mode is VerifyMode.SAMPLE and n > tau:  # One further custodian proves a sample of 16.
+        assert [(size, prove) for c in custodians for size, _, prove in c.calls if size != len(INPUTS)] == [(16, True)]
 
 
 def test_one_custodian_down_the_others_answer() -> None:
@@ -166,6 +166,23 @@ def test_a_custodian_wrong_only_when_unchecked_is_caught_and_named() -> None:
     assert evaluator.excluded == {
         "custodian-1": "it answered differently without a proof than with one (it evaluated wrongly)"
     }
+
+
+def test_impostors_without_the_shares_are_caught_by_the_proven_sample() -> None:
+    _, public, custodians = alliance(2, 4)
+    impostors, _ = deal_epoch_for_testing(EPOCH, [c.name for c in custodians], threshold=2)
+    for custodian, share in zip(custodians[:3], impostors, strict=False):  # Consistent among themselves.
+        honest = custodian.role
+        custodian.role = CustodianRole(custodian.name, share, quota_per_member=100, ledger=MemoryQuotaLedger())
+        custodian.status_from = honest
+    evaluator = ThresholdEvaluator(public, custodians)
+    # custodian-3's proven sample fails; custodian-4, honest, then disagrees with 1 and 2, whose
+    # proofs fail in turn: no wrong output, and every impostor named.
+    with pytest.raises(PeerUnavailable) as caught:
+        tokens(evaluator)
+    assert sorted(evaluator.excluded) == ["custodian-1", "custodian-2", "custodian-3"]
+    assert all("DLEQ proof does not verify" in reason for reason in evaluator.excluded.values())
+    assert "needs 2 of its 4 custodians and only 0 answered" in str(caught.value)
 
 
 def test_a_wrong_share_fails_its_proof_at_once() -> None:
