@@ -1,11 +1,14 @@
 """A throwaway alliance on this machine, for the demo and the benchmarks.
 
-``LocalAlliance`` writes a CA and certificates, the coordinator's signing key and one custodian
-key share under a directory (the custodian, as an independent one would, certifies itself with a
-CA of its own, which every member's ``node.toml`` pins for it), enrols the members (and the operator, as admin) in each server's
-own database as each server's operator would, starts the coordinator and the custodian as
-separate server processes on loopback ports, writes one ``node.toml`` per member, and stops
-the servers on exit.
+``LocalAlliance`` writes a CA and certificates, the coordinator's signing key and the custodians'
+key shares under a directory: one chain custodian (the benchmarks' alliance), or with
+``threshold=True`` (the demo's) three custodians holding a 2-of-3 threshold epoch that this
+module deals itself (``deal_epoch_for_testing``: the dealer knows the whole key, which only a
+demo may do) and its public epoch file. Each custodian, as an independent one would, certifies
+itself with a CA of its own, which every member's ``node.toml`` pins for it. It enrols the members
+(and the operator, as admin) in each server's own database as each server's operator would,
+starts the coordinator and the custodians as separate server processes on loopback ports, writes
+one ``node.toml`` per member, and stops the servers on exit.
 Members then run as their own ``alliance-psi node`` processes (``node_command``).
 """
 
@@ -23,11 +26,13 @@ from typing import Any
 
 from alliance_psi._files import write_file_atomic
 from alliance_psi.cli._processes import ServerProcess, cli_command, tls_args
-from alliance_psi.errors import AlliancePsiError
+from alliance_psi.errors import AlliancePsiError, ConfigurationError
 
 __all__ = ["EPOCH", "LocalAlliance", "local_alliance"]
 
 EPOCH = "demo-epoch"
+THRESHOLD_CUSTODIANS = ("custodian-1", "custodian-2", "custodian-3")
+THRESHOLD = 2
 
 
 @dataclass
@@ -39,6 +44,13 @@ class LocalAlliance:
     coordinator: ServerProcess
     custodian: ServerProcess
     custodian_replicas: tuple[ServerProcess, ...] = ()  # More processes of custodian-1, if any.
+    others: tuple[ServerProcess, ...] = ()  # custodian-2 and custodian-3 of a threshold alliance.
+    epoch_file: Path | None = None  # A threshold alliance's public epoch file.
+
+    @property
+    def custodians(self) -> tuple[ServerProcess, ...]:
+        """One process per custodian (custodian-1 first; its replicas not included)."""
+        return (self.custodian, *self.others)
 
     @property
     def pki_dir(self) -> Path:
@@ -83,9 +95,14 @@ class LocalAlliance:
             return admin.create_round(spec).round_id
 
 
-def _write_keys(root: Path, members: Sequence[str]) -> None:
+def _custodian_dir(root: Path, name: str) -> Path:
+    return root / ("custodian" if name == "custodian-1" else name)
+
+
+def _write_keys(root: Path, members: Sequence[str], *, threshold: bool) -> None:
     from alliance_psi.crypto.key_shares import KeyShare
     from alliance_psi.crypto.signing import SigningKey
+    from alliance_psi.crypto.threshold_keys import deal_epoch_for_testing
     from alliance_psi.protocol.model import Role
     from alliance_psi.services import pki
 
@@ -95,16 +112,24 @@ def _write_keys(root: Path, members: Sequence[str]) -> None:
     parties = [(Role.COORDINATOR, "coordinator"), (Role.ADMIN, "operator")]
     for role, name in parties + [(Role.MEMBER, m) for m in members]:
         pki.write_issued(pki.issue(ca, role=role, name=name), pki_dir, name)
-    # The custodian is another institution's: its certificate comes from its own CA, not the alliance's.
-    custodian_ca = pki.init_ca("Local custodian-1")
-    pki.write_ca(custodian_ca, root / "custodian" / "ca")
-    pki.write_issued(
-        pki.issue(custodian_ca, role=Role.CUSTODIAN, name="custodian-1"), root / "custodian", "custodian-1"
-    )
+    # Each custodian is another institution's: its certificate comes from its own CA, not the alliance's.
+    names = THRESHOLD_CUSTODIANS if threshold else THRESHOLD_CUSTODIANS[:1]
+    for name in names:
+        custodian_ca = pki.init_ca(f"Local {name}")
+        pki.write_ca(custodian_ca, _custodian_dir(root, name) / "ca")
+        pki.write_issued(pki.issue(custodian_ca, role=Role.CUSTODIAN, name=name), _custodian_dir(root, name), name)
     signing = SigningKey.generate()
     write_file_atomic(root / "alliance" / "signing.key", signing.to_pem())
     (root / "alliance" / "signing.pub").write_text(signing.public_key.hex() + "\n")
-    write_file_atomic(root / "alliance" / "custodian.share", KeyShare.generate(EPOCH).to_bytes())
+    if not threshold:
+        write_file_atomic(root / "alliance" / "custodian.share", KeyShare.generate(EPOCH).to_bytes())
+        return
+    # DEALER MODE, for the demo only: whoever deals knows the whole key (an alliance runs the
+    # custodians' key generation instead).
+    shares, public = deal_epoch_for_testing(EPOCH, names, threshold=THRESHOLD)
+    for name, share in zip(names, shares, strict=True):
+        write_file_atomic(_custodian_dir(root, name) / "epoch.share", share.to_bytes())
+    write_file_atomic(root / "alliance" / "epoch.json", public.to_bytes(), private=False)
 
 
 def _enrol(
@@ -144,19 +169,21 @@ def _write_node_toml(path: Path, values: dict[str, Any]) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _custodian_args(root: Path, database: str, quota: int) -> list[str]:
-    alliance_dir, custodian_dir, pki_dir = root / "alliance", root / "custodian", root / "alliance" / "pki"
+def _custodian_args(root: Path, name: str, database: str, quota: int, *, threshold: bool) -> list[str]:
+    alliance_dir, custodian_dir, pki_dir = root / "alliance", _custodian_dir(root, name), root / "alliance" / "pki"
+    share = ["--key-share", str(alliance_dir / "custodian.share")]
+    if threshold:
+        share = ["--key-share", str(custodian_dir / "epoch.share"), "--epoch-file", str(alliance_dir / "epoch.json")]
     return [
         "custodian",
         "serve",
         "--name",
-        "custodian-1",
+        name,
         "--listen",
         "127.0.0.1:0",
         *("--ca", str(pki_dir / "ca.pem"), "--own-ca", str(custodian_dir / "ca" / "ca.pem")),
-        *("--cert", str(custodian_dir / "custodian-1.pem"), "--key", str(custodian_dir / "custodian-1.key")),
-        "--key-share",
-        str(alliance_dir / "custodian.share"),
+        *("--cert", str(custodian_dir / f"{name}.pem"), "--key", str(custodian_dir / f"{name}.key")),
+        *share,
         "--database",
         database,
         "--quota",
@@ -174,6 +201,7 @@ def local_alliance(
     coordinator_database: str | None = None,
     custodian_database: str | None = None,
     custodian_replicas: int = 1,
+    threshold: bool = False,
 ) -> Iterator[LocalAlliance]:
     """Create (replacing ``root``) and run a local alliance; stop its servers on exit.
 
@@ -182,13 +210,19 @@ def local_alliance(
     custodian's databases are SQLite files under ``root`` unless URLs are given (an empty
     PostgreSQL database each, for the benchmarks); ``custodian_replicas`` > 1 runs that many
     processes of custodian-1 over one quota database (which must then be PostgreSQL), and every
-    member's node.toml names them all.
+    member's node.toml names them all. With ``threshold``, three custodians (each on its own SQLite
+    quota database) serve a dealt 2-of-3 epoch and every node.toml names the public epoch file.
+
+    Raises:
+        ConfigurationError: ``threshold`` with custodian replicas or a custodian database URL.
     """
+    if threshold and (custodian_database is not None or custodian_replicas > 1):
+        raise ConfigurationError("a threshold local alliance has one SQLite quota database per custodian, no replicas")
     root = root.resolve()
     if root.exists():
         shutil.rmtree(root)
     (root / "alliance").mkdir(parents=True)
-    _write_keys(root, members)
+    _write_keys(root, members, threshold=threshold)
     alliance_dir = root / "alliance"
     pki_dir = alliance_dir / "pki"
     custodian_dir = root / "custodian"
@@ -198,9 +232,18 @@ def local_alliance(
     _enrol(coordinator_db, pki_dir, members, admins=["operator"], display_names=display_names)
     with contextlib.ExitStack() as stack:
         custodians = [
-            stack.enter_context(ServerProcess(_custodian_args(root, custodian_db, quota)))
+            stack.enter_context(
+                ServerProcess(_custodian_args(root, "custodian-1", custodian_db, quota, threshold=threshold))
+            )
             for _ in range(max(custodian_replicas, 1))
         ]
+        others = []
+        for name in THRESHOLD_CUSTODIANS[1:] if threshold else ():
+            database = f"sqlite:///{_custodian_dir(root, name) / 'quota.db'}"
+            _enrol(database, pki_dir, members)
+            others.append(
+                stack.enter_context(ServerProcess(_custodian_args(root, name, database, quota, threshold=threshold)))
+            )
         coordinator = stack.enter_context(
             ServerProcess(
                 [
@@ -231,10 +274,20 @@ def local_alliance(
                     "cert": str(pki_dir / f"{member}.pem"),
                     "key": str(pki_dir / f"{member}.key"),
                     "coordinator": coordinator.address,
-                    "custodian": [f"custodian-1@{addresses},ca={custodian_dir / 'ca' / 'ca.pem'}"],
+                    "custodian": [
+                        f"custodian-1@{addresses},ca={custodian_dir / 'ca' / 'ca.pem'}",
+                        *(
+                            f"{name}@{server.address},ca={_custodian_dir(root, name) / 'ca' / 'ca.pem'}"
+                            for name, server in zip(THRESHOLD_CUSTODIANS[1:], others, strict=False)
+                        ),
+                    ],
+                    **({"epoch-file": str(alliance_dir / "epoch.json")} if threshold else {}),
                     "coordinator-key": str(alliance_dir / "signing.pub"),
                     "data-dir": str(home / "secrets"),
                     **({"display-name": display_names[member]} if display_names and member in display_names else {}),
                 },
             )
-        yield LocalAlliance(root, list(members), coordinator, custodians[0], tuple(custodians[1:]))
+        epoch_file = alliance_dir / "epoch.json" if threshold else None
+        yield LocalAlliance(
+            root, list(members), coordinator, custodians[0], tuple(custodians[1:]), tuple(others), epoch_file
+        )

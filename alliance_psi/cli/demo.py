@@ -1,9 +1,10 @@
 """``alliance-psi demo``: a throwaway alliance on this machine, end to end, checked.
 
-It creates a CA and certificates, a coordinator and an independent custodian (certified by a CA
-of its own, which every member pins for it) as separate server processes on loopback ports (each
-serving only the members enrolled in its own database), and member nodes as separate processes
-with their own databases.
+It creates a CA and certificates, a coordinator and three key custodians holding a 2-of-3
+threshold epoch (dealt by the demo itself, which only a demo may do; each custodian independent,
+certified by a CA of its own, which every member pins) as separate server processes
+on loopback ports (each serving only the members enrolled in its own database), and member nodes
+as separate processes with their own databases, each asking any two custodians at once.
 Each member imports a synthetic blacklist (valid mobile numbers, resident IDs, bank cards and
 credit codes; one file in GB18030 as Excel writes it on Chinese Windows) with planted shared
 leads, joins one round, and writes its HTML and JSON reports. The demo then checks, from the
@@ -127,23 +128,25 @@ def _demo(members_count: int, size: int, threshold: int, shared: int, out: Path,
 
     from alliance_psi.cli._local_alliance import local_alliance
     from alliance_psi.cli._options import custodian_trust_warnings
-    from alliance_psi.config import PeerEndpoint
+    from alliance_psi.services.epoch_files import load_public_epoch
 
     console = Console()
     started = time.monotonic()
     members = list(MEMBER_NAMES[:members_count])
     rng = random.Random(seed)
     lists, planted = _plant(rng, members, size, shared)
-    with local_alliance(out, members, display_names=DISPLAY) as alliance:
+    with local_alliance(out, members, display_names=DISPLAY, threshold=True) as alliance:
+        addresses = ", ".join(server.address for server in alliance.custodians)
         console.print(
             f"[bold]alliance[/bold]: CA and certificates for {len(members)} members, the operator, a coordinator "
-            f"on {alliance.coordinator.address} and an independent custodian on {alliance.custodian.address} "
-            "(certified by its own CA, which every member pins); "
+            f"on {alliance.coordinator.address} and 2-of-3 threshold key custodians on {addresses} "
+            "(each certified by a CA of its own, as an independent custodian is, which every member pins); "
             f"each server serves only the {len(members)} members its own operator enrolled by key"
         )
-        anchor = out.resolve() / "custodian" / "ca" / "ca.pem"
-        for warning in custodian_trust_warnings([PeerEndpoint("custodian-1", alliance.custodian.address, ca=anchor)]):
-            console.print(f"[yellow]{warning}[/yellow] (a demo; docs/design.md#what-each-party-learns)")
+        assert alliance.epoch_file is not None  # A threshold alliance.
+        public = load_public_epoch(alliance.epoch_file)
+        for warning in custodian_trust_warnings([], public=public):
+            console.print(f"[yellow]{warning}[/yellow] (a demo; docs/design.md#threshold-custody)")
         for i, member in enumerate(members):
             blacklist = _write_blacklist(alliance.home(member) / "blacklist", lists[member], i)
             alliance.run_node(member, "import", str(blacklist))

@@ -26,6 +26,7 @@ from alliance_psi.cli.coordinator import coordinator_group
 from alliance_psi.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from alliance_psi.crypto.threshold_keys import PublicEpoch
     from alliance_psi.reports import VerifiedReport
 
 __all__ = ["console_safe", "holders_text", "read_public_key", "report_group"]
@@ -144,6 +145,7 @@ def _rederive(checked: VerifiedReport, node_config: Path, ca_cert: Path) -> str:
     from alliance_psi.config import TlsConfig, read_node_file
     from alliance_psi.protocol.model import Role
     from alliance_psi.reports import ReportMismatch, check_rederived
+    from alliance_psi.services.epoch_files import load_public_epoch
     from alliance_psi.services.pki import identity_from_pem
     from alliance_psi.services.rederive import rederive_tokens
 
@@ -170,16 +172,27 @@ def _rederive(checked: VerifiedReport, node_config: Path, ca_cert: Path) -> str:
     if unknown:
         raise ReportMismatch(f"{'; '.join(unknown)}: not an identifier type, so its token cannot be re-derived")
     identifiers = {(token.type, token.value) for token in checked.tokens}
-    for warning in custodian_trust_warnings(custodians):
+    epoch_file, verify = values.get("epoch-file"), values.get("verify", "sample")
+    if epoch_file is not None and not isinstance(epoch_file, str):
+        raise ConfigurationError(f"{node_config}: 'epoch-file' must be the path of the public epoch file")
+    public = load_public_epoch(Path(epoch_file)) if epoch_file is not None else None
+    for warning in custodian_trust_warnings(custodians, public=public):
         click.echo(warning, err=True)
-    derived = rederive_tokens(tls, custodians, checked.key_epoch, identifiers)
+    derived = rederive_tokens(tls, custodians, checked.key_epoch, identifiers, public=public, verify=str(verify))
     check_rederived(checked, derived)
     return (
         f"online: every lead's identifier derives its match token in the signed result (re-derived through "
-        f"{plural(len(custodians), 'custodian')} as member {identity.name}, using "
+        f"{_through(len(custodians), public)} as member {identity.name}, using "
         f"{plural(len(identifiers), 'evaluation')} of its "
         "quota at each)"
     )
+
+
+def _through(count: int, public: PublicEpoch | None) -> str:
+    """The custodians a re-derivation went through: the chain, or a threshold of them."""
+    if public is None:
+        return plural(count, "custodian")
+    return f"{public.threshold} at a time of {plural(count, 'custodian')}"
 
 
 def _types() -> frozenset[str]:

@@ -39,11 +39,11 @@ from alliance_psi.crypto.threshold import MAX_CUSTODIANS, deal_for_testing, fold
 from alliance_psi.errors import ConfigurationError, CryptoError
 
 __all__ = [
+    "CustodianCommitment",
     "EPOCH_FORMAT",
     "ORIGINS",
-    "SHARE_FORMAT",
-    "CustodianCommitment",
     "PublicEpoch",
+    "SHARE_FORMAT",
     "ThresholdShare",
     "deal_epoch_for_testing",
     "is_threshold_share",

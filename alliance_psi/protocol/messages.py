@@ -99,14 +99,14 @@ CHUNK_REQUEST = WireLimit(
     max_fields=MAX_CHUNK_ITEMS + 5,
 )
 # EvaluateRequest: key_epoch, MAX_EVALUATE_BATCH elements, batch_id, a subset of at most
-# MAX_CUSTODIANS indexes (each its own field when not packed, the larger encoding), prove.
+# MAX_CUSTODIANS indexes (packed, as proto3 and our clients encode it: one field), prove.
 EVALUATE_REQUEST = WireLimit(
     max_bytes=field_bytes(MAX_ID_CHARS)
     + MAX_EVALUATE_BATCH * field_bytes(ELEMENT_BYTES)
     + _UINT64_FIELD
-    + MAX_CUSTODIANS * _UINT32_FIELD
+    + field_bytes(MAX_CUSTODIANS * (_UINT32_FIELD - 1))
     + _BOOL_FIELD,
-    max_fields=MAX_EVALUATE_BATCH + MAX_CUSTODIANS + 3,
+    max_fields=MAX_EVALUATE_BATCH + 4,
 )
 # EvaluateResponse: batch_id, the evaluated elements, used, a proof.
 EVALUATE_RESPONSE_BYTES = (

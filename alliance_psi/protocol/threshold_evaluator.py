@@ -7,9 +7,10 @@ before. A custodian that fails (after its client's retries with back-off) is rep
 one, and one that is slow (no answer after ``hedge_after`` seconds) gets a further one asked
 beside it: the first ``τ`` good answers win. An answer for another subset than the one finally
 used is converted with the public Lagrange coefficients (one scalar multiplication per element).
-Custodians that could not be reached are left out of the first choice for ``down_for`` seconds;
-custodians caught answering wrongly, or refusing for good (quota spent, not enrolled, another
-epoch), are excluded for the evaluator's life and named in every later error.
+Custodians that could not be reached, or whose certificate was not the one expected, are left out
+of the first choice for ``down_for`` seconds; custodians caught answering wrongly, or refusing for
+good (quota spent, not enrolled, another epoch), are excluded for the evaluator's life and named
+in every later error.
 
 Verification (``VerifyMode``):
 
@@ -51,7 +52,6 @@ from alliance_psi.errors import (
     AlliancePsiError,
     ConfigurationError,
     CryptoError,
-    HandshakeFailed,
     InvalidProof,
     MalformedElement,
     PeerUnavailable,
@@ -343,10 +343,10 @@ class ThresholdEvaluator:
                 index, subset = pending.pop(future)
                 try:
                     answers[index] = self._checked(index, subset, batch, future.result(), prove)
-                except (HandshakeFailed, RequestError) as exc:
+                except RequestError as exc:
                     failures[index] = str(exc)
                     self._exclude(index, str(exc))
-                except PeerUnavailable as exc:
+                except PeerUnavailable as exc:  # HandshakeFailed too: a server dying mid-handshake looks so.
                     failures[index] = str(exc)
                     self._mark_down(index, str(exc))
                 except (MalformedElement, InvalidProof) as exc:

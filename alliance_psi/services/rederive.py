@@ -15,19 +15,29 @@ from collections.abc import Iterable, Sequence
 
 from alliance_psi.config import PeerEndpoint, TlsMaterial
 from alliance_psi.crypto.parallel import ProcessMap, tokenize
+from alliance_psi.crypto.threshold_keys import PublicEpoch
 from alliance_psi.identifiers.types import Identifier, IdentifierType
-from alliance_psi.services.clients import CustodianChain, custodian_clients
+from alliance_psi.services.clients import custodian_evaluator
 
 __all__ = ["rederive_tokens"]
 
 
 def rederive_tokens(
-    tls: TlsMaterial, custodians: Sequence[PeerEndpoint], key_epoch: str, identifiers: Iterable[tuple[str, str]]
+    tls: TlsMaterial,
+    custodians: Sequence[PeerEndpoint],
+    key_epoch: str,
+    identifiers: Iterable[tuple[str, str]],
+    *,
+    public: PublicEpoch | None = None,
+    verify: str = "sample",
 ) -> dict[tuple[str, str], bytes]:
-    """The match token of each distinct ``(type, canonical value)`` under ``key_epoch``, through ``custodians`` in order.
+    """The match token of each distinct ``(type, canonical value)`` under ``key_epoch``, through
+    ``custodians`` in order (a chain), or any ``τ`` of them checked as ``verify`` says (``public``:
+    a threshold epoch's public file).
 
-    Costs one evaluation per distinct identifier at every custodian, charged to the member that
-    ``tls`` names. A custodian with its own CA (``PeerEndpoint.ca``) is trusted only under it.
+    Costs one evaluation per distinct identifier at every custodian of the chain, or at ``τ`` of a
+    threshold epoch's, charged to the member that ``tls`` names. A custodian with its own CA
+    (``PeerEndpoint.ca``) is trusted only under it.
 
     Raises:
         ValueError: an identifier type that does not exist.
@@ -36,7 +46,7 @@ def rederive_tokens(
     """
     distinct = sorted(set(identifiers))
     inputs = [Identifier(IdentifierType(kind), value).oprf_input() for kind, value in distinct]
-    chain = CustodianChain(custodian_clients(custodians, tls))
+    chain = custodian_evaluator(custodians, tls, public=public, verify=verify)
     evaluate = functools.partial(chain.evaluate, key_epoch)
     try:
         with ProcessMap(1) as pool:

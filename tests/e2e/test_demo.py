@@ -28,8 +28,10 @@ def test_demo_finds_exactly_what_it_planted(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "found == planted for every member" in done.stdout
-    # One custodian is one key holder: the demo says so, as a node's join would.
-    assert "warning: one key custodian:" in " ".join(done.stdout.split())
+    # 2-of-3 threshold custody, dealt by the demo itself: it says so, as a node's join would.
+    said = " ".join(done.stdout.split())
+    assert "2-of-3 threshold key custodians" in said
+    assert "warning: key epoch demo-epoch was dealt by one dealer, who knew the whole key" in said
     for member in ("bank-a", "bank-b", "cfc-c"):
         html = (out / member / "report.html").read_text(encoding="utf-8")
         assert "<table" in html and "http://" not in html
@@ -52,21 +54,28 @@ def test_demo_finds_exactly_what_it_planted(tmp_path: Path) -> None:
         assert verify.returncode == 0 and verify.stdout.startswith("valid"), verify.stdout + verify.stderr
         # The coordinator enrolled each member's key and names it in the signed result.
         assert "the key the coordinator enrolled for the member" in verify.stdout
-    # The custodian is certified by its own CA, and every member pins that CA for it.
+    # Three custodians of one threshold epoch, each certified by a CA of its own, which every member
+    # pins for it.
+    folders = {"custodian-1": out / "custodian", "custodian-2": out / "custodian-2", "custodian-3": out / "custodian-3"}
     for member in ("bank-a", "bank-b", "cfc-c"):
-        (custodian,) = tomllib.loads((out / member / "node.toml").read_text(encoding="utf-8"))["node"]["custodian"]
-        assert custodian.startswith("custodian-1@127.0.0.1:")
-        assert custodian.endswith(f",ca={out / 'custodian' / 'ca' / 'ca.pem'}")
-    assert not (out / "alliance" / "pki" / "custodian-1.pem").exists()
+        node = tomllib.loads((out / member / "node.toml").read_text(encoding="utf-8"))["node"]
+        assert len(node["custodian"]) == 3
+        for (name, folder), custodian in zip(folders.items(), node["custodian"], strict=True):
+            assert custodian.startswith(f"{name}@127.0.0.1:")
+            assert custodian.endswith(f",ca={folder / 'ca' / 'ca.pem'}")
+        assert node["epoch-file"] == str(out / "alliance" / "epoch.json")
+    for name in folders:
+        assert not (out / "alliance" / "pki" / f"{name}.pem").exists()
     # The GB18030 file with Chinese headers was imported without rejections.
     assert not list((out / "bank-b").glob("*.rejects.csv"))
     # Each server served the members its own operator enrolled, by key (the operator as admin too).
-    for server, group, names in (
-        ("custodian", "member", ["bank-a", "bank-b", "cfc-c"]),
-        ("coordinator", "member", ["bank-a", "bank-b", "cfc-c"]),
-        ("coordinator", "admin", ["operator"]),
+    for server, database_file, group, names in (
+        ("custodian", out / "alliance" / "custodian.db", "member", ["bank-a", "bank-b", "cfc-c"]),
+        ("custodian", out / "custodian-3" / "quota.db", "member", ["bank-a", "bank-b", "cfc-c"]),
+        ("coordinator", out / "alliance" / "coordinator.db", "member", ["bank-a", "bank-b", "cfc-c"]),
+        ("coordinator", out / "alliance" / "coordinator.db", "admin", ["operator"]),
     ):
-        database = f"sqlite:///{out / 'alliance' / f'{server}.db'}"
+        database = f"sqlite:///{database_file}"
         listed = CliRunner().invoke(main, [server, group, "list", "--database", database])
         assert listed.exit_code == 0, listed.output
         assert [line.split()[0] for line in listed.output.splitlines()[1:]] == names

@@ -8,7 +8,7 @@ any other block (```toml, ```csv) is written to the file named by the last ```pa
 
 Substituted, and nothing else:
 
-- ports 7100 to 7102: a server's ``--listen HOST:71xx`` becomes ``--listen 127.0.0.1:0`` (loopback,
+- ports 7100 to 7103: a server's ``--listen HOST:71xx`` becomes ``--listen 127.0.0.1:0`` (loopback,
   a free port the kernel picks), and every later ``NAME:71xx`` gets the port that server reported;
 - host names ``*.example`` in addresses become ``localhost``, which resolves on loopback (clients
   check a server's identity name, not the name they dial, so certificates need no change).

@@ -83,7 +83,7 @@ def test_an_overfull_batch_leaves_the_custodian_small(tmp_path: Path, pki: Allia
             f"Evaluate: a request of {len(overfull)} bytes is over the limit of {EVALUATE_REQUEST.max_bytes}"
         )
         assert refused_count.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert refused_count.details() == "Evaluate: a request of more than 8194 fields is over the limit"
+        assert refused_count.details() == "Evaluate: a request of more than 8196 fields is over the limit"
 
 
 def test_the_largest_legal_chunk_still_goes_through(tmp_path: Path, pki: AlliancePki) -> None:
