@@ -25,6 +25,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,8 @@ def custodians(root: Path) -> Iterator[tuple[TlsMaterial, list[PeerEndpoint], li
     shares, public = deal_epoch_for_testing(EPOCH, NAMES, threshold=2)
     write_file_atomic(root / "epoch.json", public.to_bytes(), private=False)
     with contextlib.ExitStack() as stack:
-        chain, threshold = [], []
+        chain: list[PeerEndpoint] = []
+        threshold: list[PeerEndpoint] = []
         for kind, group in (("chain", chain), ("threshold", threshold)):
             for name, share in zip(NAMES, shares, strict=True):
                 folder = root / kind / name
@@ -87,17 +89,23 @@ def custodians(root: Path) -> Iterator[tuple[TlsMaterial, list[PeerEndpoint], li
         yield tls, chain, threshold, public
 
 
-def measured(evaluator: Any, inputs: Sequence[bytes], workers: int) -> tuple[float, float]:
-    """(CPU seconds of this process, wall seconds) of ``run_tokenize(evaluator, inputs, workers)``."""
+def measured(evaluator: Any, inputs: Sequence[bytes], pool: ProcessMap) -> tuple[float, float]:
+    """(CPU seconds of this process, wall seconds) to tokenize ``inputs`` through ``evaluator``."""
     cpu, wall = time.process_time(), time.perf_counter()
-    run_tokenize(evaluator, inputs, workers)
+    for _ in tokenize(inputs, partial(evaluator.evaluate, EPOCH), pool=pool):
+        pass
     return time.process_time() - cpu, time.perf_counter() - wall
 
 
-def run_tokenize(evaluator: Any, inputs: Sequence[bytes], workers: int) -> None:
-    with ProcessMap(workers) as pool:
-        for _ in tokenize(inputs, lambda batch: evaluator.evaluate(EPOCH, batch), pool=pool):
-            pass
+def run(make: Callable[[], Any], inputs: Sequence[bytes], warm: Sequence[bytes], workers: int) -> tuple[float, float]:
+    """``measured`` for a fresh evaluator and pool, once both are warm (connections, worker processes)."""
+    evaluator = make()
+    try:
+        with ProcessMap(workers) as pool:
+            measured(evaluator, warm, pool)
+            return measured(evaluator, inputs, pool)
+    finally:
+        evaluator.close()
 
 
 def member_costs(
@@ -111,12 +119,7 @@ def member_costs(
     ]
     rows = []
     for offset, (label, make) in enumerate(configs):
-        evaluator = make()
-        try:
-            run_tokenize(evaluator, items(64, 90_000_000 + offset * 1000), 1)  # Connections and caches warm.
-            cpu, wall = measured(evaluator, items(size, offset * size), 1)
-        finally:
-            evaluator.close()
+        cpu, wall = run(make, items(size, offset * size), items(2048, 90_000_000 + offset * 4096), 1)
         rows.append({"config": label, "cpu_s": cpu, "wall_s": wall, "cpu_us_per_id": cpu / size * 1e6})
     return rows
 
@@ -124,19 +127,13 @@ def member_costs(
 def join_wall(
     tls: TlsMaterial, chain: list[PeerEndpoint], threshold: list[PeerEndpoint], public: PublicEpoch, size: int
 ) -> list[dict[str, Any]]:
+    configs: list[tuple[str, Callable[[], Any]]] = [
+        ("chain of 3 custodians", lambda: custodian_evaluator(chain, tls)),
+        ("2-of-3 in parallel (sample check)", lambda: custodian_evaluator(threshold, tls, public=public)),
+    ]
     rows = []
-    for offset, (label, make) in enumerate(
-        [
-            ("chain of 3 custodians", lambda: custodian_evaluator(chain, tls)),
-            ("2-of-3 in parallel (sample check)", lambda: custodian_evaluator(threshold, tls, public=public)),
-        ]
-    ):
-        evaluator = make()
-        try:
-            run_tokenize(evaluator, items(64, 95_000_000 + offset * 1000), 2)
-            _, wall = measured(evaluator, items(size, 50_000_000 + offset * size), 2)
-        finally:
-            evaluator.close()
+    for offset, (label, make) in enumerate(configs):
+        _, wall = run(make, items(size, 50_000_000 + offset * size), items(2048, 95_000_000 + offset * 4096), 2)
         rows.append({"config": label, "wall_s": wall, "ids_per_s": size / wall})
     return rows
 

@@ -37,7 +37,6 @@ custodian is never asked by anything but its certificate name (the client's job)
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -59,6 +58,7 @@ from alliance_psi.errors import (
     WrongEpoch,
 )
 from alliance_psi.protocol.custodian import Evaluation
+from alliance_psi.protocol.custodian_health import CustodianHealth
 from alliance_psi.protocol.ports import CustodianCalls
 
 __all__ = ["ThresholdEvaluator", "VerifyMode"]
@@ -122,7 +122,7 @@ class ThresholdEvaluator:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.public, self.verify, self.sample_size = public, VerifyMode(verify), sample_size
-        self.hedge_after, self.down_for, self.report, self.clock = hedge_after, down_for, report, clock
+        self.hedge_after, self.clock = hedge_after, clock
         self.suite = public.suite
         self._calls: dict[int, CustodianCalls] = {}
         for client in custodians:
@@ -134,60 +134,22 @@ class ThresholdEvaluator:
             raise ConfigurationError(
                 f"epoch {public.epoch!r} needs {public.threshold} custodians; the node lists {len(self._calls)}"
             )
-        self._order = list(self._calls)
-        self._lock = threading.Lock()
-        self._down_until: dict[int, float] = {}
-        self._excluded: dict[int, str] = {}
-        self._reported: set[str] = set()
+        names = {c.index: c.name for c in public.custodians}
+        self.health = CustodianHealth(list(self._calls), names, down_for=down_for, report=report, clock=clock)
         self._pool = ThreadPoolExecutor(max_workers=4 * len(self._calls) + 2, thread_name_prefix="custodian")
         self._random = secrets.SystemRandom()
         self._generator = self.suite.scalar_mult_base(self.suite.scalar_from_int(1))
 
-    # Bookkeeping ---------------------------------------------------------------------------------
-
     def _name(self, index: int) -> str:
         return self.public.by_index(index).name
-
-    def _say(self, message: str) -> None:
-        with self._lock:
-            if message in self._reported:
-                return
-            self._reported.add(message)
-        self.report(message)
-
-    def _exclude(self, index: int, reason: str) -> None:
-        with self._lock:
-            self._excluded.setdefault(index, reason)
-        self._say(f"custodian {self._name(index)} excluded: {reason}")
-
-    def _mark_down(self, index: int, reason: str) -> None:
-        with self._lock:
-            self._down_until[index] = self.clock() + self.down_for
-        self._say(f"custodian {self._name(index)} is down, using the others: {reason}")
 
     @property
     def excluded(self) -> dict[str, str]:
         """The custodians excluded so far, by name, with the reason."""
-        with self._lock:
-            return {self._name(i): reason for i, reason in self._excluded.items()}
-
-    def _candidates(self, avoid: set[int], *, down_too: bool = True) -> list[int]:
-        """Custodians to ask, best first: not excluded nor in ``avoid``; those marked down last
-        (or not at all, without ``down_too``)."""
-        now = self.clock()
-        with self._lock:
-            usable = [i for i in self._order if i not in avoid and i not in self._excluded]
-            up = [i for i in usable if self._down_until.get(i, 0.0) <= now]
-            return up + [i for i in usable if i not in up] if down_too else up
+        return self.health.excluded
 
     def _unavailable(self, failures: dict[int, str], answered: int) -> PeerUnavailable:
-        with self._lock:
-            causes = {**failures, **self._excluded}
-        named = "; ".join(f"{self._name(i)}: {causes[i]}" for i in sorted(causes))
-        return PeerUnavailable(
-            f"key epoch {self.public.epoch!r} needs {self.public.threshold} of its {self.public.n} custodians and "
-            f"only {answered} answered: {named or 'no other custodian is configured'}"
-        )
+        return self.health.unavailable(failures, answered, epoch=self.public.epoch, threshold=self.public.threshold)
 
     # The epoch -----------------------------------------------------------------------------------
 
@@ -202,7 +164,7 @@ class ThresholdEvaluator:
             PeerUnavailable: fewer than ``τ`` custodians answer, naming each one that did not.
         """
         public = self.public
-        futures = {self._pool.submit(self._calls[i].epoch): i for i in self._candidates(set())}
+        futures = {self._pool.submit(self._calls[i].epoch): i for i in self.health.candidates(set())}
         failures: dict[int, str] = {}
         good: list[int] = []
         others: set[str] = set()
@@ -219,13 +181,13 @@ class ThresholdEvaluator:
                     status = future.result()
                 except AlliancePsiError as exc:
                     failures[index] = str(exc)
-                    self._mark_down(index, str(exc))
+                    self.health.mark_down(index, str(exc))
                     continue
                 entry = public.by_index(index)
                 if status.key_epoch != public.epoch:
                     failures[index] = f"serves key epoch {status.key_epoch!r}, not {public.epoch!r}"
                     others.add(status.key_epoch)
-                    self._exclude(index, failures[index])
+                    self.health.exclude(index, failures[index])
                 elif (status.index, status.threshold, status.custodian_count, status.commitment) != (
                     entry.index,
                     public.threshold,
@@ -237,7 +199,7 @@ class ThresholdEvaluator:
                         f"another commitment than custodian {entry.index} of the public epoch file "
                         f"(fingerprint {public.fingerprint()})"
                     )
-                    self._exclude(index, failures[index])
+                    self.health.exclude(index, failures[index])
                 else:
                     good.append(index)
             if len(good) >= public.threshold and enough_at is None:
@@ -263,16 +225,21 @@ class ThresholdEvaluator:
             raise WrongEpoch(f"the public epoch file is for key epoch {self.public.epoch!r}, not {key_epoch!r}")
         batch = list(elements)
         tau = self.public.threshold
-        for _ in range(len(self._calls) + 1):  # Each pass excludes a custodian or returns.
-            first = self._candidates(set())[:tau]
+        prove = self.verify is VerifyMode.PROOF
+        for _ in range(len(self._calls) + 2):  # Each pass excludes a custodian, turns to proofs or returns.
+            first = self.health.candidates(set())[:tau]
             if len(first) < tau:
                 raise self._unavailable({}, 0)
-            sample = self._sample(batch, first) if self.verify is VerifyMode.SAMPLE else None
+            sample = self._sample(batch, first) if self.verify is VerifyMode.SAMPLE and not prove else None
             # Without a further custodian for the sample, the batch is proven instead.
-            prove = self.verify is VerifyMode.PROOF or (self.verify is VerifyMode.SAMPLE and sample is None)
+            prove = prove or (self.verify is VerifyMode.SAMPLE and sample is None)
             answers = self._gather(batch, first, prove=prove)
-            if sample is not None and not self._sample_agrees(batch, answers, sample):
-                continue
+            if sample is not None:
+                agreed = self._sample_agrees(batch, answers, sample)
+                if agreed is None:  # No further custodian's answer to check them with: prove them.
+                    prove = True
+                if not agreed:
+                    continue
             final = tuple(sorted(answers)[:tau])
             return combine([self._converted(answers[i], final) for i in final], suite=self.suite)
         raise CryptoError("custodians kept disagreeing after every faulty one was excluded")
@@ -320,7 +287,7 @@ class ThresholdEvaluator:
 
         def launch(avoid_slow: int | None) -> bool:
             asked = {i for i, _ in pending.values()} | set(answers) | set(failures)
-            spare = self._candidates(asked)
+            spare = self.health.candidates(asked)
             if not spare:
                 return False
             keep = [*answers, *(i for i, _ in pending.values() if i != avoid_slow)]
@@ -337,7 +304,7 @@ class ThresholdEvaluator:
             if not done:
                 slow = [i for i, _ in pending.values()]
                 if launch(slow[0]):
-                    self._say(f"custodian {', '.join(self._name(i) for i in slow)} slow: asking another one too")
+                    self.health.say(f"custodian {', '.join(self._name(i) for i in slow)} slow: asking another one too")
                 continue
             for future in done:
                 index, subset = pending.pop(future)
@@ -345,13 +312,13 @@ class ThresholdEvaluator:
                     answers[index] = self._checked(index, subset, batch, future.result(), prove)
                 except RequestError as exc:
                     failures[index] = str(exc)
-                    self._exclude(index, str(exc))
+                    self.health.exclude(index, str(exc))
                 except PeerUnavailable as exc:  # HandshakeFailed too: a server dying mid-handshake looks so.
                     failures[index] = str(exc)
-                    self._mark_down(index, str(exc))
+                    self.health.mark_down(index, str(exc))
                 except (MalformedElement, InvalidProof) as exc:
                     failures[index] = f"its answer is wrong: {exc}"
-                    self._exclude(index, failures[index])
+                    self.health.exclude(index, failures[index])
         return answers
 
     def _converted(self, answer: _Answer, final: tuple[int, ...]) -> list[bytes]:
@@ -369,9 +336,9 @@ class ThresholdEvaluator:
 
     def _sample(self, batch: Sequence[bytes], first: list[int]) -> _Sample | None:
         """Ask one custodian beyond ``first`` for a random sample of ``batch`` (None if there is none)."""
-        spare = self._candidates(set(first), down_too=False)
+        spare = self.health.candidates(set(first), down_too=False)
         if not spare:
-            self._say(
+            self.health.say(
                 f"only {len(first)} custodians are usable, too few for the sample check: every batch is proven "
                 "until another one is back"
             )
@@ -386,31 +353,32 @@ class ThresholdEvaluator:
         """``1 / λ_i^subset``: turns custodian ``index``'s answer ``λ_i·k_i·B`` into ``k_i·B``."""
         return self.suite.scalar_inverse(lagrange_coefficient(index, subset, suite=self.suite))
 
-    def _sample_agrees(self, batch: list[bytes], answers: dict[int, _Answer], sample: _Sample) -> bool:
+    def _sample_agrees(self, batch: list[bytes], answers: dict[int, _Answer], sample: _Sample) -> bool | None:
         """Whether the further custodian's answers for the sample agree with ``answers``.
 
-        Returns True when they agree or when the further custodian gave no answer (said once);
-        False after a disagreement or a wrong proof, once the custodians at fault are excluded.
+        True when they agree; False when they do not, once the custodians at fault are excluded;
+        None when there is no further custodian's answer to check them with (it answered for the
+        batch itself, in place of another, or gave no good answer: then it is marked down or
+        excluded). The caller asks the batch again: never accepted unchecked.
         """
         extra = sample.index
         if extra in answers:  # It replaced a custodian of the batch: no fresh voice for the sample.
-            return True
+            return None
         try:
             got = sample.future.result(timeout=self.hedge_after)
             checked = self._checked(extra, sample.subset, sample.elements, got, True)
         except TimeoutError:
-            self._say(f"custodian {self._name(extra)} too slow for the sample check: a batch went unchecked")
-            return True
+            self.health.mark_down(extra, "no answer to the sample check in time")
+            return None
         except PeerUnavailable as exc:
-            self._mark_down(extra, str(exc))
-            return True
+            self.health.mark_down(extra, str(exc))
+            return None
         except RequestError as exc:
-            self._exclude(extra, f"refused the sample check: {exc}")
-            return True
+            self.health.exclude(extra, f"refused the sample check: {exc}")
+            return None
         except (MalformedElement, InvalidProof) as exc:
-            # Its own answer is wrong: the batch is asked again, with another custodian for the sample.
-            self._exclude(extra, f"its answer is wrong: {exc}")
-            return False
+            self.health.exclude(extra, f"its answer is wrong: {exc}")
+            return None
         mult = self.suite.scalar_mult
         voices = {
             i: (self._unfolding(i, a.subset), [a.elements[p] for p in sample.positions]) for i, a in answers.items()
@@ -444,15 +412,19 @@ class ThresholdEvaluator:
             try:
                 proven = self._checked(index, subset, elements, future.result(), True)
             except (InvalidProof, MalformedElement) as exc:
-                self._exclude(index, f"its answers disagree with the other custodians' and its proof fails: {exc}")
+                self.health.exclude(
+                    index, f"its answers disagree with the other custodians' and its proof fails: {exc}"
+                )
                 found = True
                 continue
             except AlliancePsiError as exc:
-                self._mark_down(index, str(exc))
+                self.health.mark_down(index, str(exc))
                 unknown = True
                 continue
             if proven.elements != said:
-                self._exclude(index, "it answered differently without a proof than with one (it evaluated wrongly)")
+                self.health.exclude(
+                    index, "it answered differently without a proof than with one (it evaluated wrongly)"
+                )
                 found = True
         if not found and not unknown:
             raise CryptoError(

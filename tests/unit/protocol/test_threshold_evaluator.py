@@ -98,7 +98,9 @@ def test_outputs_equal_the_single_key_oprf(mode: VerifyMode, tau: int, n: int) -
     assert tokens(evaluator) == [oprf.evaluate(key, x) for x in INPUTS]
     asked = [c for c in custodians if any(size == len(INPUTS) for size, _, _ in c.calls)]
     assert len(asked) == tau  # τ full batches, in parallel; the sample is small.
-    assert all(prove is (mode is VerifyMode.PROOF) for c in custodians for size, _, prove in c.calls if size == 40)
+    # Full batches are proven in proof mode, and in sample mode when no further custodian is left to sample.
+    proven = mode is VerifyMode.PROOF or (mode is VerifyMode.SAMPLE and n == tau)
+    assert all(prove is proven for c in custodians for size, _, prove in c.calls if size == len(INPUTS))
     if mode is VerifyMode.SAMPLE and n > tau:  # One further custodian proves a sample of 16.
         assert [(size, prove) for c in custodians for size, _, prove in c.calls if size != len(INPUTS)] == [(16, True)]
 
@@ -182,7 +184,7 @@ def test_impostors_without_the_shares_are_caught_by_the_proven_sample() -> None:
         tokens(evaluator)
     assert sorted(evaluator.excluded) == ["custodian-1", "custodian-2", "custodian-3"]
     assert all("DLEQ proof does not verify" in reason for reason in evaluator.excluded.values())
-    assert "needs 2 of its 4 custodians and only 0 answered" in str(caught.value)
+    assert "key epoch 'e1' needs 2 of its 4 custodians" in str(caught.value)
 
 
 def test_a_wrong_share_fails_its_proof_at_once() -> None:
@@ -259,3 +261,30 @@ def test_configuration_errors() -> None:
     )
     with pytest.raises(ConfigurationError, match="has no custodian named 'custodian-9'"):
         ThresholdEvaluator(public, [*custodians, stranger])
+
+
+def test_with_no_custodian_left_to_sample_batches_are_proven() -> None:
+    _, public, custodians = alliance(2, 3)
+    custodians[2].down = True
+    corrupt(custodians[1])
+    said: list[str] = []
+    evaluator = ThresholdEvaluator(public, custodians, report=said.append)
+    with pytest.raises(PeerUnavailable) as caught:
+        tokens(evaluator)  # Never the wrong share's outputs, though only two custodians answer.
+    assert "custodian-2: its answer is wrong: DLEQ proof does not verify" in str(caught.value)
+    assert "custodian-3: custodian custodian-3 at 127.0.0.1:1 is unreachable" in str(caught.value)
+    # custodian-3 did not answer the sample: the batch was asked again with proofs, not accepted.
+    assert any(line.startswith("custodian custodian-3 is down") for line in said)
+
+
+def test_when_the_sampling_custodian_replaces_a_failed_one_the_batch_is_proven() -> None:
+    key, public, custodians = alliance(2, 3)
+    custodians[0].down = True  # Found down only when asked: custodian-3, asked for the sample, replaces it.
+    corrupt(custodians[1])
+    evaluator = ThresholdEvaluator(public, custodians)
+    with pytest.raises(PeerUnavailable) as caught:
+        tokens(evaluator)
+    assert "custodian-2: its answer is wrong: DLEQ proof does not verify" in str(caught.value)
+    assert "custodian-1: custodian custodian-1 at 127.0.0.1:1 is unreachable" in str(caught.value)
+    custodians[0].down = False  # Back (still marked down, but asked when needed): the single key's outputs.
+    assert tokens(evaluator) == [oprf.evaluate(key, x) for x in INPUTS]
