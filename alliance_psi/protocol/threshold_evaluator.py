@@ -26,8 +26,8 @@ Verification (``VerifyMode``):
   the batch's custodians cannot tell them); a wrong share (``f = 1``), or an impostor without the
   share, is caught on the first batch. On a disagreement every custodian involved is asked again
   with proofs: whoever's proof fails, or whose proven answer differs from its unproven one, is
-  excluded and named, and the batch is evaluated again. While no further custodian is usable
-  (only ``τ`` left), batches are proven instead.
+  excluded and named, and the batch is evaluated again. A batch is never accepted unchecked: with
+  no further custodian usable (only ``τ`` left), or no good answer from it, the batch is proven.
 - ``none``: no check (benchmarks only). A wrong answer gives wrong tokens, unnoticed.
 
 The sums are checked (no identity), every element received is checked as a group element, and a
