@@ -219,6 +219,8 @@ def test_the_readme_walkthrough_runs_as_written_to_a_verified_report(tmp_path: P
         assert "3 leads" in joined_b
         # custodian-2 is pinned to its own CA in both forms of node.toml, so neither node warns.
         assert "no custodian is pinned" not in joined_a + joined_b
+        # Both nodes evaluate through the threshold epoch of the epoch file, which says it was dealt.
+        assert "key epoch 2026q4 was dealt by one dealer" in joined_a and "was dealt by one dealer" in joined_b
         custodian_2 = next(s for s in run.servers if "--name custodian-2" in s.command)
         assert any("custodian custodian-2's certificate is from its own CA" in line for line in custodian_2.lines)
         verified = run.output("alliance-psi report verify bank-a/leads.json")
