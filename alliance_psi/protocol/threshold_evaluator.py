@@ -179,6 +179,10 @@ class ThresholdEvaluator:
                 index = futures[future]
                 try:
                     status = future.result()
+                except RequestError as exc:  # Not enrolled there, or another refusal for good.
+                    failures[index] = str(exc)
+                    self.health.exclude(index, str(exc))
+                    continue
                 except AlliancePsiError as exc:
                     failures[index] = str(exc)
                     self.health.mark_down(index, str(exc))

@@ -12,7 +12,7 @@ from alliance_psi.crypto import oprf
 from alliance_psi.crypto.batch import blind_batch, finalize_batch
 from alliance_psi.crypto.suite import RISTRETTO255_SHA512 as SUITE
 from alliance_psi.crypto.threshold_keys import PublicEpoch, ThresholdShare, deal_epoch_for_testing
-from alliance_psi.errors import ConfigurationError, PeerUnavailable, WrongEpoch
+from alliance_psi.errors import ConfigurationError, NotAuthenticated, PeerUnavailable, WrongEpoch
 from alliance_psi.protocol.custodian import CustodianRole, EpochStatus, Evaluation
 from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.protocol.threshold_evaluator import ThresholdEvaluator, VerifyMode
@@ -30,10 +30,13 @@ class MemoryCustodian:
         self.name, self.role = role.name, role
         self.status_from = status_from or role  # A liar reports the honest share's commitment.
         self.down = False
+        self.refuse: Exception | None = None  # Raised by every call (a custodian that never enrolled us).
         self.gate: threading.Event | None = None  # Set: answers wait for it (a slow custodian).
         self.calls: list[tuple[int, tuple[int, ...], bool]] = []
 
     def epoch(self) -> EpochStatus:
+        if self.refuse is not None:
+            raise self.refuse
         if self.down:
             raise PeerUnavailable(f"custodian {self.name} at 127.0.0.1:1 is unreachable after 4 attempts")
         return self.status_from.epoch_status(A)
@@ -42,6 +45,8 @@ class MemoryCustodian:
         self, key_epoch: str, elements: Sequence[bytes], *, subset: Sequence[int], prove: bool = False
     ) -> Evaluation:
         self.calls.append((len(elements), tuple(subset), prove))
+        if self.refuse is not None:
+            raise self.refuse
         if self.gate is not None:
             self.gate.wait(10)
         if self.down:
@@ -288,3 +293,13 @@ def test_when_the_sampling_custodian_replaces_a_failed_one_the_batch_is_proven()
     assert "custodian-1: custodian custodian-1 at 127.0.0.1:1 is unreachable" in str(caught.value)
     custodians[0].down = False  # Back (still marked down, but asked when needed): the single key's outputs.
     assert tokens(evaluator) == [oprf.evaluate(key, x) for x in INPUTS]
+
+
+def test_a_custodian_that_never_enrolled_the_member_is_excluded_at_the_epoch_check() -> None:
+    key, public, custodians = alliance(2, 3)
+    custodians[0].refuse = NotAuthenticated("custodian custodian-1 does not serve member bank-a")
+    evaluator = ThresholdEvaluator(public, custodians, verify=VerifyMode.PROOF)
+    assert evaluator.key_epochs() == [EPOCH]
+    assert evaluator.excluded == {"custodian-1": "custodian custodian-1 does not serve member bank-a"}
+    assert tokens(evaluator) == [oprf.evaluate(key, x) for x in INPUTS]
+    assert custodians[0].calls == []
