@@ -303,3 +303,28 @@ def test_a_custodian_that_never_enrolled_the_member_is_excluded_at_the_epoch_che
     assert evaluator.excluded == {"custodian-1": "custodian custodian-1 does not serve member bank-a"}
     assert tokens(evaluator) == [oprf.evaluate(key, x) for x in INPUTS]
     assert custodians[0].calls == []
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (bytes(32), "identity element"),
+        (b"\xff" * 32, "not a canonical ristretto255 encoding"),
+        (b"\x01" * 31, "must be 32 bytes"),
+    ],
+    ids=["identity", "non-canonical", "short"],
+)
+def test_a_custodian_answering_malformed_elements_is_excluded(bad: bytes, reason: str) -> None:
+    key, public, custodians = alliance(2, 3)
+    honest = custodians[1].role
+
+    class Garbling(CustodianRole):
+        def evaluate(self, caller, key_epoch, elements, *, subset=(), prove=False):  # type: ignore[no-untyped-def]
+            good = honest.evaluate(caller, key_epoch, elements, subset=subset, prove=prove)
+            return Evaluation([bad, *good.elements[1:]], good.used, good.proof)
+
+    custodians[1].role = Garbling("custodian-2", honest.share, quota_per_member=100, ledger=MemoryQuotaLedger())
+    evaluator = ThresholdEvaluator(public, custodians, verify=VerifyMode.NONE)
+    assert tokens(evaluator) == [oprf.evaluate(key, x) for x in INPUTS]
+    assert evaluator.excluded["custodian-2"].startswith("its answer is wrong: ")
+    assert reason in evaluator.excluded["custodian-2"]
