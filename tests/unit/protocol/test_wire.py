@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
+from alliance_psi.crypto.dleq import PROOF_BYTES
 from alliance_psi.crypto.labels import SEALED_LABEL_BYTES
+from alliance_psi.crypto.threshold import MAX_CUSTODIANS
 from alliance_psi.errors import InvalidRequest, LimitExceeded
 from alliance_psi.protocol import messages
 from alliance_psi.protocol.coordinator import MAX_ID_CHARS
@@ -44,11 +46,16 @@ def test_the_evaluate_limits_are_exactly_the_largest_legal_batch() -> None:
         key_epoch="e" * MAX_ID_CHARS,
         elements=[b"\xff" * messages.ELEMENT_BYTES] * MAX_EVALUATE_BATCH,
         batch_id=UINT64_MAX,
+        subset=[2**32 - 1] * MAX_CUSTODIANS,  # The widest subset a threshold request can name, packed.
+        prove=True,
     )
     assert request.ByteSize() == messages.EVALUATE_REQUEST.max_bytes
     check_wire(request.SerializeToString(), messages.EVALUATE_REQUEST, what="Evaluate")
     response = pb_custodian.EvaluateResponse(
-        batch_id=UINT64_MAX, elements=[b"\xff" * messages.ELEMENT_BYTES] * MAX_EVALUATE_BATCH, used=UINT64_MAX
+        batch_id=UINT64_MAX,
+        elements=[b"\xff" * messages.ELEMENT_BYTES] * MAX_EVALUATE_BATCH,
+        used=UINT64_MAX,
+        proof=b"\xff" * PROOF_BYTES,
     )
     assert response.ByteSize() == messages.EVALUATE_RESPONSE_BYTES
 
