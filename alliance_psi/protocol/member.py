@@ -29,9 +29,9 @@ from alliance_psi.identifiers.types import Identifier, IdentifierType
 from alliance_psi.protocol.checkpoints import Checkpoint
 from alliance_psi.protocol.leads import Lead, LeadChecks, RefusedLead, build_leads, refuse_leads
 from alliance_psi.protocol.log_witness import LogWitness
-from alliance_psi.protocol.member_delta import DeltaPlan, LabelSealer, Progress, no_progress
+from alliance_psi.protocol.member_delta import ChangeWindow, DeltaPlan, LabelSealer, Progress, no_progress
 from alliance_psi.protocol.model import MemberResult, Round, RoundState, SubmissionState, SubmissionStatus
-from alliance_psi.protocol.node_rows import CachedToken, KeptLeaf
+from alliance_psi.protocol.node_rows import CachedToken, KeptLeaf, SetRecord
 from alliance_psi.protocol.ports import CoordinatorCalls, Evaluator, NodeUnitOfWork
 from alliance_psi.protocol.result_codec import (
     LeafPage,
@@ -112,15 +112,17 @@ class MemberRole:
 
     # Steps 2-5: tokens for identifiers not yet cached in this epoch ------------------------------
 
-    def tokenize(self, key_epoch: str, types: Collection[str]) -> int:
-        """Compute and cache tokens for every identifier of ``types`` lacking one; return how many.
+    def tokenize(self, key_epoch: str, types: Collection[str], *, window: ChangeWindow | None = None) -> int:
+        """Compute and cache tokens for every identifier of ``types`` lacking one (with a
+        ``window`` that has a start, only for those stamped in it); return how many.
 
         Identifiers go in id order and batches are cached whole, in order, so a run interrupted
         and started again forms the same batches for what is left; with a blind key they are
         byte-identical and the custodians charge none of them twice.
         """
+        since, upto = (window.since, window.upto) if window is not None else (None, None)
         with self.uow.reading() as tx:
-            pending = list(tx.repo.missing_token_ids(key_epoch, types))
+            pending = list(tx.repo.missing_token_ids(key_epoch, types, since=since, upto=upto))
         if not pending:
             return 0
         inputs = (Identifier(IdentifierType(ref.type), ref.canonical).oprf_input() for ref in pending)
@@ -147,22 +149,28 @@ class MemberRole:
 
     # Step 6: the submission, resumable ---------------------------------------------------------
 
-    def submit(self, round: Round) -> Submitted:
+    def submit(self, round: Round, *, status: SubmissionStatus | None = None) -> Submitted:
         """Send what the coordinator lacks of this node's set for the round and commit it.
 
         From the second round of a scope on, only the delta goes (new and changed items, removed
-        tokens); the whole set goes when the coordinator holds none for this node or its copy
-        differs from this node's record. Resumable: a retry rebuilds the same chunks and sends
-        those the coordinator lacks.
+        tokens), found from the change stamps of the node's identifiers since the scope's last
+        commit (``plan``); the whole set goes when the coordinator holds none for this node or
+        its copy differs from this node's record. Tokens missing for what is sent are computed
+        first (``tokenize``). Resumable: a retry rebuilds the same chunks (over the same change
+        window) and sends those the coordinator lacks; a commit the coordinator made but this
+        node did not record (stopped in between) is recorded now. ``status`` is the
+        coordinator's ``submission_status`` if the caller has just fetched it.
 
         Raises ``SetMismatch`` when the set the commit would leave differs from this node's
         record (the record is then forgotten, so the next round sends the whole set), and what
         the coordinator raises (``RoundClosed``, ``LimitExceeded``, ``Conflict``, ...).
         """
-        status = self.coordinator.submission_status(round.round_id, self.member_id)
+        status = status or self.coordinator.submission_status(round.round_id, self.member_id)
+        self.settle(round, status)
         if status.state is SubmissionState.COMMITTED:
             return Submitted(status.set_count, status.item_count, replaced=False)
-        plan = DeltaPlan(replace=not self._record_matches(round.set_scope, status))
+        plan = self.plan(round, status)
+        self.tokenize(round.key_epoch, round.allowed_types, window=plan.window)
         self.coordinator.upload_chunks(
             plan.chunks(
                 round,
@@ -173,6 +181,8 @@ class MemberRole:
                 progress=self.progress,
             )
         )
+        with self.uow.writing() as tx:
+            tx.repo.set_pending(round.set_scope, plan.built(round.round_id))
         try:
             committed = self.coordinator.commit(plan.commit(round.round_id, share_name=self.share_name), self.member_id)
         except SetMismatch as exc:
@@ -184,18 +194,53 @@ class MemberRole:
                 f"{exc}; this node's record of what it sent is reset and its next round sends the whole set"
             ) from None
         with self.uow.writing() as tx:
-            tx.repo.apply_pending(
-                round.set_scope, replace=plan.replace, count=plan.result.count, digest=plan.result.digest()
-            )
+            tx.repo.apply_pending(round.set_scope)
             tx.results.record_scope(round.round_id, round.set_scope, share_labels=round.share_labels)
         return Submitted(committed.set_count, committed.item_count, plan.replace)
 
-    def _record_matches(self, scope: str, status: SubmissionStatus) -> bool:
+    def plan(self, round: Round, status: SubmissionStatus) -> DeltaPlan:
+        """The submission this node makes to ``round`` given the coordinator's ``status``.
+
+        A delta over the changes stamped since the scope's last commit when this node's record
+        equals the coordinator's copy (and was kept with its state and stamp); else the whole
+        set. A submission already started for the round (chunks at the coordinator) keeps its
+        mode and change window, so its chunks come out the same.
+        """
+        with self.uow.reading() as tx:
+            pending = tx.repo.pending_set(round.set_scope)
+            record = tx.repo.submitted_state(round.set_scope)
+            head = tx.repo.change_head()
+        if status.chunks and pending is not None and pending.round_id == round.round_id:
+            replace, upto = pending.replace, pending.change_seq if pending.change_seq is not None else head
+        else:
+            replace, upto = not self._record_matches(record, status), head
+        since = None if replace or record is None else record.change_seq
+        return DeltaPlan(replace=replace, window=ChangeWindow(since, upto), record=None if replace else record)
+
+    def settle(self, round: Round, status: SubmissionStatus) -> bool:
+        """Record a delta the coordinator committed but this node did not (it stopped between the
+        commit and its record): when the built delta pending in ``round``'s scope leaves exactly
+        the set the coordinator holds (count and digest, in ``status``) and the record does not.
+        Returns whether it did."""
+        scope = round.set_scope
+        with self.uow.writing() as tx:
+            pending = tx.repo.pending_set(scope)
+            if pending is None or pending.record is None or not status.set_digest:
+                return False
+            built, record = pending.record, tx.repo.submitted_state(scope)
+            if built.item_count != status.set_count or not hmac.compare_digest(built.digest, status.set_digest):
+                return False
+            if record is not None and hmac.compare_digest(record.digest, built.digest):
+                return False
+            tx.repo.apply_pending(scope)
+            # The pending delta's round is of the same scope, so it shares labels as ``round`` does.
+            tx.results.record_scope(pending.round_id, scope, share_labels=round.share_labels)
+            return True
+
+    def _record_matches(self, known: SetRecord | None, status: SubmissionStatus) -> bool:
         """Whether this node's record of its set equals what the coordinator holds."""
         if not status.set_digest:
             return False
-        with self.uow.reading() as tx:
-            known = tx.repo.submitted_state(scope)
         return (
             known is not None
             and known.item_count == status.set_count
@@ -397,12 +442,14 @@ class MemberRole:
         if round.state is RoundState.OPEN and status.state is not SubmissionState.COMMITTED:
             if self.clock() >= round.deadline:  # A courtesy: the coordinator enforces it anyway.
                 raise RoundClosed(f"round {round_id} passed its deadline: it takes no more submissions")
-            computed = self.tokenize(round.key_epoch, round.allowed_types)
+            self.settle(round, status)
+            computed = self.tokenize(round.key_epoch, round.allowed_types, window=self.plan(round, status).window)
             seconds["tokenize"], clock = time.perf_counter() - clock, time.perf_counter()
-            sent = self.submit(round)
+            sent = self.submit(round, status=status)
             submitted, delta, replaced = sent.set_count, sent.delta_count, sent.replaced
             seconds["submit"], clock = time.perf_counter() - clock, time.perf_counter()
         elif status.state is SubmissionState.COMMITTED:
+            self.settle(round, status)  # Committed, perhaps not recorded (the node stopped in between).
             submitted, delta = status.set_count, status.item_count
         else:
             raise RoundClosed(f"round {round_id} is {round.state} and this member did not commit")

@@ -1,11 +1,13 @@
 """The member's submission for one round: the delta against its record, in chunks, and its digests.
 
-From the second round of a scope on, a node sends only what changed since its last commit
-(``delta.merge_delta`` of the set it wants matched against its record of the set it sent):
-items new or whose label changed, and tokens withdrawn. The first time, or when its record
-disagrees with the coordinator's, it sends its whole set (``replace``). While the chunks are
-built, the node records what they change (its *pending* rows); only once the coordinator has
-committed them does the record take them in (``NodeRepo.apply_pending``).
+From the second round of a scope on, a node sends only what changed since its last commit:
+items new or whose label changed, and tokens withdrawn. It finds them by their change stamps
+(``ChangeWindow``): the identifiers stamped since the scope's last commit, each compared with
+the record's row for its token, and the tokens withdrawn since; nothing else of the set is read,
+and the set digest's state is updated from the rows that change. The first time, or when its
+record disagrees with the coordinator's, it sends its whole set (``replace``), read in full.
+While the chunks are built, the node records what they change (its *pending* rows); only once
+the coordinator has committed them does the record take them in (``NodeRepo.apply_pending``).
 
 The chunks depend only on the node's data: a retry rebuilds the same ones, and those the
 coordinator already holds are skipped. Label keys and plaintexts never leave this module but
@@ -14,22 +16,26 @@ sealed (``crypto.labels.seal_label``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from alliance_psi.crypto.labels import LABEL_VERSION, LabelContext, seal_label, sealer_pseudonym
 from alliance_psi.protocol.coordinator import Chunk, Commit
-from alliance_psi.protocol.delta import KEEP, PUT, merge_delta
+from alliance_psi.protocol.delta import KEEP, PUT, REMOVE, merge_delta
 from alliance_psi.protocol.leads import LeadLabel
 from alliance_psi.protocol.model import Round
-from alliance_psi.protocol.node_rows import PendingChange, SubmissionRow
+from alliance_psi.protocol.node_rows import PendingChange, PendingSet, SetRecord, SubmissionRow, SubmittedToken
 from alliance_psi.protocol.ports import NodeUnitOfWork
 from alliance_psi.protocol.submission import NO_LABEL_DIGEST, SetDigest, SubmissionDigest, label_digest
 
-__all__ = ["DeltaPlan", "LabelSealer", "Progress", "RoundLabels", "no_progress"]
+__all__ = ["ChangeWindow", "DeltaPlan", "LabelSealer", "Progress", "RoundLabels", "no_progress"]
+
+_LOOKUP_BATCH = 500  # Changed rows whose record rows are read in one query.
 
 _new_row = tuple.__new__
 
@@ -96,14 +102,53 @@ class RoundLabels:
         return seal_label(row.label_key, plaintext, context, sealer_key=self.nonce_key)
 
 
+@dataclass(frozen=True, slots=True)
+class ChangeWindow:
+    """The changes to the node's identifiers a submission covers: those stamped after ``since``
+    and up to ``upto`` (``NodeRepo.change_head`` when it started). ``since`` None: every row
+    stamped up to ``upto`` or never stamped (a whole set)."""
+
+    since: int | None
+    upto: int
+
+
 @dataclass(slots=True)
 class DeltaPlan:
-    """One attempt at a round's submission: whether it is the whole set, and the digests of what
-    the chunks sent (``delta``) and of the set they leave at the coordinator (``result``)."""
+    """One attempt at a round's submission: whether it is the whole set, the changes it covers,
+    and the digests of what the chunks sent (``delta``) and of the set they leave at the
+    coordinator (``result``).
+
+    A plan with a ``window`` that has ``since`` reads only the changes in it and needs the
+    record (``record``, with its state) it applies to; otherwise it reads the whole set."""
 
     replace: bool
+    window: ChangeWindow
+    record: SetRecord | None = None
     delta: SubmissionDigest = field(default_factory=SubmissionDigest)
     result: SetDigest = field(default_factory=SetDigest)
+
+    def _base(self) -> tuple[int, bytes, int] | None:
+        """(since, state, count) when the plan reads only the changes in its window: a delta with
+        a window start and a record with its state; None when it reads the whole set."""
+        record, since = self.record, self.window.since
+        if self.replace or since is None or record is None or record.state is None:
+            return None
+        return since, record.state, record.item_count
+
+    @property
+    def incremental(self) -> bool:
+        """Whether the plan reads only the changes in its window."""
+        return self._base() is not None
+
+    def pending(self, round_id: str) -> PendingSet:
+        """What the node records of this plan: before its chunks, without a record; after, with
+        the record the coordinator's commit leaves (call once every chunk is built)."""
+        return PendingSet(round_id, self.replace, self.window.upto, None)
+
+    def built(self, round_id: str) -> PendingSet:
+        """``pending`` with the record the plan leaves: its count, digest, state and change stamp."""
+        record = SetRecord(self.result.count, self.result.digest(), self.result.state(), self.window.upto)
+        return PendingSet(round_id, self.replace, self.window.upto, record)
 
     def commit(self, round_id: str, *, share_name: bool = False) -> Commit:
         """The commit of the chunks built so far (call once they are all built); ``share_name``
@@ -137,27 +182,54 @@ class DeltaPlan:
         scope, sealer = round.set_scope, labels.for_round(round)
         with uow.writing() as tx:
             tx.repo.clear_pending(scope)
-        with uow.reading() as wanted_tx, uow.reading() as known_tx:
-            wanted = _wanted(sealer, wanted_tx.repo.iter_submission_rows(round.key_epoch, round.allowed_types))
-            known = iter(()) if self.replace else known_tx.repo.iter_submitted(scope)
+            tx.repo.set_pending(scope, self.pending(round.round_id))
+        if (base := self._base()) is not None:
+            self.result = SetDigest(base[1], base[2])
+        with contextlib.ExitStack() as reads:
+            changes = self._changes(round, sealer, uow, reads)
             chunk = _ChunkBuilder(round.round_id, self.replace)
-            keep = self.result.update
-            for kind, token, value in merge_delta(wanted, known):
+            keep, add, drop = self.result.add, self.result.add, self.result.remove
+            for kind, token, value in changes:
                 if kind == KEEP:
                     keep(token, value)
                     continue
                 if kind == PUT:
-                    fingerprint, (plaintext, row) = value
+                    fingerprint, (plaintext, row), old = value
                     sealed = sealer.seal(row, plaintext)
                     digest = label_digest(sealed)
                     chunk.put(token, sealed, digest, fingerprint)
-                    self.result.update(token, digest)
+                    if old is not None:
+                        drop(token, old)
+                    add(token, digest)
                 else:
                     chunk.remove(token)
+                    if value is not None:
+                        drop(token, value)
                 if chunk.size >= chunk_size and (built := self._flush(chunk, scope, uow, stored, progress)):
                     yield built
             if chunk.size and (built := self._flush(chunk, scope, uow, stored, progress)):
                 yield built
+
+    def _changes(
+        self, round: Round, sealer: RoundLabels, uow: NodeUnitOfWork, reads: contextlib.ExitStack
+    ) -> Iterator[tuple[int, bytes, Any]]:
+        """(KEEP | PUT | REMOVE, token, value) in token order: ``merge_delta``'s, with the label
+        digest each PUT replaces and each REMOVE takes out (None where the result is built whole)."""
+        epoch, types = round.key_epoch, round.allowed_types
+        if (base := self._base()) is not None:
+            since, upto = base[0], self.window.upto
+            rows_tx, record_tx = reads.enter_context(uow.reading()), reads.enter_context(uow.reading())
+            withdrawn = sorted(rows_tx.repo.withdrawn_tokens(epoch, types, since, upto))
+            rows = rows_tx.repo.iter_changed_rows(epoch, types, since, upto)
+            return _changed(
+                sealer, rows, withdrawn, functools.partial(record_tx.repo.submitted_for_tokens, round.set_scope)
+            )
+        wanted_tx, known_tx = reads.enter_context(uow.reading()), reads.enter_context(uow.reading())
+        wanted = _wanted(sealer, wanted_tx.repo.iter_submission_rows(epoch, types))
+        known = iter(()) if self.replace else known_tx.repo.iter_submitted(round.set_scope)
+        return (
+            (kind, token, (*value, None) if kind == PUT else value) for kind, token, value in merge_delta(wanted, known)
+        )
 
     def _flush(
         self, chunk: _ChunkBuilder, scope: str, uow: NodeUnitOfWork, stored: Collection[int], progress: Progress
@@ -170,6 +242,58 @@ class DeltaPlan:
         chunk.next()
         progress("submit", self.delta.count, None)
         return built
+
+
+def _changed(
+    labels: RoundLabels,
+    rows: Iterable[SubmissionRow],
+    withdrawn: list[bytes],
+    recorded: Callable[[list[bytes]], dict[bytes, SubmittedToken]],
+) -> Iterator[tuple[int, bytes, Any]]:
+    """The delta from the changed rows and the withdrawn tokens (both in token order), each
+    compared with the record's row for its token: a row whose token the record holds with the
+    same label fingerprint is left out, a withdrawn token the record does not hold (or that a
+    changed row holds again) too. Values as ``DeltaPlan._changes`` says."""
+    for batch in _batches(_merge_withdrawn(rows, withdrawn)):
+        held = recorded([token for token, _ in batch])
+        for token, row in batch:
+            old = held.get(token)
+            if row is None:
+                if old is not None:
+                    yield REMOVE, token, old.label_digest
+                continue
+            plaintext, fingerprint = labels.label(row)
+            if old is None or old.label_fingerprint != fingerprint:
+                yield PUT, token, (fingerprint, (plaintext, row), None if old is None else old.label_digest)
+
+
+def _merge_withdrawn(
+    rows: Iterable[SubmissionRow], withdrawn: list[bytes]
+) -> Iterator[tuple[bytes, SubmissionRow | None]]:
+    """(token, row) for each changed row and (token, None) for each withdrawn token no row holds, in token order."""
+    gone = iter(withdrawn)
+    next_gone = next(gone, None)
+    for row in rows:
+        while next_gone is not None and next_gone < row.match_token:
+            yield next_gone, None
+            next_gone = next(gone, None)
+        if next_gone == row.match_token:
+            next_gone = next(gone, None)
+        yield row.match_token, row
+    while next_gone is not None:
+        yield next_gone, None
+        next_gone = next(gone, None)
+
+
+def _batches(items: Iterator[tuple[bytes, SubmissionRow | None]]) -> Iterator[list[tuple[bytes, SubmissionRow | None]]]:
+    batch: list[tuple[bytes, SubmissionRow | None]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= _LOOKUP_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _wanted(

@@ -15,6 +15,7 @@ __all__ = [
     "KeptHeader",
     "KeptLeaf",
     "PendingChange",
+    "PendingSet",
     "SetRecord",
     "SubmissionRow",
     "SubmittedToken",
@@ -71,10 +72,29 @@ class PendingChange(NamedTuple):
 
 
 class SetRecord(NamedTuple):
-    """The count and ``submission.set_digest`` of the set the node last committed in a scope."""
+    """The count and ``submission.set_digest`` of the set the node last committed in a scope.
+
+    ``state`` is the digest's LtHash state (``submission.SetDigest``), which the next delta
+    updates; ``change_seq`` the change stamp of the node's identifiers up to which the record
+    reflects them, after which the next delta reads the changed rows. Both are None in a record
+    kept before they existed: the next submission sends the whole set.
+    """
 
     item_count: int
     digest: bytes
+    state: bytes | None = None
+    change_seq: int | None = None
+
+
+class PendingSet(NamedTuple):
+    """A delta being sent to ``round_id``: whether it is the whole set, the change stamp it reads
+    up to (None: every row), and, once its chunks are all built, the record it leaves when the
+    coordinator commits it (None before)."""
+
+    round_id: str
+    replace: bool
+    change_seq: int | None
+    record: SetRecord | None = None
 
 
 class KeptLeaf(NamedTuple):

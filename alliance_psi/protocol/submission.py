@@ -10,9 +10,22 @@ the coordinator's, sends its whole set with ``replace``.
 - A chunk digest is SHA-256 over the chunk's puts, then its removals, in order; the submission
   digest is SHA-256 over the chunk digests of chunks 0, 1, 2, ... (each chunk's digest is checked
   against its items when it arrives, so the commit need not read the items again).
-- The **set digest** names what the coordinator holds for the member after the commit: SHA-256
-  over ``"alliance-psi/v1 set"`` then, for each token in byte order, ``token || label_digest``
-  where ``label_digest`` is the first 16 bytes of SHA-256(sealed label), or 16 zero bytes.
+- The **set digest** names what the coordinator holds for the member after the commit: a
+  homomorphic multiset hash (LtHash16, below) of its entries ``token || label_digest``, where
+  ``label_digest`` is the first 16 bytes of SHA-256(sealed label), or 16 zero bytes. Both sides
+  keep the hash's 2,048-byte state and update it with each entry added or removed, so a delta
+  costs work in proportion to its size, not to the set's; the digest is SHA-256 over
+  ``"alliance-psi/v2 set"`` and that state.
+
+LtHash16 (Lewi, Kim, Maykov and Weis, "Securing Update Propagation with Homomorphic Hashing",
+2019; folly's ``LtHash<16, 1024>``): an entry hashes, with an extendable-output function, to
+1,024 lanes of 16 bits; a set's state is the lane-wise sum of its entries' vectors modulo 2^16,
+and removing an entry subtracts its vector. Finding two sets with the same state is as hard as
+a short-integer-solution lattice problem in dimension 1,024 (about 200 bits of security in the
+paper's analysis), which a plain sum of SHA-256 outputs is not (Wagner's generalized birthday
+attack breaks sums of 256-bit hashes). We use SHAKE128 where folly uses BLAKE2xb (Python's
+``hashlib`` has SHAKE, not BLAKE2x). It is hand-written (about 40 lines over Python integers):
+no maintained Python library implements it.
 
 The coordinator commits only if its own delta count and digest, and the resulting set's count
 and digest, equal the member's: nothing lost, nothing added, no drift between rounds.
@@ -31,6 +44,7 @@ __all__ = [
     "LABEL_DIGEST_BYTES",
     "MAX_CHUNK_ITEMS",
     "NO_LABEL_DIGEST",
+    "SET_STATE_BYTES",
     "SetDigest",
     "SubmissionDigest",
     "check_item",
@@ -41,13 +55,23 @@ __all__ = [
     "label_digest",
     "removal_bytes",
     "set_digest",
+    "set_state_digest",
 ]
 
 MAX_CHUNK_ITEMS = 8192
 LABEL_DIGEST_BYTES = 16
 NO_LABEL_DIGEST = bytes(LABEL_DIGEST_BYTES)
 _REMOVED = b"\xff\xff"
-_SET_PREFIX = b"alliance-psi/v1 set"
+_SET_PREFIX = b"alliance-psi/v2 set"
+_ENTRY_DST = b"alliance-psi/v2 set entry"
+SET_STATE_BYTES = 2048  # LtHash16: 1,024 lanes of 16 bits, little-endian.
+_LANES = SET_STATE_BYTES // 2
+# Python integers hold the state as two halves, the even lanes and the odd ones, each lane in a
+# 32-bit slot: 16 bits of lane and 16 bits of room for carries, so up to 2^16 additions add up
+# without a carry reaching the next lane, and one AND reduces every lane modulo 2^16.
+_SLOTS = int.from_bytes(b"\xff\xff\x00\x00" * (_LANES // 2), "little")
+_ONES = int.from_bytes(b"\x01\x00\x00\x00" * (_LANES // 2), "little")
+_REDUCE_EVERY = 1 << 15
 
 Item = tuple[bytes, bytes | None]
 
@@ -109,26 +133,71 @@ def label_digest(sealed_label: bytes | None) -> bytes:
 
 
 class SetDigest:
-    """Incremental ``set_digest``: feed (token, label digest) in strictly increasing token order."""
+    """The set digest's LtHash16 state, updated one entry at a time, in any order.
 
-    def __init__(self) -> None:
-        self._hash = hashlib.sha256(_SET_PREFIX)
-        self._last = b""
-        self.count = 0
+    ``SetDigest(state, count)`` resumes from a state kept earlier (``state()``); ``add`` and
+    ``remove`` take an entry (token, label digest) in or out, and ``count`` follows them. Adding
+    an entry the set already holds, or removing one it does not hold, is the caller's error: the
+    hash cannot tell (the coordinator and the member both know their sets and never do it).
+    """
 
-    def update(self, token: bytes, digest: bytes) -> None:
-        if token <= self._last:
-            raise ValueError("set entries must be unique and in token order")
-        self._hash.update(token + digest)
-        self._last = token
+    __slots__ = ("_even", "_odd", "_pending", "count")
+
+    def __init__(self, state: bytes | None = None, count: int = 0) -> None:
+        if state is None:
+            state = bytes(SET_STATE_BYTES)
+        if len(state) != SET_STATE_BYTES:
+            raise ValueError(f"a set state is {SET_STATE_BYTES} bytes, not {len(state)}")
+        lanes = int.from_bytes(state, "little")
+        self._even, self._odd = lanes & _SLOTS, (lanes >> 16) & _SLOTS
+        self._pending = 0
+        self.count = count
+
+    def add(self, token: bytes, digest: bytes) -> None:
+        """Take entry ``token || digest`` into the set."""
+        lanes = _entry_lanes(token, digest)
+        self._even += lanes & _SLOTS
+        self._odd += (lanes >> 16) & _SLOTS
         self.count += 1
+        self._added()
+
+    def remove(self, token: bytes, digest: bytes) -> None:
+        """Take entry ``token || digest`` out of the set (it must be in it)."""
+        lanes = _entry_lanes(token, digest)
+        # Each lane gains 2^16 - lane, which is -lane modulo 2^16 and fits its slot.
+        self._even += _SLOTS - (lanes & _SLOTS) + _ONES
+        self._odd += _SLOTS - ((lanes >> 16) & _SLOTS) + _ONES
+        self.count -= 1
+        self._added()
+
+    update = add  # Feeding a whole set, entry by entry (the order does not matter).
+
+    def _added(self) -> None:
+        self._pending += 1
+        if self._pending >= _REDUCE_EVERY:
+            self._even, self._odd, self._pending = self._even & _SLOTS, self._odd & _SLOTS, 0
+
+    def state(self) -> bytes:
+        """The 2,048-byte state to keep and resume from."""
+        lanes = (self._even & _SLOTS) | ((self._odd & _SLOTS) << 16)
+        return lanes.to_bytes(SET_STATE_BYTES, "little")
 
     def digest(self) -> bytes:
-        return self._hash.digest()
+        """The 32-byte set digest a commit carries."""
+        return set_state_digest(self.state())
+
+
+def set_state_digest(state: bytes) -> bytes:
+    """The set digest of a kept LtHash16 state: SHA-256 over the prefix and the state."""
+    return hashlib.sha256(_SET_PREFIX + state).digest()
+
+
+def _entry_lanes(token: bytes, digest: bytes) -> int:
+    return int.from_bytes(hashlib.shake_128(_ENTRY_DST + token + digest).digest(SET_STATE_BYTES), "little")
 
 
 def set_digest(entries: Iterable[tuple[bytes, bytes]]) -> bytes:
-    """SHA-256 over a set of (token, label digest); ``entries`` must come in token byte order."""
+    """The set digest of a set of (token, label digest) entries, in any order, each once."""
     digest = SetDigest()
     for token, label in entries:
         digest.update(token, label)

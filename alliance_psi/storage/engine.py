@@ -104,6 +104,9 @@ def create_schema(engine: Engine) -> None:
             _log.warning("upgrade: table %s is now hash-partitioned by token (%d rows moved)", table.name, moved)
         metadata.create_all(conn, checkfirst=True)
         ensure_partitions(conn)
+        for table, _ in to_add:  # Indexes over the columns just added (create_all skips existing tables).
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
 
 
 def _sqlite_engine(url: URL) -> Engine:

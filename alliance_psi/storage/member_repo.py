@@ -3,6 +3,12 @@
 Raw identifiers live only here, in the member's own database, and never leave the node.
 Withdrawn and expired identifiers are deleted, not flagged, and their cached tokens go with them
 (a foreign-key cascade; ``make_engine`` turns foreign keys on for SQLite).
+
+Change stamps: every call that inserts, changes or deletes identifiers takes the next stamp of
+the node's counter (``member_changes``, locked until the transaction commits, so stamps follow
+commit order) and writes it on the rows it touches; a deletion keeps the deleted identifiers'
+cached tokens under its stamp (``member_withdrawals``). A submission then reads only what was
+stamped since its scope's last commit (``iter_changed_rows``, ``withdrawn_tokens``).
 """
 
 from __future__ import annotations
@@ -13,15 +19,30 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Text, and_, bindparam, cast, delete, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 
 from alliance_psi.crypto.derive import LABEL_KEY_BYTES, MATCH_TOKEN_BYTES
-from alliance_psi.errors import InvalidRequest
+from alliance_psi.errors import InvalidRequest, NotFound
 from alliance_psi.protocol.leads import OwnIdentifier
 from alliance_psi.protocol.node_rows import (
     CachedToken,
     IdentifierRef,
     PendingChange,
+    PendingSet,
     SetRecord,
     SubmissionRow,
     SubmittedToken,
@@ -30,9 +51,12 @@ from alliance_psi.storage._common import batched, bulk_insert, insert_ignoring, 
 from alliance_psi.storage.schema import (
     identifier_spellings,
     identifiers,
+    member_changes,
     member_pending,
+    member_pending_state,
     member_submitted,
     member_submitted_state,
+    member_withdrawals,
     token_cache,
 )
 
@@ -46,6 +70,7 @@ _OPTIONAL_TEXT = ("case_ref", "note")
 # its class would, without the Python-level constructor (``_make``) per row.
 _submission_row = functools.partial(tuple.__new__, SubmissionRow)
 _submitted_token = functools.partial(tuple.__new__, SubmittedToken)
+_COUNTER_ROW = 1
 
 
 class MemberRepository:
@@ -82,12 +107,13 @@ class MemberRepository:
             total += 1
         if not unique:
             return 0, 0
+        stamp = self._stamp()
         inserted_keys: set[tuple[str, str]] = set()
         inserting = insert_ignoring(self._conn, identifiers, conflict_on=["type", "canonical"])
         for batch in batched(unique.values()):
             returned = self._conn.execute(
                 inserting.returning(identifiers.c.type, identifiers.c.canonical),
-                [{**values, "imported_at": imported_at} for values in batch],
+                [{**values, "imported_at": imported_at, "change_seq": stamp} for values in batch],
             )
             inserted_keys.update((r.type, r.canonical) for r in returned)
         refreshed = [
@@ -99,7 +125,7 @@ class MemberRepository:
             self._conn.execute(
                 update(identifiers)
                 .where(identifiers.c.type == bindparam("k_type"), identifiers.c.canonical == bindparam("k_canonical"))
-                .values({name: bindparam(name) for name in _DESCRIPTIVE}),
+                .values({**{name: bindparam(name) for name in _DESCRIPTIVE}, "change_seq": stamp}),
                 refreshed,
             )
         self._spell([{"k_type": t, "k_canonical": c, "k_spelling": s} for (t, c), s in spellings.items()])
@@ -117,21 +143,87 @@ class MemberRepository:
         self._conn.execute(insert(identifier_spellings).from_select(["identifier_id", "spelling"], written), rows)
 
     def withdraw(self, type: str, canonical: str) -> bool:
-        """Delete an identifier and its cached tokens; False if it was not stored."""
-        deleted = self._conn.execute(
-            delete(identifiers).where(identifiers.c.type == type, identifiers.c.canonical == canonical)
-        )
-        return deleted.rowcount == 1
+        """Delete an identifier and its cached tokens (kept as withdrawn, under a new change stamp,
+        for the next delta of each scope); False if it was not stored."""
+        return self._delete_stamped(and_(identifiers.c.type == type, identifiers.c.canonical == canonical)) == 1
 
     def purge_expired(self, now: datetime) -> int:
-        """Delete every identifier whose ``expires_at`` is at or before ``now``, with its tokens.
-
-        Returns how many identifiers were deleted.
+        """Delete every identifier whose ``expires_at`` is at or before ``now``, with its tokens
+        (kept as withdrawn, as by ``withdraw``). Returns how many identifiers were deleted.
         """
-        deleted = self._conn.execute(
-            delete(identifiers).where(identifiers.c.expires_at.is_not(None), identifiers.c.expires_at <= now)
+        return self._delete_stamped(and_(identifiers.c.expires_at.is_not(None), identifiers.c.expires_at <= now))
+
+    def _delete_stamped(self, which: ColumnElement[bool]) -> int:
+        """Delete the identifiers ``which`` selects, keeping their cached tokens as withdrawn."""
+        found = self._conn.execute(select(identifiers.c.id).where(which).limit(1)).first()
+        if found is None:
+            return 0
+        stamp = self._stamp()
+        cached = (
+            select(literal(stamp, BigInteger), token_cache.c.key_epoch, token_cache.c.match_token, identifiers.c.type)
+            .select_from(token_cache.join(identifiers, token_cache.c.identifier_id == identifiers.c.id))
+            .where(which)
         )
-        return deleted.rowcount
+        self._conn.execute(
+            insert(member_withdrawals).from_select(["change_seq", "key_epoch", "match_token", "type"], cached)
+        )
+        return self._conn.execute(delete(identifiers).where(which)).rowcount
+
+    # Change stamps.
+
+    def _stamp(self) -> int:
+        """Take the next change stamp; the counter's row stays locked until this transaction ends."""
+        self._conn.execute(insert_ignoring(self._conn, member_changes).values(id=_COUNTER_ROW, seq=0))
+        stamp: int = self._conn.execute(
+            update(member_changes)
+            .where(member_changes.c.id == _COUNTER_ROW)
+            .values(seq=member_changes.c.seq + 1)
+            .returning(member_changes.c.seq)
+        ).scalar_one()
+        return stamp
+
+    def change_head(self) -> int:
+        """The last change stamp taken by a committed transaction (0 before any): every change
+        stamped up to it is visible to this transaction."""
+        head = self._conn.execute(select(member_changes.c.seq).where(member_changes.c.id == _COUNTER_ROW)).scalar()
+        return int(head or 0)
+
+    def iter_changed_rows(
+        self, key_epoch: str, types: Collection[str], since: int, upto: int
+    ) -> Iterator[SubmissionRow]:
+        """Yield the identifiers of ``types`` stamped after ``since`` and up to ``upto`` that have a
+        token cached in ``key_epoch``, as ``iter_submission_rows`` does, ordered by match token."""
+        ids = identifiers.c
+        query = (
+            select(
+                ids.id,
+                token_cache.c.match_token,
+                token_cache.c.label_key,
+                *(ids.category, ids.severity, ids.first_seen, ids.case_ref),
+            )
+            .select_from(identifiers.join(token_cache, token_cache.c.identifier_id == ids.id))
+            .where(
+                token_cache.c.key_epoch == key_epoch,
+                ids.change_seq > since,
+                ids.change_seq <= upto,
+                ids.type.in_(list(types)),
+            )
+            .order_by(token_cache.c.match_token)
+        )
+        result = stream(self._conn, query)
+        try:
+            yield from map(_submission_row, result)
+        finally:
+            result.close()
+
+    def withdrawn_tokens(self, key_epoch: str, types: Collection[str], since: int, upto: int) -> set[bytes]:
+        """The cached tokens in ``key_epoch`` of identifiers of ``types`` deleted after stamp
+        ``since`` and up to ``upto``."""
+        w = member_withdrawals.c
+        query = select(w.match_token).where(
+            w.key_epoch == key_epoch, w.change_seq > since, w.change_seq <= upto, w.type.in_(list(types))
+        )
+        return {bytes(token) for token in self._conn.execute(query).scalars()}
 
     def iter_identifiers(self, types: Collection[str] | None = None) -> Iterator[IdentifierRef]:
         """Yield every identifier, or those of ``types``, by id."""
@@ -140,8 +232,16 @@ class MemberRepository:
             query = query.where(identifiers.c.type.in_(list(types)))
         yield from _tuples(stream(self._conn, query))
 
-    def missing_token_ids(self, key_epoch: str, types: Collection[str] | None = None) -> Iterator[IdentifierRef]:
-        """Yield the identifiers with no cached token for ``key_epoch``, by id.
+    def missing_token_ids(
+        self,
+        key_epoch: str,
+        types: Collection[str] | None = None,
+        *,
+        since: int | None = None,
+        upto: int | None = None,
+    ) -> Iterator[IdentifierRef]:
+        """Yield the identifiers with no cached token for ``key_epoch``, by id; with ``since``
+        and ``upto``, only those stamped after ``since`` and up to ``upto``.
 
         These are the only identifiers that still cost OPRF evaluations in this epoch.
         """
@@ -154,6 +254,10 @@ class MemberRepository:
         )
         if types is not None:
             query = query.where(identifiers.c.type.in_(list(types)))
+        if since is not None:
+            query = query.where(identifiers.c.change_seq > since)
+        if upto is not None:
+            query = query.where(identifiers.c.change_seq <= upto)
         yield from _tuples(stream(self._conn, query))
 
     def cache_tokens(self, key_epoch: str, rows: Sequence[CachedToken]) -> None:
@@ -267,23 +371,68 @@ class MemberRepository:
         finally:
             result.close()
 
-    def submitted_state(self, set_scope: str) -> SetRecord | None:
-        """The count and set digest of the record for ``set_scope``, or None if there is none."""
-        row = self._conn.execute(
-            select(member_submitted_state.c.item_count, member_submitted_state.c.digest).where(
-                member_submitted_state.c.set_scope == set_scope
+    def submitted_for_tokens(self, set_scope: str, tokens: Iterable[bytes]) -> dict[bytes, SubmittedToken]:
+        """{token: row} of the record for ``set_scope``, for those of ``tokens`` it holds."""
+        m = placeholder(self._conn)
+        found: dict[bytes, SubmittedToken] = {}
+        for batch in batched(tokens):
+            marks = ", ".join([m] * len(batch))
+            rows = self._conn.exec_driver_sql(
+                f"SELECT match_token, label_digest, label_fingerprint FROM {member_submitted.name} "
+                f"WHERE set_scope = {m} AND match_token IN ({marks})",
+                (set_scope, *batch),
             )
+            found.update(
+                (bytes(row[0]), _submitted_token((bytes(row[0]), bytes(row[1]), bytes(row[2])))) for row in rows
+            )
+        return found
+
+    def submitted_state(self, set_scope: str) -> SetRecord | None:
+        """The record for ``set_scope`` (count, set digest, its state and change stamp), or None."""
+        c = member_submitted_state.c
+        row = self._conn.execute(
+            select(c.item_count, c.digest, c.set_state, c.change_seq).where(c.set_scope == set_scope)
         ).one_or_none()
-        return None if row is None else SetRecord(row.item_count, row.digest)
+        return None if row is None else SetRecord(row.item_count, row.digest, row.set_state, row.change_seq)
 
     def forget_submitted(self, set_scope: str) -> None:
         """Drop the record for ``set_scope``: the next submission sends the whole set."""
-        for table in (member_submitted, member_submitted_state, member_pending):
+        for table in (member_submitted, member_submitted_state, member_pending, member_pending_state):
             self._conn.execute(delete(table).where(table.c.set_scope == set_scope))
 
     def clear_pending(self, set_scope: str) -> None:
         """Forget a delta being built for ``set_scope`` (a new attempt rebuilds it)."""
-        self._conn.execute(delete(member_pending).where(member_pending.c.set_scope == set_scope))
+        for table in (member_pending, member_pending_state):
+            self._conn.execute(delete(table).where(table.c.set_scope == set_scope))
+
+    def set_pending(self, set_scope: str, pending: PendingSet) -> None:
+        """Record the delta being sent in ``set_scope``: before its chunks, its round, mode and
+        change stamp; once they are all built, the record it leaves (``pending.record``)."""
+        self._conn.execute(delete(member_pending_state).where(member_pending_state.c.set_scope == set_scope))
+        record = pending.record
+        built = {"item_count": record.item_count, "digest": record.digest, "set_state": record.state} if record else {}
+        self._conn.execute(
+            member_pending_state.insert().values(
+                set_scope=set_scope,
+                round_id=pending.round_id,
+                replace=pending.replace,
+                change_seq=pending.change_seq,
+                **built,
+            )
+        )
+
+    def pending_set(self, set_scope: str) -> PendingSet | None:
+        """The delta being sent in ``set_scope``, or None."""
+        c = member_pending_state.c
+        row = self._conn.execute(
+            select(c.round_id, c.replace, c.change_seq, c.item_count, c.digest, c.set_state).where(
+                c.set_scope == set_scope
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        record = None if row.digest is None else SetRecord(row.item_count, row.digest, row.set_state, row.change_seq)
+        return PendingSet(row.round_id, row.replace, row.change_seq, record)
 
     def add_pending(self, set_scope: str, rows: Sequence[PendingChange]) -> None:
         """Record the items and removals of a delta being sent."""
@@ -294,16 +443,22 @@ class MemberRepository:
             [(set_scope, token, removed, digest, fingerprint) for token, removed, digest, fingerprint in rows],
         )
 
-    def apply_pending(self, set_scope: str, *, replace: bool, count: int, digest: bytes) -> None:
-        """Fold the committed delta into the record of the set, then forget it; ``count`` and
-        ``digest`` are the resulting set's, as the coordinator confirmed them.
+    def apply_pending(self, set_scope: str) -> None:
+        """Fold the committed delta into the record of the set, then forget it; the record becomes
+        what ``set_pending`` said. Then drop the withdrawn tokens no record holds any more.
 
         Call only once the coordinator has committed the delta: the record must describe what
         the coordinator holds, or the next round sends the whole set again.
+
+        Raises:
+            NotFound: no delta is pending in ``set_scope`` (``set_pending`` was not called).
         """
+        pending = self.pending_set(set_scope)
+        if pending is None or pending.record is None:
+            raise NotFound(f"no built submission is pending in scope {set_scope}")
         m = placeholder(self._conn)
         sql = self._conn.exec_driver_sql
-        if replace:
+        if pending.replace:
             self._conn.execute(delete(member_submitted).where(member_submitted.c.set_scope == set_scope))
         sql(
             f"DELETE FROM {member_submitted.name} WHERE set_scope = {m} AND match_token IN "
@@ -319,7 +474,22 @@ class MemberRepository:
         )
         self.clear_pending(set_scope)
         self._conn.execute(delete(member_submitted_state).where(member_submitted_state.c.set_scope == set_scope))
-        self._conn.execute(member_submitted_state.insert().values(set_scope=set_scope, item_count=count, digest=digest))
+        record = pending.record
+        self._conn.execute(
+            member_submitted_state.insert().values(
+                set_scope=set_scope,
+                item_count=record.item_count,
+                digest=record.digest,
+                set_state=record.state,
+                change_seq=record.change_seq,
+            )
+        )
+        # Withdrawn tokens no scope's record holds: no delta will need them again.
+        w = member_withdrawals.name
+        sql(
+            f"DELETE FROM {w} WHERE NOT EXISTS (SELECT 1 FROM {member_submitted.name} s WHERE s.set_scope IN "
+            f"(SELECT set_scope FROM {member_submitted_state.name}) AND s.match_token = {w}.match_token)"
+        )
 
     def count(self) -> int:
         """Return how many identifiers are stored."""

@@ -37,7 +37,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 from alliance_psi.crypto.derive import LABEL_KEY_BYTES, MATCH_TOKEN_BYTES
-from alliance_psi.protocol.submission import LABEL_DIGEST_BYTES
+from alliance_psi.protocol.submission import LABEL_DIGEST_BYTES, SET_STATE_BYTES
 
 __all__ = [
     "HASH_SIZE",
@@ -55,8 +55,10 @@ __all__ = [
     "identifier_spellings",
     "identifiers",
     "member_checkpoints",
+    "member_changes",
     "member_log_evidence",
     "member_pending",
+    "member_pending_state",
     "member_conflicting_results",
     "member_refused_leads",
     "member_result_headers",
@@ -66,6 +68,7 @@ __all__ = [
     "member_sets",
     "member_submitted",
     "member_submitted_state",
+    "member_withdrawals",
     "metadata",
     "quota_usage",
     "result_headers",
@@ -226,7 +229,8 @@ member_sets = Table(
 
 # Each member's standing set per scope, with its count and digest
 # (``protocol.submission.set_digest``) as of its last commit, so that a member can check its own
-# record before sending a delta.
+# record before sending a delta, and the digest's LtHash state, which the next delta updates
+# (NULL in a row written before the state was kept: the member then sends its whole set once).
 member_set_state = Table(
     "member_set_state",
     metadata,
@@ -235,6 +239,7 @@ member_set_state = Table(
     Column("set_id", Text, nullable=False),
     Column("item_count", BigInteger, nullable=False),
     Column("digest", LargeBinary(HASH_SIZE), nullable=False),
+    Column("set_state", LargeBinary(SET_STATE_BYTES), nullable=True),
     Column("round_id", Text, nullable=False),  # The round whose commit made it so.
     Column("updated_at", UTCDateTime, nullable=False),
 )
@@ -416,8 +421,37 @@ identifiers = Table(
     Column("note", Text, nullable=False, default=""),
     Column("expires_at", UTCDateTime, nullable=True),
     Column("imported_at", UTCDateTime, nullable=False),
+    # The change stamp (``member_changes``) of the transaction that last inserted or changed the
+    # row: a submission reads only the rows stamped since its scope's last commit. NULL in rows
+    # written before stamps existed (a scope's first submission reads every row anyway).
+    Column("change_seq", BigInteger, nullable=True),
     UniqueConstraint("type", "canonical", name="uq_identifiers_type_canonical"),
     Index("ix_identifiers_expires_at", "expires_at"),
+    Index("ix_identifiers_change_seq", "change_seq"),
+)
+
+# The member node's change counter, one row: every transaction that inserts, changes or deletes
+# identifiers takes the next stamp by incrementing it, which locks the row until it commits, so
+# stamps are taken in commit order and a reader that sees stamp n sees every change up to n.
+member_changes = Table(
+    "member_changes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+)
+
+# The cached tokens of withdrawn and expired identifiers (deleted with their identifiers), with
+# the change stamp of the deletion, so that the next delta of every scope that holds one removes
+# it without comparing the whole set. Pseudonyms only, like ``member_submitted``; a row goes once
+# no scope's record holds its token.
+member_withdrawals = Table(
+    "member_withdrawals",
+    metadata,
+    Column("change_seq", BigInteger, primary_key=True),
+    Column("key_epoch", Text, primary_key=True),
+    Column("match_token", LargeBinary(MATCH_TOKEN_BYTES), primary_key=True),
+    Column("type", Text, nullable=False),
+    _length_is("match_token", MATCH_TOKEN_BYTES),
 )
 
 # Each identifier as the member spelled it in the file it imported ("138 0013 8000"), for its own
@@ -465,12 +499,17 @@ member_submitted = Table(
 
 # The count and set digest of ``member_submitted`` per scope, written with it in one transaction,
 # so that a node compares its record with the coordinator's without reading the whole record.
+# With the digest's LtHash state (the next delta updates it) and the change stamp up to which the
+# record reflects the node's identifiers (the next delta reads the rows stamped after it); both
+# NULL in a record written before they were kept, and the next submission then sends the whole set.
 member_submitted_state = Table(
     "member_submitted_state",
     metadata,
     Column("set_scope", Text, primary_key=True),
     Column("item_count", BigInteger, nullable=False),
     Column("digest", LargeBinary(HASH_SIZE), nullable=False),
+    Column("set_state", LargeBinary(SET_STATE_BYTES), nullable=True),
+    Column("change_seq", BigInteger, nullable=True),
 )
 
 # The delta a member node is sending for a round, written as its chunks are built and folded
@@ -484,6 +523,23 @@ member_pending = Table(
     Column("label_digest", LargeBinary(LABEL_DIGEST_BYTES), nullable=False),
     Column("label_fingerprint", LargeBinary, nullable=False),
     _length_is("match_token", MATCH_TOKEN_BYTES),
+)
+
+# The delta being sent per scope: its round, whether it is the whole set and the change stamp it
+# reads up to (written before its first chunk, so a resumed submission rebuilds the same chunks),
+# then, once its chunks are all built, the count, digest and state the record takes when the
+# coordinator commits it: a node stopped between the coordinator's commit and its own record
+# finds them and applies them.
+member_pending_state = Table(
+    "member_pending_state",
+    metadata,
+    Column("set_scope", Text, primary_key=True),
+    Column("round_id", Text, nullable=False),
+    Column("replace", Boolean, nullable=False),
+    Column("change_seq", BigInteger, nullable=True),
+    Column("item_count", BigInteger, nullable=True),
+    Column("digest", LargeBinary(HASH_SIZE), nullable=True),
+    Column("set_state", LargeBinary(SET_STATE_BYTES), nullable=True),
 )
 
 # The member node's verified results, kept so reports can be rebuilt and re-verified later: the

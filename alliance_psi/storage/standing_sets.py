@@ -1,6 +1,10 @@
 """Members' standing sets per scope: the tokens each holds, its set's count and digest, and the
 holder count of every token, which matching reads.
 
+The digest is a multiset hash (``protocol.submission.SetDigest``) whose state is kept with the
+set: a delta updates it from the rows it changes (``delta_digest``, read before the delta is
+applied), so a commit costs work in proportion to the delta, not to the set.
+
 A committed whole set replaces the member's set; a committed delta is applied to it (removals,
 then puts). The statements run inside the database (SQLite and PostgreSQL both take these forms,
 with INSERT ... SELECT ... ON CONFLICT DO UPDATE), so a set costs no per-row round trips. Nothing
@@ -15,7 +19,7 @@ from datetime import datetime
 from sqlalchemy import Connection, delete, select
 
 from alliance_psi.errors import Conflict
-from alliance_psi.protocol.submission import SetDigest
+from alliance_psi.protocol.submission import SetDigest, set_state_digest
 from alliance_psi.storage._common import batched, placeholder
 from alliance_psi.storage.schema import member_set_state, member_sets, set_holders, submitted_tokens
 
@@ -32,13 +36,29 @@ class StandingSets:
         self._conn = conn
 
     def standing(self, scope: str, member_id: str) -> tuple[int, bytes]:
-        """(count, digest) of the member's set in ``scope``; (0, b"") if it has none."""
+        """(count, digest) of the member's set in ``scope``; (0, b"") if it has none, and an empty
+        digest for a set recorded before its digest's state was kept (the member then sends its
+        whole set, which records the state)."""
         row = self._conn.execute(
-            select(member_set_state.c.item_count, member_set_state.c.digest).where(
+            select(member_set_state.c.item_count, member_set_state.c.set_state).where(
                 member_set_state.c.set_scope == scope, member_set_state.c.member_id == member_id
             )
         ).one_or_none()
-        return (row.item_count, row.digest) if row else (0, b"")
+        if row is None:
+            return 0, b""
+        return row.item_count, set_state_digest(row.set_state) if row.set_state is not None else b""
+
+    def kept_digest(self, scope: str, member_id: str) -> SetDigest | None:
+        """The digest of the member's set in ``scope`` as kept (empty if it has no set), or None
+        for a set recorded before its state was kept."""
+        row = self._conn.execute(
+            select(member_set_state.c.item_count, member_set_state.c.set_state).where(
+                member_set_state.c.set_scope == scope, member_set_state.c.member_id == member_id
+            )
+        ).one_or_none()
+        if row is None:
+            return SetDigest()
+        return None if row.set_state is None else SetDigest(bytes(row.set_state), row.item_count)
 
     def current_set_id(self, scope: str, member_id: str) -> str | None:
         """The id of the member's set in ``scope``, or None if it has none."""
@@ -108,22 +128,43 @@ class StandingSets:
             (scope, set_id, round_id, member_id),
         )
 
-    def digest(self, scope: str, set_id: str) -> tuple[int, bytes]:
-        """(count, ``SetDigest``) of set ``set_id`` as it is now."""
+    def digest(self, scope: str, set_id: str) -> SetDigest:
+        """The digest of set ``set_id`` as it is now, from all its rows (a whole set just written)."""
         # The driver's own cursor: no per-row type processing over a whole set.
         m = placeholder(self._conn)
         rows = self._conn.exec_driver_sql(
-            f"SELECT match_token, label_digest FROM {member_sets.name} WHERE set_scope = {m} AND set_id = {m} "
-            "ORDER BY match_token",
+            f"SELECT match_token, label_digest FROM {member_sets.name} WHERE set_scope = {m} AND set_id = {m}",
             (scope, set_id),
         )
         digest = SetDigest()
+        add = digest.add
         for token, label in rows:
-            digest.update(bytes(token), bytes(label))
-        return digest.count, digest.digest()
+            add(bytes(token), bytes(label))
+        return digest
+
+    def delta_digest(self, round_id: str, member_id: str, scope: str, set_id: str | None, base: SetDigest) -> SetDigest:
+        """``base`` (the digest of set ``set_id``) updated with the member's delta staged for
+        ``round_id``; call before ``apply_delta``. Reads the staged rows and, for each, the row it
+        replaces or removes: work in proportion to the delta. A removal of a token the set does
+        not hold changes nothing here (``apply_delta`` refuses it)."""
+        m = placeholder(self._conn)
+        rows = self._conn.exec_driver_sql(
+            f"SELECT s.match_token, s.removed, s.label_digest, ms.label_digest FROM {submitted_tokens.name} s "
+            f"LEFT JOIN {member_sets.name} ms ON ms.set_scope = {m} AND ms.set_id = {m} "
+            "AND ms.match_token = s.match_token "
+            f"WHERE s.round_id = {m} AND s.member_id = {m}",
+            (scope, set_id or "", round_id, member_id),
+        )
+        for raw_token, removed, label, old in rows:
+            token = bytes(raw_token)
+            if old is not None:
+                base.remove(token, bytes(old))
+            if not removed:
+                base.add(token, bytes(label))
+        return base
 
     def record(
-        self, scope: str, member_id: str, set_id: str, count: int, digest: bytes, *, round_id: str, at: datetime
+        self, scope: str, member_id: str, set_id: str, digest: SetDigest, *, round_id: str, at: datetime
     ) -> None:
         """Point the member at set ``set_id`` in ``scope``, with its count and digest (committed in ``round_id``)."""
         self._conn.execute(
@@ -136,8 +177,9 @@ class StandingSets:
                 set_scope=scope,
                 member_id=member_id,
                 set_id=set_id,
-                item_count=count,
-                digest=digest,
+                item_count=digest.count,
+                digest=digest.digest(),
+                set_state=digest.state(),
                 round_id=round_id,
                 updated_at=at,
             )

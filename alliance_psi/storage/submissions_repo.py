@@ -30,6 +30,7 @@ from alliance_psi.protocol.continuous import TokenChange
 from alliance_psi.protocol.model import Role, RoundState, SubmissionState, SubmissionStatus
 from alliance_psi.protocol.submission import (
     NO_LABEL_DIGEST,
+    SetDigest,
     SubmissionDigest,
     check_no_repeats,
     chunk_position,
@@ -307,13 +308,19 @@ class SubmissionRepository:
             raise RoundClosed(f"round {round_id} is no longer open")
         self._check_staged(round_id, member_id, item_count, digest)
         scope = self._rounds.set_scope(round_id)
-        set_id = self._apply(round_id, member_id, scope, replace, sequence)
-        new_count, new_digest = self._sets.digest(scope, set_id)
-        _check_resulting_set(new_count, new_digest, set_count, set_digest, max_set_items)
+        set_id, resulting = self._apply(round_id, member_id, scope, replace, sequence)
+        _check_resulting_set(resulting.count, resulting.digest(), set_count, set_digest, max_set_items)
         self._mark_committed(
-            round_id, member_id, item_count, digest, replace=replace, set_count=new_count, at=at, sequence=sequence
+            round_id,
+            member_id,
+            item_count,
+            digest,
+            replace=replace,
+            set_count=resulting.count,
+            at=at,
+            sequence=sequence,
         )
-        self._sets.record(scope, member_id, set_id, new_count, new_digest, round_id=round_id, at=at)
+        self._sets.record(scope, member_id, set_id, resulting, round_id=round_id, at=at)
         self._conn.execute(delete(submitted_tokens).where(self._key(submitted_tokens, round_id, member_id)))
         return self.submission_status(round_id, member_id)
 
@@ -446,16 +453,23 @@ class SubmissionRepository:
         if not hmac.compare_digest(recomputed.digest(), digest):
             raise Conflict(f"digest mismatch over the {recomputed.count} stored items")
 
-    def _apply(self, round_id: str, member_id: str, scope: str, replace: bool, sequence: int = 0) -> str:
-        """Make the staged submission the member's set in ``scope``; return that set's id."""
+    def _apply(
+        self, round_id: str, member_id: str, scope: str, replace: bool, sequence: int = 0
+    ) -> tuple[str, SetDigest]:
+        """Make the staged submission the member's set in ``scope``; return that set's id and digest.
+
+        A delta updates the kept digest from the rows it changes; a whole set, or a set whose
+        digest state was not kept (recorded by an earlier version), is digested from its rows."""
         current = self._sets.current_set_id(scope, member_id)
         if replace:
             set_id = _set_id(member_id, round_id, sequence)
             self._sets.replace(scope, current, set_id)
-        else:
-            set_id = current or _set_id(member_id, round_id, sequence)
-            self._sets.apply_delta(round_id, member_id, scope, set_id)
-        return set_id
+            return set_id, self._sets.digest(scope, set_id)
+        set_id = current or _set_id(member_id, round_id, sequence)
+        kept = self._sets.kept_digest(scope, member_id)
+        resulting = None if kept is None else self._sets.delta_digest(round_id, member_id, scope, current, kept)
+        self._sets.apply_delta(round_id, member_id, scope, set_id)
+        return set_id, resulting if resulting is not None else self._sets.digest(scope, set_id)
 
     def _mark_committed(
         self,

@@ -40,6 +40,7 @@ from alliance_psi.protocol.node_rows import (
     KeptHeader,
     KeptLeaf,
     PendingChange,
+    PendingSet,
     SetRecord,
     SubmissionRow,
     SubmittedToken,
@@ -57,6 +58,10 @@ class _NodeState:
     submitted: dict[str, dict[bytes, SubmittedToken]] = field(default_factory=dict)  # scope -> token -> row
     submitted_state: dict[str, SetRecord] = field(default_factory=dict)
     pending: dict[str, dict[bytes, PendingChange]] = field(default_factory=dict)
+    pending_sets: dict[str, PendingSet] = field(default_factory=dict)
+    stamps: dict[int, int] = field(default_factory=dict)  # id -> change stamp
+    head: int = 0
+    withdrawals: list[tuple[int, str, bytes, str]] = field(default_factory=list)  # stamp, epoch, token, type
     headers: dict[str, KeptHeader] = field(default_factory=dict)
     leaves: dict[str, list[KeptLeaf]] = field(default_factory=dict)
     checkpoints: list[SignedCheckpoint] = field(default_factory=list)
@@ -77,6 +82,7 @@ class MemoryNodeRepo:
     def upsert_identifiers(self, rows: Iterable[Mapping[str, Any]], *, at: datetime | None = None) -> tuple[int, int]:
         """Store identifiers, or refresh the label fields of those stored (their ids and tokens kept)."""
         inserted = duplicates = 0
+        self._s.head += 1
         for row in rows:
             key = (row["type"], row["canonical"])
             stored = next((id_ for id_, i in self._s.identifiers.items() if (i.type, i.canonical) == key), None)
@@ -88,12 +94,17 @@ class MemoryNodeRepo:
                 duplicates += 1
             label = (row["category"], row["severity"], row.get("first_seen"), row.get("case_ref") or "")
             self._s.identifiers[stored] = OwnIdentifier(*key, *label, row.get("spelling") or spelling)
+            self._s.stamps[stored] = self._s.head
         return inserted, duplicates
 
     def withdraw(self, type: str, canonical: str) -> bool:
-        """Delete an identifier and its cached tokens; False if it was not stored."""
+        """Delete an identifier and its cached tokens (kept as withdrawn); False if it was not stored."""
         for id_, stored in list(self._s.identifiers.items()):
             if (stored.type, stored.canonical) == (type, canonical):
+                self._s.head += 1
+                for (epoch, cached), (token, _) in self._s.tokens.items():
+                    if cached == id_:
+                        self._s.withdrawals.append((self._s.head, epoch, token, type))
                 del self._s.identifiers[id_]
                 self._s.tokens = {key: value for key, value in self._s.tokens.items() if key[1] != id_}
                 return True
@@ -101,10 +112,43 @@ class MemoryNodeRepo:
 
     # The port.
 
-    def missing_token_ids(self, key_epoch: str, types: Collection[str] | None = None) -> Iterator[IdentifierRef]:
+    def missing_token_ids(
+        self,
+        key_epoch: str,
+        types: Collection[str] | None = None,
+        *,
+        since: int | None = None,
+        upto: int | None = None,
+    ) -> Iterator[IdentifierRef]:
         for id_, row in sorted(self._s.identifiers.items()):
             if (types is None or row.type in types) and (key_epoch, id_) not in self._s.tokens:
-                yield IdentifierRef(id_, row.type, row.canonical)
+                if self._stamped(id_, since, upto):
+                    yield IdentifierRef(id_, row.type, row.canonical)
+
+    def _stamped(self, id_: int, since: int | None, upto: int | None) -> bool:
+        stamp = self._s.stamps[id_]
+        return (since is None or stamp > since) and (upto is None or stamp <= upto)
+
+    def change_head(self) -> int:
+        return self._s.head
+
+    def iter_changed_rows(
+        self, key_epoch: str, types: Collection[str], since: int, upto: int
+    ) -> Iterator[SubmissionRow]:
+        for row in self.iter_submission_rows(key_epoch, types):
+            if self._stamped(row.identifier_id, since, upto):
+                yield row
+
+    def withdrawn_tokens(self, key_epoch: str, types: Collection[str], since: int, upto: int) -> set[bytes]:
+        return {
+            token
+            for stamp, epoch, token, type_ in self._s.withdrawals
+            if epoch == key_epoch and type_ in types and since < stamp <= upto
+        }
+
+    def submitted_for_tokens(self, set_scope: str, tokens: Iterable[bytes]) -> dict[bytes, SubmittedToken]:
+        record = self._s.submitted.get(set_scope, {})
+        return {token: record[token] for token in tokens if token in record}
 
     def cache_tokens(self, key_epoch: str, rows: Sequence[CachedToken]) -> None:
         for _, token, label_key in rows:
@@ -143,10 +187,17 @@ class MemoryNodeRepo:
     def forget_submitted(self, set_scope: str) -> None:
         self._s.submitted.pop(set_scope, None)
         self._s.submitted_state.pop(set_scope, None)
-        self._s.pending.pop(set_scope, None)
+        self.clear_pending(set_scope)
 
     def clear_pending(self, set_scope: str) -> None:
         self._s.pending.pop(set_scope, None)
+        self._s.pending_sets.pop(set_scope, None)
+
+    def set_pending(self, set_scope: str, pending: PendingSet) -> None:
+        self._s.pending_sets[set_scope] = pending
+
+    def pending_set(self, set_scope: str) -> PendingSet | None:
+        return self._s.pending_sets.get(set_scope)
 
     def add_pending(self, set_scope: str, rows: Sequence[PendingChange]) -> None:
         pending = self._s.pending.setdefault(set_scope, {})
@@ -155,8 +206,11 @@ class MemoryNodeRepo:
                 raise InvalidRequest("a token is pending twice")  # The primary key of member_pending.
             pending[row.match_token] = row
 
-    def apply_pending(self, set_scope: str, *, replace: bool, count: int, digest: bytes) -> None:
-        record = {} if replace else self._s.submitted.get(set_scope, {})
+    def apply_pending(self, set_scope: str) -> None:
+        pending = self._s.pending_sets.pop(set_scope, None)
+        if pending is None or pending.record is None:
+            raise NotFound(f"no built submission is pending in scope {set_scope}")
+        record = {} if pending.replace else self._s.submitted.get(set_scope, {})
         for change in self._s.pending.pop(set_scope, {}).values():
             if change.removed:
                 record.pop(change.match_token, None)
@@ -165,7 +219,9 @@ class MemoryNodeRepo:
                     change.match_token, change.label_digest, change.label_fingerprint
                 )
         self._s.submitted[set_scope] = record
-        self._s.submitted_state[set_scope] = SetRecord(count, digest)
+        self._s.submitted_state[set_scope] = pending.record
+        held = {token for tokens in self._s.submitted.values() for token in tokens}
+        self._s.withdrawals = [w for w in self._s.withdrawals if w[2] in held]
 
 
 class MemoryKeptResults:

@@ -23,10 +23,12 @@ from alliance_psi.protocol.node_rows import (
     KeptHeader,
     KeptLeaf,
     PendingChange,
+    PendingSet,
     SetRecord,
     SubmissionRow,
     SubmittedToken,
 )
+from alliance_psi.protocol.submission import SET_STATE_BYTES
 from alliance_psi.services.member import SqlNodeUnitOfWork
 from tests.conftest import backend_engine
 from tests.helpers.memory_node import MemoryNodeUnitOfWork
@@ -135,34 +137,92 @@ def _changes(*changes: tuple[int, bool, int]) -> list[PendingChange]:
     return [PendingChange(token(n), removed, bytes([d]) * 16, b"f" * d) for n, removed, d in changes]
 
 
+def _pending(replace: bool, count: int, digest: bytes, seq: int | None = None) -> PendingSet:
+    return PendingSet("r1", replace, seq, SetRecord(count, digest, bytes([count]) * SET_STATE_BYTES, seq))
+
+
 def test_the_record_takes_in_a_committed_delta_and_is_forgotten_whole(uow: Any) -> None:
     with uow.writing() as tx:
         tx.repo.add_pending(SCOPE, _changes((1, False, 1), (2, False, 2)))
-        tx.repo.apply_pending(SCOPE, replace=True, count=2, digest=b"d" * 32)
+        tx.repo.set_pending(SCOPE, _pending(True, 2, b"d" * 32))
+        tx.repo.apply_pending(SCOPE)
     with uow.writing() as tx:
         tx.repo.add_pending(SCOPE, _changes((3, False, 3)))
+        tx.repo.set_pending(SCOPE, PendingSet("r2", False, 5))  # Before its chunks: no record yet.
+        assert tx.repo.pending_set(SCOPE) == PendingSet("r2", False, 5, None)
         tx.repo.clear_pending(SCOPE)  # A new attempt rebuilds its delta.
+        assert tx.repo.pending_set(SCOPE) is None
         tx.repo.add_pending(SCOPE, _changes((1, True, 0), (2, False, 5), (4, False, 4)))
-        tx.repo.apply_pending(SCOPE, replace=False, count=2, digest=b"e" * 32)
+        tx.repo.set_pending(SCOPE, _pending(False, 2, b"e" * 32, seq=7))
+        tx.repo.apply_pending(SCOPE)
+        assert tx.repo.pending_set(SCOPE) is None
     with uow.reading() as tx:
         assert list(tx.repo.iter_submitted(SCOPE)) == [
             SubmittedToken(token(2), bytes([5]) * 16, b"f" * 5),
             SubmittedToken(token(4), bytes([4]) * 16, b"f" * 4),
         ]
         assert all(type(value) is bytes for row in tx.repo.iter_submitted(SCOPE) for value in row)
-        assert tx.repo.submitted_state(SCOPE) == SetRecord(2, b"e" * 32)
+        assert tx.repo.submitted_for_tokens(SCOPE, [token(4), token(1)]) == {
+            token(4): SubmittedToken(token(4), bytes([4]) * 16, b"f" * 4)
+        }
+        assert tx.repo.submitted_state(SCOPE) == SetRecord(2, b"e" * 32, bytes([2]) * SET_STATE_BYTES, 7)
         assert tx.repo.submitted_state("other") is None
     with uow.writing() as tx:
         tx.repo.add_pending(SCOPE, _changes((6, False, 6)))
-        tx.repo.apply_pending(SCOPE, replace=True, count=1, digest=b"f" * 32)  # The whole set again.
+        tx.repo.set_pending(SCOPE, _pending(True, 1, b"f" * 32))  # The whole set again.
+        tx.repo.apply_pending(SCOPE)
     with uow.reading() as tx:
         assert [row.match_token for row in tx.repo.iter_submitted(SCOPE)] == [token(6)]
     with uow.writing() as tx:
         tx.repo.add_pending(SCOPE, _changes((7, False, 7)))
+        tx.repo.set_pending(SCOPE, _pending(False, 0, b"g" * 32))
         tx.repo.forget_submitted(SCOPE)
-        tx.repo.apply_pending(SCOPE, replace=False, count=0, digest=b"g" * 32)  # Nothing pending survived.
+        with pytest.raises(NotFound, match="no built submission is pending"):
+            tx.repo.apply_pending(SCOPE)  # Nothing pending survived.
     with uow.reading() as tx:
         assert list(tx.repo.iter_submitted(SCOPE)) == []
+
+
+def test_changes_are_stamped_in_order_and_read_by_window(uow: Any) -> None:
+    with uow.reading() as tx:
+        start = tx.repo.change_head()
+    ids = imported(uow, 1, 2, 3)
+    imported(uow, 4, types="email")
+    with uow.writing() as tx:
+        tx.repo.cache_tokens(EPOCH, [CachedToken(ids[phone(n)], token(10 - n), key(n)) for n in (1, 2, 3)])
+    with uow.reading() as tx:
+        first = tx.repo.change_head()
+    assert first > start
+    imported(uow, 2, category="money_laundering")  # Relabelled.
+    imported(uow, 5)  # New, no token yet.
+    with uow.writing() as tx:
+        assert tx.repo.withdraw("phone", phone(1))
+        assert not tx.repo.withdraw("phone", phone(6))
+    with uow.reading() as tx:
+        head = tx.repo.change_head()
+        changed = list(tx.repo.iter_changed_rows(EPOCH, ["phone"], first, head))
+        assert [(row.match_token, row.category) for row in changed] == [(token(8), "money_laundering")]
+        assert [ref.canonical for ref in tx.repo.missing_token_ids(EPOCH, ["phone"], since=first, upto=head)] == [
+            phone(5)
+        ]
+        assert list(tx.repo.missing_token_ids(EPOCH, ["phone"], since=head, upto=head)) == []
+        assert tx.repo.withdrawn_tokens(EPOCH, ["phone"], first, head) == {token(9)}
+        assert tx.repo.withdrawn_tokens(EPOCH, ["email"], first, head) == set()
+        assert tx.repo.withdrawn_tokens(EPOCH, ["phone"], head, head) == set()
+        everything = list(tx.repo.iter_changed_rows(EPOCH, ["phone"], start, head))
+        assert [row.match_token for row in everything] == [token(7), token(8)]  # In token order.
+    with uow.writing() as tx:  # A record that holds the withdrawn token keeps it in the log.
+        tx.repo.add_pending(SCOPE, _changes((9, False, 9)))
+        tx.repo.set_pending(SCOPE, _pending(True, 1, b"d" * 32, seq=head))
+        tx.repo.apply_pending(SCOPE)
+    with uow.reading() as tx:
+        assert tx.repo.withdrawn_tokens(EPOCH, ["phone"], first, head) == {token(9)}
+    with uow.writing() as tx:  # Once no record holds it, it goes.
+        tx.repo.add_pending(SCOPE, _changes((9, True, 0)))
+        tx.repo.set_pending(SCOPE, _pending(False, 0, b"e" * 32, seq=head))
+        tx.repo.apply_pending(SCOPE)
+    with uow.reading() as tx:
+        assert tx.repo.withdrawn_tokens(EPOCH, ["phone"], first, head) == set()
 
 
 def test_a_kept_result_is_all_there_or_not_at_all(uow: Any) -> None:

@@ -24,10 +24,10 @@ from alliance_psi.errors import (
     WrongEpoch,
 )
 from alliance_psi.protocol.checkpoints import decode_checkpoint
-from alliance_psi.protocol.coordinator import CoordinatorRole, RoundSpec
+from alliance_psi.protocol.coordinator import Commit, CoordinatorRole, RoundSpec
 from alliance_psi.protocol.custodian import CustodianRole
 from alliance_psi.protocol.member import MemberRole
-from alliance_psi.protocol.model import Identity, Role, Round, SubmissionState
+from alliance_psi.protocol.model import Identity, Role, Round, SubmissionState, SubmissionStatus
 from alliance_psi.protocol.node_rows import SetRecord
 from alliance_psi.protocol.result_codec import LeafPage, SignedResultHeader, decode_leaf, encode_leaf
 from tests.helpers.memory_node import LoopbackCoordinator, MemoryNodeUnitOfWork, RoleEvaluator
@@ -162,8 +162,9 @@ def test_a_record_that_disagrees_is_refused_at_commit_and_forgotten_so_the_next_
     world = World()
     round_ = world.round_of_both()
     record = world.nodes[A].state.submitted[round_.set_scope]
-    token = min(record)
-    record[token] = record[token]._replace(label_digest=bytes(16))  # Its state still agrees with the coordinator.
+    for token in record:  # Its state still agrees with the coordinator's; its rows do not.
+        record[token] = record[token]._replace(label_digest=bytes(16))
+    world.nodes[A].add("phone", phone(4), category="money_laundering")  # A delta that replaces one of them.
     second = world.open_round()
     with pytest.raises(SetMismatch, match="set digest mismatch.*reset and its next round sends the whole set"):
         world.member(A).join(second.round_id, wait=0)
@@ -269,3 +270,42 @@ def test_a_coordinator_whose_log_lost_entries_it_showed_is_refused_before_anythi
     assert [evidence.kind for evidence in world.nodes[A].state.evidence] == ["shrunk"]
     status = world.coordinator.submission_status(Identity(A, Role.MEMBER), second.round_id)
     assert status.state is SubmissionState.NONE
+
+
+def test_a_delta_reads_only_what_changed_since_the_scope_last_committed() -> None:
+    world = World()
+    round_ = world.round_of_both()
+    # Unchanged identifiers are never read again: were they, losing their cached tokens would
+    # take them out of the set (a full comparison sends them as removals).
+    state = world.nodes[A].state
+    state.tokens = {key: value for key, value in state.tokens.items() if key[1] not in (1, 2)}
+    world.nodes[A].add("phone", phone(7), category="wool_party")
+    second = world.open_round()
+    outcome = world.member(A).join(second.round_id, wait=0)
+    assert (outcome.tokens_computed, outcome.delta_count, outcome.replaced, outcome.submitted) == (1, 1, False, 7)
+    assert world.nodes[A].repo.submitted_state(round_.set_scope) is not None
+
+
+class _LostCommitReply(LoopbackCoordinator):
+    """Commits, then loses the reply: the node stops between the coordinator's commit and its record."""
+
+    def commit(self, commit: Commit, member_id: str) -> SubmissionStatus:
+        super().commit(commit, member_id)
+        raise ConnectionError("the node stopped before it recorded the commit")
+
+
+def test_a_commit_the_node_did_not_record_is_recorded_when_it_comes_back_and_nothing_is_sent_twice() -> None:
+    world = World()
+    world.round_of_both()
+    world.nodes[A].add("phone", phone(7), category="wool_party")
+    second = world.open_round()
+    with pytest.raises(ConnectionError):
+        world.member(A, coordinator=_LostCommitReply(world.coordinator, A)).join(second.round_id, wait=0)
+    assert world.nodes[A].repo.pending_set(second.set_scope) is not None
+    outcome = world.member(A).join(second.round_id, wait=0)  # Committed already: recorded, not sent again.
+    assert (outcome.delta_count, outcome.submitted) == (1, 7)
+    assert world.nodes[A].repo.pending_set(second.set_scope) is None
+    world.nodes[A].add("phone", phone(8), category="wool_party")
+    world.coordinator.close_round(ADMIN, second.round_id)
+    third = world.member(A).join(world.open_round().round_id, wait=0)
+    assert (third.delta_count, third.replaced, third.submitted) == (1, False, 8)  # A delta, not the whole set.
