@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from alliance_psi.errors import Conflict
 from alliance_psi.storage import MemberRepository
-from alliance_psi.storage.schema import member_submitted
+from alliance_psi.storage.schema import identifiers, member_submitted
 from tests.integration.services.harness import MEMBERS, Planted, load, phone, running_alliance
 from tests.integration.services.test_round import join_all
 
@@ -94,10 +94,11 @@ def test_a_corrupted_record_is_caught_at_commit_and_reset(tmp_path: Path, pki) -
     with running_alliance(tmp_path, pki, planted=planted) as alliance:
         join_all(alliance, alliance.admin().create_round(alliance.spec(2)).round_id)
         with alliance.member_engines["bank-c"].begin() as conn:
-            first = conn.execute(select(member_submitted.c.match_token).limit(1)).scalar_one()
-            conn.execute(
-                update(member_submitted).where(member_submitted.c.match_token == first).values(label_digest=bytes(16))
-            )
+            # The record's rows disagree with its digest state; a delta that replaces one of them shows it.
+            conn.execute(update(member_submitted).values(label_digest=bytes(16)))
+            type_, canonical = conn.execute(select(identifiers.c.type, identifiers.c.canonical).limit(1)).one()
+            relabelled = {"type": type_, "canonical": canonical, "category": "money_laundering", "severity": "level1"}
+            MemberRepository(conn).upsert_identifiers([relabelled])
         round_id = alliance.admin().create_round(alliance.spec(2)).round_id
         with pytest.raises(Conflict, match="set digest mismatch.*next round sends the whole set"):
             alliance.node("bank-c").join(round_id, wait=5)
