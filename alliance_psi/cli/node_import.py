@@ -17,19 +17,14 @@ with the statement's parameters, which hold the values.
 
 from __future__ import annotations
 
-import csv
-import os
 import sys
-import tempfile
 import textwrap
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import chain, islice
+from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -40,10 +35,16 @@ from alliance_psi.errors import InvalidIdentifier
 from alliance_psi.identifiers import IdentifierType
 from alliance_psi.identifiers.categories import CATEGORY_NAMES, SEVERITY_NAMES
 from alliance_psi.identifiers.types import TYPE_ALIASES
+from alliance_psi.services.blacklist_import import (
+    REJECTS_KEPT,
+    SHOWN_PROBLEMS,
+    WRONG_FILE_ROWS,
+    WRONG_FILE_VALID,
+    ImportTally,
+    import_records,
+)
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
     from alliance_psi.identifiers.importer import BlacklistFile, ImportRecord, Rejection
 
 # The importer (with the normalizers it loads), SQLAlchemy, the storage layer and rich are
@@ -51,36 +52,10 @@ if TYPE_CHECKING:
 
 __all__ = ["REJECTS_KEPT", "WRONG_FILE_ROWS", "WRONG_FILE_VALID", "import_file", "purge_expired", "status", "withdraw"]
 
-# The rejects file keeps the first rejected rows only: a wrong file would otherwise write a copy of
-# itself (a 50 MB junk file wrote 180 MB of rejects). The console counts every one, by reason.
-REJECTS_KEPT = 10_000
-# A file whose first WRONG_FILE_ROWS data rows hold at most WRONG_FILE_VALID valid ones is not a
-# blacklist (another export, the wrong column, the wrong encoding given): the import stops there.
-WRONG_FILE_ROWS = 1_000
-WRONG_FILE_VALID = 10
-_BATCH = 1000
-_SHOWN_PROBLEMS = 10
+_SHOWN_PROBLEMS = SHOWN_PROBLEMS
 _SHOWN_REASONS = 20
 _EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 _TYPE = click.Choice([member.value for member in IdentifierType])
-
-
-@dataclass
-class _Tally:
-    """What a command did, for its summary; ``problems`` keeps only the first few rejections,
-    ``reasons`` counts every one by field and kind of reason (never a value)."""
-
-    figures: dict[str, int]
-    rejected: int = 0
-    problems: list[Rejection] = field(default_factory=list)
-    reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
-    stopped: bool = False
-
-    def reject(self, rejection: Rejection) -> None:
-        self.rejected += 1
-        self.reasons[rejection.field, rejection.kind_of_reason] += 1
-        if len(self.problems) < _SHOWN_PROBLEMS:
-            self.problems.append(rejection)
 
 
 def _encoding_option(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -174,8 +149,10 @@ def import_file(
         items = blacklist.read(default_type=type_)
         # A file without data rows is refused here, before the database is created.
         first = next(items)
-        with open_node_database(database, create=True) as engine:
-            tally = _import(engine, blacklist, chain([first], items), strict, rejects_path)
+        with open_node_database(database, create=True) as engine, _progress(blacklist.rows) as advance:
+            tally = import_records(
+                engine, chain([first], items), rejects_path=rejects_path, strict=strict, advance=advance
+            )
     _print_summary(f"import {file.name}", tally)
     if tally.stopped:
         (field_name, kind), _ = tally.reasons.most_common(1)[0]
@@ -199,86 +176,11 @@ def import_file(
         )
 
 
-def _import(
-    engine: Engine,
-    blacklist: BlacklistFile,
-    items: Iterator[ImportRecord | Rejection],
-    strict: bool,
-    rejects_path: Path,
-) -> _Tally:
-    """Stream the file's ``items`` into the database in one transaction, rolled back in strict
-    mode with rejections and when the file looks like a wrong one (see ``WRONG_FILE_ROWS``); then
-    no rejects file is written either: nothing in it would help fix a wrong file, and it would be
-    one more copy of its raw values."""
-    from alliance_psi.identifiers.importer import Rejection
-    from alliance_psi.storage import MemberRepository
-
-    now = datetime.now(UTC)
-    figures = {"rows read": 0, "imported": 0, "duplicates": 0, "rejected": 0, "expired (purged)": 0}
-    tally = _Tally(figures)
-    judged = False  # Whether the first WRONG_FILE_ROWS rows were looked at as a whole.
-    with (
-        _progress(blacklist.rows) as advance,
-        _RejectsFile(rejects_path) as rejects,
-        engine.connect() as conn,
-        conn.begin() as transaction,
-    ):
-        repo = MemberRepository(conn)
-        while batch := list(islice(items, _BATCH)):
-            records = []
-            for item in batch:
-                if isinstance(item, Rejection):
-                    tally.reject(item)
-                    rejects.write(item)
-                else:
-                    records.append(_stored(item))
-            inserted, duplicates = repo.upsert_identifiers(records, at=now)
-            figures.update(
-                {
-                    "rows read": figures["rows read"] + len(batch),
-                    "imported": figures["imported"] + inserted,
-                    "duplicates": figures["duplicates"] + duplicates,
-                }
-            )
-            advance(batch[-1].row)
-            if not judged and figures["rows read"] >= WRONG_FILE_ROWS:
-                judged, tally.stopped = True, _looks_wrong(figures["rows read"], tally.rejected)
-                if tally.stopped:
-                    rejects.discard()
-                    break
-        figures.update({"rejected": tally.rejected, "expired (purged)": repo.purge_expired(now)})
-        if tally.stopped or (strict and tally.rejected):
-            transaction.rollback()
-            figures.update({"imported": 0, "duplicates": 0, "expired (purged)": 0})
-    return tally
-
-
-def _looks_wrong(rows: int, rejected: int) -> bool:
-    """Whether ``rows`` rows read (``WRONG_FILE_ROWS``, or the batch that reached it) with
-    ``rejected`` of them rejected hold too few valid ones for a blacklist."""
-    return rows - rejected <= WRONG_FILE_VALID * rows // WRONG_FILE_ROWS
-
-
 def _print_encoding(blacklist: BlacklistFile) -> None:
     """Say which encoding a text file is read in, and whether it was detected or given."""
     if blacklist.encoding is not None:
         how = "detected" if blacklist.encoding.detected else "as given"
         click.echo(f"{blacklist.path.name}: encoding {blacklist.encoding.name} ({how})")
-
-
-def _stored(record: ImportRecord) -> dict[str, Any]:
-    """The repository row for a record (the database keeps an absent severity as "")."""
-    return {
-        "type": record.type,
-        "canonical": record.canonical,
-        "category": record.category,
-        "severity": record.severity or "",
-        "first_seen": record.first_seen,
-        "case_ref": record.case_ref,
-        "note": record.note,
-        "expires_at": record.expires_at,
-        "spelling": record.spelling,
-    }
 
 
 @node_group.command("withdraw")
@@ -320,7 +222,7 @@ def withdraw(
         raise click.UsageError(f"{'VALUE arguments need' if values else '--stdin needs'} --type")
     if values:
         click.echo(_VISIBLE_VALUES_WARNING, err=True)
-    tally = _Tally({"withdrawn": 0, "not found": 0, "invalid": 0})
+    tally = ImportTally({"withdrawn": 0, "not found": 0, "invalid": 0})
     not_found: list[int] = []
     with reported():
         if file is not None:
@@ -449,55 +351,7 @@ def _progress(total: int | None) -> Iterator[Callable[[int], None]]:
         yield lambda row: progress.update(task, completed=row)
 
 
-class _RejectsFile:
-    """Rejected rows as CSV in UTF-8 with a BOM (so Excel opens it): row, field, reason, then the
-    original cells; the first ``REJECTS_KEPT`` of them, then, if there were more, a last row that
-    says how many were left out. Holds raw identifiers, so it is created with mode 0600; it is
-    written beside its place and moved there only when the command ends without an error, so a
-    failed import leaves no half-written rejects file (and an earlier one stays as it was), and
-    not at all once ``discard`` is called."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._handle: TextIO | None = None
-        self._temporary = ""
-        self._columns: list[str] = []
-        self._rejected = 0
-        self._discarded = False
-
-    def __enter__(self) -> _RejectsFile:
-        return self
-
-    def write(self, rejection: Rejection) -> None:
-        self._rejected += 1
-        if self._rejected > REJECTS_KEPT:
-            return
-        if self._handle is None:
-            descriptor, self._temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-            self._handle = open(descriptor, "w", encoding="utf-8-sig", newline="")
-            self._columns = list(rejection.raw)
-            csv.writer(self._handle).writerow(["row", "field", "reason", *self._columns])
-        cells = [rejection.raw.get(column, "") for column in self._columns]
-        csv.writer(self._handle).writerow([rejection.row, rejection.field, rejection.reason, *cells])
-
-    def discard(self) -> None:
-        """Write nothing: what was written is deleted on exit, and further rows are not written."""
-        self._discarded = True
-
-    def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
-        if self._handle is None:
-            return
-        if self._rejected > REJECTS_KEPT:
-            left_out = f"{self._rejected - REJECTS_KEPT:,} more rejected rows not written (capped at {REJECTS_KEPT:,})"
-            csv.writer(self._handle).writerow(["…", "", left_out])
-        self._handle.close()
-        if error_type is None and not self._discarded:
-            os.replace(self._temporary, self.path)
-        else:
-            os.unlink(self._temporary)
-
-
-def _print_summary(title: str, tally: _Tally, *, problems: str = "rejected rows") -> None:
+def _print_summary(title: str, tally: ImportTally, *, problems: str = "rejected rows") -> None:
     """Print the figures, then the first rejections (row, field, reason; never a whole value)."""
     from rich import box
     from rich.console import Console
