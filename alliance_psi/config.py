@@ -21,11 +21,15 @@ from alliance_psi.defaults import (
     CHUNK_SIZE,
     ENROLMENT_REFRESH_SECONDS,
     FREE_RESENT_PER_MEMBER,
+    INBOX_SETTLE_SECONDS,
     KEPT_ANSWERS_PER_MEMBER,
     MAX_ALERT_BACKLOG,
     MAX_REFUSED_CHUNKS,
     MAX_ROUND_ITEMS,
     MAX_SET_ITEMS,
+    NODE_POLL_SECONDS,
+    NODE_STOP_GRACE_SECONDS,
+    NODE_SUBMIT_SECONDS,
     QUOTA_PER_MEMBER,
     TICK_SECONDS,
 )
@@ -40,6 +44,7 @@ __all__ = [
     "MonitoringConfig",
     "NODE_FILE_KEYS",
     "NODE_FILE_PATHS",
+    "NodeRunConfig",
     "PeerEndpoint",
     "peer_text_parts",
     "ServerLimits",
@@ -436,6 +441,43 @@ class MemberConfig:
     verify: str = "sample"
 
 
+@dataclass(frozen=True, slots=True)
+class NodeRunConfig:
+    """What ``node run`` (the member node as a long-running service) does beside its ``MemberConfig``.
+
+    Usage::
+
+        NodeRunConfig(inbox=Path("bank-a/inbox"))    # import files dropped there (done/, failed/)
+        NodeRunConfig(…, poll_seconds=5.0,           # look at the inbox and the open rounds this often
+                      submit_seconds=60.0,           # at most one submission per continuous scope per minute
+                      settle_seconds=2.0,            # a file unchanged this long is complete
+                      stop_grace_seconds=10.0)       # after SIGTERM, then the work in hand is abandoned
+        NodeRunConfig(…, strict=False)               # import a file's valid rows despite rejected ones
+        NodeRunConfig(…, join_rounds=False)          # leave batch rounds to `node join` by hand
+
+    With ``strict`` (the default) a file with any rejected row imports nothing and goes to
+    ``failed/`` with its rejects file: an unattended import never leaves part of a file in.
+
+    Raises:
+        ConfigurationError: a time that is negative, or a poll interval that is not positive.
+    """
+
+    inbox: Path
+    poll_seconds: float = NODE_POLL_SECONDS
+    submit_seconds: float = NODE_SUBMIT_SECONDS
+    settle_seconds: float = INBOX_SETTLE_SECONDS
+    stop_grace_seconds: float = NODE_STOP_GRACE_SECONDS
+    strict: bool = True
+    join_rounds: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.poll_seconds > 0:
+            raise ConfigurationError(f"poll-every must be positive, got {self.poll_seconds}")
+        for name in ("submit_seconds", "settle_seconds", "stop_grace_seconds"):
+            if not getattr(self, name) >= 0:
+                raise ConfigurationError(f"{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+
+
 # The member node's settings file -------------------------------------------------------------
 
 # The keys of node.toml's [node] table: the node commands' option names, as written on the
@@ -455,9 +497,15 @@ NODE_FILE_KEYS = (
     "workers",
     "epoch-file",
     "verify",
+    "inbox",
+    "poll-every",
+    "submit-every",
+    "settle-seconds",
+    "strict-inbox",
+    "join-rounds",
 )
 # Keys of node.toml that hold a file or folder; relative ones are relative to the file's folder.
-NODE_FILE_PATHS = ("ca", "cert", "key", "coordinator-key", "data-dir", "epoch-file")
+NODE_FILE_PATHS = ("ca", "cert", "key", "coordinator-key", "data-dir", "epoch-file", "inbox")
 _SQLITE_FILE_URL = re.compile(r"(?P<scheme>sqlite(?:\+\w+)?:///)(?P<path>[^?]*)(?P<query>\?.*)?\Z", re.DOTALL)
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "ENROLMENT_REFRESH_SECONDS",
     "FREE_RESENT_PER_MEMBER",
     "HEDGE_AFTER_SECONDS",
+    "INBOX_SETTLE_SECONDS",
     "JOIN_WAIT_SECONDS",
     "KEPT_ANSWERS_PER_MEMBER",
     "MAX_ALERT_BACKLOG",
@@ -30,6 +31,9 @@ __all__ = [
     "MAX_ROUND_ITEMS",
     "MAX_SET_ITEMS",
     "MAX_STREAMS_PER_PEER",
+    "NODE_POLL_SECONDS",
+    "NODE_STOP_GRACE_SECONDS",
+    "NODE_SUBMIT_SECONDS",
     "OPEN_CALLS_PER_PEER",
     "QUOTA_PER_MEMBER",
     "SHUTDOWN_GRACE_SECONDS",
@@ -70,6 +74,19 @@ TICK_SECONDS = 1.0
 
 JOIN_WAIT_SECONDS = 600.0
 """How long ``node join`` waits for its round to be matched after committing."""
+
+NODE_POLL_SECONDS = 5.0
+"""How often ``node run`` looks at its inbox and at the coordinator's open rounds."""
+
+NODE_SUBMIT_SECONDS = 60.0
+"""The least time ``node run`` leaves between two submissions of changes to one continuous scope."""
+
+INBOX_SETTLE_SECONDS = 2.0
+"""How long a file in ``node run``'s inbox must stay unchanged (size and time) before it is imported."""
+
+NODE_STOP_GRACE_SECONDS = 10.0
+"""How long ``node run`` lets the work in hand finish after SIGTERM before it abandons it (it resumes
+at the next start: every step is a transaction)."""
 
 COORDINATOR_NAME = "coordinator"
 """The coordinator's name in its certificate, and the name clients expect when given none."""

@@ -42,6 +42,7 @@ ARGUMENTS = {
     "purge-expired": [],
     "report": ["r-1", "--format", "json", "-o", "out.json"],
     "results": [],
+    "run": [],
     "status": [],
     "withdraw": ["--type", "phone", "--stdin"],
 }

@@ -151,6 +151,7 @@ def test_node_help_lists_every_node_command() -> None:
         "purge-expired",
         "report",
         "results",
+        "run",
         "status",
         "withdraw",
     ]

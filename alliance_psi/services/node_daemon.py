@@ -1,0 +1,243 @@
+"""``node run``: the member node as a long-running service (systemd unit or container).
+
+``NodeDaemon.run(stop)`` loops until ``stop`` is set. Each turn, every ``poll_seconds``:
+
+1. **Inbox** (``services.inbox``): each complete file, oldest first, is imported in one
+   transaction (``services.blacklist_import``; strict by default: a file with a rejected row
+   imports nothing) and moved to ``done/`` or ``failed/`` with its rejects file. A file dropped
+   while another is being imported waits for the next look; none is lost.
+2. **Batch rounds** (``join_rounds``): every open batch round that invites this member and that it
+   has not committed to is joined at once (tokens for what changed since the scope's last commit,
+   the delta, the commit: ``MemberRole.join``), and the verified result of every matched round it
+   committed to is fetched and kept. A node that joins rounds by hand turns this off.
+
+The alert side (``AlertRunner``: the follower of the coordinator's alerts and the notifiers) runs
+beside the loop in a thread of its own, until ``stop``.
+
+Every step is a transaction of the node's database or a resumable exchange with the coordinator,
+so the process may be stopped anywhere: a restart picks up the file still in the inbox, resumes
+the submission (same chunks, only those the coordinator lacks) or records the commit it had not
+recorded (``MemberRole.settle``). ``node import`` and ``node withdraw`` work meanwhile: the node's
+SQLite database runs in WAL mode with a busy timeout (``storage.make_engine``), and the loop holds
+the write lock only for one import or one batch of tokens at a time.
+
+Security: log lines name files, rounds, counts, rows, fields and kinds of reasons, never an
+identifier, a token or a label.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from alliance_psi._plural import plural
+from alliance_psi.config import NodeRunConfig
+from alliance_psi.errors import AlliancePsiError, NotFound
+from alliance_psi.protocol.model import Round, RoundState, SubmissionState
+from alliance_psi.services.blacklist_import import ImportTally, import_blacklist
+from alliance_psi.services.inbox import Inbox
+from alliance_psi.services.member import MemberNode
+
+__all__ = ["AlertRunner", "NoAlerts", "NodeDaemon", "database_error_line"]
+
+_SHOWN_REJECTIONS = 3
+
+
+class AlertRunner(Protocol):
+    """The member node's alert side: follows the coordinator's alerts and notifies, until ``stop``."""
+
+    def run(self, stop: threading.Event) -> None: ...
+
+
+@dataclass
+class NoAlerts:
+    """An ``AlertRunner`` for a build without the alert follower: it says so once and waits."""
+
+    log: logging.Logger
+
+    def run(self, stop: threading.Event) -> None:
+        self.log.info("alerts: this build has no alert follower; alerts are not followed")
+        stop.wait()
+
+
+@dataclass
+class NodeDaemon:
+    """The member node's service loop (see the module docstring)."""
+
+    node: MemberNode
+    settings: NodeRunConfig
+    alerts: AlertRunner
+    log: logging.Logger
+    inbox: Inbox = field(init=False)
+    _said: dict[str, str] = field(default_factory=dict, init=False)  # Round -> last problem logged.
+
+    def __post_init__(self) -> None:
+        self.inbox = Inbox(self.settings.inbox, settle_seconds=self.settings.settle_seconds)
+
+    @property
+    def member_id(self) -> str:
+        return self.node.role.member_id
+
+    def run(self, stop: threading.Event) -> None:
+        """Import, join and fetch until ``stop`` is set; the alert side runs beside, in its own thread."""
+        self.inbox.prepare()
+        alerts = threading.Thread(target=self._alerts, args=(stop,), name="alerts", daemon=True)
+        alerts.start()
+        self.log.info(
+            "node run: member %s, inbox %s, looking every %gs%s",
+            self.member_id,
+            self.settings.inbox,
+            self.settings.poll_seconds,
+            "" if self.settings.join_rounds else " (batch rounds are joined by hand)",
+        )
+        while not stop.is_set():
+            self.turn(stop)
+            stop.wait(self.settings.poll_seconds)
+        alerts.join(self.settings.stop_grace_seconds)
+        self.log.info("node run: stopped")
+
+    def _alerts(self, stop: threading.Event) -> None:
+        try:
+            self.alerts.run(stop)
+        except Exception:  # The loop goes on without alerts; the log says why.
+            self.log.exception("alerts: the alert side stopped")
+
+    def turn(self, stop: threading.Event) -> None:
+        """One look at the inbox, then at the coordinator's rounds."""
+        for path in self.inbox.ready():
+            if stop.is_set():
+                return
+            self.import_file(path)
+        if self.settings.join_rounds and not stop.is_set():
+            self._guarded("rounds", functools.partial(self.rounds, stop))
+
+    # The inbox --------------------------------------------------------------------------------
+
+    def import_file(self, path: Path) -> bool:
+        """Import one inbox file and place it in ``done/`` or ``failed/``; return whether it went in."""
+        if not self.inbox.accepted(path):
+            placed = self.inbox.place(path, failed=True, error=_NOT_A_BLACKLIST.format(name=path.name))
+            self.log.warning(
+                "inbox: %s is not a blacklist file (.csv, .jsonl, .xlsx): moved to %s", path.name, placed.file
+            )
+            return False
+        self.log.info("inbox: importing %s", path.name)
+        try:
+            tally = import_blacklist(
+                self.node.engine, path, rejects_path=self.inbox.rejects_path(path), strict=self.settings.strict
+            )
+        except AlliancePsiError as exc:
+            placed = self.inbox.place(path, failed=True, error=str(exc))
+            self.log.warning("inbox: %s failed, nothing imported: %s; moved to %s", path.name, exc, placed.file)
+            return False
+        except SQLAlchemyError as exc:  # The database, not the file: it stays in the inbox for the next turn.
+            self.log.warning("inbox: %s not imported this time, %s; tried again", path.name, database_error_line(exc))
+            return False
+        failed = tally.stopped or tally.stored == 0 or (self.settings.strict and tally.rejected > 0)
+        placed = self.inbox.place(path, failed=failed)
+        self.log.log(
+            logging.WARNING if failed or tally.rejected else logging.INFO,
+            "inbox: %s %s: %s%s; moved to %s%s",
+            path.name,
+            _verdict(tally, failed, strict=self.settings.strict),
+            ", ".join(f"{count:,} {name}" for name, count in tally.figures.items()),
+            _rejections(tally),
+            placed.file,
+            f", rejected rows in {placed.rejects}" if placed.rejects else "",
+        )
+        return not failed
+
+    # Batch rounds -----------------------------------------------------------------------------
+
+    def rounds(self, stop: threading.Event) -> None:
+        """Join the open batch rounds that invite this member and fetch the results of matched ones."""
+        coordinator = self.node.coordinator
+        for round_, _ in coordinator.list_rounds(RoundState.OPEN):
+            if stop.is_set():
+                return
+            self._guarded(round_.round_id, functools.partial(self._join, round_))
+        for round_, _ in coordinator.list_rounds(RoundState.MATCHED):
+            if stop.is_set():
+                return
+            self._guarded(round_.round_id, functools.partial(self._fetch, round_))
+
+    def _join(self, round_: Round) -> None:
+        status = self.node.coordinator.submission_status(round_.round_id, self.member_id)
+        if status.state is SubmissionState.COMMITTED:
+            return
+        self.log.info("round %s: joining", round_.round_id)
+        outcome = self.node.role.join(round_.round_id, wait=0)
+        self.log.info(
+            "round %s: committed, %s computed, %s sent (%s), %s in the set%s",
+            round_.round_id,
+            plural(outcome.tokens_computed, "token"),
+            plural(outcome.delta_count, "change"),
+            "the whole set" if outcome.replaced else "changes only",
+            f"{outcome.submitted:,}",
+            _result_text(outcome.result.match_count if outcome.result else None),
+        )
+
+    def _fetch(self, round_: Round) -> None:
+        with self.node.role.uow.reading() as tx:
+            if tx.results.recorded_scope(round_.round_id) is None:
+                return  # Not committed by this node (or recorded before this version).
+            try:
+                tx.results.get_result(round_.round_id)
+                return  # Kept already.
+            except NotFound:
+                pass
+        header = self.node.role.fetch_and_keep(round_)
+        self.log.info("round %s: result kept%s", round_.round_id, _result_text(header.match_count))
+
+    def _guarded(self, what: str, step: Callable[[], None]) -> None:
+        """Run ``step``; log an error once per ``what`` until it changes (the step is retried each turn)."""
+        try:
+            step()
+        except (AlliancePsiError, SQLAlchemyError) as exc:
+            text = database_error_line(exc) if isinstance(exc, SQLAlchemyError) else f"{type(exc).__name__}: {exc}"
+            if self._said.get(what) != text:
+                self._said[what] = text
+                self.log.warning("%s: %s (tried again every %gs)", what, text, self.settings.poll_seconds)
+        else:
+            if self._said.pop(what, None) is not None:
+                self.log.info("%s: working again", what)
+
+
+def database_error_line(exc: SQLAlchemyError) -> str:
+    """A database error by the driver's first line alone: SQLAlchemy's own message may quote the
+    statement's parameters, which can be raw identifiers."""
+    cause = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()
+    return f"database error: {cause[0] if cause else type(exc).__name__}"
+
+
+_NOT_A_BLACKLIST = "{name}: not a blacklist file: node run imports .csv, .jsonl, .ndjson and .xlsx files"
+
+
+def _verdict(tally: ImportTally, failed: bool, *, strict: bool) -> str:
+    if tally.stopped:
+        return "failed: it looks like the wrong file (nearly every row rejected), nothing imported"
+    if failed and strict and tally.rejected:
+        return f"failed: {plural(tally.rejected, 'row')} rejected, nothing imported (strict inbox)"
+    if failed:
+        return "failed: no row could be imported"
+    return "imported"
+
+
+def _rejections(tally: ImportTally) -> str:
+    """The first rejected rows by row, field and kind of reason (never a value)."""
+    if not tally.problems:
+        return ""
+    shown = "; ".join(f"row {r.row}, {r.field}: {r.kind_of_reason}" for r in tally.problems[:_SHOWN_REJECTIONS])
+    more = f" and {tally.rejected - _SHOWN_REJECTIONS:,} more" if tally.rejected > _SHOWN_REJECTIONS else ""
+    return f"; rejected: {shown}{more}"
+
+
+def _result_text(matches: int | None) -> str:
+    return "" if matches is None else f"; result verified and kept, {plural(matches, 'match', 'matches')}"
