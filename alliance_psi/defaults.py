@@ -31,6 +31,7 @@ __all__ = [
     "MAX_ROUND_ITEMS",
     "MAX_SET_ITEMS",
     "MAX_STREAMS_PER_PEER",
+    "NODE_BUSY_TIMEOUT_SECONDS",
     "NODE_POLL_SECONDS",
     "NODE_STOP_GRACE_SECONDS",
     "NODE_SUBMIT_SECONDS",
@@ -74,6 +75,10 @@ TICK_SECONDS = 1.0
 
 JOIN_WAIT_SECONDS = 600.0
 """How long ``node join`` waits for its round to be matched after committing."""
+
+NODE_BUSY_TIMEOUT_SECONDS = 900.0
+"""How long a member node's command waits for another's write lock on the node's SQLite database
+(``node import`` while ``node run`` imports a large file in one transaction) before it fails."""
 
 NODE_POLL_SECONDS = 5.0
 """How often ``node run`` looks at its inbox and at the coordinator's open rounds."""

@@ -23,7 +23,7 @@ import click
 
 from alliance_psi.cli._lazy import LazyGroup
 from alliance_psi.cli._options import PeerAddress
-from alliance_psi.defaults import COORDINATOR_NAME
+from alliance_psi.defaults import COORDINATOR_NAME, NODE_BUSY_TIMEOUT_SECONDS
 from alliance_psi.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -266,7 +266,7 @@ def open_node_database(database: str, *, create: bool = False, read_only: bool =
     file = sqlite_file(database)
     if not create and file is not None and not file.exists():
         raise ConfigurationError(f"no node database at {file.resolve()}: {missing}")
-    engine = make_engine(database)
+    engine = make_engine(database, busy_timeout=NODE_BUSY_TIMEOUT_SECONDS)
     try:
         if not create and not inspect(engine).has_table("identifiers"):
             shown = engine.url.render_as_string(hide_password=True)

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine
 from alliance_psi._files import read_secret, write_file_atomic
 from alliance_psi.config import MemberConfig
 from alliance_psi.crypto.signing import load_public_key
-from alliance_psi.defaults import BATCH_SIZE, CHUNK_SIZE
+from alliance_psi.defaults import BATCH_SIZE, CHUNK_SIZE, NODE_BUSY_TIMEOUT_SECONDS
 from alliance_psi.errors import ConfigurationError
 from alliance_psi.protocol.member import MemberRole
 from alliance_psi.protocol.member_delta import Progress, no_progress
@@ -147,7 +147,7 @@ class MemberNode:
         public = load_public_epoch(config.epoch_file) if config.epoch_file is not None else None
         # Checks pinned CAs first, and for a threshold epoch that the epoch file names every custodian.
         chain = custodian_evaluator(config.custodians, tls, public=public, verify=config.verify, report=report)
-        engine = make_engine(config.database)
+        engine = make_engine(config.database, busy_timeout=NODE_BUSY_TIMEOUT_SECONDS)
         create_schema(engine)
         try:
             coordinator_key = load_public_key(config.coordinator_public_key.read_bytes())

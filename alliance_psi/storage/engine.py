@@ -40,12 +40,15 @@ _PG_DRIVER = "postgresql+psycopg"
 _SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, busy_timeout: float = _BUSY_TIMEOUT_MS / 1000) -> Engine:
     """Return an engine for ``url`` (``sqlite:///path`` or ``postgresql://…``).
 
     PostgreSQL URLs without a driver, or naming ``psycopg``, use psycopg 3. The engine hides
     statement parameters (tokens, labels, on a member node raw identifiers) from its errors and
-    logs (``hide_parameters``).
+    logs (``hide_parameters``). ``busy_timeout`` is how many seconds a SQLite connection waits
+    for another's write lock before it fails ("database is locked"); a member node's commands
+    wait longer (``defaults.NODE_BUSY_TIMEOUT_SECONDS``), so that ``node import`` waits for
+    ``node run``'s import of a large file rather than failing.
 
     Raises:
         StorageError: the directory of a SQLite file does not exist.
@@ -57,7 +60,7 @@ def make_engine(url: str) -> Engine:
         raise ConfigurationError(f"not a database URL: {exc}") from None
     backend, _, driver = parsed.drivername.partition("+")
     if backend == "sqlite" and driver in ("", "pysqlite"):
-        return _sqlite_engine(parsed)
+        return _sqlite_engine(parsed, int(busy_timeout * 1000))
     if backend in ("postgresql", "postgres") and driver in ("", "psycopg"):
         return create_engine(parsed.set(drivername=_PG_DRIVER), pool_pre_ping=True, hide_parameters=True)
     raise ConfigurationError(f"unsupported database URL scheme {parsed.drivername!r}: use sqlite:/// or postgresql://")
@@ -109,7 +112,7 @@ def create_schema(engine: Engine) -> None:
                 index.create(conn, checkfirst=True)
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
     database = url.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
     if not in_memory:
@@ -130,7 +133,7 @@ def _sqlite_engine(url: URL) -> Engine:
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
             cursor.execute("PRAGMA secure_delete=ON")
         finally:
             cursor.close()
