@@ -31,6 +31,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -256,8 +257,8 @@ class MemberRepository:
             query = query.where(identifiers.c.type.in_(list(types)))
         if since is not None:
             query = query.where(identifiers.c.change_seq > since)
-        if upto is not None:
-            query = query.where(identifiers.c.change_seq <= upto)
+        if upto is not None:  # Rows stamped before stamps existed (NULL) are older than any.
+            query = query.where(or_(identifiers.c.change_seq.is_(None), identifiers.c.change_seq <= upto))
         yield from _tuples(stream(self._conn, query))
 
     def cache_tokens(self, key_epoch: str, rows: Sequence[CachedToken]) -> None:
