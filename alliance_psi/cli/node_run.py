@@ -96,7 +96,8 @@ def run(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     log = logging.getLogger("alliance_psi.node")
     config = member_config(database, **network)
-    given = click.get_current_context().meta.get(_GIVEN_CONFIG)
+    ctx = click.get_current_context()
+    given = ctx.meta.get(_GIVEN_CONFIG) or (ctx.parent.params.get("config") if ctx.parent else None)
     with reported():
         settings = NodeRunConfig(
             inbox=inbox or (Path(given).parent if given else Path()) / "inbox",

@@ -5,6 +5,8 @@ empty folder: a ```sh block's commands run in bash with this package's ``allianc
 PATH (a command ending in ``\\`` continues on the next line; lines starting with ``#`` are
 comments); a ``serve`` command runs in the background, as its own process, until the test ends;
 any other block (```toml, ```csv) is written to the file named by the last ```path```: just before it.
+``alliance-psi node run`` runs in the background too, until the test ends; after each step the test
+waits, as a person reading its log would, until the node has taken every file of its inbox.
 
 Substituted, and nothing else:
 
@@ -44,6 +46,8 @@ _FILE_NAME = re.compile(r"`([^`\s]+)`[^`]*:\s*\Z")
 _LISTEN = re.compile(r"--listen \S+:(71\d\d)\b")
 _ADDRESS = re.compile(r"\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.example:(71\d\d)\b")
 _PORT = re.compile(r"serving.* on port (\d+)")
+_NODE_RUN = re.compile(r"^alliance-psi node run --config (\S+)/node\.toml\b")
+_NODE_READY = re.compile(r"node run: member (\S+), inbox")
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,8 @@ class Server:
     proc: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
 
-    def wait_for_port(self, timeout: float = 120) -> int:
+    def wait_for_port(self, timeout: float = 120, ready: re.Pattern[str] = _PORT) -> int:
+        """The port it reports (for ``node run``, 0 once it says it runs)."""
         assert self.proc.stderr is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -104,9 +109,9 @@ class Server:
             if not line:
                 break
             self.lines.append(line)
-            if found := _PORT.search(line):
+            if found := ready.search(line):
                 threading.Thread(target=self._drain, daemon=True).start()
-                return int(found.group(1))
+                return int(found.group(1)) if ready is _PORT else 0
         self.stop()
         pytest.fail(f"`{self.command}` did not start:\n{''.join(self.lines[-30:])}", pytrace=False)
 
@@ -133,6 +138,7 @@ class Walkthrough:
         self.ports: dict[str, int] = {}
         self.servers: list[Server] = []
         self.outputs: list[tuple[str, str]] = []
+        self.inboxes: list[Path] = []  # Those of the running ``node run`` processes.
         bin_dir = Path(sys.executable).parent
         assert (bin_dir / "alliance-psi").exists(), f"no alliance-psi next to {sys.executable}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ALLIANCE_PSI_")}
@@ -156,6 +162,10 @@ class Walkthrough:
         if listen and re.match(r"alliance-psi \S+ serve\b", step.text):
             self.serve(step.text, listen.group(1))
             return
+        if node := _NODE_RUN.match(step.text):
+            self.serve(step.text, None)
+            self.inboxes.append(self.folder / node.group(1) / "inbox")
+            return
         command = self.substitute(step.text)
         done = subprocess.run(
             ["bash", "-c", command],
@@ -171,8 +181,17 @@ class Walkthrough:
             f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}\n" + self.server_logs()
         )
         self.outputs.append((step.text, done.stdout + done.stderr))
+        for inbox in self.inboxes:
+            self.wait_for_inbox(inbox)
 
-    def serve(self, command: str, readme_port: str) -> None:
+    def wait_for_inbox(self, inbox: Path, timeout: float = 300) -> None:
+        """Wait until ``node run`` has taken every file of ``inbox`` (to done/ or failed/)."""
+        deadline = time.monotonic() + timeout
+        while any(p.is_file() and not p.name.startswith(".") for p in inbox.iterdir()):
+            assert time.monotonic() < deadline, f"{inbox} still holds files:\n{self.server_logs()}"
+            time.sleep(0.2)
+
+    def serve(self, command: str, readme_port: str | None) -> None:
         command = self.substitute(_LISTEN.sub("--listen 127.0.0.1:0", command))
         proc = subprocess.Popen(
             ["bash", "-c", "exec " + command],
@@ -185,7 +204,10 @@ class Walkthrough:
         )
         server = Server(command, proc)
         self.servers.append(server)
-        self.ports[readme_port] = server.wait_for_port()
+        if readme_port is None:
+            server.wait_for_port(ready=_NODE_READY)
+        else:
+            self.ports[readme_port] = server.wait_for_port()
 
     def output(self, prefix: str) -> str:
         """The output of the one command that starts with ``prefix``."""
@@ -223,6 +245,13 @@ def test_the_readme_walkthrough_runs_as_written_to_a_verified_report(tmp_path: P
         assert "key epoch 2026q4 was dealt by one dealer" in joined_a and "was dealt by one dealer" in joined_b
         custodian_2 = next(s for s in run.servers if "--name custodian-2" in s.command)
         assert any("custodian custodian-2's certificate is from its own CA" in line for line in custodian_2.lines)
+        # bank-b's node run imported its inbox file and joined the next round with that one change.
+        node_b = next(s for s in run.servers if s.command.startswith("alliance-psi node run"))
+        log_b = "".join(node_b.lines)
+        assert "inbox: new-leads.csv imported" in log_b, log_b
+        assert "round 2026-12: committed, 1 token computed, 1 change sent (changes only)" in log_b, log_b
+        assert "13826419573" not in log_b
+        assert "3 leads" in run.output("alliance-psi node join 2026-12 --config bank-a/node.toml")
         verified = run.output("alliance-psi report verify bank-a/leads.json")
         assert verified.startswith("valid: 3 leads of 3 signed matches in round 2026-11")
         shown = run.output("alliance-psi coordinator round show 2026-11")
