@@ -3,12 +3,17 @@ loopback), from cold token cache and then warm, against OpenMined PSI on the sam
 
 Usage:
     .venv/bin/python bench/round.py                              # 2 members x 100,000, 10,000 shared
+    .venv/bin/python bench/round.py --join                       # each member a `node join` process per round
     .venv/bin/python bench/round.py --members 5 --size 10000     # one row of the scaling table
     .venv/bin/python bench/round.py --scaling                    # members 2,5,10 x 10k,100k
 (`make bench` makes .venv-bench with openmined-psi for the comparison.)
 
 Prints wall time, identifiers/s, peak RSS of every process and bytes over loopback, for the cold
-round and for a warm round after 1% new identifiers per member.
+round and for a warm round after 1% new identifiers per member (imported with `node import`).
+
+By default each member runs `node run` (started, and its start-up over, before the cold round):
+a round lasts from its creation until every member's node has logged its verified result. With
+--join, each member runs `node join` as a new process per round, as before `node run` existed.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -55,6 +62,67 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a running process (not its children)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class NodeRun:
+    """A member's `node run` process, its log lines kept."""
+
+    def __init__(self, alliance: LocalAlliance, member: str) -> None:
+        self.member = member
+        self.proc = subprocess.Popen(
+            alliance.node_command(member, "run", "--poll-every", "0.05", "--settle-seconds", "0.2"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=self._drain, daemon=True).start()
+        self.wait(lambda line: "node run: member" in line)
+
+    def _drain(self) -> None:
+        for line in self.proc.stderr:  # type: ignore[union-attr]
+            self.lines.append(line)
+
+    def wait(self, found: object, timeout: float = 1800) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if found(line):  # type: ignore[operator]
+                    return line
+            if self.proc.poll() is not None:
+                raise SystemExit(f"{self.member}'s node run ended:\n{''.join(self.lines[-20:])}")
+            time.sleep(0.005)
+        raise SystemExit(f"{self.member}'s node run: nothing after {timeout}s:\n{''.join(self.lines[-20:])}")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+
+
+def run_round_daemons(alliance: LocalAlliance, nodes: list[NodeRun], *, share_labels: bool) -> dict[str, float]:
+    """One round joined by every member's `node run`, from its creation to every member's kept result."""
+    servers = {"coordinator": alliance.coordinator.proc.pid, "custodian": alliance.custodian.proc.pid}
+    pids = {**servers, **{node.member: node.proc.pid for node in nodes}}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    sent = loopback_bytes()
+    start = time.perf_counter()
+    round_id = alliance.create_round(name="bench", threshold=2, types=("phone",), share_labels=share_labels)
+    figures: dict[str, float] = {}
+    for node in nodes:
+        committed = node.wait(lambda line: f"round {round_id}: committed" in line)
+        node.wait(lambda line: f"round {round_id}: " in line and "kept" in line)
+        print(f"    {node.member}: {committed.split(': committed, ', 1)[1].strip()}")
+        leads = [line for line in node.lines if f"round {round_id}: " in line and "kept" in line]
+        figures[f"leads:{node.member}"] = int(leads[-1].rsplit(", ", 1)[1].split()[0].replace(",", ""))
+    wall = time.perf_counter() - start
+    return {
+        "wall_s": wall,
+        "loopback_mib": (loopback_bytes() - sent) / 2**20,
+        **{f"rss_mib:{node.member}": peak_rss_kib(node.proc.pid) / 1024 for node in nodes},
+        **figures,
+        **{f"cpu_s:{name}": cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()},
+    }
 
 
 def run_round(alliance: LocalAlliance, *, share_labels: bool) -> dict[str, float]:
@@ -97,7 +165,9 @@ def run_round(alliance: LocalAlliance, *, share_labels: bool) -> dict[str, float
     }
 
 
-def bench(members: int, size: int, shared: int, *, share_labels: bool, out: Path) -> dict[str, object]:
+def bench(
+    members: int, size: int, shared: int, *, share_labels: bool, out: Path, daemons: bool = True
+) -> dict[str, object]:
     names = [f"m{i}" for i in range(members)]
     with local_alliance(out, names) as alliance:
         start = time.perf_counter()
@@ -106,11 +176,21 @@ def bench(members: int, size: int, shared: int, *, share_labels: bool, out: Path
             values = phones(i * (size - shared), size)
             alliance.run_node(member, "import", str(write_csv(alliance.home(member) / "list.csv", values)))
         imported = time.perf_counter() - start
-        cold = run_round(alliance, share_labels=share_labels)
-        for i, member in enumerate(names):
-            new = phones(10**7 + i * size, max(size // 100, 1))
-            alliance.run_node(member, "import", str(write_csv(alliance.home(member) / "new.csv", new)))
-        warm = run_round(alliance, share_labels=share_labels)
+        nodes = [NodeRun(alliance, member) for member in names] if daemons else []
+        try:
+            rounds = (
+                (lambda: run_round_daemons(alliance, nodes, share_labels=share_labels))
+                if daemons
+                else (lambda: run_round(alliance, share_labels=share_labels))
+            )
+            cold = rounds()
+            for i, member in enumerate(names):
+                new = phones(10**7 + i * size, max(size // 100, 1))
+                alliance.run_node(member, "import", str(write_csv(alliance.home(member) / "new.csv", new)))
+            warm = rounds()
+        finally:
+            for node in nodes:
+                node.stop()
         servers = {
             "coordinator": peak_rss_kib(alliance.coordinator.proc.pid) / 1024,
             "custodian": peak_rss_kib(alliance.custodian.proc.pid) / 1024,
@@ -120,6 +200,7 @@ def bench(members: int, size: int, shared: int, *, share_labels: bool, out: Path
         "size": size,
         "shared": shared,
         "share_labels": share_labels,
+        "members_run": "node run" if daemons else "node join",
         "import_s": imported,
         "cold": cold,
         "warm": warm,
@@ -144,7 +225,8 @@ def report(result: dict[str, object], om: dict[str, float] | None) -> None:
     n = int(result["members"]) * int(result["size"])  # type: ignore[call-overload]
     print(
         f"{result['members']} members x {result['size']:,} identifiers ({result['shared']:,} shared with each neighbour), "
-        f"labels {'shared' if result['share_labels'] else 'not shared'}; import {result['import_s']:.1f} s"
+        f"labels {'shared' if result['share_labels'] else 'not shared'}, members as {result['members_run']}; "
+        f"import {result['import_s']:.1f} s"
     )
     for name, figures in (("cold", cold), ("warm (1% new)", warm)):
         rss = ", ".join(f"{k.split(':')[1]} {v:.0f}" for k, v in figures.items() if k.startswith("rss_mib"))  # type: ignore[union-attr]
@@ -178,13 +260,14 @@ def main() -> None:
     parser.add_argument("--shared", type=int, default=None, help="default: size/10")
     parser.add_argument("--no-labels", action="store_true", help="rounds that share no labels (tokens only)")
     parser.add_argument("--scaling", action="store_true", help="members 2,5,10 x 10k,100k (slow)")
+    parser.add_argument("--join", action="store_true", help="members as `node join` processes, not `node run`")
     parser.add_argument("--openmined-python", default=".venv-bench/bin/python")
     parser.add_argument("--out", type=Path, default=Path("/tmp/alliance-psi-bench"))
     args = parser.parse_args()
     rows = [(m, s) for s in (10_000, 100_000) for m in (2, 5, 10)] if args.scaling else [(args.members, args.size)]
     for members, size in rows:
         shared = args.shared if args.shared is not None else size // 10
-        result = bench(members, size, shared, share_labels=not args.no_labels, out=args.out)
+        result = bench(members, size, shared, share_labels=not args.no_labels, out=args.out, daemons=not args.join)
         om = openmined(size, shared, args.openmined_python) if members == 2 else None
         report(result, om)
         print(json.dumps({"result": result, "openmined": om}))
