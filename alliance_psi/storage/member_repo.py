@@ -23,6 +23,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Connection,
+    Select,
     Text,
     and_,
     bindparam,
@@ -195,22 +196,12 @@ class MemberRepository:
         """Yield the identifiers of ``types`` stamped after ``since`` and up to ``upto`` that have a
         token cached in ``key_epoch``, as ``iter_submission_rows`` does, ordered by match token."""
         ids = identifiers.c
-        query = (
-            select(
-                ids.id,
-                token_cache.c.match_token,
-                token_cache.c.label_key,
-                *(ids.category, ids.severity, ids.first_seen, ids.case_ref),
-            )
-            .select_from(identifiers.join(token_cache, token_cache.c.identifier_id == ids.id))
-            .where(
-                token_cache.c.key_epoch == key_epoch,
-                ids.change_seq > since,
-                ids.change_seq <= upto,
-                ids.type.in_(list(types)),
-            )
-            .order_by(token_cache.c.match_token)
+        query = _submission_rows(key_epoch).where(
+            ids.change_seq > since, ids.change_seq <= upto, ids.type.in_(list(types))
         )
+        yield from self._stream_rows(query)
+
+    def _stream_rows(self, query: Select[Any]) -> Iterator[SubmissionRow]:
         result = stream(self._conn, query)
         try:
             yield from map(_submission_row, result)
@@ -325,24 +316,10 @@ class MemberRepository:
         chunks, and it says nothing about when identifiers were imported.
         """
         ids = identifiers.c
-        query = (
-            select(
-                ids.id,
-                token_cache.c.match_token,
-                token_cache.c.label_key,
-                *(ids.category, ids.severity, ids.first_seen, ids.case_ref),
-            )
-            .select_from(identifiers.join(token_cache, token_cache.c.identifier_id == ids.id))
-            .where(token_cache.c.key_epoch == key_epoch)
-            .order_by(token_cache.c.match_token)
-        )
+        query = _submission_rows(key_epoch)
         if types is not None:
             query = query.where(ids.type.in_(list(types)))
-        result = stream(self._conn, query)
-        try:
-            yield from map(_submission_row, result)
-        finally:
-            result.close()
+        yield from self._stream_rows(query)
 
     def label_keys_for_tokens(self, key_epoch: str, tokens: Iterable[bytes]) -> dict[bytes, bytes]:
         """Return {match token: label key} for the tokens cached in ``key_epoch``; others are left out."""
@@ -504,6 +481,22 @@ class MemberRepository:
             .order_by(identifiers.c.type, identifiers.c.category)
         )
         return [(type_, category, count) for type_, category, count in self._conn.execute(query)]
+
+
+def _submission_rows(key_epoch: str) -> Select[Any]:
+    """``SubmissionRow`` columns of the identifiers with a token cached in ``key_epoch``, by match token."""
+    ids = identifiers.c
+    return (
+        select(
+            ids.id,
+            token_cache.c.match_token,
+            token_cache.c.label_key,
+            *(ids.category, ids.severity, ids.first_seen, ids.case_ref),
+        )
+        .select_from(identifiers.join(token_cache, token_cache.c.identifier_id == ids.id))
+        .where(token_cache.c.key_epoch == key_epoch)
+        .order_by(token_cache.c.match_token)
+    )
 
 
 def _identifier_values(row: Mapping[str, Any] | Any) -> dict[str, Any]:
