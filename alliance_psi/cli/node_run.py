@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -89,11 +88,12 @@ def run(
     when complete, or let it settle. `node import` and `node withdraw` work while it runs. Logs
     go to standard error, without identifiers. SIGTERM or SIGINT stops it (exit code 0).
     """
-    from alliance_psi.config import NodeRunConfig
+    from alliance_psi.cli._logging import configure_logging
+    from alliance_psi.config import MonitoringConfig, NodeRunConfig
     from alliance_psi.services.member import MemberNode
     from alliance_psi.services.node_daemon import NoAlerts, NodeDaemon
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    configure_logging(MonitoringConfig())  # Text lines on stderr; SQLAlchemy held at warnings.
     log = logging.getLogger("alliance_psi.node")
     config = member_config(database, **network)
     ctx = click.get_current_context()

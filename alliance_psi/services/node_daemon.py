@@ -211,10 +211,15 @@ class NodeDaemon:
 
 
 def database_error_line(exc: SQLAlchemyError) -> str:
-    """A database error by the driver's first line alone: SQLAlchemy's own message may quote the
-    statement's parameters, which can be raw identifiers."""
-    cause = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()
-    return f"database error: {cause[0] if cause else type(exc).__name__}"
+    """A database error by the driver's first line alone (SQLAlchemy's own message may quote the
+    statement's parameters, which can be raw identifiers), or by its class and SQLSTATE when that
+    line may quote a value (data exceptions, SQLSTATE class 22)."""
+    orig = getattr(exc, "orig", None)
+    code = str(getattr(orig, "sqlstate", "") or "")
+    lines = str(orig).splitlines() if orig is not None else []
+    if not lines or code.startswith("22"):
+        return f"database error: {type(orig or exc).__name__}" + (f" (SQLSTATE {code})" if code else "")
+    return f"database error: {lines[0]}"
 
 
 _NOT_A_BLACKLIST = "{name}: not a blacklist file: node run imports .csv, .jsonl, .ndjson and .xlsx files"
