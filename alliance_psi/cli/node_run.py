@@ -132,6 +132,8 @@ def _serve(daemon: Any, grace: float, log: logging.Logger) -> None:
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("node run: %s received, stopping", signal.Signals(signum).name)
+        for ignored in (signal.SIGTERM, signal.SIGINT):  # A second signal changes nothing: the stop is under way.
+            signal.signal(ignored, signal.SIG_IGN)
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
