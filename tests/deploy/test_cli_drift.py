@@ -130,7 +130,8 @@ def test_every_command_and_option_exists(place: str, argv: list[str]) -> None:
 def test_the_walk_finds_a_missing_command_or_option() -> None:
     assert problems_of(["coordinator", "serve", "--listen=0.0.0.0:7100", "--tick", "1"]) == []
     assert problems_of(["node", "--config", "node.toml", "join", "R", "--wait", "0"]) == []
-    assert problems_of(["node", "run", "--config", "node.toml"]) == ["alliance-psi node: no command run"]
+    assert problems_of(["node", "run", "--config", "node.toml"]) == []
+    assert problems_of(["node", "watch", "--config", "node.toml"]) == ["alliance-psi node: no command watch"]
     assert problems_of(["custodian", "serve", "--key-shares=x"]) == [
         "alliance-psi custodian serve: no option --key-shares"
     ]
