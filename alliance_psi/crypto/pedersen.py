@@ -45,7 +45,8 @@ from typing import cast
 import pysodium
 
 from alliance_psi.crypto.h2c import expand_message_xmd
-from alliance_psi.errors import CryptoError, InvalidShare, MalformedElement, MalformedScalar
+from alliance_psi.crypto.suite import RISTRETTO255_SHA512
+from alliance_psi.errors import CryptoError, InvalidShare, MalformedScalar
 
 __all__ = [
     "GENERATOR_G",
@@ -72,8 +73,8 @@ __all__ = [
     "pedersen_commitments",
 ]
 
-ORDER = 2**252 + 27742317777372353535851937790883648493
-IDENTITY = bytes(32)
+ORDER = RISTRETTO255_SHA512.order
+IDENTITY = bytes(RISTRETTO255_SHA512.Ne)
 # hash_to_ristretto255(H_SEED) with DST = H_DST (RFC 9380 appendix B; the DST names the suite as
 # section 3.1 asks, and this protocol and version, so that no other use of the hash yields H).
 H_DST = b"alliance-psi-v1-PedersenH-ristretto255_XMD:SHA-512_R255MAP_RO_"
@@ -85,7 +86,7 @@ Commitments = tuple[bytes, ...]
 
 def encode_scalar(value: int) -> bytes:
     """The 32-byte little-endian canonical encoding of ``value mod ORDER``."""
-    return (value % ORDER).to_bytes(32, "little")
+    return RISTRETTO255_SHA512.scalar_from_int(value)
 
 
 def decode_scalar(buf: bytes) -> int:
@@ -106,17 +107,10 @@ def decode_element(buf: bytes) -> bytes:
     """The element a peer sent: a canonical, non-identity ristretto255 encoding.
 
     Raises:
-        MalformedElement: wrong length, not canonical, not a group element, or the identity.
+        MalformedElement: wrong length, not canonical, not a group element, or the identity
+            (``Suite.deserialize_element``, the one check of a peer's element).
     """
-    if not isinstance(buf, (bytes, bytearray)) or len(buf) != 32:
-        raise MalformedElement("element must be 32 bytes")
-    buf = bytes(buf)
-    # libsodium 1.0.18 ignores the top bit instead of rejecting it (see crypto.suite).
-    if buf[31] & 0x80 or not pysodium.crypto_core_ristretto255_is_valid_point(buf):
-        raise MalformedElement("not a canonical ristretto255 encoding")
-    if buf == IDENTITY:
-        raise MalformedElement("identity element")
-    return buf
+    return RISTRETTO255_SHA512.deserialize_element(buf)
 
 
 def mul_base(scalar: int) -> bytes:
