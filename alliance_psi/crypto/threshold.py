@@ -22,6 +22,7 @@ demo only; an alliance generates its shares with the custodians' distributed key
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 
 from alliance_psi.crypto.suite import RISTRETTO255_SHA512, Suite
@@ -74,11 +75,17 @@ def lagrange_coefficient(index: int, subset: Sequence[int], *, suite: Suite = RI
     """
     if index not in subset or len(set(subset)) != len(subset) or min(subset) < 1:
         raise CryptoError(f"no Lagrange coefficient for {index} in {list(subset)}")
+    return _lagrange_at(index, subset, 0, suite)
+
+
+def _lagrange_at(index: int, indexes: Sequence[int], at: int, suite: Suite) -> bytes:
+    """``Π_{j∈indexes, j≠index} (at − j) / (index − j)``: the weight of the point at ``index`` in
+    the value at ``at`` (with ``at = 0``, ``Π j / (j − index)``). ``indexes`` are distinct."""
     numerator = denominator = suite.scalar_from_int(1)
-    for other in subset:
+    for other in indexes:
         if other != index:
-            numerator = suite.scalar_mul(numerator, suite.scalar_from_int(other))
-            denominator = suite.scalar_mul(denominator, suite.scalar_from_int(other - index))
+            numerator = suite.scalar_mul(numerator, suite.scalar_from_int(at - other))
+            denominator = suite.scalar_mul(denominator, suite.scalar_from_int(index - other))
     return suite.scalar_mul(numerator, suite.scalar_inverse(denominator))
 
 
@@ -134,14 +141,7 @@ def interpolate_elements(
         raise CryptoError("interpolation needs distinct indexes other than the point asked for")
     total = bytes(suite.Ne)
     for index, element in points:
-        # λ for evaluating at at_index: Π_{j≠i} (at − j) / (i − j).
-        numerator = denominator = suite.scalar_from_int(1)
-        for other in indexes:
-            if other != index:
-                numerator = suite.scalar_mul(numerator, suite.scalar_from_int(at_index - other))
-                denominator = suite.scalar_mul(denominator, suite.scalar_from_int(index - other))
-        coefficient = suite.scalar_mul(numerator, suite.scalar_inverse(denominator))
-        total = suite.element_add(total, suite.scalar_mult(coefficient, element))
+        total = suite.element_add(total, suite.scalar_mult(_lagrange_at(index, indexes, at_index, suite), element))
     return total
 
 
@@ -160,7 +160,7 @@ def deal_for_testing(
         raise CryptoError(f"need 1 <= threshold <= custodians <= {MAX_CUSTODIANS}, got {threshold} of {count}")
     coefficients = [key] + [suite.random_scalar() for _ in range(threshold - 1)]
     shares = [(index, polynomial_at(coefficients, index, suite=suite)) for index in range(1, count + 1)]
-    if any(share == bytes(suite.Ns) for _, share in shares):
+    if any(hmac.compare_digest(share, bytes(suite.Ns)) for _, share in shares):  # Secrets: constant time.
         # Probability about count / 2^252; drawing again is simpler than reasoning about a zero share.
         return deal_for_testing(key, threshold=threshold, count=count, suite=suite)
     return shares
