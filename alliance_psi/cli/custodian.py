@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from alliance_psi._files import read_secret, write_file_atomic
+from alliance_psi._files import write_file_atomic
 from alliance_psi.cli._enrolment import echo_enrolment, enrolment_group
 from alliance_psi.cli._options import (
     monitoring_config,
@@ -160,20 +160,15 @@ def _load_share(config: CustodianConfig) -> tuple[KeyShare | ThresholdShare, Pub
             a chain share with ``--epoch-file``.
     """
     from alliance_psi.crypto.key_shares import KeyShare
-    from alliance_psi.crypto.threshold_keys import is_threshold_share
-    from alliance_psi.services.epoch_files import load_public_epoch, load_threshold_share
+    from alliance_psi.services.epoch_files import load_key_share, load_public_epoch
 
-    try:
-        data = read_secret(config.key_share, what="key share")
-    except OSError as exc:
-        raise ConfigurationError(f"key share {config.key_share}: {exc.strerror}") from None
-    if not is_threshold_share(data):
+    share = load_key_share(config.key_share)
+    if isinstance(share, KeyShare):
         if config.epoch_file is not None:
             raise ConfigurationError(
                 f"{config.key_share} is a chain key share (init-share); --epoch-file is for a threshold share"
             )
-        return KeyShare.from_bytes(data), None
-    share = load_threshold_share(config.key_share)
+        return share, None
     if config.epoch_file is None:
         raise ConfigurationError(
             f"{config.key_share} is threshold share {share.index} of epoch {share.epoch!r}: give the public epoch "
