@@ -22,7 +22,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 
-from alliance_psi.crypto.suite import RISTRETTO255_SHA512, STR_OPRF, Suite
+from alliance_psi.crypto.suite import RISTRETTO255_SHA512, STR_HASH_TO_SCALAR, STR_OPRF, Suite
 from alliance_psi.errors import CryptoError, InvalidProof, MalformedElement
 
 __all__ = ["MODE_VOPRF", "PROOF_BYTES", "compute_composites", "generate_proof", "verify_proof", "voprf_context"]
@@ -32,7 +32,6 @@ PROOF_BYTES = 2 * RISTRETTO255_SHA512.Ns
 STR_SEED = b"Seed-"
 STR_COMPOSITE = b"Composite"
 STR_CHALLENGE = b"Challenge"
-STR_HASH_TO_SCALAR = b"HashToScalar-"
 _MAX_BATCH = 2**16  # The composite transcript carries I2OSP(i, 2).
 
 
