@@ -196,7 +196,7 @@ class _Courier:
         self._thread = threading.Thread(target=self._run, name=f"ceremony-courier-{peer.name}", daemon=True)
         self._thread.start()
 
-    def send(self, envelope: pb_ceremony.CeremonyEnvelope, stage: Stage) -> None:
+    def send(self, envelope: pb_ceremony.CeremonyEnvelope) -> None:
         self._queue.put(envelope)
 
     def _run(self) -> None:
@@ -303,7 +303,7 @@ def run_ceremony(
         try:
             for stage in Stage:
                 for name, envelope in ceremony.message(stage).items():
-                    couriers[name].send(messages.ceremony_envelope_to_pb(envelope), stage)
+                    couriers[name].send(messages.ceremony_envelope_to_pb(envelope))
                 round_end = deadline if stage is Stage.DEAL else min(deadline, time.monotonic() + times.round_seconds)
                 ceremony.wait(stage, round_end)
                 ceremony.conclude(stage)
