@@ -7,9 +7,11 @@ sequence (its last committed delta + 1), so a chunk or commit of a delta already
 told apart from the next delta.
 
 The commit is matched in its own transaction, over the tokens it touches only. The storage
-reports, for each token whose membership or label the delta changed, the committing member's
-label digest before and after and the token's holder count after (``set_holders``, kept as sets
-change); ``drafts_for`` then turns the change into alerts (``protocol.alerts``):
+reports, for each token whose membership or label the delta changed and that is at or above the
+threshold before or after (``TokenChange.concerns``; the others are left out in the database),
+the committing member's label digest before and after and the token's holder count after
+(``set_holders``, kept as sets change); ``drafts_for`` then turns the change into alerts
+(``protocol.alerts``):
 
 ========================================  ==========================================================
 change                                    alerts

@@ -154,6 +154,7 @@ class SubmissionsRepo(Protocol):
         replace: bool,
         set_count: int,
         set_digest: bytes,
+        threshold: int,
         max_set_items: int | None = None,
     ) -> tuple[SubmissionStatus, list[TokenChange] | None]: ...
     def discard_staged(self, round_id: str, member_id: str) -> None: ...

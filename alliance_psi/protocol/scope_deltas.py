@@ -62,6 +62,7 @@ def commit_and_match(
         replace=commit.replace,
         set_count=commit.set_count,
         set_digest=commit.set_digest,
+        threshold=scope.threshold,
         max_set_items=max_set_items,
     )
     if changes is None:  # The same commit again: it changed nothing this time.

@@ -13,20 +13,17 @@ here commits; ``SubmissionRepository.commit_submission`` calls these within its 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import Connection, delete, select
 
 from alliance_psi.errors import Conflict
+from alliance_psi.protocol.continuous import TokenChange
 from alliance_psi.protocol.submission import SetDigest, set_state_digest
-from alliance_psi.storage._common import batched, placeholder
+from alliance_psi.storage._common import placeholder
 from alliance_psi.storage.schema import member_set_state, member_sets, set_holders, submitted_tokens
 
-__all__ = ["LabelChange", "StandingSets"]
-
-LabelChange = tuple[bytes | None, bytes | None]
-"""A member's label digest of a token before and after a commit (None: not held)."""
+__all__ = ["StandingSets"]
 
 
 class StandingSets:
@@ -187,64 +184,64 @@ class StandingSets:
 
     # What a commit changes, for continuous matching (``protocol.continuous``) --------------------
 
-    def delta_changes(self, round_id: str, member_id: str, scope: str, set_id: str | None) -> dict[bytes, LabelChange]:
-        """{token: (label digest before, after)} of the member's staged delta, read before it is
-        applied: tokens put that are new to set ``set_id`` or get another label (before None:
-        not held), and tokens removed that it holds (after None). Unchanged puts are left out."""
+    def delta_changes(
+        self, round_id: str, member_id: str, scope: str, set_id: str | None, *, threshold: int
+    ) -> list[TokenChange]:
+        """What the member's staged delta changes that may alert, read before it is applied:
+        tokens put that are new to set ``set_id`` or get another label (before None: not held)
+        and tokens removed that it holds (after None), each with its holder count after the
+        delta. Unchanged puts are left out, and so is every token below ``threshold`` both
+        before and after (``TokenChange.concerns``): the query leaves them out, so a commit
+        spends Python work only on the tokens at or near the threshold, however large it is."""
         m = placeholder(self._conn)
-        sql = self._conn.exec_driver_sql
-        joined = (
-            f"FROM {submitted_tokens.name} s LEFT JOIN {member_sets.name} ms ON ms.set_scope = {m} "
-            f"AND ms.set_id = {m} AND ms.match_token = s.match_token WHERE s.round_id = {m} AND s.member_id = {m}"
+        rows = self._conn.exec_driver_sql(
+            f"SELECT s.match_token, ms.label_digest, s.label_digest, s.removed, h.holders "
+            f"FROM {submitted_tokens.name} s JOIN {set_holders.name} h "
+            f"ON h.set_scope = {m} AND h.match_token = s.match_token "
+            f"LEFT JOIN {member_sets.name} ms ON ms.set_scope = {m} AND ms.set_id = {m} "
+            f"AND ms.match_token = s.match_token WHERE s.round_id = {m} AND s.member_id = {m} "
+            f"AND (ms.match_token IS NULL OR ms.label_digest <> s.label_digest OR s.removed) "
+            f"AND h.holders >= {m} AND (ms.match_token IS NULL OR h.holders >= {m})",
+            (scope, scope, set_id or "", round_id, member_id, threshold - 1, threshold),
         )
-        args = (scope, set_id or "", round_id, member_id)
-        changes: dict[bytes, LabelChange] = {}
-        for token, old, new, removed in sql(
-            f"SELECT s.match_token, ms.label_digest, s.label_digest, s.removed {joined} "
-            "AND (ms.match_token IS NULL OR ms.label_digest <> s.label_digest OR s.removed)",
-            args,
-        ):
-            if removed and old is not None:
-                changes[bytes(token)] = (bytes(old), None)
-            elif not removed:
-                changes[bytes(token)] = (bytes(old) if old is not None else None, bytes(new))
+        changes: list[TokenChange] = []
+        for token, old, new, removed, holders in rows:
+            if not removed:
+                changes.append(_put(token, old, new, holders))
+            elif old is not None:  # A removal of a token the set does not hold: ``apply_delta`` refuses it.
+                changes.append(TokenChange(bytes(token), bytes(old), None, holders - 1))
         return changes
 
-    def replace_changes(self, scope: str, old: str | None, new: str) -> dict[bytes, LabelChange]:
-        """{token: (label digest before, after)} between set ``old`` (None: none) and set ``new``."""
+    def replace_changes(self, scope: str, old: str | None, new: str, *, threshold: int) -> list[TokenChange]:
+        """What replacing set ``old`` (None: none) with set ``new`` changes that may alert, as
+        ``delta_changes`` says; read before ``replace``."""
         m = placeholder(self._conn)
         sql = self._conn.exec_driver_sql
-        changes: dict[bytes, LabelChange] = {}
-        for token, before, after in sql(
-            f"SELECT n.match_token, o.label_digest, n.label_digest FROM {member_sets.name} n "
-            f"LEFT JOIN {member_sets.name} o ON o.set_scope = n.set_scope AND o.set_id = {m} "
-            f"AND o.match_token = n.match_token WHERE n.set_scope = {m} AND n.set_id = {m} "
-            "AND (o.match_token IS NULL OR o.label_digest <> n.label_digest)",
-            (old or "", scope, new),
-        ):
-            changes[bytes(token)] = (bytes(before) if before is not None else None, bytes(after))
-        if old is not None:
-            for token, before in sql(
-                f"SELECT o.match_token, o.label_digest FROM {member_sets.name} o WHERE o.set_scope = {m} "
-                f"AND o.set_id = {m} AND NOT EXISTS (SELECT 1 FROM {member_sets.name} n WHERE n.set_scope = {m} "
-                f"AND n.set_id = {m} AND n.match_token = o.match_token)",
-                (scope, old, scope, new),
-            ):
-                changes[bytes(token)] = (bytes(before), None)
-        return changes
-
-    def holder_counts(self, scope: str, tokens: Iterable[bytes]) -> dict[bytes, int]:
-        """{token: holders} in ``scope`` now, for ``tokens`` (a token nobody holds is absent)."""
-        counted = set_holders.c
-        found: dict[bytes, int] = {}
-        for batch in batched(tokens):
-            rows = self._conn.execute(
-                select(counted.match_token, counted.holders).where(
-                    counted.set_scope == scope, counted.match_token.in_(batch)
-                )
+        changes = [
+            _put(token, before, after, holders)
+            for token, before, after, holders in sql(
+                f"SELECT n.match_token, o.label_digest, n.label_digest, h.holders FROM {member_sets.name} n "
+                f"JOIN {set_holders.name} h ON h.set_scope = n.set_scope AND h.match_token = n.match_token "
+                f"LEFT JOIN {member_sets.name} o ON o.set_scope = n.set_scope AND o.set_id = {m} "
+                f"AND o.match_token = n.match_token WHERE n.set_scope = {m} AND n.set_id = {m} "
+                f"AND (o.match_token IS NULL OR o.label_digest <> n.label_digest) "
+                f"AND h.holders >= {m} AND (o.match_token IS NULL OR h.holders >= {m})",
+                (old or "", scope, new, threshold - 1, threshold),
             )
-            found.update((bytes(token), holders) for token, holders in rows)
-        return found
+        ]
+        if old is not None:
+            changes += [
+                TokenChange(bytes(token), bytes(before), None, holders - 1)
+                for token, before, holders in sql(
+                    f"SELECT o.match_token, o.label_digest, h.holders FROM {member_sets.name} o "
+                    f"JOIN {set_holders.name} h ON h.set_scope = o.set_scope AND h.match_token = o.match_token "
+                    f"WHERE o.set_scope = {m} AND o.set_id = {m} AND h.holders >= {m} "
+                    f"AND NOT EXISTS (SELECT 1 FROM {member_sets.name} n WHERE n.set_scope = {m} "
+                    f"AND n.set_id = {m} AND n.match_token = o.match_token)",
+                    (scope, old, threshold, scope, new),
+                )
+            ]
+        return changes
 
     def _leave(self, scope: str, tokens: str, args: tuple[str, ...]) -> None:
         """Take one holder off each of ``tokens`` (a subquery) and drop the counts that reach 0."""
@@ -255,3 +252,10 @@ class StandingSets:
             (scope, *args),
         )
         sql(f"DELETE FROM {set_holders.name} WHERE set_scope = {m} AND holders <= 0", (scope,))
+
+
+def _put(token: bytes, before: bytes | None, after: bytes, holders_before: int) -> TokenChange:
+    """A token the member put: joined (``before`` None: one holder more) or relabeled."""
+    return TokenChange(
+        bytes(token), bytes(before) if before is not None else None, bytes(after), holders_before + (before is None)
+    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Table, and_, delete, func, or_, select, update
@@ -336,12 +337,15 @@ class SubmissionRepository:
         replace: bool,
         set_count: int,
         set_digest: bytes,
+        threshold: int,
         max_set_items: int | None = None,
     ) -> tuple[SubmissionStatus, list[TokenChange] | None]:
         """Commit delta ``sequence`` of a member to a continuous scope, as ``commit_submission``
-        does, and return what it changed: each token the member joined, left or relabeled, with
-        its holder count after (``protocol.continuous.TokenChange``). A retried commit of the
-        delta already committed returns the status and None (nothing changed this time).
+        does, and return what it changed that may alert: each token the member joined, left or
+        relabeled that is at or above ``threshold`` before or after, with its holder count after
+        (``protocol.continuous.TokenChange``), in token order; the others are never read into
+        Python. A retried commit of the delta already committed returns the status and None
+        (nothing changed this time).
 
         The scope's row is locked first: the commits of one scope run one at a time, so each
         sees the holder counts the previous one left (what incremental matching needs).
@@ -350,12 +354,12 @@ class SubmissionRepository:
         member's last committed delta + 1.
         """
         state = self._rounds.lock(round_id, exclusive=True)
-        row = self._conn.execute(
-            select(submissions.c.state, submissions.c.replaces_set, submissions.c.commit_seq).where(
-                self._key(submissions, round_id, member_id)
-            )
-        ).one_or_none()
-        last = row.commit_seq if row is not None else 0
+        last = (
+            self._conn.execute(
+                select(submissions.c.commit_seq).where(self._key(submissions, round_id, member_id))
+            ).scalar_one_or_none()
+            or 0
+        )
         if sequence == last and last and self._committed_already(round_id, member_id, item_count, digest):
             return self.submission_status(round_id, member_id), None
         if state != RoundState.OPEN:
@@ -365,9 +369,10 @@ class SubmissionRepository:
         scope = self._rounds.set_scope(round_id)
         current = self._sets.current_set_id(scope, member_id)
         if replace:
-            changed = self._sets.replace_changes(scope, current, _set_id(member_id, round_id, sequence))
+            new_set = _set_id(member_id, round_id, sequence)
+            changes = self._sets.replace_changes(scope, current, new_set, threshold=threshold)
         else:
-            changed = self._sets.delta_changes(round_id, member_id, scope, current)
+            changes = self._sets.delta_changes(round_id, member_id, scope, current, threshold=threshold)
         status = self.commit_submission(
             round_id,
             member_id,
@@ -380,12 +385,7 @@ class SubmissionRepository:
             max_set_items=max_set_items,
             sequence=sequence,
         )
-        counts = self._sets.holder_counts(scope, changed)
-        changes = [
-            TokenChange(token, before, after, counts.get(token, 0))
-            for token, (before, after) in sorted(changed.items())
-        ]
-        return status, changes
+        return status, sorted(changes, key=attrgetter("token"))
 
     def discard_staged(self, round_id: str, member_id: str) -> None:
         """Drop the member's staged (uncommitted) delta to a continuous scope, so that its next

@@ -7,8 +7,9 @@ outbox as a member node would: every alert is checked with ``verify_alert``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -16,6 +17,7 @@ from sqlalchemy import Engine
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.errors import Conflict, InvalidRequest, NotFound, SetMismatch
 from alliance_psi.protocol.alerts import NO_TOKEN, Alert, AlertKind, SignedAlert, verify_alert
+from alliance_psi.protocol.continuous import TokenChange
 from alliance_psi.protocol.coordinator import Commit, CoordinatorRole, RoundSpec
 from alliance_psi.protocol.model import NO_DEADLINE, Identity, Role, RoundKind, RoundState
 from alliance_psi.services.coordinator import sql_unit_of_work
@@ -124,6 +126,36 @@ def test_each_event_alerts_exactly_the_holders_it_concerns(scope: Scope) -> None
     assert len(scope.alerts("bank-b")) == 3
     assert scope.alerts("bank-d") == []  # Holds nothing, hears nothing.
     assert {a.match_token for m in MEMBERS for a in scope.alerts(m)} == {T1}
+
+
+def test_a_commit_reads_only_the_changes_that_may_alert(engine: Engine) -> None:
+    # At threshold 3 a join concerns a token held by 2 before it, a relabel or a withdrawal one
+    # held by 3 or more: only those changes leave the database; a delta's other tokens (held by
+    # nobody else, or by too few) cost the commit no Python work.
+    scope = make_scope(engine, threshold=3)
+    seen: list[list[tuple[bytes, int, int]]] = []
+    drafts = scope.role.outbox.drafts
+
+    def recorded(tx: Any, found: Any, committer: str, changes: Sequence[TokenChange]) -> Any:
+        seen.append([(c.token, c.holders_before, c.holders) for c in changes])
+        return drafts(tx, found, committer, changes)
+
+    scope.role.outbox.drafts = recorded  # type: ignore[method-assign]
+    a, b, c, d = (scope.senders[m] for m in MEMBERS)
+    a.send({T1: label(1), T2: label(2), **{token(i): label(i) for i in range(100, 110)}}, replace=True)
+    b.send({T1: label(11), T2: label(12)}, replace=True)
+    assert seen == [[], []]  # Nothing reached 2 holders before a commit.
+    c.send({T1: label(21), T3: label(3)})
+    assert seen[-1] == [(T1, 2, 3)]  # T1 reaches 3; T3 is c's alone.
+    b.send({T1: label(11, version=2), T2: label(12, version=2)})
+    assert seen[-1] == [(T1, 3, 3)]  # A relabel at 3; T2 is held by 2.
+    a.send(removals=[T1, T2, token(100)])
+    assert seen[-1] == [(T1, 3, 2)]  # Withdrawn from 3; T2 from 2 and token 100 alone do not alert.
+    d.send({T1: label(31), T3: label(33)}, replace=True)
+    assert seen[-1] == [(T1, 2, 3)]  # A whole set: T1 back to 3; T3 goes from 1 to 2.
+    c.send({T3: label(23)}, replace=True)
+    assert seen[-1] == [(T1, 3, 2)]  # c's whole set leaves T1 and relabels T3 (held by 2).
+    assert [a.kind for a in scope.alerts("bank-d")] == [AlertKind.MATCH, AlertKind.RETRACTED]
 
 
 def test_an_alert_says_what_a_result_leaf_says(scope: Scope) -> None:
