@@ -333,28 +333,42 @@ _address = click.option(
     help="The coordinator, [NAME@]HOST:PORT; NAME (default: coordinator) is the name in its certificate.",
 )
 
-
-@round_group.command("create")
-@_address
-@tls_options
-@click.option("--name", required=True, help="What the round is for.")
-@click.option(
+# Options a round and a continuous scope are created with alike (``RoundSpec``).
+_threshold = click.option(
     "--threshold", type=click.IntRange(min=2), default=2, show_default=True, help="Members that must hold a token."
 )
-@click.option("--epoch", required=True, help="Key epoch the custodians serve.")
-@click.option(
-    "--types", default="phone,id_card,bank_card,uscc", show_default=True, help="Comma-separated identifier types."
-)
-@click.option("--invite", default="", help="Comma-separated member ids (default: every member).")
-@click.option(
-    "--deadline-minutes", type=click.IntRange(min=1), default=60, show_default=True, help="Closes after this long."
-)
-@click.option(
+_share_labels = click.option(
     "--share-labels/--no-share-labels",
     default=True,
     show_default=True,
     help="Pass members' sealed labels to co-holders.",
 )
+
+
+def _members(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...] | None:
+    """``--invite``: the member ids it names, or None (every member) when it names none."""
+    return tuple(m.strip() for m in value.split(",") if m.strip()) or None
+
+
+_invite = click.option(
+    "--invite", "invited", default="", callback=_members, help="Comma-separated member ids (default: every member)."
+)
+
+
+@round_group.command("create")
+@_address
+@tls_options
+@click.option("--name", required=True, help="What the round is for.")
+@_threshold
+@click.option("--epoch", required=True, help="Key epoch the custodians serve.")
+@click.option(
+    "--types", default="phone,id_card,bank_card,uscc", show_default=True, help="Comma-separated identifier types."
+)
+@_invite
+@click.option(
+    "--deadline-minutes", type=click.IntRange(min=1), default=60, show_default=True, help="Closes after this long."
+)
+@_share_labels
 @click.option("--id", "round_id", default="", help="Round id (generated when empty).")
 def round_create(
     address: PeerEndpoint,
@@ -366,7 +380,7 @@ def round_create(
     threshold: int,
     epoch: str,
     types: str,
-    invite: str,
+    invited: tuple[str, ...] | None,
     deadline_minutes: int,
     share_labels: bool,
     round_id: str,
@@ -380,7 +394,7 @@ def round_create(
         key_epoch=epoch,
         deadline=datetime.now(UTC) + timedelta(minutes=deadline_minutes),
         allowed_types=tuple(t.strip() for t in types.split(",") if t.strip()),
-        invited=tuple(m.strip() for m in invite.split(",") if m.strip()) or None,
+        invited=invited,
         share_labels=share_labels,
         round_id=round_id,
     )
@@ -560,9 +574,7 @@ def scope_group() -> None:
 @_address
 @tls_options
 @click.option("--name", required=True, help="What the scope watches for.")
-@click.option(
-    "--threshold", type=click.IntRange(min=2), default=2, show_default=True, help="Members that must hold a token."
-)
+@_threshold
 @click.option("--epoch", required=True, callback=_epoch, help="Key epoch the custodians serve.")
 @click.option(
     "--types",
@@ -571,13 +583,8 @@ def scope_group() -> None:
     callback=_types,
     help="Comma-separated identifier types.",
 )
-@click.option("--invite", default="", help="Comma-separated member ids (default: every member).")
-@click.option(
-    "--share-labels/--no-share-labels",
-    default=True,
-    show_default=True,
-    help="Pass members' sealed labels to co-holders.",
-)
+@_invite
+@_share_labels
 @click.option(
     "--min-interval",
     default="0",
@@ -596,7 +603,7 @@ def scope_create(
     threshold: int,
     epoch: str,
     types: tuple[str, ...],
-    invite: str,
+    invited: tuple[str, ...] | None,
     share_labels: bool,
     min_interval: int,
     scope_id: str,
@@ -611,7 +618,7 @@ def scope_create(
         key_epoch=epoch,
         deadline=NO_DEADLINE,
         allowed_types=types,
-        invited=tuple(m.strip() for m in invite.split(",") if m.strip()) or None,
+        invited=invited,
         share_labels=share_labels,
         round_id=scope_id,
         kind=RoundKind.CONTINUOUS,
