@@ -221,7 +221,10 @@ def decode_alert(data: bytes) -> Alert:
         raise reader.fail(f"unknown kind {kind_byte}") from None
     if sequence < 1:
         raise reader.fail("sequence 0")
-    released_at = datetime.fromtimestamp(reader.int(8), UTC)
+    try:
+        released_at = datetime.fromtimestamp(reader.int(8), UTC)
+    except (OverflowError, OSError, ValueError):  # Beyond the year 9999, or what the platform's time_t holds.
+        raise reader.fail("release time out of range") from None
     token, holders = reader.take(MATCH_TOKEN_BYTES), reader.int(4)
     labels = _read_labels(reader)
     pin_length = reader.int(1)

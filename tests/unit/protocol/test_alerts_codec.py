@@ -11,6 +11,7 @@ from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.errors import InvalidRequest, InvalidSignature
 from alliance_psi.protocol import messages
 from alliance_psi.protocol.alerts import (
+    ALERT_CONTEXT,
     NO_TOKEN,
     Alert,
     AlertBatch,
@@ -115,6 +116,18 @@ def test_an_unknown_kind_and_a_scope_alert_with_a_token_are_refused() -> None:
         decode_alert(encode_alert(alert(kind=AlertKind.OVERFLOW, peer_labels=())))
     overflow = alert(kind=AlertKind.OVERFLOW, match_token=NO_TOKEN, holder_count=0, peer_labels=())
     assert decode_alert(encode_alert(overflow)) == overflow
+
+
+def test_a_release_time_no_calendar_holds_is_refused_as_malformed() -> None:
+    # Even signed by the coordinator's key: the node sets it aside as it does any malformed alert.
+    data = bytearray(encode_alert(alert()))
+    released_at = len(b"APSI-ALERT") + 1 + sum(2 + len(t) for t in ("s-1", "bank-a", "2026-01")) + 8 + 1 + 2
+    data[released_at : released_at + 8] = b"\xff" * 8
+    with pytest.raises(InvalidRequest, match="malformed alert: release time out of range"):
+        decode_alert(bytes(data))
+    signed = SignedAlert(bytes(data), KEY.sign(ALERT_CONTEXT, bytes(data)), KEY.key_id)
+    with pytest.raises(InvalidRequest, match="a signed alert: malformed alert: release time out of range"):
+        verify_alert(KEY.public_key, signed, member_id="bank-a")
 
 
 def test_fields_without_a_canonical_form_are_refused_when_encoding() -> None:
