@@ -11,6 +11,8 @@ boundary, never the commit's time: members learn at most which interval a change
 
 A member's unacknowledged alerts are bounded by ``max_backlog``: the alert that would go over it
 is replaced by one ``OVERFLOW`` alert for the scope, which then sends that member nothing more.
+So are its held alerts: more than ``max_backlog + 1`` of a scope for one boundary would be
+released as that one ``OVERFLOW`` all the same, so no more are held, however many commits come.
 Once the member has acknowledged every alert, ``resync`` sends it a ``RESYNC`` alert and one
 ``SNAPSHOT`` alert per token of the scope it holds at the threshold: its state, in full.
 """
@@ -87,7 +89,7 @@ class AlertOutbox:
             return set()
         at = release_time(scope, now)
         if at > now:
-            tx.alerts.hold(scope.round_id, drafts, release_at=at)
+            self._hold(tx, scope, drafts, at)
             return set()
         # On a boundary itself: the alerts held for it go first, so that numbers follow events.
         return self._release_held(tx, scope, now) | self.release(tx, scope, drafts, at=at)
@@ -114,6 +116,21 @@ class AlertOutbox:
                 continue
             self._store(tx, scope, member, tx.alerts.allocate(member, len(wanted)), wanted, at)
         return alerted
+
+    def _hold(self, tx: CoordinatorTx, scope: Round, drafts: Sequence[AlertDraft], at: datetime) -> None:
+        """Hold ``drafts`` until ``at``, at most ``max_backlog + 1`` per member: ``release`` turns
+        that many into one ``OVERFLOW`` whatever the member's backlog, so the rest would be
+        dropped there (a member that a flood of commits alerts costs no more storage)."""
+        room: dict[str, int] = {}
+        kept: list[AlertDraft] = []
+        for draft in drafts:
+            member = draft.member_id
+            if member not in room:
+                room[member] = self.max_backlog + 1 - tx.alerts.held(scope.round_id, member, release_at=at)
+            if room[member] > 0:
+                room[member] -= 1
+                kept.append(draft)
+        tx.alerts.hold(scope.round_id, kept, release_at=at)
 
     def release_due(
         self, uow: CoordinatorUnitOfWork, now: datetime, *, reader: CoordinatorUnitOfWork | None = None

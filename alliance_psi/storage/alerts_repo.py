@@ -176,7 +176,11 @@ class AlertRepository:
             for row in rows
         ]
 
-    def held(self, scope_id: str) -> int:
-        """How many alerts of the scope wait for their release."""
+    def held(self, scope_id: str, member_id: str, *, release_at: datetime) -> int:
+        """How many alerts of the scope are held for the member until ``release_at``."""
         c = alerts_pending.c
-        return int(self._conn.execute(select(func.count()).where(c.scope_id == scope_id)).scalar_one())
+        return int(
+            self._conn.execute(
+                select(func.count()).where(c.scope_id == scope_id, c.member_id == member_id, c.release_at == release_at)
+            ).scalar_one()
+        )

@@ -323,6 +323,7 @@ alerts_pending = Table(
     Column("holder_count", Integer, nullable=False),
     Column("labels", LargeBinary, nullable=False),  # ``alerts.encode_labels`` of the peer labels.
     Index("ix_alerts_pending_release", "release_at"),
+    Index("ix_alerts_pending_scope_member", "scope_id", "member_id", "release_at"),
     _length_is("match_token", MATCH_TOKEN_BYTES),
 )
 

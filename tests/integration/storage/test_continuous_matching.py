@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.errors import Conflict, InvalidRequest, NotFound, SetMismatch
+from alliance_psi.protocol.alert_outbox import release_time
 from alliance_psi.protocol.alerts import NO_TOKEN, Alert, AlertKind, SignedAlert, verify_alert
 from alliance_psi.protocol.continuous import TokenChange
 from alliance_psi.protocol.coordinator import Commit, CoordinatorRole, RoundSpec
@@ -262,6 +263,28 @@ def test_alerts_of_a_scope_with_an_interval_wait_for_its_boundary(engine: Engine
     scope.clock.advance(seconds=59)
     scope.role.tick()
     assert [a.kind for a in scope.alerts("bank-a")] == [AlertKind.MATCH, AlertKind.JOINED, AlertKind.JOINED]
+
+
+def test_a_member_flooded_within_an_interval_has_no_more_held_than_one_overflow_needs(engine: Engine) -> None:
+    # Past its backlog + 1, a member's held alerts would be released as one OVERFLOW all the same:
+    # the coordinator holds no more of them, however many alerts the interval's commits make.
+    scope = make_scope(engine, interval=60, max_alert_backlog=2)
+    scope.clock.advance(seconds=10)
+    a, b, c, d = (scope.senders[m] for m in MEMBERS)
+    tokens = {token(i): label(i) for i in range(10, 15)}
+    a.send(tokens, replace=True)
+    b.send(tokens, replace=True)  # Five MATCH alerts each for bank-a and bank-b.
+    c.send({T1: label(1)}, replace=True)
+    d.send({T1: label(2)}, replace=True)  # One each for bank-c and bank-d.
+    with scope.role.uow() as tx:
+        boundary = release_time(tx.rounds.get_round(scope.scope_id), scope.clock.now)
+        held = {m: tx.alerts.held(scope.scope_id, m, release_at=boundary) for m in MEMBERS}
+    assert held == {"bank-a": 3, "bank-b": 3, "bank-c": 1, "bank-d": 1}
+    scope.clock.advance(seconds=50)
+    scope.role.tick()
+    assert [x.kind for x in scope.alerts("bank-a")] == [AlertKind.OVERFLOW]
+    assert [x.kind for x in scope.alerts("bank-b")] == [AlertKind.OVERFLOW]
+    assert [(x.kind, x.match_token) for x in scope.alerts("bank-c")] == [(AlertKind.MATCH, T1)]
 
 
 def test_a_member_that_does_not_acknowledge_overflows_then_resyncs(engine: Engine) -> None:
