@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Executable, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Result
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 
 from alliance_psi.crypto.parallel import chunked
 
@@ -82,6 +82,8 @@ def bulk_insert(
     Raises:
         sqlalchemy.exc.IntegrityError: without ``ignore_existing``, a row's key exists or a
             constraint fails (from COPY too); run it in a savepoint to keep the transaction.
+        sqlalchemy.exc.DBAPIError: any other refusal of the database, of the class an INSERT's
+            would have (from COPY too).
     """
     if not rows:
         return
@@ -96,7 +98,9 @@ def bulk_insert(
 
 def _copy_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """``COPY table (columns) FROM STDIN`` in PostgreSQL's binary format, through psycopg 3, in
-    the connection's transaction: one statement and one stream for all the rows."""
+    the connection's transaction: one statement and one stream for all the rows. The driver's
+    errors are raised as SQLAlchemy's (``IntegrityError``, ``DataError``, ``OperationalError`` …),
+    as they would be from an INSERT, without parameters."""
     import psycopg  # Only a PostgreSQL connection gets here; member nodes on SQLite never load it.
 
     names = ", ".join(table.c[name].name for name in columns)
@@ -109,8 +113,8 @@ def _copy_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Seq
             copy.set_types(types)
             for row in rows:
                 copy.write_row(row)
-    except psycopg.IntegrityError as exc:
-        raise IntegrityError(statement, None, exc) from None
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error, hide_parameters=True) from None
 
 
 def batched(items: Iterable[T], size: int = IN_BATCH) -> Iterator[list[T]]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, MetaData, event, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from alliance_psi.protocol.submission import chunk_digest
 from alliance_psi.storage import CoordinatorRepositories, create_schema
@@ -140,6 +140,13 @@ def test_a_copy_that_breaks_a_key_rolls_back_to_its_savepoint(postgresql_engine:
             )
         # The transaction goes on: the failed COPY left nothing.
         assert conn.execute(select(func.count()).select_from(set_holders)).scalar_one() == 1
+
+
+def test_a_copy_the_database_refuses_raises_sqlalchemys_error_of_its_kind(postgresql_engine: Engine) -> None:
+    # As an INSERT's would: callers that catch SQLAlchemyError (a node's retry loop) catch it too.
+    with pytest.raises(DataError) as refused, postgresql_engine.begin() as conn:
+        bulk_insert(conn, set_holders, ("set_scope", "match_token", "holders"), [("nul\x00scope", bytes(16), 1)])
+    assert refused.value.orig.sqlstate == "22021"  # type: ignore[union-attr]
 
 
 def test_sqlite_keeps_plain_token_tables(tmp_path: Path) -> None:
