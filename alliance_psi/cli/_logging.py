@@ -9,8 +9,9 @@ raw identifier.
 
 A database error in a logged exception is shown by its class, SQLSTATE and table or constraint
 names, never with the statement's parameters or PostgreSQL's DETAIL line (which quotes the
-row: a token, a label, an identifier): ``describe_database_error``. Engines also hide
-parameters themselves (``storage.engine``), so an error raised elsewhere carries none either.
+row: a token, a label, an identifier): ``describe_database_error``, the one rule of every layer
+(``alliance_psi._database_errors``). Engines also hide parameters themselves
+(``storage.engine``), so an error raised elsewhere carries none either.
 
 gRPC's C core writes its own lines to stderr, apart from ``logging`` (an INFO line for every
 failed TLS handshake: any port scan). ``alliance-psi`` sets ``GRPC_VERBOSITY=ERROR`` before gRPC
@@ -30,14 +31,13 @@ import click
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
+from alliance_psi._database_errors import describe_database_error
 from alliance_psi.config import MonitoringConfig
 
 __all__ = ["announce", "configure_logging", "describe_database_error"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _ANNOUNCER = "alliance_psi.cli"
-# Data exceptions (SQLSTATE class 22) quote the value they refused in their primary message.
-_QUOTING_SQLSTATE_CLASSES = ("22",)
 
 
 def configure_logging(config: MonitoringConfig, *, stream: TextIO | None = None) -> None:
@@ -66,55 +66,6 @@ def announce(text: str) -> None:
         return
     level = logging.WARNING if text.startswith("warning:") else logging.INFO
     ours[0].handle(logging.getLogger(_ANNOUNCER).makeRecord(_ANNOUNCER, level, "", 0, text, (), None))
-
-
-def describe_database_error(exc: BaseException) -> str | None:
-    """What may be said of a database error (None if ``exc`` is not one): the driver's first line
-    unless it quotes a value, then its SQLSTATE, table and constraint (``new row for relation "t"
-    violates check constraint "c" (SQLSTATE 23514, table t, constraint c)``); never the
-    statement's parameters, nor PostgreSQL's DETAIL.
-
-    SQLAlchemy and the drivers are not imported here: an error of a module never loaded cannot exist.
-    """
-    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
-    if sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.SQLAlchemyError):
-        orig = getattr(exc, "orig", None)
-        if isinstance(orig, BaseException):
-            return _describe_driver_error(orig)
-        if isinstance(exc, sqlalchemy_exc.StatementError):
-            return type(exc).__name__  # Its message holds the statement and maybe the parameters.
-        return _first_line(str(exc)) or type(exc).__name__
-    if _is_driver_error(exc):
-        return _describe_driver_error(exc)
-    return None
-
-
-def _is_driver_error(exc: BaseException) -> bool:
-    psycopg = sys.modules.get("psycopg")
-    sqlite3 = sys.modules.get("sqlite3")
-    return (psycopg is not None and isinstance(exc, psycopg.Error)) or (
-        sqlite3 is not None and isinstance(exc, sqlite3.Error)
-    )
-
-
-def _describe_driver_error(exc: BaseException) -> str:
-    sqlstate = getattr(exc, "sqlstate", None)
-    diag = getattr(exc, "diag", None)
-    details = [f"SQLSTATE {sqlstate}"] if sqlstate else []
-    for what in ("table_name", "constraint_name"):
-        value = getattr(diag, what, None) if diag is not None else None
-        if value:
-            details.append(f"{what.removesuffix('_name')} {value}")
-    primary = ""
-    if not (sqlstate and sqlstate.startswith(_QUOTING_SQLSTATE_CLASSES)):
-        primary = _first_line(getattr(diag, "message_primary", None) or str(exc))
-    primary = primary or type(exc).__name__
-    return f"{primary} ({', '.join(details)})" if details else primary
-
-
-def _first_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[0] if lines else ""
 
 
 def _format_exception(exc: BaseException) -> str:

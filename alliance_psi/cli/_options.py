@@ -302,7 +302,7 @@ def _exit_now(after: float) -> None:
 def reported() -> Iterator[None]:
     """Turn any alliance-psi error into a one-line CLI error (exit code 1) with its exact reason.
 
-    A database error is described without its values (``cli._logging.describe_database_error``):
+    A database error is described without its values (``alliance_psi._database_errors``):
     SQLAlchemy's own message and a PostgreSQL DETAIL line may quote the statement's values, which
     can be raw identifiers.
     """
@@ -311,7 +311,7 @@ def reported() -> Iterator[None]:
     except AlliancePsiError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:
-        from alliance_psi.cli._logging import describe_database_error
+        from alliance_psi._database_errors import describe_database_error
 
         described = describe_database_error(exc)
         if described is None:

@@ -37,6 +37,7 @@ from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from alliance_psi._database_errors import describe_database_error
 from alliance_psi._plural import plural
 from alliance_psi.config import NodeRunConfig
 from alliance_psi.errors import AlliancePsiError, NotFound
@@ -45,7 +46,7 @@ from alliance_psi.services.blacklist_import import ImportTally, import_blacklist
 from alliance_psi.services.inbox import Inbox
 from alliance_psi.services.member import MemberNode
 
-__all__ = ["AlertRunner", "NoAlerts", "NodeDaemon", "database_error_line"]
+__all__ = ["AlertRunner", "NoAlerts", "NodeDaemon"]
 
 _SHOWN_REJECTIONS = 3
 
@@ -138,7 +139,7 @@ class NodeDaemon:
             self.log.warning("inbox: %s failed, nothing imported: %s; moved to %s", path.name, exc, placed.file)
             return False
         except SQLAlchemyError as exc:  # The database, not the file: it stays in the inbox for the next turn.
-            self.log.warning("inbox: %s not imported this time, %s; tried again", path.name, database_error_line(exc))
+            self.log.warning("inbox: %s not imported this time, %s; tried again", path.name, _database_error(exc))
             return False
         failed = tally.stopped or tally.stored == 0 or (self.settings.strict and tally.rejected > 0)
         placed = self.inbox.place(path, failed=failed)
@@ -201,7 +202,7 @@ class NodeDaemon:
         try:
             step()
         except (AlliancePsiError, SQLAlchemyError) as exc:
-            text = database_error_line(exc) if isinstance(exc, SQLAlchemyError) else f"{type(exc).__name__}: {exc}"
+            text = _database_error(exc) if isinstance(exc, SQLAlchemyError) else f"{type(exc).__name__}: {exc}"
             if self._said.get(what) != text:
                 self._said[what] = text
                 self.log.warning("%s: %s (tried again every %gs)", what, text, self.settings.poll_seconds)
@@ -210,16 +211,9 @@ class NodeDaemon:
                 self.log.info("%s: working again", what)
 
 
-def database_error_line(exc: SQLAlchemyError) -> str:
-    """A database error by the driver's first line alone (SQLAlchemy's own message may quote the
-    statement's parameters, which can be raw identifiers), or by its class and SQLSTATE when that
-    line may quote a value (data exceptions, SQLSTATE class 22)."""
-    orig = getattr(exc, "orig", None)
-    code = str(getattr(orig, "sqlstate", "") or "")
-    lines = str(orig).splitlines() if orig is not None else []
-    if not lines or code.startswith("22"):
-        return f"database error: {type(orig or exc).__name__}" + (f" (SQLSTATE {code})" if code else "")
-    return f"database error: {lines[0]}"
+def _database_error(exc: SQLAlchemyError) -> str:
+    """A database error without its values (a raw identifier may be one): ``describe_database_error``."""
+    return f"database error: {describe_database_error(exc)}"
 
 
 _NOT_A_BLACKLIST = "{name}: not a blacklist file: node run imports .csv, .jsonl, .ndjson and .xlsx files"
