@@ -549,12 +549,48 @@ def test_coordinator_report_shows_counts_and_never_a_token(tmp_path: Path) -> No
     assert (missing.exit_code, missing.output) == (1, "Error: no round r9\n")
 
 
+def joined_and_reported(alliance: Any, tmp_path: Path, bank_a: Any) -> tuple[Path, Path]:
+    """A round of threshold 2 joined by bank-a, bank-b and bank-c at once, and bank-a's signed JSON
+    report of it: (the coordinator's public key file, the report)."""
+    round_id = alliance.admin().create_round(alliance.spec(2)).round_id
+    with ThreadPoolExecutor(3) as pool:
+        for joined in [pool.submit(alliance.node(m).join, round_id, wait=60) for m in ("bank-a", "bank-b", "bank-c")]:
+            joined.result()
+    key_file = tmp_path / "signing.pub"
+    key_file.write_text(alliance.signing_key.public_key.hex())
+    honest = tmp_path / "honest.json"
+    written = RUNNER.invoke(
+        node_group,
+        ["report", round_id, "--format", "json", "-o", str(honest), "--database", f"sqlite:///{tmp_path / 'bank-a.db'}",
+         "--member-id", "bank-a", "--coordinator-key", str(key_file), "--cert", str(bank_a.cert), "--key", str(bank_a.key)],
+    )  # fmt: skip
+    assert written.exit_code == 0, written.output
+    return key_file, honest
+
+
+def verify_report(path: Path, bank_a: Any, key_file: Path, *extra: str) -> Result:
+    args = ["verify", str(path), "--ca", str(bank_a.ca_cert), "--coordinator-key", str(key_file), *extra]
+    return RUNNER.invoke(report_group, args)
+
+
+def forged_report(honest: Path, planted: Any, bank_a: Any, tmp_path: Path) -> Path:
+    """bank-a's own node attaches the first lead's signed token to another of its identifiers and signs."""
+    from alliance_psi.reports import ReportSigner, sign_document
+
+    doc = json.loads(honest.read_bytes())
+    del doc["member_signature"]
+    doc["leads"][0]["value"] = sorted(planted.holdings["bank-a"] - {lead["value"] for lead in doc["leads"]})[0]
+    signer = ReportSigner.load(bank_a.cert.read_bytes(), bank_a.key.read_bytes(), member_id="bank-a")
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(sign_document(doc, signer, signed_at=datetime.now(UTC)), ensure_ascii=False))
+    return forged
+
+
 @pytest.mark.timeout(180)
 def test_online_verification_catches_a_token_a_dishonest_node_attached_to_another_identifier(
     tmp_path: Path,
     pki: Any,
 ) -> None:
-    from alliance_psi.reports import ReportSigner, sign_document
     from alliance_psi.services.custodian import SqlQuotaLedger
     from tests.integration.services.harness import EPOCH, Planted, custodian_name, running_alliance
 
@@ -562,21 +598,7 @@ def test_online_verification_catches_a_token_a_dishonest_node_attached_to_anothe
     bank_a, bank_b = pki.tls_config("bank-a"), pki.tls_config("bank-b")
     own_ca = {"custodian-2": pki_module.init_ca("Custodian Two institution")}  # Pinned by bank-b's node.toml.
     with running_alliance(tmp_path, pki, planted=planted, own_cas=own_ca) as alliance:
-        round_id = alliance.admin().create_round(alliance.spec(2)).round_id
-        with ThreadPoolExecutor(3) as pool:
-            for joined in [
-                pool.submit(alliance.node(m).join, round_id, wait=60) for m in ("bank-a", "bank-b", "bank-c")
-            ]:
-                joined.result()
-        key_file = tmp_path / "signing.pub"
-        key_file.write_text(alliance.signing_key.public_key.hex())
-        honest = tmp_path / "honest.json"
-        written = RUNNER.invoke(
-            node_group,
-            ["report", round_id, "--format", "json", "-o", str(honest), "--database", f"sqlite:///{tmp_path / 'bank-a.db'}",
-             "--member-id", "bank-a", "--coordinator-key", str(key_file), "--cert", str(bank_a.cert), "--key", str(bank_a.key)],
-        )  # fmt: skip
-        assert written.exit_code == 0, written.output
+        key_file, honest = joined_and_reported(alliance, tmp_path, bank_a)
         node_toml = tmp_path / "bank-b.toml"
         first, second = alliance.custodian_addresses
         custodians = (
@@ -584,16 +606,12 @@ def test_online_verification_catches_a_token_a_dishonest_node_attached_to_anothe
         )
         node_toml.write_text(f'[node]\ncert = "{bank_b.cert}"\nkey = "{bank_b.key}"\ncustodian = [{custodians}]\n')
 
-        def verify_online(path: Path, *extra: str) -> Result:
-            args = ["verify", str(path), "--ca", str(bank_a.ca_cert), "--coordinator-key", str(key_file), *extra]
-            return RUNNER.invoke(report_group, args)
-
         ledgers = [
             SqlQuotaLedger(make_engine(f"sqlite:///{tmp_path / f'{custodian_name(i)}.db'}"), custodian_name(i))
             for i in range(2)
         ]
         before = [ledger.used(EPOCH, "bank-b") for ledger in ledgers]
-        checked = verify_online(honest, "--online", "--config", str(node_toml))
+        checked = verify_report(honest, bank_a, key_file, "--online", "--config", str(node_toml))
         assert checked.exit_code == 0, checked.output
         leads = json.loads(honest.read_bytes())["leads"]
         assert len(leads) == len(planted.expected("bank-a", 2)) > 2
@@ -610,23 +628,65 @@ def test_online_verification_catches_a_token_a_dishonest_node_attached_to_anothe
             len(leads),
         ]
 
-        # bank-a's own node attaches the first lead's signed token to another of its identifiers and signs.
-        doc = json.loads(honest.read_bytes())
-        del doc["member_signature"]
-        other = sorted(planted.holdings["bank-a"] - {lead["value"] for lead in leads})[0]
-        doc["leads"][0]["value"] = other
-        signer = ReportSigner.load(bank_a.cert.read_bytes(), bank_a.key.read_bytes(), member_id="bank-a")
-        forged = tmp_path / "forged.json"
-        forged.write_text(json.dumps(sign_document(doc, signer, signed_at=datetime.now(UTC)), ensure_ascii=False))
-        offline = verify_online(forged)
+        forged = forged_report(honest, planted, bank_a, tmp_path)
+        offline = verify_report(forged, bank_a, key_file)
         assert offline.exit_code == 0, offline.output  # Both signatures hold: only --online can tell.
-        caught = verify_online(forged, "--online", "--config", str(node_toml))
+        caught = verify_report(forged, bank_a, key_file, "--online", "--config", str(node_toml))
         assert (caught.exit_code, caught.output) == (
             1,
             (
                 "Error: lead 1 (phone): its value derives another match token than the one in the signed result "
                 "(the token belongs to another identifier)\n"
             ),
+        )
+        for ledger in ledgers:
+            ledger.engine.dispose()
+
+
+@pytest.mark.timeout(300)
+def test_online_verification_through_threshold_custodians(tmp_path: Path, pki: Any) -> None:
+    # With a threshold node: the leads' tokens re-derived through two of three custodians, checked
+    # against the epoch file, and a token attached to another identifier caught.
+    from alliance_psi.services.custodian import SqlQuotaLedger
+    from tests.integration.services.harness import EPOCH, Planted, custodian_name, running_alliance
+
+    planted = Planted.make()
+    bank_a, bank_b = pki.tls_config("bank-a"), pki.tls_config("bank-b")
+    with running_alliance(tmp_path, pki, planted=planted, custodians=3, threshold=2) as alliance:
+        key_file, honest = joined_and_reported(alliance, tmp_path, bank_a)
+        custodians = ", ".join(f'"{custodian_name(i)}@{a}"' for i, a in enumerate(alliance.custodian_addresses))
+        node_toml = tmp_path / "bank-b.toml"
+        node_toml.write_text(
+            f'[node]\ncert = "{bank_b.cert}"\nkey = "{bank_b.key}"\ncustodian = [{custodians}]\n'
+            f'epoch-file = "{alliance.epoch_file}"\nverify = "proof"\n'
+        )
+
+        ledgers = [
+            SqlQuotaLedger(make_engine(f"sqlite:///{tmp_path / f'{custodian_name(i)}.db'}"), custodian_name(i))
+            for i in range(3)
+        ]
+        before = [ledger.used(EPOCH, "bank-b") for ledger in ledgers]
+        checked = verify_report(honest, bank_a, key_file, "--online", "--config", str(node_toml))
+        assert checked.exit_code == 0, checked.output
+        leads = json.loads(honest.read_bytes())["leads"]
+        assert checked.output.endswith(
+            "online: every lead's identifier derives its match token in the signed result (re-derived through 2 at "
+            f"a time of 3 custodians as member bank-b, using {len(leads)} evaluations of its quota at each)\n"
+        )
+        assert "was dealt by one dealer" in checked.output  # The epoch's origin, said as a node says it.
+        # Two custodians evaluated (proof mode asks no third for a sample).
+        assert sorted(ledger.used(EPOCH, "bank-b") - used for ledger, used in zip(ledgers, before, strict=True)) == [
+            0,
+            len(leads),
+            len(leads),
+        ]
+
+        forged = forged_report(honest, planted, bank_a, tmp_path)
+        caught = verify_report(forged, bank_a, key_file, "--online", "--config", str(node_toml))
+        assert caught.exit_code == 1
+        assert caught.output.endswith(
+            "Error: lead 1 (phone): its value derives another match token than the one in the signed result "
+            "(the token belongs to another identifier)\n"
         )
         for ledger in ledgers:
             ledger.engine.dispose()
