@@ -45,6 +45,7 @@ _REQUEST_TIMEOUT = 10.0
 # A new header list for each response: the WSGI server appends Content-Length to the one it gets.
 _TEXT = ("Content-Type", "text/plain; charset=utf-8")
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+_CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 
 
 @contextlib.contextmanager
@@ -83,12 +84,14 @@ class _IPv6Server(_Server):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    """Requests are logged at DEBUG through ``logging`` (not printed to stderr)."""
+    """Requests are logged at DEBUG through ``logging`` (not printed to stderr), control
+    characters escaped as ``http.server`` escapes them: whoever reaches the port writes the
+    request line, and an escape sequence in it must not reach an operator's terminal."""
 
     timeout = _REQUEST_TIMEOUT
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+        log.debug("%s %s", self.address_string(), (format % args).translate(_CONTROL_ESCAPES))
 
 
 def _app(metrics: Metrics, readiness: Readiness) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import time
@@ -187,3 +188,19 @@ def test_the_port_answers_only_get_and_head_on_its_three_paths() -> None:
         assert get(port, "/readyz") == (503, "not ready: stopping\n")
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
+
+
+def test_a_request_line_is_logged_without_its_control_characters(caplog: pytest.LogCaptureFixture) -> None:
+    # Whoever reaches the port chooses the request line: an escape sequence in it must not reach an
+    # operator's terminal through the text log (http.server escapes them; the port's handler too).
+    caplog.set_level(logging.DEBUG, logger="alliance_psi.services.monitoring")
+    with serve_monitoring("127.0.0.1:0", Metrics(process=False), Readiness([])) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+            client.sendall(b"GET /\x1b[2J\x07x HTTP/1.0\r\n\r\n")
+            assert client.makefile("rb").read().startswith(b"HTTP/1.0 404")  # To the end: then it is logged.
+        deadline = time.monotonic() + 30
+        while not [r for r in caplog.records if "GET /" in r.getMessage()] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    (logged,) = [r.getMessage() for r in caplog.records if "GET /" in r.getMessage()]
+    assert "\x1b" not in logged and "\x07" not in logged
+    assert '"GET /\\x1b[2J\\x07x HTTP/1.0" 404' in logged
