@@ -423,7 +423,8 @@ class MemberRepository:
 
     def apply_pending(self, set_scope: str) -> None:
         """Fold the committed delta into the record of the set, then forget it; the record becomes
-        what ``set_pending`` said. Then drop the withdrawn tokens no record holds any more.
+        what ``set_pending`` said. Then drop the withdrawn tokens no record holds any more, keeping
+        those withdrawn after the change stamp a delta still pending in another scope read up to.
 
         Call only once the coordinator has committed the delta: the record must describe what
         the coordinator holds, or the next round sends the whole set again.
@@ -462,11 +463,13 @@ class MemberRepository:
                 change_seq=record.change_seq,
             )
         )
-        # Withdrawn tokens no scope's record holds: no delta will need them again.
-        w = member_withdrawals.name
+        # Withdrawn tokens no scope's record holds, nor may hold once a delta being sent is recorded
+        # (one read before the withdrawal may put the token): no delta will need them again.
+        w, pending_sets = member_withdrawals.name, member_pending_state.name
         sql(
             f"DELETE FROM {w} WHERE NOT EXISTS (SELECT 1 FROM {member_submitted.name} s WHERE s.set_scope IN "
-            f"(SELECT set_scope FROM {member_submitted_state.name}) AND s.match_token = {w}.match_token)"
+            f"(SELECT set_scope FROM {member_submitted_state.name}) AND s.match_token = {w}.match_token) "
+            f"AND NOT EXISTS (SELECT 1 FROM {pending_sets} p WHERE p.change_seq IS NULL OR p.change_seq < {w}.change_seq)"
         )
 
     def count(self) -> int:

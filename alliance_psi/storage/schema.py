@@ -444,7 +444,7 @@ member_changes = Table(
 # The cached tokens of withdrawn and expired identifiers (deleted with their identifiers), with
 # the change stamp of the deletion, so that the next delta of every scope that holds one removes
 # it without comparing the whole set. Pseudonyms only, like ``member_submitted``; a row goes once
-# no scope's record holds its token.
+# no scope's record holds its token and no delta being sent was read before it.
 member_withdrawals = Table(
     "member_withdrawals",
     metadata,

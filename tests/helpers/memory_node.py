@@ -221,7 +221,10 @@ class MemoryNodeRepo:
         self._s.submitted[set_scope] = record
         self._s.submitted_state[set_scope] = pending.record
         held = {token for tokens in self._s.submitted.values() for token in tokens}
-        self._s.withdrawals = [w for w in self._s.withdrawals if w[2] in held]
+        read_up_to = [p.change_seq for p in self._s.pending_sets.values()]
+        self._s.withdrawals = [
+            w for w in self._s.withdrawals if w[2] in held or any(seq is None or seq < w[0] for seq in read_up_to)
+        ]
 
 
 class MemoryKeptResults:

@@ -225,6 +225,38 @@ def test_changes_are_stamped_in_order_and_read_by_window(uow: Any) -> None:
         assert tx.repo.withdrawn_tokens(EPOCH, ["phone"], first, head) == set()
 
 
+def test_a_withdrawal_stays_while_a_delta_read_before_it_may_still_put_its_token(uow: Any) -> None:
+    # Scope A's delta was read up to ``before``, with phone 1 in it; the node stopped before it
+    # recorded the commit. Phone 1 is withdrawn, and scope B commits (which drops the withdrawals
+    # no record holds): A's record holds phone 1 once its commit is recorded, so its next delta
+    # must still find the withdrawal, or the coordinator keeps the token for good.
+    other = "e1/phone/tokens"
+    ids = imported(uow, 1)
+    with uow.writing() as tx:
+        tx.repo.cache_tokens(EPOCH, [CachedToken(ids[phone(1)], token(1), key(1))])
+    with uow.reading() as tx:
+        before = tx.repo.change_head()
+    with uow.writing() as tx:
+        tx.repo.add_pending(SCOPE, _changes((1, False, 1)))
+        tx.repo.set_pending(SCOPE, _pending(True, 1, b"a" * 32, seq=before))
+    with uow.writing() as tx:
+        assert tx.repo.withdraw("phone", phone(1))
+    with uow.reading() as tx:
+        head = tx.repo.change_head()
+    with uow.writing() as tx:
+        tx.repo.set_pending(other, _pending(True, 0, b"b" * 32, seq=head))
+        tx.repo.apply_pending(other)
+    with uow.reading() as tx:
+        assert tx.repo.withdrawn_tokens(EPOCH, ["phone"], before, head) == {token(1)}
+    with uow.writing() as tx:  # A's commit recorded, then its next delta removes the token: it goes.
+        tx.repo.apply_pending(SCOPE)
+        tx.repo.add_pending(SCOPE, _changes((1, True, 0)))
+        tx.repo.set_pending(SCOPE, _pending(False, 0, b"c" * 32, seq=head))
+        tx.repo.apply_pending(SCOPE)
+    with uow.reading() as tx:
+        assert tx.repo.withdrawn_tokens(EPOCH, ["phone"], before, head) == set()
+
+
 def test_a_kept_result_is_all_there_or_not_at_all(uow: Any) -> None:
     with pytest.raises(RuntimeError), uow.writing() as tx:
         tx.results.save_header("r1", key_epoch=EPOCH, round_name="first", header=b"h0", signature=b"s0", at=NOW)
