@@ -41,7 +41,7 @@ from alliance_psi._database_errors import describe_database_error
 from alliance_psi._plural import plural
 from alliance_psi.config import NodeRunConfig
 from alliance_psi.errors import AlliancePsiError, NotFound
-from alliance_psi.protocol.model import Round, RoundState, SubmissionState
+from alliance_psi.protocol.model import Round, RoundState, SubmissionState, SubmissionStatus
 from alliance_psi.services.blacklist_import import ImportTally, import_blacklist
 from alliance_psi.services.inbox import Inbox
 from alliance_psi.services.member import MemberNode
@@ -172,6 +172,7 @@ class NodeDaemon:
     def _join(self, round_: Round) -> None:
         status = self.node.coordinator.submission_status(round_.round_id, self.member_id)
         if status.state is SubmissionState.COMMITTED:
+            self._settle(round_, status)
             return
         self.log.info("round %s: joining", round_.round_id)
         outcome = self.node.role.join(round_.round_id, wait=0)
@@ -187,15 +188,29 @@ class NodeDaemon:
 
     def _fetch(self, round_: Round) -> None:
         with self.node.role.uow.reading() as tx:
-            if tx.results.recorded_scope(round_.round_id) is None:
-                return  # Not committed by this node (or recorded before this version).
+            recorded = tx.results.recorded_scope(round_.round_id) is not None
             try:
                 tx.results.get_result(round_.round_id)
                 return  # Kept already.
             except NotFound:
                 pass
+        if not recorded and not self._settle(round_):
+            return  # Not committed by this node (or recorded before this version).
         header = self.node.role.fetch_and_keep(round_)
         self.log.info("round %s: result kept%s", round_.round_id, _result_text(header.match_count))
+
+    def _settle(self, round_: Round, status: SubmissionStatus | None = None) -> bool:
+        """Record ``round_``'s commit if the coordinator made it but this node stopped before its own
+        record (``MemberRole.settle``); the coordinator is asked only when such a delta is pending."""
+        with self.node.role.uow.reading() as tx:
+            pending = tx.repo.pending_set(round_.set_scope)
+        if pending is None or pending.record is None or pending.round_id != round_.round_id:
+            return False
+        status = status or self.node.coordinator.submission_status(round_.round_id, self.member_id)
+        if not self.node.role.settle(round_, status):
+            return False
+        self.log.info("round %s: its commit, made before the node stopped, is recorded now", round_.round_id)
+        return True
 
     def _guarded(self, what: str, step: Callable[[], None]) -> None:
         """Run ``step``; log an error once per ``what`` until it changes (the step is retried each turn)."""

@@ -149,12 +149,24 @@ class Alliance:
     ) -> MemberRole:
         """``member``'s role over its database and real clients of the running servers (the custodians
         as a chain, or any ``τ`` of them for a threshold alliance, checked as ``verify`` says)."""
+        return self.member_node(member, retry=retry, share_name=share_name, verify=verify).role
+
+    def member_node(
+        self,
+        member: str,
+        *,
+        retry: RetryPolicy | None = None,
+        share_name: bool = False,
+        verify: str = "sample",
+        coordinator: CoordinatorClient | None = None,
+    ) -> MemberNode:
+        """``node``'s ``MemberNode`` (``coordinator``: another client of the coordinator to use)."""
         tls = self.pki.material(member)  # type: ignore[attr-defined]
         chain = custodian_evaluator(self.custodians(), tls, public=self.public, verify=verify, retry=retry)
         return MemberNode(
             member_id=member,
             engine=self.member_engines[member],
-            coordinator=CoordinatorClient(self.coordinator_address, tls, retry),
+            coordinator=coordinator or CoordinatorClient(self.coordinator_address, tls, retry),
             custodians=chain,
             coordinator_key=self.signing_key.public_key,
             nonce_key=secrets.token_bytes(32),
@@ -162,7 +174,7 @@ class Alliance:
             workers=1,
             batch_size=64,
             chunk_size=25,
-        ).role
+        )
 
     def spec(self, threshold: int, **overrides: object) -> RoundSpec:
         return round_spec(threshold, **overrides)
