@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import chain
@@ -94,8 +95,21 @@ def _numbered(reader: Any, path: Path) -> Iterator[tuple[int, list[Any]]]:
 def xlsx_rows(path: Path, default_type: str | None) -> Iterator[Row | Rejection]:
     """The rows of the active sheet of the workbook at ``path`` (formulas as their cached values)."""
     with _workbook(path) as workbook:
-        rows = workbook.active.iter_rows(values_only=True)
-        yield from _tabular(((number, list(cells)) for number, cells in enumerate(rows, 1)), path, default_type)
+        yield from _tabular(_sheet(workbook, path), path, default_type)
+
+
+def _sheet(workbook: Any, path: Path) -> Iterator[tuple[int, list[Any]]]:
+    """The active sheet's rows, numbered from 1; a sheet openpyxl cannot read to its end (its XML
+    or its compressed data damaged) is an ``ImportFileError``, as a workbook it cannot open is."""
+    number = 0
+    try:
+        for number, cells in enumerate(workbook.active.iter_rows(values_only=True), 1):
+            yield number, list(cells)
+    except (SyntaxError, BadZipFile, zlib.error, EOFError, KeyError, ValueError) as exc:  # ParseError is a SyntaxError.
+        raise ImportFileError(
+            f"{path}: a damaged workbook: its sheet cannot be read past row {number} ({type(exc).__name__}); "
+            "open it in Excel and save it again"
+        ) from None
 
 
 def _jsonl_rows(path: Path, encoding: TextEncoding, _default_type: str | None) -> Iterator[Row | Rejection]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import io
 import json
+import zipfile
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar
@@ -158,6 +159,24 @@ def test_xlsx_cells_numbers_and_dates(tmp_path: Path) -> None:
 def test_not_a_workbook(tmp_path: Path) -> None:
     with pytest.raises(ImportFileError, match=r"list\.xlsx: not an Excel \.xlsx workbook \(BadZipFile\)"):
         read(write(tmp_path, "list.xlsx", "type,value\n"))
+
+
+def test_a_workbook_whose_sheet_is_damaged_is_refused_whole(tmp_path: Path) -> None:
+    workbook = openpyxl.Workbook()
+    workbook.active.append(["type", "value"])
+    for n in range(50):
+        workbook.active.append(["phone", f"139152{n:05d}"])
+    whole = tmp_path / "whole.xlsx"
+    workbook.save(whole)
+    damaged = tmp_path / "list.xlsx"
+    with zipfile.ZipFile(whole) as source, zipfile.ZipFile(damaged, "w") as target:
+        for item in source.infolist():  # The sheet's XML cut in the middle, as a broken copy leaves it.
+            data = source.read(item.filename)
+            target.writestr(item, data[: len(data) // 2] if item.filename.endswith("sheet1.xml") else data)
+    with pytest.raises(
+        ImportFileError, match=r"list\.xlsx: a damaged workbook: its sheet cannot be read past row \d+ "
+    ):
+        read(damaged)
 
 
 def test_unsupported_extension(tmp_path: Path) -> None:
