@@ -171,6 +171,11 @@ class MemberRole:
             return Submitted(status.set_count, status.item_count, replaced=False)
         plan = self.plan(round, status)
         self.tokenize(round.key_epoch, round.allowed_types, window=plan.window)
+        return self._send(round, plan, status)
+
+    def _send(self, round: Round, plan: DeltaPlan, status: SubmissionStatus) -> Submitted:
+        """``submit`` once its ``plan`` is made and its tokens computed: the chunks the coordinator
+        lacks (``status``), the commit, and this node's record of it."""
         self.coordinator.upload_chunks(
             plan.chunks(
                 round,
@@ -443,9 +448,10 @@ class MemberRole:
             if self.clock() >= round.deadline:  # A courtesy: the coordinator enforces it anyway.
                 raise RoundClosed(f"round {round_id} passed its deadline: it takes no more submissions")
             self.settle(round, status)
-            computed = self.tokenize(round.key_epoch, round.allowed_types, window=self.plan(round, status).window)
+            plan = self.plan(round, status)
+            computed = self.tokenize(round.key_epoch, round.allowed_types, window=plan.window)
             seconds["tokenize"], clock = time.perf_counter() - clock, time.perf_counter()
-            sent = self.submit(round, status=status)
+            sent = self._send(round, plan, status)  # ``submit``, its plan made and its tokens computed.
             submitted, delta, replaced = sent.set_count, sent.delta_count, sent.replaced
             seconds["submit"], clock = time.perf_counter() - clock, time.perf_counter()
         elif status.state is SubmissionState.COMMITTED:
