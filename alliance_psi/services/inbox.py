@@ -18,7 +18,7 @@ A file whose name does not end in ``.csv``, ``.jsonl``, ``.ndjson`` or ``.xlsx``
 ``failed/`` unread. Files keep their names in ``done/`` and ``failed/``; a name already there
 gets a suffix (``list.1.csv``). A file is moved only after its import committed or was rolled
 back, so a node stopped in between imports the file again when it starts (an import of the same
-rows changes nothing but their change stamps).
+rows changes nothing, not even their change stamps).
 
 Security: the files hold raw identifiers; so do the rejects files (mode 0600). Nothing here logs
 a value: the caller logs file names, counts, rows, fields and kinds of reasons.

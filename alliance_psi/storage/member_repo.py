@@ -6,8 +6,9 @@ Withdrawn and expired identifiers are deleted, not flagged, and their cached tok
 
 Change stamps: every call that inserts, changes or deletes identifiers takes the next stamp of
 the node's counter (``member_changes``, locked until the transaction commits, so stamps follow
-commit order) and writes it on the rows it touches; a deletion keeps the deleted identifiers'
-cached tokens under its stamp (``member_withdrawals``). A submission then reads only what was
+commit order) and writes it on the rows it inserts or relabels (a row imported again with the
+same label keeps its stamp); a deletion keeps the deleted identifiers' cached tokens under its
+stamp (``member_withdrawals``). A submission then reads only what was
 stamped since its scope's last commit (``iter_changed_rows``, ``withdrawn_tokens``).
 """
 
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    case,
     cast,
     delete,
     func,
@@ -66,6 +68,7 @@ __all__ = ["MemberRepository"]
 
 # What an import may set on an identifier, besides its (type, canonical) key.
 _DESCRIPTIVE = ("category", "severity", "first_seen", "case_ref", "note", "expires_at")
+_LABEL = ("category", "severity", "first_seen", "case_ref")  # What a submission sends of a row besides its token.
 _OPTIONAL_TEXT = ("case_ref", "note")
 
 # The rows a submission streams, one per token: ``tuple.__new__`` builds the same named tuple as
@@ -94,7 +97,8 @@ class MemberRepository:
         ``spelling`` (the value as the member wrote it, kept for its reports). A (type, canonical)
         pair already stored, or repeated in ``rows`` (the last one wins), counts as a duplicate; its
         category, severity, dates, notes and spelling (if the row has one) are updated, its id and
-        cached tokens kept. Returns (inserted, duplicates).
+        cached tokens kept, and its change stamp too unless its label (category, severity, first
+        seen, case) changed. Returns (inserted, duplicates).
         """
         imported_at = at or datetime.now(UTC)
         unique: dict[tuple[str, str], dict[str, Any]] = {}
@@ -124,10 +128,18 @@ class MemberRepository:
             if (type_, canonical) not in inserted_keys
         ]
         if refreshed:
+            # Stamped again only if its label changed: a row imported again as it was (a daily full
+            # export) stays out of later deltas, and out of the window of a delta being resumed.
+            relabelled = or_(*(identifiers.c[name].is_distinct_from(bindparam(name)) for name in _LABEL))
             self._conn.execute(
                 update(identifiers)
                 .where(identifiers.c.type == bindparam("k_type"), identifiers.c.canonical == bindparam("k_canonical"))
-                .values({**{name: bindparam(name) for name in _DESCRIPTIVE}, "change_seq": stamp}),
+                .values(
+                    {
+                        **{name: bindparam(name) for name in _DESCRIPTIVE},
+                        "change_seq": case((relabelled, stamp), else_=identifiers.c.change_seq),
+                    }
+                ),
                 refreshed,
             )
         self._spell([{"k_type": t, "k_canonical": c, "k_spelling": s} for (t, c), s in spellings.items()])

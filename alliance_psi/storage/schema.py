@@ -422,8 +422,8 @@ identifiers = Table(
     Column("note", Text, nullable=False, default=""),
     Column("expires_at", UTCDateTime, nullable=True),
     Column("imported_at", UTCDateTime, nullable=False),
-    # The change stamp (``member_changes``) of the transaction that last inserted or changed the
-    # row: a submission reads only the rows stamped since its scope's last commit. NULL in rows
+    # The change stamp (``member_changes``) of the transaction that inserted the row or last changed
+    # its label: a submission reads only the rows stamped since its scope's last commit. NULL in rows
     # written before stamps existed (a scope's first submission reads every row anyway).
     Column("change_seq", BigInteger, nullable=True),
     UniqueConstraint("type", "canonical", name="uq_identifiers_type_canonical"),

@@ -93,8 +93,10 @@ class MemoryNodeRepo:
                 spelling = self._s.identifiers[stored].spelling  # Kept unless the row spells it.
                 duplicates += 1
             label = (row["category"], row["severity"], row.get("first_seen"), row.get("case_ref") or "")
+            before = self._s.identifiers.get(stored)
             self._s.identifiers[stored] = OwnIdentifier(*key, *label, row.get("spelling") or spelling)
-            self._s.stamps[stored] = self._s.head
+            if before is None or before[2:6] != label:  # Stamped again only if its label changed.
+                self._s.stamps[stored] = self._s.head
         return inserted, duplicates
 
     def withdraw(self, type: str, canonical: str) -> bool:

@@ -225,6 +225,24 @@ def test_changes_are_stamped_in_order_and_read_by_window(uow: Any) -> None:
         assert tx.repo.withdrawn_tokens(EPOCH, ["phone"], first, head) == set()
 
 
+def test_a_row_imported_again_unchanged_keeps_its_change_stamp(uow: Any) -> None:
+    ids = imported(uow, 1, 2)
+    with uow.writing() as tx:
+        tx.repo.cache_tokens(EPOCH, [CachedToken(ids[phone(n)], token(n), key(n)) for n in (1, 2)])
+    with uow.reading() as tx:
+        first = tx.repo.change_head()
+    imported(uow, 1, 2)  # The same rows again: their label is the same, so is their stamp.
+    with uow.reading() as tx:
+        assert list(tx.repo.iter_changed_rows(EPOCH, ["phone"], first, tx.repo.change_head())) == []
+    imported(uow, 1, 2, category="money_laundering")  # Relabelled: stamped again.
+    with uow.reading() as tx:
+        changed = tx.repo.iter_changed_rows(EPOCH, ["phone"], first, tx.repo.change_head())
+        assert [(row.match_token, row.category) for row in changed] == [
+            (token(1), "money_laundering"),
+            (token(2), "money_laundering"),
+        ]
+
+
 def test_a_withdrawal_stays_while_a_delta_read_before_it_may_still_put_its_token(uow: Any) -> None:
     # Scope A's delta was read up to ``before``, with phone 1 in it; the node stopped before it
     # recorded the commit. Phone 1 is withdrawn, and scope B commits (which drops the withdrawals
