@@ -67,8 +67,9 @@ _ENTRY_DST = b"alliance-psi/v2 set entry"
 SET_STATE_BYTES = 2048  # LtHash16: 1,024 lanes of 16 bits, little-endian.
 _LANES = SET_STATE_BYTES // 2
 # Python integers hold the state as two halves, the even lanes and the odd ones, each lane in a
-# 32-bit slot: 16 bits of lane and 16 bits of room for carries, so up to 2^16 additions add up
-# without a carry reaching the next lane, and one AND reduces every lane modulo 2^16.
+# 32-bit slot: 16 bits of lane and 16 bits of room for carries. An entry adds at most 2^16 to a
+# slot (a removal adds 2^16 - lane), so 2^15 of them on a reduced state stay below 2^32 without a
+# carry reaching the next lane (``_REDUCE_EVERY``), and one AND reduces every lane modulo 2^16.
 _SLOTS = int.from_bytes(b"\xff\xff\x00\x00" * (_LANES // 2), "little")
 _ONES = int.from_bytes(b"\x01\x00\x00\x00" * (_LANES // 2), "little")
 _REDUCE_EVERY = 1 << 15
