@@ -104,14 +104,14 @@ class Inbox:
         if rejects_from.exists():
             rejects = target.with_name(target.name + ".rejects.csv")
             os.replace(rejects_from, rejects)
+        os.replace(path, target)  # FileNotFoundError if it was taken out of the inbox meanwhile.
+        self._seen.pop(path.name, None)
         error_file = None
         if error is not None:
             error_file = target.with_name(target.name + ".error.txt")
             descriptor = os.open(error_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with open(descriptor, "w", encoding="utf-8") as handle:
                 handle.write(error.rstrip("\n") + "\n")
-        os.replace(path, target)
-        self._seen.pop(path.name, None)
         return Placed(target, rejects, error_file)
 
 

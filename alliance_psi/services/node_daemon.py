@@ -122,7 +122,19 @@ class NodeDaemon:
     # The inbox --------------------------------------------------------------------------------
 
     def import_file(self, path: Path) -> bool:
-        """Import one inbox file and place it in ``done/`` or ``failed/``; return whether it went in."""
+        """Import one inbox file and place it in ``done/`` or ``failed/``; return whether it went in.
+
+        A file taken out of the inbox meanwhile (before it was read, or before it was moved) is
+        passed over with a warning: whatever of it was imported stays."""
+        try:
+            return self._take_in(path)
+        except FileNotFoundError as exc:
+            self.log.warning(
+                "inbox: %s was taken out of the inbox meanwhile (%s); passed over", path.name, exc.strerror
+            )
+            return False
+
+    def _take_in(self, path: Path) -> bool:
         if not self.inbox.accepted(path):
             placed = self.inbox.place(path, failed=True, error=_NOT_A_BLACKLIST.format(name=path.name))
             self.log.warning(

@@ -1,5 +1,6 @@
-"""``node run``'s loop records a commit the coordinator made but the node did not (it stopped in
-between), and keeps that round's result: it does not take the round for one it never joined."""
+"""``node run``'s loop in this process, against a running alliance: it records a commit the
+coordinator made but the node did not (it stopped in between) and keeps that round's result; a file
+taken out of its inbox while it was being taken in is passed over, not fatal."""
 
 from __future__ import annotations
 
@@ -61,4 +62,18 @@ def test_a_commit_it_did_not_record_is_recorded_and_the_result_kept(
         with node.role.uow.reading() as tx:
             assert tx.results.recorded_scope(round_id) is not None
             assert tx.results.get_result(round_id).header  # Fetched, verified and kept.
+        node.close()
+
+
+def test_a_file_taken_out_of_the_inbox_meanwhile_is_passed_over(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    with running_alliance(tmp_path, pki) as alliance:
+        node = alliance.member_node("bank-a")
+        log = logging.getLogger("tests.node_run")
+        daemon = NodeDaemon(node, NodeRunConfig(inbox=tmp_path / "inbox"), NoAlerts(log), log)
+        daemon.inbox.prepare()
+        # Listed as ready, then taken out by someone before (or while) it was read.
+        for name in ("gone.csv", "gone.txt"):
+            assert daemon.import_file(daemon.inbox.folder / name) is False
+        assert not list((daemon.inbox.folder / "failed").iterdir())  # No error file without its file.
+        assert not list((daemon.inbox.folder / "done").iterdir())
         node.close()
