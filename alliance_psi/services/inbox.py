@@ -58,9 +58,14 @@ class Inbox:
     _seen: dict[str, tuple[int, int, float]] = field(default_factory=dict)  # name -> (size, mtime_ns, first seen)
 
     def prepare(self) -> None:
-        """Create the folder and its ``done/`` and ``failed/`` folders if missing (mode 0700)."""
+        """Create the folder and its ``done/`` and ``failed/`` folders if missing (mode 0700), and
+        delete the rejects files an import stopped in the middle (SIGKILL, power cut) left
+        half-written: they hold raw identifiers, and the file's import is done again whole."""
         for folder in (self.folder, self.folder / DONE, self.folder / FAILED):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # ``RejectsFile`` writes ``rejects_path`` as a temporary file named after it, then renames it.
+        for stale in self.folder.glob("..*.rejects.csv.*"):
+            stale.unlink(missing_ok=True)
 
     def ready(self) -> list[Path]:
         """The files complete by the settle rule, oldest first (by modification time, then name)."""

@@ -110,3 +110,21 @@ def test_sigterm_ends_it_with_exit_code_0(tmp_path: Path, pki) -> None:  # type:
             run.signal(signal.SIGTERM)
             assert run.stop() == 0, run.log
             assert "SIGTERM received, stopping" in run.log and "node run: stopped" in run.log, run.log
+
+
+def test_killed_mid_import_it_leaves_no_half_written_rejects_file(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    with running_alliance(tmp_path, pki) as alliance:
+        config = node_toml(tmp_path, pki, alliance, "bank-a", **{"join-rounds": "false"})
+        inbox = tmp_path / "bank-a-inbox"
+        numbers = range(600_000, 640_000)
+        text = HEADER + "".join(f"phone,{phone(n) if n % 100 else '12345'},wool_party\n" for n in numbers)
+        with node_run(config) as first:
+            drop(inbox, "big.csv", text)
+            # Its rejects file is being written (hidden, beside its place): killed then.
+            wait_for(lambda: list(inbox.glob("..big.csv.rejects.csv.*")), "a rejects file being written", first)
+            first.kill()
+        with node_run(config) as second:
+            wait_for((inbox / "failed" / "big.csv").exists, "big.csv in failed/", second)
+            assert (inbox / "failed" / "big.csv.rejects.csv").exists()
+            assert not list(inbox.glob(".*")), list(inbox.glob(".*"))  # Nothing half-written left behind.
+            assert second.stop() == 0, second.log
