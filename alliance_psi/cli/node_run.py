@@ -111,7 +111,8 @@ def run(
             pass  # Refuses a missing database, as every node command but `node import` does.
         for warning in custodian_trust_warnings(config.custodians):
             log.warning("%s", warning.removeprefix("warning: "))
-        node = MemberNode.from_config(config)
+        # Threshold custodians down, slow or excluded (names only): what `node join` prints, logged.
+        node = MemberNode.from_config(config, report=lambda event: log.warning("%s", event))
     daemon = NodeDaemon(node, settings, NoAlerts(log), log)
     _serve(daemon, settings.stop_grace_seconds, log)
     node.close()

@@ -164,3 +164,21 @@ def test_two_custodians_down_are_both_named(
     assert f"custodian-2: custodian custodian-2 at {servers[1].address} is unreachable" in error
     assert f"custodian-3: custodian custodian-3 at {servers[2].address} is unreachable" in error
     assert cached(alliance.member_engines["bank-a"]) == 0
+
+
+def test_node_run_logs_a_custodian_down_by_name(
+    tmp_path: Path, pki: AlliancePki, threshold_alliance: tuple[Alliance, Path, list[ServerProcess], list[str]]
+) -> None:
+    # A long-running node must say what `node join` says when a threshold custodian is down.
+    from tests.integration.node_run.support import node_run, node_toml
+
+    alliance, epoch_file, servers, _ = threshold_alliance
+    servers[0].stop()
+    round_id = alliance.admin().create_round(alliance.spec(2, invited=("bank-a", "bank-b"))).round_id
+    config = node_toml(tmp_path, pki, alliance, "bank-a", **{"epoch-file": str(epoch_file)})
+    with node_run(config) as run:
+        line = run.wait_for_line("custodian custodian-1 is down")
+        run.wait_for_line(f"round {round_id}")
+        assert run.stop() == 0
+    assert "using the others" in line
+    assert not any(phone(i) in run.log for i in range(20))  # Custodian names only, no identifier.
