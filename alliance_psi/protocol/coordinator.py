@@ -119,6 +119,10 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _no_pins(member_id: str) -> bytes | None:
+    return None
+
+
 class CoordinatorRole:
     """Rounds, submissions, matching and signed results over a unit of work.
 
@@ -130,7 +134,10 @@ class CoordinatorRole:
     (``RefusedChunks``); beyond, its chunks for that round are refused before any transaction.
 
     ``key_pins`` gives the key pin the coordinator enrolled for a member (None: not enrolled);
-    each result header names it, so a report signed with another key fails verification.
+    each result header names it, so a report signed with another key fails verification. A round
+    inviting a member nobody enrolled (a typo) is refused at creation rather than left waiting for
+    a member that can never connect. Without ``key_pins`` (role tests: no enrolment list) no key is
+    named and invitees are not checked.
 
     Continuous scopes (``protocol.continuous``) match each commit at once into alerts
     (``outbox``: at most ``max_alert_backlog`` unacknowledged per member) that members watch and
@@ -150,7 +157,7 @@ class CoordinatorRole:
         max_set_items: int | None = None,
         max_round_items: int | None = None,
         result_page_bytes: int = PAGE_BYTES,
-        key_pins: Callable[[str], bytes | None] = lambda member_id: None,
+        key_pins: Callable[[str], bytes | None] | None = None,
         max_refused_chunks: int = MAX_REFUSED_CHUNKS,
         max_alert_backlog: int = MAX_ALERT_BACKLOG,
         alert_signal: AlertSignal | None = None,
@@ -168,12 +175,13 @@ class CoordinatorRole:
         if (max_set_items is not None and max_set_items < 1) or (max_round_items is not None and max_round_items < 1):
             raise ConfigurationError("max_set_items and max_round_items must be at least 1")
         self.max_set_items, self.max_round_items = max_set_items, max_round_items
-        self.result_page_bytes, self.key_pins = result_page_bytes, key_pins
+        self.enrolled = None if key_pins is None else (lambda member_id: key_pins(member_id) is not None)
+        self.result_page_bytes, self.key_pins = result_page_bytes, key_pins or _no_pins
         self.refused_chunks = RefusedChunks(max_refused_chunks)
         self.audit = AuditRole(uow, signing_key, name=name, clock=clock)
         if max_alert_backlog < 1:
             raise ConfigurationError("max_alert_backlog must be at least 1")
-        self.outbox = AlertOutbox(signing_key, max_backlog=max_alert_backlog, key_pins=key_pins)
+        self.outbox = AlertOutbox(signing_key, max_backlog=max_alert_backlog, key_pins=self.key_pins)
         self.feed = AlertFeed(
             uow,
             self.outbox,
@@ -253,6 +261,13 @@ class CoordinatorRole:
                 raise InvalidRequest(
                     f"invited: need at least {spec.threshold} distinct valid member ids"
                     + (f", bad: {bad[:5]}" if bad else "")
+                )
+            strangers = sorted(m for m in set(spec.invited) if self.enrolled is not None and not self.enrolled(m))
+            if strangers:
+                raise InvalidRequest(
+                    f"invited: not enrolled at this coordinator: {', '.join(strangers[:5])}"
+                    + (f" and {len(strangers) - 5} more" if len(strangers) > 5 else "")
+                    + " (enrol each member first: coordinator member add)"
                 )
 
     def get_round(self, caller: Identity, round_id: str) -> tuple[Round, int]:

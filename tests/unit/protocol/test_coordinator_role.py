@@ -160,6 +160,16 @@ def test_closing_discards_uncommitted_submissions(
         role.get_result(B, round_id)
 
 
+def test_a_round_inviting_a_member_nobody_enrolled_is_refused(uow: MemoryUnitOfWork, clock: FakeClock) -> None:
+    pins = {"bank-a": b"pa", "bank-b": b"pb", "bank-c": b"pc"}
+    role = CoordinatorRole(uow, KEY, known_types=["phone"], clock=clock, key_pins=pins.get)
+    with pytest.raises(InvalidRequest, match="not enrolled at this coordinator: bank-x, bank-y"):
+        role.create_round(ADMIN, spec(clock, invited=("bank-a", "bank-y", "bank-x")))
+    assert role.list_rounds(ADMIN) == []
+    assert role.create_round(ADMIN, spec(clock, invited=("bank-a", "bank-b"))).invited == ("bank-a", "bank-b")
+    assert role.create_round(ADMIN, spec(clock, invited=None, key_epoch="e2")).invited is None  # Every member.
+
+
 def test_only_an_admin_creates_and_closes(role: CoordinatorRole, clock: FakeClock) -> None:
     with pytest.raises(NotAuthorized):
         role.create_round(A, spec(clock))
