@@ -207,15 +207,22 @@ class AuditLog:
         log and recomputed every hash passes the first two checks; only the third, with heads
         kept outside the operator's reach, catches that.
 
+        It also checks that no round's result was issued twice to one member (two
+        ``result.issue`` entries for one round and member): matching issues each member's result
+        once, so a second entry is a second, different result, each consistent with the log
+        taken alone, which only an outsider comparing results would otherwise catch.
+
         Raises:
             AuditLogBroken: with ``seq`` set to the first entry that fails (a gap in seq, an
                 entry whose content does not give its leaf hash, a node that does not match,
-                or the last entry of a checkpoint whose root the log no longer gives).
+                the last entry of a checkpoint whose root the log no longer gives, or a second
+                result issued for one round and member).
         """
         wanted: dict[int, list[bytes]] = {}
         for size, root in checkpoints:
             wanted.setdefault(size, []).append(root)
         tree = _NodeCheck(self._conn)
+        issued: dict[tuple[str, str], int] = {}  # (round, member) -> seq of its result.issue entry.
         result = stream(self._conn, select(audit_log).order_by(audit_log.c.seq))
         try:
             for row in result:
@@ -236,6 +243,8 @@ class AuditLog:
                         f"audit log broken at seq {row.seq}: entry does not match its leaf hash", seq=row.seq
                     )
                 tree.append(computed)
+                if row.action == "result.issue":
+                    _check_issued_once(issued, row.seq, detail)
                 for root in wanted.pop(tree.size, ()):
                     if tree.root() != root:
                         raise AuditLogBroken(
@@ -254,6 +263,18 @@ class AuditLog:
                 seq=tree.size + 1,
             )
         return tree.size
+
+
+def _check_issued_once(issued: dict[tuple[str, str], int], seq: int, detail: Any) -> None:
+    """Record a ``result.issue`` entry; raise ``AuditLogBroken`` if its round and member had one."""
+    key = (str(detail.get("round_id")), str(detail.get("member_id"))) if isinstance(detail, dict) else ("?", "?")
+    first = issued.setdefault(key, seq)
+    if first != seq:
+        raise AuditLogBroken(
+            f"audit log: round {key[0]}'s result was issued twice to member {key[1]} (seq {first} and {seq}): "
+            "the coordinator gave that member two different results for one round",
+            seq=seq,
+        )
 
 
 class _NodeCheck:

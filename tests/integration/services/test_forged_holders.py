@@ -315,3 +315,13 @@ def test_a_second_signed_result_for_a_kept_round_is_refused_and_kept_as_evidence
                 alliance.signing_key.public_key, header, signature, round_id=round_id, member_id="bank-a"
             )
             assert opened.round_id == round_id
+        # The coordinator's log, replayed by whoever holds a copy, names the second issue too.
+        from click.testing import CliRunner
+
+        from alliance_psi.cli.main import main
+
+        database = alliance.coordinator_engine.url.render_as_string(hide_password=False)
+        replayed = CliRunner().invoke(main, ["coordinator", "audit-verify", "--database", database])
+        assert replayed.exit_code == 1 and (
+            f"round {round_id}'s result was issued twice to member bank-a (seq " in replayed.output
+        ), replayed.output
