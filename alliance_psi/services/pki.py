@@ -57,7 +57,7 @@ from alliance_psi.services.pki_files import (
 
 __all__ = [
     "CA_CERT_FILE", "CA_KEY_FILE", "CRL_FILE", "IDENTITY_DNS_SUFFIX", "IDENTITY_URI_PREFIX", "SERVER_ROLES",
-    "CertificateAuthority", "IssuedCertificate", "identity_dns_name", "identity_from_pem", "identity_in", "init_ca",
+    "CertificateAuthority", "IssuedCertificate", "crl_number", "identity_dns_name", "identity_from_pem", "identity_in", "init_ca",
     "issue", "issue_for_key", "load_ca", "load_crl_serials", "revoke", "serial_issued_by", "serial_of", "spki_sha256",
     "validate_name", "validate_server_name", "write_ca", "write_crl", "write_issued",
 ]  # fmt: skip
@@ -281,19 +281,29 @@ def serial_issued_by(cert_pem: bytes, ca_cert_pem: bytes) -> int:
 def revoke(ca: CertificateAuthority, serials: Iterable[int], *, existing_crl_pem: bytes | None = None) -> bytes:
     """Return a CRL (PEM) signed by ``ca`` that lists ``serials`` and every entry of ``existing_crl_pem``.
 
+    The CRL carries the extensions RFC 5280 (5.2) requires of a CA's CRLs: the authority key
+    identifier and a CRL number one above the existing CRL's (1 for the first), so whoever holds
+    two of them (a relying party, an auditor) tells the later from the earlier.
+
     Raises:
         ConfigurationError: the existing CRL is not a CRL or not signed by ``ca``.
     """
     ca_cert, ca_key = _load_ca_objects(ca)
     now = dt.datetime.now(dt.UTC)
     entries: dict[int, x509.RevokedCertificate] = {}
+    number = 1
     if existing_crl_pem is not None:
-        entries = {entry.serial_number: entry for entry in _verified_crl(existing_crl_pem, ca_cert)}
+        existing = _verified_crl(existing_crl_pem, ca_cert)
+        entries = {entry.serial_number: entry for entry in existing}
+        number = crl_number(existing) + 1
     for serial in serials:
         if serial not in entries:
             entries[serial] = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
     builder = x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
     builder = builder.last_update(now).next_update(now + _CRL_VALIDITY)
+    builder = builder.add_extension(x509.CRLNumber(number), critical=False).add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+    )
     for entry in sorted(entries.values(), key=lambda e: e.serial_number):
         builder = builder.add_revoked_certificate(entry)
     return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
@@ -386,6 +396,14 @@ def _load_ca_objects(ca: CertificateAuthority) -> tuple[x509.Certificate, ec.Ell
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != cert.public_key():
         raise ConfigurationError("CA key does not match the CA certificate")
     return cert, key
+
+
+def crl_number(crl: x509.CertificateRevocationList) -> int:
+    """The CRL's number (RFC 5280 5.2.3), or 0 for a CRL written before CRLs were numbered."""
+    try:
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except x509.ExtensionNotFound:
+        return 0
 
 
 def _verified_crl(crl_pem: bytes, ca_cert: x509.Certificate) -> x509.CertificateRevocationList:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -201,6 +203,22 @@ def test_revoke_writes_and_then_extends_the_crl(ca_dir: Path, tmp_path: Path) ->
     ca = pki.load_ca(ca_dir)
     expected = {pki.serial_of((tmp_path / f"{name}.pem").read_bytes()) for name in ("bank-a", "bank-b", "bank-c")}
     assert pki.load_crl_serials((ca_dir / "crl.pem").read_bytes(), ca.cert_pem) == expected
+    # Numbered, one above the last, and naming the CA's key (RFC 5280 5.2.1, 5.2.3): what openssl expects.
+    crl = x509.load_pem_x509_crl((ca_dir / "crl.pem").read_bytes())
+    assert pki.crl_number(crl) == 3  # pki init wrote the empty CRL number 1; each revoke adds one.
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+    authority = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    subject_key = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert authority.key_identifier == subject_key.digest
+    openssl = shutil.which("openssl")
+    if openssl:  # The CRL as another tool reads it.
+        text = subprocess.run(
+            [openssl, "crl", "-noout", "-text", "-in", str(ca_dir / "crl.pem")],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        assert text.returncode == 0 and re.search(r"CRL Number: *\n *3\n", text.stdout), text.stdout
 
 
 def test_revoke_to_another_crl_file(ca_dir: Path, tmp_path: Path) -> None:
