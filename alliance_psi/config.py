@@ -32,6 +32,10 @@ from alliance_psi.defaults import (
     NODE_SUBMIT_SECONDS,
     QUOTA_PER_MEMBER,
     TICK_SECONDS,
+    WEBHOOK_FIRST_RETRY_SECONDS,
+    WEBHOOK_MAX_ATTEMPTS,
+    WEBHOOK_MAX_RETRY_SECONDS,
+    WEBHOOK_TIMEOUT_SECONDS,
 )
 from alliance_psi.errors import ConfigurationError
 
@@ -43,6 +47,8 @@ __all__ = [
     "MemberConfig",
     "MonitoringConfig",
     "NODE_FILE_KEYS",
+    "NotifyConfig",
+    "WebhookConfig",
     "NODE_FILE_PATHS",
     "NodeRunConfig",
     "PeerEndpoint",
@@ -476,6 +482,99 @@ class NodeRunConfig:
         for name in ("submit_seconds", "settle_seconds", "stop_grace_seconds"):
             if not getattr(self, name) >= 0:
                 raise ConfigurationError(f"{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+
+
+# The member node's alert notifiers ---------------------------------------------------------
+
+_LOOPBACK_HOSTS = ("localhost", "::1")
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """Where a member node posts its alerts: a Standard Webhooks endpoint (https://www.standardwebhooks.com).
+
+    Usage::
+
+        WebhookConfig(url="https://cases.bank-a.example/hooks/alliance",
+                      secret_file=Path("secrets/webhook.secret"))   # whsec_…, mode 0600
+        WebhookConfig(…, max_attempts=12,             # then the message is a dead letter
+                      first_retry_seconds=1.0,        # doubling, with jitter, up to
+                      max_retry_seconds=600.0,
+                      timeout_seconds=10.0)           # per request
+
+    The URL must be https, or http to a loopback address (a receiver on the same machine). Every
+    request carries ``webhook-id`` (the same on every attempt at one alert), ``webhook-timestamp``
+    and ``webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>`` under the secret;
+    ``services.notifiers.load_webhook_secret`` reads and checks the secret file.
+
+    Raises:
+        ConfigurationError: the URL is not http(s) with a host, is plain http to another host,
+            carries a user name or password, or a number is not positive.
+    """
+
+    url: str
+    secret_file: Path
+    max_attempts: int = WEBHOOK_MAX_ATTEMPTS
+    first_retry_seconds: float = WEBHOOK_FIRST_RETRY_SECONDS
+    max_retry_seconds: float = WEBHOOK_MAX_RETRY_SECONDS
+    timeout_seconds: float = WEBHOOK_TIMEOUT_SECONDS
+
+    def __post_init__(self) -> None:
+        import ipaddress
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(self.url)
+            host = parts.hostname or ""
+            _ = parts.port  # A port that is not a number raises here.
+        except ValueError as exc:
+            raise ConfigurationError(f"webhook-url {self.url!r} is not a URL: {exc}") from None
+        if parts.scheme not in ("https", "http") or not host:
+            raise ConfigurationError(f"webhook-url {self.url!r}: give an https:// URL with a host")
+        if parts.username is not None or parts.password is not None:
+            raise ConfigurationError(
+                "webhook-url carries a user name or password: the webhook secret file authenticates the node"
+            )
+        if parts.scheme == "http":
+            try:
+                loopback = ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                loopback = host in _LOOPBACK_HOSTS
+            if not loopback:
+                raise ConfigurationError(
+                    f"webhook-url {self.url!r} is plain http to {host}: alerts would cross the network "
+                    "unencrypted; use https (plain http is for a receiver on this machine only)"
+                )
+        for name in ("max_attempts", "first_retry_seconds", "max_retry_seconds", "timeout_seconds"):
+            if not getattr(self, name) > 0:
+                raise ConfigurationError(
+                    f"webhook {name.replace('_', '-')} must be positive, got {getattr(self, name)}"
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    """How a member node tells its people about alerts: a webhook, a JSON Lines alert log, the console.
+
+    Usage::
+
+        NotifyConfig()                                   # the console only
+        NotifyConfig(webhook=WebhookConfig(…))           # and a Standard Webhooks endpoint
+        NotifyConfig(alert_log=Path("alerts.jsonl"))     # and one JSON line per alert (mode 0600)
+        NotifyConfig(console=False, …)                   # not the console
+        NotifyConfig(…, include_identifiers=True)        # webhook and log carry the full identifier
+
+    By default no notice carries a raw identifier: the alert id, scope, kind, identifier type, the
+    identifier masked to its last four characters, categories and holder count
+    (``protocol.node_alerts.notice``). ``include_identifiers`` adds the normalized value to the
+    webhook's and the log's notices (never the console's): only for a receiver the member
+    controls. Each notifier has an outbox in the node's database, so a restart loses nothing.
+    """
+
+    webhook: WebhookConfig | None = None
+    alert_log: Path | None = None
+    console: bool = True
+    include_identifiers: bool = False
 
 
 # The member node's settings file -------------------------------------------------------------

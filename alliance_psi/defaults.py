@@ -41,6 +41,10 @@ __all__ = [
     "STREAM_IDLE_SECONDS",
     "THRESHOLD_SAMPLE",
     "TICK_SECONDS",
+    "WEBHOOK_FIRST_RETRY_SECONDS",
+    "WEBHOOK_MAX_ATTEMPTS",
+    "WEBHOOK_MAX_RETRY_SECONDS",
+    "WEBHOOK_TIMEOUT_SECONDS",
 ]
 
 BATCH_SIZE = 1024
@@ -150,3 +154,17 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 
 CRL_RELOAD_SECONDS = 30.0
 """How often a server checks its CRL file for changes."""
+
+# The member node's alert notifiers (``config.NotifyConfig``).
+
+WEBHOOK_MAX_ATTEMPTS = 12
+"""Attempts to deliver one alert to the webhook before it becomes a dead letter."""
+
+WEBHOOK_FIRST_RETRY_SECONDS = 1.0
+"""The wait after a webhook's first failed attempt; each later wait doubles (with jitter)."""
+
+WEBHOOK_MAX_RETRY_SECONDS = 600.0
+"""The longest wait between two attempts at one webhook message (12 attempts span about an hour)."""
+
+WEBHOOK_TIMEOUT_SECONDS = 10.0
+"""How long one webhook request may take (connect, send and answer)."""

@@ -31,6 +31,7 @@ Our exception hierarchy::
     │   └── Conflict            a chunk or commit that contradicts a stored one → ALREADY_EXISTS
     │       └── SetMismatch     the commit's expected set is not the one the coordinator holds → ABORTED
     ├── CeremonyFailed          a key ceremony that stopped without a key (names who and why)
+    ├── NotificationFailed      a member node's notifier could not deliver an alert notice (retried)
     ├── PeerUnavailable         a custodian or coordinator cannot be reached (client side)
     │   └── HandshakeFailed     what answers there is not the configured server (or refuses us)
     └── StorageError
@@ -70,6 +71,7 @@ __all__ = [
     "NotAuthenticated",
     "NotAuthorized",
     "NotFound",
+    "NotificationFailed",
     "PeerUnavailable",
     "QuotaExceeded",
     "ReportMismatch",
@@ -271,6 +273,12 @@ class SetMismatch(Conflict):
 class CeremonyFailed(AlliancePsiError):
     """A key ceremony stopped without a key: a custodian missing, views that differ, too many faults.
     The message names the custodians concerned; no custodian keeps a share of a failed ceremony."""
+
+
+class NotificationFailed(AlliancePsiError):
+    """A member node's notifier could not deliver an alert notice: the webhook did not answer or
+    refused it, or the alert log could not be written. The message says why and names no
+    identifier; the outbox retries it, then keeps it as a dead letter."""
 
 
 class PeerUnavailable(AlliancePsiError):

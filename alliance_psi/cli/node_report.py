@@ -29,6 +29,7 @@ from alliance_psi.cli._options import reported
 from alliance_psi.cli.node import F, _option, database_option, node_command_text, node_group, open_node_database
 from alliance_psi.cli.reports import console_safe, holders_text, read_public_key
 from alliance_psi.errors import ConfigurationError, InvalidSignature, NotFound, StorageError
+from alliance_psi.identifiers.masking import mask
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -43,15 +44,6 @@ __all__ = ["load_report", "mask"]
 
 _FORMATS = ("csv", "html", "json")
 _FILE = click.Path(dir_okay=False, path_type=Path)
-_SHOWN = 4
-
-
-def mask(value: str) -> str:
-    """``value`` for the console: its last four characters behind ``****``.
-
-    Values shorter than eight characters are hidden whole: four would be half of them.
-    """
-    return "****" + value[-_SHOWN:] if len(value) >= 2 * _SHOWN else "*" * 2 * _SHOWN
 
 
 @contextlib.contextmanager

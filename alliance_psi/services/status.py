@@ -62,6 +62,7 @@ STATUS_OF: tuple[tuple[type[errors.AlliancePsiError], grpc.StatusCode], ...] = (
     (errors.InvalidShare, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.ConfigurationError, grpc.StatusCode.INTERNAL),
     (errors.CeremonyFailed, grpc.StatusCode.INTERNAL),
+    (errors.NotificationFailed, grpc.StatusCode.INTERNAL),
     (errors.HandshakeFailed, grpc.StatusCode.UNAVAILABLE),
     (errors.PeerUnavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.AuditLogBroken, grpc.StatusCode.DATA_LOSS),

@@ -54,6 +54,9 @@ __all__ = [
     "enrolments",
     "identifier_spellings",
     "identifiers",
+    "member_alert_cursor",
+    "member_alert_outbox",
+    "member_alerts",
     "member_checkpoints",
     "member_changes",
     "member_log_evidence",
@@ -624,4 +627,58 @@ member_log_evidence = Table(
     Column("kind", Text, nullable=False),
     Column("document", Text, nullable=False),  # protocol.log_evidence JSON of the signed documents.
     Column("detected_at", UTCDateTime(), nullable=False),
+)
+
+# The member node's alerts of continuous scopes (``protocol.alert_follower``): each alert as the
+# coordinator signed it (the evidence) with what the node concluded of it, the sequence number of
+# the last one applied (advanced in the transaction that stores the alert, so an alert is applied
+# exactly once), and one outbox row per alert and notifier (webhook, alert log, console), so a
+# notification survives a restart. No table holds a raw identifier: an alert names its match token,
+# which the node maps to its own identifier when it shows it (a withdrawn identifier is gone from
+# its alerts too); an outbox body holds one only if the operator asked for full identifiers, and
+# only until it is delivered.
+member_alerts = Table(
+    "member_alerts",
+    metadata,
+    Column("sequence", BigInteger, primary_key=True, autoincrement=False),
+    Column("alert_id", Text, nullable=False, unique=True),
+    Column("scope", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("key_epoch", Text, nullable=False),
+    Column("match_token", LargeBinary(MATCH_TOKEN_BYTES), nullable=False),
+    Column("holder_count", Integer, nullable=False),
+    Column("threshold", Integer, nullable=False),
+    Column("peer_labels", Text, nullable=False),  # JSON list of the opened labels (categories, attested names).
+    Column("unreadable_labels", Integer, nullable=False),
+    Column("refused", Text, nullable=True),  # Why the label checks refused it: not a lead.
+    Column("signed", LargeBinary, nullable=False),  # The alert's signed bytes, as received.
+    Column("signature", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),  # The coordinator's time.
+    Column("applied_at", UTCDateTime, nullable=False),
+    Column("acked_at", UTCDateTime, nullable=True),  # An investigator acknowledged it (``node alerts ack``).
+    Column("ack_note", Text, nullable=False, default=""),
+    Index("ix_member_alerts_scope_token", "scope", "match_token", "sequence"),
+    _length_is("match_token", MATCH_TOKEN_BYTES),
+)
+
+member_alert_cursor = Table(
+    "member_alert_cursor",
+    metadata,
+    Column("stream", Text, primary_key=True),  # The coordinator's name.
+    Column("applied_sequence", BigInteger, nullable=False),
+)
+
+member_alert_outbox = Table(
+    "member_alert_outbox",
+    metadata,
+    Column("sequence", BigInteger, ForeignKey("member_alerts.sequence"), primary_key=True),
+    Column("channel", Text, primary_key=True),  # webhook, log or console.
+    Column("message_id", Text, nullable=False),  # The same on every attempt (Standard Webhooks webhook-id).
+    Column("body", LargeBinary, nullable=False),  # Emptied once delivered.
+    Column("state", Text, nullable=False),  # pending, delivered or dead.
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_member_alert_outbox_due", "state", "next_attempt_at"),
 )

@@ -1,0 +1,319 @@
+"""The member node's alerts, the sequence of the last one applied, and the notifiers' outbox.
+
+``apply`` stores an alert, its outbox rows and the new applied sequence in the caller's
+transaction, and only if the alert is the next in sequence (a compare-and-set on the cursor): an
+alert is applied exactly once, even by two followers at once. Outbox rows are delivered
+(``due``, ``delivered``, ``failed``) by the notifiers; a delivered row's body is emptied, since it
+may hold a raw identifier (``protocol.node_alerts.notice``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, Select, func, select, update
+
+from alliance_psi.errors import Conflict, NotFound
+from alliance_psi.protocol.leads import LeadLabel
+from alliance_psi.protocol.node_alerts import AppliedAlert, Channel, DeliveryState, OutboxMessage
+from alliance_psi.storage._common import insert_if_absent
+from alliance_psi.storage.schema import member_alert_cursor, member_alert_outbox, member_alerts
+
+__all__ = ["AlertFilter", "NodeAlerts"]
+
+
+def _labels_json(labels: Sequence[LeadLabel]) -> str:
+    return json.dumps(
+        [
+            {
+                "category": label.category,
+                "severity": label.severity,
+                "first_seen": label.first_seen.isoformat() if label.first_seen else None,
+                "case_ref": label.case_ref,
+                "member": label.member,
+            }
+            for label in labels
+        ],
+        ensure_ascii=False,
+        sort_keys=True,
+    )
+
+
+def _labels_from(text: str) -> tuple[LeadLabel, ...]:
+    return tuple(
+        LeadLabel(
+            entry["category"],
+            entry["severity"],
+            date.fromisoformat(entry["first_seen"]) if entry["first_seen"] else None,
+            entry["case_ref"],
+            entry["member"],
+        )
+        for entry in json.loads(text)
+    )
+
+
+def _alert(row: Row[Any]) -> AppliedAlert:
+    r = row._mapping
+    return AppliedAlert(
+        sequence=int(r["sequence"]),
+        alert_id=r["alert_id"],
+        scope=r["scope"],
+        kind=r["kind"],
+        key_epoch=r["key_epoch"],
+        match_token=bytes(r["match_token"]),
+        holder_count=int(r["holder_count"]),
+        threshold=int(r["threshold"]),
+        peer_labels=_labels_from(r["peer_labels"]),
+        unreadable_labels=int(r["unreadable_labels"]),
+        refused=r["refused"],
+        signed=bytes(r["signed"]),
+        signature=bytes(r["signature"]),
+        created_at=r["created_at"],
+        applied_at=r["applied_at"],
+        acked_at=r["acked_at"],
+        ack_note=r["ack_note"] or "",
+    )
+
+
+class AlertFilter:
+    """Which alerts ``NodeAlerts.find`` returns: all by default, newest first.
+
+    ``scope`` and ``kind`` match exactly; ``unacked`` keeps those no investigator acknowledged;
+    ``current`` keeps the latest alert of each token of a scope, when it is not a retraction and
+    its labels were not refused (the leads that stand now); ``since`` keeps those applied at or
+    after it; ``limit`` caps how many.
+    """
+
+    def __init__(
+        self,
+        *,
+        scope: str | None = None,
+        kind: str | None = None,
+        unacked: bool = False,
+        current: bool = False,
+        since: datetime | None = None,
+        limit: int | None = None,
+        retraction_kinds: Sequence[str] = (),
+    ) -> None:
+        self.scope, self.kind, self.unacked, self.current = scope, kind, unacked, current
+        self.since, self.limit, self.retraction_kinds = since, limit, tuple(retraction_kinds)
+
+
+class NodeAlerts:
+    """The node's alerts and outbox over the caller's connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    # The cursor and applying ---------------------------------------------------------------
+
+    def applied_sequence(self, stream: str) -> int:
+        """The sequence number of the last alert applied from ``stream`` (0: none yet)."""
+        cursor = member_alert_cursor.c
+        value = self._conn.execute(select(cursor.applied_sequence).where(cursor.stream == stream)).scalar()
+        return int(value) if value is not None else 0
+
+    def apply(self, stream: str, alert: AppliedAlert, outbox: Sequence[OutboxMessage]) -> None:
+        """Store ``alert`` and its outbox rows and make it the last applied of ``stream``.
+
+        Raises:
+            Conflict: ``alert`` is not the next in sequence (another follower applied it, or a gap);
+                nothing is written.
+        """
+        cursor = member_alert_cursor.c
+        expected = alert.sequence - 1
+        if expected == 0:
+            moved = insert_if_absent(self._conn, member_alert_cursor, {"stream": stream, "applied_sequence": 1})
+        else:
+            moved = bool(
+                self._conn.execute(
+                    update(member_alert_cursor)
+                    .where(cursor.stream == stream, cursor.applied_sequence == expected)
+                    .values(applied_sequence=alert.sequence)
+                ).rowcount
+            )
+        if not moved:
+            raise Conflict(
+                f"alert {alert.sequence} of {stream} is not the next to apply (last applied: "
+                f"{self.applied_sequence(stream)})"
+            )
+        self._conn.execute(
+            member_alerts.insert().values(
+                sequence=alert.sequence,
+                alert_id=alert.alert_id,
+                scope=alert.scope,
+                kind=alert.kind,
+                key_epoch=alert.key_epoch,
+                match_token=alert.match_token,
+                holder_count=alert.holder_count,
+                threshold=alert.threshold,
+                peer_labels=_labels_json(alert.peer_labels),
+                unreadable_labels=alert.unreadable_labels,
+                refused=alert.refused,
+                signed=alert.signed,
+                signature=alert.signature,
+                created_at=alert.created_at,
+                applied_at=alert.applied_at,
+                acked_at=None,
+                ack_note="",
+            )
+        )
+        if outbox:
+            self._conn.execute(
+                member_alert_outbox.insert(),
+                [
+                    {
+                        "sequence": m.sequence,
+                        "channel": m.channel.value,
+                        "message_id": m.message_id,
+                        "body": m.body,
+                        "state": m.state.value,
+                        "attempts": m.attempts,
+                        "next_attempt_at": m.next_attempt_at,
+                        "last_error": m.last_error,
+                        "updated_at": alert.applied_at,
+                    }
+                    for m in outbox
+                ],
+            )
+
+    # Reading and acknowledging -------------------------------------------------------------
+
+    def get(self, alert: str) -> AppliedAlert:
+        """The alert with id ``alert`` (or a unique prefix of it, or its sequence number).
+
+        Raises:
+            NotFound: no such alert, or the prefix is not unique.
+        """
+        c = member_alerts.c
+        condition = c.alert_id.startswith(alert, autoescape=True)
+        if alert.isdigit():
+            condition = condition | (c.sequence == int(alert))
+        rows = self._conn.execute(select(member_alerts).where(condition).limit(2)).all()
+        if len(rows) != 1:
+            why = "no alert" if not rows else "more than one alert"
+            raise NotFound(f"{why} with id or sequence {alert!r}: `node alerts list` shows them")
+        return _alert(rows[0])
+
+    def find(self, where: AlertFilter | None = None) -> list[AppliedAlert]:
+        """Alerts matching ``where``, newest (highest sequence) first."""
+        where = where or AlertFilter()
+        c = member_alerts.c
+        query: Select[Any] = select(member_alerts)
+        if where.current:
+            latest = select(func.max(c.sequence).label("sequence")).group_by(c.scope, c.match_token).subquery("latest")
+            query = query.join(latest, latest.c.sequence == c.sequence).where(
+                c.refused.is_(None), c.kind.not_in(list(where.retraction_kinds))
+            )
+        if where.scope is not None:
+            query = query.where(c.scope == where.scope)
+        if where.kind is not None:
+            query = query.where(c.kind == where.kind)
+        if where.unacked:
+            query = query.where(c.acked_at.is_(None))
+        if where.since is not None:
+            query = query.where(c.applied_at >= where.since)
+        query = query.order_by(c.sequence.desc())
+        if where.limit is not None:
+            query = query.limit(where.limit)
+        return [_alert(row) for row in self._conn.execute(query)]
+
+    def scopes(self) -> list[str]:
+        """Every scope the node has alerts of, in order."""
+        c = member_alerts.c
+        return [row[0] for row in self._conn.execute(select(c.scope).distinct().order_by(c.scope))]
+
+    def ack(self, sequence: int, *, at: datetime, note: str = "") -> bool:
+        """Record that an investigator acknowledged alert ``sequence``; False if it already was."""
+        c = member_alerts.c
+        done = self._conn.execute(
+            update(member_alerts).where(c.sequence == sequence, c.acked_at.is_(None)).values(acked_at=at, ack_note=note)
+        )
+        return bool(done.rowcount)
+
+    # The outbox ------------------------------------------------------------------------------
+
+    def due(self, channel: Channel, now: datetime, limit: int = 100) -> list[OutboxMessage]:
+        """Pending messages of ``channel`` whose next attempt is due, oldest alert first."""
+        o = member_alert_outbox.c
+        rows = self._conn.execute(
+            select(member_alert_outbox)
+            .where(o.channel == channel.value, o.state == DeliveryState.PENDING.value, o.next_attempt_at <= now)
+            .order_by(o.sequence)
+            .limit(limit)
+        )
+        return [_message(row) for row in rows]
+
+    def next_due(self, channel: Channel) -> datetime | None:
+        """When the earliest pending message of ``channel`` is due, or None if none is pending."""
+        o = member_alert_outbox.c
+        when: datetime | None = self._conn.execute(
+            select(func.min(o.next_attempt_at)).where(
+                o.channel == channel.value, o.state == DeliveryState.PENDING.value
+            )
+        ).scalar()
+        return when
+
+    def delivered(self, sequence: int, channel: Channel, *, at: datetime) -> None:
+        """Mark a message delivered and drop its body (it may hold a raw identifier)."""
+        o = member_alert_outbox.c
+        self._conn.execute(
+            update(member_alert_outbox)
+            .where(o.sequence == sequence, o.channel == channel.value)
+            .values(
+                state=DeliveryState.DELIVERED.value, body=b"", attempts=o.attempts + 1, last_error="", updated_at=at
+            )
+        )
+
+    def failed(self, sequence: int, channel: Channel, *, at: datetime, error: str, retry_at: datetime | None) -> None:
+        """Record a failed attempt: try again at ``retry_at``, or, with None, the message is dead (a dead letter)."""
+        o = member_alert_outbox.c
+        state = DeliveryState.PENDING if retry_at is not None else DeliveryState.DEAD
+        self._conn.execute(
+            update(member_alert_outbox)
+            .where(o.sequence == sequence, o.channel == channel.value)
+            .values(
+                state=state.value,
+                attempts=o.attempts + 1,
+                next_attempt_at=retry_at if retry_at is not None else o.next_attempt_at,
+                last_error=error,
+                updated_at=at,
+            )
+        )
+
+    def redeliver(self, sequence: int, channel: Channel, *, at: datetime) -> bool:
+        """Make a dead message pending again, due now (its retry budget starts over); False if it is not dead."""
+        o = member_alert_outbox.c
+        done = self._conn.execute(
+            update(member_alert_outbox)
+            .where(o.sequence == sequence, o.channel == channel.value, o.state == DeliveryState.DEAD.value)
+            .values(state=DeliveryState.PENDING.value, attempts=0, next_attempt_at=at, updated_at=at)
+        )
+        return bool(done.rowcount)
+
+    def messages(self, *, sequence: int | None = None, state: DeliveryState | None = None) -> list[OutboxMessage]:
+        """Outbox rows, of one alert or in one state, by alert then channel."""
+        o = member_alert_outbox.c
+        query = select(member_alert_outbox).order_by(o.sequence, o.channel)
+        if sequence is not None:
+            query = query.where(o.sequence == sequence)
+        if state is not None:
+            query = query.where(o.state == state.value)
+        return [_message(row) for row in self._conn.execute(query)]
+
+
+def _message(row: Row[Any]) -> OutboxMessage:
+    r = row._mapping
+    return OutboxMessage(
+        sequence=int(r["sequence"]),
+        channel=Channel(r["channel"]),
+        message_id=r["message_id"],
+        body=bytes(r["body"]),
+        state=DeliveryState(r["state"]),
+        attempts=int(r["attempts"]),
+        next_attempt_at=r["next_attempt_at"],
+        last_error=r["last_error"] or "",
+    )
