@@ -45,6 +45,7 @@ __all__ = [
     "build_leads",
     "check_labels",
     "lead_sort_key",
+    "open_peer_labels",
     "refuse_leads",
 ]
 
@@ -302,16 +303,8 @@ def build_leads(
         if match.match_token not in own or match.match_token in refused:
             continue
         type_, canonical, category, severity, first_seen, case_ref, spelling = own[match.match_token]
-        labels, unreadable = [], 0
-        for peer in match.peer_labels:
-            try:
-                if scope is None:
-                    raise InvalidLabel()  # A round without labels: whatever is there cannot be one.
-                context = LabelContext(result.key_epoch, match.match_token, scope)
-                opened = open_label(label_keys[match.match_token], peer.sealed, context)
-                labels.append(replace(LeadLabel.decode(opened.plaintext), member=peer.sealer))  # Attested name.
-            except (InvalidLabel, KeyError):
-                unreadable += 1
+        context = LabelContext(result.key_epoch, match.match_token, scope) if scope is not None else None
+        labels, unreadable = open_peer_labels(match, label_keys.get(match.match_token), context)
         found.append(
             Lead(
                 type_,
@@ -322,7 +315,7 @@ def build_leads(
                 first_seen,
                 match.holder_count,
                 match.match_token,
-                tuple(labels),
+                labels,
                 unreadable,
                 spelling,
                 (backed or {}).get(match.match_token),
@@ -330,6 +323,25 @@ def build_leads(
         )
     found.sort(key=lead_sort_key)
     return found
+
+
+def open_peer_labels(
+    match: MatchedToken, label_key: bytes | None, context: LabelContext | None
+) -> tuple[tuple[LeadLabel, ...], int]:
+    """The peers' labels of ``match`` opened under ``label_key`` in ``context``, each named by its
+    attested sealer (``PeerLabel.sealer``, never the label's own claim), and how many could not be
+    opened or parsed (counted, not shown). Without a key or a context (no labels in the scope),
+    every label is unreadable."""
+    labels, unreadable = [], 0
+    for peer in match.peer_labels:
+        try:
+            if label_key is None or context is None:
+                raise InvalidLabel()  # A scope without labels: whatever is there cannot be one.
+            opened = open_label(label_key, peer.sealed, context)
+            labels.append(replace(LeadLabel.decode(opened.plaintext), member=peer.sealer))  # Attested name.
+        except InvalidLabel:
+            unreadable += 1
+    return tuple(labels), unreadable
 
 
 def lead_sort_key(lead: Lead) -> tuple[int, int, str, str]:

@@ -25,22 +25,37 @@ from datetime import datetime
 from enum import StrEnum
 
 from alliance_psi.identifiers.masking import mask
+from alliance_psi.protocol.alerts import AlertKind
 from alliance_psi.protocol.leads import LeadLabel, OwnIdentifier
 
 __all__ = [
+    "LEAD_KINDS",
     "NOTICE_TYPE_PREFIX",
+    "RESYNC_KIND",
     "AppliedAlert",
     "Channel",
     "DeliveryState",
     "NoticePolicy",
     "OutboxMessage",
     "alert_id_of",
+    "kind_name",
     "message_id_of",
     "notice",
     "notice_bytes",
 ]
 
 NOTICE_TYPE_PREFIX = "alliance-psi.alert."
+
+
+def kind_name(kind: AlertKind) -> str:
+    """How the node stores and shows an alert kind: ``match``, ``joined``, ``retracted``, ..."""
+    return kind.name.lower()
+
+
+LEAD_KINDS = tuple(kind_name(kind) for kind in AlertKind if kind.is_lead)
+"""The kinds after which the alert's token is one of the member's leads (``AlertKind.is_lead``)."""
+RESYNC_KIND = kind_name(AlertKind.RESYNC)
+"""After it, the scope's leads are the snapshots that follow: earlier alerts of the scope no longer stand."""
 
 
 class Channel(StrEnum):

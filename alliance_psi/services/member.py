@@ -29,6 +29,7 @@ from alliance_psi.services.cert_checks import load_tls
 from alliance_psi.services.clients import CoordinatorClient, CustodianChain, ThresholdCustodians, custodian_evaluator
 from alliance_psi.services.epoch_files import load_public_epoch
 from alliance_psi.storage import CheckpointStore, KeptResults, MemberRepository, create_schema, make_engine
+from alliance_psi.storage.node_alerts import NodeAlerts
 
 __all__ = ["MemberNode", "SqlNodeUnitOfWork", "load_blind_key", "load_nonce_key"]
 
@@ -65,14 +66,16 @@ class _NodeTx:
     repo: MemberRepository
     results: KeptResults
     checkpoints: CheckpointStore
+    alerts: NodeAlerts
 
     @classmethod
     def over(cls, conn: Connection) -> _NodeTx:
-        return cls(MemberRepository(conn), KeptResults(conn), CheckpointStore(conn))
+        return cls(MemberRepository(conn), KeptResults(conn), CheckpointStore(conn), NodeAlerts(conn))
 
 
 class SqlNodeUnitOfWork:
-    """The member node's database as ``ports.NodeUnitOfWork``: one connection per transaction."""
+    """The member node's database as ``ports.NodeUnitOfWork`` (and the alert follower's
+    ``FollowerUnitOfWork``): one connection per transaction."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

@@ -18,7 +18,14 @@ from sqlalchemy import Connection, Row, Select, func, select, update
 
 from alliance_psi.errors import Conflict, NotFound
 from alliance_psi.protocol.leads import LeadLabel
-from alliance_psi.protocol.node_alerts import AppliedAlert, Channel, DeliveryState, OutboxMessage
+from alliance_psi.protocol.node_alerts import (
+    LEAD_KINDS,
+    RESYNC_KIND,
+    AppliedAlert,
+    Channel,
+    DeliveryState,
+    OutboxMessage,
+)
 from alliance_psi.storage._common import insert_if_absent
 from alliance_psi.storage.schema import member_alert_cursor, member_alert_outbox, member_alerts
 
@@ -82,9 +89,8 @@ class AlertFilter:
     """Which alerts ``NodeAlerts.find`` returns: all by default, newest first.
 
     ``scope`` and ``kind`` match exactly; ``unacked`` keeps those no investigator acknowledged;
-    ``current`` keeps the latest alert of each token of a scope, when it is not a retraction and
-    its labels were not refused (the leads that stand now); ``since`` keeps those applied at or
-    after it; ``limit`` caps how many.
+    ``current`` keeps the alerts that stand now (``NodeAlerts.standing``); ``since`` keeps those
+    applied at or after it; ``limit`` caps how many.
     """
 
     def __init__(
@@ -96,10 +102,9 @@ class AlertFilter:
         current: bool = False,
         since: datetime | None = None,
         limit: int | None = None,
-        retraction_kinds: Sequence[str] = (),
     ) -> None:
         self.scope, self.kind, self.unacked, self.current = scope, kind, unacked, current
-        self.since, self.limit, self.retraction_kinds = since, limit, tuple(retraction_kinds)
+        self.since, self.limit = since, limit
 
 
 class NodeAlerts:
@@ -183,15 +188,13 @@ class NodeAlerts:
     # Reading and acknowledging -------------------------------------------------------------
 
     def get(self, alert: str) -> AppliedAlert:
-        """The alert with id ``alert`` (or a unique prefix of it, or its sequence number).
+        """The alert with sequence number ``alert`` (all digits), or whose id starts with ``alert``.
 
         Raises:
             NotFound: no such alert, or the prefix is not unique.
         """
         c = member_alerts.c
-        condition = c.alert_id.startswith(alert, autoescape=True)
-        if alert.isdigit():
-            condition = condition | (c.sequence == int(alert))
+        condition = c.sequence == int(alert) if alert.isdigit() else c.alert_id.startswith(alert, autoescape=True)
         rows = self._conn.execute(select(member_alerts).where(condition).limit(2)).all()
         if len(rows) != 1:
             why = "no alert" if not rows else "more than one alert"
@@ -204,10 +207,7 @@ class NodeAlerts:
         c = member_alerts.c
         query: Select[Any] = select(member_alerts)
         if where.current:
-            latest = select(func.max(c.sequence).label("sequence")).group_by(c.scope, c.match_token).subquery("latest")
-            query = query.join(latest, latest.c.sequence == c.sequence).where(
-                c.refused.is_(None), c.kind.not_in(list(where.retraction_kinds))
-            )
+            query = query.where(c.sequence.in_(_standing()))
         if where.scope is not None:
             query = query.where(c.scope == where.scope)
         if where.kind is not None:
@@ -220,6 +220,23 @@ class NodeAlerts:
         if where.limit is not None:
             query = query.limit(where.limit)
         return [_alert(row) for row in self._conn.execute(query)]
+
+    def is_current(self, scope: str, match_token: bytes) -> bool:
+        """Whether the latest alert of ``match_token`` in ``scope`` stands (``_standing``)."""
+        c = member_alerts.c
+        standing = select(c.sequence).where(c.scope == scope, c.match_token == match_token, c.sequence.in_(_standing()))
+        return self._conn.execute(standing.limit(1)).first() is not None
+
+    def skip_to(self, stream: str, sequence: int) -> None:
+        """Make ``sequence`` the last applied of ``stream`` without applying what comes before it
+        (alerts the coordinator will not send again); never moves the cursor back."""
+        cursor = member_alert_cursor.c
+        if not insert_if_absent(self._conn, member_alert_cursor, {"stream": stream, "applied_sequence": sequence}):
+            self._conn.execute(
+                update(member_alert_cursor)
+                .where(cursor.stream == stream, cursor.applied_sequence < sequence)
+                .values(applied_sequence=sequence)
+            )
 
     def scopes(self) -> list[str]:
         """Every scope the node has alerts of, in order."""
@@ -303,6 +320,21 @@ class NodeAlerts:
         if state is not None:
             query = query.where(o.state == state.value)
         return [_message(row) for row in self._conn.execute(query)]
+
+
+def _standing() -> Select[Any]:
+    """The sequences of the alerts that stand now: for each token of each scope its latest alert,
+    if that says the token is a lead (``LEAD_KINDS``), was not refused, and no RESYNC of the scope
+    came after it (a resync replaces the scope's leads by the snapshots that follow it)."""
+    c = member_alerts.c
+    latest = select(func.max(c.sequence)).group_by(c.scope, c.match_token)
+    resync = member_alerts.alias("resync")
+    later_resync = (
+        select(resync.c.sequence)
+        .where(resync.c.scope == c.scope, resync.c.kind == RESYNC_KIND, resync.c.sequence > c.sequence)
+        .exists()
+    )
+    return select(c.sequence).where(c.sequence.in_(latest), c.kind.in_(LEAD_KINDS), c.refused.is_(None), ~later_resync)
 
 
 def _message(row: Row[Any]) -> OutboxMessage:

@@ -20,7 +20,7 @@ NOW = datetime(2026, 11, 3, 9, 30, tzinfo=UTC)
 SCOPE = "epoch-test/phone/labels"
 
 
-def applied(sequence: int, token: bytes, *, kind: str = "matched", holders: int = 2, **fields: object) -> AppliedAlert:
+def applied(sequence: int, token: bytes, *, kind: str = "match", holders: int = 2, **fields: object) -> AppliedAlert:
     """An applied alert for ``token`` with made-up signed bytes (storage and notifiers do not check them)."""
     signed = b"signed alert %d" % sequence + token
     values: dict[str, object] = {

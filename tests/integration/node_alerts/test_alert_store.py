@@ -66,8 +66,10 @@ def test_current_alerts_are_the_latest_per_token_that_is_no_retraction(engine: E
         applied(5, token("c"), refused="labels do not back it"),
     )
     with engine.connect() as conn:
-        current = NodeAlerts(conn).find(AlertFilter(current=True, retraction_kinds=("retracted",)))
+        current = NodeAlerts(conn).find(AlertFilter(current=True))
         assert [(a.sequence, a.holder_count) for a in current] == [(3, 3)]
+        assert NodeAlerts(conn).is_current(current[0].scope, token("a"))
+        assert not NodeAlerts(conn).is_current(current[0].scope, token("b"))
         assert [a.sequence for a in NodeAlerts(conn).find(AlertFilter(kind="retracted"))] == [4]
 
 
@@ -112,3 +114,24 @@ def test_a_refused_alert_never_goes_to_the_webhook(engine: Engine) -> None:
     apply(engine, applied(1, token("a"), refused="two peer labels are identical"), policy=policy)
     with engine.connect() as conn:
         assert {m.channel for m in NodeAlerts(conn).messages()} == {Channel.LOG, Channel.CONSOLE}
+
+
+def test_a_resync_replaces_the_scope_s_standing_alerts_by_the_snapshots_after_it(engine: Engine) -> None:
+    apply(
+        engine,
+        applied(1, token("a")),
+        applied(2, token("b")),
+        applied(3, bytes(16), kind="overflow"),
+        applied(4, bytes(16), kind="resync", holders=1),
+        applied(5, token("b"), kind="snapshot", holders=3),
+    )
+    with engine.connect() as conn:
+        assert [a.sequence for a in NodeAlerts(conn).find(AlertFilter(current=True))] == [5]
+
+
+def test_skip_to_never_moves_back(engine: Engine) -> None:
+    with engine.begin() as conn:
+        NodeAlerts(conn).skip_to(STREAM, 7)
+        NodeAlerts(conn).skip_to(STREAM, 3)
+        assert NodeAlerts(conn).applied_sequence(STREAM) == 7
+    apply(engine, applied(8, token("a")))

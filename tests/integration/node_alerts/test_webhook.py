@@ -76,7 +76,7 @@ def test_a_webhook_down_then_up_gets_the_alert_once_with_one_message_id(engine: 
     assert ids == {message.message_id} and [r.status for r in receiver.requests] == [503, 204]
     for request in receiver.requests:
         data = verified(secret, request.body, request.headers)
-        assert data["type"] == "alliance-psi.alert.matched"
+        assert data["type"] == "alliance-psi.alert.match"
     with engine.connect() as conn:
         (done,) = NodeAlerts(conn).messages()
     assert (done.state, done.attempts, done.body) == (DeliveryState.DELIVERED, 3, b"")
@@ -92,7 +92,7 @@ def test_the_signature_does_not_verify_under_another_secret_or_body(engine: Engi
     with pytest.raises(Exception, match="No matching signature"):
         verified(other, request.body, request.headers)
     with pytest.raises(Exception, match="No matching signature"):
-        verified(secret, request.body.replace(b"matched", b"retracted"), request.headers)
+        verified(secret, request.body.replace(b'"match"', b'"retracted"'), request.headers)
 
 
 def test_the_body_masks_the_identifier_unless_asked(engine: Engine, tmp_path: Path) -> None:
