@@ -602,9 +602,24 @@ NODE_FILE_KEYS = (
     "settle-seconds",
     "strict-inbox",
     "join-rounds",
+    "webhook-url",
+    "webhook-secret-file",
+    "alert-log",
+    "console-alerts",
+    "include-identifiers",
 )
 # Keys of node.toml that hold a file or folder; relative ones are relative to the file's folder.
-NODE_FILE_PATHS = ("ca", "cert", "key", "coordinator-key", "data-dir", "epoch-file", "inbox")
+NODE_FILE_PATHS = (
+    "ca",
+    "cert",
+    "key",
+    "coordinator-key",
+    "data-dir",
+    "epoch-file",
+    "inbox",
+    "webhook-secret-file",
+    "alert-log",
+)
 _SQLITE_FILE_URL = re.compile(r"(?P<scheme>sqlite(?:\+\w+)?:///)(?P<path>[^?]*)(?P<query>\?.*)?\Z", re.DOTALL)
 
 

@@ -29,7 +29,7 @@ from alliance_psi.errors import ConfigurationError
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from alliance_psi.config import MemberConfig
+    from alliance_psi.config import MemberConfig, NotifyConfig
 
 __all__ = [
     "database_option",
@@ -37,6 +37,8 @@ __all__ = [
     "network_options",
     "node_command_text",
     "node_group",
+    "notify_config",
+    "notify_options",
     "open_node_database",
 ]
 
@@ -59,6 +61,8 @@ _COMMANDS = {
     "results": "alliance_psi.cli.node_report:results_command",
     "checkpoints-export": "alliance_psi.cli.node_log:checkpoints_export",
     "checkpoints-check": "alliance_psi.cli.node_log:checkpoints_check",
+    "alerts": "alliance_psi.cli.node_alerts:alerts_command",
+    "follow": "alliance_psi.cli.node_alerts:follow_command",
 }
 
 
@@ -243,6 +247,67 @@ def member_config(database: str, **options: Any) -> MemberConfig:
         workers=options.get("workers"),
         epoch_file=options.get("epoch_file"),
         verify=options.get("verify") or "sample",
+    )
+
+
+def notify_options(function: F) -> F:
+    """How a node that follows alerts notifies (``config.NotifyConfig``): webhook, alert log, console."""
+    options = [
+        _option(
+            "--webhook-url",
+            default=None,
+            help="POST each alert here, signed as Standard Webhooks say (https://, or http:// to this machine).",
+        ),
+        _option(
+            "--webhook-secret-file",
+            type=_FILE,
+            default=None,
+            help="The webhook's secret, whsec_ and base64 of 24 to 64 random bytes, in a mode 0600 file.",
+        ),
+        _option(
+            "--alert-log",
+            type=_FILE,
+            default=None,
+            help="Append each alert as one JSON line to this file (mode 0600).",
+        ),
+        _option(
+            "--console-alerts/--no-console-alerts",
+            default=True,
+            help="Print one line per alert (identifiers masked).",
+        ),
+        _option(
+            "--include-identifiers/--no-include-identifiers",
+            default=False,
+            help="Put the full identifier in the webhook's and the log's notices (default: masked to its last "
+            "four characters). Only for a receiver this member controls.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def notify_config(**options: Any) -> NotifyConfig:
+    """A ``NotifyConfig`` from the parsed ``notify_options`` values.
+
+    Raises:
+        click.UsageError: a webhook URL without a secret file, or a secret file without a URL.
+        ConfigurationError: a bad webhook URL (``WebhookConfig``).
+    """
+    from alliance_psi.config import NotifyConfig, WebhookConfig
+
+    url, secret = options.get("webhook_url"), options.get("webhook_secret_file")
+    if (url is None) != (secret is None):
+        given, missing = (
+            ("--webhook-url", "--webhook-secret-file") if secret is None else ("--webhook-secret-file", "--webhook-url")
+        )
+        raise click.UsageError(f"{given} needs {missing} (the webhook's URL and its secret go together)")
+    webhook = WebhookConfig(url=url, secret_file=secret) if url is not None and secret is not None else None
+    return NotifyConfig(
+        webhook=webhook,
+        alert_log=options.get("alert_log"),
+        console=bool(options.get("console_alerts", True)),
+        include_identifiers=bool(options.get("include_identifiers", False)),
     )
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import itertools
 import random
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,7 +75,7 @@ class AlertsRepo(Protocol):
     """The node's applied alerts and their outbox (``storage.node_alerts.NodeAlerts``)."""
 
     def applied_sequence(self, stream: str) -> int: ...
-    def apply(self, stream: str, alert: AppliedAlert, outbox: Iterable[OutboxMessage]) -> None: ...
+    def apply(self, stream: str, alert: AppliedAlert, outbox: Sequence[OutboxMessage]) -> None: ...
     def skip_to(self, stream: str, sequence: int) -> None: ...
     def is_current(self, scope: str, match_token: bytes) -> bool: ...
 

@@ -34,9 +34,11 @@ data-dir = "secrets"
 """
 # Each node command with the arguments it needs to get as far as its database.
 ARGUMENTS = {
+    "alerts": [],
     "checkpoints-check": ["checkpoints.json"],
     "checkpoints-export": ["-o", "checkpoints.json"],
     "fetch": ["r-1"],
+    "follow": [],
     "import": ["blacklist.csv"],
     "join": ["r-1"],
     "purge-expired": [],
