@@ -35,7 +35,7 @@ from __future__ import annotations
 import itertools
 import random
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,7 +43,7 @@ from typing import Protocol
 
 from alliance_psi.crypto.labels import LabelContext, sealer_pseudonym
 from alliance_psi.errors import AlliancePsiError, Conflict, InvalidRequest
-from alliance_psi.protocol.alerts import NO_TOKEN, Alert, AlertBatch, AlertKind, SignedAlert, verify_alert
+from alliance_psi.protocol.alerts import NO_TOKEN, Alert, AlertKind, SignedAlert, verify_alert
 from alliance_psi.protocol.leads import OwnIdentifier, check_labels, open_peer_labels
 from alliance_psi.protocol.model import MatchedToken, Round
 from alliance_psi.protocol.node_alerts import (
@@ -54,7 +54,7 @@ from alliance_psi.protocol.node_alerts import (
     alert_id_of,
     kind_name,
 )
-from alliance_psi.protocol.ports import KeptResultsRepo, NodeRepo
+from alliance_psi.protocol.ports import AlertCalls, KeptResultsRepo, NodeRepo
 
 __all__ = [
     "AlertFollower",
@@ -96,13 +96,10 @@ class FollowerUnitOfWork(Protocol):
     def writing(self) -> AbstractContextManager[FollowerTx]: ...
 
 
-class FollowerCalls(Protocol):
-    """The coordinator's calls the follower makes (``services.clients.CoordinatorClient``)."""
+class FollowerCalls(AlertCalls, Protocol):
+    """The coordinator's calls the follower makes (``services.clients.CoordinatorClient``): its alerts,
+    and a continuous scope's round, to learn the scope its labels are sealed in."""
 
-    def watch_alerts(
-        self, scope_id: str = "", from_sequence: int = 0, *, timeout: float | None = None
-    ) -> Iterable[AlertBatch]: ...
-    def ack_alerts(self, up_to_sequence: int) -> tuple[int, int]: ...
     def get_round(self, round_id: str) -> tuple[Round, int]: ...
 
 
@@ -276,16 +273,15 @@ class AlertFollower:
         with self.uow.reading() as tx:
             last = tx.alerts.applied_sequence(self.stream)
         applied = 0
-        batches = iter(self.calls.watch_alerts("", last + 1))
+        stream = iter(self.calls.watch_alerts("", last + 1))
         try:
-            first = next(batches, None)  # The stream's first message, or its refusal.
+            first = next(stream, None)  # The stream's first message, or its refusal.
         except InvalidRequest:
             self._catch_up(last)
             return 0
         if first is None:
             return 0
-        batches = itertools.chain((first,), batches)
-        for batch in batches:
+        for batch in itertools.chain((first,), stream):
             self.backoff.reset()
             done = 0
             for signed in batch.alerts:

@@ -35,9 +35,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import httpx
 from sqlalchemy import Engine
 
 from alliance_psi import __version__
@@ -46,6 +45,9 @@ from alliance_psi.config import NotifyConfig, WebhookConfig
 from alliance_psi.errors import ConfigurationError, NotificationFailed
 from alliance_psi.protocol.node_alerts import Channel, NoticePolicy, OutboxMessage
 from alliance_psi.storage.node_alerts import NodeAlerts
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "SECRET_PREFIX",
@@ -127,10 +129,16 @@ class WebhookNotifier:
 
     def __init__(self, config: WebhookConfig, *, clock: Callable[[], float] = time.time) -> None:
         """Reads the secret now (``load_webhook_secret``), so a bad file fails at start-up."""
+        import httpx  # Here, not above: importing httpx loads its command line (click, rich) too.
+
         self.url, self._key, self._clock = config.url, load_webhook_secret(config.secret_file), clock
-        self._client = httpx.Client(timeout=config.timeout_seconds, follow_redirects=False, trust_env=False)
+        self._client: httpx.Client = httpx.Client(
+            timeout=config.timeout_seconds, follow_redirects=False, trust_env=False
+        )
 
     def deliver(self, message: OutboxMessage) -> None:
+        import httpx
+
         timestamp = int(self._clock())
         headers = {
             "content-type": "application/json",

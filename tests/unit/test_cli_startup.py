@@ -143,9 +143,11 @@ def test_node_help_lists_every_node_command() -> None:
     commands = result.output.split("Commands:\n", 1)[1]
     listed = [line.split()[0] for line in commands.splitlines() if line.strip()]
     assert listed == [
+        "alerts",
         "checkpoints-check",
         "checkpoints-export",
         "fetch",
+        "follow",
         "import",
         "join",
         "purge-expired",
