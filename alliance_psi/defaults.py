@@ -164,7 +164,7 @@ WEBHOOK_FIRST_RETRY_SECONDS = 1.0
 """The wait after a webhook's first failed attempt; each later wait doubles (with jitter)."""
 
 WEBHOOK_MAX_RETRY_SECONDS = 600.0
-"""The longest wait between two attempts at one webhook message (12 attempts span about an hour)."""
+"""The longest wait between two attempts at one webhook message (12 attempts span 20 to 27 minutes)."""
 
 WEBHOOK_TIMEOUT_SECONDS = 10.0
 """How long one webhook request may take (connect, send and answer)."""
