@@ -36,11 +36,12 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from alliance_psi.reports import LeadReport, ReportSigner
+    from alliance_psi.reports.scope_state import ScopeState
 
 # The protocol, crypto, report and rich modules are imported by the functions that use them, so
 # that only the command that runs pays for them.
 
-__all__ = ["load_report", "mask"]
+__all__ = ["load_report", "load_scope_state", "mask"]
 
 _FORMATS = ("csv", "html", "json")
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -162,16 +163,18 @@ def report_command(
     cert: Path | None,
     key: Path | None,
 ) -> None:
-    """Write the investigators' report for a round to a private file.
+    """Write the investigators' report for a round, or a continuous scope's current state, to a private file.
 
     HTML for reading, CSV for Excel, JSON (signed by this node) for machines and as the evidence
     `alliance-psi report verify` checks.
     """
     with reported():
         signer = _signer(member_id, cert, key) if output_format == "json" else None
-        report, withdrawn, refused = load_report(
-            database, round_id, member_id=member_id, public_key=read_public_key(coordinator_key)
-        )
+        public_key = read_public_key(coordinator_key)
+        if not _kept(database, round_id) and _has_alerts(database, round_id):
+            _write_scope_state(database, round_id, member_id, public_key, output_format, output, signer)
+            return
+        report, withdrawn, refused = load_report(database, round_id, member_id=member_id, public_key=public_key)
         write_file_atomic(output, _render(output_format, report, signer))
     holders = holders_text(report.by_holder_count())
     skipped = f", {plural(withdrawn, 'withdrawn identifier')} left out" if withdrawn else ""
@@ -184,6 +187,104 @@ def report_command(
         console_safe(
             f"wrote {output} ({output_format}, mode 0600): {plural(len(report.leads), 'lead')} in round {report.round_id} "
             f"({report.round_name}), leads {holders}{skipped}; verified with coordinator key {report.key_id}{evidence}"
+        )
+    )
+
+
+def _kept(database: str, round_id: str) -> bool:
+    from alliance_psi.storage import KeptResults
+
+    with _member_connection(database) as conn:
+        try:
+            KeptResults(conn).get_result(round_id)
+        except NotFound:
+            return False
+    return True
+
+
+def _has_alerts(database: str, scope_id: str) -> bool:
+    from alliance_psi.storage.node_alerts import NodeAlerts
+
+    with _member_connection(database) as conn:
+        return scope_id in NodeAlerts(conn).scopes()
+
+
+def load_scope_state(database: str, scope_id: str, *, member_id: str, public_key: bytes) -> ScopeState:
+    """The standing leads of continuous scope ``scope_id``, each alert verified again with the coordinator key.
+
+    Raises:
+        InvalidSignature: a kept alert does not verify (the node's database changed since it was applied).
+    """
+    from datetime import UTC, datetime
+
+    from alliance_psi.crypto.signing import key_id
+    from alliance_psi.protocol.alerts import SignedAlert, verify_alert
+    from alliance_psi.protocol.leads import Lead, lead_sort_key
+    from alliance_psi.reports.scope_state import ScopeState
+    from alliance_psi.storage import MemberRepository
+    from alliance_psi.storage.node_alerts import AlertFilter, NodeAlerts
+
+    with _member_connection(database) as conn:
+        alerts = NodeAlerts(conn)
+        standing = alerts.find(AlertFilter(scope=scope_id, current=True))
+        through = max((a.sequence for a in alerts.find(AlertFilter(limit=1))), default=0)
+        repo = MemberRepository(conn)
+        leads = []
+        for alert in standing:
+            signed = verify_alert(public_key, SignedAlert(alert.signed, alert.signature, ""), member_id=member_id)
+            if (signed.sequence, signed.match_token, signed.holder_count) != (
+                alert.sequence,
+                alert.match_token,
+                alert.holder_count,
+            ):
+                raise InvalidSignature(f"kept alert {alert.sequence} does not match the alert the coordinator signed")
+            own = repo.identifiers_for_tokens(alert.key_epoch, [alert.match_token]).get(alert.match_token)
+            if own is None:
+                continue  # Withdrawn since: not a lead of this member any more.
+            lead = Lead(
+                own.type,
+                own.canonical,
+                own.category,
+                own.severity,
+                own.case_ref,
+                own.first_seen,
+                alert.holder_count,
+                alert.match_token,
+                alert.peer_labels,
+                alert.unreadable_labels,
+                own.spelling,
+            )
+            leads.append((lead, alert))
+    leads.sort(key=lambda pair: lead_sort_key(pair[0]))
+    return ScopeState(member_id, scope_id, through, datetime.now(UTC), key_id(public_key), tuple(leads))
+
+
+def _write_scope_state(
+    database: str,
+    scope_id: str,
+    member_id: str,
+    public_key: bytes,
+    output_format: str,
+    output: Path,
+    signer: ReportSigner | None,
+) -> None:
+    """``node report`` for a continuous scope: its current state (``reports.scope_state``), not a round's result."""
+    from alliance_psi.reports.scope_state import render_scope_state_csv, render_signed_scope_state
+
+    if output_format == "html":
+        raise click.UsageError(
+            f"{scope_id} is a continuous scope: its current state is written as json (signed) or csv; "
+            "html is for a round's result"
+        )
+    state = load_scope_state(database, scope_id, member_id=member_id, public_key=public_key)
+    data = render_signed_scope_state(state, signer) if signer is not None else render_scope_state_csv(state)
+    write_file_atomic(output, data)
+    evidence = f"; signed by member {signer.member_id}'s node" if signer else "; not evidence: only JSON is signed"
+    click.echo(
+        console_safe(
+            f"wrote {output} ({output_format}, mode 0600): the current state of continuous scope {scope_id}, "
+            f"{plural(len(state.leads), 'standing lead')} as of alert {state.through_sequence} (not a round's result); "
+            f"each lead's alert verified with coordinator key {state.key_id}{evidence}"
         )
     )
 

@@ -22,13 +22,24 @@ import io
 import json
 import re
 import unicodedata
+from collections.abc import Iterable
 from typing import Any
 
 from alliance_psi.protocol.leads import Lead, LeadLabel
 from alliance_psi.protocol.result_codec import LeafProof
 from alliance_psi.reports.model import REPORT_FORMAT, LeadReport
 
-__all__ = ["CSV_COLUMNS", "csv_cell", "describe_peer", "display_text", "render_csv", "render_json", "report_document"]
+__all__ = [
+    "CSV_COLUMNS",
+    "csv_cell",
+    "describe_peer",
+    "display_text",
+    "lead_fields",
+    "leads_csv",
+    "render_csv",
+    "render_json",
+    "report_document",
+]
 
 CSV_COLUMNS = (
     "# 序号",
@@ -76,7 +87,8 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _lead(lead: Lead, proof: LeafProof) -> dict[str, Any]:
+def lead_fields(lead: Lead) -> dict[str, Any]:
+    """A lead's own fields as JSON-ready data (its evidence is added by the report that holds it)."""
     backed = {} if lead.backed_count is None else {"backed_count": lead.backed_count}
     return {
         "type": lead.type,
@@ -91,6 +103,12 @@ def _lead(lead: Lead, proof: LeafProof) -> dict[str, Any]:
         "peer_labels": [_peer(label) for label in lead.peer_labels],
         "unreadable_peer_labels": lead.unreadable_labels,
         **backed,  # Only when the labels back fewer holders than the signed count (protocol.leads).
+    }
+
+
+def _lead(lead: Lead, proof: LeafProof) -> dict[str, Any]:
+    return {
+        **lead_fields(lead),
         "proof": {
             "leaf_index": proof.index,
             "leaf_b64": _b64(proof.leaf),
@@ -154,10 +172,15 @@ def render_csv(report: LeadReport) -> bytes:
 
     Every cell is neutralized against formula injection (see the module docstring).
     """
+    return leads_csv(report.leads)
+
+
+def leads_csv(leads: Iterable[Lead]) -> bytes:
+    """``render_csv``'s file for any leads, in the order given."""
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    for number, lead in enumerate(report.leads, start=1):
+    for number, lead in enumerate(leads, start=1):
         row = (
             number,
             lead.type,
