@@ -121,6 +121,8 @@ def _details(conn: Connection, alert: AppliedAlert, *, full: bool) -> str:
         f"  holders         {alert.holder_count} (threshold {alert.threshold})",
         f"  standing        {'yes: a current lead' if current else 'no'}",
     ]
+    if alert.backed_count is not None:
+        lines.append(f"  labels back     {alert.backed_count} holders only (the coordinator says {alert.holder_count})")
     if alert.refused is not None:
         lines.append(f"  REFUSED         not a lead: {console_safe(alert.refused)}")
     for label in sorted(alert.peer_labels, key=lambda label: (label.member or "", label.category)):

@@ -253,6 +253,7 @@ def load_scope_state(database: str, scope_id: str, *, member_id: str, public_key
                 alert.peer_labels,
                 alert.unreadable_labels,
                 own.spelling,
+                alert.backed_count,
             )
             leads.append((lead, alert))
     leads.sort(key=lambda pair: lead_sort_key(pair[0]))

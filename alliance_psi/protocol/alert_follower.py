@@ -13,7 +13,9 @@ alert, in sequence:
    scope that shares labels needs ``holder_count - 1`` peer labels that open under the token's
    label key in the scope, none of them this node's own and no two from one sealer
    (``leads.check_labels``); peer names are the sealers the coordinator attests, never a label's
-   own claim. An alert that fails is kept, marked refused, and is not a lead;
+   own claim. An alert whose counted labels fall short of the threshold is kept, marked refused,
+   and is not a lead; one whose labels back the threshold but fewer holders than it says stands,
+   with the count its labels back (``backed_count``);
 4. the peers' labels opened, and the token mapped to the member's own identifier
    (``NodeRepo.identifiers_for_tokens``) for its notices (``node_alerts.NoticePolicy``);
 5. the alert, its notices (the notifiers' outbox) and the new applied sequence written in one
@@ -217,7 +219,7 @@ class AlertFollower:
         self, tx: FollowerTx, alert: Alert, scope: str, share_labels: bool, signed: SignedAlert
     ) -> tuple[OwnIdentifier | None, AppliedAlert]:
         """The member's identifier behind the alert's token (None: not held) and the alert as kept."""
-        token, refused = alert.match_token, None
+        token, refused, backed = alert.match_token, None, None
         own = tx.repo.identifiers_for_tokens(alert.key_epoch, [token]).get(token) if token != NO_TOKEN else None
         key = tx.repo.label_keys_for_tokens(alert.key_epoch, [token]).get(token) if own is not None else None
         context = LabelContext(alert.key_epoch, token, scope) if share_labels else None
@@ -226,7 +228,12 @@ class AlertFollower:
             if alert.holder_count < alert.threshold:
                 refused = f"a lead alert for {alert.holder_count} holders, below the threshold {alert.threshold}"
             elif key is not None and context is not None:
-                refused = check_labels(match, key, context, sealer_pseudonym(self.nonce_key, context))
+                own_sealer = sealer_pseudonym(self.nonce_key, context)
+                finding = check_labels(match, key, context, own_sealer, threshold=alert.threshold)
+                if finding is not None and not finding.stands:
+                    refused = finding.reason
+                elif finding is not None and finding.backed_count < alert.holder_count:
+                    backed = finding.backed_count  # A lead still, held by as many as its labels back.
         labels, unreadable = open_peer_labels(match, key, context)
         kept = AppliedAlert(
             sequence=alert.sequence,
@@ -240,6 +247,7 @@ class AlertFollower:
             peer_labels=labels,
             unreadable_labels=unreadable,
             refused=refused,
+            backed_count=backed,
             signed=signed.alert,
             signature=signed.signature,
             created_at=alert.released_at,

@@ -114,6 +114,7 @@ class AppliedAlert:
     applied_at: datetime
     acked_at: datetime | None = None
     ack_note: str = ""
+    backed_count: int | None = None  # Fewer holders than ``holder_count`` back it by their labels.
 
     def __repr__(self) -> str:
         return (
@@ -162,6 +163,8 @@ def notice(alert: AppliedAlert, own: OwnIdentifier | None, *, include_identifier
         "holder_count": alert.holder_count,
         "threshold": alert.threshold,
     }
+    if alert.backed_count is not None:
+        data["backed_count"] = alert.backed_count  # The holders its peers' labels back: fewer than signed.
     if alert.refused is not None:
         data["refused"] = alert.refused
     return {"type": NOTICE_TYPE_PREFIX + alert.kind, "timestamp": alert.created_at.isoformat(), "data": data}

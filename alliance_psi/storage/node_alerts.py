@@ -82,6 +82,7 @@ def _alert(row: Row[Any]) -> AppliedAlert:
         applied_at=r["applied_at"],
         acked_at=r["acked_at"],
         ack_note=r["ack_note"] or "",
+        backed_count=r["backed_count"],
     )
 
 
@@ -158,6 +159,7 @@ class NodeAlerts:
                 peer_labels=_labels_json(alert.peer_labels),
                 unreadable_labels=alert.unreadable_labels,
                 refused=alert.refused,
+                backed_count=alert.backed_count,
                 signed=alert.signed,
                 signature=alert.signature,
                 created_at=alert.created_at,

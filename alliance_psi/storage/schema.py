@@ -651,6 +651,7 @@ member_alerts = Table(
     Column("peer_labels", Text, nullable=False),  # JSON list of the opened labels (categories, attested names).
     Column("unreadable_labels", Integer, nullable=False),
     Column("refused", Text, nullable=True),  # Why the label checks refused it: not a lead.
+    Column("backed_count", Integer, nullable=True),  # Holders its labels back, when fewer than holder_count.
     Column("signed", LargeBinary, nullable=False),  # The alert's signed bytes, as received.
     Column("signature", LargeBinary, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),  # The coordinator's time.

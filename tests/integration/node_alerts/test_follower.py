@@ -118,9 +118,8 @@ def test_an_alert_for_another_member_is_refused(engine: Engine, coordinator: Fak
 @pytest.mark.parametrize(
     "labels, why",
     [
-        ((), "only 0 peer labels open"),
-        (("bank-b", "bank-b"), "identical"),
-        (("own",), "own label"),
+        ((), "0 peer labels count"),
+        (("own",), "own label is returned as a peer's"),
     ],
 )
 def test_a_holder_count_its_labels_do_not_back_is_refused(
@@ -203,3 +202,17 @@ def test_run_reconnects_after_a_break_until_stopped(engine: Engine, coordinator:
     assert not thread.is_alive()
     assert [s for s, *_ in alerts(engine)][:4] == [1, 2, 3, 4][: len(alerts(engine))]
     assert len(alerts(engine)) >= 4 and any("stream broke" in line for line in reports)
+
+
+def test_a_count_its_labels_back_only_in_part_stands_with_the_backed_count(
+    engine: Engine, coordinator: FakeCoordinator
+) -> None:
+    load_node(engine, range(3))
+    twice = peer_label(1, "bank-b")
+    coordinator.alert(AlertKind.MATCH, 1, 3, (twice, twice))  # One label counted for two holders.
+    follower(engine, coordinator).follow(threading.Event())
+    with engine.connect() as conn:
+        (alert,) = NodeAlerts(conn).find(AlertFilter(current=True))
+        assert (alert.refused, alert.holder_count, alert.backed_count) == (None, 3, 2)
+        webhook = next(m for m in NodeAlerts(conn).messages() if m.channel is Channel.WEBHOOK)
+    assert b'"backed_count":2' in webhook.body and b'"holder_count":3' in webhook.body
