@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import fields
 from datetime import date, datetime
 from typing import Any
 
@@ -63,27 +64,15 @@ def _labels_from(text: str) -> tuple[LeadLabel, ...]:
 
 
 def _alert(row: Row[Any]) -> AppliedAlert:
-    r = row._mapping
-    return AppliedAlert(
-        sequence=int(r["sequence"]),
-        alert_id=r["alert_id"],
-        scope=r["scope"],
-        kind=r["kind"],
-        key_epoch=r["key_epoch"],
-        match_token=bytes(r["match_token"]),
-        holder_count=int(r["holder_count"]),
-        threshold=int(r["threshold"]),
-        peer_labels=_labels_from(r["peer_labels"]),
-        unreadable_labels=int(r["unreadable_labels"]),
-        refused=r["refused"],
-        signed=bytes(r["signed"]),
-        signature=bytes(r["signature"]),
-        created_at=r["created_at"],
-        applied_at=r["applied_at"],
-        acked_at=r["acked_at"],
-        ack_note=r["ack_note"] or "",
-        backed_count=r["backed_count"],
+    values = {field.name: row._mapping[field.name] for field in fields(AppliedAlert)}
+    values.update(
+        match_token=bytes(values["match_token"]),
+        signed=bytes(values["signed"]),
+        signature=bytes(values["signature"]),
+        peer_labels=_labels_from(values["peer_labels"]),
+        ack_note=values["ack_note"] or "",
     )
+    return AppliedAlert(**values)
 
 
 class AlertFilter:
@@ -146,28 +135,8 @@ class NodeAlerts:
                 f"alert {alert.sequence} of {stream} is not the next to apply (last applied: "
                 f"{self.applied_sequence(stream)})"
             )
-        self._conn.execute(
-            member_alerts.insert().values(
-                sequence=alert.sequence,
-                alert_id=alert.alert_id,
-                scope=alert.scope,
-                kind=alert.kind,
-                key_epoch=alert.key_epoch,
-                match_token=alert.match_token,
-                holder_count=alert.holder_count,
-                threshold=alert.threshold,
-                peer_labels=_labels_json(alert.peer_labels),
-                unreadable_labels=alert.unreadable_labels,
-                refused=alert.refused,
-                backed_count=alert.backed_count,
-                signed=alert.signed,
-                signature=alert.signature,
-                created_at=alert.created_at,
-                applied_at=alert.applied_at,
-                acked_at=None,
-                ack_note="",
-            )
-        )
+        row = {field.name: getattr(alert, field.name) for field in fields(AppliedAlert)}
+        self._conn.execute(member_alerts.insert().values({**row, "peer_labels": _labels_json(alert.peer_labels)}))
         if outbox:
             self._conn.execute(
                 member_alert_outbox.insert(),
