@@ -247,31 +247,24 @@ def follow_command(database: str, **options: Any) -> None:
     import signal
     import threading
 
-    from alliance_psi.protocol.model import Role
     from alliance_psi.services.alert_node import AlertSide
-    from alliance_psi.services.cert_checks import load_tls
-    from alliance_psi.services.clients import CoordinatorClient
 
     with reported(), open_node_database(database) as engine:
         config = member_config(database, **options)
         notify = notify_config(**options)
-        tls = load_tls(config.tls, role=Role.MEMBER, name=config.member_id)
-        with CoordinatorClient(config.coordinator.address, tls, name=config.coordinator.name) as coordinator:
-            side = AlertSide.from_config(
-                config, notify, engine=engine, coordinator=coordinator, write=click.echo, report=_warn
-            )
-            stop = threading.Event()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, lambda *_: stop.set())
-            click.echo(f"following alerts of {config.member_id} from {config.coordinator.address}; Ctrl-C stops")
-            worker = threading.Thread(target=side.run, args=(stop,), name="alerts", daemon=True)
-            worker.start()
-            while worker.is_alive() and not stop.wait(0.5):
-                pass
-            # Everything is in the node's database: a stream still waiting for its next message is
-            # abandoned, not awaited.
-            worker.join(timeout=5.0)
-            side.close()
+        side = AlertSide.from_config(config, notify, engine=engine, write=click.echo, report=_warn)
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        click.echo(f"following alerts of {config.member_id} from {config.coordinator.address}; Ctrl-C stops")
+        worker = threading.Thread(target=side.run, args=(stop,), name="alerts", daemon=True)
+        worker.start()
+        while worker.is_alive() and not stop.wait(0.5):
+            pass
+        # Everything is in the node's database: a notice still in flight after this is abandoned,
+        # not awaited (it is sent again, with the same webhook-id, at the next start).
+        worker.join(timeout=5.0)
+        side.close()
     click.echo("stopped")
 
 

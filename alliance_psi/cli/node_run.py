@@ -26,6 +26,8 @@ from alliance_psi.cli.node import (
     member_config,
     network_options,
     node_group,
+    notify_config,
+    notify_options,
     open_node_database,
 )
 from alliance_psi.defaults import INBOX_SETTLE_SECONDS, NODE_POLL_SECONDS, NODE_SUBMIT_SECONDS
@@ -70,6 +72,7 @@ _SECONDS = click.FloatRange(min=0)
     help="Join the open batch rounds that invite this member, and fetch their results.",
 )
 @network_options
+@notify_options
 @database_option
 def run(
     database: str,
@@ -79,23 +82,27 @@ def run(
     settle_seconds: float,
     strict_inbox: bool,
     join_rounds: bool,
-    **network: Any,
+    **options: Any,
 ) -> None:
     """Run this member node until stopped: import the inbox, join rounds, follow alerts.
 
     Files dropped in the inbox are imported one at a time, oldest first, each in one transaction,
     and moved to done/ or failed/ with their rejects file; write a file as NAME.part and rename it
-    when complete, or let it settle. `node import` and `node withdraw` work while it runs. Logs
-    go to standard error, without identifiers. SIGTERM or SIGINT stops it (exit code 0).
+    when complete, or let it settle. `node import` and `node withdraw` work while it runs. Alerts
+    of continuous scopes are verified, stored once and notified (webhook, alert log, the log on
+    standard error), as `node follow` does. Logs go to standard error, without identifiers (an
+    alert's line shows the identifier masked). SIGTERM or SIGINT stops it (exit code 0).
     """
     from alliance_psi.cli._logging import configure_logging
     from alliance_psi.config import MonitoringConfig, NodeRunConfig
+    from alliance_psi.services.alert_node import AlertSide
     from alliance_psi.services.member import MemberNode
-    from alliance_psi.services.node_daemon import NoAlerts, NodeDaemon
+    from alliance_psi.services.node_daemon import NodeDaemon
 
     configure_logging(MonitoringConfig())  # Text lines on stderr; SQLAlchemy held at warnings.
     log = logging.getLogger("alliance_psi.node")
-    config = member_config(database, **network)
+    config = member_config(database, **options)
+    notify = notify_config(**options)
     ctx = click.get_current_context()
     given = ctx.meta.get(_GIVEN_CONFIG) or (ctx.parent.params.get("config") if ctx.parent else None)
     with reported():
@@ -113,9 +120,25 @@ def run(
             log.warning("%s", warning.removeprefix("warning: "))
         # Threshold custodians down, slow or excluded (names only): what `node join` prints, logged.
         node = MemberNode.from_config(config, report=lambda event: log.warning("%s", event))
-    daemon = NodeDaemon(node, settings, NoAlerts(log), log)
-    _serve(daemon, settings.stop_grace_seconds, log)
-    node.close()
+        try:
+            # Console notices (identifiers masked) go to the log; the follower's own lines too. The
+            # alert side has its own coordinator channel, closed at the stop.
+            alerts = AlertSide.from_config(
+                config,
+                notify,
+                engine=node.engine,
+                write=lambda line: log.info("%s", line),
+                report=lambda line: log.warning("alerts: %s", line),
+            )
+        except BaseException:
+            node.close()
+            raise
+    daemon = NodeDaemon(node, settings, alerts, log)
+    try:
+        _serve(daemon, settings.stop_grace_seconds, log)
+    finally:
+        alerts.close()
+        node.close()
 
 
 def _serve(daemon: Any, grace: float, log: logging.Logger) -> None:

@@ -327,5 +327,7 @@ class AlertFollower:
                 self.follow(stop)
                 continue
             except (AlliancePsiError, OSError) as exc:
+                if stop.is_set():
+                    return  # The stop ended the watch (``services.alert_node`` closes its channel).
                 self.report(f"alerts: {type(exc).__name__}: {exc}")
             stop.wait(self.backoff.next())

@@ -11,8 +11,9 @@
    the delta, the commit: ``MemberRole.join``), and the verified result of every matched round it
    committed to is fetched and kept. A node that joins rounds by hand turns this off.
 
-The alert side (``AlertRunner``: the follower of the coordinator's alerts and the notifiers) runs
-beside the loop in a thread of its own, until ``stop``.
+The alert side (``AlertRunner``, ``services.alert_node.AlertSide`` in ``node run``: the follower of
+the coordinator's alerts and the notifiers) runs beside the loop in a thread of its own, until
+``stop``; each alert is applied once and its notices kept in outboxes in the node's database.
 
 Every step is a transaction of the node's database or a resumable exchange with the coordinator,
 so the process may be stopped anywhere: a restart picks up the file still in the inbox, resumes
@@ -46,26 +47,16 @@ from alliance_psi.services.blacklist_import import ImportTally, import_blacklist
 from alliance_psi.services.inbox import Inbox
 from alliance_psi.services.member import MemberNode
 
-__all__ = ["AlertRunner", "NoAlerts", "NodeDaemon"]
+__all__ = ["AlertRunner", "NodeDaemon"]
 
 _SHOWN_REJECTIONS = 3
 
 
 class AlertRunner(Protocol):
-    """The member node's alert side: follows the coordinator's alerts and notifies, until ``stop``."""
+    """The member node's alert side: follows the coordinator's alerts and notifies, until ``stop``
+    (``services.alert_node.AlertSide``)."""
 
     def run(self, stop: threading.Event) -> None: ...
-
-
-@dataclass
-class NoAlerts:
-    """An ``AlertRunner`` for a build without the alert follower: it says so once and waits."""
-
-    log: logging.Logger
-
-    def run(self, stop: threading.Event) -> None:
-        self.log.info("alerts: this build has no alert follower; alerts are not followed")
-        stop.wait()
 
 
 @dataclass

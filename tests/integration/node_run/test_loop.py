@@ -15,11 +15,18 @@ from alliance_psi.errors import PeerUnavailable
 from alliance_psi.protocol.coordinator import Commit
 from alliance_psi.protocol.model import RoundState, SubmissionState, SubmissionStatus
 from alliance_psi.services.clients import CoordinatorClient
-from alliance_psi.services.node_daemon import NoAlerts, NodeDaemon
+from alliance_psi.services.node_daemon import NodeDaemon
 from tests.integration.node_run.support import wait_for
 from tests.integration.services.harness import running_alliance
 
 pytestmark = pytest.mark.timeout(600)
+
+
+class _NoAlertSide:
+    """The loop's turns alone are tested here: its alert side never runs."""
+
+    def run(self, stop: threading.Event) -> None:
+        raise AssertionError("turn() does not run the alert side")
 
 
 class _LosesCommitReply(CoordinatorClient):
@@ -45,7 +52,7 @@ def test_a_commit_it_did_not_record_is_recorded_and_the_result_kept(
         lossy = _LosesCommitReply(alliance.coordinator_address, pki.material("bank-a"))
         node = alliance.member_node("bank-a", coordinator=lossy)
         log = logging.getLogger("tests.node_run")
-        daemon = NodeDaemon(node, NodeRunConfig(inbox=tmp_path / "inbox"), NoAlerts(log), log)
+        daemon = NodeDaemon(node, NodeRunConfig(inbox=tmp_path / "inbox"), _NoAlertSide(), log)
         daemon.inbox.prepare()
         stop = threading.Event()
         daemon.turn(stop)  # Commits; the reply is lost, so nothing is recorded.
@@ -69,7 +76,7 @@ def test_a_file_taken_out_of_the_inbox_meanwhile_is_passed_over(tmp_path: Path, 
     with running_alliance(tmp_path, pki) as alliance:
         node = alliance.member_node("bank-a")
         log = logging.getLogger("tests.node_run")
-        daemon = NodeDaemon(node, NodeRunConfig(inbox=tmp_path / "inbox"), NoAlerts(log), log)
+        daemon = NodeDaemon(node, NodeRunConfig(inbox=tmp_path / "inbox"), _NoAlertSide(), log)
         daemon.inbox.prepare()
         # Listed as ready, then taken out by someone before (or while) it was read.
         for name in ("gone.csv", "gone.txt"):
