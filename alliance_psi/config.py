@@ -373,7 +373,7 @@ class CoordinatorConfig:
         CoordinatorConfig(…, max_set_items=5_000_000,    # tokens a member's standing set may hold per scope
                           max_round_items=2_000_000)     # items and removals a member's delta may hold per round
         CoordinatorConfig(…, max_refused_chunks=16)   # chunks refused for their content per member and round
-        CoordinatorConfig(…, max_alert_backlog=1_000_000)  # alerts a member may leave unacknowledged
+        CoordinatorConfig(…, max_alert_backlog=10_000)  # alerts a member may leave unacknowledged
         CoordinatorConfig(…, limits=ServerLimits(max_calls=128))   # see ServerLimits
         CoordinatorConfig(…, monitoring=MonitoringConfig(metrics_listen="127.0.0.1:9464"))
 

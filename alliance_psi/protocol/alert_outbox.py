@@ -1,7 +1,7 @@
 """The coordinator's alert outbox: alerts numbered, signed and stored in the commit's transaction.
 
-``AlertOutbox.route`` takes the drafts a commit made (``protocol.continuous``). In a scope without
-a minimum interval they are released at once: numbered per member (``AlertsRepo.allocate``, no
+``AlertOutbox.commit`` takes the token changes a commit made (``protocol.continuous``) and writes
+their alerts. In a scope without a minimum interval they are released at once: numbered per member (``AlertsRepo.allocate``, no
 gaps), signed with the coordinator's result key (``alerts.sign_alert``) and stored, all in the
 commit's transaction, so a commit and its alerts are kept or lost together (a coordinator killed
 after the commit delivers them after its restart). In a scope with a minimum interval they are
@@ -9,10 +9,13 @@ held unnumbered until the next multiple of the interval after the scope's creati
 ``release_due`` (the coordinator's tick) releases each scope's due alerts, stamped with that
 boundary, never the commit's time: members learn at most which interval a change fell in.
 
-A member's unacknowledged alerts are bounded by ``max_backlog``: the alert that would go over it
-is replaced by one ``OVERFLOW`` alert for the scope, which then sends that member nothing more.
+A member's unacknowledged alerts are bounded by ``max_backlog``: the alerts that would go over it
+are replaced by one ``OVERFLOW`` alert for the scope, which then sends that member nothing more.
 So are its held alerts: more than ``max_backlog + 1`` of a scope for one boundary would be
 released as that one ``OVERFLOW`` all the same, so no more are held, however many commits come.
+The alerts a commit gives each member are counted before any is drafted (``MatchingRepo.holdings``
+counts in the database), so a commit of any size drafts, signs and stores at most ``max_backlog``
+alerts per member (``max_backlog + 1`` held), in pages of ``ALERT_PAGE`` tokens.
 Once the member has acknowledged every alert, ``resync`` sends it a ``RESYNC`` alert and one
 ``SNAPSHOT`` alert per token of the scope it holds at the threshold: its state, in full.
 """
@@ -20,16 +23,20 @@ Once the member has acknowledged every alert, ``resync`` sends it a ``RESYNC`` a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.protocol.alerts import NO_TOKEN, Alert, AlertKind, StoredAlert, sign_alert
-from alliance_psi.protocol.continuous import AlertDraft, TokenChange, drafts_for
+from alliance_psi.protocol.continuous import AlertDraft, TokenChange, alert_kinds, drafts_for
 from alliance_psi.protocol.model import PeerLabel, Round
 from alliance_psi.protocol.ports import CoordinatorTx, CoordinatorUnitOfWork
 
-__all__ = ["AlertOutbox", "release_time"]
+__all__ = ["ALERT_PAGE", "AlertOutbox", "release_time"]
+
+ALERT_PAGE = 2048
+"""Tokens whose holders (and their sealed labels) are read, and whose alerts are drafted and
+stored, at a time: a commit's memory for its alerts stays bounded whatever its size."""
 
 
 def release_time(scope: Round, now: datetime) -> datetime:
@@ -60,39 +67,95 @@ class AlertOutbox:
             raise ValueError("max_backlog must be at least 1")
         self.key, self.max_backlog, self.key_pins = key, max_backlog, key_pins
 
-    def drafts(
-        self, tx: CoordinatorTx, scope: Round, committer: str, changes: Sequence[TokenChange]
-    ) -> list[AlertDraft]:
-        """The alerts ``changes`` of ``committer``'s commit give; holders are read only for the
-        tokens at or above the threshold before or after it (``TokenChange.concerns``)."""
-        concerned = [c for c in changes if c.concerns(scope.threshold)]
-        if not concerned:
-            return []
-        holders = tx.matching.holders(scope.set_scope, [c.token for c in concerned])
-        sealers = tx.submissions.sealer_names(scope.round_id) if scope.share_labels else {}
-        found: list[AlertDraft] = []
-        for change in concerned:
-            found += drafts_for(
-                change,
-                committer=committer,
-                threshold=scope.threshold,
-                holders=holders.get(change.token, []),
-                sealers=sealers,
-                share_labels=scope.share_labels,
-            )
-        return found
+    def commit(
+        self, tx: CoordinatorTx, scope: Round, committer: str, changes: Sequence[TokenChange], now: datetime
+    ) -> set[str]:
+        """Write the alerts ``changes`` of ``committer``'s commit give: released now, or held until
+        the scope's interval boundary; return the members alerted now.
 
-    def route(self, tx: CoordinatorTx, scope: Round, drafts: Sequence[AlertDraft], now: datetime) -> set[str]:
-        """Release ``drafts`` now, or hold them until the scope's interval boundary; return the
-        members alerted now."""
-        if not drafts:
+        The alerts each member would get are counted first (``alert_kinds`` and one count per
+        member in the database, ``MatchingRepo.holdings``), and a member past its bound gets its
+        ``OVERFLOW`` (or no more held alerts) before any alert is drafted: a commit builds and signs
+        at most ``max_backlog`` alerts per member, whatever its size. Holders (with their labels)
+        are then read, and drafts built and stored, ``ALERT_PAGE`` tokens at a time."""
+        alerting = [c for c in changes if alert_kinds(c, scope.threshold) != (None, None)]
+        if not alerting:
             return set()
+        counts = self._counts(tx, scope, committer, alerting)
         at = release_time(scope, now)
         if at > now:
-            self._hold(tx, scope, drafts, at)
+            room = {
+                member: min(count, self.max_backlog + 1 - tx.alerts.held(scope.round_id, member, release_at=at))
+                for member, count in counts.items()
+            }
+            for page in self._pages(tx, scope, committer, alerting, room):
+                tx.alerts.hold(scope.round_id, page, release_at=at)
             return set()
         # On a boundary itself: the alerts held for it go first, so that numbers follow events.
-        return self._release_held(tx, scope, now) | self.release(tx, scope, drafts, at=at)
+        alerted = self._release_held(tx, scope, now)
+        first: dict[str, int] = {}
+        for member in sorted(counts):  # Id order, as ``release`` locks them.
+            taken, start = self._reserve(tx, scope, member, counts[member], at)
+            if taken:
+                alerted.add(member)
+            if start is not None:
+                first[member] = start
+        for page in self._pages(tx, scope, committer, alerting, {m: counts[m] for m in first}):
+            by_member: dict[str, list[AlertDraft]] = {}
+            for draft in page:
+                by_member.setdefault(draft.member_id, []).append(draft)
+            for member, drafts in by_member.items():
+                self._store(tx, scope, member, first[member], drafts, at)
+                first[member] += len(drafts)
+        return alerted
+
+    def _counts(
+        self, tx: CoordinatorTx, scope: Round, committer: str, alerting: Sequence[TokenChange]
+    ) -> dict[str, int]:
+        """How many alerts ``alerting`` gives each member, counted without reading a holder's row."""
+        to_others = [c.token for c in alerting if alert_kinds(c, scope.threshold)[1] is not None]
+        counts = tx.matching.holdings(scope.set_scope, to_others)
+        counts.pop(committer, None)
+        own = sum(alert_kinds(c, scope.threshold)[0] is not None for c in alerting)
+        if own:
+            counts[committer] = own
+        return counts
+
+    def _pages(
+        self,
+        tx: CoordinatorTx,
+        scope: Round,
+        committer: str,
+        alerting: Sequence[TokenChange],
+        quota: dict[str, int],
+    ) -> Iterator[list[AlertDraft]]:
+        """The drafts of ``alerting``, a page of tokens at a time, for the members of ``quota`` and
+        at most that many each (in token order); no holder row is read for a page none of them need."""
+        left = {member: count for member, count in quota.items() if count > 0}
+        sealers = tx.submissions.sealer_names(scope.round_id) if scope.share_labels and left else {}
+        for start in range(0, len(alerting), ALERT_PAGE):
+            if not left:
+                return
+            page = alerting[start : start + ALERT_PAGE]
+            holders = tx.matching.holders(scope.set_scope, [c.token for c in page])
+            found: list[AlertDraft] = []
+            for change in page:
+                for draft in drafts_for(
+                    change,
+                    committer=committer,
+                    threshold=scope.threshold,
+                    holders=holders.get(change.token, []),
+                    sealers=sealers,
+                    share_labels=scope.share_labels,
+                    only=left,
+                ):
+                    left[draft.member_id] -= 1
+                    if not left[draft.member_id]:
+                        del left[draft.member_id]
+                    found.append(draft)
+            yield found
+        if left:  # The commit's transaction holds the scope's lock: the holders cannot have changed.
+            raise RuntimeError(f"alerts drafted for {sorted(left)} fell short of their count")
 
     def release(self, tx: CoordinatorTx, scope: Round, drafts: Iterable[AlertDraft], *, at: datetime) -> set[str]:
         """Number, sign and store ``drafts`` of ``scope`` stamped ``at``; return the members alerted.
@@ -105,32 +168,29 @@ class AlertOutbox:
         alerted: set[str] = set()
         for member in sorted(by_member):
             wanted = by_member[member]
-            last, acked = tx.alerts.position(member, lock=True)
-            if scope.round_id in tx.alerts.overflowed(member):
-                continue
-            alerted.add(member)
-            if last - acked + len(wanted) > self.max_backlog:
-                first = tx.alerts.allocate(member, 1)
-                self._store(tx, scope, member, first, [AlertDraft(member, AlertKind.OVERFLOW, NO_TOKEN, 0)], at)
-                tx.alerts.mark_overflow(member, scope.round_id, first)
-                continue
-            self._store(tx, scope, member, tx.alerts.allocate(member, len(wanted)), wanted, at)
+            taken, first = self._reserve(tx, scope, member, len(wanted), at)
+            if taken:
+                alerted.add(member)
+            if first is not None:
+                self._store(tx, scope, member, first, wanted, at)
         return alerted
 
-    def _hold(self, tx: CoordinatorTx, scope: Round, drafts: Sequence[AlertDraft], at: datetime) -> None:
-        """Hold ``drafts`` until ``at``, at most ``max_backlog + 1`` per member: ``release`` turns
-        that many into one ``OVERFLOW`` whatever the member's backlog, so the rest would be
-        dropped there (a member that a flood of commits alerts costs no more storage)."""
-        room: dict[str, int] = {}
-        kept: list[AlertDraft] = []
-        for draft in drafts:
-            member = draft.member_id
-            if member not in room:
-                room[member] = self.max_backlog + 1 - tx.alerts.held(scope.round_id, member, release_at=at)
-            if room[member] > 0:
-                room[member] -= 1
-                kept.append(draft)
-        tx.alerts.hold(scope.round_id, kept, release_at=at)
+    def _reserve(
+        self, tx: CoordinatorTx, scope: Round, member: str, count: int, at: datetime
+    ) -> tuple[bool, int | None]:
+        """Lock ``member``'s position and reserve ``count`` sequence numbers for alerts of ``scope``:
+        (whether the member is alerted, the first number reserved or None). None when the scope
+        overflowed for it already (not alerted), or when ``count`` more would pass its backlog:
+        then its ``OVERFLOW`` alert is stored here instead (alerted)."""
+        last, acked = tx.alerts.position(member, lock=True)
+        if scope.round_id in tx.alerts.overflowed(member):
+            return False, None
+        if last - acked + count > self.max_backlog:
+            first = tx.alerts.allocate(member, 1)
+            self._store(tx, scope, member, first, [AlertDraft(member, AlertKind.OVERFLOW, NO_TOKEN, 0)], at)
+            tx.alerts.mark_overflow(member, scope.round_id, first)
+            return True, None
+        return True, tx.alerts.allocate(member, count)
 
     def release_due(
         self, uow: CoordinatorUnitOfWork, now: datetime, *, reader: CoordinatorUnitOfWork | None = None

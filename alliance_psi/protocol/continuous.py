@@ -32,13 +32,13 @@ threshold before or after the commit, so a commit costs about its own size, what
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 
 from alliance_psi.protocol.alerts import AlertKind
 from alliance_psi.protocol.model import PeerLabel
 
-__all__ = ["AlertDraft", "TokenChange", "drafts_for"]
+__all__ = ["AlertDraft", "TokenChange", "alert_kinds", "drafts_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +72,27 @@ class AlertDraft:
     peer_labels: tuple[PeerLabel, ...] = ()
 
 
+def alert_kinds(change: TokenChange, threshold: int) -> tuple[AlertKind | None, AlertKind | None]:
+    """The kind of alert ``change`` gives its committer and each other holder after it (None:
+    none), by the table in the module docstring; the holders themselves are not needed."""
+    before, after = change.holders_before, change.holders
+    if change.before is None and change.after is not None:  # The committer joined the token.
+        if before < threshold <= after:
+            return AlertKind.MATCH, AlertKind.MATCH
+        if before >= threshold:
+            return AlertKind.MATCH, AlertKind.JOINED
+        return None, None
+    if change.before is not None and change.after is None:  # The committer withdrew it.
+        if after >= threshold:
+            return None, AlertKind.WITHDRAWN
+        if before >= threshold:
+            return None, AlertKind.RETRACTED
+        return None, None
+    if change.before != change.after and after >= threshold:  # The committer relabeled it.
+        return None, AlertKind.RELABELED
+    return None, None
+
+
 def drafts_for(
     change: TokenChange,
     *,
@@ -80,34 +101,22 @@ def drafts_for(
     holders: Sequence[tuple[str, bytes | None]],
     sealers: Mapping[str, str],
     share_labels: bool,
+    only: Container[str] | None = None,
 ) -> list[AlertDraft]:
-    """The alerts one token change gives (the table in the module docstring), in member order.
+    """The alerts one token change gives (``alert_kinds``), in member order; with ``only``, those
+    of these members alone (the others' are not built).
 
     ``holders`` are the token's holders after the commit with their sealed labels; ``sealers``
     the attested names of the members that chose to be named. A label-less scope sends no labels.
     """
-    before, after = change.holders_before, change.holders
-    members = sorted(m for m, _ in holders)
-    others = [m for m in members if m != committer]
-
-    def draft(member: str, kind: AlertKind) -> AlertDraft:
+    own, others = alert_kinds(change, threshold)
+    drafts = []
+    for member in sorted(m for m, _ in holders):
+        kind = own if member == committer else others
+        if kind is None or (only is not None and member not in only):
+            continue
         peers: tuple[PeerLabel, ...] = ()
         if share_labels:
             peers = tuple(PeerLabel(label, sealers.get(m)) for m, label in holders if m != member and label)
-        return AlertDraft(member, kind, change.token, after, peers)
-
-    if change.before is None and change.after is not None:  # The committer joined the token.
-        if before < threshold <= after:
-            return [draft(m, AlertKind.MATCH) for m in members]
-        if before >= threshold:
-            return [draft(m, AlertKind.MATCH if m == committer else AlertKind.JOINED) for m in members]
-        return []
-    if change.before is not None and change.after is None:  # The committer withdrew it.
-        if after >= threshold:
-            return [draft(m, AlertKind.WITHDRAWN) for m in others]
-        if before >= threshold:
-            return [draft(m, AlertKind.RETRACTED) for m in others]
-        return []
-    if change.before != change.after and after >= threshold:  # The committer relabeled it.
-        return [draft(m, AlertKind.RELABELED) for m in others]
-    return []
+        drafts.append(AlertDraft(member, kind, change.token, change.holders, peers))
+    return drafts

@@ -70,7 +70,7 @@ def commit_and_match(
     tx.submissions.record_share_name(commit.round_id, member_id, commit.share_name)
     detail = {**commit_detail(commit), "sequence": commit.sequence}
     tx.audit.append(actor=member_id, action="submission.commit", at=now, detail=detail)
-    return status, outbox.route(tx, scope, outbox.drafts(tx, scope, member_id, changes), now)
+    return status, outbox.commit(tx, scope, member_id, changes, now)
 
 
 def discard_refused(uow: CoordinatorUnitOfWork, member_id: str, round_id: str, sequence: int) -> bool:

@@ -135,6 +135,26 @@ class MatchRepository:
                 found.setdefault(bytes(token), []).append((member, bytes(label) if label is not None else None))
         return found
 
+    def holdings(self, scope: str, tokens: Iterable[bytes]) -> dict[str, int]:
+        """{member_id: how many of ``tokens`` its standing set of ``scope`` holds}, counted in the
+        database (members that hold none are absent): what ``holders`` would give, without its rows."""
+        held, state = member_sets.c, member_set_state.c
+        counts: dict[str, int] = {}
+        for batch in batched(tokens):
+            rows = self._conn.execute(
+                select(state.member_id, func.count())
+                .select_from(
+                    member_sets.join(
+                        member_set_state, (state.set_scope == held.set_scope) & (state.set_id == held.set_id)
+                    )
+                )
+                .where(held.set_scope == scope, held.match_token.in_(batch))
+                .group_by(state.member_id)
+            )
+            for member, count in rows:
+                counts[member] = counts.get(member, 0) + int(count)
+        return counts
+
     def matched_of(self, scope: str, member_id: str, threshold: int) -> list[bytes]:
         """The tokens of ``member_id``'s standing set in ``scope`` that at least ``threshold`` sets hold."""
         held, state, counted = member_sets.c, member_set_state.c, set_holders.c

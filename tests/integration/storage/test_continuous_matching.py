@@ -16,9 +16,10 @@ from sqlalchemy import Engine
 
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.errors import Conflict, InvalidRequest, NotFound, SetMismatch
+from alliance_psi.protocol import alert_outbox
 from alliance_psi.protocol.alert_outbox import release_time
 from alliance_psi.protocol.alerts import NO_TOKEN, Alert, AlertKind, SignedAlert, verify_alert
-from alliance_psi.protocol.continuous import TokenChange
+from alliance_psi.protocol.continuous import AlertDraft, TokenChange
 from alliance_psi.protocol.coordinator import Commit, CoordinatorRole, RoundSpec
 from alliance_psi.protocol.model import NO_DEADLINE, Identity, Role, RoundKind, RoundState
 from alliance_psi.services.coordinator import sql_unit_of_work
@@ -135,13 +136,13 @@ def test_a_commit_reads_only_the_changes_that_may_alert(engine: Engine) -> None:
     # nobody else, or by too few) cost the commit no Python work.
     scope = make_scope(engine, threshold=3)
     seen: list[list[tuple[bytes, int, int]]] = []
-    drafts = scope.role.outbox.drafts
+    commit = scope.role.outbox.commit
 
-    def recorded(tx: Any, found: Any, committer: str, changes: Sequence[TokenChange]) -> Any:
+    def recorded(tx: Any, found: Any, committer: str, changes: Sequence[TokenChange], now: Any) -> Any:
         seen.append([(c.token, c.holders_before, c.holders) for c in changes])
-        return drafts(tx, found, committer, changes)
+        return commit(tx, found, committer, changes, now)
 
-    scope.role.outbox.drafts = recorded  # type: ignore[method-assign]
+    scope.role.outbox.commit = recorded  # type: ignore[method-assign]
     a, b, c, d = (scope.senders[m] for m in MEMBERS)
     a.send({T1: label(1), T2: label(2), **{token(i): label(i) for i in range(100, 110)}}, replace=True)
     b.send({T1: label(11), T2: label(12)}, replace=True)
@@ -378,3 +379,71 @@ def test_concurrent_commits_of_one_scope_number_every_members_alerts_without_gap
             assert mine[0][0] is AlertKind.MATCH and all(kind is AlertKind.JOINED for kind, _ in mine[1:])
             assert [count for _, count in mine] == list(range(mine[0][1], 5))
     assert sum(len(scope.alerts(m)) for m in MEMBERS) == len(tokens) * (2 + 3 + 4)
+
+
+class DraftCount:
+    """Wraps the real ``drafts_for`` of the outbox and counts the drafts it built, by member."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.built: dict[str, int] = {}
+        real = alert_outbox.drafts_for
+
+        def counted(*args: Any, **kwargs: Any) -> list[AlertDraft]:
+            drafts = real(*args, **kwargs)
+            for draft in drafts:
+                self.built[draft.member_id] = self.built.get(draft.member_id, 0) + 1
+            return drafts
+
+        monkeypatch.setattr(alert_outbox, "drafts_for", counted)
+
+
+@pytest.mark.parametrize("interval", [0, 60], ids=["released", "held"])
+def test_a_commit_past_a_members_backlog_drafts_none_of_its_alerts(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, interval: int
+) -> None:
+    # A huge commit must not build (read, seal into drafts, sign) every alert before it finds the
+    # member over its bound: the alerts are counted first, and only what will be kept is drafted.
+    scope = make_scope(engine, interval=interval, max_alert_backlog=5)
+    scope.clock.advance(seconds=10)  # Between two boundaries (held) or any time (released).
+    monkeypatch.setattr(alert_outbox, "ALERT_PAGE", 4)  # Several pages for 40 tokens.
+    a, b, c = (scope.senders[m] for m in MEMBERS[:3])
+    many = {token(i): label(i) for i in range(100, 140)}
+    a.send(many, replace=True)
+    c.send({token(100): label(7), token(101): label(8)}, replace=True)  # Two MATCH alerts each for a and c.
+    drafts = DraftCount(monkeypatch)
+    b.send(many, replace=True)  # 40 alerts for bank-a and for bank-b, 2 JOINED for bank-c.
+    if interval:
+        # Held: no more than one OVERFLOW needs (backlog + 1 with what is held already), then it.
+        assert drafts.built == {"bank-a": 4, "bank-b": 6, "bank-c": 2}
+        scope.clock.advance(seconds=interval)
+        scope.role.tick()
+        assert [x.kind for x in scope.alerts("bank-a")] == [AlertKind.OVERFLOW]
+    else:
+        assert drafts.built == {"bank-c": 2}  # None for the members it sends past their bound.
+        assert [x.kind for x in scope.alerts("bank-a")] == [AlertKind.MATCH, AlertKind.MATCH, AlertKind.OVERFLOW]
+    assert [x.kind for x in scope.alerts("bank-b")] == [AlertKind.OVERFLOW]
+    assert [(x.sequence, x.kind, x.holder_count) for x in scope.alerts("bank-c")] == [
+        (1, AlertKind.MATCH, 2),
+        (2, AlertKind.MATCH, 2),
+        (3, AlertKind.JOINED, 3),
+        (4, AlertKind.JOINED, 3),
+    ]
+
+
+def test_a_commit_drafts_its_alerts_a_page_at_a_time_numbered_without_gaps(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scope = make_scope(engine, max_alert_backlog=100)
+    monkeypatch.setattr(alert_outbox, "ALERT_PAGE", 3)
+    a, b = scope.senders["bank-a"], scope.senders["bank-b"]
+    tokens = {token(i): label(i) for i in range(200, 210)}
+    a.send({**tokens, T1: label(1)}, replace=True)
+    b.send({T1: label(2)}, replace=True)
+    drafts = DraftCount(monkeypatch)
+    b.send(tokens)  # Ten MATCH alerts each, over four pages.
+    assert drafts.built == {"bank-a": 10, "bank-b": 10}
+    for member in ("bank-a", "bank-b"):
+        alerts = scope.alerts(member)
+        assert [x.sequence for x in alerts] == list(range(1, 12))
+        assert sorted(x.match_token for x in alerts[1:]) == sorted(tokens)
+        assert all(x.kind is AlertKind.MATCH and x.holder_count == 2 for x in alerts)
