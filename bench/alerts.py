@@ -1,0 +1,233 @@
+"""Commit-to-alert latency of a continuous scope, through the real gRPC stack.
+
+Usage:
+    .venv/bin/python bench/alerts.py [--members 3 10] [--set-sizes 20000 100000] [--delta 100]
+        [--repeat 5] [--database URL]
+
+For each member count and set size: a local alliance (``cli._local_alliance``: a ``coordinator
+serve`` process on loopback, mutual TLS, one certificate per member), a continuous scope
+(threshold 2, labels shared) and synthetic members (random tokens and sealed-label-sized labels,
+no member crypto: the coordinator's side is measured) that commit their whole sets to it. Every
+member watches its alerts (``WatchAlerts``) in a thread, verifies each (``verify_alert``) and
+acknowledges it, as a member node does. Then, ``--repeat`` times, the first member commits a delta
+of ``--delta`` new tokens that every other member holds already: each token gives the committer a
+MATCH and every other member a JOINED alert, ``members x delta`` alerts per commit.
+
+Printed per configuration: the commit's own time (the CommitSubmission call, which matches the
+delta and writes its alerts in its transaction), the latency from the commit's start to each
+alert's arrival at its member (median and p95 over every alert of every repeat), the latency
+past the commit's answer, alerts per second (each commit's alerts over the time from its start
+to its last alert's arrival), the ratio of the median latency to the median commit, and the load
+average (the machine is shared: the figures are only as good as it was quiet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from alliance_psi.cli._local_alliance import EPOCH, LocalAlliance, local_alliance
+from alliance_psi.config import TlsConfig
+from alliance_psi.crypto.labels import SEALED_LABEL_BYTES
+from alliance_psi.errors import AlliancePsiError
+from alliance_psi.protocol.alerts import verify_alert
+from alliance_psi.protocol.coordinator import Chunk, Commit, RoundSpec
+from alliance_psi.protocol.model import NO_DEADLINE, Role, RoundKind
+from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS, SetDigest, SubmissionDigest, chunk_digest, label_digest
+from alliance_psi.services.cert_checks import load_tls
+from alliance_psi.services.clients import CoordinatorClient, RetryPolicy
+
+
+def _tls(alliance: LocalAlliance, name: str, role: Role) -> object:
+    pki = alliance.pki_dir
+    return load_tls(TlsConfig(ca_cert=pki / "ca.pem", cert=pki / f"{name}.pem", key=pki / f"{name}.key"), role=role)
+
+
+@dataclass
+class Member:
+    """A synthetic member of the scope: its deltas (chunks, digests, commit sequence) and its watch."""
+
+    name: str
+    client: CoordinatorClient
+    scope_id: str
+    coordinator_key: bytes
+    whole: SetDigest = field(default_factory=SetDigest)
+    sequence: int = 0
+    after: int = 0  # The last alert acknowledged.
+    arrivals: list[tuple[float, int]] = field(default_factory=list)  # (perf_counter, sequence)
+    seen: threading.Condition = field(default_factory=threading.Condition)
+
+    def commit(self, tokens: list[bytes], *, replace: bool) -> float:
+        """Send ``tokens`` (sorted, each with a fresh label) as delta ``sequence + 1`` and commit it;
+        return the commit call's seconds (the upload is not timed)."""
+        items = [(token, os.urandom(SEALED_LABEL_BYTES)) for token in sorted(tokens)]
+        digest, sequence = SubmissionDigest(), self.sequence + 1
+        for token, label in items:
+            self.whole.update(token, label_digest(label))
+
+        def chunks() -> Iterator[Chunk]:
+            for index, start in enumerate(range(0, len(items), MAX_CHUNK_ITEMS)):
+                part = tuple(items[start : start + MAX_CHUNK_ITEMS])
+                digest.update(part)
+                yield Chunk(self.scope_id, index, part, chunk_digest(part), (), replace, sequence)
+
+        self.client.upload_chunks(chunks())
+        commit = Commit(
+            self.scope_id,
+            digest.count,
+            digest.digest(),
+            self.whole.count,
+            self.whole.digest(),
+            replace,
+            sequence=sequence,
+        )
+        began = time.perf_counter()
+        self.client.commit(commit, self.name)
+        self.sequence = sequence
+        return time.perf_counter() - began
+
+    def watch(self, stop: threading.Event) -> None:
+        """Watch, verify and acknowledge this member's alerts until ``stop``; note each arrival."""
+        after = self.after
+        while not stop.is_set():
+            try:
+                for batch in self.client.watch_alerts("", after + 1):
+                    now = time.perf_counter()
+                    for signed in batch.alerts:
+                        alert = verify_alert(self.coordinator_key, signed, member_id=self.name)
+                        after = alert.sequence
+                        with self.seen:
+                            self.arrivals.append((now, alert.sequence))
+                            self.seen.notify_all()
+                    if batch.alerts:
+                        self.client.ack_alerts(after)
+                    if stop.is_set():
+                        return
+            except (AlliancePsiError, ValueError):  # The channel closed at the end, or a break: watch again.
+                if stop.is_set():
+                    return
+                time.sleep(0.1)
+
+    def wait_for(self, count: int, timeout: float = 600.0) -> None:
+        with self.seen:
+            if not self.seen.wait_for(lambda: len(self.arrivals) >= count, timeout):
+                raise SystemExit(f"{self.name}: {len(self.arrivals)} alerts of {count} after {timeout:.0f} s")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def run(members_count: int, set_size: int, args: argparse.Namespace) -> dict[str, float]:
+    names = [f"m{i:02d}" for i in range(members_count)]
+    out = args.out / f"{members_count}x{set_size}"
+    options = {"coordinator_database": args.database} if args.database else {}
+    with local_alliance(out, names, **options) as alliance:  # type: ignore[arg-type]
+        key = bytes.fromhex((alliance.root / "alliance" / "signing.pub").read_text().strip())
+        wait = RetryPolicy(attempts=1, timeout=3600)
+        with CoordinatorClient(alliance.coordinator.address, _tls(alliance, "operator", Role.ADMIN), wait) as admin:
+            spec = RoundSpec(
+                "alerts bench", 2, EPOCH, NO_DEADLINE, ("phone",), tuple(names), True, kind=RoundKind.CONTINUOUS
+            )
+            scope_id = admin.create_round(spec).round_id
+        members = [
+            Member(
+                name,
+                CoordinatorClient(alliance.coordinator.address, _tls(alliance, name, Role.MEMBER), wait),
+                scope_id,
+                key,
+            )
+            for name in names
+        ]
+        deltas = [[os.urandom(16) for _ in range(args.delta)] for _ in range(args.repeat)]
+        shared = [token for delta in deltas for token in delta]
+        began = time.perf_counter()
+        for member in members:  # Own tokens, plus (all but the first member) every delta's tokens.
+            own = [os.urandom(16) for _ in range(set_size - (len(shared) if member is not members[0] else 0))]
+            member.commit(own + (shared if member is not members[0] else []), replace=True)
+        print(
+            f"  {members_count} whole sets of {set_size:,} committed in {time.perf_counter() - began:.1f} s",
+            flush=True,
+        )
+        for member in members:  # What the whole sets alerted (the deltas' tokens held by several) is not timed.
+            _, member.after = member.client.ack_alerts(0)
+            member.client.ack_alerts(member.after)
+        stop = threading.Event()
+        watchers = [threading.Thread(target=m.watch, args=(stop,), daemon=True) for m in members]
+        for watcher in watchers:
+            watcher.start()
+        commits: list[float] = []
+        latencies: list[float] = []
+        past_commit: list[float] = []
+        rates: list[float] = []
+        for delta in deltas:
+            counts = [len(m.arrivals) for m in members]
+            started = time.perf_counter()
+            commit_seconds = members[0].commit(delta, replace=False)
+            answered = started + commit_seconds
+            for member, count in zip(members, counts, strict=True):
+                member.wait_for(count + len(delta))
+            arrivals = [at for m, count in zip(members, counts, strict=True) for at, _ in m.arrivals[count:]]
+            commits.append(commit_seconds)
+            latencies += [at - started for at in arrivals]
+            past_commit += [at - answered for at in arrivals]
+            rates.append(len(arrivals) / (max(arrivals) - started))
+        stop.set()
+        for member in members:
+            member.client.close()
+        for watcher in watchers:
+            watcher.join(timeout=30)
+    figures = {
+        "commit": statistics.median(commits),
+        "median": statistics.median(latencies),
+        "p95": percentile(latencies, 0.95),
+        "past_median": statistics.median(past_commit),
+        "past_p95": percentile(past_commit, 0.95),
+        "rate": statistics.median(rates),
+        "alerts": len(latencies),
+    }
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"{members_count} members x {set_size:,} tokens, delta of {args.delta} ({members_count * args.delta} alerts) "
+        f"x {args.repeat}: commit {figures['commit'] * 1e3:.0f} ms (median); commit-to-alert median "
+        f"{figures['median'] * 1e3:.0f} ms, p95 {figures['p95'] * 1e3:.0f} ms (past the commit's answer: median "
+        f"{figures['past_median'] * 1e3:.0f} ms, p95 {figures['past_p95'] * 1e3:.0f} ms); "
+        f"{figures['rate']:,.0f} alerts/s; latency / commit {figures['median'] / figures['commit']:.2f}; "
+        f"load average {load}",
+        flush=True,
+    )
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, nargs="+", default=[3, 10])
+    parser.add_argument("--set-sizes", type=int, nargs="+", default=[20_000, 100_000])
+    parser.add_argument("--delta", type=int, default=100, help="new tokens in each timed delta")
+    parser.add_argument("--repeat", type=int, default=5, help="timed deltas per configuration")
+    parser.add_argument("--database", default=None, help="an empty coordinator database (default: SQLite)")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/alliance-psi-alerts-bench"))
+    args = parser.parse_args()
+    if args.database and len(args.members) * len(args.set_sizes) > 1:
+        parser.error("--database serves one configuration (give one --members and one --set-sizes)")
+    print(
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, coordinator on {'SQLite' if not args.database else args.database.split(':')[0]}"
+    )
+    for members in args.members:
+        for size in args.set_sizes:
+            run(members, size, args)
+
+
+if __name__ == "__main__":
+    main()
