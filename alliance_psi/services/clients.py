@@ -126,13 +126,15 @@ class _Client:
         server: Identity,
         anchor: TrustAnchor | None,
         replicas: Sequence[str] = (),
+        round_robin: bool = False,
     ) -> None:
         # With replicas, one channel over every address, calls round-robin (``services.replicas``);
-        # a failure is explained at the first address.
+        # with ``round_robin``, over every address the target's name resolves to as well; a failure
+        # is explained at the first address.
         shown = ", ".join((target, *replicas))
         self.target, self.server, self.peer = target, server, f"{party_label(server)} at {shown}"
         self.retry = retry or RetryPolicy()
-        options = REPLICA_OPTIONS if replicas else ()
+        options = REPLICA_OPTIONS if replicas or round_robin else ()
         channel_target = replica_target((target, *replicas))
         self.channel = secure_channel(channel_target, tls, server=server, anchor=anchor, options=options)
         self._tls, self._anchor = tls, anchor
@@ -179,8 +181,9 @@ class CustodianClient(_Client):
     """A client of custodian ``name`` at ``target``: no other party's certificate is accepted.
 
     With ``anchor`` (the custodian's own CA) only a certificate of that CA is: not one the
-    alliance CA issued under the same name. With ``replicas`` (more addresses of the same
-    custodian) calls go round-robin over ``target`` and them (``services.replicas``).
+    alliance CA issued under the same name. Calls go round-robin over every address ``target``'s
+    name resolves to (several replicas behind one DNS name, a Kubernetes headless Service) and
+    over ``replicas``, more addresses of the same custodian (``services.replicas``).
     """
 
     def __init__(
@@ -194,7 +197,13 @@ class CustodianClient(_Client):
         replicas: Sequence[str] = (),
     ) -> None:
         super().__init__(
-            target, tls, retry, server=Identity(name=name, role=Role.CUSTODIAN), anchor=anchor, replicas=replicas
+            target,
+            tls,
+            retry,
+            server=Identity(name=name, role=Role.CUSTODIAN),
+            anchor=anchor,
+            replicas=replicas,
+            round_robin=True,
         )
         self.name = name
         self.stub = custodian_pb2_grpc.OprfEvaluatorStub(self.channel)

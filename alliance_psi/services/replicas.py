@@ -10,6 +10,14 @@ replica that is down until it is back. Every connection's handshake checks the s
 exactly as with one address (``services.tls``): an address that reaches another party fails its
 handshake and takes no call.
 
+One address whose name resolves to several (a Kubernetes headless Service: one A record per
+ready pod) is left to gRPC's DNS resolver, which the channel asks at start and again whenever a
+connection to one of them is lost (at most every 30 s): with ``REPLICA_OPTIONS``, which
+``CustodianClient`` always sets, the calls go round-robin over every address the name has, and a
+pod that comes back with another address is found. A replica added while every connection holds
+is used from the next resolution. (Without ``round_robin``, gRPC's default ``pick_first`` would
+send every call to the first address.)
+
 Only the addresses are round-robin: the quota is one counter in the shared database, charged by
 one conditional UPDATE whichever replica is called (``storage.custodian_repo``), so spreading
 calls never lets a member past it.

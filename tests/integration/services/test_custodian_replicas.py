@@ -22,8 +22,10 @@ from alliance_psi.crypto.suite import RISTRETTO255_SHA512
 from alliance_psi.errors import QuotaExceeded
 from alliance_psi.services.clients import CustodianClient, RetryPolicy
 from alliance_psi.storage import QuotaRepository, make_engine
+from tests.helpers.dns_server import serving_a_records
 from tests.integration.services.conftest import AlliancePki
 from tests.integration.services.harness import EPOCH
+from tests.integration.services.monitored import handled, scrape
 from tests.integration.services.processes import enrol
 
 MEMBERS = ("bank-a", "bank-b", "bank-c")
@@ -43,7 +45,7 @@ def quota_store(pg_admin_engine: Engine) -> Iterator[str]:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def replica(pki: AlliancePki, share: Path, database: str) -> ServerProcess:
+def replica(pki: AlliancePki, share: Path, database: str, *options: str, listen: str = "127.0.0.1:0") -> ServerProcess:
     return ServerProcess(
         [
             "custodian",
@@ -51,7 +53,8 @@ def replica(pki: AlliancePki, share: Path, database: str) -> ServerProcess:
             "--name",
             "custodian-1",
             "--listen",
-            "127.0.0.1:0",
+            listen,
+            *options,
             *tls_args(pki.directory, "custodian-1"),
             "--key-share",
             str(share),
@@ -133,6 +136,35 @@ def test_replicas_sharing_one_quota_store_never_let_a_member_past_its_quota(
     # Both replicas evaluated: 90 batches of 50 elements were spread over the two processes (a
     # replica that took no call spends about nothing; each batch costs ~50 scalar multiplications).
     assert all(ticks_spent >= 10 for ticks_spent in spent.values()), spent
+
+
+def test_replicas_behind_one_name_with_several_addresses_each_take_calls(
+    pki: AlliancePki, quota_store: str, tmp_path: Path
+) -> None:
+    # A Kubernetes headless Service: one name, one A record per replica. The member gives that one
+    # address; its channel must reach every replica, not only the first address (pick_first).
+    share = tmp_path / "custodian.share"
+    assert CliRunner().invoke(main, ["custodian", "init-share", "--epoch", EPOCH, "--out", str(share)]).exit_code == 0
+    enrol("custodian", quota_store, pki, MEMBERS[:1])
+    metrics = ("--metrics-listen", "127.0.0.1:0")
+    with replica(pki, share, quota_store, *metrics) as first:
+        second_listen = f"127.0.0.2:{first.port}"  # Another loopback address, the same port.
+        with (
+            replica(pki, share, quota_store, *metrics, listen=second_listen) as second,
+            serving_a_records("custodian-1.alliance.test", ["127.0.0.1", "127.0.0.2"]) as dns_port,
+        ):
+            client = CustodianClient(
+                f"dns://127.0.0.1:{dns_port}/custodian-1.alliance.test:{first.port}",
+                pki.material(MEMBERS[0]),
+                RetryPolicy(attempts=1, timeout=60),
+                name="custodian-1",
+            )
+            with client:
+                for _ in range(8):
+                    assert len(client.evaluate(EPOCH, fresh_batch())) == BATCH
+            calls = [handled(scrape(p.metrics_port), "Evaluate") for p in (first, second) if p.metrics_port]
+    assert sum(calls) == 8
+    assert all(count > 0 for count in calls), calls
 
 
 @pytest.mark.parametrize(
