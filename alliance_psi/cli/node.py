@@ -5,7 +5,8 @@ the option names and nothing else; see ``alliance_psi.config.read_node_file``), 
 ``ALLIANCE_PSI_NODE_<OPTION>`` environment variable, or from the command line; later ones win. ``--config`` goes before or after
 the command's name (``node --config node.toml import FILE`` or ``node import FILE --config
 node.toml``); relative paths in the file are relative to the file's folder. Only ``node import``
-creates the node's database; every other command refuses a missing one (``open_node_database``).
+(and ``node run --create-database``, a container's first start) creates the node's database; every
+other command refuses a missing one (``open_node_database``).
 
 Commands live in ``node_*`` modules and attach themselves to ``node_group``, which imports a module
 only when one of its commands is used (``_COMMANDS``): ``node join`` starts without the importer's

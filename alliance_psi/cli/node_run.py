@@ -5,20 +5,27 @@ SIGINT set its stop event. The loop finishes the step in hand (an import, a batc
 chunk) and returns; if it has not within ``NODE_STOP_GRACE_SECONDS``, the process exits anyway,
 abandoning it: every step is a transaction or a resumable exchange, so the next start resumes it.
 The exit code is 0 after a signal, 1 if the loop failed.
+
+With ``--metrics-listen`` the plain metrics and health port (``cli._serving.monitored``) opens
+before the node loads: /healthz answers at once, /readyz once the database answers, the inbox
+takes a file and the coordinator answers its health check, and not from the stop signal on.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from alliance_psi.cli._options import custodian_trust_warnings, reported
+from alliance_psi.cli._options import custodian_trust_warnings, monitoring_config, monitoring_options, reported
 from alliance_psi.cli.node import (
     _GIVEN_CONFIG,
     _option,
@@ -35,6 +42,7 @@ from alliance_psi.defaults import INBOX_SETTLE_SECONDS, NODE_POLL_SECONDS, NODE_
 __all__ = ["run"]
 
 _SECONDS = click.FloatRange(min=0)
+_PROBE_SECONDS = 2.0  # How long /readyz waits for the coordinator's answer (its checks: 5 s in all).
 
 
 @node_group.command("run")
@@ -71,6 +79,13 @@ _SECONDS = click.FloatRange(min=0)
     show_default=True,
     help="Join the open batch rounds that invite this member, and fetch their results.",
 )
+@click.option(
+    "--create-database",
+    is_flag=True,
+    help="Create the node database if it does not exist (a container's first start, before any "
+    "import). Without it a missing database is refused, as a wrong path.",
+)
+@monitoring_options
 @network_options
 @notify_options
 @database_option
@@ -82,6 +97,10 @@ def run(
     settle_seconds: float,
     strict_inbox: bool,
     join_rounds: bool,
+    create_database: bool,
+    metrics_listen: str | None,
+    log_level: str,
+    log_format: str,
     **options: Any,
 ) -> None:
     """Run this member node until stopped: import the inbox, join rounds, follow alerts.
@@ -92,14 +111,19 @@ def run(
     of continuous scopes are verified, stored once and notified (webhook, alert log, the log on
     standard error), as `node follow` does. Logs go to standard error, without identifiers (an
     alert's line shows the identifier masked). SIGTERM or SIGINT stops it (exit code 0).
+    --metrics-listen serves Prometheus /metrics and the /healthz and /readyz probes (ready: the
+    database answers, the inbox is writable and the coordinator answers); docs/operations.md.
     """
     from alliance_psi.cli._logging import configure_logging
-    from alliance_psi.config import MonitoringConfig, NodeRunConfig
+    from alliance_psi.cli._serving import monitored
+    from alliance_psi.config import NodeRunConfig
     from alliance_psi.services.alert_node import AlertSide
     from alliance_psi.services.member import MemberNode
     from alliance_psi.services.node_daemon import NodeDaemon
+    from alliance_psi.services.readiness import folder_writable_check
 
-    configure_logging(MonitoringConfig())  # Text lines on stderr; SQLAlchemy held at warnings.
+    monitoring = monitoring_config(metrics_listen=metrics_listen, log_level=log_level, log_format=log_format)
+    configure_logging(monitoring)  # On stderr; SQLAlchemy held at warnings.
     log = logging.getLogger("alliance_psi.node")
     config = member_config(database, **options)
     notify = notify_config(**options)
@@ -114,13 +138,19 @@ def run(
             strict=strict_inbox,
             join_rounds=join_rounds,
         )
-        with open_node_database(database):
-            pass  # Refuses a missing database, as every node command but `node import` does.
-        for warning in custodian_trust_warnings(config.custodians):
-            log.warning("%s", warning.removeprefix("warning: "))
-        # Threshold custodians down, slow or excluded (names only): what `node join` prints, logged.
-        node = MemberNode.from_config(config, report=lambda event: log.warning("%s", event))
-        try:
+    # The port opens first: liveness answers while the node loads; readiness waits for its needs.
+    with contextlib.ExitStack() as stack:
+        with reported():
+            monitor = stack.enter_context(monitored(monitoring, needs=("database", "inbox", "coordinator")))
+            # A missing database is refused, as a wrong path (every node command but `node import`
+            # refuses it), unless --create-database says this is the node's first start.
+            with open_node_database(database, create=create_database):
+                pass
+            for warning in custodian_trust_warnings(config.custodians):
+                log.warning("%s", warning.removeprefix("warning: "))
+            # Threshold custodians down, slow or excluded (names only): what `node join` prints, logged.
+            node = MemberNode.from_config(config, report=lambda event: log.warning("%s", event))
+            stack.callback(node.close)
             # Console notices (identifiers masked) go to the log; the follower's own lines too. The
             # alert side has its own coordinator channel, closed at the stop.
             alerts = AlertSide.from_config(
@@ -130,19 +160,17 @@ def run(
                 write=lambda line: log.info("%s", line),
                 report=lambda line: log.warning("alerts: %s", line),
             )
-        except BaseException:
-            node.close()
-            raise
-    daemon = NodeDaemon(node, settings, alerts, log)
-    try:
-        _serve(daemon, settings.stop_grace_seconds, log)
-    finally:
-        alerts.close()
-        node.close()
+            stack.callback(alerts.close)
+        monitor.database_opened(node.engine)
+        monitor.readiness.met("inbox", folder_writable_check(settings.inbox))
+        monitor.readiness.met("coordinator", functools.partial(node.coordinator.check_serving, _PROBE_SECONDS))
+        daemon = NodeDaemon(node, settings, alerts, log, metrics=monitor.metrics)
+        _serve(daemon, settings.stop_grace_seconds, log, stopping=monitor.readiness.stopping)
 
 
-def _serve(daemon: Any, grace: float, log: logging.Logger) -> None:
-    """Run ``daemon.run(stop)`` in a worker thread until it ends or a signal stops it."""
+def _serve(daemon: Any, grace: float, log: logging.Logger, *, stopping: Callable[[], None]) -> None:
+    """Run ``daemon.run(stop)`` in a worker thread until it ends or a signal stops it;
+    ``stopping()`` runs as the stop begins (/readyz then answers not ready)."""
     stop = threading.Event()
     failed = threading.Event()
 
@@ -166,6 +194,7 @@ def _serve(daemon: Any, grace: float, log: logging.Logger) -> None:
     worker.start()
     while worker.is_alive() and not stop.is_set():
         stop.wait(0.5)
+    stopping()
     worker.join(grace)
     if failed.is_set():
         raise SystemExit(1)

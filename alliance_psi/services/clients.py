@@ -162,6 +162,24 @@ class _Client:
         finally:
             stream.cancel()
 
+    def check_serving(self, timeout: float) -> None:
+        """Ask the server's gRPC health service once, no retry, within ``timeout`` seconds: what a
+        readiness probe asks (``services.readiness``). It crosses mutual TLS like any call, so an
+        answer also means this client's certificate is still accepted.
+
+        Raises:
+            PeerUnavailable: no answer, or an answer other than SERVING; the message names the
+                server and the gRPC status only.
+        """
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        try:
+            answer = health_pb2_grpc.HealthStub(self.channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        except grpc.RpcError as err:
+            raise PeerUnavailable(f"{self.peer} does not answer ({err.code().name})") from None
+        if answer.status != health_pb2.HealthCheckResponse.SERVING:
+            raise PeerUnavailable(f"{self.peer} is not serving")
+
     def explain(self) -> Diagnosis | None:
         """What is wrong with the server at this client's address, if anything (after a failure)."""
         timeout = min(self.retry.timeout, DIAGNOSIS_TIMEOUT)

@@ -11,6 +11,10 @@
    the delta, the commit: ``MemberRole.join``), and the verified result of every matched round it
    committed to is fetched and kept. A node that joins rounds by hand turns this off.
 
+With ``metrics`` (``node run --metrics-listen``), every file taken in counts its rows: accepted
+(stored) and rejected (``Metrics.count_import_rows``; a strict inbox's refused file counts none
+accepted).
+
 The alert side (``AlertRunner``, ``services.alert_node.AlertSide`` in ``node run``: the follower of
 the coordinator's alerts and the notifiers) runs beside the loop in a thread of its own, until
 ``stop``; each alert is applied once and its notices kept in outboxes in the node's database.
@@ -46,6 +50,7 @@ from alliance_psi.protocol.model import Round, RoundState, SubmissionState, Subm
 from alliance_psi.services.blacklist_import import ImportTally, import_blacklist
 from alliance_psi.services.inbox import Inbox
 from alliance_psi.services.member import MemberNode
+from alliance_psi.services.metrics import Metrics
 
 __all__ = ["AlertRunner", "NodeDaemon"]
 
@@ -67,6 +72,7 @@ class NodeDaemon:
     settings: NodeRunConfig
     alerts: AlertRunner
     log: logging.Logger
+    metrics: Metrics | None = None
     inbox: Inbox = field(init=False)
     _said: dict[str, str] = field(default_factory=dict, init=False)  # Round -> last problem logged.
 
@@ -146,6 +152,8 @@ class NodeDaemon:
             return False
         failed = tally.stopped or tally.stored == 0 or (self.settings.strict and tally.rejected > 0)
         placed = self.inbox.place(path, failed=failed)
+        if self.metrics is not None:
+            self.metrics.count_import_rows(accepted=0 if failed else tally.stored, rejected=tally.rejected)
         self.log.log(
             logging.WARNING if failed or tally.rejected else logging.INFO,
             "inbox: %s %s: %s%s; moved to %s%s",

@@ -1,6 +1,6 @@
 """What ``/readyz`` answers: whether this server can serve now, and if not, why.
 
-A server names what it needs at start (``Readiness(["tls", "database", "key share", "grpc"])``)
+A server (or a member node under ``node run``) names what it needs at start (``Readiness(["tls", "database", "key share", "grpc"])``)
 and says when each is met, with a check to run again at every probe where the need can be lost
 later (the database reachable, the TLS files readable). It is ready once every need is met and
 every check passes, and not ready again from the moment it begins to stop (so a load balancer
@@ -22,9 +22,12 @@ in words an operator acts on; it never holds a secret, an identifier or a databa
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -32,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from alliance_psi.config import TlsConfig, sqlite_file
 from alliance_psi.errors import AlliancePsiError
 
-__all__ = ["Check", "NotReady", "Readiness", "database_check", "tls_files_check"]
+__all__ = ["Check", "NotReady", "Readiness", "database_check", "folder_writable_check", "tls_files_check"]
 
 log = logging.getLogger(__name__)
 
@@ -146,5 +149,21 @@ def tls_files_check(config: TlsConfig) -> Check:
 
     def check() -> None:
         config.load()
+
+    return check
+
+
+def folder_writable_check(folder: Path) -> Check:
+    """A check that a file can be made in ``folder`` (a member node's inbox: it moves every file
+    it takes in within it): one is created and deleted again, named ``.readyz-….tmp``, which the
+    inbox never reads."""
+
+    def check() -> None:
+        try:
+            descriptor, name = tempfile.mkstemp(prefix=".readyz-", suffix=".tmp", dir=folder)
+        except OSError as exc:
+            raise NotReady(f"{folder} is not writable ({exc.strerror})") from None
+        os.close(descriptor)
+        os.unlink(name)
 
     return check

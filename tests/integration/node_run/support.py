@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -21,11 +22,11 @@ class NodeRun:
     """A ``node run`` child process in its own session (so its worker processes die with it);
     its standard error is kept, line by line, in ``lines``."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, *options: str) -> None:
         self.config = config
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            cli_command("node", "run", "--config", str(config)),
+            cli_command("node", "run", "--config", str(config), *options),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -43,6 +44,14 @@ class NodeRun:
     @property
     def log(self) -> str:
         return "".join(self.lines)
+
+    @property
+    def metrics_port(self) -> int:
+        """The port of ``--metrics-listen HOST:0``, from the line that announces it."""
+        line = self.wait_for_line("metrics and health on http://")
+        match = re.search(r"http://\S+:(\d+)/metrics", line)
+        assert match, line
+        return int(match.group(1))
 
     def wait_for_line(self, text: str, deadline: float = DEADLINE) -> str:
         """The first log line that contains ``text``, waiting for it (the process must not end first)."""
@@ -96,9 +105,9 @@ def node_toml(tmp: Path, pki, alliance, member: str, **overrides: str) -> Path: 
 
 
 @contextmanager
-def node_run(config: Path) -> Iterator[NodeRun]:
+def node_run(config: Path, *options: str) -> Iterator[NodeRun]:
     """``node run`` started, and stopped (SIGKILL if still running) when the block ends."""
-    run = NodeRun(config)
+    run = NodeRun(config, *options)
     try:
         run.wait_for_line("node run: member")
         yield run
