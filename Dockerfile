@@ -46,7 +46,6 @@ RUN if ! dpkg-query -W python3 libsodium23 >/dev/null 2>&1; then \
     && useradd --system --uid 10001 --gid alliance --home-dir /var/lib/alliance-psi --create-home \
        --shell /usr/sbin/nologin alliance
 COPY --from=builder /opt/alliance-psi /opt/alliance-psi
-COPY deploy/image/member-loop.sh /opt/alliance-psi/
 ENV PATH=/opt/alliance-psi/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -8,11 +8,12 @@
 #     Dockerfile with --network none: the build asks no index.
 #  3. docker-compose.yml under tests/container/compose.host-network.yml (every service on the host
 #     network, listening on 127.0.0.1 only), with podman-compose; waits for the init service and
-#     for every server's health check.
-#  4. A round end to end: the operator opens it, a blacklist file is dropped into each member's
-#     inbox, each node imports, joins, fetches and writes its reports; the leads of each member
-#     are checked against tests/container/inbox/expected-leads.json and each JSON report is
-#     verified with `report verify`.
+#     for every server's and member node's health check (three custodians, a 2-of-3 epoch).
+#  4. A round end to end: a blacklist file is dropped into each member's inbox and each `node run`
+#     imports it (its metrics count the rows); the operator opens the round; each node joins it by
+#     itself and keeps the verified result; `node report` writes each member's JSON report, whose
+#     leads are checked against tests/container/inbox/expected-leads.json and which is verified
+#     with `report verify`.
 #  5. Everything torn down, volumes included, whatever happened.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +39,8 @@ remove_volumes() {
 
 step "system packages: podman, runc, debootstrap"
 bash scripts/ensure_sysdeps.sh container
-for port in 5432 7100 7101 7102 9464 9465 9466; do
+SERVERS=(coordinator custodian-1 custodian-2 custodian-3)
+for port in 5432 7100 7101 7102 7103 9464 9465 9466 9467 9470 9471 9472; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     fail "port $port on 127.0.0.1 is taken: the host-network alliance needs it"
   fi
@@ -85,7 +87,7 @@ teardown() {
   local status=$?
   step "teardown (podman-compose down --volumes)"
   if [ "$status" -ne 0 ]; then
-    for service in postgres init coordinator custodian-1 custodian-2 "${MEMBERS[@]}"; do
+    for service in postgres init "${SERVERS[@]}" "${MEMBERS[@]}"; do
       echo "--- logs of $service (last 30 lines)"
       podman logs --tail 30 "$(container "$service")" 2>&1 || true
     done
@@ -110,28 +112,57 @@ podman logs "$(container init)" 2>&1 | grep -E 'fingerprint|initialized' || true
 [ "$init_status" = 0 ] || { podman logs --tail 30 "$(container init)"; fail "init exited with $init_status"; }
 "${compose[@]}" up -d --no-deps >> "$CACHE/compose-up.log" 2>&1 || { cat "$CACHE/compose-up.log"; fail "compose up"; }
 
-step "waiting for every server's health check (the image's HEALTHCHECK: alliance-psi health on /readyz)"
-for server in coordinator custodian-1 custodian-2; do
-  for _ in $(seq 60); do
+step "waiting for every server's and member node's health check (the image's HEALTHCHECK: alliance-psi health on /readyz)"
+for server in "${SERVERS[@]}" "${MEMBERS[@]}"; do
+  for _ in $(seq 90); do
     if podman healthcheck run "$(container "$server")" > /dev/null 2>&1; then
       echo "$server: healthy"
       continue 2
     fi
     sleep 1
   done
-  fail "$server did not become healthy within a minute"
+  podman exec "$(container "$server")" alliance-psi health --url "$(podman exec "$(container "$server")" printenv ALLIANCE_PSI_HEALTH_URL)" || true
+  fail "$server did not become healthy within 90 s"
 done
 
-step "each server's plain metrics port, where Prometheus (the metrics profile) scrapes it"
-for port in 9464 9465 9466; do
-  "$VENV_BIN/python" - "$port" <<'PY' || fail "no metrics on 127.0.0.1:$port"
+metrics() {  # metrics PORT [METRIC]: check the port serves Prometheus metrics; print METRIC's samples.
+  "$VENV_BIN/python" - "$@" <<'PY'
 import sys, urllib.request
-port = sys.argv[1]
+port, wanted = sys.argv[1], sys.argv[2:]
 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
     text = answer.read().decode()
 assert "alliance_psi_build_info" in text, text[:500]
-print(f"127.0.0.1:{port}/metrics: {sum(1 for line in text.splitlines() if not line.startswith('#'))} samples")
+samples = [line for line in text.splitlines() if not line.startswith("#")]
+if wanted:
+    print(" ".join(line for line in samples if line.startswith(wanted[0] + "{")))
+else:
+    print(f"127.0.0.1:{port}/metrics: {len(samples)} samples")
 PY
+}
+
+step "each server's and member node's plain metrics port, where Prometheus (the metrics profile) scrapes it"
+for port in 9464 9465 9466 9467 9470 9471 9472; do
+  metrics "$port" || fail "no metrics on 127.0.0.1:$port"
+done
+
+step "a blacklist file dropped into each member's inbox (NAME.part, then renamed)"
+for member in "${MEMBERS[@]}"; do
+  # Written beside its final name, then renamed: the node never reads half a file.
+  podman exec -i "$(container "$member")" /bin/sh -c \
+    'cat > inbox/blacklist.csv.part && mv inbox/blacklist.csv.part inbox/blacklist.csv' < "tests/container/inbox/$member.csv"
+done
+for member in "${MEMBERS[@]}"; do
+  for _ in $(seq 120); do
+    if podman exec "$(container "$member")" test -e inbox/done/blacklist.csv; then
+      continue 2
+    fi
+    sleep 1
+  done
+  podman exec "$(container "$member")" /bin/sh -c 'ls -la inbox inbox/*; cat inbox/failed/*.txt' || true
+  fail "$member's node did not import its file within two minutes"
+done
+for port in 9470 9471 9472; do
+  echo "127.0.0.1:$port: $(metrics "$port" alliance_psi_import_rows_total)"
 done
 
 step "the operator opens round $ALLIANCE_PSI_ROUND (admin certificate, over mTLS)"
@@ -139,33 +170,27 @@ step "the operator opens round $ALLIANCE_PSI_ROUND (admin certificate, over mTLS
   --ca ca.pem --cert operator.pem --key operator.key --id "$ALLIANCE_PSI_ROUND" --name "container test" \
   --threshold 2 --epoch local-epoch --types phone,id_card --invite bank-a,bank-b,bank-c --deadline-minutes 30
 
-step "a blacklist file dropped into each member's inbox"
+step "waiting for each member node to join, and keep the verified result"
 for member in "${MEMBERS[@]}"; do
-  # Written beside the inbox, then renamed into it: the node never sees half a file.
-  podman exec -i "$(container "$member")" /bin/sh -c \
-    'cat > incoming.part && mv incoming.part inbox/blacklist.csv' < "tests/container/inbox/$member.csv"
-done
-
-step "waiting for each member's verified result and reports"
-for member in "${MEMBERS[@]}"; do
-  for _ in $(seq 120); do
-    if podman exec "$(container "$member")" test -e "reports/$ALLIANCE_PSI_ROUND.json"; then
+  for _ in $(seq 180); do
+    if podman logs "$(container "$member")" 2>&1 | grep -qE "round $ALLIANCE_PSI_ROUND: .*result verified and kept"; then
+      podman logs "$(container "$member")" 2>&1 | grep "round $ALLIANCE_PSI_ROUND" | sed "s/^/$member: /"
       continue 2
     fi
     sleep 1
   done
-  podman exec "$(container "$member")" /bin/sh -c 'ls -la inbox inbox/* reports; cat reports/*.log inbox/*/*.log' || true
-  fail "$member wrote no report within two minutes"
+  fail "$member's node kept no result within three minutes"
 done
-podman logs "$(container bank-a)" 2>&1 | tail -5
 
-step "the leads each member found"
+step "the leads each member found (node report, then report verify)"
 checked=0
 for member in "${MEMBERS[@]}"; do
-  podman exec "$(container "$member")" alliance-psi report verify "reports/$ALLIANCE_PSI_ROUND.json" \
+  podman exec "$(container "$member")" alliance-psi node report "$ALLIANCE_PSI_ROUND" --config node.toml \
+    --format json -o "$ALLIANCE_PSI_ROUND.json" > /dev/null || fail "node report for $member"
+  podman exec "$(container "$member")" alliance-psi report verify "$ALLIANCE_PSI_ROUND.json" \
     --ca ca.pem --coordinator-key signing.pub > "$CACHE/verify-$member.txt" 2>&1 \
     || { cat "$CACHE/verify-$member.txt"; fail "report verify refused $member's report"; }
-  podman exec "$(container "$member")" cat "reports/$ALLIANCE_PSI_ROUND.json" \
+  podman exec "$(container "$member")" cat "$ALLIANCE_PSI_ROUND.json" \
     | "$VENV_BIN/python" tests/container/check_leads.py "$member" tests/container/inbox/expected-leads.json || fail "$member's leads"
   echo "$member: JSON report verified ($(head -1 "$CACHE/verify-$member.txt"))"
   checked=$((checked + 1))

@@ -7,11 +7,17 @@
 # "A real deployment, by role" does by hand, with each party's files in that party's volume only:
 #   /alliance/ca              the alliance CA (ca.key): mounted by this service alone
 #   /alliance/custodian-2-ca  custodian-2's own CA: mounted by this service alone
+#   /alliance/custodian-3-ca  custodian-3's own CA: mounted by this service alone
 #   /alliance/operator        the operator's admin certificate, for `coordinator round ...`
 #   /alliance/coordinator     its TLS files and signing key (its database is PostgreSQL)
-#   /alliance/custodian-N     its TLS files, key share and quota database
-#   /alliance/bank-X          the member's own key (made here, never copied), node.toml, its node database
-# In production each party makes its own files on its own machine, and the CA stays offline.
+#   /alliance/custodian-N     its TLS files, its share of the 2-of-3 threshold epoch, the public
+#                             epoch file, its quota database
+#   /alliance/bank-X          the member's own key (made here, never copied), node.toml, the public
+#                             epoch file, its inbox (`node run` creates its node database)
+# The epoch is dealt here (`custodian deal`, DEALER MODE: this service knew the whole key, which is
+# fine for a local alliance only). In production each party makes its own files on its own
+# machine, the CA stays offline and the custodians generate the epoch together with
+# `custodian keygen` (deploy/README.md).
 set -eu
 
 A=/alliance
@@ -35,18 +41,27 @@ alliance-psi pki init-ca --out "$A/ca" --name "Local alliance"
 alliance-psi pki issue --ca-dir "$A/ca" --role coordinator --name coordinator --out "$A/coordinator" --host coordinator
 alliance-psi pki issue --ca-dir "$A/ca" --role custodian --name custodian-1 --out "$A/custodian-1" --host custodian-1
 alliance-psi pki issue --ca-dir "$A/ca" --role admin --name operator --out "$A/operator"
-# custodian-2 is another institution: it certifies itself with a CA of its own, which members pin.
-alliance-psi pki init-ca --out "$A/custodian-2-ca" --name "Local custodian-2"
-alliance-psi pki issue --ca-dir "$A/custodian-2-ca" --role custodian --name custodian-2 --out "$A/custodian-2" \
-  --host custodian-2
-for party in coordinator custodian-1 custodian-2 operator; do
+# custodian-2 and custodian-3 are other institutions: each certifies itself with a CA of its own,
+# which members pin.
+for custodian in custodian-2 custodian-3; do
+  alliance-psi pki init-ca --out "$A/$custodian-ca" --name "Local $custodian"
+  alliance-psi pki issue --ca-dir "$A/$custodian-ca" --role custodian --name "$custodian" --out "$A/$custodian" \
+    --host "$custodian"
+  cp "$A/$custodian-ca/ca.pem" "$A/$custodian/own-ca.pem"
+done
+for party in coordinator custodian-1 custodian-2 custodian-3 operator; do
   cp "$A/ca/ca.pem" "$A/ca/crl.pem" "$A/$party/"
 done
-cp "$A/custodian-2-ca/ca.pem" "$A/custodian-2/own-ca.pem"
 
 alliance-psi coordinator keygen --out "$A/coordinator"
-alliance-psi custodian init-share --epoch "$EPOCH" --out "$A/custodian-1/$EPOCH.share"
-alliance-psi custodian init-share --epoch "$EPOCH" --out "$A/custodian-2/$EPOCH.share"
+# The threshold epoch: any 2 of the 3 custodians evaluate; each share goes to its custodian only.
+DEALT="$A/ca/dealt-$EPOCH"
+alliance-psi custodian deal --epoch "$EPOCH" --threshold 2 --out "$DEALT" \
+  --custodian custodian-1 --custodian custodian-2 --custodian custodian-3
+for custodian in custodian-1 custodian-2 custodian-3; do
+  mv "$DEALT/$custodian.share" "$A/$custodian/$EPOCH.share"
+  cp "$DEALT/epoch.json" "$A/$custodian/$EPOCH.json"
+done
 # PostgreSQL may still be starting: the first enrolment waits for it, up to a minute.
 tries=0
 until alliance-psi coordinator admin add --cert "$A/operator/operator.pem" --database "$COORDINATOR_DB"; do
@@ -62,11 +77,13 @@ for member in $MEMBERS; do
   alliance-psi pki issue --ca-dir "$A/ca" --csr "$home/$member.csr" --role member --name "$member" --out "$home"
   cp "$A/ca/ca.pem" "$A/ca/crl.pem" "$A/coordinator/signing.pub" "$home/"
   cp "$A/custodian-2-ca/ca.pem" "$home/custodian-2-ca.pem"
+  cp "$A/custodian-3-ca/ca.pem" "$home/custodian-3-ca.pem"
+  cp "$DEALT/epoch.json" "$home/$EPOCH.json"
   alliance-psi coordinator member add --cert "$home/$member.pem" --database "$COORDINATOR_DB"
-  for custodian in custodian-1 custodian-2; do
+  for custodian in custodian-1 custodian-2 custodian-3; do
     alliance-psi custodian member add --cert "$home/$member.pem" --database "sqlite:///$A/$custodian/quota.db"
   done
-  mkdir -p "$home/inbox"
+  mkdir -p -m 0700 "$home/inbox"
   cat > "$home/node.toml" <<TOML
 [node]
 database = "sqlite:///node.db"
@@ -76,13 +93,20 @@ cert = "$member.pem"
 key = "$member.key"
 coordinator = "coordinator@coordinator:7100"
 coordinator-key = "signing.pub"
-custodian = ["custodian-1@custodian-1:7101", "custodian-2@custodian-2:7102,ca=custodian-2-ca.pem"]
+custodian = [
+  "custodian-1@custodian-1:7101",
+  "custodian-2@custodian-2:7102,ca=custodian-2-ca.pem",
+  "custodian-3@custodian-3:7103,ca=custodian-3-ca.pem",
+]
+epoch-file = "$EPOCH.json"
 data-dir = "secrets"
+inbox = "inbox"
 TOML
 done
 
-for party in coordinator custodian-1 custodian-2 operator $MEMBERS; do
+rm -rf "$DEALT"  # Only the public epoch file was left there; the shares were moved.
+for party in coordinator custodian-1 custodian-2 custodian-3 operator $MEMBERS; do
   chown -R 10001:10001 "$A/$party"
 done
 touch "$DONE"
-echo "alliance initialized: CA fingerprint and custodian-2's CA fingerprint are printed above"
+echo "alliance initialized: the CA fingerprints (the alliance's, custodian-2's, custodian-3's) and the epoch file's are printed above"

@@ -16,7 +16,6 @@ from tests.deploy.manifests import KUSTOMIZE, OVERLAYS, ROOT, compose_services, 
 
 SCRIPTS = (
     ROOT / "deploy" / "compose" / "init-alliance.sh",
-    ROOT / "deploy" / "image" / "member-loop.sh",
     ROOT / "scripts" / "container_test.sh",
 )
 
@@ -115,7 +114,6 @@ def test_the_deployment_files_run_commands() -> None:
     assert {
         "docker-compose.yml",
         "deploy/compose/init-alliance.sh",
-        "deploy/image/member-loop.sh",
         "README.md",
     } <= where
     assert any(place.startswith("production Deployment/custodian-1") for place, _ in LINES)

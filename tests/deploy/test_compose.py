@@ -1,5 +1,6 @@
-"""docker-compose.yml: every server serves its plain health port where its health check and
-Prometheus look for it, and nothing is published beyond this machine."""
+"""docker-compose.yml: every server and member node serves its plain health port where its health
+check and Prometheus look for it, the members run `node run` against a 2-of-3 threshold epoch, and
+nothing is published beyond this machine."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import yaml
 
 from tests.deploy.manifests import ROOT, compose_services
 
-SERVERS = ("coordinator", "custodian-1", "custodian-2")
+CUSTODIANS = ("custodian-1", "custodian-2", "custodian-3")
+MEMBERS = ("bank-a", "bank-b", "bank-c")
+SERVERS = ("coordinator", *CUSTODIANS, *MEMBERS)
 
 
 def _metrics_port(service: dict[str, object]) -> int:
@@ -40,4 +43,22 @@ def test_only_init_mounts_the_certificate_authorities() -> None:
     for name, service in compose_services().items():
         volumes = [str(v).split(":")[0] for v in service.get("volumes", [])]
         if name != "init":
-            assert "ca" not in volumes and "custodian-2-ca" not in volumes, name
+            assert not {"ca", "custodian-2-ca", "custodian-3-ca"} & set(volumes), name
+
+
+def test_members_run_the_node_and_custodians_serve_the_threshold_epoch() -> None:
+    services = compose_services()
+    for member in MEMBERS:
+        command = services[member]["command"]
+        assert command[:2] == ["node", "run"] and "--config=node.toml" in command, member
+        assert "entrypoint" not in services[member], member
+        assert set(services[member]["depends_on"]) == {"init", "coordinator", *CUSTODIANS}, member
+    for custodian in CUSTODIANS:
+        command = services[custodian]["command"]
+        assert "--epoch-file=${ALLIANCE_PSI_EPOCH:-local-epoch}.json" in command, custodian
+    init = (ROOT / "deploy" / "compose" / "init-alliance.sh").read_text(encoding="utf-8")
+    assert "custodian deal --epoch \"$EPOCH\" --threshold 2" in init
+    assert "init-share" not in init
+    for custodian in CUSTODIANS:
+        assert f'"{custodian}@{custodian}:' in init, custodian  # Every member's node.toml lists it.
+    assert 'epoch-file = "$EPOCH.json"' in init
