@@ -57,7 +57,7 @@ def test_members_run_the_node_and_custodians_serve_the_threshold_epoch() -> None
         command = services[custodian]["command"]
         assert "--epoch-file=${ALLIANCE_PSI_EPOCH:-local-epoch}.json" in command, custodian
     init = (ROOT / "deploy" / "compose" / "init-alliance.sh").read_text(encoding="utf-8")
-    assert "custodian deal --epoch \"$EPOCH\" --threshold 2" in init
+    assert 'custodian deal --epoch "$EPOCH" --threshold 2' in init
     assert "init-share" not in init
     for custodian in CUSTODIANS:
         assert f'"{custodian}@{custodian}:' in init, custodian  # Every member's node.toml lists it.

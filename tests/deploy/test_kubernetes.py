@@ -41,8 +41,14 @@ def test_validation_refuses_a_field_kubernetes_does_not_know(tmp_path: Path) -> 
     # The check above can fail: an overlay with a misspelt field renders, and is refused.
     tree = tmp_path / "kubernetes"
     shutil.copytree(KUSTOMIZE, tree)
-    patch = tree / "overlays" / "dev" / "small.yaml"
-    patch.write_text(patch.read_text(encoding="utf-8").replace("replicas: 1", "replicas: 1\n  replica: 1"))
+    patch = tree / "overlays" / "dev" / "kustomization.yaml"
+    replicas = "      - {op: replace, path: /spec/replicas, value: 1}\n"
+    assert replicas in patch.read_text(encoding="utf-8")
+    patch.write_text(
+        patch.read_text(encoding="utf-8").replace(
+            replicas, replicas + "      - {op: add, path: /spec/replica, value: 1}\n"
+        )
+    )
     docs = [d for d in render(tree / "overlays" / "dev") if d["metadata"]["name"] == "custodian-1"]
     problems = _validate(docs)
     assert len(problems) == 1 and problems[0].startswith("Deployment/custodian-1:"), problems
@@ -149,3 +155,66 @@ def test_the_database_url_comes_from_a_secret_and_postgresql_only_in_dev(
     assert ("StatefulSet/postgres" in workloads) is (name == "dev")
     headless = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "custodian-1"]
     assert headless[0]["spec"]["clusterIP"] == "None"
+
+
+def test_each_custodian_serves_the_threshold_epoch_behind_a_headless_service_of_its_own(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    import tomllib
+
+    name, docs = overlay
+    custodians = {
+        doc["metadata"]["name"]: doc
+        for doc in docs
+        if doc["kind"] == "Deployment" and doc["metadata"]["labels"].get("app.kubernetes.io/component") == "custodian"
+    }
+    expected = {"custodian-1", "custodian-2", "custodian-3"} if name == "dev" else {"custodian-1"}
+    assert set(custodians) == expected
+    services = {doc["metadata"]["name"]: doc["spec"] for doc in docs if doc["kind"] == "Service"}
+    for custodian, doc in custodians.items():
+        (container,) = doc["spec"]["template"]["spec"]["containers"]
+        assert f"--name={custodian}" in container["args"]
+        assert "--epoch-file=/etc/alliance-psi/tls/epoch.json" in container["args"]
+        assert f"--cert=/etc/alliance-psi/tls/{custodian}.pem" in container["args"]
+        assert ("--own-ca=/etc/alliance-psi/tls/own-ca.pem" in container["args"]) is (custodian != "custodian-1")
+        secrets = {v["secret"]["secretName"] for v in doc["spec"]["template"]["spec"]["volumes"] if "secret" in v}
+        assert secrets == {f"{custodian}-tls", f"{custodian}-private"}
+        # Headless: the name resolves to every ready replica, and selects this custodian's pods only.
+        assert services[custodian]["clusterIP"] == "None"
+        assert services[custodian]["selector"] == {"app.kubernetes.io/name": custodian}
+        assert doc["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": custodian}
+    (config,) = [
+        doc for doc in docs if doc["kind"] == "ConfigMap" and doc["metadata"]["name"].startswith("member-node")
+    ]
+    node = tomllib.loads(config["data"]["node.toml"])["node"]
+    assert node["epoch-file"] == "epoch.json"
+    listed = [entry.split("@")[0] for entry in node["custodian"]]
+    assert listed == ["custodian-1", "custodian-2", "custodian-3"]
+    # One address per custodian (its Service's name), never a list of pod addresses.
+    assert all("+" not in entry for entry in node["custodian"])
+    if name == "dev":
+        assert [entry.split("@")[1].split(":")[0] for entry in node["custodian"]] == listed
+
+
+def test_the_member_node_runs_node_run_with_probes_on_its_metrics_port(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = overlay
+    (node,) = [doc for doc in docs if doc["kind"] == "StatefulSet" and doc["metadata"]["name"] == "member-node"]
+    template = node["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    assert "command" not in container  # The image's entry point: alliance-psi.
+    assert container["args"][:2] == ["node", "run"]
+    assert "--metrics-listen=0.0.0.0:9464" in container["args"] and "--create-database" in container["args"]
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == "9464"
+    probes = {kind: container[kind]["httpGet"] for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
+    assert probes == {
+        "startupProbe": {"path": "/readyz", "port": "metrics"},
+        "livenessProbe": {"path": "/healthz", "port": "metrics"},
+        "readinessProbe": {"path": "/readyz", "port": "metrics"},
+    }
+    policies = {doc["metadata"]["name"]: doc["spec"] for doc in docs if doc["kind"] == "NetworkPolicy"}
+    selector = policies["metrics-ingress"]["podSelector"]
+    assert selector == {
+        "matchExpressions": [{"key": "alliance-psi/role", "operator": "In", "values": ["server", "member"]}]
+    }
