@@ -159,6 +159,7 @@ def run(
                 engine=node.engine,
                 write=lambda line: log.info("%s", line),
                 report=lambda line: log.warning("alerts: %s", line),
+                metrics=monitor.metrics,
             )
             stack.callback(alerts.close)
         monitor.database_opened(node.engine)

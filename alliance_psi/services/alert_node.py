@@ -34,6 +34,7 @@ from alliance_psi.protocol.model import Role
 from alliance_psi.services.cert_checks import load_tls
 from alliance_psi.services.clients import CoordinatorClient
 from alliance_psi.services.member import SqlNodeUnitOfWork, load_nonce_key
+from alliance_psi.services.metrics import Metrics
 from alliance_psi.services.notifiers import Dispatcher, build_notifiers
 from alliance_psi.services.pki_requests import key_pin
 
@@ -59,10 +60,12 @@ class AlertSide:
         engine: Engine,
         write: Callable[[str], None],
         report: Callable[[str], None] = _nothing,
+        metrics: Metrics | None = None,
     ) -> AlertSide:
         """Build both from the node's settings; reads the keys, the TLS files and the webhook secret now.
 
-        ``write`` prints a console notice; ``report`` gets the follower's log lines (no identifier).
+        ``write`` prints a console notice; ``report`` gets the follower's log lines (no identifier);
+        ``metrics`` counts the notices delivered and the failed attempts (``Dispatcher``).
 
         Raises:
             ConfigurationError: a key, the certificate, the webhook secret or the alert log cannot be used.
@@ -80,7 +83,7 @@ class AlertSide:
         notifiers, schedules, policy = build_notifiers(notify, write=write)
         tls = load_tls(member.tls, role=Role.MEMBER, name=member.member_id)
         coordinator = CoordinatorClient(member.coordinator.address, tls, name=member.coordinator.name)
-        dispatcher = Dispatcher(engine, notifiers, schedules)
+        dispatcher = Dispatcher(engine, notifiers, schedules, metrics=metrics)
         follower = AlertFollower(
             member_id=member.member_id,
             uow=SqlNodeUnitOfWork(engine),

@@ -44,6 +44,7 @@ from alliance_psi._files import read_secret
 from alliance_psi.config import NotifyConfig, WebhookConfig
 from alliance_psi.errors import ConfigurationError, NotificationFailed
 from alliance_psi.protocol.node_alerts import Channel, NoticePolicy, OutboxMessage
+from alliance_psi.services.metrics import Metrics
 from alliance_psi.storage.node_alerts import NodeAlerts
 
 if TYPE_CHECKING:
@@ -273,7 +274,9 @@ class Dispatcher:
     """Delivers the outbox's due notices through ``notifiers`` until stopped (see the module).
 
     ``wake`` (set by the follower when it applied an alert) ends a wait early; without it new
-    notices go out within ``poll`` seconds.
+    notices go out within ``poll`` seconds. With ``metrics`` (``node run --metrics-listen``) each
+    notice delivered counts as ``delivered`` and each failed attempt (retried later, or a dead
+    letter) as ``failed`` in ``alliance_psi_alerts_total`` (one notice per alert and notifier).
     """
 
     def __init__(
@@ -285,8 +288,10 @@ class Dispatcher:
         wake: threading.Event | None = None,
         poll: float = 1.0,
         clock: Callable[[], datetime] = _utcnow,
+        metrics: Metrics | None = None,
     ) -> None:
         self.engine, self.notifiers, self.schedules = engine, dict(notifiers), dict(schedules)
+        self.metrics = metrics
         self.wake = wake or threading.Event()
         self.poll, self.clock = poll, clock
 
@@ -310,6 +315,8 @@ class Dispatcher:
                 with self._outbox() as outbox:
                     outbox.delivered(message.sequence, channel, at=self.clock())
                 delivered += 1
+                if self.metrics is not None:
+                    self.metrics.count_alerts("delivered")
         return delivered
 
     def _failed(self, message: OutboxMessage, error: str) -> None:
@@ -318,6 +325,8 @@ class Dispatcher:
         retry_at = now + timedelta(seconds=delay) if delay is not None else None
         with self._outbox() as outbox:
             outbox.failed(message.sequence, message.channel, at=now, error=error, retry_at=retry_at)
+        if self.metrics is not None:
+            self.metrics.count_alerts("failed")
 
     def seconds_to_next(self) -> float:
         """How long until a pending notice is due (at most ``poll``)."""

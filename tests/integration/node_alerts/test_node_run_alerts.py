@@ -110,3 +110,31 @@ def test_node_run_notifies_the_signed_match_and_survives_sigkill_without_loss_or
         assert sequences == list(range(1, 8))
         logged = [json.loads(line)["data"]["sequence"] for line in (folder / "alerts.jsonl").read_text().splitlines()]
         assert sorted(set(logged)) == list(range(1, 8))
+
+
+def test_node_run_counts_notices_delivered_and_failed_attempts_on_its_metrics_port(
+    tmp_path: Path, pki: AlliancePki
+) -> None:
+    from tests.integration.services.monitored import scrape, value
+
+    def alerts(port: int) -> dict[str, float]:
+        samples = scrape(port)
+        return {o: value(samples, "alliance_psi_alerts_total", outcome=o) for o in ("delivered", "failed")}
+
+    with alliance_with_scope(tmp_path, pki, **HEARTBEAT) as (alliance, scope_id):
+        folder = tmp_path / "bank-a"
+        a, b = Member(alliance, scope_id, "bank-a", folder), Member(alliance, scope_id, "bank-b", tmp_path / "bank-b")
+        write_secret(folder / "webhook.secret")
+        receiver = Receiver(free_port(), status=500)  # The webhook refuses at first.
+        toml = run_toml(a, folder, alliance, pki, receiver)
+        a.hold(1, 2)
+        with receiver.serving(), node_run(toml, "--metrics-listen", "127.0.0.1:0") as run:
+            port = run.metrics_port
+            assert alerts(port) == {"delivered": 0, "failed": 0}
+            b.hold(1)  # bank-a's MATCH: one notice each for the webhook, the alert log and the console.
+            wait_for(lambda: alerts(port)["failed"] >= 1, "a failed webhook attempt counted", run)
+            wait_for(lambda: alerts(port)["delivered"] == 2, "the log's and console's notices counted", run)
+            receiver.status = 204
+            wait_for(lambda: alerts(port)["delivered"] == 3, "the webhook's notice counted once delivered", run)
+            assert delivered(a, 1)
+            assert run.stop() == 0, run.log
