@@ -64,10 +64,9 @@ class KeyShare:
         """Apply this share to every element (RFC 9497 ``BlindEvaluate`` per element).
 
         Raises ``MalformedElement`` on the first element that is not a canonical, non-identity
-        element; nothing is returned for a batch that holds one.
+        element, naming its index; nothing is returned for a batch that holds one.
         """
-        mult, sk = self.suite.scalar_mult_checked, self.scalar
-        return [mult(sk, element) for element in blinded_elements]
+        return self.suite.scalar_mult_batch(self.scalar, blinded_elements)
 
     def to_bytes(self) -> bytes:
         """Versioned encoding: magic, suite id, epoch, scalar. Secret: store it with 0600 rights."""

@@ -12,8 +12,10 @@ Only ristretto255-SHA512 ships: through libsodium it meets the member-side throu
 from __future__ import annotations
 
 import abc
+import ctypes
 import hashlib
 import hmac
+from collections.abc import Sequence
 from typing import cast
 
 import pysodium
@@ -80,6 +82,22 @@ class Suite(abc.ABC):
         ``deserialize_element`` (``MalformedElement`` naming the reason). Suites may do it faster."""
         return self.scalar_mult(scalar, self.deserialize_element(element))
 
+    def scalar_mult_batch(self, scalar: bytes, elements: Sequence[bytes]) -> list[bytes]:
+        """``[scalar * e for e in elements]`` for elements from another party, each checked as by
+        ``scalar_mult_checked``; ``scalar`` must be a checked scalar.
+
+        Raises ``MalformedElement`` for the first element that is not a canonical, non-identity
+        element (or whose product is the identity), naming its index: ``element 3: identity
+        element``. Nothing is returned for a batch that holds one. Suites may do it faster.
+        """
+        results = []
+        for index, element in enumerate(elements):
+            try:
+                results.append(self.scalar_mult_checked(scalar, element))
+            except MalformedElement as exc:
+                raise MalformedElement(f"element {index}: {exc}") from None
+        return results
+
     @abc.abstractmethod
     def scalar_mult_base(self, scalar: bytes) -> bytes:
         """Return ``scalar * G`` for the group generator ``G``."""
@@ -122,6 +140,18 @@ class Suite(abc.ABC):
         """
 
 
+def _batch_multiplier() -> ctypes._CFuncPtr:  # type: ignore[name-defined]
+    """libsodium's ``crypto_scalarmult_ristretto255`` taking raw addresses, for ``scalar_mult_batch``.
+
+    A handle of its own on the library pysodium loaded, so that declaring the argument types here
+    does not change how pysodium calls the same function.
+    """
+    function = ctypes.CDLL(pysodium.sodium._name).crypto_scalarmult_ristretto255
+    function.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p)
+    function.restype = ctypes.c_int
+    return function
+
+
 class Ristretto255Sha512(Suite):
     """OPRF(ristretto255, SHA-512), RFC 9497 section 4.1, over libsodium (through pysodium)."""
 
@@ -138,6 +168,7 @@ class Ristretto255Sha512(Suite):
         # expand_message_xmd using SHA-512.
         self._h2g = XmdExpander(STR_HASH_TO_GROUP + self.context_string, "sha512")
         self._h2s: dict[bytes, XmdExpander] = {}
+        self._mult_at = _batch_multiplier()
 
     def hash(self, data: bytes) -> bytes:
         return hashlib.sha512(data).digest()
@@ -204,6 +235,37 @@ class Ristretto255Sha512(Suite):
                 pass
         self.deserialize_element(element)
         raise MalformedElement("product is the identity element")
+
+    def scalar_mult_batch(self, scalar: bytes, elements: Sequence[bytes]) -> list[bytes]:
+        # One pass in C per check, then a loop that only calls libsodium (which decodes each
+        # element, refusing non-canonical and invalid encodings, and fails on an identity product)
+        # on addresses in one input and one output buffer: no per-element Python objects until the
+        # answer is sliced. pysodium's own wrapper costs ~1.5 us more per call (a version check, a
+        # buffer per call); a batch call libsodium does not offer.
+        count, size = len(elements), self.Ne
+        if len(scalar) != self.Ns:
+            raise MalformedScalar(f"scalar must be {self.Ns} bytes")
+        if set(map(len, elements)) - {size}:
+            bad = next(i for i, e in enumerate(elements) if len(e) != size)
+            raise MalformedElement(f"element {bad}: element must be {size} bytes")
+        joined = b"".join(elements)
+        # libsodium 1.0.18 ignores the top bit of an encoding instead of rejecting it.
+        top = joined[size - 1 :: size]
+        usable = count if not top or max(top) < 0x80 else next(i for i, b in enumerate(top) if b & 0x80)
+        source, answer = ctypes.create_string_buffer(joined, len(joined)), ctypes.create_string_buffer(len(joined))
+        source_at, answer_at, mult = ctypes.addressof(source), ctypes.addressof(answer), self._mult_at
+        for offset in range(0, usable * size, size):
+            if mult(answer_at + offset, scalar, source_at + offset):
+                usable = offset // size
+                break
+        if usable < count:
+            try:
+                self.deserialize_element(elements[usable])
+            except MalformedElement as exc:
+                raise MalformedElement(f"element {usable}: {exc}") from None
+            raise MalformedElement(f"element {usable}: product is the identity element")
+        raw = answer.raw
+        return [raw[offset : offset + size] for offset in range(0, len(raw), size)]
 
     def scalar_mult_base(self, scalar: bytes) -> bytes:
         return cast(bytes, pysodium.crypto_scalarmult_ristretto255_base(scalar))

@@ -149,11 +149,10 @@ class ThresholdShare:
         the public ``K_i`` and the public ``λ_i``.
 
         Raises ``MalformedElement`` on the first element that is not a canonical, non-identity
-        element; nothing is returned for a batch that holds one.
+        element, naming its index; nothing is returned for a batch that holds one.
         """
         suite, scalar = self.suite, self.folded(subset)
-        mult = suite.scalar_mult_checked
-        evaluated = [mult(scalar, element) for element in blinded_elements]
+        evaluated = suite.scalar_mult_batch(scalar, blinded_elements)
         if not prove:
             return evaluated, b""
         generator = suite.scalar_mult_base(suite.scalar_from_int(1))

@@ -361,9 +361,9 @@ def evaluate_from_pb(m: pb_custodian.EvaluateRequest) -> list[bytes]:
     if count > MAX_EVALUATE_BATCH:
         raise InvalidRequest(f"batch of {count} elements; at most {MAX_EVALUATE_BATCH}")
     elements = list(m.elements)
-    for position, element in enumerate(elements):
-        if len(element) != ELEMENT_BYTES:
-            raise InvalidRequest(f"element {position}: must be {ELEMENT_BYTES} bytes, got {len(element)}")
+    if set(map(len, elements)) - {ELEMENT_BYTES}:  # One pass in C; the loop only names the first bad one.
+        position, element = next((i, e) for i, e in enumerate(elements) if len(e) != ELEMENT_BYTES)
+        raise InvalidRequest(f"element {position}: must be {ELEMENT_BYTES} bytes, got {len(element)}")
     return elements
 
 

@@ -149,3 +149,48 @@ def test_checked_multiplication_on_valid_identity_and_aliases() -> None:
         SUITE.scalar_mult_checked(scalar(3), bytes(alias))
     with pytest.raises(MalformedElement, match="must be 32 bytes"):
         SUITE.scalar_mult_checked(scalar(3), base[:31])
+
+
+MULTIPLES = [bytes.fromhex(m) for m in RFC9496["multiples_of_generator"][1:]]
+
+
+def test_batch_multiplication_equals_one_at_a_time() -> None:
+    # k·(j·G) = (k·j)·G for the RFC's multiples, and any batch equals the element-wise products.
+    assert SUITE.scalar_mult_batch(scalar(1), MULTIPLES) == MULTIPLES
+    assert SUITE.scalar_mult_batch(scalar(2), MULTIPLES[:7]) == MULTIPLES[1:15:2]
+    k = SUITE.random_scalar()
+    assert SUITE.scalar_mult_batch(k, MULTIPLES) == [SUITE.scalar_mult_checked(k, m) for m in MULTIPLES]
+    assert SUITE.scalar_mult_batch(k, []) == []
+
+
+@pytest.mark.parametrize(
+    "case",
+    RFC9496["invalid_encodings"],
+    ids=[f"{c['reason']}-{c['encoding'][:8]}" for c in RFC9496["invalid_encodings"]],
+)
+def test_batch_multiplication_names_an_invalid_encoding_by_its_index(case: dict[str, str]) -> None:
+    batch = [*MULTIPLES[:4], bytes.fromhex(case["encoding"]), *MULTIPLES[4:]]
+    with pytest.raises(MalformedElement, match="^element 4: not a canonical ristretto255 encoding"):
+        SUITE.scalar_mult_batch(scalar(7), batch)
+
+
+@pytest.mark.parametrize("k", [1, 2, 15])
+def test_batch_multiplication_refuses_the_top_bit_libsodium_ignores(k: int) -> None:
+    alias = bytearray(MULTIPLES[k - 1])
+    alias[31] |= 0x80
+    with pytest.raises(MalformedElement, match="^element 2: not a canonical"):
+        SUITE.scalar_mult_batch(scalar(3), [*MULTIPLES[:2], bytes(alias), *MULTIPLES[2:]])
+
+
+def test_batch_multiplication_names_the_first_bad_element() -> None:
+    alias = bytearray(MULTIPLES[0])
+    alias[31] |= 0x80
+    # An undecodable element before an element with the top bit set: the first one is named.
+    with pytest.raises(MalformedElement, match="^element 1: not a canonical"):
+        SUITE.scalar_mult_batch(scalar(3), [MULTIPLES[0], b"\xff" * 32, bytes(alias)])
+    with pytest.raises(MalformedElement, match="^element 3: identity element"):
+        SUITE.scalar_mult_batch(scalar(3), [*MULTIPLES[:3], bytes(32), b"\xff" * 32])
+    with pytest.raises(MalformedElement, match="^element 1: element must be 32 bytes"):
+        SUITE.scalar_mult_batch(scalar(3), [MULTIPLES[0], MULTIPLES[1][:31], bytes(32)])
+    with pytest.raises(MalformedScalar, match="must be 32 bytes"):
+        SUITE.scalar_mult_batch(scalar(3)[:31], MULTIPLES)

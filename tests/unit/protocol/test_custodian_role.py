@@ -63,11 +63,11 @@ def test_a_malformed_element_refuses_the_batch_and_it_stays_charged(
     custodian: CustodianRole, ledger: MemoryQuotaLedger
 ) -> None:
     for bad in (bytes(32), b"\xff" * 32, b"\x01" * 31):
-        with pytest.raises(MalformedElement):
-            custodian.evaluate(A, "e1", [*elements(2), bad])
-    # A 31-byte element is refused before the charge; the two undecodable batches were multiplied up
-    # to their bad element and stay charged (no free CPU for a batch with a bad tail).
-    assert custodian.epoch_status(A).used == 6
+        with pytest.raises(MalformedElement, match=r"^element 2\b"):  # The first bad one, by its index.
+            custodian.evaluate(A, "e1", [*elements(2), bad, *elements(1, 9)])
+    # A 31-byte element is refused before the charge; the two undecodable batches (4 elements each)
+    # were multiplied up to their bad element and stay charged (no free CPU for a batch with a bad tail).
+    assert custodian.epoch_status(A).used == 8
     assert [e["action"] for e in ledger.audit.entries] == ["evaluate"] * 2
 
 
