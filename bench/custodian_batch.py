@@ -56,6 +56,7 @@ EPOCH = "bench-epoch"
 MEMBER = "bench-a"
 BATCH = 1024
 SAMPLE, SAMPLE_EVERY = 16, 64
+TURN = 4  # Batches a custodian evaluates before the next one takes its turn.
 
 
 def cpu_seconds(pid: int) -> float:
@@ -109,6 +110,7 @@ class Custodian:
         self.label, self.server, self.client, self.subset = label, server, client, subset
         self.cpu = 0.0
         self.elements = 0
+        self.turns: list[float] = []
 
     def evaluate(self, elements: Sequence[bytes], prove: bool = False) -> None:
         if self.subset:
@@ -165,24 +167,27 @@ def batches(count: int, offset: int) -> list[list[bytes]]:
 
 
 def drive(group: list[Custodian], elements: int) -> list[float]:
-    """Every custodian evaluates the same batches, turn by turn; returns multiplications measured between turns."""
+    """Every custodian evaluates the same batches, turn by turn (4 batches each, the order reversed
+    every turn); returns the multiplications measured between turns. Each custodian's ``turns``
+    holds its CPU seconds per turn, so that two custodians compare turn by turn."""
     work = batches(elements, 0)
     warm = batches(4 * BATCH, 10**6)
     mults: list[float] = []
     with ThreadPoolExecutor(2) as pool:
         for custodian in group:
             list(pool.map(custodian.evaluate, warm))
-        for start in range(0, len(work), 8):
-            turn = work[start : start + 8]
-            for custodian in group:
+        for number, start in enumerate(range(0, len(work), TURN)):
+            turn = work[start : start + TURN]
+            for custodian in group if number % 2 else group[::-1]:
                 before = cpu_seconds(custodian.server.proc.pid)
                 list(pool.map(custodian.evaluate, turn))
-                for number, batch in enumerate(turn, start):
-                    if custodian.subset and number % SAMPLE_EVERY == 0:
-                        custodian.evaluate(batch[:SAMPLE], prove=True)
-                custodian.cpu += cpu_seconds(custodian.server.proc.pid) - before
+                if custodian.subset and number % (SAMPLE_EVERY // TURN) == 0:
+                    custodian.evaluate(turn[0][:SAMPLE], prove=True)
+                spent = cpu_seconds(custodian.server.proc.pid) - before
+                custodian.turns.append(spent / sum(len(b) for b in turn))
+                custodian.cpu += spent
                 custodian.elements += sum(len(b) for b in turn)
-            mults.append(multiplication_us(200))
+            mults.append(multiplication_us(300))
     return mults
 
 
@@ -240,7 +245,14 @@ def main() -> None:
         for kind in ("chain", "2-of-3"):
             now = next(r for r in rows if r["custodian"] == f"this tree, {kind}")
             then = next(r for r in rows if r["custodian"] == f"{args.before}, {kind}")
-            print(f"  {kind}: this tree / {args.before} = {now['cpu_us_per_element'] / then['cpu_us_per_element']:.2f}")
+            mine = next(c for c in group if c.label == f"this tree, {kind}")
+            theirs = next(c for c in group if c.label == f"{args.before}, {kind}")
+            pairs = sorted(a / b for a, b in zip(mine.turns, theirs.turns, strict=True) if b)
+            print(
+                f"  {kind}: this tree / {args.before} = {now['cpu_us_per_element'] / then['cpu_us_per_element']:.2f} "
+                f"over the run, {pairs[len(pairs) // 2]:.2f} median of {len(pairs)} turns "
+                f"(quartiles {pairs[len(pairs) // 4]:.2f} to {pairs[3 * len(pairs) // 4]:.2f})"
+            )
     if args.json:
         print(json.dumps({"elements": args.elements, "multiplication_us": mult, "load": load, "rows": rows}))
 

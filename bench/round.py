@@ -11,6 +11,18 @@ Usage:
 Prints wall time, identifiers/s, peak RSS of every process and bytes over loopback, for the cold
 round and for a warm round after 1% new identifiers per member (imported with `node import`).
 
+The crypto floor (issue 15): the CPU cost of one ristretto255 scalar multiplication and of the
+one-way map (RFC 9497 HashToGroup: expand_message_xmd with SHA-512, then the ristretto255 map),
+measured in this process right before and right after the cold round, and the floor per identifier
+they make: a member blinds (the map and a multiplication) and unblinds (one), and each custodian it
+asks multiplies once, so 3 multiplications + 1 map with the chain of one custodian this benchmark
+runs by default, 4 + 1 with `--threshold` (2-of-3: two custodians answer; the sample check's proofs
+and the member's element additions are not counted in the floor). Beside it the round's CPU per
+identifier, all processes (members' `node run` with their crypto worker processes, custodians,
+coordinator: user + system time from /proc, children included), and efficiency = floor / ours.
+With `--profile DIR`, py-spy (if installed in the venv) samples every server and member process
+during the cold round and the CPU is split by what it was doing (bench/profile_split.py).
+
 By default each member runs `node run` (started, and its start-up over, before the cold round):
 a round lasts from its creation until every member's node has logged its verified result. With
 --join, each member runs `node join` as a new process per round, as before `node run` existed.
@@ -19,6 +31,7 @@ a round lasts from its creation until every member's node has logged its verifie
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -26,13 +39,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from alliance_psi.cli._local_alliance import LocalAlliance, local_alliance
+from alliance_psi.crypto.suite import RISTRETTO255_SHA512
+from bench.profile_split import print_split
 
 ROOT = Path(__file__).resolve().parent
+CUSTODIANS = ("custodian", "custodian-2", "custodian-3")
 
 
 def phones(start: int, count: int) -> list[str]:
@@ -59,9 +76,35 @@ def peak_rss_kib(pid: int) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a running process (not its children)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of a running process and all its descendants, live or ended.
+
+    Ended children that were waited for are in the process's own cutime + cstime; live ones (a
+    node's crypto worker processes) are read from /proc, recursively.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    total = sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(FileNotFoundError):
+            total += sum(cpu_seconds(int(child)) for child in task.read_text().split())
+    return total
+
+
+def crypto_costs(count: int = 3000) -> dict[str, float]:
+    """CPU microseconds of one ristretto255 scalar multiplication and of one HashToGroup, in this process."""
+    suite = RISTRETTO255_SHA512
+    scalar, element = suite.random_scalar(), suite.hash_to_group(b"floor")
+    start = time.process_time()
+    for _ in range(count):
+        element = suite.scalar_mult(scalar, element)
+    mult = time.process_time() - start
+    inputs = [b"phone\x00+86139%08d" % i for i in range(count)]
+    start = time.process_time()
+    for x in inputs:
+        suite.hash_to_group(x)
+    return {"multiplication_us": mult / count * 1e6, "map_us": (time.process_time() - start) / count * 1e6}
 
 
 class NodeRun:
@@ -100,10 +143,44 @@ class NodeRun:
         self.proc.wait(60)
 
 
+def server_pids(alliance: LocalAlliance) -> dict[str, int]:
+    """The coordinator's and every custodian's process id, by name."""
+    custodians = {name: server.proc.pid for name, server in zip(CUSTODIANS, alliance.custodians, strict=False)}
+    return {"coordinator": alliance.coordinator.proc.pid, **custodians}
+
+
+@contextlib.contextmanager
+def profiled(folder: Path | None, pids: dict[str, int]) -> Iterator[None]:
+    """py-spy samples of every process in ``pids`` (with its worker processes) into ``folder``, if asked."""
+    spy = Path(sys.executable).parent / "py-spy"
+    if folder is None or not spy.exists():
+        if folder is not None:
+            print("(py-spy is not installed in this venv: no profile)")
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    options = [str(spy), "record", "--format", "raw", "--rate", "50", "--subprocesses", "--nonblocking"]
+    spies = [
+        subprocess.Popen(
+            [*options, "--pid", str(pid), "--output", str(folder / f"{name}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in pids.items()
+    ]
+    time.sleep(1)  # py-spy attaches.
+    try:
+        yield
+    finally:
+        for spy_process in spies:
+            spy_process.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT.
+        for spy_process in spies:
+            spy_process.wait(60)
+
+
 def run_round_daemons(alliance: LocalAlliance, nodes: list[NodeRun], *, share_labels: bool) -> dict[str, float]:
     """One round joined by every member's `node run`, from its creation to every member's kept result."""
-    servers = {"coordinator": alliance.coordinator.proc.pid, "custodian": alliance.custodian.proc.pid}
-    pids = {**servers, **{node.member: node.proc.pid for node in nodes}}
+    pids = {**server_pids(alliance), **{node.member: node.proc.pid for node in nodes}}
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     sent = loopback_bytes()
     start = time.perf_counter()
@@ -129,7 +206,7 @@ def run_round(alliance: LocalAlliance, *, share_labels: bool) -> dict[str, float
     """One round, every member joining at once as its own process; wall time and resources."""
     round_id = alliance.create_round(name="bench", threshold=2, types=("phone",), share_labels=share_labels)
     sent = loopback_bytes()
-    servers = {"coordinator": alliance.coordinator.proc.pid, "custodian": alliance.custodian.proc.pid}
+    servers = server_pids(alliance)
     cpu_before = {name: cpu_seconds(pid) for name, pid in servers.items()}
     start = time.perf_counter()
     procs = {
@@ -166,10 +243,18 @@ def run_round(alliance: LocalAlliance, *, share_labels: bool) -> dict[str, float
 
 
 def bench(
-    members: int, size: int, shared: int, *, share_labels: bool, out: Path, daemons: bool = True
+    members: int,
+    size: int,
+    shared: int,
+    *,
+    share_labels: bool,
+    out: Path,
+    daemons: bool = True,
+    threshold: bool = False,
+    profile: Path | None = None,
 ) -> dict[str, object]:
     names = [f"m{i}" for i in range(members)]
-    with local_alliance(out, names) as alliance:
+    with local_alliance(out, names, threshold=threshold) as alliance:
         start = time.perf_counter()
         for i, member in enumerate(names):
             # Member i holds [i*size - i*shared, ...): neighbours share `shared` identifiers.
@@ -183,7 +268,10 @@ def bench(
                 if daemons
                 else (lambda: run_round(alliance, share_labels=share_labels))
             )
-            cold = rounds()
+            costs = [crypto_costs()]
+            with profiled(profile, {**server_pids(alliance), **{node.member: node.proc.pid for node in nodes}}):
+                cold = rounds()
+            costs.append(crypto_costs())
             for i, member in enumerate(names):
                 new = phones(10**7 + i * size, max(size // 100, 1))
                 alliance.run_node(member, "import", str(write_csv(alliance.home(member) / "new.csv", new)))
@@ -202,6 +290,10 @@ def bench(
         "share_labels": share_labels,
         "members_run": "node run" if daemons else "node join",
         "import_s": imported,
+        "custody": "2-of-3 threshold, sample check" if threshold else "one chain custodian",
+        "crypto_us": {key: sum(c[key] for c in costs) / len(costs) for key in costs[0]},
+        "crypto_us_runs": costs,
+        "profile": str(profile) if profile else None,
         "cold": cold,
         "warm": warm,
         "server_rss_mib": servers,
@@ -218,6 +310,26 @@ def openmined(size: int, shared: int, python: str) -> dict[str, float] | None:
         check=True,
     )
     return json.loads(out.stdout)
+
+
+def crypto_floor(result: dict[str, object]) -> dict[str, float]:
+    """The floor of the cold round's CPU from the measured crypto costs, and the round's efficiency against it."""
+    costs: dict[str, float] = result["crypto_us"]  # type: ignore[assignment]
+    n = int(result["members"]) * int(result["size"])  # type: ignore[call-overload]
+    # Blind and unblind at the member, one multiplication per custodian asked (1 in a chain of one, τ = 2).
+    multiplications = 2 + (2 if str(result["custody"]).startswith("2-of-3") else 1)
+    floor_us = multiplications * costs["multiplication_us"] + costs["map_us"]
+    cold: dict[str, float] = result["cold"]  # type: ignore[assignment]
+    ours_s = sum(v for k, v in cold.items() if k.startswith("cpu_s"))
+    return {
+        **costs,
+        "multiplications": multiplications,
+        "floor_us": floor_us,
+        "floor_s": floor_us * n / 1e6,
+        "ours_s": ours_s,
+        "ours_us": ours_s / n * 1e6,
+        "efficiency": floor_us * n / 1e6 / ours_s,
+    }
 
 
 def report(result: dict[str, object], om: dict[str, float] | None) -> None:
@@ -242,7 +354,23 @@ def report(result: dict[str, object], om: dict[str, float] | None) -> None:
             + f"; total {sum(cpu.values()):.1f} of {2 * figures['wall_s']:.1f} available on 2 cores"
         )  # type: ignore[index]
     print(f"  servers peak RSS MiB: {result['server_rss_mib']}")
+    floor = crypto_floor(result)
+    print(
+        f"  crypto floor ({result['custody']}): one multiplication {floor['multiplication_us']:.1f} us, "
+        f"the one-way map {floor['map_us']:.1f} us (CPU, this process, mean of before and after the cold round); "
+        f"{floor['multiplications']} multiplications + 1 map = {floor['floor_us']:.1f} us per identifier, "
+        f"{floor['floor_s']:.1f} s for {n:,} identifiers"
+    )
+    print(
+        f"  our CPU per identifier, cold, all processes: {floor['ours_us']:.1f} us "
+        f"({floor['ours_s']:.1f} s); efficiency = floor / ours = {floor['efficiency']:.0%} (target >= 90%)"
+    )
     print(f"  warm speed-up: {cold['wall_s'] / warm['wall_s']:.1f}x (target >= 20x)")  # type: ignore[index]
+    if result.get("profile") and Path(str(result["profile"])).is_dir():
+        print("  where the cold round's CPU went (py-spy samples, shares of each process's CPU seconds):")
+        print_split(
+            Path(str(result["profile"])), {k.split(":")[1]: v for k, v in cold.items() if k.startswith("cpu_s")}
+        )  # type: ignore[union-attr]
     if om:
         ratio = cold["wall_s"] / om["total_s"]  # type: ignore[index]
         print(
@@ -250,7 +378,10 @@ def report(result: dict[str, object], om: dict[str, float] | None) -> None:
             f"(client request {om['request_s']:.2f}, server setup {om['setup_s']:.2f}, process {om['process_s']:.2f}, "
             f"intersection {om['intersection_s']:.2f}); found {om['found']:,}"
         )
-        print(f"  ratio alliance-psi cold round / OpenMined = {ratio:.2f} (goal <= 0.5, close at <= 1.0)")
+        print(
+            f"  ratio alliance-psi cold round / OpenMined = {ratio:.2f} (issue 15: <= 0.75); "
+            f"beside it, efficiency against the crypto floor {floor['efficiency']:.0%}"
+        )
 
 
 def main() -> None:
@@ -261,13 +392,26 @@ def main() -> None:
     parser.add_argument("--no-labels", action="store_true", help="rounds that share no labels (tokens only)")
     parser.add_argument("--scaling", action="store_true", help="members 2,5,10 x 10k,100k (slow)")
     parser.add_argument("--join", action="store_true", help="members as `node join` processes, not `node run`")
+    parser.add_argument(
+        "--threshold", action="store_true", help="2-of-3 threshold custodians instead of one chain custodian"
+    )
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy samples of every process in the cold round")
     parser.add_argument("--openmined-python", default=".venv-bench/bin/python")
     parser.add_argument("--out", type=Path, default=Path("/tmp/alliance-psi-bench"))
     args = parser.parse_args()
     rows = [(m, s) for s in (10_000, 100_000) for m in (2, 5, 10)] if args.scaling else [(args.members, args.size)]
     for members, size in rows:
         shared = args.shared if args.shared is not None else size // 10
-        result = bench(members, size, shared, share_labels=not args.no_labels, out=args.out, daemons=not args.join)
+        result = bench(
+            members,
+            size,
+            shared,
+            share_labels=not args.no_labels,
+            out=args.out,
+            daemons=not args.join,
+            threshold=args.threshold,
+            profile=args.profile,
+        )
         om = openmined(size, shared, args.openmined_python) if members == 2 else None
         report(result, om)
         print(json.dumps({"result": result, "openmined": om}))

@@ -1,0 +1,93 @@
+"""Split a process's CPU by what it was doing, from py-spy's raw samples (``bench/round.py --profile``).
+
+Usage:  .venv/bin/python bench/profile_split.py DIR [--cpu NAME=SECONDS ...]
+
+Each ``DIR/NAME.txt`` holds py-spy's raw stacks of one process (and its worker processes). A
+sample goes to the first category below whose pattern is in its stack (innermost frame first),
+so libsodium's work is counted where it is called, whatever called it. With ``--cpu`` the shares
+are turned into seconds of that process's measured CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+from pathlib import Path
+
+# (category, substrings of a frame "function (file:line)"), tried innermost frame first.
+CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "multiplication",
+        ("crypto_scalarmult_ristretto255", "scalar_mult (alliance_psi", "scalar_mult_batch", "scalar_mult_checked"),
+    ),
+    ("one-way map", ("hash_to_group",)),
+    ("element checks and sums", ("deserialize_element", "element_add", "combine (alliance_psi")),
+    ("DLEQ proofs", ("crypto/dleq.py",)),
+    (
+        "finalize and derive (SHA-512, HMAC)",
+        ("finalize_unblinded", "crypto/derive.py", "finalize_batch", "derive_batch_blind"),
+    ),
+    ("labels (encode, seal, open)", ("crypto/labels.py", "label")),
+    ("set digest (LtHash)", ("lthash", "LtHash")),
+    ("Merkle tree and signatures", ("crypto/merkle.py", "crypto/signing.py")),
+    ("SQL (SQLAlchemy, sqlite3, psycopg)", ("sqlalchemy", "sqlite3", "psycopg", "alliance_psi/storage")),
+    ("protobuf encode and decode", ("google/protobuf", "protocol/messages.py", "SerializeToString", "FromString")),
+    ("gRPC and TLS", ("grpc/", "cygrpc")),
+    (
+        "worker processes: hand-off (pickle, pipes)",
+        ("multiprocessing", "concurrent/futures/process.py", "crypto/parallel.py"),
+    ),
+    ("imports and start-up", ("<frozen importlib", "_find_and_load")),
+)
+
+
+def split(path: Path) -> dict[str, int]:
+    """Samples per category in one raw py-spy file."""
+    counts: collections.Counter[str] = collections.Counter()
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")[::-1]
+        counts[_category(frames)] += int(count)
+    return dict(counts)
+
+
+def _category(frames: list[str]) -> str:
+    for frame in frames:
+        for name, patterns in CATEGORIES:
+            if any(pattern in frame for pattern in patterns):
+                return name
+    return "other Python"
+
+
+def print_split(folder: Path, cpu: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Print each process's split (in seconds of ``cpu[name]`` where given); return the shares."""
+    table = {}
+    for path in sorted(folder.glob("*.txt")):
+        counts = split(path)
+        total = sum(counts.values()) or 1
+        table[path.stem] = {k: v / total for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
+        seconds = cpu.get(path.stem)
+        print(f"  {path.stem}: {total:,} samples" + (f", {seconds:.1f} CPU s" if seconds else ""))
+        for name, share in table[path.stem].items():
+            extra = f"  {share * seconds:6.2f} s" if seconds else ""
+            print(f"    {share:6.1%}{extra}  {name}")
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--cpu", action="append", default=[], metavar="NAME=SECONDS")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    cpu = {name: float(seconds) for name, seconds in (item.split("=", 1) for item in args.cpu)}
+    table = print_split(args.folder, cpu)
+    if args.json:
+        print(json.dumps(table))
+
+
+if __name__ == "__main__":
+    main()
