@@ -109,9 +109,9 @@ def blind_batch(
     if blind is None and blind_key is not None:
         blind = derive_batch_blind(blind_key, context, inputs, suite_id=suite_id)
     r = suite.random_scalar() if blind is None else suite.deserialize_scalar(blind)
-    h2g, mult = suite.hash_to_group, suite.scalar_mult
+    h2g = suite.hash_to_group
     try:
-        blinded = tuple(mult(r, h2g(x)) for x in inputs)
+        blinded = tuple(suite.scalar_mult_batch(r, [h2g(x) for x in inputs]))
     except MalformedElement:
         raise CryptoError("an input hashes to the identity element") from None
     return BlindedBatch(blind=r, blinded_elements=blinded)
@@ -120,10 +120,8 @@ def blind_batch(
 def _unblind(suite: Suite, blind: bytes, evaluated_elements: Sequence[bytes], count: int) -> list[bytes]:
     if len(evaluated_elements) != count:
         raise MalformedElement(f"expected {count} evaluated elements, got {len(evaluated_elements)}")
-    r_inv = suite.scalar_inverse(blind)
-    mult = suite.scalar_mult_checked
     # N = G.ScalarInverse(blind) * evaluatedElement, once per element with one inversion.
-    return [mult(r_inv, e) for e in evaluated_elements]
+    return suite.scalar_mult_batch(suite.scalar_inverse(blind), evaluated_elements)
 
 
 def finalize_batch(
