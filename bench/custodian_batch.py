@@ -48,12 +48,9 @@ from alliance_psi.crypto.threshold_keys import deal_epoch_for_testing
 from alliance_psi.protocol.model import Role
 from alliance_psi.services import pki
 from alliance_psi.services.clients import CustodianClient
-from alliance_psi.services.enrolment import enrol
-from alliance_psi.storage import create_schema, make_engine
+from bench.threshold import EPOCH, MEMBER, custodian_args
 
 ROOT = Path(__file__).resolve().parent.parent
-EPOCH = "bench-epoch"
-MEMBER = "bench-a"
 BATCH = 1024
 SAMPLE, SAMPLE_EVERY = 16, 64
 TURN = 4  # Batches a custodian evaluates before the next one takes its turn.
@@ -135,19 +132,7 @@ def custodians(root: Path, trees: dict[str, Path | None]) -> Iterator[list[Custo
     with contextlib.ExitStack() as stack:
         for code, tree in trees.items():
             for kind, data in (("chain", chain_share), ("2-of-3", shares[0].to_bytes())):
-                folder = root / code / kind
-                folder.mkdir(parents=True)
-                write_file_atomic(folder / "share", data)
-                engine = make_engine(f"sqlite:///{folder / 'quota.db'}")
-                create_schema(engine)
-                enrol(engine, (root / "pki" / f"{MEMBER}.pem").read_bytes(), role=Role.MEMBER)
-                engine.dispose()
-                args = ["custodian", "serve", "--name", name, "--listen", "127.0.0.1:0"]
-                args += ["--ca", str(root / "pki" / "ca.pem"), "--cert", str(root / "pki" / f"{name}.pem")]
-                args += ["--key", str(root / "pki" / f"{name}.key"), "--key-share", str(folder / "share")]
-                args += ["--database", f"sqlite:///{folder / 'quota.db'}", "--quota", "1000000000"]
-                if kind == "2-of-3":
-                    args += ["--epoch-file", str(root / "epoch.json")]
+                args = custodian_args(root, root / code / kind, name, data, threshold=kind == "2-of-3")
                 with code_of(tree):
                     server = stack.enter_context(ServerProcess(args))
                 client = stack.enter_context(CustodianClient(server.address, tls, name=name))

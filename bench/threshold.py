@@ -51,6 +51,22 @@ def items(n: int, offset: int) -> list[bytes]:
     return [b"phone\x00+86137%08d" % (i + offset) for i in range(n)]
 
 
+def custodian_args(root: Path, folder: Path, name: str, share: bytes, *, threshold: bool) -> list[str]:
+    """``custodian serve`` arguments for ``name`` holding ``share`` in ``folder`` (made here, with its
+    SQLite quota database enrolling ``MEMBER``), with the PKI and epoch file under ``root``."""
+    folder.mkdir(parents=True)
+    write_file_atomic(folder / "share", share)
+    engine = make_engine(f"sqlite:///{folder / 'quota.db'}")
+    create_schema(engine)
+    enrol(engine, (root / "pki" / f"{MEMBER}.pem").read_bytes(), role=Role.MEMBER)
+    engine.dispose()
+    args = ["custodian", "serve", "--name", name, "--listen", "127.0.0.1:0"]
+    args += ["--ca", str(root / "pki" / "ca.pem"), "--cert", str(root / "pki" / f"{name}.pem")]
+    args += ["--key", str(root / "pki" / f"{name}.key"), "--key-share", str(folder / "share")]
+    args += ["--database", f"sqlite:///{folder / 'quota.db'}", "--quota", "1000000000"]
+    return [*args, "--epoch-file", str(root / "epoch.json")] if threshold else args
+
+
 @contextlib.contextmanager
 def custodians(root: Path) -> Iterator[tuple[TlsMaterial, list[PeerEndpoint], list[PeerEndpoint], PublicEpoch]]:
     """Three chain custodians and three threshold (2-of-3) custodians, as processes; the member's TLS."""
@@ -65,20 +81,8 @@ def custodians(root: Path) -> Iterator[tuple[TlsMaterial, list[PeerEndpoint], li
         threshold: list[PeerEndpoint] = []
         for kind, group in (("chain", chain), ("threshold", threshold)):
             for name, share in zip(NAMES, shares, strict=True):
-                folder = root / kind / name
-                folder.mkdir(parents=True)
                 data = KeyShare.generate(EPOCH).to_bytes() if kind == "chain" else share.to_bytes()
-                write_file_atomic(folder / "share", data)
-                engine = make_engine(f"sqlite:///{folder / 'quota.db'}")
-                create_schema(engine)
-                enrol(engine, (root / "pki" / f"{MEMBER}.pem").read_bytes(), role=Role.MEMBER)
-                engine.dispose()
-                args = ["custodian", "serve", "--name", name, "--listen", "127.0.0.1:0"]
-                args += ["--ca", str(root / "pki" / "ca.pem"), "--cert", str(root / "pki" / f"{name}.pem")]
-                args += ["--key", str(root / "pki" / f"{name}.key"), "--key-share", str(folder / "share")]
-                args += ["--database", f"sqlite:///{folder / 'quota.db'}", "--quota", "100000000"]
-                if kind == "threshold":
-                    args += ["--epoch-file", str(root / "epoch.json")]
+                args = custodian_args(root, root / kind / name, name, data, threshold=kind == "threshold")
                 server = stack.enter_context(ServerProcess(args))
                 group.append(PeerEndpoint(name, server.address))
         tls = TlsMaterial(
