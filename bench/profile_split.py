@@ -4,8 +4,9 @@ Usage:  .venv/bin/python bench/profile_split.py DIR [--cpu NAME=SECONDS ...]
 
 Each ``DIR/NAME.txt`` holds py-spy's raw stacks of one process (and its worker processes). A
 sample goes to the first category below whose pattern is in its stack (innermost frame first),
-so libsodium's work is counted where it is called, whatever called it. With ``--cpu`` the shares
-are turned into seconds of that process's measured CPU.
+so libsodium's work is counted where it is called, whatever called it. Samples of a thread
+waiting (``WAITING``: py-spy's non-blocking sampling cannot always tell) are left out. With
+``--cpu`` the shares are turned into seconds of that process's measured CPU.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("finalize_unblinded", "crypto/derive.py", "finalize_batch", "derive_batch_blind"),
     ),
     ("labels (encode, seal, open)", ("crypto/labels.py", "label")),
-    ("set digest (LtHash)", ("lthash", "LtHash")),
+    ("set digest (LtHash)", ("lthash", "LtHash", "SetDigest", "_entry_lanes")),
     ("Merkle tree and signatures", ("crypto/merkle.py", "crypto/signing.py")),
     ("SQL (SQLAlchemy, sqlite3, psycopg)", ("sqlalchemy", "sqlite3", "psycopg", "alliance_psi/storage")),
     ("protobuf encode and decode", ("google/protobuf", "protocol/messages.py", "SerializeToString", "FromString")),
@@ -42,15 +43,32 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+# Innermost frames of a thread that waits (py-spy's --nonblocking samples cannot always tell an
+# idle thread): left out of the shares, which are of the samples that worked.
+WAITING = (
+    "Condition.wait (threading.py",
+    "Event.wait (threading.py",
+    "wait (threading.py",
+    "_worker (concurrent/futures/thread.py",
+    "_serve (grpc/_server.py",
+    "wait_for_stop_signal",
+    "_recv (multiprocessing/connection.py",
+    "_poll (multiprocessing/connection.py",
+    "select (selectors.py",
+    "sleep",
+)
+
+
 def split(path: Path) -> dict[str, int]:
-    """Samples per category in one raw py-spy file."""
+    """Samples per category in one raw py-spy file; waiting threads under ``(waiting)``."""
     counts: collections.Counter[str] = collections.Counter()
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         if not line.strip():
             continue
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")[::-1]
-        counts[_category(frames)] += int(count)
+        waiting = any(frames[0].startswith(pattern) or pattern in frames[0] for pattern in WAITING)
+        counts["(waiting)" if waiting else _category(frames)] += int(count)
     return dict(counts)
 
 
@@ -67,10 +85,14 @@ def print_split(folder: Path, cpu: dict[str, float]) -> dict[str, dict[str, floa
     table = {}
     for path in sorted(folder.glob("*.txt")):
         counts = split(path)
+        waiting = counts.pop("(waiting)", 0)
         total = sum(counts.values()) or 1
         table[path.stem] = {k: v / total for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
         seconds = cpu.get(path.stem)
-        print(f"  {path.stem}: {total:,} samples" + (f", {seconds:.1f} CPU s" if seconds else ""))
+        print(
+            f"  {path.stem}: {total:,} samples working ({waiting:,} waiting, left out)"
+            + (f", {seconds:.1f} CPU s" if seconds else "")
+        )
         for name, share in table[path.stem].items():
             extra = f"  {share * seconds:6.2f} s" if seconds else ""
             print(f"    {share:6.1%}{extra}  {name}")
