@@ -42,6 +42,7 @@ from alliance_psi.errors import ConfigurationError
 __all__ = [
     "CoordinatorConfig",
     "CustodianConfig",
+    "KeyCeremonyConfig",
     "LOG_FORMATS",
     "LOG_LEVELS",
     "MemberConfig",
@@ -357,6 +358,37 @@ class CustodianConfig:
     free_resent_per_member: int = FREE_RESENT_PER_MEMBER
     monitoring: MonitoringConfig = MonitoringConfig()
     epoch_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCeremonyConfig:
+    """One custodian's part in a key ceremony (``alliance-psi custodian keygen``).
+
+    Usage::
+
+        KeyCeremonyConfig(name="custodian-1", epoch="2026q4", threshold=2, listen="0.0.0.0:7201",
+                          tls=TlsConfig(…),                       # this custodian's serve files
+                          peers=(PeerEndpoint("custodian-2", "custodian-2.example:7202",
+                                              ca=Path("custodian-2-ca.pem")), …),   # every other custodian
+                          database="sqlite:///custodian-1/quota.db",   # where `custodian peer add` enrolled them
+                          out=Path("custodian-1/2026q4"))         # NAME.share (0600) and epoch.json
+        KeyCeremonyConfig(…, total_seconds=600, round_seconds=60)  # how long the ceremony and a round may take
+
+    Every custodian's operator runs it with the same epoch, threshold and set of custodians
+    (``name`` plus ``peers``); a custodian named otherwise is refused.
+    """
+
+    name: str
+    epoch: str
+    threshold: int
+    listen: str
+    tls: TlsConfig
+    peers: tuple[PeerEndpoint, ...]
+    database: str
+    out: Path
+    total_seconds: float = 600.0
+    round_seconds: float = 60.0
+    force: bool = False
 
 
 @dataclass(frozen=True, slots=True)

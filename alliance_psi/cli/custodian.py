@@ -18,6 +18,7 @@ from alliance_psi.cli._options import (
     tls_config,
     tls_options,
 )
+from alliance_psi.cli.custodian_keygen import keygen, peer_group
 from alliance_psi.config import CustodianConfig
 from alliance_psi.defaults import QUOTA_PER_MEMBER
 from alliance_psi.errors import ConfigurationError
@@ -36,6 +37,8 @@ def custodian_group() -> None:
 
 
 custodian_group.add_command(enrolment_group("member", server="custodian", role="member", with_quota=True))
+custodian_group.add_command(peer_group)
+custodian_group.add_command(keygen)
 
 
 @custodian_group.command("init-share")

@@ -61,10 +61,10 @@ from alliance_psi.crypto.pedersen import (
     mul_base,
     pedersen_commitments,
 )
+from alliance_psi.crypto.threshold import MAX_CUSTODIANS
 from alliance_psi.errors import CryptoError, InvalidShare, MalformedElement
 
 __all__ = [
-    "MAX_PARTICIPANTS",
     "Dealing",
     "DkgOutcome",
     "DkgParameters",
@@ -79,8 +79,6 @@ __all__ = [
     "reconstruct",
 ]
 
-MAX_PARTICIPANTS = 64
-
 
 @dataclass(frozen=True, slots=True)
 class DkgParameters:
@@ -90,8 +88,8 @@ class DkgParameters:
     participants: int
 
     def __post_init__(self) -> None:
-        if not 2 <= self.participants <= MAX_PARTICIPANTS:
-            raise ValueError(f"key generation needs 2 to {MAX_PARTICIPANTS} custodians, not {self.participants}")
+        if not 2 <= self.participants <= MAX_CUSTODIANS:
+            raise ValueError(f"key generation needs 2 to {MAX_CUSTODIANS} custodians, not {self.participants}")
         if not 1 <= self.threshold <= self.participants:
             raise ValueError(f"the threshold must be 1 to {self.participants} (the custodians), not {self.threshold}")
 

@@ -67,7 +67,6 @@ __all__ = [
     "encode_scalar",
     "feldman_commitments",
     "interpolate",
-    "lagrange_at_zero",
     "mul_base",
     "mul_element",
     "pedersen_commitments",
@@ -226,18 +225,6 @@ def check_feldman_share(commitments: Sequence[bytes], x: int, value: int) -> Non
     """Raise ``InvalidShare`` unless ``value·G == Σ_k A_k·x^k``."""
     if not hmac.compare_digest(mul_base(value), commitment_at(commitments, x)):
         raise InvalidShare(f"the share for custodian {x} does not match its dealer's public coefficients")
-
-
-def lagrange_at_zero(x: int, xs: Sequence[int]) -> int:
-    """``λ_x = Π_{m ≠ x} m / (m − x)`` modulo ``ORDER``: the weight of the share at ``x`` in ``f(0)``."""
-    if x not in xs or len(set(xs)) != len(xs) or any(m % ORDER == 0 for m in xs):
-        raise ValueError("x must be one of distinct, non-zero points xs")
-    numerator, denominator = 1, 1
-    for m in xs:
-        if m != x:
-            numerator = numerator * m % ORDER
-            denominator = denominator * (m - x) % ORDER
-    return numerator * pow(denominator, -1, ORDER) % ORDER
 
 
 def interpolate(points: Mapping[int, int]) -> Polynomial:

@@ -14,7 +14,8 @@ import grpc
 import pytest
 
 from alliance_psi.config import PeerEndpoint, TlsMaterial
-from alliance_psi.crypto.pedersen import ORDER, PedersenShare, decode_scalar, lagrange_at_zero, mul_base
+from alliance_psi.crypto.pedersen import ORDER, PedersenShare, decode_scalar, mul_base
+from alliance_psi.crypto.threshold import lagrange_coefficient
 from alliance_psi.errors import CeremonyFailed
 from alliance_psi.protocol._pb import key_ceremony_pb2_grpc
 from alliance_psi.protocol.ceremony import CeremonyPlan, CeremonyResult, Envelope, KeyCeremony, Stage
@@ -30,6 +31,11 @@ from .harness import sqlite_engine
 
 NAMES = ("dkg-1", "dkg-2", "dkg-3")
 TIMES = CeremonyTimes(total_seconds=60, round_seconds=20)
+
+
+def lagrange_at_zero(index: int, subset: Sequence[int]) -> int:
+    """``crypto.threshold``'s Lagrange coefficient at zero, as an int."""
+    return int.from_bytes(lagrange_coefficient(index, list(subset)), "little")
 
 
 def free_ports(count: int) -> list[int]:

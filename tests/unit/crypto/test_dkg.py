@@ -8,7 +8,7 @@ shares still interpolate to the published key.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -31,15 +31,18 @@ from alliance_psi.crypto.pedersen import (
     Commitments,
     PedersenShare,
     Polynomial,
-    add_elements,
     encode_scalar,
     feldman_commitments,
-    lagrange_at_zero,
     mul_base,
-    mul_element,
     pedersen_commitments,
 )
+from alliance_psi.crypto.threshold import combine, fold, lagrange_coefficient
 from alliance_psi.errors import CryptoError, InvalidShare, MalformedElement
+
+
+def lagrange_at_zero(index: int, subset: Sequence[int]) -> int:
+    """``crypto.threshold``'s Lagrange coefficient at zero, as an int."""
+    return int.from_bytes(lagrange_coefficient(index, list(subset)), "little")
 
 
 @dataclass
@@ -148,16 +151,19 @@ def test_random_runs_agree_on_one_key_that_any_threshold_of_shares_gives(thresho
     assert_consistent(run(params), params)
 
 
-def test_the_shares_evaluate_the_oprf_of_the_generated_key() -> None:
+def test_the_shares_evaluate_the_oprf_of_the_generated_key_as_threshold_custodians_do() -> None:
     params = DkgParameters(threshold=2, participants=3)
     results = run(params)
     key = encode_scalar(assert_consistent(results, params))
-    blinded = oprf.blind(b"phone\x00+8613915274680")
+    x = b"phone\x00+8613915274680"
+    blinded = oprf.blind(x)
     for subset in itertools.combinations(sorted(results), 2):
-        parts = [mul_element(lagrange_at_zero(j, subset) * results[j].share, blinded.blinded_element) for j in subset]
-        combined = add_elements(*parts)
-        output = oprf.finalize(b"phone\x00+8613915274680", blinded.blind, combined)
-        assert output == oprf.evaluate(key, b"phone\x00+8613915274680")
+        answers = [
+            [oprf.blind_evaluate(fold(encode_scalar(results[j].share), j, subset), blinded.blinded_element)]
+            for j in subset
+        ]
+        (combined,) = combine(answers)
+        assert oprf.finalize(x, blinded.blind, combined) == oprf.evaluate(key, x)
 
 
 def test_a_dealer_sending_bad_shares_to_more_than_t_is_disqualified_and_the_rest_complete() -> None:

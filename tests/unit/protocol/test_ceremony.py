@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
+from collections.abc import Sequence
 
 import pytest
 
 from alliance_psi.crypto.dkg import Disqualified, Fault, Participant
-from alliance_psi.crypto.pedersen import ORDER, PedersenShare, decode_scalar, lagrange_at_zero, mul_base
+from alliance_psi.crypto.pedersen import ORDER, PedersenShare, decode_scalar, mul_base
+from alliance_psi.crypto.threshold import lagrange_coefficient
 from alliance_psi.errors import (
     CeremonyFailed,
     CeremonyMismatch,
@@ -27,6 +29,11 @@ from alliance_psi.protocol.ceremony import CeremonyPlan, CeremonyResult, Envelop
 from alliance_psi.protocol.messages import CeremonyCodec
 
 NAMES = ("custodian-1", "custodian-2", "custodian-3")
+
+
+def lagrange_at_zero(index: int, subset: Sequence[int]) -> int:
+    """``crypto.threshold``'s Lagrange coefficient at zero, as an int."""
+    return int.from_bytes(lagrange_coefficient(index, list(subset)), "little")
 
 
 class HmacCredentials:

@@ -1,0 +1,198 @@
+"""``alliance-psi custodian keygen`` as real processes, one per custodian, over mTLS on loopback.
+
+The shares they write are checked with the threshold evaluation (``crypto.threshold``: each
+custodian folds its Lagrange coefficient into its share, the member adds the answers), against
+the key ``K`` of the public epoch file they write; a cheating custodian runs in this process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import stat
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from alliance_psi.cli._processes import cli_command, tls_args
+from alliance_psi.cli.main import main
+from alliance_psi.config import PeerEndpoint
+from alliance_psi.crypto.suite import RISTRETTO255_SHA512
+from alliance_psi.crypto.threshold import combine, fold
+from alliance_psi.crypto.threshold_keys import PublicEpoch, ThresholdShare
+from alliance_psi.protocol.ceremony import CeremonyPlan
+from alliance_psi.protocol.model import Role
+
+from .conftest import AlliancePki
+from .test_key_ceremony import BadDealer, Custodian, free_ports
+
+NAMES = ("keygen-1", "keygen-2", "keygen-3")
+
+
+@pytest.fixture(scope="module")
+def custodians(pki: AlliancePki) -> tuple[str, ...]:
+    for name in NAMES:
+        pki.issue(Role.CUSTODIAN, name)
+    return NAMES
+
+
+def database(tmp_path: Path, name: str) -> str:
+    return f"sqlite:///{tmp_path / name / 'custodian.db'}"
+
+
+def enrol_peers(pki: AlliancePki, tmp_path: Path, name: str, names: tuple[str, ...]) -> None:
+    (tmp_path / name).mkdir(exist_ok=True)
+    for other in names:
+        if other != name:
+            cert = str(pki.directory / f"{other}.pem")
+            added = CliRunner().invoke(
+                main, ["custodian", "peer", "add", "--cert", cert, "--database", database(tmp_path, name)]
+            )
+            assert added.exit_code == 0, added.output
+            assert f"enrolled custodian {other} at this custodian" in added.output
+
+
+def keygen(
+    pki: AlliancePki, tmp_path: Path, name: str, ports: dict[str, int], epoch: str, *extra: str
+) -> subprocess.Popen[str]:
+    peers = [f"--peer={n}@127.0.0.1:{p}" for n, p in ports.items() if n != name]
+    args = [
+        "custodian", "keygen", "--name", name, "--epoch", epoch, "--threshold", "2", *peers,
+        "--listen", f"127.0.0.1:{ports[name]}", *tls_args(pki.directory, name),
+        "--database", database(tmp_path, name), "--out", str(tmp_path / name / epoch),
+        "--timeout", "90", "--round-timeout", "30", *extra,
+    ]  # fmt: skip
+    return subprocess.Popen(cli_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def check_threshold_evaluation(shares: list[ThresholdShare], public: PublicEpoch) -> None:
+    """Every τ-subset, folding and combining as custodians and members do, evaluates under the key K."""
+    suite = RISTRETTO255_SHA512
+    r = suite.random_scalar()
+    blinded = suite.scalar_mult_base(r)  # B = r·G, so k·B = r·K whatever k is.
+    expected = suite.scalar_mult(r, public.key)
+    for subset in itertools.combinations(shares, public.threshold):
+        indices = [s.index for s in subset]
+        answers = [[suite.scalar_mult(fold(s.scalar, s.index, indices), blinded)] for s in subset]
+        assert combine(answers) == [expected]
+
+
+def test_three_keygen_processes_write_shares_that_evaluate_the_published_key(
+    pki: AlliancePki, custodians: tuple[str, ...], tmp_path: Path
+) -> None:
+    for name in custodians:
+        enrol_peers(pki, tmp_path, name, custodians)
+    ports = dict(zip(custodians, free_ports(3), strict=True))
+    procs = {name: keygen(pki, tmp_path, name, ports, "2027q1") for name in custodians}
+    outputs = {name: p.communicate(timeout=180) for name, p in procs.items()}
+    for name, p in procs.items():
+        assert p.returncode == 0, outputs[name]
+    epoch_files = {(tmp_path / n / "2027q1" / "epoch.json").read_bytes() for n in custodians}
+    assert len(epoch_files) == 1
+    public = PublicEpoch.from_bytes(epoch_files.pop())
+    assert public.origin == "dkg" and public.threshold == 2 and [c.name for c in public.custodians] == list(custodians)
+    shares = []
+    for name in custodians:
+        path = tmp_path / name / "2027q1" / f"{name}.share"
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        share = ThresholdShare.from_bytes(path.read_bytes())
+        assert public.by_name(name).index == share.index and share.commitment() == public.by_name(name).commitment
+        shares.append(share)
+        out = outputs[name][0]
+        assert "generated key epoch 2027q1: 2 of 3 custodians" in out
+        assert f"fingerprint {public.fingerprint()}" in out
+        assert "disqualified" not in out
+    check_threshold_evaluation(shares, public)
+    # The same epoch again without --force: refused, nothing overwritten, no ceremony run.
+    again = keygen(pki, tmp_path, "keygen-1", ports, "2027q1")
+    _, err = again.communicate(timeout=60)
+    assert again.returncode == 1 and "exist; pass --force to replace them" in err
+
+
+def test_a_cheating_custodian_is_named_by_the_keygen_processes_which_finish(
+    pki: AlliancePki, custodians: tuple[str, ...], tmp_path: Path
+) -> None:
+    for name in ("keygen-1", "keygen-3"):
+        enrol_peers(pki, tmp_path, name, custodians)
+    ports = dict(zip(custodians, free_ports(3), strict=True))
+    procs = {name: keygen(pki, tmp_path, name, ports, "2027q2") for name in ("keygen-1", "keygen-3")}
+    plan = CeremonyPlan.create("2027q2", 2, custodians)
+    cheater = Custodian(pki, "keygen-2", plan, tmp_path, BadDealer)
+    from alliance_psi.services.key_ceremony import CeremonyTimes, run_ceremony
+
+    done = threading.Thread(
+        target=lambda: run_ceremony(
+            cheater.role,
+            listen=f"127.0.0.1:{ports['keygen-2']}",
+            tls=cheater.tls,
+            peers=[PeerEndpoint(n, f"127.0.0.1:{ports[n]}") for n in ("keygen-1", "keygen-3")],
+            checks=[cheater.check],
+            times=CeremonyTimes(total_seconds=90, round_seconds=30),
+        )
+    )
+    done.start()
+    outputs = {name: p.communicate(timeout=180) for name, p in procs.items()}
+    done.join(timeout=120)
+    shares = []
+    for name, p in procs.items():
+        assert p.returncode == 0, outputs[name]
+        assert (
+            "disqualified keygen-2: its shares to keygen-1, keygen-3 failed its commitments (2 complaints, more than "
+            "τ−1 = 1)" in outputs[name][0]
+        )
+        shares.append(ThresholdShare.from_bytes((tmp_path / name / "2027q2" / f"{name}.share").read_bytes()))
+    public = PublicEpoch.from_bytes((tmp_path / "keygen-1" / "2027q2" / "epoch.json").read_bytes())
+    assert (tmp_path / "keygen-3" / "2027q2" / "epoch.json").read_bytes() == public.to_bytes()
+    check_threshold_evaluation(shares, public)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--threshold", "4"], "the threshold must be 1 to 3 (the custodians), not 4"),
+        (["--peer", "keygen-1@127.0.0.1:1"], "each --peer must name another custodian, once"),
+        (
+            ["--peer", "nobody@127.0.0.1:1"],
+            "nobody not enrolled here: enrol each with `alliance-psi custodian peer add",
+        ),
+        (["--peer", "keygen-2"], "has no name: write NAME@HOST:PORT"),
+    ],
+)
+def test_bad_input_is_refused_before_any_ceremony(
+    pki: AlliancePki, custodians: tuple[str, ...], tmp_path: Path, extra: list[str], message: str
+) -> None:
+    enrol_peers(pki, tmp_path, "keygen-1", custodians)
+    args = [
+        "custodian", "keygen", "--name", "keygen-1", "--epoch", "e", "--threshold", "2",
+        "--peer", "keygen-2@127.0.0.1:1", "--peer", "keygen-3@127.0.0.1:2", "--listen", "127.0.0.1:0",
+        *tls_args(pki.directory, "keygen-1"), "--database", database(tmp_path, "keygen-1"),
+        "--out", str(tmp_path / "out"), "--timeout", "5", *extra,
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_custodians_started_with_other_thresholds_say_so_and_write_nothing(
+    pki: AlliancePki, custodians: tuple[str, ...], tmp_path: Path
+) -> None:
+    for name in ("keygen-1", "keygen-2"):
+        enrol_peers(pki, tmp_path, name, custodians)
+    ports = dict(zip(custodians, free_ports(3), strict=True))
+    one = keygen(pki, tmp_path, "keygen-1", ports, "2027q3", "--timeout", "20")
+    two = keygen(pki, tmp_path, "keygen-2", ports, "2027q3", "--threshold", "3", "--timeout", "20")
+    _, err_one = one.communicate(timeout=120)
+    _, err_two = two.communicate(timeout=120)
+    assert one.returncode == 1 and two.returncode == 1
+    # keygen-2 is refused by keygen-1, which names its plan. keygen-1 is refused by keygen-2 in
+    # turn or, if keygen-2 stopped first, says at its deadline that keygen-2 ran another ceremony.
+    assert "runs another ceremony (epoch 2027q3, threshold 2 of 3: keygen-1, keygen-2, keygen-3)" in err_two
+    assert (
+        "runs another ceremony (epoch 2027q3, threshold 3 of 3" in err_one
+        or "keygen-2 sent messages of another ceremony: check the --epoch, --threshold" in err_one
+    ), err_one
+    assert not (tmp_path / "keygen-1" / "2027q3").exists() and not (tmp_path / "keygen-2" / "2027q3").exists()
