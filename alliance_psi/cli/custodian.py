@@ -18,6 +18,7 @@ from alliance_psi.cli._options import (
     tls_config,
     tls_options,
 )
+from alliance_psi.cli._outputs import check_outputs
 from alliance_psi.cli.custodian_keygen import keygen, peer_group
 from alliance_psi.config import CustodianConfig
 from alliance_psi.defaults import QUOTA_PER_MEMBER
@@ -110,10 +111,7 @@ def deal(epoch: str, threshold: int, names: tuple[str, ...], out: Path, force: b
             raise ConfigurationError("each --custodian must be named once")
         if threshold > len(names):
             raise ConfigurationError(f"--threshold {threshold} is more than the {len(names)} custodians named")
-        targets = [out / f"{name}.share" for name in names] + [out / "epoch.json"]
-        existing = [str(path) for path in targets if path.exists()]
-        if existing and not force:
-            raise ConfigurationError(f"{', '.join(existing)} exist; pass --force to replace them")
+        check_outputs(out, [out / f"{name}.share" for name in names] + [out / "epoch.json"], force=force)
         shares, public = deal_epoch_for_testing(epoch, names, threshold=threshold)
         out.mkdir(parents=True, exist_ok=True)
         for share, name in zip(shares, names, strict=True):

@@ -16,6 +16,7 @@ import click
 
 from alliance_psi.cli._enrolment import enrolment_group
 from alliance_psi.cli._options import PeerAddress, reported, tls_config, tls_options
+from alliance_psi.cli._outputs import check_outputs
 from alliance_psi.config import KeyCeremonyConfig, PeerEndpoint
 from alliance_psi.errors import ConfigurationError
 
@@ -148,9 +149,7 @@ def _run(config: KeyCeremonyConfig) -> tuple[CeremonyResult, PublicEpoch]:
         plan = CeremonyPlan.create(config.epoch, config.threshold, [config.name, *names])
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
-    existing = [str(path) for path in _targets(config) if path.exists()]
-    if existing and not config.force:
-        raise ConfigurationError(f"{', '.join(existing)} exist; pass --force to replace them")
+    check_outputs(config.out, _targets(config), force=config.force)
     tls, _ = server_tls(config.tls, role=Role.CUSTODIAN, name=config.name)
     engine = make_engine(config.database)
     create_schema(engine)
@@ -224,9 +223,10 @@ def _write(config: KeyCeremonyConfig, result: CeremonyResult) -> PublicEpoch:
         config.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigurationError(f"--out {config.out}: {exc.strerror}") from None
-    write_file_atomic(epoch_path, public.to_bytes(), private=False)
+    # Without --force nothing is replaced, not even a file that appeared during the ceremony.
+    write_file_atomic(epoch_path, public.to_bytes(), private=False, replace=config.force)
     try:
-        write_file_atomic(share_path, share.to_bytes())
+        write_file_atomic(share_path, share.to_bytes(), replace=config.force)
     except ConfigurationError:
         epoch_path.unlink(missing_ok=True)  # No public file without its share beside it.
         raise

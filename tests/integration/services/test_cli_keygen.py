@@ -68,6 +68,16 @@ def keygen(
     return subprocess.Popen(cli_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def keygen_args(pki: AlliancePki, tmp_path: Path, out: Path) -> list[str]:
+    """keygen-1's command line, with peers where nothing listens (a ceremony would time out)."""
+    return [
+        "custodian", "keygen", "--name", "keygen-1", "--epoch", "e", "--threshold", "2",
+        "--peer", "keygen-2@127.0.0.1:1", "--peer", "keygen-3@127.0.0.1:2", "--listen", "127.0.0.1:0",
+        *tls_args(pki.directory, "keygen-1"), "--database", database(tmp_path, "keygen-1"),
+        "--out", str(out), "--timeout", "5",
+    ]  # fmt: skip
+
+
 def check_threshold_evaluation(shares: list[ThresholdShare], public: PublicEpoch) -> None:
     """Every τ-subset, folding and combining as custodians and members do, evaluates under the key K."""
     suite = RISTRETTO255_SHA512
@@ -165,16 +175,38 @@ def test_bad_input_is_refused_before_any_ceremony(
     pki: AlliancePki, custodians: tuple[str, ...], tmp_path: Path, extra: list[str], message: str
 ) -> None:
     enrol_peers(pki, tmp_path, "keygen-1", custodians)
-    args = [
-        "custodian", "keygen", "--name", "keygen-1", "--epoch", "e", "--threshold", "2",
-        "--peer", "keygen-2@127.0.0.1:1", "--peer", "keygen-3@127.0.0.1:2", "--listen", "127.0.0.1:0",
-        *tls_args(pki.directory, "keygen-1"), "--database", database(tmp_path, "keygen-1"),
-        "--out", str(tmp_path / "out"), "--timeout", "5", *extra,
-    ]  # fmt: skip
-    result = CliRunner().invoke(main, args)
+    result = CliRunner().invoke(main, [*keygen_args(pki, tmp_path, tmp_path / "out"), *extra])
     assert result.exit_code != 0
     assert message in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_an_existing_share_is_never_replaced_without_force(
+    pki: AlliancePki, custodians: tuple[str, ...], tmp_path: Path
+) -> None:
+    enrol_peers(pki, tmp_path, "keygen-1", custodians)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keygen-1.share").write_bytes(b"the share of an epoch in use")
+    result = CliRunner().invoke(main, keygen_args(pki, tmp_path, out))
+    assert result.exit_code == 1
+    assert f"{out / 'keygen-1.share'} exist; pass --force to replace them" in result.output
+    assert "key ceremony" not in result.output  # Refused before any ceremony.
+    assert (out / "keygen-1.share").read_bytes() == b"the share of an epoch in use"
+    assert sorted(p.name for p in out.iterdir()) == ["keygen-1.share"]
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_any_ceremony(
+    pki: AlliancePki, custodians: tuple[str, ...], tmp_path: Path
+) -> None:
+    enrol_peers(pki, tmp_path, "keygen-1", custodians)
+    (tmp_path / "a-file").write_text("not a folder")
+    out = tmp_path / "a-file" / "2027q1"
+    result = CliRunner().invoke(main, keygen_args(pki, tmp_path, out))
+    assert result.exit_code == 1
+    assert f"--out {out}: {tmp_path / 'a-file'} is not a folder" in result.output
+    assert "key ceremony" not in result.output
+    assert (tmp_path / "a-file").read_text() == "not a folder"
 
 
 def test_custodians_started_with_other_thresholds_say_so_and_write_nothing(

@@ -1,0 +1,31 @@
+"""The files a command will write, checked before it does any work (``custodian deal``, ``keygen``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from alliance_psi.errors import ConfigurationError
+
+__all__ = ["check_outputs"]
+
+
+def check_outputs(folder: Path, files: Sequence[Path], *, force: bool, option: str = "--out") -> None:
+    """Refuse to go on when any of ``files`` (in ``folder``) exists, unless ``force``, or when
+    ``folder`` could not be made and written: before a command spends a key ceremony or draws a
+    key it could not keep. Creates nothing.
+
+    Raises:
+        ConfigurationError: naming the files that exist, or the folder and why it cannot hold them.
+    """
+    existing = [str(path) for path in files if path.exists()]
+    if existing and not force:
+        raise ConfigurationError(f"{', '.join(existing)} exist; pass --force to replace them")
+    nearest = folder
+    while not nearest.exists() and nearest != nearest.parent:
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        raise ConfigurationError(f"{option} {folder}: {nearest} is not a folder")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise ConfigurationError(f"{option} {folder}: {nearest} is not writable by this user")
