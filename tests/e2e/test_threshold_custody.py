@@ -4,11 +4,12 @@ the node names both."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -43,15 +44,24 @@ def custodian_processes(tmp_path: Path, pki: AlliancePki) -> tuple[Path, list[Se
     for name in NAMES:
         args += ["--custodian", name]
     assert CliRunner().invoke(main, args).exit_code == 0
+    shares = {name: folder / f"{name}.share" for name in NAMES}
+    return folder / "epoch.json", *serve_custodians(tmp_path, pki, shares, folder / "epoch.json")
+
+
+def serve_custodians(
+    tmp_path: Path, pki: AlliancePki, shares: Mapping[str, Path], epoch_file: Path
+) -> tuple[list[ServerProcess], list[str]]:
+    """A ``custodian serve`` process for each custodian of ``shares`` (name: share file), each
+    on its own quota database in ``tmp_path`` where bank-a to -c are enrolled; and the databases."""
     servers, databases = [], []
-    for name in NAMES:
+    for name, share in shares.items():
         database = f"sqlite:///{tmp_path / f'{name}.db'}"
         enrol("custodian", database, pki, ["bank-a", "bank-b", "bank-c"])
         command = ["custodian", "serve", "--name", name, "--listen", "127.0.0.1:0", *tls_args(pki.directory, name)]
-        command += ["--key-share", str(folder / f"{name}.share"), "--epoch-file", str(folder / "epoch.json")]
+        command += ["--key-share", str(share), "--epoch-file", str(epoch_file)]
         servers.append(ServerProcess([*command, "--database", database]))
         databases.append(database)
-    return folder / "epoch.json", servers, databases
+    return servers, databases
 
 
 def epoch_key(epoch_file: Path) -> bytes:
@@ -92,19 +102,27 @@ def cached(engine: Engine) -> int:
         return int(conn.execute(select(func.count()).select_from(token_cache)).scalar_one())
 
 
+@contextlib.contextmanager
+def alliance_of(tmp_path: Path, pki: AlliancePki, epoch_file: Path, servers: list[ServerProcess]) -> Iterator[Alliance]:
+    """The harness's coordinator and members, with ``servers`` as the custodians of ``epoch_file``;
+    the servers are stopped at the end."""
+    try:
+        with running_alliance(tmp_path, pki, custodians=0, planted=Planted.make(size=20)) as alliance:
+            alliance.custodian_addresses = [server.address for server in servers]
+            alliance.public = PublicEpoch.from_bytes(epoch_file.read_bytes())
+            yield alliance
+    finally:
+        for server in servers:
+            server.stop()
+
+
 @pytest.fixture
 def threshold_alliance(
     tmp_path: Path, pki: AlliancePki
 ) -> Iterator[tuple[Alliance, Path, list[ServerProcess], list[str]]]:
     epoch_file, servers, databases = custodian_processes(tmp_path, pki)
-    try:
-        with running_alliance(tmp_path, pki, custodians=0, planted=Planted.make(size=20)) as alliance:
-            alliance.custodian_addresses = [server.address for server in servers]
-            alliance.public = PublicEpoch.from_bytes(epoch_file.read_bytes())
-            yield alliance, epoch_file, servers, databases
-    finally:
-        for server in servers:
-            server.stop()
+    with alliance_of(tmp_path, pki, epoch_file, servers) as alliance:
+        yield alliance, epoch_file, servers, databases
 
 
 def test_a_custodian_killed_mid_join_changes_nothing(

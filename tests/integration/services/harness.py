@@ -222,6 +222,7 @@ def running_alliance(
     coordinator_options: Mapping[str, object] | None = None,
     threshold: int | None = None,
     altered: Mapping[str, Callable[[ThresholdShare], ThresholdShare]] | None = None,
+    generated: tuple[Mapping[str, ThresholdShare], PublicEpoch] | None = None,
 ) -> Iterator[Alliance]:
     """Custodians and a coordinator serving on loopback within ``limits`` and refusing the
     certificates ``crl`` revokes; refused calls are audited in each server's database. A custodian
@@ -232,7 +233,10 @@ def running_alliance(
     ``metrics`` (by server name: ``coordinator``, ``custodian-1``, …) count each server's calls.
     With ``threshold``, the custodians hold a dealt threshold epoch (``threshold`` of ``custodians``)
     whose public file is ``Alliance.epoch_file``; ``altered`` maps a custodian's name to what it
-    serves instead of its dealt share (a test's corrupted share, made from the dealt one)."""
+    serves instead of its dealt share (a test's corrupted share, made from the dealt one). With
+    ``generated`` (shares by custodian name and their public epoch, say from ``custodian keygen``)
+    the custodians serve those instead of dealt ones, ``altered`` still applying, and
+    ``Alliance.key`` is None: nobody dealt it."""
     planted = planted or Planted.make()
     limits = limits or ServerLimits()
     signing_key = SigningKey.generate()
@@ -280,11 +284,14 @@ def running_alliance(
 
         key = public = None
         dealt: dict[str, ThresholdShare] = {}
-        if threshold is not None:
+        if generated is not None:
+            dealt, public = dict(generated[0]), generated[1]
+        elif threshold is not None:
             key = RISTRETTO255_SHA512.random_scalar()
             names = [custodian_name(i) for i in range(custodians)]
             dealt_shares, public = deal_epoch_for_testing(EPOCH, names, threshold=threshold, key=key)
             dealt = dict(zip(names, dealt_shares, strict=True))
+        if public is not None:
             for name, alter in (altered or {}).items():
                 dealt[name] = alter(dealt[name])
             (tmp / "epoch.json").write_bytes(public.to_bytes())
