@@ -25,6 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sqlalchemy import Engine
+
 from alliance_psi.cli._processes import cli_command, tls_args
 from alliance_psi.config import PeerEndpoint, TlsMaterial
 from alliance_psi.crypto.dkg import DkgParameters, Participant, judge_extraction, outcome, qualify
@@ -59,6 +61,16 @@ def crypto_only(n: int, threshold: int) -> float:
     return time.perf_counter() - started
 
 
+def enrolled(path: Path, name: str, issued: dict[str, pki.IssuedCertificate]) -> Engine:
+    """``name``'s SQLite database at ``path``, with every other custodian of ``issued`` enrolled."""
+    engine = make_engine(f"sqlite:///{path}")
+    create_schema(engine)
+    for other, cert in issued.items():
+        if other != name:
+            enrol(engine, cert.cert_pem, role=Role.CUSTODIAN)
+    return engine
+
+
 def threads(directory: Path, n: int, threshold: int) -> float:
     """``n`` custodians as threads of this process over mTLS on loopback; seconds to the last result."""
     ca = pki.init_ca("Bench threads")
@@ -68,11 +80,7 @@ def threads(directory: Path, n: int, threshold: int) -> float:
     ports = dict(zip(names, free_ports(n), strict=True))
     runs = []
     for name in names:
-        engine = make_engine(f"sqlite:///{directory / f'{name}-threads.db'}")
-        create_schema(engine)
-        for other in names:
-            if other != name:
-                enrol(engine, issued[other].cert_pem, role=Role.CUSTODIAN)
+        engine = enrolled(directory / f"{name}-threads.db", name, issued)
         roster, check = enrolment_gate(engine, server="custodian", roles=frozenset({Role.CUSTODIAN}))
         tls = TlsMaterial(ca_cert=ca.cert_pem, cert=issued[name].cert_pem, key=issued[name].key_pem)
         role = KeyCeremony(plan, name, CertificateCredentials(tls, roster), CeremonyCodec())
@@ -108,12 +116,7 @@ def ceremony(directory: Path, n: int, threshold: int) -> float:
     for name, cert in issued.items():
         pki.write_issued(cert, directory, name)
     for name in names:
-        engine = make_engine(f"sqlite:///{directory / f'{name}.db'}")
-        create_schema(engine)
-        for other in names:
-            if other != name:
-                enrol(engine, issued[other].cert_pem, role=Role.CUSTODIAN)
-        engine.dispose()
+        enrolled(directory / f"{name}.db", name, issued).dispose()
     ports = dict(zip(names, free_ports(n), strict=True))
     commands = []
     for name in names:

@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
+
+import click
 
 from alliance_psi.errors import ConfigurationError
 
-__all__ = ["check_outputs"]
+__all__ = ["check_outputs", "out_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def out_options(files: str) -> Callable[[F], F]:
+    """``--out`` (a folder for ``files``) and ``--force`` (replace files that exist there)."""
+
+    def decorate(function: F) -> F:
+        function = click.option("--force", is_flag=True, help="Overwrite existing files in --out.")(function)
+        return click.option(
+            "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help=f"Folder for {files}."
+        )(function)
+
+    return decorate
 
 
 def check_outputs(folder: Path, files: Sequence[Path], *, force: bool, option: str = "--out") -> None:

@@ -18,7 +18,7 @@ from alliance_psi.cli._options import (
     tls_config,
     tls_options,
 )
-from alliance_psi.cli._outputs import check_outputs
+from alliance_psi.cli._outputs import check_outputs, out_options
 from alliance_psi.cli.custodian_keygen import keygen, peer_group
 from alliance_psi.config import CustodianConfig
 from alliance_psi.defaults import QUOTA_PER_MEMBER
@@ -88,13 +88,7 @@ def _server_name(_ctx: click.Context, _param: click.Parameter, values: tuple[str
     callback=_server_name,
     help="A custodian's certificate name; repeat in index order (the first is index 1).",
 )
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Folder for NAME.share (one per custodian, 0600) and epoch.json (the public epoch file).",
-)
-@click.option("--force", is_flag=True, help="Overwrite existing files.")
+@out_options("NAME.share (one per custodian, 0600) and epoch.json (the public epoch file)")
 def deal(epoch: str, threshold: int, names: tuple[str, ...], out: Path, force: bool) -> None:
     """DEALER MODE (tests and demos only): deal EPOCH's key as threshold shares, one per --custodian.
 

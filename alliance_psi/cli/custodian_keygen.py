@@ -16,7 +16,7 @@ import click
 
 from alliance_psi.cli._enrolment import enrolment_group
 from alliance_psi.cli._options import PeerAddress, reported, tls_config, tls_options
-from alliance_psi.cli._outputs import check_outputs
+from alliance_psi.cli._outputs import check_outputs, out_options
 from alliance_psi.config import KeyCeremonyConfig, PeerEndpoint
 from alliance_psi.errors import ConfigurationError
 
@@ -61,12 +61,7 @@ peer_group = enrolment_group("peer", server="custodian", role="custodian")
     required=True,
     help="This custodian's database (as for serve), where `custodian peer add` enrolled the other custodians.",
 )
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Folder for NAME.share (this custodian's share, 0600) and epoch.json (the public epoch file).",
-)
+@out_options("NAME.share (this custodian's share, 0600) and epoch.json (the public epoch file)")
 @click.option(
     "--timeout",
     type=click.FloatRange(min=1),
@@ -81,7 +76,6 @@ peer_group = enrolment_group("peer", server="custodian", role="custodian")
     show_default=True,
     help="Seconds each round after the first may take.",
 )
-@click.option("--force", is_flag=True, help="Overwrite existing files in --out.")
 def keygen(
     name: str,
     epoch: str,
