@@ -6,12 +6,16 @@ PATH (a command ending in ``\\`` continues on the next line; lines starting with
 comments); a ``serve`` command runs in the background, as its own process, until the test ends;
 any other block (```toml, ```csv) is written to the file named by the last ```path```: just before it.
 ``alliance-psi node run`` runs in the background too, until the test ends; after each step the test
-waits, as a person reading its log would, until the node has taken every file of its inbox.
+waits, as a person reading its log would, until the node has taken every file of its inbox. A
+command ending in `` &`` runs in the background, as bash runs it, and ``wait`` waits for every one
+of them, each of which must exit 0 (stricter than bash's ``wait``).
 
 Substituted, and nothing else:
 
 - ports 7100 to 7103: a server's ``--listen HOST:71xx`` becomes ``--listen 127.0.0.1:0`` (loopback,
   a free port the kernel picks), and every later ``NAME:71xx`` gets the port that server reported;
+- ports 7200 to 7299 (the custodians' key ceremony, ``custodian keygen``): each gets a free loopback
+  port the first time it appears, the same in its ``--listen 127.0.0.1:PORT`` and every address;
 - host names ``*.example`` in addresses become ``localhost``, which resolves on loopback (clients
   check a server's identity name, not the name they dial, so certificates need no change).
 
@@ -27,6 +31,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -44,7 +49,8 @@ SECTION = "## A real deployment, by role"
 _BLOCK = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
 _FILE_NAME = re.compile(r"`([^`\s]+)`[^`]*:\s*\Z")
 _LISTEN = re.compile(r"--listen \S+:(71\d\d)\b")
-_ADDRESS = re.compile(r"\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.example:(71\d\d)\b")
+_CEREMONY_LISTEN = re.compile(r"--listen \S+:(72\d\d)\b")
+_ADDRESS = re.compile(r"\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.example:(7[12]\d\d)\b")
 _PORT = re.compile(r"serving.* on port (\d+)")
 _NODE_RUN = re.compile(r"^alliance-psi node run --config (\S+)/node\.toml\b")
 _NODE_READY = re.compile(r"node run: member (\S+), inbox")
@@ -139,17 +145,28 @@ class Walkthrough:
         self.servers: list[Server] = []
         self.outputs: list[tuple[str, str]] = []
         self.inboxes: list[Path] = []  # Those of the running ``node run`` processes.
+        self.jobs: list[tuple[str, subprocess.Popen[str]]] = []  # Commands ending in `` &``, not yet waited for.
         bin_dir = Path(sys.executable).parent
         assert (bin_dir / "alliance-psi").exists(), f"no alliance-psi next to {sys.executable}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ALLIANCE_PSI_")}
         self.env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", "PYTHONUNBUFFERED": "1"}
 
     def substitute(self, text: str) -> str:
+        def ceremony_port(port: str) -> int:
+            if port not in self.ports:
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", 0))
+                    self.ports[port] = probe.getsockname()[1]
+            return self.ports[port]
+
         def address(found: re.Match[str]) -> str:
             port = found.group(1)
+            if port.startswith("72"):
+                return f"localhost:{ceremony_port(port)}"
             assert port in self.ports, f"{found.group(0)} is used before any server listens on port {port}"
             return f"localhost:{self.ports[port]}"
 
+        text = _CEREMONY_LISTEN.sub(lambda found: f"--listen 127.0.0.1:{ceremony_port(found.group(1))}", text)
         return _ADDRESS.sub(address, text)
 
     def run(self, step: Step) -> None:
@@ -165,6 +182,21 @@ class Walkthrough:
         if node := _NODE_RUN.match(step.text):
             self.serve(step.text, None)
             self.inboxes.append(self.folder / node.group(1) / "inbox")
+            return
+        if step.text.endswith(" &"):
+            job = subprocess.Popen(
+                ["bash", "-c", "exec " + self.substitute(step.text[:-1].rstrip())],
+                cwd=self.folder,
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+            self.jobs.append((step.text, job))
+            return
+        if step.text == "wait":
+            self.wait()
             return
         command = self.substitute(step.text)
         done = subprocess.run(
@@ -183,6 +215,16 @@ class Walkthrough:
         self.outputs.append((step.text, done.stdout + done.stderr))
         for inbox in self.inboxes:
             self.wait_for_inbox(inbox)
+
+    def wait(self) -> None:
+        """Wait for every background command; each must exit 0. Their outputs count as commands'."""
+        jobs, self.jobs = self.jobs, []
+        for command, job in jobs:
+            out, err = job.communicate(timeout=600)
+            assert job.returncode == 0, (
+                f"README command failed (exit {job.returncode}):\n  {command}\nstdout:\n{out}\nstderr:\n{err}"
+            )
+            self.outputs.append((command, out + err))
 
     def wait_for_inbox(self, inbox: Path, timeout: float = 300) -> None:
         """Wait until ``node run`` has taken every file of ``inbox`` (to done/ or failed/)."""
@@ -219,6 +261,10 @@ class Walkthrough:
         return "".join(f"--- {s.command}\n{''.join(s.lines[-15:])}" for s in self.servers)
 
     def stop(self) -> None:
+        for _, job in self.jobs:
+            if job.poll() is None:
+                os.killpg(job.pid, signal.SIGKILL)
+                job.communicate(timeout=15)
         for server in self.servers:
             server.stop()
 
@@ -241,8 +287,12 @@ def test_the_readme_walkthrough_runs_as_written_to_a_verified_report(tmp_path: P
         assert "3 leads" in joined_b
         # custodian-2 is pinned to its own CA in both forms of node.toml, so neither node warns.
         assert "no custodian is pinned" not in joined_a + joined_b
-        # Both nodes evaluate through the threshold epoch of the epoch file, which says it was dealt.
-        assert "key epoch 2026q4 was dealt by one dealer" in joined_a and "was dealt by one dealer" in joined_b
+        # The three custodians generated the epoch together and wrote the same epoch file; both
+        # nodes evaluate through it, and nothing says it was dealt.
+        generated = [run.output(f"alliance-psi custodian keygen --name custodian-{i} ") for i in (1, 2, 3)]
+        assert all("generated key epoch 2026q4: 2 of 3 custodians" in out for out in generated), generated
+        assert len({re.findall(r"public epoch file \S+, fingerprint (\S+)", out)[0] for out in generated}) == 1
+        assert "dealt by one dealer" not in joined_a + joined_b
         custodian_2 = next(s for s in run.servers if "--name custodian-2" in s.command)
         assert any("custodian custodian-2's certificate is from its own CA" in line for line in custodian_2.lines)
         # bank-b's node run imported its inbox file and joined the next round with that one change.
