@@ -56,6 +56,7 @@ _COMMANDS = {
     "purge-expired": "alliance_psi.cli.node_import:purge_expired",
     "status": "alliance_psi.cli.node_import:status",
     "join": "alliance_psi.cli.node_round:join",
+    "delta": "alliance_psi.cli.node_round:delta",
     "run": "alliance_psi.cli.node_run:run",
     "fetch": "alliance_psi.cli.node_round:fetch",
     "report": "alliance_psi.cli.node_report:report_command",

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from alliance_psi.protocol.leads import RefusedLead
 
-__all__ = ["fetch", "join"]
+__all__ = ["delta", "fetch", "join"]
 
 _STAGES = {"tokenize": "identifiers tokenized", "submit": "changes sent", "fetch": "result leaves verified"}
 
@@ -165,6 +165,38 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
         )
         return
     click.echo(f"{plural(len(outcome.leads), 'lead')}; write the investigator report with: {_report_hint(round_id)}")
+
+
+@node_group.command("delta")
+@click.argument("scope_id")
+@database_option
+@network_options
+def delta(scope_id: str, database: str, **options: Any) -> None:
+    """Send this node's changes to continuous scope SCOPE_ID now, as its next delta.
+
+    What `node run` sends every --submit-every seconds: the identifiers imported, relabeled or
+    withdrawn since this member's last commit to the scope (the whole set the first time). A
+    delta stopped anywhere resumes where it stopped and commits once. Exit code 0 once committed,
+    or when there was nothing to send.
+    """
+    from alliance_psi.services.member import MemberNode
+
+    config = member_config(database, **options)
+    with reported():
+        with open_node_database(database):
+            pass  # Refuses a missing database before anything is dialled.
+        for warning in custodian_trust_warnings(config.custodians):
+            click.echo(warning, err=True)
+        with MemberNode.from_config(config, report=_custodian_event) as node:
+            sent = node.role.submit_delta(scope_id)
+    if not sent.sequence:
+        click.echo(f"scope {scope_id}: nothing changed since this member's last delta; nothing sent")
+        return
+    what = "the whole set" if sent.replaced else "changes only"
+    click.echo(
+        f"scope {scope_id}: delta {sent.sequence} committed, {plural(sent.delta_count, 'change')} sent ({what}), "
+        f"{sent.set_count:,} in the set"
+    )
 
 
 @node_group.command("fetch")

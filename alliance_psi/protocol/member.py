@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from alliance_psi.crypto.parallel import ProcessMap, tokenize
 from alliance_psi.defaults import BATCH_SIZE, CHUNK_SIZE
-from alliance_psi.errors import NotFound, ResultMismatch, RoundClosed, SetMismatch, WrongEpoch
+from alliance_psi.errors import InvalidRequest, NotFound, ResultMismatch, RoundClosed, SetMismatch, WrongEpoch
 from alliance_psi.identifiers.types import Identifier, IdentifierType
 from alliance_psi.protocol.checkpoints import Checkpoint
 from alliance_psi.protocol.leads import Lead, LeadChecks, RefusedLead, build_leads, refuse_leads
@@ -54,6 +54,7 @@ class Submitted:
     set_count: int  # Tokens the coordinator holds for the member in the round's scope.
     delta_count: int  # Items and removals sent in this round.
     replaced: bool  # The whole set was sent (first round of the scope, or a record that disagreed).
+    sequence: int = 0  # Continuous scopes: the delta's commit sequence; 0 when nothing was committed.
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +168,7 @@ class MemberRole:
         """
         status = status or self.coordinator.submission_status(round.round_id, self.member_id)
         self.settle(round, status)
-        if status.state is SubmissionState.COMMITTED:
+        if status.state is SubmissionState.COMMITTED and not round.continuous:
             return Submitted(status.set_count, status.item_count, replaced=False)
         plan = self.plan(round, status)
         self.tokenize(round.key_epoch, round.allowed_types, window=plan.window)
@@ -181,13 +182,18 @@ class MemberRole:
                 round,
                 uow=self.uow,
                 labels=self.labels,
-                stored=set(status.chunks),
+                stored=set(status.chunks) if status.state is SubmissionState.STAGING else set(),
                 chunk_size=self.chunk_size,
                 progress=self.progress,
             )
         )
         with self.uow.writing() as tx:
             tx.repo.set_pending(round.set_scope, plan.built(round.round_id))
+            if round.continuous and _nothing_to_commit(plan, status):
+                # The coordinator's set stays as it is: only this node's record moves on to the
+                # change stamp read up to, so the same changes are not read again.
+                tx.repo.apply_pending(round.set_scope)
+                return Submitted(status.set_count, 0, plan.replace)
         try:
             committed = self.coordinator.commit(plan.commit(round.round_id, share_name=self.share_name), self.member_id)
         except SetMismatch as exc:
@@ -201,7 +207,7 @@ class MemberRole:
         with self.uow.writing() as tx:
             tx.repo.apply_pending(round.set_scope)
             tx.results.record_scope(round.round_id, round.set_scope, share_labels=round.share_labels)
-        return Submitted(committed.set_count, committed.item_count, plan.replace)
+        return Submitted(committed.set_count, committed.item_count, plan.replace, plan.sequence)
 
     def plan(self, round: Round, status: SubmissionStatus) -> DeltaPlan:
         """The submission this node makes to ``round`` given the coordinator's ``status``.
@@ -209,18 +215,60 @@ class MemberRole:
         A delta over the changes stamped since the scope's last commit when this node's record
         equals the coordinator's copy (and was kept with its state and stamp); else the whole
         set. A submission already started for the round (chunks at the coordinator) keeps its
-        mode and change window, so its chunks come out the same.
+        mode and change window, so its chunks come out the same. In a continuous scope the delta
+        is the member's next (``status.commit_sequence + 1``); the chunks of its last committed
+        delta, which the coordinator still lists, are not a start.
         """
         with self.uow.reading() as tx:
             pending = tx.repo.pending_set(round.set_scope)
             record = tx.repo.submitted_state(round.set_scope)
             head = tx.repo.change_head()
-        if status.chunks and pending is not None and pending.round_id == round.round_id:
+        started = status.chunks and status.state is SubmissionState.STAGING
+        if started and pending is not None and pending.round_id == round.round_id:
             replace, upto = pending.replace, pending.change_seq if pending.change_seq is not None else head
         else:
             replace, upto = not self._record_matches(record, status), head
         since = None if replace or record is None else record.change_seq
-        return DeltaPlan(replace=replace, window=ChangeWindow(since, upto), record=None if replace else record)
+        sequence = status.commit_sequence + 1 if round.continuous else 0
+        return DeltaPlan(
+            replace=replace, window=ChangeWindow(since, upto), record=None if replace else record, sequence=sequence
+        )
+
+    def has_changes(self, scope: Round) -> bool:
+        """Whether this node may have something to send to ``scope``: no record of a commit yet, a
+        delta under way, or identifiers changed (imported, relabeled, withdrawn) since its record.
+        Reads only the record and the change counter, never the identifiers."""
+        with self.uow.reading() as tx:
+            record = tx.repo.submitted_state(scope.set_scope)
+            pending = tx.repo.pending_set(scope.set_scope)
+            head = tx.repo.change_head()
+        return record is None or record.change_seq is None or pending is not None or head > record.change_seq
+
+    def submit_delta(self, scope_id: str) -> Submitted:
+        """Send this node's changes since its last commit to continuous scope ``scope_id`` as the
+        member's next delta, and commit it (nothing is committed when nothing changed in the
+        scope's types: ``Submitted.sequence`` is then 0).
+
+        A delta stopped anywhere resumes: chunks the coordinator holds are not sent again, and a
+        commit the coordinator made but this node did not record is recorded (``settle``), so each
+        delta commits once under its sequence, which the coordinator checks.
+
+        Raises, before anything is computed or sent: ``NotFound`` for a scope that does not exist
+        or does not invite this member (the coordinator does not tell them apart),
+        ``InvalidRequest`` for a batch round (``join`` takes part in those), ``RoundClosed`` for a
+        closed scope, ``WrongEpoch`` when the custodians serve another key epoch; then what
+        ``submit`` raises.
+        """
+        self.check_log()
+        scope, _ = self.coordinator.get_round(scope_id)
+        if not scope.continuous:
+            raise InvalidRequest(f"round {scope_id} is a batch round, not a continuous scope: join it instead")
+        if scope.state is not RoundState.OPEN:
+            raise RoundClosed(f"scope {scope_id} is {scope.state}: it takes no more deltas")
+        served = set(self.evaluator.key_epochs())
+        if served != {scope.key_epoch}:
+            raise WrongEpoch(f"scope {scope_id} uses key epoch {scope.key_epoch!r}; custodians serve {sorted(served)}")
+        return self.submit(scope)
 
     def settle(self, round: Round, status: SubmissionStatus) -> bool:
         """Record a delta the coordinator committed but this node did not (it stopped between the
@@ -430,12 +478,17 @@ class MemberRole:
         The coordinator's audit log is checked first (``check_log``): a member does not submit to
         a coordinator whose log contradicts what it saw before.
 
-        Raises ``LogInconsistent`` (see ``check_log``), ``WrongEpoch`` when a custodian serves
+        Raises ``InvalidRequest`` for a continuous scope (see ``submit_delta``), ``LogInconsistent`` (see ``check_log``), ``WrongEpoch`` when a custodian serves
         another key epoch than the round's, ``RoundClosed`` when the round takes no more
         submissions and this member did not commit, and what ``submit`` and ``fetch_result`` raise.
         """
         self.check_log()
         round, _ = self.coordinator.get_round(round_id)
+        if round.continuous:
+            raise InvalidRequest(
+                f"round {round_id} is a continuous scope, matched delta by delta: send this node's changes "
+                "with `node delta` (or let `node run` send them)"
+            )
         served = set(self.evaluator.key_epochs())
         if served != {round.key_epoch}:
             raise WrongEpoch(f"round {round_id} uses key epoch {round.key_epoch!r}; custodians serve {sorted(served)}")
@@ -470,3 +523,9 @@ class MemberRole:
         seconds["open leads"] = time.perf_counter() - clock
         refused = self.lead_checks(round_id).refused
         return JoinOutcome(round, computed, submitted, header, leads, seconds, delta, replaced, refused)
+
+
+def _nothing_to_commit(plan: DeltaPlan, status: SubmissionStatus) -> bool:
+    """Whether a continuous scope's delta, built, leaves the coordinator's set as it is: no change
+    against a set it holds, or an empty whole set where it holds none."""
+    return plan.delta.count == 0 and (not plan.replace or (status.set_count == 0 and not status.set_digest))

@@ -124,6 +124,7 @@ class DeltaPlan:
     replace: bool
     window: ChangeWindow
     record: SetRecord | None = None
+    sequence: int = 0  # Continuous scopes: the delta's commit sequence (the last committed + 1).
     delta: SubmissionDigest = field(default_factory=SubmissionDigest)
     result: SetDigest = field(default_factory=SetDigest)
 
@@ -161,6 +162,7 @@ class DeltaPlan:
             self.result.digest(),
             self.replace,
             share_name=share_name,
+            sequence=self.sequence,
         )
 
     def chunks(
@@ -187,7 +189,7 @@ class DeltaPlan:
             self.result = SetDigest(base[1], base[2])
         with contextlib.ExitStack() as reads:
             changes = self._changes(round, sealer, uow, reads)
-            chunk = _ChunkBuilder(round.round_id, self.replace)
+            chunk = _ChunkBuilder(round.round_id, self.replace, self.sequence)
             keep, add, drop = self.result.add, self.result.add, self.result.remove
             for kind, token, value in changes:
                 if kind == KEEP:
@@ -308,8 +310,9 @@ def _wanted(
 class _ChunkBuilder:
     """The items, removals and pending rows of the chunk being built, and its index."""
 
-    def __init__(self, round_id: str, replace: bool) -> None:
+    def __init__(self, round_id: str, replace: bool, sequence: int = 0) -> None:
         self.round_id, self.replace, self.index, self.size = round_id, replace, 0, 0
+        self.sequence = sequence
         self.items: list[tuple[bytes, bytes | None]] = []
         self.removals: list[bytes] = []
         self.pending: list[PendingChange] = []
@@ -331,4 +334,6 @@ class _ChunkBuilder:
         self.size += 1
 
     def build(self, digest: bytes) -> Chunk:
-        return Chunk(self.round_id, self.index, tuple(self.items), digest, tuple(self.removals), self.replace)
+        return Chunk(
+            self.round_id, self.index, tuple(self.items), digest, tuple(self.removals), self.replace, self.sequence
+        )

@@ -10,6 +10,10 @@
    has not committed to is joined at once (tokens for what changed since the scope's last commit,
    the delta, the commit: ``MemberRole.join``), and the verified result of every matched round it
    committed to is fetched and kept. A node that joins rounds by hand turns this off.
+3. **Continuous scopes**: to every open continuous scope that invites this member, the changes
+   since its last commit there go as its next delta (``MemberRole.submit_delta``), at most once
+   every ``submit_seconds`` per scope and only when something changed (the change counter says
+   so without reading an identifier).
 
 With ``metrics`` (``node run --metrics-listen``), every file taken in counts its rows: accepted
 (stored) and rejected (``Metrics.count_import_rows``; a strict inbox's refused file counts none
@@ -35,6 +39,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +51,7 @@ from alliance_psi._database_errors import describe_database_error
 from alliance_psi._plural import plural
 from alliance_psi.config import NodeRunConfig
 from alliance_psi.errors import AlliancePsiError, NotFound
-from alliance_psi.protocol.model import Round, RoundState, SubmissionState, SubmissionStatus
+from alliance_psi.protocol.model import Round, RoundKind, RoundState, SubmissionState, SubmissionStatus
 from alliance_psi.services.blacklist_import import ImportTally, import_blacklist
 from alliance_psi.services.inbox import Inbox
 from alliance_psi.services.member import MemberNode
@@ -75,6 +80,7 @@ class NodeDaemon:
     metrics: Metrics | None = None
     inbox: Inbox = field(init=False)
     _said: dict[str, str] = field(default_factory=dict, init=False)  # Round -> last problem logged.
+    _next_delta: dict[str, float] = field(default_factory=dict, init=False)  # Scope -> monotonic time.
 
     def __post_init__(self) -> None:
         self.inbox = Inbox(self.settings.inbox, settle_seconds=self.settings.settle_seconds)
@@ -115,6 +121,8 @@ class NodeDaemon:
             self.import_file(path)
         if self.settings.join_rounds and not stop.is_set():
             self._guarded("rounds", functools.partial(self.rounds, stop))
+        if not stop.is_set():
+            self._guarded("scopes", functools.partial(self.scopes, stop))
 
     # The inbox --------------------------------------------------------------------------------
 
@@ -171,7 +179,7 @@ class NodeDaemon:
     def rounds(self, stop: threading.Event) -> None:
         """Join the open batch rounds that invite this member and fetch the results of matched ones."""
         coordinator = self.node.coordinator
-        for round_, _ in coordinator.list_rounds(RoundState.OPEN):
+        for round_, _ in coordinator.list_rounds(RoundState.OPEN, RoundKind.BATCH):
             if stop.is_set():
                 return
             self._guarded(round_.round_id, functools.partial(self._join, round_))
@@ -195,6 +203,32 @@ class NodeDaemon:
             "the whole set" if outcome.replaced else "changes only",
             f"{outcome.submitted:,}",
             _result_text(outcome.result.match_count if outcome.result else None),
+        )
+
+    # Continuous scopes ------------------------------------------------------------------------
+
+    def scopes(self, stop: threading.Event) -> None:
+        """Send a delta to each open continuous scope inviting this member whose ``submit_seconds``
+        have passed since its last one, when this node changed since its last commit there."""
+        for scope, _ in self.node.coordinator.list_rounds(RoundState.OPEN, RoundKind.CONTINUOUS):
+            if stop.is_set():
+                return
+            if time.monotonic() < self._next_delta.get(scope.round_id, 0.0) or not self.node.role.has_changes(scope):
+                continue
+            self._next_delta[scope.round_id] = time.monotonic() + self.settings.submit_seconds
+            self._guarded(scope.round_id, functools.partial(self._delta, scope))
+
+    def _delta(self, scope: Round) -> None:
+        sent = self.node.role.submit_delta(scope.round_id)
+        if not sent.sequence:
+            return  # Changes outside the scope's types, or none left: nothing to commit.
+        self.log.info(
+            "scope %s: delta %d committed, %s sent (%s), %s in the set",
+            scope.round_id,
+            sent.sequence,
+            plural(sent.delta_count, "change"),
+            "the whole set" if sent.replaced else "changes only",
+            f"{sent.set_count:,}",
         )
 
     def _fetch(self, round_: Round) -> None:
