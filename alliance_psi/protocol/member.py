@@ -264,7 +264,7 @@ class MemberRole:
         if not scope.continuous:
             raise InvalidRequest(f"round {scope_id} is a batch round, not a continuous scope: join it instead")
         if scope.state is not RoundState.OPEN:
-            raise RoundClosed(f"scope {scope_id} is {scope.state}: it takes no more deltas")
+            raise RoundClosed(f"scope {scope_id} is closed ({scope.state}): it takes no more deltas")
         served = set(self.evaluator.key_epochs())
         if served != {scope.key_epoch}:
             raise WrongEpoch(f"scope {scope_id} uses key epoch {scope.key_epoch!r}; custodians serve {sorted(served)}")
