@@ -162,6 +162,11 @@ class MemberRole:
         node did not record (stopped in between) is recorded now. ``status`` is the
         coordinator's ``submission_status`` if the caller has just fetched it.
 
+        In a continuous scope every call makes the member's next delta (``status.commit_sequence
+        + 1``), sent and committed only if it changes the coordinator's set (else only this
+        node's record moves on to the changes it read; ``Submitted.sequence`` is then 0). In a
+        batch round a member that committed already sends nothing.
+
         Raises ``SetMismatch`` when the set the commit would leave differs from this node's
         record (the record is then forgotten, so the next round sends the whole set), and what
         the coordinator raises (``RoundClosed``, ``LimitExceeded``, ``Conflict``, ...).
@@ -478,9 +483,10 @@ class MemberRole:
         The coordinator's audit log is checked first (``check_log``): a member does not submit to
         a coordinator whose log contradicts what it saw before.
 
-        Raises ``InvalidRequest`` for a continuous scope (see ``submit_delta``), ``LogInconsistent`` (see ``check_log``), ``WrongEpoch`` when a custodian serves
-        another key epoch than the round's, ``RoundClosed`` when the round takes no more
-        submissions and this member did not commit, and what ``submit`` and ``fetch_result`` raise.
+        Raises ``InvalidRequest`` for a continuous scope (``submit_delta`` sends to those),
+        ``LogInconsistent`` (see ``check_log``), ``WrongEpoch`` when a custodian serves another
+        key epoch than the round's, ``RoundClosed`` when the round takes no more submissions and
+        this member did not commit, and what ``submit`` and ``fetch_result`` raise.
         """
         self.check_log()
         round, _ = self.coordinator.get_round(round_id)
