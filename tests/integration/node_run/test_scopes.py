@@ -1,10 +1,13 @@
 """``node run`` sends deltas to the continuous scopes that invite it, as a real process against the
 real coordinator: a file dropped in its inbox goes as the member's next delta and its holders get
 their alerts; a withdrawal goes as a delta too; killed with SIGKILL in the middle of a delta and
-started again, it commits that delta once. ``node delta SCOPE`` sends one by hand."""
+started again, it commits that delta once; a delta whose commit reply was lost is recorded, not
+sent again. ``node delta SCOPE`` sends one by hand."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,10 +15,13 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, func, select
 
 from alliance_psi.cli.main import main
+from alliance_psi.config import NodeRunConfig
 from alliance_psi.protocol.alerts import AlertKind
 from alliance_psi.protocol.model import SubmissionState
+from alliance_psi.services.node_daemon import NoAlerts, NodeDaemon
 from alliance_psi.storage.schema import submission_chunks, submissions
 from tests.integration.node_run.support import NodeRun, drop, node_run, node_toml, wait_for
+from tests.integration.node_run.test_loop import _LosesCommitReply
 from tests.integration.services.harness import MEMBERS, load, phone, running_alliance
 from tests.integration.services.test_member_deltas import NOBODY, QUIET, alerts_of, own, scope_spec, withdraw
 
@@ -97,3 +103,35 @@ def test_killed_mid_delta_and_started_again_it_commits_the_delta_once(tmp_path: 
             status = alliance.node("bank-a").coordinator.submission_status(scope_id, "bank-a")
             assert (status.commit_sequence, status.set_count) == (2, EXTRA + 2)
             assert second.stop() == 0, second.log
+
+
+def test_a_delta_whose_commit_reply_was_lost_is_recorded_and_not_sent_again(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    with running_alliance(tmp_path, pki, planted=NOBODY, coordinator_options=QUIET) as alliance:
+        with alliance.admin() as admin:
+            scope = admin.create_round(scope_spec(MEMBERS))
+        load(alliance.member_engines["bank-a"], [phone(1), phone(2)], "wool_party")
+        lossy = _LosesCommitReply(alliance.coordinator_address, pki.material("bank-a"))
+        node = alliance.member_node("bank-a", coordinator=lossy)
+        log = logging.getLogger("tests.node_run")
+        settings = NodeRunConfig(inbox=tmp_path / "inbox", submit_seconds=0, join_rounds=False)
+        daemon = NodeDaemon(node, settings, NoAlerts(log), log)
+        daemon.inbox.prepare()
+        stop = threading.Event()
+
+        def at_coordinator() -> tuple[int, int, int]:
+            status = lossy.submission_status(scope.round_id, "bank-a")
+            return status.commit_sequence, status.item_count, status.set_count
+
+        def recorded() -> int | None:
+            with node.role.uow.reading() as tx:
+                record = tx.repo.submitted_state(scope.set_scope)
+            return None if record is None else record.item_count
+
+        daemon.turn(stop)  # Commits delta 1; the reply is lost, so nothing is recorded.
+        assert (at_coordinator(), recorded()) == ((1, 2, 2), None)
+        daemon.turn(stop)  # Recorded now; nothing sent again.
+        assert (at_coordinator(), recorded()) == ((1, 2, 2), 2)
+        load(alliance.member_engines["bank-a"], [phone(3)], "wool_party")
+        daemon.turn(stop)  # The next delta: the one new identifier, under sequence 2.
+        assert (at_coordinator(), recorded()) == ((2, 1, 3), 3)
+        node.close()
