@@ -18,10 +18,10 @@ from alliance_psi.cli.main import main
 from alliance_psi.config import NodeRunConfig
 from alliance_psi.protocol.alerts import AlertKind
 from alliance_psi.protocol.model import SubmissionState
-from alliance_psi.services.node_daemon import NoAlerts, NodeDaemon
+from alliance_psi.services.node_daemon import NodeDaemon
 from alliance_psi.storage.schema import submission_chunks, submissions
 from tests.integration.node_run.support import NodeRun, drop, node_run, node_toml, wait_for
-from tests.integration.node_run.test_loop import _LosesCommitReply
+from tests.integration.node_run.test_loop import _LosesCommitReply, _NoAlertSide
 from tests.integration.services.harness import MEMBERS, load, phone, running_alliance
 from tests.integration.services.test_member_deltas import NOBODY, QUIET, alerts_of, own, scope_spec, withdraw
 
@@ -114,7 +114,7 @@ def test_a_delta_whose_commit_reply_was_lost_is_recorded_and_not_sent_again(tmp_
         node = alliance.member_node("bank-a", coordinator=lossy)
         log = logging.getLogger("tests.node_run")
         settings = NodeRunConfig(inbox=tmp_path / "inbox", submit_seconds=0, join_rounds=False)
-        daemon = NodeDaemon(node, settings, NoAlerts(log), log)
+        daemon = NodeDaemon(node, settings, _NoAlertSide(), log)
         daemon.inbox.prepare()
         stop = threading.Event()
 
