@@ -146,6 +146,7 @@ def test_node_help_lists_every_node_command() -> None:
         "alerts",
         "checkpoints-check",
         "checkpoints-export",
+        "delta",
         "fetch",
         "follow",
         "import",
