@@ -37,6 +37,7 @@ ARGUMENTS = {
     "alerts": [],
     "checkpoints-check": ["checkpoints.json"],
     "checkpoints-export": ["-o", "checkpoints.json"],
+    "delta": ["s-1"],
     "fetch": ["r-1"],
     "follow": [],
     "import": ["blacklist.csv"],
