@@ -17,7 +17,7 @@ from alliance_psi import defaults
 from alliance_psi.errors import AlliancePsiError
 
 if TYPE_CHECKING:
-    from alliance_psi.config import MonitoringConfig, PeerEndpoint, ServerLimits, TlsConfig
+    from alliance_psi.config import MemberConfig, MonitoringConfig, PeerEndpoint, ServerLimits, TlsConfig
     from alliance_psi.crypto.threshold_keys import PublicEpoch
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -154,6 +154,16 @@ def custodian_trust_warnings(custodians: Sequence[PeerEndpoint], *, public: Publ
             'to that institution\'s CA (ca = "FILE" in its custodian entry; docs/operations.md)'
         )
     return warnings
+
+
+def member_trust_warnings(config: MemberConfig) -> list[str]:
+    """``custodian_trust_warnings`` for a member node's configuration: its threshold epoch's
+    (``epoch-file``) when it has one, its chain custodians' otherwise. Raises ``ConfigurationError``
+    for an epoch file that cannot be read."""
+    from alliance_psi.services.epoch_files import load_public_epoch
+
+    public = load_public_epoch(config.epoch_file) if config.epoch_file is not None else None
+    return custodian_trust_warnings(config.custodians, public=public)
 
 
 _POSITIVE = click.FloatRange(min=0, min_open=True)

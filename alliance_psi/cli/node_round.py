@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from alliance_psi._plural import plural
-from alliance_psi.cli._options import custodian_trust_warnings, reported
+from alliance_psi.cli._options import member_trust_warnings, reported
 from alliance_psi.cli.node import (
     database_option,
     member_config,
@@ -119,14 +119,12 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
     from rich.console import Console
 
     from alliance_psi.services.clients import ThresholdCustodians
-    from alliance_psi.services.epoch_files import load_public_epoch
     from alliance_psi.services.member import MemberNode
 
     config = member_config(database, **options)
     with reported():
         held = _held_by_type(database)
-        public = load_public_epoch(config.epoch_file) if config.epoch_file is not None else None
-        for warning in custodian_trust_warnings(config.custodians, public=public):  # Before any custodian is dialled.
+        for warning in member_trust_warnings(config):  # Before any custodian is dialled.
             click.echo(warning, err=True)
         with _progress() as progress:
             with MemberNode.from_config(config, progress=progress, report=_custodian_event) as node:
@@ -185,7 +183,7 @@ def delta(scope_id: str, database: str, **options: Any) -> None:
     with reported():
         with open_node_database(database):
             pass  # Refuses a missing database before anything is dialled.
-        for warning in custodian_trust_warnings(config.custodians):
+        for warning in member_trust_warnings(config):
             click.echo(warning, err=True)
         with MemberNode.from_config(config, report=_custodian_event) as node:
             sent = node.role.submit_delta(scope_id)

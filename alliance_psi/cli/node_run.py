@@ -25,7 +25,7 @@ from typing import Any
 
 import click
 
-from alliance_psi.cli._options import custodian_trust_warnings, monitoring_config, monitoring_options, reported
+from alliance_psi.cli._options import member_trust_warnings, monitoring_config, monitoring_options, reported
 from alliance_psi.cli.node import (
     _GIVEN_CONFIG,
     _option,
@@ -146,7 +146,7 @@ def run(
             # refuses it), unless --create-database says this is the node's first start.
             with open_node_database(database, create=create_database):
                 pass
-            for warning in custodian_trust_warnings(config.custodians):
+            for warning in member_trust_warnings(config):
                 log.warning("%s", warning.removeprefix("warning: "))
             # Threshold custodians down, slow or excluded (names only): what `node join` prints, logged.
             node = MemberNode.from_config(config, report=lambda event: log.warning("%s", event))
