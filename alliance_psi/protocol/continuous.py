@@ -8,7 +8,7 @@ told apart from the next delta.
 
 The commit is matched in its own transaction, over the tokens it touches only. The storage
 reports, for each token whose membership or label the delta changed and that is at or above the
-threshold before or after (``TokenChange.concerns``; the others are left out in the database),
+threshold before or after (only then may it alert; the others are left out in the database),
 the committing member's label digest before and after and the token's holder count after
 (``set_holders``, kept as sets change); ``drafts_for`` then turns the change into alerts
 (``protocol.alerts``):
@@ -55,10 +55,6 @@ class TokenChange:
     def holders_before(self) -> int:
         """How many members held the token before the commit."""
         return self.holders - (self.after is not None) + (self.before is not None)
-
-    def concerns(self, threshold: int) -> bool:
-        """Whether the token is at or above ``threshold`` before or after: only then may it alert."""
-        return max(self.holders_before, self.holders) >= threshold
 
 
 @dataclass(frozen=True, slots=True)

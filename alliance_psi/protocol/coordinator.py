@@ -175,7 +175,7 @@ class CoordinatorRole:
         if (max_set_items is not None and max_set_items < 1) or (max_round_items is not None and max_round_items < 1):
             raise ConfigurationError("max_set_items and max_round_items must be at least 1")
         self.max_set_items, self.max_round_items = max_set_items, max_round_items
-        self.enrolled = None if key_pins is None else (lambda member_id: key_pins(member_id) is not None)
+        self.checks_invitees = key_pins is not None  # An enrolment list to check invitees against.
         self.result_page_bytes, self.key_pins = result_page_bytes, key_pins or _no_pins
         self.refused_chunks = RefusedChunks(max_refused_chunks)
         self.audit = AuditRole(uow, signing_key, name=name, clock=clock)
@@ -262,7 +262,7 @@ class CoordinatorRole:
                     f"invited: need at least {spec.threshold} distinct valid member ids"
                     + (f", bad: {bad[:5]}" if bad else "")
                 )
-            strangers = sorted(m for m in set(spec.invited) if self.enrolled is not None and not self.enrolled(m))
+            strangers = sorted(m for m in set(spec.invited) if self.key_pins(m) is None) if self.checks_invitees else []
             if strangers:
                 raise InvalidRequest(
                     f"invited: not enrolled at this coordinator: {', '.join(strangers[:5])}"

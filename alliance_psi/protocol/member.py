@@ -270,10 +270,18 @@ class MemberRole:
             raise InvalidRequest(f"round {scope_id} is a batch round, not a continuous scope: join it instead")
         if scope.state is not RoundState.OPEN:
             raise RoundClosed(f"scope {scope_id} is closed ({scope.state}): it takes no more deltas")
-        served = set(self.evaluator.key_epochs())
-        if served != {scope.key_epoch}:
-            raise WrongEpoch(f"scope {scope_id} uses key epoch {scope.key_epoch!r}; custodians serve {sorted(served)}")
+        self._check_epoch(scope)
         return self.submit(scope)
+
+    def _check_epoch(self, round: Round) -> None:
+        """Refuse ``round`` (or scope) before anything is computed unless the custodians serve its
+        key epoch alone: tokens of another epoch would never match."""
+        served = set(self.evaluator.key_epochs())
+        if served != {round.key_epoch}:
+            what = "scope" if round.continuous else "round"
+            raise WrongEpoch(
+                f"{what} {round.round_id} uses key epoch {round.key_epoch!r}; custodians serve {sorted(served)}"
+            )
 
     def settle(self, round: Round, status: SubmissionStatus) -> bool:
         """Record a delta the coordinator committed but this node did not (it stopped between the
@@ -495,9 +503,7 @@ class MemberRole:
                 f"round {round_id} is a continuous scope, matched delta by delta: send this node's changes "
                 "with `node delta` (or let `node run` send them)"
             )
-        served = set(self.evaluator.key_epochs())
-        if served != {round.key_epoch}:
-            raise WrongEpoch(f"round {round_id} uses key epoch {round.key_epoch!r}; custodians serve {sorted(served)}")
+        self._check_epoch(round)
         status = self.coordinator.submission_status(round_id, self.member_id)
         computed = submitted = delta = 0
         replaced = False

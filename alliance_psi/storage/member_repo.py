@@ -506,7 +506,7 @@ def _submission_rows(key_epoch: str) -> Select[Any]:
             ids.id,
             token_cache.c.match_token,
             token_cache.c.label_key,
-            *(ids.category, ids.severity, ids.first_seen, ids.case_ref),
+            *(ids[name] for name in _LABEL),
         )
         .select_from(identifiers.join(token_cache, token_cache.c.identifier_id == ids.id))
         .where(token_cache.c.key_epoch == key_epoch)

@@ -191,7 +191,7 @@ class StandingSets:
         tokens put that are new to set ``set_id`` or get another label (before None: not held)
         and tokens removed that it holds (after None), each with its holder count after the
         delta. Unchanged puts are left out, and so is every token below ``threshold`` both
-        before and after (``TokenChange.concerns``): the query leaves them out, so a commit
+        before and after (no alert can come of them): the query leaves them out, so a commit
         spends Python work only on the tokens at or near the threshold, however large it is."""
         m = placeholder(self._conn)
         rows = self._conn.exec_driver_sql(
