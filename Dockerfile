@@ -52,9 +52,9 @@ ENV PATH=/opt/alliance-psi/bin:$PATH \
     ALLIANCE_PSI_HEALTH_URL=""
 USER 10001:10001
 WORKDIR /var/lib/alliance-psi
-# The server's plain health port (`serve --metrics-listen`), so the check needs no certificate
+# The plain health port (`serve` or `node run --metrics-listen`), so the check needs no certificate
 # for the mutual-TLS gRPC port: set ALLIANCE_PSI_HEALTH_URL to http://127.0.0.1:PORT/readyz. A
-# container that sets none (a member node, a one-shot command) has nothing to check.
+# container that sets none (a one-shot command) has nothing to check.
 HEALTHCHECK --interval=10s --timeout=6s --start-period=20s --retries=3 \
     CMD ["/bin/sh", "-c", "[ -z \"$ALLIANCE_PSI_HEALTH_URL\" ] || exec alliance-psi health --url \"$ALLIANCE_PSI_HEALTH_URL\""]
 ENTRYPOINT ["alliance-psi"]
