@@ -386,8 +386,8 @@ class KeyCeremonyConfig:
     peers: tuple[PeerEndpoint, ...]
     database: str
     out: Path
-    total_seconds: float = 600.0
-    round_seconds: float = 60.0
+    total_seconds: float = defaults.CEREMONY_SECONDS
+    round_seconds: float = defaults.CEREMONY_ROUND_SECONDS
     force: bool = False
 
 
@@ -518,7 +518,7 @@ class NodeRunConfig:
 
 # The member node's alert notifiers ---------------------------------------------------------
 
-_LOOPBACK_HOSTS = ("localhost", "::1")
+_LOOPBACK_HOSTS = ("localhost",)  # Names; addresses (127.0.0.1, ::1) are checked as addresses.
 
 
 @dataclass(frozen=True, slots=True)

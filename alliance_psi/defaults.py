@@ -10,6 +10,8 @@ from __future__ import annotations
 __all__ = [
     "BATCH_SIZE",
     "CALLS_PER_SECOND_PER_PEER",
+    "CEREMONY_ROUND_SECONDS",
+    "CEREMONY_SECONDS",
     "CHUNK_SIZE",
     "CONNECTION_AGE_GRACE_SECONDS",
     "CONNECTION_AGE_SECONDS",
@@ -96,6 +98,13 @@ INBOX_SETTLE_SECONDS = 2.0
 NODE_STOP_GRACE_SECONDS = 10.0
 """How long ``node run`` lets the work in hand finish after SIGTERM before it abandons it (it resumes
 at the next start: every step is a transaction)."""
+
+CEREMONY_SECONDS = 600.0
+"""How long ``custodian keygen``'s ceremony may take from its start: every custodian's operator starts
+theirs within it."""
+
+CEREMONY_ROUND_SECONDS = 60.0
+"""How long each round of the key ceremony after the first may take."""
 
 COORDINATOR_NAME = "coordinator"
 """The coordinator's name in its certificate, and the name clients expect when given none."""

@@ -34,7 +34,7 @@ from pythonjsonlogger.json import JsonFormatter
 from alliance_psi._database_errors import describe_database_error
 from alliance_psi.config import MonitoringConfig
 
-__all__ = ["announce", "configure_logging", "describe_database_error"]
+__all__ = ["announce", "configure_logging"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _ANNOUNCER = "alliance_psi.cli"

@@ -28,7 +28,7 @@ def out_options(files: str) -> Callable[[F], F]:
     return decorate
 
 
-def check_outputs(folder: Path, files: Sequence[Path], *, force: bool, option: str = "--out") -> None:
+def check_outputs(folder: Path, files: Sequence[Path], *, force: bool) -> None:
     """Refuse to go on when any of ``files`` (in ``folder``) exists, unless ``force``, or when
     ``folder`` could not be made and written: before a command spends a key ceremony or draws a
     key it could not keep. Creates nothing.
@@ -43,6 +43,6 @@ def check_outputs(folder: Path, files: Sequence[Path], *, force: bool, option: s
     while not nearest.exists() and nearest != nearest.parent:
         nearest = nearest.parent
     if not nearest.is_dir():
-        raise ConfigurationError(f"{option} {folder}: {nearest} is not a folder")
+        raise ConfigurationError(f"--out {folder}: {nearest} is not a folder")
     if not os.access(nearest, os.W_OK | os.X_OK):
-        raise ConfigurationError(f"{option} {folder}: {nearest} is not writable by this user")
+        raise ConfigurationError(f"--out {folder}: {nearest} is not writable by this user")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from alliance_psi import defaults
 from alliance_psi.cli._enrolment import enrolment_group
 from alliance_psi.cli._options import PeerAddress, reported, tls_config, tls_options
 from alliance_psi.cli._outputs import check_outputs, out_options
@@ -65,14 +66,14 @@ peer_group = enrolment_group("peer", server="custodian", role="custodian")
 @click.option(
     "--timeout",
     type=click.FloatRange(min=1),
-    default=600.0,
+    default=defaults.CEREMONY_SECONDS,
     show_default=True,
     help="Seconds the whole ceremony may take (every custodian must start within it).",
 )
 @click.option(
     "--round-timeout",
     type=click.FloatRange(min=1),
-    default=60.0,
+    default=defaults.CEREMONY_ROUND_SECONDS,
     show_default=True,
     help="Seconds each round after the first may take.",
 )

@@ -47,7 +47,12 @@ def load_key_share(path: Path) -> KeyShare | ThresholdShare:
         ConfigurationError: unreadable, open to others, or not a valid share file of either kind.
     """
     data = _read_share(path)
-    return _threshold_share(path, data) if is_threshold_share(data) else KeyShare.from_bytes(data)
+    if is_threshold_share(data):
+        return _threshold_share(path, data)
+    try:
+        return KeyShare.from_bytes(data)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"key share {path}: {exc}") from None
 
 
 def load_public_epoch(path: Path) -> PublicEpoch:

@@ -32,6 +32,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from alliance_psi import defaults
 from alliance_psi.config import PeerEndpoint, ServerLimits, TlsMaterial
 from alliance_psi.crypto.signing import CertificateKey, verify_ecdsa
 from alliance_psi.errors import (
@@ -171,8 +172,8 @@ class CeremonyTimes:
     """How long the ceremony may take: ``total_seconds`` from the start (the custodians' operators
     start theirs within it), each round after the first at most ``round_seconds``."""
 
-    total_seconds: float = 600.0
-    round_seconds: float = 60.0
+    total_seconds: float = defaults.CEREMONY_SECONDS
+    round_seconds: float = defaults.CEREMONY_ROUND_SECONDS
 
 
 class _Courier:

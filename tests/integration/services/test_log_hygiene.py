@@ -19,7 +19,8 @@ import pytest
 from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
-from alliance_psi.cli._logging import configure_logging, describe_database_error
+from alliance_psi._database_errors import describe_database_error
+from alliance_psi.cli._logging import configure_logging
 from alliance_psi.config import MonitoringConfig
 from alliance_psi.errors import AlliancePsiError
 from alliance_psi.services.metrics import Metrics
