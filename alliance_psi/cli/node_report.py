@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 # The protocol, crypto, report and rich modules are imported by the functions that use them, so
 # that only the command that runs pays for them.
 
-__all__ = ["load_report", "load_scope_state", "mask"]
+__all__ = ["load_report", "load_scope_state"]
 
 _FORMATS = ("csv", "html", "json")
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -220,6 +220,7 @@ def load_scope_state(database: str, scope_id: str, *, member_id: str, public_key
     from alliance_psi.crypto.signing import key_id
     from alliance_psi.protocol.alerts import SignedAlert, verify_alert
     from alliance_psi.protocol.leads import Lead, lead_sort_key
+    from alliance_psi.protocol.node_alerts import kind_name
     from alliance_psi.reports.scope_state import ScopeState
     from alliance_psi.storage import MemberRepository
     from alliance_psi.storage.node_alerts import AlertFilter, NodeAlerts
@@ -232,11 +233,16 @@ def load_scope_state(database: str, scope_id: str, *, member_id: str, public_key
         leads = []
         for alert in standing:
             signed = verify_alert(public_key, SignedAlert(alert.signed, alert.signature, ""), member_id=member_id)
-            if (signed.sequence, signed.match_token, signed.holder_count) != (
-                alert.sequence,
-                alert.match_token,
-                alert.holder_count,
-            ):
+            # Every kept field the state rests on, the kind above all (a retraction edited to a match
+            # would put an identifier among the standing leads).
+            if (
+                signed.sequence,
+                signed.scope_id,
+                kind_name(signed.kind),
+                signed.key_epoch,
+                signed.match_token,
+                signed.holder_count,
+            ) != (alert.sequence, alert.scope, alert.kind, alert.key_epoch, alert.match_token, alert.holder_count):
                 raise InvalidSignature(f"kept alert {alert.sequence} does not match the alert the coordinator signed")
             own = repo.identifiers_for_tokens(alert.key_epoch, [alert.match_token]).get(alert.match_token)
             if own is None:

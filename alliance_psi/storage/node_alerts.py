@@ -165,7 +165,9 @@ class NodeAlerts:
             NotFound: no such alert, or the prefix is not unique.
         """
         c = member_alerts.c
-        condition = c.sequence == int(alert) if alert.isdigit() else c.alert_id.startswith(alert, autoescape=True)
+        # ASCII digits that fit a 64-bit column (not '²', which isdigit() takes): a sequence number.
+        by_sequence = alert.isascii() and alert.isdigit() and len(alert) <= 18
+        condition = c.sequence == int(alert) if by_sequence else c.alert_id.startswith(alert, autoescape=True)
         rows = self._conn.execute(select(member_alerts).where(condition).limit(2)).all()
         if len(rows) != 1:
             why = "no alert" if not rows else "more than one alert"
@@ -194,9 +196,7 @@ class NodeAlerts:
 
     def is_current(self, scope: str, match_token: bytes) -> bool:
         """Whether the latest alert of ``match_token`` in ``scope`` stands (``_standing``)."""
-        c = member_alerts.c
-        standing = select(c.sequence).where(c.scope == scope, c.match_token == match_token, c.sequence.in_(_standing()))
-        return self._conn.execute(standing.limit(1)).first() is not None
+        return self._conn.execute(_standing(scope, match_token).limit(1)).first() is not None
 
     def skip_to(self, stream: str, sequence: int) -> None:
         """Make ``sequence`` the last applied of ``stream`` without applying what comes before it
@@ -293,12 +293,15 @@ class NodeAlerts:
         return [_message(row) for row in self._conn.execute(query)]
 
 
-def _standing() -> Select[Any]:
+def _standing(scope: str | None = None, match_token: bytes | None = None) -> Select[Any]:
     """The sequences of the alerts that stand now: for each token of each scope its latest alert,
     if that says the token is a lead (``LEAD_KINDS``), was not refused, and no RESYNC of the scope
-    came after it (a resync replaces the scope's leads by the snapshots that follow it)."""
+    came after it (a resync replaces the scope's leads by the snapshots that follow it). Given a
+    ``scope`` and ``match_token``, only that token's (an index lookup, not a pass over the table)."""
     c = member_alerts.c
     latest = select(func.max(c.sequence)).group_by(c.scope, c.match_token)
+    if scope is not None and match_token is not None:
+        latest = latest.where(c.scope == scope, c.match_token == match_token)
     resync = member_alerts.alias("resync")
     later_resync = (
         select(resync.c.sequence)

@@ -659,6 +659,7 @@ member_alerts = Table(
     Column("acked_at", UTCDateTime, nullable=True),  # An investigator acknowledged it (``node alerts ack``).
     Column("ack_note", Text, nullable=False, default=""),
     Index("ix_member_alerts_scope_token", "scope", "match_token", "sequence"),
+    Index("ix_member_alerts_scope_kind", "scope", "kind", "sequence"),  # A later RESYNC of the scope.
     _length_is("match_token", MATCH_TOKEN_BYTES),
 )
 

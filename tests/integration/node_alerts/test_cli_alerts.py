@@ -107,6 +107,8 @@ def test_dead_letters_are_listed_and_redelivered(database: str) -> None:
     "args, message",
     [
         (["7"], "no alert with id or sequence '7'"),
+        (["²"], "no alert with id or sequence '²'"),  # A digit to str.isdigit, not to int().
+        (["99999999999999999999"], "no alert with id or sequence '99999999999999999999'"),
         (["--ack"], "need an ALERT"),
         (["1", "--note", "x"], "--note goes with --ack"),
     ],

@@ -93,10 +93,15 @@ def test_html_is_refused_for_a_scope(node) -> None:  # type: ignore[no-untyped-d
     assert result.exit_code != 0 and "is a continuous scope" in result.output
 
 
-def test_a_kept_alert_changed_in_the_database_is_refused(node) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    "sequence, change",
+    [(3, {"holder_count": 9}), (5, {"kind": "match"})],  # A retraction edited into a match: a lead again.
+    ids=["holders", "kind"],
+)
+def test_a_kept_alert_changed_in_the_database_is_refused(node, sequence: int, change: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
     folder, engine, _ = node
     with engine.begin() as conn:
-        conn.execute(update(member_alerts).where(member_alerts.c.sequence == 3).values(holder_count=9))
+        conn.execute(update(member_alerts).where(member_alerts.c.sequence == sequence).values(**change))
     result = report(folder, "json")
     assert result.exit_code == 1 and "does not match the alert the coordinator signed" in result.output
     assert not (folder / "state.json").exists()
