@@ -244,6 +244,7 @@ def follow_command(database: str, **options: Any) -> None:
 
     Without a webhook or a log, alerts go to the console only. `node run` does this too.
     """
+    import logging
     import signal
     import threading
 
@@ -252,12 +253,23 @@ def follow_command(database: str, **options: Any) -> None:
     with reported(), open_node_database(database) as engine:
         config = member_config(database, **options)
         notify = notify_config(**options)
-        side = AlertSide.from_config(config, notify, engine=engine, write=click.echo, report=_warn)
-        stop = threading.Event()
+        # Console lines carry labels co-holders chose (categories): made safe for the terminal.
+        side = AlertSide.from_config(
+            config, notify, engine=engine, write=lambda line: click.echo(console_safe(line)), report=_warn
+        )
+        stop, failed = threading.Event(), threading.Event()
+
+        def work() -> None:
+            try:
+                side.run(stop)
+            except Exception:  # Logged as node run logs it, and the exit code says it: a supervisor restarts it.
+                logging.getLogger("alliance_psi.node").exception("node follow: the alert side stopped")
+                failed.set()
+
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
         click.echo(f"following alerts of {config.member_id} from {config.coordinator.address}; Ctrl-C stops")
-        worker = threading.Thread(target=side.run, args=(stop,), name="alerts", daemon=True)
+        worker = threading.Thread(target=work, name="alerts", daemon=True)
         worker.start()
         while worker.is_alive() and not stop.wait(0.5):
             pass
@@ -265,6 +277,8 @@ def follow_command(database: str, **options: Any) -> None:
         # not awaited (it is sent again, with the same webhook-id, at the next start).
         worker.join(timeout=5.0)
         side.close()
+    if failed.is_set():
+        raise SystemExit(1)
     click.echo("stopped")
 
 

@@ -116,6 +116,7 @@ def run(
     """
     from alliance_psi.cli._logging import configure_logging
     from alliance_psi.cli._serving import monitored
+    from alliance_psi.cli.reports import console_safe
     from alliance_psi.config import NodeRunConfig
     from alliance_psi.services.alert_node import AlertSide
     from alliance_psi.services.member import MemberNode
@@ -157,7 +158,7 @@ def run(
                 config,
                 notify,
                 engine=node.engine,
-                write=lambda line: log.info("%s", line),
+                write=lambda line: log.info("%s", console_safe(line)),  # Co-holders' categories, made safe.
                 report=lambda line: log.warning("alerts: %s", line),
                 metrics=monitor.metrics,
             )

@@ -195,7 +195,11 @@ class AlertFollower:
             if alert.sequence != last + 1:
                 raise Conflict(f"alert {alert.sequence} came after alert {last}: the stream skipped some")
             own, kept = self._examine(tx, alert, scope, share_labels, signed)
-            was_current = alert.match_token != NO_TOKEN and tx.alerts.is_current(alert.scope_id, alert.match_token)
+            was_current = (  # Only a snapshot asks whether its token stood before it.
+                alert.kind is AlertKind.SNAPSHOT
+                and alert.match_token != NO_TOKEN
+                and tx.alerts.is_current(alert.scope_id, alert.match_token)
+            )
             tx.alerts.apply(self.stream, kept, self._notices(alert, kept, own, was_current))
         self.applied()
         if kept.refused is not None:
@@ -324,8 +328,7 @@ class AlertFollower:
         """
         while not stop.is_set():
             try:
-                self.follow(stop)
-                continue
+                self.follow(stop)  # A watch that ended cleanly waits too: a proxy closing it cannot make this spin.
             except (AlliancePsiError, OSError) as exc:
                 if stop.is_set():
                     return  # The stop ended the watch (``services.alert_node`` closes its channel).

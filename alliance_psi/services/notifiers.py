@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from alliance_psi import __version__
 from alliance_psi._files import read_secret
@@ -339,8 +340,12 @@ class Dispatcher:
     def run(self, stop: threading.Event) -> None:
         """Deliver until ``stop`` is set; a notice in flight when it is set finishes (or fails) first."""
         while not stop.is_set():
-            self.deliver_due()
-            deadline = time.monotonic() + self.seconds_to_next()
+            try:
+                self.deliver_due()
+                wait = self.seconds_to_next()
+            except SQLAlchemyError:  # Busy or gone for now: every notice stays in the outbox; try again.
+                wait = self.poll
+            deadline = time.monotonic() + wait
             while not stop.is_set() and not self.wake.is_set() and (left := deadline - time.monotonic()) > 0:
                 self.wake.wait(min(left, _STOP_CHECK_SECONDS))
             self.wake.clear()
