@@ -127,7 +127,13 @@ class Sampler:
         self.notes.append((what, self.committed, now / 1024, peak / 1024))
         print(
             f"  coordinator RSS at {what} ({self.committed:,} in sets): {now / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB"
+            f" (load average {load()})"
         )
+
+
+def load() -> str:
+    """The machine's 1-minute load average now (other engineers share it)."""
+    return f"{os.getloadavg()[0]:.1f}"
 
 
 def database_size(url: str) -> int:
@@ -179,11 +185,11 @@ def run_round(
         f"round {round_id}: {len(new)} whole sets of {args.per_member:,} ({count:,} tokens) in {submitted:.1f} s "
         f"wall with {args.parallel} at a time ({count / submitted:,.0f} tokens/s); summed per member: upload "
         f"{upload:.1f} s ({upload / count * 1e6:.1f} us/token), commit {commit:.1f} s ({commit / count * 1e6:.1f} "
-        f"us/token); {len(unchanged)} empty deltas committed in {sum(unchanged):.1f} s"
+        f"us/token); {len(unchanged)} empty deltas committed in {sum(unchanged):.1f} s; load average {load()}"
     )
     print(
         f"  matching {len(members[: new.stop])} members' sets, {total:,} tokens: {matched:.1f} s "
-        f"({total / matched:,.0f} tokens/s; target >= 1,000,000); state {found.state}"
+        f"({total / matched:,.0f} tokens/s; target >= 1,000,000); state {found.state}; load average {load()}"
     )
     print(f"  database size: {database_size(args.database) / 2**30:.2f} GiB")
 

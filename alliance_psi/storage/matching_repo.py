@@ -13,7 +13,7 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, func, null, select, update
+from sqlalchemy import Connection, Select, func, null, select, true, update
 
 from alliance_psi.errors import InvalidRequest
 from alliance_psi.protocol.model import SubmissionState
@@ -83,24 +83,10 @@ class MatchRepository:
         (scope, token, set) index answers alone, without reading the table.
         """
         held, counted = member_sets.c, set_holders.c
-        columns = (held.match_token, held.set_id, held.sealed_label if labels else null())
         if self._conn.dialect.name == "postgresql":
-            # One join, streamed from a server-side cursor: PostgreSQL plans it over the token
-            # partitions (and Citus pushes it down to co-located shards); statistics of the
-            # partitioned parents, which autovacuum never gathers, are refreshed first.
-            self._conn.exec_driver_sql(f"ANALYZE {set_holders.name}, {member_sets.name}")
-            joined = (
-                select(*columns)
-                .select_from(
-                    set_holders.join(
-                        member_sets, (held.set_scope == counted.set_scope) & (held.match_token == counted.match_token)
-                    )
-                )
-                .where(counted.set_scope == scope, counted.holders >= threshold, held.set_id.in_(set_ids))
-                .order_by(held.match_token, held.set_id)
-            )
-            yield from stream(self._conn, joined)
+            yield from stream(self._conn, self._probe_candidates(scope, threshold, set_ids, labels))
             return
+        columns = (held.match_token, held.set_id, held.sealed_label if labels else null())
         # SQLite: the candidates, then their rows by primary-key lookups in batches.
         candidates = self._conn.execute(
             select(counted.match_token)
@@ -113,6 +99,41 @@ class MatchRepository:
                 .where(held.set_scope == scope, held.match_token.in_(batch), held.set_id.in_(set_ids))
                 .order_by(held.match_token, held.set_id)
             )
+
+    def _probe_candidates(self, scope: str, threshold: int, set_ids: list[str], labels: bool) -> Select[Any]:
+        """PostgreSQL: the candidates from the (scope, holders) index, each probing the set table's
+        (scope, token, set) index for its holders, whatever the statistics say.
+
+        A plain join of the two token tables is planned from the statistics of their partitioned
+        parents, which autovacuum never gathers: without an ``ANALYZE`` first (seconds, growing
+        with the tables) PostgreSQL sorts and merges every row of every set. A ``LATERAL``
+        subquery kept apart by ``OFFSET 0`` cannot be flattened into a join, so each candidate
+        is one index probe (run-time partition pruning sends it to the token's partition, and
+        Citus to its co-located shard), and the cost follows the candidates, not the tables.
+        For the rest of the transaction, JIT compilation is off (PostgreSQL starts it for any plan
+        it thinks costly; index probes gain nothing from it, and it cost most of a second) and a
+        cursor is planned for reading every row (``cursor_tuple_fraction``; planned for the first
+        tenth, the server-side cursor walked every holder count in token order instead).
+        """
+        held, counted = member_sets.c, set_holders.c
+        self._conn.exec_driver_sql("SET LOCAL jit = off")
+        self._conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
+        probe = (
+            select(held.set_id, held.sealed_label if labels else null().label("sealed_label"))
+            .where(
+                held.set_scope == counted.set_scope,
+                held.match_token == counted.match_token,
+                held.set_id.in_(set_ids),
+            )
+            .offset(0)
+            .lateral("holder")
+        )
+        return (
+            select(counted.match_token, probe.c.set_id, probe.c.sealed_label)
+            .select_from(set_holders.join(probe, true()))
+            .where(counted.set_scope == scope, counted.holders >= threshold)
+            .order_by(counted.match_token, probe.c.set_id)
+        )
 
     def holders(self, scope: str, tokens: Iterable[bytes]) -> dict[bytes, list[tuple[str, bytes | None]]]:
         """{token: [(member_id, sealed label), ...]} of every standing set of ``scope`` holding one of
