@@ -22,11 +22,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from alliance_psi.crypto.merkle import leaf_hash
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.protocol.checkpoints import sign_checkpoint
-from alliance_psi.protocol.model import MatchedToken, PeerLabel, Round
+from alliance_psi.protocol.model import PeerLabel, Round
 from alliance_psi.protocol.ports import CoordinatorTx
-from alliance_psi.protocol.result_codec import ResultBuilder, ResultHeader, sign_header
+from alliance_psi.protocol.result_codec import ResultBuilder, ResultHeader, holder_leaves, sign_header
 
 __all__ = ["issue_results"]
 
@@ -54,13 +55,14 @@ def issue_results(
         if group.count < found.threshold:
             continue
         matched_tokens += 1
-        for member, _ in group.holders:
-            peers = (
-                tuple(PeerLabel(lbl, sealers.get(m)) for m, lbl in group.holders if m != member and lbl)
-                if found.share_labels
-                else ()
-            )
-            page = results[member].add(MatchedToken(group.token, group.count, peers))
+        labels = [
+            PeerLabel(label, sealers.get(m)) if label and found.share_labels else None for m, label in group.holders
+        ]
+        leaves = holder_leaves(group.token, group.count, labels)
+        # Without a label every holder's leaf is the same: hashed once for all their trees.
+        digest = None if any(labels) else leaf_hash(leaves[0])
+        for (member, _), leaf in zip(group.holders, leaves, strict=True):
+            page = results[member].add_leaf(leaf, digest)
             if page is not None:
                 tx.results.store_result_page(round_id, member, page.page_index, page.first_leaf, page.leaves)
     issued: dict[str, int] = {}

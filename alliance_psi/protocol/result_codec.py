@@ -70,6 +70,7 @@ __all__ = [
     "decode_leaf",
     "encode_header",
     "encode_leaf",
+    "holder_leaves",
     "lead_proofs",
     "open_header",
     "reopen_result",
@@ -231,6 +232,33 @@ def encode_leaf(match: MatchedToken) -> bytes:
     return b"".join(parts)
 
 
+def holder_leaves(match_token: bytes, holder_count: int, labels: Sequence[PeerLabel | None]) -> list[bytes]:
+    """The leaf of each holder of ``match_token``, one per entry of ``labels`` (that holder's own
+    label, or None), in the same order: holder ``i``'s leaf carries every other holder's label,
+    and is byte for byte ``encode_leaf(MatchedToken(match_token, holder_count, peers of i))``.
+
+    The coordinator's matching step builds every leaf of a token at once this way: the labels
+    are encoded and sorted once, not once per holder, and holders without a label of their own
+    (every holder, in a round that does not share labels) share one leaf object.
+    """
+    if len(match_token) != MATCH_TOKEN_BYTES:
+        raise ValueError(f"match token must be {MATCH_TOKEN_BYTES} bytes")
+    prefix = match_token + holder_count.to_bytes(4, "big")
+    pieces = sorted(
+        (_label_key(label), holder, len(label.sealed).to_bytes(2, "big") + label.sealed + lp(label.sealer or ""))
+        for holder, label in enumerate(labels)
+        if label is not None
+    )
+    everyone = prefix + len(pieces).to_bytes(2, "big") + b"".join(piece for _, _, piece in pieces)
+    leaves = [everyone] * len(labels)
+    if pieces:
+        others = (len(pieces) - 1).to_bytes(2, "big")
+        for position, (_, holder, _) in enumerate(pieces):
+            rest = b"".join(piece for index, (_, _, piece) in enumerate(pieces) if index != position)
+            leaves[holder] = prefix + others + rest
+    return leaves
+
+
 def decode_leaf(data: bytes) -> MatchedToken:
     """Parse canonical leaf bytes; raise ``InvalidRequest`` if they are anything else."""
     reader = Reader(data, "result leaf")
@@ -264,9 +292,13 @@ class ResultBuilder:
         return self._tree.size
 
     def add(self, match: MatchedToken) -> LeafPage | None:
-        leaf = encode_leaf(match)
+        return self.add_leaf(encode_leaf(match))
+
+    def add_leaf(self, leaf: bytes, digest: bytes | None = None) -> LeafPage | None:
+        """``add`` for a leaf already encoded (``encode_leaf``, ``holder_leaves``); ``digest``, if
+        given, must be its ``leaf_hash`` (computed once for a leaf several results share)."""
         full = self._cut() if self._page and self._page_size + len(leaf) > self.page_bytes else None
-        self._tree.append(leaf_hash(leaf))
+        self._tree.append(leaf_hash(leaf) if digest is None else digest)
         self._page.append(leaf)
         self._page_size += len(leaf)
         return full

@@ -28,6 +28,7 @@ from alliance_psi.protocol.result_codec import (
     decode_leaf,
     encode_header,
     encode_leaf,
+    holder_leaves,
     lead_proofs,
     open_header,
     reopen_result,
@@ -100,6 +101,44 @@ def test_round_trip_and_streamed_check(entries, submitted) -> None:  # type: ign
     assert decode_header(encode_header(header)) == header
     assert tuple(decode_leaf(leaf) for leaf in leaves) == matches
     assert reopen_result(KEY.public_key, *signed(original)[:2], leaves, round_id="r-1", member_id="bank-a") == original
+
+
+holder_labels = st.lists(
+    st.one_of(
+        st.none(),
+        st.builds(
+            PeerLabel,
+            st.sampled_from([b"", b"L1", b"L2", b"\xff" * 3]),
+            st.sampled_from([None, "", "bank-b", "某银行"]),
+        ),
+    ),
+    min_size=1,
+    max_size=7,
+)
+
+
+@settings(max_examples=200)
+@given(tokens, st.integers(1, 2**32 - 1), holder_labels)
+def test_holder_leaves_are_each_holders_canonical_leaf(token, count, labels) -> None:  # type: ignore[no-untyped-def]
+    """What the coordinator's matching step builds for every holder of a token at once is, for
+    each holder, the canonical leaf of its match: every other holder's label, none of its own
+    (equal labels, unnamed sealers and holders without a label included)."""
+    leaves = holder_leaves(token, count, labels)
+    assert len(leaves) == len(labels)
+    for holder, leaf in enumerate(leaves):
+        peers = tuple(label for other, label in enumerate(labels) if other != holder and label is not None)
+        assert leaf == encode_leaf(MatchedToken(token, count, peers))
+
+
+def test_a_prebuilt_leaf_adds_as_its_match_would() -> None:
+    matches = [MatchedToken(i.to_bytes(16, "big"), 3, (PeerLabel(b"L", "bank-b"),) * (i % 3)) for i in range(300)]
+    built, prebuilt = ResultBuilder(page_bytes=1024), ResultBuilder(page_bytes=1024)
+    pages = [built.add(match) for match in matches]
+    prebuilt_pages = [
+        prebuilt.add_leaf(encode_leaf(match), leaf_hash(encode_leaf(match)) if i % 2 else None)
+        for i, match in enumerate(matches)
+    ]
+    assert pages == prebuilt_pages and built.finish() == prebuilt.finish() and built.root() == prebuilt.root()
 
 
 def test_pages_stay_small_and_check_out() -> None:
