@@ -256,7 +256,8 @@ class TreeBuilder:
     def __init__(self, on_node: Callable[[int, int, bytes], None] | None = None) -> None:
         """``on_node(level, index, hash)`` is called for each complete interior subtree as it closes."""
         self._size = 0
-        self._stack: list[tuple[int, bytes]] = []  # (level, hash), levels strictly decreasing.
+        # The compact range: one hash per set bit of the size, largest subtree first.
+        self._stack: list[bytes] = []
         self._on_node = on_node
 
     @property
@@ -265,14 +266,17 @@ class TreeBuilder:
 
     def append(self, leaf: bytes) -> int:
         """Append the leaf hash ``leaf``; return its index."""
-        level, current, index = 0, leaf, self._size
-        while self._stack and self._stack[-1][0] == level:
-            _, left = self._stack.pop()
-            current, level = node_hash(left, current), level + 1
+        index = remaining = self._size
+        current, level, stack = leaf, 0, self._stack
+        # Each trailing one-bit of the size is a complete subtree of that level, which the new
+        # leaf's subtree completes into one of the next level (the binary carry).
+        while remaining & 1:
+            current = hashlib.sha256(_NODE + stack.pop() + current).digest()
+            level, remaining = level + 1, remaining >> 1
             if self._on_node is not None:
                 self._on_node(level, index >> level, current)
-        self._stack.append((level, current))
-        self._size += 1
+        stack.append(current)
+        self._size = index + 1
         return index
 
     def extend(self, leaves: Iterable[bytes]) -> None:
@@ -284,8 +288,8 @@ class TreeBuilder:
         if not self._stack:
             return EMPTY_ROOT
         # The right-most subtrees combine first: MTH(D[k:n]) is the right child at each split.
-        current = self._stack[-1][1]
-        for _, left in reversed(self._stack[:-1]):
+        current = self._stack[-1]
+        for left in reversed(self._stack[:-1]):
             current = node_hash(left, current)
         return current
 

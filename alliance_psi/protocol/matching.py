@@ -18,9 +18,10 @@ issued behind the log's back (or a log rewritten afterwards) contradicts a signe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
+from itertools import groupby
+from operator import itemgetter
 
 from alliance_psi.crypto.merkle import leaf_hash
 from alliance_psi.crypto.signing import SigningKey
@@ -50,18 +51,19 @@ def issue_results(
     results = {m: ResultBuilder(page_bytes) for m in members}
     matched_tokens = 0
     by_holders: dict[int, int] = {}
-    for group in _groups(tx.matching.match(round_id, 2, labels=found.share_labels)):
-        by_holders[group.count] = by_holders.get(group.count, 0) + 1
-        if group.count < found.threshold:
+    # The repository's rows come in token order, a token's holders together (C-level grouping).
+    for token, group in groupby(tx.matching.match(round_id, 2, labels=found.share_labels), key=itemgetter(0)):
+        rows = list(group)
+        holders, count = [(member, label) for _, member, label, _ in rows], rows[0][3]
+        by_holders[count] = by_holders.get(count, 0) + 1
+        if count < found.threshold:
             continue
         matched_tokens += 1
-        labels = [
-            PeerLabel(label, sealers.get(m)) if label and found.share_labels else None for m, label in group.holders
-        ]
-        leaves = holder_leaves(group.token, group.count, labels)
+        labels = [PeerLabel(label, sealers.get(m)) if label and found.share_labels else None for m, label in holders]
+        leaves = holder_leaves(token, count, labels)
         # Without a label every holder's leaf is the same: hashed once for all their trees.
         digest = None if any(labels) else leaf_hash(leaves[0])
-        for (member, _), leaf in zip(group.holders, leaves, strict=True):
+        for (member, _), leaf in zip(holders, leaves, strict=True):
             page = results[member].add_leaf(leaf, digest)
             if page is not None:
                 tx.results.store_result_page(round_id, member, page.page_index, page.first_leaf, page.leaves)
@@ -98,25 +100,3 @@ def issue_results(
         )
         signed = sign_header(key, header)
         tx.results.store_result(round_id, member, signed.header, signed.signature, builder.pages, at=at)
-
-
-@dataclass(frozen=True, slots=True)
-class _Group:
-    token: bytes
-    count: int
-    holders: tuple[tuple[str, bytes | None], ...]
-
-
-def _groups(rows: Iterator[tuple[bytes, str, bytes | None, int]]) -> Iterator[_Group]:
-    """Group the repository's token-ordered match rows by token."""
-    token: bytes | None = None
-    count = 0
-    holders: list[tuple[str, bytes | None]] = []
-    for row_token, member, label, holder_count in rows:
-        if row_token != token and token is not None:
-            yield _Group(token, count, tuple(holders))
-            holders = []
-        token, count = row_token, holder_count
-        holders.append((member, label))
-    if token is not None:
-        yield _Group(token, count, tuple(holders))
