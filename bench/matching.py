@@ -1,11 +1,14 @@
-"""Throughput of the coordinator's matching step on SQLite (or PostgreSQL with --database).
+"""Throughput of the coordinator's matching step on SQLite and PostgreSQL.
 
-Usage: .venv/bin/python bench/matching.py [--members 10] [--per-member 100000] [--database URL]
+Usage: .venv/bin/python bench/matching.py [--members 10] [--per-member 100000] [--zipf]
+           [--database URL [--database URL ...]]
 
 Stages and commits the members' first (whole-set) submissions, timing staging and committing
 apart, then times the matching step of ``CoordinatorRole``: finding the tokens held by at least
 t members, building each member's result, signing it and storing it, and the state change.
 Prints submitted tokens per second. ``--labels`` sends a 301-byte sealed label with each token.
+Given several ``--database``, each gets the same sets, and the matching times are compared in
+the one run (a new SQLite file when none is given).
 ``--match-closed`` instead matches the closed rounds already in ``--database`` (one that
 bench/coordinator_scale.py filled), as a restarted coordinator would, timing each and printing
 this process's peak RSS.
@@ -30,6 +33,7 @@ from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.protocol.submission import SetDigest, SubmissionDigest, chunk_digest, label_digest
 from alliance_psi.services.coordinator import sql_unit_of_work
 from alliance_psi.storage import create_schema, make_engine
+from bench.coordinator_scale import Tokens
 
 CHUNK = 8192
 
@@ -39,60 +43,101 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=10)
     parser.add_argument("--per-member", type=int, default=100_000)
     parser.add_argument("--shared-fraction", type=float, default=0.1)
-    parser.add_argument("--database", default=None)
+    parser.add_argument(
+        "--zipf",
+        action="store_true",
+        help="overlap as bench/coordinator_scale.py draws it (a tenth of each set from a Zipf-weighted pool) "
+        "instead of --shared-fraction held by all",
+    )
+    parser.add_argument(
+        "--database",
+        action="append",
+        help="an empty database (repeat to fill each with the same sets); default: a new SQLite file",
+    )
     parser.add_argument("--labels", action="store_true", help="a sealed label (random bytes) with every token")
     parser.add_argument("--match-closed", action="store_true", help="match the closed rounds of --database")
     args = parser.parse_args()
     if args.match_closed:
-        match_closed(args.database)
+        if not args.database:
+            parser.error("--match-closed needs --database")
+        for url in args.database:
+            match_closed(url)
         return
-    url = args.database or f"sqlite:///{tempfile.mkdtemp()}/coordinator.db"
-    engine = make_engine(url)
-    create_schema(engine)
-    members = [f"m{i}" for i in range(args.members)]
-    role = CoordinatorRole(sql_unit_of_work(engine), SigningKey.generate(), known_types=["phone"])
-    created = role.create_round(
-        Identity("admin", Role.ADMIN),
-        RoundSpec("bench", 2, "e", datetime.now(UTC) + timedelta(hours=2), ("phone",), None, args.labels),
-    )
+    urls = args.database or [f"sqlite:///{tempfile.mkdtemp()}/coordinator.db"]
+    benches = [Bench(url, args.labels) for url in urls]
     shared = [os.urandom(16) for _ in range(int(args.per_member * args.shared_fraction))]
-    staged = committed = 0.0
-    for _i, member in enumerate(members):
-        # Every member holds the shared tokens (so each matches with holder count = members)
-        # and the rest of its own.
-        tokens = sorted(shared + [os.urandom(16) for _ in range(args.per_member - len(shared))])
+    pool = Tokens(args.per_member) if args.zipf else None
+    for index in range(args.members):
+        if pool is not None:
+            tokens = pool.member_set(index)
+        else:
+            # Every member holds the shared tokens (so each matches with holder count = members)
+            # and the rest of its own.
+            tokens = sorted(shared + [os.urandom(16) for _ in range(args.per_member - len(shared))])
         labels = [os.urandom(SEALED_LABEL_BYTES) if args.labels else None for _ in tokens]
+        for bench in benches:
+            bench.submit(f"m{index}", tokens, labels)
+    overlap = "Zipf-weighted pool" if args.zipf else f"{len(shared):,} shared by all"
+    for bench in benches:
+        bench.match()
+        print(f"{args.members} members x {args.per_member:,} tokens ({overlap}) on {bench.dialect}")
+        print(
+            f"  staging: {bench.staged:.2f} s ({bench.staged / bench.total * 1e6:.1f} us/token); committing: "
+            f"{bench.committed:.2f} s ({bench.committed / bench.total * 1e6:.1f} us/token); closing: {bench.closed:.2f} s"
+        )
+        print(
+            f"  matching step (find, build, sign and store {args.members} results): {bench.matched:.2f} s "
+            f"({bench.total / bench.matched:,.0f} submitted tokens/s; target >= 1,000,000); "
+            f"load average {os.getloadavg()[0]:.1f}"
+        )
+    if len(benches) > 1:
+        first = benches[0]
+        print(
+            "matching time relative to the first database: "
+            + ", ".join(f"{b.dialect} {b.matched / first.matched:.2f}" for b in benches)
+        )
+
+
+class Bench:
+    """One coordinator database, its round, and the times of its stages."""
+
+    def __init__(self, url: str, labels: bool) -> None:
+        engine = make_engine(url)
+        create_schema(engine)
+        self.dialect = engine.dialect.name
+        self.role = CoordinatorRole(sql_unit_of_work(engine), SigningKey.generate(), known_types=["phone"])
+        spec = RoundSpec("bench", 2, "e", datetime.now(UTC) + timedelta(hours=2), ("phone",), None, labels)
+        self.round_id = self.role.create_round(Identity("admin", Role.ADMIN), spec).round_id
+        self.staged = self.committed = self.closed = self.matched = 0.0
+        self.total = 0
+
+    def submit(self, member: str, tokens: list[bytes], labels: list[bytes | None]) -> None:
+        """Stage ``member``'s whole set in chunks and commit it, timing each apart."""
         digest, whole = SubmissionDigest(), SetDigest()
-        for token, label in zip(tokens, labels, strict=False):
+        for token, label in zip(tokens, labels, strict=True):
             whole.update(token, label_digest(label))
         caller = Identity(member, Role.MEMBER)
         start = time.perf_counter()
         for index in range(0, len(tokens), CHUNK):
-            items = tuple(zip(tokens[index : index + CHUNK], labels[index : index + CHUNK], strict=False))
+            items = tuple(zip(tokens[index : index + CHUNK], labels[index : index + CHUNK], strict=True))
             digest.update(items)
-            role.upload_chunk(caller, Chunk(created.round_id, index // CHUNK, items, chunk_digest(items)))
-        staged += time.perf_counter() - start
+            self.role.upload_chunk(caller, Chunk(self.round_id, index // CHUNK, items, chunk_digest(items)))
+        self.staged += time.perf_counter() - start
         start = time.perf_counter()
-        role.commit(caller, Commit(created.round_id, digest.count, digest.digest(), whole.count, whole.digest(), True))
-        committed += time.perf_counter() - start
-    total = args.members * args.per_member
-    start = time.perf_counter()
-    role._close(created.round_id, "bench", actor="bench")
-    closed = time.perf_counter() - start
-    start = time.perf_counter()
-    role._match(created.round_id)
-    matched = time.perf_counter() - start
-    print(
-        f"{args.members} members x {args.per_member:,} tokens ({len(shared):,} shared by all) on {engine.dialect.name}"
-    )
-    print(
-        f"staging: {staged:.2f} s ({staged / total * 1e6:.1f} us/token); committing: {committed:.2f} s "
-        f"({committed / total * 1e6:.1f} us/token); closing: {closed:.2f} s"
-    )
-    print(
-        f"matching step (group in SQL, build, sign and store {args.members} results): {matched:.2f} s "
-        f"({total / matched:,.0f} submitted tokens/s; target >= 1,000,000)"
-    )
+        self.role.commit(
+            caller, Commit(self.round_id, digest.count, digest.digest(), whole.count, whole.digest(), True)
+        )
+        self.committed += time.perf_counter() - start
+        self.total += len(tokens)
+
+    def match(self) -> None:
+        """Close the round, then time the matching step alone."""
+        start = time.perf_counter()
+        self.role._close(self.round_id, "bench", actor="bench")
+        self.closed = time.perf_counter() - start
+        start = time.perf_counter()
+        self.role._match(self.round_id)
+        self.matched = time.perf_counter() - start
 
 
 def match_closed(url: str) -> None:
