@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from alliance_psi.errors import InvalidRequest
 from alliance_psi.protocol.submission import chunk_digest
@@ -116,3 +117,32 @@ def test_members_submitting_at_once(engine: Engine) -> None:
     assert sorted((t, m, h) for t, m, _, h in rows) == sorted(
         (token(n), m, 4) for n in ("shared-1", "shared-2") for m in members
     )
+
+
+def test_postgresql_matching_probes_each_candidate_whatever_the_statistics(
+    engine: Engine, submitted: dict[str, list[str]]
+) -> None:
+    """On PostgreSQL, matching reads the sets through one index probe per candidate token, under
+    a nested loop, in a plan that cannot turn into a join over every row of every set (a hash or
+    merge join, which needs ``ANALYZE`` of the partitioned tables to be avoided), and runs with
+    JIT compilation off and a cursor planned for every row. The plan is read with ``EXPLAIN``
+    of the very statement matching sends, in its transaction."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the plan of PostgreSQL's matching statement")
+    sent: list[tuple[str, Any]] = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if "member_sets" in statement and "set_holders" in statement:
+            sent.append((statement, parameters))
+
+    with engine.begin() as conn:
+        event.listen(conn, "before_cursor_execute", keep)
+        rows = list(CoordinatorRepositories(conn).matching.match("r1", 2))
+        event.remove(conn, "before_cursor_execute", keep)
+        assert len(rows) == 7 * 3 + (11 + 5 + 3) * 2
+        assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
+        assert float(conn.exec_driver_sql("SHOW cursor_tuple_fraction").scalar()) == 1.0
+        [(statement, parameters)] = sent
+        plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN {statement}", parameters).scalars())
+    assert "Nested Loop" in plan
+    assert "Hash Join" not in plan and "Merge Join" not in plan, plan
