@@ -461,6 +461,10 @@ class MemberConfig:
     chain (each applies its share in turn, in the order listed); with one, the epoch is a threshold
     epoch and each custodian's answers are checked against its commitment ``K_i`` in that file
     (``protocol.threshold_evaluator``; ``verify`` is ``"sample"`` or ``"proof"``).
+
+    Raises:
+        ConfigurationError: ``workers``, ``batch_size`` or ``chunk_size`` below 1 (more workers
+            than the machine's cores are clamped to them, with a warning, when the pool starts).
     """
 
     member_id: str
@@ -477,6 +481,16 @@ class MemberConfig:
     chunk_size: int = CHUNK_SIZE
     epoch_file: Path | None = None
     verify: str = "sample"
+
+    def __post_init__(self) -> None:
+        # More workers than cores is clamped with a warning where the pool starts
+        # (``crypto.parallel.usable_workers``): the cores are the running machine's.
+        if self.workers is not None and self.workers < 1:
+            raise ConfigurationError(f"workers (crypto worker processes) must be at least 1, got {self.workers}")
+        if self.batch_size < 1 or self.chunk_size < 1:
+            raise ConfigurationError(
+                f"batch and chunk sizes must be at least 1, got {self.batch_size} and {self.chunk_size}"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ flight, so memory depends on the batch size and the core count, never on the inp
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from collections import deque
@@ -21,7 +22,9 @@ from alliance_psi.crypto.batch import DerivedBatch, blind_batch, finalize_and_de
 from alliance_psi.crypto.suite import RISTRETTO255_SHA512
 from alliance_psi.defaults import BATCH_SIZE
 
-__all__ = ["ProcessMap", "chunked", "tokenize"]
+__all__ = ["ProcessMap", "available_cores", "chunked", "tokenize", "usable_workers"]
+
+_log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Evaluate = Callable[[Sequence[bytes]], Sequence[bytes]]
@@ -36,11 +39,44 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def usable_workers(requested: int | None) -> int:
+    """The worker processes to start for ``requested`` (None: one per available core).
+
+    More than the available cores would only add processes that wait their turn (each holds
+    batches in memory): the count is clamped to the cores, with a warning that names both.
+
+    Raises:
+        ValueError: ``requested`` is below 1.
+    """
+    cores = available_cores()
+    if requested is None:
+        return cores
+    if requested < 1:
+        raise ValueError(f"worker processes must be at least 1, got {requested}")
+    if requested > cores:
+        _log.warning(
+            "%d worker processes asked for, but only %d cores are available: using %d", requested, cores, cores
+        )
+        return cores
+    return requested
+
+
 class ProcessMap:
-    """A process pool for CPU-bound batch work; ``workers=1`` runs in this process instead."""
+    """A process pool for CPU-bound batch work; ``workers=1`` runs in this process instead.
+
+    ``workers`` goes through ``usable_workers`` (None: one per core; more than the cores:
+    clamped, with a warning; below 1: ``ValueError``).
+    """
 
     def __init__(self, workers: int | None = None) -> None:
-        self.workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+        self.workers = usable_workers(workers)
         self._pool: ProcessPoolExecutor | None = None
         if self.workers > 1:
             method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"

@@ -18,6 +18,7 @@ import contextlib
 import functools
 import hmac
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,7 +45,10 @@ from alliance_psi.protocol.result_codec import (
     open_header,
 )
 
-__all__ = ["JoinOutcome", "MemberRole", "Progress", "Submitted"]
+__all__ = ["TOKENIZE_PAGE", "JoinOutcome", "MemberRole", "Progress", "Submitted"]
+
+# Identifiers read at once by ``MemberRole.tokenize`` (about 10 MB of them in memory).
+TOKENIZE_PAGE = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,21 +121,48 @@ class MemberRole:
         """Compute and cache tokens for every identifier of ``types`` lacking one (with a
         ``window`` that has a start, only for those stamped in it); return how many.
 
-        Identifiers go in id order and batches are cached whole, in order, so a run interrupted
-        and started again forms the same batches for what is left; with a blind key they are
-        byte-identical and the custodians charge none of them twice.
+        Identifiers go in id order and batches are cached whole, in order, each in its own
+        transaction, so a run interrupted (even killed) and started again evaluates none of the
+        batches it cached and forms the same batches for what is left; with a blind key they are
+        byte-identical and the custodians charge none of them twice. The identifiers left are
+        counted at the start (later imports wait for the next call) and read by pages, so memory
+        does not grow with the member's set.
         """
         since, upto = (window.since, window.upto) if window is not None else (None, None)
         with self.uow.reading() as tx:
-            pending = list(tx.repo.missing_token_ids(key_epoch, types, since=since, upto=upto))
-        if not pending:
+            total = tx.repo.count_missing_tokens(key_epoch, types, since=since, upto=upto)
+        if not total:
             return 0
-        inputs = (Identifier(IdentifierType(ref.type), ref.canonical).oprf_input() for ref in pending)
-        ids = iter(pending)
+        ids: deque[int] = deque()  # The ids of the inputs handed to the pipeline and not yet cached.
+
+        def inputs() -> Iterator[bytes]:
+            # Read by pages (``TOKENIZE_PAGE``) from the last id read, each in its own short read:
+            # memory stays flat and no read stays open while tokens are written. Ids cached
+            # meanwhile are all below the page's start, so a page sees every identifier left.
+            after, handed = 0, 0
+            while handed < total:
+                with self.uow.reading() as tx:
+                    page = list(
+                        tx.repo.missing_token_ids(
+                            key_epoch,
+                            types,
+                            since=since,
+                            upto=upto,
+                            after=after,
+                            limit=min(TOKENIZE_PAGE, total - handed),
+                        )
+                    )
+                if not page:
+                    return
+                for ref in page:
+                    ids.append(ref.id)
+                    yield Identifier(IdentifierType(ref.type), ref.canonical).oprf_input()
+                after, handed = page[-1].id, handed + len(page)
+
         done = 0
-        with ProcessMap(self.workers if len(pending) > self.batch_size else 1) as pool:
+        with ProcessMap(self.workers if total > self.batch_size else 1) as pool:
             for batch, derived in tokenize(
-                inputs,
+                inputs(),
                 functools.partial(self.evaluator.evaluate, key_epoch),
                 pool=pool,
                 batch_size=self.batch_size,
@@ -139,13 +170,13 @@ class MemberRole:
                 blind_context=key_epoch.encode("utf-8"),
             ):
                 rows = [
-                    CachedToken(next(ids).id, token, key)
-                    for token, key in zip(derived.match_tokens, derived.label_keys, strict=False)
+                    CachedToken(ids.popleft(), token, key)
+                    for token, key in zip(derived.match_tokens, derived.label_keys, strict=True)
                 ]
                 with self.uow.writing() as tx:
                     tx.repo.cache_tokens(key_epoch, rows)
                 done += len(batch)
-                self.progress("tokenize", done, len(pending))
+                self.progress("tokenize", done, total)
         return done
 
     # Step 6: the submission, resumable ---------------------------------------------------------

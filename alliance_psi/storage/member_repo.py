@@ -243,18 +243,38 @@ class MemberRepository:
         *,
         since: int | None = None,
         upto: int | None = None,
+        after: int = 0,
+        limit: int | None = None,
     ) -> Iterator[IdentifierRef]:
         """Yield the identifiers with no cached token for ``key_epoch``, by id; with ``since``
-        and ``upto``, only those stamped after ``since`` and up to ``upto``.
+        and ``upto``, only those stamped after ``since`` and up to ``upto``; only ids above
+        ``after``, and at most ``limit`` of them (a page: the caller reads the next one from the
+        last id it got, so no read stays open, nor the whole list in memory, for a long run).
 
         These are the only identifiers that still cost OPRF evaluations in this epoch.
         """
+        query = self._missing_tokens(key_epoch, types, since=since, upto=upto).add_columns(
+            identifiers.c.id, identifiers.c.type, identifiers.c.canonical
+        )
+        query = query.where(identifiers.c.id > after).order_by(identifiers.c.id).limit(limit)
+        yield from _tuples(stream(self._conn, query))
+
+    def count_missing_tokens(
+        self, key_epoch: str, types: Collection[str] | None = None, *, since: int | None = None, upto: int | None = None
+    ) -> int:
+        """How many identifiers ``missing_token_ids`` yields (without ``after`` and ``limit``)."""
+        query = self._missing_tokens(key_epoch, types, since=since, upto=upto).add_columns(func.count())
+        return int(self._conn.execute(query).scalar_one())
+
+    @staticmethod
+    def _missing_tokens(
+        key_epoch: str, types: Collection[str] | None, *, since: int | None, upto: int | None
+    ) -> Select[Any]:
         cached = and_(token_cache.c.identifier_id == identifiers.c.id, token_cache.c.key_epoch == key_epoch)
         query = (
-            select(identifiers.c.id, identifiers.c.type, identifiers.c.canonical)
+            select()
             .select_from(identifiers.outerjoin(token_cache, cached))
             .where(token_cache.c.identifier_id.is_(None))
-            .order_by(identifiers.c.id)
         )
         if types is not None:
             query = query.where(identifiers.c.type.in_(list(types)))
@@ -262,7 +282,7 @@ class MemberRepository:
             query = query.where(identifiers.c.change_seq > since)
         if upto is not None:  # Rows stamped before stamps existed (NULL) are older than any.
             query = query.where(or_(identifiers.c.change_seq.is_(None), identifiers.c.change_seq <= upto))
-        yield from _tuples(stream(self._conn, query))
+        return query
 
     def cache_tokens(self, key_epoch: str, rows: Sequence[CachedToken]) -> None:
         """Store tokens for ``key_epoch``; already cached ids are kept.

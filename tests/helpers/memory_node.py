@@ -121,11 +121,20 @@ class MemoryNodeRepo:
         *,
         since: int | None = None,
         upto: int | None = None,
+        after: int = 0,
+        limit: int | None = None,
     ) -> Iterator[IdentifierRef]:
+        found = 0
         for id_, row in sorted(self._s.identifiers.items()):
-            if (types is None or row.type in types) and (key_epoch, id_) not in self._s.tokens:
-                if self._stamped(id_, since, upto):
+            if id_ > after and (types is None or row.type in types) and (key_epoch, id_) not in self._s.tokens:
+                if self._stamped(id_, since, upto) and (limit is None or found < limit):
+                    found += 1
                     yield IdentifierRef(id_, row.type, row.canonical)
+
+    def count_missing_tokens(
+        self, key_epoch: str, types: Collection[str] | None = None, *, since: int | None = None, upto: int | None = None
+    ) -> int:
+        return sum(1 for _ in self.missing_token_ids(key_epoch, types, since=since, upto=upto))
 
     def _stamped(self, id_: int, since: int | None, upto: int | None) -> bool:
         stamp = self._s.stamps[id_]

@@ -328,3 +328,33 @@ def test_report_of_a_round_not_joined_suggests_a_join_that_runs(node_folder: Pat
         "Error: the coordinator at localhost:1 is unreachable after 4 attempts: nothing accepts connections there"
     ), joined.output
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_a_worker_count_below_one_is_refused_on_the_command_line_and_in_node_toml(
+    node_folder: Path, value: str
+) -> None:
+    config = str(node_folder / "node.toml")
+    given = run("node", "--config", config, "join", "r-1", "--workers", value)
+    assert given.exit_code == 2 and "--workers" in given.output and "is not in the range x>=1" in given.output
+    (node_folder / "node.toml").write_text(
+        (node_folder / "node.toml").read_text(encoding="utf-8") + f"workers = {value}\n", encoding="utf-8"
+    )
+    from_file = run("node", "--config", config, "join", "r-1")
+    assert from_file.exit_code == 2 and "workers" in from_file.output and "x>=1" in from_file.output
+
+
+def test_member_config_refuses_a_worker_count_below_one() -> None:
+    from alliance_psi.config import MemberConfig, PeerEndpoint, TlsConfig
+
+    with pytest.raises(ConfigurationError, match="workers .crypto worker processes. must be at least 1, got 0"):
+        MemberConfig(
+            member_id="bank-a",
+            database="sqlite://",
+            tls=TlsConfig(Path("ca.pem"), Path("a.pem"), Path("a.key")),
+            coordinator=PeerEndpoint("coordinator", "localhost:1"),
+            custodians=(),
+            coordinator_public_key=Path("signing.pub"),
+            data_dir=Path("secrets"),
+            workers=0,
+        )

@@ -87,6 +87,20 @@ def test_missing_tokens_come_by_id_and_cached_ones_are_kept(uow: Any) -> None:
         assert tx.repo.label_keys_for_tokens(EPOCH, [token(1), token(7)]) == {token(1): key(1)}
 
 
+def test_missing_tokens_come_by_pages_from_the_last_id_and_are_counted(uow: Any) -> None:
+    ids = imported(uow, 1, 2, 3, 4, 5)
+    imported(uow, 9, types="email")
+    with uow.writing() as tx:
+        tx.repo.cache_tokens(EPOCH, [CachedToken(ids[phone(2)], token(2), key(2))])
+    with uow.reading() as tx:
+        assert tx.repo.count_missing_tokens(EPOCH, ["phone"]) == 4
+        assert tx.repo.count_missing_tokens(EPOCH) == 5
+        first = list(tx.repo.missing_token_ids(EPOCH, ["phone"], limit=2))
+        rest = list(tx.repo.missing_token_ids(EPOCH, ["phone"], after=first[-1].id, limit=2))
+        assert list(tx.repo.missing_token_ids(EPOCH, ["phone"], after=rest[-1].id, limit=2)) == []
+    assert [ref.canonical for ref in first + rest] == [phone(1), phone(3), phone(4), phone(5)]
+
+
 def test_a_bad_token_is_refused_and_the_transaction_leaves_nothing(uow: Any) -> None:
     ids = imported(uow, 1, 2)
     with pytest.raises(InvalidRequest), uow.writing() as tx:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from alliance_psi.crypto import oprf
 from alliance_psi.crypto.batch import blind_batch, derive_batch_blind, finalize_and_derive_batch, finalize_batch
 from alliance_psi.crypto.derive import derive
 from alliance_psi.crypto.key_shares import KeyShare, combine_shares_for_testing
-from alliance_psi.crypto.parallel import ProcessMap, chunked, tokenize
+from alliance_psi.crypto.parallel import ProcessMap, available_cores, chunked, tokenize, usable_workers
 from alliance_psi.errors import CryptoError, MalformedElement
 
 SHARES = [KeyShare.generate("e"), KeyShare.generate("e")]
@@ -145,3 +147,23 @@ def test_tokenize_with_a_blind_key_sends_the_same_requests_twice() -> None:
             list(tokenize(iter(inputs(30)), evaluate, pool=pool, batch_size=8, blind_key=b"\x33" * 32))
     # The same batches, byte for byte (in whatever order the pipeline sent them).
     assert sorted(sent[0]) == sorted(sent[1]) and sum(map(len, sent[0])) == 30
+
+
+@pytest.mark.parametrize("workers", [0, -1])
+def test_a_worker_count_below_one_is_refused_naming_it(workers: int) -> None:
+    with pytest.raises(ValueError, match=f"worker processes must be at least 1, got {workers}"):
+        usable_workers(workers)
+
+
+def test_more_workers_than_cores_are_clamped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    cores = available_cores()
+    with caplog.at_level(logging.WARNING, logger="alliance_psi.crypto.parallel"):
+        assert usable_workers(cores) == cores
+        assert not caplog.records
+        assert usable_workers(cores + 5) == cores
+    assert caplog.messages == [
+        f"{cores + 5} worker processes asked for, but only {cores} cores are available: using {cores}"
+    ]
+    assert usable_workers(None) == cores
+    with ProcessMap(cores + 1) as pool:
+        assert pool.workers == cores

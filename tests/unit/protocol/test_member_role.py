@@ -8,6 +8,7 @@ label sends, a record that disagrees with the coordinator's, an upload resumed, 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
@@ -326,3 +327,50 @@ def test_a_commit_the_node_did_not_record_is_recorded_when_it_comes_back_and_not
     world.coordinator.close_round(ADMIN, second.round_id)
     third = world.member(A).join(world.open_round().round_id, wait=0)
     assert (third.delta_count, third.replaced, third.submitted) == (1, False, 8)  # A delta, not the whole set.
+
+
+class _FailingEvaluator:
+    """The custodians through ``RoleEvaluator``, failing (the network lost) after ``batches`` calls."""
+
+    def __init__(self, inner: RoleEvaluator, batches: int) -> None:
+        self.inner, self.left = inner, batches
+
+    def key_epochs(self) -> list[str]:
+        return self.inner.key_epochs()
+
+    def evaluate(self, key_epoch: str, elements: Sequence[bytes]) -> list[bytes]:
+        if self.left == 0:
+            raise ConnectionError("custodian gone")
+        self.left -= 1
+        return self.inner.evaluate(key_epoch, elements)
+
+
+def _tokens_by_identifier(node: MemoryNodeUnitOfWork) -> dict[str, tuple[bytes, bytes]]:
+    return {node.state.identifiers[id_].canonical: cached for (_, id_), cached in node.state.tokens.items()}
+
+
+def test_tokenize_reads_by_pages_and_resumes_without_evaluating_a_cached_batch_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = World()
+    for name in (A, B):  # The same 60 more identifiers at both: A's 66 make 17 batches of 4.
+        for n in range(10, 70):
+            world.nodes[name].add("phone", phone(n), category="wool_party")
+    world.nodes[B].state.tokens.clear()
+    monkeypatch.setattr("alliance_psi.protocol.member.TOKENIZE_PAGE", 5)  # Pages across batches.
+    member = world.member(A)
+    member.evaluator = _FailingEvaluator(world.evaluators[A], batches=12)
+    with pytest.raises(ConnectionError):
+        member.tokenize(EPOCH, ["phone"])
+    cached = len(world.nodes[A].state.tokens)
+    # Whole batches only, and only evaluated ones (up to 5 batches in flight are lost with the error).
+    assert 0 < cached <= 48 and cached % 4 == 0
+    evaluated_before = world.evaluators[A].evaluated
+    resumed = world.member(A).tokenize(EPOCH, ["phone"])
+    assert resumed == 66 - cached  # The node's own count: nothing cached is done again,
+    assert world.evaluators[A].evaluated - evaluated_before == 66 - cached  # nor sent to the custodians.
+    monkeypatch.undo()
+    assert world.member(B).tokenize(EPOCH, ["phone"]) == 66  # One uninterrupted run, one page.
+    a, b = _tokens_by_identifier(world.nodes[A]), _tokens_by_identifier(world.nodes[B])
+    shared = {phone(n) for n in range(10, 70)}
+    assert len(a) == len(b) == 66 and {k: a[k] for k in shared} == {k: b[k] for k in shared}
