@@ -1,4 +1,5 @@
-"""A ``node join`` process killed mid-tokenization and run again is charged once per identifier.
+"""A ``node join`` process killed mid-tokenization and run again is charged once per identifier,
+tokenizes none of the batches it had cached again, and ends with the tokens of an uninterrupted run.
 
 Issue 9 §7: batches the custodians had evaluated but the node had not yet cached when it died were
 evaluated, and charged, again on the next run (+4.8 % at the README's sizes). The node now
@@ -10,6 +11,7 @@ charge them again. The node is a real process, killed with SIGKILL (its worker p
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -21,7 +23,7 @@ from sqlalchemy import Engine, func, select
 from alliance_psi.cli._processes import cli_command
 from alliance_psi.errors import ConfigurationError
 from alliance_psi.storage import QuotaRepository
-from alliance_psi.storage.schema import token_cache
+from alliance_psi.storage.schema import identifiers, token_cache
 from tests.integration.services.conftest import AlliancePki
 from tests.integration.services.harness import EPOCH, Planted, load, phone, running_alliance
 from tests.integration.test_cli_node_join import write_toml
@@ -39,6 +41,15 @@ def charged(engine: Engine) -> int:
 def cached(node_db: Engine) -> int:
     with node_db.execution_options(sqlite_begin="DEFERRED").connect() as conn:
         return int(conn.execute(select(func.count()).select_from(token_cache)).scalar_one())
+
+
+def tokens_by_value(node_db: Engine) -> dict[str, tuple[bytes, bytes]]:
+    """{canonical identifier: (match token, label key)} of a node's cached tokens in ``EPOCH``."""
+    query = select(identifiers.c.canonical, token_cache.c.match_token, token_cache.c.label_key).join(
+        token_cache, token_cache.c.identifier_id == identifiers.c.id
+    )
+    with node_db.execution_options(sqlite_begin="DEFERRED").connect() as conn:
+        return {row[0]: (row[1], row[2]) for row in conn.execute(query.where(token_cache.c.key_epoch == EPOCH))}
 
 
 def test_a_join_killed_mid_tokenization_is_not_charged_twice(tmp_path: Path, pki: AlliancePki) -> None:
@@ -74,6 +85,15 @@ def test_a_join_killed_mid_tokenization_is_not_charged_twice(tmp_path: Path, pki
         assert second.returncode == 0, second.stdout + second.stderr
         assert cached(node_db) == distinct
         assert [charged(engine) for engine in alliance.custodian_engines] == [distinct, distinct]
+        # The node's own count: the batches cached before the kill were not tokenized again.
+        assert re.search(rf"new tokens computed[\s│]+{distinct - cached_at_kill:,}\s", second.stdout), second.stdout
+
+        # The tokens equal one uninterrupted run's: bank-c holds the same identifiers, tokenized at once.
+        load(alliance.member_engines["bank-c"], [phone(1_000_000 + i) for i in range(EXTRA)], "wool_party")
+        assert alliance.node("bank-c").tokenize(EPOCH, ["phone"]) >= EXTRA
+        resumed, uninterrupted = tokens_by_value(node_db), tokens_by_value(alliance.member_engines["bank-c"])
+        extra = {phone(1_000_000 + i) for i in range(EXTRA)}
+        assert {v: resumed[v] for v in extra} == {v: uninterrupted[v] for v in extra}
 
 
 def test_the_blind_key_is_a_private_node_secret(tmp_path: Path) -> None:
