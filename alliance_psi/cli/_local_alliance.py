@@ -70,11 +70,14 @@ class LocalAlliance:
             raise AlliancePsiError(f"{member}: node {args[0]} failed:\n{(done.stderr or done.stdout).strip()[-2000:]}")
         return done.stdout
 
-    def create_round(self, *, name: str, threshold: int, types: Sequence[str], share_labels: bool = True) -> str:
-        """Open a round inviting every member, as the operator; return its id."""
+    def create_round(
+        self, *, name: str, threshold: int, types: Sequence[str], share_labels: bool = True, continuous: bool = False
+    ) -> str:
+        """Open a round (``continuous``: a continuous scope) inviting every member, as the operator;
+        return its id."""
         from alliance_psi.config import TlsConfig
         from alliance_psi.protocol.coordinator import RoundSpec
-        from alliance_psi.protocol.model import Role
+        from alliance_psi.protocol.model import NO_DEADLINE, Role, RoundKind
         from alliance_psi.services.cert_checks import load_tls
         from alliance_psi.services.clients import CoordinatorClient
 
@@ -86,10 +89,11 @@ class LocalAlliance:
             name=name,
             threshold=threshold,
             key_epoch=EPOCH,
-            deadline=datetime.now(UTC) + timedelta(hours=2),
+            deadline=NO_DEADLINE if continuous else datetime.now(UTC) + timedelta(hours=2),
             allowed_types=tuple(types),
             invited=tuple(self.members),
             share_labels=share_labels,
+            kind=RoundKind.CONTINUOUS if continuous else RoundKind.BATCH,
         )
         with CoordinatorClient(self.coordinator.address, tls) as admin:
             return admin.create_round(spec).round_id

@@ -9,24 +9,38 @@ Each member imports a synthetic blacklist (valid mobile numbers, resident IDs, b
 credit codes; one file in GB18030 as Excel writes it on Chinese Windows) with planted shared
 leads, joins one round, and writes its HTML and JSON reports. The demo then checks, from the
 signed JSON reports, that every member found exactly the planted leads it holds.
+
+Then the living service: the operator opens a continuous scope, every member runs ``node run``
+(which sends its set to the scope, follows its alerts and notifies: an alert log per member), and
+bank-b drops a file into its inbox with an identifier only bank-a holds. bank-b's node imports it
+and commits the delta; bank-a's node receives the coordinator's signed MATCH alert, verifies it and
+applies it; the demo prints the delay from bank-b's commit to bank-a's alert.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import random
+import re
+import signal
 import subprocess
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from alliance_psi._plural import plural
 from alliance_psi.cli._options import reported
 from alliance_psi.errors import AlliancePsiError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from alliance_psi.cli._local_alliance import LocalAlliance
 
 __all__ = ["demo"]
 
@@ -195,6 +209,8 @@ def _demo(members_count: int, size: int, threshold: int, shared: int, out: Path,
                 "[green]ok[/green]" if ok else "[red]MISMATCH[/red]",
             )
         console.print(table)
+        if not failures:
+            _alert_step(alliance, members, lists, planted, threshold, console)
     if failures:
         raise AlliancePsiError(f"found != planted for {', '.join(failures)}")
     console.print(f"[green]found == planted for every member[/green] in {time.monotonic() - started:.1f} s")
@@ -206,3 +222,114 @@ def _found(report_json: Path) -> dict[str, int]:
     """{canonical value: holder count} of the leads in a JSON report."""
     data = json.loads(report_json.read_text(encoding="utf-8"))
     return {lead["value"]: lead["holder_count"] for lead in data["leads"]}
+
+
+_SCOPE_TYPES = ("phone", "id_card", "bank_card", "uscc")
+_STEP_TIMEOUT = 300.0  # Seconds any one wait of the alert step may take (a shared machine), then it fails.
+_LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z ")
+
+
+def _alert_step(
+    alliance: LocalAlliance,
+    members: list[str],
+    lists: dict[str, list[dict[str, Any]]],
+    planted: dict[str, int],
+    threshold: int,
+    console: Console,
+) -> None:
+    """A continuous scope: bank-b adds an identifier bank-a alone holds; bank-a's node gets the alert."""
+    scope_id = alliance.create_round(name="演示常设范围 demo watch", threshold=2, types=_SCOPE_TYPES, continuous=True)
+    new = next(
+        row for row in lists["bank-a"] if row["type"] in _SCOPE_TYPES and _canonical(row) not in planted
+    )  # bank-a's alone.
+    runs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for member in members:
+            home = alliance.home(member)
+            with (home / "node-run.log").open("wb") as log:
+                runs[member] = subprocess.Popen(
+                    alliance.node_command(
+                        member,
+                        "run",
+                        *("--inbox", str(home / "inbox"), "--poll-every", "0.2", "--settle-seconds", "0.2"),
+                        *("--submit-every", "0", "--no-join-rounds", "--no-console-alerts"),
+                        *("--alert-log", str(home / "alerts.jsonl")),
+                    ),
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    start_new_session=True,
+                )
+        for member in members:
+            _logged(alliance, runs, member, f"scope {scope_id}: delta 1 committed")
+        console.print(
+            f"[bold]continuous scope[/bold] {scope_id} (threshold 2): each member runs `node run`, which sent its "
+            "set and follows its alerts (alert log: <member>/alerts.jsonl)"
+        )
+        inbox = alliance.home("bank-b") / "inbox"
+        part = _write_blacklist(alliance.home("bank-b") / "new-lead", [new], 0)  # Then moved in whole.
+        dropped = time.time()
+        os.replace(part, inbox / "new-lead.csv")
+        committed = _logged(alliance, runs, "bank-b", f"scope {scope_id}: delta 2 committed")
+        alert = _wait_for_alert(alliance, runs, scope_id, _canonical(new), since=dropped)
+        delay = alert.applied_at.timestamp() - committed
+        console.print(
+            f"[bold]alert[/bold]: bank-b dropped a file with one {new['type']} identifier that bank-a alone held; "
+            f"bank-b's node imported it and committed its delta; bank-a's node received the coordinator's "
+            f"signed {alert.kind.upper()} alert (holders {alert.holder_count}, verified: signature, member, sequence, "
+            f"labels) [green]{delay:.2f} s after bank-b's commit[/green] "
+            f"({alert.applied_at.timestamp() - dropped:.2f} s after the file was dropped)"
+        )
+    finally:
+        for run in runs.values():
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGTERM)
+        for run in runs.values():
+            try:
+                run.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(run.pid, signal.SIGKILL)
+
+
+def _logged(alliance: LocalAlliance, runs: dict[str, subprocess.Popen[bytes]], member: str, text: str) -> float:
+    """Wait for ``member``'s node run to log a line with ``text``; the line's time (Unix seconds)."""
+    from datetime import UTC, datetime
+
+    log = alliance.home(member) / "node-run.log"
+    deadline = time.monotonic() + _STEP_TIMEOUT
+    while True:
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            found = _LOG_TIME.match(line)
+            if text in line and found:
+                return datetime.fromisoformat(found.group(1)).replace(tzinfo=UTC).timestamp()
+        if runs[member].poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
+            raise AlliancePsiError(f"{member}: node run did not log {text!r}:\n{tail}")
+        time.sleep(0.05)
+
+
+def _wait_for_alert(
+    alliance: LocalAlliance, runs: dict[str, subprocess.Popen[bytes]], scope_id: str, canonical: str, *, since: float
+) -> Any:
+    """The alert bank-a's node applied about its identifier ``canonical`` in the scope, waiting for it."""
+    from alliance_psi.cli._local_alliance import EPOCH
+    from alliance_psi.storage import MemberRepository, make_engine
+    from alliance_psi.storage.node_alerts import AlertFilter, NodeAlerts
+
+    engine = make_engine(f"sqlite:///{alliance.home('bank-a') / 'node.db'}")
+    deadline = time.monotonic() + _STEP_TIMEOUT
+    try:
+        while True:
+            with engine.connect() as conn:
+                alerts = [
+                    a for a in NodeAlerts(conn).find(AlertFilter(scope=scope_id)) if a.applied_at.timestamp() >= since
+                ]
+                owners = MemberRepository(conn).identifiers_for_tokens(EPOCH, [a.match_token for a in alerts])
+            for alert in alerts:
+                own = owners.get(alert.match_token)
+                if own is not None and own.canonical == canonical and alert.refused is None:
+                    return alert
+            if runs["bank-a"].poll() is not None or time.monotonic() > deadline:
+                raise AlliancePsiError("bank-a's node did not apply the alert in time (see bank-a/node-run.log)")
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
