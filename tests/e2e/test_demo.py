@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tomllib
 from pathlib import Path
@@ -32,6 +33,16 @@ def test_demo_finds_exactly_what_it_planted(tmp_path: Path) -> None:
     said = " ".join(done.stdout.split())
     assert "2-of-3 threshold key custodians" in said
     assert "warning: key epoch demo-epoch was dealt by one dealer, who knew the whole key" in said
+    # The living service: bank-b's inbox file gives bank-a's node a verified MATCH alert, timed.
+    assert re.search(
+        r"bank-a's node received the coordinator's signed MATCH alert \(holders 2, verified: .*\) "
+        r"\d+\.\d\d s after bank-b's commit",
+        said,
+    ), said[-3000:]
+    logged = [json.loads(line) for line in (out / "bank-a" / "alerts.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [n for n in logged if n["data"]["kind"] == "match" and n["data"]["holder_count"] == 2]
+    assert all("value" not in (n["data"]["identifier"] or {}) for n in logged)  # Masked in the member's log.
+    assert (out / "bank-b" / "inbox" / "done" / "new-lead.csv").exists()
     for member in ("bank-a", "bank-b", "cfc-c"):
         html = (out / member / "report.html").read_text(encoding="utf-8")
         assert "<table" in html and "http://" not in html
