@@ -99,8 +99,9 @@ def keygen(
     Every custodian's operator runs this command, with the same --epoch, --threshold and set of
     custodians, within --timeout of each other. A custodian whose shares fail its commitments, or
     that sends different commitments to different custodians, is named and excluded as a dealer;
-    a custodian missing, or custodians that saw different messages, stop the ceremony and no share
-    is written. On success this writes OUT/NAME.share (0600: hand it to no one) and OUT/epoch.json,
+    a custodian missing, or custodians that saw different messages, stop the ceremony and a
+    custodian that fails writes no share (one that finished may have: compare the epoch file
+    fingerprints with every custodian, and run the ceremony again unless all finished). On success this writes OUT/NAME.share (0600: hand it to no one) and OUT/epoch.json,
     the public epoch file members load; compare its fingerprint with the other custodians'.
     """
     config = KeyCeremonyConfig(

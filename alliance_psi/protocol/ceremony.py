@@ -7,12 +7,17 @@ peer, and checked three ways:
 
 - a dealer could send different commitments to different peers. In round 2 every custodian
   relays the signed round-1 messages it received; two different ones signed by the same dealer
-  prove it equivocated, and every custodian that sees both disqualifies it (``Fault.EQUIVOCATED``);
-  a relay cannot frame a dealer, since it cannot forge its signature;
-- a custodian could send different messages of a later round to different peers. In round 7
-  every custodian sends the digest of the outcome it computed and a digest of every message it
-  used; a custodian finishes only if every qualified custodian's digests equal its own, and
-  otherwise names the messages that differ and who received which;
+  prove it equivocated, and every custodian that sees both disqualifies it (``Fault.EQUIVOCATED``).
+  A relay cannot forge a dealer's signature, but it can replay a dealer's signed round-1 message
+  of an earlier run of the same plan (a run after a failed one has the same session). A
+  custodian relayed a round-1 message of its own that it did not send this time knows it is a
+  replay: it stops the ceremony naming the custodian that relayed it (``CeremonyFailed``);
+- a custodian could send different messages of a later round to different peers, or relay
+  different round-1 messages to different peers so that honest custodians disqualify different
+  dealers. In round 7 every custodian, qualified or not, sends the digest of the outcome it
+  computed (QUAL, the disqualified and why, the key, the verification keys) and a digest of
+  every message it used; a custodian finishes only if every custodian's digests equal its own,
+  and otherwise names the messages that differ and who received which;
 - a peer could deliver two different messages for one round to the same custodian: the second is
   refused (``Conflict``) and the first kept.
 
@@ -20,14 +25,21 @@ Rounds (``Stage``): 1 deal (commitments ``C_ik`` signed; the private share for t
 travels beside it, unsigned, over the TLS connection to that receiver only), 2 echo (relayed
 round-1 messages and complaints), 3 answers to complaints, then QUAL is fixed; 4 Feldman
 coefficients ``A_ik``, 5 extraction complaints, 6 reconstruction shares, 7 confirmation. Every
-custodian must deliver rounds 1 to 3 and every qualified one rounds 4 to 7, before a deadline;
-otherwise the ceremony fails naming who is missing (a ceremony without broadcast cannot tell a
-silent custodian from a slow one, and a key whose shares some custodian lacks is no key).
-Messages of disqualified custodians after round 3 are ignored.
+custodian must deliver rounds 1 to 3 and 7, and every qualified one rounds 4 to 6, before a
+deadline; otherwise the ceremony fails naming who is missing (a ceremony without broadcast cannot
+tell a silent custodian from a slow one, and a key whose shares some custodian lacks is no key).
+Messages of disqualified custodians in rounds 4 to 6 are ignored. Fewer than ``τ`` qualified
+dealers fail the ceremony: else ``τ - 1`` colluding dealers could be all the key is made of.
 
-What this cannot do without a broadcast channel: two or more colluding custodians (or one that
-sends different later-round messages) can make a ceremony fail; they cannot make honest
-custodians finish with shares of different keys, and a failed ceremony leaves no share anywhere.
+What this cannot do without a broadcast channel: one custodian can make a ceremony fail (by
+silence, or by any of the above). It cannot make two honest custodians finish with shares of
+different keys, nor make an honest custodian finish with a key the cheaters know: an honest
+custodian that finishes is among its own qualified dealers, so its secret is in the key. A
+ceremony can fail *after* some custodians finished: a custodian that sends its round-7
+confirmation to some peers only lets those finish while the others fail. The shares written
+are then of one key (every finisher checked everyone's digests), but not every custodian holds
+one: the operators compare the epoch file fingerprints (``custodian keygen`` prints them) and
+run the ceremony again when a custodian failed.
 
 ``KeyCeremony`` is thread-safe: the server thread ``deliver``s peers' messages while the driver
 (``services.key_ceremony``) ``wait``s and ``conclude``s each round.
@@ -237,7 +249,8 @@ class KeyCeremony:
 
     def required(self, stage: Stage) -> frozenset[int]:
         """Whose message of ``stage`` this custodian waits for."""
-        return frozenset(self.params.indices) if stage <= Stage.ANSWER else self._qualified
+        everyone = stage <= Stage.ANSWER or stage is Stage.CONFIRM
+        return frozenset(self.params.indices) if everyone else self._qualified
 
     def fail(self, reason: str) -> None:
         """Stop the ceremony (a peer refused our message): ``wait`` raises ``CeremonyFailed(reason)``."""
@@ -269,9 +282,12 @@ class KeyCeremony:
                         if others
                         else ""
                     )
+                    faults = "".join(
+                        f" ({self.plan.name_of(i)}: {self._fault(i)})" for i in missing if i in self._disqualified
+                    )
                     raise CeremonyFailed(
                         f"no round-{stage.value} message ({stage.name.lower()}) from {self.plan.names(missing)} "
-                        f"before the deadline{why}: start the ceremony again when every custodian runs it"
+                        f"before the deadline{faults}{why}: start the ceremony again when every custodian runs it"
                     )
                 self._changed.wait(timeout=min(left, 1.0))
 
@@ -289,9 +305,17 @@ class KeyCeremony:
                 self._deal_payloads[dealer] = {self._inbox[(Stage.DEAL, dealer)].signed.payload}
                 self._participant.receive(dealer, commitments, self._inbox[(Stage.DEAL, dealer)].share)
         elif stage is Stage.ECHO:
+            replayers = set()
             for echoer, payload in received.items():
                 self._complaints[echoer] = payload.complaints
-                self._take_relays(echoer, payload.relayed)
+                if self._take_relays(echoer, payload.relayed):
+                    replayers.add(echoer)
+            if replayers:
+                raise CeremonyFailed(
+                    f"{self.plan.names(replayers)} relayed a round-1 message signed by this custodian that it did "
+                    "not send in this run: one of an earlier run of this ceremony, replayed to have this custodian "
+                    f"disqualified as a dealer. Run the ceremony again without {self.plan.names(replayers)}"
+                )
         elif stage is Stage.ANSWER:
             answers = {dealer: dict(payload.shares) for dealer, payload in received.items()}
             equivocated = [d for d, seen in self._deal_payloads.items() if len(seen) > 1]
@@ -299,6 +323,12 @@ class KeyCeremony:
                 self.params, self._commitments, self._complaints, answers, equivocated=equivocated
             )
             self._qualified = frozenset(self.params.indices) - frozenset(self._disqualified)
+            if len(self._qualified) < self.params.threshold:
+                raise CeremonyFailed(
+                    f"only {len(self._qualified)} dealer{'' if len(self._qualified) == 1 else 's'} qualified, fewer than the threshold {self.params.threshold}, "
+                    "so fewer custodians than the threshold could know the key: "
+                    + "; ".join(f"{self.plan.name_of(i)}: {self._fault(i)}" for i in sorted(self._disqualified))
+                )
             if self.index in self._disqualified:
                 self._notes.append(f"this custodian was disqualified as a dealer: {self._fault(self.index)}")
             try:
@@ -320,7 +350,10 @@ class KeyCeremony:
         else:
             self._check_confirmations(received)
 
-    def _take_relays(self, echoer: int, relayed: Iterable[Signed]) -> None:
+    def _take_relays(self, echoer: int, relayed: Iterable[Signed]) -> bool:
+        """Keep the round-1 messages ``echoer`` relayed; whether one is of this custodian's but not
+        the one it sent (a replay: this custodian deals once per run)."""
+        replayed = False
         for signed in relayed:
             try:
                 dealer = self.plan.index_of(self._credentials.signer_of(signed))
@@ -330,6 +363,12 @@ class KeyCeremony:
                 continue
             if payload.session == self.plan.session and payload.stage is Stage.DEAL:
                 self._deal_payloads.setdefault(dealer, set()).add(signed.payload)
+                replayed = replayed or (dealer == self.index and signed.payload != self._own_deal())
+        return replayed
+
+    def _own_deal(self) -> bytes:
+        with self._changed:
+            return self._inbox[(Stage.DEAL, self.index)].signed.payload
 
     def _finish(self, reveals: Mapping[int, Mapping[int, PedersenShare]]) -> None:
         coefficients: dict[int, Commitments] = {}
@@ -396,6 +435,9 @@ class KeyCeremony:
             which = "; ".join(f"round {s.value} from {self.plan.name_of(i)}" for s, i in differing)
             problems.append(f"{self.plan.name_of(peer)} received other messages than this custodian: {which}")
         if problems:
+            problems += [
+                f"{self.plan.name_of(i)} disqualified here: {self._fault(i)}" for i in sorted(self._disqualified)
+            ]
             raise CeremonyFailed(
                 "the custodians' views differ, so no share is kept: " + ". ".join(problems) + ". A custodian that "
                 "sends different messages to different peers is faulty; run the ceremony again without it"

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import ClassVar
 
 import pytest
 
@@ -78,7 +79,7 @@ def run(parties: list[KeyCeremony], *, until: Stage = Stage.CONFIRM) -> dict[str
             except CeremonyFailed as exc:
                 outcome[party.name] = exc
     for party in parties:
-        if party.name not in outcome:
+        if party.name not in outcome and until is Stage.CONFIRM:
             outcome[party.name] = party.result()
     return outcome
 
@@ -116,6 +117,10 @@ class Equivocator(KeyCeremony):
             envelopes["custodian-1"] = Envelope(self.plan.session, signed, other.shares[1])
         return envelopes
 
+    def _take_relays(self, echoer: int, relayed: Iterable[Signed]) -> bool:
+        super()._take_relays(echoer, relayed)
+        return False  # It plays along after equivocating: it does not stop on seeing its two deals.
+
 
 def test_a_dealer_sending_different_commitments_is_named_by_every_other_and_excluded() -> None:
     plan = CeremonyPlan.create("e", 2, NAMES)
@@ -128,6 +133,152 @@ def test_a_dealer_sending_different_commitments_is_named_by_every_other_and_excl
         assert r.outcome.disqualified == {3: Disqualified(Fault.EQUIVOCATED)}
         assert r.disqualified() == {"custodian-3": "sent different commitments to different custodians"}
     check_key([r for r in honest if isinstance(r, CeremonyResult)], 2)
+
+
+class StoppingEquivocator(Equivocator):
+    """An equivocator running this code: it finds a deal of its own it did not send relayed back."""
+
+    _take_relays = KeyCeremony._take_relays
+
+
+def test_an_equivocator_that_stops_is_named_and_nobody_finishes() -> None:
+    plan = CeremonyPlan.create("e", 2, NAMES)
+    parties = [
+        ceremony(plan, "custodian-1"),
+        ceremony(plan, "custodian-2"),
+        ceremony(plan, "custodian-3", StoppingEquivocator),
+    ]
+    results = run(parties)
+    for name in ("custodian-1", "custodian-2"):
+        failed = results[name]
+        assert isinstance(failed, CeremonyFailed)
+        assert "no round-3 message (answer) from custodian-3" in str(failed)
+    assert str(results["custodian-3"]).startswith("custodian-1 relayed a round-1 message signed by this custodian")
+
+
+class Mimic(KeyCeremony):
+    """The worst case for round 7: confirms to each honest peer exactly that peer's own view
+    (``peers``, set after the ceremony objects exist; a real cheater can compute them, having
+    chosen what each peer received)."""
+
+    peers: dict[str, KeyCeremony]
+
+    def message(self, stage: Stage) -> dict[str, Envelope]:
+        envelopes = super().message(stage)
+        if stage is Stage.CONFIRM:
+            for name, peer in self.peers.items():
+                digest, seen = peer._confirmation()
+                payload = Payload(self.plan.session, Stage.CONFIRM, digest=digest, seen=seen)
+                envelopes[name] = Envelope(self.plan.session, self._credentials.sign(self._codec.encode(payload)))
+        return envelopes
+
+    def _confirmation(self) -> tuple[bytes, tuple[bytes, ...]]:
+        return next(iter(self.peers.values()))._confirmation()  # Its own view does not matter.
+
+
+def with_mimic(plan: CeremonyPlan, cheater: type[Mimic]) -> dict[str, CeremonyResult | Exception]:
+    """Run honest custodian-1 and custodian-2 with ``cheater`` as custodian-3."""
+    honest = [ceremony(plan, "custodian-1"), ceremony(plan, "custodian-2")]
+    third = ceremony(plan, "custodian-3", cheater)
+    assert isinstance(third, Mimic)
+    third.peers = {p.name: p for p in honest}
+    return run([*honest, third])
+
+
+class Replayer(Mimic):
+    """Relays, in round 2, round-1 messages of an earlier run of the same plan instead of this run's.
+
+    ``old`` maps a receiver's name to the recorded messages relayed to it (by dealer index); the
+    others get this run's messages (one signed round-2 message per receiver)."""
+
+    old: ClassVar[dict[str, dict[int, Signed]]] = {}
+
+    def message(self, stage: Stage) -> dict[str, Envelope]:
+        envelopes = super().message(stage)
+        if stage is Stage.ECHO:
+            for receiver, replays in self.old.items():
+                relayed = tuple(replays.get(i, self._inbox[(Stage.DEAL, i)].signed) for i in self.params.indices)
+                payload = Payload(self.plan.session, Stage.ECHO, relayed=relayed, complaints=frozenset())
+                envelopes[receiver] = Envelope(self.plan.session, self._credentials.sign(self._codec.encode(payload)))
+        return envelopes
+
+
+def earlier_deals(plan: CeremonyPlan) -> dict[int, Signed]:
+    """custodian-3's record of a first run that stopped after round 1: every signed deal it received."""
+    parties = [ceremony(plan, n) for n in NAMES]
+    run(parties, until=Stage.DEAL)
+    return {i: parties[2]._inbox[(Stage.DEAL, i)].signed for i in (1, 2)}
+
+
+def test_a_replayed_deal_of_an_earlier_run_names_the_replayer_and_frames_nobody() -> None:
+    plan = CeremonyPlan.create("e", 2, NAMES)
+    old = earlier_deals(plan)
+    results = with_mimic(plan, type("R", (Replayer,), {"old": {"custodian-1": old, "custodian-2": old}}))
+    # Unchecked, each honest custodian would disqualify both honest dealers: QUAL = {custodian-3},
+    # a key custodian-3 alone knows.
+    for name in ("custodian-1", "custodian-2"):
+        failed = results[name]
+        assert isinstance(failed, CeremonyFailed)
+        assert str(failed).startswith("custodian-3 relayed a round-1 message signed by this custodian")
+        assert "Run the ceremony again without custodian-3" in str(failed)
+
+
+def test_crossed_replays_cannot_give_honest_custodians_different_keys() -> None:
+    plan = CeremonyPlan.create("e", 2, NAMES)
+    old = earlier_deals(plan)
+    # custodian-1 sees custodian-2 "equivocate" and custodian-2 sees custodian-1: each alone would
+    # finish with QUAL = {itself, custodian-3}, two different keys.
+    replays = {"custodian-1": {2: old[2]}, "custodian-2": {1: old[1]}}
+    results = with_mimic(plan, type("R", (Replayer,), {"old": replays}))
+    assert not any(isinstance(r, CeremonyResult) for n, r in results.items() if n != "custodian-3")
+    failed = results["custodian-1"]
+    assert isinstance(failed, CeremonyFailed)
+    assert "custodian-2 computed another outcome" in str(failed) or "custodian-2 received other messages" in str(failed)
+    assert "custodian-2 disqualified here: sent different commitments to different custodians" in str(failed)
+
+
+class CrossComplainer(Mimic):
+    """Complains, in round 2, against custodian-2 to custodian-1 only and against custodian-1 to custodian-2 only."""
+
+    def message(self, stage: Stage) -> dict[str, Envelope]:
+        envelopes = super().message(stage)
+        if stage is Stage.ECHO:
+            relayed = tuple(self._inbox[(Stage.DEAL, i)].signed for i in self.params.indices)
+            for receiver, against in (("custodian-1", 2), ("custodian-2", 1)):
+                payload = Payload(self.plan.session, Stage.ECHO, relayed=relayed, complaints=frozenset({against}))
+                envelopes[receiver] = Envelope(self.plan.session, self._credentials.sign(self._codec.encode(payload)))
+        return envelopes
+
+
+def test_complaints_told_to_one_custodian_only_cannot_give_honest_custodians_different_keys() -> None:
+    plan = CeremonyPlan.create("e", 2, NAMES)
+    results = with_mimic(plan, CrossComplainer)
+    # Each honest dealer never hears the complaint against it, so never answers it, and the other
+    # disqualifies it: unchecked, custodian-1 and custodian-2 would finish with different keys.
+    for name in ("custodian-1", "custodian-2"):
+        failed = results[name]
+        assert isinstance(failed, CeremonyFailed), failed
+        other = "custodian-2" if name == "custodian-1" else "custodian-1"
+        assert f"{other} computed another outcome" in str(failed) or f"{other} received other messages" in str(failed)
+
+
+class Equivocators(Equivocator):
+    """Custodian-2 and custodian-3 both deal custodian-1 other polynomials than the others."""
+
+
+def test_fewer_qualified_dealers_than_the_threshold_stop_the_ceremony() -> None:
+    plan = CeremonyPlan.create("e", 2, NAMES)
+    results = run(
+        [
+            ceremony(plan, "custodian-1"),
+            ceremony(plan, "custodian-2", Equivocators),
+            ceremony(plan, "custodian-3", Equivocators),
+        ]
+    )
+    failed = results["custodian-1"]
+    assert isinstance(failed, CeremonyFailed)
+    assert str(failed).startswith("only 1 dealer qualified, fewer than the threshold 2")
+    assert "custodian-2: sent different commitments" in str(failed) and "custodian-3: sent different" in str(failed)
 
 
 class BadDealer(KeyCeremony):
@@ -156,6 +307,31 @@ def test_a_dealer_of_bad_shares_is_named_with_its_complainers() -> None:
     cheater = results["custodian-1"]
     assert isinstance(cheater, CeremonyResult)
     assert cheater.notes[0].startswith("this custodian was disqualified as a dealer")
+
+
+class SilentBadDealer(BadDealer):
+    """A bad dealer that sends no round-7 confirmation."""
+
+    def message(self, stage: Stage) -> dict[str, Envelope]:
+        return {} if stage is Stage.CONFIRM else super().message(stage)
+
+
+def test_every_custodian_confirms_the_disqualified_too() -> None:
+    plan = CeremonyPlan.create("e", 2, NAMES)
+    parties = [
+        ceremony(plan, "custodian-1", SilentBadDealer),
+        ceremony(plan, "custodian-2"),
+        ceremony(plan, "custodian-3"),
+    ]
+    results = run(parties)
+    # Without the disqualified dealer's word that it saw what they saw, the others cannot know
+    # it did not tell some of them other things (see the crossed tests below): nobody finishes.
+    for name in ("custodian-2", "custodian-3"):
+        failed = results[name]
+        assert isinstance(failed, CeremonyFailed)
+        assert "no round-7 message (confirm) from custodian-1 before the deadline (custodian-1: its shares to" in str(
+            failed
+        )
 
 
 class LaterEquivocator(KeyCeremony):
