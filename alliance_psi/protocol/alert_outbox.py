@@ -218,28 +218,35 @@ class AlertOutbox:
 
     def resync(self, tx: CoordinatorTx, member: str, now: datetime) -> bool:
         """If ``member`` has acknowledged every alert and some scope overflowed for it, send it a
-        ``RESYNC`` and the ``SNAPSHOT`` of its state in each such scope; return whether it did."""
+        ``RESYNC`` and the ``SNAPSHOT`` of its state in each such scope; return whether it did.
+
+        The snapshot is read, drafted, signed and stored ``ALERT_PAGE`` tokens at a time, so its
+        memory is bounded; its time is not (one signature per lead the member holds in the scope,
+        in the caller's transaction: BENCHMARKS.md section 9 gives the rate)."""
         last, acked = tx.alerts.position(member, lock=True)
         scopes = tx.alerts.overflowed(member) if last == acked else []
         for scope_id in scopes:
             scope = tx.rounds.get_round(scope_id)
             tokens = tx.matching.matched_of(scope.set_scope, member, scope.threshold)
-            holders = tx.matching.holders(scope.set_scope, tokens)
             sealers = tx.submissions.sealer_names(scope_id) if scope.share_labels else {}
-            snapshot = [
-                AlertDraft(
-                    member,
-                    AlertKind.SNAPSHOT,
-                    token,
-                    len(holders[token]),
-                    tuple(PeerLabel(lbl, sealers.get(m)) for m, lbl in holders[token] if m != member and lbl)
-                    if scope.share_labels
-                    else (),
-                )
-                for token in tokens
-            ]
-            marker = AlertDraft(member, AlertKind.RESYNC, NO_TOKEN, len(snapshot))
-            self._store(tx, scope, member, tx.alerts.allocate(member, 1 + len(snapshot)), [marker, *snapshot], now)
+            first = tx.alerts.allocate(member, 1 + len(tokens))
+            self._store(tx, scope, member, first, [AlertDraft(member, AlertKind.RESYNC, NO_TOKEN, len(tokens))], now)
+            for start in range(0, len(tokens), ALERT_PAGE):
+                page = tokens[start : start + ALERT_PAGE]
+                holders = tx.matching.holders(scope.set_scope, page)
+                snapshot = [
+                    AlertDraft(
+                        member,
+                        AlertKind.SNAPSHOT,
+                        token,
+                        len(holders[token]),
+                        tuple(PeerLabel(lbl, sealers.get(m)) for m, lbl in holders[token] if m != member and lbl)
+                        if scope.share_labels
+                        else (),
+                    )
+                    for token in page
+                ]
+                self._store(tx, scope, member, first + 1 + start, snapshot, now)
             tx.alerts.clear_overflow(member, scope_id)
         return bool(scopes)
 

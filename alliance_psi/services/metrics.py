@@ -6,7 +6,7 @@ to whatever counts, and ``services.monitoring`` serves it on the plain HTTP port
 
     metrics = Metrics()                                  # process and build metrics included
     metrics.count_tokens_submitted(items=25, removals=1)  # coordinator: a chunk was stored
-    metrics.count_alerts("queued", 3)                    # "queued", "delivered" or "failed"
+    metrics.count_alerts("delivered")                    # member node: "delivered" or "failed"
     metrics.count_import_rows(accepted=980, rejected=20)  # member node: a file was imported
     metrics.add_collector(collector)                     # values read at scrape time (rounds, quota)
     metrics.exposition()                                 # the text a scrape gets, as bytes
@@ -32,8 +32,8 @@ from alliance_psi import __version__
 
 __all__ = ["ALERT_OUTCOMES", "AlertOutcome", "Metrics", "RPC_SECONDS_BUCKETS"]
 
-AlertOutcome = Literal["queued", "delivered", "failed"]
-ALERT_OUTCOMES: tuple[AlertOutcome, ...] = ("queued", "delivered", "failed")
+AlertOutcome = Literal["delivered", "failed"]
+ALERT_OUTCOMES: tuple[AlertOutcome, ...] = ("delivered", "failed")
 # Seconds: from a quick lookup to a long result stream or a big upload.
 RPC_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 _RPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
@@ -106,7 +106,8 @@ class Metrics:
         self._tokens_submitted.labels(kind="removal").inc(removals)
 
     def count_alerts(self, outcome: AlertOutcome, count: int = 1) -> None:
-        """``count`` alerts were queued (coordinator outbox), delivered or failed (member notifier).
+        """``count`` alert notices were delivered, or failed a delivery attempt (member node's notifiers;
+        the coordinator's outbox is read at scrape time by ``state_metrics``).
 
         Raises:
             ValueError: ``outcome`` is not one of ``ALERT_OUTCOMES``.

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from alliance_psi.storage import QuotaRepository
-from alliance_psi.storage.figures import matched_tokens, round_counts
+from alliance_psi.storage.figures import alert_positions, matched_tokens, round_counts
 
 __all__ = ["CoordinatorStateCollector", "CustodianStateCollector"]
 
@@ -68,7 +68,9 @@ class _DatabaseCollector(Collector):
 
 
 class CoordinatorStateCollector(_DatabaseCollector):
-    """``alliance_psi_rounds{state}`` and ``alliance_psi_tokens_matched_total``."""
+    """``alliance_psi_rounds{state}``, ``alliance_psi_tokens_matched_total``, and the alert outbox:
+    ``alliance_psi_alerts_queued_total`` (alerts numbered for members, all time) and
+    ``alliance_psi_alerts_unacknowledged{member}`` (label values: the outbox's own member ids)."""
 
     def _read(self, conn: Connection) -> Iterable[Metric]:
         states = GaugeMetricFamily("alliance_psi_rounds", "Rounds of the coordinator by state.", labels=["state"])
@@ -79,7 +81,20 @@ class CoordinatorStateCollector(_DatabaseCollector):
             "Tokens held by at least the threshold of members, summed over matched rounds.",
             matched_tokens(conn),
         )
-        return [states, matched]
+        positions = alert_positions(conn)
+        queued = CounterMetricFamily(
+            "alliance_psi_alerts_queued",
+            "Alerts of continuous scopes numbered for members (signed and stored in the outbox), all time.",
+            sum(last for last, _ in positions.values()),
+        )
+        waiting = GaugeMetricFamily(
+            "alliance_psi_alerts_unacknowledged",
+            "Alerts a member has not acknowledged yet (bounded by --max-alert-backlog per member).",
+            labels=["member"],
+        )
+        for member, (last, acked) in sorted(positions.items()):
+            waiting.add_metric([member], last - acked)
+        return [states, matched, queued, waiting]
 
 
 class CustodianStateCollector(_DatabaseCollector):

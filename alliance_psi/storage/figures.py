@@ -11,9 +11,9 @@ import json
 from sqlalchemy import Connection, func, select
 
 from alliance_psi.protocol.model import RoundState
-from alliance_psi.storage.schema import rounds
+from alliance_psi.storage.schema import alert_members, rounds
 
-__all__ = ["matched_tokens", "round_counts"]
+__all__ = ["alert_positions", "matched_tokens", "round_counts"]
 
 
 def round_counts(conn: Connection) -> dict[RoundState, int]:
@@ -37,3 +37,10 @@ def matched_tokens(conn: Connection) -> int:
     for threshold, stored in rows:
         total += sum(tokens for holders, tokens in json.loads(stored).items() if int(holders) >= threshold)
     return total
+
+
+def alert_positions(conn: Connection) -> dict[str, tuple[int, int]]:
+    """{member: (alerts numbered for it so far, alerts it acknowledged)}: the coordinator's alert
+    outbox per member (members that never had an alert are absent)."""
+    query = select(alert_members.c.member_id, alert_members.c.last_sequence, alert_members.c.acked_sequence)
+    return {member: (int(last), int(acked)) for member, last, acked in conn.execute(query)}

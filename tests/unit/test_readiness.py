@@ -66,13 +66,12 @@ def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
 
 def test_the_counting_hooks_count_under_fixed_label_values() -> None:
     metrics = Metrics(process=False)
-    metrics.count_alerts("queued", 3)
-    metrics.count_alerts("delivered")
+    metrics.count_alerts("delivered", 3)
+    metrics.count_alerts("failed")
     metrics.count_import_rows(accepted=980, rejected=20)
     found = samples(metrics)
-    assert found[("alliance_psi_alerts_total", (("outcome", "queued"),))] == 3
-    assert found[("alliance_psi_alerts_total", (("outcome", "delivered"),))] == 1
-    assert found[("alliance_psi_alerts_total", (("outcome", "failed"),))] == 0
+    assert found[("alliance_psi_alerts_total", (("outcome", "delivered"),))] == 3
+    assert found[("alliance_psi_alerts_total", (("outcome", "failed"),))] == 1
     assert found[("alliance_psi_import_rows_total", (("outcome", "accepted"),))] == 980
     assert found[("alliance_psi_import_rows_total", (("outcome", "rejected"),))] == 20
     with pytest.raises(ValueError, match="alert outcome must be one of"):

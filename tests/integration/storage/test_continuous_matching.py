@@ -7,7 +7,7 @@ outbox as a member node would: every alert is checked with ``verify_alert``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from alliance_psi.protocol.continuous import AlertDraft, TokenChange
 from alliance_psi.protocol.coordinator import Commit, CoordinatorRole, RoundSpec
 from alliance_psi.protocol.model import NO_DEADLINE, Identity, Role, RoundKind, RoundState
 from alliance_psi.services.coordinator import sql_unit_of_work
+from alliance_psi.services.state_metrics import CoordinatorStateCollector
 from tests.helpers.continuous import DeltaSender, RoleCalls, label, token
 from tests.helpers.memory_ports import FakeClock
 
@@ -288,7 +289,13 @@ def test_a_member_flooded_within_an_interval_has_no_more_held_than_one_overflow_
     assert [(x.kind, x.match_token) for x in scope.alerts("bank-c")] == [(AlertKind.MATCH, T1)]
 
 
-def test_a_member_that_does_not_acknowledge_overflows_then_resyncs(engine: Engine) -> None:
+@pytest.mark.parametrize("page", [alert_outbox.ALERT_PAGE, 2])
+def test_a_member_that_does_not_acknowledge_overflows_then_resyncs(
+    engine: Engine, page: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The snapshot is read and signed a page of tokens at a time: no read of more holders at once.
+    monkeypatch.setattr(alert_outbox, "ALERT_PAGE", page)
+    read = holders_reads(monkeypatch)
     scope = make_scope(engine, max_alert_backlog=2)
     a, b, c = (scope.senders[m] for m in MEMBERS[:3])
     a.send({T1: label(1), T2: label(2), T3: label(3)}, replace=True)
@@ -307,6 +314,34 @@ def test_a_member_that_does_not_acknowledge_overflows_then_resyncs(engine: Engin
     ]
     assert resync[0].holder_count == 3
     assert {x.match_token: x.holder_count for x in resync[1:]} == {T1: 3, T2: 2, T3: 2}
+    assert [x.match_token for x in resync[1:]] == sorted([T1, T2, T3])
+    assert max(read) <= page
+    # The operator sees it at scrape time: 7 numbered for bank-a, 4 of them unacknowledged.
+    figures = {
+        (sample.name, tuple(sample.labels.values())): sample.value
+        for family in CoordinatorStateCollector(engine, min_interval=0).collect()
+        for sample in family.samples
+    }
+    others = sum(len(scope.alerts(m)) for m in MEMBERS[1:])  # None of theirs acknowledged.
+    assert figures[("alliance_psi_alerts_queued_total", ())] == 7 + others
+    assert figures[("alliance_psi_alerts_unacknowledged", ("bank-a",))] == 4
+    assert figures[("alliance_psi_alerts_unacknowledged", ("bank-b",))] == len(scope.alerts("bank-b"))
+
+
+def holders_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many tokens each ``MatchRepository.holders`` call reads (the real method, counted)."""
+    from alliance_psi.storage.matching_repo import MatchRepository
+
+    sizes: list[int] = []
+    real = MatchRepository.holders
+
+    def counted(self: MatchRepository, scope: str, tokens: Iterable[bytes]) -> Any:
+        tokens = list(tokens)
+        sizes.append(len(tokens))
+        return real(self, scope, tokens)
+
+    monkeypatch.setattr(MatchRepository, "holders", counted)
+    return sizes
 
 
 def test_acknowledged_alerts_are_deleted_and_never_read_again(scope: Scope) -> None:
