@@ -12,6 +12,7 @@ Our exception hierarchy::
     │   ├── LabelTooLarge       a label plaintext does not fit the fixed padded size
     │   ├── InvalidProof        a Merkle inclusion or consistency proof, or a DLEQ proof, did not verify
     │   ├── InvalidShare        a secret share that does not match its dealer's public commitments
+    │   │   └── InvalidSealedShare  a sealed key-ceremony share that does not open (every cause, one error)
     │   └── InvalidSignature    a signature did not verify
     │       ├── ReportMismatch  a lead report that does not match its signed evidence
     │       ├── ResultMismatch  a result whose leaves or log entry do not match its signed header
@@ -61,6 +62,7 @@ __all__ = [
     "InvalidLabel",
     "InvalidProof",
     "InvalidRequest",
+    "InvalidSealedShare",
     "InvalidShare",
     "InvalidSignature",
     "LabelTooLarge",
@@ -181,6 +183,21 @@ class InvalidProof(CryptoError):
 
 class InvalidShare(CryptoError):
     """A secret share that does not match its dealer's public commitments (key generation)."""
+
+
+class InvalidSealedShare(InvalidShare):
+    """A key-ceremony share sealed to this custodian (``crypto.sealed_shares``) could not be opened.
+
+    Raised for every cause (sealed to another key, for another ceremony, dealer, receiver or
+    round-1 message, damaged, truncated, or not a share once opened) with the same message, naming
+    the dealer only, so that the dealer learns nothing about which check failed.
+    """
+
+    def __init__(self, *, dealer: str) -> None:
+        self.dealer = dealer
+        super().__init__(
+            f"the share custodian {dealer} sealed to this custodian does not open with this custodian's certificate key"
+        )
 
 
 class InvalidSignature(CryptoError):

@@ -3,8 +3,8 @@
 RFC 9497 OPRF (``oprf``), RFC 9380 expansion (``h2c``), group suites (``suite``), custodian key
 shares of the multiplicative chain (``key_shares``), Shamir-shared threshold keys (``threshold``,
 their files ``threshold_keys``), RFC 9497 batched DLEQ proofs (``dleq``), token and label-key derivation (``derive``), sealed labels
-(``labels``), batch forms (``batch``), the process-pool pipeline (``parallel``) and the
-known-answer self-check (``selfcheck``).
+(``labels``), key-ceremony shares sealed to their receiver (``sealed_shares``), batch forms
+(``batch``), the process-pool pipeline (``parallel``) and the known-answer self-check (``selfcheck``).
 """
 
 from alliance_psi.crypto.batch import BlindedBatch, DerivedBatch, blind_batch, finalize_and_derive_batch, finalize_batch

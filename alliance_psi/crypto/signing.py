@@ -10,7 +10,9 @@ so a verifier needs no key beyond the alliance CA.
 ``"alliance-psi/v1 " || context || 0x00 || message`` so that a signature over one kind of
 document can never be presented as another kind. That prefix also keeps the certificate key's
 two uses apart: a TLS 1.3 CertificateVerify signs a message starting with 64 spaces and a TLS 1.2
-one the handshake messages (starting with a ClientHello, type 0x01); ours start with ``a``.
+one the handshake messages (starting with a ClientHello, type 0x01); ours start with ``a``. A
+custodian's certificate key also opens the key-ceremony shares sealed to it with HPKE
+(``sealed_shares``, which says why that third use is kept apart from these two).
 """
 
 from __future__ import annotations
@@ -27,7 +29,15 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from alliance_psi.errors import ConfigurationError, InvalidSignature
 
-__all__ = ["CertificateKey", "SigningKey", "key_id", "load_public_key", "verify", "verify_ecdsa"]
+__all__ = [
+    "CertificateKey",
+    "SigningKey",
+    "key_id",
+    "load_certificate_key",
+    "load_public_key",
+    "verify",
+    "verify_ecdsa",
+]
 
 _PREFIX = b"alliance-psi/v1 "
 
@@ -41,6 +51,14 @@ def _private_key(pem: bytes) -> PrivateKeyTypes:
         return serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(f"not a PEM private key: {exc}") from None
+
+
+def load_certificate_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
+    """A certificate's private key from unencrypted PEM; ``ConfigurationError`` unless it is ECDSA P-256."""
+    key = _private_key(pem)
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ConfigurationError("certificate key must be ECDSA P-256")
+    return key
 
 
 def key_id(public_key: bytes) -> str:
@@ -133,10 +151,7 @@ class CertificateKey:
     @classmethod
     def from_pem(cls, pem: bytes) -> CertificateKey:
         """Load an unencrypted PEM private key; ``ConfigurationError`` unless it is ECDSA P-256."""
-        key = _private_key(pem)
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-            raise ConfigurationError("certificate key must be ECDSA P-256")
-        return cls(key)
+        return cls(load_certificate_key(pem))
 
     @property
     def public_key_der(self) -> bytes:

@@ -59,6 +59,7 @@ STATUS_OF: tuple[tuple[type[errors.AlliancePsiError], grpc.StatusCode], ...] = (
     (errors.LogInconsistent, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.InvalidSignature, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.InvalidProof, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.InvalidSealedShare, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.InvalidShare, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.ConfigurationError, grpc.StatusCode.INTERNAL),
     (errors.CeremonyFailed, grpc.StatusCode.INTERNAL),
