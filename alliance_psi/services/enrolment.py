@@ -37,7 +37,7 @@ from alliance_psi.defaults import ENROLMENT_REFRESH_SECONDS
 from alliance_psi.errors import ConfigurationError, NotAuthenticated, NotAuthorized
 from alliance_psi.protocol.model import Role
 from alliance_psi.services.interceptors import Peer
-from alliance_psi.services.pki import identity_from_pem, spki_sha256
+from alliance_psi.services.pki import identity_from_pem, spki_der, spki_sha256
 from alliance_psi.storage import AuditLog, Enrolment, EnrolmentRepository
 
 __all__ = ["MAX_DISPLAY_NAME", "EnrolmentCheck", "EnrolmentRoster", "enrol", "enrolment_gate", "unenrol"]
@@ -210,16 +210,18 @@ def enrol(
     quota: int | None = None,
     display_name: str | None = None,
 ) -> tuple[Enrolment, bool]:
-    """Enrol the holder of ``cert_pem`` (its name and key pin); audit it. Return it and whether it is new.
+    """Enrol the holder of ``cert_pem`` (its name, key pin and public key); audit it. Return it and
+    whether it is new.
 
-    Enrolling the same name and key again changes its quota and display name only.
+    Enrolling the same name and key again changes its quota and display name only (and keeps its
+    public key, if an older enrolment kept only the pin).
 
     Raises:
         ConfigurationError: not a certificate with an alliance identity, or not of ``role``.
         Conflict: the name is enrolled with another key.
     """
     try:
-        identity, pin = identity_from_pem(cert_pem), spki_sha256(cert_pem)
+        identity, pin, public_key = identity_from_pem(cert_pem), spki_sha256(cert_pem), spki_der(cert_pem)
     except NotAuthenticated as exc:
         raise ConfigurationError(f"not an alliance certificate: {exc}") from None
     if identity.role is not role:
@@ -229,7 +231,7 @@ def enrol(
     if display_name is not None:
         display_name = _checked_display_name(display_name)
     now = datetime.now(UTC)
-    enrolment = Enrolment(role, identity.name, pin, now, quota=quota, display_name=display_name)
+    enrolment = Enrolment(role, identity.name, pin, now, quota=quota, display_name=display_name, public_key=public_key)
     with engine.begin() as conn:
         repo = EnrolmentRepository(conn)
         new = repo.add(enrolment)

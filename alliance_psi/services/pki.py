@@ -58,8 +58,8 @@ from alliance_psi.services.pki_files import (
 __all__ = [
     "CA_CERT_FILE", "CA_KEY_FILE", "CRL_FILE", "IDENTITY_DNS_SUFFIX", "IDENTITY_URI_PREFIX", "SERVER_ROLES",
     "CertificateAuthority", "IssuedCertificate", "crl_number", "identity_dns_name", "identity_from_pem", "identity_in", "init_ca",
-    "issue", "issue_for_key", "load_ca", "load_crl_serials", "revoke", "serial_issued_by", "serial_of", "spki_sha256",
-    "validate_name", "validate_server_name", "write_ca", "write_crl", "write_issued",
+    "issue", "issue_for_key", "load_ca", "load_crl_serials", "revoke", "serial_issued_by", "serial_of", "spki_der",
+    "spki_sha256", "validate_name", "validate_server_name", "write_ca", "write_crl", "write_issued",
 ]  # fmt: skip
 
 IDENTITY_URI_PREFIX = "urn:alliance-psi:"
@@ -253,14 +253,18 @@ def identity_in(extensions: x509.Extensions, *, what: str, error: type[AllianceP
     return Identity(name=name, role=Role(role))
 
 
+def spki_der(cert_pem: bytes) -> bytes:
+    """The certificate's DER SubjectPublicKeyInfo. Raises NotAuthenticated if not a certificate."""
+    cert = _parse_cert(cert_pem, error=NotAuthenticated)
+    return cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 def spki_sha256(cert_pem: bytes) -> bytes:
     """SHA-256 of the certificate's DER SubjectPublicKeyInfo: the key pin an enrolment list keeps.
 
     Raises NotAuthenticated if not a certificate.
     """
-    cert = _parse_cert(cert_pem, error=NotAuthenticated)
-    der = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(der).digest()
+    return hashlib.sha256(spki_der(cert_pem)).digest()
 
 
 def serial_of(cert_pem: bytes) -> int:

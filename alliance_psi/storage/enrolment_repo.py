@@ -9,6 +9,8 @@ refused. One name holds one key; replacing it is an explicit remove and add by t
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,7 +30,9 @@ class Enrolment:
     """One enrolled party: its certificate role and name, and the key pin it must present.
 
     ``quota`` (custodian) overrides the server's default quota per key epoch; ``display_name``
-    (coordinator) is how people call the member. Neither is a secret.
+    (coordinator) is how people call the member. Neither is a secret. ``public_key`` is the pinned
+    key itself (DER SubjectPublicKeyInfo, whose SHA-256 is ``key_pin``): a custodian seals its
+    key-ceremony shares to a peer's; None for an enrolment made before it was kept.
     """
 
     role: Role
@@ -37,6 +41,7 @@ class Enrolment:
     added_at: datetime
     quota: int | None = None
     display_name: str | None = None
+    public_key: bytes | None = None
 
 
 class EnrolmentRepository:
@@ -46,20 +51,27 @@ class EnrolmentRepository:
         self._conn = conn
 
     def add(self, enrolment: Enrolment) -> bool:
-        """Enrol a party; return True if it was new, False if only its quota or display name changed.
+        """Enrol a party; return True if it was new, False if only its quota, display name or
+        public key (kept now, for the same pin) changed.
 
         Raises:
             Conflict: the name is enrolled with another key (remove it first to replace the key).
-            InvalidRequest: the key pin is not 32 bytes or the quota is below 1.
+            InvalidRequest: the key pin is not 32 bytes, the public key is not the pinned one, or
+                the quota is below 1.
         """
         if len(enrolment.key_pin) != HASH_SIZE:
             raise InvalidRequest(f"a key pin is {HASH_SIZE} bytes, not {len(enrolment.key_pin)}")
+        if enrolment.public_key is not None and not hmac.compare_digest(
+            hashlib.sha256(enrolment.public_key).digest(), enrolment.key_pin
+        ):
+            raise InvalidRequest("the public key is not the one its key pin names")
         if enrolment.quota is not None and enrolment.quota < 1:
             raise InvalidRequest("a quota must be at least 1")
         values = {
             "role": enrolment.role.value,
             "name": enrolment.name,
             "key_pin": enrolment.key_pin,
+            "public_key": enrolment.public_key,
             "quota": enrolment.quota,
             "display_name": enrolment.display_name,
             "added_at": enrolment.added_at,
@@ -74,10 +86,11 @@ class EnrolmentRepository:
                 f"{enrolment.role.value} {enrolment.name} is enrolled with key {existing.key_pin.hex()}, "
                 f"not {enrolment.key_pin.hex()}: remove it first to enrol the new key"
             )
+        kept = {"public_key": enrolment.public_key} if enrolment.public_key is not None else {}
         self._conn.execute(
             update(enrolments)
             .where(*self._key(enrolment.role, enrolment.name))
-            .values(quota=enrolment.quota, display_name=enrolment.display_name)
+            .values(quota=enrolment.quota, display_name=enrolment.display_name, **kept)
         )
         return False
 
@@ -112,4 +125,5 @@ def _enrolment(row: Row[Any]) -> Enrolment:
         added_at=row.added_at,
         quota=row.quota,
         display_name=row.display_name,
+        public_key=row.public_key,
     )

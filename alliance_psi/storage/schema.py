@@ -371,12 +371,15 @@ charged_batches = Table(
 # Coordinator and custodian: the parties this server's own operator enrolled, each pinned by the
 # SHA-256 of its certificate's SubjectPublicKeyInfo. A certificate of the alliance CA alone does
 # not admit a member (or, at the coordinator, an admin): its name must be here with this key.
+# ``public_key`` is that SubjectPublicKeyInfo itself (DER), which a custodian seals key-ceremony
+# shares to; NULL for an enrolment made before it was kept (enrol the same certificate again).
 enrolments = Table(
     "enrolments",
     metadata,
     Column("role", Text, primary_key=True),
     Column("name", Text, primary_key=True),
     Column("key_pin", LargeBinary(HASH_SIZE), nullable=False),
+    Column("public_key", LargeBinary, nullable=True),
     Column("quota", BigInteger, nullable=True),  # Custodian: this member's quota; NULL is the default.
     Column("display_name", Text, nullable=True),  # Coordinator: the member's name for people.
     Column("added_at", UTCDateTime, nullable=False),

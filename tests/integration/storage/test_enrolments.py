@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from sqlalchemy import Engine
 
@@ -53,10 +55,28 @@ def test_an_enrolled_name_keeps_its_key_until_removed(engine: Engine) -> None:
     assert (kept.key_pin, kept.quota) == (PIN_A, 10)
 
 
+def test_a_public_key_is_kept_beside_its_pin_and_added_to_an_older_enrolment(engine: Engine) -> None:
+    key = b"a DER SubjectPublicKeyInfo"
+    pin = hashlib.sha256(key).digest()
+    enrol(engine, "dkg-2", pin, role=Role.CUSTODIAN)  # Enrolled by pin only, as before keys were kept.
+    assert listed(engine)[0].public_key is None
+    assert enrol(engine, "dkg-2", pin, role=Role.CUSTODIAN, public_key=key) is False
+    assert listed(engine)[0].public_key == key
+    assert enrol(engine, "dkg-2", pin, role=Role.CUSTODIAN) is False  # Enrolling without it keeps it.
+    assert listed(engine)[0].public_key == key
+
+
 @pytest.mark.parametrize(
-    ("pin", "quota", "message"), [(b"\x01" * 31, None, "key pin is 32 bytes"), (PIN_A, 0, "at least 1")]
+    ("pin", "quota", "message", "public_key"),
+    [
+        (b"\x01" * 31, None, "key pin is 32 bytes", None),
+        (PIN_A, 0, "at least 1", None),
+        (PIN_A, None, "the public key is not the one its key pin names", b"another key"),
+    ],
 )
-def test_bad_enrolments_are_refused_and_not_stored(engine: Engine, pin: bytes, quota: int | None, message: str) -> None:
+def test_bad_enrolments_are_refused_and_not_stored(
+    engine: Engine, pin: bytes, quota: int | None, message: str, public_key: bytes | None
+) -> None:
     with pytest.raises(InvalidRequest, match=message):
-        enrol(engine, "bank-a", pin, quota=quota)
+        enrol(engine, "bank-a", pin, quota=quota, public_key=public_key)
     assert listed(engine) == []
