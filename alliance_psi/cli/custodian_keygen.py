@@ -150,11 +150,20 @@ def _run(config: KeyCeremonyConfig) -> tuple[CeremonyResult, PublicEpoch]:
     engine = make_engine(config.database)
     create_schema(engine)
     roster, check = enrolment_gate(engine, server="custodian", roles=frozenset({Role.CUSTODIAN}))
-    missing = [p for p in names if roster.find(Role.CUSTODIAN, p) is None]
+    enrolled = {p: roster.find(Role.CUSTODIAN, p) for p in names}
+    missing = [p for p, entry in enrolled.items() if entry is None]
     if missing:
         raise ConfigurationError(
             f"{', '.join(missing)} not enrolled here: enrol each with `alliance-psi custodian peer add --cert "
             f"CUSTODIAN.pem --database {config.database}` (its certificate, from its operator) first"
+        )
+    # Shares are sealed to the enrolled public key, which enrolments before it was kept lack.
+    pinned_only = [p for p, entry in enrolled.items() if entry is not None and entry.public_key is None]
+    if pinned_only:
+        raise ConfigurationError(
+            f"{', '.join(pinned_only)} enrolled here by key pin only (before shares were sealed to the enrolled "
+            f"key): enrol the same certificate again with `alliance-psi custodian peer add --cert CUSTODIAN.pem "
+            f"--database {config.database}`"
         )
     ceremony = KeyCeremony(plan, config.name, CertificateCredentials(tls, roster), CeremonyCodec())
     click.echo(f"key ceremony: {plan.describe()}; this custodian is index {ceremony.index}", err=True)

@@ -29,9 +29,9 @@ nothing about which check failed.
 
 One key, two uses: the certificate key signs (TLS CertificateVerify, ``crypto.signing``) and here
 receives HPKE. The operations never feed each other: ECDSA signs hashes of framed documents; DHKEM
-multiplies the key with a point the sender chose (validated on P-256) and passes the product only
-through HPKE's labelled HKDF, so neither the raw Diffie-Hellman value nor anything signed ever
-comes out of it. A custodian opens at most one share per dealer and ceremony. And a separate key
+multiplies the key with a point the sender chose (a valid P-256 point, RFC 9180 section 7.1.4)
+and passes the product only through HPKE's labelled HKDF, so neither the raw Diffie-Hellman value
+nor anything signed ever comes out of it. A custodian opens at most one share per dealer and ceremony. And a separate key
 would protect nothing more here: whoever holds the certificate key can already take part in a
 ceremony as that custodian and be dealt its shares (docs/design.md, "Key generation").
 """

@@ -22,7 +22,8 @@ peer, and checked three ways:
   refused (``Conflict``) and the first kept.
 
 Rounds (``Stage``): 1 deal (commitments ``C_ik`` signed; the private share for the receiver
-travels beside it, unsigned, over the TLS connection to that receiver only), 2 echo (relayed
+travels beside it, unsigned, sealed to the key enrolled for the receiver, ``crypto.sealed_shares``:
+a certificate the CA holder issues under the receiver's name cannot open it), 2 echo (relayed
 round-1 messages and complaints), 3 answers to complaints, then QUAL is fixed; 4 Feldman
 coefficients ``A_ik``, 5 extraction complaints, 6 reconstruction shares, 7 confirmation. Every
 custodian must deliver rounds 1 to 3 and 7, and every qualified one rounds 4 to 6, before a
@@ -30,6 +31,14 @@ deadline; otherwise the ceremony fails naming who is missing (a ceremony without
 tell a silent custodian from a slow one, and a key whose shares some custodian lacks is no key).
 Messages of disqualified custodians in rounds 4 to 6 are ignored. Fewer than ``τ`` qualified
 dealers fail the ceremony: else ``τ - 1`` colluding dealers could be all the key is made of.
+
+A sealed share that does not open with the receiver's key is an invalid share, as one failing
+its commitments is: the receiver complains against the dealer in round 2, the dealer must answer
+with that share in the open (or be disqualified), and a note names it. The message is not refused:
+only the dealer's enrolled key can deliver it, so a bad seal is the dealer's doing (a receiver
+serving another key than the one enrolled for it is refused by its peers' enrolment checks
+anyway), and a refusal would leave the receiver without the dealer's round-1 message and fail the
+whole ceremony at its deadline, where a complaint lets every custodian judge the dealer.
 
 What this cannot do without a broadcast channel: one custodian can make a ceremony fail (by
 silence, or by any of the above). It cannot make two honest custodians finish with shares of
@@ -64,12 +73,14 @@ from alliance_psi.crypto.dkg import (
     reconstruct,
 )
 from alliance_psi.crypto.pedersen import Commitments, PedersenShare, encode_scalar
+from alliance_psi.crypto.sealed_shares import ShareContext
 from alliance_psi.errors import (
     CeremonyFailed,
     CeremonyMismatch,
     Conflict,
     CryptoError,
     InvalidRequest,
+    InvalidSealedShare,
     InvalidSignature,
     NotAuthenticated,
     NotAuthorized,
@@ -108,7 +119,7 @@ _NOTHING = bytes(32)
 class _Received:
     signed: Signed
     payload: Payload
-    share: PedersenShare | None
+    sealed_share: bytes
 
 
 class KeyCeremony:
@@ -173,7 +184,7 @@ class KeyCeremony:
             raise NotAuthenticated(f"the message is signed by {signer}, not by the caller {caller}")
         payload = self._codec.decode(envelope.message.payload)
         self._check_payload(payload, envelope)
-        self._store(sender, _Received(envelope.message, payload, envelope.share))
+        self._store(sender, _Received(envelope.message, payload, envelope.sealed_share))
         return payload.stage
 
     def _check_payload(self, payload: Payload, envelope: Envelope) -> None:
@@ -181,13 +192,13 @@ class KeyCeremony:
             raise CeremonyMismatch("the signed message names another ceremony than its envelope")
         n = self.params.participants
         if payload.stage is Stage.DEAL:
-            if envelope.share is None:
-                raise InvalidRequest("a round-1 message carries the receiver's share")
+            if not envelope.sealed_share:
+                raise InvalidRequest("a round-1 message carries the receiver's sealed share")
             try:
                 decode_commitments(payload.commitments, self.params)
             except CryptoError as exc:
                 raise InvalidRequest(f"round-1 commitments: {exc}") from None
-        elif envelope.share is not None:
+        elif envelope.sealed_share:
             raise InvalidRequest(f"only a round-1 message carries a share, not round {payload.stage.value}")
         if payload.stage is Stage.EXTRACT and payload.commitments:
             try:
@@ -204,7 +215,7 @@ class KeyCeremony:
         with self._changed:
             kept = self._inbox.get(key)
             if kept is not None:
-                if kept.signed.payload != received.signed.payload or kept.share != received.share:
+                if kept.signed.payload != received.signed.payload or kept.sealed_share != received.sealed_share:
                     raise Conflict(f"you delivered another round-{key[0].value} message before; the first one stands")
                 return
             self._inbox[key] = received
@@ -218,13 +229,32 @@ class KeyCeremony:
         signed = self._credentials.sign(self._codec.encode(payload))
         envelopes = {}
         for j in self.params.indices:
-            share = self._dealing.shares[j] if stage is Stage.DEAL else None
-            envelope = Envelope(self.plan.session, signed, share)
             if j == self.index:
-                self._store(j, _Received(signed, payload, share))
-            else:
-                envelopes[self.plan.name_of(j)] = envelope
+                self._store(j, _Received(signed, payload, b""))
+                continue
+            receiver = self.plan.name_of(j)
+            sealed = b""
+            if stage is Stage.DEAL:
+                context = self._share_context(signed.payload, self.name, receiver)
+                sealed = self._credentials.seal_share(self._dealing.shares[j], context)
+            envelopes[receiver] = Envelope(self.plan.session, signed, sealed)
         return envelopes
+
+    def _share_context(self, dealing: bytes, dealer: str, receiver: str) -> ShareContext:
+        return ShareContext(self.plan.session, hashlib.sha256(dealing).digest(), dealer, receiver)
+
+    def _share_from(self, dealer: int) -> PedersenShare | None:
+        """The share ``dealer`` dealt this custodian, or None (a complaint) if it does not open."""
+        if dealer == self.index:
+            return self._dealing.shares[dealer]
+        kept, name = self._inbox[(Stage.DEAL, dealer)], self.plan.name_of(dealer)
+        try:
+            return self._credentials.open_share(
+                kept.sealed_share, self._share_context(kept.signed.payload, name, self.name)
+            )
+        except InvalidSealedShare as exc:
+            self._notes.append(f"{exc}: this custodian complained against {name} in round 2")
+            return None
 
     def _payload(self, stage: Stage) -> Payload:
         session = self.plan.session
@@ -303,7 +333,7 @@ class KeyCeremony:
                 commitments = decode_commitments(payload.commitments, self.params)
                 self._commitments[dealer] = commitments
                 self._deal_payloads[dealer] = {self._inbox[(Stage.DEAL, dealer)].signed.payload}
-                self._participant.receive(dealer, commitments, self._inbox[(Stage.DEAL, dealer)].share)
+                self._participant.receive(dealer, commitments, self._share_from(dealer))
         elif stage is Stage.ECHO:
             replayers = set()
             for echoer, payload in received.items():

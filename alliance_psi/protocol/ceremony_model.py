@@ -2,8 +2,9 @@
 runs them; ``protocol.messages`` puts them on the wire).
 
 No grpc, no SQL. The ports a ceremony needs are ``CeremonyCredentials`` (this custodian's
-signing key and the peers' enrolled keys, ``services.key_ceremony``) and ``PayloadCodec`` (the
-bytes a custodian signs, ``protocol.messages.CeremonyCodec``).
+certificate key, which signs and opens the shares sealed to it, and the peers' enrolled keys,
+``services.key_ceremony``) and ``PayloadCodec`` (the bytes a custodian signs,
+``protocol.messages.CeremonyCodec``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Protocol
 
 from alliance_psi.crypto.dkg import Disqualified, DkgOutcome, DkgParameters, Fault
 from alliance_psi.crypto.pedersen import PedersenShare, decode_scalar
+from alliance_psi.crypto.sealed_shares import ShareContext
 from alliance_psi.crypto.suite import RISTRETTO255_SHA512
 from alliance_psi.errors import CryptoError, InvalidRequest, NotAuthorized
 
@@ -120,7 +122,7 @@ class Signed:
 
 
 class CeremonyCredentials(Protocol):
-    """This custodian's signing key and the peers' enrolled keys (``services.key_ceremony``)."""
+    """This custodian's certificate key and the peers' enrolled keys (``services.key_ceremony``)."""
 
     def sign(self, payload: bytes) -> Signed:
         """``payload`` signed by this custodian's certificate key, with its certificate."""
@@ -131,6 +133,21 @@ class CeremonyCredentials(Protocol):
         Raises:
             InvalidSignature: the signature does not verify, or the certificate is not that of an
                 enrolled custodian with the enrolled key.
+        """
+
+    def seal_share(self, share: PedersenShare, context: ShareContext) -> bytes:
+        """``share`` sealed to the key enrolled here for ``context.receiver`` (``crypto.sealed_shares``),
+        never to a key a connection presents.
+
+        Raises:
+            ConfigurationError: no usable key is enrolled here for the receiver.
+        """
+
+    def open_share(self, sealed: bytes, context: ShareContext) -> PedersenShare:
+        """The share ``context.dealer`` sealed to this custodian's certificate key.
+
+        Raises:
+            InvalidSealedShare: it does not open (every cause), naming the dealer.
         """
 
 
@@ -158,11 +175,12 @@ class PayloadCodec(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """One delivery: the session, the sender's signed message and, in round 1, the receiver's share."""
+    """One delivery: the session, the sender's signed message and, in round 1, the receiver's share
+    sealed to the receiver's enrolled key (``crypto.sealed_shares``; empty in other rounds)."""
 
     session: bytes
     message: Signed
-    share: PedersenShare | None = field(default=None, repr=False)
+    sealed_share: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True, slots=True)

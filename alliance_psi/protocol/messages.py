@@ -23,6 +23,7 @@ from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
 from alliance_psi.crypto.dleq import PROOF_BYTES
 from alliance_psi.crypto.labels import SEALED_LABEL_BYTES
 from alliance_psi.crypto.pedersen import encode_scalar
+from alliance_psi.crypto.sealed_shares import SEALED_SHARE_BYTES
 from alliance_psi.crypto.suite import RISTRETTO255_SHA512
 from alliance_psi.crypto.threshold import MAX_CUSTODIANS
 from alliance_psi.errors import InvalidRequest
@@ -114,6 +115,8 @@ EVALUATE_RESPONSE_BYTES = (
 )
 # CeremonyEnvelope: the largest is a round-2 echo relaying one signed round-1 message per
 # custodian (each with its certificate); 512 KiB leaves room for 64 custodians' certificates.
+# A round-1 envelope adds one sealed share (exactly SEALED_SHARE_BYTES, checked on decoding) to
+# its signed message; the echo relays signed messages only, never a sealed share.
 CEREMONY_REQUEST = WireLimit(max_bytes=512 * 1024)
 
 
@@ -476,18 +479,19 @@ class CeremonyCodec:
 
 
 def ceremony_envelope_to_pb(e: Envelope) -> pb_ceremony.CeremonyEnvelope:
-    m = pb_ceremony.CeremonyEnvelope(session=e.session, message=_signed_to_pb(e.message))
-    if e.share is not None:
-        m.share, m.blinding = encode_scalar(e.share.value), encode_scalar(e.share.blinding)
-    return m
+    return pb_ceremony.CeremonyEnvelope(
+        session=e.session, message=_signed_to_pb(e.message), sealed_share=e.sealed_share
+    )
 
 
 def ceremony_envelope_from_pb(m: pb_ceremony.CeremonyEnvelope) -> Envelope:
-    """Raises ``InvalidRequest`` for a missing message or a malformed share."""
+    """Raises ``InvalidRequest`` for a missing message or a sealed share of another size than
+    ``SEALED_SHARE_BYTES`` (whether it opens is the receiver's to find: ``protocol.ceremony``)."""
     if not m.HasField("message"):
         raise InvalidRequest("the envelope carries no message")
-    share = share_from_bytes(m.share, m.blinding) if m.share or m.blinding else None
-    return Envelope(session=m.session, message=_signed_from_pb(m.message), share=share)
+    if m.sealed_share and len(m.sealed_share) != SEALED_SHARE_BYTES:
+        raise InvalidRequest(f"a sealed share is {SEALED_SHARE_BYTES} bytes, not {len(m.sealed_share)}")
+    return Envelope(session=m.session, message=_signed_from_pb(m.message), sealed_share=m.sealed_share)
 
 
 def alert_batch_to_pb(batch: AlertBatch) -> pb_coordinator.AlertBatch:

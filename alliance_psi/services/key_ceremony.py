@@ -9,9 +9,11 @@ its certificate, never from a field. A custodian with a CA of its own (``--peer 
 reached through that CA only, and its client certificate is accepted because that CA is added to
 the ceremony server's client roots; its enrolled key still decides.
 
-Private shares travel only inside the round-1 envelope to their one receiver, over a channel whose
-handshake accepted only that receiver's certificate (``services.tls``): nobody else, the operator
-of the alliance CA included, can read them without the receiver's key.
+Private shares travel only inside the round-1 envelope to their one receiver, sealed with HPKE to
+the key this custodian's operator enrolled for that receiver (``CertificateCredentials.seal_share``,
+``crypto.sealed_shares``), never to a key the connection presents. The courier's handshake checks
+only that the server's certificate is from the alliance CA (or the peer's own CA) and names the
+receiver, which the CA holder can forge; what it would receive, it cannot open.
 
 Bounds: a request is at most ``messages.CEREMONY_REQUEST``; every round waits at most
 ``round_seconds`` (the first, while the custodians start, until ``deadline``), and the whole
@@ -29,11 +31,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from alliance_psi import defaults
 from alliance_psi.config import PeerEndpoint, ServerLimits, TlsMaterial
+from alliance_psi.crypto.pedersen import PedersenShare
+from alliance_psi.crypto.sealed_shares import ReceiverKey, ShareContext, seal_share
 from alliance_psi.crypto.signing import CertificateKey, verify_ecdsa
 from alliance_psi.errors import (
     CeremonyFailed,
@@ -57,7 +59,7 @@ from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.services.anchors import TrustAnchor, load_anchor
 from alliance_psi.services.enrolment import EnrolmentRoster
 from alliance_psi.services.interceptors import Peer, PeerCheck, peer_of
-from alliance_psi.services.pki import identity_from_pem, spki_sha256
+from alliance_psi.services.pki import identity_from_pem, spki_der, spki_sha256
 from alliance_psi.services.refusals import AuditWriter
 from alliance_psi.services.server import Registration, guarded, run_server
 from alliance_psi.services.status import from_rpc_error
@@ -89,10 +91,12 @@ _RECONNECT = (
 class CertificateCredentials:
     """``protocol.ceremony.CeremonyCredentials`` over certificates: this custodian signs with its TLS
     certificate key; a peer's signature counts only with a certificate of role ``custodian`` whose
-    key is the one enrolled for its name here (this custodian's own, for its own messages)."""
+    key is the one enrolled for its name here (this custodian's own, for its own messages). Shares
+    are sealed to the public key enrolled here for their receiver, and opened with the TLS key."""
 
     def __init__(self, tls: TlsMaterial, roster: EnrolmentRoster) -> None:
         self._key = CertificateKey.from_pem(tls.key)
+        self._receiver = ReceiverKey.from_pem(tls.key)
         self._cert = tls.cert
         self._own = identity_from_pem(tls.cert)
         self._own_pin = spki_sha256(tls.cert)
@@ -115,12 +119,20 @@ class CertificateCredentials:
             enrolled = entry.key_pin if entry is not None else None
         if enrolled is None or enrolled != pin:
             raise InvalidSignature(f"the certificate of {identity.name} does not carry its enrolled key")
-        cert = x509.load_pem_x509_certificate(signed.certificate)
-        der = cert.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        verify_ecdsa(der, SIGNING_CONTEXT, signed.payload, signed.signature)
+        verify_ecdsa(spki_der(signed.certificate), SIGNING_CONTEXT, signed.payload, signed.signature)
         return identity.name
+
+    def seal_share(self, share: PedersenShare, context: ShareContext) -> bytes:
+        entry = self._roster.find(Role.CUSTODIAN, context.receiver)
+        if entry is None or entry.public_key is None:
+            raise ConfigurationError(
+                f"no public key of custodian {context.receiver} is enrolled here to seal its share to: enrol its "
+                "certificate (again) with `alliance-psi custodian peer add --cert`"
+            )
+        return seal_share(share, entry.public_key, context)
+
+    def open_share(self, sealed: bytes, context: ShareContext) -> PedersenShare:
+        return self._receiver.open_share(sealed, context)
 
 
 class KeyCeremonyServicer(key_ceremony_pb2_grpc.KeyCeremonyServicer):

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"alliance_psi/v1/key_ceremony.proto\x12\x0f\x61lliance_psi.v1\"H\n\rSignedPayload\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x03 \x01(\x0c\"u\n\x10\x43\x65remonyEnvelope\x12\x0f\n\x07session\x18\x01 \x01(\x0c\x12/\n\x07message\x18\x02 \x01(\x0b\x32\x1e.alliance_psi.v1.SignedPayload\x12\r\n\x05share\x18\x03 \x01(\x0c\x12\x10\n\x08\x62linding\x18\x04 \x01(\x0c\" \n\x0f\x43\x65remonyReceipt\x12\r\n\x05round\x18\x01 \x01(\r\"?\n\rRevealedShare\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05share\x18\x02 \x01(\x0c\x12\x10\n\x08\x62linding\x18\x03 \x01(\x0c\"\xd9\x01\n\x0f\x43\x65remonyPayload\x12\x0f\n\x07session\x18\x01 \x01(\x0c\x12\r\n\x05round\x18\x02 \x01(\r\x12\x13\n\x0b\x63ommitments\x18\x03 \x03(\x0c\x12/\n\x07relayed\x18\x04 \x03(\x0b\x32\x1e.alliance_psi.v1.SignedPayload\x12\x12\n\ncomplaints\x18\x05 \x03(\r\x12.\n\x06shares\x18\x06 \x03(\x0b\x32\x1e.alliance_psi.v1.RevealedShare\x12\x0e\n\x06\x64igest\x18\x07 \x01(\x0c\x12\x0c\n\x04seen\x18\x08 \x03(\x0c\x32]\n\x0bKeyCeremony\x12N\n\x07\x44\x65liver\x12!.alliance_psi.v1.CeremonyEnvelope\x1a .alliance_psi.v1.CeremonyReceiptb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"alliance_psi/v1/key_ceremony.proto\x12\x0f\x61lliance_psi.v1\"H\n\rSignedPayload\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x03 \x01(\x0c\"\x87\x01\n\x10\x43\x65remonyEnvelope\x12\x0f\n\x07session\x18\x01 \x01(\x0c\x12/\n\x07message\x18\x02 \x01(\x0b\x32\x1e.alliance_psi.v1.SignedPayload\x12\x14\n\x0csealed_share\x18\x05 \x01(\x0cJ\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05R\x05shareR\x08\x62linding\" \n\x0f\x43\x65remonyReceipt\x12\r\n\x05round\x18\x01 \x01(\r\"?\n\rRevealedShare\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05share\x18\x02 \x01(\x0c\x12\x10\n\x08\x62linding\x18\x03 \x01(\x0c\"\xd9\x01\n\x0f\x43\x65remonyPayload\x12\x0f\n\x07session\x18\x01 \x01(\x0c\x12\r\n\x05round\x18\x02 \x01(\r\x12\x13\n\x0b\x63ommitments\x18\x03 \x03(\x0c\x12/\n\x07relayed\x18\x04 \x03(\x0b\x32\x1e.alliance_psi.v1.SignedPayload\x12\x12\n\ncomplaints\x18\x05 \x03(\r\x12.\n\x06shares\x18\x06 \x03(\x0b\x32\x1e.alliance_psi.v1.RevealedShare\x12\x0e\n\x06\x64igest\x18\x07 \x01(\x0c\x12\x0c\n\x04seen\x18\x08 \x03(\x0c\x32]\n\x0bKeyCeremony\x12N\n\x07\x44\x65liver\x12!.alliance_psi.v1.CeremonyEnvelope\x1a .alliance_psi.v1.CeremonyReceiptb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,14 +34,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SIGNEDPAYLOAD']._serialized_start=55
   _globals['_SIGNEDPAYLOAD']._serialized_end=127
-  _globals['_CEREMONYENVELOPE']._serialized_start=129
-  _globals['_CEREMONYENVELOPE']._serialized_end=246
-  _globals['_CEREMONYRECEIPT']._serialized_start=248
-  _globals['_CEREMONYRECEIPT']._serialized_end=280
-  _globals['_REVEALEDSHARE']._serialized_start=282
-  _globals['_REVEALEDSHARE']._serialized_end=345
-  _globals['_CEREMONYPAYLOAD']._serialized_start=348
-  _globals['_CEREMONYPAYLOAD']._serialized_end=565
-  _globals['_KEYCEREMONY']._serialized_start=567
-  _globals['_KEYCEREMONY']._serialized_end=660
+  _globals['_CEREMONYENVELOPE']._serialized_start=130
+  _globals['_CEREMONYENVELOPE']._serialized_end=265
+  _globals['_CEREMONYRECEIPT']._serialized_start=267
+  _globals['_CEREMONYRECEIPT']._serialized_end=299
+  _globals['_REVEALEDSHARE']._serialized_start=301
+  _globals['_REVEALEDSHARE']._serialized_end=364
+  _globals['_CEREMONYPAYLOAD']._serialized_start=367
+  _globals['_CEREMONYPAYLOAD']._serialized_end=584
+  _globals['_KEYCEREMONY']._serialized_start=586
+  _globals['_KEYCEREMONY']._serialized_end=679
 # @@protoc_insertion_point(module_scope)

@@ -18,16 +18,14 @@ class SignedPayload(_message.Message):
     def __init__(self, payload: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., certificate: _Optional[bytes] = ...) -> None: ...
 
 class CeremonyEnvelope(_message.Message):
-    __slots__ = ("session", "message", "share", "blinding")
+    __slots__ = ("session", "message", "sealed_share")
     SESSION_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
-    SHARE_FIELD_NUMBER: _ClassVar[int]
-    BLINDING_FIELD_NUMBER: _ClassVar[int]
+    SEALED_SHARE_FIELD_NUMBER: _ClassVar[int]
     session: bytes
     message: SignedPayload
-    share: bytes
-    blinding: bytes
-    def __init__(self, session: _Optional[bytes] = ..., message: _Optional[_Union[SignedPayload, _Mapping]] = ..., share: _Optional[bytes] = ..., blinding: _Optional[bytes] = ...) -> None: ...
+    sealed_share: bytes
+    def __init__(self, session: _Optional[bytes] = ..., message: _Optional[_Union[SignedPayload, _Mapping]] = ..., sealed_share: _Optional[bytes] = ...) -> None: ...
 
 class CeremonyReceipt(_message.Message):
     __slots__ = ("round",)

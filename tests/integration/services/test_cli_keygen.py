@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select, update
 
 from alliance_psi.cli._processes import cli_command, tls_args
 from alliance_psi.cli.main import main
@@ -25,6 +26,9 @@ from alliance_psi.crypto.threshold import combine, fold
 from alliance_psi.crypto.threshold_keys import PublicEpoch, ThresholdShare
 from alliance_psi.protocol.ceremony import CeremonyPlan
 from alliance_psi.protocol.model import Role
+from alliance_psi.services.pki import spki_der
+from alliance_psi.storage import make_engine
+from alliance_psi.storage.schema import enrolments
 
 from .conftest import AlliancePki
 from .test_key_ceremony import BadDealer, Custodian, free_ports
@@ -179,6 +183,35 @@ def test_bad_input_is_refused_before_any_ceremony(
     assert result.exit_code != 0
     assert message in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_peer_enrolled_by_pin_only_is_enrolled_again_before_any_ceremony(
+    pki: AlliancePki, custodians: tuple[str, ...], tmp_path: Path
+) -> None:
+    # An enrolment made before the public key was kept: shares cannot be sealed to a pin.
+    enrol_peers(pki, tmp_path, "keygen-1", custodians)
+    engine = make_engine(database(tmp_path, "keygen-1"))
+    with engine.begin() as conn:
+        conn.execute(update(enrolments).where(enrolments.c.name == "keygen-3").values(public_key=None))
+    result = CliRunner().invoke(main, keygen_args(pki, tmp_path, tmp_path / "out"))
+    assert result.exit_code == 1
+    assert (
+        "keygen-3 enrolled here by key pin only (before shares were sealed to the enrolled key): enrol the same "
+        "certificate again with `alliance-psi custodian peer add --cert CUSTODIAN.pem" in result.output
+    )
+    assert "key ceremony" not in result.output
+    # Enrolling the same certificate again keeps its public key; the ceremony then starts (and, with
+    # nobody at the peers' addresses, times out).
+    cert = str(pki.directory / "keygen-3.pem")
+    again = CliRunner().invoke(
+        main, ["custodian", "peer", "add", "--cert", cert, "--database", database(tmp_path, "keygen-1")]
+    )
+    assert again.exit_code == 0 and "updated custodian keygen-3 at this custodian" in again.output
+    with engine.connect() as conn:
+        kept = conn.execute(select(enrolments.c.public_key).where(enrolments.c.name == "keygen-3")).scalar_one()
+    assert kept == spki_der(pki.issued["keygen-3"].cert_pem)
+    result = CliRunner().invoke(main, keygen_args(pki, tmp_path, tmp_path / "out"))
+    assert "key ceremony: epoch e, threshold 2 of 3" in result.output
 
 
 def test_an_existing_share_is_never_replaced_without_force(

@@ -4,26 +4,31 @@ tests/integration/test_cli_keygen.py."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import socket
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
 from alliance_psi.config import PeerEndpoint, TlsMaterial
-from alliance_psi.crypto.pedersen import ORDER, PedersenShare, decode_scalar, mul_base
+from alliance_psi.crypto.dkg import Participant
+from alliance_psi.crypto.pedersen import ORDER, PedersenShare, Polynomial, decode_scalar, encode_scalar, mul_base
+from alliance_psi.crypto.sealed_shares import SEALED_SHARE_BYTES, ReceiverKey, ShareContext
 from alliance_psi.crypto.threshold import lagrange_coefficient
-from alliance_psi.errors import CeremonyFailed
+from alliance_psi.errors import CeremonyFailed, InvalidSealedShare
 from alliance_psi.protocol._pb import key_ceremony_pb2_grpc
 from alliance_psi.protocol.ceremony import CeremonyPlan, CeremonyResult, Envelope, KeyCeremony, Stage
-from alliance_psi.protocol.messages import CeremonyCodec, ceremony_envelope_to_pb
+from alliance_psi.protocol.messages import CEREMONY_REQUEST, CeremonyCodec, ceremony_envelope_to_pb, pb_ceremony
 from alliance_psi.protocol.model import Identity, Role
 from alliance_psi.services import pki as pki_module
 from alliance_psi.services.enrolment import enrol, enrolment_gate
-from alliance_psi.services.key_ceremony import CeremonyTimes, CertificateCredentials, run_ceremony
+from alliance_psi.services.key_ceremony import SERVICE, CeremonyTimes, CertificateCredentials, run_ceremony
+from alliance_psi.services.server import Registration, run_server
 from alliance_psi.services.tls import secure_channel
 
 from .conftest import AlliancePki
@@ -124,6 +129,15 @@ def run_all(
     return {p.name: p.outcome for p in parties if p.outcome is not None}
 
 
+def run_one(
+    party: Custodian, port: int, peers: Sequence[PeerEndpoint], times: CeremonyTimes, **extra: Any
+) -> CeremonyResult:
+    """``party``'s ceremony on ``port``, with ``peers`` as given (``run_ceremony`` keywords in ``extra``)."""
+    return run_ceremony(
+        party.role, listen=f"127.0.0.1:{port}", tls=party.tls, peers=peers, checks=[party.check], times=times, **extra
+    )
+
+
 def the_key(results: Sequence[CeremonyResult], threshold: int) -> int:
     """The key every τ-subset of the shares interpolates to (one key, or the test fails)."""
     keys = set()
@@ -166,14 +180,17 @@ def test_a_custodian_with_a_ca_of_its_own_takes_part(
 
 
 class BadDealer(KeyCeremony):
-    """Deals every peer a share that fails its commitments (its operator's build is tampered with)."""
+    """Deals every peer a share that fails its commitments (its operator's build is tampered with),
+    sealed to the peer's enrolled key as it should be."""
 
     def message(self, stage: Stage) -> dict[str, Envelope]:
         envelopes = super().message(stage)
         if stage is Stage.DEAL:
             for name, e in envelopes.items():
-                assert e.share is not None
-                envelopes[name] = Envelope(e.session, e.message, PedersenShare((e.share.value + 1) % ORDER, 0))
+                good = self._dealing.shares[self.plan.index_of(name)]
+                context = self._share_context(e.message.payload, self.name, name)
+                sealed = self._credentials.seal_share(PedersenShare((good.value + 1) % ORDER, 0), context)
+                envelopes[name] = Envelope(e.session, e.message, sealed)
         return envelopes
 
 
@@ -202,14 +219,7 @@ def test_a_custodian_missing_fails_the_ceremony_naming_it(
     ports = free_ports(3)
     peers = [PeerEndpoint("dkg-2", f"127.0.0.1:{ports[1]}"), PeerEndpoint("dkg-3", f"127.0.0.1:{ports[2]}")]
     with pytest.raises(CeremonyFailed, match=r"no round-1 message \(deal\) from dkg-2, dkg-3 before the deadline"):
-        run_ceremony(
-            party.role,
-            listen=f"127.0.0.1:{ports[0]}",
-            tls=party.tls,
-            peers=peers,
-            checks=[party.check],
-            times=CeremonyTimes(total_seconds=2, round_seconds=1),
-        )
+        run_one(party, ports[0], peers, CeremonyTimes(total_seconds=2, round_seconds=1))
 
 
 def deliver_as(material: TlsMaterial, port: int, server: str, envelope: Envelope) -> grpc.RpcError:
@@ -260,14 +270,8 @@ def test_a_peer_with_a_wrong_role_or_unenrolled_key_is_refused_before_decoding(
 
     def serve() -> None:
         try:
-            run_ceremony(
-                party.role,
-                listen=f"127.0.0.1:{ports[0]}",
-                tls=party.tls,
-                peers=peers,
-                checks=[party.check],
-                times=CeremonyTimes(total_seconds=8, round_seconds=2),
-                started=lambda port: served.set(),
+            run_one(
+                party, ports[0], peers, CeremonyTimes(total_seconds=8, round_seconds=2), started=lambda _: served.set()
             )
         except CeremonyFailed as exc:
             failure.append(exc)
@@ -284,3 +288,68 @@ def test_a_peer_with_a_wrong_role_or_unenrolled_key_is_refused_before_decoding(
     finally:
         thread.join(timeout=30)
     assert failure  # Nobody else ever delivered: the ceremony ends, failed.
+
+
+DEALT = (Polynomial.random(1), Polynomial.random(1))  # dkg-1's f and f' (degree τ−1 = 1), known to the test.
+
+
+class KnownDealer(KeyCeremony):
+    """Deals from ``DEALT``, so that the test knows the share each receiver is due."""
+
+    def __init__(
+        self, plan: CeremonyPlan, name: str, credentials: CertificateCredentials, codec: CeremonyCodec
+    ) -> None:
+        dealer = Participant(plan.params, plan.index_of(name), polynomials=DEALT)
+        super().__init__(plan, name, credentials, codec, participant=dealer)
+
+
+class ImpostorServicer(key_ceremony_pb2_grpc.KeyCeremonyServicer):
+    """What the CA holder serves under dkg-2's name: it keeps every envelope it is handed."""
+
+    def __init__(self) -> None:
+        self.received: list[pb_ceremony.CeremonyEnvelope] = []
+
+    def Deliver(
+        self, request: pb_ceremony.CeremonyEnvelope, context: grpc.ServicerContext
+    ) -> pb_ceremony.CeremonyReceipt:
+        self.received.append(request)
+        return pb_ceremony.CeremonyReceipt(round=Stage.DEAL.value)
+
+
+def test_the_ca_holder_posing_as_a_custodian_receives_no_share_it_can_open(
+    pki: AlliancePki, custodians: tuple[str, ...], tmp_path: Path
+) -> None:
+    # The CA holder issues dkg-2's name with a key of its own and serves the ceremony as dkg-2
+    # where dkg-1 dials dkg-2 (a man in the middle): dkg-1's TLS handshake accepts it, since the
+    # certificate is from the alliance CA and names dkg-2.
+    plan = CeremonyPlan.create("2026q4-mitm", 2, custodians)
+    dealer = Custodian(pki, "dkg-1", plan, tmp_path, KnownDealer)
+    forged = pki_module.issue(pki.ca, role=Role.CUSTODIAN, name="dkg-2")
+    impostor_tls = TlsMaterial(ca_cert=pki.ca.cert_pem, cert=forged.cert_pem, key=forged.key_pem)
+    impostor = ImpostorServicer()
+    registration = Registration(
+        key_ceremony_pb2_grpc.add_KeyCeremonyServicer_to_server,
+        impostor,
+        SERVICE,
+        {"Deliver": frozenset({Role.CUSTODIAN})},
+        request_limits={"Deliver": CEREMONY_REQUEST},
+    )
+    ports = free_ports(2)
+    with run_server([registration], address="127.0.0.1:0", tls=impostor_tls) as impostor_port:
+        peers = [
+            PeerEndpoint("dkg-2", f"127.0.0.1:{impostor_port}"),
+            PeerEndpoint("dkg-3", f"127.0.0.1:{ports[1]}"),  # Nobody: the ceremony cannot finish.
+        ]
+        with pytest.raises(CeremonyFailed):
+            run_one(dealer, ports[0], peers, CeremonyTimes(total_seconds=4, round_seconds=2))
+    (envelope,) = impostor.received  # dkg-1's round-1 envelope for dkg-2, and nothing after it.
+    due = PedersenShare(DEALT[0](2), DEALT[1](2))
+    received = envelope.SerializeToString()
+    assert encode_scalar(due.value) not in received and encode_scalar(due.blinding) not in received
+    # The share is there, sealed to the key dkg-1 enrolled for dkg-2: the impostor's key cannot
+    # open it, dkg-2's own can.
+    assert len(envelope.sealed_share) == SEALED_SHARE_BYTES
+    context = ShareContext(plan.session, hashlib.sha256(envelope.message.payload).digest(), "dkg-1", "dkg-2")
+    with pytest.raises(InvalidSealedShare, match="the share custodian dkg-1 sealed to this custodian does not open"):
+        ReceiverKey.from_pem(forged.key_pem).open_share(envelope.sealed_share, context)
+    assert ReceiverKey.from_pem(pki.issued["dkg-2"].key_pem).open_share(envelope.sealed_share, context) == due

@@ -1,7 +1,8 @@
 """The key ceremony's rounds among custodians in memory: broadcast emulated by signed messages.
 
-Signatures here are HMACs with a key per name (a fake of ``CeremonyCredentials``); the real
-certificate signatures are tested with real servers in tests/integration/services/test_key_ceremony.py.
+Signatures here are HMACs with a key per name (a fake of ``CeremonyCredentials``), and shares are
+sealed with the real HPKE to a P-256 key per name; the real certificate signatures and enrolled
+keys are tested with real servers in tests/integration/services/test_key_ceremony.py.
 """
 
 from __future__ import annotations
@@ -13,9 +14,18 @@ from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from alliance_psi.crypto.dkg import Disqualified, Fault, Participant
 from alliance_psi.crypto.pedersen import ORDER, PedersenShare, decode_scalar, mul_base
+from alliance_psi.crypto.sealed_shares import (
+    SEALED_SHARE_BYTES,
+    SEALED_SHARE_VERSION,
+    ReceiverKey,
+    ShareContext,
+    seal_share,
+)
 from alliance_psi.crypto.threshold import lagrange_coefficient
 from alliance_psi.errors import (
     CeremonyFailed,
@@ -27,7 +37,12 @@ from alliance_psi.errors import (
     NotAuthorized,
 )
 from alliance_psi.protocol.ceremony import CeremonyPlan, CeremonyResult, Envelope, KeyCeremony, Payload, Signed, Stage
-from alliance_psi.protocol.messages import CeremonyCodec
+from alliance_psi.protocol.messages import (
+    CeremonyCodec,
+    ceremony_envelope_from_pb,
+    ceremony_envelope_to_pb,
+    pb_ceremony,
+)
 
 NAMES = ("custodian-1", "custodian-2", "custodian-3")
 
@@ -38,7 +53,8 @@ def lagrange_at_zero(index: int, subset: Sequence[int]) -> int:
 
 
 class HmacCredentials:
-    """Signs as ``name`` with a key derived from the name; the certificate field carries the name."""
+    """Signs as ``name`` with a key derived from the name; the certificate field carries the name.
+    Seals shares to, and opens them with, a P-256 key derived from the name."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -46,6 +62,19 @@ class HmacCredentials:
     @staticmethod
     def _key(name: str) -> bytes:
         return hashlib.sha256(b"test key " + name.encode()).digest()
+
+    @staticmethod
+    def receiver_key(name: str) -> ec.EllipticCurvePrivateKey:
+        scalar = 1 + int.from_bytes(hashlib.sha256(b"test receiver key " + name.encode()).digest()) % (2**255)
+        return ec.derive_private_key(scalar, ec.SECP256R1())
+
+    def seal_share(self, share: PedersenShare, context: ShareContext) -> bytes:
+        public = self.receiver_key(context.receiver).public_key()
+        der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return seal_share(share, der, context)
+
+    def open_share(self, sealed: bytes, context: ShareContext) -> PedersenShare:
+        return ReceiverKey(self.receiver_key(self.name)).open_share(sealed, context)
 
     def sign(self, payload: bytes) -> Signed:
         return Signed(payload, hmac.digest(self._key(self.name), payload, "sha256"), self.name.encode())
@@ -59,6 +88,11 @@ class HmacCredentials:
 
 def ceremony(plan: CeremonyPlan, name: str, cls: type[KeyCeremony] = KeyCeremony) -> KeyCeremony:
     return cls(plan, name, HmacCredentials(name), CeremonyCodec())
+
+
+def custodians(plan: CeremonyPlan, cheats: dict[str, type[KeyCeremony]]) -> list[KeyCeremony]:
+    """Every custodian of ``plan``, honest but for those named in ``cheats`` (with their role)."""
+    return [ceremony(plan, name, cheats.get(name, KeyCeremony)) for name in plan.custodians]
 
 
 def run(parties: list[KeyCeremony], *, until: Stage = Stage.CONFIRM) -> dict[str, CeremonyResult | Exception]:
@@ -114,7 +148,10 @@ class Equivocator(KeyCeremony):
             other = Participant(self.params, self.index).deal()
             payload = Payload(self.plan.session, Stage.DEAL, commitments=other.commitments)
             signed = self._credentials.sign(self._codec.encode(payload))
-            envelopes["custodian-1"] = Envelope(self.plan.session, signed, other.shares[1])
+            context = self._share_context(signed.payload, self.name, "custodian-1")
+            envelopes["custodian-1"] = Envelope(
+                self.plan.session, signed, self._credentials.seal_share(other.shares[1], context)
+            )
         return envelopes
 
     def _take_relays(self, echoer: int, relayed: Iterable[Signed]) -> bool:
@@ -124,8 +161,7 @@ class Equivocator(KeyCeremony):
 
 def test_a_dealer_sending_different_commitments_is_named_by_every_other_and_excluded() -> None:
     plan = CeremonyPlan.create("e", 2, NAMES)
-    parties = [ceremony(plan, "custodian-1"), ceremony(plan, "custodian-2"), ceremony(plan, "custodian-3", Equivocator)]
-    results = run(parties)
+    results = run(custodians(plan, {"custodian-3": Equivocator}))
     honest = [results["custodian-1"], results["custodian-2"]]
     assert all(isinstance(r, CeremonyResult) for r in honest)
     for r in honest:
@@ -282,21 +318,51 @@ def test_fewer_qualified_dealers_than_the_threshold_stop_the_ceremony() -> None:
 
 
 class BadDealer(KeyCeremony):
-    """Deals every peer a share that fails its commitments."""
+    """Deals every peer a share that fails its commitments, sealed as it should be."""
 
     def message(self, stage: Stage) -> dict[str, Envelope]:
         envelopes = super().message(stage)
         if stage is Stage.DEAL:
             for name, e in envelopes.items():
-                assert e.share is not None
-                envelopes[name] = Envelope(e.session, e.message, PedersenShare((e.share.value + 1) % ORDER, 0))
+                good = self._dealing.shares[self.plan.index_of(name)]
+                context = self._share_context(e.message.payload, self.name, name)
+                sealed = self._credentials.seal_share(PedersenShare((good.value + 1) % ORDER, 0), context)
+                envelopes[name] = Envelope(e.session, e.message, sealed)
         return envelopes
+
+
+class GarbledSealer(KeyCeremony):
+    """Deals custodian-1 a sealed share of the right size that opens with no key."""
+
+    def message(self, stage: Stage) -> dict[str, Envelope]:
+        envelopes = super().message(stage)
+        if stage is Stage.DEAL:
+            e = envelopes["custodian-1"]
+            garbled = bytes([SEALED_SHARE_VERSION]) + bytes(SEALED_SHARE_BYTES - 1)
+            envelopes["custodian-1"] = Envelope(e.session, e.message, garbled)
+        return envelopes
+
+
+def test_a_share_that_does_not_open_is_a_complaint_the_dealer_answers_in_the_open() -> None:
+    plan = CeremonyPlan.create("e", 2, NAMES)
+    results = run(custodians(plan, {"custodian-3": GarbledSealer}))
+    finished = [r for r in results.values() if isinstance(r, CeremonyResult)]
+    assert len(finished) == 3
+    # One complaint (not more than τ−1 = 1), answered with a share that passes: custodian-3 stays.
+    assert all(not r.disqualified() for r in finished)
+    check_key(finished, 2)
+    complainer = results["custodian-1"]
+    assert isinstance(complainer, CeremonyResult)
+    (note,) = complainer.notes
+    assert note == (
+        "the share custodian custodian-3 sealed to this custodian does not open with this custodian's certificate "
+        "key: this custodian complained against custodian-3 in round 2"
+    )
 
 
 def test_a_dealer_of_bad_shares_is_named_with_its_complainers() -> None:
     plan = CeremonyPlan.create("e", 2, NAMES)
-    parties = [ceremony(plan, "custodian-1", BadDealer), ceremony(plan, "custodian-2"), ceremony(plan, "custodian-3")]
-    results = run(parties)
+    results = run(custodians(plan, {"custodian-1": BadDealer}))
     for name in ("custodian-2", "custodian-3"):
         r = results[name]
         assert isinstance(r, CeremonyResult)
@@ -347,12 +413,7 @@ class LaterEquivocator(KeyCeremony):
 
 def test_different_later_messages_to_different_custodians_stop_the_ceremony_naming_them() -> None:
     plan = CeremonyPlan.create("e", 2, NAMES)
-    parties = [
-        ceremony(plan, "custodian-1"),
-        ceremony(plan, "custodian-2"),
-        ceremony(plan, "custodian-3", LaterEquivocator),
-    ]
-    results = run(parties)
+    results = run(custodians(plan, {"custodian-3": LaterEquivocator}))
     failed = results["custodian-1"]
     assert isinstance(failed, CeremonyFailed)
     assert "custodian-2 received other messages than this custodian: round 3 from custodian-3" in str(failed)
@@ -382,17 +443,39 @@ def test_deliveries_are_checked_before_they_are_kept() -> None:
     other = ceremony(CeremonyPlan.create("e", 3, NAMES), "custodian-2")
     with pytest.raises(CeremonyMismatch, match="runs another ceremony .epoch e, threshold 3 of 3"):
         other.deliver("custodian-1", envelope)
-    with pytest.raises(InvalidRequest, match="carries the receiver's share"):
+    with pytest.raises(InvalidRequest, match="carries the receiver's sealed share"):
         two.deliver("custodian-1", Envelope(envelope.session, envelope.message))
     forged = Signed(envelope.message.payload, b"x" * 32, envelope.message.certificate)
     with pytest.raises(InvalidSignature):
-        two.deliver("custodian-1", Envelope(envelope.session, forged, envelope.share))
+        two.deliver("custodian-1", Envelope(envelope.session, forged, envelope.sealed_share))
     assert two.deliver("custodian-1", envelope) is Stage.DEAL
     assert two.deliver("custodian-1", envelope) is Stage.DEAL  # A retry is welcome.
-    assert envelope.share is not None
-    changed = Envelope(envelope.session, envelope.message, PedersenShare(envelope.share.value ^ 1, 0))
+    resealed = one.message(Stage.DEAL)["custodian-2"]  # The same share, sealed afresh: other bytes.
+    assert resealed.sealed_share != envelope.sealed_share
     with pytest.raises(Conflict, match="another round-1 message before"):
-        two.deliver("custodian-1", changed)
+        two.deliver("custodian-1", Envelope(envelope.session, envelope.message, resealed.sealed_share))
+    answer = HmacCredentials("custodian-1").sign(CeremonyCodec().encode(Payload(plan.session, Stage.ANSWER)))
+    with pytest.raises(InvalidRequest, match="only a round-1 message carries a share, not round 3"):
+        two.deliver("custodian-1", Envelope(plan.session, answer, envelope.sealed_share))
+
+
+def test_envelopes_cross_the_wire_with_a_sealed_share_of_one_size() -> None:
+    plan = CeremonyPlan.create("e", 2, NAMES)
+    envelope = ceremony(plan, "custodian-1").message(Stage.DEAL)["custodian-2"]
+    received = pb_ceremony.CeremonyEnvelope.FromString(ceremony_envelope_to_pb(envelope).SerializeToString())
+    assert ceremony_envelope_from_pb(received) == envelope
+    for size in (1, SEALED_SHARE_BYTES - 1, SEALED_SHARE_BYTES + 1):
+        received.sealed_share = bytes(size)
+        with pytest.raises(InvalidRequest, match=f"a sealed share is 146 bytes, not {size}"):
+            ceremony_envelope_from_pb(received)
+    # A custodian of the release before sealing sends the share in the clear, in fields 3 and 4:
+    # they are ignored, and a round-1 message without a sealed share is refused.
+    clear = b"\x1a\x20" + bytes(32) + b"\x22\x20" + bytes(32)
+    old = pb_ceremony.CeremonyEnvelope.FromString(
+        pb_ceremony.CeremonyEnvelope(session=envelope.session, message=received.message).SerializeToString() + clear
+    )
+    with pytest.raises(InvalidRequest, match="a round-1 message carries the receiver's sealed share"):
+        ceremony(plan, "custodian-2").deliver("custodian-1", ceremony_envelope_from_pb(old))
 
 
 def test_plans_refuse_bad_input() -> None:
