@@ -375,7 +375,8 @@ class KeyCeremonyConfig:
         KeyCeremonyConfig(…, total_seconds=600, round_seconds=60)  # how long the ceremony and a round may take
 
     Every custodian's operator runs it with the same epoch, threshold and set of custodians
-    (``name`` plus ``peers``); a custodian named otherwise is refused.
+    (``name`` plus ``peers``) and attempt (1, then the next number after a run that failed); a
+    custodian named otherwise is refused.
     """
 
     name: str
@@ -386,6 +387,7 @@ class KeyCeremonyConfig:
     peers: tuple[PeerEndpoint, ...]
     database: str
     out: Path
+    attempt: int = 1
     total_seconds: float = defaults.CEREMONY_SECONDS
     round_seconds: float = defaults.CEREMONY_ROUND_SECONDS
     force: bool = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "BATCH_SIZE",
     "CALLS_PER_SECOND_PER_PEER",
+    "CEREMONY_MAX_ATTEMPT",
     "CEREMONY_ROUND_SECONDS",
     "CEREMONY_SECONDS",
     "CHUNK_SIZE",
@@ -99,6 +100,8 @@ NODE_STOP_GRACE_SECONDS = 10.0
 """How long ``node run`` lets the work in hand finish after SIGTERM before it abandons it (it resumes
 at the next start: every step is a transaction)."""
 
+CEREMONY_MAX_ATTEMPT = 1_000_000
+"""The highest ``custodian keygen --attempt``: runs of one ceremony are numbered 1, 2, …"""
 CEREMONY_SECONDS = 600.0
 """How long ``custodian keygen``'s ceremony may take from its start: every custodian's operator starts
 theirs within it."""

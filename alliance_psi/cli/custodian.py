@@ -255,6 +255,14 @@ def _serve_monitored(config: CustodianConfig, monitor: Monitor) -> None:
                 fingerprint=public.fingerprint(),
             )
         )
+        announce(
+            QUOTA_NOTE.format(
+                quota=config.quota_per_member,
+                threshold=public.threshold,
+                n=public.n,
+                bound=public.n * config.quota_per_member // public.threshold,
+            )
+        )
         if public.origin == "dealer":
             announce(DEALER_WARNING.format(epoch=public.epoch))
 
@@ -285,6 +293,13 @@ THRESHOLD_NOTE = (
     "custodian {name} holds threshold share {index} of epoch {epoch} ({threshold} of {n}), checked against its "
     "commitment in the public epoch file (fingerprint {fingerprint}: members compare it with theirs); any "
     "{threshold} custodians together can test guesses, fewer cannot"
+)
+
+# What the quota bounds when each custodian keeps its own (docs/design.md, "Threshold custody").
+QUOTA_NOTE = (
+    "quota {quota:,} elements per member and epoch here; a member spreading its subsets over the {n} custodians "
+    "of threshold {threshold} can have up to {bound:,} elements evaluated in all (n·quota/τ): set --quota to τ/n "
+    "of the budget meant"
 )
 
 

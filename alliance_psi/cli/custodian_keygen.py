@@ -36,6 +36,14 @@ peer_group = enrolment_group("peer", server="custodian", role="custodian")
 @click.option("--name", required=True, help="This custodian's name (as in its certificate).")
 @click.option("--epoch", required=True, help="The key epoch to generate, e.g. 2027q1 (the same at every custodian).")
 @click.option(
+    "--attempt",
+    type=click.IntRange(min=1, max=defaults.CEREMONY_MAX_ATTEMPT),
+    default=1,
+    show_default=True,
+    help="Which run of this ceremony, the same at every custodian: after a run that failed, run every "
+    "custodian again with the next number (a custodian never deals twice in one attempt).",
+)
+@click.option(
     "--threshold",
     type=click.IntRange(min=1),
     required=True,
@@ -80,6 +88,7 @@ peer_group = enrolment_group("peer", server="custodian", role="custodian")
 def keygen(
     name: str,
     epoch: str,
+    attempt: int,
     threshold: int,
     peers: tuple[PeerEndpoint, ...],
     listen: str,
@@ -107,6 +116,7 @@ def keygen(
     config = KeyCeremonyConfig(
         name=name,
         epoch=epoch,
+        attempt=attempt,
         threshold=threshold,
         listen=listen,
         tls=tls_config(ca_cert, cert, key, crl, own_ca),
@@ -133,7 +143,7 @@ def _run(config: KeyCeremonyConfig) -> tuple[CeremonyResult, PublicEpoch]:
     from alliance_psi.protocol.messages import CeremonyCodec
     from alliance_psi.protocol.model import Role
     from alliance_psi.services.enrolment import enrolment_gate
-    from alliance_psi.services.key_ceremony import CeremonyTimes, CertificateCredentials, run_ceremony
+    from alliance_psi.services.key_ceremony import CeremonyTimes, CertificateCredentials, claim_run, run_ceremony
     from alliance_psi.services.refusals import sql_audit_writer
     from alliance_psi.storage import create_schema, make_engine
 
@@ -142,7 +152,7 @@ def _run(config: KeyCeremonyConfig) -> tuple[CeremonyResult, PublicEpoch]:
     if config.name in names or len(set(names)) != len(names):
         raise ConfigurationError("each --peer must name another custodian, once (not this custodian)")
     try:
-        plan = CeremonyPlan.create(config.epoch, config.threshold, [config.name, *names])
+        plan = CeremonyPlan.create(config.epoch, config.threshold, [config.name, *names], attempt=config.attempt)
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
     check_outputs(config.out, _targets(config), force=config.force)
@@ -166,6 +176,7 @@ def _run(config: KeyCeremonyConfig) -> tuple[CeremonyResult, PublicEpoch]:
             f"--database {config.database}`"
         )
     ceremony = KeyCeremony(plan, config.name, CertificateCredentials(tls, roster), CeremonyCodec())
+    claim_run(engine, plan, config.name)  # Before it deals: never twice in one attempt.
     click.echo(f"key ceremony: {plan.describe()}; this custodian is index {ceremony.index}", err=True)
     result = run_ceremony(
         ceremony,

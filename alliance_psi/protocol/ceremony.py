@@ -177,7 +177,7 @@ class KeyCeremony:
                 self._other_ceremony.add(caller)
             raise CeremonyMismatch(
                 f"custodian {self.name} runs another ceremony ({self.plan.describe()}): check --epoch, "
-                "--threshold and the custodians given to each custodian"
+                "--attempt, --threshold and the custodians given to each custodian"
             )
         signer = self._credentials.signer_of(envelope.message)
         if signer != caller:
@@ -307,8 +307,8 @@ class KeyCeremony:
                 if left <= 0:
                     others = sorted(self._other_ceremony)
                     why = (
-                        f" ({', '.join(others)} sent messages of another ceremony: check the --epoch, --threshold "
-                        "and custodians each custodian was started with)"
+                        f" ({', '.join(others)} sent messages of another ceremony: check the --epoch, --attempt, "
+                        "--threshold and custodians each custodian was started with)"
                         if others
                         else ""
                     )
@@ -317,7 +317,8 @@ class KeyCeremony:
                     )
                     raise CeremonyFailed(
                         f"no round-{stage.value} message ({stage.name.lower()}) from {self.plan.names(missing)} "
-                        f"before the deadline{faults}{why}: start the ceremony again when every custodian runs it"
+                        f"before the deadline{faults}{why}: start the ceremony again with --attempt {self.plan.attempt + 1} "
+                        "when every custodian runs it"
                     )
                 self._changed.wait(timeout=min(left, 1.0))
 
@@ -344,7 +345,8 @@ class KeyCeremony:
                 raise CeremonyFailed(
                     f"{self.plan.names(replayers)} relayed a round-1 message signed by this custodian that it did "
                     "not send in this run: one of an earlier run of this ceremony, replayed to have this custodian "
-                    f"disqualified as a dealer. Run the ceremony again without {self.plan.names(replayers)}"
+                    f"disqualified as a dealer (a custodian whose database was replaced can deal twice in one attempt). "
+                    f"Run the ceremony again, with the next --attempt, without {self.plan.names(replayers)}"
                 )
         elif stage is Stage.ANSWER:
             answers = {dealer: dict(payload.shares) for dealer, payload in received.items()}
@@ -470,7 +472,8 @@ class KeyCeremony:
             ]
             raise CeremonyFailed(
                 "the custodians' views differ, so no share is kept: " + ". ".join(problems) + ". A custodian that "
-                "sends different messages to different peers is faulty; run the ceremony again without it"
+                "sends different messages to different peers is faulty; run the ceremony again without it "
+                f"(--attempt {self.plan.attempt + 1})"
             )
 
     def result(self) -> CeremonyResult:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from alliance_psi import defaults
 from alliance_psi.crypto.dkg import Disqualified, DkgOutcome, DkgParameters, Fault
 from alliance_psi.crypto.pedersen import PedersenShare, decode_scalar
 from alliance_psi.crypto.sealed_shares import ShareContext
@@ -60,24 +61,29 @@ class CeremonyPlan:
 
     ``custodians`` are certificate names, sorted; custodian ``i`` (1-based position) gets share
     index ``i``. ``session`` is a hash of all of it: a message of another plan is refused, naming
-    what differs.
+    what differs. ``attempt`` numbers the runs of one ceremony: each run has a session of its
+    own, and a custodian deals in a session once (``services.key_ceremony.claim_run``), so no
+    deal of an earlier run can be replayed as a second deal of this one.
     """
 
     epoch: str
     threshold: int
     custodians: tuple[str, ...]
+    attempt: int = 1
     suite_id: str = RISTRETTO255_SHA512.identifier
 
     @classmethod
-    def create(cls, epoch: str, threshold: int, custodians: Iterable[str]) -> CeremonyPlan:
+    def create(cls, epoch: str, threshold: int, custodians: Iterable[str], *, attempt: int = 1) -> CeremonyPlan:
         """The plan with ``custodians`` sorted. Raises ``ValueError`` naming what is wrong."""
+        if not 1 <= attempt <= defaults.CEREMONY_MAX_ATTEMPT:
+            raise ValueError(f"the attempt must be 1 to {defaults.CEREMONY_MAX_ATTEMPT:,}")
         names = sorted(custodians)
         if len(set(names)) != len(names):
             raise ValueError(f"a custodian is named twice: {', '.join(names)}")
         if not epoch or len(epoch.encode("utf-8")) > 255:
             raise ValueError("the key epoch must be 1 to 255 bytes of UTF-8")
         DkgParameters(threshold, len(names))
-        return cls(epoch, threshold, tuple(names))
+        return cls(epoch, threshold, tuple(names), attempt)
 
     @property
     def params(self) -> DkgParameters:
@@ -90,6 +96,7 @@ class CeremonyPlan:
             "suite": self.suite_id,
             "threshold": self.threshold,
             "custodians": self.custodians,
+            "attempt": self.attempt,
         }
         canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         return hashlib.sha256(_SESSION_TAG + canonical).digest()
@@ -109,7 +116,11 @@ class CeremonyPlan:
         return ", ".join(self.name_of(i) for i in sorted(indices))
 
     def describe(self) -> str:
-        return f"epoch {self.epoch}, threshold {self.threshold} of {len(self.custodians)}: {', '.join(self.custodians)}"
+        run = f" (attempt {self.attempt})" if self.attempt > 1 else ""
+        return (
+            f"epoch {self.epoch}{run}, threshold {self.threshold} of {len(self.custodians)}: "
+            f"{', '.join(self.custodians)}"
+        )
 
 
 @dataclass(frozen=True, slots=True)

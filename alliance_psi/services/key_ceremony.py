@@ -29,8 +29,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 import grpc
+from sqlalchemy import Engine
 
 from alliance_psi import defaults
 from alliance_psi.config import PeerEndpoint, ServerLimits, TlsMaterial
@@ -64,16 +66,60 @@ from alliance_psi.services.refusals import AuditWriter
 from alliance_psi.services.server import Registration, guarded, run_server
 from alliance_psi.services.status import from_rpc_error
 from alliance_psi.services.tls import secure_channel
+from alliance_psi.storage import AuditLog
 
 __all__ = [
     "CertificateCredentials",
     "CeremonyTimes",
     "KeyCeremonyServicer",
     "ceremony_registration",
+    "claim_run",
     "run_ceremony",
 ]
 
 log = logging.getLogger(__name__)
+
+CLAIM_ACTION = "key-ceremony.dealt"
+"""The audit-log entry a custodian writes before it deals in a ceremony's run (its session)."""
+
+
+def claim_run(engine: Engine, plan: CeremonyPlan, name: str) -> None:
+    """Record in this custodian's audit log that it deals in ``plan``'s run, before it deals.
+
+    Security: an honest custodian then deals once per session (per epoch, threshold, custodians
+    and attempt), so two different round-1 messages signed by one custodian in one session are
+    proof that it equivocated, never a replay of an earlier run (a relay cannot frame it). The
+    record lives in the custodian's database: a custodian whose database is replaced loses it.
+
+    Raises:
+        ConfigurationError: this custodian dealt in this run before, naming when and the next
+            ``--attempt`` to run every custodian with.
+    """
+    session = plan.session.hex()
+    with engine.begin() as conn:
+        audit = AuditLog(conn)
+        earlier = [e for e in audit.of_action(CLAIM_ACTION) if e.detail.get("session") == session]
+        if earlier:
+            at = earlier[0].at if earlier[0].at.tzinfo is None else earlier[0].at.astimezone(UTC)  # Stored in UTC.
+            raise ConfigurationError(
+                f"custodian {name} already took part in this ceremony ({plan.describe()}) at "
+                f"{at:%Y-%m-%d %H:%M:%S} UTC: a second run of the same attempt would let a "
+                f"peer replay the first run's messages to have a custodian disqualified. Run every custodian with "
+                f"--attempt {plan.attempt + 1}"
+            )
+        audit.append(
+            actor="operator",
+            action=CLAIM_ACTION,
+            at=datetime.now(UTC),
+            detail={
+                "key_epoch": plan.epoch,
+                "attempt": plan.attempt,
+                "threshold": plan.threshold,
+                "custodians": list(plan.custodians),
+                "session": session,
+            },
+        )
+
 
 SERVICE = "alliance_psi.v1.KeyCeremony"
 _CUSTODIANS = frozenset({Role.CUSTODIAN})

@@ -84,6 +84,10 @@ def entry_bytes(seq: int, at: datetime, actor: str, action: str, detail: Any, no
     ).encode("utf-8")
 
 
+def _entry_of(row: Any) -> AuditEntry:
+    return AuditEntry(row.seq, row.at, row.actor, row.action, json.loads(row.detail), bytes(row.nonce))
+
+
 class AuditLog:
     """Append to, prove from and verify the audit log, in the caller's transaction."""
 
@@ -163,7 +167,12 @@ class AuditLog:
         row = self._conn.execute(select(audit_log).where(audit_log.c.seq == index + 1)).one_or_none()
         if row is None:
             raise NotFound(f"the audit log has no entry {index}")
-        return AuditEntry(row.seq, row.at, row.actor, row.action, json.loads(row.detail), bytes(row.nonce))
+        return _entry_of(row)
+
+    def of_action(self, action: str) -> list[AuditEntry]:
+        """Every entry of ``action``, oldest first (for the rare actions looked up by kind)."""
+        rows = self._conn.execute(select(audit_log).where(audit_log.c.action == action).order_by(audit_log.c.seq))
+        return [_entry_of(row) for row in rows]
 
     def leaf(self, index: int) -> bytes:
         """The canonical bytes of entry ``index`` (its Merkle leaf); ``NotFound`` if none."""

@@ -27,7 +27,7 @@ from alliance_psi.crypto.threshold_keys import PublicEpoch, ThresholdShare
 from alliance_psi.protocol.ceremony import CeremonyPlan
 from alliance_psi.protocol.model import Role
 from alliance_psi.services.pki import spki_der
-from alliance_psi.storage import make_engine
+from alliance_psi.storage import AuditLog, make_engine
 from alliance_psi.storage.schema import enrolments
 
 from .conftest import AlliancePki
@@ -173,6 +173,7 @@ def test_a_cheating_custodian_is_named_by_the_keygen_processes_which_finish(
             "nobody not enrolled here: enrol each with `alliance-psi custodian peer add",
         ),
         (["--peer", "keygen-2"], "has no name: write NAME@HOST:PORT"),
+        (["--attempt", "0"], "'--attempt': 0 is not in the range 1<=x<=1000000"),
     ],
 )
 def test_bad_input_is_refused_before_any_ceremony(
@@ -212,6 +213,30 @@ def test_a_peer_enrolled_by_pin_only_is_enrolled_again_before_any_ceremony(
     assert kept == spki_der(pki.issued["keygen-3"].cert_pem)
     result = CliRunner().invoke(main, keygen_args(pki, tmp_path, tmp_path / "out"))
     assert "key ceremony: epoch e, threshold 2 of 3" in result.output
+
+
+def test_a_custodian_never_deals_twice_in_one_attempt(
+    pki: AlliancePki, custodians: tuple[str, ...], tmp_path: Path
+) -> None:
+    # A run whose peers never came (it times out after dealing): its round-1 message may be in a
+    # peer's hands, to be replayed in a second run of the same session.
+    enrol_peers(pki, tmp_path, "keygen-1", custodians)
+    first = CliRunner().invoke(main, keygen_args(pki, tmp_path, tmp_path / "out"))
+    assert first.exit_code == 1 and "key ceremony: epoch e, threshold 2 of 3" in first.output
+    again = CliRunner().invoke(main, keygen_args(pki, tmp_path, tmp_path / "out"))
+    assert again.exit_code == 1
+    assert (
+        "custodian keygen-1 already took part in this ceremony (epoch e, threshold 2 of 3: keygen-1, " in again.output
+    )
+    assert "Run every custodian with --attempt 2" in again.output
+    assert "key ceremony:" not in again.output  # Refused before its server started or it dealt.
+    second = CliRunner().invoke(main, [*keygen_args(pki, tmp_path, tmp_path / "out"), "--attempt", "2"])
+    assert "key ceremony: epoch e (attempt 2), threshold 2 of 3" in second.output
+    engine = make_engine(database(tmp_path, "keygen-1"))
+    with engine.connect() as conn:
+        claims = AuditLog(conn).of_action("key-ceremony.dealt")
+    assert [(c.detail["key_epoch"], c.detail["attempt"]) for c in claims] == [("e", 1), ("e", 2)]
+    assert claims[0].detail["session"] != claims[1].detail["session"]
 
 
 def test_an_existing_share_is_never_replaced_without_force(
@@ -258,6 +283,6 @@ def test_custodians_started_with_other_thresholds_say_so_and_write_nothing(
     for err, peer, plan in ((err_one, "keygen-2", "threshold 3 of 3"), (err_two, "keygen-1", "threshold 2 of 3")):
         assert (
             f"runs another ceremony (epoch 2027q3, {plan}: keygen-1, keygen-2, keygen-3)" in err
-            or f"{peer} sent messages of another ceremony: check the --epoch, --threshold" in err
+            or f"{peer} sent messages of another ceremony: check the --epoch, --attempt, --threshold" in err
         ), err
     assert not (tmp_path / "keygen-1" / "2027q3").exists() and not (tmp_path / "keygen-2" / "2027q3").exists()

@@ -59,7 +59,9 @@ def test_serves_folded_answers_and_proofs(tmp_path: Path, pki: AlliancePki) -> N
     enrol("custodian", f"sqlite:///{tmp_path / 'custodian.db'}", pki, ["bank-a"])
     share = ThresholdShare.from_bytes((folder / "custodian-1.share").read_bytes())
     public = PublicEpoch.from_bytes((folder / "epoch.json").read_bytes())
-    args = serve_args(tmp_path, pki, folder / "custodian-1.share", "--epoch-file", str(folder / "epoch.json"))
+    args = serve_args(
+        tmp_path, pki, folder / "custodian-1.share", "--epoch-file", str(folder / "epoch.json"), "--quota", "1000"
+    )
     server = ServerProcess(args)
     try:
         deadline = time.monotonic() + 30  # Lines after the port line arrive as the child writes them.
@@ -69,6 +71,8 @@ def test_serves_folded_answers_and_proofs(tmp_path: Path, pki: AlliancePki) -> N
         assert "holds threshold share 1 of epoch 2026q4 (2 of 3)" in text
         assert f"fingerprint {public.fingerprint()}" in text
         assert "DEALER MODE" in text
+        # Each custodian counts its own: 3 custodians of threshold 2, 1,000 each, bound 1,500.
+        assert "quota 1,000 elements per member and epoch here" in text and "up to 1,500 elements" in text
         with CustodianClient(server.address, pki.material("bank-a"), name="custodian-1") as client:
             status = client.epoch()
             assert (status.index, status.threshold, status.custodian_count) == (1, 2, 3)

@@ -256,7 +256,7 @@ def test_a_replayed_deal_of_an_earlier_run_names_the_replayer_and_frames_nobody(
         failed = results[name]
         assert isinstance(failed, CeremonyFailed)
         assert str(failed).startswith("custodian-3 relayed a round-1 message signed by this custodian")
-        assert "Run the ceremony again without custodian-3" in str(failed)
+        assert "Run the ceremony again, with the next --attempt, without custodian-3" in str(failed)
 
 
 def test_crossed_replays_cannot_give_honest_custodians_different_keys() -> None:
@@ -486,3 +486,8 @@ def test_plans_refuse_bad_input() -> None:
     with pytest.raises(ValueError, match="epoch"):
         CeremonyPlan.create("", 1, ["a", "b"])
     assert CeremonyPlan.create("e", 2, NAMES).session != CeremonyPlan.create("f", 2, NAMES).session
+    second = CeremonyPlan.create("e", 2, NAMES, attempt=2)
+    assert second.session != CeremonyPlan.create("e", 2, NAMES).session
+    assert second.describe().startswith("epoch e (attempt 2), threshold 2 of 3")
+    with pytest.raises(ValueError, match="the attempt must be 1 to 1,000,000"):
+        CeremonyPlan.create("e", 2, NAMES, attempt=0)
