@@ -156,7 +156,6 @@ class KeyCeremony:
         self._result: DkgResult | None = None
         self._notes: list[str] = []
         self._failure: str | None = None
-        self._other_ceremony: set[str] = set()
         self._dealing = self._participant.deal()
 
     # Server side ------------------------------------------------------------------------------
@@ -173,11 +172,14 @@ class KeyCeremony:
         """
         sender = self.plan.index_of(caller)
         if envelope.session != self.plan.session:
-            with self._changed:
-                self._other_ceremony.add(caller)
+            # It cannot take part in this ceremony: stop now rather than wait for the deadline.
+            self.fail(
+                f"{caller} sent a message of another ceremony than this one ({self.plan.describe()}): check the "
+                "--epoch, --attempt, --threshold and custodians each custodian was started with"
+            )
             raise CeremonyMismatch(
-                f"custodian {self.name} runs another ceremony ({self.plan.describe()}): check --epoch, "
-                "--attempt, --threshold and the custodians given to each custodian"
+                f"runs another ceremony ({self.plan.describe()}): check --epoch, --attempt, --threshold and the "
+                "custodians given to each custodian"
             )
         signer = self._credentials.signer_of(envelope.message)
         if signer != caller:
@@ -305,19 +307,12 @@ class KeyCeremony:
                     return
                 left = deadline - self._clock()
                 if left <= 0:
-                    others = sorted(self._other_ceremony)
-                    why = (
-                        f" ({', '.join(others)} sent messages of another ceremony: check the --epoch, --attempt, "
-                        "--threshold and custodians each custodian was started with)"
-                        if others
-                        else ""
-                    )
                     faults = "".join(
                         f" ({self.plan.name_of(i)}: {self._fault(i)})" for i in missing if i in self._disqualified
                     )
                     raise CeremonyFailed(
                         f"no round-{stage.value} message ({stage.name.lower()}) from {self.plan.names(missing)} "
-                        f"before the deadline{faults}{why}: start the ceremony again with --attempt {self.plan.attempt + 1} "
+                        f"before the deadline{faults}: start the ceremony again with --attempt {self.plan.attempt + 1} "
                         "when every custodian runs it"
                     )
                 self._changed.wait(timeout=min(left, 1.0))

@@ -278,8 +278,8 @@ class _Courier:
                     self._abandoned.wait(min(pause, max(0.0, self._deadline - time.monotonic())))
                     pause = min(pause * 2, 2.0)
                     continue
-                typed = from_rpc_error(err, peer=f"custodian {self.peer.name}")
-                self._fail(f"custodian {self.peer.name} at {self.peer.address} refused our message: {typed}")
+                typed = from_rpc_error(err, peer=f"custodian {self.peer.name} at {self.peer.address}")
+                self._fail(f"our message was refused by {typed}")
                 return False
             self.delivered.add(receipt.round)
             return True

@@ -273,16 +273,19 @@ def test_custodians_started_with_other_thresholds_say_so_and_write_nothing(
     for name in ("keygen-1", "keygen-2"):
         enrol_peers(pki, tmp_path, name, custodians)
     ports = dict(zip(custodians, free_ports(3), strict=True))
-    one = keygen(pki, tmp_path, "keygen-1", ports, "2027q3", "--timeout", "20")
-    two = keygen(pki, tmp_path, "keygen-2", ports, "2027q3", "--threshold", "3", "--timeout", "20")
+    # Both stop as soon as one's message reaches the other, long before their 600 s timeout.
+    one = keygen(pki, tmp_path, "keygen-1", ports, "2027q3", "--timeout", "600")
+    two = keygen(pki, tmp_path, "keygen-2", ports, "2027q3", "--threshold", "3", "--timeout", "600")
     _, err_one = one.communicate(timeout=120)
     _, err_two = two.communicate(timeout=120)
     assert one.returncode == 1 and two.returncode == 1
-    # Whichever is refused first names the plan of the other; the other, if the first has stopped
-    # by then, says at its deadline that its peer sent messages of another ceremony.
+    # Whichever is refused first names the plan of the other; one that received the other's
+    # message first says so, naming it.
     for err, peer, plan in ((err_one, "keygen-2", "threshold 3 of 3"), (err_two, "keygen-1", "threshold 2 of 3")):
         assert (
-            f"runs another ceremony (epoch 2027q3, {plan}: keygen-1, keygen-2, keygen-3)" in err
-            or f"{peer} sent messages of another ceremony: check the --epoch, --attempt, --threshold" in err
+            f"our message was refused by custodian {peer} at 127.0.0.1:{ports[peer]}: runs another ceremony "
+            f"(epoch 2027q3, {plan}: keygen-1, keygen-2, keygen-3)"
+            in err
+            or f"{peer} sent a message of another ceremony than this one" in err
         ), err
     assert not (tmp_path / "keygen-1" / "2027q3").exists() and not (tmp_path / "keygen-2" / "2027q3").exists()
