@@ -29,11 +29,13 @@ __all__ = [
     "MAX_ALERT_BACKLOG",
     "MAX_CALLS",
     "MAX_CALLS_PER_PEER",
+    "MAX_MONITORING_CONNECTIONS",
     "MAX_OPEN_CALLS",
     "MAX_REFUSED_CHUNKS",
     "MAX_ROUND_ITEMS",
     "MAX_SET_ITEMS",
     "MAX_STREAMS_PER_PEER",
+    "MONITORING_CONNECTION_SECONDS",
     "NODE_BUSY_TIMEOUT_SECONDS",
     "NODE_POLL_SECONDS",
     "NODE_STOP_GRACE_SECONDS",
@@ -171,6 +173,16 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 
 CRL_RELOAD_SECONDS = 30.0
 """How often a server checks its CRL file for changes."""
+
+# The plain metrics and health port (``services.monitoring``; docs/operations.md, "Monitor").
+
+MAX_MONITORING_CONNECTIONS = 32
+"""Connections the metrics and health port serves at once (a thread each); one more is closed at once."""
+
+MONITORING_CONNECTION_SECONDS = 10.0
+"""How long one connection to the metrics and health port may stay open, from its request to the
+end of its answer (an idle, half-open or slowly sent request is closed then): a /readyz may wait
+5 s for the checks another probe runs."""
 
 # The member node's alert notifiers (``config.NotifyConfig``).
 
