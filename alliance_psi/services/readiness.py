@@ -15,8 +15,11 @@ sends it nothing new while it drains). Usage::
 
 Checks run at most once per ``min_interval`` seconds whatever the probe rate, one probe at a
 time: a flood of probes costs the database one query per interval. A reason says what failed
-in words an operator acts on; it never holds a secret, an identifier or a database message
-(the port answers without authentication; the details go to the server's log).
+in words an operator acts on; it never holds a secret, an identifier, a file's path or a
+database message (the port answers without authentication). The details go to the server's
+log, at WARNING, each time the problems change: a check's ``NotReady`` carries them apart from
+its reason, and any other error is served as its class only (a ``PeerUnavailable``, which names
+a peer and a gRPC status only, as its message).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from alliance_psi.config import TlsConfig, sqlite_file
-from alliance_psi.errors import AlliancePsiError
+from alliance_psi.errors import ConfigurationError, PeerUnavailable
 
 __all__ = ["Check", "NotReady", "Readiness", "database_check", "folder_writable_check", "tls_files_check"]
 
@@ -44,7 +47,12 @@ _WAIT_FOR_CHECKS = 5.0
 
 
 class NotReady(Exception):
-    """Raised by a readiness check, with the reason /readyz shows."""
+    """Raised by a readiness check: its message is the reason /readyz shows (no path, no secret);
+    ``detail`` (a path, an OS error) goes only to the server's log."""
+
+    def __init__(self, reason: str, *, detail: str | None = None) -> None:
+        super().__init__(reason)
+        self.detail = detail
 
 
 # A check returns if the need still holds, else raises NotReady (or any error, shown by its class).
@@ -62,7 +70,7 @@ class Readiness:
         self._state = threading.Lock()
         self._probing = threading.Lock()
         self._last: tuple[float, list[str]] | None = None
-        self._was_ready: bool | None = None
+        self._logged: list[str] | None = None
 
     def met(self, need: str, check: Check | None = None) -> None:
         """``need`` is met; ``check`` (if any) runs again at every probe from now on."""
@@ -93,34 +101,37 @@ class Readiness:
                 cached, checks = self._last, dict(self._checks)
             if cached is not None and time.monotonic() - cached[0] < self._min_interval:
                 return cached[1]
-            found = [problem for name, check in checks.items() if (problem := _run(name, check)) is not None]
+            results = [problem for name, check in checks.items() if (problem := _run(name, check)) is not None]
+            found = [served for served, _ in results]
             with self._state:
                 self._last = (time.monotonic(), found)
-            self._log_change(found)
+            self._log_change([logged for _, logged in results])
             return found
         finally:
             self._probing.release()
 
-    def _log_change(self, found: list[str]) -> None:
-        ready = not found
-        if ready != self._was_ready:
-            if ready:
-                log.info("ready")
+    def _log_change(self, details: list[str]) -> None:
+        if details != self._logged:
+            if details:
+                log.warning("not ready: %s", "; ".join(details))
             else:
-                log.warning("not ready: %s", "; ".join(found))
-        self._was_ready = ready
+                log.info("ready")
+        self._logged = details
 
 
-def _run(name: str, check: Check) -> str | None:
+def _run(name: str, check: Check) -> tuple[str, str] | None:
+    """None if ``check`` passes, else (the reason served, the reason with its details, logged)."""
     try:
         check()
     except NotReady as exc:
-        return f"{name}: {exc}"
-    except AlliancePsiError as exc:
-        return f"{name}: {exc}"
+        served = f"{name}: {exc}"
+        return served, f"{served} ({exc.detail})" if exc.detail else served
+    except PeerUnavailable as exc:
+        return f"{name}: {exc}", f"{name}: {exc}"
     except Exception as exc:
         log.warning("readiness check %s failed", name, exc_info=exc)
-        return f"{name}: failed ({type(exc).__name__})"
+        served = f"{name}: failed ({type(exc).__name__})"
+        return served, served
     return None
 
 
@@ -132,7 +143,7 @@ def database_check(engine: Engine) -> Check:
 
     def check() -> None:
         if file is not None and not file.exists():
-            raise NotReady(f"the SQLite file {file} is gone")
+            raise NotReady("the SQLite file is gone", detail=str(file))
         try:
             with reader.connect() as conn:
                 conn.execute(text("SELECT 1"))
@@ -145,10 +156,14 @@ def database_check(engine: Engine) -> Check:
 
 def tls_files_check(config: TlsConfig) -> Check:
     """A check that every TLS file is still readable and PEM (a rotation gone wrong, a mode
-    changed): the server keeps serving with what it loaded, but would not start again."""
+    changed): the server keeps serving with what it loaded, but would not start again. The log
+    names the option and the file; /readyz only says that one is wrong."""
 
     def check() -> None:
-        config.load()
+        try:
+            config.load()
+        except ConfigurationError as exc:
+            raise NotReady("a TLS file is missing, unreadable or not PEM", detail=str(exc)) from None
 
     return check
 
@@ -162,7 +177,7 @@ def folder_writable_check(folder: Path) -> Check:
         try:
             descriptor, name = tempfile.mkstemp(prefix=".readyz-", suffix=".tmp", dir=folder)
         except OSError as exc:
-            raise NotReady(f"{folder} is not writable ({exc.strerror})") from None
+            raise NotReady("folder not writable", detail=f"{folder}: {exc.strerror}") from None
         os.close(descriptor)
         os.unlink(name)
 
