@@ -22,8 +22,9 @@ The format is documented for members in docs/file-format.md; this is its contrac
   ``level1``, ``level2`` or empty (both also by their Chinese names; a category also by a
   ``CATEGORY_VARIANTS`` spelling); ``first_seen`` is ``YYYY-MM-DD`` or ``YYYY/M/D`` (Excel's on
   Chinese Windows); ``expires_at`` is such a date (its midnight) or an ISO date-time, read as
-  Asia/Shanghai time (UTC+8; China has no DST) when it has no zone; ``case_ref`` has at most 64
-  UTF-8 bytes, to fit the shared label. Also rejected: a value Excel damaged (``_excel``: scientific
+  Asia/Shanghai time (UTC+8; China has no DST) when it has no zone; ``case_ref`` follows the
+  label's rule (``categories.case_ref_problem``: at most 64 UTF-8 bytes, to fit the shared label,
+  and no control, format or separator character), which peers check too. Also rejected: a value Excel damaged (``_excel``: scientific
   notation, a trailing ``.0``, digits rounded away after the 15th, a number cell that lost leading
   zeros), never repaired, and a row with cells beyond the header. Repeated identifiers are not
   rejected: the repository counts them as duplicates.
@@ -50,11 +51,13 @@ from alliance_psi.identifiers._formats import TEXT_READERS, sheet_rows, xlsx_row
 from alliance_psi.identifiers._rows import COLUMN_ALIASES, FIELDS, Rejection, Row, cell_text
 from alliance_psi.identifiers._textfile import TextEncoding, survey, text_codec
 from alliance_psi.identifiers.categories import (
+    BIDI_CONTROLS,
     CATEGORIES,
     CATEGORY_NAMES,
     CATEGORY_VARIANTS,
     SEVERITIES,
     SEVERITY_NAMES,
+    case_ref_problem,
 )
 from alliance_psi.identifiers.registry import normalize
 from alliance_psi.identifiers.types import CHINA_TIME, Identifier, IdentifierType
@@ -83,16 +86,15 @@ _FORMATS = ".csv, .jsonl, .ndjson or .xlsx"
 _LINE_FORMATS = (".jsonl", ".ndjson")
 # Control characters are C0 and C1 (Unicode Cc); surrogates (Cs) are what a JSON "\\ud800" decodes
 # to. Notes keep tabs and line breaks (\t \n \r); labels may hold no bidirectional control either.
+# The case reference has the label's own rule (categories.case_ref_problem), stricter.
 _SURROGATES = r"\ud800-\udfff"
-_BIDI_CONTROLS = r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-_FORBIDDEN_IN_LABELS = re.compile(rf"[\x00-\x1f\x7f-\x9f{_SURROGATES}{_BIDI_CONTROLS}]")
+_FORBIDDEN_IN_LABELS = re.compile(rf"[\x00-\x1f\x7f-\x9f{_SURROGATES}{BIDI_CONTROLS}]")
 _FORBIDDEN_IN = {
     "value": re.compile(rf"[\x00-\x1f\x7f-\x9f{_SURROGATES}]"),
-    "note": re.compile(rf"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_SURROGATES}{_BIDI_CONTROLS}]"),
+    "note": re.compile(rf"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_SURROGATES}{BIDI_CONTROLS}]"),
 }
 _CHARACTER_KINDS = {"Cc": "control character", "Cs": "unpaired surrogate"}
-# A shared label has a fixed padded size (crypto.labels) that the case reference shares with the rest.
-_MAX_CASE_REF_BYTES = 64
+_CHECKED_FIELDS = tuple(name for name in FIELDS if name != "case_ref")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 # YYYY/M/D: how Excel on Chinese Windows writes a date cell to CSV (2026/10/1).
 _SLASHED_DATE = re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})", re.ASCII)
@@ -210,7 +212,7 @@ def _validated(
 
 def _record(row: Row, default_type: str | None, only_ids: bool) -> ImportRecord:
     text = {name: cell_text(row.cells.get(name)) for name in FIELDS}
-    _check_characters(text, ("type", "value") if only_ids else FIELDS)
+    _check_characters(text, ("type", "value") if only_ids else _CHECKED_FIELDS)
     identifier_type = named_type(text["type"] or default_type or "")
     if identifier_type is None and not text["type"]:
         raise _Reject("type", "required")
@@ -228,8 +230,8 @@ def _record(row: Row, default_type: str | None, only_ids: bool) -> ImportRecord:
         raise _Reject("value", str(error), f"invalid {error.type}: {error.reason}") from None
     if only_ids:
         return ImportRecord(row.row, type_name, canonical, "other", None, None, None, None, None)
-    if len(text["case_ref"].encode("utf-8")) > _MAX_CASE_REF_BYTES:
-        raise _Reject("case_ref", f"too long: at most {_MAX_CASE_REF_BYTES} bytes (UTF-8), to fit the shared label")
+    if problem := case_ref_problem(text["case_ref"]):
+        raise _Reject("case_ref", problem.reason, problem.kind)
     return ImportRecord(
         row=row.row,
         type=type_name,

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 from alliance_psi.crypto.labels import LabelContext, open_label
 from alliance_psi.errors import InvalidLabel
-from alliance_psi.identifiers.categories import CATEGORIES, SEVERITIES, severity_rank
+from alliance_psi.identifiers.categories import CATEGORIES, SEVERITIES, case_ref_problem, severity_rank
 from alliance_psi.protocol.model import MatchedToken, MemberResult
 
 __all__ = [
@@ -60,6 +60,11 @@ class LeadLabel:
     (``PeerLabel.sealer``: set only if that member chose to be named). A name inside the label's
     plaintext is the sealer's own claim: ``decode`` drops it (labels sealed before attestation
     carried one), so no member can pose as another by writing a name into its label.
+
+    Every field is checked as the label is made, a member's own or a peer's decoded: a category
+    and a severity of the alliance's, and a case reference that ``case_ref_problem`` accepts (at
+    most 64 UTF-8 bytes, no control, format or separator character: a peer's case reference
+    reaches consoles, logs, reports and webhooks). ``ValueError`` names the field and why.
     """
 
     category: str
@@ -73,6 +78,8 @@ class LeadLabel:
             raise ValueError(f"category {self.category!r}: one of {', '.join(CATEGORIES)}")
         if self.severity is not None and self.severity not in SEVERITIES:
             raise ValueError(f"severity {self.severity!r}: one of {', '.join(SEVERITIES)}")
+        if self.case_ref is not None and (problem := case_ref_problem(self.case_ref)):
+            raise ValueError(f"case_ref: {problem.reason}")
 
     def encode(self) -> bytes:
         fields = {
@@ -87,7 +94,8 @@ class LeadLabel:
 
     @classmethod
     def decode(cls, data: bytes) -> LeadLabel:
-        """Parse a peer's label; raise ``InvalidLabel`` for anything else."""
+        """Parse a peer's label; raise ``InvalidLabel`` for anything else, a field that fails its
+        check (see the class) included."""
         try:
             raw = json.loads(data.decode("utf-8"))
             if not isinstance(raw, dict) or not set(raw) <= set(_KEYS) or "c" not in raw:

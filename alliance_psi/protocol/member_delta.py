@@ -25,6 +25,7 @@ from datetime import date
 from typing import Any
 
 from alliance_psi.crypto.labels import LABEL_VERSION, LabelContext, seal_label, sealer_pseudonym
+from alliance_psi.identifiers.categories import case_ref_problem
 from alliance_psi.protocol.coordinator import Chunk, Commit
 from alliance_psi.protocol.delta import KEEP, PUT, REMOVE, merge_delta
 from alliance_psi.protocol.leads import LeadLabel
@@ -53,7 +54,10 @@ def _encoded_label(category: str, severity: str, first_seen: date | None, case_r
     # Many identifiers share a label (same category, severity, date and case): encode it once.
     # No name inside: co-holders see the name the coordinator attests (``share_name``), if any.
     # The fingerprint covers the label format too: a node re-seals every label once in a new format.
-    label = LeadLabel(category or "other", severity or None, first_seen, case_ref or None)
+    # A case reference imported before its rule grew stricter (a format character) stays on the
+    # node but is not shared: peers would refuse the label for it (``case_ref_problem``).
+    shared_case_ref = case_ref if case_ref and case_ref_problem(case_ref) is None else None
+    label = LeadLabel(category or "other", severity or None, first_seen, shared_case_ref)
     plaintext = label.encode()
     return plaintext, hashlib.blake2b(bytes([LABEL_VERSION]) + plaintext, digest_size=16).digest()
 

@@ -50,26 +50,35 @@ def _labels_json(labels: Sequence[LeadLabel]) -> str:
     )
 
 
-def _labels_from(text: str) -> tuple[LeadLabel, ...]:
-    return tuple(
-        LeadLabel(
-            entry["category"],
-            entry["severity"],
-            date.fromisoformat(entry["first_seen"]) if entry["first_seen"] else None,
-            entry["case_ref"],
-            entry["member"],
-        )
-        for entry in json.loads(text)
-    )
+def _labels_from(text: str) -> tuple[tuple[LeadLabel, ...], int]:
+    """The stored peer labels, and how many no longer pass ``LeadLabel``'s checks: kept before they
+    grew stricter (a peer's case reference with a control character), now counted unreadable."""
+    entries, labels = json.loads(text), []
+    for entry in entries:
+        try:
+            labels.append(
+                LeadLabel(
+                    entry["category"],
+                    entry["severity"],
+                    date.fromisoformat(entry["first_seen"]) if entry["first_seen"] else None,
+                    entry["case_ref"],
+                    entry["member"],
+                )
+            )
+        except ValueError:
+            continue
+    return tuple(labels), len(entries) - len(labels)
 
 
 def _alert(row: Row[Any]) -> AppliedAlert:
     values = {field.name: row._mapping[field.name] for field in fields(AppliedAlert)}
+    labels, unfit = _labels_from(values["peer_labels"])
     values.update(
         match_token=bytes(values["match_token"]),
         signed=bytes(values["signed"]),
         signature=bytes(values["signature"]),
-        peer_labels=_labels_from(values["peer_labels"]),
+        peer_labels=labels,
+        unreadable_labels=values["unreadable_labels"] + unfit,
         ack_note=values["ack_note"] or "",
     )
     return AppliedAlert(**values)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select, update
 
 from alliance_psi.errors import Conflict, NotFound
 from alliance_psi.protocol.node_alerts import Channel, DeliveryState, NoticePolicy
 from alliance_psi.storage.node_alerts import AlertFilter, NodeAlerts
+from alliance_psi.storage.schema import member_alerts
 
 from .support import NOW, applied
 
@@ -135,3 +137,18 @@ def test_skip_to_never_moves_back(engine: Engine) -> None:
         NodeAlerts(conn).skip_to(STREAM, 3)
         assert NodeAlerts(conn).applied_sequence(STREAM) == 7
     apply(engine, applied(8, token("a")))
+
+
+def test_a_peer_label_kept_before_the_case_ref_rule_reads_back_counted_unreadable(engine: Engine) -> None:
+    # Alerts applied by an earlier version kept a peer's case reference unchecked: reading them
+    # must not fail, and the label no longer passes (nor reaches a console or a webhook).
+    alert = applied(1, token("a"))
+    apply(engine, alert)
+    hostile = {"category": "other", "severity": None, "first_seen": None, "case_ref": "\x1b[2J", "member": None}
+    kept = [hostile]
+    with engine.begin() as conn:
+        stored = json.loads(conn.execute(select(member_alerts.c.peer_labels)).scalar_one())
+        conn.execute(update(member_alerts).values(peer_labels=json.dumps(stored + kept)))
+    with engine.connect() as conn:
+        read = NodeAlerts(conn).get("1")
+    assert read.peer_labels == alert.peer_labels and read.unreadable_labels == 1

@@ -313,11 +313,13 @@ def test_peer_label_details_are_shown() -> None:
 
 
 def test_html_replaces_control_and_bidi_characters_in_untrusted_text() -> None:
-    peer = LeadLabel("other", None, None, "\x1b[2J", "\u202e行银某")
+    # A peer's case reference with such characters no longer makes a label (test_case_ref); the
+    # name the coordinator attests is still another's text.
+    peer = LeadLabel("other", None, None, "ZJ-1", "\u202e行银\x1b[2J某")
     page = render_html(make_report((Planted("qq", "87654321", "other", "level2", 2, (peer,)),))).decode("utf-8")
     visible = page.split('<script type="application/json"')[0]
     assert "\u202e" not in visible and "\x1b" not in visible
-    assert "\ufffd行银某 · \ufffd[2J" in visible
+    assert "\ufffd行银\ufffd[2J某 · ZJ-1" in visible
 
 
 def test_a_lead_standing_on_fewer_labels_shows_both_counts_in_every_format() -> None:

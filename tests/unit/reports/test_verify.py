@@ -548,6 +548,10 @@ MEMBER_FORGERIES = {
             "money_laundering, telecom_fraud, account_rental, other"
         ),
     ),
+    "peer case reference with an escape sequence": (
+        _set("leads.0.peer_labels.0.case_ref", "ZJ-\x1b[2J"),
+        "lead 1 (phone) peer label 1: case_ref: control character U+001B",
+    ),
     "naive time": (
         _set("generated_at", "2025-06-30T08:15:00"),
         "report: generated_at '2025-06-30T08:15:00' is not an ISO 8601 time with a time zone",
