@@ -150,7 +150,7 @@ def run(
             for warning in member_trust_warnings(config):
                 log.warning("%s", warning.removeprefix("warning: "))
             # Threshold custodians down, slow or excluded (names only): what `node join` prints, logged.
-            node = MemberNode.from_config(config, report=lambda event: log.warning("%s", event))
+            node = MemberNode.from_config(config, report=_safe_warning(log, ""))
             stack.callback(node.close)
             # Console notices (identifiers masked) go to the log; the follower's own lines too. The
             # alert side has its own coordinator channel, closed at the stop.
@@ -159,7 +159,7 @@ def run(
                 notify,
                 engine=node.engine,
                 write=lambda line: log.info("%s", console_safe(line)),  # Co-holders' categories, made safe.
-                report=lambda line: log.warning("alerts: %s", line),
+                report=_safe_warning(log, "alerts: "),  # Refusals and broken watches, in the coordinator's words.
                 metrics=monitor.metrics,
             )
             stack.callback(alerts.close)
@@ -168,6 +168,19 @@ def run(
         monitor.readiness.met("coordinator", functools.partial(node.coordinator.check_serving, _PROBE_SECONDS))
         daemon = NodeDaemon(node, settings, alerts, log, metrics=monitor.metrics)
         _serve(daemon, settings.stop_grace_seconds, log, stopping=monitor.readiness.stopping)
+
+
+def _safe_warning(log: logging.Logger, prefix: str) -> Callable[[str], None]:
+    """A ``report`` that logs each line as a warning after ``prefix``, made console safe first
+    (``console_safe``, as every console notice is): a line may carry a peer's or the coordinator's
+    text (a scope, an error's message), and an escape sequence or a line break in it must neither
+    reach an operator's terminal nor forge a line of the log."""
+    from alliance_psi.cli.reports import console_safe
+
+    def report(line: str) -> None:
+        log.warning("%s%s", prefix, console_safe(line))
+
+    return report
 
 
 def _serve(daemon: Any, grace: float, log: logging.Logger, *, stopping: Callable[[], None]) -> None:

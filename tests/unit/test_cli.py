@@ -55,3 +55,18 @@ def test_plural() -> None:
 
     assert [plural(n, "lead") for n in (0, 1, 2, 1234)] == ["0 leads", "1 lead", "2 leads", "1,234 leads"]
     assert plural(1, "entry", "entries") == "1 entry" and plural(3, "entry", "entries") == "3 entries"
+
+
+def test_node_run_logs_what_the_alert_side_reports_console_safe(caplog) -> None:  # type: ignore[no-untyped-def]
+    # The alert side's lines carry the coordinator's words (a scope, an error's message): an
+    # escape sequence must not reach the terminal, a line break must not forge a log line.
+    import logging
+
+    from alliance_psi.cli.node_run import _safe_warning
+
+    log = logging.getLogger("alliance_psi.node")
+    with caplog.at_level(logging.WARNING, logger="alliance_psi.node"):
+        _safe_warning(log, "alerts: ")("InvalidSignature: scope \x1b[2Jq1\n2026-01-01 INFO forged\u202e")
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "alerts: InvalidSignature: scope \ufffd[2Jq1\ufffd2026-01-01 INFO forged\ufffd")
+    ]
