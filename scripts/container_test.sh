@@ -6,15 +6,22 @@
 #     Kept as tarballs in $ALLIANCE_PSI_CONTAINER_CACHE, so a second run skips debootstrap.
 #  2. A wheelhouse of every dependency (pip, before the build), then the image built from the
 #     Dockerfile with --network none: the build asks no index.
-#  3. docker-compose.yml under tests/container/compose.host-network.yml (every service on the host
-#     network, listening on 127.0.0.1 only), with podman-compose; waits for the init service and
-#     for every server's and member node's health check (three custodians, a 2-of-3 epoch).
-#  4. A round end to end: a blacklist file is dropped into each member's inbox and each `node run`
+#  3. docker-compose.yml under tests/container/compose.test.yml (the compose file's own networks,
+#     on bridges podman makes; a `scraper` container standing in for Prometheus), with
+#     podman-compose and a random POSTGRES_PASSWORD; waits for the init service and for every
+#     server's and member node's health check (three custodians, a 2-of-3 epoch).
+#  4. The networks keep each party to its part: a member's container reaches the coordinator's and
+#     custodians' gRPC ports, and neither PostgreSQL nor any party's metrics port, by name or by
+#     address (nor does a custodian's); the scraper reads every party's metrics port.
+#  5. A round end to end: a blacklist file is dropped into each member's inbox and each `node run`
 #     imports it (its metrics count the rows); the operator opens the round; each node joins it by
 #     itself and keeps the verified result; `node report` writes each member's JSON report, whose
 #     leads are checked against tests/container/inbox/expected-leads.json and which is verified
 #     with `report verify`.
-#  5. Everything torn down, volumes included, whatever happened.
+#  6. Everything torn down, volumes and networks included, whatever happened.
+#
+# ALLIANCE_PSI_TEST_PROJECT names the compose project (and the image's tag): two runs on one
+# machine under different names keep to their own containers, volumes and networks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -23,28 +30,30 @@ export CONTAINERS_CONF=$ROOT/tests/container/containers.conf
 CACHE=${ALLIANCE_PSI_CONTAINER_CACHE:-/var/cache/alliance-psi/container-test}
 BASE=localhost/alliance-psi-base:bookworm
 PG_IMAGE=localhost/alliance-psi-test-postgres:bookworm
-export ALLIANCE_PSI_IMAGE=localhost/alliance-psi:test
-export ALLIANCE_PSI_BIND=127.0.0.1
+PROJECT=${ALLIANCE_PSI_TEST_PROJECT:-alliance-psi-test}
+export ALLIANCE_PSI_IMAGE=localhost/alliance-psi:$PROJECT
 export ALLIANCE_PSI_ROUND=container-test-1
-PROJECT=alliance-psi-test
+# The compose file requires one (README.md, "Run with containers"); a new one for every run.
+POSTGRES_PASSWORD=$("$VENV_BIN/python" -c 'import secrets; print(secrets.token_hex(24))')
+export POSTGRES_PASSWORD
 MEMBERS=(bank-a bank-b bank-c)
-compose=("$VENV_BIN/podman-compose" -p "$PROJECT" -f docker-compose.yml -f tests/container/compose.host-network.yml)
+compose=("$VENV_BIN/podman-compose" -p "$PROJECT" -f docker-compose.yml -f tests/container/compose.test.yml)
 
 step() { printf '\n== [%3ss] %s\n' "$SECONDS" "$*"; }
 fail() { echo "container test FAILED: $*" >&2; exit 1; }
 container() { echo "${PROJECT}_$1_1"; }
 remove_volumes() {
   podman volume ls --quiet | grep "^${PROJECT}_" | xargs --no-run-if-empty podman volume rm --force > /dev/null || true
+  podman network ls --format '{{.Name}}' | grep "^${PROJECT}_" | xargs --no-run-if-empty podman network rm --force \
+    > /dev/null || true
 }
 
 step "system packages: podman, runc, debootstrap"
 bash scripts/ensure_sysdeps.sh container
 SERVERS=(coordinator custodian-1 custodian-2 custodian-3)
-for port in 5432 7100 7101 7102 7103 9464 9465 9466 9467 9470 9471 9472; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    fail "port $port on 127.0.0.1 is taken: the host-network alliance needs it"
-  fi
-done
+# Each party's metrics port (docker-compose.yml), served at PARTY-metrics on its own network.
+declare -A METRICS_PORT=([coordinator]=9464 [custodian-1]=9465 [custodian-2]=9466 [custodian-3]=9467
+  [bank-a]=9470 [bank-b]=9471 [bank-c]=9472)
 
 step "base images (debootstrap --variant=minbase bookworm, podman import)"
 mkdir -p "$CACHE"
@@ -87,7 +96,7 @@ teardown() {
   local status=$?
   step "teardown (podman-compose down --volumes)"
   if [ "$status" -ne 0 ]; then
-    for service in postgres init "${SERVERS[@]}" "${MEMBERS[@]}"; do
+    for service in postgres init "${SERVERS[@]}" "${MEMBERS[@]}" scraper; do
       echo "--- logs of $service (last 30 lines)"
       podman logs --tail 30 "$(container "$service")" 2>&1 || true
     done
@@ -101,7 +110,7 @@ trap teardown EXIT
 "${compose[@]}" down --volumes --timeout 5 > /dev/null 2>&1 || true
 remove_volumes
 
-step "the alliance: podman-compose up (host network, 127.0.0.1 only)"
+step "the alliance: podman-compose up (the compose file's networks)"
 # podman 4.3 cannot wait for a dependency's health or exit (podman-compose ignores those conditions
 # there, and its --requires links fail to start once init has exited): start PostgreSQL and init,
 # wait for init to finish, then the rest, as depends_on says.
@@ -125,25 +134,68 @@ for server in "${SERVERS[@]}" "${MEMBERS[@]}"; do
   fail "$server did not become healthy within 90 s"
 done
 
-metrics() {  # metrics PORT [METRIC]: check the port serves Prometheus metrics; print METRIC's samples.
-  "$VENV_BIN/python" - "$@" <<'PY'
+metrics() {  # metrics PARTY [METRIC]: the scraper reads PARTY's metrics port; print METRIC's samples.
+  podman exec -i "$(container scraper)" python - "$1-metrics:${METRICS_PORT[$1]}" "${@:2}" <<'PY'
 import sys, urllib.request
-port, wanted = sys.argv[1], sys.argv[2:]
-with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+address, wanted = sys.argv[1], sys.argv[2:]
+with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as answer:
     text = answer.read().decode()
 assert "alliance_psi_build_info" in text, text[:500]
 samples = [line for line in text.splitlines() if not line.startswith("#")]
 if wanted:
     print(" ".join(line for line in samples if line.startswith(wanted[0] + "{")))
 else:
-    print(f"127.0.0.1:{port}/metrics: {len(samples)} samples")
+    print(f"{address}/metrics: {len(samples)} samples")
 PY
 }
 
+reach() {  # reach SERVICE HOST:PORT...: from inside SERVICE's container, "HOST:PORT open" or "... closed: why".
+  podman exec -i "$(container "$1")" python - "${@:2}" <<'PY'
+import socket, sys
+from concurrent.futures import ThreadPoolExecutor
+
+def attempt(target: str) -> str:
+    host, _, port = target.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except OSError as exc:
+        return f"{target} closed: {exc.strerror or exc}"
+    return f"{target} open"
+
+with ThreadPoolExecutor(len(sys.argv) - 1) as pool:
+    print("\n".join(pool.map(attempt, sys.argv[1:])))
+PY
+}
+expect_reach() {  # expect_reach open|closed SERVICE HOST:PORT...: fail unless every address is so from SERVICE.
+  local want=$1 source=$2 answers
+  answers=$(reach "$source" "${@:3}") || fail "could not try the addresses from $source"
+  echo "$answers" | sed "s/^/$source -> /"
+  if echo "$answers" | grep -v " $want" > /dev/null; then
+    fail "from $source, expected $want: $(echo "$answers" | grep -v " $want" | tr '\n' ';')"
+  fi
+}
+address_on() {  # address_on SERVICE NETWORK: the container's address on the project's NETWORK.
+  podman inspect --format "{{(index .NetworkSettings.Networks \"${PROJECT}_$2\").IPAddress}}" "$(container "$1")"
+}
+
 step "each server's and member node's plain metrics port, where Prometheus (the metrics profile) scrapes it"
-for port in 9464 9465 9466 9467 9470 9471 9472; do
-  metrics "$port" || fail "no metrics on 127.0.0.1:$port"
+for party in "${SERVERS[@]}" "${MEMBERS[@]}"; do
+  metrics "$party" || fail "no metrics at $party-metrics:${METRICS_PORT[$party]}"
 done
+
+step "the networks: a member reaches the servers' gRPC ports, and neither PostgreSQL nor any metrics port"
+expect_reach open bank-b coordinator:7100 custodian-1:7101 custodian-2:7102 custodian-3:7103
+for source in bank-b custodian-1; do
+  closed=(postgres:5432 "$(address_on postgres database):5432")
+  for party in "${SERVERS[@]}" "${MEMBERS[@]}"; do
+    [ "$party" = "$source" ] && continue
+    port=${METRICS_PORT[$party]}
+    # By its metrics name, at its address on the alliance network, at its metrics network address.
+    closed+=("$party-metrics:$port" "$party:$port" "$(address_on "$party" "metrics-$party"):$port")
+  done
+  expect_reach closed "$source" "${closed[@]}"
+done
+expect_reach closed scraper postgres:5432 "$(address_on postgres database):5432"
 
 step "a blacklist file dropped into each member's inbox (NAME.part, then renamed)"
 for member in "${MEMBERS[@]}"; do
@@ -161,8 +213,8 @@ for member in "${MEMBERS[@]}"; do
   podman exec "$(container "$member")" /bin/sh -c 'ls -la inbox inbox/*; cat inbox/failed/*.txt' || true
   fail "$member's node did not import its file within two minutes"
 done
-for port in 9470 9471 9472; do
-  echo "127.0.0.1:$port: $(metrics "$port" alliance_psi_import_rows_total)"
+for member in "${MEMBERS[@]}"; do
+  echo "$member-metrics:${METRICS_PORT[$member]}: $(metrics "$member" alliance_psi_import_rows_total)"
 done
 
 step "the operator opens round $ALLIANCE_PSI_ROUND (admin certificate, over mTLS)"

@@ -1,8 +1,10 @@
 #!/bin/sh
 # make container-test's PostgreSQL: Debian's postgresql-15 in a base made with debootstrap (no image
 # registry here), started the way the official postgres image starts: on an empty data directory
-# it creates POSTGRES_USER with POSTGRES_PASSWORD and the database POSTGRES_DB; then it runs
-# `postgres` with the arguments given (the override's listen address).
+# it creates POSTGRES_USER with POSTGRES_PASSWORD and the database POSTGRES_DB, and lets any
+# address connect with that password (as the official image does: the compose file keeps it on an
+# internal network with the coordinator alone); then it runs `postgres` with the arguments given
+# (the override's listen address).
 set -eu
 PGDATA=/var/lib/postgresql/data
 BIN=/usr/lib/postgresql/15/bin
@@ -16,6 +18,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   runuser -u postgres -- "$BIN/initdb" -D "$PGDATA" --username="$POSTGRES_USER" --pwfile=/tmp/pwfile \
     --auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 >/dev/null
   rm /tmp/pwfile
+  echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
   runuser -u postgres -- "$BIN/pg_ctl" -D "$PGDATA" -o "-c listen_addresses=''" -w start >/dev/null
   runuser -u postgres -- "$BIN/createdb" -h /var/run/postgresql -U "$POSTGRES_USER" "$POSTGRES_DB"
   runuser -u postgres -- "$BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null

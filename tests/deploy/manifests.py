@@ -42,5 +42,10 @@ def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
+def compose_file() -> dict[str, Any]:
+    """docker-compose.yml as YAML reads it (anchors merged; variables left as written)."""
+    return dict(yaml.safe_load(COMPOSE.read_text(encoding="utf-8")))
+
+
 def compose_services() -> dict[str, dict[str, Any]]:
-    return dict(yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"])
+    return dict(compose_file()["services"])

@@ -91,7 +91,8 @@ def _script_command_lines(path: Path, text: str | None = None) -> Iterator[tuple
 def command_lines() -> Iterator[tuple[str, list[str]]]:
     """Every alliance-psi command line the deployment files run, with where it is."""
     for name, service in compose_services().items():
-        if "entrypoint" not in service and "command" in service:
+        ours = str(service.get("image", "")).startswith("${ALLIANCE_PSI_IMAGE")  # Not PostgreSQL's or Prometheus's.
+        if ours and "entrypoint" not in service and "command" in service:
             yield f"docker-compose.yml service {name}", [str(word) for word in service["command"]]
     for overlay in OVERLAYS:
         for workload, spec in pod_specs(render(KUSTOMIZE / "overlays" / overlay)):
