@@ -13,7 +13,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 KUSTOMIZE = ROOT / "deploy" / "kubernetes"
-OVERLAYS = ("dev", "production")
+# dev: a whole alliance in one namespace; production: each party's part, rendered on its own.
+PRODUCTION_PARTS = ("production/operator", "production/custodian", "production/member")
+OVERLAYS = ("dev", *PRODUCTION_PARTS)
 COMPOSE = ROOT / "docker-compose.yml"
 
 

@@ -117,7 +117,7 @@ def test_the_deployment_files_run_commands() -> None:
         "deploy/compose/init-alliance.sh",
         "README.md",
     } <= where
-    assert any(place.startswith("production Deployment/custodian-1") for place, _ in LINES)
+    assert any(place.startswith("production/custodian Deployment/custodian-1") for place, _ in LINES)
     assert len(LINES) >= 25, LINES
 
 

@@ -1,8 +1,10 @@
 """deploy/kubernetes: every overlay renders and validates offline against the Kubernetes schemas,
-and keeps the promises deploy/README.md makes (restricted pods, limits, probes, network policies)."""
+and keeps the promises deploy/README.md makes (restricted pods, limits, probes, network policies;
+in production each party renders its own part and nothing of another's)."""
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 from pathlib import Path
 from typing import Any
@@ -10,9 +12,27 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from tests.deploy.manifests import KUSTOMIZE, OVERLAYS, pod_specs, render
+from tests.deploy.manifests import KUSTOMIZE, OVERLAYS, PRODUCTION_PARTS, pod_specs, render
 
 KUBERNETES_VERSION = "1.33"  # The oldest release still supported upstream when this was written.
+# The workloads each overlay renders: dev all of them, each production part its own only.
+WORKLOADS = {
+    "dev": {
+        "Deployment/coordinator",
+        "Deployment/custodian-1",
+        "Deployment/custodian-2",
+        "Deployment/custodian-3",
+        "StatefulSet/member-node",
+        "StatefulSet/postgres",
+    },
+    "production/operator": {"Deployment/coordinator"},
+    "production/custodian": {"Deployment/custodian-1"},
+    "production/member": {"StatefulSet/member-node"},
+}
+IMAGES = {"dev": "localhost/alliance-psi:latest"} | dict.fromkeys(
+    PRODUCTION_PARTS, "registry.example/alliance-psi:0.1.0"
+)
+SERVERS = ("coordinator", "custodian-1", "custodian-2", "custodian-3")
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)
@@ -30,11 +50,60 @@ def _validate(docs: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
+def _policies(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc["spec"] for doc in docs if doc["kind"] == "NetworkPolicy"}
+
+
+def _servers(docs: list[dict[str, Any]]) -> list[str]:
+    return [name for name in SERVERS if f"Deployment/{name}" in dict(pod_specs(docs))]
+
+
 def test_every_manifest_validates_against_the_schemas(overlay: tuple[str, list[dict[str, Any]]]) -> None:
     name, docs = overlay
     kinds = {doc["kind"] for doc in docs}
-    assert {"Namespace", "Deployment", "StatefulSet", "Service", "NetworkPolicy", "ConfigMap"} <= kinds, kinds
+    assert {"Namespace", "NetworkPolicy"} <= kinds, kinds
     assert _validate(docs) == [], name
+
+
+def test_each_party_renders_its_own_part_and_nothing_of_anothers(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    name, docs = overlay
+    assert set(dict(pod_specs(docs))) == WORKLOADS[name]
+    # No object of another part either: a Service, policy or config only of workloads rendered here.
+    services = {doc["metadata"]["name"] for doc in docs if doc["kind"] == "Service"}
+    assert services == {workload.split("/")[1] for workload in WORKLOADS[name]} - {"member-node"}
+    configs = {doc["metadata"]["name"].rsplit("-", 1)[0] for doc in docs if doc["kind"] == "ConfigMap"}
+    assert ("member-node-config" in configs) is ("StatefulSet/member-node" in WORKLOADS[name])
+    policies = _policies(docs)
+    assert ("member-egress" in policies) is ("StatefulSet/member-node" in WORKLOADS[name])
+    assert ("servers-ingress" in policies) is bool(_servers(docs))
+    assert {p for p in policies if p.endswith("-egress") and p != "member-egress"} == {
+        f"{server}-egress" for server in _servers(docs)
+    }
+
+
+def test_two_parts_applied_to_one_namespace_agree() -> None:
+    # The operator that runs custodian-1 applies production/operator and production/custodian to
+    # one namespace: what both render (the namespace, the shared policies) must be the same.
+    seen: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    shared = 0
+    for part in PRODUCTION_PARTS:
+        for doc in render(KUSTOMIZE / "overlays" / part):
+            key = (doc["kind"], doc["metadata"]["name"])
+            if key in seen:
+                shared += 1
+                assert doc == seen[key][1], f"{key} differs between {seen[key][0]} and {part}"
+            seen[key] = (part, doc)
+    assert shared >= 5
+
+
+def test_every_alliance_psi_container_runs_the_overlays_image(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    name, docs = overlay
+    for workload, spec in pod_specs(docs):
+        for container in _containers(spec):
+            if "postgres" not in container["image"]:
+                assert container["image"] == IMAGES[name], f"{workload} {container['name']}"
 
 
 def test_validation_refuses_a_field_kubernetes_does_not_know(tmp_path: Path) -> None:
@@ -95,7 +164,7 @@ def test_servers_probe_and_expose_the_plain_health_port_to_monitoring_only(
     _, docs = overlay
     servers = 0
     for doc in docs:
-        if doc["kind"] != "Deployment" or doc["metadata"]["name"] not in ("coordinator", "custodian-1"):
+        if doc["kind"] != "Deployment" or doc["metadata"]["name"] not in SERVERS:
             continue
         servers += 1
         template = doc["spec"]["template"]
@@ -113,33 +182,76 @@ def test_servers_probe_and_expose_the_plain_health_port_to_monitoring_only(
             "livenessProbe": {"path": "/healthz", "port": "metrics"},
             "readinessProbe": {"path": "/readyz", "port": "metrics"},
         }
-    assert servers == 2
-    policies = {doc["metadata"]["name"]: doc["spec"] for doc in docs if doc["kind"] == "NetworkPolicy"}
+    assert servers == len(_servers(docs))
+    policies = _policies(docs)
     (metrics,) = policies["metrics-ingress"]["ingress"]
     assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
     opened = [port["port"] for spec in policies.values() for rule in spec.get("ingress", []) for port in rule["ports"]]
     assert opened.count(9464) == 1  # Only the policy above opens the unauthenticated port.
 
 
-def test_members_reach_only_the_coordinator_and_custodians(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+def test_every_egress_rule_names_where_it_goes(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    # A rule without `to` (or with a block of every address) lets its pods reach any host on its ports.
     _, docs = overlay
-    policies = {doc["metadata"]["name"]: doc["spec"] for doc in docs if doc["kind"] == "NetworkPolicy"}
+    for name, spec in _policies(docs).items():
+        for rule in spec.get("egress", []):
+            assert rule.get("to") and rule.get("ports"), name
+            for peer in rule["to"]:
+                if "ipBlock" in peer:
+                    assert "except" not in peer["ipBlock"], name
+                    assert ipaddress.ip_network(peer["ipBlock"]["cidr"]).prefixlen >= 24, name
+
+
+def test_each_server_reaches_its_own_database_only(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    name, docs = overlay
+    policies = _policies(docs)
+    for server in _servers(docs):
+        spec = policies[f"{server}-egress"]
+        assert spec["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": server}}, server
+        (rule,) = spec["egress"]
+        assert rule["ports"] == [{"protocol": "TCP", "port": 5432}], server
+        (peer,) = rule["to"]
+        if name == "dev":  # The dev overlay's own PostgreSQL, by its pods' label.
+            assert peer == {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "postgres"}}}, server
+        else:  # The party's database outside the cluster, by its address.
+            assert ipaddress.ip_network(peer["ipBlock"]["cidr"]).prefixlen == 32, server
+    # No other policy lets a server (or every pod) out, but name resolution.
+    for policy, spec in policies.items():
+        if "Egress" in spec["policyTypes"] and policy not in ("dns", "default-deny", "member-egress"):
+            assert policy.removesuffix("-egress") in SERVERS and spec["podSelector"] != {}, policy
+
+
+def test_members_reach_only_the_coordinator_and_custodians(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    name, docs = overlay
+    policies = _policies(docs)
     assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    if "member-egress" not in policies:
+        return
     member = policies["member-egress"]
     assert member["podSelector"] == {"matchLabels": {"alliance-psi/role": "member"}}
-    reached = {
-        (tuple(sorted(rule["to"][0]["podSelector"]["matchLabels"].items())), port["port"])
-        for rule in member["egress"]
-        for port in rule["ports"]
-    }
-    assert reached == {
-        ((("app.kubernetes.io/name", "coordinator"),), 7100),
-        ((("app.kubernetes.io/component", "custodian"),), 7101),
-    }
+    if name == "dev":  # The servers in the same namespace, by their pods' labels.
+        reached = {
+            (tuple(sorted(rule["to"][0]["podSelector"]["matchLabels"].items())), port["port"])
+            for rule in member["egress"]
+            for port in rule["ports"]
+        }
+        assert reached == {
+            ((("app.kubernetes.io/name", "coordinator"),), 7100),
+            ((("app.kubernetes.io/component", "custodian"),), 7101),
+        }
+    else:  # A member's own cluster: the servers' published addresses, each on its gRPC port.
+        import tomllib
+
+        (config,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("member-node")]
+        node = tomllib.loads(config["data"]["node.toml"])["node"]
+        ports = {int(node["coordinator"].rsplit(":", 1)[1])}
+        ports |= {int(entry.split(",")[0].rsplit(":", 1)[1]) for entry in node["custodian"]}
+        assert [rule["ports"] for rule in member["egress"]] == [[{"protocol": "TCP", "port": p}] for p in sorted(ports)]
+        assert all([set(peer) for peer in rule["to"]] == [{"ipBlock"}] for rule in member["egress"])
     # No other policy opens egress to member pods beyond name resolution.
-    for name, spec in policies.items():
-        if name not in ("member-egress", "dns", "default-deny") and "Egress" in spec["policyTypes"]:
-            assert spec["podSelector"] != {} and spec["podSelector"] != member["podSelector"], name
+    for policy, spec in policies.items():
+        if policy not in ("member-egress", "dns", "default-deny") and "Egress" in spec["policyTypes"]:
+            assert spec["podSelector"] != {} and spec["podSelector"] != member["podSelector"], policy
 
 
 def test_the_database_url_comes_from_a_secret_and_postgresql_only_in_dev(
@@ -147,14 +259,12 @@ def test_the_database_url_comes_from_a_secret_and_postgresql_only_in_dev(
 ) -> None:
     name, docs = overlay
     workloads = dict(pod_specs(docs))
-    for workload in ("Deployment/coordinator", "Deployment/custodian-1"):
+    for workload in (f"Deployment/{server}" for server in _servers(docs)):
         container = workloads[workload]["containers"][0]
         assert "--database=$(DATABASE_URL)" in container["args"]
         (env,) = [e for e in container["env"] if e["name"] == "DATABASE_URL"]
         assert set(env["valueFrom"]) == {"secretKeyRef"}
     assert ("StatefulSet/postgres" in workloads) is (name == "dev")
-    headless = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "custodian-1"]
-    assert headless[0]["spec"]["clusterIP"] == "None"
 
 
 def test_each_custodian_serves_the_threshold_epoch_behind_a_headless_service_of_its_own(
@@ -168,7 +278,7 @@ def test_each_custodian_serves_the_threshold_epoch_behind_a_headless_service_of_
         for doc in docs
         if doc["kind"] == "Deployment" and doc["metadata"]["labels"].get("app.kubernetes.io/component") == "custodian"
     }
-    expected = {"custodian-1", "custodian-2", "custodian-3"} if name == "dev" else {"custodian-1"}
+    expected = {w.split("/")[1] for w in WORKLOADS[name] if w.startswith("Deployment/custodian-")}
     assert set(custodians) == expected
     services = {doc["metadata"]["name"]: doc["spec"] for doc in docs if doc["kind"] == "Service"}
     for custodian, doc in custodians.items():
@@ -183,6 +293,8 @@ def test_each_custodian_serves_the_threshold_epoch_behind_a_headless_service_of_
         assert services[custodian]["clusterIP"] == "None"
         assert services[custodian]["selector"] == {"app.kubernetes.io/name": custodian}
         assert doc["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": custodian}
+    if "StatefulSet/member-node" not in WORKLOADS[name]:
+        return
     (config,) = [
         doc for doc in docs if doc["kind"] == "ConfigMap" and doc["metadata"]["name"].startswith("member-node")
     ]
@@ -199,7 +311,9 @@ def test_each_custodian_serves_the_threshold_epoch_behind_a_headless_service_of_
 def test_the_member_node_runs_node_run_with_probes_on_its_metrics_port(
     overlay: tuple[str, list[dict[str, Any]]],
 ) -> None:
-    _, docs = overlay
+    name, docs = overlay
+    if "StatefulSet/member-node" not in WORKLOADS[name]:
+        pytest.skip(f"{name} has no member node")
     (node,) = [doc for doc in docs if doc["kind"] == "StatefulSet" and doc["metadata"]["name"] == "member-node"]
     template = node["spec"]["template"]
     (container,) = template["spec"]["containers"]
