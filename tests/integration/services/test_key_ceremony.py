@@ -5,7 +5,6 @@ tests/integration/test_cli_keygen.py."""
 from __future__ import annotations
 
 import hashlib
-import itertools
 import socket
 import threading
 from collections.abc import Sequence
@@ -19,7 +18,6 @@ from alliance_psi.config import PeerEndpoint, TlsMaterial
 from alliance_psi.crypto.dkg import Participant
 from alliance_psi.crypto.pedersen import ORDER, PedersenShare, Polynomial, decode_scalar, encode_scalar, mul_base
 from alliance_psi.crypto.sealed_shares import SEALED_SHARE_BYTES, ReceiverKey, ShareContext
-from alliance_psi.crypto.threshold import lagrange_coefficient
 from alliance_psi.errors import CeremonyFailed, InvalidSealedShare
 from alliance_psi.protocol._pb import key_ceremony_pb2_grpc
 from alliance_psi.protocol.ceremony import CeremonyPlan, CeremonyResult, Envelope, KeyCeremony, Stage
@@ -30,17 +28,13 @@ from alliance_psi.services.enrolment import enrol, enrolment_gate
 from alliance_psi.services.key_ceremony import SERVICE, CeremonyTimes, CertificateCredentials, run_ceremony
 from alliance_psi.services.server import Registration, run_server
 from alliance_psi.services.tls import secure_channel
+from tests.helpers.shamir import the_key as shared_key
 
 from .conftest import AlliancePki
 from .harness import sqlite_engine
 
 NAMES = ("dkg-1", "dkg-2", "dkg-3")
 TIMES = CeremonyTimes(total_seconds=60, round_seconds=20)
-
-
-def lagrange_at_zero(index: int, subset: Sequence[int]) -> int:
-    """``crypto.threshold``'s Lagrange coefficient at zero, as an int."""
-    return int.from_bytes(lagrange_coefficient(index, list(subset)), "little")
 
 
 def free_ports(count: int) -> list[int]:
@@ -140,13 +134,7 @@ def run_one(
 
 def the_key(results: Sequence[CeremonyResult], threshold: int) -> int:
     """The key every τ-subset of the shares interpolates to (one key, or the test fails)."""
-    keys = set()
-    for subset in itertools.combinations(results, threshold):
-        indices = [r.index for r in subset]
-        keys.add(sum(lagrange_at_zero(r.index, indices) * decode_scalar(r.share) for r in subset) % ORDER)
-    assert len(keys) == 1
-    (key,) = keys
-    return key
+    return shared_key({r.index: decode_scalar(r.share) for r in results}, threshold)
 
 
 def test_three_custodians_generate_one_key_over_mutual_tls(

@@ -8,7 +8,7 @@ shares still interpolate to the published key.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -36,13 +36,9 @@ from alliance_psi.crypto.pedersen import (
     mul_base,
     pedersen_commitments,
 )
-from alliance_psi.crypto.threshold import combine, fold, lagrange_coefficient
+from alliance_psi.crypto.threshold import combine, fold
 from alliance_psi.errors import CryptoError, InvalidShare, MalformedElement
-
-
-def lagrange_at_zero(index: int, subset: Sequence[int]) -> int:
-    """``crypto.threshold``'s Lagrange coefficient at zero, as an int."""
-    return int.from_bytes(lagrange_coefficient(index, list(subset)), "little")
+from tests.helpers.shamir import the_key
 
 
 @dataclass
@@ -109,17 +105,11 @@ def run(
     return {j: p.result(public) for j, p in people.items() if j != cheater}
 
 
-def key_from(results: dict[int, DkgResult], subset: tuple[int, ...]) -> int:
-    return sum(lagrange_at_zero(j, subset) * results[j].share for j in subset) % ORDER
-
-
 def assert_consistent(results: dict[int, DkgResult], params: DkgParameters) -> int:
     """Every τ-subset of the shares interpolates to one key k with k·G the published K; returns k."""
     public = next(iter(results.values())).outcome
     assert all(r.outcome == public for r in results.values())
-    keys = {key_from(results, subset) for subset in itertools.combinations(sorted(results), params.threshold)}
-    assert len(keys) == 1
-    (key,) = keys
+    key = the_key({j: r.share for j, r in results.items()}, params.threshold)
     assert mul_base(key) == public.public_key
     for j, r in results.items():
         assert mul_base(r.share) == public.verification_keys[j]

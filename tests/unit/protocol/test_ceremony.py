@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import ClassVar
 
 import pytest
@@ -26,7 +25,6 @@ from alliance_psi.crypto.sealed_shares import (
     ShareContext,
     seal_share,
 )
-from alliance_psi.crypto.threshold import lagrange_coefficient
 from alliance_psi.errors import (
     CeremonyFailed,
     CeremonyMismatch,
@@ -43,13 +41,9 @@ from alliance_psi.protocol.messages import (
     ceremony_envelope_to_pb,
     pb_ceremony,
 )
+from tests.helpers.shamir import the_key
 
 NAMES = ("custodian-1", "custodian-2", "custodian-3")
-
-
-def lagrange_at_zero(index: int, subset: Sequence[int]) -> int:
-    """``crypto.threshold``'s Lagrange coefficient at zero, as an int."""
-    return int.from_bytes(lagrange_coefficient(index, list(subset)), "little")
 
 
 class HmacCredentials:
@@ -119,11 +113,7 @@ def run(parties: list[KeyCeremony], *, until: Stage = Stage.CONFIRM) -> dict[str
 
 
 def check_key(results: list[CeremonyResult], threshold: int) -> int:
-    keys = set()
-    for subset in itertools.combinations(results, threshold):
-        indices = [r.index for r in subset]
-        keys.add(sum(lagrange_at_zero(r.index, indices) * decode_scalar(r.share) for r in subset) % ORDER)
-    (key,) = keys
+    key = the_key({r.index: decode_scalar(r.share) for r in results}, threshold)
     assert all(mul_base(key) == r.public_key for r in results)
     return key
 
