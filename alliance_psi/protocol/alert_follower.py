@@ -62,6 +62,7 @@ __all__ = [
     "AlertFollower",
     "AlertsRepo",
     "Backoff",
+    "backoff_seconds",
     "FollowerCalls",
     "FollowerTx",
     "FollowerUnitOfWork",
@@ -105,18 +106,26 @@ class FollowerCalls(AlertCalls, Protocol):
     def get_round(self, round_id: str) -> tuple[Round, int]: ...
 
 
+def backoff_seconds(first: float, most: float, failures: int, draw: Callable[[], float] = random.random) -> float:
+    """The wait after ``failures`` failures in a row (0 before the first retry): ``first`` seconds
+    doubling to ``most``, drawn uniformly from the upper half (jitter, so that many nodes do not
+    retry in step). Reconnections here and notifier retries (``services.notifiers``) use it."""
+    ceiling = min(most, first * 2.0**failures)
+    return ceiling / 2 + draw() * ceiling / 2
+
+
 @dataclass
 class Backoff:
-    """Waits between reconnections: ``first`` seconds doubling to ``most``, each drawn from its upper half."""
+    """Waits between reconnections: ``backoff_seconds`` from ``first`` to ``most``."""
 
     first: float = 0.5
     most: float = 30.0
     failures: int = 0
 
     def next(self) -> float:
-        ceiling = min(self.most, self.first * 2.0**self.failures)
+        wait = backoff_seconds(self.first, self.most, self.failures)
         self.failures += 1
-        return ceiling / 2 + random.random() * ceiling / 2
+        return wait
 
     def reset(self) -> None:
         self.failures = 0

@@ -44,6 +44,7 @@ from alliance_psi import __version__
 from alliance_psi._files import read_secret
 from alliance_psi.config import NotifyConfig, WebhookConfig
 from alliance_psi.errors import ConfigurationError, NotificationFailed
+from alliance_psi.protocol.alert_follower import backoff_seconds
 from alliance_psi.protocol.node_alerts import Channel, NoticePolicy, OutboxMessage
 from alliance_psi.services.metrics import Metrics
 from alliance_psi.storage.node_alerts import NodeAlerts
@@ -235,8 +236,7 @@ class RetrySchedule:
         """Seconds until the next attempt after ``failed_attempts`` failures, or None: the budget is spent."""
         if failed_attempts >= self.max_attempts:
             return None
-        ceiling: float = min(self.max_seconds, self.first_seconds * 2.0 ** (failed_attempts - 1))
-        return ceiling / 2 + draw() * ceiling / 2
+        return backoff_seconds(self.first_seconds, self.max_seconds, failed_attempts - 1, draw)
 
 
 # Console and log fail only when the machine does (a full disk): keep trying, a minute apart at most.
