@@ -1,12 +1,14 @@
 """Split a process's CPU by what it was doing, from py-spy's raw samples (``bench/round.py --profile``).
 
-Usage:  .venv/bin/python bench/profile_split.py DIR [--cpu NAME=SECONDS ...]
+Usage:  .venv/bin/python bench/profile_split.py DIR [--cpu NAME=SECONDS ...] [--top N]
 
 Each ``DIR/NAME.txt`` holds py-spy's raw stacks of one process (and its worker processes). A
 sample goes to the first category below whose pattern is in its stack (innermost frame first),
 so libsodium's work is counted where it is called, whatever called it. Samples of a thread
 waiting (``WAITING``: py-spy's non-blocking sampling cannot always tell) are left out. With
-``--cpu`` the shares are turned into seconds of that process's measured CPU.
+``--cpu`` the shares are turned into seconds of that process's measured CPU. ``--top N`` also
+prints each process's N frames most often innermost (own time) and most often anywhere in the
+stack (inclusive time).
 """
 
 from __future__ import annotations
@@ -80,6 +82,41 @@ def _category(frames: list[str]) -> str:
     return "other Python"
 
 
+def top_frames(path: Path, count: int = 12) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]]]:
+    """(working samples, the frames most often innermost (own time), the frames most often anywhere
+    in the stack (inclusive time)) of one raw py-spy file, waiting samples left out."""
+    own: collections.Counter[str] = collections.Counter()
+    anywhere: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        stack, _, number = line.rpartition(" ")
+        frames = stack.split(";")[::-1]
+        if any(frames[0].startswith(pattern) or pattern in frames[0] for pattern in WAITING):
+            continue
+        total += int(number)
+        own[frames[0]] += int(number)
+        for frame in set(frames):
+            anywhere[frame] += int(number)
+    return total, own.most_common(count), anywhere.most_common(count)
+
+
+def print_top(folder: Path, cpu: dict[str, float], count: int = 12) -> None:
+    """Print each process's top frames, own and inclusive, as shares of its working samples (and
+    seconds of ``cpu[name]`` where given)."""
+    for path in sorted(folder.glob("*.txt")):
+        total, own, anywhere = top_frames(path, count)
+        seconds = cpu.get(path.stem)
+        print(f"  {path.stem}: {total:,} samples working" + (f", {seconds:.2f} CPU s" if seconds else ""))
+        for title, rows in (("own", own), ("inclusive", anywhere)):
+            print(f"    top {count} by {title}:")
+            for frame, number in rows:
+                share = number / (total or 1)
+                extra = f" {share * seconds:6.2f} s" if seconds else ""
+                print(f"      {share:6.1%}{extra}  {frame}")
+
+
 def print_split(folder: Path, cpu: dict[str, float]) -> dict[str, dict[str, float]]:
     """Print each process's split (in seconds of ``cpu[name]`` where given); return the shares."""
     table = {}
@@ -104,9 +141,12 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--cpu", action="append", default=[], metavar="NAME=SECONDS")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--top", type=int, default=0, metavar="N", help="also each process's top N frames")
     args = parser.parse_args()
     cpu = {name: float(seconds) for name, seconds in (item.split("=", 1) for item in args.cpu)}
     table = print_split(args.folder, cpu)
+    if args.top:
+        print_top(args.folder, cpu, args.top)
     if args.json:
         print(json.dumps(table))
 

@@ -21,7 +21,8 @@ and the member's element additions are not counted in the floor). Beside it the 
 identifier, all processes (members' `node run` with their crypto worker processes, custodians,
 coordinator: user + system time from /proc, children included), and efficiency = floor / ours.
 With `--profile DIR`, py-spy (if installed in the venv) samples every server and member process
-during the cold round and the CPU is split by what it was doing (bench/profile_split.py).
+during the cold round and the CPU is split by what it was doing (bench/profile_split.py); with
+`--profile-warm DIR` the same for the warm round (200 samples/s), with each process's top frames.
 
 By default each member runs `node run` (started, and its start-up over, before the cold round):
 a round lasts from its creation until every member's node has logged its verified result. With
@@ -47,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from alliance_psi.cli._local_alliance import LocalAlliance, local_alliance
 from alliance_psi.crypto.suite import RISTRETTO255_SHA512
-from bench.profile_split import print_split
+from bench.profile_split import print_split, print_top
 
 ROOT = Path(__file__).resolve().parent
 CUSTODIANS = ("custodian", "custodian-2", "custodian-3")
@@ -140,12 +141,18 @@ class NodeRun:
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
         )
         self.lines: list[str] = []
+        self.arrived: list[float] = []  # perf_counter when each line arrived, beside ``lines``.
         threading.Thread(target=self._drain, daemon=True).start()
         self.wait(lambda line: "node run: member" in line)
 
     def _drain(self) -> None:
         for line in self.proc.stderr:  # type: ignore[union-attr]
+            self.arrived.append(time.perf_counter())
             self.lines.append(line)
+
+    def first(self, text: str) -> float | None:
+        """When the first line containing ``text`` arrived (perf_counter), or None."""
+        return next((at for at, line in zip(self.arrived, self.lines, strict=False) if text in line), None)
 
     def wait(self, found: object, timeout: float = 1800) -> str:
         deadline = time.monotonic() + timeout
@@ -170,8 +177,9 @@ def server_pids(alliance: LocalAlliance) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def profiled(folder: Path | None, pids: dict[str, int]) -> Iterator[None]:
-    """py-spy samples of every process in ``pids`` (with its worker processes) into ``folder``, if asked."""
+def profiled(folder: Path | None, pids: dict[str, int], rate: int = 50) -> Iterator[None]:
+    """py-spy samples of every process in ``pids`` (with its worker processes) into ``folder``, if
+    asked, ``rate`` a second."""
     spy = Path(sys.executable).parent / "py-spy"
     if folder is None or not spy.exists():
         if folder is not None:
@@ -179,7 +187,7 @@ def profiled(folder: Path | None, pids: dict[str, int]) -> Iterator[None]:
         yield
         return
     folder.mkdir(parents=True, exist_ok=True)
-    options = [str(spy), "record", "--format", "raw", "--rate", "50", "--subprocesses", "--nonblocking"]
+    options = [str(spy), "record", "--format", "raw", "--rate", str(rate), "--subprocesses", "--nonblocking"]
     spies = [
         subprocess.Popen(
             [*options, "--pid", str(pid), "--output", str(folder / f"{name}.txt")],
@@ -213,8 +221,15 @@ def run_round_daemons(alliance: LocalAlliance, nodes: list[NodeRun], *, share_la
         leads = [line for line in node.lines if f"round {round_id}: " in line and "kept" in line]
         figures[f"leads:{node.member}"] = int(leads[-1].rsplit(", ", 1)[1].split()[0].replace(",", ""))
     wall = time.perf_counter() - start
+    for node in nodes:  # When each step of the round was logged, from the round's creation.
+        for step, text in (("joining", "joining"), ("committed", "committed"), ("kept", "kept")):
+            at = node.first(f"round {round_id}: {text}" if step != "kept" else f"round {round_id}: result")
+            if at is None and step == "kept":  # The last to commit logs its result with the commit.
+                at = node.first(f"round {round_id}: committed")
+            figures[f"t_{step}:{node.member}"] = (at - start) if at is not None else -1.0
     return {
         "wall_s": wall,
+        "load": os.getloadavg()[0],
         "loopback_mib": (loopback_bytes() - sent) / 2**20,
         **{f"rss_mib:{node.member}": peak_rss_kib(node.proc.pid) / 1024 for node in nodes},
         **figures,
@@ -254,6 +269,7 @@ def run_round(alliance: LocalAlliance, *, share_labels: bool) -> dict[str, float
     wall = time.perf_counter() - start
     return {
         "wall_s": wall,
+        "load": os.getloadavg()[0],
         "loopback_mib": (loopback_bytes() - sent) / 2**20,
         **{f"rss_mib:{k}": v / 1024 for k, v in member_rss.items() if ":" not in k},
         **{f"leads:{k.split(':')[0]}": v for k, v in member_rss.items() if k.endswith(":leads")},
@@ -272,6 +288,7 @@ def bench(
     daemons: bool = True,
     threshold: bool = False,
     profile: Path | None = None,
+    profile_warm: Path | None = None,
 ) -> dict[str, object]:
     names = [f"m{i}" for i in range(members)]
     with local_alliance(out, names, threshold=threshold) as alliance:
@@ -296,7 +313,8 @@ def bench(
             for i, member in enumerate(names):
                 new = phones(10**7 + i * size, max(size // 100, 1))
                 alliance.run_node(member, "import", str(write_csv(alliance.home(member) / "new.csv", new)))
-            warm = rounds()
+            with profiled(profile_warm, pids, rate=200):
+                warm = rounds()
         finally:
             for node in nodes:
                 node.stop()
@@ -315,6 +333,7 @@ def bench(
         "crypto_us": {key: statistics.median(c[key] for c in costs) for key in costs[0]},
         "crypto_us_runs": costs,
         "profile": str(profile) if profile else None,
+        "profile_warm": str(profile_warm) if profile_warm else None,
         "cold": cold,
         "warm": warm,
         "server_rss_mib": servers,
@@ -367,8 +386,19 @@ def report(result: dict[str, object], om: dict[str, float] | None) -> None:
         cpu = {k.split(":")[1]: v for k, v in figures.items() if k.startswith("cpu_s")}  # type: ignore[union-attr]
         print(
             f"  {name}: {figures['wall_s']:.2f} s, {n / figures['wall_s']:,.0f} identifiers/s, "  # type: ignore[index]
-            f"loopback {figures['loopback_mib']:.1f} MiB; member peak RSS MiB: {rss}; leads: {leads}"
+            f"loopback {figures['loopback_mib']:.1f} MiB; member peak RSS MiB: {rss}; leads: {leads}; "
+            f"load average (1 min) at its end {figures.get('load', -1):.2f}"  # type: ignore[union-attr]
         )  # type: ignore[index]
+        steps = {k: v for k, v in figures.items() if k.startswith("t_")}  # type: ignore[union-attr]
+        if steps:
+            members = sorted({k.split(":")[1] for k in steps})
+            print(
+                "    timeline from the round's creation, s (joining, committed, result kept): "
+                + "; ".join(
+                    f"{m} " + ", ".join(f"{steps[f't_{step}:{m}']:.2f}" for step in ("joining", "committed", "kept"))
+                    for m in members
+                )
+            )
         print(
             "    CPU seconds: "
             + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
@@ -402,6 +432,11 @@ def report(result: dict[str, object], om: dict[str, float] | None) -> None:
                 f"(its profile); at that price the floor is {at_that:.1f} us per identifier and the efficiency "
                 f"{at_that / floor['ours_us']:.0%}"
             )
+    if result.get("profile_warm") and Path(str(result["profile_warm"])).is_dir():
+        print("  where the warm round's CPU went (py-spy samples at 200/s, shares of each process's CPU seconds):")
+        cpu = {k.split(":")[1]: v for k, v in warm.items() if k.startswith("cpu_s")}  # type: ignore[union-attr]
+        print_split(Path(str(result["profile_warm"])), cpu)
+        print_top(Path(str(result["profile_warm"])), cpu, 15)
     if om:
         ratio = cold["wall_s"] / om["total_s"]  # type: ignore[index]
         print(
@@ -427,6 +462,12 @@ def main() -> None:
         "--threshold", action="store_true", help="2-of-3 threshold custodians instead of one chain custodian"
     )
     parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy samples of every process in the cold round")
+    parser.add_argument(
+        "--profile-warm",
+        type=Path,
+        metavar="DIR",
+        help="py-spy samples of every process in the warm round, with top frames",
+    )
     parser.add_argument("--openmined-python", default=".venv-bench/bin/python")
     parser.add_argument("--out", type=Path, default=Path("/tmp/alliance-psi-bench"))
     args = parser.parse_args()
@@ -442,6 +483,7 @@ def main() -> None:
             daemons=not args.join,
             threshold=args.threshold,
             profile=args.profile,
+            profile_warm=args.profile_warm,
         )
         om = openmined(size, shared, args.openmined_python) if members == 2 else None
         report(result, om)

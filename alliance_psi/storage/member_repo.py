@@ -208,8 +208,11 @@ class MemberRepository:
         """Yield the identifiers of ``types`` stamped after ``since`` and up to ``upto`` that have a
         token cached in ``key_epoch``, as ``iter_submission_rows`` does, ordered by match token."""
         ids = identifiers.c
-        query = _submission_rows(key_epoch).where(
-            ids.change_seq > since, ids.change_seq <= upto, ids.type.in_(list(types))
+        # On SQLite the key epoch is compared in a form no index serves (``_by_stamp``): else it
+        # walks the token cache in token order, to skip the sort, and reads every identifier of
+        # the epoch to keep the few stamped ones (0.4-0.5 s for 999 changed of 100,000).
+        query = _submission_rows(key_epoch, indexed_epoch=not _by_stamp(self._conn)).where(
+            ids.change_seq > since, ids.change_seq <= upto, _type_in(self._conn, types, stamped=True)
         )
         yield from self._stream_rows(query)
 
@@ -277,7 +280,7 @@ class MemberRepository:
             .where(token_cache.c.identifier_id.is_(None))
         )
         if types is not None:
-            query = query.where(identifiers.c.type.in_(list(types)))
+            query = query.where(_type_in(self._conn, types, stamped=since is not None))
         if since is not None:
             query = query.where(identifiers.c.change_seq > since)
         if upto is not None:  # Rows stamped before stamps existed (NULL) are older than any.
@@ -518,9 +521,29 @@ class MemberRepository:
         return [(type_, category, count) for type_, category, count in self._conn.execute(query)]
 
 
-def _submission_rows(key_epoch: str) -> Select[Any]:
-    """``SubmissionRow`` columns of the identifiers with a token cached in ``key_epoch``, by match token."""
+def _by_stamp(conn: Connection) -> bool:
+    """Whether a query that reads identifiers by change stamp must keep other terms from an index.
+
+    SQLite plans without statistics: given ``type IN (...)`` or ``key_epoch = ?`` it reads the
+    identifiers (or the token cache) by that index, i.e. every row of the type or the epoch, to
+    keep the few stamped in the window; with those terms in a form no index serves (``|| ''``,
+    which changes no value) its only way in is ``ix_identifiers_change_seq``'s range, so the work
+    follows the change, not the set. PostgreSQL plans these from its statistics.
+    """
+    return conn.dialect.name == "sqlite"
+
+
+def _type_in(conn: Connection, types: Collection[str], *, stamped: bool) -> ColumnElement[bool]:
+    """``identifiers.type IN types``; for a query by change stamp on SQLite, in a form no index serves."""
+    column = identifiers.c.type
+    return (column.concat("") if stamped and _by_stamp(conn) else column).in_(list(types))
+
+
+def _submission_rows(key_epoch: str, *, indexed_epoch: bool = True) -> Select[Any]:
+    """``SubmissionRow`` columns of the identifiers with a token cached in ``key_epoch``, by match
+    token. ``indexed_epoch`` False compares the epoch in a form no index serves (on SQLite)."""
     ids = identifiers.c
+    epoch = token_cache.c.key_epoch if indexed_epoch else token_cache.c.key_epoch.concat("")
     return (
         select(
             ids.id,
@@ -529,7 +552,7 @@ def _submission_rows(key_epoch: str) -> Select[Any]:
             *(ids[name] for name in _LABEL),
         )
         .select_from(identifiers.join(token_cache, token_cache.c.identifier_id == ids.id))
-        .where(token_cache.c.key_epoch == key_epoch)
+        .where(epoch == key_epoch)
         .order_by(token_cache.c.match_token)
     )
 
