@@ -2,7 +2,7 @@
 
 Usage:
     .venv/bin/python bench/alerts.py [--members 3 10] [--set-sizes 20000 100000] [--delta 100]
-        [--unmatched 0] [--repeat 5] [--database URL]
+        [--unmatched 0] [--repeat 5] [--database URL] [--profile DIR]
 
 For each member count and set size: a local alliance (``cli._local_alliance``: a ``coordinator
 serve`` process on loopback, mutual TLS, one certificate per member), a continuous scope
@@ -30,7 +30,9 @@ same run (``bench/round.py``'s ``crypto_costs``: a member's two scalar multiplic
 one-way map, and the custodian's one; median of a measurement before and after the timed
 deltas). The members' own work here is synthetic (no tokenizing, no label sealing), so the ratio
 printed, (floor + coordinator CPU) / floor, is the coordinator's share of the issue's "cost per new
-identifier within 2x of its crypto cost", not the member node's.
+identifier within 2x of its crypto cost", not the member node's. With ``--profile DIR``, py-spy
+(if installed in the venv) samples the coordinator during the timed deltas, and where its CPU went
+is printed (``bench/profile_split.py``).
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ from alliance_psi.protocol.model import NO_DEADLINE, Role, RoundKind
 from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS, SetDigest, SubmissionDigest, chunk_digest, label_digest
 from alliance_psi.services.cert_checks import load_tls
 from alliance_psi.services.clients import CoordinatorClient, RetryPolicy
-from bench.round import cpu_seconds, crypto_costs
+from bench.profile_split import print_split, print_top
+from bench.round import cpu_seconds, crypto_costs, profiled
 
 
 def _tls(alliance: LocalAlliance, name: str, role: Role) -> object:
@@ -184,22 +187,24 @@ def run(members_count: int, set_size: int, args: argparse.Namespace) -> dict[str
         costs = [crypto_costs()]
         coordinator_pid = alliance.coordinator.proc.pid
         coordinator_cpu = own_cpu = 0.0
-        for delta in deltas:
-            counts = [len(m.arrivals) for m in members]
-            unmatched = [os.urandom(16) for _ in range(args.unmatched)]
-            cpu_before, own_before = cpu_seconds(coordinator_pid), time.process_time()
-            started = time.perf_counter()
-            commit_seconds = members[0].commit(delta + unmatched, replace=False)
-            answered = time.perf_counter()
-            for member, count in zip(members, counts, strict=True):
-                member.wait_for(count + len(delta))
-            coordinator_cpu += cpu_seconds(coordinator_pid) - cpu_before
-            own_cpu += time.process_time() - own_before
-            arrivals = [at for m, count in zip(members, counts, strict=True) for at, _ in m.arrivals[count:]]
-            commits.append(commit_seconds)
-            latencies += [at - started for at in arrivals]
-            past_commit += [at - answered for at in arrivals]
-            rates.append(len(arrivals) / (max(arrivals) - started))
+        spied = args.profile / f"{members_count}x{set_size}" if args.profile else None
+        with profiled(spied, {"coordinator": coordinator_pid}, rate=200):  # py-spy, if asked.
+            for delta in deltas:
+                counts = [len(m.arrivals) for m in members]
+                unmatched = [os.urandom(16) for _ in range(args.unmatched)]
+                cpu_before, own_before = cpu_seconds(coordinator_pid), time.process_time()
+                started = time.perf_counter()
+                commit_seconds = members[0].commit(delta + unmatched, replace=False)
+                answered = time.perf_counter()
+                for member, count in zip(members, counts, strict=True):
+                    member.wait_for(count + len(delta))
+                coordinator_cpu += cpu_seconds(coordinator_pid) - cpu_before
+                own_cpu += time.process_time() - own_before
+                arrivals = [at for m, count in zip(members, counts, strict=True) for at, _ in m.arrivals[count:]]
+                commits.append(commit_seconds)
+                latencies += [at - started for at in arrivals]
+                past_commit += [at - answered for at in arrivals]
+                rates.append(len(arrivals) / (max(arrivals) - started))
         costs.append(crypto_costs())
         stop.set()
         for member in members:
@@ -241,6 +246,11 @@ def run(members_count: int, set_size: int, args: argparse.Namespace) -> dict[str
         f"(target: within 2); load average {load}",
         flush=True,
     )
+    if spied is not None and spied.is_dir():
+        cpu = {"coordinator": coordinator_cpu}
+        print(f"  where the coordinator's CPU went in the timed deltas (py-spy, {spied}):")
+        print_split(spied, cpu)
+        print_top(spied, cpu, 15)
     return figures
 
 
@@ -253,6 +263,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed deltas per configuration")
     parser.add_argument("--database", default=None, help="an empty coordinator database (default: SQLite)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/alliance-psi-alerts-bench"))
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR", help="py-spy samples of the coordinator in the timed deltas"
+    )
     args = parser.parse_args()
     if args.database and len(args.members) * len(args.set_sizes) > 1:
         parser.error("--database serves one configuration (give one --members and one --set-sizes)")

@@ -9,8 +9,9 @@ For each set size: a fresh SQLite database (``make_engine``, the coordinator's o
 ``--members`` synthetic members (random tokens, sealed-label-sized labels) that commit their whole
 sets, all but the first holding the timed deltas' tokens already (``bench/alerts.py``'s shape).
 Then ``--repeat`` times the first member uploads and commits a delta of ``--delta`` new tokens
-(each a MATCH for it and a JOINED for every other member), the commit (``CoordinatorRole.commit``)
-timed and profiled (cProfile), and every SQL statement it runs timed apart (SQLAlchemy's cursor
+(each a MATCH for it and a JOINED for every other member), the upload (``upload_chunk``) and the
+commit (``CoordinatorRole.commit``) timed apart and profiled together (cProfile, and the process's
+CPU time), and every SQL statement they run timed apart (SQLAlchemy's cursor
 events), so that a statement whose cost grows with the standing sets shows by name. Members
 acknowledge their alerts between commits, as their nodes would.
 
@@ -130,13 +131,18 @@ def run(size: int, args: argparse.Namespace) -> dict[str, Any]:
     filled = time.perf_counter() - began
     profile = cProfile.Profile()
     commits: list[float] = []
+    uploads: list[float] = []
+    cpu = 0.0
     for delta in deltas:
-        commit = members[0].upload(delta, replace=False)
         times.on = True
         profile.enable()
-        start = time.perf_counter()
+        cpu_start, start = time.process_time(), time.perf_counter()
+        commit = members[0].upload(delta, replace=False)
+        uploaded = time.perf_counter()
         members[0].commit(commit)
-        commits.append(time.perf_counter() - start)
+        commits.append(time.perf_counter() - uploaded)
+        uploads.append(uploaded - start)
+        cpu += time.process_time() - cpu_start
         profile.disable()
         times.on = False
         for member in members:
@@ -155,6 +161,8 @@ def run(size: int, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "size": size,
         "commits": commits,
+        "uploads": uploads,
+        "cpu": cpu / len(deltas),
         "load": load,
         "filled": filled,
         "db": db_bytes,
@@ -169,7 +177,9 @@ def report(result: dict[str, Any], smallest: float | None, top: int) -> None:
     ratio = f"; {median / smallest:.2f}x the smallest set's" if smallest else ""
     print(
         f"\n== {result['size']:,} per member: commit of the delta median {median * 1e3:.1f} ms "
-        f"(each: {', '.join(f'{c * 1e3:.0f}' for c in result['commits'])} ms){ratio}; "
+        f"(each: {', '.join(f'{c * 1e3:.0f}' for c in result['commits'])} ms){ratio}; upload median "
+        f"{statistics.median(result['uploads']) * 1e3:.1f} ms; CPU of upload and commit {result['cpu'] * 1e3:.1f} ms "
+        "per delta (the profile and statement times cover both); "
         f"sets committed in {result['filled']:.1f} s; database {result['db'] / 2**20:.0f} MiB; "
         f"load average {result['load']}",
         flush=True,
