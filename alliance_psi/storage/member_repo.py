@@ -259,7 +259,11 @@ class MemberRepository:
         query = self._missing_tokens(key_epoch, types, since=since, upto=upto).add_columns(
             identifiers.c.id, identifiers.c.type, identifiers.c.canonical
         )
-        query = query.where(identifiers.c.id > after).order_by(identifiers.c.id).limit(limit)
+        # By change stamp on SQLite, the page's id bound in a form no index serves: else the plan
+        # walks the identifiers from ``after`` by rowid, every one of them, to keep the stamped few.
+        stamped = since is not None and _by_stamp(self._conn)
+        from_id = (identifiers.c.id + 0 if stamped else identifiers.c.id) > after
+        query = query.where(from_id).order_by(identifiers.c.id).limit(limit)
         yield from _tuples(stream(self._conn, query))
 
     def count_missing_tokens(
@@ -269,9 +273,8 @@ class MemberRepository:
         query = self._missing_tokens(key_epoch, types, since=since, upto=upto).add_columns(func.count())
         return int(self._conn.execute(query).scalar_one())
 
-    @staticmethod
     def _missing_tokens(
-        key_epoch: str, types: Collection[str] | None, *, since: int | None, upto: int | None
+        self, key_epoch: str, types: Collection[str] | None, *, since: int | None, upto: int | None
     ) -> Select[Any]:
         cached = and_(token_cache.c.identifier_id == identifiers.c.id, token_cache.c.key_epoch == key_epoch)
         query = (
