@@ -3,8 +3,9 @@ normalizers, and drawn only from the caller's seeded ``random.Random``, so a see
 values on every machine.
 
 Contract: each function returns ``n`` distinct raw values (as a person would type them) that
-``alliance_psi.identifiers.normalize`` accepts for their type (a draw it refuses, such as a
-placeholder shape, is drawn again). They are made up: a value may by
+the blacklist importer accepts for their type: ``alliance_psi.identifiers.normalize`` takes them and
+none looks damaged by Excel (``_excel.excel_damage``, such as a real resident ID ending in
+``000``, which the importer refuses as rounded). A draw either refuses is drawn again. They are made up: a value may by
 chance belong to a real person or company, so synthetic data is for test systems only, never to be
 matched against a real alliance.
 
@@ -26,9 +27,11 @@ from datetime import date, timedelta
 
 from alliance_psi.errors import InvalidIdentifier
 from alliance_psi.identifiers._checksum import luhn_valid
+from alliance_psi.identifiers._excel import excel_damage
 from alliance_psi.identifiers.categories import CATEGORIES
 from alliance_psi.identifiers.id_card import check_character as id_card_check
 from alliance_psi.identifiers.registry import normalize
+from alliance_psi.identifiers.types import IdentifierType
 from alliance_psi.identifiers.uscc import check_character as uscc_check
 
 __all__ = ["bank_cards", "blacklist_rows", "credit_codes", "mobile_numbers", "org_code_check", "resident_ids"]
@@ -155,7 +158,7 @@ def blacklist_rows(rng: random.Random, n: int, *, categories: Sequence[str] = CA
 
 
 def _distinct(rng: random.Random, n: int, type_: str, make: Callable[[random.Random], str]) -> list[str]:
-    """Draw with ``make`` until there are ``n`` distinct values of ``type_`` that ``normalize``
+    """Draw with ``make`` until there are ``n`` distinct values of ``type_`` that the importer
     accepts, in the order first drawn."""
     seen: dict[str, None] = {}
     while len(seen) < n:
@@ -166,6 +169,9 @@ def _distinct(rng: random.Random, n: int, type_: str, make: Callable[[random.Ran
 
 
 def _accepted(type_: str, value: str) -> bool:
+    """Whether the importer takes ``value`` as a text cell of ``type_``: no Excel damage, normalizes."""
+    if excel_damage(IdentifierType(type_), value, value) is not None:
+        return False
     try:
         normalize(type_, value)
     except InvalidIdentifier:
