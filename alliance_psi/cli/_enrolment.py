@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from alliance_psi.cli._options import reported
+from alliance_psi.cli._options import DATABASE_URL, reported
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -86,9 +86,10 @@ def enrolment_group(
 
         with reported():
             pem = _read_cert(cert)
+            engine = _engine(database, server=server, create=True)  # Its errors are --database's, not --cert's.
             try:
                 enrolment, new = enrol(
-                    _engine(database, server=server, create=True),
+                    engine,
                     pem,
                     role=Role(role),
                     quota=quota,
@@ -111,7 +112,7 @@ def enrolment_group(
             required=True,
             help=f"The {role}'s certificate (PEM), as the {role} itself sent it.",
         ),
-        click.option("--database", required=True, help=_DATABASE_HELP),
+        click.option("--database", type=DATABASE_URL, required=True, help=_DATABASE_HELP),
     ]
     if with_quota:
         options.append(
@@ -134,7 +135,7 @@ def enrolment_group(
 
     @group.command("remove")
     @click.argument("party")
-    @click.option("--database", required=True, help=_DATABASE_HELP)
+    @click.option("--database", type=DATABASE_URL, required=True, help=_DATABASE_HELP)
     def remove(party: str, database: str) -> None:
         """Stop serving PARTY (its quota usage stays counted)."""
         from alliance_psi.errors import NotFound
@@ -174,7 +175,7 @@ def enrolment_group(
         if not rows:
             click.echo(f"no {role} is enrolled at this {server}", err=True)
 
-    list_ = click.option("--database", required=True, help=_DATABASE_HELP)(list_)
+    list_ = click.option("--database", type=DATABASE_URL, required=True, help=_DATABASE_HELP)(list_)
     if with_quota:
         list_ = click.option(
             "--epoch", default=None, help="Key epoch of the usage column (default: the latest one charged)."

@@ -118,6 +118,34 @@ class PeerAddress(click.ParamType["PeerEndpoint", Any]):
         return PeerEndpoint(name=name, address=addresses[0], ca=ca, replicas=tuple(addresses[1:]))
 
 
+class DatabaseUrl(click.ParamType[str, Any]):
+    """A database URL, ``sqlite:///FILE`` or ``postgresql://…``, checked for its ``SCHEME://``
+    before anything is imported (the backend is checked when the engine is made).
+
+    A bare path is the usual slip, so its refusal names the option and the URL it meant:
+    ``Invalid value for '--database': 'node.db' is not a database URL; a SQLite file is written
+    sqlite:///node.db (PostgreSQL: postgresql://USER@HOST/DB)``.
+    """
+
+    name = "URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        import re
+
+        if isinstance(value, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", value):
+            return value
+        file = value if isinstance(value, str) and value else "FILE"
+        self.fail(
+            f"{value!r} is not a database URL; a SQLite file is written sqlite:///{file} "
+            "(PostgreSQL: postgresql://USER@HOST/DB)",
+            param,
+            ctx,
+        )
+
+
+DATABASE_URL = DatabaseUrl()
+
+
 def custodian_trust_warnings(custodians: Sequence[PeerEndpoint], *, public: PublicEpoch | None = None) -> list[str]:
     """What a member node says at start about its custodians, before it dials any (empty: nothing).
 

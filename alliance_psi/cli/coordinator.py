@@ -13,6 +13,7 @@ from alliance_psi._plural import plural
 from alliance_psi.cli._enrolment import echo_enrolment, enrolment_group
 from alliance_psi.cli._lazy import LazyGroup
 from alliance_psi.cli._options import (
+    DATABASE_URL,
     PeerAddress,
     monitoring_config,
     monitoring_options,
@@ -84,7 +85,12 @@ def keygen(out: Path, force: bool) -> None:
 @click.option(
     "--signing-key", type=click.Path(dir_okay=False, path_type=Path), required=True, help="signing.key from keygen."
 )
-@click.option("--database", required=True, help="sqlite:///coordinator.db or postgresql+psycopg://user@host/db.")
+@click.option(
+    "--database",
+    type=DATABASE_URL,
+    required=True,
+    help="sqlite:///coordinator.db or postgresql+psycopg://user@host/db.",
+)
 @click.option(
     "--tick",
     type=click.FloatRange(min=0.05),
@@ -242,7 +248,7 @@ def _serve_monitored(config: CoordinatorConfig, monitor: Monitor) -> None:
 
 
 @coordinator_group.command("audit-verify")
-@click.option("--database", default=None, help="The coordinator's (or a custodian's) database URL.")
+@click.option("--database", type=DATABASE_URL, default=None, help="The coordinator's (or a custodian's) database URL.")
 @click.option(
     "--checkpoints",
     type=click.Path(dir_okay=False, path_type=Path),

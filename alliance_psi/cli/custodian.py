@@ -10,6 +10,7 @@ import click
 from alliance_psi._files import write_file_atomic
 from alliance_psi.cli._enrolment import echo_enrolment, enrolment_group
 from alliance_psi.cli._options import (
+    DATABASE_URL,
     monitoring_config,
     monitoring_options,
     reported,
@@ -339,7 +340,7 @@ def _anchor_line(config: CustodianConfig, own_ca: bytes | None) -> str:
     help="The public epoch file of a threshold share (custodian deal, or the key generation): the share is "
     "checked against this custodian's commitment in it before serving. Not for a chain share (init-share).",
 )
-@click.option("--database", required=True, help="Quota database URL, e.g. sqlite:///custodian.db.")
+@click.option("--database", type=DATABASE_URL, required=True, help="Quota database URL, e.g. sqlite:///custodian.db.")
 @click.option(
     "--quota",
     type=click.IntRange(min=1),

@@ -16,7 +16,7 @@ import click
 
 from alliance_psi import defaults
 from alliance_psi.cli._enrolment import enrolment_group
-from alliance_psi.cli._options import PeerAddress, reported, tls_config, tls_options
+from alliance_psi.cli._options import DATABASE_URL, PeerAddress, reported, tls_config, tls_options
 from alliance_psi.cli._outputs import check_outputs, out_options
 from alliance_psi.config import KeyCeremonyConfig, PeerEndpoint
 from alliance_psi.errors import ConfigurationError
@@ -67,6 +67,7 @@ peer_group = enrolment_group("peer", server="custodian", role="custodian")
 )
 @click.option(
     "--database",
+    type=DATABASE_URL,
     required=True,
     help="This custodian's database (as for serve), where `custodian peer add` enrolled the other custodians.",
 )

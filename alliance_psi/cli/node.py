@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from alliance_psi.cli._lazy import LazyGroup
-from alliance_psi.cli._options import PeerAddress
+from alliance_psi.cli._options import DATABASE_URL, PeerAddress
 from alliance_psi.defaults import COORDINATOR_NAME, NODE_BUSY_TIMEOUT_SECONDS
 from alliance_psi.errors import ConfigurationError
 
@@ -157,9 +157,9 @@ def _option(name: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
 
 def database_option(function: F) -> F:
     """``--database``: the node's own database, where raw identifiers stay."""
-    return _option("--database", required=True, help="This node's database URL, e.g. sqlite:///node/bank-a.db.")(
-        function
-    )
+    return _option(
+        "--database", type=DATABASE_URL, required=True, help="This node's database URL, e.g. sqlite:///node/bank-a.db."
+    )(function)
 
 
 def network_options(function: F) -> F:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from alliance_psi._plural import plural
-from alliance_psi.cli._options import reported
+from alliance_psi.cli._options import DATABASE_URL, reported
 from alliance_psi.cli.coordinator import coordinator_group
 from alliance_psi.errors import ConfigurationError
 
@@ -258,7 +258,7 @@ def _print_aggregate(view: dict[str, Any]) -> None:
 
 @coordinator_group.command("report")
 @click.argument("round_id")
-@click.option("--database", required=True, help="The coordinator's database URL.")
+@click.option("--database", type=DATABASE_URL, required=True, help="The coordinator's database URL.")
 @click.option(
     "--format",
     "output_format",

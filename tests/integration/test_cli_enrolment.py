@@ -187,3 +187,20 @@ def test_a_mistyped_database_is_refused_by_list_and_remove_and_named_by_add(
     assert f"note: created a new database at {typo}; if this {server} already runs" in added.output
     again = run(server, "member", "add", "--cert", str(pki.directory / "bank-b.pem"), "--database", f"sqlite:///{typo}")
     assert again.exit_code == 0 and "note: created" not in again.output  # Only when it was new.
+
+
+@pytest.mark.parametrize("server", ["custodian", "coordinator"])
+@pytest.mark.parametrize("command", [["add", "--cert", "bank-a.pem"], ["list"], ["remove", "bank-a"]])
+def test_a_database_path_without_a_url_scheme_is_refused_naming_database(
+    tmp_path: Path, pki: AlliancePki, server: str, command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's walkthrough has a coordinator/ folder: a newcomer writes the path without sqlite:///.
+    monkeypatch.chdir(pki.directory)
+    refused = run(server, "member", *command, "--database", "coordinator/coordinator.db")
+    assert refused.exit_code == 2
+    assert (
+        "Invalid value for '--database': 'coordinator/coordinator.db' is not a database URL; a SQLite file "
+        "is written sqlite:///coordinator/coordinator.db (PostgreSQL: postgresql://USER@HOST/DB)"
+    ) in refused.output
+    assert "--cert" not in refused.output
+    assert not (pki.directory / "coordinator").exists()

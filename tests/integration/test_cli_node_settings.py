@@ -209,6 +209,21 @@ def test_database_urls_that_name_no_relative_file_stay_as_written(url: str, tmp_
     assert resolve_database_url(url, tmp_path) == url
 
 
+@pytest.mark.parametrize("command", NODE_COMMANDS)
+def test_a_database_path_without_a_url_scheme_is_refused_naming_database(
+    command: str, node_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(node_folder)
+    (node_folder / "node.toml").write_text(f'[node]\ndatabase = "bank-a.db"\n{NETWORK}', encoding="utf-8")
+    config = ("--config", str(node_folder / "node.toml"))
+    for given in (config, (*config, "--database", "bank-a.db")):
+        refused = run("node", command, *given, *ARGUMENTS[command])
+        assert refused.exit_code == 2, refused.output
+        assert "Invalid value for '--database'" in refused.output
+        assert "'bank-a.db' is not a database URL; a SQLite file is written sqlite:///bank-a.db" in refused.output
+    assert not list(node_folder.glob("*.db"))
+
+
 @pytest.mark.parametrize(
     "content, message",
     [

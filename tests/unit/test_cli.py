@@ -70,3 +70,28 @@ def test_node_run_logs_what_the_alert_side_reports_console_safe(caplog) -> None:
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
         (logging.WARNING, "alerts: InvalidSignature: scope \ufffd[2Jq1\ufffd2026-01-01 INFO forged\ufffd")
     ]
+
+
+def test_every_database_option_checks_for_a_url() -> None:
+    """A bare path given as ``--database`` is refused naming the option, by every command that takes one."""
+    import click
+
+    from alliance_psi.cli._options import DatabaseUrl
+
+    def commands(group: click.Group, ctx: click.Context) -> list[click.Command]:
+        found: list[click.Command] = []
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            assert command is not None
+            found += commands(command, ctx) if isinstance(command, click.Group) else [command]
+        return found
+
+    with click.Context(main) as ctx:
+        taking = [
+            (command.name, option)
+            for command in commands(main, ctx)
+            for option in command.params
+            if "--database" in option.opts
+        ]
+    assert len(taking) >= 20
+    assert [name for name, option in taking if not isinstance(option.type, DatabaseUrl)] == []
