@@ -27,6 +27,7 @@ from alliance_psi.cli.node import (
     database_option,
     member_config,
     network_options,
+    node_command_text,
     node_group,
     notify_config,
     notify_options,
@@ -214,7 +215,10 @@ def alerts_command(
                 _listing(conn, found) if found else "no alerts" + (" match these filters" if alerts.find() else " yet")
             )
             return
-        chosen = alerts.get(alert)
+        try:
+            chosen = alerts.get(alert)
+        except NotFound as exc:
+            raise NotFound(f"{exc}: `{node_command_text('alerts')}` lists them") from None
         now = datetime.now(UTC)
         if ack:
             done = alerts.ack(chosen.sequence, at=now, note=note)
@@ -228,7 +232,8 @@ def alerts_command(
             again = [channel.value for channel in Channel if alerts.redeliver(chosen.sequence, channel, at=now)]
             if not again:
                 raise NotFound(
-                    f"alert {chosen.sequence} has no dead notice to send again (`node alerts --dead` lists them)"
+                    f"alert {chosen.sequence} has no dead notice to send again "
+                    f"(`{node_command_text('alerts', '--dead')}` lists them)"
                 )
             click.echo(f"alert {chosen.sequence}: {', '.join(again)} notice sent again by the running node")
             return

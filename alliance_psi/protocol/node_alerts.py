@@ -12,7 +12,7 @@ masked to its last four characters (``mask``), the member's own category and sev
 categories and the holder count. The receiving case system is the member's own, but a webhook
 URL is easy to point elsewhere, and logs travel; ``include_identifier`` (an explicit operator
 option) adds the normalized value. Peers' case references and names are never in a notice: they
-stay in the node's database, for ``node alerts show`` and reports.
+stay in the node's database, for ``node alerts SEQUENCE`` and reports.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class AppliedAlert:
 
     ``refused`` is set when the alert's peer labels do not back its holder count (``leads.check_labels``):
     it is then not a lead and no notice goes to the webhook. ``acked_at`` is set when an
-    investigator acknowledged it on the node (``node alerts ack``), which is not the
+    investigator acknowledged it on the node (``node alerts SEQUENCE --ack``), which is not the
     acknowledgement of delivery the node sends the coordinator.
     """
 

@@ -4,7 +4,7 @@ Each alert's notices wait in the node database's outbox (``storage.node_alerts``
 transaction that applied the alert, so a restart loses none. ``Dispatcher`` delivers the due ones,
 per channel in alert order, and records each attempt: delivered (the body, which may hold a
 raw identifier, is dropped), or failed and retried after an exponential back-off with jitter,
-or, past the channel's retry budget, kept as a dead letter (``node alerts dead``).
+or, past the channel's retry budget, kept as a dead letter (``node alerts --dead``).
 
 Delivery is at least once: a node stopped between a webhook's 2xx answer and recording it sends
 the message again after its restart, with the same ``webhook-id``, which is how a receiver

@@ -180,7 +180,7 @@ class NodeAlerts:
         rows = self._conn.execute(select(member_alerts).where(condition).limit(2)).all()
         if len(rows) != 1:
             why = "no alert" if not rows else "more than one alert"
-            raise NotFound(f"{why} with id or sequence {alert!r}: `node alerts list` shows them")
+            raise NotFound(f"{why} with id or sequence {alert!r}")
         return _alert(rows[0])
 
     def find(self, where: AlertFilter | None = None) -> list[AppliedAlert]:

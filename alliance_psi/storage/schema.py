@@ -659,7 +659,7 @@ member_alerts = Table(
     Column("signature", LargeBinary, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),  # The coordinator's time.
     Column("applied_at", UTCDateTime, nullable=False),
-    Column("acked_at", UTCDateTime, nullable=True),  # An investigator acknowledged it (``node alerts ack``).
+    Column("acked_at", UTCDateTime, nullable=True),  # An investigator acknowledged it (``node alerts SEQUENCE --ack``).
     Column("ack_note", Text, nullable=False, default=""),
     Index("ix_member_alerts_scope_token", "scope", "match_token", "sequence"),
     Index("ix_member_alerts_scope_kind", "scope", "kind", "sequence"),  # A later RESYNC of the scope.

@@ -16,6 +16,7 @@ from alliance_psi.protocol.node_alerts import Channel, NoticePolicy
 from alliance_psi.protocol.node_rows import CachedToken
 from alliance_psi.storage import MemberRepository, create_schema, make_engine
 from alliance_psi.storage.node_alerts import NodeAlerts
+from tests.helpers.printed import quoted_commands, run_as_printed
 
 from .support import applied, write_secret
 
@@ -131,6 +132,21 @@ def node_folder(tmp_path: Path, pki, database: str) -> Path:  # type: ignore[no-
         'coordinator-key = "signing.pub"\ndata-dir = "secrets"\n'
     )
     return folder
+
+
+@pytest.mark.parametrize("args", [["99"], ["2", "--redeliver"]])
+def test_an_alert_not_found_suggests_the_listing_with_the_config(
+    node_folder: Path, args: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README promises suggested commands run as printed: the listing, with the --config given.
+    monkeypatch.chdir(node_folder.parent)
+    result = run("node", "alerts", *args, "--config", "bank-a/node.toml")
+    assert result.exit_code == 1
+    suggested = quoted_commands(result.output)
+    assert suggested == [f"alliance-psi node alerts --config bank-a/node.toml{' --dead' if len(args) > 1 else ''}"]
+    assert "node alerts list" not in result.output
+    listed = run_as_printed(suggested[0])
+    assert listed.exit_code == 0, listed.output
 
 
 @pytest.mark.parametrize(
