@@ -21,7 +21,8 @@ read as ``text`` (``_rows.cell_text``), or None. In this order:
 - For ``id_card``, ``bank_card`` and ``bank_account``: 18 digits or more (and nothing else: Excel
   writes no spaces or dashes between them), nothing but zeros after
   the 15th (``6222020200112230000``), a number or text: the mark of Excel's rounding. A real
-  number ends so about once in 1,000 (more zeros: rarer), and is refused with them. Shorter
+  number ends so about once in 1,000 (more zeros: rarer), and is refused with them; the reason
+  says to write it grouped with spaces, which Excel never does, and it imports. Shorter
   values cannot be told from real ones ending in zeros: a 16-digit card Excel rounded ends in one
   0 and usually fails its check digit, but not always (docs/file-format.md says to format card
   columns as Text).
@@ -55,6 +56,13 @@ _LEADING_ZERO_TYPES = frozenset({IdentifierType.BANK_ACCOUNT, IdentifierType.IME
 _ROUNDED_TYPES = frozenset({IdentifierType.ID_CARD, IdentifierType.BANK_CARD, IdentifierType.BANK_ACCOUNT})
 _AS_TEXT = "format the column as Text and export again"
 _RETYPE = "format the column as Text, paste the numbers again from the source system, and export again"
+# How a real number that ends in zeros after its 15th digit is written so that it imports: grouped
+# (Excel writes no spaces), in the usual groups of its type (docs/file-format.md).
+_GROUPED = {
+    IdentifierType.ID_CARD: "440305 19870614 3000",
+    IdentifierType.BANK_CARD: "6222 0202 0011 2200 000",
+    IdentifierType.BANK_ACCOUNT: "6222 0202 0011 2200 00",
+}
 
 
 def excel_damage(type_: IdentifierType, cell: object, text: str) -> tuple[str, str] | None:
@@ -77,7 +85,8 @@ def excel_damage(type_: IdentifierType, cell: object, text: str) -> tuple[str, s
     if type_ in _ROUNDED_TYPES and _rounded(text):
         reason = (
             f"{shown} ends in zeros after its 15th digit: Excel kept only the first 15 digits of a "
-            f"long number; {_RETYPE}"
+            f"long number; {_RETYPE}; a number that really ends so imports grouped with spaces, e.g. "
+            f"{_GROUPED[type_]} (docs/file-format.md)"
         )
         return reason, "Excel rounded to 15 digits"
     return None

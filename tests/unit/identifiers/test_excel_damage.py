@@ -14,6 +14,14 @@ RETYPE = "format the column as Text, paste the numbers again from the source sys
 SCIENTIFIC = "looks like a number Excel rewrote in scientific notation, losing digits; " + RETYPE
 DECIMAL = "looks like a number Excel wrote with a decimal point ('.0'); format the column as Text and export again"
 ROUNDED = "ends in zeros after its 15th digit: Excel kept only the first 15 digits of a long number; " + RETYPE
+
+
+def rounded(grouped: str) -> str:
+    """The rounding reason, with its way out for a real number that ends so: grouped with spaces."""
+    return f"{ROUNDED}; a number that really ends so imports grouped with spaces, e.g. {grouped} (docs/file-format.md)"
+
+
+ROUNDED_ID = rounded("440305 19870614 3000")
 DIGITS_LOST = "is a number cell: Excel keeps only 15 digits of a number and the rest are lost; " + RETYPE
 LEADING_ZEROS = "is a number cell, which loses leading zeros; " + RETYPE
 
@@ -48,9 +56,9 @@ def test_csv_values_excel_rewrote_are_refused_with_the_fix(tmp_path: Path) -> No
         (2, f"'1.3915…' {SCIENTIFIC}"),
         (3, f"'139152…' {DECIMAL}"),
         (4, f"'482136…' {DECIMAL}"),
-        (5, f"'621700…' {ROUNDED}"),
-        (6, f"'440305…' {ROUNDED}"),
-        (7, f"'622202…' {ROUNDED}"),
+        (5, f"'621700…' {rounded('6222 0202 0011 2200 000')}"),
+        (6, f"'440305…' {ROUNDED_ID}"),
+        (7, f"'622202…' {rounded('6222 0202 0011 2200 00')}"),
         (8, f"'1.5E+3' {SCIENTIFIC}"),
         (9, "+8613915274680"),
         (10, "6217008291046375219"),
@@ -110,3 +118,20 @@ def test_jsonl_numbers_that_lose_leading_zeros_are_refused(tmp_path: Path) -> No
     path = tmp_path / "list.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     assert outcome(path) == [(1, f"'391827' {LEADING_ZEROS}"), (2, "+8613915274680"), (3, "0391827")]
+
+
+def test_a_real_id_ending_in_000_is_refused_with_a_way_that_imports(tmp_path: Path) -> None:
+    # A genuine resident ID (its check character is right) whose sequence code ends in zeros: the
+    # reason must not only loop ("format the column as Text") but say how to write it so it imports.
+    real, grouped = "610113196311013000", "610113 19631101 3000"
+    csv_file = tmp_path / "list.csv"
+    csv_file.write_text(f"type,value\nid_card,{real}\n", encoding="utf-8")
+    jsonl_file = tmp_path / "list.jsonl"
+    jsonl_file.write_text(json.dumps({"type": "id_card", "value": real}) + "\n", encoding="utf-8")
+    assert outcome(csv_file) == [(2, f"'610113…' {ROUNDED_ID}")]
+    assert outcome(jsonl_file) == [(1, f"'610113…' {ROUNDED_ID}")]
+    # Written as the reason says, it imports from either.
+    csv_file.write_text(f"type,value\nid_card,{grouped}\n", encoding="utf-8")
+    jsonl_file.write_text(json.dumps({"type": "id_card", "value": grouped}) + "\n", encoding="utf-8")
+    assert outcome(csv_file) == [(2, real)]
+    assert outcome(jsonl_file) == [(1, real)]
