@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,16 +26,25 @@ from alliance_psi.identifiers.registry import normalize
 
 __all__ = ["TEXT_READERS", "sheet_rows", "xlsx_rows"]
 
+_LINE_END = re.compile(r"\r\n|\r|\n")  # The line ends the csv module reads.
 
-def _tabular(rows: Iterator[tuple[int, list[Any]]], path: Path, default_type: str | None) -> Iterator[Row | Rejection]:
-    """Map the first non-blank row (the header) to fields, then yield each non-blank row under it."""
+
+def _tabular(
+    rows: Iterator[tuple[int, list[Any]]], path: Path, default_type: str | None, *, quoted: bool = False
+) -> Iterator[Row | Rejection]:
+    """Map the first non-blank row (the header) to fields, then yield each non-blank row under it.
+
+    ``quoted`` (CSV): a line break in a cell came from quoting; outside a note it is a quote left
+    open, and the row is refused naming the rows it swallowed (``_runaway``).
+    """
     shown_rows = ((number, [cell_text(cell) for cell in cells], cells) for number, cells in rows)
     non_blank = (shown_row for shown_row in shown_rows if any(shown_row[1]))
     if (first := next(non_blank, None)) is None:
         raise ImportFileError(f"{path}: the file is empty" + (" (no header row)" if default_type is None else ""))
     if default_type is not None and _is_bare_value(first[1], default_type):
         for number, shown, cells in chain([first], non_blank):
-            yield Row(number, {"value": cells[0]}, {"value": shown[0]})
+            raw = {"value": shown[0]}
+            yield (quoted and _runaway(number, shown, {0: "value"}, raw)) or Row(number, {"value": cells[0]}, raw)
         return
     shown = first[1]
     while not shown[-1]:
@@ -43,11 +53,27 @@ def _tabular(rows: Iterator[tuple[int, list[Any]]], path: Path, default_type: st
     fields = _header_fields(header, path, default_type)
     for number, shown, cells in non_blank:
         raw = dict(zip(header, shown + [""] * (len(header) - len(shown)), strict=False))
-        if extra := sum(1 for cell in shown[len(header) :] if cell):
+        if quoted and (runaway := _runaway(number, shown, fields, raw)):
+            yield runaway
+        elif extra := sum(1 for cell in shown[len(header) :] if cell):
             reason = f"{extra} cell(s) beyond the header's {len(header)} columns"
             yield Rejection(number, "row", reason, raw, "cells beyond the header")
         else:
             yield Row(number, {name: cells[index] for index, name in fields.items() if index < len(cells)}, raw)
+
+
+def _runaway(number: int, shown: list[str], fields: dict[int, str], raw: dict[str, str]) -> Rejection | None:
+    """The rejection of CSV row ``number`` if a quoted cell other than the note runs over a line
+    end: a quote left open (``"phone,139…``) reads the next rows into the cell, up to the next
+    quote or the end of the file. The reason names the rows taken in, so none is lost unseen."""
+    for index, name in fields.items():
+        breaks = len(_LINE_END.findall(shown[index].rstrip("\r\n"))) if index < len(shown) else 0
+        if name != "note" and breaks:
+            last = number + breaks
+            taken = f"row {last}" if last == number + 1 else f"rows {number + 1} to {last}"
+            reason = f"a quoted field runs over the line end (an unclosed quote?) and took in {taken}; close the quote"
+            return Rejection(number, name, reason, raw, "quoted field runs over the line end")
+    return None
 
 
 def _is_bare_value(shown: list[str], default_type: str) -> bool:
@@ -78,7 +104,7 @@ def _header_fields(header: list[str], path: Path, default_type: str | None) -> d
 
 def _csv_rows(path: Path, encoding: TextEncoding, default_type: str | None) -> Iterator[Row | Rejection]:
     with text_lines(path, encoding) as lines:
-        yield from _tabular(_numbered(csv.reader(lines), path), path, default_type)
+        yield from _tabular(_numbered(csv.reader(lines), path), path, default_type, quoted=True)
 
 
 def _numbered(reader: Any, path: Path) -> Iterator[tuple[int, list[Any]]]:

@@ -26,7 +26,8 @@ The format is documented for members in docs/file-format.md; this is its contrac
   label's rule (``categories.case_ref_problem``: at most 64 UTF-8 bytes, to fit the shared label,
   and no control, format or separator character), which peers check too. Also rejected: a value Excel damaged (``_excel``: scientific
   notation, a trailing ``.0``, digits rounded away after the 15th, a number cell that lost leading
-  zeros), never repaired, and a row with cells beyond the header. Repeated identifiers are not
+  zeros), never repaired, a row with cells beyond the header, and a CSV row whose quoted cell
+  (not the note) runs over a line end: an unclosed quote, named with the rows it took in. Repeated identifiers are not
   rejected: the repository counts them as duplicates.
 - Streams: memory stays constant whatever the file size (openpyxl runs read-only).
 

@@ -190,6 +190,27 @@ def test_line_endings_and_multiline_cells_keep_row_numbers(tmp_path: Path) -> No
     assert [(item.row, item.note) for item in items] == [(2, "two\r\nlines"), (5, None)]  # type: ignore[union-attr]
 
 
+RUNAWAY = "a quoted field runs over the line end (an unclosed quote?) and took in {}; close the quote"
+
+
+@pytest.mark.parametrize("end", ["\n", "\r\n", "\r"])
+def test_an_unclosed_quote_is_named_with_the_rows_it_took_in(tmp_path: Path, end: str) -> None:
+    # The quote opened on row 3 runs to the end of the file (or to the next quote, on row 6).
+    lines = ["type,value,category", "phone,13915274680,other", '"phone,13900001111,other', "phone,13800138001,other"]
+    to_end = read(write(tmp_path, "list.csv", end.join([*lines, "phone,13800138002,other"]) + end))
+    assert rejections(to_end) == [(3, "type", RUNAWAY.format("rows 4 to 5"))]
+    to_quote = read(write(tmp_path, "list.csv", end.join([*lines, 'phone,"13800138002",other', "qq,48213679"]) + end))
+    assert rejections(to_quote) == [(3, "type", RUNAWAY.format("rows 4 to 5"))]
+    assert [item.row for item in to_quote if isinstance(item, ImportRecord)] == [2, 6]
+    one = read(write(tmp_path, "list.csv", end.join(["type,value", 'phone,"13900001111', "qq,48213679"]) + end))
+    assert rejections(one) == [(2, "value", RUNAWAY.format("row 3"))]
+    bare = read(
+        write(tmp_path, "list.csv", end.join(["13915274680", '"13900001111', "13800138001"]) + end),
+        default_type="phone",
+    )
+    assert rejections(bare) == [(2, "value", RUNAWAY.format("row 3"))]
+
+
 # Headers and --type -------------------------------------------------------------------------
 
 
