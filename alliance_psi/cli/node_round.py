@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from alliance_psi.protocol.leads import RefusedLead
+    from alliance_psi.protocol.member import JoinOutcome
 
 __all__ = ["delta", "fetch", "join"]
 
@@ -134,10 +135,16 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
         ("round", f"{outcome.round.round_id} ({outcome.round.name})"),
         ("threshold", str(outcome.round.threshold)),
         ("types matched", ", ".join(outcome.round.allowed_types)),
-        ("new tokens computed", f"{outcome.tokens_computed:,}"),
-        ("items in the matched set", f"{outcome.submitted:,}"),
-        ("sent this round", f"{outcome.delta_count:,}" + (" (whole set)" if outcome.replaced else " (changes only)")),
     ]
+    if outcome.committed_before:  # Nothing was computed or sent by this join.
+        rows.append(("items this member committed earlier", f"{outcome.submitted:,}"))
+    else:
+        sent = f"{outcome.delta_count:,}" + (" (whole set)" if outcome.replaced else " (changes only)")
+        rows += [
+            ("new tokens computed", f"{outcome.tokens_computed:,}"),
+            ("items in the matched set", f"{outcome.submitted:,}"),
+            ("sent this round", sent),
+        ]
     if outcome.result is not None:
         holders = Counter(lead.holder_count for lead in outcome.leads)
         rows.append(("leads", f"{len(outcome.leads):,}"))
@@ -150,8 +157,10 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
             rows.append(("  of which labels back fewer holders", f"{len(short):,}"))
     rows += [(f"seconds: {stage}", f"{value:.2f}") for stage, value in outcome.seconds.items()]
     rows += [(f"custodian {name} EXCLUDED", reason) for name, reason in excluded.items()]
-    title = "round joined; result verified" if outcome.result is not None else "round joined; items committed"
-    Console().print(_summary(title, rows))
+    Console().print(_summary(_join_title(outcome), rows))
+    if outcome.committed_before:
+        kept = "; its kept result was fetched again and is the same" if outcome.kept_before else ""
+        click.echo(f"this member committed to round {round_id} before: nothing was sent now{kept}")
     if left_out := left_out_text(held, outcome.round.allowed_types):
         click.echo(left_out)
     for line in refusal_lines(round_id, outcome.refused):
@@ -163,6 +172,15 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
         )
         return
     click.echo(f"{plural(len(outcome.leads), 'lead')}; write the investigator report with: {_report_hint(round_id)}")
+
+
+def _join_title(outcome: JoinOutcome) -> str:
+    """What ``node join`` did: joined now, or found the round committed (and its result kept) before."""
+    if not outcome.committed_before:
+        return "round joined; result verified" if outcome.result is not None else "round joined; items committed"
+    if outcome.kept_before:
+        return "already committed; result already kept"
+    return "already committed; result verified" if outcome.result is not None else "already committed; no result yet"
 
 
 @node_group.command("delta")

@@ -74,6 +74,8 @@ class JoinOutcome:
     delta_count: int = 0  # Items and removals sent this round (the rest was already held).
     replaced: bool = False  # Whether the whole set was sent.
     refused: tuple[RefusedLead, ...] = ()  # Matches whose labels fall short of their count (``LeadChecks``).
+    committed_before: bool = False  # Committed before this join, which sent nothing (``delta_count``: what that sent).
+    kept_before: bool = False  # The result was kept before this join (fetched again and checked the same).
 
 
 def _utcnow() -> datetime:
@@ -537,7 +539,7 @@ class MemberRole:
         self._check_epoch(round)
         status = self.coordinator.submission_status(round_id, self.member_id)
         computed = submitted = delta = 0
-        replaced = False
+        replaced = committed_before = False
         seconds: dict[str, float] = {}
         clock = time.perf_counter()
         if round.state is RoundState.OPEN and status.state is not SubmissionState.COMMITTED:
@@ -552,20 +554,34 @@ class MemberRole:
             seconds["submit"], clock = time.perf_counter() - clock, time.perf_counter()
         elif status.state is SubmissionState.COMMITTED:
             self.settle(round, status)  # Committed, perhaps not recorded (the node stopped in between).
-            submitted, delta = status.set_count, status.item_count
+            submitted, delta, committed_before = status.set_count, status.item_count, True
         else:
             raise RoundClosed(f"round {round_id} is {round.state} and this member did not commit")
+        kept_before = self._kept(round_id)
         try:
             header = self.fetch_and_keep(round, wait=wait)
         except NotFound:
             # Committed, but not matched yet: not an error; the result is fetched later.
             seconds["wait for result"] = time.perf_counter() - clock
-            return JoinOutcome(round, computed, submitted, None, (), seconds, delta, replaced)
+            return JoinOutcome(
+                round, computed, submitted, None, (), seconds, delta, replaced, committed_before=committed_before
+            )
         seconds["wait for result"], clock = time.perf_counter() - clock, time.perf_counter()
         leads = tuple(self.leads(self.kept_result(round_id)))
         seconds["open leads"] = time.perf_counter() - clock
         refused = self.lead_checks(round_id).refused
-        return JoinOutcome(round, computed, submitted, header, leads, seconds, delta, replaced, refused)
+        return JoinOutcome(
+            round, computed, submitted, header, leads, seconds, delta, replaced, refused, committed_before, kept_before
+        )
+
+    def _kept(self, round_id: str) -> bool:
+        """Whether this node keeps a result for ``round_id``."""
+        with self.uow.reading() as tx:
+            try:
+                tx.results.get_result(round_id)
+            except NotFound:
+                return False
+        return True
 
 
 def _nothing_to_commit(plan: DeltaPlan, status: SubmissionStatus) -> bool:

@@ -74,6 +74,17 @@ def test_join_runs_the_round_and_fetch_keeps_the_result(tmp_path: Path, pki) -> 
         written = run_as_printed(report, FILE=str(tmp_path / "bank-b.html"))
         assert written.exit_code == 0, written.output
         assert written.output.startswith(f"wrote {tmp_path / 'bank-b.html'} (html, mode 0600): ")
+        # Joined again, the round says it was committed and its result kept before: nothing sent.
+        again = runner.invoke(main, ["node", "--config", str(config_a), "join", round_id, "--wait", "30"])
+        assert again.exit_code == 0, again.output
+        assert "already committed; result already kept" in again.output
+        assert (
+            f"this member committed to round {round_id} before: nothing was sent now; its kept result was "
+            "fetched again and is the same\n"
+        ) in again.output
+        assert "items this member committed earlier" in again.output
+        for sending in ("round joined", "sent this round", "new tokens computed", "changes only"):
+            assert sending not in again.output
 
 
 def test_join_refuses_a_member_id_that_is_not_the_certificate(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]

@@ -147,6 +147,19 @@ def test_a_second_round_sends_only_the_withdrawal() -> None:
     assert set(lead_labels(world.member(B), round_.round_id)) == {phone(4), phone(6)}
 
 
+def test_a_join_of_a_round_committed_and_kept_before_sends_nothing_and_says_so() -> None:
+    world = World()
+    round_ = world.open_round()
+    world.member(A).join(round_.round_id, wait=0)
+    first = world.member(B).join(round_.round_id, wait=0)
+    assert first.result is not None and not first.committed_before and not first.kept_before
+    again = world.member(B).join(round_.round_id, wait=0)
+    assert again.committed_before and again.kept_before and again.result == first.result
+    assert (again.tokens_computed, again.submitted) == (0, first.submitted)
+    fetched_now = world.member(A).join(round_.round_id, wait=0)  # A committed, never fetched.
+    assert fetched_now.committed_before and not fetched_now.kept_before and fetched_now.result is not None
+
+
 def test_a_relabelled_identifier_is_put_again_with_its_new_label() -> None:
     world = World()
     world.round_of_both()
