@@ -20,7 +20,7 @@ __all__ = ["already_exists", "read_secret", "write_file_atomic"]
 
 def already_exists(path: Path) -> ConfigurationError:
     """The error for a file that exists where replacing it needs ``--force``."""
-    return ConfigurationError(f"{path} already exists (use --force / force=True to replace it)")
+    return ConfigurationError(f"{path} already exists (use --force to replace it)")
 
 
 def write_file_atomic(path: Path, data: bytes, *, private: bool = True, replace: bool = True) -> Path:

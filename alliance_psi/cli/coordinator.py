@@ -36,7 +36,9 @@ from alliance_psi.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from alliance_psi.cli._serving import Monitor
+    from alliance_psi.protocol.coordinator import RoundSpec
     from alliance_psi.protocol.model import Round
+    from alliance_psi.services.clients import CoordinatorClient
 
 __all__ = ["coordinator_group"]
 
@@ -361,14 +363,81 @@ _invite = click.option(
 )
 
 
+def _epoch(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from alliance_psi.protocol.coordinator import ID_PATTERN
+
+    if not ID_PATTERN.match(value):
+        raise click.BadParameter(
+            f"{value!r}: a key epoch is 1-64 letters, digits, '.', '_' or '-' (as the custodians name it)"
+        )
+    return value
+
+
+def _types(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    from alliance_psi.identifiers import IdentifierType
+
+    types = tuple(t.strip() for t in value.split(",") if t.strip())
+    known = [t.value for t in IdentifierType]
+    unknown = [t for t in types if t not in known]
+    if unknown or not types:
+        raise click.BadParameter(f"unknown types {unknown or '(none given)'}; known: {', '.join(known)}")
+    return types
+
+
+# The option that sets each field of ``RoundSpec``: the coordinator names a field it refuses
+# (``invited: not enrolled at this coordinator: …``), which the command line calls by its option.
+_SPEC_OPTIONS = {
+    "name": "--name",
+    "threshold": "--threshold",
+    "key_epoch": "--epoch",
+    "deadline": "--deadline-minutes",
+    "allowed_types": "--types",
+    "invited": "--invite",
+    "min_interval_seconds": "--min-interval",
+    "round_id": "--id",
+}
+
+
+def _created(client: CoordinatorClient, spec: RoundSpec) -> Round:
+    """``client.create_round(spec)``; a spec the coordinator refuses is named by its options.
+
+    The invitees are checked against the threshold first, here: a round that invites fewer
+    members than its threshold could never find a lead.
+
+    Raises:
+        click.UsageError: ``--invite`` names fewer distinct members than ``--threshold``.
+        InvalidRequest: the coordinator refused the spec; the message names the option.
+    """
+    import re
+
+    from alliance_psi.errors import InvalidRequest
+
+    if spec.invited is not None and len(set(spec.invited)) < spec.threshold:
+        raise click.UsageError(
+            f"--invite names {plural(len(set(spec.invited)), 'member')}, fewer than --threshold {spec.threshold}: "
+            "a lead needs that many holders, so invite at least as many members or lower --threshold"
+        )
+    try:
+        return client.create_round(spec)
+    except InvalidRequest as exc:
+        # ``the coordinator at HOST:PORT: invited: …``: the field after the peer, or first.
+        fields = "|".join(_SPEC_OPTIONS)
+        named = re.sub(rf"(^|: )({fields}): ", lambda m: f"{m[1]}{_SPEC_OPTIONS[m[2]]}: ", str(exc), count=1)
+        raise InvalidRequest(named) from None
+
+
 @round_group.command("create")
 @_address
 @tls_options
 @click.option("--name", required=True, help="What the round is for.")
 @_threshold
-@click.option("--epoch", required=True, help="Key epoch the custodians serve.")
+@click.option("--epoch", required=True, callback=_epoch, help="Key epoch the custodians serve.")
 @click.option(
-    "--types", default="phone,id_card,bank_card,uscc", show_default=True, help="Comma-separated identifier types."
+    "--types",
+    default="phone,id_card,bank_card,uscc",
+    show_default=True,
+    callback=_types,
+    help="Comma-separated identifier types.",
 )
 @_invite
 @click.option(
@@ -385,7 +454,7 @@ def round_create(
     name: str,
     threshold: int,
     epoch: str,
-    types: str,
+    types: tuple[str, ...],
     invited: tuple[str, ...] | None,
     deadline_minutes: int,
     share_labels: bool,
@@ -399,13 +468,13 @@ def round_create(
         threshold=threshold,
         key_epoch=epoch,
         deadline=datetime.now(UTC) + timedelta(minutes=deadline_minutes),
-        allowed_types=tuple(t.strip() for t in types.split(",") if t.strip()),
+        allowed_types=types,
         invited=invited,
         share_labels=share_labels,
         round_id=round_id,
     )
     with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
-        created = client.create_round(spec)
+        created = _created(client, spec)
     click.echo(created.round_id)
 
 
@@ -536,27 +605,6 @@ def _interval(ctx: click.Context, param: click.Parameter, value: str) -> int:
     return seconds
 
 
-def _epoch(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from alliance_psi.protocol.coordinator import ID_PATTERN
-
-    if not ID_PATTERN.match(value):
-        raise click.BadParameter(
-            f"{value!r}: a key epoch is 1-64 letters, digits, '.', '_' or '-' (as the custodians name it)"
-        )
-    return value
-
-
-def _types(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
-    from alliance_psi.identifiers import IdentifierType
-
-    types = tuple(t.strip() for t in value.split(",") if t.strip())
-    known = [t.value for t in IdentifierType]
-    unknown = [t for t in types if t not in known]
-    if unknown or not types:
-        raise click.BadParameter(f"unknown types {unknown or '(none given)'}; known: {', '.join(known)}")
-    return types
-
-
 def _every(seconds: int) -> str:
     """``at once``, or ``every 15 min`` (the largest unit that divides the interval)."""
     if not seconds:
@@ -631,7 +679,7 @@ def scope_create(
         min_interval_seconds=min_interval,
     )
     with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
-        created = client.create_round(spec)
+        created = _created(client, spec)
     click.echo(created.round_id)
 
 

@@ -256,11 +256,12 @@ class CoordinatorRole:
         if not spec.allowed_types or unknown:
             raise InvalidRequest(f"allowed_types: unknown or empty {unknown}; known: {sorted(self.known_types)}")
         if spec.invited is not None:
-            bad = [m for m in spec.invited if not _ID.match(m)]
-            if bad or len(set(spec.invited)) < max(spec.threshold, 1):
+            if bad := [m for m in spec.invited if not _ID.match(m)]:
+                raise InvalidRequest(f"invited: not valid member ids: {bad[:5]}")
+            if (count := len(set(spec.invited))) < spec.threshold:
                 raise InvalidRequest(
-                    f"invited: need at least {spec.threshold} distinct valid member ids"
-                    + (f", bad: {bad[:5]}" if bad else "")
+                    f"invited: {count} distinct member ids, fewer than the threshold {spec.threshold}: "
+                    "a lead needs that many holders"
                 )
             strangers = sorted(m for m in set(spec.invited) if self.key_pins(m) is None) if self.checks_invitees else []
             if strangers:

@@ -194,7 +194,7 @@ def test_operator_round_commands(tmp_path: Path, pki) -> None:  # type: ignore[n
         assert created.exit_code == 0 and created.output == "nov-1\n", created.output
         typo = ["--name", "Typo", "--epoch", "epoch-typo", "--invite", "bank-a,bank-q", "--id", "typo-1"]
         refused = run("coordinator", "round", "create", *target, *typo)
-        assert refused.exit_code == 1 and "invited: not enrolled at this coordinator: bank-q" in refused.output
+        assert refused.exit_code == 1 and ": --invite: not enrolled at this coordinator: bank-q" in refused.output
         assert "typo-1" not in run("coordinator", "round", "list", *target).output  # Nothing half-made.
         long_id = "2026-11-proxy-rights-defence-guangdong-and-shenzhen-branches-xyz"  # 64: the longest
         other = ["--name", "Long", "--epoch", "epoch-other", "--id", long_id, "--no-share-labels"]

@@ -38,12 +38,30 @@ def admin_tls(pki: AlliancePki) -> list[str]:
         ("--min-interval", "8d", "8d is longer than 7 days, the longest interval"),
     ],
 )
-def test_bad_input_is_refused_before_any_connection(option: str, value: str, message: str, pki: AlliancePki) -> None:
+@pytest.mark.parametrize("group", ["scope", "round"])
+def test_bad_input_is_refused_before_any_connection(
+    group: str, option: str, value: str, message: str, pki: AlliancePki
+) -> None:
+    if group == "round" and option == "--min-interval":
+        pytest.skip("a batch round has no alert interval")
     args = {"--name": "watch", "--epoch": "epoch-test", option: value}
     flat = [part for pair in args.items() for part in pair]
-    result = run("coordinator", "scope", "create", "--coordinator", "127.0.0.1:1", *admin_tls(pki), *flat)
+    result = run("coordinator", group, "create", "--coordinator", "127.0.0.1:1", *admin_tls(pki), *flat)
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
+    assert f"Invalid value for '{option}'" in result.output
+
+
+@pytest.mark.parametrize("group", ["scope", "round"])
+def test_fewer_invitees_than_the_threshold_are_refused_naming_both_options(group: str, pki: AlliancePki) -> None:
+    flat = ["--name", "watch", "--epoch", "epoch-test", "--threshold", "3", "--invite", "bank-a,bank-b,bank-a"]
+    result = run("coordinator", group, "create", "--coordinator", "127.0.0.1:1", *admin_tls(pki), *flat)
+    assert result.exit_code == 2, result.output
+    assert (
+        "Error: --invite names 2 members, fewer than --threshold 3: a lead needs that many holders, so invite at "
+        "least as many members or lower --threshold"
+    ) in " ".join(result.output.split())
+    assert "invited:" not in result.output
 
 
 def test_operator_scope_commands(tmp_path: Path, pki: AlliancePki) -> None:

@@ -51,7 +51,7 @@ def test_init_ca_writes_a_ca_and_refuses_to_overwrite_it(ca_dir: Path) -> None:
     assert b"BEGIN CERTIFICATE" in ca.cert_pem
     result = run("init-ca", "--out", ca_dir, "--name", "Rivers")
     assert result.exit_code == 1
-    assert result.output == f"Error: {ca_dir / 'ca.pem'} already exists (use --force / force=True to replace it)\n"
+    assert result.output == f"Error: {ca_dir / 'ca.pem'} already exists (use --force to replace it)\n"
     assert pki.load_ca(ca_dir) == ca
     assert run("init-ca", "--out", ca_dir, "--name", "Rivers", "--force").exit_code == 0
     assert pki.load_ca(ca_dir) != ca
@@ -98,9 +98,7 @@ def test_issue_refuses_to_overwrite_without_force(ca_dir: Path, tmp_path: Path) 
     first = (tmp_path / "bank-a.pem").read_bytes()
     result = issue(ca_dir, tmp_path, "bank-a")
     assert result.exit_code == 1
-    assert (
-        result.output == f"Error: {tmp_path / 'bank-a.pem'} already exists (use --force / force=True to replace it)\n"
-    )
+    assert result.output == f"Error: {tmp_path / 'bank-a.pem'} already exists (use --force to replace it)\n"
     assert (tmp_path / "bank-a.pem").read_bytes() == first
     assert issue(ca_dir, tmp_path, "bank-a", "--force").exit_code == 0
     assert (tmp_path / "bank-a.pem").read_bytes() != first

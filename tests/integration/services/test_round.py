@@ -233,6 +233,10 @@ def test_round_creation_is_validated(tmp_path: Path, pki) -> None:  # type: igno
             admin.create_round(alliance.spec(1))
         with pytest.raises(InvalidRequest, match="allowed_types: unknown or empty \\['fax'\\]"):
             admin.create_round(alliance.spec(2, allowed_types=("fax",)))
+        with pytest.raises(InvalidRequest, match="invited: 2 distinct member ids, fewer than the threshold 3"):
+            admin.create_round(alliance.spec(3, invited=("bank-a", "bank-b", "bank-b")))
+        with pytest.raises(InvalidRequest, match="invited: not valid member ids: \\['bank a'\\]"):
+            admin.create_round(alliance.spec(2, invited=("bank-a", "bank a")))
         created = admin.create_round(alliance.spec(2, round_id="fixed-id"))
         with pytest.raises(Conflict):
             admin.create_round(alliance.spec(2, round_id="fixed-id"))
