@@ -186,7 +186,7 @@ def report_command(
     click.echo(
         console_safe(
             f"wrote {output} ({output_format}, mode 0600): {plural(len(report.leads), 'lead')} in round {report.round_id} "
-            f"({report.round_name}), leads {holders}{skipped}; verified with coordinator key {report.key_id}{evidence}"
+            f"({report.round_name}): {holders}{skipped}; verified with coordinator key {report.key_id}{evidence}"
         )
     )
 

@@ -54,8 +54,17 @@ def read_public_key(path: Path) -> bytes:
 
 
 def holders_text(counts: dict[int, int]) -> str:
-    """Leads by holder count in one line: ``1 held by 4, 2 held by 3, 4 held by 2`` (or ``none``)."""
-    return ", ".join(f"{count} held by {holders}" for holders, count in counts.items()) or "none"
+    """Leads by holder count in one line: ``1 lead held by 4 members; 3 leads, each held by 2
+    members`` (or ``no leads``)."""
+    return (
+        "; ".join(
+            f"1 lead held by {plural(holders, 'member')}"
+            if count == 1
+            else f"{count:,} leads, each held by {holders} members"
+            for holders, count in counts.items()
+        )
+        or "no leads"
+    )
 
 
 @click.group("report")
@@ -129,7 +138,7 @@ def verify_command(
     valid = (
         f"valid: {plural(checked.leads, 'lead')} of {plural(checked.signed_matches, 'signed match', 'signed matches')}"
         f"{omitted} in round {checked.round_id} "
-        f"({checked.round_name}) for member {checked.member_id}; leads {holders_text(checked.by_holder_count)}; "
+        f"({checked.round_name}) for member {checked.member_id}; {holders_text(checked.by_holder_count)}; "
         f"threshold {checked.threshold}, key epoch {checked.key_epoch}"
     )
     lines = [valid, *checked.coverage(rederived=rederived is not None)]

@@ -242,7 +242,9 @@ class NodeDaemon:
         if not recorded and not self._settle(round_):
             return  # Not committed by this node (or recorded before this version).
         header = self.node.role.fetch_and_keep(round_)
-        self.log.info("round %s: result kept%s", round_.round_id, _result_text(header.match_count))
+        self.log.info(
+            "round %s: result verified and kept, %s", round_.round_id, plural(header.match_count, "match", "matches")
+        )
 
     def _settle(self, round_: Round, status: SubmissionStatus | None = None) -> bool:
         """Record ``round_``'s commit if the coordinator made it but this node stopped before its own

@@ -45,7 +45,7 @@ from tests.unit.reports.support import (
 )
 
 NOW = datetime(2025, 7, 1, 9, 30, tzinfo=UTC)
-HOLDERS = "leads 1 held by 4, 2 held by 3, 4 held by 2"
+HOLDERS = "1 lead held by 4 members; 2 leads, each held by 3 members; 4 leads, each held by 2 members"
 RUNNER = CliRunner(env={"COLUMNS": "200"})
 
 
@@ -135,7 +135,7 @@ def test_node_report_writes_a_private_file_atomically(node: dict[str, str], tmp_
     assert result.exit_code == 0, result.output
     evidence = "signed by member bank-a's node" if fmt == "json" else "not evidence: only a JSON report is signed"
     assert result.output == (
-        f"wrote {output} ({fmt}, mode 0600): 7 leads in round {ROUND_ID} ({ROUND_NAME}), "
+        f"wrote {output} ({fmt}, mode 0600): 7 leads in round {ROUND_ID} ({ROUND_NAME}): "
         f"{HOLDERS}; verified with coordinator key {KEY.key_id}; {evidence}\n"
     )
     assert stat.S_IMODE(output.stat().st_mode) == 0o600

@@ -60,8 +60,12 @@ def test_killed_mid_submission_and_started_again_it_submits_once_and_keeps_the_r
 
         with node_run(config) as second:
             second.wait_for_line(f"round {round_id}: committed")
-            kept = f"round {round_id}: result kept"
-            wait_for(lambda: any(kept in line or "verified and kept" in line for line in second.lines), kept, second)
+            kept = f"round {round_id}: result verified and kept"  # Fetched, or at once by the join.
+            committed_and_kept = f"round {round_id}: committed"
+            wait_for(lambda: any("verified and kept" in line for line in second.lines), kept, second)
+            (said,) = [line for line in second.lines if "verified and kept" in line]
+            assert kept in said or (committed_and_kept in said and "; result verified and kept, " in said), said
+            assert said.count("kept") == 1, said
             node = alliance.node("bank-a")
             status = node.coordinator.submission_status(round_id, "bank-a")
             assert (status.state, status.set_count) == (SubmissionState.COMMITTED, distinct)
