@@ -294,6 +294,8 @@ def _write_scope_state(
             f"each lead's alert verified with coordinator key {state.key_id}{evidence}"
         )
     )
+    if signer is None:  # The JSON document carries the statement; a CSV file cannot.
+        click.echo(console_safe(state.statement))
 
 
 def _render(output_format: str, report: LeadReport, signer: ReportSigner | None) -> bytes:

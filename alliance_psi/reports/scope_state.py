@@ -108,7 +108,7 @@ def render_signed_scope_state(state: ScopeState, signer: ReportSigner, *, signed
 
 
 def render_scope_state_csv(state: ScopeState) -> bytes:
-    """The leads as the round report's CSV (``render.leads_csv``), after one line saying what this is."""
-    note = ("# " + state.statement + "\r\n").encode("utf-8")
-    body = leads_csv(lead for lead, _ in state.leads)
-    return body[:3] + note + body[3:]  # After the byte order mark.
+    """The leads as the round report's CSV (``render.leads_csv``), the header its first line: a CSV
+    reader takes the first line for the header, so ``statement`` (in the JSON document's
+    ``statement``) is not in the file; ``node report`` says it on the terminal."""
+    return leads_csv(lead for lead, _ in state.leads)

@@ -4,6 +4,8 @@ alert, signed by the node, and saying it is a scope's state, not a round's resul
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import json
 import shutil
 import threading
@@ -16,6 +18,7 @@ from sqlalchemy import Engine, update
 from alliance_psi.cli.main import main
 from alliance_psi.protocol.alerts import AlertKind, SignedAlert, verify_alert
 from alliance_psi.reports import check_member_signature
+from alliance_psi.reports.render import CSV_COLUMNS
 from alliance_psi.storage import MemberRepository, create_schema, make_engine
 from alliance_psi.storage.schema import member_alerts
 
@@ -79,11 +82,14 @@ def test_the_state_holds_the_standing_leads_with_their_signed_alerts(node, pki) 
     assert (folder / "state.json").stat().st_mode & 0o777 == 0o600
 
 
-def test_the_csv_says_what_it_is(node) -> None:  # type: ignore[no-untyped-def]
+def test_the_csv_starts_with_its_header_and_the_terminal_says_what_it_is(node) -> None:  # type: ignore[no-untyped-def]
     folder, _, _ = node
-    assert report(folder, "csv").exit_code == 0
+    result = report(folder, "csv")
+    assert result.exit_code == 0, result.output
+    assert "The leads that stand in continuous scope watch-1 as of alert 5" in result.output
     text = (folder / "state.csv").read_text(encoding="utf-8-sig")
-    assert text.startswith("# The leads that stand in continuous scope watch-1 as of alert 5")
+    rows = list(csv.DictReader(io.StringIO(text)))  # What a CSV reader sees: the header, then the leads.
+    assert len(rows) == 1 and tuple(rows[0]) == CSV_COLUMNS
     assert value(1) in text and value(2) not in text
 
 
