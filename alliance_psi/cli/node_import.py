@@ -34,7 +34,7 @@ from alliance_psi.cli.node import database_option, node_group, open_node_databas
 from alliance_psi.errors import InvalidIdentifier
 from alliance_psi.identifiers import IdentifierType
 from alliance_psi.identifiers.categories import CATEGORY_NAMES, SEVERITY_NAMES
-from alliance_psi.identifiers.types import TYPE_ALIASES
+from alliance_psi.identifiers.types import TYPE_ALIASES, identifier_type
 from alliance_psi.services.blacklist_import import (
     REJECTS_KEPT,
     SHOWN_PROBLEMS,
@@ -55,7 +55,22 @@ __all__ = ["REJECTS_KEPT", "WRONG_FILE_ROWS", "WRONG_FILE_VALID", "import_file",
 _SHOWN_PROBLEMS = SHOWN_PROBLEMS
 _SHOWN_REASONS = 20
 _EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
-_TYPE = click.Choice([member.value for member in IdentifierType])
+
+
+class _TypeName(click.Choice[str]):
+    """``--type``: a type name, or one of the Chinese names a file's type column takes (``手机号``)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        named = identifier_type(value) if isinstance(value, str) else None
+        if named is not None:
+            return named.value
+        try:
+            return str(super().convert(value, param, ctx))
+        except click.BadParameter as exc:
+            self.fail(f"{exc.message} Or a Chinese name, as in a file's type column (docs/file-format.md).", param, ctx)
+
+
+_TYPE = _TypeName([member.value for member in IdentifierType])
 
 
 def _encoding_option(function: Callable[..., Any]) -> Callable[..., Any]:

@@ -98,8 +98,22 @@ def _header_fields(header: list[str], path: Path, default_type: str | None) -> d
         if required not in fields.values():
             # A header without the column may be a first data row: unknown names are shown truncated.
             found = ", ".join(name if field_of(name) else repr(truncate_value(name)) for name in header)
-            raise ImportFileError(f"{path}: missing required column {required!r}; columns found: {found}")
+            raise ImportFileError(
+                f"{path}: missing required column {required!r}; columns found: {found}{_separator_hint(header)}"
+            )
     return fields
+
+
+def _separator_hint(header: list[str]) -> str:
+    """A hint when the header names the columns with another separator than the comma: Excel in
+    many European locales saves "CSV" separated by ';', and a tab-separated export is common."""
+    for separator, shown in ((";", "';'"), ("\t", "tabs")):
+        if any(field_of(part) for name in header if separator in name for part in name.split(separator)):
+            return (
+                f'; the file seems separated by {shown}, not commas: save it as "CSV UTF-8 (Comma delimited)" '
+                "(or as .xlsx, which has no separator; docs/file-format.md)"
+            )
+    return ""
 
 
 def _csv_rows(path: Path, encoding: TextEncoding, default_type: str | None) -> Iterator[Row | Rejection]:

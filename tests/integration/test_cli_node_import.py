@@ -268,6 +268,21 @@ def test_withdraw_reads_values_from_standard_input(tmp_path: Path, db: str) -> N
     assert stored(db) == 1
 
 
+def test_withdraw_and_import_take_the_chinese_type_names_the_file_takes(tmp_path: Path, db: str) -> None:
+    identifier_id = import_and_cache(tmp_path, db)
+    result = run("node", "withdraw", "--database", db, "--type", "手机号", "--stdin", stdin=b"139-1527-4680\n")
+    assert result.exit_code == 0, result.output
+    assert figures(result) == {"withdrawn": 1, "not found": 0, "invalid": 0}
+    assert cached(db, identifier_id) == 0
+    phones = tmp_path / "phones.csv"
+    phones.write_text("13900001111\n", encoding="utf-8")
+    imported = run("node", "import", str(phones), "--type", "手机号", "--database", db)
+    assert imported.exit_code == 0, imported.output
+    unknown = run("node", "withdraw", "--database", db, "--type", "传真", "--stdin", stdin=b"1\n")
+    assert unknown.exit_code == 2
+    assert "Or a Chinese name, as in a file's type column (docs/file-format.md)." in unknown.output
+
+
 def test_withdraw_from_a_file(tmp_path: Path, db: str) -> None:
     import_and_cache(tmp_path, db)
     source = tmp_path / "withdraw.csv"

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import openpyxl
 import pytest
 
+from alliance_psi.errors import truncate_value
 from alliance_psi.identifiers import normalize
 from alliance_psi.identifiers.importer import (
     CHINA_TIME,
@@ -219,6 +220,19 @@ def test_missing_required_column_names_the_columns_found(tmp_path: Path) -> None
     with pytest.raises(ImportFileError) as info:
         read(path)
     assert str(info.value) == f"{path}: missing required column 'type'; columns found: Value, Category, '139152…'"
+
+
+@pytest.mark.parametrize(("separator", "shown"), [(";", "';'"), ("\t", "tabs")])
+def test_a_file_separated_otherwise_than_by_commas_is_named(tmp_path: Path, separator: str, shown: str) -> None:
+    text = separator.join(["类型", "value", "category"]) + "\n" + separator.join(["phone", "13915274680", "other"])
+    path = write(tmp_path, "list.csv", text + "\n")
+    with pytest.raises(ImportFileError) as info:
+        read(path)
+    assert str(info.value) == (
+        f"{path}: missing required column 'type'; columns found: {truncate_value(text.splitlines()[0])!r}; "
+        f'the file seems separated by {shown}, not commas: save it as "CSV UTF-8 (Comma delimited)" (or as .xlsx, '
+        "which has no separator; docs/file-format.md)"
+    )
 
 
 def test_empty_file_without_type(tmp_path: Path) -> None:
