@@ -307,16 +307,23 @@ def monitoring_config(**options: Any) -> MonitoringConfig:
 _SIGNAL_POLL_SECONDS = 0.2
 
 
-def wait_for_stop_signal(*, on_hangup: Callable[[], object] | None = None, exit_within: float | None = None) -> None:
+def wait_for_stop_signal(*, on_hangup: Callable[[], object] | None = None, exit_within: float | None = None) -> str:
     """Block until SIGTERM or SIGINT (Ctrl-C): how a server command runs until told to stop.
+    Returns the signal's name (``SIGTERM``).
 
     ``on_hangup`` runs on SIGHUP (a server reloads its CRL). With ``exit_within``, the process
     exits with status 1 that many seconds after the signal if it has not exited by then, whatever
     holds it (a call stuck where cancelling cannot reach it): the shutdown is bounded.
     """
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    received: list[str] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     if on_hangup is not None:
         signal.signal(signal.SIGHUP, lambda *_: on_hangup())
     # Wake every 0.2 s rather than block: Linux may deliver the signal to another thread (gRPC's,
@@ -328,6 +335,7 @@ def wait_for_stop_signal(*, on_hangup: Callable[[], object] | None = None, exit_
         deadline = threading.Timer(exit_within, _exit_now, args=(exit_within,))
         deadline.daemon = True
         deadline.start()
+    return received[0]
 
 
 def _exit_now(after: float) -> None:

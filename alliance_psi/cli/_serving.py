@@ -99,6 +99,7 @@ def serve_until_stopped(
     engine: Engine,
     started: Callable[[int], None],
     monitor: Monitor,
+    name: str,
     checks: Sequence[PeerCheck] = (),
     companions: Sequence[AbstractContextManager[object]] = (),
 ) -> None:
@@ -109,6 +110,8 @@ def serve_until_stopped(
     stderr); ``companions`` (a coordinator's ticker) run alongside. ``monitor`` counts the calls
     and turns ready once the server listens, not ready again at the stop signal. The process exits
     within ``2 * shutdown_grace_seconds + 1`` seconds of the signal, whatever is still running.
+    The stop is said (``announce``) as ``node run`` logs it: ``NAME: SIGTERM received, stopping``,
+    then ``NAME: stopped`` once the server and its companions have ended (``name``: the command).
 
     Raises:
         ConfigurationError: the address cannot be bound.
@@ -130,8 +133,10 @@ def serve_until_stopped(
             stack.enter_context(companion)
         monitor.readiness.met(GRPC)  # Before saying so: whoever reads the line may probe at once.
         started(port)
-        wait_for_stop_signal(
+        received = wait_for_stop_signal(
             on_hangup=revocations.reload if revocations is not None else None,
             exit_within=2 * limits.shutdown_grace_seconds + 1,
         )
+        announce(f"{name}: {received} received, stopping")
         monitor.readiness.stopping()
+    announce(f"{name}: stopped")

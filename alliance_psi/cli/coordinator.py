@@ -245,6 +245,7 @@ def _serve_monitored(config: CoordinatorConfig, monitor: Monitor) -> None:
         engine=engine,
         started=started,
         monitor=monitor,
+        name="coordinator serve",
         companions=[Ticker(role, config.tick_seconds)],
     )
 

@@ -277,6 +277,7 @@ def _serve_monitored(config: CustodianConfig, monitor: Monitor) -> None:
         engine=engine,
         started=started,
         monitor=monitor,
+        name="custodian serve",
     )
 
 

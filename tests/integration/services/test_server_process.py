@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import grpc
@@ -22,7 +23,7 @@ from alliance_psi.services.server import run_server
 from alliance_psi.services.tls import secure_channel
 from tests.integration.services.conftest import AlliancePki
 from tests.integration.services.harness import COORDINATOR, running_alliance
-from tests.integration.services.processes import coordinator_process
+from tests.integration.services.processes import coordinator_process, custodian_process
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -52,6 +53,19 @@ def test_sigterm_after_undecodable_streams_stops_the_coordinator(tmp_path: Path,
                 codes.add(refused.value.code())
         assert stop_and_wait(server) == 0, f"run {run}"
         assert codes == {grpc.StatusCode.INVALID_ARGUMENT}
+
+
+@pytest.mark.parametrize("role", ["coordinator", "custodian"])
+def test_sigterm_is_logged_as_node_run_logs_it(tmp_path: Path, pki: AlliancePki, role: str) -> None:
+    start = coordinator_process if role == "coordinator" else custodian_process
+    server = start(tmp_path, pki, "--shutdown-grace-seconds", "1")
+    assert stop_and_wait(server) == 0
+    deadline = time.monotonic() + EXIT_WAIT  # The exited process's last lines may still be in the pipe.
+    while not any("serve: stopped" in line for line in server.lines) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    said = [line.strip() for line in server.lines]
+    assert f"{role} serve: SIGTERM received, stopping" in said, said[-5:]
+    assert said[-1] == f"{role} serve: stopped", said[-5:]
 
 
 def test_a_call_stuck_past_the_grace_does_not_hold_the_process(tmp_path: Path, pki: AlliancePki) -> None:
