@@ -135,6 +135,13 @@ def issue(
         cert_path, key_path = pki.write_issued(issued, out, name, force=force)
     click.echo(f"issued {role} {name} (serial {issued.serial:#x}): {cert_path} and {key_path}")
     _say_usage(identity.role, name)
+    if identity.role is Role.MEMBER:
+        click.echo(
+            f"warning: {name}'s private key was made here, so whoever holds this CA knows it too; fine for a "
+            f"demo or a test, but a real member makes its own key (`alliance-psi pki request --role member --name "
+            f"{name} --out DIR`) and sends its request, which you certify with --csr",
+            err=True,
+        )
 
 
 def _issue_for_request(

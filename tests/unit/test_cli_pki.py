@@ -126,7 +126,15 @@ def test_issue_rejects_a_bad_name(ca_dir: Path, tmp_path: Path, name: str) -> No
 def test_issue_writes_a_client_only_member_certificate(ca_dir: Path, tmp_path: Path) -> None:
     result = issue(ca_dir, tmp_path, "bank-a")
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[-1] == "for clients only: it cannot serve"
+    assert result.stdout.splitlines()[-1] == "for clients only: it cannot serve"
+    # The CA made the member's key: it says so, and what a real member does instead.
+    assert result.stderr == (
+        "warning: bank-a's private key was made here, so whoever holds this CA knows it too; fine for a demo or a "
+        "test, but a real member makes its own key (`alliance-psi pki request --role member --name bank-a --out "
+        "DIR`) and sends its request, which you certify with --csr\n"
+    )
+    admin = run("issue", "--ca-dir", ca_dir, "--role", "admin", "--name", "operator", "--out", tmp_path)
+    assert admin.exit_code == 0 and admin.stderr == "", admin.output
 
 
 @pytest.mark.parametrize(
