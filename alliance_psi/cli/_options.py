@@ -65,6 +65,13 @@ class PeerAddress(click.ParamType["PeerEndpoint", Any]):
     def __init__(self, role: str, default_name: str | None = None) -> None:
         self.role, self.default_name = role, default_name
 
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        """The usage line's shape, spelled as the help text and the parser spell it (``,ca=FILE``,
+        not click's upper-cased ``,CA=FILE``); replicas and a CA only for a custodian (compared by
+        the role's value: ``--help`` must not import the protocol layer)."""
+        address = "NAME@HOST:PORT" if self.default_name is None else "[NAME@]HOST:PORT"
+        return f"{address}[+HOST:PORT…][,ca=FILE]" if self.role == "custodian" else address
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> PeerEndpoint:
         from alliance_psi.config import PeerEndpoint, peer_text_parts
         from alliance_psi.errors import ConfigurationError

@@ -95,3 +95,12 @@ def test_every_database_option_checks_for_a_url() -> None:
         ]
     assert len(taking) >= 20
     assert [name for name, option in taking if not isinstance(option.type, DatabaseUrl)] == []
+
+
+def test_peer_usage_lines_spell_the_ca_as_the_help_text_does() -> None:
+    keygen = CliRunner().invoke(main, ["custodian", "keygen", "--help"], env={"COLUMNS": "200"})
+    assert "--peer NAME@HOST:PORT[+HOST:PORT…][,ca=FILE]" in keygen.output
+    assert "NAME@HOST:PORT[,ca=FILE] (its own CA" in keygen.output and "CA=FILE" not in keygen.output
+    join = CliRunner().invoke(main, ["node", "join", "--help"], env={"COLUMNS": "200"})
+    assert "--custodian NAME@HOST:PORT[+HOST:PORT…][,ca=FILE]" in join.output
+    assert "--coordinator [NAME@]HOST:PORT " in join.output  # The coordinator takes no replicas and no CA.
