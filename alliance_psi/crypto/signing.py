@@ -17,6 +17,7 @@ custodian's certificate key also opens the key-ceremony shares sealed to it with
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 
@@ -89,12 +90,13 @@ class SigningKey:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
 
-    @property
+    @functools.cached_property
     def public_key(self) -> bytes:
-        """The raw 32-byte public key, as it ships in the alliance configuration."""
+        """The raw 32-byte public key, as it ships in the alliance configuration (computed once:
+        the coordinator names it in every alert it signs)."""
         return self._private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
-    @property
+    @functools.cached_property
     def key_id(self) -> str:
         return key_id(self.public_key)
 
