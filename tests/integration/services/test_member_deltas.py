@@ -19,6 +19,7 @@ from alliance_psi.protocol.alerts import Alert, AlertKind, verify_alert
 from alliance_psi.protocol.coordinator import RoundSpec
 from alliance_psi.protocol.member import MemberRole
 from alliance_psi.protocol.model import NO_DEADLINE, RoundKind, SubmissionState
+from alliance_psi.protocol.node_alerts import AppliedAlert
 from alliance_psi.services.clients import CoordinatorClient
 from alliance_psi.services.pki import spki_sha256
 from alliance_psi.storage import MemberRepository
@@ -60,7 +61,7 @@ def alerts_of(alliance: Alliance, member: str, count: int) -> list[Alert]:
     raise AssertionError(f"the stream of {member}'s alerts ended after {len(found)}")
 
 
-def own(node: MemberRole, alert: Alert) -> str:
+def own(node: MemberRole, alert: Alert | AppliedAlert) -> str:
     """The member's own identifier behind an alert's token (what its node maps it to)."""
     with node.uow.reading() as tx:
         return tx.repo.identifiers_for_tokens(EPOCH, [alert.match_token])[alert.match_token].canonical
