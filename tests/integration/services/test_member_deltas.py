@@ -8,6 +8,7 @@ input is refused before anything is computed or sent.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def alerts_of(alliance: Alliance, member: str, count: int) -> list[Alert]:
     pin = spki_sha256(alliance.pki.issued[member].cert_pem)  # type: ignore[attr-defined]
     found: list[Alert] = []
     tls = alliance.pki.material(member)  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 240  # Heartbeats come every 15 s: a missing alert fails, never hangs.
     with CoordinatorClient(alliance.coordinator_address, tls) as client, contextlib.closing(client.watch_alerts()) as s:
         for batch in s:
             found += [
@@ -58,7 +60,9 @@ def alerts_of(alliance: Alliance, member: str, count: int) -> list[Alert]:
             ]
             if len(found) >= count:
                 return found
-    raise AssertionError(f"the stream of {member}'s alerts ended after {len(found)}")
+            if time.monotonic() > deadline:
+                break
+    raise AssertionError(f"the stream of {member}'s alerts ended or stalled after {len(found)} of {count}")
 
 
 def own(node: MemberRole, alert: Alert | AppliedAlert) -> str:
