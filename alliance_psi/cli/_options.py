@@ -314,9 +314,11 @@ def monitoring_config(**options: Any) -> MonitoringConfig:
 _SIGNAL_POLL_SECONDS = 0.2
 
 
-def wait_for_stop_signal(*, on_hangup: Callable[[], object] | None = None, exit_within: float | None = None) -> str:
-    """Block until SIGTERM or SIGINT (Ctrl-C): how a server command runs until told to stop.
-    Returns the signal's name (``SIGTERM``).
+def stop_signals(*, on_hangup: Callable[[], object] | None = None) -> Callable[[float | None], str]:
+    """Take SIGTERM and SIGINT (Ctrl-C) now; return ``wait(exit_within)``, which blocks until one
+    came (before the call too) and returns its name (``SIGTERM``). Install it before the server
+    says it listens: a signal sent as soon as the port is announced must stop it cleanly, not kill
+    it by the default action.
 
     ``on_hangup`` runs on SIGHUP (a server reloads its CRL). With ``exit_within``, the process
     exits with status 1 that many seconds after the signal if it has not exited by then, whatever
@@ -333,16 +335,21 @@ def wait_for_stop_signal(*, on_hangup: Callable[[], object] | None = None, exit_
     signal.signal(signal.SIGINT, on_signal)
     if on_hangup is not None:
         signal.signal(signal.SIGHUP, lambda *_: on_hangup())
-    # Wake every 0.2 s rather than block: Linux may deliver the signal to another thread (gRPC's,
-    # the ticker's), and CPython runs Python handlers only in the main thread, between bytecodes;
-    # a main thread blocked in one long wait would never run them (seen under load: SIGTERM ignored).
-    while not stop.wait(_SIGNAL_POLL_SECONDS):
-        pass
-    if exit_within is not None:
-        deadline = threading.Timer(exit_within, _exit_now, args=(exit_within,))
-        deadline.daemon = True
-        deadline.start()
-    return received[0]
+
+    def wait(exit_within: float | None = None) -> str:
+        # Wake every 0.2 s rather than block: Linux may deliver the signal to another thread
+        # (gRPC's, the ticker's), and CPython runs Python handlers only in the main thread, between
+        # bytecodes; a main thread blocked in one long wait would never run them (seen under load:
+        # SIGTERM ignored).
+        while not stop.wait(_SIGNAL_POLL_SECONDS):
+            pass
+        if exit_within is not None:
+            deadline = threading.Timer(exit_within, _exit_now, args=(exit_within,))
+            deadline.daemon = True
+            deadline.start()
+        return received[0]
+
+    return wait
 
 
 def _exit_now(after: float) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from alliance_psi.cli._logging import announce
-from alliance_psi.cli._options import wait_for_stop_signal
+from alliance_psi.cli._options import stop_signals
 from alliance_psi.config import MonitoringConfig, ServerLimits, TlsConfig, TlsMaterial
 from alliance_psi.protocol.model import Role
 from alliance_psi.services.cert_checks import load_tls
@@ -116,6 +116,8 @@ def serve_until_stopped(
     Raises:
         ConfigurationError: the address cannot be bound.
     """
+    # The handlers first: a SIGTERM sent as soon as the port line is out stops the server cleanly.
+    wait_for_stop = stop_signals(on_hangup=revocations.reload if revocations is not None else None)
     with contextlib.ExitStack() as stack:
         port = stack.enter_context(
             run_server(
@@ -133,10 +135,7 @@ def serve_until_stopped(
             stack.enter_context(companion)
         monitor.readiness.met(GRPC)  # Before saying so: whoever reads the line may probe at once.
         started(port)
-        received = wait_for_stop_signal(
-            on_hangup=revocations.reload if revocations is not None else None,
-            exit_within=2 * limits.shutdown_grace_seconds + 1,
-        )
+        received = wait_for_stop(2 * limits.shutdown_grace_seconds + 1)
         announce(f"{name}: {received} received, stopping")
         monitor.readiness.stopping()
     announce(f"{name}: stopped")
