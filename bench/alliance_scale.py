@@ -20,6 +20,7 @@ peak memory of every process (servers, and the members' largest and median).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import random
@@ -85,15 +86,34 @@ def run_members(
         out, err = alliance.home(member) / f"{args[0]}.out", alliance.home(member) / f"{args[0]}.err"
         with out.open("w") as stdout, err.open("w") as stderr:
             proc = subprocess.Popen(alliance.node_command(member, *args), stdout=stdout, stderr=stderr, text=True)
-            _, status, usage = os.wait4(proc.pid, 0)
+            # The node's own peak RSS (VmHWM), read while it runs: wait4's ru_maxrss would also count
+            # this process's RSS at the fork before exec (hundreds of MiB holding every member's set).
+            peak, status = 0, None
+            while status is None:
+                with contextlib.suppress(OSError, ValueError):
+                    peak = max(peak, peak_rss_kib(proc.pid))
+                pid, code, _ = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    status = code
+                else:
+                    time.sleep(0.05)
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"{member} {args[0]} failed:\n{err.read_text()[-2000:]}")
-        outputs[member], rss[member] = out.read_text(), usage.ru_maxrss / 1024
+        outputs[member], rss[member] = out.read_text(), peak / 1024
 
-    began = time.perf_counter()
+    began, before = time.perf_counter(), load()
     with ThreadPoolExecutor(parallel) as pool:
         list(pool.map(one, alliance.members))
+    print(
+        f"  node {args_of(alliance.members[0])[0]}: {time.perf_counter() - began:.1f} s, load {before} -> {load()}",
+        flush=True,
+    )
     return time.perf_counter() - began, rss, outputs
+
+
+def load() -> str:
+    """The load average (1, 5, 15 min): the machine is shared, so every figure carries it."""
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def spread(rss: dict[str, float]) -> str:
@@ -129,7 +149,8 @@ def main() -> None:
     print(
         f"{args.members} members x {args.size:,} identifiers, {args.parallel} member processes at a time; "
         f"distinct identifiers {sum(histogram.values()):,}; held by >= {args.threshold}: {at_threshold:,}; "
-        f"most holders of one identifier: {max(histogram)}"
+        f"most holders of one identifier: {max(histogram)}; load {load()}",
+        flush=True,
     )
     started = time.perf_counter()
     with local_alliance(args.out, names, coordinator_database=args.database) as alliance:
@@ -149,9 +170,10 @@ def main() -> None:
             )
             round_id = admin.create_round(spec).round_id
             join_s, join_rss, joined = run_members(alliance, args.parallel, lambda m: ["join", round_id, "--wait", "0"])
-            began = time.perf_counter()
+            began, before = time.perf_counter(), load()
             admin.close_round(round_id, "bench")
             match_s = time.perf_counter() - began
+            print(f"  close (matching): {match_s:.2f} s, load {before} -> {load()}", flush=True)
         fetch_s, fetch_rss, fetched = run_members(
             alliance, args.parallel, lambda m: ["fetch", round_id, "--wait", "600"]
         )
@@ -164,7 +186,7 @@ def main() -> None:
     leads = sum(int(m[1].replace(",", "")) for out in fetched.values() if (m := _MATCHED.search(out)))
     total = time.perf_counter() - started
     backend = "PostgreSQL" if args.database else "SQLite"
-    print(f"coordinator on {backend}; wall {total:.0f} s in all (set-up and servers included)")
+    print(f"coordinator on {backend}; wall {total:.0f} s in all (set-up and servers included); load {load()}")
     print(f"  import: {import_s:.1f} s wall ({args.members * args.size / import_s:,.0f} identifiers/s)")
     print(
         f"  join (tokens, submit, commit): {join_s:.1f} s wall ({args.members * args.size / join_s:,.0f} "
