@@ -78,6 +78,7 @@ __all__ = [
     "QuotaExceeded",
     "ReportMismatch",
     "RequestError",
+    "ServerBusy",
     "ResultMismatch",
     "RoundClosed",
     "SetMismatch",
@@ -257,6 +258,12 @@ class NotFound(RequestError):
 class LimitExceeded(RequestError):
     """A request over one of the server's limits: message size, concurrent calls, calls per
     second, items per round or per set. The message names the limit."""
+
+
+class ServerBusy(LimitExceeded):
+    """A call refused by a server's admission limits (its calls in progress, a peer's calls or
+    streams in progress, a peer's calls per second): nothing was done, and the same call may
+    succeed a moment later, so clients retry it with back-off."""
 
 
 class QuotaExceeded(LimitExceeded):

@@ -32,6 +32,7 @@ from alliance_psi.errors import (
     ConfigurationError,
     HandshakeFailed,
     PeerUnavailable,
+    ServerBusy,
 )
 from alliance_psi.protocol import messages
 from alliance_psi.protocol._pb import coordinator_pb2_grpc, custodian_pb2_grpc
@@ -65,7 +66,12 @@ _TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 class RetryPolicy:
-    """``attempts`` tries with ``base * 4**n`` seconds between them, each call bounded by ``timeout``."""
+    """``attempts`` tries with ``base * 4**n`` seconds between them, each call bounded by ``timeout``.
+
+    Retried: an unreachable peer, a deadline, and a server's refusal for its admission limits
+    (``ServerBusy``: calls per second or in progress), which did nothing; every other refusal is
+    final at once.
+    """
 
     def __init__(self, attempts: int = 4, base: float = 0.2, timeout: float = 60.0) -> None:
         self.attempts, self.base, self.timeout = attempts, base, timeout
@@ -76,6 +82,7 @@ class RetryPolicy:
         Raises:
             HandshakeFailed: ``explain`` found a lasting cause (the server's certificate).
             PeerUnavailable: still failing after ``attempts``, with the last cause found.
+            ServerBusy: still refused for the server's admission limits after ``attempts``.
             AlliancePsiError: the typed error of any other status (``services.status``).
         """
         last: grpc.RpcError | None = None
@@ -85,7 +92,11 @@ class RetryPolicy:
                 return fn(self.timeout)
             except grpc.RpcError as err:
                 if err.code() not in _TRANSIENT:
-                    raise _typed_error(err, peer) from None
+                    typed = _typed_error(err, peer)
+                    if not isinstance(typed, ServerBusy) or attempt + 1 == self.attempts:
+                        raise typed from None
+                    time.sleep(self.base * 4**attempt)  # Its admission limits: nothing was done.
+                    continue
                 last = err
                 diagnosis = explain() if explain is not None else None
                 if diagnosis is not None and diagnosis.lasting:

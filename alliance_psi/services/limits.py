@@ -2,8 +2,8 @@
 
 ``CallLimiter`` counts the calls in progress per peer (a certificate identity, whatever
 connections it opens) and in total, and the calls each peer started in the last second (a
-token bucket). A call over a limit is refused with ``LimitExceeded`` naming the limit, before it
-reads a request, so a member holding streams open spends its own slots, not the other members'.
+token bucket). A call over a limit is refused with ``ServerBusy`` (a ``LimitExceeded`` clients
+retry) naming the limit, before it reads a request, so a member holding streams open spends its own slots, not the other members'.
 
 ``IdleReaper`` ends calls that wait on their peer longer than ``stream_idle_seconds``: a stream
 whose client sends nothing, a unary call whose request never comes, a server stream whose client
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from alliance_psi.config import ServerLimits
-from alliance_psi.errors import LimitExceeded, RequestError
+from alliance_psi.errors import RequestError, ServerBusy
 from alliance_psi.services.status import status_for
 
 __all__ = ["CallLimiter", "IdleReaper", "IdleWatch"]
@@ -61,7 +61,7 @@ class CallLimiter:
         """Count a call of ``peer`` (``role:name``) in progress; call the result once it ends.
 
         Raises:
-            LimitExceeded: the server's total, the peer's calls or streams in progress, or the
+            ServerBusy: the server's total, the peer's calls or streams in progress, or the
                 peer's calls per second would go over their limit; nothing is counted then.
         """
         limits, now = self.limits, time.monotonic()
@@ -74,19 +74,15 @@ class CallLimiter:
             state.tokens = min(self._burst, state.tokens + (now - state.refilled) * limits.calls_per_second_per_peer)
             state.refilled = now
             if state.tokens < 1:
-                raise LimitExceeded(
-                    f"too many calls from {peer}: at most {limits.calls_per_second_per_peer:g} per second"
-                )
+                raise ServerBusy(f"too many calls from {peer}: at most {limits.calls_per_second_per_peer:g} per second")
             if self._total >= limits.max_calls:
-                raise LimitExceeded(f"{self._busy}: {limits.max_calls} calls in progress, the limit; try again later")
+                raise ServerBusy(f"{self._busy}: {limits.max_calls} calls in progress, the limit; try again later")
             if state.calls >= limits.max_calls_per_peer:
-                raise LimitExceeded(
+                raise ServerBusy(
                     f"too many calls in progress from {peer}: at most {limits.max_calls_per_peer} at a time"
                 )
             if streaming and state.streams >= limits.max_streams_per_peer:
-                raise LimitExceeded(
-                    f"too many open streams from {peer}: at most {limits.max_streams_per_peer} at a time"
-                )
+                raise ServerBusy(f"too many open streams from {peer}: at most {limits.max_streams_per_peer} at a time")
             state.tokens -= 1
             state.calls += 1
             state.streams += streaming

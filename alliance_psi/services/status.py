@@ -42,6 +42,7 @@ STATUS_OF: tuple[tuple[type[errors.AlliancePsiError], grpc.StatusCode], ...] = (
     (errors.NotAuthorized, grpc.StatusCode.PERMISSION_DENIED),
     (errors.NotFound, grpc.StatusCode.NOT_FOUND),
     (errors.QuotaExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.ServerBusy, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.RoundClosed, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.WrongEpoch, grpc.StatusCode.FAILED_PRECONDITION),
@@ -202,6 +203,8 @@ def from_rpc_error(err: grpc.RpcError, *, peer: str) -> errors.AlliancePsiError:
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
         if quota is not None or (info is not None and info.reason == reason_of(errors.QuotaExceeded)):
             return _quota_exceeded(message, info, quota)
+        if info is not None and info.reason == reason_of(errors.ServerBusy):
+            return errors.ServerBusy(message)
         return errors.LimitExceeded(message)  # A server limit, ours or gRPC's own (message size).
     named = _REQUEST_ERROR_OF_REASON.get(info.reason) if info is not None else None
     if named is not None and _code_of(named) is code:

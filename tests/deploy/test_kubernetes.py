@@ -308,12 +308,9 @@ def test_each_custodian_serves_the_threshold_epoch_behind_a_headless_service_of_
         assert [entry.split("@")[1].split(":")[0] for entry in node["custodian"]] == listed
 
 
-def test_the_member_node_runs_node_run_with_probes_on_its_metrics_port(
-    overlay: tuple[str, list[dict[str, Any]]],
-) -> None:
-    name, docs = overlay
-    if "StatefulSet/member-node" not in WORKLOADS[name]:
-        pytest.skip(f"{name} has no member node")
+@pytest.mark.parametrize("name", [name for name, kinds in WORKLOADS.items() if "StatefulSet/member-node" in kinds])
+def test_the_member_node_runs_node_run_with_probes_on_its_metrics_port(name: str) -> None:
+    docs = render(KUSTOMIZE / "overlays" / name)
     (node,) = [doc for doc in docs if doc["kind"] == "StatefulSet" and doc["metadata"]["name"] == "member-node"]
     template = node["spec"]["template"]
     (container,) = template["spec"]["containers"]

@@ -26,24 +26,28 @@ def admin_tls(pki: AlliancePki) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize(
-    ("option", "value", "message"),
-    [
-        ("--threshold", "1", "1 is not in the range x>=2"),
-        ("--epoch", "2026 Q1", "'2026 Q1': a key epoch is 1-64 letters, digits, '.', '_' or '-'"),
-        ("--types", "phone,fax", "unknown types ['fax']; known: phone,"),
-        ("--types", ",", "unknown types (none given)"),
-        ("--min-interval", "5x", "'5x' is not a duration: give seconds (90) or a number with s, m, h or d (15m)"),
-        ("--min-interval", "-5", "'-5' is not a duration"),
-        ("--min-interval", "8d", "8d is longer than 7 days, the longest interval"),
-    ],
-)
-@pytest.mark.parametrize("group", ["scope", "round"])
+BAD_OPTIONS = [
+    ("--threshold", "1", "1 is not in the range x>=2"),
+    ("--epoch", "2026 Q1", "'2026 Q1': a key epoch is 1-64 letters, digits, '.', '_' or '-'"),
+    ("--types", "phone,fax", "unknown types ['fax']; known: phone,"),
+    ("--types", ",", "unknown types (none given)"),
+    ("--min-interval", "5x", "'5x' is not a duration: give seconds (90) or a number with s, m, h or d (15m)"),
+    ("--min-interval", "-5", "'-5' is not a duration"),
+    ("--min-interval", "8d", "8d is longer than 7 days, the longest interval"),
+]
+# A batch round has no alert interval: ``--min-interval`` is tried on scopes only.
+BAD_OPTION_CASES = [
+    (group, *case)
+    for group in ("scope", "round")
+    for case in BAD_OPTIONS
+    if not (group == "round" and case[0] == "--min-interval")
+]
+
+
+@pytest.mark.parametrize(("group", "option", "value", "message"), BAD_OPTION_CASES)
 def test_bad_input_is_refused_before_any_connection(
     group: str, option: str, value: str, message: str, pki: AlliancePki
 ) -> None:
-    if group == "round" and option == "--min-interval":
-        pytest.skip("a batch round has no alert interval")
     args = {"--name": "watch", "--epoch": "epoch-test", option: value}
     flat = [part for pair in args.items() for part in pair]
     result = run("coordinator", group, "create", "--coordinator", "127.0.0.1:1", *admin_tls(pki), *flat)

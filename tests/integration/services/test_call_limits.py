@@ -16,8 +16,9 @@ import grpc
 import pytest
 
 from alliance_psi.config import ServerLimits
+from alliance_psi.errors import ServerBusy
 from alliance_psi.protocol.messages import pb_coordinator, pb_custodian
-from alliance_psi.services.clients import CoordinatorClient
+from alliance_psi.services.clients import CoordinatorClient, RetryPolicy
 from alliance_psi.services.tls import secure_channel
 from tests.integration.services.harness import COORDINATOR, EPOCH, custodian, running_alliance
 
@@ -205,3 +206,18 @@ def test_calls_per_second_are_bounded_per_peer(tmp_path: Path, pki) -> None:  # 
             response_deserializer=pb_custodian.EpochInfo.FromString,
         )
         assert other(pb_custodian.GetEpochRequest(), timeout=30).key_epoch == EPOCH
+
+
+def test_a_client_refused_for_the_call_rate_pauses_and_tries_again(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    # One call per second, a burst of two: the third call at once is refused by the server's
+    # admission limit, which did nothing; the client waits (0.5 s, then 2 s) and its call succeeds.
+    # A client that may not retry gets the typed refusal, naming the limit.
+    limits = ServerLimits(calls_per_second_per_peer=1)
+    with running_alliance(tmp_path, pki, custodians=1, limits=limits) as alliance:
+        patient = CoordinatorClient(alliance.coordinator_address, pki.material("bank-a"), RetryPolicy(base=0.5))
+        assert [patient.list_rounds() for _ in range(4)] == [[]] * 4
+        impatient = CoordinatorClient(alliance.coordinator_address, pki.material("bank-b"), RetryPolicy(attempts=1))
+        impatient.list_rounds()
+        impatient.list_rounds()
+        with pytest.raises(ServerBusy, match="too many calls from member:bank-b: at most 1 per second"):
+            impatient.list_rounds()
