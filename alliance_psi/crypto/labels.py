@@ -63,6 +63,7 @@ __all__ = [
     "SEALER_BYTES",
     "LabelContext",
     "OpenedLabel",
+    "ScopeSealer",
     "open_label",
     "seal_label",
     "sealer_pseudonym",
@@ -130,12 +131,61 @@ def _pad(plaintext: bytes) -> bytes:
     return len(plaintext).to_bytes(2, "big") + plaintext + bytes(MAX_LABEL_PLAINTEXT_BYTES - len(plaintext))
 
 
-def _seal_with_nonce(label_key: bytes, plaintext: bytes, context: LabelContext, sealer: bytes, nonce: bytes) -> bytes:
-    # Private seam for committed vectors; seal_label derives the sealer and nonce itself.
+def _check_label_key(label_key: bytes) -> None:
     if len(label_key) != LABEL_KEY_BYTES:
         raise ValueError(f"label key must be {LABEL_KEY_BYTES} bytes")
+
+
+def _seal_with_nonce(label_key: bytes, plaintext: bytes, context: LabelContext, sealer: bytes, nonce: bytes) -> bytes:
+    # Private seam for committed vectors; seal_label derives the sealer and nonce itself.
+    _check_label_key(label_key)
     aad = context.associated_data(sealer)
     return _VERSION_BYTE + sealer + nonce + ChaCha20Poly1305(label_key).encrypt(nonce, _pad(plaintext), aad)
+
+
+class ScopeSealer:
+    """``seal_label`` with one ``sealer_key`` for the tokens of one key epoch and scope, many at a time.
+
+    What the associated data and the two HMACs (pseudonym and synthetic nonce) hold before the
+    token is computed once: the HMAC states over those prefixes are copied per label, and the
+    padding of the last plaintext is kept. ``seal`` gives the same bytes as ``seal_label`` (which
+    uses it) and ``pseudonym`` those of ``sealer_pseudonym``, for the same key, epoch and scope.
+    """
+
+    __slots__ = ("_aad_head", "_nonce", "_padded", "_plaintext", "_pseudonym", "_scope")
+
+    def __init__(self, sealer_key: bytes, key_epoch: str, scope: str) -> None:
+        self._aad_head = _AAD_PREFIX + _lp(key_epoch)
+        self._scope = _lp(scope)
+        # sealer = HMAC(sealer_key, _SEALER_PREFIX || lp(scope) || token); nonce = HMAC(sealer_key,
+        # _NONCE_PREFIX || aad || plaintext), where aad starts with _AAD_PREFIX || lp(key_epoch).
+        self._pseudonym = hmac.new(sealer_key, _SEALER_PREFIX + self._scope, "sha256")
+        self._nonce = hmac.new(sealer_key, _NONCE_PREFIX + self._aad_head, "sha256")
+        self._plaintext, self._padded = b"", _pad(b"")
+
+    def pseudonym(self, match_token: bytes) -> bytes:
+        """``sealer_pseudonym`` for ``match_token`` in this sealer's scope."""
+        mac = self._pseudonym.copy()
+        mac.update(match_token)
+        return mac.digest()[:SEALER_BYTES]
+
+    def seal(self, label_key: bytes, match_token: bytes, plaintext: bytes) -> bytes:
+        """The sealed label of ``plaintext`` for ``match_token``, as ``seal_label`` with this sealer's key.
+
+        Raises ``LabelTooLarge`` if it does not fit, ``ValueError`` for a token or key of the wrong size.
+        """
+        if len(match_token) != MATCH_TOKEN_BYTES:
+            raise ValueError(f"match token must be {MATCH_TOKEN_BYTES} bytes")
+        _check_label_key(label_key)
+        if plaintext != self._plaintext:  # Most labels of a set are equal: pad each one once.
+            self._padded, self._plaintext = _pad(plaintext), plaintext
+        sealer = self.pseudonym(match_token)
+        tail = match_token + self._scope + sealer  # aad = _aad_head || tail
+        mac = self._nonce.copy()
+        mac.update(tail + plaintext)
+        nonce = mac.digest()[:NONCE_BYTES]
+        body = ChaCha20Poly1305(label_key).encrypt(nonce, self._padded, self._aad_head + tail)
+        return _VERSION_BYTE + sealer + nonce + body
 
 
 def seal_label(label_key: bytes, plaintext: bytes, context: LabelContext, *, sealer_key: bytes | None = None) -> bytes:
@@ -147,15 +197,12 @@ def seal_label(label_key: bytes, plaintext: bytes, context: LabelContext, *, sea
     ``sealer_pseudonym`` and the nonce synthetic (see the module docstring): a member that resends
     a chunk after a dropped connection produces the same bytes, while a changed label, another
     scope or another member gets a different nonce (no nonce reuse under the shared label key)
-    and unrelated ciphertext. Without it both are random.
+    and unrelated ciphertext. Without it both are random. ``ScopeSealer`` seals many labels of
+    one scope with one key.
     """
     if sealer_key is None:
-        sealer, nonce = os.urandom(SEALER_BYTES), os.urandom(NONCE_BYTES)
-    else:
-        sealer = sealer_pseudonym(sealer_key, context)
-        message = _NONCE_PREFIX + context.associated_data(sealer) + plaintext
-        nonce = hmac.digest(sealer_key, message, "sha256")[:NONCE_BYTES]
-    return _seal_with_nonce(label_key, plaintext, context, sealer, nonce)
+        return _seal_with_nonce(label_key, plaintext, context, os.urandom(SEALER_BYTES), os.urandom(NONCE_BYTES))
+    return ScopeSealer(sealer_key, context.key_epoch, context.scope).seal(label_key, context.match_token, plaintext)
 
 
 def open_label(label_key: bytes, sealed: bytes, context: LabelContext) -> OpenedLabel:

@@ -11,7 +11,7 @@ the coordinator has committed them does the record take them in (``NodeRepo.appl
 
 The chunks depend only on the node's data: a retry rebuilds the same ones, and those the
 coordinator already holds are skipped. Label keys and plaintexts never leave this module but
-sealed (``crypto.labels.seal_label``).
+sealed (``crypto.labels.seal_label``, through its ``ScopeSealer``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from alliance_psi.crypto.labels import LABEL_VERSION, LabelContext, seal_label, sealer_pseudonym
+from alliance_psi.crypto.labels import LABEL_VERSION, LabelContext, ScopeSealer, sealer_pseudonym
 from alliance_psi.identifiers.categories import case_ref_problem
 from alliance_psi.protocol.coordinator import Chunk, Commit
 from alliance_psi.protocol.delta import KEEP, PUT, REMOVE, merge_delta
@@ -86,6 +86,12 @@ class RoundLabels:
     key_epoch: str
     scope: str
     nonce_key: bytes
+    # What every label of the round's scope shares, prepared once (None when it shares no labels).
+    _sealer: ScopeSealer | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.share:
+            object.__setattr__(self, "_sealer", ScopeSealer(self.nonce_key, self.key_epoch, self.scope))
 
     def label(self, row: SubmissionRow) -> tuple[bytes, bytes]:
         """(plaintext, fingerprint) of the label this node would seal for ``row``; empty without labels.
@@ -100,10 +106,9 @@ class RoundLabels:
 
     def seal(self, row: SubmissionRow, plaintext: bytes) -> bytes | None:
         """The sealed label for ``row`` in the round's scope, or None when the round shares none."""
-        if not self.share:
+        if self._sealer is None:
             return None
-        context = LabelContext(self.key_epoch, row.match_token, self.scope)
-        return seal_label(row.label_key, plaintext, context, sealer_key=self.nonce_key)
+        return self._sealer.seal(row.label_key, row.match_token, plaintext)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from alliance_psi.crypto.labels import (
     SEALED_LABEL_BYTES,
     LabelContext,
     OpenedLabel,
+    ScopeSealer,
     _seal_with_nonce,
     open_label,
     seal_label,
@@ -166,6 +167,9 @@ def test_synthetic_nonce_vectors(v: dict[str, str]) -> None:
     sealed = seal_label(key, plaintext, context, sealer_key=bytes.fromhex(v["sealer_key"]))
     assert sealed[1:17] == bytes.fromhex(v["sealer"]) and sealed[17:29] == bytes.fromhex(v["nonce"])
     assert sealed == bytes.fromhex(v["sealed_label"])
+    scoped = ScopeSealer(bytes.fromhex(v["sealer_key"]), v["key_epoch"], v["scope"])
+    assert scoped.seal(key, context.match_token, plaintext) == sealed
+    assert scoped.pseudonym(context.match_token) == bytes.fromhex(v["sealer"])
     assert open_label(key, sealed, context) == OpenedLabel(plaintext, bytes.fromhex(v["sealer"]))
 
 
@@ -176,3 +180,30 @@ def test_the_same_label_in_two_scopes_looks_unrelated_to_the_coordinator() -> No
     assert in_phone != in_both and in_phone != other_member
     assert sum(x == y for x, y in zip(in_phone[1:], in_both[1:], strict=True)) < SEALED_LABEL_BYTES // 16
     assert len(in_phone) == len(in_both) == SEALED_LABEL_BYTES
+
+
+def test_one_scope_sealer_seals_each_label_as_seal_label_does_alone() -> None:
+    # A node seals a whole set with one ScopeSealer, which keeps the padding of the last plaintext:
+    # every label comes out as seal_label seals it alone, whatever was sealed before it.
+    member = b"a" * 32
+    sealer = ScopeSealer(member, "epoch-1", SCOPE)
+    for token, plaintext in [
+        (CONTEXT.match_token, b"one"),
+        (bytes(16), b"one"),
+        (bytes(16), b"two"),
+        (CONTEXT.match_token, b""),
+        (CONTEXT.match_token, b"one"),
+    ]:
+        context = LabelContext("epoch-1", token, SCOPE)
+        assert sealer.seal(KEY, token, plaintext) == seal_label(KEY, plaintext, context, sealer_key=member)
+        assert sealer.pseudonym(token) == sealer_pseudonym(member, context)
+    with pytest.raises(LabelTooLarge):
+        sealer.seal(KEY, bytes(16), b"x" * (MAX_LABEL_PLAINTEXT_BYTES + 1))
+    with pytest.raises(ValueError, match="match token"):
+        sealer.seal(KEY, bytes(15), b"one")
+    with pytest.raises(ValueError, match="label key"):
+        sealer.seal(KEY[:31], bytes(16), b"one")
+    assert (
+        open_label(KEY, sealer.seal(KEY, bytes(16), b"two"), LabelContext("epoch-1", bytes(16), SCOPE)).plaintext
+        == b"two"
+    )
