@@ -21,7 +21,7 @@ from datetime import timedelta, timezone
 
 from alliance_psi.errors import truncate_value
 
-__all__ = ["CHINA_TIME", "TYPE_ALIASES", "Identifier", "IdentifierType", "identifier_type"]
+__all__ = ["CHINA_TIME", "TYPE_ALIASES", "Identifier", "IdentifierType", "identifier_type", "oprf_prefix"]
 
 _REPR_SHOWN_CHARS = 6
 # The time zone in which dates without one are read: birth dates in ID numbers, expiry dates in
@@ -86,6 +86,11 @@ def identifier_type(name: str) -> IdentifierType | None:
     return _BY_NAME.get(_folded(name))
 
 
+def oprf_prefix(type: IdentifierType) -> bytes:
+    """What ``Identifier.oprf_input`` puts before the canonical value: ``type || 0x00``."""
+    return type.value.encode("ascii") + b"\x00"
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class Identifier:
     """A normalized identifier. Build it through ``alliance_psi.identifiers.normalize``."""
@@ -101,7 +106,7 @@ class Identifier:
 
     def oprf_input(self) -> bytes:
         """Return the OPRF input ``type || 0x00 || canonical`` (UTF-8)."""
-        return self.type.value.encode("ascii") + b"\x00" + self.canonical.encode("utf-8")
+        return oprf_prefix(self.type) + self.canonical.encode("utf-8")
 
     def __str__(self) -> str:
         return f"{self.type.value}:{self.canonical}"

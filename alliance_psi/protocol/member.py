@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from alliance_psi.crypto.parallel import ProcessMap, tokenize
 from alliance_psi.defaults import BATCH_SIZE, CHUNK_SIZE
 from alliance_psi.errors import InvalidRequest, NotFound, ResultMismatch, RoundClosed, SetMismatch, WrongEpoch
-from alliance_psi.identifiers.types import Identifier, IdentifierType
+from alliance_psi.identifiers.types import IdentifierType, oprf_prefix
 from alliance_psi.protocol.checkpoints import Checkpoint
 from alliance_psi.protocol.leads import Lead, LeadChecks, RefusedLead, build_leads, refuse_leads
 from alliance_psi.protocol.log_witness import LogWitness
@@ -49,6 +49,9 @@ __all__ = ["TOKENIZE_PAGE", "JoinOutcome", "MemberRole", "Progress", "Submitted"
 
 # Identifiers read at once by ``MemberRole.tokenize`` (about 10 MB of them in memory).
 TOKENIZE_PAGE = 65_536
+
+# ``CachedToken`` from a tuple, without its Python-level constructor (once per identifier).
+_cached_token = functools.partial(tuple.__new__, CachedToken)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,7 @@ class MemberRole:
             # memory stays flat and no read stays open while tokens are written. Ids cached
             # meanwhile are all below the page's start, so a page sees every identifier left.
             after, handed = 0, 0
+            prefixes: dict[str, bytes] = {}  # ``oprf_prefix`` of each type read, looked up once.
             while handed < total:
                 with self.uow.reading() as tx:
                     page = list(
@@ -156,9 +160,11 @@ class MemberRole:
                     )
                 if not page:
                     return
-                for ref in page:
-                    ids.append(ref.id)
-                    yield Identifier(IdentifierType(ref.type), ref.canonical).oprf_input()
+                ids.extend(ref.id for ref in page)
+                for _, kind, canonical in page:
+                    # ``Identifier(IdentifierType(kind), canonical).oprf_input()``, without the two objects.
+                    prefix = prefixes.get(kind) or prefixes.setdefault(kind, oprf_prefix(IdentifierType(kind)))
+                    yield prefix + canonical.encode("utf-8")
                 after, handed = page[-1].id, handed + len(page)
 
         done = 0
@@ -171,10 +177,8 @@ class MemberRole:
                 blind_key=self.blind_key,
                 blind_context=key_epoch.encode("utf-8"),
             ):
-                rows = [
-                    CachedToken(ids.popleft(), token, key)
-                    for token, key in zip(derived.match_tokens, derived.label_keys, strict=True)
-                ]
+                batch_ids = [ids.popleft() for _ in batch]
+                rows = list(map(_cached_token, zip(batch_ids, derived.match_tokens, derived.label_keys, strict=True)))
                 with self.uow.writing() as tx:
                     tx.repo.cache_tokens(key_epoch, rows)
                 done += len(batch)

@@ -229,15 +229,19 @@ def round_spec_from_pb(m: pb_coordinator.CreateRoundRequest) -> RoundSpec:
 
 
 def chunk_to_pb(chunk: Chunk) -> pb_coordinator.SubmissionChunk:
-    return pb_coordinator.SubmissionChunk(
+    message = pb_coordinator.SubmissionChunk(
         round_id=chunk.round_id,
         chunk_index=chunk.chunk_index,
         chunk_digest=chunk.chunk_digest,
-        items=[pb_coordinator.SubmittedToken(match_token=t, sealed_label=lbl or b"") for t, lbl in chunk.items],
-        removed_tokens=list(chunk.removals),
+        removed_tokens=chunk.removals,
         delta=not chunk.replace,
         sequence=chunk.sequence,
     )
+    # Each item made in place in the repeated field: no message built apart and then copied in.
+    add = message.items.add
+    for token, label in chunk.items:
+        add(match_token=token, sealed_label=label or b"")
+    return message
 
 
 def chunk_from_pb(m: pb_coordinator.SubmissionChunk) -> Chunk:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -75,6 +76,7 @@ _OPTIONAL_TEXT = ("case_ref", "note")
 # its class would, without the Python-level constructor (``_make``) per row.
 _submission_row = functools.partial(tuple.__new__, SubmissionRow)
 _submitted_token = functools.partial(tuple.__new__, SubmittedToken)
+_identifier_ref = functools.partial(tuple.__new__, IdentifierRef)
 _COUNTER_ROW = 1
 
 
@@ -298,14 +300,14 @@ class MemberRepository:
         """
         if not rows:
             return
-        for _, token, label_key in rows:
-            if len(token) != MATCH_TOKEN_BYTES or len(label_key) != LABEL_KEY_BYTES:
-                raise InvalidRequest(f"a cached token is {MATCH_TOKEN_BYTES} bytes and a label key {LABEL_KEY_BYTES}")
+        ids, tokens, label_keys = zip(*rows, strict=True)
+        if set(map(len, tokens)) != {MATCH_TOKEN_BYTES} or set(map(len, label_keys)) != {LABEL_KEY_BYTES}:
+            raise InvalidRequest(f"a cached token is {MATCH_TOKEN_BYTES} bytes and a label key {LABEL_KEY_BYTES}")
         bulk_insert(
             self._conn,
             token_cache,
             ("key_epoch", "identifier_id", "match_token", "label_key"),
-            [(key_epoch, id_, token, label_key) for id_, token, label_key in rows],
+            list(zip(itertools.repeat(key_epoch), ids, tokens, label_keys)),
             ignore_existing=True,
         )
 
@@ -587,7 +589,6 @@ def _spelling(row: Mapping[str, Any] | Any) -> str:
 
 def _tuples(result: Any) -> Iterator[IdentifierRef]:
     try:
-        for row in result:
-            yield IdentifierRef(row[0], row[1], row[2])
+        yield from map(_identifier_ref, result)
     finally:
         result.close()

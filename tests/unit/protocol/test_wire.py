@@ -11,7 +11,7 @@ from alliance_psi.crypto.labels import SEALED_LABEL_BYTES
 from alliance_psi.crypto.threshold import MAX_CUSTODIANS
 from alliance_psi.errors import InvalidRequest, LimitExceeded
 from alliance_psi.protocol import messages
-from alliance_psi.protocol.coordinator import MAX_ID_CHARS
+from alliance_psi.protocol.coordinator import MAX_ID_CHARS, Chunk
 from alliance_psi.protocol.custodian import MAX_EVALUATE_BATCH
 from alliance_psi.protocol.messages import pb_coordinator, pb_custodian
 from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS
@@ -108,3 +108,22 @@ def test_evaluate_from_pb_checks_count_and_element_sizes() -> None:
         )
     with pytest.raises(InvalidRequest, match="element 1: must be 32 bytes, got 0"):
         messages.evaluate_from_pb(pb_custodian.EvaluateRequest(key_epoch="e", elements=[b"x" * 32, b""]))
+
+
+def test_a_chunk_goes_through_its_message_unchanged() -> None:
+    # Items with and without a label, removals, a delta's sequence: the message is the one made of
+    # separately built items (the same bytes on the wire), and reads back as the chunk sent.
+    items = ((b"a" * 16, b"L" * SEALED_LABEL_BYTES), (b"b" * 16, None), (b"c" * 16, b"M" * SEALED_LABEL_BYTES))
+    chunk = Chunk("r1", 3, items, b"d" * 32, (b"e" * 16, b"f" * 16), replace=False, sequence=7)
+    separately = pb_coordinator.SubmissionChunk(
+        round_id="r1",
+        chunk_index=3,
+        chunk_digest=b"d" * 32,
+        items=[pb_coordinator.SubmittedToken(match_token=t, sealed_label=label or b"") for t, label in items],
+        removed_tokens=[b"e" * 16, b"f" * 16],
+        delta=True,
+        sequence=7,
+    )
+    message = messages.chunk_to_pb(chunk)
+    assert message.SerializeToString(deterministic=True) == separately.SerializeToString(deterministic=True)
+    assert messages.chunk_from_pb(message) == chunk
