@@ -9,13 +9,15 @@ One SQLite node database of ``--size`` phones (one category) is made first; ever
 copy of it, in a process of its own with one tree's ``alliance_psi`` first on its path (REV's from
 ``git archive``). A run is ``MemberRole.tokenize`` (identifiers read by pages, 2 crypto worker
 processes for blind and finalize, tokens cached batch by batch), then ``MemberRole.submit`` of a
-round that shares labels: the whole set read in token order, labels encoded and sealed, the set
-and chunk digests, each chunk turned into its protobuf message and serialized (what the gRPC client
-sends), the node's pending rows written, and the commit recorded. The custodian is left out: the
-evaluator returns the blinded elements as they are (a key of 1), and the coordinator is a stub that
-serializes the chunks and answers the commit. What is measured is the node's main process CPU
-(``time.process_time``): its SQL, label sealing, digests, protobuf and hand-off to the workers,
-never the workers' group operations (the crypto floor), which run in other processes.
+round that shares labels (its count of identifiers lacking a token finds none): the whole set
+read in token order, labels encoded and sealed, the set and chunk digests, each chunk turned into
+its protobuf message and serialized (what the gRPC client sends), the node's pending rows
+written, and the commit recorded. The custodian is left out: the evaluator returns the blinded
+elements as they are (a key of 1), and the coordinator is a stub that serializes the chunks and
+answers the commit. What is measured is the node's main process CPU (``time.process_time``): its
+SQL, label sealing, digests, protobuf and hand-off to the workers, never the workers' group
+operations (the crypto floor), which run in other processes. ``--profile`` times cProfile by
+CPU, not wall time (waits for the workers are not work), which inflates call-heavy code.
 
 Turns alternate between the trees, so a busy machine slows both alike; printed per tree: the median
 µs per identifier of tokenize and of submit, and with ``--before`` this tree / REV, turn by turn.
