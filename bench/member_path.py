@@ -67,6 +67,7 @@ class StubCoordinator:
 
     def __init__(self) -> None:
         self.bytes = 0
+        self.digests = ""  # The commit's delta and set digests: the same bytes from every tree.
 
     def submission_status(self, round_id: str, member_id: str) -> SubmissionStatus:
         return SubmissionStatus(round_id, member_id, SubmissionState.NONE)
@@ -79,6 +80,7 @@ class StubCoordinator:
         return stored, 0
 
     def commit(self, commit: Any, member_id: str) -> SubmissionStatus:
+        self.digests = f"{commit.digest.hex()[:16]}/{commit.set_digest.hex()[:16]}"
         return SubmissionStatus(
             commit.round_id,
             member_id,
@@ -102,8 +104,9 @@ def make_database(path: Path, size: int) -> None:
     engine.dispose()
 
 
-def one_run(database: Path, size: int) -> dict[str, float]:
-    """Tokenize and submit on ``database``; this process's CPU µs per identifier for each."""
+def one_run(database: Path, size: int) -> dict[str, Any]:
+    """Tokenize and submit on ``database``; this process's CPU µs per identifier for each, and the
+    commit's digests (the blind and nonce keys are fixed, so every tree must send the same bytes)."""
     engine = make_engine(f"sqlite:///{database}")
     coordinator = StubCoordinator()
     role = MemberRole(
@@ -130,10 +133,11 @@ def one_run(database: Path, size: int) -> dict[str, float]:
         "tokenize_us": (tokenized - start) / size * 1e6,
         "submit_us": (end - tokenized) / size * 1e6,
         "total_us": (end - start) / size * 1e6,
+        "digests": coordinator.digests,
     }
 
 
-def child(tree: Path | None, template: Path, work: Path, size: int) -> dict[str, float]:
+def child(tree: Path | None, template: Path, work: Path, size: int) -> dict[str, Any]:
     """One run in a new process, on a copy of ``template``, with ``tree``'s package (this tree's if None)."""
     database = work / "node.db"
     shutil.copyfile(template, database)
@@ -182,12 +186,16 @@ def main() -> None:
             from bench.custodian_batch import source_tree  # Here only: the runs import no more than they measure.
 
             trees[args.before] = source_tree(args.before, root / "before")
-        runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         for turn in range(args.turns):
             for name, tree in trees.items():
                 runs[name].append(child(tree, template, root, args.size))
                 print(f"turn {turn + 1} {name}: {runs[name][-1]} load {os.getloadavg()[0]:.1f}", file=sys.stderr)
+    sent = {r.pop("digests") for results in runs.values() for r in results}
     print(f"{args.size} identifiers, member's main process CPU, µs per identifier (median of {args.turns} turns):")
+    print(
+        f"  commit digests (delta/set): {' '.join(sorted(sent))}" + (" (every run the same)" if len(sent) == 1 else "")
+    )
     for name, results in runs.items():
         figures = {key: statistics.median(r[key] for r in results) for key in results[0]}
         print(f"  {name:>10}: " + ", ".join(f"{key[:-3]} {value:.1f}" for key, value in figures.items()))
