@@ -66,13 +66,21 @@ _SET_PREFIX = b"alliance-psi/v2 set"
 _ENTRY_DST = b"alliance-psi/v2 set entry"
 SET_STATE_BYTES = 2048  # LtHash16: 1,024 lanes of 16 bits, little-endian.
 _LANES = SET_STATE_BYTES // 2
-# Python integers hold the state as two halves, the even lanes and the odd ones, each lane in a
-# 32-bit slot: 16 bits of lane and 16 bits of room for carries. An entry adds at most 2^16 to a
-# slot (a removal adds 2^16 - lane), so 2^15 of them on a reduced state stay below 2^32 without a
-# carry reaching the next lane (``_REDUCE_EVERY``), and one AND reduces every lane modulo 2^16.
+# Python integers hold the state as two sums. ``_total`` is the plain integer sum of the entries'
+# lane vectors, each read as one little-endian integer (carries cross lanes there); ``_even`` is
+# the sum of their even lanes only, each lane in a 32-bit slot: 16 bits of lane and 16 bits of
+# room for carries. ``_total - _even`` is then exactly the sum of the odd lanes, each in the upper
+# half of a slot with the next slot's lower half as its room. An entry costs two additions and one
+# AND, and both sums stay non-negative: an entry adds at most 2^16 to a lane (a removal adds
+# 2^16 - lane, which is -lane modulo 2^16), so 2^15 of them on a reduced state stay below 2^32
+# without a carry reaching the next lane (``_REDUCE_EVERY``); one AND per half then reduces every
+# lane modulo 2^16.
 _SLOTS = int.from_bytes(b"\xff\xff\x00\x00" * (_LANES // 2), "little")
-_ONES = int.from_bytes(b"\x01\x00\x00\x00" * (_LANES // 2), "little")
+_ODD_SLOTS = _SLOTS << 16
+_EVEN_2_16 = int.from_bytes(b"\x00\x00\x01\x00" * (_LANES // 2), "little")  # 2^16 in each even lane.
+_ALL_2_16 = int.from_bytes(b"\x00\x00" + b"\x01\x00" * _LANES, "little")  # 2^16 in every lane.
 _REDUCE_EVERY = 1 << 15
+_ENTRY_HASH = hashlib.shake_128(_ENTRY_DST)  # Copied for each entry: the prefix is absorbed once.
 
 Item = tuple[bytes, bytes | None]
 
@@ -142,50 +150,66 @@ class SetDigest:
     hash cannot tell (the coordinator and the member both know their sets and never do it).
     """
 
-    __slots__ = ("_even", "_odd", "_pending", "count")
+    __slots__ = ("_even", "_pending", "_total", "count")
 
     def __init__(self, state: bytes | None = None, count: int = 0) -> None:
         if state is None:
             state = bytes(SET_STATE_BYTES)
         if len(state) != SET_STATE_BYTES:
             raise ValueError(f"a set state is {SET_STATE_BYTES} bytes, not {len(state)}")
-        lanes = int.from_bytes(state, "little")
-        self._even, self._odd = lanes & _SLOTS, (lanes >> 16) & _SLOTS
+        self._total = int.from_bytes(state, "little")
+        self._even = self._total & _SLOTS
         self._pending = 0
         self.count = count
 
     def add(self, token: bytes, digest: bytes) -> None:
         """Take entry ``token || digest`` into the set."""
-        lanes = _entry_lanes(token, digest)
-        self._even += lanes & _SLOTS
-        self._odd += (lanes >> 16) & _SLOTS
-        self.count += 1
-        self._added()
+        self.add_all(((token, digest),))
+
+    def add_all(self, entries: Iterable[tuple[bytes, bytes]]) -> None:
+        """Take every entry ``token || digest`` of ``entries`` into the set (``add`` for each)."""
+        total, even, pending, added = self._total, self._even, self._pending, 0
+        copy, from_bytes, slots, reduce_every = _ENTRY_HASH.copy, int.from_bytes, _SLOTS, _REDUCE_EVERY
+        for token, digest in entries:
+            entry = copy()
+            entry.update(token + digest)
+            lanes = from_bytes(entry.digest(SET_STATE_BYTES), "little")
+            total += lanes
+            even += lanes & slots
+            added += 1
+            pending += 1
+            if pending >= reduce_every:
+                total = _reduced(total, even)
+                even, pending = total & slots, 0
+        self._total, self._even, self._pending = total, even, pending
+        self.count += added
 
     def remove(self, token: bytes, digest: bytes) -> None:
         """Take entry ``token || digest`` out of the set (it must be in it)."""
         lanes = _entry_lanes(token, digest)
         # Each lane gains 2^16 - lane, which is -lane modulo 2^16 and fits its slot.
-        self._even += _SLOTS - (lanes & _SLOTS) + _ONES
-        self._odd += _SLOTS - ((lanes >> 16) & _SLOTS) + _ONES
+        self._total += _ALL_2_16 - lanes
+        self._even += _EVEN_2_16 - (lanes & _SLOTS)
         self.count -= 1
-        self._added()
+        self._pending += 1
+        if self._pending >= _REDUCE_EVERY:
+            self._total = _reduced(self._total, self._even)
+            self._even, self._pending = self._total & _SLOTS, 0
 
     update = add  # Feeding a whole set, entry by entry (the order does not matter).
 
-    def _added(self) -> None:
-        self._pending += 1
-        if self._pending >= _REDUCE_EVERY:
-            self._even, self._odd, self._pending = self._even & _SLOTS, self._odd & _SLOTS, 0
-
     def state(self) -> bytes:
         """The 2,048-byte state to keep and resume from."""
-        lanes = (self._even & _SLOTS) | ((self._odd & _SLOTS) << 16)
-        return lanes.to_bytes(SET_STATE_BYTES, "little")
+        return _reduced(self._total, self._even).to_bytes(SET_STATE_BYTES, "little")
 
     def digest(self) -> bytes:
         """The 32-byte set digest a commit carries."""
         return set_state_digest(self.state())
+
+
+def _reduced(total: int, even: int) -> int:
+    """The state's lanes, each modulo 2^16, as one integer, from the two sums ``SetDigest`` keeps."""
+    return (even & _SLOTS) | ((total - even) & _ODD_SLOTS)
 
 
 def set_state_digest(state: bytes) -> bytes:
@@ -194,14 +218,15 @@ def set_state_digest(state: bytes) -> bytes:
 
 
 def _entry_lanes(token: bytes, digest: bytes) -> int:
-    return int.from_bytes(hashlib.shake_128(_ENTRY_DST + token + digest).digest(SET_STATE_BYTES), "little")
+    entry = _ENTRY_HASH.copy()
+    entry.update(token + digest)
+    return int.from_bytes(entry.digest(SET_STATE_BYTES), "little")
 
 
 def set_digest(entries: Iterable[tuple[bytes, bytes]]) -> bytes:
     """The set digest of a set of (token, label digest) entries, in any order, each once."""
     digest = SetDigest()
-    for token, label in entries:
-        digest.update(token, label)
+    digest.add_all(entries)
     return digest.digest()
 
 

@@ -134,9 +134,7 @@ class StandingSets:
             (scope, set_id),
         )
         digest = SetDigest()
-        add = digest.add
-        for token, label in rows:
-            add(bytes(token), bytes(label))
+        digest.add_all(rows)  # The drivers return BLOB and bytea values as bytes.
         return digest
 
     def delta_digest(self, round_id: str, member_id: str, scope: str, set_id: str | None, base: SetDigest) -> SetDigest:

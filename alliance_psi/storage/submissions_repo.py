@@ -200,6 +200,8 @@ class SubmissionRepository:
         # driver SQL (SQLAlchemy's expanding IN costs more in Python than the lookups themselves).
         # ``whole_set``: the id of the whole set being written, or None for a delta.
         tokens = [*(token for token, _ in items), *removals]
+        if not tokens:
+            return
         m = placeholder(self._conn)
         if whole_set is not None:
             mine = f"{member_sets.name} WHERE set_scope = {m} AND set_id = {m}"
@@ -207,6 +209,13 @@ class SubmissionRepository:
         else:
             mine = f"{submitted_tokens.name} WHERE round_id = {m} AND member_id = {m}"
             key = (round_id, member_id)
+        # A node sends its set in token order: when every token stored so far sorts before the
+        # chunk's (one seek at the end of the primary key), none of the chunk's can be stored.
+        highest = self._conn.exec_driver_sql(
+            f"SELECT match_token FROM {mine} ORDER BY match_token DESC LIMIT 1", key
+        ).scalar()
+        if highest is None or bytes(highest) < min(tokens):
+            return
         if self._conn.dialect.name == "postgresql":
             # One lookup of the whole chunk, its tokens as one bytea[] parameter, within the range
             # they span: a node sends its set in token order, so the range holds no earlier chunk's

@@ -117,6 +117,27 @@ def test_a_chunk_poisoned_with_a_stored_token_is_refused_before_any_row_is_writt
         assert rows == [0]
 
 
+@pytest.mark.parametrize("whole_set", [True, False], ids=["whole set", "delta"])
+def test_a_chunk_in_token_order_that_starts_at_the_last_stored_token_is_refused(
+    round_engine: Engine, whole_set: bool
+) -> None:
+    """Chunks sent in token order are checked by the largest stored token alone: a chunk starting
+    with that very token repeats it, and is refused by position like any other."""
+    ordered = sorted(items("alpha", [f"n{i}" for i in range(6)]))
+    first, second = ordered[:3], [ordered[2], *ordered[3:]]
+    with round_engine.begin() as conn:
+        repo = CoordinatorRepositories(conn).submissions
+        assert repo.stage_chunk("r1", "alpha", 0, first, chunk_digest(first), at=NOW, replace=whole_set)
+    with pytest.raises(InvalidRequest) as refused, round_engine.begin() as conn:
+        repo = CoordinatorRepositories(conn).submissions
+        repo.stage_chunk("r1", "alpha", 1, second, chunk_digest(second), at=NOW, replace=whole_set)
+    assert str(refused.value) == "chunk 1, item 0: a token this submission already holds from another chunk"
+    with round_engine.begin() as conn:
+        repo = CoordinatorRepositories(conn).submissions
+        assert repo.stage_chunk("r1", "alpha", 1, second[1:], chunk_digest(second[1:]), at=NOW, replace=whole_set)
+        assert repo.submission_status("r1", "alpha").item_count == 6
+
+
 def test_duplicate_token_within_a_chunk_is_refused_by_position(round_engine: Engine) -> None:
     with pytest.raises(InvalidRequest, match="^chunk 0, item 2: repeats the token of item 0$"):
         stage(round_engine, "alpha", 0, items("alpha", ["a", "b", "a"]))

@@ -65,3 +65,47 @@ def test_a_changed_label_or_token_changes_the_digest() -> None:
 def test_a_state_of_the_wrong_size_is_refused() -> None:
     with pytest.raises(ValueError, match="a set state is 2048 bytes, not 32"):
         SetDigest(bytes(32))
+
+
+class _ConstantXof:
+    """An extendable-output function that always answers ``byte`` repeated: the entries whose
+    lanes are all 0xFFFF (the most an addition adds) or all 0 (a removal then adds 2^16, its most)."""
+
+    def __init__(self, byte: int) -> None:
+        self._byte = byte
+
+    def copy(self) -> _ConstantXof:
+        return self
+
+    def update(self, _data: bytes) -> None:
+        pass
+
+    def digest(self, length: int) -> bytes:
+        return bytes([self._byte]) * length
+
+
+def test_the_lanes_never_carry_into_each_other_at_the_largest_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No SHAKE output can be chosen, so the hash is replaced by one that gives the extreme lanes:
+    # twice _REDUCE_EVERY of them, added in one call and removed one by one, would carry from one
+    # lane into the next if the state were reduced less often.
+    entries = _entries(2 * submission._REDUCE_EVERY + 2)
+    monkeypatch.setattr(submission, "_ENTRY_HASH", _ConstantXof(0xFF))
+    digest = SetDigest()
+    digest.add_all(entries)
+    assert digest.state() == ((len(entries) * 0xFFFF) % 65536).to_bytes(2, "little") * (SET_STATE_BYTES // 2)
+    monkeypatch.setattr(submission, "_ENTRY_HASH", _ConstantXof(0))
+    for token, label in entries:
+        digest.remove(token, label)
+    assert digest.state() == ((len(entries) * 0xFFFF) % 65536).to_bytes(2, "little") * (SET_STATE_BYTES // 2)
+    assert digest.count == 0
+
+
+def test_adding_many_at_once_is_adding_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(submission, "_REDUCE_EVERY", 3)
+    entries = _entries(20)
+    each, together = SetDigest(), SetDigest()
+    for token, label in entries:
+        each.add(token, label)
+    together.add_all(entries[:7])
+    together.add_all(iter(entries[7:]))
+    assert (together.state(), together.count) == (each.state(), each.count) == (_naive_state(entries), 20)
