@@ -54,7 +54,7 @@ from alliance_psi.protocol.result_codec import (
     decode_header,
 )
 from alliance_psi.protocol.scope_deltas import commit_and_match, commit_detail, discard_refused
-from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS, check_item, check_no_repeats, chunk_digest
+from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS, check_items, check_no_repeats, chunk_digest
 
 __all__ = ["ID_PATTERN", "MAX_ID_CHARS", "MAX_INTERVAL_SECONDS", "Chunk", "Commit", "CoordinatorRole", "RoundSpec"]
 
@@ -362,16 +362,7 @@ class CoordinatorRole:
             raise InvalidRequest(
                 f"chunk {chunk.chunk_index}: must hold 1 to {MAX_CHUNK_ITEMS} items and removals, got {size}"
             )
-        for position, (token, label) in enumerate(chunk.items):
-            try:
-                check_item(token, label)
-            except InvalidRequest as exc:
-                raise InvalidRequest(f"chunk {chunk.chunk_index}, item {position}: {exc}") from None
-        for position, token in enumerate(chunk.removals):
-            try:
-                check_item(token, None)
-            except InvalidRequest as exc:
-                raise InvalidRequest(f"chunk {chunk.chunk_index}, removal {position}: {exc}") from None
+        check_items(chunk.chunk_index, chunk.items, chunk.removals)
         check_no_repeats(chunk.chunk_index, chunk.items, chunk.removals)
         if chunk_digest(chunk.items, chunk.removals) != chunk.chunk_digest:
             raise InvalidRequest(f"chunk {chunk.chunk_index}: digest does not match its items")

@@ -255,7 +255,7 @@ def chunk_from_pb(m: pb_coordinator.SubmissionChunk) -> Chunk:
         round_id=m.round_id,
         chunk_index=m.chunk_index,
         chunk_digest=m.chunk_digest,
-        items=tuple((item.match_token, item.sealed_label or None) for item in m.items),
+        items=tuple([(item.match_token, item.sealed_label or None) for item in m.items]),
         removals=tuple(m.removed_tokens),
         replace=not m.delta,
         sequence=m.sequence,

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 
 from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
 from alliance_psi.crypto.labels import SEALED_LABEL_BYTES
@@ -48,11 +49,13 @@ __all__ = [
     "SetDigest",
     "SubmissionDigest",
     "check_item",
+    "check_items",
     "check_no_repeats",
     "chunk_digest",
     "chunk_position",
     "item_bytes",
     "label_digest",
+    "label_digests",
     "removal_bytes",
     "set_digest",
     "set_state_digest",
@@ -93,6 +96,25 @@ def check_item(match_token: bytes, sealed_label: bytes | None) -> None:
         raise InvalidRequest(f"sealed label must be empty or {SEALED_LABEL_BYTES} bytes, got {len(sealed_label)}")
 
 
+def check_items(chunk_index: int, items: Sequence[Item], removals: Sequence[bytes]) -> None:
+    """Raise ``InvalidRequest`` naming the first item or removal of a chunk whose token or label
+    does not have its fixed size (``check_item``). The sizes are compared over the whole chunk at
+    once, in C; positions are looked for only in a chunk that fails."""
+    sizes = set(map(len, map(itemgetter(0), items))) | set(map(len, removals))
+    if sizes <= {MATCH_TOKEN_BYTES} and {len(label) for _, label in items if label} <= {SEALED_LABEL_BYTES}:
+        return
+    for position, (token, label) in enumerate(items):
+        try:
+            check_item(token, label)
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"chunk {chunk_index}, item {position}: {exc}") from None
+    for position, token in enumerate(removals):
+        try:
+            check_item(token, None)
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"chunk {chunk_index}, removal {position}: {exc}") from None
+
+
 def _token_at(position: int, items: int) -> str:
     return f"item {position}" if position < items else f"removal {position - items}"
 
@@ -107,8 +129,11 @@ def chunk_position(chunk_index: int, position: int, items: int) -> str:
 
 def check_no_repeats(chunk_index: int, items: Sequence[Item], removals: Sequence[bytes]) -> None:
     """Raise ``InvalidRequest`` naming the first token of a chunk that repeats an earlier one."""
+    tokens = [*map(itemgetter(0), items), *removals]
+    if len(set(tokens)) == len(tokens):
+        return
     seen: dict[bytes, int] = {}
-    for position, token in enumerate([*(t for t, _ in items), *removals]):
+    for position, token in enumerate(tokens):
         earlier = seen.setdefault(token, position)
         if earlier != position:
             where = chunk_position(chunk_index, position, len(items))
@@ -139,6 +164,12 @@ def chunk_digest(items: Iterable[Item], removals: Iterable[bytes] = ()) -> bytes
 def label_digest(sealed_label: bytes | None) -> bytes:
     """What the set digest keeps of a label: 16 bytes of its SHA-256, or zeros for none."""
     return hashlib.sha256(sealed_label).digest()[:LABEL_DIGEST_BYTES] if sealed_label else NO_LABEL_DIGEST
+
+
+def label_digests(sealed_labels: Iterable[bytes | None]) -> list[bytes]:
+    """``label_digest`` of each label, in order."""
+    sha256, none, size = hashlib.sha256, NO_LABEL_DIGEST, LABEL_DIGEST_BYTES
+    return [sha256(label).digest()[:size] if label else none for label in sealed_labels]
 
 
 class SetDigest:

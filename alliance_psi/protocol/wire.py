@@ -69,17 +69,29 @@ def check_wire(data: bytes, limit: WireLimit, *, what: str) -> None:
 
 
 def _count_fields(data: bytes, stop_after: int) -> int:
-    """Top-level fields of ``data``, counting no further than ``stop_after + 1``."""
+    """Top-level fields of ``data``, counting no further than ``stop_after + 1``.
+
+    A chunk holds thousands of fields, each walked here in Python: one-byte keys and lengths of
+    one or two bytes (every key and length of our messages but the largest) are read inline."""
     count, position, end = 0, 0, len(data)
     try:
         while position < end and count <= stop_after:
-            key, position = _varint(data, position)
+            key = data[position]
+            position += 1
+            if key & 0x80:
+                key, position = _varint(data, position - 1)
             wire_type = key & 7
-            if wire_type == _VARINT:
+            if wire_type == _LENGTH_DELIMITED:
+                length = data[position]
+                if length < 0x80:
+                    position += 1 + length
+                elif data[position + 1] < 0x80:
+                    position += 2 + ((length & 0x7F) | data[position + 1] << 7)
+                else:
+                    length, position = _varint(data, position)
+                    position += length
+            elif wire_type == _VARINT:
                 _, position = _varint(data, position)
-            elif wire_type == _LENGTH_DELIMITED:
-                length, position = _varint(data, position)
-                position += length
             elif wire_type == _FIXED64:
                 position += 8
             elif wire_type == _FIXED32:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 from datetime import datetime
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Table, and_, delete, func, or_, select, update
@@ -35,7 +36,7 @@ from alliance_psi.protocol.submission import (
     SubmissionDigest,
     check_no_repeats,
     chunk_position,
-    label_digest,
+    label_digests,
 )
 from alliance_psi.storage._common import batched, bulk_insert, insert_ignoring, placeholder
 from alliance_psi.storage.rounds_repo import RoundRepository
@@ -57,13 +58,13 @@ _MAX_LABEL = 0xFFFF
 _MISSING_SHOWN = 10
 
 
-def _check_items(chunk_index: int, items: Sequence[Item], removals: Sequence[bytes]) -> None:
-    for token, label in [*items, *((t, None) for t in removals)]:
-        if len(token) != MATCH_TOKEN_BYTES:
-            raise InvalidRequest(f"a match token must be {MATCH_TOKEN_BYTES} bytes")
-        if label is not None and len(label) > _MAX_LABEL:
-            raise InvalidRequest(f"a sealed label must be at most {_MAX_LABEL} bytes")
-    check_no_repeats(chunk_index, items, removals)
+def _check_items(chunk_index: int, items: Sequence[Item], tokens: Sequence[bytes]) -> None:
+    """``tokens``: the items' tokens, then the removals."""
+    if set(map(len, tokens)) - {MATCH_TOKEN_BYTES}:
+        raise InvalidRequest(f"a match token must be {MATCH_TOKEN_BYTES} bytes")
+    if max((len(label) for _, label in items if label), default=0) > _MAX_LABEL:
+        raise InvalidRequest(f"a sealed label must be at most {_MAX_LABEL} bytes")
+    check_no_repeats(chunk_index, items, tokens[len(items) :])
 
 
 def _missing_chunks_message(present: Sequence[int]) -> str | None:
@@ -125,7 +126,8 @@ class SubmissionRepository:
         """
         if chunk_index < 0 or len(chunk_digest) != HASH_SIZE:
             raise InvalidRequest("a chunk needs an index >= 0 and a 32-byte digest")
-        _check_items(chunk_index, items, removals)
+        tokens = [*map(itemgetter(0), items), *removals]
+        _check_items(chunk_index, items, tokens)
         if replace and removals:
             raise Conflict("a submission that replaces the whole set cannot remove tokens")
         self._rounds.require_open(round_id)
@@ -152,7 +154,7 @@ class SubmissionRepository:
                     f"round; {staged} are staged and this chunk adds {len(items) + len(removals)}"
                 )
         set_id = _set_id(member_id, round_id, sequence)
-        self._refuse_stored_tokens(round_id, member_id, chunk_index, items, removals, set_id if replace else None)
+        self._refuse_stored_tokens(round_id, member_id, chunk_index, tokens, len(items), set_id if replace else None)
         try:
             with self._conn.begin_nested():
                 self._conn.execute(
@@ -165,16 +167,18 @@ class SubmissionRepository:
                         received_at=at,
                     )
                 )
+                labels = [label for _, label in items]
                 if replace:
                     scope = self._rounds.set_scope(round_id)
                     bulk_insert(
                         self._conn,
                         member_sets,
                         ("set_scope", "set_id", "match_token", "sealed_label", "label_digest"),
-                        [(scope, set_id, token, label, label_digest(label)) for token, label in items],
+                        list(zip(repeat(scope), repeat(set_id), tokens, labels, label_digests(labels))),  # No removals.
                     )
                 else:
-                    puts = [(round_id, member_id, token, False, label, label_digest(label)) for token, label in items]
+                    digests = label_digests(labels)
+                    puts = [(round_id, member_id, t, False, lbl, d) for (t, lbl), d in zip(items, digests, strict=True)]
                     removed = [(round_id, member_id, token, True, None, NO_LABEL_DIGEST) for token in removals]
                     bulk_insert(
                         self._conn,
@@ -192,14 +196,14 @@ class SubmissionRepository:
         round_id: str,
         member_id: str,
         chunk_index: int,
-        items: Sequence[Item],
-        removals: Sequence[bytes],
+        tokens: Sequence[bytes],
+        items: int,
         whole_set: str | None,
     ) -> None:
         # Lookups on the primary key of the rows the chunk would add, before any is written, in
         # driver SQL (SQLAlchemy's expanding IN costs more in Python than the lookups themselves).
-        # ``whole_set``: the id of the whole set being written, or None for a delta.
-        tokens = [*(token for token, _ in items), *removals]
+        # ``tokens``: the chunk's, its ``items`` puts then its removals; ``whole_set``: the id of
+        # the whole set being written, or None for a delta.
         if not tokens:
             return
         m = placeholder(self._conn)
@@ -236,7 +240,7 @@ class SubmissionRepository:
             stored.update(bytes(token) for (token,) in self._conn.exec_driver_sql(statement, parameters))
         if stored:
             position = next(i for i, token in enumerate(tokens) if token in stored)
-            where = chunk_position(chunk_index, position, len(items))
+            where = chunk_position(chunk_index, position, items)
             raise InvalidRequest(f"{where}: a token this submission already holds from another chunk")
 
     def submission_status(self, round_id: str, member_id: str) -> SubmissionStatus:

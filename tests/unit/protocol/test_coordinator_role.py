@@ -6,6 +6,7 @@ pin each rule alone, in milliseconds, including the moments a real clock cannot 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -332,6 +333,29 @@ def test_a_token_repeated_within_a_chunk_is_refused_by_position_before_any_trans
         role.upload_chunk(B, chunk_of(round_id, 0, [1, 2, 3, 2]))
     with pytest.raises(InvalidRequest, match="^chunk 0, removal 0: repeats the token of item 0$"):
         role.upload_chunk(B, chunk_of(round_id, 0, [1], removals=(1,)))
+    assert uow.opened == before
+
+
+def test_a_token_or_label_of_the_wrong_size_is_refused_by_position_before_any_transaction(
+    role: CoordinatorRole, uow: MemoryUnitOfWork, clock: FakeClock
+) -> None:
+    round_id = role.create_round(ADMIN, spec(clock)).round_id
+    before = uow.opened
+    good = chunk_of(round_id, 0, [1, 2, 3], removals=(4, 5))
+    (t1, l1), (t2, l2), (t3, l3) = good.items
+    wrong = [
+        ((t1, l1), (t2, l2[:-1]), (t3, l3)),  # A label one byte short.
+        ((t1, l1), (t2, None), (t3 + b"x", l3)),  # No label is fine; a token one byte long is not.
+    ]
+    with pytest.raises(
+        InvalidRequest,
+        match=f"^chunk 0, item 1: sealed label must be empty or {SEALED_LABEL_BYTES} bytes, got {SEALED_LABEL_BYTES - 1}$",
+    ):
+        role.upload_chunk(B, replace(good, items=wrong[0]))
+    with pytest.raises(InvalidRequest, match="^chunk 0, item 2: match token must be 16 bytes, got 17$"):
+        role.upload_chunk(B, replace(good, items=wrong[1]))
+    with pytest.raises(InvalidRequest, match="^chunk 0, removal 1: match token must be 16 bytes, got 15$"):
+        role.upload_chunk(B, replace(good, removals=(good.removals[0], good.removals[1][:-1])))
     assert uow.opened == before
 
 

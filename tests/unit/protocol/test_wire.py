@@ -78,6 +78,7 @@ def test_one_byte_over_the_limit_is_refused() -> None:
     "data, reason",
     [
         (b"\x1a\x05ab", "truncated"),  # A length past the end.
+        (b"\x08\x01\x1a\x85", "truncated"),  # A length whose second byte is missing.
         (b"\x08\xff\xff", "truncated"),  # A varint that never ends.
         (b"\x0b" * 20, "wire type 3"),  # Groups: not used by any alliance-psi message.
         (b"\x08" + b"\xff" * 11 + b"\x01", "longer than 10 bytes"),
@@ -86,6 +87,31 @@ def test_one_byte_over_the_limit_is_refused() -> None:
 def test_broken_wire_format_is_an_invalid_request(data: bytes, reason: str) -> None:
     with pytest.raises(InvalidRequest, match=reason):
         check_wire(data, WireLimit(max_bytes=100, max_fields=1), what="M")
+
+
+@pytest.mark.parametrize("length", [0, 127, 128, 300, 16383, 16384, 70000], ids=lambda n: f"{n} bytes")
+def test_fields_are_counted_whatever_the_length_of_their_keys_and_lengths(length: int) -> None:
+    # Lengths of one, two and three varint bytes, keys of one byte (field 3) and two (field 16).
+    def field(number: int) -> bytes:
+        key = number << 3 | 2
+        return _varint(key) + _varint(length) + b"x" * length
+
+    data = field(3) + field(16) + field(3) + b"\x08\x96\x01"  # And a varint field: 4 fields.
+    check_wire(data, WireLimit(max_bytes=len(data), max_fields=4), what="M")
+    if len(data) > 2 * 3:
+        with pytest.raises(LimitExceeded, match="more than 3 fields"):
+            check_wire(data, WireLimit(max_bytes=len(data), max_fields=3), what="M")
+    cut = field(3) + field(16)[:-1]  # The second field one byte short.
+    with pytest.raises(InvalidRequest, match="truncated"):
+        check_wire(cut, WireLimit(max_bytes=len(cut), max_fields=1), what="M")
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    return bytes([*out, value])
 
 
 def test_short_requests_are_not_walked() -> None:
