@@ -1,29 +1,36 @@
 """The coordinator's CPU per submitted token in a cold batch round: upload, staging and commit.
 
 Usage:
-    .venv/bin/python bench/coordinator_upload.py                          # 20,000 tokens, this tree
+    .venv/bin/python bench/coordinator_upload.py                          # 2 members x 20,000, this tree
     .venv/bin/python bench/coordinator_upload.py --before main --turns 5  # REV's code beside it
     .venv/bin/python bench/coordinator_upload.py --profile /tmp/upload.pstats --turns 1
+    .venv/bin/python bench/coordinator_upload.py --postgres postgresql+psycopg://...  # on PostgreSQL
 
-One member's whole set of ``--tokens`` random tokens, each with a random sealed-label-sized label,
-in chunks of the member node's default size, is encoded once as ``SubmissionChunk`` requests (the
-bytes gRPC hands the coordinator). Each measurement is a fresh process of one tree's code (this
-tree's, or with ``--before REV`` the ``alliance_psi`` of ``git archive REV``) on a fresh SQLite
-database with the coordinator's own settings (``make_engine``): a batch round sharing labels with
-two members invited, then the member's upload, each request as the server takes it (the wire
-limit check, decoding, ``chunk_from_pb``, ``CoordinatorRole.upload_chunk``: checks, digests,
-staging), and its commit (``CoordinatorRole.commit``: the staged set becomes the standing set,
-holder counts, the set digest). gRPC and TLS are left out. The trees take turns, ``--turns`` times,
-in alternating order, so that a busy machine slows each alike.
+Each of ``--members`` members' whole sets of ``--tokens`` random tokens (a tenth of them held by
+every member), each with a random sealed-label-sized label, in chunks of the member node's
+default size, is encoded once as ``SubmissionChunk`` requests (the bytes gRPC hands the
+coordinator). Each measurement is a fresh process of one tree's code (this tree's, or with
+``--before REV`` the ``alliance_psi`` of ``git archive REV``) on a fresh database with the
+coordinator's own settings (``make_engine``): SQLite, or a database created on the PostgreSQL
+server ``--postgres`` and dropped after. A batch round sharing labels invites the members and
+one more (so that it stays open: no matching is timed); then each member's upload, each
+request as the server takes it (the wire limit check, decoding, ``chunk_from_pb``,
+``CoordinatorRole.upload_chunk``: checks, digests, staging), and its commit
+(``CoordinatorRole.commit``: the staged set becomes the standing set, holder counts, the set
+digest). gRPC and TLS are left out. The trees take turns, ``--turns`` times, in alternating
+order, so that a busy machine slows each alike.
 
-Printed: the process CPU (user + system) per token of the upload and of the commit, medians over
-the turns, and with ``--before`` this tree's over REV's, turn by turn (median and quartiles).
-``--profile FILE`` keeps this tree's first turn's cProfile statistics and prints their top.
+Printed: the CPU (user + system) per token of the upload and of the commit, of this process and,
+on PostgreSQL, of the server's backends for the database (its background writer and
+checkpointer are left out), medians over the turns, and with ``--before`` this tree's over
+REV's, turn by turn (median and quartiles). ``--profile FILE`` keeps this tree's first turn's
+cProfile statistics (of this process only) and prints their top.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -31,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +77,9 @@ def encode_set(members: int, tokens: int, chunk_size: int, path: Path) -> None:
     path.write_text(json.dumps(sets))
 
 
-def measure(tree: Path, data: Path, profile: Path | None) -> dict[str, float]:
-    """One cold upload and commit with ``tree``'s code (run in a process of its own)."""
+def measure(tree: Path, data: Path, profile: Path | None, server: str | None) -> dict[str, float]:
+    """One cold upload and commit with ``tree``'s code (run in a process of its own), on a fresh
+    SQLite database, or a fresh database of PostgreSQL ``server`` (a URL), dropped after."""
     sys.path.insert(0, str(tree))
     import cProfile
 
@@ -86,8 +95,8 @@ def measure(tree: Path, data: Path, profile: Path | None) -> dict[str, float]:
     assert Path(messages.__file__).is_relative_to(tree), messages.__file__
     loaded = json.loads(data.read_text())
     names = [f"m{i}" for i in range(len(loaded))]
-    with tempfile.TemporaryDirectory(prefix="coordinator-upload-") as folder:
-        engine = make_engine(f"sqlite:///{folder}/coordinator.db")
+    with tempfile.TemporaryDirectory(prefix="coordinator-upload-") as folder, _database(server, folder) as url:
+        engine = make_engine(url)
         create_schema(engine)
         role = CoordinatorRole(sql_unit_of_work(engine), SigningKey.generate(), known_types=["phone"])
         # One member more is invited than submits: the round stays open (no matching is timed).
@@ -106,21 +115,62 @@ def measure(tree: Path, data: Path, profile: Path | None) -> dict[str, float]:
         for caller, requests, commit in work:
             if profiler:
                 profiler.enable()
-            began = time.process_time()
+            began, server_began = time.process_time(), _server_cpu(engine)
             for request in requests:
                 check_wire(request, messages.CHUNK_REQUEST, what="UploadChunks")
                 assert role.upload_chunk(caller, messages.chunk_from_pb(pb.SubmissionChunk.FromString(request)))
-            uploaded = time.process_time()
+            uploaded, server_uploaded = time.process_time(), _server_cpu(engine)
             status = role.commit(caller, commit)
-            committed = time.process_time()
+            committed, server_committed = time.process_time(), _server_cpu(engine)
             if profiler:
                 profiler.disable()
             assert status.set_count == commit.set_count, status
-            upload, committing = upload + uploaded - began, committing + committed - uploaded
+            upload += uploaded - began + _spent(server_began, server_uploaded)
+            committing += committed - uploaded + _spent(server_uploaded, server_committed)
         if profiler:
             profiler.dump_stats(str(profile))
         engine.dispose()
     return {"upload": upload, "commit": committing, "tokens": sum(m["commit"]["count"] for m in loaded)}
+
+
+def _server_cpu(engine: Any) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving this database ({} on SQLite): the
+    coordinator's SQL runs there, not in this process."""
+    if engine.dialect.name != "postgresql":
+        return {}
+    with engine.connect() as conn:
+        pids = conn.exec_driver_sql("SELECT pid FROM pg_stat_activity WHERE datname = current_database()").scalars()
+        return {pid: _cpu_seconds(pid) for pid in pids}
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _spent(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
+@contextlib.contextmanager
+def _database(server: str | None, folder: str) -> Iterator[str]:
+    if server is None:
+        yield f"sqlite:///{folder}/coordinator.db"
+        return
+    from sqlalchemy.engine import make_url
+
+    from alliance_psi.storage import make_engine
+
+    name = f"coordinator_upload_{os.getpid()}"
+    admin = make_engine(server).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE {name}")
+        admin.dispose()
 
 
 def _with_round(hexed: str, round_id: str, pb: Any) -> bytes:
@@ -137,8 +187,10 @@ def source_tree(rev: str, into: Path) -> Path:
     return extract(rev, into)
 
 
-def run_turn(tree: Path, data: Path, profile: Path | None) -> dict[str, float]:
+def run_turn(tree: Path, data: Path, profile: Path | None, server: str | None) -> dict[str, float]:
     command = [sys.executable, __file__, "--measure", str(tree), "--data", str(data)]
+    if server:
+        command += ["--postgres", server]
     if profile:
         command += ["--profile", str(profile)]
     done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=tree)
@@ -164,11 +216,12 @@ def main() -> None:
     parser.add_argument("--before", metavar="REV", help="also measure REV's code, turn by turn")
     parser.add_argument("--profile", type=Path, help="keep this tree's first turn's cProfile statistics here")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server to measure on instead of SQLite")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure.resolve(), args.data, args.profile)))
+        print(json.dumps(measure(args.measure.resolve(), args.data, args.profile, args.postgres)))
         return
     with tempfile.TemporaryDirectory(prefix="coordinator-upload-") as folder:
         data = Path(folder) / "set.json"
@@ -181,7 +234,7 @@ def main() -> None:
             order = list(trees.items())
             for name, tree in order if turn % 2 == 0 else reversed(order):
                 profile = args.profile if args.profile and name == "this tree" and turn == 0 else None
-                results[name].append(run_turn(tree, data, profile))
+                results[name].append(run_turn(tree, data, profile, args.postgres))
                 last = results[name][-1]
                 print(
                     f"turn {turn}, {name}: upload {last['upload'] / last['tokens'] * 1e6:.1f} µs, "
