@@ -24,7 +24,8 @@ Printed: the CPU (user + system) per token of the upload and of the commit, of t
 on PostgreSQL, of the server's backends for the database (its background writer and
 checkpointer are left out), medians over the turns, and with ``--before`` this tree's over
 REV's, turn by turn (median and quartiles). ``--profile FILE`` keeps this tree's first turn's
-cProfile statistics (of this process only) and prints their top.
+cProfile statistics (of this process only) and prints their top. Each measurement also times
+its tree's set digest (LtHash16) alone over as many random entries, after the round.
 """
 
 from __future__ import annotations
@@ -130,7 +131,24 @@ def measure(tree: Path, data: Path, profile: Path | None, server: str | None) ->
         if profiler:
             profiler.dump_stats(str(profile))
         engine.dispose()
-    return {"upload": upload, "commit": committing, "tokens": sum(m["commit"]["count"] for m in loaded)}
+    tokens = sum(m["commit"]["count"] for m in loaded)
+    return {"upload": upload, "commit": committing, "tokens": tokens, "set_digest": _set_digest_seconds(tokens)}
+
+
+def _set_digest_seconds(entries: int) -> float:
+    """CPU seconds of this tree's set digest over ``entries`` random entries, fed as its commit
+    feeds a whole set (``add_all`` where the tree has it, else ``add`` entry by entry)."""
+    from alliance_psi.protocol.submission import SetDigest
+
+    rows = [(os.urandom(16), os.urandom(16)) for _ in range(entries)]
+    digest = SetDigest()
+    began = time.process_time()
+    if hasattr(digest, "add_all"):
+        digest.add_all(rows)
+    else:
+        for token, label in rows:
+            digest.add(token, label)
+    return time.process_time() - began
 
 
 def _server_cpu(engine: Any) -> dict[int, float]:
@@ -248,10 +266,14 @@ def main() -> None:
         upload = statistics.median(r["upload"] / r["tokens"] * 1e6 for r in rows)
         commit = statistics.median(r["commit"] / r["tokens"] * 1e6 for r in rows)
         total = statistics.median((r["upload"] + r["commit"]) / r["tokens"] * 1e6 for r in rows)
-        print(f"  {name:>10}: upload {upload:6.1f} µs, commit {commit:6.1f} µs, both {total:6.1f} µs")
+        lthash = statistics.median(r["set_digest"] / r["tokens"] * 1e6 for r in rows)
+        print(
+            f"  {name:>10}: upload {upload:6.1f} µs, commit {commit:6.1f} µs, both {total:6.1f} µs "
+            f"(set digest alone, in the same process: {lthash:.2f} µs per entry)"
+        )
     if args.before:
         now, then = results["this tree"], results[args.before]
-        for what in ("upload", "commit"):
+        for what in ("upload", "commit", "set_digest"):
             print(
                 f"  {what}: this tree / {args.before} = {quartiles([a[what] / b[what] for a, b in zip(now, then, strict=True)])}"
             )
