@@ -59,6 +59,7 @@ from alliance_psi.protocol.model import NO_DEADLINE, Role, RoundKind
 from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS, SetDigest, SubmissionDigest, chunk_digest, label_digest
 from alliance_psi.services.cert_checks import load_tls
 from alliance_psi.services.clients import CoordinatorClient, RetryPolicy
+from bench.coordinator_scale import require_empty
 from bench.profile_split import print_split, print_top
 from bench.round import cpu_seconds, crypto_costs, profiled
 
@@ -269,6 +270,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.database and len(args.members) * len(args.set_sizes) > 1:
         parser.error("--database serves one configuration (give one --members and one --set-sizes)")
+    if args.database:
+        require_empty(args.database)
     print(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, coordinator on {'SQLite' if not args.database else args.database.split(':')[0]}"
     )

@@ -2,7 +2,7 @@
 
 Usage:
     .venv/bin/python bench/alliance_scale.py                       # 200 x 10,000, SQLite coordinator
-    .venv/bin/python bench/alliance_scale.py --database postgresql://…/EMPTY_DB   # PostgreSQL coordinator
+    .venv/bin/python bench/alliance_scale.py --database 'postgresql+psycopg://postgres@/EMPTY_DB?host=/tmp/scale-pg&port=5432'
     .venv/bin/python bench/alliance_scale.py --members 20 --size 2000 --parallel 4
 
 The coordinator and the custodian run as server processes; every member is its own ``alliance-psi
@@ -42,7 +42,7 @@ from alliance_psi.protocol.coordinator import RoundSpec
 from alliance_psi.protocol.model import Role
 from alliance_psi.services.cert_checks import load_tls
 from alliance_psi.services.clients import CoordinatorClient, RetryPolicy
-from bench.coordinator_scale import database_size
+from bench.coordinator_scale import database_size, require_empty
 from bench.round import peak_rss_kib, write_csv
 
 _MATCHED = re.compile(r"verified and kept: ([\d,]+) matched token")
@@ -142,6 +142,8 @@ def main() -> None:
     parser.add_argument("--database", default=None, help="the coordinator's (empty) database; default SQLite")
     parser.add_argument("--out", type=Path, default=Path("/tmp/alliance-psi-alliance-scale"))
     args = parser.parse_args()
+    if args.database:
+        require_empty(args.database)
     names = [f"m{i:03d}" for i in range(args.members)]
     sets = member_sets(args.members, args.size)
     histogram = holders_histogram(sets)

@@ -1,7 +1,7 @@
 """A big coordinator: synthetic members submit through the real gRPC API to a coordinator process.
 
 Usage:
-    .venv/bin/python bench/coordinator_scale.py --database postgresql://…/EMPTY_DB
+    .venv/bin/python bench/coordinator_scale.py --database 'postgresql+psycopg://postgres@/EMPTY_DB?host=/tmp/scale-pg&port=5432'
         [--first 110] [--members 200] [--per-member 100000] [--parallel 4] [--labels]
 
 No member crypto: each member's tokens are random 16-byte strings (most its own, a tenth drawn
@@ -31,6 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sqlalchemy import inspect, select
+
 from alliance_psi.cli._local_alliance import EPOCH, LocalAlliance, local_alliance
 from alliance_psi.config import TlsConfig
 from alliance_psi.crypto.labels import SEALED_LABEL_BYTES
@@ -40,6 +42,7 @@ from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS, SetDigest, Submiss
 from alliance_psi.services.cert_checks import load_tls
 from alliance_psi.services.clients import CoordinatorClient, RetryPolicy
 from alliance_psi.storage import make_engine
+from alliance_psi.storage.schema import enrolments, member_set_state, rounds
 
 POOL = 1_000_000
 CHECKPOINTS = (1_000_000, 5_000_000)
@@ -136,6 +139,26 @@ def load() -> str:
     return f"{os.getloadavg()[0]:.1f}"
 
 
+def require_empty(url: str) -> None:
+    """Exit with a message unless ``url``'s database holds no enrolment, round or member set (a
+    second run on a filled one would fail on its first enrolment, or skew the figures)."""
+    engine = make_engine(url)
+    try:
+        present = set(inspect(engine).get_table_names())
+        with engine.connect() as conn:
+            filled = [
+                table.name
+                for table in (enrolments, rounds, member_set_state)
+                if table.name in present and conn.execute(select(table).limit(1)).first() is not None
+            ]
+    finally:
+        engine.dispose()
+    if filled:
+        shown = engine.url.render_as_string(hide_password=True)
+        how = "a new file" if engine.dialect.name == "sqlite" else "CREATE DATABASE; BENCHMARKS.md, section 4"
+        raise SystemExit(f"the database {shown} is not empty (rows in {', '.join(filled)}): give an empty one ({how})")
+
+
 def database_size(url: str) -> int:
     engine = make_engine(url)
     try:
@@ -210,6 +233,7 @@ def main() -> None:
     parser.add_argument("--labels", action="store_true", help=f"a {SEALED_LABEL_BYTES}-byte sealed label per token")
     parser.add_argument("--out", type=Path, default=Path("/tmp/alliance-psi-coordinator-scale"))
     args = parser.parse_args()
+    require_empty(args.database)
     names = [f"m{i:03d}" for i in range(args.members)]
     tokens = Tokens(args.per_member)
     with local_alliance(args.out, names, coordinator_database=args.database) as alliance:

@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python bench/matching.py [--members 10] [--per-member 100000] [--zipf]
            [--database URL [--database URL ...]]
+       .venv/bin/python bench/matching.py --match-closed [--rematch] --database URL
 
 Stages and commits the members' first (whole-set) submissions, timing staging and committing
 apart, then times the matching step of ``CoordinatorRole``: finding the tokens held by at least
@@ -11,7 +12,9 @@ Given several ``--database``, each gets the same sets, and the matching times ar
 the one run (a new SQLite file when none is given).
 ``--match-closed`` instead matches the closed rounds already in ``--database`` (one that
 bench/coordinator_scale.py filled), as a restarted coordinator would, timing each and printing
-this process's peak RSS.
+this process's peak RSS. Its rounds are matched already: ``--rematch`` first sets the last
+matched round of each scope back to closed (its results deleted, in SQL; the audit log keeps the
+first issue and gets a second), so that it is matched again over the same standing sets.
 """
 
 from __future__ import annotations
@@ -26,14 +29,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sqlalchemy import Engine, delete, func, select, update
+
 from alliance_psi.crypto.labels import SEALED_LABEL_BYTES
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.protocol.coordinator import Chunk, Commit, CoordinatorRole, RoundSpec
-from alliance_psi.protocol.model import Identity, Role
+from alliance_psi.protocol.model import Identity, Role, RoundKind, RoundState
 from alliance_psi.protocol.submission import SetDigest, SubmissionDigest, chunk_digest, label_digest
 from alliance_psi.services.coordinator import sql_unit_of_work
 from alliance_psi.storage import create_schema, make_engine
-from bench.coordinator_scale import Tokens
+from alliance_psi.storage.schema import member_set_state, result_headers, result_pages, rounds, submissions
+from bench.coordinator_scale import Tokens, require_empty
 
 CHUNK = 8192
 
@@ -56,13 +62,22 @@ def main() -> None:
     )
     parser.add_argument("--labels", action="store_true", help="a sealed label (random bytes) with every token")
     parser.add_argument("--match-closed", action="store_true", help="match the closed rounds of --database")
+    parser.add_argument(
+        "--rematch",
+        action="store_true",
+        help="with --match-closed: first set the last matched round of each scope back to closed (results deleted)",
+    )
     args = parser.parse_args()
+    if args.rematch and not args.match_closed:
+        parser.error("--rematch goes with --match-closed")
     if args.match_closed:
         if not args.database:
             parser.error("--match-closed needs --database")
         for url in args.database:
-            match_closed(url)
+            match_closed(url, rematch=args.rematch)
         return
+    for url in args.database or []:
+        require_empty(url)
     urls = args.database or [f"sqlite:///{tempfile.mkdtemp()}/coordinator.db"]
     benches = [Bench(url, args.labels) for url in urls]
     shared = [os.urandom(16) for _ in range(int(args.per_member * args.shared_fraction))]
@@ -140,15 +155,52 @@ class Bench:
         self.matched = time.perf_counter() - start
 
 
-def match_closed(url: str) -> None:
-    """Match every closed round of ``url`` as ``CoordinatorRole.tick`` does after a restart; time each."""
-    from alliance_psi.protocol.model import RoundState
+def reset_matched(engine: Engine) -> list[str]:
+    """Set the last matched batch round of each scope without an unfinished round back to closed,
+    its results deleted, in one transaction (bench only: as if the coordinator had stopped after
+    the close and before matching); return their ids."""
+    with engine.begin() as conn:
+        unfinished = select(rounds.c.set_scope).where(rounds.c.state.in_([RoundState.OPEN, RoundState.CLOSED]))
+        last = (
+            select(rounds.c.set_scope, func.max(rounds.c.matched_at).label("at"))
+            .where(
+                rounds.c.state == RoundState.MATCHED,
+                rounds.c.kind == RoundKind.BATCH,
+                rounds.c.set_scope.not_in(unfinished),
+            )
+            .group_by(rounds.c.set_scope)
+            .subquery()
+        )
+        ids = list(
+            conn.execute(
+                select(rounds.c.round_id).join(
+                    last, (rounds.c.set_scope == last.c.set_scope) & (rounds.c.matched_at == last.c.at)
+                )
+            ).scalars()
+        )
+        conn.execute(delete(result_pages).where(result_pages.c.round_id.in_(ids)))
+        conn.execute(delete(result_headers).where(result_headers.c.round_id.in_(ids)))
+        conn.execute(
+            update(rounds)
+            .where(rounds.c.round_id.in_(ids))
+            .values(state=RoundState.CLOSED, matched_at=None, match_counts=None)
+        )
+    return ids
 
+
+def match_closed(url: str, *, rematch: bool = False) -> None:
+    """Match every closed round of ``url`` as ``CoordinatorRole.tick`` does after a restart; time each."""
     engine = make_engine(url)
+    shown = engine.url.render_as_string(hide_password=True)
+    if rematch:
+        print(f"set back to closed in {shown}: {', '.join(reset_matched(engine)) or 'none'}")
     role = CoordinatorRole(sql_unit_of_work(engine), SigningKey.generate(), known_types=["phone"])
     with engine.connect() as conn:
-        closed = conn.exec_driver_sql("SELECT round_id FROM rounds WHERE state = 'closed'").scalars().all()
-        in_sets = int(conn.exec_driver_sql("SELECT coalesce(sum(item_count), 0) FROM member_set_state").scalar_one())
+        closed = conn.execute(select(rounds.c.round_id).where(rounds.c.state == RoundState.CLOSED)).scalars().all()
+        in_sets = int(conn.execute(select(func.coalesce(func.sum(member_set_state.c.item_count), 0))).scalar_one())
+    if not closed:
+        hint = "" if rematch else "; --rematch sets the last matched round of each scope back to closed"
+        raise SystemExit(f"no closed round in {shown}{hint}")
     for round_id in closed:
         start = time.perf_counter()
         role._match(round_id)
@@ -156,10 +208,12 @@ def match_closed(url: str) -> None:
         found, _ = role.get_round(Identity("admin", Role.ADMIN), round_id)
         assert found.state is RoundState.MATCHED
         with engine.connect() as conn:
-            members = conn.exec_driver_sql(
-                "SELECT count(*) FROM submissions WHERE round_id = %s AND state = 'committed'", (round_id,)
+            members = conn.execute(
+                select(func.count())
+                .select_from(submissions)
+                .where(submissions.c.round_id == round_id, submissions.c.state == "committed")
             ).scalar_one()
-            counts = conn.exec_driver_sql("SELECT match_counts FROM rounds WHERE round_id = %s", (round_id,)).scalar()
+            counts = conn.execute(select(rounds.c.match_counts).where(rounds.c.round_id == round_id)).scalar()
         print(
             f"round {round_id}: {members} members, {in_sets:,} tokens in the scope's sets on {engine.dialect.name}: "
             f"matching step {matched:.1f} s ({in_sets / matched:,.0f} tokens/s); tokens by holder count {counts}"
