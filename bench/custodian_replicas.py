@@ -8,8 +8,8 @@ For each replica count, a local alliance whose custodian-1 runs as that many ``c
 processes with one key share and one fresh PostgreSQL quota database (made from the server named
 by ``--database``); ``--members`` clients, each with its own member certificate and one channel
 over every replica's address (round-robin, as a member node), evaluate ``--batches`` batches of
-``--batch`` fresh elements each, all at once. Prints elements per second and each replica's CPU
-seconds.
+``--batch`` fresh elements each, all at once. Prints elements per second, each replica's CPU
+seconds and the load average (1/5/15 minutes) at the start and end of the timed part.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from alliance_psi.services.anchors import load_anchor
 from alliance_psi.services.cert_checks import load_tls
 from alliance_psi.services.clients import CustodianClient, RetryPolicy
 from alliance_psi.storage import make_engine
+from bench.alliance_scale import load
 from bench.round import cpu_seconds
 
 
@@ -45,7 +46,8 @@ def fresh_database(server: str) -> str:
     return make_engine(server).url.set(database=name).render_as_string(hide_password=False)
 
 
-def measure(replicas: int, args: argparse.Namespace) -> tuple[float, list[float]]:
+def measure(replicas: int, args: argparse.Namespace) -> tuple[float, list[float], str]:
+    """(elements per second, each replica's CPU seconds, the load average at start -> end)."""
     names = [f"m{i}" for i in range(args.members)]
     database = fresh_database(args.database)
     suite = RISTRETTO255_SHA512
@@ -77,14 +79,14 @@ def measure(replicas: int, args: argparse.Namespace) -> tuple[float, list[float]
         for thread in threads:
             thread.start()
         barrier.wait()
-        began = time.perf_counter()
+        began, before = time.perf_counter(), load()
         for thread in threads:
             thread.join()
-        elapsed = time.perf_counter() - began
+        elapsed, after = time.perf_counter() - began, load()
         spent = [cpu_seconds(p.proc.pid) - before for p, before in zip(processes, cpu, strict=True)]
         for client in clients.values():
             client.close()
-    return args.members * args.batches * args.batch / elapsed, spent
+    return args.members * args.batches * args.batch / elapsed, spent, f"{before} -> {after}"
 
 
 def main() -> None:
@@ -96,10 +98,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--out", type=Path, default=Path("/tmp/alliance-psi-replicas"))
     args = parser.parse_args()
-    print("| replicas | elements/s | CPU seconds per replica |")
+    print("| replicas | elements/s | CPU seconds per replica | load average (1/5/15 min), start -> end |")
     for replicas in (int(r) for r in args.replicas.split(",")):
-        rate, spent = measure(replicas, args)
-        print(f"| {replicas} | {rate:,.0f} | {', '.join(f'{s:.1f}' for s in spent)} |", flush=True)
+        rate, spent, loads = measure(replicas, args)
+        print(f"| {replicas} | {rate:,.0f} | {', '.join(f'{s:.1f}' for s in spent)} | {loads} |", flush=True)
 
 
 if __name__ == "__main__":

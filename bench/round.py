@@ -445,7 +445,7 @@ def report(result: dict[str, object], om: dict[str, float] | None) -> None:
             f"intersection {om['intersection_s']:.2f}); found {om['found']:,}"
         )
         print(
-            f"  ratio alliance-psi cold round / OpenMined = {ratio:.2f} (issue 15: <= 0.75); "
+            f"  ratio alliance-psi cold round / OpenMined = {ratio:.2f} (issue 14: <= 1.0; issue 15: <= 0.75); "
             f"beside it, efficiency against the crypto floor {floor['efficiency']:.0%}"
         )
 
