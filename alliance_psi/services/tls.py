@@ -72,7 +72,8 @@ __all__ = [
 # The largest legal request (a full submission chunk, about 2.7 MB): servers receive and clients
 # send nothing larger. Each method's own limit (``protocol.wire.WireLimit``) is checked as well.
 MAX_REQUEST_BYTES = max(CHUNK_REQUEST.max_bytes, EVALUATE_REQUEST.max_bytes, SMALL_REQUEST.max_bytes)
-# The largest response: a member's whole signed result travels in one GetResult response.
+# The largest response message. GetResult streams a result as its header and then pages of at most
+# ``result_codec.PAGE_BYTES`` of leaves (one leaf alone if larger), so this bounds one leaf, not a result.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 # Clients ping every 30 s during calls (not when idle) so a dead peer is noticed within 40 s,
