@@ -108,8 +108,10 @@ class MatchRepository:
         parents, which autovacuum never gathers: without an ``ANALYZE`` first (seconds, growing
         with the tables) PostgreSQL sorts and merges every row of every set. A ``LATERAL``
         subquery kept apart by ``OFFSET 0`` cannot be flattened into a join, so each candidate
-        is one index probe (run-time partition pruning sends it to the token's partition, and
-        Citus to its co-located shard), and the cost follows the candidates, not the tables.
+        is one index probe (run-time partition pruning sends it to the token's partition), and
+        the cost follows the candidates, not the tables. Not tried on Citus: it has refused
+        ``OFFSET`` in a subquery it would push down (citusdata/citus#1342), so a Citus cluster may
+        need the plain join form of this statement (docs/design.md, Scaling).
         For the rest of the transaction, JIT compilation is off (PostgreSQL starts it for any plan
         it thinks costly; index probes gain nothing from it, and it cost most of a second) and a
         cursor is planned for reading every row (``cursor_tuple_fraction``; planned for the first
