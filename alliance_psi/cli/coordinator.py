@@ -352,6 +352,13 @@ _share_labels = click.option(
     show_default=True,
     help="Pass members' sealed labels to co-holders.",
 )
+_label_cap = click.option(
+    "--label-cap",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Co-holders' labels each lead and alert carries at most (default: 8, or threshold − 1 if more); "
+    "the holder count is given whatever the cap. Bounds what colluding holders make the coordinator store.",
+)
 
 
 def _members(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...] | None:
@@ -395,6 +402,7 @@ _SPEC_OPTIONS = {
     "allowed_types": "--types",
     "invited": "--invite",
     "min_interval_seconds": "--min-interval",
+    "label_cap": "--label-cap",
     "round_id": "--id",
 }
 
@@ -445,6 +453,7 @@ def _created(client: CoordinatorClient, spec: RoundSpec) -> Round:
     "--deadline-minutes", type=click.IntRange(min=1), default=60, show_default=True, help="Closes after this long."
 )
 @_share_labels
+@_label_cap
 @click.option("--id", "round_id", default="", help="Round id (generated when empty).")
 def round_create(
     address: PeerEndpoint,
@@ -459,6 +468,7 @@ def round_create(
     invited: tuple[str, ...] | None,
     deadline_minutes: int,
     share_labels: bool,
+    label_cap: int | None,
     round_id: str,
 ) -> None:
     """Open a round."""
@@ -473,6 +483,7 @@ def round_create(
         invited=invited,
         share_labels=share_labels,
         round_id=round_id,
+        label_cap=label_cap or 0,
     )
     with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
         created = _created(client, spec)
@@ -523,7 +534,7 @@ def _round_lines(round_: Round, committed: int) -> list[tuple[str, str]]:
         ("key epoch", round_.key_epoch),
         ("types", ", ".join(round_.allowed_types)),
         ("invited", ", ".join(round_.invited) if round_.invited is not None else "every member"),
-        ("labels", "shared with co-holders" if round_.share_labels else "not shared (tokens only)"),
+        ("labels", _labels_fact(round_)),
         ("committed", plural(committed, "member")),
         ("deadline", f"{round_.deadline:{at}}"),
     ]
@@ -535,6 +546,15 @@ def _round_lines(round_: Round, committed: int) -> list[tuple[str, str]]:
         (name, f"{when:{at}}") for name, when in (("closed", round_.closed_at), ("matched", round_.matched_at)) if when
     ]
     return lines
+
+
+def _labels_fact(round_: Round) -> str:
+    """``labels``: whether co-holders see each other's labels, and how many at most."""
+    if not round_.share_labels:
+        return "not shared (tokens only)"
+    if not round_.label_cap:
+        return "shared with co-holders (every co-holder's: no cap)"
+    return f"shared with co-holders, at most {plural(round_.label_cap, 'label')} per lead"
 
 
 def _echo_facts(lines: list[tuple[str, str]]) -> None:
@@ -640,6 +660,7 @@ def scope_group() -> None:
 )
 @_invite
 @_share_labels
+@_label_cap
 @click.option(
     "--min-interval",
     default="0",
@@ -660,6 +681,7 @@ def scope_create(
     types: tuple[str, ...],
     invited: tuple[str, ...] | None,
     share_labels: bool,
+    label_cap: int | None,
     min_interval: int,
     scope_id: str,
 ) -> None:
@@ -678,6 +700,7 @@ def scope_create(
         round_id=scope_id,
         kind=RoundKind.CONTINUOUS,
         min_interval_seconds=min_interval,
+        label_cap=label_cap or 0,
     )
     with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
         created = _created(client, spec)

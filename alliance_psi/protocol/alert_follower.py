@@ -242,7 +242,9 @@ class AlertFollower:
                 refused = f"a lead alert for {alert.holder_count} holders, below the threshold {alert.threshold}"
             elif key is not None and context is not None:
                 own_sealer = sealer_pseudonym(self.nonce_key, context)
-                finding = check_labels(match, key, context, own_sealer, threshold=alert.threshold)
+                finding = check_labels(
+                    match, key, context, own_sealer, threshold=alert.threshold, label_cap=alert.label_cap
+                )
                 if finding is not None and not finding.stands:
                     refused = finding.reason
                 elif finding is not None and finding.backed_count < alert.holder_count:

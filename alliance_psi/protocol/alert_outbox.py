@@ -23,12 +23,13 @@ Once the member has acknowledged every alert, ``resync`` sends it a ``RESYNC`` a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.protocol.alerts import NO_TOKEN, Alert, AlertKind, StoredAlert, sign_alert
 from alliance_psi.protocol.continuous import AlertDraft, TokenChange, alert_kinds, drafts_for
+from alliance_psi.protocol.label_cap import peer_labels_for
 from alliance_psi.protocol.model import PeerLabel, Round
 from alliance_psi.protocol.ports import CoordinatorTx, CoordinatorUnitOfWork
 
@@ -37,6 +38,16 @@ __all__ = ["ALERT_PAGE", "AlertOutbox", "release_time"]
 ALERT_PAGE = 2048
 """Tokens whose holders (and their sealed labels) are read, and whose alerts are drafted and
 stored, at a time: a commit's memory for its alerts stays bounded whatever its size."""
+
+
+def _peers(
+    scope: Round, member: str, token: bytes, holders: Sequence[tuple[str, bytes | None]], sealers: Mapping[str, str]
+) -> tuple[PeerLabel, ...]:
+    """The other holders' labels ``member``'s snapshot of ``token`` carries (at most the scope's cap)."""
+    if not scope.share_labels:
+        return ()
+    carried = peer_labels_for(member, holders, cap=scope.label_cap, salt=scope.label_salt, token=token)
+    return tuple(PeerLabel(label, sealers.get(m)) for m, label in carried)
 
 
 def release_time(scope: Round, now: datetime) -> datetime:
@@ -148,6 +159,8 @@ class AlertOutbox:
                     sealers=sealers,
                     share_labels=scope.share_labels,
                     only=left,
+                    label_cap=scope.label_cap,
+                    label_salt=scope.label_salt,
                 ):
                     left[draft.member_id] -= 1
                     if not left[draft.member_id]:
@@ -240,9 +253,7 @@ class AlertOutbox:
                         AlertKind.SNAPSHOT,
                         token,
                         len(holders[token]),
-                        tuple(PeerLabel(lbl, sealers.get(m)) for m, lbl in holders[token] if m != member and lbl)
-                        if scope.share_labels
-                        else (),
+                        _peers(scope, member, token, holders[token], sealers),
                     )
                     for token in page
                 ]
@@ -268,6 +279,7 @@ class AlertOutbox:
                 draft.holder_count,
                 draft.peer_labels,
                 pin,
+                scope.label_cap if scope.share_labels else 0,
             )
             signed = sign_alert(self.key, alert)
             stored.append(StoredAlert(sequence, scope.round_id, signed.alert, signed.signature))

@@ -24,18 +24,20 @@ Each member's alerts are numbered 1, 2, 3, ... across all its scopes, without ga
 they are released; the member acknowledges what it applied (``AckAlerts``) and resumes after a
 disconnect from its last acknowledged sequence, so no alert is lost and none is applied twice.
 
-Canonical encoding (version 1; ``lp`` as in ``result_codec``)::
+Canonical encoding (version 2; ``lp`` as in ``result_codec``)::
 
-    alert = "APSI-ALERT" 0x01
+    alert = "APSI-ALERT" 0x02
             lp(scope_id) lp(member_id) lp(key_epoch)
             I2OSP(sequence, 8) I2OSP(kind, 1) I2OSP(threshold, 2)
+            I2OSP(label_cap, 2)                        peer labels at most (``protocol.label_cap``; 0: none)
             I2OSP(released_at, 8)                      Unix seconds: when it was released (the
                                                        scope's interval boundary, not the commit)
             match_token (16) I2OSP(holder_count, 4)    zeros and 0 for OVERFLOW; RESYNC: the count
             I2OSP(len(labels), 2) labels               as in a result leaf, sorted
             I2OSP(len(pin), 1) || pin                  the member's enrolled key pin (32), or none
 
-The signature uses the context ``"alert"`` (``crypto.signing``), so an alert can never pass for a
+Alerts of version 1 (before label caps) are still read, as a cap of 0. The signature uses the
+context ``"alert"`` (``crypto.signing``), so an alert can never pass for a
 result or a checkpoint. ``verify_alert`` is what a member node runs on each one it receives.
 """
 
@@ -72,7 +74,8 @@ __all__ = [
 ]
 
 ALERT_CONTEXT = "alert"
-ALERT_FORMAT_VERSION = 1
+ALERT_FORMAT_VERSION = 2  # 2: the label cap.
+_READ_VERSIONS = (1, ALERT_FORMAT_VERSION)
 _MAGIC = b"APSI-ALERT"
 _PREFIX = _MAGIC + bytes([ALERT_FORMAT_VERSION])
 NO_TOKEN = bytes(MATCH_TOKEN_BYTES)
@@ -115,6 +118,7 @@ class Alert:
     holder_count: int
     peer_labels: tuple[PeerLabel, ...] = ()
     member_key_pin: bytes = b""  # SHA-256 of the member's enrolled SPKI, or b"" if it has none.
+    label_cap: int = 0  # Peer labels at most, the scope's (``protocol.label_cap``); 0: no cap.
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +202,7 @@ def encode_alert(alert: Alert) -> bytes:
         alert.sequence.to_bytes(8, "big"),
         int(alert.kind).to_bytes(1, "big"),
         alert.threshold.to_bytes(2, "big"),
+        alert.label_cap.to_bytes(2, "big"),
         int(alert.released_at.timestamp()).to_bytes(8, "big"),
         alert.match_token,
         alert.holder_count.to_bytes(4, "big"),
@@ -211,10 +216,11 @@ def encode_alert(alert: Alert) -> bytes:
 def decode_alert(data: bytes) -> Alert:
     """Parse canonical alert bytes; raise ``InvalidRequest`` if they are anything else."""
     reader = Reader(data, "alert")
-    if reader.take(len(_MAGIC)) != _MAGIC or reader.int(1) != ALERT_FORMAT_VERSION:
-        raise reader.fail(f"unknown format or version (this node reads version {ALERT_FORMAT_VERSION})")
+    if reader.take(len(_MAGIC)) != _MAGIC or (version := reader.int(1)) not in _READ_VERSIONS:
+        raise reader.fail(f"unknown format or version (this node reads versions {_READ_VERSIONS})")
     scope_id, member_id, key_epoch = reader.text(), reader.text(), reader.text()
     sequence, kind_byte, threshold = reader.int(8), reader.int(1), reader.int(2)
+    label_cap = reader.int(2) if version >= 2 else 0
     try:
         kind = AlertKind(kind_byte)
     except ValueError:
@@ -234,7 +240,11 @@ def decode_alert(data: bytes) -> Alert:
     reader.end()
     if kind in _SCOPE_KINDS and (token != NO_TOKEN or labels):
         raise reader.fail(f"a {kind.name} alert names no token and no label")
-    return Alert(scope_id, member_id, key_epoch, sequence, kind, threshold, released_at, token, holders, labels, pin)
+    if label_cap and len(labels) > label_cap:
+        raise reader.fail(f"{len(labels)} peer labels, more than the signed label cap {label_cap}")
+    return Alert(
+        scope_id, member_id, key_epoch, sequence, kind, threshold, released_at, token, holders, labels, pin, label_cap
+    )
 
 
 def sign_alert(key: SigningKey, alert: Alert) -> SignedAlert:

@@ -36,6 +36,7 @@ from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 
 from alliance_psi.protocol.alerts import AlertKind
+from alliance_psi.protocol.label_cap import peer_labels_for
 from alliance_psi.protocol.model import PeerLabel
 
 __all__ = ["AlertDraft", "TokenChange", "alert_kinds", "drafts_for"]
@@ -98,12 +99,15 @@ def drafts_for(
     sealers: Mapping[str, str],
     share_labels: bool,
     only: Container[str] | None = None,
+    label_cap: int = 0,
+    label_salt: bytes = b"",
 ) -> list[AlertDraft]:
     """The alerts one token change gives (``alert_kinds``), in member order; with ``only``, those
     of these members alone (the others' are not built).
 
     ``holders`` are the token's holders after the commit with their sealed labels; ``sealers``
-    the attested names of the members that chose to be named. A label-less scope sends no labels.
+    the attested names of the members that chose to be named. A label-less scope sends no labels;
+    one with a label cap sends at most ``label_cap`` each (``label_cap.peer_labels_for``).
     """
     own, others = alert_kinds(change, threshold)
     drafts = []
@@ -113,6 +117,7 @@ def drafts_for(
             continue
         peers: tuple[PeerLabel, ...] = ()
         if share_labels:
-            peers = tuple(PeerLabel(label, sealers.get(m)) for m, label in holders if m != member and label)
+            carried = peer_labels_for(member, holders, cap=label_cap, salt=label_salt, token=change.token)
+            peers = tuple(PeerLabel(label, sealers.get(m)) for m, label in carried)
         drafts.append(AlertDraft(member, kind, change.token, change.holders, peers))
     return drafts

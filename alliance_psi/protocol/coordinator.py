@@ -36,6 +36,7 @@ from alliance_psi.protocol.alert_outbox import AlertOutbox
 from alliance_psi.protocol.audit import AuditRole
 from alliance_psi.protocol.checkpoints import decode_checkpoint
 from alliance_psi.protocol.chunk_refusals import RefusedChunks
+from alliance_psi.protocol.label_cap import MAX_LABEL_CAP, default_label_cap
 from alliance_psi.protocol.matching import issue_results
 from alliance_psi.protocol.model import (
     MIN_THRESHOLD,
@@ -80,6 +81,7 @@ class RoundSpec:
     round_id: str = ""
     kind: RoundKind = RoundKind.BATCH
     min_interval_seconds: int = 0  # Continuous scopes only: release alerts at multiples of this.
+    label_cap: int = 0  # Co-holder labels per leaf and alert at most; 0: ``label_cap.default_label_cap``.
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +203,7 @@ class CoordinatorRole:
         now = self.clock()
         self._check_spec(spec, now)
         round_id = spec.round_id or f"r-{now:%Y%m%d}-{secrets.token_hex(3)}"
+        label_cap = spec.label_cap or default_label_cap(spec.threshold)
         new = Round(
             round_id=round_id,
             name=spec.name,
@@ -215,6 +218,8 @@ class CoordinatorRole:
             created_at=now,
             kind=spec.kind,
             min_interval_seconds=spec.min_interval_seconds,
+            label_cap=label_cap,
+            label_salt=secrets.token_bytes(32),
         )
         with self.uow() as tx:
             tx.rounds.create_round(new)
@@ -231,6 +236,7 @@ class CoordinatorRole:
                     "deadline": spec.deadline.isoformat(),
                     "kind": spec.kind.value,
                     "min_interval_seconds": spec.min_interval_seconds,
+                    "label_cap": label_cap,
                 },
             )
         return new
@@ -248,6 +254,11 @@ class CoordinatorRole:
             raise InvalidRequest("name: must be 1 to 200 characters")
         if spec.threshold < MIN_THRESHOLD:
             raise InvalidRequest(f"threshold: must be at least {MIN_THRESHOLD}, got {spec.threshold}")
+        if spec.label_cap and not spec.threshold - 1 <= spec.label_cap <= MAX_LABEL_CAP:
+            raise InvalidRequest(
+                f"label_cap: must be {spec.threshold - 1} (threshold − 1: a lead needs that many peer labels) to "
+                f"{MAX_LABEL_CAP}, got {spec.label_cap}"
+            )
         if not spec.key_epoch or not _ID.match(spec.key_epoch):
             raise InvalidRequest("key_epoch: use 1-64 letters, digits, '.', '_' or '-'")
         if spec.deadline.tzinfo is None or spec.deadline <= now:

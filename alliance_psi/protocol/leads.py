@@ -234,17 +234,26 @@ def back_count(match: MatchedToken, label_key: bytes, context: LabelContext, own
 
 
 def check_labels(
-    match: MatchedToken, label_key: bytes, context: LabelContext, own_sealer: bytes, *, threshold: int
+    match: MatchedToken,
+    label_key: bytes,
+    context: LabelContext,
+    own_sealer: bytes,
+    *,
+    threshold: int,
+    label_cap: int = 0,
 ) -> RefusedLead | None:
     """``match`` as a refused lead (or one that stands, with what was wrong), or None when its peer
-    labels back its whole holder count and every one of them counts (``back_count``).
+    labels back all the holders they can and every one of them counts (``back_count``).
 
+    The labels can back ``min(holder count, label_cap + 1)`` holders: the round's signed cap on the
+    peer labels a leaf or alert carries (``protocol.label_cap``; 0: no cap, the whole count).
     The lead stands when the holders its labels back reach ``threshold``, the round's: no co-holder
     can veto another's lead by replaying a label, and no coordinator can raise a count past what
     the labels back (the lead carries the backed count).
     """
     backing = back_count(match, label_key, context, own_sealer)
-    if backing.backed >= match.holder_count and not backing.flaws:
+    can_back = min(match.holder_count, label_cap + 1) if label_cap else match.holder_count
+    if backing.backed >= can_back and not backing.flaws:
         return None
     backed = min(backing.backed, match.holder_count)
     stands = backed >= threshold
@@ -271,12 +280,13 @@ def refuse_leads(
     scope: str,
     threshold: int,
     own_sealer: Callable[[LabelContext], bytes],
+    label_cap: int = 0,
 ) -> list[RefusedLead]:
     """The ``matches`` of a label-sharing round in ``scope`` whose labels fall short (``check_labels``):
     refused leads, and leads that stand with fewer holders backed than signed.
 
     ``own_sealer`` gives this member's pseudonym for a context (``sealer_pseudonym`` with the
-    node's sealer key). Tokens without a label key on this node are skipped, as ``build_leads``
+    node's sealer key); ``label_cap`` is the signed header's. Tokens without a label key on this node are skipped, as ``build_leads``
     skips them. Takes the matches a page at a time as well as all at once.
     """
     found = []
@@ -284,7 +294,8 @@ def refuse_leads(
         if (key := label_keys.get(match.match_token)) is None:
             continue
         context = LabelContext(key_epoch, match.match_token, scope)
-        if (finding := check_labels(match, key, context, own_sealer(context), threshold=threshold)) is not None:
+        finding = check_labels(match, key, context, own_sealer(context), threshold=threshold, label_cap=label_cap)
+        if finding is not None:
             found.append(finding)
     return found
 

@@ -18,7 +18,7 @@ issued behind the log's back (or a log rewritten afterwards) contradicts a signe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from itertools import groupby
 from operator import itemgetter
@@ -26,11 +26,30 @@ from operator import itemgetter
 from alliance_psi.crypto.merkle import leaf_hash
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.protocol.checkpoints import sign_checkpoint
+from alliance_psi.protocol.label_cap import carried_labels
 from alliance_psi.protocol.model import PeerLabel, Round
 from alliance_psi.protocol.ports import CoordinatorTx
 from alliance_psi.protocol.result_codec import ResultBuilder, ResultHeader, holder_leaves, sign_header
 
 __all__ = ["issue_results"]
+
+
+def _leaves(
+    token: bytes, count: int, holders: list[tuple[str, bytes | None]], found: Round, sealers: Mapping[str, str]
+) -> list[bytes]:
+    """Each holder's leaf (in ``holders``' order), carrying at most the round's label cap of the
+    other holders' labels (``label_cap.carried_labels``)."""
+    if not found.share_labels:
+        return holder_leaves(token, count, [None] * len(holders))
+    carried = carried_labels(token, holders, cap=found.label_cap, salt=found.label_salt)
+    if len(carried) == sum(1 for _, label in holders if label):  # Every label fits under the cap.
+        return holder_leaves(
+            token, count, [PeerLabel(label, sealers.get(m)) if label else None for m, label in holders]
+        )
+    # The first cap + 1 holders in the secret order see each other; everyone else sees the first cap.
+    chosen = holder_leaves(token, count, [PeerLabel(label, sealers.get(m)) for m, label in carried])
+    position = {member: index for index, (member, _) in enumerate(carried)}
+    return [chosen[position.get(member, len(carried) - 1)] for member, _ in holders]
 
 
 def issue_results(
@@ -59,10 +78,9 @@ def issue_results(
         if count < found.threshold:
             continue
         matched_tokens += 1
-        labels = [PeerLabel(label, sealers.get(m)) if label and found.share_labels else None for m, label in holders]
-        leaves = holder_leaves(token, count, labels)
+        leaves = _leaves(token, count, holders, found, sealers)
         # Without a label every holder's leaf is the same: hashed once for all their trees.
-        digest = None if any(labels) else leaf_hash(leaves[0])
+        digest = leaf_hash(leaves[0]) if all(leaf is leaves[0] for leaf in leaves) else None
         for (member, _), leaf in zip(holders, leaves, strict=True):
             page = results[member].add_leaf(leaf, digest)
             if page is not None:
@@ -97,6 +115,7 @@ def issue_results(
             checkpoint,
             issued[member],
             key_pins(member) or b"",
+            found.label_cap if found.share_labels else 0,
         )
         signed = sign_header(key, header)
         tx.results.store_result(round_id, member, signed.header, signed.signature, builder.pages, at=at)

@@ -442,6 +442,7 @@ class MemberRole:
                             scope=set_scope,
                             threshold=header.threshold,
                             own_sealer=self.labels.own_pseudonym,
+                            label_cap=header.label_cap,
                         )
                     tx.results.add_leaves(
                         round_id,

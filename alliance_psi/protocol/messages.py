@@ -163,6 +163,7 @@ def round_to_pb(r: Round, committed_count: int) -> pb_coordinator.RoundInfo:
         committed_count=committed_count,
         kind=r.kind.value,
         min_interval_seconds=r.min_interval_seconds,
+        label_cap=r.label_cap,
     )
 
 
@@ -187,6 +188,7 @@ def round_from_pb(m: pb_coordinator.RoundInfo) -> tuple[Round, int]:
         matched_at=_dt(m, "matched_at"),
         kind=round_kind_from_pb(m.kind),
         min_interval_seconds=m.min_interval_seconds,
+        label_cap=m.label_cap,
     )
     return r, m.committed_count
 
@@ -203,6 +205,7 @@ def round_spec_to_pb(spec: RoundSpec) -> pb_coordinator.CreateRoundRequest:
         share_labels=spec.share_labels,
         kind=spec.kind.value,
         min_interval_seconds=spec.min_interval_seconds,
+        label_cap=spec.label_cap,
     )
 
 
@@ -225,6 +228,7 @@ def round_spec_from_pb(m: pb_coordinator.CreateRoundRequest) -> RoundSpec:
         round_id=m.round_id,
         kind=kind,
         min_interval_seconds=m.min_interval_seconds,
+        label_cap=m.label_cap,
     )
 
 

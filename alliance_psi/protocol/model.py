@@ -93,6 +93,11 @@ class Round:
     matched_at: datetime | None = None
     kind: RoundKind = RoundKind.BATCH
     min_interval_seconds: int = 0  # Continuous: alerts are released at multiples of this after creation.
+    # At most this many co-holder labels in each leaf and alert (``protocol.label_cap``); 0: no cap
+    # (a round created before caps). The salt orders which holders' labels are carried: the
+    # coordinator's secret, never sent (no member can steer its own label into every leaf).
+    label_cap: int = 0
+    label_salt: bytes = field(default=b"", repr=False)
 
     @property
     def continuous(self) -> bool:

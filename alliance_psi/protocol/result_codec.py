@@ -7,11 +7,12 @@ pages after the header, and the member recomputes the root over every page befor
 anything. One lead is provable to an outsider with only the coordinator's public key: the signed
 header, its leaf and the leaf's inclusion proof (``verify_lead``).
 
-Canonical encodings (one byte string per value, so a signature means one thing), version 4::
+Canonical encodings (one byte string per value, so a signature means one thing), version 5::
 
-    header = "APSI-RESULT" 0x04
+    header = "APSI-RESULT" 0x05
              lp(round_id) lp(member_id) lp(key_epoch)          lp(s) = I2OSP(len(s), 2) || s (UTF-8)
-             I2OSP(threshold, 2) I2OSP(submitted_count, 8) I2OSP(match_count, 8)
+             I2OSP(threshold, 2) I2OSP(label_cap, 2)           label_cap: peer labels per leaf at most (0: none)
+             I2OSP(submitted_count, 8) I2OSP(match_count, 8)
              root (32)                                         MTH over the leaves, in token order
              lp(checkpoint) checkpoint_signature (64)          the audit log's signed head after matching
              I2OSP(audit_index, 8)                             the log entry that issued this result
@@ -19,6 +20,10 @@ Canonical encodings (one byte string per value, so a signature means one thing),
     leaf   = match_token (16) I2OSP(holder_count, 4) I2OSP(len(labels), 2)
              per peer label, in increasing (sealed, sealer) order:
                  I2OSP(len(sealed), 2) || sealed || lp(sealer)    sealer "": not named
+
+Headers of version 4 (before label caps) are still read, as a cap of 0: results kept before stay
+readable for reports. A leaf carries at most ``label_cap`` labels (``protocol.label_cap``); the
+label checks then prove ``min(holder_count, label_cap + 1)`` holders.
 
 Leaves are in strictly increasing token order; leaf ``i`` is leaf ``i`` of the tree. The
 header's signature uses the context ``"result"`` (``crypto.signing``). The key pin is the SHA-256
@@ -81,7 +86,8 @@ __all__ = [
 
 RESULT_CONTEXT = "result"
 _SIGNATURE_BYTES = 64
-RESULT_FORMAT_VERSION = 4  # 3: the audit log's checkpoint; 4: the member's key pin.
+RESULT_FORMAT_VERSION = 5  # 3: the audit log's checkpoint; 4: the member's key pin; 5: the label cap.
+_READ_VERSIONS = (4, RESULT_FORMAT_VERSION)
 _MAGIC = b"APSI-RESULT"
 _HEADER_PREFIX = _MAGIC + bytes([RESULT_FORMAT_VERSION])
 # A page of leaves stays far below any gRPC message limit: 256 KiB of leaves, or one leaf if a
@@ -104,6 +110,7 @@ class ResultHeader:
     checkpoint: SignedCheckpoint
     audit_index: int
     member_key_pin: bytes = b""  # SHA-256 of the member's enrolled SPKI, or b"" if it has none.
+    label_cap: int = 0  # Peer labels per leaf at most (``protocol.label_cap``); 0: no cap.
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +159,7 @@ def encode_header(header: ResultHeader) -> bytes:
             lp(header.member_id),
             lp(header.key_epoch),
             header.threshold.to_bytes(2, "big"),
+            header.label_cap.to_bytes(2, "big"),
             header.submitted_count.to_bytes(8, "big"),
             header.match_count.to_bytes(8, "big"),
             header.root,
@@ -168,17 +176,19 @@ def encode_header(header: ResultHeader) -> bytes:
 def decode_header(data: bytes) -> ResultHeader:
     """Parse canonical header bytes; raise ``InvalidRequest`` if they are anything else."""
     reader = Reader(data, "result header")
-    if reader.take(len(_MAGIC)) != _MAGIC or reader.int(1) != RESULT_FORMAT_VERSION:
-        raise reader.fail(f"unknown format or version (this node reads version {RESULT_FORMAT_VERSION})")
+    if reader.take(len(_MAGIC)) != _MAGIC or (version := reader.int(1)) not in _READ_VERSIONS:
+        raise reader.fail(f"unknown format or version (this node reads versions {_READ_VERSIONS})")
     round_id, member_id, key_epoch = reader.text(), reader.text(), reader.text()
-    threshold, submitted, count, root = reader.int(2), reader.int(8), reader.int(8), reader.take(HASH_BYTES)
+    threshold = reader.int(2)
+    label_cap = reader.int(2) if version >= 5 else 0
+    submitted, count, root = reader.int(8), reader.int(8), reader.take(HASH_BYTES)
     checkpoint = SignedCheckpoint(reader.take(reader.int(2)), reader.take(_SIGNATURE_BYTES))
     audit_index, pin_length = reader.int(8), reader.int(1)
     if pin_length not in (0, KEY_PIN_BYTES):
         raise reader.fail(f"a member key pin is {KEY_PIN_BYTES} bytes or none, not {pin_length}")
     pin = reader.take(pin_length)
     header = ResultHeader(
-        round_id, member_id, key_epoch, threshold, submitted, count, root, checkpoint, audit_index, pin
+        round_id, member_id, key_epoch, threshold, submitted, count, root, checkpoint, audit_index, pin, label_cap
     )
     reader.end()
     return header
@@ -356,6 +366,11 @@ class LeafVerifier:
                 raise ResultMismatch(f"result leaf {self._tree.size}: {exc}") from None
             if match.match_token <= self._last_token:
                 raise ResultMismatch(f"result leaf {self._tree.size}: tokens not in strictly increasing order")
+            if self.header.label_cap and len(match.peer_labels) > self.header.label_cap:
+                raise ResultMismatch(
+                    f"result leaf {self._tree.size}: {len(match.peer_labels)} peer labels, more than the signed "
+                    f"label cap {self.header.label_cap}"
+                )
             self._last_token = match.match_token
             self._tree.append(leaf_hash(leaf))
             matches.append(match)

@@ -60,6 +60,8 @@ class RoundRepository:
             "set_scope": round.set_scope,
             "kind": round.kind.value,
             "min_interval_seconds": round.min_interval_seconds,
+            "label_cap": round.label_cap,
+            "label_salt": round.label_salt or None,
         }
         if self._conn.execute(select(rounds.c.round_id).where(rounds.c.round_id == round.round_id)).first():
             raise Conflict(f"round {round.round_id} already exists")
@@ -167,4 +169,6 @@ def _round_from_row(row: Row[Any]) -> Round:
         matched_at=row.matched_at,
         kind=RoundKind(row.kind),
         min_interval_seconds=row.min_interval_seconds,
+        label_cap=row.label_cap,
+        label_salt=row.label_salt or b"",
     )

@@ -152,6 +152,10 @@ rounds = Table(
     Column("kind", Text, nullable=False, server_default=text("'batch'")),
     # Continuous: its alerts are released at multiples of this many seconds after creation.
     Column("min_interval_seconds", Integer, nullable=False, server_default=text("0")),
+    # At most this many co-holder labels per leaf and alert (0: none, a round created before caps),
+    # and the coordinator's secret salt that orders which holders' labels are carried.
+    Column("label_cap", Integer, nullable=False, server_default=text("0")),
+    Column("label_salt", LargeBinary, nullable=True),
     Index("ix_rounds_state", "state"),
     Index("ix_rounds_scope_state", "set_scope", "state"),
     # Rounds of one scope run one after another (their matching reads the standing sets).

@@ -230,7 +230,9 @@ def test_operator_round_commands(tmp_path: Path, pki) -> None:  # type: ignore[n
         facts = dict(line.split(None, 1) for line in shown.output.replace("key epoch", "key-epoch").splitlines())
         assert facts["round"] == "nov-1" and facts["state"] == "open" and facts["key-epoch"] == "epoch-test"
         assert facts["types"] == "phone, email" and facts["invited"] == "bank-a, bank-b, bank-c"
-        assert facts["labels"] == "shared with co-holders" and facts["committed"] == "0 members"
+        assert (
+            facts["labels"] == "shared with co-holders, at most 8 labels per lead" and facts["committed"] == "0 members"
+        )
         assert facts["threshold"] == "3 members"
         shown_long = run("coordinator", "round", "show", long_id, *target)
         assert f"round      {long_id}\n" in shown_long.output

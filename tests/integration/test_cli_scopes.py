@@ -94,7 +94,10 @@ def test_operator_scope_commands(tmp_path: Path, pki: AlliancePki) -> None:
         facts = dict(line.split(None, 1) for line in shown.output.replace("key epoch", "key-epoch").splitlines())
         assert shown.exit_code == 0 and facts["scope"] == "mules" and facts["state"] == "open"
         assert facts["alerts"] == "every 15 min (after creation)" and facts["threshold"] == "3 members"
-        assert facts["types"] == "phone, bank_card" and facts["labels"] == "shared with co-holders"
+        assert (
+            facts["types"] == "phone, bank_card"
+            and facts["labels"] == "shared with co-holders, at most 8 labels per lead"
+        )
         assert "deadline" not in facts
         missing = run("coordinator", "scope", "show", "no-such", *target)
         assert missing.exit_code == 1 and "no round no-such" in missing.output

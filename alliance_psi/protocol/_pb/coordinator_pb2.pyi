@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RoundInfo(_message.Message):
-    __slots__ = ("round_id", "name", "threshold", "key_epoch", "deadline", "allowed_types", "invited", "invite_all", "share_labels", "state", "created_by", "created_at", "closed_at", "close_reason", "matched_at", "committed_count", "kind", "min_interval_seconds")
+    __slots__ = ("round_id", "name", "threshold", "key_epoch", "deadline", "allowed_types", "invited", "invite_all", "share_labels", "state", "created_by", "created_at", "closed_at", "close_reason", "matched_at", "committed_count", "kind", "min_interval_seconds", "label_cap")
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,7 @@ class RoundInfo(_message.Message):
     COMMITTED_COUNT_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     MIN_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_CAP_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     name: str
     threshold: int
@@ -48,10 +49,11 @@ class RoundInfo(_message.Message):
     committed_count: int
     kind: str
     min_interval_seconds: int
-    def __init__(self, round_id: _Optional[str] = ..., name: _Optional[str] = ..., threshold: _Optional[int] = ..., key_epoch: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allowed_types: _Optional[_Iterable[str]] = ..., invited: _Optional[_Iterable[str]] = ..., invite_all: _Optional[bool] = ..., share_labels: _Optional[bool] = ..., state: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., closed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., close_reason: _Optional[str] = ..., matched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., committed_count: _Optional[int] = ..., kind: _Optional[str] = ..., min_interval_seconds: _Optional[int] = ...) -> None: ...
+    label_cap: int
+    def __init__(self, round_id: _Optional[str] = ..., name: _Optional[str] = ..., threshold: _Optional[int] = ..., key_epoch: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allowed_types: _Optional[_Iterable[str]] = ..., invited: _Optional[_Iterable[str]] = ..., invite_all: _Optional[bool] = ..., share_labels: _Optional[bool] = ..., state: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., closed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., close_reason: _Optional[str] = ..., matched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., committed_count: _Optional[int] = ..., kind: _Optional[str] = ..., min_interval_seconds: _Optional[int] = ..., label_cap: _Optional[int] = ...) -> None: ...
 
 class CreateRoundRequest(_message.Message):
-    __slots__ = ("round_id", "name", "threshold", "key_epoch", "deadline", "allowed_types", "invited", "share_labels", "kind", "min_interval_seconds")
+    __slots__ = ("round_id", "name", "threshold", "key_epoch", "deadline", "allowed_types", "invited", "share_labels", "kind", "min_interval_seconds", "label_cap")
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +64,7 @@ class CreateRoundRequest(_message.Message):
     SHARE_LABELS_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     MIN_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_CAP_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     name: str
     threshold: int
@@ -72,7 +75,8 @@ class CreateRoundRequest(_message.Message):
     share_labels: bool
     kind: str
     min_interval_seconds: int
-    def __init__(self, round_id: _Optional[str] = ..., name: _Optional[str] = ..., threshold: _Optional[int] = ..., key_epoch: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allowed_types: _Optional[_Iterable[str]] = ..., invited: _Optional[_Iterable[str]] = ..., share_labels: _Optional[bool] = ..., kind: _Optional[str] = ..., min_interval_seconds: _Optional[int] = ...) -> None: ...
+    label_cap: int
+    def __init__(self, round_id: _Optional[str] = ..., name: _Optional[str] = ..., threshold: _Optional[int] = ..., key_epoch: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allowed_types: _Optional[_Iterable[str]] = ..., invited: _Optional[_Iterable[str]] = ..., share_labels: _Optional[bool] = ..., kind: _Optional[str] = ..., min_interval_seconds: _Optional[int] = ..., label_cap: _Optional[int] = ...) -> None: ...
 
 class CloseRoundRequest(_message.Message):
     __slots__ = ("round_id", "reason")

@@ -97,7 +97,7 @@ def test_an_alert_naming_another_key_pin_is_refused() -> None:
     [
         (lambda b: b[:-1], "unknown format|truncated|pin"),
         (lambda b: b + b"\x00", "not in canonical form"),
-        (lambda b: b"APSI-ALERT\x02" + b[11:], "unknown format or version"),
+        (lambda b: b"APSI-ALERT\x03" + b[11:], "unknown format or version"),
     ],
     ids=["truncated", "trailing", "version"],
 )
@@ -121,7 +121,7 @@ def test_an_unknown_kind_and_a_scope_alert_with_a_token_are_refused() -> None:
 def test_a_release_time_no_calendar_holds_is_refused_as_malformed() -> None:
     # Even signed by the coordinator's key: the node sets it aside as it does any malformed alert.
     data = bytearray(encode_alert(alert()))
-    released_at = len(b"APSI-ALERT") + 1 + sum(2 + len(t) for t in ("s-1", "bank-a", "2026-01")) + 8 + 1 + 2
+    released_at = len(b"APSI-ALERT") + 1 + sum(2 + len(t) for t in ("s-1", "bank-a", "2026-01")) + 8 + 1 + 2 + 2
     data[released_at : released_at + 8] = b"\xff" * 8
     with pytest.raises(InvalidRequest, match="malformed alert: release time out of range"):
         decode_alert(bytes(data))
@@ -155,3 +155,18 @@ def test_a_continuous_scope_request_without_a_deadline_runs_until_closed() -> No
         messages.round_spec_from_pb(messages.pb_coordinator.CreateRoundRequest(name="batch", kind=""))
     with pytest.raises(InvalidRequest, match="kind: one of \\['batch', 'continuous'\\], not 'streaming'"):
         messages.round_spec_from_pb(messages.pb_coordinator.CreateRoundRequest(name="x", kind="streaming"))
+
+
+def test_the_alert_signs_the_label_cap_and_labels_over_it_are_refused() -> None:
+    capped = alert(label_cap=1, peer_labels=(PeerLabel(b"L1"),))
+    assert decode_alert(encode_alert(capped)) == capped
+    over = encode_alert(alert(label_cap=1, peer_labels=(PeerLabel(b"L1"), PeerLabel(b"L2"))))
+    with pytest.raises(InvalidRequest, match="2 peer labels, more than the signed label cap 1"):
+        decode_alert(over)
+
+
+def test_an_alert_of_version_1_before_label_caps_still_reads_as_no_cap() -> None:
+    data = encode_alert(alert(label_cap=0))
+    cap_at = len(b"APSI-ALERT") + 1 + sum(2 + len(t) for t in ("s-1", "bank-a", "2026-01")) + 8 + 1 + 2
+    assert data[cap_at : cap_at + 2] == b"\x00\x00"
+    assert decode_alert(b"APSI-ALERT\x01" + data[11:cap_at] + data[cap_at + 2 :]) == decode_alert(data)

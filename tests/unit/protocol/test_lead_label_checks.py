@@ -174,3 +174,22 @@ def test_a_node_reseals_its_labels_in_a_new_format() -> None:
     assert fingerprint != hashlib.blake2b(plaintext, digest_size=16).digest()  # What format 1 recorded.
     sealed = labels.seal(row, plaintext)
     assert sealed is not None and open_label(KEY, sealed, CONTEXT).sealer == sealer_pseudonym(ME, CONTEXT)
+
+
+def test_under_a_label_cap_the_labels_back_what_the_cap_allows_and_the_lead_stands_as_signed() -> None:
+    # Held by 10, says the coordinator, with a signed cap of 2 labels: 2 counting labels back all
+    # that a leaf may carry (3 holders), so there is nothing to report and the lead stands as signed.
+    match = MatchedToken(TOKEN, 10, (label(BANK_B), label(BANK_C)))
+    own = sealer_pseudonym(ME, CONTEXT)
+    assert check_labels(match, KEY, CONTEXT, own, threshold=3, label_cap=2) is None
+    # Without the cap the same leaf backs 3 of 10: a finding (the lead stands, held by 3).
+    uncapped = check_labels(match, KEY, CONTEXT, own, threshold=3)
+    assert uncapped is not None and uncapped.stands and uncapped.backed_count == 3
+    # Under the cap, one label that does not count still costs its own holder: backed 2 < 3.
+    spoiled = MatchedToken(TOKEN, 10, (label(BANK_B), label(ME)))
+    finding = check_labels(spoiled, KEY, CONTEXT, own, threshold=3, label_cap=2)
+    assert finding is not None and not finding.stands and finding.backed_count == 2
+    # A count within the cap is backed in full, as without one.
+    assert check_labels(MatchedToken(TOKEN, 2, (label(BANK_B),)), KEY, CONTEXT, own, threshold=2, label_cap=8) is None
+    short = check_labels(MatchedToken(TOKEN, 3, (label(BANK_B),)), KEY, CONTEXT, own, threshold=2, label_cap=8)
+    assert short is not None and short.backed_count == 2

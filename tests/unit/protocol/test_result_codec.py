@@ -314,3 +314,24 @@ def test_key_formats() -> None:
     with pytest.raises(ConfigurationError, match="not a PEM private key"):
         SigningKey.from_pem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
     assert KEY.to_pem().decode() not in repr(KEY)
+
+
+def test_the_header_signs_the_label_cap_and_leaves_over_it_are_refused() -> None:
+    header, leaves = tree(result())
+    capped = replace(header, label_cap=1)
+    assert decode_header(encode_header(capped)).label_cap == 1
+    # Leaf 1 carries 2 peer labels: over a signed cap of 1 the result is refused, whatever its root.
+    with pytest.raises(ResultMismatch, match="leaf 1: 2 peer labels, more than the signed label cap 1"):
+        _verify(encode_header(capped), [LeafPage(0, 0, leaves)])
+    _verify(encode_header(replace(header, label_cap=2)), [LeafPage(0, 0, leaves)])
+
+
+def test_a_header_of_version_4_kept_before_label_caps_still_reads_as_no_cap() -> None:
+    header, leaves = tree(result())
+    data = encode_header(header)
+    # Version 4 had no label cap: the two bytes after the threshold are not there.
+    cap_at = len(b"APSI-RESULT") + 1 + sum(2 + len(t) for t in ("r-1", "bank-a", "e1")) + 2
+    assert data[cap_at : cap_at + 2] == b"\x00\x00"
+    version_4 = b"APSI-RESULT\x04" + data[12:cap_at] + data[cap_at + 2 :]
+    assert decode_header(version_4) == replace(header, label_cap=0)
+    _verify(version_4, [LeafPage(0, 0, leaves)])
