@@ -410,11 +410,13 @@ _SPEC_OPTIONS = {
 def _created(client: CoordinatorClient, spec: RoundSpec) -> Round:
     """``client.create_round(spec)``; a spec the coordinator refuses is named by its options.
 
-    The invitees are checked against the threshold first, here: a round that invites fewer
-    members than its threshold could never find a lead.
+    The invitees and the label cap are checked against the threshold first, here: a round that
+    invites fewer members than its threshold, or carries fewer labels than a lead needs, could
+    never find (or back) a lead.
 
     Raises:
-        click.UsageError: ``--invite`` names fewer distinct members than ``--threshold``.
+        click.UsageError: ``--invite`` names fewer distinct members than ``--threshold``, or
+            ``--label-cap`` is below ``--threshold`` − 1.
         InvalidRequest: the coordinator refused the spec; the message names the option.
     """
     import re
@@ -425,6 +427,11 @@ def _created(client: CoordinatorClient, spec: RoundSpec) -> Round:
         raise click.UsageError(
             f"--invite names {plural(len(set(spec.invited)), 'member')}, fewer than --threshold {spec.threshold}: "
             "a lead needs that many holders, so invite at least as many members or lower --threshold"
+        )
+    if spec.label_cap and spec.label_cap < spec.threshold - 1:
+        raise click.UsageError(
+            f"--label-cap {spec.label_cap} is below --threshold {spec.threshold} − 1: a lead needs "
+            f"{spec.threshold - 1} co-holders' labels to be backed, so raise --label-cap or lower --threshold"
         )
     try:
         return client.create_round(spec)

@@ -34,6 +34,8 @@ BAD_OPTIONS = [
     ("--min-interval", "5x", "'5x' is not a duration: give seconds (90) or a number with s, m, h or d (15m)"),
     ("--min-interval", "-5", "'-5' is not a duration"),
     ("--min-interval", "8d", "8d is longer than 7 days, the longest interval"),
+    ("--label-cap", "0", "0 is not in the range x>=1"),
+    ("--label-cap", "many", "'many' is not a valid integer"),
 ]
 # A batch round has no alert interval: ``--min-interval`` is tried on scopes only.
 BAD_OPTION_CASES = [
@@ -66,6 +68,19 @@ def test_fewer_invitees_than_the_threshold_are_refused_naming_both_options(group
         "least as many members or lower --threshold"
     ) in " ".join(result.output.split())
     assert "invited:" not in result.output
+
+
+@pytest.mark.parametrize("group", ["scope", "round"])
+def test_a_label_cap_below_the_threshold_minus_one_is_refused_naming_both_options(
+    group: str, pki: AlliancePki
+) -> None:
+    flat = ["--name", "watch", "--epoch", "epoch-test", "--threshold", "4", "--label-cap", "2"]
+    result = run("coordinator", group, "create", "--coordinator", "127.0.0.1:1", *admin_tls(pki), *flat)
+    assert result.exit_code == 2, result.output
+    assert (
+        "Error: --label-cap 2 is below --threshold 4 − 1: a lead needs 3 co-holders' labels to be backed, so raise "
+        "--label-cap or lower --threshold"
+    ) in " ".join(result.output.split())
 
 
 def test_operator_scope_commands(tmp_path: Path, pki: AlliancePki) -> None:

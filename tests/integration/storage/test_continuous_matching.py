@@ -63,6 +63,7 @@ class Scope:
 def make_scope(engine: Engine, threshold: int = 2, *, share_labels: bool = True, **options: object) -> Scope:
     key, clock = SigningKey.generate(), FakeClock()
     interval = int(options.pop("interval", 0))  # type: ignore[call-overload]
+    label_cap = int(options.pop("label_cap", 0))  # type: ignore[call-overload]
     role = CoordinatorRole(
         sql_unit_of_work(engine),
         key,
@@ -84,6 +85,7 @@ def make_scope(engine: Engine, threshold: int = 2, *, share_labels: bool = True,
             share_labels,
             kind=RoundKind.CONTINUOUS,
             min_interval_seconds=interval,
+            label_cap=label_cap,
         ),
     )
     senders = {m: DeltaSender(RoleCalls(role, m), m, scope.round_id) for m in MEMBERS}
@@ -178,6 +180,31 @@ def test_an_alert_says_what_a_result_leaf_says(scope: Scope) -> None:
     assert [(p.sealed, p.sealer) for p in alert.peer_labels] == [(label(2), "bank-b")]  # Attested: chose to be named.
     assert scope.alerts("bank-b")[0].peer_labels[0].sealer is None  # bank-a did not choose.
     assert alert.member_key_pin == PIN and alert.released_at == scope.clock.now
+
+
+def test_alerts_and_snapshots_carry_at_most_the_scopes_label_cap(engine: Engine) -> None:
+    # Four holders of T1 and T2 in a scope capped at 1 label: every alert carries one, signed with
+    # the cap, and only the labels of the first two holders in the coordinator's order circulate.
+    scope = make_scope(engine, label_cap=1, max_alert_backlog=2)
+    seen: dict[str, list[Alert]] = {m: [] for m in MEMBERS[1:]}
+    for i, member in enumerate(MEMBERS):
+        scope.senders[member].send({T1: label(i), T2: label(10 + i)}, replace=True)
+        for other, alerts in seen.items():  # Each but bank-a applies and acknowledges what it got.
+            if new := scope.alerts(other):
+                alerts += new
+                scope.role.feed.ack(Identity(other, Role.MEMBER), new[-1].sequence)
+    for member, alerts in seen.items():
+        assert alerts and all(a.label_cap == 1 and len(a.peer_labels) == 1 for a in alerts), member
+    latest = [a for alerts in seen.values() for a in alerts if a.match_token == T1 and a.holder_count == 4]
+    assert len(latest) == 3 and len({p.sealed for a in latest for p in a.peer_labels}) == 2
+    # bank-a overflowed at its third alert; once it acknowledges, its snapshot is capped as well.
+    assert [a.kind for a in scope.alerts("bank-a")] == [AlertKind.MATCH, AlertKind.MATCH, AlertKind.OVERFLOW]
+    scope.role.feed.ack(Identity("bank-a", Role.MEMBER), 3)
+    snapshot = [a for a in scope.alerts("bank-a") if a.kind is AlertKind.SNAPSHOT]
+    assert [(a.match_token, a.holder_count, len(a.peer_labels), a.label_cap) for a in snapshot] == [
+        (T1, 4, 1, 1),
+        (T2, 4, 1, 1),
+    ]
 
 
 def test_a_scope_without_labels_alerts_with_counts_only(engine: Engine) -> None:
