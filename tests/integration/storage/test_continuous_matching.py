@@ -189,9 +189,9 @@ def test_alerts_and_snapshots_carry_at_most_the_scopes_label_cap(engine: Engine)
     seen: dict[str, list[Alert]] = {m: [] for m in MEMBERS[1:]}
     for i, member in enumerate(MEMBERS):
         scope.senders[member].send({T1: label(i), T2: label(10 + i)}, replace=True)
-        for other in seen:  # Each but bank-a applies and acknowledges what it got.
+        for other, applied in seen.items():  # Each but bank-a applies and acknowledges what it got.
             if new := scope.alerts(other):
-                seen[other].extend(new)
+                applied.extend(new)
                 scope.role.feed.ack(Identity(other, Role.MEMBER), new[-1].sequence)
     for member, alerts in seen.items():
         assert alerts and all(a.label_cap == 1 and len(a.peer_labels) == 1 for a in alerts), member
