@@ -103,7 +103,9 @@ def main() -> None:
     parser.add_argument("--caps", default="800,8,1", help="Label caps to measure (default: 800,8,1).")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f}; {args.tokens:,} shared tokens per member")
-    print(f"{'members':>7} {'cap':>4} {'uploaded':>12} {'results':>13} {'ratio':>6} {'labels/leaf':>11} {'match CPU':>9}")
+    print(
+        f"{'members':>7} {'cap':>4} {'uploaded':>12} {'results':>13} {'ratio':>6} {'labels/leaf':>11} {'match CPU':>9}"
+    )
     for members in (int(m) for m in args.members.split(",")):
         for cap in (int(c) for c in args.caps.split(",")):
             got = measure(members, args.tokens, cap)

@@ -71,9 +71,7 @@ def test_fewer_invitees_than_the_threshold_are_refused_naming_both_options(group
 
 
 @pytest.mark.parametrize("group", ["scope", "round"])
-def test_a_label_cap_below_the_threshold_minus_one_is_refused_naming_both_options(
-    group: str, pki: AlliancePki
-) -> None:
+def test_a_label_cap_below_the_threshold_minus_one_is_refused_naming_both_options(group: str, pki: AlliancePki) -> None:
     flat = ["--name", "watch", "--epoch", "epoch-test", "--threshold", "4", "--label-cap", "2"]
     result = run("coordinator", group, "create", "--coordinator", "127.0.0.1:1", *admin_tls(pki), *flat)
     assert result.exit_code == 2, result.output
