@@ -246,13 +246,16 @@ def check_labels(
     labels back all the holders they can and every one of them counts (``back_count``).
 
     The labels can back ``min(holder count, label_cap + 1)`` holders: the round's signed cap on the
-    peer labels a leaf or alert carries (``protocol.label_cap``; 0: no cap, the whole count).
+    peer labels a leaf or alert carries (``protocol.label_cap``; 0: no cap, the whole count), and
+    never fewer than ``threshold`` (a signed cap below ``threshold − 1`` lowers nothing).
     The lead stands when the holders its labels back reach ``threshold``, the round's: no co-holder
     can veto another's lead by replaying a label, and no coordinator can raise a count past what
     the labels back (the lead carries the backed count).
     """
     backing = back_count(match, label_key, context, own_sealer)
-    can_back = min(match.holder_count, label_cap + 1) if label_cap else match.holder_count
+    # Never less than the threshold: a cap below threshold − 1 is none a coordinator may sign
+    # (``CoordinatorRole`` refuses it), so it cannot pass a lead its labels back below the threshold.
+    can_back = min(match.holder_count, max(label_cap + 1, threshold)) if label_cap else match.holder_count
     if backing.backed >= can_back and not backing.flaws:
         return None
     backed = min(backing.backed, match.holder_count)

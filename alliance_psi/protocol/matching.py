@@ -42,11 +42,12 @@ def _leaves(
     if not found.share_labels:
         return holder_leaves(token, count, [None] * len(holders))
     carried = carried_labels(token, holders, cap=found.label_cap, salt=found.label_salt)
-    if len(carried) == sum(1 for _, label in holders if label):  # Every label fits under the cap.
+    if not found.label_cap or len(carried) <= found.label_cap:  # Every label fits under the cap.
         return holder_leaves(
             token, count, [PeerLabel(label, sealers.get(m)) if label else None for m, label in holders]
         )
-    # The first cap + 1 holders in the secret order see each other; everyone else sees the first cap.
+    # The first cap + 1 holders in the secret order see each other; everyone else (a holder without
+    # a label too, even when exactly cap + 1 are labelled) sees the first cap.
     chosen = holder_leaves(token, count, [PeerLabel(label, sealers.get(m)) for m, label in carried])
     position = {member: index for index, (member, _) in enumerate(carried)}
     return [chosen[position.get(member, len(carried) - 1)] for member, _ in holders]

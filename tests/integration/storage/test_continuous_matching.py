@@ -22,7 +22,9 @@ from alliance_psi.protocol.alert_outbox import release_time
 from alliance_psi.protocol.alerts import NO_TOKEN, Alert, AlertKind, SignedAlert, verify_alert
 from alliance_psi.protocol.continuous import AlertDraft, TokenChange
 from alliance_psi.protocol.coordinator import Commit, CoordinatorRole, RoundSpec
+from alliance_psi.protocol.label_cap import rank_holders
 from alliance_psi.protocol.model import NO_DEADLINE, Identity, Role, RoundKind, RoundState
+from alliance_psi.protocol.result_codec import LeafVerifier, decode_header
 from alliance_psi.services.coordinator import sql_unit_of_work
 from alliance_psi.services.state_metrics import CoordinatorStateCollector
 from alliance_psi.storage import create_schema, make_engine
@@ -196,7 +198,15 @@ def test_alerts_and_snapshots_carry_at_most_the_scopes_label_cap(engine: Engine)
     for member, alerts in seen.items():
         assert alerts and all(a.label_cap == 1 and len(a.peer_labels) == 1 for a in alerts), member
     latest = [a for alerts in seen.values() for a in alerts if a.match_token == T1 and a.holder_count == 4]
-    assert len(latest) == 3 and len({p.sealed for a in latest for p in a.peer_labels}) == 2
+    # Which labels those are follows the scope's secret order: bank-b, -c and -d see the other one
+    # of the first two if they are among them, else the first (only one label, if bank-a is first).
+    with scope.role.uow() as tx:
+        first, second = rank_holders(tx.rounds.get_round(scope.scope_id).label_salt, T1, list(MEMBERS))[:2]
+    expected = {m: second if m == first else first for m in MEMBERS[1:]}
+    labels_of = {m: label(i) for i, m in enumerate(MEMBERS)}
+    assert len(latest) == 3 and {a.member_id: a.peer_labels[0].sealed for a in latest} == {
+        m: labels_of[seen_] for m, seen_ in expected.items()
+    }
     # bank-a overflowed at its third alert; once it acknowledges, its snapshot is capped as well.
     assert [a.kind for a in scope.alerts("bank-a")] == [AlertKind.MATCH, AlertKind.MATCH, AlertKind.OVERFLOW]
     scope.role.feed.ack(Identity("bank-a", Role.MEMBER), 3)
@@ -205,6 +215,26 @@ def test_alerts_and_snapshots_carry_at_most_the_scopes_label_cap(engine: Engine)
         (T1, 4, 1, 1),
         (T2, 4, 1, 1),
     ]
+
+
+def test_a_holder_without_a_label_gets_at_most_the_cap_when_cap_plus_one_are_labelled(engine: Engine) -> None:
+    # Capped at 2: three holders of T1 label it, bank-d holds it without a label. Its final result
+    # leaf carries the first 2 labels in the coordinator's order, as its alerts do: 3 would be over
+    # the signed cap, and its node would refuse the whole result (capcheck finding).
+    scope = make_scope(engine, label_cap=2)
+    for i, member in enumerate(MEMBERS[:3]):
+        scope.senders[member].send({T1: label(i)}, replace=True)
+    scope.senders["bank-d"].send({T1: None}, replace=True)
+    scope.role.close_round(ADMIN, scope.scope_id)
+    for member in MEMBERS:
+        header, pages = scope.role.get_result(Identity(member, Role.MEMBER), scope.scope_id)
+        verifier = LeafVerifier(decode_header(header.header))
+        matches = [match for page in pages for match in verifier.add(page)]
+        verifier.finish()
+        assert verifier.header.label_cap == 2 and [len(m.peer_labels) for m in matches] == [2], member
+    alert = [a for a in scope.alerts("bank-d") if a.holder_count == 4][-1]
+    leaf_labels = {p.sealed for p in matches[0].peer_labels}  # bank-d's, the last in MEMBERS.
+    assert {p.sealed for p in alert.peer_labels} == leaf_labels
 
 
 def test_a_scope_without_labels_alerts_with_counts_only(engine: Engine) -> None:

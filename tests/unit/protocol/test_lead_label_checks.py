@@ -193,3 +193,13 @@ def test_under_a_label_cap_the_labels_back_what_the_cap_allows_and_the_lead_stan
     assert check_labels(MatchedToken(TOKEN, 2, (label(BANK_B),)), KEY, CONTEXT, own, threshold=2, label_cap=8) is None
     short = check_labels(MatchedToken(TOKEN, 3, (label(BANK_B),)), KEY, CONTEXT, own, threshold=2, label_cap=8)
     assert short is not None and short.backed_count == 2
+
+
+def test_a_signed_cap_below_threshold_minus_one_never_passes_a_lead_backed_below_the_threshold() -> None:
+    # Threshold 5, held by this member and one other: a coordinator signs the count 5 and a cap of
+    # 1 (which it may not create) with the one real peer label. The labels back 2, not the threshold.
+    match = MatchedToken(TOKEN, 5, (label(BANK_B),))
+    own = sealer_pseudonym(ME, CONTEXT)
+    for cap in (0, 1, 4):
+        finding = check_labels(match, KEY, CONTEXT, own, threshold=5, label_cap=cap)
+        assert finding is not None and not finding.stands and finding.backed_count == 2, cap
