@@ -354,10 +354,11 @@ _share_labels = click.option(
 )
 _label_cap = click.option(
     "--label-cap",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=800),
     default=None,
-    help="Co-holders' labels each lead and alert carries at most (default: 8, or threshold − 1 if more); "
-    "the holder count is given whatever the cap. Bounds what colluding holders make the coordinator store.",
+    help="Co-holders' labels each lead carries at most, from threshold − 1 to 800 (default: 8, or "
+    "2 × (threshold − 1) if more); the holder count is given whatever the cap. Bounds what holders of "
+    "the same tokens make the coordinator store (docs/design.md, Limits).",
 )
 
 
@@ -428,6 +429,8 @@ def _created(client: CoordinatorClient, spec: RoundSpec) -> Round:
             f"--invite names {plural(len(set(spec.invited)), 'member')}, fewer than --threshold {spec.threshold}: "
             "a lead needs that many holders, so invite at least as many members or lower --threshold"
         )
+    if spec.label_cap and not spec.share_labels:
+        raise click.UsageError("--label-cap caps the labels co-holders share: with --no-share-labels there are none")
     if spec.label_cap and spec.label_cap < spec.threshold - 1:
         raise click.UsageError(
             f"--label-cap {spec.label_cap} is below --threshold {spec.threshold} − 1: a lead needs "

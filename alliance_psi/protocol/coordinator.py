@@ -254,6 +254,8 @@ class CoordinatorRole:
             raise InvalidRequest("name: must be 1 to 200 characters")
         if spec.threshold < MIN_THRESHOLD:
             raise InvalidRequest(f"threshold: must be at least {MIN_THRESHOLD}, got {spec.threshold}")
+        if spec.label_cap and not spec.share_labels:
+            raise InvalidRequest("label_cap: a round that shares no labels carries none to cap")
         if spec.label_cap and not spec.threshold - 1 <= spec.label_cap <= MAX_LABEL_CAP:
             raise InvalidRequest(
                 f"label_cap: must be {spec.threshold - 1} (threshold − 1: a lead needs that many peer labels) to "

@@ -50,9 +50,15 @@ L = TypeVar("L")
 
 
 def default_label_cap(threshold: int) -> int:
-    """The cap a round gets when its creator names none: ``DEFAULT_LABEL_CAP``, or ``threshold − 1``
-    if that is more (a lead needs that many peer labels to be backed)."""
-    return max(DEFAULT_LABEL_CAP, threshold - 1)
+    """The cap a round gets when its creator names none: ``DEFAULT_LABEL_CAP``, or twice
+    ``threshold − 1`` if that is more.
+
+    A lead needs ``threshold − 1`` peer labels that count, and a label that does not count (a
+    hostile co-holder's garbage) still takes one of the ``L`` places: at ``L = t − 1`` a single such
+    co-holder carried in the first places refuses every honest holder's lead it is shown to, where
+    without a cap it cost only its own count. The default leaves as many places again, so it takes
+    ``t`` such co-holders among the carried ones to refuse an honest lead."""
+    return max(DEFAULT_LABEL_CAP, 2 * (threshold - 1))
 
 
 def rank_holders(salt: bytes, token: bytes, members: Sequence[str]) -> list[str]:

@@ -34,7 +34,8 @@ BAD_OPTIONS = [
     ("--min-interval", "5x", "'5x' is not a duration: give seconds (90) or a number with s, m, h or d (15m)"),
     ("--min-interval", "-5", "'-5' is not a duration"),
     ("--min-interval", "8d", "8d is longer than 7 days, the longest interval"),
-    ("--label-cap", "0", "0 is not in the range x>=1"),
+    ("--label-cap", "0", "0 is not in the range 1<=x<=800"),
+    ("--label-cap", "801", "801 is not in the range 1<=x<=800"),
     ("--label-cap", "many", "'many' is not a valid integer"),
 ]
 # A batch round has no alert interval: ``--min-interval`` is tried on scopes only.
@@ -68,6 +69,16 @@ def test_fewer_invitees_than_the_threshold_are_refused_naming_both_options(group
         "least as many members or lower --threshold"
     ) in " ".join(result.output.split())
     assert "invited:" not in result.output
+
+
+@pytest.mark.parametrize("group", ["scope", "round"])
+def test_a_label_cap_without_shared_labels_is_refused(group: str, pki: AlliancePki) -> None:
+    flat = ["--name", "watch", "--epoch", "epoch-test", "--no-share-labels", "--label-cap", "4"]
+    result = run("coordinator", group, "create", "--coordinator", "127.0.0.1:1", *admin_tls(pki), *flat)
+    assert result.exit_code == 2, result.output
+    assert "Error: --label-cap caps the labels co-holders share: with --no-share-labels there are none" in (
+        " ".join(result.output.split())
+    )
 
 
 @pytest.mark.parametrize("group", ["scope", "round"])

@@ -57,5 +57,8 @@ def test_a_cap_below_threshold_minus_one_is_refused_by_name(tmp_path: Path, pki)
         admin = alliance.admin()
         with pytest.raises(InvalidRequest, match=r"label_cap: must be 2 \(threshold − 1.*got 1"):
             admin.create_round(alliance.spec(3, label_cap=1))
+        with pytest.raises(InvalidRequest, match="label_cap: a round that shares no labels carries none to cap"):
+            admin.create_round(alliance.spec(3, label_cap=4, share_labels=False))
         assert admin.create_round(alliance.spec(3)).label_cap == 8  # The default.
-        assert admin.list_rounds() and len(admin.list_rounds()) == 1  # Nothing half-made of the refused one.
+        assert len(admin.list_rounds()) == 1  # Nothing half-made of the refused ones.
+        assert admin.create_round(alliance.spec(6, invited=None, allowed_types=("id_card",))).label_cap == 10

@@ -49,6 +49,6 @@ def test_the_order_is_the_coordinators_secret_not_the_sealers_choice() -> None:
     assert {rank_holders(SALT, os.urandom(16), names)[0] for _ in range(200)} == set(names)
 
 
-@pytest.mark.parametrize(("threshold", "cap"), [(2, 8), (9, 8), (10, 9), (40, 39)])
+@pytest.mark.parametrize(("threshold", "cap"), [(2, 8), (5, 8), (6, 10), (40, 78)])
 def test_the_default_cap_lets_a_lead_be_backed_at_its_threshold(threshold: int, cap: int) -> None:
     assert default_label_cap(threshold) == cap
