@@ -217,3 +217,44 @@ def test_reads_by_change_stamp_on_sqlite_go_through_the_stamp_index(tmp_path: Pa
     for steps in plans:
         assert "ix_identifiers_change_seq" in steps[0] or steps[0] == "MULTI-INDEX OR", steps
         assert not [step for step in steps if step.startswith("SCAN") or "(type=?)" in step or "(key_epoch=?)" in step]
+
+
+@pytest.mark.parametrize("window", [(None, None), (None, "head")], ids=["no window", "up to the head"])
+def test_a_page_of_missing_tokens_is_read_from_its_first_id_on_sqlite(
+    tmp_path: Path, window: tuple[None, str | None]
+) -> None:
+    # Cold tokenization reads the identifiers lacking a token by pages (``after``, ``limit``). On
+    # SQLite ``type IN`` once drew each page's plan onto the (type, canonical) index: every
+    # identifier of the type read and those above ``after`` sorted to keep the page, so each page
+    # cost the rest of the set (quadratic in the set). A page must be a rowid range that stops at
+    # its limit: no sort. The plans are read here, not timed.
+    engine = make_engine(f"sqlite:///{tmp_path / 'node.db'}")
+    create_schema(engine)
+    with engine.begin() as conn:
+        MemberRepository(conn).upsert_identifiers([phone(n) for n in range(10)] + [Row("email", "a@example.com")])
+    ids = ids_by_canonical(engine)
+    with engine.begin() as conn:
+        MemberRepository(conn).cache_tokens(EPOCH, [(ids[str(phone(4)["canonical"])], token("p4"), bytes(32))])
+    seen: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        seen.append((statement, parameters))
+
+    with engine.begin() as conn:
+        repo = MemberRepository(conn)
+        upto = repo.change_head() if window[1] else None
+        event.listen(engine, "before_cursor_execute", record)
+        first = list(repo.missing_token_ids(EPOCH, ["phone"], upto=upto, limit=4))
+        rest = list(repo.missing_token_ids(EPOCH, ["phone"], upto=upto, after=first[-1].id, limit=10))
+        event.remove(engine, "before_cursor_execute", record)
+        assert [ref.canonical for ref in first + rest] == [phone(n)["canonical"] for n in range(10) if n != 4]
+        assert repo.count_missing_tokens(EPOCH, ["phone"], upto=upto) == 9
+        plans = [
+            [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+            for statement, parameters in seen
+        ]
+    engine.dispose()
+    assert len(plans) == 2
+    for steps in plans:
+        assert steps[0] == "SEARCH identifiers USING INTEGER PRIMARY KEY (rowid>?)", steps
+        assert not [step for step in steps if "TEMP B-TREE" in step or "(type=?)" in step], steps
