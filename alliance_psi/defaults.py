@@ -37,6 +37,7 @@ __all__ = [
     "MAX_STREAMS_PER_PEER",
     "MONITORING_CONNECTION_SECONDS",
     "NODE_BUSY_TIMEOUT_SECONDS",
+    "NODE_PAGE_CACHE_MIB",
     "NODE_POLL_SECONDS",
     "NODE_STOP_GRACE_SECONDS",
     "NODE_SUBMIT_SECONDS",
@@ -88,6 +89,12 @@ JOIN_WAIT_SECONDS = 600.0
 NODE_BUSY_TIMEOUT_SECONDS = 900.0
 """How long a member node's command waits for another's write lock on the node's SQLite database
 (``node import`` while ``node run`` imports a large file in one transaction) before it fails."""
+
+NODE_PAGE_CACHE_MIB = 64
+"""The most memory each connection of a member node's process to its SQLite database keeps as page
+cache (SQLite's default is 2 MiB): enough to hold the token cache's index on the random token
+(about 41 bytes an identifier, 39 MiB for 1,000,000), which every batch of tokens kept writes
+into at random places."""
 
 NODE_POLL_SECONDS = 5.0
 """How often ``node run`` looks at its inbox and at the coordinator's open rounds."""

@@ -55,6 +55,11 @@ from alliance_psi.services.enrolment import enrol
 from alliance_psi.services.member import SqlNodeUnitOfWork
 from alliance_psi.storage import create_schema, make_engine
 
+try:  # The node's engine, as its commands open it (a tree before make_node_engine: make_engine's).
+    from alliance_psi.storage import make_node_engine
+except ImportError:
+    make_node_engine = make_engine
+
 EPOCH = "bench-epoch"
 MEMBER = "big-member"
 TARGET = 20_000_000
@@ -184,7 +189,7 @@ def import_phase(root: Path, size: int, marks: list[int]) -> tuple[Any, list[dic
     clock = time.perf_counter()
     write_csv(csv, size)
     print(f"  wrote {size:,} rows ({csv.stat().st_size / 2**20:,.0f} MiB) in {time.perf_counter() - clock:.1f} s")
-    engine = make_engine(f"sqlite:///{root / 'node.db'}")
+    engine = make_node_engine(f"sqlite:///{root / 'node.db'}")
     create_schema(engine)
     marker = Marks(marks)
     items = BlacklistFile(csv).read()  # What ``import_blacklist`` streams, with a progress callback.

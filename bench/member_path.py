@@ -45,7 +45,12 @@ from alliance_psi.protocol.member import MemberRole
 from alliance_psi.protocol.messages import chunk_to_pb
 from alliance_psi.protocol.model import Round, SubmissionState, SubmissionStatus
 from alliance_psi.services.member import SqlNodeUnitOfWork
-from alliance_psi.storage import MemberRepository, create_schema, make_engine
+from alliance_psi.storage import MemberRepository, create_schema
+
+try:  # The node's engine, as its commands open it (a tree before make_node_engine: make_engine's).
+    from alliance_psi.storage import make_node_engine
+except ImportError:
+    from alliance_psi.storage import make_engine as make_node_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCH = "bench-epoch"
@@ -92,7 +97,7 @@ class StubCoordinator:
 
 
 def make_database(path: Path, size: int) -> None:
-    engine = make_engine(f"sqlite:///{path}")
+    engine = make_node_engine(f"sqlite:///{path}")
     create_schema(engine)
     rows = (
         {"type": "phone", "canonical": f"+86139{(i * 48271 + 20481736) % 10**8:08d}", "category": "wool_party"}
@@ -107,7 +112,7 @@ def make_database(path: Path, size: int) -> None:
 def one_run(database: Path, size: int) -> dict[str, Any]:
     """Tokenize and submit on ``database``; this process's CPU µs per identifier for each, and the
     commit's digests (the blind and nonce keys are fixed, so every tree must send the same bytes)."""
-    engine = make_engine(f"sqlite:///{database}")
+    engine = make_node_engine(f"sqlite:///{database}")
     coordinator = StubCoordinator()
     role = MemberRole(
         member_id=MEMBER,

@@ -24,7 +24,7 @@ import click
 
 from alliance_psi.cli._lazy import LazyGroup
 from alliance_psi.cli._options import DATABASE_URL, PeerAddress
-from alliance_psi.defaults import COORDINATOR_NAME, NODE_BUSY_TIMEOUT_SECONDS
+from alliance_psi.defaults import COORDINATOR_NAME
 from alliance_psi.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -327,13 +327,13 @@ def open_node_database(database: str, *, create: bool = False, read_only: bool =
     from sqlalchemy import inspect
 
     from alliance_psi.config import sqlite_file
-    from alliance_psi.storage import create_schema, make_engine
+    from alliance_psi.storage import create_schema, make_node_engine
 
     missing = f"`{node_command_text('import', 'FILE')}` creates it (no other node command does)"
     file = sqlite_file(database)
     if not create and file is not None and not file.exists():
         raise ConfigurationError(f"no node database at {file.resolve()}: {missing}")
-    engine = make_engine(database, busy_timeout=NODE_BUSY_TIMEOUT_SECONDS)
+    engine = make_node_engine(database)
     try:
         if not create and not inspect(engine).has_table("identifiers"):
             shown = engine.url.render_as_string(hide_password=True)

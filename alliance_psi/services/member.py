@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine
 from alliance_psi._files import read_secret, write_file_atomic
 from alliance_psi.config import MemberConfig
 from alliance_psi.crypto.signing import load_public_key
-from alliance_psi.defaults import BATCH_SIZE, CHUNK_SIZE, NODE_BUSY_TIMEOUT_SECONDS
+from alliance_psi.defaults import BATCH_SIZE, CHUNK_SIZE
 from alliance_psi.errors import ConfigurationError
 from alliance_psi.protocol.member import MemberRole
 from alliance_psi.protocol.member_delta import Progress, no_progress
@@ -28,7 +28,7 @@ from alliance_psi.protocol.model import Role
 from alliance_psi.services.cert_checks import load_tls
 from alliance_psi.services.clients import CoordinatorClient, CustodianChain, ThresholdCustodians, custodian_evaluator
 from alliance_psi.services.epoch_files import load_public_epoch
-from alliance_psi.storage import CheckpointStore, KeptResults, MemberRepository, create_schema, make_engine
+from alliance_psi.storage import CheckpointStore, KeptResults, MemberRepository, create_schema, make_node_engine
 from alliance_psi.storage.node_alerts import NodeAlerts
 
 __all__ = ["MemberNode", "SqlNodeUnitOfWork", "load_blind_key", "load_nonce_key"]
@@ -150,7 +150,7 @@ class MemberNode:
         public = load_public_epoch(config.epoch_file) if config.epoch_file is not None else None
         # Checks pinned CAs first, and for a threshold epoch that the epoch file names every custodian.
         chain = custodian_evaluator(config.custodians, tls, public=public, verify=config.verify, report=report)
-        engine = make_engine(config.database, busy_timeout=NODE_BUSY_TIMEOUT_SECONDS)
+        engine = make_node_engine(config.database)
         create_schema(engine)
         try:
             coordinator_key = load_public_key(config.coordinator_public_key.read_bytes())

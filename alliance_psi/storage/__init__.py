@@ -20,7 +20,7 @@ from alliance_psi.storage.audit_log import AuditEntry, AuditLog
 from alliance_psi.storage.checkpoint_store import CheckpointStore
 from alliance_psi.storage.coordinator_repo import CoordinatorRepositories
 from alliance_psi.storage.custodian_repo import Charge, QuotaRepository
-from alliance_psi.storage.engine import create_schema, make_engine
+from alliance_psi.storage.engine import create_schema, make_engine, make_node_engine
 from alliance_psi.storage.enrolment_repo import Enrolment, EnrolmentRepository
 from alliance_psi.storage.kept_results import KeptResults
 from alliance_psi.storage.matching_repo import MatchRepository
@@ -47,5 +47,6 @@ __all__ = [
     "SubmissionRepository",
     "create_schema",
     "make_engine",
+    "make_node_engine",
     "metadata",
 ]

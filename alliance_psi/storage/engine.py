@@ -27,11 +27,12 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.schema import CreateColumn
 
+from alliance_psi.defaults import NODE_BUSY_TIMEOUT_SECONDS, NODE_PAGE_CACHE_MIB
 from alliance_psi.errors import ConfigurationError, StorageError
 from alliance_psi.storage.partitions import ensure_partitions, partition_in_place, unpartitioned_token_tables
 from alliance_psi.storage.schema import metadata
 
-__all__ = ["create_schema", "make_engine"]
+__all__ = ["create_schema", "make_engine", "make_node_engine"]
 
 _log = logging.getLogger(__name__)
 _BUSY_TIMEOUT_MS = 30_000
@@ -40,7 +41,9 @@ _PG_DRIVER = "postgresql+psycopg"
 _SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
-def make_engine(url: str, *, busy_timeout: float = _BUSY_TIMEOUT_MS / 1000) -> Engine:
+def make_engine(
+    url: str, *, busy_timeout: float = _BUSY_TIMEOUT_MS / 1000, page_cache_mib: int | None = None
+) -> Engine:
     """Return an engine for ``url`` (``sqlite:///path`` or ``postgresql://…``).
 
     PostgreSQL URLs without a driver, or naming ``psycopg``, use psycopg 3. The engine hides
@@ -48,7 +51,10 @@ def make_engine(url: str, *, busy_timeout: float = _BUSY_TIMEOUT_MS / 1000) -> E
     logs (``hide_parameters``). ``busy_timeout`` is how many seconds a SQLite connection waits
     for another's write lock before it fails ("database is locked"); a member node's commands
     wait longer (``defaults.NODE_BUSY_TIMEOUT_SECONDS``), so that ``node import`` waits for
-    ``node run``'s import of a large file rather than failing.
+    ``node run``'s import of a large file rather than failing. ``page_cache_mib`` bounds each
+    SQLite connection's page cache at that many MiB instead of SQLite's 2 MiB (``PRAGMA
+    cache_size``; a member node's, ``make_node_engine``); PostgreSQL's cache is the server's, so
+    it is ignored there.
 
     Raises:
         StorageError: the directory of a SQLite file does not exist.
@@ -60,10 +66,21 @@ def make_engine(url: str, *, busy_timeout: float = _BUSY_TIMEOUT_MS / 1000) -> E
         raise ConfigurationError(f"not a database URL: {exc}") from None
     backend, _, driver = parsed.drivername.partition("+")
     if backend == "sqlite" and driver in ("", "pysqlite"):
-        return _sqlite_engine(parsed, int(busy_timeout * 1000))
+        return _sqlite_engine(parsed, int(busy_timeout * 1000), page_cache_mib)
     if backend in ("postgresql", "postgres") and driver in ("", "psycopg"):
         return create_engine(parsed.set(drivername=_PG_DRIVER), pool_pre_ping=True, hide_parameters=True)
     raise ConfigurationError(f"unsupported database URL scheme {parsed.drivername!r}: use sqlite:/// or postgresql://")
+
+
+def make_node_engine(url: str) -> Engine:
+    """``make_engine`` for a member node's database, as every node command opens it: a longer wait
+    for another's write lock (``NODE_BUSY_TIMEOUT_SECONDS``) and a larger page cache on SQLite
+    (``NODE_PAGE_CACHE_MIB``). The coordinator's and the custodians' engines keep SQLite's cache.
+
+    Raises:
+        StorageError, ConfigurationError: as ``make_engine``.
+    """
+    return make_engine(url, busy_timeout=NODE_BUSY_TIMEOUT_SECONDS, page_cache_mib=NODE_PAGE_CACHE_MIB)
 
 
 def create_schema(engine: Engine) -> None:
@@ -112,7 +129,7 @@ def create_schema(engine: Engine) -> None:
                 index.create(conn, checkfirst=True)
 
 
-def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
+def _sqlite_engine(url: URL, busy_timeout_ms: int, page_cache_mib: int | None) -> Engine:
     database = url.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
     if not in_memory:
@@ -135,6 +152,8 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
             cursor.execute("PRAGMA secure_delete=ON")
+            if page_cache_mib is not None:
+                cursor.execute(f"PRAGMA cache_size={-1024 * page_cache_mib}")  # Negative: KiB, not pages.
         finally:
             cursor.close()
 

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, event, select, text
 
+from alliance_psi.defaults import NODE_PAGE_CACHE_MIB
 from alliance_psi.errors import ConfigurationError, StorageError
-from alliance_psi.storage import MemberRepository, create_schema, make_engine
+from alliance_psi.storage import MemberRepository, create_schema, make_engine, make_node_engine
 from alliance_psi.storage.schema import audit_log, quota_usage
 
 
@@ -42,6 +43,40 @@ def test_sqlite_pragmas(tmp_path: Path) -> None:
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30_000
         assert conn.execute(text("PRAGMA secure_delete")).scalar() == 1
     engine.dispose()
+
+
+def test_a_node_database_gets_the_larger_page_cache_and_no_other_database_does(tmp_path: Path) -> None:
+    # The member node's cold tokenization writes into the token cache's index at random places:
+    # its connections keep NODE_PAGE_CACHE_MIB of pages, the coordinator's and custodians' keep
+    # SQLite's default (-2000: 2,000 KiB), even opened in the same process after a node's.
+    from alliance_psi.cli.node import open_node_database
+
+    with open_node_database(f"sqlite:///{tmp_path / 'node.db'}", create=True) as node:
+        with node.connect() as conn:
+            assert conn.execute(text("PRAGMA cache_size")).scalar() == -1024 * NODE_PAGE_CACHE_MIB
+        other = make_engine(f"sqlite:///{tmp_path / 'coordinator.db'}")
+        with other.connect() as conn:
+            assert conn.execute(text("PRAGMA cache_size")).scalar() == -2000
+        other.dispose()
+        reading = node.execution_options(sqlite_begin="DEFERRED")  # Two readers at once: two connections.
+        with reading.connect() as first, reading.connect() as second:
+            for conn in (first, second):
+                assert conn.execute(text("PRAGMA cache_size")).scalar() == -1024 * NODE_PAGE_CACHE_MIB
+    assert NODE_PAGE_CACHE_MIB * 1024 > 2000
+
+
+def test_a_node_engine_on_postgresql_works_as_any_other(engine: Engine) -> None:
+    # The page cache is SQLite's: on PostgreSQL the node's engine sets nothing and reads as usual.
+    node = make_node_engine(engine.url.render_as_string(hide_password=False))
+    try:
+        with node.begin() as conn:
+            MemberRepository(conn).upsert_identifiers(
+                [{"type": "phone", "canonical": "+8613800000001", "category": "c", "severity": "s"}]
+            )
+        with node.connect() as conn:
+            assert MemberRepository(conn).count() == 1
+    finally:
+        node.dispose()
 
 
 def test_create_schema_again_keeps_every_row(engine: Engine) -> None:
