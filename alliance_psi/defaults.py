@@ -41,6 +41,7 @@ __all__ = [
     "NODE_POLL_SECONDS",
     "NODE_STOP_GRACE_SECONDS",
     "NODE_SUBMIT_SECONDS",
+    "NODE_WAL_CHECKPOINT_PAGES",
     "OPEN_CALLS_PER_PEER",
     "QUOTA_PER_MEMBER",
     "SHUTDOWN_GRACE_SECONDS",
@@ -95,6 +96,11 @@ NODE_PAGE_CACHE_MIB = 64
 cache (SQLite's default is 2 MiB): enough to hold the token cache's index on the random token
 (about 41 bytes an identifier, 39 MiB for 1,000,000), which every batch of tokens kept writes
 into at random places."""
+
+NODE_WAL_CHECKPOINT_PAGES = 10_000
+"""How many pages (4 KiB each) a member node's SQLite WAL file may hold before a commit copies them
+into the database (SQLite's default is 1,000): a batch of tokens kept dirties about one page of the
+token cache's index per token, and pages written by several batches in between are copied once."""
 
 NODE_POLL_SECONDS = 5.0
 """How often ``node run`` looks at its inbox and at the coordinator's open rounds."""

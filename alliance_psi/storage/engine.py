@@ -27,7 +27,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.schema import CreateColumn
 
-from alliance_psi.defaults import NODE_BUSY_TIMEOUT_SECONDS, NODE_PAGE_CACHE_MIB
+from alliance_psi.defaults import NODE_BUSY_TIMEOUT_SECONDS, NODE_PAGE_CACHE_MIB, NODE_WAL_CHECKPOINT_PAGES
 from alliance_psi.errors import ConfigurationError, StorageError
 from alliance_psi.storage.partitions import ensure_partitions, partition_in_place, unpartitioned_token_tables
 from alliance_psi.storage.schema import metadata
@@ -42,7 +42,11 @@ _SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 def make_engine(
-    url: str, *, busy_timeout: float = _BUSY_TIMEOUT_MS / 1000, page_cache_mib: int | None = None
+    url: str,
+    *,
+    busy_timeout: float = _BUSY_TIMEOUT_MS / 1000,
+    page_cache_mib: int | None = None,
+    wal_checkpoint_pages: int | None = None,
 ) -> Engine:
     """Return an engine for ``url`` (``sqlite:///path`` or ``postgresql://…``).
 
@@ -53,8 +57,10 @@ def make_engine(
     wait longer (``defaults.NODE_BUSY_TIMEOUT_SECONDS``), so that ``node import`` waits for
     ``node run``'s import of a large file rather than failing. ``page_cache_mib`` bounds each
     SQLite connection's page cache at that many MiB instead of SQLite's 2 MiB (``PRAGMA
-    cache_size``; a member node's, ``make_node_engine``); PostgreSQL's cache is the server's, so
-    it is ignored there.
+    cache_size``; a member node's, ``make_node_engine``); ``wal_checkpoint_pages`` lets a SQLite
+    file's WAL grow to that many pages before a commit copies them into the database (``PRAGMA
+    wal_autocheckpoint``, 1,000 by default), so that a page written by several commits in between
+    is copied once. PostgreSQL's cache and log are the server's: both are ignored there.
 
     Raises:
         StorageError: the directory of a SQLite file does not exist.
@@ -66,7 +72,7 @@ def make_engine(
         raise ConfigurationError(f"not a database URL: {exc}") from None
     backend, _, driver = parsed.drivername.partition("+")
     if backend == "sqlite" and driver in ("", "pysqlite"):
-        return _sqlite_engine(parsed, int(busy_timeout * 1000), page_cache_mib)
+        return _sqlite_engine(parsed, int(busy_timeout * 1000), page_cache_mib, wal_checkpoint_pages)
     if backend in ("postgresql", "postgres") and driver in ("", "psycopg"):
         return create_engine(parsed.set(drivername=_PG_DRIVER), pool_pre_ping=True, hide_parameters=True)
     raise ConfigurationError(f"unsupported database URL scheme {parsed.drivername!r}: use sqlite:/// or postgresql://")
@@ -74,13 +80,19 @@ def make_engine(
 
 def make_node_engine(url: str) -> Engine:
     """``make_engine`` for a member node's database, as every node command opens it: a longer wait
-    for another's write lock (``NODE_BUSY_TIMEOUT_SECONDS``) and a larger page cache on SQLite
-    (``NODE_PAGE_CACHE_MIB``). The coordinator's and the custodians' engines keep SQLite's cache.
+    for another's write lock (``NODE_BUSY_TIMEOUT_SECONDS``) and, on SQLite, a larger page cache
+    (``NODE_PAGE_CACHE_MIB``) and WAL (``NODE_WAL_CHECKPOINT_PAGES``). The coordinator's and the
+    custodians' engines keep SQLite's defaults.
 
     Raises:
         StorageError, ConfigurationError: as ``make_engine``.
     """
-    return make_engine(url, busy_timeout=NODE_BUSY_TIMEOUT_SECONDS, page_cache_mib=NODE_PAGE_CACHE_MIB)
+    return make_engine(
+        url,
+        busy_timeout=NODE_BUSY_TIMEOUT_SECONDS,
+        page_cache_mib=NODE_PAGE_CACHE_MIB,
+        wal_checkpoint_pages=NODE_WAL_CHECKPOINT_PAGES,
+    )
 
 
 def create_schema(engine: Engine) -> None:
@@ -129,7 +141,9 @@ def create_schema(engine: Engine) -> None:
                 index.create(conn, checkfirst=True)
 
 
-def _sqlite_engine(url: URL, busy_timeout_ms: int, page_cache_mib: int | None) -> Engine:
+def _sqlite_engine(
+    url: URL, busy_timeout_ms: int, page_cache_mib: int | None, wal_checkpoint_pages: int | None
+) -> Engine:
     database = url.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
     if not in_memory:
@@ -148,6 +162,8 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int, page_cache_mib: int | None) -
         try:
             if not in_memory:
                 cursor.execute("PRAGMA journal_mode=WAL")
+                if wal_checkpoint_pages is not None:
+                    cursor.execute(f"PRAGMA wal_autocheckpoint={wal_checkpoint_pages}")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, event, select, text
 
-from alliance_psi.defaults import NODE_PAGE_CACHE_MIB
+from alliance_psi.defaults import NODE_PAGE_CACHE_MIB, NODE_WAL_CHECKPOINT_PAGES
 from alliance_psi.errors import ConfigurationError, StorageError
 from alliance_psi.storage import MemberRepository, create_schema, make_engine, make_node_engine
 from alliance_psi.storage.schema import audit_log, quota_usage
@@ -45,24 +45,31 @@ def test_sqlite_pragmas(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_a_node_database_gets_the_larger_page_cache_and_no_other_database_does(tmp_path: Path) -> None:
+def test_a_node_database_gets_the_larger_page_cache_and_wal_and_no_other_database_does(tmp_path: Path) -> None:
     # The member node's cold tokenization writes into the token cache's index at random places:
-    # its connections keep NODE_PAGE_CACHE_MIB of pages, the coordinator's and custodians' keep
-    # SQLite's default (-2000: 2,000 KiB), even opened in the same process after a node's.
+    # its connections keep NODE_PAGE_CACHE_MIB of pages and let the WAL hold
+    # NODE_WAL_CHECKPOINT_PAGES; the coordinator's and custodians' keep SQLite's defaults (-2000:
+    # 2,000 KiB; 1,000 pages), even opened in the same process after a node's.
     from alliance_psi.cli.node import open_node_database
+
+    node_pragmas = (-1024 * NODE_PAGE_CACHE_MIB, NODE_WAL_CHECKPOINT_PAGES)
+
+    def pragmas(conn: Any) -> tuple[int, int]:
+        return conn.execute(text("PRAGMA cache_size")).scalar(), conn.execute(
+            text("PRAGMA wal_autocheckpoint")
+        ).scalar()
 
     with open_node_database(f"sqlite:///{tmp_path / 'node.db'}", create=True) as node:
         with node.connect() as conn:
-            assert conn.execute(text("PRAGMA cache_size")).scalar() == -1024 * NODE_PAGE_CACHE_MIB
+            assert pragmas(conn) == node_pragmas
         other = make_engine(f"sqlite:///{tmp_path / 'coordinator.db'}")
         with other.connect() as conn:
-            assert conn.execute(text("PRAGMA cache_size")).scalar() == -2000
+            assert pragmas(conn) == (-2000, 1000)
         other.dispose()
         reading = node.execution_options(sqlite_begin="DEFERRED")  # Two readers at once: two connections.
         with reading.connect() as first, reading.connect() as second:
-            for conn in (first, second):
-                assert conn.execute(text("PRAGMA cache_size")).scalar() == -1024 * NODE_PAGE_CACHE_MIB
-    assert NODE_PAGE_CACHE_MIB * 1024 > 2000
+            assert pragmas(first) == pragmas(second) == node_pragmas
+    assert NODE_PAGE_CACHE_MIB * 1024 > 2000 and NODE_WAL_CHECKPOINT_PAGES > 1000
 
 
 def test_a_node_engine_on_postgresql_works_as_any_other(engine: Engine) -> None:
