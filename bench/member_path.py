@@ -3,6 +3,7 @@
 Usage:
     .venv/bin/python bench/member_path.py                        # 20,000 identifiers, this tree, 3 turns
     .venv/bin/python bench/member_path.py --before main          # and main's code, turn by turn
+    .venv/bin/python bench/member_path.py --before main --before HEAD~1 --size 200000   # two REVs
     .venv/bin/python bench/member_path.py --profile /tmp/member.prof   # cProfile of this tree's one run
 
 One SQLite node database of ``--size`` phones (one category) is made first; every run starts from a
@@ -20,7 +21,8 @@ operations (the crypto floor), which run in other processes. ``--profile`` times
 CPU, not wall time (waits for the workers are not work), which inflates call-heavy code.
 
 Turns alternate between the trees, so a busy machine slows both alike; printed per tree: the median
-µs per identifier of tokenize and of submit, and with ``--before`` this tree / REV, turn by turn.
+µs per identifier of tokenize and of submit, the node process's peak RSS, and with ``--before``
+(more than once for several REVs) this tree / REV, turn by turn.
 """
 
 from __future__ import annotations
@@ -138,8 +140,15 @@ def one_run(database: Path, size: int) -> dict[str, Any]:
         "tokenize_us": (tokenized - start) / size * 1e6,
         "submit_us": (end - tokenized) / size * 1e6,
         "total_us": (end - start) / size * 1e6,
+        "peak_mib": _peak_rss_mib(),
         "digests": coordinator.digests,
     }
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM) in MiB: the node's process, its page caches included."""
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return int(status["VmHWM"].split()[0]) / 1024
 
 
 def child(tree: Path | None, template: Path, work: Path, size: int) -> dict[str, Any]:
@@ -166,7 +175,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=20_000)
     parser.add_argument("--turns", type=int, default=3)
-    parser.add_argument("--before", metavar="REV", help="also run REV's code, turn by turn")
+    parser.add_argument(
+        "--before", metavar="REV", action="append", default=[], help="also run REV's code, turn by turn"
+    )
     parser.add_argument("--profile", type=Path, help="cProfile one run of this tree into FILE")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -190,25 +201,31 @@ def main() -> None:
         if args.before:
             from bench.custodian_batch import source_tree  # Here only: the runs import no more than they measure.
 
-            trees[args.before] = source_tree(args.before, root / "before")
+            for n, rev in enumerate(args.before):
+                trees[rev] = source_tree(rev, root / f"before-{n}")
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+        loads = [os.getloadavg()[0]]
         for turn in range(args.turns):
             for name, tree in trees.items():
                 runs[name].append(child(tree, template, root, args.size))
-                print(f"turn {turn + 1} {name}: {runs[name][-1]} load {os.getloadavg()[0]:.1f}", file=sys.stderr)
+                loads.append(os.getloadavg()[0])
+                print(f"turn {turn + 1} {name}: {runs[name][-1]} load {loads[-1]:.1f}", file=sys.stderr)
     sent = {r.pop("digests") for results in runs.values() for r in results}
-    print(f"{args.size} identifiers, member's main process CPU, µs per identifier (median of {args.turns} turns):")
+    print(
+        f"{args.size} identifiers, member's main process CPU, µs per identifier, and peak RSS, MiB (median of "
+        f"{args.turns} turns; load average {min(loads):.1f} to {max(loads):.1f}):"
+    )
     print(
         f"  commit digests (delta/set): {' '.join(sorted(sent))}" + (" (every run the same)" if len(sent) == 1 else "")
     )
     for name, results in runs.items():
         figures = {key: statistics.median(r[key] for r in results) for key in results[0]}
-        print(f"  {name:>10}: " + ", ".join(f"{key[:-3]} {value:.1f}" for key, value in figures.items()))
-    if args.before:
-        for key in runs["this tree"][0]:
-            ratios = [now[key] / then[key] for now, then in zip(runs["this tree"], runs[args.before], strict=True)]
+        print(f"  {name:>10}: " + ", ".join(f"{key.rsplit('_', 1)[0]} {value:.1f}" for key, value in figures.items()))
+    for rev in args.before:
+        for key in [key for key in runs["this tree"][0] if key.endswith("_us")]:
+            ratios = [now[key] / then[key] for now, then in zip(runs["this tree"], runs[rev], strict=True)]
             print(
-                f"  {key[:-3]}: this tree / {args.before} = {statistics.median(ratios):.2f} (turns: "
+                f"  {key[:-3]}: this tree / {rev} = {statistics.median(ratios):.2f} (turns: "
                 + ", ".join(f"{r:.2f}" for r in ratios)
                 + ")"
             )
