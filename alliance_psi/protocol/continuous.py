@@ -36,7 +36,7 @@ from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 
 from alliance_psi.protocol.alerts import AlertKind
-from alliance_psi.protocol.label_cap import peer_labels_for
+from alliance_psi.protocol.label_cap import carried_labels, peers_among
 from alliance_psi.protocol.model import PeerLabel
 
 __all__ = ["AlertDraft", "TokenChange", "alert_kinds", "drafts_for"]
@@ -107,9 +107,11 @@ def drafts_for(
 
     ``holders`` are the token's holders after the commit with their sealed labels; ``sealers``
     the attested names of the members that chose to be named. A label-less scope sends no labels;
-    one with a label cap sends at most ``label_cap`` each (``label_cap.peer_labels_for``).
+    one with a label cap sends at most ``label_cap`` each (``label_cap.peer_labels_for``; the
+    holders are ranked once per change, not once per receiver).
     """
     own, others = alert_kinds(change, threshold)
+    carried = carried_labels(change.token, holders, cap=label_cap, salt=label_salt) if share_labels else []
     drafts = []
     for member in sorted(m for m, _ in holders):
         kind = own if member == committer else others
@@ -117,7 +119,6 @@ def drafts_for(
             continue
         peers: tuple[PeerLabel, ...] = ()
         if share_labels:
-            carried = peer_labels_for(member, holders, cap=label_cap, salt=label_salt, token=change.token)
-            peers = tuple(PeerLabel(label, sealers.get(m)) for m, label in carried)
+            peers = tuple(PeerLabel(label, sealers.get(m)) for m, label in peers_among(member, carried, cap=label_cap))
         drafts.append(AlertDraft(member, kind, change.token, change.holders, peers))
     return drafts

@@ -37,6 +37,7 @@ __all__ = [
     "carried_labels",
     "default_label_cap",
     "peer_labels_for",
+    "peers_among",
     "rank_holders",
 ]
 
@@ -85,7 +86,11 @@ def peer_labels_for(
 ) -> list[tuple[str, L]]:
     """The other holders' labels ``receiver``'s leaf or alert about ``token`` carries: those of
     ``carried_labels`` but its own, at most ``cap`` (every other holder's label without a cap)."""
-    others = [
-        (member, label) for member, label in carried_labels(token, holders, cap=cap, salt=salt) if member != receiver
-    ]
+    return peers_among(receiver, carried_labels(token, holders, cap=cap, salt=salt), cap=cap)
+
+
+def peers_among(receiver: str, carried: Sequence[tuple[str, L]], *, cap: int) -> list[tuple[str, L]]:
+    """``peer_labels_for`` from a token's ``carried_labels`` already ranked: for a token's several
+    receivers, the holders are ranked once."""
+    others = [(member, label) for member, label in carried if member != receiver]
     return others[:cap] if cap else others

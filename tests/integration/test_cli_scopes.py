@@ -59,37 +59,38 @@ def test_bad_input_is_refused_before_any_connection(
     assert f"Invalid value for '{option}'" in result.output
 
 
+# Options that each pass alone but not together: refused by the command, naming both, before any connection.
+CONFLICTING_OPTIONS = {
+    "invitees below the threshold": (
+        ["--threshold", "3", "--invite", "bank-a,bank-b,bank-a"],
+        (
+            "Error: --invite names 2 members, fewer than --threshold 3: a lead needs that many holders, so invite "
+            "at least as many members or lower --threshold"
+        ),
+    ),
+    "label cap without shared labels": (
+        ["--no-share-labels", "--label-cap", "4"],
+        "Error: --label-cap caps the labels co-holders share: with --no-share-labels there are none",
+    ),
+    "label cap below threshold - 1": (
+        ["--threshold", "4", "--label-cap", "2"],
+        (
+            "Error: --label-cap 2 is below --threshold 4 − 1: a lead needs 3 co-holders' labels to be backed, so "
+            "raise --label-cap or lower --threshold"
+        ),
+    ),
+}
+
+
 @pytest.mark.parametrize("group", ["scope", "round"])
-def test_fewer_invitees_than_the_threshold_are_refused_naming_both_options(group: str, pki: AlliancePki) -> None:
-    flat = ["--name", "watch", "--epoch", "epoch-test", "--threshold", "3", "--invite", "bank-a,bank-b,bank-a"]
+@pytest.mark.parametrize("case", list(CONFLICTING_OPTIONS))
+def test_options_that_conflict_are_refused_naming_both(group: str, case: str, pki: AlliancePki) -> None:
+    options, message = CONFLICTING_OPTIONS[case]
+    flat = ["--name", "watch", "--epoch", "epoch-test", *options]
     result = run("coordinator", group, "create", "--coordinator", "127.0.0.1:1", *admin_tls(pki), *flat)
     assert result.exit_code == 2, result.output
-    assert (
-        "Error: --invite names 2 members, fewer than --threshold 3: a lead needs that many holders, so invite at "
-        "least as many members or lower --threshold"
-    ) in " ".join(result.output.split())
+    assert message in " ".join(result.output.split())
     assert "invited:" not in result.output
-
-
-@pytest.mark.parametrize("group", ["scope", "round"])
-def test_a_label_cap_without_shared_labels_is_refused(group: str, pki: AlliancePki) -> None:
-    flat = ["--name", "watch", "--epoch", "epoch-test", "--no-share-labels", "--label-cap", "4"]
-    result = run("coordinator", group, "create", "--coordinator", "127.0.0.1:1", *admin_tls(pki), *flat)
-    assert result.exit_code == 2, result.output
-    assert "Error: --label-cap caps the labels co-holders share: with --no-share-labels there are none" in (
-        " ".join(result.output.split())
-    )
-
-
-@pytest.mark.parametrize("group", ["scope", "round"])
-def test_a_label_cap_below_the_threshold_minus_one_is_refused_naming_both_options(group: str, pki: AlliancePki) -> None:
-    flat = ["--name", "watch", "--epoch", "epoch-test", "--threshold", "4", "--label-cap", "2"]
-    result = run("coordinator", group, "create", "--coordinator", "127.0.0.1:1", *admin_tls(pki), *flat)
-    assert result.exit_code == 2, result.output
-    assert (
-        "Error: --label-cap 2 is below --threshold 4 − 1: a lead needs 3 co-holders' labels to be backed, so raise "
-        "--label-cap or lower --threshold"
-    ) in " ".join(result.output.split())
 
 
 def test_operator_scope_commands(tmp_path: Path, pki: AlliancePki) -> None:
