@@ -16,10 +16,11 @@ from __future__ import annotations
 import functools
 import re
 import secrets
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from alliance_psi.crypto.derive import MATCH_TOKEN_BYTES
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.defaults import MAX_ALERT_BACKLOG, MAX_REFUSED_CHUNKS
 from alliance_psi.errors import (
@@ -37,7 +38,7 @@ from alliance_psi.protocol.audit import AuditRole
 from alliance_psi.protocol.checkpoints import decode_checkpoint
 from alliance_psi.protocol.chunk_refusals import RefusedChunks
 from alliance_psi.protocol.label_cap import MAX_LABEL_CAP, default_label_cap
-from alliance_psi.protocol.matching import issue_results
+from alliance_psi.protocol.matching import ask_for_labels, issue_results
 from alliance_psi.protocol.model import (
     MIN_THRESHOLD,
     Identity,
@@ -55,7 +56,7 @@ from alliance_psi.protocol.result_codec import (
     decode_header,
 )
 from alliance_psi.protocol.scope_deltas import commit_and_match, commit_detail, discard_refused
-from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS, check_items, check_no_repeats, chunk_digest
+from alliance_psi.protocol.submission import MAX_CHUNK_ITEMS, check_item, check_items, check_no_repeats, chunk_digest
 
 __all__ = ["ID_PATTERN", "MAX_ID_CHARS", "MAX_INTERVAL_SECONDS", "Chunk", "Commit", "CoordinatorRole", "RoundSpec"]
 
@@ -65,6 +66,12 @@ ID_PATTERN = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_ID_CHARS - 1}}}$")
 """What a round id, a key epoch or a member id looks like: 1-64 letters, digits, '.', '_' or '-'."""
 _ID = ID_PATTERN
 _MAX_CHUNK_INDEX = 1_000_000
+# Labels sealed at match: how long the holders have to answer (seconds), by default and at most.
+DEFAULT_LABEL_WINDOW_SECONDS = 300
+MIN_LABEL_WINDOW_SECONDS = 10
+MAX_LABEL_WINDOW_SECONDS = 7 * 24 * 3600
+# Tokens asked for per call, and labels answered per call, at most.
+MAX_LABEL_PAGE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +89,8 @@ class RoundSpec:
     kind: RoundKind = RoundKind.BATCH
     min_interval_seconds: int = 0  # Continuous scopes only: release alerts at multiples of this.
     label_cap: int = 0  # Co-holder labels per leaf and alert at most; 0: ``label_cap.default_label_cap``.
+    labels_at_match: bool = False  # Batch rounds sharing labels: sealed only for matched tokens, after closing.
+    label_window_seconds: int = 0  # With ``labels_at_match``: the holders' time to answer; 0: the default.
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +229,10 @@ class CoordinatorRole:
             min_interval_seconds=spec.min_interval_seconds,
             label_cap=label_cap,
             label_salt=secrets.token_bytes(32),
+            labels_at_match=spec.labels_at_match,
+            label_window_seconds=(spec.label_window_seconds or DEFAULT_LABEL_WINDOW_SECONDS)
+            if spec.labels_at_match
+            else 0,
         )
         with self.uow() as tx:
             tx.rounds.create_round(new)
@@ -237,6 +250,8 @@ class CoordinatorRole:
                     "kind": spec.kind.value,
                     "min_interval_seconds": spec.min_interval_seconds,
                     "label_cap": label_cap,
+                    "labels_at_match": new.labels_at_match,
+                    "label_window_seconds": new.label_window_seconds,
                 },
             )
         return new
@@ -260,6 +275,20 @@ class CoordinatorRole:
             raise InvalidRequest(
                 f"label_cap: must be {spec.threshold - 1} (threshold − 1: a lead needs that many peer labels) to "
                 f"{MAX_LABEL_CAP}, got {spec.label_cap}"
+            )
+        if spec.labels_at_match and (not spec.share_labels or spec.kind is not RoundKind.BATCH):
+            raise InvalidRequest(
+                "labels_at_match: only a batch round that shares labels seals them at match (a continuous "
+                "scope's alerts carry the labels sealed with each delta)"
+            )
+        if spec.label_window_seconds and not spec.labels_at_match:
+            raise InvalidRequest("label_window_seconds: only a round with labels_at_match waits for labels")
+        if spec.label_window_seconds and not (
+            MIN_LABEL_WINDOW_SECONDS <= spec.label_window_seconds <= MAX_LABEL_WINDOW_SECONDS
+        ):
+            raise InvalidRequest(
+                f"label_window_seconds: must be {MIN_LABEL_WINDOW_SECONDS} to {MAX_LABEL_WINDOW_SECONDS} (7 days), "
+                f"got {spec.label_window_seconds}"
             )
         if not spec.key_epoch or not _ID.match(spec.key_epoch):
             raise InvalidRequest("key_epoch: use 1-64 letters, digits, '.', '_' or '-'")
@@ -390,8 +419,9 @@ class CoordinatorRole:
     def _stage(self, caller: Identity, chunk: Chunk, now: datetime) -> bool:
         with self.uow() as tx:
             found = self._open_round_for(tx, caller, chunk.round_id)
-            if not found.share_labels and any(label for _, label in chunk.items):
-                raise InvalidRequest(f"round {chunk.round_id} does not share labels; send tokens only")
+            if not found.labels_in_sets and any(label for _, label in chunk.items):
+                why = "asks for labels only where tokens match" if found.share_labels else "does not share labels"
+                raise InvalidRequest(f"round {chunk.round_id} {why}; send tokens only")
             try:
                 stored = tx.submissions.stage_chunk(
                     chunk.round_id,
@@ -486,7 +516,31 @@ class CoordinatorRole:
     # Matching and results ----------------------------------------------------------------
 
     def _match(self, round_id: str) -> None:
+        """Match a closed round and issue its results; for labels sealed at match, first ask the
+        carried holders of its matched tokens for their labels (``ask_for_labels``), and issue
+        once every one answered or the window passed."""
         now = self.clock()
+        with self.uow() as tx:
+            found = tx.rounds.get_round(round_id)
+            if found.state is not RoundState.CLOSED:
+                return
+            if found.labels_at_match and found.labels_due is None:
+                due = now + timedelta(seconds=found.label_window_seconds or DEFAULT_LABEL_WINDOW_SECONDS)
+                # Compare-and-set first, as below: a concurrent matcher finds the labels asked for.
+                if not tx.rounds.start_labelling(round_id, due=due):
+                    return
+                asked = ask_for_labels(tx, found)
+                tx.audit.append(
+                    actor=self.name,
+                    action="round.labels_asked",
+                    at=now,
+                    detail={"round_id": round_id, "labels_asked": asked, "labels_due": due.isoformat()},
+                )
+                if asked:
+                    return
+            elif found.labels_at_match and found.labels_due is not None:
+                if now < found.labels_due and tx.labels.outstanding(round_id):
+                    return
         with self.uow() as tx:
             found = tx.rounds.get_round(round_id)
             # The compare-and-set comes first: a concurrent matcher of the same round waits on it
@@ -504,6 +558,75 @@ class CoordinatorRole:
                 page_bytes=self.result_page_bytes,
                 key_pins=self.key_pins,
             )
+
+    # Labels sealed at match ----------------------------------------------------------------
+
+    def _labelling_round(self, tx: CoordinatorTx, caller: Identity, round_id: str) -> Round:
+        _require(caller, Role.MEMBER, "label matched tokens")
+        found = self._visible_round(tx, caller, round_id)
+        if not found.labelling:
+            what = "seals no labels at match" if not found.labels_at_match else f"is {found.state}"
+            raise RoundClosed(f"round {round_id} {what}: it asks for no labels now")
+        return found
+
+    def label_requests(
+        self, caller: Identity, round_id: str, *, after: bytes = b"", limit: int = MAX_LABEL_PAGE
+    ) -> list[bytes]:
+        """The caller's matched tokens whose labels the round asks for and it has not answered, in
+        token order, at most ``limit`` (≤ ``MAX_LABEL_PAGE``) after ``after``.
+
+        Only while the round waits for labels (closed, asked, results not issued): else
+        ``RoundClosed``. ``NotFound`` for a round that does not invite the caller. Empty when the
+        caller has answered every label asked of it (or was asked none).
+        """
+        if not 1 <= limit <= MAX_LABEL_PAGE:
+            raise InvalidRequest(f"limit: must be 1 to {MAX_LABEL_PAGE}, got {limit}")
+        if after and len(after) != MATCH_TOKEN_BYTES:
+            raise InvalidRequest(f"after: must be empty or a {MATCH_TOKEN_BYTES}-byte token")
+        with self.uow() as tx:
+            self._labelling_round(tx, caller, round_id)
+            return tx.labels.asked(round_id, caller.name, after=after, limit=limit)
+
+    def answer_labels(self, caller: Identity, round_id: str, items: Sequence[tuple[bytes, bytes | None]]) -> int:
+        """Record the caller's sealed labels for tokens the round asked it for (an empty label: it has
+        none to share); return how many of its asked labels are still unanswered. When no holder's
+        label is outstanding any more, the round's results are issued at once.
+
+        Raises (nothing recorded): ``InvalidRequest`` (no items or more than ``MAX_LABEL_PAGE``, a
+        token or a label of the wrong size, a token repeated, one not asked of the caller: named by
+        position), ``Conflict`` (a token answered before with another label), ``RoundClosed`` (the
+        round waits for no labels: not closed yet, results issued, or its window passed),
+        ``NotFound``.
+        """
+        _require(caller, Role.MEMBER, "label matched tokens")
+        if not 1 <= len(items) <= MAX_LABEL_PAGE:
+            raise InvalidRequest(f"items: must hold 1 to {MAX_LABEL_PAGE} labels, got {len(items)}")
+        seen: dict[bytes, int] = {}
+        for position, (token, label) in enumerate(items):
+            try:
+                check_item(token, label)
+            except InvalidRequest as exc:
+                raise InvalidRequest(f"item {position}: {exc}") from None
+            if (first := seen.setdefault(token, position)) != position:
+                raise InvalidRequest(f"item {position}: repeats the token of item {first}")
+        now = self.clock()
+        with self.uow() as tx:
+            self._labelling_round(tx, caller, round_id)
+            tx.rounds.lock(round_id)  # A concurrent issue of the results goes first, or waits for this.
+            found = self._labelling_round(tx, caller, round_id)
+            if found.labels_due is not None and now >= found.labels_due:
+                raise RoundClosed(
+                    f"round {round_id}: the window for labels closed at {found.labels_due:%Y-%m-%d %H:%M:%S} UTC"
+                )
+            answered = tx.labels.answer(round_id, caller.name, items)
+            if answered:
+                tx.audit.append(
+                    actor=caller.name, action="labels.answer", at=now, detail={"round_id": round_id, "labels": answered}
+                )
+            left, everyone = tx.labels.outstanding(round_id, caller.name), tx.labels.outstanding(round_id)
+        if not everyone:
+            self._match(round_id)
+        return left
 
     def get_result(self, caller: Identity, round_id: str) -> tuple[SignedResultHeader, Iterator[LeafPage]]:
         """The caller's own signed result header, and its pages of leaves to read one by one.

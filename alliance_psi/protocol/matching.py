@@ -14,11 +14,16 @@ in memory. Then, in the same transaction:
 
 So every result a member accepts is provably in the log the coordinator signed, and a result
 issued behind the log's back (or a log rewritten afterwards) contradicts a signed document.
+
+A round whose labels are sealed at match (``Round.labels_at_match``) keeps no labels in the
+standing sets: after it closes, ``ask_for_labels`` asks the holders whose labels a matched
+token's leaves will carry, and ``issue_results`` takes the labels they answered (a holder that
+did not answer in the window is carried without one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from itertools import groupby
 from operator import itemgetter
@@ -26,12 +31,12 @@ from operator import itemgetter
 from alliance_psi.crypto.merkle import leaf_hash
 from alliance_psi.crypto.signing import SigningKey
 from alliance_psi.protocol.checkpoints import sign_checkpoint
-from alliance_psi.protocol.label_cap import carried_labels
+from alliance_psi.protocol.label_cap import carried_labels, rank_holders
 from alliance_psi.protocol.model import PeerLabel, Round
 from alliance_psi.protocol.ports import CoordinatorTx
 from alliance_psi.protocol.result_codec import ResultBuilder, ResultHeader, holder_leaves, sign_header
 
-__all__ = ["issue_results"]
+__all__ = ["ask_for_labels", "issue_results"]
 
 
 def _leaves(
@@ -53,6 +58,54 @@ def _leaves(
     return [chosen[position.get(member, len(carried) - 1)] for member, _ in holders]
 
 
+def _matched(tx: CoordinatorTx, found: Round) -> Iterator[tuple[bytes, list[tuple[str, bytes | None]], int]]:
+    """(token, [(holder, label from its standing set)], holder count) of every token two or more
+    of the round's members hold, in token order (labels None unless the sets keep them)."""
+    # The repository's rows come in token order, a token's holders together (C-level grouping).
+    for token, group in groupby(tx.matching.match(found.round_id, 2, labels=found.labels_in_sets), key=itemgetter(0)):
+        rows = list(group)
+        yield token, [(member, label) for _, member, label, _ in rows], rows[0][3]
+
+
+def ask_for_labels(tx: CoordinatorTx, found: Round) -> int:
+    """Labels sealed at match: record, for each token at or above the round's threshold, that the
+    holders whose labels its leaves will carry are asked for their label (all of them, or the
+    first ``label_cap + 1`` in the round's secret order: ``label_cap.rank_holders``); return how
+    many labels were asked for. The other holders are asked for nothing: their labels would not be
+    carried, so they are never sealed."""
+
+    def requests() -> Iterator[tuple[bytes, str]]:
+        for token, holders, count in _matched(tx, found):
+            if count < found.threshold:
+                continue
+            members = [member for member, _ in holders]
+            if found.label_cap and len(members) > found.label_cap + 1:
+                members = rank_holders(found.label_salt, token, members)[: found.label_cap + 1]
+            yield from ((token, member) for member in members)
+
+    return tx.labels.ask(found.round_id, requests())
+
+
+def _with_answers(
+    tx: CoordinatorTx, found: Round, matched: Iterator[tuple[bytes, list[tuple[str, bytes | None]], int]]
+) -> Iterator[tuple[bytes, list[tuple[str, bytes | None]], int]]:
+    """``matched`` with each holder's label as it answered when asked at match (None: not asked,
+    or no answer): a merge of two streams in token order."""
+    answers = tx.labels.answers(found.round_id)
+    answer = next(answers, None)
+    for token, holders, count in matched:
+        if count < found.threshold:
+            yield token, holders, count
+            continue
+        labels: dict[str, bytes] = {}
+        while answer is not None and answer[0] < token:
+            answer = next(answers, None)
+        while answer is not None and answer[0] == token:
+            labels[answer[1]] = answer[2]
+            answer = next(answers, None)
+        yield token, [(member, labels.get(member)) for member, _ in holders], count
+
+
 def issue_results(
     tx: CoordinatorTx,
     found: Round,
@@ -71,10 +124,8 @@ def issue_results(
     results = {m: ResultBuilder(page_bytes) for m in members}
     matched_tokens = 0
     by_holders: dict[int, int] = {}
-    # The repository's rows come in token order, a token's holders together (C-level grouping).
-    for token, group in groupby(tx.matching.match(round_id, 2, labels=found.share_labels), key=itemgetter(0)):
-        rows = list(group)
-        holders, count = [(member, label) for _, member, label, _ in rows], rows[0][3]
+    matched = _matched(tx, found)
+    for token, holders, count in _with_answers(tx, found, matched) if found.labels_at_match else matched:
         by_holders[count] = by_holders.get(count, 0) + 1
         if count < found.threshold:
             continue
@@ -120,3 +171,5 @@ def issue_results(
         )
         signed = sign_header(key, header)
         tx.results.store_result(round_id, member, signed.header, signed.signature, builder.pages, at=at)
+    if found.labels_at_match:
+        tx.labels.clear(round_id)  # The results carry the answered labels now.

@@ -31,7 +31,7 @@ from alliance_psi.protocol.checkpoints import Checkpoint
 from alliance_psi.protocol.leads import Lead, LeadChecks, RefusedLead, build_leads, refuse_leads
 from alliance_psi.protocol.log_witness import LogWitness
 from alliance_psi.protocol.member_delta import ChangeWindow, DeltaPlan, LabelSealer, Progress, no_progress
-from alliance_psi.protocol.model import MemberResult, Round, RoundState, SubmissionState, SubmissionStatus
+from alliance_psi.protocol.model import MemberResult, Round, RoundState, SubmissionState, SubmissionStatus, label_scope
 from alliance_psi.protocol.node_rows import CachedToken, KeptLeaf, SetRecord
 from alliance_psi.protocol.ports import CoordinatorCalls, Evaluator, NodeUnitOfWork
 from alliance_psi.protocol.result_codec import (
@@ -248,7 +248,7 @@ class MemberRole:
             ) from None
         with self.uow.writing() as tx:
             tx.repo.apply_pending(round.set_scope)
-            tx.results.record_scope(round.round_id, round.set_scope, share_labels=round.share_labels)
+            tx.results.record_scope(round.round_id, round.label_scope, share_labels=round.share_labels)
         return Submitted(committed.set_count, committed.item_count, plan.replace, plan.sequence)
 
     def plan(self, round: Round, status: SubmissionStatus) -> DeltaPlan:
@@ -337,7 +337,8 @@ class MemberRole:
                 return False
             tx.repo.apply_pending(scope)
             # The pending delta's round is of the same scope, so it shares labels as ``round`` does.
-            tx.results.record_scope(pending.round_id, scope, share_labels=round.share_labels)
+            scoped = label_scope(scope, pending.round_id, at_match=round.labels_at_match)
+            tx.results.record_scope(pending.round_id, scoped, share_labels=round.share_labels)
             return True
 
     def _record_matches(self, known: SetRecord | None, status: SubmissionStatus) -> bool:
@@ -380,14 +381,57 @@ class MemberRole:
         self.check_log()
         scope = self._label_scope(round_id, round)
         deadline = time.monotonic() + wait
+        labelled = round is not None and not round.labels_at_match
         while True:
             try:
                 with contextlib.closing(self.coordinator.get_result(round_id)) as parts:
                     return self._verify_and_keep(round_id, round_name, scope, parts)
             except NotFound:
+                if not labelled:  # A round that asks for labels at match may be asking this node.
+                    labelled = self._answer_if_asked(round_id)
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(poll)
+
+    def _answer_if_asked(self, round_id: str) -> bool:
+        """Answer ``round_id``'s label requests if it is asking for them now; return whether this
+        node has nothing more to answer in it (its labels sent, or a round that asks for none)."""
+        current, _ = self.coordinator.get_round(round_id)
+        if not current.labels_at_match or current.state is RoundState.MATCHED:
+            return True
+        if not current.labelling:
+            return False  # Not closed yet, or not asking yet: ask again at the next poll.
+        self.answer_label_requests(current)
+        return True
+
+    def answer_label_requests(self, round: Round) -> int:
+        """Seal and send this node's labels for its matched tokens that ``round`` asks for (a batch
+        round with ``labels_at_match`` that closed and is waiting for labels); return how many.
+
+        Only a token this node committed in the round's scope and still holds gets its label; any
+        other asked token gets an empty answer (nothing to share), so the round need not wait for
+        it: a coordinator cannot make the node seal a label outside the round's scope, and a
+        withdrawn identifier's label is not sent. Labels are bound to the round (``Round.label_scope``).
+        Resumable: answered tokens are not asked again, and an answer sent twice changes nothing.
+        Raises what the coordinator raises (``RoundClosed`` once the window passed).
+        """
+        sealer = self.labels.at_match(round)
+        after, sent = b"", 0
+        while tokens := self.coordinator.label_requests(round.round_id, after=after):
+            with self.uow.reading() as tx:
+                ours = tx.repo.submitted_for_tokens(round.set_scope, tokens)
+                rows = tx.repo.submission_rows_for_tokens(round.key_epoch, [t for t in tokens if t in ours])
+            items: list[tuple[bytes, bytes | None]] = []
+            for token in tokens:
+                row = rows.get(token)
+                items.append((token, sealer.seal(row, sealer.label(row)[0]) if row is not None else None))
+            left = self.coordinator.answer_labels(round.round_id, items)
+            sent += sum(1 for _, label in items if label)
+            after = tokens[-1]
+            self.progress("labels", sent, None)
+            if not left:  # The last answer may have issued the results: ask no more.
+                break
+        return sent
 
     def _label_scope(self, round_id: str, round: Round | None) -> tuple[str, bool]:
         """(scope, share_labels) of ``round_id``: as this node recorded it when it committed, else as
@@ -398,7 +442,7 @@ class MemberRole:
             return recorded
         if round is None:
             round, _ = self.coordinator.get_round(round_id)
-        return round.set_scope, round.share_labels
+        return round.label_scope, round.share_labels
 
     def _verify_and_keep(
         self,

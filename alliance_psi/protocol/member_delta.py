@@ -70,8 +70,14 @@ class LabelSealer:
     nonce_key: bytes
 
     def for_round(self, round: Round) -> RoundLabels:
-        """The labels of ``round``'s submission (none, when the round shares no labels)."""
-        return RoundLabels(round.share_labels, round.key_epoch, round.set_scope, self.nonce_key)
+        """The labels of ``round``'s submission (none, when the round shares no labels or asks for
+        them only where tokens matched)."""
+        return RoundLabels(round.labels_in_sets, round.key_epoch, round.set_scope, self.nonce_key)
+
+    def at_match(self, round: Round) -> RoundLabels:
+        """The labels ``round`` asks for after matching (``Round.labels_at_match``): bound to the
+        round itself (``Round.label_scope``)."""
+        return RoundLabels(True, round.key_epoch, round.label_scope, self.nonce_key)
 
     def own_pseudonym(self, context: LabelContext) -> bytes:
         """This node's sealer pseudonym for ``context``: what its own label for the token carries."""

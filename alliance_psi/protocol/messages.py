@@ -33,7 +33,7 @@ from alliance_psi.protocol._pb import key_ceremony_pb2 as pb_ceremony
 from alliance_psi.protocol.alerts import AlertBatch, SignedAlert
 from alliance_psi.protocol.ceremony_model import Envelope, Payload, Signed, Stage, share_from_bytes
 from alliance_psi.protocol.checkpoints import SignedCheckpoint, SignedStatement
-from alliance_psi.protocol.coordinator import MAX_ID_CHARS, Chunk, Commit, RoundSpec
+from alliance_psi.protocol.coordinator import MAX_ID_CHARS, MAX_LABEL_PAGE, Chunk, Commit, RoundSpec
 from alliance_psi.protocol.custodian import MAX_EVALUATE_BATCH, EpochStatus
 from alliance_psi.protocol.model import NO_DEADLINE, Round, RoundKind, RoundState, SubmissionState, SubmissionStatus
 from alliance_psi.protocol.result_codec import LeafPage, SignedResultHeader
@@ -43,6 +43,7 @@ from alliance_psi.protocol.wire import WireLimit, field_bytes
 __all__ = [
     "CEREMONY_REQUEST",
     "CHUNK_REQUEST",
+    "LABELS_REQUEST",
     "CeremonyCodec",
     "ELEMENT_BYTES",
     "EVALUATE_REQUEST",
@@ -62,6 +63,8 @@ __all__ = [
     "evaluate_from_pb",
     "evaluate_request",
     "evaluate_subset_from_pb",
+    "answer_labels_from_pb",
+    "answer_labels_to_pb",
     "inclusion_from_pb",
     "inclusion_to_pb",
     "pb_ceremony",
@@ -98,6 +101,10 @@ CHUNK_REQUEST = WireLimit(
     + _BOOL_FIELD
     + _UINT64_FIELD,
     max_fields=MAX_CHUNK_ITEMS + 5,
+)
+# AnswerLabelsRequest: round_id and at most MAX_LABEL_PAGE items, each a token and a sealed label.
+LABELS_REQUEST = WireLimit(
+    max_bytes=field_bytes(MAX_ID_CHARS) + MAX_LABEL_PAGE * _LARGEST_ITEM, max_fields=MAX_LABEL_PAGE + 1
 )
 # EvaluateRequest: key_epoch, MAX_EVALUATE_BATCH elements, batch_id, a subset of at most
 # MAX_CUSTODIANS indexes (packed, as proto3 and our clients encode it: one field), prove.
@@ -164,6 +171,9 @@ def round_to_pb(r: Round, committed_count: int) -> pb_coordinator.RoundInfo:
         kind=r.kind.value,
         min_interval_seconds=r.min_interval_seconds,
         label_cap=r.label_cap,
+        labels_at_match=r.labels_at_match,
+        label_window_seconds=r.label_window_seconds,
+        labels_due=_ts(r.labels_due),
     )
 
 
@@ -189,6 +199,9 @@ def round_from_pb(m: pb_coordinator.RoundInfo) -> tuple[Round, int]:
         kind=round_kind_from_pb(m.kind),
         min_interval_seconds=m.min_interval_seconds,
         label_cap=m.label_cap,
+        labels_at_match=m.labels_at_match,
+        label_window_seconds=m.label_window_seconds,
+        labels_due=_dt(m, "labels_due"),
     )
     return r, m.committed_count
 
@@ -206,6 +219,8 @@ def round_spec_to_pb(spec: RoundSpec) -> pb_coordinator.CreateRoundRequest:
         kind=spec.kind.value,
         min_interval_seconds=spec.min_interval_seconds,
         label_cap=spec.label_cap,
+        labels_at_match=spec.labels_at_match,
+        label_window_seconds=spec.label_window_seconds,
     )
 
 
@@ -229,6 +244,8 @@ def round_spec_from_pb(m: pb_coordinator.CreateRoundRequest) -> RoundSpec:
         kind=kind,
         min_interval_seconds=m.min_interval_seconds,
         label_cap=m.label_cap,
+        labels_at_match=m.labels_at_match,
+        label_window_seconds=m.label_window_seconds,
     )
 
 
@@ -264,6 +281,23 @@ def chunk_from_pb(m: pb_coordinator.SubmissionChunk) -> Chunk:
         replace=not m.delta,
         sequence=m.sequence,
     )
+
+
+def answer_labels_to_pb(
+    round_id: str, items: Sequence[tuple[bytes, bytes | None]]
+) -> pb_coordinator.AnswerLabelsRequest:
+    message = pb_coordinator.AnswerLabelsRequest(round_id=round_id)
+    message.items.extend(pb_coordinator.SubmittedToken(match_token=t, sealed_label=label or b"") for t, label in items)
+    return message
+
+
+def answer_labels_from_pb(m: pb_coordinator.AnswerLabelsRequest) -> tuple[str, tuple[tuple[bytes, bytes | None], ...]]:
+    """(round id, items), once the count is checked (before the items become Python objects)."""
+    if not m.round_id:
+        raise InvalidRequest("round_id: required")
+    if not 1 <= len(m.items) <= MAX_LABEL_PAGE:
+        raise InvalidRequest(f"items: must hold 1 to {MAX_LABEL_PAGE} labels, got {len(m.items)}")
+    return m.round_id, tuple([(item.match_token, item.sealed_label or None) for item in m.items])
 
 
 def commit_to_pb(c: Commit) -> pb_coordinator.CommitSubmissionRequest:

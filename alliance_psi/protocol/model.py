@@ -24,6 +24,7 @@ __all__ = [
     "RoundState",
     "SubmissionState",
     "SubmissionStatus",
+    "label_scope",
 ]
 
 MIN_THRESHOLD = 2
@@ -73,6 +74,11 @@ class SubmissionState(enum.StrEnum):
     COMMITTED = "committed"
 
 
+def label_scope(set_scope: str, round_id: str, *, at_match: bool) -> str:
+    """``Round.label_scope`` of round ``round_id`` over the standing sets of ``set_scope``."""
+    return f"{set_scope}/round:{round_id}" if at_match else set_scope
+
+
 @dataclass(frozen=True, slots=True)
 class Round:
     """A matching round, as the admin created it and as it stands."""
@@ -98,11 +104,36 @@ class Round:
     # coordinator's secret, never sent (no member can steer its own label into every leaf).
     label_cap: int = 0
     label_salt: bytes = field(default=b"", repr=False)
+    # Batch rounds sharing labels: labels are sealed only for the tokens that matched, after the
+    # round closed (``labels_at_match``), by the holders whose labels will be carried, within
+    # ``label_window_seconds``; ``labels_due`` is set when the coordinator asks for them (the
+    # round stays closed until it issues the results).
+    labels_at_match: bool = False
+    label_window_seconds: int = 0
+    labels_due: datetime | None = None
 
     @property
     def continuous(self) -> bool:
         """Whether this is a continuous scope (matched at each commit) rather than a batch round."""
         return self.kind is RoundKind.CONTINUOUS
+
+    @property
+    def labels_in_sets(self) -> bool:
+        """Whether members seal a label for every token they submit (kept in the standing sets):
+        a round or scope sharing labels, unless it asks for them only where they matched."""
+        return self.share_labels and not self.labels_at_match
+
+    @property
+    def labelling(self) -> bool:
+        """Whether the round is closed and waiting for the matched tokens' labels."""
+        return self.state is RoundState.CLOSED and self.labels_due is not None
+
+    @property
+    def label_scope(self) -> str:
+        """The scope bound into this round's sealed labels (``crypto.labels``): the standing sets'
+        scope, whose labels stay from round to round; for labels sealed at match, the round itself,
+        so a label proves its sealer answered in this round and opens in no other."""
+        return label_scope(self.set_scope, self.round_id, at_match=self.labels_at_match)
 
     def invites(self, member_id: str) -> bool:
         """Whether ``member_id`` may submit to this round."""
@@ -118,7 +149,7 @@ class Round:
         A continuous scope keeps sets of its own (its id leads its scope): its holders are its
         own invited members, and batch rounds of the same epoch and types go on beside it.
         """
-        kind = "labels" if self.share_labels else "tokens"
+        kind = "labels" if self.labels_in_sets else ("labels-at-match" if self.share_labels else "tokens")
         scope = f"{self.key_epoch}/{','.join(sorted(self.allowed_types))}/{kind}"
         return f"continuous:{self.round_id}/{scope}" if self.continuous else scope
 

@@ -407,6 +407,17 @@ class CoordinatorClient(_Client):
             self.stub.GetResult(request, timeout=self.retry.timeout * 10), messages.result_part_from_pb
         )
 
+    def label_requests(self, round_id: str, *, after: bytes = b"", limit: int = 0) -> list[bytes]:
+        """A page of the caller's matched tokens whose labels the round asks for (empty: none left)."""
+        request = pb_coordinator.GetLabelRequestsRequest(round_id=round_id, after=after, limit=limit)
+        return list(self._call(lambda t: self.stub.GetLabelRequests(request, timeout=t)).match_tokens)
+
+    def answer_labels(self, round_id: str, items: Sequence[tuple[bytes, bytes | None]]) -> int:
+        """Send the caller's sealed labels for asked tokens; return how many it still owes. Retried
+        safely: answering a token again with the same label changes nothing."""
+        request = messages.answer_labels_to_pb(round_id, items)
+        return int(self._call(lambda t: self.stub.AnswerLabels(request, timeout=t)).labels_left)
+
     def checkpoint(self) -> SignedCheckpoint:
         """The audit log's signed head now."""
         request = pb_coordinator.GetCheckpointRequest()

@@ -13,7 +13,7 @@ from alliance_psi.defaults import TICK_SECONDS
 from alliance_psi.errors import InvalidRequest
 from alliance_psi.protocol import messages
 from alliance_psi.protocol._pb import coordinator_pb2_grpc
-from alliance_psi.protocol.coordinator import CoordinatorRole
+from alliance_psi.protocol.coordinator import MAX_LABEL_PAGE, CoordinatorRole
 from alliance_psi.protocol.messages import pb_coordinator
 from alliance_psi.protocol.model import Role, RoundState
 from alliance_psi.services.interceptors import identity_of
@@ -108,6 +108,19 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             for page in pages:
                 yield messages.result_part_to_pb(page)
 
+    def GetLabelRequests(self, request, context):  # type: ignore[no-untyped-def]
+        with guarded(context):
+            tokens = self.role.label_requests(
+                identity_of(context), request.round_id, after=request.after, limit=request.limit or MAX_LABEL_PAGE
+            )
+            return pb_coordinator.LabelRequests(match_tokens=tokens)
+
+    def AnswerLabels(self, request, context):  # type: ignore[no-untyped-def]
+        with guarded(context):
+            caller = identity_of(context)
+            round_id, items = messages.answer_labels_from_pb(request)
+            return pb_coordinator.AnswerLabelsResponse(labels_left=self.role.answer_labels(caller, round_id, items))
+
     def WatchAlerts(self, request, context):  # type: ignore[no-untyped-def]
         # A long server stream: each page of alerts read in its own transaction as it is released,
         # heartbeats between; it ends when the member cancels or its connection goes.
@@ -152,13 +165,15 @@ def coordinator_registration(role: CoordinatorRole, metrics: Metrics | None = No
             "GetSubmission": _MEMBER,
             "CommitSubmission": _MEMBER,
             "GetResult": _MEMBER,
+            "GetLabelRequests": _MEMBER,
+            "AnswerLabels": _MEMBER,
             "GetCheckpoint": _ANYONE,
             "GetConsistencyProof": _ANYONE,
             "GetInclusionProof": _ANYONE,
             "WatchAlerts": _MEMBER,
             "AckAlerts": _MEMBER,
         },
-        request_limits={"UploadChunks": messages.CHUNK_REQUEST},
+        request_limits={"UploadChunks": messages.CHUNK_REQUEST, "AnswerLabels": messages.LABELS_REQUEST},
     )
 
 

@@ -81,6 +81,7 @@ class NodeDaemon:
     inbox: Inbox = field(init=False)
     _said: dict[str, str] = field(default_factory=dict, init=False)  # Round -> last problem logged.
     _next_delta: dict[str, float] = field(default_factory=dict, init=False)  # Scope -> monotonic time.
+    _labelled: set[str] = field(default_factory=set, init=False)  # Rounds whose asked labels this node answered.
 
     def __post_init__(self) -> None:
         self.inbox = Inbox(self.settings.inbox, settle_seconds=self.settings.settle_seconds)
@@ -183,10 +184,22 @@ class NodeDaemon:
             if stop.is_set():
                 return
             self._guarded(round_.round_id, functools.partial(self._join, round_))
+        for round_, _ in coordinator.list_rounds(RoundState.CLOSED, RoundKind.BATCH):
+            if stop.is_set():
+                return
+            if round_.labelling and round_.round_id not in self._labelled:
+                self._guarded(round_.round_id, functools.partial(self._label, round_))
         for round_, _ in coordinator.list_rounds(RoundState.MATCHED):
             if stop.is_set():
                 return
             self._guarded(round_.round_id, functools.partial(self._fetch, round_))
+
+    def _label(self, round_: Round) -> None:
+        """Answer a closed round's requests for this node's labels of its matched tokens."""
+        sent = self.node.role.answer_label_requests(round_)
+        self._labelled.add(round_.round_id)
+        if sent:
+            self.log.info("round %s: %s sealed and sent for matched tokens", round_.round_id, plural(sent, "label"))
 
     def _join(self, round_: Round) -> None:
         status = self.node.coordinator.submission_status(round_.round_id, self.member_id)

@@ -18,6 +18,7 @@ from alliance_psi.storage.alerts_repo import AlertRepository
 from alliance_psi.storage.audit_log import AuditLog
 from alliance_psi.storage.matching_repo import MatchRepository
 from alliance_psi.storage.results_repo import ResultRepository
+from alliance_psi.storage.round_labels import RoundLabelRepository
 from alliance_psi.storage.rounds_repo import RoundRepository
 from alliance_psi.storage.submissions_repo import SubmissionRepository
 
@@ -25,7 +26,7 @@ __all__ = ["CoordinatorRepositories"]
 
 
 class CoordinatorRepositories:
-    """Rounds, submissions, matching, results, the alert outbox and the audit log, over one
+    """Rounds, submissions, matching, labels asked at match, results, the alert outbox and the audit log, over one
     connection (``protocol.ports.CoordinatorTx``)."""
 
     def __init__(self, conn: Connection) -> None:
@@ -33,5 +34,6 @@ class CoordinatorRepositories:
         self.submissions = SubmissionRepository(conn)
         self.matching = MatchRepository(conn)
         self.results = ResultRepository(conn)
+        self.labels = RoundLabelRepository(conn)
         self.alerts = AlertRepository(conn)
         self.audit = AuditLog(conn)

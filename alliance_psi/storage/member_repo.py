@@ -376,6 +376,15 @@ class MemberRepository:
             found.update({row.match_token: row.label_key for row in self._conn.execute(query)})
         return found
 
+    def submission_rows_for_tokens(self, key_epoch: str, tokens: Iterable[bytes]) -> dict[bytes, SubmissionRow]:
+        """Return {match token: ``SubmissionRow``} for the tokens cached in ``key_epoch`` whose
+        identifier is still held; others are left out."""
+        found: dict[bytes, SubmissionRow] = {}
+        for batch in batched(tokens):
+            query = _submission_rows(key_epoch).where(token_cache.c.match_token.in_(batch))
+            found.update({row.match_token: row for row in self._stream_rows(query)})
+        return found
+
     # What the coordinator holds of this node's set, per scope (see ``Round.set_scope``).
 
     def iter_submitted(self, set_scope: str) -> Iterator[SubmittedToken]:

@@ -62,6 +62,9 @@ class RoundRepository:
             "min_interval_seconds": round.min_interval_seconds,
             "label_cap": round.label_cap,
             "label_salt": round.label_salt or None,
+            "labels_at_match": round.labels_at_match,
+            "label_window_seconds": round.label_window_seconds,
+            "labels_due": round.labels_due,
         }
         if self._conn.execute(select(rounds.c.round_id).where(rounds.c.round_id == round.round_id)).first():
             raise Conflict(f"round {round.round_id} already exists")
@@ -123,6 +126,21 @@ class RoundRepository:
         self.get_round(round_id)  # Raises NotFound if the round does not exist at all.
         return False
 
+    def start_labelling(self, round_id: str, *, due: datetime) -> bool:
+        """Set a closed round's ``labels_due`` if it has none yet: a compare-and-set, as
+        ``transition_round`` (False, changing nothing, when the round is not closed or was asked
+        for its labels already)."""
+        moved = self._conn.execute(
+            update(rounds)
+            .where(
+                rounds.c.round_id == round_id,
+                rounds.c.state == RoundState.CLOSED.value,
+                rounds.c.labels_due.is_(None),
+            )
+            .values(labels_due=due)
+        )
+        return moved.rowcount == 1
+
     def set_scope(self, round_id: str) -> str:
         """The round's ``set_scope``. Raises ``NotFound`` for no such round."""
         scope = self._conn.execute(select(rounds.c.set_scope).where(rounds.c.round_id == round_id)).scalar_one_or_none()
@@ -171,4 +189,7 @@ def _round_from_row(row: Row[Any]) -> Round:
         min_interval_seconds=row.min_interval_seconds,
         label_cap=row.label_cap,
         label_salt=row.label_salt or b"",
+        labels_at_match=bool(row.labels_at_match),
+        label_window_seconds=row.label_window_seconds,
+        labels_due=row.labels_due,
     )

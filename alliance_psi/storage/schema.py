@@ -76,6 +76,7 @@ __all__ = [
     "quota_usage",
     "result_headers",
     "result_pages",
+    "round_labels",
     "rounds",
     "set_holders",
     "submission_chunks",
@@ -156,6 +157,11 @@ rounds = Table(
     # and the coordinator's secret salt that orders which holders' labels are carried.
     Column("label_cap", Integer, nullable=False, server_default=text("0")),
     Column("label_salt", LargeBinary, nullable=True),
+    # Labels sealed only for matched tokens, after closing (``Round.labels_at_match``): the window
+    # the holders have to answer, and when they must have answered (set when asked; NULL before).
+    Column("labels_at_match", Boolean, nullable=False, default=False, server_default=false()),
+    Column("label_window_seconds", Integer, nullable=False, server_default=text("0")),
+    Column("labels_due", UTCDateTime, nullable=True),
     Index("ix_rounds_state", "state"),
     Index("ix_rounds_scope_state", "set_scope", "state"),
     # Rounds of one scope run one after another (their matching reads the standing sets).
@@ -286,6 +292,21 @@ result_pages = Table(
     Column("first_leaf", BigInteger, nullable=False),
     Column("leaf_count", Integer, nullable=False),
     Column("leaves", LargeBinary, nullable=False),  # Each leaf as I2OSP(len, 4) || leaf.
+)
+
+# Rounds with labels sealed at match (``Round.labels_at_match``): the labels the coordinator asked
+# each carried holder of a matched token for, and its answer (NULL until it answers; empty: it
+# has no label to share). Kept only until the round's results are issued, which carry them.
+round_labels = Table(
+    "round_labels",
+    metadata,
+    Column("round_id", Text, ForeignKey("rounds.round_id"), primary_key=True),
+    Column("match_token", LargeBinary(MATCH_TOKEN_BYTES), primary_key=True),
+    Column("member_id", Text, primary_key=True),
+    Column("sealed_label", LargeBinary, nullable=True),
+    Column("answered", Boolean, nullable=False, default=False, server_default=false()),
+    Index("ix_round_labels_member", "round_id", "member_id", "answered", "match_token"),
+    _length_is("match_token", MATCH_TOKEN_BYTES),
 )
 
 # The tables that hold one row per token, partitioned by it on PostgreSQL: the unit a Citus

@@ -189,6 +189,10 @@ class MemoryNodeRepo:
             token: key for (epoch, _), (token, key) in self._s.tokens.items() if epoch == key_epoch and token in wanted
         }
 
+    def submission_rows_for_tokens(self, key_epoch: str, tokens: Iterable[bytes]) -> dict[bytes, SubmissionRow]:
+        wanted = set(tokens)
+        return {row.match_token: row for row in self.iter_submission_rows(key_epoch) if row.match_token in wanted}
+
     def iter_submitted(self, set_scope: str) -> Iterator[SubmittedToken]:
         yield from sorted(self._s.submitted.get(set_scope, {}).values())
 
@@ -421,6 +425,12 @@ class LoopbackCoordinator:
         header, pages = self.role.get_result(self.caller, round_id)
         for part in (header, *pages):
             yield self.tamper(part) if self.tamper else part
+
+    def label_requests(self, round_id: str, *, after: bytes = b"", limit: int = 0) -> list[bytes]:
+        return self.role.label_requests(self.caller, round_id, after=after, **({"limit": limit} if limit else {}))
+
+    def answer_labels(self, round_id: str, items: Sequence[tuple[bytes, bytes | None]]) -> int:
+        return self.role.answer_labels(self.caller, round_id, items)
 
     def checkpoint(self) -> SignedCheckpoint:
         return self.audit.checkpoint(self.caller)

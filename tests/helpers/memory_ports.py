@@ -25,7 +25,7 @@ import contextlib
 import copy
 import hmac
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -143,6 +143,8 @@ class _State:
     results: dict[tuple[str, str], tuple[bytes, bytes, int]] = field(default_factory=dict)
     result_pages: dict[tuple[str, str, int], tuple[int, tuple[bytes, ...]]] = field(default_factory=dict)
     holder_counts: dict[str, dict[int, int]] = field(default_factory=dict)
+    # (round, token, member) -> (answered, label): labels asked at match.
+    labels: dict[tuple[str, bytes, str], tuple[bool, bytes | None]] = field(default_factory=dict)
 
 
 class _OverState:
@@ -189,6 +191,16 @@ class MemoryRounds(_OverState):
             moved = replace(current, state=to_state, matched_at=at)
         self._s.rounds[round_id] = moved
         return True
+
+    def start_labelling(self, round_id: str, *, due: datetime) -> bool:
+        current = self.get_round(round_id)
+        if current.state is not RoundState.CLOSED or current.labels_due is not None:
+            return False
+        self._s.rounds[round_id] = replace(current, labels_due=due)
+        return True
+
+    def lock(self, round_id: str, *, exclusive: bool = False) -> RoundState:
+        return self.get_round(round_id).state
 
 
 class MemorySubmissions(_OverState):
@@ -419,6 +431,58 @@ class MemoryResults(_OverState):
         return self._s.result_pages[(round_id, member_id, page_index)]
 
 
+class MemoryLabels(_OverState):
+    """A ``RoundLabelsRepo`` over a dict, with the storage adapter's checks and errors."""
+
+    def ask(self, round_id: str, requests: Iterable[tuple[bytes, str]]) -> int:
+        count = 0
+        for token, member in requests:
+            self._s.labels[(round_id, token, member)] = (False, None)
+            count += 1
+        return count
+
+    def asked(self, round_id: str, member_id: str, *, after: bytes = b"", limit: int) -> list[bytes]:
+        tokens = sorted(
+            t
+            for (r, t, m), (answered, _) in self._s.labels.items()
+            if r == round_id and m == member_id and not answered
+        )
+        return [t for t in tokens if t > after][:limit]
+
+    def answer(self, round_id: str, member_id: str, items: Sequence[tuple[bytes, bytes | None]]) -> int:
+        fresh = []
+        for index, (token, label) in enumerate(items):
+            key = (round_id, token, member_id)
+            if key not in self._s.labels:
+                raise InvalidRequest(f"item {index}: not a token this member was asked to label in round {round_id}")
+            answered, stored = self._s.labels[key]
+            if answered:
+                if (stored or b"") != (label or b""):
+                    raise Conflict(f"item {index}: answered already with another label")
+                continue
+            fresh.append((key, label or None))
+        for key, label in fresh:
+            self._s.labels[key] = (True, label)
+        return len(fresh)
+
+    def outstanding(self, round_id: str, member_id: str | None = None) -> int:
+        return sum(
+            1
+            for (r, _, m), (answered, _) in self._s.labels.items()
+            if r == round_id and not answered and member_id in (None, m)
+        )
+
+    def answers(self, round_id: str) -> Iterator[tuple[bytes, str, bytes]]:
+        found = [(t, m, label) for (r, t, m), (answered, label) in self._s.labels.items() if r == round_id and label]
+        yield from sorted(found)  # type: ignore[misc]
+
+    def clear(self, round_id: str) -> int:
+        keys = [key for key in self._s.labels if key[0] == round_id]
+        for key in keys:
+            del self._s.labels[key]
+        return len(keys)
+
+
 class MemoryAlerts:
     """The alert outbox, as far as batch rounds touch it: these fakes serve no continuous scope, so
     no alert is ever held (the coordinator's tick asks). Continuous scopes are tested on SQLite
@@ -434,12 +498,20 @@ class _Tx:
     submissions: MemorySubmissions
     matching: MemoryMatching
     results: MemoryResults
+    labels: MemoryLabels
     audit: MemoryAudit
     alerts: MemoryAlerts = field(default_factory=MemoryAlerts)
 
     @classmethod
     def over(cls, state: _State, audit: MemoryAudit) -> _Tx:
-        return cls(MemoryRounds(state), MemorySubmissions(state), MemoryMatching(state), MemoryResults(state), audit)
+        return cls(
+            MemoryRounds(state),
+            MemorySubmissions(state),
+            MemoryMatching(state),
+            MemoryResults(state),
+            MemoryLabels(state),
+            audit,
+        )
 
 
 class MemoryUnitOfWork:

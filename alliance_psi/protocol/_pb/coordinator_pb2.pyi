@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RoundInfo(_message.Message):
-    __slots__ = ("round_id", "name", "threshold", "key_epoch", "deadline", "allowed_types", "invited", "invite_all", "share_labels", "state", "created_by", "created_at", "closed_at", "close_reason", "matched_at", "committed_count", "kind", "min_interval_seconds", "label_cap")
+    __slots__ = ("round_id", "name", "threshold", "key_epoch", "deadline", "allowed_types", "invited", "invite_all", "share_labels", "state", "created_by", "created_at", "closed_at", "close_reason", "matched_at", "committed_count", "kind", "min_interval_seconds", "label_cap", "labels_at_match", "label_window_seconds", "labels_due")
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,9 @@ class RoundInfo(_message.Message):
     KIND_FIELD_NUMBER: _ClassVar[int]
     MIN_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     LABEL_CAP_FIELD_NUMBER: _ClassVar[int]
+    LABELS_AT_MATCH_FIELD_NUMBER: _ClassVar[int]
+    LABEL_WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_DUE_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     name: str
     threshold: int
@@ -50,10 +53,13 @@ class RoundInfo(_message.Message):
     kind: str
     min_interval_seconds: int
     label_cap: int
-    def __init__(self, round_id: _Optional[str] = ..., name: _Optional[str] = ..., threshold: _Optional[int] = ..., key_epoch: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allowed_types: _Optional[_Iterable[str]] = ..., invited: _Optional[_Iterable[str]] = ..., invite_all: _Optional[bool] = ..., share_labels: _Optional[bool] = ..., state: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., closed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., close_reason: _Optional[str] = ..., matched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., committed_count: _Optional[int] = ..., kind: _Optional[str] = ..., min_interval_seconds: _Optional[int] = ..., label_cap: _Optional[int] = ...) -> None: ...
+    labels_at_match: bool
+    label_window_seconds: int
+    labels_due: _timestamp_pb2.Timestamp
+    def __init__(self, round_id: _Optional[str] = ..., name: _Optional[str] = ..., threshold: _Optional[int] = ..., key_epoch: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allowed_types: _Optional[_Iterable[str]] = ..., invited: _Optional[_Iterable[str]] = ..., invite_all: _Optional[bool] = ..., share_labels: _Optional[bool] = ..., state: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., closed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., close_reason: _Optional[str] = ..., matched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., committed_count: _Optional[int] = ..., kind: _Optional[str] = ..., min_interval_seconds: _Optional[int] = ..., label_cap: _Optional[int] = ..., labels_at_match: _Optional[bool] = ..., label_window_seconds: _Optional[int] = ..., labels_due: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateRoundRequest(_message.Message):
-    __slots__ = ("round_id", "name", "threshold", "key_epoch", "deadline", "allowed_types", "invited", "share_labels", "kind", "min_interval_seconds", "label_cap")
+    __slots__ = ("round_id", "name", "threshold", "key_epoch", "deadline", "allowed_types", "invited", "share_labels", "kind", "min_interval_seconds", "label_cap", "labels_at_match", "label_window_seconds")
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +71,8 @@ class CreateRoundRequest(_message.Message):
     KIND_FIELD_NUMBER: _ClassVar[int]
     MIN_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     LABEL_CAP_FIELD_NUMBER: _ClassVar[int]
+    LABELS_AT_MATCH_FIELD_NUMBER: _ClassVar[int]
+    LABEL_WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     name: str
     threshold: int
@@ -76,7 +84,9 @@ class CreateRoundRequest(_message.Message):
     kind: str
     min_interval_seconds: int
     label_cap: int
-    def __init__(self, round_id: _Optional[str] = ..., name: _Optional[str] = ..., threshold: _Optional[int] = ..., key_epoch: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allowed_types: _Optional[_Iterable[str]] = ..., invited: _Optional[_Iterable[str]] = ..., share_labels: _Optional[bool] = ..., kind: _Optional[str] = ..., min_interval_seconds: _Optional[int] = ..., label_cap: _Optional[int] = ...) -> None: ...
+    labels_at_match: bool
+    label_window_seconds: int
+    def __init__(self, round_id: _Optional[str] = ..., name: _Optional[str] = ..., threshold: _Optional[int] = ..., key_epoch: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allowed_types: _Optional[_Iterable[str]] = ..., invited: _Optional[_Iterable[str]] = ..., share_labels: _Optional[bool] = ..., kind: _Optional[str] = ..., min_interval_seconds: _Optional[int] = ..., label_cap: _Optional[int] = ..., labels_at_match: _Optional[bool] = ..., label_window_seconds: _Optional[int] = ...) -> None: ...
 
 class CloseRoundRequest(_message.Message):
     __slots__ = ("round_id", "reason")
@@ -191,6 +201,36 @@ class GetResultRequest(_message.Message):
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     def __init__(self, round_id: _Optional[str] = ...) -> None: ...
+
+class GetLabelRequestsRequest(_message.Message):
+    __slots__ = ("round_id", "after", "limit")
+    ROUND_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    round_id: str
+    after: bytes
+    limit: int
+    def __init__(self, round_id: _Optional[str] = ..., after: _Optional[bytes] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class LabelRequests(_message.Message):
+    __slots__ = ("match_tokens",)
+    MATCH_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    match_tokens: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, match_tokens: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class AnswerLabelsRequest(_message.Message):
+    __slots__ = ("round_id", "items")
+    ROUND_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    round_id: str
+    items: _containers.RepeatedCompositeFieldContainer[SubmittedToken]
+    def __init__(self, round_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[SubmittedToken, _Mapping]]] = ...) -> None: ...
+
+class AnswerLabelsResponse(_message.Message):
+    __slots__ = ("labels_left",)
+    LABELS_LEFT_FIELD_NUMBER: _ClassVar[int]
+    labels_left: int
+    def __init__(self, labels_left: _Optional[int] = ...) -> None: ...
 
 class ResultPart(_message.Message):
     __slots__ = ("header", "page")

@@ -75,6 +75,16 @@ class CoordinatorStub:
                 request_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.GetResultRequest.SerializeToString,
                 response_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.ResultPart.FromString,
                 _registered_method=True)
+        self.GetLabelRequests = channel.unary_unary(
+                '/alliance_psi.v1.Coordinator/GetLabelRequests',
+                request_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.GetLabelRequestsRequest.SerializeToString,
+                response_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.LabelRequests.FromString,
+                _registered_method=True)
+        self.AnswerLabels = channel.unary_unary(
+                '/alliance_psi.v1.Coordinator/AnswerLabels',
+                request_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.AnswerLabelsRequest.SerializeToString,
+                response_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.AnswerLabelsResponse.FromString,
+                _registered_method=True)
         self.GetCheckpoint = channel.unary_unary(
                 '/alliance_psi.v1.Coordinator/GetCheckpoint',
                 request_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.GetCheckpointRequest.SerializeToString,
@@ -164,6 +174,24 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLabelRequests(self, request, context):
+        """Member, in a round with labels_at_match that closed and waits for labels (labels_due set):
+        a page of its own matched tokens whose labels it is asked for and has not answered, in token
+        order (empty: nothing left). FAILED_PRECONDITION when the round waits for no labels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AnswerLabels(self, request, context):
+        """Member: its sealed labels for tokens it was asked for (an empty label: none to share).
+        INVALID_ARGUMENT names the first bad item by position; nothing of a refused call is kept.
+        When no holder's label is outstanding, the results are issued at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetCheckpoint(self, request, context):
         """The audit log, an RFC 9162 Merkle tree (protocol/checkpoints.py). Members and admins.
         Its head now, signed: a member keeps every checkpoint it sees.
@@ -247,6 +275,16 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.GetResult,
                     request_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.GetResultRequest.FromString,
                     response_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.ResultPart.SerializeToString,
+            ),
+            'GetLabelRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLabelRequests,
+                    request_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.GetLabelRequestsRequest.FromString,
+                    response_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.LabelRequests.SerializeToString,
+            ),
+            'AnswerLabels': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnswerLabels,
+                    request_deserializer=alliance__psi_dot_v1_dot_coordinator__pb2.AnswerLabelsRequest.FromString,
+                    response_serializer=alliance__psi_dot_v1_dot_coordinator__pb2.AnswerLabelsResponse.SerializeToString,
             ),
             'GetCheckpoint': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCheckpoint,
@@ -490,6 +528,60 @@ class Coordinator:
             '/alliance_psi.v1.Coordinator/GetResult',
             alliance__psi_dot_v1_dot_coordinator__pb2.GetResultRequest.SerializeToString,
             alliance__psi_dot_v1_dot_coordinator__pb2.ResultPart.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLabelRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alliance_psi.v1.Coordinator/GetLabelRequests',
+            alliance__psi_dot_v1_dot_coordinator__pb2.GetLabelRequestsRequest.SerializeToString,
+            alliance__psi_dot_v1_dot_coordinator__pb2.LabelRequests.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnswerLabels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alliance_psi.v1.Coordinator/AnswerLabels',
+            alliance__psi_dot_v1_dot_coordinator__pb2.AnswerLabelsRequest.SerializeToString,
+            alliance__psi_dot_v1_dot_coordinator__pb2.AnswerLabelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

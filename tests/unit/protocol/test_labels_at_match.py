@@ -1,0 +1,151 @@
+"""Labels sealed at match (``Round.labels_at_match``), over in-memory ports against the real roles.
+
+Members send tokens only; after the round closes, the holders of each matched token whose labels
+its leaves will carry are asked for them, and the results are issued when every one answered or
+the window passed. The same flow runs over real gRPC, SQLite and PostgreSQL in
+``tests/integration/services/test_labels_at_match.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+import pytest
+
+from alliance_psi.errors import Conflict, InvalidRequest, NotAuthorized, NotFound, RoundClosed
+from alliance_psi.protocol.coordinator import Chunk, RoundSpec
+from alliance_psi.protocol.model import Identity, Role, Round, RoundKind, RoundState
+from alliance_psi.protocol.submission import chunk_digest
+from tests.unit.protocol.test_member_role import ADMIN, EPOCH, A, B, World, lead_labels
+
+SEALED = 301
+
+
+def at_match_round(world: World, **changes: object) -> Round:
+    spec = RoundSpec(
+        "r", 2, EPOCH, world.clock() + timedelta(hours=1), ("phone",), (A, B), share_labels=True, labels_at_match=True
+    )
+    return world.coordinator.create_round(ADMIN, dataclasses.replace(spec, **changes))  # type: ignore[arg-type]
+
+
+def both_committed(world: World) -> Round:
+    """An at-match round both members joined without waiting: closed, asking for labels."""
+    round_ = at_match_round(world)
+    assert world.member(A).join(round_.round_id, wait=0).result is None
+    assert world.member(B).join(round_.round_id, wait=0).result is None  # B answers; A has not yet.
+    found, _ = world.coordinator.get_round(ADMIN, round_.round_id)
+    assert found.state is RoundState.CLOSED and found.labelling
+    return found
+
+
+def caller(name: str) -> Identity:
+    return Identity(name, Role.MEMBER)
+
+
+def test_members_send_tokens_only_and_the_matched_tokens_labels_reach_the_co_holders() -> None:
+    world = World()
+    round_ = both_committed(world)
+    # The coordinator's standing sets hold no label at all.
+    sets = world.coordinator_uow.view.matching._s.sets
+    assert sets and all(label is None for members in sets.values() for label in members.values())
+    # A is asked for its three matched tokens only (phones 4, 5, 6), B answered already.
+    asked = world.coordinator.label_requests(caller(A), round_.round_id)
+    assert len(asked) == 3
+    assert world.coordinator.label_requests(caller(B), round_.round_id) == []
+    assert world.member(A).answer_label_requests(round_) == 3
+    # The last answer issues the results at once; the asked labels are gone with them.
+    found, _ = world.coordinator.get_round(ADMIN, round_.round_id)
+    assert found.state is RoundState.MATCHED
+    assert world.coordinator_uow.view.labels._s.labels == {}
+    assert lead_labels(world.member(A), round_.round_id) == {f"+86138{n:08d}": {"anti_collection"} for n in (4, 5, 6)}
+    assert lead_labels(world.member(B), round_.round_id) == {f"+86138{n:08d}": {"wool_party"} for n in (4, 5, 6)}
+    assert "round.labels_asked" in world.coordinator_uow.audit.actions()
+
+
+def test_a_holder_that_does_not_answer_in_the_window_leaves_its_co_holders_leads_unbacked() -> None:
+    world = World()
+    round_ = both_committed(world)  # A never answers.
+    world.clock.advance(seconds=299)
+    world.coordinator.tick()
+    assert world.coordinator.get_round(ADMIN, round_.round_id)[0].state is RoundState.CLOSED
+    world.clock.advance(seconds=2)
+    world.coordinator.tick()
+    assert world.coordinator.get_round(ADMIN, round_.round_id)[0].state is RoundState.MATCHED
+    # A answered nothing: B's leads carry no peer label and fall below the threshold's backing;
+    # A's carry B's label and stand.
+    assert lead_labels(world.member(A), round_.round_id) == {f"+86138{n:08d}": {"anti_collection"} for n in (4, 5, 6)}
+    assert lead_labels(world.member(B), round_.round_id) == {}
+    assert len(world.member(B).lead_checks(round_.round_id).refused) == 3
+    with pytest.raises(RoundClosed, match="asks for no labels now"):
+        world.member(A).answer_label_requests(round_)
+
+
+def test_answers_the_round_did_not_ask_for_are_refused_by_position_and_nothing_is_kept() -> None:
+    world = World()
+    round_ = both_committed(world)
+    rid = round_.round_id
+    asked = world.coordinator.label_requests(caller(A), rid)
+    label = b"\x02" + bytes(SEALED - 1)
+    refused = [
+        ([(asked[0], label), (bytes(16), label)], InvalidRequest, "item 1: not a token this member was asked"),
+        ([(asked[0], label), (asked[0], label)], InvalidRequest, "item 1: repeats the token of item 0"),
+        ([(asked[0], b"x" * 10)], InvalidRequest, "item 0: sealed label must be empty or 301 bytes"),
+        ([(b"short", label)], InvalidRequest, "item 0: match token must be 16 bytes"),
+        ([], InvalidRequest, "items: must hold 1 to 4096"),
+    ]
+    for items, error, message in refused:
+        with pytest.raises(error, match=message):
+            world.coordinator.answer_labels(caller(A), rid, items)
+        assert world.coordinator_uow.view.labels.outstanding(rid, A) == 3
+    # B answered its own already: it cannot replace it; another alliance member is not told the round exists.
+    with pytest.raises(Conflict, match="item 0: answered already with another label"):
+        world.coordinator.answer_labels(caller(B), rid, [(asked[0], label)])
+    with pytest.raises(NotFound):
+        world.coordinator.label_requests(caller("bank-c"), rid)
+    with pytest.raises(NotAuthorized):
+        world.coordinator.answer_labels(ADMIN, rid, [(asked[0], label)])
+    # An answer stands: the same again changes nothing, another label is a conflict.
+    assert world.coordinator.answer_labels(caller(A), rid, [(asked[0], label)]) == 2
+    assert world.coordinator.answer_labels(caller(A), rid, [(asked[0], label)]) == 2
+    with pytest.raises(Conflict, match="item 0: answered already with another label"):
+        world.coordinator.answer_labels(caller(A), rid, [(asked[0], b"\x02" + b"\x01" * (SEALED - 1))])
+    world.clock.advance(seconds=301)
+    with pytest.raises(RoundClosed, match="window for labels closed"):
+        world.coordinator.answer_labels(caller(A), rid, [(asked[1], label)])
+
+
+def test_an_open_round_asks_for_no_labels_and_takes_tokens_only() -> None:
+    world = World()
+    round_ = at_match_round(world)
+    with pytest.raises(RoundClosed, match="is open: it asks for no labels now"):
+        world.coordinator.label_requests(caller(A), round_.round_id)
+    label = b"\x02" + bytes(SEALED - 1)
+    items = ((bytes(16), label),)
+    chunk = Chunk(round_.round_id, 0, items, chunk_digest(items, ()))
+    with pytest.raises(InvalidRequest, match="asks for labels only where tokens match; send tokens only"):
+        world.coordinator.upload_chunk(caller(A), chunk)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"share_labels": False}, "labels_at_match: only a batch round that shares labels"),
+        ({"kind": RoundKind.CONTINUOUS}, "labels_at_match: only a batch round that shares labels"),
+        ({"label_window_seconds": 9}, "label_window_seconds: must be 10 to 604800"),
+        ({"label_window_seconds": 604_801}, "label_window_seconds: must be 10 to 604800"),
+        ({"labels_at_match": False, "label_window_seconds": 60}, "only a round with labels_at_match waits"),
+    ],
+)
+def test_a_round_asking_for_labels_at_match_is_refused_where_it_makes_no_sense(
+    changes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidRequest, match=message):
+        at_match_round(World(), **changes)
+
+
+def test_the_window_is_the_default_or_what_the_admin_chose_and_labels_are_bound_to_the_round() -> None:
+    assert at_match_round(World()).label_window_seconds == 300
+    other = at_match_round(World(), label_window_seconds=60)
+    assert other.label_window_seconds == 60
+    assert other.label_scope.endswith(f"/round:{other.round_id}") and other.set_scope.endswith("/labels-at-match")
