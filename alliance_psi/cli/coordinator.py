@@ -404,6 +404,8 @@ _SPEC_OPTIONS = {
     "invited": "--invite",
     "min_interval_seconds": "--min-interval",
     "label_cap": "--label-cap",
+    "labels_at_match": "--labels-at-match",
+    "label_window_seconds": "--label-window",
     "round_id": "--id",
 }
 
@@ -431,6 +433,13 @@ def _created(client: CoordinatorClient, spec: RoundSpec) -> Round:
         )
     if spec.label_cap and not spec.share_labels:
         raise click.UsageError("--label-cap caps the labels co-holders share: with --no-share-labels there are none")
+    if spec.labels_at_match and not spec.share_labels:
+        raise click.UsageError(
+            "--labels-at-match asks the holders of matched tokens for their labels: with --no-share-labels "
+            "there are none to ask for"
+        )
+    if spec.label_window_seconds and not spec.labels_at_match:
+        raise click.UsageError("--label-window is how long a round with --labels-at-match waits for labels")
     if spec.label_cap and spec.label_cap < spec.threshold - 1:
         raise click.UsageError(
             f"--label-cap {spec.label_cap} is below --threshold {spec.threshold} − 1: a lead needs "
@@ -464,6 +473,20 @@ def _created(client: CoordinatorClient, spec: RoundSpec) -> Round:
 )
 @_share_labels
 @_label_cap
+@click.option(
+    "--labels-at-match",
+    is_flag=True,
+    help="Members send tokens only; once the round closes, the holders of each matched token are asked "
+    "for its label (their nodes must be running or waiting for the result). The coordinator then keeps "
+    "no label of an identifier nobody else holds (docs/design.md, Labels sealed at match).",
+)
+@click.option(
+    "--label-window",
+    type=click.IntRange(min=10, max=604_800),
+    default=None,
+    help="With --labels-at-match: seconds the holders have to answer after the round closes "
+    "(10 to 604800; default 300). A holder that has not answered by then is carried without its label.",
+)
 @click.option("--id", "round_id", default="", help="Round id (generated when empty).")
 def round_create(
     address: PeerEndpoint,
@@ -479,6 +502,8 @@ def round_create(
     deadline_minutes: int,
     share_labels: bool,
     label_cap: int | None,
+    labels_at_match: bool,
+    label_window: int | None,
     round_id: str,
 ) -> None:
     """Open a round."""
@@ -494,6 +519,8 @@ def round_create(
         share_labels=share_labels,
         round_id=round_id,
         label_cap=label_cap or 0,
+        labels_at_match=labels_at_match,
+        label_window_seconds=label_window or 0,
     )
     with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
         created = _created(client, spec)
@@ -522,7 +549,7 @@ def _round_listing(rounds: list[tuple[Round, int]], *, scopes: bool = False) -> 
                 str(r.threshold),
                 r.key_epoch,
                 ",".join(r.allowed_types),
-                "shared" if r.share_labels else "not shared",
+                ("at match" if r.labels_at_match else "shared") if r.share_labels else "not shared",
                 _committed(r, committed),
                 _every(r.min_interval_seconds) if scopes else f"{r.deadline:%Y-%m-%d %H:%M}",
                 r.name,
@@ -539,7 +566,12 @@ def _round_lines(round_: Round, committed: int) -> list[tuple[str, str]]:
     lines = [
         ("round", round_.round_id),
         ("name", round_.name),
-        ("state", round_.state.value + (f" ({round_.close_reason})" if round_.close_reason else "")),
+        (
+            "state",
+            round_.state.value
+            + (f" ({round_.close_reason})" if round_.close_reason else "")
+            + (", waiting for the matched tokens' labels" if round_.labelling else ""),
+        ),
         ("threshold", plural(round_.threshold, "member")),
         ("key epoch", round_.key_epoch),
         ("types", ", ".join(round_.allowed_types)),
@@ -562,9 +594,15 @@ def _labels_fact(round_: Round) -> str:
     """``labels``: whether co-holders see each other's labels, and how many at most."""
     if not round_.share_labels:
         return "not shared (tokens only)"
-    if not round_.label_cap:
-        return "shared with co-holders (every co-holder's: no cap)"
-    return f"shared with co-holders, at most {plural(round_.label_cap, 'label')} per lead"
+    cap = (
+        "every co-holder's: no cap" if not round_.label_cap else f"at most {plural(round_.label_cap, 'label')} per lead"
+    )
+    if not round_.labels_at_match:
+        return f"shared with co-holders ({cap})" if not round_.label_cap else f"shared with co-holders, {cap}"
+    when = f"sealed at match, {round_.label_window_seconds} s to answer"
+    if round_.labels_due is not None:
+        when += f" (due {round_.labels_due:%Y-%m-%d %H:%M:%S} UTC)"
+    return f"shared with co-holders, {cap}, {when}"
 
 
 def _echo_facts(lines: list[tuple[str, str]]) -> None:
@@ -613,7 +651,12 @@ def round_close(
     """Close an open round now; matching follows."""
     with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
         closed = client.close_round(round_id, reason)
-    click.echo(f"round {closed.round_id} is {closed.state.value}")
+    waiting = (
+        f", waiting for the matched tokens' labels until {closed.labels_due:%Y-%m-%d %H:%M:%S} UTC"
+        if closed.labelling and closed.labels_due is not None
+        else ""
+    )
+    click.echo(f"round {closed.round_id} is {closed.state.value}{waiting}")
 
 
 # Continuous scopes (admin client) ------------------------------------------------------------------

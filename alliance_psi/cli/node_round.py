@@ -30,7 +30,12 @@ if TYPE_CHECKING:
 
 __all__ = ["delta", "fetch", "join"]
 
-_STAGES = {"tokenize": "identifiers tokenized", "submit": "changes sent", "fetch": "result leaves verified"}
+_STAGES = {
+    "tokenize": "identifiers tokenized",
+    "submit": "changes sent",
+    "labels": "labels sealed for matched tokens",
+    "fetch": "result leaves verified",
+}
 
 
 @contextmanager

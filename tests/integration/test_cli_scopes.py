@@ -38,12 +38,17 @@ BAD_OPTIONS = [
     ("--label-cap", "801", "801 is not in the range 1<=x<=800"),
     ("--label-cap", "many", "'many' is not a valid integer"),
 ]
-# A batch round has no alert interval: ``--min-interval`` is tried on scopes only.
+# A batch round has no alert interval: ``--min-interval`` is tried on scopes only; a scope seals
+# its labels with each delta: ``--label-window`` is tried on rounds only.
 BAD_OPTION_CASES = [
     (group, *case)
     for group in ("scope", "round")
     for case in BAD_OPTIONS
     if not (group == "round" and case[0] == "--min-interval")
+] + [
+    ("round", "--label-window", "9", "9 is not in the range 10<=x<=604800"),
+    ("round", "--label-window", "604801", "604801 is not in the range 10<=x<=604800"),
+    ("round", "--label-window", "5m", "'5m' is not a valid integer"),
 ]
 
 
@@ -82,10 +87,28 @@ CONFLICTING_OPTIONS = {
 }
 
 
-@pytest.mark.parametrize("group", ["scope", "round"])
-@pytest.mark.parametrize("case", list(CONFLICTING_OPTIONS))
+ROUND_CONFLICTS = {
+    "labels at match without shared labels": (
+        ["--no-share-labels", "--labels-at-match"],
+        (
+            "Error: --labels-at-match asks the holders of matched tokens for their labels: with --no-share-labels "
+            "there are none to ask for"
+        ),
+    ),
+    "a label window without labels at match": (
+        ["--label-window", "60"],
+        "Error: --label-window is how long a round with --labels-at-match waits for labels",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("group", "case"),
+    [(group, case) for group in ("scope", "round") for case in CONFLICTING_OPTIONS]
+    + [("round", case) for case in ROUND_CONFLICTS],
+)
 def test_options_that_conflict_are_refused_naming_both(group: str, case: str, pki: AlliancePki) -> None:
-    options, message = CONFLICTING_OPTIONS[case]
+    options, message = {**CONFLICTING_OPTIONS, **ROUND_CONFLICTS}[case]
     flat = ["--name", "watch", "--epoch", "epoch-test", *options]
     result = run("coordinator", group, "create", "--coordinator", "127.0.0.1:1", *admin_tls(pki), *flat)
     assert result.exit_code == 2, result.output
@@ -133,3 +156,23 @@ def test_operator_scope_commands(tmp_path: Path, pki: AlliancePki) -> None:
         assert closed.exit_code == 0 and closed.output == "scope mules is closed; final results issued (matched)\n"
         again = run("coordinator", "scope", "close", "mules", *target)
         assert again.exit_code == 1 and "round mules is already matched" in again.output
+
+
+def test_a_round_with_labels_at_match_says_so_until_its_labels_are_in(tmp_path: Path, pki: AlliancePki) -> None:
+    from tests.integration.services.harness import running_alliance
+
+    with running_alliance(tmp_path, pki, custodians=1) as alliance:
+        target = ["--coordinator", alliance.coordinator_address, *admin_tls(pki)]
+        args = ["--name", "Mules", "--epoch", "epoch-test", "--id", "late", "--labels-at-match", "--label-window", "90"]
+        created = run("coordinator", "round", "create", *target, *args)
+        assert created.exit_code == 0 and created.output == "late\n", created.output
+        assert run("coordinator", "round", "list", *target).output.splitlines()[1].split()[5:7] == ["at", "match"]
+        shown = run("coordinator", "round", "show", "late", *target)
+        facts = dict(line.split(None, 1) for line in shown.output.replace("key epoch", "key-epoch").splitlines())
+        assert facts["labels"] == "shared with co-holders, at most 8 labels per lead, sealed at match, 90 s to answer"
+        # Closed with nobody committed: nothing matched, so no label is asked for and the round is matched.
+        closed = run("coordinator", "round", "close", "late", *target)
+        assert closed.exit_code == 0, closed.output
+        shown = run("coordinator", "round", "show", "late", *target)
+        facts = dict(line.split(None, 1) for line in shown.output.replace("key epoch", "key-epoch").splitlines())
+        assert facts["state"].startswith("matched") and "due" in facts["labels"]
