@@ -14,7 +14,7 @@ from alliance_psi.protocol.model import SubmissionState
 from alliance_psi.storage import QuotaRepository
 from alliance_psi.storage.schema import submission_chunks, submissions
 from tests.integration.node_run.support import NodeRun, drop, node_run, node_toml, wait_for
-from tests.integration.services.harness import EPOCH, Planted, load, phone, running_alliance
+from tests.integration.services.harness import CATEGORIES, EPOCH, Planted, load, phone, running_alliance
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -90,3 +90,28 @@ def test_killed_mid_submission_and_started_again_it_submits_once_and_keeps_the_r
             line = second.wait_for_line(f"round {later}: committed")
             assert "4 tokens computed, 4 changes sent (changes only)" in line, line
             assert second.stop() == 0, second.log
+
+
+def test_a_running_node_answers_a_closed_rounds_request_for_its_matched_tokens_labels(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    planted = Planted.make(size=10)
+    with running_alliance(tmp_path, pki, planted=planted) as alliance:
+        admin = alliance.admin()
+        spec = alliance.spec(2, invited=("bank-a", "bank-b"), labels_at_match=True)
+        round_id = admin.create_round(spec).round_id
+        with node_run(node_toml(tmp_path, pki, alliance, "bank-a")) as run:
+            run.wait_for_line(f"round {round_id}: committed")
+            # bank-b's commit closes the round; its join answers for its own labels and waits for
+            # bank-a's, which the running node sends when it sees the round asking.
+            outcome = alliance.node("bank-b").join(round_id, wait=120)
+            assert outcome.result is not None, run.log
+            asked = 5 + 6  # What bank-a and bank-b both hold.
+            said = run.wait_for_line("sealed and sent for matched tokens")
+            assert f"round {round_id}: {asked} labels sealed and sent for matched tokens" in said, run.log
+            run.wait_for_line(f"round {round_id}: result verified and kept")
+            assert run.stop() == 0, run.log
+        node = alliance.node("bank-a")
+        leads = node.leads(node.kept_result(round_id))
+        assert len(leads) == asked and all(
+            [label.category for label in lead.peer_labels] == [CATEGORIES[1]] for lead in leads
+        ), leads
+        assert {lead.canonical for lead in outcome.leads} == {lead.canonical for lead in leads}
