@@ -70,6 +70,11 @@ def loopback_bytes() -> int:
     return 0
 
 
+def database_mib(path: Path) -> float:
+    """A SQLite database's size on disk with its write-ahead log, MiB."""
+    return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists()) / 2**20
+
+
 def peak_rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -206,13 +211,17 @@ def profiled(folder: Path | None, pids: dict[str, int], rate: int = 50) -> Itera
             spy_process.wait(60)
 
 
-def run_round_daemons(alliance: LocalAlliance, nodes: list[NodeRun], *, share_labels: bool) -> dict[str, float]:
+def run_round_daemons(
+    alliance: LocalAlliance, nodes: list[NodeRun], *, share_labels: bool, at_match: bool = False
+) -> dict[str, float]:
     """One round joined by every member's `node run`, from its creation to every member's kept result."""
     pids = {**server_pids(alliance), **{node.member: node.proc.pid for node in nodes}}
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     sent = loopback_bytes()
     start = time.perf_counter()
-    round_id = alliance.create_round(name="bench", threshold=2, types=("phone",), share_labels=share_labels)
+    round_id = alliance.create_round(
+        name="bench", threshold=2, types=("phone",), share_labels=share_labels, labels_at_match=at_match
+    )
     figures: dict[str, float] = {}
     for node in nodes:
         committed = node.wait(lambda line: f"round {round_id}: committed" in line)
@@ -237,9 +246,11 @@ def run_round_daemons(alliance: LocalAlliance, nodes: list[NodeRun], *, share_la
     }
 
 
-def run_round(alliance: LocalAlliance, *, share_labels: bool) -> dict[str, float]:
+def run_round(alliance: LocalAlliance, *, share_labels: bool, at_match: bool = False) -> dict[str, float]:
     """One round, every member joining at once as its own process; wall time and resources."""
-    round_id = alliance.create_round(name="bench", threshold=2, types=("phone",), share_labels=share_labels)
+    round_id = alliance.create_round(
+        name="bench", threshold=2, types=("phone",), share_labels=share_labels, labels_at_match=at_match
+    )
     sent = loopback_bytes()
     servers = server_pids(alliance)
     cpu_before = {name: cpu_seconds(pid) for name, pid in servers.items()}
@@ -285,6 +296,7 @@ def bench(
     *,
     share_labels: bool,
     out: Path,
+    at_match: bool = False,
     daemons: bool = True,
     threshold: bool = False,
     profile: Path | None = None,
@@ -301,14 +313,15 @@ def bench(
         nodes = [NodeRun(alliance, member) for member in names] if daemons else []
         try:
             rounds = (
-                (lambda: run_round_daemons(alliance, nodes, share_labels=share_labels))
+                (lambda: run_round_daemons(alliance, nodes, share_labels=share_labels, at_match=at_match))
                 if daemons
-                else (lambda: run_round(alliance, share_labels=share_labels))
+                else (lambda: run_round(alliance, share_labels=share_labels, at_match=at_match))
             )
             costs = [crypto_costs()]
             pids = {**server_pids(alliance), **{node.member: node.proc.pid for node in nodes}}
             with profiled(profile, pids), sampled_costs(costs):
                 cold = rounds()
+            cold["coordinator_db_mib"] = database_mib(out / "alliance" / "coordinator.db")
             costs.append(crypto_costs())
             for i, member in enumerate(names):
                 new = phones(10**7 + i * size, max(size // 100, 1))
@@ -327,6 +340,7 @@ def bench(
         "size": size,
         "shared": shared,
         "share_labels": share_labels,
+        "labels_at_match": at_match,
         "members_run": "node run" if daemons else "node join",
         "import_s": imported,
         "custody": "2-of-3 threshold, sample check" if threshold else "one chain custodian",
@@ -372,12 +386,18 @@ def crypto_floor(result: dict[str, object]) -> dict[str, float]:
     }
 
 
+def _labels(result: dict[str, object]) -> str:
+    if not result["share_labels"]:
+        return "not shared"
+    return "shared, sealed at match" if result.get("labels_at_match") else "shared, sealed with every token"
+
+
 def report(result: dict[str, object], om: dict[str, float] | None) -> None:
     cold, warm = result["cold"], result["warm"]  # type: ignore[index]
     n = int(result["members"]) * int(result["size"])  # type: ignore[call-overload]
     print(
         f"{result['members']} members x {result['size']:,} identifiers ({result['shared']:,} shared with each neighbour), "
-        f"labels {'shared' if result['share_labels'] else 'not shared'}, members as {result['members_run']}; "
+        f"labels {_labels(result)}, members as {result['members_run']}; "
         f"import {result['import_s']:.1f} s"
     )
     for name, figures in (("cold", cold), ("warm (1% new)", warm)):
@@ -388,6 +408,11 @@ def report(result: dict[str, object], om: dict[str, float] | None) -> None:
             f"  {name}: {figures['wall_s']:.2f} s, {n / figures['wall_s']:,.0f} identifiers/s, "  # type: ignore[index]
             f"loopback {figures['loopback_mib']:.1f} MiB; member peak RSS MiB: {rss}; leads: {leads}; "
             f"load average (1 min) at its end {figures.get('load', -1):.2f}"  # type: ignore[union-attr]
+            + (
+                f"; coordinator database {figures['coordinator_db_mib']:.1f} MiB"
+                if "coordinator_db_mib" in figures
+                else ""
+            )  # type: ignore[operator]
         )  # type: ignore[index]
         steps = {k: v for k, v in figures.items() if k.startswith("t_")}  # type: ignore[union-attr]
         if steps:
@@ -456,6 +481,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--shared", type=int, default=None, help="default: size/10")
     parser.add_argument("--no-labels", action="store_true", help="rounds that share no labels (tokens only)")
+    parser.add_argument(
+        "--labels-at-match",
+        action="store_true",
+        help="labels sealed only for matched tokens, after the round closes (coordinator round create --labels-at-match)",
+    )
     parser.add_argument("--scaling", action="store_true", help="members 2,5,10 x 10k,100k (slow)")
     parser.add_argument("--join", action="store_true", help="members as `node join` processes, not `node run`")
     parser.add_argument(
@@ -479,6 +509,7 @@ def main() -> None:
             size,
             shared,
             share_labels=not args.no_labels,
+            at_match=args.labels_at_match,
             out=args.out,
             daemons=not args.join,
             threshold=args.threshold,

@@ -71,10 +71,17 @@ class LocalAlliance:
         return done.stdout
 
     def create_round(
-        self, *, name: str, threshold: int, types: Sequence[str], share_labels: bool = True, continuous: bool = False
+        self,
+        *,
+        name: str,
+        threshold: int,
+        types: Sequence[str],
+        share_labels: bool = True,
+        continuous: bool = False,
+        labels_at_match: bool = False,
     ) -> str:
         """Open a round (``continuous``: a continuous scope) inviting every member, as the operator;
-        return its id."""
+        return its id. ``labels_at_match``: a batch round whose labels are sealed at match."""
         from alliance_psi.config import TlsConfig
         from alliance_psi.protocol.coordinator import RoundSpec
         from alliance_psi.protocol.model import NO_DEADLINE, Role, RoundKind
@@ -94,6 +101,7 @@ class LocalAlliance:
             invited=tuple(self.members),
             share_labels=share_labels,
             kind=RoundKind.CONTINUOUS if continuous else RoundKind.BATCH,
+            labels_at_match=labels_at_match,
         )
         with CoordinatorClient(self.coordinator.address, tls) as admin:
             return admin.create_round(spec).round_id
