@@ -612,7 +612,9 @@ class CoordinatorRole:
         now = self.clock()
         with self.uow() as tx:
             self._labelling_round(tx, caller, round_id)
-            tx.rounds.lock(round_id)  # A concurrent issue of the results goes first, or waits for this.
+            # One answer to a round at a time (PostgreSQL's row lock; SQLite's write lock anyway): the
+            # last sees nothing outstanding and issues the results; an issue in progress goes first.
+            tx.rounds.lock(round_id, exclusive=True)
             found = self._labelling_round(tx, caller, round_id)
             if found.labels_due is not None and now >= found.labels_due:
                 raise RoundClosed(

@@ -401,7 +401,10 @@ class MemberRole:
             return True
         if not current.labelling:
             return False  # Not closed yet, or not asking yet: ask again at the next poll.
-        self.answer_label_requests(current)
+        try:
+            self.answer_label_requests(current)
+        except RoundClosed:
+            pass  # Issued meanwhile (another holder's answer, or the window passed): nothing to answer.
         return True
 
     def answer_label_requests(self, round: Round) -> int:

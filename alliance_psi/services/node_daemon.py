@@ -50,7 +50,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from alliance_psi._database_errors import describe_database_error
 from alliance_psi._plural import plural
 from alliance_psi.config import NodeRunConfig
-from alliance_psi.errors import AlliancePsiError, NotFound
+from alliance_psi.errors import AlliancePsiError, NotFound, RoundClosed
 from alliance_psi.protocol.model import Round, RoundKind, RoundState, SubmissionState, SubmissionStatus
 from alliance_psi.services.blacklist_import import ImportTally, import_blacklist
 from alliance_psi.services.inbox import Inbox
@@ -196,7 +196,11 @@ class NodeDaemon:
 
     def _label(self, round_: Round) -> None:
         """Answer a closed round's requests for this node's labels of its matched tokens."""
-        sent = self.node.role.answer_label_requests(round_)
+        try:
+            sent = self.node.role.answer_label_requests(round_)
+        except RoundClosed as exc:  # Issued meanwhile, or its window passed before this node saw it.
+            self.log.warning("round %s: its labels were not sent: %s", round_.round_id, exc)
+            sent = 0
         self._labelled.add(round_.round_id)
         if sent:
             self.log.info("round %s: %s sealed and sent for matched tokens", round_.round_id, plural(sent, "label"))
