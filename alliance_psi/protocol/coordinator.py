@@ -9,6 +9,11 @@ the member's whole set, later ones are deltas, and a round matches over the sets
 that committed to it, so rounds of one scope run one after another. Each committed member gets a signed result holding only its own matched
 tokens, as a signed header over a Merkle tree of leaves stored a page at a time
 (``result_codec``). Every state change is appended to the audit log (ids and counts, never tokens).
+
+A batch round whose labels are sealed at match (``Round.labels_at_match``) stays closed between
+matching and its results: ``_match`` first asks the carried holders of each matched token for its
+label (``labels_due`` set), members answer (``label_requests``, ``answer_labels``), and the
+results are issued once nothing is outstanding or the window passed (the last answer, or ``tick``).
 """
 
 from __future__ import annotations
