@@ -71,8 +71,15 @@ def loopback_bytes() -> int:
 
 
 def database_mib(path: Path) -> float:
-    """A SQLite database's size on disk with its write-ahead log, MiB."""
-    return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists()) / 2**20
+    """What a SQLite database holds, MiB: its pages in use (the write-ahead log's included, free
+    pages left by deletions not), read through a read-only connection."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        pages, free, size = (
+            conn.execute(f"PRAGMA {name}").fetchone()[0] for name in ("page_count", "freelist_count", "page_size")
+        )
+    return (pages - free) * size / 2**20
 
 
 def peak_rss_kib(pid: int) -> int:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
-from sqlalchemy import Connection, and_, delete, func, select, update
+from sqlalchemy import Connection, delete, func, select
 
 from alliance_psi.errors import Conflict, InvalidRequest
-from alliance_psi.storage._common import batched, bulk_insert, stream
+from alliance_psi.storage._common import batched, bulk_insert, placeholder, stream
 from alliance_psi.storage.schema import round_labels
 
 __all__ = ["RoundLabelRepository"]
@@ -79,11 +79,14 @@ class RoundLabelRepository:
                     raise Conflict(f"item {index}: answered already with another label")
                 continue
             fresh.append((token, label or None))
-        for token, label in fresh:
-            self._conn.execute(
-                update(round_labels)
-                .where(and_(c.round_id == round_id, c.member_id == member_id, c.match_token == token))
-                .values(sealed_label=label, answered=True)
+        if fresh:
+            # The driver's executemany: SQLAlchemy's own costs ~450 µs a row here (a statement built
+            # per row), more than the update itself; the values need no conversion.
+            mark = placeholder(self._conn)
+            self._conn.exec_driver_sql(
+                f"UPDATE {round_labels.name} SET sealed_label = {mark}, answered = {mark} "
+                f"WHERE round_id = {mark} AND member_id = {mark} AND match_token = {mark}",
+                [(label, True, round_id, member_id, token) for token, label in fresh],
             )
         return len(fresh)
 
