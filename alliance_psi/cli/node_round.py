@@ -170,6 +170,8 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
         click.echo(left_out)
     for line in refusal_lines(round_id, outcome.refused):
         click.echo(line, err=True)
+    if outcome.labels_beyond_result:
+        click.echo(beyond_result_line(round_id, outcome.labels_beyond_result), err=True)
     if outcome.result is None:
         click.echo(
             f"the result is not ready yet: round {round_id} is matched once it closes; fetch the result with "
@@ -238,11 +240,25 @@ def fetch(round_id: str, database: str, wait: float, **options: Any) -> None:
             round_, _ = node.coordinator.get_round(round_id)
             header = node.role.fetch_and_keep(round_, wait=wait)
             refused = node.role.lead_checks(round_id).refused
+            beyond = node.role.labels_beyond_result(round_id)
     for line in refusal_lines(round_id, refused):
         click.echo(line, err=True)
+    if beyond:
+        click.echo(beyond_result_line(round_id, beyond), err=True)
     click.echo(
         f"result for round {round_id} verified and kept: {plural(header.match_count, 'matched token')}; "
         f"write the investigator report with: {_report_hint(round_id)}"
+    )
+
+
+def beyond_result_line(round_id: str, count: int) -> str:
+    """What ``join``, ``fetch`` and ``node run`` say when the coordinator asked this node, at match,
+    for labels of tokens that its signed result does not hold."""
+    return (
+        f"WARNING: round {round_id}: the coordinator asked this node for the labels of "
+        f"{plural(count, 'token')} that are not in its signed result (a round asks only for matched tokens): "
+        "they were sent sealed; the tokens answered are kept in this node's database (member_label_answers) "
+        "beside the signed result as evidence for the security officer"
     )
 
 

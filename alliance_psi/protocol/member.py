@@ -79,6 +79,7 @@ class JoinOutcome:
     refused: tuple[RefusedLead, ...] = ()  # Matches whose labels fall short of their count (``LeadChecks``).
     committed_before: bool = False  # Committed before this join, which sent nothing (``delta_count``: what that sent).
     kept_before: bool = False  # The result was kept before this join (fetched again and checked the same).
+    labels_beyond_result: int = 0  # Labels this node sent when asked at match for tokens its result lacks.
 
 
 def _utcnow() -> datetime:
@@ -428,6 +429,8 @@ class MemberRole:
             for token in tokens:
                 row = rows.get(token)
                 items.append((token, sealer.seal(row, sealer.label(row)[0]) if row is not None else None))
+            with self.uow.writing() as tx:  # Before they leave: checked against the result once it is in.
+                tx.results.record_label_answers(round.round_id, [token for token, label in items if label])
             left = self.coordinator.answer_labels(round.round_id, items)
             sent += sum(1 for _, label in items if label)
             after = tokens[-1]
@@ -554,6 +557,16 @@ class MemberRole:
             result, own, keys, scope=checks.scope, refused=checks.refused_tokens(), backed=checks.backed_counts()
         )
 
+    def labels_beyond_result(self, round_id: str) -> int:
+        """How many labels this node sent in ``round_id`` (asked at match) for tokens its kept result
+        does not hold: a coordinator asks only for matched tokens, so anything above 0 is a request
+        for labels of identifiers nobody else holds, the signed result and the node's record of
+        what it answered (``member_label_answers``) the evidence. 0 while no result is kept."""
+        if not self._kept(round_id):
+            return 0
+        with self.uow.reading() as tx:
+            return tx.results.label_answers_beyond_result(round_id)
+
     def lead_checks(self, round_id: str) -> LeadChecks:
         """The scope of ``round_id``'s labels and the matches of its kept result refused as leads."""
         with self.uow.reading() as tx:
@@ -623,7 +636,18 @@ class MemberRole:
         seconds["open leads"] = time.perf_counter() - clock
         refused = self.lead_checks(round_id).refused
         return JoinOutcome(
-            round, computed, submitted, header, leads, seconds, delta, replaced, refused, committed_before, kept_before
+            round,
+            computed,
+            submitted,
+            header,
+            leads,
+            seconds,
+            delta,
+            replaced,
+            refused,
+            committed_before,
+            kept_before,
+            self.labels_beyond_result(round_id),
         )
 
     def _kept(self, round_id: str) -> bool:

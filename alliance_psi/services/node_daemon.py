@@ -262,6 +262,13 @@ class NodeDaemon:
         self.log.info(
             "round %s: result verified and kept, %s", round_.round_id, plural(header.match_count, "match", "matches")
         )
+        if beyond := self.node.role.labels_beyond_result(round_.round_id):
+            self.log.warning(
+                "round %s: the coordinator asked this node for the labels of %s not in its signed result "
+                "(evidence: member_label_answers beside the kept result)",
+                round_.round_id,
+                plural(beyond, "token"),
+            )
 
     def _settle(self, round_: Round, status: SubmissionStatus | None = None) -> bool:
         """Record ``round_``'s commit if the coordinator made it but this node stopped before its own

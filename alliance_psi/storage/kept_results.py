@@ -18,6 +18,7 @@ from alliance_psi.protocol.node_rows import KeptHeader, KeptLeaf
 from alliance_psi.storage._common import bulk_insert, stream
 from alliance_psi.storage.schema import (
     member_conflicting_results,
+    member_label_answers,
     member_refused_leads,
     member_result_headers,
     member_result_leaves,
@@ -116,6 +117,27 @@ class KeptResults:
         kept = member_result_headers.c
         query = select(kept.round_id, kept.round_name, kept.fetched_at).order_by(kept.fetched_at.desc())
         return [(row.round_id, row.round_name, row.fetched_at) for row in self._conn.execute(query)]
+
+    def record_label_answers(self, round_id: str, tokens: Sequence[bytes]) -> None:
+        """Record that this node sends a label for each of ``tokens`` in ``round_id`` (again: no change)."""
+        bulk_insert(
+            self._conn,
+            member_label_answers,
+            ("round_id", "match_token"),
+            [(round_id, token) for token in tokens],
+            ignore_existing=True,
+        )
+
+    def label_answers_beyond_result(self, round_id: str) -> int:
+        """How many tokens this node sent a label for in ``round_id`` that its kept result does not hold."""
+        answers, leaves = member_label_answers.c, member_result_leaves.c
+        held = select(leaves.match_token).where(leaves.round_id == round_id)
+        query = (
+            select(func.count())
+            .select_from(member_label_answers)
+            .where(answers.round_id == round_id, answers.match_token.not_in(held))
+        )
+        return int(self._conn.execute(query).scalar_one())
 
     def record_scope(self, round_id: str, set_scope: str, *, share_labels: bool) -> None:
         """Record the scope this node committed to ``round_id`` in (its labels are sealed in it)."""

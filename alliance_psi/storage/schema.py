@@ -63,6 +63,7 @@ __all__ = [
     "member_pending",
     "member_pending_state",
     "member_conflicting_results",
+    "member_label_answers",
     "member_refused_leads",
     "member_result_headers",
     "member_result_leaves",
@@ -608,6 +609,17 @@ member_round_scopes = Table(
     Column("round_id", Text, primary_key=True),
     Column("set_scope", Text, nullable=False),
     Column("share_labels", Boolean, nullable=False),
+)
+
+# Labels sealed at match: the tokens this node sent a label for in each round. A token asked for
+# that the round's result does not hold (a coordinator gathering labels of unmatched identifiers)
+# shows once the result is kept (``KeptResults.label_answers_beyond_result``).
+member_label_answers = Table(
+    "member_label_answers",
+    metadata,
+    Column("round_id", Text, primary_key=True),
+    Column("match_token", LargeBinary(MATCH_TOKEN_BYTES), primary_key=True),
+    _length_is("match_token", MATCH_TOKEN_BYTES),
 )
 
 member_refused_leads = Table(

@@ -69,6 +69,7 @@ class _NodeState:
     scopes: dict[str, tuple[str, bool]] = field(default_factory=dict)
     conflicting: dict[str, list[tuple[bytes, bytes]]] = field(default_factory=dict)
     refused: dict[str, tuple[RefusedLead, ...]] = field(default_factory=dict)
+    label_answers: dict[str, set[bytes]] = field(default_factory=dict)  # round -> tokens answered at match
 
 
 class MemoryNodeRepo:
@@ -273,6 +274,13 @@ class MemoryKeptResults:
 
     def iter_leaves(self, round_id: str) -> Iterator[bytes]:
         yield from (row.leaf for row in sorted(self._s.leaves.get(round_id, [])))
+
+    def record_label_answers(self, round_id: str, tokens: Sequence[bytes]) -> None:
+        self._s.label_answers.setdefault(round_id, set()).update(tokens)
+
+    def label_answers_beyond_result(self, round_id: str) -> int:
+        held = {row.match_token for row in self._s.leaves.get(round_id, [])}
+        return len(self._s.label_answers.get(round_id, set()) - held)
 
     def record_scope(self, round_id: str, set_scope: str, *, share_labels: bool) -> None:
         self._s.scopes[round_id] = (set_scope, share_labels)

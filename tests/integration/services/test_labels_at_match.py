@@ -21,6 +21,7 @@ from alliance_psi.protocol import messages
 from alliance_psi.protocol.messages import pb_coordinator
 from alliance_psi.protocol.model import RoundState
 from alliance_psi.services.clients import CoordinatorClient
+from alliance_psi.storage import KeptResults
 from alliance_psi.storage.schema import audit_log, member_sets, round_labels
 from tests.integration.services.harness import MEMBERS, Planted, running_alliance
 
@@ -55,8 +56,14 @@ def test_tokens_only_are_kept_and_the_matched_tokens_carried_holders_label_them(
             tokens_in_sets = conn.execute(select(func.count()).select_from(member_sets)).scalar_one()
             left_asked = conn.execute(select(func.count()).select_from(round_labels)).scalar_one()
         asked = _asked_in_log(engine)
+        beyond = {m: nodes[m].labels_beyond_result(round_.round_id) for m in MEMBERS}
+        # Had the coordinator asked bank-a for a token its result does not hold, bank-a would see it.
+        with alliance.member_engines["bank-a"].begin() as conn:
+            KeptResults(conn).record_label_answers(round_.round_id, [bytes(16)])
+        beyond_after = nodes["bank-a"].labels_beyond_result(round_.round_id)
 
     assert final.state is RoundState.MATCHED and final.labels_due is not None
+    assert beyond == dict.fromkeys(MEMBERS, 0) and beyond_after == 1
     assert (labels_in_sets, left_asked) == (0, 0) and tokens_in_sets == sum(len(h) for h in planted.holdings.values())
     # Matched tokens: 5 + 4 + 3 held by two (both asked), 6 held by three (two asked under cap 1).
     assert asked == 2 * (5 + 4 + 3) + 2 * 6

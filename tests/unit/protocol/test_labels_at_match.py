@@ -149,3 +149,24 @@ def test_the_window_is_the_default_or_what_the_admin_chose_and_labels_are_bound_
     other = at_match_round(World(), label_window_seconds=60)
     assert other.label_window_seconds == 60
     assert other.label_scope.endswith(f"/round:{other.round_id}") and other.set_scope.endswith("/labels-at-match")
+
+
+def test_a_coordinator_that_asks_for_an_unmatched_tokens_label_is_shown_by_the_result() -> None:
+    world = World()
+    round_ = both_committed(world)
+    rid = round_.round_id
+    tokens = {
+        world.nodes[A].state.identifiers[i].canonical: t for (_, i), (t, _) in world.nodes[A].state.tokens.items()
+    }
+    unmatched, foreign = tokens["+8613800000001"], bytes(range(16))  # Phone 1: only A holds it.
+    # A lying coordinator adds requests: A's unmatched token, and a token A never submitted.
+    for token in (unmatched, foreign):
+        world.coordinator_uow.state.labels[(rid, token, A)] = (False, None)
+    assert world.member(A).answer_label_requests(round_) == 4  # 3 matched + the unmatched one; none for the stranger.
+    member = world.member(A)
+    member.fetch_and_keep(world.coordinator.get_round(caller(A), rid)[0])
+    assert member.labels_beyond_result(rid) == 1
+    honest = world.member(B)
+    assert honest.labels_beyond_result(rid) == 0  # No result kept yet: nothing to compare.
+    honest.fetch_and_keep(world.coordinator.get_round(caller(B), rid)[0])
+    assert honest.labels_beyond_result(rid) == 0
