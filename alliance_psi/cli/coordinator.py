@@ -439,7 +439,10 @@ def _created(client: CoordinatorClient, spec: RoundSpec) -> Round:
             "there are none to ask for"
         )
     if spec.label_window_seconds and not spec.labels_at_match:
-        raise click.UsageError("--label-window is how long a round with --labels-at-match waits for labels")
+        raise click.UsageError(
+            "--label-window is how long a round with --labels-at-match waits for labels: add --labels-at-match "
+            "(with shared labels), or leave --label-window out"
+        )
     if spec.label_cap and spec.label_cap < spec.threshold - 1:
         raise click.UsageError(
             f"--label-cap {spec.label_cap} is below --threshold {spec.threshold} − 1: a lead needs "
@@ -477,8 +480,9 @@ def _created(client: CoordinatorClient, spec: RoundSpec) -> Round:
     "--labels-at-match",
     is_flag=True,
     help="Members send tokens only; once the round closes, the holders of each matched token are asked "
-    "for its label (their nodes must be running or waiting for the result). The coordinator then keeps "
-    "no label of an identifier nobody else holds (docs/design.md, Labels sealed at match).",
+    "for its label (their nodes must be running or waiting for the result). A coordinator that follows "
+    "the protocol then keeps no label of an identifier nobody else holds (docs/design.md, Labels sealed "
+    "at match).",
 )
 @click.option(
     "--label-window",

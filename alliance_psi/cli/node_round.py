@@ -160,6 +160,8 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
             rows.append(("REFUSED: labels do not back the count", f"{len(refused):,}"))
         if short := [r for r in outcome.refused if r.stands]:
             rows.append(("  of which labels back fewer holders", f"{len(short):,}"))
+    if outcome.round.labels_at_match:
+        rows.append(("labels sealed at match and sent", f"{outcome.labels_sent:,}"))
     rows += [(f"seconds: {stage}", f"{value:.2f}") for stage, value in outcome.seconds.items()]
     rows += [(f"custodian {name} EXCLUDED", reason) for name, reason in excluded.items()]
     Console().print(_summary(_join_title(outcome), rows))
@@ -168,7 +170,7 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
         click.echo(f"this member committed to round {round_id} before: nothing was sent now{kept}")
     if left_out := left_out_text(held, outcome.round.allowed_types):
         click.echo(left_out)
-    for line in refusal_lines(round_id, outcome.refused):
+    for line in refusal_lines(round_id, outcome.refused, at_match=outcome.round.labels_at_match):
         click.echo(line, err=True)
     if outcome.labels_beyond_result:
         click.echo(beyond_result_line(round_id, outcome.labels_beyond_result), err=True)
@@ -177,6 +179,14 @@ def join(round_id: str, database: str, wait: float, **options: Any) -> None:
             f"the result is not ready yet: round {round_id} is matched once it closes; fetch the result with "
             f"`{node_command_text('fetch', round_id, '--wait', 'SECONDS')}`"
         )
+        if outcome.round.labels_at_match:
+            click.echo(
+                f"round {round_id} seals labels at match: once it closes, this node must answer for its matched "
+                f"tokens within the round's window ({outcome.round.label_window_seconds} s): keep `node run` "
+                f"running, or run `{node_command_text('fetch', round_id, '--wait', 'SECONDS')}` before it closes; "
+                "a co-holder's lead may need this node's label",
+                err=True,
+            )
         return
     click.echo(f"{plural(len(outcome.leads), 'lead')}; write the investigator report with: {_report_hint(round_id)}")
 
@@ -241,8 +251,11 @@ def fetch(round_id: str, database: str, wait: float, **options: Any) -> None:
             header = node.role.fetch_and_keep(round_, wait=wait)
             refused = node.role.lead_checks(round_id).refused
             beyond = node.role.labels_beyond_result(round_id)
-    for line in refusal_lines(round_id, refused):
+            sent = node.role.labels_sent(round_id)
+    for line in refusal_lines(round_id, refused, at_match=round_.labels_at_match):
         click.echo(line, err=True)
+    if round_.labels_at_match:
+        click.echo(f"round {round_id} sealed labels at match: this node sent {plural(sent, 'label')}")
     if beyond:
         click.echo(beyond_result_line(round_id, beyond), err=True)
     click.echo(
@@ -266,31 +279,46 @@ def _report_hint(round_id: str) -> str:
     return node_command_text("report", round_id, "--format", "html", "-o", "FILE")
 
 
-def refusal_lines(round_id: str, findings: Sequence[RefusedLead]) -> list[str]:
+def refusal_lines(round_id: str, findings: Sequence[RefusedLead], *, at_match: bool = False) -> list[str]:
     """What ``join`` and ``fetch`` say of the matches whose labels fall short of their signed holder
     count (``protocol.leads.check_labels``): each by its match token (never the identifier) with the
-    reason, and where the evidence is. Refused leads first, then leads that stand with fewer holders."""
+    reason, and where the evidence is. Refused leads first, then leads that stand with fewer holders.
+    ``at_match``: the round sealed labels at match, where a co-holder that did not answer in time is
+    the usual cause of a missing label."""
     refused = [finding for finding in findings if not finding.stands]
     short = [finding for finding in findings if finding.stands]
     evidence = (
         "The coordinator's signed result, these leaves included, is kept in this node's database as evidence "
         "for your security officer:"
     )
+    cause = (
+        "in this round labels were sealed at match, so most likely a co-holder did not answer within the round's "
+        "window and its label is missing; else the coordinator lied, or a member holding the identifier replayed "
+        "or spoiled a label"
+        if at_match
+        else "the coordinator lied, or a member holding the identifier replayed or spoiled a label"
+    )
     lines = []
     if refused:
         lines.append(
             f"REFUSED {plural(len(refused), 'lead')} of round {round_id}: the coordinator signed a holder count "
-            "that the peers' sealed labels do not back up to the round's threshold (the coordinator lied, or a "
-            "member holding the identifier replayed or spoiled a label). They are not leads and are in no report. "
-            + evidence
+            f"that the peers' sealed labels do not back up to the round's threshold ({cause}). They are not leads "
+            "and are in no report. " + evidence
         )
         lines += [_finding_line(finding) for finding in refused]
     if short:
         lines.append(
             f"{plural(len(short), 'lead')} of round {round_id} "
             f"{'stands' if len(short) == 1 else 'stand'} with fewer holders than the coordinator signed: the labels "
-            "that count reach the threshold, some others do not count (replayed, repeated or unreadable: a co-holder "
-            "or the coordinator spoiled them). Reports show both counts. " + evidence
+            "that count reach the threshold, some others "
+            + (
+                "are missing (a co-holder that did not answer within the window of a round sealing labels at match) "
+                "or do not count"
+                if at_match
+                else "do not count (replayed, repeated or unreadable: a co-holder or the coordinator spoiled them)"
+            )
+            + ". Reports show both counts. "
+            + evidence
         )
         lines += [_finding_line(finding) for finding in short]
     return lines

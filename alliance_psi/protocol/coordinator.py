@@ -45,6 +45,7 @@ from alliance_psi.protocol.chunk_refusals import RefusedChunks
 from alliance_psi.protocol.label_cap import MAX_LABEL_CAP, default_label_cap
 from alliance_psi.protocol.matching import ask_for_labels, issue_results
 from alliance_psi.protocol.model import (
+    LABELS_ASKED,
     MIN_THRESHOLD,
     Identity,
     Role,
@@ -544,7 +545,7 @@ class CoordinatorRole:
                 if asked:
                     return
             elif found.labels_at_match and found.labels_due is not None:
-                if now < found.labels_due and tx.labels.outstanding(round_id):
+                if now < found.labels_due and tx.labels.has_outstanding(round_id):
                     return
         with self.uow() as tx:
             found = tx.rounds.get_round(round_id)
@@ -592,10 +593,11 @@ class CoordinatorRole:
             self._labelling_round(tx, caller, round_id)
             return tx.labels.asked(round_id, caller.name, after=after, limit=limit)
 
-    def answer_labels(self, caller: Identity, round_id: str, items: Sequence[tuple[bytes, bytes | None]]) -> int:
+    def answer_labels(self, caller: Identity, round_id: str, items: Sequence[tuple[bytes, bytes | None]]) -> bool:
         """Record the caller's sealed labels for tokens the round asked it for (an empty label: it has
-        none to share); return how many of its asked labels are still unanswered. When no holder's
-        label is outstanding any more, the round's results are issued at once.
+        none to share); return whether it has answered every label asked of it. When no holder's
+        label is outstanding any more, the round's results are issued at once. Each call reads what
+        is outstanding through an index, never by counting the round's labels.
 
         Raises (nothing recorded): ``InvalidRequest`` (no items or more than ``MAX_LABEL_PAGE``, a
         token or a label of the wrong size, a token repeated, one not asked of the caller: named by
@@ -630,10 +632,11 @@ class CoordinatorRole:
                 tx.audit.append(
                     actor=caller.name, action="labels.answer", at=now, detail={"round_id": round_id, "labels": answered}
                 )
-            left, everyone = tx.labels.outstanding(round_id, caller.name), tx.labels.outstanding(round_id)
-        if not everyone:
+            done = not tx.labels.has_outstanding(round_id, caller.name)
+            everyone = done and answered and not tx.labels.has_outstanding(round_id)
+        if everyone:
             self._match(round_id)
-        return left
+        return done
 
     def get_result(self, caller: Identity, round_id: str) -> tuple[SignedResultHeader, Iterator[LeafPage]]:
         """The caller's own signed result header, and its pages of leaves to read one by one.
@@ -687,7 +690,15 @@ def _seen_by(caller: Identity, found: Round, committed: Callable[[], int]) -> tu
     and when, "closed by NAME" the admin's name. The state alone says what the node must do."""
     if caller.role is Role.ADMIN:
         return found, committed()
-    neutral = replace(found, invited=(caller.name,), created_by="", close_reason="", closed_at=None, matched_at=None)
+    neutral = replace(
+        found,
+        invited=(caller.name,),
+        created_by="",
+        close_reason="",
+        closed_at=None,
+        matched_at=None,
+        labels_due=LABELS_ASKED if found.labels_due is not None else None,
+    )
     return neutral, 0
 
 

@@ -146,12 +146,10 @@ def issue_results(
         detail = {"round_id": round_id, "member_id": member, "matches": builder.count, "root": builder.root().hex()}
         issued[member] = tx.audit.append(actor=issuer, action="result.issue", at=at, detail=detail) - 1
     tx.matching.record_holder_counts(round_id, dict(sorted(by_holders.items())))
-    tx.audit.append(
-        actor=issuer,
-        action="round.matched",
-        at=at,
-        detail={"round_id": round_id, "members": len(members), "matched_tokens": matched_tokens},
-    )
+    done: dict[str, object] = {"round_id": round_id, "members": len(members), "matched_tokens": matched_tokens}
+    if found.labels_at_match:  # Who did not answer in the window: the asked labels go with the results.
+        done["labels_unanswered"] = tx.labels.unanswered_by_member(round_id)
+    tx.audit.append(actor=issuer, action="round.matched", at=at, detail=done)
     size, root = tx.audit.head()
     checkpoint = sign_checkpoint(key, issuer, size, root, at)
     for member in members:

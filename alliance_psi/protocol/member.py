@@ -31,7 +31,15 @@ from alliance_psi.protocol.checkpoints import Checkpoint
 from alliance_psi.protocol.leads import Lead, LeadChecks, RefusedLead, build_leads, refuse_leads
 from alliance_psi.protocol.log_witness import LogWitness
 from alliance_psi.protocol.member_delta import ChangeWindow, DeltaPlan, LabelSealer, Progress, no_progress
-from alliance_psi.protocol.model import MemberResult, Round, RoundState, SubmissionState, SubmissionStatus, label_scope
+from alliance_psi.protocol.model import (
+    MemberResult,
+    Round,
+    RoundState,
+    SubmissionState,
+    SubmissionStatus,
+    at_match_set_scope,
+    label_scope,
+)
 from alliance_psi.protocol.node_rows import CachedToken, KeptLeaf, SetRecord
 from alliance_psi.protocol.ports import CoordinatorCalls, Evaluator, NodeUnitOfWork
 from alliance_psi.protocol.result_codec import (
@@ -80,6 +88,7 @@ class JoinOutcome:
     committed_before: bool = False  # Committed before this join, which sent nothing (``delta_count``: what that sent).
     kept_before: bool = False  # The result was kept before this join (fetched again and checked the same).
     labels_beyond_result: int = 0  # Labels this node sent when asked at match for tokens its result lacks.
+    labels_sent: int = 0  # Labels this node sent when the round asked at match (this join or before).
 
 
 def _utcnow() -> datetime:
@@ -390,6 +399,8 @@ class MemberRole:
             except NotFound:
                 if not labelled:  # A round that asks for labels at match may be asking this node.
                     labelled = self._answer_if_asked(round_id)
+                    if labelled and round is not None and round.labels_at_match:
+                        continue  # This node's answer may have issued the results: ask once more.
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(poll)
@@ -412,32 +423,52 @@ class MemberRole:
         """Seal and send this node's labels for its matched tokens that ``round`` asks for (a batch
         round with ``labels_at_match`` that closed and is waiting for labels); return how many.
 
-        Only a token this node committed in the round's scope and still holds gets its label; any
-        other asked token gets an empty answer (nothing to share), so the round need not wait for
-        it: a coordinator cannot make the node seal a label outside the round's scope, and a
-        withdrawn identifier's label is not sent. Labels are bound to the round (``Round.label_scope``).
-        Resumable: answered tokens are not asked again, and an answer sent twice changes nothing.
-        Raises what the coordinator raises (``RoundClosed`` once the window passed).
+        What the node answers comes from its own record of its commit to the round (the scope it
+        recorded then), never from what the coordinator says of the round now: nothing for a round
+        it did not commit to with labels sealed at match; a label only for a token it committed in
+        that scope and still holds; an empty answer (nothing to share) for any other asked token,
+        so the round need not wait for it. A coordinator therefore cannot make the node seal a
+        label outside the round's scope and types, and a withdrawn identifier's label is not sent.
+        It stops after as many tokens as the set it committed holds: more cannot all be its
+        matched tokens. Labels are bound to the round (``Round.label_scope``). Resumable: answered
+        tokens are not asked again, and an answer sent twice changes nothing. Raises what the
+        coordinator raises (``RoundClosed`` once the window passed).
         """
-        sealer = self.labels.at_match(round)
-        after, sent = b"", 0
-        while tokens := self.coordinator.label_requests(round.round_id, after=after):
+        round_id = round.round_id
+        with self.uow.reading() as tx:
+            recorded = tx.results.recorded_scope(round_id)
+            set_scope = at_match_set_scope(recorded[0], round_id) if recorded and recorded[1] else None
+            committed = tx.repo.submitted_state(set_scope) if set_scope is not None else None
+        if set_scope is None or committed is None:
+            return 0
+        assert recorded is not None
+        key_epoch = set_scope.split("/", 1)[0]  # ``Round.set_scope``: key epoch / types / kind.
+        sealer = self.labels.at_match(key_epoch, recorded[0])
+        after, asked, sent = b"", 0, 0
+        while asked < committed.item_count and (tokens := self.coordinator.label_requests(round_id, after=after)):
+            tokens = tokens[: committed.item_count - asked]
+            asked += len(tokens)
             with self.uow.reading() as tx:
-                ours = tx.repo.submitted_for_tokens(round.set_scope, tokens)
-                rows = tx.repo.submission_rows_for_tokens(round.key_epoch, [t for t in tokens if t in ours])
+                ours = tx.repo.submitted_for_tokens(set_scope, tokens)
+                rows = tx.repo.submission_rows_for_tokens(key_epoch, [t for t in tokens if t in ours])
             items: list[tuple[bytes, bytes | None]] = []
             for token in tokens:
                 row = rows.get(token)
                 items.append((token, sealer.seal(row, sealer.label(row)[0]) if row is not None else None))
             with self.uow.writing() as tx:  # Before they leave: checked against the result once it is in.
-                tx.results.record_label_answers(round.round_id, [token for token, label in items if label])
-            left = self.coordinator.answer_labels(round.round_id, items)
+                tx.results.record_label_answers(round_id, [token for token, label in items if label])
+            done = self.coordinator.answer_labels(round_id, items)
             sent += sum(1 for _, label in items if label)
             after = tokens[-1]
             self.progress("labels", sent, None)
-            if not left:  # The last answer may have issued the results: ask no more.
+            if done:  # The last answer may have issued the results: ask no more.
                 break
         return sent
+
+    def labels_sent(self, round_id: str) -> int:
+        """How many labels this node sent when ``round_id`` asked for them at match."""
+        with self.uow.reading() as tx:
+            return tx.results.label_answers_count(round_id)
 
     def _label_scope(self, round_id: str, round: Round | None) -> tuple[str, bool]:
         """(scope, share_labels) of ``round_id``: as this node recorded it when it committed, else as
@@ -629,7 +660,16 @@ class MemberRole:
             # Committed, but not matched yet: not an error; the result is fetched later.
             seconds["wait for result"] = time.perf_counter() - clock
             return JoinOutcome(
-                round, computed, submitted, None, (), seconds, delta, replaced, committed_before=committed_before
+                round,
+                computed,
+                submitted,
+                None,
+                (),
+                seconds,
+                delta,
+                replaced,
+                committed_before=committed_before,
+                labels_sent=self.labels_sent(round_id),
             )
         seconds["wait for result"], clock = time.perf_counter() - clock, time.perf_counter()
         leads = tuple(self.leads(self.kept_result(round_id)))
@@ -648,6 +688,7 @@ class MemberRole:
             committed_before,
             kept_before,
             self.labels_beyond_result(round_id),
+            self.labels_sent(round_id),
         )
 
     def _kept(self, round_id: str) -> bool:

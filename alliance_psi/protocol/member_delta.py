@@ -74,10 +74,10 @@ class LabelSealer:
         them only where tokens matched)."""
         return RoundLabels(round.labels_in_sets, round.key_epoch, round.set_scope, self.nonce_key)
 
-    def at_match(self, round: Round) -> RoundLabels:
-        """The labels ``round`` asks for after matching (``Round.labels_at_match``): bound to the
-        round itself (``Round.label_scope``)."""
-        return RoundLabels(True, round.key_epoch, round.label_scope, self.nonce_key)
+    def at_match(self, key_epoch: str, label_scope: str) -> RoundLabels:
+        """The labels a round asks for after matching (``Round.labels_at_match``), in its
+        ``label_scope`` (which names the round itself)."""
+        return RoundLabels(True, key_epoch, label_scope, self.nonce_key)
 
     def own_pseudonym(self, context: LabelContext) -> bytes:
         """This node's sealer pseudonym for ``context``: what its own label for the token carries."""

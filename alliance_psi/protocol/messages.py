@@ -293,8 +293,8 @@ def answer_labels_to_pb(
 
 def answer_labels_from_pb(m: pb_coordinator.AnswerLabelsRequest) -> tuple[str, tuple[tuple[bytes, bytes | None], ...]]:
     """(round id, items), once the count is checked (before the items become Python objects)."""
-    if not m.round_id:
-        raise InvalidRequest("round_id: required")
+    if not 0 < len(m.round_id) <= MAX_ID_CHARS:
+        raise InvalidRequest(f"round_id: required, at most {MAX_ID_CHARS} characters")
     if not 1 <= len(m.items) <= MAX_LABEL_PAGE:
         raise InvalidRequest(f"items: must hold 1 to {MAX_LABEL_PAGE} labels, got {len(m.items)}")
     return m.round_id, tuple([(item.match_token, item.sealed_label or None) for item in m.items])

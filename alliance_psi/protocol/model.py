@@ -24,6 +24,8 @@ __all__ = [
     "RoundState",
     "SubmissionState",
     "SubmissionStatus",
+    "LABELS_ASKED",
+    "at_match_set_scope",
     "label_scope",
 ]
 
@@ -74,9 +76,21 @@ class SubmissionState(enum.StrEnum):
     COMMITTED = "committed"
 
 
+LABELS_ASKED = datetime(1970, 1, 1, tzinfo=UTC)
+"""What a member sees as ``Round.labels_due`` of a round that asks for labels: that it asks, not
+until when (the window's end less its length would tell the member when the round closed)."""
+
+
 def label_scope(set_scope: str, round_id: str, *, at_match: bool) -> str:
     """``Round.label_scope`` of round ``round_id`` over the standing sets of ``set_scope``."""
     return f"{set_scope}/round:{round_id}" if at_match else set_scope
+
+
+def at_match_set_scope(scope: str, round_id: str) -> str | None:
+    """The standing sets' scope of a ``label_scope`` of round ``round_id`` sealed at match; None when
+    ``scope`` is not one (labels sealed with the sets, or another round's)."""
+    suffix = f"/round:{round_id}"
+    return scope.removesuffix(suffix) if scope.endswith(suffix) else None
 
 
 @dataclass(frozen=True, slots=True)

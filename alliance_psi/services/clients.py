@@ -412,11 +412,11 @@ class CoordinatorClient(_Client):
         request = pb_coordinator.GetLabelRequestsRequest(round_id=round_id, after=after, limit=limit)
         return list(self._call(lambda t: self.stub.GetLabelRequests(request, timeout=t)).match_tokens)
 
-    def answer_labels(self, round_id: str, items: Sequence[tuple[bytes, bytes | None]]) -> int:
-        """Send the caller's sealed labels for asked tokens; return how many it still owes. Retried
-        safely: answering a token again with the same label changes nothing."""
+    def answer_labels(self, round_id: str, items: Sequence[tuple[bytes, bytes | None]]) -> bool:
+        """Send the caller's sealed labels for asked tokens; return whether it has answered every one
+        asked of it. Retried safely: answering a token again with the same label changes nothing."""
         request = messages.answer_labels_to_pb(round_id, items)
-        return int(self._call(lambda t: self.stub.AnswerLabels(request, timeout=t)).labels_left)
+        return bool(self._call(lambda t: self.stub.AnswerLabels(request, timeout=t)).all_answered)
 
     def checkpoint(self) -> SignedCheckpoint:
         """The audit log's signed head now."""

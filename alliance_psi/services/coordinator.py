@@ -119,7 +119,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         with guarded(context):
             caller = identity_of(context)
             round_id, items = messages.answer_labels_from_pb(request)
-            return pb_coordinator.AnswerLabelsResponse(labels_left=self.role.answer_labels(caller, round_id, items))
+            return pb_coordinator.AnswerLabelsResponse(all_answered=self.role.answer_labels(caller, round_id, items))
 
     def WatchAlerts(self, request, context):  # type: ignore[no-untyped-def]
         # A long server stream: each page of alerts read in its own transaction as it is released,

@@ -9,7 +9,9 @@
 2. **Batch rounds** (``join_rounds``): every open batch round that invites this member and that it
    has not committed to is joined at once (tokens for what changed since the scope's last commit,
    the delta, the commit: ``MemberRole.join``), and the verified result of every matched round it
-   committed to is fetched and kept. A node that joins rounds by hand turns this off.
+   committed to is fetched and kept. A node that joins rounds by hand turns this off; it still
+   answers the closed rounds it committed to that ask for its matched tokens' labels (labels
+   sealed at match), whoever joined them: a co-holder's lead may depend on its label.
 3. **Continuous scopes**: to every open continuous scope that invites this member, the changes
    since its last commit there go as its next delta (``MemberRole.submit_delta``), at most once
    every ``submit_seconds`` per scope and only when something changed (the change counter says
@@ -123,6 +125,8 @@ class NodeDaemon:
         if self.settings.join_rounds and not stop.is_set():
             self._guarded("rounds", functools.partial(self.rounds, stop))
         if not stop.is_set():
+            self._guarded("labels", functools.partial(self.labels, stop))
+        if not stop.is_set():
             self._guarded("scopes", functools.partial(self.scopes, stop))
 
     # The inbox --------------------------------------------------------------------------------
@@ -184,22 +188,26 @@ class NodeDaemon:
             if stop.is_set():
                 return
             self._guarded(round_.round_id, functools.partial(self._join, round_))
-        for round_, _ in coordinator.list_rounds(RoundState.CLOSED, RoundKind.BATCH):
-            if stop.is_set():
-                return
-            if round_.labelling and round_.round_id not in self._labelled:
-                self._guarded(round_.round_id, functools.partial(self._label, round_))
         for round_, _ in coordinator.list_rounds(RoundState.MATCHED):
             if stop.is_set():
                 return
             self._guarded(round_.round_id, functools.partial(self._fetch, round_))
+
+    def labels(self, stop: threading.Event) -> None:
+        """Answer the closed batch rounds that ask for this node's matched tokens' labels (whether
+        this node or `node join` committed to them; one it did not commit to gets nothing)."""
+        for round_, _ in self.node.coordinator.list_rounds(RoundState.CLOSED, RoundKind.BATCH):
+            if stop.is_set():
+                return
+            if round_.labelling and round_.round_id not in self._labelled:
+                self._guarded(round_.round_id, functools.partial(self._label, round_))
 
     def _label(self, round_: Round) -> None:
         """Answer a closed round's requests for this node's labels of its matched tokens."""
         try:
             sent = self.node.role.answer_label_requests(round_)
         except RoundClosed as exc:  # Issued meanwhile, or its window passed before this node saw it.
-            self.log.warning("round %s: its labels were not sent: %s", round_.round_id, exc)
+            self.log.info("round %s: it asks for no labels any more: %s", round_.round_id, exc)
             sent = 0
         self._labelled.add(round_.round_id)
         if sent:
@@ -212,6 +220,11 @@ class NodeDaemon:
             return
         self.log.info("round %s: joining", round_.round_id)
         outcome = self.node.role.join(round_.round_id, wait=0)
+        if outcome.labels_sent:  # Its commit closed a round that asked at once.
+            self._labelled.add(round_.round_id)
+            self.log.info(
+                "round %s: %s sealed and sent for matched tokens", round_.round_id, plural(outcome.labels_sent, "label")
+            )
         self.log.info(
             "round %s: committed, %s computed, %s sent (%s), %s in the set%s",
             round_.round_id,
@@ -262,6 +275,17 @@ class NodeDaemon:
         self.log.info(
             "round %s: result verified and kept, %s", round_.round_id, plural(header.match_count, "match", "matches")
         )
+        findings = self.node.role.lead_checks(round_.round_id).refused
+        refused, short = sum(not f.stands for f in findings), sum(f.stands for f in findings)
+        if refused or short:
+            self.log.warning(
+                "round %s: %s refused, %s with fewer holders than signed: their labels do not back the count "
+                "(`node fetch %s` names each token and why)",
+                round_.round_id,
+                plural(refused, "lead"),
+                plural(short, "lead"),
+                round_.round_id,
+            )
         if beyond := self.node.role.labels_beyond_result(round_.round_id):
             self.log.warning(
                 "round %s: the coordinator asked this node for the labels of %s not in its signed result "

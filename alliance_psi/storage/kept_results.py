@@ -128,6 +128,12 @@ class KeptResults:
             ignore_existing=True,
         )
 
+    def label_answers_count(self, round_id: str) -> int:
+        """How many tokens this node sent a label for in ``round_id``."""
+        answers = member_label_answers.c
+        query = select(func.count()).select_from(member_label_answers).where(answers.round_id == round_id)
+        return int(self._conn.execute(query).scalar_one())
+
     def label_answers_beyond_result(self, round_id: str) -> int:
         """How many tokens this node sent a label for in ``round_id`` that its kept result does not hold."""
         answers, leaves = member_label_answers.c, member_result_leaves.c

@@ -90,13 +90,25 @@ class RoundLabelRepository:
             )
         return len(fresh)
 
-    def outstanding(self, round_id: str, member_id: str | None = None) -> int:
-        """How many asked labels of the round (of ``member_id``, if given) are not answered yet."""
+    def has_outstanding(self, round_id: str, member_id: str | None = None) -> bool:
+        """Whether an asked label of the round (of ``member_id``, if given) is not answered yet: one
+        index probe (``LIMIT 1``), whatever the round's size."""
         c = round_labels.c
-        query = select(func.count()).where(c.round_id == round_id, c.answered.is_(False))
+        query = select(c.match_token).where(c.round_id == round_id, c.answered.is_(False)).limit(1)
         if member_id is not None:
             query = query.where(c.member_id == member_id)
-        return int(self._conn.execute(query).scalar_one())
+        return self._conn.execute(query).first() is not None
+
+    def unanswered_by_member(self, round_id: str) -> dict[str, int]:
+        """{member: asked labels it has not answered} of the round, members with none left out."""
+        c = round_labels.c
+        query = (
+            select(c.member_id, func.count())
+            .where(c.round_id == round_id, c.answered.is_(False))
+            .group_by(c.member_id)
+            .order_by(c.member_id)
+        )
+        return {member: int(count) for member, count in self._conn.execute(query)}
 
     def answers(self, round_id: str) -> Iterator[tuple[bytes, str, bytes]]:
         """(token, member, sealed label) of every label answered in the round, in token then member

@@ -307,6 +307,7 @@ round_labels = Table(
     Column("sealed_label", LargeBinary, nullable=True),
     Column("answered", Boolean, nullable=False, default=False, server_default=false()),
     Index("ix_round_labels_member", "round_id", "member_id", "answered", "match_token"),
+    Index("ix_round_labels_open", "round_id", "answered"),
     _length_is("match_token", MATCH_TOKEN_BYTES),
 )
 

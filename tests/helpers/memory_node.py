@@ -278,6 +278,9 @@ class MemoryKeptResults:
     def record_label_answers(self, round_id: str, tokens: Sequence[bytes]) -> None:
         self._s.label_answers.setdefault(round_id, set()).update(tokens)
 
+    def label_answers_count(self, round_id: str) -> int:
+        return len(self._s.label_answers.get(round_id, set()))
+
     def label_answers_beyond_result(self, round_id: str) -> int:
         held = {row.match_token for row in self._s.leaves.get(round_id, [])}
         return len(self._s.label_answers.get(round_id, set()) - held)
@@ -437,7 +440,7 @@ class LoopbackCoordinator:
     def label_requests(self, round_id: str, *, after: bytes = b"", limit: int = 0) -> list[bytes]:
         return self.role.label_requests(self.caller, round_id, after=after, **({"limit": limit} if limit else {}))
 
-    def answer_labels(self, round_id: str, items: Sequence[tuple[bytes, bytes | None]]) -> int:
+    def answer_labels(self, round_id: str, items: Sequence[tuple[bytes, bytes | None]]) -> bool:
         return self.role.answer_labels(self.caller, round_id, items)
 
     def checkpoint(self) -> SignedCheckpoint:

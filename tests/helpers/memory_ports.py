@@ -465,12 +465,17 @@ class MemoryLabels(_OverState):
             self._s.labels[key] = (True, label)
         return len(fresh)
 
-    def outstanding(self, round_id: str, member_id: str | None = None) -> int:
-        return sum(
-            1
-            for (r, _, m), (answered, _) in self._s.labels.items()
-            if r == round_id and not answered and member_id in (None, m)
+    def has_outstanding(self, round_id: str, member_id: str | None = None) -> bool:
+        return bool(
+            self.unanswered_by_member(round_id).get(member_id, 0) if member_id else self.unanswered_by_member(round_id)
         )
+
+    def unanswered_by_member(self, round_id: str) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for (r, _, m), (answered, _) in sorted(self._s.labels.items()):
+            if r == round_id and not answered:
+                found[m] = found.get(m, 0) + 1
+        return found
 
     def answers(self, round_id: str) -> Iterator[tuple[bytes, str, bytes]]:
         found = [(t, m, label) for (r, t, m), (answered, label) in self._s.labels.items() if r == round_id and label]

@@ -147,3 +147,31 @@ def test_join_with_another_coordinator_key_says_which_signature_and_which_key(tm
             "Error: the coordinator's signature over its audit-log checkpoint: signature does not verify against key "
             f"{other.key_id}; the checkpoint names key {alliance.signing_key.key_id}"
         )
+
+
+def test_a_round_sealing_labels_at_match_says_what_the_node_must_do_and_what_it_sent(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with running_alliance(tmp_path, pki) as alliance:
+        spec = alliance.spec(2, invited=("bank-a", "bank-b"), labels_at_match=True, label_window_seconds=120)
+        round_id = alliance.admin().create_round(spec).round_id
+        config_b = write_toml(tmp_path / "b.toml", pki, alliance, "bank-b")
+        runner = CliRunner()
+        first = runner.invoke(main, ["node", "join", round_id, "--config", str(config_b), "--wait", "0"])
+        assert first.exit_code == 0, first.output
+        assert (
+            f"round {round_id} seals labels at match: once it closes, this node must answer for its matched tokens "
+            "within the round's window (120 s)"
+        ) in " ".join(first.output.split())
+        config_a = write_toml(tmp_path / "a.toml", pki, alliance, "bank-a")
+        with ThreadPoolExecutor(1) as pool:  # bank-b's node waits for its result, answering meanwhile.
+            waiting = pool.submit(alliance.node("bank-b").fetch_result, round_id, wait=60)
+            joined = runner.invoke(main, ["node", "--config", str(config_a), "join", round_id, "--wait", "60"])
+            waiting.result()
+        assert joined.exit_code == 0, joined.output
+        assert "round joined; result verified" in joined.output
+        (row,) = [line for line in joined.output.splitlines() if "labels sealed at match and sent" in line]
+        assert row.split("│")[2].strip() == "11", row  # What bank-a and bank-b both hold.
+        fetched = runner.invoke(main, ["node", "fetch", round_id, "--config", str(config_b)])
+        assert fetched.exit_code == 0, fetched.output
+        assert f"round {round_id} sealed labels at match: this node sent 11 labels" in fetched.output

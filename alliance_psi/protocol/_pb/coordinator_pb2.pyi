@@ -227,10 +227,10 @@ class AnswerLabelsRequest(_message.Message):
     def __init__(self, round_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[SubmittedToken, _Mapping]]] = ...) -> None: ...
 
 class AnswerLabelsResponse(_message.Message):
-    __slots__ = ("labels_left",)
-    LABELS_LEFT_FIELD_NUMBER: _ClassVar[int]
-    labels_left: int
-    def __init__(self, labels_left: _Optional[int] = ...) -> None: ...
+    __slots__ = ("all_answered",)
+    ALL_ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    all_answered: bool
+    def __init__(self, all_answered: _Optional[bool] = ...) -> None: ...
 
 class ResultPart(_message.Message):
     __slots__ = ("header", "page")

@@ -92,14 +92,22 @@ def test_killed_mid_submission_and_started_again_it_submits_once_and_keeps_the_r
             assert second.stop() == 0, second.log
 
 
-def test_a_running_node_answers_a_closed_rounds_request_for_its_matched_tokens_labels(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("joins", ["node run", "by hand"])
+def test_a_running_node_answers_a_closed_rounds_request_for_its_matched_tokens_labels(
+    joins: str, tmp_path: Path, pki
+) -> None:  # type: ignore[no-untyped-def]
+    """Whether `node run` joined the round or the member did by hand (`join-rounds = false`)."""
     planted = Planted.make(size=10)
     with running_alliance(tmp_path, pki, planted=planted) as alliance:
         admin = alliance.admin()
         spec = alliance.spec(2, invited=("bank-a", "bank-b"), labels_at_match=True)
         round_id = admin.create_round(spec).round_id
-        with node_run(node_toml(tmp_path, pki, alliance, "bank-a")) as run:
-            run.wait_for_line(f"round {round_id}: committed")
+        by_hand = {"join-rounds": "false"} if joins == "by hand" else {}
+        with node_run(node_toml(tmp_path, pki, alliance, "bank-a", **by_hand)) as run:
+            if by_hand:
+                alliance.node("bank-a").join(round_id, wait=0)
+            else:
+                run.wait_for_line(f"round {round_id}: committed")
             # bank-b's commit closes the round; its join answers for its own labels and waits for
             # bank-a's, which the running node sends when it sees the round asking.
             outcome = alliance.node("bank-b").join(round_id, wait=120)
@@ -107,9 +115,12 @@ def test_a_running_node_answers_a_closed_rounds_request_for_its_matched_tokens_l
             asked = 5 + 6  # What bank-a and bank-b both hold.
             said = run.wait_for_line("sealed and sent for matched tokens")
             assert f"round {round_id}: {asked} labels sealed and sent for matched tokens" in said, run.log
-            run.wait_for_line(f"round {round_id}: result verified and kept")
+            if not by_hand:  # A node that leaves rounds to `node join` fetches no result either.
+                run.wait_for_line(f"round {round_id}: result verified and kept")
             assert run.stop() == 0, run.log
         node = alliance.node("bank-a")
+        if by_hand:
+            node.fetch_result(round_id, wait=30)
         leads = node.leads(node.kept_result(round_id))
         assert len(leads) == asked and all(
             [label.category for label in lead.peer_labels] == [CATEGORIES[1]] for lead in leads

@@ -15,7 +15,7 @@ import pytest
 
 from alliance_psi.errors import Conflict, InvalidRequest, NotAuthorized, NotFound, RoundClosed
 from alliance_psi.protocol.coordinator import Chunk, RoundSpec
-from alliance_psi.protocol.model import Identity, Role, Round, RoundKind, RoundState
+from alliance_psi.protocol.model import LABELS_ASKED, Identity, Role, Round, RoundKind, RoundState
 from alliance_psi.protocol.submission import chunk_digest
 from tests.unit.protocol.test_member_role import ADMIN, EPOCH, A, B, World, lead_labels
 
@@ -97,7 +97,7 @@ def test_answers_the_round_did_not_ask_for_are_refused_by_position_and_nothing_i
     for items, error, message in refused:
         with pytest.raises(error, match=message):
             world.coordinator.answer_labels(caller(A), rid, items)
-        assert world.coordinator_uow.view.labels.outstanding(rid, A) == 3
+        assert world.coordinator_uow.view.labels.unanswered_by_member(rid) == {A: 3}
     # B answered its own already: it cannot replace it; another alliance member is not told the round exists.
     with pytest.raises(Conflict, match="item 0: answered already with another label"):
         world.coordinator.answer_labels(caller(B), rid, [(asked[0], label)])
@@ -106,8 +106,9 @@ def test_answers_the_round_did_not_ask_for_are_refused_by_position_and_nothing_i
     with pytest.raises(NotAuthorized):
         world.coordinator.answer_labels(ADMIN, rid, [(asked[0], label)])
     # An answer stands: the same again changes nothing, another label is a conflict.
-    assert world.coordinator.answer_labels(caller(A), rid, [(asked[0], label)]) == 2
-    assert world.coordinator.answer_labels(caller(A), rid, [(asked[0], label)]) == 2
+    assert world.coordinator.answer_labels(caller(A), rid, [(asked[0], label)]) is False  # 2 left.
+    assert world.coordinator.answer_labels(caller(A), rid, [(asked[0], label)]) is False
+    assert world.coordinator_uow.view.labels.unanswered_by_member(rid) == {A: 2}
     with pytest.raises(Conflict, match="item 0: answered already with another label"):
         world.coordinator.answer_labels(caller(A), rid, [(asked[0], b"\x02" + b"\x01" * (SEALED - 1))])
     world.clock.advance(seconds=301)
@@ -170,3 +171,58 @@ def test_a_coordinator_that_asks_for_an_unmatched_tokens_label_is_shown_by_the_r
     assert honest.labels_beyond_result(rid) == 0  # No result kept yet: nothing to compare.
     honest.fetch_and_keep(world.coordinator.get_round(caller(B), rid)[0])
     assert honest.labels_beyond_result(rid) == 0
+
+
+def test_a_node_answers_only_from_its_own_record_of_what_it_committed() -> None:
+    world = World()
+    first = both_committed(world)
+    world.member(A).answer_label_requests(first)  # Round 1 issued.
+    # A lying coordinator puts A's six tokens and ten strangers as asked of A in a round A never
+    # committed to, and then in the round A did commit to.
+    ours = sorted(t for t, _ in world.nodes[A].state.tokens.values())
+    strangers = [b"\xff" * 15 + bytes([i]) for i in range(10)]  # After all of A's in token order.
+    second = at_match_round(world)
+    world.member(B).join(second.round_id, wait=0)
+    world.coordinator.close_round(ADMIN, second.round_id)  # One committed member: nothing matched or asked.
+    asking = dataclasses.replace(second, state=RoundState.CLOSED, labels_due=world.clock() + timedelta(minutes=5))
+    for round_ in (asking, world.coordinator.get_round(ADMIN, first.round_id)[0]):
+        world.coordinator_uow.state.rounds[round_.round_id] = dataclasses.replace(
+            round_, state=RoundState.CLOSED, labels_due=world.clock() + timedelta(minutes=5)
+        )
+        for token in ours + strangers:
+            world.coordinator_uow.state.labels[(round_.round_id, token, A)] = (False, None)
+    assert world.member(A).answer_label_requests(asking) == 0  # Not committed to: nothing sent.
+    assert world.coordinator_uow.view.labels.unanswered_by_member(asking.round_id) == {A: 16}
+    # In its own round it answers at most as many tokens as it committed (six), strangers empty.
+    assert world.member(A).answer_label_requests(first) == 6
+    unanswered = world.coordinator_uow.view.labels.unanswered_by_member(first.round_id)
+    assert unanswered == {A: 10}
+
+
+def test_a_member_sees_that_a_round_asks_for_labels_not_when_it_closed() -> None:
+    world = World()
+    round_ = both_committed(world)
+    assert world.coordinator.get_round(ADMIN, round_.round_id)[0].labels_due == world.clock() + timedelta(seconds=300)
+    seen, _ = world.coordinator.get_round(caller(A), round_.round_id)
+    assert seen.labels_due == LABELS_ASKED and seen.labelling
+
+
+def test_an_answer_names_a_round_id_of_at_most_64_characters() -> None:
+    from alliance_psi.protocol import messages
+
+    request = messages.answer_labels_to_pb("r" * 65, [(bytes(16), None)])
+    with pytest.raises(InvalidRequest, match="round_id: required, at most 64 characters"):
+        messages.answer_labels_from_pb(request)
+
+
+@pytest.mark.parametrize("at_match", [True, False])
+def test_the_nodes_word_for_a_missing_label_names_the_likely_cause(at_match: bool) -> None:
+    from alliance_psi.cli.node_round import refusal_lines
+    from alliance_psi.protocol.leads import RefusedLead
+
+    findings = [RefusedLead(bytes(16), 2, "1 label backs 1 of 2 holders", 1), RefusedLead(b"\1" * 16, 3, "x", 2, True)]
+    text = " ".join(refusal_lines("r", findings, at_match=at_match))
+    likely = "most likely a co-holder did not answer within the round's window"
+    assert (likely in text) is at_match
+    assert ("are missing (a co-holder that did not answer within the window" in text) is at_match
+    assert "REFUSED 1 lead of round r" in text and "1 lead of round r stands with fewer holders" in text
