@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, delete, false, func, select, true
 
 from alliance_psi.errors import Conflict, InvalidRequest
 from alliance_psi.storage._common import batched, bulk_insert, placeholder, stream
@@ -45,7 +45,7 @@ class RoundLabelRepository:
         c = round_labels.c
         query = (
             select(c.match_token)
-            .where(c.round_id == round_id, c.member_id == member_id, c.answered.is_(False), c.match_token > after)
+            .where(c.round_id == round_id, c.member_id == member_id, c.answered == false(), c.match_token > after)
             .order_by(c.match_token)
             .limit(limit)
         )
@@ -94,7 +94,7 @@ class RoundLabelRepository:
         """Whether an asked label of the round (of ``member_id``, if given) is not answered yet: one
         index probe (``LIMIT 1``), whatever the round's size."""
         c = round_labels.c
-        query = select(c.match_token).where(c.round_id == round_id, c.answered.is_(False)).limit(1)
+        query = select(c.match_token).where(c.round_id == round_id, c.answered == false()).limit(1)
         if member_id is not None:
             query = query.where(c.member_id == member_id)
         return self._conn.execute(query).first() is not None
@@ -104,7 +104,7 @@ class RoundLabelRepository:
         c = round_labels.c
         query = (
             select(c.member_id, func.count())
-            .where(c.round_id == round_id, c.answered.is_(False))
+            .where(c.round_id == round_id, c.answered == false())
             .group_by(c.member_id)
             .order_by(c.member_id)
         )
@@ -116,7 +116,7 @@ class RoundLabelRepository:
         c = round_labels.c
         query = (
             select(c.match_token, c.member_id, c.sealed_label)
-            .where(c.round_id == round_id, c.answered.is_(True), c.sealed_label.is_not(None))
+            .where(c.round_id == round_id, c.answered == true(), c.sealed_label.is_not(None))
             .order_by(c.match_token, c.member_id)
         )
         for row in stream(self._conn, query):
