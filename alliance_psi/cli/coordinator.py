@@ -457,6 +457,42 @@ def _created(client: CoordinatorClient, spec: RoundSpec) -> Round:
         raise InvalidRequest(named) from None
 
 
+# Durations on the command line (seconds, or 15m, 1h, 1d).
+_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(value: str) -> int:
+    """Seconds (``90``) or a number with s, m, h or d (``15m``); ``BadParameter`` names the value."""
+    text = value.strip().lower()
+    unit = _DURATION.get(text[-1:], 0) if text else 0
+    number = text[:-1] if unit else text
+    if not number.isdigit() or not number.isascii():
+        raise click.BadParameter(f"{value!r} is not a duration: give seconds (90) or a number with s, m, h or d (15m)")
+    return int(number) * (unit or 1)
+
+
+def _interval(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """``--min-interval``: seconds (``90``) or a number with s, m, h or d (``15m``), up to 7 days."""
+    from alliance_psi.protocol.coordinator import MAX_INTERVAL_SECONDS
+
+    seconds = _seconds(value)
+    if seconds > MAX_INTERVAL_SECONDS:
+        raise click.BadParameter(f"{value} is longer than 7 days, the longest interval")
+    return seconds
+
+
+def _window(ctx: click.Context, param: click.Parameter, value: str | None) -> int:
+    """``--label-window``: a duration as ``--min-interval``'s, 10 s to 7 days; 0 when not given."""
+    from alliance_psi.protocol.coordinator import MAX_LABEL_WINDOW_SECONDS, MIN_LABEL_WINDOW_SECONDS
+
+    if value is None:
+        return 0
+    seconds = _seconds(value)
+    if not MIN_LABEL_WINDOW_SECONDS <= seconds <= MAX_LABEL_WINDOW_SECONDS:
+        raise click.BadParameter(f"{value} is not from 10 seconds to 7 days")
+    return seconds
+
+
 @round_group.command("create")
 @_address
 @tls_options
@@ -486,10 +522,10 @@ def _created(client: CoordinatorClient, spec: RoundSpec) -> Round:
 )
 @click.option(
     "--label-window",
-    type=click.IntRange(min=10, max=604_800),
     default=None,
-    help="With --labels-at-match: seconds the holders have to answer after the round closes "
-    "(10 to 604800; default 300). A holder that has not answered by then is carried without its label.",
+    callback=_window,
+    help="With --labels-at-match: how long the holders have to answer after the round closes (600, 10m, 1h; "
+    "10 s to 7 days; default 5 min). A holder that has not answered by then is carried without its label.",
 )
 @click.option("--id", "round_id", default="", help="Round id (generated when empty).")
 def round_create(
@@ -507,7 +543,7 @@ def round_create(
     share_labels: bool,
     label_cap: int | None,
     labels_at_match: bool,
-    label_window: int | None,
+    label_window: int,
     round_id: str,
 ) -> None:
     """Open a round."""
@@ -524,7 +560,7 @@ def round_create(
         round_id=round_id,
         label_cap=label_cap or 0,
         labels_at_match=labels_at_match,
-        label_window_seconds=label_window or 0,
+        label_window_seconds=label_window,
     )
     with reported(), _admin_client(address, ca_cert, cert, key, crl) as client:
         created = _created(client, spec)
@@ -664,23 +700,6 @@ def round_close(
 
 
 # Continuous scopes (admin client) ------------------------------------------------------------------
-
-_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _interval(ctx: click.Context, param: click.Parameter, value: str) -> int:
-    """``--min-interval``: seconds (``90``) or a number with s, m, h or d (``15m``), up to 7 days."""
-    from alliance_psi.protocol.coordinator import MAX_INTERVAL_SECONDS
-
-    text = value.strip().lower()
-    unit = _DURATION.get(text[-1:], 0) if text else 0
-    number = text[:-1] if unit else text
-    if not number.isdigit() or not number.isascii():
-        raise click.BadParameter(f"{value!r} is not a duration: give seconds (90) or a number with s, m, h or d (15m)")
-    seconds = int(number) * (unit or 1)
-    if seconds > MAX_INTERVAL_SECONDS:
-        raise click.BadParameter(f"{value} is longer than 7 days, the longest interval")
-    return seconds
 
 
 def _every(seconds: int) -> str:
