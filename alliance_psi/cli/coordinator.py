@@ -617,6 +617,11 @@ def _round_lines(round_: Round, committed: int) -> list[tuple[str, str]]:
         ("types", ", ".join(round_.allowed_types)),
         ("invited", ", ".join(round_.invited) if round_.invited is not None else "every member"),
         ("labels", _labels_fact(round_)),
+        *(
+            [("labels awaited", ", ".join(f"{m} ({plural(n, 'label')})" for m, n in round_.labels_awaited))]
+            if round_.labels_awaited
+            else []
+        ),
         ("committed", plural(committed, "member")),
         ("deadline", f"{round_.deadline:{at}}"),
     ]

@@ -327,6 +327,8 @@ class CoordinatorRole:
         """
         with self.uow() as tx:
             found = self._visible_round(tx, caller, round_id)
+            if caller.role is Role.ADMIN and found.labelling:
+                found = replace(found, labels_awaited=tuple(tx.labels.unanswered_by_member(round_id).items()))
             return _seen_by(caller, found, functools.partial(_committed_count, tx, round_id))
 
     def list_rounds(

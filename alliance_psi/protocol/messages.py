@@ -174,6 +174,9 @@ def round_to_pb(r: Round, committed_count: int) -> pb_coordinator.RoundInfo:
         labels_at_match=r.labels_at_match,
         label_window_seconds=r.label_window_seconds,
         labels_due=_ts(r.labels_due),
+        labels_awaited=[
+            pb_coordinator.LabelsAwaited(member_id=member, labels=count) for member, count in r.labels_awaited
+        ],
     )
 
 
@@ -202,6 +205,7 @@ def round_from_pb(m: pb_coordinator.RoundInfo) -> tuple[Round, int]:
         labels_at_match=m.labels_at_match,
         label_window_seconds=m.label_window_seconds,
         labels_due=_dt(m, "labels_due"),
+        labels_awaited=tuple((a.member_id, a.labels) for a in m.labels_awaited),
     )
     return r, m.committed_count
 

@@ -125,6 +125,8 @@ class Round:
     labels_at_match: bool = False
     label_window_seconds: int = 0
     labels_due: datetime | None = None
+    # An admin's view of a round waiting for labels: the members that owe labels, and how many.
+    labels_awaited: tuple[tuple[str, int], ...] = ()
 
     @property
     def continuous(self) -> bool:

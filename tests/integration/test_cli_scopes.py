@@ -176,3 +176,12 @@ def test_a_round_with_labels_at_match_says_so_until_its_labels_are_in(tmp_path: 
         shown = run("coordinator", "round", "show", "late", *target)
         facts = dict(line.split(None, 1) for line in shown.output.replace("key epoch", "key-epoch").splitlines())
         assert facts["state"].startswith("matched") and "due" in facts["labels"]
+        # A round both invited members committed to, one of them has not answered yet.
+        args = ["--name", "Owed", "--epoch", "epoch-test", "--id", "owed", "--labels-at-match", "--invite"]
+        assert run("coordinator", "round", "create", *target, *args, "bank-a,bank-b").exit_code == 0
+        alliance.node("bank-a").join("owed", wait=0)
+        alliance.node("bank-b").join("owed", wait=0)  # Closes the round and answers for bank-b.
+        shown = run("coordinator", "round", "show", "owed", *target)
+        facts = dict(line.split("  ", 1) for line in shown.output.splitlines())
+        assert facts["labels awaited"].strip() == "bank-a (11 labels)", shown.output
+        assert "waiting for the matched tokens' labels" in facts["state"]

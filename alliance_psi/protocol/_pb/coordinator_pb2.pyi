@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RoundInfo(_message.Message):
-    __slots__ = ("round_id", "name", "threshold", "key_epoch", "deadline", "allowed_types", "invited", "invite_all", "share_labels", "state", "created_by", "created_at", "closed_at", "close_reason", "matched_at", "committed_count", "kind", "min_interval_seconds", "label_cap", "labels_at_match", "label_window_seconds", "labels_due")
+    __slots__ = ("round_id", "name", "threshold", "key_epoch", "deadline", "allowed_types", "invited", "invite_all", "share_labels", "state", "created_by", "created_at", "closed_at", "close_reason", "matched_at", "committed_count", "kind", "min_interval_seconds", "label_cap", "labels_at_match", "label_window_seconds", "labels_due", "labels_awaited")
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class RoundInfo(_message.Message):
     LABELS_AT_MATCH_FIELD_NUMBER: _ClassVar[int]
     LABEL_WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
     LABELS_DUE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_AWAITED_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     name: str
     threshold: int
@@ -56,7 +57,16 @@ class RoundInfo(_message.Message):
     labels_at_match: bool
     label_window_seconds: int
     labels_due: _timestamp_pb2.Timestamp
-    def __init__(self, round_id: _Optional[str] = ..., name: _Optional[str] = ..., threshold: _Optional[int] = ..., key_epoch: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allowed_types: _Optional[_Iterable[str]] = ..., invited: _Optional[_Iterable[str]] = ..., invite_all: _Optional[bool] = ..., share_labels: _Optional[bool] = ..., state: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., closed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., close_reason: _Optional[str] = ..., matched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., committed_count: _Optional[int] = ..., kind: _Optional[str] = ..., min_interval_seconds: _Optional[int] = ..., label_cap: _Optional[int] = ..., labels_at_match: _Optional[bool] = ..., label_window_seconds: _Optional[int] = ..., labels_due: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    labels_awaited: _containers.RepeatedCompositeFieldContainer[LabelsAwaited]
+    def __init__(self, round_id: _Optional[str] = ..., name: _Optional[str] = ..., threshold: _Optional[int] = ..., key_epoch: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allowed_types: _Optional[_Iterable[str]] = ..., invited: _Optional[_Iterable[str]] = ..., invite_all: _Optional[bool] = ..., share_labels: _Optional[bool] = ..., state: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., closed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., close_reason: _Optional[str] = ..., matched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., committed_count: _Optional[int] = ..., kind: _Optional[str] = ..., min_interval_seconds: _Optional[int] = ..., label_cap: _Optional[int] = ..., labels_at_match: _Optional[bool] = ..., label_window_seconds: _Optional[int] = ..., labels_due: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels_awaited: _Optional[_Iterable[_Union[LabelsAwaited, _Mapping]]] = ...) -> None: ...
+
+class LabelsAwaited(_message.Message):
+    __slots__ = ("member_id", "labels")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    labels: int
+    def __init__(self, member_id: _Optional[str] = ..., labels: _Optional[int] = ...) -> None: ...
 
 class CreateRoundRequest(_message.Message):
     __slots__ = ("round_id", "name", "threshold", "key_epoch", "deadline", "allowed_types", "invited", "share_labels", "kind", "min_interval_seconds", "label_cap", "labels_at_match", "label_window_seconds")

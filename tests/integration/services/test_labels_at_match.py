@@ -87,6 +87,8 @@ def test_a_member_answers_only_what_it_was_asked_and_within_the_wire_limit(tmp_p
             CoordinatorClient(alliance.coordinator_address, pki.material("bank-c")).label_requests(rid)
         alliance.node("bank-a").join(rid, wait=0)
         alliance.node("bank-b").join(rid, wait=0)  # Closes the round; bank-b answers at once.
+        assert admin.get_round(rid)[0].labels_awaited == (("bank-a", 11),)  # The operator's view only.
+        assert hostile.get_round(rid)[0].labels_awaited == ()
         asked = hostile.label_requests(rid)
         assert len(asked) == 5 + 6  # What bank-a and bank-b both hold (the 6 bank-c holds too: it was not invited).
         label = b"\x02" + bytes(SEALED - 1)

@@ -204,7 +204,9 @@ def test_a_member_sees_that_a_round_asks_for_labels_not_when_it_closed() -> None
     round_ = both_committed(world)
     assert world.coordinator.get_round(ADMIN, round_.round_id)[0].labels_due == world.clock() + timedelta(seconds=300)
     seen, _ = world.coordinator.get_round(caller(A), round_.round_id)
-    assert seen.labels_due == LABELS_ASKED and seen.labelling
+    assert seen.labels_due == LABELS_ASKED and seen.labelling and seen.labels_awaited == ()
+    # The operator sees who owes labels (B answered in its join), a member does not.
+    assert world.coordinator.get_round(ADMIN, round_.round_id)[0].labels_awaited == ((A, 3),)
 
 
 def test_an_answer_names_a_round_id_of_at_most_64_characters() -> None:
