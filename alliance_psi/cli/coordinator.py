@@ -639,15 +639,15 @@ def _labels_fact(round_: Round) -> str:
     """``labels``: whether co-holders see each other's labels, and how many at most."""
     if not round_.share_labels:
         return "not shared (tokens only)"
-    cap = (
-        "every co-holder's: no cap" if not round_.label_cap else f"at most {plural(round_.label_cap, 'label')} per lead"
-    )
-    if not round_.labels_at_match:
-        return f"shared with co-holders ({cap})" if not round_.label_cap else f"shared with co-holders, {cap}"
-    when = f"sealed at match, {round_.label_window_seconds} s to answer"
-    if round_.labels_due is not None:
-        when += f" (due {round_.labels_due:%Y-%m-%d %H:%M:%S} UTC)"
-    return f"shared with co-holders, {cap}, {when}"
+    if not round_.label_cap:
+        fact = "shared with co-holders (every co-holder's: no cap)"
+    else:
+        fact = f"shared with co-holders, at most {plural(round_.label_cap, 'label')} per lead"
+    if round_.labels_at_match:
+        fact += f", sealed at match, {round_.label_window_seconds} s to answer"
+        if round_.labels_due is not None:
+            fact += f" (due {round_.labels_due:%Y-%m-%d %H:%M:%S} UTC)"
+    return fact
 
 
 def _echo_facts(lines: list[tuple[str, str]]) -> None:

@@ -466,9 +466,8 @@ class MemoryLabels(_OverState):
         return len(fresh)
 
     def has_outstanding(self, round_id: str, member_id: str | None = None) -> bool:
-        return bool(
-            self.unanswered_by_member(round_id).get(member_id, 0) if member_id else self.unanswered_by_member(round_id)
-        )
+        unanswered = self.unanswered_by_member(round_id)
+        return bool(unanswered.get(member_id, 0) if member_id else unanswered)
 
     def unanswered_by_member(self, round_id: str) -> dict[str, int]:
         found: dict[str, int] = {}
